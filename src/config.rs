@@ -1,0 +1,1 @@
+//! Command line -> validated configuration. (to be written)

@@ -1,0 +1,9 @@
+//! Containers: frames in, bytes out. No files, no sockets, no clock.
+
+pub mod bmff;
+pub mod flv;
+pub mod flv_demux;
+pub mod fmp4;
+pub mod hls;
+pub mod mp4;
+pub mod ts;

@@ -1,0 +1,1 @@
+//! Recorder worker pool and sinks. (to be written)
