@@ -891,3 +891,833 @@ pub(crate) fn split_aggregate(msg: &Message) -> Result<Vec<Message>, SessionErro
     }
     Ok(subs)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::{Codec, Track};
+    use crate::rtmp::client::{ClientEvent, ClientSession};
+    use crate::rtmp::handshake::HANDSHAKE_SIZE;
+
+    /// S0 + S1 + S2: what the server writes before its first chunk.
+    const SERVER_HANDSHAKE_LEN: usize = 1 + 2 * HANDSHAKE_SIZE;
+
+    /// A server and a client wired together in memory. `raw` holds every message the server
+    /// sent after its handshake, decoded by an independent decoder; `sent` every byte the
+    /// client sent, for replays.
+    struct Duo {
+        s: ServerSession,
+        c: ClientSession,
+        sev: Vec<SessionEvent>,
+        cev: Vec<ClientEvent>,
+        raw: Vec<Message>,
+        raw_dec: ChunkDecoder,
+        raw_buf: BytesMut,
+        server_bytes: usize,
+        sent: Vec<u8>,
+        extra: Vec<u8>,
+    }
+
+    impl Duo {
+        fn with_config(config: SessionConfig) -> Duo {
+            Duo {
+                s: ServerSession::new(config, 42, 1000),
+                c: ClientSession::new(7),
+                sev: Vec::new(),
+                cev: Vec::new(),
+                raw: Vec::new(),
+                raw_dec: ChunkDecoder::new(),
+                raw_buf: BytesMut::new(),
+                server_bytes: 0,
+                sent: Vec::new(),
+                extra: Vec::new(),
+            }
+        }
+
+        /// Handshake and connect to app `live`.
+        fn connected() -> Duo {
+            let mut d = Duo::with_config(SessionConfig::default());
+            d.c.connect("live", "rtmp://127.0.0.1/live");
+            d.pump();
+            d
+        }
+
+        /// Exchanges bytes until both sides are quiet; collects events.
+        fn pump(&mut self) {
+            for _ in 0..100 {
+                let mut co = self.c.take_output();
+                co.append(&mut self.extra);
+                let so = self.s.take_output();
+                if co.is_empty() && so.is_empty() {
+                    break;
+                }
+                if !co.is_empty() {
+                    self.sent.extend_from_slice(&co);
+                    self.s.handle_input(&co).expect("server input");
+                }
+                if !so.is_empty() {
+                    self.c.handle_input(&so).expect("client input");
+                    self.record_raw(&so);
+                }
+                while let Some(e) = self.s.poll_event() {
+                    self.sev.push(e);
+                }
+                while let Some(e) = self.c.poll_event() {
+                    self.cev.push(e);
+                }
+            }
+        }
+
+        fn record_raw(&mut self, bytes: &[u8]) {
+            let skip = SERVER_HANDSHAKE_LEN.saturating_sub(self.server_bytes).min(bytes.len());
+            self.server_bytes += bytes.len();
+            self.raw_buf.extend_from_slice(&bytes[skip..]);
+            while let Some(m) = self.raw_dec.decode(&mut self.raw_buf).unwrap() {
+                self.raw.push(m);
+            }
+        }
+
+        /// Sends a message the client session has no method for, on its own chunk stream.
+        fn inject(&mut self, msg: Message) {
+            let mut enc = ChunkEncoder::new();
+            enc.set_chunk_size(4096);
+            let mut bytes = Vec::new();
+            enc.encode(&msg, &mut bytes);
+            self.extra.extend_from_slice(&bytes);
+            self.pump();
+        }
+
+        fn publish(&mut self, name: &str) -> u32 {
+            self.c.create_stream();
+            self.pump();
+            let sid = self.created();
+            self.c.publish(sid, name);
+            self.pump();
+            let rid = match self.sev.pop() {
+                Some(SessionEvent::PublishRequest {
+                    request_id,
+                    stream_id,
+                    app,
+                    name: n,
+                }) => {
+                    assert_eq!((stream_id, app.as_str(), n.as_str()), (sid, "live", name));
+                    request_id
+                }
+                other => panic!("expected a publish request, got {other:?}"),
+            };
+            self.s.accept_publish(rid);
+            self.pump();
+            assert_eq!(self.last_status(), (sid, "NetStream.Publish.Start".into()));
+            sid
+        }
+
+        fn created(&mut self) -> u32 {
+            match self.cev.pop() {
+                Some(ClientEvent::StreamCreated { stream_id }) => stream_id,
+                other => panic!("expected StreamCreated, got {other:?}"),
+            }
+        }
+
+        fn last_status(&self) -> (u32, String) {
+            self.cev
+                .iter()
+                .rev()
+                .find_map(|e| match e {
+                    ClientEvent::Status {
+                        stream_id, code, ..
+                    } => Some((*stream_id, code.clone())),
+                    _ => None,
+                })
+                .expect("a status")
+        }
+
+        fn media(&self) -> Vec<Frame> {
+            self.sev
+                .iter()
+                .filter_map(|e| match e {
+                    SessionEvent::Media { frame, .. } => Some(frame.clone()),
+                    _ => None,
+                })
+                .collect()
+        }
+
+        /// Commands the server sent, decoded.
+        fn raw_commands(&self) -> Vec<(u32, Command)> {
+            self.raw
+                .iter()
+                .filter(|m| m.type_id == mt::COMMAND_AMF0)
+                .map(|m| {
+                    let v = amf0::decode_all(&m.payload).unwrap();
+                    (m.stream_id, Command::parse(v).unwrap())
+                })
+                .collect()
+        }
+    }
+
+    fn code_of(cmd: &Command) -> Option<&str> {
+        cmd.arg(0)?.get("code")?.as_str()
+    }
+
+    fn video(dts: u32, key: bool, n: usize) -> Frame {
+        let mut data = vec![if key { 0x17 } else { 0x27 }, 1, 0, 0, 0];
+        data.extend((0..n).map(|i| i as u8));
+        Frame::parse(mt::VIDEO, dts, Bytes::from(data)).unwrap()
+    }
+
+    fn metadata_body() -> Bytes {
+        command::on_metadata(&Value::EcmaArray(vec![
+            ("width".into(), Value::Number(160.0)),
+            ("height".into(), Value::Number(120.0)),
+            ("encoder".into(), Value::string("Lavf")),
+        ]))
+    }
+
+    #[test]
+    fn connect_is_answered_with_control_then_result() {
+        let d = Duo::connected();
+        assert!(d.s.is_handshake_done() && d.c.is_handshake_done());
+        match &d.sev[..] {
+            [SessionEvent::Connected { app, tc_url }] => {
+                assert_eq!(app, "live");
+                assert_eq!(tc_url.as_deref(), Some("rtmp://127.0.0.1/live"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(d.cev[..], [ClientEvent::Connected]));
+        let types: Vec<u8> = d.raw.iter().map(|m| m.type_id).collect();
+        assert_eq!(
+            types,
+            vec![
+                mt::WINDOW_ACK_SIZE,
+                mt::SET_PEER_BANDWIDTH,
+                mt::SET_CHUNK_SIZE,
+                mt::COMMAND_AMF0
+            ]
+        );
+        assert_eq!(&d.raw[2].payload[..], &4096u32.to_be_bytes());
+        assert_eq!(d.s.out_chunk_size(), 4096);
+        assert!(d.raw.iter().all(|m| m.csid == CSID_CONTROL || m.csid == CSID_COMMAND));
+        let (_, result) = &d.raw_commands()[0];
+        assert_eq!(result.name, "_result");
+        assert_eq!(result.transaction_id, 1.0);
+        assert_eq!(result.object_str("fmsVer"), Some(command::FMS_VERSION));
+        assert_eq!(code_of(result), Some("NetConnection.Connect.Success"));
+        assert_eq!(
+            result.arg(0).unwrap().get("objectEncoding"),
+            Some(&Value::Number(0.0))
+        );
+        assert_eq!(d.s.app(), "live");
+    }
+
+    #[test]
+    fn publish_then_media_flows_with_timestamps_intact() {
+        let mut d = Duo::connected();
+        let sid = d.publish("key?token=abc");
+        assert_eq!(sid, 1);
+        let sent = vec![
+            Frame::parse(mt::VIDEO, 0, Bytes::from_static(&[0x17, 0, 0, 0, 0, 1, 2])).unwrap(),
+            Frame::parse(mt::AUDIO, 0, Bytes::from_static(&[0xaf, 0, 0x12, 0x10])).unwrap(),
+            video(40, false, 10_000),
+            Frame::parse(mt::AUDIO, 23, Bytes::from_static(&[0xaf, 1, 9, 9])).unwrap(),
+            video(0xFF_FFFE, true, 300),
+            video(0xFF_FFFF, false, 5000),
+            video(0x0100_0005, false, 20),
+            video(0xFFFF_FFF0, false, 20),
+        ];
+        for f in &sent {
+            d.c.send_frame(sid, f);
+        }
+        d.pump();
+        let got = d.media();
+        assert_eq!(got.len(), sent.len());
+        for (g, s) in got.iter().zip(&sent) {
+            assert_eq!((g.track, g.dts, g.key, g.config), (s.track, s.dts, s.key, s.config));
+            assert_eq!(g.data, s.data);
+        }
+        assert!(d
+            .sev
+            .iter()
+            .all(|e| !matches!(e, SessionEvent::Media { stream_id, .. } if *stream_id != sid)));
+    }
+
+    #[test]
+    fn set_data_frame_is_stripped_and_bare_metadata_kept() {
+        let mut d = Duo::connected();
+        let sid = d.publish("s");
+        let body = metadata_body();
+        let meta = Frame::parse(TAG_SCRIPT, 0, body.clone()).unwrap();
+        d.c.send_frame(sid, &meta);
+        d.pump();
+        // Bare onMetaData (what some encoders send), and an AMF3 data message with @setDataFrame.
+        d.inject(Message {
+            csid: 9,
+            timestamp: 5,
+            type_id: mt::DATA_AMF0,
+            stream_id: sid,
+            payload: body.clone(),
+        });
+        let mut amf3 = vec![0u8];
+        amf0::encode(&Value::string("@setDataFrame"), &mut amf3);
+        amf3.extend_from_slice(&body);
+        d.inject(Message {
+            csid: 9,
+            timestamp: 6,
+            type_id: mt::DATA_AMF3,
+            stream_id: sid,
+            payload: Bytes::from(amf3),
+        });
+        // Other data messages are not metadata.
+        d.inject(Message {
+            csid: 9,
+            timestamp: 7,
+            type_id: mt::DATA_AMF0,
+            stream_id: sid,
+            payload: Bytes::from(amf0::encode_all(&[
+                Value::string("onCuePoint"),
+                Value::Null,
+            ])),
+        });
+        let got = d.media();
+        assert_eq!(got.len(), 3);
+        for (f, dts) in got.iter().zip([0, 5, 6]) {
+            assert_eq!(f.track, Track::Meta);
+            assert_eq!(f.codec, Codec::Script);
+            assert_eq!(f.dts, dts);
+            assert_eq!(f.data, body);
+        }
+    }
+
+    #[test]
+    fn media_on_a_stream_that_is_not_publishing_is_ignored() {
+        let mut d = Duo::connected();
+        d.c.create_stream();
+        d.pump();
+        let sid = d.created();
+        d.c.send_frame(sid, &video(0, true, 10));
+        d.c.send_frame(7, &video(0, true, 10));
+        d.pump();
+        assert!(d.media().is_empty());
+    }
+
+    #[test]
+    fn aggregate_messages_are_split_and_rebased() {
+        let mut d = Duo::connected();
+        let sid = d.publish("s");
+        let mut agg = Vec::new();
+        for (ts, body) in [(1000u32, &[0x17u8, 1, 0, 0, 0, 9][..]), (1040, &[0xaf, 1, 5][..])] {
+            let t = if body[0] == 0xaf { mt::AUDIO } else { mt::VIDEO };
+            agg.push(t);
+            agg.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+            agg.extend_from_slice(&ts.to_be_bytes()[1..]);
+            agg.push((ts >> 24) as u8);
+            agg.extend_from_slice(&[0, 0, 0]);
+            agg.extend_from_slice(body);
+            agg.extend_from_slice(&(11 + body.len() as u32).to_be_bytes());
+        }
+        d.inject(Message {
+            csid: 9,
+            timestamp: 5000,
+            type_id: mt::AGGREGATE,
+            stream_id: sid,
+            payload: Bytes::from(agg),
+        });
+        let got = d.media();
+        assert_eq!(got.len(), 2);
+        assert_eq!((got[0].track, got[0].dts), (Track::Video, 5000));
+        assert_eq!((got[1].track, got[1].dts), (Track::Audio, 5040));
+        assert_eq!(&got[1].data[..], &[0xaf, 1, 5]);
+    }
+
+    #[test]
+    fn play_accept_sends_stream_begin_reset_start_sample_access() {
+        let mut d = Duo::connected();
+        d.c.create_stream();
+        d.pump();
+        let sid = d.created();
+        d.c.play(sid, "cam?token=t");
+        d.pump();
+        let rid = match d.sev.pop() {
+            Some(SessionEvent::PlayRequest {
+                request_id,
+                stream_id,
+                app,
+                name,
+            }) => {
+                assert_eq!((stream_id, app.as_str(), name.as_str()), (sid, "live", "cam?token=t"));
+                request_id
+            }
+            other => panic!("{other:?}"),
+        };
+        let before = d.raw.len();
+        d.s.accept_play(rid);
+        d.pump();
+        let after = &d.raw[before..];
+        assert_eq!(after.len(), 4);
+        assert_eq!(after[0].type_id, mt::USER_CONTROL);
+        let mut begin = mt::UC_STREAM_BEGIN.to_be_bytes().to_vec();
+        begin.extend_from_slice(&sid.to_be_bytes());
+        assert_eq!(&after[0].payload[..], &begin[..]);
+        let codes: Vec<String> = after[1..3]
+            .iter()
+            .map(|m| {
+                assert_eq!(m.stream_id, sid);
+                let c = Command::parse(amf0::decode_all(&m.payload).unwrap()).unwrap();
+                assert_eq!(c.name, "onStatus");
+                code_of(&c).unwrap().to_string()
+            })
+            .collect();
+        assert_eq!(codes, ["NetStream.Play.Reset", "NetStream.Play.Start"]);
+        assert_eq!(after[3].type_id, mt::DATA_AMF0);
+        assert_eq!(after[3].stream_id, sid);
+        assert_eq!(
+            amf0::decode_all(&after[3].payload).unwrap()[0],
+            Value::string("|RtmpSampleAccess")
+        );
+        assert_eq!(d.last_status(), (sid, "NetStream.Play.Start".into()));
+
+        // Media the hub pre-serialises on its own csids interleaves with the session's output.
+        let meta = metadata_body();
+        let mut hub = Vec::new();
+        for (csid, ty, ts, payload) in [
+            (CSID_DATA, mt::DATA_AMF0, 0, meta.clone()),
+            (CSID_VIDEO, mt::VIDEO, 0x0100_0000, video(0, true, 9000).data),
+            (CSID_AUDIO, mt::AUDIO, 0x0100_0001, Bytes::from_static(&[0xaf, 1, 1])),
+        ] {
+            for piece in chunk::encode_pieces(csid, ts, ty, sid, &payload, d.s.out_chunk_size()) {
+                hub.extend_from_slice(&piece);
+            }
+        }
+        d.s.publish_notify(sid);
+        let mut so = d.s.take_output();
+        so.extend_from_slice(&hub);
+        d.c.handle_input(&so).unwrap();
+        let mut frames = Vec::new();
+        let mut statuses = Vec::new();
+        while let Some(e) = d.c.poll_event() {
+            match e {
+                ClientEvent::Media { stream_id, frame } => {
+                    assert_eq!(stream_id, sid);
+                    frames.push((frame.track, frame.dts, frame.data.len()));
+                }
+                ClientEvent::Status { code, .. } => statuses.push(code),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(statuses, ["NetStream.Play.PublishNotify"]);
+        assert_eq!(
+            frames,
+            [
+                (Track::Meta, 0, meta.len()),
+                (Track::Video, 0x0100_0000, 9005),
+                (Track::Audio, 0x0100_0001, 3)
+            ]
+        );
+
+        d.s.unpublish_notify(sid);
+        let n = d.raw.len();
+        d.pump();
+        let eof = &d.raw[n];
+        assert_eq!(eof.type_id, mt::USER_CONTROL);
+        assert_eq!(&eof.payload[..2], &mt::UC_STREAM_EOF.to_be_bytes());
+        assert_eq!(d.last_status(), (sid, "NetStream.Play.UnpublishNotify".into()));
+    }
+
+    #[test]
+    fn rejected_publish_gets_bad_name_then_close() {
+        for (why, code) in [
+            (Refusal::BadName, "NetStream.Publish.BadName"),
+            (Refusal::NotFound, "NetStream.Publish.BadName"),
+            (Refusal::Unauthorized, "NetStream.Publish.Unauthorized"),
+        ] {
+            let mut d = Duo::connected();
+            d.c.create_stream();
+            d.pump();
+            let sid = d.created();
+            d.c.publish(sid, "bad/name");
+            d.pump();
+            let Some(SessionEvent::PublishRequest { request_id, .. }) = d.sev.pop() else {
+                panic!("no request");
+            };
+            assert!(!d.s.wants_close());
+            d.s.reject_publish(request_id, why);
+            d.pump();
+            assert!(d.s.wants_close());
+            match d.cev.last() {
+                Some(ClientEvent::Status {
+                    stream_id,
+                    level,
+                    code: c,
+                    ..
+                }) => assert_eq!((*stream_id, level.as_str(), c.as_str()), (sid, "error", code)),
+                other => panic!("{other:?}"),
+            }
+            // Media after a refusal goes nowhere; a second answer is a no-op.
+            d.s.accept_publish(request_id);
+            d.c.send_frame(sid, &video(0, true, 1));
+            d.pump();
+            assert!(d.media().is_empty());
+        }
+    }
+
+    #[test]
+    fn rejected_play_codes() {
+        for (why, code) in [
+            (Refusal::NotFound, "NetStream.Play.StreamNotFound"),
+            (Refusal::BadName, "NetStream.Play.StreamNotFound"),
+            (Refusal::Unauthorized, "NetStream.Play.Failed"),
+        ] {
+            let mut d = Duo::connected();
+            d.c.create_stream();
+            d.pump();
+            let sid = d.created();
+            d.c.play(sid, "x");
+            d.pump();
+            let Some(SessionEvent::PlayRequest { request_id, .. }) = d.sev.pop() else {
+                panic!("no request");
+            };
+            d.s.reject_play(request_id, why);
+            d.pump();
+            assert!(d.s.wants_close());
+            assert_eq!(d.last_status(), (sid, code.to_string()));
+        }
+    }
+
+    #[test]
+    fn fc_publish_result_and_on_fc_publish_carry_the_transaction_id() {
+        let mut d = Duo::connected();
+        d.c.release_stream("key");
+        d.c.fc_publish("key");
+        d.pump();
+        let cmds = d.raw_commands();
+        // connect _result (txn 1), releaseStream _result (2), FCPublish _result (3).
+        let txns: Vec<(String, f64)> = cmds
+            .iter()
+            .map(|(_, c)| (c.name.clone(), c.transaction_id))
+            .collect();
+        assert_eq!(
+            txns,
+            [
+                ("_result".to_string(), 1.0),
+                ("_result".to_string(), 2.0),
+                ("_result".to_string(), 3.0)
+            ]
+        );
+        let n = cmds.len();
+        d.publish("key");
+        let cmds = d.raw_commands();
+        let later: Vec<(&str, f64, Option<&str>)> = cmds[n..]
+            .iter()
+            .map(|(_, c)| (c.name.as_str(), c.transaction_id, code_of(c)))
+            .collect();
+        // createStream _result (4), onFCPublish with FCPublish's txn (3), then Publish.Start.
+        assert_eq!(
+            later,
+            [
+                ("_result", 4.0, None),
+                ("onFCPublish", 3.0, Some("NetStream.Publish.Start")),
+                ("onStatus", 0.0, Some("NetStream.Publish.Start"))
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_commands_get_error_only_with_a_transaction_id() {
+        let mut d = Duo::connected();
+        d.c.send_command(0, &Command::new("FCSubscribe", 9.0, Value::Null, vec![]));
+        d.c.send_command(0, &Command::new("noSuchThing", 0.0, Value::Null, vec![]));
+        d.c.send_command(0, &command::simple_request("getStreamLength", 10.0, Some("s")));
+        d.c.send_command(0, &command::simple_request("_checkbw", 11.0, None));
+        d.pump();
+        let cmds = d.raw_commands();
+        let replies: Vec<(&str, f64)> = cmds[1..]
+            .iter()
+            .map(|(_, c)| (c.name.as_str(), c.transaction_id))
+            .collect();
+        assert_eq!(replies, [("_error", 9.0), ("_result", 10.0), ("_result", 11.0)]);
+        assert_eq!(cmds[2].1.arg(0), Some(&Value::Number(0.0)));
+        assert!(matches!(d.cev.last(), Some(ClientEvent::Error(_))));
+        assert!(!d.s.wants_close());
+    }
+
+    #[test]
+    fn acknowledgement_after_each_window_with_real_counts() {
+        let config = SessionConfig {
+            window_ack_size: 5000,
+            ..SessionConfig::default()
+        };
+        let mut d = Duo::with_config(config.clone());
+        d.c.connect("live", "rtmp://h/live");
+        d.pump();
+        let sid = d.publish("s");
+        for i in 0..10 {
+            d.c.send_frame(sid, &video(i * 40, i == 0, 1500));
+        }
+        d.pump();
+        let acks: Vec<u32> = d
+            .raw
+            .iter()
+            .filter(|m| m.type_id == mt::ACKNOWLEDGEMENT)
+            .map(|m| be_u32(&m.payload).unwrap())
+            .collect();
+        assert!(acks.len() >= 2, "{acks:?}");
+        assert!(acks.windows(2).all(|w| w[1] - w[0] >= 5000));
+        assert!(*acks.last().unwrap() as u64 <= d.s.bytes_received());
+        assert_eq!(d.s.bytes_received(), d.sent.len() as u64);
+
+        // Byte by byte the acks land exactly on the window; the peer's own window wins.
+        let mut s = ServerSession::new(config, 42, 1000);
+        let mut replay = d.sent.clone();
+        let mut enc = ChunkEncoder::new();
+        enc.encode(
+            &Message {
+                csid: 9,
+                timestamp: 0,
+                type_id: mt::WINDOW_ACK_SIZE,
+                stream_id: 0,
+                payload: Bytes::from_static(&3000u32.to_be_bytes()),
+            },
+            &mut replay,
+        );
+        let switch_at = replay.len() as u64;
+        // Media on stream 0 is ignored but its bytes count.
+        for i in 0..80 {
+            enc.encode(
+                &Message {
+                    csid: 9,
+                    timestamp: i,
+                    type_id: mt::VIDEO,
+                    stream_id: 0,
+                    payload: Bytes::from(vec![0x27; 120]),
+                },
+                &mut replay,
+            );
+        }
+        let mut dec = ChunkDecoder::new();
+        let mut buf = BytesMut::new();
+        let mut seqs = Vec::new();
+        let mut server_out = 0usize;
+        let mut total = 0u64;
+        for b in &replay {
+            if s.handle_input(std::slice::from_ref(b)).is_err() {
+                break;
+            }
+            total += 1;
+            while let Some(SessionEvent::PublishRequest { request_id, .. }) = s.poll_event() {
+                s.accept_publish(request_id);
+            }
+            let out = s.take_output();
+            let skip = SERVER_HANDSHAKE_LEN.saturating_sub(server_out).min(out.len());
+            server_out += out.len();
+            buf.extend_from_slice(&out[skip..]);
+            while let Some(m) = dec.decode(&mut buf).unwrap() {
+                if m.type_id == mt::ACKNOWLEDGEMENT {
+                    seqs.push(be_u32(&m.payload).unwrap() as u64);
+                }
+            }
+        }
+        assert!(total > switch_at + 6000, "replay too short: {total}");
+        for (i, seq) in seqs.iter().enumerate() {
+            let prev = if i == 0 { 0 } else { seqs[i - 1] };
+            let window = if prev >= switch_at { 3000 } else { 5000 };
+            assert!(
+                *seq == prev + window || (prev < switch_at && *seq >= switch_at),
+                "acks {seqs:?} switch at {switch_at}"
+            );
+        }
+        assert!(seqs.iter().any(|s| *s > switch_at + 3000));
+    }
+
+    #[test]
+    fn ping_request_is_answered() {
+        let mut d = Duo::connected();
+        d.inject(chunk::user_control_msg(mt::UC_PING_REQUEST, &[1, 2, 3, 4]));
+        let pong = d.raw.last().unwrap();
+        assert_eq!(pong.type_id, mt::USER_CONTROL);
+        assert_eq!(pong.csid, CSID_CONTROL);
+        assert_eq!(&pong.payload[..], &[0, 7, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn ending_a_publish_or_play_raises_events() {
+        let mut d = Duo::connected();
+        let a = d.publish("a");
+        d.c.delete_stream(a);
+        d.pump();
+        assert!(matches!(d.sev.last(), Some(SessionEvent::Unpublished { stream_id }) if *stream_id == a));
+
+        let b = d.publish("b?token=1");
+        d.c.send_command(0, &command::simple_request("FCUnpublish", 0.0, Some("b")));
+        d.pump();
+        assert!(matches!(d.sev.last(), Some(SessionEvent::Unpublished { stream_id }) if *stream_id == b));
+        assert_eq!(d.raw_commands().last().unwrap().1.name, "onFCUnpublish");
+        // deleteStream after FCUnpublish (FFmpeg's order) ends nothing twice.
+        let n = d.sev.len();
+        d.c.delete_stream(b);
+        d.pump();
+        assert_eq!(d.sev.len(), n);
+
+        let c = d.publish("c");
+        d.c.send_command(c, &Command::new("closeStream", 0.0, Value::Null, vec![]));
+        d.pump();
+        assert!(matches!(d.sev.last(), Some(SessionEvent::Unpublished { stream_id }) if *stream_id == c));
+
+        d.c.create_stream();
+        d.pump();
+        let p = d.created();
+        d.c.play(p, "x");
+        d.pump();
+        let Some(SessionEvent::PlayRequest { request_id, .. }) = d.sev.pop() else {
+            panic!()
+        };
+        d.s.accept_play(request_id);
+        let pause = Command::new("pause", 0.0, Value::Null, vec![Value::Boolean(true), Value::Number(0.0)]);
+        d.c.send_command(p, &pause);
+        d.c.send_command(p, &Command::new("receiveVideo", 0.0, Value::Null, vec![Value::Boolean(false)]));
+        d.c.send_command(p, &Command::new("receiveAudio", 0.0, Value::Null, vec![Value::Boolean(true)]));
+        d.c.delete_stream(p);
+        d.pump();
+        let tail = &d.sev[d.sev.len() - 4..];
+        assert!(matches!(tail[0], SessionEvent::Pause { stream_id, paused: true } if stream_id == p));
+        assert!(matches!(tail[1], SessionEvent::ReceiveVideo { stream_id, enabled: false } if stream_id == p));
+        assert!(matches!(tail[2], SessionEvent::ReceiveAudio { stream_id, enabled: true } if stream_id == p));
+        assert!(matches!(tail[3], SessionEvent::PlayStopped { stream_id } if stream_id == p));
+
+        // A stream ended before its request was answered still reports the end; answers are no-ops.
+        d.c.create_stream();
+        d.pump();
+        let q = d.created();
+        d.c.publish(q, "q");
+        d.c.delete_stream(q);
+        d.pump();
+        let tail = &d.sev[d.sev.len() - 2..];
+        let SessionEvent::PublishRequest { request_id, .. } = tail[0] else { panic!() };
+        assert!(matches!(tail[1], SessionEvent::Unpublished { stream_id } if stream_id == q));
+        let out = d.s.take_output().len();
+        d.s.accept_publish(request_id);
+        assert_eq!(d.s.take_output().len(), out);
+    }
+
+    #[test]
+    fn streams_are_capped() {
+        let mut d = Duo::connected();
+        for _ in 0..MAX_STREAMS + 1 {
+            d.c.create_stream();
+        }
+        d.pump();
+        let ids: Vec<u32> = d
+            .cev
+            .iter()
+            .filter_map(|e| match e {
+                ClientEvent::StreamCreated { stream_id } => Some(*stream_id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ids, (1..=MAX_STREAMS as u32).collect::<Vec<_>>());
+        assert!(matches!(d.cev.last(), Some(ClientEvent::Error(_))));
+    }
+
+    #[test]
+    fn byte_by_byte_gives_identical_events() {
+        let mut d = Duo::connected();
+        d.c.fc_publish("s");
+        let sid = d.publish("s");
+        d.c.send_frame(sid, &Frame::parse(TAG_SCRIPT, 0, metadata_body()).unwrap());
+        for i in 0..20u32 {
+            d.c.send_frame(sid, &video(0xFF_FFF0 + i * 7, i % 10 == 0, 100 + 700 * i as usize));
+        }
+        d.c.delete_stream(sid);
+        d.pump();
+        let whole = replay(&d.sent, d.sent.len());
+        let expected: Vec<String> = d.sev.iter().map(|e| format!("{e:?}")).collect();
+        assert_eq!(whole, expected);
+        for step in [1, 2, 3, 7, 128, 1537] {
+            assert_eq!(replay(&d.sent, step), expected, "step {step}");
+        }
+    }
+
+    /// A fresh server fed `input` in pieces of `step` bytes, accepting every request.
+    fn replay(input: &[u8], step: usize) -> Vec<String> {
+        let mut s = ServerSession::new(SessionConfig::default(), 42, 1000);
+        let mut events = Vec::new();
+        for piece in input.chunks(step) {
+            s.handle_input(piece).unwrap();
+            while let Some(e) = s.poll_event() {
+                match e {
+                    SessionEvent::PublishRequest { request_id, .. } => s.accept_publish(request_id),
+                    SessionEvent::PlayRequest { request_id, .. } => s.accept_play(request_id),
+                    _ => {}
+                }
+                events.push(format!("{e:?}"));
+            }
+        }
+        events
+    }
+
+    #[test]
+    fn garbage_after_the_handshake_is_an_error_not_a_panic() {
+        // A chunk header on a chunk stream never started.
+        let mut d = Duo::connected();
+        assert!(d.s.handle_input(&[0xC3; 64]).is_err());
+
+        // A command whose AMF is garbage.
+        let mut d = Duo::connected();
+        let mut enc = ChunkEncoder::new();
+        let mut bytes = Vec::new();
+        enc.encode(
+            &Message {
+                csid: 3,
+                timestamp: 0,
+                type_id: mt::COMMAND_AMF0,
+                stream_id: 0,
+                payload: Bytes::from_static(&[0xEE, 1, 2, 3]),
+            },
+            &mut bytes,
+        );
+        assert!(matches!(d.s.handle_input(&bytes), Err(SessionError::Amf(_))));
+
+        // Pseudo-random bytes at every offset: errors or waits, never panics.
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for round in 0..200 {
+            let mut d = Duo::connected();
+            let junk: Vec<u8> = (0..(round * 7 % 900 + 10))
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            let _ = d.s.handle_input(&junk);
+        }
+    }
+
+    #[test]
+    fn commands_before_connect_are_a_protocol_error() {
+        let mut d = Duo::with_config(SessionConfig::default());
+        d.c.create_stream();
+        let mut out = Vec::new();
+        // Complete the handshake by hand, then send createStream first.
+        for _ in 0..4 {
+            let co = d.c.take_output();
+            out.push(d.s.handle_input(&co));
+            let so = d.s.take_output();
+            if !so.is_empty() {
+                d.c.handle_input(&so).unwrap();
+            }
+        }
+        assert!(out.iter().any(|r| matches!(r, Err(SessionError::Protocol(_)))));
+        assert!(d.s.wants_close());
+    }
+
+    #[test]
+    fn split_aggregate_rejects_truncation() {
+        let msg = Message {
+            csid: 4,
+            timestamp: 0,
+            type_id: mt::AGGREGATE,
+            stream_id: 1,
+            payload: Bytes::from_static(&[9, 0, 0, 50, 0, 0, 0, 0, 0, 0, 0, 1, 2]),
+        };
+        assert!(split_aggregate(&msg).is_err());
+    }
+}
