@@ -1637,8 +1637,18 @@ mod tests {
 
     /// A fresh server fed `input` in pieces of `step` bytes, accepting every request.
     fn replay(input: &[u8], step: usize) -> Vec<String> {
+        replay_events(input, step)
+            .0
+            .iter()
+            .map(|e| format!("{e:?}"))
+            .collect()
+    }
+
+    /// Like `replay`, returning the events and every message the server sent.
+    fn replay_events(input: &[u8], step: usize) -> (Vec<SessionEvent>, Vec<Message>) {
         let mut s = ServerSession::new(SessionConfig::default(), 42, 1000);
         let mut events = Vec::new();
+        let mut out = Vec::new();
         for piece in input.chunks(step) {
             s.handle_input(piece).unwrap();
             while let Some(e) = s.poll_event() {
@@ -1647,10 +1657,127 @@ mod tests {
                     SessionEvent::PlayRequest { request_id, .. } => s.accept_play(request_id),
                     _ => {}
                 }
-                events.push(format!("{e:?}"));
+                events.push(e);
             }
+            out.extend_from_slice(&s.take_output());
         }
-        events
+        let mut dec = ChunkDecoder::new();
+        let mut buf = BytesMut::from(&out[SERVER_HANDSHAKE_LEN.min(out.len())..]);
+        let mut msgs = Vec::new();
+        while let Some(m) = dec.decode(&mut buf).unwrap() {
+            msgs.push(m);
+        }
+        (events, msgs)
+    }
+
+    fn commands_in(msgs: &[Message]) -> Vec<Command> {
+        msgs.iter()
+            .filter(|m| m.type_id == mt::COMMAND_AMF0)
+            .map(|m| Command::parse(amf0::decode_all(&m.payload).unwrap()).unwrap())
+            .collect()
+    }
+
+    /// Everything FFmpeg 6 sent to a minimal server while publishing one second of 160x120
+    /// H.264 + AAC to `rtmp://127.0.0.1:PORT/live/s?token=abc` (handshake, connect,
+    /// releaseStream, FCPublish, createStream, publish, @setDataFrame, media, FCUnpublish,
+    /// deleteStream), captured on 127.0.0.1.
+    const FFMPEG_PUBLISH: &[u8] = include_bytes!("../../tests/data/ffmpeg_publish.bin");
+    /// FFmpeg playing `rtmp://127.0.0.1:PORT/live/s`: connect, createStream, getStreamLength,
+    /// play, Set Buffer Length.
+    const FFMPEG_PLAY: &[u8] = include_bytes!("../../tests/data/ffmpeg_play.bin");
+
+    #[test]
+    fn replays_an_ffmpeg_publish() {
+        let (events, msgs) = replay_events(FFMPEG_PUBLISH, FFMPEG_PUBLISH.len());
+        match &events[..2] {
+            [SessionEvent::Connected { app, tc_url }, SessionEvent::PublishRequest {
+                stream_id: 1,
+                app: papp,
+                name,
+                ..
+            }] => {
+                assert_eq!(app, "live");
+                assert!(tc_url.as_deref().unwrap().starts_with("rtmp://127.0.0.1:"));
+                assert_eq!((papp.as_str(), name.as_str()), ("live", "s?token=abc"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let frames: Vec<&Frame> = events
+            .iter()
+            .filter_map(|e| match e {
+                SessionEvent::Media { stream_id: 1, frame } => Some(frame),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(frames[0].track, Track::Meta);
+        assert_eq!(&frames[0].data[..13], b"\x02\x00\x0aonMetaData");
+        let meta = amf0::decode_all(&frames[0].data).unwrap();
+        assert_eq!(meta[1].get("width"), Some(&Value::Number(160.0)));
+        let video: Vec<&&Frame> = frames.iter().filter(|f| f.track == Track::Video).collect();
+        let audio: Vec<&&Frame> = frames.iter().filter(|f| f.track == Track::Audio).collect();
+        assert!(video[0].config && video[0].codec == Codec::Avc);
+        assert!(video[1].key && !video[1].config);
+        assert_eq!(video.len(), 11, "sequence header + 10 pictures");
+        assert!(audio[0].config && audio[0].codec == Codec::Aac);
+        assert!(audio.len() > 20);
+        assert!(video.windows(2).all(|w| w[0].dts <= w[1].dts));
+        assert!(matches!(events.last(), Some(SessionEvent::Unpublished { stream_id: 1 })));
+        assert_eq!(
+            events
+                .iter()
+                .filter(|e| matches!(e, SessionEvent::Unpublished { .. }))
+                .count(),
+            1
+        );
+        let replies: Vec<(String, f64)> = commands_in(&msgs)
+            .iter()
+            .map(|c| (c.name.clone(), c.transaction_id))
+            .collect();
+        let expect: Vec<(String, f64)> = [
+            ("_result", 1.0),
+            ("_result", 2.0),
+            ("_result", 3.0),
+            ("_result", 4.0),
+            ("onFCPublish", 3.0),
+            ("onStatus", 0.0),
+            ("onFCUnpublish", 6.0),
+            ("_result", 6.0),
+        ]
+        .iter()
+        .map(|(n, t)| (n.to_string(), *t))
+        .collect();
+        assert_eq!(replies, expect);
+        let all = replay(FFMPEG_PUBLISH, FFMPEG_PUBLISH.len());
+        for step in [1, 5, 1000] {
+            assert_eq!(replay(FFMPEG_PUBLISH, step), all, "step {step}");
+        }
+    }
+
+    #[test]
+    fn replays_an_ffmpeg_play() {
+        let (events, msgs) = replay_events(FFMPEG_PLAY, 1);
+        match &events[..] {
+            [SessionEvent::Connected { .. }, SessionEvent::PlayRequest {
+                stream_id: 1,
+                app,
+                name,
+                ..
+            }] => assert_eq!((app.as_str(), name.as_str()), ("live", "s")),
+            other => panic!("{other:?}"),
+        }
+        let cmds = commands_in(&msgs);
+        let get_length = cmds.iter().find(|c| c.transaction_id == 3.0).unwrap();
+        assert_eq!(get_length.name, "_result");
+        assert_eq!(get_length.arg(0), Some(&Value::Number(0.0)));
+        let codes: Vec<&str> = cmds.iter().filter_map(code_of).collect();
+        assert_eq!(
+            codes,
+            [
+                "NetConnection.Connect.Success",
+                "NetStream.Play.Reset",
+                "NetStream.Play.Start"
+            ]
+        );
     }
 
     #[test]
