@@ -132,7 +132,10 @@ impl ClientSession {
     /// releaseStream(name), as FFmpeg sends before FCPublish.
     pub fn release_stream(&mut self, name: &str) {
         let txn = self.txn();
-        self.send_command(0, &command::simple_request("releaseStream", txn, Some(name)));
+        self.send_command(
+            0,
+            &command::simple_request("releaseStream", txn, Some(name)),
+        );
     }
 
     /// FCPublish(name) with a transaction id, as FFmpeg and OBS send.
@@ -520,7 +523,9 @@ impl RtmpClient {
             Err(e)
                 if matches!(
                     e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
                 ) =>
             {
                 Ok(())
@@ -595,8 +600,15 @@ mod tests {
                 // What the hub does: media pre-serialised on its own csid.
                 let payload = video(0x0123_4567).data;
                 let size = s.out_chunk_size();
-                chunk::encode_pieces(CSID_VIDEO, 0x0123_4567, mt::VIDEO, *stream_id, &payload, size)
-                    .concat()
+                chunk::encode_pieces(
+                    CSID_VIDEO,
+                    0x0123_4567,
+                    mt::VIDEO,
+                    *stream_id,
+                    &payload,
+                    size,
+                )
+                .concat()
             }
             _ => Vec::new(),
         });
@@ -624,7 +636,10 @@ mod tests {
         };
         assert!(saw_reset, "Play.Reset is kept for next_event");
         assert_eq!((frame.dts, frame.key), (0x0123_4567, true));
-        assert_eq!(c.next_event(Duration::from_millis(50)).unwrap().map(|_| ()), None);
+        assert_eq!(
+            c.next_event(Duration::from_millis(50)).unwrap().map(|_| ()),
+            None
+        );
         c.close();
         let events = server.join().unwrap();
         let media: Vec<u32> = events
@@ -638,9 +653,9 @@ mod tests {
         assert!(events
             .iter()
             .any(|e| matches!(e, SessionEvent::Unpublished { stream_id } if *stream_id == pub_id)));
-        assert!(events
-            .iter()
-            .any(|e| matches!(e, SessionEvent::PlayStopped { stream_id } if *stream_id == play_id)));
+        assert!(events.iter().any(
+            |e| matches!(e, SessionEvent::PlayStopped { stream_id } if *stream_id == play_id)
+        ));
     }
 
     #[test]
@@ -690,7 +705,10 @@ mod tests {
         c.handle_input(&s_out).unwrap();
         assert!(c.is_handshake_done());
         let out = c.take_output();
-        assert!(out.len() > HANDSHAKE_SIZE, "C2 followed by the queued commands");
+        assert!(
+            out.len() > HANDSHAKE_SIZE,
+            "C2 followed by the queued commands"
+        );
         s.handle_input(&out).unwrap();
         let mut got = Vec::new();
         while let Some(e) = s.poll_event() {
@@ -704,7 +722,10 @@ mod tests {
         }
         assert!(matches!(
             cev[..],
-            [ClientEvent::Connected, ClientEvent::StreamCreated { stream_id: 1 }]
+            [
+                ClientEvent::Connected,
+                ClientEvent::StreamCreated { stream_id: 1 }
+            ]
         ));
     }
 }
