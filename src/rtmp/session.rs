@@ -481,26 +481,21 @@ impl ServerSession {
                     self.send_control(reply);
                 }
             }
-            mt::AUDIO | mt::VIDEO => {
-                if self.is_publishing(msg.stream_id) {
-                    if let Some(frame) = Frame::parse(msg.type_id, msg.timestamp, msg.payload) {
-                        self.events.push_back(SessionEvent::Media {
-                            stream_id: msg.stream_id,
-                            frame,
-                        });
-                    }
+            mt::AUDIO | mt::VIDEO if self.is_publishing(msg.stream_id) => {
+                if let Some(frame) = Frame::parse(msg.type_id, msg.timestamp, msg.payload) {
+                    self.events.push_back(SessionEvent::Media {
+                        stream_id: msg.stream_id,
+                        frame,
+                    });
                 }
             }
-            mt::DATA_AMF0 | mt::DATA_AMF3 => {
-                if self.is_publishing(msg.stream_id) {
-                    if let Some(data) = metadata_payload(msg.type_id, &msg.payload) {
-                        if let Some(frame) = Frame::parse(TAG_SCRIPT, msg.timestamp, data) {
-                            self.events.push_back(SessionEvent::Media {
-                                stream_id: msg.stream_id,
-                                frame,
-                            });
-                        }
-                    }
+            mt::DATA_AMF0 | mt::DATA_AMF3 if self.is_publishing(msg.stream_id) => {
+                let data = metadata_payload(msg.type_id, &msg.payload);
+                if let Some(frame) = data.and_then(|d| Frame::parse(TAG_SCRIPT, msg.timestamp, d)) {
+                    self.events.push_back(SessionEvent::Media {
+                        stream_id: msg.stream_id,
+                        frame,
+                    });
                 }
             }
             mt::COMMAND_AMF0 | mt::COMMAND_AMF3 => {
@@ -509,11 +504,9 @@ impl ServerSession {
                     .map_err(|_| SessionError::Protocol("command message without a name"))?;
                 self.on_command(msg.stream_id, cmd)?;
             }
-            mt::AGGREGATE if allow_aggregate => {
-                if self.is_publishing(msg.stream_id) {
-                    for sub in split_aggregate(&msg)? {
-                        self.handle_message(sub, false)?;
-                    }
+            mt::AGGREGATE if allow_aggregate && self.is_publishing(msg.stream_id) => {
+                for sub in split_aggregate(&msg)? {
+                    self.handle_message(sub, false)?;
                 }
             }
             // Shared objects and anything unknown: not ours to serve.
@@ -638,7 +631,7 @@ impl ServerSession {
         let app = app.strip_suffix('/').unwrap_or(app).to_string();
         let tc_url = cmd.object_str("tcUrl").map(str::to_string);
         let encoding = match cmd.object.get("objectEncoding").and_then(Value::as_f64) {
-            Some(e) if e == 3.0 => 3.0,
+            Some(3.0) => 3.0,
             _ => 0.0,
         };
         self.send_control(chunk::window_ack_size_msg(self.config.window_ack_size));
