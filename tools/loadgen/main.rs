@@ -11,21 +11,7 @@ use bytes::BytesMut;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Registry, Token};
 use rtmpd::media::Track;
-use shim::{ClientEvent, ClientSession};
-mod shim {
-    use rtmpd::media::Frame;
-    pub enum ClientEvent { Connected, StreamCreated { stream_id: u32 }, Status { level: String, code: String, description: String }, Media { stream_id: u32, frame: Frame }, Error(String) }
-    pub struct ClientSession;
-    impl ClientSession {
-        pub fn new(_: u64) -> Self { ClientSession }
-        pub fn handle_input(&mut self, _: &[u8]) -> Result<(), String> { Err("shim".into()) }
-        pub fn poll_event(&mut self) -> Option<ClientEvent> { None }
-        pub fn take_output(&mut self) -> Vec<u8> { Vec::new() }
-        pub fn connect(&mut self, _: &str, _: &str) {}
-        pub fn create_stream(&mut self) {}
-        pub fn play(&mut self, _: u32, _: &str) {}
-    }
-}
+use rtmpd::rtmp::client::{ClientEvent, ClientSession};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
