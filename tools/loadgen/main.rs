@@ -101,7 +101,11 @@ fn parse_url(url: &str) -> Result<Target, String> {
         "rtmp" => (Proto::Rtmp, 1935),
         "http" => (Proto::HttpFlv, 80),
         "ws" => (Proto::WsFlv, 80),
-        _ => return Err(format!("bad --url {url:?}: scheme must be rtmp, http or ws")),
+        _ => {
+            return Err(format!(
+                "bad --url {url:?}: scheme must be rtmp, http or ws"
+            ))
+        }
     };
     let slash = rest
         .find('/')
@@ -983,7 +987,12 @@ impl Viewer {
         Ok(true)
     }
 
-    fn read_all(&mut self, buf: &mut [u8], peer_closed: bool, target: &Target) -> Result<(), String> {
+    fn read_all(
+        &mut self,
+        buf: &mut [u8],
+        peer_closed: bool,
+        target: &Target,
+    ) -> Result<(), String> {
         loop {
             let Some(sock) = self.sock.as_mut() else {
                 return Ok(());
@@ -1026,7 +1035,9 @@ impl Viewer {
             ProtoState::Rtmp { session } => {
                 return feed_rtmp(session, data, &target.stream, stats, out, now)
             }
-            ProtoState::Http { head, body, flv } => return feed_http(head, body, flv, data, stats, now),
+            ProtoState::Http { head, body, flv } => {
+                return feed_http(head, body, flv, data, stats, now)
+            }
             ProtoState::Ws {
                 key,
                 head,
@@ -1545,7 +1556,11 @@ impl Report {
                 s.rss_per_viewer_kib
             );
         }
-        let _ = write!(j, ",\"loadgen_cpu_s\":{:.3},\"errors\":{{", self.loadgen_cpu_s);
+        let _ = write!(
+            j,
+            ",\"loadgen_cpu_s\":{:.3},\"errors\":{{",
+            self.loadgen_cpu_s
+        );
         for (i, (e, n)) in self.errors.iter().enumerate() {
             let _ = write!(j, "{}{}:{n}", if i > 0 { "," } else { "" }, json_str(e));
         }
@@ -1569,4 +1584,281 @@ fn json_str(s: &str) -> String {
     }
     o.push('"');
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use rtmpd::media::Frame;
+    use rtmpd::mux::flv;
+
+    #[test]
+    fn urls() {
+        let t = parse_url("rtmp://127.0.0.1:1936/live/cam?token=x").unwrap();
+        assert_eq!(t.proto, Proto::Rtmp);
+        assert_eq!(t.addr.port(), 1936);
+        assert_eq!((t.app.as_str(), t.stream.as_str()), ("live", "cam?token=x"));
+        let t = parse_url("rtmp://127.0.0.1/live/cam").unwrap();
+        assert_eq!(t.addr.port(), 1935);
+        let t = parse_url("ws://127.0.0.1:8501/live/cam.flv").unwrap();
+        assert_eq!((t.proto, t.path.as_str()), (Proto::WsFlv, "/live/cam.flv"));
+        assert_eq!(t.authority, "127.0.0.1:8501");
+        assert!(parse_url("rtsp://127.0.0.1/live/cam").is_err());
+        assert!(parse_url("http://127.0.0.1:80/live").is_err());
+        assert!(parse_url("http://127.0.0.1:80").is_err());
+    }
+
+    #[test]
+    fn options_reject_bad_values() {
+        let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(Config::parse(&args(&["--viewers", "3"])).is_err());
+        let u = "--url=http://127.0.0.1:1/a/b.flv";
+        assert!(Config::parse(&args(&[u, "--viewers", "0"])).is_err());
+        assert!(Config::parse(&args(&[u, "--duration", "-1"])).is_err());
+        assert!(Config::parse(&args(&[u, "--ramp", "x"])).is_err());
+        let c = Config::parse(&args(&[u, "--viewers", "1200", "--duration", "2.5"]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.viewers, 1200);
+        assert_eq!(c.duration, Duration::from_millis(2500));
+    }
+
+    #[test]
+    fn connect_schedule() {
+        let c = Config::parse(&["--url=rtmp://127.0.0.1/a/b".into(), "--viewers=1200".into()])
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.due(Duration::ZERO), 500);
+        assert_eq!(c.due(Duration::from_millis(150)), 1000);
+        assert_eq!(c.due(Duration::from_secs(5)), 1200);
+        assert_eq!(
+            c.next_due(Duration::from_millis(150)),
+            Duration::from_millis(200)
+        );
+        let r = Config::parse(&[
+            "--url=rtmp://127.0.0.1/a/b".into(),
+            "--viewers=100".into(),
+            "--ramp=10".into(),
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(r.due(Duration::ZERO), 1);
+        assert_eq!(r.due(Duration::from_millis(1050)), 11);
+        assert_eq!(
+            r.next_due(Duration::from_millis(1050)),
+            Duration::from_millis(1100)
+        );
+    }
+
+    /// Feeds `data` in pieces split at every position (and byte by byte) to `run`, which must
+    /// give the same result each time.
+    fn every_split<T: PartialEq + std::fmt::Debug>(data: &[u8], run: impl Fn(&[&[u8]]) -> T) -> T {
+        let whole = run(&[data]);
+        for i in 0..=data.len() {
+            assert_eq!(run(&[&data[..i], &data[i..]]), whole, "split at {i}");
+        }
+        let bytes: Vec<&[u8]> = data.chunks(1).collect();
+        assert_eq!(run(&bytes), whole, "byte by byte");
+        whole
+    }
+
+    #[test]
+    fn dechunk_any_split() {
+        let input = b"5\r\nhello\r\n3;name=v\r\nabc\r\nA\r\n0123456789\r\n0\r\n\r\n";
+        let (data, ended) = every_split(input, |parts| {
+            let mut d = Dechunk::default();
+            let mut got = Vec::new();
+            let mut ended = false;
+            for p in parts {
+                ended = d
+                    .feed(p, |x| {
+                        got.extend_from_slice(x);
+                        Ok(())
+                    })
+                    .unwrap();
+            }
+            (got, ended)
+        });
+        assert_eq!(data, b"helloabc0123456789");
+        assert!(ended);
+    }
+
+    #[test]
+    fn dechunk_rejects_garbage() {
+        let mut d = Dechunk::default();
+        assert!(d.feed(b"zz\r\n", |_| Ok(())).is_err());
+        let mut d = Dechunk::default();
+        assert!(d.feed(b"3\r\nabcXY", |_| Ok(())).is_err());
+        let mut d = Dechunk::default();
+        assert!(d.feed(b"ffffffffffffffffff\r\n", |_| Ok(())).is_err());
+    }
+
+    fn server_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![0x80 | opcode];
+        match payload.len() {
+            n if n < 126 => f.push(n as u8),
+            n if n <= 0xffff => {
+                f.push(126);
+                f.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                f.push(127);
+                f.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        f.extend_from_slice(payload);
+        f
+    }
+
+    #[test]
+    fn websocket_frames_any_split() {
+        let big: Vec<u8> = (0..70_000u32).map(|i| i as u8).collect();
+        let mut input = server_frame(2, b"FLV");
+        input.extend(server_frame(9, b"hi"));
+        input.extend(server_frame(2, &big[..300]));
+        input.extend(server_frame(2, &[]));
+        input.extend(server_frame(2, &big));
+        input.extend(server_frame(8, &1000u16.to_be_bytes()));
+        let (data, pongs, closed) = every_split(&input, |parts| {
+            let mut r = WsReader::default();
+            let mut got = Vec::new();
+            let mut pongs = Vec::new();
+            let mut closed = false;
+            for p in parts {
+                let o = r
+                    .feed(p, |x| {
+                        got.extend_from_slice(x);
+                        Ok(())
+                    })
+                    .unwrap();
+                pongs.extend(o.pongs);
+                closed |= o.closed;
+            }
+            (got, pongs, closed)
+        });
+        let mut want = b"FLV".to_vec();
+        want.extend_from_slice(&big[..300]);
+        want.extend_from_slice(&big);
+        assert_eq!(data, want);
+        assert_eq!(pongs, vec![b"hi".to_vec()]);
+        assert!(closed);
+    }
+
+    #[test]
+    fn websocket_refuses_masked_and_oversized_control() {
+        let mut r = WsReader::default();
+        assert!(r.feed(&[0x82, 0x81, 1, 2, 3, 4, 5], |_| Ok(())).is_err());
+        let mut r = WsReader::default();
+        assert!(r.feed(&[0x89, 126, 0, 200], |_| Ok(())).is_err());
+    }
+
+    #[test]
+    fn client_frames_are_masked() {
+        let payload: Vec<u8> = (0..300u32).map(|i| i as u8).collect();
+        let mask = [1, 2, 3, 4];
+        let f = ws_frame(2, &payload, mask);
+        assert_eq!(f[0], 0x82);
+        assert_eq!(f[1], 0x80 | 126);
+        assert_eq!(&f[4..8], &mask);
+        let unmasked: Vec<u8> = f[8..]
+            .iter()
+            .enumerate()
+            .map(|(i, b)| b ^ mask[i % 4])
+            .collect();
+        assert_eq!(unmasked, payload);
+    }
+
+    fn flv_fixture() -> Vec<u8> {
+        let mut v = flv::file_header(true, true).to_vec();
+        for (t, ts, body) in [
+            (18u8, 0u32, &[2u8, 0, 10][..]),
+            (9, 0, &[0x17, 0, 0, 0, 0, 1, 0x64][..]),
+            (8, 0, &[0xaf, 0, 0x12, 0x10][..]),
+            (9, 40, &[0x27, 1, 0, 0, 0, 9][..]),
+            (9, 80, &[0x17, 1, 0, 0, 0, 9][..]),
+            (8, 23, &[0xaf, 1, 0x21][..]),
+        ] {
+            let f = Frame::parse(t, ts, Bytes::copy_from_slice(body)).unwrap();
+            flv::write_tag(&mut v, &f);
+        }
+        v
+    }
+
+    #[test]
+    fn flv_frames_and_first_keyframe_any_split() {
+        let input = flv_fixture();
+        let (frames, key_seen, saw_video) = every_split(&input, |parts| {
+            let mut r = FlvReader::new();
+            let mut s = Stats::new(Instant::now());
+            for p in parts {
+                r.feed(p, &mut s, Instant::now()).unwrap();
+            }
+            (s.frames, s.first_video_key.is_some(), s.saw_video)
+        });
+        // Five audio/video tags (sequence headers included), metadata not counted.
+        assert_eq!(frames, 5);
+        assert!(key_seen && saw_video);
+    }
+
+    #[test]
+    fn flv_sequence_header_is_not_the_first_keyframe() {
+        let input = flv_fixture();
+        let mut r = FlvReader::new();
+        let mut s = Stats::new(Instant::now());
+        // Up to and including the inter frame: header tags only, no picture keyframe yet.
+        let upto = 13 + (11 + 3 + 4) + (11 + 7 + 4) + (11 + 4 + 4) + (11 + 6 + 4);
+        r.feed(&input[..upto], &mut s, Instant::now()).unwrap();
+        assert!(s.first_video_key.is_none());
+        assert!(FlvReader::new()
+            .feed(b"NOTFLV-AT-ALL", &mut s, Instant::now())
+            .is_err());
+    }
+
+    #[test]
+    fn full_stream_rules() {
+        let t0 = Instant::now();
+        let mut s = Stats::new(t0);
+        s.on_frame(Track::Video, true, false, t0 + Duration::from_millis(10));
+        s.end_read(t0 + Duration::from_millis(10));
+        s.on_frame(Track::Video, false, false, t0 + Duration::from_millis(1500));
+        s.end_read(t0 + Duration::from_millis(1500));
+        assert!(s.full(t0 + Duration::from_millis(2000)));
+        // The last media is more than a second before the end.
+        assert!(!s.full(t0 + Duration::from_millis(2600)));
+        // A stall over 2 s.
+        s.on_frame(Track::Video, false, false, t0 + Duration::from_millis(3600));
+        s.end_read(t0 + Duration::from_millis(3600));
+        assert_eq!(s.max_stall, Duration::from_millis(2100));
+        assert!(!s.full(t0 + Duration::from_millis(3700)));
+    }
+
+    #[test]
+    fn audio_only_ttfk_is_first_audio() {
+        let t0 = Instant::now();
+        let mut s = Stats::new(t0);
+        s.on_frame(Track::Audio, true, true, t0 + Duration::from_millis(5));
+        assert!(s.ttfk().is_none());
+        s.on_frame(Track::Audio, true, false, t0 + Duration::from_millis(7));
+        assert_eq!(s.ttfk(), Some(Duration::from_millis(7)));
+    }
+
+    #[test]
+    fn percentiles_nearest_rank() {
+        let d = Dist::of((1..=200).map(|i| i as f64).collect());
+        assert_eq!((d.p50, d.p99, d.max, d.count), (100.0, 198.0, 200.0, 200));
+        let e = Dist::of(Vec::new());
+        assert_eq!((e.p99, e.count), (0.0, 0));
+    }
+
+    #[test]
+    fn proc_sample_of_self() {
+        let s = ProcSample::read(std::process::id()).unwrap();
+        assert!(s.rss_kib > 0 && s.hwm_kib >= s.rss_kib);
+    }
+
+    #[test]
+    fn json_strings_escape() {
+        assert_eq!(json_str("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000a\"");
+    }
 }
