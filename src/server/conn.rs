@@ -1,0 +1,115 @@
+//! `Conn`: one accepted socket and what it is doing. The state is an enum named for what the
+//! connection expects next; the loop in `server` drives it.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use mio::net::TcpStream;
+
+use super::outq::OutQueue;
+use crate::http::ws::WsSession;
+use crate::hub::ViewerId;
+use crate::media::StreamKey;
+use crate::rtmp::session::ServerSession;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listener {
+    Rtmp,
+    Http,
+}
+
+/// What an RTMP connection has become after `publish` or `play`.
+#[derive(Debug)]
+pub enum RtmpRole {
+    /// Connected, no stream yet.
+    Idle,
+    Publisher { key: StreamKey, stream_id: u32 },
+    Player { viewer: ViewerId, stream_id: u32 },
+}
+
+pub struct RtmpConn {
+    pub session: ServerSession,
+    pub app: String,
+    pub role: RtmpRole,
+}
+
+pub enum ConnState {
+    Rtmp(Box<RtmpConn>),
+    /// Waiting for (the next) request head; `served` counts requests on this connection.
+    HttpHead { served: u32 },
+    /// An HTTP-FLV viewer; input is read and dropped.
+    HttpFlv { viewer: ViewerId, chunked: bool },
+    /// A WS-FLV viewer.
+    WsFlv { viewer: ViewerId, ws: Box<WsSession> },
+}
+
+pub struct Conn {
+    pub socket: TcpStream,
+    pub peer: SocketAddr,
+    pub listener: Listener,
+    pub state: ConnState,
+    /// HTTP head bytes not yet parsed.
+    pub head: BytesMut,
+    /// Output of a connection that is not (yet) a viewer. A viewer's output goes through the hub.
+    pub out: OutQueue,
+    /// WRITABLE is registered: the socket refused bytes, the loop waits for it to drain.
+    pub write_blocked: bool,
+    /// Already listed for the next merged flush.
+    pub dirty: bool,
+    /// Close once the output is written (an error reply, an ended stream).
+    pub close_after_flush: bool,
+    /// Closed in this turn of the loop; the slab slot is freed at its end.
+    pub closed: bool,
+    pub created: Instant,
+    pub last_input: Instant,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+impl Conn {
+    pub fn new(socket: TcpStream, peer: SocketAddr, listener: Listener, state: ConnState, now: Instant) -> Conn {
+        Conn {
+            socket,
+            peer,
+            listener,
+            state,
+            head: BytesMut::new(),
+            out: OutQueue::default(),
+            write_blocked: false,
+            dirty: false,
+            close_after_flush: false,
+            closed: false,
+            created: now,
+            last_input: now,
+            bytes_in: 0,
+            bytes_out: 0,
+        }
+    }
+
+    /// The hub viewer this connection feeds, if it is a player.
+    pub fn viewer(&self) -> Option<ViewerId> {
+        match &self.state {
+            ConnState::Rtmp(r) => match r.role {
+                RtmpRole::Player { viewer, .. } => Some(viewer),
+                _ => None,
+            },
+            ConnState::HttpFlv { viewer, .. } | ConnState::WsFlv { viewer, .. } => Some(*viewer),
+            ConnState::HttpHead { .. } => None,
+        }
+    }
+
+    /// A label for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match &self.state {
+            ConnState::Rtmp(r) => match r.role {
+                RtmpRole::Idle => "rtmp",
+                RtmpRole::Publisher { .. } => "rtmp-publisher",
+                RtmpRole::Player { .. } => "rtmp-player",
+            },
+            ConnState::HttpHead { .. } => "http",
+            ConnState::HttpFlv { .. } => "http-flv",
+            ConnState::WsFlv { .. } => "ws-flv",
+        }
+    }
+}
