@@ -1238,6 +1238,23 @@ mod tests {
     }
 
     #[test]
+    fn mutated_streams_never_panic() {
+        let mut rng = Rng(2024);
+        let (_, clean) = encode_with_chunk_size(&random_messages(&mut rng, 30, 300), 128);
+        for _ in 0..2000 {
+            let mut bytes = clean.clone();
+            for _ in 0..1 + rng.below(8) {
+                let i = rng.below(bytes.len() as u64) as usize;
+                bytes[i] = rng.next() as u8;
+            }
+            let cut = rng.below(bytes.len() as u64 + 1) as usize;
+            let mut dec = ChunkDecoder::with_limits(4096, 1 << 16, 8);
+            let mut buf = BytesMut::from(&bytes[..cut]);
+            while let Ok(Some(_)) = dec.decode(&mut buf) {}
+        }
+    }
+
+    #[test]
     fn control_message_builders() {
         assert_eq!(&set_chunk_size_msg(4096).payload[..], &[0, 0, 0x10, 0]);
         assert_eq!(
