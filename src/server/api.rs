@@ -5,6 +5,8 @@ use std::fmt::Write;
 
 use super::conn::ConnState;
 use super::{limits, Server};
+use crate::hub::StreamStats;
+use crate::media::Codec;
 
 /// Escapes a string for a JSON string literal.
 pub fn json_str(s: &str) -> String {
@@ -25,6 +27,51 @@ pub fn json_str(s: &str) -> String {
     }
     out.push('"');
     out
+}
+
+fn codec_name(c: Codec) -> String {
+    match c {
+        Codec::Avc => "H264".into(),
+        Codec::Hevc => "H265".into(),
+        Codec::Av1 => "AV1".into(),
+        Codec::Aac => "AAC".into(),
+        Codec::Mp3 => "MP3".into(),
+        Codec::OtherVideo(id) => format!("video-{id}"),
+        Codec::OtherAudio(id) => format!("audio-{id}"),
+        Codec::Script => "script".into(),
+    }
+}
+
+fn num(v: Option<f64>) -> String {
+    match v {
+        Some(n) if n.is_finite() => format!("{}", n.round() as i64),
+        _ => "null".into(),
+    }
+}
+
+fn video_json(s: &StreamStats) -> String {
+    match s.video_codec {
+        None => "null".into(),
+        Some(c) => format!(
+            "{{\"codec\":{},\"width\":{},\"height\":{},\"fps\":{}}}",
+            json_str(&codec_name(c)),
+            num(s.meta.width),
+            num(s.meta.height),
+            num(s.meta.framerate)
+        ),
+    }
+}
+
+fn audio_json(s: &StreamStats) -> String {
+    match s.audio_codec {
+        None => "null".into(),
+        Some(c) => format!(
+            "{{\"codec\":{},\"sample_rate\":{},\"channels\":{}}}",
+            json_str(&codec_name(c)),
+            num(s.meta.audio_sample_rate),
+            num(s.meta.audio_channels)
+        ),
+    }
 }
 
 impl Server {
@@ -52,9 +99,19 @@ impl Server {
             if i > 0 {
                 out.push(',');
             }
-            let peer = s.publisher.and_then(|t| self.conns.get(t)).map(|c| c.peer.to_string());
-            let uptime = now_ms.saturating_sub(s.started_ms) as f64 / 1000.0;
-            let kbps = if uptime > 0.0 { s.bytes_in as f64 * 8.0 / 1000.0 / uptime } else { 0.0 };
+            let peer = s
+                .publisher
+                .and_then(|t| self.conns.get(t))
+                .map(|c| c.peer.to_string());
+            let uptime = s
+                .started_ms
+                .map(|t| now_ms.saturating_sub(t) as f64 / 1000.0)
+                .unwrap_or(0.0);
+            let kbps = if uptime > 0.0 {
+                s.bytes_in as f64 * 8.0 / 1000.0 / uptime
+            } else {
+                0.0
+            };
             let _ = write!(
                 out,
                 "{{\"app\":{},\"stream\":{},\"live\":{},\"publisher\":{},\"uptime_s\":{:.1},\"bitrate_in_kbps\":{:.0},\
@@ -68,8 +125,8 @@ impl Server {
                 kbps,
                 s.bytes_in,
                 s.bytes_out,
-                s.video_json(),
-                s.audio_json(),
+                video_json(&s),
+                audio_json(&s),
                 s.viewers_rtmp,
                 s.viewers_http_flv,
                 s.viewers_ws_flv,
@@ -84,10 +141,11 @@ impl Server {
         let (rtmp, http_flv, ws_flv, publishers) = self.conn_counts();
         let uptime = self.started.elapsed().as_secs_f64();
         format!(
-            "{{\"name\":\"rtmpd\",\"version\":{},\"mode\":\"origin\",\"uptime_s\":{:.1},\"pid\":{},\
+            "{{\"name\":\"rtmpd\",\"version\":{},\"mode\":\"origin\",\"started_unix\":{},\"uptime_s\":{:.1},\"pid\":{},\
              \"connections\":{},\"publishers\":{},\"players\":{{\"rtmp\":{},\"http_flv\":{},\"ws_flv\":{}}},\
              \"bytes_in\":{},\"bytes_out\":{},\"cpu_seconds\":{:.2},\"rss_bytes\":{}}}",
             json_str(crate::config::VERSION),
+            self.started_wall.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
             uptime,
             std::process::id(),
             self.conns.len(),
@@ -112,9 +170,24 @@ impl Server {
                 let _ = writeln!(m, "{name}{labels} {value}");
             }
         };
-        metric("rtmpd_connections", "gauge", "Open connections.", &[("", self.conns.len().to_string())]);
-        metric("rtmpd_connections_accepted_total", "counter", "Accepted connections.", &[("", self.totals.accepted.to_string())]);
-        metric("rtmpd_streams", "gauge", "Live streams.", &[("", publishers.to_string())]);
+        metric(
+            "rtmpd_connections",
+            "gauge",
+            "Open connections.",
+            &[("", self.conns.len().to_string())],
+        );
+        metric(
+            "rtmpd_connections_accepted_total",
+            "counter",
+            "Accepted connections.",
+            &[("", self.totals.accepted.to_string())],
+        );
+        metric(
+            "rtmpd_streams",
+            "gauge",
+            "Live streams.",
+            &[("", publishers.to_string())],
+        );
         metric(
             "rtmpd_players",
             "gauge",
@@ -125,19 +198,58 @@ impl Server {
                 ("{protocol=\"ws_flv\"}", ws_flv.to_string()),
             ],
         );
-        metric("rtmpd_bytes_in_total", "counter", "Bytes received.", &[("", self.totals.bytes_in.to_string())]);
-        metric("rtmpd_bytes_out_total", "counter", "Bytes sent.", &[("", self.totals.bytes_out.to_string())]);
-        metric("rtmpd_slow_viewer_skips_total", "counter", "Times a slow viewer skipped to the next keyframe.", &[("", t.skips.to_string())]);
-        metric("rtmpd_slow_viewer_dropped_bytes_total", "counter", "Bytes dropped for slow viewers.", &[("", t.dropped_bytes.to_string())]);
-        metric("rtmpd_slow_viewer_disconnects_total", "counter", "Slow viewers disconnected.", &[("", t.slow_disconnects.to_string())]);
-        metric("rtmpd_refused_total", "counter", "Refused publishes.", &[("", self.totals.refused.to_string())]);
-        metric("rtmpd_cpu_seconds_total", "counter", "CPU time used.", &[("", format!("{:.3}", limits::cpu_seconds()))]);
+        metric(
+            "rtmpd_bytes_in_total",
+            "counter",
+            "Bytes received.",
+            &[("", self.totals.bytes_in.to_string())],
+        );
+        metric(
+            "rtmpd_bytes_out_total",
+            "counter",
+            "Bytes sent.",
+            &[("", self.totals.bytes_out.to_string())],
+        );
+        metric(
+            "rtmpd_slow_viewer_skips_total",
+            "counter",
+            "Times a slow viewer skipped to the next keyframe.",
+            &[("", t.skips.to_string())],
+        );
+        metric(
+            "rtmpd_slow_viewer_dropped_frames_total",
+            "counter",
+            "Frames dropped for slow viewers.",
+            &[("", t.frames_dropped.to_string())],
+        );
+        metric(
+            "rtmpd_slow_viewer_disconnects_total",
+            "counter",
+            "Slow viewers disconnected.",
+            &[("", t.slow_disconnects.to_string())],
+        );
+        metric(
+            "rtmpd_refused_total",
+            "counter",
+            "Refused publishes.",
+            &[("", self.totals.refused.to_string())],
+        );
+        metric(
+            "rtmpd_cpu_seconds_total",
+            "counter",
+            "CPU time used.",
+            &[("", format!("{:.3}", limits::cpu_seconds()))],
+        );
         if let Some(rss) = limits::rss_bytes() {
-            metric("rtmpd_resident_memory_bytes", "gauge", "Resident memory.", &[("", rss.to_string())]);
+            metric(
+                "rtmpd_resident_memory_bytes",
+                "gauge",
+                "Resident memory.",
+                &[("", rss.to_string())],
+            );
         }
         m
     }
-
 }
 
 #[cfg(test)]

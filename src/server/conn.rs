@@ -24,8 +24,14 @@ pub enum Listener {
 pub enum RtmpRole {
     /// Connected, no stream yet.
     Idle,
-    Publisher { key: StreamKey, stream_id: u32 },
-    Player { viewer: ViewerId, stream_id: u32 },
+    Publisher {
+        key: StreamKey,
+        stream_id: u32,
+    },
+    Player {
+        viewer: ViewerId,
+        stream_id: u32,
+    },
 }
 
 pub struct RtmpConn {
@@ -37,11 +43,51 @@ pub struct RtmpConn {
 pub enum ConnState {
     Rtmp(Box<RtmpConn>),
     /// Waiting for (the next) request head; `served` counts requests on this connection.
-    HttpHead { served: u32 },
+    HttpHead {
+        served: u32,
+    },
     /// An HTTP-FLV viewer; input is read and dropped.
-    HttpFlv { viewer: ViewerId, chunked: bool },
+    HttpFlv {
+        viewer: ViewerId,
+        chunked: bool,
+    },
     /// A WS-FLV viewer.
-    WsFlv { viewer: ViewerId, ws: Box<WsSession> },
+    WsFlv {
+        viewer: ViewerId,
+        ws: Box<WsSession>,
+    },
+}
+
+/// A response body read from a file as the socket drains: one chunk in memory at a time.
+pub struct FileBody {
+    pub file: std::fs::File,
+    pub remaining: u64,
+}
+
+/// Bytes of a file body read per chunk.
+pub const FILE_CHUNK: usize = 64 * 1024;
+
+impl FileBody {
+    /// The next chunk, or None at the end. A file that shrank under us ends the body early,
+    /// which the caller turns into a closed connection (the length was promised).
+    pub fn next_chunk(&mut self) -> std::io::Result<Option<bytes::Bytes>> {
+        use std::io::Read;
+        if self.remaining == 0 {
+            return Ok(None);
+        }
+        let want = (self.remaining as usize).min(FILE_CHUNK);
+        let mut buf = vec![0u8; want];
+        let n = self.file.read(&mut buf)?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "file shrank while being sent",
+            ));
+        }
+        buf.truncate(n);
+        self.remaining -= n as u64;
+        Ok(Some(buf.into()))
+    }
 }
 
 pub struct Conn {
@@ -53,6 +99,8 @@ pub struct Conn {
     pub head: BytesMut,
     /// Output of a connection that is not (yet) a viewer. A viewer's output goes through the hub.
     pub out: OutQueue,
+    /// The rest of a static file response, sent after `out` drains.
+    pub body: Option<FileBody>,
     /// WRITABLE is registered: the socket refused bytes, the loop waits for it to drain.
     pub write_blocked: bool,
     /// Already listed for the next merged flush.
@@ -68,7 +116,13 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(socket: TcpStream, peer: SocketAddr, listener: Listener, state: ConnState, now: Instant) -> Conn {
+    pub fn new(
+        socket: TcpStream,
+        peer: SocketAddr,
+        listener: Listener,
+        state: ConnState,
+        now: Instant,
+    ) -> Conn {
         Conn {
             socket,
             peer,
@@ -76,6 +130,7 @@ impl Conn {
             state,
             head: BytesMut::new(),
             out: OutQueue::default(),
+            body: None,
             write_blocked: false,
             dirty: false,
             close_after_flush: false,

@@ -15,11 +15,28 @@ use crate::media::StreamKey;
 
 impl Server {
     pub(super) fn http_input(&mut self, token: usize, data: &[u8]) {
-        let Some(conn) = self.conns.get_mut(token) else { return };
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
         match &mut conn.state {
             ConnState::HttpHead { .. } => {
                 if conn.close_after_flush {
                     return; // an answer that ends the connection is on its way; ignore the rest
+                }
+                if conn.head.len() + data.len() > 2 * MAX_HEAD {
+                    // Pipelined requests piling up behind a body, or one endless head.
+                    let peer = conn.peer;
+                    warn!(
+                        "HTTP {peer}: more than {} bytes of request heads pending; closing",
+                        2 * MAX_HEAD
+                    );
+                    if conn.body.is_some() {
+                        self.close(token, "request flood");
+                    } else {
+                        self.http_refuse(token, 431, "Too many pending request bytes.");
+                        self.write_conn(token);
+                    }
+                    return;
                 }
                 conn.head.extend_from_slice(data);
                 self.http_parse(token);
@@ -48,10 +65,16 @@ impl Server {
     }
 
     /// Parses and answers every complete request head buffered (pipelining), in order.
-    fn http_parse(&mut self, token: usize) {
+    pub(super) fn http_parse(&mut self, token: usize) {
         loop {
-            let Some(conn) = self.conns.get_mut(token) else { return };
-            if conn.closed || conn.close_after_flush || !matches!(conn.state, ConnState::HttpHead { .. }) {
+            let Some(conn) = self.conns.get_mut(token) else {
+                return;
+            };
+            if conn.closed
+                || conn.close_after_flush
+                || conn.body.is_some()
+                || !matches!(conn.state, ConnState::HttpHead { .. })
+            {
                 break;
             }
             match request::parse(&conn.head) {
@@ -115,28 +138,50 @@ impl Server {
             Route::LiveFlv(key) => self.http_live(token, &req, key),
             Route::ApiStreams => {
                 let body = self.api_streams();
-                self.http_reply(token, response::text(200, "application/json", &body, keep_alive, head_only), keep_alive)
+                self.http_reply(
+                    token,
+                    response::text(200, "application/json", &body, keep_alive, head_only),
+                    keep_alive,
+                )
             }
             Route::ApiServer => {
                 let body = self.api_server();
-                self.http_reply(token, response::text(200, "application/json", &body, keep_alive, head_only), keep_alive)
+                self.http_reply(
+                    token,
+                    response::text(200, "application/json", &body, keep_alive, head_only),
+                    keep_alive,
+                )
             }
             Route::Metrics => {
                 let body = self.metrics();
                 let ct = "text/plain; version=0.0.4; charset=utf-8";
-                self.http_reply(token, response::text(200, ct, &body, keep_alive, head_only), keep_alive)
+                self.http_reply(
+                    token,
+                    response::text(200, ct, &body, keep_alive, head_only),
+                    keep_alive,
+                )
             }
-            Route::Static => self.http_reply(token, response::simple(404, "Not found.", keep_alive), keep_alive),
+            Route::Static => self.http_reply(
+                token,
+                response::simple(404, "Not found.", keep_alive),
+                keep_alive,
+            ),
         }
     }
 
     /// `/{app}/{stream}.flv`: an HTTP-FLV response or a WebSocket upgrade, or 404 before either.
     fn http_live(&mut self, token: usize, req: &Request, key: StreamKey) {
         let keep_alive = req.keep_alive();
-        let Some(peer) = self.conns.get(token).map(|c| c.peer) else { return };
+        let Some(peer) = self.conns.get(token).map(|c| c.peer) else {
+            return;
+        };
         if !self.hub.is_live(&key) {
             debug!("HTTP {peer}: {key} is not live");
-            return self.http_reply(token, response::simple(404, "Stream not found.", keep_alive), keep_alive);
+            return self.http_reply(
+                token,
+                response::simple(404, "Stream not found.", keep_alive),
+                keep_alive,
+            );
         }
         let upgrade = ws::is_upgrade(req);
         let head = if upgrade {
@@ -153,21 +198,38 @@ impl Server {
         if req.method == "HEAD" {
             return self.http_reply(token, head, false);
         }
-        let form = if upgrade { OutputForm::WsFlv } else { OutputForm::HttpFlv { chunked: req.version == 1 } };
+        let form = if upgrade {
+            OutputForm::WsFlv
+        } else {
+            OutputForm::HttpFlv {
+                chunked: req.version == 1,
+            }
+        };
         let now_ms = self.now_ms();
         let (viewer, _) = self.hub.add_viewer(&key, form, token, now_ms);
         if let Some(vw) = self.hub.viewer(viewer) {
             vw.queue.push_control(head.into());
         }
-        let Some(conn) = self.conns.get_mut(token) else { return };
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
         conn.head.clear();
         conn.state = if upgrade {
-            ConnState::WsFlv { viewer, ws: Box::new(WsSession::new()) }
+            ConnState::WsFlv {
+                viewer,
+                ws: Box::new(WsSession::new()),
+            }
         } else {
-            ConnState::HttpFlv { viewer, chunked: req.version == 1 }
+            ConnState::HttpFlv {
+                viewer,
+                chunked: req.version == 1,
+            }
         };
         self.hub.start_viewer(viewer);
-        info!("{key}: {} player {peer}", if upgrade { "WS-FLV" } else { "HTTP-FLV" });
+        info!(
+            "{key}: {} player {peer}",
+            if upgrade { "WS-FLV" } else { "HTTP-FLV" }
+        );
         // The cached GOP goes out now, not at the next merged flush: time to first frame matters.
         self.write_conn(token);
     }

@@ -86,10 +86,14 @@ pub struct Server {
     next_stats: Instant,
     last_stats: Vec<(StreamKey, u64, u64)>,
     seed: u64,
+    /// Reused per frame: viewers to flush and viewers to drop.
+    flush_tokens: Vec<ViewerId>,
+    slow_tokens: Vec<ViewerId>,
 }
 
 fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, ServerError> {
-    TcpListener::bind(addr).map_err(|e| ServerError(format!("cannot listen for {what} on {addr}: {e}")))
+    TcpListener::bind(addr)
+        .map_err(|e| ServerError(format!("cannot listen for {what} on {addr}: {e}")))
 }
 
 /// Runs the origin until Ctrl-C or SIGTERM.
@@ -122,14 +126,19 @@ fn hub_config(v: &ViewerConfig) -> HubConfig {
 }
 
 impl Server {
-    fn new(cfg: &OriginConfig, mut listeners: Vec<(TcpListener, Listener)>) -> Result<Server, ServerError> {
-        let poll = Poll::new().map_err(|e| ServerError(format!("cannot create the event loop: {e}")))?;
+    fn new(
+        cfg: &OriginConfig,
+        mut listeners: Vec<(TcpListener, Listener)>,
+    ) -> Result<Server, ServerError> {
+        let poll =
+            Poll::new().map_err(|e| ServerError(format!("cannot create the event loop: {e}")))?;
         for (i, (l, _)) in listeners.iter_mut().enumerate() {
             poll.registry()
                 .register(l, Token(LISTENER_BASE + i), Interest::READABLE)
                 .map_err(|e| ServerError(e.to_string()))?;
         }
-        let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(|e| ServerError(e.to_string()))?);
+        let waker =
+            Arc::new(Waker::new(poll.registry(), WAKER).map_err(|e| ServerError(e.to_string()))?);
         let shutdown = Arc::new(AtomicBool::new(false));
         {
             let (flag, waker) = (shutdown.clone(), waker.clone());
@@ -159,6 +168,8 @@ impl Server {
             next_stats: now + STATS_EVERY,
             last_stats: Vec::new(),
             seed: now.elapsed().as_nanos() as u64 ^ std::process::id() as u64,
+            flush_tokens: Vec::new(),
+            slow_tokens: Vec::new(),
         })
     }
 
@@ -232,7 +243,9 @@ impl Server {
 
     fn accept(&mut self, index: usize) {
         loop {
-            let Some((listener, kind)) = self.listeners.get(index) else { return };
+            let Some((listener, kind)) = self.listeners.get(index) else {
+                return;
+            };
             let kind = *kind;
             match listener.accept() {
                 Ok((socket, peer)) => self.add_conn(socket, peer, kind),
@@ -252,19 +265,30 @@ impl Server {
         let now = Instant::now();
         let state = match kind {
             Listener::Rtmp => {
-                self.seed = self.seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                self.seed = self
+                    .seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 let session = crate::rtmp::session::ServerSession::new(
                     crate::rtmp::session::SessionConfig::default(),
                     self.seed,
                     self.now_ms() as u32,
                 );
-                ConnState::Rtmp(Box::new(conn::RtmpConn { session, app: String::new(), role: RtmpRole::Idle }))
+                ConnState::Rtmp(Box::new(conn::RtmpConn {
+                    session,
+                    app: String::new(),
+                    role: RtmpRole::Idle,
+                }))
             }
             Listener::Http => ConnState::HttpHead { served: 0 },
         };
         let entry = self.conns.vacant_entry();
         let token = entry.key();
-        if let Err(e) = self.poll.registry().register(&mut socket, Token(token), Interest::READABLE) {
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut socket, Token(token), Interest::READABLE)
+        {
             error!("cannot register a connection from {peer}: {e}");
             return;
         }
@@ -275,7 +299,9 @@ impl Server {
     fn on_readable(&mut self, token: usize) {
         let mut buf = std::mem::take(&mut self.scratch);
         for _ in 0..READS_PER_WAKEUP {
-            let Some(conn) = self.conns.get_mut(token) else { break };
+            let Some(conn) = self.conns.get_mut(token) else {
+                break;
+            };
             if conn.closed {
                 break;
             }
@@ -341,17 +367,33 @@ impl Server {
     /// Writes what the connection has queued: its own queue first (replies sent before it became
     /// a viewer), then its viewer queue in the hub. Stops at WouldBlock and asks for WRITABLE.
     fn write_conn(&mut self, token: usize) {
-        let Some(conn) = self.conns.get_mut(token) else { return };
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
         if conn.closed {
             return;
         }
         let viewer = conn.viewer();
         let mut written = 0usize;
         let mut result = write_outbox(&mut conn.socket, &mut conn.out, &mut written);
+        let mut body_done = false;
+        while let (Ok(true), Some(body)) = (&result, conn.body.as_mut()) {
+            result = match body.next_chunk() {
+                Ok(Some(chunk)) => {
+                    conn.out.push(chunk);
+                    write_outbox(&mut conn.socket, &mut conn.out, &mut written)
+                }
+                Ok(None) => {
+                    conn.body = None;
+                    body_done = true;
+                    break;
+                }
+                Err(e) => Err(e),
+            };
+        }
         if let (Ok(true), Some(v)) = (&result, viewer) {
             if let Some(vw) = self.hub.viewer(v) {
                 result = write_outbox(&mut conn.socket, &mut vw.queue, &mut written);
-                vw.note_sent(written);
             }
         }
         conn.bytes_out += written as u64;
@@ -363,12 +405,22 @@ impl Server {
             }
             Ok(drained) => {
                 if drained == conn.write_blocked {
-                    let interest = if drained { Interest::READABLE } else { Interest::READABLE | Interest::WRITABLE };
-                    let _ = self.poll.registry().reregister(&mut conn.socket, Token(token), interest);
+                    let interest = if drained {
+                        Interest::READABLE
+                    } else {
+                        Interest::READABLE | Interest::WRITABLE
+                    };
+                    let _ =
+                        self.poll
+                            .registry()
+                            .reregister(&mut conn.socket, Token(token), interest);
                     conn.write_blocked = !drained;
                 }
                 if drained && conn.close_after_flush {
                     self.close(token, "done");
+                } else if body_done {
+                    // Pipelined requests wait while a body is sent; answer the next one now.
+                    self.http_parse(token);
                 }
             }
         }
@@ -376,7 +428,9 @@ impl Server {
 
     /// Closes a connection now: its publish ends, its viewer leaves the hub.
     fn close(&mut self, token: usize, reason: &str) {
-        let Some(conn) = self.conns.get_mut(token) else { return };
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
         if conn.closed {
             return;
         }
@@ -395,7 +449,10 @@ impl Server {
             self.hub.remove_viewer(v);
         }
         if let Some(key) = publishing {
-            info!("{key}: publisher {} left ({reason})", self.conns[token].peer);
+            info!(
+                "{key}: publisher {} left ({reason})",
+                self.conns[token].peer
+            );
             self.end_publish(&key, token);
         }
         self.to_free.push(token);
@@ -409,6 +466,48 @@ impl Server {
         }
     }
 
+    /// A frame from the publisher `token` of `key`: into the hub, then schedule the viewers
+    /// that now have something to write and drop the ones that fell too far behind.
+    pub(crate) fn publish_frame(
+        &mut self,
+        key: &StreamKey,
+        token: usize,
+        frame: crate::media::Frame,
+    ) {
+        let now_ms = self.now_ms();
+        let outcome = self.hub.frame(key, token, frame, now_ms);
+        self.flush_tokens.clear();
+        self.slow_tokens.clear();
+        for &v in outcome.flush {
+            self.flush_tokens.push(v);
+        }
+        for &v in outcome.too_slow {
+            self.slow_tokens.push(v);
+        }
+        let mut flush = std::mem::take(&mut self.flush_tokens);
+        for v in flush.drain(..) {
+            if let Some(t) = self.hub.viewer_ref(v).map(|vw| vw.token) {
+                self.mark_dirty(t);
+            }
+        }
+        self.flush_tokens = flush;
+        let slow = std::mem::take(&mut self.slow_tokens);
+        for &v in &slow {
+            let Some(t) = self.hub.viewer_ref(v).map(|vw| vw.token) else {
+                continue;
+            };
+            if let Some(c) = self.conns.get(t) {
+                warn!(
+                    "{key}: {} player {} too far behind; disconnected",
+                    c.kind(),
+                    c.peer
+                );
+            }
+            self.close(t, "too slow");
+        }
+        self.slow_tokens = slow;
+    }
+
     /// The publisher of `key` is gone: every viewer gets its end marker and is closed once it is written.
     fn end_publish(&mut self, key: &StreamKey, publisher: usize) {
         for v in self.hub.unpublish(key, publisher) {
@@ -417,8 +516,12 @@ impl Server {
     }
 
     fn end_viewer(&mut self, v: ViewerId) {
-        let Some(token) = self.hub.viewer(v).map(|vw| vw.token) else { return };
-        let Some(conn) = self.conns.get_mut(token) else { return };
+        let Some(token) = self.hub.viewer(v).map(|vw| vw.token) else {
+            return;
+        };
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
         let tail: Vec<u8> = match &mut conn.state {
             ConnState::Rtmp(r) => match r.role {
                 RtmpRole::Player { stream_id, .. } => {
@@ -455,7 +558,9 @@ impl Server {
         if bytes.is_empty() {
             return;
         }
-        let Some(conn) = self.conns.get_mut(token) else { return };
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
         match conn.viewer().and_then(|v| self.hub.viewer(v)) {
             Some(vw) => vw.queue.push_control(bytes.into()),
             None => conn.out.push(bytes.into()),
@@ -469,17 +574,25 @@ impl Server {
                 continue;
             }
             let reason = match &c.state {
-                ConnState::Rtmp(r) if !r.session.is_handshake_done() && now - c.created > HANDSHAKE_TIMEOUT => {
+                ConnState::Rtmp(r)
+                    if !r.session.is_handshake_done() && now - c.created > HANDSHAKE_TIMEOUT =>
+                {
                     Some("RTMP handshake timeout")
                 }
                 ConnState::Rtmp(r)
-                    if matches!(r.role, RtmpRole::Publisher { .. }) && now - c.last_input > PUBLISHER_IDLE =>
+                    if matches!(r.role, RtmpRole::Publisher { .. })
+                        && now - c.last_input > PUBLISHER_IDLE =>
                 {
                     Some("publisher idle for 30 s")
                 }
                 ConnState::HttpHead { served } => {
-                    let limit = if *served == 0 || !c.head.is_empty() { HEADER_TIMEOUT } else { KEEPALIVE_IDLE };
-                    (now - c.last_input > limit && c.out.is_empty()).then_some("HTTP request timeout")
+                    let limit = if *served == 0 || !c.head.is_empty() {
+                        HEADER_TIMEOUT
+                    } else {
+                        KEEPALIVE_IDLE
+                    };
+                    (now - c.last_input > limit && c.out.is_empty())
+                        .then_some("HTTP request timeout")
                 }
                 _ => None,
             };
@@ -496,28 +609,30 @@ impl Server {
     }
 
     fn log_stats(&mut self) {
-        let secs = STATS_EVERY.as_secs_f64();
+        let now_ms = self.now_ms();
         let mut now_stats = Vec::new();
         for s in self.hub.streams() {
-            let (prev_in, prev_out) = self
-                .last_stats
-                .iter()
-                .find(|(k, _, _)| *k == s.key)
-                .map(|(_, i, o)| (*i, *o))
-                .unwrap_or((s.bytes_in, s.bytes_out));
+            // Rates over the last interval; a stream seen for the first time counts from its start.
+            let (prev_in, prev_out, since) =
+                match self.last_stats.iter().find(|(k, ..)| *k == s.key) {
+                    Some((_, i, o)) => (*i, *o, STATS_EVERY.as_millis() as u64),
+                    None => (0, 0, now_ms.saturating_sub(s.started_ms.unwrap_or(now_ms))),
+                };
+            let kbps = |bytes: u64| bytes as f64 * 8.0 / since.max(1) as f64;
             let peer = s
                 .publisher
                 .and_then(|t| self.conns.get(t))
                 .map(|c| c.peer.to_string())
-                .unwrap_or_else(|| "-".into());
+                .unwrap_or_else(|| "none".into());
             info!(
-                "{}: publisher {peer}, players rtmp {} http-flv {} ws-flv {}, in {:.0} kbps, out {:.0} kbps",
+                "{}: publisher {peer}, players rtmp {} http-flv {} ws-flv {} (waiting {}), in {:.0} kbps, out {:.0} kbps",
                 s.key,
                 s.viewers_rtmp,
                 s.viewers_http_flv,
                 s.viewers_ws_flv,
-                (s.bytes_in - prev_in) as f64 * 8.0 / 1000.0 / secs,
-                (s.bytes_out.saturating_sub(prev_out)) as f64 * 8.0 / 1000.0 / secs,
+                s.viewers_waiting,
+                kbps(s.bytes_in.saturating_sub(prev_in)),
+                kbps(s.bytes_out.saturating_sub(prev_out)),
             );
             now_stats.push((s.key.clone(), s.bytes_in, s.bytes_out));
         }
@@ -547,12 +662,21 @@ impl Server {
             self.close(t, "shutdown");
         }
         // Players still waiting for a publisher end too.
-        let waiting: Vec<ViewerId> = self.conns.iter().filter(|(_, c)| !c.closed).filter_map(|(_, c)| c.viewer()).collect();
+        let waiting: Vec<ViewerId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| !c.closed)
+            .filter_map(|(_, c)| c.viewer())
+            .collect();
         for v in waiting {
             self.end_viewer(v);
         }
-        let idle: Vec<usize> =
-            self.conns.iter().filter(|(_, c)| !c.closed && !c.close_after_flush).map(|(t, _)| t).collect();
+        let idle: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| !c.closed && !c.close_after_flush)
+            .map(|(t, _)| t)
+            .collect();
         for t in idle {
             self.close(t, "shutdown");
         }
@@ -562,10 +686,9 @@ impl Server {
         while !self.conns.is_empty() && Instant::now() < deadline {
             let _ = self.poll.poll(&mut events, Some(Duration::from_millis(50)));
             for event in events.iter() {
-                if let Token(t) = event.token() {
-                    if t < LISTENER_BASE && event.is_writable() {
-                        self.write_conn(t);
-                    }
+                let Token(t) = event.token();
+                if t < LISTENER_BASE && event.is_writable() {
+                    self.write_conn(t);
                 }
             }
             self.free_closed();
@@ -575,7 +698,11 @@ impl Server {
 }
 
 /// Writes from `out` until it is empty (Ok(true)) or the socket would block (Ok(false)).
-fn write_outbox(socket: &mut TcpStream, out: &mut dyn Outbox, written: &mut usize) -> io::Result<bool> {
+fn write_outbox(
+    socket: &mut TcpStream,
+    out: &mut dyn Outbox,
+    written: &mut usize,
+) -> io::Result<bool> {
     loop {
         let n = {
             let mut iov: Vec<IoSlice<'_>> = Vec::with_capacity(32);

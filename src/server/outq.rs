@@ -48,7 +48,9 @@ impl Outbox for OutQueue {
 
     fn consume(&mut self, mut n: usize) {
         while n > 0 {
-            let Some(front) = self.items.front() else { return };
+            let Some(front) = self.items.front() else {
+                return;
+            };
             let left = front.len() - self.offset;
             if n < left {
                 self.offset += n;
@@ -72,7 +74,9 @@ mod tests {
 
     #[test]
     fn partial_writes_reproduce_the_stream() {
-        let parts: Vec<Bytes> = (0..20u8).map(|i| Bytes::from(vec![i; i as usize % 7 + 1])).collect();
+        let parts: Vec<Bytes> = (0..20u8)
+            .map(|i| Bytes::from(vec![i; i as usize % 7 + 1]))
+            .collect();
         let whole: Vec<u8> = parts.iter().flat_map(|b| b.iter().copied()).collect();
         for step in 1..9 {
             let mut q = OutQueue::default();
@@ -89,5 +93,19 @@ mod tests {
             assert_eq!(got, whole, "step {step}");
             assert_eq!(q.len(), 0);
         }
+    }
+}
+
+impl Outbox for crate::hub::queue::ViewerQueue {
+    fn slices<'a>(&'a self, out: &mut Vec<IoSlice<'a>>, max: usize) {
+        self.io_slices(out, max)
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.advance(n)
+    }
+
+    fn is_empty(&self) -> bool {
+        crate::hub::queue::ViewerQueue::is_empty(self)
     }
 }

@@ -11,20 +11,30 @@ use crate::rtmp::session::{Refusal, SessionEvent};
 
 impl Server {
     pub(super) fn rtmp_input(&mut self, token: usize, data: &[u8]) {
-        let Some(conn) = self.conns.get_mut(token) else { return };
-        let ConnState::Rtmp(r) = &mut conn.state else { return };
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        let ConnState::Rtmp(r) = &mut conn.state else {
+            return;
+        };
         if let Err(e) = r.session.handle_input(data) {
             warn!("RTMP {}: {e}; closing", conn.peer);
             self.close(token, "protocol error");
             return;
         }
         loop {
-            let Some(conn) = self.conns.get_mut(token) else { return };
+            let Some(conn) = self.conns.get_mut(token) else {
+                return;
+            };
             if conn.closed {
                 return;
             }
-            let ConnState::Rtmp(r) = &mut conn.state else { return };
-            let Some(event) = r.session.poll_event() else { break };
+            let ConnState::Rtmp(r) = &mut conn.state else {
+                return;
+            };
+            let Some(event) = r.session.poll_event() else {
+                break;
+            };
             self.rtmp_event(token, event);
         }
         self.rtmp_flush_session(token);
@@ -33,8 +43,12 @@ impl Server {
     /// Moves the session's pending output to the connection and writes at once: command replies
     /// are latency-critical (a player waits for Play.Start).
     fn rtmp_flush_session(&mut self, token: usize) {
-        let Some(conn) = self.conns.get_mut(token) else { return };
-        let ConnState::Rtmp(r) = &mut conn.state else { return };
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        let ConnState::Rtmp(r) = &mut conn.state else {
+            return;
+        };
         let out = r.session.take_output();
         if r.session.wants_close() {
             conn.close_after_flush = true;
@@ -50,16 +64,32 @@ impl Server {
                     r.app = app;
                 }
             }
-            SessionEvent::PublishRequest { request_id, stream_id, app, name } => {
-                self.rtmp_publish(token, request_id, stream_id, &app, &name)
-            }
-            SessionEvent::PlayRequest { request_id, stream_id, app, name } => {
-                self.rtmp_play(token, request_id, stream_id, &app, &name)
-            }
+            SessionEvent::PublishRequest {
+                request_id,
+                stream_id,
+                app,
+                name,
+            } => self.rtmp_publish(token, request_id, stream_id, &app, &name),
+            SessionEvent::PlayRequest {
+                request_id,
+                stream_id,
+                app,
+                name,
+            } => self.rtmp_play(token, request_id, stream_id, &app, &name),
             SessionEvent::Media { stream_id, frame } => {
-                let Some(conn) = self.conns.get(token) else { return };
-                let ConnState::Rtmp(r) = &conn.state else { return };
-                let RtmpRole::Publisher { key, stream_id: sid } = &r.role else { return };
+                let Some(conn) = self.conns.get(token) else {
+                    return;
+                };
+                let ConnState::Rtmp(r) = &conn.state else {
+                    return;
+                };
+                let RtmpRole::Publisher {
+                    key,
+                    stream_id: sid,
+                } = &r.role
+                else {
+                    return;
+                };
                 if *sid != stream_id {
                     return;
                 }
@@ -67,10 +97,18 @@ impl Server {
                 self.publish_frame(&key, token, frame);
             }
             SessionEvent::Unpublished { stream_id } => {
-                let Some(conn) = self.conns.get_mut(token) else { return };
+                let Some(conn) = self.conns.get_mut(token) else {
+                    return;
+                };
                 let peer = conn.peer;
-                let ConnState::Rtmp(r) = &mut conn.state else { return };
-                if let RtmpRole::Publisher { key, stream_id: sid } = &r.role {
+                let ConnState::Rtmp(r) = &mut conn.state else {
+                    return;
+                };
+                if let RtmpRole::Publisher {
+                    key,
+                    stream_id: sid,
+                } = &r.role
+                {
                     if *sid == stream_id {
                         let key = key.clone();
                         r.role = RtmpRole::Idle;
@@ -80,9 +118,17 @@ impl Server {
                 }
             }
             SessionEvent::PlayStopped { stream_id } => {
-                let Some(conn) = self.conns.get_mut(token) else { return };
-                let ConnState::Rtmp(r) = &mut conn.state else { return };
-                if let RtmpRole::Player { viewer, stream_id: sid } = r.role {
+                let Some(conn) = self.conns.get_mut(token) else {
+                    return;
+                };
+                let ConnState::Rtmp(r) = &mut conn.state else {
+                    return;
+                };
+                if let RtmpRole::Player {
+                    viewer,
+                    stream_id: sid,
+                } = r.role
+                {
                     if sid == stream_id {
                         // Flush what the viewer queue holds into nothing: the player asked to stop.
                         r.role = RtmpRole::Idle;
@@ -90,31 +136,61 @@ impl Server {
                     }
                 }
             }
-            SessionEvent::Pause { stream_id, paused } => self.rtmp_player_toggle(token, stream_id, |hub, v| hub.set_paused(v, paused)),
+            SessionEvent::Pause { stream_id, paused } => {
+                self.rtmp_player_toggle(token, stream_id, |hub, v| hub.set_paused(v, paused))
+            }
             SessionEvent::ReceiveAudio { stream_id, enabled } => {
-                self.rtmp_player_toggle(token, stream_id, |hub, v| hub.set_receive_audio(v, enabled))
+                self.rtmp_player_toggle(token, stream_id, |hub, v| {
+                    hub.set_receive_audio(v, enabled)
+                })
             }
             SessionEvent::ReceiveVideo { stream_id, enabled } => {
-                self.rtmp_player_toggle(token, stream_id, |hub, v| hub.set_receive_video(v, enabled))
+                self.rtmp_player_toggle(token, stream_id, |hub, v| {
+                    hub.set_receive_video(v, enabled)
+                })
             }
         }
     }
 
-    fn rtmp_player_toggle(&mut self, token: usize, stream_id: u32, f: impl FnOnce(&mut crate::hub::Hub, crate::hub::ViewerId)) {
-        let Some(conn) = self.conns.get(token) else { return };
-        let ConnState::Rtmp(r) = &conn.state else { return };
-        if let RtmpRole::Player { viewer, stream_id: sid } = r.role {
+    fn rtmp_player_toggle(
+        &mut self,
+        token: usize,
+        stream_id: u32,
+        f: impl FnOnce(&mut crate::hub::Hub, crate::hub::ViewerId),
+    ) {
+        let Some(conn) = self.conns.get(token) else {
+            return;
+        };
+        let ConnState::Rtmp(r) = &conn.state else {
+            return;
+        };
+        if let RtmpRole::Player {
+            viewer,
+            stream_id: sid,
+        } = r.role
+        {
             if sid == stream_id {
                 f(&mut self.hub, viewer);
             }
         }
     }
 
-    fn rtmp_publish(&mut self, token: usize, request_id: u32, stream_id: u32, app: &str, name: &str) {
+    fn rtmp_publish(
+        &mut self,
+        token: usize,
+        request_id: u32,
+        stream_id: u32,
+        app: &str,
+        name: &str,
+    ) {
         let now_ms = self.now_ms();
-        let Some(conn) = self.conns.get_mut(token) else { return };
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
         let peer = conn.peer;
-        let ConnState::Rtmp(r) = &mut conn.state else { return };
+        let ConnState::Rtmp(r) = &mut conn.state else {
+            return;
+        };
         if !matches!(r.role, RtmpRole::Idle) {
             warn!("RTMP {peer}: publish on a connection that already publishes or plays; refused");
             r.session.reject_publish(request_id, Refusal::BadName);
@@ -132,7 +208,10 @@ impl Server {
         match self.hub.publish(&key, token, now_ms) {
             Ok(ok) => {
                 r.session.accept_publish(request_id);
-                r.role = RtmpRole::Publisher { key: key.clone(), stream_id };
+                r.role = RtmpRole::Publisher {
+                    key: key.clone(),
+                    stream_id,
+                };
                 info!("{key}: publish from {peer}");
                 if let Some(old) = ok.took_over_from {
                     if let Some(c) = self.conns.get_mut(old) {
@@ -158,8 +237,12 @@ impl Server {
 
     /// A waiting RTMP player learns that the publisher has arrived.
     fn notify_publish(&mut self, v: crate::hub::ViewerId) {
-        let Some(token) = self.hub.viewer(v).map(|vw| vw.token) else { return };
-        let Some(conn) = self.conns.get_mut(token) else { return };
+        let Some(token) = self.hub.viewer(v).map(|vw| vw.token) else {
+            return;
+        };
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
         let ConnState::Rtmp(r) = &mut conn.state else {
             self.mark_dirty(token);
             return;
@@ -174,9 +257,13 @@ impl Server {
 
     fn rtmp_play(&mut self, token: usize, request_id: u32, stream_id: u32, app: &str, name: &str) {
         let now_ms = self.now_ms();
-        let Some(conn) = self.conns.get_mut(token) else { return };
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
         let peer = conn.peer;
-        let ConnState::Rtmp(r) = &mut conn.state else { return };
+        let ConnState::Rtmp(r) = &mut conn.state else {
+            return;
+        };
         if !matches!(r.role, RtmpRole::Idle) {
             warn!("RTMP {peer}: play on a connection that already publishes or plays; refused");
             r.session.reject_play(request_id, Refusal::NotFound);
@@ -193,7 +280,10 @@ impl Server {
         // Replies queued so far go out before the player's own queue takes over.
         let before = r.session.take_output();
         conn.out.push(before.into());
-        let form = OutputForm::Rtmp { chunk_size: r.session.out_chunk_size(), stream_id };
+        let form = OutputForm::Rtmp {
+            chunk_size: r.session.out_chunk_size(),
+            stream_id,
+        };
         let (viewer, live) = self.hub.add_viewer(&key, form, token, now_ms);
         r.role = RtmpRole::Player { viewer, stream_id };
         r.session.accept_play(request_id);
@@ -202,7 +292,14 @@ impl Server {
             vw.queue.push_control(reply.into());
         }
         self.hub.start_viewer(viewer);
-        info!("{key}: RTMP player {peer}{}", if live { "" } else { " (waiting for the publisher)" });
+        info!(
+            "{key}: RTMP player {peer}{}",
+            if live {
+                ""
+            } else {
+                " (waiting for the publisher)"
+            }
+        );
         self.write_conn(token);
     }
 }
