@@ -20,6 +20,7 @@ VIEWERS=${BENCH_VIEWERS:-1000}                  # viewers of the 2 Mbps stream, 
 BIG_VIEWERS=${BENCH_BIG_VIEWERS:-10000}         # viewers of the ~230 kbps stream, scenario d
 BIG_DURATION=${BENCH_BIG_DURATION:-$D_BIG_DURATION}
 BIG_NGINX=${BENCH_BIG_NGINX:-1}                 # also run scenario d as RTMP against nginx
+BIG_RAMP=${BENCH_BIG_RAMP:-1000}               # connects per second in scenario d
 TTFK_VIEWERS=${BENCH_TTFK_VIEWERS:-100}         # scenario e
 TTFK_RAMP=${BENCH_TTFK_RAMP:-25}                # connects per second in scenario e
 TTFK_DURATION=${BENCH_TTFK_DURATION:-$D_TTFK_DURATION}
@@ -147,7 +148,7 @@ run_load() { # name url viewers duration server-pid [extra options...]
     shift 5
     mkdir -p "$TMP/runs"
     local out=$TMP/runs/$name.json
-    echo "$LOAD --url $url --viewers $n --duration $dur --server-pid $pid $* --json" >>"$TMP/commands"
+    echo "$LOAD --url $url --viewers $n --duration $dur --server-pid $pid${*:+ $*} --json" >>"$TMP/commands"
     # In the background and waited for, so a signal to the script is handled at once.
     timeout $((dur + 60)) "$LOAD" --url "$url" --viewers "$n" --duration "$dur" \
         --server-pid "$pid" "$@" --json >"$out" 2>>"$TMP/load.err" &
@@ -156,6 +157,16 @@ run_load() { # name url viewers duration server-pid [extra options...]
     if ! wait "$lp"; then
         log "$name: rtmpd-load failed: $(tail -1 "$TMP/load.err")"
         echo '{}' >"$out"
+    fi
+    # Memory per viewer against the server's idle RSS (taken once the streams were live), not
+    # against the start of this run: an earlier run's freed memory stays in the allocator.
+    local base=$RTMPD_IDLE_KIB
+    [ "$pid" = "$RTMPD_PID" ] || base=$NGINX_IDLE_KIB
+    local end conn
+    end=$(jf "$out" server_rss_end_kib)
+    conn=$(jf "$out" viewers_connected)
+    if [ -n "$end" ] && [ "${conn:-0}" -gt 0 ]; then
+        echo "$name rss_per_viewer_kib $(awk -v e="$end" -v b="$base" -v n="$conn" 'BEGIN { printf "%.2f", (e - b) / n }')" >>"$TMP/derived"
     fi
     log "$name: full $(jf "$out" viewers_full)/$n, TTFK p99 $(jf "$out" ttfk_ms_p99) ms, $(jf "$out" mbps_total) Mbit/s, server CPU $(jf "$out" server_cpu_s) s = $(jf "$out" server_cpu_s_per_gb) s/GB, loadgen CPU $(jf "$out" loadgen_cpu_s) s"
     sleep "$PAUSE"
@@ -227,7 +238,10 @@ for s in s2m s230k; do
     wait_playable "$R_RTMP/$s" "$RTMPD_PID" rtmpd
     wait_playable "$N_RTMP/$s" "$NGINX_WORKER" nginx
 done
-log "streams are live; $REPS repetition(s), ${DURATION}s per run"
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+RTMPD_IDLE_KIB=$(rss_kib "$RTMPD_PID")
+NGINX_IDLE_KIB=$(rss_kib "$NGINX_WORKER")
+log "streams are live (idle RSS: rtmpd $RTMPD_IDLE_KIB KiB, nginx worker $NGINX_IDLE_KIB KiB); $REPS repetition(s), ${DURATION}s per run"
 
 # --- scenarios ---------------------------------------------------------------------------------
 # Repetitions alternate between the servers so background load on this shared machine hits
@@ -238,9 +252,11 @@ for ((r = 1; r <= REPS; r++)); do
     run_load "b-rtmpd-httpflv-$r" "$R_HTTP/s2m.flv" "$VIEWERS" "$DURATION" "$RTMPD_PID"
     run_load "c-rtmpd-wsflv-$r" "$R_WS/s2m.flv" "$VIEWERS" "$DURATION" "$RTMPD_PID"
 done
-run_load "d-rtmpd-httpflv-1" "$R_HTTP/s230k.flv" "$BIG_VIEWERS" "$BIG_DURATION" "$RTMPD_PID"
+# Ten thousand connects are spread over BIG_VIEWERS/BIG_RAMP seconds: in one burst they overflow
+# listen backlogs, and the SYN retries (1 s, 3 s, 7 s) would be measured instead of the server.
+run_load "d-rtmpd-httpflv-1" "$R_HTTP/s230k.flv" "$BIG_VIEWERS" "$BIG_DURATION" "$RTMPD_PID" --ramp "$BIG_RAMP"
 if [ "$BIG_NGINX" = 1 ]; then
-    run_load "d-nginx-rtmp-1" "$N_RTMP/s230k" "$BIG_VIEWERS" "$BIG_DURATION" "$NGINX_WORKER"
+    run_load "d-nginx-rtmp-1" "$N_RTMP/s230k" "$BIG_VIEWERS" "$BIG_DURATION" "$NGINX_WORKER" --ramp "$BIG_RAMP"
 fi
 for p in rtmp httpflv wsflv; do
     case $p in
@@ -254,11 +270,15 @@ run_load "e-nginx-rtmp-1" "$N_RTMP/s2m" "$TTFK_VIEWERS" "$TTFK_DURATION" "$NGINX
 
 # --- report ------------------------------------------------------------------------------------
 field() { # prefix key -> values over the repetitions
-    local f
+    local f v
+    if [ "$2" = rss_per_viewer_kib ]; then
+        awk -v p="$1-" 'index($1, p) == 1 { print $3 }' "$TMP/derived" 2>/dev/null
+        return 0
+    fi
     for f in "$TMP/runs/$1"-*.json; do
-        local v
+        [ -f "$f" ] || continue
         v=$(jf "$f" "$2")
-        [ -n "$v" ] && echo "$v"
+        if [ -n "$v" ]; then echo "$v"; fi
     done
 }
 NGINX_A=$(median $(field a-nginx-rtmp server_cpu_s_per_gb))
@@ -275,13 +295,13 @@ row() { # scenario server protocol prefix
     if [[ "$gb" =~ ^[0-9.]+$ && "$ref" =~ ^[0-9.]+$ ]]; then
         ratio=$(awk -v a="$gb" -v b="$ref" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
     fi
-    printf '| %s | %s | %s | %s | %s | %s / %s | %s | %s | %s | %s | %s | %s | %s |\n' \
+    printf '| %s | %s | %s | %s | %s | %s / %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' \
         "$1" "$2" "$3" "${req:-?}" "$(minimum $(field "$p" viewers_full))" \
         "$(median $(field "$p" ttfk_ms_p50))" "$(median $(field "$p" ttfk_ms_p99))" \
         "$(median $(field "$p" max_stall_ms_p99))" "$(median $(field "$p" mbps_total))" \
         "$(median $(field "$p" server_cpu_s))" "$gb" "$ratio" \
         "$(awk -v k="$(maximum $(field "$p" server_hwm_kib))" 'BEGIN { printf "%.1f", k / 1024 }')" \
-        "$(median $(field "$p" server_rss_per_viewer_kib))" "$(median $(field "$p" loadgen_cpu_s))"
+        "$(median $(field "$p" rss_per_viewer_kib))" "$(median $(field "$p" loadgen_cpu_s))"
 }
 {
     echo "## rtmpd-load benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
@@ -289,7 +309,7 @@ row() { # scenario server protocol prefix
     echo "Machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(uname -sr);"
     echo "$("$NGINX" -v 2>&1) with libnginx-mod-rtmp (1 worker); rtmpd $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')."
     echo "Streams: 60 s testsrc2+sine looped, H.264 High + AAC, keyframe every 2 s: 2 Mbps (1280x720p30) and ~230 kbps (426x240p25)."
-    echo "Runs: $REPS repetition(s) of a-c, ${DURATION} s each (medians; \"full\" is the minimum); d ${BIG_DURATION} s; e ${TTFK_DURATION} s at ${TTFK_RAMP} connects/s."
+    echo "Runs: $REPS repetition(s) of a-c, ${DURATION} s each (medians; \"full\" is the minimum); d ${BIG_DURATION} s at ${BIG_RAMP} connects/s; e ${TTFK_DURATION} s at ${TTFK_RAMP} connects/s."
     echo
     echo "| | server | protocol | viewers | full stream | TTFK p50 / p99 ms | max stall p99 ms | Mbit/s | server CPU s | CPU s/GB | vs nginx RTMP | VmHWM MiB | KiB/viewer | loadgen CPU s |"
     echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
@@ -306,7 +326,7 @@ row() { # scenario server protocol prefix
     echo
     echo "a-c: 1 stream of 2 Mbps to $VIEWERS viewers; d: ~230 kbps to $BIG_VIEWERS viewers; e: $TTFK_VIEWERS viewers joining at $TTFK_RAMP/s."
     echo "\"vs nginx RTMP\" divides CPU s/GB by nginx-rtmp's RTMP figure at the same load (a-c: scenario a; d: scenario d). Target: at most 0.20."
-    echo "KiB/viewer: server VmRSS at the end of the run minus at its start, per connected viewer."
+    echo "KiB/viewer: server VmRSS at the end of the run (viewers still connected) minus its idle VmRSS with the streams live, per connected viewer (includes any per-viewer queue the run built up)."
     echo "The load generator shares the $(nproc) cores with the server; its CPU time is in the last column."
     echo
     echo "Commands (rtmpd-load, in order):"
