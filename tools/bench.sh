@@ -10,15 +10,15 @@ cd "$ROOT"
 
 QUICK=${BENCH_QUICK:-0}
 if [ "$QUICK" = 1 ]; then
-    D_REPS=1 D_DURATION=10 D_BIG_DURATION=10 D_TTFK_DURATION=6
+    D_REPS=1 D_DURATION=10 D_BIG_DURATION=20 D_TTFK_DURATION=6
 else
-    D_REPS=3 D_DURATION=30 D_BIG_DURATION=30 D_TTFK_DURATION=8
+    D_REPS=3 D_DURATION=30 D_BIG_DURATION=40 D_TTFK_DURATION=8
 fi
 REPS=${BENCH_REPS:-$D_REPS}                     # repetitions of each CPU scenario (median reported)
 DURATION=${BENCH_DURATION:-$D_DURATION}         # seconds per run, scenarios a-c
 VIEWERS=${BENCH_VIEWERS:-1000}                  # viewers of the 2 Mbps stream, scenarios a-c
 BIG_VIEWERS=${BENCH_BIG_VIEWERS:-10000}         # viewers of the ~230 kbps stream, scenario d
-BIG_DURATION=${BENCH_BIG_DURATION:-$D_BIG_DURATION}
+BIG_DURATION=${BENCH_BIG_DURATION:-$D_BIG_DURATION} # includes the BIG_VIEWERS/BIG_RAMP s of connects
 BIG_NGINX=${BENCH_BIG_NGINX:-1}                 # also run scenario d as RTMP against nginx
 BIG_RAMP=${BENCH_BIG_RAMP:-1000}               # connects per second in scenario d
 TTFK_VIEWERS=${BENCH_TTFK_VIEWERS:-100}         # scenario e
@@ -285,13 +285,15 @@ NGINX_A=$(median $(field a-nginx-rtmp server_cpu_s_per_gb))
 NGINX_D=$(median $(field d-nginx-rtmp server_cpu_s_per_gb))
 row() { # scenario server protocol prefix
     local p=$4
-    local gb req ref=n/a ratio=n/a
+    local gb req ref=n/a ratio=n/a mem=-
     gb=$(median $(field "$p" server_cpu_s_per_gb))
     req=$(field "$p" viewers_requested | head -1)
     case $1 in
     a | b | c) ref=$NGINX_A ;;
     d) ref=$NGINX_D ;;
     esac
+    # Memory per viewer means little for the small runs of e, after the big run of d.
+    if [ "$1" != e ]; then mem=$(median $(field "$p" rss_per_viewer_kib)); fi
     if [[ "$gb" =~ ^[0-9.]+$ && "$ref" =~ ^[0-9.]+$ ]]; then
         ratio=$(awk -v a="$gb" -v b="$ref" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
     fi
@@ -301,7 +303,7 @@ row() { # scenario server protocol prefix
         "$(median $(field "$p" max_stall_ms_p99))" "$(median $(field "$p" mbps_total))" \
         "$(median $(field "$p" server_cpu_s))" "$gb" "$ratio" \
         "$(awk -v k="$(maximum $(field "$p" server_hwm_kib))" 'BEGIN { printf "%.1f", k / 1024 }')" \
-        "$(median $(field "$p" rss_per_viewer_kib))" "$(median $(field "$p" loadgen_cpu_s))"
+        "$mem" "$(median $(field "$p" loadgen_cpu_s))"
 }
 {
     echo "## rtmpd-load benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
