@@ -144,6 +144,8 @@ impl HlsSink {
                 return Ok(());
             }
             (Track::Audio, Codec::Mp3) => self.mp3 = true,
+            // AVC packet type 1 is a picture; 2 (end of sequence) carries none.
+            (Track::Video, Codec::Avc) if frame.data.get(1) != Some(&1) => return Ok(()),
             (Track::Video, Codec::Avc) | (Track::Audio, Codec::Aac) => {}
             (_, codec) => {
                 if !self.skipped_codec_logged {
