@@ -584,4 +584,28 @@ mod tests {
         assert_eq!(tags.iter().filter(|t| t.0 == 8).count(), 2);
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    #[test]
+    fn killed_mid_stream_leaves_a_readable_file() {
+        use crate::record::testutil::{decode_errors, have_tool, make_flv, read_flv, AV_ARGS};
+        if !have_tool("ffmpeg") {
+            return;
+        }
+        let dir = temp_dir("flv-kill");
+        let input = make_flv(&dir, "in.flv", AV_ARGS);
+        let frames = read_flv(&std::fs::read(&input).unwrap());
+        let key = StreamKey::new("live", "kill").unwrap();
+        let mut sink = FlvSink::create(&dir.join("out"), &key, SystemTime::now()).unwrap();
+        for f in &frames[..frames.len() / 2] {
+            sink.frame(f).unwrap();
+        }
+        // What is on disk now is what a SIGKILL would leave (the sink is never finished).
+        let snapshot = dir.join("snapshot.flv");
+        std::fs::copy(sink.path().unwrap(), &snapshot).unwrap();
+        let len = std::fs::metadata(&snapshot).unwrap().len();
+        assert!(len > 10_000, "flushed every second of media: {len} bytes");
+        assert_eq!(decode_errors(&snapshot), "");
+        drop(sink);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

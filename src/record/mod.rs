@@ -350,7 +350,7 @@ pub(crate) mod testutil {
     /// PAT, then PMT, then (with video) a first video PES that is a random access point holding
     /// an IDR slice.
     pub fn check_segment(ts: &[u8], video: bool) {
-        assert!(!ts.is_empty() && ts.len() % 188 == 0);
+        assert!(!ts.is_empty() && ts.len().is_multiple_of(188));
         let packets: Vec<&[u8]> = ts.chunks(188).collect();
         assert!(packets.iter().all(|p| p[0] == 0x47));
         assert_eq!(pid(packets[0]), 0);
