@@ -80,6 +80,7 @@ impl Recorders {
         if !idle {
             std::fs::create_dir_all(&config.data_dir)?;
             repair(&config.data_dir);
+            ignore_file_size_signal();
         }
         let config = Arc::new(config);
         let count = if idle { 0 } else { config.workers.max(1) };
@@ -265,6 +266,16 @@ impl Recorders {
             })
             .collect::<Vec<_>>()
             .join(", ")
+    }
+}
+
+/// Over a file-size limit (RLIMIT_FSIZE) a write should fail with EFBIG and stop that recording,
+/// not kill the whole server with SIGXFSZ.
+fn ignore_file_size_signal() {
+    #[cfg(unix)]
+    // SAFETY: installs the standard "ignore" disposition; no handler code runs.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
 }
 
@@ -532,6 +543,40 @@ mod tests {
         assert_eq!(decode_errors(&old.join("index.m3u8")), "");
         check_playlist(&hls.join("index.m3u8"), true);
         assert_eq!(flv_files(&paths::stream_dir(&data, "flv", &key)).len(), 2);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn disk_error_stops_hls_while_flv_goes_on() {
+        if !have_tool("ffmpeg") {
+            return;
+        }
+        let dir = temp_dir("diskerr");
+        let input = make_flv(&dir, "in.flv", AV_ARGS);
+        let frames = read_flv(&std::fs::read(&input).unwrap());
+        let data = dir.join("data");
+        let key = StreamKey::new("live", "err").unwrap();
+        let mut r = Recorders::start(config(&data)).unwrap();
+        let id = r.open(&key, SystemTime::now()).unwrap();
+        // The HLS folder vanishes once the session made it: every segment write will fail.
+        let hls = paths::stream_dir(&data, "hls", &key);
+        let t0 = Instant::now();
+        while !hls.is_dir() && t0.elapsed() < Duration::from_secs(5) {
+            thread::sleep(Duration::from_millis(2));
+        }
+        std::fs::remove_dir(&hls).unwrap();
+        for f in &frames {
+            r.frame(id, f);
+        }
+        r.close(id);
+        r.shutdown();
+        assert!(!hls.exists());
+        let flv = flv_files(&paths::stream_dir(&data, "flv", &key));
+        assert_eq!(decode_errors(&flv[0]), "");
+        assert_eq!(
+            probe_count(&flv[0], "v", "packets"),
+            probe_count(&input, "v", "packets")
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
