@@ -155,6 +155,17 @@ impl HlsSink {
                 return Ok(());
             }
         }
+        if frame.codec == Codec::Avc {
+            let has_picture = self.avc.as_ref().is_some_and(|c| {
+                crate::media::avc::nal_units(frame.payload(), c.nal_length_size)
+                    .next()
+                    .is_some()
+            });
+            if !has_picture {
+                // Malformed, or before any sequence header: nothing a decoder could use.
+                return Ok(());
+            }
+        }
         let mapped = self.timeline.map(frame.track, frame.dts);
         let t = mapped.t;
         if mapped.discontinuity && self.segment.is_some() {

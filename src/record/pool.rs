@@ -486,7 +486,9 @@ mod tests {
                 assert_eq!(probe_count(out, "v", "frames"), want, "{}", out.display());
             }
         }
-        std::fs::remove_dir_all(&dir).unwrap();
+        if std::env::var_os("RTMPD_KEEP_TEST_DATA").is_none() {
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
     }
 
     #[test]
@@ -577,6 +579,54 @@ mod tests {
             probe_count(&flv[0], "v", "packets"),
             probe_count(&input, "v", "packets")
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn live_playlist_is_always_whole() {
+        let dir = temp_dir("liveread");
+        let data = dir.join("data");
+        let key = StreamKey::new("live", "read").unwrap();
+        let mut cfg = config(&data);
+        cfg.flv = false;
+        cfg.hls_fragment_ms = 40;
+        let mut r = Recorders::start(cfg).unwrap();
+        let id = r.open(&key, SystemTime::now()).unwrap();
+        let playlist = paths::stream_dir(&data, "hls", &key).join("index.m3u8");
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = {
+            let (playlist, done) = (playlist.clone(), done.clone());
+            thread::spawn(move || {
+                let mut reads = 0;
+                while !done.load(Ordering::SeqCst) {
+                    let Ok(text) = std::fs::read_to_string(&playlist) else {
+                        continue;
+                    };
+                    assert!(text.starts_with("#EXTM3U\n"), "{text:?}");
+                    assert!(text.ends_with(".ts\n") || text.ends_with("#EXT-X-ENDLIST\n"));
+                    for seg in text.lines().filter(|l| l.ends_with(".ts")) {
+                        assert!(playlist.with_file_name(seg).is_file(), "{seg} listed early");
+                    }
+                    reads += 1;
+                }
+                reads
+            })
+        };
+        // Audio-only AAC at 40 ms, cut on time: a segment per frame, a playlist per frame.
+        let asc = Frame::parse(8, 0, bytes::Bytes::from_static(&[0xaf, 0, 0x12, 0x10])).unwrap();
+        r.frame(id, &asc);
+        for i in 0..500 {
+            r.frame(id, &audio_frame(i * 40));
+            if i % 16 == 0 {
+                thread::sleep(Duration::from_millis(1));
+            }
+        }
+        r.close(id);
+        r.shutdown();
+        done.store(true, Ordering::SeqCst);
+        assert!(reader.join().unwrap() > 0);
+        let text = std::fs::read_to_string(&playlist).unwrap();
+        assert!(text.ends_with("#EXT-X-ENDLIST\n"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
