@@ -630,6 +630,65 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// CPU time of one thread (the recorder's work runs on the calling thread here).
+    #[cfg(unix)]
+    fn thread_cpu() -> Duration {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime fills the timespec we own.
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    }
+
+    /// The README's recording-cost figure: CPU seconds per hour of media for each recorder.
+    /// `cargo test --release --lib record::pool::tests::recording_cost -- --ignored --nocapture`
+    #[cfg(unix)]
+    #[test]
+    #[ignore = "benchmark: run in release with --ignored --nocapture"]
+    fn recording_cost() {
+        if !have_tool("ffmpeg") {
+            return;
+        }
+        let dir = temp_dir("cost");
+        let input = make_flv(&dir, "in.flv", AV_ARGS);
+        let frames = read_flv(&std::fs::read(&input).unwrap());
+        let loops = 60u32; // 6 minutes of media
+        let span = 6_100u32;
+        let key = StreamKey::new("live", "cost").unwrap();
+        let cfg = config(&dir.join("data"));
+        for maker in sink_makers(&cfg) {
+            let info = SessionInfo {
+                config: &cfg,
+                key: &key,
+                started: SystemTime::now(),
+            };
+            let mut sink = maker.make(&info).unwrap();
+            let t0 = thread_cpu();
+            for k in 0..loops {
+                for f in frames.iter().filter(|f| k == 0 || !f.config) {
+                    let mut f = f.clone();
+                    f.dts = f.dts.wrapping_add(k * span);
+                    sink.frame(&f).unwrap();
+                }
+            }
+            sink.finish().unwrap();
+            let cpu = (thread_cpu() - t0).as_secs_f64();
+            let media_h = (loops * span) as f64 / 3_600_000.0;
+            println!(
+                "{}: {:.2} CPU s per hour of media ({:.3} s for {:.1} min)",
+                maker.name,
+                cpu / media_h,
+                cpu,
+                media_h * 60.0
+            );
+        }
+        let hls = paths::stream_dir(&cfg.data_dir, "hls", &key).join("index.m3u8");
+        assert_eq!(decode_errors(&hls), "");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     /// A sink that counts frames, can be made to block or fail, and records its finish.
     #[derive(Clone, Default)]
     struct Probe {
