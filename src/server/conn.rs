@@ -113,6 +113,8 @@ pub struct Conn {
     pub last_input: Instant,
     pub bytes_in: u64,
     pub bytes_out: u64,
+    /// Slow-viewer skips already logged.
+    pub skips_logged: u64,
 }
 
 impl Conn {
@@ -139,6 +141,7 @@ impl Conn {
             last_input: now,
             bytes_in: 0,
             bytes_out: 0,
+            skips_logged: 0,
         }
     }
 

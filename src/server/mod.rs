@@ -600,11 +600,34 @@ impl Server {
                 expired.push((t, r));
             }
         }
+        self.log_skips();
         for (t, r) in expired {
             if let Some(c) = self.conns.get(t) {
                 info!("{} {}: {r}", c.kind(), c.peer);
             }
             self.close(t, r);
+        }
+    }
+
+    /// One line per slow-viewer episode, with the peer address (the hub counts, we report).
+    fn log_skips(&mut self) {
+        for (_, c) in self.conns.iter_mut() {
+            let Some(vw) = c.viewer().and_then(|v| self.hub.viewer_ref(v)) else {
+                continue;
+            };
+            let st = &vw.queue.stats;
+            if st.skips > c.skips_logged {
+                warn!(
+                    "{}: {} player {} is slow: skipped to the next keyframe {} time(s), {} frames / {} bytes dropped so far",
+                    vw.key,
+                    c.kind(),
+                    c.peer,
+                    st.skips - c.skips_logged,
+                    st.frames_dropped,
+                    st.bytes_dropped
+                );
+                c.skips_logged = st.skips;
+            }
         }
     }
 
