@@ -295,10 +295,11 @@ fn hex_val(c: u8) -> Option<u8> {
 }
 
 /// Percent-encodes everything but unreserved characters and a few safe sub-delims, for Location and hrefs.
+/// ':' is encoded so a file named `javascript:x` cannot become a scheme in a relative link.
 fn percent_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for &c in s.as_bytes() {
-        if c.is_ascii_alphanumeric() || b"-._~!$'()*+,;=:@".contains(&c) {
+        if c.is_ascii_alphanumeric() || b"-._~!$'()*+,;=@".contains(&c) {
             out.push(c as char);
         } else {
             let _ = write!(out, "%{c:02X}");
@@ -324,6 +325,9 @@ fn resolve_clean(root: &Path, clean: &CleanPath) -> Result<PathBuf, Refusal> {
     let canonical = path.canonicalize().map_err(io_refusal)?;
     if !canonical.starts_with(&canonical_root) {
         return Err(Refusal::OutsideRoot);
+    }
+    if clean.trailing_slash && !canonical.is_dir() {
+        return Err(Refusal::NotFound);
     }
     Ok(canonical)
 }
@@ -581,6 +585,7 @@ fn lookup(root: &Root, clean: &CleanPath, dir_listing: bool) -> Result<Found, Re
                 }
                 let mut index_clean = clean.clone();
                 index_clean.segments.push("index.html".to_string());
+                index_clean.trailing_slash = false;
                 match resolve_clean(dir, &index_clean) {
                     Ok(index) if index.is_file() => {
                         let name = index_clean.joined();
@@ -1173,9 +1178,819 @@ fn month(s: &str) -> Option<u64> {
 
 fn days_in_month(y: u64, m: u64) -> u64 {
     match m {
-        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 if (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400) => 29,
         2 => 28,
         4 | 6 | 9 | 11 => 30,
         _ => 31,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write as _;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A temporary folder removed on drop (no tempfile crate here).
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new() -> TempDir {
+            static N: AtomicUsize = AtomicUsize::new(0);
+            let p = std::env::temp_dir().join(format!(
+                "rtmpd-files-test-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            let _ = fs::remove_dir_all(&p);
+            fs::create_dir_all(&p).unwrap();
+            TempDir(p)
+        }
+
+        fn write(&self, rel: &str, data: &[u8]) -> PathBuf {
+            let p = self.0.join(rel);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(&p, data).unwrap();
+            p
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn now() -> SystemTime {
+        // Far enough ahead of any file written by the test that mtime <= now holds.
+        SystemTime::now() + Duration::from_secs(10)
+    }
+
+    fn req(method: &'static str, target: &'static str) -> StaticRequest<'static> {
+        StaticRequest {
+            method,
+            target,
+            range: None,
+            if_none_match: None,
+            if_modified_since: None,
+            keep_alive: true,
+        }
+    }
+
+    fn head_str(r: &StaticResponse) -> String {
+        String::from_utf8(r.head.clone()).unwrap()
+    }
+
+    fn header(r: &StaticResponse, name: &str) -> Option<String> {
+        let head = head_str(r);
+        assert!(
+            head.ends_with("\r\n\r\n"),
+            "head must end with CRLF CRLF: {head:?}"
+        );
+        head.split("\r\n").skip(1).find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    }
+
+    fn body_bytes(r: StaticResponse) -> Vec<u8> {
+        use std::io::{Read, Seek, SeekFrom};
+        match r.body {
+            Body::Empty => Vec::new(),
+            Body::Static(b) => b.to_vec(),
+            Body::Owned(v) => v,
+            Body::File {
+                mut file,
+                offset,
+                len,
+            } => {
+                file.seek(SeekFrom::Start(offset)).unwrap();
+                let mut v = Vec::new();
+                file.take(len).read_to_end(&mut v).unwrap();
+                v
+            }
+        }
+    }
+
+    /// A root with a few files, used by most tests.
+    fn fixture() -> TempDir {
+        let t = TempDir::new();
+        t.write("a.txt", b"hello world");
+        t.write("..foo", b"dots");
+        t.write("sub/index.html", b"<p>sub</p>");
+        t.write("sub/x.ts", &[0x47; 188]);
+        t.write("bare/one.txt", b"1");
+        t.write("bare/<b>&\"q\".txt", b"2");
+        t.write("bare/inner/two.txt", b"22");
+        t.write("bare/javascript:alert(1)", b"3");
+        t
+    }
+
+    #[test]
+    fn traversal_spellings_are_refused() {
+        use Refusal::*;
+        let t = fixture();
+        let cases: &[(&str, Refusal)] = &[
+            ("/../etc/passwd", DotDot),
+            ("/sub/../../etc/passwd", DotDot),
+            ("/sub/..", DotDot),
+            ("/%2e%2e/etc/passwd", DotDot),
+            ("/%2E%2e/etc/passwd", DotDot),
+            ("/.%2E/etc/passwd", DotDot),
+            ("/sub/%2e%2e%2f%2e%2e%2fetc%2fpasswd", DotDot),
+            ("/sub/..%2f..%2fetc/passwd", DotDot),
+            ("/..%5c..%5cetc%5cpasswd", Backslash),
+            ("/..%5C..%5Cetc", Backslash),
+            ("/sub\\..\\..\\etc", Backslash),
+            ("/%252e%252e/etc/passwd", DoubleEncoded),
+            ("/%252E%252E%252Fetc", DoubleEncoded),
+            ("/..%252f..%252fetc", DoubleEncoded),
+            ("/..%255c..%255cetc", DoubleEncoded),
+            ("/a.txt%2500", DoubleEncoded),
+            ("//etc/passwd", Absolute),
+            ("/%2fetc/passwd", Absolute),
+            ("/%2Fetc/passwd", Absolute),
+            ("/C:/Windows/win.ini", Absolute),
+            ("/c:", Absolute),
+            ("/a.txt%00.html", Nul),
+            ("/a.txt\0", Nul),
+            ("/%zz", BadEncoding),
+            ("/%2", BadEncoding),
+            ("/a%", BadEncoding),
+            ("/%ff%fe", BadEncoding),
+            ("etc/passwd", BadTarget),
+            ("*", BadTarget),
+            ("", BadTarget),
+            ("/a\r\nX: y", BadTarget),
+            ("/missing.txt", NotFound),
+            ("/a.txt/", NotFound),
+            ("/sub/missing/x", NotFound),
+        ];
+        for (target, want) in cases {
+            assert_eq!(resolve_path(&t.0, target), Err(*want), "target {target:?}");
+        }
+        let long = format!("/{}", "a".repeat(MAX_PATH_LEN + 1));
+        assert_eq!(clean_target(&long), Err(BadTarget));
+    }
+
+    #[test]
+    fn ordinary_paths_resolve_inside_the_root() {
+        let t = fixture();
+        let root = t.0.canonicalize().unwrap();
+        let cases: &[(&str, &str)] = &[
+            ("/a.txt", "a.txt"),
+            ("/..foo", "..foo"),
+            ("/%2e%2efoo", "..foo"),
+            ("/./a.txt", "a.txt"),
+            ("/sub//x.ts", "sub/x.ts"),
+            ("/sub/./x.ts", "sub/x.ts"),
+            ("/a.txt?path=../../etc/passwd", "a.txt"),
+            ("/a.txt#../../x", "a.txt"),
+            ("/%61.txt", "a.txt"),
+            ("http://example.com/a.txt", "a.txt"),
+            ("HTTPS://example.com/sub/x.ts?x", "sub/x.ts"),
+            ("/", ""),
+            ("/sub/", "sub"),
+        ];
+        for (target, rel) in cases {
+            let want = if rel.is_empty() {
+                root.clone()
+            } else {
+                root.join(rel)
+            };
+            assert_eq!(resolve_path(&t.0, target), Ok(want), "target {target:?}");
+        }
+        let c = clean_target("/a/b/").unwrap();
+        assert_eq!(c.segments, ["a", "b"]);
+        assert!(c.trailing_slash);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symlinks_are_followed_only_inside_the_root() {
+        use std::os::unix::fs::symlink;
+        let t = fixture();
+        let outside = TempDir::new();
+        outside.write("secret.txt", b"secret");
+        symlink("sub/x.ts", t.0.join("in_file.ts")).unwrap();
+        symlink(t.0.join("sub"), t.0.join("in_dir")).unwrap();
+        symlink(outside.0.join("secret.txt"), t.0.join("out_file")).unwrap();
+        symlink(&outside.0, t.0.join("out_dir")).unwrap();
+        symlink("../../", t.0.join("sub/up")).unwrap();
+        symlink("/etc/passwd", t.0.join("passwd")).unwrap();
+        symlink(outside.0.join("secret.txt"), t.0.join("bare/index.html")).unwrap();
+
+        let root = t.0.canonicalize().unwrap();
+        assert_eq!(resolve_path(&t.0, "/in_file.ts"), Ok(root.join("sub/x.ts")));
+        assert_eq!(
+            resolve_path(&t.0, "/in_dir/x.ts"),
+            Ok(root.join("sub/x.ts"))
+        );
+        for target in [
+            "/out_file",
+            "/out_dir/secret.txt",
+            "/out_dir/",
+            "/sub/up/",
+            "/passwd",
+        ] {
+            assert_eq!(
+                resolve_path(&t.0, target),
+                Err(Refusal::OutsideRoot),
+                "{target}"
+            );
+        }
+        let roots = [Root::Dir(t.0.clone())];
+        let r = respond(&roots, &req("GET", "/out_file"), true, now());
+        assert_eq!((r.status, r.refusal), (403, Some(Refusal::OutsideRoot)));
+        // index.html that is a symlink out of the root is refused, not served and not replaced by a listing.
+        let r = respond(&roots, &req("GET", "/bare/"), true, now());
+        assert_eq!((r.status, r.refusal), (403, Some(Refusal::OutsideRoot)));
+        let r = respond(&roots, &req("GET", "/in_file.ts"), false, now());
+        assert_eq!(r.status, 200);
+        assert_eq!(header(&r, "Content-Type").as_deref(), Some("video/mp2t"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn fifo_is_refused_without_blocking() {
+        let t = fixture();
+        let p = std::ffi::CString::new(t.0.join("pipe").to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path; mkfifo only creates a file system node.
+        assert_eq!(unsafe { libc::mkfifo(p.as_ptr(), 0o644) }, 0);
+        let r = respond(
+            &[Root::Dir(t.0.clone())],
+            &req("GET", "/pipe"),
+            false,
+            now(),
+        );
+        assert_eq!((r.status, r.refusal), (403, Some(Refusal::Unreadable)));
+    }
+
+    #[test]
+    fn range_parsing() {
+        use RangeSpec::*;
+        let len = 1000;
+        let cases: &[(&str, RangeSpec)] = &[
+            ("bytes=0-", Partial { start: 0, end: 999 }),
+            ("bytes=0-0", Partial { start: 0, end: 0 }),
+            (
+                "bytes=100-199",
+                Partial {
+                    start: 100,
+                    end: 199,
+                },
+            ),
+            (
+                "bytes=500-",
+                Partial {
+                    start: 500,
+                    end: 999,
+                },
+            ),
+            (
+                "bytes=-500",
+                Partial {
+                    start: 500,
+                    end: 999,
+                },
+            ),
+            (
+                "bytes=-1",
+                Partial {
+                    start: 999,
+                    end: 999,
+                },
+            ),
+            ("bytes=-5000", Partial { start: 0, end: 999 }),
+            (
+                "bytes=900-5000",
+                Partial {
+                    start: 900,
+                    end: 999,
+                },
+            ),
+            (
+                "bytes=999-999",
+                Partial {
+                    start: 999,
+                    end: 999,
+                },
+            ),
+            ("Bytes = 10 - 20 ", Partial { start: 10, end: 20 }),
+            ("bytes=1000-", Unsatisfiable),
+            ("bytes=1000-2000", Unsatisfiable),
+            ("bytes=-0", Unsatisfiable),
+            ("bytes=100-50", Full),
+            ("bytes=0-1,5-6", Full),
+            ("bytes=-", Full),
+            ("bytes=a-b", Full),
+            ("bytes=1-2-3", Full),
+            ("bytes=+1-2", Full),
+            ("bytes=99999999999999999999999-", Full),
+            ("items=0-1", Full),
+            ("bytes 0-1", Full),
+            ("", Full),
+        ];
+        for (h, want) in cases {
+            assert_eq!(parse_range(h, len), *want, "{h:?}");
+        }
+        assert_eq!(parse_range("bytes=0-", 0), Unsatisfiable);
+        assert_eq!(parse_range("bytes=-10", 0), Unsatisfiable);
+    }
+
+    #[test]
+    fn range_responses_are_byte_exact() {
+        let t = fixture();
+        let roots = [Root::Dir(t.0.clone())];
+        let mut r = req("GET", "/a.txt");
+        r.range = Some("bytes=6-");
+        let resp = respond(&roots, &r, false, now());
+        assert_eq!(resp.status, 206);
+        assert_eq!(
+            header(&resp, "Content-Range").as_deref(),
+            Some("bytes 6-10/11")
+        );
+        assert_eq!(header(&resp, "Content-Length").as_deref(), Some("5"));
+        assert_eq!(resp.body_len, 5);
+        assert_eq!(body_bytes(resp), b"world");
+
+        r.range = Some("bytes=-5000");
+        let resp = respond(&roots, &r, false, now());
+        assert_eq!(
+            header(&resp, "Content-Range").as_deref(),
+            Some("bytes 0-10/11")
+        );
+        assert_eq!(body_bytes(resp), b"hello world");
+
+        r.range = Some("bytes=11-");
+        let resp = respond(&roots, &r, false, now());
+        assert_eq!(resp.status, 416);
+        assert_eq!(
+            header(&resp, "Content-Range").as_deref(),
+            Some("bytes */11")
+        );
+
+        r.range = Some("bytes=0-1,3-4");
+        let resp = respond(&roots, &r, false, now());
+        assert_eq!((resp.status, resp.body_len), (200, 11));
+        assert_eq!(header(&resp, "Content-Range"), None);
+    }
+
+    #[test]
+    fn conditional_requests() {
+        let t = fixture();
+        let roots = [Root::Dir(t.0.clone())];
+        let first = respond(&roots, &req("GET", "/a.txt"), false, now());
+        assert_eq!(first.status, 200);
+        let etag = header(&first, "ETag").unwrap();
+        let last_modified = header(&first, "Last-Modified").unwrap();
+        assert!(etag.starts_with('"') && etag.ends_with('"'), "{etag}");
+        let mtime = fs::metadata(t.0.join("a.txt")).unwrap().modified().unwrap();
+        assert_eq!(last_modified, http_date(mtime));
+
+        let status = |inm: Option<&str>, ims: Option<&str>| {
+            let mut r = req("GET", "/a.txt");
+            r.if_none_match = inm;
+            r.if_modified_since = ims;
+            let resp = respond(&roots, &r, false, now());
+            if resp.status == 304 {
+                assert!(matches!(resp.body, Body::Empty));
+                assert_eq!(resp.body_len, 0);
+                assert_eq!(header(&resp, "ETag").as_deref(), Some(etag.as_str()));
+                assert_eq!(header(&resp, "Content-Length"), None);
+            }
+            resp.status
+        };
+        let weak = format!("W/{etag}");
+        let listed = format!("\"nope\", {etag}");
+        let earlier = http_date(mtime - Duration::from_secs(3600));
+        let later = http_date(mtime + Duration::from_secs(1));
+        assert_eq!(status(Some(&etag), None), 304);
+        assert_eq!(status(Some(&weak), None), 304);
+        assert_eq!(status(Some(&listed), None), 304);
+        assert_eq!(status(Some("*"), None), 304);
+        assert_eq!(status(Some("\"other\""), None), 200);
+        assert_eq!(status(None, Some(&last_modified)), 304);
+        assert_eq!(status(None, Some(&later)), 304);
+        assert_eq!(status(None, Some(&earlier)), 200);
+        assert_eq!(status(None, Some("not a date")), 200);
+        // If-None-Match decides when present, whatever If-Modified-Since says.
+        assert_eq!(status(Some("\"other\""), Some(&last_modified)), 200);
+        assert_eq!(status(Some(&etag), Some(&earlier)), 304);
+        // A date in the future is invalid and ignored.
+        let future = http_date(now() + Duration::from_secs(86_400));
+        assert_eq!(status(None, Some(&future)), 200);
+    }
+
+    #[test]
+    fn mime_lookup() {
+        let cases: &[(&str, &str)] = &[
+            ("/hls/live/s/index.m3u8", "application/vnd.apple.mpegurl"),
+            ("segment_1.ts", "video/mp2t"),
+            ("segment_1.m4s", "video/iso.segment"),
+            ("stream_full.MP4", "video/mp4"),
+            ("20261124_010203.flv", "video/x-flv"),
+            ("index.html", "text/html; charset=utf-8"),
+            ("a.htm", "text/html; charset=utf-8"),
+            ("vendor/hls.min.js", "text/javascript"),
+            ("style.css", "text/css"),
+            ("meta.json", "application/json"),
+            ("logo.png", "image/png"),
+            ("favicon.ico", "image/x-icon"),
+            ("icon.svg", "image/svg+xml"),
+            ("decoder.wasm", "application/wasm"),
+            ("notes.txt", "text/plain; charset=utf-8"),
+            ("README", "application/octet-stream"),
+            ("archive.tar.gz", "application/octet-stream"),
+            ("dir.d/file", "application/octet-stream"),
+        ];
+        for (p, want) in cases {
+            assert_eq!(mime_for(p), *want, "{p}");
+        }
+    }
+
+    #[test]
+    fn cache_control_policy() {
+        let cases: &[(&str, &str)] = &[
+            ("hls/live/s/index.m3u8", REVALIDATE),
+            ("mp4/live/s/output_merge/meta.json", REVALIDATE),
+            ("index.html", REVALIDATE),
+            ("hls/live/s/segment_3.ts", LIVE_SEGMENT_CACHE),
+            ("mp4/live/s/output_merge/segment_3.m4s", LIVE_SEGMENT_CACHE),
+            ("mp4/live/s/output_merge/init.mp4", REVALIDATE),
+            ("flv/live/s/20261124_010203.flv", REVALIDATE),
+            ("hls/live/s/20261124_010203/segment_3.ts", ARCHIVE_CACHE),
+            ("hls/live/s/20261124_010203/index.m3u8", ARCHIVE_CACHE),
+            (
+                "mp4/live/s/20261124_010203_2/output_merge/stream_full.mp4",
+                ARCHIVE_CACHE,
+            ),
+            ("hls/live/2026112_010203/index.m3u8", REVALIDATE),
+        ];
+        for (p, want) in cases {
+            assert_eq!(cache_control_for(p), *want, "{p}");
+        }
+    }
+
+    #[test]
+    fn get_sends_headers_and_file_body() {
+        let t = fixture();
+        let resp = respond(
+            &[Root::Dir(t.0.clone())],
+            &req("GET", "/a.txt"),
+            false,
+            now(),
+        );
+        assert_eq!(resp.status, 200);
+        let head = head_str(&resp);
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        for (k, v) in [
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Content-Length", "11"),
+            ("Accept-Ranges", "bytes"),
+            ("Access-Control-Allow-Origin", "*"),
+            ("Cache-Control", "no-cache"),
+            ("Connection", "keep-alive"),
+            ("Server", "rtmpd"),
+        ] {
+            assert_eq!(header(&resp, k).as_deref(), Some(v), "{k}");
+        }
+        assert!(header(&resp, "Date").unwrap().ends_with(" GMT"));
+        assert_eq!(resp.log_path, "/a.txt");
+        assert!(matches!(
+            resp.body,
+            Body::File {
+                offset: 0,
+                len: 11,
+                ..
+            }
+        ));
+        assert_eq!(body_bytes(resp), b"hello world");
+
+        let mut r = req("GET", "/a.txt");
+        r.keep_alive = false;
+        let resp = respond(&[Root::Dir(t.0.clone())], &r, false, now());
+        assert_eq!(header(&resp, "Connection").as_deref(), Some("close"));
+    }
+
+    #[test]
+    fn head_has_length_but_no_body() {
+        let t = fixture();
+        let resp = respond(
+            &[Root::Dir(t.0.clone())],
+            &req("HEAD", "/sub/x.ts"),
+            false,
+            now(),
+        );
+        assert_eq!(resp.status, 200);
+        assert_eq!(header(&resp, "Content-Length").as_deref(), Some("188"));
+        assert_eq!(resp.body_len, 0);
+        assert!(matches!(resp.body, Body::Empty));
+        let resp = respond(
+            &[Root::Dir(t.0.clone())],
+            &req("HEAD", "/missing"),
+            false,
+            now(),
+        );
+        assert_eq!((resp.status, resp.body_len), (404, 0));
+        assert!(matches!(resp.body, Body::Empty));
+    }
+
+    #[test]
+    fn other_methods_get_405_and_options_204() {
+        let t = fixture();
+        let roots = [Root::Dir(t.0.clone())];
+        for m in ["POST", "PUT", "DELETE", "PATCH", "get", "TRACE"] {
+            let resp = respond(&roots, &req(m, "/a.txt"), false, now());
+            assert_eq!(
+                (resp.status, resp.refusal),
+                (405, Some(Refusal::Method)),
+                "{m}"
+            );
+            assert_eq!(header(&resp, "Allow").as_deref(), Some(ALLOW));
+        }
+        let resp = respond(&roots, &req("OPTIONS", "*"), false, now());
+        assert_eq!((resp.status, resp.body_len), (204, 0));
+        assert_eq!(
+            header(&resp, "Access-Control-Allow-Origin").as_deref(),
+            Some("*")
+        );
+        assert_eq!(
+            header(&resp, "Access-Control-Allow-Methods").as_deref(),
+            Some(ALLOW)
+        );
+        assert!(header(&resp, "Access-Control-Allow-Headers")
+            .unwrap()
+            .contains("Range"));
+    }
+
+    #[test]
+    fn folders_index_redirect_and_listing() {
+        let t = fixture();
+        let roots = [Root::Dir(t.0.clone())];
+        let resp = respond(&roots, &req("GET", "/sub/"), false, now());
+        assert_eq!(resp.status, 200);
+        assert_eq!(
+            header(&resp, "Content-Type").as_deref(),
+            Some("text/html; charset=utf-8")
+        );
+        assert_eq!(body_bytes(resp), b"<p>sub</p>");
+
+        let resp = respond(&roots, &req("GET", "/sub?x=1"), false, now());
+        assert_eq!(resp.status, 301);
+        assert_eq!(header(&resp, "Location").as_deref(), Some("/sub/?x=1"));
+
+        // No index.html: 403 unless listings are on.
+        let resp = respond(&roots, &req("GET", "/bare/"), false, now());
+        assert_eq!((resp.status, resp.refusal), (403, Some(Refusal::NoIndex)));
+        let resp = respond(&roots, &req("GET", "/"), false, now());
+        assert_eq!(resp.status, 403);
+
+        let resp = respond(&roots, &req("GET", "/bare/"), true, now());
+        assert_eq!(resp.status, 200);
+        let page = String::from_utf8(body_bytes(resp)).unwrap();
+        assert!(page.contains("<a href=\"inner/\">inner/</a>"), "{page}");
+        assert!(page.contains("<a href=\"one.txt\">one.txt</a>"), "{page}");
+        assert!(
+            page.contains("<a href=\"%3Cb%3E%26%22q%22.txt\">&lt;b&gt;&amp;&quot;q&quot;.txt</a>"),
+            "{page}"
+        );
+        assert!(
+            page.contains("<a href=\"javascript%3Aalert(1)\">javascript:alert(1)</a>"),
+            "{page}"
+        );
+        assert!(!page.contains("<b>"), "{page}");
+        assert!(
+            page.find("inner/").unwrap() < page.find("one.txt").unwrap(),
+            "folders first"
+        );
+        assert!(page.contains("href=\"../\""));
+    }
+
+    #[test]
+    fn embedded_root_serves_pages_with_the_same_rules() {
+        let index = embedded::get("index.html").unwrap();
+        let roots = [Root::Embedded];
+        let resp = respond(&roots, &req("GET", "/"), false, now());
+        assert_eq!(resp.status, 200);
+        assert_eq!(
+            header(&resp, "Content-Type").as_deref(),
+            Some("text/html; charset=utf-8")
+        );
+        let etag = header(&resp, "ETag").unwrap();
+        assert_eq!(body_bytes(resp), index.data);
+
+        let mut r = req("GET", "/index.html");
+        r.range = Some("bytes=0-14");
+        let resp = respond(&roots, &r, false, now());
+        assert_eq!(resp.status, 206);
+        assert_eq!(body_bytes(resp), b"<!DOCTYPE html>");
+
+        r.range = None;
+        r.if_none_match = Some(&etag);
+        assert_eq!(respond(&roots, &r, false, now()).status, 304);
+
+        let resp = respond(&roots, &req("GET", "/style.css"), false, now());
+        assert_eq!(header(&resp, "Content-Type").as_deref(), Some("text/css"));
+        assert_eq!(
+            respond(&roots, &req("GET", "/nope.html"), false, now()).status,
+            404
+        );
+        assert_eq!(
+            respond(&roots, &req("GET", "/%2e%2e/Cargo.toml"), false, now()).status,
+            403
+        );
+        assert_eq!(
+            respond(&roots, &req("GET", "/index.html/"), false, now()).status,
+            404
+        );
+    }
+
+    #[test]
+    fn first_root_with_the_path_wins() {
+        let web = TempDir::new();
+        web.write("index.html", b"web");
+        web.write("shared.txt", b"from web");
+        let data = fixture();
+        data.write("shared.txt", b"from data");
+        data.write("hls/live/s/index.m3u8", b"#EXTM3U\n");
+        let roots = [Root::Dir(web.0.clone()), Root::Dir(data.0.clone())];
+        assert_eq!(
+            body_bytes(respond(&roots, &req("GET", "/"), false, now())),
+            b"web"
+        );
+        assert_eq!(
+            body_bytes(respond(&roots, &req("GET", "/shared.txt"), false, now())),
+            b"from web"
+        );
+        let resp = respond(&roots, &req("GET", "/hls/live/s/index.m3u8"), false, now());
+        assert_eq!(
+            header(&resp, "Content-Type").as_deref(),
+            Some("application/vnd.apple.mpegurl")
+        );
+        assert_eq!(header(&resp, "Cache-Control").as_deref(), Some("no-cache"));
+        assert_eq!(body_bytes(resp), b"#EXTM3U\n");
+        assert_eq!(
+            respond(&roots, &req("GET", "/nothing"), false, now()).status,
+            404
+        );
+
+        // The built-in pages first, the data folder second: how the origin is wired.
+        let roots = [Root::Embedded, Root::Dir(data.0.clone())];
+        assert_eq!(
+            body_bytes(respond(&roots, &req("GET", "/a.txt"), false, now())),
+            b"hello world"
+        );
+        let resp = respond(&roots, &req("GET", "/"), false, now());
+        assert_eq!(body_bytes(resp), embedded::get("index.html").unwrap().data);
+    }
+
+    #[test]
+    fn growing_file_is_served_up_to_its_size_at_open() {
+        let t = fixture();
+        let p = t.write("grow.flv", b"FLV\x01");
+        let resp = respond(
+            &[Root::Dir(t.0.clone())],
+            &req("GET", "/grow.flv"),
+            false,
+            now(),
+        );
+        fs::OpenOptions::new()
+            .append(true)
+            .open(&p)
+            .unwrap()
+            .write_all(b"more bytes")
+            .unwrap();
+        assert_eq!(header(&resp, "Content-Length").as_deref(), Some("4"));
+        assert_eq!(body_bytes(resp), b"FLV\x01");
+    }
+
+    #[test]
+    fn http_date_round_trip() {
+        let t = UNIX_EPOCH + Duration::from_secs(784_111_777);
+        assert_eq!(http_date(t), "Sun, 06 Nov 1994 08:49:37 GMT");
+        for s in [
+            "Sun, 06 Nov 1994 08:49:37 GMT",
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994",
+        ] {
+            assert_eq!(parse_http_date(s), Some(t), "{s}");
+        }
+        assert_eq!(http_date(UNIX_EPOCH), "Thu, 01 Jan 1970 00:00:00 GMT");
+        let known: &[(u64, &str)] = &[
+            (951_782_400, "Tue, 29 Feb 2000 00:00:00 GMT"),
+            (1_709_164_799, "Wed, 28 Feb 2024 23:59:59 GMT"),
+            (1_709_251_199, "Thu, 29 Feb 2024 23:59:59 GMT"),
+            (2_147_483_648, "Tue, 19 Jan 2038 03:14:08 GMT"),
+            (4_102_444_800, "Fri, 01 Jan 2100 00:00:00 GMT"),
+        ];
+        for (secs, s) in known {
+            let t = UNIX_EPOCH + Duration::from_secs(*secs);
+            assert_eq!(http_date(t), *s);
+            assert_eq!(parse_http_date(s), Some(t));
+        }
+        // Every day across several leap cycles, at an odd time of day.
+        for day in (0..60_000u64).step_by(7) {
+            let t = UNIX_EPOCH + Duration::from_secs(day * 86_400 + 45_296);
+            assert_eq!(parse_http_date(&http_date(t)), Some(t));
+        }
+        // Sub-second precision is dropped.
+        let t = UNIX_EPOCH + Duration::from_millis(1_500);
+        assert_eq!(
+            parse_http_date(&http_date(t)),
+            Some(UNIX_EPOCH + Duration::from_secs(1))
+        );
+        for bad in [
+            "",
+            "Sun, 06 Nov 1994 08:49:37 UTC",
+            "Sun, 31 Feb 1994 08:49:37 GMT",
+            "Sun, 29 Feb 2023 08:49:37 GMT",
+            "Sun, 06 Foo 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 24:00:00 GMT",
+            "Sun, 06 Nov 1994 08:49 GMT",
+            "Sun, 06 Nov 1969 08:49:37 GMT",
+            "Sun, 06 Nov 94 08:49:37 GMT",
+            "Sun, -6 Nov 1994 08:49:37 GMT",
+            "1994-11-06T08:49:37Z",
+        ] {
+            assert_eq!(parse_http_date(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn access_log_format() {
+        let peer: SocketAddr = "127.0.0.1:50000".parse().unwrap();
+        let started = UNIX_EPOCH + Duration::from_secs(1_795_482_123); // 2026-11-24 01:02:03 UTC
+        let line = access_log_line(
+            peer,
+            "GET /x HTTP/1.1",
+            200,
+            1234,
+            started,
+            Duration::from_micros(800),
+        );
+        assert_eq!(
+            line,
+            "127.0.0.1 - - [24/Nov/2026:01:02:03 +0000] \"GET /x HTTP/1.1\" 200 1234 0.8ms"
+        );
+
+        let peer: SocketAddr = "[::1]:1".parse().unwrap();
+        let line = access_log_line(
+            peer,
+            "GET /live/s.flv?app=1&token=SECRET&Play_Token=x HTTP/1.1",
+            403,
+            0,
+            started,
+            Duration::from_millis(12),
+        );
+        assert_eq!(
+            line,
+            "::1 - - [24/Nov/2026:01:02:03 +0000] \"GET /live/s.flv?app=1&token=***&Play_Token=*** HTTP/1.1\" 403 0 12.0ms"
+        );
+        assert!(!line.contains("SECRET"));
+
+        let line = access_log_line(
+            peer,
+            "GET /\"x\x1b HTTP/1.1",
+            404,
+            0,
+            started,
+            Duration::ZERO,
+        );
+        assert!(line.contains("\"GET /\\\"x\\x1b HTTP/1.1\""), "{line}");
+    }
+
+    #[test]
+    fn simple_responses() {
+        let t = UNIX_EPOCH + Duration::from_secs(784_111_777);
+        let out =
+            String::from_utf8(simple_response_at(431, "headers too large\n", false, t)).unwrap();
+        assert_eq!(
+            out,
+            "HTTP/1.1 431 Request Header Fields Too Large\r\nServer: rtmpd\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\
+             Access-Control-Allow-Origin: *\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\n\
+             Content-Length: 18\r\nCache-Control: no-cache\r\n\r\nheaders too large\n"
+        );
+        let out = String::from_utf8(simple_response(405, "", true)).unwrap();
+        assert!(out.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"));
+        assert!(out.contains("\r\nAllow: GET, HEAD, OPTIONS\r\n"));
+        assert!(out.contains("\r\nConnection: keep-alive\r\n"));
+        assert!(out.ends_with("Content-Length: 0\r\nCache-Control: no-cache\r\n\r\n"));
+        for s in [
+            200, 204, 206, 301, 304, 400, 403, 404, 405, 408, 416, 431, 500, 503,
+        ] {
+            assert_ne!(reason(s), "Unknown", "{s}");
+        }
+    }
+
+    #[test]
+    fn redact_tokens_only_touches_token_values() {
+        assert_eq!(redact_tokens("/a/b.flv"), "/a/b.flv");
+        assert_eq!(redact_tokens("/a?token=x"), "/a?token=***");
+        assert_eq!(redact_tokens("/a?tokenless"), "/a?tokenless");
+        assert_eq!(
+            redact_tokens("GET /a?x=1&token=s#f HTTP/1.1"),
+            "GET /a?x=1&token=***#f HTTP/1.1"
+        );
     }
 }
