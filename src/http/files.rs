@@ -576,63 +576,193 @@ fn lookup(root: &Root, clean: &CleanPath, dir_listing: bool) -> Result<Found, Re
                 name: index,
             })
         }
-        Root::Dir(dir) => {
-            let path = resolve_clean(dir, clean)?;
-            let meta = fs::metadata(&path).map_err(io_refusal)?;
-            if meta.is_dir() {
-                if !clean.trailing_slash && !clean.segments.is_empty() {
-                    return Ok(Found::Redirect(clean.url(true)));
-                }
-                let mut index_clean = clean.clone();
-                index_clean.segments.push("index.html".to_string());
-                index_clean.trailing_slash = false;
-                match resolve_clean(dir, &index_clean) {
-                    Ok(index) if index.is_file() => {
-                        let name = index_clean.joined();
-                        return open_file(&index, name);
-                    }
-                    Ok(_) | Err(Refusal::NotFound) => {}
-                    Err(r) => return Err(r),
-                }
-                return if dir_listing {
-                    Ok(Found::Listing { dir: path })
-                } else {
-                    Err(Refusal::NoIndex)
-                };
-            }
-            if clean.trailing_slash {
-                return Err(Refusal::NotFound);
-            }
-            open_file(&path, clean.joined())
-        }
+        Root::Dir(dir) => lookup_dir(dir, clean, dir_listing),
     }
 }
 
-/// Opens a canonical path without following a symlink that might have replaced it since the check, and without
-/// blocking on a FIFO; only regular files are served.
-fn open_file(path: &Path, name: String) -> Result<Found, Refusal> {
+fn lookup_dir(root: &Path, clean: &CleanPath, dir_listing: bool) -> Result<Found, Refusal> {
+    let (file, meta) = open_under(root, clean)?;
+    if meta.is_dir() {
+        drop(file);
+        if !clean.trailing_slash && !clean.segments.is_empty() {
+            return Ok(Found::Redirect(clean.url(true)));
+        }
+        let mut index = clean.clone();
+        index.segments.push("index.html".to_string());
+        index.trailing_slash = false;
+        match open_under(root, &index) {
+            Ok((file, meta)) if meta.is_file() => {
+                return Ok(found_file(file, &meta, index.joined()))
+            }
+            Ok(_) | Err(Refusal::NotFound) => {}
+            Err(r) => return Err(r),
+        }
+        if !dir_listing {
+            return Err(Refusal::NoIndex);
+        }
+        return Ok(Found::Listing {
+            dir: resolve_clean(root, clean)?,
+        });
+    }
+    if clean.trailing_slash {
+        return Err(Refusal::NotFound);
+    }
+    if !meta.is_file() {
+        return Err(Refusal::Unreadable);
+    }
+    Ok(found_file(file, &meta, clean.joined()))
+}
+
+fn found_file(file: File, meta: &fs::Metadata, name: String) -> Found {
+    Found::File {
+        source: Source::Disk(file),
+        len: meta.len(),
+        mtime: meta.modified().unwrap_or(UNIX_EPOCH),
+        name,
+    }
+}
+
+/// Opens the file or folder at `clean` under `root`, never outside it, and never blocking (a FIFO opens at once
+/// and is then refused by the caller as not a regular file).
+///
+/// On Linux the kernel enforces the root in one `openat2(RESOLVE_BENEATH)` call. Symlinks that it will not
+/// follow beneath the root (absolute ones, or ones through `..`), and kernels without openat2, take the portable
+/// path: canonicalize, check the prefix, open the canonical path with O_NOFOLLOW. That path is also what
+/// `resolve_path` tests, so both agree on what is inside.
+fn open_under(root: &Path, clean: &CleanPath) -> Result<(File, fs::Metadata), Refusal> {
+    #[cfg(target_os = "linux")]
+    match beneath::open(root, &clean.joined()) {
+        beneath::Outcome::Opened(file) => {
+            let meta = file.metadata().map_err(|_| Refusal::Unreadable)?;
+            return Ok((file, meta));
+        }
+        beneath::Outcome::Missing => return Err(Refusal::NotFound),
+        beneath::Outcome::Denied => return Err(Refusal::Unreadable),
+        beneath::Outcome::Undecided => {}
+    }
+    let path = resolve_clean(root, clean)?;
     let mut opts = fs::OpenOptions::new();
     opts.read(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        opts.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+        // O_NOFOLLOW: a symlink swapped in since the check is not followed.
+        opts.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY);
     }
-    let file = opts.open(path).map_err(|e| match io_refusal(e) {
+    let file = opts.open(&path).map_err(|e| match io_refusal(e) {
         Refusal::NotFound => Refusal::NotFound,
         _ => Refusal::Unreadable,
     })?;
     let meta = file.metadata().map_err(|_| Refusal::Unreadable)?;
-    if !meta.is_file() {
-        return Err(Refusal::Unreadable);
+    Ok((file, meta))
+}
+
+/// `openat2(2)` with RESOLVE_BENEATH: one system call instead of a realpath walk per request, and no window
+/// between the check and the open.
+#[cfg(target_os = "linux")]
+mod beneath {
+    use std::cell::RefCell;
+    use std::ffi::{CStr, CString};
+    use std::fs::{File, OpenOptions};
+    use std::io;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::path::{Path, PathBuf};
+
+    pub(super) enum Outcome {
+        Opened(File),
+        Missing,
+        Denied,
+        /// Not decided here: no openat2, or a symlink it will not follow. The caller checks the slow way.
+        Undecided,
     }
-    let mtime = meta.modified().unwrap_or(UNIX_EPOCH);
-    Ok(Found::File {
-        source: Source::Disk(file),
-        len: meta.len(),
-        mtime,
-        name,
-    })
+
+    /// linux/openat2.h `struct open_how` (libc's is non_exhaustive, so it cannot be built outside libc).
+    #[repr(C)]
+    struct OpenHow {
+        flags: u64,
+        mode: u64,
+        resolve: u64,
+    }
+
+    /// Roots this thread has opened (O_PATH), so a request costs openat2 + fstat + close and no more.
+    const MAX_CACHED_ROOTS: usize = 8;
+
+    thread_local! {
+        static ROOTS: RefCell<Vec<(PathBuf, OwnedFd)>> = const { RefCell::new(Vec::new()) };
+    }
+
+    pub(super) fn open(root: &Path, rel: &str) -> Outcome {
+        let rel = if rel.is_empty() { "." } else { rel };
+        // Cleaned segments hold no NUL, so this cannot fail; if it did, the slow path decides.
+        let Ok(c_rel) = CString::new(rel) else {
+            return Outcome::Undecided;
+        };
+        match with_root(root, false, |fd| openat2(fd, &c_rel)) {
+            // The cached root may be a folder since deleted or replaced: ask once more with a fresh one before
+            // answering 404 (misses pay two extra calls; hits pay none).
+            (Outcome::Missing, true) => with_root(root, true, |fd| openat2(fd, &c_rel)).0,
+            (outcome, _) => outcome,
+        }
+    }
+
+    /// Runs `f` on an O_PATH descriptor of `root`, cached per thread; the flag says whether it came from the
+    /// cache. `refresh` drops the cached one first.
+    fn with_root(root: &Path, refresh: bool, f: impl FnOnce(RawFd) -> Outcome) -> (Outcome, bool) {
+        ROOTS.with(|cell| {
+            let mut roots = cell.borrow_mut();
+            if refresh {
+                roots.retain(|(p, _)| p != root);
+            }
+            if let Some((_, fd)) = roots.iter().find(|(p, _)| p == root) {
+                return (f(fd.as_raw_fd()), true);
+            }
+            let Ok(dir) = OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+                .open(root)
+            else {
+                return (Outcome::Undecided, false);
+            };
+            let fd = OwnedFd::from(dir);
+            let outcome = f(fd.as_raw_fd());
+            if roots.len() >= MAX_CACHED_ROOTS {
+                roots.remove(0);
+            }
+            roots.push((root.to_path_buf(), fd));
+            (outcome, false)
+        })
+    }
+
+    fn openat2(dir: RawFd, rel: &CStr) -> Outcome {
+        let how = OpenHow {
+            flags: (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY) as u64,
+            mode: 0,
+            resolve: libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS,
+        };
+        // SAFETY: a valid directory fd, a NUL-terminated path and a struct of the size passed; the kernel only
+        // reads them.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                dir,
+                rel.as_ptr(),
+                &how as *const OpenHow,
+                std::mem::size_of::<OpenHow>(),
+            )
+        };
+        if fd >= 0 {
+            // SAFETY: openat2 returned a new descriptor that nothing else owns.
+            return Outcome::Opened(unsafe { File::from_raw_fd(fd as RawFd) });
+        }
+        match io::Error::last_os_error().raw_os_error() {
+            Some(libc::ENOENT) | Some(libc::ENOTDIR) | Some(libc::ENAMETOOLONG) => Outcome::Missing,
+            Some(libc::EACCES) => Outcome::Denied,
+            // EXDEV: resolution would leave the root or met an absolute symlink; ELOOP, ENOSYS, EPERM (seccomp),
+            // EINVAL (old struct size) and anything else: let the portable check decide.
+            _ => Outcome::Undecided,
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1226,7 +1356,7 @@ mod tests {
         SystemTime::now() + Duration::from_secs(10)
     }
 
-    fn req(method: &'static str, target: &'static str) -> StaticRequest<'static> {
+    fn req<'a>(method: &'a str, target: &'a str) -> StaticRequest<'a> {
         StaticRequest {
             method,
             target,
@@ -1400,14 +1530,71 @@ mod tests {
             );
         }
         let roots = [Root::Dir(t.0.clone())];
-        let r = respond(&roots, &req("GET", "/out_file"), true, now());
-        assert_eq!((r.status, r.refusal), (403, Some(Refusal::OutsideRoot)));
+        let via_up = format!(
+            "/sub/up/{}/secret.txt",
+            outside.0.file_name().unwrap().to_str().unwrap()
+        );
+        for target in [
+            "/out_file",
+            "/out_dir/secret.txt",
+            "/out_dir/",
+            "/sub/up/",
+            via_up.as_str(),
+            "/passwd",
+        ] {
+            let r = respond(&roots, &req("GET", target), true, now());
+            assert_eq!(
+                (r.status, r.refusal),
+                (403, Some(Refusal::OutsideRoot)),
+                "{target}"
+            );
+        }
+        let r = respond(&roots, &req("GET", "/in_dir/x.ts"), false, now());
+        assert_eq!(r.status, 200);
         // index.html that is a symlink out of the root is refused, not served and not replaced by a listing.
         let r = respond(&roots, &req("GET", "/bare/"), true, now());
         assert_eq!((r.status, r.refusal), (403, Some(Refusal::OutsideRoot)));
         let r = respond(&roots, &req("GET", "/in_file.ts"), false, now());
         assert_eq!(r.status, 200);
         assert_eq!(header(&r, "Content-Type").as_deref(), Some("video/mp2t"));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn openat2_fast_path_decides_plain_cases_and_defers_symlinks_out() {
+        use std::os::unix::fs::symlink;
+        let t = fixture();
+        let outside = TempDir::new();
+        outside.write("secret.txt", b"secret");
+        symlink(outside.0.join("secret.txt"), t.0.join("abs_out")).unwrap();
+        symlink("../../../../../../../../etc/passwd", t.0.join("rel_out")).unwrap();
+        symlink("sub/x.ts", t.0.join("rel_in.ts")).unwrap();
+        let opened = |rel: &str| matches!(beneath::open(&t.0, rel), beneath::Outcome::Opened(_));
+        let missing = |rel: &str| matches!(beneath::open(&t.0, rel), beneath::Outcome::Missing);
+        let undecided = |rel: &str| matches!(beneath::open(&t.0, rel), beneath::Outcome::Undecided);
+        if undecided("a.txt") {
+            // A kernel without openat2 (or a sandbox refusing it): the portable path covers every test.
+            return;
+        }
+        assert!(
+            opened("a.txt")
+                && opened("sub/x.ts")
+                && opened("")
+                && opened("sub")
+                && opened("rel_in.ts")
+        );
+        assert!(missing("nope") && missing("a.txt/x"));
+        assert!(undecided("abs_out") && undecided("rel_out"));
+        // What the fast path defers, the portable check refuses.
+        let roots = [Root::Dir(t.0.clone())];
+        for target in ["/abs_out", "/rel_out"] {
+            let r = respond(&roots, &req("GET", target), false, now());
+            assert_eq!(
+                (r.status, r.refusal),
+                (403, Some(Refusal::OutsideRoot)),
+                "{target}"
+            );
+        }
     }
 
     #[cfg(unix)]
