@@ -284,12 +284,12 @@ impl Hub {
         &mut self,
         key: &StreamKey,
         publisher: usize,
-        mut frame: Frame,
+        frame: Frame,
         now_ms: u64,
     ) -> FrameOutcome<'_> {
         self.flush.clear();
         self.too_slow.clear();
-        let accepted = self.frame_inner(key, publisher, &mut frame, now_ms);
+        let accepted = self.frame_inner(key, publisher, frame, now_ms);
         FrameOutcome {
             accepted,
             flush: &self.flush,
@@ -301,7 +301,7 @@ impl Hub {
         &mut self,
         key: &StreamKey,
         publisher: usize,
-        frame: &mut Frame,
+        mut frame: Frame,
         now_ms: u64,
     ) -> bool {
         let Some(stream) = self.streams.get_mut(key) else {
@@ -345,7 +345,7 @@ impl Hub {
         stream.scratch.clear();
         let mut memo = Vec::with_capacity(stream.forms.len());
         for &(form, users) in &stream.forms {
-            let packet = (users > 0).then(|| Arc::new(Packet::new(form, frame, time, resume)));
+            let packet = (users > 0).then(|| Arc::new(Packet::new(form, &frame, time, resume)));
             if let Some(p) = &packet {
                 memo.push((form, p.clone()));
             }
@@ -363,12 +363,8 @@ impl Hub {
             };
             let was_empty = v.queue.is_empty();
             match v.deliver(packet) {
-                None => {}
-                Some(Verdict::Ok) => {
-                    if was_empty && !v.queue.is_empty() {
-                        self.flush.push(id);
-                    }
-                }
+                Some(Verdict::Ok) if was_empty && !v.queue.is_empty() => self.flush.push(id),
+                None | Some(Verdict::Ok) => {}
                 Some(Verdict::TooSlow(reason)) => {
                     log::info!(
                         "{key}: viewer {} ({:?}) too slow, disconnecting: {reason}",
@@ -385,9 +381,7 @@ impl Hub {
         let stored = if frame.track == Track::Meta && !is_metadata {
             false
         } else {
-            stream
-                .cache
-                .push(Cached::new(frame.clone(), time, resume, memo))
+            stream.cache.push(Cached::new(frame, time, resume, memo))
         };
 
         // Start the viewers that were waiting for this stream (or for its tracks to be known).
@@ -893,7 +887,7 @@ mod tests {
         let (id, _) = hub.add_viewer(&key(), FLV, 7, 0);
         hub.start_viewer(id);
         drain(&mut hub, id);
-        assert_eq!(hub.frame(&key(), 1, vinter(40), 1000).accepted, true);
+        assert!(hub.frame(&key(), 1, vinter(40), 1000).accepted);
         assert_eq!(hub.publish(&key(), 2, 5999), Err(PublishError::Busy));
         let ok = hub.publish(&key(), 2, 6000).unwrap();
         assert_eq!(ok.took_over_from, Some(1));

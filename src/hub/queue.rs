@@ -118,8 +118,9 @@ impl Entry {
     }
 }
 
-/// Slices handed to one `write_vectored` by `write_to`.
-const WRITE_SLICES: usize = 64;
+/// Slices handed to one `write_vectored` by `write_to` (Linux takes up to 1024; 256 covers
+/// a few large RTMP messages or ~80 FLV tags per system call, with 4 KiB of stack).
+pub const WRITE_SLICES: usize = 256;
 
 pub struct ViewerQueue {
     entries: VecDeque<Entry>,
