@@ -23,10 +23,10 @@ use slab::Slab;
 pub use cache::{CacheLimits, Cached};
 pub use packet::{flv_file_header, FormKind, OutputForm, Packet};
 pub use queue::{QueueLimits, QueueStats, SlowReason, Verdict, ViewerQueue};
-pub use stream::{MetaInfo, Timeline, Viewer};
+pub use stream::{is_on_metadata, strip_set_data_frame, MetaInfo, Timeline, Viewer};
 
 use crate::media::{Codec, Frame, StreamKey, Track};
-use stream::{is_on_metadata, strip_set_data_frame, Publisher, Stream, ViewerState};
+use stream::{Publisher, Stream, ViewerState};
 
 /// Hub settings (from the command line).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -510,7 +510,7 @@ impl Hub {
         v.paused = paused;
         if resumed {
             self.on_resume(id, |stream, v| {
-                stream.push_headers(v, true, true);
+                stream.push_headers(v, true, true, true);
                 v.queue.reset_lag();
                 v.queue.wait_for_key();
             });
@@ -525,7 +525,7 @@ impl Hub {
         let resumed = !v.audio_on && on;
         v.audio_on = on;
         if resumed {
-            self.on_resume(id, |stream, v| stream.push_headers(v, false, true));
+            self.on_resume(id, |stream, v| stream.push_headers(v, false, false, true));
         }
     }
 
@@ -539,7 +539,7 @@ impl Hub {
         v.video_on = on;
         if resumed {
             self.on_resume(id, |stream, v| {
-                stream.push_headers(v, true, false);
+                stream.push_headers(v, false, true, false);
                 v.video_wait_key = true;
             });
         }
@@ -1059,6 +1059,17 @@ mod tests {
                 .iter()
                 .map(tag_of)
                 .collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn a_viewer_is_small() {
+        // Per-viewer memory beyond the shared packets: the struct, its key and the queue's
+        // entries (40 bytes each).
+        assert!(
+            std::mem::size_of::<Viewer>() <= 400,
+            "{}",
+            std::mem::size_of::<Viewer>()
         );
     }
 
