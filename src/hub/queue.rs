@@ -122,6 +122,9 @@ impl Entry {
 /// a few large RTMP messages or ~80 FLV tags per system call, with 4 KiB of stack).
 pub const WRITE_SLICES: usize = 256;
 
+/// An emptied queue with room for more entries than this gives the memory back.
+const SHRINK_ABOVE: usize = 512;
+
 pub struct ViewerQueue {
     entries: VecDeque<Entry>,
     /// Bytes of the front entry already written.
@@ -388,6 +391,10 @@ impl ViewerQueue {
             }
             if self.entries.is_empty() {
                 self.drained = true;
+                // A burst (a join, a slow spell) must not pin its capacity to the viewer.
+                if self.entries.capacity() > SHRINK_ABOVE {
+                    self.entries.shrink_to(SHRINK_ABOVE / 4);
+                }
             }
         }
         debug_assert_eq!(n, 0, "advanced past the queued bytes");
