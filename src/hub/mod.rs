@@ -334,7 +334,12 @@ impl Hub {
                 stream.seen_media |= !frame.config;
             }
         }
-        let time = stream.timeline.advance(frame.dts);
+        // Metadata often carries dts 0 whenever it is sent: it must not move the timeline.
+        let time = if frame.track == Track::Meta {
+            stream.timeline.now()
+        } else {
+            stream.timeline.advance(frame.dts)
+        };
         let resume = match frame.track {
             Track::Video => frame.key && !frame.config,
             Track::Audio => !stream.seen_video && !frame.config,

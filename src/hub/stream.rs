@@ -30,6 +30,11 @@ pub struct Timeline {
 }
 
 impl Timeline {
+    /// The current media time.
+    pub fn now(&self) -> u64 {
+        self.now
+    }
+
     pub fn advance(&mut self, dts: u32) -> u64 {
         match self.last {
             None => self.last = Some(dts),
