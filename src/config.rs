@@ -149,19 +149,49 @@ fn viewer_options(opts: &mut Options) {
 
 fn web_options(opts: &mut Options) {
     opts.optflag("", "dir", "list folders that have no index.html");
-    opts.optopt("", "access-log", "write the access log (Common Log Format + ms) to this file [stderr]", "F");
+    opts.optopt(
+        "",
+        "access-log",
+        "write the access log (Common Log Format + ms) to this file [stderr]",
+        "F",
+    );
 }
 
 fn origin_options() -> Options {
     let mut opts = Options::new();
     common_options(&mut opts);
     opts.optopt("", "bind", "address for every listener [0.0.0.0]", "ADDR");
-    opts.optopt("", "rtmp-port", "RTMP publish and play; 0 picks a free port [1935]", "N");
-    opts.optopt("", "http-port", "HTTP-FLV, WS-FLV, /api/*, /metrics and static files; 0 picks a free port [8501]", "N");
-    opts.optopt("", "web-port", "static files only: player pages and recordings; 0 picks a free port [8000]", "N");
+    opts.optopt(
+        "",
+        "rtmp-port",
+        "RTMP publish and play; 0 picks a free port [1935]",
+        "N",
+    );
+    opts.optopt(
+        "",
+        "http-port",
+        "HTTP-FLV, WS-FLV, /api/*, /metrics and static files; 0 picks a free port [8501]",
+        "N",
+    );
+    opts.optopt(
+        "",
+        "web-port",
+        "static files only: player pages and recordings; 0 picks a free port [8000]",
+        "N",
+    );
     opts.optflag("", "no-web", "do not open the web port");
-    opts.optopt("", "data-dir", "where flv/, hls/ and mp4/ are written and served from [.]", "DIR");
-    opts.optopt("", "web-dir", "serve the player pages from this folder [built into the binary]", "DIR");
+    opts.optopt(
+        "",
+        "data-dir",
+        "where flv/, hls/ and mp4/ are written and served from [.]",
+        "DIR",
+    );
+    opts.optopt(
+        "",
+        "web-dir",
+        "serve the player pages from this folder [built into the binary]",
+        "DIR",
+    );
     web_options(&mut opts);
     viewer_options(&mut opts);
     opts
@@ -178,7 +208,11 @@ const FILE_GATEWAY_BRIEF: &str = "Usage: rtmpd file-gateway [HOST [PORT [ROOT]]]
     A static file server for recordings and pages (defaults: 0.0.0.0, 8100, the current directory).";
 
 fn web_config(m: &getopts::Matches, web_dir: Option<PathBuf>) -> WebConfig {
-    WebConfig { web_dir, dir_listing: m.opt_present("dir"), access_log: m.opt_str("access-log").map(PathBuf::from) }
+    WebConfig {
+        web_dir,
+        dir_listing: m.opt_present("dir"),
+        access_log: m.opt_str("access-log").map(PathBuf::from),
+    }
 }
 
 fn existing_dir(path: &str, what: &str) -> Result<PathBuf, ConfigError> {
@@ -204,14 +238,27 @@ fn parse_file_gateway(args: &[String]) -> Result<Mode, ConfigError> {
     }
     let bind = match m.free.first() {
         None => IpAddr::from([0, 0, 0, 0]),
-        Some(s) => s.parse().or_else(|_| err(format!("file-gateway HOST: '{s}' is not an IP address")))?,
+        Some(s) => s
+            .parse()
+            .or_else(|_| err(format!("file-gateway HOST: '{s}' is not an IP address")))?,
     };
     let port = match m.free.get(1) {
         None => 8100,
-        Some(s) => s.parse().or_else(|_| err(format!("file-gateway PORT: '{s}' is not a port (0-65535)")))?,
+        Some(s) => s
+            .parse()
+            .or_else(|_| err(format!("file-gateway PORT: '{s}' is not a port (0-65535)")))?,
     };
-    let root = existing_dir(m.free.get(2).map(String::as_str).unwrap_or("."), "file-gateway ROOT")?;
-    Ok(Mode::FileGateway(FileGatewayConfig { bind, port, root, web: web_config(&m, None), log: log_config(&m)? }))
+    let root = existing_dir(
+        m.free.get(2).map(String::as_str).unwrap_or("."),
+        "file-gateway ROOT",
+    )?;
+    Ok(Mode::FileGateway(FileGatewayConfig {
+        bind,
+        port,
+        root,
+        web: web_config(&m, None),
+        log: log_config(&m)?,
+    }))
 }
 
 fn usage(opts: &Options, brief: &str) -> String {
@@ -304,13 +351,20 @@ pub fn parse(args: &[String]) -> Result<Mode, ConfigError> {
             .parse()
             .or_else(|_| err(format!("--bind: '{s}' is not an IP address")))?,
     };
-    let web_dir = m.opt_str("web-dir").map(|d| existing_dir(&d, "--web-dir")).transpose()?;
+    let web_dir = m
+        .opt_str("web-dir")
+        .map(|d| existing_dir(&d, "--web-dir"))
+        .transpose()?;
     let data_dir = PathBuf::from(m.opt_str("data-dir").unwrap_or_else(|| ".".into()));
     Ok(Mode::Origin(OriginConfig {
         bind,
         rtmp_port: port(&m, "rtmp-port", 1935)?,
         http_port: port(&m, "http-port", 8501)?,
-        web_port: if m.opt_present("no-web") { None } else { Some(port(&m, "web-port", 8000)?) },
+        web_port: if m.opt_present("no-web") {
+            None
+        } else {
+            Some(port(&m, "web-port", 8000)?)
+        },
         data_dir,
         web: web_config(&m, web_dir),
         viewer: viewer_config(&m)?,
@@ -353,9 +407,13 @@ mod tests {
 
     #[test]
     fn file_gateway_positional_arguments() {
-        let Mode::FileGateway(c) = parse(&args("file-gateway 127.0.0.1 8200 .")).unwrap() else { panic!() };
+        let Mode::FileGateway(c) = parse(&args("file-gateway 127.0.0.1 8200 .")).unwrap() else {
+            panic!()
+        };
         assert_eq!((c.bind.to_string().as_str(), c.port), ("127.0.0.1", 8200));
-        let Mode::FileGateway(c) = parse(&args("file-gateway")).unwrap() else { panic!() };
+        let Mode::FileGateway(c) = parse(&args("file-gateway")).unwrap() else {
+            panic!()
+        };
         assert_eq!(c.port, 8100);
         assert!(parse(&args("file-gateway 0.0.0.0 http")).is_err());
         assert!(parse(&args("file-gateway 0.0.0.0 8100 /no/such/dir")).is_err());

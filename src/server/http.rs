@@ -10,9 +10,9 @@ use std::time::{Instant, SystemTime};
 use bytes::Bytes;
 
 use super::conn::{Access, ConnState, FileBody, Listener};
+use super::Server;
 use crate::http::embedded;
 use crate::http::files::{self, Body, Root, StaticRequest};
-use super::Server;
 use crate::http::request::{self, Request, MAX_HEAD};
 use crate::http::response;
 use crate::http::route::{route, Route};
@@ -131,7 +131,9 @@ impl Server {
     }
 
     fn http_request(&mut self, token: usize, req: Request) {
-        let Some(conn) = self.conns.get_mut(token) else { return };
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
         let listener = conn.listener;
         conn.access = Some(Access {
             request_line: req.request_line(),
@@ -184,11 +186,7 @@ impl Server {
                     keep_alive,
                 )
             }
-            Route::Static => self.http_reply(
-                token,
-                response::simple(404, "Not found.", keep_alive),
-                keep_alive,
-            ),
+            Route::Static => self.http_static(token, &req),
         }
     }
 
@@ -203,13 +201,26 @@ impl Server {
             if_modified_since: req.header("if-modified-since"),
             keep_alive: req.keep_alive(),
         };
-        let resp = files::respond(&self.setup.roots, &sreq, self.setup.dir_listing, SystemTime::now());
-        let Some(conn) = self.conns.get_mut(token) else { return };
+        let resp = files::respond(
+            &self.setup.roots,
+            &sreq,
+            self.setup.dir_listing,
+            SystemTime::now(),
+        );
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
         if let Some(why) = &resp.refusal {
             if resp.status == 404 {
-                info!("HTTP {}: {} {}: {why}", conn.peer, resp.status, resp.log_path);
+                info!(
+                    "HTTP {}: {} {}: {why}",
+                    conn.peer, resp.status, resp.log_path
+                );
             } else {
-                warn!("HTTP {}: {} {}: {why}", conn.peer, resp.status, resp.log_path);
+                warn!(
+                    "HTTP {}: {} {}: {why}",
+                    conn.peer, resp.status, resp.log_path
+                );
             }
         }
         if let Some(a) = &mut conn.access {
@@ -221,13 +232,20 @@ impl Server {
             Body::Empty => {}
             Body::Static(data) => conn.out.push(Bytes::from_static(data)),
             Body::Owned(data) => conn.out.push(data.into()),
-            Body::File { mut file, offset, len } => {
+            Body::File {
+                mut file,
+                offset,
+                len,
+            } => {
                 if let Err(e) = file.seek(SeekFrom::Start(offset)) {
                     warn!("HTTP {}: cannot seek in {}: {e}", conn.peer, resp.log_path);
                     self.close(token, "file error");
                     return;
                 }
-                conn.body = Some(FileBody { file, remaining: len });
+                conn.body = Some(FileBody {
+                    file,
+                    remaining: len,
+                });
             }
         }
         if !sreq.keep_alive {
@@ -312,10 +330,16 @@ fn has_home_page(roots: &[Root]) -> bool {
 
 /// The status code of a response we built (for the access log).
 fn status_of(resp: &[u8]) -> u16 {
-    resp.get(9..12).and_then(|s| std::str::from_utf8(s).ok()).and_then(|s| s.parse().ok()).unwrap_or(0)
+    resp.get(9..12)
+        .and_then(|s| std::str::from_utf8(s).ok())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Body bytes of a whole response we built.
 fn body_len_of(resp: &[u8]) -> u64 {
-    resp.windows(4).position(|w| w == b"\r\n\r\n").map(|i| (resp.len() - i - 4) as u64).unwrap_or(0)
+    resp.windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| (resp.len() - i - 4) as u64)
+        .unwrap_or(0)
 }

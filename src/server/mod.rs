@@ -11,7 +11,7 @@ pub mod limits;
 pub mod outq;
 mod rtmp;
 
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -35,8 +35,6 @@ const LISTENER_BASE: usize = usize::MAX - 16;
 /// Reads per connection per wakeup before others get their turn.
 const READS_PER_WAKEUP: usize = 16;
 const READ_CHUNK: usize = 64 * 1024;
-/// Slices per vectored write (well under IOV_MAX).
-const MAX_IOV: usize = 128;
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 const STATS_EVERY: Duration = Duration::from_secs(10);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -129,14 +127,27 @@ pub fn run_origin(cfg: OriginConfig) -> Result<(), ServerError> {
     if let Some(n) = limits::raise_nofile() {
         info!("open-file limit {n}");
     }
-    std::fs::create_dir_all(&cfg.data_dir)
-        .map_err(|e| ServerError(format!("cannot create the data dir {}: {e}", cfg.data_dir.display())))?;
+    std::fs::create_dir_all(&cfg.data_dir).map_err(|e| {
+        ServerError(format!(
+            "cannot create the data dir {}: {e}",
+            cfg.data_dir.display()
+        ))
+    })?;
     let mut listeners = vec![
-        (bind(SocketAddr::new(cfg.bind, cfg.rtmp_port), "RTMP")?, Listener::Rtmp),
-        (bind(SocketAddr::new(cfg.bind, cfg.http_port), "HTTP")?, Listener::Http),
+        (
+            bind(SocketAddr::new(cfg.bind, cfg.rtmp_port), "RTMP")?,
+            Listener::Rtmp,
+        ),
+        (
+            bind(SocketAddr::new(cfg.bind, cfg.http_port), "HTTP")?,
+            Listener::Http,
+        ),
     ];
     if let Some(port) = cfg.web_port {
-        listeners.push((bind(SocketAddr::new(cfg.bind, port), "the web port")?, Listener::Web));
+        listeners.push((
+            bind(SocketAddr::new(cfg.bind, port), "the web port")?,
+            Listener::Web,
+        ));
     }
     let pages = match &cfg.web.web_dir {
         Some(dir) => Root::Dir(dir.clone()),
@@ -189,7 +200,10 @@ fn hub_config(v: &ViewerConfig) -> HubConfig {
 }
 
 impl Server {
-    fn new(setup: Setup, mut listeners: Vec<(TcpListener, Listener)>) -> Result<Server, ServerError> {
+    fn new(
+        setup: Setup,
+        mut listeners: Vec<(TcpListener, Listener)>,
+    ) -> Result<Server, ServerError> {
         let access_log = match &setup.access_log {
             None => None,
             Some(path) => Some(std::io::BufWriter::new(
@@ -504,7 +518,9 @@ impl Server {
                         self.write_access(line);
                     }
                 }
-                let Some(conn) = self.conns.get_mut(token) else { return };
+                let Some(conn) = self.conns.get_mut(token) else {
+                    return;
+                };
                 if drained && conn.close_after_flush {
                     self.close(token, "done");
                 } else if body_done {
@@ -819,7 +835,14 @@ impl Server {
 }
 
 fn access_line(peer: SocketAddr, a: conn::Access) -> String {
-    crate::http::files::access_log_line(peer, &a.request_line, a.status, a.bytes, a.wall, a.started.elapsed())
+    crate::http::files::access_log_line(
+        peer,
+        &a.request_line,
+        a.status,
+        a.bytes,
+        a.wall,
+        a.started.elapsed(),
+    )
 }
 
 /// Writes from `out` until it is empty (Ok(true)) or the socket would block (Ok(false)).
@@ -829,21 +852,15 @@ fn write_outbox(
     written: &mut usize,
 ) -> io::Result<bool> {
     loop {
-        let n = {
-            let mut iov: Vec<IoSlice<'_>> = Vec::with_capacity(32);
-            out.slices(&mut iov, MAX_IOV);
-            if iov.is_empty() {
-                return Ok(true);
-            }
-            match socket.write_vectored(&iov) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-        };
-        out.consume(n);
-        *written += n;
+        if out.is_empty() {
+            return Ok(true);
+        }
+        match out.write_to(socket) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => *written += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
     }
 }
