@@ -120,7 +120,9 @@ impl FlvSink {
             video_end: TrackEnd::default(),
             last_flush_t: 0,
         };
-        for f in pre.frames.iter().filter(|f| f.track != Track::Meta) {
+        // onMetaData went into the header tag; other script data (cue points...) stays in order.
+        let other = |f: &&Frame| f.track != Track::Meta || metadata_props(&f.data).is_none();
+        for f in pre.frames.iter().filter(other) {
             out.write(f)?;
         }
         out.file.flush().map_err(|e| with_path(e, &out.path))?;
