@@ -88,7 +88,13 @@ impl BoxWriter {
     }
 
     /// `ftyp` (or `styp`, which has the same layout).
-    pub fn file_type(&mut self, kind: &[u8; 4], major: &[u8; 4], minor: u32, compatible: &[&[u8; 4]]) {
+    pub fn file_type(
+        &mut self,
+        kind: &[u8; 4],
+        major: &[u8; 4],
+        minor: u32,
+        compatible: &[&[u8; 4]],
+    ) {
         let at = self.begin(kind);
         self.bytes(major);
         self.u32(minor);
