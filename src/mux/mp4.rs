@@ -110,18 +110,25 @@ impl Table {
         self.durations.iter().map(|d| *d as u64).sum()
     }
 
-    /// Start offset in movie time (an empty edit) and the media time where presentation begins.
-    fn edit(&self) -> (u64, u64) {
-        let ts = self.init.timescale as u64;
-        let empty = self.first_dt.unwrap_or(0) * MOVIE_TIMESCALE as u64 / ts;
-        let media_time = self.min_pts.max(0) as u64;
-        (empty, media_time.min(self.duration()))
+    /// Where this track's presentation starts, in movie time (ms from decode time 0).
+    fn start_ms(&self) -> u64 {
+        let ticks = self.first_dt.unwrap_or(0) + self.min_pts.max(0) as u64;
+        ticks * MOVIE_TIMESCALE as u64 / self.init.timescale as u64
+    }
+
+    /// The edit: an empty edit (movie time) so that the track starts where it started relative
+    /// to the earliest track, and the media time where presentation begins (the first composition
+    /// time, which B-frames push past 0).
+    fn edit(&self, movie_start_ms: u64) -> (u64, u64) {
+        let empty = self.start_ms().saturating_sub(movie_start_ms);
+        let media_time = (self.min_pts.max(0) as u64).min(self.duration());
+        (empty, media_time)
     }
 
     /// The track duration in movie time, after the edit.
-    fn edited_duration(&self) -> u64 {
-        let (empty, media_time) = self.edit();
-        empty + (self.duration() - media_time) * MOVIE_TIMESCALE as u64 / self.init.timescale as u64
+    fn edited_duration(&self, movie_start_ms: u64) -> u64 {
+        let (empty, _) = self.edit(movie_start_ms);
+        empty + self.duration() * MOVIE_TIMESCALE as u64 / self.init.timescale as u64
     }
 }
 
@@ -182,12 +189,16 @@ impl Merger {
 
     /// The presentation duration in milliseconds (the longest track).
     pub fn duration_ms(&self) -> u64 {
-        self.tables
-            .iter()
-            .filter(|t| !t.sizes.is_empty())
-            .map(|t| t.edited_duration())
+        let start = self.movie_start_ms();
+        self.tracks()
+            .map(|(_, t)| t.edited_duration(start))
             .max()
             .unwrap_or(0)
+    }
+
+    /// The earliest presentation start of any track: movie time 0.
+    fn movie_start_ms(&self) -> u64 {
+        self.tracks().map(|(_, t)| t.start_ms()).min().unwrap_or(0)
     }
 
     /// Pass 1 for the next segment (its index is the number of earlier calls; `write` passes that
@@ -355,8 +366,9 @@ impl Merger {
             .unwrap_or(0)
             + 1;
         write_mvhd(&mut w, self.duration_ms(), next_id);
+        let start = self.movie_start_ms();
         for (i, t) in self.tracks() {
-            write_trak(&mut w, t, &offsets[i], &spc[i], co64);
+            write_trak(&mut w, t, start, &offsets[i], &spc[i], co64);
         }
         w.end(moov);
         w.into_inner()
@@ -567,18 +579,25 @@ fn runs_of<T: Copy + PartialEq>(v: &[T]) -> Vec<(u32, T)> {
     out
 }
 
-fn write_trak(w: &mut BoxWriter, t: &Table, offsets: &[u64], spc: &[u32], co64: bool) {
+fn write_trak(
+    w: &mut BoxWriter,
+    t: &Table,
+    movie_start_ms: u64,
+    offsets: &[u64],
+    spc: &[u32],
+    co64: bool,
+) {
     let init = &t.init;
     let trak = w.begin(b"trak");
     write_tkhd(
         w,
         init.track_id,
-        t.edited_duration(),
+        t.edited_duration(movie_start_ms),
         init.audio,
         init.width,
         init.height,
     );
-    let (empty, media_time) = t.edit();
+    let (empty, media_time) = t.edit(movie_start_ms);
     if empty > 0 || media_time > 0 {
         let edts = w.begin(b"edts");
         let elst = w.begin_full(b"elst", 0, 0);
@@ -588,7 +607,7 @@ fn write_trak(w: &mut BoxWriter, t: &Table, offsets: &[u64], spc: &[u32], co64: 
             w.i32(-1);
             w.u32(0x0001_0000);
         }
-        let edited = (t.duration() - media_time) * MOVIE_TIMESCALE as u64 / init.timescale as u64;
+        let edited = t.duration() * MOVIE_TIMESCALE as u64 / init.timescale as u64;
         w.u32(edited.min(u32::MAX as u64) as u32);
         w.i32(media_time.min(i32::MAX as u64) as i32);
         w.u32(0x0001_0000);

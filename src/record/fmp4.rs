@@ -783,3 +783,473 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
     (y, m, d)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::frame::TAG_VIDEO;
+    use std::process::Command;
+
+    /// ffmpeg and ffprobe present? Without them the end-to-end tests skip, unless
+    /// RTMPD_REQUIRE_TOOLS=1 makes that a failure.
+    fn tools() -> bool {
+        let ok = ["ffmpeg", "ffprobe"].iter().all(|t| {
+            Command::new(t)
+                .arg("-version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
+        if !ok {
+            assert!(
+                std::env::var("RTMPD_REQUIRE_TOOLS").as_deref() != Ok("1"),
+                "ffmpeg/ffprobe required (RTMPD_REQUIRE_TOOLS=1)"
+            );
+            println!("skipped: ffmpeg not found");
+        }
+        ok
+    }
+
+    fn tmpdir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("rtmpd-fmp4-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn run(cmd: &str, args: &[&str]) -> (String, String) {
+        let o = Command::new(cmd).args(args).output().unwrap();
+        assert!(
+            o.status.success() || cmd == "ffmpeg",
+            "{cmd} {args:?} failed"
+        );
+        (
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    }
+
+    fn make_flv(dir: &Path, inputs: &[&str]) -> PathBuf {
+        let out = dir.join("fixture.flv");
+        let mut args = vec!["-v", "error", "-y"];
+        args.extend_from_slice(inputs);
+        args.extend_from_slice(&["-f", "flv", out.to_str().unwrap()]);
+        let o = Command::new("ffmpeg").args(&args).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        out
+    }
+
+    const AV: &[&str] = &[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=25",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=44100",
+        "-t",
+        "10",
+        "-c:v",
+        "libx264",
+        "-bf",
+        "2",
+        "-g",
+        "50",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        "-ac",
+        "2",
+    ];
+
+    /// A tiny FLV reader for the fixture: header, then tags, each followed by PreviousTagSize.
+    fn read_flv(path: &Path) -> Vec<Frame> {
+        let b = fs::read(path).unwrap();
+        assert_eq!(&b[..3], b"FLV");
+        let mut pos = u32::from_be_bytes(b[5..9].try_into().unwrap()) as usize + 4;
+        let mut frames = Vec::new();
+        while pos + 11 <= b.len() {
+            let t = b[pos];
+            let size = u32::from_be_bytes([0, b[pos + 1], b[pos + 2], b[pos + 3]]) as usize;
+            let ts = u32::from_be_bytes([b[pos + 7], b[pos + 4], b[pos + 5], b[pos + 6]]);
+            let body = Bytes::copy_from_slice(&b[pos + 11..pos + 11 + size]);
+            if let Some(f) = Frame::parse(t, ts, body) {
+                frames.push(f);
+            }
+            pos += 11 + size + 4;
+        }
+        frames
+    }
+
+    fn errors(input: &Path) -> String {
+        run(
+            "ffmpeg",
+            &[
+                "-v",
+                "error",
+                "-i",
+                input.to_str().unwrap(),
+                "-f",
+                "null",
+                "-",
+            ],
+        )
+        .1
+    }
+
+    fn concat(out: &Path, parts: &[PathBuf]) -> PathBuf {
+        let mut all = Vec::new();
+        for p in parts {
+            all.extend_from_slice(&fs::read(p).unwrap());
+        }
+        fs::write(out, all).unwrap();
+        out.to_path_buf()
+    }
+
+    fn video_frames(path: &Path) -> u64 {
+        let (o, _) = run(
+            "ffprobe",
+            &[
+                "-v",
+                "error",
+                "-select_streams",
+                "v:0",
+                "-count_frames",
+                "-show_entries",
+                "stream=nb_read_frames",
+                "-of",
+                "csv=p=0",
+                path.to_str().unwrap(),
+            ],
+        );
+        o.trim().parse().unwrap_or(0)
+    }
+
+    fn stream_field(path: &Path, sel: &str, field: &str) -> f64 {
+        let (o, _) = run(
+            "ffprobe",
+            &[
+                "-v",
+                "error",
+                "-select_streams",
+                sel,
+                "-show_entries",
+                &format!("stream={field}"),
+                "-of",
+                "csv=p=0",
+                path.to_str().unwrap(),
+            ],
+        );
+        o.trim().parse().unwrap_or(f64::NAN)
+    }
+
+    fn top_level_boxes(path: &Path) -> Vec<String> {
+        let b = fs::read(path).unwrap();
+        crate::mux::bmff::boxes(&b)
+            .map(|r| String::from_utf8_lossy(&r.unwrap().0).into_owned())
+            .collect()
+    }
+
+    fn record(stream_dir: &Path, frames: &[Frame], fragment_ms: u32, started: SystemTime) {
+        let mut sink = Fmp4Sink::create(stream_dir, fragment_ms, started).unwrap();
+        for f in frames {
+            sink.frame(f).unwrap();
+        }
+        sink.finish().unwrap();
+    }
+
+    fn segments(dir: &Path, prefix: &str, init: &str) -> Vec<PathBuf> {
+        let mut v = vec![dir.join(init)];
+        v.extend(
+            super::super::merge::segment_files(dir, prefix)
+                .unwrap()
+                .into_iter()
+                .map(|(_, p)| p),
+        );
+        v
+    }
+
+    #[test]
+    fn stamp_formats_and_civil_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_416), (2025, 11, 24));
+        let s = stamp(UNIX_EPOCH + std::time::Duration::from_secs(1_764_000_000));
+        assert_eq!(s.len(), 15);
+        assert_eq!(&s[8..9], "_");
+    }
+
+    #[test]
+    fn playlist_text() {
+        let segs = [
+            SegInfo {
+                sequence: 1,
+                secs: 4.0,
+                bytes: 10,
+            },
+            SegInfo {
+                sequence: 2,
+                secs: 4.48,
+                bytes: 10,
+            },
+        ];
+        let p = media_playlist("init.mp4", "segment", &segs, 5, true);
+        assert_eq!(
+            p,
+            "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:5\n#EXT-X-MEDIA-SEQUENCE:1\n\
+             #EXT-X-PLAYLIST-TYPE:EVENT\n#EXT-X-INDEPENDENT-SEGMENTS\n#EXT-X-MAP:URI=\"init.mp4\"\n\
+             #EXTINF:4.000,\nsegment_1.m4s\n#EXTINF:4.480,\nsegment_2.m4s\n#EXT-X-ENDLIST\n"
+        );
+    }
+
+    #[test]
+    fn waits_for_both_sequence_headers() {
+        let dir = tmpdir("wait");
+        let mut sink = Fmp4Sink::create(&dir, 1000, SystemTime::now()).unwrap();
+        // A video frame before any sequence header, then the headers: nothing lost.
+        let avcc = [
+            1u8, 0x42, 0, 0x1e, 0xff, 0xe1, 0, 4, 0x67, 0x42, 0, 0x1e, 1, 0, 2, 0x68, 0xce,
+        ];
+        let mut seq = vec![0x17, 0, 0, 0, 0];
+        seq.extend_from_slice(&avcc);
+        let key = Frame::parse(
+            TAG_VIDEO,
+            0,
+            Bytes::from_static(&[0x17, 1, 0, 0, 0, 0, 0, 0, 1, 0x65]),
+        )
+        .unwrap();
+        sink.frame(&key).unwrap();
+        assert!(!dir.join(MERGE_DIR).join("init.mp4").exists());
+        sink.frame(&Frame::parse(TAG_VIDEO, 0, Bytes::from(seq)).unwrap())
+            .unwrap();
+        assert!(
+            !dir.join(MERGE_DIR).join("init.mp4").exists(),
+            "still waiting for audio"
+        );
+        sink.frame(&Frame::parse(8, 0, Bytes::from_static(&[0xaf, 0, 0x12, 0x10])).unwrap())
+            .unwrap();
+        assert!(dir.join(MERGE_DIR).join("init.mp4").exists());
+        assert!(dir.join(SEPARATE_DIR).join("audio_init.mp4").exists());
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn sink_end_to_end_with_b_frames() {
+        if !tools() {
+            return;
+        }
+        let root = tmpdir("av");
+        let flv = make_flv(&root, AV);
+        let frames = read_flv(&flv);
+        let input_frames = video_frames(&flv);
+        assert!(input_frames >= 249, "fixture has {input_frames} frames");
+        let data = root.join("data");
+        let stream_dir = data.join("mp4/live/s");
+        let started = UNIX_EPOCH + std::time::Duration::from_secs(1_764_000_000);
+        record(&stream_dir, &frames, 2000, started);
+        let merge = stream_dir.join(MERGE_DIR);
+        let sep = stream_dir.join(SEPARATE_DIR);
+
+        // Segments: concatenated after their init, both forms decode cleanly.
+        let muxed = segments(&merge, "segment", "init.mp4");
+        assert!(muxed.len() >= 5, "{} files", muxed.len());
+        let all = concat(&root.join("muxed.mp4"), &muxed);
+        assert_eq!(errors(&all), "");
+        assert_eq!(video_frames(&all), input_frames);
+        let v = concat(
+            &root.join("v.mp4"),
+            &segments(&sep, "video", "video_init.mp4"),
+        );
+        assert_eq!(errors(&v), "");
+        assert_eq!(video_frames(&v), input_frames);
+        let a = concat(
+            &root.join("a.mp4"),
+            &segments(&sep, "audio", "audio_init.mp4"),
+        );
+        assert_eq!(errors(&a), "");
+
+        // Playlists play.
+        for p in [
+            merge.join("index.m3u8"),
+            sep.join("master.m3u8"),
+            sep.join("video.m3u8"),
+            sep.join("audio.m3u8"),
+        ] {
+            assert_eq!(errors(&p), "", "{}", p.display());
+            assert!(
+                fs::read_to_string(&p).unwrap().contains("#EXT-X-ENDLIST")
+                    || p.ends_with("master.m3u8")
+            );
+        }
+        let master = fs::read_to_string(sep.join("master.m3u8")).unwrap();
+        assert!(
+            master.contains("TYPE=AUDIO") && master.contains("RESOLUTION=320x240"),
+            "{master}"
+        );
+
+        // meta.json
+        let meta = fs::read_to_string(merge.join("meta.json")).unwrap();
+        assert!(
+            meta.contains("\"codecs\":\"avc1.") && meta.contains(",mp4a.40.2\""),
+            "{meta}"
+        );
+        assert!(
+            meta.contains("\"width\":320") && meta.contains("\"sample_rate\":44100"),
+            "{meta}"
+        );
+        assert!(
+            meta.contains("\"complete\":true") && meta.contains("\"full\":\"stream_full.mp4\"")
+        );
+        assert!(meta.contains(&format!("\"started\":\"{}\"", stamp(started))));
+
+        // The merged MP4: faststart, every frame, right duration, tracks start together.
+        let full = merge.join(FULL_NAME);
+        assert_eq!(top_level_boxes(&full), ["ftyp", "moov", "mdat"]);
+        assert_eq!(errors(&full), "");
+        assert_eq!(video_frames(&full), input_frames);
+        let vdur = stream_field(&full, "v:0", "duration");
+        assert!(
+            (vdur - input_frames as f64 / 25.0).abs() <= 0.04 + 1e-6,
+            "video duration {vdur}"
+        );
+        let vstart = stream_field(&full, "v:0", "start_time");
+        let astart = stream_field(&full, "a:0", "start_time");
+        assert!(
+            (vstart - astart).abs() <= 0.04 + 1e-6,
+            "starts {vstart} {astart}"
+        );
+
+        // `rtmpd merge` on a copy gives the same bytes; a stale temp segment is ignored.
+        let copy = root.join("copy");
+        fs::create_dir_all(&copy).unwrap();
+        for p in &muxed {
+            fs::copy(p, copy.join(p.file_name().unwrap())).unwrap();
+        }
+        fs::write(copy.join("segment_999.m4s.tmp"), b"\0\0\0\x08junk").unwrap();
+        let report = super::super::merge::merge_dir(&copy).unwrap();
+        assert_eq!(report.segments, muxed.len() - 1);
+        assert_eq!(report.dropped_samples, 0);
+        assert_eq!(
+            fs::read(copy.join(FULL_NAME)).unwrap(),
+            fs::read(&full).unwrap()
+        );
+
+        // A last segment cut short by a crash: trimmed to whole samples, still clean.
+        let last = copy.join(muxed.last().unwrap().file_name().unwrap());
+        let len = fs::metadata(&last).unwrap().len();
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&last)
+            .unwrap()
+            .set_len(len * 2 / 3)
+            .unwrap();
+        let report = super::super::merge::merge_dir(&copy).unwrap();
+        assert!(
+            report.dropped_samples > 0 && report.damaged_segments == 1,
+            "{report:?}"
+        );
+        let cut = copy.join(FULL_NAME);
+        assert_eq!(errors(&cut), "");
+        let n = video_frames(&cut);
+        assert!(n > 0 && n < input_frames, "{n}");
+
+        // Re-publish: the previous session moves to its start time, nothing is lost.
+        let mut again = Fmp4Sink::create(&stream_dir, 2000, SystemTime::now()).unwrap();
+        let rotated = stream_dir.join(stamp(started));
+        assert!(rotated.join(MERGE_DIR).join(FULL_NAME).is_file());
+        assert!(rotated.join(SEPARATE_DIR).join("master.m3u8").is_file());
+        assert!(!merge.join("init.mp4").exists());
+        for f in &frames[..frames.len() / 4] {
+            again.frame(f).unwrap();
+        }
+        // Crash: no finish. Restart repairs the unmerged session, and the rotated one after a
+        // second re-publish (a name clash gets _1).
+        drop(again);
+        let lines = repair(&data);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(merge.join(FULL_NAME).is_file());
+        assert_eq!(errors(&merge.join(FULL_NAME)), "");
+        assert!(fs::read_to_string(merge.join("index.m3u8"))
+            .unwrap()
+            .contains("#EXT-X-ENDLIST"));
+        assert!(repair(&data).is_empty(), "nothing left to repair");
+
+        let _ = fs::remove_dir_all(&root);
+    }
+
+    fn single_track(name: &str, inputs: &[&str], want_video: bool) {
+        if !tools() {
+            return;
+        }
+        let root = tmpdir(name);
+        let flv = make_flv(&root, inputs);
+        let frames = read_flv(&flv);
+        let stream_dir = root.join("mp4/live/s");
+        record(&stream_dir, &frames, 1000, SystemTime::now());
+        let merge = stream_dir.join(MERGE_DIR);
+        let sep = stream_dir.join(SEPARATE_DIR);
+        let all = concat(
+            &root.join("all.mp4"),
+            &segments(&merge, "segment", "init.mp4"),
+        );
+        assert_eq!(errors(&all), "");
+        assert!(segments(&merge, "segment", "init.mp4").len() >= 4);
+        let full = merge.join(FULL_NAME);
+        assert_eq!(errors(&full), "");
+        assert_eq!(errors(&merge.join("index.m3u8")), "");
+        assert_eq!(errors(&sep.join("master.m3u8")), "");
+        let (video, audio) = (sep.join("video_init.mp4"), sep.join("audio_init.mp4"));
+        assert_eq!(video.exists(), want_video);
+        assert_eq!(audio.exists(), !want_video);
+        let dur = stream_field(&full, if want_video { "v:0" } else { "a:0" }, "duration");
+        assert!((dur - 5.0).abs() < 0.1, "duration {dur}");
+        let meta = fs::read_to_string(merge.join("meta.json")).unwrap();
+        let tracks = if want_video {
+            "[\"video\"]"
+        } else {
+            "[\"audio\"]"
+        };
+        assert!(meta.contains(tracks), "{meta}");
+        let _ = fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn audio_only_stream() {
+        single_track(
+            "audio",
+            &[
+                "-f",
+                "lavfi",
+                "-i",
+                "sine=sample_rate=48000",
+                "-t",
+                "5",
+                "-c:a",
+                "aac",
+            ],
+            false,
+        );
+    }
+
+    #[test]
+    fn video_only_stream() {
+        single_track(
+            "video",
+            &[
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=160x120:rate=30",
+                "-t",
+                "5",
+                "-c:v",
+                "libx264",
+                "-g",
+                "30",
+                "-pix_fmt",
+                "yuv420p",
+            ],
+            true,
+        );
+    }
+}
