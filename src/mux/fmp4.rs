@@ -598,6 +598,7 @@ pub struct Fragmenter {
     audio: Option<TrackLine>,
     base: Option<u32>,
     sequence: u32,
+    last_cut_ms: Option<i64>,
 }
 
 impl Fragmenter {
@@ -609,6 +610,7 @@ impl Fragmenter {
             audio: audio_rate.map(|r| TrackLine::new(AUDIO_TRACK_ID, r.max(1), 1024)),
             base: None,
             sequence: 0,
+            last_cut_ms: None,
         }
     }
 
@@ -630,7 +632,6 @@ impl Fragmenter {
         key: bool,
         data: Bytes,
     ) -> Option<Fragment> {
-        let has_video = self.video.is_some();
         let base = *self.base.get_or_insert(dts);
         let target = self.target_ms;
         let line = match track {
@@ -639,12 +640,20 @@ impl Fragmenter {
             Track::Meta => return None,
         };
         let ms = line.unwrap_ms(dts, base);
-        // The segment's clock is the video track's when there is one.
-        let start = if has_video {
+        // The segment's clock is the video track's once video flows (a configured video track
+        // that never sends a frame does not hold audio hostage); a carried-over sample never
+        // counts from before the last cut, so a stalled track cannot force a cut per frame.
+        let video_flows = self.video.as_ref().is_some_and(|v| v.last_dt.is_some());
+        let start = if video_flows {
             self.video.as_ref().and_then(|v| v.segment_start_ms())
         } else {
             self.audio.as_ref().and_then(|a| a.segment_start_ms())
         };
+        let start = match (start, self.last_cut_ms) {
+            (Some(s), Some(c)) => Some(s.max(c)),
+            (s, _) => s,
+        };
+        let has_video = video_flows || (track == Track::Video && self.video.is_some());
         let mut closed = None;
         if let Some(start) = start {
             if should_cut(has_video, track, key, ms - start, target) {
@@ -659,6 +668,7 @@ impl Fragmenter {
                     line.settle(Some(dt));
                 }
                 closed = self.close();
+                self.last_cut_ms = Some(ms);
             }
         }
         let sync = track != Track::Video || key;
@@ -936,6 +946,25 @@ mod tests {
             }
         }
         assert_eq!(n, 4);
+    }
+
+    #[test]
+    fn stalled_video_does_not_cut_every_audio_frame() {
+        let mut f = Fragmenter::new(1000, true, Some(48_000));
+        f.push(Track::Video, 0, 0, true, b(1));
+        f.push(Track::Video, 40, 0, false, b(1));
+        let mut cuts = 0;
+        for i in 0..300u32 {
+            cuts += f.push(Track::Audio, i * 20, 0, true, b(1)).is_some() as u32;
+        }
+        // 6 s of audio after video stopped at 40 ms: hard cuts every 2 s, not per frame.
+        assert_eq!(cuts, 2);
+        // A configured video track that never sends frames: audio cuts on time.
+        let mut f = Fragmenter::new(1000, true, Some(48_000));
+        let cuts: usize = (0..300u32)
+            .filter_map(|i| f.push(Track::Audio, i * 20, 0, true, b(1)))
+            .count();
+        assert_eq!(cuts, 5);
     }
 
     #[test]
