@@ -132,6 +132,14 @@ impl Table {
     }
 }
 
+/// The bytes before the media data of the output file.
+struct Layout {
+    ftyp: Vec<u8>,
+    moov: Vec<u8>,
+    /// The `mdat` header (8 bytes, or 16 past 4 GiB).
+    mdat: Vec<u8>,
+}
+
 /// What pass 1 found in one segment.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SegmentScan {
@@ -376,7 +384,7 @@ impl Merger {
 
     /// Decides the layout: `ftyp`, the `moov` (with `co64` only when a chunk starts past 4 GiB,
     /// decided from the `moov` size computed first), and the `mdat` header.
-    fn layout(&self) -> Result<(Vec<u8>, Vec<u8>, Vec<u8>, bool), BmffError> {
+    fn layout(&self) -> Result<Layout, BmffError> {
         if self.tracks().next().is_none() {
             return Err(BmffError::BadValue);
         }
@@ -395,11 +403,15 @@ impl Merger {
         let base = (ftyp.len() + moov.len() + mdat.len()) as u64;
         if base + last_chunk <= u32::MAX as u64 {
             let moov = self.moov(base, false);
-            return Ok((ftyp, moov, mdat, false));
+            return Ok(Layout { ftyp, moov, mdat });
         }
         let size64 = self.moov(0, true).len();
         let base = (ftyp.len() + size64 + mdat.len()) as u64;
-        Ok((ftyp, self.moov(base, true), mdat, true))
+        Ok(Layout {
+            ftyp,
+            moov: self.moov(base, true),
+            mdat,
+        })
     }
 
     /// Pass 2: writes the progressive MP4 to `out`, opening source segment `i` with `open(i)`.
@@ -409,7 +421,9 @@ impl Merger {
         out: &mut W,
         mut open: impl FnMut(u32) -> io::Result<R>,
     ) -> io::Result<u64> {
-        let (ftyp, moov, mdat, _) = self.layout()?;
+        let Layout {
+            ftyp, moov, mdat, ..
+        } = self.layout()?;
         out.write_all(&ftyp)?;
         out.write_all(&moov)?;
         out.write_all(&mdat)?;
@@ -879,8 +893,8 @@ mod tests {
             samples: vec![sample(3600, 1, false, 0)],
         };
         m.push_run(small, 1, 0, u64::MAX);
-        let (_, moov, mdat, co64) = m.layout().unwrap();
-        assert!(co64);
+        let Layout { moov, mdat, .. } = m.layout().unwrap();
+        assert!(table(find(&moov, b"moov").unwrap().unwrap(), b"stco").is_none());
         assert_eq!(
             mdat.len(),
             16,
@@ -900,7 +914,10 @@ mod tests {
             samples: vec![sample(3600, 1000, true, 0)],
         };
         m.push_run(r, 0, 0, u64::MAX);
-        assert!(!m.layout().unwrap().3);
+        let moov = m.layout().unwrap().moov;
+        let moov = find(&moov, b"moov").unwrap().unwrap();
+        assert!(table(moov, b"co64").is_none());
+        assert!(table(moov, b"stco").is_some());
     }
 
     #[test]

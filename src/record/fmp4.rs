@@ -51,7 +51,7 @@ enum State {
         bytes: usize,
         first_dts: Option<u32>,
     },
-    Running(Fragmenter),
+    Running(Box<Fragmenter>),
     Done,
 }
 
@@ -184,11 +184,11 @@ impl Fmp4Sink {
                 &fmp4::init_segment(None, Some(a)),
             )?;
         }
-        self.state = State::Running(Fragmenter::new(
+        self.state = State::Running(Box::new(Fragmenter::new(
             self.fragment_ms,
             video.is_some(),
             audio.map(|a| a.sample_rate),
-        ));
+        )));
         self.write_playlists(false)?;
         for f in frames {
             self.push(&f)?;
@@ -595,7 +595,7 @@ fn meta_started(dir: &Path) -> Option<String> {
 }
 
 fn has_files(dir: &Path) -> bool {
-    fs::read_dir(dir).map_or(false, |mut d| d.next().is_some())
+    fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some())
 }
 
 /// Moves the previous session's folders into `stream_dir/{YYYYMMDD_HHMMSS}[_N]/`. Empty folders
@@ -645,7 +645,7 @@ fn unmerged(dir: &Path) -> bool {
     if dir.join(FULL_NAME).exists() || !dir.join("init.mp4").is_file() {
         return false;
     }
-    fs::read_dir(dir).map_or(false, |d| {
+    fs::read_dir(dir).is_ok_and(|d| {
         d.flatten().any(|e| {
             let n = e.file_name();
             let n = n.to_string_lossy();
