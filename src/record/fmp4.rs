@@ -5,26 +5,21 @@
 //! worker, never on the event loop.
 
 use super::merge::merge_dir;
-use super::Sink;
+use super::paths::{self, local_stamp, replace_file};
+use super::{Prelude, Sink};
 use crate::media::aac::AudioSpecificConfig;
 use crate::media::avc::AvcConfig;
 use crate::media::{Codec, Frame, Track};
 use crate::mux::fmp4::{self, AudioConfig, Fragment, Fragmenter, VideoConfig};
 use bytes::Bytes;
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 pub const MERGE_DIR: &str = "output_merge";
 pub const SEPARATE_DIR: &str = "output_separate";
 pub const FULL_NAME: &str = "stream_full.mp4";
-
-/// How long (in media time) to wait for the second sequence header after the first media frame.
-const CONFIG_WAIT_MS: i64 = 1000;
-/// Frames buffered while waiting for sequence headers, at most.
-const MAX_BUFFERED_FRAMES: usize = 2000;
-const MAX_BUFFERED_BYTES: usize = 32 << 20;
 
 struct VideoTrack {
     config: VideoConfig,
@@ -45,12 +40,8 @@ struct SegInfo {
 }
 
 enum State {
-    /// Sequence headers not all known yet: media frames wait here (bounded).
-    Waiting {
-        frames: Vec<Frame>,
-        bytes: usize,
-        first_dts: Option<u32>,
-    },
+    /// Sequence headers not all known yet: frames wait here (bounded by `Prelude`).
+    Waiting(Prelude),
     Running(Box<Fragmenter>),
     Done,
 }
@@ -88,12 +79,8 @@ impl Fmp4Sink {
             merge_dir,
             separate_dir,
             fragment_ms: fragment_ms.max(100),
-            started: stamp(started),
-            state: State::Waiting {
-                frames: Vec::new(),
-                bytes: 0,
-                first_dts: None,
-            },
+            started: local_stamp(started),
+            state: State::Waiting(Prelude::default()),
             video: None,
             audio: None,
             muxed: Vec::new(),
@@ -168,18 +155,18 @@ impl Fmp4Sink {
     fn start(&mut self, frames: Vec<Frame>) -> io::Result<()> {
         let video = self.video.as_ref().map(|v| &v.config);
         let audio = self.audio.as_ref().map(|a| &a.config);
-        write_atomic(
+        replace_file(
             &self.merge_dir.join("init.mp4"),
             &fmp4::init_segment(video, audio),
         )?;
         if let Some(v) = video {
-            write_atomic(
+            replace_file(
                 &self.separate_dir.join("video_init.mp4"),
                 &fmp4::init_segment(Some(v), None),
             )?;
         }
         if let Some(a) = audio {
-            write_atomic(
+            replace_file(
                 &self.separate_dir.join("audio_init.mp4"),
                 &fmp4::init_segment(None, Some(a)),
             )?;
@@ -215,7 +202,7 @@ impl Fmp4Sink {
             return Ok(());
         }
         let name = format!("segment_{}.m4s", f.sequence);
-        write_atomic(
+        replace_file(
             &self.merge_dir.join(name),
             &fmp4::media_segment(f.sequence, &runs),
         )?;
@@ -226,7 +213,7 @@ impl Fmp4Sink {
         });
         if let Some(v) = &f.video {
             let name = format!("video_{}.m4s", f.sequence);
-            write_atomic(
+            replace_file(
                 &self.separate_dir.join(name),
                 &fmp4::media_segment(f.sequence, &[v]),
             )?;
@@ -238,7 +225,7 @@ impl Fmp4Sink {
         }
         if let Some(a) = &f.audio {
             let name = format!("audio_{}.m4s", f.sequence);
-            write_atomic(
+            replace_file(
                 &self.separate_dir.join(name),
                 &fmp4::media_segment(f.sequence, &[a]),
             )?;
@@ -267,25 +254,25 @@ impl Fmp4Sink {
 
     fn write_playlists(&self, ended: bool) -> io::Result<()> {
         let target = self.target_secs();
-        write_atomic(
+        replace_file(
             &self.merge_dir.join("index.m3u8"),
             media_playlist("init.mp4", "segment", &self.muxed, target, ended).as_bytes(),
         )?;
         if self.video.is_some() {
-            write_atomic(
+            replace_file(
                 &self.separate_dir.join("video.m3u8"),
                 media_playlist("video_init.mp4", "video", &self.video_segs, target, ended)
                     .as_bytes(),
             )?;
         }
         if self.audio.is_some() {
-            write_atomic(
+            replace_file(
                 &self.separate_dir.join("audio.m3u8"),
                 media_playlist("audio_init.mp4", "audio", &self.audio_segs, target, ended)
                     .as_bytes(),
             )?;
         }
-        write_atomic(
+        replace_file(
             &self.separate_dir.join("master.m3u8"),
             self.master().as_bytes(),
         )
@@ -388,7 +375,7 @@ impl Fmp4Sink {
         if self.merged {
             merge.str("full", FULL_NAME);
         }
-        write_atomic(&self.merge_dir.join("meta.json"), merge.finish().as_bytes())?;
+        replace_file(&self.merge_dir.join("meta.json"), merge.finish().as_bytes())?;
 
         let mut sep = Json::from(&common);
         sep.num("segments", self.muxed.len() as u64);
@@ -407,25 +394,10 @@ impl Fmp4Sink {
             sep.str("audio_playlist", "audio.m3u8");
         }
         sep.str("playlist", "master.m3u8");
-        write_atomic(
+        replace_file(
             &self.separate_dir.join("meta.json"),
             sep.finish().as_bytes(),
         )
-    }
-
-    fn waiting_should_start(
-        &self,
-        frames: usize,
-        bytes: usize,
-        first: Option<u32>,
-        dts: u32,
-    ) -> bool {
-        if self.video.is_some() && self.audio.is_some() {
-            return true;
-        }
-        let waited = first.is_some_and(|f| dts.wrapping_sub(f) as i32 as i64 >= CONFIG_WAIT_MS);
-        let full = frames >= MAX_BUFFERED_FRAMES || bytes >= MAX_BUFFERED_BYTES;
-        (waited || full) && (self.video.is_some() || self.audio.is_some())
     }
 }
 
@@ -440,39 +412,17 @@ impl Sink for Fmp4Sink {
         match &mut self.state {
             State::Done => Ok(()),
             State::Running(_) => self.push(frame),
-            State::Waiting {
-                frames,
-                bytes,
-                first_dts,
-            } => {
-                if !frame.config && Self::media_payload(frame).is_some() {
-                    first_dts.get_or_insert(frame.dts);
-                    *bytes += frame.data.len();
-                    frames.push(frame.clone());
+            State::Waiting(prelude) => {
+                if !prelude.push(frame) {
+                    return Ok(());
                 }
-                let (n, b, first) = (frames.len(), *bytes, *first_dts);
-                if self.waiting_should_start(n, b, first, frame.dts) {
-                    let State::Waiting { frames, .. } =
-                        std::mem::replace(&mut self.state, State::Done)
-                    else {
-                        return Ok(());
-                    };
-                    return self.start(frames);
+                let out = prelude.take();
+                if self.video.is_none() && self.audio.is_none() {
+                    // Nothing recordable yet (no H.264/AAC sequence header): keep waiting; the
+                    // prelude has been emptied, so memory stays bounded.
+                    return Ok(());
                 }
-                if let State::Waiting {
-                    frames,
-                    bytes,
-                    first_dts,
-                } = &mut self.state
-                {
-                    // No sequence header at all: keep memory bounded by starting over.
-                    if frames.len() >= MAX_BUFFERED_FRAMES || *bytes >= MAX_BUFFERED_BYTES {
-                        frames.clear();
-                        *bytes = 0;
-                        *first_dts = None;
-                    }
-                }
-                Ok(())
+                self.start(out.frames)
             }
         }
     }
@@ -480,11 +430,11 @@ impl Sink for Fmp4Sink {
     fn finish(&mut self) -> io::Result<()> {
         match std::mem::replace(&mut self.state, State::Done) {
             State::Done => return Ok(()),
-            State::Waiting { frames, .. } => {
+            State::Waiting(mut prelude) => {
                 if self.video.is_none() && self.audio.is_none() {
                     return self.write_meta(true);
                 }
-                self.start(frames)?;
+                self.start(prelude.take().frames)?;
                 return self.finish();
             }
             State::Running(mut frag) => {
@@ -530,17 +480,6 @@ fn media_playlist(map: &str, prefix: &str, segs: &[SegInfo], target: u32, ended:
         p.push_str("#EXT-X-ENDLIST\n");
     }
     p
-}
-
-/// Writes `bytes` to `path` whole or not at all: a temporary name, then a rename.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let mut f = fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    drop(f);
-    fs::rename(&tmp, path)
 }
 
 /// A flat JSON object built by hand (keys and values are ours: names, codecs, numbers).
@@ -598,46 +537,34 @@ fn has_files(dir: &Path) -> bool {
     fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some())
 }
 
-/// Moves the previous session's folders into `stream_dir/{YYYYMMDD_HHMMSS}[_N]/`. Empty folders
-/// are simply removed. Returns the folder they went to.
+/// Moves the previous session's folders into `stream_dir/{YYYYMMDD_HHMMSS}[_N]/`, named after
+/// the start recorded in its `meta.json` (else the folder's time). Empty folders are removed
+/// instead. Returns the folder they went to.
 fn rotate(stream_dir: &Path) -> io::Result<Option<PathBuf>> {
     let merge = stream_dir.join(MERGE_DIR);
     let separate = stream_dir.join(SEPARATE_DIR);
-    let present: Vec<&PathBuf> = [&merge, &separate]
-        .into_iter()
-        .filter(|d| d.is_dir())
-        .collect();
-    if present.is_empty() {
-        return Ok(None);
-    }
-    if !present.iter().any(|d| has_files(d)) {
-        for d in present {
+    for d in [&merge, &separate] {
+        if d.is_dir() && !has_files(d) {
             let _ = fs::remove_dir(d);
         }
+    }
+    if !merge.is_dir() && !separate.is_dir() {
         return Ok(None);
     }
     let name = meta_started(&merge)
         .or_else(|| meta_started(&separate))
         .or_else(|| {
-            present
-                .iter()
+            [&merge, &separate]
+                .into_iter()
                 .find_map(|d| fs::metadata(d).and_then(|m| m.modified()).ok())
-                .map(stamp)
+                .map(local_stamp)
         })
-        .unwrap_or_else(|| stamp(SystemTime::now()));
-    let mut target = stream_dir.join(&name);
-    let mut n = 1;
-    while target.exists() {
-        target = stream_dir.join(format!("{name}_{n}"));
-        n += 1;
-    }
-    fs::create_dir_all(&target)?;
-    for d in present {
-        if let Some(leaf) = d.file_name() {
-            fs::rename(d, target.join(leaf))?;
-        }
-    }
-    Ok(Some(target))
+        .unwrap_or_else(|| local_stamp(SystemTime::now()));
+    paths::archive_session(stream_dir, &name, |p, ty| {
+        ty.is_dir()
+            && p.file_name()
+                .is_some_and(|n| n == MERGE_DIR || n == SEPARATE_DIR)
+    })
 }
 
 /// Is this `output_merge/` a session a crash left unmerged (segments, but no full file)?
@@ -664,7 +591,7 @@ fn close_playlist(path: &Path) -> io::Result<()> {
     if text.contains("#EXT-X-ENDLIST") {
         return Ok(());
     }
-    write_atomic(path, format!("{text}#EXT-X-ENDLIST\n").as_bytes())
+    replace_file(path, format!("{text}#EXT-X-ENDLIST\n").as_bytes())
 }
 
 /// Called once at origin start, before any publish: builds `stream_full.mp4` for every session
@@ -720,68 +647,6 @@ pub fn repair(data_dir: &Path) -> Vec<String> {
         }
     }
     log
-}
-
-// ---------------------------------------------------------------------------------------------
-// Local time.
-
-/// `YYYYMMDD_HHMMSS` in local time (UTC where the platform offers no local time).
-pub fn stamp(t: SystemTime) -> String {
-    let secs = match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => d.as_secs() as i64,
-        Err(e) => -(e.duration().as_secs() as i64),
-    };
-    if let Some(s) = local_stamp(secs) {
-        return s;
-    }
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}{m:02}{d:02}_{:02}{:02}{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-#[cfg(unix)]
-fn local_stamp(secs: i64) -> Option<String> {
-    let t = secs as libc::time_t;
-    // SAFETY: localtime_r writes only into `tm`, which we own; a null return means failure.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    let r = unsafe { libc::localtime_r(&t, &mut tm) };
-    if r.is_null() {
-        return None;
-    }
-    Some(format!(
-        "{:04}{:02}{:02}_{:02}{:02}{:02}",
-        tm.tm_year as i64 + 1900,
-        tm.tm_mon + 1,
-        tm.tm_mday,
-        tm.tm_hour,
-        tm.tm_min,
-        tm.tm_sec
-    ))
-}
-
-#[cfg(not(unix))]
-fn local_stamp(_secs: i64) -> Option<String> {
-    None
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
-    (y, m, d)
 }
 
 #[cfg(test)]
@@ -971,15 +836,6 @@ mod tests {
     }
 
     #[test]
-    fn stamp_formats_and_civil_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(20_416), (2025, 11, 24));
-        let s = stamp(UNIX_EPOCH + std::time::Duration::from_secs(1_764_000_000));
-        assert_eq!(s.len(), 15);
-        assert_eq!(&s[8..9], "_");
-    }
-
-    #[test]
     fn playlist_text() {
         let segs = [
             SegInfo {
@@ -1045,7 +901,7 @@ mod tests {
         assert!(input_frames >= 249, "fixture has {input_frames} frames");
         let data = root.join("data");
         let stream_dir = data.join("mp4/live/s");
-        let started = UNIX_EPOCH + std::time::Duration::from_secs(1_764_000_000);
+        let started = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_764_000_000);
         record(&stream_dir, &frames, 2000, started);
         let merge = stream_dir.join(MERGE_DIR);
         let sep = stream_dir.join(SEPARATE_DIR);
@@ -1100,7 +956,7 @@ mod tests {
         assert!(
             meta.contains("\"complete\":true") && meta.contains("\"full\":\"stream_full.mp4\"")
         );
-        assert!(meta.contains(&format!("\"started\":\"{}\"", stamp(started))));
+        assert!(meta.contains(&format!("\"started\":\"{}\"", local_stamp(started))));
 
         // The merged MP4: faststart, every frame, right duration, tracks start together.
         let full = merge.join(FULL_NAME);
@@ -1155,7 +1011,7 @@ mod tests {
 
         // Re-publish: the previous session moves to its start time, nothing is lost.
         let mut again = Fmp4Sink::create(&stream_dir, 2000, SystemTime::now()).unwrap();
-        let rotated = stream_dir.join(stamp(started));
+        let rotated = stream_dir.join(local_stamp(started));
         assert!(rotated.join(MERGE_DIR).join(FULL_NAME).is_file());
         assert!(rotated.join(SEPARATE_DIR).join("master.m3u8").is_file());
         assert!(!merge.join("init.mp4").exists());
