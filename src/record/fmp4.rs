@@ -1109,3 +1109,95 @@ mod tests {
         );
     }
 }
+
+/// Benchmark, run by hand: `RTMPD_BENCH_FLV=rec.flv cargo test --release --lib
+/// record::fmp4::bench -- --ignored --nocapture`. Prints CPU seconds for slicing and for the
+/// merge, merge throughput, and the peak resident memory after each phase.
+#[cfg(all(test, unix))]
+mod bench {
+    use super::*;
+    use std::io::{BufReader, Read};
+
+    fn cpu_secs() -> f64 {
+        // SAFETY: getrusage fills the struct we own.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+        let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+        t(ru.ru_utime) + t(ru.ru_stime)
+    }
+
+    fn peak_rss_mb() -> f64 {
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+        ru.ru_maxrss as f64 / 1024.0
+    }
+
+    #[test]
+    #[ignore]
+    fn bench() {
+        let Ok(path) = std::env::var("RTMPD_BENCH_FLV") else {
+            println!("set RTMPD_BENCH_FLV to an FLV file");
+            return;
+        };
+        let out = std::env::temp_dir().join(format!("rtmpd-fmp4-bench-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&out);
+        let mut r = BufReader::with_capacity(1 << 20, fs::File::open(&path).unwrap());
+        let mut head = [0u8; 13];
+        r.read_exact(&mut head).unwrap();
+        let mut sink = Fmp4Sink::create(&out, 4000, SystemTime::now()).unwrap();
+        let (mut frames, mut last_dts, mut first_dts) = (0u64, 0u32, None);
+        let cpu0 = cpu_secs();
+        let mut tag = [0u8; 11];
+        while r.read_exact(&mut tag).is_ok() {
+            let size = u32::from_be_bytes([0, tag[1], tag[2], tag[3]]) as usize;
+            let ts = u32::from_be_bytes([tag[7], tag[4], tag[5], tag[6]]);
+            let mut body = vec![0u8; size + 4];
+            if r.read_exact(&mut body).is_err() {
+                break;
+            }
+            body.truncate(size);
+            if let Some(f) = Frame::parse(tag[0], ts, Bytes::from(body)) {
+                first_dts.get_or_insert(ts);
+                last_dts = ts;
+                frames += 1;
+                sink.frame(&f).unwrap();
+            }
+        }
+        // Close the last segment without merging: the merge is measured on its own.
+        if let State::Running(frag) = &mut sink.state {
+            if let Some(last) = frag.finish() {
+                sink.write_fragment(&last).unwrap();
+            }
+        }
+        sink.state = State::Done;
+        let slice_cpu = cpu_secs() - cpu0;
+        let media_h = last_dts.wrapping_sub(first_dts.unwrap_or(0)) as f64 / 3_600_000.0;
+        let rss_slice = peak_rss_mb();
+        let cpu1 = cpu_secs();
+        let wall = std::time::Instant::now();
+        let report = merge_dir(&out.join(MERGE_DIR)).unwrap();
+        let merge_cpu = cpu_secs() - cpu1;
+        let secs = wall.elapsed().as_secs_f64();
+        println!(
+            "frames {frames}, media {:.3} h, {} segments, {:.1} MB",
+            media_h,
+            report.segments,
+            report.bytes as f64 / 1e6
+        );
+        println!(
+            "slicer: {:.2} CPU s ({:.2} CPU s per media hour); peak RSS {:.1} MB",
+            slice_cpu,
+            slice_cpu / media_h,
+            rss_slice
+        );
+        println!(
+            "merge: {:.2} CPU s ({:.2} per media hour), {:.2} s wall, {:.0} MB/s; peak RSS {:.1} MB",
+            merge_cpu,
+            merge_cpu / media_h,
+            secs,
+            report.bytes as f64 / 1e6 / secs,
+            peak_rss_mb()
+        );
+        let _ = fs::remove_dir_all(&out);
+    }
+}

@@ -53,9 +53,37 @@ pub fn segment_files(dir: &Path, prefix: &str) -> io::Result<Vec<(u32, PathBuf)>
     Ok(out)
 }
 
-/// Builds `dir/stream_full.mp4` from `dir/init.mp4` and `dir/segment_N.m4s`. The same folder
-/// always gives the same bytes.
+impl std::fmt::Display for MergeReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {} segments, {} samples, {} ms, {} bytes",
+            self.output.display(),
+            self.segments,
+            self.samples,
+            self.duration_ms,
+            self.bytes
+        )?;
+        if self.damaged_segments > 0 {
+            write!(
+                f,
+                "; {} damaged segments, {} samples dropped",
+                self.damaged_segments, self.dropped_samples
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Builds `dir/stream_full.mp4` from `dir/init.mp4` and `dir/segment_N.m4s`. `dir` may also be
+/// the stream folder above `output_merge/`. The same folder always gives the same bytes.
 pub fn merge_dir(dir: &Path) -> io::Result<MergeReport> {
+    let nested = dir.join(super::fmp4::MERGE_DIR);
+    let dir = if !dir.join("init.mp4").exists() && nested.join("init.mp4").exists() {
+        nested.as_path()
+    } else {
+        dir
+    };
     let init_path = dir.join("init.mp4");
     let init_file = File::open(&init_path)?;
     let mut init = Vec::new();
@@ -118,4 +146,82 @@ pub fn merge_dir(dir: &Path) -> io::Result<MergeReport> {
     }
     fs::rename(&tmp, &report.output)?;
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mux::fmp4::{
+        init_segment, media_segment, Run, Sample, VideoConfig, SAMPLE_NON_SYNC, SAMPLE_SYNC,
+    };
+    use bytes::Bytes;
+
+    fn folder(name: &str) -> PathBuf {
+        let root = crate::record::testutil::temp_dir(name);
+        let dir = root.join(crate::record::fmp4::MERGE_DIR);
+        fs::create_dir_all(&dir).unwrap();
+        let v = VideoConfig {
+            avcc: Bytes::from_static(&[1, 0x42, 0, 0x1e, 0xff, 0xe0, 0]),
+            width: 16,
+            height: 16,
+        };
+        fs::write(dir.join("init.mp4"), init_segment(Some(&v), None)).unwrap();
+        for seq in 1..=10u32 {
+            let samples: Vec<Sample> = (0..25)
+                .map(|i| Sample {
+                    duration: 3600,
+                    size: 100,
+                    flags: if i == 0 { SAMPLE_SYNC } else { SAMPLE_NON_SYNC },
+                    cto: 0,
+                })
+                .collect();
+            let run = Run {
+                track_id: 1,
+                timescale: 90_000,
+                decode_time: (seq as u64 - 1) * 25 * 3600,
+                data: vec![Bytes::from(vec![seq as u8; 100]); 25],
+                samples,
+            };
+            fs::write(
+                dir.join(format!("segment_{seq}.m4s")),
+                media_segment(seq, &[&run]),
+            )
+            .unwrap();
+        }
+        root
+    }
+
+    #[test]
+    fn merges_numerically_from_the_stream_folder_too() {
+        let root = folder("merge-order");
+        let report = merge_dir(&root).unwrap();
+        assert_eq!(report.segments, 10);
+        assert_eq!(report.samples, 250);
+        assert_eq!(report.duration_ms, 10_000);
+        assert_eq!(report.damaged_segments, 0);
+        let out = fs::read(&report.output).unwrap();
+        assert_eq!(out.len() as u64, report.bytes);
+        // segment_10 comes after segment_9: the last payload bytes are 10s.
+        assert_eq!(out[out.len() - 1], 10);
+        assert_eq!(out[out.len() - 2500], 10);
+        assert_eq!(out[out.len() - 2501], 9);
+        assert!(report
+            .to_string()
+            .contains("10 segments, 250 samples, 10000 ms"));
+        let _ = fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn a_folder_without_segments_is_an_error_and_writes_nothing() {
+        let root = folder("merge-empty");
+        let dir = root.join(crate::record::fmp4::MERGE_DIR);
+        for n in 1..=10 {
+            fs::remove_file(dir.join(format!("segment_{n}.m4s"))).unwrap();
+        }
+        fs::write(dir.join("segment_1.m4s.tmp"), b"partial").unwrap();
+        let e = merge_dir(&dir).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert!(!dir.join(crate::record::fmp4::FULL_NAME).exists());
+        let _ = fs::remove_dir_all(&root);
+    }
 }
