@@ -587,8 +587,10 @@ impl TrackLine {
     }
 }
 
-/// Frames in, closed `Fragment`s out. Decode times start at 0 at the stream's first media frame
-/// and never go backwards; each sample's duration comes from the next sample of its track (a
+/// Frames in, closed `Fragment`s out. Decode times start at 0 at the stream's earliest media
+/// frame (the first frames are held until every track has shown one, so a frame of one track that
+/// arrives after a later-stamped frame of the other still lands at its own time) and never go
+/// backwards; each sample's duration comes from the next sample of its track (a
 /// track's last sample at a cut is carried into the next segment, so none is guessed until the
 /// stream ends, where the previous duration is reused).
 #[derive(Debug)]
@@ -597,9 +599,24 @@ pub struct Fragmenter {
     video: Option<TrackLine>,
     audio: Option<TrackLine>,
     base: Option<u32>,
+    /// Frames held until the base is fixed.
+    lead: Vec<LeadFrame>,
     sequence: u32,
     last_cut_ms: Option<i64>,
 }
+
+#[derive(Debug)]
+struct LeadFrame {
+    track: Track,
+    dts: u32,
+    cts: i32,
+    key: bool,
+    data: Bytes,
+}
+
+/// The lead never spans more than this, nor half the target (so replaying it cannot cut).
+const MAX_LEAD_MS: u32 = 1000;
+const MAX_LEAD_FRAMES: usize = 512;
 
 impl Fragmenter {
     /// `audio_rate` is the audio track's sample rate (its timescale), `None` without audio.
@@ -609,6 +626,7 @@ impl Fragmenter {
             video: has_video.then(|| TrackLine::new(VIDEO_TRACK_ID, VIDEO_TIMESCALE, 3600)),
             audio: audio_rate.map(|r| TrackLine::new(AUDIO_TRACK_ID, r.max(1), 1024)),
             base: None,
+            lead: Vec::new(),
             sequence: 0,
             last_cut_ms: None,
         }
@@ -631,6 +649,63 @@ impl Fragmenter {
         cts: i32,
         key: bool,
         data: Bytes,
+    ) -> Option<Fragment> {
+        let wanted = match track {
+            Track::Video => self.video.is_some(),
+            Track::Audio => self.audio.is_some(),
+            Track::Meta => false,
+        };
+        if !wanted {
+            return None;
+        }
+        if self.base.is_some() {
+            return self.push_timed(track, dts, cts, key, data, true);
+        }
+        self.lead.push(LeadFrame {
+            track,
+            dts,
+            cts,
+            key,
+            data,
+        });
+        let first = self.lead[0].dts;
+        let span = dts.wrapping_sub(first) as i32;
+        let seen = |t: Track| self.lead.iter().any(|f| f.track == t);
+        let all_seen = (self.video.is_none() || seen(Track::Video))
+            && (self.audio.is_none() || seen(Track::Audio));
+        let limit = MAX_LEAD_MS.min(self.target_ms / 2) as i32;
+        if all_seen || span >= limit || self.lead.len() >= MAX_LEAD_FRAMES {
+            self.release_lead();
+        }
+        None
+    }
+
+    /// Fixes time 0 at the earliest frame held and replays them, without cutting: the lead is
+    /// shorter than half a segment.
+    fn release_lead(&mut self) {
+        let lead = std::mem::take(&mut self.lead);
+        let Some(first) = lead.first().map(|f| f.dts) else {
+            return;
+        };
+        let min = lead
+            .iter()
+            .map(|f| f.dts.wrapping_sub(first) as i32)
+            .min()
+            .unwrap_or(0);
+        self.base = Some(first.wrapping_add(min as u32));
+        for f in lead {
+            self.push_timed(f.track, f.dts, f.cts, f.key, f.data, false);
+        }
+    }
+
+    fn push_timed(
+        &mut self,
+        track: Track,
+        dts: u32,
+        cts: i32,
+        key: bool,
+        data: Bytes,
+        may_cut: bool,
     ) -> Option<Fragment> {
         let base = *self.base.get_or_insert(dts);
         let target = self.target_ms;
@@ -655,7 +730,7 @@ impl Fragmenter {
         };
         let has_video = video_flows || (track == Track::Video && self.video.is_some());
         let mut closed = None;
-        if let Some(start) = start {
+        if let (Some(start), true) = (start, may_cut) {
             if should_cut(has_video, track, key, ms - start, target) {
                 // The incoming frame settles its own track's last sample; the other track's last
                 // sample stays pending and moves on to the next segment.
@@ -697,6 +772,7 @@ impl Fragmenter {
     /// Ends the stream: pending samples take their track's previous duration, and the last
     /// segment is returned.
     pub fn finish(&mut self) -> Option<Fragment> {
+        self.release_lead();
         for line in [self.video.as_mut(), self.audio.as_mut()]
             .into_iter()
             .flatten()
@@ -965,6 +1041,27 @@ mod tests {
             .filter_map(|i| f.push(Track::Audio, i * 20, 0, true, b(1)))
             .count();
         assert_eq!(cuts, 5);
+    }
+
+    #[test]
+    fn time_zero_is_the_earliest_frame_even_when_it_arrives_second() {
+        let mut f = Fragmenter::new(4000, true, Some(48_000));
+        let hour = 3_600_000u32;
+        let mut frags = Vec::new();
+        for i in 0..250u32 {
+            let t = hour + i * 40;
+            frags.extend(f.push(Track::Video, t, 0, i % 50 == 0, b(1)));
+            frags.extend(f.push(Track::Audio, t - 20, 0, true, b(1)));
+        }
+        frags.extend(f.finish());
+        let first = &frags[0];
+        assert_eq!(first.audio.as_ref().unwrap().decode_time, 0);
+        assert_eq!(first.video.as_ref().unwrap().decode_time, 20 * 90);
+        let n: usize = frags
+            .iter()
+            .map(|f| f.video.as_ref().unwrap().samples.len())
+            .sum();
+        assert_eq!(n, 250);
     }
 
     #[test]

@@ -58,6 +58,7 @@ pub struct Fmp4Sink {
     video_segs: Vec<SegInfo>,
     audio_segs: Vec<SegInfo>,
     config_changed: bool,
+    late_track: bool,
     merged: bool,
 }
 
@@ -69,12 +70,13 @@ impl Fmp4Sink {
         fragment_ms: u32,
         started: SystemTime,
     ) -> io::Result<Fmp4Sink> {
-        fs::create_dir_all(stream_dir)?;
+        fs::create_dir_all(stream_dir).map_err(|e| paths::with_path(e, stream_dir))?;
         rotate(stream_dir)?;
         let merge_dir = stream_dir.join(MERGE_DIR);
         let separate_dir = stream_dir.join(SEPARATE_DIR);
-        fs::create_dir_all(&merge_dir)?;
-        fs::create_dir_all(&separate_dir)?;
+        for d in [&merge_dir, &separate_dir] {
+            fs::create_dir_all(d).map_err(|e| paths::with_path(e, d))?;
+        }
         let sink = Fmp4Sink {
             merge_dir,
             separate_dir,
@@ -87,6 +89,7 @@ impl Fmp4Sink {
             video_segs: Vec::new(),
             audio_segs: Vec::new(),
             config_changed: false,
+            late_track: false,
             merged: false,
         };
         // The session start is recorded at once, so a rotation after a crash names it right.
@@ -107,6 +110,9 @@ impl Fmp4Sink {
     }
 
     fn take_config(&mut self, frame: &Frame) {
+        // The tracks are fixed once the init segments are written; a track whose sequence
+        // header comes later is left out (and said so in `describe`).
+        let started = !matches!(self.state, State::Waiting(_));
         let payload = Bytes::copy_from_slice(frame.payload());
         match frame.codec {
             Codec::Avc => {
@@ -117,6 +123,10 @@ impl Fmp4Sink {
                     if v.config.avcc != payload {
                         self.config_changed = true;
                     }
+                    return;
+                }
+                if started {
+                    self.late_track = true;
                     return;
                 }
                 self.video = Some(VideoTrack {
@@ -136,6 +146,10 @@ impl Fmp4Sink {
                     if a.config.asc != payload {
                         self.config_changed = true;
                     }
+                    return;
+                }
+                if started {
+                    self.late_track = true;
                     return;
                 }
                 self.audio = Some(AudioTrack {
@@ -459,6 +473,9 @@ impl Sink for Fmp4Sink {
         );
         if self.config_changed {
             s.push_str(", sequence header changed mid-stream (kept the first)");
+        }
+        if self.late_track {
+            s.push_str(", a track whose sequence header came after the start was left out");
         }
         s
     }
@@ -886,6 +903,52 @@ mod tests {
             .unwrap();
         assert!(dir.join(MERGE_DIR).join("init.mp4").exists());
         assert!(dir.join(SEPARATE_DIR).join("audio_init.mp4").exists());
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    fn tfdts(segment: &Path) -> Vec<u64> {
+        use crate::mux::bmff::{boxes, find, Reader};
+        let b = fs::read(segment).unwrap();
+        let moof = find(&b, b"moof").unwrap().unwrap();
+        boxes(moof)
+            .filter_map(|r| r.ok())
+            .filter(|(k, _)| k == b"traf")
+            .map(|(_, traf)| {
+                let mut r = Reader::new(find(traf, b"tfdt").unwrap().unwrap());
+                r.full_header().unwrap();
+                r.u64().unwrap()
+            })
+            .collect()
+    }
+
+    /// Sequence headers at time 0, media an hour later (a relayed stream): the recording still
+    /// starts at 0, and the audio that came first in time is not pulled back to the video.
+    #[test]
+    fn decode_times_start_near_zero_whatever_the_publisher_clock() {
+        let dir = tmpdir("clock");
+        let mut sink = Fmp4Sink::create(&dir, 1000, SystemTime::now()).unwrap();
+        let avcc = [
+            1u8, 0x42, 0, 0x1e, 0xff, 0xe1, 0, 4, 0x67, 0x42, 0, 0x1e, 1, 0, 2, 0x68, 0xce,
+        ];
+        let mut seq = vec![0x17, 0, 0, 0, 0];
+        seq.extend_from_slice(&avcc);
+        sink.frame(&Frame::parse(TAG_VIDEO, 0, Bytes::from(seq)).unwrap())
+            .unwrap();
+        let asc = Bytes::from_static(&[0xaf, 0, 0x12, 0x10]);
+        sink.frame(&Frame::parse(8, 0, asc).unwrap()).unwrap();
+        let hour = 3_600_000u32;
+        for i in 0..100u32 {
+            let t = hour + i * 40;
+            let first = if i % 25 == 0 { 0x17 } else { 0x27 };
+            let v = Bytes::from(vec![first, 1, 0, 0, 0, 0, 0, 0, 1, 0x65]);
+            sink.frame(&Frame::parse(TAG_VIDEO, t, v).unwrap()).unwrap();
+            let a = Bytes::from_static(&[0xaf, 1, 0x21, 0x00]);
+            sink.frame(&Frame::parse(8, t - 20, a).unwrap()).unwrap();
+        }
+        sink.finish().unwrap();
+        let t = tfdts(&dir.join(MERGE_DIR).join("segment_1.m4s"));
+        // Video starts 20 ms after the earliest audio; audio starts at 0.
+        assert_eq!(t, vec![20 * 90, 0]);
         let _ = fs::remove_dir_all(&dir);
     }
 
