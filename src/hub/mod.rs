@@ -1,1 +1,1117 @@
-//! Streams, publishers, players: the GOP cache and the per-viewer bounded queues. (to be written)
+//! The stream hub: the single-threaded core between protocol inputs and players. Publishers
+//! hand it `Frame`s; it keeps each stream's late-joiner cache, serialises each frame once per
+//! output form in use, appends the shared packets to every viewer's bounded queue and reports
+//! which viewers need flushing or disconnecting. It owns no sockets and no clock (`now_ms` is
+//! passed in); the server writes the queues (`Viewer::queue`) and closes connections.
+//!
+//! Server protocol, per viewer: `add_viewer` -> push its preamble with `queue.push_control`
+//! -> `start_viewer` -> flush whenever listed in a `FrameOutcome::flush` (or after any call that
+//! queued bytes) with `queue.write_to` / `io_slices` + `advance` -> on end, push the end
+//! marker, flush, close, `remove_viewer`.
+
+pub mod cache;
+pub mod packet;
+pub mod queue;
+pub mod stream;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use slab::Slab;
+
+pub use cache::{CacheLimits, Cached};
+pub use packet::{flv_file_header, FormKind, OutputForm, Packet};
+pub use queue::{QueueLimits, QueueStats, SlowReason, Verdict, ViewerQueue};
+pub use stream::{is_on_metadata, strip_set_data_frame, MetaInfo, Timeline, Viewer};
+
+use crate::media::{Codec, Frame, StreamKey, Track};
+use stream::{Publisher, Stream, ViewerState};
+
+/// Hub settings (from the command line).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HubConfig {
+    /// Keep the GOP for joiners (`--no-gop-cache` sets false: headers only, joiners wait).
+    pub gop_cache: bool,
+    pub gop_max_bytes: usize,
+    pub gop_max_ms: u32,
+    pub queue_soft_bytes: usize,
+    pub queue_soft_ms: u32,
+    pub queue_hard_bytes: usize,
+    pub queue_hard_ms: u32,
+    /// A publisher silent this long may be replaced by a new one on the same key.
+    pub takeover_idle_ms: u64,
+}
+
+impl Default for HubConfig {
+    fn default() -> HubConfig {
+        HubConfig {
+            gop_cache: true,
+            gop_max_bytes: 8 << 20,
+            gop_max_ms: 10_000,
+            queue_soft_bytes: 4 << 20,
+            queue_soft_ms: 4000,
+            queue_hard_bytes: 16 << 20,
+            queue_hard_ms: 15_000,
+            takeover_idle_ms: 5000,
+        }
+    }
+}
+
+impl HubConfig {
+    fn cache_limits(&self) -> CacheLimits {
+        CacheLimits {
+            gop_cache: self.gop_cache,
+            max_bytes: self.gop_max_bytes,
+            max_ms: self.gop_max_ms,
+        }
+    }
+
+    fn queue_limits(&self) -> QueueLimits {
+        QueueLimits {
+            soft_bytes: self.queue_soft_bytes,
+            soft_ms: self.queue_soft_ms,
+            hard_bytes: self.queue_hard_bytes,
+            hard_ms: self.queue_hard_ms,
+        }
+    }
+}
+
+/// A viewer's key in the hub (a slab index; reused after `remove_viewer`).
+pub type ViewerId = usize;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PublishError {
+    /// The key has an active publisher.
+    Busy,
+}
+
+impl fmt::Display for PublishError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PublishError::Busy => f.write_str("stream is already being published"),
+        }
+    }
+}
+
+impl std::error::Error for PublishError {}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct PublishOk {
+    /// The idle publisher this one replaced; the server closes that connection.
+    pub took_over_from: Option<usize>,
+    /// Viewers that waited for a publisher and now start (RTMP ones get Play.PublishNotify).
+    pub waiting_viewers: Vec<ViewerId>,
+}
+
+/// Why the hub ended a viewer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ViewerEnd {
+    /// The publisher left: send the end marker, flush, close.
+    Unpublished,
+    /// Over a hard queue bound: close now.
+    TooSlow,
+}
+
+/// What one frame did. The lists are the hub's reusable buffers, valid until the next call.
+#[derive(Debug)]
+pub struct FrameOutcome<'a> {
+    /// False when `publisher` is not the stream's current publisher (the frame was ignored).
+    pub accepted: bool,
+    /// Viewers whose queue went from empty to non-empty: schedule a flush.
+    pub flush: &'a [ViewerId],
+    /// Viewers over a hard bound, now ended with `ViewerEnd::TooSlow`: disconnect them.
+    pub too_slow: &'a [ViewerId],
+}
+
+/// One stream, for the API and the periodic log line.
+#[derive(Clone, Debug)]
+pub struct StreamStats {
+    pub key: StreamKey,
+    /// The publisher's connection token, when live.
+    pub publisher: Option<usize>,
+    pub started_ms: Option<u64>,
+    pub bytes_in: u64,
+    pub frames_in: u64,
+    pub video_codec: Option<Codec>,
+    pub audio_codec: Option<Codec>,
+    pub meta: MetaInfo,
+    /// The latest `onMetaData` frame as relayed.
+    pub metadata: Option<Frame>,
+    pub viewers_rtmp: usize,
+    pub viewers_http_flv: usize,
+    pub viewers_ws_flv: usize,
+    /// Viewers attached but not receiving yet (no publisher, or tracks unknown).
+    pub viewers_waiting: usize,
+    pub bytes_out: u64,
+    pub skips: u64,
+}
+
+/// Hub-wide counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HubTotals {
+    pub streams: usize,
+    pub publishers: usize,
+    pub viewers: usize,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub skips: u64,
+    pub frames_dropped: u64,
+    pub slow_disconnects: u64,
+}
+
+pub struct Hub {
+    config: HubConfig,
+    streams: HashMap<StreamKey, Stream>,
+    viewers: Slab<Viewer>,
+    flush: Vec<ViewerId>,
+    too_slow: Vec<ViewerId>,
+    /// Counters of viewers already removed.
+    closed: QueueStats,
+    /// Bytes received from publishers that have left.
+    closed_bytes_in: u64,
+    slow_disconnects: u64,
+}
+
+impl Hub {
+    pub fn new(config: HubConfig) -> Hub {
+        Hub {
+            config,
+            streams: HashMap::new(),
+            viewers: Slab::new(),
+            flush: Vec::new(),
+            too_slow: Vec::new(),
+            closed: QueueStats::default(),
+            closed_bytes_in: 0,
+            slow_disconnects: 0,
+        }
+    }
+
+    pub fn config(&self) -> &HubConfig {
+        &self.config
+    }
+
+    /// Starts a publish of `key` by the connection `publisher`. One publisher per key; a
+    /// publisher that sent nothing for `takeover_idle_ms` is replaced (its token is returned
+    /// for the server to close) and the viewers stay, waiting for the new keyframe.
+    pub fn publish(
+        &mut self,
+        key: &StreamKey,
+        publisher: usize,
+        now_ms: u64,
+    ) -> Result<PublishOk, PublishError> {
+        let limits = self.config.cache_limits();
+        let stream = self
+            .streams
+            .entry(key.clone())
+            .or_insert_with(|| Stream::new(key.clone(), limits));
+        let mut took_over_from = None;
+        if let Some(old) = &stream.publisher {
+            if now_ms.saturating_sub(old.last_ms) < self.config.takeover_idle_ms {
+                return Err(PublishError::Busy);
+            }
+            took_over_from = Some(old.token);
+            self.closed_bytes_in += old.bytes_in;
+            log::info!(
+                "{key}: publisher {} idle for {} ms, taken over by {publisher}",
+                old.token,
+                now_ms.saturating_sub(old.last_ms)
+            );
+            stream.reset_media();
+            // Playing viewers continue with the new session from its first keyframe.
+            for &id in &stream.viewers {
+                let v = &mut self.viewers[id];
+                if v.state == ViewerState::Live {
+                    v.queue.wait_for_key();
+                }
+            }
+        }
+        stream.publisher = Some(Publisher {
+            token: publisher,
+            started_ms: now_ms,
+            last_ms: now_ms,
+            bytes_in: 0,
+            frames_in: 0,
+        });
+        let mut waiting_viewers = Vec::new();
+        for i in 0..stream.viewers.len() {
+            let id = stream.viewers[i];
+            let v = &mut self.viewers[id];
+            if v.state == ViewerState::Waiting {
+                waiting_viewers.push(id);
+                // RTMP viewers start now (the cache is empty: they wait for the first
+                // keyframe); FLV viewers wait until their header flags can be told.
+                if stream.prime(v) {
+                    stream.waiting -= 1;
+                }
+            }
+        }
+        Ok(PublishOk {
+            took_over_from,
+            waiting_viewers,
+        })
+    }
+
+    /// Ends the publish of `key` by `publisher` (ignored for anyone else, e.g. a publisher
+    /// already taken over). Every viewer of the stream is ended with `Unpublished` and
+    /// detached, and returned: the server sends each its end marker, flushes, closes, and
+    /// calls `remove_viewer`. The stream and its cache are gone.
+    pub fn unpublish(&mut self, key: &StreamKey, publisher: usize) -> Vec<ViewerId> {
+        let Some(stream) = self.streams.get(key) else {
+            return Vec::new();
+        };
+        if stream.publisher.as_ref().map(|p| p.token) != Some(publisher) {
+            return Vec::new();
+        }
+        let Some(stream) = self.streams.remove(key) else {
+            return Vec::new();
+        };
+        if let Some(p) = &stream.publisher {
+            self.closed_bytes_in += p.bytes_in;
+        }
+        for &id in &stream.viewers {
+            let v = &mut self.viewers[id];
+            v.ended = Some(ViewerEnd::Unpublished);
+            v.pos = usize::MAX;
+        }
+        stream.viewers
+    }
+
+    /// A frame from `publisher` on `key`: updates the cache, appends the frame's packets to
+    /// every playing viewer's queue under the slow-viewer policy, and starts viewers that were
+    /// waiting for it. Allocation per frame is per form, never per viewer.
+    pub fn frame(
+        &mut self,
+        key: &StreamKey,
+        publisher: usize,
+        frame: Frame,
+        now_ms: u64,
+    ) -> FrameOutcome<'_> {
+        self.flush.clear();
+        self.too_slow.clear();
+        let accepted = self.frame_inner(key, publisher, frame, now_ms);
+        FrameOutcome {
+            accepted,
+            flush: &self.flush,
+            too_slow: &self.too_slow,
+        }
+    }
+
+    fn frame_inner(
+        &mut self,
+        key: &StreamKey,
+        publisher: usize,
+        mut frame: Frame,
+        now_ms: u64,
+    ) -> bool {
+        let Some(stream) = self.streams.get_mut(key) else {
+            return false;
+        };
+        let Some(p) = stream.publisher.as_mut().filter(|p| p.token == publisher) else {
+            return false;
+        };
+        p.last_ms = now_ms;
+        p.bytes_in += frame.data.len() as u64;
+        p.frames_in += 1;
+
+        let mut is_metadata = false;
+        match frame.track {
+            Track::Meta => {
+                frame.data = strip_set_data_frame(&frame.data);
+                is_metadata = is_on_metadata(&frame.data);
+                if is_metadata {
+                    stream.meta = MetaInfo::parse(&frame.data);
+                }
+            }
+            Track::Video => {
+                stream.seen_video = true;
+                stream.video_codec = Some(frame.codec);
+                stream.seen_media |= !frame.config;
+            }
+            Track::Audio => {
+                stream.seen_audio = true;
+                stream.audio_codec = Some(frame.codec);
+                stream.seen_media |= !frame.config;
+            }
+        }
+        // Metadata often carries dts 0 whenever it is sent: it must not move the timeline.
+        let time = if frame.track == Track::Meta {
+            stream.timeline.now()
+        } else {
+            stream.timeline.advance(frame.dts)
+        };
+        let resume = match frame.track {
+            Track::Video => frame.key && !frame.config,
+            Track::Audio => !stream.seen_video && !frame.config,
+            Track::Meta => false,
+        };
+
+        // Serialise once per form in use.
+        stream.scratch.clear();
+        let mut memo = Vec::with_capacity(stream.forms.len());
+        for &(form, users) in &stream.forms {
+            let packet = (users > 0).then(|| Arc::new(Packet::new(form, &frame, time, resume)));
+            if let Some(p) = &packet {
+                memo.push((form, p.clone()));
+            }
+            stream.scratch.push(packet);
+        }
+
+        // Fan out to the playing viewers.
+        for &id in &stream.viewers {
+            let v = &mut self.viewers[id];
+            if v.state != ViewerState::Live {
+                continue;
+            }
+            let Some(packet) = &stream.scratch[v.form_idx] else {
+                continue;
+            };
+            let was_empty = v.queue.is_empty();
+            match v.deliver(packet) {
+                Some(Verdict::Ok) if was_empty && !v.queue.is_empty() => self.flush.push(id),
+                None | Some(Verdict::Ok) => {}
+                Some(Verdict::TooSlow(reason)) => {
+                    log::info!(
+                        "{key}: viewer {} ({:?}) too slow, disconnecting: {reason}",
+                        v.token,
+                        v.form
+                    );
+                    v.ended = Some(ViewerEnd::TooSlow);
+                    self.slow_disconnects += 1;
+                    self.too_slow.push(id);
+                }
+            }
+        }
+
+        let stored = if frame.track == Track::Meta && !is_metadata {
+            false
+        } else {
+            stream.cache.push(Cached::new(frame, time, resume, memo))
+        };
+
+        // Start the viewers that were waiting for this stream (or for its tracks to be known).
+        if stream.waiting > 0 {
+            let mut i = 0;
+            while i < stream.viewers.len() && stream.waiting > 0 {
+                let id = stream.viewers[i];
+                i += 1;
+                let v = &mut self.viewers[id];
+                if v.state != ViewerState::Waiting {
+                    continue;
+                }
+                let was_empty = v.queue.is_empty();
+                if !stream.prime(v) {
+                    continue;
+                }
+                stream.waiting -= 1;
+                if !stored {
+                    // Not in the cache, so not in what the viewer was primed with.
+                    if let Some(packet) = &stream.scratch[v.form_idx] {
+                        let _ = v.deliver(packet);
+                    }
+                }
+                if was_empty && !v.queue.is_empty() {
+                    self.flush.push(id);
+                }
+            }
+        }
+        true
+    }
+
+    /// A new viewer of `key` in `form`; `token` is the server's connection token. Returns its
+    /// id and whether the stream is live. The queue starts empty: push the protocol preamble,
+    /// then call `start_viewer`.
+    pub fn add_viewer(
+        &mut self,
+        key: &StreamKey,
+        form: OutputForm,
+        token: usize,
+        now_ms: u64,
+    ) -> (ViewerId, bool) {
+        let limits = self.config.cache_limits();
+        let stream = self
+            .streams
+            .entry(key.clone())
+            .or_insert_with(|| Stream::new(key.clone(), limits));
+        let mut v = Viewer::new(
+            key.clone(),
+            form,
+            token,
+            ViewerQueue::new(self.config.queue_limits()),
+            now_ms,
+        );
+        v.form_idx = stream.add_form(form);
+        v.pos = stream.viewers.len();
+        let id = self.viewers.insert(v);
+        stream.viewers.push(id);
+        (id, stream.is_live())
+    }
+
+    /// Starts media for a viewer: when live (and, for FLV forms, once the tracks are known),
+    /// queues the FLV header, metadata, sequence headers and GOP; otherwise the viewer waits
+    /// and gets all of it when the publisher starts. Flush the viewer afterwards.
+    pub fn start_viewer(&mut self, id: ViewerId) {
+        let Some(v) = self.viewers.get_mut(id) else {
+            return;
+        };
+        if v.state != ViewerState::Added || v.ended.is_some() {
+            return;
+        }
+        let Some(stream) = self.streams.get_mut(&v.key) else {
+            return;
+        };
+        if !(stream.is_live() && stream.prime(v)) {
+            v.state = ViewerState::Waiting;
+            stream.waiting += 1;
+        }
+    }
+
+    /// Forgets a viewer (after the server closed it, or to detach it).
+    pub fn remove_viewer(&mut self, id: ViewerId) {
+        if !self.viewers.contains(id) {
+            return;
+        }
+        let v = self.viewers.remove(id);
+        let stats = v.queue.stats;
+        self.closed.bytes_sent += stats.bytes_sent;
+        self.closed.frames_dropped += stats.frames_dropped;
+        self.closed.bytes_dropped += stats.bytes_dropped;
+        self.closed.skips += stats.skips;
+        if v.pos == usize::MAX {
+            return;
+        }
+        let Some(stream) = self.streams.get_mut(&v.key) else {
+            return;
+        };
+        stream.viewers.swap_remove(v.pos);
+        if let Some(&moved) = stream.viewers.get(v.pos) {
+            self.viewers[moved].pos = v.pos;
+        }
+        stream.forms[v.form_idx].1 -= 1;
+        if v.state == ViewerState::Waiting {
+            stream.waiting -= 1;
+        }
+        stream.bytes_out_closed += stats.bytes_sent;
+        if !stream.is_live() && stream.viewers.is_empty() {
+            self.streams.remove(&v.key);
+        }
+    }
+
+    pub fn viewer(&mut self, id: ViewerId) -> Option<&mut Viewer> {
+        self.viewers.get_mut(id)
+    }
+
+    pub fn viewer_ref(&self, id: ViewerId) -> Option<&Viewer> {
+        self.viewers.get(id)
+    }
+
+    /// RTMP pause: no media while paused; on resume the metadata and sequence headers are
+    /// sent again and the viewer waits for the next keyframe.
+    pub fn set_paused(&mut self, id: ViewerId, paused: bool) {
+        let Some(v) = self.viewers.get_mut(id) else {
+            return;
+        };
+        let resumed = v.paused && !paused;
+        v.paused = paused;
+        if resumed {
+            self.on_resume(id, |stream, v| {
+                stream.push_headers(v, true, true, true);
+                v.queue.reset_lag();
+                v.queue.wait_for_key();
+            });
+        }
+    }
+
+    /// RTMP receiveAudio: on re-enable, the audio sequence header again.
+    pub fn set_receive_audio(&mut self, id: ViewerId, on: bool) {
+        let Some(v) = self.viewers.get_mut(id) else {
+            return;
+        };
+        let resumed = !v.audio_on && on;
+        v.audio_on = on;
+        if resumed {
+            self.on_resume(id, |stream, v| stream.push_headers(v, false, false, true));
+        }
+    }
+
+    /// RTMP receiveVideo: on re-enable, the video sequence header again, then video from the
+    /// next keyframe.
+    pub fn set_receive_video(&mut self, id: ViewerId, on: bool) {
+        let Some(v) = self.viewers.get_mut(id) else {
+            return;
+        };
+        let resumed = !v.video_on && on;
+        v.video_on = on;
+        if resumed {
+            self.on_resume(id, |stream, v| {
+                stream.push_headers(v, false, true, false);
+                v.video_wait_key = true;
+            });
+        }
+    }
+
+    /// Runs `resume` for a playing viewer that turned media back on (flush it afterwards).
+    fn on_resume(&mut self, id: ViewerId, resume: impl FnOnce(&mut Stream, &mut Viewer)) {
+        let Some(v) = self.viewers.get_mut(id) else {
+            return;
+        };
+        if v.state != ViewerState::Live || v.ended.is_some() {
+            return;
+        }
+        if let Some(stream) = self.streams.get_mut(&v.key) {
+            resume(stream, v);
+        }
+    }
+
+    pub fn is_live(&self, key: &StreamKey) -> bool {
+        self.streams.get(key).is_some_and(Stream::is_live)
+    }
+
+    /// The latest `onMetaData` frame of a live stream, as relayed.
+    pub fn metadata(&self, key: &StreamKey) -> Option<&Frame> {
+        self.streams.get(key)?.cache.meta.as_ref().map(|c| &c.frame)
+    }
+
+    /// Per-stream stats (streams with a publisher or with waiting viewers).
+    pub fn streams(&self) -> impl Iterator<Item = StreamStats> + '_ {
+        self.streams.values().map(move |s| {
+            let mut st = StreamStats {
+                key: s.key.clone(),
+                publisher: s.publisher.as_ref().map(|p| p.token),
+                started_ms: s.publisher.as_ref().map(|p| p.started_ms),
+                bytes_in: s.publisher.as_ref().map_or(0, |p| p.bytes_in),
+                frames_in: s.publisher.as_ref().map_or(0, |p| p.frames_in),
+                video_codec: s.video_codec,
+                audio_codec: s.audio_codec,
+                meta: s.meta.clone(),
+                metadata: s.cache.meta.as_ref().map(|c| c.frame.clone()),
+                viewers_rtmp: 0,
+                viewers_http_flv: 0,
+                viewers_ws_flv: 0,
+                viewers_waiting: 0,
+                bytes_out: s.bytes_out_closed,
+                skips: 0,
+            };
+            for &id in &s.viewers {
+                let v = &self.viewers[id];
+                st.bytes_out += v.queue.stats.bytes_sent;
+                st.skips += v.queue.stats.skips;
+                if v.state != ViewerState::Live {
+                    st.viewers_waiting += 1;
+                }
+                match v.form.kind() {
+                    FormKind::Rtmp => st.viewers_rtmp += 1,
+                    FormKind::HttpFlv => st.viewers_http_flv += 1,
+                    FormKind::WsFlv => st.viewers_ws_flv += 1,
+                }
+            }
+            st
+        })
+    }
+
+    pub fn totals(&self) -> HubTotals {
+        let mut t = HubTotals {
+            streams: self.streams.len(),
+            publishers: self.streams.values().filter(|s| s.is_live()).count(),
+            viewers: self.viewers.len(),
+            bytes_in: self.closed_bytes_in,
+            bytes_out: self.closed.bytes_sent,
+            skips: self.closed.skips,
+            frames_dropped: self.closed.frames_dropped,
+            slow_disconnects: self.slow_disconnects,
+        };
+        for s in self.streams.values() {
+            t.bytes_in += s.publisher.as_ref().map_or(0, |p| p.bytes_in);
+        }
+        for (_, v) in &self.viewers {
+            t.bytes_out += v.queue.stats.bytes_sent;
+            t.skips += v.queue.stats.skips;
+            t.frames_dropped += v.queue.stats.frames_dropped;
+        }
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::amf::{amf0, Value};
+    use crate::media::frame::{TAG_AUDIO, TAG_SCRIPT, TAG_VIDEO};
+    use bytes::Bytes;
+
+    const FLV: OutputForm = OutputForm::HttpFlv { chunked: false };
+    const RTMP: OutputForm = OutputForm::Rtmp {
+        chunk_size: 4096,
+        stream_id: 1,
+    };
+
+    fn key() -> StreamKey {
+        StreamKey::new("live", "s").unwrap()
+    }
+
+    fn frame(tag: u8, dts: u32, data: Vec<u8>) -> Frame {
+        Frame::parse(tag, dts, Bytes::from(data)).unwrap()
+    }
+    fn meta(fields: Vec<(&str, Value)>) -> Frame {
+        let mut body = amf0::encode_all(&[Value::string("@setDataFrame")]);
+        body.extend(amf0::encode_all(&[
+            Value::string("onMetaData"),
+            Value::EcmaArray(fields.into_iter().map(|(k, v)| (k.into(), v)).collect()),
+        ]));
+        frame(TAG_SCRIPT, 0, body)
+    }
+    fn av_meta() -> Frame {
+        meta(vec![
+            ("videocodecid", Value::Number(7.0)),
+            ("audiocodecid", Value::Number(10.0)),
+            ("width", Value::Number(640.0)),
+        ])
+    }
+    fn vseq(t: u32) -> Frame {
+        frame(TAG_VIDEO, t, vec![0x17, 0, 0, 0, 0, 1, 0x64])
+    }
+    fn aseq(t: u32) -> Frame {
+        frame(TAG_AUDIO, t, vec![0xaf, 0, 0x12, 0x10])
+    }
+    fn vkey(t: u32) -> Frame {
+        frame(TAG_VIDEO, t, vec![0x17, 1, 0, 0, 0, 0xaa, (t / 40) as u8])
+    }
+    fn vinter(t: u32) -> Frame {
+        frame(TAG_VIDEO, t, vec![0x27, 1, 0, 0, 0, 0xbb, (t / 40) as u8])
+    }
+    fn audio(t: u32) -> Frame {
+        frame(TAG_AUDIO, t, vec![0xaf, 1, 0xcc, (t / 23) as u8])
+    }
+
+    /// Everything queued, as the server would write it.
+    fn drain(hub: &mut Hub, id: ViewerId) -> Vec<u8> {
+        let q = &mut hub.viewer(id).unwrap().queue;
+        let mut out = Vec::new();
+        while q.write_to(&mut out).unwrap() > 0 {}
+        out
+    }
+
+    #[derive(Debug, PartialEq)]
+    struct Tag {
+        tag: u8,
+        ts: u32,
+        body: Vec<u8>,
+    }
+
+    /// Splits plain FLV bytes into (file header flags, tags), checking every PreviousTagSize.
+    fn parse_flv(mut b: &[u8], expect_header: bool) -> (Option<u8>, Vec<Tag>) {
+        let mut flags = None;
+        if expect_header {
+            assert_eq!(&b[..3], b"FLV");
+            flags = Some(b[4]);
+            b = &b[13..];
+        }
+        let mut tags = Vec::new();
+        while !b.is_empty() {
+            let len = u32::from_be_bytes([0, b[1], b[2], b[3]]) as usize;
+            let ts = u32::from_be_bytes([b[7], b[4], b[5], b[6]]);
+            let body = b[11..11 + len].to_vec();
+            let pts = u32::from_be_bytes(b[11 + len..15 + len].try_into().unwrap());
+            assert_eq!(pts as usize, len + 11);
+            tags.push(Tag {
+                tag: b[0],
+                ts,
+                body,
+            });
+            b = &b[15 + len..];
+        }
+        (flags, tags)
+    }
+
+    fn tag_of(f: &Frame) -> Tag {
+        Tag {
+            tag: f.tag_type(),
+            ts: f.dts,
+            body: strip_set_data_frame(&f.data).to_vec(),
+        }
+    }
+
+    fn send(hub: &mut Hub, f: Frame) -> (Vec<ViewerId>, Vec<ViewerId>) {
+        let out = hub.frame(&key(), 1, f, 0);
+        assert!(out.accepted);
+        (out.flush.to_vec(), out.too_slow.to_vec())
+    }
+
+    #[test]
+    fn late_joiner_gets_header_meta_configs_gop_in_order() {
+        let mut hub = Hub::new(HubConfig::default());
+        hub.publish(&key(), 1, 0).unwrap();
+        let frames = [
+            av_meta(),
+            vseq(0),
+            aseq(0),
+            vkey(0),
+            audio(0),
+            vinter(40),
+            audio(23),
+            vkey(80),
+            audio(46),
+            vinter(120),
+        ];
+        for f in frames.iter().cloned() {
+            send(&mut hub, f);
+        }
+        let (id, live) = hub.add_viewer(&key(), FLV, 7, 0);
+        assert!(live);
+        hub.start_viewer(id);
+        let (flags, tags) = parse_flv(&drain(&mut hub, id), true);
+        assert_eq!(flags, Some(5));
+        let want: Vec<Tag> = [0, 1, 2, 7, 8, 9]
+            .iter()
+            .map(|&i| tag_of(&frames[i]))
+            .collect();
+        assert_eq!(tags, want);
+        assert!(tags[0].body.starts_with(b"\x02\x00\x0aonMetaData"));
+        // Then live frames follow, once.
+        let (flush, _) = send(&mut hub, audio(69));
+        assert_eq!(flush, vec![id]);
+        let (_, tags) = parse_flv(&drain(&mut hub, id), false);
+        assert_eq!(tags, vec![tag_of(&audio(69))]);
+        let st = hub.streams().next().unwrap();
+        assert_eq!(st.viewers_http_flv, 1);
+        assert_eq!(st.meta.width, Some(640.0));
+        assert_eq!(st.video_codec, Some(Codec::Avc));
+        assert_eq!(st.frames_in, 11);
+        assert!(st.bytes_out > 0);
+        assert_eq!(hub.totals().bytes_out, st.bytes_out);
+    }
+
+    #[test]
+    fn flv_header_flags_for_audio_only_and_video_only() {
+        // From metadata that describes the tracks: known before any media.
+        let mut hub = Hub::new(HubConfig::default());
+        hub.publish(&key(), 1, 0).unwrap();
+        send(&mut hub, meta(vec![("audiocodecid", Value::Number(10.0))]));
+        let (id, _) = hub.add_viewer(&key(), FLV, 7, 0);
+        hub.start_viewer(id);
+        assert_eq!(parse_flv(&drain(&mut hub, id), true).0, Some(4));
+
+        // Without metadata: from the tracks seen once a media frame comes.
+        let mut hub = Hub::new(HubConfig::default());
+        hub.publish(&key(), 1, 0).unwrap();
+        send(&mut hub, vseq(0));
+        let (id, _) = hub.add_viewer(&key(), FLV, 7, 0);
+        hub.start_viewer(id);
+        assert!(
+            hub.viewer(id).unwrap().queue.is_empty(),
+            "tracks not known yet"
+        );
+        let (flush, _) = send(&mut hub, vkey(0));
+        assert_eq!(flush, vec![id]);
+        let (flags, tags) = parse_flv(&drain(&mut hub, id), true);
+        assert_eq!(flags, Some(1));
+        assert_eq!(tags, vec![tag_of(&vseq(0)), tag_of(&vkey(0))]);
+        send(&mut hub, vinter(40));
+        assert_eq!(
+            parse_flv(&drain(&mut hub, id), false).1,
+            vec![tag_of(&vinter(40))]
+        );
+    }
+
+    #[test]
+    fn audio_only_joiner_gets_the_last_second() {
+        let mut hub = Hub::new(HubConfig::default());
+        hub.publish(&key(), 1, 0).unwrap();
+        send(&mut hub, aseq(0));
+        for i in 0..100 {
+            send(&mut hub, audio(i * 23));
+        }
+        let (id, _) = hub.add_viewer(&key(), FLV, 7, 0);
+        hub.start_viewer(id);
+        let (flags, tags) = parse_flv(&drain(&mut hub, id), true);
+        assert_eq!(flags, Some(4));
+        assert_eq!(tags[0], tag_of(&aseq(0)));
+        let first = tags[1].ts;
+        assert_eq!(tags.last().unwrap().ts, 99 * 23);
+        assert!(99 * 23 - first <= 1000 && 99 * 23 - first > 950);
+    }
+
+    #[test]
+    fn no_gop_cache_joiner_waits_for_the_next_keyframe() {
+        let mut hub = Hub::new(HubConfig {
+            gop_cache: false,
+            ..HubConfig::default()
+        });
+        hub.publish(&key(), 1, 0).unwrap();
+        for f in [av_meta(), vseq(0), aseq(0), vkey(0), audio(0), vinter(40)] {
+            send(&mut hub, f);
+        }
+        let (id, _) = hub.add_viewer(&key(), FLV, 7, 0);
+        hub.start_viewer(id);
+        for f in [audio(23), vinter(80), audio(46), vkey(120), audio(69)] {
+            send(&mut hub, f);
+        }
+        let (flags, tags) = parse_flv(&drain(&mut hub, id), true);
+        assert_eq!(flags, Some(5));
+        let want: Vec<Tag> = [av_meta(), vseq(0), aseq(0), vkey(120), audio(69)]
+            .iter()
+            .map(tag_of)
+            .collect();
+        assert_eq!(tags, want);
+        assert_eq!(hub.viewer(id).unwrap().queue.stats.frames_dropped, 0);
+    }
+
+    #[test]
+    fn waiting_viewers_get_everything_when_the_publisher_starts() {
+        let mut hub = Hub::new(HubConfig::default());
+        let (flv, live) = hub.add_viewer(&key(), FLV, 7, 0);
+        assert!(!live);
+        let head = Bytes::from_static(b"HTTP/1.1 200 OK\r\n\r\n");
+        hub.viewer(flv).unwrap().queue.push_control(head.clone());
+        hub.start_viewer(flv);
+        assert_eq!(drain(&mut hub, flv), head);
+        let (rtmp, _) = hub.add_viewer(&key(), RTMP, 8, 0);
+        hub.start_viewer(rtmp);
+        assert!(!hub.is_live(&key()));
+        let ok = hub.publish(&key(), 1, 0).unwrap();
+        assert_eq!(ok.took_over_from, None);
+        assert_eq!(ok.waiting_viewers, vec![flv, rtmp]);
+        let frames = [av_meta(), vseq(0), aseq(0), vkey(0), audio(0)];
+        let mut flushed = Vec::new();
+        for f in frames.iter().cloned() {
+            flushed.extend(send(&mut hub, f).0);
+        }
+        assert!(flushed.contains(&flv) && flushed.contains(&rtmp));
+        let (flags, tags) = parse_flv(&drain(&mut hub, flv), true);
+        assert_eq!(flags, Some(5));
+        assert_eq!(tags, frames.iter().map(tag_of).collect::<Vec<_>>());
+        assert!(!drain(&mut hub, rtmp).is_empty());
+    }
+
+    #[test]
+    fn second_publisher_is_busy_and_an_idle_one_is_taken_over() {
+        let mut hub = Hub::new(HubConfig::default());
+        hub.publish(&key(), 1, 0).unwrap();
+        send(&mut hub, vseq(0));
+        send(&mut hub, vkey(0));
+        let (id, _) = hub.add_viewer(&key(), FLV, 7, 0);
+        hub.start_viewer(id);
+        drain(&mut hub, id);
+        assert!(hub.frame(&key(), 1, vinter(40), 1000).accepted);
+        assert_eq!(hub.publish(&key(), 2, 5999), Err(PublishError::Busy));
+        let ok = hub.publish(&key(), 2, 6000).unwrap();
+        assert_eq!(ok.took_over_from, Some(1));
+        assert!(ok.waiting_viewers.is_empty());
+        // The old publisher is ignored now; the viewer stays and resumes at the new keyframe.
+        assert!(!hub.frame(&key(), 1, vinter(80), 6001).accepted);
+        assert!(hub.unpublish(&key(), 1).is_empty());
+        assert!(hub.frame(&key(), 2, vinter(0), 6002).accepted);
+        assert!(hub.frame(&key(), 2, vseq(0), 6002).accepted);
+        assert!(hub.frame(&key(), 2, vkey(40), 6003).accepted);
+        let (_, tags) = parse_flv(&drain(&mut hub, id), false);
+        assert_eq!(
+            tags,
+            vec![tag_of(&vinter(40)), tag_of(&vseq(0)), tag_of(&vkey(40))]
+        );
+    }
+
+    #[test]
+    fn unpublish_ends_and_returns_the_viewers() {
+        let mut hub = Hub::new(HubConfig::default());
+        hub.publish(&key(), 1, 0).unwrap();
+        let (a, _) = hub.add_viewer(&key(), FLV, 7, 0);
+        hub.start_viewer(a);
+        let (b, _) = hub.add_viewer(&key(), RTMP, 8, 0);
+        hub.start_viewer(b);
+        let mut ended = hub.unpublish(&key(), 1);
+        ended.sort();
+        assert_eq!(ended, vec![a, b]);
+        assert_eq!(hub.viewer(a).unwrap().ended, Some(ViewerEnd::Unpublished));
+        assert!(!hub.is_live(&key()));
+        assert_eq!(hub.streams().count(), 0);
+        hub.remove_viewer(a);
+        hub.remove_viewer(b);
+        assert_eq!(hub.totals().viewers, 0);
+        // The key is free again.
+        hub.publish(&key(), 3, 10).unwrap();
+    }
+
+    #[test]
+    fn slow_viewer_skips_then_is_disconnected_and_others_get_everything() {
+        let mut hub = Hub::new(HubConfig {
+            queue_soft_ms: 1000,
+            queue_hard_ms: 3000,
+            ..HubConfig::default()
+        });
+        hub.publish(&key(), 1, 0).unwrap();
+        send(&mut hub, vseq(0));
+        let (slow, _) = hub.add_viewer(&key(), FLV, 7, 0);
+        hub.start_viewer(slow);
+        let (good, _) = hub.add_viewer(&key(), FLV, 8, 0);
+        hub.start_viewer(good);
+        drain(&mut hub, good);
+        let mut sent = Vec::new();
+        let mut slow_tags = Vec::new();
+        let mut t = 0;
+        let mut disconnected = false;
+        let mut good_tags = Vec::new();
+        // Keyframe every 400 ms, a frame every 40 ms. The slow viewer writes its FLV header,
+        // the sequence header and 5 bytes of the first keyframe's tag, then stops reading.
+        while t < 6000 && !disconnected {
+            let f = if t % 400 == 0 { vkey(t) } else { vinter(t) };
+            sent.push(tag_of(&f));
+            let (_, too_slow) = send(&mut hub, f);
+            if t == 0 {
+                hub.viewer(slow).unwrap().queue.advance(13 + 22 + 5);
+            }
+            if too_slow == vec![slow] {
+                disconnected = true;
+                assert_eq!(hub.viewer(slow).unwrap().ended, Some(ViewerEnd::TooSlow));
+                // What the slow viewer would still write: the rest of its partly written
+                // tag, then only whole GOPs starting at keyframes.
+                let bytes = drain(&mut hub, slow);
+                let mut first = Vec::new();
+                crate::mux::flv::write_tag(&mut first, &vkey(0));
+                assert_eq!(&bytes[..first.len() - 5], &first[5..]);
+                slow_tags = parse_flv(&bytes[first.len() - 5..], false).1;
+            }
+            let (_, tags) = parse_flv(&drain(&mut hub, good), t == 0);
+            assert_eq!(tags.last(), sent.last());
+            good_tags.extend(tags);
+            t += 40;
+        }
+        assert!(disconnected, "the never-reading viewer must be reported");
+        // Skips at 1080 and 2240 (span over 1000 ms), resumes at 1200 and 2400; the lag,
+        // measured from the frame at 0 it started with, first exceeds 3000 ms at 3040.
+        assert_eq!(t - 40, 3040);
+        let mut want = vec![tag_of(&vseq(0))];
+        want.extend(sent);
+        assert_eq!(good_tags, want, "the reading viewer got every frame");
+        let stats = hub.viewer(slow).unwrap().queue.stats;
+        assert!(stats.skips >= 2 && stats.frames_dropped > 0 && stats.bytes_dropped > 0);
+        assert_eq!(hub.viewer(good).unwrap().queue.stats.skips, 0);
+        // Remaining queue after the partial tag: from a keyframe on, contiguous frames:
+        // never a partial GOP.
+        assert_eq!(slow_tags[0].ts, 2400);
+        assert_eq!(slow_tags[0].body[0], 0x17);
+        for w in slow_tags.windows(2) {
+            assert_eq!(w[1].ts, w[0].ts + 40);
+        }
+        assert_eq!(hub.totals().slow_disconnects, 1);
+        // No more media for an ended viewer.
+        send(&mut hub, vinter(t));
+        assert!(hub.viewer(slow).unwrap().queue.is_empty());
+    }
+
+    #[test]
+    fn payload_is_shared_across_viewers_and_the_cache() {
+        let mut hub = Hub::new(HubConfig::default());
+        hub.publish(&key(), 1, 0).unwrap();
+        let (a, _) = hub.add_viewer(&key(), FLV, 7, 0);
+        hub.start_viewer(a);
+        let (b, _) = hub.add_viewer(&key(), OutputForm::WsFlv, 8, 0);
+        hub.start_viewer(b);
+        let (c, _) = hub.add_viewer(&key(), RTMP, 9, 0);
+        hub.start_viewer(c);
+        send(&mut hub, vseq(0));
+        let key_frame = vkey(0);
+        let payload = key_frame.data.as_ptr();
+        send(&mut hub, key_frame);
+        let (d, _) = hub.add_viewer(&key(), FLV, 10, 0);
+        hub.start_viewer(d);
+        for id in [a, b, c, d] {
+            let q = &hub.viewer(id).unwrap().queue;
+            let mut slices = Vec::new();
+            q.io_slices(&mut slices, 100);
+            assert!(
+                slices.iter().any(|s| s.as_ptr() == payload),
+                "viewer {id} got a copy"
+            );
+        }
+    }
+
+    #[test]
+    fn pause_and_receive_video() {
+        let mut hub = Hub::new(HubConfig::default());
+        hub.publish(&key(), 1, 0).unwrap();
+        let (id, _) = hub.add_viewer(&key(), FLV, 7, 0);
+        hub.start_viewer(id);
+        for f in [vseq(0), aseq(0), vkey(0), audio(0)] {
+            send(&mut hub, f);
+        }
+        drain(&mut hub, id);
+        hub.set_paused(id, true);
+        send(&mut hub, vinter(40));
+        assert!(hub.viewer(id).unwrap().queue.is_empty());
+        hub.set_paused(id, false);
+        for f in [vinter(80), audio(90), vkey(120)] {
+            send(&mut hub, f);
+        }
+        let (_, tags) = parse_flv(&drain(&mut hub, id), false);
+        assert_eq!(
+            tags,
+            [vseq(0), aseq(0), vkey(120)]
+                .iter()
+                .map(tag_of)
+                .collect::<Vec<_>>()
+        );
+        hub.set_receive_video(id, false);
+        send(&mut hub, vinter(160));
+        send(&mut hub, audio(170));
+        hub.set_receive_video(id, true);
+        send(&mut hub, vinter(200));
+        send(&mut hub, audio(210));
+        send(&mut hub, vkey(240));
+        let (_, tags) = parse_flv(&drain(&mut hub, id), false);
+        assert_eq!(
+            tags,
+            [audio(170), vseq(0), audio(210), vkey(240)]
+                .iter()
+                .map(tag_of)
+                .collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn a_viewer_is_small() {
+        // Per-viewer memory beyond the shared packets: the struct, its key and the queue's
+        // entries (40 bytes each).
+        assert!(
+            std::mem::size_of::<Viewer>() <= 400,
+            "{}",
+            std::mem::size_of::<Viewer>()
+        );
+    }
+
+    #[test]
+    fn removing_viewers_keeps_the_lists_consistent() {
+        let mut hub = Hub::new(HubConfig::default());
+        hub.publish(&key(), 1, 0).unwrap();
+        let ids: Vec<_> = (0..5)
+            .map(|t| {
+                let (id, _) = hub.add_viewer(&key(), FLV, t, 0);
+                hub.start_viewer(id);
+                id
+            })
+            .collect();
+        send(&mut hub, vseq(0));
+        send(&mut hub, vkey(0));
+        hub.remove_viewer(ids[1]);
+        hub.remove_viewer(ids[0]);
+        let (flush, _) = send(&mut hub, vinter(40));
+        assert!(flush.is_empty(), "queues were not drained");
+        for &id in &ids[2..] {
+            let (_, tags) = parse_flv(&drain(&mut hub, id), true);
+            assert_eq!(tags.len(), 3);
+        }
+        let (flush, _) = send(&mut hub, vinter(80));
+        let mut flush = flush;
+        flush.sort();
+        assert_eq!(flush, ids[2..].to_vec());
+        assert_eq!(hub.streams().next().unwrap().viewers_http_flv, 3);
+        // A stream without publisher disappears with its last viewer.
+        hub.unpublish(&key(), 1);
+        for &id in &ids[2..] {
+            hub.remove_viewer(id);
+        }
+        let (w, _) = hub.add_viewer(&key(), FLV, 9, 0);
+        assert_eq!(hub.streams().count(), 1);
+        hub.remove_viewer(w);
+        assert_eq!(hub.streams().count(), 0);
+    }
+}

@@ -453,7 +453,7 @@ mod tests {
 
     impl BitWriter {
         fn bit(&mut self, v: bool) {
-            if self.n % 8 == 0 {
+            if self.n.is_multiple_of(8) {
                 self.bytes.push(0);
             }
             if v {

@@ -139,20 +139,20 @@ impl TsWriter {
             ]);
             // The adaptation field: PCR and the random access flag on the first packet, and
             // stuffing on the last packet so that every packet is exactly 188 bytes.
-            let mut af = Vec::new();
+            // Adaptation field bytes after its length byte; on the stack (one per packet).
+            let mut af = [0xffu8; PACKET_LEN];
+            let mut af_len = 0usize;
             if first && (pes.pcr.is_some() || pes.random_access) {
-                let mut flags = 0u8;
-                if pes.random_access {
-                    flags |= 0x40;
-                }
-                af.push(flags);
+                af[0] = if pes.random_access { 0x40 } else { 0 };
+                af_len = 1;
                 if let Some(pcr) = pes.pcr {
                     af[0] |= 0x10;
-                    af.extend_from_slice(&pcr_bytes(pcr));
+                    af[1..7].copy_from_slice(&pcr_bytes(pcr));
+                    af_len = 7;
                 }
             }
-            let mut has_af = !af.is_empty();
-            let room = PACKET_LEN - 4 - if has_af { 1 + af.len() } else { 0 };
+            let mut has_af = af_len > 0;
+            let room = PACKET_LEN - 4 - if has_af { 1 + af_len } else { 0 };
             let take = (total - written).min(room);
             let mut stuffing = room - take;
             if stuffing > 0 {
@@ -162,16 +162,18 @@ impl TsWriter {
                     has_af = true;
                     stuffing -= 1;
                     if stuffing > 0 {
-                        af.push(0);
+                        af[0] = 0;
+                        af_len = 1;
                         stuffing -= 1;
                     }
                 }
-                af.extend(std::iter::repeat_n(0xff, stuffing));
+                // af[af_len..] is already 0xff.
+                af_len += stuffing;
             }
             out[start + 3] = (if has_af { 0x30 } else { 0x10 }) | cc;
             if has_af {
-                out.push(af.len() as u8);
-                out.extend_from_slice(&af);
+                out.push(af_len as u8);
+                out.extend_from_slice(&af[..af_len]);
             }
             // The payload spans the PES header then the elementary stream bytes.
             let mut pos = written;

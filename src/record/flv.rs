@@ -6,7 +6,7 @@
 
 use super::paths::{self, with_path};
 use super::{Prelude, Sink};
-use crate::amf::Value;
+use crate::amf::{amf0, Value};
 use crate::media::{Frame, StreamKey, Track};
 use crate::mux::flv as flvmux;
 use crate::mux::hls::Timeline;
@@ -224,14 +224,12 @@ fn strip_set_data_frame(data: &[u8]) -> &[u8] {
 
 /// The properties of an `onMetaData` script body (`@setDataFrame` allowed in front).
 fn metadata_props(data: &[u8]) -> Option<Vec<(String, Value)>> {
-    let mut r = Amf0Reader {
-        data: strip_set_data_frame(data),
-        pos: 0,
-    };
-    if r.value(0).ok()?.as_str()? != "onMetaData" {
+    let body = strip_set_data_frame(data);
+    let (name, used) = amf0::decode(body).ok()?;
+    if name.as_str()? != "onMetaData" {
         return None;
     }
-    match r.value(0).ok()? {
+    match amf0::decode(body.get(used..)?).ok()?.0 {
         Value::Object(p) | Value::EcmaArray(p) => Some(p),
         _ => None,
     }
@@ -261,164 +259,13 @@ fn metadata_body(
             .filter(|(k, _)| k != "duration" && k != "filesize"),
     );
     let mut out = Vec::new();
-    amf0_write(&mut out, &Value::string("onMetaData"));
+    amf0::encode(&Value::string("onMetaData"), &mut out);
     let array_at = out.len();
-    amf0_write(&mut out, &Value::EcmaArray(all));
+    amf0::encode(&Value::EcmaArray(all), &mut out);
     // marker (1) + count (4) + name length (2) + "duration" (8) + number marker (1).
     let duration_at = array_at + 1 + 4 + 2 + 8 + 1;
     let filesize_at = duration_at + 8 + 2 + 8 + 1;
     (out, duration_at, filesize_at)
-}
-
-/// Just enough AMF0 to read and rewrite a metadata object, with depth and size caps. (The shared
-/// AMF codec in `amf` is written elsewhere; this keeps the recorder independent of it.)
-struct Amf0Reader<'a> {
-    data: &'a [u8],
-    pos: usize,
-}
-
-#[derive(Debug)]
-struct BadAmf;
-
-impl<'a> Amf0Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], BadAmf> {
-        let end = self.pos.checked_add(n).ok_or(BadAmf)?;
-        let s = self.data.get(self.pos..end).ok_or(BadAmf)?;
-        self.pos = end;
-        Ok(s)
-    }
-    fn u16(&mut self) -> Result<usize, BadAmf> {
-        let b = self.take(2)?;
-        Ok(u16::from_be_bytes([b[0], b[1]]) as usize)
-    }
-    fn u32(&mut self) -> Result<usize, BadAmf> {
-        let b = self.take(4)?;
-        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
-    }
-    fn f64(&mut self) -> Result<f64, BadAmf> {
-        let b = self.take(8)?;
-        Ok(f64::from_be_bytes(b.try_into().map_err(|_| BadAmf)?))
-    }
-    fn str(&mut self, len: usize) -> Result<String, BadAmf> {
-        let b = self.take(len)?;
-        String::from_utf8(b.to_vec()).map_err(|_| BadAmf)
-    }
-    fn props(&mut self, depth: usize) -> Result<Vec<(String, Value)>, BadAmf> {
-        let mut props = Vec::new();
-        loop {
-            let n = self.u16()?;
-            if n == 0 && self.data.get(self.pos) == Some(&9) {
-                self.pos += 1;
-                return Ok(props);
-            }
-            let k = self.str(n)?;
-            let v = self.value(depth + 1)?;
-            if props.len() >= crate::amf::MAX_ELEMENTS {
-                return Err(BadAmf);
-            }
-            props.push((k, v));
-        }
-    }
-    fn value(&mut self, depth: usize) -> Result<Value, BadAmf> {
-        if depth > crate::amf::MAX_DEPTH {
-            return Err(BadAmf);
-        }
-        let marker = self.take(1)?[0];
-        Ok(match marker {
-            0 => Value::Number(self.f64()?),
-            1 => Value::Boolean(self.take(1)?[0] != 0),
-            2 => {
-                let n = self.u16()?;
-                Value::String(self.str(n)?)
-            }
-            3 => Value::Object(self.props(depth)?),
-            5 => Value::Null,
-            6 => Value::Undefined,
-            8 => {
-                self.u32()?; // the count is advisory; the end marker ends the array
-                Value::EcmaArray(self.props(depth)?)
-            }
-            10 => {
-                let n = self.u32()?;
-                if n > crate::amf::MAX_ELEMENTS {
-                    return Err(BadAmf);
-                }
-                let mut v = Vec::with_capacity(n.min(1024));
-                for _ in 0..n {
-                    v.push(self.value(depth + 1)?);
-                }
-                Value::StrictArray(v)
-            }
-            11 => {
-                let ms = self.f64()?;
-                let tz = self.u16()? as i16;
-                Value::Date(ms, tz)
-            }
-            12 => {
-                let n = self.u32()?;
-                Value::String(self.str(n)?)
-            }
-            15 => {
-                let n = self.u32()?;
-                Value::Xml(self.str(n)?)
-            }
-            _ => return Err(BadAmf),
-        })
-    }
-}
-
-fn amf0_write(out: &mut Vec<u8>, v: &Value) {
-    fn key(out: &mut Vec<u8>, k: &str) {
-        let b = &k.as_bytes()[..k.len().min(0xffff)];
-        out.extend_from_slice(&(b.len() as u16).to_be_bytes());
-        out.extend_from_slice(b);
-    }
-    fn props(out: &mut Vec<u8>, p: &[(String, Value)]) {
-        for (k, v) in p {
-            key(out, k);
-            amf0_write(out, v);
-        }
-        out.extend_from_slice(&[0, 0, 9]);
-    }
-    match v {
-        Value::Number(n) => {
-            out.push(0);
-            out.extend_from_slice(&n.to_be_bytes());
-        }
-        Value::Boolean(b) => out.extend_from_slice(&[1, *b as u8]),
-        Value::String(s) if s.len() <= 0xffff => {
-            out.push(2);
-            key(out, s);
-        }
-        Value::String(s) | Value::Xml(s) => {
-            out.push(if matches!(v, Value::Xml(_)) { 15 } else { 12 });
-            out.extend_from_slice(&(s.len() as u32).to_be_bytes());
-            out.extend_from_slice(s.as_bytes());
-        }
-        Value::Object(p) => {
-            out.push(3);
-            props(out, p);
-        }
-        Value::Null => out.push(5),
-        Value::Undefined => out.push(6),
-        Value::EcmaArray(p) => {
-            out.push(8);
-            out.extend_from_slice(&(p.len() as u32).to_be_bytes());
-            props(out, p);
-        }
-        Value::StrictArray(items) => {
-            out.push(10);
-            out.extend_from_slice(&(items.len() as u32).to_be_bytes());
-            for i in items {
-                amf0_write(out, i);
-            }
-        }
-        Value::Date(ms, tz) => {
-            out.push(11);
-            out.extend_from_slice(&ms.to_be_bytes());
-            out.extend_from_slice(&tz.to_be_bytes());
-        }
-    }
 }
 
 #[cfg(test)]
@@ -430,11 +277,10 @@ mod tests {
     fn meta_frame(with_sdf: bool) -> Frame {
         let mut b = Vec::new();
         if with_sdf {
-            amf0_write(&mut b, &Value::string("@setDataFrame"));
+            amf0::encode(&Value::string("@setDataFrame"), &mut b);
         }
-        amf0_write(&mut b, &Value::string("onMetaData"));
-        amf0_write(
-            &mut b,
+        amf0::encode(&Value::string("onMetaData"), &mut b);
+        amf0::encode(
             &Value::EcmaArray(vec![
                 ("duration".into(), Value::Number(0.0)),
                 ("width".into(), Value::Number(320.0)),
@@ -444,6 +290,7 @@ mod tests {
                     Value::object([("a", Value::StrictArray(vec![Value::Null]))]),
                 ),
             ]),
+            &mut b,
         );
         Frame::parse(18, 0, Bytes::from(b)).unwrap()
     }
@@ -455,15 +302,12 @@ mod tests {
         let (body, d, f) = metadata_body(props, true, false);
         assert_eq!(&body[d - 9..d - 1], b"duration");
         assert_eq!(&body[f - 9..f - 1], b"filesize");
-        let mut r = Amf0Reader {
-            data: &body,
-            pos: 0,
-        };
-        assert_eq!(r.value(0).unwrap(), Value::string("onMetaData"));
-        let v = r.value(0).unwrap();
+        let values = amf0::decode_all(&body).unwrap();
+        assert_eq!(values.len(), 2);
+        assert_eq!(values[0], Value::string("onMetaData"));
+        let v = values[1].clone();
         assert_eq!(v.get("width"), Some(&Value::Number(320.0)));
         assert_eq!(v.get("hasVideo"), Some(&Value::Boolean(false)));
-        assert_eq!(r.pos, body.len());
         // One duration only: the publisher's was replaced.
         let Value::EcmaArray(p) = v else { panic!() };
         assert_eq!(p.iter().filter(|(k, _)| k == "duration").count(), 1);
@@ -582,6 +426,30 @@ mod tests {
         assert_eq!(file[4], 1, "video only when the header was written");
         let tags = tags(&file);
         assert_eq!(tags.iter().filter(|t| t.0 == 8).count(), 2);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn killed_mid_stream_leaves_a_readable_file() {
+        use crate::record::testutil::{decode_errors, have_tool, make_flv, read_flv, AV_ARGS};
+        if !have_tool("ffmpeg") {
+            return;
+        }
+        let dir = temp_dir("flv-kill");
+        let input = make_flv(&dir, "in.flv", AV_ARGS);
+        let frames = read_flv(&std::fs::read(&input).unwrap());
+        let key = StreamKey::new("live", "kill").unwrap();
+        let mut sink = FlvSink::create(&dir.join("out"), &key, SystemTime::now()).unwrap();
+        for f in &frames[..frames.len() / 2] {
+            sink.frame(f).unwrap();
+        }
+        // What is on disk now is what a SIGKILL would leave (the sink is never finished).
+        let snapshot = dir.join("snapshot.flv");
+        std::fs::copy(sink.path().unwrap(), &snapshot).unwrap();
+        let len = std::fs::metadata(&snapshot).unwrap().len();
+        assert!(len > 10_000, "flushed every second of media: {len} bytes");
+        assert_eq!(decode_errors(&snapshot), "");
+        drop(sink);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

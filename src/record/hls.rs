@@ -144,12 +144,25 @@ impl HlsSink {
                 return Ok(());
             }
             (Track::Audio, Codec::Mp3) => self.mp3 = true,
+            // AVC packet type 1 is a picture; 2 (end of sequence) carries none.
+            (Track::Video, Codec::Avc) if frame.data.get(1) != Some(&1) => return Ok(()),
             (Track::Video, Codec::Avc) | (Track::Audio, Codec::Aac) => {}
             (_, codec) => {
                 if !self.skipped_codec_logged {
                     self.skipped_codec_logged = true;
                     log::info!("HLS {}: {codec:?} is not recorded to HLS", self.key);
                 }
+                return Ok(());
+            }
+        }
+        if frame.codec == Codec::Avc {
+            let has_picture = self.avc.as_ref().is_some_and(|c| {
+                crate::media::avc::nal_units(frame.payload(), c.nal_length_size)
+                    .next()
+                    .is_some()
+            });
+            if !has_picture {
+                // Malformed, or before any sequence header: nothing a decoder could use.
                 return Ok(());
             }
         }
@@ -447,5 +460,229 @@ fn subdirs(dir: &Path) -> io::Result<Vec<PathBuf>> {
             .collect()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(with_path(e, dir)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::testutil::{check_segment, temp_dir};
+    use bytes::Bytes;
+
+    const SPS: &[u8] = &[
+        0x67, 0x64, 0x00, 0x0d, 0xac, 0xd9, 0x41, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00,
+        0x10, 0x00, 0x00, 0x03, 0x03, 0x20, 0xf1, 0x42, 0x99, 0x60,
+    ];
+    const PPS: &[u8] = &[0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0];
+
+    fn avc_config() -> Frame {
+        let mut b = vec![0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x0d, 0xff, 0xe1];
+        b.extend_from_slice(&(SPS.len() as u16).to_be_bytes());
+        b.extend_from_slice(SPS);
+        b.push(1);
+        b.extend_from_slice(&(PPS.len() as u16).to_be_bytes());
+        b.extend_from_slice(PPS);
+        Frame::parse(9, 0, Bytes::from(b)).unwrap()
+    }
+
+    fn picture(dts: u32, key: bool) -> Frame {
+        let nal = if key { 0x65 } else { 0x41 };
+        let first = if key { 0x17 } else { 0x27 };
+        let body = vec![first, 1, 0, 0, 0, 0, 0, 0, 3, nal, 0x88, 0x84];
+        Frame::parse(9, dts, Bytes::from(body)).unwrap()
+    }
+
+    fn aac(dts: u32, config: bool) -> Frame {
+        let body = if config {
+            vec![0xaf, 0, 0x12, 0x10]
+        } else {
+            vec![0xaf, 1, 0x21, 0x10, 0x04]
+        };
+        Frame::parse(8, dts, Bytes::from(body)).unwrap()
+    }
+
+    fn sink(dir: &Path, window: usize) -> HlsSink {
+        let key = StreamKey::new("live", "t").unwrap();
+        let opts = HlsOptions {
+            fragment_ms: 2000,
+            window,
+        };
+        HlsSink::create(dir, &key, paths::from_unix_ms(1_795_482_509_000), opts).unwrap()
+    }
+
+    /// 25 fps video with a keyframe every second and 40 ms audio, from publisher time `t0`.
+    fn feed(s: &mut HlsSink, t0: u32, ms: u32) {
+        for t in (0..ms).step_by(40) {
+            s.frame(&picture(t0 + t, t % 1000 == 0)).unwrap();
+            s.frame(&aac(t0 + t, false)).unwrap();
+        }
+    }
+
+    fn listed(dir: &Path) -> Vec<String> {
+        let text = fs::read_to_string(dir.join(PLAYLIST)).unwrap_or_default();
+        text.lines()
+            .filter(|l| l.ends_with(".ts"))
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn segments_close_at_keyframes_and_playlist_lists_closed_only() {
+        let dir = temp_dir("hls-cut");
+        let mut s = sink(&dir, 0);
+        s.frame(&avc_config()).unwrap();
+        s.frame(&aac(0, true)).unwrap();
+        feed(&mut s, 0, 1960);
+        // One segment open, none closed: no playlist yet, only the temp file.
+        assert!(!dir.join(PLAYLIST).exists());
+        assert!(dir.join("segment_1.ts.tmp").is_file());
+        feed(&mut s, 2000, 2000);
+        assert_eq!(listed(&dir), ["segment_1.ts"]);
+        assert!(dir.join("segment_2.ts.tmp").is_file());
+        s.finish().unwrap();
+        let text = fs::read_to_string(dir.join(PLAYLIST)).unwrap();
+        assert!(text.contains("#EXTINF:2.000,\nsegment_1.ts\n"), "{text}");
+        assert!(
+            text.contains("#EXTINF:2.000,\nsegment_2.ts\n#EXT-X-ENDLIST\n"),
+            "{text}"
+        );
+        assert!(text.contains("#EXT-X-PROGRAM-DATE-TIME:2026-11-24T01:08:29.000Z\n"));
+        assert!(text.contains("#EXT-X-PROGRAM-DATE-TIME:2026-11-24T01:08:31.000Z\n"));
+        for n in 1..=2 {
+            check_segment(
+                &fs::read(dir.join(format!("segment_{n}.ts"))).unwrap(),
+                true,
+            );
+        }
+        assert!(!dir.join("segment_2.ts.tmp").exists());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn timestamp_restart_is_a_discontinuity() {
+        let dir = temp_dir("hls-disc");
+        let mut s = sink(&dir, 0);
+        s.frame(&avc_config()).unwrap();
+        s.frame(&aac(0, true)).unwrap();
+        feed(&mut s, 50_000, 3000);
+        // The publisher restarts its clock.
+        feed(&mut s, 0, 3000);
+        s.finish().unwrap();
+        let text = fs::read_to_string(dir.join(PLAYLIST)).unwrap();
+        assert_eq!(text.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{text}");
+        let i = text.find("#EXT-X-DISCONTINUITY\n").unwrap();
+        // The discontinuity comes right where the restart was (after the 3 s of the first run).
+        assert!(text[..i].contains("segment_2.ts") && !text[..i].contains("segment_3.ts"));
+        // Timestamps stay continuous: no EXTINF is longer than the content.
+        let total: f64 = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("#EXTINF:"))
+            .map(|v| v.trim_end_matches(',').parse::<f64>().unwrap())
+            .sum();
+        assert!((total - 6.0).abs() < 0.1, "{total}\n{text}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn window_deletes_old_segments_after_grace() {
+        let dir = temp_dir("hls-window");
+        let mut s = sink(&dir, 2);
+        s.frame(&avc_config()).unwrap();
+        s.frame(&aac(0, true)).unwrap();
+        feed(&mut s, 0, 20_000);
+        // Segments 1..=9 closed; 8 and 9 listed; 6 and 7 kept for players mid-download.
+        assert_eq!(listed(&dir), ["segment_8.ts", "segment_9.ts"]);
+        for n in 1..=5 {
+            assert!(!dir.join(format!("segment_{n}.ts")).exists(), "{n}");
+        }
+        for n in 6..=9 {
+            assert!(dir.join(format!("segment_{n}.ts")).exists(), "{n}");
+        }
+        s.finish().unwrap();
+        assert_eq!(listed(&dir), ["segment_9.ts", "segment_10.ts"]);
+        assert!(!dir.join("segment_8.ts").exists());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn audio_only_cuts_on_time_and_late_video_joins_with_a_discontinuity() {
+        let dir = temp_dir("hls-late");
+        let mut s = sink(&dir, 0);
+        s.frame(&aac(0, true)).unwrap();
+        for t in (0..5000).step_by(23) {
+            s.frame(&aac(t, false)).unwrap();
+        }
+        s.frame(&avc_config()).unwrap();
+        for t in (5000..8000).step_by(40) {
+            s.frame(&picture(t, t % 1000 == 0)).unwrap();
+            s.frame(&aac(t, false)).unwrap();
+        }
+        s.finish().unwrap();
+        let text = fs::read_to_string(dir.join(PLAYLIST)).unwrap();
+        assert_eq!(text.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{text}");
+        let segs = listed(&dir);
+        let first = fs::read(dir.join(&segs[0])).unwrap();
+        check_segment(&first, false);
+        let last = fs::read(dir.join(segs.last().unwrap())).unwrap();
+        check_segment(&last, true);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn previous_session_is_archived_with_endlist() {
+        let dir = temp_dir("hls-archive");
+        let mut s = sink(&dir, 0);
+        s.frame(&avc_config()).unwrap();
+        s.frame(&aac(0, true)).unwrap();
+        feed(&mut s, 0, 5000);
+        // Killed: never finished. The next session archives it anyway, completed.
+        drop(s);
+        let mut s2 = sink(&dir, 0);
+        let stamp = paths::local_stamp(paths::from_unix_ms(1_795_482_509_000));
+        let old = dir.join(&stamp);
+        let text = fs::read_to_string(old.join(PLAYLIST)).unwrap();
+        assert!(has_endlist_line(&text));
+        assert!(old.join("segment_1.ts").is_file());
+        assert!(
+            old.join("segment_3.ts.tmp").is_file(),
+            "partial segment kept"
+        );
+        assert!(!dir.join(PLAYLIST).exists());
+        s2.frame(&avc_config()).unwrap();
+        s2.frame(&aac(0, true)).unwrap();
+        feed(&mut s2, 0, 3000);
+        s2.finish().unwrap();
+        // A third session started in the same second gets a suffixed folder.
+        let _s3 = sink(&dir, 0);
+        assert!(dir.join(format!("{stamp}_1")).join(PLAYLIST).is_file());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn has_endlist_line(text: &str) -> bool {
+        text.ends_with("#EXT-X-ENDLIST\n")
+    }
+
+    #[test]
+    fn crash_repair_closes_open_playlists() {
+        let data = temp_dir("hls-repair");
+        let dir = data.join("hls").join("live").join("cam");
+        fs::create_dir_all(dir.join("20260101_000000")).unwrap();
+        let open = "#EXTM3U\n#EXT-X-VERSION:3\n#EXTINF:4.000,\nsegment_1.ts";
+        fs::write(dir.join(PLAYLIST), open).unwrap();
+        fs::write(dir.join("index.m3u8.tmp"), "#EXTM3U\n").unwrap();
+        let closed = "#EXTM3U\n#EXT-X-ENDLIST\n";
+        fs::write(dir.join("20260101_000000").join(PLAYLIST), closed).unwrap();
+        let repaired = repair(&data).unwrap();
+        assert_eq!(repaired, vec![dir.join(PLAYLIST)]);
+        let text = fs::read_to_string(dir.join(PLAYLIST)).unwrap();
+        assert_eq!(text, format!("{open}\n#EXT-X-ENDLIST\n"));
+        assert!(!dir.join("index.m3u8.tmp").exists());
+        assert_eq!(
+            fs::read_to_string(dir.join("20260101_000000").join(PLAYLIST)).unwrap(),
+            closed
+        );
+        assert!(repair(&data).unwrap().is_empty());
+        assert!(repair(&data.join("missing")).unwrap().is_empty());
+        fs::remove_dir_all(&data).unwrap();
     }
 }

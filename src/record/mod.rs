@@ -218,7 +218,10 @@ impl Prelude {
 
 #[cfg(test)]
 pub(crate) mod testutil {
-    use std::path::PathBuf;
+    use crate::media::Frame;
+    use bytes::Bytes;
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
 
     /// A fresh empty directory under the system temp dir, unique per test.
     pub fn temp_dir(name: &str) -> PathBuf {
@@ -226,6 +229,194 @@ pub(crate) mod testutil {
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         d
+    }
+
+    /// True when `tool` (ffmpeg, ffprobe) runs. When it does not, the test is skipped with a
+    /// message, unless RTMPD_REQUIRE_TOOLS=1 makes that a failure.
+    pub fn have_tool(tool: &str) -> bool {
+        let ok = Command::new(tool)
+            .arg("-version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !ok {
+            if std::env::var("RTMPD_REQUIRE_TOOLS").as_deref() == Ok("1") {
+                panic!("{tool} not found and RTMPD_REQUIRE_TOOLS=1");
+            }
+            println!("skipped: {tool} not found");
+        }
+        ok
+    }
+
+    /// Runs ffmpeg with `args` (after `-v error -y`), panicking on failure.
+    pub fn ffmpeg(args: &[&str]) {
+        let out = Command::new("ffmpeg")
+            .args(["-v", "error", "-y", "-nostdin"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "ffmpeg {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A test FLV made by ffmpeg: `inputs` are lavfi sources and codec options.
+    pub fn make_flv(dir: &Path, name: &str, args: &[&str]) -> PathBuf {
+        let path = dir.join(name);
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["-f", "flv", path.to_str().unwrap()]);
+        ffmpeg(&all);
+        path
+    }
+
+    /// The standard fixture: 6 s of 320x240 H.264 with B-frames (GOP 2 s) and AAC.
+    pub const AV_ARGS: &[&str] = &[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=25",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine",
+        "-t",
+        "6",
+        "-c:v",
+        "libx264",
+        "-bf",
+        "2",
+        "-g",
+        "50",
+        "-c:a",
+        "aac",
+    ];
+
+    /// Every tag of an FLV file as a `Frame` (a private reader: tests do not depend on the
+    /// shared demuxer).
+    pub fn read_flv(file: &[u8]) -> Vec<Frame> {
+        assert_eq!(&file[..3], b"FLV");
+        let mut pos = u32::from_be_bytes(file[5..9].try_into().unwrap()) as usize + 4;
+        let mut frames = Vec::new();
+        while pos + 11 <= file.len() {
+            let ty = file[pos];
+            let len = u32::from_be_bytes([0, file[pos + 1], file[pos + 2], file[pos + 3]]) as usize;
+            let ts =
+                u32::from_be_bytes([file[pos + 7], file[pos + 4], file[pos + 5], file[pos + 6]]);
+            let Some(body) = file.get(pos + 11..pos + 11 + len) else {
+                break;
+            };
+            if let Some(f) = Frame::parse(ty, ts, Bytes::copy_from_slice(body)) {
+                frames.push(f);
+            }
+            pos += 15 + len;
+        }
+        frames
+    }
+
+    /// Checks a finished playlist and its segments: header, EXTINF <= TARGETDURATION, contiguous
+    /// numbering, ENDLIST, and each segment starting with PAT, PMT and (with video) a keyframe.
+    pub fn check_playlist(path: &Path, video: bool) -> usize {
+        let text = std::fs::read_to_string(path).unwrap();
+        assert!(text.starts_with("#EXTM3U\n#EXT-X-VERSION:3\n"), "{text}");
+        assert!(text.ends_with("#EXT-X-ENDLIST\n"), "{text}");
+        let value = |tag: &str| -> u64 {
+            let line = text.lines().find_map(|l| l.strip_prefix(tag)).unwrap();
+            line.parse().unwrap()
+        };
+        let target = value("#EXT-X-TARGETDURATION:") as f64;
+        let mut number = value("#EXT-X-MEDIA-SEQUENCE:");
+        let lines: Vec<&str> = text.lines().collect();
+        let mut count = 0;
+        for (i, l) in lines.iter().enumerate() {
+            if let Some(d) = l.strip_prefix("#EXTINF:") {
+                let d: f64 = d.trim_end_matches(',').parse().unwrap();
+                assert!(d > 0.0 && d <= target, "EXTINF {d} > {target}\n{text}");
+                assert_eq!(lines[i + 1], format!("segment_{number}.ts"), "{text}");
+                let seg = std::fs::read(path.with_file_name(lines[i + 1])).unwrap();
+                check_segment(&seg, video);
+                number += 1;
+                count += 1;
+            }
+        }
+        assert!(count > 0);
+        count
+    }
+
+    fn pid(p: &[u8]) -> u16 {
+        ((p[1] as u16 & 0x1f) << 8) | p[2] as u16
+    }
+
+    /// PAT, then PMT, then (with video) a first video PES that is a random access point holding
+    /// an IDR slice.
+    pub fn check_segment(ts: &[u8], video: bool) {
+        assert!(!ts.is_empty() && ts.len().is_multiple_of(188));
+        let packets: Vec<&[u8]> = ts.chunks(188).collect();
+        assert!(packets.iter().all(|p| p[0] == 0x47));
+        assert_eq!(pid(packets[0]), 0);
+        assert_eq!(pid(packets[1]), 0x1000);
+        if !video {
+            return;
+        }
+        let first_es = packets[2..]
+            .iter()
+            .find(|p| pid(p) == 0x100 || pid(p) == 0x101)
+            .unwrap();
+        assert_eq!(pid(first_es), 0x100, "segment starts with video");
+        let mut pes = Vec::new();
+        for (i, p) in packets.iter().filter(|p| pid(p) == 0x100).enumerate() {
+            let pusi = p[1] & 0x40 != 0;
+            if i == 0 {
+                assert!(pusi);
+                assert!(p[3] & 0x20 != 0 && p[5] & 0x40 != 0, "random access flag");
+            } else if pusi {
+                break;
+            }
+            let start = if p[3] & 0x20 != 0 {
+                5 + p[4] as usize
+            } else {
+                4
+            };
+            pes.extend_from_slice(&p[start..]);
+        }
+        assert!(
+            pes.windows(4).any(|w| w == [0, 0, 1, 0x65]),
+            "IDR in first PES"
+        );
+    }
+
+    /// stderr of `ffmpeg -v error -i input -f null -` (empty when the file decodes cleanly).
+    pub fn decode_errors(input: &Path) -> String {
+        let out = Command::new("ffmpeg")
+            .args(["-v", "error", "-nostdin", "-i"])
+            .arg(input)
+            .args(["-f", "null", "-"])
+            .output()
+            .unwrap();
+        let mut s = String::from_utf8_lossy(&out.stderr).into_owned();
+        if !out.status.success() {
+            s.push_str(&format!("\nexit status {}", out.status));
+        }
+        s
+    }
+
+    /// `ffprobe -count_frames` (or packets) of the first stream of `kind` ("v" or "a").
+    pub fn probe_count(input: &Path, kind: &str, what: &str) -> u64 {
+        let (flag, entry) = match what {
+            "frames" => ("-count_frames", "stream=nb_read_frames"),
+            _ => ("-count_packets", "stream=nb_read_packets"),
+        };
+        let out = Command::new("ffprobe")
+            .args(["-v", "error", flag, "-select_streams", &format!("{kind}:0")])
+            .args(["-show_entries", entry, "-of", "csv=p=0"])
+            .arg(input)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        // HLS inputs list the stream once per program too: the first number is the stream's.
+        text.lines()
+            .find_map(|l| l.trim().trim_end_matches(',').parse().ok())
+            .unwrap_or(0)
     }
 }
 

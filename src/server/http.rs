@@ -1,0 +1,345 @@
+//! Glue from HTTP requests to responses and viewers on the HTTP port: live HTTP-FLV and WS-FLV
+//! viewers, the API, CORS preflight; keep-alive and pipelined requests for everything else.
+
+use bytes::Buf;
+use log::{debug, info, warn};
+
+use std::io::{Seek, SeekFrom};
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+
+use super::conn::{Access, ConnState, FileBody, Listener};
+use super::Server;
+use crate::http::embedded;
+use crate::http::files::{self, Body, Root, StaticRequest};
+use crate::http::request::{self, Request, MAX_HEAD};
+use crate::http::response;
+use crate::http::route::{route, Route};
+use crate::http::ws::{self, WsInputEvent, WsSession};
+use crate::hub::OutputForm;
+use crate::media::StreamKey;
+
+impl Server {
+    pub(super) fn http_input(&mut self, token: usize, data: &[u8]) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        match &mut conn.state {
+            ConnState::HttpHead { .. } => {
+                if conn.close_after_flush {
+                    return; // an answer that ends the connection is on its way; ignore the rest
+                }
+                if conn.head.len() + data.len() > 2 * MAX_HEAD {
+                    // Pipelined requests piling up behind a body, or one endless head.
+                    let peer = conn.peer;
+                    warn!(
+                        "HTTP {peer}: more than {} bytes of request heads pending; closing",
+                        2 * MAX_HEAD
+                    );
+                    if conn.body.is_some() {
+                        self.close(token, "request flood");
+                    } else {
+                        self.http_refuse(token, 431, "Too many pending request bytes.");
+                        self.write_conn(token);
+                    }
+                    return;
+                }
+                conn.head.extend_from_slice(data);
+                self.http_parse(token);
+            }
+            // A live viewer has nothing more to say; what it sends is dropped.
+            ConnState::HttpFlv { .. } => {}
+            ConnState::WsFlv { ws, .. } => {
+                let peer = conn.peer;
+                match ws.handle_input(data) {
+                    Ok(event) => {
+                        let out = ws.take_output();
+                        if event == WsInputEvent::Closed {
+                            conn.close_after_flush = true;
+                        }
+                        self.push_out(token, out);
+                        self.write_conn(token);
+                    }
+                    Err(e) => {
+                        warn!("WS-FLV {peer}: {e}; closing");
+                        self.close(token, "WebSocket error");
+                    }
+                }
+            }
+            ConnState::Rtmp(_) => {}
+        }
+    }
+
+    /// Parses and answers every complete request head buffered (pipelining), in order.
+    pub(super) fn http_parse(&mut self, token: usize) {
+        loop {
+            let Some(conn) = self.conns.get_mut(token) else {
+                return;
+            };
+            if conn.closed
+                || conn.close_after_flush
+                || conn.body.is_some()
+                || !matches!(conn.state, ConnState::HttpHead { .. })
+            {
+                break;
+            }
+            match request::parse(&conn.head) {
+                Ok(Some((req, len))) => {
+                    conn.head.advance(len);
+                    if let ConnState::HttpHead { served } = &mut conn.state {
+                        *served += 1;
+                    }
+                    self.http_request(token, req);
+                }
+                Ok(None) => {
+                    if conn.head.len() > MAX_HEAD {
+                        self.http_refuse(token, 431, "Request header fields too large.");
+                    }
+                    break;
+                }
+                Err(e) => {
+                    let peer = conn.peer;
+                    warn!("HTTP {peer}: {e}; answering {}", e.status());
+                    self.http_refuse(token, e.status(), &e.to_string());
+                    break;
+                }
+            }
+        }
+        self.write_conn(token);
+    }
+
+    fn http_refuse(&mut self, token: usize, status: u16, body: &str) {
+        if let Some(conn) = self.conns.get_mut(token) {
+            conn.out.push(response::simple(status, body, false).into());
+            conn.close_after_flush = true;
+            conn.head.clear();
+        }
+    }
+
+    fn http_reply(&mut self, token: usize, bytes: Vec<u8>, keep_alive: bool) {
+        if let Some(conn) = self.conns.get_mut(token) {
+            if let Some(a) = &mut conn.access {
+                a.status = status_of(&bytes);
+                a.bytes = body_len_of(&bytes);
+            }
+            conn.out.push(bytes.into());
+            if !keep_alive {
+                conn.close_after_flush = true;
+            }
+        }
+    }
+
+    fn http_request(&mut self, token: usize, req: Request) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        let listener = conn.listener;
+        conn.access = Some(Access {
+            request_line: req.request_line(),
+            status: 0,
+            bytes: 0,
+            wall: SystemTime::now(),
+            started: Instant::now(),
+        });
+        if listener == Listener::Web {
+            return self.http_static(token, &req);
+        }
+        let keep_alive = req.keep_alive();
+        let head_only = req.method == "HEAD";
+        if req.method == "OPTIONS" {
+            return self.http_reply(token, response::options(keep_alive), keep_alive);
+        }
+        if req.method != "GET" && !head_only {
+            let peer = self.conns.get(token).map(|c| c.peer);
+            warn!("HTTP {peer:?}: method {} not allowed", req.method);
+            let mut r = response::simple(405, "Method not allowed.", keep_alive);
+            // Allow goes with every 405.
+            let at = r.windows(2).position(|w| w == b"\r\n").unwrap_or(0) + 2;
+            r.splice(at..at, b"Allow: GET, HEAD, OPTIONS\r\n".iter().copied());
+            return self.http_reply(token, r, keep_alive);
+        }
+        match route(req.path()) {
+            Route::LiveFlv(key) => self.http_live(token, &req, key),
+            Route::ApiStreams => {
+                let body = self.api_streams();
+                self.http_reply(
+                    token,
+                    response::text(200, "application/json", &body, keep_alive, head_only),
+                    keep_alive,
+                )
+            }
+            Route::ApiServer => {
+                let body = self.api_server();
+                self.http_reply(
+                    token,
+                    response::text(200, "application/json", &body, keep_alive, head_only),
+                    keep_alive,
+                )
+            }
+            Route::Metrics => {
+                let body = self.metrics();
+                let ct = "text/plain; version=0.0.4; charset=utf-8";
+                self.http_reply(
+                    token,
+                    response::text(200, ct, &body, keep_alive, head_only),
+                    keep_alive,
+                )
+            }
+            Route::Static => self.http_static(token, &req),
+        }
+    }
+
+    /// Everything that is not live or API: the pages and the recordings, from the static roots.
+    fn http_static(&mut self, token: usize, req: &Request) {
+        let home = self.setup.home_page && req.path() == "/" && has_home_page(&self.setup.roots);
+        let sreq = StaticRequest {
+            method: &req.method,
+            target: if home { "/home.html" } else { &req.target },
+            range: req.header("range"),
+            if_none_match: req.header("if-none-match"),
+            if_modified_since: req.header("if-modified-since"),
+            keep_alive: req.keep_alive(),
+        };
+        let resp = files::respond(
+            &self.setup.roots,
+            &sreq,
+            self.setup.dir_listing,
+            SystemTime::now(),
+        );
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        if let Some(why) = &resp.refusal {
+            if resp.status == 404 {
+                info!(
+                    "HTTP {}: {} {}: {why}",
+                    conn.peer, resp.status, resp.log_path
+                );
+            } else {
+                warn!(
+                    "HTTP {}: {} {}: {why}",
+                    conn.peer, resp.status, resp.log_path
+                );
+            }
+        }
+        if let Some(a) = &mut conn.access {
+            a.status = resp.status;
+            a.bytes = resp.body_len;
+        }
+        conn.out.push(resp.head.into());
+        match resp.body {
+            Body::Empty => {}
+            Body::Static(data) => conn.out.push(Bytes::from_static(data)),
+            Body::Owned(data) => conn.out.push(data.into()),
+            Body::File {
+                mut file,
+                offset,
+                len,
+            } => {
+                if let Err(e) = file.seek(SeekFrom::Start(offset)) {
+                    warn!("HTTP {}: cannot seek in {}: {e}", conn.peer, resp.log_path);
+                    self.close(token, "file error");
+                    return;
+                }
+                conn.body = Some(FileBody {
+                    file,
+                    remaining: len,
+                });
+            }
+        }
+        if !sreq.keep_alive {
+            conn.close_after_flush = true;
+        }
+    }
+
+    /// `/{app}/{stream}.flv`: an HTTP-FLV response or a WebSocket upgrade, or 404 before either.
+    fn http_live(&mut self, token: usize, req: &Request, key: StreamKey) {
+        let keep_alive = req.keep_alive();
+        let Some(peer) = self.conns.get(token).map(|c| c.peer) else {
+            return;
+        };
+        if !self.hub.is_live(&key) {
+            debug!("HTTP {peer}: {key} is not live");
+            return self.http_reply(
+                token,
+                response::simple(404, "Stream not found.", keep_alive),
+                keep_alive,
+            );
+        }
+        let upgrade = ws::is_upgrade(req);
+        let head = if upgrade {
+            match ws::accept_response(req) {
+                Ok(h) => h,
+                Err(why) => {
+                    warn!("WS-FLV {peer}: {why}");
+                    return self.http_reply(token, response::simple(400, why, false), false);
+                }
+            }
+        } else {
+            response::flv_head(req.version == 1)
+        };
+        if req.method == "HEAD" {
+            return self.http_reply(token, head, false);
+        }
+        let form = if upgrade {
+            OutputForm::WsFlv
+        } else {
+            OutputForm::HttpFlv {
+                chunked: req.version == 1,
+            }
+        };
+        let now_ms = self.now_ms();
+        let (viewer, _) = self.hub.add_viewer(&key, form, token, now_ms);
+        if let Some(vw) = self.hub.viewer(viewer) {
+            vw.queue.push_control(head.into());
+        }
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        conn.head.clear();
+        conn.state = if upgrade {
+            ConnState::WsFlv {
+                viewer,
+                ws: Box::new(WsSession::new()),
+            }
+        } else {
+            ConnState::HttpFlv {
+                viewer,
+                chunked: req.version == 1,
+            }
+        };
+        self.hub.start_viewer(viewer);
+        info!(
+            "{key}: {} player {peer}",
+            if upgrade { "WS-FLV" } else { "HTTP-FLV" }
+        );
+        // The cached GOP goes out now, not at the next merged flush: time to first frame matters.
+        self.write_conn(token);
+    }
+}
+
+/// True when the first static root (the pages) has a `home.html` to serve for `/`.
+fn has_home_page(roots: &[Root]) -> bool {
+    match roots.first() {
+        Some(Root::Embedded) => embedded::get("home.html").is_some(),
+        Some(Root::Dir(d)) => d.join("home.html").is_file(),
+        None => false,
+    }
+}
+
+/// The status code of a response we built (for the access log).
+fn status_of(resp: &[u8]) -> u16 {
+    resp.get(9..12)
+        .and_then(|s| std::str::from_utf8(s).ok())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Body bytes of a whole response we built.
+fn body_len_of(resp: &[u8]) -> u64 {
+    resp.windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| (resp.len() - i - 4) as u64)
+        .unwrap_or(0)
+}
