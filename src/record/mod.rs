@@ -4,7 +4,9 @@
 //! only ever calls `Recorders`; every file is written on a worker thread.
 
 pub mod flv;
+pub mod fmp4;
 pub mod hls;
+pub mod merge;
 pub mod paths;
 pub mod pool;
 
@@ -128,6 +130,15 @@ pub fn sink_makers(config: &RecordConfig) -> Vec<SinkMaker> {
             )?))
         }));
     }
+    if config.mp4 {
+        makers.push(SinkMaker::new("mp4", |s| {
+            Ok(Box::new(fmp4::Fmp4Sink::create(
+                &s.stream_dir("mp4"),
+                s.config.mp4_fragment_ms,
+                s.started,
+            )?))
+        }));
+    }
     makers
 }
 
@@ -136,6 +147,9 @@ pub fn sink_makers(config: &RecordConfig) -> Vec<SinkMaker> {
 pub fn repair(data_dir: &Path) {
     if let Err(e) = hls::repair(data_dir) {
         log::error!("HLS crash repair under {}: {e}", data_dir.display());
+    }
+    for line in fmp4::repair(data_dir) {
+        log::info!("{line}");
     }
 }
 

@@ -26,6 +26,7 @@ use crate::config::{OriginConfig, ViewerConfig};
 use crate::http::files::Root;
 use crate::hub::{Hub, HubConfig, ViewerId};
 use crate::media::StreamKey;
+use crate::record::{Recorders, RecordingId};
 use conn::{Conn, ConnState, Listener, RtmpRole};
 use outq::Outbox;
 
@@ -88,6 +89,9 @@ pub struct Server {
     next_stats: Instant,
     last_stats: Vec<(StreamKey, u64, u64)>,
     seed: u64,
+    /// The recorder pool (origin only) and the recording of each publishing connection.
+    recorders: Option<Recorders>,
+    recordings: std::collections::HashMap<usize, RecordingId>,
     /// Reused per frame: viewers to flush and viewers to drop.
     flush_tokens: Vec<ViewerId>,
     slow_tokens: Vec<ViewerId>,
@@ -162,6 +166,13 @@ pub fn run_origin(cfg: OriginConfig) -> Result<(), ServerError> {
         access_log: cfg.web.access_log.clone(),
     };
     let mut server = Server::new(setup, listeners)?;
+    // Repairs what a crash left, then starts the workers; recordings never touch the loop.
+    server.recorders = Some(Recorders::start(cfg.record.clone()).map_err(|e| {
+        ServerError(format!(
+            "cannot start the recorders in {}: {e}",
+            cfg.data_dir.display()
+        ))
+    })?);
     print_listeners(&server)?;
     info!("data dir {}", cfg.data_dir.display());
     server.run()
@@ -254,6 +265,8 @@ impl Server {
             next_stats: now + STATS_EVERY,
             last_stats: Vec::new(),
             seed: now.elapsed().as_nanos() as u64 ^ std::process::id() as u64,
+            recorders: None,
+            recordings: std::collections::HashMap::new(),
             flush_tokens: Vec::new(),
             slow_tokens: Vec::new(),
         })
@@ -586,6 +599,9 @@ impl Server {
         frame: crate::media::Frame,
     ) {
         let now_ms = self.now_ms();
+        if let (Some(rec), Some(&id)) = (self.recorders.as_mut(), self.recordings.get(&token)) {
+            rec.frame(id, &frame);
+        }
         let outcome = self.hub.frame(key, token, frame, now_ms);
         self.flush_tokens.clear();
         self.slow_tokens.clear();
@@ -621,8 +637,28 @@ impl Server {
 
     /// The publisher of `key` is gone: every viewer gets its end marker and is closed once it is written.
     fn end_publish(&mut self, key: &StreamKey, publisher: usize) {
+        self.stop_recording(publisher);
         for v in self.hub.unpublish(key, publisher) {
             self.end_viewer(v);
+        }
+    }
+
+    /// A publish was accepted: its recordings start (when any recorder is on).
+    pub(crate) fn start_recording(&mut self, key: &StreamKey, publisher: usize) {
+        if let Some(id) = self
+            .recorders
+            .as_mut()
+            .and_then(|r| r.open(key, std::time::SystemTime::now()))
+        {
+            self.recordings.insert(publisher, id);
+        }
+    }
+
+    /// The recordings of `publisher`'s session are finalised by the workers.
+    pub(crate) fn stop_recording(&mut self, publisher: usize) {
+        if let (Some(rec), Some(id)) = (self.recorders.as_mut(), self.recordings.remove(&publisher))
+        {
+            rec.close(id);
         }
     }
 
@@ -829,6 +865,10 @@ impl Server {
                 }
             }
             self.free_closed();
+        }
+        if let Some(rec) = self.recorders.take() {
+            info!("finalising recordings");
+            rec.shutdown();
         }
         info!("stopped");
     }
