@@ -1,1 +1,157 @@
-//! (to be written)
+//! HTTP/1.x request heads parsed with httparse, with hard limits. Push parsing: an incomplete
+//! head is `Ok(None)`; an error means the client broke HTTP and gets 400 or 431, then close.
+
+/// Largest request head we accept (request line + headers).
+pub const MAX_HEAD: usize = 16 * 1024;
+/// Most header fields we accept.
+pub const MAX_HEADERS: usize = 64;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    pub method: String,
+    /// The raw request-target, including any `?query`.
+    pub target: String,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub version: u8,
+    pub headers: Vec<(String, String)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParseError {
+    /// The head is larger than `MAX_HEAD` or has more than `MAX_HEADERS` fields: 431.
+    TooLarge,
+    /// Not HTTP/1.x, or a request with a body (we take none): 400.
+    Malformed,
+}
+
+impl ParseError {
+    pub fn status(self) -> u16 {
+        match self {
+            ParseError::TooLarge => 431,
+            ParseError::Malformed => 400,
+        }
+    }
+}
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ParseError::TooLarge => "request head too large",
+            ParseError::Malformed => "malformed request",
+        })
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+/// Parses one request head from the front of `buf`. Returns the request and the head length.
+pub fn parse(buf: &[u8]) -> Result<Option<(Request, usize)>, ParseError> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut fields);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            return if buf.len() > MAX_HEAD { Err(ParseError::TooLarge) } else { Ok(None) };
+        }
+        Err(httparse::Error::TooManyHeaders) => return Err(ParseError::TooLarge),
+        Err(_) => return Err(ParseError::Malformed),
+    };
+    if len > MAX_HEAD {
+        return Err(ParseError::TooLarge);
+    }
+    let headers: Vec<(String, String)> = req
+        .headers
+        .iter()
+        .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).trim().to_string()))
+        .collect();
+    let request = Request {
+        method: req.method.unwrap_or("").to_string(),
+        target: req.path.unwrap_or("").to_string(),
+        version: req.version.unwrap_or(1),
+        headers,
+    };
+    let has_body = request.header("content-length").is_some_and(|v| v != "0")
+        || request.header("transfer-encoding").is_some();
+    if has_body || !request.target.starts_with('/') && request.target != "*" {
+        return Err(ParseError::Malformed);
+    }
+    Ok(Some((request, len)))
+}
+
+impl Request {
+    /// The first header named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// True when `name` holds `token` in its comma-separated list (case-insensitive).
+    pub fn header_has_token(&self, name: &str, token: &str) -> bool {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .flat_map(|(_, v)| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    }
+
+    /// HTTP/1.1 keeps the connection unless `Connection: close`; 1.0 only with `keep-alive`.
+    pub fn keep_alive(&self) -> bool {
+        if self.version == 0 {
+            self.header_has_token("connection", "keep-alive")
+        } else {
+            !self.header_has_token("connection", "close")
+        }
+    }
+
+    /// The target without its query.
+    pub fn path(&self) -> &str {
+        crate::media::key::split_query(&self.target).0
+    }
+
+    pub fn query(&self) -> Option<&str> {
+        crate::media::key::split_query(&self.target).1
+    }
+
+    /// The request line as the access log shows it.
+    pub fn request_line(&self) -> String {
+        format!("{} {} HTTP/1.{}", self.method, self.target, self.version)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn complete_and_partial() {
+        let raw = b"GET /live/s.flv?token=1 HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, keep-alive\r\n\r\nrest";
+        for cut in 0..raw.len() - 4 {
+            assert_eq!(parse(&raw[..cut]).unwrap(), None, "cut {cut}");
+        }
+        let (r, n) = parse(raw).unwrap().unwrap();
+        assert_eq!(n, raw.len() - 4);
+        assert_eq!((r.method.as_str(), r.path(), r.query()), ("GET", "/live/s.flv", Some("token=1")));
+        assert!(r.header_has_token("CONNECTION", "upgrade"));
+        assert!(r.keep_alive());
+    }
+
+    #[test]
+    fn http10_closes_by_default() {
+        let (r, _) = parse(b"GET / HTTP/1.0\r\n\r\n").unwrap().unwrap();
+        assert!(!r.keep_alive());
+    }
+
+    #[test]
+    fn limits() {
+        let mut big = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        big.extend(std::iter::repeat(b'a').take(MAX_HEAD));
+        assert_eq!(parse(&big), Err(ParseError::TooLarge));
+        let mut many = b"GET / HTTP/1.1\r\n".to_vec();
+        for i in 0..=MAX_HEADERS {
+            many.extend(format!("H{i}: v\r\n").as_bytes());
+        }
+        many.extend(b"\r\n");
+        assert_eq!(parse(&many), Err(ParseError::TooLarge));
+        assert_eq!(parse(b"\x16\x03\x01garbage\r\n\r\n"), Err(ParseError::Malformed));
+        assert_eq!(parse(b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n"), Err(ParseError::Malformed));
+    }
+}
