@@ -95,3 +95,24 @@ impl std::fmt::Display for AmfError {
 }
 
 impl std::error::Error for AmfError {}
+
+/// Total bytes a decoder may spend cloning referenced values (AMF0 0x07, AMF3 references) in
+/// one call: references let a few input bytes name a large value many times over, so without a
+/// budget a small message could expand into gigabytes.
+pub(crate) const CLONE_BUDGET: usize = 16 << 20;
+
+/// An estimate of the memory a value occupies: a fixed cost per node plus its text. Used to
+/// charge reference clones against `CLONE_BUDGET`.
+pub(crate) fn weight(v: &Value) -> usize {
+    const NODE: usize = 32;
+    match v {
+        Value::String(s) | Value::Xml(s) => NODE + s.len(),
+        Value::Object(props) | Value::EcmaArray(props) => props.iter().fold(NODE, |acc, (k, v)| {
+            acc.saturating_add(NODE + k.len()).saturating_add(weight(v))
+        }),
+        Value::StrictArray(items) => items
+            .iter()
+            .fold(NODE, |acc, v| acc.saturating_add(weight(v))),
+        _ => NODE,
+    }
+}
