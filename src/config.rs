@@ -62,25 +62,69 @@ fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
 fn common_options(opts: &mut Options) {
     opts.optflag("h", "help", "print this help and exit");
     opts.optflag("V", "version", "print the version and exit");
-    opts.optopt("", "log-level", "error, warn, info, debug, trace [info]", "L");
+    opts.optopt(
+        "",
+        "log-level",
+        "error, warn, info, debug, trace [info]",
+        "L",
+    );
     opts.optopt("", "log-file", "also log to this file [none]", "F");
 }
 
 fn viewer_options(opts: &mut Options) {
-    opts.optflag("", "no-gop-cache", "new players wait for the next keyframe instead of starting from the cached GOP");
-    opts.optopt("", "merge-write-ms", "flush each viewer at most every N ms; 0 writes at once (more syscalls) [100]", "N");
-    opts.optopt("", "queue-soft-ms", "a viewer this far behind skips to the next keyframe [4000]", "N");
-    opts.optopt("", "queue-hard-ms", "a viewer this far behind is disconnected [15000]", "N");
-    opts.optopt("", "queue-soft-bytes", "a viewer with this much queued skips to the next keyframe [4194304]", "N");
-    opts.optopt("", "queue-hard-bytes", "a viewer with this much queued is disconnected [16777216]", "N");
+    opts.optflag(
+        "",
+        "no-gop-cache",
+        "new players wait for the next keyframe instead of starting from the cached GOP",
+    );
+    opts.optopt(
+        "",
+        "merge-write-ms",
+        "flush each viewer at most every N ms; 0 writes at once (more syscalls) [100]",
+        "N",
+    );
+    opts.optopt(
+        "",
+        "queue-soft-ms",
+        "a viewer this far behind skips to the next keyframe [4000]",
+        "N",
+    );
+    opts.optopt(
+        "",
+        "queue-hard-ms",
+        "a viewer this far behind is disconnected [15000]",
+        "N",
+    );
+    opts.optopt(
+        "",
+        "queue-soft-bytes",
+        "a viewer with this much queued skips to the next keyframe [4194304]",
+        "N",
+    );
+    opts.optopt(
+        "",
+        "queue-hard-bytes",
+        "a viewer with this much queued is disconnected [16777216]",
+        "N",
+    );
 }
 
 fn origin_options() -> Options {
     let mut opts = Options::new();
     common_options(&mut opts);
     opts.optopt("", "bind", "address for every listener [0.0.0.0]", "ADDR");
-    opts.optopt("", "rtmp-port", "RTMP publish and play; 0 picks a free port [1935]", "N");
-    opts.optopt("", "http-port", "HTTP-FLV, WS-FLV, /api/*, /metrics; 0 picks a free port [8501]", "N");
+    opts.optopt(
+        "",
+        "rtmp-port",
+        "RTMP publish and play; 0 picks a free port [1935]",
+        "N",
+    );
+    opts.optopt(
+        "",
+        "http-port",
+        "HTTP-FLV, WS-FLV, /api/*, /metrics; 0 picks a free port [8501]",
+        "N",
+    );
     viewer_options(&mut opts);
     opts
 }
@@ -89,12 +133,19 @@ fn usage(opts: &Options, brief: &str) -> String {
     opts.usage(brief)
 }
 
-const ORIGIN_BRIEF: &str = "Usage: rtmpd [OPTIONS]\n\nThe origin: RTMP publish and play, HTTP-FLV and WebSocket-FLV.";
+const ORIGIN_BRIEF: &str =
+    "Usage: rtmpd [OPTIONS]\n\nThe origin: RTMP publish and play, HTTP-FLV and WebSocket-FLV.";
 
-fn num<T: std::str::FromStr>(m: &getopts::Matches, name: &str, default: T) -> Result<T, ConfigError> {
+fn num<T: std::str::FromStr>(
+    m: &getopts::Matches,
+    name: &str,
+    default: T,
+) -> Result<T, ConfigError> {
     match m.opt_str(name) {
         None => Ok(default),
-        Some(s) => s.parse().or_else(|_| err(format!("--{name}: '{s}' is not a valid number"))),
+        Some(s) => s
+            .parse()
+            .or_else(|_| err(format!("--{name}: '{s}' is not a valid number"))),
     }
 }
 
@@ -105,9 +156,16 @@ fn log_config(m: &getopts::Matches) -> Result<LogConfig, ConfigError> {
         Some("warn") => log::LevelFilter::Warn,
         Some("debug") => log::LevelFilter::Debug,
         Some("trace") => log::LevelFilter::Trace,
-        Some(other) => return err(format!("--log-level: '{other}' is not one of error, warn, info, debug, trace")),
+        Some(other) => {
+            return err(format!(
+                "--log-level: '{other}' is not one of error, warn, info, debug, trace"
+            ))
+        }
     };
-    Ok(LogConfig { level, file: m.opt_str("log-file").map(PathBuf::from) })
+    Ok(LogConfig {
+        level,
+        file: m.opt_str("log-file").map(PathBuf::from),
+    })
 }
 
 fn viewer_config(m: &getopts::Matches) -> Result<ViewerConfig, ConfigError> {
@@ -131,7 +189,9 @@ fn viewer_config(m: &getopts::Matches) -> Result<ViewerConfig, ConfigError> {
 fn port(m: &getopts::Matches, name: &str, default: u16) -> Result<u16, ConfigError> {
     match m.opt_str(name) {
         None => Ok(default),
-        Some(s) => s.parse().or_else(|_| err(format!("--{name}: '{s}' is not a port (0-65535)"))),
+        Some(s) => s
+            .parse()
+            .or_else(|_| err(format!("--{name}: '{s}' is not a port (0-65535)"))),
     }
 }
 
@@ -146,11 +206,15 @@ pub fn parse(args: &[String]) -> Result<Mode, ConfigError> {
         return Ok(Mode::Version);
     }
     if let Some(extra) = m.free.first() {
-        return err(format!("unexpected argument '{extra}' (modes: flv-gateway, file-gateway, merge)"));
+        return err(format!(
+            "unexpected argument '{extra}' (modes: flv-gateway, file-gateway, merge)"
+        ));
     }
     let bind = match m.opt_str("bind") {
         None => IpAddr::from([0, 0, 0, 0]),
-        Some(s) => s.parse().or_else(|_| err(format!("--bind: '{s}' is not an IP address")))?,
+        Some(s) => s
+            .parse()
+            .or_else(|_| err(format!("--bind: '{s}' is not an IP address")))?,
     };
     Ok(Mode::Origin(OriginConfig {
         bind,
@@ -171,7 +235,9 @@ mod tests {
 
     #[test]
     fn defaults() {
-        let Mode::Origin(c) = parse(&[]).unwrap() else { panic!() };
+        let Mode::Origin(c) = parse(&[]).unwrap() else {
+            panic!()
+        };
         assert_eq!((c.rtmp_port, c.http_port), (1935, 8501));
         assert!(c.viewer.gop_cache);
         assert_eq!(c.viewer.merge_write, Duration::from_millis(100));
@@ -179,7 +245,14 @@ mod tests {
 
     #[test]
     fn bad_values_have_reasons() {
-        for bad in ["--rtmp-port 70000", "--bind nowhere", "--log-level loud", "--merge-write-ms x", "--nope", "extra"] {
+        for bad in [
+            "--rtmp-port 70000",
+            "--bind nowhere",
+            "--log-level loud",
+            "--merge-write-ms x",
+            "--nope",
+            "extra",
+        ] {
             let e = parse(&args(bad)).unwrap_err();
             assert!(!e.0.is_empty(), "{bad}");
         }
@@ -187,7 +260,9 @@ mod tests {
 
     #[test]
     fn help_lists_defaults() {
-        let Mode::Help(h) = parse(&args("--help")).unwrap() else { panic!() };
+        let Mode::Help(h) = parse(&args("--help")).unwrap() else {
+            panic!()
+        };
         assert!(h.contains("--rtmp-port") && h.contains("[1935]"));
     }
 }

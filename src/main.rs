@@ -6,14 +6,21 @@ use std::process::ExitCode;
 use rtmpd::config::{self, LogConfig, Mode};
 
 fn init_logging(log: &LogConfig) -> Result<(), String> {
-    use simplelog::{ColorChoice, CombinedLogger, ConfigBuilder, SharedLogger, TermLogger, TerminalMode, WriteLogger};
+    use simplelog::{
+        ColorChoice, CombinedLogger, ConfigBuilder, SharedLogger, TermLogger, TerminalMode,
+        WriteLogger,
+    };
     let cfg = ConfigBuilder::new()
         .set_time_format_rfc3339()
         .set_target_level(log::LevelFilter::Off)
         .set_thread_level(log::LevelFilter::Off)
         .build();
-    let mut loggers: Vec<Box<dyn SharedLogger>> =
-        vec![TermLogger::new(log.level, cfg.clone(), TerminalMode::Stderr, ColorChoice::Never)];
+    let mut loggers: Vec<Box<dyn SharedLogger>> = vec![TermLogger::new(
+        log.level,
+        cfg.clone(),
+        TerminalMode::Stderr,
+        ColorChoice::Never,
+    )];
     if let Some(path) = &log.file {
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -43,7 +50,8 @@ fn main() -> ExitCode {
             println!("rtmpd {}", config::VERSION);
             return ExitCode::SUCCESS;
         }
-        Mode::Origin(cfg) => init_logging(&cfg.log).and_then(|_| rtmpd::server::run_origin(cfg).map_err(|e| e.to_string())),
+        Mode::Origin(cfg) => init_logging(&cfg.log)
+            .and_then(|_| rtmpd::server::run_origin(cfg).map_err(|e| e.to_string())),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -546,6 +546,34 @@ mod tests {
     }
 
     #[test]
+    fn mutated_input_never_panics() {
+        let mut clean = ffmpeg_connect();
+        clean.extend(encode_all(&[
+            Value::EcmaArray(vec![("w".into(), Value::StrictArray(vec![Value::Null]))]),
+            Value::Date(5.0, 0),
+        ]));
+        // AMF3 behind the switch marker: an object with traits and a reference.
+        clean.extend_from_slice(&[AVMPLUS, 0x09, 0x05, 0x01, 0x0a, 0x13, 0x01, 0x03, b'a']);
+        clean.extend_from_slice(&[0x04, 0x01, 0x0a, 0x02]);
+        assert!(decode_all(&clean).is_ok());
+        let mut seed = 0x9e37_79b9_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..5000 {
+            let mut b = clean.clone();
+            for _ in 0..1 + next() % 4 {
+                let i = (next() % b.len() as u64) as usize;
+                b[i] = next() as u8;
+            }
+            let _ = decode_all(&b);
+        }
+    }
+
+    #[test]
     fn odd_markers() {
         assert_eq!(decode(&[UNSUPPORTED]).unwrap().0, Value::Undefined);
         assert_eq!(decode(&[0x04]), Err(AmfError::UnknownMarker(0x04)));

@@ -51,7 +51,11 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Request, usize)>, ParseError> {
     let len = match req.parse(buf) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
-            return if buf.len() > MAX_HEAD { Err(ParseError::TooLarge) } else { Ok(None) };
+            return if buf.len() > MAX_HEAD {
+                Err(ParseError::TooLarge)
+            } else {
+                Ok(None)
+            };
         }
         Err(httparse::Error::TooManyHeaders) => return Err(ParseError::TooLarge),
         Err(_) => return Err(ParseError::Malformed),
@@ -62,7 +66,12 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Request, usize)>, ParseError> {
     let headers: Vec<(String, String)> = req
         .headers
         .iter()
-        .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).trim().to_string()))
+        .map(|h| {
+            (
+                h.name.to_string(),
+                String::from_utf8_lossy(h.value).trim().to_string(),
+            )
+        })
         .collect();
     let request = Request {
         method: req.method.unwrap_or("").to_string(),
@@ -81,7 +90,10 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Request, usize)>, ParseError> {
 impl Request {
     /// The first header named `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// True when `name` holds `token` in its comma-separated list (case-insensitive).
@@ -129,7 +141,10 @@ mod tests {
         }
         let (r, n) = parse(raw).unwrap().unwrap();
         assert_eq!(n, raw.len() - 4);
-        assert_eq!((r.method.as_str(), r.path(), r.query()), ("GET", "/live/s.flv", Some("token=1")));
+        assert_eq!(
+            (r.method.as_str(), r.path(), r.query()),
+            ("GET", "/live/s.flv", Some("token=1"))
+        );
         assert!(r.header_has_token("CONNECTION", "upgrade"));
         assert!(r.keep_alive());
     }
@@ -151,7 +166,13 @@ mod tests {
         }
         many.extend(b"\r\n");
         assert_eq!(parse(&many), Err(ParseError::TooLarge));
-        assert_eq!(parse(b"\x16\x03\x01garbage\r\n\r\n"), Err(ParseError::Malformed));
-        assert_eq!(parse(b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n"), Err(ParseError::Malformed));
+        assert_eq!(
+            parse(b"\x16\x03\x01garbage\r\n\r\n"),
+            Err(ParseError::Malformed)
+        );
+        assert_eq!(
+            parse(b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n"),
+            Err(ParseError::Malformed)
+        );
     }
 }

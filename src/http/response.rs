@@ -32,7 +32,13 @@ fn connection(keep_alive: bool) -> &'static str {
 }
 
 /// A whole response with a text body.
-pub fn text(status: u16, content_type: &str, body: &str, keep_alive: bool, head_only: bool) -> Vec<u8> {
+pub fn text(
+    status: u16,
+    content_type: &str,
+    body: &str,
+    keep_alive: bool,
+    head_only: bool,
+) -> Vec<u8> {
     let mut out = format!(
         "HTTP/1.1 {status} {}\r\nServer: rtmpd\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
          Cache-Control: no-cache\r\nAccess-Control-Allow-Origin: *\r\nConnection: {}\r\n\r\n",
@@ -65,7 +71,11 @@ pub fn options(keep_alive: bool) -> Vec<u8> {
 
 /// The head of a live HTTP-FLV response: chunked for HTTP/1.1, close-delimited for HTTP/1.0.
 pub fn flv_head(chunked: bool) -> Vec<u8> {
-    let framing = if chunked { "Transfer-Encoding: chunked\r\n" } else { "" };
+    let framing = if chunked {
+        "Transfer-Encoding: chunked\r\n"
+    } else {
+        ""
+    };
     format!(
         "HTTP/1.1 200 OK\r\nServer: rtmpd\r\nContent-Type: video/x-flv\r\nCache-Control: no-cache\r\n\
          Access-Control-Allow-Origin: *\r\n{framing}Connection: close\r\n\r\n"
@@ -93,6 +103,8 @@ mod tests {
     fn flv_head_framing() {
         let h = String::from_utf8(flv_head(true)).unwrap();
         assert!(h.contains("Transfer-Encoding: chunked") && h.contains("video/x-flv"));
-        assert!(!String::from_utf8(flv_head(false)).unwrap().contains("chunked"));
+        assert!(!String::from_utf8(flv_head(false))
+            .unwrap()
+            .contains("chunked"));
     }
 }

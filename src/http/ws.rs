@@ -25,7 +25,9 @@ pub fn accept_response(req: &Request) -> Result<Vec<u8>, &'static str> {
     if req.header("sec-websocket-version") != Some("13") {
         return Err("WebSocket version must be 13");
     }
-    let key = req.header("sec-websocket-key").ok_or("missing Sec-WebSocket-Key")?;
+    let key = req
+        .header("sec-websocket-key")
+        .ok_or("missing Sec-WebSocket-Key")?;
     let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
     Ok(format!(
         "HTTP/1.1 101 Switching Protocols\r\nServer: rtmpd\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
@@ -96,16 +98,21 @@ impl WsSession {
         let config = WebSocketConfig::default()
             .max_message_size(Some(MAX_INPUT_MESSAGE))
             .max_frame_size(Some(MAX_INPUT_MESSAGE));
-        WsSession { ctx: WebSocketContext::new(Role::Server, Some(config)), io: Duplex::default() }
+        WsSession {
+            ctx: WebSocketContext::new(Role::Server, Some(config)),
+            io: Duplex::default(),
+        }
     }
 
     /// Feeds bytes from the socket. Pongs and close replies are queued for `take_output`.
     pub fn handle_input(&mut self, data: &[u8]) -> Result<WsInputEvent, tungstenite::Error> {
         if self.io.input.len() - self.io.pos + data.len() > 2 * MAX_INPUT_MESSAGE {
-            return Err(tungstenite::Error::Capacity(tungstenite::error::CapacityError::MessageTooLong {
-                size: data.len(),
-                max_size: MAX_INPUT_MESSAGE,
-            }));
+            return Err(tungstenite::Error::Capacity(
+                tungstenite::error::CapacityError::MessageTooLong {
+                    size: data.len(),
+                    max_size: MAX_INPUT_MESSAGE,
+                },
+            ));
         }
         self.io.input.extend_from_slice(data);
         loop {
@@ -165,8 +172,14 @@ mod tests {
         let ping = masked(0x9, b"hi");
         for cut in 0..ping.len() {
             let mut ws = WsSession::new();
-            assert_eq!(ws.handle_input(&ping[..cut]).unwrap(), WsInputEvent::Nothing);
-            assert_eq!(ws.handle_input(&ping[cut..]).unwrap(), WsInputEvent::Nothing);
+            assert_eq!(
+                ws.handle_input(&ping[..cut]).unwrap(),
+                WsInputEvent::Nothing
+            );
+            assert_eq!(
+                ws.handle_input(&ping[cut..]).unwrap(),
+                WsInputEvent::Nothing
+            );
             assert_eq!(ws.take_output(), vec![0x8a, 2, b'h', b'i'], "cut {cut}");
         }
     }
@@ -174,7 +187,10 @@ mod tests {
     #[test]
     fn close_is_honoured() {
         let mut ws = WsSession::new();
-        assert_eq!(ws.handle_input(&masked(0x8, &[0x03, 0xe8])).unwrap(), WsInputEvent::Closed);
+        assert_eq!(
+            ws.handle_input(&masked(0x8, &[0x03, 0xe8])).unwrap(),
+            WsInputEvent::Closed
+        );
         assert_eq!(ws.take_output()[0], 0x88);
     }
 

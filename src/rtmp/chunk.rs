@@ -18,6 +18,9 @@ pub const MAX_CHUNK_SIZE: u32 = 0x7fff_ffff;
 pub const DEFAULT_MAX_MESSAGE_LEN: usize = 16 << 20;
 pub const DEFAULT_MAX_CHUNK_SIZE: u32 = 16 << 20;
 pub const DEFAULT_MAX_CHUNK_STREAMS: usize = 64;
+/// Buffers for unfinished messages start this large and grow as bytes arrive, so that a
+/// header declaring 16 MiB costs nothing until the bytes come.
+const INITIAL_RESERVE: usize = 64 * 1024;
 /// Chunk stream ids that a basic header can carry (0 and 1 select the longer header forms).
 pub const MIN_CSID: u32 = 2;
 pub const MAX_CSID: u32 = 65_599;
@@ -48,6 +51,9 @@ pub enum ChunkError {
     BadFormat,
     /// A Set Chunk Size or Abort message whose payload is shorter than its 4-byte field.
     BadControl(u8),
+    /// Unfinished messages on all chunk streams together hold more than the cap (twice the
+    /// message cap): a peer could otherwise start a large message on every chunk stream.
+    TooMuchBuffered(usize),
 }
 
 impl std::fmt::Display for ChunkError {
@@ -64,6 +70,9 @@ impl std::fmt::Display for ChunkError {
             }
             ChunkError::BadControl(t) => {
                 write!(f, "RTMP control message type {t} with a short payload")
+            }
+            ChunkError::TooMuchBuffered(n) => {
+                write!(f, "{n} bytes of unfinished RTMP messages exceed the cap")
             }
         }
     }
@@ -122,6 +131,9 @@ pub struct ChunkDecoder {
     streams: Vec<InStream>,
     /// A large chunk whose header was consumed: (stream index, payload bytes still to come).
     in_chunk: Option<(usize, usize)>,
+    /// Bytes held in unfinished messages, and the cap on them.
+    buffered: usize,
+    max_buffered: usize,
 }
 
 impl Default for ChunkDecoder {
@@ -152,6 +164,8 @@ impl ChunkDecoder {
             max_streams: max_chunk_streams,
             streams: Vec::new(),
             in_chunk: None,
+            buffered: 0,
+            max_buffered: max_message_len.saturating_mul(2),
         }
     }
 
@@ -172,9 +186,7 @@ impl ChunkDecoder {
                     return Ok(None);
                 }
                 let n = left.min(buf.len());
-                if let Some(p) = self.streams[idx].partial.as_mut() {
-                    p.extend_from_slice(&buf[..n]);
-                }
+                self.append(idx, &buf[..n])?;
                 buf.advance(n);
                 if n < left {
                     self.in_chunk = Some((idx, left - n));
@@ -231,12 +243,12 @@ impl ChunkDecoder {
                 self.apply_control(&msg)?;
                 return Ok(Some(msg));
             }
-            // The length was checked against the cap when the header arrived.
-            let partial = st
-                .partial
-                .get_or_insert_with(|| BytesMut::with_capacity(msg_len as usize));
+            if new_message {
+                let reserve = (msg_len as usize).min(INITIAL_RESERVE);
+                st.partial = Some(BytesMut::with_capacity(reserve));
+            }
             let n = payload_len.min(buf.len());
-            partial.extend_from_slice(&buf[..n]);
+            self.append(idx, &buf[..n])?;
             buf.advance(n);
             if n < payload_len {
                 self.in_chunk = Some((idx, payload_len - n));
@@ -246,6 +258,25 @@ impl ChunkDecoder {
                 return Ok(Some(msg));
             }
         }
+    }
+
+    /// Adds payload bytes to the unfinished message on stream `idx`, within the buffering cap.
+    fn append(&mut self, idx: usize, bytes: &[u8]) -> Result<(), ChunkError> {
+        self.buffered += bytes.len();
+        if self.buffered > self.max_buffered {
+            return Err(ChunkError::TooMuchBuffered(self.buffered));
+        }
+        if let Some(p) = self.streams[idx].partial.as_mut() {
+            p.extend_from_slice(bytes);
+        }
+        Ok(())
+    }
+
+    /// Drops (or takes) the unfinished message on stream `idx`, releasing its share of the cap.
+    fn take_partial(&mut self, idx: usize) -> Option<BytesMut> {
+        let p = self.streams[idx].partial.take();
+        self.buffered -= p.as_ref().map_or(0, |p| p.len());
+        p
     }
 
     /// Reads the header at the front of `buf` without changing any state.
@@ -342,11 +373,13 @@ impl ChunkDecoder {
                 self.streams.len() - 1
             }
         };
-        let st = &mut self.streams[idx];
         if h.fmt <= 2 {
             // A new header while a message is unfinished: the peer gave up on that message
             // (as an Abort would say); start over rather than splice two messages.
-            st.partial = None;
+            self.take_partial(idx);
+        }
+        let st = &mut self.streams[idx];
+        if h.fmt <= 2 {
             st.ext = h.ext;
         }
         match h.fmt {
@@ -373,7 +406,7 @@ impl ChunkDecoder {
     }
 
     fn finish_if_complete(&mut self, idx: usize) -> Result<Option<Message>, ChunkError> {
-        let st = &mut self.streams[idx];
+        let st = &self.streams[idx];
         let done = st
             .partial
             .as_ref()
@@ -381,7 +414,8 @@ impl ChunkDecoder {
         if !done {
             return Ok(None);
         }
-        let payload = st.partial.take().unwrap_or_default().freeze();
+        let payload = self.take_partial(idx).unwrap_or_default().freeze();
+        let st = &self.streams[idx];
         let msg = Message {
             csid: st.csid,
             timestamp: st.timestamp,
@@ -411,8 +445,8 @@ impl ChunkDecoder {
                 return Err(ChunkError::ChunkSizeTooLarge(size));
             }
             self.chunk_size = size;
-        } else if let Some(st) = self.streams.iter_mut().find(|s| s.csid == v) {
-            st.partial = None;
+        } else if let Some(idx) = self.streams.iter().position(|s| s.csid == v) {
+            self.take_partial(idx);
         }
         Ok(())
     }
@@ -1065,6 +1099,51 @@ mod tests {
     }
 
     #[test]
+    fn unfinished_messages_are_capped_together() {
+        // Header bytes alone reserve nothing large: a 16 MiB declaration costs 64 KiB at most.
+        let mut dec = ChunkDecoder::new();
+        let mut buf = BytesMut::from(&set_chunk_size_bytes(1 << 20)[..]);
+        buf.extend_from_slice(&[0x04, 0, 0, 0, 0xff, 0xff, 0xff, 9, 1, 0, 0, 0, 1]);
+        assert!(dec.decode(&mut buf).unwrap().is_some());
+        assert_eq!(dec.decode(&mut buf), Ok(None));
+        assert!(buf.is_empty());
+        assert!(dec.streams[1].partial.as_ref().unwrap().capacity() <= INITIAL_RESERVE);
+
+        let mut enc = ChunkEncoder::new();
+        let mut bytes = Vec::new();
+        enc.encode(&set_chunk_size_msg(900), &mut bytes);
+        enc.set_chunk_size(900);
+        // Completed messages release their share: 50 sequential 1000-byte messages are fine.
+        for i in 0..50 {
+            enc.encode(&msg(4, i, 9, 1, &[i as u8; 1000]), &mut bytes);
+        }
+        let mut dec = ChunkDecoder::with_limits(1000, 1 << 20, 64);
+        let mut buf = BytesMut::from(&bytes[..]);
+        let mut n = 0;
+        while dec.decode(&mut buf).unwrap().is_some() {
+            n += 1;
+        }
+        assert_eq!(n, 51);
+        assert_eq!(dec.buffered, 0);
+        // Three first chunks of 900 bytes held at once exceed 2 x 1000.
+        let mut b = set_chunk_size_bytes(900);
+        for csid in [4u8, 5, 6] {
+            b.extend_from_slice(&[csid, 0, 0, 0, 0, 0x03, 0xe8, 9, 1, 0, 0, 0]);
+            b.extend(std::iter::repeat_n(0, 900));
+        }
+        let mut dec = ChunkDecoder::with_limits(1000, 1 << 20, 64);
+        let mut buf = BytesMut::from(&b[..]);
+        assert!(dec.decode(&mut buf).unwrap().is_some());
+        assert_eq!(dec.decode(&mut buf), Err(ChunkError::TooMuchBuffered(2700)));
+    }
+
+    fn set_chunk_size_bytes(size: u32) -> Vec<u8> {
+        let mut out = Vec::new();
+        ChunkEncoder::new().encode(&set_chunk_size_msg(size), &mut out);
+        out
+    }
+
+    #[test]
     fn unknown_chunk_streams_and_too_many() {
         let mut dec = ChunkDecoder::new();
         assert_eq!(
@@ -1156,6 +1235,23 @@ mod tests {
         }
         assert_eq!(decode_whole(&stream), expect);
         assert_eq!(decode_bytewise(&stream), expect);
+    }
+
+    #[test]
+    fn mutated_streams_never_panic() {
+        let mut rng = Rng(2024);
+        let (_, clean) = encode_with_chunk_size(&random_messages(&mut rng, 30, 300), 128);
+        for _ in 0..2000 {
+            let mut bytes = clean.clone();
+            for _ in 0..1 + rng.below(8) {
+                let i = rng.below(bytes.len() as u64) as usize;
+                bytes[i] = rng.next() as u8;
+            }
+            let cut = rng.below(bytes.len() as u64 + 1) as usize;
+            let mut dec = ChunkDecoder::with_limits(4096, 1 << 16, 8);
+            let mut buf = BytesMut::from(&bytes[..cut]);
+            while let Ok(Some(_)) = dec.decode(&mut buf) {}
+        }
     }
 
     #[test]

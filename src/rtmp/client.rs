@@ -132,7 +132,10 @@ impl ClientSession {
     /// releaseStream(name), as FFmpeg sends before FCPublish.
     pub fn release_stream(&mut self, name: &str) {
         let txn = self.txn();
-        self.send_command(0, &command::simple_request("releaseStream", txn, Some(name)));
+        self.send_command(
+            0,
+            &command::simple_request("releaseStream", txn, Some(name)),
+        );
     }
 
     /// FCPublish(name) with a transaction id, as FFmpeg and OBS send.
@@ -520,12 +523,209 @@ impl RtmpClient {
             Err(e)
                 if matches!(
                     e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
                 ) =>
             {
                 Ok(())
             }
             Err(e) => Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rtmp::handshake::HANDSHAKE_SIZE;
+    use crate::rtmp::session::{Refusal, ServerSession, SessionConfig, SessionEvent};
+    use std::net::TcpListener;
+    use std::thread;
+
+    /// Serves one connection with a `ServerSession` on a thread. `on_event` answers requests and
+    /// may return bytes to write after the session's own (media pieces, as the hub would).
+    fn serve_one(
+        on_event: impl Fn(&mut ServerSession, &SessionEvent) -> Vec<u8> + Send + 'static,
+    ) -> (SocketAddr, thread::JoinHandle<Vec<SessionEvent>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let handle = thread::spawn(move || {
+            let (mut sock, _) = listener.accept().unwrap();
+            sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut s = ServerSession::new(SessionConfig::default(), 1, 2);
+            let mut events = Vec::new();
+            let mut buf = vec![0; 16 * 1024];
+            loop {
+                let n = match sock.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                if s.handle_input(&buf[..n]).is_err() {
+                    break;
+                }
+                let mut extra = Vec::new();
+                while let Some(e) = s.poll_event() {
+                    extra.extend(on_event(&mut s, &e));
+                    events.push(e);
+                }
+                let mut out = s.take_output();
+                out.extend(extra);
+                if sock.write_all(&out).is_err() || s.wants_close() {
+                    break;
+                }
+            }
+            events
+        });
+        (addr, handle)
+    }
+
+    fn video(dts: u32) -> Frame {
+        Frame::parse(mt::VIDEO, dts, Bytes::from(vec![0x17, 1, 0, 0, 0, 7, 7, 7])).unwrap()
+    }
+
+    #[test]
+    fn blocking_client_publishes_and_plays_on_one_connection() {
+        let (addr, server) = serve_one(|s, e| match e {
+            SessionEvent::PublishRequest { request_id, .. } => {
+                s.accept_publish(*request_id);
+                Vec::new()
+            }
+            SessionEvent::PlayRequest {
+                request_id,
+                stream_id,
+                ..
+            } => {
+                s.accept_play(*request_id);
+                // What the hub does: media pre-serialised on its own csid.
+                let payload = video(0x0123_4567).data;
+                let size = s.out_chunk_size();
+                chunk::encode_pieces(
+                    CSID_VIDEO,
+                    0x0123_4567,
+                    mt::VIDEO,
+                    *stream_id,
+                    &payload,
+                    size,
+                )
+                .concat()
+            }
+            _ => Vec::new(),
+        });
+        let timeout = Duration::from_secs(5);
+        let mut c = RtmpClient::connect(addr, "live", timeout).unwrap();
+        let pub_id = c.publish("a?token=x").unwrap();
+        for i in 0..3 {
+            c.send_frame(pub_id, &video(i * 40)).unwrap();
+        }
+        let play_id = c.play("b").unwrap();
+        assert_ne!(pub_id, play_id);
+        let mut saw_reset = false;
+        let frame = loop {
+            match c.next_event(timeout).unwrap() {
+                Some(ClientEvent::Media { stream_id, frame }) => {
+                    assert_eq!(stream_id, play_id);
+                    break frame;
+                }
+                Some(ClientEvent::Status { code, .. }) => {
+                    saw_reset |= code == "NetStream.Play.Reset";
+                }
+                Some(_) => {}
+                None => panic!("no media"),
+            }
+        };
+        assert!(saw_reset, "Play.Reset is kept for next_event");
+        assert_eq!((frame.dts, frame.key), (0x0123_4567, true));
+        assert_eq!(
+            c.next_event(Duration::from_millis(50)).unwrap().map(|_| ()),
+            None
+        );
+        c.close();
+        let events = server.join().unwrap();
+        let media: Vec<u32> = events
+            .iter()
+            .filter_map(|e| match e {
+                SessionEvent::Media { stream_id, frame } if *stream_id == pub_id => Some(frame.dts),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(media, [0, 40, 80]);
+        assert!(events
+            .iter()
+            .any(|e| matches!(e, SessionEvent::Unpublished { stream_id } if *stream_id == pub_id)));
+        assert!(events.iter().any(
+            |e| matches!(e, SessionEvent::PlayStopped { stream_id } if *stream_id == play_id)
+        ));
+    }
+
+    #[test]
+    fn refused_publish_fails_with_the_status_code_then_eof() {
+        let (addr, server) = serve_one(|s, e| {
+            if let SessionEvent::PublishRequest { request_id, .. } = e {
+                s.reject_publish(*request_id, Refusal::Unauthorized);
+            }
+            Vec::new()
+        });
+        let timeout = Duration::from_secs(5);
+        let mut c = RtmpClient::connect(addr, "live", timeout).unwrap();
+        let err = c.publish("a").unwrap_err();
+        assert_eq!(err.to_string(), "NetStream.Publish.Unauthorized");
+        let eof = loop {
+            match c.next_event(timeout) {
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("server did not close"),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(eof.kind(), io::ErrorKind::UnexpectedEof);
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn connect_to_nothing_fails_fast() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        assert!(RtmpClient::connect(addr, "live", Duration::from_secs(2)).is_err());
+    }
+
+    #[test]
+    fn commands_wait_for_the_handshake() {
+        let mut c = ClientSession::new(3);
+        c.connect("live", "rtmp://h/live");
+        c.create_stream();
+        assert_eq!(c.take_output().len(), 1 + HANDSHAKE_SIZE);
+        let mut s = ServerSession::new(SessionConfig::default(), 4, 5);
+        // Nothing but C0C1 went out, so the server has no command yet.
+        let s_out = {
+            let mut c2 = ClientSession::new(3);
+            s.handle_input(&c2.take_output()).unwrap();
+            s.take_output()
+        };
+        c.handle_input(&s_out).unwrap();
+        assert!(c.is_handshake_done());
+        let out = c.take_output();
+        assert!(
+            out.len() > HANDSHAKE_SIZE,
+            "C2 followed by the queued commands"
+        );
+        s.handle_input(&out).unwrap();
+        let mut got = Vec::new();
+        while let Some(e) = s.poll_event() {
+            got.push(e);
+        }
+        assert!(matches!(got[..], [SessionEvent::Connected { .. }]));
+        c.handle_input(&s.take_output()).unwrap();
+        let mut cev = Vec::new();
+        while let Some(e) = c.poll_event() {
+            cev.push(e);
+        }
+        assert!(matches!(
+            cev[..],
+            [
+                ClientEvent::Connected,
+                ClientEvent::StreamCreated { stream_id: 1 }
+            ]
+        ));
     }
 }

@@ -170,7 +170,12 @@ pub fn create_stream_result(transaction_id: f64, stream_id: u32) -> Command {
 
 /// A bare `_result` (releaseStream, FCPublish, FCUnpublish, _checkbw): null object, undefined.
 pub fn simple_result(transaction_id: f64) -> Command {
-    Command::new("_result", transaction_id, Value::Null, vec![Value::Undefined])
+    Command::new(
+        "_result",
+        transaction_id,
+        Value::Null,
+        vec![Value::Undefined],
+    )
 }
 
 /// `_result` carrying one value (getStreamLength -> 0).
@@ -207,7 +212,10 @@ pub fn on_fc_publish(transaction_id: f64, name: &str) -> Command {
         Value::Null,
         vec![Value::object([
             ("code", Value::string("NetStream.Publish.Start")),
-            ("description", Value::String(format!("FCPublish to stream {name}."))),
+            (
+                "description",
+                Value::String(format!("FCPublish to stream {name}.")),
+            ),
         ])],
     )
 }
@@ -220,7 +228,10 @@ pub fn on_fc_unpublish(transaction_id: f64, name: &str) -> Command {
         Value::Null,
         vec![Value::object([
             ("code", Value::string("NetStream.Unpublish.Success")),
-            ("description", Value::String(format!("FCUnpublish to stream {name}."))),
+            (
+                "description",
+                Value::String(format!("FCUnpublish to stream {name}.")),
+            ),
         ])],
     )
 }

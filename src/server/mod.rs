@@ -1,2 +1,747 @@
-//! The mio event loop. (being written)
-pub fn run_origin(_c: crate::config::OriginConfig) -> std::io::Result<()> { Ok(()) }
+//! The event loop: one `mio::Poll` drives every socket of the process. Connections live in a
+//! `slab` keyed by `Token`; protocol machines (RTMP sessions, HTTP parsing, WebSocket) turn bytes
+//! into events, the hub turns frames into per-viewer queues, and this module moves bytes between
+//! sockets and those queues: read until WouldBlock, write with vectored writes, WRITABLE interest
+//! only while output is blocked, merged flushes for viewers, timers from the poll timeout.
+
+mod api;
+mod conn;
+mod http;
+pub mod limits;
+pub mod outq;
+mod rtmp;
+
+use std::io::{self, IoSlice, Read, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use log::{error, info, warn};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use slab::Slab;
+
+use crate::config::{OriginConfig, ViewerConfig};
+use crate::hub::{Hub, HubConfig, ViewerId};
+use crate::media::StreamKey;
+use conn::{Conn, ConnState, Listener, RtmpRole};
+use outq::Outbox;
+
+const WAKER: Token = Token(usize::MAX);
+const LISTENER_BASE: usize = usize::MAX - 16;
+
+/// Reads per connection per wakeup before others get their turn.
+const READS_PER_WAKEUP: usize = 16;
+const READ_CHUNK: usize = 64 * 1024;
+/// Slices per vectored write (well under IOV_MAX).
+const MAX_IOV: usize = 128;
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+const STATS_EVERY: Duration = Duration::from_secs(10);
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const PUBLISHER_IDLE: Duration = Duration::from_secs(30);
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+#[derive(Debug)]
+pub struct ServerError(pub String);
+
+impl std::fmt::Display for ServerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ServerError {}
+
+/// Counters since start, for the API, the metrics and the stats lines.
+#[derive(Default)]
+pub struct Totals {
+    pub accepted: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub refused: u64,
+}
+
+pub struct Server {
+    poll: Poll,
+    listeners: Vec<(TcpListener, Listener)>,
+    conns: Slab<Conn>,
+    hub: Hub,
+    viewer_cfg: ViewerConfig,
+    started: Instant,
+    started_wall: std::time::SystemTime,
+    scratch: Vec<u8>,
+    /// Connections with queued output waiting for the next merged flush.
+    dirty: Vec<usize>,
+    /// Connections closed this turn; their slots are freed at its end.
+    to_free: Vec<usize>,
+    /// Connections that still had input when their read budget ran out.
+    pending_read: Vec<usize>,
+    shutdown: Arc<AtomicBool>,
+    totals: Totals,
+    next_flush: Instant,
+    next_sweep: Instant,
+    next_stats: Instant,
+    last_stats: Vec<(StreamKey, u64, u64)>,
+    seed: u64,
+    /// Reused per frame: viewers to flush and viewers to drop.
+    flush_tokens: Vec<ViewerId>,
+    slow_tokens: Vec<ViewerId>,
+}
+
+fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr)
+        .map_err(|e| ServerError(format!("cannot listen for {what} on {addr}: {e}")))
+}
+
+/// Runs the origin until Ctrl-C or SIGTERM.
+pub fn run_origin(cfg: OriginConfig) -> Result<(), ServerError> {
+    if let Some(n) = limits::raise_nofile() {
+        info!("open-file limit {n}");
+    }
+    let rtmp = bind(SocketAddr::new(cfg.bind, cfg.rtmp_port), "RTMP")?;
+    let http = bind(SocketAddr::new(cfg.bind, cfg.http_port), "HTTP")?;
+    let mut server = Server::new(&cfg, vec![(rtmp, Listener::Rtmp), (http, Listener::Http)])?;
+    for (l, kind) in &server.listeners {
+        let addr = l.local_addr().map_err(|e| ServerError(e.to_string()))?;
+        match kind {
+            Listener::Rtmp => info!("RTMP listening on {addr}"),
+            Listener::Http => info!("HTTP listening on {addr}"),
+        }
+    }
+    server.run()
+}
+
+fn hub_config(v: &ViewerConfig) -> HubConfig {
+    HubConfig {
+        gop_cache: v.gop_cache,
+        queue_soft_bytes: v.queue_soft_bytes,
+        queue_soft_ms: v.queue_soft_ms,
+        queue_hard_bytes: v.queue_hard_bytes,
+        queue_hard_ms: v.queue_hard_ms,
+        ..HubConfig::default()
+    }
+}
+
+impl Server {
+    fn new(
+        cfg: &OriginConfig,
+        mut listeners: Vec<(TcpListener, Listener)>,
+    ) -> Result<Server, ServerError> {
+        let poll =
+            Poll::new().map_err(|e| ServerError(format!("cannot create the event loop: {e}")))?;
+        for (i, (l, _)) in listeners.iter_mut().enumerate() {
+            poll.registry()
+                .register(l, Token(LISTENER_BASE + i), Interest::READABLE)
+                .map_err(|e| ServerError(e.to_string()))?;
+        }
+        let waker =
+            Arc::new(Waker::new(poll.registry(), WAKER).map_err(|e| ServerError(e.to_string()))?);
+        let shutdown = Arc::new(AtomicBool::new(false));
+        {
+            let (flag, waker) = (shutdown.clone(), waker.clone());
+            ctrlc::set_handler(move || {
+                flag.store(true, Ordering::SeqCst);
+                let _ = waker.wake();
+            })
+            .map_err(|e| ServerError(format!("cannot install the Ctrl-C handler: {e}")))?;
+        }
+        let now = Instant::now();
+        Ok(Server {
+            poll,
+            listeners,
+            conns: Slab::with_capacity(1024),
+            hub: Hub::new(hub_config(&cfg.viewer)),
+            viewer_cfg: cfg.viewer.clone(),
+            started: now,
+            started_wall: std::time::SystemTime::now(),
+            scratch: vec![0; READ_CHUNK],
+            dirty: Vec::new(),
+            to_free: Vec::new(),
+            pending_read: Vec::new(),
+            shutdown,
+            totals: Totals::default(),
+            next_flush: now,
+            next_sweep: now + SWEEP_EVERY,
+            next_stats: now + STATS_EVERY,
+            last_stats: Vec::new(),
+            seed: now.elapsed().as_nanos() as u64 ^ std::process::id() as u64,
+            flush_tokens: Vec::new(),
+            slow_tokens: Vec::new(),
+        })
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    fn run(&mut self) -> Result<(), ServerError> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = self.poll_timeout();
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(ServerError(format!("event loop failed: {e}")));
+            }
+            for event in events.iter() {
+                match event.token() {
+                    WAKER => {}
+                    Token(t) if t >= LISTENER_BASE => self.accept(t - LISTENER_BASE),
+                    Token(t) => {
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            self.on_readable(t);
+                        }
+                        if event.is_writable() {
+                            self.write_conn(t);
+                        }
+                    }
+                }
+            }
+            for t in std::mem::take(&mut self.pending_read) {
+                self.on_readable(t);
+            }
+            self.timers();
+            self.free_closed();
+            if self.shutdown.load(Ordering::SeqCst) {
+                self.shut_down();
+                return Ok(());
+            }
+        }
+    }
+
+    fn poll_timeout(&self) -> Duration {
+        if !self.pending_read.is_empty() {
+            return Duration::ZERO;
+        }
+        let now = Instant::now();
+        let mut next = self.next_sweep.min(self.next_stats);
+        if !self.dirty.is_empty() {
+            next = next.min(self.next_flush);
+        }
+        next.saturating_duration_since(now)
+    }
+
+    fn timers(&mut self) {
+        let now = Instant::now();
+        if !self.dirty.is_empty() && now >= self.next_flush {
+            self.flush_dirty();
+            self.next_flush = now + self.viewer_cfg.merge_write;
+        }
+        if now >= self.next_sweep {
+            self.sweep(now);
+            self.next_sweep = now + SWEEP_EVERY;
+        }
+        if now >= self.next_stats {
+            self.log_stats();
+            self.next_stats = now + STATS_EVERY;
+        }
+    }
+
+    fn accept(&mut self, index: usize) {
+        loop {
+            let Some((listener, kind)) = self.listeners.get(index) else {
+                return;
+            };
+            let kind = *kind;
+            match listener.accept() {
+                Ok((socket, peer)) => self.add_conn(socket, peer, kind),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE and friends: log and try again on the next readiness event.
+                    error!("accept failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn add_conn(&mut self, mut socket: TcpStream, peer: SocketAddr, kind: Listener) {
+        let _ = socket.set_nodelay(true);
+        let now = Instant::now();
+        let state = match kind {
+            Listener::Rtmp => {
+                self.seed = self
+                    .seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let session = crate::rtmp::session::ServerSession::new(
+                    crate::rtmp::session::SessionConfig::default(),
+                    self.seed,
+                    self.now_ms() as u32,
+                );
+                ConnState::Rtmp(Box::new(conn::RtmpConn {
+                    session,
+                    app: String::new(),
+                    role: RtmpRole::Idle,
+                }))
+            }
+            Listener::Http => ConnState::HttpHead { served: 0 },
+        };
+        let entry = self.conns.vacant_entry();
+        let token = entry.key();
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut socket, Token(token), Interest::READABLE)
+        {
+            error!("cannot register a connection from {peer}: {e}");
+            return;
+        }
+        entry.insert(Conn::new(socket, peer, kind, state, now));
+        self.totals.accepted += 1;
+    }
+
+    fn on_readable(&mut self, token: usize) {
+        let mut buf = std::mem::take(&mut self.scratch);
+        for _ in 0..READS_PER_WAKEUP {
+            let Some(conn) = self.conns.get_mut(token) else {
+                break;
+            };
+            if conn.closed {
+                break;
+            }
+            match conn.socket.read(&mut buf) {
+                Ok(0) => {
+                    self.close(token, "closed by peer");
+                    break;
+                }
+                Ok(n) => {
+                    conn.bytes_in += n as u64;
+                    conn.last_input = Instant::now();
+                    self.totals.bytes_in += n as u64;
+                    match conn.listener {
+                        Listener::Rtmp => self.rtmp_input(token, &buf[..n]),
+                        Listener::Http => self.http_input(token, &buf[..n]),
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.scratch = buf;
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    let reason = format!("read error: {e}");
+                    self.close(token, &reason);
+                    break;
+                }
+            }
+        }
+        // Budget spent (or closed): edge-triggered readiness will not repeat, so come back.
+        if self.conns.get(token).is_some_and(|c| !c.closed) {
+            self.pending_read.push(token);
+        }
+        self.scratch = buf;
+    }
+
+    /// Lists a connection for the next merged flush, or writes at once when merging is off.
+    fn mark_dirty(&mut self, token: usize) {
+        if self.viewer_cfg.merge_write.is_zero() {
+            self.write_conn(token);
+            return;
+        }
+        if let Some(c) = self.conns.get_mut(token) {
+            if !c.dirty && !c.closed {
+                c.dirty = true;
+                self.dirty.push(token);
+            }
+        }
+    }
+
+    fn flush_dirty(&mut self) {
+        let dirty = std::mem::take(&mut self.dirty);
+        for &t in &dirty {
+            if let Some(c) = self.conns.get_mut(t) {
+                c.dirty = false;
+            }
+        }
+        for t in dirty {
+            self.write_conn(t);
+        }
+    }
+
+    /// Writes what the connection has queued: its own queue first (replies sent before it became
+    /// a viewer), then its viewer queue in the hub. Stops at WouldBlock and asks for WRITABLE.
+    fn write_conn(&mut self, token: usize) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        if conn.closed {
+            return;
+        }
+        let viewer = conn.viewer();
+        let mut written = 0usize;
+        let mut result = write_outbox(&mut conn.socket, &mut conn.out, &mut written);
+        let mut body_done = false;
+        while let (Ok(true), Some(body)) = (&result, conn.body.as_mut()) {
+            result = match body.next_chunk() {
+                Ok(Some(chunk)) => {
+                    conn.out.push(chunk);
+                    write_outbox(&mut conn.socket, &mut conn.out, &mut written)
+                }
+                Ok(None) => {
+                    conn.body = None;
+                    body_done = true;
+                    break;
+                }
+                Err(e) => Err(e),
+            };
+        }
+        if let (Ok(true), Some(v)) = (&result, viewer) {
+            if let Some(vw) = self.hub.viewer(v) {
+                result = write_outbox(&mut conn.socket, &mut vw.queue, &mut written);
+            }
+        }
+        conn.bytes_out += written as u64;
+        self.totals.bytes_out += written as u64;
+        match result {
+            Err(e) => {
+                let reason = format!("write error: {e}");
+                self.close(token, &reason);
+            }
+            Ok(drained) => {
+                if drained == conn.write_blocked {
+                    let interest = if drained {
+                        Interest::READABLE
+                    } else {
+                        Interest::READABLE | Interest::WRITABLE
+                    };
+                    let _ =
+                        self.poll
+                            .registry()
+                            .reregister(&mut conn.socket, Token(token), interest);
+                    conn.write_blocked = !drained;
+                }
+                if drained && conn.close_after_flush {
+                    self.close(token, "done");
+                } else if body_done {
+                    // Pipelined requests wait while a body is sent; answer the next one now.
+                    self.http_parse(token);
+                }
+            }
+        }
+    }
+
+    /// Closes a connection now: its publish ends, its viewer leaves the hub.
+    fn close(&mut self, token: usize, reason: &str) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        if conn.closed {
+            return;
+        }
+        conn.closed = true;
+        let _ = self.poll.registry().deregister(&mut conn.socket);
+        log::debug!("{} {} closed: {reason}", conn.kind(), conn.peer);
+        let viewer = conn.viewer();
+        let publishing = match &conn.state {
+            ConnState::Rtmp(r) => match &r.role {
+                RtmpRole::Publisher { key, .. } => Some(key.clone()),
+                _ => None,
+            },
+            _ => None,
+        };
+        if let Some(v) = viewer {
+            self.hub.remove_viewer(v);
+        }
+        if let Some(key) = publishing {
+            info!(
+                "{key}: publisher {} left ({reason})",
+                self.conns[token].peer
+            );
+            self.end_publish(&key, token);
+        }
+        self.to_free.push(token);
+    }
+
+    fn free_closed(&mut self) {
+        for t in std::mem::take(&mut self.to_free) {
+            if self.conns.get(t).is_some_and(|c| c.closed) {
+                self.conns.remove(t);
+            }
+        }
+    }
+
+    /// A frame from the publisher `token` of `key`: into the hub, then schedule the viewers
+    /// that now have something to write and drop the ones that fell too far behind.
+    pub(crate) fn publish_frame(
+        &mut self,
+        key: &StreamKey,
+        token: usize,
+        frame: crate::media::Frame,
+    ) {
+        let now_ms = self.now_ms();
+        let outcome = self.hub.frame(key, token, frame, now_ms);
+        self.flush_tokens.clear();
+        self.slow_tokens.clear();
+        for &v in outcome.flush {
+            self.flush_tokens.push(v);
+        }
+        for &v in outcome.too_slow {
+            self.slow_tokens.push(v);
+        }
+        let mut flush = std::mem::take(&mut self.flush_tokens);
+        for v in flush.drain(..) {
+            if let Some(t) = self.hub.viewer_ref(v).map(|vw| vw.token) {
+                self.mark_dirty(t);
+            }
+        }
+        self.flush_tokens = flush;
+        let slow = std::mem::take(&mut self.slow_tokens);
+        for &v in &slow {
+            let Some(t) = self.hub.viewer_ref(v).map(|vw| vw.token) else {
+                continue;
+            };
+            if let Some(c) = self.conns.get(t) {
+                warn!(
+                    "{key}: {} player {} too far behind; disconnected",
+                    c.kind(),
+                    c.peer
+                );
+            }
+            self.close(t, "too slow");
+        }
+        self.slow_tokens = slow;
+    }
+
+    /// The publisher of `key` is gone: every viewer gets its end marker and is closed once it is written.
+    fn end_publish(&mut self, key: &StreamKey, publisher: usize) {
+        for v in self.hub.unpublish(key, publisher) {
+            self.end_viewer(v);
+        }
+    }
+
+    fn end_viewer(&mut self, v: ViewerId) {
+        let Some(token) = self.hub.viewer(v).map(|vw| vw.token) else {
+            return;
+        };
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        let tail: Vec<u8> = match &mut conn.state {
+            ConnState::Rtmp(r) => match r.role {
+                RtmpRole::Player { stream_id, .. } => {
+                    r.session.unpublish_notify(stream_id);
+                    r.session.take_output()
+                }
+                _ => Vec::new(),
+            },
+            ConnState::HttpFlv { chunked, .. } => {
+                if *chunked {
+                    crate::http::response::LAST_CHUNK.to_vec()
+                } else {
+                    Vec::new()
+                }
+            }
+            ConnState::WsFlv { ws, .. } => {
+                ws.close();
+                ws.take_output()
+            }
+            ConnState::HttpHead { .. } => Vec::new(),
+        };
+        conn.close_after_flush = true;
+        if let Some(vw) = self.hub.viewer(v) {
+            if !tail.is_empty() {
+                vw.queue.push_control(tail.into());
+            }
+        }
+        self.write_conn(token);
+    }
+
+    /// Pushes protocol bytes to a connection: into its viewer queue when it is a viewer (so they
+    /// stay in order with media), else into its own queue.
+    fn push_out(&mut self, token: usize, bytes: Vec<u8>) {
+        if bytes.is_empty() {
+            return;
+        }
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        match conn.viewer().and_then(|v| self.hub.viewer(v)) {
+            Some(vw) => vw.queue.push_control(bytes.into()),
+            None => conn.out.push(bytes.into()),
+        }
+    }
+
+    fn sweep(&mut self, now: Instant) {
+        let mut expired = Vec::new();
+        for (t, c) in self.conns.iter() {
+            if c.closed {
+                continue;
+            }
+            let reason = match &c.state {
+                ConnState::Rtmp(r)
+                    if !r.session.is_handshake_done() && now - c.created > HANDSHAKE_TIMEOUT =>
+                {
+                    Some("RTMP handshake timeout")
+                }
+                ConnState::Rtmp(r)
+                    if matches!(r.role, RtmpRole::Publisher { .. })
+                        && now - c.last_input > PUBLISHER_IDLE =>
+                {
+                    Some("publisher idle for 30 s")
+                }
+                ConnState::HttpHead { served } => {
+                    let limit = if *served == 0 || !c.head.is_empty() {
+                        HEADER_TIMEOUT
+                    } else {
+                        KEEPALIVE_IDLE
+                    };
+                    (now - c.last_input > limit && c.out.is_empty())
+                        .then_some("HTTP request timeout")
+                }
+                _ => None,
+            };
+            if let Some(r) = reason {
+                expired.push((t, r));
+            }
+        }
+        self.log_skips();
+        for (t, r) in expired {
+            if let Some(c) = self.conns.get(t) {
+                info!("{} {}: {r}", c.kind(), c.peer);
+            }
+            self.close(t, r);
+        }
+    }
+
+    /// One line per slow-viewer episode, with the peer address (the hub counts, we report).
+    fn log_skips(&mut self) {
+        for (_, c) in self.conns.iter_mut() {
+            let Some(vw) = c.viewer().and_then(|v| self.hub.viewer_ref(v)) else {
+                continue;
+            };
+            let st = &vw.queue.stats;
+            if st.skips > c.skips_logged {
+                warn!(
+                    "{}: {} player {} is slow: skipped to the next keyframe {} time(s), {} frames / {} bytes dropped so far",
+                    vw.key,
+                    c.kind(),
+                    c.peer,
+                    st.skips - c.skips_logged,
+                    st.frames_dropped,
+                    st.bytes_dropped
+                );
+                c.skips_logged = st.skips;
+            }
+        }
+    }
+
+    fn log_stats(&mut self) {
+        let now_ms = self.now_ms();
+        let mut now_stats = Vec::new();
+        for s in self.hub.streams() {
+            // Rates over the last interval; a stream seen for the first time counts from its start.
+            let (prev_in, prev_out, since) =
+                match self.last_stats.iter().find(|(k, ..)| *k == s.key) {
+                    Some((_, i, o)) => (*i, *o, STATS_EVERY.as_millis() as u64),
+                    None => (0, 0, now_ms.saturating_sub(s.started_ms.unwrap_or(now_ms))),
+                };
+            let kbps = |bytes: u64| bytes as f64 * 8.0 / since.max(1) as f64;
+            let peer = s
+                .publisher
+                .and_then(|t| self.conns.get(t))
+                .map(|c| c.peer.to_string())
+                .unwrap_or_else(|| "none".into());
+            info!(
+                "{}: publisher {peer}, players rtmp {} http-flv {} ws-flv {} (waiting {}), in {:.0} kbps, out {:.0} kbps",
+                s.key,
+                s.viewers_rtmp,
+                s.viewers_http_flv,
+                s.viewers_ws_flv,
+                s.viewers_waiting,
+                kbps(s.bytes_in.saturating_sub(prev_in)),
+                kbps(s.bytes_out.saturating_sub(prev_out)),
+            );
+            now_stats.push((s.key.clone(), s.bytes_in, s.bytes_out));
+        }
+        self.last_stats = now_stats;
+    }
+
+    /// Ctrl-C / SIGTERM: stop accepting, end every player cleanly, let queued bytes go out.
+    fn shut_down(&mut self) {
+        info!("shutting down");
+        for (l, _) in &mut self.listeners {
+            let _ = self.poll.registry().deregister(l);
+        }
+        self.listeners.clear();
+        let publishers: Vec<(usize, StreamKey)> = self
+            .conns
+            .iter()
+            .filter_map(|(t, c)| match &c.state {
+                ConnState::Rtmp(r) => match &r.role {
+                    RtmpRole::Publisher { key, .. } if !c.closed => Some((t, key.clone())),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect();
+        for (t, key) in publishers {
+            self.end_publish(&key, t);
+            self.close(t, "shutdown");
+        }
+        // Players still waiting for a publisher end too.
+        let waiting: Vec<ViewerId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| !c.closed)
+            .filter_map(|(_, c)| c.viewer())
+            .collect();
+        for v in waiting {
+            self.end_viewer(v);
+        }
+        let idle: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| !c.closed && !c.close_after_flush)
+            .map(|(t, _)| t)
+            .collect();
+        for t in idle {
+            self.close(t, "shutdown");
+        }
+        self.free_closed();
+        let deadline = Instant::now() + SHUTDOWN_GRACE;
+        let mut events = Events::with_capacity(256);
+        while !self.conns.is_empty() && Instant::now() < deadline {
+            let _ = self.poll.poll(&mut events, Some(Duration::from_millis(50)));
+            for event in events.iter() {
+                let Token(t) = event.token();
+                if t < LISTENER_BASE && event.is_writable() {
+                    self.write_conn(t);
+                }
+            }
+            self.free_closed();
+        }
+        info!("stopped");
+    }
+}
+
+/// Writes from `out` until it is empty (Ok(true)) or the socket would block (Ok(false)).
+fn write_outbox(
+    socket: &mut TcpStream,
+    out: &mut dyn Outbox,
+    written: &mut usize,
+) -> io::Result<bool> {
+    loop {
+        let n = {
+            let mut iov: Vec<IoSlice<'_>> = Vec::with_capacity(32);
+            out.slices(&mut iov, MAX_IOV);
+            if iov.is_empty() {
+                return Ok(true);
+            }
+            match socket.write_vectored(&iov) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        out.consume(n);
+        *written += n;
+    }
+}

@@ -1,0 +1,263 @@
+//! `/api/streams`, `/api/server` (JSON) and `/metrics` (Prometheus text), built by hand: the
+//! shapes are small and fixed, and a JSON crate would be the largest dependency we have.
+
+use std::fmt::Write;
+
+use super::conn::ConnState;
+use super::{limits, Server};
+use crate::hub::StreamStats;
+use crate::media::Codec;
+
+/// Escapes a string for a JSON string literal.
+pub fn json_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn codec_name(c: Codec) -> String {
+    match c {
+        Codec::Avc => "H264".into(),
+        Codec::Hevc => "H265".into(),
+        Codec::Av1 => "AV1".into(),
+        Codec::Aac => "AAC".into(),
+        Codec::Mp3 => "MP3".into(),
+        Codec::OtherVideo(id) => format!("video-{id}"),
+        Codec::OtherAudio(id) => format!("audio-{id}"),
+        Codec::Script => "script".into(),
+    }
+}
+
+fn num(v: Option<f64>) -> String {
+    match v {
+        Some(n) if n.is_finite() => format!("{}", n.round() as i64),
+        _ => "null".into(),
+    }
+}
+
+fn video_json(s: &StreamStats) -> String {
+    match s.video_codec {
+        None => "null".into(),
+        Some(c) => format!(
+            "{{\"codec\":{},\"width\":{},\"height\":{},\"fps\":{}}}",
+            json_str(&codec_name(c)),
+            num(s.meta.width),
+            num(s.meta.height),
+            num(s.meta.framerate)
+        ),
+    }
+}
+
+fn audio_json(s: &StreamStats) -> String {
+    match s.audio_codec {
+        None => "null".into(),
+        Some(c) => format!(
+            "{{\"codec\":{},\"sample_rate\":{},\"channels\":{}}}",
+            json_str(&codec_name(c)),
+            num(s.meta.audio_sample_rate),
+            num(s.meta.audio_channels)
+        ),
+    }
+}
+
+impl Server {
+    fn conn_counts(&self) -> (usize, usize, usize, usize) {
+        let (mut rtmp, mut http_flv, mut ws_flv, mut publishers) = (0, 0, 0, 0);
+        for (_, c) in self.conns.iter() {
+            match &c.state {
+                ConnState::Rtmp(r) => match r.role {
+                    super::conn::RtmpRole::Player { .. } => rtmp += 1,
+                    super::conn::RtmpRole::Publisher { .. } => publishers += 1,
+                    _ => {}
+                },
+                ConnState::HttpFlv { .. } => http_flv += 1,
+                ConnState::WsFlv { .. } => ws_flv += 1,
+                ConnState::HttpHead { .. } => {}
+            }
+        }
+        (rtmp, http_flv, ws_flv, publishers)
+    }
+
+    pub(super) fn api_streams(&self) -> String {
+        let now_ms = self.now_ms();
+        let mut out = String::from("{\"streams\":[");
+        for (i, s) in self.hub.streams().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let peer = s
+                .publisher
+                .and_then(|t| self.conns.get(t))
+                .map(|c| c.peer.to_string());
+            let uptime = s
+                .started_ms
+                .map(|t| now_ms.saturating_sub(t) as f64 / 1000.0)
+                .unwrap_or(0.0);
+            let kbps = if uptime > 0.0 {
+                s.bytes_in as f64 * 8.0 / 1000.0 / uptime
+            } else {
+                0.0
+            };
+            let _ = write!(
+                out,
+                "{{\"app\":{},\"stream\":{},\"live\":{},\"publisher\":{},\"uptime_s\":{:.1},\"bitrate_in_kbps\":{:.0},\
+                 \"bytes_in\":{},\"bytes_out\":{},\"video\":{},\"audio\":{},\
+                 \"viewers\":{{\"rtmp\":{},\"http_flv\":{},\"ws_flv\":{},\"total\":{}}}}}",
+                json_str(&s.key.app),
+                json_str(&s.key.stream),
+                s.publisher.is_some(),
+                peer.map(|p| json_str(&p)).unwrap_or_else(|| "null".into()),
+                uptime,
+                kbps,
+                s.bytes_in,
+                s.bytes_out,
+                video_json(&s),
+                audio_json(&s),
+                s.viewers_rtmp,
+                s.viewers_http_flv,
+                s.viewers_ws_flv,
+                s.viewers_rtmp + s.viewers_http_flv + s.viewers_ws_flv,
+            );
+        }
+        out.push_str("]}");
+        out
+    }
+
+    pub(super) fn api_server(&self) -> String {
+        let (rtmp, http_flv, ws_flv, publishers) = self.conn_counts();
+        let uptime = self.started.elapsed().as_secs_f64();
+        format!(
+            "{{\"name\":\"rtmpd\",\"version\":{},\"mode\":\"origin\",\"started_unix\":{},\"uptime_s\":{:.1},\"pid\":{},\
+             \"connections\":{},\"publishers\":{},\"players\":{{\"rtmp\":{},\"http_flv\":{},\"ws_flv\":{}}},\
+             \"bytes_in\":{},\"bytes_out\":{},\"cpu_seconds\":{:.2},\"rss_bytes\":{}}}",
+            json_str(crate::config::VERSION),
+            self.started_wall.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+            uptime,
+            std::process::id(),
+            self.conns.len(),
+            publishers,
+            rtmp,
+            http_flv,
+            ws_flv,
+            self.totals.bytes_in,
+            self.totals.bytes_out,
+            limits::cpu_seconds(),
+            limits::rss_bytes().map(|r| r.to_string()).unwrap_or_else(|| "null".into()),
+        )
+    }
+
+    pub(super) fn metrics(&self) -> String {
+        let (rtmp, http_flv, ws_flv, publishers) = self.conn_counts();
+        let t = self.hub.totals();
+        let mut m = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, lines: &[(&str, String)]| {
+            let _ = writeln!(m, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, value) in lines {
+                let _ = writeln!(m, "{name}{labels} {value}");
+            }
+        };
+        metric(
+            "rtmpd_connections",
+            "gauge",
+            "Open connections.",
+            &[("", self.conns.len().to_string())],
+        );
+        metric(
+            "rtmpd_connections_accepted_total",
+            "counter",
+            "Accepted connections.",
+            &[("", self.totals.accepted.to_string())],
+        );
+        metric(
+            "rtmpd_streams",
+            "gauge",
+            "Live streams.",
+            &[("", publishers.to_string())],
+        );
+        metric(
+            "rtmpd_players",
+            "gauge",
+            "Connected players by protocol.",
+            &[
+                ("{protocol=\"rtmp\"}", rtmp.to_string()),
+                ("{protocol=\"http_flv\"}", http_flv.to_string()),
+                ("{protocol=\"ws_flv\"}", ws_flv.to_string()),
+            ],
+        );
+        metric(
+            "rtmpd_bytes_in_total",
+            "counter",
+            "Bytes received.",
+            &[("", self.totals.bytes_in.to_string())],
+        );
+        metric(
+            "rtmpd_bytes_out_total",
+            "counter",
+            "Bytes sent.",
+            &[("", self.totals.bytes_out.to_string())],
+        );
+        metric(
+            "rtmpd_slow_viewer_skips_total",
+            "counter",
+            "Times a slow viewer skipped to the next keyframe.",
+            &[("", t.skips.to_string())],
+        );
+        metric(
+            "rtmpd_slow_viewer_dropped_frames_total",
+            "counter",
+            "Frames dropped for slow viewers.",
+            &[("", t.frames_dropped.to_string())],
+        );
+        metric(
+            "rtmpd_slow_viewer_disconnects_total",
+            "counter",
+            "Slow viewers disconnected.",
+            &[("", t.slow_disconnects.to_string())],
+        );
+        metric(
+            "rtmpd_refused_total",
+            "counter",
+            "Refused publishes.",
+            &[("", self.totals.refused.to_string())],
+        );
+        metric(
+            "rtmpd_cpu_seconds_total",
+            "counter",
+            "CPU time used.",
+            &[("", format!("{:.3}", limits::cpu_seconds()))],
+        );
+        if let Some(rss) = limits::rss_bytes() {
+            metric(
+                "rtmpd_resident_memory_bytes",
+                "gauge",
+                "Resident memory.",
+                &[("", rss.to_string())],
+            );
+        }
+        m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_escapes() {
+        assert_eq!(json_str("a\"b\\c\n\u{1}"), "\"a\\\"b\\\\c\\n\\u0001\"");
+    }
+}

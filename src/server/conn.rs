@@ -1,0 +1,173 @@
+//! `Conn`: one accepted socket and what it is doing. The state is an enum named for what the
+//! connection expects next; the loop in `server` drives it.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use mio::net::TcpStream;
+
+use super::outq::OutQueue;
+use crate::http::ws::WsSession;
+use crate::hub::ViewerId;
+use crate::media::StreamKey;
+use crate::rtmp::session::ServerSession;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listener {
+    Rtmp,
+    Http,
+}
+
+/// What an RTMP connection has become after `publish` or `play`.
+#[derive(Debug)]
+pub enum RtmpRole {
+    /// Connected, no stream yet.
+    Idle,
+    Publisher {
+        key: StreamKey,
+        stream_id: u32,
+    },
+    Player {
+        viewer: ViewerId,
+        stream_id: u32,
+    },
+}
+
+pub struct RtmpConn {
+    pub session: ServerSession,
+    pub app: String,
+    pub role: RtmpRole,
+}
+
+pub enum ConnState {
+    Rtmp(Box<RtmpConn>),
+    /// Waiting for (the next) request head; `served` counts requests on this connection.
+    HttpHead {
+        served: u32,
+    },
+    /// An HTTP-FLV viewer; input is read and dropped.
+    HttpFlv {
+        viewer: ViewerId,
+        chunked: bool,
+    },
+    /// A WS-FLV viewer.
+    WsFlv {
+        viewer: ViewerId,
+        ws: Box<WsSession>,
+    },
+}
+
+/// A response body read from a file as the socket drains: one chunk in memory at a time.
+pub struct FileBody {
+    pub file: std::fs::File,
+    pub remaining: u64,
+}
+
+/// Bytes of a file body read per chunk.
+pub const FILE_CHUNK: usize = 64 * 1024;
+
+impl FileBody {
+    /// The next chunk, or None at the end. A file that shrank under us ends the body early,
+    /// which the caller turns into a closed connection (the length was promised).
+    pub fn next_chunk(&mut self) -> std::io::Result<Option<bytes::Bytes>> {
+        use std::io::Read;
+        if self.remaining == 0 {
+            return Ok(None);
+        }
+        let want = (self.remaining as usize).min(FILE_CHUNK);
+        let mut buf = vec![0u8; want];
+        let n = self.file.read(&mut buf)?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "file shrank while being sent",
+            ));
+        }
+        buf.truncate(n);
+        self.remaining -= n as u64;
+        Ok(Some(buf.into()))
+    }
+}
+
+pub struct Conn {
+    pub socket: TcpStream,
+    pub peer: SocketAddr,
+    pub listener: Listener,
+    pub state: ConnState,
+    /// HTTP head bytes not yet parsed.
+    pub head: BytesMut,
+    /// Output of a connection that is not (yet) a viewer. A viewer's output goes through the hub.
+    pub out: OutQueue,
+    /// The rest of a static file response, sent after `out` drains.
+    pub body: Option<FileBody>,
+    /// WRITABLE is registered: the socket refused bytes, the loop waits for it to drain.
+    pub write_blocked: bool,
+    /// Already listed for the next merged flush.
+    pub dirty: bool,
+    /// Close once the output is written (an error reply, an ended stream).
+    pub close_after_flush: bool,
+    /// Closed in this turn of the loop; the slab slot is freed at its end.
+    pub closed: bool,
+    pub created: Instant,
+    pub last_input: Instant,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// Slow-viewer skips already logged.
+    pub skips_logged: u64,
+}
+
+impl Conn {
+    pub fn new(
+        socket: TcpStream,
+        peer: SocketAddr,
+        listener: Listener,
+        state: ConnState,
+        now: Instant,
+    ) -> Conn {
+        Conn {
+            socket,
+            peer,
+            listener,
+            state,
+            head: BytesMut::new(),
+            out: OutQueue::default(),
+            body: None,
+            write_blocked: false,
+            dirty: false,
+            close_after_flush: false,
+            closed: false,
+            created: now,
+            last_input: now,
+            bytes_in: 0,
+            bytes_out: 0,
+            skips_logged: 0,
+        }
+    }
+
+    /// The hub viewer this connection feeds, if it is a player.
+    pub fn viewer(&self) -> Option<ViewerId> {
+        match &self.state {
+            ConnState::Rtmp(r) => match r.role {
+                RtmpRole::Player { viewer, .. } => Some(viewer),
+                _ => None,
+            },
+            ConnState::HttpFlv { viewer, .. } | ConnState::WsFlv { viewer, .. } => Some(*viewer),
+            ConnState::HttpHead { .. } => None,
+        }
+    }
+
+    /// A label for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match &self.state {
+            ConnState::Rtmp(r) => match r.role {
+                RtmpRole::Idle => "rtmp",
+                RtmpRole::Publisher { .. } => "rtmp-publisher",
+                RtmpRole::Player { .. } => "rtmp-player",
+            },
+            ConnState::HttpHead { .. } => "http",
+            ConnState::HttpFlv { .. } => "http-flv",
+            ConnState::WsFlv { .. } => "ws-flv",
+        }
+    }
+}

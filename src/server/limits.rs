@@ -1,0 +1,58 @@
+//! Process limits: raise the open-file soft limit to the hard limit so the only connection cap is
+//! the operating system's, and read our own CPU time and memory for the API and the metrics.
+
+/// Raises RLIMIT_NOFILE's soft limit to its hard limit; returns the limit now in force.
+#[cfg(unix)]
+pub fn raise_nofile() -> Option<u64> {
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return None;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let want = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            }
+        }
+        Some(lim.rlim_cur as u64)
+    }
+}
+
+#[cfg(not(unix))]
+pub fn raise_nofile() -> Option<u64> {
+    None
+}
+
+/// CPU seconds (user + system) this process has used.
+#[cfg(unix)]
+pub fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage fills the struct we pass.
+    unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut ru) != 0 {
+            return 0.0;
+        }
+        let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        tv(ru.ru_utime) + tv(ru.ru_stime)
+    }
+}
+
+#[cfg(not(unix))]
+pub fn cpu_seconds() -> f64 {
+    0.0
+}
+
+/// Resident set size in bytes (Linux: /proc/self/statm), if known.
+pub fn rss_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
