@@ -57,6 +57,9 @@ pub fn rtmp_play_collect(
         out.refused = Some(e.to_string());
         return out;
     }
+    // `play` consumed Play.Start while waiting for it; record it (earlier statuses such as
+    // Play.Reset stay queued and follow).
+    out.statuses.push("NetStream.Play.Start".into());
     collect_events(&mut client, &mut out, deadline);
     client.close();
     out
@@ -185,17 +188,28 @@ impl RustPublisher {
 
     /// Waits for the sending to finish; the number of frames sent.
     pub fn join(mut self) -> io::Result<usize> {
-        self.thread.take().unwrap().join().expect("publisher thread")
+        self.thread
+            .take()
+            .unwrap()
+            .join()
+            .expect("publisher thread")
     }
 
     /// Asks the thread to stop now and waits for it.
     pub fn stop(mut self) -> io::Result<usize> {
         self.stop.store(true, Ordering::Relaxed);
-        self.thread.take().unwrap().join().expect("publisher thread")
+        self.thread
+            .take()
+            .unwrap()
+            .join()
+            .expect("publisher thread")
     }
 
     pub fn is_finished(&self) -> bool {
-        self.thread.as_ref().map(|t| t.is_finished()).unwrap_or(true)
+        self.thread
+            .as_ref()
+            .map(|t| t.is_finished())
+            .unwrap_or(true)
     }
 }
 
