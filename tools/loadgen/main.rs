@@ -11,6 +11,7 @@ use bytes::BytesMut;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Registry, Token};
 use rtmpd::media::Track;
+use rtmpd::mux::flv_demux::{FlvDemuxer, FlvItem};
 use rtmpd::rtmp::client::{ClientEvent, ClientSession};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -497,73 +498,41 @@ impl Stats {
 // ---------------------------------------------------------------------------------------------
 // FLV tags, from HTTP-FLV bodies and WS-FLV frames
 
-/// Walks FLV bytes tag by tag. Only the tag type and the first body byte matter here.
+/// FLV bytes to frames, with the crate's demuxer; only the track and the key/config flags are
+/// looked at.
 struct FlvReader {
     buf: BytesMut,
-    header_done: bool,
+    demux: FlvDemuxer,
 }
 
 impl FlvReader {
     fn new() -> FlvReader {
         FlvReader {
             buf: BytesMut::new(),
-            header_done: false,
+            demux: FlvDemuxer::with_max_tag(TAG_CAP as u32),
         }
     }
 
     fn feed(&mut self, data: &[u8], stats: &mut Stats, now: Instant) -> Result<(), String> {
         self.buf.extend_from_slice(data);
         loop {
-            if !self.header_done {
-                if self.buf.len() < 13 {
-                    return Ok(());
-                }
-                if &self.buf[..3] != b"FLV" {
-                    return Err("not an FLV stream".into());
-                }
-                let skip = u32::from_be_bytes([self.buf[5], self.buf[6], self.buf[7], self.buf[8]])
-                    as usize;
-                if !(9..=1024).contains(&skip) {
-                    return Err("bad FLV header length".into());
-                }
-                if self.buf.len() < skip + 4 {
-                    return Ok(());
-                }
-                let _ = self.buf.split_to(skip + 4);
-                self.header_done = true;
-                continue;
-            }
-            if self.buf.len() < 11 {
-                return Ok(());
-            }
-            let len = u32::from_be_bytes([0, self.buf[1], self.buf[2], self.buf[3]]) as usize;
-            if len > TAG_CAP {
-                return Err(format!("FLV tag of {len} bytes"));
-            }
-            if self.buf.len() < 11 + len + 4 {
-                // Reserve the whole tag once instead of growing in small steps.
-                self.buf.reserve(11 + len + 4 - self.buf.len());
-                return Ok(());
-            }
-            let tag = self.buf.split_to(11 + len + 4);
-            let first = tag.get(11).copied();
-            match (tag[0] & 0x1f, first) {
-                (9, Some(b)) => {
-                    let key = (b >> 4) & 0x07 == 1;
-                    let config = if b & 0x80 != 0 {
-                        b & 0x0f == 0
-                    } else {
-                        tag.get(12) == Some(&0)
-                    };
-                    stats.on_frame(Track::Video, key, config, now);
-                }
-                (8, Some(b)) => {
-                    let config = b >> 4 == 10 && tag.get(12) == Some(&0);
-                    stats.on_frame(Track::Audio, true, config, now);
-                }
-                _ => {}
+            match self.demux.next(&mut self.buf) {
+                Ok(Some(FlvItem::Frame(f))) => stats.on_frame(f.track, f.key, f.config, now),
+                Ok(Some(FlvItem::Header { .. })) => {}
+                Ok(None) => break,
+                Err(e) => return Err(e.to_string()),
             }
         }
+        // Room for the whole pending tag at once, rather than growing step by step as a large
+        // keyframe trickles in.
+        if self.buf.len() >= 11 {
+            let body = u32::from_be_bytes([0, self.buf[1], self.buf[2], self.buf[3]]) as usize;
+            let total = 11 + body + 4;
+            if total > self.buf.len() && total <= TAG_CAP + 15 {
+                self.buf.reserve(total - self.buf.len());
+            }
+        }
+        Ok(())
     }
 }
 
