@@ -1061,13 +1061,16 @@ impl Viewer {
         }
     }
 
-    /// End of the run: a WebSocket viewer says goodbye with a masked close frame (best effort).
+    /// End of the run: a WebSocket viewer says goodbye with a masked close frame (best effort)
+    /// and a FIN, so that the server reads the frame; everyone else resets (see
+    /// `set_linger_zero`).
     fn finish(&mut self, registry: &Registry) {
         if let ProtoState::Ws { upgraded: true, .. } = self.proto {
             let mask = self.next_mask();
             let frame = ws_frame(8, &1000u16.to_be_bytes(), mask);
-            if let Some(sock) = self.sock.as_mut() {
+            if let Some(mut sock) = self.sock.take() {
                 let _ = sock.write(&frame);
+                let _ = registry.deregister(&mut sock);
             }
         }
         self.close(registry);
@@ -1820,6 +1823,7 @@ mod tests {
         assert_eq!((e.p99, e.count), (0.0, 0));
     }
 
+    #[cfg(target_os = "linux")]
     #[test]
     fn proc_sample_of_self() {
         let s = ProcSample::read(std::process::id()).unwrap();
