@@ -1834,4 +1834,125 @@ mod tests {
     fn json_strings_escape() {
         assert_eq!(json_str("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000a\"");
     }
+
+    /// A stand-in HTTP-FLV / WS-FLV server on a std thread per viewer: a frame every 20 ms,
+    /// a keyframe every 25, until the client goes away (or 10 s).
+    fn stand_in_server(ws: bool) -> SocketAddr {
+        use std::io::BufRead;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                std::thread::spawn(move || {
+                    let mut reader = io::BufReader::new(conn.try_clone().unwrap());
+                    let mut key = String::new();
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if let Some(v) = line.strip_prefix("Sec-WebSocket-Key:") {
+                            key = v.trim().to_string();
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    let send = |conn: &mut std::net::TcpStream, data: &[u8]| -> io::Result<()> {
+                        if ws {
+                            conn.write_all(&server_frame(2, data))
+                        } else {
+                            conn.write_all(format!("{:x}\r\n", data.len()).as_bytes())?;
+                            conn.write_all(data)?;
+                            conn.write_all(b"\r\n")
+                        }
+                    };
+                    let head = if ws {
+                        format!(
+                            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+                             Connection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+                            tungstenite::handshake::derive_accept_key(key.as_bytes())
+                        )
+                    } else {
+                        "HTTP/1.1 200 OK\r\nContent-Type: video/x-flv\r\n\
+                         Transfer-Encoding: chunked\r\n\r\n"
+                            .to_string()
+                    };
+                    if conn.write_all(head.as_bytes()).is_err() {
+                        return;
+                    }
+                    let _ = send(&mut conn, &flv::file_header(true, true));
+                    for i in 0..500u32 {
+                        let video: &[u8] = if i % 25 == 0 {
+                            &[0x17, 1, 0, 0, 0, 0, 0, 0, 1, 0x65]
+                        } else {
+                            &[0x27, 1, 0, 0, 0, 0, 0, 0, 1, 0x41]
+                        };
+                        let mut tags = Vec::new();
+                        for (t, body) in [(9u8, video), (8, &[0xaf, 1, 0x21][..])] {
+                            let f = Frame::parse(t, i * 20, Bytes::copy_from_slice(body)).unwrap();
+                            flv::write_tag(&mut tags, &f);
+                        }
+                        if send(&mut conn, &tags).is_err() {
+                            return;
+                        }
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    fn run_against_stand_in(scheme: &str, ws: bool) -> Report {
+        let addr = stand_in_server(ws);
+        let args: Vec<String> = vec![
+            format!("--url={scheme}://{addr}/live/s.flv"),
+            "--viewers=20".into(),
+            "--duration=1.2".into(),
+        ];
+        let config = Config::parse(&args).unwrap().unwrap();
+        run(&config).unwrap()
+    }
+
+    #[test]
+    fn http_flv_viewers_get_the_full_stream() {
+        let r = run_against_stand_in("http", false);
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+        assert_eq!((r.connected, r.full, r.ttfk.count), (20, 20, 20));
+        // 1.2 s of 50 video + 50 audio frames per second, give or take scheduling.
+        assert!(r.frames > 20 * 80, "{} frames", r.frames);
+        assert!(r.stall.max < 1000.0);
+    }
+
+    #[test]
+    fn ws_flv_viewers_get_the_full_stream() {
+        let r = run_against_stand_in("ws", true);
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+        assert_eq!((r.connected, r.full, r.ttfk.count), (20, 20, 20));
+        assert!(r.frames > 20 * 80, "{} frames", r.frames);
+    }
+
+    #[test]
+    fn refused_connections_are_counted_as_failed() {
+        // A port that was just free: bind, learn it, close.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let args: Vec<String> = vec![
+            format!("--url=http://127.0.0.1:{port}/live/s.flv"),
+            "--viewers=3".into(),
+            "--duration=0.3".into(),
+        ];
+        let r = run(&Config::parse(&args).unwrap().unwrap()).unwrap();
+        assert_eq!((r.connected, r.full, r.failed), (0, 0, 3));
+        assert!(
+            r.errors.keys().all(|e| e.starts_with("connect")),
+            "{:?}",
+            r.errors
+        );
+    }
 }
