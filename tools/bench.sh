@@ -132,9 +132,13 @@ jf() { # json-file key -> value (the load generator prints flat JSON with unique
     sed -n "s/.*\"$2\":\([^,}]*\).*/\1/p" "$1" | tr -d '"'
 }
 
+num() { # value decimals: numbers rounded, anything else as it is
+    awk -v v="$1" -v d="$2" 'BEGIN { if (v ~ /^-?[0-9]+(\.[0-9]+)?$/) printf("%." d "f", v); else printf("%s", v) }'
+}
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {if (NR == 0) print "n/a"; else if (NR % 2) print a[(NR+1)/2]; else printf "%.4f\n", (a[NR/2]+a[NR/2+1])/2}'; }
-minimum() { printf '%s\n' "$@" | sort -g | head -1; }
-maximum() { printf '%s\n' "$@" | sort -g | tail -1; }
+# No `head` in pipelines: under pipefail, the writer's SIGPIPE would end the script.
+minimum() { printf '%s\n' "$@" | awk 'NF && (m == "" || $1 < m) { m = $1 } END { print m }'; }
+maximum() { printf '%s\n' "$@" | awk 'NF && (m == "" || $1 > m) { m = $1 } END { print m }'; }
 
 publish() { # file url
     ffmpeg -nostdin -v error -re -stream_loop -1 -i "$1" -c copy -f flv "$2" \
@@ -218,7 +222,7 @@ NGINX_PID=$!
 PIDS+=($NGINX_PID)
 NGINX_WORKER=
 for _ in $(seq 50); do
-    NGINX_WORKER=$(pgrep -P "$NGINX_PID" | head -1 || true)
+    NGINX_WORKER=$(pgrep -P "$NGINX_PID" | awk 'NR == 1' || true)
     [ -n "$NGINX_WORKER" ] && ss -Hltn "sport = :$NGINX_PORT" | grep -q . && break
     sleep 0.1
 done
@@ -238,6 +242,7 @@ for s in s2m s230k; do
     wait_playable "$R_RTMP/$s" "$RTMPD_PID" rtmpd
     wait_playable "$N_RTMP/$s" "$NGINX_WORKER" nginx
 done
+hwm_mib() { awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status" 2>/dev/null || echo '?'; }
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 RTMPD_IDLE_KIB=$(rss_kib "$RTMPD_PID")
 NGINX_IDLE_KIB=$(rss_kib "$NGINX_WORKER")
@@ -269,6 +274,9 @@ done
 run_load "e-nginx-rtmp-1" "$N_RTMP/s2m" "$TTFK_VIEWERS" "$TTFK_DURATION" "$NGINX_WORKER" --ramp "$TTFK_RAMP"
 
 # --- report ------------------------------------------------------------------------------------
+# Every run's JSON is kept for a closer look.
+rm -rf "$ROOT/target/bench-runs"
+cp -r "$TMP/runs" "$ROOT/target/bench-runs"
 field() { # prefix key -> values over the repetitions
     local f v
     if [ "$2" = rss_per_viewer_kib ]; then
@@ -287,33 +295,33 @@ row() { # scenario server protocol prefix
     local p=$4
     local gb req ref=n/a ratio=n/a mem=-
     gb=$(median $(field "$p" server_cpu_s_per_gb))
-    req=$(field "$p" viewers_requested | head -1)
+    req=$(maximum $(field "$p" viewers_requested))
     case $1 in
     a | b | c) ref=$NGINX_A ;;
     d) ref=$NGINX_D ;;
     esac
     # Memory per viewer means little for the small runs of e, after the big run of d.
-    if [ "$1" != e ]; then mem=$(median $(field "$p" rss_per_viewer_kib)); fi
+    if [ "$1" != e ]; then mem=$(num "$(median $(field "$p" rss_per_viewer_kib))" 1); fi
     if [[ "$gb" =~ ^[0-9.]+$ && "$ref" =~ ^[0-9.]+$ ]]; then
         ratio=$(awk -v a="$gb" -v b="$ref" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
     fi
     printf '| %s | %s | %s | %s | %s | %s / %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' \
         "$1" "$2" "$3" "${req:-?}" "$(minimum $(field "$p" viewers_full))" \
-        "$(median $(field "$p" ttfk_ms_p50))" "$(median $(field "$p" ttfk_ms_p99))" \
-        "$(median $(field "$p" max_stall_ms_p99))" "$(median $(field "$p" mbps_total))" \
-        "$(median $(field "$p" server_cpu_s))" "$gb" "$ratio" \
-        "$(awk -v k="$(maximum $(field "$p" server_hwm_kib))" 'BEGIN { printf "%.1f", k / 1024 }')" \
-        "$mem" "$(median $(field "$p" loadgen_cpu_s))"
+        "$(num "$(median $(field "$p" ttfk_ms_p50))" 1)" "$(num "$(median $(field "$p" ttfk_ms_p99))" 1)" \
+        "$(num "$(median $(field "$p" max_stall_ms_p99))" 0)" "$(num "$(median $(field "$p" mbps_total))" 0)" \
+        "$(num "$(median $(field "$p" server_cpu_s))" 2)" "$(num "$gb" 3)" "$ratio" \
+        "$(awk -v k="$(maximum $(field "$p" server_rss_peak_kib))" 'BEGIN { printf "%.1f", k / 1024 }')" \
+        "$mem" "$(num "$(median $(field "$p" loadgen_cpu_s))" 2)"
 }
 {
     echo "## rtmpd-load benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo
-    echo "Machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(uname -sr);"
+    echo "Machine: $(nproc) cores, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), $(uname -sr);"
     echo "$("$NGINX" -v 2>&1) with libnginx-mod-rtmp (1 worker); rtmpd $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')."
     echo "Streams: 60 s testsrc2+sine looped, H.264 High + AAC, keyframe every 2 s: 2 Mbps (1280x720p30) and ~230 kbps (426x240p25)."
     echo "Runs: $REPS repetition(s) of a-c, ${DURATION} s each (medians; \"full\" is the minimum); d ${BIG_DURATION} s at ${BIG_RAMP} connects/s; e ${TTFK_DURATION} s at ${TTFK_RAMP} connects/s."
     echo
-    echo "| | server | protocol | viewers | full stream | TTFK p50 / p99 ms | max stall p99 ms | Mbit/s | server CPU s | CPU s/GB | vs nginx RTMP | VmHWM MiB | KiB/viewer | loadgen CPU s |"
+    echo "| | server | protocol | viewers | full stream | TTFK p50 / p99 ms | max stall p99 ms | Mbit/s | server CPU s | CPU s/GB | vs nginx RTMP | RSS peak MiB | KiB/viewer | loadgen CPU s |"
     echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     row a rtmpd RTMP a-rtmpd-rtmp
     row a nginx-rtmp RTMP a-nginx-rtmp
@@ -328,6 +336,7 @@ row() { # scenario server protocol prefix
     echo
     echo "a-c: 1 stream of 2 Mbps to $VIEWERS viewers; d: ~230 kbps to $BIG_VIEWERS viewers; e: $TTFK_VIEWERS viewers joining at $TTFK_RAMP/s."
     echo "\"vs nginx RTMP\" divides CPU s/GB by nginx-rtmp's RTMP figure at the same load (a-c: scenario a; d: scenario d). Target: at most 0.20."
+    echo "RSS peak: the server's highest VmRSS within the runs of that row (sampled every 100 ms). Lifetime peak (VmHWM) at the end: rtmpd $(hwm_mib "$RTMPD_PID") MiB, nginx worker $(hwm_mib "$NGINX_WORKER") MiB."
     echo "KiB/viewer: server VmRSS at the end of the run (viewers still connected) minus its idle VmRSS with the streams live, per connected viewer (includes any per-viewer queue the run built up)."
     echo "The load generator shares the $(nproc) cores with the server; its CPU time is in the last column."
     echo
@@ -340,7 +349,7 @@ row() { # scenario server protocol prefix
         echo
         echo "rtmpd-load errors:"
         echo '```'
-        sort "$TMP/load.err" | uniq -c | head -20
+        sort "$TMP/load.err" | uniq -c | awk 'NR <= 20'
         echo '```'
     fi
     echo

@@ -1219,6 +1219,8 @@ fn run(config: &Config) -> Result<Report, String> {
     let end = start + config.duration;
     let mut started = 0usize;
     let mut next_sweep = start;
+    // VmHWM is the peak of the server's whole life; this is the peak within the run.
+    let mut rss_peak_kib = server_start.map_or(0, |s| s.rss_kib);
     loop {
         let now = Instant::now();
         if now >= end {
@@ -1236,6 +1238,9 @@ fn run(config: &Config) -> Result<Report, String> {
         }
         if now >= next_sweep {
             sweep_timeouts(&mut viewers, config.connect_timeout, now, poll.registry());
+            if let Some(sample) = config.server_pid.and_then(|p| ProcSample::read(p).ok()) {
+                rss_peak_kib = rss_peak_kib.max(sample.rss_kib);
+            }
             next_sweep = now + Duration::from_millis(100);
         }
         let mut wake = end.min(next_sweep);
@@ -1280,6 +1285,7 @@ fn run(config: &Config) -> Result<Report, String> {
         &stats,
         run_end - start,
         server_start.zip(server_end),
+        rss_peak_kib.max(server_end.map_or(0, |s| s.rss_kib)),
         loadgen_cpu,
     ))
 }
@@ -1341,6 +1347,8 @@ struct ServerFigures {
     cpu_s_per_gb: f64,
     rss_start_kib: u64,
     rss_end_kib: u64,
+    /// Highest VmRSS seen in the run (sampled every 100 ms).
+    rss_peak_kib: u64,
     hwm_kib: u64,
     rss_per_viewer_kib: f64,
 }
@@ -1369,6 +1377,7 @@ impl Report {
         stats: &[(Stats, bool)],
         elapsed: Duration,
         server: Option<(ProcSample, ProcSample)>,
+        rss_peak_kib: u64,
         loadgen_cpu_s: f64,
     ) -> Report {
         let connected = stats.iter().filter(|(s, _)| s.ready.is_some()).count();
@@ -1388,6 +1397,7 @@ impl Report {
                 cpu_s_per_gb: if gb > 0.0 { cpu_s / gb } else { 0.0 },
                 rss_start_kib: a.rss_kib,
                 rss_end_kib: b.rss_kib,
+                rss_peak_kib,
                 hwm_kib: b.hwm_kib,
                 rss_per_viewer_kib: if connected > 0 {
                     (b.rss_kib as f64 - a.rss_kib as f64) / connected as f64
@@ -1463,14 +1473,16 @@ impl Report {
         if let Some(s) = &self.server {
             let _ = writeln!(
                 t,
-                "server        pid {}: CPU {:.2} s, {:.3} CPU s/GB, VmHWM {:.1} MiB, VmRSS {:.1} -> {:.1} MiB ({:.1} KiB/viewer)",
+                "server        pid {}: CPU {:.2} s, {:.3} CPU s/GB; VmRSS {:.1} -> {:.1} MiB \
+                 ({:.1} KiB/viewer), peak in run {:.1} MiB, VmHWM {:.1} MiB",
                 s.pid,
                 s.cpu_s,
                 s.cpu_s_per_gb,
-                s.hwm_kib as f64 / 1024.0,
                 s.rss_start_kib as f64 / 1024.0,
                 s.rss_end_kib as f64 / 1024.0,
-                s.rss_per_viewer_kib
+                s.rss_per_viewer_kib,
+                s.rss_peak_kib as f64 / 1024.0,
+                s.hwm_kib as f64 / 1024.0
             );
         }
         let _ = writeln!(t, "loadgen       CPU {:.2} s", self.loadgen_cpu_s);
@@ -1517,13 +1529,14 @@ impl Report {
             let _ = write!(
                 j,
                 ",\"server_pid\":{},\"server_cpu_s\":{:.3},\"server_cpu_s_per_gb\":{:.4},\
-                 \"server_rss_start_kib\":{},\"server_rss_end_kib\":{},\"server_hwm_kib\":{},\
-                 \"server_rss_per_viewer_kib\":{:.2}",
+                 \"server_rss_start_kib\":{},\"server_rss_end_kib\":{},\"server_rss_peak_kib\":{},\
+                 \"server_hwm_kib\":{},\"server_rss_per_viewer_kib\":{:.2}",
                 s.pid,
                 s.cpu_s,
                 s.cpu_s_per_gb,
                 s.rss_start_kib,
                 s.rss_end_kib,
+                s.rss_peak_kib,
                 s.hwm_kib,
                 s.rss_per_viewer_kib
             );
