@@ -40,10 +40,12 @@ die() { log "error: $*"; exit 1; }
 
 # --- processes we own --------------------------------------------------------------------------
 TMP=$(mktemp -d /tmp/rtmpd-bench.XXXXXX)
-PIDS=()
+PIDS=()     # servers, publishers, the watchdog: alive until the end
+LOAD_PID=   # the load generator run in progress, if any
 WATCHDOG_PID=
 cleanup() {
     local p
+    if [ -n "$LOAD_PID" ]; then kill -TERM "$LOAD_PID" 2>/dev/null || true; fi
     # The watchdog is a subshell; its sleep is its only child.
     if [ -n "$WATCHDOG_PID" ]; then pkill -TERM -P "$WATCHDOG_PID" 2>/dev/null || true; fi
     for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
@@ -156,9 +158,11 @@ run_load() { # name url viewers duration server-pid [extra options...]
     # In the background and waited for, so a signal to the script is handled at once.
     timeout $((dur + 60)) "$LOAD" --url "$url" --viewers "$n" --duration "$dur" \
         --server-pid "$pid" "$@" --json >"$out" 2>>"$TMP/load.err" &
-    local lp=$!
-    PIDS+=($lp)
-    if ! wait "$lp"; then
+    LOAD_PID=$!
+    local ok=1
+    wait "$LOAD_PID" || ok=0
+    LOAD_PID=
+    if [ "$ok" = 0 ]; then
         log "$name: rtmpd-load failed: $(tail -1 "$TMP/load.err")"
         echo '{}' >"$out"
     fi
