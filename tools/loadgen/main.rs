@@ -4,8 +4,10 @@
 //! media is parsed only as far as counting frames and spotting keyframes.
 //!
 //! "Full stream" means: the viewer got its first keyframe (audio-only: first audio frame), no
-//! gap between two reads carrying media exceeded 2 s, its last media arrived within 1 s of the
-//! end of the run, and the connection saw no error or close before the end.
+//! gap between two reads carrying media exceeded 2 s, no frame was missing (no jump of more than
+//! 500 ms between the timestamps of consecutive frames of a track, which a skip to the next
+//! keyframe would cause), its last media arrived within 1 s of the end of the run, and the
+//! connection saw no error or close before the end.
 
 use bytes::BytesMut;
 use mio::net::TcpStream;
@@ -28,6 +30,9 @@ const BATCH_EVERY: Duration = Duration::from_millis(100);
 const STALL_LIMIT: Duration = Duration::from_secs(2);
 /// The last media must have arrived within this of the end of the run.
 const TAIL_LIMIT: Duration = Duration::from_secs(1);
+/// A larger step between the timestamps of consecutive frames of one track means frames were
+/// dropped (frames are 20-40 ms apart in any stream this tool is pointed at).
+const TS_GAP_LIMIT_MS: u32 = 500;
 /// One read buffer shared by all viewers: per-viewer buffers would cost memory per connection.
 const READ_BUF: usize = 256 * 1024;
 /// Caps on what a viewer buffers: a response head, and one FLV tag.
@@ -415,6 +420,10 @@ struct Stats {
     frames: u64,
     last_media: Option<Instant>,
     max_stall: Duration,
+    /// Last timestamp per track (audio, video), from the first frame after the sequence headers.
+    last_dts: [Option<u32>; 2],
+    /// Largest forward step between consecutive timestamps of one track, in ms.
+    max_ts_gap: u32,
     /// Set by the frame callbacks, consumed per read to measure stalls between reads.
     media_in_read: bool,
     error: Option<String>,
@@ -432,6 +441,8 @@ impl Stats {
             frames: 0,
             last_media: None,
             max_stall: Duration::ZERO,
+            last_dts: [None, None],
+            max_ts_gap: 0,
             media_in_read: false,
             error: None,
         }
@@ -443,7 +454,23 @@ impl Stats {
         }
     }
 
-    fn on_frame(&mut self, track: Track, key: bool, config: bool, now: Instant) {
+    fn on_frame(&mut self, track: Track, key: bool, config: bool, dts: u32, now: Instant) {
+        let slot = match track {
+            Track::Audio => 0,
+            Track::Video => 1,
+            Track::Meta => return,
+        };
+        // Sequence headers may carry any timestamp (a late joiner's are from the stream start).
+        if !config {
+            if let Some(prev) = self.last_dts[slot] {
+                // Wrapping, as RTMP time wraps at 2^32 ms; a step back counts as no gap.
+                let step = dts.wrapping_sub(prev);
+                if step < u32::MAX / 2 {
+                    self.max_ts_gap = self.max_ts_gap.max(step);
+                }
+            }
+            self.last_dts[slot] = Some(dts);
+        }
         match track {
             Track::Video => {
                 self.saw_video = true;
@@ -489,6 +516,7 @@ impl Stats {
         self.error.is_none()
             && self.ttfk().is_some()
             && self.max_stall <= STALL_LIMIT
+            && self.max_ts_gap <= TS_GAP_LIMIT_MS
             && self
                 .last_media
                 .is_some_and(|t| end.saturating_duration_since(t) <= TAIL_LIMIT)
@@ -517,7 +545,7 @@ impl FlvReader {
         self.buf.extend_from_slice(data);
         loop {
             match self.demux.next(&mut self.buf) {
-                Ok(Some(FlvItem::Frame(f))) => stats.on_frame(f.track, f.key, f.config, now),
+                Ok(Some(FlvItem::Frame(f))) => stats.on_frame(f.track, f.key, f.config, f.dts, now),
                 Ok(Some(FlvItem::Header { .. })) => {}
                 Ok(None) => break,
                 Err(e) => return Err(e.to_string()),
@@ -1100,7 +1128,7 @@ fn feed_rtmp(
                 }
             }
             ClientEvent::Media { frame, .. } => {
-                stats.on_frame(frame.track, frame.key, frame.config, now)
+                stats.on_frame(frame.track, frame.key, frame.config, frame.dts, now)
             }
             ClientEvent::Error(e) => return Err(format!("rtmp _error: {e}")),
         }
@@ -1364,6 +1392,7 @@ struct Report {
     connect: Dist,
     ttfk: Dist,
     stall: Dist,
+    ts_gap: Dist,
     bytes: u64,
     frames: u64,
     server: Option<ServerFigures>,
@@ -1423,6 +1452,13 @@ impl Report {
                     .map(|(s, _)| ms(s.max_stall))
                     .collect(),
             ),
+            ts_gap: Dist::of(
+                stats
+                    .iter()
+                    .filter(|(s, _)| s.last_media.is_some())
+                    .map(|(s, _)| s.max_ts_gap as f64)
+                    .collect(),
+            ),
             bytes,
             frames: stats.iter().map(|(s, _)| s.frames).sum(),
             server,
@@ -1463,6 +1499,7 @@ impl Report {
         dist(&mut t, "connect ms", &self.connect);
         dist(&mut t, "TTFK ms", &self.ttfk);
         dist(&mut t, "max stall ms", &self.stall);
+        dist(&mut t, "max ts gap ms", &self.ts_gap);
         let _ = writeln!(
             t,
             "delivered     {:.3} GB, {} frames, {:.1} Mbit/s",
@@ -1511,6 +1548,7 @@ impl Report {
             ("connect_ms", &self.connect),
             ("ttfk_ms", &self.ttfk),
             ("max_stall_ms", &self.stall),
+            ("max_ts_gap_ms", &self.ts_gap),
         ] {
             let _ = write!(
                 j,
@@ -1804,27 +1842,67 @@ mod tests {
     fn full_stream_rules() {
         let t0 = Instant::now();
         let mut s = Stats::new(t0);
-        s.on_frame(Track::Video, true, false, t0 + Duration::from_millis(10));
+        s.on_frame(Track::Video, true, false, 0, t0 + Duration::from_millis(10));
         s.end_read(t0 + Duration::from_millis(10));
-        s.on_frame(Track::Video, false, false, t0 + Duration::from_millis(1500));
+        s.on_frame(
+            Track::Video,
+            false,
+            false,
+            0,
+            t0 + Duration::from_millis(1500),
+        );
         s.end_read(t0 + Duration::from_millis(1500));
         assert!(s.full(t0 + Duration::from_millis(2000)));
         // The last media is more than a second before the end.
         assert!(!s.full(t0 + Duration::from_millis(2600)));
         // A stall over 2 s.
-        s.on_frame(Track::Video, false, false, t0 + Duration::from_millis(3600));
+        s.on_frame(
+            Track::Video,
+            false,
+            false,
+            0,
+            t0 + Duration::from_millis(3600),
+        );
         s.end_read(t0 + Duration::from_millis(3600));
         assert_eq!(s.max_stall, Duration::from_millis(2100));
         assert!(!s.full(t0 + Duration::from_millis(3700)));
     }
 
     #[test]
+    fn dropped_frames_are_not_the_full_stream() {
+        let t0 = Instant::now();
+        let mut s = Stats::new(t0);
+        let mut at = |s: &mut Stats, track, key, config, dts, ms| {
+            let now = t0 + Duration::from_millis(ms);
+            s.on_frame(track, key, config, dts, now);
+            s.end_read(now);
+        };
+        // A late joiner's sequence header carries the stream's first timestamp: no gap.
+        at(&mut s, Track::Video, true, true, 0, 1);
+        at(&mut s, Track::Video, true, false, 90_000, 2);
+        at(&mut s, Track::Audio, true, false, 90_010, 3);
+        at(&mut s, Track::Video, false, false, 90_040, 40);
+        at(&mut s, Track::Audio, true, false, 90_033, 41);
+        assert_eq!(s.max_ts_gap, 40);
+        assert!(s.full(t0 + Duration::from_millis(100)));
+        // A skip to the next keyframe two seconds on.
+        at(&mut s, Track::Video, true, false, 92_000, 80);
+        assert_eq!(s.max_ts_gap, 1960);
+        assert!(!s.full(t0 + Duration::from_millis(100)));
+        // Timestamps wrap at 2^32 ms without counting as a gap.
+        let mut w = Stats::new(t0);
+        at(&mut w, Track::Audio, true, false, u32::MAX - 10, 1);
+        at(&mut w, Track::Audio, true, false, 13, 2);
+        assert_eq!(w.max_ts_gap, 24);
+    }
+
+    #[test]
     fn audio_only_ttfk_is_first_audio() {
         let t0 = Instant::now();
         let mut s = Stats::new(t0);
-        s.on_frame(Track::Audio, true, true, t0 + Duration::from_millis(5));
+        s.on_frame(Track::Audio, true, true, 0, t0 + Duration::from_millis(5));
         assert!(s.ttfk().is_none());
-        s.on_frame(Track::Audio, true, false, t0 + Duration::from_millis(7));
+        s.on_frame(Track::Audio, true, false, 0, t0 + Duration::from_millis(7));
         assert_eq!(s.ttfk(), Some(Duration::from_millis(7)));
     }
 
