@@ -23,6 +23,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
 use crate::config::{OriginConfig, ViewerConfig};
+use crate::http::files::Root;
 use crate::hub::{Hub, HubConfig, ViewerId};
 use crate::media::StreamKey;
 use conn::{Conn, ConnState, Listener, RtmpRole};
@@ -70,6 +71,9 @@ pub struct Server {
     conns: Slab<Conn>,
     hub: Hub,
     viewer_cfg: ViewerConfig,
+    setup: Setup,
+    /// `--access-log` file; `None` logs requests to stderr.
+    access_log: Option<std::io::BufWriter<std::fs::File>>,
     started: Instant,
     started_wall: std::time::SystemTime,
     scratch: Vec<u8>,
@@ -96,21 +100,80 @@ fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, ServerError> {
         .map_err(|e| ServerError(format!("cannot listen for {what} on {addr}: {e}")))
 }
 
-/// Runs the origin until Ctrl-C or SIGTERM.
-pub fn run_origin(cfg: OriginConfig) -> Result<(), ServerError> {
-    if let Some(n) = limits::raise_nofile() {
-        info!("open-file limit {n}");
-    }
-    let rtmp = bind(SocketAddr::new(cfg.bind, cfg.rtmp_port), "RTMP")?;
-    let http = bind(SocketAddr::new(cfg.bind, cfg.http_port), "HTTP")?;
-    let mut server = Server::new(&cfg, vec![(rtmp, Listener::Rtmp), (http, Listener::Http)])?;
+/// What a server process serves besides its listeners.
+pub struct Setup {
+    pub mode: &'static str,
+    pub viewer: ViewerConfig,
+    /// Static roots, first match wins: the pages, then the data dir (origin) or one root (file gateway).
+    pub roots: Vec<Root>,
+    /// Serve `home.html` for `/` (the origin's dashboard); the file gateway serves `/` like any folder.
+    pub home_page: bool,
+    pub dir_listing: bool,
+    pub access_log: Option<std::path::PathBuf>,
+}
+
+fn print_listeners(server: &Server) -> Result<(), ServerError> {
     for (l, kind) in &server.listeners {
         let addr = l.local_addr().map_err(|e| ServerError(e.to_string()))?;
         match kind {
             Listener::Rtmp => info!("RTMP listening on {addr}"),
             Listener::Http => info!("HTTP listening on {addr}"),
+            Listener::Web => info!("Web listening on {addr}"),
         }
     }
+    Ok(())
+}
+
+/// Runs the origin until Ctrl-C or SIGTERM.
+pub fn run_origin(cfg: OriginConfig) -> Result<(), ServerError> {
+    if let Some(n) = limits::raise_nofile() {
+        info!("open-file limit {n}");
+    }
+    std::fs::create_dir_all(&cfg.data_dir)
+        .map_err(|e| ServerError(format!("cannot create the data dir {}: {e}", cfg.data_dir.display())))?;
+    let mut listeners = vec![
+        (bind(SocketAddr::new(cfg.bind, cfg.rtmp_port), "RTMP")?, Listener::Rtmp),
+        (bind(SocketAddr::new(cfg.bind, cfg.http_port), "HTTP")?, Listener::Http),
+    ];
+    if let Some(port) = cfg.web_port {
+        listeners.push((bind(SocketAddr::new(cfg.bind, port), "the web port")?, Listener::Web));
+    }
+    let pages = match &cfg.web.web_dir {
+        Some(dir) => Root::Dir(dir.clone()),
+        None => Root::Embedded,
+    };
+    let setup = Setup {
+        mode: "origin",
+        viewer: cfg.viewer.clone(),
+        roots: vec![pages, Root::Dir(cfg.data_dir.clone())],
+        home_page: true,
+        dir_listing: cfg.web.dir_listing,
+        access_log: cfg.web.access_log.clone(),
+    };
+    let mut server = Server::new(setup, listeners)?;
+    print_listeners(&server)?;
+    info!("data dir {}", cfg.data_dir.display());
+    server.run()
+}
+
+/// Runs the static file gateway until Ctrl-C or SIGTERM.
+pub fn run_file_gateway(cfg: crate::config::FileGatewayConfig) -> Result<(), ServerError> {
+    if let Some(n) = limits::raise_nofile() {
+        info!("open-file limit {n}");
+    }
+    let listener = bind(SocketAddr::new(cfg.bind, cfg.port), "the file gateway")?;
+    let setup = Setup {
+        mode: "file-gateway",
+        viewer: crate::config::ViewerConfig::default(),
+        roots: vec![Root::Dir(cfg.root.clone())],
+        home_page: false,
+        dir_listing: cfg.web.dir_listing,
+        access_log: cfg.web.access_log.clone(),
+    };
+    let mut server = Server::new(setup, vec![(listener, Listener::Web)])?;
+    print_listeners(&server)?;
+    let root = std::fs::canonicalize(&cfg.root).unwrap_or(cfg.root);
+    info!("file gateway root {}", root.display());
     server.run()
 }
 
@@ -126,10 +189,17 @@ fn hub_config(v: &ViewerConfig) -> HubConfig {
 }
 
 impl Server {
-    fn new(
-        cfg: &OriginConfig,
-        mut listeners: Vec<(TcpListener, Listener)>,
-    ) -> Result<Server, ServerError> {
+    fn new(setup: Setup, mut listeners: Vec<(TcpListener, Listener)>) -> Result<Server, ServerError> {
+        let access_log = match &setup.access_log {
+            None => None,
+            Some(path) => Some(std::io::BufWriter::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(|e| ServerError(format!("--access-log {}: {e}", path.display())))?,
+            )),
+        };
         let poll =
             Poll::new().map_err(|e| ServerError(format!("cannot create the event loop: {e}")))?;
         for (i, (l, _)) in listeners.iter_mut().enumerate() {
@@ -153,8 +223,10 @@ impl Server {
             poll,
             listeners,
             conns: Slab::with_capacity(1024),
-            hub: Hub::new(hub_config(&cfg.viewer)),
-            viewer_cfg: cfg.viewer.clone(),
+            hub: Hub::new(hub_config(&setup.viewer)),
+            viewer_cfg: setup.viewer.clone(),
+            setup,
+            access_log,
             started: now,
             started_wall: std::time::SystemTime::now(),
             scratch: vec![0; READ_CHUNK],
@@ -280,7 +352,7 @@ impl Server {
                     role: RtmpRole::Idle,
                 }))
             }
-            Listener::Http => ConnState::HttpHead { served: 0 },
+            Listener::Http | Listener::Web => ConnState::HttpHead { served: 0 },
         };
         let entry = self.conns.vacant_entry();
         let token = entry.key();
@@ -316,7 +388,7 @@ impl Server {
                     self.totals.bytes_in += n as u64;
                     match conn.listener {
                         Listener::Rtmp => self.rtmp_input(token, &buf[..n]),
-                        Listener::Http => self.http_input(token, &buf[..n]),
+                        Listener::Http | Listener::Web => self.http_input(token, &buf[..n]),
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -336,6 +408,16 @@ impl Server {
             self.pending_read.push(token);
         }
         self.scratch = buf;
+    }
+
+    /// One access-log line: to the `--access-log` file, else to stderr with the other logs.
+    fn write_access(&mut self, line: String) {
+        match &mut self.access_log {
+            Some(f) => {
+                let _ = writeln!(f, "{line}");
+            }
+            None => info!(target: "access", "{line}"),
+        }
     }
 
     /// Lists a connection for the next merged flush, or writes at once when merging is off.
@@ -416,6 +498,13 @@ impl Server {
                             .reregister(&mut conn.socket, Token(token), interest);
                     conn.write_blocked = !drained;
                 }
+                if drained && conn.body.is_none() {
+                    if let Some(a) = conn.access.take() {
+                        let line = access_line(conn.peer, a);
+                        self.write_access(line);
+                    }
+                }
+                let Some(conn) = self.conns.get_mut(token) else { return };
                 if drained && conn.close_after_flush {
                     self.close(token, "done");
                 } else if body_done {
@@ -447,6 +536,12 @@ impl Server {
         };
         if let Some(v) = viewer {
             self.hub.remove_viewer(v);
+        }
+        if let Some(mut a) = self.conns[token].access.take() {
+            // Live responses are logged when they end, with what they carried.
+            a.bytes = self.conns[token].bytes_out;
+            let line = access_line(self.conns[token].peer, a);
+            self.write_access(line);
         }
         if let Some(key) = publishing {
             info!(
@@ -600,11 +695,37 @@ impl Server {
                 expired.push((t, r));
             }
         }
+        self.log_skips();
+        if let Some(f) = &mut self.access_log {
+            let _ = f.flush();
+        }
         for (t, r) in expired {
             if let Some(c) = self.conns.get(t) {
                 info!("{} {}: {r}", c.kind(), c.peer);
             }
             self.close(t, r);
+        }
+    }
+
+    /// One line per slow-viewer episode, with the peer address (the hub counts, we report).
+    fn log_skips(&mut self) {
+        for (_, c) in self.conns.iter_mut() {
+            let Some(vw) = c.viewer().and_then(|v| self.hub.viewer_ref(v)) else {
+                continue;
+            };
+            let st = &vw.queue.stats;
+            if st.skips > c.skips_logged {
+                warn!(
+                    "{}: {} player {} is slow: skipped to the next keyframe {} time(s), {} frames / {} bytes dropped so far",
+                    vw.key,
+                    c.kind(),
+                    c.peer,
+                    st.skips - c.skips_logged,
+                    st.frames_dropped,
+                    st.bytes_dropped
+                );
+                c.skips_logged = st.skips;
+            }
         }
     }
 
@@ -695,6 +816,10 @@ impl Server {
         }
         info!("stopped");
     }
+}
+
+fn access_line(peer: SocketAddr, a: conn::Access) -> String {
+    crate::http::files::access_log_line(peer, &a.request_line, a.status, a.bytes, a.wall, a.started.elapsed())
 }
 
 /// Writes from `out` until it is empty (Ok(true)) or the socket would block (Ok(false)).
