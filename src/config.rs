@@ -14,6 +14,7 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub enum Mode {
     Origin(OriginConfig),
     FileGateway(FileGatewayConfig),
+    FlvGateway(FlvGatewayConfig),
     Help(String),
     Version,
 }
@@ -149,19 +150,49 @@ fn viewer_options(opts: &mut Options) {
 
 fn web_options(opts: &mut Options) {
     opts.optflag("", "dir", "list folders that have no index.html");
-    opts.optopt("", "access-log", "write the access log (Common Log Format + ms) to this file [stderr]", "F");
+    opts.optopt(
+        "",
+        "access-log",
+        "write the access log (Common Log Format + ms) to this file [stderr]",
+        "F",
+    );
 }
 
 fn origin_options() -> Options {
     let mut opts = Options::new();
     common_options(&mut opts);
     opts.optopt("", "bind", "address for every listener [0.0.0.0]", "ADDR");
-    opts.optopt("", "rtmp-port", "RTMP publish and play; 0 picks a free port [1935]", "N");
-    opts.optopt("", "http-port", "HTTP-FLV, WS-FLV, /api/*, /metrics and static files; 0 picks a free port [8501]", "N");
-    opts.optopt("", "web-port", "static files only: player pages and recordings; 0 picks a free port [8000]", "N");
+    opts.optopt(
+        "",
+        "rtmp-port",
+        "RTMP publish and play; 0 picks a free port [1935]",
+        "N",
+    );
+    opts.optopt(
+        "",
+        "http-port",
+        "HTTP-FLV, WS-FLV, /api/*, /metrics and static files; 0 picks a free port [8501]",
+        "N",
+    );
+    opts.optopt(
+        "",
+        "web-port",
+        "static files only: player pages and recordings; 0 picks a free port [8000]",
+        "N",
+    );
     opts.optflag("", "no-web", "do not open the web port");
-    opts.optopt("", "data-dir", "where flv/, hls/ and mp4/ are written and served from [.]", "DIR");
-    opts.optopt("", "web-dir", "serve the player pages from this folder [built into the binary]", "DIR");
+    opts.optopt(
+        "",
+        "data-dir",
+        "where flv/, hls/ and mp4/ are written and served from [.]",
+        "DIR",
+    );
+    opts.optopt(
+        "",
+        "web-dir",
+        "serve the player pages from this folder [built into the binary]",
+        "DIR",
+    );
     web_options(&mut opts);
     viewer_options(&mut opts);
     opts
@@ -178,7 +209,11 @@ const FILE_GATEWAY_BRIEF: &str = "Usage: rtmpd file-gateway [HOST [PORT [ROOT]]]
     A static file server for recordings and pages (defaults: 0.0.0.0, 8100, the current directory).";
 
 fn web_config(m: &getopts::Matches, web_dir: Option<PathBuf>) -> WebConfig {
-    WebConfig { web_dir, dir_listing: m.opt_present("dir"), access_log: m.opt_str("access-log").map(PathBuf::from) }
+    WebConfig {
+        web_dir,
+        dir_listing: m.opt_present("dir"),
+        access_log: m.opt_str("access-log").map(PathBuf::from),
+    }
 }
 
 fn existing_dir(path: &str, what: &str) -> Result<PathBuf, ConfigError> {
@@ -204,14 +239,27 @@ fn parse_file_gateway(args: &[String]) -> Result<Mode, ConfigError> {
     }
     let bind = match m.free.first() {
         None => IpAddr::from([0, 0, 0, 0]),
-        Some(s) => s.parse().or_else(|_| err(format!("file-gateway HOST: '{s}' is not an IP address")))?,
+        Some(s) => s
+            .parse()
+            .or_else(|_| err(format!("file-gateway HOST: '{s}' is not an IP address")))?,
     };
     let port = match m.free.get(1) {
         None => 8100,
-        Some(s) => s.parse().or_else(|_| err(format!("file-gateway PORT: '{s}' is not a port (0-65535)")))?,
+        Some(s) => s
+            .parse()
+            .or_else(|_| err(format!("file-gateway PORT: '{s}' is not a port (0-65535)")))?,
     };
-    let root = existing_dir(m.free.get(2).map(String::as_str).unwrap_or("."), "file-gateway ROOT")?;
-    Ok(Mode::FileGateway(FileGatewayConfig { bind, port, root, web: web_config(&m, None), log: log_config(&m)? }))
+    let root = existing_dir(
+        m.free.get(2).map(String::as_str).unwrap_or("."),
+        "file-gateway ROOT",
+    )?;
+    Ok(Mode::FileGateway(FileGatewayConfig {
+        bind,
+        port,
+        root,
+        web: web_config(&m, None),
+        log: log_config(&m)?,
+    }))
 }
 
 fn usage(opts: &Options, brief: &str) -> String {
@@ -280,10 +328,82 @@ fn port(m: &getopts::Matches, name: &str, default: u16) -> Result<u16, ConfigErr
     }
 }
 
+// --- flv-gateway mode (owned by the gateway helper) ---
+
+/// `rtmpd flv-gateway PORT UPSTREAM [OPTIONS]`: an HTTP-FLV/WS-FLV relay of `UPSTREAM`.
+#[derive(Clone, Debug)]
+pub struct FlvGatewayConfig {
+    pub bind: IpAddr,
+    pub port: u16,
+    pub upstream: crate::gateway::flv::UpstreamUrl,
+    pub viewer: ViewerConfig,
+    pub web: WebConfig,
+    pub log: LogConfig,
+}
+
+const FLV_GATEWAY_BRIEF: &str = "Usage: rtmpd flv-gateway PORT UPSTREAM [OPTIONS]\n\n\
+    An HTTP-FLV and WebSocket-FLV relay: each /{app}/{stream}.flv asked of it is pulled once from\n\
+    UPSTREAM/{app}/{stream}.flv (an origin or another gateway) and shared by all its viewers.\n\
+    Example: rtmpd flv-gateway 8080 http://10.0.0.5:8501";
+
+fn flv_gateway_options() -> Options {
+    let mut opts = Options::new();
+    common_options(&mut opts);
+    opts.optopt("", "bind", "address to listen on [0.0.0.0]", "ADDR");
+    web_options(&mut opts);
+    viewer_options(&mut opts);
+    opts
+}
+
+fn parse_flv_gateway(args: &[String]) -> Result<Mode, ConfigError> {
+    let opts = flv_gateway_options();
+    let m = opts.parse(args).map_err(|e| ConfigError(e.to_string()))?;
+    if m.opt_present("help") {
+        return Ok(Mode::Help(usage(&opts, FLV_GATEWAY_BRIEF)));
+    }
+    if m.opt_present("version") {
+        return Ok(Mode::Version);
+    }
+    let (Some(port), Some(upstream)) = (m.free.first(), m.free.get(1)) else {
+        return err(
+            "flv-gateway needs PORT and UPSTREAM, e.g. flv-gateway 8080 http://10.0.0.5:8501",
+        );
+    };
+    if let Some(extra) = m.free.get(2) {
+        return err(format!("flv-gateway: unexpected argument '{extra}'"));
+    }
+    let port = port.parse().or_else(|_| {
+        err(format!(
+            "flv-gateway PORT: '{port}' is not a port (0-65535)"
+        ))
+    })?;
+    let upstream = crate::gateway::flv::UpstreamUrl::parse(upstream)
+        .map_err(|e| ConfigError(format!("flv-gateway UPSTREAM '{upstream}': {e}")))?;
+    let bind = match m.opt_str("bind") {
+        None => IpAddr::from([0, 0, 0, 0]),
+        Some(s) => s
+            .parse()
+            .or_else(|_| err(format!("--bind: '{s}' is not an IP address")))?,
+    };
+    Ok(Mode::FlvGateway(FlvGatewayConfig {
+        bind,
+        port,
+        upstream,
+        viewer: viewer_config(&m)?,
+        web: web_config(&m, None),
+        log: log_config(&m)?,
+    }))
+}
+
+// --- end of flv-gateway mode ---
+
 /// Parses the arguments after the program name.
 pub fn parse(args: &[String]) -> Result<Mode, ConfigError> {
     if args.first().map(String::as_str) == Some("file-gateway") {
         return parse_file_gateway(&args[1..]);
+    }
+    if args.first().map(String::as_str) == Some("flv-gateway") {
+        return parse_flv_gateway(&args[1..]);
     }
     let opts = origin_options();
     let m = opts.parse(args).map_err(|e| ConfigError(e.to_string()))?;
@@ -304,13 +424,20 @@ pub fn parse(args: &[String]) -> Result<Mode, ConfigError> {
             .parse()
             .or_else(|_| err(format!("--bind: '{s}' is not an IP address")))?,
     };
-    let web_dir = m.opt_str("web-dir").map(|d| existing_dir(&d, "--web-dir")).transpose()?;
+    let web_dir = m
+        .opt_str("web-dir")
+        .map(|d| existing_dir(&d, "--web-dir"))
+        .transpose()?;
     let data_dir = PathBuf::from(m.opt_str("data-dir").unwrap_or_else(|| ".".into()));
     Ok(Mode::Origin(OriginConfig {
         bind,
         rtmp_port: port(&m, "rtmp-port", 1935)?,
         http_port: port(&m, "http-port", 8501)?,
-        web_port: if m.opt_present("no-web") { None } else { Some(port(&m, "web-port", 8000)?) },
+        web_port: if m.opt_present("no-web") {
+            None
+        } else {
+            Some(port(&m, "web-port", 8000)?)
+        },
         data_dir,
         web: web_config(&m, web_dir),
         viewer: viewer_config(&m)?,
@@ -353,12 +480,45 @@ mod tests {
 
     #[test]
     fn file_gateway_positional_arguments() {
-        let Mode::FileGateway(c) = parse(&args("file-gateway 127.0.0.1 8200 .")).unwrap() else { panic!() };
+        let Mode::FileGateway(c) = parse(&args("file-gateway 127.0.0.1 8200 .")).unwrap() else {
+            panic!()
+        };
         assert_eq!((c.bind.to_string().as_str(), c.port), ("127.0.0.1", 8200));
-        let Mode::FileGateway(c) = parse(&args("file-gateway")).unwrap() else { panic!() };
+        let Mode::FileGateway(c) = parse(&args("file-gateway")).unwrap() else {
+            panic!()
+        };
         assert_eq!(c.port, 8100);
         assert!(parse(&args("file-gateway 0.0.0.0 http")).is_err());
         assert!(parse(&args("file-gateway 0.0.0.0 8100 /no/such/dir")).is_err());
+    }
+
+    #[test]
+    fn flv_gateway_arguments() {
+        let Mode::FlvGateway(c) = parse(&args(
+            "flv-gateway 8080 http://10.0.0.5:8501 --bind 127.0.0.1 --no-gop-cache",
+        ))
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (c.port, c.upstream.port, c.bind.to_string().as_str()),
+            (8080, 8501, "127.0.0.1")
+        );
+        assert!(!c.viewer.gop_cache);
+        for bad in [
+            "flv-gateway",
+            "flv-gateway 8080",
+            "flv-gateway x http://a:1",
+            "flv-gateway 8080 rtmp://a:1",
+            "flv-gateway 8080 http://a:1 extra",
+            "flv-gateway 8080 http://a:1 --rtmp-port 1",
+        ] {
+            assert!(parse(&args(bad)).is_err(), "{bad}");
+        }
+        let Mode::Help(h) = parse(&args("flv-gateway --help")).unwrap() else {
+            panic!()
+        };
+        assert!(h.contains("UPSTREAM") && h.contains("--queue-hard-ms"));
     }
 
     #[test]

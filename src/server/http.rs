@@ -10,9 +10,9 @@ use std::time::{Instant, SystemTime};
 use bytes::Bytes;
 
 use super::conn::{Access, ConnState, FileBody, Listener};
+use super::Server;
 use crate::http::embedded;
 use crate::http::files::{self, Body, Root, StaticRequest};
-use super::Server;
 use crate::http::request::{self, Request, MAX_HEAD};
 use crate::http::response;
 use crate::http::route::{route, Route};
@@ -49,7 +49,7 @@ impl Server {
                 self.http_parse(token);
             }
             // A live viewer has nothing more to say; what it sends is dropped.
-            ConnState::HttpFlv { .. } => {}
+            ConnState::HttpFlv { .. } | ConnState::Pending { .. } => {}
             ConnState::WsFlv { ws, .. } => {
                 let peer = conn.peer;
                 match ws.handle_input(data) {
@@ -117,7 +117,7 @@ impl Server {
         }
     }
 
-    fn http_reply(&mut self, token: usize, bytes: Vec<u8>, keep_alive: bool) {
+    pub(super) fn http_reply(&mut self, token: usize, bytes: Vec<u8>, keep_alive: bool) {
         if let Some(conn) = self.conns.get_mut(token) {
             if let Some(a) = &mut conn.access {
                 a.status = status_of(&bytes);
@@ -131,7 +131,9 @@ impl Server {
     }
 
     fn http_request(&mut self, token: usize, req: Request) {
-        let Some(conn) = self.conns.get_mut(token) else { return };
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
         let listener = conn.listener;
         conn.access = Some(Access {
             request_line: req.request_line(),
@@ -203,13 +205,26 @@ impl Server {
             if_modified_since: req.header("if-modified-since"),
             keep_alive: req.keep_alive(),
         };
-        let resp = files::respond(&self.setup.roots, &sreq, self.setup.dir_listing, SystemTime::now());
-        let Some(conn) = self.conns.get_mut(token) else { return };
+        let resp = files::respond(
+            &self.setup.roots,
+            &sreq,
+            self.setup.dir_listing,
+            SystemTime::now(),
+        );
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
         if let Some(why) = &resp.refusal {
             if resp.status == 404 {
-                info!("HTTP {}: {} {}: {why}", conn.peer, resp.status, resp.log_path);
+                info!(
+                    "HTTP {}: {} {}: {why}",
+                    conn.peer, resp.status, resp.log_path
+                );
             } else {
-                warn!("HTTP {}: {} {}: {why}", conn.peer, resp.status, resp.log_path);
+                warn!(
+                    "HTTP {}: {} {}: {why}",
+                    conn.peer, resp.status, resp.log_path
+                );
             }
         }
         if let Some(a) = &mut conn.access {
@@ -221,13 +236,20 @@ impl Server {
             Body::Empty => {}
             Body::Static(data) => conn.out.push(Bytes::from_static(data)),
             Body::Owned(data) => conn.out.push(data.into()),
-            Body::File { mut file, offset, len } => {
+            Body::File {
+                mut file,
+                offset,
+                len,
+            } => {
                 if let Err(e) = file.seek(SeekFrom::Start(offset)) {
                     warn!("HTTP {}: cannot seek in {}: {e}", conn.peer, resp.log_path);
                     self.close(token, "file error");
                     return;
                 }
-                conn.body = Some(FileBody { file, remaining: len });
+                conn.body = Some(FileBody {
+                    file,
+                    remaining: len,
+                });
             }
         }
         if !sreq.keep_alive {
@@ -236,12 +258,16 @@ impl Server {
     }
 
     /// `/{app}/{stream}.flv`: an HTTP-FLV response or a WebSocket upgrade, or 404 before either.
-    fn http_live(&mut self, token: usize, req: &Request, key: StreamKey) {
+    pub(super) fn http_live(&mut self, token: usize, req: &Request, key: StreamKey) {
         let keep_alive = req.keep_alive();
         let Some(peer) = self.conns.get(token).map(|c| c.peer) else {
             return;
         };
         if !self.hub.is_live(&key) {
+            if self.gateway.is_some() {
+                // FLV gateway: pull it from the upstream; the viewer is answered once it says.
+                return self.upstream_wait(token, req, key);
+            }
             debug!("HTTP {peer}: {key} is not live");
             return self.http_reply(
                 token,
@@ -312,10 +338,16 @@ fn has_home_page(roots: &[Root]) -> bool {
 
 /// The status code of a response we built (for the access log).
 fn status_of(resp: &[u8]) -> u16 {
-    resp.get(9..12).and_then(|s| std::str::from_utf8(s).ok()).and_then(|s| s.parse().ok()).unwrap_or(0)
+    resp.get(9..12)
+        .and_then(|s| std::str::from_utf8(s).ok())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Body bytes of a whole response we built.
 fn body_len_of(resp: &[u8]) -> u64 {
-    resp.windows(4).position(|w| w == b"\r\n\r\n").map(|i| (resp.len() - i - 4) as u64).unwrap_or(0)
+    resp.windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| (resp.len() - i - 4) as u64)
+        .unwrap_or(0)
 }

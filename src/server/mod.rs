@@ -10,6 +10,9 @@ mod http;
 pub mod limits;
 pub mod outq;
 mod rtmp;
+mod upstream;
+
+pub use upstream::run_flv_gateway;
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::SocketAddr;
@@ -93,6 +96,8 @@ pub struct Server {
     /// Reused per frame: viewers to flush and viewers to drop.
     flush_tokens: Vec<ViewerId>,
     slow_tokens: Vec<ViewerId>,
+    /// flv-gateway mode: the upstream pulls (None in the other modes).
+    gateway: Option<Box<upstream::Gateway>>,
 }
 
 fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, ServerError> {
@@ -129,14 +134,27 @@ pub fn run_origin(cfg: OriginConfig) -> Result<(), ServerError> {
     if let Some(n) = limits::raise_nofile() {
         info!("open-file limit {n}");
     }
-    std::fs::create_dir_all(&cfg.data_dir)
-        .map_err(|e| ServerError(format!("cannot create the data dir {}: {e}", cfg.data_dir.display())))?;
+    std::fs::create_dir_all(&cfg.data_dir).map_err(|e| {
+        ServerError(format!(
+            "cannot create the data dir {}: {e}",
+            cfg.data_dir.display()
+        ))
+    })?;
     let mut listeners = vec![
-        (bind(SocketAddr::new(cfg.bind, cfg.rtmp_port), "RTMP")?, Listener::Rtmp),
-        (bind(SocketAddr::new(cfg.bind, cfg.http_port), "HTTP")?, Listener::Http),
+        (
+            bind(SocketAddr::new(cfg.bind, cfg.rtmp_port), "RTMP")?,
+            Listener::Rtmp,
+        ),
+        (
+            bind(SocketAddr::new(cfg.bind, cfg.http_port), "HTTP")?,
+            Listener::Http,
+        ),
     ];
     if let Some(port) = cfg.web_port {
-        listeners.push((bind(SocketAddr::new(cfg.bind, port), "the web port")?, Listener::Web));
+        listeners.push((
+            bind(SocketAddr::new(cfg.bind, port), "the web port")?,
+            Listener::Web,
+        ));
     }
     let pages = match &cfg.web.web_dir {
         Some(dir) => Root::Dir(dir.clone()),
@@ -189,7 +207,10 @@ fn hub_config(v: &ViewerConfig) -> HubConfig {
 }
 
 impl Server {
-    fn new(setup: Setup, mut listeners: Vec<(TcpListener, Listener)>) -> Result<Server, ServerError> {
+    fn new(
+        setup: Setup,
+        mut listeners: Vec<(TcpListener, Listener)>,
+    ) -> Result<Server, ServerError> {
         let access_log = match &setup.access_log {
             None => None,
             Some(path) => Some(std::io::BufWriter::new(
@@ -242,6 +263,7 @@ impl Server {
             seed: now.elapsed().as_nanos() as u64 ^ std::process::id() as u64,
             flush_tokens: Vec::new(),
             slow_tokens: Vec::new(),
+            gateway: None,
         })
     }
 
@@ -263,6 +285,7 @@ impl Server {
                 match event.token() {
                     WAKER => {}
                     Token(t) if t >= LISTENER_BASE => self.accept(t - LISTENER_BASE),
+                    Token(t) if t >= upstream::TOKEN_BASE => self.upstream_ready(t),
                     Token(t) => {
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
                             self.on_readable(t);
@@ -294,6 +317,9 @@ impl Server {
         if !self.dirty.is_empty() {
             next = next.min(self.next_flush);
         }
+        if let Some(g) = &self.gateway {
+            next = next.min(g.next_deadline(now));
+        }
         next.saturating_duration_since(now)
     }
 
@@ -310,6 +336,9 @@ impl Server {
         if now >= self.next_stats {
             self.log_stats();
             self.next_stats = now + STATS_EVERY;
+        }
+        if self.gateway.is_some() {
+            self.upstream_timers(now);
         }
     }
 
@@ -504,7 +533,9 @@ impl Server {
                         self.write_access(line);
                     }
                 }
-                let Some(conn) = self.conns.get_mut(token) else { return };
+                let Some(conn) = self.conns.get_mut(token) else {
+                    return;
+                };
                 if drained && conn.close_after_flush {
                     self.close(token, "done");
                 } else if body_done {
@@ -636,7 +667,7 @@ impl Server {
                 ws.close();
                 ws.take_output()
             }
-            ConnState::HttpHead { .. } => Vec::new(),
+            ConnState::HttpHead { .. } | ConnState::Pending { .. } => Vec::new(),
         };
         conn.close_after_flush = true;
         if let Some(vw) = self.hub.viewer(v) {
@@ -730,6 +761,9 @@ impl Server {
     }
 
     fn log_stats(&mut self) {
+        if self.gateway.is_some() {
+            return self.log_gateway_stats();
+        }
         let now_ms = self.now_ms();
         let mut now_stats = Vec::new();
         for s in self.hub.streams() {
@@ -819,7 +853,14 @@ impl Server {
 }
 
 fn access_line(peer: SocketAddr, a: conn::Access) -> String {
-    crate::http::files::access_log_line(peer, &a.request_line, a.status, a.bytes, a.wall, a.started.elapsed())
+    crate::http::files::access_log_line(
+        peer,
+        &a.request_line,
+        a.status,
+        a.bytes,
+        a.wall,
+        a.started.elapsed(),
+    )
 }
 
 /// Writes from `out` until it is empty (Ok(true)) or the socket would block (Ok(false)).
