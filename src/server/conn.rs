@@ -65,6 +65,8 @@ pub enum ConnState {
         key: StreamKey,
         req: Box<crate::http::request::Request>,
         since: Instant,
+        /// The access-log entry, logged once the request is answered.
+        access: Option<Access>,
     },
 }
 

@@ -194,6 +194,7 @@ impl Server {
             key: key.clone(),
             req: Box::new(req.clone()),
             since: now,
+            access: conn.access.take(),
         };
         let Some(g) = self.gateway.as_mut() else {
             return;
@@ -505,11 +506,12 @@ impl Server {
         if conn.closed || !matches!(&conn.state, ConnState::Pending { key: k, .. } if k == key) {
             return;
         }
-        let ConnState::Pending { req, .. } =
+        let ConnState::Pending { req, access, .. } =
             std::mem::replace(&mut conn.state, ConnState::HttpHead { served: 1 })
         else {
             return;
         };
+        conn.access = access;
         self.http_live(token, &req, key.clone());
     }
 
@@ -518,10 +520,15 @@ impl Server {
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
-        if conn.closed || !matches!(conn.state, ConnState::Pending { .. }) {
+        if conn.closed {
             return;
         }
-        conn.state = ConnState::HttpHead { served: 1 };
+        let ConnState::Pending { access, .. } =
+            std::mem::replace(&mut conn.state, ConnState::HttpHead { served: 1 })
+        else {
+            return;
+        };
+        conn.access = access;
         self.http_reply(token, response::simple(status, body, false), false);
         self.write_conn(token);
     }
