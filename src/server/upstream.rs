@@ -39,6 +39,9 @@ const GRACE: Duration = Duration::from_secs(5);
 /// A viewer of a stream the upstream does not have gets 404 after this much retrying, in
 /// case the publisher is about to start.
 const NOT_FOUND_WAIT: Duration = Duration::from_secs(3);
+/// Retry pause after a 404 while viewers wait to be answered: the publisher may be seconds
+/// away, and a cascade of gateways each waiting `RETRY` would add up.
+const NOT_FOUND_RETRY: Duration = Duration::from_millis(500);
 /// Viewers get a clean end after this long without a frame.
 const NO_DATA: Duration = Duration::from_secs(30);
 /// An upstream that has not answered (connected and sent a head) in this long is retried.
@@ -573,6 +576,11 @@ impl Server {
             p.path = b;
         }
         p.redirects = 0;
+        let delay = if status == Some(404) && !p.published && !p.pending.is_empty() {
+            NOT_FOUND_RETRY
+        } else {
+            delay
+        };
         p.retry_at = Some(Instant::now() + delay);
     }
 

@@ -47,11 +47,19 @@ fn second_publisher_refused_and_first_untouched() {
     .expect("first publish");
     let http = server.http;
     let viewer = std::thread::spawn(move || {
-        http_get_when_live(http, "/live/busy.flv", 1, Duration::from_secs(5), Duration::from_secs(20))
+        http_get_when_live(
+            http,
+            "/live/busy.flv",
+            1,
+            Duration::from_secs(5),
+            Duration::from_secs(20),
+        )
     });
     std::thread::sleep(Duration::from_millis(1500));
     let mut second = RtmpClient::connect(server.rtmp, "live", RTMP_TIMEOUT).expect("connect");
-    let err = second.publish("busy").expect_err("second publisher accepted");
+    let err = second
+        .publish("busy")
+        .expect_err("second publisher accepted");
     assert!(
         err.to_string().contains("NetStream.Publish.BadName"),
         "second publisher refused with {err}"
@@ -85,20 +93,38 @@ fn ffmpeg_second_publisher_refused_and_first_untouched() {
     let mut first = ffmpeg_publish("fixture.flv", &url, &[]);
     let http = server.http;
     let viewer = std::thread::spawn(move || {
-        http_get_when_live(http, "/live/busyff.flv", 1, Duration::from_secs(10), Duration::from_secs(25))
+        http_get_when_live(
+            http,
+            "/live/busyff.flv",
+            1,
+            Duration::from_secs(10),
+            Duration::from_secs(25),
+        )
     });
-    assert!(wait_until_live(server.http, "/live/busyff.flv", Duration::from_secs(10)));
+    assert!(wait_until_live(
+        server.http,
+        "/live/busyff.flv",
+        Duration::from_secs(10)
+    ));
     std::thread::sleep(Duration::from_secs(1));
     let mut second = ffmpeg_publish("fixture.flv", &url, &[]);
     let status = second.wait_or_panic(Duration::from_secs(10));
-    assert!(!status.success(), "the second ffmpeg publisher was accepted");
+    assert!(
+        !status.success(),
+        "the second ffmpeg publisher was accepted"
+    );
     let status = first.wait_or_panic(Duration::from_secs(25));
     assert!(status.success(), "first publisher: {}", first.stderr());
     let r = viewer.join().unwrap();
     assert_eq!(r.end, BodyEnd::LastChunk);
     let flv = parse_flv(&r.body);
     flv.assert_valid("viewer", true);
-    assert_full_stream(&flv.frames, "fixture.flv", Some(0), "viewer of the first publisher");
+    assert_full_stream(
+        &flv.frames,
+        "fixture.flv",
+        Some(0),
+        "viewer of the first publisher",
+    );
 }
 
 /// A publisher that has sent nothing for 5 s (a dead encoder behind a dropped network) is taken
@@ -124,13 +150,24 @@ fn idle_publisher_is_taken_over_with_its_players() {
     let silent_since = Instant::now();
     let http = server.http;
     let viewer = std::thread::spawn(move || {
-        http_get_when_live(http, "/live/idle.flv", 1, Duration::from_secs(5), Duration::from_secs(25))
+        http_get_when_live(
+            http,
+            "/live/idle.flv",
+            1,
+            Duration::from_secs(5),
+            Duration::from_secs(25),
+        )
     });
     // Within the idle time the stream is still taken.
     std::thread::sleep(Duration::from_secs(1));
     let mut early = RtmpClient::connect(server.rtmp, "live", RTMP_TIMEOUT).expect("connect");
-    let err = early.publish("idle").expect_err("publish accepted while the first was live");
-    assert!(err.to_string().contains("NetStream.Publish.BadName"), "{err}");
+    let err = early
+        .publish("idle")
+        .expect_err("publish accepted while the first was live");
+    assert!(
+        err.to_string().contains("NetStream.Publish.BadName"),
+        "{err}"
+    );
     early.close();
     // After it, the newcomer takes over.
     let idle = Duration::from_millis(5600);
@@ -191,15 +228,28 @@ fn player_before_publisher_starts_when_it_arrives() {
     )
     .expect("publish");
     let mut got = RtmpPlay::default();
-    collect_events(&mut player, &mut got, Instant::now() + Duration::from_secs(15));
+    collect_events(
+        &mut player,
+        &mut got,
+        Instant::now() + Duration::from_secs(15),
+    );
     publisher.join().expect("publishing");
     assert!(
         got.saw("NetStream.Play.PublishNotify"),
         "no PublishNotify: {:?}",
         got.statuses
     );
-    assert!(got.saw("NetStream.Play.UnpublishNotify"), "{:?}", got.statuses);
-    assert_full_stream(&got.frames, "fixture.flv", Some(0), "RTMP player that came first");
+    assert!(
+        got.saw("NetStream.Play.UnpublishNotify"),
+        "{:?}",
+        got.statuses
+    );
+    assert_full_stream(
+        &got.frames,
+        "fixture.flv",
+        Some(0),
+        "RTMP player that came first",
+    );
 }
 
 /// Starts the three kinds of viewer on a live stream; returns their threads.
@@ -265,7 +315,11 @@ fn ffmpeg_publisher_sigkill_ends_every_player_cleanly() {
         &["-stream_loop", "-1"],
         &[],
     );
-    assert!(wait_until_live(server.http, "/live/killed.flv", Duration::from_secs(10)));
+    assert!(wait_until_live(
+        server.http,
+        "/live/killed.flv",
+        Duration::from_secs(10)
+    ));
     let (h, w) = viewers_of(&server, "/live/killed.flv", Duration::from_secs(20));
     std::thread::sleep(Duration::from_secs(3));
     publisher.kill();
@@ -290,7 +344,11 @@ fn dropped_publisher_connection_ends_every_player_cleanly() {
         },
     )
     .expect("publish");
-    assert!(wait_until_live(server.http, "/live/dropped.flv", Duration::from_secs(5)));
+    assert!(wait_until_live(
+        server.http,
+        "/live/dropped.flv",
+        Duration::from_secs(5)
+    ));
     let (h, w) = viewers_of(&server, "/live/dropped.flv", Duration::from_secs(20));
     publisher.join().expect("publishing");
     let gone = Instant::now();
@@ -302,12 +360,7 @@ fn dropped_publisher_connection_ends_every_player_cleanly() {
 #[cfg(unix)]
 #[test]
 fn stalled_viewer_is_disconnected_while_another_gets_everything() {
-    let server = Server::start_args(&[
-        "--queue-soft-ms",
-        "1500",
-        "--queue-hard-ms",
-        "3000",
-    ]);
+    let server = Server::start_args(&["--queue-soft-ms", "1500", "--queue-hard-ms", "3000"]);
     let opts = PublishOpts {
         speed: 2.0,
         loops: 3,
@@ -315,9 +368,14 @@ fn stalled_viewer_is_disconnected_while_another_gets_everything() {
     };
     let publisher =
         RustPublisher::start(server.rtmp, "live", "slow", "fixture.flv", opts).expect("publish");
-    assert!(wait_until_live(server.http, "/live/slow.flv", Duration::from_secs(5)));
+    assert!(wait_until_live(
+        server.http,
+        "/live/slow.flv",
+        Duration::from_secs(5)
+    ));
     let http = server.http;
-    let good = std::thread::spawn(move || http_get(http, "/live/slow.flv", Duration::from_secs(28)));
+    let good =
+        std::thread::spawn(move || http_get(http, "/live/slow.flv", Duration::from_secs(28)));
     let mut slow = raw_connect_small_rcvbuf(server.http, 4096);
     {
         use std::io::Write;
@@ -340,7 +398,10 @@ fn stalled_viewer_is_disconnected_while_another_gets_everything() {
     }
     // Disconnected while the stream is still live: reading now reaches EOF quickly (a viewer
     // that was only skipped would keep receiving data).
-    assert!(!publisher.is_finished(), "the publisher ended before the check");
+    assert!(
+        !publisher.is_finished(),
+        "the publisher ended before the check"
+    );
     assert!(
         closed_within(&mut slow, Duration::from_secs(5)),
         "the stalled viewer was not disconnected (log told: {told})"
@@ -348,7 +409,11 @@ fn stalled_viewer_is_disconnected_while_another_gets_everything() {
     assert!(told, "no log line names the slow viewer {port}");
     publisher.join().expect("publishing");
     let r = good.join().unwrap();
-    assert_eq!(r.end, BodyEnd::LastChunk, "the good viewer did not get the whole stream");
+    assert_eq!(
+        r.end,
+        BodyEnd::LastChunk,
+        "the good viewer did not get the whole stream"
+    );
     let flv = parse_flv(&r.body);
     flv.assert_valid("good viewer", true);
     assert_clean_start(&flv.frames, "good viewer");
@@ -358,7 +423,11 @@ fn stalled_viewer_is_disconnected_while_another_gets_everything() {
         3 * pictures_until("fixture.flv", u32::MAX),
         "the good viewer lost pictures"
     );
-    let audio = flv.frames.iter().filter(|f| f.track == Track::Audio && !f.config).count();
+    let audio = flv
+        .frames
+        .iter()
+        .filter(|f| f.track == Track::Audio && !f.config)
+        .count();
     assert_eq!(audio, 3 * count_audio(&fixture_media("fixture.flv")));
 }
 
@@ -367,13 +436,24 @@ fn bad_names_are_refused() {
     let server = Server::start();
     let mut c = RtmpClient::connect(server.rtmp, "live", RTMP_TIMEOUT).expect("connect");
     let err = c.publish("no.dots").expect_err("bad publish name accepted");
-    assert!(err.to_string().contains("NetStream.Publish.BadName"), "{err}");
+    assert!(
+        err.to_string().contains("NetStream.Publish.BadName"),
+        "{err}"
+    );
     let mut c = RtmpClient::connect(server.rtmp, "live", RTMP_TIMEOUT).expect("connect");
     let err = c
         .play(&"x".repeat(65))
         .expect_err("a 65-character name accepted");
-    assert!(err.to_string().contains("NetStream.Play.StreamNotFound"), "{err}");
-    for path in ["/live/no.dots.flv", "/li%20ve/s.flv", "/live/a/b.flv", "/../live/s.flv"] {
+    assert!(
+        err.to_string().contains("NetStream.Play.StreamNotFound"),
+        "{err}"
+    );
+    for path in [
+        "/live/no.dots.flv",
+        "/li%20ve/s.flv",
+        "/live/a/b.flv",
+        "/../live/s.flv",
+    ] {
         let r = http_get(server.http, path, Duration::from_secs(5));
         assert!(
             r.status == 404 || r.status == 400,

@@ -40,7 +40,10 @@ fn help_lists_every_origin_option_with_defaults() {
         assert!(text.contains(opt), "--help does not list {opt}:\n{text}");
     }
     for default in ["1935", "8501", "0.0.0.0"] {
-        assert!(text.contains(default), "--help does not show the default {default}:\n{text}");
+        assert!(
+            text.contains(default),
+            "--help does not show the default {default}:\n{text}"
+        );
     }
 }
 
@@ -69,7 +72,11 @@ fn bad_options_and_values_exit_2_with_a_one_line_reason() {
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-        assert_eq!(lines.len(), 1, "{args:?}: want one line of reason, got {err:?}");
+        assert_eq!(
+            lines.len(),
+            1,
+            "{args:?}: want one line of reason, got {err:?}"
+        );
         assert!(out.stdout.is_empty(), "{args:?}: nothing on stdout");
     }
 }
@@ -83,8 +90,13 @@ fn startup_lines_show_the_real_ports() {
     // The listeners really accept.
     raw_connect(server.rtmp);
     raw_connect(server.http);
-    let line = server.wait_for_log("RTMP listening on ", Duration::ZERO).unwrap();
-    assert!(line.contains("INFO"), "startup line without its level: {line}");
+    let line = server
+        .wait_for_log("RTMP listening on ", Duration::ZERO)
+        .unwrap();
+    assert!(
+        line.contains("INFO"),
+        "startup line without its level: {line}"
+    );
 }
 
 #[test]
@@ -93,7 +105,14 @@ fn a_busy_port_is_fatal_and_named() {
     let port = taken.local_addr().unwrap().port().to_string();
     let mut p = Proc::spawn({
         let mut c = Command::new(binary());
-        c.args(["--bind", "127.0.0.1", "--http-port", "0", "--rtmp-port", &port]);
+        c.args([
+            "--bind",
+            "127.0.0.1",
+            "--http-port",
+            "0",
+            "--rtmp-port",
+            &port,
+        ]);
         if binary_knows("--web-port") {
             c.args(["--web-port", "0"]);
         }
@@ -103,7 +122,10 @@ fn a_busy_port_is_fatal_and_named() {
     assert!(!status.success(), "started on a busy port");
     assert_ne!(status.code(), Some(2), "a busy port is not a usage error");
     let err = p.stderr();
-    assert!(err.contains(&port), "the error does not name port {port}: {err}");
+    assert!(
+        err.contains(&port),
+        "the error does not name port {port}: {err}"
+    );
 }
 
 #[cfg(unix)]
@@ -118,11 +140,14 @@ fn sigterm_ends_players_and_exits_0_within_5_s() {
         PublishOpts::default(),
     )
     .expect("publish");
-    assert!(wait_until_live(server.http, "/live/term.flv", Duration::from_secs(5)));
+    assert!(wait_until_live(
+        server.http,
+        "/live/term.flv",
+        Duration::from_secs(5)
+    ));
     let http = server.http;
-    let viewer = std::thread::spawn(move || {
-        http_get(http, "/live/term.flv", Duration::from_secs(15))
-    });
+    let viewer =
+        std::thread::spawn(move || http_get(http, "/live/term.flv", Duration::from_secs(15)));
     // Let the viewer start streaming.
     std::thread::sleep(Duration::from_secs(1));
     let status = server.terminate(Duration::from_secs(5));
@@ -133,7 +158,11 @@ fn sigterm_ends_players_and_exits_0_within_5_s() {
     );
     let r = viewer.join().unwrap();
     assert_eq!(r.status, 200);
-    assert_eq!(r.end, BodyEnd::LastChunk, "the HTTP-FLV player was not ended cleanly");
+    assert_eq!(
+        r.end,
+        BodyEnd::LastChunk,
+        "the HTTP-FLV player was not ended cleanly"
+    );
     let flv = parse_flv(&r.body);
     flv.assert_valid("HTTP-FLV at shutdown", true);
     drop(publisher);

@@ -74,7 +74,14 @@ fn malformed_oversized_and_wrong_method_requests() {
     let r = http_exchange(server.http, &big, T, false).expect("answer");
     assert_eq!(r.status, 431, "oversized head");
     for method in ["DELETE", "PUT", "POST"] {
-        let r = http_request(server.http, method, "/live/x.flv", 1, &["Content-Length: 0"], T);
+        let r = http_request(
+            server.http,
+            method,
+            "/live/x.flv",
+            1,
+            &["Content-Length: 0"],
+            T,
+        );
         assert_eq!(r.status, 405, "{method}");
     }
 }
@@ -102,10 +109,24 @@ fn http_flv_headers_for_1_1_and_1_0_and_head() {
 
     let addr = server.http;
     let v11 = std::thread::spawn(move || {
-        http_request(addr, "GET", "/live/hdr.flv", 1, &[], Duration::from_secs(15))
+        http_request(
+            addr,
+            "GET",
+            "/live/hdr.flv",
+            1,
+            &[],
+            Duration::from_secs(15),
+        )
     });
     let v10 = std::thread::spawn(move || {
-        http_request(addr, "GET", "/live/hdr.flv", 0, &[], Duration::from_secs(15))
+        http_request(
+            addr,
+            "GET",
+            "/live/hdr.flv",
+            0,
+            &[],
+            Duration::from_secs(15),
+        )
     });
     publisher.join().expect("publishing");
     for (r, minor) in [(v11.join().unwrap(), 1), (v10.join().unwrap(), 0)] {
@@ -113,12 +134,16 @@ fn http_flv_headers_for_1_1_and_1_0_and_head() {
         assert_eq!(r.status, 200, "{what}");
         assert_eq!(r.header("content-type"), Some("video/x-flv"), "{what}");
         assert!(
-            r.header("cache-control").is_some_and(|v| v.contains("no-cache")),
+            r.header("cache-control")
+                .is_some_and(|v| v.contains("no-cache")),
             "{what}: Cache-Control {:?}",
             r.header("cache-control")
         );
         assert_cors(&r, &what);
-        assert!(r.header("content-length").is_none(), "{what}: Content-Length on a live stream");
+        assert!(
+            r.header("content-length").is_none(),
+            "{what}: Content-Length on a live stream"
+        );
         if minor == 1 {
             assert!(r.chunked, "{what}: not chunked");
             assert_eq!(r.end, BodyEnd::LastChunk, "{what}");

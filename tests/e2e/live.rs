@@ -28,11 +28,9 @@ fn start_viewers(server: &Server, app: &str, name: &str) -> Viewers {
     let path = format!("/{app}/{name}.flv");
     let http = server.http;
     let p = path.clone();
-    let http11 =
-        std::thread::spawn(move || http_get_when_live(http, &p, 1, WAIT_LIVE, WHOLE));
+    let http11 = std::thread::spawn(move || http_get_when_live(http, &p, 1, WAIT_LIVE, WHOLE));
     let p = path.clone();
-    let http10 =
-        std::thread::spawn(move || http_get_when_live(http, &p, 0, WAIT_LIVE, WHOLE));
+    let http10 = std::thread::spawn(move || http_get_when_live(http, &p, 0, WAIT_LIVE, WHOLE));
     let p = path.clone();
     let ws = std::thread::spawn(move || ws_get_flv_when_live(http, &p, WAIT_LIVE, WHOLE));
     let rtmp = spawn_rtmp_play(server.rtmp, app, name, WHOLE);
@@ -77,10 +75,18 @@ fn check_viewers(v: Viewers, fixture: &str, offset: Option<i64>) -> i64 {
     let w = format!("HTTP-FLV/1.1 {what}");
     assert_flv_headers(&r, &w);
     assert!(r.chunked, "{w}: not chunked");
-    assert_eq!(r.end, BodyEnd::LastChunk, "{w}: did not end with the last chunk");
+    assert_eq!(
+        r.end,
+        BodyEnd::LastChunk,
+        "{w}: did not end with the last chunk"
+    );
     let flv = parse_flv(&r.body);
     flv.assert_valid(&w, true);
-    assert_eq!((flv.has_audio, flv.has_video), (has_audio, has_video), "{w}: header flags");
+    assert_eq!(
+        (flv.has_audio, flv.has_video),
+        (has_audio, has_video),
+        "{w}: header flags"
+    );
     let offset = Some(assert_full_stream(&flv.frames, fixture, offset, &w));
 
     let r = v.http10.join().expect("HTTP/1.0 viewer");
@@ -90,23 +96,40 @@ fn check_viewers(v: Viewers, fixture: &str, offset: Option<i64>) -> i64 {
     assert_eq!(r.end, BodyEnd::Eof, "{w}: not ended by closing");
     let flv = parse_flv(&r.body);
     flv.assert_valid(&w, true);
-    assert_eq!((flv.has_audio, flv.has_video), (has_audio, has_video), "{w}: header flags");
+    assert_eq!(
+        (flv.has_audio, flv.has_video),
+        (has_audio, has_video),
+        "{w}: header flags"
+    );
     assert_full_stream(&flv.frames, fixture, offset, &w);
 
     let r = v.ws.join().expect("WS-FLV viewer");
     let w = format!("WS-FLV {what}");
-    assert_eq!(r.end, WsEnd::CloseFrame, "{w}: no close frame ({:?})", r.error);
+    assert_eq!(
+        r.end,
+        WsEnd::CloseFrame,
+        "{w}: no close frame ({:?})",
+        r.error
+    );
     assert_eq!(r.text_messages, 0, "{w}: text messages");
     let flv = parse_flv(&r.data);
     flv.assert_valid(&w, true);
-    assert_eq!((flv.has_audio, flv.has_video), (has_audio, has_video), "{w}: header flags");
+    assert_eq!(
+        (flv.has_audio, flv.has_video),
+        (has_audio, has_video),
+        "{w}: header flags"
+    );
     assert_full_stream(&flv.frames, fixture, offset, &w);
 
     let r = v.rtmp.join().expect("RTMP viewer");
     let w = format!("RTMP {what}");
     assert!(r.refused.is_none(), "{w}: play refused: {:?}", r.refused);
     assert!(r.errors.is_empty(), "{w}: errors {:?}", r.errors);
-    assert!(r.saw("NetStream.Play.Start"), "{w}: statuses {:?}", r.statuses);
+    assert!(
+        r.saw("NetStream.Play.Start"),
+        "{w}: statuses {:?}",
+        r.statuses
+    );
     assert!(
         r.saw("NetStream.Play.UnpublishNotify"),
         "{w}: no UnpublishNotify; statuses {:?}",
@@ -120,12 +143,27 @@ fn ffmpeg_publish_to_all_outputs(fixture: &str, output_args: &[&str]) -> i64 {
     let server = Server::start();
     let name = unique_stream("ff");
     let viewers = start_viewers(&server, "live", &name);
-    let mut publisher =
-        ffmpeg_publish(fixture, &server.rtmp_url(&format!("live/{name}")), output_args);
+    let mut publisher = ffmpeg_publish(
+        fixture,
+        &server.rtmp_url(&format!("live/{name}")),
+        output_args,
+    );
     let status = publisher.wait_or_panic(Duration::from_secs(25));
-    assert!(status.success(), "ffmpeg publish: {status}: {}", publisher.stderr());
+    assert!(
+        status.success(),
+        "ffmpeg publish: {status}: {}",
+        publisher.stderr()
+    );
     assert_eq!(publisher.stderr(), "", "ffmpeg publish printed errors");
-    check_viewers(viewers, fixture, if output_args.is_empty() { Some(0) } else { None })
+    check_viewers(
+        viewers,
+        fixture,
+        if output_args.is_empty() {
+            Some(0)
+        } else {
+            None
+        },
+    )
 }
 
 fn rust_publish_to_all_outputs(fixture: &str, ts_offset: u32) {
@@ -179,8 +217,15 @@ fn ffmpeg_timestamps_past_24_bits_pass_intact() {
         (16_760_000..16_770_001).contains(&offset),
         "offset {offset} is not FFmpeg's 16770 s"
     );
-    let last = fixture_media("fixture.flv").iter().map(|f| f.dts).max().unwrap() as i64;
-    assert!(offset + last > 0xFF_FFFF, "the stream never crossed 0xFFFFFF");
+    let last = fixture_media("fixture.flv")
+        .iter()
+        .map(|f| f.dts)
+        .max()
+        .unwrap() as i64;
+    assert!(
+        offset + last > 0xFF_FFFF,
+        "the stream never crossed 0xFFFFFF"
+    );
 }
 
 #[test]
@@ -223,7 +268,10 @@ fn assert_probe(url: &str, fixture: &str) {
         ("channels", "channels"),
     ] {
         let v = facts.str(fixture, key);
-        assert!(has(format!("{k}={v}")), "ffprobe {url}: no {k}={v} in\n{out}");
+        assert!(
+            has(format!("{k}={v}")),
+            "ffprobe {url}: no {k}={v} in\n{out}"
+        );
     }
 }
 
@@ -284,8 +332,16 @@ fn late_joiner_starts_on_a_keyframe_with_sequence_headers() {
             .find(|f| f.track == rtmpd::media::Track::Video && !f.config)
             .unwrap_or_else(|| panic!("{what}: no pictures"));
         // Joined after 3 s: the GOP cache holds the GOP that started at 2 s, not the first.
-        assert!(first_pic.dts >= 1900, "{what}: started at {} ms", first_pic.dts);
-        assert!(count_pictures(frames) > 50, "{what}: only {} pictures", count_pictures(frames));
+        assert!(
+            first_pic.dts >= 1900,
+            "{what}: started at {} ms",
+            first_pic.dts
+        );
+        assert!(
+            count_pictures(frames) > 50,
+            "{what}: only {} pictures",
+            count_pictures(frames)
+        );
     };
     let r = h.join().unwrap();
     assert_flv_headers(&r, "late HTTP-FLV");

@@ -41,7 +41,11 @@ fn watched_stream() -> Watched {
         },
     )
     .expect("publish");
-    assert!(wait_until_live(server.http, "/live/watched.flv", Duration::from_secs(5)));
+    assert!(wait_until_live(
+        server.http,
+        "/live/watched.flv",
+        Duration::from_secs(5)
+    ));
     Watched {
         server,
         publisher,
@@ -109,7 +113,12 @@ fn rtmp_port_garbage_truncated_handshakes_and_huge_chunk_size_leave_the_stream_a
     // Garbage, an HTTP request and a TLS hello where C0 should be.
     send_and_close(rtmp, &junk(4096, 1));
     send_and_close(rtmp, b"GET /live/watched.flv HTTP/1.1\r\nHost: x\r\n\r\n");
-    send_and_close(rtmp, &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03]);
+    send_and_close(
+        rtmp,
+        &[
+            0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,
+        ],
+    );
     // A valid C0 with garbage after it (C1, C2, then "chunks").
     let mut v = vec![3u8];
     v.extend(junk(8192, 2));
@@ -177,7 +186,9 @@ fn http_port_garbage_and_broken_requests_leave_the_stream_alone() {
     c0c1.extend(junk(1536, 8));
     send_and_close(http, &c0c1);
     let mut hanging = raw_connect(http);
-    hanging.write_all(b"GET /live/watched.flv HTTP/1.1\r\n").unwrap();
+    hanging
+        .write_all(b"GET /live/watched.flv HTTP/1.1\r\n")
+        .unwrap();
     // A WebSocket viewer that sends garbage frames after the upgrade.
     let mut s = raw_connect(http);
     s.write_all(

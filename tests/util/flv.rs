@@ -156,8 +156,8 @@ pub fn assert_counts(frames: &[Frame], fixture: &str, what: &str) {
 
 /// The fixture's frames as a publisher sends them (metadata and end of sequence left out).
 pub fn fixture_media(fixture: &str) -> Vec<Frame> {
-    let (_, _, frames) = flv_demux::read_all(&fixture_bytes(fixture))
-        .unwrap_or_else(|e| panic!("{fixture}: {e}"));
+    let (_, _, frames) =
+        flv_demux::read_all(&fixture_bytes(fixture)).unwrap_or_else(|e| panic!("{fixture}: {e}"));
     frames
         .into_iter()
         .filter(|f| f.track != Track::Meta && !is_end_of_sequence(f))
@@ -202,7 +202,10 @@ pub fn assert_same_media(received: &[Frame], fixture: &str, what: &str) -> i64 {
                 "{what}: {track:?} frame {i}: dts {} vs fixture {} (offset {o} elsewhere)",
                 g.dts, e.dts
             );
-            assert_eq!(g.cts, e.cts, "{what}: {track:?} frame {i}: composition time");
+            assert_eq!(
+                g.cts, e.cts,
+                "{what}: {track:?} frame {i}: composition time"
+            );
             assert_eq!(g.key, e.key, "{what}: {track:?} frame {i}: key flag");
             assert!(
                 g.data == e.data,

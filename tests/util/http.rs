@@ -232,7 +232,9 @@ pub fn read_response(
             Err(e)
                 if matches!(
                     e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
                 ) =>
             {
                 None
@@ -275,8 +277,13 @@ pub fn request_bytes(method: &str, path: &str, minor: u8, extra_headers: &[&str]
 
 /// GET over HTTP/1.1, reading until the response ends or `max_duration` passes.
 pub fn http_get(addr: SocketAddr, path: &str, max_duration: Duration) -> HttpResponse {
-    http_exchange(addr, &request_bytes("GET", path, 1, &[]), max_duration, false)
-        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    http_exchange(
+        addr,
+        &request_bytes("GET", path, 1, &[]),
+        max_duration,
+        false,
+    )
+    .unwrap_or_else(|e| panic!("GET {path}: {e}"))
 }
 
 /// Any method and version, with extra header lines.
@@ -398,7 +405,9 @@ pub fn closed_within(sock: &mut TcpStream, timeout: Duration) -> bool {
             Err(e)
                 if matches!(
                     e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
                 ) => {}
             Err(_) => return true,
         }

@@ -82,9 +82,7 @@ pub fn require_tool(tool: &str) -> bool {
         .map(|paths| {
             std::env::split_paths(&paths).any(|dir| {
                 let p = dir.join(tool);
-                std::fs::metadata(&p)
-                    .map(|m| m.is_file())
-                    .unwrap_or(false)
+                std::fs::metadata(&p).map(|m| m.is_file()).unwrap_or(false)
             })
         })
         .unwrap_or(false);

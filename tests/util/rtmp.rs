@@ -185,17 +185,28 @@ impl RustPublisher {
 
     /// Waits for the sending to finish; the number of frames sent.
     pub fn join(mut self) -> io::Result<usize> {
-        self.thread.take().unwrap().join().expect("publisher thread")
+        self.thread
+            .take()
+            .unwrap()
+            .join()
+            .expect("publisher thread")
     }
 
     /// Asks the thread to stop now and waits for it.
     pub fn stop(mut self) -> io::Result<usize> {
         self.stop.store(true, Ordering::Relaxed);
-        self.thread.take().unwrap().join().expect("publisher thread")
+        self.thread
+            .take()
+            .unwrap()
+            .join()
+            .expect("publisher thread")
     }
 
     pub fn is_finished(&self) -> bool {
-        self.thread.as_ref().map(|t| t.is_finished()).unwrap_or(true)
+        self.thread
+            .as_ref()
+            .map(|t| t.is_finished())
+            .unwrap_or(true)
     }
 }
 

@@ -85,10 +85,7 @@ fn unique_dir() -> PathBuf {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    std::env::temp_dir().join(format!(
-        "rtmpd-test-{}-{n}-{nanos:x}",
-        std::process::id()
-    ))
+    std::env::temp_dir().join(format!("rtmpd-test-{}-{n}-{nanos:x}", std::process::id()))
 }
 
 /// The address printed after `marker` in a log line. An unspecified bind address (0.0.0.0)
@@ -245,7 +242,12 @@ impl Server {
     }
 
     pub fn log_contains(&self, substr: &str) -> bool {
-        self.log.0.lock().unwrap().iter().any(|l| l.contains(substr))
+        self.log
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains(substr))
     }
 
     /// The first log line containing `substr`, waiting at most `timeout` for it.

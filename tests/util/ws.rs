@@ -87,7 +87,9 @@ pub fn ws_get_flv(
             Ok(Message::Close(_)) => {
                 out.end = WsEnd::CloseFrame;
                 // tungstenite queued the close reply; one more read sends it and ends.
-                let _ = ws.get_mut().set_read_timeout(Some(Duration::from_millis(500)));
+                let _ = ws
+                    .get_mut()
+                    .set_read_timeout(Some(Duration::from_millis(500)));
                 let _ = ws.read();
                 return Ok(out);
             }
@@ -95,7 +97,9 @@ pub fn ws_get_flv(
             Err(WsError::Io(e))
                 if matches!(
                     e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
                 ) => {}
             Err(WsError::ConnectionClosed) | Err(WsError::AlreadyClosed) => {
                 if out.end == WsEnd::TimeLimit {
