@@ -110,10 +110,11 @@ fn spawn_get(addr: SocketAddr, path: &str, secs: u64) -> JoinHandle<HttpResponse
     std::thread::spawn(move || http_get(addr, &path, Duration::from_secs(secs)))
 }
 
-/// `ffmpeg -v error -progress pipe:1 -i URL -f null -`: decoded frame count from the progress
-/// lines and the error output, after `secs` (FFmpeg would otherwise wait for the gateway's
-/// 30 s no-data end).
-fn ffmpeg_decode(url: &str, secs: u64) -> JoinHandle<(u64, String)> {
+/// `ffmpeg -v error -progress pipe:1 -i URL -t SECS -f null -`: the frames FFmpeg decoded
+/// (from its last progress line) and its error output. The output limit makes FFmpeg stop and
+/// flush its decoders on its own: a stalled live input never would (a gateway keeps viewers
+/// 30 s after its upstream ends, in case it comes back), and a signal makes it exit unflushed.
+fn ffmpeg_decode(url: &str, secs: u32) -> JoinHandle<(u64, String)> {
     let url = url.to_string();
     std::thread::spawn(move || {
         let mut cmd = Command::new("ffmpeg");
@@ -125,10 +126,9 @@ fn ffmpeg_decode(url: &str, secs: u64) -> JoinHandle<(u64, String)> {
             "-progress",
             "pipe:1",
         ])
-        .args(["-i", &url, "-f", "null", "-"]);
+        .args(["-i", &url, "-t", &secs.to_string(), "-f", "null", "-"]);
         let mut p = Proc::spawn(cmd);
-        let _ = p.wait_timeout(Duration::from_secs(secs));
-        p.kill();
+        p.wait_or_panic(Duration::from_secs(secs as u64 + 20));
         let frames = p
             .stdout()
             .lines()
@@ -182,7 +182,10 @@ fn cascade_relays_the_whole_stream_over_one_upstream_per_level() {
             ws_get_flv_when_live(addr, &p, Duration::from_secs(10), Duration::from_secs(15))
         })
     };
-    let decode = ffmpeg_decode(&format!("http://{}{path}", c.leaf.http), 15);
+    // FFmpeg decodes the first 6 s at the leaf (HTTP-FLV) and at the origin (RTMP, so the
+    // origin's HTTP-FLV count below is the mid gateway alone).
+    let decode_leaf = ffmpeg_decode(&format!("http://{}{path}", c.leaf.http), 6);
+    let decode_origin = ffmpeg_decode(&c.origin.rtmp_url(&format!("live/{name}")), 6);
     std::thread::sleep(Duration::from_millis(300));
     let mut publisher = ffmpeg_publish(
         "fixture.flv",
@@ -226,16 +229,25 @@ fn cascade_relays_the_whole_stream_over_one_upstream_per_level() {
     wflv.assert_valid("leaf WS-FLV", false);
     assert_full_stream(&wflv.frames, "fixture.flv", Some(0), "leaf WS-FLV");
 
-    let (frames, errors) = decode.join().unwrap();
+    let (leaf_frames, errors) = decode_leaf.join().unwrap();
     assert_eq!(
         errors.trim(),
         "",
         "FFmpeg decoding the leaf reported errors"
     );
+    let (origin_frames, errors) = decode_origin.join().unwrap();
     assert_eq!(
-        frames,
-        Facts::get().num("fixture.flv", "video_frames"),
-        "frames FFmpeg decoded from the leaf"
+        errors.trim(),
+        "",
+        "FFmpeg decoding the origin reported errors"
+    );
+    assert_eq!(
+        leaf_frames, origin_frames,
+        "frames FFmpeg decoded: leaf vs origin"
+    );
+    assert!(
+        leaf_frames >= 140,
+        "FFmpeg decoded {leaf_frames} frames in 6 s at 25 fps"
     );
     assert!(c.leaf.log().contains(&format!("live/{name}: upstream")));
 }
