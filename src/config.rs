@@ -15,6 +15,8 @@ pub enum Mode {
     Origin(OriginConfig),
     FileGateway(FileGatewayConfig),
     FlvGateway(FlvGatewayConfig),
+    /// `rtmpd merge DIR`: rebuild `stream_full.mp4` from a folder of fMP4 segments.
+    Merge(PathBuf),
     Help(String),
     Version,
 }
@@ -78,6 +80,7 @@ pub struct OriginConfig {
     /// `None` with `--no-web`.
     pub web_port: Option<u16>,
     pub data_dir: PathBuf,
+    pub record: crate::record::RecordConfig,
     pub web: WebConfig,
     pub viewer: ViewerConfig,
     pub log: LogConfig,
@@ -193,6 +196,37 @@ fn origin_options() -> Options {
         "serve the player pages from this folder [built into the binary]",
         "DIR",
     );
+    opts.optflag("", "no-flv-record", "do not record FLV files");
+    opts.optflag("", "no-hls", "do not write HLS (MPEG-TS segments + m3u8)");
+    opts.optflag(
+        "",
+        "no-mp4",
+        "do not write fMP4 segments and the merged MP4",
+    );
+    opts.optopt(
+        "",
+        "hls-fragment",
+        "target HLS segment length in seconds, cut at the next keyframe [4]",
+        "SECS",
+    );
+    opts.optopt(
+        "",
+        "hls-window",
+        "live playlist length in segments, older ones deleted; 0 keeps all [0]",
+        "N",
+    );
+    opts.optopt(
+        "",
+        "mp4-fragment",
+        "target fMP4 segment length in seconds; hard cut at twice it [4]",
+        "SECS",
+    );
+    opts.optopt(
+        "",
+        "workers",
+        "recorder worker threads [number of cores]",
+        "N",
+    );
     web_options(&mut opts);
     viewer_options(&mut opts);
     opts
@@ -266,8 +300,12 @@ fn usage(opts: &Options, brief: &str) -> String {
     opts.usage(brief)
 }
 
-const ORIGIN_BRIEF: &str =
-    "Usage: rtmpd [OPTIONS]\n\nThe origin: RTMP publish and play, HTTP-FLV and WebSocket-FLV.";
+const ORIGIN_BRIEF: &str = "Usage: rtmpd [OPTIONS]
+       rtmpd file-gateway [HOST [PORT [ROOT]]] [OPTIONS]   (see rtmpd file-gateway --help)
+       rtmpd merge DIR
+
+The origin: RTMP publish and play; HTTP-FLV, WebSocket-FLV, the API and static files on the
+HTTP port; pages and recordings on the web port; FLV, HLS and fMP4/MP4 recordings.";
 
 fn num<T: std::str::FromStr>(
     m: &getopts::Matches,
@@ -317,6 +355,41 @@ fn viewer_config(m: &getopts::Matches) -> Result<ViewerConfig, ConfigError> {
         return err("--queue-soft-*: each soft bound must be below its hard bound");
     }
     Ok(v)
+}
+
+/// Seconds as a positive number (fractions allowed), in milliseconds.
+fn seconds_ms(m: &getopts::Matches, name: &str, default_ms: u32) -> Result<u32, ConfigError> {
+    match m.opt_str(name) {
+        None => Ok(default_ms),
+        Some(s) => match s.parse::<f64>() {
+            Ok(v) if v > 0.0 && v <= 3600.0 => Ok((v * 1000.0).round() as u32),
+            _ => err(format!(
+                "--{name}: '{s}' is not a number of seconds between 0 and 3600"
+            )),
+        },
+    }
+}
+
+fn record_config(
+    m: &getopts::Matches,
+    data_dir: &std::path::Path,
+) -> Result<crate::record::RecordConfig, ConfigError> {
+    let defaults = crate::record::RecordConfig::default();
+    let workers = num(m, "workers", defaults.workers)?;
+    if workers == 0 || workers > 256 {
+        return err("--workers: between 1 and 256");
+    }
+    Ok(crate::record::RecordConfig {
+        data_dir: data_dir.to_path_buf(),
+        flv: !m.opt_present("no-flv-record"),
+        hls: !m.opt_present("no-hls"),
+        mp4: !m.opt_present("no-mp4"),
+        mp4_fragment_ms: seconds_ms(m, "mp4-fragment", 4000)?,
+        hls_fragment_ms: seconds_ms(m, "hls-fragment", 4000)?,
+        hls_window: num(m, "hls-window", 0usize)?,
+        workers,
+        ..defaults
+    })
 }
 
 fn port(m: &getopts::Matches, name: &str, default: u16) -> Result<u16, ConfigError> {
@@ -405,6 +478,17 @@ pub fn parse(args: &[String]) -> Result<Mode, ConfigError> {
     if args.first().map(String::as_str) == Some("flv-gateway") {
         return parse_flv_gateway(&args[1..]);
     }
+    if args.first().map(String::as_str) == Some("merge") {
+        return match &args[1..] {
+            [h] if h == "--help" || h == "-h" => Ok(Mode::Help(
+                "Usage: rtmpd merge DIR\n\nRebuilds DIR/stream_full.mp4 from the fMP4 segments in DIR \
+                 (an output_merge/ folder or the stream folder above it), e.g. after a crash."
+                    .into(),
+            )),
+            [dir] => Ok(Mode::Merge(existing_dir(dir, "merge DIR")?)),
+            _ => err("usage: rtmpd merge DIR"),
+        };
+    }
     let opts = origin_options();
     let m = opts.parse(args).map_err(|e| ConfigError(e.to_string()))?;
     if m.opt_present("help") {
@@ -429,6 +513,7 @@ pub fn parse(args: &[String]) -> Result<Mode, ConfigError> {
         .map(|d| existing_dir(&d, "--web-dir"))
         .transpose()?;
     let data_dir = PathBuf::from(m.opt_str("data-dir").unwrap_or_else(|| ".".into()));
+    let record = record_config(&m, &data_dir)?;
     Ok(Mode::Origin(OriginConfig {
         bind,
         rtmp_port: port(&m, "rtmp-port", 1935)?,
@@ -439,6 +524,7 @@ pub fn parse(args: &[String]) -> Result<Mode, ConfigError> {
             Some(port(&m, "web-port", 8000)?)
         },
         data_dir,
+        record,
         web: web_config(&m, web_dir),
         viewer: viewer_config(&m)?,
         log: log_config(&m)?,

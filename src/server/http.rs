@@ -186,11 +186,7 @@ impl Server {
                     keep_alive,
                 )
             }
-            Route::Static => self.http_reply(
-                token,
-                response::simple(404, "Not found.", keep_alive),
-                keep_alive,
-            ),
+            Route::Static => self.http_static(token, &req),
         }
     }
 

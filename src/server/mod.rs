@@ -14,7 +14,7 @@ mod upstream;
 
 pub use upstream::run_flv_gateway;
 
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -29,6 +29,7 @@ use crate::config::{OriginConfig, ViewerConfig};
 use crate::http::files::Root;
 use crate::hub::{Hub, HubConfig, ViewerId};
 use crate::media::StreamKey;
+use crate::record::{Recorders, RecordingId};
 use conn::{Conn, ConnState, Listener, RtmpRole};
 use outq::Outbox;
 
@@ -38,8 +39,6 @@ const LISTENER_BASE: usize = usize::MAX - 16;
 /// Reads per connection per wakeup before others get their turn.
 const READS_PER_WAKEUP: usize = 16;
 const READ_CHUNK: usize = 64 * 1024;
-/// Slices per vectored write (well under IOV_MAX).
-const MAX_IOV: usize = 128;
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 const STATS_EVERY: Duration = Duration::from_secs(10);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -93,6 +92,9 @@ pub struct Server {
     next_stats: Instant,
     last_stats: Vec<(StreamKey, u64, u64)>,
     seed: u64,
+    /// The recorder pool (origin only) and the recording of each publishing connection.
+    recorders: Option<Recorders>,
+    recordings: std::collections::HashMap<usize, RecordingId>,
     /// Reused per frame: viewers to flush and viewers to drop.
     flush_tokens: Vec<ViewerId>,
     slow_tokens: Vec<ViewerId>,
@@ -169,6 +171,13 @@ pub fn run_origin(cfg: OriginConfig) -> Result<(), ServerError> {
         access_log: cfg.web.access_log.clone(),
     };
     let mut server = Server::new(setup, listeners)?;
+    // Repairs what a crash left, then starts the workers; recordings never touch the loop.
+    server.recorders = Some(Recorders::start(cfg.record.clone()).map_err(|e| {
+        ServerError(format!(
+            "cannot start the recorders in {}: {e}",
+            cfg.data_dir.display()
+        ))
+    })?);
     print_listeners(&server)?;
     info!("data dir {}", cfg.data_dir.display());
     server.run()
@@ -261,6 +270,8 @@ impl Server {
             next_stats: now + STATS_EVERY,
             last_stats: Vec::new(),
             seed: now.elapsed().as_nanos() as u64 ^ std::process::id() as u64,
+            recorders: None,
+            recordings: std::collections::HashMap::new(),
             flush_tokens: Vec::new(),
             slow_tokens: Vec::new(),
             gateway: None,
@@ -287,17 +298,22 @@ impl Server {
                     Token(t) if t >= LISTENER_BASE => self.accept(t - LISTENER_BASE),
                     Token(t) if t >= upstream::TOKEN_BASE => self.upstream_ready(t),
                     Token(t) => {
-                        if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            self.on_readable(t);
-                        }
-                        if event.is_writable() {
-                            self.write_conn(t);
-                        }
+                        let readable =
+                            event.is_readable() || event.is_read_closed() || event.is_error();
+                        let writable = event.is_writable();
+                        self.guarded(t, |s| {
+                            if readable {
+                                s.on_readable(t);
+                            }
+                            if writable {
+                                s.write_conn(t);
+                            }
+                        });
                     }
                 }
             }
             for t in std::mem::take(&mut self.pending_read) {
-                self.on_readable(t);
+                self.guarded(t, |s| s.on_readable(t));
             }
             self.timers();
             self.free_closed();
@@ -305,6 +321,25 @@ impl Server {
                 self.shut_down();
                 return Ok(());
             }
+        }
+    }
+
+    /// Runs one connection's work. A bug that panics costs that connection, not the process and
+    /// every other stream: the panic is logged and the connection closed.
+    fn guarded(&mut self, token: usize, work: impl FnOnce(&mut Server)) {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(self)));
+        if outcome.is_err() {
+            if self.scratch.len() != READ_CHUNK {
+                // The panic unwound past on_readable while it held the read buffer.
+                self.scratch = vec![0; READ_CHUNK];
+            }
+            let peer = self
+                .conns
+                .get(token)
+                .map(|c| c.peer.to_string())
+                .unwrap_or_default();
+            error!("internal error while serving {peer}; connection closed (this is a bug, please report it)");
+            self.close(token, "internal error");
         }
     }
 
@@ -601,6 +636,9 @@ impl Server {
         frame: crate::media::Frame,
     ) {
         let now_ms = self.now_ms();
+        if let (Some(rec), Some(&id)) = (self.recorders.as_mut(), self.recordings.get(&token)) {
+            rec.frame(id, &frame);
+        }
         let outcome = self.hub.frame(key, token, frame, now_ms);
         self.flush_tokens.clear();
         self.slow_tokens.clear();
@@ -636,8 +674,28 @@ impl Server {
 
     /// The publisher of `key` is gone: every viewer gets its end marker and is closed once it is written.
     fn end_publish(&mut self, key: &StreamKey, publisher: usize) {
+        self.stop_recording(publisher);
         for v in self.hub.unpublish(key, publisher) {
             self.end_viewer(v);
+        }
+    }
+
+    /// A publish was accepted: its recordings start (when any recorder is on).
+    pub(crate) fn start_recording(&mut self, key: &StreamKey, publisher: usize) {
+        if let Some(id) = self
+            .recorders
+            .as_mut()
+            .and_then(|r| r.open(key, std::time::SystemTime::now()))
+        {
+            self.recordings.insert(publisher, id);
+        }
+    }
+
+    /// The recordings of `publisher`'s session are finalised by the workers.
+    pub(crate) fn stop_recording(&mut self, publisher: usize) {
+        if let (Some(rec), Some(id)) = (self.recorders.as_mut(), self.recordings.remove(&publisher))
+        {
+            rec.close(id);
         }
     }
 
@@ -848,6 +906,10 @@ impl Server {
             }
             self.free_closed();
         }
+        if let Some(rec) = self.recorders.take() {
+            info!("finalising recordings");
+            rec.shutdown();
+        }
         info!("stopped");
     }
 }
@@ -870,21 +932,15 @@ fn write_outbox(
     written: &mut usize,
 ) -> io::Result<bool> {
     loop {
-        let n = {
-            let mut iov: Vec<IoSlice<'_>> = Vec::with_capacity(32);
-            out.slices(&mut iov, MAX_IOV);
-            if iov.is_empty() {
-                return Ok(true);
-            }
-            match socket.write_vectored(&iov) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-        };
-        out.consume(n);
-        *written += n;
+        if out.is_empty() {
+            return Ok(true);
+        }
+        match out.write_to(socket) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => *written += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
     }
 }

@@ -57,6 +57,9 @@ pub fn rtmp_play_collect(
         out.refused = Some(e.to_string());
         return out;
     }
+    // `play` consumed Play.Start while waiting for it; record it (earlier statuses such as
+    // Play.Reset stay queued and follow).
+    out.statuses.push("NetStream.Play.Start".into());
     collect_events(&mut client, &mut out, deadline);
     client.close();
     out
