@@ -249,7 +249,15 @@ fn cascade_relays_the_whole_stream_over_one_upstream_per_level() {
         leaf_frames >= 140,
         "FFmpeg decoded {leaf_frames} frames in 6 s at 25 fps"
     );
-    assert!(c.leaf.log().contains(&format!("live/{name}: upstream")));
+    // The 10 s stats line: viewers, waiting, upstream state, bytes in and out, uptime.
+    let log = c.leaf.log();
+    let stats = log
+        .lines()
+        .find(|l| l.contains(&format!("live/{name}: upstream up")))
+        .unwrap_or_else(|| panic!("no stats line in the leaf log:\n{log}"));
+    for part in ["viewers", "waiting", "in ", "out ", "uptime"] {
+        assert!(stats.contains(part), "stats line without {part:?}: {stats}");
+    }
 }
 
 /// Publishes the fixture in a loop (for tests that outlast one pass).
@@ -420,4 +428,189 @@ fn audio_only_and_video_only_streams_relay() {
         assert_full_stream(&flv.frames, fixture, Some(0), fixture);
     }
     drop(publishers);
+}
+
+#[test]
+fn codec_change_sends_new_sequence_headers_before_the_next_keyframe() {
+    if !require_tool("ffmpeg") {
+        return;
+    }
+    let c = cascade();
+    let name = unique_stream("gwcodec");
+    let mut publisher = publish_loop(&c.origin, &name);
+    assert!(wait_until_live(
+        c.origin.http,
+        &format!("/live/{name}.flv"),
+        Duration::from_secs(10)
+    ));
+    let viewer = spawn_get(c.leaf.http, &format!("/live/{name}.flv"), 14);
+    std::thread::sleep(Duration::from_secs(4));
+    publisher.kill();
+    // The same stream again, encoded differently: other SPS/PPS, other AAC configuration.
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-nostdin", "-v", "error", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc=size=160x120:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=22050"])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "25",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .args(["-c:a", "aac", "-ac", "1"])
+        .args(["-f", "flv", &c.origin.rtmp_url(&format!("live/{name}"))]);
+    let _second = Proc::spawn(cmd);
+    let r = viewer.join().unwrap();
+    assert_one_continuous_flv(&r, "leaf across a codec change", 6000);
+    let flv = parse_flv(&r.body);
+    let video: Vec<_> = flv
+        .frames
+        .iter()
+        .filter(|f| f.track == Track::Video)
+        .collect();
+    let configs: Vec<usize> = (0..video.len()).filter(|&i| video[i].config).collect();
+    let mut distinct: Vec<&bytes::Bytes> = configs.iter().map(|&i| &video[i].data).collect();
+    distinct.dedup();
+    assert!(
+        distinct.len() >= 2,
+        "the new AVC configuration never reached the viewer"
+    );
+    for &i in &configs {
+        if let Some(next) = video[i + 1..].iter().find(|f| !f.config) {
+            assert!(
+                next.key,
+                "a picture after a sequence header is not a keyframe"
+            );
+        }
+    }
+    let audio_cfgs: Vec<_> = flv
+        .frames
+        .iter()
+        .filter(|f| f.track == Track::Audio && f.config)
+        .map(|f| f.data.clone())
+        .collect();
+    assert!(
+        audio_cfgs.windows(2).any(|w| w[0] != w[1]),
+        "the new AAC configuration never reached the viewer"
+    );
+}
+
+/// A stand-in upstream on a std socket: `/live/{from}.flv` answers 302 to `/live/{to}.flv`,
+/// which serves the fixture once (close-delimited, at 4x real time); everything else is 404.
+/// Returns its address and, at the end, the request targets it saw.
+fn fake_upstream(
+    fixture: &'static str,
+    from: &str,
+    to: &str,
+    lifetime: Duration,
+) -> (SocketAddr, JoinHandle<Vec<String>>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (from, to) = (format!("/live/{from}.flv"), format!("/live/{to}.flv"));
+    let handle = std::thread::spawn(move || {
+        let data = fixture_bytes(fixture);
+        let mut seen = Vec::new();
+        let mut served = false;
+        let end = Instant::now() + lifetime;
+        while Instant::now() < end {
+            let mut sock = match listener.accept() {
+                Ok((s, _)) => s,
+                Err(_) => {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                }
+            };
+            sock.set_nonblocking(false).unwrap();
+            sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut head = Vec::new();
+            let mut b = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match sock.read(&mut b) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&b[..n]),
+                }
+            }
+            let text = String::from_utf8_lossy(&head).into_owned();
+            let target = text.split_whitespace().nth(1).unwrap_or("").to_string();
+            seen.push(target.clone());
+            if target == from {
+                let _ = sock.write_all(
+                    format!("HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\n\r\n")
+                        .as_bytes(),
+                );
+            } else if target == to && !served {
+                served = true;
+                let _ = sock.write_all(b"HTTP/1.0 200 OK\r\nContent-Type: video/x-flv\r\n\r\n");
+                let _ = sock.write_all(&data[..13]);
+                let start = Instant::now();
+                let mut at = 13;
+                while at + 11 <= data.len() {
+                    let size =
+                        u32::from_be_bytes([0, data[at + 1], data[at + 2], data[at + 3]]) as usize;
+                    let dts = u32::from_be_bytes([
+                        data[at + 7],
+                        data[at + 4],
+                        data[at + 5],
+                        data[at + 6],
+                    ]);
+                    let due = Duration::from_millis(dts as u64 / 4);
+                    if let Some(wait) = due.checked_sub(start.elapsed()) {
+                        std::thread::sleep(wait);
+                    }
+                    let next = (at + 11 + size + 4).min(data.len());
+                    if sock.write_all(&data[at..next]).is_err() {
+                        break;
+                    }
+                    at = next;
+                }
+            } else {
+                let _ = sock.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+            }
+        }
+        seen
+    });
+    (addr, handle)
+}
+
+#[test]
+fn redirected_close_delimited_upstream_then_a_clean_end_after_30_s_without_data() {
+    let (up, requests) = fake_upstream("fixture.flv", "a", "b", Duration::from_secs(50));
+    let gw = Gateway::start(up);
+    // A second gateway whose upstream refuses connections: its viewer waits, then gets 503.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let gw_dead = Gateway::start(dead);
+    let unreachable = spawn_get(gw_dead.http, "/live/x.flv", 45);
+
+    let start = Instant::now();
+    let r = http_get(gw.http, "/live/a.flv", Duration::from_secs(45));
+    let took = start.elapsed();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.end, BodyEnd::LastChunk, "the viewer got no clean end");
+    assert!(
+        took >= Duration::from_secs(30) && took < Duration::from_secs(42),
+        "ended after {took:?}"
+    );
+    let flv = parse_flv(&r.body);
+    flv.assert_valid("redirected upstream", true);
+    assert_full_stream(&flv.frames, "fixture.flv", Some(0), "redirected upstream");
+    let log = gw.log();
+    assert!(log.contains("no data from the upstream"), "{log}");
+
+    let r = unreachable.join().unwrap();
+    assert_eq!(r.status, 503, "unreachable upstream: {}", r.body_text());
+    let seen = requests.join().unwrap();
+    assert_eq!(
+        seen.get(..2),
+        Some(&["/live/a.flv".to_string(), "/live/b.flv".to_string()][..]),
+        "{seen:?}"
+    );
 }
