@@ -214,6 +214,15 @@ fn cascade_relays_the_whole_stream_over_one_upstream_per_level() {
     assert!(leaf_api.contains("\"upstream\":{"), "{leaf_api}");
     let server = http_get(c.leaf.http, "/api/server", Duration::from_secs(5)).body_text();
     assert!(server.contains("\"mode\":\"flv-gateway\""), "{server}");
+    let metrics = http_get(c.leaf.http, "/metrics", Duration::from_secs(5)).body_text();
+    assert!(
+        metrics.contains("rtmpd_upstreams{state=\"up\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("rtmpd_players{protocol=\"http_flv\"} 2"),
+        "{metrics}"
+    );
 
     publisher.wait_or_panic(Duration::from_secs(30));
     let r = http.join().unwrap();

@@ -250,6 +250,7 @@ impl Server {
                 &[("", rss.to_string())],
             );
         }
+        m.push_str(&self.upstream_metrics());
         m
     }
 }

@@ -47,7 +47,7 @@ const NO_DATA: Duration = Duration::from_secs(30);
 /// An upstream that has not answered (connected and sent a head) in this long is retried.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// Housekeeping period (viewer counts, grace, timeouts).
-const TICK: Duration = Duration::from_millis(250);
+const TICK: Duration = Duration::from_millis(500);
 /// Reads per upstream per wakeup before the others get their turn.
 const READS_PER_WAKEUP: usize = 64;
 
@@ -794,5 +794,24 @@ impl Server {
             p.pending.len(),
         );
         out
+    }
+
+    /// Gateway gauges and counters for `/metrics` (empty in the other modes).
+    pub(super) fn upstream_metrics(&self) -> String {
+        let Some(g) = &self.gateway else {
+            return String::new();
+        };
+        let up = g.pulls.iter().filter(|(_, p)| p.up_since.is_some()).count();
+        let bytes: u64 = g.pulls.iter().map(|(_, p)| p.bytes_in).sum();
+        let pending: usize = g.pulls.iter().map(|(_, p)| p.pending.len()).sum();
+        format!(
+            "# HELP rtmpd_upstreams Upstream pulls by state.\n# TYPE rtmpd_upstreams gauge\n\
+             rtmpd_upstreams{{state=\"up\"}} {up}\nrtmpd_upstreams{{state=\"down\"}} {}\n\
+             # HELP rtmpd_upstream_pending_viewers Viewers waiting for an upstream to answer.\n\
+             # TYPE rtmpd_upstream_pending_viewers gauge\nrtmpd_upstream_pending_viewers {pending}\n\
+             # HELP rtmpd_upstream_bytes_in Bytes received by the current upstream pulls.\n\
+             # TYPE rtmpd_upstream_bytes_in gauge\nrtmpd_upstream_bytes_in {bytes}\n",
+            g.pulls.len() - up
+        )
     }
 }
