@@ -53,6 +53,8 @@ pub struct UpstreamUrl {
     pub port: u16,
     /// Path prefix without a trailing slash ("" for none).
     pub base: String,
+    /// A query (without `?`) sent with every stream request, e.g. a play token for the origin.
+    pub query: String,
 }
 
 impl UpstreamUrl {
@@ -61,6 +63,13 @@ impl UpstreamUrl {
             .strip_prefix("http://")
             .or_else(|| s.strip_prefix("HTTP://"))
             .ok_or(UrlError::Scheme)?;
+        let (rest, query) = match rest.split_once('?') {
+            Some((r, q)) => (r, q),
+            None => (rest, ""),
+        };
+        if rest.contains('#') || query.contains('#') {
+            return Err(UrlError::Authority);
+        }
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, ""),
@@ -70,6 +79,7 @@ impl UpstreamUrl {
             host: host.to_string(),
             port,
             base: path.trim_end_matches('/').to_string(),
+            query: query.to_string(),
         })
     }
 
@@ -83,9 +93,14 @@ impl UpstreamUrl {
         self.host.trim_start_matches('[').trim_end_matches(']')
     }
 
-    /// The upstream path of a stream.
+    /// The upstream request target of a stream (with the URL's query, if any).
     pub fn path_for(&self, key: &StreamKey) -> String {
-        format!("{}/{}/{}.flv", self.base, key.app, key.stream)
+        let mut p = format!("{}/{}/{}.flv", self.base, key.app, key.stream);
+        if !self.query.is_empty() {
+            p.push('?');
+            p.push_str(&self.query);
+        }
+        p
     }
 
     /// The path to follow for a redirect's `Location`, when it stays on this host and port
@@ -97,17 +112,23 @@ impl UpstreamUrl {
         let target = UpstreamUrl::parse(location).ok()?;
         let same = target.host.eq_ignore_ascii_case(&self.host) && target.port == self.port;
         same.then(|| {
-            if target.base.is_empty() {
+            let mut path = if target.base.is_empty() {
                 "/".to_string()
             } else {
                 target.base
+            };
+            if !target.query.is_empty() {
+                path.push('?');
+                path.push_str(&target.query);
             }
+            path
         })
     }
 }
 
 impl fmt::Display for UpstreamUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The query is left out: it may hold a token, and this goes to logs and the API.
         write!(f, "http://{}:{}{}", self.host, self.port, self.base)
     }
 }
@@ -814,6 +835,9 @@ mod tests {
             (b.port, b.path_for(&key).as_str()),
             (80, "/relay/live/stream.flv")
         );
+        let q = UpstreamUrl::parse("http://o:8501?token=s3cret").unwrap();
+        assert_eq!(q.path_for(&key), "/live/stream.flv?token=s3cret");
+        assert_eq!(q.to_string(), "http://o:8501", "no token in logs");
         let v6 = UpstreamUrl::parse("http://[::1]:9000").unwrap();
         assert_eq!(
             (v6.bare_host(), v6.authority().as_str()),
@@ -836,6 +860,11 @@ mod tests {
         assert_eq!(
             u.redirect_path("http://10.0.0.5:8501/x/y.flv").as_deref(),
             Some("/x/y.flv")
+        );
+        assert_eq!(
+            u.redirect_path("http://10.0.0.5:8501/x/y.flv?t=1")
+                .as_deref(),
+            Some("/x/y.flv?t=1")
         );
         assert_eq!(u.redirect_path("http://10.0.0.6:8501/x/y.flv"), None);
         assert_eq!(u.redirect_path("http://10.0.0.5:8502/x/y.flv"), None);

@@ -180,6 +180,11 @@ pub fn run_flv_gateway(cfg: FlvGatewayConfig) -> Result<(), ServerError> {
     server.run()
 }
 
+/// A request target for logs and the API: without its query (which may hold a token).
+fn shown(target: &str) -> &str {
+    target.split('?').next().unwrap_or(target)
+}
+
 fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
@@ -233,7 +238,7 @@ impl Server {
                 info!(
                     "{key}: first viewer; pulling {}{}",
                     g.url,
-                    g.url.path_for(&key)
+                    shown(&g.url.path_for(&key))
                 );
                 i
             }
@@ -272,7 +277,7 @@ impl Server {
         match result {
             Ok(socket) => {
                 let _ = socket.set_nodelay(true);
-                debug!("{}: connecting to {addr} for {}", p.key, p.path);
+                debug!("{}: connecting to {addr} for {}", p.key, shown(&p.path));
                 p.conn = Some(Upstream {
                     socket,
                     connected: false,
@@ -413,9 +418,9 @@ impl Server {
                         up.got_head = true;
                     }
                     if p.sessions > 1 {
-                        info!("{key}: upstream {url}{} is back", p.path);
+                        info!("{key}: upstream {url}{} is back", shown(&p.path));
                     } else {
-                        info!("{key}: upstream {url}{} connected", p.path);
+                        info!("{key}: upstream {url}{} connected", shown(&p.path));
                     }
                     p.relay.new_session();
                     if !p.published {
@@ -431,7 +436,7 @@ impl Server {
                     let path = url.redirect_path(&location);
                     match path {
                         Some(path) if p.redirects < flv::MAX_REDIRECTS => {
-                            debug!("{key}: upstream redirects to {path}");
+                            debug!("{key}: upstream redirects to {}", shown(&path));
                             p.redirects += 1;
                             p.path = path;
                             self.upstream_drop_conn(idx);
@@ -781,7 +786,7 @@ impl Server {
             ",\"upstream\":{{\"url\":{},\"state\":{},\"up_s\":{:.1},\"age_s\":{:.1},\"last_status\":{},\
              \"connects\":{},\"sessions\":{},\"bytes_in\":{},\"frames_in\":{},\"config_changes\":{},\
              \"pending_viewers\":{}}}",
-            json_str(&format!("{}{}", g.url, p.path)),
+            json_str(&format!("{}{}", g.url, shown(&p.path))),
             json_str(state),
             p.up_since.map_or(0.0, |s| secs(now - s)),
             secs(now - p.created),
