@@ -405,7 +405,7 @@ impl Server {
             let Some(g) = self.gateway.as_mut() else {
                 return false;
             };
-            let url = g.url.clone();
+            let url = &g.url;
             let Some(p) = g.pulls.get_mut(idx) else {
                 return false;
             };
@@ -708,6 +708,9 @@ impl Server {
                 NO_DATA.as_secs()
             );
             self.end_publish(&key, TOKEN_BASE + idx);
+            // An upstream that answered but sends nothing is no good to the next viewer either:
+            // start afresh (the next 200 publishes the stream again).
+            self.upstream_lost(idx, "no data", None);
         }
         for idx in teardown {
             self.upstream_drop_conn(idx);
