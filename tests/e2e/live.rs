@@ -173,6 +173,7 @@ fn rust_publish_to_all_outputs(fixture: &str, ts_offset: u32) {
     let opts = PublishOpts {
         speed: 2.0,
         ts_offset,
+        start_delay: Duration::from_millis(700),
         ..PublishOpts::default()
     };
     let publisher =
