@@ -87,7 +87,9 @@ fn check_viewers(v: Viewers, fixture: &str, offset: Option<i64>) -> i64 {
         (has_audio, has_video),
         "{w}: header flags"
     );
-    let offset = Some(assert_full_stream(&flv.frames, fixture, offset, &w));
+    let shift = assert_full_stream(&flv.frames, fixture, offset, &w);
+    // Every other output must show the same shift as this one.
+    let offset = Some(shift);
 
     let r = v.http10.join().expect("HTTP/1.0 viewer");
     let w = format!("HTTP-FLV/1.0 {what}");
@@ -136,7 +138,7 @@ fn check_viewers(v: Viewers, fixture: &str, offset: Option<i64>) -> i64 {
         r.statuses
     );
     assert_full_stream(&r.frames, fixture, offset, &w);
-    offset.unwrap()
+    shift
 }
 
 fn ffmpeg_publish_to_all_outputs(fixture: &str, output_args: &[&str]) -> i64 {
