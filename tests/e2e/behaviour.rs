@@ -483,3 +483,29 @@ fn bad_names_are_refused() {
         );
     }
 }
+
+/// An unknown command with a transaction id gets `_error`, and the connection stays usable.
+#[test]
+fn unknown_rtmp_command_gets_error_and_the_connection_goes_on() {
+    use rtmpd::rtmp::client::ClientEvent;
+    use rtmpd::rtmp::command;
+    let server = Server::start();
+    let mut c = RtmpClient::connect(server.rtmp, "live", RTMP_TIMEOUT).expect("connect");
+    let txn = c.session_mut().txn();
+    c.session_mut()
+        .send_command(0, &command::simple_request("noSuchCommand", txn, Some("x")));
+    c.flush().expect("send");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "no _error for an unknown command"
+        );
+        if let Some(ClientEvent::Error(_)) = c.next_event(Duration::from_millis(200)).expect("read")
+        {
+            break;
+        }
+    }
+    c.publish("after")
+        .expect("publish after the unknown command");
+}
