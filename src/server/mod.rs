@@ -660,6 +660,8 @@ impl Server {
             let Some(t) = self.hub.viewer_ref(v).map(|vw| vw.token) else {
                 continue;
             };
+            // Its last skips are reported before the disconnect, so no episode goes unlogged.
+            self.log_skips();
             if let Some(c) = self.conns.get(t) {
                 warn!(
                     "{key}: {} player {} too far behind; disconnected",
