@@ -132,9 +132,9 @@ fn ffmpeg_decode(url: &str, secs: u32) -> JoinHandle<(u64, String)> {
         let frames = p
             .stdout()
             .lines()
+            .rev()
             .filter_map(|l| l.strip_prefix("frame="))
-            .filter_map(|n| n.trim().parse().ok())
-            .last()
+            .find_map(|n| n.trim().parse().ok())
             .unwrap_or(0);
         (frames, p.stderr())
     })
