@@ -60,7 +60,7 @@ pub enum ConnState {
         ws: Box<WsSession>,
     },
     /// FLV gateway: asked for a stream whose upstream pull has not answered yet; the request
-    /// is answered (as a viewer, or 404/502) once it has. Input is dropped meanwhile.
+    /// is answered (as a viewer, or 404/503) once it has. Input is dropped meanwhile.
     Pending {
         key: StreamKey,
         req: Box<crate::http::request::Request>,
