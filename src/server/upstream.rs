@@ -423,6 +423,9 @@ impl Server {
                         info!("{key}: upstream {url}{} connected", shown(&p.path));
                     }
                     p.relay.new_session();
+                    if p.sessions > 1 {
+                        self.hub.restart_gop(&key);
+                    }
                     if !p.published {
                         self.gateway_publish(idx);
                     }
