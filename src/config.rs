@@ -301,6 +301,7 @@ fn usage(opts: &Options, brief: &str) -> String {
 }
 
 const ORIGIN_BRIEF: &str = "Usage: rtmpd [OPTIONS]
+       rtmpd flv-gateway PORT UPSTREAM [OPTIONS]          (see rtmpd flv-gateway --help)
        rtmpd file-gateway [HOST [PORT [ROOT]]] [OPTIONS]   (see rtmpd file-gateway --help)
        rtmpd merge DIR
 
@@ -423,7 +424,13 @@ fn flv_gateway_options() -> Options {
     let mut opts = Options::new();
     common_options(&mut opts);
     opts.optopt("", "bind", "address to listen on [0.0.0.0]", "ADDR");
-    web_options(&mut opts);
+    // The gateway serves the built-in pages but no folders, so it has no --dir.
+    opts.optopt(
+        "",
+        "access-log",
+        "write the access log (Common Log Format + ms) to this file [stderr]",
+        "F",
+    );
     viewer_options(&mut opts);
     opts
 }
@@ -463,7 +470,11 @@ fn parse_flv_gateway(args: &[String]) -> Result<Mode, ConfigError> {
         port,
         upstream,
         viewer: viewer_config(&m)?,
-        web: web_config(&m, None),
+        web: WebConfig {
+            web_dir: None,
+            dir_listing: false,
+            access_log: m.opt_str("access-log").map(PathBuf::from),
+        },
         log: log_config(&m)?,
     }))
 }
