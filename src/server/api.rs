@@ -144,7 +144,7 @@ impl Server {
         format!(
             "{{\"name\":\"rtmpd\",\"version\":{},\"mode\":{},\"started_unix\":{},\"uptime_s\":{:.1},\"pid\":{},\
              \"connections\":{},\"publishers\":{},\"players\":{{\"rtmp\":{},\"http_flv\":{},\"ws_flv\":{}}},\
-             \"bytes_in\":{},\"bytes_out\":{},\"cpu_seconds\":{:.2},\"rss_bytes\":{}}}",
+             \"bytes_in\":{},\"bytes_out\":{},\"cpu_seconds\":{:.2},\"rss_bytes\":{},\"ports\":{}}}",
             json_str(crate::config::VERSION),
             json_str(self.setup.mode),
             self.started_wall.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
@@ -159,7 +159,24 @@ impl Server {
             self.totals.bytes_out,
             limits::cpu_seconds(),
             limits::rss_bytes().map(|r| r.to_string()).unwrap_or_else(|| "null".into()),
+            self.ports_json(),
         )
+    }
+
+    /// The listeners' real ports, so pages can build RTMP and HTTP-FLV URLs for this server.
+    fn ports_json(&self) -> String {
+        let mut parts = Vec::new();
+        for (l, kind) in &self.listeners {
+            let name = match kind {
+                super::conn::Listener::Rtmp => "rtmp",
+                super::conn::Listener::Http => "http",
+                super::conn::Listener::Web => "web",
+            };
+            if let Ok(addr) = l.local_addr() {
+                parts.push(format!("\"{name}\":{}", addr.port()));
+            }
+        }
+        format!("{{{}}}", parts.join(","))
     }
 
     pub(super) fn metrics(&self) -> String {

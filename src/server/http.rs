@@ -18,6 +18,7 @@ use crate::http::response;
 use crate::http::route::{route, Route};
 use crate::http::ws::{self, WsInputEvent, WsSession};
 use crate::hub::OutputForm;
+use crate::media::key::query_param;
 use crate::media::StreamKey;
 
 impl Server {
@@ -142,7 +143,10 @@ impl Server {
             wall: SystemTime::now(),
             started: Instant::now(),
         });
-        if listener == Listener::Web {
+        let route = route(req.path());
+        // The web port is static files, plus the read-only API on the origin: its pages need it.
+        let api_on_web = self.setup.mode == "origin" && route.is_api();
+        if listener == Listener::Web && !api_on_web {
             return self.http_static(token, &req);
         }
         let keep_alive = req.keep_alive();
@@ -159,7 +163,7 @@ impl Server {
             r.splice(at..at, b"Allow: GET, HEAD, OPTIONS\r\n".iter().copied());
             return self.http_reply(token, r, keep_alive);
         }
-        match route(req.path()) {
+        match route {
             Route::LiveFlv(key) => self.http_live(token, &req, key),
             Route::ApiStreams => {
                 let body = self.api_streams();
@@ -171,6 +175,21 @@ impl Server {
             }
             Route::ApiServer => {
                 let body = self.api_server();
+                self.http_reply(
+                    token,
+                    response::text(200, "application/json", &body, keep_alive, head_only),
+                    keep_alive,
+                )
+            }
+            Route::ApiRecordings => {
+                let (app, stream) = match req.query() {
+                    Some(q) => (query_param(q, "app"), query_param(q, "stream")),
+                    None => (None, None),
+                };
+                let body = match &self.setup.data_dir {
+                    Some(dir) => super::recordings::recordings_json(dir, app, stream),
+                    None => "{\"recordings\":[]}".to_string(),
+                };
                 self.http_reply(
                     token,
                     response::text(200, "application/json", &body, keep_alive, head_only),

@@ -9,6 +9,7 @@ mod conn;
 mod http;
 pub mod limits;
 pub mod outq;
+mod recordings;
 mod rtmp;
 mod upstream;
 
@@ -115,6 +116,8 @@ pub struct Setup {
     pub roots: Vec<Root>,
     /// Serve `home.html` for `/` (the origin's dashboard); the file gateway serves `/` like any folder.
     pub home_page: bool,
+    /// The origin's data dir, for `/api/recordings`.
+    pub data_dir: Option<std::path::PathBuf>,
     pub dir_listing: bool,
     pub access_log: Option<std::path::PathBuf>,
 }
@@ -167,6 +170,7 @@ pub fn run_origin(cfg: OriginConfig) -> Result<(), ServerError> {
         viewer: cfg.viewer.clone(),
         roots: vec![pages, Root::Dir(cfg.data_dir.clone())],
         home_page: true,
+        data_dir: Some(cfg.data_dir.clone()),
         dir_listing: cfg.web.dir_listing,
         access_log: cfg.web.access_log.clone(),
     };
@@ -194,6 +198,7 @@ pub fn run_file_gateway(cfg: crate::config::FileGatewayConfig) -> Result<(), Ser
         viewer: crate::config::ViewerConfig::default(),
         roots: vec![Root::Dir(cfg.root.clone())],
         home_page: false,
+        data_dir: None,
         dir_listing: cfg.web.dir_listing,
         access_log: cfg.web.access_log.clone(),
     };

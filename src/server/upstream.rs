@@ -169,6 +169,7 @@ pub fn run_flv_gateway(cfg: FlvGatewayConfig) -> Result<(), ServerError> {
         // The built-in player pages, so `/index.html?app=&stream=` plays from the gateway.
         roots: vec![Root::Embedded],
         home_page: false,
+        data_dir: None,
         dir_listing: false,
         access_log: cfg.web.access_log.clone(),
     };
