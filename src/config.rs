@@ -13,8 +13,31 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 #[derive(Clone, Debug)]
 pub enum Mode {
     Origin(OriginConfig),
+    FileGateway(FileGatewayConfig),
+    /// `rtmpd merge DIR`: rebuild `stream_full.mp4` from a folder of fMP4 segments.
+    Merge(PathBuf),
     Help(String),
     Version,
+}
+
+/// The static file service: where files come from and how requests are logged.
+#[derive(Clone, Debug)]
+pub struct WebConfig {
+    /// `--web-dir`: player pages from this folder instead of the ones built into the binary.
+    pub web_dir: Option<PathBuf>,
+    /// `--dir`: folder listings where a folder has no index.html.
+    pub dir_listing: bool,
+    /// `--access-log`: one line per request to this file instead of stderr.
+    pub access_log: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug)]
+pub struct FileGatewayConfig {
+    pub bind: IpAddr,
+    pub port: u16,
+    pub root: PathBuf,
+    pub web: WebConfig,
+    pub log: LogConfig,
 }
 
 /// Settings shared by every mode that serves viewers.
@@ -29,6 +52,19 @@ pub struct ViewerConfig {
     pub queue_hard_bytes: usize,
 }
 
+impl Default for ViewerConfig {
+    fn default() -> Self {
+        ViewerConfig {
+            gop_cache: true,
+            merge_write: Duration::from_millis(100),
+            queue_soft_ms: 4000,
+            queue_hard_ms: 15000,
+            queue_soft_bytes: 4 << 20,
+            queue_hard_bytes: 16 << 20,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct LogConfig {
     pub level: log::LevelFilter,
@@ -40,6 +76,11 @@ pub struct OriginConfig {
     pub bind: IpAddr,
     pub rtmp_port: u16,
     pub http_port: u16,
+    /// `None` with `--no-web`.
+    pub web_port: Option<u16>,
+    pub data_dir: PathBuf,
+    pub record: crate::record::RecordConfig,
+    pub web: WebConfig,
     pub viewer: ViewerConfig,
     pub log: LogConfig,
 }
@@ -109,6 +150,16 @@ fn viewer_options(opts: &mut Options) {
     );
 }
 
+fn web_options(opts: &mut Options) {
+    opts.optflag("", "dir", "list folders that have no index.html");
+    opts.optopt(
+        "",
+        "access-log",
+        "write the access log (Common Log Format + ms) to this file [stderr]",
+        "F",
+    );
+}
+
 fn origin_options() -> Options {
     let mut opts = Options::new();
     common_options(&mut opts);
@@ -122,19 +173,138 @@ fn origin_options() -> Options {
     opts.optopt(
         "",
         "http-port",
-        "HTTP-FLV, WS-FLV, /api/*, /metrics; 0 picks a free port [8501]",
+        "HTTP-FLV, WS-FLV, /api/*, /metrics and static files; 0 picks a free port [8501]",
         "N",
     );
+    opts.optopt(
+        "",
+        "web-port",
+        "static files only: player pages and recordings; 0 picks a free port [8000]",
+        "N",
+    );
+    opts.optflag("", "no-web", "do not open the web port");
+    opts.optopt(
+        "",
+        "data-dir",
+        "where flv/, hls/ and mp4/ are written and served from [.]",
+        "DIR",
+    );
+    opts.optopt(
+        "",
+        "web-dir",
+        "serve the player pages from this folder [built into the binary]",
+        "DIR",
+    );
+    opts.optflag("", "no-flv-record", "do not record FLV files");
+    opts.optflag("", "no-hls", "do not write HLS (MPEG-TS segments + m3u8)");
+    opts.optflag(
+        "",
+        "no-mp4",
+        "do not write fMP4 segments and the merged MP4",
+    );
+    opts.optopt(
+        "",
+        "hls-fragment",
+        "target HLS segment length in seconds, cut at the next keyframe [4]",
+        "SECS",
+    );
+    opts.optopt(
+        "",
+        "hls-window",
+        "live playlist length in segments, older ones deleted; 0 keeps all [0]",
+        "N",
+    );
+    opts.optopt(
+        "",
+        "mp4-fragment",
+        "target fMP4 segment length in seconds; hard cut at twice it [4]",
+        "SECS",
+    );
+    opts.optopt(
+        "",
+        "workers",
+        "recorder worker threads [number of cores]",
+        "N",
+    );
+    web_options(&mut opts);
     viewer_options(&mut opts);
     opts
+}
+
+fn file_gateway_options() -> Options {
+    let mut opts = Options::new();
+    common_options(&mut opts);
+    web_options(&mut opts);
+    opts
+}
+
+const FILE_GATEWAY_BRIEF: &str = "Usage: rtmpd file-gateway [HOST [PORT [ROOT]]] [OPTIONS]\n\n\
+    A static file server for recordings and pages (defaults: 0.0.0.0, 8100, the current directory).";
+
+fn web_config(m: &getopts::Matches, web_dir: Option<PathBuf>) -> WebConfig {
+    WebConfig {
+        web_dir,
+        dir_listing: m.opt_present("dir"),
+        access_log: m.opt_str("access-log").map(PathBuf::from),
+    }
+}
+
+fn existing_dir(path: &str, what: &str) -> Result<PathBuf, ConfigError> {
+    let p = PathBuf::from(path);
+    if p.is_dir() {
+        Ok(p)
+    } else {
+        err(format!("{what}: '{path}' is not a folder"))
+    }
+}
+
+fn parse_file_gateway(args: &[String]) -> Result<Mode, ConfigError> {
+    let opts = file_gateway_options();
+    let m = opts.parse(args).map_err(|e| ConfigError(e.to_string()))?;
+    if m.opt_present("help") {
+        return Ok(Mode::Help(usage(&opts, FILE_GATEWAY_BRIEF)));
+    }
+    if m.opt_present("version") {
+        return Ok(Mode::Version);
+    }
+    if m.free.len() > 3 {
+        return err(format!("file-gateway: unexpected argument '{}'", m.free[3]));
+    }
+    let bind = match m.free.first() {
+        None => IpAddr::from([0, 0, 0, 0]),
+        Some(s) => s
+            .parse()
+            .or_else(|_| err(format!("file-gateway HOST: '{s}' is not an IP address")))?,
+    };
+    let port = match m.free.get(1) {
+        None => 8100,
+        Some(s) => s
+            .parse()
+            .or_else(|_| err(format!("file-gateway PORT: '{s}' is not a port (0-65535)")))?,
+    };
+    let root = existing_dir(
+        m.free.get(2).map(String::as_str).unwrap_or("."),
+        "file-gateway ROOT",
+    )?;
+    Ok(Mode::FileGateway(FileGatewayConfig {
+        bind,
+        port,
+        root,
+        web: web_config(&m, None),
+        log: log_config(&m)?,
+    }))
 }
 
 fn usage(opts: &Options, brief: &str) -> String {
     opts.usage(brief)
 }
 
-const ORIGIN_BRIEF: &str =
-    "Usage: rtmpd [OPTIONS]\n\nThe origin: RTMP publish and play, HTTP-FLV and WebSocket-FLV.";
+const ORIGIN_BRIEF: &str = "Usage: rtmpd [OPTIONS]
+       rtmpd file-gateway [HOST [PORT [ROOT]]] [OPTIONS]   (see rtmpd file-gateway --help)
+       rtmpd merge DIR
+
+The origin: RTMP publish and play; HTTP-FLV, WebSocket-FLV, the API and static files on the
+HTTP port; pages and recordings on the web port; FLV, HLS and fMP4/MP4 recordings.";
 
 fn num<T: std::str::FromStr>(
     m: &getopts::Matches,
@@ -186,6 +356,41 @@ fn viewer_config(m: &getopts::Matches) -> Result<ViewerConfig, ConfigError> {
     Ok(v)
 }
 
+/// Seconds as a positive number (fractions allowed), in milliseconds.
+fn seconds_ms(m: &getopts::Matches, name: &str, default_ms: u32) -> Result<u32, ConfigError> {
+    match m.opt_str(name) {
+        None => Ok(default_ms),
+        Some(s) => match s.parse::<f64>() {
+            Ok(v) if v > 0.0 && v <= 3600.0 => Ok((v * 1000.0).round() as u32),
+            _ => err(format!(
+                "--{name}: '{s}' is not a number of seconds between 0 and 3600"
+            )),
+        },
+    }
+}
+
+fn record_config(
+    m: &getopts::Matches,
+    data_dir: &std::path::Path,
+) -> Result<crate::record::RecordConfig, ConfigError> {
+    let defaults = crate::record::RecordConfig::default();
+    let workers = num(m, "workers", defaults.workers)?;
+    if workers == 0 || workers > 256 {
+        return err("--workers: between 1 and 256");
+    }
+    Ok(crate::record::RecordConfig {
+        data_dir: data_dir.to_path_buf(),
+        flv: !m.opt_present("no-flv-record"),
+        hls: !m.opt_present("no-hls"),
+        mp4: !m.opt_present("no-mp4"),
+        mp4_fragment_ms: seconds_ms(m, "mp4-fragment", 4000)?,
+        hls_fragment_ms: seconds_ms(m, "hls-fragment", 4000)?,
+        hls_window: num(m, "hls-window", 0usize)?,
+        workers,
+        ..defaults
+    })
+}
+
 fn port(m: &getopts::Matches, name: &str, default: u16) -> Result<u16, ConfigError> {
     match m.opt_str(name) {
         None => Ok(default),
@@ -197,6 +402,20 @@ fn port(m: &getopts::Matches, name: &str, default: u16) -> Result<u16, ConfigErr
 
 /// Parses the arguments after the program name.
 pub fn parse(args: &[String]) -> Result<Mode, ConfigError> {
+    if args.first().map(String::as_str) == Some("file-gateway") {
+        return parse_file_gateway(&args[1..]);
+    }
+    if args.first().map(String::as_str) == Some("merge") {
+        return match &args[1..] {
+            [h] if h == "--help" || h == "-h" => Ok(Mode::Help(
+                "Usage: rtmpd merge DIR\n\nRebuilds DIR/stream_full.mp4 from the fMP4 segments in DIR \
+                 (an output_merge/ folder or the stream folder above it), e.g. after a crash."
+                    .into(),
+            )),
+            [dir] => Ok(Mode::Merge(existing_dir(dir, "merge DIR")?)),
+            _ => err("usage: rtmpd merge DIR"),
+        };
+    }
     let opts = origin_options();
     let m = opts.parse(args).map_err(|e| ConfigError(e.to_string()))?;
     if m.opt_present("help") {
@@ -216,10 +435,24 @@ pub fn parse(args: &[String]) -> Result<Mode, ConfigError> {
             .parse()
             .or_else(|_| err(format!("--bind: '{s}' is not an IP address")))?,
     };
+    let web_dir = m
+        .opt_str("web-dir")
+        .map(|d| existing_dir(&d, "--web-dir"))
+        .transpose()?;
+    let data_dir = PathBuf::from(m.opt_str("data-dir").unwrap_or_else(|| ".".into()));
+    let record = record_config(&m, &data_dir)?;
     Ok(Mode::Origin(OriginConfig {
         bind,
         rtmp_port: port(&m, "rtmp-port", 1935)?,
         http_port: port(&m, "http-port", 8501)?,
+        web_port: if m.opt_present("no-web") {
+            None
+        } else {
+            Some(port(&m, "web-port", 8000)?)
+        },
+        data_dir,
+        record,
+        web: web_config(&m, web_dir),
         viewer: viewer_config(&m)?,
         log: log_config(&m)?,
     }))
@@ -256,6 +489,20 @@ mod tests {
             let e = parse(&args(bad)).unwrap_err();
             assert!(!e.0.is_empty(), "{bad}");
         }
+    }
+
+    #[test]
+    fn file_gateway_positional_arguments() {
+        let Mode::FileGateway(c) = parse(&args("file-gateway 127.0.0.1 8200 .")).unwrap() else {
+            panic!()
+        };
+        assert_eq!((c.bind.to_string().as_str(), c.port), ("127.0.0.1", 8200));
+        let Mode::FileGateway(c) = parse(&args("file-gateway")).unwrap() else {
+            panic!()
+        };
+        assert_eq!(c.port, 8100);
+        assert!(parse(&args("file-gateway 0.0.0.0 http")).is_err());
+        assert!(parse(&args("file-gateway 0.0.0.0 8100 /no/such/dir")).is_err());
     }
 
     #[test]

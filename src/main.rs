@@ -52,6 +52,15 @@ fn main() -> ExitCode {
         }
         Mode::Origin(cfg) => init_logging(&cfg.log)
             .and_then(|_| rtmpd::server::run_origin(cfg).map_err(|e| e.to_string())),
+        Mode::Merge(dir) => match rtmpd::record::merge::merge_dir(&dir) {
+            Ok(report) => {
+                println!("{report}");
+                Ok(())
+            }
+            Err(e) => Err(format!("merge {}: {e}", dir.display())),
+        },
+        Mode::FileGateway(cfg) => init_logging(&cfg.log)
+            .and_then(|_| rtmpd::server::run_file_gateway(cfg).map_err(|e| e.to_string())),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

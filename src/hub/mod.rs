@@ -23,10 +23,10 @@ use slab::Slab;
 pub use cache::{CacheLimits, Cached};
 pub use packet::{flv_file_header, FormKind, OutputForm, Packet};
 pub use queue::{QueueLimits, QueueStats, SlowReason, Verdict, ViewerQueue};
-pub use stream::{MetaInfo, Timeline, Viewer};
+pub use stream::{is_on_metadata, strip_set_data_frame, MetaInfo, Timeline, Viewer};
 
 use crate::media::{Codec, Frame, StreamKey, Track};
-use stream::{is_on_metadata, strip_set_data_frame, Publisher, Stream, ViewerState};
+use stream::{Publisher, Stream, ViewerState};
 
 /// Hub settings (from the command line).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -284,12 +284,12 @@ impl Hub {
         &mut self,
         key: &StreamKey,
         publisher: usize,
-        mut frame: Frame,
+        frame: Frame,
         now_ms: u64,
     ) -> FrameOutcome<'_> {
         self.flush.clear();
         self.too_slow.clear();
-        let accepted = self.frame_inner(key, publisher, &mut frame, now_ms);
+        let accepted = self.frame_inner(key, publisher, frame, now_ms);
         FrameOutcome {
             accepted,
             flush: &self.flush,
@@ -301,7 +301,7 @@ impl Hub {
         &mut self,
         key: &StreamKey,
         publisher: usize,
-        frame: &mut Frame,
+        mut frame: Frame,
         now_ms: u64,
     ) -> bool {
         let Some(stream) = self.streams.get_mut(key) else {
@@ -334,7 +334,12 @@ impl Hub {
                 stream.seen_media |= !frame.config;
             }
         }
-        let time = stream.timeline.advance(frame.dts);
+        // Metadata often carries dts 0 whenever it is sent: it must not move the timeline.
+        let time = if frame.track == Track::Meta {
+            stream.timeline.now()
+        } else {
+            stream.timeline.advance(frame.dts)
+        };
         let resume = match frame.track {
             Track::Video => frame.key && !frame.config,
             Track::Audio => !stream.seen_video && !frame.config,
@@ -345,7 +350,7 @@ impl Hub {
         stream.scratch.clear();
         let mut memo = Vec::with_capacity(stream.forms.len());
         for &(form, users) in &stream.forms {
-            let packet = (users > 0).then(|| Arc::new(Packet::new(form, frame, time, resume)));
+            let packet = (users > 0).then(|| Arc::new(Packet::new(form, &frame, time, resume)));
             if let Some(p) = &packet {
                 memo.push((form, p.clone()));
             }
@@ -363,12 +368,8 @@ impl Hub {
             };
             let was_empty = v.queue.is_empty();
             match v.deliver(packet) {
-                None => {}
-                Some(Verdict::Ok) => {
-                    if was_empty && !v.queue.is_empty() {
-                        self.flush.push(id);
-                    }
-                }
+                Some(Verdict::Ok) if was_empty && !v.queue.is_empty() => self.flush.push(id),
+                None | Some(Verdict::Ok) => {}
                 Some(Verdict::TooSlow(reason)) => {
                     log::info!(
                         "{key}: viewer {} ({:?}) too slow, disconnecting: {reason}",
@@ -385,9 +386,7 @@ impl Hub {
         let stored = if frame.track == Track::Meta && !is_metadata {
             false
         } else {
-            stream
-                .cache
-                .push(Cached::new(frame.clone(), time, resume, memo))
+            stream.cache.push(Cached::new(frame, time, resume, memo))
         };
 
         // Start the viewers that were waiting for this stream (or for its tracks to be known).
@@ -516,7 +515,7 @@ impl Hub {
         v.paused = paused;
         if resumed {
             self.on_resume(id, |stream, v| {
-                stream.push_headers(v, true, true);
+                stream.push_headers(v, true, true, true);
                 v.queue.reset_lag();
                 v.queue.wait_for_key();
             });
@@ -531,7 +530,7 @@ impl Hub {
         let resumed = !v.audio_on && on;
         v.audio_on = on;
         if resumed {
-            self.on_resume(id, |stream, v| stream.push_headers(v, false, true));
+            self.on_resume(id, |stream, v| stream.push_headers(v, false, false, true));
         }
     }
 
@@ -545,7 +544,7 @@ impl Hub {
         v.video_on = on;
         if resumed {
             self.on_resume(id, |stream, v| {
-                stream.push_headers(v, true, false);
+                stream.push_headers(v, false, true, false);
                 v.video_wait_key = true;
             });
         }
@@ -630,5 +629,489 @@ impl Hub {
             t.frames_dropped += v.queue.stats.frames_dropped;
         }
         t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::amf::{amf0, Value};
+    use crate::media::frame::{TAG_AUDIO, TAG_SCRIPT, TAG_VIDEO};
+    use bytes::Bytes;
+
+    const FLV: OutputForm = OutputForm::HttpFlv { chunked: false };
+    const RTMP: OutputForm = OutputForm::Rtmp {
+        chunk_size: 4096,
+        stream_id: 1,
+    };
+
+    fn key() -> StreamKey {
+        StreamKey::new("live", "s").unwrap()
+    }
+
+    fn frame(tag: u8, dts: u32, data: Vec<u8>) -> Frame {
+        Frame::parse(tag, dts, Bytes::from(data)).unwrap()
+    }
+    fn meta(fields: Vec<(&str, Value)>) -> Frame {
+        let mut body = amf0::encode_all(&[Value::string("@setDataFrame")]);
+        body.extend(amf0::encode_all(&[
+            Value::string("onMetaData"),
+            Value::EcmaArray(fields.into_iter().map(|(k, v)| (k.into(), v)).collect()),
+        ]));
+        frame(TAG_SCRIPT, 0, body)
+    }
+    fn av_meta() -> Frame {
+        meta(vec![
+            ("videocodecid", Value::Number(7.0)),
+            ("audiocodecid", Value::Number(10.0)),
+            ("width", Value::Number(640.0)),
+        ])
+    }
+    fn vseq(t: u32) -> Frame {
+        frame(TAG_VIDEO, t, vec![0x17, 0, 0, 0, 0, 1, 0x64])
+    }
+    fn aseq(t: u32) -> Frame {
+        frame(TAG_AUDIO, t, vec![0xaf, 0, 0x12, 0x10])
+    }
+    fn vkey(t: u32) -> Frame {
+        frame(TAG_VIDEO, t, vec![0x17, 1, 0, 0, 0, 0xaa, (t / 40) as u8])
+    }
+    fn vinter(t: u32) -> Frame {
+        frame(TAG_VIDEO, t, vec![0x27, 1, 0, 0, 0, 0xbb, (t / 40) as u8])
+    }
+    fn audio(t: u32) -> Frame {
+        frame(TAG_AUDIO, t, vec![0xaf, 1, 0xcc, (t / 23) as u8])
+    }
+
+    /// Everything queued, as the server would write it.
+    fn drain(hub: &mut Hub, id: ViewerId) -> Vec<u8> {
+        let q = &mut hub.viewer(id).unwrap().queue;
+        let mut out = Vec::new();
+        while q.write_to(&mut out).unwrap() > 0 {}
+        out
+    }
+
+    #[derive(Debug, PartialEq)]
+    struct Tag {
+        tag: u8,
+        ts: u32,
+        body: Vec<u8>,
+    }
+
+    /// Splits plain FLV bytes into (file header flags, tags), checking every PreviousTagSize.
+    fn parse_flv(mut b: &[u8], expect_header: bool) -> (Option<u8>, Vec<Tag>) {
+        let mut flags = None;
+        if expect_header {
+            assert_eq!(&b[..3], b"FLV");
+            flags = Some(b[4]);
+            b = &b[13..];
+        }
+        let mut tags = Vec::new();
+        while !b.is_empty() {
+            let len = u32::from_be_bytes([0, b[1], b[2], b[3]]) as usize;
+            let ts = u32::from_be_bytes([b[7], b[4], b[5], b[6]]);
+            let body = b[11..11 + len].to_vec();
+            let pts = u32::from_be_bytes(b[11 + len..15 + len].try_into().unwrap());
+            assert_eq!(pts as usize, len + 11);
+            tags.push(Tag {
+                tag: b[0],
+                ts,
+                body,
+            });
+            b = &b[15 + len..];
+        }
+        (flags, tags)
+    }
+
+    fn tag_of(f: &Frame) -> Tag {
+        Tag {
+            tag: f.tag_type(),
+            ts: f.dts,
+            body: strip_set_data_frame(&f.data).to_vec(),
+        }
+    }
+
+    fn send(hub: &mut Hub, f: Frame) -> (Vec<ViewerId>, Vec<ViewerId>) {
+        let out = hub.frame(&key(), 1, f, 0);
+        assert!(out.accepted);
+        (out.flush.to_vec(), out.too_slow.to_vec())
+    }
+
+    #[test]
+    fn late_joiner_gets_header_meta_configs_gop_in_order() {
+        let mut hub = Hub::new(HubConfig::default());
+        hub.publish(&key(), 1, 0).unwrap();
+        let frames = [
+            av_meta(),
+            vseq(0),
+            aseq(0),
+            vkey(0),
+            audio(0),
+            vinter(40),
+            audio(23),
+            vkey(80),
+            audio(46),
+            vinter(120),
+        ];
+        for f in frames.iter().cloned() {
+            send(&mut hub, f);
+        }
+        let (id, live) = hub.add_viewer(&key(), FLV, 7, 0);
+        assert!(live);
+        hub.start_viewer(id);
+        let (flags, tags) = parse_flv(&drain(&mut hub, id), true);
+        assert_eq!(flags, Some(5));
+        let want: Vec<Tag> = [0, 1, 2, 7, 8, 9]
+            .iter()
+            .map(|&i| tag_of(&frames[i]))
+            .collect();
+        assert_eq!(tags, want);
+        assert!(tags[0].body.starts_with(b"\x02\x00\x0aonMetaData"));
+        // Then live frames follow, once.
+        let (flush, _) = send(&mut hub, audio(69));
+        assert_eq!(flush, vec![id]);
+        let (_, tags) = parse_flv(&drain(&mut hub, id), false);
+        assert_eq!(tags, vec![tag_of(&audio(69))]);
+        let st = hub.streams().next().unwrap();
+        assert_eq!(st.viewers_http_flv, 1);
+        assert_eq!(st.meta.width, Some(640.0));
+        assert_eq!(st.video_codec, Some(Codec::Avc));
+        assert_eq!(st.frames_in, 11);
+        assert!(st.bytes_out > 0);
+        assert_eq!(hub.totals().bytes_out, st.bytes_out);
+    }
+
+    #[test]
+    fn flv_header_flags_for_audio_only_and_video_only() {
+        // From metadata that describes the tracks: known before any media.
+        let mut hub = Hub::new(HubConfig::default());
+        hub.publish(&key(), 1, 0).unwrap();
+        send(&mut hub, meta(vec![("audiocodecid", Value::Number(10.0))]));
+        let (id, _) = hub.add_viewer(&key(), FLV, 7, 0);
+        hub.start_viewer(id);
+        assert_eq!(parse_flv(&drain(&mut hub, id), true).0, Some(4));
+
+        // Without metadata: from the tracks seen once a media frame comes.
+        let mut hub = Hub::new(HubConfig::default());
+        hub.publish(&key(), 1, 0).unwrap();
+        send(&mut hub, vseq(0));
+        let (id, _) = hub.add_viewer(&key(), FLV, 7, 0);
+        hub.start_viewer(id);
+        assert!(
+            hub.viewer(id).unwrap().queue.is_empty(),
+            "tracks not known yet"
+        );
+        let (flush, _) = send(&mut hub, vkey(0));
+        assert_eq!(flush, vec![id]);
+        let (flags, tags) = parse_flv(&drain(&mut hub, id), true);
+        assert_eq!(flags, Some(1));
+        assert_eq!(tags, vec![tag_of(&vseq(0)), tag_of(&vkey(0))]);
+        send(&mut hub, vinter(40));
+        assert_eq!(
+            parse_flv(&drain(&mut hub, id), false).1,
+            vec![tag_of(&vinter(40))]
+        );
+    }
+
+    #[test]
+    fn audio_only_joiner_gets_the_last_second() {
+        let mut hub = Hub::new(HubConfig::default());
+        hub.publish(&key(), 1, 0).unwrap();
+        send(&mut hub, aseq(0));
+        for i in 0..100 {
+            send(&mut hub, audio(i * 23));
+        }
+        let (id, _) = hub.add_viewer(&key(), FLV, 7, 0);
+        hub.start_viewer(id);
+        let (flags, tags) = parse_flv(&drain(&mut hub, id), true);
+        assert_eq!(flags, Some(4));
+        assert_eq!(tags[0], tag_of(&aseq(0)));
+        let first = tags[1].ts;
+        assert_eq!(tags.last().unwrap().ts, 99 * 23);
+        assert!(99 * 23 - first <= 1000 && 99 * 23 - first > 950);
+    }
+
+    #[test]
+    fn no_gop_cache_joiner_waits_for_the_next_keyframe() {
+        let mut hub = Hub::new(HubConfig {
+            gop_cache: false,
+            ..HubConfig::default()
+        });
+        hub.publish(&key(), 1, 0).unwrap();
+        for f in [av_meta(), vseq(0), aseq(0), vkey(0), audio(0), vinter(40)] {
+            send(&mut hub, f);
+        }
+        let (id, _) = hub.add_viewer(&key(), FLV, 7, 0);
+        hub.start_viewer(id);
+        for f in [audio(23), vinter(80), audio(46), vkey(120), audio(69)] {
+            send(&mut hub, f);
+        }
+        let (flags, tags) = parse_flv(&drain(&mut hub, id), true);
+        assert_eq!(flags, Some(5));
+        let want: Vec<Tag> = [av_meta(), vseq(0), aseq(0), vkey(120), audio(69)]
+            .iter()
+            .map(tag_of)
+            .collect();
+        assert_eq!(tags, want);
+        assert_eq!(hub.viewer(id).unwrap().queue.stats.frames_dropped, 0);
+    }
+
+    #[test]
+    fn waiting_viewers_get_everything_when_the_publisher_starts() {
+        let mut hub = Hub::new(HubConfig::default());
+        let (flv, live) = hub.add_viewer(&key(), FLV, 7, 0);
+        assert!(!live);
+        let head = Bytes::from_static(b"HTTP/1.1 200 OK\r\n\r\n");
+        hub.viewer(flv).unwrap().queue.push_control(head.clone());
+        hub.start_viewer(flv);
+        assert_eq!(drain(&mut hub, flv), head);
+        let (rtmp, _) = hub.add_viewer(&key(), RTMP, 8, 0);
+        hub.start_viewer(rtmp);
+        assert!(!hub.is_live(&key()));
+        let ok = hub.publish(&key(), 1, 0).unwrap();
+        assert_eq!(ok.took_over_from, None);
+        assert_eq!(ok.waiting_viewers, vec![flv, rtmp]);
+        let frames = [av_meta(), vseq(0), aseq(0), vkey(0), audio(0)];
+        let mut flushed = Vec::new();
+        for f in frames.iter().cloned() {
+            flushed.extend(send(&mut hub, f).0);
+        }
+        assert!(flushed.contains(&flv) && flushed.contains(&rtmp));
+        let (flags, tags) = parse_flv(&drain(&mut hub, flv), true);
+        assert_eq!(flags, Some(5));
+        assert_eq!(tags, frames.iter().map(tag_of).collect::<Vec<_>>());
+        assert!(!drain(&mut hub, rtmp).is_empty());
+    }
+
+    #[test]
+    fn second_publisher_is_busy_and_an_idle_one_is_taken_over() {
+        let mut hub = Hub::new(HubConfig::default());
+        hub.publish(&key(), 1, 0).unwrap();
+        send(&mut hub, vseq(0));
+        send(&mut hub, vkey(0));
+        let (id, _) = hub.add_viewer(&key(), FLV, 7, 0);
+        hub.start_viewer(id);
+        drain(&mut hub, id);
+        assert!(hub.frame(&key(), 1, vinter(40), 1000).accepted);
+        assert_eq!(hub.publish(&key(), 2, 5999), Err(PublishError::Busy));
+        let ok = hub.publish(&key(), 2, 6000).unwrap();
+        assert_eq!(ok.took_over_from, Some(1));
+        assert!(ok.waiting_viewers.is_empty());
+        // The old publisher is ignored now; the viewer stays and resumes at the new keyframe.
+        assert!(!hub.frame(&key(), 1, vinter(80), 6001).accepted);
+        assert!(hub.unpublish(&key(), 1).is_empty());
+        assert!(hub.frame(&key(), 2, vinter(0), 6002).accepted);
+        assert!(hub.frame(&key(), 2, vseq(0), 6002).accepted);
+        assert!(hub.frame(&key(), 2, vkey(40), 6003).accepted);
+        let (_, tags) = parse_flv(&drain(&mut hub, id), false);
+        assert_eq!(
+            tags,
+            vec![tag_of(&vinter(40)), tag_of(&vseq(0)), tag_of(&vkey(40))]
+        );
+    }
+
+    #[test]
+    fn unpublish_ends_and_returns_the_viewers() {
+        let mut hub = Hub::new(HubConfig::default());
+        hub.publish(&key(), 1, 0).unwrap();
+        let (a, _) = hub.add_viewer(&key(), FLV, 7, 0);
+        hub.start_viewer(a);
+        let (b, _) = hub.add_viewer(&key(), RTMP, 8, 0);
+        hub.start_viewer(b);
+        let mut ended = hub.unpublish(&key(), 1);
+        ended.sort();
+        assert_eq!(ended, vec![a, b]);
+        assert_eq!(hub.viewer(a).unwrap().ended, Some(ViewerEnd::Unpublished));
+        assert!(!hub.is_live(&key()));
+        assert_eq!(hub.streams().count(), 0);
+        hub.remove_viewer(a);
+        hub.remove_viewer(b);
+        assert_eq!(hub.totals().viewers, 0);
+        // The key is free again.
+        hub.publish(&key(), 3, 10).unwrap();
+    }
+
+    #[test]
+    fn slow_viewer_skips_then_is_disconnected_and_others_get_everything() {
+        let mut hub = Hub::new(HubConfig {
+            queue_soft_ms: 1000,
+            queue_hard_ms: 3000,
+            ..HubConfig::default()
+        });
+        hub.publish(&key(), 1, 0).unwrap();
+        send(&mut hub, vseq(0));
+        let (slow, _) = hub.add_viewer(&key(), FLV, 7, 0);
+        hub.start_viewer(slow);
+        let (good, _) = hub.add_viewer(&key(), FLV, 8, 0);
+        hub.start_viewer(good);
+        drain(&mut hub, good);
+        let mut sent = Vec::new();
+        let mut slow_tags = Vec::new();
+        let mut t = 0;
+        let mut disconnected = false;
+        let mut good_tags = Vec::new();
+        // Keyframe every 400 ms, a frame every 40 ms. The slow viewer writes its FLV header,
+        // the sequence header and 5 bytes of the first keyframe's tag, then stops reading.
+        while t < 6000 && !disconnected {
+            let f = if t % 400 == 0 { vkey(t) } else { vinter(t) };
+            sent.push(tag_of(&f));
+            let (_, too_slow) = send(&mut hub, f);
+            if t == 0 {
+                hub.viewer(slow).unwrap().queue.advance(13 + 22 + 5);
+            }
+            if too_slow == vec![slow] {
+                disconnected = true;
+                assert_eq!(hub.viewer(slow).unwrap().ended, Some(ViewerEnd::TooSlow));
+                // What the slow viewer would still write: the rest of its partly written
+                // tag, then only whole GOPs starting at keyframes.
+                let bytes = drain(&mut hub, slow);
+                let mut first = Vec::new();
+                crate::mux::flv::write_tag(&mut first, &vkey(0));
+                assert_eq!(&bytes[..first.len() - 5], &first[5..]);
+                slow_tags = parse_flv(&bytes[first.len() - 5..], false).1;
+            }
+            let (_, tags) = parse_flv(&drain(&mut hub, good), t == 0);
+            assert_eq!(tags.last(), sent.last());
+            good_tags.extend(tags);
+            t += 40;
+        }
+        assert!(disconnected, "the never-reading viewer must be reported");
+        // Skips at 1080 and 2240 (span over 1000 ms), resumes at 1200 and 2400; the lag,
+        // measured from the frame at 0 it started with, first exceeds 3000 ms at 3040.
+        assert_eq!(t - 40, 3040);
+        let mut want = vec![tag_of(&vseq(0))];
+        want.extend(sent);
+        assert_eq!(good_tags, want, "the reading viewer got every frame");
+        let stats = hub.viewer(slow).unwrap().queue.stats;
+        assert!(stats.skips >= 2 && stats.frames_dropped > 0 && stats.bytes_dropped > 0);
+        assert_eq!(hub.viewer(good).unwrap().queue.stats.skips, 0);
+        // Remaining queue after the partial tag: from a keyframe on, contiguous frames:
+        // never a partial GOP.
+        assert_eq!(slow_tags[0].ts, 2400);
+        assert_eq!(slow_tags[0].body[0], 0x17);
+        for w in slow_tags.windows(2) {
+            assert_eq!(w[1].ts, w[0].ts + 40);
+        }
+        assert_eq!(hub.totals().slow_disconnects, 1);
+        // No more media for an ended viewer.
+        send(&mut hub, vinter(t));
+        assert!(hub.viewer(slow).unwrap().queue.is_empty());
+    }
+
+    #[test]
+    fn payload_is_shared_across_viewers_and_the_cache() {
+        let mut hub = Hub::new(HubConfig::default());
+        hub.publish(&key(), 1, 0).unwrap();
+        let (a, _) = hub.add_viewer(&key(), FLV, 7, 0);
+        hub.start_viewer(a);
+        let (b, _) = hub.add_viewer(&key(), OutputForm::WsFlv, 8, 0);
+        hub.start_viewer(b);
+        let (c, _) = hub.add_viewer(&key(), RTMP, 9, 0);
+        hub.start_viewer(c);
+        send(&mut hub, vseq(0));
+        let key_frame = vkey(0);
+        let payload = key_frame.data.as_ptr();
+        send(&mut hub, key_frame);
+        let (d, _) = hub.add_viewer(&key(), FLV, 10, 0);
+        hub.start_viewer(d);
+        for id in [a, b, c, d] {
+            let q = &hub.viewer(id).unwrap().queue;
+            let mut slices = Vec::new();
+            q.io_slices(&mut slices, 100);
+            assert!(
+                slices.iter().any(|s| s.as_ptr() == payload),
+                "viewer {id} got a copy"
+            );
+        }
+    }
+
+    #[test]
+    fn pause_and_receive_video() {
+        let mut hub = Hub::new(HubConfig::default());
+        hub.publish(&key(), 1, 0).unwrap();
+        let (id, _) = hub.add_viewer(&key(), FLV, 7, 0);
+        hub.start_viewer(id);
+        for f in [vseq(0), aseq(0), vkey(0), audio(0)] {
+            send(&mut hub, f);
+        }
+        drain(&mut hub, id);
+        hub.set_paused(id, true);
+        send(&mut hub, vinter(40));
+        assert!(hub.viewer(id).unwrap().queue.is_empty());
+        hub.set_paused(id, false);
+        for f in [vinter(80), audio(90), vkey(120)] {
+            send(&mut hub, f);
+        }
+        let (_, tags) = parse_flv(&drain(&mut hub, id), false);
+        assert_eq!(
+            tags,
+            [vseq(0), aseq(0), vkey(120)]
+                .iter()
+                .map(tag_of)
+                .collect::<Vec<_>>()
+        );
+        hub.set_receive_video(id, false);
+        send(&mut hub, vinter(160));
+        send(&mut hub, audio(170));
+        hub.set_receive_video(id, true);
+        send(&mut hub, vinter(200));
+        send(&mut hub, audio(210));
+        send(&mut hub, vkey(240));
+        let (_, tags) = parse_flv(&drain(&mut hub, id), false);
+        assert_eq!(
+            tags,
+            [audio(170), vseq(0), audio(210), vkey(240)]
+                .iter()
+                .map(tag_of)
+                .collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn a_viewer_is_small() {
+        // Per-viewer memory beyond the shared packets: the struct, its key and the queue's
+        // entries (40 bytes each).
+        assert!(
+            std::mem::size_of::<Viewer>() <= 400,
+            "{}",
+            std::mem::size_of::<Viewer>()
+        );
+    }
+
+    #[test]
+    fn removing_viewers_keeps_the_lists_consistent() {
+        let mut hub = Hub::new(HubConfig::default());
+        hub.publish(&key(), 1, 0).unwrap();
+        let ids: Vec<_> = (0..5)
+            .map(|t| {
+                let (id, _) = hub.add_viewer(&key(), FLV, t, 0);
+                hub.start_viewer(id);
+                id
+            })
+            .collect();
+        send(&mut hub, vseq(0));
+        send(&mut hub, vkey(0));
+        hub.remove_viewer(ids[1]);
+        hub.remove_viewer(ids[0]);
+        let (flush, _) = send(&mut hub, vinter(40));
+        assert!(flush.is_empty(), "queues were not drained");
+        for &id in &ids[2..] {
+            let (_, tags) = parse_flv(&drain(&mut hub, id), true);
+            assert_eq!(tags.len(), 3);
+        }
+        let (flush, _) = send(&mut hub, vinter(80));
+        let mut flush = flush;
+        flush.sort();
+        assert_eq!(flush, ids[2..].to_vec());
+        assert_eq!(hub.streams().next().unwrap().viewers_http_flv, 3);
+        // A stream without publisher disappears with its last viewer.
+        hub.unpublish(&key(), 1);
+        for &id in &ids[2..] {
+            hub.remove_viewer(id);
+        }
+        let (w, _) = hub.add_viewer(&key(), FLV, 9, 0);
+        assert_eq!(hub.streams().count(), 1);
+        hub.remove_viewer(w);
+        assert_eq!(hub.streams().count(), 0);
     }
 }

@@ -6,6 +6,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::media::{Frame, Track};
 use crate::mux::flv;
+use crate::rtmp::chunk::encode_pieces;
 
 /// How a viewer wants its bytes. Two viewers with equal forms receive identical bytes, so a
 /// frame is serialised once per distinct form on a stream.
@@ -172,75 +173,6 @@ pub fn flv_file_header(form: OutputForm, has_audio: bool, has_video: bool) -> Op
     Some(out.freeze())
 }
 
-/// One RTMP message as chunks: a format-0 chunk, then format-3 continuations, every
-/// `chunk_size` bytes of payload. Timestamps at or above 0xFFFFFF go in the extended field,
-/// repeated on every continuation (as FFmpeg and the Adobe spec errata expect). The payload
-/// pieces are slices of `payload`, so it is never copied.
-pub fn encode_pieces(
-    csid: u32,
-    timestamp: u32,
-    type_id: u8,
-    stream_id: u32,
-    payload: &Bytes,
-    chunk_size: u32,
-) -> Vec<Bytes> {
-    let chunk_size = (chunk_size.max(1)) as usize;
-    let extended = timestamp >= 0xFF_FFFF;
-    let ts_field = if extended { 0xFF_FFFF } else { timestamp };
-    let len = payload.len();
-
-    let mut first = BytesMut::with_capacity(18);
-    put_basic_header(&mut first, 0, csid);
-    first.put_slice(&ts_field.to_be_bytes()[1..]);
-    first.put_slice(&(len as u32).to_be_bytes()[1..]);
-    first.put_u8(type_id);
-    first.put_u32_le(stream_id);
-    if extended {
-        first.put_u32(timestamp);
-    }
-
-    let chunks = len.div_ceil(chunk_size).max(1);
-    let mut pieces = Vec::with_capacity(chunks * 2);
-    pieces.push(first.freeze());
-    if chunks > 1 {
-        // Every continuation header is identical: build it once and share it.
-        let mut cont = BytesMut::with_capacity(7);
-        put_basic_header(&mut cont, 3, csid);
-        if extended {
-            cont.put_u32(timestamp);
-        }
-        let cont = cont.freeze();
-        for i in 0..chunks {
-            if i > 0 {
-                pieces.push(cont.clone());
-            }
-            let start = i * chunk_size;
-            pieces.push(payload.slice(start..len.min(start + chunk_size)));
-        }
-    } else if len > 0 {
-        pieces.push(payload.clone());
-    }
-    pieces
-}
-
-/// The 1-3 byte basic header: format in the top two bits, then the chunk stream id.
-fn put_basic_header(out: &mut BytesMut, fmt: u8, csid: u32) {
-    let fmt = fmt << 6;
-    match csid {
-        0..=63 => out.put_u8(fmt | csid as u8),
-        64..=319 => {
-            out.put_u8(fmt);
-            out.put_u8((csid - 64) as u8);
-        }
-        _ => {
-            let id = csid.min(65599) - 64;
-            out.put_u8(fmt | 1);
-            out.put_u8(id as u8);
-            out.put_u8((id >> 8) as u8);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -389,16 +321,32 @@ mod tests {
     }
 
     #[test]
-    fn rtmp_basic_header_sizes() {
-        let payload = Bytes::from_static(&[1, 2, 3]);
-        let one = encode_pieces(63, 0, TAG_SCRIPT, 0, &payload, 128);
-        assert_eq!(one[0][0], 63);
-        let two = encode_pieces(300, 0, TAG_SCRIPT, 0, &payload, 128);
-        assert_eq!(&two[0][..2], &[0, (300 - 64) as u8]);
-        let three = encode_pieces(1000, 0, TAG_SCRIPT, 0, &payload, 128);
-        assert_eq!(
-            &three[0][..3],
-            &[1, ((1000 - 64) & 0xff) as u8, ((1000 - 64) >> 8) as u8]
-        );
+    fn rtmp_pieces_decode_with_the_chunk_decoder() {
+        use crate::rtmp::chunk::ChunkDecoder;
+        use bytes::BytesMut;
+        let frames = [
+            video(1000, 300),
+            Frame::parse(TAG_AUDIO, 1010, Bytes::from_static(&[0xaf, 1, 7])).unwrap(),
+            video(0x0100_0000, 1000),
+            Frame::parse(TAG_SCRIPT, 0, Bytes::from_static(&[2, 0, 1, b'x'])).unwrap(),
+        ];
+        let form = OutputForm::Rtmp {
+            chunk_size: 128,
+            stream_id: 1,
+        };
+        let mut wire = BytesMut::new();
+        for f in &frames {
+            wire.extend_from_slice(&concat(&Packet::new(form, f, 0, false)));
+        }
+        let mut dec = ChunkDecoder::new();
+        for f in &frames {
+            let m = dec.decode(&mut wire).unwrap().expect("a whole message");
+            assert_eq!(m.csid, csid_for(f.track));
+            assert_eq!(m.timestamp, f.dts);
+            assert_eq!(m.type_id, f.tag_type());
+            assert_eq!(m.stream_id, 1);
+            assert_eq!(m.payload, f.data);
+        }
+        assert!(wire.is_empty());
     }
 }

@@ -118,8 +118,12 @@ impl Entry {
     }
 }
 
-/// Slices handed to one `write_vectored` by `write_to`.
-const WRITE_SLICES: usize = 64;
+/// Slices handed to one `write_vectored` by `write_to` (Linux takes up to 1024; 256 covers
+/// a few large RTMP messages or ~80 FLV tags per system call, with 4 KiB of stack).
+pub const WRITE_SLICES: usize = 256;
+
+/// An emptied queue with room for more entries than this gives the memory back.
+const SHRINK_ABOVE: usize = 512;
 
 pub struct ViewerQueue {
     entries: VecDeque<Entry>,
@@ -387,6 +391,10 @@ impl ViewerQueue {
             }
             if self.entries.is_empty() {
                 self.drained = true;
+                // A burst (a join, a slow spell) must not pin its capacity to the viewer.
+                if self.entries.capacity() > SHRINK_ABOVE {
+                    self.entries.shrink_to(SHRINK_ABOVE / 4);
+                }
             }
         }
         debug_assert_eq!(n, 0, "advanced past the queued bytes");

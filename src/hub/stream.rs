@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use super::cache::{Cache, CacheLimits, Cached};
 use super::packet::{flv_file_header, OutputForm, Packet};
-use super::queue::{Verdict, ViewerQueue};
+use super::queue::{QueueStats, Verdict, ViewerQueue};
 use super::{ViewerEnd, ViewerId};
 use crate::amf::{amf0, Value};
 use crate::media::{Codec, StreamKey, Track};
@@ -30,6 +30,11 @@ pub struct Timeline {
 }
 
 impl Timeline {
+    /// The current media time.
+    pub fn now(&self) -> u64 {
+        self.now
+    }
+
     pub fn advance(&mut self, dts: u32) -> u64 {
         match self.last {
             None => self.last = Some(dts),
@@ -199,6 +204,11 @@ impl Viewer {
         self.paused
     }
 
+    /// Bytes sent, frames and bytes dropped, skips.
+    pub fn stats(&self) -> QueueStats {
+        self.queue.stats
+    }
+
     /// Feeds one live packet through this viewer's filters (pause, receiveAudio/Video,
     /// waiting for a video keyframe) into its queue. `None` when filtered out.
     pub(crate) fn deliver(&mut self, packet: &Arc<Packet>) -> Option<Verdict> {
@@ -337,7 +347,7 @@ impl Stream {
             }
             v.flv_header_sent = true;
         }
-        self.push_headers(v, true, true);
+        self.push_headers(v, true, true, true);
         let form = v.form;
         if self.cache.has_gop() && !v.paused {
             for c in self.cache.gop() {
@@ -357,13 +367,13 @@ impl Stream {
         true
     }
 
-    /// Queues the cached metadata and the sequence headers of the tracks asked for (and
-    /// enabled for this viewer), exempt from the soft bounds.
-    pub fn push_headers(&mut self, v: &mut Viewer, video: bool, audio: bool) {
+    /// Queues the cached metadata and the sequence headers asked for (those of tracks this
+    /// viewer receives), exempt from the soft bounds.
+    pub fn push_headers(&mut self, v: &mut Viewer, meta: bool, video: bool, audio: bool) {
         let form = v.form;
         let cache = &mut self.cache;
         let items: [(&mut Option<Cached>, bool); 3] = [
-            (&mut cache.meta, video && audio),
+            (&mut cache.meta, meta),
             (&mut cache.video_config, video && v.video_on),
             (&mut cache.audio_config, audio && v.audio_on),
         ];

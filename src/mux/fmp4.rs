@@ -1,1 +1,1081 @@
-//! (to be written)
+//! Fragmented MP4: init segments (`ftyp` + `moov` with `mvex`), media segments (`styp` + `moof` +
+//! `mdat`), and the `Fragmenter` that turns frames into per-track sample runs and decides where a
+//! segment ends. Frames in, bytes out: no files (the recorder in `record::fmp4` decides where).
+
+use super::bmff::BoxWriter;
+use crate::media::Track;
+use bytes::Bytes;
+
+pub const VIDEO_TRACK_ID: u32 = 1;
+pub const AUDIO_TRACK_ID: u32 = 2;
+/// Video track timescale; RTMP milliseconds map to it exactly (x90).
+pub const VIDEO_TIMESCALE: u32 = 90_000;
+/// Movie timescale (mvhd, tkhd, elst): milliseconds.
+pub const MOVIE_TIMESCALE: u32 = 1000;
+
+/// Sample flags: a sync sample (depends on no other: sample_depends_on = 2).
+pub const SAMPLE_SYNC: u32 = 0x0200_0000;
+/// Sample flags: a non-sync sample (sample_depends_on = 1, sample_is_non_sync_sample = 1).
+pub const SAMPLE_NON_SYNC: u32 = 0x0101_0000;
+
+/// What the video sample entry needs: the AVCDecoderConfigurationRecord (the `avcC` body, which
+/// is the FLV AVC sequence header payload) and the coded size.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VideoConfig {
+    pub avcc: Bytes,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// What the audio sample entry needs: the AudioSpecificConfig (the FLV AAC sequence header
+/// payload), its sample rate (the track timescale) and channel count.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AudioConfig {
+    pub asc: Bytes,
+    pub sample_rate: u32,
+    pub channels: u8,
+}
+
+/// One sample of a run: duration in track ticks, size in bytes, `SAMPLE_*` flags, and the
+/// composition offset in track ticks (signed; trun version 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sample {
+    pub duration: u32,
+    pub size: u32,
+    pub flags: u32,
+    pub cto: i32,
+}
+
+impl Sample {
+    pub fn is_sync(&self) -> bool {
+        self.flags & 0x0001_0000 == 0
+    }
+}
+
+/// The samples of one track in one segment, with their payloads, starting at `decode_time`.
+#[derive(Clone, Debug, Default)]
+pub struct Run {
+    pub track_id: u32,
+    pub timescale: u32,
+    pub decode_time: u64,
+    pub samples: Vec<Sample>,
+    pub data: Vec<Bytes>,
+}
+
+impl Run {
+    pub fn duration_ticks(&self) -> u64 {
+        self.samples.iter().map(|s| s.duration as u64).sum()
+    }
+
+    pub fn duration_secs(&self) -> f64 {
+        self.duration_ticks() as f64 / self.timescale.max(1) as f64
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.samples.iter().map(|s| s.size as u64).sum()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Boxes shared by the init segment and the progressive merge.
+
+pub(crate) fn write_mvhd(w: &mut BoxWriter, duration: u64, next_track_id: u32) {
+    let v1 = duration > u32::MAX as u64;
+    let at = w.begin_full(b"mvhd", v1 as u8, 0);
+    if v1 {
+        w.u64(0);
+        w.u64(0);
+        w.u32(MOVIE_TIMESCALE);
+        w.u64(duration);
+    } else {
+        w.u32(0);
+        w.u32(0);
+        w.u32(MOVIE_TIMESCALE);
+        w.u32(duration as u32);
+    }
+    w.u32(0x0001_0000); // rate 1.0
+    w.u16(0x0100); // volume 1.0
+    w.zeros(2 + 8);
+    w.matrix();
+    w.zeros(24); // pre_defined
+    w.u32(next_track_id);
+    w.end(at);
+}
+
+/// `width`/`height` in pixels (written as 16.16 fixed point); audio passes 0, 0.
+pub(crate) fn write_tkhd(
+    w: &mut BoxWriter,
+    track_id: u32,
+    duration: u64,
+    audio: bool,
+    width: u32,
+    height: u32,
+) {
+    let v1 = duration > u32::MAX as u64;
+    // flags: track_enabled | track_in_movie
+    let at = w.begin_full(b"tkhd", v1 as u8, 3);
+    if v1 {
+        w.u64(0);
+        w.u64(0);
+        w.u32(track_id);
+        w.u32(0);
+        w.u64(duration);
+    } else {
+        w.u32(0);
+        w.u32(0);
+        w.u32(track_id);
+        w.u32(0);
+        w.u32(duration as u32);
+    }
+    w.zeros(8);
+    w.u16(0); // layer
+    w.u16(if audio { 1 } else { 0 }); // alternate_group
+    w.u16(if audio { 0x0100 } else { 0 }); // volume
+    w.u16(0);
+    w.matrix();
+    w.u32(width << 16);
+    w.u32(height << 16);
+    w.end(at);
+}
+
+pub(crate) fn write_mdhd(w: &mut BoxWriter, timescale: u32, duration: u64) {
+    let v1 = duration > u32::MAX as u64;
+    let at = w.begin_full(b"mdhd", v1 as u8, 0);
+    if v1 {
+        w.u64(0);
+        w.u64(0);
+        w.u32(timescale);
+        w.u64(duration);
+    } else {
+        w.u32(0);
+        w.u32(0);
+        w.u32(timescale);
+        w.u32(duration as u32);
+    }
+    w.u16(0x55c4); // language "und"
+    w.u16(0);
+    w.end(at);
+}
+
+pub(crate) fn write_hdlr(w: &mut BoxWriter, audio: bool) {
+    let at = w.begin_full(b"hdlr", 0, 0);
+    w.u32(0);
+    w.bytes(if audio { b"soun" } else { b"vide" });
+    w.zeros(12);
+    w.bytes(if audio {
+        b"SoundHandler\0"
+    } else {
+        b"VideoHandler\0"
+    });
+    w.end(at);
+}
+
+/// `vmhd` or `smhd`, then `dinf` with a self-contained `url ` reference.
+pub(crate) fn write_media_header_and_dinf(w: &mut BoxWriter, audio: bool) {
+    if audio {
+        let at = w.begin_full(b"smhd", 0, 0);
+        w.u32(0);
+        w.end(at);
+    } else {
+        let at = w.begin_full(b"vmhd", 0, 1);
+        w.zeros(8);
+        w.end(at);
+    }
+    let dinf = w.begin(b"dinf");
+    let dref = w.begin_full(b"dref", 0, 0);
+    w.u32(1);
+    let url = w.begin_full(b"url ", 0, 1);
+    w.end(url);
+    w.end(dref);
+    w.end(dinf);
+}
+
+/// `stsd` with one `avc1` entry.
+pub(crate) fn write_stsd_video(w: &mut BoxWriter, v: &VideoConfig) {
+    let stsd = w.begin_full(b"stsd", 0, 0);
+    w.u32(1);
+    let avc1 = w.begin(b"avc1");
+    w.zeros(6);
+    w.u16(1); // data_reference_index
+    w.zeros(16); // pre_defined, reserved, pre_defined[3]
+    w.u16(v.width.min(0xffff) as u16);
+    w.u16(v.height.min(0xffff) as u16);
+    w.u32(0x0048_0000); // 72 dpi
+    w.u32(0x0048_0000);
+    w.u32(0);
+    w.u16(1); // frame_count
+    w.zeros(32); // compressorname
+    w.u16(0x0018); // depth
+    w.u16(0xffff); // pre_defined = -1
+    let avcc = w.begin(b"avcC");
+    w.bytes(&v.avcc);
+    w.end(avcc);
+    w.end(avc1);
+    w.end(stsd);
+}
+
+/// An MPEG-4 descriptor: tag, a length in the shortest 7-bit varint form, body.
+fn descriptor(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let len = body.len();
+    let mut groups = Vec::new();
+    let mut l = len;
+    loop {
+        groups.push((l & 0x7f) as u8);
+        l >>= 7;
+        if l == 0 {
+            break;
+        }
+    }
+    for (i, g) in groups.iter().rev().enumerate() {
+        out.push(if i + 1 < groups.len() { g | 0x80 } else { *g });
+    }
+    out.extend_from_slice(body);
+    out
+}
+
+/// `stsd` with one `mp4a` entry and its `esds`.
+pub(crate) fn write_stsd_audio(w: &mut BoxWriter, a: &AudioConfig, track_id: u32) {
+    let stsd = w.begin_full(b"stsd", 0, 0);
+    w.u32(1);
+    let mp4a = w.begin(b"mp4a");
+    w.zeros(6);
+    w.u16(1);
+    w.zeros(8);
+    w.u16(a.channels as u16);
+    w.u16(16);
+    w.u32(0);
+    // 16.16 sample rate; rates above 65535 do not fit and the esds ASC is authoritative anyway.
+    w.u32(if a.sample_rate <= 0xffff {
+        a.sample_rate << 16
+    } else {
+        0
+    });
+    let esds = w.begin_full(b"esds", 0, 0);
+    let dsi = descriptor(5, &a.asc);
+    let mut dcd_body = vec![0x40, 0x15, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    dcd_body.extend_from_slice(&dsi);
+    let dcd = descriptor(4, &dcd_body);
+    let mut es_body = (track_id as u16).to_be_bytes().to_vec();
+    es_body.push(0);
+    es_body.extend_from_slice(&dcd);
+    es_body.extend_from_slice(&descriptor(6, &[2]));
+    w.bytes(&descriptor(3, &es_body));
+    w.end(esds);
+    w.end(mp4a);
+    w.end(stsd);
+}
+
+fn write_empty_tables(w: &mut BoxWriter) {
+    for kind in [b"stts", b"stsc", b"stco"] {
+        let at = w.begin_full(kind, 0, 0);
+        w.u32(0);
+        w.end(at);
+    }
+    let at = w.begin_full(b"stsz", 0, 0);
+    w.u32(0);
+    w.u32(0);
+    w.end(at);
+}
+
+fn write_init_trak(w: &mut BoxWriter, video: Option<&VideoConfig>, audio: Option<&AudioConfig>) {
+    let is_audio = audio.is_some();
+    let (id, timescale, width, height) = match (video, audio) {
+        (Some(v), _) => (VIDEO_TRACK_ID, VIDEO_TIMESCALE, v.width, v.height),
+        (None, Some(a)) => (AUDIO_TRACK_ID, a.sample_rate.max(1), 0, 0),
+        (None, None) => return,
+    };
+    let trak = w.begin(b"trak");
+    write_tkhd(w, id, 0, is_audio, width, height);
+    let mdia = w.begin(b"mdia");
+    write_mdhd(w, timescale, 0);
+    write_hdlr(w, is_audio);
+    let minf = w.begin(b"minf");
+    write_media_header_and_dinf(w, is_audio);
+    let stbl = w.begin(b"stbl");
+    match (video, audio) {
+        (Some(v), _) => write_stsd_video(w, v),
+        (None, Some(a)) => write_stsd_audio(w, a, id),
+        (None, None) => {}
+    }
+    write_empty_tables(w);
+    w.end(stbl);
+    w.end(minf);
+    w.end(mdia);
+    w.end(trak);
+}
+
+/// An init segment (`ftyp` + `moov` with `mvex`) for the tracks given: both for the muxed form,
+/// one for each file of the separate form.
+pub fn init_segment(video: Option<&VideoConfig>, audio: Option<&AudioConfig>) -> Vec<u8> {
+    let mut w = BoxWriter::with_capacity(1024);
+    w.file_type(b"ftyp", b"iso5", 0x200, &[b"iso5", b"iso6", b"mp41"]);
+    let moov = w.begin(b"moov");
+    write_mvhd(&mut w, 0, AUDIO_TRACK_ID + 1);
+    if let Some(v) = video {
+        write_init_trak(&mut w, Some(v), None);
+    }
+    if let Some(a) = audio {
+        write_init_trak(&mut w, None, Some(a));
+    }
+    let mvex = w.begin(b"mvex");
+    for (present, id) in [
+        (video.is_some(), VIDEO_TRACK_ID),
+        (audio.is_some(), AUDIO_TRACK_ID),
+    ] {
+        if present {
+            let trex = w.begin_full(b"trex", 0, 0);
+            w.u32(id);
+            w.u32(1); // default_sample_description_index
+            w.u32(0);
+            w.u32(0);
+            w.u32(0);
+            w.end(trex);
+        }
+    }
+    w.end(mvex);
+    w.end(moov);
+    w.into_inner()
+}
+
+/// A media segment: `styp`, one `moof` with a `traf` per run, and one `mdat` holding the runs'
+/// payloads in the same order. Every trun carries per-sample duration, size, flags and (when any
+/// is non-zero) signed composition offsets; data offsets are relative to the `moof`.
+pub fn media_segment(sequence: u32, runs: &[&Run]) -> Vec<u8> {
+    let payload: u64 = runs.iter().map(|r| r.bytes()).sum();
+    let mut w = BoxWriter::with_capacity(
+        256 + runs.iter().map(|r| r.samples.len() * 16).sum::<usize>() + payload as usize,
+    );
+    w.file_type(b"styp", b"msdh", 0, &[b"msdh", b"msix"]);
+    let moof_start = w.len();
+    let moof = w.begin(b"moof");
+    let mfhd = w.begin_full(b"mfhd", 0, 0);
+    w.u32(sequence);
+    w.end(mfhd);
+    let mut offset_slots = Vec::with_capacity(runs.len());
+    for run in runs {
+        let traf = w.begin(b"traf");
+        // default-base-is-moof
+        let tfhd = w.begin_full(b"tfhd", 0, 0x02_0000);
+        w.u32(run.track_id);
+        w.end(tfhd);
+        let tfdt = w.begin_full(b"tfdt", 1, 0);
+        w.u64(run.decode_time);
+        w.end(tfdt);
+        let with_cto = run.samples.iter().any(|s| s.cto != 0);
+        // data-offset | duration | size | flags [| composition offset]
+        let flags = 0x000001 | 0x000100 | 0x000200 | 0x000400 | if with_cto { 0x000800 } else { 0 };
+        let trun = w.begin_full(b"trun", with_cto as u8, flags);
+        w.u32(run.samples.len() as u32);
+        offset_slots.push(w.len());
+        w.u32(0);
+        for s in &run.samples {
+            w.u32(s.duration);
+            w.u32(s.size);
+            w.u32(s.flags);
+            if with_cto {
+                w.i32(s.cto);
+            }
+        }
+        w.end(trun);
+        w.end(traf);
+    }
+    w.end(moof);
+    let moof_len = (w.len() - moof_start) as u64;
+    let header = super::bmff::mdat_header(payload);
+    let mut data_offset = moof_len + header.len() as u64;
+    for (slot, run) in offset_slots.iter().zip(runs) {
+        w.buf[*slot..*slot + 4].copy_from_slice(&(data_offset as u32).to_be_bytes());
+        data_offset += run.bytes();
+    }
+    w.bytes(&header);
+    for run in runs {
+        for d in &run.data {
+            w.bytes(d);
+        }
+    }
+    w.into_inner()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Timeline and segmenting policy.
+
+/// One closed segment: the runs of each track (a track with no samples in it is `None`).
+#[derive(Debug, Default)]
+pub struct Fragment {
+    /// 1-based, as in `segment_N.m4s`.
+    pub sequence: u32,
+    pub video: Option<Run>,
+    pub audio: Option<Run>,
+}
+
+impl Fragment {
+    /// Duration for the muxed playlist: the longer of the two tracks.
+    pub fn duration_secs(&self) -> f64 {
+        let v = self.video.as_ref().map_or(0.0, |r| r.duration_secs());
+        let a = self.audio.as_ref().map_or(0.0, |r| r.duration_secs());
+        v.max(a)
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.video.as_ref().map_or(0, |r| r.bytes()) + self.audio.as_ref().map_or(0, |r| r.bytes())
+    }
+
+    pub fn runs(&self) -> Vec<&Run> {
+        self.video.iter().chain(self.audio.iter()).collect()
+    }
+}
+
+/// Where to cut: before `incoming` (a frame of `track`, keyframe or not) when the segment so far
+/// spans `elapsed_ms`. Streams with video cut at the first keyframe at or after the target; any
+/// stream cuts hard at twice the target; audio-only streams cut on time.
+pub fn should_cut(
+    has_video: bool,
+    track: Track,
+    key: bool,
+    elapsed_ms: i64,
+    target_ms: u32,
+) -> bool {
+    let target = target_ms as i64;
+    if elapsed_ms >= 2 * target {
+        return true;
+    }
+    if has_video {
+        track == Track::Video && key && elapsed_ms >= target
+    } else {
+        track == Track::Audio && elapsed_ms >= target
+    }
+}
+
+/// A sample whose duration is not known until the next one of its track arrives.
+#[derive(Debug)]
+struct Pending {
+    dt: u64,
+    ms: i64,
+    cto: i32,
+    sync: bool,
+    data: Bytes,
+}
+
+/// Per-track timeline: unwraps 32-bit millisecond dts, maps it to track ticks, keeps decode
+/// times strictly increasing, and collects the samples of the open segment.
+#[derive(Debug)]
+struct TrackLine {
+    id: u32,
+    timescale: u32,
+    last_raw: Option<u32>,
+    ms: i64,
+    last_dt: Option<u64>,
+    last_duration: u32,
+    default_duration: u32,
+    pending: Option<Pending>,
+    run: Run,
+    /// Decode time (ms) of the open segment's first sample.
+    first_ms: Option<i64>,
+}
+
+/// A jump larger than these between two frames of one track is a publisher timestamp reset,
+/// not media time: the track continues from where it was.
+const MAX_BACKWARD_MS: i64 = 1000;
+const MAX_FORWARD_MS: i64 = 30_000;
+
+impl TrackLine {
+    fn new(id: u32, timescale: u32, default_duration: u32) -> TrackLine {
+        TrackLine {
+            id,
+            timescale,
+            last_raw: None,
+            ms: 0,
+            last_dt: None,
+            last_duration: default_duration,
+            default_duration,
+            pending: None,
+            run: Run {
+                track_id: id,
+                timescale,
+                ..Run::default()
+            },
+            first_ms: None,
+        }
+    }
+
+    /// Unwrapped ms relative to the stream base.
+    fn unwrap_ms(&mut self, raw: u32, base: u32) -> i64 {
+        let ms = match self.last_raw {
+            None => raw.wrapping_sub(base) as i32 as i64,
+            Some(last) => {
+                let delta = raw.wrapping_sub(last) as i32 as i64;
+                if !(-MAX_BACKWARD_MS..=MAX_FORWARD_MS).contains(&delta) {
+                    let step = self.last_duration as i64 * 1000 / self.timescale as i64;
+                    self.ms + step.max(1)
+                } else {
+                    self.ms + delta
+                }
+            }
+        };
+        self.last_raw = Some(raw);
+        self.ms = ms;
+        ms
+    }
+
+    fn ticks(&self, ms: i64) -> u64 {
+        let t = (ms.max(0) as i128 * self.timescale as i128 + 500) / 1000;
+        let t = t as u64;
+        match self.last_dt {
+            Some(last) if t <= last => last + 1,
+            _ => t,
+        }
+    }
+
+    /// Closes the pending sample with a duration reaching `next_dt`.
+    fn settle(&mut self, next_dt: Option<u64>) {
+        if let Some(p) = self.pending.take() {
+            let duration = match next_dt {
+                Some(n) if n > p.dt => (n - p.dt).min(u32::MAX as u64) as u32,
+                _ => self.last_duration,
+            };
+            self.last_duration = duration.max(1);
+            if self.run.samples.is_empty() {
+                self.run.decode_time = p.dt;
+                self.first_ms = Some(p.ms);
+            }
+            self.run.samples.push(Sample {
+                duration: self.last_duration,
+                size: p.data.len() as u32,
+                flags: if p.sync { SAMPLE_SYNC } else { SAMPLE_NON_SYNC },
+                cto: p.cto,
+            });
+            self.run.data.push(p.data);
+        }
+    }
+
+    fn push(&mut self, ms: i64, cts_ms: i32, sync: bool, data: Bytes) {
+        let dt = self.ticks(ms);
+        self.settle(Some(dt));
+        self.last_dt = Some(dt);
+        let cto = (cts_ms as i64 * self.timescale as i64 / 1000)
+            .clamp(i32::MIN as i64, i32::MAX as i64) as i32;
+        self.pending = Some(Pending {
+            dt,
+            ms,
+            cto,
+            sync,
+            data,
+        });
+    }
+
+    /// Decode time (ms) of the open segment's first sample, counting the pending one.
+    fn segment_start_ms(&self) -> Option<i64> {
+        self.first_ms.or(self.pending.as_ref().map(|p| p.ms))
+    }
+
+    fn take_run(&mut self) -> Option<Run> {
+        self.first_ms = None;
+        if self.run.samples.is_empty() {
+            return None;
+        }
+        let fresh = Run {
+            track_id: self.id,
+            timescale: self.timescale,
+            ..Run::default()
+        };
+        Some(std::mem::replace(&mut self.run, fresh))
+    }
+
+    fn reset_default(&mut self) {
+        self.last_duration = self.default_duration;
+    }
+}
+
+/// Frames in, closed `Fragment`s out. Decode times start at 0 at the stream's earliest media
+/// frame (the first frames are held until every track has shown one, so a frame of one track that
+/// arrives after a later-stamped frame of the other still lands at its own time) and never go
+/// backwards; each sample's duration comes from the next sample of its track (a
+/// track's last sample at a cut is carried into the next segment, so none is guessed until the
+/// stream ends, where the previous duration is reused).
+#[derive(Debug)]
+pub struct Fragmenter {
+    target_ms: u32,
+    video: Option<TrackLine>,
+    audio: Option<TrackLine>,
+    base: Option<u32>,
+    /// Frames held until the base is fixed.
+    lead: Vec<LeadFrame>,
+    sequence: u32,
+    last_cut_ms: Option<i64>,
+}
+
+#[derive(Debug)]
+struct LeadFrame {
+    track: Track,
+    dts: u32,
+    cts: i32,
+    key: bool,
+    data: Bytes,
+}
+
+/// The lead never spans more than this, nor half the target (so replaying it cannot cut).
+const MAX_LEAD_MS: u32 = 1000;
+const MAX_LEAD_FRAMES: usize = 512;
+
+impl Fragmenter {
+    /// `audio_rate` is the audio track's sample rate (its timescale), `None` without audio.
+    pub fn new(target_ms: u32, has_video: bool, audio_rate: Option<u32>) -> Fragmenter {
+        Fragmenter {
+            target_ms: target_ms.max(1),
+            video: has_video.then(|| TrackLine::new(VIDEO_TRACK_ID, VIDEO_TIMESCALE, 3600)),
+            audio: audio_rate.map(|r| TrackLine::new(AUDIO_TRACK_ID, r.max(1), 1024)),
+            base: None,
+            lead: Vec::new(),
+            sequence: 0,
+            last_cut_ms: None,
+        }
+    }
+
+    pub fn has_video(&self) -> bool {
+        self.video.is_some()
+    }
+
+    pub fn has_audio(&self) -> bool {
+        self.audio.is_some()
+    }
+
+    /// Adds one media sample (codec payload only, no FLV header). Returns the segment that this
+    /// sample closed, if it closed one. Frames of a track this fragmenter does not have are ignored.
+    pub fn push(
+        &mut self,
+        track: Track,
+        dts: u32,
+        cts: i32,
+        key: bool,
+        data: Bytes,
+    ) -> Option<Fragment> {
+        let wanted = match track {
+            Track::Video => self.video.is_some(),
+            Track::Audio => self.audio.is_some(),
+            Track::Meta => false,
+        };
+        if !wanted {
+            return None;
+        }
+        if self.base.is_some() {
+            return self.push_timed(track, dts, cts, key, data, true);
+        }
+        self.lead.push(LeadFrame {
+            track,
+            dts,
+            cts,
+            key,
+            data,
+        });
+        let first = self.lead[0].dts;
+        let span = dts.wrapping_sub(first) as i32;
+        let seen = |t: Track| self.lead.iter().any(|f| f.track == t);
+        let all_seen = (self.video.is_none() || seen(Track::Video))
+            && (self.audio.is_none() || seen(Track::Audio));
+        let limit = MAX_LEAD_MS.min(self.target_ms / 2) as i32;
+        if all_seen || span >= limit || self.lead.len() >= MAX_LEAD_FRAMES {
+            self.release_lead();
+        }
+        None
+    }
+
+    /// Fixes time 0 at the earliest frame held and replays them, without cutting: the lead is
+    /// shorter than half a segment.
+    fn release_lead(&mut self) {
+        let lead = std::mem::take(&mut self.lead);
+        let Some(first) = lead.first().map(|f| f.dts) else {
+            return;
+        };
+        let min = lead
+            .iter()
+            .map(|f| f.dts.wrapping_sub(first) as i32)
+            .min()
+            .unwrap_or(0);
+        self.base = Some(first.wrapping_add(min as u32));
+        for f in lead {
+            self.push_timed(f.track, f.dts, f.cts, f.key, f.data, false);
+        }
+    }
+
+    fn push_timed(
+        &mut self,
+        track: Track,
+        dts: u32,
+        cts: i32,
+        key: bool,
+        data: Bytes,
+        may_cut: bool,
+    ) -> Option<Fragment> {
+        let base = *self.base.get_or_insert(dts);
+        let target = self.target_ms;
+        let line = match track {
+            Track::Video => self.video.as_mut()?,
+            Track::Audio => self.audio.as_mut()?,
+            Track::Meta => return None,
+        };
+        let ms = line.unwrap_ms(dts, base);
+        // The segment's clock is the video track's once video flows (a configured video track
+        // that never sends a frame does not hold audio hostage); a carried-over sample never
+        // counts from before the last cut, so a stalled track cannot force a cut per frame.
+        let video_flows = self.video.as_ref().is_some_and(|v| v.last_dt.is_some());
+        let start = if video_flows {
+            self.video.as_ref().and_then(|v| v.segment_start_ms())
+        } else {
+            self.audio.as_ref().and_then(|a| a.segment_start_ms())
+        };
+        let start = match (start, self.last_cut_ms) {
+            (Some(s), Some(c)) => Some(s.max(c)),
+            (s, _) => s,
+        };
+        let has_video = video_flows || (track == Track::Video && self.video.is_some());
+        let mut closed = None;
+        if let (Some(start), true) = (start, may_cut) {
+            if should_cut(has_video, track, key, ms - start, target) {
+                // The incoming frame settles its own track's last sample; the other track's last
+                // sample stays pending and moves on to the next segment.
+                let line = match track {
+                    Track::Video => self.video.as_mut(),
+                    _ => self.audio.as_mut(),
+                };
+                if let Some(line) = line {
+                    let dt = line.ticks(ms);
+                    line.settle(Some(dt));
+                }
+                closed = self.close();
+                self.last_cut_ms = Some(ms);
+            }
+        }
+        let sync = track != Track::Video || key;
+        let line = match track {
+            Track::Video => self.video.as_mut()?,
+            _ => self.audio.as_mut()?,
+        };
+        line.push(ms, cts, sync, data);
+        closed
+    }
+
+    fn close(&mut self) -> Option<Fragment> {
+        let video = self.video.as_mut().and_then(|l| l.take_run());
+        let audio = self.audio.as_mut().and_then(|l| l.take_run());
+        if video.is_none() && audio.is_none() {
+            return None;
+        }
+        self.sequence += 1;
+        Some(Fragment {
+            sequence: self.sequence,
+            video,
+            audio,
+        })
+    }
+
+    /// Ends the stream: pending samples take their track's previous duration, and the last
+    /// segment is returned.
+    pub fn finish(&mut self) -> Option<Fragment> {
+        self.release_lead();
+        for line in [self.video.as_mut(), self.audio.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            if line.last_dt.is_none() {
+                line.reset_default();
+            }
+            line.settle(None);
+        }
+        self.close()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mux::bmff::{boxes, find, Reader};
+
+    fn b(n: usize) -> Bytes {
+        Bytes::from(vec![0xab; n])
+    }
+
+    #[test]
+    fn mvhd_bytes() {
+        let mut w = BoxWriter::new();
+        write_mvhd(&mut w, 10_000, 3);
+        let m = &w.buf;
+        assert_eq!(m.len(), 108);
+        assert_eq!(&m[..8], b"\x00\x00\x00\x6cmvhd");
+        assert_eq!(&m[8..12], &[0, 0, 0, 0]); // version 0, flags 0
+        assert_eq!(&m[20..24], &1000u32.to_be_bytes()); // timescale
+        assert_eq!(&m[24..28], &10_000u32.to_be_bytes()); // duration
+        assert_eq!(&m[28..34], &[0, 1, 0, 0, 1, 0]); // rate, volume
+        assert_eq!(&m[44..48], &[0, 1, 0, 0]); // matrix a
+        assert_eq!(&m[76..80], &[0x40, 0, 0, 0]); // matrix w
+        assert_eq!(&m[104..108], &3u32.to_be_bytes());
+    }
+
+    #[test]
+    fn esds_descriptors() {
+        let mut w = BoxWriter::new();
+        let a = AudioConfig {
+            asc: Bytes::from_static(&[0x12, 0x10]),
+            sample_rate: 44100,
+            channels: 2,
+        };
+        write_stsd_audio(&mut w, &a, 2);
+        let esds = find(&w.buf[16..], b"mp4a").unwrap().unwrap();
+        let esds = find(&esds[28..], b"esds").unwrap().unwrap();
+        assert_eq!(
+            esds,
+            &[
+                0, 0, 0, 0, // version, flags
+                3, 25, 0, 2, 0, // ES_Descriptor, ES_ID 2
+                4, 17, 0x40, 0x15, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // DecoderConfig
+                5, 2, 0x12, 0x10, // DecoderSpecificInfo = ASC
+                6, 1, 2 // SLConfig
+            ][..]
+        );
+        assert_eq!(descriptor(5, &[0; 200])[..3], [5, 0x81, 0x48]);
+    }
+
+    #[test]
+    fn tfdt_v1_and_trun_with_flags_bytes() {
+        let run = Run {
+            track_id: 1,
+            timescale: 90_000,
+            decode_time: 0x1_0000_0000,
+            samples: vec![
+                Sample {
+                    duration: 3600,
+                    size: 3,
+                    flags: SAMPLE_SYNC,
+                    cto: 7200,
+                },
+                Sample {
+                    duration: 3600,
+                    size: 2,
+                    flags: SAMPLE_NON_SYNC,
+                    cto: -3600,
+                },
+            ],
+            data: vec![b(3), b(2)],
+        };
+        let seg = media_segment(5, &[&run]);
+        let mut it = boxes(&seg);
+        let (k, styp) = it.next().unwrap().unwrap();
+        assert_eq!(&k, b"styp");
+        assert_eq!(styp, b"msdh\0\0\0\0msdhmsix");
+        let (k, moof) = it.next().unwrap().unwrap();
+        assert_eq!(&k, b"moof");
+        let (k, mdat) = it.next().unwrap().unwrap();
+        assert_eq!(&k, b"mdat");
+        assert_eq!(mdat.len(), 5);
+        assert_eq!(
+            find(moof, b"mfhd").unwrap().unwrap(),
+            &[0, 0, 0, 0, 0, 0, 0, 5]
+        );
+        let traf = find(moof, b"traf").unwrap().unwrap();
+        assert_eq!(
+            find(traf, b"tfhd").unwrap().unwrap(),
+            &[0, 2, 0, 0, 0, 0, 0, 1]
+        );
+        assert_eq!(
+            find(traf, b"tfdt").unwrap().unwrap(),
+            &[1, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0]
+        );
+        let trun = find(traf, b"trun").unwrap().unwrap();
+        let moof_len = 8 + moof.len() as u32;
+        let mut expect = vec![1, 0, 0x0f, 0x01, 0, 0, 0, 2];
+        expect.extend_from_slice(&(moof_len + 8).to_be_bytes());
+        expect.extend_from_slice(&[0, 0, 0x0e, 0x10, 0, 0, 0, 3, 2, 0, 0, 0, 0, 0, 0x1c, 0x20]);
+        expect.extend_from_slice(&[
+            0, 0, 0x0e, 0x10, 0, 0, 0, 2, 1, 1, 0, 0, 0xff, 0xff, 0xf1, 0xf0,
+        ]);
+        assert_eq!(trun, &expect[..]);
+        // The data offset points at the first payload byte, counted from the moof.
+        let moof_at = 24usize;
+        assert_eq!(seg[moof_at + moof_len as usize + 8], 0xab);
+    }
+
+    #[test]
+    fn init_segment_has_both_tracks_and_trex() {
+        let v = VideoConfig {
+            avcc: Bytes::from_static(&[1, 0x64, 0, 0x1f, 0xff]),
+            width: 320,
+            height: 240,
+        };
+        let a = AudioConfig {
+            asc: Bytes::from_static(&[0x12, 0x10]),
+            sample_rate: 44100,
+            channels: 2,
+        };
+        let init = init_segment(Some(&v), Some(&a));
+        let mut it = boxes(&init);
+        let (k, ftyp) = it.next().unwrap().unwrap();
+        assert_eq!(&k, b"ftyp");
+        assert_eq!(&ftyp[..4], b"iso5");
+        let (k, moov) = it.next().unwrap().unwrap();
+        assert_eq!(&k, b"moov");
+        let traks: Vec<_> = boxes(moov)
+            .filter_map(|b| b.ok())
+            .filter(|(k, _)| k == b"trak")
+            .collect();
+        assert_eq!(traks.len(), 2);
+        let mvex = find(moov, b"mvex").unwrap().unwrap();
+        assert_eq!(boxes(mvex).count(), 2);
+        let tkhd = find(traks[0].1, b"tkhd").unwrap().unwrap();
+        let mut r = Reader::new(&tkhd[76..]);
+        assert_eq!(r.u32().unwrap(), 320 << 16);
+        assert_eq!(r.u32().unwrap(), 240 << 16);
+        let only_audio = init_segment(None, Some(&a));
+        let moov = find(&only_audio, b"moov").unwrap().unwrap();
+        assert_eq!(
+            boxes(moov)
+                .filter_map(|b| b.ok())
+                .filter(|(k, _)| k == b"trak")
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn cutting_rules() {
+        // Video: only at a keyframe once the target is reached; hard cut at twice the target.
+        assert!(!should_cut(true, Track::Video, true, 3999, 4000));
+        assert!(should_cut(true, Track::Video, true, 4000, 4000));
+        assert!(!should_cut(true, Track::Video, false, 7999, 4000));
+        assert!(should_cut(true, Track::Video, false, 8000, 4000));
+        assert!(!should_cut(true, Track::Audio, true, 5000, 4000));
+        // Audio-only: on time.
+        assert!(should_cut(false, Track::Audio, true, 4000, 4000));
+        assert!(!should_cut(false, Track::Audio, true, 3977, 4000));
+    }
+
+    #[test]
+    fn fragmenter_cuts_at_keyframes_and_carries_audio() {
+        let mut f = Fragmenter::new(1000, true, Some(48_000));
+        let mut frags = Vec::new();
+        // 25 fps video, keyframe every 30 frames (1.2 s); audio every ~21 ms, starting a bit later.
+        let mut events = Vec::new();
+        for i in 0..75u32 {
+            events.push((i * 40, Track::Video, i % 30 == 0));
+        }
+        for i in 0..140u32 {
+            events.push((5 + i * 1024 * 1000 / 48_000, Track::Audio, true));
+        }
+        events.sort_by_key(|e| e.0);
+        for (ms, t, key) in events {
+            if let Some(fr) = f.push(t, ms.wrapping_add(u32::MAX - 500), 0, key, b(10)) {
+                frags.push(fr);
+            }
+        }
+        frags.extend(f.finish());
+        assert_eq!(frags.len(), 3);
+        let v: Vec<usize> = frags
+            .iter()
+            .map(|f| f.video.as_ref().unwrap().samples.len())
+            .collect();
+        assert_eq!(v, vec![30, 30, 15]);
+        for (i, fr) in frags.iter().enumerate() {
+            let run = fr.video.as_ref().unwrap();
+            assert!(run.samples[0].is_sync());
+            assert_eq!(run.decode_time, i as u64 * 30 * 3600);
+            assert!(run.samples.iter().all(|s| s.duration == 3600));
+            assert_eq!(fr.sequence, i as u32 + 1);
+        }
+        // Audio: contiguous across segments (each tfdt = previous tfdt + previous durations),
+        // all 140 samples present, starting near 0 despite the wrapped input clock.
+        let mut next = None;
+        let mut count = 0;
+        for fr in &frags {
+            let a = fr.audio.as_ref().unwrap();
+            if let Some(n) = next {
+                assert_eq!(a.decode_time, n);
+            } else {
+                assert_eq!(a.decode_time, 240); // 5 ms at 48 kHz
+            }
+            next = Some(a.decode_time + a.duration_ticks());
+            count += a.samples.len();
+        }
+        assert_eq!(count, 140);
+    }
+
+    #[test]
+    fn fragmenter_hard_cut_without_keyframes_and_audio_only() {
+        let mut f = Fragmenter::new(1000, true, None);
+        let mut frags = Vec::new();
+        for i in 0..100u32 {
+            frags.extend(f.push(Track::Video, i * 40, 0, i == 0, b(1)));
+        }
+        frags.extend(f.finish());
+        let v: Vec<usize> = frags
+            .iter()
+            .map(|f| f.video.as_ref().unwrap().samples.len())
+            .collect();
+        assert_eq!(v, vec![50, 50]);
+        assert!(!frags[1].video.as_ref().unwrap().samples[0].is_sync());
+
+        let mut f = Fragmenter::new(1000, false, Some(44_100));
+        let mut n = 0;
+        for i in 0..200u32 {
+            if let Some(fr) = f.push(Track::Audio, i * 23, 0, true, b(1)) {
+                assert!(fr.video.is_none());
+                assert!((fr.duration_secs() - 1.0).abs() < 0.03);
+                n += 1;
+            }
+        }
+        assert_eq!(n, 4);
+    }
+
+    #[test]
+    fn stalled_video_does_not_cut_every_audio_frame() {
+        let mut f = Fragmenter::new(1000, true, Some(48_000));
+        f.push(Track::Video, 0, 0, true, b(1));
+        f.push(Track::Video, 40, 0, false, b(1));
+        let mut cuts = 0;
+        for i in 0..300u32 {
+            cuts += f.push(Track::Audio, i * 20, 0, true, b(1)).is_some() as u32;
+        }
+        // 6 s of audio after video stopped at 40 ms: hard cuts every 2 s, not per frame.
+        assert_eq!(cuts, 2);
+        // A configured video track that never sends frames: audio cuts on time.
+        let mut f = Fragmenter::new(1000, true, Some(48_000));
+        let cuts: usize = (0..300u32)
+            .filter_map(|i| f.push(Track::Audio, i * 20, 0, true, b(1)))
+            .count();
+        assert_eq!(cuts, 5);
+    }
+
+    #[test]
+    fn time_zero_is_the_earliest_frame_even_when_it_arrives_second() {
+        let mut f = Fragmenter::new(4000, true, Some(48_000));
+        let hour = 3_600_000u32;
+        let mut frags = Vec::new();
+        for i in 0..250u32 {
+            let t = hour + i * 40;
+            frags.extend(f.push(Track::Video, t, 0, i % 50 == 0, b(1)));
+            frags.extend(f.push(Track::Audio, t - 20, 0, true, b(1)));
+        }
+        frags.extend(f.finish());
+        let first = &frags[0];
+        assert_eq!(first.audio.as_ref().unwrap().decode_time, 0);
+        assert_eq!(first.video.as_ref().unwrap().decode_time, 20 * 90);
+        let n: usize = frags
+            .iter()
+            .map(|f| f.video.as_ref().unwrap().samples.len())
+            .sum();
+        assert_eq!(n, 250);
+    }
+
+    #[test]
+    fn decode_times_never_go_backwards() {
+        let mut f = Fragmenter::new(1000, true, None);
+        f.push(Track::Video, 100, 0, true, b(1));
+        f.push(Track::Video, 140, 0, false, b(1));
+        f.push(Track::Video, 120, 0, false, b(1)); // backwards by 20 ms
+        f.push(Track::Video, 50_000_000, 0, false, b(1)); // a reset far ahead
+        f.push(Track::Video, 50_000_040, 0, false, b(1));
+        let fr = f.finish().unwrap();
+        let run = fr.video.unwrap();
+        assert_eq!(run.decode_time, 0);
+        assert!(run.samples.iter().all(|s| s.duration >= 1));
+        assert!(run.duration_ticks() < 90_000);
+    }
+}

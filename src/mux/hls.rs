@@ -1,1 +1,512 @@
-//! (to be written)
+//! HLS policy and playlist: the session timeline (publisher timestamps unwrapped, rebased to start
+//! at 0 and kept continuous across jumps, with the jumps reported as discontinuities), where
+//! segments are cut, and the m3u8 text (window, target duration, program date time, ENDLIST).
+//! No files here: `record::hls` decides where bytes go and when the playlist is replaced.
+
+use crate::media::Track;
+use std::collections::VecDeque;
+use std::fmt::Write;
+
+/// A forward jump larger than this is a discontinuity (the publisher's clock jumped).
+pub const JUMP_MS: i64 = 10_000;
+
+/// Maps the publisher's 32-bit millisecond timestamps onto one continuous session timeline that
+/// starts at 0. Wrap-around at 2^32 ms is unwrapped; a jump (more than `JUMP_MS` forward, or
+/// backwards on the same track) is rebased so the output stays continuous, and reported.
+#[derive(Debug, Clone)]
+pub struct Timeline {
+    last_raw: u32,
+    /// Unwrapped value of `last_raw`, relative to the first timestamp.
+    last_unwrapped: i64,
+    /// Added to unwrapped timestamps; changes at each jump.
+    offset: i64,
+    last_audio: Option<i64>,
+    last_video: Option<i64>,
+    /// Largest output time so far, and the last positive frame step (to place a rebased frame).
+    max_out: i64,
+    step: i64,
+}
+
+/// A timestamp on the session timeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mapped {
+    /// Milliseconds since the session's first frame (can be slightly negative for frames that
+    /// were sent interleaved before it).
+    pub t: i64,
+    /// The publisher's clock jumped just before this frame.
+    pub discontinuity: bool,
+}
+
+impl Timeline {
+    /// A timeline whose 0 is the publisher timestamp `first`.
+    pub fn new(first: u32) -> Timeline {
+        Timeline {
+            last_raw: first,
+            last_unwrapped: 0,
+            offset: 0,
+            last_audio: None,
+            last_video: None,
+            max_out: 0,
+            step: 40,
+        }
+    }
+
+    pub fn map(&mut self, track: Track, dts: u32) -> Mapped {
+        // Interpreting the difference as i32 unwraps the 2^32 ms wrap and lets interleaved
+        // tracks step slightly backwards.
+        let unwrapped = self.last_unwrapped + dts.wrapping_sub(self.last_raw) as i32 as i64;
+        self.last_raw = dts;
+        self.last_unwrapped = unwrapped;
+        let mut t = unwrapped + self.offset;
+        let last = match track {
+            Track::Audio => self.last_audio,
+            Track::Video => self.last_video,
+            Track::Meta => None,
+        };
+        let backwards = last.is_some_and(|l| t < l);
+        let discontinuity = backwards || t > self.max_out + JUMP_MS;
+        if discontinuity {
+            let target = self.max_out + self.step;
+            self.offset += target - t;
+            t = target;
+        }
+        if let Some(l) = last {
+            let step = t - l;
+            if step > 0 && step <= 1000 {
+                self.step = step;
+            }
+        }
+        match track {
+            Track::Audio => self.last_audio = Some(t),
+            Track::Video => self.last_video = Some(t),
+            Track::Meta => {}
+        }
+        self.max_out = self.max_out.max(t);
+        Mapped { t, discontinuity }
+    }
+
+    /// The last step between two frames of one track (an estimate of one frame's duration).
+    pub fn frame_step(&self) -> i64 {
+        self.step
+    }
+}
+
+/// Where segments are cut: at the first video keyframe at or after the target duration, or on
+/// time for audio-only programs.
+#[derive(Debug, Clone, Copy)]
+pub struct CutPolicy {
+    pub target_ms: i64,
+}
+
+impl CutPolicy {
+    /// Should a new segment start with this frame? `has_video`: the program has a video track.
+    pub fn cut_here(
+        &self,
+        segment_start: i64,
+        t: i64,
+        track: Track,
+        key: bool,
+        has_video: bool,
+    ) -> bool {
+        if t - segment_start < self.target_ms {
+            return false;
+        }
+        if has_video {
+            track == Track::Video && key
+        } else {
+            track == Track::Audio
+        }
+    }
+}
+
+/// One closed segment as the playlist lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentEntry {
+    /// `segment_{number}.ts`, counting from 1.
+    pub number: u64,
+    pub duration_ms: u64,
+    /// Wall-clock time of the segment's first frame, Unix milliseconds.
+    pub program_date_ms: i64,
+    /// Preceded by `#EXT-X-DISCONTINUITY`.
+    pub discontinuity: bool,
+}
+
+impl SegmentEntry {
+    pub fn file_name(&self) -> String {
+        segment_name(self.number)
+    }
+}
+
+pub fn segment_name(number: u64) -> String {
+    format!("segment_{number}.ts")
+}
+
+/// The media playlist of one session.
+#[derive(Debug, Clone)]
+pub struct Playlist {
+    /// Segments listed at most (0 = all).
+    window: usize,
+    listed: VecDeque<SegmentEntry>,
+    /// Segments that left the playlist but are kept for a grace period (players may still be
+    /// downloading them); numbers, oldest first.
+    leaving: VecDeque<u64>,
+    /// Only grows: the target duration must never decrease during a session.
+    max_duration_ms: u64,
+    /// Floor for the target duration (the configured fragment length).
+    min_target_ms: u64,
+    discontinuity_sequence: u64,
+    ended: bool,
+    /// Session start, Unix milliseconds (a comment in the playlist, used when archiving).
+    session_start_ms: i64,
+}
+
+/// The comment line that records the session start (Unix ms) in our playlists.
+pub const SESSION_START_TAG: &str = "#RTMPD-SESSION-START:";
+
+impl Playlist {
+    pub fn new(window: usize, min_target_ms: u64, session_start_ms: i64) -> Playlist {
+        Playlist {
+            window,
+            listed: VecDeque::new(),
+            leaving: VecDeque::new(),
+            max_duration_ms: 0,
+            min_target_ms,
+            discontinuity_sequence: 0,
+            ended: false,
+            session_start_ms,
+        }
+    }
+
+    /// Adds a closed segment. Returns the numbers of segments to delete now: those that left
+    /// the window more than a grace of `max(window, 2)` segments ago.
+    pub fn push(&mut self, entry: SegmentEntry) -> Vec<u64> {
+        self.max_duration_ms = self.max_duration_ms.max(entry.duration_ms);
+        self.listed.push_back(entry);
+        if self.window == 0 {
+            return Vec::new();
+        }
+        while self.listed.len() > self.window {
+            if let Some(old) = self.listed.pop_front() {
+                self.leaving.push_back(old.number);
+            }
+            // The tag on the new first segment disappears from view with the one that left;
+            // players track it through the discontinuity sequence.
+            if self.listed.front().is_some_and(|s| s.discontinuity) {
+                self.discontinuity_sequence += 1;
+                if let Some(front) = self.listed.front_mut() {
+                    front.discontinuity = false;
+                }
+            }
+        }
+        let grace = self.window.max(2);
+        let mut delete = Vec::new();
+        while self.leaving.len() > grace {
+            if let Some(n) = self.leaving.pop_front() {
+                delete.push(n);
+            }
+        }
+        delete
+    }
+
+    /// Marks the playlist complete (ENDLIST). Returns every segment still waiting to be deleted:
+    /// nobody reads a finished live window's past.
+    pub fn end(&mut self) -> Vec<u64> {
+        self.ended = true;
+        self.leaving.drain(..).collect()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.listed.is_empty()
+    }
+
+    pub fn segments(&self) -> impl Iterator<Item = &SegmentEntry> {
+        self.listed.iter()
+    }
+
+    /// `#EXT-X-TARGETDURATION`: whole seconds, at least every EXTINF ever listed.
+    pub fn target_duration(&self) -> u64 {
+        self.max_duration_ms
+            .max(self.min_target_ms)
+            .div_ceil(1000)
+            .max(1)
+    }
+
+    pub fn render(&self) -> String {
+        let mut s = String::with_capacity(128 + self.listed.len() * 96);
+        s.push_str("#EXTM3U\n#EXT-X-VERSION:3\n");
+        let _ = writeln!(s, "#EXT-X-TARGETDURATION:{}", self.target_duration());
+        let first = self.listed.front().map_or(1, |e| e.number);
+        let _ = writeln!(s, "#EXT-X-MEDIA-SEQUENCE:{first}");
+        if self.discontinuity_sequence > 0 {
+            let _ = writeln!(
+                s,
+                "#EXT-X-DISCONTINUITY-SEQUENCE:{}",
+                self.discontinuity_sequence
+            );
+        }
+        if self.window == 0 {
+            // Every segment stays listed: players may seek back to the start.
+            s.push_str("#EXT-X-PLAYLIST-TYPE:EVENT\n");
+        }
+        let _ = writeln!(s, "{SESSION_START_TAG}{}", self.session_start_ms);
+        for e in &self.listed {
+            if e.discontinuity {
+                s.push_str("#EXT-X-DISCONTINUITY\n");
+            }
+            let _ = writeln!(
+                s,
+                "#EXT-X-PROGRAM-DATE-TIME:{}",
+                format_iso8601(e.program_date_ms)
+            );
+            let _ = writeln!(
+                s,
+                "#EXTINF:{}.{:03},\n{}",
+                e.duration_ms / 1000,
+                e.duration_ms % 1000,
+                e.file_name()
+            );
+        }
+        if self.ended {
+            s.push_str("#EXT-X-ENDLIST\n");
+        }
+        s
+    }
+}
+
+/// True when playlist text is complete (has `#EXT-X-ENDLIST`).
+pub fn has_endlist(text: &str) -> bool {
+    text.lines().any(|l| l.trim() == "#EXT-X-ENDLIST")
+}
+
+/// The session start recorded in one of our playlists, else the first program date time.
+pub fn playlist_start_ms(text: &str) -> Option<i64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(SESSION_START_TAG)?.trim().parse().ok())
+        .or_else(|| {
+            text.lines()
+                .find_map(|l| parse_iso8601(l.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:")?.trim()))
+        })
+}
+
+/// Calendar fields from days since 1970-01-01 (proleptic Gregorian; H. Hinnant's algorithm).
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = m as i64;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// `2026-11-24T01:08:29.123Z` for Unix milliseconds.
+pub fn format_iso8601(unix_ms: i64) -> String {
+    let secs = unix_ms.div_euclid(1000);
+    let ms = unix_ms.rem_euclid(1000);
+    let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
+    let sod = secs.rem_euclid(86_400);
+    format!(
+        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
+        sod / 3600,
+        sod / 60 % 60,
+        sod % 60
+    )
+}
+
+/// Parses what `format_iso8601` writes (UTC, optional fraction). Other offsets are refused.
+pub fn parse_iso8601(s: &str) -> Option<i64> {
+    let s = s.strip_suffix('Z')?;
+    let (date, time) = s.split_once('T')?;
+    let mut dp = date.splitn(3, '-');
+    let y: i64 = dp.next()?.parse().ok()?;
+    let mo: u32 = dp.next()?.parse().ok()?;
+    let d: u32 = dp.next()?.parse().ok()?;
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let mut tp = hms.splitn(3, ':');
+    let h: i64 = tp.next()?.parse().ok()?;
+    let mi: i64 = tp.next()?.parse().ok()?;
+    let sec: i64 = tp.next()?.parse().ok()?;
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    let frac3: String = frac.chars().chain("000".chars()).take(3).collect();
+    let ms: i64 = frac3.parse().ok()?;
+    Some((days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + sec) * 1000 + ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(number: u64, duration_ms: u64, discontinuity: bool) -> SegmentEntry {
+        SegmentEntry {
+            number,
+            duration_ms,
+            program_date_ms: 1_795_000_000_000 + number as i64 * 4000,
+            discontinuity,
+        }
+    }
+
+    fn extinfs(text: &str) -> Vec<f64> {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("#EXTINF:"))
+            .map(|v| v.trim_end_matches(',').parse().unwrap())
+            .collect()
+    }
+
+    fn tag_value(text: &str, tag: &str) -> Option<u64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(tag))
+            .map(|v| v.parse().unwrap())
+    }
+
+    #[test]
+    fn target_duration_covers_every_extinf_and_never_shrinks() {
+        let mut p = Playlist::new(0, 4000, 0);
+        for (i, d) in [4000u64, 4001, 6500, 3000].into_iter().enumerate() {
+            p.push(entry(i as u64 + 1, d, false));
+            let text = p.render();
+            let target = tag_value(&text, "#EXT-X-TARGETDURATION:").unwrap();
+            for e in extinfs(&text) {
+                assert!(e <= target as f64, "{e} > {target}\n{text}");
+            }
+        }
+        assert_eq!(p.target_duration(), 7);
+        assert!(p.render().contains("#EXTINF:4.001,\nsegment_2.ts\n"));
+    }
+
+    #[test]
+    fn live_then_endlist() {
+        let mut p = Playlist::new(0, 4000, 1234);
+        p.push(entry(1, 4000, false));
+        let live = p.render();
+        assert!(!has_endlist(&live));
+        assert!(live.starts_with("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:4\n"));
+        assert!(live.contains("#EXT-X-MEDIA-SEQUENCE:1\n"));
+        assert!(live.contains("#EXT-X-PLAYLIST-TYPE:EVENT\n"));
+        assert!(live.contains("#EXT-X-PROGRAM-DATE-TIME:2026-11-18T"));
+        assert_eq!(playlist_start_ms(&live), Some(1234));
+        assert!(p.end().is_empty());
+        let done = p.render();
+        assert!(done.ends_with("segment_1.ts\n#EXT-X-ENDLIST\n"));
+        assert!(has_endlist(&done));
+    }
+
+    #[test]
+    fn window_slides_and_deletes_after_grace() {
+        let mut p = Playlist::new(3, 4000, 0);
+        let mut deleted = Vec::new();
+        for n in 1..=10 {
+            deleted.extend(p.push(entry(n, 4000, n == 5)));
+            let listed: Vec<u64> = p.segments().map(|s| s.number).collect();
+            let first = n.saturating_sub(2).max(1);
+            assert_eq!(listed, (first..=n).collect::<Vec<_>>());
+            let text = p.render();
+            assert_eq!(tag_value(&text, "#EXT-X-MEDIA-SEQUENCE:"), Some(first));
+            assert!(!text.contains("PLAYLIST-TYPE"));
+        }
+        // Segments 1..=7 left the window; the 3 most recent of them are still kept.
+        assert_eq!(deleted, vec![1, 2, 3, 4]);
+        // Segment 5's tag was dropped when it became the first listed: counted in the sequence.
+        let text = p.render();
+        assert_eq!(
+            tag_value(&text, "#EXT-X-DISCONTINUITY-SEQUENCE:"),
+            Some(1),
+            "{text}"
+        );
+        assert_eq!(p.end(), vec![5, 6, 7]);
+    }
+
+    #[test]
+    fn discontinuity_tag_precedes_its_segment() {
+        let mut p = Playlist::new(0, 4000, 0);
+        p.push(entry(1, 4000, false));
+        p.push(entry(2, 4000, true));
+        let text = p.render();
+        let i = text.find("#EXT-X-DISCONTINUITY\n").unwrap();
+        let j = text.find("segment_1.ts").unwrap();
+        let k = text.find("segment_2.ts").unwrap();
+        assert!(j < i && i < k);
+    }
+
+    #[test]
+    fn timeline_starts_at_zero_and_unwraps() {
+        let mut tl = Timeline::new(u32::MAX - 40);
+        assert_eq!(tl.map(Track::Video, u32::MAX - 40).t, 0);
+        let m = tl.map(Track::Video, 0);
+        assert_eq!(
+            m,
+            Mapped {
+                t: 41,
+                discontinuity: false
+            }
+        );
+        assert_eq!(tl.map(Track::Audio, 20).t, 61);
+        // Interleaving: audio slightly behind video is not a jump.
+        assert_eq!(tl.map(Track::Video, 80).t, 121);
+        assert!(!tl.map(Track::Audio, 43).discontinuity);
+    }
+
+    #[test]
+    fn timeline_jumps_are_rebased_and_reported() {
+        let mut tl = Timeline::new(1000);
+        for i in 0..10 {
+            assert!(!tl.map(Track::Video, 1000 + i * 40).discontinuity);
+        }
+        // Publisher restarts at 0: backwards on the same track.
+        let m = tl.map(Track::Video, 0);
+        assert!(m.discontinuity);
+        assert_eq!(m.t, 360 + 40);
+        assert_eq!(tl.map(Track::Video, 40).t, 440);
+        // A forward jump of a minute.
+        let m = tl.map(Track::Video, 60_040);
+        assert!(m.discontinuity);
+        assert_eq!(m.t, 480);
+        // Audio that restarted with video continues after the rebase.
+        let a = tl.map(Track::Audio, 60_050);
+        assert!(!a.discontinuity);
+        assert_eq!(a.t, 490);
+    }
+
+    #[test]
+    fn cut_policy() {
+        let p = CutPolicy { target_ms: 4000 };
+        assert!(!p.cut_here(0, 3999, Track::Video, true, true));
+        assert!(p.cut_here(0, 4000, Track::Video, true, true));
+        assert!(!p.cut_here(0, 6000, Track::Video, false, true));
+        assert!(!p.cut_here(0, 6000, Track::Audio, true, true));
+        assert!(p.cut_here(0, 4010, Track::Audio, true, false));
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(format_iso8601(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(format_iso8601(951_782_400_123), "2000-02-29T00:00:00.123Z");
+        assert_eq!(
+            format_iso8601(1_795_482_509_007),
+            "2026-11-24T01:08:29.007Z"
+        );
+        for ms in [0i64, 951_782_400_123, 1_795_482_509_007, 4_102_444_799_999] {
+            assert_eq!(parse_iso8601(&format_iso8601(ms)), Some(ms));
+        }
+        assert_eq!(
+            parse_iso8601("2026-11-24T01:48:29Z"),
+            Some(1_795_484_909_000)
+        );
+        assert_eq!(parse_iso8601("2026-11-24T01:48:29+01:00"), None);
+        assert_eq!(parse_iso8601("garbage"), None);
+    }
+}

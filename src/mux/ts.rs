@@ -1,1 +1,605 @@
-//! (to be written)
+//! MPEG-TS (ISO/IEC 13818-1) writer for HLS: PAT/PMT with CRC32, PES packets with PTS/DTS, PCR,
+//! continuity counters and adaptation-field stuffing, plus the codec framing TS needs (H.264 as
+//! Annex B with AUD and parameter sets, AAC as ADTS). Frames in, 188-byte packets out; this module
+//! does not decide where segments are cut (see `mux::hls`) nor write files (see `record::hls`).
+
+use crate::media::aac::AudioSpecificConfig;
+use crate::media::avc::{self, AvcConfig};
+
+pub const PACKET_LEN: usize = 188;
+pub const PID_PAT: u16 = 0x0000;
+pub const PID_PMT: u16 = 0x1000;
+pub const PID_VIDEO: u16 = 0x0100;
+pub const PID_AUDIO: u16 = 0x0101;
+
+/// PES stream ids.
+const STREAM_ID_VIDEO: u8 = 0xe0;
+const STREAM_ID_AUDIO: u8 = 0xc0;
+
+/// Timestamps are 33-bit at 90 kHz and wrap.
+pub const TS_MASK: u64 = (1 << 33) - 1;
+
+/// Elementary stream types in the PMT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamType {
+    H264 = 0x1b,
+    /// AAC in ADTS.
+    Aac = 0x0f,
+    /// MPEG-1 audio (MP3).
+    Mp3 = 0x03,
+}
+
+/// The elementary streams of the one program a segment carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Program {
+    pub video: Option<StreamType>,
+    pub audio: Option<StreamType>,
+}
+
+impl Program {
+    /// The PID carrying the PCR: video when present, else audio.
+    pub fn pcr_pid(&self) -> u16 {
+        if self.video.is_some() {
+            PID_VIDEO
+        } else {
+            PID_AUDIO
+        }
+    }
+}
+
+/// Which elementary stream a PES belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Es {
+    Video,
+    Audio,
+}
+
+impl Es {
+    fn pid(self) -> u16 {
+        match self {
+            Es::Video => PID_VIDEO,
+            Es::Audio => PID_AUDIO,
+        }
+    }
+}
+
+/// One PES to packetise. Times are 90 kHz ticks (masked to 33 bits when written).
+#[derive(Clone, Copy, Debug)]
+pub struct Pes<'a> {
+    pub es: Es,
+    pub pts: u64,
+    pub dts: u64,
+    /// Marks the first packet as a random access point (keyframe, or any audio frame).
+    pub random_access: bool,
+    /// The PCR to put in the first packet, when this PES carries one.
+    pub pcr: Option<u64>,
+    pub payload: &'a [u8],
+}
+
+/// Writes packets for one program, keeping the continuity counters across calls (and across
+/// segments, so that concatenated segments stay continuous).
+#[derive(Debug)]
+pub struct TsWriter {
+    program: Program,
+    cc_pat: u8,
+    cc_pmt: u8,
+    cc_video: u8,
+    cc_audio: u8,
+}
+
+impl TsWriter {
+    pub fn new(program: Program) -> TsWriter {
+        TsWriter {
+            program,
+            cc_pat: 0,
+            cc_pmt: 0,
+            cc_video: 0,
+            cc_audio: 0,
+        }
+    }
+
+    pub fn program(&self) -> Program {
+        self.program
+    }
+
+    /// Changes the program (a track appeared); the next tables describe it.
+    pub fn set_program(&mut self, program: Program) {
+        self.program = program;
+    }
+
+    /// Appends a PAT and a PMT packet.
+    pub fn write_tables(&mut self, out: &mut Vec<u8>) {
+        let pat = pat_section();
+        let cc = next_cc(&mut self.cc_pat);
+        psi_packet(out, PID_PAT, cc, &pat);
+        let pmt = pmt_section(&self.program);
+        let cc = next_cc(&mut self.cc_pmt);
+        psi_packet(out, PID_PMT, cc, &pmt);
+    }
+
+    /// Appends the packets of one PES.
+    pub fn write_pes(&mut self, out: &mut Vec<u8>, pes: &Pes) {
+        let mut header = Vec::with_capacity(19);
+        pes_header(&mut header, pes);
+        let total = header.len() + pes.payload.len();
+        let pid = pes.es.pid();
+        let mut written = 0usize;
+        let mut first = true;
+        while written < total {
+            let cc = match pes.es {
+                Es::Video => next_cc(&mut self.cc_video),
+                Es::Audio => next_cc(&mut self.cc_audio),
+            };
+            let start = out.len();
+            out.extend_from_slice(&[
+                0x47,
+                (if first { 0x40 } else { 0 }) | (pid >> 8) as u8 & 0x1f,
+                pid as u8,
+                0, // set below once we know whether there is an adaptation field
+            ]);
+            // The adaptation field: PCR and the random access flag on the first packet, and
+            // stuffing on the last packet so that every packet is exactly 188 bytes.
+            // Adaptation field bytes after its length byte; on the stack (one per packet).
+            let mut af = [0xffu8; PACKET_LEN];
+            let mut af_len = 0usize;
+            if first && (pes.pcr.is_some() || pes.random_access) {
+                af[0] = if pes.random_access { 0x40 } else { 0 };
+                af_len = 1;
+                if let Some(pcr) = pes.pcr {
+                    af[0] |= 0x10;
+                    af[1..7].copy_from_slice(&pcr_bytes(pcr));
+                    af_len = 7;
+                }
+            }
+            let mut has_af = af_len > 0;
+            let room = PACKET_LEN - 4 - if has_af { 1 + af_len } else { 0 };
+            let take = (total - written).min(room);
+            let mut stuffing = room - take;
+            if stuffing > 0 {
+                if !has_af {
+                    // The length byte alone is a valid adaptation field (one byte of stuffing);
+                    // a second byte must be the flags before any 0xff fill.
+                    has_af = true;
+                    stuffing -= 1;
+                    if stuffing > 0 {
+                        af[0] = 0;
+                        af_len = 1;
+                        stuffing -= 1;
+                    }
+                }
+                // af[af_len..] is already 0xff.
+                af_len += stuffing;
+            }
+            out[start + 3] = (if has_af { 0x30 } else { 0x10 }) | cc;
+            if has_af {
+                out.push(af_len as u8);
+                out.extend_from_slice(&af[..af_len]);
+            }
+            // The payload spans the PES header then the elementary stream bytes.
+            let mut pos = written;
+            let end = written + take;
+            if pos < header.len() {
+                let h_end = end.min(header.len());
+                out.extend_from_slice(&header[pos..h_end]);
+                pos = h_end;
+            }
+            if pos < end {
+                let p0 = pos - header.len();
+                out.extend_from_slice(&pes.payload[p0..end - header.len()]);
+            }
+            debug_assert_eq!(out.len() - start, PACKET_LEN);
+            written = end;
+            first = false;
+        }
+    }
+}
+
+fn next_cc(cc: &mut u8) -> u8 {
+    let v = *cc;
+    *cc = (*cc + 1) & 0x0f;
+    v
+}
+
+/// A PSI packet: pointer field 0, the section, 0xff fill.
+fn psi_packet(out: &mut Vec<u8>, pid: u16, cc: u8, section: &[u8]) {
+    let start = out.len();
+    out.extend_from_slice(&[0x47, 0x40 | (pid >> 8) as u8, pid as u8, 0x10 | cc, 0]);
+    out.extend_from_slice(section);
+    out.resize(start + PACKET_LEN, 0xff);
+}
+
+/// PAT: transport stream 1, program 1 on `PID_PMT`.
+fn pat_section() -> Vec<u8> {
+    let mut s = vec![
+        0x00, // table_id
+        0xb0,
+        0x0d, // section_syntax_indicator, length 13
+        0x00,
+        0x01, // transport_stream_id
+        0xc1, // version 0, current
+        0x00,
+        0x00,
+        0x00,
+        0x01, // program_number 1
+        0xe0 | (PID_PMT >> 8) as u8,
+        PID_PMT as u8,
+    ];
+    let crc = crc32_mpeg2(&s);
+    s.extend_from_slice(&crc.to_be_bytes());
+    s
+}
+
+fn pmt_section(program: &Program) -> Vec<u8> {
+    let mut streams = Vec::new();
+    for (ty, pid) in [(program.video, PID_VIDEO), (program.audio, PID_AUDIO)] {
+        if let Some(ty) = ty {
+            streams.extend_from_slice(&[ty as u8, 0xe0 | (pid >> 8) as u8, pid as u8, 0xf0, 0]);
+        }
+    }
+    // section_length counts from after the length field to the end of the CRC.
+    let len = 9 + streams.len() + 4;
+    let pcr = program.pcr_pid();
+    let mut s = vec![
+        0x02,
+        0xb0 | (len >> 8) as u8,
+        len as u8,
+        0x00,
+        0x01, // program_number
+        0xc1,
+        0x00,
+        0x00,
+        0xe0 | (pcr >> 8) as u8,
+        pcr as u8,
+        0xf0,
+        0x00, // program_info_length 0
+    ];
+    s.extend_from_slice(&streams);
+    let crc = crc32_mpeg2(&s);
+    s.extend_from_slice(&crc.to_be_bytes());
+    s
+}
+
+/// The PES header with PTS, and DTS when it differs.
+fn pes_header(out: &mut Vec<u8>, pes: &Pes) {
+    let stream_id = match pes.es {
+        Es::Video => STREAM_ID_VIDEO,
+        Es::Audio => STREAM_ID_AUDIO,
+    };
+    let pts = pes.pts & TS_MASK;
+    let dts = pes.dts & TS_MASK;
+    let with_dts = pts != dts;
+    let header_data = if with_dts { 10 } else { 5 };
+    // PES_packet_length counts the bytes after it; 0 ("unbounded") is allowed only for video
+    // and is what we use when the length does not fit in 16 bits.
+    let len = 3 + header_data + pes.payload.len();
+    let len = if len > 0xffff && pes.es == Es::Video {
+        0
+    } else {
+        len.min(0xffff)
+    };
+    out.extend_from_slice(&[0, 0, 1, stream_id, (len >> 8) as u8, len as u8, 0x80]);
+    out.push(if with_dts { 0xc0 } else { 0x80 });
+    out.push(header_data as u8);
+    write_timestamp(out, if with_dts { 0x3 } else { 0x2 }, pts);
+    if with_dts {
+        write_timestamp(out, 0x1, dts);
+    }
+}
+
+fn write_timestamp(out: &mut Vec<u8>, prefix: u8, ts: u64) {
+    out.extend_from_slice(&[
+        (prefix << 4) | (((ts >> 30) as u8 & 0x07) << 1) | 1,
+        (ts >> 22) as u8,
+        (((ts >> 15) as u8) << 1) | 1,
+        (ts >> 7) as u8,
+        ((ts as u8) << 1) | 1,
+    ]);
+}
+
+/// PCR base (90 kHz, 33 bits), 6 reserved bits, extension 0.
+fn pcr_bytes(pcr: u64) -> [u8; 6] {
+    let base = pcr & TS_MASK;
+    [
+        (base >> 25) as u8,
+        (base >> 17) as u8,
+        (base >> 9) as u8,
+        (base >> 1) as u8,
+        ((base as u8 & 1) << 7) | 0x7e,
+        0,
+    ]
+}
+
+/// CRC-32/MPEG-2 (poly 0x04c11db7, init 0xffffffff, no reflection, no final xor).
+pub fn crc32_mpeg2(data: &[u8]) -> u32 {
+    let mut crc = 0xffff_ffffu32;
+    for &b in data {
+        crc ^= (b as u32) << 24;
+        for _ in 0..8 {
+            crc = if crc & 0x8000_0000 != 0 {
+                (crc << 1) ^ 0x04c1_1db7
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc
+}
+
+/// Builds one H.264 access unit in Annex B from an AVCC payload: an AUD first, then, on a
+/// keyframe, the SPS and PPS from `config` unless the frame carries its own. AUDs already in the
+/// frame are dropped (ours is the one in front).
+pub fn avc_access_unit(payload: &[u8], config: &AvcConfig, key: bool, out: &mut Vec<u8>) {
+    out.extend_from_slice(&[0, 0, 0, 1, avc::NAL_AUD, 0xf0]);
+    let nals = || avc::nal_units(payload, config.nal_length_size);
+    let has_ps = nals().any(|n| avc::nal_type(n) == avc::NAL_SPS);
+    let idr = nals().any(|n| avc::nal_type(n) == avc::NAL_IDR);
+    if (key || idr) && !has_ps {
+        for ps in config.sps.iter().chain(config.pps.iter()) {
+            out.extend_from_slice(&[0, 0, 0, 1]);
+            out.extend_from_slice(ps);
+        }
+    }
+    for nal in nals() {
+        if avc::nal_type(nal) == avc::NAL_AUD {
+            continue;
+        }
+        out.extend_from_slice(&[0, 0, 0, 1]);
+        out.extend_from_slice(nal);
+    }
+}
+
+/// Appends one raw AAC frame with its ADTS header.
+pub fn adts_frame(config: &AudioSpecificConfig, raw: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(&config.adts_header(raw.len()));
+    out.extend_from_slice(raw);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn av() -> Program {
+        Program {
+            video: Some(StreamType::H264),
+            audio: Some(StreamType::Aac),
+        }
+    }
+
+    #[test]
+    fn crc_check_value() {
+        // The CRC-32/MPEG-2 check value from the CRC catalogue.
+        assert_eq!(crc32_mpeg2(b"123456789"), 0x0376_e6e7);
+    }
+
+    #[test]
+    fn pat_and_pmt_match_ffmpeg() {
+        let mut w = TsWriter::new(av());
+        let mut out = Vec::new();
+        w.write_tables(&mut out);
+        assert_eq!(out.len(), 2 * PACKET_LEN);
+        // Byte for byte what ffmpeg's mpegts muxer writes for program 1, PMT PID 0x1000,
+        // H.264 on 0x100 and AAC on 0x101.
+        let pat = [
+            0x47, 0x40, 0x00, 0x10, 0x00, 0x00, 0xb0, 0x0d, 0x00, 0x01, 0xc1, 0x00, 0x00, 0x00,
+            0x01, 0xf0, 0x00, 0x2a, 0xb1, 0x04, 0xb2,
+        ];
+        assert_eq!(&out[..pat.len()], &pat);
+        assert!(out[pat.len()..PACKET_LEN].iter().all(|&b| b == 0xff));
+        let pmt = [
+            0x47, 0x50, 0x00, 0x10, 0x00, 0x02, 0xb0, 0x17, 0x00, 0x01, 0xc1, 0x00, 0x00, 0xe1,
+            0x00, 0xf0, 0x00, 0x1b, 0xe1, 0x00, 0xf0, 0x00, 0x0f, 0xe1, 0x01, 0xf0, 0x00, 0x2f,
+            0x44, 0xb9, 0x9b,
+        ];
+        assert_eq!(&out[PACKET_LEN..PACKET_LEN + pmt.len()], &pmt);
+        // Tables again: continuity counters advance.
+        out.clear();
+        w.write_tables(&mut out);
+        assert_eq!(out[3], 0x11);
+        assert_eq!(out[PACKET_LEN + 3], 0x11);
+    }
+
+    #[test]
+    fn audio_only_pmt_puts_pcr_on_audio() {
+        let p = Program {
+            video: None,
+            audio: Some(StreamType::Aac),
+        };
+        let s = pmt_section(&p);
+        assert_eq!(&s[8..10], &[0xe1, 0x01]);
+        assert_eq!(s[2] as usize, s.len() - 3);
+        assert_eq!(
+            crc32_mpeg2(&s[..s.len() - 4]).to_be_bytes(),
+            s[s.len() - 4..]
+        );
+        // A section followed by its CRC has a CRC of 0 over the whole.
+        assert_eq!(crc32_mpeg2(&s), 0);
+    }
+
+    #[test]
+    fn pes_header_with_pts_and_dts() {
+        let pes = Pes {
+            es: Es::Video,
+            pts: 0x1_2345_6789 & TS_MASK,
+            dts: 126_000,
+            random_access: true,
+            pcr: None,
+            payload: &[],
+        };
+        let mut h = Vec::new();
+        pes_header(&mut h, &pes);
+        assert_eq!(&h[..9], &[0, 0, 1, 0xe0, 0, 13, 0x80, 0xc0, 10]);
+        assert_eq!(decode_ts(&h[9..14]), pes.pts);
+        assert_eq!(h[9] >> 4, 3);
+        assert_eq!(decode_ts(&h[14..19]), 126_000);
+        assert_eq!(h[14] >> 4, 1);
+        // ffmpeg's first video PES of a B-frame stream: PTS 1.48 s, DTS 1.4 s.
+        let mut g = Vec::new();
+        write_timestamp(&mut g, 3, 133_200);
+        write_timestamp(&mut g, 1, 126_000);
+        assert_eq!(
+            g,
+            [0x31, 0x00, 0x09, 0x10, 0xa1, 0x11, 0x00, 0x07, 0xd8, 0x61]
+        );
+    }
+
+    #[test]
+    fn pes_without_dts_when_equal() {
+        let pes = Pes {
+            es: Es::Audio,
+            pts: 90_000,
+            dts: 90_000,
+            random_access: true,
+            pcr: None,
+            payload: &[1, 2, 3],
+        };
+        let mut h = Vec::new();
+        pes_header(&mut h, &pes);
+        assert_eq!(&h[..9], &[0, 0, 1, 0xc0, 0, 11, 0x80, 0x80, 5]);
+        assert_eq!(h[9] >> 4, 2);
+        assert_eq!(decode_ts(&h[9..14]), 90_000);
+    }
+
+    fn decode_ts(b: &[u8]) -> u64 {
+        (((b[0] as u64 >> 1) & 7) << 30)
+            | ((b[1] as u64) << 22)
+            | ((b[2] as u64 >> 1) << 15)
+            | ((b[3] as u64) << 7)
+            | (b[4] as u64 >> 1)
+    }
+
+    /// Reassembles the payload of a PID from packets, checking sizes, sync bytes and counters.
+    fn depacketise(ts: &[u8], pid: u16) -> (Vec<u8>, Vec<Vec<u8>>) {
+        assert_eq!(ts.len() % PACKET_LEN, 0);
+        let mut payload = Vec::new();
+        let mut afs = Vec::new();
+        let mut last_cc: Option<u8> = None;
+        for p in ts.chunks(PACKET_LEN) {
+            assert_eq!(p[0], 0x47);
+            let p_pid = ((p[1] as u16 & 0x1f) << 8) | p[2] as u16;
+            if p_pid != pid {
+                continue;
+            }
+            let cc = p[3] & 0x0f;
+            if let Some(l) = last_cc {
+                assert_eq!(cc, (l + 1) & 0x0f, "continuity");
+            }
+            last_cc = Some(cc);
+            let mut i = 4;
+            if p[3] & 0x20 != 0 {
+                let n = p[4] as usize;
+                afs.push(p[5..5 + n].to_vec());
+                i += 1 + n;
+            }
+            assert!(p[3] & 0x10 != 0);
+            payload.extend_from_slice(&p[i..]);
+        }
+        (payload, afs)
+    }
+
+    #[test]
+    fn stuffing_for_every_size() {
+        // Every payload size around the packet boundaries: packets stay 188 bytes, the payload
+        // comes back intact and counters are continuous.
+        let mut w = TsWriter::new(av());
+        for size in (0..400).chain([65_530, 70_000]) {
+            let payload: Vec<u8> = (0..size).map(|i| (i * 7) as u8).collect();
+            for pcr in [None, Some(1234)] {
+                let mut out = Vec::new();
+                w.write_pes(
+                    &mut out,
+                    &Pes {
+                        es: Es::Video,
+                        pts: 3000,
+                        dts: 3000,
+                        random_access: pcr.is_some(),
+                        pcr,
+                        payload: &payload,
+                    },
+                );
+                let (bytes, afs) = depacketise(&out, PID_VIDEO);
+                assert_eq!(&bytes[..3], &[0, 0, 1]);
+                let hdr = 9 + bytes[8] as usize;
+                assert_eq!(&bytes[hdr..], &payload[..], "size {size}");
+                if let Some(pcr) = pcr {
+                    assert_eq!(afs[0][0], 0x50);
+                    let b = &afs[0][1..7];
+                    let base = ((b[0] as u64) << 25)
+                        | ((b[1] as u64) << 17)
+                        | ((b[2] as u64) << 9)
+                        | ((b[3] as u64) << 1)
+                        | (b[4] as u64 >> 7);
+                    assert_eq!(base, pcr);
+                }
+                // The packet count is the minimum possible.
+                let af_extra = if pcr.is_some() { 8 } else { 0 };
+                let need = (hdr + size + af_extra).div_ceil(184);
+                assert_eq!(out.len() / PACKET_LEN, need, "size {size}");
+            }
+        }
+    }
+
+    #[test]
+    fn continuity_counters_are_per_pid() {
+        let mut w = TsWriter::new(av());
+        let mut out = Vec::new();
+        w.write_tables(&mut out);
+        for i in 0..40u64 {
+            let es = if i % 3 == 0 { Es::Audio } else { Es::Video };
+            w.write_pes(
+                &mut out,
+                &Pes {
+                    es,
+                    pts: i * 3600,
+                    dts: i * 3600,
+                    random_access: false,
+                    pcr: None,
+                    payload: &[0u8; 300],
+                },
+            );
+        }
+        depacketise(&out, PID_VIDEO);
+        depacketise(&out, PID_AUDIO);
+    }
+
+    #[test]
+    fn access_unit_gets_aud_and_parameter_sets() {
+        let config = AvcConfig {
+            profile: 0x42,
+            compatibility: 0,
+            level: 0x1e,
+            nal_length_size: 4,
+            sps: vec![bytes::Bytes::from_static(&[0x67, 1])],
+            pps: vec![bytes::Bytes::from_static(&[0x68, 2])],
+            width: 0,
+            height: 0,
+        };
+        let frame = [0, 0, 0, 2, 0x09, 0x10, 0, 0, 0, 2, 0x65, 0xaa];
+        let mut out = Vec::new();
+        avc_access_unit(&frame, &config, true, &mut out);
+        assert_eq!(
+            out,
+            [
+                0, 0, 0, 1, 9, 0xf0, 0, 0, 0, 1, 0x67, 1, 0, 0, 0, 1, 0x68, 2, 0, 0, 0, 1, 0x65,
+                0xaa
+            ]
+        );
+        out.clear();
+        avc_access_unit(&[0, 0, 0, 2, 0x41, 0xbb], &config, false, &mut out);
+        assert_eq!(out, [0, 0, 0, 1, 9, 0xf0, 0, 0, 0, 1, 0x41, 0xbb]);
+        // In-band parameter sets are not doubled.
+        out.clear();
+        let inband = [0, 0, 0, 2, 0x67, 9, 0, 0, 0, 2, 0x68, 9, 0, 0, 0, 1, 0x65];
+        avc_access_unit(&inband, &config, true, &mut out);
+        assert_eq!(out.windows(2).filter(|w| w == &[0x67, 1]).count(), 0);
+    }
+
+    #[test]
+    fn adts_wraps_raw_frame() {
+        let asc = AudioSpecificConfig::parse(&[0x12, 0x10]).unwrap();
+        let mut out = Vec::new();
+        adts_frame(&asc, &[1, 2, 3], &mut out);
+        assert_eq!(out.len(), 10);
+        assert_eq!(&out[..2], &[0xff, 0xf1]);
+        assert_eq!(&out[7..], &[1, 2, 3]);
+    }
+}

@@ -16,7 +16,10 @@ use crate::rtmp::session::ServerSession;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Listener {
     Rtmp,
+    /// Live FLV, the API and static files.
     Http,
+    /// Static files only.
+    Web,
 }
 
 /// What an RTMP connection has become after `publish` or `play`.
@@ -115,6 +118,17 @@ pub struct Conn {
     pub bytes_out: u64,
     /// Slow-viewer skips already logged.
     pub skips_logged: u64,
+    /// The access-log entry of the response being sent, written once it is all out.
+    pub access: Option<Access>,
+}
+
+/// What the access log needs about one request.
+pub struct Access {
+    pub request_line: String,
+    pub status: u16,
+    pub bytes: u64,
+    pub wall: std::time::SystemTime,
+    pub started: Instant,
 }
 
 impl Conn {
@@ -142,6 +156,7 @@ impl Conn {
             bytes_in: 0,
             bytes_out: 0,
             skips_logged: 0,
+            access: None,
         }
     }
 

@@ -4,8 +4,15 @@
 use bytes::Buf;
 use log::{debug, info, warn};
 
-use super::conn::ConnState;
+use std::io::{Seek, SeekFrom};
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+
+use super::conn::{Access, ConnState, FileBody, Listener};
 use super::Server;
+use crate::http::embedded;
+use crate::http::files::{self, Body, Root, StaticRequest};
 use crate::http::request::{self, Request, MAX_HEAD};
 use crate::http::response;
 use crate::http::route::{route, Route};
@@ -112,6 +119,10 @@ impl Server {
 
     fn http_reply(&mut self, token: usize, bytes: Vec<u8>, keep_alive: bool) {
         if let Some(conn) = self.conns.get_mut(token) {
+            if let Some(a) = &mut conn.access {
+                a.status = status_of(&bytes);
+                a.bytes = body_len_of(&bytes);
+            }
             conn.out.push(bytes.into());
             if !keep_alive {
                 conn.close_after_flush = true;
@@ -120,6 +131,20 @@ impl Server {
     }
 
     fn http_request(&mut self, token: usize, req: Request) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        let listener = conn.listener;
+        conn.access = Some(Access {
+            request_line: req.request_line(),
+            status: 0,
+            bytes: 0,
+            wall: SystemTime::now(),
+            started: Instant::now(),
+        });
+        if listener == Listener::Web {
+            return self.http_static(token, &req);
+        }
         let keep_alive = req.keep_alive();
         let head_only = req.method == "HEAD";
         if req.method == "OPTIONS" {
@@ -161,11 +186,70 @@ impl Server {
                     keep_alive,
                 )
             }
-            Route::Static => self.http_reply(
-                token,
-                response::simple(404, "Not found.", keep_alive),
-                keep_alive,
-            ),
+            Route::Static => self.http_static(token, &req),
+        }
+    }
+
+    /// Everything that is not live or API: the pages and the recordings, from the static roots.
+    fn http_static(&mut self, token: usize, req: &Request) {
+        let home = self.setup.home_page && req.path() == "/" && has_home_page(&self.setup.roots);
+        let sreq = StaticRequest {
+            method: &req.method,
+            target: if home { "/home.html" } else { &req.target },
+            range: req.header("range"),
+            if_none_match: req.header("if-none-match"),
+            if_modified_since: req.header("if-modified-since"),
+            keep_alive: req.keep_alive(),
+        };
+        let resp = files::respond(
+            &self.setup.roots,
+            &sreq,
+            self.setup.dir_listing,
+            SystemTime::now(),
+        );
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        if let Some(why) = &resp.refusal {
+            if resp.status == 404 {
+                info!(
+                    "HTTP {}: {} {}: {why}",
+                    conn.peer, resp.status, resp.log_path
+                );
+            } else {
+                warn!(
+                    "HTTP {}: {} {}: {why}",
+                    conn.peer, resp.status, resp.log_path
+                );
+            }
+        }
+        if let Some(a) = &mut conn.access {
+            a.status = resp.status;
+            a.bytes = resp.body_len;
+        }
+        conn.out.push(resp.head.into());
+        match resp.body {
+            Body::Empty => {}
+            Body::Static(data) => conn.out.push(Bytes::from_static(data)),
+            Body::Owned(data) => conn.out.push(data.into()),
+            Body::File {
+                mut file,
+                offset,
+                len,
+            } => {
+                if let Err(e) = file.seek(SeekFrom::Start(offset)) {
+                    warn!("HTTP {}: cannot seek in {}: {e}", conn.peer, resp.log_path);
+                    self.close(token, "file error");
+                    return;
+                }
+                conn.body = Some(FileBody {
+                    file,
+                    remaining: len,
+                });
+            }
+        }
+        if !sreq.keep_alive {
+            conn.close_after_flush = true;
         }
     }
 
@@ -233,4 +317,29 @@ impl Server {
         // The cached GOP goes out now, not at the next merged flush: time to first frame matters.
         self.write_conn(token);
     }
+}
+
+/// True when the first static root (the pages) has a `home.html` to serve for `/`.
+fn has_home_page(roots: &[Root]) -> bool {
+    match roots.first() {
+        Some(Root::Embedded) => embedded::get("home.html").is_some(),
+        Some(Root::Dir(d)) => d.join("home.html").is_file(),
+        None => false,
+    }
+}
+
+/// The status code of a response we built (for the access log).
+fn status_of(resp: &[u8]) -> u16 {
+    resp.get(9..12)
+        .and_then(|s| std::str::from_utf8(s).ok())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Body bytes of a whole response we built.
+fn body_len_of(resp: &[u8]) -> u64 {
+    resp.windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| (resp.len() - i - 4) as u64)
+        .unwrap_or(0)
 }

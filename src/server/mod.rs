@@ -11,7 +11,7 @@ pub mod limits;
 pub mod outq;
 mod rtmp;
 
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -23,8 +23,10 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
 use crate::config::{OriginConfig, ViewerConfig};
+use crate::http::files::Root;
 use crate::hub::{Hub, HubConfig, ViewerId};
 use crate::media::StreamKey;
+use crate::record::{Recorders, RecordingId};
 use conn::{Conn, ConnState, Listener, RtmpRole};
 use outq::Outbox;
 
@@ -34,8 +36,6 @@ const LISTENER_BASE: usize = usize::MAX - 16;
 /// Reads per connection per wakeup before others get their turn.
 const READS_PER_WAKEUP: usize = 16;
 const READ_CHUNK: usize = 64 * 1024;
-/// Slices per vectored write (well under IOV_MAX).
-const MAX_IOV: usize = 128;
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 const STATS_EVERY: Duration = Duration::from_secs(10);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -70,6 +70,9 @@ pub struct Server {
     conns: Slab<Conn>,
     hub: Hub,
     viewer_cfg: ViewerConfig,
+    setup: Setup,
+    /// `--access-log` file; `None` logs requests to stderr.
+    access_log: Option<std::io::BufWriter<std::fs::File>>,
     started: Instant,
     started_wall: std::time::SystemTime,
     scratch: Vec<u8>,
@@ -86,6 +89,9 @@ pub struct Server {
     next_stats: Instant,
     last_stats: Vec<(StreamKey, u64, u64)>,
     seed: u64,
+    /// The recorder pool (origin only) and the recording of each publishing connection.
+    recorders: Option<Recorders>,
+    recordings: std::collections::HashMap<usize, RecordingId>,
     /// Reused per frame: viewers to flush and viewers to drop.
     flush_tokens: Vec<ViewerId>,
     slow_tokens: Vec<ViewerId>,
@@ -96,21 +102,100 @@ fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, ServerError> {
         .map_err(|e| ServerError(format!("cannot listen for {what} on {addr}: {e}")))
 }
 
-/// Runs the origin until Ctrl-C or SIGTERM.
-pub fn run_origin(cfg: OriginConfig) -> Result<(), ServerError> {
-    if let Some(n) = limits::raise_nofile() {
-        info!("open-file limit {n}");
-    }
-    let rtmp = bind(SocketAddr::new(cfg.bind, cfg.rtmp_port), "RTMP")?;
-    let http = bind(SocketAddr::new(cfg.bind, cfg.http_port), "HTTP")?;
-    let mut server = Server::new(&cfg, vec![(rtmp, Listener::Rtmp), (http, Listener::Http)])?;
+/// What a server process serves besides its listeners.
+pub struct Setup {
+    pub mode: &'static str,
+    pub viewer: ViewerConfig,
+    /// Static roots, first match wins: the pages, then the data dir (origin) or one root (file gateway).
+    pub roots: Vec<Root>,
+    /// Serve `home.html` for `/` (the origin's dashboard); the file gateway serves `/` like any folder.
+    pub home_page: bool,
+    pub dir_listing: bool,
+    pub access_log: Option<std::path::PathBuf>,
+}
+
+fn print_listeners(server: &Server) -> Result<(), ServerError> {
     for (l, kind) in &server.listeners {
         let addr = l.local_addr().map_err(|e| ServerError(e.to_string()))?;
         match kind {
             Listener::Rtmp => info!("RTMP listening on {addr}"),
             Listener::Http => info!("HTTP listening on {addr}"),
+            Listener::Web => info!("Web listening on {addr}"),
         }
     }
+    Ok(())
+}
+
+/// Runs the origin until Ctrl-C or SIGTERM.
+pub fn run_origin(cfg: OriginConfig) -> Result<(), ServerError> {
+    if let Some(n) = limits::raise_nofile() {
+        info!("open-file limit {n}");
+    }
+    std::fs::create_dir_all(&cfg.data_dir).map_err(|e| {
+        ServerError(format!(
+            "cannot create the data dir {}: {e}",
+            cfg.data_dir.display()
+        ))
+    })?;
+    let mut listeners = vec![
+        (
+            bind(SocketAddr::new(cfg.bind, cfg.rtmp_port), "RTMP")?,
+            Listener::Rtmp,
+        ),
+        (
+            bind(SocketAddr::new(cfg.bind, cfg.http_port), "HTTP")?,
+            Listener::Http,
+        ),
+    ];
+    if let Some(port) = cfg.web_port {
+        listeners.push((
+            bind(SocketAddr::new(cfg.bind, port), "the web port")?,
+            Listener::Web,
+        ));
+    }
+    let pages = match &cfg.web.web_dir {
+        Some(dir) => Root::Dir(dir.clone()),
+        None => Root::Embedded,
+    };
+    let setup = Setup {
+        mode: "origin",
+        viewer: cfg.viewer.clone(),
+        roots: vec![pages, Root::Dir(cfg.data_dir.clone())],
+        home_page: true,
+        dir_listing: cfg.web.dir_listing,
+        access_log: cfg.web.access_log.clone(),
+    };
+    let mut server = Server::new(setup, listeners)?;
+    // Repairs what a crash left, then starts the workers; recordings never touch the loop.
+    server.recorders = Some(Recorders::start(cfg.record.clone()).map_err(|e| {
+        ServerError(format!(
+            "cannot start the recorders in {}: {e}",
+            cfg.data_dir.display()
+        ))
+    })?);
+    print_listeners(&server)?;
+    info!("data dir {}", cfg.data_dir.display());
+    server.run()
+}
+
+/// Runs the static file gateway until Ctrl-C or SIGTERM.
+pub fn run_file_gateway(cfg: crate::config::FileGatewayConfig) -> Result<(), ServerError> {
+    if let Some(n) = limits::raise_nofile() {
+        info!("open-file limit {n}");
+    }
+    let listener = bind(SocketAddr::new(cfg.bind, cfg.port), "the file gateway")?;
+    let setup = Setup {
+        mode: "file-gateway",
+        viewer: crate::config::ViewerConfig::default(),
+        roots: vec![Root::Dir(cfg.root.clone())],
+        home_page: false,
+        dir_listing: cfg.web.dir_listing,
+        access_log: cfg.web.access_log.clone(),
+    };
+    let mut server = Server::new(setup, vec![(listener, Listener::Web)])?;
+    print_listeners(&server)?;
+    let root = std::fs::canonicalize(&cfg.root).unwrap_or(cfg.root);
+    info!("file gateway root {}", root.display());
     server.run()
 }
 
@@ -127,9 +212,19 @@ fn hub_config(v: &ViewerConfig) -> HubConfig {
 
 impl Server {
     fn new(
-        cfg: &OriginConfig,
+        setup: Setup,
         mut listeners: Vec<(TcpListener, Listener)>,
     ) -> Result<Server, ServerError> {
+        let access_log = match &setup.access_log {
+            None => None,
+            Some(path) => Some(std::io::BufWriter::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(|e| ServerError(format!("--access-log {}: {e}", path.display())))?,
+            )),
+        };
         let poll =
             Poll::new().map_err(|e| ServerError(format!("cannot create the event loop: {e}")))?;
         for (i, (l, _)) in listeners.iter_mut().enumerate() {
@@ -153,8 +248,10 @@ impl Server {
             poll,
             listeners,
             conns: Slab::with_capacity(1024),
-            hub: Hub::new(hub_config(&cfg.viewer)),
-            viewer_cfg: cfg.viewer.clone(),
+            hub: Hub::new(hub_config(&setup.viewer)),
+            viewer_cfg: setup.viewer.clone(),
+            setup,
+            access_log,
             started: now,
             started_wall: std::time::SystemTime::now(),
             scratch: vec![0; READ_CHUNK],
@@ -168,6 +265,8 @@ impl Server {
             next_stats: now + STATS_EVERY,
             last_stats: Vec::new(),
             seed: now.elapsed().as_nanos() as u64 ^ std::process::id() as u64,
+            recorders: None,
+            recordings: std::collections::HashMap::new(),
             flush_tokens: Vec::new(),
             slow_tokens: Vec::new(),
         })
@@ -192,17 +291,22 @@ impl Server {
                     WAKER => {}
                     Token(t) if t >= LISTENER_BASE => self.accept(t - LISTENER_BASE),
                     Token(t) => {
-                        if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            self.on_readable(t);
-                        }
-                        if event.is_writable() {
-                            self.write_conn(t);
-                        }
+                        let readable =
+                            event.is_readable() || event.is_read_closed() || event.is_error();
+                        let writable = event.is_writable();
+                        self.guarded(t, |s| {
+                            if readable {
+                                s.on_readable(t);
+                            }
+                            if writable {
+                                s.write_conn(t);
+                            }
+                        });
                     }
                 }
             }
             for t in std::mem::take(&mut self.pending_read) {
-                self.on_readable(t);
+                self.guarded(t, |s| s.on_readable(t));
             }
             self.timers();
             self.free_closed();
@@ -210,6 +314,25 @@ impl Server {
                 self.shut_down();
                 return Ok(());
             }
+        }
+    }
+
+    /// Runs one connection's work. A bug that panics costs that connection, not the process and
+    /// every other stream: the panic is logged and the connection closed.
+    fn guarded(&mut self, token: usize, work: impl FnOnce(&mut Server)) {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(self)));
+        if outcome.is_err() {
+            if self.scratch.len() != READ_CHUNK {
+                // The panic unwound past on_readable while it held the read buffer.
+                self.scratch = vec![0; READ_CHUNK];
+            }
+            let peer = self
+                .conns
+                .get(token)
+                .map(|c| c.peer.to_string())
+                .unwrap_or_default();
+            error!("internal error while serving {peer}; connection closed (this is a bug, please report it)");
+            self.close(token, "internal error");
         }
     }
 
@@ -280,7 +403,7 @@ impl Server {
                     role: RtmpRole::Idle,
                 }))
             }
-            Listener::Http => ConnState::HttpHead { served: 0 },
+            Listener::Http | Listener::Web => ConnState::HttpHead { served: 0 },
         };
         let entry = self.conns.vacant_entry();
         let token = entry.key();
@@ -316,7 +439,7 @@ impl Server {
                     self.totals.bytes_in += n as u64;
                     match conn.listener {
                         Listener::Rtmp => self.rtmp_input(token, &buf[..n]),
-                        Listener::Http => self.http_input(token, &buf[..n]),
+                        Listener::Http | Listener::Web => self.http_input(token, &buf[..n]),
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -336,6 +459,16 @@ impl Server {
             self.pending_read.push(token);
         }
         self.scratch = buf;
+    }
+
+    /// One access-log line: to the `--access-log` file, else to stderr with the other logs.
+    fn write_access(&mut self, line: String) {
+        match &mut self.access_log {
+            Some(f) => {
+                let _ = writeln!(f, "{line}");
+            }
+            None => info!(target: "access", "{line}"),
+        }
     }
 
     /// Lists a connection for the next merged flush, or writes at once when merging is off.
@@ -416,6 +549,15 @@ impl Server {
                             .reregister(&mut conn.socket, Token(token), interest);
                     conn.write_blocked = !drained;
                 }
+                if drained && conn.body.is_none() {
+                    if let Some(a) = conn.access.take() {
+                        let line = access_line(conn.peer, a);
+                        self.write_access(line);
+                    }
+                }
+                let Some(conn) = self.conns.get_mut(token) else {
+                    return;
+                };
                 if drained && conn.close_after_flush {
                     self.close(token, "done");
                 } else if body_done {
@@ -448,6 +590,12 @@ impl Server {
         if let Some(v) = viewer {
             self.hub.remove_viewer(v);
         }
+        if let Some(mut a) = self.conns[token].access.take() {
+            // Live responses are logged when they end, with what they carried.
+            a.bytes = self.conns[token].bytes_out;
+            let line = access_line(self.conns[token].peer, a);
+            self.write_access(line);
+        }
         if let Some(key) = publishing {
             info!(
                 "{key}: publisher {} left ({reason})",
@@ -475,6 +623,9 @@ impl Server {
         frame: crate::media::Frame,
     ) {
         let now_ms = self.now_ms();
+        if let (Some(rec), Some(&id)) = (self.recorders.as_mut(), self.recordings.get(&token)) {
+            rec.frame(id, &frame);
+        }
         let outcome = self.hub.frame(key, token, frame, now_ms);
         self.flush_tokens.clear();
         self.slow_tokens.clear();
@@ -496,6 +647,8 @@ impl Server {
             let Some(t) = self.hub.viewer_ref(v).map(|vw| vw.token) else {
                 continue;
             };
+            // Its last skips are reported before the disconnect, so no episode goes unlogged.
+            self.log_skips();
             if let Some(c) = self.conns.get(t) {
                 warn!(
                     "{key}: {} player {} too far behind; disconnected",
@@ -510,8 +663,28 @@ impl Server {
 
     /// The publisher of `key` is gone: every viewer gets its end marker and is closed once it is written.
     fn end_publish(&mut self, key: &StreamKey, publisher: usize) {
+        self.stop_recording(publisher);
         for v in self.hub.unpublish(key, publisher) {
             self.end_viewer(v);
+        }
+    }
+
+    /// A publish was accepted: its recordings start (when any recorder is on).
+    pub(crate) fn start_recording(&mut self, key: &StreamKey, publisher: usize) {
+        if let Some(id) = self
+            .recorders
+            .as_mut()
+            .and_then(|r| r.open(key, std::time::SystemTime::now()))
+        {
+            self.recordings.insert(publisher, id);
+        }
+    }
+
+    /// The recordings of `publisher`'s session are finalised by the workers.
+    pub(crate) fn stop_recording(&mut self, publisher: usize) {
+        if let (Some(rec), Some(id)) = (self.recorders.as_mut(), self.recordings.remove(&publisher))
+        {
+            rec.close(id);
         }
     }
 
@@ -601,6 +774,9 @@ impl Server {
             }
         }
         self.log_skips();
+        if let Some(f) = &mut self.access_log {
+            let _ = f.flush();
+        }
         for (t, r) in expired {
             if let Some(c) = self.conns.get(t) {
                 info!("{} {}: {r}", c.kind(), c.peer);
@@ -716,8 +892,23 @@ impl Server {
             }
             self.free_closed();
         }
+        if let Some(rec) = self.recorders.take() {
+            info!("finalising recordings");
+            rec.shutdown();
+        }
         info!("stopped");
     }
+}
+
+fn access_line(peer: SocketAddr, a: conn::Access) -> String {
+    crate::http::files::access_log_line(
+        peer,
+        &a.request_line,
+        a.status,
+        a.bytes,
+        a.wall,
+        a.started.elapsed(),
+    )
 }
 
 /// Writes from `out` until it is empty (Ok(true)) or the socket would block (Ok(false)).
@@ -727,21 +918,15 @@ fn write_outbox(
     written: &mut usize,
 ) -> io::Result<bool> {
     loop {
-        let n = {
-            let mut iov: Vec<IoSlice<'_>> = Vec::with_capacity(32);
-            out.slices(&mut iov, MAX_IOV);
-            if iov.is_empty() {
-                return Ok(true);
-            }
-            match socket.write_vectored(&iov) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-        };
-        out.consume(n);
-        *written += n;
+        if out.is_empty() {
+            return Ok(true);
+        }
+        match out.write_to(socket) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => *written += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
     }
 }

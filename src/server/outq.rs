@@ -3,18 +3,19 @@
 //! which adds the slow-viewer policy; both are written through the `Outbox` trait.
 
 use std::collections::VecDeque;
-use std::io::IoSlice;
+use std::io::{self, IoSlice, Write};
 
 use bytes::Bytes;
 
 /// Something the loop can write to a socket with vectored writes.
 pub trait Outbox {
-    /// Up to `max` slices from the front, the first one past what was already written.
-    fn slices<'a>(&'a self, out: &mut Vec<IoSlice<'a>>, max: usize);
-    /// `n` bytes were written.
-    fn consume(&mut self, n: usize);
+    /// One vectored write of what is queued; returns the bytes written (0 when empty).
+    fn write_to(&mut self, w: &mut dyn Write) -> io::Result<usize>;
     fn is_empty(&self) -> bool;
 }
+
+/// Slices per vectored write (well under IOV_MAX).
+const MAX_IOV: usize = 64;
 
 #[derive(Default)]
 pub struct OutQueue {
@@ -38,12 +39,15 @@ impl OutQueue {
     }
 }
 
-impl Outbox for OutQueue {
-    fn slices<'a>(&'a self, out: &mut Vec<IoSlice<'a>>, max: usize) {
-        for (i, b) in self.items.iter().take(max).enumerate() {
+impl OutQueue {
+    fn slices<'a>(&'a self, out: &mut [IoSlice<'a>]) -> usize {
+        let mut k = 0;
+        for (i, b) in self.items.iter().take(out.len()).enumerate() {
             let skip = if i == 0 { self.offset } else { 0 };
-            out.push(IoSlice::new(&b[skip..]));
+            out[k] = IoSlice::new(&b[skip..]);
+            k += 1;
         }
+        k
     }
 
     fn consume(&mut self, mut n: usize) {
@@ -62,15 +66,56 @@ impl Outbox for OutQueue {
             self.items.pop_front();
         }
     }
+}
+
+impl Outbox for OutQueue {
+    fn write_to(&mut self, w: &mut dyn Write) -> io::Result<usize> {
+        let mut iov = [IoSlice::new(&[]); MAX_IOV];
+        let k = self.slices(&mut iov);
+        if k == 0 {
+            return Ok(0);
+        }
+        let n = w.write_vectored(&iov[..k])?;
+        self.consume(n);
+        Ok(n)
+    }
 
     fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
 }
 
+impl Outbox for crate::hub::queue::ViewerQueue {
+    fn write_to(&mut self, w: &mut dyn Write) -> io::Result<usize> {
+        crate::hub::queue::ViewerQueue::write_to(self, w)
+    }
+
+    fn is_empty(&self) -> bool {
+        crate::hub::queue::ViewerQueue::is_empty(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Accepts at most `step` bytes per write.
+    struct Short {
+        step: usize,
+        got: Vec<u8>,
+    }
+
+    impl Write for Short {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            let n = b.len().min(self.step);
+            self.got.extend_from_slice(&b[..n]);
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
 
     #[test]
     fn partial_writes_reproduce_the_stream() {
@@ -81,31 +126,15 @@ mod tests {
         for step in 1..9 {
             let mut q = OutQueue::default();
             parts.iter().for_each(|p| q.push(p.clone()));
-            let mut got = Vec::new();
+            let mut w = Short {
+                step,
+                got: Vec::new(),
+            };
             while !q.is_empty() {
-                let mut v = Vec::new();
-                q.slices(&mut v, 3);
-                let flat: Vec<u8> = v.iter().flat_map(|s| s.iter().copied()).collect();
-                let n = step.min(flat.len());
-                got.extend_from_slice(&flat[..n]);
-                q.consume(n);
+                q.write_to(&mut w).unwrap();
             }
-            assert_eq!(got, whole, "step {step}");
+            assert_eq!(w.got, whole, "step {step}");
             assert_eq!(q.len(), 0);
         }
-    }
-}
-
-impl Outbox for crate::hub::queue::ViewerQueue {
-    fn slices<'a>(&'a self, out: &mut Vec<IoSlice<'a>>, max: usize) {
-        self.io_slices(out, max)
-    }
-
-    fn consume(&mut self, n: usize) {
-        self.advance(n)
-    }
-
-    fn is_empty(&self) -> bool {
-        crate::hub::queue::ViewerQueue::is_empty(self)
     }
 }

@@ -214,6 +214,7 @@ impl Server {
                 };
                 info!("{key}: publish from {peer}");
                 if let Some(old) = ok.took_over_from {
+                    self.stop_recording(old);
                     if let Some(c) = self.conns.get_mut(old) {
                         if let ConnState::Rtmp(r) = &mut c.state {
                             // The stream and its players now belong to the newcomer.
@@ -223,6 +224,7 @@ impl Server {
                     }
                     self.close(old, "taken over");
                 }
+                self.start_recording(&key, token);
                 for v in ok.waiting_viewers {
                     self.notify_publish(v);
                 }

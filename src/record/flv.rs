@@ -1,0 +1,457 @@
+//! The FLV recorder: `flv/{app}/{stream}/YYYYMMDD_HHMMSS.flv` per session. Header flags from the
+//! tracks present (after a short prelude), onMetaData rewritten with room for `duration` and
+//! `filesize` (patched in place at the end), then every tag as it arrives on a continuous
+//! timeline from 0. Flushed to the file every second of media, so a killed process leaves a file
+//! that is readable up to its last whole tag. Tag bytes come from `mux::flv`.
+
+use super::paths::{self, with_path};
+use super::{Prelude, Sink};
+use crate::amf::{amf0, Value};
+use crate::media::{Frame, StreamKey, Track};
+use crate::mux::flv as flvmux;
+use crate::mux::hls::Timeline;
+use std::fs::File;
+use std::io::{self, BufWriter, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+/// Flush to the file after this much media time.
+const FLUSH_MS: i64 = 1000;
+
+pub struct FlvSink {
+    dir: PathBuf,
+    /// File name stem: the local publish start time.
+    stem: String,
+    key: String,
+    prelude: Prelude,
+    out: Option<FlvOut>,
+    /// Set once the file exists.
+    path: Option<PathBuf>,
+}
+
+struct FlvOut {
+    file: BufWriter<File>,
+    path: PathBuf,
+    timeline: Timeline,
+    written: u64,
+    /// File offsets of the two 8-byte doubles patched at the end.
+    duration_at: u64,
+    filesize_at: u64,
+    /// Per track: last time written and last step, to know where the media ends.
+    audio_end: TrackEnd,
+    video_end: TrackEnd,
+    last_flush_t: i64,
+}
+
+#[derive(Default, Clone, Copy)]
+struct TrackEnd {
+    last: Option<i64>,
+    step: i64,
+}
+
+impl TrackEnd {
+    fn update(&mut self, t: i64) {
+        if let Some(l) = self.last {
+            if t > l && t - l <= 1000 {
+                self.step = t - l;
+            }
+        }
+        self.last = Some(self.last.map_or(t, |l| l.max(t)));
+    }
+
+    fn end(&self) -> i64 {
+        self.last.map_or(0, |l| l + self.step)
+    }
+}
+
+impl FlvSink {
+    /// A recorder for one session into `dir` (created when the first tag is written).
+    pub fn create(dir: &Path, key: &StreamKey, started: SystemTime) -> io::Result<FlvSink> {
+        Ok(FlvSink {
+            dir: dir.to_path_buf(),
+            stem: paths::local_stamp(started),
+            key: key.to_string(),
+            prelude: Prelude::default(),
+            out: None,
+            path: None,
+        })
+    }
+
+    /// The recording's path once the file exists.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Writes the header, the metadata and the buffered frames.
+    fn release(&mut self) -> io::Result<()> {
+        let pre = self.prelude.take();
+        let (file, path) = paths::create_unique_file(&self.dir, &self.stem, "flv")?;
+        self.path = Some(path.clone());
+        let mut file = BufWriter::with_capacity(64 * 1024, file);
+        let header = flvmux::file_header(pre.has_audio, pre.has_video);
+        // The publisher's metadata (the latest one sent before the media), if any.
+        let meta = pre
+            .frames
+            .iter()
+            .rev()
+            .filter(|f| f.track == Track::Meta)
+            .find_map(|f| metadata_props(&f.data));
+        let (body, duration_in_body, filesize_in_body) =
+            metadata_body(meta.unwrap_or_default(), pre.has_audio, pre.has_video);
+        let mut head = Vec::with_capacity(header.len() + body.len() + 32);
+        head.extend_from_slice(&header);
+        head.extend_from_slice(&flvmux::tag_header(
+            crate::media::frame::TAG_SCRIPT,
+            body.len(),
+            0,
+        ));
+        let body_at = head.len() as u64;
+        head.extend_from_slice(&body);
+        head.extend_from_slice(&flvmux::tag_trailer(body.len()));
+        file.write_all(&head).map_err(|e| with_path(e, &path))?;
+        let mut out = FlvOut {
+            file,
+            path,
+            timeline: Timeline::new(pre.first_dts),
+            written: head.len() as u64,
+            duration_at: body_at + duration_in_body as u64,
+            filesize_at: body_at + filesize_in_body as u64,
+            audio_end: TrackEnd::default(),
+            video_end: TrackEnd::default(),
+            last_flush_t: 0,
+        };
+        // onMetaData went into the header tag; other script data (cue points...) stays in order.
+        let other = |f: &&Frame| f.track != Track::Meta || metadata_props(&f.data).is_none();
+        for f in pre.frames.iter().filter(other) {
+            out.write(f)?;
+        }
+        out.file.flush().map_err(|e| with_path(e, &out.path))?;
+        self.out = Some(out);
+        Ok(())
+    }
+}
+
+impl FlvOut {
+    fn write(&mut self, frame: &Frame) -> io::Result<()> {
+        let (t, body): (i64, &[u8]) = match frame.track {
+            Track::Meta => {
+                // Mid-stream metadata: kept as a tag at the current time, as `onMetaData`.
+                let t = self.audio_end.last.max(self.video_end.last).unwrap_or(0);
+                (t, strip_set_data_frame(&frame.data))
+            }
+            track => {
+                let t = self.timeline.map(track, frame.dts).t.max(0);
+                if track == Track::Audio {
+                    self.audio_end.update(t);
+                } else {
+                    self.video_end.update(t);
+                }
+                (t, &frame.data[..])
+            }
+        };
+        let header = flvmux::tag_header(frame.tag_type(), body.len(), t as u32);
+        let trailer = flvmux::tag_trailer(body.len());
+        let path = &self.path;
+        self.file
+            .write_all(&header)
+            .and_then(|_| self.file.write_all(body))
+            .and_then(|_| self.file.write_all(&trailer))
+            .map_err(|e| with_path(e, path))?;
+        self.written += (header.len() + body.len() + trailer.len()) as u64;
+        if t - self.last_flush_t >= FLUSH_MS {
+            self.last_flush_t = t;
+            self.file.flush().map_err(|e| with_path(e, path))?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        let path = &self.path;
+        self.file.flush().map_err(|e| with_path(e, path))?;
+        let end_ms = self.audio_end.end().max(self.video_end.end());
+        let f = self.file.get_mut();
+        let patch = |f: &mut File, at: u64, v: f64| -> io::Result<()> {
+            f.seek(SeekFrom::Start(at))?;
+            f.write_all(&v.to_be_bytes())
+        };
+        patch(f, self.duration_at, end_ms as f64 / 1000.0)
+            .and_then(|_| patch(f, self.filesize_at, self.written as f64))
+            .and_then(|_| f.seek(SeekFrom::End(0)).map(|_| ()))
+            .map_err(|e| with_path(e, path))
+    }
+}
+
+impl Sink for FlvSink {
+    fn frame(&mut self, frame: &Frame) -> io::Result<()> {
+        if let Some(out) = &mut self.out {
+            return out.write(frame);
+        }
+        if self.prelude.push(frame) {
+            self.release()?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        if self.out.is_none() && !self.prelude.is_empty() {
+            self.release()?;
+        }
+        match &mut self.out {
+            Some(out) => out.finish(),
+            // No media at all: no file.
+            None => Ok(()),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match &self.path {
+            Some(p) => format!("FLV recording of {} -> {}", self.key, p.display()),
+            None => format!("FLV recording of {} -> {}", self.key, self.dir.display()),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.out {
+            Some(out) => out.file.flush().map_err(|e| with_path(e, &out.path)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `@setDataFrame` is an RTMP instruction, not part of what a file stores.
+fn strip_set_data_frame(data: &[u8]) -> &[u8] {
+    const SDF: &[u8] = b"\x02\x00\x0d@setDataFrame";
+    data.strip_prefix(SDF).unwrap_or(data)
+}
+
+/// The properties of an `onMetaData` script body (`@setDataFrame` allowed in front).
+fn metadata_props(data: &[u8]) -> Option<Vec<(String, Value)>> {
+    let body = strip_set_data_frame(data);
+    let (name, used) = amf0::decode(body).ok()?;
+    if name.as_str()? != "onMetaData" {
+        return None;
+    }
+    match amf0::decode(body.get(used..)?).ok()?.0 {
+        Value::Object(p) | Value::EcmaArray(p) => Some(p),
+        _ => None,
+    }
+}
+
+/// An `onMetaData` body: `duration` and `filesize` first (placeholders, patched at the end), then
+/// the publisher's properties. Returns the body and the offsets of the two doubles in it.
+fn metadata_body(
+    props: Vec<(String, Value)>,
+    has_audio: bool,
+    has_video: bool,
+) -> (Vec<u8>, usize, usize) {
+    let mut all: Vec<(String, Value)> = vec![
+        ("duration".into(), Value::Number(0.0)),
+        ("filesize".into(), Value::Number(0.0)),
+    ];
+    let have = |name: &str| props.iter().any(|(k, _)| k == name);
+    if !have("hasAudio") {
+        all.push(("hasAudio".into(), Value::Boolean(has_audio)));
+    }
+    if !have("hasVideo") {
+        all.push(("hasVideo".into(), Value::Boolean(has_video)));
+    }
+    all.extend(
+        props
+            .into_iter()
+            .filter(|(k, _)| k != "duration" && k != "filesize"),
+    );
+    let mut out = Vec::new();
+    amf0::encode(&Value::string("onMetaData"), &mut out);
+    let array_at = out.len();
+    amf0::encode(&Value::EcmaArray(all), &mut out);
+    // marker (1) + count (4) + name length (2) + "duration" (8) + number marker (1).
+    let duration_at = array_at + 1 + 4 + 2 + 8 + 1;
+    let filesize_at = duration_at + 8 + 2 + 8 + 1;
+    (out, duration_at, filesize_at)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::testutil::temp_dir;
+    use bytes::Bytes;
+
+    fn meta_frame(with_sdf: bool) -> Frame {
+        let mut b = Vec::new();
+        if with_sdf {
+            amf0::encode(&Value::string("@setDataFrame"), &mut b);
+        }
+        amf0::encode(&Value::string("onMetaData"), &mut b);
+        amf0::encode(
+            &Value::EcmaArray(vec![
+                ("duration".into(), Value::Number(0.0)),
+                ("width".into(), Value::Number(320.0)),
+                ("encoder".into(), Value::string("Lavf")),
+                (
+                    "nested".into(),
+                    Value::object([("a", Value::StrictArray(vec![Value::Null]))]),
+                ),
+            ]),
+            &mut b,
+        );
+        Frame::parse(18, 0, Bytes::from(b)).unwrap()
+    }
+
+    #[test]
+    fn metadata_is_rewritten_with_placeholders() {
+        let props = metadata_props(&meta_frame(true).data).unwrap();
+        assert_eq!(props.len(), 4);
+        let (body, d, f) = metadata_body(props, true, false);
+        assert_eq!(&body[d - 9..d - 1], b"duration");
+        assert_eq!(&body[f - 9..f - 1], b"filesize");
+        let values = amf0::decode_all(&body).unwrap();
+        assert_eq!(values.len(), 2);
+        assert_eq!(values[0], Value::string("onMetaData"));
+        let v = values[1].clone();
+        assert_eq!(v.get("width"), Some(&Value::Number(320.0)));
+        assert_eq!(v.get("hasVideo"), Some(&Value::Boolean(false)));
+        // One duration only: the publisher's was replaced.
+        let Value::EcmaArray(p) = v else { panic!() };
+        assert_eq!(p.iter().filter(|(k, _)| k == "duration").count(), 1);
+    }
+
+    #[test]
+    fn bad_metadata_is_ignored() {
+        let mut data = meta_frame(false).data.to_vec();
+        data.truncate(data.len() - 5);
+        assert!(metadata_props(&data).is_none());
+        assert!(metadata_props(&[2, 0, 3, b'a', b'b', b'c']).is_none());
+        // Deep nesting is refused, not a stack overflow.
+        let mut deep = vec![2, 0, 10];
+        deep.extend_from_slice(b"onMetaData");
+        deep.extend(std::iter::repeat_n(3u8, 10_000).flat_map(|m| [m, 0, 1, b'x']));
+        assert!(metadata_props(&deep).is_none());
+    }
+
+    fn video(dts: u32, config: bool, key: bool) -> Frame {
+        let first = if key { 0x17 } else { 0x27 };
+        let b = if config { 0 } else { 1 };
+        Frame::parse(9, dts, Bytes::from(vec![first, b, 0, 0, 0, 1, 2, 3])).unwrap()
+    }
+
+    fn audio(dts: u32, config: bool) -> Frame {
+        let b = if config { 0 } else { 1 };
+        Frame::parse(8, dts, Bytes::from(vec![0xaf, b, 0x12, 0x10])).unwrap()
+    }
+
+    /// (type, timestamp, body) of every tag, checking the back pointers.
+    fn tags(file: &[u8]) -> Vec<(u8, u32, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut pos = 13;
+        while pos + 11 <= file.len() {
+            let len = u32::from_be_bytes([0, file[pos + 1], file[pos + 2], file[pos + 3]]) as usize;
+            let ts =
+                u32::from_be_bytes([file[pos + 7], file[pos + 4], file[pos + 5], file[pos + 6]]);
+            let body = file[pos + 11..pos + 11 + len].to_vec();
+            let back = &file[pos + 11 + len..pos + 15 + len];
+            assert_eq!(
+                u32::from_be_bytes(back.try_into().unwrap()) as usize,
+                len + 11
+            );
+            out.push((file[pos], ts, body));
+            pos += 15 + len;
+        }
+        assert_eq!(pos, file.len());
+        out
+    }
+
+    #[test]
+    fn file_layout_flags_metadata_and_patch() {
+        let dir = temp_dir("flv-layout");
+        let key = StreamKey::new("live", "cam").unwrap();
+        let started = paths::from_unix_ms(1_795_482_509_000);
+        let mut sink = FlvSink::create(&dir, &key, started).unwrap();
+        sink.frame(&meta_frame(true)).unwrap();
+        sink.frame(&video(1000, true, true)).unwrap();
+        assert!(sink.path().is_none(), "waits for the audio header");
+        sink.frame(&video(1000, false, true)).unwrap();
+        sink.frame(&audio(1000, true)).unwrap();
+        let path = sink.path().unwrap().to_path_buf();
+        assert!(path.starts_with(&dir));
+        assert_eq!(
+            path.file_name().unwrap().to_str().unwrap(),
+            format!("{}.flv", paths::local_stamp(started))
+        );
+        for i in 1..=50u32 {
+            sink.frame(&video(1000 + i * 40, false, i % 25 == 0))
+                .unwrap();
+            sink.frame(&audio(1000 + i * 40, false)).unwrap();
+        }
+        // Flushed every second of media: the file already holds tags before the end.
+        assert!(std::fs::metadata(&path).unwrap().len() > 1000);
+        sink.finish().unwrap();
+        let file = std::fs::read(&path).unwrap();
+        assert_eq!(&file[..5], b"FLV\x01\x05");
+        let tags = tags(&file);
+        assert_eq!(tags.len(), 1 + 3 + 100);
+        assert_eq!(tags[0].0, 18);
+        let props = metadata_props(&tags[0].2).unwrap();
+        let get = |k: &str| props.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        assert_eq!(get("duration"), Some(Value::Number(2.04)));
+        assert_eq!(get("filesize"), Some(Value::Number(file.len() as f64)));
+        assert_eq!(get("encoder"), Some(Value::string("Lavf")));
+        // The timeline starts at 0.
+        assert_eq!(tags[1].1, 0);
+        assert_eq!(tags.last().unwrap().1, 2000);
+        // A second session in the same second gets its own file.
+        let mut again = FlvSink::create(&dir, &key, started).unwrap();
+        again.frame(&audio(0, false)).unwrap();
+        again.finish().unwrap();
+        let p2 = again.path().unwrap();
+        assert!(p2.to_str().unwrap().ends_with("_1.flv"));
+        assert_eq!(std::fs::read(p2).unwrap()[4], 4, "audio only");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn late_track_is_recorded_and_empty_session_makes_no_file() {
+        let dir = temp_dir("flv-late");
+        let key = StreamKey::new("live", "late").unwrap();
+        let mut sink = FlvSink::create(&dir, &key, SystemTime::now()).unwrap();
+        sink.finish().unwrap();
+        assert!(sink.path().is_none());
+        let mut sink = FlvSink::create(&dir, &key, SystemTime::now()).unwrap();
+        sink.frame(&video(0, true, true)).unwrap();
+        for i in 0..=30 {
+            sink.frame(&video(i * 40, false, i == 0)).unwrap();
+        }
+        let path = sink.path().unwrap().to_path_buf();
+        sink.frame(&audio(1300, true)).unwrap();
+        sink.frame(&audio(1323, false)).unwrap();
+        sink.finish().unwrap();
+        let file = std::fs::read(&path).unwrap();
+        assert_eq!(file[4], 1, "video only when the header was written");
+        let tags = tags(&file);
+        assert_eq!(tags.iter().filter(|t| t.0 == 8).count(), 2);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn killed_mid_stream_leaves_a_readable_file() {
+        use crate::record::testutil::{decode_errors, have_tool, make_flv, read_flv, AV_ARGS};
+        if !have_tool("ffmpeg") {
+            return;
+        }
+        let dir = temp_dir("flv-kill");
+        let input = make_flv(&dir, "in.flv", AV_ARGS);
+        let frames = read_flv(&std::fs::read(&input).unwrap());
+        let key = StreamKey::new("live", "kill").unwrap();
+        let mut sink = FlvSink::create(&dir.join("out"), &key, SystemTime::now()).unwrap();
+        for f in &frames[..frames.len() / 2] {
+            sink.frame(f).unwrap();
+        }
+        // What is on disk now is what a SIGKILL would leave (the sink is never finished).
+        let snapshot = dir.join("snapshot.flv");
+        std::fs::copy(sink.path().unwrap(), &snapshot).unwrap();
+        let len = std::fs::metadata(&snapshot).unwrap().len();
+        assert!(len > 10_000, "flushed every second of media: {len} bytes");
+        assert_eq!(decode_errors(&snapshot), "");
+        drop(sink);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

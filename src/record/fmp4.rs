@@ -1,0 +1,1266 @@
+//! The fMP4 recorder sink: waits for the sequence headers, slices frames into segments (via
+//! `mux::fmp4::Fragmenter`), writes the muxed (`output_merge/`) and separate (`output_separate/`)
+//! forms with their playlists and `meta.json`, rotates the previous session away at start, builds
+//! `stream_full.mp4` at the end, and repairs sessions a crash left unmerged. Runs on a recorder
+//! worker, never on the event loop.
+
+use super::merge::merge_dir;
+use super::paths::{self, local_stamp, replace_file};
+use super::{Prelude, Sink};
+use crate::media::aac::AudioSpecificConfig;
+use crate::media::avc::AvcConfig;
+use crate::media::{Codec, Frame, Track};
+use crate::mux::fmp4::{self, AudioConfig, Fragment, Fragmenter, VideoConfig};
+use bytes::Bytes;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+pub const MERGE_DIR: &str = "output_merge";
+pub const SEPARATE_DIR: &str = "output_separate";
+pub const FULL_NAME: &str = "stream_full.mp4";
+
+struct VideoTrack {
+    config: VideoConfig,
+    codec: String,
+}
+
+struct AudioTrack {
+    config: AudioConfig,
+    codec: String,
+}
+
+/// One closed segment as the playlists list it.
+#[derive(Clone, Copy)]
+struct SegInfo {
+    sequence: u32,
+    secs: f64,
+    bytes: u64,
+}
+
+enum State {
+    /// Sequence headers not all known yet: frames wait here (bounded by `Prelude`).
+    Waiting(Prelude),
+    Running(Box<Fragmenter>),
+    Done,
+}
+
+pub struct Fmp4Sink {
+    merge_dir: PathBuf,
+    separate_dir: PathBuf,
+    fragment_ms: u32,
+    started: String,
+    state: State,
+    video: Option<VideoTrack>,
+    audio: Option<AudioTrack>,
+    muxed: Vec<SegInfo>,
+    video_segs: Vec<SegInfo>,
+    audio_segs: Vec<SegInfo>,
+    config_changed: bool,
+    late_track: bool,
+    merged: bool,
+}
+
+impl Fmp4Sink {
+    /// Starts a session in `stream_dir` (`data_dir/mp4/{app}/{stream}`): the previous session's
+    /// folders move into `stream_dir/{its start}/` first, then fresh folders are created.
+    pub fn create(
+        stream_dir: &Path,
+        fragment_ms: u32,
+        started: SystemTime,
+    ) -> io::Result<Fmp4Sink> {
+        fs::create_dir_all(stream_dir).map_err(|e| paths::with_path(e, stream_dir))?;
+        rotate(stream_dir)?;
+        let merge_dir = stream_dir.join(MERGE_DIR);
+        let separate_dir = stream_dir.join(SEPARATE_DIR);
+        for d in [&merge_dir, &separate_dir] {
+            fs::create_dir_all(d).map_err(|e| paths::with_path(e, d))?;
+        }
+        let sink = Fmp4Sink {
+            merge_dir,
+            separate_dir,
+            fragment_ms: fragment_ms.max(100),
+            started: local_stamp(started),
+            state: State::Waiting(Prelude::default()),
+            video: None,
+            audio: None,
+            muxed: Vec::new(),
+            video_segs: Vec::new(),
+            audio_segs: Vec::new(),
+            config_changed: false,
+            late_track: false,
+            merged: false,
+        };
+        // The session start is recorded at once, so a rotation after a crash names it right.
+        sink.write_meta(false)?;
+        Ok(sink)
+    }
+
+    /// Codec payload of a recordable media frame (AVC NAL units, raw AAC), `None` for anything
+    /// else: other codecs, end-of-sequence markers, empty frames.
+    fn media_payload(frame: &Frame) -> Option<Bytes> {
+        let skip = match (frame.codec, frame.data.get(1)) {
+            (Codec::Avc, Some(1)) => 5,
+            (Codec::Aac, Some(1)) => 2,
+            _ => return None,
+        };
+        let data = frame.data.slice(skip.min(frame.data.len())..);
+        (!data.is_empty()).then_some(data)
+    }
+
+    fn take_config(&mut self, frame: &Frame) {
+        // The tracks are fixed once the init segments are written; a track whose sequence
+        // header comes later is left out (and said so in `describe`).
+        let started = !matches!(self.state, State::Waiting(_));
+        let payload = Bytes::copy_from_slice(frame.payload());
+        match frame.codec {
+            Codec::Avc => {
+                let Some(avc) = AvcConfig::parse(&payload) else {
+                    return;
+                };
+                if let Some(v) = &self.video {
+                    if v.config.avcc != payload {
+                        self.config_changed = true;
+                    }
+                    return;
+                }
+                if started {
+                    self.late_track = true;
+                    return;
+                }
+                self.video = Some(VideoTrack {
+                    codec: avc.codec_string(),
+                    config: VideoConfig {
+                        avcc: payload,
+                        width: avc.width,
+                        height: avc.height,
+                    },
+                });
+            }
+            Codec::Aac => {
+                let Some(asc) = AudioSpecificConfig::parse(&payload) else {
+                    return;
+                };
+                if let Some(a) = &self.audio {
+                    if a.config.asc != payload {
+                        self.config_changed = true;
+                    }
+                    return;
+                }
+                if started {
+                    self.late_track = true;
+                    return;
+                }
+                self.audio = Some(AudioTrack {
+                    codec: asc.codec_string(),
+                    config: AudioConfig {
+                        asc: payload,
+                        sample_rate: asc.sample_rate.max(1),
+                        channels: if asc.channels == 0 { 2 } else { asc.channels },
+                    },
+                });
+            }
+            _ => {}
+        }
+    }
+
+    /// Leaves `Waiting`: writes the init segments and replays the buffered frames.
+    fn start(&mut self, frames: Vec<Frame>) -> io::Result<()> {
+        let video = self.video.as_ref().map(|v| &v.config);
+        let audio = self.audio.as_ref().map(|a| &a.config);
+        replace_file(
+            &self.merge_dir.join("init.mp4"),
+            &fmp4::init_segment(video, audio),
+        )?;
+        if let Some(v) = video {
+            replace_file(
+                &self.separate_dir.join("video_init.mp4"),
+                &fmp4::init_segment(Some(v), None),
+            )?;
+        }
+        if let Some(a) = audio {
+            replace_file(
+                &self.separate_dir.join("audio_init.mp4"),
+                &fmp4::init_segment(None, Some(a)),
+            )?;
+        }
+        self.state = State::Running(Box::new(Fragmenter::new(
+            self.fragment_ms,
+            video.is_some(),
+            audio.map(|a| a.sample_rate),
+        )));
+        self.write_playlists(false)?;
+        for f in frames {
+            self.push(&f)?;
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, frame: &Frame) -> io::Result<()> {
+        let State::Running(frag) = &mut self.state else {
+            return Ok(());
+        };
+        let Some(data) = Self::media_payload(frame) else {
+            return Ok(());
+        };
+        if let Some(closed) = frag.push(frame.track, frame.dts, frame.cts, frame.key, data) {
+            self.write_fragment(&closed)?;
+        }
+        Ok(())
+    }
+
+    fn write_fragment(&mut self, f: &Fragment) -> io::Result<()> {
+        let runs = f.runs();
+        if runs.is_empty() {
+            return Ok(());
+        }
+        let name = format!("segment_{}.m4s", f.sequence);
+        replace_file(
+            &self.merge_dir.join(name),
+            &fmp4::media_segment(f.sequence, &runs),
+        )?;
+        self.muxed.push(SegInfo {
+            sequence: f.sequence,
+            secs: f.duration_secs(),
+            bytes: f.bytes(),
+        });
+        if let Some(v) = &f.video {
+            let name = format!("video_{}.m4s", f.sequence);
+            replace_file(
+                &self.separate_dir.join(name),
+                &fmp4::media_segment(f.sequence, &[v]),
+            )?;
+            self.video_segs.push(SegInfo {
+                sequence: f.sequence,
+                secs: v.duration_secs(),
+                bytes: v.bytes(),
+            });
+        }
+        if let Some(a) = &f.audio {
+            let name = format!("audio_{}.m4s", f.sequence);
+            replace_file(
+                &self.separate_dir.join(name),
+                &fmp4::media_segment(f.sequence, &[a]),
+            )?;
+            self.audio_segs.push(SegInfo {
+                sequence: f.sequence,
+                secs: a.duration_secs(),
+                bytes: a.bytes(),
+            });
+        }
+        self.write_playlists(false)?;
+        self.write_meta(false)
+    }
+
+    fn target_secs(&self) -> u32 {
+        let longest = self
+            .muxed
+            .iter()
+            .chain(&self.video_segs)
+            .chain(&self.audio_segs)
+            .map(|s| s.secs)
+            .fold(0.0, f64::max);
+        (longest.ceil() as u32)
+            .max(self.fragment_ms.div_ceil(1000))
+            .max(1)
+    }
+
+    fn write_playlists(&self, ended: bool) -> io::Result<()> {
+        let target = self.target_secs();
+        replace_file(
+            &self.merge_dir.join("index.m3u8"),
+            media_playlist("init.mp4", "segment", &self.muxed, target, ended).as_bytes(),
+        )?;
+        if self.video.is_some() {
+            replace_file(
+                &self.separate_dir.join("video.m3u8"),
+                media_playlist("video_init.mp4", "video", &self.video_segs, target, ended)
+                    .as_bytes(),
+            )?;
+        }
+        if self.audio.is_some() {
+            replace_file(
+                &self.separate_dir.join("audio.m3u8"),
+                media_playlist("audio_init.mp4", "audio", &self.audio_segs, target, ended)
+                    .as_bytes(),
+            )?;
+        }
+        replace_file(
+            &self.separate_dir.join("master.m3u8"),
+            self.master().as_bytes(),
+        )
+    }
+
+    fn master(&self) -> String {
+        let peak = |segs: &[SegInfo]| {
+            segs.iter()
+                .filter(|s| s.secs > 0.0)
+                .map(|s| (s.bytes as f64 * 8.0 / s.secs) as u64)
+                .max()
+        };
+        // Container overhead is small; 10% on top of the payload peak covers it.
+        let bandwidth = peak(&self.muxed).map_or(1_000_000, |b| b + b / 10 + 1000);
+        let codecs: Vec<&str> = self
+            .video
+            .iter()
+            .map(|v| v.codec.as_str())
+            .chain(self.audio.iter().map(|a| a.codec.as_str()))
+            .collect();
+        let mut m = String::from("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n");
+        let mut inf = format!(
+            "#EXT-X-STREAM-INF:BANDWIDTH={},CODECS=\"{}\"",
+            bandwidth,
+            codecs.join(",")
+        );
+        if let Some(v) = &self.video {
+            if v.config.width > 0 && v.config.height > 0 {
+                inf.push_str(&format!(
+                    ",RESOLUTION={}x{}",
+                    v.config.width, v.config.height
+                ));
+            }
+        }
+        match (&self.video, &self.audio) {
+            (Some(_), Some(_)) => {
+                m.push_str("#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"audio\",DEFAULT=YES,AUTOSELECT=YES,URI=\"audio.m3u8\"\n");
+                m.push_str(&inf);
+                m.push_str(",AUDIO=\"audio\"\nvideo.m3u8\n");
+            }
+            (Some(_), None) => {
+                m.push_str(&inf);
+                m.push_str("\nvideo.m3u8\n");
+            }
+            (None, Some(_)) => {
+                m.push_str(&inf);
+                m.push_str("\naudio.m3u8\n");
+            }
+            (None, None) => {}
+        }
+        m
+    }
+
+    fn write_meta(&self, complete: bool) -> io::Result<()> {
+        let mut common = Json::new();
+        common.str("started", &self.started);
+        let tracks: Vec<&str> = self
+            .video
+            .iter()
+            .map(|_| "video")
+            .chain(self.audio.iter().map(|_| "audio"))
+            .collect();
+        common.raw(
+            "tracks",
+            &format!(
+                "[{}]",
+                tracks
+                    .iter()
+                    .map(|t| format!("\"{t}\""))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+        );
+        let codecs: Vec<&str> = self
+            .video
+            .iter()
+            .map(|v| v.codec.as_str())
+            .chain(self.audio.iter().map(|a| a.codec.as_str()))
+            .collect();
+        common.str("codecs", &codecs.join(","));
+        if let Some(v) = &self.video {
+            common.str("video_codec", &v.codec);
+            common.num("width", v.config.width as u64);
+            common.num("height", v.config.height as u64);
+        }
+        if let Some(a) = &self.audio {
+            common.str("audio_codec", &a.codec);
+            common.num("sample_rate", a.config.sample_rate as u64);
+            common.num("channels", a.config.channels as u64);
+        }
+        common.raw("complete", if complete { "true" } else { "false" });
+
+        let ms =
+            |segs: &[SegInfo]| (segs.iter().map(|s| s.secs).sum::<f64>() * 1000.0).round() as u64;
+        let mut merge = Json::from(&common);
+        merge.num("segments", self.muxed.len() as u64);
+        merge.num("duration_ms", ms(&self.muxed));
+        merge.str("init", "init.mp4");
+        merge.str("playlist", "index.m3u8");
+        if self.merged {
+            merge.str("full", FULL_NAME);
+        }
+        replace_file(&self.merge_dir.join("meta.json"), merge.finish().as_bytes())?;
+
+        let mut sep = Json::from(&common);
+        sep.num("segments", self.muxed.len() as u64);
+        sep.num("video_segments", self.video_segs.len() as u64);
+        sep.num("audio_segments", self.audio_segs.len() as u64);
+        sep.num(
+            "duration_ms",
+            ms(&self.video_segs).max(ms(&self.audio_segs)),
+        );
+        if self.video.is_some() {
+            sep.str("video_init", "video_init.mp4");
+            sep.str("video_playlist", "video.m3u8");
+        }
+        if self.audio.is_some() {
+            sep.str("audio_init", "audio_init.mp4");
+            sep.str("audio_playlist", "audio.m3u8");
+        }
+        sep.str("playlist", "master.m3u8");
+        replace_file(
+            &self.separate_dir.join("meta.json"),
+            sep.finish().as_bytes(),
+        )
+    }
+}
+
+impl Sink for Fmp4Sink {
+    fn frame(&mut self, frame: &Frame) -> io::Result<()> {
+        if frame.track == Track::Meta {
+            return Ok(());
+        }
+        if frame.config {
+            self.take_config(frame);
+        }
+        match &mut self.state {
+            State::Done => Ok(()),
+            State::Running(_) => self.push(frame),
+            State::Waiting(prelude) => {
+                if !prelude.push(frame) {
+                    return Ok(());
+                }
+                let out = prelude.take();
+                if self.video.is_none() && self.audio.is_none() {
+                    // Nothing recordable yet (no H.264/AAC sequence header): keep waiting; the
+                    // prelude has been emptied, so memory stays bounded.
+                    return Ok(());
+                }
+                self.start(out.frames)
+            }
+        }
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        match std::mem::replace(&mut self.state, State::Done) {
+            State::Done => return Ok(()),
+            State::Waiting(mut prelude) => {
+                if self.video.is_none() && self.audio.is_none() {
+                    return self.write_meta(true);
+                }
+                self.start(prelude.take().frames)?;
+                return self.finish();
+            }
+            State::Running(mut frag) => {
+                if let Some(last) = frag.finish() {
+                    self.write_fragment(&last)?;
+                }
+            }
+        }
+        self.write_playlists(true)?;
+        if !self.muxed.is_empty() {
+            merge_dir(&self.merge_dir)?;
+            self.merged = true;
+        }
+        self.write_meta(true)
+    }
+
+    fn describe(&self) -> String {
+        let mut s = format!(
+            "fmp4 {} ({} segments)",
+            self.merge_dir.parent().unwrap_or(&self.merge_dir).display(),
+            self.muxed.len()
+        );
+        if self.config_changed {
+            s.push_str(", sequence header changed mid-stream (kept the first)");
+        }
+        if self.late_track {
+            s.push_str(", a track whose sequence header came after the start was left out");
+        }
+        s
+    }
+}
+
+/// A media playlist with `EXT-X-MAP` for `{prefix}_N.m4s` segments.
+fn media_playlist(map: &str, prefix: &str, segs: &[SegInfo], target: u32, ended: bool) -> String {
+    let mut p = format!(
+        "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:{}\n#EXT-X-PLAYLIST-TYPE:EVENT\n#EXT-X-INDEPENDENT-SEGMENTS\n#EXT-X-MAP:URI=\"{map}\"\n",
+        segs.first().map_or(1, |s| s.sequence)
+    );
+    for s in segs {
+        p.push_str(&format!(
+            "#EXTINF:{:.3},\n{prefix}_{}.m4s\n",
+            s.secs, s.sequence
+        ));
+    }
+    if ended {
+        p.push_str("#EXT-X-ENDLIST\n");
+    }
+    p
+}
+
+/// A flat JSON object built by hand (keys and values are ours: names, codecs, numbers).
+#[derive(Clone)]
+struct Json {
+    fields: Vec<String>,
+}
+
+impl Json {
+    fn new() -> Json {
+        Json { fields: Vec::new() }
+    }
+    fn from(other: &Json) -> Json {
+        other.clone()
+    }
+    fn str(&mut self, k: &str, v: &str) {
+        let escaped: String = v
+            .chars()
+            .flat_map(|c| match c {
+                '"' => vec!['\\', '"'],
+                '\\' => vec!['\\', '\\'],
+                c if (c as u32) < 0x20 => vec![' '],
+                c => vec![c],
+            })
+            .collect();
+        self.fields.push(format!("\"{k}\":\"{escaped}\""));
+    }
+    fn num(&mut self, k: &str, v: u64) {
+        self.fields.push(format!("\"{k}\":{v}"));
+    }
+    fn raw(&mut self, k: &str, v: &str) {
+        self.fields.push(format!("\"{k}\":{v}"));
+    }
+    fn finish(self) -> String {
+        format!("{{\n  {}\n}}\n", self.fields.join(",\n  "))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rotation and repair.
+
+/// The `"started"` stamp of a folder's `meta.json`, if present and well-formed.
+fn meta_started(dir: &Path) -> Option<String> {
+    let text = fs::read_to_string(dir.join("meta.json")).ok()?;
+    let at = text.find("\"started\":\"")? + "\"started\":\"".len();
+    let stamp: String = text[at..].chars().take_while(|c| *c != '"').collect();
+    let ok = stamp.len() == 15
+        && stamp
+            .char_indices()
+            .all(|(i, c)| if i == 8 { c == '_' } else { c.is_ascii_digit() });
+    ok.then_some(stamp)
+}
+
+fn has_files(dir: &Path) -> bool {
+    fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some())
+}
+
+/// Moves the previous session's folders into `stream_dir/{YYYYMMDD_HHMMSS}[_N]/`, named after
+/// the start recorded in its `meta.json` (else the folder's time). Empty folders are removed
+/// instead. Returns the folder they went to.
+fn rotate(stream_dir: &Path) -> io::Result<Option<PathBuf>> {
+    let merge = stream_dir.join(MERGE_DIR);
+    let separate = stream_dir.join(SEPARATE_DIR);
+    for d in [&merge, &separate] {
+        if d.is_dir() && !has_files(d) {
+            let _ = fs::remove_dir(d);
+        }
+    }
+    if !merge.is_dir() && !separate.is_dir() {
+        return Ok(None);
+    }
+    let name = meta_started(&merge)
+        .or_else(|| meta_started(&separate))
+        .or_else(|| {
+            [&merge, &separate]
+                .into_iter()
+                .find_map(|d| fs::metadata(d).and_then(|m| m.modified()).ok())
+                .map(local_stamp)
+        })
+        .unwrap_or_else(|| local_stamp(SystemTime::now()));
+    paths::archive_session(stream_dir, &name, |p, ty| {
+        ty.is_dir()
+            && p.file_name()
+                .is_some_and(|n| n == MERGE_DIR || n == SEPARATE_DIR)
+    })
+}
+
+/// Is this `output_merge/` a session a crash left unmerged (segments, but no full file)?
+fn unmerged(dir: &Path) -> bool {
+    if dir.join(FULL_NAME).exists() || !dir.join("init.mp4").is_file() {
+        return false;
+    }
+    fs::read_dir(dir).is_ok_and(|d| {
+        d.flatten().any(|e| {
+            let n = e.file_name();
+            let n = n.to_string_lossy();
+            n.starts_with("segment_") && n.ends_with(".m4s")
+        })
+    })
+}
+
+/// Adds `#EXT-X-ENDLIST` to a playlist a crash left open.
+fn close_playlist(path: &Path) -> io::Result<()> {
+    let text = match fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if text.contains("#EXT-X-ENDLIST") {
+        return Ok(());
+    }
+    replace_file(path, format!("{text}#EXT-X-ENDLIST\n").as_bytes())
+}
+
+/// Called once at origin start, before any publish: builds `stream_full.mp4` for every session
+/// under `data_dir/mp4/` (current or rotated) that a crash left unmerged, closes its playlists,
+/// and returns one log line per session handled.
+pub fn repair(data_dir: &Path) -> Vec<String> {
+    let mut log = Vec::new();
+    let mut candidates = Vec::new();
+    let subdirs = |p: &Path| -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = fs::read_dir(p)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.is_dir())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    for app in subdirs(&data_dir.join("mp4")) {
+        for stream in subdirs(&app) {
+            candidates.push(stream.join(MERGE_DIR));
+            for session in subdirs(&stream) {
+                candidates.push(session.join(MERGE_DIR));
+            }
+        }
+    }
+    for dir in candidates.into_iter().filter(|d| unmerged(d)) {
+        let _ = close_playlist(&dir.join("index.m3u8"));
+        if let Some(parent) = dir.parent() {
+            for name in ["audio.m3u8", "video.m3u8"] {
+                let _ = close_playlist(&parent.join(SEPARATE_DIR).join(name));
+            }
+        }
+        match merge_dir(&dir) {
+            Ok(r) => log.push(format!(
+                "mp4: rebuilt {} from {} segments ({} samples, {} ms{})",
+                r.output.display(),
+                r.segments,
+                r.samples,
+                r.duration_ms,
+                if r.dropped_samples > 0 {
+                    format!(
+                        ", {} samples of damaged segments dropped",
+                        r.dropped_samples
+                    )
+                } else {
+                    String::new()
+                }
+            )),
+            Err(e) => log.push(format!("mp4: could not rebuild {}: {e}", dir.display())),
+        }
+    }
+    log
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::frame::TAG_VIDEO;
+    use std::process::Command;
+
+    /// ffmpeg and ffprobe present? Without them the end-to-end tests skip, unless
+    /// RTMPD_REQUIRE_TOOLS=1 makes that a failure.
+    fn tools() -> bool {
+        let ok = ["ffmpeg", "ffprobe"].iter().all(|t| {
+            Command::new(t)
+                .arg("-version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
+        if !ok {
+            assert!(
+                std::env::var("RTMPD_REQUIRE_TOOLS").as_deref() != Ok("1"),
+                "ffmpeg/ffprobe required (RTMPD_REQUIRE_TOOLS=1)"
+            );
+            println!("skipped: ffmpeg not found");
+        }
+        ok
+    }
+
+    fn tmpdir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("rtmpd-fmp4-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn run(cmd: &str, args: &[&str]) -> (String, String) {
+        let o = Command::new(cmd).args(args).output().unwrap();
+        assert!(
+            o.status.success() || cmd == "ffmpeg",
+            "{cmd} {args:?} failed"
+        );
+        (
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    }
+
+    fn make_flv(dir: &Path, inputs: &[&str]) -> PathBuf {
+        let out = dir.join("fixture.flv");
+        let mut args = vec!["-v", "error", "-y"];
+        args.extend_from_slice(inputs);
+        args.extend_from_slice(&["-f", "flv", out.to_str().unwrap()]);
+        let o = Command::new("ffmpeg").args(&args).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        out
+    }
+
+    const AV: &[&str] = &[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=25",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=44100",
+        "-t",
+        "10",
+        "-c:v",
+        "libx264",
+        "-bf",
+        "2",
+        "-g",
+        "50",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        "-ac",
+        "2",
+    ];
+
+    /// A tiny FLV reader for the fixture: header, then tags, each followed by PreviousTagSize.
+    fn read_flv(path: &Path) -> Vec<Frame> {
+        let b = fs::read(path).unwrap();
+        assert_eq!(&b[..3], b"FLV");
+        let mut pos = u32::from_be_bytes(b[5..9].try_into().unwrap()) as usize + 4;
+        let mut frames = Vec::new();
+        while pos + 11 <= b.len() {
+            let t = b[pos];
+            let size = u32::from_be_bytes([0, b[pos + 1], b[pos + 2], b[pos + 3]]) as usize;
+            let ts = u32::from_be_bytes([b[pos + 7], b[pos + 4], b[pos + 5], b[pos + 6]]);
+            let body = Bytes::copy_from_slice(&b[pos + 11..pos + 11 + size]);
+            if let Some(f) = Frame::parse(t, ts, body) {
+                frames.push(f);
+            }
+            pos += 11 + size + 4;
+        }
+        frames
+    }
+
+    fn errors(input: &Path) -> String {
+        run(
+            "ffmpeg",
+            &[
+                "-v",
+                "error",
+                "-i",
+                input.to_str().unwrap(),
+                "-f",
+                "null",
+                "-",
+            ],
+        )
+        .1
+    }
+
+    fn concat(out: &Path, parts: &[PathBuf]) -> PathBuf {
+        let mut all = Vec::new();
+        for p in parts {
+            all.extend_from_slice(&fs::read(p).unwrap());
+        }
+        fs::write(out, all).unwrap();
+        out.to_path_buf()
+    }
+
+    fn video_frames(path: &Path) -> u64 {
+        let (o, _) = run(
+            "ffprobe",
+            &[
+                "-v",
+                "error",
+                "-select_streams",
+                "v:0",
+                "-count_frames",
+                "-show_entries",
+                "stream=nb_read_frames",
+                "-of",
+                "csv=p=0",
+                path.to_str().unwrap(),
+            ],
+        );
+        o.trim().parse().unwrap_or(0)
+    }
+
+    fn stream_field(path: &Path, sel: &str, field: &str) -> f64 {
+        let (o, _) = run(
+            "ffprobe",
+            &[
+                "-v",
+                "error",
+                "-select_streams",
+                sel,
+                "-show_entries",
+                &format!("stream={field}"),
+                "-of",
+                "csv=p=0",
+                path.to_str().unwrap(),
+            ],
+        );
+        o.trim().parse().unwrap_or(f64::NAN)
+    }
+
+    fn top_level_boxes(path: &Path) -> Vec<String> {
+        let b = fs::read(path).unwrap();
+        crate::mux::bmff::boxes(&b)
+            .map(|r| String::from_utf8_lossy(&r.unwrap().0).into_owned())
+            .collect()
+    }
+
+    fn record(stream_dir: &Path, frames: &[Frame], fragment_ms: u32, started: SystemTime) {
+        let mut sink = Fmp4Sink::create(stream_dir, fragment_ms, started).unwrap();
+        for f in frames {
+            sink.frame(f).unwrap();
+        }
+        sink.finish().unwrap();
+    }
+
+    fn segments(dir: &Path, prefix: &str, init: &str) -> Vec<PathBuf> {
+        let mut v = vec![dir.join(init)];
+        v.extend(
+            super::super::merge::segment_files(dir, prefix)
+                .unwrap()
+                .into_iter()
+                .map(|(_, p)| p),
+        );
+        v
+    }
+
+    #[test]
+    fn playlist_text() {
+        let segs = [
+            SegInfo {
+                sequence: 1,
+                secs: 4.0,
+                bytes: 10,
+            },
+            SegInfo {
+                sequence: 2,
+                secs: 4.48,
+                bytes: 10,
+            },
+        ];
+        let p = media_playlist("init.mp4", "segment", &segs, 5, true);
+        assert_eq!(
+            p,
+            "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:5\n#EXT-X-MEDIA-SEQUENCE:1\n\
+             #EXT-X-PLAYLIST-TYPE:EVENT\n#EXT-X-INDEPENDENT-SEGMENTS\n#EXT-X-MAP:URI=\"init.mp4\"\n\
+             #EXTINF:4.000,\nsegment_1.m4s\n#EXTINF:4.480,\nsegment_2.m4s\n#EXT-X-ENDLIST\n"
+        );
+    }
+
+    #[test]
+    fn waits_for_both_sequence_headers() {
+        let dir = tmpdir("wait");
+        let mut sink = Fmp4Sink::create(&dir, 1000, SystemTime::now()).unwrap();
+        // A video frame before any sequence header, then the headers: nothing lost.
+        let avcc = [
+            1u8, 0x42, 0, 0x1e, 0xff, 0xe1, 0, 4, 0x67, 0x42, 0, 0x1e, 1, 0, 2, 0x68, 0xce,
+        ];
+        let mut seq = vec![0x17, 0, 0, 0, 0];
+        seq.extend_from_slice(&avcc);
+        let key = Frame::parse(
+            TAG_VIDEO,
+            0,
+            Bytes::from_static(&[0x17, 1, 0, 0, 0, 0, 0, 0, 1, 0x65]),
+        )
+        .unwrap();
+        sink.frame(&key).unwrap();
+        assert!(!dir.join(MERGE_DIR).join("init.mp4").exists());
+        sink.frame(&Frame::parse(TAG_VIDEO, 0, Bytes::from(seq)).unwrap())
+            .unwrap();
+        assert!(
+            !dir.join(MERGE_DIR).join("init.mp4").exists(),
+            "still waiting for audio"
+        );
+        sink.frame(&Frame::parse(8, 0, Bytes::from_static(&[0xaf, 0, 0x12, 0x10])).unwrap())
+            .unwrap();
+        assert!(dir.join(MERGE_DIR).join("init.mp4").exists());
+        assert!(dir.join(SEPARATE_DIR).join("audio_init.mp4").exists());
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    fn tfdts(segment: &Path) -> Vec<u64> {
+        use crate::mux::bmff::{boxes, find, Reader};
+        let b = fs::read(segment).unwrap();
+        let moof = find(&b, b"moof").unwrap().unwrap();
+        boxes(moof)
+            .filter_map(|r| r.ok())
+            .filter(|(k, _)| k == b"traf")
+            .map(|(_, traf)| {
+                let mut r = Reader::new(find(traf, b"tfdt").unwrap().unwrap());
+                r.full_header().unwrap();
+                r.u64().unwrap()
+            })
+            .collect()
+    }
+
+    /// Sequence headers at time 0, media an hour later (a relayed stream): the recording still
+    /// starts at 0, and the audio that came first in time is not pulled back to the video.
+    #[test]
+    fn decode_times_start_near_zero_whatever_the_publisher_clock() {
+        let dir = tmpdir("clock");
+        let mut sink = Fmp4Sink::create(&dir, 1000, SystemTime::now()).unwrap();
+        let avcc = [
+            1u8, 0x42, 0, 0x1e, 0xff, 0xe1, 0, 4, 0x67, 0x42, 0, 0x1e, 1, 0, 2, 0x68, 0xce,
+        ];
+        let mut seq = vec![0x17, 0, 0, 0, 0];
+        seq.extend_from_slice(&avcc);
+        sink.frame(&Frame::parse(TAG_VIDEO, 0, Bytes::from(seq)).unwrap())
+            .unwrap();
+        let asc = Bytes::from_static(&[0xaf, 0, 0x12, 0x10]);
+        sink.frame(&Frame::parse(8, 0, asc).unwrap()).unwrap();
+        let hour = 3_600_000u32;
+        for i in 0..100u32 {
+            let t = hour + i * 40;
+            let first = if i % 25 == 0 { 0x17 } else { 0x27 };
+            let v = Bytes::from(vec![first, 1, 0, 0, 0, 0, 0, 0, 1, 0x65]);
+            sink.frame(&Frame::parse(TAG_VIDEO, t, v).unwrap()).unwrap();
+            let a = Bytes::from_static(&[0xaf, 1, 0x21, 0x00]);
+            sink.frame(&Frame::parse(8, t - 20, a).unwrap()).unwrap();
+        }
+        sink.finish().unwrap();
+        let t = tfdts(&dir.join(MERGE_DIR).join("segment_1.m4s"));
+        // Video starts 20 ms after the earliest audio; audio starts at 0.
+        assert_eq!(t, vec![20 * 90, 0]);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn sink_end_to_end_with_b_frames() {
+        if !tools() {
+            return;
+        }
+        let root = tmpdir("av");
+        let flv = make_flv(&root, AV);
+        let frames = read_flv(&flv);
+        let input_frames = video_frames(&flv);
+        assert!(input_frames >= 249, "fixture has {input_frames} frames");
+        let data = root.join("data");
+        let stream_dir = data.join("mp4/live/s");
+        let started = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_764_000_000);
+        record(&stream_dir, &frames, 2000, started);
+        let merge = stream_dir.join(MERGE_DIR);
+        let sep = stream_dir.join(SEPARATE_DIR);
+
+        // Segments: concatenated after their init, both forms decode cleanly.
+        let muxed = segments(&merge, "segment", "init.mp4");
+        assert!(muxed.len() >= 5, "{} files", muxed.len());
+        let all = concat(&root.join("muxed.mp4"), &muxed);
+        assert_eq!(errors(&all), "");
+        assert_eq!(video_frames(&all), input_frames);
+        let v = concat(
+            &root.join("v.mp4"),
+            &segments(&sep, "video", "video_init.mp4"),
+        );
+        assert_eq!(errors(&v), "");
+        assert_eq!(video_frames(&v), input_frames);
+        let a = concat(
+            &root.join("a.mp4"),
+            &segments(&sep, "audio", "audio_init.mp4"),
+        );
+        assert_eq!(errors(&a), "");
+
+        // Playlists play.
+        for p in [
+            merge.join("index.m3u8"),
+            sep.join("master.m3u8"),
+            sep.join("video.m3u8"),
+            sep.join("audio.m3u8"),
+        ] {
+            assert_eq!(errors(&p), "", "{}", p.display());
+            assert!(
+                fs::read_to_string(&p).unwrap().contains("#EXT-X-ENDLIST")
+                    || p.ends_with("master.m3u8")
+            );
+        }
+        let master = fs::read_to_string(sep.join("master.m3u8")).unwrap();
+        assert!(
+            master.contains("TYPE=AUDIO") && master.contains("RESOLUTION=320x240"),
+            "{master}"
+        );
+
+        // meta.json
+        let meta = fs::read_to_string(merge.join("meta.json")).unwrap();
+        assert!(
+            meta.contains("\"codecs\":\"avc1.") && meta.contains(",mp4a.40.2\""),
+            "{meta}"
+        );
+        assert!(
+            meta.contains("\"width\":320") && meta.contains("\"sample_rate\":44100"),
+            "{meta}"
+        );
+        assert!(
+            meta.contains("\"complete\":true") && meta.contains("\"full\":\"stream_full.mp4\"")
+        );
+        assert!(meta.contains(&format!("\"started\":\"{}\"", local_stamp(started))));
+
+        // The merged MP4: faststart, every frame, right duration, tracks start together.
+        let full = merge.join(FULL_NAME);
+        assert_eq!(top_level_boxes(&full), ["ftyp", "moov", "mdat"]);
+        assert_eq!(errors(&full), "");
+        assert_eq!(video_frames(&full), input_frames);
+        let vdur = stream_field(&full, "v:0", "duration");
+        assert!(
+            (vdur - input_frames as f64 / 25.0).abs() <= 0.04 + 1e-6,
+            "video duration {vdur}"
+        );
+        let vstart = stream_field(&full, "v:0", "start_time");
+        let astart = stream_field(&full, "a:0", "start_time");
+        assert!(
+            (vstart - astart).abs() <= 0.04 + 1e-6,
+            "starts {vstart} {astart}"
+        );
+
+        // `rtmpd merge` on a copy gives the same bytes; a stale temp segment is ignored.
+        let copy = root.join("copy");
+        fs::create_dir_all(&copy).unwrap();
+        for p in &muxed {
+            fs::copy(p, copy.join(p.file_name().unwrap())).unwrap();
+        }
+        fs::write(copy.join("segment_999.m4s.tmp"), b"\0\0\0\x08junk").unwrap();
+        let report = super::super::merge::merge_dir(&copy).unwrap();
+        assert_eq!(report.segments, muxed.len() - 1);
+        assert_eq!(report.dropped_samples, 0);
+        assert_eq!(
+            fs::read(copy.join(FULL_NAME)).unwrap(),
+            fs::read(&full).unwrap()
+        );
+
+        // A last segment cut short by a crash: trimmed to whole samples, still clean.
+        let last = copy.join(muxed.last().unwrap().file_name().unwrap());
+        let len = fs::metadata(&last).unwrap().len();
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&last)
+            .unwrap()
+            .set_len(len * 2 / 3)
+            .unwrap();
+        let report = super::super::merge::merge_dir(&copy).unwrap();
+        assert!(
+            report.dropped_samples > 0 && report.damaged_segments == 1,
+            "{report:?}"
+        );
+        let cut = copy.join(FULL_NAME);
+        assert_eq!(errors(&cut), "");
+        let n = video_frames(&cut);
+        assert!(n > 0 && n < input_frames, "{n}");
+
+        // Re-publish: the previous session moves to its start time, nothing is lost.
+        let mut again = Fmp4Sink::create(&stream_dir, 2000, SystemTime::now()).unwrap();
+        let rotated = stream_dir.join(local_stamp(started));
+        assert!(rotated.join(MERGE_DIR).join(FULL_NAME).is_file());
+        assert!(rotated.join(SEPARATE_DIR).join("master.m3u8").is_file());
+        assert!(!merge.join("init.mp4").exists());
+        for f in &frames[..frames.len() / 4] {
+            again.frame(f).unwrap();
+        }
+        // Crash: no finish. Restart repairs the unmerged session, and the rotated one after a
+        // second re-publish (a name clash gets _1).
+        drop(again);
+        let lines = repair(&data);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(merge.join(FULL_NAME).is_file());
+        assert_eq!(errors(&merge.join(FULL_NAME)), "");
+        assert!(fs::read_to_string(merge.join("index.m3u8"))
+            .unwrap()
+            .contains("#EXT-X-ENDLIST"));
+        assert!(repair(&data).is_empty(), "nothing left to repair");
+
+        let _ = fs::remove_dir_all(&root);
+    }
+
+    fn single_track(name: &str, inputs: &[&str], want_video: bool) {
+        if !tools() {
+            return;
+        }
+        let root = tmpdir(name);
+        let flv = make_flv(&root, inputs);
+        let frames = read_flv(&flv);
+        let stream_dir = root.join("mp4/live/s");
+        record(&stream_dir, &frames, 1000, SystemTime::now());
+        let merge = stream_dir.join(MERGE_DIR);
+        let sep = stream_dir.join(SEPARATE_DIR);
+        let all = concat(
+            &root.join("all.mp4"),
+            &segments(&merge, "segment", "init.mp4"),
+        );
+        assert_eq!(errors(&all), "");
+        assert!(segments(&merge, "segment", "init.mp4").len() >= 4);
+        let full = merge.join(FULL_NAME);
+        assert_eq!(errors(&full), "");
+        assert_eq!(errors(&merge.join("index.m3u8")), "");
+        assert_eq!(errors(&sep.join("master.m3u8")), "");
+        let (video, audio) = (sep.join("video_init.mp4"), sep.join("audio_init.mp4"));
+        assert_eq!(video.exists(), want_video);
+        assert_eq!(audio.exists(), !want_video);
+        let dur = stream_field(&full, if want_video { "v:0" } else { "a:0" }, "duration");
+        assert!((dur - 5.0).abs() < 0.1, "duration {dur}");
+        let meta = fs::read_to_string(merge.join("meta.json")).unwrap();
+        let tracks = if want_video {
+            "[\"video\"]"
+        } else {
+            "[\"audio\"]"
+        };
+        assert!(meta.contains(tracks), "{meta}");
+        let _ = fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn audio_only_stream() {
+        single_track(
+            "audio",
+            &[
+                "-f",
+                "lavfi",
+                "-i",
+                "sine=sample_rate=48000",
+                "-t",
+                "5",
+                "-c:a",
+                "aac",
+            ],
+            false,
+        );
+    }
+
+    #[test]
+    fn video_only_stream() {
+        single_track(
+            "video",
+            &[
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=160x120:rate=30",
+                "-t",
+                "5",
+                "-c:v",
+                "libx264",
+                "-g",
+                "30",
+                "-pix_fmt",
+                "yuv420p",
+            ],
+            true,
+        );
+    }
+}
+
+/// Benchmark, run by hand: `RTMPD_BENCH_FLV=rec.flv cargo test --release --lib
+/// record::fmp4::bench -- --ignored --nocapture`. Prints CPU seconds for slicing and for the
+/// merge, merge throughput, and the peak resident memory after each phase.
+#[cfg(all(test, unix))]
+mod bench {
+    use super::*;
+    use std::io::{BufReader, Read};
+
+    fn cpu_secs() -> f64 {
+        // SAFETY: getrusage fills the struct we own.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+        let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+        t(ru.ru_utime) + t(ru.ru_stime)
+    }
+
+    fn peak_rss_mb() -> f64 {
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+        ru.ru_maxrss as f64 / 1024.0
+    }
+
+    #[test]
+    #[ignore]
+    fn bench() {
+        let Ok(path) = std::env::var("RTMPD_BENCH_FLV") else {
+            println!("set RTMPD_BENCH_FLV to an FLV file");
+            return;
+        };
+        let out = std::env::temp_dir().join(format!("rtmpd-fmp4-bench-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&out);
+        let mut r = BufReader::with_capacity(1 << 20, fs::File::open(&path).unwrap());
+        let mut head = [0u8; 13];
+        r.read_exact(&mut head).unwrap();
+        let mut sink = Fmp4Sink::create(&out, 4000, SystemTime::now()).unwrap();
+        let (mut frames, mut last_dts, mut first_dts) = (0u64, 0u32, None);
+        let cpu0 = cpu_secs();
+        let mut tag = [0u8; 11];
+        while r.read_exact(&mut tag).is_ok() {
+            let size = u32::from_be_bytes([0, tag[1], tag[2], tag[3]]) as usize;
+            let ts = u32::from_be_bytes([tag[7], tag[4], tag[5], tag[6]]);
+            let mut body = vec![0u8; size + 4];
+            if r.read_exact(&mut body).is_err() {
+                break;
+            }
+            body.truncate(size);
+            if let Some(f) = Frame::parse(tag[0], ts, Bytes::from(body)) {
+                first_dts.get_or_insert(ts);
+                last_dts = ts;
+                frames += 1;
+                sink.frame(&f).unwrap();
+            }
+        }
+        // Close the last segment without merging: the merge is measured on its own.
+        if let State::Running(frag) = &mut sink.state {
+            if let Some(last) = frag.finish() {
+                sink.write_fragment(&last).unwrap();
+            }
+        }
+        sink.state = State::Done;
+        let slice_cpu = cpu_secs() - cpu0;
+        let media_h = last_dts.wrapping_sub(first_dts.unwrap_or(0)) as f64 / 3_600_000.0;
+        let rss_slice = peak_rss_mb();
+        let cpu1 = cpu_secs();
+        let wall = std::time::Instant::now();
+        let report = merge_dir(&out.join(MERGE_DIR)).unwrap();
+        let merge_cpu = cpu_secs() - cpu1;
+        let secs = wall.elapsed().as_secs_f64();
+        println!(
+            "frames {frames}, media {:.3} h, {} segments, {:.1} MB",
+            media_h,
+            report.segments,
+            report.bytes as f64 / 1e6
+        );
+        println!(
+            "slicer: {:.2} CPU s ({:.2} CPU s per media hour); peak RSS {:.1} MB",
+            slice_cpu,
+            slice_cpu / media_h,
+            rss_slice
+        );
+        println!(
+            "merge: {:.2} CPU s ({:.2} per media hour), {:.2} s wall, {:.0} MB/s; peak RSS {:.1} MB",
+            merge_cpu,
+            merge_cpu / media_h,
+            secs,
+            report.bytes as f64 / 1e6 / secs,
+            peak_rss_mb()
+        );
+        let _ = fs::remove_dir_all(&out);
+    }
+}

@@ -1,0 +1,688 @@
+//! The HLS recorder: `hls/{app}/{stream}/segment_N.ts` and `index.m3u8` for the live session.
+//! Segments are written under a temp name and renamed when closed; the playlist lists closed
+//! segments only and is replaced atomically. On a new session the previous one's files move to a
+//! sub-folder named after its start (its playlist completed first); at process start, playlists a
+//! killed process left open get their ENDLIST (`repair`). TS bytes come from `mux::ts`, cut and
+//! playlist decisions from `mux::hls`.
+
+use super::paths::{self, with_path};
+use super::{Prelude, Sink};
+use crate::media::aac::AudioSpecificConfig;
+use crate::media::avc::AvcConfig;
+use crate::media::{Codec, Frame, StreamKey, Track};
+use crate::mux::hls::{self as hlsmux, CutPolicy, Playlist, SegmentEntry, Timeline};
+use crate::mux::ts::{self, Es, Pes, Program, StreamType, TsWriter};
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+pub const PLAYLIST: &str = "index.m3u8";
+
+/// Added to every timestamp so that frames sent slightly before the first one, and the PCR lead
+/// below, stay positive.
+const TS_OFFSET_MS: i64 = 200;
+/// The PCR runs this far ahead of the decode time of the frame that carries it.
+const PCR_LEAD_MS: i64 = 100;
+
+#[derive(Clone, Copy, Debug)]
+pub struct HlsOptions {
+    pub fragment_ms: u32,
+    /// Segments in the playlist; 0 = all.
+    pub window: usize,
+}
+
+pub struct HlsSink {
+    dir: PathBuf,
+    key: String,
+    started_ms: i64,
+    policy: CutPolicy,
+    playlist: Playlist,
+    prelude: Option<Prelude>,
+    timeline: Timeline,
+    avc: Option<AvcConfig>,
+    aac: Option<AudioSpecificConfig>,
+    mp3: bool,
+    ts: TsWriter,
+    segment: Option<OpenSegment>,
+    next_number: u64,
+    /// The next segment starts with `#EXT-X-DISCONTINUITY`, and should start soon.
+    pending_discontinuity: bool,
+    audio_end: (i64, i64),
+    video_end: (i64, i64),
+    /// Reused buffers for one frame's elementary stream bytes and its packets.
+    es: Vec<u8>,
+    packets: Vec<u8>,
+    skipped_codec_logged: bool,
+}
+
+struct OpenSegment {
+    number: u64,
+    file: BufWriter<File>,
+    tmp: PathBuf,
+    start: i64,
+    discontinuity: bool,
+}
+
+impl HlsSink {
+    /// Starts a session in `dir`: a previous session's files are archived first.
+    pub fn create(
+        dir: &Path,
+        key: &StreamKey,
+        started: SystemTime,
+        options: HlsOptions,
+    ) -> io::Result<HlsSink> {
+        fs::create_dir_all(dir).map_err(|e| with_path(e, dir))?;
+        if let Some(to) = archive_previous(dir)? {
+            log::info!("HLS {key}: previous session moved to {}", to.display());
+        }
+        let started_ms = paths::unix_ms(started);
+        Ok(HlsSink {
+            dir: dir.to_path_buf(),
+            key: key.to_string(),
+            started_ms,
+            policy: CutPolicy {
+                target_ms: options.fragment_ms.max(1) as i64,
+            },
+            playlist: Playlist::new(options.window, options.fragment_ms as u64, started_ms),
+            prelude: Some(Prelude::default()),
+            timeline: Timeline::new(0),
+            avc: None,
+            aac: None,
+            mp3: false,
+            ts: TsWriter::new(Program::default()),
+            segment: None,
+            next_number: 1,
+            pending_discontinuity: false,
+            audio_end: (i64::MIN, 0),
+            video_end: (i64::MIN, 0),
+            es: Vec::new(),
+            packets: Vec::new(),
+            skipped_codec_logged: false,
+        })
+    }
+
+    /// The program the known codec configurations allow.
+    fn wanted_program(&self) -> Program {
+        Program {
+            video: self.avc.as_ref().map(|_| StreamType::H264),
+            audio: if self.aac.is_some() {
+                Some(StreamType::Aac)
+            } else if self.mp3 {
+                Some(StreamType::Mp3)
+            } else {
+                None
+            },
+        }
+    }
+
+    fn release(&mut self) -> io::Result<()> {
+        let Some(mut prelude) = self.prelude.take() else {
+            return Ok(());
+        };
+        let pre = prelude.take();
+        self.timeline = Timeline::new(pre.first_dts);
+        for f in &pre.frames {
+            self.media(f)?;
+        }
+        Ok(())
+    }
+
+    fn media(&mut self, frame: &Frame) -> io::Result<()> {
+        match (frame.track, frame.codec) {
+            (Track::Meta, _) => return Ok(()),
+            (Track::Video, Codec::Avc) if frame.config => {
+                if let Some(c) = AvcConfig::parse(frame.payload()) {
+                    self.avc = Some(c);
+                }
+                return Ok(());
+            }
+            (Track::Audio, Codec::Aac) if frame.config => {
+                if let Some(c) = AudioSpecificConfig::parse(frame.payload()) {
+                    self.aac = Some(c);
+                }
+                return Ok(());
+            }
+            (Track::Audio, Codec::Mp3) => self.mp3 = true,
+            // AVC packet type 1 is a picture; 2 (end of sequence) carries none.
+            (Track::Video, Codec::Avc) if frame.data.get(1) != Some(&1) => return Ok(()),
+            (Track::Video, Codec::Avc) | (Track::Audio, Codec::Aac) => {}
+            (_, codec) => {
+                if !self.skipped_codec_logged {
+                    self.skipped_codec_logged = true;
+                    log::info!("HLS {}: {codec:?} is not recorded to HLS", self.key);
+                }
+                return Ok(());
+            }
+        }
+        if frame.codec == Codec::Avc {
+            let has_picture = self.avc.as_ref().is_some_and(|c| {
+                crate::media::avc::nal_units(frame.payload(), c.nal_length_size)
+                    .next()
+                    .is_some()
+            });
+            if !has_picture {
+                // Malformed, or before any sequence header: nothing a decoder could use.
+                return Ok(());
+            }
+        }
+        let mapped = self.timeline.map(frame.track, frame.dts);
+        let t = mapped.t;
+        if mapped.discontinuity && self.segment.is_some() {
+            self.pending_discontinuity = true;
+        }
+        let wanted = self.wanted_program();
+        let is_video = frame.track == Track::Video;
+        // A frame that may begin a segment: a keyframe when the program has video, else audio.
+        let can_start = if wanted.video.is_some() {
+            is_video && frame.key
+        } else {
+            !is_video
+        };
+        let cut = match &self.segment {
+            None => can_start,
+            Some(seg) => {
+                can_start
+                    && (self.pending_discontinuity
+                        || wanted != self.ts.program()
+                        || self.policy.cut_here(
+                            seg.start,
+                            t,
+                            frame.track,
+                            frame.key,
+                            self.ts.program().video.is_some(),
+                        ))
+            }
+        };
+        if cut {
+            self.close_segment(t)?;
+            self.open_segment(t, wanted)?;
+        }
+        if self.segment.is_none() {
+            // Before the first keyframe: nothing a player could start from.
+            return Ok(());
+        }
+        let program = self.ts.program();
+        let in_program = if is_video {
+            program.video.is_some()
+        } else {
+            program.audio == wanted.audio && program.audio.is_some()
+        };
+        if !in_program {
+            // A track that appeared after this segment began waits for the next one.
+            return Ok(());
+        }
+        self.write_frame(frame, t)
+    }
+
+    fn write_frame(&mut self, frame: &Frame, t: i64) -> io::Result<()> {
+        self.es.clear();
+        let es = match frame.codec {
+            Codec::Avc => {
+                let Some(cfg) = &self.avc else { return Ok(()) };
+                ts::avc_access_unit(frame.payload(), cfg, frame.key, &mut self.es);
+                Es::Video
+            }
+            Codec::Aac => {
+                let Some(cfg) = &self.aac else { return Ok(()) };
+                ts::adts_frame(cfg, frame.payload(), &mut self.es);
+                Es::Audio
+            }
+            _ => {
+                self.es.extend_from_slice(frame.payload());
+                Es::Audio
+            }
+        };
+        let end = if es == Es::Video {
+            &mut self.video_end
+        } else {
+            &mut self.audio_end
+        };
+        if end.0 != i64::MIN && t > end.0 && t - end.0 <= 1000 {
+            end.1 = t - end.0;
+        }
+        end.0 = end.0.max(t);
+        let dts_ms = (t + TS_OFFSET_MS).max(0);
+        let pts_ms = (dts_ms + frame.cts as i64).max(dts_ms);
+        let pcr_pid_is_video = self.ts.program().video.is_some();
+        let carries_pcr = (es == Es::Video) == pcr_pid_is_video;
+        let pes = Pes {
+            es,
+            pts: pts_ms as u64 * 90,
+            dts: dts_ms as u64 * 90,
+            random_access: frame.key,
+            pcr: carries_pcr.then(|| (dts_ms - PCR_LEAD_MS).max(0) as u64 * 90),
+            payload: &self.es,
+        };
+        self.packets.clear();
+        self.ts.write_pes(&mut self.packets, &pes);
+        if let Some(seg) = &mut self.segment {
+            seg.file
+                .write_all(&self.packets)
+                .map_err(|e| with_path(e, &seg.tmp))?;
+        }
+        Ok(())
+    }
+
+    fn open_segment(&mut self, t: i64, program: Program) -> io::Result<()> {
+        let number = self.next_number;
+        self.next_number += 1;
+        let final_path = self.dir.join(hlsmux::segment_name(number));
+        let tmp = paths::tmp_path(&final_path);
+        let file = File::create(&tmp).map_err(|e| with_path(e, &tmp))?;
+        let mut file = BufWriter::with_capacity(64 * 1024, file);
+        let discontinuity = self.pending_discontinuity || program != self.ts.program();
+        // The very first segment starts the session: no discontinuity before it.
+        let discontinuity = discontinuity && number > 1;
+        self.pending_discontinuity = false;
+        self.ts.set_program(program);
+        self.packets.clear();
+        self.ts.write_tables(&mut self.packets);
+        file.write_all(&self.packets)
+            .map_err(|e| with_path(e, &tmp))?;
+        self.segment = Some(OpenSegment {
+            number,
+            file,
+            tmp,
+            start: t,
+            discontinuity,
+        });
+        Ok(())
+    }
+
+    /// Closes the open segment (ending at `end`), renames it and publishes the playlist.
+    fn close_segment(&mut self, end: i64) -> io::Result<()> {
+        let Some(mut seg) = self.segment.take() else {
+            return Ok(());
+        };
+        seg.file.flush().map_err(|e| with_path(e, &seg.tmp))?;
+        drop(seg.file);
+        let final_path = self.dir.join(hlsmux::segment_name(seg.number));
+        fs::rename(&seg.tmp, &final_path).map_err(|e| with_path(e, &final_path))?;
+        let duration_ms = (end - seg.start).max(1) as u64;
+        let delete = self.playlist.push(SegmentEntry {
+            number: seg.number,
+            duration_ms,
+            program_date_ms: self.started_ms + seg.start,
+            discontinuity: seg.discontinuity,
+        });
+        self.write_playlist()?;
+        self.delete_segments(&delete);
+        Ok(())
+    }
+
+    fn write_playlist(&self) -> io::Result<()> {
+        paths::replace_file(&self.dir.join(PLAYLIST), self.playlist.render().as_bytes())
+    }
+
+    fn delete_segments(&self, numbers: &[u64]) {
+        for &n in numbers {
+            let p = self.dir.join(hlsmux::segment_name(n));
+            if let Err(e) = fs::remove_file(&p) {
+                if e.kind() != io::ErrorKind::NotFound {
+                    log::warn!("HLS {}: cannot delete {}: {e}", self.key, p.display());
+                }
+            }
+        }
+    }
+
+    /// Where the media written so far ends.
+    fn media_end(&self) -> i64 {
+        let end = |(last, step): (i64, i64)| {
+            if last == i64::MIN {
+                i64::MIN
+            } else {
+                last + step
+            }
+        };
+        end(self.audio_end).max(end(self.video_end))
+    }
+}
+
+impl Sink for HlsSink {
+    fn frame(&mut self, frame: &Frame) -> io::Result<()> {
+        if let Some(prelude) = &mut self.prelude {
+            if prelude.push(frame) {
+                self.release()?;
+            }
+            return Ok(());
+        }
+        self.media(frame)
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        if self.prelude.as_ref().is_some_and(|p| !p.is_empty()) {
+            self.release()?;
+        }
+        self.prelude = None;
+        let mut result = Ok(());
+        if let Some(start) = self.segment.as_ref().map(|s| s.start) {
+            let end = self.media_end().max(start + 1);
+            result = self.close_segment(end);
+        }
+        if self.playlist.is_empty() {
+            // Nothing playable was recorded; no playlist rather than an empty one.
+            return result;
+        }
+        let delete = self.playlist.end();
+        self.write_playlist()?;
+        self.delete_segments(&delete);
+        result
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "HLS recording of {} -> {}",
+            self.key,
+            self.dir.join(PLAYLIST).display()
+        )
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.segment {
+            Some(seg) => seg.file.flush().map_err(|e| with_path(e, &seg.tmp)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Moves the files of a previous session in `dir` into `dir/{its start, local time}/`, after
+/// making sure its playlist is complete. Folders (earlier archives) stay where they are.
+fn archive_previous(dir: &Path) -> io::Result<Option<PathBuf>> {
+    let playlist = dir.join(PLAYLIST);
+    let mut start = None;
+    match fs::read_to_string(&playlist) {
+        Ok(text) => {
+            start = hlsmux::playlist_start_ms(&text).map(paths::from_unix_ms);
+            if !hlsmux::has_endlist(&text) {
+                append_endlist(&playlist, &text)?;
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(with_path(e, &playlist)),
+    }
+    let Some(start) = start.or_else(|| paths::oldest_file_time(dir)) else {
+        return Ok(None); // no files at all
+    };
+    paths::archive_session(dir, &paths::local_stamp(start), |_, ty| ty.is_file())
+}
+
+fn append_endlist(playlist: &Path, text: &str) -> io::Result<()> {
+    let mut fixed = text.to_string();
+    if !fixed.is_empty() && !fixed.ends_with('\n') {
+        fixed.push('\n');
+    }
+    fixed.push_str("#EXT-X-ENDLIST\n");
+    paths::replace_file(playlist, fixed.as_bytes())
+}
+
+/// Crash repair: every `index.m3u8` under `{data_dir}/hls/{app}/{stream}/` (and its session
+/// folders) without ENDLIST gets one; playlist temp files are removed. Returns the repaired paths.
+/// Partial segments (`segment_N.ts.tmp`) are left alone: not listed, but not thrown away either.
+pub fn repair(data_dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut repaired = Vec::new();
+    let root = data_dir.join("hls");
+    for app in subdirs(&root)? {
+        for stream in subdirs(&app)? {
+            let mut dirs = vec![stream.clone()];
+            dirs.extend(subdirs(&stream)?);
+            for dir in dirs {
+                let tmp = paths::tmp_path(&dir.join(PLAYLIST));
+                if tmp.exists() {
+                    fs::remove_file(&tmp).map_err(|e| with_path(e, &tmp))?;
+                }
+                let playlist = dir.join(PLAYLIST);
+                let text = match fs::read_to_string(&playlist) {
+                    Ok(t) => t,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(with_path(e, &playlist)),
+                };
+                if !hlsmux::has_endlist(&text) {
+                    append_endlist(&playlist, &text)?;
+                    log::info!(
+                        "repaired {}: appended #EXT-X-ENDLIST (left open by a previous run)",
+                        playlist.display()
+                    );
+                    repaired.push(playlist);
+                }
+            }
+        }
+    }
+    Ok(repaired)
+}
+
+fn subdirs(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    match fs::read_dir(dir) {
+        Ok(entries) => Ok(entries
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.path())
+            .collect()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(with_path(e, dir)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::testutil::{check_segment, temp_dir};
+    use bytes::Bytes;
+
+    const SPS: &[u8] = &[
+        0x67, 0x64, 0x00, 0x0d, 0xac, 0xd9, 0x41, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00,
+        0x10, 0x00, 0x00, 0x03, 0x03, 0x20, 0xf1, 0x42, 0x99, 0x60,
+    ];
+    const PPS: &[u8] = &[0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0];
+
+    fn avc_config() -> Frame {
+        let mut b = vec![0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x0d, 0xff, 0xe1];
+        b.extend_from_slice(&(SPS.len() as u16).to_be_bytes());
+        b.extend_from_slice(SPS);
+        b.push(1);
+        b.extend_from_slice(&(PPS.len() as u16).to_be_bytes());
+        b.extend_from_slice(PPS);
+        Frame::parse(9, 0, Bytes::from(b)).unwrap()
+    }
+
+    fn picture(dts: u32, key: bool) -> Frame {
+        let nal = if key { 0x65 } else { 0x41 };
+        let first = if key { 0x17 } else { 0x27 };
+        let body = vec![first, 1, 0, 0, 0, 0, 0, 0, 3, nal, 0x88, 0x84];
+        Frame::parse(9, dts, Bytes::from(body)).unwrap()
+    }
+
+    fn aac(dts: u32, config: bool) -> Frame {
+        let body = if config {
+            vec![0xaf, 0, 0x12, 0x10]
+        } else {
+            vec![0xaf, 1, 0x21, 0x10, 0x04]
+        };
+        Frame::parse(8, dts, Bytes::from(body)).unwrap()
+    }
+
+    fn sink(dir: &Path, window: usize) -> HlsSink {
+        let key = StreamKey::new("live", "t").unwrap();
+        let opts = HlsOptions {
+            fragment_ms: 2000,
+            window,
+        };
+        HlsSink::create(dir, &key, paths::from_unix_ms(1_795_482_509_000), opts).unwrap()
+    }
+
+    /// 25 fps video with a keyframe every second and 40 ms audio, from publisher time `t0`.
+    fn feed(s: &mut HlsSink, t0: u32, ms: u32) {
+        for t in (0..ms).step_by(40) {
+            s.frame(&picture(t0 + t, t % 1000 == 0)).unwrap();
+            s.frame(&aac(t0 + t, false)).unwrap();
+        }
+    }
+
+    fn listed(dir: &Path) -> Vec<String> {
+        let text = fs::read_to_string(dir.join(PLAYLIST)).unwrap_or_default();
+        text.lines()
+            .filter(|l| l.ends_with(".ts"))
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn segments_close_at_keyframes_and_playlist_lists_closed_only() {
+        let dir = temp_dir("hls-cut");
+        let mut s = sink(&dir, 0);
+        s.frame(&avc_config()).unwrap();
+        s.frame(&aac(0, true)).unwrap();
+        feed(&mut s, 0, 1960);
+        // One segment open, none closed: no playlist yet, only the temp file.
+        assert!(!dir.join(PLAYLIST).exists());
+        assert!(dir.join("segment_1.ts.tmp").is_file());
+        feed(&mut s, 2000, 2000);
+        assert_eq!(listed(&dir), ["segment_1.ts"]);
+        assert!(dir.join("segment_2.ts.tmp").is_file());
+        s.finish().unwrap();
+        let text = fs::read_to_string(dir.join(PLAYLIST)).unwrap();
+        assert!(text.contains("#EXTINF:2.000,\nsegment_1.ts\n"), "{text}");
+        assert!(
+            text.contains("#EXTINF:2.000,\nsegment_2.ts\n#EXT-X-ENDLIST\n"),
+            "{text}"
+        );
+        assert!(text.contains("#EXT-X-PROGRAM-DATE-TIME:2026-11-24T01:08:29.000Z\n"));
+        assert!(text.contains("#EXT-X-PROGRAM-DATE-TIME:2026-11-24T01:08:31.000Z\n"));
+        for n in 1..=2 {
+            check_segment(
+                &fs::read(dir.join(format!("segment_{n}.ts"))).unwrap(),
+                true,
+            );
+        }
+        assert!(!dir.join("segment_2.ts.tmp").exists());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn timestamp_restart_is_a_discontinuity() {
+        let dir = temp_dir("hls-disc");
+        let mut s = sink(&dir, 0);
+        s.frame(&avc_config()).unwrap();
+        s.frame(&aac(0, true)).unwrap();
+        feed(&mut s, 50_000, 3000);
+        // The publisher restarts its clock.
+        feed(&mut s, 0, 3000);
+        s.finish().unwrap();
+        let text = fs::read_to_string(dir.join(PLAYLIST)).unwrap();
+        assert_eq!(text.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{text}");
+        let i = text.find("#EXT-X-DISCONTINUITY\n").unwrap();
+        // The discontinuity comes right where the restart was (after the 3 s of the first run).
+        assert!(text[..i].contains("segment_2.ts") && !text[..i].contains("segment_3.ts"));
+        // Timestamps stay continuous: no EXTINF is longer than the content.
+        let total: f64 = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("#EXTINF:"))
+            .map(|v| v.trim_end_matches(',').parse::<f64>().unwrap())
+            .sum();
+        assert!((total - 6.0).abs() < 0.1, "{total}\n{text}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn window_deletes_old_segments_after_grace() {
+        let dir = temp_dir("hls-window");
+        let mut s = sink(&dir, 2);
+        s.frame(&avc_config()).unwrap();
+        s.frame(&aac(0, true)).unwrap();
+        feed(&mut s, 0, 20_000);
+        // Segments 1..=9 closed; 8 and 9 listed; 6 and 7 kept for players mid-download.
+        assert_eq!(listed(&dir), ["segment_8.ts", "segment_9.ts"]);
+        for n in 1..=5 {
+            assert!(!dir.join(format!("segment_{n}.ts")).exists(), "{n}");
+        }
+        for n in 6..=9 {
+            assert!(dir.join(format!("segment_{n}.ts")).exists(), "{n}");
+        }
+        s.finish().unwrap();
+        assert_eq!(listed(&dir), ["segment_9.ts", "segment_10.ts"]);
+        assert!(!dir.join("segment_8.ts").exists());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn audio_only_cuts_on_time_and_late_video_joins_with_a_discontinuity() {
+        let dir = temp_dir("hls-late");
+        let mut s = sink(&dir, 0);
+        s.frame(&aac(0, true)).unwrap();
+        for t in (0..5000).step_by(23) {
+            s.frame(&aac(t, false)).unwrap();
+        }
+        s.frame(&avc_config()).unwrap();
+        for t in (5000..8000).step_by(40) {
+            s.frame(&picture(t, t % 1000 == 0)).unwrap();
+            s.frame(&aac(t, false)).unwrap();
+        }
+        s.finish().unwrap();
+        let text = fs::read_to_string(dir.join(PLAYLIST)).unwrap();
+        assert_eq!(text.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{text}");
+        let segs = listed(&dir);
+        let first = fs::read(dir.join(&segs[0])).unwrap();
+        check_segment(&first, false);
+        let last = fs::read(dir.join(segs.last().unwrap())).unwrap();
+        check_segment(&last, true);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn previous_session_is_archived_with_endlist() {
+        let dir = temp_dir("hls-archive");
+        let mut s = sink(&dir, 0);
+        s.frame(&avc_config()).unwrap();
+        s.frame(&aac(0, true)).unwrap();
+        feed(&mut s, 0, 5000);
+        // Killed: never finished. The next session archives it anyway, completed.
+        drop(s);
+        let mut s2 = sink(&dir, 0);
+        let stamp = paths::local_stamp(paths::from_unix_ms(1_795_482_509_000));
+        let old = dir.join(&stamp);
+        let text = fs::read_to_string(old.join(PLAYLIST)).unwrap();
+        assert!(has_endlist_line(&text));
+        assert!(old.join("segment_1.ts").is_file());
+        assert!(
+            old.join("segment_3.ts.tmp").is_file(),
+            "partial segment kept"
+        );
+        assert!(!dir.join(PLAYLIST).exists());
+        s2.frame(&avc_config()).unwrap();
+        s2.frame(&aac(0, true)).unwrap();
+        feed(&mut s2, 0, 3000);
+        s2.finish().unwrap();
+        // A third session started in the same second gets a suffixed folder.
+        let _s3 = sink(&dir, 0);
+        assert!(dir.join(format!("{stamp}_1")).join(PLAYLIST).is_file());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn has_endlist_line(text: &str) -> bool {
+        text.ends_with("#EXT-X-ENDLIST\n")
+    }
+
+    #[test]
+    fn crash_repair_closes_open_playlists() {
+        let data = temp_dir("hls-repair");
+        let dir = data.join("hls").join("live").join("cam");
+        fs::create_dir_all(dir.join("20260101_000000")).unwrap();
+        let open = "#EXTM3U\n#EXT-X-VERSION:3\n#EXTINF:4.000,\nsegment_1.ts";
+        fs::write(dir.join(PLAYLIST), open).unwrap();
+        fs::write(dir.join("index.m3u8.tmp"), "#EXTM3U\n").unwrap();
+        let closed = "#EXTM3U\n#EXT-X-ENDLIST\n";
+        fs::write(dir.join("20260101_000000").join(PLAYLIST), closed).unwrap();
+        let repaired = repair(&data).unwrap();
+        assert_eq!(repaired, vec![dir.join(PLAYLIST)]);
+        let text = fs::read_to_string(dir.join(PLAYLIST)).unwrap();
+        assert_eq!(text, format!("{open}\n#EXT-X-ENDLIST\n"));
+        assert!(!dir.join("index.m3u8.tmp").exists());
+        assert_eq!(
+            fs::read_to_string(dir.join("20260101_000000").join(PLAYLIST)).unwrap(),
+            closed
+        );
+        assert!(repair(&data).unwrap().is_empty());
+        assert!(repair(&data.join("missing")).unwrap().is_empty());
+        fs::remove_dir_all(&data).unwrap();
+    }
+}

@@ -1,0 +1,275 @@
+//! Where recordings live on disk: `{data_dir}/{kind}/{app}/{stream}/`, session time stamps in
+//! local time (`YYYYMMDD_HHMMSS`), files and folders that never overwrite (`_1`, `_2` on a clash),
+//! and archiving a previous session's files into a sub-folder named after its start. Only path and
+//! file-system plumbing here; what a recorder writes is decided by its sink.
+
+use crate::media::StreamKey;
+use crate::mux::hls::civil_from_days;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How many `_N` suffixes to try before giving up on a unique name.
+const MAX_SUFFIX: u32 = 10_000;
+
+/// `{data_dir}/{kind}/{app}/{stream}`. Safe because `StreamKey` names are `[A-Za-z0-9_-]` only.
+pub fn stream_dir(data_dir: &Path, kind: &str, key: &StreamKey) -> PathBuf {
+    data_dir.join(kind).join(&key.app).join(&key.stream)
+}
+
+/// Milliseconds since the Unix epoch (negative before it).
+pub fn unix_ms(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_millis() as i64,
+        Err(e) => -(e.duration().as_millis() as i64),
+    }
+}
+
+pub fn from_unix_ms(ms: i64) -> SystemTime {
+    if ms >= 0 {
+        UNIX_EPOCH + Duration::from_millis(ms as u64)
+    } else {
+        UNIX_EPOCH - Duration::from_millis(ms.unsigned_abs())
+    }
+}
+
+/// `YYYYMMDD_HHMMSS` in local time (UTC where the local zone is unknown).
+pub fn local_stamp(t: SystemTime) -> String {
+    let secs = unix_ms(t).div_euclid(1000);
+    let (y, mo, d, h, mi, s) = local_fields(secs).unwrap_or_else(|| utc_fields(secs));
+    format!("{y:04}{mo:02}{d:02}_{h:02}{mi:02}{s:02}")
+}
+
+fn utc_fields(secs: i64) -> (i64, u32, u32, u32, u32, u32) {
+    let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
+    let sod = secs.rem_euclid(86_400) as u32;
+    (y, mo, d, sod / 3600, sod / 60 % 60, sod % 60)
+}
+
+#[cfg(unix)]
+fn local_fields(secs: i64) -> Option<(i64, u32, u32, u32, u32, u32)> {
+    let t = libc::time_t::try_from(secs).ok()?;
+    // SAFETY: `tm` is plain data that localtime_r fills in; both pointers are valid for the
+    // duration of the call and localtime_r is the thread-safe variant.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::localtime_r(&t, &mut tm) };
+    if r.is_null() {
+        return None;
+    }
+    Some((
+        tm.tm_year as i64 + 1900,
+        (tm.tm_mon + 1) as u32,
+        tm.tm_mday as u32,
+        tm.tm_hour as u32,
+        tm.tm_min as u32,
+        tm.tm_sec as u32,
+    ))
+}
+
+#[cfg(not(unix))]
+fn local_fields(_secs: i64) -> Option<(i64, u32, u32, u32, u32, u32)> {
+    None
+}
+
+/// `name` plus `_1`, `_2`... before the extension: `stem.ext`, `stem_1.ext`, ...
+fn candidate(dir: &Path, stem: &str, ext: &str, n: u32) -> PathBuf {
+    let base = if n == 0 {
+        stem.to_string()
+    } else {
+        format!("{stem}_{n}")
+    };
+    if ext.is_empty() {
+        dir.join(base)
+    } else {
+        dir.join(format!("{base}.{ext}"))
+    }
+}
+
+/// Creates `dir/stem.ext` (or `stem_1.ext`, ... when taken) without ever replacing a file.
+pub fn create_unique_file(dir: &Path, stem: &str, ext: &str) -> io::Result<(File, PathBuf)> {
+    fs::create_dir_all(dir).map_err(|e| with_path(e, dir))?;
+    for n in 0..MAX_SUFFIX {
+        let path = candidate(dir, stem, ext, n);
+        match OpenOptions::new().write(true).create_new(true).open(&path) {
+            Ok(f) => return Ok((f, path)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(with_path(e, &path)),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        format!("{}: no free name", dir.join(stem).display()),
+    ))
+}
+
+/// Creates the folder `dir/stem` (or `stem_1`, ...) that does not exist yet.
+pub fn create_unique_dir(dir: &Path, stem: &str) -> io::Result<PathBuf> {
+    for n in 0..MAX_SUFFIX {
+        let path = candidate(dir, stem, "", n);
+        match fs::create_dir(&path) {
+            Ok(()) => return Ok(path),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(with_path(e, &path)),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        format!("{}: no free name", dir.join(stem).display()),
+    ))
+}
+
+/// Moves the entries of `dir` that `select` picks into a new sub-folder `dir/{stamp}` (suffixed
+/// when taken). Returns the folder, or `None` when nothing was selected (no folder is made).
+pub fn archive_session(
+    dir: &Path,
+    stamp: &str,
+    select: impl Fn(&Path, &fs::FileType) -> bool,
+) -> io::Result<Option<PathBuf>> {
+    let mut picked = Vec::new();
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(with_path(e, dir)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| with_path(e, dir))?;
+        let ty = entry.file_type().map_err(|e| with_path(e, &entry.path()))?;
+        if select(&entry.path(), &ty) {
+            picked.push(entry.path());
+        }
+    }
+    if picked.is_empty() {
+        return Ok(None);
+    }
+    let target = create_unique_dir(dir, stamp)?;
+    for path in picked {
+        if let Some(name) = path.file_name() {
+            let to = target.join(name);
+            fs::rename(&path, &to).map_err(|e| with_path(e, &path))?;
+        }
+    }
+    Ok(Some(target))
+}
+
+/// The modification time of the oldest regular file directly in `dir`.
+pub fn oldest_file_time(dir: &Path) -> Option<SystemTime> {
+    fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter_map(|e| e.metadata().ok()?.modified().ok())
+        .min()
+}
+
+/// Adds the path to an I/O error so that the log line names the file.
+pub fn with_path(e: io::Error, path: &Path) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
+/// Writes `contents` to `path` atomically: a temp file next to it, then a rename over it.
+pub fn replace_file(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let tmp = tmp_path(path);
+    fs::write(&tmp, contents).map_err(|e| with_path(e, &tmp))?;
+    fs::rename(&tmp, path).map_err(|e| with_path(e, path))
+}
+
+/// `x.ext` -> `x.ext.tmp`.
+pub fn tmp_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".tmp");
+    PathBuf::from(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "rtmpd-paths-{name}-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn stamp_shape_and_utc_fallback() {
+        let s = local_stamp(from_unix_ms(1_795_482_509_007));
+        assert_eq!(s.len(), 15);
+        assert_eq!(&s[8..9], "_");
+        assert!(s
+            .bytes()
+            .enumerate()
+            .all(|(i, b)| i == 8 || b.is_ascii_digit()));
+        assert_eq!(utc_fields(1_795_482_509), (2026, 11, 24, 1, 8, 29));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn local_time_agrees_with_libc_offset() {
+        // Whatever the zone, local minus UTC is a whole number of quarter hours within a day.
+        let secs = 1_795_482_509;
+        let (y, mo, d, h, mi, s) = local_fields(secs).unwrap();
+        assert_eq!(s, 29);
+        let days = |y: i64, mo: u32, d: u32| {
+            crate::mux::hls::parse_iso8601(&format!("{y:04}-{mo:02}-{d:02}T00:00:00Z")).unwrap()
+                / 1000
+        };
+        let local = days(y, mo, d) + (h * 3600 + mi * 60 + s) as i64;
+        let off = local - secs;
+        assert!(off.abs() <= 14 * 3600 && off % 900 == 0, "{off}");
+    }
+
+    #[test]
+    fn unique_files_and_dirs_never_clash() {
+        let d = temp_dir("unique");
+        let (_, a) = create_unique_file(&d, "20260101_000000", "flv").unwrap();
+        let (_, b) = create_unique_file(&d, "20260101_000000", "flv").unwrap();
+        let (_, c) = create_unique_file(&d, "20260101_000000", "flv").unwrap();
+        assert_eq!(a.file_name().unwrap(), "20260101_000000.flv");
+        assert_eq!(b.file_name().unwrap(), "20260101_000000_1.flv");
+        assert_eq!(c.file_name().unwrap(), "20260101_000000_2.flv");
+        let x = create_unique_dir(&d, "s").unwrap();
+        let y = create_unique_dir(&d, "s").unwrap();
+        assert_eq!(y.file_name().unwrap(), "s_1");
+        assert!(x.is_dir() && y.is_dir());
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn archive_moves_selected_files_only() {
+        let d = temp_dir("archive");
+        fs::write(d.join("index.m3u8"), "x").unwrap();
+        fs::write(d.join("segment_1.ts"), "y").unwrap();
+        fs::create_dir(d.join("20250101_000000")).unwrap();
+        let only_files = |_: &Path, t: &fs::FileType| t.is_file();
+        let to = archive_session(&d, "20260101_120000", only_files)
+            .unwrap()
+            .unwrap();
+        assert_eq!(fs::read_to_string(to.join("index.m3u8")).unwrap(), "x");
+        assert!(to.join("segment_1.ts").is_file());
+        assert!(!d.join("index.m3u8").exists());
+        assert!(d.join("20250101_000000").is_dir());
+        // Nothing left to move: no empty folder appears.
+        assert_eq!(
+            archive_session(&d, "20260101_120000", only_files).unwrap(),
+            None
+        );
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn replace_is_whole() {
+        let d = temp_dir("replace");
+        let p = d.join("index.m3u8");
+        replace_file(&p, b"one").unwrap();
+        replace_file(&p, b"two").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        assert!(!tmp_path(&p).exists());
+        fs::remove_dir_all(&d).unwrap();
+    }
+}

@@ -1,0 +1,798 @@
+//! The recorder worker pool: `Recorders` is what the event loop calls (open, frame, close,
+//! shutdown), never blocking; worker threads own the sinks and do all the file I/O. One stream
+//! key always maps to the same worker, so a session's frames stay in order and a re-publish is
+//! handled after the previous session of that key has finished. A worker that falls behind makes
+//! its recordings stop (logged), never the live stream.
+
+use super::{repair, sink_makers, RecordConfig, SessionInfo, Sink, SinkMaker};
+use crate::media::{Frame, StreamKey};
+use std::collections::{HashMap, VecDeque};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant, SystemTime};
+
+pub type RecordingId = u64;
+
+/// Room in each channel beyond `queue_len` for control jobs (open/close), so that a worker
+/// whose frame queue is full still receives the close that finalises its files.
+const CONTROL_SLACK: usize = 256;
+/// How long `shutdown` waits for the workers to finalise everything.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(4);
+/// Sinks are flushed when this much wall time passed without a flush.
+const IDLE_FLUSH: Duration = Duration::from_secs(1);
+
+enum Job {
+    Open {
+        id: RecordingId,
+        key: StreamKey,
+        started: SystemTime,
+    },
+    Frame {
+        id: RecordingId,
+        frame: Frame,
+    },
+    Close {
+        id: RecordingId,
+    },
+    Shutdown,
+}
+
+struct Worker {
+    tx: SyncSender<Job>,
+    /// Frames in the channel; bounded by `queue_len` (control jobs use the slack).
+    queued: Arc<AtomicUsize>,
+    handle: JoinHandle<()>,
+}
+
+struct Recording {
+    worker: usize,
+    key: StreamKey,
+    /// The queue overflowed: frames are dropped until close.
+    stopped: bool,
+}
+
+pub struct Recorders {
+    config: Arc<RecordConfig>,
+    workers: Vec<Worker>,
+    recordings: HashMap<RecordingId, Recording>,
+    next_id: RecordingId,
+    /// Control jobs that found their channel full; retried on every call and at shutdown.
+    pending: VecDeque<(usize, Job)>,
+    /// No recorder is on: `open` returns `None`.
+    idle: bool,
+}
+
+impl Recorders {
+    /// Runs the crash repair on `data_dir`, then spawns the worker threads.
+    pub fn start(config: RecordConfig) -> io::Result<Recorders> {
+        let makers = sink_makers(&config);
+        Recorders::start_with(config, makers)
+    }
+
+    /// `start` with an explicit list of recorders (tests, and tools that record one kind only).
+    pub fn start_with(config: RecordConfig, makers: Vec<SinkMaker>) -> io::Result<Recorders> {
+        let makers = Arc::new(makers);
+        let idle = makers.is_empty();
+        if !idle {
+            std::fs::create_dir_all(&config.data_dir)?;
+            repair(&config.data_dir);
+            ignore_file_size_signal();
+        }
+        let config = Arc::new(config);
+        let count = if idle { 0 } else { config.workers.max(1) };
+        let mut workers = Vec::with_capacity(count);
+        for n in 0..count {
+            let (tx, rx) = mpsc::sync_channel(config.queue_len.max(1) + CONTROL_SLACK);
+            let queued = Arc::new(AtomicUsize::new(0));
+            let ctx = WorkerCtx {
+                rx,
+                queued: queued.clone(),
+                makers: makers.clone(),
+                config: config.clone(),
+                sessions: HashMap::new(),
+            };
+            let handle = thread::Builder::new()
+                .name(format!("recorder-{n}"))
+                .spawn(move || ctx.run())?;
+            workers.push(Worker { tx, queued, handle });
+        }
+        Ok(Recorders {
+            config,
+            workers,
+            recordings: HashMap::new(),
+            next_id: 1,
+            pending: VecDeque::new(),
+            idle,
+        })
+    }
+
+    /// A publish began on `key` at wall-clock `started`. `None` when every recorder is off (or
+    /// the worker cannot take the job).
+    pub fn open(&mut self, key: &StreamKey, started: SystemTime) -> Option<RecordingId> {
+        if self.idle {
+            return None;
+        }
+        self.retry_pending();
+        let id = self.next_id;
+        self.next_id += 1;
+        let worker = self.worker_for(key);
+        let job = Job::Open {
+            id,
+            key: key.clone(),
+            started,
+        };
+        if self.workers[worker].tx.try_send(job).is_err() {
+            log::error!("recording of {key} not started: recorder worker {worker} is overloaded");
+            return None;
+        }
+        self.recordings.insert(
+            id,
+            Recording {
+                worker,
+                key: key.clone(),
+                stopped: false,
+            },
+        );
+        Some(id)
+    }
+
+    /// Queues a frame without blocking. When the worker's queue is full, this recording stops
+    /// (its files are finalised with what they have) and an error is logged; live is untouched.
+    pub fn frame(&mut self, id: RecordingId, frame: &Frame) {
+        let Some(rec) = self.recordings.get_mut(&id) else {
+            return;
+        };
+        if rec.stopped {
+            return;
+        }
+        let w = &self.workers[rec.worker];
+        let sent = w.queued.load(Ordering::Relaxed) < self.config.queue_len.max(1) && {
+            w.queued.fetch_add(1, Ordering::Relaxed);
+            match w.tx.try_send(Job::Frame {
+                id,
+                frame: frame.clone(),
+            }) {
+                Ok(()) => true,
+                Err(_) => {
+                    w.queued.fetch_sub(1, Ordering::Relaxed);
+                    false
+                }
+            }
+        };
+        if sent {
+            return;
+        }
+        rec.stopped = true;
+        let (worker, key) = (rec.worker, rec.key.clone());
+        log::error!(
+            "recording of {key} stopped: recorder queue full (worker {worker}, disk too slow); \
+             files under {}",
+            self.describe_dirs(&key)
+        );
+        self.send_control(worker, Job::Close { id });
+    }
+
+    /// The publish ended: the worker finalises this recording's files.
+    pub fn close(&mut self, id: RecordingId) {
+        let Some(rec) = self.recordings.remove(&id) else {
+            return;
+        };
+        if !rec.stopped {
+            self.send_control(rec.worker, Job::Close { id });
+        }
+    }
+
+    /// Finalises every open recording (FLV metadata patched, playlists ended, ...) and joins the
+    /// workers, waiting at most a few seconds in all.
+    pub fn shutdown(mut self) {
+        let deadline = Instant::now() + SHUTDOWN_WAIT;
+        let ids: Vec<RecordingId> = self.recordings.keys().copied().collect();
+        for id in ids {
+            self.close(id);
+        }
+        let pending = std::mem::take(&mut self.pending);
+        for (w, job) in pending {
+            send_until(&self.workers[w].tx, job, deadline);
+        }
+        for w in &self.workers {
+            send_until(&w.tx, Job::Shutdown, deadline);
+        }
+        for (n, w) in self.workers.into_iter().enumerate() {
+            while !w.handle.is_finished() && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(5));
+            }
+            if w.handle.is_finished() {
+                let _ = w.handle.join();
+            } else {
+                log::error!(
+                    "recorder worker {n} did not finish in time; its files may be incomplete"
+                );
+            }
+        }
+    }
+
+    fn worker_for(&self, key: &StreamKey) -> usize {
+        // The same key always lands on the same worker: a re-publish is ordered after the
+        // previous session's close, whose files it archives.
+        let mut h = DefaultHasher::new();
+        key.hash(&mut h);
+        (h.finish() % self.workers.len() as u64) as usize
+    }
+
+    fn send_control(&mut self, worker: usize, job: Job) {
+        self.retry_pending();
+        if !self.pending.is_empty() {
+            self.pending.push_back((worker, job));
+            return;
+        }
+        if let Err(TrySendError::Full(job)) = self.workers[worker].tx.try_send(job) {
+            self.pending.push_back((worker, job));
+        }
+    }
+
+    fn retry_pending(&mut self) {
+        while let Some((w, job)) = self.pending.pop_front() {
+            match self.workers[w].tx.try_send(job) {
+                Ok(()) | Err(TrySendError::Disconnected(_)) => {}
+                Err(TrySendError::Full(job)) => {
+                    self.pending.push_front((w, job));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn describe_dirs(&self, key: &StreamKey) -> String {
+        let mut kinds = Vec::new();
+        if self.config.flv {
+            kinds.push("flv");
+        }
+        if self.config.hls {
+            kinds.push("hls");
+        }
+        if self.config.mp4 {
+            kinds.push("mp4");
+        }
+        kinds
+            .iter()
+            .map(|k| {
+                super::paths::stream_dir(&self.config.data_dir, k, key)
+                    .display()
+                    .to_string()
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Over a file-size limit (RLIMIT_FSIZE) a write should fail with EFBIG and stop that recording,
+/// not kill the whole server with SIGXFSZ.
+fn ignore_file_size_signal() {
+    #[cfg(unix)]
+    // SAFETY: installs the standard "ignore" disposition; no handler code runs.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+}
+
+fn send_until(tx: &SyncSender<Job>, mut job: Job, deadline: Instant) {
+    loop {
+        match tx.try_send(job) {
+            Ok(()) | Err(TrySendError::Disconnected(_)) => return,
+            Err(TrySendError::Full(j)) => {
+                if Instant::now() >= deadline {
+                    return;
+                }
+                job = j;
+                thread::sleep(Duration::from_millis(2));
+            }
+        }
+    }
+}
+
+struct Session {
+    key: StreamKey,
+    sinks: Vec<Box<dyn Sink>>,
+}
+
+impl Session {
+    fn frame(&mut self, frame: &Frame) {
+        self.sinks.retain_mut(|sink| match sink.frame(frame) {
+            Ok(()) => true,
+            Err(e) => {
+                log::error!("{} stopped: {e}", sink.describe());
+                // Finalise what was written; its own error adds nothing to the first one.
+                if let Err(e) = sink.finish() {
+                    log::debug!("{}: finish after error: {e}", sink.describe());
+                }
+                false
+            }
+        });
+    }
+
+    fn flush(&mut self) {
+        self.sinks.retain_mut(|sink| match sink.flush() {
+            Ok(()) => true,
+            Err(e) => {
+                log::error!("{} stopped: {e}", sink.describe());
+                let _ = sink.finish();
+                false
+            }
+        });
+    }
+
+    fn finish(self) {
+        for mut sink in self.sinks {
+            match sink.finish() {
+                Ok(()) => log::info!("{} finished", sink.describe()),
+                Err(e) => log::error!("{} could not be finalised: {e}", sink.describe()),
+            }
+        }
+    }
+}
+
+struct WorkerCtx {
+    rx: Receiver<Job>,
+    queued: Arc<AtomicUsize>,
+    makers: Arc<Vec<SinkMaker>>,
+    config: Arc<RecordConfig>,
+    sessions: HashMap<RecordingId, Session>,
+}
+
+impl WorkerCtx {
+    fn run(mut self) {
+        let mut last_flush = Instant::now();
+        loop {
+            let job = match self.rx.recv_timeout(IDLE_FLUSH) {
+                Ok(job) => Some(job),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => Some(Job::Shutdown),
+            };
+            match job {
+                Some(Job::Frame { id, frame }) => {
+                    self.queued.fetch_sub(1, Ordering::Relaxed);
+                    if let Some(s) = self.sessions.get_mut(&id) {
+                        s.frame(&frame);
+                    }
+                }
+                Some(Job::Open { id, key, started }) => self.open(id, key, started),
+                Some(Job::Close { id }) => {
+                    if let Some(s) = self.sessions.remove(&id) {
+                        s.finish();
+                    }
+                }
+                Some(Job::Shutdown) => break,
+                None => {}
+            }
+            // Sinks flush on media time themselves; this covers a publisher that went quiet.
+            if last_flush.elapsed() >= IDLE_FLUSH {
+                last_flush = Instant::now();
+                for s in self.sessions.values_mut() {
+                    s.flush();
+                }
+            }
+        }
+        for (_, s) in self.sessions.drain() {
+            s.finish();
+        }
+    }
+
+    fn open(&mut self, id: RecordingId, key: StreamKey, started: SystemTime) {
+        // A session of the same key still open (its close was lost to an overload) ends first,
+        // so the new one never writes over it.
+        let stale: Vec<RecordingId> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.key == key)
+            .map(|(&id, _)| id)
+            .collect();
+        for old in stale {
+            if let Some(s) = self.sessions.remove(&old) {
+                s.finish();
+            }
+        }
+        let info = SessionInfo {
+            config: &self.config,
+            key: &key,
+            started,
+        };
+        let mut sinks = Vec::with_capacity(self.makers.len());
+        for maker in self.makers.iter() {
+            match maker.make(&info) {
+                Ok(sink) => {
+                    log::info!("{} started", sink.describe());
+                    sinks.push(sink);
+                }
+                Err(e) => log::error!("{} recording of {key} not started: {e}", maker.name),
+            }
+        }
+        self.sessions.insert(id, Session { key, sinks });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::paths;
+    use crate::record::testutil::*;
+    use std::path::{Path, PathBuf};
+    use std::sync::Mutex;
+
+    fn config(dir: &Path) -> RecordConfig {
+        RecordConfig {
+            data_dir: dir.to_path_buf(),
+            flv: true,
+            hls: true,
+            mp4: false,
+            hls_fragment_ms: 2000,
+            hls_window: 0,
+            mp4_fragment_ms: 4000,
+            workers: 2,
+            queue_len: 4096,
+        }
+    }
+
+    fn record(r: &mut Recorders, key: &StreamKey, started: SystemTime, frames: &[Frame]) {
+        let id = r.open(key, started).unwrap();
+        for f in frames {
+            r.frame(id, f);
+        }
+        r.close(id);
+    }
+
+    fn flv_files(dir: &Path) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "flv"))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Runs a fixture through the pool and checks both recordings against the input with FFmpeg.
+    fn check_fixture(name: &str, args: &[&str], video: bool, audio: bool) {
+        if !have_tool("ffmpeg") || !have_tool("ffprobe") {
+            return;
+        }
+        let dir = temp_dir(name);
+        let input = make_flv(&dir, "in.flv", args);
+        let frames = read_flv(&std::fs::read(&input).unwrap());
+        let data = dir.join("data");
+        let key = StreamKey::new("live", name).unwrap();
+        let mut r = Recorders::start(config(&data)).unwrap();
+        record(&mut r, &key, SystemTime::now(), &frames);
+        r.shutdown();
+
+        let flv = flv_files(&paths::stream_dir(&data, "flv", &key));
+        assert_eq!(flv.len(), 1);
+        let playlist = paths::stream_dir(&data, "hls", &key).join("index.m3u8");
+        check_playlist(&playlist, video);
+        for out in [&flv[0], &playlist] {
+            assert_eq!(decode_errors(out), "", "{}", out.display());
+            for (kind, present) in [("v", video), ("a", audio)] {
+                if present {
+                    let want = probe_count(&input, kind, "packets");
+                    assert!(want > 0);
+                    assert_eq!(probe_count(out, kind, "packets"), want, "{kind} {out:?}");
+                }
+            }
+            if video {
+                let want = probe_count(&input, "v", "frames");
+                assert_eq!(probe_count(out, "v", "frames"), want, "{}", out.display());
+            }
+        }
+        if std::env::var_os("RTMPD_KEEP_TEST_DATA").is_none() {
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+    }
+
+    #[test]
+    fn ffmpeg_fixture_with_b_frames_records_cleanly() {
+        check_fixture("av", AV_ARGS, true, true);
+    }
+
+    #[test]
+    fn audio_only_records_cleanly() {
+        let args = ["-f", "lavfi", "-i", "sine", "-t", "5", "-c:a", "aac"];
+        check_fixture("aonly", &args, false, true);
+    }
+
+    #[test]
+    fn video_only_records_cleanly() {
+        let args = [
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=160x120:rate=30",
+            "-t",
+            "5",
+            "-c:v",
+            "libx264",
+            "-bf",
+            "2",
+            "-g",
+            "60",
+        ];
+        check_fixture("vonly", &args, true, false);
+    }
+
+    #[test]
+    fn republish_keeps_the_first_session() {
+        if !have_tool("ffmpeg") {
+            return;
+        }
+        let dir = temp_dir("republish");
+        let input = make_flv(&dir, "in.flv", AV_ARGS);
+        let frames = read_flv(&std::fs::read(&input).unwrap());
+        let data = dir.join("data");
+        let key = StreamKey::new("live", "again").unwrap();
+        let first = paths::from_unix_ms(1_795_482_509_000);
+        let second = paths::from_unix_ms(1_795_482_609_000);
+        let mut r = Recorders::start(config(&data)).unwrap();
+        record(&mut r, &key, first, &frames[..200]);
+        record(&mut r, &key, second, &frames);
+        r.shutdown();
+        let hls = paths::stream_dir(&data, "hls", &key);
+        let old = hls.join(paths::local_stamp(first));
+        let old_list = std::fs::read_to_string(old.join("index.m3u8")).unwrap();
+        assert!(old_list.ends_with("#EXT-X-ENDLIST\n"));
+        assert!(old.join("segment_1.ts").is_file());
+        assert_eq!(decode_errors(&old.join("index.m3u8")), "");
+        check_playlist(&hls.join("index.m3u8"), true);
+        assert_eq!(flv_files(&paths::stream_dir(&data, "flv", &key)).len(), 2);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn disk_error_stops_hls_while_flv_goes_on() {
+        if !have_tool("ffmpeg") {
+            return;
+        }
+        let dir = temp_dir("diskerr");
+        let input = make_flv(&dir, "in.flv", AV_ARGS);
+        let frames = read_flv(&std::fs::read(&input).unwrap());
+        let data = dir.join("data");
+        let key = StreamKey::new("live", "err").unwrap();
+        let mut r = Recorders::start(config(&data)).unwrap();
+        let id = r.open(&key, SystemTime::now()).unwrap();
+        // The HLS folder vanishes once the session made it: every segment write will fail.
+        let hls = paths::stream_dir(&data, "hls", &key);
+        let t0 = Instant::now();
+        while !hls.is_dir() && t0.elapsed() < Duration::from_secs(5) {
+            thread::sleep(Duration::from_millis(2));
+        }
+        std::fs::remove_dir(&hls).unwrap();
+        for f in &frames {
+            r.frame(id, f);
+        }
+        r.close(id);
+        r.shutdown();
+        assert!(!hls.exists());
+        let flv = flv_files(&paths::stream_dir(&data, "flv", &key));
+        assert_eq!(decode_errors(&flv[0]), "");
+        assert_eq!(
+            probe_count(&flv[0], "v", "packets"),
+            probe_count(&input, "v", "packets")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn live_playlist_is_always_whole() {
+        let dir = temp_dir("liveread");
+        let data = dir.join("data");
+        let key = StreamKey::new("live", "read").unwrap();
+        let mut cfg = config(&data);
+        cfg.flv = false;
+        cfg.hls_fragment_ms = 40;
+        let mut r = Recorders::start(cfg).unwrap();
+        let id = r.open(&key, SystemTime::now()).unwrap();
+        let playlist = paths::stream_dir(&data, "hls", &key).join("index.m3u8");
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = {
+            let (playlist, done) = (playlist.clone(), done.clone());
+            thread::spawn(move || {
+                let mut reads = 0;
+                while !done.load(Ordering::SeqCst) {
+                    let Ok(text) = std::fs::read_to_string(&playlist) else {
+                        continue;
+                    };
+                    assert!(text.starts_with("#EXTM3U\n"), "{text:?}");
+                    assert!(text.ends_with(".ts\n") || text.ends_with("#EXT-X-ENDLIST\n"));
+                    for seg in text.lines().filter(|l| l.ends_with(".ts")) {
+                        assert!(playlist.with_file_name(seg).is_file(), "{seg} listed early");
+                    }
+                    reads += 1;
+                }
+                reads
+            })
+        };
+        // Audio-only AAC at 40 ms, cut on time: a segment per frame, a playlist per frame.
+        let asc = Frame::parse(8, 0, bytes::Bytes::from_static(&[0xaf, 0, 0x12, 0x10])).unwrap();
+        r.frame(id, &asc);
+        for i in 0..500 {
+            r.frame(id, &audio_frame(i * 40));
+            if i % 16 == 0 {
+                thread::sleep(Duration::from_millis(1));
+            }
+        }
+        r.close(id);
+        r.shutdown();
+        done.store(true, Ordering::SeqCst);
+        assert!(reader.join().unwrap() > 0);
+        let text = std::fs::read_to_string(&playlist).unwrap();
+        assert!(text.ends_with("#EXT-X-ENDLIST\n"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// CPU time of one thread (the recorder's work runs on the calling thread here).
+    #[cfg(unix)]
+    fn thread_cpu() -> Duration {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime fills the timespec we own.
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    }
+
+    /// The README's recording-cost figure: CPU seconds per hour of media for each recorder.
+    /// `cargo test --release --lib record::pool::tests::recording_cost -- --ignored --nocapture`
+    #[cfg(unix)]
+    #[test]
+    #[ignore = "benchmark: run in release with --ignored --nocapture"]
+    fn recording_cost() {
+        if !have_tool("ffmpeg") {
+            return;
+        }
+        let dir = temp_dir("cost");
+        let input = make_flv(&dir, "in.flv", AV_ARGS);
+        let frames = read_flv(&std::fs::read(&input).unwrap());
+        let loops = 60u32; // 6 minutes of media
+        let span = 6_100u32;
+        let key = StreamKey::new("live", "cost").unwrap();
+        let cfg = config(&dir.join("data"));
+        for maker in sink_makers(&cfg) {
+            let info = SessionInfo {
+                config: &cfg,
+                key: &key,
+                started: SystemTime::now(),
+            };
+            let mut sink = maker.make(&info).unwrap();
+            let t0 = thread_cpu();
+            for k in 0..loops {
+                for f in frames.iter().filter(|f| k == 0 || !f.config) {
+                    let mut f = f.clone();
+                    f.dts = f.dts.wrapping_add(k * span);
+                    sink.frame(&f).unwrap();
+                }
+            }
+            sink.finish().unwrap();
+            let cpu = (thread_cpu() - t0).as_secs_f64();
+            let media_h = (loops * span) as f64 / 3_600_000.0;
+            println!(
+                "{}: {:.2} CPU s per hour of media ({:.3} s for {:.1} min)",
+                maker.name,
+                cpu / media_h,
+                cpu,
+                media_h * 60.0
+            );
+        }
+        let hls = paths::stream_dir(&cfg.data_dir, "hls", &key).join("index.m3u8");
+        assert_eq!(decode_errors(&hls), "");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A sink that counts frames, can be made to block or fail, and records its finish.
+    #[derive(Clone, Default)]
+    struct Probe {
+        frames: Arc<AtomicUsize>,
+        finished: Arc<AtomicUsize>,
+        gate: Arc<Mutex<()>>,
+        fail_at: Option<usize>,
+    }
+
+    struct ProbeSink(Probe);
+
+    impl Sink for ProbeSink {
+        fn frame(&mut self, _: &Frame) -> io::Result<()> {
+            let _open = self.0.gate.lock().unwrap();
+            let n = self.0.frames.fetch_add(1, Ordering::SeqCst) + 1;
+            if self.0.fail_at == Some(n) {
+                return Err(io::Error::other("disk full"));
+            }
+            Ok(())
+        }
+        fn finish(&mut self) -> io::Result<()> {
+            self.0.finished.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+        fn describe(&self) -> String {
+            "probe".into()
+        }
+    }
+
+    fn maker(p: &Probe) -> SinkMaker {
+        let p = p.clone();
+        SinkMaker::new("probe", move |_| Ok(Box::new(ProbeSink(p.clone()))))
+    }
+
+    fn audio_frame(dts: u32) -> Frame {
+        Frame::parse(8, dts, bytes::Bytes::from_static(&[0xaf, 1, 0x21])).unwrap()
+    }
+
+    #[test]
+    fn full_queue_stops_only_that_recording() {
+        let dir = temp_dir("overflow");
+        let mut cfg = config(&dir);
+        cfg.workers = 1;
+        cfg.queue_len = 4;
+        let probe = Probe::default();
+        let mut r = Recorders::start_with(cfg, vec![maker(&probe)]).unwrap();
+        let key = StreamKey::new("live", "slow").unwrap();
+        let id = r.open(&key, SystemTime::now()).unwrap();
+        let gate = probe.gate.lock().unwrap();
+        for i in 0..50 {
+            r.frame(id, &audio_frame(i * 23));
+        }
+        assert!(r.recordings[&id].stopped);
+        drop(gate);
+        // A new session on the same worker records normally.
+        let other = StreamKey::new("live", "next").unwrap();
+        let id2 = r.open(&other, SystemTime::now()).unwrap();
+        r.close(id);
+        r.close(id2);
+        r.shutdown();
+        assert!(probe.frames.load(Ordering::SeqCst) <= 6);
+        assert_eq!(probe.finished.load(Ordering::SeqCst), 2);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn failing_sink_stops_alone() {
+        let dir = temp_dir("failing");
+        let bad = Probe {
+            fail_at: Some(3),
+            ..Probe::default()
+        };
+        let good = Probe::default();
+        let mut r = Recorders::start_with(config(&dir), vec![maker(&bad), maker(&good)]).unwrap();
+        let key = StreamKey::new("live", "f").unwrap();
+        let id = r.open(&key, SystemTime::now()).unwrap();
+        for i in 0..10 {
+            r.frame(id, &audio_frame(i * 23));
+        }
+        r.close(id);
+        r.shutdown();
+        assert_eq!(bad.frames.load(Ordering::SeqCst), 3);
+        assert_eq!(bad.finished.load(Ordering::SeqCst), 1);
+        assert_eq!(good.frames.load(Ordering::SeqCst), 10);
+        assert_eq!(good.finished.load(Ordering::SeqCst), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn shutdown_finishes_open_recordings_and_off_means_none() {
+        let dir = temp_dir("shutdown");
+        let probe = Probe::default();
+        let mut r = Recorders::start_with(config(&dir), vec![maker(&probe)]).unwrap();
+        let key = StreamKey::new("live", "s").unwrap();
+        let id = r.open(&key, SystemTime::now()).unwrap();
+        r.frame(id, &audio_frame(0));
+        r.shutdown();
+        assert_eq!(probe.finished.load(Ordering::SeqCst), 1);
+        let mut off = config(&dir);
+        off.flv = false;
+        off.hls = false;
+        let mut r = Recorders::start(off).unwrap();
+        assert_eq!(r.open(&key, SystemTime::now()), None);
+        r.shutdown();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

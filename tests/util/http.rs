@@ -1,0 +1,437 @@
+//! A raw-TCP HTTP client for the tests: exact control over the request bytes and the version,
+//! the response head as sent, chunked bodies decoded while streaming, and a clear record of how
+//! the body ended (terminating chunk, EOF, or our own time limit).
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+/// Cap on what one test response may hold; a live stream of the fixtures is far below it.
+const MAX_BODY: usize = 64 << 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyEnd {
+    /// Still streaming when our time limit came.
+    TimeLimit,
+    /// The terminating zero-length chunk arrived (HTTP/1.1 live stream ended cleanly).
+    LastChunk,
+    /// Content-Length bytes arrived, or no body was expected (HEAD, 204, 304).
+    Length,
+    /// The server closed the connection (the end of a close-delimited body, or an abort).
+    Eof,
+    /// The connection was reset.
+    Reset,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    pub status: u16,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub minor_version: u8,
+    pub headers: Vec<(String, String)>,
+    /// The decoded body (chunk framing removed).
+    pub body: Vec<u8>,
+    pub chunked: bool,
+    pub end: BodyEnd,
+    /// Time from sending the request to the end of the head.
+    pub head_time: Duration,
+}
+
+impl HttpResponse {
+    /// The first header named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn body_text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Incremental chunked-body decoder.
+#[derive(Default)]
+struct Chunked {
+    /// Bytes left in the current chunk, then 2 for its CRLF.
+    left: usize,
+    in_data: bool,
+    done: bool,
+}
+
+impl Chunked {
+    /// Decodes as much of `raw` as possible into `body`; returns bytes consumed.
+    fn feed(&mut self, raw: &[u8], body: &mut Vec<u8>) -> io::Result<usize> {
+        let mut pos = 0;
+        while !self.done {
+            if self.in_data {
+                let n = self.left.min(raw.len() - pos);
+                body.extend_from_slice(&raw[pos..pos + n]);
+                pos += n;
+                self.left -= n;
+                if self.left > 0 {
+                    return Ok(pos);
+                }
+                if raw.len() - pos < 2 {
+                    return Ok(pos);
+                }
+                if &raw[pos..pos + 2] != b"\r\n" {
+                    return Err(bad("chunk data not followed by CRLF"));
+                }
+                pos += 2;
+                self.in_data = false;
+            } else {
+                let Some(eol) = raw[pos..].windows(2).position(|w| w == b"\r\n") else {
+                    if raw.len() - pos > 1024 {
+                        return Err(bad("chunk size line too long"));
+                    }
+                    return Ok(pos);
+                };
+                let line = std::str::from_utf8(&raw[pos..pos + eol])
+                    .map_err(|_| bad("chunk size line not UTF-8"))?;
+                let hex = line.split(';').next().unwrap_or("").trim();
+                let size = usize::from_str_radix(hex, 16)
+                    .map_err(|_| bad(&format!("bad chunk size line {line:?}")))?;
+                pos += eol + 2;
+                if size == 0 {
+                    // Trailers are not used by the server; the final CRLF may follow.
+                    self.done = true;
+                    return Ok(pos);
+                }
+                self.left = size;
+                self.in_data = true;
+            }
+        }
+        Ok(pos)
+    }
+}
+
+fn bad(msg: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg.to_string())
+}
+
+/// Sends `request` as is and reads the response until it ends or `max_duration` passes.
+/// `head_only`: the request was HEAD (no body follows whatever the headers say).
+pub fn http_exchange(
+    addr: SocketAddr,
+    request: &[u8],
+    max_duration: Duration,
+    head_only: bool,
+) -> io::Result<HttpResponse> {
+    let start = Instant::now();
+    let deadline = start + max_duration;
+    let mut sock = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    sock.set_nodelay(true)?;
+    sock.write_all(request)?;
+    read_response(&mut sock, start, deadline, head_only)
+}
+
+/// Reads one response from `sock` (already sent a request at `start`).
+pub fn read_response(
+    sock: &mut TcpStream,
+    start: Instant,
+    deadline: Instant,
+    head_only: bool,
+) -> io::Result<HttpResponse> {
+    let mut raw: Vec<u8> = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut resp: Option<HttpResponse> = None;
+    let mut chunked = Chunked::default();
+    let mut content_length: Option<usize> = None;
+    loop {
+        // Parse the head once it is complete.
+        if resp.is_none() {
+            let mut headers = [httparse::EMPTY_HEADER; 64];
+            let mut r = httparse::Response::new(&mut headers);
+            match r.parse(&raw) {
+                Ok(httparse::Status::Complete(n)) => {
+                    let hs: Vec<(String, String)> = r
+                        .headers
+                        .iter()
+                        .map(|h| {
+                            (
+                                h.name.to_string(),
+                                String::from_utf8_lossy(h.value).into_owned(),
+                            )
+                        })
+                        .collect();
+                    let status = r.code.unwrap_or(0);
+                    let find = |k: &str| {
+                        hs.iter()
+                            .find(|(n, _)| n.eq_ignore_ascii_case(k))
+                            .map(|(_, v)| v.clone())
+                    };
+                    let is_chunked = find("transfer-encoding")
+                        .map(|v| v.to_ascii_lowercase().contains("chunked"))
+                        .unwrap_or(false);
+                    content_length = find("content-length").and_then(|v| v.trim().parse().ok());
+                    let no_body = head_only || status == 204 || status == 304 || status < 200;
+                    if no_body {
+                        content_length = Some(0);
+                    }
+                    resp = Some(HttpResponse {
+                        status,
+                        minor_version: r.version.unwrap_or(1),
+                        headers: hs,
+                        body: Vec::new(),
+                        chunked: is_chunked && !no_body,
+                        end: BodyEnd::TimeLimit,
+                        head_time: start.elapsed(),
+                    });
+                    raw.drain(..n);
+                }
+                Ok(httparse::Status::Partial) => {
+                    if raw.len() > 64 * 1024 {
+                        return Err(bad("response head over 64 KiB"));
+                    }
+                }
+                Err(e) => return Err(bad(&format!("bad response head: {e}"))),
+            }
+        }
+        // Decode what we have of the body.
+        if let Some(r) = resp.as_mut() {
+            if r.chunked {
+                let n = chunked.feed(&raw, &mut r.body)?;
+                raw.drain(..n);
+                if chunked.done {
+                    r.end = BodyEnd::LastChunk;
+                    return Ok(resp.unwrap());
+                }
+            } else {
+                r.body.append(&mut raw);
+                if let Some(len) = content_length {
+                    if r.body.len() >= len {
+                        r.body.truncate(len);
+                        r.end = BodyEnd::Length;
+                        return Ok(resp.unwrap());
+                    }
+                }
+            }
+            if r.body.len() > MAX_BODY {
+                return Err(bad("response body over the test cap"));
+            }
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return match resp {
+                Some(r) => Ok(r),
+                None => Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "no complete response head in time",
+                )),
+            };
+        }
+        sock.set_read_timeout(Some((deadline - now).min(Duration::from_millis(200))))?;
+        let end = match sock.read(&mut buf) {
+            Ok(0) => Some(BodyEnd::Eof),
+            Ok(n) => {
+                raw.extend_from_slice(&buf[..n]);
+                None
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) =>
+            {
+                None
+            }
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => Some(BodyEnd::Reset),
+            Err(e) => return Err(e),
+        };
+        if let Some(end) = end {
+            return match resp {
+                Some(mut r) => {
+                    if !r.chunked {
+                        r.body.append(&mut raw);
+                    }
+                    r.end = end;
+                    Ok(r)
+                }
+                None => Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "connection ended before a response head ({} bytes: {:?})",
+                        raw.len(),
+                        String::from_utf8_lossy(&raw[..raw.len().min(200)])
+                    ),
+                )),
+            };
+        }
+    }
+}
+
+/// `METHOD PATH HTTP/1.x` with Host and the extra header lines.
+pub fn request_bytes(method: &str, path: &str, minor: u8, extra_headers: &[&str]) -> Vec<u8> {
+    let mut r = format!("{method} {path} HTTP/1.{minor}\r\nHost: 127.0.0.1\r\n");
+    for h in extra_headers {
+        r.push_str(h);
+        r.push_str("\r\n");
+    }
+    r.push_str("\r\n");
+    r.into_bytes()
+}
+
+/// GET over HTTP/1.1, reading until the response ends or `max_duration` passes.
+pub fn http_get(addr: SocketAddr, path: &str, max_duration: Duration) -> HttpResponse {
+    http_exchange(
+        addr,
+        &request_bytes("GET", path, 1, &[]),
+        max_duration,
+        false,
+    )
+    .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+}
+
+/// Any method and version, with extra header lines.
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    minor: u8,
+    headers: &[&str],
+    max_duration: Duration,
+) -> HttpResponse {
+    http_exchange(
+        addr,
+        &request_bytes(method, path, minor, headers),
+        max_duration,
+        method == "HEAD",
+    )
+    .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+}
+
+/// The FLV bytes of `GET path` over HTTP/1.1, for at most `max_duration`.
+pub fn http_get_flv(addr: SocketAddr, path: &str, max_duration: Duration) -> Vec<u8> {
+    http_get(addr, path, max_duration).body
+}
+
+/// GET `path` as soon as the stream is live: retries while the answer is 404 (the publisher is
+/// not there yet) for up to `wait`, then streams for at most `max_duration`.
+pub fn http_get_when_live(
+    addr: SocketAddr,
+    path: &str,
+    minor: u8,
+    wait: Duration,
+    max_duration: Duration,
+) -> HttpResponse {
+    let give_up = Instant::now() + wait;
+    loop {
+        let start = Instant::now();
+        let r = http_exchange(
+            addr,
+            &request_bytes("GET", path, minor, &[]),
+            max_duration,
+            false,
+        )
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        if r.status != 404 || Instant::now() >= give_up {
+            return r;
+        }
+        let spent = start.elapsed();
+        if spent < Duration::from_millis(30) {
+            std::thread::sleep(Duration::from_millis(30) - spent);
+        }
+    }
+}
+
+/// Waits until `GET path` stops answering 404 (with a short read), or `wait` passes.
+pub fn wait_until_live(addr: SocketAddr, path: &str, wait: Duration) -> bool {
+    let r = http_get_when_live(addr, path, 1, wait, Duration::from_millis(200));
+    r.status == 200
+}
+
+/// A TCP connection for hand-made traffic.
+pub fn raw_connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    s.set_nodelay(true).unwrap();
+    s
+}
+
+/// A TCP connection whose receive buffer is set to `rcvbuf` bytes before connecting, so that a
+/// client that never reads fills up quickly (the kernel otherwise buffers megabytes).
+#[cfg(unix)]
+pub fn raw_connect_small_rcvbuf(addr: SocketAddr, rcvbuf: i32) -> TcpStream {
+    use std::os::fd::FromRawFd;
+    let SocketAddr::V4(v4) = addr else {
+        panic!("IPv4 expected, got {addr}")
+    };
+    // SAFETY: plain socket calls on a descriptor we own; the sockaddr is fully initialised and
+    // its size passed exactly; the descriptor is handed to TcpStream, which closes it.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        assert!(fd >= 0, "socket: {}", io::Error::last_os_error());
+        let stream = TcpStream::from_raw_fd(fd);
+        let r = libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            &rcvbuf as *const i32 as *const libc::c_void,
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        );
+        assert_eq!(r, 0, "SO_RCVBUF: {}", io::Error::last_os_error());
+        let mut sa: libc::sockaddr_in = std::mem::zeroed();
+        sa.sin_family = libc::AF_INET as libc::sa_family_t;
+        sa.sin_port = v4.port().to_be();
+        sa.sin_addr.s_addr = u32::from_ne_bytes(v4.ip().octets());
+        let r = libc::connect(
+            fd,
+            &sa as *const libc::sockaddr_in as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        );
+        assert_eq!(r, 0, "connect {addr}: {}", io::Error::last_os_error());
+        stream
+    }
+}
+
+/// Reads and discards until EOF or reset; true if that came within `timeout` (the server closed
+/// the connection), false if data kept coming or the socket stayed silent and open.
+pub fn closed_within(sock: &mut TcpStream, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            return false;
+        }
+        let _ = sock.set_read_timeout(Some((deadline - now).min(Duration::from_millis(200))));
+        match sock.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) => {}
+            Err(_) => return true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunked_decoder_handles_every_split() {
+        let raw = b"5\r\nhello\r\n1;ext=1\r\n \r\n6\r\nworld!\r\n0\r\n\r\n";
+        for cut in 0..raw.len() {
+            let mut c = Chunked::default();
+            let mut body = Vec::new();
+            let mut pending = raw[..cut].to_vec();
+            let n = c.feed(&pending, &mut body).unwrap();
+            pending.drain(..n);
+            pending.extend_from_slice(&raw[cut..]);
+            let n = c.feed(&pending, &mut body).unwrap();
+            assert!(c.done, "cut {cut}");
+            assert_eq!(body, b"hello world!", "cut {cut}");
+            assert!(n <= pending.len());
+        }
+    }
+}
