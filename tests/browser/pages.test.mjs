@@ -347,6 +347,12 @@ browserTest("play.html plays HLS live", async () => {
   await playPage("play-hls-live", "/play.html?app=live&stream=stream", [["HLS recorder playlist", "/hls/live/stream/index.m3u8"]], 40000);
 });
 
+browserTest("play_merge.html follows a live fMP4 recording", async () => {
+  skipIfNoTools();
+  await playPage("play-merge-live", "/play_merge.html?app=live&stream=stream&mode=muxed",
+    [["fMP4 recorder playlist (live)", "/mp4/live/stream/output_merge/index.m3u8"]], 40000);
+});
+
 browserTest("index.html reconnects when the stream comes back", async () => {
   skipIfNoTools();
   let pub = publish(FIXTURE, "flap", true);
@@ -395,7 +401,14 @@ browserTest("mp4.html plays the merged MP4 after the publish ended", async () =>
   skipIfNoTools();
   await vodEnded();
   const f = "/mp4/live/vod/output_merge/stream_full.mp4";
-  await playPage("mp4-merged", "/mp4.html?app=live&stream=vod", [["merged MP4 (fMP4 recorder)", f]]);
+  // Then seek: the merged file is progressive (moov first) and served with Range, so a jump plays at once.
+  await playPage("mp4-merged", "/mp4.html?app=live&stream=vod", [["merged MP4 (fMP4 recorder)", f]], 30000, async page => {
+    await page.evaluate(() => { document.querySelector("video").currentTime = 7; });
+    await page.waitForFunction(() => {
+      const v = document.querySelector("video");
+      return !v.seeking && v.currentTime > 7.5;
+    }, null, { timeout: 10000, polling: 250 });
+  });
 });
 
 browserTest("play_merge.html plays muxed fMP4 segments", async () => {
