@@ -31,5 +31,5 @@ bash tools/vendor.sh || exit 1
 if [ -z "${RTMPD_BIN:-}" ]; then
     cargo build || exit 1
 fi
-# The suite's timings assume one browser at a time.
-exec node --test --test-concurrency=1 tests/browser/
+# One file: its tests run one after another (they share one server and one browser).
+exec node --test tests/browser/pages.test.mjs

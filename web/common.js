@@ -112,7 +112,10 @@ const rtmpd = (() => {
         for (const base of candidates()) {
           try {
             const j = await getJSON(base + "/api/streams");
-            if (j && Array.isArray(j.streams)) return base;
+            if (j && Array.isArray(j.streams)) {
+              await learnPorts(base);
+              return base;
+            }
           } catch (e) {
             last = e;
           }
@@ -122,6 +125,19 @@ const rtmpd = (() => {
       })();
     }
     return apiPromise;
+  }
+  // When /api/server reports the listeners ("ports": {"rtmp", "http", "web"}), use them: the RTMP URL shown to
+  // publishers, and HTTP-FLV on the HTTP port even when this page came from the web port (which may answer
+  // /api/* but never serves live FLV). Older servers do not say: then 1935 and the API's own origin.
+  async function learnPorts(base) {
+    try {
+      const srv = await getJSON(base + "/api/server");
+      const p = srv && srv.ports;
+      if (p && Number(p.rtmp) > 0) state.rtmpPort = Number(p.rtmp);
+      if (p && Number(p.http) > 0) state.httpPort = Number(p.http);
+    } catch (e) {
+      // not fatal: the defaults above apply
+    }
   }
   async function streams() {
     const base = await api();
@@ -135,8 +151,10 @@ const rtmpd = (() => {
   }
 
   // HTTP-FLV / WS-FLV on the API's origin.
-  function liveUrl(base, transport) {
-    const u = new URL(base + "/" + path + ".flv");
+  function liveUrl(base, transport, otherApp, otherStream) {
+    const p = otherApp ? encodeURIComponent(otherApp) + "/" + encodeURIComponent(otherStream) : path;
+    const u = new URL(base + "/" + p + ".flv");
+    if (state.httpPort && !params.get("api")) u.port = String(state.httpPort);
     if (transport === "ws") u.protocol = u.protocol === "https:" ? "wss:" : "ws:";
     return u.href;
   }

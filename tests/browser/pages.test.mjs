@@ -2,7 +2,7 @@
 // headless Chromium (driven by playwright-core) playing every page until its <video> has played 3 s, with no
 // page errors and no console errors. Screenshots go to tests/artifacts/ (look at them).
 //
-// Run: node --test --test-concurrency=1 tests/browser/   (or tools/browser-test.sh, which also installs)
+// Run: node --test tests/browser/pages.test.mjs   (or tools/browser-test.sh, which also installs and builds)
 // Env: RTMPD_BIN (default target/debug/rtmpd), CHROMIUM (default /usr/bin/chromium),
 //      RTMPD_REQUIRE_TOOLS=1 turns "skipped: ..." into a failure (CI).
 //
