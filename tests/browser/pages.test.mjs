@@ -140,7 +140,7 @@ before(async () => {
     // directory, the rest passed through to the origin. Never the default.
     const { startDevServer } = await import("./devserver.mjs");
     const roots = { "/hls": path.join(dataDir, "hls"), "/mp4": path.join(dataDir, "mp4"), "/flv": path.join(dataDir, "flv"), "/": WEB };
-    const dev = await startDevServer(roots, ports.http);
+    const dev = await startDevServer(roots, ports.http, dataDir);
     devServer = dev.server;
     pageBase = `http://127.0.0.1:${dev.port}`;
     console.log(`# RTMPD_TEST_PAGES=local: pages served by tests/browser/devserver.mjs at ${pageBase}, not by the origin`);
