@@ -285,6 +285,14 @@ test("no page names 127.0.0.1 or localhost", () => {
   assert.ok(fs.existsSync(path.join(WEB, "home.html")), "web/home.html exists");
 });
 
+test("the CDN fallbacks name the versions pinned in web/package.json", () => {
+  const pinned = JSON.parse(fs.readFileSync(path.join(WEB, "package.json"), "utf8")).dependencies;
+  const common = fs.readFileSync(path.join(WEB, "common.js"), "utf8");
+  const cdn = [...common.matchAll(/cdn\.jsdelivr\.net\/npm\/([^@/]+)@([^/]+)\//g)].map(m => [m[1], m[2]]);
+  assert.equal(cdn.length, 2);
+  for (const [name, version] of cdn) assert.equal(version, pinned[name], `${name} in common.js vs package.json`);
+});
+
 browserTest("home page lists the live stream", async () => {
   skipIfNoTools();
   const p = await open("home", "/");
@@ -330,6 +338,45 @@ browserTest("index.html plays WS-FLV live", async () => {
   skipIfNoTools();
   const info = await playPage("index-ws-flv", "/index.html?app=live&stream=stream&transport=ws");
   assert.equal(info.state.transport, "ws");
+});
+
+browserTest("index.html from the web port plays HTTP-FLV from the HTTP port (CORS)", async () => {
+  skipIfNoTools();
+  if (!ports.web) assert.fail("BLOCKED (server side): this rtmpd has no --web-port");
+  // The web port serves files only; ?api= names the HTTP port (the pages would try :8501 on their own).
+  const viaWeb = `http://127.0.0.1:${ports.web}/index.html?stream=stream&api=${encodeURIComponent(originBase)}`;
+  const save = pageBase;
+  pageBase = `http://127.0.0.1:${ports.web}`;
+  try {
+    await playPage("index-web-port", viaWeb.slice(pageBase.length));
+  } finally {
+    pageBase = save;
+  }
+});
+
+browserTest("without /vendor/ a page says so and loads the library's CDN copy", async () => {
+  skipIfNoTools();
+  // Nothing leaves the machine: /vendor/ is made to answer 404, and the CDN request is answered here with
+  // the same file, so this checks the page's fallback, not the CDN.
+  const lib = path.join(WEB, "vendor", "mpegts.js");
+  assert.ok(fs.existsSync(lib), "web/vendor/mpegts.js (run tools/vendor.sh)");
+  const page = await ctx.newPage();
+  const cdnAsked = [];
+  await page.route("**/vendor/**", r => r.fulfill({ status: 404, body: "Not found." }));
+  await page.route(/^https:\/\/cdn\.jsdelivr\.net\//, r => {
+    cdnAsked.push(r.request().url());
+    r.fulfill({ status: 200, contentType: "text/javascript", body: fs.readFileSync(lib) });
+  });
+  await page.goto(pageBase + "/index.html?stream=stream");
+  try {
+    await page.waitForFunction(() => document.querySelector("video").currentTime >= 2, null, { timeout: 20000 });
+  } finally {
+    await page.screenshot({ path: path.join(ARTIFACTS, "index-cdn-fallback.png"), fullPage: true }).catch(() => {});
+  }
+  const notices = await page.evaluate(() => window.rtmpdState.notices);
+  await page.close();
+  assert.deepEqual(cdnAsked, ["https://cdn.jsdelivr.net/npm/mpegts.js@1.8.2/dist/mpegts.js"]);
+  assert.ok(notices.some(n => n.includes("/vendor/mpegts.js is missing") && n.includes("CDN")), JSON.stringify(notices));
 });
 
 browserTest("index.html plays an audio-only stream", async () => {
