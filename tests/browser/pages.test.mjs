@@ -379,6 +379,21 @@ browserTest("without /vendor/ a page says so and loads the library's CDN copy", 
   assert.ok(notices.some(n => n.includes("/vendor/mpegts.js is missing") && n.includes("CDN")), JSON.stringify(notices));
 });
 
+browserTest("index.html says when the stream is not live", async () => {
+  skipIfNoTools();
+  const p = await open("index-not-live", "/index.html?stream=nobody_here");
+  let st = "";
+  try {
+    await p.page.waitForFunction(() => /is not live/.test(document.getElementById("status").textContent), null, { timeout: 10000 });
+    st = await p.page.evaluate(() => document.getElementById("status").textContent);
+  } finally {
+    await shot(p);
+    await p.page.close();
+  }
+  assert.match(st, /live\/nobody_here is not live \(publish to rtmp:\/\/.*\/live\/nobody_here\)/);
+  assert.deepEqual(p.errors, [], "asking /api/streams first means no failed request");
+});
+
 browserTest("index.html plays an audio-only stream", async () => {
   skipIfNoTools();
   await playPage("index-audio-only", "/index.html?stream=audio");
