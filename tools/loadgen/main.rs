@@ -851,7 +851,7 @@ impl Viewer {
         token: Token,
         registry: &Registry,
         seed: u64,
-    ) -> Result<Viewer, (Stats, String)> {
+    ) -> Result<Viewer, String> {
         let now = Instant::now();
         let proto = match target.proto {
             Proto::Rtmp => ProtoState::Rtmp {
@@ -872,11 +872,11 @@ impl Viewer {
         };
         let mut sock = match TcpStream::connect(target.addr) {
             Ok(s) => s,
-            Err(e) => return Err((Stats::new(now), format!("connect: {e}"))),
+            Err(e) => return Err(format!("connect: {e}")),
         };
         if let Err(e) = registry.register(&mut sock, token, Interest::READABLE | Interest::WRITABLE)
         {
-            return Err((Stats::new(now), format!("register: {e}")));
+            return Err(format!("register: {e}"));
         }
         Ok(Viewer {
             sock: Some(sock),
@@ -1260,7 +1260,7 @@ fn run(config: &Config) -> Result<Report, String> {
             let seed = seed_base ^ (started as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
             match Viewer::start(&config.target, token, poll.registry(), seed) {
                 Ok(v) => viewers.push(v),
-                Err(f) => early_failures.push(f),
+                Err(e) => early_failures.push((Stats::new(now), e)),
             }
             started += 1;
         }
@@ -1872,7 +1872,7 @@ mod tests {
     fn dropped_frames_are_not_the_full_stream() {
         let t0 = Instant::now();
         let mut s = Stats::new(t0);
-        let mut at = |s: &mut Stats, track, key, config, dts, ms| {
+        let at = |s: &mut Stats, track, key, config, dts, ms| {
             let now = t0 + Duration::from_millis(ms);
             s.on_frame(track, key, config, dts, now);
             s.end_read(now);
