@@ -4,4 +4,5 @@ mod behaviour;
 mod cli;
 mod http;
 mod live;
+mod record;
 mod robustness;
