@@ -886,7 +886,7 @@ fn sigkill_leaves_readable_files_and_restart_repairs() {
     loop {
         let n_ts = files_with(&hls, ".ts").len();
         let n_m4s = files_with(&mp4.join("output_merge"), ".m4s").len();
-        if n_ts >= 4 && n_m4s >= 4 {
+        if n_ts >= 3 && n_m4s >= 3 {
             break;
         }
         assert!(
