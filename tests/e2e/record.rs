@@ -312,7 +312,7 @@ impl PlaylistWatcher {
 /// TS: the PIDs of the first packets and the NAL types of the first video PES.
 fn check_ts_segment(bytes: &[u8], video: bool, what: &str) {
     assert!(
-        !bytes.is_empty() && bytes.len() % 188 == 0,
+        !bytes.is_empty() && bytes.len().is_multiple_of(188),
         "{what}: {} bytes is not whole 188-byte packets",
         bytes.len()
     );
@@ -1056,4 +1056,76 @@ fn full_disk_stops_the_recorder_not_the_viewer() {
     );
     parse_flv(&bytes).assert_valid("FLV cut by the size limit", true);
     assert_decodes(&flvs[0], &[], "FLV cut by the size limit");
+}
+
+/// SIGTERM (as Ctrl-C) while a stream is live finalises every open recording before the exit:
+/// the playlists get ENDLIST, the FLV metadata is patched, `stream_full.mp4` is built.
+#[test]
+fn sigterm_finalises_open_recordings() {
+    if !require_tool("ffmpeg") || !require_tool("ffprobe") {
+        return;
+    }
+    let dd = DataDir::new();
+    let mut server = Server::builder()
+        .args(["--data-dir".to_string(), dd.arg()])
+        .no_web()
+        .start();
+    let name = unique_stream("term");
+    let key = format!("live/{name}");
+    let hls = data(&dd.0, "hls", "live", &name);
+    let mp4 = data(&dd.0, "mp4", "live", &name);
+    let mut ff = ffmpeg_publish("fixture.flv", &server.rtmp_url(&key), &[]);
+    let deadline = Instant::now() + PUBLISH;
+    while files_with(&hls, ".ts").len() < 2 {
+        assert!(Instant::now() < deadline, "no HLS segments");
+        assert!(ff.is_running(), "publisher ended early: {}", ff.stderr());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = server.terminate(Duration::from_secs(20));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "rtmpd did not exit 0 after SIGTERM: {status:?}"
+    );
+    ff.kill();
+    assert!(
+        server.log_contains("finalising recordings"),
+        "no finalising line"
+    );
+
+    let flvs = files_with(&data(&dd.0, "flv", "live", &name), ".flv");
+    assert_eq!(flvs.len(), 1, "FLV files: {flvs:?}");
+    let bytes = std::fs::read(&flvs[0]).unwrap();
+    parse_flv(&bytes).assert_valid("FLV after SIGTERM", true);
+    assert_decodes(&flvs[0], &[], "FLV after SIGTERM");
+    // onMetaData's `filesize` and `duration` (AMF0 numbers after their names) patched at the end.
+    let number_after = |name: &[u8]| -> Option<f64> {
+        let at = bytes.windows(name.len()).position(|w| w == name)? + name.len();
+        (bytes.get(at) == Some(&0)).then_some(())?;
+        Some(f64::from_be_bytes(
+            bytes.get(at + 1..at + 9)?.try_into().ok()?,
+        ))
+    };
+    assert_eq!(
+        number_after(b"filesize"),
+        Some(bytes.len() as f64),
+        "FLV metadata filesize"
+    );
+    let duration = number_after(b"duration").unwrap_or(0.0);
+    assert!(duration > 2.0, "FLV metadata duration {duration}");
+    for pl in [
+        hls.join("index.m3u8"),
+        mp4.join("output_merge/index.m3u8"),
+        mp4.join("output_separate/video.m3u8"),
+        mp4.join("output_separate/audio.m3u8"),
+    ] {
+        assert!(read_playlist(&pl).endlist, "{}: no ENDLIST", pl.display());
+    }
+    assert_decodes(&hls.join("index.m3u8"), &[], "HLS after SIGTERM");
+    let full = mp4.join("output_merge/stream_full.mp4");
+    assert_decodes(&full, &[], "stream_full.mp4 after SIGTERM");
+    let boxes = top_boxes(&std::fs::read(&full).unwrap());
+    assert!(
+        boxes.iter().position(|b| b == "moov") < boxes.iter().position(|b| b == "mdat"),
+        "moov after mdat: {boxes:?}"
+    );
 }
