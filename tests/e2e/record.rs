@@ -50,8 +50,8 @@ impl Drop for DataDir {
     }
 }
 
-fn run(cmd: &mut Command) -> (bool, String, String) {
-    let cmd = std::mem::replace(cmd, Command::new("true"));
+/// Runs a tool to its end (at most `TOOL`): (success, stdout, stderr).
+fn run(cmd: Command) -> (bool, String, String) {
     let mut p = Proc::spawn(cmd);
     let status = p.wait_or_panic(TOOL);
     (status.success(), p.stdout(), p.stderr())
@@ -65,7 +65,7 @@ fn assert_decodes(input: &Path, pre: &[&str], what: &str) {
         .arg("-i")
         .arg(input)
         .args(["-f", "null", "-"]);
-    let (ok, _, err) = run(&mut c);
+    let (ok, _, err) = run(c);
     assert!(
         ok && err.trim().is_empty(),
         "{what}: ffmpeg decode of {} (ok {ok}) printed:\n{err}",
@@ -81,7 +81,7 @@ fn assert_probes(input: &Path, pre: &[&str], what: &str) -> String {
         .args(pre)
         .args(["-show_format", "-show_streams"])
         .arg(input);
-    let (ok, out, err) = run(&mut c);
+    let (ok, out, err) = run(c);
     assert!(
         ok && err.trim().is_empty(),
         "{what}: ffprobe {} (ok {ok}) printed:\n{err}",
@@ -98,7 +98,7 @@ fn decoded_frames(input: &Path, pre: &[&str], sel: &str) -> u64 {
         .args(["-count_frames", "-select_streams", sel])
         .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
         .arg(input);
-    let (ok, out, err) = run(&mut c);
+    let (ok, out, err) = run(c);
     assert!(ok, "ffprobe -count_frames {}: {err}", input.display());
     // HLS input lists the stream under its program too: the first figure is the stream's.
     out.lines()
@@ -114,7 +114,7 @@ fn packet_pts(input: &Path, pre: &[&str], sel: &str) -> Vec<f64> {
         .args(["-select_streams", sel])
         .args(["-show_entries", "packet=pts_time", "-of", "csv=p=0"])
         .arg(input);
-    let (ok, out, err) = run(&mut c);
+    let (ok, out, err) = run(c);
     assert!(ok, "ffprobe packets {}: {err}", input.display());
     out.lines()
         .filter_map(|l| l.trim().trim_end_matches(',').parse::<f64>().ok())
@@ -690,7 +690,7 @@ fn check_merge_cli_identical(merge_dir: &Path, scratch: &Path) {
     assert!(n > 1, "no segments to merge in {}", merge_dir.display());
     let mut c = Command::new(binary());
     c.arg("merge").arg(&copy);
-    let (ok, out, err) = run(&mut c);
+    let (ok, out, err) = run(c);
     assert!(ok, "rtmpd merge {}: {out}{err}", copy.display());
     let a =
         std::fs::read(copy.join("stream_full.mp4")).expect("rtmpd merge wrote no stream_full.mp4");
@@ -1001,7 +1001,7 @@ fn full_disk_stops_the_recorder_not_the_viewer() {
     let mut c = Command::new("prlimit");
     c.arg(format!("--pid={}", server.pid()))
         .arg("--fsize=250000:250000");
-    let (ok, out, err) = run(&mut c);
+    let (ok, out, err) = run(c);
     assert!(ok, "prlimit: {out}{err}");
     let name = unique_stream("full");
     let key = format!("live/{name}");
