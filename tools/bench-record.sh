@@ -61,6 +61,7 @@ start_server() {
     shift
     rm -rf "$dir"
     mkdir -p "$dir"
+    : > "$dir.log"
     "$BIN" --bind 127.0.0.1 --rtmp-port 0 --http-port 0 --no-web --data-dir "$dir" "$@" \
         > "$dir.log" 2>&1 &
     SERVER_PID=$!
