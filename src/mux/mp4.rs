@@ -1015,4 +1015,24 @@ mod tests {
         }
         assert!(m.layout().is_err(), "nothing to write");
     }
+
+    #[test]
+    fn duration_runs_stay_merged_when_the_last_one_changes() {
+        let mut m = Merger::new(video_init());
+        let t = &mut m.tables[0];
+        for d in [3000, 3000, 3000] {
+            t.push_duration(d);
+        }
+        // A tfdt gap stretches the last sample: a run of its own...
+        t.set_last_duration(4500);
+        assert_eq!(t.durations, vec![(2, 3000), (1, 4500)]);
+        // ...which merges back when it is set to the run before it.
+        t.set_last_duration(3000);
+        assert_eq!(t.durations, vec![(3, 3000)]);
+        t.push_duration(4500);
+        t.set_last_duration(3000);
+        assert_eq!(t.durations, vec![(4, 3000)]);
+        assert_eq!(t.duration(), 12000);
+        assert_eq!(t.last_duration(), 3000);
+    }
 }
