@@ -992,15 +992,17 @@ fn full_disk_stops_the_recorder_not_the_viewer() {
     if !require_tool("ffmpeg") || !require_tool("prlimit") {
         return;
     }
+    const LIMIT: usize = 100_000;
     let dd = DataDir::new();
     let mut server = Server::builder()
         .args(["--data-dir".to_string(), dd.arg()])
         .no_web()
         .start();
-    // 250 kB: the FLV file (400 kB) and the merged MP4 hit it; TS and m4s segments stay under.
+    // 100 kB: the FLV file (400 kB), the first 4 s TS segment (200 kB) and fMP4 segment
+    // (155 kB) all hit it.
     let mut c = Command::new("prlimit");
     c.arg(format!("--pid={}", server.pid()))
-        .arg("--fsize=250000:250000");
+        .arg(format!("--fsize={LIMIT}:{LIMIT}"));
     let (ok, out, err) = run(c);
     assert!(ok, "prlimit: {out}{err}");
     let name = unique_stream("full");
@@ -1028,34 +1030,77 @@ fn full_disk_stops_the_recorder_not_the_viewer() {
         None,
         "HTTP-FLV viewer with a full disk",
     );
+    // One error line per recorder, naming the stream and the file.
     let flv_dir = data(&dd.0, "flv", "live", &name);
-    let line = server.wait_for_log_where(
-        |l| l.contains("[ERROR]") && l.contains("FLV") && l.contains("stopped"),
-        FINALISE,
-    );
-    let line =
-        line.unwrap_or_else(|| panic!("no FLV error line; log:\n{}", server.logs().join("\n")));
-    assert!(
-        line.contains(&key),
-        "error line does not name the stream: {line}"
-    );
-    assert!(
-        line.contains(&flv_dir.display().to_string()),
-        "error line does not name the path {}: {line}",
-        flv_dir.display()
-    );
+    let hls = data(&dd.0, "hls", "live", &name);
+    let mp4 = data(&dd.0, "mp4", "live", &name);
+    for (kind, dir) in [("FLV", &flv_dir), ("HLS", &hls), ("fmp4", &mp4)] {
+        let line = server.wait_for_log_where(
+            |l| l.contains("[ERROR]") && l.contains(kind) && l.contains("stopped"),
+            FINALISE,
+        );
+        let line = line.unwrap_or_else(|| panic!("no {kind} error line"));
+        assert!(
+            line.contains(&key),
+            "error line does not name the stream: {line}"
+        );
+        assert!(
+            line.contains(&dir.display().to_string()) && line.contains("File too large"),
+            "error line does not name the path under {} and the cause: {line}",
+            dir.display()
+        );
+    }
+    // The end of the session (the fMP4 recorder merges then) writes nothing more either.
+    std::thread::sleep(Duration::from_millis(500));
     server.assert_running();
-    // What was written up to the limit is still a readable FLV.
+
+    // What was written up to the limit is still a readable FLV, cut at a whole tag.
     let flvs = files_with(&flv_dir, ".flv");
     assert_eq!(flvs.len(), 1);
     let bytes = std::fs::read(&flvs[0]).unwrap();
+    assert!(bytes.len() <= LIMIT, "{} bytes past the limit", bytes.len());
+    let s = parse_flv(&bytes);
+    s.assert_valid("FLV cut by the size limit", true);
     assert!(
-        bytes.len() <= 250_000,
-        "{} bytes past the limit",
-        bytes.len()
+        count_pictures(&s.frames) > 10,
+        "FLV cut by the limit: too few frames"
     );
-    parse_flv(&bytes).assert_valid("FLV cut by the size limit", true);
     assert_decodes(&flvs[0], &[], "FLV cut by the size limit");
+    // HLS and fMP4 list nothing they did not write whole, and leave no partial temp files.
+    for dir in [
+        &hls,
+        &mp4.join("output_merge"),
+        &mp4.join("output_separate"),
+    ] {
+        let tmps = files_with(dir, ".tmp");
+        assert!(tmps.is_empty(), "temp files left: {tmps:?}");
+        for pl in files_with(dir, ".m3u8")
+            .into_iter()
+            .filter(|p| !p.ends_with("master.m3u8"))
+        {
+            let p = read_playlist(&pl);
+            assert!(p.endlist, "{}: no ENDLIST", pl.display());
+            for (_, uri) in &p.segments {
+                assert!(
+                    dir.join(uri).is_file(),
+                    "{} lists missing {uri}",
+                    pl.display()
+                );
+            }
+        }
+    }
+    // The fMP4 recorder stopped at its first segment: no later segment, no merged file made of
+    // the tail passing for the whole.
+    let merge = mp4.join("output_merge");
+    assert!(
+        numbered(&merge, "segment_", ".m4s").is_empty(),
+        "segments written after the failure: {:?}",
+        numbered(&merge, "segment_", ".m4s")
+    );
+    assert!(
+        !merge.join("stream_full.mp4").exists(),
+        "stream_full.mp4 from after the failure"
+    );
 }
 
 /// SIGTERM (as Ctrl-C) while a stream is live finalises every open recording before the exit:
