@@ -36,6 +36,10 @@ const LISTENER_BASE: usize = usize::MAX - 16;
 /// Reads per connection per wakeup before others get their turn.
 const READS_PER_WAKEUP: usize = 16;
 const READ_CHUNK: usize = 64 * 1024;
+/// File-body bytes one connection may write per turn of the loop. A fast reader on loopback keeps
+/// the socket writable, so without a budget one download would run to its end inside one call
+/// and every other client would wait for it (measured: 0.5 s stalls during a 1 GB download).
+const FILE_BYTES_PER_TURN: usize = 1 << 20;
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 const STATS_EVERY: Duration = Duration::from_secs(10);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -82,6 +86,8 @@ pub struct Server {
     to_free: Vec<usize>,
     /// Connections that still had input when their read budget ran out.
     pending_read: Vec<usize>,
+    /// Connections that spent their file-body budget while still writable: continued next turn.
+    pending_write: Vec<usize>,
     shutdown: Arc<AtomicBool>,
     totals: Totals,
     next_flush: Instant,
@@ -258,6 +264,7 @@ impl Server {
             dirty: Vec::new(),
             to_free: Vec::new(),
             pending_read: Vec::new(),
+            pending_write: Vec::new(),
             shutdown,
             totals: Totals::default(),
             next_flush: now,
@@ -303,6 +310,9 @@ impl Server {
             for t in std::mem::take(&mut self.pending_read) {
                 self.on_readable(t);
             }
+            for t in std::mem::take(&mut self.pending_write) {
+                self.write_conn(t);
+            }
             self.timers();
             self.free_closed();
             if self.shutdown.load(Ordering::SeqCst) {
@@ -313,7 +323,7 @@ impl Server {
     }
 
     fn poll_timeout(&self) -> Duration {
-        if !self.pending_read.is_empty() {
+        if !self.pending_read.is_empty() || !self.pending_write.is_empty() {
             return Duration::ZERO;
         }
         let now = Instant::now();
@@ -486,7 +496,12 @@ impl Server {
         let mut written = 0usize;
         let mut result = write_outbox(&mut conn.socket, &mut conn.out, &mut written);
         let mut body_done = false;
+        let mut yielded = false;
         while let (Ok(true), Some(body)) = (&result, conn.body.as_mut()) {
+            if written >= FILE_BYTES_PER_TURN {
+                yielded = true;
+                break;
+            }
             result = match body.next_chunk() {
                 Ok(Some(chunk)) => {
                     conn.out.push(chunk);
@@ -507,6 +522,11 @@ impl Server {
         }
         conn.bytes_out += written as u64;
         self.totals.bytes_out += written as u64;
+        if yielded {
+            // Still writable with body left: come back after the others had their turn.
+            self.pending_write.push(token);
+            return;
+        }
         match result {
             Err(e) => {
                 let reason = format!("write error: {e}");

@@ -356,10 +356,14 @@ fn a_stalled_reader_does_not_slow_other_clients() {
     let start = Instant::now();
     let mut worst = Duration::ZERO;
     let mut n = 0;
+    let mut next_read = start;
     while start.elapsed() < Duration::from_secs(3) {
-        // One KiB now and then: the server's socket stays full, the download stuck.
-        if let Ok(k) = slow.read(&mut tiny) {
-            slow_got += k;
+        // One KiB every 100 ms: the server's socket stays full, the download stuck.
+        if Instant::now() >= next_read {
+            if let Ok(k) = slow.read(&mut tiny) {
+                slow_got += k;
+            }
+            next_read += Duration::from_millis(100);
         }
         let t = Instant::now();
         let r = fetch(gw.addr, "GET", "/", &[]);
@@ -376,7 +380,7 @@ fn a_stalled_reader_does_not_slow_other_clients() {
         worst < Duration::from_secs(1),
         "a small request took {worst:?} beside a stalled reader"
     );
-    assert!(slow_got < 64 << 20, "the stalled reader was not stalled");
+    assert!(slow_got < 1 << 20, "the stalled reader was not stalled");
 }
 
 #[test]
