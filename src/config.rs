@@ -299,8 +299,12 @@ fn usage(opts: &Options, brief: &str) -> String {
     opts.usage(brief)
 }
 
-const ORIGIN_BRIEF: &str =
-    "Usage: rtmpd [OPTIONS]\n\nThe origin: RTMP publish and play, HTTP-FLV and WebSocket-FLV.";
+const ORIGIN_BRIEF: &str = "Usage: rtmpd [OPTIONS]
+       rtmpd file-gateway [HOST [PORT [ROOT]]] [OPTIONS]   (see rtmpd file-gateway --help)
+       rtmpd merge DIR
+
+The origin: RTMP publish and play; HTTP-FLV, WebSocket-FLV, the API and static files on the
+HTTP port; pages and recordings on the web port; FLV, HLS and fMP4/MP4 recordings.";
 
 fn num<T: std::str::FromStr>(
     m: &getopts::Matches,

@@ -298,17 +298,22 @@ impl Server {
                     WAKER => {}
                     Token(t) if t >= LISTENER_BASE => self.accept(t - LISTENER_BASE),
                     Token(t) => {
-                        if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            self.on_readable(t);
-                        }
-                        if event.is_writable() {
-                            self.write_conn(t);
-                        }
+                        let readable =
+                            event.is_readable() || event.is_read_closed() || event.is_error();
+                        let writable = event.is_writable();
+                        self.guarded(t, |s| {
+                            if readable {
+                                s.on_readable(t);
+                            }
+                            if writable {
+                                s.write_conn(t);
+                            }
+                        });
                     }
                 }
             }
             for t in std::mem::take(&mut self.pending_read) {
-                self.on_readable(t);
+                self.guarded(t, |s| s.on_readable(t));
             }
             for t in std::mem::take(&mut self.pending_write) {
                 self.write_conn(t);
@@ -319,6 +324,25 @@ impl Server {
                 self.shut_down();
                 return Ok(());
             }
+        }
+    }
+
+    /// Runs one connection's work. A bug that panics costs that connection, not the process and
+    /// every other stream: the panic is logged and the connection closed.
+    fn guarded(&mut self, token: usize, work: impl FnOnce(&mut Server)) {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(self)));
+        if outcome.is_err() {
+            if self.scratch.len() != READ_CHUNK {
+                // The panic unwound past on_readable while it held the read buffer.
+                self.scratch = vec![0; READ_CHUNK];
+            }
+            let peer = self
+                .conns
+                .get(token)
+                .map(|c| c.peer.to_string())
+                .unwrap_or_default();
+            error!("internal error while serving {peer}; connection closed (this is a bug, please report it)");
+            self.close(token, "internal error");
         }
     }
 
