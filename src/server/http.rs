@@ -20,6 +20,10 @@ use crate::http::ws::{self, WsInputEvent, WsSession};
 use crate::hub::OutputForm;
 use crate::media::StreamKey;
 
+/// Answers queued on one connection before its pipelined requests wait for them to drain: without
+/// it, 32 KiB of tiny pipelined GETs for a 64 KiB file would queue 100 MB of answers.
+const PIPELINE_OUT_MAX: usize = 256 * 1024;
+
 impl Server {
     pub(super) fn http_input(&mut self, token: usize, data: &[u8]) {
         let Some(conn) = self.conns.get_mut(token) else {
@@ -80,6 +84,7 @@ impl Server {
             if conn.closed
                 || conn.close_after_flush
                 || conn.body.is_some()
+                || conn.out.len() > PIPELINE_OUT_MAX
                 || !matches!(conn.state, ConnState::HttpHead { .. })
             {
                 break;

@@ -88,6 +88,8 @@ pub struct Server {
     pending_read: Vec<usize>,
     /// Connections that spent their file-body budget while still writable: continued next turn.
     pending_write: Vec<usize>,
+    /// HTTP connections whose answers drained while pipelined requests wait: parsed next turn.
+    pending_parse: Vec<usize>,
     shutdown: Arc<AtomicBool>,
     totals: Totals,
     next_flush: Instant,
@@ -265,6 +267,7 @@ impl Server {
             to_free: Vec::new(),
             pending_read: Vec::new(),
             pending_write: Vec::new(),
+            pending_parse: Vec::new(),
             shutdown,
             totals: Totals::default(),
             next_flush: now,
@@ -318,6 +321,9 @@ impl Server {
             for t in std::mem::take(&mut self.pending_write) {
                 self.write_conn(t);
             }
+            for t in std::mem::take(&mut self.pending_parse) {
+                self.http_parse(t);
+            }
             self.timers();
             self.free_closed();
             if self.shutdown.load(Ordering::SeqCst) {
@@ -347,7 +353,10 @@ impl Server {
     }
 
     fn poll_timeout(&self) -> Duration {
-        if !self.pending_read.is_empty() || !self.pending_write.is_empty() {
+        if !self.pending_read.is_empty()
+            || !self.pending_write.is_empty()
+            || !self.pending_parse.is_empty()
+        {
             return Duration::ZERO;
         }
         let now = Instant::now();
@@ -583,6 +592,9 @@ impl Server {
                 } else if body_done {
                     // Pipelined requests wait while a body is sent; answer the next one now.
                     self.http_parse(token);
+                } else if drained && written > 0 && !conn.head.is_empty() {
+                    // Parsing pauses while answers pile up (http::PIPELINE_OUT_MAX); they are out now.
+                    self.pending_parse.push(token);
                 }
             }
         }

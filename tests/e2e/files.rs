@@ -796,3 +796,34 @@ fn access_log_lines_go_to_stderr_or_the_access_log_file() {
         "access lines on stderr despite --access-log"
     );
 }
+
+#[test]
+fn a_pipelined_flood_is_answered_in_full_without_piling_up_answers_in_memory() {
+    let root = TempRoot::new("flood");
+    let data = pattern_bytes(60_000);
+    root.write("a", &data);
+    let gw = Gateway::start(&root.path, &[]);
+    assert_eq!(fetch(gw.addr, "GET", "/a", &[]).body, data);
+    let before = proc_status_kb(gw.pid(), "VmHWM");
+    // About 1,500 requests in 30 KB (under the pending-head limit), each answered with 60 KB: 90 MB
+    // of answers if the server queued them all while the client is not reading.
+    let one = b"GET /a HTTP/1.1\r\n\r\n";
+    let n = 30_000 / one.len();
+    let mut sock = raw_connect_small_rcvbuf(gw.addr, 4096);
+    sock.write_all(&one.repeat(n)).unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    let stalled = proc_status_kb(gw.pid(), "VmHWM");
+    let mut c = PipeReader::new(sock);
+    for i in 0..n {
+        let r = c
+            .next(false, T)
+            .unwrap_or_else(|e| panic!("answer #{i} of {n}: {e}"));
+        assert!(r.status == 200 && r.body == data, "answer #{i}: {}", r.head);
+    }
+    let after = proc_status_kb(gw.pid(), "VmHWM");
+    eprintln!("pipelined flood of {n}: VmHWM {before} -> {stalled} (client stalled) -> {after} kB");
+    assert!(
+        after.saturating_sub(before) < 32 * 1024,
+        "answers piled up: VmHWM {before} -> {stalled} -> {after} kB"
+    );
+}
