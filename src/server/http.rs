@@ -4,7 +4,6 @@
 use bytes::Buf;
 use log::{debug, info, warn};
 
-use std::io::{Seek, SeekFrom};
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
@@ -237,18 +236,10 @@ impl Server {
             Body::Empty => {}
             Body::Static(data) => conn.out.push(Bytes::from_static(data)),
             Body::Owned(data) => conn.out.push(data.into()),
-            Body::File {
-                mut file,
-                offset,
-                len,
-            } => {
-                if let Err(e) = file.seek(SeekFrom::Start(offset)) {
-                    warn!("HTTP {}: cannot seek in {}: {e}", conn.peer, resp.log_path);
-                    self.close(token, "file error");
-                    return;
-                }
+            Body::File { file, offset, len } => {
                 conn.body = Some(FileBody {
                     file,
+                    offset,
                     remaining: len,
                 });
             }
