@@ -10,7 +10,10 @@
 #
 # Environment: DURATION (seconds per wrk run, default 10), RUNS (default 3), HOLD (idle
 # connections to open, default 10000), BIN (rtmpd binary, default target/release/rtmpd, built
-# with `cargo build --release` when missing), NGINX (default nginx), SKIP_NGINX=1.
+# with `cargo build --release` when missing), BASE_BIN (a second rtmpd binary, e.g. an older
+# build, measured as "rtmpd-base" for before/after figures), NGINX (default nginx), SKIP_NGINX=1.
+# Besides wrk's figures, the server's CPU time per request (utime+stime from /proc/PID/stat over
+# the run) is reported: on a shared machine it moves far less with the load than requests/s.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -84,6 +87,15 @@ RTMPD_PORT=$(free_port)
 RTMPD_PID=$!
 PIDS+=("$RTMPD_PID")
 wait_port "$RTMPD_PORT"
+BASE_PORT=""
+if [ -n "${BASE_BIN:-}" ]; then
+    BASE_PORT=$(free_port)
+    "$BASE_BIN" file-gateway 127.0.0.1 "$BASE_PORT" "$ROOT" --access-log "$TMP/base-access.log" \
+        --log-level warn 2>"$TMP/base.log" &
+    BASE_PID=$!
+    PIDS+=("$BASE_PID")
+    wait_port "$BASE_PORT"
+fi
 
 NGINX_PORT=""
 NGINX_WORKER=""
@@ -132,13 +144,21 @@ EOF
     NGINX_WORKER=$(pgrep -P "$NGINX_PID" | head -1)
 fi
 
-# One wrk run; prints "<requests/s> <MB/s> <errors>".
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# One wrk run against the server whose (worker) PID is $1; prints
+# "<requests/s> <MB/s> <errors> <server CPU us per request>".
 run_wrk() {
-    local conns=$1 url=$2 out
+    local pid=$1 conns=$2 url=$3 out t0 t1
+    t0=$(cpu_ticks "$pid")
     out=$(timeout $((DURATION + 60)) wrk -t2 -c"$conns" -d"${DURATION}s" --timeout 10s "$url" 2>&1) || true
-    python3 - "$out" <<'EOF'
+    t1=$(cpu_ticks "$pid")
+    python3 - "$out" "$((t1 - t0))" "$(getconf CLK_TCK)" <<'EOF'
 import re, sys
 out = sys.argv[1]
+ticks, hz = int(sys.argv[2]), int(sys.argv[3])
+done = re.search(r"(\d+) requests in", out)
+cpu_us = ticks * 1e6 / hz / int(done.group(1)) if done and int(done.group(1)) else 0
 rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
 tr = re.search(r"Transfer/sec:\s+([\d.]+)([KMG]?B)", out)
 mult = {"B": 1 / 1e6, "KB": 1024 / 1e6, "MB": 1024**2 / 1e6, "GB": 1024**3 / 1e6}
@@ -153,7 +173,7 @@ if not rps:
     print("0 0 -1")
     sys.stderr.write("wrk failed:\n" + out + "\n")
 else:
-    print(rps.group(1), "%.1f" % (float(tr.group(1)) * mult[tr.group(2)]) if tr else "0", err)
+    print(rps.group(1), "%.1f" % (float(tr.group(1)) * mult[tr.group(2)]) if tr else "0", err, "%.2f" % cpu_us)
 EOF
 }
 
@@ -210,22 +230,37 @@ hold() {
 
 declare -A RES
 servers=(rtmpd)
+[ -n "$BASE_PORT" ] && servers+=(rtmpd-base)
 [ -n "$NGINX_PORT" ] && servers+=(nginx)
-port_of() { if [ "$1" = rtmpd ]; then echo "$RTMPD_PORT"; else echo "$NGINX_PORT"; fi; }
+port_of() {
+    case $1 in
+        rtmpd) echo "$RTMPD_PORT" ;;
+        rtmpd-base) echo "$BASE_PORT" ;;
+        *) echo "$NGINX_PORT" ;;
+    esac
+}
+pid_of() {
+    case $1 in
+        rtmpd) echo "$RTMPD_PID" ;;
+        rtmpd-base) echo "$BASE_PID" ;;
+        *) echo "$NGINX_WORKER" ;;
+    esac
+}
 
 echo "bench-files: rtmpd pid $RTMPD_PID on $RTMPD_PORT, nginx ${NGINX_PORT:-skipped}; ${RUNS} runs of ${DURATION}s" >&2
 for run in $(seq "$RUNS"); do
     for s in "${servers[@]}"; do
         p=$(port_of "$s")
-        RES[$s,small100,$run]=$(run_wrk 100 "http://127.0.0.1:$p/index.html")
-        RES[$s,small10k,$run]=$(run_wrk 10000 "http://127.0.0.1:$p/index.html")
-        RES[$s,seg100,$run]=$(run_wrk 100 "http://127.0.0.1:$p/hls/live/s/segment_1.ts")
+        pid=$(pid_of "$s")
+        RES[$s,small100,$run]=$(run_wrk "$pid" 100 "http://127.0.0.1:$p/index.html")
+        RES[$s,small10k,$run]=$(run_wrk "$pid" 10000 "http://127.0.0.1:$p/index.html")
+        RES[$s,seg100,$run]=$(run_wrk "$pid" 100 "http://127.0.0.1:$p/hls/live/s/segment_1.ts")
         echo "run $run $s: small/100 ${RES[$s,small100,$run]} | small/10k ${RES[$s,small10k,$run]} | 2MB/100 ${RES[$s,seg100,$run]}" >&2
     done
 done
 for s in "${servers[@]}"; do
-    if [ "$s" = rtmpd ]; then pid=$RTMPD_PID; else pid=$NGINX_WORKER; fi
-    RES[$s,hold]=$(hold "$(port_of "$s")" "$pid")
+    [ "$s" = rtmpd-base ] && continue
+    RES[$s,hold]=$(hold "$(port_of "$s")" "$(pid_of "$s")")
     echo "$s held: ${RES[$s,hold]} (answered, server fds, fresh request ok)" >&2
 done
 RSS_KB=$(awk '/VmHWM/ {print $2}' "/proc/$RTMPD_PID/status")
@@ -240,7 +275,7 @@ res = {}
 for line in open(sys.argv[1]):
     parts = line.split()
     res[parts[0]] = parts[1:]
-servers = [s for s in ("rtmpd", "nginx") if any(k.startswith(s + ",") for k in res)]
+servers = [s for s in ("rtmpd", "rtmpd-base", "nginx") if any(k.startswith(s + ",") for k in res)]
 def med(s, test, col):
     vals = [float(v[col]) for k, v in res.items() if k.startswith(f"{s},{test},")]
     return statistics.median(vals) if vals else 0.0
@@ -263,9 +298,15 @@ def row(name, test, col, fmt):
 row("small HTML, 100 connections (requests/s)", "small100", 0, "{:,.0f}")
 row("small HTML, 10,000 connections (requests/s)", "small10k", 0, "{:,.0f}")
 row("2 MiB segment, 100 connections (MB/s)", "seg100", 1, "{:,.0f}")
+row("server CPU per request: small HTML, 100 conns (us)", "small100", 3, "{:.1f}")
+row("server CPU per request: small HTML, 10,000 conns (us)", "small10k", 3, "{:.1f}")
+row("server CPU per request: 2 MiB segment (us)", "seg100", 3, "{:.0f}")
 cells = []
 for s in servers:
-    a, fds, ok = res.get(f"{s},hold", ["0", "0", "0"])
+    if f"{s},hold" not in res:
+        cells.append("(not measured)")
+        continue
+    a, fds, ok = res[f"{s},hold"]
     cells.append(f"{int(a):,} of {int(hold):,} answered, {int(fds):,} fds, fresh request {'served' if ok == '1' else 'FAILED'}")
 print("| idle keep-alive connections held | " + " | ".join(cells) + " |")
 print(f"\nrtmpd peak RSS over the whole run (VmHWM): {int(rss) / 1024:.1f} MiB.")
