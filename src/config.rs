@@ -14,6 +14,7 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub enum Mode {
     Origin(OriginConfig),
     FileGateway(FileGatewayConfig),
+    FlvGateway(FlvGatewayConfig),
     /// `rtmpd merge DIR`: rebuild `stream_full.mp4` from a folder of fMP4 segments.
     Merge(PathBuf),
     Help(String),
@@ -300,6 +301,7 @@ fn usage(opts: &Options, brief: &str) -> String {
 }
 
 const ORIGIN_BRIEF: &str = "Usage: rtmpd [OPTIONS]
+       rtmpd flv-gateway PORT UPSTREAM [OPTIONS]          (see rtmpd flv-gateway --help)
        rtmpd file-gateway [HOST [PORT [ROOT]]] [OPTIONS]   (see rtmpd file-gateway --help)
        rtmpd merge DIR
 
@@ -400,10 +402,92 @@ fn port(m: &getopts::Matches, name: &str, default: u16) -> Result<u16, ConfigErr
     }
 }
 
+// --- flv-gateway mode (owned by the gateway helper) ---
+
+/// `rtmpd flv-gateway PORT UPSTREAM [OPTIONS]`: an HTTP-FLV/WS-FLV relay of `UPSTREAM`.
+#[derive(Clone, Debug)]
+pub struct FlvGatewayConfig {
+    pub bind: IpAddr,
+    pub port: u16,
+    pub upstream: crate::gateway::flv::UpstreamUrl,
+    pub viewer: ViewerConfig,
+    pub web: WebConfig,
+    pub log: LogConfig,
+}
+
+const FLV_GATEWAY_BRIEF: &str = "Usage: rtmpd flv-gateway PORT UPSTREAM [OPTIONS]\n\n\
+    An HTTP-FLV and WebSocket-FLV relay: each /{app}/{stream}.flv asked of it is pulled once from\n\
+    UPSTREAM/{app}/{stream}.flv (an origin or another gateway) and shared by all its viewers.\n\
+    Example: rtmpd flv-gateway 8080 http://10.0.0.5:8501";
+
+fn flv_gateway_options() -> Options {
+    let mut opts = Options::new();
+    common_options(&mut opts);
+    opts.optopt("", "bind", "address to listen on [0.0.0.0]", "ADDR");
+    // The gateway serves the built-in pages but no folders, so it has no --dir.
+    opts.optopt(
+        "",
+        "access-log",
+        "write the access log (Common Log Format + ms) to this file [stderr]",
+        "F",
+    );
+    viewer_options(&mut opts);
+    opts
+}
+
+fn parse_flv_gateway(args: &[String]) -> Result<Mode, ConfigError> {
+    let opts = flv_gateway_options();
+    let m = opts.parse(args).map_err(|e| ConfigError(e.to_string()))?;
+    if m.opt_present("help") {
+        return Ok(Mode::Help(usage(&opts, FLV_GATEWAY_BRIEF)));
+    }
+    if m.opt_present("version") {
+        return Ok(Mode::Version);
+    }
+    let (Some(port), Some(upstream)) = (m.free.first(), m.free.get(1)) else {
+        return err(
+            "flv-gateway needs PORT and UPSTREAM, e.g. flv-gateway 8080 http://10.0.0.5:8501",
+        );
+    };
+    if let Some(extra) = m.free.get(2) {
+        return err(format!("flv-gateway: unexpected argument '{extra}'"));
+    }
+    let port = port.parse().or_else(|_| {
+        err(format!(
+            "flv-gateway PORT: '{port}' is not a port (0-65535)"
+        ))
+    })?;
+    let upstream = crate::gateway::flv::UpstreamUrl::parse(upstream)
+        .map_err(|e| ConfigError(format!("flv-gateway UPSTREAM '{upstream}': {e}")))?;
+    let bind = match m.opt_str("bind") {
+        None => IpAddr::from([0, 0, 0, 0]),
+        Some(s) => s
+            .parse()
+            .or_else(|_| err(format!("--bind: '{s}' is not an IP address")))?,
+    };
+    Ok(Mode::FlvGateway(FlvGatewayConfig {
+        bind,
+        port,
+        upstream,
+        viewer: viewer_config(&m)?,
+        web: WebConfig {
+            web_dir: None,
+            dir_listing: false,
+            access_log: m.opt_str("access-log").map(PathBuf::from),
+        },
+        log: log_config(&m)?,
+    }))
+}
+
+// --- end of flv-gateway mode ---
+
 /// Parses the arguments after the program name.
 pub fn parse(args: &[String]) -> Result<Mode, ConfigError> {
     if args.first().map(String::as_str) == Some("file-gateway") {
         return parse_file_gateway(&args[1..]);
+    }
+    if args.first().map(String::as_str) == Some("flv-gateway") {
+        return parse_flv_gateway(&args[1..]);
     }
     if args.first().map(String::as_str) == Some("merge") {
         return match &args[1..] {
@@ -503,6 +587,35 @@ mod tests {
         assert_eq!(c.port, 8100);
         assert!(parse(&args("file-gateway 0.0.0.0 http")).is_err());
         assert!(parse(&args("file-gateway 0.0.0.0 8100 /no/such/dir")).is_err());
+    }
+
+    #[test]
+    fn flv_gateway_arguments() {
+        let Mode::FlvGateway(c) = parse(&args(
+            "flv-gateway 8080 http://10.0.0.5:8501 --bind 127.0.0.1 --no-gop-cache",
+        ))
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (c.port, c.upstream.port, c.bind.to_string().as_str()),
+            (8080, 8501, "127.0.0.1")
+        );
+        assert!(!c.viewer.gop_cache);
+        for bad in [
+            "flv-gateway",
+            "flv-gateway 8080",
+            "flv-gateway x http://a:1",
+            "flv-gateway 8080 rtmp://a:1",
+            "flv-gateway 8080 http://a:1 extra",
+            "flv-gateway 8080 http://a:1 --rtmp-port 1",
+        ] {
+            assert!(parse(&args(bad)).is_err(), "{bad}");
+        }
+        let Mode::Help(h) = parse(&args("flv-gateway --help")).unwrap() else {
+            panic!()
+        };
+        assert!(h.contains("UPSTREAM") && h.contains("--queue-hard-ms"));
     }
 
     #[test]

@@ -61,6 +61,8 @@ fn main() -> ExitCode {
         },
         Mode::FileGateway(cfg) => init_logging(&cfg.log)
             .and_then(|_| rtmpd::server::run_file_gateway(cfg).map_err(|e| e.to_string())),
+        Mode::FlvGateway(cfg) => init_logging(&cfg.log)
+            .and_then(|_| rtmpd::server::run_flv_gateway(cfg).map_err(|e| e.to_string())),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,4 +4,5 @@
 //! RTMPD_REQUIRE_TOOLS=1. Every test starts its own server, so they run in parallel.
 
 mod e2e;
+mod e2e_gateway;
 mod util;

@@ -1,1 +1,4 @@
-//! The gateway modes: the FLV relay (`flv`) and the static file gateway (`file`).
+//! The gateway modes' protocol parts: `flv`, the FLV relay's sans-IO upstream client (request,
+//! response framing, demux, timestamp rebasing). The sockets and timers live in `server::upstream`.
+
+pub mod flv;

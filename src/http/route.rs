@@ -8,9 +8,21 @@ pub enum Route {
     LiveFlv(StreamKey),
     ApiStreams,
     ApiServer,
+    /// `/api/recordings`: what the data dir holds, per stream.
+    ApiRecordings,
     Metrics,
     /// Anything else: the static file service (or 404 where there is none).
     Static,
+}
+
+impl Route {
+    /// The JSON API, which the web port answers too (the pages it serves need it).
+    pub fn is_api(&self) -> bool {
+        matches!(
+            self,
+            Route::ApiStreams | Route::ApiServer | Route::ApiRecordings
+        )
+    }
 }
 
 /// Routes a path (the request-target without its query).
@@ -18,6 +30,7 @@ pub fn route(path: &str) -> Route {
     match path {
         "/api/streams" => return Route::ApiStreams,
         "/api/server" => return Route::ApiServer,
+        "/api/recordings" => return Route::ApiRecordings,
         "/metrics" => return Route::Metrics,
         _ => {}
     }
@@ -48,6 +61,7 @@ mod tests {
             ("/a-b/c_1.flv", live("a-b", "c_1")),
             ("/api/streams", Route::ApiStreams),
             ("/api/server", Route::ApiServer),
+            ("/api/recordings", Route::ApiRecordings),
             ("/metrics", Route::Metrics),
             ("/", Route::Static),
             ("/index.html", Route::Static),

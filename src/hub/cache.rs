@@ -92,6 +92,14 @@ impl Cache {
         *self = Cache::new(self.limits);
     }
 
+    /// Forgets the GOP but keeps metadata and sequence headers: the same publisher restarted
+    /// its media (a relay's upstream came back), so the old pictures must not reach joiners;
+    /// collection resumes at the next keyframe.
+    pub fn restart_gop(&mut self) {
+        self.drop_gop();
+        self.gop_open = false;
+    }
+
     /// The cached GOP, oldest first.
     pub fn gop(&mut self) -> impl Iterator<Item = &mut Cached> {
         self.gop.iter_mut()
@@ -232,6 +240,22 @@ mod tests {
 
     fn gop_times(c: &mut Cache) -> Vec<u64> {
         c.gop().map(|c| c.time).collect()
+    }
+
+    #[test]
+    fn restart_gop_keeps_headers() {
+        let mut c = Cache::new(limits());
+        c.push(cached(TAG_VIDEO, 0, &[0x17, 0, 0, 0, 0, 1]));
+        c.push(vkey(0));
+        c.push(vinter(40));
+        assert!(c.has_gop());
+        c.restart_gop();
+        assert!(!c.has_gop() && c.video_config.is_some());
+        // A picture that is not a keyframe does not reopen the GOP; the next keyframe does.
+        c.push(vinter(80));
+        assert!(!c.has_gop());
+        c.push(vkey(120));
+        assert!(c.has_gop());
     }
 
     #[test]

@@ -447,6 +447,14 @@ impl Hub {
         (id, stream.is_live())
     }
 
+    /// The publisher of `key` restarted its media without leaving (a relay's upstream came
+    /// back): drop the cached GOP so joiners never start on the previous session's pictures.
+    pub fn restart_gop(&mut self, key: &StreamKey) {
+        if let Some(stream) = self.streams.get_mut(key) {
+            stream.cache.restart_gop();
+        }
+    }
+
     /// Starts media for a viewer: when live (and, for FLV forms, once the tracks are known),
     /// queues the FLV header, metadata, sequence headers and GOP; otherwise the viewer waits
     /// and gets all of it when the publisher starts. Flush the viewer afterwards.

@@ -86,7 +86,7 @@ impl Server {
                 },
                 ConnState::HttpFlv { .. } => http_flv += 1,
                 ConnState::WsFlv { .. } => ws_flv += 1,
-                ConnState::HttpHead { .. } => {}
+                ConnState::HttpHead { .. } | ConnState::Pending { .. } => {}
             }
         }
         (rtmp, http_flv, ws_flv, publishers)
@@ -116,7 +116,7 @@ impl Server {
                 out,
                 "{{\"app\":{},\"stream\":{},\"live\":{},\"publisher\":{},\"uptime_s\":{:.1},\"bitrate_in_kbps\":{:.0},\
                  \"bytes_in\":{},\"bytes_out\":{},\"video\":{},\"audio\":{},\
-                 \"viewers\":{{\"rtmp\":{},\"http_flv\":{},\"ws_flv\":{},\"total\":{}}}}}",
+                 \"viewers\":{{\"rtmp\":{},\"http_flv\":{},\"ws_flv\":{},\"total\":{}}}{}}}",
                 json_str(&s.key.app),
                 json_str(&s.key.stream),
                 s.publisher.is_some(),
@@ -131,6 +131,7 @@ impl Server {
                 s.viewers_http_flv,
                 s.viewers_ws_flv,
                 s.viewers_rtmp + s.viewers_http_flv + s.viewers_ws_flv,
+                self.upstream_json(&s.key),
             );
         }
         out.push_str("]}");
@@ -141,10 +142,11 @@ impl Server {
         let (rtmp, http_flv, ws_flv, publishers) = self.conn_counts();
         let uptime = self.started.elapsed().as_secs_f64();
         format!(
-            "{{\"name\":\"rtmpd\",\"version\":{},\"mode\":\"origin\",\"started_unix\":{},\"uptime_s\":{:.1},\"pid\":{},\
+            "{{\"name\":\"rtmpd\",\"version\":{},\"mode\":{},\"started_unix\":{},\"uptime_s\":{:.1},\"pid\":{},\
              \"connections\":{},\"publishers\":{},\"players\":{{\"rtmp\":{},\"http_flv\":{},\"ws_flv\":{}}},\
-             \"bytes_in\":{},\"bytes_out\":{},\"cpu_seconds\":{:.2},\"rss_bytes\":{}}}",
+             \"bytes_in\":{},\"bytes_out\":{},\"cpu_seconds\":{:.2},\"rss_bytes\":{},\"ports\":{}}}",
             json_str(crate::config::VERSION),
+            json_str(self.setup.mode),
             self.started_wall.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
             uptime,
             std::process::id(),
@@ -157,7 +159,24 @@ impl Server {
             self.totals.bytes_out,
             limits::cpu_seconds(),
             limits::rss_bytes().map(|r| r.to_string()).unwrap_or_else(|| "null".into()),
+            self.ports_json(),
         )
+    }
+
+    /// The listeners' real ports, so pages can build RTMP and HTTP-FLV URLs for this server.
+    fn ports_json(&self) -> String {
+        let mut parts = Vec::new();
+        for (l, kind) in &self.listeners {
+            let name = match kind {
+                super::conn::Listener::Rtmp => "rtmp",
+                super::conn::Listener::Http => "http",
+                super::conn::Listener::Web => "web",
+            };
+            if let Ok(addr) = l.local_addr() {
+                parts.push(format!("\"{name}\":{}", addr.port()));
+            }
+        }
+        format!("{{{}}}", parts.join(","))
     }
 
     pub(super) fn metrics(&self) -> String {
@@ -248,6 +267,7 @@ impl Server {
                 &[("", rss.to_string())],
             );
         }
+        m.push_str(&self.upstream_metrics());
         m
     }
 }

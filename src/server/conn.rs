@@ -59,6 +59,15 @@ pub enum ConnState {
         viewer: ViewerId,
         ws: Box<WsSession>,
     },
+    /// FLV gateway: asked for a stream whose upstream pull has not answered yet; the request
+    /// is answered (as a viewer, or 404/503) once it has. Input is dropped meanwhile.
+    Pending {
+        key: StreamKey,
+        req: Box<crate::http::request::Request>,
+        since: Instant,
+        /// The access-log entry, logged once the request is answered.
+        access: Option<Access>,
+    },
 }
 
 /// A response body read from a file as the socket drains: one chunk in memory at a time, or on
@@ -214,7 +223,7 @@ impl Conn {
                 _ => None,
             },
             ConnState::HttpFlv { viewer, .. } | ConnState::WsFlv { viewer, .. } => Some(*viewer),
-            ConnState::HttpHead { .. } => None,
+            ConnState::HttpHead { .. } | ConnState::Pending { .. } => None,
         }
     }
 
@@ -227,6 +236,7 @@ impl Conn {
                 RtmpRole::Player { .. } => "rtmp-player",
             },
             ConnState::HttpHead { .. } => "http",
+            ConnState::Pending { .. } => "http-pending",
             ConnState::HttpFlv { .. } => "http-flv",
             ConnState::WsFlv { .. } => "ws-flv",
         }

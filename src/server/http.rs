@@ -17,6 +17,7 @@ use crate::http::response;
 use crate::http::route::{route, Route};
 use crate::http::ws::{self, WsInputEvent, WsSession};
 use crate::hub::OutputForm;
+use crate::media::key::query_param;
 use crate::media::StreamKey;
 
 /// Answers queued on one connection before its pipelined requests wait for them to drain: without
@@ -52,7 +53,7 @@ impl Server {
                 self.http_parse(token);
             }
             // A live viewer has nothing more to say; what it sends is dropped.
-            ConnState::HttpFlv { .. } => {}
+            ConnState::HttpFlv { .. } | ConnState::Pending { .. } => {}
             ConnState::WsFlv { ws, .. } => {
                 let peer = conn.peer;
                 match ws.handle_input(data) {
@@ -121,7 +122,7 @@ impl Server {
         }
     }
 
-    fn http_reply(&mut self, token: usize, bytes: Vec<u8>, keep_alive: bool) {
+    pub(super) fn http_reply(&mut self, token: usize, bytes: Vec<u8>, keep_alive: bool) {
         if let Some(conn) = self.conns.get_mut(token) {
             if let Some(a) = &mut conn.access {
                 a.status = status_of(&bytes);
@@ -146,7 +147,10 @@ impl Server {
             wall: SystemTime::now(),
             started: Instant::now(),
         });
-        if listener == Listener::Web {
+        let route = route(req.path());
+        // The web port is static files, plus the read-only API on the origin: its pages need it.
+        let api_on_web = self.setup.mode == "origin" && route.is_api();
+        if listener == Listener::Web && !api_on_web {
             return self.http_static(token, &req);
         }
         let keep_alive = req.keep_alive();
@@ -163,7 +167,7 @@ impl Server {
             r.splice(at..at, b"Allow: GET, HEAD, OPTIONS\r\n".iter().copied());
             return self.http_reply(token, r, keep_alive);
         }
-        match route(req.path()) {
+        match route {
             Route::LiveFlv(key) => self.http_live(token, &req, key),
             Route::ApiStreams => {
                 let body = self.api_streams();
@@ -175,6 +179,21 @@ impl Server {
             }
             Route::ApiServer => {
                 let body = self.api_server();
+                self.http_reply(
+                    token,
+                    response::text(200, "application/json", &body, keep_alive, head_only),
+                    keep_alive,
+                )
+            }
+            Route::ApiRecordings => {
+                let (app, stream) = match req.query() {
+                    Some(q) => (query_param(q, "app"), query_param(q, "stream")),
+                    None => (None, None),
+                };
+                let body = match &self.setup.data_dir {
+                    Some(dir) => super::recordings::recordings_json(dir, app, stream),
+                    None => "{\"recordings\":[]}".to_string(),
+                };
                 self.http_reply(
                     token,
                     response::text(200, "application/json", &body, keep_alive, head_only),
@@ -250,12 +269,16 @@ impl Server {
     }
 
     /// `/{app}/{stream}.flv`: an HTTP-FLV response or a WebSocket upgrade, or 404 before either.
-    fn http_live(&mut self, token: usize, req: &Request, key: StreamKey) {
+    pub(super) fn http_live(&mut self, token: usize, req: &Request, key: StreamKey) {
         let keep_alive = req.keep_alive();
         let Some(peer) = self.conns.get(token).map(|c| c.peer) else {
             return;
         };
         if !self.hub.is_live(&key) {
+            if self.gateway.is_some() {
+                // FLV gateway: pull it from the upstream; the viewer is answered once it says.
+                return self.upstream_wait(token, req, key);
+            }
             debug!("HTTP {peer}: {key} is not live");
             return self.http_reply(
                 token,

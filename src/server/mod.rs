@@ -9,7 +9,11 @@ mod conn;
 mod http;
 pub mod limits;
 pub mod outq;
+mod recordings;
 mod rtmp;
+mod upstream;
+
+pub use upstream::run_flv_gateway;
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -103,6 +107,8 @@ pub struct Server {
     /// Reused per frame: viewers to flush and viewers to drop.
     flush_tokens: Vec<ViewerId>,
     slow_tokens: Vec<ViewerId>,
+    /// flv-gateway mode: the upstream pulls (None in the other modes).
+    gateway: Option<Box<upstream::Gateway>>,
 }
 
 fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, ServerError> {
@@ -118,6 +124,8 @@ pub struct Setup {
     pub roots: Vec<Root>,
     /// Serve `home.html` for `/` (the origin's dashboard); the file gateway serves `/` like any folder.
     pub home_page: bool,
+    /// The origin's data dir, for `/api/recordings`.
+    pub data_dir: Option<std::path::PathBuf>,
     pub dir_listing: bool,
     pub access_log: Option<std::path::PathBuf>,
 }
@@ -170,6 +178,7 @@ pub fn run_origin(cfg: OriginConfig) -> Result<(), ServerError> {
         viewer: cfg.viewer.clone(),
         roots: vec![pages, Root::Dir(cfg.data_dir.clone())],
         home_page: true,
+        data_dir: Some(cfg.data_dir.clone()),
         dir_listing: cfg.web.dir_listing,
         access_log: cfg.web.access_log.clone(),
     };
@@ -197,6 +206,7 @@ pub fn run_file_gateway(cfg: crate::config::FileGatewayConfig) -> Result<(), Ser
         viewer: crate::config::ViewerConfig::default(),
         roots: vec![Root::Dir(cfg.root.clone())],
         home_page: false,
+        data_dir: None,
         dir_listing: cfg.web.dir_listing,
         access_log: cfg.web.access_log.clone(),
     };
@@ -279,6 +289,7 @@ impl Server {
             recordings: std::collections::HashMap::new(),
             flush_tokens: Vec::new(),
             slow_tokens: Vec::new(),
+            gateway: None,
         })
     }
 
@@ -300,6 +311,7 @@ impl Server {
                 match event.token() {
                     WAKER => {}
                     Token(t) if t >= LISTENER_BASE => self.accept(t - LISTENER_BASE),
+                    Token(t) if t >= upstream::TOKEN_BASE => self.upstream_ready(t),
                     Token(t) => {
                         let readable =
                             event.is_readable() || event.is_read_closed() || event.is_error();
@@ -364,6 +376,9 @@ impl Server {
         if !self.dirty.is_empty() {
             next = next.min(self.next_flush);
         }
+        if let Some(g) = &self.gateway {
+            next = next.min(g.next_deadline(now));
+        }
         next.saturating_duration_since(now)
     }
 
@@ -380,6 +395,9 @@ impl Server {
         if now >= self.next_stats {
             self.log_stats();
             self.next_stats = now + STATS_EVERY;
+        }
+        if self.gateway.is_some() {
+            self.upstream_timers(now);
         }
     }
 
@@ -678,6 +696,8 @@ impl Server {
             let Some(t) = self.hub.viewer_ref(v).map(|vw| vw.token) else {
                 continue;
             };
+            // Its last skips are reported before the disconnect, so no episode goes unlogged.
+            self.log_skips();
             if let Some(c) = self.conns.get(t) {
                 warn!(
                     "{key}: {} player {} too far behind; disconnected",
@@ -743,7 +763,7 @@ impl Server {
                 ws.close();
                 ws.take_output()
             }
-            ConnState::HttpHead { .. } => Vec::new(),
+            ConnState::HttpHead { .. } | ConnState::Pending { .. } => Vec::new(),
         };
         conn.close_after_flush = true;
         if let Some(vw) = self.hub.viewer(v) {
@@ -837,6 +857,9 @@ impl Server {
     }
 
     fn log_stats(&mut self) {
+        if self.gateway.is_some() {
+            return self.log_gateway_stats();
+        }
         let now_ms = self.now_ms();
         let mut now_stats = Vec::new();
         for s in self.hub.streams() {

@@ -468,6 +468,8 @@ fn bad_names_are_refused() {
         err.to_string().contains("NetStream.Play.StreamNotFound"),
         "{err}"
     );
+    // Never a stream; the static file service behind the same port may answer a path that
+    // escapes its root with 403 (SPEC section 7).
     for path in [
         "/live/no.dots.flv",
         "/li%20ve/s.flv",
@@ -476,10 +478,36 @@ fn bad_names_are_refused() {
     ] {
         let r = http_get(server.http, path, Duration::from_secs(5));
         assert!(
-            r.status == 404 || r.status == 400,
+            matches!(r.status, 400 | 403 | 404),
             "{path}: {} {:?}",
             r.status,
             r.body_text()
         );
     }
+}
+
+/// An unknown command with a transaction id gets `_error`, and the connection stays usable.
+#[test]
+fn unknown_rtmp_command_gets_error_and_the_connection_goes_on() {
+    use rtmpd::rtmp::client::ClientEvent;
+    use rtmpd::rtmp::command;
+    let server = Server::start();
+    let mut c = RtmpClient::connect(server.rtmp, "live", RTMP_TIMEOUT).expect("connect");
+    let txn = c.session_mut().txn();
+    c.session_mut()
+        .send_command(0, &command::simple_request("noSuchCommand", txn, Some("x")));
+    c.flush().expect("send");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "no _error for an unknown command"
+        );
+        if let Some(ClientEvent::Error(_)) = c.next_event(Duration::from_millis(200)).expect("read")
+        {
+            break;
+        }
+    }
+    c.publish("after")
+        .expect("publish after the unknown command");
 }

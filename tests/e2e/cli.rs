@@ -148,7 +148,10 @@ fn sigterm_ends_players_and_exits_0_within_5_s() {
     let http = server.http;
     let viewer =
         std::thread::spawn(move || http_get(http, "/live/term.flv", Duration::from_secs(15)));
-    // Let the viewer start streaming.
+    let ws =
+        std::thread::spawn(move || ws_get_flv(http, "/live/term.flv", Duration::from_secs(15)));
+    let rtmp = spawn_rtmp_play(server.rtmp, "live", "term", Duration::from_secs(15));
+    // Let the viewers start streaming.
     std::thread::sleep(Duration::from_secs(1));
     let status = server.terminate(Duration::from_secs(5));
     assert_eq!(
@@ -165,5 +168,21 @@ fn sigterm_ends_players_and_exits_0_within_5_s() {
     );
     let flv = parse_flv(&r.body);
     flv.assert_valid("HTTP-FLV at shutdown", true);
+    let r = ws.join().unwrap().expect("WS-FLV connect");
+    assert_eq!(
+        r.end,
+        WsEnd::CloseFrame,
+        "WS-FLV at shutdown: {:?}",
+        r.error
+    );
+    parse_flv(&r.data).assert_valid("WS-FLV at shutdown", true);
+    let r = rtmp.join().unwrap();
+    assert!(r.refused.is_none(), "{:?}", r.refused);
+    assert!(r.closed, "the RTMP player was not closed at shutdown");
+    assert!(
+        r.saw("NetStream.Play.UnpublishNotify"),
+        "RTMP player at shutdown: {:?}",
+        r.statuses
+    );
     drop(publisher);
 }

@@ -158,3 +158,53 @@ fn http_flv_headers_for_1_1_and_1_0_and_head() {
         assert_monotonic(&flv.frames, &what);
     }
 }
+
+/// WS-FLV: the server answers a ping with a pong carrying the same payload, and answers our
+/// close frame with its own and closes, while the stream goes on for others.
+#[test]
+fn websocket_ping_is_answered_and_close_is_honoured() {
+    use tungstenite::Message;
+    let server = Server::start();
+    let publisher = RustPublisher::start(
+        server.rtmp,
+        "live",
+        "wsping",
+        "fixture.flv",
+        PublishOpts {
+            limit_ms: Some(4000),
+            ..PublishOpts::default()
+        },
+    )
+    .expect("publish");
+    assert!(wait_until_live(server.http, "/live/wsping.flv", T));
+    let mut ws = ws_connect(server.http, "/live/wsping.flv").expect("upgrade");
+    ws.send(Message::Ping(b"are you there"[..].into()))
+        .expect("ping");
+    let deadline = std::time::Instant::now() + T;
+    let pong = loop {
+        assert!(std::time::Instant::now() < deadline, "no pong in {T:?}");
+        match ws.read().expect("read") {
+            Message::Pong(p) => break p,
+            _ => {}
+        }
+    };
+    assert_eq!(&pong[..], b"are you there");
+    ws.close(None).expect("close");
+    // Our close is answered with the server's, then the connection ends.
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no close reply in {T:?}"
+        );
+        match ws.read() {
+            Ok(Message::Close(_)) => continue,
+            Ok(_) => continue,
+            Err(tungstenite::Error::ConnectionClosed) => break,
+            Err(e) => panic!("after our close: {e}"),
+        }
+    }
+    // Another viewer is unaffected.
+    let r = http_get(server.http, "/live/wsping.flv", Duration::from_secs(10));
+    assert_eq!(r.end, BodyEnd::LastChunk);
+    publisher.join().expect("publishing");
+}

@@ -87,7 +87,9 @@ fn check_viewers(v: Viewers, fixture: &str, offset: Option<i64>) -> i64 {
         (has_audio, has_video),
         "{w}: header flags"
     );
-    let offset = Some(assert_full_stream(&flv.frames, fixture, offset, &w));
+    let shift = assert_full_stream(&flv.frames, fixture, offset, &w);
+    // Every other output must show the same shift as this one.
+    let offset = Some(shift);
 
     let r = v.http10.join().expect("HTTP/1.0 viewer");
     let w = format!("HTTP-FLV/1.0 {what}");
@@ -136,7 +138,7 @@ fn check_viewers(v: Viewers, fixture: &str, offset: Option<i64>) -> i64 {
         r.statuses
     );
     assert_full_stream(&r.frames, fixture, offset, &w);
-    offset.unwrap()
+    shift
 }
 
 fn ffmpeg_publish_to_all_outputs(fixture: &str, output_args: &[&str]) -> i64 {
@@ -173,6 +175,7 @@ fn rust_publish_to_all_outputs(fixture: &str, ts_offset: u32) {
     let opts = PublishOpts {
         speed: 2.0,
         ts_offset,
+        start_delay: Duration::from_millis(700),
         ..PublishOpts::default()
     };
     let publisher =
@@ -352,4 +355,98 @@ fn late_joiner_starts_on_a_keyframe_with_sequence_headers() {
     check(&parse_flv(&r.data).frames, "late WS-FLV");
     assert!(rtmp.refused.is_none(), "{:?}", rtmp.refused);
     check(&rtmp.frames, "late RTMP");
+}
+
+/// With --no-gop-cache a joiner gets the sequence headers at once but waits for the next
+/// keyframe instead of starting from the cached GOP.
+#[test]
+fn no_gop_cache_joiner_waits_for_the_next_keyframe() {
+    let server = Server::start_args(&["--no-gop-cache"]);
+    let publisher = RustPublisher::start(
+        server.rtmp,
+        "live",
+        "nogop",
+        "fixture.flv",
+        PublishOpts {
+            limit_ms: Some(5000),
+            ..PublishOpts::default()
+        },
+    )
+    .expect("publish");
+    // Join at about 2.5 s: between the keyframes at 2 s and 4 s.
+    std::thread::sleep(Duration::from_millis(2500));
+    let r = http_get(server.http, "/live/nogop.flv", WHOLE);
+    publisher.join().expect("publishing");
+    assert_eq!(r.end, BodyEnd::LastChunk);
+    let flv = parse_flv(&r.body);
+    flv.assert_valid("no-gop-cache joiner", true);
+    assert_clean_start(&flv.frames, "no-gop-cache joiner");
+    let first_pic = flv
+        .frames
+        .iter()
+        .find(|f| f.track == rtmpd::media::Track::Video && !f.config)
+        .expect("no pictures");
+    assert!(
+        first_pic.dts >= 4000,
+        "started at {} ms, inside the GOP that began at 2000",
+        first_pic.dts
+    );
+}
+
+/// The stream shows up in /api/streams while live; /metrics is Prometheus text.
+#[test]
+fn api_streams_and_metrics_while_live() {
+    let server = Server::start();
+    let publisher = RustPublisher::start(
+        server.rtmp,
+        "live",
+        "apistream",
+        "fixture.flv",
+        PublishOpts {
+            limit_ms: Some(3000),
+            ..PublishOpts::default()
+        },
+    )
+    .expect("publish");
+    assert!(wait_until_live(
+        server.http,
+        "/live/apistream.flv",
+        WAIT_LIVE
+    ));
+    let r = http_get(server.http, "/api/streams", Duration::from_secs(5));
+    assert_eq!(r.status, 200);
+    assert!(
+        r.header("content-type").is_some_and(|v| v.contains("json")),
+        "{:?}",
+        r.header("content-type")
+    );
+    assert!(r.body_text().contains("apistream"), "{}", r.body_text());
+    let r = http_get(server.http, "/api/server", Duration::from_secs(5));
+    assert_eq!(r.status, 200);
+    assert!(
+        r.body_text().trim_start().starts_with('{'),
+        "{}",
+        r.body_text()
+    );
+    let r = http_get(server.http, "/metrics", Duration::from_secs(5));
+    assert_eq!(r.status, 200);
+    assert!(
+        r.header("content-type")
+            .is_some_and(|v| v.starts_with("text/plain")),
+        "{:?}",
+        r.header("content-type")
+    );
+    let text = r.body_text();
+    assert!(text.contains("# TYPE "), "{text}");
+    for l in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let value = l.rsplit(' ').next().unwrap_or("");
+        assert!(
+            value.parse::<f64>().is_ok(),
+            "not a Prometheus sample: {l:?}"
+        );
+    }
+    publisher.join().expect("publishing");
 }

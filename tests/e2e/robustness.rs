@@ -37,6 +37,7 @@ fn watched_stream() -> Watched {
         "fixture.flv",
         PublishOpts {
             speed: 2.0,
+            start_delay: Duration::from_millis(700),
             ..PublishOpts::default()
         },
     )

@@ -140,6 +140,9 @@ pub struct PublishOpts {
     pub end: PublishEnd,
     /// Added to every timestamp (e.g. to cross 0xFFFFFF and exercise extended timestamps).
     pub ts_offset: u32,
+    /// Wait this long after the publish is accepted before the first frame, so that HTTP and
+    /// WS viewers (404 until the publish) can join before any media and get all of it.
+    pub start_delay: Duration,
 }
 
 impl Default for PublishOpts {
@@ -150,6 +153,7 @@ impl Default for PublishOpts {
             limit_ms: None,
             end: PublishEnd::Delete,
             ts_offset: 0,
+            start_delay: Duration::ZERO,
         }
     }
 }
@@ -229,6 +233,13 @@ fn send_frames(
     opts: &PublishOpts,
     stop: &AtomicBool,
 ) -> io::Result<usize> {
+    let delay_end = Instant::now() + opts.start_delay;
+    while Instant::now() < delay_end {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(0);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let start = Instant::now();
     let first = frames.first().map(|f| f.dts).unwrap_or(0);
     let span = frames.iter().map(|f| f.dts).max().unwrap_or(0) - first + 40;

@@ -236,6 +236,12 @@ impl Server {
         format!("http://{}/{}", self.http, path.trim_start_matches('/'))
     }
 
+    /// `http://127.0.0.1:PORT/{path}` for the web port (panics when this server has none).
+    pub fn web_url(&self, path: &str) -> String {
+        let web = self.web.expect("this server has no web listener");
+        format!("http://{web}/{}", path.trim_start_matches('/'))
+    }
+
     /// Every log line so far.
     pub fn logs(&self) -> Vec<String> {
         self.log.0.lock().unwrap().clone()

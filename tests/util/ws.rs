@@ -134,3 +134,22 @@ pub fn ws_get_flv_when_live(
         }
     }
 }
+
+/// A raw WebSocket connection to `path` for tests that drive the protocol themselves.
+pub fn ws_connect(
+    addr: SocketAddr,
+    path: &str,
+) -> Result<tungstenite::WebSocket<TcpStream>, WsConnectError> {
+    let sock = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .map_err(|e| WsConnectError::Other(e.to_string()))?;
+    sock.set_nodelay(true).ok();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    let url = format!("ws://{addr}/{}", path.trim_start_matches('/'));
+    match tungstenite::client(url.as_str(), sock) {
+        Ok((ws, _)) => Ok(ws),
+        Err(tungstenite::HandshakeError::Failure(WsError::Http(resp))) => Err(
+            WsConnectError::Status(resp.status().as_u16(), String::new()),
+        ),
+        Err(e) => Err(WsConnectError::Other(e.to_string())),
+    }
+}

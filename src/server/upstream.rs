@@ -1,0 +1,829 @@
+//! The FLV gateway's upstream pulls, in the mio loop: one non-blocking upstream GET per stream
+//! key, shared by every viewer of that key; its frames go into the hub under a synthetic
+//! publisher token, so viewers get exactly what origin viewers get. Also: viewers parked until
+//! the upstream answers (`ConnState::Pending`), reconnects every 2 s (with jitter) while anyone
+//! watches, the grace period after the last viewer, the 30 s no-data end, the stats line and
+//! the API's `upstream` object. The HTTP and FLV parsing is `gateway::flv` (sans-IO).
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use log::{debug, info, warn};
+use mio::net::TcpStream;
+use mio::{Interest, Token};
+use slab::Slab;
+
+use super::api::json_str;
+use super::conn::ConnState;
+use super::{bind, limits, print_listeners, Server, ServerError, Setup};
+use crate::config::FlvGatewayConfig;
+use crate::gateway::flv::{self, Event, Relay, Response, Status, UpstreamUrl};
+use crate::http::files::Root;
+use crate::http::request::Request;
+use crate::http::response;
+use crate::media::StreamKey;
+
+/// Upstream sockets use tokens from here on (below the listeners'); the same number is the
+/// stream's publisher token in the hub, which no connection token can ever equal.
+pub(super) const TOKEN_BASE: usize = usize::MAX / 2;
+
+/// Pause between upstream attempts while someone watches, plus or minus `JITTER_MS / 2`
+/// (so that many gateways do not hammer a restarted origin in lockstep).
+const RETRY: Duration = Duration::from_secs(2);
+const JITTER_MS: u64 = 1000;
+/// After the last viewer leaves the upstream stays open this long (a page reload keeps it).
+const GRACE: Duration = Duration::from_secs(5);
+/// A viewer of a stream the upstream does not have gets 404 after this much retrying, in
+/// case the publisher is about to start.
+const NOT_FOUND_WAIT: Duration = Duration::from_secs(3);
+/// Retry pause after a 404 while viewers wait to be answered: the publisher may be seconds
+/// away, and a cascade of gateways each waiting `RETRY` would add up.
+const NOT_FOUND_RETRY: Duration = Duration::from_millis(500);
+/// Viewers get a clean end after this long without a frame.
+const NO_DATA: Duration = Duration::from_secs(30);
+/// An upstream that has not answered (connected and sent a head) in this long is retried.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// Housekeeping period (viewer counts, grace, timeouts).
+const TICK: Duration = Duration::from_millis(500);
+/// Reads per upstream per wakeup before the others get their turn.
+const READS_PER_WAKEUP: usize = 64;
+
+/// The gateway's pulls and where they pull from.
+pub(super) struct Gateway {
+    url: UpstreamUrl,
+    addrs: Vec<SocketAddr>,
+    pulls: Slab<Pull>,
+    by_key: HashMap<StreamKey, usize>,
+    next_tick: Instant,
+    /// Pulls whose read budget ran out: read again without waiting for readiness.
+    again: Vec<usize>,
+    rng: u64,
+    addr_turn: usize,
+}
+
+/// One stream pulled from the upstream.
+struct Pull {
+    key: StreamKey,
+    conn: Option<Upstream>,
+    /// When to try the upstream again.
+    retry_at: Option<Instant>,
+    /// The path asked for (the stream's path, or where a redirect pointed).
+    path: String,
+    redirects: u8,
+    /// Connections parked in `ConnState::Pending` for this key.
+    pending: Vec<usize>,
+    /// The stream is published in the hub (from the first 200 until the pull ends).
+    published: bool,
+    relay: Relay,
+    created: Instant,
+    up_since: Option<Instant>,
+    last_data: Instant,
+    idle_since: Option<Instant>,
+    /// The last answer: an HTTP status, or 0 when the upstream could not be reached.
+    last_status: Option<u16>,
+    connects: u64,
+    sessions: u64,
+    bytes_in: u64,
+    frames_in: u64,
+    /// From the last housekeeping: viewers in the hub (all forms) and how many wait.
+    viewers: usize,
+    waiting: usize,
+    bytes_out: u64,
+    /// Byte counters at the last stats line.
+    logged: (u64, u64),
+}
+
+/// One upstream connection attempt and its response.
+struct Upstream {
+    socket: TcpStream,
+    connected: bool,
+    request: Vec<u8>,
+    sent: usize,
+    response: Response,
+    started: Instant,
+    got_head: bool,
+}
+
+impl Gateway {
+    fn new(url: UpstreamUrl, addrs: Vec<SocketAddr>, seed: u64) -> Gateway {
+        Gateway {
+            url,
+            addrs,
+            pulls: Slab::new(),
+            by_key: HashMap::new(),
+            next_tick: Instant::now(),
+            again: Vec::new(),
+            rng: seed | 1,
+            addr_turn: 0,
+        }
+    }
+
+    /// The earliest time the loop must wake for the pulls.
+    pub(super) fn next_deadline(&self, now: Instant) -> Instant {
+        if !self.again.is_empty() {
+            return now;
+        }
+        let mut next = self.next_tick;
+        for (_, p) in &self.pulls {
+            if let Some(r) = p.retry_at {
+                next = next.min(r);
+            }
+        }
+        next
+    }
+
+    fn retry_delay(&mut self) -> Duration {
+        self.rng = self
+            .rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let jitter = (self.rng >> 33) % JITTER_MS;
+        RETRY - Duration::from_millis(JITTER_MS / 2) + Duration::from_millis(jitter)
+    }
+}
+
+/// Runs the FLV gateway until Ctrl-C or SIGTERM: the origin's server with only the HTTP
+/// listener, where a stream that is not live is pulled from the upstream.
+pub fn run_flv_gateway(cfg: FlvGatewayConfig) -> Result<(), ServerError> {
+    if let Some(n) = limits::raise_nofile() {
+        info!("open-file limit {n}");
+    }
+    // Resolved once: a DNS lookup blocks, and the loop must not.
+    let addrs: Vec<SocketAddr> = (cfg.upstream.bare_host(), cfg.upstream.port)
+        .to_socket_addrs()
+        .map_err(|e| ServerError(format!("cannot resolve the upstream {}: {e}", cfg.upstream)))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(ServerError(format!(
+            "the upstream {} has no address",
+            cfg.upstream
+        )));
+    }
+    let http = bind(SocketAddr::new(cfg.bind, cfg.port), "HTTP")?;
+    let setup = Setup {
+        mode: "flv-gateway",
+        viewer: cfg.viewer.clone(),
+        // The built-in player pages, so `/index.html?app=&stream=` plays from the gateway.
+        roots: vec![Root::Embedded],
+        home_page: false,
+        data_dir: None,
+        dir_listing: false,
+        access_log: cfg.web.access_log.clone(),
+    };
+    let mut server = Server::new(setup, vec![(http, super::conn::Listener::Http)])?;
+    let seed = server.seed;
+    server.gateway = Some(Box::new(Gateway::new(cfg.upstream.clone(), addrs, seed)));
+    print_listeners(&server)?;
+    info!("FLV gateway upstream {}", cfg.upstream);
+    server.run()
+}
+
+/// A request target for logs and the API: without its query (which may hold a token).
+fn shown(target: &str) -> &str {
+    target.split('?').next().unwrap_or(target)
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+impl Server {
+    /// A viewer asked for `key`, which is not live here: park it and start (or join) the pull.
+    pub(super) fn upstream_wait(&mut self, token: usize, req: &Request, key: StreamKey) {
+        let now = Instant::now();
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        let peer = conn.peer;
+        conn.head.clear();
+        conn.state = ConnState::Pending {
+            key: key.clone(),
+            req: Box::new(req.clone()),
+            since: now,
+            access: conn.access.take(),
+        };
+        let Some(g) = self.gateway.as_mut() else {
+            return;
+        };
+        let idx = match g.by_key.get(&key) {
+            Some(&i) => i,
+            None => {
+                let path = g.url.path_for(&key);
+                let i = g.pulls.insert(Pull {
+                    key: key.clone(),
+                    conn: None,
+                    retry_at: None,
+                    path,
+                    redirects: 0,
+                    pending: Vec::new(),
+                    published: false,
+                    relay: Relay::default(),
+                    created: now,
+                    up_since: None,
+                    last_data: now,
+                    idle_since: None,
+                    last_status: None,
+                    connects: 0,
+                    sessions: 0,
+                    bytes_in: 0,
+                    frames_in: 0,
+                    viewers: 0,
+                    waiting: 0,
+                    bytes_out: 0,
+                    logged: (0, 0),
+                });
+                g.by_key.insert(key.clone(), i);
+                info!(
+                    "{key}: first viewer; pulling {}{}",
+                    g.url,
+                    shown(&g.url.path_for(&key))
+                );
+                i
+            }
+        };
+        let p = &mut g.pulls[idx];
+        if !p.pending.contains(&token) {
+            p.pending.push(token);
+        }
+        p.idle_since = None;
+        debug!("{key}: viewer {peer} waits for the upstream");
+        if p.conn.is_none() && p.retry_at.is_none() {
+            self.upstream_connect(idx);
+        }
+    }
+
+    /// Opens a non-blocking connection for pull `idx`.
+    fn upstream_connect(&mut self, idx: usize) {
+        let Some(g) = self.gateway.as_mut() else {
+            return;
+        };
+        let addr = g.addrs[g.addr_turn % g.addrs.len()];
+        let url = g.url.clone();
+        let Some(p) = g.pulls.get_mut(idx) else {
+            return;
+        };
+        p.retry_at = None;
+        p.connects += 1;
+        let result = TcpStream::connect(addr).and_then(|mut socket| {
+            self.poll.registry().register(
+                &mut socket,
+                Token(TOKEN_BASE + idx),
+                Interest::READABLE | Interest::WRITABLE,
+            )?;
+            Ok(socket)
+        });
+        match result {
+            Ok(socket) => {
+                let _ = socket.set_nodelay(true);
+                debug!("{}: connecting to {addr} for {}", p.key, shown(&p.path));
+                p.conn = Some(Upstream {
+                    socket,
+                    connected: false,
+                    request: flv::request(&url, &p.path),
+                    sent: 0,
+                    response: Response::new(),
+                    started: Instant::now(),
+                    got_head: false,
+                });
+            }
+            Err(e) => {
+                let reason = format!("cannot connect to {addr}: {e}");
+                self.upstream_lost(idx, &reason, Some(0));
+            }
+        }
+    }
+
+    /// Readiness on an upstream socket (spurious events are fine: every step stops at WouldBlock).
+    pub(super) fn upstream_ready(&mut self, token: usize) {
+        self.upstream_io(token - TOKEN_BASE);
+    }
+
+    fn upstream_io(&mut self, idx: usize) {
+        let Some(g) = self.gateway.as_mut() else {
+            return;
+        };
+        let Some(p) = g.pulls.get_mut(idx) else {
+            return;
+        };
+        let Some(up) = p.conn.as_mut() else {
+            return;
+        };
+        if !up.connected {
+            match up.socket.take_error() {
+                Ok(None) => {}
+                Ok(Some(e)) | Err(e) => {
+                    let reason = format!("cannot connect: {e}");
+                    return self.upstream_lost(idx, &reason, Some(0));
+                }
+            }
+            match up.socket.peer_addr() {
+                Ok(_) => up.connected = true,
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
+                Err(e) => {
+                    let reason = format!("cannot connect: {e}");
+                    return self.upstream_lost(idx, &reason, Some(0));
+                }
+            }
+        }
+        if up.sent < up.request.len() {
+            while up.sent < up.request.len() {
+                match up.socket.write(&up.request[up.sent..]) {
+                    Ok(0) => return self.upstream_lost(idx, "request not sent", Some(0)),
+                    Ok(n) => up.sent += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        let reason = format!("write error: {e}");
+                        return self.upstream_lost(idx, &reason, Some(0));
+                    }
+                }
+            }
+            let _ = self.poll.registry().reregister(
+                &mut up.socket,
+                Token(TOKEN_BASE + idx),
+                Interest::READABLE,
+            );
+        }
+        let mut buf = std::mem::take(&mut self.scratch);
+        let mut events = Vec::new();
+        let mut end: Option<String> = None;
+        let mut budget_left = false;
+        for _ in 0..READS_PER_WAKEUP {
+            match up.socket.read(&mut buf) {
+                Ok(0) => {
+                    end = Some("closed by the upstream".into());
+                    break;
+                }
+                Ok(n) => {
+                    p.bytes_in += n as u64;
+                    self.totals.bytes_in += n as u64;
+                    if let Err(e) = up.response.feed(&buf[..n], &mut events) {
+                        end = Some(e.to_string());
+                        break;
+                    }
+                    if up.response.is_done() {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    budget_left = true;
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    end = Some(format!("read error: {e}"));
+                    break;
+                }
+            }
+        }
+        if !budget_left && end.is_none() && !up.response.is_done() {
+            g.again.push(idx);
+        }
+        self.scratch = buf;
+        // Events before an error are still good frames: relay them, then handle the end.
+        if self.upstream_events(idx, events) {
+            if let Some(reason) = end {
+                self.upstream_lost(idx, &reason, None);
+            }
+        }
+    }
+
+    /// Handles what the response produced. False when the connection was ended here.
+    fn upstream_events(&mut self, idx: usize, events: Vec<Event>) -> bool {
+        let Some(key) = self
+            .gateway
+            .as_ref()
+            .and_then(|g| g.pulls.get(idx))
+            .map(|p| p.key.clone())
+        else {
+            return false;
+        };
+        let now = Instant::now();
+        for event in events {
+            let Some(g) = self.gateway.as_mut() else {
+                return false;
+            };
+            let url = &g.url;
+            let Some(p) = g.pulls.get_mut(idx) else {
+                return false;
+            };
+            match event {
+                Event::Head(Status::Ok) => {
+                    p.last_status = Some(200);
+                    p.up_since = Some(now);
+                    p.sessions += 1;
+                    if let Some(up) = p.conn.as_mut() {
+                        up.got_head = true;
+                    }
+                    if p.sessions > 1 {
+                        info!("{key}: upstream {url}{} is back", shown(&p.path));
+                    } else {
+                        info!("{key}: upstream {url}{} connected", shown(&p.path));
+                    }
+                    p.relay.new_session();
+                    if p.sessions > 1 {
+                        self.hub.restart_gop(&key);
+                    }
+                    if !p.published {
+                        self.gateway_publish(idx);
+                    }
+                }
+                Event::Head(Status::NotFound) => {
+                    debug!("{key}: upstream has no such stream (404)");
+                    self.upstream_lost(idx, "404 from the upstream", Some(404));
+                    return false;
+                }
+                Event::Head(Status::Redirect(location)) => {
+                    let path = url.redirect_path(&location);
+                    match path {
+                        Some(path) if p.redirects < flv::MAX_REDIRECTS => {
+                            debug!("{key}: upstream redirects to {}", shown(&path));
+                            p.redirects += 1;
+                            p.path = path;
+                            self.upstream_drop_conn(idx);
+                            self.upstream_connect(idx);
+                        }
+                        _ => {
+                            warn!("{key}: upstream redirect to {location} not followed (another host, or too many)");
+                            self.upstream_lost(idx, "redirect not followed", Some(302));
+                        }
+                    }
+                    return false;
+                }
+                Event::Head(Status::Other(code)) => {
+                    warn!("{key}: upstream answered {code}");
+                    self.upstream_lost(idx, "unexpected status", Some(code));
+                    return false;
+                }
+                Event::Header {
+                    has_audio,
+                    has_video,
+                } => debug!("{key}: upstream FLV header audio {has_audio} video {has_video}"),
+                Event::Frame(frame) => {
+                    let before = p.relay.config_changes;
+                    let Some(frame) = p.relay.process(frame) else {
+                        continue;
+                    };
+                    if p.relay.config_changes != before {
+                        info!(
+                            "{key}: upstream {:?} configuration changed; new headers go to viewers",
+                            frame.track
+                        );
+                    }
+                    p.last_data = now;
+                    p.frames_in += 1;
+                    if p.published {
+                        self.publish_frame(&key, TOKEN_BASE + idx, frame);
+                    }
+                }
+                Event::End => {
+                    self.upstream_lost(idx, "the upstream ended the stream", None);
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// The stream goes live in the hub; parked viewers become viewers.
+    fn gateway_publish(&mut self, idx: usize) {
+        let now_ms = self.now_ms();
+        let Some(p) = self.gateway.as_mut().and_then(|g| g.pulls.get_mut(idx)) else {
+            return;
+        };
+        let key = p.key.clone();
+        match self.hub.publish(&key, TOKEN_BASE + idx, now_ms) {
+            Ok(_) => {
+                p.published = true;
+                // A fresh hub stream: every header must go through again.
+                p.relay = Relay::default();
+                p.last_data = Instant::now();
+                let pending = std::mem::take(&mut p.pending);
+                for t in pending {
+                    self.resolve_pending(t, &key);
+                }
+            }
+            Err(e) => warn!("{key}: cannot publish the upstream stream: {e}"),
+        }
+    }
+
+    /// Answers a parked connection now that the stream is live here.
+    fn resolve_pending(&mut self, token: usize, key: &StreamKey) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        if conn.closed || !matches!(&conn.state, ConnState::Pending { key: k, .. } if k == key) {
+            return;
+        }
+        let ConnState::Pending { req, access, .. } =
+            std::mem::replace(&mut conn.state, ConnState::HttpHead { served: 1 })
+        else {
+            return;
+        };
+        conn.access = access;
+        self.http_live(token, &req, key.clone());
+    }
+
+    /// Refuses a parked connection (404 or 503) and closes it after the answer.
+    fn refuse_pending(&mut self, token: usize, status: u16, body: &str) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        if conn.closed {
+            return;
+        }
+        let ConnState::Pending { access, .. } =
+            std::mem::replace(&mut conn.state, ConnState::HttpHead { served: 1 })
+        else {
+            return;
+        };
+        conn.access = access;
+        self.http_reply(token, response::simple(status, body, false), false);
+        self.write_conn(token);
+    }
+
+    fn upstream_drop_conn(&mut self, idx: usize) {
+        let Some(p) = self.gateway.as_mut().and_then(|g| g.pulls.get_mut(idx)) else {
+            return;
+        };
+        if let Some(mut up) = p.conn.take() {
+            let _ = self.poll.registry().deregister(&mut up.socket);
+        }
+    }
+
+    /// The upstream connection is over (error, end, refusal): viewers stay; retry later while
+    /// anyone watches. `status` records what the upstream said (0: unreachable).
+    fn upstream_lost(&mut self, idx: usize, reason: &str, status: Option<u16>) {
+        self.upstream_drop_conn(idx);
+        let Some(g) = self.gateway.as_mut() else {
+            return;
+        };
+        let delay = g.retry_delay();
+        g.addr_turn = g.addr_turn.wrapping_add(1);
+        let base = g.pulls.get(idx).map(|p| g.url.path_for(&p.key));
+        let Some(p) = g.pulls.get_mut(idx) else {
+            return;
+        };
+        if let Some(s) = status {
+            p.last_status = Some(s);
+        }
+        if let Some(since) = p.up_since.take() {
+            info!(
+                "{}: upstream lost after {:.1} s ({reason}); viewers stay, retrying every {} s",
+                p.key,
+                secs(since.elapsed()),
+                RETRY.as_secs()
+            );
+        } else {
+            debug!("{}: upstream attempt failed: {reason}", p.key);
+        }
+        // Redirects are followed afresh on every attempt.
+        if let Some(b) = base {
+            p.path = b;
+        }
+        p.redirects = 0;
+        let delay = if status == Some(404) && !p.published && !p.pending.is_empty() {
+            NOT_FOUND_RETRY
+        } else {
+            delay
+        };
+        p.retry_at = Some(Instant::now() + delay);
+    }
+
+    /// Retries, the read budget, and the periodic housekeeping.
+    pub(super) fn upstream_timers(&mut self, now: Instant) {
+        let Some(g) = self.gateway.as_mut() else {
+            return;
+        };
+        for idx in std::mem::take(&mut g.again) {
+            self.upstream_io(idx);
+        }
+        let Some(g) = self.gateway.as_mut() else {
+            return;
+        };
+        let due: Vec<usize> = g
+            .pulls
+            .iter()
+            .filter(|(_, p)| p.retry_at.is_some_and(|r| r <= now))
+            .map(|(i, _)| i)
+            .collect();
+        for idx in due {
+            let Some(p) = self.gateway.as_mut().and_then(|g| g.pulls.get_mut(idx)) else {
+                continue;
+            };
+            if p.viewers + p.pending.len() > 0 {
+                self.upstream_connect(idx);
+            } else {
+                p.retry_at = None;
+            }
+        }
+        let Some(g) = self.gateway.as_mut() else {
+            return;
+        };
+        if now < g.next_tick {
+            return;
+        }
+        g.next_tick = now + TICK;
+        self.upstream_housekeeping(now);
+    }
+
+    fn upstream_housekeeping(&mut self, now: Instant) {
+        let mut counts: HashMap<StreamKey, (usize, usize, u64)> = HashMap::new();
+        for s in self.hub.streams() {
+            let viewers = s.viewers_rtmp + s.viewers_http_flv + s.viewers_ws_flv;
+            counts.insert(s.key.clone(), (viewers, s.viewers_waiting, s.bytes_out));
+        }
+        let Some(g) = self.gateway.as_mut() else {
+            return;
+        };
+        let mut refuse = Vec::new();
+        let mut end_stream = Vec::new();
+        let mut teardown = Vec::new();
+        let mut retry_head = Vec::new();
+        for (idx, p) in g.pulls.iter_mut() {
+            // Parked connections still waiting (closed ones, and reused tokens, drop out).
+            let conns = &self.conns;
+            let mut seen = Vec::with_capacity(p.pending.len());
+            p.pending.retain(|&t| {
+                let ok = !seen.contains(&t)
+                    && conns.get(t).is_some_and(|c| {
+                        !c.closed
+                            && matches!(&c.state, ConnState::Pending { key, .. } if *key == p.key)
+                    });
+                seen.push(t);
+                ok
+            });
+            for &t in &p.pending {
+                let Some(ConnState::Pending { since, .. }) = conns.get(t).map(|c| &c.state) else {
+                    continue;
+                };
+                let waited = now.saturating_duration_since(*since);
+                if p.last_status == Some(404) && waited >= NOT_FOUND_WAIT {
+                    refuse.push((t, 404, "Stream not found."));
+                } else if waited >= NO_DATA {
+                    refuse.push((t, 503, "Upstream unavailable."));
+                }
+            }
+            let (viewers, waiting, bytes_out) = counts.get(&p.key).copied().unwrap_or_default();
+            p.viewers = viewers;
+            p.waiting = waiting;
+            p.bytes_out = bytes_out;
+            if p.published && viewers > 0 && now.saturating_duration_since(p.last_data) >= NO_DATA {
+                end_stream.push(idx);
+            }
+            if let Some(up) = &p.conn {
+                if !up.got_head && now.saturating_duration_since(up.started) >= HEAD_TIMEOUT {
+                    retry_head.push(idx);
+                }
+            }
+            let refused_here = refuse
+                .iter()
+                .filter(|(t, ..)| p.pending.contains(t))
+                .count();
+            if viewers + p.pending.len() - refused_here == 0 {
+                let since = *p.idle_since.get_or_insert(now);
+                if now.saturating_duration_since(since) >= GRACE {
+                    teardown.push(idx);
+                }
+            } else {
+                p.idle_since = None;
+            }
+        }
+        for (t, status, body) in refuse {
+            if let Some(c) = self.conns.get(t) {
+                info!("HTTP {}: answering {status} ({body})", c.peer);
+            }
+            self.refuse_pending(t, status, body);
+        }
+        for idx in retry_head {
+            self.upstream_lost(idx, "no answer from the upstream", Some(0));
+        }
+        for idx in end_stream {
+            let Some(p) = self.gateway.as_mut().and_then(|g| g.pulls.get_mut(idx)) else {
+                continue;
+            };
+            p.published = false;
+            let key = p.key.clone();
+            info!(
+                "{key}: no data from the upstream for {} s; ending its viewers",
+                NO_DATA.as_secs()
+            );
+            self.end_publish(&key, TOKEN_BASE + idx);
+            // An upstream that answered but sends nothing is no good to the next viewer either:
+            // start afresh (the next 200 publishes the stream again).
+            self.upstream_lost(idx, "no data", None);
+        }
+        for idx in teardown {
+            self.upstream_drop_conn(idx);
+            let Some(g) = self.gateway.as_mut() else {
+                return;
+            };
+            if !g.pulls.contains(idx) {
+                continue;
+            }
+            let p = g.pulls.remove(idx);
+            g.by_key.remove(&p.key);
+            info!(
+                "{}: no viewers for {} s; upstream closed",
+                p.key,
+                GRACE.as_secs()
+            );
+            if p.published {
+                self.end_publish(&p.key, TOKEN_BASE + idx);
+            }
+        }
+    }
+
+    /// Every 10 s, one line per pulled stream.
+    pub(super) fn log_gateway_stats(&mut self) {
+        let now = Instant::now();
+        let Some(g) = self.gateway.as_mut() else {
+            return;
+        };
+        let period = super::STATS_EVERY.as_secs_f64();
+        for (_, p) in g.pulls.iter_mut() {
+            let state = match (&p.conn, p.up_since) {
+                (Some(_), Some(since)) => format!("up {:.0} s", secs(now - since)),
+                (Some(_), None) => "connecting".into(),
+                (None, _) => match p.last_status {
+                    Some(404) => "down (404)".into(),
+                    Some(0) | None => "down (unreachable)".into(),
+                    Some(s) => format!("down ({s})"),
+                },
+            };
+            let kbps =
+                |now: u64, then: u64| now.saturating_sub(then) as f64 * 8.0 / 1000.0 / period;
+            info!(
+                "{}: upstream {state}, viewers {} (waiting {}, pending {}), in {} B ({:.0} kbps), out {} B ({:.0} kbps), uptime {:.0} s, reconnects {}",
+                p.key,
+                p.viewers,
+                p.waiting,
+                p.pending.len(),
+                p.bytes_in,
+                kbps(p.bytes_in, p.logged.0),
+                p.bytes_out,
+                kbps(p.bytes_out, p.logged.1),
+                secs(now - p.created),
+                p.sessions.saturating_sub(1),
+            );
+            p.logged = (p.bytes_in, p.bytes_out);
+        }
+    }
+
+    /// `,"upstream":{...}` for a gateway stream in `/api/streams`; empty for anything else.
+    pub(super) fn upstream_json(&self, key: &StreamKey) -> String {
+        let Some(g) = &self.gateway else {
+            return String::new();
+        };
+        let Some(p) = g.by_key.get(key).and_then(|&i| g.pulls.get(i)) else {
+            return String::new();
+        };
+        let now = Instant::now();
+        let state = match (&p.conn, p.up_since) {
+            (Some(_), Some(_)) => "up",
+            (Some(_), None) => "connecting",
+            (None, _) => "down",
+        };
+        let mut out = String::new();
+        let _ = write!(
+            out,
+            ",\"upstream\":{{\"url\":{},\"state\":{},\"up_s\":{:.1},\"age_s\":{:.1},\"last_status\":{},\
+             \"connects\":{},\"sessions\":{},\"bytes_in\":{},\"frames_in\":{},\"config_changes\":{},\
+             \"pending_viewers\":{}}}",
+            json_str(&format!("{}{}", g.url, shown(&p.path))),
+            json_str(state),
+            p.up_since.map_or(0.0, |s| secs(now - s)),
+            secs(now - p.created),
+            p.last_status.map_or("null".into(), |s| s.to_string()),
+            p.connects,
+            p.sessions,
+            p.bytes_in,
+            p.frames_in,
+            p.relay.config_changes,
+            p.pending.len(),
+        );
+        out
+    }
+
+    /// Gateway gauges and counters for `/metrics` (empty in the other modes).
+    pub(super) fn upstream_metrics(&self) -> String {
+        let Some(g) = &self.gateway else {
+            return String::new();
+        };
+        let up = g.pulls.iter().filter(|(_, p)| p.up_since.is_some()).count();
+        let bytes: u64 = g.pulls.iter().map(|(_, p)| p.bytes_in).sum();
+        let pending: usize = g.pulls.iter().map(|(_, p)| p.pending.len()).sum();
+        format!(
+            "# HELP rtmpd_upstreams Upstream pulls by state.\n# TYPE rtmpd_upstreams gauge\n\
+             rtmpd_upstreams{{state=\"up\"}} {up}\nrtmpd_upstreams{{state=\"down\"}} {}\n\
+             # HELP rtmpd_upstream_pending_viewers Viewers waiting for an upstream to answer.\n\
+             # TYPE rtmpd_upstream_pending_viewers gauge\nrtmpd_upstream_pending_viewers {pending}\n\
+             # HELP rtmpd_upstream_bytes_in Bytes received by the current upstream pulls.\n\
+             # TYPE rtmpd_upstream_bytes_in gauge\nrtmpd_upstream_bytes_in {bytes}\n",
+            g.pulls.len() - up
+        )
+    }
+}

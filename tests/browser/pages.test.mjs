@@ -1,0 +1,522 @@
+// Browser tests for the player pages: the real rtmpd binary, FFmpeg publishing the fixtures, and Debian's
+// headless Chromium (driven by playwright-core) playing every page until its <video> has played 3 s, with no
+// page errors and no console errors. Screenshots go to tests/artifacts/ (look at them).
+//
+// Run: node --test tests/browser/pages.test.mjs   (or tools/browser-test.sh, which also installs and builds)
+// Env: RTMPD_BIN (default target/debug/rtmpd), CHROMIUM (default /usr/bin/chromium),
+//      RTMPD_REQUIRE_TOOLS=1 turns "skipped: ..." into a failure (CI).
+//
+// A failure whose server side has not landed yet (static files, a recorder, /api/recordings) says
+// "BLOCKED (server side): ..." with the request that failed, so it is not mistaken for a page bug.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, spawnSync } from "node:child_process";
+import { createRequire } from "node:module";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const ROOT = path.resolve(HERE, "../..");
+const WEB = path.join(ROOT, "web");
+const ARTIFACTS = path.join(ROOT, "tests", "artifacts");
+const REQUIRE_TOOLS = process.env.RTMPD_REQUIRE_TOOLS === "1";
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+const RTMPD_BIN = path.resolve(ROOT, process.env.RTMPD_BIN || "target/debug/rtmpd");
+const FIXTURE = path.join(ROOT, "tests", "data", "fixture.flv");
+const FIXTURE_AUDIO = path.join(ROOT, "tests", "data", "fixture_audio.flv");
+const CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+  "--disable-component-update", "--no-first-run",
+  // Headless pages play muted anyway; this keeps play() from waiting for a user gesture.
+  "--autoplay-policy=no-user-gesture-required"];
+const PLAY_SECONDS = 3;
+
+// ---- skip logic: a missing tool skips the browser tests (and says so), unless RTMPD_REQUIRE_TOOLS=1
+
+let toolProblem = null;
+const missing = what => what;
+let chromium = null;
+if (!fs.existsSync(CHROMIUM)) toolProblem = missing("chromium not found");
+if (!toolProblem) {
+  try {
+    chromium = createRequire(path.join(HERE, "package.json"))("playwright-core").chromium;
+  } catch (e) {
+    toolProblem = missing("playwright-core not installed (run: cd tests/browser && npm ci)");
+  }
+}
+if (!toolProblem && spawnSync("ffmpeg", ["-version"]).status !== 0) toolProblem = missing("ffmpeg not found");
+// Without a tool the browser tests are skipped, saying why; with RTMPD_REQUIRE_TOOLS=1 they fail instead.
+const SKIP = toolProblem && !REQUIRE_TOOLS ? toolProblem : false;
+if (SKIP) console.log(`skipped: ${SKIP} (browser tests)`);
+// `browserTest` is `test` for the tests that need Chromium: skipped (with the reason) when a tool is missing.
+const browserTest = (name, fn) => test(name, { skip: SKIP }, fn);
+
+// ---- the server, the publishers and the browser
+
+const children = [];
+let devServer = null;
+let tmp, dataDir, server, originBase, pageBase, ctx, serverLog = "";
+const ports = {};
+
+function startChild(cmd, args, name) {
+  const c = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
+  c.name = name;
+  c.output = "";
+  const keep = d => { c.output = (c.output + d).slice(-20000); };
+  c.stdout.on("data", keep);
+  c.stderr.on("data", keep);
+  c.exited = new Promise(r => c.on("exit", code => r(code)));
+  children.push(c);
+  return c;
+}
+
+function publish(file, stream, loop) {
+  const args = ["-hide_banner", "-loglevel", "error", "-re"];
+  if (loop) args.push("-stream_loop", "-1");
+  args.push("-i", file, "-c", "copy", "-f", "flv", `rtmp://127.0.0.1:${ports.rtmp}/live/${stream}`);
+  return startChild("ffmpeg", args, "ffmpeg " + stream);
+}
+
+const sleep = ms => new Promise(r => setTimeout(r, ms));
+
+async function waitFor(what, fn, timeoutMs) {
+  const end = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < end) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (e) {
+      last = e;
+    }
+    await sleep(250);
+  }
+  throw new Error(`timed out waiting for ${what}` + (last instanceof Error ? ` (${last.message})` : ""));
+}
+
+async function liveStreams() {
+  const r = await fetch(originBase + "/api/streams");
+  return (await r.json()).streams.map(s => s.app + "/" + s.stream);
+}
+
+async function status(urlPath, method) {
+  try {
+    return (await fetch(pageBase + urlPath, { method: method || "HEAD" })).status;
+  } catch (e) {
+    return "unreachable: " + e.message;
+  }
+}
+
+before(async () => {
+  if (toolProblem) return;
+  assert.ok(fs.existsSync(RTMPD_BIN), `rtmpd binary not found at ${RTMPD_BIN}: run cargo build first (or set RTMPD_BIN)`);
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), "rtmpd-browser-"));
+  dataDir = path.join(tmp, "data");
+  fs.mkdirSync(dataDir);
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+
+  // Only pass the options this build has: the tests run against every stage of the server.
+  const help = spawnSync(RTMPD_BIN, ["--help"], { encoding: "utf8" });
+  const has = opt => (help.stdout + help.stderr).includes(opt);
+  const args = ["--bind", "127.0.0.1", "--rtmp-port", "0", "--http-port", "0"];
+  if (has("--data-dir")) args.push("--data-dir", dataDir);
+  if (has("--web-port")) args.push("--web-port", "0");
+  if (has("--web-dir")) args.push("--web-dir", WEB); // the pages as they are now, not as last embedded
+  if (has("--hls-fragment")) args.push("--hls-fragment", "2");
+  if (has("--mp4-fragment")) args.push("--mp4-fragment", "2");
+  server = startChild(RTMPD_BIN, args, "rtmpd");
+  server.stderr.on("data", d => { serverLog += d; });
+  server.stdout.on("data", d => { serverLog += d; });
+  await waitFor("rtmpd to listen", () => {
+    for (const m of serverLog.matchAll(/(\w+) listening on [^\s]*:(\d+)/g)) ports[m[1].toLowerCase()] = Number(m[2]);
+    return ports.rtmp && ports.http;
+  }, 10000);
+  originBase = `http://127.0.0.1:${ports.http}`;
+  pageBase = originBase; // the pages as the origin's HTTP port serves them (it serves the web port's files too)
+  console.log(`# rtmpd ${args.join(" ")}: ports ${JSON.stringify(ports)}`);
+  if (process.env.RTMPD_TEST_PAGES === "local") {
+    // Developer aid before the static service is wired in: pages from web/, recordings from the data
+    // directory, the rest passed through to the origin. Never the default.
+    const { startDevServer } = await import("./devserver.mjs");
+    const roots = { "/hls": path.join(dataDir, "hls"), "/mp4": path.join(dataDir, "mp4"), "/flv": path.join(dataDir, "flv"), "/": WEB };
+    const dev = await startDevServer(roots, ports.http, dataDir);
+    devServer = dev.server;
+    pageBase = `http://127.0.0.1:${dev.port}`;
+    console.log(`# RTMPD_TEST_PAGES=local: pages served by tests/browser/devserver.mjs at ${pageBase}, not by the origin`);
+  }
+
+  publish(FIXTURE, "stream", true);
+  publish(FIXTURE_AUDIO, "audio", true);
+  publish(FIXTURE, "vod", false); // one 10 s publish that ends: the recordings tests use it
+  await waitFor("the streams to be live", async () => {
+    const l = await liveStreams();
+    return l.includes("live/stream") && l.includes("live/audio");
+  }, 15000);
+
+  const profile = path.join(tmp, "chromium-profile"); // a fresh profile every run
+  ctx = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM, headless: true, args: CHROMIUM_FLAGS, viewport: { width: 1100, height: 860 },
+  });
+});
+
+after(async () => {
+  if (ctx) await ctx.close().catch(() => {});
+  if (devServer) devServer.close();
+  for (const c of children) if (c.exitCode === null) c.kill("SIGTERM");
+  await Promise.all(children.map(c => Promise.race([c.exited, sleep(6000)])));
+  for (const c of children) if (c.exitCode === null) c.kill("SIGKILL");
+  if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+// ---- one page: open, wait until its <video> has played PLAY_SECONDS, screenshot, check for errors
+
+// What the server must have for a page to work: the page itself, the library, and the media it plays.
+async function blockedBy(page, needs) {
+  const out = [];
+  const pagePath = "/" + page.split("?")[0];
+  const s = await status(pagePath);
+  if (s !== 200) out.push(`static serving not wired into the origin (GET ${pagePath} -> ${s})`);
+  for (const lib of ["/vendor/mpegts.js", "/vendor/hls.min.js"]) {
+    const v = await status(lib);
+    if (s === 200 && v !== 200) out.push(`${lib} -> ${v}: the binary was built without web/vendor (run tools/vendor.sh, then cargo build)`);
+  }
+  for (const [what, urlPath] of needs || []) {
+    const n = await status(urlPath, "GET");
+    if (n !== 200) out.push(`${what} not available (GET ${urlPath} -> ${n})`);
+  }
+  return out;
+}
+
+async function open(name, urlPath) {
+  const page = await ctx.newPage();
+  const errors = [];
+  page.on("pageerror", e => errors.push("page error: " + e.message));
+  page.on("console", m => { if (m.type() === "error") errors.push("console error: " + m.text() + " " + JSON.stringify(m.location())); });
+  await page.goto(pageBase + urlPath);
+  return { page, errors, name, urlPath };
+}
+
+async function shot(p) {
+  await p.page.screenshot({ path: path.join(ARTIFACTS, p.name + ".png"), fullPage: true }).catch(() => {});
+}
+
+// Seconds actually played (the sum of video.played), not the position: recordings and live streams do not
+// start at 0, so currentTime alone could pass without a single frame played.
+const PLAYED = () => {
+  const v = document.querySelector("video");
+  if (!v) return null;
+  let played = 0;
+  for (let i = 0; i < v.played.length; i++) played += v.played.end(i) - v.played.start(i);
+  const st = document.getElementById("status");
+  return { played, currentTime: v.currentTime, status: st ? st.textContent : "", state: window.rtmpdState || {} };
+};
+
+async function playPage(name, urlPath, needs, timeoutMs = 30000, extra = null) {
+  // A recording the server has not made (or cannot serve) fails fast, after a screenshot of the page's message.
+  if (needs && needs.length) {
+    const missingNeeds = await waitFor("the media the page plays", async () => {
+      const out = [];
+      for (const [what, u] of needs) if ((await status(u, "GET")) !== 200) out.push(what);
+      return out.length ? false : [];
+    }, 15000).catch(() => null);
+    if (missingNeeds === null) {
+      const p = await open(name, urlPath);
+      await p.page.waitForTimeout(3000);
+      const info = await p.page.evaluate(PLAYED).catch(() => null);
+      await shot(p);
+      await p.page.close();
+      const blocked = await blockedBy(urlPath.slice(1), needs);
+      assert.fail(`BLOCKED (server side): ${blocked.join("; ")}. The page says "${info ? info.status : "?"}"`);
+    }
+  }
+  const p = await open(name, urlPath);
+  let info = null;
+  try {
+    await p.page.waitForFunction(min => {
+      const v = document.querySelector("video");
+      if (!v) return false;
+      let played = 0;
+      for (let i = 0; i < v.played.length; i++) played += v.played.end(i) - v.played.start(i);
+      return v.currentTime >= min && played >= min;
+    }, PLAY_SECONDS, { timeout: timeoutMs, polling: 250 });
+    info = await p.page.evaluate(PLAYED);
+  } catch (e) {
+    info = await p.page.evaluate(PLAYED).catch(() => null);
+    await shot(p);
+    await p.page.close();
+    const blocked = await blockedBy(urlPath.slice(1), needs);
+    const where = `${name}: played ${info ? info.played.toFixed(1) : "?"} s; page says "${info ? info.status : "?"}"` +
+      (p.errors.length ? "; " + [...new Set(p.errors)].slice(0, 5).join("; ") : "");
+    if (blocked.length) assert.fail(`BLOCKED (server side): ${blocked.join("; ")}. ${where}`);
+    assert.fail(`did not play ${PLAY_SECONDS} s: ${where}`);
+  }
+  if (extra) await extra(p.page);
+  await shot(p);
+  await p.page.close();
+  if (p.errors.length && p.errors.every(e => e.includes("/api/recordings"))) {
+    assert.fail(`BLOCKED (server side): /api/recordings is not implemented (${name} played ${info.played.toFixed(1)} s ` +
+      `but its request for the recordings list failed): ${p.errors[0]}`);
+  }
+  assert.deepEqual(p.errors, [], `${name}: errors while playing`);
+  console.log(`# ${name}: played ${info.played.toFixed(1)} s, currentTime ${info.currentTime.toFixed(1)}` +
+    (typeof info.state.latency === "number" ? `, latency to live edge ${info.state.latency.toFixed(2)} s` : ""));
+  return info;
+}
+
+function skipIfNoTools() {
+  if (toolProblem) assert.fail(`RTMPD_REQUIRE_TOOLS=1 and ${toolProblem}`);
+}
+
+// ---- the tests, in order: live pages first, recordings after the 10 s "vod" publish has ended
+
+test("no page names 127.0.0.1 or localhost", () => {
+  const bad = [];
+  const walk = dir => {
+    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+      if (e.name === "vendor" || e.name === "node_modules") continue;
+      const f = path.join(dir, e.name);
+      if (e.isDirectory()) walk(f);
+      else if (/127\.0\.0\.1|localhost/i.test(fs.readFileSync(f, "latin1"))) bad.push(path.relative(ROOT, f));
+    }
+  };
+  walk(WEB);
+  assert.deepEqual(bad, [], "pages must build URLs from location");
+  assert.ok(fs.existsSync(path.join(WEB, "home.html")), "web/home.html exists");
+});
+
+test("the CDN fallbacks name the versions pinned in web/package.json", () => {
+  const pinned = JSON.parse(fs.readFileSync(path.join(WEB, "package.json"), "utf8")).dependencies;
+  const common = fs.readFileSync(path.join(WEB, "common.js"), "utf8");
+  const cdn = [...common.matchAll(/cdn\.jsdelivr\.net\/npm\/([^@/]+)@([^/]+)\//g)].map(m => [m[1], m[2]]);
+  assert.equal(cdn.length, 2);
+  for (const [name, version] of cdn) assert.equal(version, pinned[name], `${name} in common.js vs package.json`);
+});
+
+browserTest("home page lists the live stream", async () => {
+  skipIfNoTools();
+  const p = await open("home", "/");
+  try {
+    await p.page.waitForSelector('[data-stream="live/stream"] a[href*="index.html"]', { timeout: 10000 });
+  } catch (e) {
+    await shot(p);
+    await p.page.close();
+    const blocked = await blockedBy("home.html");
+    const root = await fetch(pageBase + "/").then(r => r.status + " " + r.headers.get("content-type")).catch(e => e.message);
+    assert.fail((blocked.length ? `BLOCKED (server side): ${blocked.join("; ")}; ` : "") +
+      `the home page (GET / -> ${root}) does not list live/stream (the server must answer / with web/home.html)`);
+  }
+  await p.page.waitForTimeout(500); // let the recordings request settle so its errors are seen
+  await shot(p);
+  await p.page.close();
+  const notRecordings = p.errors.filter(e => !e.includes("/api/recordings"));
+  assert.deepEqual(notRecordings, [], "errors on the home page");
+  if (p.errors.length) assert.fail(`BLOCKED (server side): /api/recordings is not implemented: ${p.errors.join("; ")}`);
+});
+
+browserTest("index.html plays HTTP-FLV live", async () => {
+  skipIfNoTools();
+  // After the first 3 s, play 5 s more: the start-up burst (the cached GOP) is behind us, and the latency
+  // the page settles at is the one worth reporting. Its catch-up keeps it under the 4 s jump threshold.
+  let settled = null;
+  const info = await playPage("index-http-flv", "/index.html?app=live&stream=stream", null, 30000, async page => {
+    await page.waitForFunction(() => {
+      const v = document.querySelector("video");
+      let played = 0;
+      for (let i = 0; i < v.played.length; i++) played += v.played.end(i) - v.played.start(i);
+      return played >= 8;
+    }, null, { timeout: 20000, polling: 250 });
+    settled = await page.evaluate(() => window.rtmpdState.latency);
+  });
+  assert.equal(info.state.transport, "http");
+  assert.ok(typeof info.state.latency === "number", "the page measures latency");
+  console.log(`# index-http-flv: latency to live edge after 8 s played: ${settled.toFixed(2)} s`);
+  assert.ok(settled < 4, `latency after 8 s is ${settled} s: the page did not catch up`);
+});
+
+browserTest("index.html plays WS-FLV live", async () => {
+  skipIfNoTools();
+  const info = await playPage("index-ws-flv", "/index.html?app=live&stream=stream&transport=ws");
+  assert.equal(info.state.transport, "ws");
+});
+
+browserTest("index.html from the web port plays HTTP-FLV from the HTTP port (CORS)", async () => {
+  skipIfNoTools();
+  if (!ports.web) assert.fail("BLOCKED (server side): this rtmpd has no --web-port");
+  // The web port serves files only; ?api= names the HTTP port (the pages would try :8501 on their own).
+  const viaWeb = `http://127.0.0.1:${ports.web}/index.html?stream=stream&api=${encodeURIComponent(originBase)}`;
+  const save = pageBase;
+  pageBase = `http://127.0.0.1:${ports.web}`;
+  try {
+    await playPage("index-web-port", viaWeb.slice(pageBase.length));
+  } finally {
+    pageBase = save;
+  }
+});
+
+browserTest("without /vendor/ a page says so and loads the library's CDN copy", async () => {
+  skipIfNoTools();
+  // Nothing leaves the machine: /vendor/ is made to answer 404, and the CDN request is answered here with
+  // the same file, so this checks the page's fallback, not the CDN.
+  const lib = path.join(WEB, "vendor", "mpegts.js");
+  assert.ok(fs.existsSync(lib), "web/vendor/mpegts.js (run tools/vendor.sh)");
+  const page = await ctx.newPage();
+  const cdnAsked = [];
+  await page.route("**/vendor/**", r => r.fulfill({ status: 404, body: "Not found." }));
+  await page.route(/^https:\/\/cdn\.jsdelivr\.net\//, r => {
+    cdnAsked.push(r.request().url());
+    r.fulfill({ status: 200, contentType: "text/javascript", body: fs.readFileSync(lib) });
+  });
+  await page.goto(pageBase + "/index.html?stream=stream");
+  try {
+    await page.waitForFunction(() => document.querySelector("video").currentTime >= 2, null, { timeout: 20000 });
+  } finally {
+    await page.screenshot({ path: path.join(ARTIFACTS, "index-cdn-fallback.png"), fullPage: true }).catch(() => {});
+  }
+  const notices = await page.evaluate(() => window.rtmpdState.notices);
+  await page.close();
+  assert.deepEqual(cdnAsked, ["https://cdn.jsdelivr.net/npm/mpegts.js@1.8.2/dist/mpegts.js"]);
+  assert.ok(notices.some(n => n.includes("/vendor/mpegts.js is missing") && n.includes("CDN")), JSON.stringify(notices));
+});
+
+browserTest("index.html says when the stream is not live", async () => {
+  skipIfNoTools();
+  const p = await open("index-not-live", "/index.html?stream=nobody_here");
+  let st = "";
+  try {
+    await p.page.waitForFunction(() => /is not live/.test(document.getElementById("status").textContent), null, { timeout: 10000 });
+    st = await p.page.evaluate(() => document.getElementById("status").textContent);
+  } finally {
+    await shot(p);
+    await p.page.close();
+  }
+  assert.match(st, /live\/nobody_here is not live \(publish to rtmp:\/\/.*\/live\/nobody_here\)/);
+  assert.deepEqual(p.errors, [], "asking /api/streams first means no failed request");
+});
+
+browserTest("index.html plays an audio-only stream", async () => {
+  skipIfNoTools();
+  await playPage("index-audio-only", "/index.html?stream=audio");
+});
+
+browserTest("video.html plays live FLV", async () => {
+  skipIfNoTools();
+  await playPage("video-live", "/video.html?app=live&stream=stream");
+});
+
+browserTest("play.html plays HLS live", async () => {
+  skipIfNoTools();
+  await playPage("play-hls-live", "/play.html?app=live&stream=stream", [["HLS recorder playlist", "/hls/live/stream/index.m3u8"]], 40000);
+});
+
+browserTest("play_merge.html follows a live fMP4 recording", async () => {
+  skipIfNoTools();
+  await playPage("play-merge-live", "/play_merge.html?app=live&stream=stream&mode=muxed",
+    [["fMP4 recorder playlist (live)", "/mp4/live/stream/output_merge/index.m3u8"]], 40000);
+});
+
+browserTest("index.html reconnects when the stream comes back", async () => {
+  skipIfNoTools();
+  let pub = publish(FIXTURE, "flap", true);
+  await waitFor("live/flap", async () => (await liveStreams()).includes("live/flap"), 15000);
+  const p = await open("index-reconnect", "/index.html?stream=flap");
+  try {
+    await p.page.waitForFunction(() => document.querySelector("video").currentTime > 1, null, { timeout: 20000 });
+    pub.kill("SIGTERM");
+    await pub.exited;
+    await waitFor("live/flap to end", async () => !(await liveStreams()).includes("live/flap"), 10000);
+    await p.page.waitForFunction(() => /not live|ended|stopped|failed/i.test(document.getElementById("status").textContent), null, { timeout: 15000 });
+    pub = publish(FIXTURE, "flap", true);
+    await p.page.waitForFunction(() => window.rtmpdState.reconnects >= 1 && window.rtmpdState.playing, null, { timeout: 30000 });
+    // The new connection plays on: 2 more seconds (a reconnect starts a new MediaSource, so measure from here).
+    const from = await p.page.evaluate(() => document.querySelector("video").currentTime);
+    await p.page.waitForFunction(at => document.querySelector("video").currentTime > at + 2, from, { timeout: 15000 });
+    await shot(p);
+  } catch (e) {
+    const st = await p.page.evaluate(() => document.getElementById("status").textContent).catch(() => "?");
+    await shot(p);
+    await p.page.close();
+    const blocked = await blockedBy("index.html");
+    assert.fail((blocked.length ? `BLOCKED (server side): ${blocked.join("; ")}. ` : "") + `${e.message}; page says "${st}"`);
+  } finally {
+    pub.kill("SIGTERM");
+  }
+  await p.page.close();
+  // While the stream was gone the player's requests may have been refused (404): that is the point of the test.
+  const errs = p.errors.filter(e => !/status of 404/.test(e));
+  assert.deepEqual(errs, [], "errors other than the expected 404s while the stream was away");
+});
+
+// The "vod" publish lasts 10 s; its recordings are finished a moment after it ends.
+let vodDone = null;
+function vodEnded() {
+  vodDone = vodDone || waitVod();
+  return vodDone;
+}
+async function waitVod() {
+  await waitFor("the vod publish to end", async () => !(await liveStreams()).includes("live/vod"), 30000);
+  const full = path.join(dataDir, "mp4", "live", "vod", "output_merge", "stream_full.mp4");
+  await waitFor("stream_full.mp4", () => fs.existsSync(full), 10000).catch(() => {});
+}
+
+browserTest("mp4.html plays the merged MP4 after the publish ended", async () => {
+  skipIfNoTools();
+  await vodEnded();
+  const f = "/mp4/live/vod/output_merge/stream_full.mp4";
+  // Then seek: the merged file is progressive (moov first) and served with Range, so a jump plays at once.
+  await playPage("mp4-merged", "/mp4.html?app=live&stream=vod", [["merged MP4 (fMP4 recorder)", f]], 30000, async page => {
+    await page.evaluate(() => { document.querySelector("video").currentTime = 7; });
+    await page.waitForFunction(() => {
+      const v = document.querySelector("video");
+      return !v.seeking && v.currentTime > 7.5;
+    }, null, { timeout: 10000, polling: 250 });
+  });
+});
+
+browserTest("play_merge.html plays muxed fMP4 segments", async () => {
+  skipIfNoTools();
+  await vodEnded();
+  await playPage("play-merge-muxed", "/play_merge.html?app=live&stream=vod&mode=muxed",
+    [["fMP4 recorder meta.json", "/mp4/live/vod/output_merge/meta.json"], ["fMP4 playlist", "/mp4/live/vod/output_merge/index.m3u8"]]);
+});
+
+browserTest("play_merge.html plays separate fMP4 segments (two SourceBuffers)", async () => {
+  skipIfNoTools();
+  await vodEnded();
+  const info = await playPage("play-merge-separate", "/play_merge.html?app=live&stream=vod&mode=separate",
+    [["fMP4 recorder meta.json", "/mp4/live/vod/output_separate/meta.json"], ["fMP4 playlist", "/mp4/live/vod/output_separate/video.m3u8"]]);
+  assert.deepEqual(Object.keys(info.state.tracks).sort(), ["audio", "video"]);
+});
+
+browserTest("play.html plays the finished HLS recording", async () => {
+  skipIfNoTools();
+  await vodEnded();
+  await playPage("play-hls-vod", "/play.html?app=live&stream=vod", [["HLS recorder playlist", "/hls/live/vod/index.m3u8"]]);
+});
+
+browserTest("video.html plays the FLV recording", async () => {
+  skipIfNoTools();
+  await vodEnded();
+  const dir = path.join(dataDir, "flv", "live", "vod");
+  const files = fs.existsSync(dir) ? fs.readdirSync(dir).filter(f => f.endsWith(".flv")) : [];
+  if (!files.length) assert.fail(`BLOCKED (server side): no FLV recording in ${dir} (FLV recorder or --data-dir not merged)`);
+  await playPage("video-flv-recording", `/video.html?app=live&stream=vod&file=${files[0]}`, [["FLV recording", `/flv/live/vod/${files[0]}`]]);
+});
+
+browserTest("home page lists the recordings", async () => {
+  skipIfNoTools();
+  await vodEnded();
+  const api = await status("/api/recordings", "GET");
+  const p = await open("home-recordings", "/");
+  try {
+    await p.page.waitForSelector('[data-recordings="live/vod"] a[href*="mp4.html"]', { timeout: 10000 });
+  } catch (e) {
+    await shot(p);
+    await p.page.close();
+    assert.fail((api !== 200 ? `BLOCKED (server side): GET /api/recordings -> ${api}. ` : "") +
+      "the home page does not list the recordings of live/vod with a link to mp4.html");
+  }
+  await shot(p);
+  await p.page.close();
+  assert.deepEqual(p.errors, [], "errors on the home page");
+});
