@@ -169,6 +169,8 @@ pub struct Conn {
     pub closed: bool,
     pub created: Instant,
     pub last_input: Instant,
+    /// When an HTTP answer was queued or last made progress on the socket (send timeout).
+    pub last_output: Instant,
     pub bytes_in: u64,
     pub bytes_out: u64,
     /// Slow-viewer skips already logged.
@@ -208,6 +210,7 @@ impl Conn {
             closed: false,
             created: now,
             last_input: now,
+            last_output: now,
             bytes_in: 0,
             bytes_out: 0,
             skips_logged: 0,

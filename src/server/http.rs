@@ -140,12 +140,15 @@ impl Server {
             return;
         };
         let listener = conn.listener;
+        let started = Instant::now();
+        // The send timeout counts from here when the answer cannot go out at once.
+        conn.last_output = started;
         conn.access = Some(Access {
             request_line: req.request_line(),
             status: 0,
             bytes: 0,
             wall: SystemTime::now(),
-            started: Instant::now(),
+            started,
         });
         let route = route(req.path());
         // The web port is static files, plus the read-only API on the origin: its pages need it.

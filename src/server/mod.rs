@@ -50,6 +50,8 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const PUBLISHER_IDLE: Duration = Duration::from_secs(30);
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
+/// An HTTP answer that makes no progress this long (the client stopped reading) is dropped.
+const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 #[derive(Debug)]
@@ -572,6 +574,9 @@ impl Server {
         }
         conn.bytes_out += written as u64;
         self.totals.bytes_out += written as u64;
+        if written > 0 {
+            conn.last_output = Instant::now();
+        }
         if yielded {
             // Still writable with body left: come back after the others had their turn.
             self.pending_write.push(token);
@@ -807,14 +812,18 @@ impl Server {
                 {
                     Some("publisher idle for 30 s")
                 }
+                // While an answer is going out (a file body leaves no bytes in `out` with
+                // sendfile) the client is reading, not idle: only a stall ends it.
+                ConnState::HttpHead { .. } if c.body.is_some() || !c.out.is_empty() => {
+                    (now - c.last_output > SEND_TIMEOUT).then_some("HTTP send timeout")
+                }
                 ConnState::HttpHead { served } => {
                     let limit = if *served == 0 || !c.head.is_empty() {
                         HEADER_TIMEOUT
                     } else {
                         KEEPALIVE_IDLE
                     };
-                    (now - c.last_input > limit && c.out.is_empty())
-                        .then_some("HTTP request timeout")
+                    (now - c.last_input > limit).then_some("HTTP request timeout")
                 }
                 _ => None,
             };
