@@ -170,50 +170,24 @@ impl Server {
             r.splice(at..at, b"Allow: GET, HEAD, OPTIONS\r\n".iter().copied());
             return self.http_reply(token, r, keep_alive);
         }
-        match route {
-            Route::LiveFlv(key) => self.http_live(token, &req, key),
-            Route::ApiStreams => {
-                let body = self.api_streams();
-                self.http_reply(
-                    token,
-                    response::text(200, "application/json", &body, keep_alive, head_only),
-                    keep_alive,
-                )
-            }
-            Route::ApiServer => {
-                let body = self.api_server();
-                self.http_reply(
-                    token,
-                    response::text(200, "application/json", &body, keep_alive, head_only),
-                    keep_alive,
-                )
-            }
+        let (content_type, body) = match route {
+            Route::LiveFlv(key) => return self.http_live(token, &req, key),
+            Route::Static => return self.http_static(token, &req),
+            Route::ApiStreams => ("application/json", self.api_streams()),
+            Route::ApiServer => ("application/json", self.api_server()),
             Route::ApiRecordings => {
-                let (app, stream) = match req.query() {
-                    Some(q) => (query_param(q, "app"), query_param(q, "stream")),
-                    None => (None, None),
-                };
+                let query = req.query().unwrap_or("");
+                let (app, stream) = (query_param(query, "app"), query_param(query, "stream"));
                 let body = match &self.setup.data_dir {
                     Some(dir) => super::recordings::recordings_json(dir, app, stream),
                     None => "{\"recordings\":[]}".to_string(),
                 };
-                self.http_reply(
-                    token,
-                    response::text(200, "application/json", &body, keep_alive, head_only),
-                    keep_alive,
-                )
+                ("application/json", body)
             }
-            Route::Metrics => {
-                let body = self.metrics();
-                let ct = "text/plain; version=0.0.4; charset=utf-8";
-                self.http_reply(
-                    token,
-                    response::text(200, ct, &body, keep_alive, head_only),
-                    keep_alive,
-                )
-            }
-            Route::Static => self.http_static(token, &req),
-        }
+            Route::Metrics => ("text/plain; version=0.0.4; charset=utf-8", self.metrics()),
+        };
+        let reply = response::text(200, content_type, &body, keep_alive, head_only);
+        self.http_reply(token, reply, keep_alive)
     }
 
     /// Everything that is not live or API: the pages and the recordings, from the static roots.

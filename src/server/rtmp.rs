@@ -191,15 +191,9 @@ impl Server {
         let ConnState::Rtmp(r) = &mut conn.state else {
             return;
         };
-        if !matches!(r.role, RtmpRole::Idle) {
-            warn!("RTMP {peer}: publish on a connection that already publishes or plays; refused");
-            r.session.reject_publish(request_id, Refusal::BadName);
-            return;
-        }
-        let key = match StreamKey::new(app, name) {
+        let key = match requested_key(&r.role, peer, "publish", app, name) {
             Ok(k) => k,
-            Err(e) => {
-                warn!("RTMP {peer}: publish refused: {e}");
+            Err(()) => {
                 r.session.reject_publish(request_id, Refusal::BadName);
                 self.totals.refused += 1;
                 return;
@@ -266,15 +260,9 @@ impl Server {
         let ConnState::Rtmp(r) = &mut conn.state else {
             return;
         };
-        if !matches!(r.role, RtmpRole::Idle) {
-            warn!("RTMP {peer}: play on a connection that already publishes or plays; refused");
-            r.session.reject_play(request_id, Refusal::NotFound);
-            return;
-        }
-        let key = match StreamKey::new(app, name) {
+        let key = match requested_key(&r.role, peer, "play", app, name) {
             Ok(k) => k,
-            Err(e) => {
-                warn!("RTMP {peer}: play refused: {e}");
+            Err(()) => {
                 r.session.reject_play(request_id, Refusal::NotFound);
                 return;
             }
@@ -304,4 +292,20 @@ impl Server {
         );
         self.write_conn(token);
     }
+}
+
+/// The stream a `publish` or `play` asks for, if it may: one stream per connection, and a name
+/// that follows the rule. A refusal is logged here; the caller answers it.
+fn requested_key(
+    role: &RtmpRole,
+    peer: std::net::SocketAddr,
+    what: &str,
+    app: &str,
+    name: &str,
+) -> Result<StreamKey, ()> {
+    if !matches!(role, RtmpRole::Idle) {
+        warn!("RTMP {peer}: {what} on a connection that already publishes or plays; refused");
+        return Err(());
+    }
+    StreamKey::new(app, name).map_err(|e| warn!("RTMP {peer}: {what} refused: {e}"))
 }
