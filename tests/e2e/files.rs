@@ -495,7 +495,7 @@ fn post_is_405_huge_head_431_garbage_400() {
     let r = http_exchange(gw.addr, &big, T, false).expect("huge head");
     assert_eq!(r.status, 431);
     let mut one_long = b"GET /a.txt HTTP/1.1\r\nHost: x\r\nX-Long: ".to_vec();
-    one_long.extend(std::iter::repeat(b'z').take(20_000));
+    one_long.extend(std::iter::repeat_n(b'z', 20_000));
     one_long.extend_from_slice(b"\r\n\r\n");
     let r = http_exchange(gw.addr, &one_long, T, false).expect("one long header");
     assert_eq!(r.status, 431);
