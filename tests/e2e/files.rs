@@ -1,8 +1,10 @@
 //! The static file service against the real binary (issue 5): `rtmpd file-gateway` on port 0 and
 //! the origin's web and HTTP ports. Keep-alive and pipelining byte for byte, HEAD, Range, 304,
 //! a 1 GB sparse download with bounded RSS, a stalled reader beside quick requests, traversal
-//! spellings, 400/405/431, FFmpeg playing MP4 and HLS through the gateway, gateways side by side,
-//! the embedded home page and the data dir on both origin ports, and the access log.
+//! spellings, 400/405/431, the header timeout, FFmpeg playing MP4 and HLS through the gateway,
+//! gateways side by side, the embedded home page and the data dir on both origin ports, the access
+//! log, a pipelined flood that must not pile answers up in memory, and a download slower than the
+//! 30 s keep-alive timeout that must still complete.
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
