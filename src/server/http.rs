@@ -4,7 +4,6 @@
 use bytes::Buf;
 use log::{debug, info, warn};
 
-use std::io::{Seek, SeekFrom};
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
@@ -20,6 +19,10 @@ use crate::http::ws::{self, WsInputEvent, WsSession};
 use crate::hub::OutputForm;
 use crate::media::key::query_param;
 use crate::media::StreamKey;
+
+/// Answers queued on one connection before its pipelined requests wait for them to drain: without
+/// it, 32 KiB of tiny pipelined GETs for a 64 KiB file would queue 100 MB of answers.
+const PIPELINE_OUT_MAX: usize = 256 * 1024;
 
 impl Server {
     pub(super) fn http_input(&mut self, token: usize, data: &[u8]) {
@@ -81,6 +84,7 @@ impl Server {
             if conn.closed
                 || conn.close_after_flush
                 || conn.body.is_some()
+                || conn.out.len() > PIPELINE_OUT_MAX
                 || !matches!(conn.state, ConnState::HttpHead { .. })
             {
                 break;
@@ -136,12 +140,15 @@ impl Server {
             return;
         };
         let listener = conn.listener;
+        let started = Instant::now();
+        // The send timeout counts from here when the answer cannot go out at once.
+        conn.last_output = started;
         conn.access = Some(Access {
             request_line: req.request_line(),
             status: 0,
             bytes: 0,
             wall: SystemTime::now(),
-            started: Instant::now(),
+            started,
         });
         let route = route(req.path());
         // The web port is static files, plus the read-only API on the origin: its pages need it.
@@ -225,18 +232,10 @@ impl Server {
             Body::Empty => {}
             Body::Static(data) => conn.out.push(Bytes::from_static(data)),
             Body::Owned(data) => conn.out.push(data.into()),
-            Body::File {
-                mut file,
-                offset,
-                len,
-            } => {
-                if let Err(e) = file.seek(SeekFrom::Start(offset)) {
-                    warn!("HTTP {}: cannot seek in {}: {e}", conn.peer, resp.log_path);
-                    self.close(token, "file error");
-                    return;
-                }
+            Body::File { file, offset, len } => {
                 conn.body = Some(FileBody {
                     file,
+                    offset,
                     remaining: len,
                 });
             }
