@@ -1021,7 +1021,11 @@ fn refuse(r: Refusal, req: &StaticRequest, now: SystemTime, log_path: String) ->
 fn status_line(status: u16) -> String {
     // Room for the usual head, so the pushes that follow do not reallocate.
     let mut s = String::with_capacity(512);
-    let _ = write!(s, "HTTP/1.1 {status} {}\r\n", reason(status));
+    let _ = write!(
+        s,
+        "HTTP/1.1 {status} {}\r\n",
+        super::response::reason(status)
+    );
     s
 }
 
@@ -1061,42 +1065,6 @@ pub fn simple_response_at(status: u16, body: &str, keep_alive: bool, now: System
     let mut out = head.into_bytes();
     out.extend_from_slice(body.as_bytes());
     out
-}
-
-pub fn reason(status: u16) -> &'static str {
-    match status {
-        100 => "Continue",
-        101 => "Switching Protocols",
-        200 => "OK",
-        201 => "Created",
-        204 => "No Content",
-        206 => "Partial Content",
-        301 => "Moved Permanently",
-        302 => "Found",
-        304 => "Not Modified",
-        307 => "Temporary Redirect",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        409 => "Conflict",
-        411 => "Length Required",
-        413 => "Content Too Large",
-        414 => "URI Too Long",
-        416 => "Range Not Satisfiable",
-        426 => "Upgrade Required",
-        429 => "Too Many Requests",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        505 => "HTTP Version Not Supported",
-        _ => "Unknown",
-    }
 }
 
 /// One Common Log Format line plus the duration:
@@ -2244,7 +2212,7 @@ mod tests {
         for s in [
             200, 204, 206, 301, 304, 400, 403, 404, 405, 408, 416, 431, 500, 503,
         ] {
-            assert_ne!(reason(s), "Unknown", "{s}");
+            assert_ne!(crate::http::response::reason(s), "Unknown", "{s}");
         }
     }
 

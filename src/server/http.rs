@@ -150,6 +150,12 @@ impl Server {
             wall: SystemTime::now(),
             started,
         });
+        if req.has_body {
+            // We take no bodies and do not read this one: answer and close.
+            let peer = self.conns.get(token).map(|c| c.peer);
+            warn!("HTTP {peer:?}: {} with a body not allowed", req.method);
+            return self.http_reply(token, method_not_allowed(false), false);
+        }
         let route = route(req.path());
         // The web port is static files, plus the read-only API on the origin: its pages need it.
         let api_on_web = self.setup.mode == "origin" && route.is_api();
@@ -164,11 +170,7 @@ impl Server {
         if req.method != "GET" && !head_only {
             let peer = self.conns.get(token).map(|c| c.peer);
             warn!("HTTP {peer:?}: method {} not allowed", req.method);
-            let mut r = response::simple(405, "Method not allowed.", keep_alive);
-            // Allow goes with every 405.
-            let at = r.windows(2).position(|w| w == b"\r\n").unwrap_or(0) + 2;
-            r.splice(at..at, b"Allow: GET, HEAD, OPTIONS\r\n".iter().copied());
-            return self.http_reply(token, r, keep_alive);
+            return self.http_reply(token, method_not_allowed(keep_alive), keep_alive);
         }
         let (content_type, body) = match route {
             Route::LiveFlv(key) => return self.http_live(token, &req, key),
@@ -338,4 +340,12 @@ fn body_len_of(resp: &[u8]) -> u64 {
         .position(|w| w == b"\r\n\r\n")
         .map(|i| (resp.len() - i - 4) as u64)
         .unwrap_or(0)
+}
+
+/// 405 with the Allow header every 405 must carry.
+fn method_not_allowed(keep_alive: bool) -> Vec<u8> {
+    let mut r = response::simple(405, "Method not allowed.", keep_alive);
+    let at = r.windows(2).position(|w| w == b"\r\n").unwrap_or(0) + 2;
+    r.splice(at..at, b"Allow: GET, HEAD, OPTIONS\r\n".iter().copied());
+    r
 }
