@@ -94,10 +94,15 @@ struct Chunk {
 struct Table {
     init: TrackInit,
     sizes: Vec<u32>,
-    durations: Vec<u32>,
+    /// Sample durations as (count, duration) runs: nearly constant, so a few runs per segment
+    /// instead of 4 bytes per sample (the merge's memory follows these tables).
+    durations: Vec<(u32, u32)>,
+    /// Composition offsets; empty while every one so far was 0 (audio, video without B-frames),
+    /// else one per sample.
     ctos: Vec<i32>,
-    /// 1-based numbers of sync samples.
+    /// 1-based numbers of sync samples; empty while every sample so far was sync (`all_sync`).
     sync: Vec<u32>,
+    all_sync: bool,
     first_dt: Option<u64>,
     last_dt: u64,
     /// Earliest composition time relative to the first decode time.
@@ -107,7 +112,37 @@ struct Table {
 
 impl Table {
     fn duration(&self) -> u64 {
-        self.durations.iter().map(|d| *d as u64).sum()
+        self.durations
+            .iter()
+            .map(|&(n, d)| n as u64 * d as u64)
+            .sum()
+    }
+
+    fn last_duration(&self) -> u32 {
+        self.durations.last().map_or(0, |r| r.1)
+    }
+
+    fn push_duration(&mut self, d: u32) {
+        match self.durations.last_mut() {
+            Some((n, x)) if *x == d => *n += 1,
+            _ => self.durations.push((1, d)),
+        }
+    }
+
+    /// Changes the last sample's duration, keeping the runs merged (as `stts` wants them).
+    fn set_last_duration(&mut self, d: u32) {
+        let Some(&(n, x)) = self.durations.last() else {
+            return;
+        };
+        if x == d {
+            return;
+        }
+        if n == 1 {
+            self.durations.pop();
+        } else if let Some(last) = self.durations.last_mut() {
+            last.0 -= 1;
+        }
+        self.push_duration(d);
     }
 
     /// Where this track's presentation starts, in movie time (ms from decode time 0).
@@ -176,6 +211,7 @@ impl Merger {
                     durations: Vec::new(),
                     ctos: Vec::new(),
                     sync: Vec::new(),
+                    all_sync: true,
                     first_dt: None,
                     last_dt: 0,
                     min_pts: i64::MAX,
@@ -300,28 +336,39 @@ impl Merger {
         let mut dt = match (run.decode_time, t.first_dt) {
             (Some(d), _) => d,
             (None, None) => 0,
-            (None, Some(_)) => t.last_dt + *t.durations.last().unwrap_or(&0) as u64,
+            (None, Some(_)) => t.last_dt + t.last_duration() as u64,
         };
         match t.first_dt {
             None => t.first_dt = Some(dt),
             Some(_) => {
                 // The segment's tfdt is the truth: the previous sample lasts until it.
                 if dt > t.last_dt {
-                    if let Some(last) = t.durations.last_mut() {
-                        *last = (dt - t.last_dt).min(u32::MAX as u64) as u32;
-                    }
+                    t.set_last_duration((dt - t.last_dt).min(u32::MAX as u64) as u32);
                 } else {
-                    dt = t.last_dt + *t.durations.last().unwrap_or(&0) as u64;
+                    dt = t.last_dt + t.last_duration() as u64;
                 }
             }
         }
         let first = t.first_dt.unwrap_or(0);
         for s in &run.samples[..keep] {
             t.sizes.push(s.size);
-            t.durations.push(s.duration);
-            t.ctos.push(s.cto);
-            if s.is_sync() {
-                t.sync.push(t.sizes.len() as u32);
+            t.push_duration(s.duration);
+            let n = t.sizes.len();
+            if !t.ctos.is_empty() {
+                t.ctos.push(s.cto);
+            } else if s.cto != 0 {
+                // The first non-zero offset: the zeros before it become explicit.
+                t.ctos.resize(n - 1, 0);
+                t.ctos.push(s.cto);
+            }
+            if !t.all_sync {
+                if s.is_sync() {
+                    t.sync.push(n as u32);
+                }
+            } else if !s.is_sync() {
+                // The first non-sync sample: every sample before it was sync.
+                t.all_sync = false;
+                t.sync = (1..n as u32).collect();
             }
             let pts = (dt - first) as i64 + s.cto as i64;
             t.min_pts = t.min_pts.min(pts);
@@ -399,8 +446,10 @@ impl Merger {
         let payload: u64 = self.chunks.iter().map(|c| c.len).sum();
         let mdat = bmff::mdat_header(payload);
         let last_chunk = self.chunks.last().map_or(0, |c| payload - c.len);
-        let moov = self.moov(0, false);
-        let base = (ftyp.len() + moov.len() + mdat.len()) as u64;
+        // Only the size of this first `moov` is needed: it is dropped at once, so that the peak
+        // memory holds one `moov`, not two.
+        let moov_len = self.moov(0, false).len();
+        let base = (ftyp.len() + moov_len + mdat.len()) as u64;
         if base + last_chunk <= u32::MAX as u64 {
             let moov = self.moov(base, false);
             return Ok(Layout { ftyp, moov, mdat });
@@ -581,16 +630,10 @@ fn parse_moof(moof: &[u8], moof_at: u64) -> Result<Vec<ParsedRun>, BmffError> {
     Ok(runs)
 }
 
-/// Run-length pairs of equal consecutive values.
-fn runs_of<T: Copy + PartialEq>(v: &[T]) -> Vec<(u32, T)> {
-    let mut out: Vec<(u32, T)> = Vec::new();
-    for x in v {
-        match out.last_mut() {
-            Some((n, y)) if *y == *x => *n += 1,
-            _ => out.push((1, *x)),
-        }
-    }
-    out
+/// Run-length pairs of equal consecutive values, computed as they are written (a collected list
+/// would cost 8 bytes per B-frame sample on top of the tables at the merge's peak).
+fn runs_of<T: Copy + PartialEq>(v: &[T]) -> impl Iterator<Item = (u32, T)> + '_ {
+    v.chunk_by(|a, b| a == b).map(|c| (c.len() as u32, c[0]))
 }
 
 fn write_trak(
@@ -636,28 +679,26 @@ fn write_trak(
     let stbl = w.begin(b"stbl");
     w.bytes(&init.stsd);
 
-    let stts = runs_of(&t.durations);
     let at = w.begin_full(b"stts", 0, 0);
-    w.u32(stts.len() as u32);
-    for (n, d) in stts {
+    w.u32(t.durations.len() as u32);
+    for &(n, d) in &t.durations {
         w.u32(n);
         w.u32(d);
     }
     w.end(at);
 
-    if t.ctos.iter().any(|c| *c != 0) {
+    if !t.ctos.is_empty() {
         let negative = t.ctos.iter().any(|c| *c < 0);
-        let ctts = runs_of(&t.ctos);
         let at = w.begin_full(b"ctts", negative as u8, 0);
-        w.u32(ctts.len() as u32);
-        for (n, c) in ctts {
+        w.u32(runs_of(&t.ctos).count() as u32);
+        for (n, c) in runs_of(&t.ctos) {
             w.u32(n);
             w.i32(c);
         }
         w.end(at);
     }
 
-    if t.sync.len() < t.sizes.len() {
+    if !t.all_sync {
         let at = w.begin_full(b"stss", 0, 0);
         w.u32(t.sync.len() as u32);
         for s in &t.sync {
@@ -973,5 +1014,25 @@ mod tests {
             assert_eq!(scan.samples, 0);
         }
         assert!(m.layout().is_err(), "nothing to write");
+    }
+
+    #[test]
+    fn duration_runs_stay_merged_when_the_last_one_changes() {
+        let mut m = Merger::new(video_init());
+        let t = &mut m.tables[0];
+        for d in [3000, 3000, 3000] {
+            t.push_duration(d);
+        }
+        // A tfdt gap stretches the last sample: a run of its own...
+        t.set_last_duration(4500);
+        assert_eq!(t.durations, vec![(2, 3000), (1, 4500)]);
+        // ...which merges back when it is set to the run before it.
+        t.set_last_duration(3000);
+        assert_eq!(t.durations, vec![(3, 3000)]);
+        t.push_duration(4500);
+        t.set_last_duration(3000);
+        assert_eq!(t.durations, vec![(4, 3000)]);
+        assert_eq!(t.duration(), 12000);
+        assert_eq!(t.last_duration(), 3000);
     }
 }

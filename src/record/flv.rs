@@ -11,7 +11,7 @@ use crate::media::{Frame, StreamKey, Track};
 use crate::mux::flv as flvmux;
 use crate::mux::hls::Timeline;
 use std::fs::File;
-use std::io::{self, BufWriter, Seek, SeekFrom, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -30,7 +30,15 @@ pub struct FlvSink {
 }
 
 struct FlvOut {
-    file: BufWriter<File>,
+    file: File,
+    /// Whole tags not yet written. Our own buffer rather than a BufWriter, which would spill a
+    /// tag header without its body when full: the file only ever grows by whole tags, so a
+    /// SIGKILL or a full disk leaves it ending on a tag boundary, which FFmpeg reads cleanly.
+    buf: Vec<u8>,
+    /// Bytes of the file known to be on disk (always a tag boundary).
+    on_disk: u64,
+    /// A write failed: the file was cut back to `on_disk`; nothing more is written.
+    failed: bool,
     path: PathBuf,
     timeline: Timeline,
     written: u64,
@@ -42,6 +50,9 @@ struct FlvOut {
     video_end: TrackEnd,
     last_flush_t: i64,
 }
+
+/// Buffered bytes that trigger a write (plus at most one tag past it).
+const BUF_LEN: usize = 64 * 1024;
 
 #[derive(Default, Clone, Copy)]
 struct TrackEnd {
@@ -87,7 +98,6 @@ impl FlvSink {
         let pre = self.prelude.take();
         let (file, path) = paths::create_unique_file(&self.dir, &self.stem, "flv")?;
         self.path = Some(path.clone());
-        let mut file = BufWriter::with_capacity(64 * 1024, file);
         let header = flvmux::file_header(pre.has_audio, pre.has_video);
         // The publisher's metadata (the latest one sent before the media), if any.
         let meta = pre
@@ -108,9 +118,13 @@ impl FlvSink {
         let body_at = head.len() as u64;
         head.extend_from_slice(&body);
         head.extend_from_slice(&flvmux::tag_trailer(body.len()));
-        file.write_all(&head).map_err(|e| with_path(e, &path))?;
+        let mut buf = Vec::with_capacity(BUF_LEN + head.len());
+        buf.extend_from_slice(&head);
         let mut out = FlvOut {
             file,
+            buf,
+            on_disk: 0,
+            failed: false,
             path,
             timeline: Timeline::new(pre.first_dts),
             written: head.len() as u64,
@@ -125,14 +139,17 @@ impl FlvSink {
         for f in pre.frames.iter().filter(other) {
             out.write(f)?;
         }
-        out.file.flush().map_err(|e| with_path(e, &out.path))?;
+        let r = out.flush();
         self.out = Some(out);
-        Ok(())
+        r
     }
 }
 
 impl FlvOut {
     fn write(&mut self, frame: &Frame) -> io::Result<()> {
+        if self.failed {
+            return Err(io::Error::other("an earlier write failed"));
+        }
         let (t, body): (i64, &[u8]) = match frame.track {
             Track::Meta => {
                 // Mid-stream metadata: kept as a tag at the current time, as `onMetaData`.
@@ -151,25 +168,47 @@ impl FlvOut {
         };
         let header = flvmux::tag_header(frame.tag_type(), body.len(), t as u32);
         let trailer = flvmux::tag_trailer(body.len());
-        let path = &self.path;
-        self.file
-            .write_all(&header)
-            .and_then(|_| self.file.write_all(body))
-            .and_then(|_| self.file.write_all(&trailer))
-            .map_err(|e| with_path(e, path))?;
+        self.buf.extend_from_slice(&header);
+        self.buf.extend_from_slice(body);
+        self.buf.extend_from_slice(&trailer);
         self.written += (header.len() + body.len() + trailer.len()) as u64;
-        if t - self.last_flush_t >= FLUSH_MS {
+        if t - self.last_flush_t >= FLUSH_MS || self.buf.len() >= BUF_LEN {
             self.last_flush_t = t;
-            self.file.flush().map_err(|e| with_path(e, path))?;
+            self.flush()?;
         }
         Ok(())
     }
 
+    /// Writes the buffered whole tags. On failure the file is cut back to the last whole tag
+    /// (a short write before ENOSPC/EFBIG leaves part of one) and the recording stops.
+    fn flush(&mut self) -> io::Result<()> {
+        if self.failed || self.buf.is_empty() {
+            return Ok(());
+        }
+        match self.file.write_all(&self.buf) {
+            Ok(()) => {
+                self.on_disk += self.buf.len() as u64;
+                self.buf.clear();
+                Ok(())
+            }
+            Err(e) => {
+                self.failed = true;
+                self.buf = Vec::new();
+                let _ = self.file.set_len(self.on_disk);
+                Err(with_path(e, &self.path))
+            }
+        }
+    }
+
     fn finish(&mut self) -> io::Result<()> {
+        if self.failed {
+            // Already cut back to whole tags; patching would describe tags that are not there.
+            return Ok(());
+        }
+        self.flush()?;
         let path = &self.path;
-        self.file.flush().map_err(|e| with_path(e, path))?;
         let end_ms = self.audio_end.end().max(self.video_end.end());
-        let f = self.file.get_mut();
+        let f = &mut self.file;
         let patch = |f: &mut File, at: u64, v: f64| -> io::Result<()> {
             f.seek(SeekFrom::Start(at))?;
             f.write_all(&v.to_be_bytes())
@@ -212,7 +251,7 @@ impl Sink for FlvSink {
 
     fn flush(&mut self) -> io::Result<()> {
         match &mut self.out {
-            Some(out) => out.file.flush().map_err(|e| with_path(e, &out.path)),
+            Some(out) => out.flush(),
             None => Ok(()),
         }
     }

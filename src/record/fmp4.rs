@@ -60,6 +60,9 @@ pub struct Fmp4Sink {
     config_changed: bool,
     late_track: bool,
     merged: bool,
+    /// A write failed (disk full, size limit, permissions): the recording stopped there. The
+    /// end writes no further media, only closes the playlists and merges what was whole.
+    failed: bool,
 }
 
 impl Fmp4Sink {
@@ -91,6 +94,7 @@ impl Fmp4Sink {
             config_changed: false,
             late_track: false,
             merged: false,
+            failed: false,
         };
         // The session start is recorded at once, so a rotation after a crash names it right.
         sink.write_meta(false)?;
@@ -417,6 +421,35 @@ impl Fmp4Sink {
 
 impl Sink for Fmp4Sink {
     fn frame(&mut self, frame: &Frame) -> io::Result<()> {
+        let r = self.take_frame(frame);
+        if r.is_err() {
+            self.failed = true;
+        }
+        r
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        if self.failed {
+            // After a failed write nothing more goes to the disk as media: a segment written
+            // now would follow a gap, and the merged file would pass off the tail as the whole.
+            self.state = State::Done;
+            self.write_playlists(true)?;
+            if !self.muxed.is_empty() {
+                merge_dir(&self.merge_dir)?;
+                self.merged = true;
+            }
+            return self.write_meta(true);
+        }
+        self.finish_clean()
+    }
+
+    fn describe(&self) -> String {
+        self.description()
+    }
+}
+
+impl Fmp4Sink {
+    fn take_frame(&mut self, frame: &Frame) -> io::Result<()> {
         if frame.track == Track::Meta {
             return Ok(());
         }
@@ -441,7 +474,7 @@ impl Sink for Fmp4Sink {
         }
     }
 
-    fn finish(&mut self) -> io::Result<()> {
+    fn finish_clean(&mut self) -> io::Result<()> {
         match std::mem::replace(&mut self.state, State::Done) {
             State::Done => return Ok(()),
             State::Waiting(mut prelude) => {
@@ -449,7 +482,7 @@ impl Sink for Fmp4Sink {
                     return self.write_meta(true);
                 }
                 self.start(prelude.take().frames)?;
-                return self.finish();
+                return self.finish_clean();
             }
             State::Running(mut frag) => {
                 if let Some(last) = frag.finish() {
@@ -465,7 +498,7 @@ impl Sink for Fmp4Sink {
         self.write_meta(true)
     }
 
-    fn describe(&self) -> String {
+    fn description(&self) -> String {
         let mut s = format!(
             "fmp4 {} ({} segments)",
             self.merge_dir.parent().unwrap_or(&self.merge_dir).display(),

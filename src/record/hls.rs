@@ -341,13 +341,20 @@ impl HlsSink {
 
 impl Sink for HlsSink {
     fn frame(&mut self, frame: &Frame) -> io::Result<()> {
-        if let Some(prelude) = &mut self.prelude {
-            if prelude.push(frame) {
-                self.release()?;
+        let r = match &mut self.prelude {
+            Some(prelude) => {
+                if prelude.push(frame) {
+                    self.release()
+                } else {
+                    Ok(())
+                }
             }
-            return Ok(());
+            None => self.media(frame),
+        };
+        if r.is_err() {
+            self.abandon_segment();
         }
-        self.media(frame)
+        r
     }
 
     fn finish(&mut self) -> io::Result<()> {
@@ -379,9 +386,26 @@ impl Sink for HlsSink {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        match &mut self.segment {
+        let r = match &mut self.segment {
             Some(seg) => seg.file.flush().map_err(|e| with_path(e, &seg.tmp)),
             None => Ok(()),
+        };
+        if r.is_err() {
+            self.abandon_segment();
+        }
+        r
+    }
+}
+
+impl HlsSink {
+    /// After a failed write (disk full, size limit) the recording stops: the open segment can
+    /// never be whole, so it is removed (on a full disk it holds the space), and `finish` ends
+    /// the playlist with the segments that were.
+    fn abandon_segment(&mut self) {
+        if let Some(seg) = self.segment.take() {
+            let tmp = seg.tmp.clone();
+            drop(seg);
+            let _ = fs::remove_file(&tmp);
         }
     }
 }

@@ -170,7 +170,11 @@ pub fn with_path(e: io::Error, path: &Path) -> io::Error {
 /// Writes `contents` to `path` atomically: a temp file next to it, then a rename over it.
 pub fn replace_file(path: &Path, contents: &[u8]) -> io::Result<()> {
     let tmp = tmp_path(path);
-    fs::write(&tmp, contents).map_err(|e| with_path(e, &tmp))?;
+    if let Err(e) = fs::write(&tmp, contents) {
+        // A partial temp file is of no use to anyone, and on a full disk it holds the space.
+        let _ = fs::remove_file(&tmp);
+        return Err(with_path(e, &tmp));
+    }
     fs::rename(&tmp, path).map_err(|e| with_path(e, path))
 }
 

@@ -70,9 +70,12 @@ pub enum ConnState {
     },
 }
 
-/// A response body read from a file as the socket drains: one chunk in memory at a time.
+/// A response body read from a file as the socket drains: one chunk in memory at a time, or on
+/// Linux none at all (sendfile).
 pub struct FileBody {
     pub file: std::fs::File,
+    /// Where the next byte comes from (positioned reads: no seek, the file position is unused).
+    pub offset: u64,
     pub remaining: u64,
 }
 
@@ -83,24 +86,67 @@ impl FileBody {
     /// The next chunk, or None at the end. A file that shrank under us ends the body early,
     /// which the caller turns into a closed connection (the length was promised).
     pub fn next_chunk(&mut self) -> std::io::Result<Option<bytes::Bytes>> {
-        use std::io::Read;
         if self.remaining == 0 {
             return Ok(None);
         }
         let want = (self.remaining as usize).min(FILE_CHUNK);
         let mut buf = vec![0u8; want];
-        let n = self.file.read(&mut buf)?;
+        #[cfg(unix)]
+        let n = std::os::unix::fs::FileExt::read_at(&self.file, &mut buf, self.offset)?;
+        #[cfg(not(unix))]
+        let n = {
+            use std::io::{Read, Seek, SeekFrom};
+            self.file.seek(SeekFrom::Start(self.offset))?;
+            self.file.read(&mut buf)?
+        };
         if n == 0 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "file shrank while being sent",
-            ));
+            return Err(shrank());
         }
         buf.truncate(n);
+        self.offset += n as u64;
         self.remaining -= n as u64;
         Ok(Some(buf.into()))
     }
+
+    /// Copies up to `max` bytes of the file straight to `socket` in the kernel (sendfile(2)): no
+    /// copy through user space, no buffer. Ok(0) at the end of the body; WouldBlock when the
+    /// socket is full. Only when nothing else is queued before the body on this socket.
+    #[cfg(target_os = "linux")]
+    pub fn send_to(
+        &mut self,
+        socket: &impl std::os::fd::AsRawFd,
+        max: usize,
+    ) -> std::io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        if self.remaining == 0 {
+            return Ok(0);
+        }
+        let count = (self.remaining as usize).min(max);
+        let mut off = self.offset as libc::off_t;
+        // SAFETY: two descriptors we own for the duration of the call and a valid offset pointer;
+        // the kernel moves the bytes and updates `off`.
+        let n =
+            unsafe { libc::sendfile(socket.as_raw_fd(), self.file.as_raw_fd(), &mut off, count) };
+        if n < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if n == 0 {
+            return Err(shrank());
+        }
+        self.offset += n as u64;
+        self.remaining -= n as u64;
+        Ok(n as usize)
+    }
 }
+
+fn shrank() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::UnexpectedEof,
+        "file shrank while being sent",
+    )
+}
+
+impl FileBody {}
 
 pub struct Conn {
     pub socket: TcpStream,
@@ -123,6 +169,8 @@ pub struct Conn {
     pub closed: bool,
     pub created: Instant,
     pub last_input: Instant,
+    /// When an HTTP answer was queued or last made progress on the socket (send timeout).
+    pub last_output: Instant,
     pub bytes_in: u64,
     pub bytes_out: u64,
     /// Slow-viewer skips already logged.
@@ -162,6 +210,7 @@ impl Conn {
             closed: false,
             created: now,
             last_input: now,
+            last_output: now,
             bytes_in: 0,
             bytes_out: 0,
             skips_logged: 0,

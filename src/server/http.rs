@@ -4,7 +4,6 @@
 use bytes::Buf;
 use log::{debug, info, warn};
 
-use std::io::{Seek, SeekFrom};
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
@@ -20,6 +19,10 @@ use crate::http::ws::{self, WsInputEvent, WsSession};
 use crate::hub::OutputForm;
 use crate::media::key::query_param;
 use crate::media::StreamKey;
+
+/// Answers queued on one connection before its pipelined requests wait for them to drain: without
+/// it, 32 KiB of tiny pipelined GETs for a 64 KiB file would queue 100 MB of answers.
+const PIPELINE_OUT_MAX: usize = 256 * 1024;
 
 impl Server {
     pub(super) fn http_input(&mut self, token: usize, data: &[u8]) {
@@ -81,6 +84,7 @@ impl Server {
             if conn.closed
                 || conn.close_after_flush
                 || conn.body.is_some()
+                || conn.out.len() > PIPELINE_OUT_MAX
                 || !matches!(conn.state, ConnState::HttpHead { .. })
             {
                 break;
@@ -136,13 +140,22 @@ impl Server {
             return;
         };
         let listener = conn.listener;
+        let started = Instant::now();
+        // The send timeout counts from here when the answer cannot go out at once.
+        conn.last_output = started;
         conn.access = Some(Access {
             request_line: req.request_line(),
             status: 0,
             bytes: 0,
             wall: SystemTime::now(),
-            started: Instant::now(),
+            started,
         });
+        if req.has_body {
+            // We take no bodies and do not read this one: answer and close.
+            let peer = self.conns.get(token).map(|c| c.peer);
+            warn!("HTTP {peer:?}: {} with a body not allowed", req.method);
+            return self.http_reply(token, method_not_allowed(false), false);
+        }
         let route = route(req.path());
         // The web port is static files, plus the read-only API on the origin: its pages need it.
         let api_on_web = self.setup.mode == "origin" && route.is_api();
@@ -157,11 +170,7 @@ impl Server {
         if req.method != "GET" && !head_only {
             let peer = self.conns.get(token).map(|c| c.peer);
             warn!("HTTP {peer:?}: method {} not allowed", req.method);
-            let mut r = response::simple(405, "Method not allowed.", keep_alive);
-            // Allow goes with every 405.
-            let at = r.windows(2).position(|w| w == b"\r\n").unwrap_or(0) + 2;
-            r.splice(at..at, b"Allow: GET, HEAD, OPTIONS\r\n".iter().copied());
-            return self.http_reply(token, r, keep_alive);
+            return self.http_reply(token, method_not_allowed(keep_alive), keep_alive);
         }
         let (content_type, body) = match route {
             Route::LiveFlv(key) => return self.http_live(token, &req, key),
@@ -225,18 +234,10 @@ impl Server {
             Body::Empty => {}
             Body::Static(data) => conn.out.push(Bytes::from_static(data)),
             Body::Owned(data) => conn.out.push(data.into()),
-            Body::File {
-                mut file,
-                offset,
-                len,
-            } => {
-                if let Err(e) = file.seek(SeekFrom::Start(offset)) {
-                    warn!("HTTP {}: cannot seek in {}: {e}", conn.peer, resp.log_path);
-                    self.close(token, "file error");
-                    return;
-                }
+            Body::File { file, offset, len } => {
                 conn.body = Some(FileBody {
                     file,
+                    offset,
                     remaining: len,
                 });
             }
@@ -339,4 +340,12 @@ fn body_len_of(resp: &[u8]) -> u64 {
         .position(|w| w == b"\r\n\r\n")
         .map(|i| (resp.len() - i - 4) as u64)
         .unwrap_or(0)
+}
+
+/// 405 with the Allow header every 405 must carry.
+fn method_not_allowed(keep_alive: bool) -> Vec<u8> {
+    let mut r = response::simple(405, "Method not allowed.", keep_alive);
+    let at = r.windows(2).position(|w| w == b"\r\n").unwrap_or(0) + 2;
+    r.splice(at..at, b"Allow: GET, HEAD, OPTIONS\r\n".iter().copied());
+    r
 }

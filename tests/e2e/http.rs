@@ -208,3 +208,15 @@ fn websocket_ping_is_answered_and_close_is_honoured() {
     assert_eq!(r.end, BodyEnd::LastChunk);
     publisher.join().expect("publishing");
 }
+
+/// Regression: a POST carrying a body was answered 400 (malformed) instead of 405.
+#[test]
+fn post_with_a_body_is_405_then_closed() {
+    let server = Server::start();
+    let mut raw = request_bytes("POST", "/api/streams", 1, &["Content-Length: 5"]);
+    raw.extend_from_slice(b"hello");
+    let r = http_exchange(server.http, &raw, T, false).expect("answer");
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), Some("GET, HEAD, OPTIONS"));
+    assert_eq!(r.header("connection"), Some("close"));
+}

@@ -2,6 +2,8 @@
 
 mod behaviour;
 mod cli;
+mod files;
 mod http;
 mod live;
+mod record;
 mod robustness;

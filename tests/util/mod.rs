@@ -4,6 +4,7 @@
 //! Nothing here knows the server's internals: it talks to the binary through sockets only.
 #![allow(dead_code)]
 
+pub mod files;
 pub mod flv;
 pub mod http;
 pub mod proc;
@@ -16,6 +17,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 
+pub use files::*;
 pub use flv::*;
 pub use http::*;
 pub use proc::*;
