@@ -95,7 +95,11 @@ impl Default for WsSession {
 
 impl WsSession {
     pub fn new() -> WsSession {
+        // Small buffers: a viewer sends only control frames, and tungstenite's 128 KiB defaults
+        // would cost every WS-FLV viewer that much memory.
         let config = WebSocketConfig::default()
+            .read_buffer_size(4096)
+            .write_buffer_size(0)
             .max_message_size(Some(MAX_INPUT_MESSAGE))
             .max_frame_size(Some(MAX_INPUT_MESSAGE));
         WsSession {

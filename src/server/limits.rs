@@ -31,6 +31,25 @@ pub fn raise_nofile() -> Option<u64> {
     None
 }
 
+/// Connections a listener queues before we accept them. mio listens with 128; a thousand
+/// players arriving at once would overflow that and each dropped SYN costs its player a second
+/// (the client's retransmit), so the backlog is raised (the kernel caps it at somaxconn).
+pub const LISTEN_BACKLOG: i32 = 4096;
+
+/// Re-listens with `LISTEN_BACKLOG` (calling listen again on a listening socket only changes
+/// its backlog).
+#[cfg(unix)]
+pub fn deepen_backlog(listener: &mio::net::TcpListener) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: listen on a socket we own; failure leaves the old backlog in place.
+    unsafe {
+        libc::listen(listener.as_raw_fd(), LISTEN_BACKLOG);
+    }
+}
+
+#[cfg(not(unix))]
+pub fn deepen_backlog(_listener: &mio::net::TcpListener) {}
+
 /// CPU seconds (user + system) this process has used.
 #[cfg(unix)]
 pub fn cpu_seconds() -> f64 {

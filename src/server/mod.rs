@@ -114,8 +114,10 @@ pub struct Server {
 }
 
 fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, ServerError> {
-    TcpListener::bind(addr)
-        .map_err(|e| ServerError(format!("cannot listen for {what} on {addr}: {e}")))
+    let listener = TcpListener::bind(addr)
+        .map_err(|e| ServerError(format!("cannot listen for {what} on {addr}: {e}")))?;
+    limits::deepen_backlog(&listener);
+    Ok(listener)
 }
 
 /// What a server process serves besides its listeners.
