@@ -2,7 +2,7 @@
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: all vendor build run test unit browser-test bench fixtures fmt lint
+.PHONY: all vendor build run test unit browser-test bench bench-gateway bench-record bench-files bench-all fixtures fmt lint
 
 all: build
 
@@ -30,8 +30,20 @@ unit:
 browser-test: vendor
 	bash tools/browser-test.sh
 
-bench:
+# Benchmarks (never timed tests): each compares against a peer measured in the same run.
+bench:                  # origin fan-out against nginx-rtmp (about 10 minutes)
 	bash tools/bench.sh
+
+bench-gateway:          # the FLV gateway's fan-out next to the origin's
+	bash tools/bench-gateway.sh
+
+bench-record:           # CPU per hour of media per recorder, the merge, fan-out with recorders on/off
+	bash tools/bench-record.sh
+
+bench-files:            # the static file service against nginx with wrk
+	bash tools/bench-files.sh
+
+bench-all: bench bench-gateway bench-record bench-files
 
 fixtures:
 	bash tools/make-fixtures.sh
