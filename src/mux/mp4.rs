@@ -1,7 +1,10 @@
-//! Progressive MP4 from fMP4 segments (the merge): pass 1 reads only each segment's `moof` tables
-//! into sample tables (memory grows with the sample count, never with media bytes); pass 2 writes
-//! `ftyp` + `moov` (faststart) + `mdat`, copying the payloads from the segments in bounded pieces.
-//! Readers and writers are passed in; this module opens no files itself.
+//! Progressive MP4 from fMP4 segments (the merge): pass 1 reads only each segment's `moof` and
+//! keeps per-track aggregates (counts, durations, flags) and one chunk record per segment run, so
+//! memory follows the number of segments, never the samples or media bytes; pass 2 measures the
+//! `moov`, then writes `ftyp` + `moov` (faststart) straight to the output, streaming the big
+//! tables (`stts`, `ctts`, `stss`, `stsz`) from each segment's `moof` read again, then the `mdat`,
+//! copying the payloads from the segments in bounded pieces. Readers and writers are passed in;
+//! this module opens no files itself.
 
 use super::bmff::{self, boxes, find, BmffError, BoxHeader, BoxWriter, Reader};
 use super::fmp4::{
@@ -80,74 +83,147 @@ pub fn parse_init(init: &[u8]) -> Result<Vec<TrackInit>, BmffError> {
     Ok(out)
 }
 
+/// Where a run's `trun` lives in its segment, so that pass 2 can read it again.
+#[derive(Clone, Copy, Debug, Default)]
+struct RunAt {
+    /// File offset of the `moof` box (data offsets are relative to it).
+    moof_at: u64,
+    /// File offset and length of the `moof` body.
+    body_at: u64,
+    body_len: u64,
+    /// Index of the run among the runs of the `moof`, in `parse_moof` order.
+    index: u32,
+}
+
 /// One run of contiguous samples in a source segment; it becomes one chunk of the output.
 #[derive(Clone, Copy, Debug)]
 struct Chunk {
     source: u32,
+    run: RunAt,
     offset: u64,
     len: u64,
     table: usize,
+    /// The first `samples` samples of the run are taken (the rest lie past the file's end).
     samples: u32,
 }
 
+/// The decode timeline of a track as samples are appended. Shared by pass 1 (which only counts)
+/// and pass 2 (which writes `stts`), so that both see the same durations.
+#[derive(Clone, Copy, Debug, Default)]
+struct Timeline {
+    samples: u64,
+    first_dt: Option<u64>,
+    last_dt: u64,
+    /// The duration of the last sample so far: still pending, because the next run's `tfdt`
+    /// may change it.
+    last_dur: u32,
+}
+
+impl Timeline {
+    /// Starts a run with this `tfdt` (if any); returns the decode time of its first sample.
+    fn start_run(&mut self, decode_time: Option<u64>) -> u64 {
+        let dt = match (decode_time, self.first_dt) {
+            (Some(d), _) => d,
+            (None, None) => 0,
+            (None, Some(_)) => self.last_dt + self.last_dur as u64,
+        };
+        match self.first_dt {
+            None => {
+                self.first_dt = Some(dt);
+                dt
+            }
+            // The segment's tfdt is the truth: the previous sample lasts until it.
+            Some(_) if dt > self.last_dt => {
+                self.last_dur = (dt - self.last_dt).min(u32::MAX as u64) as u32;
+                dt
+            }
+            Some(_) => self.last_dt + self.last_dur as u64,
+        }
+    }
+
+    /// Appends a sample at decode time `dt`; returns the now final duration of the one before.
+    fn push(&mut self, dt: u64, duration: u32) -> Option<u32> {
+        let before = (self.samples > 0).then_some(self.last_dur);
+        self.samples += 1;
+        self.last_dt = dt;
+        self.last_dur = duration;
+        before
+    }
+}
+
+/// Run-length coding of a value stream, one pending run (`stts` and `ctts` entries).
+#[derive(Clone, Copy, Debug, Default)]
+struct Rle<T> {
+    run: Option<(u32, T)>,
+    /// Runs started so far, the pending one included.
+    entries: u64,
+}
+
+impl<T: Copy + PartialEq> Rle<T> {
+    /// Adds a value; returns the run it ended, if it started a new one.
+    fn push(&mut self, v: T) -> Option<(u32, T)> {
+        match &mut self.run {
+            Some((n, x)) if *x == v && *n < u32::MAX => {
+                *n += 1;
+                None
+            }
+            _ => {
+                self.entries += 1;
+                self.run.replace((1, v))
+            }
+        }
+    }
+}
+
+/// Pass 1's aggregates of one track: O(1) memory whatever the number of samples. The tables
+/// themselves are written in pass 2 from the segments' `trun`s, read again.
 #[derive(Debug)]
 struct Table {
     init: TrackInit,
-    sizes: Vec<u32>,
-    /// Sample durations as (count, duration) runs: nearly constant, so a few runs per segment
-    /// instead of 4 bytes per sample (the merge's memory follows these tables).
-    durations: Vec<(u32, u32)>,
-    /// Composition offsets; empty while every one so far was 0 (audio, video without B-frames),
-    /// else one per sample.
-    ctos: Vec<i32>,
-    /// 1-based numbers of sync samples; empty while every sample so far was sync (`all_sync`).
-    sync: Vec<u32>,
-    all_sync: bool,
-    first_dt: Option<u64>,
-    last_dt: u64,
+    time: Timeline,
+    /// Sum of the final durations (all but the last sample's, which is `time.last_dur`).
+    done_duration: u64,
+    /// `stts` entries of the final durations so far.
+    stts: Rle<u32>,
+    /// `ctts` entries over every sample (zeros included).
+    ctts: Rle<i32>,
+    any_cto: bool,
+    negative_cto: bool,
+    syncs: u64,
     /// Earliest composition time relative to the first decode time.
     min_pts: i64,
     chunks: u32,
 }
 
 impl Table {
+    fn samples(&self) -> u64 {
+        self.time.samples
+    }
+
     fn duration(&self) -> u64 {
-        self.durations
-            .iter()
-            .map(|&(n, d)| n as u64 * d as u64)
-            .sum()
+        self.done_duration
+            + if self.samples() > 0 {
+                self.time.last_dur as u64
+            } else {
+                0
+            }
     }
 
-    fn last_duration(&self) -> u32 {
-        self.durations.last().map_or(0, |r| r.1)
+    fn stts_entries(&self) -> u64 {
+        let mut rle = self.stts;
+        if self.samples() > 0 {
+            rle.push(self.time.last_dur);
+        }
+        rle.entries
     }
 
-    fn push_duration(&mut self, d: u32) {
-        match self.durations.last_mut() {
-            Some((n, x)) if *x == d => *n += 1,
-            _ => self.durations.push((1, d)),
-        }
-    }
-
-    /// Changes the last sample's duration, keeping the runs merged (as `stts` wants them).
-    fn set_last_duration(&mut self, d: u32) {
-        let Some(&(n, x)) = self.durations.last() else {
-            return;
-        };
-        if x == d {
-            return;
-        }
-        if n == 1 {
-            self.durations.pop();
-        } else if let Some(last) = self.durations.last_mut() {
-            last.0 -= 1;
-        }
-        self.push_duration(d);
+    fn all_sync(&self) -> bool {
+        self.syncs == self.samples()
     }
 
     /// Where this track's presentation starts, in movie time (ms from decode time 0).
     fn start_ms(&self) -> u64 {
-        let ticks = self.first_dt.unwrap_or(0) + self.min_pts.max(0) as u64;
+        let ticks = self.time.first_dt.unwrap_or(0) + self.min_pts.max(0) as u64;
         ticks * MOVIE_TIMESCALE as u64 / self.init.timescale as u64
     }
 
@@ -167,12 +243,16 @@ impl Table {
     }
 }
 
-/// The bytes before the media data of the output file.
+/// The bytes before the `moov` and the `moov`'s measured box sizes.
 struct Layout {
     ftyp: Vec<u8>,
-    moov: Vec<u8>,
     /// The `mdat` header (8 bytes, or 16 past 4 GiB).
     mdat: Vec<u8>,
+    /// Box sizes of the `moov`, in the order the boxes begin (a few dozen).
+    sizes: Vec<u64>,
+    /// File offset of the first media byte.
+    base: u64,
+    co64: bool,
 }
 
 /// What pass 1 found in one segment.
@@ -185,6 +265,7 @@ pub struct SegmentScan {
 }
 
 /// A parsed `trun` before its bytes are checked against the file.
+#[derive(Clone, Debug)]
 struct ParsedRun {
     track_id: u32,
     decode_time: Option<u64>,
@@ -192,7 +273,15 @@ struct ParsedRun {
     samples: Vec<Sample>,
 }
 
-/// Pass 1 state: the sample tables of every track and the list of chunks to copy.
+fn changed() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        "a segment changed between the passes of the merge",
+    )
+}
+
+/// Pass 1 state: per-track aggregates and the list of chunks to copy (one per segment run, so
+/// memory follows the number of segments, not of samples).
 #[derive(Debug)]
 pub struct Merger {
     tables: Vec<Table>,
@@ -207,13 +296,13 @@ impl Merger {
                 .into_iter()
                 .map(|init| Table {
                     init,
-                    sizes: Vec::new(),
-                    durations: Vec::new(),
-                    ctos: Vec::new(),
-                    sync: Vec::new(),
-                    all_sync: true,
-                    first_dt: None,
-                    last_dt: 0,
+                    time: Timeline::default(),
+                    done_duration: 0,
+                    stts: Rle::default(),
+                    ctts: Rle::default(),
+                    any_cto: false,
+                    negative_cto: false,
+                    syncs: 0,
                     min_pts: i64::MAX,
                     chunks: 0,
                 })
@@ -227,7 +316,7 @@ impl Merger {
     pub fn sample_counts(&self) -> Vec<(u32, usize)> {
         self.tables
             .iter()
-            .map(|t| (t.init.track_id, t.sizes.len()))
+            .map(|t| (t.init.track_id, t.samples() as usize))
             .collect()
     }
 
@@ -254,7 +343,8 @@ impl Merger {
         self.sources += 1;
         let mut scan = SegmentScan::default();
         let mut pos = 0u64;
-        let mut pending: Vec<ParsedRun> = Vec::new();
+        let mut pending: Vec<(ParsedRun, RunAt)> = Vec::new();
+        let mut body = Vec::new();
         while pos + 8 <= len {
             r.seek(SeekFrom::Start(pos))?;
             let mut head = [0u8; 16];
@@ -268,23 +358,37 @@ impl Merger {
             match &header.kind {
                 b"moof" => {
                     // Runs of an earlier moof that never found their mdat are lost.
-                    scan.dropped += pending.iter().map(|p| p.samples.len() as u64).sum::<u64>();
+                    scan.dropped += dropped_in(&pending);
                     pending.clear();
                     if end > len || end - pos > MAX_MOOF {
                         break;
                     }
-                    let mut body = vec![0u8; (end - body_at) as usize];
+                    body.resize((end - body_at) as usize, 0);
                     r.seek(SeekFrom::Start(body_at))?;
                     r.read_exact(&mut body)?;
                     match parse_moof(&body, pos) {
-                        Ok(runs) => pending = runs,
+                        Ok(runs) => {
+                            pending = runs
+                                .into_iter()
+                                .enumerate()
+                                .map(|(i, run)| {
+                                    let at = RunAt {
+                                        moof_at: pos,
+                                        body_at,
+                                        body_len: end - body_at,
+                                        index: i as u32,
+                                    };
+                                    (run, at)
+                                })
+                                .collect()
+                        }
                         Err(_) => break,
                     }
                 }
                 b"mdat" => {
                     let data_end = end.min(len);
-                    for run in pending.drain(..) {
-                        let (kept, dropped) = self.push_run(run, source, body_at, data_end);
+                    for (run, at) in pending.drain(..) {
+                        let (kept, dropped) = self.push_run(&run, at, source, body_at, data_end);
                         scan.samples += kept;
                         scan.dropped += dropped;
                     }
@@ -296,15 +400,16 @@ impl Merger {
             }
             pos = end;
         }
-        scan.dropped += pending.iter().map(|p| p.samples.len() as u64).sum::<u64>();
+        scan.dropped += dropped_in(&pending);
         Ok(scan)
     }
 
-    /// Takes the whole samples of `run` that lie within `[data_start, data_end)`; returns
-    /// (kept, dropped).
+    /// Takes the whole samples of `run` that lie within `[data_start, data_end)` into the
+    /// aggregates; returns (kept, dropped).
     fn push_run(
         &mut self,
-        run: ParsedRun,
+        run: &ParsedRun,
+        at: RunAt,
         source: u32,
         data_start: u64,
         data_end: u64,
@@ -333,51 +438,25 @@ impl Merger {
             return (0, total);
         }
         let t = &mut self.tables[ti];
-        let mut dt = match (run.decode_time, t.first_dt) {
-            (Some(d), _) => d,
-            (None, None) => 0,
-            (None, Some(_)) => t.last_dt + t.last_duration() as u64,
-        };
-        match t.first_dt {
-            None => t.first_dt = Some(dt),
-            Some(_) => {
-                // The segment's tfdt is the truth: the previous sample lasts until it.
-                if dt > t.last_dt {
-                    t.set_last_duration((dt - t.last_dt).min(u32::MAX as u64) as u32);
-                } else {
-                    dt = t.last_dt + t.last_duration() as u64;
-                }
-            }
-        }
-        let first = t.first_dt.unwrap_or(0);
+        let mut dt = t.time.start_run(run.decode_time);
+        let first = t.time.first_dt.unwrap_or(0);
         for s in &run.samples[..keep] {
-            t.sizes.push(s.size);
-            t.push_duration(s.duration);
-            let n = t.sizes.len();
-            if !t.ctos.is_empty() {
-                t.ctos.push(s.cto);
-            } else if s.cto != 0 {
-                // The first non-zero offset: the zeros before it become explicit.
-                t.ctos.resize(n - 1, 0);
-                t.ctos.push(s.cto);
+            if let Some(d) = t.time.push(dt, s.duration) {
+                t.done_duration += d as u64;
+                t.stts.push(d);
             }
-            if !t.all_sync {
-                if s.is_sync() {
-                    t.sync.push(n as u32);
-                }
-            } else if !s.is_sync() {
-                // The first non-sync sample: every sample before it was sync.
-                t.all_sync = false;
-                t.sync = (1..n as u32).collect();
-            }
+            t.ctts.push(s.cto);
+            t.any_cto |= s.cto != 0;
+            t.negative_cto |= s.cto < 0;
+            t.syncs += s.is_sync() as u64;
             let pts = (dt - first) as i64 + s.cto as i64;
             t.min_pts = t.min_pts.min(pts);
-            t.last_dt = dt;
             dt += s.duration as u64;
         }
         t.chunks += 1;
         self.chunks.push(Chunk {
             source,
+            run: at,
             offset: run.offset,
             len: end - run.offset,
             table: ti,
@@ -390,29 +469,19 @@ impl Merger {
         self.tables
             .iter()
             .enumerate()
-            .filter(|(_, t)| !t.sizes.is_empty())
+            .filter(|(_, t)| t.samples() > 0)
     }
 
-    /// The `moov` for `mdat` data starting at file offset `base`, with 64-bit chunk offsets or not.
-    fn moov(&self, base: u64, co64: bool) -> Vec<u8> {
-        // Chunk offsets per table, in output order.
-        let mut offsets: Vec<Vec<u64>> = vec![Vec::new(); self.tables.len()];
-        let mut spc: Vec<Vec<u32>> = vec![Vec::new(); self.tables.len()];
-        let mut at = base;
-        for c in &self.chunks {
-            offsets[c.table].push(at);
-            spc[c.table].push(c.samples);
-            at += c.len;
-        }
-        let mut w = BoxWriter::with_capacity(
-            4096 + self
-                .tables
-                .iter()
-                .map(|t| t.sizes.len() * 12)
-                .sum::<usize>()
-                + self.chunks.len() * 8,
-        );
-        let moov = w.begin(b"moov");
+    /// Writes (or, with a measuring `BoxOut`, sizes) the `moov` for `mdat` data starting at file
+    /// offset `base`. `runs` reads a chunk's run again (not called while measuring).
+    fn write_moov(
+        &self,
+        o: &mut BoxOut,
+        base: u64,
+        co64: bool,
+        runs: &mut dyn FnMut(&Chunk) -> io::Result<ParsedRun>,
+    ) -> io::Result<()> {
+        o.begin(b"moov")?;
         let next_id = self
             .tables
             .iter()
@@ -420,17 +489,18 @@ impl Merger {
             .max()
             .unwrap_or(0)
             + 1;
+        let mut w = BoxWriter::new();
         write_mvhd(&mut w, self.duration_ms(), next_id);
+        o.bytes(&w.into_inner())?;
         let start = self.movie_start_ms();
         for (i, t) in self.tracks() {
-            write_trak(&mut w, t, start, &offsets[i], &spc[i], co64);
+            self.write_trak(o, i, t, start, base, co64, runs)?;
         }
-        w.end(moov);
-        w.into_inner()
+        o.end()
     }
 
-    /// Decides the layout: `ftyp`, the `moov` (with `co64` only when a chunk starts past 4 GiB,
-    /// decided from the `moov` size computed first), and the `mdat` header.
+    /// Decides the layout: `ftyp`, the `moov`'s size (with `co64` only when a chunk starts past
+    /// 4 GiB, decided from the `moov` size measured first), and the `mdat` header.
     fn layout(&self) -> Result<Layout, BmffError> {
         if self.tracks().next().is_none() {
             return Err(BmffError::BadValue);
@@ -446,46 +516,74 @@ impl Merger {
         let payload: u64 = self.chunks.iter().map(|c| c.len).sum();
         let mdat = bmff::mdat_header(payload);
         let last_chunk = self.chunks.last().map_or(0, |c| payload - c.len);
-        // Only the size of this first `moov` is needed: it is dropped at once, so that the peak
-        // memory holds one `moov`, not two.
-        let moov_len = self.moov(0, false).len();
-        let base = (ftyp.len() + moov_len + mdat.len()) as u64;
+        let measure = |co64: bool| -> Result<Vec<u64>, BmffError> {
+            let mut o = BoxOut::measure();
+            self.write_moov(&mut o, 0, co64, &mut |_: &Chunk| Err(changed()))
+                .map_err(|_| BmffError::BadValue)?;
+            Ok(o.sizes)
+        };
+        let sizes = measure(false)?;
+        let base = (ftyp.len() as u64) + sizes[0] + mdat.len() as u64;
         if base + last_chunk <= u32::MAX as u64 {
-            let moov = self.moov(base, false);
-            return Ok(Layout { ftyp, moov, mdat });
+            return Ok(Layout {
+                ftyp,
+                mdat,
+                sizes,
+                base,
+                co64: false,
+            });
         }
-        let size64 = self.moov(0, true).len();
-        let base = (ftyp.len() + size64 + mdat.len()) as u64;
+        let sizes = measure(true)?;
+        let base = (ftyp.len() as u64) + sizes[0] + mdat.len() as u64;
         Ok(Layout {
             ftyp,
-            moov: self.moov(base, true),
             mdat,
+            sizes,
+            base,
+            co64: true,
         })
     }
 
     /// Pass 2: writes the progressive MP4 to `out`, opening source segment `i` with `open(i)`.
-    /// Returns the bytes written.
+    /// The sample tables go straight to `out` as each segment's `moof` is read again (one at a
+    /// time), the media data in bounded pieces. Returns the bytes written.
     pub fn write<W: Write, R: Read + Seek>(
         &self,
         out: &mut W,
         mut open: impl FnMut(u32) -> io::Result<R>,
     ) -> io::Result<u64> {
-        let Layout {
-            ftyp, moov, mdat, ..
-        } = self.layout()?;
-        out.write_all(&ftyp)?;
-        out.write_all(&moov)?;
-        out.write_all(&mdat)?;
-        let mut written = (ftyp.len() + moov.len() + mdat.len()) as u64;
+        let layout = self.layout()?;
+        out.write_all(&layout.ftyp)?;
         let mut current: Option<(u32, R)> = None;
+        let mut body = Vec::new();
+        {
+            let mut o = BoxOut::write(out, layout.sizes);
+            let mut runs = |c: &Chunk| -> io::Result<ParsedRun> {
+                let r = source(&mut current, c.source, &mut open)?;
+                if c.run.body_len > MAX_MOOF {
+                    return Err(changed());
+                }
+                body.resize(c.run.body_len as usize, 0);
+                r.seek(SeekFrom::Start(c.run.body_at))?;
+                r.read_exact(&mut body)?;
+                let run = parse_moof(&body, c.run.moof_at)
+                    .map_err(|_| changed())?
+                    .into_iter()
+                    .nth(c.run.index as usize)
+                    .ok_or_else(changed)?;
+                if run.offset != c.offset || run.samples.len() < c.samples as usize {
+                    return Err(changed());
+                }
+                Ok(run)
+            };
+            self.write_moov(&mut o, layout.base, layout.co64, &mut runs)?;
+            o.finish()?;
+        }
+        out.write_all(&layout.mdat)?;
+        let mut written = layout.base;
         let mut buf = vec![0u8; 256 * 1024];
         for c in &self.chunks {
-            if current.as_ref().map(|(s, _)| *s) != Some(c.source) {
-                current = Some((c.source, open(c.source)?));
-            }
-            let Some((_, r)) = current.as_mut() else {
-                continue;
-            };
+            let r = source(&mut current, c.source, &mut open)?;
             r.seek(SeekFrom::Start(c.offset))?;
             let mut left = c.len;
             while left > 0 {
@@ -497,6 +595,372 @@ impl Merger {
             written += c.len;
         }
         Ok(written)
+    }
+
+    /// The chunks of table `ti` with their runs read again, each cut to the samples taken.
+    fn for_each_run(
+        &self,
+        ti: usize,
+        runs: &mut dyn FnMut(&Chunk) -> io::Result<ParsedRun>,
+        mut f: impl FnMut(&ParsedRun, &[Sample]) -> io::Result<()>,
+    ) -> io::Result<()> {
+        for c in self.chunks.iter().filter(|c| c.table == ti) {
+            let run = runs(c)?;
+            let taken = run.samples.get(..c.samples as usize).ok_or_else(changed)?;
+            f(&run, taken)?;
+        }
+        Ok(())
+    }
+
+    /// `stsc` entries of table `ti`: (first chunk, samples per chunk) where that number changes.
+    fn stsc(&self, ti: usize) -> impl Iterator<Item = (u32, u32)> + '_ {
+        let mut prev = None;
+        self.chunks
+            .iter()
+            .filter(move |c| c.table == ti)
+            .enumerate()
+            .filter_map(move |(i, c)| {
+                if prev == Some(c.samples) {
+                    return None;
+                }
+                prev = Some(c.samples);
+                Some((i as u32 + 1, c.samples))
+            })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn write_trak(
+        &self,
+        o: &mut BoxOut,
+        ti: usize,
+        t: &Table,
+        movie_start_ms: u64,
+        base: u64,
+        co64: bool,
+        runs: &mut dyn FnMut(&Chunk) -> io::Result<ParsedRun>,
+    ) -> io::Result<()> {
+        let init = &t.init;
+        o.begin(b"trak")?;
+        let mut w = BoxWriter::new();
+        write_tkhd(
+            &mut w,
+            init.track_id,
+            t.edited_duration(movie_start_ms),
+            init.audio,
+            init.width,
+            init.height,
+        );
+        let (empty, media_time) = t.edit(movie_start_ms);
+        if empty > 0 || media_time > 0 {
+            let edts = w.begin(b"edts");
+            let elst = w.begin_full(b"elst", 0, 0);
+            w.u32(if empty > 0 { 2 } else { 1 });
+            if empty > 0 {
+                w.u32(empty.min(u32::MAX as u64) as u32);
+                w.i32(-1);
+                w.u32(0x0001_0000);
+            }
+            let edited = t.duration() * MOVIE_TIMESCALE as u64 / init.timescale as u64;
+            w.u32(edited.min(u32::MAX as u64) as u32);
+            w.i32(media_time.min(i32::MAX as u64) as i32);
+            w.u32(0x0001_0000);
+            w.end(elst);
+            w.end(edts);
+        }
+        o.bytes(&w.into_inner())?;
+        o.begin(b"mdia")?;
+        let mut w = BoxWriter::new();
+        write_mdhd(&mut w, init.timescale, t.duration());
+        write_hdlr(&mut w, init.audio);
+        o.bytes(&w.into_inner())?;
+        o.begin(b"minf")?;
+        let mut w = BoxWriter::new();
+        write_media_header_and_dinf(&mut w, init.audio);
+        o.bytes(&w.into_inner())?;
+        o.begin(b"stbl")?;
+        o.bytes(&init.stsd)?;
+
+        // stts: the durations replayed through the same timeline as pass 1.
+        let entries = t.stts_entries();
+        o.begin_full(b"stts", 0, 0)?;
+        o.u32(count32(entries)?)?;
+        if o.measuring() {
+            o.skip(entries * 8);
+        } else {
+            let mut time = Timeline::default();
+            let mut rle = Rle::default();
+            let put = |o: &mut BoxOut, run: Option<(u32, u32)>| -> io::Result<()> {
+                if let Some((n, d)) = run {
+                    o.u32(n)?;
+                    o.u32(d)?;
+                }
+                Ok(())
+            };
+            self.for_each_run(ti, runs, |run, taken| {
+                let mut dt = time.start_run(run.decode_time);
+                for s in taken {
+                    if let Some(d) = time.push(dt, s.duration) {
+                        put(o, rle.push(d))?;
+                    }
+                    dt += s.duration as u64;
+                }
+                Ok(())
+            })?;
+            if time.samples != t.samples() {
+                return Err(changed());
+            }
+            put(o, rle.push(time.last_dur))?;
+            put(o, rle.run.take())?;
+            if rle.entries != entries {
+                return Err(changed());
+            }
+        }
+        o.end()?;
+
+        if t.any_cto {
+            let entries = t.ctts.entries;
+            o.begin_full(b"ctts", t.negative_cto as u8, 0)?;
+            o.u32(count32(entries)?)?;
+            if o.measuring() {
+                o.skip(entries * 8);
+            } else {
+                let mut rle = Rle::default();
+                let put = |o: &mut BoxOut, run: Option<(u32, i32)>| -> io::Result<()> {
+                    if let Some((n, c)) = run {
+                        o.u32(n)?;
+                        o.i32(c)?;
+                    }
+                    Ok(())
+                };
+                self.for_each_run(ti, runs, |_, taken| {
+                    for s in taken {
+                        put(o, rle.push(s.cto))?;
+                    }
+                    Ok(())
+                })?;
+                put(o, rle.run.take())?;
+                if rle.entries != entries {
+                    return Err(changed());
+                }
+            }
+            o.end()?;
+        }
+
+        if !t.all_sync() {
+            o.begin_full(b"stss", 0, 0)?;
+            o.u32(count32(t.syncs)?)?;
+            if o.measuring() {
+                o.skip(t.syncs * 4);
+            } else {
+                let mut n = 0u32;
+                let mut found = 0u64;
+                self.for_each_run(ti, runs, |_, taken| {
+                    for s in taken {
+                        n = n.wrapping_add(1);
+                        if s.is_sync() {
+                            o.u32(n)?;
+                            found += 1;
+                        }
+                    }
+                    Ok(())
+                })?;
+                if found != t.syncs {
+                    return Err(changed());
+                }
+            }
+            o.end()?;
+        }
+
+        // stsc: one entry wherever the samples per chunk change (O(chunks)).
+        o.begin_full(b"stsc", 0, 0)?;
+        o.u32(count32(self.stsc(ti).count() as u64)?)?;
+        for (first, n) in self.stsc(ti) {
+            o.u32(first)?;
+            o.u32(n)?;
+            o.u32(1)?;
+        }
+        o.end()?;
+
+        o.begin_full(b"stsz", 0, 0)?;
+        o.u32(0)?;
+        o.u32(count32(t.samples())?)?;
+        if o.measuring() {
+            o.skip(t.samples() * 4);
+        } else {
+            let mut n = 0u64;
+            self.for_each_run(ti, runs, |_, taken| {
+                for s in taken {
+                    o.u32(s.size)?;
+                }
+                n += taken.len() as u64;
+                Ok(())
+            })?;
+            if n != t.samples() {
+                return Err(changed());
+            }
+        }
+        o.end()?;
+
+        // Chunk offsets: the chunks are laid out in `self.chunks` order from `base`.
+        o.begin_full(if co64 { b"co64" } else { b"stco" }, 0, 0)?;
+        o.u32(t.chunks)?;
+        let mut at = base;
+        for c in &self.chunks {
+            if c.table == ti {
+                if co64 {
+                    o.u64(at)?;
+                } else {
+                    o.u32(at as u32)?;
+                }
+            }
+            at += c.len;
+        }
+        o.end()?;
+
+        o.end()?; // stbl
+        o.end()?; // minf
+        o.end()?; // mdia
+        o.end() // trak
+    }
+}
+
+fn dropped_in(pending: &[(ParsedRun, RunAt)]) -> u64 {
+    pending.iter().map(|(p, _)| p.samples.len() as u64).sum()
+}
+
+fn count32(n: u64) -> io::Result<u32> {
+    u32::try_from(n).map_err(|_| BmffError::BadValue.into())
+}
+
+/// The open source segment, reopened only when the segment changes.
+fn source<'a, R>(
+    current: &'a mut Option<(u32, R)>,
+    index: u32,
+    open: &mut impl FnMut(u32) -> io::Result<R>,
+) -> io::Result<&'a mut R> {
+    if current.as_ref().map(|(s, _)| *s) != Some(index) {
+        *current = Some((index, open(index)?));
+    }
+    match current {
+        Some((_, r)) => Ok(r),
+        None => Err(changed()),
+    }
+}
+
+/// Writes boxes whose sizes were measured first: run once measuring (sizes recorded in the
+/// order the boxes begin, big tables counted without being read), then writing with those
+/// sizes, so that the `moov` goes straight to the output with no copy of it in memory.
+struct BoxOut<'a> {
+    out: Option<&'a mut dyn Write>,
+    /// Bytes so far (measured or written).
+    pos: u64,
+    sizes: Vec<u64>,
+    /// Boxes begun and not ended: (index into `sizes`, start position).
+    open: Vec<(usize, u64)>,
+    next: usize,
+    /// Small writes gathered before they go to `out` (bounded: flushed at `FLUSH_AT`).
+    buf: Vec<u8>,
+}
+
+const FLUSH_AT: usize = 64 * 1024;
+
+impl<'a> BoxOut<'a> {
+    fn measure() -> BoxOut<'a> {
+        BoxOut {
+            out: None,
+            pos: 0,
+            sizes: Vec::new(),
+            open: Vec::new(),
+            next: 0,
+            buf: Vec::new(),
+        }
+    }
+
+    fn write(out: &'a mut dyn Write, sizes: Vec<u64>) -> BoxOut<'a> {
+        BoxOut {
+            out: Some(out),
+            pos: 0,
+            sizes,
+            open: Vec::new(),
+            next: 0,
+            buf: Vec::with_capacity(FLUSH_AT + 64),
+        }
+    }
+
+    fn measuring(&self) -> bool {
+        self.out.is_none()
+    }
+
+    fn skip(&mut self, n: u64) {
+        self.pos += n;
+    }
+
+    fn bytes(&mut self, b: &[u8]) -> io::Result<()> {
+        self.pos += b.len() as u64;
+        if let Some(out) = self.out.as_mut() {
+            self.buf.extend_from_slice(b);
+            if self.buf.len() >= FLUSH_AT {
+                out.write_all(&self.buf)?;
+                self.buf.clear();
+            }
+        }
+        Ok(())
+    }
+
+    fn u32(&mut self, v: u32) -> io::Result<()> {
+        self.bytes(&v.to_be_bytes())
+    }
+
+    fn i32(&mut self, v: i32) -> io::Result<()> {
+        self.bytes(&v.to_be_bytes())
+    }
+
+    fn u64(&mut self, v: u64) -> io::Result<()> {
+        self.bytes(&v.to_be_bytes())
+    }
+
+    fn begin(&mut self, kind: &[u8; 4]) -> io::Result<()> {
+        let index = if self.measuring() {
+            self.sizes.push(0);
+            self.sizes.len() - 1
+        } else {
+            self.next += 1;
+            self.next - 1
+        };
+        self.open.push((index, self.pos));
+        let size = if self.measuring() {
+            0
+        } else {
+            let s = *self.sizes.get(index).ok_or_else(changed)?;
+            u32::try_from(s).map_err(|_| io::Error::from(BmffError::BadValue))?
+        };
+        self.u32(size)?;
+        self.bytes(kind)
+    }
+
+    fn begin_full(&mut self, kind: &[u8; 4], version: u8, flags: u32) -> io::Result<()> {
+        self.begin(kind)?;
+        self.u32((version as u32) << 24 | (flags & 0x00ff_ffff))
+    }
+
+    /// Ends the innermost box; when writing, checks that it came out at its measured size.
+    fn end(&mut self) -> io::Result<()> {
+        let (index, start) = self.open.pop().ok_or_else(changed)?;
+        let size = self.pos - start;
+        if self.measuring() {
+            self.sizes[index] = size;
+        } else if self.sizes.get(index) != Some(&size) {
+            return Err(changed());
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        if let Some(out) = self.out.as_mut() {
+            out.write_all(&self.buf)?;
+            self.buf.clear();
+        }
+        Ok(())
     }
 }
 
@@ -628,128 +1092,6 @@ fn parse_moof(moof: &[u8], moof_at: u64) -> Result<Vec<ParsedRun>, BmffError> {
         }
     }
     Ok(runs)
-}
-
-/// Run-length pairs of equal consecutive values, computed as they are written (a collected list
-/// would cost 8 bytes per B-frame sample on top of the tables at the merge's peak).
-fn runs_of<T: Copy + PartialEq>(v: &[T]) -> impl Iterator<Item = (u32, T)> + '_ {
-    v.chunk_by(|a, b| a == b).map(|c| (c.len() as u32, c[0]))
-}
-
-fn write_trak(
-    w: &mut BoxWriter,
-    t: &Table,
-    movie_start_ms: u64,
-    offsets: &[u64],
-    spc: &[u32],
-    co64: bool,
-) {
-    let init = &t.init;
-    let trak = w.begin(b"trak");
-    write_tkhd(
-        w,
-        init.track_id,
-        t.edited_duration(movie_start_ms),
-        init.audio,
-        init.width,
-        init.height,
-    );
-    let (empty, media_time) = t.edit(movie_start_ms);
-    if empty > 0 || media_time > 0 {
-        let edts = w.begin(b"edts");
-        let elst = w.begin_full(b"elst", 0, 0);
-        w.u32(if empty > 0 { 2 } else { 1 });
-        if empty > 0 {
-            w.u32(empty.min(u32::MAX as u64) as u32);
-            w.i32(-1);
-            w.u32(0x0001_0000);
-        }
-        let edited = t.duration() * MOVIE_TIMESCALE as u64 / init.timescale as u64;
-        w.u32(edited.min(u32::MAX as u64) as u32);
-        w.i32(media_time.min(i32::MAX as u64) as i32);
-        w.u32(0x0001_0000);
-        w.end(elst);
-        w.end(edts);
-    }
-    let mdia = w.begin(b"mdia");
-    write_mdhd(w, init.timescale, t.duration());
-    write_hdlr(w, init.audio);
-    let minf = w.begin(b"minf");
-    write_media_header_and_dinf(w, init.audio);
-    let stbl = w.begin(b"stbl");
-    w.bytes(&init.stsd);
-
-    let at = w.begin_full(b"stts", 0, 0);
-    w.u32(t.durations.len() as u32);
-    for &(n, d) in &t.durations {
-        w.u32(n);
-        w.u32(d);
-    }
-    w.end(at);
-
-    if !t.ctos.is_empty() {
-        let negative = t.ctos.iter().any(|c| *c < 0);
-        let at = w.begin_full(b"ctts", negative as u8, 0);
-        w.u32(runs_of(&t.ctos).count() as u32);
-        for (n, c) in runs_of(&t.ctos) {
-            w.u32(n);
-            w.i32(c);
-        }
-        w.end(at);
-    }
-
-    if !t.all_sync {
-        let at = w.begin_full(b"stss", 0, 0);
-        w.u32(t.sync.len() as u32);
-        for s in &t.sync {
-            w.u32(*s);
-        }
-        w.end(at);
-    }
-
-    let at = w.begin_full(b"stsc", 0, 0);
-    let stsc: Vec<(u32, u32)> = {
-        let mut v = Vec::new();
-        let mut prev = None;
-        for (i, n) in spc.iter().enumerate() {
-            if prev != Some(*n) {
-                v.push((i as u32 + 1, *n));
-                prev = Some(*n);
-            }
-        }
-        v
-    };
-    w.u32(stsc.len() as u32);
-    for (first, n) in stsc {
-        w.u32(first);
-        w.u32(n);
-        w.u32(1);
-    }
-    w.end(at);
-
-    let at = w.begin_full(b"stsz", 0, 0);
-    w.u32(0);
-    w.u32(t.sizes.len() as u32);
-    for s in &t.sizes {
-        w.u32(*s);
-    }
-    w.end(at);
-
-    let at = w.begin_full(if co64 { b"co64" } else { b"stco" }, 0, 0);
-    w.u32(offsets.len() as u32);
-    for o in offsets {
-        if co64 {
-            w.u64(*o);
-        } else {
-            w.u32(*o as u32);
-        }
-    }
-    w.end(at);
-
-    w.end(stbl);
-    w.end(minf);
-    w.end(mdia);
-    w.end(trak);
 }
 
 #[cfg(test)]
@@ -917,6 +1259,21 @@ mod tests {
         assert!(table(moov, b"stss").is_none(), "all samples sync: no stss");
     }
 
+    /// The `moov` pass 2 writes, with runs read from `runs[chunk.source]` instead of files.
+    fn moov_of(m: &Merger, runs: &[ParsedRun]) -> (Vec<u8>, Vec<u8>) {
+        let layout = m.layout().unwrap();
+        let mut out = Vec::new();
+        let mut o = BoxOut::write(&mut out, layout.sizes.clone());
+        m.write_moov(&mut o, layout.base, layout.co64, &mut |c: &Chunk| {
+            Ok(runs[c.source as usize].clone())
+        })
+        .unwrap();
+        o.finish().unwrap();
+        drop(o);
+        assert_eq!(out.len() as u64, layout.sizes[0]);
+        (out, layout.mdat)
+    }
+
     #[test]
     fn co64_when_a_chunk_starts_past_4_gib() {
         let mut m = Merger::new(video_init());
@@ -926,15 +1283,15 @@ mod tests {
             offset: 0,
             samples: vec![sample(3600, u32::MAX, true, 0); 2],
         };
-        m.push_run(big, 0, 0, u64::MAX);
+        m.push_run(&big, RunAt::default(), 0, 0, u64::MAX);
         let small = ParsedRun {
             track_id: 1,
             decode_time: Some(7200),
             offset: 0,
             samples: vec![sample(3600, 1, false, 0)],
         };
-        m.push_run(small, 1, 0, u64::MAX);
-        let Layout { moov, mdat, .. } = m.layout().unwrap();
+        m.push_run(&small, RunAt::default(), 1, 0, u64::MAX);
+        let (moov, mdat) = moov_of(&m, &[big, small]);
         assert!(table(find(&moov, b"moov").unwrap().unwrap(), b"stco").is_none());
         assert_eq!(
             mdat.len(),
@@ -946,6 +1303,10 @@ mod tests {
         let second = u64::from_be_bytes(co[16..24].try_into().unwrap());
         assert_eq!(second - first, 2 * u32::MAX as u64);
         assert_eq!(first, 32 + moov.len() as u64 + 16);
+        let stsz = table(find(&moov, b"moov").unwrap().unwrap(), b"stsz").unwrap();
+        assert_eq!(&stsz[8..12], &3u32.to_be_bytes());
+        assert_eq!(&stsz[12..16], &u32::MAX.to_be_bytes());
+        assert_eq!(&stsz[20..24], &1u32.to_be_bytes());
 
         let mut m = Merger::new(video_init());
         let r = ParsedRun {
@@ -954,8 +1315,8 @@ mod tests {
             offset: 0,
             samples: vec![sample(3600, 1000, true, 0)],
         };
-        m.push_run(r, 0, 0, u64::MAX);
-        let moov = m.layout().unwrap().moov;
+        m.push_run(&r, RunAt::default(), 0, 0, u64::MAX);
+        let (moov, _) = moov_of(&m, &[r]);
         let moov = find(&moov, b"moov").unwrap().unwrap();
         assert!(table(moov, b"co64").is_none());
         assert!(table(moov, b"stco").is_some());
@@ -1016,23 +1377,36 @@ mod tests {
         assert!(m.layout().is_err(), "nothing to write");
     }
 
+    /// The timeline both passes share: a run's tfdt stretches or shrinks the sample before it,
+    /// a tfdt going backwards is ignored, a run without one follows on.
     #[test]
-    fn duration_runs_stay_merged_when_the_last_one_changes() {
-        let mut m = Merger::new(video_init());
-        let t = &mut m.tables[0];
-        for d in [3000, 3000, 3000] {
-            t.push_duration(d);
-        }
-        // A tfdt gap stretches the last sample: a run of its own...
-        t.set_last_duration(4500);
-        assert_eq!(t.durations, vec![(2, 3000), (1, 4500)]);
-        // ...which merges back when it is set to the run before it.
-        t.set_last_duration(3000);
-        assert_eq!(t.durations, vec![(3, 3000)]);
-        t.push_duration(4500);
-        t.set_last_duration(3000);
-        assert_eq!(t.durations, vec![(4, 3000)]);
-        assert_eq!(t.duration(), 12000);
-        assert_eq!(t.last_duration(), 3000);
+    fn timeline_takes_the_tfdt_as_the_truth() {
+        let mut t = Timeline::default();
+        let mut final_durations = Vec::new();
+        let mut run = |t: &mut Timeline, tfdt: Option<u64>, durations: &[u32]| {
+            let mut dt = t.start_run(tfdt);
+            let first = dt;
+            for d in durations {
+                final_durations.extend(t.push(dt, *d));
+                dt += *d as u64;
+            }
+            first
+        };
+        assert_eq!(run(&mut t, Some(100), &[3000, 3000, 3000]), 100);
+        assert_eq!(run(&mut t, Some(10600), &[3000]), 10600); // gap: 3000 -> 4500
+        assert_eq!(run(&mut t, Some(12600), &[3000]), 12600); // overlap: 3000 -> 2000
+        assert_eq!(run(&mut t, Some(5), &[3000]), 15600); // backwards: follows on
+        assert_eq!(run(&mut t, None, &[1000]), 18600);
+        assert_eq!(final_durations, vec![3000, 3000, 4500, 2000, 3000, 3000]);
+        assert_eq!((t.samples, t.last_dur, t.first_dt), (7, 1000, Some(100)));
+
+        let mut rle = Rle::default();
+        let mut runs: Vec<(u32, u32)> = [3000, 3000, 4500, 3000]
+            .into_iter()
+            .filter_map(|d| rle.push(d))
+            .collect();
+        runs.extend(rle.run.take());
+        assert_eq!(runs, vec![(2, 3000), (1, 4500), (1, 3000)]);
+        assert_eq!(rle.entries, 3);
     }
 }
