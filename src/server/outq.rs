@@ -33,7 +33,8 @@ impl OutQueue {
         }
     }
 
-    /// Bytes still to write.
+    /// Bytes still to write (`Outbox::is_empty` says whether anything is queued).
+    #[allow(clippy::len_without_is_empty)]
     pub fn len(&self) -> usize {
         self.len - self.offset
     }

@@ -183,9 +183,8 @@ fn websocket_ping_is_answered_and_close_is_honoured() {
     let deadline = std::time::Instant::now() + T;
     let pong = loop {
         assert!(std::time::Instant::now() < deadline, "no pong in {T:?}");
-        match ws.read().expect("read") {
-            Message::Pong(p) => break p,
-            _ => {}
+        if let Message::Pong(p) = ws.read().expect("read") {
+            break p;
         }
     };
     assert_eq!(&pong[..], b"are you there");
