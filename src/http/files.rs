@@ -378,7 +378,10 @@ pub fn mime_for(path: &str) -> &'static str {
 pub fn cache_control_for(path: &str) -> &'static str {
     let mut parts: Vec<&str> = path.split('/').collect();
     let name = parts.pop().unwrap_or("");
-    if parts.iter().any(|p| is_session_folder(p)) {
+    if parts
+        .iter()
+        .any(|p| crate::record::paths::is_session_name(p))
+    {
         return ARCHIVE_CACHE;
     }
     let ext = name
@@ -389,17 +392,6 @@ pub fn cache_control_for(path: &str) -> &'static str {
         "ts" | "m4s" => LIVE_SEGMENT_CACHE,
         _ => REVALIDATE,
     }
-}
-
-/// `YYYYMMDD_HHMMSS`, with optional `_N` clash suffix: the folder a finished session is moved into.
-fn is_session_folder(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.len() >= 15
-        && b[..8].iter().all(u8::is_ascii_digit)
-        && b[8] == b'_'
-        && b[9..15].iter().all(u8::is_ascii_digit)
-        && (b.len() == 15
-            || (b[15] == b'_' && b.len() > 16 && b[16..].iter().all(u8::is_ascii_digit)))
 }
 
 /// Parses one `Range` header against a representation of `len` bytes. Only a single `bytes` range is honoured:

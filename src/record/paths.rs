@@ -34,6 +34,18 @@ pub fn from_unix_ms(ms: i64) -> SystemTime {
     }
 }
 
+/// True for a session name as `local_stamp` makes them, with the optional `_N` clash suffix
+/// (`20261124_011500`, `20261124_011500_1`): FLV file stems and archived session folders.
+pub fn is_session_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() >= 15
+        && b[..8].iter().all(u8::is_ascii_digit)
+        && b[8] == b'_'
+        && b[9..15].iter().all(u8::is_ascii_digit)
+        && (b.len() == 15
+            || (b[15] == b'_' && b.len() > 16 && b[16..].iter().all(u8::is_ascii_digit)))
+}
+
 /// `YYYYMMDD_HHMMSS` in local time (UTC where the local zone is unknown).
 pub fn local_stamp(t: SystemTime) -> String {
     let secs = unix_ms(t).div_euclid(1000);

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use super::api::json_str;
 use crate::media::key::valid_name;
+use crate::record::paths::is_session_name as is_session;
 
 /// At most this many streams and this many entries per folder are listed.
 const MAX_STREAMS: usize = 1000;
@@ -26,17 +27,6 @@ fn subdirs(dir: &Path) -> Vec<String> {
         .collect();
     out.sort();
     out
-}
-
-/// `YYYYMMDD_HHMMSS` with an optional `_N`: a session folder or FLV file stem.
-fn is_session(name: &str) -> bool {
-    let b = name.as_bytes();
-    b.len() >= 15
-        && b[..8].iter().all(u8::is_ascii_digit)
-        && b[8] == b'_'
-        && b[9..15].iter().all(u8::is_ascii_digit)
-        && (b.len() == 15
-            || (b[15] == b'_' && b.len() > 16 && b[16..].iter().all(u8::is_ascii_digit)))
 }
 
 fn json_list(items: &[String]) -> String {
