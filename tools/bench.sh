@@ -205,6 +205,9 @@ if has_opt --data-dir; then
     RTMPD_ARGS+=(--data-dir "$TMP/rtmpd-data")
 fi
 if has_opt --web-port && ! has_opt --no-web; then RTMPD_ARGS+=(--web-port 0); fi
+# Extra options for rtmpd, e.g. BENCH_RTMPD_ARGS="--merge-write-ms 200".
+read -r -a EXTRA_ARGS <<<"${BENCH_RTMPD_ARGS:-}"
+RTMPD_ARGS+=("${EXTRA_ARGS[@]}")
 log "starting rtmpd ${RTMPD_ARGS[*]}"
 "$RTMPD" "${RTMPD_ARGS[@]}" >"$TMP/rtmpd.log" 2>&1 &
 RTMPD_PID=$!
