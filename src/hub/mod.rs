@@ -349,8 +349,9 @@ impl Hub {
         // Serialise once per form in use.
         stream.scratch.clear();
         let mut memo = Vec::with_capacity(stream.forms.len());
-        for &(form, users) in &stream.forms {
-            let packet = (users > 0).then(|| Arc::new(Packet::new(form, &frame, time, resume)));
+        for (&(form, users), arena) in stream.forms.iter().zip(stream.arenas.iter_mut()) {
+            let packet =
+                (users > 0).then(|| Arc::new(Packet::new_in(arena, form, &frame, time, resume)));
             if let Some(p) = &packet {
                 memo.push((form, p.clone()));
             }
@@ -1007,30 +1008,32 @@ mod tests {
     }
 
     #[test]
-    fn payload_is_shared_across_viewers_and_the_cache() {
+    fn packets_are_shared_by_viewers_of_a_form_and_the_cache() {
         let mut hub = Hub::new(HubConfig::default());
         hub.publish(&key(), 1, 0).unwrap();
         let (a, _) = hub.add_viewer(&key(), FLV, 7, 0);
         hub.start_viewer(a);
-        let (b, _) = hub.add_viewer(&key(), OutputForm::WsFlv, 8, 0);
+        let (b, _) = hub.add_viewer(&key(), FLV, 8, 0);
         hub.start_viewer(b);
         let (c, _) = hub.add_viewer(&key(), RTMP, 9, 0);
         hub.start_viewer(c);
         send(&mut hub, vseq(0));
-        let key_frame = vkey(0);
-        let payload = key_frame.data.as_ptr();
-        send(&mut hub, key_frame);
+        send(&mut hub, vkey(0));
+        // A late joiner of the same form gets the cached packets, not new copies.
         let (d, _) = hub.add_viewer(&key(), FLV, 10, 0);
         hub.start_viewer(d);
-        for id in [a, b, c, d] {
-            let q = &hub.viewer(id).unwrap().queue;
+        let mut starts = |id: ViewerId| -> Vec<usize> {
             let mut slices = Vec::new();
-            q.io_slices(&mut slices, 100);
-            assert!(
-                slices.iter().any(|s| s.as_ptr() == payload),
-                "viewer {id} got a copy"
-            );
-        }
+            hub.viewer(id).unwrap().queue.io_slices(&mut slices, 100);
+            slices.iter().map(|s| s.as_ptr() as usize).collect()
+        };
+        let (sa, sb, sc, sd) = (starts(a), starts(b), starts(c), starts(d));
+        // FLV viewers: file header (their own), sequence header, keyframe.
+        assert_eq!(sa.len(), 3);
+        assert_eq!(sa[1..], sb[1..]);
+        assert_eq!(sa[1..], sd[1..]);
+        // Another form has packets of its own.
+        assert!(sc.iter().all(|p| !sa.contains(p)));
     }
 
     #[test]

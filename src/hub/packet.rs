@@ -1,12 +1,13 @@
 //! Output forms and `Packet`s: one frame serialised once for one output form (HTTP-FLV, chunked
-//! HTTP-FLV, WS-FLV, RTMP) as a list of `Bytes` pieces that share the frame's payload. Shared by
-//! every viewer of that form through an `Arc`. No queues, no policy, no sockets.
+//! HTTP-FLV, WS-FLV, RTMP) into one contiguous `Bytes`, shared by every viewer of that form
+//! through an `Arc`. A `PacketArena` lays a form's consecutive packets side by side in memory,
+//! so what a viewer has queued is a few contiguous runs. No queues, no policy, no sockets.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::media::{Frame, Track};
 use crate::mux::flv;
-use crate::rtmp::chunk::encode_pieces;
+use crate::rtmp::chunk;
 
 /// How a viewer wants its bytes. Two viewers with equal forms receive identical bytes, so a
 /// frame is serialised once per distinct form on a stream.
@@ -52,9 +53,9 @@ pub const CSID_VIDEO: u32 = 6;
 /// One serialised media message for one output form.
 #[derive(Debug)]
 pub struct Packet {
-    /// The bytes to write, in order; the frame payload appears as slices of the frame's `Bytes`.
-    pub pieces: Vec<Bytes>,
-    /// Sum of the pieces' lengths.
+    /// The bytes to write: the whole message in the form's framing.
+    pub data: Bytes,
+    /// `data.len()`.
     pub len: usize,
     /// The frame's timestamp as the publisher sent it.
     pub dts: u32,
@@ -72,34 +73,113 @@ pub struct Packet {
 }
 
 impl Packet {
-    /// Serialises `frame` for `form`. `key` is the resume-point flag (it depends on the
-    /// stream: audio is a resume point only when the stream has no video).
+    /// Serialises `frame` for `form` into a buffer of its own. `key` is the resume-point flag
+    /// (it depends on the stream: audio is a resume point only when the stream has no video).
     pub fn new(form: OutputForm, frame: &Frame, time: u64, key: bool) -> Packet {
-        let pieces = match form {
-            OutputForm::HttpFlv { chunked } => flv_pieces(frame, chunked, false),
-            OutputForm::WsFlv => flv_pieces(frame, false, true),
-            OutputForm::Rtmp {
-                chunk_size,
-                stream_id,
-            } => encode_pieces(
-                csid_for(frame.track),
-                frame.dts,
-                frame.tag_type(),
-                stream_id,
-                &frame.data,
-                chunk_size,
-            ),
-        };
-        let len = pieces.iter().map(|p| p.len()).sum();
+        let mut buf = BytesMut::with_capacity(encoded_len(form, frame));
+        serialise(form, frame, &mut buf);
+        Packet::with_data(buf.freeze(), frame, time, key)
+    }
+
+    /// Like `new`, but the bytes go into `arena`, next to the form's previous packet. Headers
+    /// (metadata, sequence headers) get a buffer of their own: the cache keeps them for the
+    /// whole stream, and they must not pin a block of media with them.
+    pub fn new_in(
+        arena: &mut PacketArena,
+        form: OutputForm,
+        frame: &Frame,
+        time: u64,
+        key: bool,
+    ) -> Packet {
+        if is_header(frame) {
+            return Packet::new(form, frame, time, key);
+        }
+        let buf = arena.room(encoded_len(form, frame));
+        serialise(form, frame, buf);
+        let data = buf.split().freeze();
+        Packet::with_data(data, frame, time, key)
+    }
+
+    fn with_data(data: Bytes, frame: &Frame, time: u64, key: bool) -> Packet {
         Packet {
-            pieces,
-            len,
+            len: data.len(),
+            data,
             dts: frame.dts,
             time,
             track: frame.track,
             key,
-            header: frame.track == Track::Meta || frame.config,
+            header: is_header(frame),
         }
+    }
+}
+
+fn is_header(frame: &Frame) -> bool {
+    frame.track == Track::Meta || frame.config
+}
+
+/// Append-only blocks that one form's packets are serialised into, one after the other. A
+/// packet is a `Bytes` slice of a block; a block is freed when its last packet is. Viewers at
+/// the live edge queue consecutive packets of one block, which `ViewerQueue` writes as one
+/// slice.
+pub struct PacketArena {
+    /// The unused rest of the current block.
+    free: BytesMut,
+}
+
+/// Block size: about a quarter of a second of a 2 Mbps stream, so a block is freed soon after
+/// the cache and the viewers are done with it.
+pub const ARENA_BLOCK: usize = 64 * 1024;
+
+impl Default for PacketArena {
+    fn default() -> Self {
+        PacketArena {
+            free: BytesMut::new(),
+        }
+    }
+}
+
+impl PacketArena {
+    /// An empty buffer with room for `need` bytes, in the current block when they fit.
+    fn room(&mut self, need: usize) -> &mut BytesMut {
+        if self.free.capacity() < need {
+            self.free = BytesMut::with_capacity(need.max(ARENA_BLOCK));
+        }
+        &mut self.free
+    }
+}
+
+/// The exact size of `frame` serialised for `form`.
+fn encoded_len(form: OutputForm, frame: &Frame) -> usize {
+    let body = frame.data.len();
+    let tag = flv::TAG_HEADER_LEN + body + 4;
+    match form {
+        OutputForm::HttpFlv { chunked: false } => tag,
+        OutputForm::HttpFlv { chunked: true } => format!("{tag:x}").len() + 2 + tag + 2,
+        OutputForm::WsFlv => ws_header_len(tag) + tag,
+        OutputForm::Rtmp { chunk_size, .. } => {
+            chunk::encoded_len(csid_for(frame.track), frame.dts, body, chunk_size)
+        }
+    }
+}
+
+/// Appends `frame` in `form`'s framing: one FLV tag (in an HTTP chunk or a WebSocket frame
+/// for those forms) or one RTMP message cut into chunks.
+fn serialise(form: OutputForm, frame: &Frame, out: &mut BytesMut) {
+    match form {
+        OutputForm::HttpFlv { chunked } => put_flv_tag(frame, chunked, false, out),
+        OutputForm::WsFlv => put_flv_tag(frame, false, true, out),
+        OutputForm::Rtmp {
+            chunk_size,
+            stream_id,
+        } => chunk::encode_into(
+            csid_for(frame.track),
+            frame.dts,
+            frame.tag_type(),
+            stream_id,
+            &frame.data,
+            chunk_size,
+            out,
+        ),
     }
 }
 
@@ -112,30 +192,30 @@ pub fn csid_for(track: Track) -> u32 {
     }
 }
 
-/// Header piece | body (shared) | trailer piece, with the HTTP chunk line or the WebSocket
-/// frame header merged into the first piece and the chunk's CRLF into the last.
-fn flv_pieces(frame: &Frame, chunked: bool, ws: bool) -> Vec<Bytes> {
+/// One FLV tag, with the HTTP chunk line and CRLF around it or a WebSocket frame header
+/// before it.
+fn put_flv_tag(frame: &Frame, chunked: bool, ws: bool, out: &mut BytesMut) {
     let body = frame.data.len();
     let tag_len = flv::TAG_HEADER_LEN + body + 4;
-    let mut head = BytesMut::with_capacity(flv::TAG_HEADER_LEN + 16);
     if chunked {
-        head.put_slice(format!("{tag_len:x}\r\n").as_bytes());
+        out.put_slice(format!("{tag_len:x}\r\n").as_bytes());
     } else if ws {
-        put_ws_header(&mut head, tag_len);
+        put_ws_header(out, tag_len);
     }
-    head.put_slice(&flv::frame_header(frame));
-    let mut tail = BytesMut::with_capacity(6);
-    tail.put_slice(&flv::tag_trailer(body));
+    out.put_slice(&flv::frame_header(frame));
+    out.put_slice(&frame.data);
+    out.put_slice(&flv::tag_trailer(body));
     if chunked {
-        tail.put_slice(b"\r\n");
+        out.put_slice(b"\r\n");
     }
-    let mut pieces = Vec::with_capacity(3);
-    pieces.push(head.freeze());
-    if body > 0 {
-        pieces.push(frame.data.clone());
+}
+
+fn ws_header_len(len: usize) -> usize {
+    match len {
+        0..=125 => 2,
+        126..=0xffff => 4,
+        _ => 10,
     }
-    pieces.push(tail.freeze());
-    pieces
 }
 
 /// Header of one unmasked binary WebSocket frame (FIN, opcode 2) with a `len`-byte payload.
@@ -179,12 +259,8 @@ mod tests {
     use crate::media::frame::{TAG_AUDIO, TAG_SCRIPT, TAG_VIDEO};
 
     fn concat(p: &Packet) -> Vec<u8> {
-        let mut v = Vec::new();
-        for piece in &p.pieces {
-            v.extend_from_slice(piece);
-        }
-        assert_eq!(v.len(), p.len);
-        v
+        assert_eq!(p.data.len(), p.len);
+        p.data.to_vec()
     }
 
     fn video(dts: u32, len: usize) -> Frame {
@@ -204,7 +280,6 @@ mod tests {
             concat(&p),
             [8, 0, 0, 3, 0x02, 0x03, 0x04, 0x01, 0, 0, 0, 0xaf, 1, 7, 0, 0, 0, 14]
         );
-        assert_eq!(p.pieces.len(), 3);
         assert!(!p.header);
     }
 
@@ -219,7 +294,6 @@ mod tests {
         want.extend_from_slice(b"\r\n");
         assert_eq!(concat(&p), want);
         assert!(want.starts_with(b"13b\r\n")); // 11 + 300 + 4 = 315 = 0x13b
-        assert_eq!(p.pieces.len(), 3);
     }
 
     #[test]
@@ -260,23 +334,60 @@ mod tests {
         assert!(flv_file_header(rtmp, true, true).is_none());
     }
 
+    const FORMS: [OutputForm; 4] = [
+        OutputForm::HttpFlv { chunked: false },
+        OutputForm::HttpFlv { chunked: true },
+        OutputForm::WsFlv,
+        OutputForm::Rtmp {
+            chunk_size: 4096,
+            stream_id: 1,
+        },
+    ];
+
     #[test]
-    fn body_is_shared_not_copied() {
-        let f = video(0, 1000);
-        for form in [
-            OutputForm::HttpFlv { chunked: true },
-            OutputForm::WsFlv,
-            OutputForm::Rtmp {
-                chunk_size: 4096,
-                stream_id: 1,
-            },
-        ] {
-            let p = Packet::new(form, &f, 0, false);
-            assert!(p
-                .pieces
+    fn arena_packets_are_the_same_bytes_side_by_side() {
+        for form in FORMS {
+            let mut arena = PacketArena::default();
+            let frames: Vec<Frame> = (0..40)
+                .map(|i| video(i * 40, 100 + i as usize * 37))
+                .collect();
+            let packets: Vec<Packet> = frames
                 .iter()
-                .any(|b| b.as_ptr() == f.data.as_ptr() && b.len() == f.data.len()));
+                .map(|f| Packet::new_in(&mut arena, form, f, 0, false))
+                .collect();
+            let mut adjacent = 0;
+            for (f, pair) in frames.iter().zip(packets.windows(2)) {
+                assert_eq!(concat(&pair[0]), concat(&Packet::new(form, f, 0, false)));
+                let end = pair[0].data.as_ptr() as usize + pair[0].len;
+                adjacent += (end == pair[1].data.as_ptr() as usize) as usize;
+            }
+            // 40 packets of 100..1600 bytes fill a 64 KiB block about once.
+            assert!(
+                adjacent >= 37,
+                "{form:?}: only {adjacent} of 39 pairs adjacent"
+            );
         }
+    }
+
+    #[test]
+    fn arena_headers_and_big_frames() {
+        let mut arena = PacketArena::default();
+        let form = OutputForm::HttpFlv { chunked: true };
+        let a = Packet::new_in(&mut arena, form, &video(0, 100), 0, false);
+        // A sequence header is kept apart: the cache holds it for the stream's lifetime.
+        let config =
+            Frame::parse(TAG_VIDEO, 0, Bytes::from_static(&[0x17, 0, 0, 0, 0, 1])).unwrap();
+        assert!(config.config);
+        let h = Packet::new_in(&mut arena, form, &config, 0, false);
+        assert!(h.header);
+        let b = Packet::new_in(&mut arena, form, &video(40, 100), 0, false);
+        assert_eq!(a.data.as_ptr() as usize + a.len, b.data.as_ptr() as usize);
+        let h_at = h.data.as_ptr() as usize;
+        assert!(!(a.data.as_ptr() as usize..b.data.as_ptr() as usize + b.len).contains(&h_at));
+        // A frame larger than a block gets a block of its own size.
+        let big = video(80, ARENA_BLOCK * 3);
+        let p = Packet::new_in(&mut arena, form, &big, 0, false);
+        assert_eq!(concat(&p), concat(&Packet::new(form, &big, 0, false)));
     }
 
     #[test]
@@ -321,7 +432,7 @@ mod tests {
     }
 
     #[test]
-    fn rtmp_pieces_decode_with_the_chunk_decoder() {
+    fn rtmp_packets_decode_with_the_chunk_decoder() {
         use crate::rtmp::chunk::ChunkDecoder;
         use bytes::BytesMut;
         let frames = [

@@ -100,10 +100,10 @@ impl Entry {
         }
     }
 
-    fn pieces(&self) -> &[Bytes] {
+    fn bytes(&self) -> &Bytes {
         match self {
-            Entry::Media { packet, .. } => &packet.pieces,
-            Entry::Control(b) => std::slice::from_ref(b),
+            Entry::Media { packet, .. } => &packet.data,
+            Entry::Control(b) => b,
         }
     }
 
@@ -345,20 +345,10 @@ impl ViewerQueue {
 
     fn each_slice<'a>(&'a self, max: usize, mut f: impl FnMut(&'a [u8])) {
         let mut skip = self.offset;
-        let mut n = 0;
-        for e in &self.entries {
-            for piece in e.pieces() {
-                if n == max {
-                    return;
-                }
-                if skip >= piece.len() {
-                    skip -= piece.len();
-                    continue;
-                }
-                f(&piece[skip..]);
-                skip = 0;
-                n += 1;
-            }
+        for e in self.entries.iter().take(max) {
+            let b = e.bytes();
+            f(&b[skip..]);
+            skip = 0;
         }
     }
 
@@ -424,13 +414,9 @@ mod tests {
     use crate::media::Track;
 
     fn packet(time: u64, len: usize, key: bool, header: bool, fill: u8) -> Arc<Packet> {
-        // Several pieces so that splits fall inside and between pieces.
-        let a = len / 3;
-        let b = len / 2;
         let data: Vec<u8> = (0..len).map(|i| fill.wrapping_add(i as u8)).collect();
-        let data = Bytes::from(data);
         Arc::new(Packet {
-            pieces: vec![data.slice(..a), data.slice(a..b), data.slice(b..)],
+            data: Bytes::from(data),
             len,
             dts: time as u32,
             time,
@@ -468,9 +454,7 @@ mod tests {
                 want.extend_from_slice(b"HTTP/1.1 200 OK\r\n\r\n");
                 for i in 0..6u64 {
                     let p = packet(i * 40, 7 + i as usize * 5, i == 0, false, i as u8 * 31);
-                    for piece in &p.pieces {
-                        want.extend_from_slice(piece);
-                    }
+                    want.extend_from_slice(&p.data);
                     assert_eq!(q.push_media(p), Verdict::Ok);
                     if i == 3 {
                         q.push_control(Bytes::from_static(b"\r\n"));

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::cache::{Cache, CacheLimits, Cached};
-use super::packet::{flv_file_header, OutputForm, Packet};
+use super::packet::{flv_file_header, OutputForm, Packet, PacketArena};
 use super::queue::{QueueStats, Verdict, ViewerQueue};
 use super::{ViewerEnd, ViewerId};
 use crate::amf::{amf0, Value};
@@ -246,6 +246,8 @@ pub(crate) struct Stream {
     /// Output forms in use and how many attached viewers use each; a slot's index is stable
     /// while any viewer uses it (viewers keep it as `form_idx`).
     pub forms: Vec<(OutputForm, usize)>,
+    /// Where each form slot's packets are serialised (same index as `forms`).
+    pub arenas: Vec<PacketArena>,
     /// Packets of the current frame, by form slot (reused per frame).
     pub scratch: Vec<Option<Arc<Packet>>>,
     pub cache: Cache,
@@ -271,6 +273,7 @@ impl Stream {
             publisher: None,
             viewers: Vec::new(),
             forms: Vec::new(),
+            arenas: Vec::new(),
             scratch: Vec::new(),
             cache: Cache::new(limits),
             timeline: Timeline::default(),
@@ -312,6 +315,7 @@ impl Stream {
                 }
                 None => {
                     self.forms.push((form, 0));
+                    self.arenas.push(PacketArena::default());
                     self.forms.len() - 1
                 }
             },

@@ -1,10 +1,10 @@
 //! The RTMP chunk stream: `ChunkDecoder` turns bytes into whole messages (all header formats,
 //! extended timestamps, Set Chunk Size, Abort, caps on every size), `ChunkEncoder` turns
-//! messages into chunks with compressed headers, and `encode_pieces` makes the stateless
-//! zero-copy form used for fan-out. Protocol control builders live here too. It does not
+//! messages into chunks with compressed headers, and `encode_into` makes the stateless form
+//! used for fan-out. Protocol control builders live here too. It does not
 //! interpret commands, media or acknowledgements.
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::message::{
     Message, ABORT, ACKNOWLEDGEMENT, SET_CHUNK_SIZE, SET_PEER_BANDWIDTH, USER_CONTROL,
@@ -594,26 +594,26 @@ impl ChunkEncoder {
     }
 }
 
-/// The message as a format-0 first chunk and format-3 continuations, as shared pieces: the
-/// header, payload slices (`Bytes::slice`, no copy) and one continuation header shared by
-/// every continuation. Needs no encoder state, so one serialisation serves every viewer that
-/// uses `chunk_size`. The extended timestamp (timestamp >= 0xFFFFFF) is repeated in every
-/// continuation header. A csid outside 2..=65599 is sent on csid 3; a payload longer than the
-/// length field gives no pieces (with a warning), as in `ChunkEncoder::encode`.
-pub fn encode_pieces(
+/// The message as a format-0 first chunk and format-3 continuations, appended to `out`. Needs
+/// no encoder state, so one serialisation serves every viewer that uses `chunk_size`. The
+/// extended timestamp (timestamp >= 0xFFFFFF) is repeated in every continuation header. A csid
+/// outside 2..=65599 is sent on csid 3; a payload longer than the length field appends nothing
+/// (with a warning), as in `ChunkEncoder::encode`. `encoded_len` gives the exact size.
+pub fn encode_into(
     csid: u32,
     timestamp: u32,
     type_id: u8,
     stream_id: u32,
-    payload: &Bytes,
+    payload: &[u8],
     chunk_size: u32,
-) -> Vec<Bytes> {
+    out: &mut impl BufMut,
+) {
     if payload.len() > MAX_MESSAGE_LEN_FIELD {
         log::warn!(
             "dropping an RTMP message of {} bytes: longer than the length field",
             payload.len()
         );
-        return Vec::new();
+        return;
     }
     let csid = checked_csid(csid);
     let size = chunk_size.clamp(1, MAX_CHUNK_SIZE) as usize;
@@ -627,25 +627,35 @@ pub fn encode_pieces(
     if ext {
         head.extend_from_slice(&timestamp.to_be_bytes());
     }
-    let chunks = payload.len().div_ceil(size).max(1);
-    let mut pieces = Vec::with_capacity(chunks * 2);
-    pieces.push(Bytes::from(head));
+    out.put_slice(&head);
     let mut cont = Vec::with_capacity(7);
     put_basic_header(3, csid, &mut cont);
     if ext {
         cont.extend_from_slice(&timestamp.to_be_bytes());
     }
-    let cont = Bytes::from(cont);
-    let mut at = 0;
-    while at < payload.len() {
-        let end = (at + size).min(payload.len());
-        if at > 0 {
-            pieces.push(cont.clone());
+    for (i, piece) in payload.chunks(size).enumerate() {
+        if i > 0 {
+            out.put_slice(&cont);
         }
-        pieces.push(payload.slice(at..end));
-        at = end;
+        out.put_slice(piece);
     }
-    pieces
+}
+
+/// The bytes `encode_into` appends for these arguments.
+pub fn encoded_len(csid: u32, timestamp: u32, payload_len: usize, chunk_size: u32) -> usize {
+    if payload_len > MAX_MESSAGE_LEN_FIELD {
+        return 0;
+    }
+    let csid = checked_csid(csid);
+    let basic = match csid {
+        2..=63 => 1,
+        64..=319 => 2,
+        _ => 3,
+    };
+    let ext = if timestamp >= EXTENDED { 4 } else { 0 };
+    let size = chunk_size.clamp(1, MAX_CHUNK_SIZE) as usize;
+    let continuations = payload_len.div_ceil(size).saturating_sub(1);
+    basic + 11 + ext + payload_len + continuations * (basic + ext)
 }
 
 fn checked_csid(csid: u32) -> u32 {
@@ -959,9 +969,10 @@ mod tests {
         let mut out = Vec::new();
         ChunkEncoder::new().encode(&expect[0], &mut out);
         assert_eq!(out, extended_message(true));
-        // And encode_pieces too.
-        let pieces = encode_pieces(6, 0x0100_0000, 9, 1, &expect[0].payload, 128);
-        assert_eq!(pieces.concat(), extended_message(true));
+        // And encode_into too.
+        let mut out = Vec::new();
+        encode_into(6, 0x0100_0000, 9, 1, &expect[0].payload, 128, &mut out);
+        assert_eq!(out, extended_message(true));
     }
 
     #[test]
@@ -1214,27 +1225,31 @@ mod tests {
     }
 
     #[test]
-    fn encode_pieces_is_a_decodable_zero_copy_stream() {
-        let mut rng = Rng(99);
-        let mut stream = Vec::new();
-        let mut expect = Vec::new();
-        for m in random_messages(&mut rng, 60, 1000) {
-            let pieces =
-                encode_pieces(m.csid, m.timestamp, m.type_id, m.stream_id, &m.payload, 128);
-            let start = m.payload.as_ptr() as usize;
-            let range = start..start + m.payload.len();
-            // Every payload byte comes from a slice of the message's own buffer.
-            let shared: usize = pieces
-                .iter()
-                .filter(|p| !p.is_empty() && range.contains(&(p.as_ptr() as usize)))
-                .map(|p| p.len())
-                .sum();
-            assert_eq!(shared, m.payload.len());
-            stream.extend(pieces.concat());
-            expect.push(m);
+    fn encode_into_is_a_decodable_stream_of_the_announced_length() {
+        for size in [128u32, 1, 7, 4096] {
+            let mut rng = Rng(99 + size as u64);
+            let mut stream = if size == 128 {
+                Vec::new()
+            } else {
+                set_chunk_size_bytes(size)
+            };
+            let mut expect = Vec::new();
+            for m in random_messages(&mut rng, 60, 1000) {
+                let before = stream.len();
+                let (ts, ty, sid) = (m.timestamp, m.type_id, m.stream_id);
+                encode_into(m.csid, ts, ty, sid, &m.payload, size, &mut stream);
+                let want = encoded_len(m.csid, ts, m.payload.len(), size);
+                assert_eq!(stream.len() - before, want, "size {size}");
+                expect.push(m);
+            }
+            let real = |v: Vec<Message>| -> Vec<Message> {
+                v.into_iter()
+                    .filter(|m| m.type_id != SET_CHUNK_SIZE)
+                    .collect()
+            };
+            assert_eq!(real(decode_whole(&stream)), expect, "size {size}");
+            assert_eq!(real(decode_bytewise(&stream)), expect, "size {size}");
         }
-        assert_eq!(decode_whole(&stream), expect);
-        assert_eq!(decode_bytewise(&stream), expect);
     }
 
     #[test]

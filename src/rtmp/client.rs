@@ -600,15 +600,10 @@ mod tests {
                 // What the hub does: media pre-serialised on its own csid.
                 let payload = video(0x0123_4567).data;
                 let size = s.out_chunk_size();
-                chunk::encode_pieces(
-                    CSID_VIDEO,
-                    0x0123_4567,
-                    mt::VIDEO,
-                    *stream_id,
-                    &payload,
-                    size,
-                )
-                .concat()
+                let mut out = Vec::new();
+                let (ts, sid) = (0x0123_4567, *stream_id);
+                chunk::encode_into(CSID_VIDEO, ts, mt::VIDEO, sid, &payload, size, &mut out);
+                out
             }
             _ => Vec::new(),
         });

@@ -21,7 +21,7 @@ use std::fmt;
 pub const CSID_CONTROL: u32 = 2;
 /// Chunk stream for commands, onStatus and `|RtmpSampleAccess`.
 pub const CSID_COMMAND: u32 = 3;
-/// csids the hub uses for media it pre-serialises with `chunk::encode_pieces` (fmt 0 always);
+/// csids the hub uses for media it pre-serialises with `chunk::encode_into` (fmt 0 always);
 /// the session's own encoder never uses these, so its header compression cannot be confused.
 pub const CSID_AUDIO: u32 = 4;
 pub const CSID_VIDEO: u32 = 6;
@@ -1340,9 +1340,7 @@ mod tests {
                 Bytes::from_static(&[0xaf, 1, 1]),
             ),
         ] {
-            for piece in chunk::encode_pieces(csid, ts, ty, sid, &payload, d.s.out_chunk_size()) {
-                hub.extend_from_slice(&piece);
-            }
+            chunk::encode_into(csid, ts, ty, sid, &payload, d.s.out_chunk_size(), &mut hub);
         }
         d.s.publish_notify(sid);
         let mut so = d.s.take_output();
