@@ -84,6 +84,15 @@ pub struct QueueStats {
     pub skips: u64,
 }
 
+/// Identifies a queue of whole media packets (see `ViewerQueue::run`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct Run {
+    hash: u64,
+    count: usize,
+    /// The queued bytes.
+    pub bytes: usize,
+}
+
 enum Entry {
     /// `primed`: exempt from the soft bounds: pushed as part of a join (cached GOP, headers),
     /// a header, or kept through a skip.
@@ -107,6 +116,14 @@ impl Entry {
         }
     }
 
+    /// The packet's address: an identity while the entry holds it, never dereferenced.
+    fn packet_addr(&self) -> Option<usize> {
+        match self {
+            Entry::Media { packet, .. } => Some(Arc::as_ptr(packet) as usize),
+            Entry::Control(_) => None,
+        }
+    }
+
     fn live(&self) -> Option<&Packet> {
         match self {
             Entry::Media {
@@ -118,9 +135,15 @@ impl Entry {
     }
 }
 
-/// Slices handed to one `write_vectored` by `write_to` (Linux takes up to 1024; 256 covers
-/// a few large RTMP messages or ~80 FLV tags per system call, with 4 KiB of stack).
-pub const WRITE_SLICES: usize = 256;
+/// Slices handed to one `write_vectored` by `write_to`: one per queued message (Linux takes up
+/// to 1024). A live viewer has about 8 messages per 100 ms flush; a joiner's cached GOP goes
+/// out in a few calls of 64 messages. The array is on the stack and set up per call, so it
+/// stays small.
+pub const WRITE_SLICES: usize = 64;
+/// Bytes one `write_to` call takes from the queue: whole messages up to the one that reaches
+/// this. A joining viewer's first call carries its headers and the GOP's keyframe; the rest
+/// of the cached GOP follows in later turns, after other joiners got their keyframes.
+pub const WRITE_BYTES: usize = 64 * 1024;
 
 /// An emptied queue with room for more entries than this gives the memory back.
 const SHRINK_ABOVE: usize = 512;
@@ -340,15 +363,23 @@ impl ViewerQueue {
     /// Fills `out` with up to `max` slices from the front, starting after the bytes of the
     /// front entry already written.
     pub fn io_slices<'a>(&'a self, out: &mut Vec<IoSlice<'a>>, max: usize) {
-        self.each_slice(max.saturating_sub(out.len()), |s| out.push(IoSlice::new(s)));
+        let max = max.saturating_sub(out.len());
+        self.each_slice(max, usize::MAX, |s| out.push(IoSlice::new(s)));
     }
 
-    fn each_slice<'a>(&'a self, max: usize, mut f: impl FnMut(&'a [u8])) {
+    /// Calls `f` with up to `max` slices from the front, stopping after the slice that brings
+    /// the total to `max_bytes`.
+    fn each_slice<'a>(&'a self, max: usize, max_bytes: usize, mut f: impl FnMut(&'a [u8])) {
         let mut skip = self.offset;
+        let mut total = 0;
         for e in self.entries.iter().take(max) {
-            let b = e.bytes();
-            f(&b[skip..]);
+            let b = &e.bytes()[skip..];
+            f(b);
             skip = 0;
+            total += b.len();
+            if total >= max_bytes {
+                return;
+            }
         }
     }
 
@@ -390,12 +421,54 @@ impl ViewerQueue {
         debug_assert_eq!(n, 0, "advanced past the queued bytes");
     }
 
-    /// One vectored write of the front of the queue into `w`; consumes what was written.
+    /// What the queue holds when it is nothing but whole media packets, none started. Viewers
+    /// of one form that hold the same packets have byte-identical queues and may be sent one
+    /// shared copy (see `server::splice`); equal runs are a hint, `holds_packets` confirms.
+    /// None when control bytes or a partly written packet are queued, or when it is empty.
+    pub fn run(&self) -> Option<Run> {
+        if self.offset != 0 || self.entries.is_empty() {
+            return None;
+        }
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for e in &self.entries {
+            let addr = e.packet_addr()?;
+            hash = (hash ^ addr as u64).wrapping_mul(0x0100_0000_01b3);
+        }
+        Some(Run {
+            hash,
+            count: self.entries.len(),
+            bytes: self.queued,
+        })
+    }
+
+    /// The identities of the queued packets (see `run`), appended to `out`.
+    pub fn packet_addrs(&self, out: &mut Vec<usize>) {
+        out.extend(self.entries.iter().filter_map(Entry::packet_addr));
+    }
+
+    /// True when the queue is exactly the packets `addrs` names, none started.
+    pub fn holds_packets(&self, addrs: &[usize]) -> bool {
+        self.offset == 0
+            && self.entries.len() == addrs.len()
+            && self
+                .entries
+                .iter()
+                .zip(addrs)
+                .all(|(e, &a)| e.packet_addr() == Some(a))
+    }
+
+    /// Every queued slice, for a caller that writes the whole queue elsewhere.
+    pub fn each_queued<'a>(&'a self, f: impl FnMut(&'a [u8])) {
+        self.each_slice(usize::MAX, usize::MAX, f);
+    }
+
+    /// One vectored write of the front of the queue (up to `WRITE_SLICES` messages and about
+    /// `WRITE_BYTES`) into `w`; consumes what was written.
     /// Returns the bytes written (0 only when the queue is empty or the writer took nothing).
     pub fn write_to<W: Write + ?Sized>(&mut self, w: &mut W) -> io::Result<usize> {
         let mut slices = [IoSlice::new(&[]); WRITE_SLICES];
         let mut k = 0;
-        self.each_slice(WRITE_SLICES, |s| {
+        self.each_slice(WRITE_SLICES, WRITE_BYTES, |s| {
             slices[k] = IoSlice::new(s);
             k += 1;
         });
@@ -428,7 +501,7 @@ mod tests {
 
     fn contents(q: &ViewerQueue) -> Vec<u8> {
         let mut v = Vec::new();
-        q.each_slice(usize::MAX, |s| v.extend_from_slice(s));
+        q.each_slice(usize::MAX, usize::MAX, |s| v.extend_from_slice(s));
         v
     }
 

@@ -230,6 +230,12 @@ impl Server {
             &[("", self.totals.bytes_out.to_string())],
         );
         metric(
+            "rtmpd_bytes_out_shared_total",
+            "counter",
+            "Of the bytes sent, those sent to live viewers from one copy shared among them (Linux).",
+            &[("", self.totals.bytes_out_shared.to_string())],
+        );
+        metric(
             "rtmpd_slow_viewer_skips_total",
             "counter",
             "Times a slow viewer skipped to the next keyframe.",

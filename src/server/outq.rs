@@ -14,6 +14,44 @@ pub trait Outbox {
     fn is_empty(&self) -> bool;
 }
 
+/// A socket seen as a `Write` whose vectored writes are one `sendmsg(2)` on Unix: the socket
+/// layer directly, without the file layer `writev(2)` goes through, and `MSG_NOSIGNAL` so a
+/// closed peer is an error, never a signal. Elsewhere, the stream's own vectored write.
+pub struct SocketWriter<'a>(pub &'a mut mio::net::TcpStream);
+
+impl Write for SocketWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_vectored(&[IoSlice::new(buf)])
+    }
+
+    #[cfg(unix)]
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: IoSlice is ABI-compatible with iovec on Unix (std documents it); the
+        // slices outlive the call, and msghdr is plain data, zeroed then filled.
+        let n = unsafe {
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
+            msg.msg_iovlen = bufs.len().min(libc::c_int::MAX as usize) as _;
+            libc::sendmsg(self.0.as_raw_fd(), &msg, libc::MSG_NOSIGNAL)
+        };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    }
+
+    #[cfg(not(unix))]
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.0.write_vectored(bufs)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Slices per vectored write (well under IOV_MAX).
 const MAX_IOV: usize = 64;
 

@@ -184,6 +184,90 @@ fn rust_publish_to_all_outputs(fixture: &str, ts_offset: u32) {
     check_viewers(viewers, fixture, Some(ts_offset as i64));
 }
 
+/// Several viewers of each form: at every merged flush they hold the same packets, which go
+/// out through one shared copy (the splice fan-out on Linux); each must still get the whole
+/// stream, byte for byte in order.
+#[test]
+fn many_viewers_of_one_form_each_get_the_whole_stream() {
+    let server = Server::start();
+    let name = unique_stream("many");
+    let path = format!("/live/{name}.flv");
+    let http = server.http;
+    let fixture = "fixture.flv";
+    let mut https = Vec::new();
+    for _ in 0..5 {
+        let p = path.clone();
+        https.push(std::thread::spawn(move || {
+            http_get_when_live(http, &p, 1, WAIT_LIVE, WHOLE)
+        }));
+    }
+    let mut wss = Vec::new();
+    for _ in 0..3 {
+        let p = path.clone();
+        wss.push(std::thread::spawn(move || {
+            ws_get_flv_when_live(http, &p, WAIT_LIVE, WHOLE)
+        }));
+    }
+    let rtmps: Vec<_> = (0..3)
+        .map(|_| spawn_rtmp_play(server.rtmp, "live", &name, WHOLE))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let opts = PublishOpts {
+        speed: 2.0,
+        start_delay: Duration::from_millis(700),
+        ..PublishOpts::default()
+    };
+    let publisher =
+        RustPublisher::start(server.rtmp, "live", &name, fixture, opts).expect("publish");
+    publisher.join().expect("publishing");
+    for (i, h) in https.into_iter().enumerate() {
+        let r = h.join().expect("HTTP viewer");
+        let w = format!("HTTP-FLV viewer {i}");
+        assert_eq!(
+            r.end,
+            BodyEnd::LastChunk,
+            "{w}: did not end with the last chunk"
+        );
+        let flv = parse_flv(&r.body);
+        flv.assert_valid(&w, true);
+        assert_full_stream(&flv.frames, fixture, Some(0), &w);
+    }
+    for (i, h) in wss.into_iter().enumerate() {
+        let r = h.join().expect("WS viewer");
+        let w = format!("WS-FLV viewer {i}");
+        assert_eq!(
+            r.end,
+            WsEnd::CloseFrame,
+            "{w}: no close frame ({:?})",
+            r.error
+        );
+        let flv = parse_flv(&r.data);
+        flv.assert_valid(&w, true);
+        assert_full_stream(&flv.frames, fixture, Some(0), &w);
+    }
+    for (i, h) in rtmps.into_iter().enumerate() {
+        let r = h.join().expect("RTMP viewer");
+        let w = format!("RTMP viewer {i}");
+        assert!(r.errors.is_empty(), "{w}: errors {:?}", r.errors);
+        assert_full_stream(&r.frames, fixture, Some(0), &w);
+    }
+    // On Linux most of it went through the shared copies.
+    if cfg!(target_os = "linux") {
+        let r = http_get(server.http, "/metrics", Duration::from_secs(5));
+        let text = String::from_utf8_lossy(&r.body).to_string();
+        let value = |name: &str| -> u64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+                .unwrap_or_else(|| panic!("{name} missing in /metrics:\n{text}"))
+        };
+        let (out, shared) = (
+            value("rtmpd_bytes_out_total"),
+            value("rtmpd_bytes_out_shared_total"),
+        );
+        assert!(shared > out / 2, "only {shared} of {out} bytes shared");
+    }
+}
+
 #[test]
 fn ffmpeg_publish_reaches_every_output_whole() {
     if !require_tool("ffmpeg") {
