@@ -85,12 +85,19 @@ pub struct QueueStats {
 }
 
 /// Identifies a queue of whole media packets (see `ViewerQueue::run`).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Run {
     hash: u64,
     count: usize,
     /// The queued bytes.
     pub bytes: usize,
+}
+
+impl std::hash::Hash for Run {
+    /// The run's own hash of its packets is hash enough (see `server::splice`).
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
 }
 
 enum Entry {

@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{self, IoSlice, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 
@@ -83,12 +84,32 @@ struct Group {
     failed: bool,
 }
 
+/// Runs hash themselves (`Run` feeds one u64 already mixed from its packets): the map keeps it.
+#[derive(Default)]
+struct RunHasher(u64);
+
+impl Hasher for RunHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 ^= n;
+    }
+}
+
 pub struct Splicer {
     pipes: Vec<Pipe>,
     /// Pipes of `pipes` loaded at this flush.
     loaded: usize,
     scratch: Pipe,
-    groups: HashMap<Run, Group>,
+    groups: HashMap<Run, Group, BuildHasherDefault<RunHasher>>,
     junk: Vec<u8>,
 }
 
@@ -98,7 +119,7 @@ impl Splicer {
             pipes: Vec::new(),
             loaded: 0,
             scratch: Pipe::new()?,
-            groups: HashMap::new(),
+            groups: HashMap::default(),
             junk: vec![0; 64 * 1024],
         })
     }
