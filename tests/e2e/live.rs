@@ -65,10 +65,23 @@ fn assert_flv_headers(r: &HttpResponse, what: &str) {
     );
 }
 
+/// An FLV body that is valid, flags the fixture's tracks and carries the whole fixture shifted
+/// by `offset` (None: any constant shift). Returns the shift.
+fn check_flv_body(data: &[u8], fixture: &str, offset: Option<i64>, w: &str) -> i64 {
+    let (has_audio, has_video) = (!fixture.contains("_video"), !fixture.contains("_audio"));
+    let flv = parse_flv(data);
+    flv.assert_valid(w, true);
+    assert_eq!(
+        (flv.has_audio, flv.has_video),
+        (has_audio, has_video),
+        "{w}: header flags"
+    );
+    assert_full_stream(&flv.frames, fixture, offset, w)
+}
+
 /// Every viewer got the whole fixture, with timestamps shifted by `offset` (None: any constant
 /// shift, checked to be the same on every output). Returns the shift.
 fn check_viewers(v: Viewers, fixture: &str, offset: Option<i64>) -> i64 {
-    let (has_audio, has_video) = (!fixture.contains("_video"), !fixture.contains("_audio"));
     let what = v.what;
 
     let r = v.http11.join().expect("HTTP/1.1 viewer");
@@ -80,14 +93,7 @@ fn check_viewers(v: Viewers, fixture: &str, offset: Option<i64>) -> i64 {
         BodyEnd::LastChunk,
         "{w}: did not end with the last chunk"
     );
-    let flv = parse_flv(&r.body);
-    flv.assert_valid(&w, true);
-    assert_eq!(
-        (flv.has_audio, flv.has_video),
-        (has_audio, has_video),
-        "{w}: header flags"
-    );
-    let shift = assert_full_stream(&flv.frames, fixture, offset, &w);
+    let shift = check_flv_body(&r.body, fixture, offset, &w);
     // Every other output must show the same shift as this one.
     let offset = Some(shift);
 
@@ -96,14 +102,7 @@ fn check_viewers(v: Viewers, fixture: &str, offset: Option<i64>) -> i64 {
     assert_flv_headers(&r, &w);
     assert!(!r.chunked, "{w}: chunked for HTTP/1.0");
     assert_eq!(r.end, BodyEnd::Eof, "{w}: not ended by closing");
-    let flv = parse_flv(&r.body);
-    flv.assert_valid(&w, true);
-    assert_eq!(
-        (flv.has_audio, flv.has_video),
-        (has_audio, has_video),
-        "{w}: header flags"
-    );
-    assert_full_stream(&flv.frames, fixture, offset, &w);
+    check_flv_body(&r.body, fixture, offset, &w);
 
     let r = v.ws.join().expect("WS-FLV viewer");
     let w = format!("WS-FLV {what}");
@@ -114,14 +113,7 @@ fn check_viewers(v: Viewers, fixture: &str, offset: Option<i64>) -> i64 {
         r.error
     );
     assert_eq!(r.text_messages, 0, "{w}: text messages");
-    let flv = parse_flv(&r.data);
-    flv.assert_valid(&w, true);
-    assert_eq!(
-        (flv.has_audio, flv.has_video),
-        (has_audio, has_video),
-        "{w}: header flags"
-    );
-    assert_full_stream(&flv.frames, fixture, offset, &w);
+    check_flv_body(&r.data, fixture, offset, &w);
 
     let r = v.rtmp.join().expect("RTMP viewer");
     let w = format!("RTMP {what}");
@@ -228,9 +220,7 @@ fn many_viewers_of_one_form_each_get_the_whole_stream() {
             BodyEnd::LastChunk,
             "{w}: did not end with the last chunk"
         );
-        let flv = parse_flv(&r.body);
-        flv.assert_valid(&w, true);
-        assert_full_stream(&flv.frames, fixture, Some(0), &w);
+        check_flv_body(&r.body, fixture, Some(0), &w);
     }
     for (i, h) in wss.into_iter().enumerate() {
         let r = h.join().expect("WS viewer");
@@ -241,9 +231,7 @@ fn many_viewers_of_one_form_each_get_the_whole_stream() {
             "{w}: no close frame ({:?})",
             r.error
         );
-        let flv = parse_flv(&r.data);
-        flv.assert_valid(&w, true);
-        assert_full_stream(&flv.frames, fixture, Some(0), &w);
+        check_flv_body(&r.data, fixture, Some(0), &w);
     }
     for (i, h) in rtmps.into_iter().enumerate() {
         let r = h.join().expect("RTMP viewer");
