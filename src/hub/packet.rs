@@ -1,7 +1,7 @@
 //! Output forms and `Packet`s: one frame serialised once for one output form (HTTP-FLV, chunked
 //! HTTP-FLV, WS-FLV, RTMP) into one contiguous `Bytes`, shared by every viewer of that form
-//! through an `Arc`. A `PacketArena` lays a form's consecutive packets side by side in memory,
-//! so what a viewer has queued is a few contiguous runs. No queues, no policy, no sockets.
+//! through an `Arc`. A `PacketArena` lays a form's consecutive packets side by side in memory.
+//! No queues, no policy, no sockets.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -118,9 +118,9 @@ fn is_header(frame: &Frame) -> bool {
 }
 
 /// Append-only blocks that one form's packets are serialised into, one after the other. A
-/// packet is a `Bytes` slice of a block; a block is freed when its last packet is. Viewers at
-/// the live edge queue consecutive packets of one block, which `ViewerQueue` writes as one
-/// slice.
+/// packet is a `Bytes` slice of a block; a block is freed when its last packet is. What a
+/// viewer at the live edge has queued lies side by side in one or two blocks, which the kernel
+/// reads in one sweep when it copies a write.
 pub struct PacketArena {
     /// The unused rest of the current block.
     free: BytesMut,

@@ -15,9 +15,18 @@ pub trait Outbox {
 }
 
 /// A socket seen as a `Write` whose vectored writes are one `sendmsg(2)` on Unix: the socket
-/// layer directly, without the file layer `writev(2)` goes through, and `MSG_NOSIGNAL` so a
-/// closed peer is an error, never a signal. Elsewhere, the stream's own vectored write.
+/// layer directly, without the file layer `writev(2)` goes through, and `MSG_NOSIGNAL` where
+/// the system has it so a closed peer is an error, never a signal (Rust programs also ignore
+/// SIGPIPE from the start). Elsewhere, the stream's own vectored write.
 pub struct SocketWriter<'a>(pub &'a mut mio::net::TcpStream);
+
+#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
+#[cfg(all(
+    unix,
+    not(any(target_os = "linux", target_os = "android", target_os = "freebsd"))
+))]
+const SEND_FLAGS: libc::c_int = 0;
 
 impl Write for SocketWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
@@ -33,7 +42,7 @@ impl Write for SocketWriter<'_> {
             let mut msg: libc::msghdr = std::mem::zeroed();
             msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
             msg.msg_iovlen = bufs.len().min(libc::c_int::MAX as usize) as _;
-            libc::sendmsg(self.0.as_raw_fd(), &msg, libc::MSG_NOSIGNAL)
+            libc::sendmsg(self.0.as_raw_fd(), &msg, SEND_FLAGS)
         };
         if n < 0 {
             Err(io::Error::last_os_error())
