@@ -3,7 +3,7 @@
 //! gets them with `tee(2)` into a scratch pipe and `splice(2)` from there to its socket: the
 //! kernel hands the same pipe pages to every socket instead of copying the bytes into new
 //! buffers for each viewer. Anything else (a lone viewer, control bytes queued, a partly
-//! written packet, a queue larger than a pipe) goes the ordinary way, `writev`.
+//! written packet, a queue larger than a pipe) goes the ordinary way, one vectored `sendmsg`.
 //!
 //! Measured with tools/bench.sh-style runs (1,000 HTTP-FLV viewers of a 2 Mbps stream), see
 //! the README's performance section.
