@@ -382,6 +382,40 @@ mod tests {
     }
 
     #[test]
+    fn a_closed_peer_is_an_error_not_a_signal() {
+        let run: Vec<_> = (0..4).map(|i| packet(i, 4000)).collect();
+        let (server, client) = pair();
+        drop(client);
+        std::thread::sleep(Duration::from_millis(50));
+        let mut error = None;
+        for _ in 0..20 {
+            let mut sp = Splicer::new().unwrap();
+            let (mut mine, other) = (queue_of(&run), queue_of(&run));
+            sp.note(&mine);
+            sp.note(&other);
+            let mut written = 0;
+            match sp.send(&server, &mut mine, &mut written) {
+                Some(Err(e)) => {
+                    error = Some(e);
+                    break;
+                }
+                Some(Ok(_)) => {}
+                None => panic!("not sent through the pipe"),
+            }
+            sp.end_flush();
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let e = error.expect("writing to a closed peer never failed");
+        assert!(
+            matches!(
+                e.kind(),
+                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn a_full_socket_keeps_the_rest_queued_and_the_byte_stream_whole() {
         // Runs large enough to fill a socket whose peer does not read.
         let run: Vec<_> = (0..16).map(|i| packet(i, 60_000)).collect();
