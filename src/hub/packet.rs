@@ -55,8 +55,6 @@ pub const CSID_VIDEO: u32 = 6;
 pub struct Packet {
     /// The bytes to write: the whole message in the form's framing.
     pub data: Bytes,
-    /// `data.len()`.
-    pub len: usize,
     /// The frame's timestamp as the publisher sent it.
     pub dts: u32,
     /// The stream's monotonic media time in ms (see `stream::Timeline`): the queue policy
@@ -73,6 +71,15 @@ pub struct Packet {
 }
 
 impl Packet {
+    /// The bytes to write.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
     /// Serialises `frame` for `form` into a buffer of its own. `key` is the resume-point flag
     /// (it depends on the stream: audio is a resume point only when the stream has no video).
     pub fn new(form: OutputForm, frame: &Frame, time: u64, key: bool) -> Packet {
@@ -102,7 +109,6 @@ impl Packet {
 
     fn with_data(data: Bytes, frame: &Frame, time: u64, key: bool) -> Packet {
         Packet {
-            len: data.len(),
             data,
             dts: frame.dts,
             time,
@@ -154,7 +160,7 @@ fn encoded_len(form: OutputForm, frame: &Frame) -> usize {
     let tag = flv::TAG_HEADER_LEN + body + 4;
     match form {
         OutputForm::HttpFlv { chunked: false } => tag,
-        OutputForm::HttpFlv { chunked: true } => format!("{tag:x}").len() + 2 + tag + 2,
+        OutputForm::HttpFlv { chunked: true } => hex_digits(tag) + 2 + tag + 2,
         OutputForm::WsFlv => ws_header_len(tag) + tag,
         OutputForm::Rtmp { chunk_size, .. } => {
             chunk::encoded_len(csid_for(frame.track), frame.dts, body, chunk_size)
@@ -210,6 +216,11 @@ fn put_flv_tag(frame: &Frame, chunked: bool, ws: bool, out: &mut BytesMut) {
     }
 }
 
+/// Digits of `n` in hexadecimal (the HTTP chunk-size line).
+fn hex_digits(n: usize) -> usize {
+    (usize::BITS - n.leading_zeros()).div_ceil(4).max(1) as usize
+}
+
 fn ws_header_len(len: usize) -> usize {
     match len {
         0..=125 => 2,
@@ -259,7 +270,7 @@ mod tests {
     use crate::media::frame::{TAG_AUDIO, TAG_SCRIPT, TAG_VIDEO};
 
     fn concat(p: &Packet) -> Vec<u8> {
-        assert_eq!(p.data.len(), p.len);
+        assert_eq!(p.data.len(), p.len());
         p.data.to_vec()
     }
 
@@ -358,7 +369,12 @@ mod tests {
             let mut adjacent = 0;
             for (f, pair) in frames.iter().zip(packets.windows(2)) {
                 assert_eq!(concat(&pair[0]), concat(&Packet::new(form, f, 0, false)));
-                let end = pair[0].data.as_ptr() as usize + pair[0].len;
+                assert_eq!(
+                    pair[0].len(),
+                    encoded_len(form, f),
+                    "{form:?}: announced size"
+                );
+                let end = pair[0].data.as_ptr() as usize + pair[0].len();
                 adjacent += (end == pair[1].data.as_ptr() as usize) as usize;
             }
             // 40 packets of 100..1600 bytes fill a 64 KiB block about once.
@@ -381,9 +397,9 @@ mod tests {
         let h = Packet::new_in(&mut arena, form, &config, 0, false);
         assert!(h.header);
         let b = Packet::new_in(&mut arena, form, &video(40, 100), 0, false);
-        assert_eq!(a.data.as_ptr() as usize + a.len, b.data.as_ptr() as usize);
+        assert_eq!(a.data.as_ptr() as usize + a.len(), b.data.as_ptr() as usize);
         let h_at = h.data.as_ptr() as usize;
-        assert!(!(a.data.as_ptr() as usize..b.data.as_ptr() as usize + b.len).contains(&h_at));
+        assert!(!(a.data.as_ptr() as usize..b.data.as_ptr() as usize + b.len()).contains(&h_at));
         // A frame larger than a block gets a block of its own size.
         let big = video(80, ARENA_BLOCK * 3);
         let p = Packet::new_in(&mut arena, form, &big, 0, false);

@@ -111,7 +111,7 @@ enum Entry {
 impl Entry {
     fn len(&self) -> usize {
         match self {
-            Entry::Media { packet, .. } => packet.len,
+            Entry::Media { packet, .. } => packet.len(),
             Entry::Control(b) => b.len(),
         }
     }
@@ -245,7 +245,7 @@ impl ViewerQueue {
         }
         self.newest = Some(self.newest.map_or(packet.time, |n| n.max(packet.time)));
         self.drained = false;
-        self.queued += packet.len;
+        self.queued += packet.len();
         self.entries.push_back(Entry::Media {
             packet,
             primed: true,
@@ -260,7 +260,7 @@ impl ViewerQueue {
             } else if !packet.header {
                 if self.counting {
                     self.stats.frames_dropped += 1;
-                    self.stats.bytes_dropped += packet.len as u64;
+                    self.stats.bytes_dropped += packet.len() as u64;
                 }
                 return Verdict::Ok;
             }
@@ -282,9 +282,9 @@ impl ViewerQueue {
                 self.oldest_live = time;
             }
             self.live_count += 1;
-            self.live_bytes += packet.len;
+            self.live_bytes += packet.len();
         }
-        self.queued += packet.len;
+        self.queued += packet.len();
         // Headers can never be dropped, so they are no backlog either.
         let primed = packet.header;
         self.entries.push_back(Entry::Media { packet, primed });
@@ -362,7 +362,7 @@ impl ViewerQueue {
                     self.oldest_live = p.time;
                 }
                 self.live_count += 1;
-                self.live_bytes += p.len;
+                self.live_bytes += p.len();
             }
         }
     }
@@ -407,7 +407,7 @@ impl ViewerQueue {
                 self.written = Some(self.written.map_or(packet.time, |w| w.max(packet.time)));
                 if !primed {
                     self.live_count -= 1;
-                    self.live_bytes -= packet.len;
+                    self.live_bytes -= packet.len();
                     if self.live_count > 0 {
                         self.oldest_live = self
                             .entries
@@ -497,7 +497,6 @@ mod tests {
         let data: Vec<u8> = (0..len).map(|i| fill.wrapping_add(i as u8)).collect();
         Arc::new(Packet {
             data: Bytes::from(data),
-            len,
             dts: time as u32,
             time,
             track: Track::Video,

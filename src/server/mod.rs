@@ -101,9 +101,6 @@ pub struct Server {
     /// Zero-copy fan-out for merged flushes (None when its pipe could not be made).
     #[cfg(target_os = "linux")]
     splice: Option<splice::Splicer>,
-    /// A merged flush is running (the writes `splice` may serve).
-    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
-    flushing: bool,
     /// Connections closed this turn; their slots are freed at its end.
     to_free: Vec<usize>,
     /// Connections that still had input when their read budget ran out.
@@ -298,7 +295,6 @@ impl Server {
             splice: splice::Splicer::new()
                 .map_err(|e| warn!("zero-copy fan-out off: {e}"))
                 .ok(),
-            flushing: false,
             to_free: Vec::new(),
             pending_read: Vec::new(),
             pending_write: Vec::new(),
@@ -560,11 +556,9 @@ impl Server {
                 }
             }
         }
-        self.flushing = true;
         for t in dirty {
             self.write_conn(t);
         }
-        self.flushing = false;
         #[cfg(target_os = "linux")]
         if let Some(sp) = self.splice.as_mut() {
             sp.end_flush();
@@ -606,10 +600,10 @@ impl Server {
             if let Some(vw) = self.hub.viewer(v) {
                 let before = written;
                 #[cfg(target_os = "linux")]
-                let spliced = match (self.flushing, self.splice.as_mut()) {
-                    (true, Some(sp)) => sp.send(&conn.socket, &mut vw.queue, &mut written),
-                    _ => None,
-                };
+                let spliced = self
+                    .splice
+                    .as_mut()
+                    .and_then(|sp| sp.send(&conn.socket, &mut vw.queue, &mut written));
                 #[cfg(not(target_os = "linux"))]
                 let spliced = None;
                 let limit = written + VIEWER_BYTES_PER_TURN;

@@ -146,7 +146,8 @@ impl Splicer {
         group.viewers += 1;
     }
 
-    /// Sends `queue` to `socket` through a shared pipe when its group has other viewers:
+    /// Sends `queue` to `socket` through a shared pipe when its group (noted for the flush in
+    /// progress) has other viewers:
     /// Some(Ok(true)) when all of it went, Some(Ok(false)) when the socket took part or
     /// nothing (the rest stays queued), Some(Err) on a socket error. None: not eligible, use
     /// the ordinary write.
@@ -156,6 +157,10 @@ impl Splicer {
         queue: &mut ViewerQueue,
         written: &mut usize,
     ) -> Option<io::Result<bool>> {
+        // Groups exist only during a merged flush (`note` .. `end_flush`).
+        if self.groups.is_empty() {
+            return None;
+        }
         let run = queue.run()?;
         let group = self.groups.get_mut(&run)?;
         if group.viewers < 2 || group.failed || !queue.holds_packets(&group.addrs) {
@@ -285,7 +290,6 @@ mod tests {
                     .map(|k| i.wrapping_add(k as u8))
                     .collect::<Vec<u8>>(),
             ),
-            len,
             dts: i as u32 * 40,
             time: i as u64 * 40,
             track: Track::Video,
