@@ -11,7 +11,7 @@ use bytes::Bytes;
 use super::conn::{Access, ConnState, FileBody, Listener};
 use super::Server;
 use crate::http::embedded;
-use crate::http::files::{self, Body, Root, StaticRequest};
+use crate::http::files::{Body, Root, StaticRequest};
 use crate::http::request::{self, Request, MAX_HEAD};
 use crate::http::response;
 use crate::http::route::{route, Route};
@@ -203,10 +203,10 @@ impl Server {
             if_modified_since: req.header("if-modified-since"),
             keep_alive: req.keep_alive(),
         };
-        let resp = files::respond(
+        let resp = super::fs::respond(
             &self.setup.roots,
             &sreq,
-            self.setup.dir_listing,
+            &super::fs::origin_policy(self.setup.dir_listing),
             SystemTime::now(),
         );
         let Some(conn) = self.conns.get_mut(token) else {
