@@ -139,6 +139,15 @@ impl Server {
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
+        // Pipelined: the previous answer is queued whole by now, and its entry would be replaced
+        // below; log it first, so every request gets its line (issue 13 hole 3).
+        if let Some(previous) = conn.access.take() {
+            let line = super::access_line(conn.peer, previous);
+            self.write_access(line);
+        }
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
         let listener = conn.listener;
         let started = Instant::now();
         // The send timeout counts from here when the answer cannot go out at once.
