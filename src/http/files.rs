@@ -265,11 +265,7 @@ fn serve_file(
                  Accept-Ranges: bytes\r\n{validators}\r\n",
                 msg.len()
             );
-            let (body, body_len) = if is_head {
-                (Body::Empty, 0)
-            } else {
-                (Body::Static(msg), msg.len() as u64)
-            };
+            let (body, body_len) = text_body(msg, is_head);
             return StaticResponse {
                 status: 416,
                 head: head.into_bytes(),
@@ -370,11 +366,7 @@ fn redirect(
          Cache-Control: {REVALIDATE}\r\n\r\n",
         msg.len()
     );
-    let (body, body_len) = if req.method == "HEAD" {
-        (Body::Empty, 0)
-    } else {
-        (Body::Static(msg), msg.len() as u64)
-    };
+    let (body, body_len) = text_body(msg, req.method == "HEAD");
     StaticResponse {
         status: 301,
         head: head.into_bytes(),
@@ -405,11 +397,7 @@ fn refuse(r: Refusal, req: &StaticRequest, now: SystemTime, log_path: String) ->
         "Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nCache-Control: {REVALIDATE}\r\n\r\n",
         msg.len()
     );
-    let (body, body_len) = if req.method == "HEAD" {
-        (Body::Empty, 0)
-    } else {
-        (Body::Static(msg), msg.len() as u64)
-    };
+    let (body, body_len) = text_body(msg, req.method == "HEAD");
     StaticResponse {
         status,
         head: head.into_bytes(),
@@ -417,6 +405,15 @@ fn refuse(r: Refusal, req: &StaticRequest, now: SystemTime, log_path: String) ->
         body_len,
         log_path,
         refusal: Some(r),
+    }
+}
+
+/// A short fixed text body, or none for HEAD, with the length the access log counts.
+fn text_body(msg: &'static [u8], is_head: bool) -> (Body, u64) {
+    if is_head {
+        (Body::Empty, 0)
+    } else {
+        (Body::Static(msg), msg.len() as u64)
     }
 }
 
@@ -470,11 +467,12 @@ pub fn simple_response_at(status: u16, body: &str, keep_alive: bool, now: System
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::time::{Duration, UNIX_EPOCH};
 
-    fn now() -> SystemTime {
+    /// Far enough ahead of any file written by a test that mtime <= now holds.
+    pub(crate) fn now() -> SystemTime {
         SystemTime::now() + Duration::from_secs(10)
     }
 
@@ -492,7 +490,7 @@ mod tests {
         respond(roots, r, &policy, now, |_, _, _| Err(Refusal::NotFound))
     }
 
-    fn req<'a>(method: &'a str, target: &'a str) -> StaticRequest<'a> {
+    pub(crate) fn req<'a>(method: &'a str, target: &'a str) -> StaticRequest<'a> {
         StaticRequest {
             method,
             target,
@@ -503,7 +501,8 @@ mod tests {
         }
     }
 
-    fn header(r: &StaticResponse, name: &str) -> Option<String> {
+    /// The value of header `name` in `r`'s head, which must end with CRLF CRLF.
+    pub(crate) fn header(r: &StaticResponse, name: &str) -> Option<String> {
         let head = String::from_utf8(r.head.clone()).unwrap();
         assert!(
             head.ends_with("\r\n\r\n"),
@@ -515,12 +514,23 @@ mod tests {
         })
     }
 
-    fn body_bytes(r: StaticResponse) -> Vec<u8> {
+    /// The body as the client would get it (a `Body::File` read from its offset).
+    pub(crate) fn body_bytes(r: StaticResponse) -> Vec<u8> {
+        use std::io::{Read, Seek, SeekFrom};
         match r.body {
             Body::Empty => Vec::new(),
             Body::Static(b) => b.to_vec(),
             Body::Owned(v) => v,
-            Body::File { .. } => panic!("no files in these tests"),
+            Body::File {
+                mut file,
+                offset,
+                len,
+            } => {
+                file.seek(SeekFrom::Start(offset)).unwrap();
+                let mut v = Vec::new();
+                file.take(len).read_to_end(&mut v).unwrap();
+                v
+            }
         }
     }
 

@@ -82,34 +82,22 @@ mod tests {
     #[test]
     fn page_escapes_names_and_lists_folders_first() {
         let entries = vec![
-            entry(false, "one.txt", 1),
-            entry(false, "<b>&\"q\".txt", 2),
-            entry(true, "inner", 0),
-            entry(false, "javascript:alert(1)", 3),
+            entry(false, "b.txt", 1),
+            entry(false, "<a>&'.txt", 22),
+            entry(true, "z dir", 0),
         ];
-        let clean = clean_target("/bare/").unwrap();
+        let clean = clean_target("/x/%3Cy%3E/").unwrap();
         let page = String::from_utf8(listing_page(entries, false, &clean)).unwrap();
-        assert!(page.contains("<title>Index of /bare/</title>"), "{page}");
-        assert!(
-            page.contains("<a href=\"inner/\">inner/</a></li>"),
-            "{page}"
+        assert_eq!(
+            page,
+            "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Index of /x/%3Cy%3E/</title></head>\n\
+             <body><h1>Index of /x/%3Cy%3E/</h1>\n<ul>\n\
+             <li><a href=\"../\">../</a></li>\n\
+             <li><a href=\"z%20dir/\">z dir/</a></li>\n\
+             <li><a href=\"%3Ca%3E%26'.txt\">&lt;a&gt;&amp;&#39;.txt</a> 22</li>\n\
+             <li><a href=\"b.txt\">b.txt</a> 1</li>\n\
+             </ul></body></html>\n"
         );
-        assert!(
-            page.contains("<a href=\"one.txt\">one.txt</a> 1</li>"),
-            "{page}"
-        );
-        assert!(
-            page.contains("<a href=\"%3Cb%3E%26%22q%22.txt\">&lt;b&gt;&amp;&quot;q&quot;.txt</a>"),
-            "{page}"
-        );
-        assert!(
-            page.contains("<a href=\"javascript%3Aalert(1)\">javascript:alert(1)</a>"),
-            "{page}"
-        );
-        assert!(!page.contains("<b>"), "{page}");
-        assert!(page.find("inner/").unwrap() < page.find("one.txt").unwrap());
-        assert!(page.contains("href=\"../\""));
-        assert!(!page.contains("only the first"));
 
         let top = clean_target("/").unwrap();
         let page = String::from_utf8(listing_page(vec![entry(true, "x", 0)], true, &top)).unwrap();

@@ -326,6 +326,7 @@ mod tests {
     use super::*;
     use crate::codec::calendar::http_date;
     use crate::http::embedded;
+    use crate::http::files::tests::{body_bytes, header, now, req};
     use crate::http::files::ALLOW;
     use crate::http::mime::{ARCHIVE_CACHE, LIVE_SEGMENT_CACHE, REVALIDATE};
     use crate::http::path::MAX_PATH_LEN;
@@ -363,11 +364,6 @@ mod tests {
         }
     }
 
-    fn now() -> SystemTime {
-        // Far enough ahead of any file written by the test that mtime <= now holds.
-        SystemTime::now() + Duration::from_secs(10)
-    }
-
     /// The whole responder as the origin runs it.
     fn serve(
         roots: &[Root],
@@ -378,50 +374,8 @@ mod tests {
         respond(roots, r, &origin_policy(dir_listing), now)
     }
 
-    fn req<'a>(method: &'a str, target: &'a str) -> StaticRequest<'a> {
-        StaticRequest {
-            method,
-            target,
-            range: None,
-            if_none_match: None,
-            if_modified_since: None,
-            keep_alive: true,
-        }
-    }
-
     fn head_str(r: &StaticResponse) -> String {
         String::from_utf8(r.head.clone()).unwrap()
-    }
-
-    fn header(r: &StaticResponse, name: &str) -> Option<String> {
-        let head = head_str(r);
-        assert!(
-            head.ends_with("\r\n\r\n"),
-            "head must end with CRLF CRLF: {head:?}"
-        );
-        head.split("\r\n").skip(1).find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
-        })
-    }
-
-    fn body_bytes(r: StaticResponse) -> Vec<u8> {
-        use std::io::{Read, Seek, SeekFrom};
-        match r.body {
-            Body::Empty => Vec::new(),
-            Body::Static(b) => b.to_vec(),
-            Body::Owned(v) => v,
-            Body::File {
-                mut file,
-                offset,
-                len,
-            } => {
-                file.seek(SeekFrom::Start(offset)).unwrap();
-                let mut v = Vec::new();
-                file.take(len).read_to_end(&mut v).unwrap();
-                v
-            }
-        }
     }
 
     /// A root with a few files, used by most tests.
