@@ -11,8 +11,9 @@ const MONTHS: [&str; 12] = [
 const WEEKDAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
 
 /// Calendar fields from days since 1970-01-01 (negative before it), by H. Hinnant's algorithm.
+/// Defined for every `i64` (the last 719,468 days saturate to one date).
 pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
+    let z = days.saturating_add(719_468);
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
     let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
@@ -24,7 +25,8 @@ pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
-/// Days since 1970-01-01 for a civil date, the inverse of `civil_from_days` (month 1-12).
+/// Days since 1970-01-01 for a civil date, the inverse of `civil_from_days` (month 1-12). Callers
+/// with a year read from outside bound it first: the arithmetic holds for |year| < 10^13.
 pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
@@ -85,7 +87,7 @@ impl DateTime {
 /// Whole seconds since the epoch, 0 before it (and saturated far after it, where i64 ends).
 pub fn unix_secs(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 2))
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// IMF-fixdate, e.g. `Sun, 06 Nov 1994 08:49:37 GMT`. Times before 1970 print as the epoch.
@@ -228,6 +230,10 @@ mod tests {
             DateTime::utc(UNIX_EPOCH - Duration::from_secs(5)).stamp(),
             "19700101_000000"
         );
+        // The extremes do not overflow.
+        let _ = DateTime::from_unix_secs(i64::MAX).stamp();
+        let _ = DateTime::from_unix_secs(i64::MIN).stamp();
+        let _ = civil_from_days(i64::MAX);
     }
 
     #[test]
