@@ -86,6 +86,7 @@ pub struct StaticResponse {
 pub enum Found {
     File {
         source: Source,
+        /// The size at open (for `Source::Static`, the slice's length is used whatever this says).
         len: u64,
         mtime: SystemTime,
         name: String,
@@ -166,6 +167,11 @@ pub fn respond(
                 name,
             }) => {
                 let cache = policy.cache.cache_control_for(&name);
+                // In-memory bytes are as long as they are, whatever the lookup said.
+                let len = match &source {
+                    Source::Static(data) => data.len() as u64,
+                    Source::Disk(_) => len,
+                };
                 return serve_file(
                     source, len, mtime, &name, cache, req, now, log_path, is_head,
                 );
@@ -299,7 +305,7 @@ fn serve_file(
         (Body::Empty, 0)
     } else {
         let body = match source {
-            // start + count <= len == data.len(), both fit in usize because they came from a slice length.
+            // start + count <= len == data.len() (set in `respond`), so both fit in usize.
             Source::Static(data) => Body::Static(&data[start as usize..(start + count) as usize]),
             Source::Disk(file) => Body::File {
                 file,
@@ -578,6 +584,23 @@ pub(crate) mod tests {
             Some("Sun, 06 Nov 1994 08:49:37 GMT")
         );
         assert_eq!(body_bytes(resp), b"234");
+
+        // In-memory bytes are served as long as they are, whatever length the lookup claims.
+        let mut r = req("GET", "/x.txt");
+        r.range = Some("bytes=5-");
+        let resp = respond(&[Root::Dir("/r".into())], &r, &policy, now(), |_, _, _| {
+            Ok(Found::File {
+                source: Source::Static(data),
+                len: 1 << 40,
+                mtime,
+                name: "x.txt".into(),
+            })
+        });
+        assert_eq!(
+            header(&resp, "Content-Range").as_deref(),
+            Some("bytes 5-9/10")
+        );
+        assert_eq!(body_bytes(resp), b"56789");
 
         // A refusal from the file system is answered at once; NotFound goes on to the next root.
         let roots = [Root::Dir("/a".into()), Root::Dir("/b".into())];
