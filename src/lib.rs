@@ -9,8 +9,9 @@
 //! ```
 //!
 //! - `media`: the protocol-free `Frame`, stream names, codec configuration parsing.
+//! - `codec`: leaf encodings any layer may import (the one civil calendar, ...).
 //! - `amf`, `rtmp`: AMF0/AMF3 values; the RTMP handshake, chunk stream and sessions, sans-IO.
-//! - `http`: request parsing, responses, routing, WebSocket framing, static files.
+//! - `http`: request parsing, responses, routing, WebSocket framing, the static file responder (no fs: `server::fs`).
 //! - `mux`: FLV, MPEG-TS/HLS, ISO BMFF (fMP4, MP4): frames in, bytes out, no files.
 //! - `hub`: streams, publishers and players, the GOP cache, per-viewer bounded queues.
 //! - `record`: the recorder worker pool and its sinks (the only writers of recordings).
@@ -18,6 +19,7 @@
 //! - `gateway`: the FLV relay and the file gateway modes.
 
 pub mod amf;
+pub mod codec;
 pub mod config;
 pub mod gateway;
 pub mod http;

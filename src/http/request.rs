@@ -1,5 +1,6 @@
-//! HTTP/1.x request heads parsed with httparse, with hard limits. Push parsing: an incomplete
-//! head is `Ok(None)`; an error means the client broke HTTP and gets 400 or 431, then close.
+//! HTTP/1.x request heads parsed with httparse, with hard limits and unambiguous framing (one
+//! Content-Length or Transfer-Encoding, never both). Push parsing: an incomplete head is
+//! `Ok(None)`; an error means the client broke HTTP and gets 400 or 431, then close.
 
 /// Largest request head we accept (request line + headers).
 pub const MAX_HEAD: usize = 16 * 1024;
@@ -25,13 +26,17 @@ pub enum ParseError {
     TooLarge,
     /// Not HTTP/1.x, or a request with a body (we take none): 400.
     Malformed,
+    /// Content-Length repeated (even with equal values), not one decimal number, or sent with
+    /// Transfer-Encoding: where the body ends is ambiguous (RFC 9112 6.3), so the connection
+    /// cannot be trusted to find the next request: 400, then close.
+    AmbiguousFraming,
 }
 
 impl ParseError {
     pub fn status(self) -> u16 {
         match self {
             ParseError::TooLarge => 431,
-            ParseError::Malformed => 400,
+            ParseError::Malformed | ParseError::AmbiguousFraming => 400,
         }
     }
 }
@@ -41,6 +46,9 @@ impl std::fmt::Display for ParseError {
         f.write_str(match self {
             ParseError::TooLarge => "request head too large",
             ParseError::Malformed => "malformed request",
+            ParseError::AmbiguousFraming => {
+                "repeated or invalid Content-Length, or Content-Length with Transfer-Encoding"
+            }
         })
     }
 }
@@ -83,15 +91,42 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Request, usize)>, ParseError> {
         headers,
         has_body: false,
     };
-    request.has_body = request
-        .header("content-length")
-        .is_some_and(|v| v.trim() != "0")
-        || request.header("transfer-encoding").is_some();
+    request.has_body = body_framing(&request.headers)?;
     let bodyless = matches!(request.method.as_str(), "GET" | "HEAD" | "OPTIONS");
     if (request.has_body && bodyless) || !request.target.starts_with('/') && request.target != "*" {
         return Err(ParseError::Malformed);
     }
     Ok(Some((request, len)))
+}
+
+/// Whether the head announces a body, refusing every framing two parsers could read two ways: a
+/// proxy that takes the first Content-Length and we the last (or the reverse) would disagree on
+/// where the next request starts, which is how request smuggling works.
+fn body_framing(headers: &[(String, String)]) -> Result<bool, ParseError> {
+    let mut lengths = headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("content-length"));
+    let chunked = headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("transfer-encoding"));
+    let length = match (lengths.next(), lengths.next()) {
+        (None, _) => None,
+        (Some((_, v)), None) => Some(content_length(v)?),
+        (Some(_), Some(_)) => return Err(ParseError::AmbiguousFraming),
+    };
+    match (length, chunked) {
+        (Some(_), true) => Err(ParseError::AmbiguousFraming),
+        (Some(n), false) => Ok(n > 0),
+        (None, chunked) => Ok(chunked),
+    }
+}
+
+/// One Content-Length value: 1*DIGIT and nothing else (no sign, no list, no spaces inside).
+fn content_length(v: &str) -> Result<u64, ParseError> {
+    if v.is_empty() || v.len() > 19 || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ParseError::AmbiguousFraming);
+    }
+    v.parse().map_err(|_| ParseError::AmbiguousFraming)
 }
 
 impl Request {
@@ -186,5 +221,49 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(post.has_body);
+    }
+
+    /// Issue 13 hole 2: `Content-Length: 0` then `Content-Length: 46` was served, and the 46 body
+    /// bytes were then read as a second request.
+    #[test]
+    fn duplicate_content_length_is_refused() {
+        let refused: &[&str] = &[
+            "Content-Length: 0\r\nContent-Length: 46",
+            "Content-Length: 46\r\nContent-Length: 0",
+            "Content-Length: 0\r\nContent-Length: 0",
+            "Content-Length: 5\r\ncontent-length: 5",
+            "Content-Length: 0, 46",
+            "Content-Length: 0,0",
+            "Content-Length: -1",
+            "Content-Length: +0",
+            "Content-Length: 0x10",
+            "Content-Length: ",
+            "Content-Length: 99999999999999999999",
+            "Content-Length: 0\r\nTransfer-Encoding: chunked",
+            "Transfer-Encoding: chunked\r\nContent-Length: 5",
+        ];
+        for method in ["GET", "POST", "HEAD"] {
+            for headers in refused {
+                let raw = format!(
+                    "{method} / HTTP/1.1\r\nHost: x\r\n{headers}\r\n\r\nGET /x HTTP/1.1\r\n\r\n"
+                );
+                let r = parse(raw.as_bytes());
+                assert_eq!(r, Err(ParseError::AmbiguousFraming), "{method} {headers:?}");
+                assert_eq!(ParseError::AmbiguousFraming.status(), 400);
+            }
+        }
+        // One honest value still parses; 0 is no body.
+        let (r, _) = parse(b"GET / HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(!r.has_body);
+        let (r, _) = parse(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(r.has_body);
+        assert_eq!(
+            parse(b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            Err(ParseError::Malformed)
+        );
     }
 }

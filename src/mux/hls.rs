@@ -3,6 +3,7 @@
 //! segments are cut, and the m3u8 text (window, target duration, program date time, ENDLIST).
 //! No files here: `record::hls` decides where bytes go and when the playlist is replaced.
 
+use crate::codec::calendar::{civil_from_days, days_from_civil};
 use crate::media::Track;
 use std::collections::VecDeque;
 use std::fmt::Write;
@@ -286,30 +287,6 @@ pub fn playlist_start_ms(text: &str) -> Option<i64> {
             text.lines()
                 .find_map(|l| parse_iso8601(l.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:")?.trim()))
         })
-}
-
-/// Calendar fields from days since 1970-01-01 (proleptic Gregorian; H. Hinnant's algorithm).
-pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let m = m as i64;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 /// `2026-11-24T01:08:29.123Z` for Unix milliseconds.

@@ -3,8 +3,8 @@
 //! and archiving a previous session's files into a sub-folder named after its start. Only path and
 //! file-system plumbing here; what a recorder writes is decided by its sink.
 
+use crate::codec::calendar::DateTime;
 use crate::media::StreamKey;
-use crate::mux::hls::civil_from_days;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -49,18 +49,13 @@ pub fn is_session_name(s: &str) -> bool {
 /// `YYYYMMDD_HHMMSS` in local time (UTC where the local zone is unknown).
 pub fn local_stamp(t: SystemTime) -> String {
     let secs = unix_ms(t).div_euclid(1000);
-    let (y, mo, d, h, mi, s) = local_fields(secs).unwrap_or_else(|| utc_fields(secs));
-    format!("{y:04}{mo:02}{d:02}_{h:02}{mi:02}{s:02}")
-}
-
-fn utc_fields(secs: i64) -> (i64, u32, u32, u32, u32, u32) {
-    let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
-    let sod = secs.rem_euclid(86_400) as u32;
-    (y, mo, d, sod / 3600, sod / 60 % 60, sod % 60)
+    local_fields(secs)
+        .unwrap_or_else(|| DateTime::from_unix_secs(secs))
+        .stamp()
 }
 
 #[cfg(unix)]
-fn local_fields(secs: i64) -> Option<(i64, u32, u32, u32, u32, u32)> {
+fn local_fields(secs: i64) -> Option<DateTime> {
     let t = libc::time_t::try_from(secs).ok()?;
     // SAFETY: `tm` is plain data that localtime_r fills in; both pointers are valid for the
     // duration of the call and localtime_r is the thread-safe variant.
@@ -69,18 +64,18 @@ fn local_fields(secs: i64) -> Option<(i64, u32, u32, u32, u32, u32)> {
     if r.is_null() {
         return None;
     }
-    Some((
-        tm.tm_year as i64 + 1900,
-        (tm.tm_mon + 1) as u32,
-        tm.tm_mday as u32,
-        tm.tm_hour as u32,
-        tm.tm_min as u32,
-        tm.tm_sec as u32,
-    ))
+    Some(DateTime {
+        year: tm.tm_year as i64 + 1900,
+        month: (tm.tm_mon + 1) as u32,
+        day: tm.tm_mday as u32,
+        hour: tm.tm_hour as u32,
+        minute: tm.tm_min as u32,
+        second: tm.tm_sec as u32,
+    })
 }
 
 #[cfg(not(unix))]
-fn local_fields(_secs: i64) -> Option<(i64, u32, u32, u32, u32, u32)> {
+fn local_fields(_secs: i64) -> Option<DateTime> {
     None
 }
 
@@ -221,7 +216,12 @@ mod tests {
             .bytes()
             .enumerate()
             .all(|(i, b)| i == 8 || b.is_ascii_digit()));
-        assert_eq!(utc_fields(1_795_482_509), (2026, 11, 24, 1, 8, 29));
+        let utc = DateTime::from_unix_secs(1_795_482_509);
+        assert_eq!(
+            (utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second),
+            (2026, 11, 24, 1, 8, 29)
+        );
+        assert_eq!(utc.stamp(), "20261124_010829");
     }
 
     #[cfg(unix)]
@@ -229,13 +229,10 @@ mod tests {
     fn local_time_agrees_with_libc_offset() {
         // Whatever the zone, local minus UTC is a whole number of quarter hours within a day.
         let secs = 1_795_482_509;
-        let (y, mo, d, h, mi, s) = local_fields(secs).unwrap();
-        assert_eq!(s, 29);
-        let days = |y: i64, mo: u32, d: u32| {
-            crate::mux::hls::parse_iso8601(&format!("{y:04}-{mo:02}-{d:02}T00:00:00Z")).unwrap()
-                / 1000
-        };
-        let local = days(y, mo, d) + (h * 3600 + mi * 60 + s) as i64;
+        let l = local_fields(secs).unwrap();
+        assert_eq!(l.second, 29);
+        let days = crate::codec::calendar::days_from_civil(l.year, l.month, l.day) * 86_400;
+        let local = days + (l.hour * 3600 + l.minute * 60 + l.second) as i64;
         let off = local - secs;
         assert!(off.abs() <= 14 * 3600 && off % 900 == 0, "{off}");
     }

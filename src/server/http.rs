@@ -11,7 +11,7 @@ use bytes::Bytes;
 use super::conn::{Access, ConnState, FileBody, Listener};
 use super::Server;
 use crate::http::embedded;
-use crate::http::files::{self, Body, Root, StaticRequest};
+use crate::http::files::{Body, Root, StaticRequest};
 use crate::http::request::{self, Request, MAX_HEAD};
 use crate::http::response;
 use crate::http::route::{route, Route};
@@ -139,6 +139,15 @@ impl Server {
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
+        // Pipelined: the previous answer is queued whole by now, and its entry would be replaced
+        // below; log it first, so every request gets its line (issue 13 hole 3).
+        if let Some(previous) = conn.access.take() {
+            let line = super::access_line(conn.peer, previous);
+            self.write_access(line);
+        }
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
         let listener = conn.listener;
         let started = Instant::now();
         // The send timeout counts from here when the answer cannot go out at once.
@@ -203,10 +212,10 @@ impl Server {
             if_modified_since: req.header("if-modified-since"),
             keep_alive: req.keep_alive(),
         };
-        let resp = files::respond(
+        let resp = super::fs::respond(
             &self.setup.roots,
             &sreq,
-            self.setup.dir_listing,
+            &super::fs::origin_policy(self.setup.dir_listing),
             SystemTime::now(),
         );
         let Some(conn) = self.conns.get_mut(token) else {

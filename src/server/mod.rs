@@ -6,6 +6,7 @@
 
 mod api;
 mod conn;
+pub mod fs;
 mod http;
 pub mod limits;
 pub mod outq;
@@ -1008,7 +1009,7 @@ impl Server {
 }
 
 fn access_line(peer: SocketAddr, a: conn::Access) -> String {
-    crate::http::files::access_log_line(
+    crate::http::access_log::access_log_line(
         peer,
         &a.request_line,
         a.status,

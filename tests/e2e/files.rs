@@ -889,3 +889,59 @@ fn a_slow_download_outlives_the_keep_alive_timeout() {
         "not slow enough to test anything: {took:?}"
     );
 }
+
+/// Issue 13 hole 3: three requests pipelined on one connection produced one access-log line (the
+/// last). One line per request, in order, on stderr and in the `--access-log` file; the middle one
+/// is a streamed (not inlined) file body, the last one a 404.
+#[test]
+fn pipelined_requests_get_one_access_line_each() {
+    let root = TempRoot::new("alogpipe");
+    root.write("a.txt", b"abcdef");
+    let big = pattern_bytes(200_000);
+    root.write("big.bin", &big);
+    let mut batch = get_req("/a.txt?token=s3cret", &[]);
+    batch.extend(get_req("/big.bin", &[]));
+    batch.extend(get_req("/nope", &[]));
+    let expect = |lines: &[&str], what: &str| {
+        assert_eq!(lines.len(), 3, "{what}: access lines {lines:#?}");
+        assert_clf(lines[0], "GET /a.txt?token=*** HTTP/1.1", 200, 6);
+        assert_clf(lines[1], "GET /big.bin HTTP/1.1", 200, big.len() as u64);
+        assert_clf(lines[2], "GET /nope HTTP/1.1", 404, 14);
+    };
+    let send_batch = |addr: SocketAddr| {
+        let mut c = connect(addr);
+        c.send(&batch);
+        assert_eq!(c.next(false, T).expect("1: /a.txt").body, b"abcdef");
+        assert!(c.next(false, T).expect("2: /big.bin").body == big);
+        assert_eq!(c.next(false, T).expect("3: /nope").status, 404);
+    };
+
+    let gw = Gateway::start(&root.path, &[]);
+    send_batch(gw.addr);
+    gw.wait_for_stderr("\"GET /nope", T)
+        .unwrap_or_else(|| panic!("no line for the third request; stderr:\n{}", gw.stderr()));
+    let stderr = gw.stderr();
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("127.0.0.1 - - ["))
+        .collect();
+    expect(&lines, "stderr");
+
+    let logdir = TempRoot::new("alogpipefile");
+    let file = logdir.join("access.log");
+    let gw = Gateway::start(&root.path, &["--access-log", file.to_str().unwrap()]);
+    send_batch(gw.addr);
+    // The file is flushed at least once a second.
+    let deadline = Instant::now() + T;
+    let text = loop {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        if text.lines().count() >= 3 || Instant::now() >= deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // Give a wrong extra line the time to show up too.
+    std::thread::sleep(Duration::from_millis(1100));
+    let text = std::fs::read_to_string(&file).unwrap_or(text);
+    expect(&text.lines().collect::<Vec<_>>(), "--access-log file");
+}

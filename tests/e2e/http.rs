@@ -219,3 +219,74 @@ fn post_with_a_body_is_405_then_closed() {
     assert_eq!(r.header("allow"), Some("GET, HEAD, OPTIONS"));
     assert_eq!(r.header("connection"), Some("close"));
 }
+
+/// Everything the server sends on `sock` until it closes the connection (or `T` passes).
+fn read_until_closed(sock: &mut std::net::TcpStream) -> (Vec<u8>, bool) {
+    use std::io::Read;
+    let deadline = std::time::Instant::now() + T;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while std::time::Instant::now() < deadline {
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        match sock.read(&mut buf) {
+            Ok(0) => return (got, true),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return (got, true),
+        }
+    }
+    (got, false)
+}
+
+/// Issue 13 hole 2: `Content-Length: 0` then `Content-Length: 46` was accepted, and the 46 body
+/// bytes (a second request) were then answered too. Every repeated or conflicting length, and a
+/// length beside Transfer-Encoding, is now one 400 and a closed connection.
+#[test]
+fn duplicate_content_length_is_400_and_close_and_the_body_is_not_served() {
+    use std::io::Write;
+    let server = Server::start();
+    let smuggled = b"GET /api/server HTTP/1.1\r\nHost: 127.0.0.1\r\nX: y\r\n\r\n";
+    let n = smuggled.len();
+    assert_eq!(n, 51);
+    let framings = [
+        format!("Content-Length: 0\r\nContent-Length: {n}"),
+        format!("Content-Length: {n}\r\nContent-Length: 0"),
+        format!("Content-Length: {n}\r\nContent-Length: {n}"),
+        format!("Content-Length: 0, {n}"),
+        format!("Content-Length: {n}\r\nTransfer-Encoding: chunked"),
+    ];
+    for framing in &framings {
+        for path in ["/api/streams", "/live/x.flv"] {
+            let what = format!("GET {path} with {framing:?}");
+            let mut raw = request_bytes("GET", path, 1, &[framing.as_str()]);
+            raw.extend_from_slice(smuggled);
+            let mut sock = raw_connect(server.http);
+            sock.write_all(&raw).unwrap();
+            let (got, closed) = read_until_closed(&mut sock);
+            let text = String::from_utf8_lossy(&got);
+            assert!(text.starts_with("HTTP/1.1 400 "), "{what}: {text}");
+            assert!(text.contains("\r\nConnection: close\r\n"), "{what}: {text}");
+            assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "{what}: {text}");
+            assert!(
+                !text.contains("\"version\""),
+                "{what}: smuggled request answered"
+            );
+            assert!(closed, "{what}: connection left open");
+        }
+    }
+    // One honest length of 0 is still an ordinary request on a kept-alive connection.
+    let r = http_request(
+        server.http,
+        "GET",
+        "/api/streams",
+        1,
+        &["Content-Length: 0"],
+        T,
+    );
+    assert_eq!(r.status, 200);
+}
