@@ -18,6 +18,7 @@
 //! - `gateway`: the FLV relay and the file gateway modes.
 
 pub mod amf;
+pub mod codec;
 pub mod config;
 pub mod gateway;
 pub mod http;

@@ -6,26 +6,17 @@
 //! the hub on `CSID_AUDIO` / `CSID_VIDEO` / `CSID_DATA`, which this session never uses.
 
 use crate::amf::{amf0, AmfError, Value};
+use crate::codec::chunk::{ChunkEncoder, CSID_COMMAND, CSID_CONTROL};
 use crate::media::frame::TAG_SCRIPT;
 use crate::media::key::split_query;
 use crate::media::Frame;
-use crate::rtmp::chunk::{self, ChunkDecoder, ChunkEncoder, ChunkError};
+use crate::rtmp::chunk::{self, ChunkDecoder, ChunkError};
 use crate::rtmp::command::{self, Command};
 use crate::rtmp::handshake::{HandshakeError, ServerHandshake};
 use crate::rtmp::message::{self as mt, Message};
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::fmt;
-
-/// Chunk stream for protocol control and user control messages (the spec requires csid 2).
-pub const CSID_CONTROL: u32 = 2;
-/// Chunk stream for commands, onStatus and `|RtmpSampleAccess`.
-pub const CSID_COMMAND: u32 = 3;
-/// csids the hub uses for media it pre-serialises with `chunk::encode_into` (fmt 0 always);
-/// the session's own encoder never uses these, so its header compression cannot be confused.
-pub const CSID_AUDIO: u32 = 4;
-pub const CSID_VIDEO: u32 = 6;
-pub const CSID_DATA: u32 = 5;
 
 /// Message streams one connection may have open at once (createStream beyond it gets `_error`).
 pub const MAX_STREAMS: usize = 16;
@@ -499,7 +490,7 @@ impl ServerSession {
                 }
             }
             mt::COMMAND_AMF0 | mt::COMMAND_AMF3 => {
-                let values = amf0::decode_message(msg.type_id, &msg.payload)?;
+                let values = mt::decode_message(msg.type_id, &msg.payload)?;
                 let cmd = Command::parse(values)
                     .map_err(|_| SessionError::Protocol("command message without a name"))?;
                 self.on_command(msg.stream_id, cmd)?;
@@ -875,7 +866,7 @@ pub(crate) fn metadata_payload(type_id: u8, payload: &Bytes) -> Option<Bytes> {
             (values.len() >= 2 && values[0].as_str() == Some("onMetaData")).then_some(body)
         }
         mt::DATA_AMF3 => {
-            let values = amf0::decode_message(type_id, payload).ok()?;
+            let values = mt::decode_message(type_id, payload).ok()?;
             let start = match values.first()?.as_str()? {
                 "@setDataFrame" => 1,
                 "onMetaData" => 0,
@@ -924,6 +915,7 @@ pub(crate) fn split_aggregate(msg: &Message) -> Result<Vec<Message>, SessionErro
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::chunk::{CSID_AUDIO, CSID_DATA, CSID_VIDEO};
     use crate::media::{Codec, Track};
     use crate::rtmp::client::{ClientEvent, ClientSession};
     use crate::rtmp::handshake::HANDSHAKE_SIZE;
@@ -1340,7 +1332,15 @@ mod tests {
                 Bytes::from_static(&[0xaf, 1, 1]),
             ),
         ] {
-            chunk::encode_into(csid, ts, ty, sid, &payload, d.s.out_chunk_size(), &mut hub);
+            crate::codec::chunk::encode_into(
+                csid,
+                ts,
+                ty,
+                sid,
+                &payload,
+                d.s.out_chunk_size(),
+                &mut hub,
+            );
         }
         d.s.publish_notify(sid);
         let mut so = d.s.take_output();
