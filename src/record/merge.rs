@@ -3,6 +3,7 @@
 //! written under a temporary name and renamed when whole. Temporary segments a crash left
 //! behind (`*.tmp`) are never read.
 
+use super::paths::{FULL_NAME, INIT_NAME, MERGE_DIR, MUXED_PREFIX};
 use crate::mux::mp4::{parse_init, Merger};
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
@@ -78,13 +79,13 @@ impl std::fmt::Display for MergeReport {
 /// Builds `dir/stream_full.mp4` from `dir/init.mp4` and `dir/segment_N.m4s`. `dir` may also be
 /// the stream folder above `output_merge/`. The same folder always gives the same bytes.
 pub fn merge_dir(dir: &Path) -> io::Result<MergeReport> {
-    let nested = dir.join(super::fmp4::MERGE_DIR);
-    let dir = if !dir.join("init.mp4").exists() && nested.join("init.mp4").exists() {
+    let nested = dir.join(MERGE_DIR);
+    let dir = if !dir.join(INIT_NAME).exists() && nested.join(INIT_NAME).exists() {
         nested.as_path()
     } else {
         dir
     };
-    let init_path = dir.join("init.mp4");
+    let init_path = dir.join(INIT_NAME);
     let init_file = File::open(&init_path)?;
     let mut init = Vec::new();
     init_file.take(MAX_INIT).read_to_end(&mut init)?;
@@ -95,7 +96,7 @@ pub fn merge_dir(dir: &Path) -> io::Result<MergeReport> {
             init_path.display()
         )));
     }
-    let segments = segment_files(dir, "segment")?;
+    let segments = segment_files(dir, MUXED_PREFIX)?;
     if segments.is_empty() {
         return Err(invalid(format!(
             "{}: no segment_N.m4s files",
@@ -104,7 +105,7 @@ pub fn merge_dir(dir: &Path) -> io::Result<MergeReport> {
     }
     let mut merger = Merger::new(tracks);
     let mut report = MergeReport {
-        output: dir.join(super::fmp4::FULL_NAME),
+        output: dir.join(FULL_NAME),
         segments: segments.len(),
         damaged_segments: 0,
         samples: 0,
@@ -129,7 +130,7 @@ pub fn merge_dir(dir: &Path) -> io::Result<MergeReport> {
         )));
     }
     report.duration_ms = merger.duration_ms();
-    let tmp = dir.join(format!("{}.tmp", super::fmp4::FULL_NAME));
+    let tmp = dir.join(format!("{}.tmp", FULL_NAME));
     let result = (|| {
         let mut out = BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
         let n = merger.write(&mut out, |i| File::open(&segments[i as usize].1))?;
@@ -158,7 +159,7 @@ mod tests {
 
     fn folder(name: &str) -> PathBuf {
         let root = crate::record::testutil::temp_dir(name);
-        let dir = root.join(crate::record::fmp4::MERGE_DIR);
+        let dir = root.join(crate::record::paths::MERGE_DIR);
         fs::create_dir_all(&dir).unwrap();
         let v = VideoConfig {
             avcc: Bytes::from_static(&[1, 0x42, 0, 0x1e, 0xff, 0xe0, 0]),
@@ -214,14 +215,14 @@ mod tests {
     #[test]
     fn a_folder_without_segments_is_an_error_and_writes_nothing() {
         let root = folder("merge-empty");
-        let dir = root.join(crate::record::fmp4::MERGE_DIR);
+        let dir = root.join(crate::record::paths::MERGE_DIR);
         for n in 1..=10 {
             fs::remove_file(dir.join(format!("segment_{n}.m4s"))).unwrap();
         }
         fs::write(dir.join("segment_1.m4s.tmp"), b"partial").unwrap();
         let e = merge_dir(&dir).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidData);
-        assert!(!dir.join(crate::record::fmp4::FULL_NAME).exists());
+        assert!(!dir.join(crate::record::paths::FULL_NAME).exists());
         let _ = fs::remove_dir_all(&root);
     }
 }
