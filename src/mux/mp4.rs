@@ -60,7 +60,7 @@ impl Timeline {
         let dt = match (decode_time, self.first_dt) {
             (Some(d), _) => d,
             (None, None) => 0,
-            (None, Some(_)) => self.last_dt + self.last_dur as u64,
+            (None, Some(_)) => self.last_dt.saturating_add(self.last_dur as u64),
         };
         match self.first_dt {
             None => {
@@ -72,7 +72,7 @@ impl Timeline {
                 self.last_dur = (dt - self.last_dt).min(u32::MAX as u64) as u32;
                 dt
             }
-            Some(_) => self.last_dt + self.last_dur as u64,
+            Some(_) => self.last_dt.saturating_add(self.last_dur as u64),
         }
     }
 
@@ -136,12 +136,12 @@ impl Table {
     }
 
     fn duration(&self) -> u64 {
-        self.done_duration
-            + if self.samples() > 0 {
-                self.time.last_dur as u64
-            } else {
-                0
-            }
+        let last = if self.samples() > 0 {
+            self.time.last_dur as u64
+        } else {
+            0
+        };
+        self.done_duration.saturating_add(last)
     }
 
     fn stts_entries(&self) -> u64 {
@@ -156,26 +156,43 @@ impl Table {
         self.syncs == self.samples()
     }
 
-    /// Where this track's presentation starts, in movie time (ms from decode time 0).
-    fn start_ms(&self) -> u64 {
-        let ticks = self.time.first_dt.unwrap_or(0) + self.min_pts.max(0) as u64;
-        ticks * MOVIE_TIMESCALE as u64 / self.init.timescale as u64
+    /// Where this track's presentation starts, in movie time (ms from decode time 0); `None`
+    /// when a `tfdt` from the file puts it beyond what the movie time can hold.
+    fn start_ms(&self) -> Option<u64> {
+        let ticks = self
+            .time
+            .first_dt
+            .unwrap_or(0)
+            .checked_add(self.min_pts.max(0) as u64)?;
+        to_movie_time(ticks, self.init.timescale)
     }
 
     /// The edit: an empty edit (movie time) so that the track starts where it started relative
     /// to the earliest track, and the media time where presentation begins (the first composition
     /// time, which B-frames push past 0).
-    fn edit(&self, movie_start_ms: u64) -> (u64, u64) {
-        let empty = self.start_ms().saturating_sub(movie_start_ms);
+    fn edit(&self, movie_start_ms: u64) -> Option<(u64, u64)> {
+        let empty = self.start_ms()?.saturating_sub(movie_start_ms);
         let media_time = (self.min_pts.max(0) as u64).min(self.duration());
-        (empty, media_time)
+        Some((empty, media_time))
+    }
+
+    /// The track duration in movie time, before the edit.
+    fn movie_duration(&self) -> Option<u64> {
+        to_movie_time(self.duration(), self.init.timescale)
     }
 
     /// The track duration in movie time, after the edit.
-    fn edited_duration(&self, movie_start_ms: u64) -> u64 {
-        let (empty, _) = self.edit(movie_start_ms);
-        empty + self.duration() * MOVIE_TIMESCALE as u64 / self.init.timescale as u64
+    fn edited_duration(&self, movie_start_ms: u64) -> Option<u64> {
+        let (empty, _) = self.edit(movie_start_ms)?;
+        empty.checked_add(self.movie_duration()?)
     }
+}
+
+/// `ticks` of a track's `timescale` in movie time (ms), or `None` when it does not fit in 64 bits
+/// (the times come from the file: a `tfdt` near 2^64 must fail the merge, not wrap).
+fn to_movie_time(ticks: u64, timescale: u32) -> Option<u64> {
+    let ms = ticks as u128 * MOVIE_TIMESCALE as u128 / timescale.max(1) as u128;
+    u64::try_from(ms).ok()
 }
 
 /// What pass 1 found in one segment.
@@ -234,18 +251,29 @@ impl Merger {
             .collect()
     }
 
-    /// The presentation duration in milliseconds (the longest track).
+    /// The presentation duration in milliseconds (the longest track); `u64::MAX` when the
+    /// segments' times do not fit (then `write` fails).
     pub fn duration_ms(&self) -> u64 {
-        let start = self.movie_start_ms();
+        self.checked_duration_ms().unwrap_or(u64::MAX)
+    }
+
+    /// The presentation duration, `None` when a track's times overflow the movie time.
+    fn checked_duration_ms(&self) -> Option<u64> {
+        let start = self.movie_start_ms()?;
         self.tracks()
             .map(|(_, t)| t.edited_duration(start))
-            .max()
-            .unwrap_or(0)
+            .try_fold(0, |max, d| Some(d?.max(max)))
     }
 
     /// The earliest presentation start of any track: movie time 0.
-    fn movie_start_ms(&self) -> u64 {
-        self.tracks().map(|(_, t)| t.start_ms()).min().unwrap_or(0)
+    fn movie_start_ms(&self) -> Option<u64> {
+        self.tracks()
+            .map(|(_, t)| t.start_ms())
+            .try_fold(None, |min: Option<u64>, s| {
+                let s = s?;
+                Some(Some(min.map_or(s, |m| m.min(s))))
+            })
+            .map(|m| m.unwrap_or(0))
     }
 
     /// Pass 1 for the next segment (its index is the number of earlier calls; `write` passes that
@@ -254,12 +282,17 @@ impl Merger {
     /// this kind is reported in the result, not as an error. Errors are I/O errors only.
     pub fn add_segment<R: Read + Seek>(&mut self, r: &mut R, len: u64) -> io::Result<SegmentScan> {
         let source = self.sources;
-        self.sources += 1;
+        self.sources = self
+            .sources
+            .checked_add(1)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "more than 2^32 segments"))?;
         let mut scan = SegmentScan::default();
         let mut pos = 0u64;
         let mut pending: Vec<(ParsedRun, RunAt)> = Vec::new();
         let mut body = Vec::new();
-        while pos + 8 <= len {
+        // `pos < len` inside the loop; a box's end may lie past `len` (a segment cut short, or a
+        // size such as largesize 2^64 - 1), which ends the scan after that box.
+        while len.saturating_sub(pos) >= 8 {
             r.seek(SeekFrom::Start(pos))?;
             let mut head = [0u8; 16];
             let n = read_up_to(r, &mut head[..(len - pos).min(16) as usize])?;
@@ -267,14 +300,17 @@ impl Merger {
                 Ok(Some(h)) => h,
                 _ => break,
             };
-            let end = header.size.map_or(len, |s| pos.saturating_add(s));
+            let Some(end) = header.size.map_or(Some(len), |s| pos.checked_add(s)) else {
+                break;
+            };
+            // `BoxHeader::parse` refuses sizes below the header length, so `body_at <= end`.
             let body_at = pos + header.header_len as u64;
             match &header.kind {
                 b"moof" => {
                     // Runs of an earlier moof that never found their mdat are lost.
                     scan.dropped += dropped_in(&pending);
                     pending.clear();
-                    if end > len || end - pos > MAX_MOOF {
+                    if end > len || end - pos > MAX_MOOF || body_at > end {
                         break;
                     }
                     body.resize((end - body_at) as usize, 0);
@@ -309,7 +345,7 @@ impl Merger {
                 }
                 _ => {}
             }
-            if end <= pos {
+            if end <= pos || end >= len {
                 break;
             }
             pos = end;
@@ -342,10 +378,10 @@ impl Merger {
         let mut end = run.offset;
         let mut keep = 0usize;
         for s in &run.samples {
-            if end + s.size as u64 > data_end {
-                break;
+            match end.checked_add(s.size as u64) {
+                Some(e) if e <= data_end => end = e,
+                _ => break,
             }
-            end += s.size as u64;
             keep += 1;
         }
         if keep == 0 {
@@ -356,16 +392,17 @@ impl Merger {
         let first = t.time.first_dt.unwrap_or(0);
         for s in &run.samples[..keep] {
             if let Some(d) = t.time.push(dt, s.duration) {
-                t.done_duration += d as u64;
+                t.done_duration = t.done_duration.saturating_add(d as u64);
                 t.stts.push(d);
             }
             t.ctts.push(s.cto);
             t.any_cto |= s.cto != 0;
             t.negative_cto |= s.cto < 0;
             t.syncs += s.is_sync() as u64;
-            let pts = (dt - first) as i64 + s.cto as i64;
-            t.min_pts = t.min_pts.min(pts);
-            dt += s.duration as u64;
+            // `dt >= first` (the timeline never goes back before its first sample).
+            let since_first = i64::try_from(dt - first).unwrap_or(i64::MAX);
+            t.min_pts = t.min_pts.min(since_first.saturating_add(s.cto as i64));
+            dt = dt.saturating_add(s.duration as u64);
         }
         t.chunks += 1;
         self.chunks.push(Chunk {
@@ -687,5 +724,100 @@ mod tests {
         runs.extend(rle.run.take());
         assert_eq!(runs, vec![(2, 3000), (1, 4500), (1, 3000)]);
         assert_eq!(rle.entries, 3);
+    }
+
+    /// A box header: size 1 and a 64-bit largesize, as `BoxHeader::parse` reads it.
+    fn large_box(kind: &[u8; 4], largesize: u64) -> Vec<u8> {
+        let mut b = 1u32.to_be_bytes().to_vec();
+        b.extend_from_slice(kind);
+        b.extend_from_slice(&largesize.to_be_bytes());
+        b
+    }
+
+    /// Issue 13 hole 4: a box of size 1 with largesize 2^64 - 1 made `pos + 8` overflow in
+    /// `add_segment`. It now ends the scan, keeping what came before it.
+    #[test]
+    fn largesize_2_pow_64_minus_1_ends_the_scan() {
+        let seg = media_segment(1, &[&run(0, vec![sample(3600, 100, true, 0)])]);
+        for kind in [b"free", b"mdat", b"moof"] {
+            let mut m = Merger::new(video_init());
+            let junk = large_box(kind, u64::MAX);
+            let scan = m
+                .add_segment(&mut Cursor::new(&junk), junk.len() as u64)
+                .unwrap();
+            assert_eq!(scan.samples, 0, "{kind:?} alone");
+            let mut bytes = seg.clone();
+            bytes.extend_from_slice(&junk);
+            bytes.extend_from_slice(&[0; 64]);
+            let scan = m
+                .add_segment(&mut Cursor::new(&bytes), bytes.len() as u64)
+                .unwrap();
+            assert_eq!(scan.samples, 1, "{kind:?} after a whole segment");
+            // Sizes that end past the file but do not overflow: the same.
+            let junk = large_box(kind, u64::MAX - bytes.len() as u64);
+            let mut bytes = seg.clone();
+            bytes.extend_from_slice(&junk);
+            let scan = m
+                .add_segment(&mut Cursor::new(&bytes), bytes.len() as u64)
+                .unwrap();
+            assert_eq!(scan.samples, 1, "{kind:?} near 2^64");
+        }
+    }
+
+    /// A `len` larger than the reader's bytes (the caller's metadata lied) is no panic either.
+    #[test]
+    fn a_length_past_the_bytes_is_no_panic() {
+        let seg = media_segment(1, &[&run(0, vec![sample(3600, 100, true, 0)])]);
+        let mut m = Merger::new(video_init());
+        for len in [seg.len() as u64 + 1, u64::MAX - 7, u64::MAX] {
+            let _ = m.add_segment(&mut Cursor::new(&seg), len);
+        }
+    }
+
+    /// Issue 13 hole 4: `ticks * MOVIE_TIMESCALE` overflowed (wrapped in release) for a large
+    /// `tfdt`. Movie time is now computed in 128 bits: a 90 kHz `tfdt` near 2^64 merges right,
+    /// and one whose movie time cannot fit in 64 bits fails the merge instead of wrapping.
+    #[test]
+    fn tfdt_near_2_pow_64_merges_or_fails_never_wraps() {
+        for tfdt in [u64::MAX, u64::MAX - 3600, u64::MAX / 1000 * 90] {
+            let seg = media_segment(
+                1,
+                &[&run(
+                    tfdt,
+                    vec![sample(3600, 10, true, 0), sample(3600, 10, true, 0)],
+                )],
+            );
+            let mut m = Merger::new(video_init());
+            let scan = m
+                .add_segment(&mut Cursor::new(&seg), seg.len() as u64)
+                .unwrap();
+            assert_eq!(scan.samples, 2);
+            assert_eq!(m.duration_ms(), 80, "tfdt {tfdt}");
+            let mut out = Vec::new();
+            m.write(&mut out, |_| Ok(Cursor::new(seg.clone()))).unwrap();
+        }
+        // A timescale of 1: tfdt seconds in milliseconds need more than 64 bits.
+        let mut init = video_init();
+        init[0].timescale = 1;
+        let seg = media_segment(1, &[&run(u64::MAX / 10, vec![sample(1, 10, true, 0)])]);
+        let mut m = Merger::new(init);
+        m.add_segment(&mut Cursor::new(&seg), seg.len() as u64)
+            .unwrap();
+        assert_eq!(m.duration_ms(), u64::MAX);
+        assert!(m.layout().is_err());
+        let mut out = Vec::new();
+        let err = m
+            .write(&mut out, |_| Ok(Cursor::new(seg.clone())))
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(out.is_empty(), "nothing written before the error");
+    }
+
+    #[test]
+    fn movie_time_is_computed_in_128_bits() {
+        assert_eq!(to_movie_time(90_000, 90_000), Some(1000));
+        assert_eq!(to_movie_time(u64::MAX, 90_000), Some(u64::MAX / 90));
+        assert_eq!(to_movie_time(u64::MAX, 1000), Some(u64::MAX));
+        assert_eq!(to_movie_time(u64::MAX / 999, 1), None);
     }
 }

@@ -8,7 +8,6 @@ use super::{changed, Chunk, Merger, Rle, Table, Timeline};
 use crate::mux::bmff::{self, BmffError, BoxWriter};
 use crate::mux::fmp4::{
     write_hdlr, write_mdhd, write_media_header_and_dinf, write_mvhd, write_tkhd, Sample,
-    MOVIE_TIMESCALE,
 };
 use std::io::{self, Read, Seek, SeekFrom, Write};
 
@@ -41,11 +40,12 @@ impl Merger {
             .map(|t| t.init.track_id)
             .max()
             .unwrap_or(0)
-            + 1;
+            .saturating_add(1);
+        let duration = self.checked_duration_ms().ok_or(BmffError::BadValue)?;
         let mut w = BoxWriter::new();
-        write_mvhd(&mut w, self.duration_ms(), next_id);
+        write_mvhd(&mut w, duration, next_id);
         o.bytes(&w.into_inner())?;
-        let start = self.movie_start_ms();
+        let start = self.movie_start_ms().ok_or(BmffError::BadValue)?;
         for (i, t) in self.tracks() {
             self.write_trak(o, i, t, start, base, co64, runs)?;
         }
@@ -55,7 +55,8 @@ impl Merger {
     /// Decides the layout: `ftyp`, the `moov`'s size (with `co64` only when a chunk starts past
     /// 4 GiB, decided from the `moov` size measured first), and the `mdat` header.
     pub(super) fn layout(&self) -> Result<Layout, BmffError> {
-        if self.tracks().next().is_none() {
+        // Nothing to write, or times from the file that the movie time cannot hold.
+        if self.tracks().next().is_none() || self.checked_duration_ms().is_none() {
             return Err(BmffError::BadValue);
         }
         let mut w = BoxWriter::new();
@@ -66,7 +67,11 @@ impl Merger {
             &[b"isom", b"iso2", b"avc1", b"mp41"],
         );
         let ftyp = w.into_inner();
-        let payload: u64 = self.chunks.iter().map(|c| c.len).sum();
+        let payload = self
+            .chunks
+            .iter()
+            .try_fold(0u64, |sum, c| sum.checked_add(c.len))
+            .ok_or(BmffError::BadSize)?;
         let mdat = bmff::mdat_header(payload);
         let last_chunk = self.chunks.last().map_or(0, |c| payload - c.len);
         let measure = |co64: bool| -> Result<Vec<u64>, BmffError> {
@@ -77,7 +82,7 @@ impl Merger {
         };
         let sizes = measure(false)?;
         let base = (ftyp.len() as u64) + sizes[0] + mdat.len() as u64;
-        if base + last_chunk <= u32::MAX as u64 {
+        if base.checked_add(last_chunk).ok_or(BmffError::BadSize)? <= u32::MAX as u64 {
             return Ok(Layout {
                 ftyp,
                 mdat,
@@ -88,6 +93,7 @@ impl Merger {
         }
         let sizes = measure(true)?;
         let base = (ftyp.len() as u64) + sizes[0] + mdat.len() as u64;
+        base.checked_add(payload).ok_or(BmffError::BadSize)?;
         Ok(Layout {
             ftyp,
             mdat,
@@ -198,12 +204,13 @@ impl Merger {
         write_tkhd(
             &mut w,
             init.track_id,
-            t.edited_duration(movie_start_ms),
+            t.edited_duration(movie_start_ms)
+                .ok_or(BmffError::BadValue)?,
             init.audio,
             init.width,
             init.height,
         );
-        let (empty, media_time) = t.edit(movie_start_ms);
+        let (empty, media_time) = t.edit(movie_start_ms).ok_or(BmffError::BadValue)?;
         if empty > 0 || media_time > 0 {
             let edts = w.begin(b"edts");
             let elst = w.begin_full(b"elst", 0, 0);
@@ -213,7 +220,7 @@ impl Merger {
                 w.i32(-1);
                 w.u32(0x0001_0000);
             }
-            let edited = t.duration() * MOVIE_TIMESCALE as u64 / init.timescale as u64;
+            let edited = t.movie_duration().ok_or(BmffError::BadValue)?;
             w.u32(edited.min(u32::MAX as u64) as u32);
             w.i32(media_time.min(i32::MAX as u64) as i32);
             w.u32(0x0001_0000);
@@ -255,7 +262,7 @@ impl Merger {
                     if let Some(d) = time.push(dt, s.duration) {
                         put(o, rle.push(d))?;
                     }
-                    dt += s.duration as u64;
+                    dt = dt.saturating_add(s.duration as u64);
                 }
                 Ok(())
             })?;

@@ -2,8 +2,8 @@
 //! `moof` (`parse_moof`), with every length, count and offset from the file checked (a bad one
 //! is `BmffError`, never a wrap or a panic). No writing, no merge state.
 
-use super::super::bmff::{boxes, find, BmffError, Reader};
-use super::super::fmp4::{Sample, SAMPLE_SYNC};
+use crate::mux::bmff::{boxes, find, BmffError, Reader};
+use crate::mux::fmp4::{Sample, SAMPLE_SYNC};
 use std::io::{self, Read};
 
 /// A `moof` larger than this is not one of ours and not trusted.
@@ -58,7 +58,12 @@ pub fn parse_init(init: &[u8]) -> Result<Vec<TrackInit>, BmffError> {
         let minf = find(mdia, b"minf")?.ok_or(BmffError::Truncated)?;
         let stbl = find(minf, b"stbl")?.ok_or(BmffError::Truncated)?;
         let stsd_body = find(stbl, b"stsd")?.ok_or(BmffError::Truncated)?;
-        let mut stsd = ((stsd_body.len() + 8) as u32).to_be_bytes().to_vec();
+        let stsd_len = stsd_body
+            .len()
+            .checked_add(8)
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or(BmffError::BadSize)?;
+        let mut stsd = stsd_len.to_be_bytes().to_vec();
         stsd.extend_from_slice(b"stsd");
         stsd.extend_from_slice(stsd_body);
         if timescale == 0 {
@@ -144,8 +149,9 @@ pub(super) fn parse_moof(moof: &[u8], moof_at: u64) -> Result<Vec<ParsedRun>, Bm
             let (_, flags) = r.full_header()?;
             let count = r.u32()? as usize;
             let offset = if flags & 0x01 != 0 {
+                // A signed offset from a 64-bit base: both come from the file.
                 let o = r.u32()? as i32 as i64;
-                u64::try_from(base as i64 + o).map_err(|_| BmffError::BadValue)?
+                base.checked_add_signed(o).ok_or(BmffError::BadValue)?
             } else {
                 next_offset
             };
@@ -193,6 +199,7 @@ pub(super) fn parse_moof(moof: &[u8], moof_at: u64) -> Result<Vec<ParsedRun>, Bm
                 } else {
                     0
                 };
+                // At most 2^20 (or r.remaining() / 4) sizes of 2^32: cannot overflow u64.
                 bytes += size as u64;
                 samples.push(Sample {
                     duration,
@@ -201,7 +208,7 @@ pub(super) fn parse_moof(moof: &[u8], moof_at: u64) -> Result<Vec<ParsedRun>, Bm
                     cto,
                 });
             }
-            next_offset = offset + bytes;
+            next_offset = offset.checked_add(bytes).ok_or(BmffError::BadValue)?;
             runs.push(ParsedRun {
                 track_id,
                 // Only the first run of a traf starts at the tfdt; later ones follow on.
@@ -243,6 +250,55 @@ mod tests {
         assert_eq!(
             (v[0].width, v[0].height, v[0].timescale),
             (320, 240, 90_000)
+        );
+    }
+
+    fn bx(kind: &[u8; 4], body: &[u8]) -> Vec<u8> {
+        let mut b = ((body.len() + 8) as u32).to_be_bytes().to_vec();
+        b.extend_from_slice(kind);
+        b.extend_from_slice(body);
+        b
+    }
+
+    /// A `moof` body with one traf: tfhd with an explicit 64-bit base data offset, and a trun
+    /// of one 10-byte sample at `offset` from it.
+    fn moof_body(base: u64, offset: i32) -> Vec<u8> {
+        let mut tfhd = vec![0, 0, 0, 0x01];
+        tfhd.extend_from_slice(&1u32.to_be_bytes());
+        tfhd.extend_from_slice(&base.to_be_bytes());
+        let mut trun = vec![0, 0, 0x02, 0x01];
+        trun.extend_from_slice(&1u32.to_be_bytes());
+        trun.extend_from_slice(&offset.to_be_bytes());
+        trun.extend_from_slice(&10u32.to_be_bytes());
+        bx(b"traf", &[bx(b"tfhd", &tfhd), bx(b"trun", &trun)].concat())
+    }
+
+    /// Offsets are a 64-bit base from the file plus a signed 32-bit offset: the sum must not
+    /// wrap (it did through `base as i64`), and neither may the end of the run.
+    #[test]
+    fn data_offsets_that_overflow_are_bad_values() {
+        let ok = parse_moof(&moof_body(1000, -100), 0).unwrap();
+        assert_eq!((ok[0].offset, ok[0].samples.len()), (900, 1));
+        for (base, offset) in [
+            (u64::MAX, 100),
+            (0, -100),
+            (u64::MAX - 5, 0),
+            (i64::MAX as u64 + 1, 0x7fff_ffff),
+        ] {
+            let got = parse_moof(&moof_body(base, offset), 0).map(|r| r[0].offset);
+            match got {
+                Ok(at) => assert_eq!(Some(at), base.checked_add_signed(offset as i64)),
+                Err(e) => assert_eq!(e, BmffError::BadValue, "base {base} offset {offset}"),
+            }
+        }
+        assert_eq!(
+            parse_moof(&moof_body(u64::MAX, 100), 0).unwrap_err(),
+            BmffError::BadValue
+        );
+        assert_eq!(
+            parse_moof(&moof_body(u64::MAX - 5, 0), 0).unwrap_err(),
+            BmffError::BadValue,
+            "the run's end past 2^64"
         );
     }
 }
