@@ -1,15 +1,12 @@
 //! The RTMP chunk stream DECODER: `ChunkDecoder` turns bytes into whole messages (all header
-//! formats, extended timestamps, Set Chunk Size, Abort, caps on every size). The protocol
-//! control builders live here too. The encoder is `codec::chunk` (a leaf the hub uses too). It
+//! formats, extended timestamps, Set Chunk Size, Abort, caps on every size). The encoder is
+//! `codec::chunk` (a leaf the hub uses too); the control message builders are `control`. It
 //! does not interpret commands, media or acknowledgements.
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
 
-use super::message::{
-    Message, ABORT, ACKNOWLEDGEMENT, SET_CHUNK_SIZE, SET_PEER_BANDWIDTH, USER_CONTROL,
-    WINDOW_ACK_SIZE,
-};
-use crate::codec::chunk::{CSID_CONTROL, DEFAULT_CHUNK_SIZE, EXTENDED, MAX_CHUNK_SIZE};
+use super::message::{Message, ABORT, SET_CHUNK_SIZE};
+use crate::codec::chunk::{DEFAULT_CHUNK_SIZE, EXTENDED, MAX_CHUNK_SIZE};
 
 /// Defaults of `ChunkDecoder::new`.
 pub const DEFAULT_MAX_MESSAGE_LEN: usize = 16 << 20;
@@ -441,58 +438,13 @@ impl ChunkDecoder {
     }
 }
 
-fn control(type_id: u8, payload: Vec<u8>) -> Message {
-    Message {
-        csid: CSID_CONTROL,
-        timestamp: 0,
-        type_id,
-        stream_id: 0,
-        payload: Bytes::from(payload),
-    }
-}
-
-/// Set Chunk Size (type 1). Send it with the old size, then switch the encoder.
-pub fn set_chunk_size_msg(size: u32) -> Message {
-    control(
-        SET_CHUNK_SIZE,
-        (size & MAX_CHUNK_SIZE).to_be_bytes().to_vec(),
-    )
-}
-
-/// Window Acknowledgement Size (type 5).
-pub fn window_ack_size_msg(n: u32) -> Message {
-    control(WINDOW_ACK_SIZE, n.to_be_bytes().to_vec())
-}
-
-/// Set Peer Bandwidth (type 6); `limit_type` 0 hard, 1 soft, 2 dynamic.
-pub fn set_peer_bandwidth_msg(n: u32, limit_type: u8) -> Message {
-    let mut p = n.to_be_bytes().to_vec();
-    p.push(limit_type);
-    control(SET_PEER_BANDWIDTH, p)
-}
-
-/// Acknowledgement (type 3) with the number of bytes received so far.
-pub fn ack_msg(seq: u32) -> Message {
-    control(ACKNOWLEDGEMENT, seq.to_be_bytes().to_vec())
-}
-
-/// User Control (type 4): event type (see `message::UC_*`) then its data.
-pub fn user_control_msg(event: u16, data: &[u8]) -> Message {
-    let mut p = event.to_be_bytes().to_vec();
-    p.extend_from_slice(data);
-    control(USER_CONTROL, p)
-}
-
-/// Abort (type 2) for the partial message on `csid`.
-pub fn abort_msg(csid: u32) -> Message {
-    control(ABORT, csid.to_be_bytes().to_vec())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::codec::chunk::{encode_into, encoded_len, ChunkEncoder};
+    use crate::rtmp::control::{abort_msg, set_chunk_size_msg};
     use crate::rtmp::message::{AUDIO, COMMAND_AMF0, VIDEO};
+    use bytes::Bytes;
 
     struct Rng(u64);
     impl Rng {
@@ -1007,20 +959,5 @@ mod tests {
             let mut buf = BytesMut::from(&bytes[..cut]);
             while let Ok(Some(_)) = dec.decode(&mut buf) {}
         }
-    }
-
-    #[test]
-    fn control_message_builders() {
-        assert_eq!(&set_chunk_size_msg(4096).payload[..], &[0, 0, 0x10, 0]);
-        assert_eq!(
-            &window_ack_size_msg(2_500_000).payload[..],
-            &2_500_000u32.to_be_bytes()
-        );
-        let bw = set_peer_bandwidth_msg(2_500_000, 2);
-        assert_eq!((bw.type_id, bw.payload.len(), bw.payload[4]), (6, 5, 2));
-        assert_eq!(ack_msg(7).type_id, 3);
-        let uc = user_control_msg(0, &[0, 0, 0, 1]);
-        assert_eq!(&uc.payload[..], &[0, 0, 0, 0, 0, 1]);
-        assert_eq!((uc.csid, uc.stream_id, uc.type_id), (2, 0, 4));
     }
 }

@@ -7,13 +7,13 @@ use crate::codec::chunk::{
     ChunkEncoder, CSID_AUDIO, CSID_COMMAND, CSID_CONTROL, CSID_DATA, CSID_VIDEO,
 };
 use crate::media::{Frame, Track};
-use crate::rtmp::chunk::{self, ChunkDecoder};
+use crate::rtmp::chunk::ChunkDecoder;
 use crate::rtmp::command::{self, Command};
+use crate::rtmp::control::{self, ping_reply, AckCounter};
 use crate::rtmp::handshake::ClientHandshake;
+use crate::rtmp::media_message::{metadata_payload, split_aggregate};
 use crate::rtmp::message::{self as mt, Message};
-use crate::rtmp::session::{
-    feed_handshake, metadata_payload, ping_reply, split_aggregate, AckCounter, SessionError,
-};
+use crate::rtmp::session::{feed_handshake, SessionError};
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
 
@@ -98,7 +98,7 @@ impl ClientSession {
             self.handle_message(msg, true)?;
         }
         if let Some(seq) = self.acks.due() {
-            self.send(chunk::ack_msg(seq), CSID_CONTROL);
+            self.send(control::ack_msg(seq), CSID_CONTROL);
         }
         Ok(())
     }
@@ -119,7 +119,7 @@ impl ClientSession {
     pub fn connect(&mut self, app: &str, tc_url: &str) {
         let txn = self.call(Call::Connect);
         self.send_command(0, &command::connect(txn, app, tc_url));
-        self.send(chunk::set_chunk_size_msg(CLIENT_CHUNK_SIZE), CSID_CONTROL);
+        self.send(control::set_chunk_size_msg(CLIENT_CHUNK_SIZE), CSID_CONTROL);
         self.encoder.set_chunk_size(CLIENT_CHUNK_SIZE);
     }
 
@@ -155,7 +155,7 @@ impl ClientSession {
         let mut data = stream_id.to_be_bytes().to_vec();
         data.extend_from_slice(&1000u32.to_be_bytes());
         self.send(
-            chunk::user_control_msg(mt::UC_SET_BUFFER_LENGTH, &data),
+            control::user_control_msg(mt::UC_SET_BUFFER_LENGTH, &data),
             CSID_CONTROL,
         );
     }
@@ -269,7 +269,9 @@ impl ClientSession {
                 self.on_command(msg.stream_id, cmd);
             }
             mt::AGGREGATE if allow_aggregate => {
-                for sub in split_aggregate(&msg)? {
+                let subs = split_aggregate(&msg)
+                    .ok_or(SessionError::Protocol("truncated aggregate message"))?;
+                for sub in subs {
                     self.handle_message(sub, false)?;
                 }
             }
