@@ -114,13 +114,22 @@ pub fn merge_dir(dir: &Path) -> io::Result<MergeReport> {
         bytes: 0,
     };
     for (_, path) in &segments {
-        let mut f = File::open(path)?;
-        let len = f.metadata()?.len();
-        let scan = merger.add_segment(&mut f, len)?;
+        // An I/O error fails the merge (pass 2 would read the file again), naming the file.
+        let named = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+        let mut f = File::open(path).map_err(named)?;
+        let len = f.metadata().map_err(named)?.len();
+        let scan = merger.add_segment(&mut f, len).map_err(named)?;
         report.samples += scan.samples;
         report.dropped_samples += scan.dropped;
         if scan.dropped > 0 || scan.samples == 0 {
+            // A segment cut short or corrupt: its whole samples are kept, the merge goes on.
             report.damaged_segments += 1;
+            log::warn!(
+                "merge: {}: damaged segment, {} samples kept, {} dropped",
+                path.display(),
+                scan.samples,
+                scan.dropped
+            );
         }
     }
     if report.samples == 0 {
@@ -223,6 +232,28 @@ mod tests {
         let e = merge_dir(&dir).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidData);
         assert!(!dir.join(crate::record::paths::FULL_NAME).exists());
+        let _ = fs::remove_dir_all(&root);
+    }
+
+    /// Issue 13 hole 4: a 16-byte segment (box size 1, largesize 2^64 - 1) failed the whole merge
+    /// with "Invalid argument (os error 22)". It is now a damaged segment; the rest is merged.
+    #[test]
+    fn a_segment_with_largesize_2_pow_64_minus_1_is_skipped() {
+        let root = folder("merge-largesize");
+        let dir = root.join(crate::record::paths::MERGE_DIR);
+        for (seq, kind) in [(11, b"mdat"), (12, b"free"), (13, b"moof")] {
+            let mut junk = 1u32.to_be_bytes().to_vec();
+            junk.extend_from_slice(kind);
+            junk.extend_from_slice(&u64::MAX.to_be_bytes());
+            assert_eq!(junk.len(), 16);
+            fs::write(dir.join(format!("segment_{seq}.m4s")), junk).unwrap();
+        }
+        let report = merge_dir(&root).unwrap();
+        assert_eq!(report.segments, 13);
+        assert_eq!(report.damaged_segments, 3);
+        assert_eq!(report.samples, 250);
+        assert_eq!(report.duration_ms, 10_000);
+        assert_eq!(fs::read(&report.output).unwrap().len() as u64, report.bytes);
         let _ = fs::remove_dir_all(&root);
     }
 }
