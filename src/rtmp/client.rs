@@ -11,7 +11,7 @@ use crate::rtmp::chunk::ChunkDecoder;
 use crate::rtmp::command::{self, Command};
 use crate::rtmp::control::{self, ping_reply, AckCounter};
 use crate::rtmp::handshake::ClientHandshake;
-use crate::rtmp::media_message::{metadata_payload, split_aggregate};
+use crate::rtmp::media_message::{split_aggregate, to_frame};
 use crate::rtmp::message::{self as mt, Message};
 use crate::rtmp::session::{feed_handshake, SessionError};
 use bytes::{Bytes, BytesMut};
@@ -244,22 +244,11 @@ impl ClientSession {
                     self.send(reply, CSID_CONTROL);
                 }
             }
-            mt::AUDIO | mt::VIDEO => {
-                if let Some(frame) = Frame::parse(msg.type_id, msg.timestamp, msg.payload) {
-                    self.events.push_back(ClientEvent::Media {
-                        stream_id: msg.stream_id,
-                        frame,
-                    });
-                }
-            }
-            mt::DATA_AMF0 | mt::DATA_AMF3 => {
-                if let Some(data) = metadata_payload(msg.type_id, &msg.payload) {
-                    if let Some(frame) = Frame::parse(mt::DATA_AMF0, msg.timestamp, data) {
-                        self.events.push_back(ClientEvent::Media {
-                            stream_id: msg.stream_id,
-                            frame,
-                        });
-                    }
+            mt::AUDIO | mt::VIDEO | mt::DATA_AMF0 | mt::DATA_AMF3 => {
+                let stream_id = msg.stream_id;
+                if let Some(frame) = to_frame(msg) {
+                    self.events
+                        .push_back(ClientEvent::Media { stream_id, frame });
                 }
             }
             mt::COMMAND_AMF0 | mt::COMMAND_AMF3 => {

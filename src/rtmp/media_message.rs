@@ -1,10 +1,26 @@
-//! Media messages as both sessions receive them, before they become `Frame`s: the `onMetaData`
-//! body of a data message and the sub-messages of an Aggregate. No session state, no events.
+//! Media messages as both sessions receive them, turned into `Frame`s: audio and video, the
+//! `onMetaData` body of a data message, and the sub-messages of an Aggregate. No session state,
+//! no events: whether a stream may send media is the session's decision.
 
 use bytes::Bytes;
 
 use super::message::{self as mt, Message};
 use crate::amf::amf0;
+use crate::media::frame::TAG_SCRIPT;
+use crate::media::Frame;
+
+/// The frame an audio, video or data message carries: `None` for other types, for data that is
+/// not `onMetaData` and for payloads `Frame::parse` refuses.
+pub fn to_frame(msg: Message) -> Option<Frame> {
+    match msg.type_id {
+        mt::AUDIO | mt::VIDEO => Frame::parse(msg.type_id, msg.timestamp, msg.payload),
+        mt::DATA_AMF0 | mt::DATA_AMF3 => {
+            let body = metadata_payload(msg.type_id, &msg.payload)?;
+            Frame::parse(TAG_SCRIPT, msg.timestamp, body)
+        }
+        _ => None,
+    }
+}
 
 /// The AMF0 `onMetaData` body of a data message, `@setDataFrame` removed, or `None` when the
 /// message is other data (`|RtmpSampleAccess`, cue points...) or malformed. AMF0 messages keep
@@ -67,6 +83,35 @@ pub fn split_aggregate(msg: &Message) -> Option<Vec<Message>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn to_frame_takes_media_and_metadata_only() {
+        let msg = |type_id: u8, payload: &'static [u8]| Message {
+            csid: 4,
+            timestamp: 40,
+            type_id,
+            stream_id: 1,
+            payload: Bytes::from_static(payload),
+        };
+        let audio = to_frame(msg(mt::AUDIO, &[0xaf, 1, 7])).unwrap();
+        assert_eq!((audio.dts, audio.data.len()), (40, 3));
+        let meta = amf0::encode_all(&[
+            crate::amf::Value::string("onMetaData"),
+            crate::amf::Value::object([("width", crate::amf::Value::Number(320.0))]),
+        ]);
+        let m = Message {
+            payload: Bytes::from(meta.clone()),
+            ..msg(mt::DATA_AMF0, &[])
+        };
+        assert_eq!(&to_frame(m).unwrap().data[..], &meta[..]);
+        let cue = amf0::encode_all(&[crate::amf::Value::string("onCuePoint")]);
+        let m = Message {
+            payload: Bytes::from(cue),
+            ..msg(mt::DATA_AMF0, &[])
+        };
+        assert!(to_frame(m).is_none(), "other data is not a frame");
+        assert!(to_frame(msg(mt::COMMAND_AMF0, &[2, 0, 0])).is_none());
+    }
 
     #[test]
     fn split_aggregate_rejects_truncation() {

@@ -6,12 +6,11 @@
 use super::streams::{Request, RequestKind, StreamState};
 use super::{ServerSession, SessionError, SessionEvent, MAX_FC_PUBLISH, MAX_STREAMS};
 use crate::amf::Value;
-use crate::media::frame::TAG_SCRIPT;
+use crate::codec::chunk::MAX_CHUNK_SIZE;
 use crate::media::key::split_query;
-use crate::media::Frame;
 use crate::rtmp::command::{self, Command};
 use crate::rtmp::control::{self, be_u32, ping_reply};
-use crate::rtmp::media_message::{metadata_payload, split_aggregate};
+use crate::rtmp::media_message::{split_aggregate, to_frame};
 use crate::rtmp::message::{self as mt, Message};
 
 impl ServerSession {
@@ -35,21 +34,13 @@ impl ServerSession {
                     self.send_control(reply);
                 }
             }
-            mt::AUDIO | mt::VIDEO if self.is_publishing(msg.stream_id) => {
-                if let Some(frame) = Frame::parse(msg.type_id, msg.timestamp, msg.payload) {
-                    self.events.push_back(SessionEvent::Media {
-                        stream_id: msg.stream_id,
-                        frame,
-                    });
-                }
-            }
-            mt::DATA_AMF0 | mt::DATA_AMF3 if self.is_publishing(msg.stream_id) => {
-                let data = metadata_payload(msg.type_id, &msg.payload);
-                if let Some(frame) = data.and_then(|d| Frame::parse(TAG_SCRIPT, msg.timestamp, d)) {
-                    self.events.push_back(SessionEvent::Media {
-                        stream_id: msg.stream_id,
-                        frame,
-                    });
+            mt::AUDIO | mt::VIDEO | mt::DATA_AMF0 | mt::DATA_AMF3
+                if self.is_publishing(msg.stream_id) =>
+            {
+                let stream_id = msg.stream_id;
+                if let Some(frame) = to_frame(msg) {
+                    self.events
+                        .push_back(SessionEvent::Media { stream_id, frame });
                 }
             }
             mt::COMMAND_AMF0 | mt::COMMAND_AMF3 => {
@@ -195,7 +186,7 @@ impl ServerSession {
             self.config.peer_bandwidth,
             2,
         ));
-        let size = self.config.chunk_size.clamp(128, 0x7fff_ffff);
+        let size = self.config.chunk_size.clamp(128, MAX_CHUNK_SIZE);
         self.send_control(control::set_chunk_size_msg(size));
         self.encoder.set_chunk_size(size);
         self.send_command(0, &command::connect_result(cmd.transaction_id, encoding));
