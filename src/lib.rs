@@ -9,7 +9,8 @@
 //! ```
 //!
 //! - `media`: the protocol-free `Frame`, stream names, codec configuration parsing.
-//! - `codec`: leaf encodings any layer may import (the one civil calendar, ...).
+//! - `codec`: leaf encodings any layer may import (the civil calendar, the RTMP chunk encoder and
+//!   the chunk stream ids, FLV tag framing); it imports nothing from the rest of the crate.
 //! - `amf`, `rtmp`: AMF0/AMF3 values; the RTMP handshake, chunk stream and sessions, sans-IO.
 //! - `http`: request parsing, responses, routing, WebSocket framing, the static file responder (no fs: `server::fs`).
 //! - `mux`: FLV, MPEG-TS/HLS, ISO BMFF (fMP4, MP4): frames in, bytes out, no files.

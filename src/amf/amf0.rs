@@ -41,19 +41,6 @@ pub fn decode_all(buf: &[u8]) -> Result<Vec<Value>, AmfError> {
     Ok(values)
 }
 
-/// Command/data message payload -> values. Types 17 (AMF3 command) and 15 (AMF3 data) start
-/// with a format byte that is skipped; their values are AMF0 in which any value may be the
-/// AMF3 switch marker. Every other type id is read as plain AMF0 (20, 18 and the shared
-/// object types are AMF0 bodies; anything else is the caller's mistake and decodes as such).
-pub fn decode_message(type_id: u8, payload: &[u8]) -> Result<Vec<Value>, AmfError> {
-    match type_id {
-        crate::rtmp::message::COMMAND_AMF3 | crate::rtmp::message::DATA_AMF3 => {
-            decode_all(payload.get(1..).unwrap_or(&[]))
-        }
-        _ => decode_all(payload),
-    }
-}
-
 /// Appends the AMF0 encoding of `v` to `out`.
 pub fn encode(v: &Value, out: &mut Vec<u8>) {
     match v {
@@ -583,25 +570,13 @@ mod tests {
     }
 
     #[test]
-    fn amf3_switch_and_amf3_messages() {
+    fn amf3_switch_marker() {
         // AMF3 integer 5 and AMF3 string "hi" behind the switch marker.
         let b = [AVMPLUS, 0x04, 0x05, AVMPLUS, 0x06, 0x05, b'h', b'i'];
         assert_eq!(
             decode_all(&b).unwrap(),
             vec![Value::Number(5.0), Value::string("hi")]
         );
-        // Type 17: format byte, then AMF0 values.
-        let mut p = vec![0x00];
-        p.extend(encode_all(&[Value::string("play"), Value::Number(0.0)]));
-        p.extend_from_slice(&[AVMPLUS, 0x01]);
-        assert_eq!(
-            decode_message(17, &p).unwrap(),
-            vec![Value::string("play"), Value::Number(0.0), Value::Null]
-        );
-        assert_eq!(decode_message(15, &[]).unwrap(), vec![]);
-        assert_eq!(
-            decode_message(20, &encode_all(&[Value::Null])).unwrap(),
-            vec![Value::Null]
-        );
+        // AMF3 message bodies (a format byte first) are `rtmp::message::decode_message`'s.
     }
 }

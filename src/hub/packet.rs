@@ -5,9 +5,9 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use crate::codec::chunk::{self, CSID_AUDIO, CSID_DATA, CSID_VIDEO};
+use crate::codec::flv;
 use crate::media::{Frame, Track};
-use crate::mux::flv;
-use crate::rtmp::chunk;
 
 /// How a viewer wants its bytes. Two viewers with equal forms receive identical bytes, so a
 /// frame is serialised once per distinct form on a stream.
@@ -44,11 +44,6 @@ pub enum FormKind {
     HttpFlv,
     WsFlv,
 }
-
-/// RTMP chunk stream ids the server uses for media (the ones FFmpeg and nginx-rtmp use).
-pub const CSID_AUDIO: u32 = 4;
-pub const CSID_META: u32 = 5;
-pub const CSID_VIDEO: u32 = 6;
 
 /// One serialised media message for one output form.
 #[derive(Debug)]
@@ -194,7 +189,7 @@ pub fn csid_for(track: Track) -> u32 {
     match track {
         Track::Audio => CSID_AUDIO,
         Track::Video => CSID_VIDEO,
-        Track::Meta => CSID_META,
+        Track::Meta => CSID_DATA,
     }
 }
 
@@ -208,7 +203,7 @@ fn put_flv_tag(frame: &Frame, chunked: bool, ws: bool, out: &mut BytesMut) {
     } else if ws {
         put_ws_header(out, tag_len);
     }
-    out.put_slice(&flv::frame_header(frame));
+    out.put_slice(&flv::tag_header(frame.tag_type(), body, frame.dts));
     out.put_slice(&frame.data);
     out.put_slice(&flv::tag_trailer(body));
     if chunked {
@@ -268,6 +263,7 @@ pub fn flv_file_header(form: OutputForm, has_audio: bool, has_video: bool) -> Op
 mod tests {
     use super::*;
     use crate::media::frame::{TAG_AUDIO, TAG_SCRIPT, TAG_VIDEO};
+    use crate::mux::flv::write_tag;
 
     fn concat(p: &Packet) -> Vec<u8> {
         assert_eq!(p.data.len(), p.len());
@@ -285,7 +281,7 @@ mod tests {
         let f = Frame::parse(TAG_AUDIO, 0x0102_0304, Bytes::from_static(&[0xaf, 1, 7])).unwrap();
         let p = Packet::new(OutputForm::HttpFlv { chunked: false }, &f, 0, true);
         let mut want = Vec::new();
-        flv::write_tag(&mut want, &f);
+        write_tag(&mut want, &f);
         assert_eq!(concat(&p), want);
         assert_eq!(
             concat(&p),
@@ -299,7 +295,7 @@ mod tests {
         let f = video(40, 300);
         let p = Packet::new(OutputForm::HttpFlv { chunked: true }, &f, 0, false);
         let mut tag = Vec::new();
-        flv::write_tag(&mut tag, &f);
+        write_tag(&mut tag, &f);
         let mut want = format!("{:x}\r\n", tag.len()).into_bytes();
         want.extend_from_slice(&tag);
         want.extend_from_slice(b"\r\n");
@@ -321,7 +317,7 @@ mod tests {
             assert_eq!(&bytes[..head.len()], &head[..], "payload {payload}");
             assert_eq!(bytes.len() - head.len(), payload);
             let mut tag = Vec::new();
-            flv::write_tag(&mut tag, &f);
+            write_tag(&mut tag, &f);
             assert_eq!(&bytes[head.len()..], &tag[..]);
         }
     }

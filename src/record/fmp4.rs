@@ -17,9 +17,12 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-pub const MERGE_DIR: &str = "output_merge";
-pub const SEPARATE_DIR: &str = "output_separate";
-pub const FULL_NAME: &str = "stream_full.mp4";
+// The layout (folder and file names) lives in `paths`, shared with `merge`.
+use super::paths::{
+    segment_name, AUDIO_INIT_NAME, AUDIO_PLAYLIST, AUDIO_PREFIX, INIT_NAME, MASTER_PLAYLIST,
+    META_NAME, MUXED_PLAYLIST, MUXED_PREFIX, VIDEO_INIT_NAME, VIDEO_PLAYLIST, VIDEO_PREFIX,
+};
+pub use super::paths::{FULL_NAME, MERGE_DIR, SEPARATE_DIR};
 
 struct VideoTrack {
     config: VideoConfig,
@@ -174,18 +177,18 @@ impl Fmp4Sink {
         let video = self.video.as_ref().map(|v| &v.config);
         let audio = self.audio.as_ref().map(|a| &a.config);
         replace_file(
-            &self.merge_dir.join("init.mp4"),
+            &self.merge_dir.join(INIT_NAME),
             &fmp4::init_segment(video, audio),
         )?;
         if let Some(v) = video {
             replace_file(
-                &self.separate_dir.join("video_init.mp4"),
+                &self.separate_dir.join(VIDEO_INIT_NAME),
                 &fmp4::init_segment(Some(v), None),
             )?;
         }
         if let Some(a) = audio {
             replace_file(
-                &self.separate_dir.join("audio_init.mp4"),
+                &self.separate_dir.join(AUDIO_INIT_NAME),
                 &fmp4::init_segment(None, Some(a)),
             )?;
         }
@@ -219,7 +222,7 @@ impl Fmp4Sink {
         if runs.is_empty() {
             return Ok(());
         }
-        let name = format!("segment_{}.m4s", f.sequence);
+        let name = segment_name(MUXED_PREFIX, f.sequence);
         replace_file(
             &self.merge_dir.join(name),
             &fmp4::media_segment(f.sequence, &runs),
@@ -230,7 +233,7 @@ impl Fmp4Sink {
             bytes: f.bytes(),
         });
         if let Some(v) = &f.video {
-            let name = format!("video_{}.m4s", f.sequence);
+            let name = segment_name(VIDEO_PREFIX, f.sequence);
             replace_file(
                 &self.separate_dir.join(name),
                 &fmp4::media_segment(f.sequence, &[v]),
@@ -242,7 +245,7 @@ impl Fmp4Sink {
             });
         }
         if let Some(a) = &f.audio {
-            let name = format!("audio_{}.m4s", f.sequence);
+            let name = segment_name(AUDIO_PREFIX, f.sequence);
             replace_file(
                 &self.separate_dir.join(name),
                 &fmp4::media_segment(f.sequence, &[a]),
@@ -273,25 +276,37 @@ impl Fmp4Sink {
     fn write_playlists(&self, ended: bool) -> io::Result<()> {
         let target = self.target_secs();
         replace_file(
-            &self.merge_dir.join("index.m3u8"),
-            media_playlist("init.mp4", "segment", &self.muxed, target, ended).as_bytes(),
+            &self.merge_dir.join(MUXED_PLAYLIST),
+            media_playlist(INIT_NAME, MUXED_PREFIX, &self.muxed, target, ended).as_bytes(),
         )?;
         if self.video.is_some() {
             replace_file(
-                &self.separate_dir.join("video.m3u8"),
-                media_playlist("video_init.mp4", "video", &self.video_segs, target, ended)
-                    .as_bytes(),
+                &self.separate_dir.join(VIDEO_PLAYLIST),
+                media_playlist(
+                    VIDEO_INIT_NAME,
+                    VIDEO_PREFIX,
+                    &self.video_segs,
+                    target,
+                    ended,
+                )
+                .as_bytes(),
             )?;
         }
         if self.audio.is_some() {
             replace_file(
-                &self.separate_dir.join("audio.m3u8"),
-                media_playlist("audio_init.mp4", "audio", &self.audio_segs, target, ended)
-                    .as_bytes(),
+                &self.separate_dir.join(AUDIO_PLAYLIST),
+                media_playlist(
+                    AUDIO_INIT_NAME,
+                    AUDIO_PREFIX,
+                    &self.audio_segs,
+                    target,
+                    ended,
+                )
+                .as_bytes(),
             )?;
         }
         replace_file(
-            &self.separate_dir.join("master.m3u8"),
+            &self.separate_dir.join(MASTER_PLAYLIST),
             self.master().as_bytes(),
         )
     }
@@ -388,12 +403,12 @@ impl Fmp4Sink {
         let mut merge = Json::from(&common);
         merge.num("segments", self.muxed.len() as u64);
         merge.num("duration_ms", ms(&self.muxed));
-        merge.str("init", "init.mp4");
-        merge.str("playlist", "index.m3u8");
+        merge.str("init", INIT_NAME);
+        merge.str("playlist", MUXED_PLAYLIST);
         if self.merged {
             merge.str("full", FULL_NAME);
         }
-        replace_file(&self.merge_dir.join("meta.json"), merge.finish().as_bytes())?;
+        replace_file(&self.merge_dir.join(META_NAME), merge.finish().as_bytes())?;
 
         let mut sep = Json::from(&common);
         sep.num("segments", self.muxed.len() as u64);
@@ -404,18 +419,15 @@ impl Fmp4Sink {
             ms(&self.video_segs).max(ms(&self.audio_segs)),
         );
         if self.video.is_some() {
-            sep.str("video_init", "video_init.mp4");
-            sep.str("video_playlist", "video.m3u8");
+            sep.str("video_init", VIDEO_INIT_NAME);
+            sep.str("video_playlist", VIDEO_PLAYLIST);
         }
         if self.audio.is_some() {
-            sep.str("audio_init", "audio_init.mp4");
-            sep.str("audio_playlist", "audio.m3u8");
+            sep.str("audio_init", AUDIO_INIT_NAME);
+            sep.str("audio_playlist", AUDIO_PLAYLIST);
         }
-        sep.str("playlist", "master.m3u8");
-        replace_file(
-            &self.separate_dir.join("meta.json"),
-            sep.finish().as_bytes(),
-        )
+        sep.str("playlist", MASTER_PLAYLIST);
+        replace_file(&self.separate_dir.join(META_NAME), sep.finish().as_bytes())
     }
 }
 
@@ -573,7 +585,7 @@ impl Json {
 
 /// The `"started"` stamp of a folder's `meta.json`, if present and well-formed.
 fn meta_started(dir: &Path) -> Option<String> {
-    let text = fs::read_to_string(dir.join("meta.json")).ok()?;
+    let text = fs::read_to_string(dir.join(META_NAME)).ok()?;
     let at = text.find("\"started\":\"")? + "\"started\":\"".len();
     let stamp: String = text[at..].chars().take_while(|c| *c != '"').collect();
     let ok = stamp.len() == 15
@@ -619,14 +631,16 @@ fn rotate(stream_dir: &Path) -> io::Result<Option<PathBuf>> {
 
 /// Is this `output_merge/` a session a crash left unmerged (segments, but no full file)?
 fn unmerged(dir: &Path) -> bool {
-    if dir.join(FULL_NAME).exists() || !dir.join("init.mp4").is_file() {
+    if dir.join(FULL_NAME).exists() || !dir.join(INIT_NAME).is_file() {
         return false;
     }
     fs::read_dir(dir).is_ok_and(|d| {
         d.flatten().any(|e| {
             let n = e.file_name();
             let n = n.to_string_lossy();
-            n.starts_with("segment_") && n.ends_with(".m4s")
+            n.strip_prefix(MUXED_PREFIX)
+                .is_some_and(|r| r.starts_with('_'))
+                && n.ends_with(".m4s")
         })
     })
 }
@@ -671,7 +685,7 @@ pub fn repair(data_dir: &Path) -> Vec<String> {
         }
     }
     for dir in candidates.into_iter().filter(|d| unmerged(d)) {
-        let _ = close_playlist(&dir.join("index.m3u8"));
+        let _ = close_playlist(&dir.join(MUXED_PLAYLIST));
         if let Some(parent) = dir.parent() {
             for name in ["audio.m3u8", "video.m3u8"] {
                 let _ = close_playlist(&parent.join(SEPARATE_DIR).join(name));
