@@ -8,7 +8,7 @@
 use crate::amf::{amf0, AmfError, Value};
 use crate::media::frame::TAG_SCRIPT;
 use crate::media::key::split_query;
-use crate::media::Frame;
+use crate::media::{meta, Frame};
 use crate::rtmp::chunk::{self, ChunkDecoder, ChunkEncoder, ChunkError};
 use crate::rtmp::command::{self, Command};
 use crate::rtmp::handshake::{HandshakeError, ServerHandshake};
@@ -859,32 +859,13 @@ pub(crate) fn ping_reply(payload: &[u8]) -> Option<Message> {
     Some(chunk::user_control_msg(mt::UC_PING_RESPONSE, stamp))
 }
 
-/// The AMF0 `onMetaData` body of a data message, `@setDataFrame` removed, or `None` when the
-/// message is other data (`|RtmpSampleAccess`, cue points...) or malformed. AMF0 messages keep
-/// their bytes (sliced, no copy); AMF3 data messages are re-encoded as AMF0.
+/// The AMF0 `onMetaData` body of a data message (`media::meta` decides what that is), or `None`
+/// when the message is other data (`|RtmpSampleAccess`, cue points...) or malformed. AMF0
+/// messages keep their bytes (sliced, no copy); AMF3 data messages are re-encoded as AMF0.
 pub(crate) fn metadata_payload(type_id: u8, payload: &Bytes) -> Option<Bytes> {
     match type_id {
-        mt::DATA_AMF0 => {
-            let (first, used) = amf0::decode(payload).ok()?;
-            let body = match first.as_str()? {
-                "@setDataFrame" => payload.slice(used.min(payload.len())..),
-                "onMetaData" => payload.clone(),
-                _ => return None,
-            };
-            let values = amf0::decode_all(&body).ok()?;
-            (values.len() >= 2 && values[0].as_str() == Some("onMetaData")).then_some(body)
-        }
-        mt::DATA_AMF3 => {
-            let values = amf0::decode_message(type_id, payload).ok()?;
-            let start = match values.first()?.as_str()? {
-                "@setDataFrame" => 1,
-                "onMetaData" => 0,
-                _ => return None,
-            };
-            let rest = values.get(start..)?;
-            (rest.len() >= 2 && rest[0].as_str() == Some("onMetaData"))
-                .then(|| Bytes::from(amf0::encode_all(rest)))
-        }
+        mt::DATA_AMF0 => meta::on_metadata(payload),
+        mt::DATA_AMF3 => meta::on_metadata_values(&amf0::decode_message(type_id, payload).ok()?),
         _ => None,
     }
 }
