@@ -819,7 +819,9 @@ mod tests {
         // `a_source_restart_rebases_its_next_media_frame` and `a_restart_across_the_wrap`).
         let mut relay = Relay::default();
         relay.new_session();
-        let first = relay.process(frame(Track::Video, 1000, true, false)).unwrap();
+        let first = relay
+            .process(frame(Track::Video, 1000, true, false))
+            .unwrap();
         assert!(!first.discontinuity, "the first session is not a restart");
         relay.new_session();
         let meta = relay.process(frame(Track::Meta, 0, true, false)).unwrap();
@@ -829,7 +831,12 @@ mod tests {
         // A dropped repeat does not swallow the mark.
         relay.new_session();
         assert!(relay.process(frame(Track::Meta, 0, true, false)).is_none());
-        assert!(relay.process(frame(Track::Video, 5, true, false)).unwrap().discontinuity);
+        assert!(
+            relay
+                .process(frame(Track::Video, 5, true, false))
+                .unwrap()
+                .discontinuity
+        );
     }
 
     #[test]

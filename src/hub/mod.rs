@@ -20,10 +20,10 @@ use std::sync::Arc;
 
 use slab::Slab;
 
+pub use crate::media::MetaInfo;
 pub use cache::{CacheLimits, Cached};
 pub use packet::{flv_file_header, FormKind, OutputForm, Packet};
 pub use queue::{QueueLimits, QueueStats, SlowReason, Verdict, ViewerQueue};
-pub use crate::media::MetaInfo;
 pub use stream::Viewer;
 
 use crate::media::{meta, Codec, Frame, StreamKey, Track};

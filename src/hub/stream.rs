@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-
 use super::cache::{Cache, CacheLimits, Cached};
 use super::packet::{flv_file_header, OutputForm, Packet, PacketArena};
 use super::queue::{QueueStats, Verdict, ViewerQueue};

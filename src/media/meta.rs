@@ -141,7 +141,11 @@ mod tests {
     #[test]
     fn metadata_info() {
         let b = body(&[Value::string("onMetaData"), props()]);
-        assert_eq!(on_metadata(&b), Some(b.clone()), "bare onMetaData is metadata");
+        assert_eq!(
+            on_metadata(&b),
+            Some(b.clone()),
+            "bare onMetaData is metadata"
+        );
         let m = MetaInfo::parse(&b);
         assert_eq!(m.width, Some(1280.0));
         assert_eq!(m.height, Some(720.0));
@@ -156,7 +160,11 @@ mod tests {
 
     #[test]
     fn set_data_frame_is_stripped_without_copy() {
-        let data = body(&[Value::string("@setDataFrame"), Value::string("onMetaData"), props()]);
+        let data = body(&[
+            Value::string("@setDataFrame"),
+            Value::string("onMetaData"),
+            props(),
+        ]);
         let stripped = on_metadata(&data).unwrap();
         assert_eq!(&stripped[..13], b"\x02\x00\x0aonMetaData");
         // The same bytes, sliced.
@@ -167,22 +175,38 @@ mod tests {
 
     #[test]
     fn other_script_data_and_bad_amf_are_not_metadata() {
-        assert_eq!(on_metadata(&body(&[Value::string("|RtmpSampleAccess")])), None);
-        assert_eq!(on_metadata(&body(&[Value::string("onCuePoint"), props()])), None);
+        assert_eq!(
+            on_metadata(&body(&[Value::string("|RtmpSampleAccess")])),
+            None
+        );
+        assert_eq!(
+            on_metadata(&body(&[Value::string("onCuePoint"), props()])),
+            None
+        );
         assert_eq!(on_metadata(&body(&[Value::string("@setDataFrame")])), None);
         assert_eq!(on_metadata(&body(&[Value::string("onMetaData")])), None);
-        assert_eq!(on_metadata(&Bytes::from_static(b"\x02\x00\x0aonMetaData\x03\x00")), None);
+        assert_eq!(
+            on_metadata(&Bytes::from_static(b"\x02\x00\x0aonMetaData\x03\x00")),
+            None
+        );
         assert_eq!(on_metadata(&Bytes::new()), None);
         assert_eq!(properties(b"\x02\x00\x05other\x05"), None);
     }
 
     #[test]
     fn decoded_values_are_re_encoded_as_amf0() {
-        let values = [Value::string("@setDataFrame"), Value::string("onMetaData"), props()];
+        let values = [
+            Value::string("@setDataFrame"),
+            Value::string("onMetaData"),
+            props(),
+        ];
         let b = on_metadata_values(&values).unwrap();
         assert_eq!(b, body(&values[1..]));
         assert_eq!(on_metadata_values(&values[1..]), Some(b));
         assert_eq!(on_metadata_values(&values[..2]), None);
-        assert_eq!(on_metadata_values(&[Value::string("onTextData"), props()]), None);
+        assert_eq!(
+            on_metadata_values(&[Value::string("onTextData"), props()]),
+            None
+        );
     }
 }

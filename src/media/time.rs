@@ -8,9 +8,9 @@
 //!
 //! (Written so that it can be pasted into the README.)
 //!
-//! Every audio and video frame gets a *stream time* in milliseconds (`Frame::time`, u64). The
-//! first media frame's stream time is its own timestamp, so until something goes wrong stream time
-//! is simply the publisher's clock, unwrapped.
+//! Every audio and video frame gets a *stream time* in milliseconds (`Frame::time`, u64), counted
+//! from the stream's first media frame (which is at `START`; only differences mean anything).
+//! Until something goes wrong, stream time is the publisher's clock, unwrapped.
 //!
 //! - **Wraps.** RTMP timestamps are 32-bit milliseconds and wrap after 49.7 days. Each timestamp
 //!   is read as a signed step from the previous one, so a wrap past 2^32 ms is time passing
@@ -39,6 +39,10 @@
 
 use super::frame::{Frame, Track};
 
+/// The stream time of the first media frame. The room below it keeps frames stamped a little
+/// before the first one (the other track, interleaved) representable; it is 2^32 so that the
+/// player timestamp is the stream time's low 32 bits plus the first frame's own timestamp.
+pub const START: u64 = 1 << 32;
 /// A frame further ahead of the stream clock than this is a jump forward.
 pub const JUMP_FORWARD_MS: i64 = 10_000;
 /// A frame further before its own track's previous frame than this is a jump back; smaller
@@ -81,6 +85,8 @@ pub struct Normaliser {
     video: TrackClock,
     /// The source said its clock restarted; the next media frame is a jump.
     restart: bool,
+    /// The first media frame's own timestamp: what players get is `time - START` plus this.
+    dts_base: u32,
 }
 
 /// `base` moved by the signed 32-bit step from `from_raw` to `raw` (a wrap is a small step).
@@ -93,9 +99,17 @@ impl Normaliser {
         Normaliser::default()
     }
 
-    /// The stream clock (0 before the first media frame).
+    /// The stream clock (`START` before the first media frame).
     pub fn now(&self) -> u64 {
+        if self.anchor.is_none() {
+            return START;
+        }
         self.head.max(0) as u64
+    }
+
+    /// The timestamp players get for the stream time `t` (START is 0 modulo 2^32).
+    fn player_dts(&self, t: i64) -> u32 {
+        (t as u32).wrapping_add(self.dts_base)
     }
 
     /// The source's clock restarts (an upstream reconnected): its next media frame continues
@@ -131,7 +145,7 @@ impl Normaliser {
             let plausible = !self.restart && (cand - head).abs() <= JUMP_FORWARD_MS;
             return Stamp {
                 time: self.now(),
-                dts: if plausible { cand as u32 } else { head as u32 },
+                dts: self.player_dts(if plausible { cand } else { head }),
                 discontinuity: false,
             };
         }
@@ -183,22 +197,23 @@ impl Normaliser {
         self.head = self.head.max(time);
         Stamp {
             time: time as u64,
-            dts: time as u32,
+            dts: self.player_dts(time),
             discontinuity,
         }
     }
 
-    /// Before the first media frame: headers pass as they are; the first media frame's own
-    /// timestamp becomes its stream time.
+    /// Before the first media frame: headers pass as they are, at `START`; the first media frame
+    /// is at `START`.
     fn first(&mut self, track: Track, config: bool, raw: u32) -> Stamp {
         if track == Track::Meta || config {
             return Stamp {
-                time: 0,
+                time: START,
                 dts: raw,
                 discontinuity: false,
             };
         }
-        let time = raw as i64;
+        let time = START as i64;
+        self.dts_base = raw;
         self.anchor = Some((raw, time));
         self.head = time;
         let own = match track {
@@ -223,9 +238,15 @@ mod tests {
     /// a `None` track is the source saying its clock restarted.
     type Row = (Option<Track>, bool, u32, u64, u32, bool);
 
+    /// Expected times are written on the publisher's clock (the first media frame's at its own
+    /// timestamp; headers before it at that time too); the stream time is START-based.
     fn run(rows: &[Row]) {
         let mut n = Normaliser::new();
         let mut last = [None::<u64>; 2];
+        let first = rows
+            .iter()
+            .find(|r| matches!(r.0, Some(A) | Some(V)) && !r.1)
+            .map_or(0, |r| r.3);
         for (i, &(track, config, raw, time, dts, disc)) in rows.iter().enumerate() {
             let Some(track) = track else {
                 n.restart();
@@ -233,7 +254,7 @@ mod tests {
             };
             let s = n.stamp(track, config, raw);
             assert_eq!(
-                (s.time, s.dts, s.discontinuity),
+                (s.time + first - START, s.dts, s.discontinuity),
                 (time, dts, disc),
                 "row {i}: {track:?} raw {raw}"
             );
@@ -262,9 +283,9 @@ mod tests {
     #[test]
     fn first_frame_nonzero_passes_through() {
         run(&[
-            meta(0, 0, 0),
-            cfg(V, 0, 0, 0),
-            cfg(A, 0, 0, 0),
+            meta(0, 5000, 0),
+            cfg(V, 0, 5000, 0),
+            cfg(A, 0, 5000, 0),
             v(5000, 5000, 5000, false),
             a(5010, 5010, 5010, false),
             v(5040, 5040, 5040, false),
@@ -364,7 +385,7 @@ mod tests {
         // What the gateway relay did before the one normaliser: headers of the new session
         // take the last time, media continues one video frame on, and an outage leaves no hole.
         run(&[
-            meta(0, 0, 0),
+            meta(0, 1000, 0),
             v(1000, 1000, 1000, false),
             a(1010, 1010, 1010, false),
             v(1040, 1040, 1040, false),
@@ -397,10 +418,7 @@ mod tests {
 
     #[test]
     fn a_restart_before_any_media_is_nothing() {
-        run(&[
-            (R, false, 0, 0, 0, false),
-            v(500, 500, 500, false),
-        ]);
+        run(&[(R, false, 0, 0, 0, false), v(500, 500, 500, false)]);
     }
 
     #[test]
@@ -422,15 +440,16 @@ mod tests {
         let mut f = Frame::parse(9, 1000, Bytes::from_static(&[0x17, 1, 0, 0, 0, 1])).unwrap();
         assert_eq!((f.time, f.discontinuity), (1000, false), "parse's defaults");
         n.normalise(&mut f);
+        assert_eq!((f.time, f.dts), (START, 1000));
         let mut g = Frame::parse(9, 9_000_000, Bytes::from_static(&[0x27, 1, 0, 0, 0, 1])).unwrap();
         n.normalise(&mut g);
-        assert_eq!((g.time, g.dts, g.discontinuity), (1040, 1040, true));
+        assert_eq!((g.time, g.dts, g.discontinuity), (START + 40, 1040, true));
         // A source marking its frame as a restart forces a rebase.
         let mut h = Frame::parse(9, 1080, Bytes::from_static(&[0x27, 1, 0, 0, 0, 1])).unwrap();
         h.discontinuity = true;
         n.normalise(&mut h);
-        assert_eq!((h.time, h.dts, h.discontinuity), (1080, 1080, true));
-        assert_eq!(n.now(), 1080);
+        assert_eq!((h.time, h.dts, h.discontinuity), (START + 80, 1080, true));
+        assert_eq!(n.now(), START + 80);
     }
 
     #[test]
@@ -452,6 +471,6 @@ mod tests {
                 *slot = s.time;
             }
         }
-        assert!(n.now() < u32::MAX as u64 + 20_000 * (JUMP_FORWARD_MS as u64 + 1));
+        assert!(n.now() < START + 20_000 * (JUMP_FORWARD_MS as u64 + 1));
     }
 }
