@@ -1,5 +1,7 @@
 //! The stream hub: the single-threaded core between protocol inputs and players. Publishers
-//! hand it `Frame`s; it keeps each stream's late-joiner cache, serialises each frame once per
+//! hand it `Frame`s; it normalises each at entry with the stream's ingest normaliser
+//! (`media::time`, `media::meta`) and hands it on normalised (`FrameOutcome::frame`, for the
+//! recorders), keeps each stream's late-joiner cache, serialises each frame once per
 //! output form in use, appends the shared packets to every viewer's bounded queue and reports
 //! which viewers need flushing or disconnecting. It owns no sockets and no clock (`now_ms` is
 //! passed in); the server writes the queues (`Viewer::queue`) and closes connections.
