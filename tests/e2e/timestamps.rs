@@ -61,9 +61,10 @@ fn assert_monotonic_and_short(packets: &[(u32, f64)], what: &str) {
     assert!(hi - lo < 11.0, "{what}: spans {:.1} s", hi - lo);
 }
 
-/// The fixture's frames with their timestamps moved: the first quarter as it is, then 3 hours
-/// on, then back to 0, then from just before the 32-bit wrap (crossing it a second later).
-fn jumping_frames() -> Vec<rtmpd::media::Frame> {
+/// The fixture's frames with their timestamps moved, each with its time in the fixture (for
+/// pacing): the first quarter as it is, then 3 hours on, then back to 0, then from just before
+/// the 32-bit wrap (crossing it a second later).
+fn jumping_frames() -> Vec<(u32, rtmpd::media::Frame)> {
     let (_, _, frames) = rtmpd::mux::flv_demux::read_all(&fixture_bytes("fixture.flv")).unwrap();
     let first = frames[0].dts;
     let offsets = [
@@ -83,7 +84,7 @@ fn jumping_frames() -> Vec<rtmpd::media::Frame> {
                 (rel / 2500).min(3) as usize
             };
             f.dts = rel.wrapping_add(offsets[part]);
-            f
+            (rel, f)
         })
         .collect()
 }
@@ -105,22 +106,12 @@ fn jumping_timestamps_keep_every_output_monotonic_and_valid() {
     std::thread::sleep(Duration::from_millis(300));
     // Twice real time, by the fixture's own clock.
     let start = Instant::now();
-    let first = rtmpd::mux::flv_demux::read_all(&fixture_bytes("fixture.flv"))
-        .unwrap()
-        .2[0]
-        .dts;
-    let (_, _, plain) = rtmpd::mux::flv_demux::read_all(&fixture_bytes("fixture.flv")).unwrap();
-    let due: Vec<u32> = plain
-        .iter()
-        .filter(|f| !is_end_of_sequence(f))
-        .map(|f| f.dts - first)
-        .collect();
-    for (f, rel) in jumping_frames().iter().zip(due) {
+    for (rel, f) in jumping_frames() {
         let at = start + Duration::from_millis(rel as u64 / 2);
         if let Some(d) = at.checked_duration_since(Instant::now()) {
             std::thread::sleep(d);
         }
-        client.send_frame(sid, f).unwrap();
+        client.send_frame(sid, &f).unwrap();
     }
     client.close();
 
