@@ -614,6 +614,14 @@ impl Fragmenter {
         self.audio.is_some()
     }
 
+    fn has_track(&self, track: Track) -> bool {
+        match track {
+            Track::Video => self.has_video(),
+            Track::Audio => self.has_audio(),
+            Track::Meta => false,
+        }
+    }
+
     /// Adds one media sample (codec payload only, no FLV header) at the stream time `time` (ms,
     /// `Frame::time`). Returns the segment that this sample closed, if it closed one. Frames of a
     /// track this fragmenter does not have are ignored.
@@ -625,12 +633,7 @@ impl Fragmenter {
         key: bool,
         data: Bytes,
     ) -> Option<Fragment> {
-        let wanted = match track {
-            Track::Video => self.video.is_some(),
-            Track::Audio => self.audio.is_some(),
-            Track::Meta => false,
-        };
-        if !wanted {
+        if !self.has_track(track) {
             return None;
         }
         if self.base.is_some() {
@@ -679,12 +682,7 @@ impl Fragmenter {
     ) -> Option<Fragment> {
         let base = *self.base.get_or_insert(time);
         let target = self.target_ms;
-        let wanted = match track {
-            Track::Video => self.video.is_some(),
-            Track::Audio => self.audio.is_some(),
-            Track::Meta => false,
-        };
-        if !wanted {
+        if !self.has_track(track) {
             return None;
         }
         // Before the base only for a frame of a track that came after the lead (ticks() clamps).

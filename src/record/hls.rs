@@ -603,6 +603,13 @@ mod tests {
         }
     }
 
+    fn extinfs(text: &str) -> Vec<f64> {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("#EXTINF:"))
+            .map(|v| v.trim_end_matches(',').parse::<f64>().unwrap())
+            .collect()
+    }
+
     #[test]
     fn timestamp_restart_is_a_discontinuity() {
         let dir = temp_dir("hls-disc");
@@ -620,20 +627,9 @@ mod tests {
         // The discontinuity comes right where the restart was (after the 3 s of the first run).
         assert!(text[..i].contains("segment_2.ts") && !text[..i].contains("segment_3.ts"));
         // Timestamps stay continuous: no EXTINF is longer than the content.
-        let total: f64 = text
-            .lines()
-            .filter_map(|l| l.strip_prefix("#EXTINF:"))
-            .map(|v| v.trim_end_matches(',').parse::<f64>().unwrap())
-            .sum();
+        let total: f64 = extinfs(&text).iter().sum();
         assert!((total - 6.0).abs() < 0.1, "{total}\n{text}");
         fs::remove_dir_all(&dir).unwrap();
-    }
-
-    fn extinfs(text: &str) -> Vec<f64> {
-        text.lines()
-            .filter_map(|l| l.strip_prefix("#EXTINF:"))
-            .map(|v| v.trim_end_matches(',').parse::<f64>().unwrap())
-            .collect()
     }
 
     /// Issue 13, hole 5: a publisher whose clock jumped made one 120 s segment (EXTINF 122.6).
