@@ -48,7 +48,7 @@ pub struct Frame {
     /// (`media::time` has the policy).
     pub dts: u32,
     /// Monotonic stream time in milliseconds, set by the ingest normaliser (`media::time`); every
-    /// recorder and the hub's queue policy read this, never `dts`. `parse` sets `dts` here.
+    /// recorder and the hub's queue policy read this, never `dts`. `parse` sets it to `dts`.
     pub time: u64,
     /// The source's clock jumped just before this frame (set by the normaliser; a source may set
     /// it beforehand to say its clock restarted).

@@ -23,7 +23,9 @@
 //! - **Skew.** Audio and video may trail each other by up to 10 s (normal interleaving is a few
 //!   hundred ms, some encoders keep a fixed offset) without anything being flagged, and each
 //!   keeps its own relative timing. Within a track a step back of up to 1 s is held at that
-//!   track's previous time, so every track's stream time never decreases.
+//!   track's previous time, so every track's stream time never decreases. After a jump the other
+//!   track follows the same rebase when its timestamps jumped too (one flag for one jump); a
+//!   track whose own clock did not jump keeps following it, unflagged.
 //! - **Jumps.** At a jump the frame gets `discontinuity = true` and the stream time continues from
 //!   the stream clock plus one frame duration (the track's last step, else the other track's, else
 //!   40 ms). Later frames follow the publisher's clock again from there, so the jump's size
