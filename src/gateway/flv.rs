@@ -1,7 +1,7 @@
 //! The FLV gateway's upstream client, sans-IO: the upstream URL, the GET request, the response
 //! head (httparse), the body framing (chunked, Content-Length or close-delimited), the FLV
-//! demuxer, and what keeps a relayed stream one valid FLV across upstream reconnects (timestamp
-//! rebasing, repeated sequence headers dropped). No sockets and no clock: the server's
+//! demuxer, and what keeps a relayed stream one valid FLV across upstream reconnects (the restart
+//! marked for the hub's ingest normaliser, repeated sequence headers dropped). No sockets and no clock: the server's
 //! `upstream` module owns the connection, the retries and the hub calls.
 
 use std::fmt;
@@ -21,10 +21,6 @@ const MAX_LINE: usize = 1024;
 pub const MAX_TAG: u32 = 8 * 1024 * 1024;
 /// Redirects followed per connection attempt.
 pub const MAX_REDIRECTS: u8 = 3;
-/// The frame duration assumed when the stream has not shown one yet.
-const DEFAULT_STEP_MS: u32 = 40;
-/// Steps longer than this are gaps, not frame durations.
-const MAX_STEP_MS: u32 = 1000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UrlError {
@@ -474,89 +470,6 @@ fn parse_chunk_size(line: &[u8]) -> Result<u64, PullError> {
     u64::from_str_radix(size, 16).map_err(|_| PullError::BadChunk)
 }
 
-/// Keeps the relayed timestamps one monotonic timeline across upstream sessions. The first
-/// session passes through unchanged. A later session (the upstream reconnected, or restarted
-/// at 0) is shifted so that its first media frame lands one frame duration after the last
-/// timestamp relayed; that hides both a restart (timestamps going back) and the hole of the
-/// outage (which players would see as a gap in their buffer). Within a track the output never
-/// goes backwards.
-#[derive(Debug, Default, Clone)]
-pub struct Rebaser {
-    offset: u32,
-    /// Highest timestamp relayed so far.
-    last_out: Option<u32>,
-    /// A new session began and its first media frame has not come yet.
-    pending: bool,
-    /// Per track: last timestamp relayed and the last positive step seen.
-    tracks: [(Option<u32>, u32); 3],
-}
-
-fn track_index(t: Track) -> usize {
-    match t {
-        Track::Audio => 0,
-        Track::Video => 1,
-        Track::Meta => 2,
-    }
-}
-
-/// `a` is later than `b` on the wrapping 32-bit clock.
-fn after(a: u32, b: u32) -> bool {
-    (a.wrapping_sub(b) as i32) > 0
-}
-
-impl Rebaser {
-    /// Call when a new upstream response starts delivering a body.
-    pub fn new_session(&mut self) {
-        if self.last_out.is_some() {
-            self.pending = true;
-        }
-    }
-
-    /// The duration of one frame, as well as the stream tells it (video first).
-    fn step(&self) -> u32 {
-        let (v, a) = (self.tracks[1].1, self.tracks[0].1);
-        if v > 0 {
-            v
-        } else if a > 0 {
-            a
-        } else {
-            DEFAULT_STEP_MS
-        }
-    }
-
-    /// Rewrites `frame.dts` onto the relayed timeline.
-    pub fn map(&mut self, frame: &mut Frame) {
-        if self.pending {
-            let last = self.last_out.unwrap_or(0);
-            if frame.track == Track::Meta || frame.config {
-                // Headers of the new session come before its media and carry no time of
-                // their own worth keeping: they take the last time relayed.
-                frame.dts = last;
-                return;
-            }
-            self.offset = last.wrapping_add(self.step()).wrapping_sub(frame.dts);
-            self.pending = false;
-        }
-        let mut dts = frame.dts.wrapping_add(self.offset);
-        let (prev, step) = &mut self.tracks[track_index(frame.track)];
-        if let Some(p) = *prev {
-            if after(p, dts) {
-                dts = p;
-            } else {
-                let d = dts.wrapping_sub(p);
-                if d > 0 && d <= MAX_STEP_MS && frame.track != Track::Meta {
-                    *step = d;
-                }
-            }
-        }
-        *prev = Some(dts);
-        if self.last_out.is_none_or(|l| after(dts, l)) {
-            self.last_out = Some(dts);
-        }
-        frame.dts = dts;
-    }
-}
-
 /// The last metadata and sequence headers relayed: a new upstream session repeats them, and
 /// viewers must not get identical ones again (harmless for most players, but noise); a
 /// different one is a codec configuration change and goes through.
@@ -598,18 +511,25 @@ impl Headers {
     }
 }
 
-/// Rebasing and header filtering together: what the relay does to each upstream frame.
+/// What the relay does to each upstream frame: repeated headers dropped, and the first frame of
+/// a later upstream session marked as a clock restart (`Frame::discontinuity`), so that the hub's
+/// ingest normaliser (`media::time`) continues the stream time across the reconnect instead of
+/// showing viewers the restart or the hole of the outage.
 #[derive(Debug, Default)]
 pub struct Relay {
-    pub rebase: Rebaser,
     pub headers: Headers,
     /// Header changes seen (for the log and the API).
     pub config_changes: u64,
+    /// A frame was relayed in this relay's lifetime.
+    relayed: bool,
+    /// A new upstream session began and none of its frames was relayed yet.
+    restart: bool,
 }
 
 impl Relay {
+    /// Call when a new upstream response starts delivering a body.
     pub fn new_session(&mut self) {
-        self.rebase.new_session();
+        self.restart = self.relayed;
     }
 
     /// The frame to publish, or None when it repeats a header already relayed.
@@ -619,7 +539,8 @@ impl Relay {
             HeaderCheck::Changed => self.config_changes += 1,
             HeaderCheck::Media | HeaderCheck::New => {}
         }
-        self.rebase.map(&mut frame);
+        frame.discontinuity = std::mem::take(&mut self.restart);
+        self.relayed = true;
         Some(frame)
     }
 }
@@ -878,6 +799,8 @@ mod tests {
         Frame {
             track,
             dts,
+            time: dts as u64,
+            discontinuity: false,
             cts: 0,
             key,
             config,
@@ -891,58 +814,29 @@ mod tests {
     }
 
     #[test]
-    fn rebasing_across_an_upstream_restart() {
-        let mut r = Rebaser::default();
-        let mut out = Vec::new();
-        let mut push = |r: &mut Rebaser, t, dts, key, config| {
-            let mut f = frame(t, dts, key, config);
-            r.map(&mut f);
-            out.push((t, f.dts));
-            f.dts
-        };
-        // First session passes through unchanged.
-        assert_eq!(push(&mut r, Track::Meta, 0, true, false), 0);
-        assert_eq!(push(&mut r, Track::Video, 1000, true, false), 1000);
-        assert_eq!(push(&mut r, Track::Audio, 1010, true, false), 1010);
-        assert_eq!(push(&mut r, Track::Video, 1040, false, false), 1040);
-        assert_eq!(push(&mut r, Track::Audio, 1033, true, false), 1033);
-        assert_eq!(push(&mut r, Track::Video, 1080, false, false), 1080);
-        // The upstream restarts at 0: headers hold the last time, media continues one
-        // frame duration (40 ms of video) later.
-        r.new_session();
-        assert_eq!(push(&mut r, Track::Meta, 0, true, false), 1080);
-        assert_eq!(push(&mut r, Track::Video, 0, true, true), 1080);
-        assert_eq!(push(&mut r, Track::Video, 0, true, false), 1120);
-        assert_eq!(push(&mut r, Track::Audio, 5, true, false), 1125);
-        assert_eq!(push(&mut r, Track::Video, 40, false, false), 1160);
-        // A session that resumes later in time (outage) is pulled back: no hole.
-        r.new_session();
-        assert_eq!(push(&mut r, Track::Video, 90_000, true, false), 1200);
-        assert_eq!(push(&mut r, Track::Audio, 89_990, true, false), 1190);
-        // Never backwards within a track, even for an out-of-order frame.
-        assert_eq!(push(&mut r, Track::Audio, 89_000, true, false), 1190);
-        for t in [Track::Audio, Track::Video] {
-            let ts: Vec<u32> = out
-                .iter()
-                .filter(|(k, _)| *k == t)
-                .map(|(_, d)| *d)
-                .collect();
-            assert!(ts.windows(2).all(|w| w[0] <= w[1]), "{t:?}: {ts:?}");
-        }
-    }
-
-    #[test]
-    fn rebasing_across_the_32_bit_wrap() {
-        let mut r = Rebaser::default();
-        let mut f = frame(Track::Video, u32::MAX - 10, true, false);
-        r.map(&mut f);
-        let mut g = frame(Track::Video, 30, false, false);
-        r.map(&mut g);
-        assert_eq!(g.dts, 30, "a wrap is time passing, not going back");
-        r.new_session();
-        let mut h = frame(Track::Video, 0, true, false);
-        r.map(&mut h);
-        assert_eq!(h.dts, 30 + 41);
+    fn a_later_upstream_session_is_marked_as_a_clock_restart() {
+        // The rebasing itself is the hub's normaliser's (media::time tests
+        // `a_source_restart_rebases_its_next_media_frame` and `a_restart_across_the_wrap`).
+        let mut relay = Relay::default();
+        relay.new_session();
+        let first = relay
+            .process(frame(Track::Video, 1000, true, false))
+            .unwrap();
+        assert!(!first.discontinuity, "the first session is not a restart");
+        relay.new_session();
+        let meta = relay.process(frame(Track::Meta, 0, true, false)).unwrap();
+        assert!(meta.discontinuity, "the new session's first frame says so");
+        let v = relay.process(frame(Track::Video, 0, true, false)).unwrap();
+        assert!(!v.discontinuity, "only once");
+        // A dropped repeat does not swallow the mark.
+        relay.new_session();
+        assert!(relay.process(frame(Track::Meta, 0, true, false)).is_none());
+        assert!(
+            relay
+                .process(frame(Track::Video, 5, true, false))
+                .unwrap()
+                .discontinuity
+        );
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! The stream hub: the single-threaded core between protocol inputs and players. Publishers
-//! hand it `Frame`s; it keeps each stream's late-joiner cache, serialises each frame once per
+//! hand it `Frame`s; it normalises each at entry with the stream's ingest normaliser
+//! (`media::time`, `media::meta`) and hands it on normalised (`FrameOutcome::frame`, for the
+//! recorders), keeps each stream's late-joiner cache, serialises each frame once per
 //! output form in use, appends the shared packets to every viewer's bounded queue and reports
 //! which viewers need flushing or disconnecting. It owns no sockets and no clock (`now_ms` is
 //! passed in); the server writes the queues (`Viewer::queue`) and closes connections.
@@ -20,12 +22,13 @@ use std::sync::Arc;
 
 use slab::Slab;
 
+pub use crate::media::MetaInfo;
 pub use cache::{CacheLimits, Cached};
 pub use packet::{flv_file_header, FormKind, OutputForm, Packet};
 pub use queue::{QueueLimits, QueueStats, SlowReason, Verdict, ViewerQueue};
-pub use stream::{is_on_metadata, strip_set_data_frame, MetaInfo, Timeline, Viewer};
+pub use stream::Viewer;
 
-use crate::media::{Codec, Frame, StreamKey, Track};
+use crate::media::{meta, Codec, Frame, StreamKey, Track};
 use stream::{Publisher, Stream, ViewerState};
 
 /// Hub settings (from the command line).
@@ -122,6 +125,9 @@ pub struct FrameOutcome<'a> {
     pub flush: &'a [ViewerId],
     /// Viewers over a hard bound, now ended with `ViewerEnd::TooSlow`: disconnect them.
     pub too_slow: &'a [ViewerId],
+    /// The frame as the hub relayed it, normalised (`media::time`, `media::meta`): what the
+    /// recorders get. `None` when not accepted.
+    pub frame: Option<Frame>,
 }
 
 /// One stream, for the API and the periodic log line.
@@ -277,9 +283,10 @@ impl Hub {
         stream.viewers
     }
 
-    /// A frame from `publisher` on `key`: updates the cache, appends the frame's packets to
-    /// every playing viewer's queue under the slow-viewer policy, and starts viewers that were
-    /// waiting for it. Allocation per frame is per form, never per viewer.
+    /// A frame from `publisher` on `key`: normalises it (the stream's ingest normaliser: stream
+    /// time, discontinuity, player timestamp, metadata), updates the cache, appends the frame's
+    /// packets to every playing viewer's queue under the slow-viewer policy, and starts viewers
+    /// that were waiting for it. Allocation per frame is per form, never per viewer.
     pub fn frame(
         &mut self,
         key: &StreamKey,
@@ -289,11 +296,12 @@ impl Hub {
     ) -> FrameOutcome<'_> {
         self.flush.clear();
         self.too_slow.clear();
-        let accepted = self.frame_inner(key, publisher, frame, now_ms);
+        let frame = self.frame_inner(key, publisher, frame, now_ms);
         FrameOutcome {
-            accepted,
+            accepted: frame.is_some(),
             flush: &self.flush,
             too_slow: &self.too_slow,
+            frame,
         }
     }
 
@@ -303,24 +311,24 @@ impl Hub {
         publisher: usize,
         mut frame: Frame,
         now_ms: u64,
-    ) -> bool {
-        let Some(stream) = self.streams.get_mut(key) else {
-            return false;
-        };
-        let Some(p) = stream.publisher.as_mut().filter(|p| p.token == publisher) else {
-            return false;
-        };
+    ) -> Option<Frame> {
+        let stream = self.streams.get_mut(key)?;
+        let p = stream.publisher.as_mut().filter(|p| p.token == publisher)?;
         p.last_ms = now_ms;
         p.bytes_in += frame.data.len() as u64;
         p.frames_in += 1;
 
+        // The one ingest normaliser: stream time, discontinuity, the timestamp players get, and
+        // `onMetaData` without `@setDataFrame`.
+        stream.clock.normalise(&mut frame);
+        let time = frame.time;
         let mut is_metadata = false;
         match frame.track {
             Track::Meta => {
-                frame.data = strip_set_data_frame(&frame.data);
-                is_metadata = is_on_metadata(&frame.data);
-                if is_metadata {
-                    stream.meta = MetaInfo::parse(&frame.data);
+                if let Some(body) = meta::on_metadata(&frame.data) {
+                    stream.meta = MetaInfo::parse(&body);
+                    frame.data = body;
+                    is_metadata = true;
                 }
             }
             Track::Video => {
@@ -334,12 +342,6 @@ impl Hub {
                 stream.seen_media |= !frame.config;
             }
         }
-        // Metadata often carries dts 0 whenever it is sent: it must not move the timeline.
-        let time = if frame.track == Track::Meta {
-            stream.timeline.now()
-        } else {
-            stream.timeline.advance(frame.dts)
-        };
         let resume = match frame.track {
             Track::Video => frame.key && !frame.config,
             Track::Audio => !stream.seen_video && !frame.config,
@@ -384,6 +386,7 @@ impl Hub {
             }
         }
 
+        let relayed = frame.clone();
         let stored = if frame.track == Track::Meta && !is_metadata {
             false
         } else {
@@ -416,7 +419,7 @@ impl Hub {
                 }
             }
         }
-        true
+        Some(relayed)
     }
 
     /// A new viewer of `key` in `form`; `token` is the server's connection token. Returns its
@@ -736,7 +739,9 @@ mod tests {
         Tag {
             tag: f.tag_type(),
             ts: f.dts,
-            body: strip_set_data_frame(&f.data).to_vec(),
+            body: meta::on_metadata(&f.data)
+                .unwrap_or_else(|| f.data.clone())
+                .to_vec(),
         }
     }
 

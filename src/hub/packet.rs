@@ -50,9 +50,9 @@ pub enum FormKind {
 pub struct Packet {
     /// The bytes to write: the whole message in the form's framing.
     pub data: Bytes,
-    /// The frame's timestamp as the publisher sent it.
+    /// The frame's timestamp as players get it (`Frame::dts`).
     pub dts: u32,
-    /// The stream's monotonic media time in ms (see `stream::Timeline`): the queue policy
+    /// The stream's monotonic media time in ms (`Frame::time`, `media::time`): the queue policy
     /// measures spans and lag with it so that publisher timestamp jumps and wraps cannot
     /// make a viewer look late.
     pub time: u64,

@@ -43,8 +43,16 @@ pub enum Codec {
 #[derive(Clone, Debug)]
 pub struct Frame {
     pub track: Track,
-    /// Decode timestamp in milliseconds, exactly as the publisher sent it (32-bit, wrapping).
+    /// Decode timestamp in milliseconds as players receive it (32-bit, wrapping): the
+    /// publisher's own until its clock jumps, then the continued stream time truncated to 32 bits
+    /// (`media::time` has the policy).
     pub dts: u32,
+    /// Monotonic stream time in milliseconds, set by the ingest normaliser (`media::time`); every
+    /// recorder and the hub's queue policy read this, never `dts`. `parse` sets it to `dts`.
+    pub time: u64,
+    /// The source's clock jumped just before this frame (set by the normaliser; a source may set
+    /// it beforehand to say its clock restarted).
+    pub discontinuity: bool,
     /// Composition time offset in milliseconds (H.264/H.265 B-frames); 0 otherwise.
     pub cts: i32,
     /// Video: a keyframe (FLV frame type 1). Audio and metadata: always true.
@@ -73,6 +81,8 @@ impl Frame {
                 Some(Frame {
                     track: Track::Audio,
                     dts,
+                    time: dts as u64,
+                    discontinuity: false,
                     cts: 0,
                     key: true,
                     config,
@@ -104,6 +114,8 @@ impl Frame {
                 Some(Frame {
                     track: Track::Video,
                     dts,
+                    time: dts as u64,
+                    discontinuity: false,
                     cts,
                     key,
                     config,
@@ -114,6 +126,8 @@ impl Frame {
             TAG_SCRIPT => Some(Frame {
                 track: Track::Meta,
                 dts,
+                time: dts as u64,
+                discontinuity: false,
                 cts: 0,
                 key: true,
                 config: false,
@@ -144,6 +158,8 @@ impl Frame {
         Frame {
             track: Track::Video,
             dts,
+            time: dts as u64,
+            discontinuity: false,
             cts,
             key,
             config,

@@ -457,14 +457,13 @@ struct Pending {
     data: Bytes,
 }
 
-/// Per-track timeline: unwraps 32-bit millisecond dts, maps it to track ticks, keeps decode
-/// times strictly increasing, and collects the samples of the open segment.
+/// Per-track timeline: maps the stream time (ms, already monotonic and continuous across
+/// publisher clock jumps: `media::time`) to track ticks, keeps decode times strictly
+/// increasing, and collects the samples of the open segment.
 #[derive(Debug)]
 struct TrackLine {
     id: u32,
     timescale: u32,
-    last_raw: Option<u32>,
-    ms: i64,
     last_dt: Option<u64>,
     last_duration: u32,
     default_duration: u32,
@@ -474,18 +473,11 @@ struct TrackLine {
     first_ms: Option<i64>,
 }
 
-/// A jump larger than these between two frames of one track is a publisher timestamp reset,
-/// not media time: the track continues from where it was.
-const MAX_BACKWARD_MS: i64 = 1000;
-const MAX_FORWARD_MS: i64 = 30_000;
-
 impl TrackLine {
     fn new(id: u32, timescale: u32, default_duration: u32) -> TrackLine {
         TrackLine {
             id,
             timescale,
-            last_raw: None,
-            ms: 0,
             last_dt: None,
             last_duration: default_duration,
             default_duration,
@@ -497,25 +489,6 @@ impl TrackLine {
             },
             first_ms: None,
         }
-    }
-
-    /// Unwrapped ms relative to the stream base.
-    fn unwrap_ms(&mut self, raw: u32, base: u32) -> i64 {
-        let ms = match self.last_raw {
-            None => raw.wrapping_sub(base) as i32 as i64,
-            Some(last) => {
-                let delta = raw.wrapping_sub(last) as i32 as i64;
-                if !(-MAX_BACKWARD_MS..=MAX_FORWARD_MS).contains(&delta) {
-                    let step = self.last_duration as i64 * 1000 / self.timescale as i64;
-                    self.ms + step.max(1)
-                } else {
-                    self.ms + delta
-                }
-            }
-        };
-        self.last_raw = Some(raw);
-        self.ms = ms;
-        ms
     }
 
     fn ticks(&self, ms: i64) -> u64 {
@@ -598,7 +571,8 @@ pub struct Fragmenter {
     target_ms: u32,
     video: Option<TrackLine>,
     audio: Option<TrackLine>,
-    base: Option<u32>,
+    /// Stream time (ms) of decode time 0.
+    base: Option<u64>,
     /// Frames held until the base is fixed.
     lead: Vec<LeadFrame>,
     sequence: u32,
@@ -608,7 +582,7 @@ pub struct Fragmenter {
 #[derive(Debug)]
 struct LeadFrame {
     track: Track,
-    dts: u32,
+    time: u64,
     cts: i32,
     key: bool,
     data: Bytes,
@@ -640,40 +614,44 @@ impl Fragmenter {
         self.audio.is_some()
     }
 
-    /// Adds one media sample (codec payload only, no FLV header). Returns the segment that this
-    /// sample closed, if it closed one. Frames of a track this fragmenter does not have are ignored.
+    fn has_track(&self, track: Track) -> bool {
+        match track {
+            Track::Video => self.has_video(),
+            Track::Audio => self.has_audio(),
+            Track::Meta => false,
+        }
+    }
+
+    /// Adds one media sample (codec payload only, no FLV header) at the stream time `time` (ms,
+    /// `Frame::time`). Returns the segment that this sample closed, if it closed one. Frames of a
+    /// track this fragmenter does not have are ignored.
     pub fn push(
         &mut self,
         track: Track,
-        dts: u32,
+        time: u64,
         cts: i32,
         key: bool,
         data: Bytes,
     ) -> Option<Fragment> {
-        let wanted = match track {
-            Track::Video => self.video.is_some(),
-            Track::Audio => self.audio.is_some(),
-            Track::Meta => false,
-        };
-        if !wanted {
+        if !self.has_track(track) {
             return None;
         }
         if self.base.is_some() {
-            return self.push_timed(track, dts, cts, key, data, true);
+            return self.push_timed(track, time, cts, key, data, true);
         }
         self.lead.push(LeadFrame {
             track,
-            dts,
+            time,
             cts,
             key,
             data,
         });
-        let first = self.lead[0].dts;
-        let span = dts.wrapping_sub(first) as i32;
+        let first = self.lead[0].time;
+        let span = time.saturating_sub(first);
         let seen = |t: Track| self.lead.iter().any(|f| f.track == t);
         let all_seen = (self.video.is_none() || seen(Track::Video))
             && (self.audio.is_none() || seen(Track::Audio));
-        let limit = MAX_LEAD_MS.min(self.target_ms / 2) as i32;
+        let limit = MAX_LEAD_MS.min(self.target_ms / 2) as u64;
         if all_seen || span >= limit || self.lead.len() >= MAX_LEAD_FRAMES {
             self.release_lead();
         }
@@ -684,37 +662,31 @@ impl Fragmenter {
     /// shorter than half a segment.
     fn release_lead(&mut self) {
         let lead = std::mem::take(&mut self.lead);
-        let Some(first) = lead.first().map(|f| f.dts) else {
+        let Some(min) = lead.iter().map(|f| f.time).min() else {
             return;
         };
-        let min = lead
-            .iter()
-            .map(|f| f.dts.wrapping_sub(first) as i32)
-            .min()
-            .unwrap_or(0);
-        self.base = Some(first.wrapping_add(min as u32));
+        self.base = Some(min);
         for f in lead {
-            self.push_timed(f.track, f.dts, f.cts, f.key, f.data, false);
+            self.push_timed(f.track, f.time, f.cts, f.key, f.data, false);
         }
     }
 
     fn push_timed(
         &mut self,
         track: Track,
-        dts: u32,
+        time: u64,
         cts: i32,
         key: bool,
         data: Bytes,
         may_cut: bool,
     ) -> Option<Fragment> {
-        let base = *self.base.get_or_insert(dts);
+        let base = *self.base.get_or_insert(time);
         let target = self.target_ms;
-        let line = match track {
-            Track::Video => self.video.as_mut()?,
-            Track::Audio => self.audio.as_mut()?,
-            Track::Meta => return None,
-        };
-        let ms = line.unwrap_ms(dts, base);
+        if !self.has_track(track) {
+            return None;
+        }
+        // Before the base only for a frame of a track that came after the lead (ticks() clamps).
+        let ms = time.wrapping_sub(base) as i64;
         // The segment's clock is the video track's once video flows (a configured video track
         // that never sends a frame does not hold audio hostage); a carried-over sample never
         // counts from before the last cut, so a stalled track cannot force a cut per frame.
@@ -789,6 +761,7 @@ impl Fragmenter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::Normaliser;
     use crate::mux::bmff::{boxes, find, Reader};
 
     fn b(n: usize) -> Bytes {
@@ -961,8 +934,11 @@ mod tests {
             events.push((5 + i * 1024 * 1000 / 48_000, Track::Audio, true));
         }
         events.sort_by_key(|e| e.0);
+        // The publisher's clock wraps past 2^32 ms; the normaliser makes it stream time.
+        let mut clock = Normaliser::new();
         for (ms, t, key) in events {
-            if let Some(fr) = f.push(t, ms.wrapping_add(u32::MAX - 500), 0, key, b(10)) {
+            let time = clock.stamp(t, false, ms.wrapping_add(u32::MAX - 500)).time;
+            if let Some(fr) = f.push(t, time, 0, key, b(10)) {
                 frags.push(fr);
             }
         }
@@ -1002,7 +978,7 @@ mod tests {
         let mut f = Fragmenter::new(1000, true, None);
         let mut frags = Vec::new();
         for i in 0..100u32 {
-            frags.extend(f.push(Track::Video, i * 40, 0, i == 0, b(1)));
+            frags.extend(f.push(Track::Video, i as u64 * 40, 0, i == 0, b(1)));
         }
         frags.extend(f.finish());
         let v: Vec<usize> = frags
@@ -1015,7 +991,7 @@ mod tests {
         let mut f = Fragmenter::new(1000, false, Some(44_100));
         let mut n = 0;
         for i in 0..200u32 {
-            if let Some(fr) = f.push(Track::Audio, i * 23, 0, true, b(1)) {
+            if let Some(fr) = f.push(Track::Audio, i as u64 * 23, 0, true, b(1)) {
                 assert!(fr.video.is_none());
                 assert!((fr.duration_secs() - 1.0).abs() < 0.03);
                 n += 1;
@@ -1031,14 +1007,14 @@ mod tests {
         f.push(Track::Video, 40, 0, false, b(1));
         let mut cuts = 0;
         for i in 0..300u32 {
-            cuts += f.push(Track::Audio, i * 20, 0, true, b(1)).is_some() as u32;
+            cuts += f.push(Track::Audio, i as u64 * 20, 0, true, b(1)).is_some() as u32;
         }
         // 6 s of audio after video stopped at 40 ms: hard cuts every 2 s, not per frame.
         assert_eq!(cuts, 2);
         // A configured video track that never sends frames: audio cuts on time.
         let mut f = Fragmenter::new(1000, true, Some(48_000));
         let cuts: usize = (0..300u32)
-            .filter_map(|i| f.push(Track::Audio, i * 20, 0, true, b(1)))
+            .filter_map(|i| f.push(Track::Audio, i as u64 * 20, 0, true, b(1)))
             .count();
         assert_eq!(cuts, 5);
     }
@@ -1046,10 +1022,10 @@ mod tests {
     #[test]
     fn time_zero_is_the_earliest_frame_even_when_it_arrives_second() {
         let mut f = Fragmenter::new(4000, true, Some(48_000));
-        let hour = 3_600_000u32;
+        let hour = 3_600_000u64;
         let mut frags = Vec::new();
         for i in 0..250u32 {
-            let t = hour + i * 40;
+            let t = hour + i as u64 * 40;
             frags.extend(f.push(Track::Video, t, 0, i % 50 == 0, b(1)));
             frags.extend(f.push(Track::Audio, t - 20, 0, true, b(1)));
         }
@@ -1065,13 +1041,18 @@ mod tests {
     }
 
     #[test]
-    fn decode_times_never_go_backwards() {
+    fn decode_times_never_go_backwards_nor_stretch_at_a_jump() {
         let mut f = Fragmenter::new(1000, true, None);
-        f.push(Track::Video, 100, 0, true, b(1));
-        f.push(Track::Video, 140, 0, false, b(1));
-        f.push(Track::Video, 120, 0, false, b(1)); // backwards by 20 ms
-        f.push(Track::Video, 50_000_000, 0, false, b(1)); // a reset far ahead
-        f.push(Track::Video, 50_000_040, 0, false, b(1));
+        let mut clock = Normaliser::new();
+        let raw = [
+            100, 140, 120,        // backwards by 20 ms
+            50_000_000, // a reset far ahead
+            50_000_040,
+        ];
+        for (i, dts) in raw.into_iter().enumerate() {
+            let time = clock.stamp(Track::Video, false, dts).time;
+            f.push(Track::Video, time, 0, i == 0, b(1));
+        }
         let fr = f.finish().unwrap();
         let run = fr.video.unwrap();
         assert_eq!(run.decode_time, 0);

@@ -1,15 +1,14 @@
 //! The FLV recorder: `flv/{app}/{stream}/YYYYMMDD_HHMMSS.flv` per session. Header flags from the
 //! tracks present (after a short prelude), onMetaData rewritten with room for `duration` and
-//! `filesize` (patched in place at the end), then every tag as it arrives on a continuous
-//! timeline from 0. Flushed to the file every second of media, so a killed process leaves a file
+//! `filesize` (patched in place at the end), then every tag as it arrives, stamped with the
+//! stream time (`Frame::time`, continuous across publisher clock jumps) counted from 0. Flushed to the file every second of media, so a killed process leaves a file
 //! that is readable up to its last whole tag. Tag bytes come from `mux::flv`.
 
 use super::paths::{self, with_path};
 use super::{Prelude, Sink};
 use crate::amf::{amf0, Value};
-use crate::media::{Frame, StreamKey, Track};
+use crate::media::{meta, Frame, StreamKey, Track};
 use crate::mux::flv as flvmux;
-use crate::mux::hls::Timeline;
 use std::fs::File;
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -40,7 +39,8 @@ struct FlvOut {
     /// A write failed: the file was cut back to `on_disk`; nothing more is written.
     failed: bool,
     path: PathBuf,
-    timeline: Timeline,
+    /// The session's time 0 on the stream time.
+    base: u64,
     written: u64,
     /// File offsets of the two 8-byte doubles patched at the end.
     duration_at: u64,
@@ -126,7 +126,7 @@ impl FlvSink {
             on_disk: 0,
             failed: false,
             path,
-            timeline: Timeline::new(pre.first_dts),
+            base: pre.first_time,
             written: head.len() as u64,
             duration_at: body_at + duration_in_body as u64,
             filesize_at: body_at + filesize_in_body as u64,
@@ -150,26 +150,30 @@ impl FlvOut {
         if self.failed {
             return Err(io::Error::other("an earlier write failed"));
         }
-        let (t, body): (i64, &[u8]) = match frame.track {
+        let (t, body) = match frame.track {
             Track::Meta => {
                 // Mid-stream metadata: kept as a tag at the current time, as `onMetaData`.
                 let t = self.audio_end.last.max(self.video_end.last).unwrap_or(0);
-                (t, strip_set_data_frame(&frame.data))
+                (
+                    t,
+                    meta::on_metadata(&frame.data).unwrap_or_else(|| frame.data.clone()),
+                )
             }
             track => {
-                let t = self.timeline.map(track, frame.dts).t.max(0);
+                // Stamped a little before the session's first frame (interleaving): at 0.
+                let t = (frame.time.wrapping_sub(self.base) as i64).max(0);
                 if track == Track::Audio {
                     self.audio_end.update(t);
                 } else {
                     self.video_end.update(t);
                 }
-                (t, &frame.data[..])
+                (t, frame.data.clone())
             }
         };
         let header = flvmux::tag_header(frame.tag_type(), body.len(), t as u32);
         let trailer = flvmux::tag_trailer(body.len());
         self.buf.extend_from_slice(&header);
-        self.buf.extend_from_slice(body);
+        self.buf.extend_from_slice(&body);
         self.buf.extend_from_slice(&trailer);
         self.written += (header.len() + body.len() + trailer.len()) as u64;
         if t - self.last_flush_t >= FLUSH_MS || self.buf.len() >= BUF_LEN {
@@ -257,23 +261,9 @@ impl Sink for FlvSink {
     }
 }
 
-/// `@setDataFrame` is an RTMP instruction, not part of what a file stores.
-fn strip_set_data_frame(data: &[u8]) -> &[u8] {
-    const SDF: &[u8] = b"\x02\x00\x0d@setDataFrame";
-    data.strip_prefix(SDF).unwrap_or(data)
-}
-
-/// The properties of an `onMetaData` script body (`@setDataFrame` allowed in front).
-fn metadata_props(data: &[u8]) -> Option<Vec<(String, Value)>> {
-    let body = strip_set_data_frame(data);
-    let (name, used) = amf0::decode(body).ok()?;
-    if name.as_str()? != "onMetaData" {
-        return None;
-    }
-    match amf0::decode(body.get(used..)?).ok()?.0 {
-        Value::Object(p) | Value::EcmaArray(p) => Some(p),
-        _ => None,
-    }
+/// The properties of an `onMetaData` script body (`media::meta` says what that is).
+fn metadata_props(data: &bytes::Bytes) -> Option<Vec<(String, Value)>> {
+    meta::properties(&meta::on_metadata(data)?)
 }
 
 /// An `onMetaData` body: `duration` and `filesize` first (placeholders, patched at the end), then
@@ -358,13 +348,13 @@ mod tests {
     fn bad_metadata_is_ignored() {
         let mut data = meta_frame(false).data.to_vec();
         data.truncate(data.len() - 5);
-        assert!(metadata_props(&data).is_none());
-        assert!(metadata_props(&[2, 0, 3, b'a', b'b', b'c']).is_none());
+        assert!(metadata_props(&Bytes::from(data)).is_none());
+        assert!(metadata_props(&Bytes::from_static(&[2, 0, 3, b'a', b'b', b'c'])).is_none());
         // Deep nesting is refused, not a stack overflow.
         let mut deep = vec![2, 0, 10];
         deep.extend_from_slice(b"onMetaData");
         deep.extend(std::iter::repeat_n(3u8, 10_000).flat_map(|m| [m, 0, 1, b'x']));
-        assert!(metadata_props(&deep).is_none());
+        assert!(metadata_props(&Bytes::from(deep)).is_none());
     }
 
     fn video(dts: u32, config: bool, key: bool) -> Frame {
@@ -429,7 +419,7 @@ mod tests {
         let tags = tags(&file);
         assert_eq!(tags.len(), 1 + 3 + 100);
         assert_eq!(tags[0].0, 18);
-        let props = metadata_props(&tags[0].2).unwrap();
+        let props = metadata_props(&Bytes::from(tags[0].2.clone())).unwrap();
         let get = |k: &str| props.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
         assert_eq!(get("duration"), Some(Value::Number(2.04)));
         assert_eq!(get("filesize"), Some(Value::Number(file.len() as f64)));

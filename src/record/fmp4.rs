@@ -211,7 +211,7 @@ impl Fmp4Sink {
         let Some(data) = Self::media_payload(frame) else {
             return Ok(());
         };
-        if let Some(closed) = frag.push(frame.track, frame.dts, frame.cts, frame.key, data) {
+        if let Some(closed) = frag.push(frame.track, frame.time, frame.cts, frame.key, data) {
             self.write_fragment(&closed)?;
         }
         Ok(())

@@ -3,14 +3,16 @@
 //! segments only and is replaced atomically. On a new session the previous one's files move to a
 //! sub-folder named after its start (its playlist completed first); at process start, playlists a
 //! killed process left open get their ENDLIST (`repair`). TS bytes come from `mux::ts`, cut and
-//! playlist decisions from `mux::hls`.
+//! playlist decisions from `mux::hls`, times and jumps from the ingest normaliser (`Frame::time`,
+//! `Frame::discontinuity`): a jump cuts the segment at the next keyframe (audio-only: at once)
+//! and the next one starts with `#EXT-X-DISCONTINUITY`.
 
 use super::paths::{self, with_path};
 use super::{Prelude, Sink};
 use crate::media::aac::AudioSpecificConfig;
 use crate::media::avc::AvcConfig;
 use crate::media::{Codec, Frame, StreamKey, Track};
-use crate::mux::hls::{self as hlsmux, CutPolicy, Playlist, SegmentEntry, Timeline};
+use crate::mux::hls::{self as hlsmux, CutPolicy, Playlist, SegmentEntry};
 use crate::mux::ts::{self, Es, Pes, Program, StreamType, TsWriter};
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
@@ -39,7 +41,8 @@ pub struct HlsSink {
     policy: CutPolicy,
     playlist: Playlist,
     prelude: Option<Prelude>,
-    timeline: Timeline,
+    /// The session's time 0 on the stream time (`Frame::time`).
+    base: u64,
     avc: Option<AvcConfig>,
     aac: Option<AudioSpecificConfig>,
     mp3: bool,
@@ -86,7 +89,7 @@ impl HlsSink {
             },
             playlist: Playlist::new(options.window, options.fragment_ms as u64, started_ms),
             prelude: Some(Prelude::default()),
-            timeline: Timeline::new(0),
+            base: 0,
             avc: None,
             aac: None,
             mp3: false,
@@ -121,7 +124,7 @@ impl HlsSink {
             return Ok(());
         };
         let pre = prelude.take();
-        self.timeline = Timeline::new(pre.first_dts);
+        self.base = pre.first_time;
         for f in &pre.frames {
             self.media(f)?;
         }
@@ -129,6 +132,12 @@ impl HlsSink {
     }
 
     fn media(&mut self, frame: &Frame) -> io::Result<()> {
+        // The publisher's clock jumped (media::time decided): the next segment starts with
+        // #EXT-X-DISCONTINUITY, at the next frame that may begin one. Noted before any frame is
+        // skipped below, so a jump on a frame HLS does not carry is not lost.
+        if frame.discontinuity && self.segment.is_some() {
+            self.pending_discontinuity = true;
+        }
         match (frame.track, frame.codec) {
             (Track::Meta, _) => return Ok(()),
             (Track::Video, Codec::Avc) if frame.config => {
@@ -166,11 +175,9 @@ impl HlsSink {
                 return Ok(());
             }
         }
-        let mapped = self.timeline.map(frame.track, frame.dts);
-        let t = mapped.t;
-        if mapped.discontinuity && self.segment.is_some() {
-            self.pending_discontinuity = true;
-        }
+        // Continuous across jumps (the normaliser rebased them); may be slightly negative for a
+        // frame interleaved before the session's first one.
+        let t = frame.time.wrapping_sub(self.base) as i64;
         let wanted = self.wanted_program();
         let is_video = frame.track == Track::Video;
         // A frame that may begin a segment: a keyframe when the program has video, else audio.
@@ -490,6 +497,7 @@ fn subdirs(dir: &Path) -> io::Result<Vec<PathBuf>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::Normaliser;
     use crate::record::testutil::{check_segment, temp_dir};
     use bytes::Bytes;
 
@@ -582,15 +590,36 @@ mod tests {
         fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// `feed` through the ingest normaliser, as the hub gives frames to recorders.
+    fn feed_normalised(s: &mut HlsSink, clock: &mut Normaliser, t0: u32, ms: u32) {
+        for t in (0..ms).step_by(40) {
+            for mut f in [
+                picture(t0.wrapping_add(t), t % 1000 == 0),
+                aac(t0.wrapping_add(t), false),
+            ] {
+                clock.normalise(&mut f);
+                s.frame(&f).unwrap();
+            }
+        }
+    }
+
+    fn extinfs(text: &str) -> Vec<f64> {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("#EXTINF:"))
+            .map(|v| v.trim_end_matches(',').parse::<f64>().unwrap())
+            .collect()
+    }
+
     #[test]
     fn timestamp_restart_is_a_discontinuity() {
         let dir = temp_dir("hls-disc");
         let mut s = sink(&dir, 0);
+        let mut clock = Normaliser::new();
         s.frame(&avc_config()).unwrap();
         s.frame(&aac(0, true)).unwrap();
-        feed(&mut s, 50_000, 3000);
+        feed_normalised(&mut s, &mut clock, 50_000, 3000);
         // The publisher restarts its clock.
-        feed(&mut s, 0, 3000);
+        feed_normalised(&mut s, &mut clock, 0, 3000);
         s.finish().unwrap();
         let text = fs::read_to_string(dir.join(PLAYLIST)).unwrap();
         assert_eq!(text.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{text}");
@@ -598,13 +627,84 @@ mod tests {
         // The discontinuity comes right where the restart was (after the 3 s of the first run).
         assert!(text[..i].contains("segment_2.ts") && !text[..i].contains("segment_3.ts"));
         // Timestamps stay continuous: no EXTINF is longer than the content.
-        let total: f64 = text
-            .lines()
-            .filter_map(|l| l.strip_prefix("#EXTINF:"))
-            .map(|v| v.trim_end_matches(',').parse::<f64>().unwrap())
-            .sum();
+        let total: f64 = extinfs(&text).iter().sum();
         assert!((total - 6.0).abs() < 0.1, "{total}\n{text}");
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Issue 13, hole 5: a publisher whose clock jumped made one 120 s segment (EXTINF 122.6).
+    #[test]
+    fn jumping_timestamps_cut_hls_segments_not_stretch_them() {
+        let dir = temp_dir("hls-jumps");
+        let mut s = sink(&dir, 0);
+        let mut clock = Normaliser::new();
+        s.frame(&avc_config()).unwrap();
+        s.frame(&aac(0, true)).unwrap();
+        let hours = 5 * 3_600_000;
+        // 5 s, a jump forward by hours, 5 s, a jump back to 0, 5 s, a jump to just before the
+        // 32-bit wrap and 5 s across it (the wrap itself is no jump).
+        for t0 in [10_000, 15_000 + hours, 0, u32::MAX - 2_000] {
+            feed_normalised(&mut s, &mut clock, t0, 5000);
+        }
+        s.finish().unwrap();
+        let text = fs::read_to_string(dir.join(PLAYLIST)).unwrap();
+        assert_eq!(text.matches("#EXT-X-DISCONTINUITY\n").count(), 3, "{text}");
+        let durations = extinfs(&text);
+        // 2 s target, keyframes every second: no segment longer than 2 s plus one GOP.
+        assert!(durations.iter().all(|&d| d > 0.0 && d <= 3.0), "{text}");
+        assert!(tag_value(&text, "#EXT-X-TARGETDURATION:") <= 3, "{text}");
+        let total: f64 = durations.iter().sum();
+        assert!((total - 20.0).abs() < 0.2, "{total}\n{text}");
+        // Each discontinuity starts a segment that begins with a keyframe.
+        let mut pts = Vec::new();
+        for seg in text.lines().filter(|l| l.ends_with(".ts")) {
+            let bytes = fs::read(dir.join(seg)).unwrap();
+            check_segment(&bytes, true);
+            pts.extend(video_dts(&bytes));
+        }
+        // And the decode times of the whole session only go forward, 40 ms at a time.
+        assert_eq!(pts.len(), 4 * 125);
+        assert!(
+            pts.windows(2)
+                .all(|w| w[1] > w[0] && w[1] - w[0] <= 90 * 80),
+            "{pts:?}"
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn tag_value(text: &str, tag: &str) -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(tag))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap()
+    }
+
+    /// The DTS (90 kHz) of every video PES in a segment (PID 0x100), in order.
+    fn video_dts(ts: &[u8]) -> Vec<u64> {
+        let mut out = Vec::new();
+        for p in ts.chunks(188) {
+            let pid = ((p[1] as u16 & 0x1f) << 8) | p[2] as u16;
+            if pid != 0x100 || p[1] & 0x40 == 0 {
+                continue;
+            }
+            let start = if p[3] & 0x20 != 0 {
+                5 + p[4] as usize
+            } else {
+                4
+            };
+            let pes = &p[start..];
+            assert_eq!(&pes[..3], &[0, 0, 1]);
+            let flags = pes[7] >> 6;
+            let at = if flags == 3 { 14 } else { 9 };
+            let b = &pes[at..at + 5];
+            let v = ((b[0] as u64 >> 1) & 7) << 30
+                | (b[1] as u64) << 22
+                | (b[2] as u64 >> 1) << 15
+                | (b[3] as u64) << 7
+                | b[4] as u64 >> 1;
+            out.push(v);
+        }
+        out
     }
 
     #[test]

@@ -160,9 +160,11 @@ pub fn repair(data_dir: &Path) {
 pub struct Prelude {
     frames: Vec<Frame>,
     bytes: usize,
-    first_media: Option<u32>,
-    /// Smallest media dts, as an offset from `first_media` (interleaving can go backwards).
-    min_offset: i32,
+    /// An audio or video frame (sequence headers included) arrived.
+    any_media: bool,
+    /// Stream times (`Frame::time`) of the first media frame that is not a sequence header
+    /// (headers carry no media time) and of the earliest such frame (interleaving goes back).
+    times: Option<(u64, u64)>,
     audio: bool,
     video: bool,
     audio_config: bool,
@@ -175,13 +177,13 @@ pub struct PreludeOut {
     pub frames: Vec<Frame>,
     pub has_audio: bool,
     pub has_video: bool,
-    /// The earliest media timestamp: the session's time 0.
-    pub first_dts: u32,
+    /// The earliest media stream time (`Frame::time`): the session's time 0.
+    pub first_time: u64,
 }
 
 impl Prelude {
     /// Media time to wait for the second track after the first media frame.
-    pub const WAIT_MS: i32 = 1000;
+    pub const WAIT_MS: u64 = 1000;
     pub const MAX_BYTES: usize = 16 << 20;
     pub const MAX_FRAMES: usize = 2048;
 
@@ -193,10 +195,12 @@ impl Prelude {
         match frame.track {
             Track::Meta => {}
             track => {
-                let first = *self.first_media.get_or_insert(frame.dts);
-                let offset = frame.dts.wrapping_sub(first) as i32;
-                self.min_offset = self.min_offset.min(offset);
-                waited = offset;
+                self.any_media = true;
+                if !frame.config {
+                    let (first, min) = self.times.get_or_insert((frame.time, frame.time));
+                    *min = (*min).min(frame.time);
+                    waited = frame.time.saturating_sub(*first);
+                }
                 if track == Track::Audio {
                     self.audio = true;
                     self.audio_config |= frame.config;
@@ -214,16 +218,19 @@ impl Prelude {
 
     /// True when no media frame has arrived yet.
     pub fn is_empty(&self) -> bool {
-        self.first_media.is_none()
+        !self.any_media
     }
 
     pub fn take(&mut self) -> PreludeOut {
-        let first = self.first_media.unwrap_or(0);
         let out = PreludeOut {
+            // Headers only: their time (the stream clock's) is as good as any.
+            first_time: self.times.map_or_else(
+                || self.frames.iter().map(|f| f.time).min().unwrap_or(0),
+                |(_, min)| min,
+            ),
             frames: std::mem::take(&mut self.frames),
             has_audio: self.audio,
             has_video: self.video,
-            first_dts: first.wrapping_add(self.min_offset as u32),
         };
         *self = Prelude::default();
         out
@@ -471,19 +478,22 @@ mod tests {
         assert!(p.push(&audio(6000, false)));
         let out = p.take();
         assert!(out.has_audio && !out.has_video);
-        assert_eq!(out.first_dts, 5000);
+        assert_eq!(out.first_time, 5000);
     }
 
     #[test]
-    fn prelude_first_dts_is_the_earliest() {
+    fn prelude_first_time_is_the_earliest() {
         let mut p = Prelude::default();
-        p.push(&video(100, true));
-        p.push(&audio(80, true));
-        assert_eq!(p.take().first_dts, 80);
-        // Across the 32-bit wrap.
+        p.push(&video(100, false));
+        p.push(&audio(80, false));
+        assert_eq!(p.take().first_time, 80);
+        // Across the 32-bit wrap, once normalised; sequence headers carry no media time.
+        let mut n = crate::media::Normaliser::new();
         let mut p = Prelude::default();
-        p.push(&video(5, true));
-        p.push(&audio(u32::MAX - 5, true));
-        assert_eq!(p.take().first_dts, u32::MAX - 5);
+        for mut f in [video(0, true), video(5, false), audio(u32::MAX - 5, false)] {
+            n.normalise(&mut f);
+            p.push(&f);
+        }
+        assert_eq!(p.take().first_time, crate::media::time::START - 11);
     }
 }

@@ -670,6 +670,7 @@ mod tests {
                 for f in frames.iter().filter(|f| k == 0 || !f.config) {
                     let mut f = f.clone();
                     f.dts = f.dts.wrapping_add(k * span);
+                    f.time = f.dts as u64;
                     sink.frame(&f).unwrap();
                 }
             }

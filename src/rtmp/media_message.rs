@@ -5,9 +5,9 @@
 use bytes::Bytes;
 
 use super::message::{self as mt, Message};
-use crate::amf::amf0;
+
 use crate::media::frame::TAG_SCRIPT;
-use crate::media::Frame;
+use crate::media::{meta, Frame};
 
 /// The frame an audio, video or data message carries: `None` for other types, for data that is
 /// not `onMetaData` and for payloads `Frame::parse` refuses.
@@ -22,32 +22,13 @@ pub fn to_frame(msg: Message) -> Option<Frame> {
     }
 }
 
-/// The AMF0 `onMetaData` body of a data message, `@setDataFrame` removed, or `None` when the
+/// The AMF0 `onMetaData` body of a data message (`media::meta` decides what that is), or `None` when the
 /// message is other data (`|RtmpSampleAccess`, cue points...) or malformed. AMF0 messages keep
 /// their bytes (sliced, no copy); AMF3 data messages are re-encoded as AMF0.
 pub fn metadata_payload(type_id: u8, payload: &Bytes) -> Option<Bytes> {
     match type_id {
-        mt::DATA_AMF0 => {
-            let (first, used) = amf0::decode(payload).ok()?;
-            let body = match first.as_str()? {
-                "@setDataFrame" => payload.slice(used.min(payload.len())..),
-                "onMetaData" => payload.clone(),
-                _ => return None,
-            };
-            let values = amf0::decode_all(&body).ok()?;
-            (values.len() >= 2 && values[0].as_str() == Some("onMetaData")).then_some(body)
-        }
-        mt::DATA_AMF3 => {
-            let values = mt::decode_message(type_id, payload).ok()?;
-            let start = match values.first()?.as_str()? {
-                "@setDataFrame" => 1,
-                "onMetaData" => 0,
-                _ => return None,
-            };
-            let rest = values.get(start..)?;
-            (rest.len() >= 2 && rest[0].as_str() == Some("onMetaData"))
-                .then(|| Bytes::from(amf0::encode_all(rest)))
-        }
+        mt::DATA_AMF0 => meta::on_metadata(payload),
+        mt::DATA_AMF3 => meta::on_metadata_values(&mt::decode_message(type_id, payload).ok()?),
         _ => None,
     }
 }
@@ -83,6 +64,7 @@ pub fn split_aggregate(msg: &Message) -> Option<Vec<Message>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::amf::amf0;
 
     #[test]
     fn to_frame_takes_media_and_metadata_only() {

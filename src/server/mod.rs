@@ -724,10 +724,15 @@ impl Server {
         frame: crate::media::Frame,
     ) {
         let now_ms = self.now_ms();
-        if let (Some(rec), Some(&id)) = (self.recorders.as_mut(), self.recordings.get(&token)) {
-            rec.frame(id, &frame);
-        }
         let outcome = self.hub.frame(key, token, frame, now_ms);
+        // Recorders get the frame as the hub normalised it (stream time, discontinuity).
+        if let (Some(rec), Some(&id), Some(f)) = (
+            self.recorders.as_mut(),
+            self.recordings.get(&token),
+            &outcome.frame,
+        ) {
+            rec.frame(id, f);
+        }
         self.flush_tokens.clear();
         self.slow_tokens.clear();
         for &v in outcome.flush {

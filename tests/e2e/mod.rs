@@ -7,3 +7,4 @@ mod http;
 mod live;
 mod record;
 mod robustness;
+mod timestamps;
