@@ -17,7 +17,11 @@
 //! - `server`: the one `mio::Poll` loop per process and the glue from sockets to the above.
 //! - `gateway`: the FLV relay and the file gateway modes.
 
+/// The release version, for the API, the gateway's User-Agent and `--version`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
 pub mod amf;
+pub mod codec;
 pub mod config;
 pub mod gateway;
 pub mod http;

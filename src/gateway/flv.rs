@@ -162,7 +162,7 @@ pub fn request(url: &UpstreamUrl, path: &str) -> Vec<u8> {
         "GET {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: rtmpd/{} (flv-gateway)\r\nAccept: */*\r\n\
          Connection: close\r\n\r\n",
         url.authority(),
-        crate::config::VERSION
+        crate::VERSION
     )
     .into_bytes()
 }
