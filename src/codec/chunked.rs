@@ -43,8 +43,10 @@ enum State {
     Size,
     /// This many data bytes of the current chunk are still to come.
     Data(u64),
-    /// Expecting the CRLF after a chunk's data.
+    /// Expecting the CRLF (or a bare LF) after a chunk's data.
     DataEnd,
+    /// The CR after a chunk's data came; expecting its LF.
+    DataLf,
     /// After the last chunk: trailer lines until an empty one.
     Trailer,
     Done,
@@ -89,7 +91,17 @@ impl ChunkedDecoder {
                     };
                     return Ok(Some(data));
                 }
-                State::Size | State::DataEnd | State::Trailer => {
+                // Checked byte by byte: junk after a chunk's data is an error at once, not
+                // a line to wait for.
+                State::DataEnd | State::DataLf => {
+                    self.state = match (self.state, input[0]) {
+                        (State::DataEnd, b'\r') => State::DataLf,
+                        (_, b'\n') => State::Size,
+                        _ => return Err(ChunkedError::MissingCrlf),
+                    };
+                    *input = &input[1..];
+                }
+                State::Size | State::Trailer => {
                     let Some(line) = self.take_line(input)? else {
                         return Ok(None);
                     };
@@ -98,8 +110,6 @@ impl ChunkedDecoder {
                             0 => State::Trailer,
                             n => State::Data(n),
                         },
-                        State::DataEnd if line.is_empty() => State::Size,
-                        State::DataEnd => return Err(ChunkedError::MissingCrlf),
                         _ if line.is_empty() => State::Done,
                         _ => {
                             self.trailer_bytes = self.trailer_bytes.saturating_add(line.len() + 2);
@@ -164,9 +174,9 @@ fn parse_size(line: &[u8]) -> Result<u64, ChunkedError> {
         return Err(ChunkedError::BadSize);
     }
     // All hex digits, at most 15: this cannot fail or overflow.
-    Ok(size
-        .iter()
-        .fold(0u64, |n, &d| n * 16 + (d as char).to_digit(16).unwrap_or(0) as u64))
+    Ok(size.iter().fold(0u64, |n, &d| {
+        n * 16 + (d as char).to_digit(16).unwrap_or(0) as u64
+    }))
 }
 
 /// Digits of `n` in hexadecimal, the length of a chunk-size line without its CRLF.
@@ -228,17 +238,24 @@ mod tests {
     #[test]
     fn table_at_every_split_point() {
         let long_ext = format!("3;{}\r\nabc\r\n0\r\n\r\n", "e".repeat(MAX_LINE - 2));
-        let cases: &[(&[u8], Result<(&[u8], bool), ChunkedError>)] = &[
+        type Want = Result<(&'static [u8], bool), ChunkedError>;
+        let cases: &[(&[u8], Want)] = &[
             (b"5\r\nhello\r\n0\r\n\r\n", Ok((b"hello", true))),
             (
                 b"5\r\nhello\r\n1;ext=1\r\n \r\n6\r\nworld!\r\n0\r\n\r\n",
                 Ok((b"hello world!", true)),
             ),
             (b"A\r\n0123456789\r\n0\r\n\r\n", Ok((b"0123456789", true))),
-            (b"a \t; x=\"y\"\r\nabcdefghij\r\n0\r\n\r\n", Ok((b"abcdefghij", true))),
+            (
+                b"a \t; x=\"y\"\r\nabcdefghij\r\n0\r\n\r\n",
+                Ok((b"abcdefghij", true)),
+            ),
             // Bare LF line ends are tolerated.
             (b"2\nhi\n0\n\n", Ok((b"hi", true))),
-            (b"2\r\nhi\r\n0\r\nX-A: 1\r\nX-B: 2\r\n\r\n", Ok((b"hi", true))),
+            (
+                b"2\r\nhi\r\n0\r\nX-A: 1\r\nX-B: 2\r\n\r\n",
+                Ok((b"hi", true)),
+            ),
             // Incomplete input is "need more", not an error.
             (b"5\r\nhel", Ok((b"hel", false))),
             (b"5\r\nhello\r\n0\r\n", Ok((b"hello", false))),
@@ -250,13 +267,20 @@ mod tests {
             (b";x\r\n", Err(ChunkedError::BadSize)),
             (b"1000000000000000\r\n", Err(ChunkedError::BadSize)),
             (b"3\r\nFLVxx\r\n", Err(ChunkedError::MissingCrlf)),
+            (b"3\r\nabcXY", Err(ChunkedError::MissingCrlf)),
+            (b"3\r\nabc\rX", Err(ChunkedError::MissingCrlf)),
             (&[b'1'; MAX_LINE + 2], Err(ChunkedError::LineTooLong)),
         ];
         for (input, want) in cases {
             for cut in 0..=input.len() {
                 let got = run(input, &[cut]).map(|(b, done, _)| (b, done));
                 let want = want.map(|(b, done)| (b.to_vec(), done));
-                assert_eq!(got, want, "{:?} cut at {cut}", String::from_utf8_lossy(input));
+                assert_eq!(
+                    got,
+                    want,
+                    "{:?} cut at {cut}",
+                    String::from_utf8_lossy(input)
+                );
             }
             // And byte by byte.
             let cuts: Vec<usize> = (1..input.len()).collect();
@@ -296,7 +320,20 @@ mod tests {
 
     #[test]
     fn encoder_round_trips_and_size_lines_match_format() {
-        for n in [0usize, 1, 9, 10, 15, 16, 255, 256, 4095, 65536, 1 << 40, usize::MAX] {
+        for n in [
+            0usize,
+            1,
+            9,
+            10,
+            15,
+            16,
+            255,
+            256,
+            4095,
+            65536,
+            1 << 40,
+            usize::MAX,
+        ] {
             let mut line = [0u8; 18];
             let len = size_line(n, &mut line);
             assert_eq!(&line[..len], format!("{n:x}\r\n").as_bytes());
@@ -307,7 +344,10 @@ mod tests {
             let enc = encode(&body, max);
             for cut in (0..enc.len()).step_by(13) {
                 let (got, done, after) = run(&enc, &[cut]).unwrap();
-                assert!(got == body && done && after.is_empty(), "max {max} cut {cut}");
+                assert!(
+                    got == body && done && after.is_empty(),
+                    "max {max} cut {cut}"
+                );
             }
         }
         assert_eq!(encode(b"", 10), LAST_CHUNK);

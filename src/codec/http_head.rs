@@ -160,7 +160,10 @@ mod tests {
     type Want = Result<(u16, u8, Framing), HeadError>;
 
     fn check(input: &[u8], want: &Want, head_request: bool) {
-        let full = input.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
+        let full = input
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map(|i| i + 4);
         let want = &want.clone().map(|(s, v, f)| (s, v, f, full.unwrap_or(0)));
         for cut in 0..=input.len() {
             let got = parse_response(&input[..cut], MAX_HEAD)
@@ -179,7 +182,12 @@ mod tests {
         }
         let got = parse_response(input, MAX_HEAD)
             .map(|h| h.map(|h| (h.status, h.minor_version, h.framing(head_request), h.len)));
-        assert_eq!(got, want.clone().map(Some), "{:?}", String::from_utf8_lossy(input));
+        assert_eq!(
+            got,
+            want.clone().map(Some),
+            "{:?}",
+            String::from_utf8_lossy(input)
+        );
     }
 
     #[test]
@@ -261,16 +269,28 @@ mod tests {
     #[test]
     fn limits() {
         let huge = format!("HTTP/1.1 200 OK\r\nX: {}\r\n", "a".repeat(MAX_HEAD));
-        assert_eq!(parse_response(huge.as_bytes(), MAX_HEAD), Err(HeadError::TooLarge));
+        assert_eq!(
+            parse_response(huge.as_bytes(), MAX_HEAD),
+            Err(HeadError::TooLarge)
+        );
         // A complete head over the limit is refused too, not only a partial one.
         let big = format!("HTTP/1.1 200 OK\r\nX: {}\r\n\r\n", "a".repeat(200));
-        assert_eq!(parse_response(big.as_bytes(), 100), Err(HeadError::TooLarge));
+        assert_eq!(
+            parse_response(big.as_bytes(), 100),
+            Err(HeadError::TooLarge)
+        );
         assert!(parse_response(big.as_bytes(), 1000).unwrap().is_some());
         let many: String = (0..=MAX_HEADERS).map(|i| format!("X-{i}: v\r\n")).collect();
         let many = format!("HTTP/1.1 200 OK\r\n{many}\r\n");
-        assert_eq!(parse_response(many.as_bytes(), MAX_HEAD), Err(HeadError::TooLarge));
         assert_eq!(
-            parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n", MAX_HEAD),
+            parse_response(many.as_bytes(), MAX_HEAD),
+            Err(HeadError::TooLarge)
+        );
+        assert_eq!(
+            parse_response(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n",
+                MAX_HEAD
+            ),
             Err(HeadError::BadLength)
         );
     }

@@ -43,7 +43,10 @@ impl std::error::Error for WsError {}
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WsEvent<'a> {
     /// A piece of a data message's payload, in order (a frame may come in several pieces).
-    Data { text: bool, payload: &'a [u8] },
+    Data {
+        text: bool,
+        payload: &'a [u8],
+    },
     /// A complete ping (answer it with a pong carrying the same payload).
     Ping(Vec<u8>),
     Pong(Vec<u8>),
@@ -147,8 +150,14 @@ impl WsReader {
             127 if self.have < 10 => return self.read_header(input),
             126 => u16::from_be_bytes([self.hdr[2], self.hdr[3]]) as u64,
             127 => u64::from_be_bytes([
-                self.hdr[2], self.hdr[3], self.hdr[4], self.hdr[5], self.hdr[6], self.hdr[7],
-                self.hdr[8], self.hdr[9],
+                self.hdr[2],
+                self.hdr[3],
+                self.hdr[4],
+                self.hdr[5],
+                self.hdr[6],
+                self.hdr[7],
+                self.hdr[8],
+                self.hdr[9],
             ]),
             n => n as u64,
         };
@@ -310,11 +319,18 @@ mod tests {
             (&[0x83, 0], WsError::BadFrame),
             (&[0xc2, 0], WsError::BadFrame),
             (&[0x80, 0], WsError::BadFrame),
-            (&[0x82, 127, 0, 0, 0, 0, 0, 0x20, 0, 0], WsError::TooLarge(0x20_0000)),
+            (
+                &[0x82, 127, 0, 0, 0, 0, 0, 0x20, 0, 0],
+                WsError::TooLarge(0x20_0000),
+            ),
         ];
         for (input, want) in cases {
             for cut in 0..=input.len() {
-                assert_eq!(run(input, &[cut]).as_ref(), Err(want), "{input:?} cut {cut}");
+                assert_eq!(
+                    run(input, &[cut]).as_ref(),
+                    Err(want),
+                    "{input:?} cut {cut}"
+                );
             }
         }
     }

@@ -224,7 +224,10 @@ impl PipeReader {
             Framing::Length(n) => usize::try_from(n)
                 .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "Content-Length"))?,
             Framing::Chunked | Framing::Close => {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, "no Content-Length"))
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "no Content-Length",
+                ))
             }
         };
         let headers = parsed.headers;
