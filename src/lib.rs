@@ -31,3 +31,5 @@ pub mod mux;
 pub mod record;
 pub mod rtmp;
 pub mod server;
+#[cfg(test)]
+pub(crate) mod testutil;

@@ -732,12 +732,7 @@ mod tests {
         ok
     }
 
-    fn tmpdir(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("rtmpd-fmp4-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
-        fs::create_dir_all(&d).unwrap();
-        d
-    }
+    use crate::testutil::temp_dir as tmpdir;
 
     fn run(cmd: &str, args: &[&str]) -> (String, String) {
         let o = Command::new(cmd).args(args).output().unwrap();
@@ -1243,8 +1238,7 @@ mod bench {
             println!("set RTMPD_BENCH_FLV to an FLV file");
             return;
         };
-        let out = std::env::temp_dir().join(format!("rtmpd-fmp4-bench-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&out);
+        let out = crate::testutil::temp_dir("fmp4-bench");
         let mut r = BufReader::with_capacity(1 << 20, fs::File::open(&path).unwrap());
         let mut head = [0u8; 13];
         r.read_exact(&mut head).unwrap();

@@ -201,16 +201,7 @@ pub fn tmp_path(path: &Path) -> PathBuf {
 mod tests {
     use super::*;
 
-    fn temp_dir(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!(
-            "rtmpd-paths-{name}-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        let _ = fs::remove_dir_all(&d);
-        fs::create_dir_all(&d).unwrap();
-        d
-    }
+    use crate::testutil::temp_dir;
 
     #[test]
     fn stamp_shape_and_utc_fallback() {
