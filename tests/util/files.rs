@@ -4,9 +4,8 @@
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use rtmpd::codec::http_head::{self, Framing};
@@ -14,42 +13,8 @@ use rtmpd::codec::http_head::{self, Framing};
 use super::proc::Proc;
 use super::server::binary;
 
-/// A fresh folder under the system temp dir, removed on drop.
-pub struct TempRoot {
-    pub path: PathBuf,
-}
-
-impl TempRoot {
-    pub fn new(tag: &str) -> TempRoot {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let path =
-            std::env::temp_dir().join(format!("rtmpd-files-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("creating a temp root");
-        TempRoot { path }
-    }
-
-    /// Writes `data` at `rel` (folders created) and returns the full path.
-    pub fn write(&self, rel: &str, data: &[u8]) -> PathBuf {
-        let p = self.path.join(rel);
-        if let Some(d) = p.parent() {
-            std::fs::create_dir_all(d).expect("creating folders");
-        }
-        std::fs::write(&p, data).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-        p
-    }
-
-    pub fn join(&self, rel: &str) -> PathBuf {
-        self.path.join(rel)
-    }
-}
-
-impl Drop for TempRoot {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
-}
+/// The static-file tests' name for a temporary root: the tests' one `TempDir`.
+pub type TempRoot = super::TempDir;
 
 /// `n` bytes that differ at every offset that matters for a slice check (not periodic at 256).
 pub fn pattern_bytes(n: usize) -> Vec<u8> {
