@@ -1,6 +1,7 @@
-//! WebSocket framing (RFC 6455 section 5), client side: an incremental reader of the unmasked
-//! frames a server sends, and the masked frames a client writes. Does not do the HTTP upgrade
-//! and is not the server's WebSocket (that is tungstenite, in `http::ws`).
+//! WebSocket framing (RFC 6455 section 5): an incremental reader of the unmasked frames a server
+//! sends, the masked frames a client writes, and the header of the binary frames the server's
+//! media packets carry. Does not do the HTTP upgrade and does not read client frames (the
+//! server's WebSocket is tungstenite, in `http::ws`).
 
 use std::fmt;
 
@@ -214,6 +215,35 @@ pub fn client_frame(opcode: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
     f
 }
 
+/// Bytes of the header of an unmasked frame with a `len`-byte payload.
+pub fn server_header_len(len: usize) -> usize {
+    match len {
+        0..=125 => 2,
+        126..=0xffff => 4,
+        _ => 10,
+    }
+}
+
+/// The header of one unmasked binary frame (FIN, opcode 2) with a `len`-byte payload, and how
+/// many of the 10 bytes it uses; written straight into a packet, without allocating.
+pub fn binary_header(len: usize) -> ([u8; 10], usize) {
+    let mut h = [0u8; 10];
+    h[0] = 0x80 | OP_BINARY;
+    let n = server_header_len(len);
+    match n {
+        2 => h[1] = len as u8,
+        4 => {
+            h[1] = 126;
+            h[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+        }
+        _ => {
+            h[1] = 127;
+            h[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+        }
+    }
+    (h, n)
+}
+
 /// An unmasked server frame with FIN set (what a server sends; for tests and stand-ins).
 pub fn server_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
     let mut f = Vec::with_capacity(payload.len() + 10);
@@ -332,6 +362,24 @@ mod tests {
                     "{input:?} cut {cut}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn binary_headers_match_whole_frames_and_read_back() {
+        for len in [0usize, 1, 125, 126, 127, 0xffff, 0x10000, 70_000] {
+            let payload = vec![7u8; len];
+            let (h, n) = binary_header(len);
+            assert_eq!(n, server_header_len(len));
+            let mut frame = h[..n].to_vec();
+            frame.extend_from_slice(&payload);
+            assert_eq!(frame, server_frame(OP_BINARY, &payload), "{len}");
+            let want = if len == 0 {
+                vec![]
+            } else {
+                vec![Got::Data(false, payload)]
+            };
+            assert_eq!(run(&frame, &[n.min(frame.len())]).unwrap(), want, "{len}");
         }
     }
 
