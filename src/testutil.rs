@@ -1,5 +1,6 @@
-//! Test-only helpers shared by the library's unit tests: temporary folders. Nothing here is
-//! compiled into the binary; protocol fixtures stay with the tests that use them.
+//! Test-only helpers shared by the library's unit tests: temporary folders and a seeded byte
+//! generator for hostile-input tests. Nothing here is compiled into the binary; protocol
+//! fixtures stay with the tests that use them.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -54,6 +55,48 @@ impl Drop for TempDir {
 /// to look at); a later run with the same tag starts it empty again.
 pub fn temp_dir(tag: &str) -> PathBuf {
     TempDir::new(tag).keep()
+}
+
+/// A seeded xorshift64 generator: reproducible garbage for hostile-input tests.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed | 1)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A number in `0..n` (`n` > 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+
+    /// `input` with a few bytes overwritten, inserted or dropped, and cut at a random length.
+    pub fn mutate(&mut self, input: &[u8]) -> Vec<u8> {
+        let mut v = input.to_vec();
+        for _ in 0..1 + self.below(4) {
+            let at = self.below(v.len() + 1);
+            let byte = self.next_u64() as u8;
+            match self.below(3) {
+                0 if at < v.len() => v[at] = byte,
+                1 => v.insert(at, byte),
+                _ if at < v.len() => {
+                    v.remove(at);
+                }
+                _ => {}
+            }
+        }
+        let keep = self.below(v.len() + 1);
+        v.truncate(keep.max(v.len() / 2));
+        v
+    }
 }
 
 #[cfg(test)]

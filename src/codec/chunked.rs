@@ -352,4 +352,28 @@ mod tests {
         }
         assert_eq!(encode(b"", 10), LAST_CHUNK);
     }
+
+    /// Hostile input: mutated bodies fed in random pieces never panic, never hold more than a
+    /// line, and never give more body bytes than they carry.
+    #[test]
+    fn mutated_input_never_panics_or_grows() {
+        let mut rng = crate::testutil::Rng::new(0xc4a2);
+        let valid = encode(&[7u8; 300], 37);
+        for _ in 0..3000 {
+            let input = rng.mutate(&valid);
+            let mut d = ChunkedDecoder::new();
+            let mut rest = &input[..];
+            let mut body = 0usize;
+            while !rest.is_empty() {
+                let n = 1 + rng.below(rest.len());
+                let (piece, tail) = rest.split_at(n);
+                rest = tail;
+                match d.decode(piece, |b| body += b.len()) {
+                    Ok(_) => assert!(d.line.len() <= MAX_LINE + 1),
+                    Err(_) => break,
+                }
+            }
+            assert!(body <= input.len());
+        }
+    }
 }

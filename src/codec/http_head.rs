@@ -294,4 +294,19 @@ mod tests {
             Err(HeadError::BadLength)
         );
     }
+
+    /// Hostile input: mutated heads never panic; whatever parses has a length within the input.
+    #[test]
+    fn mutated_heads_never_panic() {
+        let mut rng = crate::testutil::Rng::new(0x4ead);
+        let valid = b"HTTP/1.1 302 Found\r\nLocation: /a\r\nContent-Length: 12\r\n\
+                      Transfer-Encoding: chunked\r\n\r\nbody";
+        for _ in 0..5000 {
+            let input = rng.mutate(valid);
+            if let Ok(Some(h)) = parse_response(&input, 64) {
+                assert!(h.len <= input.len() && h.len <= 64);
+                let _ = h.framing(rng.below(2) == 0);
+            }
+        }
+    }
 }

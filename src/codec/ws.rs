@@ -383,20 +383,62 @@ mod tests {
         }
     }
 
+    /// A client frame read back the way a server reads it: length form, mask, payload.
     #[test]
-    fn client_frames_are_masked() {
-        let payload: Vec<u8> = (0..300u32).map(|i| i as u8).collect();
-        let mask = [1, 2, 3, 4];
-        let f = client_frame(OP_BINARY, &payload, mask);
-        assert_eq!(f[0], 0x82);
-        assert_eq!(f[1], 0x80 | 126);
-        assert_eq!(&f[4..8], &mask);
-        let unmasked: Vec<u8> = f[8..]
-            .iter()
-            .enumerate()
-            .map(|(i, b)| b ^ mask[i % 4])
-            .collect();
-        assert_eq!(unmasked, payload);
-        assert_eq!(client_frame(OP_PONG, b"", mask), [0x8a, 0x80, 1, 2, 3, 4]);
+    fn client_frames_unmask_to_their_payload_in_every_length_form() {
+        for (len, form) in [
+            (0usize, 0u8),
+            (125, 125),
+            (126, 126),
+            (0xffff, 126),
+            (70_000, 127),
+        ] {
+            let payload: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+            let mask = [0x5a, 0x01, 0xff, 0x80];
+            let f = client_frame(OP_PONG, &payload, mask);
+            assert_eq!((f[0], f[1]), (0x80 | OP_PONG, 0x80 | form), "{len}");
+            let at = match form {
+                126 => 4,
+                127 => 10,
+                _ => 2,
+            };
+            assert_eq!(&f[at..at + 4], &mask);
+            let back: Vec<u8> = f[at + 4..]
+                .iter()
+                .zip(mask.iter().cycle())
+                .map(|(b, m)| b ^ m)
+                .collect();
+            assert_eq!(back, payload, "{len}");
+        }
+    }
+
+    /// Hostile input: mutated frame streams fed in random pieces never panic and never buffer
+    /// more than a control payload.
+    #[test]
+    fn mutated_frames_never_panic_or_grow() {
+        let mut rng = crate::testutil::Rng::new(0x3e5);
+        let mut valid = server_frame(OP_BINARY, &[1; 200]);
+        valid.extend(server_frame(OP_PING, b"abc"));
+        valid.extend([OP_TEXT, 1, b'x', 0x80, 1, b'y']);
+        valid.extend(server_frame(OP_CLOSE, b""));
+        for _ in 0..3000 {
+            let input = rng.mutate(&valid);
+            let mut r = WsReader::new(1 << 16);
+            let mut rest = &input[..];
+            'feed: while !rest.is_empty() {
+                let n = 1 + rng.below(rest.len());
+                let (mut piece, tail) = rest.split_at(n);
+                rest = tail;
+                loop {
+                    match r.next(&mut piece) {
+                        Ok(Some(_)) => {}
+                        Ok(None) => break,
+                        Err(_) => break 'feed,
+                    }
+                    assert!(r.control.len() <= MAX_CONTROL as usize);
+                }
+                assert!(piece.is_empty());
+            }
+        }
     }
 }
