@@ -8,10 +8,12 @@
 //!   (mio here)                                                                            recorders (record/, mux/)
 //! ```
 //!
+//! - `codec`: leaf encodings any layer may import (HTTP chunked coding, client-side response
+//!   heads, WebSocket frames); no state beyond one message.
 //! - `media`: the protocol-free `Frame`, stream names, codec configuration parsing.
 //! - `amf`, `rtmp`: AMF0/AMF3 values; the RTMP handshake, chunk stream and sessions, sans-IO.
 //! - `http`: request parsing, responses, routing, WebSocket framing, static files.
-//! - `mux`: FLV, MPEG-TS/HLS, ISO BMFF (fMP4, MP4): frames in, bytes out, no files.
+//! - `mux`: FLV, MPEG-TS/HLS, ISO BMFF (fMP4, MP4), m3u8 playlists: frames in, bytes out, no files.
 //! - `hub`: streams, publishers and players, the GOP cache, per-viewer bounded queues.
 //! - `record`: the recorder worker pool and its sinks (the only writers of recordings).
 //! - `server`: the one `mio::Poll` loop per process and the glue from sockets to the above.
