@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use getopts::Options;
 
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// Kept here for callers that read it as `config::VERSION`; it lives in the crate root so that
+/// the gateway can name it without importing `config` (which imports the gateway's URL type).
+pub use crate::VERSION;
 
 #[derive(Clone, Debug)]
 pub enum Mode {

@@ -4,4 +4,7 @@
 
 pub mod calendar;
 pub mod chunk;
+pub mod chunked;
 pub mod flv;
+pub mod http_head;
+pub mod ws;

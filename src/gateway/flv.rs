@@ -1,5 +1,5 @@
 //! The FLV gateway's upstream client, sans-IO: the upstream URL, the GET request, the response
-//! head (httparse), the body framing (chunked, Content-Length or close-delimited), the FLV
+//! (head and body framing from `codec`: chunked, Content-Length or close-delimited), the FLV
 //! demuxer, and what keeps a relayed stream one valid FLV across upstream reconnects (the restart
 //! marked for the hub's ingest normaliser, repeated sequence headers dropped). No sockets and no clock: the server's
 //! `upstream` module owns the connection, the retries and the hub calls.
@@ -8,15 +8,13 @@ use std::fmt;
 
 use bytes::{Bytes, BytesMut};
 
+use crate::codec::chunked::{ChunkedDecoder, ChunkedError};
+use crate::codec::http_head::{self, Framing, HeadError, ResponseHead};
 use crate::media::{Frame, StreamKey, Track};
 use crate::mux::flv_demux::{FlvDemuxer, FlvError, FlvItem};
 
 /// Largest response head accepted from the upstream.
-pub const MAX_HEAD: usize = 16 * 1024;
-/// Most header fields in a response head.
-const MAX_HEADERS: usize = 64;
-/// Longest chunk-size line (with extensions) or trailer line.
-const MAX_LINE: usize = 1024;
+pub const MAX_HEAD: usize = http_head::MAX_HEAD;
 /// Largest FLV tag body accepted from an upstream (a 4K keyframe is well under this).
 pub const MAX_TAG: u32 = 8 * 1024 * 1024;
 /// Redirects followed per connection attempt.
@@ -158,7 +156,7 @@ pub fn request(url: &UpstreamUrl, path: &str) -> Vec<u8> {
         "GET {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: rtmpd/{} (flv-gateway)\r\nAccept: */*\r\n\
          Connection: close\r\n\r\n",
         url.authority(),
-        crate::config::VERSION
+        crate::VERSION
     )
     .into_bytes()
 }
@@ -222,13 +220,6 @@ pub enum Event {
     End,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Framing {
-    Chunked,
-    Length(u64),
-    Close,
-}
-
 #[derive(Debug)]
 enum State {
     Head,
@@ -243,7 +234,7 @@ pub struct Response {
     head: BytesMut,
     /// De-framed body bytes the demuxer has not consumed (at most one partial tag).
     body: BytesMut,
-    chunks: Chunked,
+    chunks: ChunkedDecoder,
     demux: FlvDemuxer,
 }
 
@@ -259,7 +250,7 @@ impl Response {
             state: State::Head,
             head: BytesMut::new(),
             body: BytesMut::new(),
-            chunks: Chunked::default(),
+            chunks: ChunkedDecoder::new(),
             demux: FlvDemuxer::with_max_tag(MAX_TAG),
         }
     }
@@ -276,15 +267,12 @@ impl Response {
             let room = MAX_HEAD + 1 - self.head.len().min(MAX_HEAD + 1);
             let take = data.len().min(room);
             self.head.extend_from_slice(&data[..take]);
-            let Some((status, framing, len)) = parse_head(&self.head)? else {
-                return if self.head.len() > MAX_HEAD {
-                    Err(PullError::HeadTooLarge)
-                } else {
-                    Ok(())
-                };
+            let Some(head) = http_head::parse_response(&self.head, MAX_HEAD)? else {
+                return Ok(());
             };
+            let (status, framing) = (status_of(&head), head.framing(false));
             // Bytes past the head (in this call) are the start of the body.
-            let extra = self.head.len() - len;
+            let extra = self.head.len() - head.len;
             data = &data[take - extra..];
             self.head = BytesMut::new();
             let ok = status == Status::Ok;
@@ -299,6 +287,7 @@ impl Response {
             return Ok(());
         };
         let ended = match framing {
+            Framing::Empty => true,
             Framing::Close => {
                 self.body.extend_from_slice(data);
                 false
@@ -309,7 +298,11 @@ impl Response {
                 self.state = State::Body(Framing::Length(left - take as u64));
                 left == take as u64
             }
-            Framing::Chunked => self.chunks.decode(data, &mut self.body)?,
+            Framing::Chunked => {
+                let body = &mut self.body;
+                self.chunks.decode(data, |d| body.extend_from_slice(d))?;
+                self.chunks.is_done()
+            }
         };
         while let Some(item) = self.demux.next(&mut self.body)? {
             out.push(match item {
@@ -331,143 +324,29 @@ impl Response {
     }
 }
 
-/// Parses a complete response head: status, body framing and head length; None while partial.
-fn parse_head(buf: &[u8]) -> Result<Option<(Status, Framing, usize)>, PullError> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut fields);
-    let len = match resp.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => return Err(PullError::HeadTooLarge),
-        Err(_) => return Err(PullError::BadHead),
-    };
-    let code = resp.code.ok_or(PullError::BadHead)?;
-    let mut chunked = false;
-    let mut length = None;
-    let mut location = None;
-    for h in resp.headers.iter() {
-        let value = String::from_utf8_lossy(h.value);
-        let value = value.trim();
-        if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked = value
-                .rsplit(',')
-                .next()
-                .is_some_and(|v| v.trim().eq_ignore_ascii_case("chunked"));
-        } else if h.name.eq_ignore_ascii_case("content-length") {
-            length = Some(value.parse::<u64>().map_err(|_| PullError::BadHead)?);
-        } else if h.name.eq_ignore_ascii_case("location") {
-            location = Some(value.to_string());
-        }
-    }
-    let status = match (code, location) {
+/// The status a response head says, for the relay.
+fn status_of(head: &ResponseHead) -> Status {
+    match (head.status, head.header("location")) {
         (200, _) => Status::Ok,
         (404, _) => Status::NotFound,
-        (301 | 302 | 307 | 308, Some(l)) => Status::Redirect(l),
+        (301 | 302 | 307 | 308, Some(l)) => Status::Redirect(l.to_string()),
         (other, _) => Status::Other(other),
-    };
-    // Transfer-Encoding wins over Content-Length (RFC 9112 6.3).
-    let framing = match (chunked, length) {
-        (true, _) => Framing::Chunked,
-        (false, Some(n)) => Framing::Length(n),
-        (false, None) => Framing::Close,
-    };
-    Ok(Some((status, framing, len)))
-}
-
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-enum ChunkState {
-    /// Reading a chunk-size line.
-    #[default]
-    Size,
-    /// Copying this many more data bytes.
-    Data(u64),
-    /// Expecting the CRLF after a chunk's data.
-    DataEnd,
-    /// After the last chunk: trailer lines until an empty one.
-    Trailer,
-    Done,
-}
-
-/// Incremental chunked-body decoder with bounded line lengths.
-#[derive(Debug, Default)]
-struct Chunked {
-    state: ChunkState,
-    line: Vec<u8>,
-}
-
-impl Chunked {
-    /// Appends the data of `input` to `out`; true once the last chunk and trailer are read.
-    fn decode(&mut self, mut input: &[u8], out: &mut BytesMut) -> Result<bool, PullError> {
-        while !input.is_empty() {
-            match self.state {
-                ChunkState::Done => return Ok(true),
-                ChunkState::Data(left) => {
-                    let take = (input.len() as u64).min(left) as usize;
-                    out.extend_from_slice(&input[..take]);
-                    input = &input[take..];
-                    self.state = if left == take as u64 {
-                        ChunkState::DataEnd
-                    } else {
-                        ChunkState::Data(left - take as u64)
-                    };
-                }
-                ChunkState::Size | ChunkState::DataEnd | ChunkState::Trailer => {
-                    let Some(line) = self.take_line(&mut input)? else {
-                        break;
-                    };
-                    self.state = match self.state {
-                        ChunkState::Size => match parse_chunk_size(&line)? {
-                            0 => ChunkState::Trailer,
-                            n => ChunkState::Data(n),
-                        },
-                        ChunkState::DataEnd if line.is_empty() => ChunkState::Size,
-                        ChunkState::DataEnd => return Err(PullError::BadChunk),
-                        _ if line.is_empty() => ChunkState::Done,
-                        _ => ChunkState::Trailer,
-                    };
-                }
-            }
-        }
-        Ok(self.state == ChunkState::Done)
     }
+}
 
-    /// One line without its CRLF (or bare LF), once complete.
-    fn take_line(&mut self, input: &mut &[u8]) -> Result<Option<Vec<u8>>, PullError> {
-        match input.iter().position(|&b| b == b'\n') {
-            Some(i) => {
-                self.line.extend_from_slice(&input[..i]);
-                *input = &input[i + 1..];
-                let mut line = std::mem::take(&mut self.line);
-                if line.last() == Some(&b'\r') {
-                    line.pop();
-                }
-                if line.len() > MAX_LINE {
-                    return Err(PullError::BadChunk);
-                }
-                Ok(Some(line))
-            }
-            None => {
-                self.line.extend_from_slice(input);
-                *input = &[];
-                if self.line.len() > MAX_LINE {
-                    return Err(PullError::BadChunk);
-                }
-                Ok(None)
-            }
+impl From<HeadError> for PullError {
+    fn from(e: HeadError) -> Self {
+        match e {
+            HeadError::TooLarge => PullError::HeadTooLarge,
+            HeadError::Malformed(_) | HeadError::BadLength => PullError::BadHead,
         }
     }
 }
 
-fn parse_chunk_size(line: &[u8]) -> Result<u64, PullError> {
-    let size = line.split(|&b| b == b';').next().unwrap_or(&[]);
-    let size = std::str::from_utf8(size)
-        .map_err(|_| PullError::BadChunk)?
-        .trim();
-    // 15 hex digits are already far beyond any sane chunk; more could overflow.
-    if size.is_empty() || size.len() > 15 {
-        return Err(PullError::BadChunk);
+impl From<ChunkedError> for PullError {
+    fn from(_: ChunkedError) -> Self {
+        PullError::BadChunk
     }
-    u64::from_str_radix(size, 16).map_err(|_| PullError::BadChunk)
 }
 
 /// The last metadata and sequence headers relayed: a new upstream session repeats them, and

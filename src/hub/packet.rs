@@ -6,7 +6,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::codec::chunk::{self, CSID_AUDIO, CSID_DATA, CSID_VIDEO};
-use crate::codec::flv;
+use crate::codec::{chunked, flv, ws};
 use crate::media::{Frame, Track};
 
 /// How a viewer wants its bytes. Two viewers with equal forms receive identical bytes, so a
@@ -155,8 +155,8 @@ fn encoded_len(form: OutputForm, frame: &Frame) -> usize {
     let tag = flv::TAG_HEADER_LEN + body + 4;
     match form {
         OutputForm::HttpFlv { chunked: false } => tag,
-        OutputForm::HttpFlv { chunked: true } => hex_digits(tag) + 2 + tag + 2,
-        OutputForm::WsFlv => ws_header_len(tag) + tag,
+        OutputForm::HttpFlv { chunked: true } => chunked::size_digits(tag) + 2 + tag + 2,
+        OutputForm::WsFlv => ws::server_header_len(tag) + tag,
         OutputForm::Rtmp { chunk_size, .. } => {
             chunk::encoded_len(csid_for(frame.track), frame.dts, body, chunk_size)
         }
@@ -199,7 +199,7 @@ fn put_flv_tag(frame: &Frame, chunked: bool, ws: bool, out: &mut BytesMut) {
     let body = frame.data.len();
     let tag_len = flv::TAG_HEADER_LEN + body + 4;
     if chunked {
-        out.put_slice(format!("{tag_len:x}\r\n").as_bytes());
+        put_size_line(out, tag_len);
     } else if ws {
         put_ws_header(out, tag_len);
     }
@@ -211,31 +211,17 @@ fn put_flv_tag(frame: &Frame, chunked: bool, ws: bool, out: &mut BytesMut) {
     }
 }
 
-/// Digits of `n` in hexadecimal (the HTTP chunk-size line).
-fn hex_digits(n: usize) -> usize {
-    (usize::BITS - n.leading_zeros()).div_ceil(4).max(1) as usize
-}
-
-fn ws_header_len(len: usize) -> usize {
-    match len {
-        0..=125 => 2,
-        126..=0xffff => 4,
-        _ => 10,
-    }
+/// The HTTP chunk-size line for a `len`-byte chunk.
+fn put_size_line(out: &mut BytesMut, len: usize) {
+    let mut line = [0u8; 18];
+    let n = chunked::size_line(len, &mut line);
+    out.put_slice(&line[..n]);
 }
 
 /// Header of one unmasked binary WebSocket frame (FIN, opcode 2) with a `len`-byte payload.
 fn put_ws_header(out: &mut BytesMut, len: usize) {
-    out.put_u8(0x82);
-    if len < 126 {
-        out.put_u8(len as u8);
-    } else if len <= 0xffff {
-        out.put_u8(126);
-        out.put_u16(len as u16);
-    } else {
-        out.put_u8(127);
-        out.put_u64(len as u64);
-    }
+    let (h, n) = ws::binary_header(len);
+    out.put_slice(&h[..n]);
 }
 
 /// The FLV file header in `form`'s framing: plain for non-chunked HTTP, one HTTP chunk for
@@ -246,7 +232,7 @@ pub fn flv_file_header(form: OutputForm, has_audio: bool, has_video: bool) -> Op
     match form {
         OutputForm::HttpFlv { chunked: false } => out.put_slice(&header),
         OutputForm::HttpFlv { chunked: true } => {
-            out.put_slice(format!("{:x}\r\n", header.len()).as_bytes());
+            put_size_line(&mut out, header.len());
             out.put_slice(&header);
             out.put_slice(b"\r\n");
         }

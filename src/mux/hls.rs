@@ -1,12 +1,12 @@
-//! HLS policy and playlist: where segments are cut, and the m3u8 text (window, target duration,
-//! program date time, discontinuities, ENDLIST). Times come normalised (`media::time` decides what
-//! a wrap or a jump is). No files here: `record::hls` decides where bytes go and when the
-//! playlist is replaced.
+//! HLS policy and playlist: where segments are cut, and what the playlist lists (window, target
+//! duration, program date time, discontinuities, ENDLIST; the text itself is `mux::m3u8`). Times
+//! come normalised (`media::time` decides what a wrap or a jump is). No files here: `record::hls`
+//! decides where bytes go and when the playlist is replaced.
 
 use crate::codec::calendar::{civil_from_days, days_from_civil};
 use crate::media::Track;
+use crate::mux::m3u8::{self, Header, MediaPlaylist, Segment};
 use std::collections::VecDeque;
-use std::fmt::Write;
 
 /// Where segments are cut: at the first video keyframe at or after the target duration, or on
 /// time for audio-only programs.
@@ -149,44 +149,28 @@ impl Playlist {
     }
 
     pub fn render(&self) -> String {
-        let mut s = String::with_capacity(128 + self.listed.len() * 96);
-        s.push_str("#EXTM3U\n#EXT-X-VERSION:3\n");
-        let _ = writeln!(s, "#EXT-X-TARGETDURATION:{}", self.target_duration());
-        let first = self.listed.front().map_or(1, |e| e.number);
-        let _ = writeln!(s, "#EXT-X-MEDIA-SEQUENCE:{first}");
-        if self.discontinuity_sequence > 0 {
-            let _ = writeln!(
-                s,
-                "#EXT-X-DISCONTINUITY-SEQUENCE:{}",
-                self.discontinuity_sequence
-            );
-        }
-        if self.window == 0 {
-            // Every segment stays listed: players may seek back to the start.
-            s.push_str("#EXT-X-PLAYLIST-TYPE:EVENT\n");
-        }
-        let _ = writeln!(s, "{SESSION_START_TAG}{}", self.session_start_ms);
+        let mut p = MediaPlaylist::new(
+            &Header {
+                version: 3,
+                target_duration: self.target_duration(),
+                media_sequence: self.listed.front().map_or(1, |e| e.number),
+                discontinuity_sequence: self.discontinuity_sequence,
+                // Every segment stays listed: players may seek back to the start.
+                event: self.window == 0,
+                ..Header::default()
+            },
+            self.listed.len(),
+        );
+        p.tag(&format!("{SESSION_START_TAG}{}", self.session_start_ms));
         for e in &self.listed {
-            if e.discontinuity {
-                s.push_str("#EXT-X-DISCONTINUITY\n");
-            }
-            let _ = writeln!(
-                s,
-                "#EXT-X-PROGRAM-DATE-TIME:{}",
-                format_iso8601(e.program_date_ms)
-            );
-            let _ = writeln!(
-                s,
-                "#EXTINF:{}.{:03},\n{}",
-                e.duration_ms / 1000,
-                e.duration_ms % 1000,
-                e.file_name()
-            );
+            p.segment(&Segment {
+                duration_secs: m3u8::secs_of_ms(e.duration_ms),
+                uri: &e.file_name(),
+                discontinuity: e.discontinuity,
+                program_date_time: Some(&format_iso8601(e.program_date_ms)),
+            });
         }
-        if self.ended {
-            s.push_str("#EXT-X-ENDLIST\n");
-        }
-        s
+        p.finish(self.ended)
     }
 }
 

@@ -11,6 +11,7 @@ use crate::media::aac::AudioSpecificConfig;
 use crate::media::avc::AvcConfig;
 use crate::media::{Codec, Frame, Track};
 use crate::mux::fmp4::{self, AudioConfig, Fragment, Fragmenter, VideoConfig};
+use crate::mux::m3u8::{Header, MediaPlaylist, Segment};
 use bytes::Bytes;
 use std::fs;
 use std::io;
@@ -528,20 +529,27 @@ impl Fmp4Sink {
 
 /// A media playlist with `EXT-X-MAP` for `{prefix}_N.m4s` segments.
 fn media_playlist(map: &str, prefix: &str, segs: &[SegInfo], target: u32, ended: bool) -> String {
-    let mut p = format!(
-        "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:{}\n#EXT-X-PLAYLIST-TYPE:EVENT\n#EXT-X-INDEPENDENT-SEGMENTS\n#EXT-X-MAP:URI=\"{map}\"\n",
-        segs.first().map_or(1, |s| s.sequence)
+    let mut p = MediaPlaylist::new(
+        &Header {
+            version: 7,
+            target_duration: target as u64,
+            media_sequence: segs.first().map_or(1, |s| s.sequence as u64),
+            event: true,
+            independent_segments: true,
+            map: Some(map),
+            ..Header::default()
+        },
+        segs.len(),
     );
     for s in segs {
-        p.push_str(&format!(
-            "#EXTINF:{:.3},\n{prefix}_{}.m4s\n",
-            s.secs, s.sequence
-        ));
+        p.segment(&Segment {
+            duration_secs: s.secs,
+            uri: &format!("{prefix}_{}.m4s", s.sequence),
+            discontinuity: false,
+            program_date_time: None,
+        });
     }
-    if ended {
-        p.push_str("#EXT-X-ENDLIST\n");
-    }
-    p
+    p.finish(ended)
 }
 
 /// A flat JSON object built by hand (keys and values are ours: names, codecs, numbers).
@@ -738,12 +746,7 @@ mod tests {
         ok
     }
 
-    fn tmpdir(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("rtmpd-fmp4-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
-        fs::create_dir_all(&d).unwrap();
-        d
-    }
+    use crate::testutil::temp_dir as tmpdir;
 
     fn run(cmd: &str, args: &[&str]) -> (String, String) {
         let o = Command::new(cmd).args(args).output().unwrap();
@@ -1249,8 +1252,7 @@ mod bench {
             println!("set RTMPD_BENCH_FLV to an FLV file");
             return;
         };
-        let out = std::env::temp_dir().join(format!("rtmpd-fmp4-bench-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&out);
+        let out = crate::testutil::temp_dir("fmp4-bench");
         let mut r = BufReader::with_capacity(1 << 20, fs::File::open(&path).unwrap());
         let mut head = [0u8; 13];
         r.read_exact(&mut head).unwrap();

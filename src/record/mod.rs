@@ -244,13 +244,7 @@ pub(crate) mod testutil {
     use std::path::{Path, PathBuf};
     use std::process::Command;
 
-    /// A fresh empty directory under the system temp dir, unique per test.
-    pub fn temp_dir(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("rtmpd-test-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    }
+    pub use crate::testutil::temp_dir;
 
     /// True when `tool` (ffmpeg, ffprobe) runs. When it does not, the test is skipped with a
     /// message, unless RTMPD_REQUIRE_TOOLS=1 makes that a failure.

@@ -233,16 +233,7 @@ mod tests {
         assert_eq!(segment_name(AUDIO_PREFIX, 12), "audio_12.m4s");
     }
 
-    fn temp_dir(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!(
-            "rtmpd-paths-{name}-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        let _ = fs::remove_dir_all(&d);
-        fs::create_dir_all(&d).unwrap();
-        d
-    }
+    use crate::testutil::temp_dir;
 
     #[test]
     fn stamp_shape_and_utc_fallback() {

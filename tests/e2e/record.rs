@@ -30,14 +30,7 @@ struct DataDir(PathBuf);
 
 impl DataDir {
     fn new() -> DataDir {
-        let p = std::env::temp_dir().join(format!(
-            "rtmpd-rec-{}-{}",
-            std::process::id(),
-            unique_stream("d")
-        ));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("creating a data dir");
-        DataDir(p)
+        DataDir(TempDir::new("rec").keep())
     }
     fn arg(&self) -> String {
         self.0.display().to_string()
