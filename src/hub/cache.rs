@@ -128,7 +128,8 @@ impl Cache {
                 self.meta = Some(c);
                 true
             }
-            Track::Video if frame.config => {
+            // Only the default track's header: a second multitrack track's must not replace it.
+            Track::Video if frame.config && frame.track_id == 0 => {
                 let changed = self
                     .video_config
                     .as_ref()
@@ -142,7 +143,7 @@ impl Cache {
                 self.video_config = Some(c);
                 true
             }
-            Track::Audio if frame.config => {
+            Track::Audio if frame.config && frame.track_id == 0 => {
                 let changed = self
                     .audio_config
                     .as_ref()
