@@ -6,4 +6,5 @@ pub mod flv_demux;
 pub mod fmp4;
 pub mod hls;
 pub mod mp4;
+pub mod sample_entry;
 pub mod ts;
