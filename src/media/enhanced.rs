@@ -665,7 +665,7 @@ pub(crate) mod tests {
         assert_eq!(first(&t).payload, 13..14);
         // The 16-bit size escape: UI8 255 means "UI16 + 1 follows".
         let mut b = vec![0x97, 0xff, 0x01, 0x00];
-        b.extend(std::iter::repeat(0).take(257));
+        b.extend(std::iter::repeat_n(0, 257));
         b.push(0x00); // TimestampOffsetNano | SequenceStart
         b.extend_from_slice(b"av01\x81");
         let t = video(&b);

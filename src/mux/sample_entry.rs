@@ -390,7 +390,7 @@ mod tests {
                 }
                 continue;
             }
-            let is_coded = f.enhanced().and_then(|t| t.first).map_or(true, |p| {
+            let is_coded = f.enhanced().and_then(|t| t.first).is_none_or(|p| {
                 matches!(
                     p.packet_type,
                     crate::media::enhanced::PacketType::CodedFrames
