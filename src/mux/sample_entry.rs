@@ -154,6 +154,16 @@ impl SampleEntry {
     }
 }
 
+/// A number from `tests/data/codecs/facts.txt` (written by tools/make-codec-fixtures.sh).
+#[cfg(test)]
+pub(crate) fn fact(facts: &str, key: &str) -> usize {
+    facts
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in facts.txt"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -488,42 +498,60 @@ mod tests {
     #[test]
     #[ignore = "needs FFmpeg 9: sh tools/fetch-ffmpeg.sh, then cargo test -- --ignored ffmpeg9"]
     fn ffmpeg9_decodes_every_entry() {
-        let cases: [(&str, &[u8], &[Codec]); 5] = [
+        // (fixture, codecs taken, their stream indexes in facts.txt)
+        type Case = (
+            &'static str,
+            &'static [u8],
+            &'static [Codec],
+            &'static [usize],
+        );
+        let cases: [Case; 5] = [
             (
-                "hevc",
+                "hevc_aac",
                 include_bytes!("../../tests/data/codecs/hevc_aac.flv"),
                 &[Codec::Hevc],
+                &[0],
             ),
             (
                 "av1_opus",
                 include_bytes!("../../tests/data/codecs/av1_opus.flv"),
                 &[Codec::Av1, Codec::Opus],
+                &[0, 1],
             ),
             (
-                "vp9",
+                "vp9_opus",
                 include_bytes!("../../tests/data/codecs/vp9_opus.flv"),
                 &[Codec::Vp9],
+                &[0],
             ),
             (
-                "mp3",
+                "h264_mp3",
                 include_bytes!("../../tests/data/codecs/h264_mp3.flv"),
                 &[Codec::Mp3],
+                &[1],
             ),
             (
-                "ac3",
+                "h264_ac3",
                 include_bytes!("../../tests/data/codecs/h264_ac3.flv"),
                 &[Codec::Ac3],
+                &[1],
             ),
         ];
-        for (name, flv, codecs) in cases {
+        let facts = include_str!("../../tests/data/codecs/facts.txt");
+        for (name, flv, codecs, streams) in cases {
             let tracks = tracks_of(flv, codecs);
             assert_eq!(tracks.len(), codecs.len(), "{name}");
             let file = mp4_file(&tracks);
             let counts = decode(name, &file);
             let want: Vec<usize> = tracks.iter().map(|t| t.samples.len()).collect();
-            assert!(want.iter().all(|&n| n > 10), "{name}: {want:?}");
-            // Every sample decodes: FFmpeg's count per stream is the number we wrote.
+            // Every sample decodes: FFmpeg's count per stream is the number we wrote, which is
+            // every frame of the source.
             assert_eq!(counts, want, "{name}");
+            let source: Vec<usize> = streams
+                .iter()
+                .map(|s| fact(facts, &format!("{name}.flv.frames.{s}")))
+                .collect();
+            assert_eq!(want, source, "{name}");
         }
     }
 
