@@ -1,5 +1,8 @@
-//! VP9 helpers: the VPCodecConfigurationRecord (VP Codec ISO Media File Format 2.2, the `vpcC` body)
-//! and its RFC 6381 codec string (`vp09.00.10.08`). Parsing only.
+//! VP9 helpers: the VPCodecConfigurationRecord (VP Codec ISO Media File Format 2.2, the `vpcC` body),
+//! its RFC 6381 codec string (`vp09.00.10.08`), and the frame size from a keyframe's uncompressed
+//! header (VP9 bitstream 6.2). Parsing only.
+
+use crate::media::avc::BitReader;
 
 /// The parsed VPCodecConfigurationRecord.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,6 +69,46 @@ impl Vp9Config {
     }
 }
 
+/// Width and height from the uncompressed header of a VP9 keyframe; `None` for an inter frame,
+/// a "show existing frame", or a truncated header.
+pub fn keyframe_dimensions(frame: &[u8]) -> Option<(u32, u32)> {
+    let mut b = BitReader::new(frame);
+    if b.bits(2)? != 2 {
+        return None; // frame_marker
+    }
+    let profile = b.bits(1)? | (b.bits(1)? << 1);
+    if profile == 3 {
+        b.bit()?; // reserved_zero
+    }
+    if b.bit()? {
+        return None; // show_existing_frame
+    }
+    if b.bit()? {
+        return None; // frame_type 1: not a keyframe
+    }
+    b.bit()?; // show_frame
+    b.bit()?; // error_resilient_mode
+    if b.bits(24)? != 0x49_83_42 {
+        return None; // frame_sync_code
+    }
+    // color_config
+    if profile >= 2 {
+        b.bit()?; // ten_or_twelve_bit
+    }
+    let color_space = b.bits(3)?;
+    if color_space != 7 {
+        b.bit()?; // color_range
+        if profile == 1 || profile == 3 {
+            b.bits(3)?; // subsampling_x, subsampling_y, reserved_zero
+        }
+    } else if profile == 1 || profile == 3 {
+        b.bit()?; // reserved_zero
+    }
+    let w = b.bits(16)? + 1;
+    let h = b.bits(16)? + 1;
+    Some((w, h))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,5 +153,16 @@ mod tests {
         assert_eq!(&body[..5], b"\x90vp09");
         let c = Vp9Config::parse(&body[5..]).unwrap();
         assert_eq!(c.codec_string(), "vp09.00.10.08");
+        // The first coded frame is a keyframe of 160x120; the second an inter frame.
+        let coded: Vec<_> = crate::media::enhanced::tests::flv_tags(flv)
+            .into_iter()
+            .filter(|(t, b)| *t == 9 && b[1..5] == *b"vp09" && b[0] & 0x0f == 1)
+            .collect();
+        assert_eq!(keyframe_dimensions(&coded[0].1[5..]), Some((160, 120)));
+        assert_eq!(keyframe_dimensions(&coded[1].1[5..]), None);
+        // The size ends in the 9th byte: every shorter cut has none.
+        for n in 0..9 {
+            assert_eq!(keyframe_dimensions(&coded[0].1[5..5 + n]), None);
+        }
     }
 }

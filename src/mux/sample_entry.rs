@@ -376,12 +376,17 @@ mod tests {
                         config: HevcConfig::parse(&payload).unwrap(),
                         record: payload,
                     },
-                    Codec::Av1 => SampleEntry::Av1 {
-                        config: Av1Config::parse(&payload).unwrap(),
-                        record: payload,
-                        width: 160,
-                        height: 120,
-                    },
+                    Codec::Av1 => {
+                        let config = Av1Config::parse(&payload).unwrap();
+                        let (width, height) = config.dimensions(&payload).unwrap();
+                        SampleEntry::Av1 {
+                            config,
+                            record: payload,
+                            width,
+                            height,
+                        }
+                    }
+                    // VP9's size is in its first keyframe (vp9::keyframe_dimensions, tested there).
                     Codec::Vp9 => SampleEntry::Vp9 {
                         config: Vp9Config::parse(&payload).unwrap(),
                         width: 160,
