@@ -128,8 +128,7 @@ impl Cache {
                 self.meta = Some(c);
                 true
             }
-            // Only the default track's header: a second multitrack track's must not replace it.
-            Track::Video if frame.config && frame.track_id == 0 => {
+            Track::Video if frame.config => {
                 let changed = self
                     .video_config
                     .as_ref()
@@ -143,7 +142,7 @@ impl Cache {
                 self.video_config = Some(c);
                 true
             }
-            Track::Audio if frame.config && frame.track_id == 0 => {
+            Track::Audio if frame.config => {
                 let changed = self
                     .audio_config
                     .as_ref()

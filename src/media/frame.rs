@@ -67,7 +67,8 @@ pub struct Frame {
     pub config: bool,
     pub codec: Codec,
     /// The Enhanced RTMP multitrack track id (of the first track when a message holds several);
-    /// 0, the default track, for everything else.
+    /// 0, the default track, for everything else. For another track, `codec` is
+    /// `OtherAudio(9)`/`OtherVideo(0x80)` and `config` false (see `default_track_view`).
     pub track_id: u8,
     /// The FLV tag body / RTMP message payload, unchanged.
     pub data: Bytes,
@@ -83,13 +84,14 @@ impl Frame {
                 // A malformed Ex tag is refused whole rather than relayed half-understood.
                 let tag = enhanced::parse(Media::Audio, &data).ok()?;
                 let t = tag.first?;
+                let (codec, config) = default_track_view(&t, Codec::OtherAudio(SOUND_FORMAT_EX));
                 Some(Frame {
                     track: Track::Audio,
                     dts,
                     cts: 0,
                     key: true,
-                    config: t.is_config(),
-                    codec: t.codec,
+                    config,
+                    codec,
                     track_id: t.track_id,
                     data,
                 })
@@ -161,7 +163,10 @@ impl Frame {
     fn parse_enhanced_video(dts: u32, data: Bytes) -> Option<Frame> {
         let tag = enhanced::parse(Media::Video, &data).ok()?;
         let (codec, track_id, config, cts) = match &tag.first {
-            Some(t) => (t.codec, t.track_id, t.is_config(), t.cts),
+            Some(t) => {
+                let (codec, config) = default_track_view(t, Codec::OtherVideo(0x80));
+                (codec, t.track_id, config, t.cts)
+            }
             // A command frame names no codec and carries no picture.
             None => (Codec::OtherVideo(0x80), 0, false, 0),
         };
@@ -224,6 +229,21 @@ impl Frame {
     /// Presentation time in milliseconds (dts + cts, may be negative only for broken input).
     pub fn pts(&self) -> i64 {
         self.dts as i64 + self.cts as i64
+    }
+}
+
+/// FLV sound format 9: the Enhanced RTMP audio header.
+const SOUND_FORMAT_EX: u8 = enhanced::SOUND_FORMAT_EX_HEADER;
+
+/// The codec and config flag a frame reports for a track. The hub and the recorders read one
+/// audio and one video stream: a second multitrack track (id != 0) is shown to them as an unknown
+/// codec that is never the stream's header, so it is relayed (and recorded to FLV) as before, not
+/// mixed into the default track; `Frame::enhanced` has its real codec and packet type.
+fn default_track_view(t: &enhanced::TrackPacket, other: Codec) -> (Codec, bool) {
+    if t.track_id == 0 {
+        (t.codec, t.is_config())
+    } else {
+        (other, false)
     }
 }
 
@@ -318,16 +338,32 @@ mod tests {
         let f = Frame::parse(TAG_AUDIO, 0, Bytes::from_static(b"\x91ac-3\x0b\x77")).unwrap();
         assert!(!f.config && f.codec == Codec::Ac3);
         assert_eq!(f.payload(), &[0x0b, 0x77]);
-        // FFmpeg 9's second audio stream: multitrack OneTrack, mp4a, track 1.
+        // FFmpeg 9's second audio stream: multitrack OneTrack, mp4a, track 1. Not the stream's
+        // AAC header (it must not replace track 0's), but its real codec is one call away.
         let f = Frame::parse(
             TAG_AUDIO,
             0,
             Bytes::from_static(b"\x95\x00mp4a\x01\x11\x88"),
         )
         .unwrap();
-        assert!(f.config && f.codec == Codec::Aac);
+        assert!(!f.config && f.codec == Codec::OtherAudio(9));
         assert_eq!((f.track_id, f.payload()), (1, &[0x11, 0x88][..]));
-        assert_eq!(f.enhanced().unwrap().track_count, 1);
+        let ex = f.enhanced().unwrap();
+        let t = ex.first.unwrap();
+        assert_eq!(
+            (ex.track_count, t.codec, t.is_config()),
+            (1, Codec::Aac, true)
+        );
+        // Track 0 in multitrack form is the default track: its own codec and header.
+        let f = Frame::parse(
+            TAG_AUDIO,
+            0,
+            Bytes::from_static(b"\x95\x00Opus\x00OpusHead"),
+        )
+        .unwrap();
+        assert!(f.config && f.codec == Codec::Opus && f.track_id == 0);
+        let f = Frame::parse(TAG_VIDEO, 0, Bytes::from_static(b"\x96\x03hvc1\x02\x01")).unwrap();
+        assert!(f.key && !f.config && f.track_id == 2 && f.codec == Codec::OtherVideo(0x80));
     }
 
     #[test]
