@@ -1,7 +1,7 @@
 //! MPEG-TS (ISO/IEC 13818-1) writer for HLS: PAT/PMT with CRC32 (and the AC-3 registration
 //! descriptor), PES packets with PTS/DTS, PCR, continuity counters and adaptation-field stuffing,
 //! plus the codec framing TS needs (H.264 and H.265 as Annex B with AUD and parameter sets before
-//! each random access picture, AAC as ADTS; MP3 and AC-3 frames go in as they are). Frames in,
+//! each random access picture, AAC as ADTS; MP3, AC-3 and E-AC-3 frames go in as they are). Frames in,
 //! 188-byte packets out; this module does not decide where segments are cut (see `mux::hls`) nor
 //! write files (see `record::hls`).
 
@@ -39,6 +39,8 @@ pub enum StreamType {
     Hevc = 0x24,
     /// AC-3 (ATSC stream type, with the `AC-3` registration descriptor).
     Ac3 = 0x81,
+    /// E-AC-3 (ATSC stream type, with the `EAC3` registration descriptor).
+    Eac3 = 0x87,
 }
 
 impl StreamType {
@@ -54,7 +56,7 @@ impl StreamType {
     fn stream_id(self) -> u8 {
         match self {
             StreamType::H264 | StreamType::Hevc => STREAM_ID_VIDEO,
-            StreamType::Ac3 => STREAM_ID_PRIVATE_1,
+            StreamType::Ac3 | StreamType::Eac3 => STREAM_ID_PRIVATE_1,
             StreamType::Aac | StreamType::Mp3 | StreamType::Mp2Audio => STREAM_ID_AUDIO,
         }
     }
@@ -64,6 +66,7 @@ impl StreamType {
         match self {
             // registration_descriptor (tag 5) with format_identifier "AC-3".
             StreamType::Ac3 => &[0x05, 0x04, b'A', b'C', b'-', b'3'],
+            StreamType::Eac3 => &[0x05, 0x04, b'E', b'A', b'C', b'3'],
             _ => &[],
         }
     }
@@ -706,6 +709,15 @@ mod tests {
         );
         assert_eq!(s[2] as usize, s.len() - 3);
         assert_eq!(crc32_mpeg2(&s), 0);
+        let e = pmt_section(&Program {
+            video: None,
+            audio: Some(StreamType::Eac3),
+        });
+        assert_eq!(
+            &e[12..23],
+            &[0x87, 0xe1, 0x01, 0xf0, 0x06, 0x05, 0x04, b'E', b'A', b'C', b'3']
+        );
+        assert_eq!(StreamType::Eac3.stream_id(), 0xbd);
         // MP3 by MPEG version.
         let h1 = mp3::FrameHeader::parse(&[0xff, 0xfb, 0x90, 0x64]).unwrap();
         let h2 = mp3::FrameHeader::parse(&[0xff, 0xf3, 0x80, 0xc0]).unwrap();
@@ -958,5 +970,75 @@ mod tests {
             assert_eq!((nv, na), (fact("frames.0"), fact("frames.1")), "{name}");
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    #[ignore = "needs FFmpeg 9: sh tools/fetch-ffmpeg.sh, then cargo test -- --ignored ffmpeg9"]
+    fn ffmpeg9_decodes_eac3_ts() {
+        let ffmpeg = std::env::var_os("RTMPD_FFMPEG9")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/tools/ffmpeg9/ffmpeg").into());
+        let dir = std::env::temp_dir().join(format!("rtmpd-ts-eac3-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let raw = dir.join("a.eac3");
+        let st = std::process::Command::new(&ffmpeg)
+            .args([
+                "-hide_banner",
+                "-v",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                "sine=d=1",
+            ])
+            .args(["-ac", "2", "-c:a", "eac3", "-b:a", "96k", "-f", "eac3"])
+            .arg(&raw)
+            .status()
+            .expect("FFmpeg 9");
+        assert!(st.success());
+        let data = std::fs::read(&raw).unwrap();
+        let mut w = TsWriter::new(Program {
+            video: None,
+            audio: Some(StreamType::Eac3),
+        });
+        let mut out = Vec::new();
+        w.write_tables(&mut out);
+        let (mut pos, mut n, mut t) = (0, 0, 90_000u64);
+        while pos < data.len() {
+            let f = crate::media::ac3::SyncFrame::parse(&data[pos..]).unwrap();
+            let pes = Pes {
+                es: Es::Audio,
+                pts: t,
+                dts: t,
+                random_access: true,
+                pcr: Some(t),
+                payload: &data[pos..pos + f.frame_len],
+            };
+            w.write_pes(&mut out, &pes);
+            pos += f.frame_len;
+            t += f.samples as u64 * 90_000 / f.sample_rate as u64;
+            n += 1;
+        }
+        let path = dir.join("a.ts");
+        std::fs::write(&path, &out).unwrap();
+        let o = std::process::Command::new(&ffmpeg)
+            .args(["-hide_banner", "-xerror", "-i"])
+            .arg(&path)
+            .args(["-map", "0", "-f", "framemd5", "-"])
+            .output()
+            .expect("FFmpeg 9");
+        let _ = std::fs::remove_dir_all(&dir);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            o.status.success() && stderr.contains("Audio: eac3"),
+            "{stderr}"
+        );
+        assert!(!stderr.to_lowercase().contains("error"), "{stderr}");
+        let frames = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter(|l| l.starts_with("0,"))
+            .count();
+        assert_eq!(frames, n);
     }
 }
