@@ -32,6 +32,7 @@ pub const FRAME_TYPE_COMMAND: u8 = 5;
 const VIDEO_MULTITRACK: u8 = 6;
 const AUDIO_MULTITRACK: u8 = 5;
 const MOD_EX: u8 = 7;
+const METADATA: u8 = 4;
 /// `VideoPacketModExType` / `AudioPacketModExType` 0: a sub-millisecond timestamp offset.
 const MOD_EX_TIMESTAMP_OFFSET_NANO: u8 = 0;
 
@@ -297,6 +298,25 @@ pub fn parse_header(media: Media, body: &[u8]) -> Result<ExHeader, Error> {
         Media::Video => PacketType::video(v),
         Media::Audio => PacketType::audio(v),
     };
+    // The spec tests for a command frame before it tests for multitrack: a command frame has
+    // one command byte, no FourCC and no video data, whatever its packet type nibble says.
+    if media == Media::Video && frame_type == FRAME_TYPE_COMMAND && raw_type != METADATA {
+        if raw_type > VIDEO_MULTITRACK {
+            return Err(Error::ReservedPacketType(raw_type));
+        }
+        let command = r.u8()?;
+        return Ok(ExHeader {
+            media,
+            frame_type,
+            // The nibble means nothing for a command (Multitrack reads as CodedFrames).
+            packet_type: PacketType::video(raw_type).unwrap_or(PacketType::CodedFrames),
+            multitrack: None,
+            fourcc: None,
+            timestamp_offset_ns,
+            command: Some(command),
+            body_start: r.pos,
+        });
+    }
     if raw_type == multitrack_raw {
         let b = r.u8()?;
         let multitrack = match b >> 4 {
@@ -323,23 +343,6 @@ pub fn parse_header(media: Media, body: &[u8]) -> Result<ExHeader, Error> {
         });
     }
     let packet_type = parse_type(raw_type)?;
-    if media == Media::Video
-        && frame_type == FRAME_TYPE_COMMAND
-        && packet_type != PacketType::Metadata
-    {
-        // A command frame: one command byte, no FourCC, no video data.
-        let command = r.u8()?;
-        return Ok(ExHeader {
-            media,
-            frame_type,
-            packet_type,
-            multitrack: None,
-            fourcc: None,
-            timestamp_offset_ns,
-            command: Some(command),
-            body_start: r.pos,
-        });
-    }
     let fourcc = r.fourcc()?;
     Ok(ExHeader {
         media,
@@ -573,6 +576,12 @@ pub(crate) mod tests {
         // A command frame: one byte, no FourCC, no track.
         let c = video(b"\xd1\x01");
         assert_eq!((c.header.command, c.header.fourcc), (Some(1), None));
+        // The command test comes before the multitrack one: 0xd6 is a command too.
+        assert_eq!(video(b"\xd6\x00").header.command, Some(0));
+        assert_eq!(
+            parse(Media::Video, b"\xd9\x00"),
+            Err(Error::ReservedPacketType(9))
+        );
         assert_eq!((c.first.clone(), c.track_count), (None, 0));
         assert_eq!(parse(Media::Video, b"\xd1"), Err(Error::Truncated));
     }
