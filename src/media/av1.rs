@@ -243,4 +243,26 @@ mod tests {
         assert_eq!(leb128(&[0x80, 0x01]), Some((128, 2)));
         assert_eq!(leb128(&[0x80; 9]), None);
     }
+
+    /// Random OBU streams and sequence headers: `None` or a value, never a panic or a hang.
+    #[test]
+    fn random_input_never_panics() {
+        let mut x = 0xd1b5_4a32_d192_ed03u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..20_000 {
+            let b: Vec<u8> = (0..(next() % 40)).map(|_| next() as u8).collect();
+            let _ = sequence_header_dimensions(&b);
+            assert!(obus_of(&b).count() <= b.len());
+            let mut rec = vec![0x81, 0, 0, 0];
+            rec.extend_from_slice(&b);
+            if let Some(c) = Av1Config::parse(&rec) {
+                let _ = c.dimensions(&rec);
+            }
+        }
+    }
 }

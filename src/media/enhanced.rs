@@ -509,6 +509,7 @@ impl<'a> Cursor<'a> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::media::Frame;
 
     fn video(body: &[u8]) -> ExTag {
         parse(Media::Video, body).unwrap()
@@ -901,6 +902,46 @@ pub(crate) mod tests {
             assert!(ex > 0 || name.starts_with("h264_mp3"), "{name} has Ex tags");
             if name == "multitrack_aac" {
                 assert!(tracks.contains(&(8, 1)), "{name}: {tracks:?}");
+            }
+        }
+    }
+
+    /// Random bodies with Ex-header first bytes: errors or ranges inside the body, never a panic.
+    #[test]
+    fn random_bodies_never_panic() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let fourccs: [&[u8; 4]; 4] = [b"hvc1", b"av01", b"Opus", b"mp4a"];
+        for _ in 0..50_000 {
+            let len = (next() % 48) as usize;
+            let mut b: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            // Bias towards plausible headers so the deep paths run.
+            if len > 0 {
+                b[0] = 0x90 | (b[0] & 0x7f);
+            }
+            if len > 6 && next() % 2 == 0 {
+                let cc = fourccs[(next() % 4) as usize];
+                let at = 1 + (next() % 3) as usize;
+                b[at..at + 4].copy_from_slice(cc);
+            }
+            for media in [Media::Audio, Media::Video] {
+                if let Ok(h) = parse_header(media, &b) {
+                    for t in h.tracks(&b).flatten() {
+                        assert!(t.payload.start <= t.payload.end && t.payload.end <= b.len());
+                    }
+                }
+                let _ = parse(media, &b);
+            }
+            let data = bytes::Bytes::from(b);
+            for tag in [8, 9] {
+                if let Some(f) = Frame::parse(tag, 0, data.clone()) {
+                    let _ = f.payload();
+                }
             }
         }
     }

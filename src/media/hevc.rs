@@ -300,4 +300,32 @@ mod tests {
         assert!(is_irap(19) && is_irap(21) && !is_irap(1) && !is_irap(NAL_VPS));
         assert_eq!(nal_type(&[]), 0);
     }
+
+    /// Random records and SPSs: `None` or a value, never a panic.
+    #[test]
+    fn random_input_never_panics() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let base = record(&[0x42, 0x01, 0x01, 0x01, 0x60, 0, 0, 3, 0, 0x90, 0, 0]);
+        for _ in 0..20_000 {
+            let mut r = base.clone();
+            for _ in 0..(next() % 6) {
+                let at = (next() as usize) % r.len();
+                r[at] = next() as u8;
+            }
+            r.truncate((next() as usize) % (r.len() + 1));
+            if let Some(c) = HevcConfig::parse(&r) {
+                let _ = c.codec_string();
+            }
+            let sps: Vec<u8> = std::iter::once(0x42)
+                .chain((0..(next() % 40)).map(|_| next() as u8))
+                .collect();
+            let _ = sps_dimensions(&sps);
+        }
+    }
 }
