@@ -688,6 +688,7 @@ mod tests {
                 Track::Video => Codec::Avc,
                 Track::Meta => Codec::Script,
             },
+            track_id: 0,
             data: Bytes::from_static(b"x"),
         }
     }

@@ -7,4 +7,5 @@ pub mod fmp4;
 pub mod hls;
 pub mod m3u8;
 pub mod mp4;
+pub mod sample_entry;
 pub mod ts;
