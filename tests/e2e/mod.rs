@@ -5,5 +5,6 @@ mod cli;
 mod files;
 mod http;
 mod live;
+mod platform;
 mod record;
 mod robustness;
