@@ -232,7 +232,7 @@ for _ in $(seq 1 100); do curl -s "$nginx_url/api/streams" | grep -q '"deploy"' 
 
 probe() {
     local s
-    s=$(timeout 30 ffprobe -v error -show_entries stream=codec_name -of csv=p=0 "$1" | sort -u | tr '\n' ' ')
+    s=$(timeout 30 ffprobe -v error -show_entries stream=codec_name -of csv=p=0 "$1" | grep -v "^$" | sort -u | tr '\n' ' ')
     echo "$1: $s"
     [ "$s" = "aac h264 " ]
 }

@@ -137,7 +137,7 @@ decodes() {
 # `has_streams URL-OR-FILE`: ffprobe finds H.264 video and AAC audio.
 has_streams() {
     local s
-    s=$(ffprobe -v error -rw_timeout 10000000 -show_entries stream=codec_name -of csv=p=0 "$1" | sort -u | tr '\n' ' ')
+    s=$(ffprobe -v error -rw_timeout 10000000 -show_entries stream=codec_name -of csv=p=0 "$1" | grep -v "^$" | sort -u | tr '\n' ' ')
     echo "streams: $s"
     [ "$s" = "aac h264 " ]
 }
