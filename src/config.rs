@@ -758,6 +758,70 @@ mod tests {
         assert!(h.contains("UPSTREAM") && h.contains("--queue-hard-ms"));
     }
 
+    /// The long options in a mode's `--help`, e.g. `rtmp-port`.
+    fn long_options(help: &str) -> Vec<String> {
+        help.split_whitespace()
+            .filter_map(|w| w.strip_prefix("--"))
+            .map(|w| w.trim_end_matches(|c: char| !c.is_ascii_alphanumeric()))
+            .filter(|w| !w.is_empty())
+            .map(String::from)
+            .collect()
+    }
+
+    /// Every option a mode has shows in its `--print-config` (a new option must say what it is set to).
+    #[test]
+    fn print_config_names_every_option() {
+        let not_settings = ["help", "version", "print-config"];
+        for (mode, extra) in [
+            ("", ""),
+            ("flv-gateway", " 8080 http://127.0.0.1:1"),
+            ("file-gateway", ""),
+        ] {
+            let Mode::Help(help) = parse(&args(&format!("{mode} --help"))).unwrap() else {
+                panic!()
+            };
+            let Mode::PrintConfig(text) =
+                parse(&args(&format!("{mode}{extra} --print-config"))).unwrap()
+            else {
+                panic!("{mode}: --print-config did not print")
+            };
+            let names: Vec<&str> = text
+                .lines()
+                .filter(|l| !l.starts_with('#'))
+                .filter_map(|l| l.split_whitespace().next())
+                .collect();
+            for opt in long_options(&help) {
+                // `--no-web` prints as `no-web true` only when given; `web-port` stands for both.
+                if not_settings.contains(&opt.as_str()) || opt == "no-web" {
+                    continue;
+                }
+                assert!(
+                    names.contains(&opt.as_str()),
+                    "{mode}: --print-config lacks {opt}:\n{text}"
+                );
+            }
+        }
+        let Mode::PrintConfig(text) = parse(&args("--no-web --no-hls --print-config")).unwrap()
+        else {
+            panic!()
+        };
+        assert!(
+            text.lines()
+                .any(|l| l.split_whitespace().eq(["no-web", "true"])),
+            "{text}"
+        );
+        assert!(
+            text.lines()
+                .any(|l| l.split_whitespace().eq(["no-hls", "true"])),
+            "{text}"
+        );
+        assert!(
+            text.lines()
+                .any(|l| l.split_whitespace().eq(["no-mp4", "false"])),
+            "{text}"
+        );
+    }
+
     #[test]
     fn help_lists_defaults() {
         let Mode::Help(h) = parse(&args("--help")).unwrap() else {
