@@ -23,7 +23,7 @@ build: vendor
 # The shipped binary (profile.release: optimised, LTO, debug info stripped, symbols kept), and its size.
 release: vendor
 	$(CARGO) build --release --bin rtmpd
-	@stat -c '%s' target/release/rtmpd | awk '{ printf "release: target/release/rtmpd, %d bytes (%.1f MiB)\n", $$1, $$1 / 1048576 }'
+	@wc -c < target/release/rtmpd | awk '{ printf "release: target/release/rtmpd, %d bytes (%.1f MiB)\n", $$1, $$1 / 1048576 }'
 
 run: build
 	./target/release/rtmpd $(if $(findstring --data-dir,$(ARGS)),,--data-dir $(DATA)) $(ARGS)

@@ -1,6 +1,8 @@
 //! Command line -> validated configuration. getopts parses into a raw form; `parse` validates it
-//! into a `Config` whose mode says which process runs. Errors carry a one-line reason; the binary
-//! maps them to exit status 2.
+//! into a `Config` whose mode says which process runs (or, with `--print-config`, its text). Paths that
+//! can never work (a log file in a missing folder, a data dir that is a file) are refused here. Errors
+//! carry a one-line reason; the binary maps them to exit status 2. Opening files and binding ports is
+//! the server's.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
