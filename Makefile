@@ -3,7 +3,7 @@ CARGO ?= cargo
 ARGS ?=
 
 .PHONY: all vendor build release run test unit browser-test bench bench-gateway bench-record bench-files bench-all \
-	fixtures fmt lint check-targets windows-smoke check-deploy docker
+	fixtures fmt lint check-targets windows-smoke arm-smoke check-deploy docker
 
 # Targets checked with `cargo check --all-targets` (kqueue on macOS, no splice off Linux): no warnings allowed.
 CHECK_TARGETS ?= aarch64-apple-darwin x86_64-apple-darwin aarch64-unknown-linux-gnu x86_64-pc-windows-gnu
@@ -77,6 +77,10 @@ check-targets:
 # rtmpd.exe under Wine against Linux FFmpeg (tools/windows-smoke.sh).
 windows-smoke:
 	bash tools/windows-smoke.sh
+
+# The aarch64 Linux binary under qemu-user (tools/arm-smoke.sh).
+arm-smoke:
+	bash tools/arm-smoke.sh
 
 # nginx -t on deploy/nginx.conf and the README's nginx example; docker-compose.yml parsed and its commands checked.
 check-deploy:
