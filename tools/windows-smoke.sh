@@ -3,7 +3,8 @@
 # under Wine on 127.0.0.1 with every port 0, and drives it with Linux FFmpeg, curl and a small WS client:
 # publish, RTMP / HTTP-FLV / WS-FLV play, /api/streams, the home page, path traversal with backslashes
 # and drive letters, Ctrl-C (SIGINT, which Wine delivers to the console control handler as CTRL_C_EVENT)
-# with every recording finalised and decoded by ffprobe/FFmpeg, then file-gateway.exe over the recordings.
+# with every recording finalised and decoded by ffprobe/FFmpeg; an FLV gateway pulling from it (HTTP-FLV,
+# WS-FLV, Ctrl-C), and a file gateway over the recordings.
 # It installs nothing: .ci/run (or tools/windows-setup.sh) does. Ends with "N passed, N failed".
 #
 # Env: RTMPD_EXE=path skips the build; KEEP=1 keeps target/windows-smoke/ for a look afterwards.
@@ -248,6 +249,15 @@ check "WS-FLV gives FLV with H.264 and AAC" ws_flv "$http"
 check "an unknown stream is 404" unknown_stream_404 "$http"
 check "traversal refused on the HTTP port" traversal "$http" data
 check "traversal refused on the web port" traversal "$web" data
+
+# --- the FLV gateway, pulling from the origin -------------------------------------------------------
+start_exe flvgw flv-gateway 0 "$http" --bind 127.0.0.1
+flvgw_pid=$started_pid
+flvgw=http://$(listen_addr flvgw HTTP)
+echo "windows-smoke: flv-gateway (pid $flvgw_pid) on $flvgw"
+check "FLV gateway: HTTP-FLV through it has H.264 and AAC" has_streams "$flvgw/live/smoke.flv"
+check "FLV gateway: WS-FLV through it" ws_flv "$flvgw"
+check "FLV gateway: Ctrl-C exits 0" ctrl_c "$flvgw_pid"
 
 # Ctrl-C while the publisher is still live: every recording must be finalised by the shutdown itself.
 for _ in $(seq 1 200); do
