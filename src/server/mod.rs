@@ -127,9 +127,13 @@ pub struct Server {
     gateway: Option<Box<upstream::Gateway>>,
 }
 
-fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, ServerError> {
-    let listener = TcpListener::bind(addr)
-        .map_err(|e| ServerError(format!("cannot listen for {what} on {addr}: {e}")))?;
+/// `option` says how to pick another port, so the one error line is all a user needs.
+fn bind(addr: SocketAddr, what: &str, option: &str) -> Result<TcpListener, ServerError> {
+    let listener = TcpListener::bind(addr).map_err(|e| {
+        ServerError(format!(
+            "cannot listen for {what} on {addr}: {e} (choose another port with {option})"
+        ))
+    })?;
     limits::deepen_backlog(&listener);
     Ok(listener)
 }
@@ -173,17 +177,29 @@ pub fn run_origin(cfg: OriginConfig) -> Result<(), ServerError> {
     })?;
     let mut listeners = vec![
         (
-            bind(SocketAddr::new(cfg.bind, cfg.rtmp_port), "RTMP")?,
+            bind(
+                SocketAddr::new(cfg.bind, cfg.rtmp_port),
+                "RTMP",
+                "--rtmp-port",
+            )?,
             Listener::Rtmp,
         ),
         (
-            bind(SocketAddr::new(cfg.bind, cfg.http_port), "HTTP")?,
+            bind(
+                SocketAddr::new(cfg.bind, cfg.http_port),
+                "HTTP",
+                "--http-port",
+            )?,
             Listener::Http,
         ),
     ];
     if let Some(port) = cfg.web_port {
         listeners.push((
-            bind(SocketAddr::new(cfg.bind, port), "the web port")?,
+            bind(
+                SocketAddr::new(cfg.bind, port),
+                "the web port",
+                "--web-port, or turn it off with --no-web",
+            )?,
             Listener::Web,
         ));
     }
@@ -218,7 +234,11 @@ pub fn run_file_gateway(cfg: crate::config::FileGatewayConfig) -> Result<(), Ser
     if let Some(n) = limits::raise_nofile() {
         info!("open-file limit {n}");
     }
-    let listener = bind(SocketAddr::new(cfg.bind, cfg.port), "the file gateway")?;
+    let listener = bind(
+        SocketAddr::new(cfg.bind, cfg.port),
+        "the file gateway",
+        "the PORT argument",
+    )?;
     let setup = Setup {
         mode: "file-gateway",
         viewer: crate::config::ViewerConfig::default(),

@@ -162,7 +162,11 @@ pub fn run_flv_gateway(cfg: FlvGatewayConfig) -> Result<(), ServerError> {
             cfg.upstream
         )));
     }
-    let http = bind(SocketAddr::new(cfg.bind, cfg.port), "HTTP")?;
+    let http = bind(
+        SocketAddr::new(cfg.bind, cfg.port),
+        "HTTP",
+        "the PORT argument",
+    )?;
     let setup = Setup {
         mode: "flv-gateway",
         viewer: cfg.viewer.clone(),

@@ -5,6 +5,7 @@ mod cli;
 mod files;
 mod http;
 mod live;
+mod platform;
 mod record;
 mod robustness;
 mod timestamps;

@@ -855,6 +855,7 @@ fn republish_keeps_the_first_session() {
 /// playlist (logged), merges the unmerged session (logged) into a clean MP4, and `rtmpd merge`
 /// on a copy of the segments gives the same bytes.
 #[test]
+#[cfg(unix)] // SIGKILL: Windows has no kill(2); tools/windows-smoke.sh covers shutdown there
 fn sigkill_leaves_readable_files_and_restart_repairs() {
     if !require_tool("ffmpeg") || !require_tool("ffprobe") {
         return;
@@ -1099,6 +1100,7 @@ fn full_disk_stops_the_recorder_not_the_viewer() {
 /// SIGTERM (as Ctrl-C) while a stream is live finalises every open recording before the exit:
 /// the playlists get ENDLIST, the FLV metadata is patched, `stream_full.mp4` is built.
 #[test]
+#[cfg(unix)] // SIGTERM: Windows has no kill(2); tools/windows-smoke.sh covers shutdown there
 fn sigterm_finalises_open_recordings() {
     if !require_tool("ffmpeg") || !require_tool("ffprobe") {
         return;
