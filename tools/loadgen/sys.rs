@@ -120,11 +120,10 @@ pub(crate) fn set_linger_zero(sock: &TcpStream) {
 #[cfg(not(unix))]
 pub(crate) fn set_linger_zero(_sock: &TcpStream) {}
 
-#[cfg(test)]
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
 
-    #[cfg(target_os = "linux")]
     #[test]
     fn proc_sample_of_self() {
         let s = ProcSample::read(std::process::id()).unwrap();
