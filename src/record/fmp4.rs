@@ -1047,6 +1047,56 @@ mod tests {
         o.trim().trim_end_matches(',').parse().unwrap_or(0)
     }
 
+    /// Issue 14: the merged MP4 of a 30 fps H.264 source held 301 of its 302 frames.
+    #[test]
+    fn merged_mp4_of_30fps_source_keeps_the_last_frame() {
+        if !tools() {
+            return;
+        }
+        let dir = tmpdir("fmp4-last-frame");
+        let flv = make_flv(
+            &dir,
+            &[
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=160x120:rate=30",
+                "-f",
+                "lavfi",
+                "-i",
+                "sine=frequency=440:sample_rate=44100",
+                "-frames:v",
+                "302",
+                "-c:v",
+                "libx264",
+                "-g",
+                "60",
+                "-pix_fmt",
+                "yuv420p",
+                "-c:a",
+                "aac",
+                "-shortest",
+            ],
+        );
+        let source = packets(&flv, "v:0");
+        assert!(source >= 300, "fixture has {source} frames");
+        let frames = read_flv(&flv);
+        let stream_dir = dir.join("rec");
+        record(&stream_dir, &frames, 2000, SystemTime::now());
+        let full = stream_dir.join(MERGE_DIR).join(FULL_NAME);
+        assert_eq!(
+            packets(&full, "v:0"),
+            source,
+            "merged MP4 lost video frames"
+        );
+        assert_eq!(
+            video_frames(&full),
+            source,
+            "merged MP4 decodes fewer frames"
+        );
+        assert_eq!(packets(&full, "a:0"), packets(&flv, "a:0"), "audio packets");
+    }
+
     /// Every fixture of tests/data/codecs (HEVC, AV1, VP9, Opus, MP3, AC-3) is recorded with its
     /// sample entry and codec string, and the merged MP4 holds every packet of the source.
     #[test]

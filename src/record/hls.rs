@@ -11,6 +11,9 @@ use super::paths::{self, with_path};
 use super::{Prelude, Sink};
 use crate::media::aac::AudioSpecificConfig;
 use crate::media::avc::AvcConfig;
+use crate::media::enhanced::PacketType;
+use crate::media::hevc::HevcConfig;
+use crate::media::{ac3::SyncFrame, mp3};
 use crate::media::{Codec, Frame, StreamKey, Track};
 use crate::mux::hls::{self as hlsmux, CutPolicy, Playlist, SegmentEntry};
 use crate::mux::ts::{self, Es, Pes, Program, StreamType, TsWriter};
@@ -45,7 +48,14 @@ pub struct HlsSink {
     base: u64,
     avc: Option<AvcConfig>,
     aac: Option<AudioSpecificConfig>,
-    mp3: bool,
+    hevc: Option<HevcConfig>,
+    /// MP3, AC-3 or E-AC-3: known from the first frame, which describes itself.
+    framed_audio: Option<StreamType>,
+    /// Audio that came before the first video keyframe (bounded): it opens the first segment
+    /// with the keyframe, as the FLV and MP4 recorders keep it too.
+    early_audio: Vec<(Frame, i64)>,
+    /// Frames the prelude may still hold for an MP3/AC-3 track's first frame (`None`: none seen).
+    await_framed: Option<u32>,
     ts: TsWriter,
     segment: Option<OpenSegment>,
     next_number: u64,
@@ -92,7 +102,10 @@ impl HlsSink {
             base: 0,
             avc: None,
             aac: None,
-            mp3: false,
+            hevc: None,
+            framed_audio: None,
+            early_audio: Vec::new(),
+            await_framed: None,
             ts: TsWriter::new(Program::default()),
             segment: None,
             next_number: 1,
@@ -108,13 +121,15 @@ impl HlsSink {
     /// The program the known codec configurations allow.
     fn wanted_program(&self) -> Program {
         Program {
-            video: self.avc.as_ref().map(|_| StreamType::H264),
+            video: if self.avc.is_some() {
+                Some(StreamType::H264)
+            } else {
+                self.hevc.as_ref().map(|_| StreamType::Hevc)
+            },
             audio: if self.aac.is_some() {
                 Some(StreamType::Aac)
-            } else if self.mp3 {
-                Some(StreamType::Mp3)
             } else {
-                None
+                self.framed_audio
             },
         }
     }
@@ -125,6 +140,16 @@ impl HlsSink {
         };
         let pre = prelude.take();
         self.base = pre.first_time;
+        // MP3 and AC-3 are known by their first frame, which may follow the first keyframe:
+        // learnt here, so the first segment's program has the audio too.
+        let framed = pre.frames.iter().find_map(|f| {
+            (f.track == Track::Audio && f.track_id == 0)
+                .then(|| framed_audio_type(f))
+                .flatten()
+        });
+        if framed.is_some() {
+            self.framed_audio = framed;
+        }
         for f in &pre.frames {
             self.media(f)?;
         }
@@ -138,11 +163,23 @@ impl HlsSink {
         if frame.discontinuity && self.segment.is_some() {
             self.pending_discontinuity = true;
         }
+        if frame.track == Track::Meta {
+            return Ok(());
+        }
+        if frame.track_id != 0 {
+            // A second multitrack track: TS here carries one audio and one video stream.
+            return self.skip(frame);
+        }
         match (frame.track, frame.codec) {
-            (Track::Meta, _) => return Ok(()),
             (Track::Video, Codec::Avc) if frame.config => {
                 if let Some(c) = AvcConfig::parse(frame.payload()) {
                     self.avc = Some(c);
+                }
+                return Ok(());
+            }
+            (Track::Video, Codec::Hevc) if frame.config => {
+                if let Some(c) = HevcConfig::parse(frame.payload()) {
+                    self.hevc = Some(c);
                 }
                 return Ok(());
             }
@@ -152,28 +189,36 @@ impl HlsSink {
                 }
                 return Ok(());
             }
-            (Track::Audio, Codec::Mp3) => self.mp3 = true,
-            // AVC packet type 1 is a picture; 2 (end of sequence) carries none.
-            (Track::Video, Codec::Avc) if frame.data.get(1) != Some(&1) => return Ok(()),
-            (Track::Video, Codec::Avc) | (Track::Audio, Codec::Aac) => {}
-            (_, codec) => {
-                if !self.skipped_codec_logged {
-                    self.skipped_codec_logged = true;
-                    log::info!("HLS {}: {codec:?} is not recorded to HLS", self.key);
-                }
-                return Ok(());
+            // The Enhanced SequenceStart of these holds nothing: each frame describes itself.
+            (Track::Audio, Codec::Mp3 | Codec::Ac3 | Codec::Eac3) if frame.config => return Ok(()),
+            (Track::Audio, Codec::Mp3 | Codec::Ac3 | Codec::Eac3) => {
+                // Not a frame (MultichannelConfig, SequenceEnd, garbage): nothing to play.
+                let Some(kind) = framed_audio_type(frame) else {
+                    return Ok(());
+                };
+                self.framed_audio.get_or_insert(kind);
             }
+            // Only coded pictures: not end of sequence (AVC packet type 2), nor metadata.
+            (Track::Video, Codec::Avc | Codec::Hevc) if !is_picture(frame) => return Ok(()),
+            (Track::Video, Codec::Avc | Codec::Hevc) | (Track::Audio, Codec::Aac) => {}
+            _ => return self.skip(frame),
         }
-        if frame.codec == Codec::Avc {
-            let has_picture = self.avc.as_ref().is_some_and(|c| {
-                crate::media::avc::nal_units(frame.payload(), c.nal_length_size)
-                    .next()
-                    .is_some()
-            });
-            if !has_picture {
-                // Malformed, or before any sequence header: nothing a decoder could use.
+        let nal_length_size = match frame.codec {
+            Codec::Avc => self.avc.as_ref().map(|c| c.nal_length_size),
+            Codec::Hevc => self.hevc.as_ref().map(|c| c.nal_length_size),
+            _ => Some(0),
+        };
+        if let Some(n) = nal_length_size.filter(|n| *n > 0) {
+            if crate::media::avc::nal_units(frame.payload(), n)
+                .next()
+                .is_none()
+            {
+                // Malformed: nothing a decoder could use.
                 return Ok(());
             }
+        } else if nal_length_size.is_none() {
+            // Before any sequence header: nothing a decoder could use.
+            return Ok(());
         }
         // Continuous across jumps (the normaliser rebased them); may be slightly negative for a
         // frame interleaved before the session's first one.
@@ -203,10 +248,27 @@ impl HlsSink {
         };
         if cut {
             self.close_segment(t)?;
-            self.open_segment(t, wanted)?;
+            let first = self.next_number == 1;
+            // The first segment spans the audio that came before the first keyframe; that
+            // audio is written right after the keyframe (a segment starts with video).
+            let start = self.early_audio.iter().map(|(_, t)| *t).fold(t, i64::min);
+            self.open_segment(if first { start } else { t }, wanted)?;
+            if first && wanted.audio.is_some() && !self.early_audio.is_empty() {
+                self.write_frame(frame, t)?;
+                for (f, ft) in std::mem::take(&mut self.early_audio) {
+                    if !(f.codec == Codec::Aac && self.aac.is_none()) {
+                        self.write_frame(&f, ft)?;
+                    }
+                }
+                return Ok(());
+            }
+            self.early_audio.clear();
         }
         if self.segment.is_none() {
-            // Before the first keyframe: nothing a player could start from.
+            // Before the first keyframe: audio waits (bounded) for it, video cannot start.
+            if !is_video && self.early_audio.len() < MAX_EARLY_AUDIO {
+                self.early_audio.push((frame.clone(), t));
+            }
             return Ok(());
         }
         let program = self.ts.program();
@@ -228,6 +290,11 @@ impl HlsSink {
             Codec::Avc => {
                 let Some(cfg) = &self.avc else { return Ok(()) };
                 ts::avc_access_unit(frame.payload(), cfg, frame.key, &mut self.es);
+                Es::Video
+            }
+            Codec::Hevc => {
+                let Some(cfg) = &self.hevc else { return Ok(()) };
+                ts::hevc_access_unit(frame.payload(), cfg, frame.key, &mut self.es);
                 Es::Video
             }
             Codec::Aac => {
@@ -346,11 +413,86 @@ impl HlsSink {
     }
 }
 
+/// Audio frames held before the first keyframe: more than 10 s of AAC means no video is coming
+/// soon, and the rest is not held.
+const MAX_EARLY_AUDIO: usize = 512;
+
+/// How many frames past the prelude's release to wait for an AC-3/MP3 track's first frame.
+const AWAIT_FRAMED_AUDIO: u32 = 256;
+
+/// The TS stream type of an MP3 or AC-3/E-AC-3 frame, from its own header.
+fn framed_audio_type(frame: &Frame) -> Option<StreamType> {
+    match frame.codec {
+        Codec::Mp3 => mp3::FrameHeader::parse(frame.payload()).map(|h| StreamType::for_mp3(&h)),
+        Codec::Ac3 | Codec::Eac3 => SyncFrame::parse(frame.payload()).map(|f| {
+            if f.enhanced {
+                StreamType::Eac3
+            } else {
+                StreamType::Ac3
+            }
+        }),
+        _ => None,
+    }
+}
+
+/// A video frame that holds a coded picture (not a sequence end, metadata or command).
+fn is_picture(frame: &Frame) -> bool {
+    match frame.enhanced() {
+        Some(tag) => tag.first.is_some_and(|t| {
+            matches!(
+                t.packet_type,
+                PacketType::CodedFrames | PacketType::CodedFramesX
+            )
+        }),
+        // Legacy AVC/HEVC: packet type 1 is a picture.
+        None => frame.data.get(1) == Some(&1),
+    }
+}
+
+impl HlsSink {
+    /// A frame TS cannot carry here: said once per stream, with the codec and the track.
+    fn skip(&mut self, frame: &Frame) -> io::Result<()> {
+        if !self.skipped_codec_logged {
+            self.skipped_codec_logged = true;
+            let codec = frame
+                .enhanced()
+                .and_then(|t| t.first)
+                .map_or(frame.codec, |t| t.codec);
+            log::info!(
+                "HLS {}: {:?} track {} ({codec:?}) is not recorded to HLS (MPEG-TS holds H.264, HEVC, AAC, MP3, AC-3)",
+                self.key,
+                frame.track,
+                frame.track_id
+            );
+        }
+        Ok(())
+    }
+}
+
 impl Sink for HlsSink {
     fn frame(&mut self, frame: &Frame) -> io::Result<()> {
+        let self_described = frame.track == Track::Audio
+            && frame.track_id == 0
+            && matches!(frame.codec, Codec::Mp3 | Codec::Ac3 | Codec::Eac3);
+        if self_described && self.prelude.is_some() {
+            // An AC-3/MP3 SequenceStart says nothing: hold the prelude (bounded) for a frame.
+            if framed_audio_type(frame).is_some() {
+                self.await_framed = Some(0);
+            } else if frame.config && self.await_framed.is_none() {
+                self.await_framed = Some(AWAIT_FRAMED_AUDIO);
+            }
+        }
         let r = match &mut self.prelude {
             Some(prelude) => {
-                if prelude.push(frame) {
+                let ready = prelude.push(frame);
+                let hold = match &mut self.await_framed {
+                    Some(n) if *n > 0 => {
+                        *n -= 1;
+                        true
+                    }
+                    _ => false,
+                };
+                if ready && !hold {
                     self.release()
                 } else {
                     Ok(())
@@ -556,6 +698,105 @@ mod tests {
             .filter(|l| l.ends_with(".ts"))
             .map(str::to_string)
             .collect()
+    }
+
+    /// PES starts on `pid` in a TS file: one per frame.
+    fn pes_count(ts: &[u8], pid: u16) -> usize {
+        ts.chunks(188)
+            .filter(|p| p.len() == 188 && p[1] & 0x40 != 0)
+            .filter(|p| (u16::from(p[1] & 0x1f) << 8 | u16::from(p[2])) == pid)
+            .count()
+    }
+
+    /// Issue 14: audio before the first video keyframe was dropped from HLS while FLV and MP4
+    /// kept it.
+    #[test]
+    fn audio_before_first_keyframe_is_kept_in_hls() {
+        let dir = temp_dir("hls-early-audio");
+        let mut s = sink(&dir, 0);
+        s.frame(&avc_config()).unwrap();
+        s.frame(&aac(0, true)).unwrap();
+        let mut audio = 0;
+        for t in [0, 23, 46, 69] {
+            s.frame(&aac(t, false)).unwrap();
+            audio += 1;
+        }
+        for t in (80..3000).step_by(40) {
+            s.frame(&picture(t, (t - 80) % 1000 == 0)).unwrap();
+            s.frame(&aac(t + 12, false)).unwrap();
+            audio += 1;
+        }
+        s.finish().unwrap();
+        let mut got = 0;
+        for name in listed(&dir) {
+            got += pes_count(&fs::read(dir.join(name)).unwrap(), ts::PID_AUDIO);
+        }
+        assert_eq!(got, audio, "every audio frame is in the segments");
+        let first = fs::read(dir.join(hlsmux::segment_name(1))).unwrap();
+        check_segment(&first, true);
+    }
+
+    /// HEVC+AAC, H.264+MP3 and H.264+AC-3 fixtures go to TS with their stream types, and the
+    /// segments decode with every frame of the source.
+    #[test]
+    fn hevc_mp3_and_ac3_fixtures_are_recorded_to_ts() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/codecs");
+        let facts = fs::read_to_string(root.join("facts.txt")).unwrap();
+        let cases = [
+            ("hevc_aac.flv", StreamType::Hevc, StreamType::Aac),
+            ("h264_mp3.flv", StreamType::H264, StreamType::Mp3),
+            ("h264_ac3.flv", StreamType::H264, StreamType::Ac3),
+        ];
+        let have = crate::record::testutil::have_tool("ffprobe");
+        for (name, video, audio) in cases {
+            let dir = temp_dir(&format!("hls-codec-{name}"));
+            let mut s = sink(&dir, 0);
+            let frames = crate::record::testutil::read_flv(&fs::read(root.join(name)).unwrap());
+            for f in &frames {
+                s.frame(f).unwrap();
+            }
+            s.finish().unwrap();
+            let segs = listed(&dir);
+            assert!(!segs.is_empty(), "{name}: no segments");
+            let first = fs::read(dir.join(&segs[0])).unwrap();
+            let pmt = first
+                .chunks(188)
+                .find(|p| (u16::from(p[1] & 0x1f) << 8 | u16::from(p[2])) == ts::PID_PMT)
+                .unwrap();
+            assert!(
+                pmt.windows(3).any(|w| w == [video as u8, 0xe1, 0x00]),
+                "{name}: video type"
+            );
+            assert!(
+                pmt.windows(3).any(|w| w == [audio as u8, 0xe1, 0x01]),
+                "{name}: audio type {pmt:02x?}"
+            );
+            let mut all = Vec::new();
+            let mut audio_pes = 0;
+            let mut video_pes = 0;
+            for seg in &segs {
+                let b = fs::read(dir.join(seg)).unwrap();
+                audio_pes += pes_count(&b, ts::PID_AUDIO);
+                video_pes += pes_count(&b, ts::PID_VIDEO);
+                all.extend_from_slice(&b);
+            }
+            let want_v = crate::mux::sample_entry::fact(&facts, &format!("{name}.frames.0"));
+            assert_eq!(video_pes, want_v, "{name}: video frames");
+            let want_a = crate::mux::sample_entry::fact(&facts, &format!("{name}.frames.1"));
+            assert_eq!(audio_pes, want_a, "{name}: audio frames");
+            if !have {
+                continue;
+            }
+            let joined = dir.join("all.ts");
+            fs::write(&joined, &all).unwrap();
+            let e = crate::record::testutil::decode_errors(&joined);
+            assert!(e.trim().is_empty(), "{name}: {e}");
+            let v = crate::record::testutil::probe_count(&joined, "v", "frames");
+            assert!(
+                v.abs_diff(want_v as u64) <= 1,
+                "{name}: decoded {v} of {want_v}"
+            );
+        }
     }
 
     #[test]
