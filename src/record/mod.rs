@@ -148,7 +148,10 @@ pub fn repair(data_dir: &Path) {
     if let Err(e) = hls::repair(data_dir) {
         log::error!("HLS crash repair under {}: {e}", data_dir.display());
     }
-    for line in fmp4::repair(data_dir) {
+    for line in fmp4::repair(data_dir)
+        .into_iter()
+        .chain(flv::repair(data_dir))
+    {
         log::info!("{line}");
     }
 }
