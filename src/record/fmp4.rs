@@ -76,6 +76,8 @@ pub struct Fmp4Sink {
     late_track: bool,
     /// Frames still to hold in the prelude for a self-describing audio track's first frame.
     awaiting_audio_frame: u32,
+    /// Tracks not recorded, as `hls::skipped_name` names them.
+    skipped: Vec<String>,
     merged: bool,
     /// A write failed (disk full, size limit, permissions): the recording stopped there. The
     /// end writes no further media, only closes the playlists and merges what was whole.
@@ -111,6 +113,7 @@ impl Fmp4Sink {
             config_changed: false,
             late_track: false,
             awaiting_audio_frame: 0,
+            skipped: Vec::new(),
             merged: false,
             failed: false,
         };
@@ -448,6 +451,8 @@ impl Fmp4Sink {
             common.num("sample_rate", a.sample_rate as u64);
             common.num("channels", a.channels as u64);
         }
+        let skipped: Vec<String> = self.skipped.iter().map(|s| format!("\"{s}\"")).collect();
+        common.raw("skipped", &format!("[{}]", skipped.join(",")));
         common.raw("complete", if complete { "true" } else { "false" });
 
         let ms =
@@ -517,6 +522,7 @@ impl Fmp4Sink {
         if frame.track == Track::Meta {
             return Ok(());
         }
+        self.note_skip(frame)?;
         // MP3 and AC-3 have no sequence header: their first frame describes the track.
         if frame.config || (frame.track == Track::Audio && self.audio.is_none()) {
             self.take_config(frame);
@@ -543,6 +549,26 @@ impl Fmp4Sink {
                 self.start(out.frames)
             }
         }
+    }
+
+    /// A track this recorder cannot hold (another codec, a second multitrack track): one log
+    /// line, one count, and a line in `meta.json`'s `skipped`.
+    fn note_skip(&mut self, frame: &Frame) -> io::Result<()> {
+        let command = frame.enhanced().is_some_and(|t| t.first.is_none());
+        if command || (frame.track_id == 0 && recordable(frame.codec)) {
+            return Ok(());
+        }
+        let name = super::hls::skipped_name(frame);
+        if self.skipped.contains(&name) || self.skipped.len() >= MAX_SKIPPED {
+            return Ok(());
+        }
+        log::info!(
+            "fMP4 {}: {name} is not recorded to fMP4/MP4",
+            self.merge_dir.display()
+        );
+        super::note_skipped_track();
+        self.skipped.push(name);
+        self.write_meta(false)
     }
 
     fn finish_clean(&mut self) -> io::Result<()> {
@@ -584,6 +610,9 @@ impl Fmp4Sink {
         s
     }
 }
+
+/// A recording lists at most this many skipped tracks.
+const MAX_SKIPPED: usize = 16;
 
 /// How many frames past the prelude's release to wait for an AC-3/MP3 track's first frame.
 const AWAIT_AUDIO_FRAMES: u32 = 256;
@@ -1095,6 +1124,28 @@ mod tests {
             "merged MP4 decodes fewer frames"
         );
         assert_eq!(packets(&full, "a:0"), packets(&flv, "a:0"), "audio packets");
+    }
+
+    /// A second multitrack audio track is not in fMP4 (yet): listed as skipped, counted, and
+    /// the default tracks are still recorded.
+    #[test]
+    fn second_multitrack_audio_track_is_listed_as_skipped() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/codecs");
+        let dir = tmpdir("fmp4-multitrack");
+        let before = crate::record::skipped_tracks();
+        record(
+            &dir,
+            &read_flv(&root.join("multitrack_aac.flv")),
+            1000,
+            SystemTime::now(),
+        );
+        let meta = fs::read_to_string(dir.join(MERGE_DIR).join(META_NAME)).unwrap();
+        assert!(
+            meta.contains("\"skipped\":[\"audio track 1 (Aac)\"]"),
+            "{meta}"
+        );
+        assert!(meta.contains("\"tracks\":[\"video\",\"audio\"]"), "{meta}");
+        assert!(crate::record::skipped_tracks() > before);
     }
 
     /// Every fixture of tests/data/codecs (HEVC, AV1, VP9, Opus, MP3, AC-3) is recorded with its

@@ -66,7 +66,8 @@ pub struct HlsSink {
     /// Reused buffers for one frame's elementary stream bytes and its packets.
     es: Vec<u8>,
     packets: Vec<u8>,
-    skipped_codec_logged: bool,
+    /// Tracks this recorder cannot hold, as "audio track 1 (Flac)": logged and counted once.
+    skipped: Vec<String>,
 }
 
 struct OpenSegment {
@@ -114,7 +115,7 @@ impl HlsSink {
             video_end: (i64::MIN, 0),
             es: Vec::new(),
             packets: Vec::new(),
-            skipped_codec_logged: false,
+            skipped: Vec::new(),
         })
     }
 
@@ -350,6 +351,9 @@ impl HlsSink {
         let discontinuity = discontinuity && number > 1;
         self.pending_discontinuity = false;
         self.ts.set_program(program);
+        if number == 1 {
+            self.write_meta()?;
+        }
         self.packets.clear();
         self.ts.write_tables(&mut self.packets);
         file.write_all(&self.packets)
@@ -413,6 +417,26 @@ impl HlsSink {
     }
 }
 
+/// A recording lists at most this many skipped tracks (multitrack ids are 0..=255).
+const MAX_SKIPPED: usize = 16;
+
+/// Beside the playlist: what the segments hold and what was skipped.
+pub const META_NAME: &str = "meta.json";
+
+/// How a skipped track is named in the log and in `meta.json`: "audio track 1 (Flac)".
+pub(crate) fn skipped_name(frame: &Frame) -> String {
+    let codec = frame
+        .enhanced()
+        .and_then(|t| t.first)
+        .map_or(frame.codec, |t| t.codec);
+    let kind = if frame.track == Track::Video {
+        "video"
+    } else {
+        "audio"
+    };
+    format!("{kind} track {} ({codec:?})", frame.track_id)
+}
+
 /// Audio frames held before the first keyframe: more than 10 s of AAC means no video is coming
 /// soon, and the rest is not held.
 const MAX_EARLY_AUDIO: usize = 512;
@@ -452,20 +476,31 @@ fn is_picture(frame: &Frame) -> bool {
 impl HlsSink {
     /// A frame TS cannot carry here: said once per stream, with the codec and the track.
     fn skip(&mut self, frame: &Frame) -> io::Result<()> {
-        if !self.skipped_codec_logged {
-            self.skipped_codec_logged = true;
-            let codec = frame
-                .enhanced()
-                .and_then(|t| t.first)
-                .map_or(frame.codec, |t| t.codec);
-            log::info!(
-                "HLS {}: {:?} track {} ({codec:?}) is not recorded to HLS (MPEG-TS holds H.264, HEVC, AAC, MP3, AC-3)",
-                self.key,
-                frame.track,
-                frame.track_id
-            );
+        let name = skipped_name(frame);
+        if self.skipped.contains(&name) || self.skipped.len() >= MAX_SKIPPED {
+            return Ok(());
         }
-        Ok(())
+        log::info!(
+            "HLS {}: {name} is not recorded to HLS (MPEG-TS here holds one H.264/HEVC and one AAC/MP3/AC-3 track)",
+            self.key
+        );
+        super::note_skipped_track();
+        self.skipped.push(name);
+        self.write_meta()
+    }
+
+    /// `meta.json` beside the playlist: the codecs of the TS program and the skipped tracks.
+    fn write_meta(&self) -> io::Result<()> {
+        let program = self.wanted_program();
+        let name = |t: Option<StreamType>| t.map_or("null".to_string(), |t| format!("\"{t:?}\""));
+        let skipped: Vec<String> = self.skipped.iter().map(|s| format!("\"{s}\"")).collect();
+        let text = format!(
+            "{{\n  \"format\":\"mpegts\",\n  \"playlist\":\"{PLAYLIST}\",\n  \"video\":{},\n  \"audio\":{},\n  \"skipped\":[{}]\n}}\n",
+            name(program.video),
+            name(program.audio),
+            skipped.join(",")
+        );
+        paths::replace_file(&self.dir.join(META_NAME), text.as_bytes())
     }
 }
 
@@ -734,6 +769,31 @@ mod tests {
         assert_eq!(got, audio, "every audio frame is in the segments");
         let first = fs::read(dir.join(hlsmux::segment_name(1))).unwrap();
         check_segment(&first, true);
+    }
+
+    /// A second multitrack audio track cannot go in this TS program: logged once, counted,
+    /// listed in meta.json; the default tracks are recorded.
+    #[test]
+    fn second_multitrack_audio_track_is_skipped_in_hls() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/codecs");
+        let dir = temp_dir("hls-multitrack");
+        let before = crate::record::skipped_tracks();
+        let mut s = sink(&dir, 0);
+        let data = fs::read(root.join("multitrack_aac.flv")).unwrap();
+        for f in &crate::record::testutil::read_flv(&data) {
+            s.frame(f).unwrap();
+        }
+        s.finish().unwrap();
+        let meta = fs::read_to_string(dir.join(META_NAME)).unwrap();
+        assert!(
+            meta.contains("\"skipped\":[\"audio track 1 (Aac)\"]"),
+            "{meta}"
+        );
+        assert!(meta.contains("\"audio\":\"Aac\""), "{meta}");
+        assert!(crate::record::skipped_tracks() > before);
+        let segs = listed(&dir);
+        let first = fs::read(dir.join(&segs[0])).unwrap();
+        assert!(pes_count(&first, ts::PID_AUDIO) > 0);
     }
 
     /// HEVC+AAC, H.264+MP3 and H.264+AC-3 fixtures go to TS with their stream types, and the
