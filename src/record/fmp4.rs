@@ -2,7 +2,10 @@
 //! `mux::fmp4::Fragmenter`), writes the muxed (`output_merge/`) and separate (`output_separate/`)
 //! forms with their playlists and `meta.json`, rotates the previous session away at start, builds
 //! `stream_full.mp4` at the end, and repairs sessions a crash left unmerged. Runs on a recorder
-//! worker, never on the event loop.
+//! worker, never on the event loop. Every codec with a sample entry (H.264, HEVC, AV1, VP9, AAC,
+//! Opus, MP3, AC-3/E-AC-3; `track_config`) of the default track; other tracks are logged once,
+//! counted and listed in `meta.json` as skipped. Over 800 lines: session, playlists, meta.json and
+//! repair belong together here and are each short.
 
 use super::merge::merge_dir;
 use super::paths::{self, local_stamp, replace_file};
@@ -125,7 +128,7 @@ impl Fmp4Sink {
     /// Codec payload of a recordable media frame (AVC/HEVC length-prefixed NAL units, AV1 OBUs,
     /// VP9 frames, raw AAC, Opus packets, MP3 and AC-3 frames), `None` for anything else: other
     /// codecs and tracks, sequence headers and ends, empty frames.
-    fn media_payload(frame: &Frame) -> Option<Bytes> {
+    pub(crate) fn media_payload(frame: &Frame) -> Option<Bytes> {
         if frame.config || frame.track_id != 0 {
             return None;
         }
@@ -618,7 +621,7 @@ const MAX_SKIPPED: usize = 16;
 const AWAIT_AUDIO_FRAMES: u32 = 256;
 
 /// Codecs this recorder holds (the default track only; see `track_config`).
-fn recordable(codec: Codec) -> bool {
+pub(crate) fn recordable(codec: Codec) -> bool {
     matches!(
         codec,
         Codec::Avc
@@ -636,7 +639,7 @@ fn recordable(codec: Codec) -> bool {
 /// The sample description a frame starts a track with: a sequence header for the codecs that
 /// have one, the first frame itself for MP3 and AC-3 (their frame headers are the description).
 /// `None` for anything else or for a configuration that does not parse.
-fn track_config(frame: &Frame, payload: &Bytes) -> Option<TrackConfig> {
+pub(crate) fn track_config(frame: &Frame, payload: &Bytes) -> Option<TrackConfig> {
     if !frame.config {
         return match frame.codec {
             Codec::Mp3 => {

@@ -5,7 +5,12 @@
 //! killed process left open get their ENDLIST (`repair`). TS bytes come from `mux::ts`, cut and
 //! playlist decisions from `mux::hls`, times and jumps from the ingest normaliser (`Frame::time`,
 //! `Frame::discontinuity`): a jump cuts the segment at the next keyframe (audio-only: at once)
-//! and the next one starts with `#EXT-X-DISCONTINUITY`.
+//! and the next one starts with `#EXT-X-DISCONTINUITY`. TS carries H.264/HEVC and AAC/MP3/AC-3/E-AC-3;
+//! a stream with AV1, VP9 or Opus is recorded as fMP4 segments instead (`init.mp4`,
+//! `segment_N.m4s`, VERSION 7, via `mux::fmp4`); `meta.json` beside the playlist says which format
+//! and lists the tracks skipped (other codecs, second multitrack tracks: logged once, counted).
+//! Audio before the first keyframe opens the first segment, as in the FLV and MP4 recordings.
+//! Over 800 lines: the two segment formats share the session, prelude, playlist and repair code.
 
 use super::paths::{self, with_path};
 use super::{Prelude, Sink};
@@ -15,8 +20,10 @@ use crate::media::enhanced::PacketType;
 use crate::media::hevc::HevcConfig;
 use crate::media::{ac3::SyncFrame, mp3};
 use crate::media::{Codec, Frame, StreamKey, Track};
+use crate::mux::fmp4::{self as fmp4mux, Fragment, Fragmenter, TrackConfig};
 use crate::mux::hls::{self as hlsmux, CutPolicy, Playlist, SegmentEntry};
 use crate::mux::ts::{self, Es, Pes, Program, StreamType, TsWriter};
+use bytes::Bytes;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -68,6 +75,16 @@ pub struct HlsSink {
     packets: Vec<u8>,
     /// Tracks this recorder cannot hold, as "audio track 1 (Flac)": logged and counted once.
     skipped: Vec<String>,
+    /// AV1, VP9 or Opus: this session is recorded as fMP4 segments instead of TS.
+    fmp4: Option<Fmp4Hls>,
+}
+
+/// The fMP4 form of an HLS recording: `init.mp4`, `segment_N.m4s`, playlist VERSION 7.
+struct Fmp4Hls {
+    frag: Fragmenter,
+    codecs: Vec<String>,
+    /// Media time (ms) at the start of the next segment, for its program date time.
+    elapsed_ms: i64,
 }
 
 struct OpenSegment {
@@ -116,6 +133,7 @@ impl HlsSink {
             es: Vec::new(),
             packets: Vec::new(),
             skipped: Vec::new(),
+            fmp4: None,
         })
     }
 
@@ -151,13 +169,122 @@ impl HlsSink {
         if framed.is_some() {
             self.framed_audio = framed;
         }
+        self.choose_fmp4(&pre.frames)?;
         for f in &pre.frames {
             self.media(f)?;
         }
         Ok(())
     }
 
+    /// MPEG-TS cannot carry AV1, VP9 or Opus in a way players read: a stream with one of them
+    /// is recorded as fMP4 segments (every track of the stream in them), said in one log line
+    /// and in `meta.json`.
+    fn choose_fmp4(&mut self, frames: &[Frame]) -> io::Result<()> {
+        let wants = frames.iter().any(|f| {
+            f.track_id == 0 && f.config && matches!(f.codec, Codec::Av1 | Codec::Vp9 | Codec::Opus)
+        });
+        if !wants {
+            return Ok(());
+        }
+        let mut video: Option<TrackConfig> = None;
+        let mut audio: Option<TrackConfig> = None;
+        for f in frames
+            .iter()
+            .filter(|f| f.track_id == 0 && f.track != Track::Meta)
+        {
+            let slot = if f.track == Track::Video {
+                &mut video
+            } else {
+                &mut audio
+            };
+            if slot.is_none() {
+                *slot = super::fmp4::track_config(f, &Bytes::copy_from_slice(f.payload()));
+            }
+        }
+        let codec = |c: &TrackConfig| match c {
+            TrackConfig::Avc(v) => crate::media::avc::AvcConfig::parse(&v.avcc)
+                .map_or_else(String::new, |c| c.codec_string()),
+            TrackConfig::Aac(a) => {
+                AudioSpecificConfig::parse(&a.asc).map_or_else(String::new, |c| c.codec_string())
+            }
+            TrackConfig::Other(e) => e.codec_string(),
+        };
+        let codecs: Vec<String> = video.iter().chain(audio.iter()).map(codec).collect();
+        log::info!(
+            "HLS {}: {} cannot go in MPEG-TS; recording fMP4 segments (init.mp4, segment_N.m4s)",
+            self.key,
+            codecs.join(",")
+        );
+        paths::replace_file(
+            &self.dir.join(FMP4_INIT),
+            &fmp4mux::init_segment_for(video.as_ref(), audio.as_ref()),
+        )?;
+        self.playlist.set_fmp4(FMP4_INIT);
+        self.fmp4 = Some(Fmp4Hls {
+            frag: Fragmenter::new(
+                self.policy.target_ms.clamp(100, u32::MAX as i64) as u32,
+                video.is_some(),
+                audio.as_ref().map(|a| a.timescale()),
+            ),
+            codecs,
+            elapsed_ms: 0,
+        });
+        self.write_meta()
+    }
+
+    fn media_fmp4(&mut self, frame: &Frame) -> io::Result<()> {
+        if frame.track == Track::Meta {
+            return Ok(());
+        }
+        let command = frame.enhanced().is_some_and(|t| t.first.is_none());
+        if !command && (frame.track_id != 0 || !super::fmp4::recordable(frame.codec)) {
+            return self.skip(frame);
+        }
+        let Some(data) = super::fmp4::Fmp4Sink::media_payload(frame) else {
+            return Ok(());
+        };
+        let Some(m) = &mut self.fmp4 else {
+            return Ok(());
+        };
+        match m
+            .frag
+            .push(frame.track, frame.time, frame.cts, frame.key, data)
+        {
+            Some(closed) => self.write_m4s(&closed),
+            None => Ok(()),
+        }
+    }
+
+    fn write_m4s(&mut self, f: &Fragment) -> io::Result<()> {
+        let runs = f.runs();
+        if runs.is_empty() {
+            return Ok(());
+        }
+        let number = self.next_number;
+        self.next_number += 1;
+        let path = self.dir.join(hlsmux::fmp4_segment_name(number));
+        paths::replace_file(&path, &fmp4mux::media_segment(f.sequence, &runs))?;
+        let duration_ms = ((f.duration_secs() * 1000.0).round() as u64).max(1);
+        let start = self.fmp4.as_mut().map_or(0, |m| {
+            let s = m.elapsed_ms;
+            m.elapsed_ms += duration_ms as i64;
+            s
+        });
+        let delete = self.playlist.push(SegmentEntry {
+            number,
+            duration_ms,
+            program_date_ms: self.started_ms + start,
+            discontinuity: false,
+        });
+        self.write_playlist()?;
+        self.delete_segments(&delete);
+        Ok(())
+    }
+
     fn media(&mut self, frame: &Frame) -> io::Result<()> {
+        if self.fmp4.is_some() {
+            return self.media_fmp4(frame);
+        }
         // The publisher's clock jumped (media::time decided): the next segment starts with
         // #EXT-X-DISCONTINUITY, at the next frame that may begin one. Noted before any frame is
         // skipped below, so a jump on a frame HLS does not carry is not lost.
@@ -395,7 +522,7 @@ impl HlsSink {
 
     fn delete_segments(&self, numbers: &[u64]) {
         for &n in numbers {
-            let p = self.dir.join(hlsmux::segment_name(n));
+            let p = self.dir.join(self.playlist.file_name(n));
             if let Err(e) = fs::remove_file(&p) {
                 if e.kind() != io::ErrorKind::NotFound {
                     log::warn!("HLS {}: cannot delete {}: {e}", self.key, p.display());
@@ -419,6 +546,9 @@ impl HlsSink {
 
 /// A recording lists at most this many skipped tracks (multitrack ids are 0..=255).
 const MAX_SKIPPED: usize = 16;
+
+/// The init segment of an fMP4 HLS recording.
+pub const FMP4_INIT: &str = "init.mp4";
 
 /// Beside the playlist: what the segments hold and what was skipped.
 pub const META_NAME: &str = "meta.json";
@@ -491,6 +621,15 @@ impl HlsSink {
 
     /// `meta.json` beside the playlist: the codecs of the TS program and the skipped tracks.
     fn write_meta(&self) -> io::Result<()> {
+        let skipped: Vec<String> = self.skipped.iter().map(|s| format!("\"{s}\"")).collect();
+        if let Some(m) = &self.fmp4 {
+            let text = format!(
+                "{{\n  \"format\":\"fmp4\",\n  \"init\":\"{FMP4_INIT}\",\n  \"playlist\":\"{PLAYLIST}\",\n  \"codecs\":\"{}\",\n  \"skipped\":[{}]\n}}\n",
+                m.codecs.join(","),
+                skipped.join(",")
+            );
+            return paths::replace_file(&self.dir.join(META_NAME), text.as_bytes());
+        }
         let program = self.wanted_program();
         let name = |t: Option<StreamType>| t.map_or("null".to_string(), |t| format!("\"{t:?}\""));
         let skipped: Vec<String> = self.skipped.iter().map(|s| format!("\"{s}\"")).collect();
@@ -546,6 +685,9 @@ impl Sink for HlsSink {
             self.release()?;
         }
         self.prelude = None;
+        if let Some(last) = self.fmp4.as_mut().and_then(|m| m.frag.finish()) {
+            self.write_m4s(&last)?;
+        }
         let mut result = Ok(());
         if let Some(start) = self.segment.as_ref().map(|s| s.start) {
             let end = self.media_end().max(start + 1);
@@ -794,6 +936,53 @@ mod tests {
         let segs = listed(&dir);
         let first = fs::read(dir.join(&segs[0])).unwrap();
         assert!(pes_count(&first, ts::PID_AUDIO) > 0);
+    }
+
+    /// AV1+Opus and VP9+Opus cannot go in TS: the HLS recording switches to fMP4 segments,
+    /// says so in meta.json, and the playlist plays with every video frame.
+    #[test]
+    fn av1_vp9_and_opus_switch_hls_to_fmp4_segments() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/codecs");
+        let facts = fs::read_to_string(root.join("facts.txt")).unwrap();
+        let have = crate::record::testutil::have_tool("ffprobe");
+        for (name, video) in [("av1_opus.flv", "av01."), ("vp9_opus.flv", "vp09.")] {
+            let dir = temp_dir(&format!("hls-fmp4-{name}"));
+            let mut s = sink(&dir, 0);
+            let data = fs::read(root.join(name)).unwrap();
+            for f in &crate::record::testutil::read_flv(&data) {
+                s.frame(f).unwrap();
+            }
+            s.finish().unwrap();
+            let text = fs::read_to_string(dir.join(PLAYLIST)).unwrap();
+            assert!(text.contains("#EXT-X-VERSION:7"), "{text}");
+            assert!(text.contains("#EXT-X-MAP:URI=\"init.mp4\""), "{text}");
+            assert!(
+                text.contains("segment_1.m4s") && !text.contains(".ts"),
+                "{text}"
+            );
+            assert!(text.contains("#EXT-X-ENDLIST"));
+            let meta = fs::read_to_string(dir.join(META_NAME)).unwrap();
+            assert!(meta.contains("\"format\":\"fmp4\""), "{meta}");
+            assert!(meta.contains(&format!("\"codecs\":\"{video}")), "{meta}");
+            assert!(meta.contains(",opus\""), "{meta}");
+            let init = fs::read(dir.join(FMP4_INIT)).unwrap();
+            assert!(init.windows(4).any(|w| w == b"Opus"));
+            if !have {
+                continue;
+            }
+            let list = dir.join(PLAYLIST);
+            let e = crate::record::testutil::decode_errors(&list);
+            assert!(e.trim().is_empty(), "{name}: {e}");
+            let want = crate::mux::sample_entry::fact(&facts, &format!("{name}.frames.0")) as u64;
+            let got = crate::record::testutil::probe_count(&list, "v", "frames");
+            assert!(got.abs_diff(want) <= 1, "{name}: {got} of {want} frames");
+            let a = crate::record::testutil::probe_count(&list, "a", "packets");
+            let want_a = crate::mux::sample_entry::fact(&facts, &format!("{name}.frames.1")) as u64;
+            assert!(
+                a.abs_diff(want_a) <= 2,
+                "{name}: {a} of {want_a} audio packets"
+            );
+        }
     }
 
     /// HEVC+AAC, H.264+MP3 and H.264+AC-3 fixtures go to TS with their stream types, and the
