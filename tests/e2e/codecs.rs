@@ -199,3 +199,54 @@ fn h264_mp3_is_recorded_by_every_recorder() {
 fn h264_ac3_is_recorded_by_every_recorder() {
     record_codec_fixture("h264_ac3.flv", "avc1.", "ac-3");
 }
+
+/// OBS-style second audio track (multitrack): FLV keeps it as received; HLS and fMP4 record the
+/// default tracks, list track 1 as skipped in meta.json, and /metrics counts it.
+#[test]
+fn second_multitrack_audio_track_is_listed_as_skipped() {
+    let Some(ff) = ffmpeg9() else { return };
+    let data = TempDir::new("codecs-mt").keep();
+    let mut server = Server::builder()
+        .args(["--data-dir".to_string(), data.display().to_string()])
+        .no_web()
+        .start();
+    let name = unique_stream("multi");
+    let key = format!("live/{name}");
+    let mut c = Command::new(&ff);
+    c.args(["-hide_banner", "-nostdin", "-v", "error", "-re", "-i"])
+        .arg(root().join("tests/data/codecs/multitrack_aac.flv"))
+        .args(["-map", "0", "-c", "copy", "-f", "flv"])
+        .arg(server.rtmp_url(&key));
+    let mut publisher = Proc::spawn(c);
+    let status = publisher.wait_or_panic(PUBLISH);
+    assert!(status.success(), "publisher: {}", publisher.stderr());
+    wait_line(
+        &server,
+        &[&format!("HLS recording of {key} ->"), "finished"],
+    );
+    wait_line(&server, &[&format!("/mp4/{key} ("), "finished"]);
+    let hls = data.join("hls/live").join(&name);
+    let mp4 = data.join("mp4/live").join(&name);
+    for meta in [hls.join("meta.json"), mp4.join("output_merge/meta.json")] {
+        let text = std::fs::read_to_string(&meta).unwrap();
+        assert!(
+            text.contains("\"skipped\":[\"audio track 1 (Aac)\"]"),
+            "{}: {text}",
+            meta.display()
+        );
+    }
+    let want_v = fact("multitrack_aac.flv.frames.0").unwrap();
+    let want_a = fact("multitrack_aac.flv.frames.1").unwrap();
+    let counts = decoded(&ff, &mp4.join("output_merge/stream_full.mp4"), "merged MP4");
+    assert_frames(counts[0], want_v, "merged video");
+    assert_frames(counts[1], want_a, "merged audio (track 0)");
+    let metrics = http_get(server.http, "/metrics", Duration::from_secs(5)).body_text();
+    let skipped = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("rtmpd_recorder_skipped_tracks_total "))
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    assert!(skipped >= Some(2), "HLS and fMP4 each count it: {metrics}");
+    server.assert_running();
+    drop(server);
+    let _ = std::fs::remove_dir_all(&data);
+}
