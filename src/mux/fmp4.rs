@@ -3,6 +3,7 @@
 //! segment ends. Frames in, bytes out: no files (the recorder in `record::fmp4` decides where).
 
 use super::bmff::BoxWriter;
+use super::sample_entry::SampleEntry;
 use crate::media::Track;
 use bytes::Bytes;
 
@@ -278,26 +279,62 @@ fn write_empty_tables(w: &mut BoxWriter) {
     w.end(at);
 }
 
-fn write_init_trak(w: &mut BoxWriter, video: Option<&VideoConfig>, audio: Option<&AudioConfig>) {
-    let is_audio = audio.is_some();
-    let (id, timescale, width, height) = match (video, audio) {
-        (Some(v), _) => (VIDEO_TRACK_ID, VIDEO_TIMESCALE, v.width, v.height),
-        (None, Some(a)) => (AUDIO_TRACK_ID, a.sample_rate.max(1), 0, 0),
-        (None, None) => return,
-    };
+/// One track's sample description: H.264 and AAC written here, every other codec by
+/// `mux::sample_entry` (hvc1, av01, vp09, Opus, mp4a for MP3, ac-3/ec-3).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TrackConfig {
+    Avc(VideoConfig),
+    Aac(AudioConfig),
+    Other(SampleEntry),
+}
+
+impl TrackConfig {
+    pub fn is_audio(&self) -> bool {
+        match self {
+            TrackConfig::Avc(_) => false,
+            TrackConfig::Aac(_) => true,
+            TrackConfig::Other(e) => e.is_audio(),
+        }
+    }
+
+    /// The `mdhd` timescale: 90 kHz for video, the sample rate for audio.
+    pub fn timescale(&self) -> u32 {
+        match self {
+            TrackConfig::Avc(_) => VIDEO_TIMESCALE,
+            TrackConfig::Aac(a) => a.sample_rate.max(1),
+            TrackConfig::Other(e) => e.timescale().max(1),
+        }
+    }
+
+    pub fn dimensions(&self) -> (u32, u32) {
+        match self {
+            TrackConfig::Avc(v) => (v.width, v.height),
+            TrackConfig::Aac(_) => (0, 0),
+            TrackConfig::Other(e) => e.dimensions(),
+        }
+    }
+
+    fn write_stsd(&self, w: &mut BoxWriter, track_id: u32) {
+        match self {
+            TrackConfig::Avc(v) => write_stsd_video(w, v),
+            TrackConfig::Aac(a) => write_stsd_audio(w, a, track_id),
+            TrackConfig::Other(e) => e.write_stsd(w, track_id),
+        }
+    }
+}
+
+fn write_init_trak(w: &mut BoxWriter, id: u32, config: &TrackConfig) {
+    let is_audio = config.is_audio();
+    let (width, height) = config.dimensions();
     let trak = w.begin(b"trak");
     write_tkhd(w, id, 0, is_audio, width, height);
     let mdia = w.begin(b"mdia");
-    write_mdhd(w, timescale, 0);
+    write_mdhd(w, config.timescale(), 0);
     write_hdlr(w, is_audio);
     let minf = w.begin(b"minf");
     write_media_header_and_dinf(w, is_audio);
     let stbl = w.begin(b"stbl");
-    match (video, audio) {
-        (Some(v), _) => write_stsd_video(w, v),
-        (None, Some(a)) => write_stsd_audio(w, a, id),
-        (None, None) => {}
-    }
+    config.write_stsd(w, id);
     write_empty_tables(w);
     w.end(stbl);
     w.end(minf);
@@ -308,15 +345,23 @@ fn write_init_trak(w: &mut BoxWriter, video: Option<&VideoConfig>, audio: Option
 /// An init segment (`ftyp` + `moov` with `mvex`) for the tracks given: both for the muxed form,
 /// one for each file of the separate form.
 pub fn init_segment(video: Option<&VideoConfig>, audio: Option<&AudioConfig>) -> Vec<u8> {
+    init_segment_for(
+        video.cloned().map(TrackConfig::Avc).as_ref(),
+        audio.cloned().map(TrackConfig::Aac).as_ref(),
+    )
+}
+
+/// `init_segment` for any codec: the video track (id 1) and the audio track (id 2) given.
+pub fn init_segment_for(video: Option<&TrackConfig>, audio: Option<&TrackConfig>) -> Vec<u8> {
     let mut w = BoxWriter::with_capacity(1024);
     w.file_type(b"ftyp", b"iso5", 0x200, &[b"iso5", b"iso6", b"mp41"]);
     let moov = w.begin(b"moov");
     write_mvhd(&mut w, 0, AUDIO_TRACK_ID + 1);
     if let Some(v) = video {
-        write_init_trak(&mut w, Some(v), None);
+        write_init_trak(&mut w, VIDEO_TRACK_ID, v);
     }
     if let Some(a) = audio {
-        write_init_trak(&mut w, None, Some(a));
+        write_init_trak(&mut w, AUDIO_TRACK_ID, a);
     }
     let mvex = w.begin(b"mvex");
     for (present, id) in [

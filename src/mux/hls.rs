@@ -58,6 +58,11 @@ pub fn segment_name(number: u64) -> String {
     format!("segment_{number}.ts")
 }
 
+/// An fMP4 media segment of an HLS recording (AV1, VP9, Opus: what MPEG-TS cannot carry).
+pub fn fmp4_segment_name(number: u64) -> String {
+    format!("segment_{number}.m4s")
+}
+
 /// The media playlist of one session.
 #[derive(Debug, Clone)]
 pub struct Playlist {
@@ -75,6 +80,8 @@ pub struct Playlist {
     ended: bool,
     /// Session start, Unix milliseconds (a comment in the playlist, used when archiving).
     session_start_ms: i64,
+    /// fMP4 segments (`segment_N.m4s`) behind this init segment (`#EXT-X-MAP`), VERSION 7.
+    map: Option<String>,
 }
 
 /// The comment line that records the session start (Unix ms) in our playlists.
@@ -91,6 +98,20 @@ impl Playlist {
             discontinuity_sequence: 0,
             ended: false,
             session_start_ms,
+            map: None,
+        }
+    }
+
+    /// Lists fMP4 segments (`segment_N.m4s`) with `#EXT-X-MAP:URI="{init}"` from now on.
+    pub fn set_fmp4(&mut self, init: &str) {
+        self.map = Some(init.to_string());
+    }
+
+    /// The file name of segment `number` in this playlist's format.
+    pub fn file_name(&self, number: u64) -> String {
+        match self.map {
+            Some(_) => fmp4_segment_name(number),
+            None => segment_name(number),
         }
     }
 
@@ -151,7 +172,9 @@ impl Playlist {
     pub fn render(&self) -> String {
         let mut p = MediaPlaylist::new(
             &Header {
-                version: 3,
+                // EXT-X-MAP without I-FRAMES-ONLY needs version 6; fMP4 segments, 7.
+                version: if self.map.is_some() { 7 } else { 3 },
+                map: self.map.as_deref(),
                 target_duration: self.target_duration(),
                 media_sequence: self.listed.front().map_or(1, |e| e.number),
                 discontinuity_sequence: self.discontinuity_sequence,
@@ -165,7 +188,7 @@ impl Playlist {
         for e in &self.listed {
             p.segment(&Segment {
                 duration_secs: m3u8::secs_of_ms(e.duration_ms),
-                uri: &e.file_name(),
+                uri: &self.file_name(e.number),
                 discontinuity: e.discontinuity,
                 program_date_time: Some(&format_iso8601(e.program_date_ms)),
             });

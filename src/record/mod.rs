@@ -142,13 +142,28 @@ pub fn sink_makers(config: &RecordConfig) -> Vec<SinkMaker> {
     makers
 }
 
+/// Tracks a recorder could not hold (once per recorder, stream session and track), for
+/// `rtmpd_recorder_skipped_tracks_total`.
+static SKIPPED_TRACKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+pub fn note_skipped_track() {
+    SKIPPED_TRACKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+pub fn skipped_tracks() -> u64 {
+    SKIPPED_TRACKS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Crash repair before any recording starts: every recorder kind cleans up after a previous
 /// process that was killed (each kind adds its one line here). Logs what it repaired.
 pub fn repair(data_dir: &Path) {
     if let Err(e) = hls::repair(data_dir) {
         log::error!("HLS crash repair under {}: {e}", data_dir.display());
     }
-    for line in fmp4::repair(data_dir) {
+    for line in fmp4::repair(data_dir)
+        .into_iter()
+        .chain(flv::repair(data_dir))
+    {
         log::info!("{line}");
     }
 }

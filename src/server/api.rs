@@ -242,6 +242,12 @@ impl Server {
             &[("", self.totals.bytes_out_shared.to_string())],
         );
         metric(
+            "rtmpd_recorder_skipped_tracks_total",
+            "counter",
+            "Tracks a recorder could not hold (codec or second track), once per recording.",
+            &[("", crate::record::skipped_tracks().to_string())],
+        );
+        metric(
             "rtmpd_slow_viewer_skips_total",
             "counter",
             "Times a slow viewer skipped to the next keyframe.",

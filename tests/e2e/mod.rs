@@ -2,6 +2,7 @@
 
 mod behaviour;
 mod cli;
+mod codecs;
 mod files;
 mod http;
 mod live;
