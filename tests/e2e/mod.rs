@@ -2,6 +2,7 @@
 
 mod behaviour;
 mod cli;
+mod faults;
 mod files;
 mod http;
 mod live;
