@@ -1,5 +1,5 @@
 //! Fault tests (issue 13, "What to build" point 3) on the real binary: a publisher that dies
-//! mid-GOP and a viewer that stops reading. Garbage on the RTMP and HTTP ports is in
+//! mid-GOP, a viewer that stops reading, garbage on the web port. Garbage on the RTMP and HTTP ports is in
 //! robustness.rs, SIGTERM/SIGKILL/full disk in record.rs; this file does not repeat them.
 
 use std::io::Read;
@@ -230,4 +230,59 @@ fn viewer_that_stops_reading_is_dropped_and_memory_stays_flat() {
         }
         assert!(ended, "a stalled viewer was never ended");
     }
+}
+
+/// Garbage on the web port (robustness.rs covers the RTMP and HTTP ports): the server lives and
+/// an RTMP viewer of a live stream gets the whole fixture.
+#[test]
+fn web_port_garbage_leaves_a_live_viewer_alone() {
+    let mut server = Server::start();
+    let Some(web) = server.web else {
+        eprintln!("skipped: this build has no web listener");
+        return;
+    };
+    let name = unique_stream("webjunk");
+    let viewer = spawn_rtmp_play(server.rtmp, "live", &name, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(300));
+    let publisher = RustPublisher::start(
+        server.rtmp,
+        "live",
+        &name,
+        "fixture.flv",
+        PublishOpts {
+            speed: 2.0,
+            ..PublishOpts::default()
+        },
+    )
+    .expect("publish");
+    let mut x: u32 = 0x9e37_79b9;
+    let junk: Vec<u8> = (0..8192)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect();
+    for bytes in [
+        &junk[..],
+        b"GET\r\n\r\n",
+        b"GET /../../etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHo",
+        &[3u8; 1537][..],
+    ] {
+        let mut s = raw_connect(web);
+        let _ = std::io::Write::write_all(&mut s, bytes);
+        let _ = s.shutdown(std::net::Shutdown::Write);
+        let _ = closed_within(&mut s, Duration::from_secs(2));
+    }
+    let idle: Vec<std::net::TcpStream> = (0..50).map(|_| raw_connect(web)).collect();
+    drop(idle);
+    publisher.join().expect("publisher");
+    let p = viewer.join().unwrap();
+    assert!(p.refused.is_none(), "{:?}", p.refused);
+    assert_full_stream(&p.frames, "fixture.flv", Some(0), "RTMP viewer");
+    server.assert_running();
+    let r = http_get(web, "/index.html", Duration::from_secs(5));
+    assert_eq!(r.status, 200, "web port no longer serves");
 }
