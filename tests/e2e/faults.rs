@@ -1,5 +1,5 @@
 //! Fault tests (issue 13, "What to build" point 3) on the real binary: a publisher that dies
-//! mid-GOP, a viewer that stops reading, garbage on the web port. Garbage on the RTMP and HTTP ports is in
+//! mid-GOP, a viewer that stops reading, garbage on the web port, the WS ping flood of hole 1. Garbage on the RTMP and HTTP ports is in
 //! robustness.rs, SIGTERM/SIGKILL/full disk in record.rs; this file does not repeat them.
 
 use std::io::Read;
@@ -285,4 +285,81 @@ fn web_port_garbage_leaves_a_live_viewer_alone() {
     server.assert_running();
     let r = http_get(web, "/index.html", Duration::from_secs(5));
     assert_eq!(r.status, 200, "web port no longer serves");
+}
+
+/// Issue 13 hole 1: 200 WS-FLV clients that flood pings and never read must not make the server
+/// queue unbounded pongs; RSS stays within a few MiB of the baseline and a normal viewer keeps
+/// the whole stream.
+#[test]
+#[ignore = "issue 13 hole 1: enable when the private-output bound lands"]
+fn private_replies_are_bounded() {
+    let mut server = Server::builder().no_web().start();
+    let name = unique_stream("flood");
+    let path = format!("/live/{name}.flv");
+    let publisher = RustPublisher::start(
+        server.rtmp,
+        "live",
+        &name,
+        "fixture.flv",
+        PublishOpts {
+            speed: 1.0,
+            loops: 2,
+            start_delay: Duration::from_millis(500),
+            ..PublishOpts::default()
+        },
+    )
+    .expect("publish");
+    assert!(wait_until_live(server.http, &path, Duration::from_secs(10)));
+    let addr = server.http;
+    let p2 = path.clone();
+    let good = std::thread::spawn(move || {
+        http_get_when_live(
+            addr,
+            &p2,
+            1,
+            Duration::from_secs(5),
+            Duration::from_secs(60),
+        )
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let base = proc_status_kb(server.pid(), "VmRSS");
+    let upgrade = format!(
+        "GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    let mut socks: Vec<std::net::TcpStream> = (0..200)
+        .map(|_| {
+            let mut s = raw_connect_small_rcvbuf(server.http, 4096);
+            std::io::Write::write_all(&mut s, upgrade.as_bytes()).unwrap();
+            s.set_nonblocking(true).unwrap();
+            s
+        })
+        .collect();
+    // A masked ping with a 125-byte payload, many per write.
+    let mut ping = vec![0x89u8, 0x80 | 125, 1, 2, 3, 4];
+    ping.extend(std::iter::repeat_n(0u8, 125));
+    let burst: Vec<u8> = ping.repeat(32);
+    let end = Instant::now() + Duration::from_secs(12);
+    let mut peak = base;
+    while Instant::now() < end {
+        for s in &mut socks {
+            let _ = std::io::Write::write(s, &burst);
+        }
+        peak = peak.max(proc_status_kb(server.pid(), "VmRSS"));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let after = proc_status_kb(server.pid(), "VmRSS");
+    eprintln!("private_replies_are_bounded: VmRSS base {base} kB, peak {peak} kB, end {after} kB");
+    server.assert_running();
+    drop(socks);
+    publisher.join().expect("publisher");
+    let r = good.join().unwrap();
+    assert_eq!(r.status, 200);
+    let flv = parse_flv(&r.body);
+    flv.assert_valid("normal viewer", true);
+    assert_monotonic(&flv.frames, "normal viewer");
+    assert!(
+        peak < base + 8 * 1024,
+        "VmRSS went from {base} kB to {peak} kB under a ping flood"
+    );
 }
