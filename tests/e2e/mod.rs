@@ -3,6 +3,7 @@
 mod behaviour;
 mod cli;
 mod codecs;
+mod faults;
 mod files;
 mod http;
 mod live;
