@@ -30,6 +30,7 @@ pub mod config;
 pub mod gateway;
 pub mod http;
 pub mod hub;
+pub mod llhls;
 pub mod media;
 pub mod mux;
 pub mod record;
