@@ -1,4 +1,5 @@
-//! The one m3u8 media-playlist writer (RFC 8216, and the RFC 8216bis LL-HLS tags): header tags, segments (with discontinuity and
+//! The one m3u8 media-playlist writer (RFC 8216, plus the RFC 8216bis LL-HLS tags): header
+//! tags, segments (with discontinuity and
 //! program date time), endlist. Text only: which segments are listed, their durations and when
 //! the playlist ends are decided by the callers (`mux::hls`, `record::fmp4`).
 
