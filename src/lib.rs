@@ -16,6 +16,7 @@
 //! - `amf`, `rtmp`: AMF0/AMF3 values; the RTMP handshake, chunk stream and sessions, sans-IO.
 //! - `http`: request parsing, responses, routing, WebSocket framing, the static file responder (no fs: `server::fs`).
 //! - `mux`: FLV, MPEG-TS/HLS, ISO BMFF (fMP4, MP4), m3u8 playlists: frames in, bytes out, no files.
+//! - `llhls`: Low-Latency HLS core (blocking reload rules so far), sans-IO.
 //! - `hub`: streams, publishers and players, the GOP cache, per-viewer bounded queues.
 //! - `record`: the recorder worker pool and its sinks (the only writers of recordings).
 //! - `server`: the one `mio::Poll` loop per process and the glue from sockets to the above.
@@ -30,6 +31,7 @@ pub mod config;
 pub mod gateway;
 pub mod http;
 pub mod hub;
+pub mod llhls;
 pub mod media;
 pub mod mux;
 pub mod record;

@@ -1,4 +1,5 @@
-//! The one m3u8 media-playlist writer (RFC 8216): header tags, segments (with discontinuity and
+//! The one m3u8 media-playlist writer (RFC 8216, plus the RFC 8216bis LL-HLS tags): header
+//! tags, segments (with discontinuity and
 //! program date time), endlist. Text only: which segments are listed, their durations and when
 //! the playlist ends are decided by the callers (`mux::hls`, `record::fmp4`).
 
@@ -84,6 +85,31 @@ impl MediaPlaylist {
         let _ = writeln!(self.text, "#EXTINF:{:.3},\n{}", seg.duration_secs, seg.uri);
     }
 
+    /// LL-HLS (RFC 8216bis) header lines: `#EXT-X-SERVER-CONTROL` with blocking reload and
+    /// `PART-HOLD-BACK` of three part targets, then `#EXT-X-PART-INF`. Call before any segment.
+    pub fn low_latency(&mut self, part_target_ms: u64) {
+        let _ = writeln!(
+            self.text,
+            "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={:.3}\n#EXT-X-PART-INF:PART-TARGET={:.3}",
+            secs_of_ms(part_target_ms.saturating_mul(3)),
+            secs_of_ms(part_target_ms)
+        );
+    }
+
+    /// One `#EXT-X-PART` of the segment that follows it.
+    pub fn part(&mut self, duration_secs: f64, uri: &str, independent: bool) {
+        let ind = if independent { ",INDEPENDENT=YES" } else { "" };
+        let _ = writeln!(
+            self.text,
+            "#EXT-X-PART:DURATION={duration_secs:.3},URI=\"{uri}\"{ind}"
+        );
+    }
+
+    /// `#EXT-X-PRELOAD-HINT` for the next part, after the last part.
+    pub fn preload_hint(&mut self, uri: &str) {
+        let _ = writeln!(self.text, "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{uri}\"");
+    }
+
     /// The text; `ended` adds `#EXT-X-ENDLIST` (no segment will be added).
     pub fn finish(mut self, ended: bool) -> String {
         if ended {
@@ -141,6 +167,39 @@ mod tests {
         assert_eq!(
             bare,
             "#EXTM3U\n#EXT-X-VERSION:0\n#EXT-X-TARGETDURATION:0\n#EXT-X-MEDIA-SEQUENCE:0\n"
+        );
+    }
+
+    #[test]
+    fn low_latency_tags() {
+        let mut p = MediaPlaylist::new(
+            &Header {
+                version: 9,
+                target_duration: 2,
+                map: Some("init.mp4"),
+                ..Header::default()
+            },
+            1,
+        );
+        p.low_latency(333);
+        p.part(0.333, "part0.m4s", true);
+        p.part(0.3334, "part1.m4s", false);
+        p.segment(&Segment {
+            duration_secs: 0.667,
+            uri: "seg0.m4s",
+            discontinuity: false,
+            program_date_time: None,
+        });
+        p.preload_hint("part2.m4s");
+        assert_eq!(
+            p.finish(false),
+            "#EXTM3U\n#EXT-X-VERSION:9\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n\
+             #EXT-X-MAP:URI=\"init.mp4\"\n\
+             #EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=0.999\n\
+             #EXT-X-PART-INF:PART-TARGET=0.333\n\
+             #EXT-X-PART:DURATION=0.333,URI=\"part0.m4s\",INDEPENDENT=YES\n\
+             #EXT-X-PART:DURATION=0.333,URI=\"part1.m4s\"\n#EXTINF:0.667,\nseg0.m4s\n\
+             #EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part2.m4s\"\n"
         );
     }
 
