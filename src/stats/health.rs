@@ -367,7 +367,7 @@ impl StreamHealth {
             }
         }
         // Stable: equal levels keep the order above (the likelier cause first).
-        out.sort_by(|a, b| b.0.cmp(&a.0));
+        out.sort_by_key(|b| std::cmp::Reverse(b.0));
         out
     }
 
@@ -438,7 +438,7 @@ impl StreamHealth {
 
 /// "10 s", "4.5 s": whole seconds when round or long, else one decimal.
 fn secs(ms: u64) -> String {
-    if ms % 1000 == 0 || ms >= 10_000 {
+    if ms.is_multiple_of(1000) || ms >= 10_000 {
         format!("{} s", ms.saturating_add(500) / 1000)
     } else {
         format!("{:.1} s", ms as f64 / 1000.0)
