@@ -69,10 +69,13 @@ const dash = (() => {
     const bar = el("div", { class: "meter-bar" });
     tile.media.append(el("div", { class: "meter" }, bar));
     tile.level = 0;
+    // Tried on every timeupdate until the element has an audio track to analyse.
     tile.startMeter = () => {
       if (tile.analyser || !tile.video.captureStream) return;
+      const stream = tile.video.captureStream();
+      if (!stream.getAudioTracks().length) return;
       const ctx = new AudioContext();
-      const src = ctx.createMediaStreamSource(tile.video.captureStream());
+      const src = ctx.createMediaStreamSource(stream);
       tile.analyser = ctx.createAnalyser();
       tile.analyser.fftSize = 512;
       src.connect(tile.analyser);
@@ -103,7 +106,6 @@ const dash = (() => {
       tile.player.attachMediaElement(tile.video);
       tile.player.load();
       R.play(tile.video);
-      if (!tile.hasVideo && tile.startMeter) tile.startMeter();
     } catch (e) {
       tile.status.textContent = "preview failed: " + e.message;
     }
@@ -113,6 +115,8 @@ const dash = (() => {
     if (!tile.player) return;
     tile.player.destroy();
     tile.player = null;
+    if (tile.audioCtx) tile.audioCtx.close();
+    tile.audioCtx = tile.analyser = null;
   }
 
   function makeTile(s) {
@@ -132,7 +136,11 @@ const dash = (() => {
     tile.node = el("div", { class: "tile", "data-tile": key }, open,
       el("div", { class: "tile-body" }, el("div", { class: "tile-name" }, key), tile.info, tile.healthBox, tile.status, tile.graphs),
       el("div", { class: "tile-qr" }, tile.qr, el("a", { class: "sub", href: phoneUrl(s) }, "phone link")));
-    video.addEventListener("timeupdate", () => { state.tiles[key].playing = true; state.tiles[key].currentTime = video.currentTime; });
+    video.addEventListener("timeupdate", () => {
+      state.tiles[key].playing = true;
+      state.tiles[key].currentTime = video.currentTime;
+      if (tile.startMeter) tile.startMeter();
+    });
     drawQr(tile.qr, phoneUrl(s)).catch(e => { tile.status.textContent = "no QR code: " + e.message; });
     observer.observe(tile.node);
     return tile;
