@@ -20,6 +20,7 @@
 //! - `hub`: streams, publishers and players, the GOP cache, per-viewer bounded queues.
 //! - `record`: the recorder worker pool and its sinks (the only writers of recordings).
 //! - `server`: the one `mio::Poll` loop per process and the glue from sockets to the above.
+//! - `stats`: per-stream health verdicts and the 10-minute history for the dashboard, sans-IO.
 //! - `gateway`: the FLV relay and the file gateway modes.
 
 /// The release version, for the API, the gateway's User-Agent and `--version`.
@@ -37,5 +38,6 @@ pub mod mux;
 pub mod record;
 pub mod rtmp;
 pub mod server;
+pub mod stats;
 #[cfg(test)]
 pub(crate) mod testutil;

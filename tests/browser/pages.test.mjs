@@ -291,6 +291,9 @@ test("the CDN fallbacks name the versions pinned in web/package.json", () => {
   const cdn = [...common.matchAll(/cdn\.jsdelivr\.net\/npm\/([^@/]+)@([^/]+)\//g)].map(m => [m[1], m[2]]);
   assert.equal(cdn.length, 2);
   for (const [name, version] of cdn) assert.equal(version, pinned[name], `${name} in common.js vs package.json`);
+  const home = fs.readFileSync(path.join(WEB, "home.js"), "utf8");
+  const qr = [...home.matchAll(/cdn\.jsdelivr\.net\/npm\/([^@/]+)@([^/]+)\//g)].map(m => [m[1], m[2]]);
+  assert.deepEqual(qr, [["qrcode-generator", pinned["qrcode-generator"]]], "home.js's QR library vs package.json");
 });
 
 browserTest("home page lists the live stream", async () => {
@@ -519,4 +522,114 @@ browserTest("home page lists the recordings", async () => {
   await shot(p);
   await p.page.close();
   assert.deepEqual(p.errors, [], "errors on the home page");
+});
+
+// ---- the dashboard (issue 17). The origin does not serve `health` or /api/streams/history yet (the lead
+// wires src/stats into the hub and API), so this runs the page against tests/browser/devserver.mjs: the real
+// /api/streams with canned `health` fields added, a canned history in the schema of docs/dashboard.md, and
+// everything else (pages from web/, HTTP-FLV, /api/server) passed through to the origin.
+
+const SCREENSHOTS = path.join(ROOT, "target", "screenshots");
+
+function cannedHealth(s) {
+  if (s.stream === "stream") {
+    return { level: "red", reason: "keyframe every 10 s: set your encoder's keyframe interval to 2 s",
+      reasons: [{ level: "red", text: "keyframe every 10 s: set your encoder's keyframe interval to 2 s" }],
+      keyframe_interval_ms: 10000, fps_in: 25.0, fps_declared: 25.0, drift_ms: { audio: 3, video: 0, av: 3 },
+      timestamp_jumps: 0, last_frame_ago_ms: 20, viewers: { skips: 0, frames_dropped: 0, slow_disconnects: 0 },
+      recorders: [{ name: "hls", state: "writing", why: null, error: false, bytes: 123456 }] };
+  }
+  return { level: "green", reason: "healthy: keyframe every 2 s", reasons: [], keyframe_interval_ms: 2000, fps_in: null,
+    fps_declared: null, drift_ms: { audio: 0, video: null, av: null }, timestamp_jumps: 0, last_frame_ago_ms: 20,
+    viewers: { skips: 0, frames_dropped: 0, slow_disconnects: 0 }, recorders: [] };
+}
+
+function cannedHistory(streams) {
+  const ago = Array.from({ length: 120 }, (_, i) => 595 - i * 5);
+  const wave = (base, amp) => ago.map((_, i) => +(base + amp * Math.sin(i / 7)).toFixed(1));
+  return {
+    interval_s: 5,
+    server: { ago_s: ago, cpu_percent: wave(4, 2), rss_bytes: ago.map(() => 24 << 20), connections: ago.map((_, i) => 3 + (i % 4)) },
+    streams: streams.map(s => ({ app: s.app, stream: s.stream, ago_s: ago, bitrate_in_kbps: wave(s.video ? 900 : 128, s.video ? 200 : 10),
+      bitrate_out_kbps: wave(s.video ? 1800 : 128, 300), viewers: { rtmp: ago.map(() => 1), http_flv: ago.map((_, i) => i % 3), ws_flv: ago.map(() => 0) } })),
+  };
+}
+
+browserTest("home page dashboard: playing tiles, health badges, graphs, a QR code that decodes", async () => {
+  skipIfNoTools();
+  const { startDevServer } = await import("./devserver.mjs");
+  const live = async () => (await (await fetch(originBase + "/api/streams")).json()).streams;
+  const stubs = {
+    "/api/streams": async () => ({ streams: (await live()).map(s => ({ ...s, health: cannedHealth(s) })) }),
+    "/api/streams/history": async () => cannedHistory((await live()).filter(s => s.live !== false)),
+  };
+  const dev = await startDevServer({ "/": WEB }, ports.http, null, stubs);
+  const base = `http://127.0.0.1:${dev.server.address().port}`;
+  const page = await ctx.newPage();
+  const errors = [];
+  page.on("pageerror", e => errors.push("page error: " + e.message));
+  page.on("console", m => { if (m.type() === "error" && !/api\/recordings/.test(m.text())) errors.push("console error: " + m.text()); });
+  fs.mkdirSync(SCREENSHOTS, { recursive: true });
+  try {
+    // ?api= keeps the page on the devserver (its own origin) for the API.
+    await page.goto(`${base}/?api=${encodeURIComponent(base)}`);
+    await page.waitForSelector('[data-tile="live/stream"]', { timeout: 10000 });
+    await page.waitForSelector('[data-tile="live/audio"]', { timeout: 10000 });
+    // Both tiles play: the video tile's currentTime advances, the audio tile's level meter moves.
+    await page.waitForFunction(() => (window.rtmpdState.tiles["live/stream"] || {}).currentTime > 2, null, { timeout: 20000, polling: 250 });
+    const t0 = await page.evaluate(() => window.rtmpdState.tiles["live/stream"].currentTime);
+    await page.waitForFunction(t => window.rtmpdState.tiles["live/stream"].currentTime > t + 1, t0, { timeout: 10000, polling: 250 });
+    await page.waitForFunction(() => (window.rtmpdState.tiles["live/audio"] || {}).levelTicks > 10, null, { timeout: 20000, polling: 250 });
+
+    const badge = sel => page.$eval(sel, e => ({ level: e.dataset.health, text: e.textContent }));
+    const red = await badge('[data-tile="live/stream"] [data-health]');
+    assert.equal(red.level, "red");
+    assert.match(red.text, /keyframe every 10 s: set your encoder's keyframe interval to 2 s/);
+    const green = await badge('[data-tile="live/audio"] [data-health]');
+    assert.equal(green.level, "green");
+
+    const points = await page.$eval('[data-tile="live/stream"] [data-chart="bitrate in / out"] polyline.in', e => e.getAttribute("points").trim().split(/\s+/).length);
+    assert.equal(points, 120, "one point per history sample");
+    const serverPoints = await page.$eval('#server-graphs [data-chart="CPU"] polyline', e => e.getAttribute("points").trim().split(/\s+/).length);
+    assert.equal(serverPoints, 120);
+
+    // The QR code, decoded with jsQR from a screenshot of its canvas.
+    await page.waitForFunction(() => document.querySelector('[data-tile="live/stream"] canvas.qr').dataset.text, null, { timeout: 10000 });
+    const png = await (await page.$('[data-tile="live/stream"] canvas.qr')).screenshot();
+    await page.addScriptTag({ path: createRequire(path.join(HERE, "package.json")).resolve("jsqr") });
+    const decoded = await page.evaluate(async b64 => {
+      const img = new Image();
+      img.src = "data:image/png;base64," + b64;
+      await img.decode();
+      const c = document.createElement("canvas");
+      c.width = img.width;
+      c.height = img.height;
+      const g = c.getContext("2d");
+      g.drawImage(img, 0, 0);
+      const code = window.jsQR(g.getImageData(0, 0, c.width, c.height).data, c.width, c.height);
+      return code ? code.data : null;
+    }, png.toString("base64"));
+    assert.equal(decoded, `${base}/play.html?app=live&stream=stream`);
+    await page.waitForTimeout(500);
+  } finally {
+    await page.screenshot({ path: path.join(SCREENSHOTS, "home.png"), fullPage: true }).catch(() => {});
+    await page.close();
+    dev.server.close();
+  }
+  assert.deepEqual(errors, [], "errors on the dashboard");
+});
+
+browserTest("home page dashboard works against today's API (no health, no history)", async () => {
+  skipIfNoTools();
+  const p = await open("home-plain-api", "/");
+  try {
+    await p.page.waitForSelector('[data-tile="live/stream"]', { timeout: 10000 });
+    await p.page.waitForFunction(() => (window.rtmpdState.tiles["live/stream"] || {}).currentTime > 1, null, { timeout: 20000, polling: 250 });
+    assert.equal(await p.page.$$eval("[data-health]", e => e.length), 0, "no badge without health");
+    assert.equal(await p.page.$$eval("#server-graphs svg", e => e.length), 0, "no graph without history");
+  } finally {
+    await shot(p);
+    await p.page.close();
+  }
+  assert.deepEqual(p.errors.filter(e => !e.includes("/api/recordings") && !e.includes("/api/streams/history")), [], "errors on the home page");
 });
