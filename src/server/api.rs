@@ -95,7 +95,7 @@ impl Server {
     pub(super) fn api_streams(&self) -> String {
         let now_ms = self.now_ms();
         let mut out = String::from("{\"streams\":[");
-        for (i, s) in self.hub.streams().enumerate() {
+        for (i, s) in self.core.hub.streams().enumerate() {
             if i > 0 {
                 out.push(',');
             }
@@ -181,7 +181,7 @@ impl Server {
 
     pub(super) fn metrics(&self) -> String {
         let (rtmp, http_flv, ws_flv, publishers) = self.conn_counts();
-        let t = self.hub.totals();
+        let t = self.core.hub.totals();
         let mut m = String::new();
         let mut metric = |name: &str, kind: &str, help: &str, lines: &[(&str, String)]| {
             let _ = writeln!(m, "# HELP {name} {help}\n# TYPE {name} {kind}");

@@ -4,7 +4,7 @@
 use bytes::Buf;
 use log::{debug, info, warn};
 
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 
@@ -16,6 +16,7 @@ use crate::http::request::{self, Request, MAX_HEAD};
 use crate::http::response;
 use crate::http::route::{route, Route};
 use crate::http::ws::{self, WsInputEvent, WsSession};
+use super::origin::{PlayRequest, Proto};
 use crate::hub::OutputForm;
 use crate::media::key::query_param;
 use crate::media::StreamKey;
@@ -140,7 +141,7 @@ impl Server {
             return;
         };
         let listener = conn.listener;
-        let started = Instant::now();
+        let started = self.now;
         // The send timeout counts from here when the answer cannot go out at once.
         conn.last_output = started;
         conn.access = Some(Access {
@@ -253,7 +254,7 @@ impl Server {
         let Some(peer) = self.conns.get(token).map(|c| c.peer) else {
             return;
         };
-        if !self.hub.is_live(&key) {
+        if !self.core.hub.is_live(&key) {
             if self.gateway.is_some() {
                 // FLV gateway: pull it from the upstream; the viewer is answered once it says.
                 return self.upstream_wait(token, req, key);
@@ -288,8 +289,27 @@ impl Server {
             }
         };
         let now_ms = self.now_ms();
-        let (viewer, _) = self.hub.add_viewer(&key, form, token, now_ms);
-        if let Some(vw) = self.hub.viewer(viewer) {
+        let chunked = req.version == 1;
+        let req = PlayRequest {
+            conn: token,
+            peer: Some(peer),
+            proto: if upgrade { Proto::WsFlv } else { Proto::HttpFlv },
+            app: &key.app,
+            name: &key.stream,
+        };
+        let viewer = match self.core.play(&req, form, now_ms) {
+            Ok(p) => p.viewer,
+            Err(why) => {
+                warn!("HTTP {peer}: play of {key} refused: {why}");
+                self.totals.refused += 1;
+                return self.http_reply(
+                    token,
+                    response::simple(403, "Forbidden.", keep_alive),
+                    keep_alive,
+                );
+            }
+        };
+        if let Some(vw) = self.core.hub.viewer(viewer) {
             vw.queue.push_control(head.into());
         }
         let Some(conn) = self.conns.get_mut(token) else {
@@ -302,12 +322,9 @@ impl Server {
                 ws: Box::new(WsSession::new()),
             }
         } else {
-            ConnState::HttpFlv {
-                viewer,
-                chunked: req.version == 1,
-            }
+            ConnState::HttpFlv { viewer, chunked }
         };
-        self.hub.start_viewer(viewer);
+        self.core.start_viewer(viewer);
         info!(
             "{key}: {} player {peer}",
             if upgrade { "WS-FLV" } else { "HTTP-FLV" }

@@ -8,6 +8,7 @@ mod api;
 mod conn;
 mod http;
 pub mod limits;
+pub mod origin;
 pub mod outq;
 mod recordings;
 mod rtmp;
@@ -30,10 +31,11 @@ use slab::Slab;
 
 use crate::config::{OriginConfig, ViewerConfig};
 use crate::http::files::Root;
-use crate::hub::{Hub, HubConfig, ViewerId};
+use crate::hub::{HubConfig, StreamHandle, ViewerId};
 use crate::media::StreamKey;
-use crate::record::{Recorders, RecordingId};
+use crate::record::Recorders;
 use conn::{Conn, ConnState, Listener, RtmpRole};
+use origin::{Action, Origin};
 use outq::Outbox;
 
 const WAKER: Token = Token(usize::MAX);
@@ -88,7 +90,12 @@ pub struct Server {
     poll: Poll,
     listeners: Vec<(TcpListener, Listener)>,
     conns: Slab<Conn>,
-    hub: Hub,
+    /// Publish/play policy, the hub and the recordings: the sans-IO core this loop drives.
+    core: Origin,
+    waker: Arc<Waker>,
+    /// The loop's clock, read once per turn (`turn_clock`) and passed down.
+    now: Instant,
+    now_ms: u64,
     viewer_cfg: ViewerConfig,
     setup: Setup,
     /// `--access-log` file; `None` logs requests to stderr.
@@ -116,12 +123,6 @@ pub struct Server {
     next_stats: Instant,
     last_stats: Vec<(StreamKey, u64, u64)>,
     seed: u64,
-    /// The recorder pool (origin only) and the recording of each publishing connection.
-    recorders: Option<Recorders>,
-    recordings: std::collections::HashMap<usize, RecordingId>,
-    /// Reused per frame: viewers to flush and viewers to drop.
-    flush_tokens: Vec<ViewerId>,
-    slow_tokens: Vec<ViewerId>,
     /// flv-gateway mode: the upstream pulls (None in the other modes).
     gateway: Option<Box<upstream::Gateway>>,
 }
@@ -201,12 +202,18 @@ pub fn run_origin(cfg: OriginConfig) -> Result<(), ServerError> {
     };
     let mut server = Server::new(setup, listeners)?;
     // Repairs what a crash left, then starts the workers; recordings never touch the loop.
-    server.recorders = Some(Recorders::start(cfg.record.clone()).map_err(|e| {
+    let mut recorders = Recorders::start(cfg.record.clone()).map_err(|e| {
         ServerError(format!(
             "cannot start the recorders in {}: {e}",
             cfg.data_dir.display()
         ))
-    })?);
+    })?;
+    let waker = server.waker.clone();
+    // A held-back recording that drained wakes the loop to read its publisher again.
+    recorders.set_wake(Arc::new(move || {
+        let _ = waker.wake();
+    }));
+    server.core = Origin::new(hub_config(&cfg.viewer), Some(recorders));
     print_listeners(&server)?;
     info!("data dir {}", cfg.data_dir.display());
     server.run()
@@ -283,7 +290,10 @@ impl Server {
             poll,
             listeners,
             conns: Slab::with_capacity(1024),
-            hub: Hub::new(hub_config(&setup.viewer)),
+            core: Origin::new(hub_config(&setup.viewer), None),
+            waker,
+            now,
+            now_ms: 0,
             viewer_cfg: setup.viewer.clone(),
             setup,
             access_log,
@@ -306,16 +316,18 @@ impl Server {
             next_stats: now + STATS_EVERY,
             last_stats: Vec::new(),
             seed: now.elapsed().as_nanos() as u64 ^ std::process::id() as u64,
-            recorders: None,
-            recordings: std::collections::HashMap::new(),
-            flush_tokens: Vec::new(),
-            slow_tokens: Vec::new(),
             gateway: None,
         })
     }
 
     fn now_ms(&self) -> u64 {
-        self.started.elapsed().as_millis() as u64
+        self.now_ms
+    }
+
+    /// Reads the clock for this turn of the loop: everything in the turn uses this `now`.
+    fn turn_clock(&mut self) {
+        self.now = Instant::now();
+        self.now_ms = self.now.duration_since(self.started).as_millis() as u64;
     }
 
     fn run(&mut self) -> Result<(), ServerError> {
@@ -328,6 +340,12 @@ impl Server {
                 }
                 return Err(ServerError(format!("event loop failed: {e}")));
             }
+            self.turn_clock();
+            if self.core.has_held() {
+                // A recorder may have drained (its worker woke us) or stalled past its bound.
+                self.core.poll_held(self.now_ms);
+                self.apply_actions();
+            }
             for event in events.iter() {
                 match event.token() {
                     WAKER => {}
@@ -337,19 +355,17 @@ impl Server {
                         let readable =
                             event.is_readable() || event.is_read_closed() || event.is_error();
                         let writable = event.is_writable();
-                        self.guarded(t, |s| {
-                            if readable {
-                                s.on_readable(t);
-                            }
-                            if writable {
-                                s.write_conn(t);
-                            }
-                        });
+                        if readable {
+                            self.on_readable(t);
+                        }
+                        if writable {
+                            self.write_conn(t);
+                        }
                     }
                 }
             }
             for t in std::mem::take(&mut self.pending_read) {
-                self.guarded(t, |s| s.on_readable(t));
+                self.on_readable(t);
             }
             for t in std::mem::take(&mut self.pending_write) {
                 self.write_conn(t);
@@ -366,25 +382,6 @@ impl Server {
         }
     }
 
-    /// Runs one connection's work. A bug that panics costs that connection, not the process and
-    /// every other stream: the panic is logged and the connection closed.
-    fn guarded(&mut self, token: usize, work: impl FnOnce(&mut Server)) {
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(self)));
-        if outcome.is_err() {
-            if self.scratch.len() != READ_CHUNK {
-                // The panic unwound past on_readable while it held the read buffer.
-                self.scratch = vec![0; READ_CHUNK];
-            }
-            let peer = self
-                .conns
-                .get(token)
-                .map(|c| c.peer.to_string())
-                .unwrap_or_default();
-            error!("internal error while serving {peer}; connection closed (this is a bug, please report it)");
-            self.close(token, "internal error");
-        }
-    }
-
     fn poll_timeout(&self) -> Duration {
         if !self.pending_read.is_empty()
             || !self.pending_write.is_empty()
@@ -392,7 +389,7 @@ impl Server {
         {
             return Duration::ZERO;
         }
-        let now = Instant::now();
+        let now = self.now;
         let mut next = self.next_sweep.min(self.next_stats);
         if !self.dirty.is_empty() {
             next = next.min(self.next_flush);
@@ -404,7 +401,7 @@ impl Server {
     }
 
     fn timers(&mut self) {
-        let now = Instant::now();
+        let now = self.now;
         if !self.dirty.is_empty() && now >= self.next_flush {
             self.flush_dirty();
             self.next_flush = now + self.viewer_cfg.merge_write;
@@ -443,7 +440,7 @@ impl Server {
 
     fn add_conn(&mut self, mut socket: TcpStream, peer: SocketAddr, kind: Listener) {
         let _ = socket.set_nodelay(true);
-        let now = Instant::now();
+        let now = self.now;
         let state = match kind {
             Listener::Rtmp => {
                 self.seed = self
@@ -486,6 +483,12 @@ impl Server {
             if conn.closed {
                 break;
             }
+            if conn.held {
+                // Held back for a recorder: the kernel buffer fills and TCP slows the
+                // publisher; `ResumeInput` brings it back here.
+                self.scratch = buf;
+                return;
+            }
             match conn.socket.read(&mut buf) {
                 Ok(0) => {
                     self.close(token, "closed by peer");
@@ -493,7 +496,7 @@ impl Server {
                 }
                 Ok(n) => {
                     conn.bytes_in += n as u64;
-                    conn.last_input = Instant::now();
+                    conn.last_input = self.now;
                     self.totals.bytes_in += n as u64;
                     match conn.listener {
                         Listener::Rtmp => self.rtmp_input(token, &buf[..n]),
@@ -550,7 +553,7 @@ impl Server {
                 c.dirty = false;
                 #[cfg(target_os = "linux")]
                 if let (Some(sp), Some(v)) = (self.splice.as_mut(), c.viewer()) {
-                    if let Some(vw) = self.hub.viewer_ref(v) {
+                    if let Some(vw) = self.core.hub.viewer_ref(v) {
                         sp.note(&vw.queue);
                     }
                 }
@@ -597,7 +600,7 @@ impl Server {
             };
         }
         if let (Ok(true), Some(v)) = (&result, viewer) {
-            if let Some(vw) = self.hub.viewer(v) {
+            if let Some(vw) = self.core.hub.viewer(v) {
                 let before = written;
                 #[cfg(target_os = "linux")]
                 let spliced = self
@@ -621,7 +624,7 @@ impl Server {
         conn.bytes_out += written as u64;
         self.totals.bytes_out += written as u64;
         if written > 0 {
-            conn.last_output = Instant::now();
+            conn.last_output = self.now;
         }
         if yielded {
             // Still writable with body or queue left: come back after the others had their turn.
@@ -681,14 +684,14 @@ impl Server {
         log::debug!("{} {} closed: {reason}", conn.kind(), conn.peer);
         let viewer = conn.viewer();
         let publishing = match &conn.state {
-            ConnState::Rtmp(r) => match &r.role {
-                RtmpRole::Publisher { key, .. } => Some(key.clone()),
+            ConnState::Rtmp(r) => match r.role {
+                RtmpRole::Publisher { handle, .. } => Some(handle),
                 _ => None,
             },
             _ => None,
         };
         if let Some(v) = viewer {
-            self.hub.remove_viewer(v);
+            self.core.hub.remove_viewer(v);
         }
         if let Some(mut a) = self.conns[token].access.take() {
             // Live responses are logged when they end, with what they carried.
@@ -696,12 +699,14 @@ impl Server {
             let line = access_line(self.conns[token].peer, a);
             self.write_access(line);
         }
-        if let Some(key) = publishing {
-            info!(
-                "{key}: publisher {} left ({reason})",
-                self.conns[token].peer
-            );
-            self.end_publish(&key, token);
+        if let Some(h) = publishing {
+            if let Some(key) = self.core.hub.key(h) {
+                info!(
+                    "{key}: publisher {} left ({reason})",
+                    self.conns[token].peer
+                );
+            }
+            self.end_publish(h, token);
         }
         self.to_free.push(token);
     }
@@ -714,82 +719,65 @@ impl Server {
         }
     }
 
-    /// A frame from the publisher `token` of `key`: into the hub, then schedule the viewers
-    /// that now have something to write and drop the ones that fell too far behind.
-    pub(crate) fn publish_frame(
-        &mut self,
-        key: &StreamKey,
-        token: usize,
-        frame: crate::media::Frame,
-    ) {
-        let now_ms = self.now_ms();
-        if let (Some(rec), Some(&id)) = (self.recorders.as_mut(), self.recordings.get(&token)) {
-            rec.frame(id, &frame);
-        }
-        let outcome = self.hub.frame(key, token, frame, now_ms);
-        self.flush_tokens.clear();
-        self.slow_tokens.clear();
-        for &v in outcome.flush {
-            self.flush_tokens.push(v);
-        }
-        for &v in outcome.too_slow {
-            self.slow_tokens.push(v);
-        }
-        let mut flush = std::mem::take(&mut self.flush_tokens);
-        for v in flush.drain(..) {
-            if let Some(t) = self.hub.viewer_ref(v).map(|vw| vw.token) {
-                self.mark_dirty(t);
+    /// A frame from the publisher `token` of `h`: into the core (hub, then recorders), then
+    /// what it asks for (flushes, slow viewers dropped, the publisher held back).
+    pub(crate) fn publish_frame(&mut self, h: StreamHandle, token: usize, frame: crate::media::Frame) {
+        self.core.frame(h, token, frame, self.now_ms);
+        self.apply_actions();
+    }
+
+    /// Carries out what the core asked for, in order.
+    fn apply_actions(&mut self) {
+        while let Some(action) = self.core.poll_action() {
+            match action {
+                Action::Flush(t) => self.mark_dirty(t),
+                Action::DropSlow(t) => {
+                    // Its last skips are reported before the disconnect, so no episode goes unlogged.
+                    self.log_skips_of(t);
+                    if let Some(c) = self.conns.get(t) {
+                        let key = c
+                            .viewer()
+                            .and_then(|v| self.core.hub.viewer_ref(v))
+                            .map(|vw| vw.key.to_string())
+                            .unwrap_or_default();
+                        warn!(
+                            "{key}: {} player {} too far behind; disconnected",
+                            c.kind(),
+                            c.peer
+                        );
+                    }
+                    self.close(t, "too slow");
+                }
+                Action::HoldInput(t) => {
+                    if let Some(c) = self.conns.get_mut(t) {
+                        log::debug!("publisher {} held back: a recorder is behind", c.peer);
+                        c.held = true;
+                    }
+                }
+                Action::ResumeInput(t) => {
+                    if let Some(c) = self.conns.get_mut(t) {
+                        c.held = false;
+                        // Held time is not idle time.
+                        c.last_input = self.now;
+                        if !c.closed {
+                            self.pending_read.push(t);
+                        }
+                    }
+                }
+                Action::EndViewer(v) => self.end_viewer(v),
             }
         }
-        self.flush_tokens = flush;
-        let slow = std::mem::take(&mut self.slow_tokens);
-        for &v in &slow {
-            let Some(t) = self.hub.viewer_ref(v).map(|vw| vw.token) else {
-                continue;
-            };
-            // Its last skips are reported before the disconnect, so no episode goes unlogged.
-            self.log_skips();
-            if let Some(c) = self.conns.get(t) {
-                warn!(
-                    "{key}: {} player {} too far behind; disconnected",
-                    c.kind(),
-                    c.peer
-                );
-            }
-            self.close(t, "too slow");
-        }
-        self.slow_tokens = slow;
     }
 
-    /// The publisher of `key` is gone: every viewer gets its end marker and is closed once it is written.
-    fn end_publish(&mut self, key: &StreamKey, publisher: usize) {
-        self.stop_recording(publisher);
-        for v in self.hub.unpublish(key, publisher) {
-            self.end_viewer(v);
-        }
-    }
-
-    /// A publish was accepted: its recordings start (when any recorder is on).
-    pub(crate) fn start_recording(&mut self, key: &StreamKey, publisher: usize) {
-        if let Some(id) = self
-            .recorders
-            .as_mut()
-            .and_then(|r| r.open(key, std::time::SystemTime::now()))
-        {
-            self.recordings.insert(publisher, id);
-        }
-    }
-
-    /// The recordings of `publisher`'s session are finalised by the workers.
-    pub(crate) fn stop_recording(&mut self, publisher: usize) {
-        if let (Some(rec), Some(id)) = (self.recorders.as_mut(), self.recordings.remove(&publisher))
-        {
-            rec.close(id);
-        }
+    /// The publisher of `h` is gone: every viewer gets its end marker and is closed once it is
+    /// written; its recordings are finalised.
+    fn end_publish(&mut self, h: StreamHandle, publisher: usize) {
+        self.core.unpublish(h, publisher);
+        self.apply_actions();
     }
 
     fn end_viewer(&mut self, v: ViewerId) {
-        let Some(token) = self.hub.viewer(v).map(|vw| vw.token) else {
+        let Some(token) = self.core.hub.viewer(v).map(|vw| vw.token) else {
             return;
         };
         let Some(conn) = self.conns.get_mut(token) else {
@@ -817,7 +805,7 @@ impl Server {
             ConnState::HttpHead { .. } | ConnState::Pending { .. } => Vec::new(),
         };
         conn.close_after_flush = true;
-        if let Some(vw) = self.hub.viewer(v) {
+        if let Some(vw) = self.core.hub.viewer(v) {
             if !tail.is_empty() {
                 vw.queue.push_control(tail.into());
             }
@@ -834,7 +822,7 @@ impl Server {
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
-        match conn.viewer().and_then(|v| self.hub.viewer(v)) {
+        match conn.viewer().and_then(|v| self.core.hub.viewer(v)) {
             Some(vw) => vw.queue.push_control(bytes.into()),
             None => conn.out.push(bytes.into()),
         }
@@ -854,6 +842,7 @@ impl Server {
                 }
                 ConnState::Rtmp(r)
                     if matches!(r.role, RtmpRole::Publisher { .. })
+                        && !c.held
                         && now - c.last_input > PUBLISHER_IDLE =>
                 {
                     Some("publisher idle for 30 s")
@@ -890,24 +879,17 @@ impl Server {
     }
 
     /// One line per slow-viewer episode, with the peer address (the hub counts, we report).
+    /// Walks every connection: once per sweep, never per event.
     fn log_skips(&mut self) {
         for (_, c) in self.conns.iter_mut() {
-            let Some(vw) = c.viewer().and_then(|v| self.hub.viewer_ref(v)) else {
-                continue;
-            };
-            let st = &vw.queue.stats;
-            if st.skips > c.skips_logged {
-                warn!(
-                    "{}: {} player {} is slow: skipped to the next keyframe {} time(s), {} frames / {} bytes dropped so far",
-                    vw.key,
-                    c.kind(),
-                    c.peer,
-                    st.skips - c.skips_logged,
-                    st.frames_dropped,
-                    st.bytes_dropped
-                );
-                c.skips_logged = st.skips;
-            }
+            log_conn_skips(c, &self.core.hub);
+        }
+    }
+
+    /// `log_skips` for one connection (a slow viewer about to be dropped).
+    fn log_skips_of(&mut self, token: usize) {
+        if let Some(c) = self.conns.get_mut(token) {
+            log_conn_skips(c, &self.core.hub);
         }
     }
 
@@ -917,7 +899,7 @@ impl Server {
         }
         let now_ms = self.now_ms();
         let mut now_stats = Vec::new();
-        for s in self.hub.streams() {
+        for s in self.core.hub.streams() {
             // Rates over the last interval; a stream seen for the first time counts from its start.
             let (prev_in, prev_out, since) =
                 match self.last_stats.iter().find(|(k, ..)| *k == s.key) {
@@ -952,31 +934,11 @@ impl Server {
             let _ = self.poll.registry().deregister(l);
         }
         self.listeners.clear();
-        let publishers: Vec<(usize, StreamKey)> = self
-            .conns
-            .iter()
-            .filter_map(|(t, c)| match &c.state {
-                ConnState::Rtmp(r) => match &r.role {
-                    RtmpRole::Publisher { key, .. } if !c.closed => Some((t, key.clone())),
-                    _ => None,
-                },
-                _ => None,
-            })
-            .collect();
-        for (t, key) in publishers {
-            self.end_publish(&key, t);
+        // Every publish ends and every player gets its end marker (the core decides who).
+        for t in self.core.shut_down() {
             self.close(t, "shutdown");
         }
-        // Players still waiting for a publisher end too.
-        let waiting: Vec<ViewerId> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| !c.closed)
-            .filter_map(|(_, c)| c.viewer())
-            .collect();
-        for v in waiting {
-            self.end_viewer(v);
-        }
+        self.apply_actions();
         let idle: Vec<usize> = self
             .conns
             .iter()
@@ -987,10 +949,11 @@ impl Server {
             self.close(t, "shutdown");
         }
         self.free_closed();
-        let deadline = Instant::now() + SHUTDOWN_GRACE;
+        let deadline = self.now + SHUTDOWN_GRACE;
         let mut events = Events::with_capacity(256);
-        while !self.conns.is_empty() && Instant::now() < deadline {
+        while !self.conns.is_empty() && self.now < deadline {
             let _ = self.poll.poll(&mut events, Some(Duration::from_millis(50)));
+            self.turn_clock();
             for event in events.iter() {
                 let Token(t) = event.token();
                 if t < LISTENER_BASE && event.is_writable() {
@@ -999,11 +962,28 @@ impl Server {
             }
             self.free_closed();
         }
-        if let Some(rec) = self.recorders.take() {
-            info!("finalising recordings");
-            rec.shutdown();
-        }
+        self.core.finish_recordings();
         info!("stopped");
+    }
+}
+
+/// Reports the slow-viewer skips of `c` not yet logged.
+fn log_conn_skips(c: &mut Conn, hub: &crate::hub::Hub) {
+    let Some(vw) = c.viewer().and_then(|v| hub.viewer_ref(v)) else {
+        return;
+    };
+    let st = &vw.queue.stats;
+    if st.skips > c.skips_logged {
+        warn!(
+            "{}: {} player {} is slow: skipped to the next keyframe {} time(s), {} frames / {} bytes dropped so far",
+            vw.key,
+            c.kind(),
+            c.peer,
+            st.skips - c.skips_logged,
+            st.frames_dropped,
+            st.bytes_dropped
+        );
+        c.skips_logged = st.skips;
     }
 }
 
