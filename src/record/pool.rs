@@ -511,15 +511,27 @@ mod tests {
             mp4_fragment_ms: 4000,
             workers: 2,
             queue_len: 4096,
+            stall_ms: 10_000,
+        }
+    }
+
+    /// Feeds a frame as the hub does, and waits while the reader holds the publisher back, as
+    /// the loop does (it stops reading the publisher's socket).
+    fn feed(reader: &mut RecorderReader, f: &Frame) {
+        if reader.deliver(f) == ReaderState::Behind {
+            let t0 = Instant::now();
+            while reader.poll(t0.elapsed().as_millis() as u64) == ReaderState::Behind {
+                thread::sleep(Duration::from_millis(1));
+            }
         }
     }
 
     fn record(r: &mut Recorders, key: &StreamKey, started: SystemTime, frames: &[Frame]) {
-        let id = r.open(key, started).unwrap();
+        let mut id = r.open(key, started).unwrap();
         for f in frames {
-            r.frame(id, f);
+            feed(&mut id, f);
         }
-        r.close(id);
+        drop(id);
     }
 
     fn flv_files(dir: &Path) -> Vec<PathBuf> {
@@ -637,7 +649,7 @@ mod tests {
         let data = dir.join("data");
         let key = StreamKey::new("live", "err").unwrap();
         let mut r = Recorders::start(config(&data)).unwrap();
-        let id = r.open(&key, SystemTime::now()).unwrap();
+        let mut id = r.open(&key, SystemTime::now()).unwrap();
         // The HLS folder vanishes once the session made it: every segment write will fail.
         let hls = paths::stream_dir(&data, "hls", &key);
         let t0 = Instant::now();
@@ -646,9 +658,9 @@ mod tests {
         }
         std::fs::remove_dir(&hls).unwrap();
         for f in &frames {
-            r.frame(id, f);
+            feed(&mut id, f);
         }
-        r.close(id);
+        drop(id);
         r.shutdown();
         assert!(!hls.exists());
         let flv = flv_files(&paths::stream_dir(&data, "flv", &key));
@@ -669,7 +681,7 @@ mod tests {
         cfg.flv = false;
         cfg.hls_fragment_ms = 40;
         let mut r = Recorders::start(cfg).unwrap();
-        let id = r.open(&key, SystemTime::now()).unwrap();
+        let mut id = r.open(&key, SystemTime::now()).unwrap();
         let playlist = paths::stream_dir(&data, "hls", &key).join("index.m3u8");
         let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let reader = {
@@ -692,14 +704,14 @@ mod tests {
         };
         // Audio-only AAC at 40 ms, cut on time: a segment per frame, a playlist per frame.
         let asc = Frame::parse(8, 0, bytes::Bytes::from_static(&[0xaf, 0, 0x12, 0x10])).unwrap();
-        r.frame(id, &asc);
+        feed(&mut id, &asc);
         for i in 0..500 {
-            r.frame(id, &audio_frame(i * 40));
+            feed(&mut id, &audio_frame(i * 40));
             if i % 16 == 0 {
                 thread::sleep(Duration::from_millis(1));
             }
         }
-        r.close(id);
+        drop(id);
         r.shutdown();
         done.store(true, Ordering::SeqCst);
         assert!(reader.join().unwrap() > 0);
@@ -806,28 +818,73 @@ mod tests {
     }
 
     #[test]
-    fn full_queue_stops_only_that_recording() {
-        let dir = temp_dir("overflow");
+    fn full_queue_holds_the_publisher_until_the_disk_catches_up() {
+        let dir = temp_dir("holdback");
         let mut cfg = config(&dir);
         cfg.workers = 1;
         cfg.queue_len = 4;
         let probe = Probe::default();
         let mut r = Recorders::start_with(cfg, vec![maker(&probe)]).unwrap();
+        let wakes = Arc::new(AtomicUsize::new(0));
+        let w = wakes.clone();
+        r.set_wake(Arc::new(move || {
+            w.fetch_add(1, Ordering::SeqCst);
+        }));
         let key = StreamKey::new("live", "slow").unwrap();
-        let id = r.open(&key, SystemTime::now()).unwrap();
+        let mut rec = r.open(&key, SystemTime::now()).unwrap();
         let gate = probe.gate.lock().unwrap();
-        for i in 0..50 {
-            r.frame(id, &audio_frame(i * 23));
+        let states: Vec<ReaderState> = (0..20).map(|i| rec.deliver(&audio_frame(i * 23))).collect();
+        // Under the bound the publisher is read; at it, held; past twice it, frames are
+        // dropped and counted (the publisher was asked to stop long before).
+        assert!(states[..3].iter().all(|s| *s == ReaderState::Ready), "{states:?}");
+        assert!(states[3..].iter().all(|s| *s == ReaderState::Behind), "{states:?}");
+        assert_eq!(rec.frames_dropped(), 12);
+        assert_eq!(rec.poll(0), ReaderState::Behind);
+        assert_eq!(rec.poll(9_999), ReaderState::Behind, "held, not stopped");
+        drop(gate);
+        // The worker wakes the loop once the backlog is under the low mark.
+        let t0 = Instant::now();
+        while wakes.load(Ordering::SeqCst) == 0 && t0.elapsed() < Duration::from_secs(5) {
+            thread::sleep(Duration::from_millis(1));
         }
-        assert!(r.recordings[&id].stopped);
+        assert_eq!(wakes.load(Ordering::SeqCst), 1);
+        assert_eq!(rec.poll(10_000), ReaderState::Ready);
+        assert_eq!(rec.deliver(&audio_frame(9999)), ReaderState::Ready);
+        drop(rec);
+        r.shutdown();
+        assert_eq!(probe.frames.load(Ordering::SeqCst), 9);
+        assert_eq!(probe.finished.load(Ordering::SeqCst), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_disk_stuck_past_the_bound_stops_only_that_recording() {
+        let dir = temp_dir("stuck");
+        let mut cfg = config(&dir);
+        cfg.workers = 1;
+        cfg.queue_len = 4;
+        cfg.stall_ms = 200;
+        let probe = Probe::default();
+        let mut r = Recorders::start_with(cfg, vec![maker(&probe)]).unwrap();
+        let key = StreamKey::new("live", "stuck").unwrap();
+        let mut rec = r.open(&key, SystemTime::now()).unwrap();
+        let gate = probe.gate.lock().unwrap();
+        for i in 0..4 {
+            rec.deliver(&audio_frame(i * 23));
+        }
+        assert_eq!(rec.poll(1000), ReaderState::Behind);
+        assert_eq!(rec.poll(1199), ReaderState::Behind);
+        assert_eq!(rec.poll(1200), ReaderState::Gone, "no progress for 200 ms");
+        assert_eq!(rec.deliver(&audio_frame(200)), ReaderState::Gone);
         drop(gate);
         // A new session on the same worker records normally.
         let other = StreamKey::new("live", "next").unwrap();
-        let id2 = r.open(&other, SystemTime::now()).unwrap();
-        r.close(id);
-        r.close(id2);
+        let mut next = r.open(&other, SystemTime::now()).unwrap();
+        feed(&mut next, &audio_frame(0));
+        drop(rec);
+        drop(next);
         r.shutdown();
-        assert!(probe.frames.load(Ordering::SeqCst) <= 6);
+        assert_eq!(probe.frames.load(Ordering::SeqCst), 5);
         assert_eq!(probe.finished.load(Ordering::SeqCst), 2);
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -842,11 +899,11 @@ mod tests {
         let good = Probe::default();
         let mut r = Recorders::start_with(config(&dir), vec![maker(&bad), maker(&good)]).unwrap();
         let key = StreamKey::new("live", "f").unwrap();
-        let id = r.open(&key, SystemTime::now()).unwrap();
+        let mut id = r.open(&key, SystemTime::now()).unwrap();
         for i in 0..10 {
-            r.frame(id, &audio_frame(i * 23));
+            feed(&mut id, &audio_frame(i * 23));
         }
-        r.close(id);
+        drop(id);
         r.shutdown();
         assert_eq!(bad.frames.load(Ordering::SeqCst), 3);
         assert_eq!(bad.finished.load(Ordering::SeqCst), 1);
@@ -861,15 +918,15 @@ mod tests {
         let probe = Probe::default();
         let mut r = Recorders::start_with(config(&dir), vec![maker(&probe)]).unwrap();
         let key = StreamKey::new("live", "s").unwrap();
-        let id = r.open(&key, SystemTime::now()).unwrap();
-        r.frame(id, &audio_frame(0));
+        let mut id = r.open(&key, SystemTime::now()).unwrap();
+        feed(&mut id, &audio_frame(0));
         r.shutdown();
         assert_eq!(probe.finished.load(Ordering::SeqCst), 1);
         let mut off = config(&dir);
         off.flv = false;
         off.hls = false;
         let mut r = Recorders::start(off).unwrap();
-        assert_eq!(r.open(&key, SystemTime::now()), None);
+        assert!(r.open(&key, SystemTime::now()).is_none());
         r.shutdown();
         std::fs::remove_dir_all(&dir).unwrap();
     }
