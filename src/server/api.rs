@@ -254,6 +254,18 @@ impl Server {
             &[("", t.slow_disconnects.to_string())],
         );
         metric(
+            "rtmpd_publisher_holds_total",
+            "counter",
+            "Times a publisher was held back (not read) because a recording was behind.",
+            &[("", self.core.holds().to_string())],
+        );
+        metric(
+            "rtmpd_recorder_dropped_frames_total",
+            "counter",
+            "Frames a recording could not queue (over twice its queue while held back).",
+            &[("", t.reader_frames_dropped.to_string())],
+        );
+        metric(
             "rtmpd_refused_total",
             "counter",
             "Refused publishes.",

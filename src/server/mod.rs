@@ -475,6 +475,14 @@ impl Server {
     }
 
     fn on_readable(&mut self, token: usize) {
+        if self
+            .conns
+            .get(token)
+            .is_some_and(|c| matches!(c.state, ConnState::Rtmp(_)) && !c.held)
+        {
+            // Events left in the session when the publisher was held come before new bytes.
+            self.rtmp_events(token);
+        }
         let mut buf = std::mem::take(&mut self.scratch);
         for _ in 0..READS_PER_WAKEUP {
             let Some(conn) = self.conns.get_mut(token) else {

@@ -115,6 +115,8 @@ pub struct Origin {
     actions: VecDeque<Action>,
     flush_ids: Vec<ViewerId>,
     slow_ids: Vec<ViewerId>,
+    /// Hold-back episodes so far (for `/metrics`).
+    holds: u64,
 }
 
 impl Origin {
@@ -126,6 +128,7 @@ impl Origin {
             actions: VecDeque::new(),
             flush_ids: Vec::new(),
             slow_ids: Vec::new(),
+            holds: 0,
         }
     }
 
@@ -212,6 +215,7 @@ impl Origin {
         }
         if hold && !self.held.iter().any(|&(c, _)| c == conn) {
             self.held.push((conn, h));
+            self.holds += 1;
             self.actions.push_back(Action::HoldInput(conn));
         }
     }
@@ -234,6 +238,11 @@ impl Origin {
                 i += 1;
             }
         }
+    }
+
+    /// Hold-back episodes so far.
+    pub fn holds(&self) -> u64 {
+        self.holds
     }
 
     /// True when some publisher is held (the loop then checks `poll_held` on every wake-up).

@@ -28,12 +28,19 @@ impl Server {
             self.close(token, "protocol error");
             return;
         }
+        self.rtmp_events(token);
+    }
+
+    /// Handles the session's events until there are none, or until the publisher is held back
+    /// for a recorder: the rest wait in the session (at most one read's worth) and are taken
+    /// first when it resumes, so a held publisher adds nothing to the recorder's queue.
+    pub(super) fn rtmp_events(&mut self, token: usize) {
         loop {
             let Some(conn) = self.conns.get_mut(token) else {
                 return;
             };
-            if conn.closed {
-                return;
+            if conn.closed || conn.held {
+                break;
             }
             let ConnState::Rtmp(r) = &mut conn.state else {
                 return;
