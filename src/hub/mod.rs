@@ -1074,17 +1074,32 @@ mod tests {
         let (id, _) = hub.add_viewer(&key(), FLV, 7, 0);
         hub.start_viewer(id);
         drain(&mut hub, id);
-        assert!(hub.frame(hub.handle(&key()).unwrap(), 1, vinter(40), 1000).accepted);
+        assert!(
+            hub.frame(hub.handle(&key()).unwrap(), 1, vinter(40), 1000)
+                .accepted
+        );
         assert_eq!(hub.publish(&key(), 2, 5999), Err(PublishError::Busy));
         let ok = hub.publish(&key(), 2, 6000).unwrap();
         assert_eq!(ok.took_over_from, Some(1));
         assert!(ok.waiting_viewers.is_empty());
         // The old publisher is ignored now; the viewer stays and resumes at the new keyframe.
-        assert!(!hub.frame(hub.handle(&key()).unwrap(), 1, vinter(80), 6001).accepted);
+        assert!(
+            !hub.frame(hub.handle(&key()).unwrap(), 1, vinter(80), 6001)
+                .accepted
+        );
         assert!(hub.unpublish(hub.handle(&key()).unwrap(), 1).is_empty());
-        assert!(hub.frame(hub.handle(&key()).unwrap(), 2, vinter(0), 6002).accepted);
-        assert!(hub.frame(hub.handle(&key()).unwrap(), 2, vseq(0), 6002).accepted);
-        assert!(hub.frame(hub.handle(&key()).unwrap(), 2, vkey(40), 6003).accepted);
+        assert!(
+            hub.frame(hub.handle(&key()).unwrap(), 2, vinter(0), 6002)
+                .accepted
+        );
+        assert!(
+            hub.frame(hub.handle(&key()).unwrap(), 2, vseq(0), 6002)
+                .accepted
+        );
+        assert!(
+            hub.frame(hub.handle(&key()).unwrap(), 2, vkey(40), 6003)
+                .accepted
+        );
         let (_, tags) = parse_flv(&drain(&mut hub, id), false);
         assert_eq!(
             tags,

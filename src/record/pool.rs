@@ -380,7 +380,9 @@ impl Session {
         sh.frames.fetch_sub(1, Ordering::AcqRel);
         sh.bytes.fetch_sub(bytes, Ordering::AcqRel);
         sh.done.fetch_add(1, Ordering::AcqRel);
-        if sh.held.load(Ordering::Acquire) && sh.below_low() && sh.held.swap(false, Ordering::AcqRel)
+        if sh.held.load(Ordering::Acquire)
+            && sh.below_low()
+            && sh.held.swap(false, Ordering::AcqRel)
         {
             if let Some(wake) = &sh.wake {
                 wake();
@@ -836,8 +838,14 @@ mod tests {
         let states: Vec<ReaderState> = (0..20).map(|i| rec.deliver(&audio_frame(i * 23))).collect();
         // Under the bound the publisher is read; at it, held; past twice it, frames are
         // dropped and counted (the publisher was asked to stop long before).
-        assert!(states[..3].iter().all(|s| *s == ReaderState::Ready), "{states:?}");
-        assert!(states[3..].iter().all(|s| *s == ReaderState::Behind), "{states:?}");
+        assert!(
+            states[..3].iter().all(|s| *s == ReaderState::Ready),
+            "{states:?}"
+        );
+        assert!(
+            states[3..].iter().all(|s| *s == ReaderState::Behind),
+            "{states:?}"
+        );
         assert_eq!(rec.frames_dropped(), 12);
         assert_eq!(rec.poll(0), ReaderState::Behind);
         assert_eq!(rec.poll(9_999), ReaderState::Behind, "held, not stopped");

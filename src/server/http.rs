@@ -9,6 +9,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 
 use super::conn::{Access, ConnState, FileBody, Listener};
+use super::origin::{PlayRequest, Proto};
 use super::Server;
 use crate::http::embedded;
 use crate::http::files::{self, Body, Root, StaticRequest};
@@ -16,7 +17,6 @@ use crate::http::request::{self, Request, MAX_HEAD};
 use crate::http::response;
 use crate::http::route::{route, Route};
 use crate::http::ws::{self, WsInputEvent, WsSession};
-use super::origin::{PlayRequest, Proto};
 use crate::hub::OutputForm;
 use crate::media::key::query_param;
 use crate::media::StreamKey;
@@ -293,7 +293,11 @@ impl Server {
         let req = PlayRequest {
             conn: token,
             peer: Some(peer),
-            proto: if upgrade { Proto::WsFlv } else { Proto::HttpFlv },
+            proto: if upgrade {
+                Proto::WsFlv
+            } else {
+                Proto::HttpFlv
+            },
             app: &key.app,
             name: &key.stream,
         };

@@ -1,13 +1,17 @@
-//! The event loop: one `mio::Poll` drives every socket of the process. Connections live in a
-//! `slab` keyed by `Token`; protocol machines (RTMP sessions, HTTP parsing, WebSocket) turn bytes
-//! into events, the hub turns frames into per-viewer queues, and this module moves bytes between
-//! sockets and those queues: read until WouldBlock, write with vectored writes, WRITABLE interest
-//! only while output is blocked, merged flushes for viewers, timers from the poll timeout.
+//! The event loop: one `mio::Poll` drives every socket of the process. This file owns the
+//! `Server` (listeners, the connection slab, timers, sweep, stats, shutdown) and the loop; one
+//! `now` is read per turn and passed down. `impl Server` is split by job: `netio` moves bytes
+//! (reads, vectored/spliced writes, sendfile, interest), `rtmp` and `http` turn protocol events
+//! into requests for the sans-IO `origin` core (which judges publish/play and drives the hub and
+//! the recorders), `actions` carries out what the core answers, `upstream` is the FLV gateway's
+//! pulls, `api` the JSON and metrics. A panic is a bug: it ends the process (see `main`).
 
+mod actions;
 mod api;
 mod conn;
 mod http;
 pub mod limits;
+mod netio;
 pub mod origin;
 pub mod outq;
 mod recordings;
@@ -18,7 +22,7 @@ mod upstream;
 
 pub use upstream::run_flv_gateway;
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -31,11 +35,11 @@ use slab::Slab;
 
 use crate::config::{OriginConfig, ViewerConfig};
 use crate::http::files::Root;
-use crate::hub::{HubConfig, StreamHandle, ViewerId};
+use crate::hub::HubConfig;
 use crate::media::StreamKey;
 use crate::record::Recorders;
 use conn::{Conn, ConnState, Listener, RtmpRole};
-use origin::{Action, Origin};
+use origin::Origin;
 use outq::Outbox;
 
 const WAKER: Token = Token(usize::MAX);
@@ -241,6 +245,23 @@ pub fn run_file_gateway(cfg: crate::config::FileGatewayConfig) -> Result<(), Ser
     server.run()
 }
 
+/// A panic anywhere (the loop, a recorder worker) is a bug that may have left the hub half
+/// updated, so nothing carries on after it: the standard message (with its location), one
+/// error line, and the process exits non-zero. The README's systemd unit restarts it, and the
+/// recorders' crash repair mends the files at start.
+fn stop_on_panic() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            default(info);
+            error!("internal error (a bug, please report it): {info}; stopping");
+            log::logger().flush();
+            std::process::exit(101);
+        }));
+    });
+}
+
 fn hub_config(v: &ViewerConfig) -> HubConfig {
     HubConfig {
         gop_cache: v.gop_cache,
@@ -267,6 +288,7 @@ impl Server {
                     .map_err(|e| ServerError(format!("--access-log {}: {e}", path.display())))?,
             )),
         };
+        stop_on_panic();
         let poll =
             Poll::new().map_err(|e| ServerError(format!("cannot create the event loop: {e}")))?;
         for (i, (l, _)) in listeners.iter_mut().enumerate() {
@@ -474,62 +496,6 @@ impl Server {
         self.totals.accepted += 1;
     }
 
-    fn on_readable(&mut self, token: usize) {
-        if self
-            .conns
-            .get(token)
-            .is_some_and(|c| matches!(c.state, ConnState::Rtmp(_)) && !c.held)
-        {
-            // Events left in the session when the publisher was held come before new bytes.
-            self.rtmp_events(token);
-        }
-        let mut buf = std::mem::take(&mut self.scratch);
-        for _ in 0..READS_PER_WAKEUP {
-            let Some(conn) = self.conns.get_mut(token) else {
-                break;
-            };
-            if conn.closed {
-                break;
-            }
-            if conn.held {
-                // Held back for a recorder: the kernel buffer fills and TCP slows the
-                // publisher; `ResumeInput` brings it back here.
-                self.scratch = buf;
-                return;
-            }
-            match conn.socket.read(&mut buf) {
-                Ok(0) => {
-                    self.close(token, "closed by peer");
-                    break;
-                }
-                Ok(n) => {
-                    conn.bytes_in += n as u64;
-                    conn.last_input = self.now;
-                    self.totals.bytes_in += n as u64;
-                    match conn.listener {
-                        Listener::Rtmp => self.rtmp_input(token, &buf[..n]),
-                        Listener::Http | Listener::Web => self.http_input(token, &buf[..n]),
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.scratch = buf;
-                    return;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    let reason = format!("read error: {e}");
-                    self.close(token, &reason);
-                    break;
-                }
-            }
-        }
-        // Budget spent (or closed): edge-triggered readiness will not repeat, so come back.
-        if self.conns.get(token).is_some_and(|c| !c.closed) {
-            self.pending_read.push(token);
-        }
-        self.scratch = buf;
-    }
-
     /// One access-log line: to the `--access-log` file, else to stderr with the other logs.
     fn write_access(&mut self, line: String) {
         match &mut self.access_log {
@@ -537,145 +503,6 @@ impl Server {
                 let _ = writeln!(f, "{line}");
             }
             None => info!(target: "access", "{line}"),
-        }
-    }
-
-    /// Lists a connection for the next merged flush, or writes at once when merging is off.
-    fn mark_dirty(&mut self, token: usize) {
-        if self.viewer_cfg.merge_write.is_zero() {
-            self.write_conn(token);
-            return;
-        }
-        if let Some(c) = self.conns.get_mut(token) {
-            if !c.dirty && !c.closed {
-                c.dirty = true;
-                self.dirty.push(token);
-            }
-        }
-    }
-
-    fn flush_dirty(&mut self) {
-        let dirty = std::mem::take(&mut self.dirty);
-        for &t in &dirty {
-            if let Some(c) = self.conns.get_mut(t) {
-                c.dirty = false;
-                #[cfg(target_os = "linux")]
-                if let (Some(sp), Some(v)) = (self.splice.as_mut(), c.viewer()) {
-                    if let Some(vw) = self.core.hub.viewer_ref(v) {
-                        sp.note(&vw.queue);
-                    }
-                }
-            }
-        }
-        for t in dirty {
-            self.write_conn(t);
-        }
-        #[cfg(target_os = "linux")]
-        if let Some(sp) = self.splice.as_mut() {
-            sp.end_flush();
-        }
-    }
-
-    /// Writes what the connection has queued: its own queue first (replies sent before it became
-    /// a viewer), then its viewer queue in the hub. Stops at WouldBlock and asks for WRITABLE.
-    fn write_conn(&mut self, token: usize) {
-        let Some(conn) = self.conns.get_mut(token) else {
-            return;
-        };
-        if conn.closed {
-            return;
-        }
-        let viewer = conn.viewer();
-        let mut written = 0usize;
-        let mut result = write_outbox(&mut conn.socket, &mut conn.out, &mut written, usize::MAX);
-        let mut body_done = false;
-        let mut yielded = false;
-        while let (Ok(true), Some(body)) = (&result, conn.body.as_mut()) {
-            if written >= FILE_BYTES_PER_TURN {
-                yielded = true;
-                break;
-            }
-            // The queue is empty here (result is Ok(true)), so the body may go straight from the
-            // file to the socket.
-            result = match send_file_step(body, &mut conn.socket, &mut conn.out, &mut written) {
-                Ok(None) => {
-                    conn.body = None;
-                    body_done = true;
-                    break;
-                }
-                Ok(Some(drained)) => Ok(drained),
-                Err(e) => Err(e),
-            };
-        }
-        if let (Ok(true), Some(v)) = (&result, viewer) {
-            if let Some(vw) = self.core.hub.viewer(v) {
-                let before = written;
-                #[cfg(target_os = "linux")]
-                let spliced = self
-                    .splice
-                    .as_mut()
-                    .and_then(|sp| sp.send(&conn.socket, &mut vw.queue, &mut written));
-                #[cfg(not(target_os = "linux"))]
-                let spliced = None;
-                let limit = written + VIEWER_BYTES_PER_TURN;
-                result = match spliced {
-                    Some(r) => {
-                        self.totals.bytes_out_shared += (written - before) as u64;
-                        r
-                    }
-                    None => write_outbox(&mut conn.socket, &mut vw.queue, &mut written, limit),
-                };
-                // Stopped at the budget with more to write: come back after the others.
-                yielded |= matches!(result, Ok(true)) && !vw.queue.is_empty();
-            }
-        }
-        conn.bytes_out += written as u64;
-        self.totals.bytes_out += written as u64;
-        if written > 0 {
-            conn.last_output = self.now;
-        }
-        if yielded {
-            // Still writable with body or queue left: come back after the others had their turn.
-            self.pending_write.push(token);
-            return;
-        }
-        match result {
-            Err(e) => {
-                let reason = format!("write error: {e}");
-                self.close(token, &reason);
-            }
-            Ok(drained) => {
-                if drained == conn.write_blocked {
-                    let interest = if drained {
-                        Interest::READABLE
-                    } else {
-                        Interest::READABLE | Interest::WRITABLE
-                    };
-                    let _ =
-                        self.poll
-                            .registry()
-                            .reregister(&mut conn.socket, Token(token), interest);
-                    conn.write_blocked = !drained;
-                }
-                if drained && conn.body.is_none() {
-                    if let Some(a) = conn.access.take() {
-                        let line = access_line(conn.peer, a);
-                        self.write_access(line);
-                    }
-                }
-                let Some(conn) = self.conns.get_mut(token) else {
-                    return;
-                };
-                if drained && conn.close_after_flush {
-                    self.close(token, "done");
-                } else if body_done {
-                    // Pipelined requests wait while a body is sent; answer the next one now.
-                    self.http_parse(token);
-                } else if drained && written > 0 && !conn.head.is_empty() {
-                    // Parsing pauses while answers pile up (http::PIPELINE_OUT_MAX); they are out now.
-                    self.pending_parse.push(token);
-                }
-            }
         }
     }
 
@@ -724,115 +551,6 @@ impl Server {
             if self.conns.get(t).is_some_and(|c| c.closed) {
                 self.conns.remove(t);
             }
-        }
-    }
-
-    /// A frame from the publisher `token` of `h`: into the core (hub, then recorders), then
-    /// what it asks for (flushes, slow viewers dropped, the publisher held back).
-    pub(crate) fn publish_frame(&mut self, h: StreamHandle, token: usize, frame: crate::media::Frame) {
-        self.core.frame(h, token, frame, self.now_ms);
-        self.apply_actions();
-    }
-
-    /// Carries out what the core asked for, in order.
-    fn apply_actions(&mut self) {
-        while let Some(action) = self.core.poll_action() {
-            match action {
-                Action::Flush(t) => self.mark_dirty(t),
-                Action::DropSlow(t) => {
-                    // Its last skips are reported before the disconnect, so no episode goes unlogged.
-                    self.log_skips_of(t);
-                    if let Some(c) = self.conns.get(t) {
-                        let key = c
-                            .viewer()
-                            .and_then(|v| self.core.hub.viewer_ref(v))
-                            .map(|vw| vw.key.to_string())
-                            .unwrap_or_default();
-                        warn!(
-                            "{key}: {} player {} too far behind; disconnected",
-                            c.kind(),
-                            c.peer
-                        );
-                    }
-                    self.close(t, "too slow");
-                }
-                Action::HoldInput(t) => {
-                    if let Some(c) = self.conns.get_mut(t) {
-                        log::debug!("publisher {} held back: a recorder is behind", c.peer);
-                        c.held = true;
-                    }
-                }
-                Action::ResumeInput(t) => {
-                    if let Some(c) = self.conns.get_mut(t) {
-                        c.held = false;
-                        // Held time is not idle time.
-                        c.last_input = self.now;
-                        if !c.closed {
-                            self.pending_read.push(t);
-                        }
-                    }
-                }
-                Action::EndViewer(v) => self.end_viewer(v),
-            }
-        }
-    }
-
-    /// The publisher of `h` is gone: every viewer gets its end marker and is closed once it is
-    /// written; its recordings are finalised.
-    fn end_publish(&mut self, h: StreamHandle, publisher: usize) {
-        self.core.unpublish(h, publisher);
-        self.apply_actions();
-    }
-
-    fn end_viewer(&mut self, v: ViewerId) {
-        let Some(token) = self.core.hub.viewer(v).map(|vw| vw.token) else {
-            return;
-        };
-        let Some(conn) = self.conns.get_mut(token) else {
-            return;
-        };
-        let tail: Vec<u8> = match &mut conn.state {
-            ConnState::Rtmp(r) => match r.role {
-                RtmpRole::Player { stream_id, .. } => {
-                    r.session.unpublish_notify(stream_id);
-                    r.session.take_output()
-                }
-                _ => Vec::new(),
-            },
-            ConnState::HttpFlv { chunked, .. } => {
-                if *chunked {
-                    crate::http::response::LAST_CHUNK.to_vec()
-                } else {
-                    Vec::new()
-                }
-            }
-            ConnState::WsFlv { ws, .. } => {
-                ws.close();
-                ws.take_output()
-            }
-            ConnState::HttpHead { .. } | ConnState::Pending { .. } => Vec::new(),
-        };
-        conn.close_after_flush = true;
-        if let Some(vw) = self.core.hub.viewer(v) {
-            if !tail.is_empty() {
-                vw.queue.push_control(tail.into());
-            }
-        }
-        self.write_conn(token);
-    }
-
-    /// Pushes protocol bytes to a connection: into its viewer queue when it is a viewer (so they
-    /// stay in order with media), else into its own queue.
-    fn push_out(&mut self, token: usize, bytes: Vec<u8>) {
-        if bytes.is_empty() {
-            return;
-        }
-        let Some(conn) = self.conns.get_mut(token) else {
-            return;
-        };
-        match conn.viewer().and_then(|v| self.core.hub.viewer(v)) {
-            Some(vw) => vw.queue.push_control(bytes.into()),
-            None => conn.out.push(bytes.into()),
         }
     }
 
@@ -1004,74 +722,4 @@ fn access_line(peer: SocketAddr, a: conn::Access) -> String {
         a.wall,
         a.started.elapsed(),
     )
-}
-
-/// Moves the next part of a file body to the socket; `out` is empty on entry. Ok(None) at the end
-/// of the body, Ok(Some(false)) when the socket is full. Linux: sendfile(2), no user-space copy.
-#[cfg(target_os = "linux")]
-fn send_file_step(
-    body: &mut conn::FileBody,
-    socket: &mut TcpStream,
-    out: &mut outq::OutQueue,
-    written: &mut usize,
-) -> io::Result<Option<bool>> {
-    match body.send_to(socket, FILE_BYTES_PER_TURN) {
-        Ok(0) => Ok(None),
-        Ok(n) => {
-            *written += n;
-            Ok(Some(true))
-        }
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Some(false)),
-        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(Some(true)),
-        // A file system without sendfile support: copy through memory instead.
-        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOSYS)) => {
-            match body.next_chunk()? {
-                Some(chunk) => {
-                    out.push(chunk);
-                    write_outbox(socket, out, written, usize::MAX).map(Some)
-                }
-                None => Ok(None),
-            }
-        }
-        Err(e) => Err(e),
-    }
-}
-
-/// Elsewhere: one chunk read into memory, then written through the queue.
-#[cfg(not(target_os = "linux"))]
-fn send_file_step(
-    body: &mut conn::FileBody,
-    socket: &mut TcpStream,
-    out: &mut outq::OutQueue,
-    written: &mut usize,
-) -> io::Result<Option<bool>> {
-    match body.next_chunk()? {
-        Some(chunk) => {
-            out.push(chunk);
-            write_outbox(socket, out, written, usize::MAX).map(Some)
-        }
-        None => Ok(None),
-    }
-}
-
-/// Writes from `out` until it is empty or `*written` reached `limit` (Ok(true)), or the socket
-/// would block (Ok(false)).
-fn write_outbox(
-    socket: &mut TcpStream,
-    out: &mut dyn Outbox,
-    written: &mut usize,
-    limit: usize,
-) -> io::Result<bool> {
-    loop {
-        if out.is_empty() || *written >= limit {
-            return Ok(true);
-        }
-        match out.write_to(&mut outq::SocketWriter(socket)) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => *written += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
 }

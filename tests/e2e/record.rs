@@ -1237,8 +1237,18 @@ fn fast_publisher_is_held_back_and_every_recorder_keeps_every_frame() {
     let hls = data(&dd.0, "hls", "live", &name).join("index.m3u8");
     let mp4 = data(&dd.0, "mp4", "live", &name).join("output_merge/stream_full.mp4");
     for file in [&flvs[0], &hls, &mp4] {
-        assert_eq!(count(file, "v"), want_v, "video packets in {}", file.display());
-        assert_eq!(count(file, "a"), want_a, "audio packets in {}", file.display());
+        assert_eq!(
+            count(file, "v"),
+            want_v,
+            "video packets in {}",
+            file.display()
+        );
+        assert_eq!(
+            count(file, "a"),
+            want_a,
+            "audio packets in {}",
+            file.display()
+        );
     }
     let metrics = http_get(server.http, "/metrics", Duration::from_secs(5)).body_text();
     let value = |name: &str| -> u64 {

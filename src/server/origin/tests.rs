@@ -59,7 +59,12 @@ fn vinter(t: u32, size: usize) -> Frame {
     Frame::parse(TAG_VIDEO, t, Bytes::from(d)).unwrap()
 }
 fn vseq() -> Frame {
-    Frame::parse(TAG_VIDEO, 0, Bytes::from_static(&[0x17, 0, 0, 0, 0, 1, 0x64])).unwrap()
+    Frame::parse(
+        TAG_VIDEO,
+        0,
+        Bytes::from_static(&[0x17, 0, 0, 0, 0, 1, 0x64]),
+    )
+    .unwrap()
 }
 fn aseq() -> Frame {
     Frame::parse(TAG_AUDIO, 0, Bytes::from_static(&[0xaf, 0, 0x12, 0x10])).unwrap()
@@ -124,7 +129,10 @@ fn bad_names_are_refused_for_publish_and_play() {
             publish(&mut o, 1, name, 0),
             Err(Refused::BadName(_))
         ));
-        assert!(matches!(play(&mut o, 2, name, FLV), Err(Refused::BadName(_))));
+        assert!(matches!(
+            play(&mut o, 2, name, FLV),
+            Err(Refused::BadName(_))
+        ));
     }
     assert_eq!(o.hub.totals().streams, 0);
 }
@@ -213,7 +221,11 @@ fn slow_viewer_skips_then_is_dropped_and_others_keep_up() {
         };
         o.frame(p.handle, 1, f, u64::from(t));
         if i == 0 {
-            o.hub.viewer(slow.viewer).unwrap().queue.advance(13 + 22 + 5);
+            o.hub
+                .viewer(slow.viewer)
+                .unwrap()
+                .queue
+                .advance(13 + 22 + 5);
         }
         for a in actions(&mut o) {
             match a {
@@ -229,7 +241,10 @@ fn slow_viewer_skips_then_is_dropped_and_others_keep_up() {
         while q.write_to(&mut sink).unwrap() > 0 {}
     }
     assert_eq!(dropped, vec![2], "only the slow viewer is dropped, once");
-    assert_eq!(flushed_fast, 150, "the fast viewer is flushed for every frame");
+    assert_eq!(
+        flushed_fast, 150,
+        "the fast viewer is flushed for every frame"
+    );
     let slow_stats = o.hub.viewer_ref(slow.viewer).unwrap().stats();
     assert!(slow_stats.skips >= 1, "it skipped before it was dropped");
     assert_eq!(o.hub.viewer_ref(fast.viewer).unwrap().stats().skips, 0);
