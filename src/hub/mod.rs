@@ -1,8 +1,11 @@
 //! The stream hub: the single-threaded core between protocol inputs and players. Publishers
 //! hand it `Frame`s; it keeps each stream's late-joiner cache, serialises each frame once per
-//! output form in use, appends the shared packets to every viewer's bounded queue and reports
-//! which viewers need flushing or disconnecting. It owns no sockets and no clock (`now_ms` is
-//! passed in); the server writes the queues (`Viewer::queue`) and closes connections.
+//! output form in use, appends the shared packets to every viewer's bounded queue, then hands
+//! the frame to the stream's readers (recorders, `reader`), and reports which viewers need
+//! flushing or disconnecting and whether a reader asks to hold the publisher. Publishers hold a
+//! `StreamHandle` (slab index + generation): no key is hashed or cloned per frame. It owns no
+//! sockets and no clock (`now_ms` is passed in); the server writes the queues
+//! (`Viewer::queue`) and closes connections.
 //!
 //! Server protocol, per viewer: `add_viewer` -> push its preamble with `queue.push_control`
 //! -> `start_viewer` -> flush whenever listed in a `FrameOutcome::flush` (or after any call that
@@ -917,6 +920,100 @@ mod tests {
         let out = hub.frame(hub.handle(&key()).unwrap(), 1, f, 0);
         assert!(out.accepted);
         (out.flush.to_vec(), out.too_slow.to_vec())
+    }
+
+    /// A reader that records what it got and when it was dropped.
+    struct Rec {
+        got: std::rc::Rc<std::cell::RefCell<Vec<(u32, Vec<u8>)>>>,
+        dropped: std::rc::Rc<std::cell::Cell<bool>>,
+        behind_after: usize,
+    }
+
+    impl Reader for Rec {
+        fn deliver(&mut self, f: &Frame) -> ReaderState {
+            self.got.borrow_mut().push((f.dts, f.data.to_vec()));
+            if self.got.borrow().len() > self.behind_after {
+                ReaderState::Behind
+            } else {
+                ReaderState::Ready
+            }
+        }
+        fn poll(&mut self, _: u64) -> ReaderState {
+            ReaderState::Ready
+        }
+        fn frames_dropped(&self) -> u64 {
+            3
+        }
+    }
+
+    impl Drop for Rec {
+        fn drop(&mut self) {
+            self.dropped.set(true);
+        }
+    }
+
+    fn rec(
+        behind_after: usize,
+    ) -> (
+        Rec,
+        std::rc::Rc<std::cell::RefCell<Vec<(u32, Vec<u8>)>>>,
+        std::rc::Rc<std::cell::Cell<bool>>,
+    ) {
+        let got = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        let dropped = std::rc::Rc::new(std::cell::Cell::new(false));
+        let r = Rec {
+            got: got.clone(),
+            dropped: dropped.clone(),
+            behind_after,
+        };
+        (r, got, dropped)
+    }
+
+    #[test]
+    fn readers_get_every_frame_in_order_and_end_with_their_session() {
+        let mut hub = Hub::new(HubConfig::default());
+        let h = hub.publish(&key(), 1, 0).unwrap().handle;
+        let (r, got, dropped) = rec(5);
+        hub.add_reader(h, Box::new(r));
+        let frames = [av_meta(), vseq(0), aseq(0), vkey(0), audio(23)];
+        for f in &frames {
+            assert!(!hub.frame(h, 1, f.clone(), 0).hold_publisher);
+        }
+        // Over its bound the reader asks for the publisher to be held.
+        assert!(hub.frame(h, 1, vinter(40), 40).hold_publisher);
+        let got = got.borrow();
+        assert_eq!(got.len(), 6);
+        // The hub's normalised metadata (no @setDataFrame), then the media unchanged.
+        assert_eq!(got[0].1, strip_set_data_frame(&frames[0].data).to_vec());
+        for (g, f) in got[1..].iter().zip(&frames[1..]) {
+            assert_eq!(g, &(f.dts, f.data.to_vec()));
+        }
+        // A publisher taking over an idle one starts with no readers: the old session's end.
+        assert!(!dropped.get());
+        let h2 = hub.publish(&key(), 2, 60_000).unwrap().handle;
+        assert!(dropped.get());
+        assert_eq!(h2, h, "the stream (and its players) stay");
+        assert_eq!(hub.totals().reader_frames_dropped, 3);
+        let (r, _, dropped) = rec(100);
+        hub.add_reader(h2, Box::new(r));
+        hub.unpublish(h2, 2);
+        assert!(dropped.get(), "unpublish drops the readers");
+    }
+
+    #[test]
+    fn a_handle_of_an_ended_session_finds_nothing() {
+        let mut hub = Hub::new(HubConfig::default());
+        let old = hub.publish(&key(), 1, 0).unwrap().handle;
+        hub.unpublish(old, 1);
+        let new = hub.publish(&key(), 1, 10).unwrap().handle;
+        assert_ne!(old, new);
+        // Same key, same publisher token, same slab slot: the generation tells them apart.
+        assert!(!hub.frame(old, 1, vseq(0), 20).accepted);
+        assert!(hub.unpublish(old, 1).is_empty());
+        assert!(hub.is_live(&key()));
+        assert!(hub.frame(new, 1, vseq(0), 20).accepted);
+        assert_eq!(hub.key(new), Some(&key()));
+        assert_eq!(hub.key(old), None);
     }
 
     #[test]
