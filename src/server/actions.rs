@@ -51,13 +51,19 @@ impl Server {
                     }
                 }
                 Action::ResumeInput(t) => {
-                    if let Some(c) = self.conns.get_mut(t) {
-                        c.held = false;
-                        // Held time is not idle time.
-                        c.last_input = self.now;
-                        if !c.closed {
-                            self.pending_read.push(t);
+                    let Some(c) = self.conns.get_mut(t) else {
+                        continue;
+                    };
+                    c.held = false;
+                    // Held time is not idle time.
+                    c.last_input = self.now;
+                    if !c.closed {
+                        // Events left in the session when it was held come before new bytes
+                        // (they may hold it again at once).
+                        if matches!(c.state, ConnState::Rtmp(_)) {
+                            self.rtmp_events(t);
                         }
+                        self.pending_read.push(t);
                     }
                 }
                 Action::EndViewer(v) => self.end_viewer(v),

@@ -8,20 +8,12 @@ use std::io::{self, Read};
 use mio::net::TcpStream;
 use mio::{Interest, Token};
 
-use super::conn::{self, ConnState, Listener};
+use super::conn::{self, Listener};
 use super::outq::{self, Outbox};
 use super::{access_line, Server, FILE_BYTES_PER_TURN, READS_PER_WAKEUP, VIEWER_BYTES_PER_TURN};
 
 impl Server {
     pub(super) fn on_readable(&mut self, token: usize) {
-        if self
-            .conns
-            .get(token)
-            .is_some_and(|c| matches!(c.state, ConnState::Rtmp(_)) && !c.held)
-        {
-            // Events left in the session when the publisher was held come before new bytes.
-            self.rtmp_events(token);
-        }
         let mut buf = std::mem::take(&mut self.scratch);
         for _ in 0..READS_PER_WAKEUP {
             let Some(conn) = self.conns.get_mut(token) else {
