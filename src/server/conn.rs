@@ -178,6 +178,8 @@ pub struct Conn {
     pub skips_logged: u64,
     /// A publisher held back for a recorder that is behind: its socket is not read.
     pub held: bool,
+    /// Since when its input is not read because its private replies are over the bound.
+    pub out_full_since: Option<Instant>,
     /// The access-log entry of the response being sent, written once it is all out.
     pub access: Option<Access>,
 }
@@ -218,6 +220,7 @@ impl Conn {
             bytes_out: 0,
             skips_logged: 0,
             held: false,
+            out_full_since: None,
             access: None,
         }
     }

@@ -67,6 +67,9 @@ const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
 /// An HTTP answer that makes no progress this long (the client stopped reading) is dropped.
 const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// A client that does not read its replies (input stopped, see `netio::PRIVATE_OUT_MAX`) and
+/// still has not drained them after this long is closed.
+const PRIVATE_STALL: Duration = Duration::from_secs(10);
 
 #[derive(Debug)]
 pub struct ServerError(pub String);
@@ -558,6 +561,12 @@ impl Server {
         let mut expired = Vec::new();
         for (t, c) in self.conns.iter() {
             if c.closed {
+                continue;
+            }
+            if c.out_full_since
+                .is_some_and(|since| now - since > PRIVATE_STALL)
+            {
+                expired.push((t, "does not read its replies; closed after 10 s"));
                 continue;
             }
             let reason = match &c.state {

@@ -8,11 +8,28 @@ use std::io::{self, Read};
 use mio::net::TcpStream;
 use mio::{Interest, Token};
 
-use super::conn::{self, Listener};
+use super::conn::{self, ConnState, Listener, RtmpRole};
 use super::outq::{self, Outbox};
 use super::{access_line, Server, FILE_BYTES_PER_TURN, READS_PER_WAKEUP, VIEWER_BYTES_PER_TURN};
 
+/// Private output (replies no one else shares: pongs, `_error`, `_result`, HTTP answers) one
+/// connection may have queued before its input stops being read until they drain (issue 13,
+/// hole 1: a client that sends requests and never reads the answers).
+pub(super) const PRIVATE_OUT_MAX: usize = 64 * 1024;
+/// Bytes read per call from a connection that does not publish: small, so that the replies
+/// one read can cause stay near the bound (an `_error` is a few times its request).
+const SMALL_READ: usize = 4 * 1024;
+
 impl Server {
+    /// Private bytes queued for `conn`: its own queue, and the replies in its viewer queue.
+    fn private_backlog(conn: &conn::Conn, hub: &crate::hub::Hub) -> usize {
+        let replies = conn
+            .viewer()
+            .and_then(|v| hub.viewer_ref(v))
+            .map_or(0, |vw| vw.queue.control_bytes());
+        conn.out.len() + replies
+    }
+
     pub(super) fn on_readable(&mut self, token: usize) {
         let mut buf = std::mem::take(&mut self.scratch);
         for _ in 0..READS_PER_WAKEUP {
@@ -28,7 +45,17 @@ impl Server {
                 self.scratch = buf;
                 return;
             }
-            match conn.socket.read(&mut buf) {
+            if Self::private_backlog(conn, &self.core.hub) > PRIVATE_OUT_MAX {
+                // It does not read what we answer: stop reading what it asks until that
+                // drains (`write_conn` resumes it; the sweep closes it if it never does).
+                conn.out_full_since.get_or_insert(self.now);
+                self.scratch = buf;
+                return;
+            }
+            let publishing = matches!(&conn.state, ConnState::Rtmp(r)
+                if matches!(r.role, RtmpRole::Publisher { .. }));
+            let cap = if publishing { buf.len() } else { SMALL_READ };
+            match conn.socket.read(&mut buf[..cap]) {
                 Ok(0) => {
                     self.close(token, "closed by peer");
                     break;
@@ -187,6 +214,13 @@ impl Server {
                 let Some(conn) = self.conns.get_mut(token) else {
                     return;
                 };
+                if conn.out_full_since.is_some()
+                    && Self::private_backlog(conn, &self.core.hub) <= PRIVATE_OUT_MAX / 2
+                {
+                    // Its replies drained: read its requests again.
+                    conn.out_full_since = None;
+                    self.pending_read.push(token);
+                }
                 if drained && conn.close_after_flush {
                     self.close(token, "done");
                 } else if body_done {
