@@ -922,10 +922,14 @@ mod tests {
         (out.flush.to_vec(), out.too_slow.to_vec())
     }
 
+    /// (dts, data) of every frame a test reader got.
+    type Got = std::rc::Rc<std::cell::RefCell<Vec<(u32, Vec<u8>)>>>;
+    type Flag = std::rc::Rc<std::cell::Cell<bool>>;
+
     /// A reader that records what it got and when it was dropped.
     struct Rec {
-        got: std::rc::Rc<std::cell::RefCell<Vec<(u32, Vec<u8>)>>>,
-        dropped: std::rc::Rc<std::cell::Cell<bool>>,
+        got: Got,
+        dropped: Flag,
         behind_after: usize,
     }
 
@@ -952,13 +956,7 @@ mod tests {
         }
     }
 
-    fn rec(
-        behind_after: usize,
-    ) -> (
-        Rec,
-        std::rc::Rc<std::cell::RefCell<Vec<(u32, Vec<u8>)>>>,
-        std::rc::Rc<std::cell::Cell<bool>>,
-    ) {
+    fn rec(behind_after: usize) -> (Rec, Got, Flag) {
         let got = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
         let dropped = std::rc::Rc::new(std::cell::Cell::new(false));
         let r = Rec {
