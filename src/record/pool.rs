@@ -19,8 +19,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 pub type RecordingId = u64;
 
-/// How long `shutdown` waits for the workers to finalise everything.
-const SHUTDOWN_WAIT: Duration = Duration::from_secs(4);
+/// How long `shutdown` waits for the workers to finalise everything. Unit tests finalise
+/// hundreds of segments on a loaded machine: they wait longer rather than fail on timing.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(if cfg!(test) { 30 } else { 4 });
 /// Sinks are flushed when this much wall time passed without a flush.
 const IDLE_FLUSH: Duration = Duration::from_secs(1);
 /// Bytes queued per recording before its publisher is held back (beside `queue_len` frames).
@@ -267,10 +268,18 @@ impl Reader for RecorderReader {
             self.dropped += 1;
             return ReaderState::Behind;
         }
-        self.shared.frames.fetch_add(1, Ordering::AcqRel);
-        self.shared
+        let frames = self.shared.frames.fetch_add(1, Ordering::AcqRel) + 1;
+        let bytes = self
+            .shared
             .bytes
-            .fetch_add(frame.data.len(), Ordering::AcqRel);
+            .fetch_add(frame.data.len(), Ordering::AcqRel)
+            + frame.data.len();
+        let behind = frames >= self.soft_frames || bytes >= QUEUE_BYTES;
+        if behind {
+            // Before the send: the worker that takes this frame then sees the flag, and wakes
+            // the loop once it has drained (no wake-up can be missed in between).
+            self.shared.held.store(true, Ordering::Release);
+        }
         let job = Job::Frame {
             id: self.id,
             frame: frame.clone(),
@@ -284,8 +293,7 @@ impl Reader for RecorderReader {
             self.stopped = true;
             return ReaderState::Gone;
         }
-        if self.over(1) {
-            self.shared.held.store(true, Ordering::Release);
+        if behind {
             return ReaderState::Behind;
         }
         ReaderState::Ready

@@ -70,6 +70,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// A client that does not read its replies (input stopped, see `netio::PRIVATE_OUT_MAX`) and
 /// still has not drained them after this long is closed.
 const PRIVATE_STALL: Duration = Duration::from_secs(10);
+/// How often a publisher held for its recorders is re-checked without a wake-up.
+const HELD_RECHECK: Duration = Duration::from_millis(100);
 
 #[derive(Debug)]
 pub struct ServerError(pub String);
@@ -421,6 +423,10 @@ impl Server {
         }
         if let Some(g) = &self.gateway {
             next = next.min(g.next_deadline(now));
+        }
+        if self.core.has_held() {
+            // Workers wake us when a held recording drains; this bounds a missed or late one.
+            next = next.min(now + HELD_RECHECK);
         }
         next.saturating_duration_since(now)
     }
