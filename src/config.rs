@@ -238,6 +238,12 @@ fn origin_options() -> Options {
         "recorder worker threads [number of cores]",
         "N",
     );
+    opts.optopt(
+        "",
+        "record-queue",
+        "frames queued per recording; beyond it the publisher is slowed to the disk's pace [4096]",
+        "FRAMES",
+    );
     web_options(&mut opts);
     viewer_options(&mut opts);
     opts
@@ -414,6 +420,10 @@ fn record_config(
     if workers == 0 || workers > 256 {
         return err("--workers: between 1 and 256");
     }
+    let queue_len = num(m, "record-queue", defaults.queue_len)?;
+    if !(16..=1_000_000).contains(&queue_len) {
+        return err("--record-queue: between 16 and 1000000");
+    }
     Ok(crate::record::RecordConfig {
         data_dir: data_dir.to_path_buf(),
         flv: !m.opt_present("no-flv-record"),
@@ -423,6 +433,7 @@ fn record_config(
         hls_fragment_ms: seconds_ms(m, "hls-fragment", 4000)?,
         hls_window: num(m, "hls-window", 0usize)?,
         workers,
+        queue_len,
         ..defaults
     })
 }
@@ -594,6 +605,7 @@ pub fn render_config(mode: &Mode) -> Option<String> {
                 f64::from(r.mp4_fragment_ms) / 1000.0,
             );
             line(&mut out, "workers", r.workers);
+            line(&mut out, "record-queue", r.queue_len);
             viewer(&mut out, &c.viewer);
             log(&mut out, &c.web, &c.log);
         }

@@ -1,10 +1,12 @@
 //! The stream hub: the single-threaded core between protocol inputs and players. Publishers
 //! hand it `Frame`s; it normalises each at entry with the stream's ingest normaliser
-//! (`media::time`, `media::meta`) and hands it on normalised (`FrameOutcome::frame`, for the
-//! recorders), keeps each stream's late-joiner cache, serialises each frame once per
-//! output form in use, appends the shared packets to every viewer's bounded queue and reports
-//! which viewers need flushing or disconnecting. It owns no sockets and no clock (`now_ms` is
-//! passed in); the server writes the queues (`Viewer::queue`) and closes connections.
+//! (`media::time`, `media::meta`), keeps each stream's late-joiner cache, serialises each frame once per
+//! output form in use, appends the shared packets to every viewer's bounded queue, then hands
+//! the frame to the stream's readers (recorders, `reader`), and reports which viewers need
+//! flushing or disconnecting and whether a reader asks to hold the publisher. Publishers hold a
+//! `StreamHandle` (slab index + generation): no key is hashed or cloned per frame. It owns no
+//! sockets and no clock (`now_ms` is passed in); the server writes the queues
+//! (`Viewer::queue`) and closes connections.
 //!
 //! Server protocol, per viewer: `add_viewer` -> push its preamble with `queue.push_control`
 //! -> `start_viewer` -> flush whenever listed in a `FrameOutcome::flush` (or after any call that
@@ -14,6 +16,7 @@
 pub mod cache;
 pub mod packet;
 pub mod queue;
+pub mod reader;
 pub mod stream;
 
 use std::collections::HashMap;
@@ -26,6 +29,7 @@ pub use crate::media::MetaInfo;
 pub use cache::{CacheLimits, Cached};
 pub use packet::{flv_file_header, FormKind, OutputForm, Packet};
 pub use queue::{QueueLimits, QueueStats, SlowReason, Verdict, ViewerQueue};
+pub use reader::{Reader, ReaderState};
 pub use stream::Viewer;
 
 use crate::media::{meta, Codec, Frame, StreamKey, Track};
@@ -99,8 +103,18 @@ impl fmt::Display for PublishError {
 
 impl std::error::Error for PublishError {}
 
+/// A live stream as its publisher holds it: a slab index plus a generation, so the per-frame
+/// path neither hashes nor clones the key, and a handle kept past its session finds nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StreamHandle {
+    index: usize,
+    generation: u64,
+}
+
 #[derive(Debug, PartialEq, Eq)]
 pub struct PublishOk {
+    /// What the publisher passes to `frame` and `unpublish`.
+    pub handle: StreamHandle,
     /// The idle publisher this one replaced; the server closes that connection.
     pub took_over_from: Option<usize>,
     /// Viewers that waited for a publisher and now start (RTMP ones get Play.PublishNotify).
@@ -125,9 +139,9 @@ pub struct FrameOutcome<'a> {
     pub flush: &'a [ViewerId],
     /// Viewers over a hard bound, now ended with `ViewerEnd::TooSlow`: disconnect them.
     pub too_slow: &'a [ViewerId],
-    /// The frame as the hub relayed it, normalised (`media::time`, `media::meta`): what the
-    /// recorders get. `None` when not accepted.
-    pub frame: Option<Frame>,
+    /// A reader (a recorder) is over its bound: stop reading the publisher until
+    /// `readers_ready` says it drained.
+    pub hold_publisher: bool,
 }
 
 /// One stream, for the API and the periodic log line.
@@ -164,11 +178,32 @@ pub struct HubTotals {
     pub skips: u64,
     pub frames_dropped: u64,
     pub slow_disconnects: u64,
+    /// Frames that readers (recorders) could not take, summed over every reader so far.
+    pub reader_frames_dropped: u64,
+}
+
+/// A stream and the readers that are not players (recorders) attached to its publish session.
+struct Slot {
+    stream: Stream,
+    readers: Vec<Box<dyn Reader>>,
+    generation: u64,
+}
+
+impl Slot {
+    /// Drops the readers (ending their recordings), keeping what they dropped in the totals.
+    fn end_readers(&mut self, dropped: &mut u64) {
+        for r in self.readers.drain(..) {
+            *dropped += r.frames_dropped();
+        }
+    }
 }
 
 pub struct Hub {
     config: HubConfig,
-    streams: HashMap<StreamKey, Stream>,
+    /// Streams by slab index; `index` finds one by key (join, API), handles skip the lookup.
+    streams: Slab<Slot>,
+    index: HashMap<StreamKey, usize>,
+    next_generation: u64,
     viewers: Slab<Viewer>,
     flush: Vec<ViewerId>,
     too_slow: Vec<ViewerId>,
@@ -177,20 +212,113 @@ pub struct Hub {
     /// Bytes received from publishers that have left.
     closed_bytes_in: u64,
     slow_disconnects: u64,
+    reader_frames_dropped: u64,
 }
 
 impl Hub {
     pub fn new(config: HubConfig) -> Hub {
         Hub {
             config,
-            streams: HashMap::new(),
+            streams: Slab::new(),
+            index: HashMap::new(),
+            next_generation: 1,
             viewers: Slab::new(),
             flush: Vec::new(),
             too_slow: Vec::new(),
             closed: QueueStats::default(),
             closed_bytes_in: 0,
             slow_disconnects: 0,
+            reader_frames_dropped: 0,
         }
+    }
+
+    /// The slot of `key`, created empty when there is none.
+    fn slot_for(&mut self, key: &StreamKey) -> usize {
+        if let Some(&i) = self.index.get(key) {
+            return i;
+        }
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        let i = self.streams.insert(Slot {
+            stream: Stream::new(key.clone(), self.config.cache_limits()),
+            readers: Vec::new(),
+            generation,
+        });
+        self.index.insert(key.clone(), i);
+        i
+    }
+
+    fn stream_mut(&mut self, key: &StreamKey) -> Option<&mut Stream> {
+        let &i = self.index.get(key)?;
+        self.streams.get_mut(i).map(|s| &mut s.stream)
+    }
+
+    fn stream(&self, key: &StreamKey) -> Option<&Stream> {
+        let &i = self.index.get(key)?;
+        self.streams.get(i).map(|s| &s.stream)
+    }
+
+    fn slot(&mut self, h: StreamHandle) -> Option<&mut Slot> {
+        self.streams
+            .get_mut(h.index)
+            .filter(|s| s.generation == h.generation)
+    }
+
+    fn remove_slot(&mut self, i: usize) -> Slot {
+        let mut slot = self.streams.remove(i);
+        self.index.remove(&slot.stream.key);
+        slot.end_readers(&mut self.reader_frames_dropped);
+        slot
+    }
+
+    /// The handle of `key`'s stream, if it exists (tests, and callers that only know the key).
+    pub fn handle(&self, key: &StreamKey) -> Option<StreamHandle> {
+        let &i = self.index.get(key)?;
+        let generation = self.streams.get(i)?.generation;
+        Some(StreamHandle {
+            index: i,
+            generation,
+        })
+    }
+
+    /// The key of a handle's stream, for logs.
+    pub fn key(&self, h: StreamHandle) -> Option<&StreamKey> {
+        self.streams
+            .get(h.index)
+            .filter(|s| s.generation == h.generation)
+            .map(|s| &s.stream.key)
+    }
+
+    /// Attaches a reader that is not a player (a recorder) to the live stream of `h`: it gets
+    /// every frame after the players do, until the publish ends (then it is dropped).
+    pub fn add_reader(&mut self, h: StreamHandle, reader: Box<dyn Reader>) {
+        if let Some(slot) = self.slot(h) {
+            slot.readers.push(reader);
+        }
+    }
+
+    /// While the publisher of `h` is held back: true once every reader is under its bound
+    /// again. A reader whose disk stalled past its bound gives up (it logs why) and is dropped,
+    /// which also releases the publisher.
+    pub fn readers_ready(&mut self, h: StreamHandle, now_ms: u64) -> bool {
+        let mut dropped = 0;
+        let Some(slot) = self.slot(h) else {
+            return true;
+        };
+        let mut ready = true;
+        slot.readers.retain_mut(|r| match r.poll(now_ms) {
+            ReaderState::Ready => true,
+            ReaderState::Behind => {
+                ready = false;
+                true
+            }
+            ReaderState::Gone => {
+                dropped += r.frames_dropped();
+                false
+            }
+        });
+        self.reader_frames_dropped += dropped;
+        ready
     }
 
     pub fn config(&self) -> &HubConfig {
@@ -206,11 +334,13 @@ impl Hub {
         publisher: usize,
         now_ms: u64,
     ) -> Result<PublishOk, PublishError> {
-        let limits = self.config.cache_limits();
-        let stream = self
-            .streams
-            .entry(key.clone())
-            .or_insert_with(|| Stream::new(key.clone(), limits));
+        let i = self.slot_for(key);
+        let slot = &mut self.streams[i];
+        let handle = StreamHandle {
+            index: i,
+            generation: slot.generation,
+        };
+        let stream = &mut slot.stream;
         let mut took_over_from = None;
         if let Some(old) = &stream.publisher {
             if now_ms.saturating_sub(old.last_ms) < self.config.takeover_idle_ms {
@@ -224,6 +354,10 @@ impl Hub {
                 now_ms.saturating_sub(old.last_ms)
             );
             stream.reset_media();
+            // The old session's recordings end with it; the newcomer opens its own.
+            for r in slot.readers.drain(..) {
+                self.reader_frames_dropped += r.frames_dropped();
+            }
             // Playing viewers continue with the new session from its first keyframe.
             for &id in &stream.viewers {
                 let v = &mut self.viewers[id];
@@ -253,6 +387,7 @@ impl Hub {
             }
         }
         Ok(PublishOk {
+            handle,
             took_over_from,
             waiting_viewers,
         })
@@ -262,16 +397,14 @@ impl Hub {
     /// already taken over). Every viewer of the stream is ended with `Unpublished` and
     /// detached, and returned: the server sends each its end marker, flushes, closes, and
     /// calls `remove_viewer`. The stream and its cache are gone.
-    pub fn unpublish(&mut self, key: &StreamKey, publisher: usize) -> Vec<ViewerId> {
-        let Some(stream) = self.streams.get(key) else {
+    pub fn unpublish(&mut self, h: StreamHandle, publisher: usize) -> Vec<ViewerId> {
+        let Some(slot) = self.slot(h) else {
             return Vec::new();
         };
-        if stream.publisher.as_ref().map(|p| p.token) != Some(publisher) {
+        if slot.stream.publisher.as_ref().map(|p| p.token) != Some(publisher) {
             return Vec::new();
         }
-        let Some(stream) = self.streams.remove(key) else {
-            return Vec::new();
-        };
+        let stream = self.remove_slot(h.index).stream;
         if let Some(p) = &stream.publisher {
             self.closed_bytes_in += p.bytes_in;
         }
@@ -289,31 +422,42 @@ impl Hub {
     /// that were waiting for it. Allocation per frame is per form, never per viewer.
     pub fn frame(
         &mut self,
-        key: &StreamKey,
+        h: StreamHandle,
         publisher: usize,
         frame: Frame,
         now_ms: u64,
     ) -> FrameOutcome<'_> {
         self.flush.clear();
         self.too_slow.clear();
-        let frame = self.frame_inner(key, publisher, frame, now_ms);
+        let (accepted, hold_publisher) = self.frame_inner(h, publisher, frame, now_ms);
         FrameOutcome {
-            accepted: frame.is_some(),
+            accepted,
             flush: &self.flush,
             too_slow: &self.too_slow,
-            frame,
+            hold_publisher,
         }
     }
 
+    /// (accepted, hold the publisher).
     fn frame_inner(
         &mut self,
-        key: &StreamKey,
+        h: StreamHandle,
         publisher: usize,
         mut frame: Frame,
         now_ms: u64,
-    ) -> Option<Frame> {
-        let stream = self.streams.get_mut(key)?;
-        let p = stream.publisher.as_mut().filter(|p| p.token == publisher)?;
+    ) -> (bool, bool) {
+        let Some(slot) = self
+            .streams
+            .get_mut(h.index)
+            .filter(|s| s.generation == h.generation)
+        else {
+            return (false, false);
+        };
+        let stream = &mut slot.stream;
+        let key = &stream.key;
+        let Some(p) = stream.publisher.as_mut().filter(|p| p.token == publisher) else {
+            return (false, false);
+        };
         p.last_ms = now_ms;
         p.bytes_in += frame.data.len() as u64;
         p.frames_in += 1;
@@ -386,7 +530,12 @@ impl Hub {
             }
         }
 
-        let relayed = frame.clone();
+        // Then to the readers (recorders), in the same order the players got it.
+        let mut hold = false;
+        for r in &mut slot.readers {
+            hold |= r.deliver(&frame) == ReaderState::Behind;
+        }
+
         let stored = if frame.track == Track::Meta && !is_metadata {
             false
         } else {
@@ -419,7 +568,7 @@ impl Hub {
                 }
             }
         }
-        Some(relayed)
+        (true, hold)
     }
 
     /// A new viewer of `key` in `form`; `token` is the server's connection token. Returns its
@@ -432,11 +581,8 @@ impl Hub {
         token: usize,
         now_ms: u64,
     ) -> (ViewerId, bool) {
-        let limits = self.config.cache_limits();
-        let stream = self
-            .streams
-            .entry(key.clone())
-            .or_insert_with(|| Stream::new(key.clone(), limits));
+        let i = self.slot_for(key);
+        let stream = &mut self.streams[i].stream;
         let mut v = Viewer::new(
             key.clone(),
             form,
@@ -454,7 +600,7 @@ impl Hub {
     /// The publisher of `key` restarted its media without leaving (a relay's upstream came
     /// back): drop the cached GOP so joiners never start on the previous session's pictures.
     pub fn restart_gop(&mut self, key: &StreamKey) {
-        if let Some(stream) = self.streams.get_mut(key) {
+        if let Some(stream) = self.stream_mut(key) {
             stream.cache.restart_gop();
         }
     }
@@ -469,7 +615,12 @@ impl Hub {
         if v.state != ViewerState::Added || v.ended.is_some() {
             return;
         }
-        let Some(stream) = self.streams.get_mut(&v.key) else {
+        let Some(stream) = self
+            .index
+            .get(&v.key)
+            .and_then(|&i| self.streams.get_mut(i))
+            .map(|s| &mut s.stream)
+        else {
             return;
         };
         if !(stream.is_live() && stream.prime(v)) {
@@ -492,9 +643,10 @@ impl Hub {
         if v.pos == usize::MAX {
             return;
         }
-        let Some(stream) = self.streams.get_mut(&v.key) else {
+        let Some(&i) = self.index.get(&v.key) else {
             return;
         };
+        let stream = &mut self.streams[i].stream;
         stream.viewers.swap_remove(v.pos);
         if let Some(&moved) = stream.viewers.get(v.pos) {
             self.viewers[moved].pos = v.pos;
@@ -505,8 +657,17 @@ impl Hub {
         }
         stream.bytes_out_closed += stats.bytes_sent;
         if !stream.is_live() && stream.viewers.is_empty() {
-            self.streams.remove(&v.key);
+            self.remove_slot(i);
         }
+    }
+
+    /// Viewers the hub has not ended (at shutdown, each gets its end marker).
+    pub fn viewer_ids(&self) -> Vec<ViewerId> {
+        self.viewers
+            .iter()
+            .filter(|(_, v)| v.ended.is_none())
+            .map(|(i, _)| i)
+            .collect()
     }
 
     pub fn viewer(&mut self, id: ViewerId) -> Option<&mut Viewer> {
@@ -570,23 +731,28 @@ impl Hub {
         if v.state != ViewerState::Live || v.ended.is_some() {
             return;
         }
-        if let Some(stream) = self.streams.get_mut(&v.key) {
-            resume(stream, v);
+        let stream = self
+            .index
+            .get(&v.key)
+            .and_then(|&i| self.streams.get_mut(i));
+        if let Some(slot) = stream {
+            resume(&mut slot.stream, v);
         }
     }
 
     pub fn is_live(&self, key: &StreamKey) -> bool {
-        self.streams.get(key).is_some_and(Stream::is_live)
+        self.stream(key).is_some_and(Stream::is_live)
     }
 
     /// The latest `onMetaData` frame of a live stream, as relayed.
     pub fn metadata(&self, key: &StreamKey) -> Option<&Frame> {
-        self.streams.get(key)?.cache.meta.as_ref().map(|c| &c.frame)
+        self.stream(key)?.cache.meta.as_ref().map(|c| &c.frame)
     }
 
     /// Per-stream stats (streams with a publisher or with waiting viewers).
     pub fn streams(&self) -> impl Iterator<Item = StreamStats> + '_ {
-        self.streams.values().map(move |s| {
+        self.streams.iter().map(move |(_, slot)| {
+            let s = &slot.stream;
             let mut st = StreamStats {
                 key: s.key.clone(),
                 publisher: s.publisher.as_ref().map(|p| p.token),
@@ -624,16 +790,24 @@ impl Hub {
     pub fn totals(&self) -> HubTotals {
         let mut t = HubTotals {
             streams: self.streams.len(),
-            publishers: self.streams.values().filter(|s| s.is_live()).count(),
+            publishers: self
+                .streams
+                .iter()
+                .filter(|(_, s)| s.stream.is_live())
+                .count(),
             viewers: self.viewers.len(),
             bytes_in: self.closed_bytes_in,
             bytes_out: self.closed.bytes_sent,
             skips: self.closed.skips,
             frames_dropped: self.closed.frames_dropped,
             slow_disconnects: self.slow_disconnects,
+            reader_frames_dropped: self.reader_frames_dropped,
         };
-        for s in self.streams.values() {
-            t.bytes_in += s.publisher.as_ref().map_or(0, |p| p.bytes_in);
+        for (_, s) in &self.streams {
+            t.bytes_in += s.stream.publisher.as_ref().map_or(0, |p| p.bytes_in);
+            for r in &s.readers {
+                t.reader_frames_dropped += r.frames_dropped();
+            }
         }
         for (_, v) in &self.viewers {
             t.bytes_out += v.queue.stats.bytes_sent;
@@ -746,9 +920,106 @@ mod tests {
     }
 
     fn send(hub: &mut Hub, f: Frame) -> (Vec<ViewerId>, Vec<ViewerId>) {
-        let out = hub.frame(&key(), 1, f, 0);
+        let out = hub.frame(hub.handle(&key()).unwrap(), 1, f, 0);
         assert!(out.accepted);
         (out.flush.to_vec(), out.too_slow.to_vec())
+    }
+
+    /// (dts, data) of every frame a test reader got.
+    type Got = std::rc::Rc<std::cell::RefCell<Vec<(u32, Vec<u8>)>>>;
+    type Flag = std::rc::Rc<std::cell::Cell<bool>>;
+
+    /// A reader that records what it got and when it was dropped.
+    struct Rec {
+        got: Got,
+        dropped: Flag,
+        behind_after: usize,
+    }
+
+    impl Reader for Rec {
+        fn deliver(&mut self, f: &Frame) -> ReaderState {
+            self.got.borrow_mut().push((f.dts, f.data.to_vec()));
+            if self.got.borrow().len() > self.behind_after {
+                ReaderState::Behind
+            } else {
+                ReaderState::Ready
+            }
+        }
+        fn poll(&mut self, _: u64) -> ReaderState {
+            ReaderState::Ready
+        }
+        fn frames_dropped(&self) -> u64 {
+            3
+        }
+    }
+
+    impl Drop for Rec {
+        fn drop(&mut self) {
+            self.dropped.set(true);
+        }
+    }
+
+    fn rec(behind_after: usize) -> (Rec, Got, Flag) {
+        let got = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        let dropped = std::rc::Rc::new(std::cell::Cell::new(false));
+        let r = Rec {
+            got: got.clone(),
+            dropped: dropped.clone(),
+            behind_after,
+        };
+        (r, got, dropped)
+    }
+
+    #[test]
+    fn readers_get_every_frame_in_order_and_end_with_their_session() {
+        let mut hub = Hub::new(HubConfig::default());
+        let h = hub.publish(&key(), 1, 0).unwrap().handle;
+        let (r, got, dropped) = rec(5);
+        hub.add_reader(h, Box::new(r));
+        let frames = [av_meta(), vseq(0), aseq(0), vkey(0), audio(23)];
+        for f in &frames {
+            assert!(!hub.frame(h, 1, f.clone(), 0).hold_publisher);
+        }
+        // Over its bound the reader asks for the publisher to be held.
+        assert!(hub.frame(h, 1, vinter(40), 40).hold_publisher);
+        let got = got.borrow();
+        assert_eq!(got.len(), 6);
+        // The hub's normalised metadata (no @setDataFrame), then the media unchanged.
+        assert_eq!(
+            got[0].1,
+            crate::media::meta::on_metadata(&frames[0].data)
+                .unwrap()
+                .to_vec()
+        );
+        for (g, f) in got[1..].iter().zip(&frames[1..]) {
+            assert_eq!(g, &(f.dts, f.data.to_vec()));
+        }
+        // A publisher taking over an idle one starts with no readers: the old session's end.
+        assert!(!dropped.get());
+        let h2 = hub.publish(&key(), 2, 60_000).unwrap().handle;
+        assert!(dropped.get());
+        assert_eq!(h2, h, "the stream (and its players) stay");
+        assert_eq!(hub.totals().reader_frames_dropped, 3);
+        let (r, _, dropped) = rec(100);
+        hub.add_reader(h2, Box::new(r));
+        hub.unpublish(h2, 2);
+        assert!(dropped.get(), "unpublish drops the readers");
+    }
+
+    #[test]
+    fn a_handle_of_an_ended_session_finds_nothing() {
+        let mut hub = Hub::new(HubConfig::default());
+        let old = hub.publish(&key(), 1, 0).unwrap().handle;
+        hub.unpublish(old, 1);
+        let new = hub.publish(&key(), 1, 10).unwrap().handle;
+        assert_ne!(old, new);
+        // Same key, same publisher token, same slab slot: the generation tells them apart.
+        assert!(!hub.frame(old, 1, vseq(0), 20).accepted);
+        assert!(hub.unpublish(old, 1).is_empty());
+        assert!(hub.is_live(&key()));
+        assert!(hub.frame(new, 1, vseq(0), 20).accepted);
+        assert_eq!(hub.key(new), Some(&key()));
+        assert_eq!(hub.key(old), None);
     }
 
     #[test]
@@ -906,17 +1177,32 @@ mod tests {
         let (id, _) = hub.add_viewer(&key(), FLV, 7, 0);
         hub.start_viewer(id);
         drain(&mut hub, id);
-        assert!(hub.frame(&key(), 1, vinter(40), 1000).accepted);
+        assert!(
+            hub.frame(hub.handle(&key()).unwrap(), 1, vinter(40), 1000)
+                .accepted
+        );
         assert_eq!(hub.publish(&key(), 2, 5999), Err(PublishError::Busy));
         let ok = hub.publish(&key(), 2, 6000).unwrap();
         assert_eq!(ok.took_over_from, Some(1));
         assert!(ok.waiting_viewers.is_empty());
         // The old publisher is ignored now; the viewer stays and resumes at the new keyframe.
-        assert!(!hub.frame(&key(), 1, vinter(80), 6001).accepted);
-        assert!(hub.unpublish(&key(), 1).is_empty());
-        assert!(hub.frame(&key(), 2, vinter(0), 6002).accepted);
-        assert!(hub.frame(&key(), 2, vseq(0), 6002).accepted);
-        assert!(hub.frame(&key(), 2, vkey(40), 6003).accepted);
+        assert!(
+            !hub.frame(hub.handle(&key()).unwrap(), 1, vinter(80), 6001)
+                .accepted
+        );
+        assert!(hub.unpublish(hub.handle(&key()).unwrap(), 1).is_empty());
+        assert!(
+            hub.frame(hub.handle(&key()).unwrap(), 2, vinter(0), 6002)
+                .accepted
+        );
+        assert!(
+            hub.frame(hub.handle(&key()).unwrap(), 2, vseq(0), 6002)
+                .accepted
+        );
+        assert!(
+            hub.frame(hub.handle(&key()).unwrap(), 2, vkey(40), 6003)
+                .accepted
+        );
         let (_, tags) = parse_flv(&drain(&mut hub, id), false);
         assert_eq!(
             tags,
@@ -932,7 +1218,7 @@ mod tests {
         hub.start_viewer(a);
         let (b, _) = hub.add_viewer(&key(), RTMP, 8, 0);
         hub.start_viewer(b);
-        let mut ended = hub.unpublish(&key(), 1);
+        let mut ended = hub.unpublish(hub.handle(&key()).unwrap(), 1);
         ended.sort();
         assert_eq!(ended, vec![a, b]);
         assert_eq!(hub.viewer(a).unwrap().ended, Some(ViewerEnd::Unpublished));
@@ -1121,7 +1407,7 @@ mod tests {
         assert_eq!(flush, ids[2..].to_vec());
         assert_eq!(hub.streams().next().unwrap().viewers_http_flv, 3);
         // A stream without publisher disappears with its last viewer.
-        hub.unpublish(&key(), 1);
+        hub.unpublish(hub.handle(&key()).unwrap(), 1);
         for &id in &ids[2..] {
             hub.remove_viewer(id);
         }

@@ -1,7 +1,8 @@
 //! Recordings: the worker pool that takes each stream's frames off the event loop (`pool`), the
 //! `Sink` trait every recorder implements, the list of recorders to run per session, crash repair
 //! at start, and the sinks themselves (`flv`, `hls`; fMP4 plugs in the same way). The event loop
-//! only ever calls `Recorders`; every file is written on a worker thread.
+//! only ever calls `Recorders` (to open a recording) and the hub feeds each open recording as
+//! a reader (`RecorderReader`); every file is written on a worker thread.
 
 pub mod flv;
 pub mod fmp4;
@@ -10,7 +11,7 @@ pub mod merge;
 pub mod paths;
 pub mod pool;
 
-pub use pool::{Recorders, RecordingId};
+pub use pool::{RecorderReader, Recorders, RecordingId};
 
 use crate::media::{Frame, StreamKey, Track};
 use std::io;
@@ -30,8 +31,11 @@ pub struct RecordConfig {
     pub mp4_fragment_ms: u32,
     /// Worker threads (at least 1 is used).
     pub workers: usize,
-    /// Frames queued per worker before the recordings sending to it are stopped.
+    /// Frames queued per recording before its publisher is held back (no longer read) until
+    /// the worker catches up; twice that and frames are dropped (counted).
     pub queue_len: usize,
+    /// A held-back recording whose worker makes no progress this long (a stuck disk) stops.
+    pub stall_ms: u64,
 }
 
 impl Default for RecordConfig {
@@ -46,6 +50,7 @@ impl Default for RecordConfig {
             mp4_fragment_ms: 4000,
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             queue_len: 4096,
+            stall_ms: 10_000,
         }
     }
 }

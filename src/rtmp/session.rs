@@ -27,6 +27,8 @@ use std::fmt;
 use streams::{Request, RequestKind, StreamState};
 
 /// Message streams one connection may have open at once (createStream beyond it gets `_error`).
+/// Stream ids only: the server serves one publish or play per connection and refuses a second
+/// (`server::rtmp::ONE_STREAM`); clients create a stream or two before their one request.
 pub const MAX_STREAMS: usize = 16;
 /// FCPublish names remembered until their publish arrives.
 const MAX_FC_PUBLISH: usize = 16;

@@ -101,7 +101,7 @@ impl Server {
     pub(super) fn api_streams(&self) -> String {
         let now_ms = self.now_ms();
         let mut out = String::from("{\"streams\":[");
-        for (i, s) in self.hub.streams().enumerate() {
+        for (i, s) in self.core.hub.streams().enumerate() {
             if i > 0 {
                 out.push(',');
             }
@@ -187,7 +187,7 @@ impl Server {
 
     pub(super) fn metrics(&self) -> String {
         let (rtmp, http_flv, ws_flv, publishers) = self.conn_counts();
-        let t = self.hub.totals();
+        let t = self.core.hub.totals();
         let mut m = String::new();
         let mut metric = |name: &str, kind: &str, help: &str, lines: &[(&str, String)]| {
             let _ = writeln!(m, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -264,6 +264,18 @@ impl Server {
             "counter",
             "Slow viewers disconnected.",
             &[("", t.slow_disconnects.to_string())],
+        );
+        metric(
+            "rtmpd_publisher_holds_total",
+            "counter",
+            "Times a publisher was held back (not read) because a recording was behind.",
+            &[("", self.core.holds().to_string())],
+        );
+        metric(
+            "rtmpd_recorder_dropped_frames_total",
+            "counter",
+            "Frames a recording could not queue (over twice its queue while held back).",
+            &[("", t.reader_frames_dropped.to_string())],
         );
         metric(
             "rtmpd_refused_total",
