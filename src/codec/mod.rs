@@ -7,4 +7,5 @@ pub mod chunk;
 pub mod chunked;
 pub mod flv;
 pub mod http_head;
+pub mod json;
 pub mod ws;

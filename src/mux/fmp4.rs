@@ -2,7 +2,7 @@
 //! `mdat`), and the `Fragmenter` that turns frames into per-track sample runs and decides where a
 //! segment ends. Frames in, bytes out: no files (the recorder in `record::fmp4` decides where).
 
-use super::bmff::BoxWriter;
+use super::bmff::{descriptor, BoxWriter};
 use super::sample_entry::SampleEntry;
 use crate::media::Track;
 use bytes::Bytes;
@@ -213,26 +213,6 @@ pub(crate) fn write_stsd_video(w: &mut BoxWriter, v: &VideoConfig) {
     w.end(avcc);
     w.end(avc1);
     w.end(stsd);
-}
-
-/// An MPEG-4 descriptor: tag, a length in the shortest 7-bit varint form, body.
-fn descriptor(tag: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
-    let len = body.len();
-    let mut groups = Vec::new();
-    let mut l = len;
-    loop {
-        groups.push((l & 0x7f) as u8);
-        l >>= 7;
-        if l == 0 {
-            break;
-        }
-    }
-    for (i, g) in groups.iter().rev().enumerate() {
-        out.push(if i + 1 < groups.len() { g | 0x80 } else { *g });
-    }
-    out.extend_from_slice(body);
-    out
 }
 
 /// `stsd` with one `mp4a` entry and its `esds`.

@@ -41,29 +41,7 @@ pub mod history;
 pub use health::{Level, RecorderState, StreamHealth, ViewerCounters};
 pub use history::{history_json, Ring, ServerHistory, StreamHistory, Viewers};
 
-use std::fmt::Write;
-
-/// A JSON string literal. A local copy of `server::api::json_str`: stats sits left of the server
-/// in the data flow and must not import it.
-pub(crate) fn json_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
+pub(crate) use crate::codec::json::json_str;
 
 /// A JSON number with one decimal, or `null` for unknown and non-finite values.
 pub(crate) fn json_f1(v: Option<f64>) -> String {
