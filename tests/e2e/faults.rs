@@ -294,7 +294,6 @@ fn web_port_garbage_leaves_a_live_viewer_alone() {
 /// the whole stream.
 #[cfg(unix)]
 #[test]
-#[ignore = "issue 13 hole 1: enable when the private-output bound lands"]
 fn private_replies_are_bounded() {
     let mut server = Server::builder().no_web().start();
     let name = unique_stream("flood");
