@@ -211,6 +211,8 @@ fn http_port_garbage_and_broken_requests_leave_the_stream_alone() {
 /// read the answers. Each one's replies are bounded (the server stops reading it until they
 /// drain), so memory stays flat; the watched stream's viewers get every frame; and a client
 /// that never drains is closed after 10 s, with a line saying why.
+// Reads VmRSS from /proc and shrinks receive buffers with a Unix socket call.
+#[cfg(target_os = "linux")]
 #[test]
 fn private_replies_are_bounded_for_clients_that_never_read() {
     const FLOODERS: usize = 8;
@@ -284,6 +286,7 @@ fn private_replies_are_bounded_for_clients_that_never_read() {
     drop(flooders);
 }
 
+#[cfg(target_os = "linux")]
 fn amf_str(s: &str) -> Vec<u8> {
     let mut v = vec![2];
     v.extend((s.len() as u16).to_be_bytes());
@@ -291,6 +294,7 @@ fn amf_str(s: &str) -> Vec<u8> {
     v
 }
 
+#[cfg(target_os = "linux")]
 fn amf_num(n: f64) -> Vec<u8> {
     let mut v = vec![0];
     v.extend(n.to_be_bytes());
@@ -298,6 +302,7 @@ fn amf_num(n: f64) -> Vec<u8> {
 }
 
 /// One type-0 chunk on chunk stream 3 carrying a whole AMF0 command (at most 128 bytes).
+#[cfg(target_os = "linux")]
 fn command_chunk(body: &[u8]) -> Vec<u8> {
     assert!(body.len() <= 128);
     let len = body.len() as u32;
@@ -319,6 +324,7 @@ fn command_chunk(body: &[u8]) -> Vec<u8> {
     v
 }
 
+#[cfg(target_os = "linux")]
 /// A few KiB of receive buffer, so the kernel does not absorb megabytes of unread replies and
 /// the server's own bound is what is tested.
 fn small_receive_buffer(s: &TcpStream) {
