@@ -2,6 +2,7 @@
 //! knowledge of the crate's other modules (nothing here imports another rtmpd module, so no
 //! layer above can make a cycle through it).
 
+pub mod bytes;
 pub mod calendar;
 pub mod chunk;
 pub mod chunked;

@@ -331,51 +331,15 @@ pub fn find<'a>(b: &'a [u8], kind: &[u8; 4]) -> Result<Option<&'a [u8]>, BmffErr
 }
 
 /// Reads big-endian fields from a box body, never past its end.
-pub struct Reader<'a> {
-    b: &'a [u8],
-    pos: usize,
+pub type Reader<'a> = crate::codec::bytes::Reader<'a, BmffError>;
+
+impl crate::codec::bytes::Truncated for BmffError {
+    fn truncated() -> Self {
+        BmffError::Truncated
+    }
 }
 
-impl<'a> Reader<'a> {
-    pub fn new(b: &'a [u8]) -> Reader<'a> {
-        Reader { b, pos: 0 }
-    }
-
-    pub fn remaining(&self) -> usize {
-        self.b.len() - self.pos
-    }
-
-    pub fn take(&mut self, n: usize) -> Result<&'a [u8], BmffError> {
-        if self.remaining() < n {
-            return Err(BmffError::Truncated);
-        }
-        let s = &self.b[self.pos..self.pos + n];
-        self.pos += n;
-        Ok(s)
-    }
-
-    pub fn skip(&mut self, n: usize) -> Result<(), BmffError> {
-        self.take(n).map(|_| ())
-    }
-
-    pub fn u8(&mut self) -> Result<u8, BmffError> {
-        Ok(self.take(1)?[0])
-    }
-    pub fn u16(&mut self) -> Result<u16, BmffError> {
-        let s = self.take(2)?;
-        Ok(u16::from_be_bytes([s[0], s[1]]))
-    }
-    pub fn u32(&mut self) -> Result<u32, BmffError> {
-        let s = self.take(4)?;
-        Ok(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
-    }
-    pub fn u64(&mut self) -> Result<u64, BmffError> {
-        let s = self.take(8)?;
-        let mut a = [0u8; 8];
-        a.copy_from_slice(s);
-        Ok(u64::from_be_bytes(a))
-    }
-
+impl Reader<'_> {
     /// The version byte and 24-bit flags of a full box.
     pub fn full_header(&mut self) -> Result<(u8, u32), BmffError> {
         let v = self.u32()?;
