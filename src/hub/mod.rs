@@ -17,7 +17,8 @@ pub mod cache;
 pub mod packet;
 pub mod queue;
 pub mod reader;
-pub mod stream;
+pub mod stats;
+mod stream;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -30,9 +31,10 @@ pub use cache::{CacheLimits, Cached};
 pub use packet::{flv_file_header, FormKind, OutputForm, Packet};
 pub use queue::{QueueLimits, QueueStats, SlowReason, Verdict, ViewerQueue};
 pub use reader::{Reader, ReaderState};
+pub use stats::{HubTotals, StreamStats};
 pub use stream::Viewer;
 
-use crate::media::{meta, Codec, Frame, StreamKey, Track};
+use crate::media::{meta, Frame, StreamKey, Track};
 use stream::{Publisher, Stream, ViewerState};
 
 /// Hub settings (from the command line).
@@ -142,44 +144,6 @@ pub struct FrameOutcome<'a> {
     /// A reader (a recorder) is over its bound: stop reading the publisher until
     /// `readers_ready` says it drained.
     pub hold_publisher: bool,
-}
-
-/// One stream, for the API and the periodic log line.
-#[derive(Clone, Debug)]
-pub struct StreamStats {
-    pub key: StreamKey,
-    /// The publisher's connection token, when live.
-    pub publisher: Option<usize>,
-    pub started_ms: Option<u64>,
-    pub bytes_in: u64,
-    pub frames_in: u64,
-    pub video_codec: Option<Codec>,
-    pub audio_codec: Option<Codec>,
-    pub meta: MetaInfo,
-    /// The latest `onMetaData` frame as relayed.
-    pub metadata: Option<Frame>,
-    pub viewers_rtmp: usize,
-    pub viewers_http_flv: usize,
-    pub viewers_ws_flv: usize,
-    /// Viewers attached but not receiving yet (no publisher, or tracks unknown).
-    pub viewers_waiting: usize,
-    pub bytes_out: u64,
-    pub skips: u64,
-}
-
-/// Hub-wide counters.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct HubTotals {
-    pub streams: usize,
-    pub publishers: usize,
-    pub viewers: usize,
-    pub bytes_in: u64,
-    pub bytes_out: u64,
-    pub skips: u64,
-    pub frames_dropped: u64,
-    pub slow_disconnects: u64,
-    /// Frames that readers (recorders) could not take, summed over every reader so far.
-    pub reader_frames_dropped: u64,
 }
 
 /// A stream and the readers that are not players (recorders) attached to its publish session.
@@ -348,6 +312,7 @@ impl Hub {
             }
             took_over_from = Some(old.token);
             self.closed_bytes_in += old.bytes_in;
+            stream.closed_session_bytes_in += old.bytes_in;
             log::info!(
                 "{key}: publisher {} idle for {} ms, taken over by {publisher}",
                 old.token,
@@ -486,6 +451,7 @@ impl Hub {
                 stream.seen_media |= !frame.config;
             }
         }
+        stream.health.on_frame(&frame, now_ms);
         let resume = match frame.track {
             Track::Video => frame.key && !frame.config,
             Track::Audio => !stream.seen_video && !frame.config,
@@ -525,6 +491,7 @@ impl Hub {
                     );
                     v.ended = Some(ViewerEnd::TooSlow);
                     self.slow_disconnects += 1;
+                    stream.slow_disconnects += 1;
                     self.too_slow.push(id);
                 }
             }
@@ -656,6 +623,8 @@ impl Hub {
             stream.waiting -= 1;
         }
         stream.bytes_out_closed += stats.bytes_sent;
+        stream.closed_skips += stats.skips;
+        stream.closed_frames_dropped += stats.frames_dropped;
         if !stream.is_live() && stream.viewers.is_empty() {
             self.remove_slot(i);
         }
@@ -748,74 +717,6 @@ impl Hub {
     pub fn metadata(&self, key: &StreamKey) -> Option<&Frame> {
         self.stream(key)?.cache.meta.as_ref().map(|c| &c.frame)
     }
-
-    /// Per-stream stats (streams with a publisher or with waiting viewers).
-    pub fn streams(&self) -> impl Iterator<Item = StreamStats> + '_ {
-        self.streams.iter().map(move |(_, slot)| {
-            let s = &slot.stream;
-            let mut st = StreamStats {
-                key: s.key.clone(),
-                publisher: s.publisher.as_ref().map(|p| p.token),
-                started_ms: s.publisher.as_ref().map(|p| p.started_ms),
-                bytes_in: s.publisher.as_ref().map_or(0, |p| p.bytes_in),
-                frames_in: s.publisher.as_ref().map_or(0, |p| p.frames_in),
-                video_codec: s.video_codec,
-                audio_codec: s.audio_codec,
-                meta: s.meta.clone(),
-                metadata: s.cache.meta.as_ref().map(|c| c.frame.clone()),
-                viewers_rtmp: 0,
-                viewers_http_flv: 0,
-                viewers_ws_flv: 0,
-                viewers_waiting: 0,
-                bytes_out: s.bytes_out_closed,
-                skips: 0,
-            };
-            for &id in &s.viewers {
-                let v = &self.viewers[id];
-                st.bytes_out += v.queue.stats.bytes_sent;
-                st.skips += v.queue.stats.skips;
-                if v.state != ViewerState::Live {
-                    st.viewers_waiting += 1;
-                }
-                match v.form.kind() {
-                    FormKind::Rtmp => st.viewers_rtmp += 1,
-                    FormKind::HttpFlv => st.viewers_http_flv += 1,
-                    FormKind::WsFlv => st.viewers_ws_flv += 1,
-                }
-            }
-            st
-        })
-    }
-
-    pub fn totals(&self) -> HubTotals {
-        let mut t = HubTotals {
-            streams: self.streams.len(),
-            publishers: self
-                .streams
-                .iter()
-                .filter(|(_, s)| s.stream.is_live())
-                .count(),
-            viewers: self.viewers.len(),
-            bytes_in: self.closed_bytes_in,
-            bytes_out: self.closed.bytes_sent,
-            skips: self.closed.skips,
-            frames_dropped: self.closed.frames_dropped,
-            slow_disconnects: self.slow_disconnects,
-            reader_frames_dropped: self.reader_frames_dropped,
-        };
-        for (_, s) in &self.streams {
-            t.bytes_in += s.stream.publisher.as_ref().map_or(0, |p| p.bytes_in);
-            for r in &s.readers {
-                t.reader_frames_dropped += r.frames_dropped();
-            }
-        }
-        for (_, v) in &self.viewers {
-            t.bytes_out += v.queue.stats.bytes_sent;
-            t.skips += v.queue.stats.skips;
-            t.frames_dropped += v.queue.stats.frames_dropped;
-        }
-        t
-    }
 }
 
 #[cfg(test)]
@@ -823,6 +724,7 @@ mod tests {
     use super::*;
     use crate::amf::{amf0, Value};
     use crate::media::frame::{TAG_AUDIO, TAG_SCRIPT, TAG_VIDEO};
+    use crate::media::Codec;
     use bytes::Bytes;
 
     const FLV: OutputForm = OutputForm::HttpFlv { chunked: false };
@@ -968,6 +870,61 @@ mod tests {
             behind_after,
         };
         (r, got, dropped)
+    }
+
+    /// A reader that reports one recorder, as the recording pool does.
+    struct OneRecorder;
+
+    impl Reader for OneRecorder {
+        fn deliver(&mut self, _: &Frame) -> ReaderState {
+            ReaderState::Ready
+        }
+        fn poll(&mut self, _: u64) -> ReaderState {
+            ReaderState::Ready
+        }
+        fn frames_dropped(&self) -> u64 {
+            0
+        }
+        fn recorders(&self) -> Vec<(&'static str, crate::stats::health::RecorderState)> {
+            vec![(
+                "flv",
+                crate::stats::health::RecorderState::Writing { bytes: 99 },
+            )]
+        }
+    }
+
+    #[test]
+    fn sampled_health_and_history_describe_the_stream() {
+        let mut hub = Hub::new(HubConfig::default());
+        let h = hub.publish(&key(), 1, 0).unwrap().handle;
+        hub.add_reader(h, Box::new(OneRecorder));
+        let (_viewer, _) = hub.add_viewer(&key(), FLV, 7, 0);
+        hub.frame(h, 1, av_meta(), 0);
+        hub.frame(h, 1, vseq(0), 0);
+        hub.frame(h, 1, aseq(0), 0);
+        // A keyframe every 10 s at 25 fps, sent in real time, sampled once a second.
+        for t in (0..=10_000u32).step_by(40) {
+            let f = if t % 10_000 == 0 { vkey(t) } else { vinter(t) };
+            hub.frame(h, 1, f, u64::from(t));
+            hub.frame(h, 1, audio(t), u64::from(t));
+            if t % 1000 == 0 {
+                hub.sample_stats(u64::from(t));
+            }
+        }
+        let j = hub.health_json(&key(), 10_000).unwrap();
+        assert!(j.contains("\"keyframe_interval_ms\":10000"), "{j}");
+        assert!(j.contains("\"level\":\"red\""), "{j}");
+        assert!(j.contains("\"name\":\"flv\""), "{j}");
+        assert!(j.contains("\"bytes\":99"), "{j}");
+        assert!(hub
+            .health_json(&StreamKey::new("live", "none").unwrap(), 0)
+            .is_none());
+        let server = crate::stats::history::ServerHistory::new(5_000);
+        let hist = hub.history_json(10_000, &server);
+        assert!(hist.contains("\"stream\":\"s\""), "{hist}");
+        assert!(hist.contains("\"ago_s\":[5,0]"), "{hist}");
+        // The viewer is counted per protocol in every sample.
+        assert!(hist.contains("\"http_flv\":[1,1]"), "{hist}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! thread, files) is its own business, and it never blocks the loop.
 
 use crate::media::Frame;
+use crate::stats::health::RecorderState;
 
 /// What a reader says about its backlog.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,4 +29,9 @@ pub trait Reader {
     fn poll(&mut self, now_ms: u64) -> ReaderState;
     /// Frames dropped so far (over the hard bound).
     fn frames_dropped(&self) -> u64;
+    /// The recorders behind this reader and their state, for the stream's health. A reader
+    /// that records nothing has none.
+    fn recorders(&self) -> Vec<(&'static str, RecorderState)> {
+        Vec::new()
+    }
 }

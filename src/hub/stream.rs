@@ -10,6 +10,11 @@ use super::packet::{flv_file_header, OutputForm, Packet, PacketArena};
 use super::queue::{QueueStats, Verdict, ViewerQueue};
 use super::{ViewerEnd, ViewerId};
 use crate::media::{Codec, MetaInfo, Normaliser, StreamKey, Track};
+use crate::stats::health::StreamHealth;
+use crate::stats::history::StreamHistory;
+
+/// One history sample per 5 s: 120 of them are the dashboard's 10 minutes.
+const HISTORY_INTERVAL_MS: u64 = 5_000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ViewerState {
@@ -140,6 +145,15 @@ pub(crate) struct Stream {
     pub meta: MetaInfo,
     /// Bytes written to viewers that have left.
     pub bytes_out_closed: u64,
+    /// What viewers that have left skipped and dropped, and how many were too slow to keep.
+    pub closed_skips: u64,
+    pub closed_frames_dropped: u64,
+    pub slow_disconnects: u64,
+    /// Bytes in from publishers taken over, so the history's rate never goes backwards.
+    pub closed_session_bytes_in: u64,
+    /// The publish session's health (reset with the media) and the stream's 10-minute history.
+    pub health: StreamHealth,
+    pub history: StreamHistory,
 }
 
 impl Stream {
@@ -161,6 +175,12 @@ impl Stream {
             audio_codec: None,
             meta: MetaInfo::default(),
             bytes_out_closed: 0,
+            closed_skips: 0,
+            closed_frames_dropped: 0,
+            slow_disconnects: 0,
+            closed_session_bytes_in: 0,
+            health: StreamHealth::new(),
+            history: StreamHistory::new(HISTORY_INTERVAL_MS),
         }
     }
 
@@ -174,6 +194,7 @@ impl Stream {
         self.video_codec = None;
         self.audio_codec = None;
         self.meta = MetaInfo::default();
+        self.health = StreamHealth::new();
     }
 
     pub fn is_live(&self) -> bool {

@@ -8,12 +8,13 @@
 use super::{repair, sink_makers, RecordConfig, SessionInfo, Sink, SinkMaker};
 use crate::hub::{Reader, ReaderState};
 use crate::media::{Frame, StreamKey};
+use crate::stats::health::RecorderState;
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -64,6 +65,9 @@ struct Shared {
     held: AtomicBool,
     low_frames: usize,
     wake: Option<Wake>,
+    /// Each recorder of the session as the worker last saw it (for the dashboard's health);
+    /// written by the worker on start, on a failure and about once a second, read by the loop.
+    status: Mutex<Vec<(&'static str, RecorderState)>>,
 }
 
 impl Shared {
@@ -146,6 +150,7 @@ impl Recorders {
             held: AtomicBool::new(false),
             low_frames: soft_frames / 2,
             wake: self.wake.clone(),
+            status: Mutex::new(Vec::new()),
         });
         let job = Job::Open {
             id,
@@ -333,6 +338,22 @@ impl Reader for RecorderReader {
     fn frames_dropped(&self) -> u64 {
         self.dropped
     }
+
+    fn recorders(&self) -> Vec<(&'static str, RecorderState)> {
+        let mut v = lock(&self.shared.status).clone();
+        if self.stopped {
+            for (_, st) in &mut v {
+                if let RecorderState::Writing { bytes } = *st {
+                    *st = RecorderState::Stopped {
+                        why: "the disk made no progress".into(),
+                        error: true,
+                        bytes,
+                    };
+                }
+            }
+        }
+        v
+    }
 }
 
 impl Drop for RecorderReader {
@@ -362,23 +383,45 @@ fn ignore_file_size_signal() {
 
 struct Session {
     key: StreamKey,
-    sinks: Vec<Box<dyn Sink>>,
+    /// Each running sink with its row in `shared.status`.
+    sinks: Vec<(Box<dyn Sink>, usize)>,
+    /// Media bytes each recorder took (by status row), published with the status.
+    bytes: Vec<u64>,
     shared: Arc<Shared>,
 }
 
 impl Session {
     fn frame(&mut self, frame: &Frame) {
-        self.sinks.retain_mut(|sink| match sink.frame(frame) {
-            Ok(()) => true,
-            Err(e) => {
-                log::error!("{} stopped: {e}", sink.describe());
-                // Finalise what was written; its own error adds nothing to the first one.
-                if let Err(e) = sink.finish() {
-                    log::debug!("{}: finish after error: {e}", sink.describe());
+        let (bytes, shared) = (&mut self.bytes, &self.shared);
+        self.sinks
+            .retain_mut(|(sink, row)| match sink.frame(frame) {
+                Ok(()) => {
+                    bytes[*row] += frame.data.len() as u64;
+                    true
                 }
-                false
-            }
-        });
+                Err(e) => {
+                    log::error!("{} stopped: {e}", sink.describe());
+                    set_status(shared, *row, stopped(&e, bytes[*row]));
+                    // Finalise what was written; its own error adds nothing to the first one.
+                    if let Err(e) = sink.finish() {
+                        log::debug!("{}: finish after error: {e}", sink.describe());
+                    }
+                    false
+                }
+            });
+    }
+
+    /// Publishes the byte counts of the recorders still writing (about once a second).
+    fn publish_status(&self) {
+        for &(_, row) in &self.sinks {
+            set_status(
+                &self.shared,
+                row,
+                RecorderState::Writing {
+                    bytes: self.bytes[row],
+                },
+            );
+        }
     }
 
     /// One frame of `bytes` written: the backlog shrinks; a held publisher is released (the
@@ -399,23 +442,45 @@ impl Session {
     }
 
     fn flush(&mut self) {
-        self.sinks.retain_mut(|sink| match sink.flush() {
+        let (bytes, shared) = (&self.bytes, &self.shared);
+        self.sinks.retain_mut(|(sink, row)| match sink.flush() {
             Ok(()) => true,
             Err(e) => {
                 log::error!("{} stopped: {e}", sink.describe());
+                set_status(shared, *row, stopped(&e, bytes[*row]));
                 let _ = sink.finish();
                 false
             }
         });
+        self.publish_status();
     }
 
     fn finish(self) {
-        for mut sink in self.sinks {
+        for (mut sink, _) in self.sinks {
             match sink.finish() {
                 Ok(()) => log::info!("{} finished", sink.describe()),
                 Err(e) => log::error!("{} could not be finalised: {e}", sink.describe()),
             }
         }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A worker that panicked while holding it left plain data behind: still readable.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn set_status(shared: &Shared, row: usize, state: RecorderState) {
+    if let Some(r) = lock(&shared.status).get_mut(row) {
+        r.1 = state;
+    }
+}
+
+fn stopped(e: &io::Error, bytes: u64) -> RecorderState {
+    RecorderState::Stopped {
+        why: e.to_string(),
+        error: true,
+        bytes,
     }
 }
 
@@ -489,16 +554,31 @@ impl WorkerCtx {
             started,
         };
         let mut sinks = Vec::with_capacity(self.makers.len());
-        for maker in self.makers.iter() {
+        let mut status = Vec::with_capacity(self.makers.len());
+        for (row, maker) in self.makers.iter().enumerate() {
             match maker.make(&info) {
                 Ok(sink) => {
                     log::info!("{} started", sink.describe());
-                    sinks.push(sink);
+                    sinks.push((sink, row));
+                    status.push((maker.name, RecorderState::Writing { bytes: 0 }));
                 }
-                Err(e) => log::error!("{} recording of {key} not started: {e}", maker.name),
+                Err(e) => {
+                    log::error!("{} recording of {key} not started: {e}", maker.name);
+                    status.push((maker.name, stopped(&e, 0)));
+                }
             }
         }
-        self.sessions.insert(id, Session { key, sinks, shared });
+        *lock(&shared.status) = status;
+        let bytes = vec![0; self.makers.len()];
+        self.sessions.insert(
+            id,
+            Session {
+                key,
+                sinks,
+                bytes,
+                shared,
+            },
+        );
     }
 }
 
@@ -508,7 +588,6 @@ mod tests {
     use crate::record::paths;
     use crate::record::testutil::*;
     use std::path::{Path, PathBuf};
-    use std::sync::Mutex;
 
     fn config(dir: &Path) -> RecordConfig {
         RecordConfig {
@@ -670,6 +749,32 @@ mod tests {
         for f in &frames {
             feed(&mut id, f);
         }
+        // The reader tells the stream's health which recorder stopped and why, and what the
+        // other one has taken so far (published by the worker about once a second).
+        let t0 = Instant::now();
+        let states = loop {
+            let s = id.recorders();
+            let flv_bytes = s.iter().find_map(|(n, st)| match st {
+                RecorderState::Writing { bytes } if *n == "flv" => Some(*bytes),
+                _ => None,
+            });
+            if flv_bytes.is_some_and(|b| b > 0) || t0.elapsed() > Duration::from_secs(5) {
+                break s;
+            }
+            thread::sleep(Duration::from_millis(20));
+        };
+        assert_eq!(states.len(), 2, "{states:?}");
+        assert!(
+            matches!(
+                &states[1],
+                ("hls", RecorderState::Stopped { error: true, .. })
+            ),
+            "{states:?}"
+        );
+        assert!(
+            matches!(&states[0], ("flv", RecorderState::Writing { bytes }) if *bytes > 0),
+            "{states:?}"
+        );
         drop(id);
         r.shutdown();
         assert!(!hls.exists());

@@ -103,7 +103,7 @@ impl Server {
                 out,
                 "{{\"app\":{},\"stream\":{},\"live\":{},\"publisher\":{},\"uptime_s\":{:.1},\"bitrate_in_kbps\":{:.0},\
                  \"bytes_in\":{},\"bytes_out\":{},\"video\":{},\"audio\":{},\
-                 \"viewers\":{{\"rtmp\":{},\"http_flv\":{},\"ws_flv\":{},\"total\":{}}}{}}}",
+                 \"viewers\":{{\"rtmp\":{},\"http_flv\":{},\"ws_flv\":{},\"total\":{}}},\"health\":{}{}}}",
                 json_str(&s.key.app),
                 json_str(&s.key.stream),
                 s.publisher.is_some(),
@@ -118,11 +118,22 @@ impl Server {
                 s.viewers_http_flv,
                 s.viewers_ws_flv,
                 s.viewers_rtmp + s.viewers_http_flv + s.viewers_ws_flv,
+                self.core
+                    .hub
+                    .health_json(&s.key, now_ms)
+                    .unwrap_or_else(|| "null".into()),
                 self.upstream_json(&s.key),
             );
         }
         out.push_str("]}");
         out
+    }
+
+    /// `/api/streams/history` (schema in docs/dashboard.md).
+    pub(super) fn api_history(&self) -> String {
+        self.core
+            .hub
+            .history_json(self.now_ms(), &self.core.server_history)
     }
 
     pub(super) fn api_server(&self) -> String {

@@ -186,6 +186,7 @@ impl Server {
             Route::LiveFlv(key) => return self.http_live(token, &req, key),
             Route::Static => return self.http_static(token, &req),
             Route::ApiStreams => ("application/json", self.api_streams()),
+            Route::ApiHistory => ("application/json", self.api_history()),
             Route::ApiServer => ("application/json", self.api_server()),
             Route::ApiRecordings => {
                 let query = req.query().unwrap_or("");

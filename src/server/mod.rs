@@ -461,6 +461,8 @@ impl Server {
         if now >= self.next_sweep {
             self.sweep(now);
             self.next_sweep = now + SWEEP_EVERY;
+            let (cpu, rss, conns) = (limits::cpu_seconds(), limits::rss_bytes(), self.conns.len());
+            self.core.sample_stats(self.now_ms, cpu, rss, conns);
         }
         if now >= self.next_stats {
             self.log_stats();

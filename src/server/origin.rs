@@ -11,6 +11,10 @@ use std::time::SystemTime;
 use crate::hub::{Hub, HubConfig, OutputForm, PublishError, StreamHandle, ViewerId};
 use crate::media::{Frame, StreamKey};
 use crate::record::Recorders;
+use crate::stats::history::ServerHistory;
+
+/// One server history sample per 5 s, like the streams' (the dashboard's 10 minutes).
+const SERVER_HISTORY_INTERVAL_MS: u64 = 5_000;
 
 /// Which protocol a request came in on (for the judge and for logs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,6 +121,8 @@ pub struct Origin {
     slow_ids: Vec<ViewerId>,
     /// Hold-back episodes so far (for `/metrics`).
     holds: u64,
+    /// The process's last 10 minutes (CPU, memory, connections) for the dashboard.
+    pub server_history: ServerHistory,
 }
 
 impl Origin {
@@ -129,6 +135,7 @@ impl Origin {
             flush_ids: Vec::new(),
             slow_ids: Vec::new(),
             holds: 0,
+            server_history: ServerHistory::new(SERVER_HISTORY_INTERVAL_MS),
         }
     }
 
@@ -238,6 +245,14 @@ impl Origin {
                 i += 1;
             }
         }
+    }
+
+    /// The once-a-second sample for the dashboard: every stream's health and history, and the
+    /// server's (cumulative CPU seconds, resident bytes when known, open connections).
+    pub fn sample_stats(&mut self, now_ms: u64, cpu_seconds: f64, rss: Option<u64>, conns: usize) {
+        self.hub.sample_stats(now_ms);
+        let conns = u32::try_from(conns).unwrap_or(u32::MAX);
+        self.server_history.sample(now_ms, cpu_seconds, rss, conns);
     }
 
     /// Hold-back episodes so far.

@@ -3,6 +3,7 @@
 mod behaviour;
 mod cli;
 mod codecs;
+mod dashboard;
 mod faults;
 mod files;
 mod http;
