@@ -99,6 +99,37 @@ impl Rng {
     }
 }
 
+/// The FFmpeg 9 binary for the Enhanced-codec checks: `$RTMPD_FFMPEG9`, else the one
+/// tools/fetch-ffmpeg.sh puts in tools/ffmpeg9/.
+pub fn ffmpeg9() -> PathBuf {
+    std::env::var_os("RTMPD_FFMPEG9")
+        .map(Into::into)
+        .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/tools/ffmpeg9/ffmpeg").into())
+}
+
+/// One second of stereo E-AC-3 (raw sync frames), encoded by FFmpeg 9: no FLV fixture carries it.
+pub fn eac3_from_ffmpeg9() -> Vec<u8> {
+    let dir = TempDir::new("eac3");
+    let raw = dir.path().join("a.eac3");
+    let st = std::process::Command::new(ffmpeg9())
+        .args([
+            "-hide_banner",
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=d=1",
+        ])
+        .args(["-ac", "2", "-c:a", "eac3", "-b:a", "96k", "-f", "eac3"])
+        .arg(&raw)
+        .status()
+        .expect("FFmpeg 9");
+    assert!(st.success(), "FFmpeg 9 could not encode E-AC-3");
+    std::fs::read(&raw).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

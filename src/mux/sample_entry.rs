@@ -462,11 +462,7 @@ mod tests {
         u32::from_be_bytes([h[7], h[4], h[5], h[6]])
     }
 
-    fn ffmpeg9() -> std::path::PathBuf {
-        std::env::var_os("RTMPD_FFMPEG9")
-            .map(Into::into)
-            .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/tools/ffmpeg9/ffmpeg").into())
-    }
+    use crate::testutil::ffmpeg9;
 
     /// Decodes `file` with FFmpeg 9, failing on any decode error; frames decoded per stream.
     fn decode(name: &str, file: &[u8]) -> Vec<usize> {
@@ -564,27 +560,7 @@ mod tests {
     #[ignore = "needs FFmpeg 9: sh tools/fetch-ffmpeg.sh, then cargo test -- --ignored ffmpeg9"]
     fn ffmpeg9_decodes_eac3() {
         // No FLV fixture carries E-AC-3: FFmpeg 9 encodes a raw stream, we split it into frames.
-        let dir = std::env::temp_dir().join(format!("rtmpd-eac3-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let raw = dir.join("a.eac3");
-        let st = std::process::Command::new(ffmpeg9())
-            .args([
-                "-hide_banner",
-                "-v",
-                "error",
-                "-y",
-                "-f",
-                "lavfi",
-                "-i",
-                "sine=d=1",
-            ])
-            .args(["-ac", "2", "-c:a", "eac3", "-b:a", "96k", "-f", "eac3"])
-            .arg(&raw)
-            .status()
-            .expect("FFmpeg 9");
-        assert!(st.success());
-        let data = std::fs::read(&raw).unwrap();
-        let _ = std::fs::remove_dir_all(&dir);
+        let data = crate::testutil::eac3_from_ffmpeg9();
         let first = SyncFrame::parse(&data).unwrap();
         let mut samples = Vec::new();
         let mut pos = 0;

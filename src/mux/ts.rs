@@ -913,9 +913,7 @@ mod tests {
     #[test]
     #[ignore = "needs FFmpeg 9: sh tools/fetch-ffmpeg.sh, then cargo test -- --ignored ffmpeg9"]
     fn ffmpeg9_decodes_hevc_mp3_ac3_ts() {
-        let ffmpeg = std::env::var_os("RTMPD_FFMPEG9")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/tools/ffmpeg9/ffmpeg").into());
+        let ffmpeg = crate::testutil::ffmpeg9();
         let dir = std::env::temp_dir().join(format!("rtmpd-ts-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let cases: [(&str, &[u8], &str, &str); 3] = [
@@ -975,29 +973,10 @@ mod tests {
     #[test]
     #[ignore = "needs FFmpeg 9: sh tools/fetch-ffmpeg.sh, then cargo test -- --ignored ffmpeg9"]
     fn ffmpeg9_decodes_eac3_ts() {
-        let ffmpeg = std::env::var_os("RTMPD_FFMPEG9")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/tools/ffmpeg9/ffmpeg").into());
+        let ffmpeg = crate::testutil::ffmpeg9();
         let dir = std::env::temp_dir().join(format!("rtmpd-ts-eac3-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let raw = dir.join("a.eac3");
-        let st = std::process::Command::new(&ffmpeg)
-            .args([
-                "-hide_banner",
-                "-v",
-                "error",
-                "-y",
-                "-f",
-                "lavfi",
-                "-i",
-                "sine=d=1",
-            ])
-            .args(["-ac", "2", "-c:a", "eac3", "-b:a", "96k", "-f", "eac3"])
-            .arg(&raw)
-            .status()
-            .expect("FFmpeg 9");
-        assert!(st.success());
-        let data = std::fs::read(&raw).unwrap();
+        let data = crate::testutil::eac3_from_ffmpeg9();
         let mut w = TsWriter::new(Program {
             video: None,
             audio: Some(StreamType::Eac3),
