@@ -83,6 +83,23 @@ pub struct Frame {
 }
 
 impl Frame {
+    /// A frame with the defaults every kind starts from: stream time = `dts`, no discontinuity,
+    /// no composition offset, a key unit, not a configuration record, the default track.
+    fn new(track: Track, dts: u32, codec: Codec, data: Bytes) -> Frame {
+        Frame {
+            track,
+            dts,
+            time: dts as u64,
+            discontinuity: false,
+            cts: 0,
+            key: true,
+            config: false,
+            codec,
+            track_id: 0,
+            data,
+        }
+    }
+
     /// Classifies an RTMP message / FLV tag body. Returns `None` for an empty body or a type
     /// that is not audio, video or script data.
     pub fn parse(tag_type: u8, dts: u32, data: Bytes) -> Option<Frame> {
@@ -94,16 +111,9 @@ impl Frame {
                 let t = tag.first?;
                 let (codec, config) = default_track_view(&t, Codec::OtherAudio(SOUND_FORMAT_EX));
                 Some(Frame {
-                    track: Track::Audio,
-                    dts,
-                    time: dts as u64,
-                    discontinuity: false,
-                    cts: 0,
-                    key: true,
                     config,
-                    codec,
                     track_id: t.track_id,
-                    data,
+                    ..Frame::new(Track::Audio, dts, codec, data)
                 })
             }
             TAG_AUDIO => {
@@ -115,16 +125,8 @@ impl Frame {
                 };
                 let config = codec == Codec::Aac && data.get(1) == Some(&0);
                 Some(Frame {
-                    track: Track::Audio,
-                    dts,
-                    time: dts as u64,
-                    discontinuity: false,
-                    cts: 0,
-                    key: true,
                     config,
-                    codec,
-                    track_id: 0,
-                    data,
+                    ..Frame::new(Track::Audio, dts, codec, data)
                 })
             }
             TAG_VIDEO => {
@@ -147,30 +149,13 @@ impl Frame {
                 // A sequence header is not a picture, but it must start a GOP like one.
                 let key = frame_type == 1 || config;
                 Some(Frame {
-                    track: Track::Video,
-                    dts,
-                    time: dts as u64,
-                    discontinuity: false,
                     cts,
                     key,
                     config,
-                    codec,
-                    track_id: 0,
-                    data,
+                    ..Frame::new(Track::Video, dts, codec, data)
                 })
             }
-            TAG_SCRIPT => Some(Frame {
-                track: Track::Meta,
-                dts,
-                time: dts as u64,
-                discontinuity: false,
-                cts: 0,
-                key: true,
-                config: false,
-                codec: Codec::Script,
-                track_id: 0,
-                data,
-            }),
+            TAG_SCRIPT => Some(Frame::new(Track::Meta, dts, Codec::Script, data)),
             _ => None,
         }
     }
@@ -189,16 +174,11 @@ impl Frame {
         // A sequence header is not a picture, but it must start a GOP like one.
         let key = tag.header.is_key() || config;
         Some(Frame {
-            track: Track::Video,
-            dts,
-            time: dts as u64,
-            discontinuity: false,
             cts,
             key,
             config,
-            codec,
             track_id,
-            data,
+            ..Frame::new(Track::Video, dts, codec, data)
         })
     }
 
