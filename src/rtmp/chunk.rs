@@ -3,7 +3,7 @@
 //! `codec::chunk` (a leaf the hub uses too); the control message builders are `control`. It
 //! does not interpret commands, media or acknowledgements.
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use super::message::{Message, ABORT, SET_CHUNK_SIZE};
 use crate::codec::chunk::{DEFAULT_CHUNK_SIZE, EXTENDED, MAX_CHUNK_SIZE};
@@ -89,6 +89,19 @@ struct InStream {
     ext: Option<u32>,
     /// The message being assembled; `None` between messages.
     partial: Option<BytesMut>,
+}
+
+impl InStream {
+    /// The message whose header this chunk stream holds, with `payload`.
+    fn message(&self, payload: Bytes) -> Message {
+        Message {
+            csid: self.csid,
+            timestamp: self.timestamp,
+            type_id: self.type_id,
+            stream_id: self.stream_id,
+            payload,
+        }
+    }
 }
 
 /// A parsed chunk header, not yet applied to the decoder state.
@@ -218,14 +231,7 @@ impl ChunkDecoder {
             let new_message = st.partial.is_none();
             if new_message && whole && payload_len == msg_len as usize {
                 // The whole message is this one chunk: hand out the bytes without a copy.
-                let payload = buf.split_to(payload_len).freeze();
-                let msg = Message {
-                    csid: st.csid,
-                    timestamp: st.timestamp,
-                    type_id: st.type_id,
-                    stream_id: st.stream_id,
-                    payload,
-                };
+                let msg = st.message(buf.split_to(payload_len).freeze());
                 self.apply_control(&msg)?;
                 return Ok(Some(msg));
             }
@@ -401,14 +407,7 @@ impl ChunkDecoder {
             return Ok(None);
         }
         let payload = self.take_partial(idx).unwrap_or_default().freeze();
-        let st = &self.streams[idx];
-        let msg = Message {
-            csid: st.csid,
-            timestamp: st.timestamp,
-            type_id: st.type_id,
-            stream_id: st.stream_id,
-            payload,
-        };
+        let msg = self.streams[idx].message(payload);
         self.apply_control(&msg)?;
         Ok(Some(msg))
     }
