@@ -8,7 +8,12 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use super::packet::{OutputForm, Packet};
+use crate::media::enhanced::{self, Media, PacketType};
 use crate::media::{Frame, Track};
+
+/// Sequence headers kept for the other tracks of a multitrack stream (Enhanced RTMP v2): more
+/// tracks than this per stream are relayed live but not replayed to joiners.
+pub const MAX_TRACK_CONFIGS: usize = 16;
 
 /// Cache caps (from `HubConfig`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,6 +70,9 @@ pub struct Cache {
     pub meta: Option<Cached>,
     pub video_config: Option<Cached>,
     pub audio_config: Option<Cached>,
+    /// The sequence headers of the other tracks of a multitrack stream (track id not 0), one
+    /// per (kind, track id), in arrival order; a joiner gets them after the default track's.
+    pub track_configs: Vec<(Track, u8, Cached)>,
     gop: VecDeque<Cached>,
     gop_bytes: usize,
     /// A GOP is being collected: it started at a keyframe and stayed within the caps.
@@ -80,6 +88,7 @@ impl Cache {
             meta: None,
             video_config: None,
             audio_config: None,
+            track_configs: Vec::new(),
             gop: VecDeque::new(),
             gop_bytes: 0,
             gop_open: false,
@@ -123,6 +132,21 @@ impl Cache {
     /// was kept (as a header or in the GOP), so a joiner primed now already has it.
     pub fn push(&mut self, c: Cached) -> bool {
         let frame = &c.frame;
+        if let Some(id) = other_track_config(frame) {
+            let track = frame.track;
+            let known = self
+                .track_configs
+                .iter()
+                .position(|(t, i, _)| *t == track && *i == id);
+            match known {
+                Some(n) => self.track_configs[n].2 = c,
+                None if self.track_configs.len() < MAX_TRACK_CONFIGS => {
+                    self.track_configs.push((track, id, c));
+                }
+                None => return false,
+            }
+            return true;
+        }
         match frame.track {
             Track::Meta => {
                 self.meta = Some(c);
@@ -206,6 +230,23 @@ impl Cache {
         }
         true
     }
+}
+
+/// The track id when `frame` is the sequence header of a track other than the default one
+/// (an Enhanced RTMP multitrack SequenceStart whose first track is not 0). Such a frame is
+/// not `config` (recorders record the default track), but a joiner needs it to decode that
+/// track.
+fn other_track_config(frame: &Frame) -> Option<u8> {
+    if frame.track_id == 0 {
+        return None;
+    }
+    let media = match frame.track {
+        Track::Video => Media::Video,
+        Track::Audio => Media::Audio,
+        Track::Meta => return None,
+    };
+    let h = enhanced::parse_header(media, &frame.data).ok()?;
+    (h.packet_type == PacketType::SequenceStart).then_some(frame.track_id)
 }
 
 #[cfg(test)]

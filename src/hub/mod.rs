@@ -440,14 +440,20 @@ impl Hub {
                     is_metadata = true;
                 }
             }
+            // The stream's codecs are those of the default track (another track of a
+            // multitrack stream names no codec of its own in `Frame::codec`).
             Track::Video => {
                 stream.seen_video = true;
-                stream.video_codec = Some(frame.codec);
+                if frame.track_id == 0 {
+                    stream.video_codec = Some(frame.codec);
+                }
                 stream.seen_media |= !frame.config;
             }
             Track::Audio => {
                 stream.seen_audio = true;
-                stream.audio_codec = Some(frame.codec);
+                if frame.track_id == 0 {
+                    stream.audio_codec = Some(frame.codec);
+                }
                 stream.seen_media |= !frame.config;
             }
         }
@@ -1021,6 +1027,32 @@ mod tests {
         assert_eq!(st.frames_in, 11);
         assert!(st.bytes_out > 0);
         assert_eq!(hub.totals().bytes_out, st.bytes_out);
+    }
+
+    /// Enhanced RTMP v2 multitrack: the second audio track's sequence header (OneTrack,
+    /// SequenceStart, mp4a, track 1, as FFmpeg 9 writes it) reaches a late joiner after the
+    /// default track's, and a newer one replaces it.
+    #[test]
+    fn late_joiner_gets_every_tracks_sequence_header() {
+        let mut hub = Hub::new(HubConfig::default());
+        hub.publish(&key(), 1, 0).unwrap();
+        let track1 = |b: &'static [u8]| frame(TAG_AUDIO, 0, b.to_vec());
+        let seq1 = track1(b"\x95\x00mp4a\x01\x11\x88\x56\xe5\x00");
+        let seq1b = track1(b"\x95\x00mp4a\x01\x12\x10\x56\xe5\x00");
+        assert_eq!((seq1.track_id, seq1.config), (1, false));
+        let frames = [av_meta(), vseq(0), aseq(0), seq1, seq1b.clone(), vkey(0)];
+        for f in frames.iter().cloned() {
+            send(&mut hub, f);
+        }
+        let (id, _) = hub.add_viewer(&key(), FLV, 7, 0);
+        hub.start_viewer(id);
+        let (_, tags) = parse_flv(&drain(&mut hub, id), true);
+        let want: Vec<Tag> = [&frames[0], &frames[1], &frames[2], &seq1b, &frames[5]]
+            .iter()
+            .map(|f| tag_of(f))
+            .collect();
+        assert_eq!(tags, want);
+        assert_eq!(hub.streams().next().unwrap().audio_codec, Some(Codec::Aac));
     }
 
     #[test]

@@ -283,5 +283,15 @@ impl Stream {
                 v.queue.push_primed(c.packet(form));
             }
         }
+        for (track, _, c) in &mut cache.track_configs {
+            let wanted = match track {
+                Track::Video => video && v.video_on,
+                Track::Audio => audio && v.audio_on,
+                Track::Meta => false,
+            };
+            if wanted {
+                v.queue.push_primed(c.packet(form));
+            }
+        }
     }
 }
