@@ -250,3 +250,89 @@ fn second_multitrack_audio_track_is_listed_as_skipped() {
     drop(server);
     let _ = std::fs::remove_dir_all(&data);
 }
+
+/// Decoded frames of stream `sel` (`v` or `a`) by Debian's `ffprobe -count_frames`.
+fn ffprobe_frames(input: &Path, sel: &str) -> u64 {
+    let mut c = Command::new("ffprobe");
+    c.args(["-hide_banner", "-v", "error", "-count_frames"])
+        .args(["-select_streams", sel])
+        .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
+        .arg(input);
+    let mut p = Proc::spawn(c);
+    let status = p.wait_or_panic(TOOL);
+    assert!(status.success(), "ffprobe {}: {}", input.display(), p.stderr());
+    p.stdout()
+        .lines()
+        .find_map(|l| l.trim().trim_end_matches(',').parse().ok())
+        .unwrap_or(0)
+}
+
+/// Issue 14, point 4: `stream_full.mp4` of a 30 fps H.264 source held one video frame fewer
+/// than the source (301 of 302). Every recording must hold every frame, the last one included.
+#[test]
+fn merged_mp4_keeps_the_last_frame_of_a_30fps_source() {
+    if !require_tool("ffmpeg") || !require_tool("ffprobe") {
+        return;
+    }
+    const FRAMES: u64 = 302;
+    let data = TempDir::new("lastframe").keep();
+    let mut server = Server::builder()
+        .args(["--data-dir".to_string(), data.display().to_string()])
+        .no_web()
+        .start();
+    let name = unique_stream("last");
+    let key = format!("live/{name}");
+    let mut c = Command::new("ffmpeg");
+    c.args(["-hide_banner", "-nostdin", "-v", "error", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+        .args(["-frames:v", &FRAMES.to_string(), "-c:v", "libx264"])
+        .args(["-preset", "ultrafast", "-g", "30", "-pix_fmt", "yuv420p"])
+        .args(["-c:a", "aac", "-f", "flv"])
+        .arg(server.rtmp_url(&key));
+    let mut publisher = Proc::spawn(c);
+    let status = publisher.wait_or_panic(PUBLISH);
+    assert!(status.success(), "publisher: {}", publisher.stderr());
+    wait_line(&server, &[&format!("FLV recording of {key} ->"), "finished"]);
+    wait_line(&server, &[&format!("HLS recording of {key} ->"), "finished"]);
+    wait_line(&server, &[&format!("/mp4/{key} ("), "finished"]);
+    let flv_dir = data.join("flv/live").join(&name);
+    let flv = std::fs::read_dir(&flv_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "flv"))
+        .expect("an FLV file");
+    let mp4 = data.join("mp4/live").join(&name);
+    let outputs = [
+        (flv, "FLV"),
+        (data.join("hls/live").join(&name).join("index.m3u8"), "HLS"),
+        (mp4.join("output_merge/index.m3u8"), "fMP4 muxed"),
+        (mp4.join("output_separate/video.m3u8"), "fMP4 separate"),
+        (mp4.join("output_merge/stream_full.mp4"), "merged MP4"),
+    ];
+    let counts: Vec<(&str, u64)> = outputs
+        .iter()
+        .map(|(p, what)| (*what, ffprobe_frames(p, "v")))
+        .collect();
+    eprintln!("video frames per recording (source {FRAMES}): {counts:?}");
+    for (what, n) in counts {
+        assert_eq!(n, FRAMES, "{what}: video frames");
+    }
+    // The last sample has a duration (the previous one's), so the track lasts every frame.
+    let mut c = Command::new("ffprobe");
+    c.args(["-v", "error", "-select_streams", "v"])
+        .args(["-show_entries", "stream=duration", "-of", "csv=p=0"])
+        .arg(mp4.join("output_merge/stream_full.mp4"));
+    let mut p = Proc::spawn(c);
+    assert!(p.wait_or_panic(TOOL).success(), "{}", p.stderr());
+    let secs: f64 = p.stdout().trim().parse().unwrap_or(0.0);
+    let want = FRAMES as f64 / 30.0;
+    assert!(
+        (secs - want).abs() <= 1.0 / 30.0 + 0.002,
+        "merged MP4 video lasts {secs} s, {FRAMES} frames at 30 fps last {want:.3} s"
+    );
+    server.assert_running();
+    drop(server);
+    let _ = std::fs::remove_dir_all(&data);
+}
