@@ -200,10 +200,11 @@ fn h264_ac3_is_recorded_by_every_recorder() {
     record_codec_fixture("h264_ac3.flv", "avc1.", "ac-3");
 }
 
-/// OBS-style second audio track (multitrack): FLV keeps it as received; HLS and fMP4 record the
-/// default tracks, list track 1 as skipped in meta.json, and /metrics counts it.
+/// OBS-style second audio track (multitrack): FLV keeps it as received; fMP4 (muxed) and the
+/// merged MP4 hold it as a third trak (`extra_audio` in meta.json); HLS records the default
+/// tracks, lists track 1 as skipped in its meta.json, and /metrics counts it.
 #[test]
-fn second_multitrack_audio_track_is_listed_as_skipped() {
+fn second_multitrack_audio_track_is_an_mp4_trak_and_skipped_in_hls() {
     let Some(ff) = ffmpeg9() else { return };
     let data = TempDir::new("codecs-mt").keep();
     let mut server = Server::builder()
@@ -227,25 +228,40 @@ fn second_multitrack_audio_track_is_listed_as_skipped() {
     wait_line(&server, &[&format!("/mp4/{key} ("), "finished"]);
     let hls = data.join("hls/live").join(&name);
     let mp4 = data.join("mp4/live").join(&name);
-    for meta in [hls.join("meta.json"), mp4.join("output_merge/meta.json")] {
-        let text = std::fs::read_to_string(&meta).unwrap();
-        assert!(
-            text.contains("\"skipped\":[\"audio track 1 (Aac)\"]"),
-            "{}: {text}",
-            meta.display()
-        );
-    }
+    let text = std::fs::read_to_string(hls.join("meta.json")).unwrap();
+    assert!(
+        text.contains("\"skipped\":[\"audio track 1 (Aac)\"]"),
+        "HLS meta.json: {text}"
+    );
+    let text = std::fs::read_to_string(mp4.join("output_merge/meta.json")).unwrap();
+    assert!(text.contains("\"skipped\":[]"), "fMP4 meta.json: {text}");
+    assert!(
+        text.contains("\"extra_audio\":[{\"track\":1,\"mp4_track_id\":3,\"codec\":\"mp4a.40.2\""),
+        "fMP4 meta.json: {text}"
+    );
     let want_v = fact("multitrack_aac.flv.frames.0").unwrap();
     let want_a = fact("multitrack_aac.flv.frames.1").unwrap();
-    let counts = decoded(&ff, &mp4.join("output_merge/stream_full.mp4"), "merged MP4");
-    assert_frames(counts[0], want_v, "merged video");
-    assert_frames(counts[1], want_a, "merged audio (track 0)");
+    let want_a1 = fact("multitrack_aac.flv.frames.2").unwrap();
+    for (input, what) in [
+        (mp4.join("output_merge/stream_full.mp4"), "merged MP4"),
+        (mp4.join("output_merge/index.m3u8"), "fMP4 muxed"),
+    ] {
+        // Every stream (-map 0): FFmpeg would pick one audio stream by itself.
+        let p = probe9(&ff, &input.display().to_string());
+        assert!(p.ok && p.errors.is_empty(), "{what}: {:?}", p.errors);
+        assert_eq!(p.codecs, ["h264", "aac", "aac"], "{what}");
+        let counts = p.frames;
+        assert_eq!(counts.len(), 3, "{what}: streams {counts:?}");
+        assert_frames(counts[0], want_v, &format!("{what} video"));
+        assert_frames(counts[1], want_a, &format!("{what} audio (track 0)"));
+        assert_frames(counts[2], want_a1, &format!("{what} audio (track 1)"));
+    }
     let metrics = http_get(server.http, "/metrics", Duration::from_secs(5)).body_text();
     let skipped = metrics
         .lines()
         .find_map(|l| l.strip_prefix("rtmpd_recorder_skipped_tracks_total "))
         .and_then(|v| v.trim().parse::<u64>().ok());
-    assert!(skipped >= Some(2), "HLS and fMP4 each count it: {metrics}");
+    assert!(skipped >= Some(1), "HLS counts it: {metrics}");
     server.assert_running();
     drop(server);
     let _ = std::fs::remove_dir_all(&data);
@@ -430,33 +446,38 @@ const OUTPUTS: [&str; 9] = [
 ];
 
 /// What the table must say for `output` of a fixture with `codecs` (video, audio, second
-/// audio...): live RTMP and the FLV recording carry every track as published; HTTP-FLV and
-/// WS-FLV viewers get the default track (track 0; `?track=N` for another); HLS and fMP4/MP4
-/// carry one video and one audio track and log the others as skipped; HLS switches AV1, VP9
-/// and Opus to fMP4 segments.
+/// audio...): live RTMP, the FLV recording, fMP4 muxed and the merged MP4 carry every track as
+/// published (the extra audio tracks as extra traks); HTTP-FLV and WS-FLV viewers get the
+/// default track (track 0; `?track=N` for another); HLS carries one video and one audio track
+/// and logs the others as skipped; the separate fMP4 form holds the default tracks; HLS switches
+/// AV1, VP9 and Opus to fMP4 segments.
 fn expected_cell(output: &str, codecs: &[String]) -> String {
     let all = codecs.join("+");
     let main = codecs[..codecs.len().min(2)].join("+");
-    let skipped: Vec<String> = (2..codecs.len())
+    let extra: Vec<String> = (2..codecs.len())
         .map(|i| format!("audio track {} ({})", i - 1, title(&codecs[i])))
         .collect();
-    let tail = if skipped.is_empty() {
-        String::new()
+    let (skipped, merge_only) = if extra.is_empty() {
+        (String::new(), String::new())
     } else {
-        format!("; skipped {} (logged)", skipped.join(", "))
+        (
+            format!("; skipped {} (logged)", extra.join(", ")),
+            format!("; {} in output_merge only", extra.join(", ")),
+        )
     };
     match output {
-        "live RTMP" | "FLV" => format!("decoded {all}"),
+        "live RTMP" | "FLV" | "fMP4 muxed" | "MP4" => format!("decoded {all}"),
         "HTTP-FLV" | "WS-FLV" => format!("decoded {main}"),
         "HLS" => {
             let ts = !codecs
                 .iter()
                 .any(|c| matches!(c.as_str(), "av1" | "vp9" | "opus"));
             let form = if ts { "MPEG-TS" } else { "fMP4 segments" };
-            format!("decoded {main} ({form}){tail}")
+            format!("decoded {main} ({form}){skipped}")
         }
-        "meta.json" => format!("names {main}{tail}"),
-        _ => format!("decoded {main}{tail}"),
+        "fMP4 separate" => format!("decoded {main}{merge_only}"),
+        "meta.json" => format!("names {all}"),
+        _ => format!("decoded {main}"),
     }
 }
 
@@ -599,7 +620,7 @@ fn table_rows(
     let sep = mp4.join("output_separate");
     rows.push(cell_from(
         &[probe9(ff, &s(merge.join("index.m3u8")))],
-        Some(main),
+        Some(&want),
     ));
     let separate = [
         probe9(ff, &s(sep.join("video.m3u8"))),
@@ -608,67 +629,71 @@ fn table_rows(
     rows.push(cell_from(&separate, Some(main)));
     rows.push(cell_from(
         &[probe9(ff, &s(merge.join("stream_full.mp4")))],
-        Some(main),
+        Some(&want),
     ));
-    // meta.json names the codecs (RFC 6381 strings, checked by the tests above; here which).
+    // meta.json names the codecs (RFC 6381 strings): video_codec, audio_codec, extra_audio.
     let meta = std::fs::read_to_string(merge.join("meta.json")).unwrap_or_default();
-    let named: Vec<&str> = codecs[..codecs.len().min(2)]
+    let rfc = |c: &str| match c {
+        "h264" => "avc1.",
+        "hevc" => "hvc1.",
+        "av1" => "av01.",
+        "vp9" => "vp09.",
+        "aac" => "mp4a.40.",
+        "mp3" => "mp4a.6B",
+        "opus" => "opus",
+        "ac3" => "ac-3",
+        _ => "?",
+    };
+    let extra_meta = meta
+        .split("\"extra_audio\":")
+        .nth(1)
+        .and_then(|r| r.split(']').next())
+        .unwrap_or("");
+    let named: Vec<&str> = codecs
         .iter()
-        .map(String::as_str)
-        .filter(|c| {
-            let rfc = match *c {
-                "h264" => "avc1.",
-                "hevc" => "hvc1.",
-                "av1" => "av01.",
-                "vp9" => "vp09.",
-                "aac" => "mp4a.40.",
-                "mp3" => "mp4a.6B",
-                "opus" => "opus",
-                "ac3" => "ac-3",
-                _ => "?",
-            };
-            meta.contains(&format!("_codec\":\"{rfc}"))
+        .enumerate()
+        .filter(|(i, c)| match i {
+            0 => meta.contains(&format!("\"video_codec\":\"{}", rfc(c))),
+            1 => meta.contains(&format!("\"audio_codec\":\"{}", rfc(c))),
+            _ => extra_meta.contains(&format!(
+                "\"track\":{},\"mp4_track_id\":{},\"codec\":\"{}",
+                i - 1,
+                i + 1,
+                rfc(c)
+            )),
         })
+        .map(|(_, c)| c.as_str())
         .collect();
-    rows.push(format!("names {}", named.join("+")));
 
-    // A skipped track: logged by each recorder that skips it, and listed in its meta.json.
+    // A skipped track (HLS): logged, and listed in HLS's meta.json. The separate fMP4 form
+    // holds the default tracks; output_merge/meta.json lists the others as extra_audio.
     let mut skips = Vec::new();
-    for i in 2..codecs.len() {
-        let track = format!("audio track {} ({})", i - 1, title(&codecs[i]));
-        let hls_line = format!("HLS {key}: {track} is not recorded to HLS");
-        let mp4_dir = format!("/mp4/{key}/");
-        let mp4_tail = format!("{track} is not recorded to fMP4/MP4");
-        let logged = server.log_contains(&hls_line)
-            && server
-                .wait_for_log_where(|l| l.contains(&mp4_dir) && l.contains(&mp4_tail), FINALISE)
-                .is_some();
-        let listed = [&hls_meta, &meta]
-            .iter()
-            .all(|m| m.contains(&format!("\"{track}\"")));
+    let mut merge_only = Vec::new();
+    for (i, codec) in codecs.iter().enumerate().skip(2) {
+        let track = format!("audio track {} ({})", i - 1, title(codec));
+        let logged = server.log_contains(&format!("HLS {key}: {track} is not recorded to HLS"));
+        let listed = hls_meta.contains(&format!("\"{track}\""));
         skips.push(if logged && listed {
             format!("skipped {track} (logged)")
         } else {
             format!("skipped {track} SILENTLY (log {logged}, meta.json {listed})")
         });
+        merge_only.push(format!("{track} in output_merge only"));
     }
-    let tail = if skips.is_empty() {
-        String::new()
-    } else {
-        format!("; {}", skips.join(", "))
+    let tail = |v: &[String]| {
+        if v.is_empty() {
+            String::new()
+        } else {
+            format!("; {}", v.join(", "))
+        }
     };
+    rows[4].push_str(&tail(&skips));
+    rows[6].push_str(&tail(&merge_only));
+    rows.push(format!("names {}", named.join("+")));
     OUTPUTS
         .iter()
         .zip(rows)
-        .enumerate()
-        .map(|(i, (o, cell))| {
-            let cell = if i >= 4 {
-                format!("{cell}{tail}")
-            } else {
-                cell
-            };
-            (o.to_string(), cell)
-        })
+        .map(|(o, cell)| (o.to_string(), cell))
         .chain(std::iter::once(("codecs".to_string(), codecs.join("+"))))
         .collect()
 }
