@@ -1,6 +1,8 @@
 //! Fragmented MP4: init segments (`ftyp` + `moov` with `mvex`), media segments (`styp` + `moof` +
-//! `mdat`), and the `Fragmenter` that turns frames into per-track sample runs and decides where a
-//! segment ends. Frames in, bytes out: no files (the recorder in `record::fmp4` decides where).
+//! `mdat`), and the `Fragmenter` that turns frames into per-track sample runs (video, audio, and
+//! the extra audio tracks of a multitrack stream) and decides where a segment ends. Frames in,
+//! bytes out: no files (the recorder in `record::fmp4` decides where). Over 800 lines: the box
+//! writers and the timeline share `Run`/`Sample` and the track ids, and each part is short.
 
 use super::bmff::{descriptor, BoxWriter};
 use super::sample_entry::SampleEntry;
