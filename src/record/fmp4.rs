@@ -14,7 +14,7 @@ use super::paths::{self, local_stamp, replace_file};
 use super::{Prelude, Sink};
 use crate::media::aac::AudioSpecificConfig;
 use crate::media::avc::AvcConfig;
-use crate::media::enhanced::PacketType;
+use crate::media::enhanced::{PacketType, TrackPacket};
 use crate::media::{ac3::SyncFrame, av1::Av1Config, hevc::HevcConfig, mp3, opus::OpusHead};
 use crate::media::{vp9, vp9::Vp9Config};
 use crate::media::{Codec, Frame, Track};
@@ -262,38 +262,40 @@ impl Fmp4Sink {
             State::Running(_) => self.muxed.is_empty(),
             State::Done => false,
         };
-        let known = self.extra.iter().any(|e| e.track_id == frame.track_id);
-        if !open || known || self.extra.len() >= fmp4::MAX_EXTRA_TRACKS {
+        if !open {
             return Ok(());
         }
-        let Some(t) = frame.enhanced().and_then(|t| t.first) else {
-            return Ok(());
-        };
-        let framed = matches!(t.codec, Codec::Mp3 | Codec::Ac3 | Codec::Eac3);
-        let usable = match t.packet_type {
-            PacketType::SequenceStart => !framed,
-            PacketType::CodedFrames => framed,
-            _ => false,
-        };
-        if t.track_id != frame.track_id || !usable || t.payload.end > frame.data.len() {
-            return Ok(());
-        }
-        let payload = frame.data.slice(t.payload.clone());
-        let Some(config) = track_config_of(t.codec, t.is_config(), &payload) else {
-            return Ok(());
-        };
-        if !config.is_audio() {
-            return Ok(());
-        }
-        let rate = config.timescale();
-        self.extra.push(ExtraAudio {
-            track_id: frame.track_id,
-            track: AudioTrack::new(config, &payload, t.is_config()),
-        });
-        if let State::Running(frag) = &mut self.state {
-            // Same cap as `self.extra`, so the indices stay in step.
-            frag.add_extra_track(rate);
-            self.write_muxed_init()?;
+        for t in other_tracks(frame) {
+            let known = self.extra.iter().any(|e| e.track_id == t.track_id);
+            if known || self.extra.len() >= fmp4::MAX_EXTRA_TRACKS {
+                continue;
+            }
+            let framed = matches!(t.codec, Codec::Mp3 | Codec::Ac3 | Codec::Eac3);
+            let usable = match t.packet_type {
+                PacketType::SequenceStart => !framed,
+                PacketType::CodedFrames => framed,
+                _ => false,
+            };
+            if !usable {
+                continue;
+            }
+            let payload = frame.data.slice(t.payload.clone());
+            let Some(config) = track_config_of(t.codec, t.is_config(), &payload) else {
+                continue;
+            };
+            if !config.is_audio() {
+                continue;
+            }
+            let rate = config.timescale();
+            self.extra.push(ExtraAudio {
+                track_id: t.track_id,
+                track: AudioTrack::new(config, &payload, t.is_config()),
+            });
+            if let State::Running(frag) = &mut self.state {
+                // Same cap as `self.extra`, so the indices stay in step.
+                frag.add_extra_track(rate);
+                self.write_muxed_init()?;
+            }
         }
         Ok(())
     }
@@ -309,21 +311,20 @@ impl Fmp4Sink {
         )
     }
 
-    /// The coded payload of an extra audio track's frame, and the track's index.
-    fn extra_payload(&self, frame: &Frame) -> Option<(usize, Bytes)> {
-        if frame.track != Track::Audio || frame.track_id == 0 {
-            return None;
+    /// The coded payloads of the extra audio tracks in a frame (one for FFmpeg's OneTrack
+    /// messages, several for a ManyTracks message), with each track's index.
+    fn extra_payloads(&self, frame: &Frame) -> Vec<(usize, Bytes)> {
+        if self.extra.is_empty() {
+            return Vec::new();
         }
-        let index = self
-            .extra
-            .iter()
-            .position(|e| e.track_id == frame.track_id)?;
-        let t = frame.enhanced()?.first?;
-        let ok = t.track_id == frame.track_id
-            && t.packet_type == PacketType::CodedFrames
-            && t.payload.start < t.payload.end
-            && t.payload.end <= frame.data.len();
-        ok.then(|| (index, frame.data.slice(t.payload)))
+        other_tracks(frame)
+            .into_iter()
+            .filter(|t| t.packet_type == PacketType::CodedFrames && !t.payload.is_empty())
+            .filter_map(|t| {
+                let index = self.extra.iter().position(|e| e.track_id == t.track_id)?;
+                Some((index, frame.data.slice(t.payload)))
+            })
+            .collect()
     }
 
     /// Leaves `Waiting`: writes the init segments and replays the buffered frames.
@@ -373,13 +374,12 @@ impl Fmp4Sink {
     }
 
     fn push(&mut self, frame: &Frame) -> io::Result<()> {
-        let extra = self.extra_payload(frame);
+        let extra = self.extra_payloads(frame);
         let State::Running(frag) = &mut self.state else {
             return Ok(());
         };
-        if let Some((index, data)) = extra {
+        for (index, data) in extra {
             frag.push_extra(index, frame.time, data);
-            return Ok(());
         }
         let Some(data) = Self::media_payload(frame) else {
             return Ok(());
@@ -653,7 +653,7 @@ impl Fmp4Sink {
         if frame.track == Track::Meta {
             return Ok(());
         }
-        if frame.track == Track::Audio && frame.track_id != 0 {
+        if frame.track == Track::Audio {
             self.take_extra_config(frame)?;
         }
         self.note_skip(frame)?;
@@ -685,27 +685,35 @@ impl Fmp4Sink {
         }
     }
 
-    /// A track this recorder cannot hold (another codec, a second multitrack track): one log
-    /// line, one count, and a line in `meta.json`'s `skipped`.
+    /// A track this recorder cannot hold (another codec, a second multitrack track that came
+    /// too late, also inside a ManyTracks message): one log line, one count, and a line in
+    /// `meta.json`'s `skipped`.
     fn note_skip(&mut self, frame: &Frame) -> io::Result<()> {
         let command = frame.enhanced().is_some_and(|t| t.first.is_none());
-        let extra = frame.track_id != 0
-            && frame.track == Track::Audio
-            && self.extra.iter().any(|e| e.track_id == frame.track_id);
-        if command || extra || (frame.track_id == 0 && recordable(frame.codec)) {
-            return Ok(());
+        let is_extra = |id: u8| self.extra.iter().any(|e| e.track_id == id);
+        let extra = frame.track_id != 0 && frame.track == Track::Audio && is_extra(frame.track_id);
+        let mut names = Vec::new();
+        if !(command || extra || (frame.track_id == 0 && recordable(frame.codec))) {
+            names.push(super::hls::skipped_name(frame));
         }
-        let name = super::hls::skipped_name(frame);
-        if self.skipped.contains(&name) || self.skipped.len() >= MAX_SKIPPED {
-            return Ok(());
+        for t in other_tracks(frame) {
+            if t.track_id != frame.track_id && !is_extra(t.track_id) {
+                names.push(format!("audio track {} ({:?})", t.track_id, t.codec));
+            }
         }
-        log::info!(
-            "fMP4 {}: {name} is not recorded to fMP4/MP4",
-            self.merge_dir.display()
-        );
-        super::note_skipped_track();
-        self.skipped.push(name);
-        self.write_meta(false)
+        for name in names {
+            if self.skipped.contains(&name) || self.skipped.len() >= MAX_SKIPPED {
+                continue;
+            }
+            log::info!(
+                "fMP4 {}: {name} is not recorded to fMP4/MP4",
+                self.merge_dir.display()
+            );
+            super::note_skipped_track();
+            self.skipped.push(name);
+            self.write_meta(false)?;
+        }
+        Ok(())
     }
 
     fn finish_clean(&mut self) -> io::Result<()> {
@@ -753,6 +761,25 @@ const MAX_SKIPPED: usize = 16;
 
 /// How many frames past the prelude's release to wait for an AC-3/MP3 track's first frame.
 const AWAIT_AUDIO_FRAMES: u32 = 256;
+
+/// The tracks other than the default one (id != 0) of a multitrack audio message, with their
+/// payload ranges checked against the frame; none for anything else or a malformed message.
+fn other_tracks(frame: &Frame) -> Vec<TrackPacket> {
+    if frame.track != Track::Audio {
+        return Vec::new();
+    }
+    let Some(tag) = frame.enhanced() else {
+        return Vec::new();
+    };
+    if tag.header.multitrack.is_none() {
+        return Vec::new();
+    }
+    tag.header
+        .tracks(&frame.data)
+        .filter_map(Result::ok)
+        .filter(|t| t.track_id != 0 && t.payload.end <= frame.data.len())
+        .collect()
+}
 
 /// Codecs this recorder holds (the default track only; see `track_config`).
 pub(crate) fn recordable(codec: Codec) -> bool {
@@ -1312,6 +1339,70 @@ mod tests {
         assert_eq!(packets(&full, "v:0"), fact("multitrack_aac.flv.frames.0"));
         assert_eq!(packets(&full, "a:0"), fact("multitrack_aac.flv.frames.1"));
         assert_eq!(packets(&full, "a:1"), fact("multitrack_aac.flv.frames.2"));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// The same two AAC tracks sent as ManyTracks messages (both tracks in one message, as the
+    /// spec allows): track 1 is still an extra trak with every frame.
+    #[test]
+    fn many_tracks_messages_record_both_tracks() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/codecs");
+        let frames = read_flv(&root.join("multitrack_aac.flv"));
+        // (packet type, payload) of each track, in order; track 1's channel layout is dropped.
+        let payloads = |id: u8| -> Vec<(u8, Vec<u8>)> {
+            frames
+                .iter()
+                .filter(|f| f.track == Track::Audio && f.track_id == id)
+                .filter_map(|f| match f.enhanced() {
+                    Some(t) => {
+                        let p = t.first?;
+                        let pt = match p.packet_type {
+                            PacketType::SequenceStart => 0,
+                            PacketType::CodedFrames => 1,
+                            _ => return None,
+                        };
+                        Some((pt, f.data[p.payload].to_vec()))
+                    }
+                    None => Some((f.data[1], f.data[2..].to_vec())),
+                })
+                .collect()
+        };
+        let (t0, t1) = (payloads(0), payloads(1));
+        assert_eq!((t0.len(), t1.len()), (143, 143));
+        let times: Vec<u32> = frames
+            .iter()
+            .filter(|f| f.track == Track::Audio && f.track_id == 0)
+            .map(|f| f.time as u32)
+            .collect();
+        let mut combined: Vec<Frame> = frames
+            .iter()
+            .filter(|f| f.track != Track::Audio)
+            .cloned()
+            .collect();
+        for ((a, b), ts) in t0.iter().zip(&t1).zip(times) {
+            assert_eq!(a.0, b.0);
+            let mut body = vec![0x95, 0x10 | a.0];
+            body.extend_from_slice(b"mp4a");
+            for (id, data) in [(0u8, &a.1), (1, &b.1)] {
+                body.push(id);
+                body.extend_from_slice(&(data.len() as u32).to_be_bytes()[1..]);
+                body.extend_from_slice(data);
+            }
+            combined.push(Frame::parse(8, ts, Bytes::from(body)).unwrap());
+        }
+        combined.sort_by_key(|f| f.time);
+        let dir = tmpdir("fmp4-manytracks");
+        record(&dir, &combined, 1000, SystemTime::now());
+        let merge = dir.join(MERGE_DIR);
+        let meta = fs::read_to_string(merge.join(META_NAME)).unwrap();
+        assert!(meta.contains("\"skipped\":[]"), "{meta}");
+        assert!(meta.contains("\"extra_audio\":[{\"track\":1,"), "{meta}");
+        if tools() {
+            let full = merge.join(FULL_NAME);
+            assert_eq!(errors(&full), "", "merged MP4 decodes clean");
+            assert_eq!(packets(&full, "a:0"), 142);
+            assert_eq!(packets(&full, "a:1"), 142);
+        }
         let _ = fs::remove_dir_all(&dir);
     }
 
