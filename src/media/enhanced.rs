@@ -1,8 +1,10 @@
 //! Enhanced RTMP (veovera E-RTMP v1 and v2) audio and video tag headers, parsed from the FLV tag
 //! body / RTMP message payload: ModEx prefixes, FourCC, packet type, the multitrack forms and track
-//! ids, composition time, and where each track's codec payload lies. Borrowing only, never copying;
-//! every length is checked and bad input is an `Error`, never a panic. Codec payloads themselves
-//! (hvcC, av1C, OpusHead, ...) are parsed by their own modules; legacy (non-Ex) tags by `frame`.
+//! ids, composition time, and where each track's codec payload lies. Parsing borrows and never
+//! copies; every length is checked and bad input is an `Error`, never a panic. `single_track`
+//! rewrites one track of a multitrack message as a plain Ex tag (for FLV viewers of `?track=N`),
+//! the one place that copies. Codec payloads themselves (hvcC, av1C, OpusHead, ...) are parsed by
+//! their own modules; legacy (non-Ex) tags by `frame`.
 
 use std::fmt;
 use std::ops::Range;
@@ -193,6 +195,9 @@ pub struct TrackPacket {
     pub cts: i32,
     /// The codec payload, as a range of the tag body.
     pub payload: Range<usize>,
+    /// The track's bytes after its FourCC, id and size: the composition time (when there is
+    /// one) and the payload. What a plain Ex tag of this track holds after its FourCC.
+    pub data: Range<usize>,
 }
 
 impl TrackPacket {
@@ -237,6 +242,68 @@ pub fn codec_of(media: Media, fourcc: [u8; 4]) -> Codec {
         (Media::Video, _) => Codec::OtherVideo(0x80),
         (Media::Audio, _) => Codec::OtherAudio(SOUND_FORMAT_EX_HEADER),
     }
+}
+
+impl PacketType {
+    /// The 4-bit wire value (the inverse of `video`/`audio`).
+    fn wire(self) -> u8 {
+        match self {
+            PacketType::SequenceStart => 0,
+            PacketType::CodedFrames => 1,
+            PacketType::SequenceEnd => 2,
+            PacketType::CodedFramesX => 3,
+            PacketType::Metadata | PacketType::MultichannelConfig => 4,
+            PacketType::Mpeg2TsSequenceStart => 5,
+        }
+    }
+}
+
+/// The tag an FLV viewer of one track gets (`?track=N`; the default track is 0): the track's
+/// packet of a multitrack message as a plain (single-track) Ex tag, so a player that reads
+/// Enhanced RTMP but not multitrack (mpegts.js) can play it. `Ok(None)` when this message has
+/// nothing for `track`. Unchanged (a refcount, no copy): legacy tags and plain Ex tags for
+/// track 0, and command frames (they apply to every track). A ModEx timestamp offset is not
+/// carried over: it is below the FLV millisecond and those players do not read ModEx.
+/// `body` is the FLV tag body / RTMP message payload; a malformed message is an `Error`.
+pub fn single_track(
+    media: Media,
+    body: &bytes::Bytes,
+    track: u8,
+) -> Result<Option<bytes::Bytes>, Error> {
+    let Some(&first) = body.first() else {
+        return Err(Error::Truncated);
+    };
+    if !is_enhanced(media, first) {
+        return Ok((track == 0).then(|| body.clone()));
+    }
+    let header = parse_header(media, body)?;
+    if header.command.is_some() {
+        return Ok(Some(body.clone()));
+    }
+    if header.multitrack.is_none() {
+        // Walk it anyway, so a truncated tag is refused here as `parse` refuses it.
+        parse(media, body)?;
+        return Ok((track == 0).then(|| body.clone()));
+    }
+    let mut found = None;
+    for t in header.tracks(body) {
+        let t = t?;
+        if t.track_id == track && found.is_none() {
+            found = Some(t);
+        }
+    }
+    let Some(t) = found else {
+        return Ok(None);
+    };
+    let lead = match media {
+        Media::Video => 0x80 | (header.frame_type << 4) | t.packet_type.wire(),
+        Media::Audio => (SOUND_FORMAT_EX_HEADER << 4) | t.packet_type.wire(),
+    };
+    let mut out = Vec::with_capacity(5 + t.data.len());
+    out.push(lead);
+    out.extend_from_slice(&t.fourcc);
+    out.extend_from_slice(&body[t.data]);
+    Ok(Some(bytes::Bytes::from(out)))
 }
 
 /// Parses an Ex tag and walks every track, so that a message with any malformed track is refused
@@ -418,6 +485,7 @@ impl Tracks<'_> {
         };
         let codec = codec_of(h.media, fourcc);
         // Only AVC and HEVC CodedFrames carry a composition time (SI24) before the data.
+        let data_start = r.pos;
         let cts = if h.packet_type == PacketType::CodedFrames
             && matches!(codec, Codec::Avc | Codec::Hevc)
         {
@@ -437,6 +505,7 @@ impl Tracks<'_> {
             packet_type: h.packet_type,
             cts,
             payload: r.pos..end,
+            data: data_start..end,
         }))
     }
 }
@@ -938,12 +1007,157 @@ pub(crate) mod tests {
                 let _ = parse(media, &b);
             }
             let data = bytes::Bytes::from(b);
+            for media in [Media::Audio, Media::Video] {
+                if let Ok(Some(t)) = single_track(media, &data, (next() % 3) as u8) {
+                    // What comes out is itself a valid single-track tag.
+                    if is_enhanced(media, t[0]) {
+                        let p = parse(media, &t);
+                        assert!(p.is_ok_and(|p| p.header.multitrack.is_none()));
+                    }
+                }
+            }
             for tag in [8, 9] {
                 if let Some(f) = Frame::parse(tag, 0, data.clone()) {
                     let _ = f.payload();
                 }
             }
         }
+    }
+
+    fn one(media: Media, body: &[u8], track: u8) -> Option<Vec<u8>> {
+        let b = bytes::Bytes::copy_from_slice(body);
+        single_track(media, &b, track).unwrap().map(|b| b.to_vec())
+    }
+
+    #[test]
+    fn single_track_of_a_one_track_message() {
+        // FFmpeg 9's second audio stream (OneTrack, track 1) becomes a plain Ex tag.
+        let b = b"\x95\x00mp4a\x01\x11\x88\x56\xe5\x00";
+        assert_eq!(
+            one(Media::Audio, b, 1).as_deref(),
+            Some(&b"\x90mp4a\x11\x88\x56\xe5\x00"[..])
+        );
+        assert_eq!(one(Media::Audio, b, 0), None);
+        // Video keeps its frame type and the composition time.
+        let v = b"\x96\x01hvc1\x02\x00\x00\x05\x77";
+        let plain = one(Media::Video, v, 2).unwrap();
+        assert_eq!(plain, b"\x91hvc1\x00\x00\x05\x77");
+        let t = video(&plain);
+        assert!(t.header.is_key() && t.header.multitrack.is_none());
+        assert_eq!((first(&t).track_id, first(&t).cts), (0, 5));
+    }
+
+    #[test]
+    fn single_track_of_many_tracks_same_codec() {
+        let b = b"\x96\x11hvc1\x00\x00\x00\x05\x00\x00\x11\xaa\xbb\x01\x00\x00\x04\xff\xff\xfc\xcc";
+        assert_eq!(
+            one(Media::Video, b, 0).as_deref(),
+            Some(&b"\x91hvc1\x00\x00\x11\xaa\xbb"[..])
+        );
+        let t1 = one(Media::Video, b, 1).unwrap();
+        assert_eq!(t1, b"\x91hvc1\xff\xff\xfc\xcc");
+        assert_eq!(first(&video(&t1)).cts, -4);
+        assert_eq!(one(Media::Video, b, 2), None);
+        // The same for a sequence start of two AV1 tracks (no composition time).
+        let s = [
+            &b"\x96\x10av01"[..],
+            b"\x00\x00\x00\x01\x81\x01\x00\x00\x02\x81\x0a",
+        ]
+        .concat();
+        assert_eq!(
+            one(Media::Video, &s, 1).as_deref(),
+            Some(&b"\x90av01\x81\x0a"[..])
+        );
+    }
+
+    #[test]
+    fn single_track_of_many_tracks_many_codecs() {
+        let b = b"\x95\x21Opus\x00\x00\x00\x02opfLaC\x07\x00\x00\x01f";
+        assert_eq!(one(Media::Audio, b, 0).as_deref(), Some(&b"\x91Opusop"[..]));
+        assert_eq!(one(Media::Audio, b, 7).as_deref(), Some(&b"\x91fLaCf"[..]));
+        assert_eq!(one(Media::Audio, b, 1), None);
+        let v = b"\x96\x21av01\x03\x00\x00\x01\x0avp09\x04\x00\x00\x02\x0b\x0c";
+        assert_eq!(
+            one(Media::Video, v, 4).as_deref(),
+            Some(&b"\x91vp09\x0b\x0c"[..])
+        );
+    }
+
+    #[test]
+    fn single_track_passes_legacy_plain_and_command_tags_unchanged() {
+        let legacy = bytes::Bytes::from_static(b"\x17\x01\x00\x00\x00\xaa");
+        let got = single_track(Media::Video, &legacy, 0).unwrap().unwrap();
+        // Shared, not copied.
+        assert_eq!(got.as_ptr(), legacy.as_ptr());
+        assert_eq!(single_track(Media::Video, &legacy, 1), Ok(None));
+        assert_eq!(
+            one(Media::Audio, b"\xaf\x01\x21", 0).as_deref(),
+            Some(&b"\xaf\x01\x21"[..])
+        );
+        let plain = b"\x91hvc1\x00\x00\x10\xee";
+        assert_eq!(one(Media::Video, plain, 0).as_deref(), Some(&plain[..]));
+        assert_eq!(one(Media::Video, plain, 3), None);
+        // A command frame applies to every track.
+        assert_eq!(
+            one(Media::Video, b"\xd1\x01", 5).as_deref(),
+            Some(&b"\xd1\x01"[..])
+        );
+        // A ModEx offset is dropped from the single-track form.
+        let m = b"\x97\x02\x0f\x42\x3f\x06\x01hvc1\x01\x00\x00\x01\xee";
+        assert_eq!(
+            one(Media::Video, m, 1).as_deref(),
+            Some(&b"\x91hvc1\x00\x00\x01\xee"[..])
+        );
+    }
+
+    #[test]
+    fn single_track_refuses_broken_messages() {
+        let b = bytes::Bytes::from_static(b"\x96\x11hvc1\x00\x00\x00\x09\x00\x00\x11");
+        assert_eq!(single_track(Media::Video, &b, 0), Err(Error::Truncated));
+        let e = bytes::Bytes::new();
+        assert_eq!(single_track(Media::Audio, &e, 0), Err(Error::Truncated));
+        let p = bytes::Bytes::from_static(b"\x91hvc1\x00");
+        assert_eq!(single_track(Media::Video, &p, 0), Err(Error::Truncated));
+    }
+
+    /// The multitrack fixture split into its two audio tracks: each is a complete plain stream
+    /// (one sequence start, then one tag per frame), with every frame of the source.
+    #[test]
+    fn single_track_splits_the_multitrack_fixture() {
+        let flv = include_bytes!("../../tests/data/codecs/multitrack_aac.flv");
+        // (sequence starts, coded frames, other packets) per track.
+        let mut per_track = [(0usize, 0usize, 0usize); 2];
+        for (tag, body) in flv_tags(flv) {
+            if tag != 8 {
+                continue;
+            }
+            let body = bytes::Bytes::copy_from_slice(body);
+            for (id, n) in per_track.iter_mut().enumerate() {
+                let Some(t) = single_track(Media::Audio, &body, id as u8).unwrap() else {
+                    continue;
+                };
+                let f = Frame::parse(8, 0, t.clone()).unwrap();
+                assert_eq!((f.codec, f.track_id), (Codec::Aac, 0), "track {id}");
+                let kind = if is_enhanced(Media::Audio, t[0]) {
+                    let ex = parse(Media::Audio, &t).unwrap();
+                    assert_eq!(ex.header.multitrack, None, "plain form");
+                    ex.header.packet_type
+                } else if f.config {
+                    PacketType::SequenceStart
+                } else {
+                    PacketType::CodedFrames
+                };
+                match kind {
+                    PacketType::SequenceStart => n.0 += 1,
+                    PacketType::CodedFrames => n.1 += 1,
+                    _ => n.2 += 1,
+                }
+            }
+        }
+        // Track 0 is legacy AAC in this fixture; track 1 multitrack, with FFmpeg's channel
+        // layout packet. Each: one header, then every frame FFmpeg decodes (facts.txt).
+        assert_eq!(per_track[0], (1, 142, 0));
+        assert_eq!(per_track[1], (1, 142, 1));
     }
 
     /// (tag type, body) of each tag of an FLV file.

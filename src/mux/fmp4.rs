@@ -1,6 +1,8 @@
 //! Fragmented MP4: init segments (`ftyp` + `moov` with `mvex`), media segments (`styp` + `moof` +
-//! `mdat`), and the `Fragmenter` that turns frames into per-track sample runs and decides where a
-//! segment ends. Frames in, bytes out: no files (the recorder in `record::fmp4` decides where).
+//! `mdat`), and the `Fragmenter` that turns frames into per-track sample runs (video, audio, and
+//! the extra audio tracks of a multitrack stream) and decides where a segment ends. Frames in,
+//! bytes out: no files (the recorder in `record::fmp4` decides where). Over 800 lines: the box
+//! writers and the timeline share `Run`/`Sample` and the track ids, and each part is short.
 
 use super::bmff::{descriptor, BoxWriter};
 use super::sample_entry::SampleEntry;
@@ -9,6 +11,12 @@ use bytes::Bytes;
 
 pub const VIDEO_TRACK_ID: u32 = 1;
 pub const AUDIO_TRACK_ID: u32 = 2;
+/// Extra audio tracks (the second and later audio tracks of a multitrack stream) take the ids
+/// from here on, in the order they are added: 3, 4, ...
+pub const FIRST_EXTRA_TRACK_ID: u32 = 3;
+/// At most this many extra audio tracks per recording (multitrack ids go to 255; encoders send
+/// one or two).
+pub const MAX_EXTRA_TRACKS: usize = 8;
 /// Video track timescale; RTMP milliseconds map to it exactly (x90).
 pub const VIDEO_TIMESCALE: u32 = 90_000;
 /// Movie timescale (mvhd, tkhd, elst): milliseconds.
@@ -333,21 +341,39 @@ pub fn init_segment(video: Option<&VideoConfig>, audio: Option<&AudioConfig>) ->
 
 /// `init_segment` for any codec: the video track (id 1) and the audio track (id 2) given.
 pub fn init_segment_for(video: Option<&TrackConfig>, audio: Option<&TrackConfig>) -> Vec<u8> {
+    init_segment_with(video, audio, &[])
+}
+
+/// `init_segment_for` plus extra audio tracks (ids `FIRST_EXTRA_TRACK_ID`.., in order; at most
+/// `MAX_EXTRA_TRACKS`, the rest are not written).
+pub fn init_segment_with(
+    video: Option<&TrackConfig>,
+    audio: Option<&TrackConfig>,
+    extra: &[&TrackConfig],
+) -> Vec<u8> {
+    let extra = &extra[..extra.len().min(MAX_EXTRA_TRACKS)];
     let mut w = BoxWriter::with_capacity(1024);
     w.file_type(b"ftyp", b"iso5", 0x200, &[b"iso5", b"iso6", b"mp41"]);
     let moov = w.begin(b"moov");
-    write_mvhd(&mut w, 0, AUDIO_TRACK_ID + 1);
+    write_mvhd(&mut w, 0, FIRST_EXTRA_TRACK_ID + extra.len() as u32);
     if let Some(v) = video {
         write_init_trak(&mut w, VIDEO_TRACK_ID, v);
     }
     if let Some(a) = audio {
         write_init_trak(&mut w, AUDIO_TRACK_ID, a);
     }
+    for (i, e) in extra.iter().enumerate() {
+        write_init_trak(&mut w, FIRST_EXTRA_TRACK_ID + i as u32, e);
+    }
     let mvex = w.begin(b"mvex");
+    let extra_ids = (0..extra.len()).map(|i| (true, FIRST_EXTRA_TRACK_ID + i as u32));
     for (present, id) in [
         (video.is_some(), VIDEO_TRACK_ID),
         (audio.is_some(), AUDIO_TRACK_ID),
-    ] {
+    ]
+    .into_iter()
+    .chain(extra_ids)
+    {
         if present {
             let trex = w.begin_full(b"trex", 0, 0);
             w.u32(id);
@@ -432,22 +458,30 @@ pub struct Fragment {
     pub sequence: u32,
     pub video: Option<Run>,
     pub audio: Option<Run>,
+    /// The runs of the extra audio tracks that have samples in this segment.
+    pub extra: Vec<Run>,
 }
 
 impl Fragment {
-    /// Duration for the muxed playlist: the longer of the two tracks.
+    /// Duration for the muxed playlist: the longest track.
     pub fn duration_secs(&self) -> f64 {
-        let v = self.video.as_ref().map_or(0.0, |r| r.duration_secs());
-        let a = self.audio.as_ref().map_or(0.0, |r| r.duration_secs());
-        v.max(a)
+        self.runs()
+            .iter()
+            .map(|r| r.duration_secs())
+            .fold(0.0, f64::max)
     }
 
     pub fn bytes(&self) -> u64 {
-        self.video.as_ref().map_or(0, |r| r.bytes()) + self.audio.as_ref().map_or(0, |r| r.bytes())
+        self.runs().iter().map(|r| r.bytes()).sum()
     }
 
+    /// Every run, in track id order (video, audio, extra audio): the muxed segment's trafs.
     pub fn runs(&self) -> Vec<&Run> {
-        self.video.iter().chain(self.audio.iter()).collect()
+        self.video
+            .iter()
+            .chain(self.audio.iter())
+            .chain(self.extra.iter())
+            .collect()
     }
 }
 
@@ -596,6 +630,8 @@ pub struct Fragmenter {
     target_ms: u32,
     video: Option<TrackLine>,
     audio: Option<TrackLine>,
+    /// Extra audio tracks: they follow the segments the main tracks cut, never cut themselves.
+    extra: Vec<TrackLine>,
     /// Stream time (ms) of decode time 0.
     base: Option<u64>,
     /// Frames held until the base is fixed.
@@ -607,6 +643,8 @@ pub struct Fragmenter {
 #[derive(Debug)]
 struct LeadFrame {
     track: Track,
+    /// For an extra audio track's frame, its index.
+    extra: Option<usize>,
     time: u64,
     cts: i32,
     key: bool,
@@ -624,6 +662,7 @@ impl Fragmenter {
             target_ms: target_ms.max(1),
             video: has_video.then(|| TrackLine::new(VIDEO_TRACK_ID, VIDEO_TIMESCALE, 3600)),
             audio: audio_rate.map(|r| TrackLine::new(AUDIO_TRACK_ID, r.max(1), 1024)),
+            extra: Vec::new(),
             base: None,
             lead: Vec::new(),
             sequence: 0,
@@ -637,6 +676,50 @@ impl Fragmenter {
 
     pub fn has_audio(&self) -> bool {
         self.audio.is_some()
+    }
+
+    /// Adds an extra audio track (sample rate `rate`) before the first frame; returns its index
+    /// for `push_extra` (its track id is `FIRST_EXTRA_TRACK_ID` + index), `None` past
+    /// `MAX_EXTRA_TRACKS`.
+    pub fn add_extra_track(&mut self, rate: u32) -> Option<usize> {
+        if self.extra.len() >= MAX_EXTRA_TRACKS {
+            return None;
+        }
+        let id = FIRST_EXTRA_TRACK_ID + self.extra.len() as u32;
+        self.extra.push(TrackLine::new(id, rate.max(1), 1024));
+        Some(self.extra.len() - 1)
+    }
+
+    /// Adds one sample of extra audio track `index` (see `push`). Extra tracks never decide a
+    /// cut and are not waited for when time 0 is fixed; their samples land in the segment open
+    /// when they arrive.
+    pub fn push_extra(&mut self, index: usize, time: u64, data: Bytes) {
+        if index >= self.extra.len() {
+            return;
+        }
+        if self.base.is_none() {
+            self.lead.push(LeadFrame {
+                track: Track::Audio,
+                extra: Some(index),
+                time,
+                cts: 0,
+                key: true,
+                data,
+            });
+            if self.lead.len() >= MAX_LEAD_FRAMES {
+                self.release_lead();
+            }
+            return;
+        }
+        self.push_extra_timed(index, time, data);
+    }
+
+    fn push_extra_timed(&mut self, index: usize, time: u64, data: Bytes) {
+        let Some(base) = self.base else { return };
+        let ms = time.wrapping_sub(base) as i64;
+        if let Some(line) = self.extra.get_mut(index) {
+            line.push(ms, 0, true, data);
+        }
     }
 
     fn has_track(&self, track: Track) -> bool {
@@ -666,6 +749,7 @@ impl Fragmenter {
         }
         self.lead.push(LeadFrame {
             track,
+            extra: None,
             time,
             cts,
             key,
@@ -673,7 +757,7 @@ impl Fragmenter {
         });
         let first = self.lead[0].time;
         let span = time.saturating_sub(first);
-        let seen = |t: Track| self.lead.iter().any(|f| f.track == t);
+        let seen = |t: Track| self.lead.iter().any(|f| f.track == t && f.extra.is_none());
         let all_seen = (self.video.is_none() || seen(Track::Video))
             && (self.audio.is_none() || seen(Track::Audio));
         let limit = MAX_LEAD_MS.min(self.target_ms / 2) as u64;
@@ -692,7 +776,12 @@ impl Fragmenter {
         };
         self.base = Some(min);
         for f in lead {
-            self.push_timed(f.track, f.time, f.cts, f.key, f.data, false);
+            match f.extra {
+                Some(i) => self.push_extra_timed(i, f.time, f.data),
+                None => {
+                    self.push_timed(f.track, f.time, f.cts, f.key, f.data, false);
+                }
+            }
         }
     }
 
@@ -756,13 +845,16 @@ impl Fragmenter {
         let video = self.video.as_mut().and_then(|l| l.take_run());
         let audio = self.audio.as_mut().and_then(|l| l.take_run());
         if video.is_none() && audio.is_none() {
+            // Extra tracks alone never make a segment: their samples wait for the next one.
             return None;
         }
+        let extra = self.extra.iter_mut().filter_map(|l| l.take_run()).collect();
         self.sequence += 1;
         Some(Fragment {
             sequence: self.sequence,
             video,
             audio,
+            extra,
         })
     }
 
@@ -773,6 +865,7 @@ impl Fragmenter {
         for line in [self.video.as_mut(), self.audio.as_mut()]
             .into_iter()
             .flatten()
+            .chain(self.extra.iter_mut())
         {
             if line.last_dt.is_none() {
                 line.reset_default();
@@ -931,6 +1024,120 @@ mod tests {
                 .count(),
             1
         );
+    }
+
+    #[test]
+    fn init_segment_with_extra_audio_tracks() {
+        let v = TrackConfig::Avc(VideoConfig {
+            avcc: Bytes::from_static(&[1, 0x64, 0, 0x1f, 0xff]),
+            width: 320,
+            height: 240,
+        });
+        let a = TrackConfig::Aac(AudioConfig {
+            asc: Bytes::from_static(&[0x12, 0x10]),
+            sample_rate: 44100,
+            channels: 2,
+        });
+        let a2 = TrackConfig::Aac(AudioConfig {
+            asc: Bytes::from_static(&[0x11, 0x88]),
+            sample_rate: 48000,
+            channels: 1,
+        });
+        let init = init_segment_with(Some(&v), Some(&a), &[&a2]);
+        let tracks = crate::mux::mp4::parse_init(&init).unwrap();
+        let got: Vec<(u32, bool, u32)> = tracks
+            .iter()
+            .map(|t| (t.track_id, t.audio, t.timescale))
+            .collect();
+        assert_eq!(
+            got,
+            [(1, false, 90_000), (2, true, 44_100), (3, true, 48_000)]
+        );
+        let moov = find(&init, b"moov").unwrap().unwrap();
+        let mvex = find(moov, b"mvex").unwrap().unwrap();
+        let trex_ids: Vec<u32> = boxes(mvex)
+            .filter_map(|b| b.ok())
+            .map(|(_, body)| u32::from_be_bytes(body[4..8].try_into().unwrap()))
+            .collect();
+        assert_eq!(trex_ids, [1, 2, 3]);
+        // mvhd next_track_id: after the last track.
+        let mvhd = find(moov, b"mvhd").unwrap().unwrap();
+        assert_eq!(&mvhd[mvhd.len() - 4..], &4u32.to_be_bytes());
+        // No extras: the same bytes as before extras existed.
+        assert_eq!(
+            init_segment_with(Some(&v), Some(&a), &[]),
+            init_segment_for(Some(&v), Some(&a))
+        );
+        // Past the cap, the rest are not written.
+        let many = vec![&a2; MAX_EXTRA_TRACKS + 3];
+        let init = init_segment_with(None, Some(&a), &many);
+        assert_eq!(
+            crate::mux::mp4::parse_init(&init).unwrap().len(),
+            1 + MAX_EXTRA_TRACKS
+        );
+    }
+
+    #[test]
+    fn extra_tracks_follow_the_cuts_and_keep_every_sample() {
+        let mut f = Fragmenter::new(1000, true, Some(48_000));
+        let x = f.add_extra_track(48_000).unwrap();
+        assert_eq!(x, 0);
+        let mut frags = Vec::new();
+        let mut events = Vec::new();
+        for i in 0..75u32 {
+            events.push((1000 + i * 40, 0u8, i % 30 == 0));
+        }
+        for i in 0..140u32 {
+            let ms = 1000 + i * 1024 * 1000 / 48_000;
+            events.push((ms, 1, true));
+            events.push((ms + 3, 2, true));
+        }
+        // The extra track's first frame comes first: the lead still waits for the main tracks.
+        events.sort_by_key(|e| (e.0, std::cmp::Reverse(e.1)));
+        events.insert(0, (995, 2, true));
+        for (ms, kind, key) in events {
+            let got = match kind {
+                0 => f.push(Track::Video, ms as u64, 0, key, b(10)),
+                1 => f.push(Track::Audio, ms as u64, 0, key, b(7)),
+                _ => {
+                    f.push_extra(x, ms as u64, b(5));
+                    None
+                }
+            };
+            frags.extend(got);
+        }
+        frags.extend(f.finish());
+        assert_eq!(frags.len(), 3);
+        let mut next = None;
+        let mut count = 0;
+        for fr in &frags {
+            assert_eq!(fr.extra.len(), 1, "every segment has extra samples");
+            let e = &fr.extra[0];
+            assert_eq!(e.track_id, FIRST_EXTRA_TRACK_ID);
+            assert!(e.samples.iter().all(|s| s.size == 5 && s.is_sync()));
+            if let Some(n) = next {
+                assert_eq!(e.decode_time, n, "contiguous across segments");
+            } else {
+                // The extra track's 995 ms frame is the earliest held: it is time 0.
+                assert_eq!(e.decode_time, 0);
+            }
+            next = Some(e.decode_time + e.duration_ticks());
+            count += e.samples.len();
+            // The muxed segment has a traf per track, extra last.
+            let ids: Vec<u32> = fr.runs().iter().map(|r| r.track_id).collect();
+            assert_eq!(ids, [1, 2, 3]);
+        }
+        assert_eq!(count, 141);
+        // The main tracks start 5 ms later (450 ticks at 90 kHz, 240 at 48 kHz).
+        assert_eq!(frags[0].video.as_ref().unwrap().decode_time, 450);
+        assert_eq!(frags[0].audio.as_ref().unwrap().decode_time, 240);
+        let mut f = Fragmenter::new(1000, false, Some(48_000));
+        for _ in 0..MAX_EXTRA_TRACKS {
+            assert!(f.add_extra_track(44_100).is_some());
+        }
+        assert_eq!(f.add_extra_track(44_100), None);
+        // An index that was never given out is ignored.
+        f.push_extra(MAX_EXTRA_TRACKS, 0, b(1));
     }
 
     #[test]

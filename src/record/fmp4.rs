@@ -3,16 +3,18 @@
 //! forms with their playlists and `meta.json`, rotates the previous session away at start, builds
 //! `stream_full.mp4` at the end, and repairs sessions a crash left unmerged. Runs on a recorder
 //! worker, never on the event loop. Every codec with a sample entry (H.264, HEVC, AV1, VP9, AAC,
-//! Opus, MP3, AC-3/E-AC-3; `track_config`) of the default track; other tracks are logged once,
-//! counted and listed in `meta.json` as skipped. Over 800 lines: session, playlists, meta.json and
-//! repair belong together here and are each short.
+//! Opus, MP3, AC-3/E-AC-3; `track_config`) of the default track, and the further audio tracks
+//! of a multitrack stream as extra `trak`s of the muxed form and `stream_full.mp4` (listed in
+//! `output_merge/meta.json` as `extra_audio`; the separate form holds the default tracks only);
+//! other tracks are logged once, counted and listed in `meta.json` as skipped. Over 800 lines:
+//! session, playlists, meta.json and repair belong together here and are each short.
 
 use super::merge::merge_dir;
 use super::paths::{self, local_stamp, replace_file};
 use super::{Prelude, Sink};
 use crate::media::aac::AudioSpecificConfig;
 use crate::media::avc::AvcConfig;
-use crate::media::enhanced::PacketType;
+use crate::media::enhanced::{PacketType, TrackPacket};
 use crate::media::{ac3::SyncFrame, av1::Av1Config, hevc::HevcConfig, mp3, opus::OpusHead};
 use crate::media::{vp9, vp9::Vp9Config};
 use crate::media::{Codec, Frame, Track};
@@ -49,6 +51,44 @@ struct AudioTrack {
     channels: u8,
 }
 
+impl AudioTrack {
+    /// The track `config` describes; `source` is the sequence header it came from (empty for
+    /// the self-describing MP3 and AC-3).
+    fn new(config: TrackConfig, payload: &Bytes, is_header: bool) -> AudioTrack {
+        let codec = match &config {
+            TrackConfig::Aac(_) => AudioSpecificConfig::parse(payload).map(|c| c.codec_string()),
+            TrackConfig::Other(e) => Some(e.codec_string()),
+            TrackConfig::Avc(_) => None,
+        }
+        .unwrap_or_default();
+        let (sample_rate, channels) = match &config {
+            TrackConfig::Aac(a) => (a.sample_rate, a.channels),
+            TrackConfig::Other(SampleEntry::Opus(h)) => (config.timescale(), h.channels),
+            TrackConfig::Other(SampleEntry::Mp3(h)) => (h.sample_rate, h.channels),
+            TrackConfig::Other(SampleEntry::Ac3(f)) => (f.sample_rate, f.channels()),
+            _ => (config.timescale(), 2),
+        };
+        AudioTrack {
+            config,
+            source: if is_header {
+                payload.clone()
+            } else {
+                Bytes::new()
+            },
+            codec,
+            sample_rate,
+            channels,
+        }
+    }
+}
+
+/// A further audio track of a multitrack stream (multitrack id != 0) recorded as its own trak.
+struct ExtraAudio {
+    /// The multitrack track id.
+    track_id: u8,
+    track: AudioTrack,
+}
+
 /// One closed segment as the playlists list it.
 #[derive(Clone, Copy)]
 struct SegInfo {
@@ -72,6 +112,8 @@ pub struct Fmp4Sink {
     state: State,
     video: Option<VideoTrack>,
     audio: Option<AudioTrack>,
+    /// In the order of their fMP4 track ids (`fmp4::FIRST_EXTRA_TRACK_ID` on).
+    extra: Vec<ExtraAudio>,
     muxed: Vec<SegInfo>,
     video_segs: Vec<SegInfo>,
     audio_segs: Vec<SegInfo>,
@@ -110,6 +152,7 @@ impl Fmp4Sink {
             state: State::Waiting(Prelude::default()),
             video: None,
             audio: None,
+            extra: Vec::new(),
             muxed: Vec::new(),
             video_segs: Vec::new(),
             audio_segs: Vec::new(),
@@ -188,28 +231,15 @@ impl Fmp4Sink {
             self.late_track = true;
             return;
         }
-        let codec = match &config {
-            TrackConfig::Avc(_) => AvcConfig::parse(&payload).map(|c| c.codec_string()),
-            TrackConfig::Aac(_) => AudioSpecificConfig::parse(&payload).map(|c| c.codec_string()),
-            TrackConfig::Other(e) => Some(e.codec_string()),
-        }
-        .unwrap_or_default();
         if config.is_audio() {
-            let (sample_rate, channels) = match &config {
-                TrackConfig::Aac(a) => (a.sample_rate, a.channels),
-                TrackConfig::Other(SampleEntry::Opus(h)) => (config.timescale(), h.channels),
-                TrackConfig::Other(SampleEntry::Mp3(h)) => (h.sample_rate, h.channels),
-                TrackConfig::Other(SampleEntry::Ac3(f)) => (f.sample_rate, f.channels()),
-                _ => (config.timescale(), 2),
-            };
-            self.audio = Some(AudioTrack {
-                config,
-                source: if frame.config { payload } else { Bytes::new() },
-                codec,
-                sample_rate,
-                channels,
-            });
+            self.audio = Some(AudioTrack::new(config, &payload, frame.config));
         } else {
+            let codec = match &config {
+                TrackConfig::Avc(_) => AvcConfig::parse(&payload).map(|c| c.codec_string()),
+                TrackConfig::Other(e) => Some(e.codec_string()),
+                TrackConfig::Aac(_) => None,
+            }
+            .unwrap_or_default();
             let (width, height) = config.dimensions();
             self.video = Some(VideoTrack {
                 config,
@@ -219,6 +249,82 @@ impl Fmp4Sink {
                 height,
             });
         }
+    }
+
+    /// A further multitrack audio track's description: its SequenceStart, or for MP3 and AC-3
+    /// its first frame. Taken until the first segment is written: its header follows the
+    /// default track's in the same burst, often after the default tracks have started the
+    /// recording, and until a segment exists `init.mp4` may still be rewritten with the extra
+    /// trak (no playlist lists a segment yet). Later, the track stays skipped.
+    fn take_extra_config(&mut self, frame: &Frame) -> io::Result<()> {
+        let open = match self.state {
+            State::Waiting(_) => true,
+            State::Running(_) => self.muxed.is_empty(),
+            State::Done => false,
+        };
+        if !open {
+            return Ok(());
+        }
+        for t in other_tracks(frame) {
+            let known = self.extra.iter().any(|e| e.track_id == t.track_id);
+            if known || self.extra.len() >= fmp4::MAX_EXTRA_TRACKS {
+                continue;
+            }
+            let framed = matches!(t.codec, Codec::Mp3 | Codec::Ac3 | Codec::Eac3);
+            let usable = match t.packet_type {
+                PacketType::SequenceStart => !framed,
+                PacketType::CodedFrames => framed,
+                _ => false,
+            };
+            if !usable {
+                continue;
+            }
+            let payload = frame.data.slice(t.payload.clone());
+            let Some(config) = track_config_of(t.codec, t.is_config(), &payload) else {
+                continue;
+            };
+            if !config.is_audio() {
+                continue;
+            }
+            let rate = config.timescale();
+            self.extra.push(ExtraAudio {
+                track_id: t.track_id,
+                track: AudioTrack::new(config, &payload, t.is_config()),
+            });
+            if let State::Running(frag) = &mut self.state {
+                // Same cap as `self.extra`, so the indices stay in step.
+                frag.add_extra_track(rate);
+                self.write_muxed_init()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `output_merge/init.mp4`: the default tracks and the extra audio tracks.
+    fn write_muxed_init(&self) -> io::Result<()> {
+        let video = self.video.as_ref().map(|v| &v.config);
+        let audio = self.audio.as_ref().map(|a| &a.config);
+        let extra: Vec<&TrackConfig> = self.extra.iter().map(|e| &e.track.config).collect();
+        replace_file(
+            &self.merge_dir.join(INIT_NAME),
+            &fmp4::init_segment_with(video, audio, &extra),
+        )
+    }
+
+    /// The coded payloads of the extra audio tracks in a frame (one for FFmpeg's OneTrack
+    /// messages, several for a ManyTracks message), with each track's index.
+    fn extra_payloads(&self, frame: &Frame) -> Vec<(usize, Bytes)> {
+        if self.extra.is_empty() {
+            return Vec::new();
+        }
+        other_tracks(frame)
+            .into_iter()
+            .filter(|t| t.packet_type == PacketType::CodedFrames && !t.payload.is_empty())
+            .filter_map(|t| {
+                let index = self.extra.iter().position(|e| e.track_id == t.track_id)?;
+                Some((index, frame.data.slice(t.payload)))
+            })
+            .collect()
     }
 
     /// Leaves `Waiting`: writes the init segments and replays the buffered frames.
@@ -235,12 +341,9 @@ impl Fmp4Sink {
                 }
             }
         }
+        self.write_muxed_init()?;
         let video = self.video.as_ref().map(|v| &v.config);
         let audio = self.audio.as_ref().map(|a| &a.config);
-        replace_file(
-            &self.merge_dir.join(INIT_NAME),
-            &fmp4::init_segment_for(video, audio),
-        )?;
         if let Some(v) = video {
             replace_file(
                 &self.separate_dir.join(VIDEO_INIT_NAME),
@@ -253,11 +356,16 @@ impl Fmp4Sink {
                 &fmp4::init_segment_for(None, Some(a)),
             )?;
         }
-        self.state = State::Running(Box::new(Fragmenter::new(
+        let mut frag = Fragmenter::new(
             self.fragment_ms,
             video.is_some(),
             audio.map(|a| a.timescale()),
-        )));
+        );
+        for e in &self.extra {
+            // Indices follow `self.extra`: both are capped at MAX_EXTRA_TRACKS.
+            frag.add_extra_track(e.track.config.timescale());
+        }
+        self.state = State::Running(Box::new(frag));
         self.write_playlists(false)?;
         for f in frames {
             self.push(&f)?;
@@ -266,9 +374,13 @@ impl Fmp4Sink {
     }
 
     fn push(&mut self, frame: &Frame) -> io::Result<()> {
+        let extra = self.extra_payloads(frame);
         let State::Running(frag) = &mut self.state else {
             return Ok(());
         };
+        for (index, data) in extra {
+            frag.push_extra(index, frame.time, data);
+        }
         let Some(data) = Self::media_payload(frame) else {
             return Ok(());
         };
@@ -461,6 +573,22 @@ impl Fmp4Sink {
         let ms =
             |segs: &[SegInfo]| (segs.iter().map(|s| s.secs).sum::<f64>() * 1000.0).round() as u64;
         let mut merge = Json::from(&common);
+        let extra: Vec<String> = self
+            .extra
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                format!(
+                    "{{\"track\":{},\"mp4_track_id\":{},\"codec\":\"{}\",\"sample_rate\":{},\"channels\":{}}}",
+                    e.track_id,
+                    fmp4::FIRST_EXTRA_TRACK_ID + i as u32,
+                    e.track.codec,
+                    e.track.sample_rate,
+                    e.track.channels
+                )
+            })
+            .collect();
+        merge.raw("extra_audio", &format!("[{}]", extra.join(",")));
         merge.num("segments", self.muxed.len() as u64);
         merge.num("duration_ms", ms(&self.muxed));
         merge.str("init", INIT_NAME);
@@ -525,6 +653,9 @@ impl Fmp4Sink {
         if frame.track == Track::Meta {
             return Ok(());
         }
+        if frame.track == Track::Audio {
+            self.take_extra_config(frame)?;
+        }
         self.note_skip(frame)?;
         // MP3 and AC-3 have no sequence header: their first frame describes the track.
         if frame.config || (frame.track == Track::Audio && self.audio.is_none()) {
@@ -554,24 +685,35 @@ impl Fmp4Sink {
         }
     }
 
-    /// A track this recorder cannot hold (another codec, a second multitrack track): one log
-    /// line, one count, and a line in `meta.json`'s `skipped`.
+    /// A track this recorder cannot hold (another codec, a second multitrack track that came
+    /// too late, also inside a ManyTracks message): one log line, one count, and a line in
+    /// `meta.json`'s `skipped`.
     fn note_skip(&mut self, frame: &Frame) -> io::Result<()> {
         let command = frame.enhanced().is_some_and(|t| t.first.is_none());
-        if command || (frame.track_id == 0 && recordable(frame.codec)) {
-            return Ok(());
+        let is_extra = |id: u8| self.extra.iter().any(|e| e.track_id == id);
+        let extra = frame.track_id != 0 && frame.track == Track::Audio && is_extra(frame.track_id);
+        let mut names = Vec::new();
+        if !(command || extra || (frame.track_id == 0 && recordable(frame.codec))) {
+            names.push(super::hls::skipped_name(frame));
         }
-        let name = super::hls::skipped_name(frame);
-        if self.skipped.contains(&name) || self.skipped.len() >= MAX_SKIPPED {
-            return Ok(());
+        for t in other_tracks(frame) {
+            if t.track_id != frame.track_id && !is_extra(t.track_id) {
+                names.push(format!("audio track {} ({:?})", t.track_id, t.codec));
+            }
         }
-        log::info!(
-            "fMP4 {}: {name} is not recorded to fMP4/MP4",
-            self.merge_dir.display()
-        );
-        super::note_skipped_track();
-        self.skipped.push(name);
-        self.write_meta(false)
+        for name in names {
+            if self.skipped.contains(&name) || self.skipped.len() >= MAX_SKIPPED {
+                continue;
+            }
+            log::info!(
+                "fMP4 {}: {name} is not recorded to fMP4/MP4",
+                self.merge_dir.display()
+            );
+            super::note_skipped_track();
+            self.skipped.push(name);
+            self.write_meta(false)?;
+        }
+        Ok(())
     }
 
     fn finish_clean(&mut self) -> io::Result<()> {
@@ -620,6 +762,25 @@ const MAX_SKIPPED: usize = 16;
 /// How many frames past the prelude's release to wait for an AC-3/MP3 track's first frame.
 const AWAIT_AUDIO_FRAMES: u32 = 256;
 
+/// The tracks other than the default one (id != 0) of a multitrack audio message, with their
+/// payload ranges checked against the frame; none for anything else or a malformed message.
+fn other_tracks(frame: &Frame) -> Vec<TrackPacket> {
+    if frame.track != Track::Audio {
+        return Vec::new();
+    }
+    let Some(tag) = frame.enhanced() else {
+        return Vec::new();
+    };
+    if tag.header.multitrack.is_none() {
+        return Vec::new();
+    }
+    tag.header
+        .tracks(&frame.data)
+        .filter_map(Result::ok)
+        .filter(|t| t.track_id != 0 && t.payload.end <= frame.data.len())
+        .collect()
+}
+
 /// Codecs this recorder holds (the default track only; see `track_config`).
 pub(crate) fn recordable(codec: Codec) -> bool {
     matches!(
@@ -640,8 +801,13 @@ pub(crate) fn recordable(codec: Codec) -> bool {
 /// have one, the first frame itself for MP3 and AC-3 (their frame headers are the description).
 /// `None` for anything else or for a configuration that does not parse.
 pub(crate) fn track_config(frame: &Frame, payload: &Bytes) -> Option<TrackConfig> {
-    if !frame.config {
-        return match frame.codec {
+    track_config_of(frame.codec, frame.config, payload)
+}
+
+/// `track_config` from the codec and whether `payload` is a sequence header.
+fn track_config_of(codec: Codec, is_header: bool, payload: &Bytes) -> Option<TrackConfig> {
+    if !is_header {
+        return match codec {
             Codec::Mp3 => {
                 mp3::FrameHeader::parse(payload).map(|h| TrackConfig::Other(SampleEntry::Mp3(h)))
             }
@@ -651,7 +817,7 @@ pub(crate) fn track_config(frame: &Frame, payload: &Bytes) -> Option<TrackConfig
             _ => None,
         };
     }
-    Some(match frame.codec {
+    Some(match codec {
         Codec::Avc => {
             let avc = AvcConfig::parse(payload)?;
             TrackConfig::Avc(VideoConfig {
@@ -1129,26 +1295,140 @@ mod tests {
         assert_eq!(packets(&full, "a:0"), packets(&flv, "a:0"), "audio packets");
     }
 
-    /// A second multitrack audio track is not in fMP4 (yet): listed as skipped, counted, and
-    /// the default tracks are still recorded.
+    /// A second multitrack audio track (FFmpeg 9's OneTrack form, track 1) becomes a third trak
+    /// (id 3) of the muxed form and of the merged MP4, with every frame; nothing is skipped and
+    /// the separate form keeps the default tracks.
     #[test]
-    fn second_multitrack_audio_track_is_listed_as_skipped() {
+    fn second_multitrack_audio_track_is_an_extra_trak() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/codecs");
         let dir = tmpdir("fmp4-multitrack");
-        let before = crate::record::skipped_tracks();
         record(
             &dir,
             &read_flv(&root.join("multitrack_aac.flv")),
             1000,
             SystemTime::now(),
         );
+        let merge = dir.join(MERGE_DIR);
+        let meta = fs::read_to_string(merge.join(META_NAME)).unwrap();
+        assert!(meta.contains("\"skipped\":[]"), "{meta}");
+        assert!(meta.contains("\"tracks\":[\"video\",\"audio\"]"), "{meta}");
+        assert!(
+            meta.contains(
+                "\"extra_audio\":[{\"track\":1,\"mp4_track_id\":3,\"codec\":\"mp4a.40.2\""
+            ),
+            "{meta}"
+        );
+        let init = fs::read(merge.join(INIT_NAME)).unwrap();
+        let tracks = crate::mux::mp4::parse_init(&init).unwrap();
+        let ids: Vec<(u32, bool)> = tracks.iter().map(|t| (t.track_id, t.audio)).collect();
+        assert_eq!(ids, [(1, false), (2, true), (3, true)]);
+        let sep_init = fs::read(dir.join(SEPARATE_DIR).join(AUDIO_INIT_NAME)).unwrap();
+        assert_eq!(crate::mux::mp4::parse_init(&sep_init).unwrap().len(), 1);
+        if !tools() {
+            return;
+        }
+        let full = merge.join(FULL_NAME);
+        assert_eq!(errors(&full), "", "merged MP4 decodes clean");
+        let facts = fs::read_to_string(root.join("facts.txt")).unwrap();
+        let fact = |k: &str| -> u64 {
+            facts
+                .lines()
+                .find_map(|l| l.strip_prefix(k)?.strip_prefix('=')?.parse().ok())
+                .unwrap()
+        };
+        assert_eq!(packets(&full, "v:0"), fact("multitrack_aac.flv.frames.0"));
+        assert_eq!(packets(&full, "a:0"), fact("multitrack_aac.flv.frames.1"));
+        assert_eq!(packets(&full, "a:1"), fact("multitrack_aac.flv.frames.2"));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// The same two AAC tracks sent as ManyTracks messages (both tracks in one message, as the
+    /// spec allows): track 1 is still an extra trak with every frame.
+    #[test]
+    fn many_tracks_messages_record_both_tracks() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/codecs");
+        let frames = read_flv(&root.join("multitrack_aac.flv"));
+        // (packet type, payload) of each track, in order; track 1's channel layout is dropped.
+        let payloads = |id: u8| -> Vec<(u8, Vec<u8>)> {
+            frames
+                .iter()
+                .filter(|f| f.track == Track::Audio && f.track_id == id)
+                .filter_map(|f| match f.enhanced() {
+                    Some(t) => {
+                        let p = t.first?;
+                        let pt = match p.packet_type {
+                            PacketType::SequenceStart => 0,
+                            PacketType::CodedFrames => 1,
+                            _ => return None,
+                        };
+                        Some((pt, f.data[p.payload].to_vec()))
+                    }
+                    None => Some((f.data[1], f.data[2..].to_vec())),
+                })
+                .collect()
+        };
+        let (t0, t1) = (payloads(0), payloads(1));
+        assert_eq!((t0.len(), t1.len()), (143, 143));
+        let times: Vec<u32> = frames
+            .iter()
+            .filter(|f| f.track == Track::Audio && f.track_id == 0)
+            .map(|f| f.time as u32)
+            .collect();
+        let mut combined: Vec<Frame> = frames
+            .iter()
+            .filter(|f| f.track != Track::Audio)
+            .cloned()
+            .collect();
+        for ((a, b), ts) in t0.iter().zip(&t1).zip(times) {
+            assert_eq!(a.0, b.0);
+            let mut body = vec![0x95, 0x10 | a.0];
+            body.extend_from_slice(b"mp4a");
+            for (id, data) in [(0u8, &a.1), (1, &b.1)] {
+                body.push(id);
+                body.extend_from_slice(&(data.len() as u32).to_be_bytes()[1..]);
+                body.extend_from_slice(data);
+            }
+            combined.push(Frame::parse(8, ts, Bytes::from(body)).unwrap());
+        }
+        combined.sort_by_key(|f| f.time);
+        let dir = tmpdir("fmp4-manytracks");
+        record(&dir, &combined, 1000, SystemTime::now());
+        let merge = dir.join(MERGE_DIR);
+        let meta = fs::read_to_string(merge.join(META_NAME)).unwrap();
+        assert!(meta.contains("\"skipped\":[]"), "{meta}");
+        assert!(meta.contains("\"extra_audio\":[{\"track\":1,"), "{meta}");
+        if tools() {
+            let full = merge.join(FULL_NAME);
+            assert_eq!(errors(&full), "", "merged MP4 decodes clean");
+            assert_eq!(packets(&full, "a:0"), 142);
+            assert_eq!(packets(&full, "a:1"), 142);
+        }
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// A second track whose header comes after the first segment is written cannot join the
+    /// init segment any more: listed as skipped, counted, and the default tracks are recorded.
+    #[test]
+    fn late_second_multitrack_audio_track_is_listed_as_skipped() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/codecs");
+        let dir = tmpdir("fmp4-multitrack-late");
+        let before = crate::record::skipped_tracks();
+        let (late, mut frames): (Vec<Frame>, Vec<Frame>) =
+            read_flv(&root.join("multitrack_aac.flv"))
+                .into_iter()
+                .partition(|f| f.track_id == 1);
+        let at = frames.iter().position(|f| f.time >= 2500).unwrap();
+        frames.splice(at..at, late);
+        record(&dir, &frames, 1000, SystemTime::now());
         let meta = fs::read_to_string(dir.join(MERGE_DIR).join(META_NAME)).unwrap();
         assert!(
             meta.contains("\"skipped\":[\"audio track 1 (Aac)\"]"),
             "{meta}"
         );
         assert!(meta.contains("\"tracks\":[\"video\",\"audio\"]"), "{meta}");
+        assert!(meta.contains("\"extra_audio\":[]"), "{meta}");
         assert!(crate::record::skipped_tracks() > before);
+        let _ = fs::remove_dir_all(&dir);
     }
 
     /// Every fixture of tests/data/codecs (HEVC, AV1, VP9, Opus, MP3, AC-3) is recorded with its

@@ -22,6 +22,7 @@ use crate::rtmp::control::{self, AckCounter};
 use crate::rtmp::handshake::{HandshakeError, ServerHandshake};
 use crate::rtmp::message::{self as mt, Message};
 use bytes::BytesMut;
+pub use commands::ClientCaps;
 use std::collections::VecDeque;
 use std::fmt;
 use streams::{Request, RequestKind, StreamState};
@@ -186,6 +187,8 @@ pub struct ServerSession {
     next_request_id: u32,
     /// (FCPublish name, its transaction id): answered with onFCPublish when the publish is accepted.
     fc_publish: Vec<(String, f64)>,
+    /// What the client declared in an Enhanced RTMP connect; `None` for a legacy client.
+    client_caps: Option<ClientCaps>,
     close: bool,
 }
 
@@ -214,6 +217,7 @@ impl ServerSession {
             requests: Vec::new(),
             next_request_id: 1,
             fc_publish: Vec::new(),
+            client_caps: None,
             close: false,
         }
     }
@@ -405,6 +409,11 @@ impl ServerSession {
     /// The connect app ("" before connect).
     pub fn app(&self) -> &str {
         &self.app
+    }
+
+    /// The Enhanced RTMP capabilities of the client's connect; `None` for a legacy client.
+    pub fn client_caps(&self) -> Option<&ClientCaps> {
+        self.client_caps.as_ref()
     }
 
     fn send_control(&mut self, mut msg: Message) {

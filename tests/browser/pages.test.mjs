@@ -26,6 +26,10 @@ const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const RTMPD_BIN = path.resolve(ROOT, process.env.RTMPD_BIN || "target/debug/rtmpd");
 const FIXTURE = path.join(ROOT, "tests", "data", "fixture.flv");
 const FIXTURE_AUDIO = path.join(ROOT, "tests", "data", "fixture_audio.flv");
+// HEVC over Enhanced RTMP: Debian's FFmpeg 5.1 cannot publish it, FFmpeg 9 (tools/fetch-ffmpeg.sh) can.
+const FIXTURE_HEVC = path.join(ROOT, "tests", "data", "codecs", "hevc_aac.flv");
+const FFMPEG9 = process.env.RTMPD_FFMPEG9 || path.join(ROOT, "tools", "ffmpeg9", "ffmpeg");
+const HAVE_FFMPEG9 = fs.existsSync(FFMPEG9);
 const CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
   "--disable-component-update", "--no-first-run",
   // Headless pages play muted anyway; this keeps play() from waiting for a user gesture.
@@ -71,11 +75,11 @@ function startChild(cmd, args, name) {
   return c;
 }
 
-function publish(file, stream, loop) {
+function publish(file, stream, loop, ffmpeg = "ffmpeg") {
   const args = ["-hide_banner", "-loglevel", "error", "-re"];
   if (loop) args.push("-stream_loop", "-1");
   args.push("-i", file, "-c", "copy", "-f", "flv", `rtmp://127.0.0.1:${ports.rtmp}/live/${stream}`);
-  return startChild("ffmpeg", args, "ffmpeg " + stream);
+  return startChild(ffmpeg, args, "ffmpeg " + stream);
 }
 
 const sleep = ms => new Promise(r => setTimeout(r, ms));
@@ -408,6 +412,74 @@ browserTest("index.html plays an audio-only stream", async () => {
   skipIfNoTools();
   await playPage("index-audio-only", "/index.html?stream=audio");
 });
+
+browserTest("mpegts.js reads HEVC HTTP-FLV (and plays it where Chromium decodes HEVC)", async t => {
+  skipIfNoTools();
+  if (!HAVE_FFMPEG9) {
+    const why = `FFmpeg 9 not found at ${FFMPEG9} (sh tools/fetch-ffmpeg.sh): nothing can publish HEVC`;
+    if (REQUIRE_TOOLS) assert.fail(`RTMPD_REQUIRE_TOOLS=1 and ${why}`);
+    t.skip(why);
+    return;
+  }
+  // Published for this test only, so the other pages (the home page's tiles) never see it.
+  const hevc = publish(FIXTURE_HEVC, "hevc", true, FFMPEG9);
+  try {
+    await waitFor("live/hevc to be live", async () => (await liveStreams()).includes("live/hevc"), 15000);
+    await readHevc();
+  } finally {
+    hevc.kill("SIGTERM");
+    await Promise.race([hevc.exited, sleep(5000)]);
+    await waitFor("live/hevc to end", async () => !(await liveStreams()).includes("live/hevc"), 15000);
+  }
+});
+
+async function readHevc() {
+  const page = await ctx.newPage();
+  const errors = [];
+  page.on("pageerror", e => errors.push("page error: " + e.message));
+  // A bare page on the origin, so the test reads mpegts.js itself, not a page's codec policy.
+  await page.route("**/__hevc_probe.html", r => r.fulfill({
+    status: 200, contentType: "text/html",
+    body: '<!doctype html><video muted playsinline></video><script src="/vendor/mpegts.js"></script>',
+  }));
+  await page.goto(pageBase + "/__hevc_probe.html");
+  const r = await page.evaluate(async flvUrl => {
+    const out = { decodable: MediaSource.isTypeSupported('video/mp4; codecs="hvc1.1.6.L93.B0"'), errors: [] };
+    const video = document.querySelector("video");
+    mpegts.LoggingControl.enableAll = false;
+    const player = mpegts.createPlayer({ type: "flv", isLive: true, url: flvUrl }, { enableStashBuffer: false });
+    player.on(mpegts.Events.MEDIA_INFO, mi => {
+      out.mediaInfo = { videoCodec: mi.videoCodec, audioCodec: mi.audioCodec, mimeType: mi.mimeType,
+        width: mi.width, height: mi.height };
+    });
+    player.on(mpegts.Events.ERROR, (type, detail, data) => out.errors.push(`${type} ${detail} ${data && data.msg || ""}`));
+    player.attachMediaElement(video);
+    player.load();
+    video.play().catch(() => {});
+    const end = Date.now() + 20000;
+    while (Date.now() < end) {
+      if (out.mediaInfo && (!out.decodable || video.currentTime >= 3)) break;
+      await new Promise(res => setTimeout(res, 250));
+    }
+    out.currentTime = video.currentTime;
+    player.destroy();
+    return out;
+  }, "/live/hevc.flv");
+  await page.screenshot({ path: path.join(ARTIFACTS, "mpegts-hevc.png") }).catch(() => {});
+  await page.close();
+  assert.ok(r.mediaInfo, `mpegts.js reported no MediaInfo for HEVC HTTP-FLV (errors: ${JSON.stringify(r.errors)})`);
+  assert.match(r.mediaInfo.videoCodec || "", /^hvc1\./, JSON.stringify(r.mediaInfo));
+  assert.match(r.mediaInfo.audioCodec || "", /^mp4a\.40\./, JSON.stringify(r.mediaInfo));
+  assert.ok(r.mediaInfo.width > 0 && r.mediaInfo.height > 0, JSON.stringify(r.mediaInfo));
+  if (r.decodable) {
+    assert.deepEqual([...r.errors, ...errors], [], "errors while playing HEVC");
+    assert.ok(r.currentTime >= 3, `HEVC HTTP-FLV played only ${r.currentTime} s`);
+    console.log(`# mpegts-hevc: played ${r.currentTime.toFixed(1)} s of HEVC, MediaInfo ${JSON.stringify(r.mediaInfo)}`);
+  } else {
+    console.log("# mpegts-hevc: this Chromium cannot decode HEVC (MediaSource.isTypeSupported(hvc1) is false), " +
+      `so playback is not tested; checked instead that mpegts.js parses the HEVC HTTP-FLV: MediaInfo ${JSON.stringify(r.mediaInfo)}`);
+  }
+}
 
 browserTest("video.html plays live FLV", async () => {
   skipIfNoTools();
