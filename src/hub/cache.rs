@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use super::packet::{OutputForm, Packet};
-use crate::media::enhanced::{self, Media, PacketType};
+use crate::media::enhanced::PacketType;
 use crate::media::{Frame, Track};
 
 /// Sequence headers kept for the other tracks of a multitrack stream (Enhanced RTMP v2): more
@@ -35,7 +35,8 @@ pub struct Cached {
     pub time: u64,
     /// Resume point (see `Packet::key`).
     pub key: bool,
-    packets: Vec<(OutputForm, Arc<Packet>)>,
+    /// `None` for a form that gets nothing of this frame (see `Packet::new`).
+    packets: Vec<(OutputForm, Option<Arc<Packet>>)>,
 }
 
 impl Cached {
@@ -44,7 +45,7 @@ impl Cached {
         frame: Frame,
         time: u64,
         key: bool,
-        packets: Vec<(OutputForm, Arc<Packet>)>,
+        packets: Vec<(OutputForm, Option<Arc<Packet>>)>,
     ) -> Cached {
         Cached {
             frame,
@@ -54,12 +55,13 @@ impl Cached {
         }
     }
 
-    /// The frame serialised for `form`, made on first use and kept.
-    pub fn packet(&mut self, form: OutputForm) -> Arc<Packet> {
+    /// The frame serialised for `form`, made on first use and kept (`None`: nothing of this
+    /// frame for that form).
+    pub fn packet(&mut self, form: OutputForm) -> Option<Arc<Packet>> {
         if let Some((_, p)) = self.packets.iter().find(|(f, _)| *f == form) {
             return p.clone();
         }
-        let p = Arc::new(Packet::new(form, &self.frame, self.time, self.key));
+        let p = Packet::new(form, &self.frame, self.time, self.key).map(Arc::new);
         self.packets.push((form, p.clone()));
         p
     }
@@ -70,9 +72,10 @@ pub struct Cache {
     pub meta: Option<Cached>,
     pub video_config: Option<Cached>,
     pub audio_config: Option<Cached>,
-    /// The sequence headers of the other tracks of a multitrack stream (track id not 0), one
-    /// per (kind, track id), in arrival order; a joiner gets them after the default track's.
-    pub track_configs: Vec<(Track, u8, Cached)>,
+    /// The configurations of the other tracks of a multitrack stream (track id not 0), one per
+    /// (kind, track id, packet type), in arrival order; a joiner gets them after the default
+    /// track's.
+    pub track_configs: Vec<(Track, (u8, PacketType), Cached)>,
     gop: VecDeque<Cached>,
     gop_bytes: usize,
     /// A GOP is being collected: it started at a keyframe and stayed within the caps.
@@ -132,7 +135,7 @@ impl Cache {
     /// was kept (as a header or in the GOP), so a joiner primed now already has it.
     pub fn push(&mut self, c: Cached) -> bool {
         let frame = &c.frame;
-        if let Some(id) = other_track_config(frame) {
+        if let Some(id) = frame.other_track_config() {
             let track = frame.track;
             let known = self
                 .track_configs
@@ -230,23 +233,6 @@ impl Cache {
         }
         true
     }
-}
-
-/// The track id when `frame` is the sequence header of a track other than the default one
-/// (an Enhanced RTMP multitrack SequenceStart whose first track is not 0). Such a frame is
-/// not `config` (recorders record the default track), but a joiner needs it to decode that
-/// track.
-fn other_track_config(frame: &Frame) -> Option<u8> {
-    if frame.track_id == 0 {
-        return None;
-    }
-    let media = match frame.track {
-        Track::Video => Media::Video,
-        Track::Audio => Media::Audio,
-        Track::Meta => return None,
-    };
-    let h = enhanced::parse_header(media, &frame.data).ok()?;
-    (h.packet_type == PacketType::SequenceStart).then_some(frame.track_id)
 }
 
 #[cfg(test)]
@@ -397,10 +383,10 @@ mod tests {
     fn packets_are_memoised_per_form() {
         let mut k = vkey(0);
         let form = OutputForm::WsFlv;
-        let a = k.packet(form);
-        let b = k.packet(form);
+        let a = k.packet(form).unwrap();
+        let b = k.packet(form).unwrap();
         assert!(Arc::ptr_eq(&a, &b));
-        let c = k.packet(OutputForm::HttpFlv { chunked: false });
+        let c = k.packet(OutputForm::HttpFlv { chunked: false }).unwrap();
         assert!(!Arc::ptr_eq(&a, &c));
     }
 }

@@ -468,11 +468,12 @@ impl Hub {
         stream.scratch.clear();
         let mut memo = Vec::with_capacity(stream.forms.len());
         for (&(form, users), arena) in stream.forms.iter().zip(stream.arenas.iter_mut()) {
-            let packet =
-                (users > 0).then(|| Arc::new(Packet::new_in(arena, form, &frame, time, resume)));
-            if let Some(p) = &packet {
-                memo.push((form, p.clone()));
+            if users == 0 {
+                stream.scratch.push(None);
+                continue;
             }
+            let packet = Packet::new_in(arena, form, &frame, time, resume).map(Arc::new);
+            memo.push((form, packet.clone()));
             stream.scratch.push(packet);
         }
 
@@ -1030,8 +1031,9 @@ mod tests {
     }
 
     /// Enhanced RTMP v2 multitrack: the second audio track's sequence header (OneTrack,
-    /// SequenceStart, mp4a, track 1, as FFmpeg 9 writes it) reaches a late joiner after the
-    /// default track's, and a newer one replaces it.
+    /// SequenceStart, mp4a, track 1, as FFmpeg 9 writes it) reaches a late RTMP joiner after
+    /// the default track's, and a newer one replaces it; FLV viewers get the default track
+    /// alone.
     #[test]
     fn late_joiner_gets_every_tracks_sequence_header() {
         let mut hub = Hub::new(HubConfig::default());
@@ -1039,19 +1041,36 @@ mod tests {
         let track1 = |b: &'static [u8]| frame(TAG_AUDIO, 0, b.to_vec());
         let seq1 = track1(b"\x95\x00mp4a\x01\x11\x88\x56\xe5\x00");
         let seq1b = track1(b"\x95\x00mp4a\x01\x12\x10\x56\xe5\x00");
+        let frame1 = track1(b"\x95\x01mp4a\x01\x21\x22");
         assert_eq!((seq1.track_id, seq1.config), (1, false));
         let frames = [av_meta(), vseq(0), aseq(0), seq1, seq1b.clone(), vkey(0)];
         for f in frames.iter().cloned() {
             send(&mut hub, f);
         }
-        let (id, _) = hub.add_viewer(&key(), FLV, 7, 0);
-        hub.start_viewer(id);
-        let (_, tags) = parse_flv(&drain(&mut hub, id), true);
-        let want: Vec<Tag> = [&frames[0], &frames[1], &frames[2], &seq1b, &frames[5]]
+        let (rtmp, _) = hub.add_viewer(&key(), RTMP, 7, 0);
+        hub.start_viewer(rtmp);
+        let got = drain(&mut hub, rtmp);
+        // The metadata as the hub relays it (without @setDataFrame), then the headers.
+        let mut relayed_meta = frames[0].clone();
+        relayed_meta.data = meta::on_metadata(&frames[0].data).unwrap();
+        let want: Vec<u8> = [&relayed_meta, &frames[1], &frames[2], &seq1b, &frames[5]]
+            .iter()
+            .flat_map(|f| Packet::new(RTMP, f, 0, false).unwrap().data.to_vec())
+            .collect();
+        assert_eq!(got, want);
+
+        let (flv, _) = hub.add_viewer(&key(), FLV, 8, 0);
+        hub.start_viewer(flv);
+        let (_, tags) = parse_flv(&drain(&mut hub, flv), true);
+        let want: Vec<Tag> = [&frames[0], &frames[1], &frames[2], &frames[5]]
             .iter()
             .map(|f| tag_of(f))
             .collect();
         assert_eq!(tags, want);
+        // Live: RTMP gets track 1's frame as published; FLV nothing of it.
+        let (flush, _) = send(&mut hub, frame1.clone());
+        assert_eq!(flush, vec![rtmp]);
+        assert!(hub.viewer(flv).unwrap().queue.is_empty());
         assert_eq!(hub.streams().next().unwrap().audio_codec, Some(Codec::Aac));
     }
 

@@ -7,15 +7,19 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::codec::chunk::{self, CSID_AUDIO, CSID_DATA, CSID_VIDEO};
 use crate::codec::{chunked, flv, ws};
+use std::borrow::Cow;
+
+use crate::media::enhanced::{self, Media};
 use crate::media::{Frame, Track};
 
 /// How a viewer wants its bytes. Two viewers with equal forms receive identical bytes, so a
 /// frame is serialised once per distinct form on a stream.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum OutputForm {
-    /// FLV over HTTP; `chunked` frames every write as one HTTP/1.1 chunk.
+    /// FLV over HTTP; `chunked` frames every write as one HTTP/1.1 chunk. Of a multitrack
+    /// stream, FLV viewers get the default track (0), as plain tags.
     HttpFlv { chunked: bool },
-    /// FLV tags, each in one unmasked binary WebSocket frame.
+    /// FLV tags, each in one unmasked binary WebSocket frame (the default track, as HTTP-FLV).
     WsFlv,
     /// RTMP messages on the viewer's message stream, with its outgoing chunk size.
     Rtmp { chunk_size: u32, stream_id: u32 },
@@ -77,10 +81,12 @@ impl Packet {
 
     /// Serialises `frame` for `form` into a buffer of its own. `key` is the resume-point flag
     /// (it depends on the stream: audio is a resume point only when the stream has no video).
-    pub fn new(form: OutputForm, frame: &Frame, time: u64, key: bool) -> Packet {
-        let mut buf = BytesMut::with_capacity(encoded_len(form, frame));
-        serialise(form, frame, &mut buf);
-        Packet::with_data(buf.freeze(), frame, time, key)
+    /// `None` when the form gets nothing of this frame (another track of a multitrack message).
+    pub fn new(form: OutputForm, frame: &Frame, time: u64, key: bool) -> Option<Packet> {
+        let frame = view(form, frame)?;
+        let mut buf = BytesMut::with_capacity(encoded_len(form, &frame));
+        serialise(form, &frame, &mut buf);
+        Some(Packet::with_data(buf.freeze(), &frame, time, key))
     }
 
     /// Like `new`, but the bytes go into `arena`, next to the form's previous packet. Headers
@@ -92,14 +98,15 @@ impl Packet {
         frame: &Frame,
         time: u64,
         key: bool,
-    ) -> Packet {
+    ) -> Option<Packet> {
         if is_header(frame) {
             return Packet::new(form, frame, time, key);
         }
-        let buf = arena.room(encoded_len(form, frame));
-        serialise(form, frame, buf);
+        let frame = view(form, frame)?;
+        let buf = arena.room(encoded_len(form, &frame));
+        serialise(form, &frame, buf);
         let data = buf.split().freeze();
-        Packet::with_data(data, frame, time, key)
+        Some(Packet::with_data(data, &frame, time, key))
     }
 
     fn with_data(data: Bytes, frame: &Frame, time: u64, key: bool) -> Packet {
@@ -114,8 +121,33 @@ impl Packet {
     }
 }
 
+/// What `form` gets of `frame`: RTMP players get every message as published (they may read
+/// multitrack); an FLV viewer gets, of a multitrack message, the default track's packet (0) as
+/// a plain Enhanced tag (`media::enhanced::single_track`: players such as mpegts.js read
+/// Enhanced RTMP but not multitrack), and every other message unchanged. `None`: nothing for
+/// this viewer (the message lacks the default track, or is malformed).
+fn view(form: OutputForm, frame: &Frame) -> Option<Cow<'_, Frame>> {
+    let media = match (form, frame.track) {
+        (OutputForm::Rtmp { .. }, _) | (_, Track::Meta) => return Some(Cow::Borrowed(frame)),
+        (_, Track::Video) => Media::Video,
+        (_, Track::Audio) => Media::Audio,
+    };
+    if !enhanced::is_enhanced(media, *frame.data.first()?) {
+        return Some(Cow::Borrowed(frame));
+    }
+    match enhanced::parse_header(media, &frame.data) {
+        Ok(h) if h.multitrack.is_some() => {}
+        _ => return Some(Cow::Borrowed(frame)),
+    }
+    let data = enhanced::single_track(media, &frame.data, 0).ok()??;
+    Some(Cow::Owned(Frame {
+        data,
+        ..frame.clone()
+    }))
+}
+
 fn is_header(frame: &Frame) -> bool {
-    frame.track == Track::Meta || frame.config
+    frame.track == Track::Meta || frame.config || frame.other_track_config().is_some()
 }
 
 /// Append-only blocks that one form's packets are serialised into, one after the other. A
@@ -265,7 +297,7 @@ mod tests {
     #[test]
     fn flv_tag_bytes_exact() {
         let f = Frame::parse(TAG_AUDIO, 0x0102_0304, Bytes::from_static(&[0xaf, 1, 7])).unwrap();
-        let p = Packet::new(OutputForm::HttpFlv { chunked: false }, &f, 0, true);
+        let p = Packet::new(OutputForm::HttpFlv { chunked: false }, &f, 0, true).unwrap();
         let mut want = Vec::new();
         write_tag(&mut want, &f);
         assert_eq!(concat(&p), want);
@@ -279,7 +311,7 @@ mod tests {
     #[test]
     fn http_chunk_framing_exact() {
         let f = video(40, 300);
-        let p = Packet::new(OutputForm::HttpFlv { chunked: true }, &f, 0, false);
+        let p = Packet::new(OutputForm::HttpFlv { chunked: true }, &f, 0, false).unwrap();
         let mut tag = Vec::new();
         write_tag(&mut tag, &f);
         let mut want = format!("{:x}\r\n", tag.len()).into_bytes();
@@ -298,7 +330,7 @@ mod tests {
             (65536, vec![0x82, 127, 0, 0, 0, 0, 0, 1, 0, 0]),
         ] {
             let f = video(0, payload - 15);
-            let p = Packet::new(OutputForm::WsFlv, &f, 0, false);
+            let p = Packet::new(OutputForm::WsFlv, &f, 0, false).unwrap();
             let bytes = concat(&p);
             assert_eq!(&bytes[..head.len()], &head[..], "payload {payload}");
             assert_eq!(bytes.len() - head.len(), payload);
@@ -346,11 +378,14 @@ mod tests {
                 .collect();
             let packets: Vec<Packet> = frames
                 .iter()
-                .map(|f| Packet::new_in(&mut arena, form, f, 0, false))
+                .map(|f| Packet::new_in(&mut arena, form, f, 0, false).unwrap())
                 .collect();
             let mut adjacent = 0;
             for (f, pair) in frames.iter().zip(packets.windows(2)) {
-                assert_eq!(concat(&pair[0]), concat(&Packet::new(form, f, 0, false)));
+                assert_eq!(
+                    concat(&pair[0]),
+                    concat(&Packet::new(form, f, 0, false).unwrap())
+                );
                 assert_eq!(
                     pair[0].len(),
                     encoded_len(form, f),
@@ -371,21 +406,24 @@ mod tests {
     fn arena_headers_and_big_frames() {
         let mut arena = PacketArena::default();
         let form = OutputForm::HttpFlv { chunked: true };
-        let a = Packet::new_in(&mut arena, form, &video(0, 100), 0, false);
+        let a = Packet::new_in(&mut arena, form, &video(0, 100), 0, false).unwrap();
         // A sequence header is kept apart: the cache holds it for the stream's lifetime.
         let config =
             Frame::parse(TAG_VIDEO, 0, Bytes::from_static(&[0x17, 0, 0, 0, 0, 1])).unwrap();
         assert!(config.config);
-        let h = Packet::new_in(&mut arena, form, &config, 0, false);
+        let h = Packet::new_in(&mut arena, form, &config, 0, false).unwrap();
         assert!(h.header);
-        let b = Packet::new_in(&mut arena, form, &video(40, 100), 0, false);
+        let b = Packet::new_in(&mut arena, form, &video(40, 100), 0, false).unwrap();
         assert_eq!(a.data.as_ptr() as usize + a.len(), b.data.as_ptr() as usize);
         let h_at = h.data.as_ptr() as usize;
         assert!(!(a.data.as_ptr() as usize..b.data.as_ptr() as usize + b.len()).contains(&h_at));
         // A frame larger than a block gets a block of its own size.
         let big = video(80, ARENA_BLOCK * 3);
-        let p = Packet::new_in(&mut arena, form, &big, 0, false);
-        assert_eq!(concat(&p), concat(&Packet::new(form, &big, 0, false)));
+        let p = Packet::new_in(&mut arena, form, &big, 0, false).unwrap();
+        assert_eq!(
+            concat(&p),
+            concat(&Packet::new(form, &big, 0, false).unwrap())
+        );
     }
 
     #[test]
@@ -399,7 +437,8 @@ mod tests {
             &f,
             0,
             false,
-        );
+        )
+        .unwrap();
         let b = concat(&p);
         // fmt 0, csid 6; ts 1000; len 300; type 9; stream id 1 little-endian.
         assert_eq!(&b[..12], &[6, 0, 0x03, 0xe8, 0, 0x01, 0x2c, 9, 1, 0, 0, 0]);
@@ -421,7 +460,8 @@ mod tests {
             &f,
             0,
             false,
-        );
+        )
+        .unwrap();
         let b = concat(&p);
         assert_eq!(&b[1..4], &[0xff, 0xff, 0xff]);
         assert_eq!(&b[12..16], &[1, 0, 0, 0]);
@@ -445,7 +485,7 @@ mod tests {
         };
         let mut wire = BytesMut::new();
         for f in &frames {
-            wire.extend_from_slice(&concat(&Packet::new(form, f, 0, false)));
+            wire.extend_from_slice(&concat(&Packet::new(form, f, 0, false).unwrap()));
         }
         let mut dec = ChunkDecoder::new();
         for f in &frames {

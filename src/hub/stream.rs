@@ -258,7 +258,9 @@ impl Stream {
                     Track::Meta => true,
                 };
                 if wanted {
-                    v.queue.push_primed(c.packet(form));
+                    if let Some(p) = c.packet(form) {
+                        v.queue.push_primed(p);
+                    }
                 }
             }
         } else {
@@ -280,7 +282,9 @@ impl Stream {
         ];
         for (item, wanted) in items {
             if let (Some(c), true) = (item.as_mut(), wanted) {
-                v.queue.push_primed(c.packet(form));
+                if let Some(p) = c.packet(form) {
+                    v.queue.push_primed(p);
+                }
             }
         }
         for (track, _, c) in &mut cache.track_configs {
@@ -290,7 +294,9 @@ impl Stream {
                 Track::Meta => false,
             };
             if wanted {
-                v.queue.push_primed(c.packet(form));
+                if let Some(p) = c.packet(form) {
+                    v.queue.push_primed(p);
+                }
             }
         }
     }

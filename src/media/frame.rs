@@ -184,6 +184,27 @@ impl Frame {
 
     /// The Enhanced RTMP reading of this frame's payload (`None` for a legacy tag): every track of
     /// a multitrack message, ModEx data, the packet type.
+    /// The track id and packet type when this is the configuration of a track other than the default one (an
+    /// Enhanced RTMP multitrack SequenceStart or MultichannelConfig whose first track is not 0).
+    /// Such a frame is not `config` (recorders take the default track from `config`), but a
+    /// player needs it to decode that track: the hub caches it and never drops it.
+    pub fn other_track_config(&self) -> Option<(u8, enhanced::PacketType)> {
+        if self.track_id == 0 {
+            return None;
+        }
+        let media = match self.track {
+            Track::Video => Media::Video,
+            Track::Audio => Media::Audio,
+            Track::Meta => return None,
+        };
+        let h = enhanced::parse_header(media, &self.data).ok()?;
+        matches!(
+            h.packet_type,
+            enhanced::PacketType::SequenceStart | enhanced::PacketType::MultichannelConfig
+        )
+        .then_some((self.track_id, h.packet_type))
+    }
+
     pub fn enhanced(&self) -> Option<enhanced::ExTag> {
         let media = match self.track {
             Track::Audio => Media::Audio,

@@ -491,27 +491,8 @@ fn title(codec: &str) -> String {
 
 /// Cells known not to hold yet, with the reason printed in the table. The test fails when one
 /// of them starts to hold too (then delete it here and in docs/codecs.md), so the list can only
-/// shrink. The second audio track's sequence header (and FFmpeg's channel-layout packet) comes
-/// before the first keyframe and the hub caches one audio header, track 0's, so live players
-/// never get track 1's and FFmpeg cannot decode that track; HTTP-FLV/WS-FLV viewers should get
-/// track 0 alone (`media::enhanced::single_track`, not wired to the FLV players yet).
-const KNOWN_GAPS: [(&str, &str, &str); 3] = [
-    (
-        "multitrack_aac.flv",
-        "live RTMP",
-        "hub: track 1's sequence header is not cached/sent to live players",
-    ),
-    (
-        "multitrack_aac.flv",
-        "HTTP-FLV",
-        "hub: ?track= / default-track filter (enhanced::single_track) not wired",
-    ),
-    (
-        "multitrack_aac.flv",
-        "WS-FLV",
-        "hub: ?track= / default-track filter (enhanced::single_track) not wired",
-    ),
-];
+/// shrink. Empty since the hub caches and relays every track's sequence header.
+const KNOWN_GAPS: [(&str, &str, &str); 0] = [];
 
 /// One cell from FFmpeg 9's view of one input (or several, for fMP4 separate).
 fn cell_from(probes: &[Probe], want_frames: Option<&[u64]>) -> String {
