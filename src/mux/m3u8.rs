@@ -76,13 +76,29 @@ impl MediaPlaylist {
     }
 
     pub fn segment(&mut self, seg: &Segment<'_>) {
-        if seg.discontinuity {
+        self.segment_tags(seg.discontinuity, seg.program_date_time);
+        self.extinf(seg.duration_secs, seg.uri);
+    }
+
+    /// The tags that open a segment (`#EXT-X-DISCONTINUITY`, `#EXT-X-PROGRAM-DATE-TIME`), for
+    /// LL-HLS where the segment's `#EXT-X-PART` lines come between them and its `#EXTINF`.
+    pub fn segment_tags(&mut self, discontinuity: bool, program_date_time: Option<&str>) {
+        if discontinuity {
             self.text.push_str("#EXT-X-DISCONTINUITY\n");
         }
-        if let Some(t) = seg.program_date_time {
+        if let Some(t) = program_date_time {
             let _ = writeln!(self.text, "#EXT-X-PROGRAM-DATE-TIME:{t}");
         }
-        let _ = writeln!(self.text, "#EXTINF:{:.3},\n{}", seg.duration_secs, seg.uri);
+    }
+
+    /// The `#EXTINF` line and URI that close a segment.
+    pub fn extinf(&mut self, duration_secs: f64, uri: &str) {
+        let _ = writeln!(self.text, "#EXTINF:{duration_secs:.3},\n{uri}");
+    }
+
+    /// `#EXT-X-MAP` between segments: the init segment changed (a new codec configuration).
+    pub fn map(&mut self, uri: &str) {
+        let _ = writeln!(self.text, "#EXT-X-MAP:URI=\"{uri}\"");
     }
 
     /// LL-HLS (RFC 8216bis) header lines: `#EXT-X-SERVER-CONTROL` with blocking reload and

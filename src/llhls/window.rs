@@ -1,0 +1,786 @@
+//! The LL-HLS live window of one stream: `Frame`s in; fMP4 parts (`moof`+`mdat`, about 333 ms)
+//! and segments (cut at the first keyframe after 2 s) out, kept in memory for the last few
+//! segments under a hard byte cap and looked up by name. No playlist text (`playlist`), no
+//! sockets, no clock: the caller passes frames and serves the shared `Bytes`.
+
+use super::park::{Edge, Want};
+use crate::media::{vp9, Codec, Frame, Track};
+use crate::mux::fmp4::{
+    self, Run, Sample, TrackConfig, AUDIO_TRACK_ID, SAMPLE_NON_SYNC, SAMPLE_SYNC, VIDEO_TRACK_ID,
+};
+use crate::mux::sample_entry::SampleEntry;
+use crate::record::fmp4::{track_config, Fmp4Sink};
+use bytes::Bytes;
+use std::collections::VecDeque;
+
+/// The window's policy; `clamped` keeps every field in a range that makes a valid playlist.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WindowConfig {
+    /// `PART-TARGET`: parts are cut so they stay at or under it (200-500 ms).
+    pub part_target_ms: u32,
+    /// A segment ends at the first keyframe at or after this (hard cut at twice it).
+    pub segment_target_ms: u32,
+    /// Complete segments kept (and listed) behind the open one.
+    pub segments: usize,
+    /// Hard cap on the bytes held: init segments plus every retained part.
+    pub max_bytes: usize,
+}
+
+impl Default for WindowConfig {
+    fn default() -> WindowConfig {
+        WindowConfig {
+            part_target_ms: 333,
+            segment_target_ms: 2000,
+            segments: 4,
+            max_bytes: 32 << 20,
+        }
+    }
+}
+
+impl WindowConfig {
+    pub fn clamped(self) -> WindowConfig {
+        WindowConfig {
+            part_target_ms: self.part_target_ms.clamp(200, 500),
+            segment_target_ms: self.segment_target_ms.clamp(1000, 10_000),
+            segments: self.segments.clamp(1, 32),
+            // Room for the inits and at least a few parts of a small stream.
+            max_bytes: self.max_bytes.max(MIN_BYTES),
+        }
+    }
+}
+
+const MIN_BYTES: usize = 256 << 10;
+/// Frames held before the tracks are known (the hub's GOP cache starts with the configs, so
+/// this only bites for a stream that never sends one).
+const MAX_HELD_FRAMES: usize = 512;
+const MAX_HELD_MS: u64 = 1000;
+/// A part also ends at this many samples (a publisher whose clock stands still cannot grow one
+/// part without bound; its bytes are bounded by `max_bytes / 8`).
+const MAX_PART_SAMPLES: usize = 1024;
+
+/// One part: `moof`+`mdat` (the first part of a segment also carries the segment's `styp`).
+#[derive(Clone, Debug)]
+pub struct Part {
+    /// The global part number (`part{id}.m4s`), one counter across segments.
+    pub id: u64,
+    pub duration_ms: u64,
+    /// Starts with a video keyframe (or the stream has no video).
+    pub independent: bool,
+    pub data: Bytes,
+}
+
+/// One segment: its parts in order; complete once the next segment started.
+#[derive(Clone, Debug)]
+pub struct Segment {
+    /// The media sequence number (`seg{msn}.m4s`).
+    pub msn: u64,
+    /// The init segment version its parts need (`init_name`).
+    pub init: u64,
+    /// Preceded by `#EXT-X-DISCONTINUITY` (the source's clock jumped or its codec changed).
+    pub discontinuity: bool,
+    /// `Frame::time` (ms) of its start, for `#EXT-X-PROGRAM-DATE-TIME`.
+    pub start_time: u64,
+    pub parts: Vec<Part>,
+    pub complete: bool,
+}
+
+impl Segment {
+    pub fn duration_ms(&self) -> u64 {
+        self.parts.iter().map(|p| p.duration_ms).sum()
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.parts.iter().map(|p| p.data.len()).sum()
+    }
+}
+
+/// What a name resolves to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Lookup {
+    /// The body, as shared chunks written in order (a segment is its parts, not a copy).
+    Found(Vec<Bytes>),
+    /// The hinted part or the open segment: park the request with this `Want` (it is met when
+    /// the object exists) and look again when it wakes.
+    Pending(Want),
+    /// Never existed, already evicted, or not hinted yet: 404.
+    Missing,
+}
+
+pub fn init_name(version: u64) -> String {
+    if version == 0 {
+        "init.mp4".to_string()
+    } else {
+        format!("init{version}.mp4")
+    }
+}
+
+pub fn segment_name(msn: u64) -> String {
+    format!("seg{msn}.m4s")
+}
+
+pub fn part_name(id: u64) -> String {
+    format!("part{id}.m4s")
+}
+
+/// The number in `{prefix}{digits}{suffix}`: digits only, so it always fits a u64.
+fn number_in(name: &str, prefix: &str, suffix: &str) -> Option<u64> {
+    let digits = name.strip_prefix(prefix)?.strip_suffix(suffix)?;
+    if digits.is_empty() || digits.len() > 19 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// A track's description and the configuration payload it came from (a different one later is
+/// a codec change).
+#[derive(Clone, Debug)]
+struct Slot {
+    config: TrackConfig,
+    source: Bytes,
+}
+
+/// A sample whose duration is known when the next one of its track arrives.
+#[derive(Debug)]
+struct Pending {
+    dt: u64,
+    cto: i32,
+    sync: bool,
+    data: Bytes,
+}
+
+/// Per-track timeline: stream ms (from the window's base) to track ticks, strictly increasing,
+/// and the samples of the open part.
+#[derive(Debug)]
+struct Line {
+    timescale: u32,
+    last_dt: Option<u64>,
+    last_duration: u32,
+    default_duration: u32,
+    pending: Option<Pending>,
+    run: Run,
+}
+
+impl Line {
+    fn new(track_id: u32, timescale: u32) -> Line {
+        let timescale = timescale.max(1);
+        // 40 ms of video, 1024 samples of audio, until a real duration is seen.
+        let default_duration = if track_id == VIDEO_TRACK_ID {
+            timescale / 25
+        } else {
+            1024
+        }
+        .max(1);
+        Line {
+            timescale,
+            last_dt: None,
+            last_duration: default_duration,
+            default_duration,
+            pending: None,
+            run: Run {
+                track_id,
+                timescale,
+                ..Run::default()
+            },
+        }
+    }
+
+    fn ticks(&self, ms: i64) -> u64 {
+        let t = ((ms.max(0) as i128 * self.timescale as i128 + 500) / 1000)
+            .min(u64::MAX as i128 / 2) as u64;
+        match self.last_dt {
+            Some(last) if t <= last => last + 1,
+            _ => t,
+        }
+    }
+
+    fn settle(&mut self, next_dt: Option<u64>) {
+        if let Some(p) = self.pending.take() {
+            let duration = match next_dt {
+                Some(n) if n > p.dt => (n - p.dt).min(u32::MAX as u64) as u32,
+                _ => self.last_duration,
+            };
+            self.last_duration = duration.max(1);
+            if self.run.samples.is_empty() {
+                self.run.decode_time = p.dt;
+            }
+            self.run.samples.push(Sample {
+                duration: self.last_duration,
+                size: p.data.len() as u32,
+                flags: if p.sync { SAMPLE_SYNC } else { SAMPLE_NON_SYNC },
+                cto: p.cto,
+            });
+            self.run.data.push(p.data);
+        }
+    }
+
+    fn push(&mut self, ms: i64, cts_ms: i32, sync: bool, data: Bytes) {
+        let dt = self.ticks(ms);
+        self.settle(Some(dt));
+        self.last_dt = Some(dt);
+        let cto = (cts_ms as i64 * self.timescale as i64 / 1000)
+            .clamp(i32::MIN as i64, i32::MAX as i64) as i32;
+        self.pending = Some(Pending {
+            dt,
+            cto,
+            sync,
+            data,
+        });
+    }
+
+    fn last_duration_ms(&self) -> i64 {
+        self.last_duration as i64 * 1000 / self.timescale as i64
+    }
+
+    /// End (ms) of the settled samples.
+    fn end_ms(&self) -> i64 {
+        let end = self.run.decode_time as i128 + self.run.duration_ticks() as i128;
+        (end * 1000 / self.timescale as i128).min(i64::MAX as i128) as i64
+    }
+
+    fn take_run(&mut self) -> Option<Run> {
+        if self.run.samples.is_empty() {
+            return None;
+        }
+        let fresh = Run {
+            track_id: self.run.track_id,
+            timescale: self.timescale,
+            ..Run::default()
+        };
+        Some(std::mem::replace(&mut self.run, fresh))
+    }
+}
+
+/// The in-memory LL-HLS window of one stream. Feed it every frame of the stream (`push`); when
+/// `push` says a part was added, wake the parked requests (`playlist::wake`).
+#[derive(Debug)]
+pub struct LiveWindow {
+    cfg: WindowConfig,
+    video: Option<Slot>,
+    audio: Option<Slot>,
+    /// Frames before the tracks are known.
+    held: Vec<Frame>,
+    started: bool,
+    ended: bool,
+    /// Init segments still referenced (and the current one last), by version.
+    inits: VecDeque<(u64, Bytes)>,
+    init_version: u64,
+    video_line: Option<Line>,
+    audio_line: Option<Line>,
+    /// `Frame::time` of stream ms 0 (the first media frame taken).
+    base: Option<u64>,
+    segments: VecDeque<Segment>,
+    next_msn: u64,
+    next_part: u64,
+    part_start_ms: Option<i64>,
+    segment_start_ms: Option<i64>,
+    open_part_bytes: usize,
+    open_part_samples: usize,
+    /// Video frames are dropped until a keyframe (at the start, after a codec change or a reset).
+    need_key: bool,
+    discontinuity_next: bool,
+    /// Discontinuities that left the playlist's head (`#EXT-X-DISCONTINUITY-SEQUENCE`).
+    discontinuities_gone: u64,
+    last_complete: Option<u64>,
+    last_part: Option<(u64, u64)>,
+    bytes: usize,
+}
+
+impl LiveWindow {
+    pub fn new(cfg: WindowConfig) -> LiveWindow {
+        LiveWindow {
+            cfg: cfg.clamped(),
+            video: None,
+            audio: None,
+            held: Vec::new(),
+            started: false,
+            ended: false,
+            inits: VecDeque::new(),
+            init_version: 0,
+            video_line: None,
+            audio_line: None,
+            base: None,
+            segments: VecDeque::new(),
+            next_msn: 0,
+            next_part: 0,
+            part_start_ms: None,
+            segment_start_ms: None,
+            open_part_bytes: 0,
+            open_part_samples: 0,
+            need_key: false,
+            discontinuity_next: false,
+            discontinuities_gone: 0,
+            last_complete: None,
+            last_part: None,
+            bytes: 0,
+        }
+    }
+
+    pub fn config(&self) -> &WindowConfig {
+        &self.cfg
+    }
+
+    /// Bytes held: init segments and retained parts (never over `max_bytes`).
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub fn segments(&self) -> impl Iterator<Item = &Segment> {
+        self.segments.iter()
+    }
+
+    pub fn has_video(&self) -> bool {
+        self.video.is_some()
+    }
+
+    pub fn ended(&self) -> bool {
+        self.ended
+    }
+
+    /// The current init segment and its version, once the tracks are known.
+    pub fn init(&self) -> Option<(u64, &Bytes)> {
+        self.inits.back().map(|(v, b)| (*v, b))
+    }
+
+    /// `#EXT-X-DISCONTINUITY-SEQUENCE`: discontinuities before the first listed segment's start,
+    /// counting its own (it is written without the tag).
+    pub fn discontinuity_sequence(&self) -> u64 {
+        let head = self.segments.front().is_some_and(|s| s.discontinuity);
+        self.discontinuities_gone + head as u64
+    }
+
+    /// The live edge for `park::judge`.
+    pub fn edge(&self) -> Edge {
+        Edge {
+            complete: self.last_complete,
+            last_part: self.last_part,
+        }
+    }
+
+    /// The part `#EXT-X-PRELOAD-HINT` names, `None` before the start and after the end.
+    pub fn preload_hint(&self) -> Option<u64> {
+        (self.started && !self.ended).then_some(self.next_part)
+    }
+
+    /// A `Want` met exactly when the hinted part exists (it is part `k` of the open segment, or
+    /// part 0 of the next one, which sorts after it).
+    pub fn hint_want(&self) -> Want {
+        match self.segments.back() {
+            Some(s) if !s.complete => Want::Block {
+                msn: s.msn,
+                part: Some(s.parts.len() as u64),
+            },
+            _ => Want::Block {
+                msn: self.next_msn,
+                part: Some(0),
+            },
+        }
+    }
+
+    /// `init.mp4`, `init{v}.mp4`, `seg{msn}.m4s`, `part{id}.m4s`.
+    pub fn lookup(&self, name: &str) -> Lookup {
+        if name == "init.mp4" {
+            return self.init_lookup(0);
+        }
+        if let Some(v) = number_in(name, "init", ".mp4") {
+            // `init0.mp4` is not a name this window gives out.
+            return if v == 0 {
+                Lookup::Missing
+            } else {
+                self.init_lookup(v)
+            };
+        }
+        if let Some(msn) = number_in(name, "seg", ".m4s") {
+            return match self.segments.iter().find(|s| s.msn == msn) {
+                Some(s) if s.complete => {
+                    Lookup::Found(s.parts.iter().map(|p| p.data.clone()).collect())
+                }
+                Some(s) => Lookup::Pending(Want::Block {
+                    msn: s.msn,
+                    part: None,
+                }),
+                None => Lookup::Missing,
+            };
+        }
+        if let Some(id) = number_in(name, "part", ".m4s") {
+            if self.preload_hint() == Some(id) {
+                return Lookup::Pending(self.hint_want());
+            }
+            let part = self
+                .segments
+                .iter()
+                .flat_map(|s| s.parts.iter())
+                .find(|p| p.id == id);
+            return part.map_or(Lookup::Missing, |p| Lookup::Found(vec![p.data.clone()]));
+        }
+        Lookup::Missing
+    }
+
+    fn init_lookup(&self, version: u64) -> Lookup {
+        self.inits
+            .iter()
+            .find(|(v, _)| *v == version)
+            .map_or(Lookup::Missing, |(_, b)| Lookup::Found(vec![b.clone()]))
+    }
+
+    /// Takes one frame of the stream. Returns true when at least one part was added (wake the
+    /// parked requests then).
+    #[must_use]
+    pub fn push(&mut self, frame: &Frame) -> bool {
+        if self.ended || frame.track == Track::Meta || frame.track_id != 0 {
+            return false;
+        }
+        let before = self.next_part;
+        if self.describes(frame) {
+            self.take_config(frame);
+        }
+        if !self.started {
+            if frame.config {
+                return false;
+            }
+            self.held.push(frame.clone());
+            let span = frame.time.saturating_sub(self.held[0].time);
+            let all = self.video.is_some() && self.audio.is_some();
+            if all || span >= MAX_HELD_MS || self.held.len() >= MAX_HELD_FRAMES {
+                self.start();
+            }
+        } else if !frame.config {
+            self.media(frame);
+        }
+        self.next_part != before
+    }
+
+    /// A frame that may describe its track: a sequence header, or an MP3/AC-3 frame (their
+    /// headers are the description).
+    fn describes(&self, frame: &Frame) -> bool {
+        frame.config
+            || (matches!(frame.codec, Codec::Mp3 | Codec::Ac3 | Codec::Eac3)
+                && self.audio.is_none())
+    }
+
+    fn take_config(&mut self, frame: &Frame) {
+        let payload = Bytes::copy_from_slice(frame.payload());
+        let slot = match frame.track {
+            Track::Video => &self.video,
+            _ => &self.audio,
+        };
+        if slot.as_ref().is_some_and(|s| s.source == payload) {
+            return;
+        }
+        let Some(config) = track_config(frame, &payload) else {
+            return;
+        };
+        if config.is_audio() != (frame.track == Track::Audio) {
+            return;
+        }
+        let slot = Some(Slot {
+            config,
+            source: payload,
+        });
+        match frame.track {
+            Track::Video => self.video = slot,
+            _ => self.audio = slot,
+        }
+        if self.started {
+            self.restart_tracks(frame.track == Track::Video);
+        }
+    }
+
+    /// Leaves the waiting state: the first init, the lines, the held frames replayed.
+    fn start(&mut self) {
+        let held = std::mem::take(&mut self.held);
+        if self.video.is_none() && self.audio.is_none() {
+            // Nothing this window can describe (yet): drop what was held, keep waiting.
+            return;
+        }
+        self.fill_vp9_size(&held);
+        self.started = true;
+        self.need_key = self.video.is_some();
+        self.make_init();
+        for f in &held {
+            self.media(f);
+        }
+    }
+
+    /// vpcC has no picture size; a keyframe has it.
+    fn fill_vp9_size(&mut self, frames: &[Frame]) {
+        if let Some(Slot {
+            config: TrackConfig::Other(SampleEntry::Vp9 { width, height, .. }),
+            ..
+        }) = &mut self.video
+        {
+            let size = frames
+                .iter()
+                .filter(|f| f.track == Track::Video && f.key && !f.config)
+                .find_map(|f| vp9::keyframe_dimensions(f.payload()));
+            if let Some((w, h)) = size {
+                (*width, *height) = (w, h);
+            }
+        }
+    }
+
+    fn make_init(&mut self) {
+        let video = self.video.as_ref().map(|s| &s.config);
+        let audio = self.audio.as_ref().map(|s| &s.config);
+        let init = Bytes::from(fmp4::init_segment_for(video, audio));
+        self.video_line = video.map(|c| Line::new(VIDEO_TRACK_ID, c.timescale()));
+        self.audio_line = audio.map(|c| Line::new(AUDIO_TRACK_ID, c.timescale()));
+        self.bytes += init.len();
+        self.inits.push_back((self.init_version, init));
+        self.enforce_cap();
+    }
+
+    /// A codec changed or a track appeared: the open segment ends, a new init follows with a
+    /// discontinuity (decode times continue from the same base).
+    fn restart_tracks(&mut self, video_changed: bool) {
+        self.finish_lines();
+        self.close_segment();
+        self.segment_start_ms = None;
+        self.init_version += 1;
+        self.discontinuity_next = true;
+        self.need_key |= video_changed;
+        self.make_init();
+    }
+
+    fn media(&mut self, frame: &Frame) {
+        if frame.track == Track::Video && self.need_key {
+            if !frame.key {
+                return;
+            }
+            self.need_key = false;
+        }
+        let Some(data) = Fmp4Sink::media_payload(frame) else {
+            return;
+        };
+        if u32::try_from(data.len()).is_err() {
+            return;
+        }
+        let has_line = match frame.track {
+            Track::Video => self.video_line.is_some(),
+            _ => self.audio_line.is_some(),
+        };
+        if !has_line {
+            return;
+        }
+        let base = *self.base.get_or_insert(frame.time);
+        let ms = frame.time.wrapping_sub(base) as i64;
+        if frame.discontinuity && self.part_start_ms.is_some() {
+            self.cut(frame.track, ms, true);
+            self.discontinuity_next = true;
+        } else {
+            self.maybe_cut(frame.track, frame.key, ms);
+        }
+        let sync = frame.track != Track::Video || frame.key;
+        let line = match frame.track {
+            Track::Video => self.video_line.as_mut(),
+            _ => self.audio_line.as_mut(),
+        };
+        if let Some(line) = line {
+            line.push(ms, frame.cts, sync, data.clone());
+            self.open_part_bytes = self.open_part_bytes.saturating_add(data.len());
+            self.open_part_samples += 1;
+            self.part_start_ms.get_or_insert(ms);
+            self.segment_start_ms.get_or_insert(ms);
+        }
+    }
+
+    /// The track whose times decide the cuts: video once it flows, else audio.
+    fn video_flows(&self) -> bool {
+        self.video_line
+            .as_ref()
+            .is_some_and(|l| l.last_dt.is_some())
+    }
+
+    fn maybe_cut(&mut self, track: Track, key: bool, ms: i64) {
+        let Some(part_start) = self.part_start_ms else {
+            return;
+        };
+        let video_flows = self.video_flows();
+        let has_video = video_flows || (track == Track::Video && self.video_line.is_some());
+        if let Some(seg_start) = self.segment_start_ms {
+            let elapsed = ms.saturating_sub(seg_start);
+            if fmp4::should_cut(has_video, track, key, elapsed, self.cfg.segment_target_ms) {
+                self.cut(track, ms, true);
+                return;
+            }
+        }
+        let clock = if has_video {
+            Track::Video
+        } else {
+            Track::Audio
+        };
+        let target = self.cfg.part_target_ms as i64;
+        let elapsed = ms.saturating_sub(part_start);
+        let by_time = if track == clock {
+            // Cut before a frame that would carry the part past the target (its own duration
+            // is not known yet: the previous one of its track stands in).
+            let line = match clock {
+                Track::Video => self.video_line.as_ref(),
+                _ => self.audio_line.as_ref(),
+            };
+            let next = line.map_or(0, |l| l.last_duration_ms());
+            elapsed > 0 && elapsed.saturating_add(next) > target
+        } else {
+            elapsed >= 2 * target
+        };
+        let by_size = self.open_part_samples >= MAX_PART_SAMPLES
+            || self.open_part_bytes >= self.cfg.max_bytes / 8;
+        if by_time || by_size {
+            self.cut(track, ms, false);
+        }
+    }
+
+    /// Ends the open part before a frame of `track` at `ms` (and the segment with it).
+    fn cut(&mut self, track: Track, ms: i64, segment: bool) {
+        let line = match track {
+            Track::Video => self.video_line.as_mut(),
+            _ => self.audio_line.as_mut(),
+        };
+        if let Some(line) = line {
+            let dt = line.ticks(ms);
+            line.settle(Some(dt));
+        }
+        self.emit_part(ms);
+        self.part_start_ms = Some(ms);
+        if segment {
+            self.close_segment();
+            self.segment_start_ms = Some(ms);
+        }
+    }
+
+    /// Settles every pending sample with its track's previous duration and emits the last part.
+    fn finish_lines(&mut self) {
+        let mut end = self.part_start_ms.unwrap_or(0);
+        for line in [self.video_line.as_mut(), self.audio_line.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            if line.last_dt.is_none() {
+                line.last_duration = line.default_duration;
+            }
+            line.settle(None);
+            if !line.run.samples.is_empty() {
+                end = end.max(line.end_ms());
+            }
+        }
+        self.emit_part(end);
+        self.part_start_ms = None;
+    }
+
+    fn emit_part(&mut self, end_ms: i64) {
+        let start_ms = self.part_start_ms.unwrap_or(end_ms);
+        self.open_part_bytes = 0;
+        self.open_part_samples = 0;
+        let video = self.video_line.as_mut().and_then(|l| l.take_run());
+        let audio = self.audio_line.as_mut().and_then(|l| l.take_run());
+        let runs: Vec<&Run> = video.iter().chain(audio.iter()).collect();
+        if runs.is_empty() {
+            return;
+        }
+        let independent = match &video {
+            Some(v) => v.samples.first().is_some_and(|s| s.is_sync()),
+            None => self.video_line.is_none(),
+        };
+        if !self.segments.back().is_some_and(|s| !s.complete) {
+            let msn = self.next_msn;
+            self.next_msn += 1;
+            self.segments.push_back(Segment {
+                msn,
+                init: self.init_version,
+                discontinuity: std::mem::take(&mut self.discontinuity_next),
+                start_time: self
+                    .base
+                    .unwrap_or(0)
+                    .saturating_add(start_ms.max(0) as u64),
+                parts: Vec::new(),
+                complete: false,
+            });
+        }
+        let id = self.next_part;
+        self.next_part += 1;
+        let mut data = Bytes::from(fmp4::media_segment((id as u32).wrapping_add(1), &runs));
+        let Some(open) = self.segments.back_mut() else {
+            return;
+        };
+        if !open.parts.is_empty() {
+            // Only the segment's first part keeps the `styp`, so the parts concatenate into
+            // one well-formed segment.
+            let styp = data
+                .get(..4)
+                .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize);
+            if data.get(4..8) == Some(b"styp") && styp <= data.len() {
+                data = data.slice(styp..);
+            }
+        }
+        self.bytes += data.len();
+        open.parts.push(Part {
+            id,
+            duration_ms: end_ms.saturating_sub(start_ms).max(0) as u64,
+            independent,
+            data,
+        });
+        self.last_part = Some((open.msn, open.parts.len() as u64 - 1));
+        self.enforce_cap();
+    }
+
+    fn close_segment(&mut self) {
+        if let Some(open) = self.segments.back_mut().filter(|s| !s.complete) {
+            open.complete = true;
+            self.last_complete = Some(open.msn);
+        }
+        self.enforce_cap();
+    }
+
+    /// Oldest segments leave first; if the open segment alone is over the cap it is dropped and
+    /// the next part starts a new segment (at a keyframe, after a discontinuity).
+    fn enforce_cap(&mut self) {
+        while self.segments.iter().filter(|s| s.complete).count() > self.cfg.segments {
+            self.pop_front();
+        }
+        while self.bytes > self.cfg.max_bytes && !self.segments.is_empty() {
+            if self.segments.front().is_some_and(|s| !s.complete) {
+                self.discontinuity_next = true;
+                self.need_key = self.video.is_some();
+            }
+            self.pop_front();
+        }
+        // Inits no retained segment needs, except the current one, go too.
+        let current = self.init_version;
+        let segments = &self.segments;
+        let mut freed = 0;
+        self.inits.retain(|(v, b)| {
+            let keep = *v == current || segments.iter().any(|s| s.init == *v);
+            if !keep {
+                freed += b.len();
+            }
+            keep
+        });
+        self.bytes -= freed;
+    }
+
+    fn pop_front(&mut self) {
+        if let Some(s) = self.segments.pop_front() {
+            self.bytes -= s.bytes();
+            self.discontinuities_gone += s.discontinuity as u64;
+        }
+    }
+
+    /// The stream ended: the last samples make the last part, the open segment completes, and
+    /// the playlist gets `#EXT-X-ENDLIST` (no more hints).
+    pub fn finish(&mut self) {
+        if self.ended {
+            return;
+        }
+        if !self.started && !self.held.is_empty() {
+            self.start();
+        }
+        if self.started {
+            self.finish_lines();
+            self.close_segment();
+        }
+        self.ended = true;
+    }
+}
+
+#[cfg(test)]
+#[path = "window_tests.rs"]
+mod tests;
