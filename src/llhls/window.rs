@@ -277,6 +277,8 @@ pub struct LiveWindow {
     open_part_samples: usize,
     /// Video frames are dropped until a keyframe (at the start, after a codec change or a reset).
     need_key: bool,
+    /// `Frame::time` of the first audio frame held back by `need_key`.
+    key_wait_from: Option<u64>,
     discontinuity_next: bool,
     /// Discontinuities that left the playlist's head (`#EXT-X-DISCONTINUITY-SEQUENCE`).
     discontinuities_gone: u64,
@@ -307,6 +309,7 @@ impl LiveWindow {
             open_part_bytes: 0,
             open_part_samples: 0,
             need_key: false,
+            key_wait_from: None,
             discontinuity_next: false,
             discontinuities_gone: 0,
             last_complete: None,
@@ -542,12 +545,6 @@ impl LiveWindow {
     }
 
     fn media(&mut self, frame: &Frame) {
-        if frame.track == Track::Video && self.need_key {
-            if !frame.key {
-                return;
-            }
-            self.need_key = false;
-        }
         let Some(data) = Fmp4Sink::media_payload(frame) else {
             return;
         };
@@ -568,6 +565,24 @@ impl LiveWindow {
             self.discontinuity_next = true;
         } else {
             self.maybe_cut(frame.track, frame.key, ms);
+        }
+        // After the cut decision, which may itself have dropped the open segment (byte cap).
+        // Audio waits for the keyframe too, so the segment starts independent, but not for
+        // longer than a hard segment cut (a video track that never sends one).
+        if self.need_key {
+            match frame.track {
+                Track::Video if frame.key => {
+                    self.need_key = false;
+                    self.key_wait_from = None;
+                }
+                Track::Video => return,
+                _ => {
+                    let from = *self.key_wait_from.get_or_insert(frame.time);
+                    if frame.time.saturating_sub(from) < 2 * u64::from(self.cfg.segment_target_ms) {
+                        return;
+                    }
+                }
+            }
         }
         let sync = frame.track != Track::Video || frame.key;
         let line = match frame.track {
@@ -618,7 +633,8 @@ impl LiveWindow {
                 _ => self.audio_line.as_ref(),
             };
             let next = line.map_or(0, |l| l.last_duration_ms());
-            elapsed > 0 && elapsed.saturating_add(next) > target
+            // At the target counts as past it: integer-ms frame times jitter by one.
+            elapsed > 0 && elapsed.saturating_add(next) >= target
         } else {
             elapsed >= 2 * target
         };
@@ -639,11 +655,13 @@ impl LiveWindow {
             let dt = line.ticks(ms);
             line.settle(Some(dt));
         }
-        self.emit_part(ms);
-        self.part_start_ms = Some(ms);
+        let start = self.part_start_ms.replace(ms);
+        if segment {
+            self.segment_start_ms = Some(ms);
+        }
+        self.emit_part(start, ms);
         if segment {
             self.close_segment();
-            self.segment_start_ms = Some(ms);
         }
     }
 
@@ -662,12 +680,12 @@ impl LiveWindow {
                 end = end.max(line.end_ms());
             }
         }
-        self.emit_part(end);
-        self.part_start_ms = None;
+        let start = self.part_start_ms.take();
+        self.emit_part(start, end);
     }
 
-    fn emit_part(&mut self, end_ms: i64) {
-        let start_ms = self.part_start_ms.unwrap_or(end_ms);
+    fn emit_part(&mut self, start_ms: Option<i64>, end_ms: i64) {
+        let start_ms = start_ms.unwrap_or(end_ms);
         self.open_part_bytes = 0;
         self.open_part_samples = 0;
         let video = self.video_line.as_mut().and_then(|l| l.take_run());
@@ -738,8 +756,21 @@ impl LiveWindow {
         }
         while self.bytes > self.cfg.max_bytes && !self.segments.is_empty() {
             if self.segments.front().is_some_and(|s| !s.complete) {
+                // What the lines hold belongs to the dropped segment: the next one starts
+                // from nothing, at a keyframe.
                 self.discontinuity_next = true;
                 self.need_key = self.video.is_some();
+                for line in [self.video_line.as_mut(), self.audio_line.as_mut()]
+                    .into_iter()
+                    .flatten()
+                {
+                    line.pending = None;
+                    let _ = line.take_run();
+                }
+                self.part_start_ms = None;
+                self.segment_start_ms = None;
+                self.open_part_bytes = 0;
+                self.open_part_samples = 0;
             }
             self.pop_front();
         }
