@@ -3,11 +3,10 @@
 //! segments under a hard byte cap and looked up by name. No playlist text (`playlist`), no
 //! sockets, no clock: the caller passes frames and serves the shared `Bytes`.
 
+use super::line::Line;
 use super::park::{Edge, Want};
 use crate::media::{vp9, Codec, Frame, Track};
-use crate::mux::fmp4::{
-    self, Run, Sample, TrackConfig, AUDIO_TRACK_ID, SAMPLE_NON_SYNC, SAMPLE_SYNC, VIDEO_TRACK_ID,
-};
+use crate::mux::fmp4::{self, Run, TrackConfig, AUDIO_TRACK_ID, VIDEO_TRACK_ID};
 use crate::mux::sample_entry::SampleEntry;
 use crate::record::fmp4::{track_config, Fmp4Sink};
 use bytes::Bytes;
@@ -137,117 +136,6 @@ fn number_in(name: &str, prefix: &str, suffix: &str) -> Option<u64> {
 struct Slot {
     config: TrackConfig,
     source: Bytes,
-}
-
-/// A sample whose duration is known when the next one of its track arrives.
-#[derive(Debug)]
-struct Pending {
-    dt: u64,
-    cto: i32,
-    sync: bool,
-    data: Bytes,
-}
-
-/// Per-track timeline: stream ms (from the window's base) to track ticks, strictly increasing,
-/// and the samples of the open part.
-#[derive(Debug)]
-struct Line {
-    timescale: u32,
-    last_dt: Option<u64>,
-    last_duration: u32,
-    default_duration: u32,
-    pending: Option<Pending>,
-    run: Run,
-}
-
-impl Line {
-    fn new(track_id: u32, timescale: u32) -> Line {
-        let timescale = timescale.max(1);
-        // 40 ms of video, 1024 samples of audio, until a real duration is seen.
-        let default_duration = if track_id == VIDEO_TRACK_ID {
-            timescale / 25
-        } else {
-            1024
-        }
-        .max(1);
-        Line {
-            timescale,
-            last_dt: None,
-            last_duration: default_duration,
-            default_duration,
-            pending: None,
-            run: Run {
-                track_id,
-                timescale,
-                ..Run::default()
-            },
-        }
-    }
-
-    fn ticks(&self, ms: i64) -> u64 {
-        let t = ((ms.max(0) as i128 * self.timescale as i128 + 500) / 1000)
-            .min(u64::MAX as i128 / 2) as u64;
-        match self.last_dt {
-            Some(last) if t <= last => last + 1,
-            _ => t,
-        }
-    }
-
-    fn settle(&mut self, next_dt: Option<u64>) {
-        if let Some(p) = self.pending.take() {
-            let duration = match next_dt {
-                Some(n) if n > p.dt => (n - p.dt).min(u32::MAX as u64) as u32,
-                _ => self.last_duration,
-            };
-            self.last_duration = duration.max(1);
-            if self.run.samples.is_empty() {
-                self.run.decode_time = p.dt;
-            }
-            self.run.samples.push(Sample {
-                duration: self.last_duration,
-                size: p.data.len() as u32,
-                flags: if p.sync { SAMPLE_SYNC } else { SAMPLE_NON_SYNC },
-                cto: p.cto,
-            });
-            self.run.data.push(p.data);
-        }
-    }
-
-    fn push(&mut self, ms: i64, cts_ms: i32, sync: bool, data: Bytes) {
-        let dt = self.ticks(ms);
-        self.settle(Some(dt));
-        self.last_dt = Some(dt);
-        let cto = (cts_ms as i64 * self.timescale as i64 / 1000)
-            .clamp(i32::MIN as i64, i32::MAX as i64) as i32;
-        self.pending = Some(Pending {
-            dt,
-            cto,
-            sync,
-            data,
-        });
-    }
-
-    fn last_duration_ms(&self) -> i64 {
-        self.last_duration as i64 * 1000 / self.timescale as i64
-    }
-
-    /// End (ms) of the settled samples.
-    fn end_ms(&self) -> i64 {
-        let end = self.run.decode_time as i128 + self.run.duration_ticks() as i128;
-        (end * 1000 / self.timescale as i128).min(i64::MAX as i128) as i64
-    }
-
-    fn take_run(&mut self) -> Option<Run> {
-        if self.run.samples.is_empty() {
-            return None;
-        }
-        let fresh = Run {
-            track_id: self.run.track_id,
-            timescale: self.timescale,
-            ..Run::default()
-        };
-        Some(std::mem::replace(&mut self.run, fresh))
-    }
 }
 
 /// The in-memory LL-HLS window of one stream. Feed it every frame of the stream (`push`); when
@@ -667,19 +555,25 @@ impl LiveWindow {
 
     /// Settles every pending sample with its track's previous duration and emits the last part.
     fn finish_lines(&mut self) {
-        let mut end = self.part_start_ms.unwrap_or(0);
-        for line in [self.video_line.as_mut(), self.audio_line.as_mut()]
+        let mut ends = [None, None];
+        for (line, end) in [self.video_line.as_mut(), self.audio_line.as_mut()]
             .into_iter()
-            .flatten()
+            .zip(ends.iter_mut())
         {
+            let Some(line) = line else { continue };
             if line.last_dt.is_none() {
                 line.last_duration = line.default_duration;
             }
             line.settle(None);
             if !line.run.samples.is_empty() {
-                end = end.max(line.end_ms());
+                *end = Some(line.end_ms());
             }
         }
+        // The part ends where the clock track's samples end (video when it has any), as a cut would.
+        let end = ends[0]
+            .or(ends[1])
+            .unwrap_or(0)
+            .max(self.part_start_ms.unwrap_or(0));
         let start = self.part_start_ms.take();
         self.emit_part(start, end);
     }
@@ -698,7 +592,7 @@ impl LiveWindow {
             Some(v) => v.samples.first().is_some_and(|s| s.is_sync()),
             None => self.video_line.is_none(),
         };
-        if !self.segments.back().is_some_and(|s| !s.complete) {
+        if self.segments.back().is_none_or(|s| s.complete) {
             let msn = self.next_msn;
             self.next_msn += 1;
             self.segments.push_back(Segment {
@@ -814,4 +708,4 @@ impl LiveWindow {
 
 #[cfg(test)]
 #[path = "window_tests.rs"]
-mod tests;
+pub(crate) mod tests;

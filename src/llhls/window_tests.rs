@@ -53,7 +53,7 @@ pub(crate) fn video_window(cfg: WindowConfig, frames: u64) -> LiveWindow {
     let mut w = LiveWindow::new(cfg);
     let _ = w.push(&vc);
     for i in 0..frames {
-        let _ = w.push(&video(i * 40, i % 50 == 0, 100));
+        let _ = w.push(&video(i * 40, i.is_multiple_of(50), 100));
     }
     w
 }
@@ -76,7 +76,10 @@ fn parts_stay_under_the_target_and_segments_start_at_keyframes() {
     assert_eq!(durations(segs[2]), vec![320]);
     assert!(segs[0].complete && segs[1].complete && !segs[2].complete);
     assert_eq!(segs[1].start_time, 2000);
-    let ids: Vec<u64> = segs.iter().flat_map(|s| s.parts.iter().map(|p| p.id)).collect();
+    let ids: Vec<u64> = segs
+        .iter()
+        .flat_map(|s| s.parts.iter().map(|p| p.id))
+        .collect();
     assert_eq!(ids, (0..15).collect::<Vec<_>>());
     for s in &segs {
         // INDEPENDENT exactly on the part that starts with the keyframe.
@@ -113,7 +116,7 @@ fn parts_with_audio_and_video_are_independent_only_at_keyframes() {
     let _ = w.push(&ac);
     // 30 fps video (keyframe each second), 44.1 kHz AAC frames, interleaved by time.
     let mut events: Vec<Frame> = (0..180u64)
-        .map(|i| video(i * 1000 / 30, i % 30 == 0, 200))
+        .map(|i| video(i * 1000 / 30, i.is_multiple_of(30), 200))
         .collect();
     events.extend((0..260u64).map(|i| audio(i * 1024 * 1000 / 44_100)));
     events.sort_by_key(|f| f.time);
@@ -158,7 +161,7 @@ fn keeps_four_segments_and_never_goes_over_the_byte_cap() {
     for i in 0..1500u64 {
         // Frame sizes from 100 B to 12 kB: about 1.2 MB per 2 s segment at the top.
         let size = 100 + rng.below(12_000);
-        let _ = w.push(&video(i * 40, i % 50 == 0, size));
+        let _ = w.push(&video(i * 40, i.is_multiple_of(50), size));
         let _ = w.push(&audio(i * 40 + 3));
         assert!(w.bytes() <= 300_000, "{} bytes at frame {i}", w.bytes());
         let held: usize = w.segments().map(|s| s.bytes()).sum::<usize>()
@@ -190,7 +193,7 @@ fn an_open_segment_over_the_cap_is_dropped_and_the_next_starts_clean() {
     let _ = w.push(&vc);
     // A 20 s GOP of 30 kB frames: the open segment passes the cap long before it could close.
     for i in 0..507u64 {
-        let _ = w.push(&video(i * 40, i % 500 == 0, 30_000));
+        let _ = w.push(&video(i * 40, i.is_multiple_of(500), 30_000));
         assert!(w.bytes() <= MIN_BYTES);
     }
     // After the drop, video waits for a keyframe: the segment after it starts independent.
@@ -206,7 +209,14 @@ fn names_resolve_to_shared_bytes_and_everything_else_is_missing() {
     let (_, init) = w.init().unwrap();
     assert_eq!(w.lookup("init.mp4"), Lookup::Found(vec![init.clone()]));
     assert_eq!(top_boxes(init), ["ftyp", "moov"]);
-    let seg0: Vec<Bytes> = w.segments().next().unwrap().parts.iter().map(|p| p.data.clone()).collect();
+    let seg0: Vec<Bytes> = w
+        .segments()
+        .next()
+        .unwrap()
+        .parts
+        .iter()
+        .map(|p| p.data.clone())
+        .collect();
     let Lookup::Found(chunks) = w.lookup("seg0.m4s") else {
         panic!("seg0");
     };
@@ -250,7 +260,7 @@ fn a_discontinuity_starts_a_new_segment_with_the_flag() {
     let mut w = LiveWindow::new(WindowConfig::default());
     let _ = w.push(&vc);
     for i in 0..30u64 {
-        let mut f = video(i * 40, i % 50 == 0, 100);
+        let mut f = video(i * 40, i.is_multiple_of(50), 100);
         // The source's clock jumped at frame 20 (time stays continuous: `media::time`).
         f.discontinuity = i == 20;
         let _ = w.push(&f);
@@ -272,7 +282,7 @@ fn a_codec_change_brings_a_new_init_and_a_discontinuity() {
     let mut n = 0u64;
     let mut feed = |w: &mut LiveWindow, frames: u64| {
         for _ in 0..frames {
-            let _ = w.push(&video(n * 40, n % 50 == 0, 100));
+            let _ = w.push(&video(n * 40, n.is_multiple_of(50), 100));
             let _ = w.push(&audio(n * 40 + 1));
             n += 1;
         }
@@ -391,7 +401,11 @@ fn ffmpeg_decodes_the_window_of_the_fixture() {
             dir.write(&part_name(p.id), &p.data);
         }
     }
-    assert_eq!(w.segments().next().unwrap().msn, 0, "the whole fixture is kept");
+    assert_eq!(
+        w.segments().next().unwrap().msn,
+        0,
+        "the whole fixture is kept"
+    );
     let out = Command::new("ffmpeg")
         .args(["-v", "error", "-i"])
         .arg(&playlist)
@@ -409,7 +423,11 @@ fn ffmpeg_decodes_the_window_of_the_fixture() {
             .unwrap();
         // One line per program and per stream: the first number is the stream's.
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        text.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string()
+        text.lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .trim()
+            .to_string()
     };
     assert_eq!(count("v:0"), "250");
     assert_eq!(count("a:0"), "432");
