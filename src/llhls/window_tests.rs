@@ -369,24 +369,21 @@ fn tools() -> bool {
     ok
 }
 
-/// The fixture through a window, written out with a static playlist: FFmpeg reads the playlist,
-/// decodes every segment without an error, and finds every video and audio frame.
-#[test]
-fn ffmpeg_decodes_the_window_of_the_fixture() {
-    if !tools() {
-        return;
-    }
+/// `frames` through a window that keeps them all, written to `dir` with the static playlist
+/// (init, segments and parts): the playlist's path.
+fn write_out(frames: &[Frame], dir: &TempDir) -> std::path::PathBuf {
     let mut w = LiveWindow::new(WindowConfig {
         segments: 8,
         ..WindowConfig::default()
     });
-    let mut parts = 0;
-    for f in fixture_frames() {
-        parts += w.push(&f) as u32;
-    }
+    let parts: u32 = frames.iter().map(|f| w.push(f) as u32).sum();
     w.finish();
-    assert!(parts > 20);
-    let dir = TempDir::new("llhls");
+    assert!(parts >= 9, "{parts} parts");
+    assert_eq!(
+        w.segments().next().unwrap().msn,
+        0,
+        "the whole input is kept"
+    );
     let text = super::super::playlist::render(&w, Some(1_780_000_000_000)).unwrap();
     assert!(text.contains("#EXT-X-PART:") && text.ends_with("#EXT-X-ENDLIST\n"));
     let playlist = dir.write("index.m3u8", text.as_bytes());
@@ -401,34 +398,98 @@ fn ffmpeg_decodes_the_window_of_the_fixture() {
             dir.write(&part_name(p.id), &p.data);
         }
     }
-    assert_eq!(
-        w.segments().next().unwrap().msn,
-        0,
-        "the whole fixture is kept"
-    );
+    playlist
+}
+
+/// FFmpeg's error output decoding `input`.
+fn decode_errors(input: &std::path::Path) -> String {
     let out = Command::new("ffmpeg")
         .args(["-v", "error", "-i"])
-        .arg(&playlist)
+        .arg(input)
         .args(["-f", "null", "-"])
         .output()
         .unwrap();
-    let errors = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success() && errors.trim().is_empty(), "{errors}");
-    let count = |sel: &str| {
-        let out = Command::new("ffprobe")
-            .args(["-v", "error", "-count_frames", "-select_streams", sel])
-            .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
-            .arg(&playlist)
-            .output()
-            .unwrap();
-        // One line per program and per stream: the first number is the stream's.
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        text.lines()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("")
-            .trim()
-            .to_string()
-    };
-    assert_eq!(count("v:0"), "250");
-    assert_eq!(count("a:0"), "432");
+    let errors = String::from_utf8_lossy(&out.stderr).into_owned();
+    if out.status.success() {
+        errors
+    } else {
+        format!("exit {:?}: {errors}", out.status)
+    }
+}
+
+/// ffprobe's count of `what` (`frames` or `packets`) in stream `sel` of `input`.
+fn count(input: &std::path::Path, what: &str, sel: &str) -> u64 {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            &format!("-count_{what}"),
+            "-select_streams",
+            sel,
+        ])
+        .args([
+            "-show_entries",
+            &format!("stream=nb_read_{what}"),
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(input)
+        .output()
+        .unwrap();
+    // One line per program and per stream (some with a trailing field): the first number is
+    // the stream's.
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+    let first = line.split(',').next().unwrap_or("");
+    first
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{sel}: {text:?}"))
+}
+
+/// The fixture through a window, written out with a static playlist: FFmpeg reads the playlist,
+/// decodes every segment without an error, and finds every video and audio frame.
+#[test]
+fn ffmpeg_decodes_the_window_of_the_fixture() {
+    if !tools() {
+        return;
+    }
+    let dir = TempDir::new("llhls");
+    let playlist = write_out(&fixture_frames(), &dir);
+    let errors = decode_errors(&playlist);
+    assert!(errors.trim().is_empty(), "{errors}");
+    assert_eq!(count(&playlist, "frames", "v:0"), 250);
+    assert_eq!(count(&playlist, "frames", "a:0"), 432);
+}
+
+/// HEVC, AV1, VP9, Opus, MP3 and AC-3 (tests/data/codecs) go through the window the same way.
+#[test]
+fn ffmpeg_decodes_the_window_of_every_codec_fixture() {
+    if !tools() {
+        return;
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/codecs");
+    let facts = std::fs::read_to_string(root.join("facts.txt")).unwrap();
+    for name in [
+        "hevc_aac.flv",
+        "av1_opus.flv",
+        "vp9_opus.flv",
+        "h264_mp3.flv",
+        "h264_ac3.flv",
+    ] {
+        let data = std::fs::read(root.join(name)).unwrap();
+        let frames = read_all(&data).unwrap().2;
+        let dir = TempDir::new("llhls-codec");
+        let playlist = write_out(&frames, &dir);
+        let errors = decode_errors(&playlist);
+        assert!(errors.trim().is_empty(), "{name}: {errors}");
+        let fact = |k: &str| crate::mux::sample_entry::fact(&facts, &format!("{name}.{k}")) as u64;
+        let (v, a) = (
+            count(&playlist, "packets", "v:0"),
+            count(&playlist, "packets", "a:0"),
+        );
+        // As the fMP4 recorder's test: packets within one (video) or two (audio priming).
+        assert!(v.abs_diff(fact("frames.0")) <= 1, "{name}: video {v}");
+        assert!(a.abs_diff(fact("frames.1")) <= 2, "{name}: audio {a}");
+    }
 }
