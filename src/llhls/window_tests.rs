@@ -350,6 +350,69 @@ fn finish_closes_the_last_part_and_segment() {
     assert!(!w.push(&video(5000, true, 10)));
 }
 
+/// Hostile timing and content: random clock jumps both ways, random keyframes, repeated and
+/// changed sequence headers, discontinuities, empty and huge frames. No panic, the cap holds,
+/// and every URI the playlist names resolves (or is the hinted part).
+#[test]
+fn random_streams_keep_every_invariant() {
+    let (vc, ac) = configs();
+    for seed in 1..=12u64 {
+        let mut rng = crate::testutil::Rng::new(seed);
+        let mut w = LiveWindow::new(WindowConfig {
+            max_bytes: 400_000,
+            ..WindowConfig::default()
+        });
+        let mut t = 0u64;
+        for _ in 0..3000 {
+            t = match rng.below(100) {
+                0 => t.saturating_sub(rng.below(5000) as u64),
+                1 => t + rng.below(100_000) as u64,
+                2..=9 => t,
+                _ => t + rng.below(60) as u64,
+            };
+            let mut f = match rng.below(40) {
+                0 => at(&vc, t),
+                1 => at(&ac, t),
+                2 => {
+                    let mut other = vc.data.to_vec();
+                    let last = other.len() - 1;
+                    other[last] ^= rng.below(256) as u8;
+                    Frame::parse(TAG_VIDEO, t as u32, Bytes::from(other)).unwrap()
+                }
+                3 => video(t, false, 0),
+                4 => video(t, rng.below(2) == 0, 40_000 + rng.below(40_000)),
+                5..=20 => audio(t),
+                _ => video(t, rng.below(30) == 0, rng.below(3000)),
+            };
+            f.time = t;
+            f.discontinuity = rng.below(200) == 0;
+            let _ = w.push(&f);
+            assert!(w.bytes() <= 400_000, "seed {seed}: {} bytes", w.bytes());
+            if rng.below(50) == 0 {
+                let Some(text) = super::super::playlist::render(&w, Some(0)) else {
+                    continue;
+                };
+                for uri in text
+                    .lines()
+                    .filter_map(|l| {
+                        l.split("URI=\"")
+                            .nth(1)
+                            .map(|r| r.split('"').next().unwrap_or(""))
+                    })
+                    .chain(text.lines().filter(|l| l.starts_with("seg")))
+                {
+                    let hinted = w.preload_hint().map(part_name).as_deref() == Some(uri);
+                    let found = matches!(w.lookup(uri), Lookup::Found(_));
+                    assert!(found || hinted, "seed {seed}: {uri} in\n{text}");
+                }
+            }
+        }
+        w.finish();
+        assert!(w.bytes() <= 400_000);
+        assert!(w.next_part > 50, "seed {seed}: only {} parts", w.next_part);
+    }
+}
+
 /// ffmpeg and ffprobe present? Without them the decoder test skips, unless
 /// RTMPD_REQUIRE_TOOLS=1 makes that a failure.
 fn tools() -> bool {
