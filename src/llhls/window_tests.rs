@@ -147,6 +147,29 @@ fn parts_with_audio_and_video_are_independent_only_at_keyframes() {
 }
 
 #[test]
+fn audio_only_parts_are_all_independent_and_segments_cut_on_time() {
+    let (_, ac) = configs();
+    let mut w = LiveWindow::new(WindowConfig::default());
+    let _ = w.push(&ac);
+    // 44.1 kHz AAC: 1024 samples = 23.2 ms a frame, 6 s of it.
+    for i in 0..259u64 {
+        let _ = w.push(&audio(i * 1024 * 1000 / 44_100));
+    }
+    assert!(!w.has_video());
+    let segs: Vec<&Segment> = w.segments().collect();
+    assert_eq!(segs.iter().filter(|s| s.complete).count(), 2);
+    for s in &segs {
+        assert!(s
+            .parts
+            .iter()
+            .all(|p| p.independent && p.duration_ms <= 333));
+        if s.complete {
+            assert!(s.duration_ms().abs_diff(2000) <= 24, "{}", s.duration_ms());
+        }
+    }
+}
+
+#[test]
 fn keeps_four_segments_and_never_goes_over_the_byte_cap() {
     let (vc, ac) = configs();
     let cfg = WindowConfig {
