@@ -24,7 +24,7 @@
 //! - `amf`, `rtmp`: AMF0/AMF3 values; the RTMP handshake, chunk stream and sessions, sans-IO.
 //! - `http`: request parsing, responses, routing, WebSocket framing, the static file responder (no fs: `server::fs`).
 //! - `mux`: FLV, MPEG-TS/HLS, ISO BMFF (fMP4, MP4), m3u8 playlists: frames in, bytes out, no files.
-//! - `llhls`: Low-Latency HLS core (blocking reload rules so far), sans-IO.
+//! - `llhls`: Low-Latency HLS core: the in-memory part window, its playlist, blocking reload; sans-IO.
 //! - `hub`: streams, publishers and players, the GOP cache, per-viewer bounded queues, and the
 //!   readers that are not players (recorders) with their back-pressure on the publisher.
 //! - `record`: the recorder worker pool and its sinks (the only writers of recordings).

@@ -188,6 +188,12 @@ impl Parked {
         gone
     }
 
+    /// Every waiting request, for a stream that ended (answer them with the final playlist).
+    #[must_use]
+    pub fn drain(&mut self) -> Vec<ParkedRequest> {
+        std::mem::take(&mut self.waiting)
+    }
+
     /// The earliest deadline, for the loop's poll timeout.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.waiting.iter().map(|r| r.deadline).min()

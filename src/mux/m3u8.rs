@@ -1,7 +1,7 @@
 //! The one m3u8 media-playlist writer (RFC 8216, plus the RFC 8216bis LL-HLS tags): header
 //! tags, segments (with discontinuity and
 //! program date time), endlist. Text only: which segments are listed, their durations and when
-//! the playlist ends are decided by the callers (`mux::hls`, `record::fmp4`).
+//! the playlist ends are decided by the callers (`mux::hls`, `record::fmp4`, `llhls::playlist`).
 
 use std::fmt::Write;
 
@@ -76,13 +76,29 @@ impl MediaPlaylist {
     }
 
     pub fn segment(&mut self, seg: &Segment<'_>) {
-        if seg.discontinuity {
+        self.segment_tags(seg.discontinuity, seg.program_date_time);
+        self.extinf(seg.duration_secs, seg.uri);
+    }
+
+    /// The tags that open a segment (`#EXT-X-DISCONTINUITY`, `#EXT-X-PROGRAM-DATE-TIME`), for
+    /// LL-HLS where the segment's `#EXT-X-PART` lines come between them and its `#EXTINF`.
+    pub fn segment_tags(&mut self, discontinuity: bool, program_date_time: Option<&str>) {
+        if discontinuity {
             self.text.push_str("#EXT-X-DISCONTINUITY\n");
         }
-        if let Some(t) = seg.program_date_time {
+        if let Some(t) = program_date_time {
             let _ = writeln!(self.text, "#EXT-X-PROGRAM-DATE-TIME:{t}");
         }
-        let _ = writeln!(self.text, "#EXTINF:{:.3},\n{}", seg.duration_secs, seg.uri);
+    }
+
+    /// The `#EXTINF` line and URI that close a segment.
+    pub fn extinf(&mut self, duration_secs: f64, uri: &str) {
+        let _ = writeln!(self.text, "#EXTINF:{duration_secs:.3},\n{uri}");
+    }
+
+    /// `#EXT-X-MAP` between segments: the init segment changed (a new codec configuration).
+    pub fn map(&mut self, uri: &str) {
+        let _ = writeln!(self.text, "#EXT-X-MAP:URI=\"{uri}\"");
     }
 
     /// LL-HLS (RFC 8216bis) header lines: `#EXT-X-SERVER-CONTROL` with blocking reload and
@@ -201,6 +217,22 @@ mod tests {
              #EXT-X-PART:DURATION=0.333,URI=\"part1.m4s\"\n#EXTINF:0.667,\nseg0.m4s\n\
              #EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part2.m4s\"\n"
         );
+    }
+
+    #[test]
+    fn segment_pieces_for_parts_and_a_mid_playlist_map() {
+        let mut p = MediaPlaylist::new(&Header::default(), 1);
+        p.segment_tags(true, Some("2026-01-01T00:00:00.000Z"));
+        p.part(0.5, "part0.m4s", true);
+        p.extinf(0.5, "seg0.m4s");
+        p.map("init1.mp4");
+        p.segment_tags(false, None);
+        p.extinf(1.25, "seg1.m4s");
+        assert!(p.finish(false).ends_with(
+            "#EXT-X-DISCONTINUITY\n#EXT-X-PROGRAM-DATE-TIME:2026-01-01T00:00:00.000Z\n\
+             #EXT-X-PART:DURATION=0.500,URI=\"part0.m4s\",INDEPENDENT=YES\n#EXTINF:0.500,\nseg0.m4s\n\
+             #EXT-X-MAP:URI=\"init1.mp4\"\n#EXTINF:1.250,\nseg1.m4s\n"
+        ));
     }
 
     /// The HLS playlist wrote EXTINF from integer milliseconds as `ms / 1000 . ms % 1000`;
