@@ -3,7 +3,6 @@
 //! (`answer`). The server owns the sockets, the routing and the wiring (docs/llhls.md).
 
 pub mod answer;
-mod line;
 pub mod park;
 pub mod playlist;
 pub mod window;

@@ -3,7 +3,7 @@
 //! segments under a hard byte cap and looked up by name. No playlist text (`playlist`), no
 //! sockets, no clock: the caller passes frames and serves the shared `Bytes`.
 
-use super::line::Line;
+use crate::mux::fmp4::TrackLine as Line;
 use super::park::{Edge, Want};
 use crate::media::{vp9, Codec, Frame, Track};
 use crate::mux::fmp4::{self, Run, TrackConfig, AUDIO_TRACK_ID, VIDEO_TRACK_ID};
@@ -413,8 +413,8 @@ impl LiveWindow {
         let video = self.video.as_ref().map(|s| &s.config);
         let audio = self.audio.as_ref().map(|s| &s.config);
         let init = Bytes::from(fmp4::init_segment_for(video, audio));
-        self.video_line = video.map(|c| Line::new(VIDEO_TRACK_ID, c.timescale()));
-        self.audio_line = audio.map(|c| Line::new(AUDIO_TRACK_ID, c.timescale()));
+        self.video_line = video.map(|c| Line::with_default(VIDEO_TRACK_ID, c.timescale()));
+        self.audio_line = audio.map(|c| Line::with_default(AUDIO_TRACK_ID, c.timescale()));
         self.bytes += init.len();
         self.inits.push_back((self.init_version, init));
         self.enforce_cap();

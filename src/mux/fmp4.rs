@@ -4,6 +4,8 @@
 //! bytes out: no files (the recorder in `record::fmp4` decides where). Over 800 lines: the box
 //! writers and the timeline share `Run`/`Sample` and the track ids, and each part is short.
 
+mod line;
+pub(crate) use line::TrackLine;
 use super::bmff::{descriptor, BoxWriter};
 use super::sample_entry::SampleEntry;
 use crate::media::Track;
@@ -503,119 +505,6 @@ pub fn should_cut(
         track == Track::Video && key && elapsed_ms >= target
     } else {
         track == Track::Audio && elapsed_ms >= target
-    }
-}
-
-/// A sample whose duration is not known until the next one of its track arrives.
-#[derive(Debug)]
-struct Pending {
-    dt: u64,
-    ms: i64,
-    cto: i32,
-    sync: bool,
-    data: Bytes,
-}
-
-/// Per-track timeline: maps the stream time (ms, already monotonic and continuous across
-/// publisher clock jumps: `media::time`) to track ticks, keeps decode times strictly
-/// increasing, and collects the samples of the open segment.
-#[derive(Debug)]
-struct TrackLine {
-    id: u32,
-    timescale: u32,
-    last_dt: Option<u64>,
-    last_duration: u32,
-    default_duration: u32,
-    pending: Option<Pending>,
-    run: Run,
-    /// Decode time (ms) of the open segment's first sample.
-    first_ms: Option<i64>,
-}
-
-impl TrackLine {
-    fn new(id: u32, timescale: u32, default_duration: u32) -> TrackLine {
-        TrackLine {
-            id,
-            timescale,
-            last_dt: None,
-            last_duration: default_duration,
-            default_duration,
-            pending: None,
-            run: Run {
-                track_id: id,
-                timescale,
-                ..Run::default()
-            },
-            first_ms: None,
-        }
-    }
-
-    fn ticks(&self, ms: i64) -> u64 {
-        let t = (ms.max(0) as i128 * self.timescale as i128 + 500) / 1000;
-        let t = t as u64;
-        match self.last_dt {
-            Some(last) if t <= last => last + 1,
-            _ => t,
-        }
-    }
-
-    /// Closes the pending sample with a duration reaching `next_dt`.
-    fn settle(&mut self, next_dt: Option<u64>) {
-        if let Some(p) = self.pending.take() {
-            let duration = match next_dt {
-                Some(n) if n > p.dt => (n - p.dt).min(u32::MAX as u64) as u32,
-                _ => self.last_duration,
-            };
-            self.last_duration = duration.max(1);
-            if self.run.samples.is_empty() {
-                self.run.decode_time = p.dt;
-                self.first_ms = Some(p.ms);
-            }
-            self.run.samples.push(Sample {
-                duration: self.last_duration,
-                size: p.data.len() as u32,
-                flags: if p.sync { SAMPLE_SYNC } else { SAMPLE_NON_SYNC },
-                cto: p.cto,
-            });
-            self.run.data.push(p.data);
-        }
-    }
-
-    fn push(&mut self, ms: i64, cts_ms: i32, sync: bool, data: Bytes) {
-        let dt = self.ticks(ms);
-        self.settle(Some(dt));
-        self.last_dt = Some(dt);
-        let cto = (cts_ms as i64 * self.timescale as i64 / 1000)
-            .clamp(i32::MIN as i64, i32::MAX as i64) as i32;
-        self.pending = Some(Pending {
-            dt,
-            ms,
-            cto,
-            sync,
-            data,
-        });
-    }
-
-    /// Decode time (ms) of the open segment's first sample, counting the pending one.
-    fn segment_start_ms(&self) -> Option<i64> {
-        self.first_ms.or(self.pending.as_ref().map(|p| p.ms))
-    }
-
-    fn take_run(&mut self) -> Option<Run> {
-        self.first_ms = None;
-        if self.run.samples.is_empty() {
-            return None;
-        }
-        let fresh = Run {
-            track_id: self.id,
-            timescale: self.timescale,
-            ..Run::default()
-        };
-        Some(std::mem::replace(&mut self.run, fresh))
-    }
-
-    fn reset_default(&mut self) {
-        self.last_duration = self.default_duration;
     }
 }
 
