@@ -3,12 +3,12 @@
 //! segments under a hard byte cap and looked up by name. No playlist text (`playlist`), no
 //! sockets, no clock: the caller passes frames and serves the shared `Bytes`.
 
-use crate::mux::fmp4::TrackLine as Line;
 use super::park::{Edge, Want};
 use crate::media::{vp9, Codec, Frame, Track};
+use crate::mux::fmp4::TrackLine as Line;
 use crate::mux::fmp4::{self, Run, TrackConfig, AUDIO_TRACK_ID, VIDEO_TRACK_ID};
+use crate::mux::fmp4::{media_payload, track_config};
 use crate::mux::sample_entry::SampleEntry;
-use crate::record::fmp4::{track_config, Fmp4Sink};
 use bytes::Bytes;
 use std::collections::VecDeque;
 
@@ -433,7 +433,7 @@ impl LiveWindow {
     }
 
     fn media(&mut self, frame: &Frame) {
-        let Some(data) = Fmp4Sink::media_payload(frame) else {
+        let Some(data) = media_payload(frame) else {
             return;
         };
         if u32::try_from(data.len()).is_err() {

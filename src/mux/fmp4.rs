@@ -5,11 +5,13 @@
 //! writers and the timeline share `Run`/`Sample` and the track ids, and each part is short.
 
 mod line;
-pub(crate) use line::TrackLine;
+mod track;
 use super::bmff::{descriptor, BoxWriter};
 use super::sample_entry::SampleEntry;
 use crate::media::Track;
 use bytes::Bytes;
+pub(crate) use line::TrackLine;
+pub use track::{media_payload, recordable, track_config, track_config_of};
 
 pub const VIDEO_TRACK_ID: u32 = 1;
 pub const AUDIO_TRACK_ID: u32 = 2;

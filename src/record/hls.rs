@@ -198,7 +198,7 @@ impl HlsSink {
                 &mut audio
             };
             if slot.is_none() {
-                *slot = super::fmp4::track_config(f, &Bytes::copy_from_slice(f.payload()));
+                *slot = crate::mux::fmp4::track_config(f, &Bytes::copy_from_slice(f.payload()));
             }
         }
         let codec = |c: &TrackConfig| match c {
@@ -237,10 +237,10 @@ impl HlsSink {
             return Ok(());
         }
         let command = frame.enhanced().is_some_and(|t| t.first.is_none());
-        if !command && (frame.track_id != 0 || !super::fmp4::recordable(frame.codec)) {
+        if !command && (frame.track_id != 0 || !crate::mux::fmp4::recordable(frame.codec)) {
             return self.skip(frame);
         }
-        let Some(data) = super::fmp4::Fmp4Sink::media_payload(frame) else {
+        let Some(data) = crate::mux::fmp4::media_payload(frame) else {
             return Ok(());
         };
         let Some(m) = &mut self.fmp4 else {
