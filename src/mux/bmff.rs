@@ -81,6 +81,27 @@ impl BoxWriter {
     }
 
     /// The unity transformation matrix used by `mvhd` and `tkhd`.
+    /// The version-dependent run of `mvhd`, `tkhd` and `mdhd`: creation and modification time
+    /// (0), the 32-bit fields between them and the duration (`middle`), then the duration; the
+    /// times and the duration are 64-bit in version 1 (`v1`).
+    pub fn dated(&mut self, v1: bool, middle: &[u32], duration: u64) {
+        if v1 {
+            self.u64(0);
+            self.u64(0);
+        } else {
+            self.u32(0);
+            self.u32(0);
+        }
+        for &m in middle {
+            self.u32(m);
+        }
+        if v1 {
+            self.u64(duration);
+        } else {
+            self.u32(duration as u32);
+        }
+    }
+
     pub fn matrix(&mut self) {
         for v in [0x0001_0000u32, 0, 0, 0, 0x0001_0000, 0, 0, 0, 0x4000_0000] {
             self.u32(v);

@@ -95,17 +95,7 @@ impl Run {
 pub(crate) fn write_mvhd(w: &mut BoxWriter, duration: u64, next_track_id: u32) {
     let v1 = duration > u32::MAX as u64;
     let at = w.begin_full(b"mvhd", v1 as u8, 0);
-    if v1 {
-        w.u64(0);
-        w.u64(0);
-        w.u32(MOVIE_TIMESCALE);
-        w.u64(duration);
-    } else {
-        w.u32(0);
-        w.u32(0);
-        w.u32(MOVIE_TIMESCALE);
-        w.u32(duration as u32);
-    }
+    w.dated(v1, &[MOVIE_TIMESCALE], duration);
     w.u32(0x0001_0000); // rate 1.0
     w.u16(0x0100); // volume 1.0
     w.zeros(2 + 8);
@@ -127,19 +117,7 @@ pub(crate) fn write_tkhd(
     let v1 = duration > u32::MAX as u64;
     // flags: track_enabled | track_in_movie
     let at = w.begin_full(b"tkhd", v1 as u8, 3);
-    if v1 {
-        w.u64(0);
-        w.u64(0);
-        w.u32(track_id);
-        w.u32(0);
-        w.u64(duration);
-    } else {
-        w.u32(0);
-        w.u32(0);
-        w.u32(track_id);
-        w.u32(0);
-        w.u32(duration as u32);
-    }
+    w.dated(v1, &[track_id, 0], duration); // track id, reserved
     w.zeros(8);
     w.u16(0); // layer
     w.u16(if audio { 1 } else { 0 }); // alternate_group
@@ -154,17 +132,7 @@ pub(crate) fn write_tkhd(
 pub(crate) fn write_mdhd(w: &mut BoxWriter, timescale: u32, duration: u64) {
     let v1 = duration > u32::MAX as u64;
     let at = w.begin_full(b"mdhd", v1 as u8, 0);
-    if v1 {
-        w.u64(0);
-        w.u64(0);
-        w.u32(timescale);
-        w.u64(duration);
-    } else {
-        w.u32(0);
-        w.u32(0);
-        w.u32(timescale);
-        w.u32(duration as u32);
-    }
+    w.dated(v1, &[timescale], duration);
     w.u16(0x55c4); // language "und"
     w.u16(0);
     w.end(at);

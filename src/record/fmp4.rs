@@ -377,28 +377,21 @@ impl Fmp4Sink {
             secs: f.duration_secs(),
             bytes: f.bytes(),
         });
-        if let Some(v) = &f.video {
-            let name = segment_name(VIDEO_PREFIX, f.sequence);
+        let separate = [
+            (VIDEO_PREFIX, f.video.as_ref(), &mut self.video_segs),
+            (AUDIO_PREFIX, f.audio.as_ref(), &mut self.audio_segs),
+        ];
+        for (prefix, run, segs) in separate {
+            let Some(run) = run else { continue };
+            let name = segment_name(prefix, f.sequence);
             replace_file(
                 &self.separate_dir.join(name),
-                &fmp4::media_segment(f.sequence, &[v]),
+                &fmp4::media_segment(f.sequence, &[run]),
             )?;
-            self.video_segs.push(SegInfo {
+            segs.push(SegInfo {
                 sequence: f.sequence,
-                secs: v.duration_secs(),
-                bytes: v.bytes(),
-            });
-        }
-        if let Some(a) = &f.audio {
-            let name = segment_name(AUDIO_PREFIX, f.sequence);
-            replace_file(
-                &self.separate_dir.join(name),
-                &fmp4::media_segment(f.sequence, &[a]),
-            )?;
-            self.audio_segs.push(SegInfo {
-                sequence: f.sequence,
-                secs: a.duration_secs(),
-                bytes: a.bytes(),
+                secs: run.duration_secs(),
+                bytes: run.bytes(),
             });
         }
         self.write_playlists(false)?;
