@@ -177,21 +177,26 @@ fn chunk_header(csid: u32, len: u32, type_id: u8) -> Vec<u8> {
     v
 }
 
-/// The wide abuser: the largest chunk size (16 MiB - 1) then, on 100 chunk streams, a 1 MiB
-/// video message of which 600 KiB are sent (60 MB announced-and-held if nothing bounds it).
-/// Returns the bytes the server took before it closed the connection (or all of them).
+/// Chunk size the wide abuser sets: far above the default 128, and the size of the one chunk it
+/// sends on each chunk stream, so that every message is left partial by a whole chunk.
+const WIDE_CHUNK: usize = 512 * 1024;
+
+/// The wide abuser: chunk size 512 KiB, then on 100 chunk streams a type-0 header announcing a
+/// 1 MiB video message and one whole 512 KiB chunk of it (51 MB held if nothing bounds it).
+/// Returns the bytes written before the server closed the connection (or all of them).
 fn wide_partial_messages(addr: SocketAddr) -> usize {
     let Ok(mut s) = raw_rtmp_handshake(addr) else {
         return 0;
     };
     let _ = s.set_write_timeout(Some(Duration::from_secs(10)));
     let mut sent = 0;
-    if s.write_all(&control_chunk(1, &0x00FF_FFFFu32.to_be_bytes()))
+    if s
+        .write_all(&control_chunk(1, &(WIDE_CHUNK as u32).to_be_bytes()))
         .is_err()
     {
         return sent;
     }
-    let body = vec![0x17u8; 600 * 1024];
+    let body = vec![0x17u8; WIDE_CHUNK];
     for csid in 3..103 {
         let mut m = chunk_header(csid, 1 << 20, 9);
         m.extend_from_slice(&body);
@@ -200,6 +205,8 @@ fn wide_partial_messages(addr: SocketAddr) -> usize {
         }
         sent += m.len();
     }
+    // Hold the connection (and whatever the server kept of it) while the test samples VmRSS.
+    std::thread::sleep(Duration::from_secs(2));
     sent
 }
 
@@ -232,10 +239,10 @@ fn trickle_16_mib(addr: SocketAddr, stop: Arc<AtomicBool>) -> usize {
 /// at most twice the largest message (2 x 16 MiB) across all its chunk streams.
 const PARTIAL_CAP_KB: u64 = 32 * 1024;
 
-/// RTMP abuse next to a live RTMP viewer: four clients each send a 16 MiB chunk size then 600 KiB
-/// partial messages on 100 chunk streams (60 MB each if held), eight announce 16 MiB messages and
+/// RTMP abuse next to a live RTMP viewer: four clients each set a 512 KiB chunk size then leave 1 MiB
+/// messages partial by one chunk on 100 chunk streams (51 MB each if held), eight announce 16 MiB messages and
 /// trickle 1 KiB every 100 ms. The server's VmRSS stays under the per-connection cap times the
-/// wide clients (a server that held everything would pass 240 MB), the tricklers cost what they
+/// wide clients (a server that held everything would pass 200 MB), the tricklers cost what they
 /// sent, not what they announced, and the viewer gets the whole fixture.
 #[cfg(target_os = "linux")]
 #[test]
