@@ -8,15 +8,16 @@
 # recording of every session. Exits 1 when RSS grew over 10%, an fd leaked, or a recording is
 # missing or does not read clean. Everything lives in target/soak/ (the recordings are removed at
 # the end unless KEEP=1; the logs and samples stay). Kills only the processes it started, by PID.
-# Knobs: SOAK_SECS (1800), VIEWERS (1000), RECONNECT_SECS (120), WARMUP_SECS (SOAK_SECS/5, at
-# most 120), SLOTS (rtmpd-load loops per protocol, 5), PIPE_POOL_FDS (66).
+# Knobs: SOAK_SECS (1800), VIEWERS (1000), RECONNECT_SECS (120), WARMUP_SECS (RECONNECT_SECS + 30,
+# at most half the run), SLOTS (rtmpd-load loops per protocol, 5), PIPE_POOL_FDS (66).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SOAK_SECS=${SOAK_SECS:-1800}
 VIEWERS=${VIEWERS:-1000}
 RECONNECT_SECS=${RECONNECT_SECS:-120}
-WARMUP_SECS=${WARMUP_SECS:-$((SOAK_SECS / 5 < 120 ? SOAK_SECS / 5 : 120))}
+# Warm-up: every kind of churn once, a publisher reconnect included (at most half the run).
+WARMUP_SECS=${WARMUP_SECS:-$((RECONNECT_SECS + 30 < SOAK_SECS / 2 ? RECONNECT_SECS + 30 : SOAK_SECS / 2))}
 SLOTS=${SLOTS:-5}
 OUT=target/soak
 BIN=target/release/rtmpd
@@ -24,7 +25,7 @@ LOAD=target/release/rtmpd-load
 FIXTURE=tests/data/fixture.flv
 STREAM=live/soak
 
-for tool in ffmpeg ffprobe python3 timeout; do
+for tool in ffmpeg ffprobe python3 timeout curl; do
     command -v "$tool" >/dev/null || { echo "soak: $tool not found" >&2; exit 1; }
 done
 cargo build --release --quiet --bin rtmpd --bin rtmpd-load
@@ -66,6 +67,9 @@ fds() { ls "/proc/$SERVER_PID/fd" | wc -l; }
 # two fds each), kept for reuse; every other fd (sockets, files) must come back to its count.
 pipes() { find "/proc/$SERVER_PID/fd" -lname 'pipe:*' 2>/dev/null | wc -l; }
 PIPE_POOL_FDS=${PIPE_POOL_FDS:-66}
+# The file service keeps an O_PATH fd per root it has served (src/server/fs.rs, at most 8): one
+# request first, so that this cache is in the count at the start as it is at the end.
+curl -s -o /dev/null "http://$HTTP/hls/$STREAM/index.m3u8" || true
 FD_START=$(fds)
 PIPES_START=$(pipes)
 START=$EPOCHSECONDS
