@@ -6,10 +6,14 @@
 
 mod clocks;
 mod load;
+// Signals (kill(2)) and a tmpfs mount: Unix only; tools/windows-smoke.sh covers shutdown on Windows.
+#[cfg(unix)]
 mod shutdown;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+#[cfg(unix)]
+use std::time::Instant;
 
 use crate::util::*;
 

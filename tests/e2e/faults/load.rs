@@ -5,7 +5,7 @@
 //! server's memory bounded and a live viewer untouched.
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -94,10 +94,10 @@ fn idle_connections_and_slowloris_do_not_stall_a_viewer() {
         )
     });
     let t = Instant::now();
-    let mut idle: Vec<TcpStream> = Vec::with_capacity(n);
+    let mut idle: Vec<std::net::TcpStream> = Vec::with_capacity(n);
     for i in 0..n {
         let to = if i % 2 == 0 { server.rtmp } else { server.http };
-        match TcpStream::connect_timeout(&to, Duration::from_secs(5)) {
+        match std::net::TcpStream::connect_timeout(&to, Duration::from_secs(5)) {
             Ok(s) => idle.push(s),
             Err(e) => panic!("idle connection {i}: {e}"),
         }
@@ -165,6 +165,7 @@ fn slowloris_is_closed_by_the_header_timeout() {
 
 /// A type-0 chunk header on chunk stream `csid` (3..=319, one- or two-byte basic header)
 /// announcing a message of `len` bytes and `type_id` on message stream 1.
+#[cfg(target_os = "linux")]
 fn chunk_header(csid: u32, len: u32, type_id: u8) -> Vec<u8> {
     let mut v = if csid < 64 {
         vec![csid as u8]
@@ -180,11 +181,13 @@ fn chunk_header(csid: u32, len: u32, type_id: u8) -> Vec<u8> {
 
 /// Chunk size the wide abuser sets: far above the default 128, and the size of the one chunk it
 /// sends on each chunk stream, so that every message is left partial by a whole chunk.
+#[cfg(target_os = "linux")]
 const WIDE_CHUNK: usize = 512 * 1024;
 
 /// The wide abuser: chunk size 512 KiB, then on 100 chunk streams a type-0 header announcing a
 /// 1 MiB video message and one whole 512 KiB chunk of it (51 MB held if nothing bounds it).
 /// Returns the bytes written before the server closed the connection (or all of them).
+#[cfg(target_os = "linux")]
 fn wide_partial_messages(addr: SocketAddr) -> usize {
     let Ok(mut s) = raw_rtmp_handshake(addr) else {
         return 0;
@@ -212,6 +215,7 @@ fn wide_partial_messages(addr: SocketAddr) -> usize {
 
 /// The trickler: a type-0 header announcing a 16 MiB message, then 1 KiB every 100 ms until
 /// `stop`.
+#[cfg(target_os = "linux")]
 fn trickle_16_mib(addr: SocketAddr, stop: Arc<AtomicBool>) -> usize {
     let Ok(mut s) = raw_rtmp_handshake(addr) else {
         return 0;
@@ -237,6 +241,7 @@ fn trickle_16_mib(addr: SocketAddr, stop: Arc<AtomicBool>) -> usize {
 
 /// Per-connection ceiling on partially assembled RTMP messages today: the chunk decoder holds
 /// at most twice the largest message (2 x 16 MiB) across all its chunk streams.
+#[cfg(target_os = "linux")]
 const PARTIAL_CAP_KB: u64 = 32 * 1024;
 
 /// RTMP abuse next to a live RTMP viewer: four clients each set a 512 KiB chunk size then leave 1 MiB

@@ -4,6 +4,7 @@
 //! record.rs checks SIGTERM, SIGKILL file layout and RLIMIT_FSIZE; this does not repeat them.
 
 use std::path::{Path, PathBuf};
+#[cfg(target_os = "linux")]
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -48,7 +49,6 @@ fn check_flv(dir: &Path, what: &str) -> (PathBuf, f64) {
 /// server ends the viewers, exits 0, and every file is finalised: the FLV's metadata patched,
 /// every playlist with ENDLIST and EXTINF within its target, `stream_full.mp4` merged, all read
 /// clean by ffprobe with durations that agree, no temp file left.
-#[cfg(unix)]
 #[test]
 fn sigint_finalises_every_recording() {
     if !require_tool("ffprobe") {
@@ -174,7 +174,6 @@ fn sigint_finalises_every_recording() {
 /// SIGKILL while recording, then a restart on the same data dir: crash repair patches the FLV's
 /// `duration`/`filesize`, ends the playlists and merges `stream_full.mp4`; every file reads clean
 /// in ffprobe and holds what was published up to at most the last partial segment.
-#[cfg(unix)]
 #[test]
 fn sigkill_then_restart_repairs_and_keeps_what_was_published() {
     if !require_tool("ffprobe") {
@@ -256,8 +255,10 @@ fn sigkill_then_restart_repairs_and_keeps_what_was_published() {
 
 /// A tmpfs mounted for one test, unmounted (lazily, so a busy server cannot block it) on drop
 /// whether the test passed or not.
+#[cfg(target_os = "linux")]
 struct Tmpfs(PathBuf);
 
+#[cfg(target_os = "linux")]
 impl Tmpfs {
     /// `mount -t tmpfs -o size=SIZE tmpfs DIR`; Err with the reason when it cannot.
     fn mount(dir: &Path, size: &str) -> Result<Tmpfs, String> {
@@ -280,6 +281,7 @@ impl Tmpfs {
     }
 }
 
+#[cfg(target_os = "linux")]
 impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
@@ -287,6 +289,7 @@ impl Drop for Tmpfs {
 }
 
 /// Everything under `dir`, recursively, removed; the folder itself stays (it is a mount point).
+#[cfg(target_os = "linux")]
 fn empty_dir(dir: &Path) {
     for e in std::fs::read_dir(dir).unwrap().flatten() {
         let p = e.path();
