@@ -2,7 +2,7 @@
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: all vendor build release run test unit browser-test bench bench-gateway bench-record bench-files bench-all \
+.PHONY: all vendor build release run test unit browser-test bench bench-gateway bench-record bench-files bench-all soak \
 	fixtures fmt lint check-targets windows-smoke arm-smoke check-deploy docker
 
 # Targets checked with `cargo check --all-targets` (kqueue on macOS, no splice off Linux): no warnings allowed.
@@ -55,6 +55,12 @@ bench-files:            # the static file service against nginx with wrk
 	bash tools/bench-files.sh
 
 bench-all: bench bench-gateway bench-record bench-files
+
+# Soak (not in `make test`): SOAK_SECS [1800] of viewer churn over every protocol, a reconnecting
+# publisher and every recorder on; fails when RSS grows over 10%, an fd leaks or a recording is bad.
+SOAK_SECS ?= 1800
+soak:
+	SOAK_SECS=$(SOAK_SECS) bash tools/soak.sh
 
 fixtures:
 	bash tools/make-fixtures.sh

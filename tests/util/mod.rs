@@ -1,13 +1,15 @@
 //! Helpers for the end-to-end tests: the server under test on port 0 (`server`), child processes
 //! killed on drop (`proc`, FFmpeg wrappers), HTTP-FLV / WS-FLV / RTMP readers (`http`, `ws`,
-//! `rtmp`), FLV parsing and the assertions every output shares (`flv`), the fixture facts and
-//! the one temp-dir helper (`TempDir`).
+//! `rtmp`), FLV parsing and the assertions every output shares (`flv`), ffprobe verdicts, playlists
+//! and timed reads for the fault tests (`probe`), the fixture facts and the one temp-dir helper
+//! (`TempDir`).
 //! Nothing here knows the server's internals: it talks to the binary through sockets only.
 #![allow(dead_code)]
 
 pub mod files;
 pub mod flv;
 pub mod http;
+pub mod probe;
 pub mod proc;
 pub mod rtmp;
 pub mod server;
@@ -21,6 +23,7 @@ use std::sync::OnceLock;
 pub use files::*;
 pub use flv::*;
 pub use http::*;
+pub use probe::*;
 pub use proc::*;
 pub use rtmp::*;
 pub use server::*;

@@ -1,6 +1,7 @@
 //! RTMP from the tests, so the core tests run without FFmpeg: `RtmpClient` (a blocking client:
 //! one `TcpStream` around the crate's sans-IO `ClientSession`), a player that collects frames
-//! and statuses, and a publisher that sends a fixture paced by its timestamps.
+//! and statuses, a publisher that sends a fixture paced by its timestamps, and one that sends
+//! prepared frames (odd clocks) and tells how far it got.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -497,6 +498,107 @@ fn finish(client: RtmpClient, opts: &PublishOpts, stop: &AtomicBool) -> io::Resu
         }
     }
     Ok(())
+}
+
+/// The fixture's frames `loops` times over, each as (media ms from the start, frame with its
+/// dts set to that time): sequence headers and metadata only in the first loop, no FLV
+/// end-of-sequence. The input of `PacedPublisher`; tests rewrite the dts to make odd clocks.
+pub fn looped_fixture_frames(fixture: &str, loops: u32) -> Vec<(u32, Frame)> {
+    let (_, _, frames) = rtmpd::mux::flv_demux::read_all(&fixture_bytes(fixture)).expect(fixture);
+    let first = frames.first().map(|f| f.dts).unwrap_or(0);
+    let span = frames.iter().map(|f| f.dts).max().unwrap_or(0) - first + 40;
+    let mut out = Vec::new();
+    for l in 0..loops {
+        for f in &frames {
+            if l > 0 && (f.config || f.track == Track::Meta) || is_end_of_sequence(f) {
+                continue;
+            }
+            let rel = f.dts - first + l * span;
+            let mut f = f.clone();
+            f.dts = rel;
+            out.push((rel, f));
+        }
+    }
+    out
+}
+
+/// A publisher of prepared frames, paced by their media time (the first of each pair) at
+/// `speed`, that tells how far it got: `sent_ms` is the media time of the last frame written,
+/// so a test that kills the server knows what had been published.
+pub struct PacedPublisher {
+    pub sent_ms: Arc<std::sync::atomic::AtomicU32>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl PacedPublisher {
+    /// Connects and publishes (errors come back here), then sends from a thread after
+    /// `start_delay`; deleteStream and close at the end.
+    pub fn start(
+        addr: SocketAddr,
+        app: &str,
+        name: &str,
+        frames: Vec<(u32, Frame)>,
+        speed: f64,
+        start_delay: Duration,
+    ) -> io::Result<PacedPublisher> {
+        let mut client = RtmpClient::connect(addr, app, RTMP_TIMEOUT)?;
+        let sid = client.publish(name)?;
+        let sent_ms = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (sent2, stop2) = (sent_ms.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let t0 = Instant::now() + start_delay;
+            for (rel, f) in &frames {
+                let due = t0 + Duration::from_secs_f64(*rel as f64 / 1000.0 / speed.max(0.01));
+                while Instant::now() < due {
+                    if stop2.load(Ordering::Relaxed) {
+                        return Ok(());
+                    }
+                    std::thread::sleep((due - Instant::now()).min(Duration::from_millis(20)));
+                }
+                if stop2.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
+                client.send_frame(sid, f)?;
+                sent2.store(*rel, Ordering::Relaxed);
+            }
+            client.close();
+            Ok(())
+        });
+        Ok(PacedPublisher {
+            sent_ms,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn join(mut self) -> io::Result<()> {
+        self.thread
+            .take()
+            .unwrap()
+            .join()
+            .expect("publisher thread")
+    }
+
+    /// Stops sending now (the socket is closed without deleteStream) and waits.
+    pub fn stop(mut self) -> io::Result<()> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .take()
+            .unwrap()
+            .join()
+            .expect("publisher thread")
+    }
+}
+
+impl Drop for PacedPublisher {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// The RTMP handshake by hand (plain, C1 with zero version), for tests that then send
