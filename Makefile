@@ -3,6 +3,7 @@ CARGO ?= cargo
 ARGS ?=
 
 .PHONY: all vendor build run test unit browser-test bench bench-gateway bench-record bench-files bench-all fixtures fmt lint
+.PHONY: fuzz
 
 all: build
 
@@ -54,3 +55,9 @@ fmt:
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets
+
+# Every fuzz target for FUZZ_SECS seconds each (cargo-fuzz, debug assertions on; needs
+# `cargo install cargo-fuzz`). Crashing inputs land in fuzz/artifacts/TARGET/.
+FUZZ_SECS ?= 60
+fuzz:
+	bash fuzz/run.sh $(FUZZ_SECS)
