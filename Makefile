@@ -2,8 +2,13 @@
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: all vendor build run test unit browser-test bench bench-gateway bench-record bench-files bench-all fixtures fmt lint
-.PHONY: fuzz
+.PHONY: all vendor build release run test unit browser-test bench bench-gateway bench-record bench-files bench-all \
+	fixtures fmt lint check-targets windows-smoke arm-smoke check-deploy docker fuzz
+
+# Targets checked with `cargo check --all-targets` (kqueue on macOS, no splice off Linux): no warnings allowed.
+CHECK_TARGETS ?= aarch64-apple-darwin x86_64-apple-darwin aarch64-unknown-linux-gnu x86_64-pc-windows-gnu
+# `make run` records here unless ARGS has its own --data-dir; git-ignored.
+DATA ?= data
 
 all: build
 
@@ -15,8 +20,13 @@ vendor:
 build: vendor
 	$(CARGO) build --release
 
+# The shipped binary (profile.release: optimised, LTO, debug info stripped, symbols kept), and its size.
+release: vendor
+	$(CARGO) build --release --bin rtmpd
+	@wc -c < target/release/rtmpd | awk '{ printf "release: target/release/rtmpd, %d bytes (%.1f MiB)\n", $$1, $$1 / 1048576 }'
+
 run: build
-	./target/release/rtmpd $(ARGS)
+	./target/release/rtmpd $(if $(findstring --data-dir,$(ARGS)),,--data-dir $(DATA)) $(ARGS)
 
 # The whole suite: unit tests, the integration tests against the real binary (FFmpeg interop
 # included), then the pages in headless Chromium. A missing tool prints "skipped: ..." unless
@@ -54,7 +64,31 @@ fmt:
 
 lint:
 	$(CARGO) fmt --check
-	$(CARGO) clippy --all-targets
+	$(CARGO) clippy --all-targets -- -D warnings
+
+# macOS, ARM Linux and Windows: the crate and its tests compile without a warning (tools/windows-setup.sh
+# installs the targets). Linking for them is not needed to check.
+check-targets:
+	@for t in $(CHECK_TARGETS); do \
+		echo "check-targets: $$t"; \
+		RUSTFLAGS="-D warnings" $(CARGO) check --quiet --all-targets --target $$t || exit 1; \
+	done
+
+# rtmpd.exe under Wine against Linux FFmpeg (tools/windows-smoke.sh).
+windows-smoke:
+	bash tools/windows-smoke.sh
+
+# The aarch64 Linux binary under qemu-user (tools/arm-smoke.sh).
+arm-smoke:
+	bash tools/arm-smoke.sh
+
+# nginx -t on deploy/nginx.conf and the README's nginx example; docker-compose.yml parsed and its commands checked.
+check-deploy:
+	bash deploy/check.sh
+
+# Not run in CI (no Docker daemon there): the image as the README describes it.
+docker:
+	docker build -t rtmpd .
 
 # Every fuzz target for FUZZ_SECS seconds each (cargo-fuzz, debug assertions on; needs
 # `cargo install cargo-fuzz`). Crashing inputs land in fuzz/artifacts/TARGET/.

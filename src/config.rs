@@ -1,6 +1,8 @@
 //! Command line -> validated configuration. getopts parses into a raw form; `parse` validates it
-//! into a `Config` whose mode says which process runs. Errors carry a one-line reason; the binary
-//! maps them to exit status 2.
+//! into a `Config` whose mode says which process runs (or, with `--print-config`, its text). Paths that
+//! can never work (a log file in a missing folder, a data dir that is a file) are refused here. Errors
+//! carry a one-line reason; the binary maps them to exit status 2. Opening files and binding ports is
+//! the server's.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -8,7 +10,9 @@ use std::time::Duration;
 
 use getopts::Options;
 
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// Kept here for callers that read it as `config::VERSION`; it lives in the crate root so that
+/// the gateway can name it without importing `config` (which imports the gateway's URL type).
+pub use crate::VERSION;
 
 #[derive(Clone, Debug)]
 pub enum Mode {
@@ -19,6 +23,8 @@ pub enum Mode {
     Merge(PathBuf),
     Help(String),
     Version,
+    /// `--print-config`: the effective settings of the mode the other options chose, as text.
+    PrintConfig(String),
 }
 
 /// The static file service: where files come from and how requests are logged.
@@ -111,6 +117,11 @@ fn common_options(opts: &mut Options) {
         "L",
     );
     opts.optopt("", "log-file", "also log to this file [none]", "F");
+    opts.optflag(
+        "",
+        "print-config",
+        "print the effective settings (defaults included) and exit",
+    );
 }
 
 fn viewer_options(opts: &mut Options) {
@@ -227,6 +238,12 @@ fn origin_options() -> Options {
         "recorder worker threads [number of cores]",
         "N",
     );
+    opts.optopt(
+        "",
+        "record-queue",
+        "frames queued per recording; beyond it the publisher is slowed to the disk's pace [4096]",
+        "FRAMES",
+    );
     web_options(&mut opts);
     viewer_options(&mut opts);
     opts
@@ -242,12 +259,35 @@ fn file_gateway_options() -> Options {
 const FILE_GATEWAY_BRIEF: &str = "Usage: rtmpd file-gateway [HOST [PORT [ROOT]]] [OPTIONS]\n\n\
     A static file server for recordings and pages (defaults: 0.0.0.0, 8100, the current directory).";
 
-fn web_config(m: &getopts::Matches, web_dir: Option<PathBuf>) -> WebConfig {
-    WebConfig {
+fn web_config(m: &getopts::Matches, web_dir: Option<PathBuf>) -> Result<WebConfig, ConfigError> {
+    Ok(WebConfig {
         web_dir,
         dir_listing: m.opt_present("dir"),
-        access_log: m.opt_str("access-log").map(PathBuf::from),
+        access_log: file_option(m, "access-log")?,
+    })
+}
+
+/// A file we append to (`--log-file`, `--access-log`): its folder must exist, because creating
+/// folders from a typo would hide the mistake, and it must not be a folder itself.
+fn file_option(m: &getopts::Matches, name: &str) -> Result<Option<PathBuf>, ConfigError> {
+    let Some(s) = m.opt_str(name) else {
+        return Ok(None);
+    };
+    let path = PathBuf::from(&s);
+    if s.is_empty() || path.is_dir() {
+        return err(format!("--{name}: '{s}' is a folder, not a file"));
     }
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    if !parent.is_dir() {
+        return err(format!(
+            "--{name}: the folder '{}' does not exist",
+            parent.display()
+        ));
+    }
+    Ok(Some(path))
 }
 
 fn existing_dir(path: &str, what: &str) -> Result<PathBuf, ConfigError> {
@@ -291,7 +331,7 @@ fn parse_file_gateway(args: &[String]) -> Result<Mode, ConfigError> {
         bind,
         port,
         root,
-        web: web_config(&m, None),
+        web: web_config(&m, None)?,
         log: log_config(&m)?,
     }))
 }
@@ -336,7 +376,7 @@ fn log_config(m: &getopts::Matches) -> Result<LogConfig, ConfigError> {
     };
     Ok(LogConfig {
         level,
-        file: m.opt_str("log-file").map(PathBuf::from),
+        file: file_option(m, "log-file")?,
     })
 }
 
@@ -380,6 +420,10 @@ fn record_config(
     if workers == 0 || workers > 256 {
         return err("--workers: between 1 and 256");
     }
+    let queue_len = num(m, "record-queue", defaults.queue_len)?;
+    if !(16..=1_000_000).contains(&queue_len) {
+        return err("--record-queue: between 16 and 1000000");
+    }
     Ok(crate::record::RecordConfig {
         data_dir: data_dir.to_path_buf(),
         flv: !m.opt_present("no-flv-record"),
@@ -389,6 +433,7 @@ fn record_config(
         hls_fragment_ms: seconds_ms(m, "hls-fragment", 4000)?,
         hls_window: num(m, "hls-window", 0usize)?,
         workers,
+        queue_len,
         ..defaults
     })
 }
@@ -473,7 +518,7 @@ fn parse_flv_gateway(args: &[String]) -> Result<Mode, ConfigError> {
         web: WebConfig {
             web_dir: None,
             dir_listing: false,
-            access_log: m.opt_str("access-log").map(PathBuf::from),
+            access_log: file_option(&m, "access-log")?,
         },
         log: log_config(&m)?,
     }))
@@ -481,8 +526,112 @@ fn parse_flv_gateway(args: &[String]) -> Result<Mode, ConfigError> {
 
 // --- end of flv-gateway mode ---
 
-/// Parses the arguments after the program name.
+/// Parses the arguments after the program name. With `--print-config` the validated settings come
+/// back as `Mode::PrintConfig` instead of the mode, so a bad value still exits 2 with its reason.
 pub fn parse(args: &[String]) -> Result<Mode, ConfigError> {
+    let mode = parse_mode(args)?;
+    let wants_print = args
+        .iter()
+        .take_while(|a| *a != "--")
+        .any(|a| a == "--print-config");
+    match render_config(&mode) {
+        Some(text) if wants_print => Ok(Mode::PrintConfig(text)),
+        _ => Ok(mode),
+    }
+}
+
+/// `--print-config` text: one `option value` line per setting, defaults included, named as on the
+/// command line (`no-hls false`: the flag is not given, HLS is recorded); positional arguments in capitals.
+/// `None` for the modes that have no settings (help, version, merge).
+pub fn render_config(mode: &Mode) -> Option<String> {
+    use std::fmt::Write as _;
+    fn line(out: &mut String, name: &str, value: impl std::fmt::Display) {
+        let _ = writeln!(out, "{name:<18} {value}");
+    }
+    fn folder(p: &std::path::Path) -> String {
+        // The absolute form too: "." is wherever rtmpd was started, which a service manager does not show.
+        match std::fs::canonicalize(p) {
+            Ok(abs) if abs != p => format!("{}  ({})", p.display(), abs.display()),
+            _ => p.display().to_string(),
+        }
+    }
+    fn file(f: &Option<PathBuf>, none: &str) -> String {
+        f.as_ref()
+            .map_or(none.to_string(), |f| f.display().to_string())
+    }
+    fn viewer(out: &mut String, v: &ViewerConfig) {
+        line(out, "no-gop-cache", !v.gop_cache);
+        line(out, "merge-write-ms", v.merge_write.as_millis());
+        line(out, "queue-soft-ms", v.queue_soft_ms);
+        line(out, "queue-hard-ms", v.queue_hard_ms);
+        line(out, "queue-soft-bytes", v.queue_soft_bytes);
+        line(out, "queue-hard-bytes", v.queue_hard_bytes);
+    }
+    fn log(out: &mut String, web: &WebConfig, l: &LogConfig) {
+        line(out, "access-log", file(&web.access_log, "(stderr)"));
+        line(out, "log-level", l.level.to_string().to_ascii_lowercase());
+        line(out, "log-file", file(&l.file, "(none)"));
+    }
+    let mut out = String::new();
+    match mode {
+        Mode::Origin(c) => {
+            let _ = writeln!(out, "# rtmpd {VERSION} origin: effective settings");
+            line(&mut out, "bind", c.bind);
+            line(&mut out, "rtmp-port", c.rtmp_port);
+            line(&mut out, "http-port", c.http_port);
+            match c.web_port {
+                Some(p) => line(&mut out, "web-port", p),
+                None => line(&mut out, "no-web", true),
+            }
+            line(&mut out, "data-dir", folder(&c.data_dir));
+            match &c.web.web_dir {
+                Some(d) => line(&mut out, "web-dir", folder(d)),
+                None => line(&mut out, "web-dir", "(built into the binary)"),
+            }
+            line(&mut out, "dir", c.web.dir_listing);
+            let r = &c.record;
+            line(&mut out, "no-flv-record", !r.flv);
+            line(&mut out, "no-hls", !r.hls);
+            line(&mut out, "no-mp4", !r.mp4);
+            line(
+                &mut out,
+                "hls-fragment",
+                f64::from(r.hls_fragment_ms) / 1000.0,
+            );
+            line(&mut out, "hls-window", r.hls_window);
+            line(
+                &mut out,
+                "mp4-fragment",
+                f64::from(r.mp4_fragment_ms) / 1000.0,
+            );
+            line(&mut out, "workers", r.workers);
+            line(&mut out, "record-queue", r.queue_len);
+            viewer(&mut out, &c.viewer);
+            log(&mut out, &c.web, &c.log);
+        }
+        Mode::FlvGateway(c) => {
+            let _ = writeln!(out, "# rtmpd {VERSION} flv-gateway: effective settings");
+            line(&mut out, "PORT", c.port);
+            // Display leaves out the query, which may carry a play token.
+            line(&mut out, "UPSTREAM", &c.upstream);
+            line(&mut out, "bind", c.bind);
+            viewer(&mut out, &c.viewer);
+            log(&mut out, &c.web, &c.log);
+        }
+        Mode::FileGateway(c) => {
+            let _ = writeln!(out, "# rtmpd {VERSION} file-gateway: effective settings");
+            line(&mut out, "HOST", c.bind);
+            line(&mut out, "PORT", c.port);
+            line(&mut out, "ROOT", folder(&c.root));
+            line(&mut out, "dir", c.web.dir_listing);
+            log(&mut out, &c.web, &c.log);
+        }
+        Mode::Merge(_) | Mode::Help(_) | Mode::Version | Mode::PrintConfig(_) => return None,
+    }
+    Some(out)
+}
+
+fn parse_mode(args: &[String]) -> Result<Mode, ConfigError> {
     if args.first().map(String::as_str) == Some("file-gateway") {
         return parse_file_gateway(&args[1..]);
     }
@@ -524,6 +673,13 @@ pub fn parse(args: &[String]) -> Result<Mode, ConfigError> {
         .map(|d| existing_dir(&d, "--web-dir"))
         .transpose()?;
     let data_dir = PathBuf::from(m.opt_str("data-dir").unwrap_or_else(|| ".".into()));
+    // A missing data dir is created at start; a file there can never become one.
+    if data_dir.exists() && !data_dir.is_dir() {
+        return err(format!(
+            "--data-dir: '{}' is a file, not a folder",
+            data_dir.display()
+        ));
+    }
     let record = record_config(&m, &data_dir)?;
     Ok(Mode::Origin(OriginConfig {
         bind,
@@ -536,7 +692,7 @@ pub fn parse(args: &[String]) -> Result<Mode, ConfigError> {
         },
         data_dir,
         record,
-        web: web_config(&m, web_dir),
+        web: web_config(&m, web_dir)?,
         viewer: viewer_config(&m)?,
         log: log_config(&m)?,
     }))
@@ -616,6 +772,70 @@ mod tests {
             panic!()
         };
         assert!(h.contains("UPSTREAM") && h.contains("--queue-hard-ms"));
+    }
+
+    /// The long options in a mode's `--help`, e.g. `rtmp-port`.
+    fn long_options(help: &str) -> Vec<String> {
+        help.split_whitespace()
+            .filter_map(|w| w.strip_prefix("--"))
+            .map(|w| w.trim_end_matches(|c: char| !c.is_ascii_alphanumeric()))
+            .filter(|w| !w.is_empty())
+            .map(String::from)
+            .collect()
+    }
+
+    /// Every option a mode has shows in its `--print-config` (a new option must say what it is set to).
+    #[test]
+    fn print_config_names_every_option() {
+        let not_settings = ["help", "version", "print-config"];
+        for (mode, extra) in [
+            ("", ""),
+            ("flv-gateway", " 8080 http://127.0.0.1:1"),
+            ("file-gateway", ""),
+        ] {
+            let Mode::Help(help) = parse(&args(&format!("{mode} --help"))).unwrap() else {
+                panic!()
+            };
+            let Mode::PrintConfig(text) =
+                parse(&args(&format!("{mode}{extra} --print-config"))).unwrap()
+            else {
+                panic!("{mode}: --print-config did not print")
+            };
+            let names: Vec<&str> = text
+                .lines()
+                .filter(|l| !l.starts_with('#'))
+                .filter_map(|l| l.split_whitespace().next())
+                .collect();
+            for opt in long_options(&help) {
+                // `--no-web` prints as `no-web true` only when given; `web-port` stands for both.
+                if not_settings.contains(&opt.as_str()) || opt == "no-web" {
+                    continue;
+                }
+                assert!(
+                    names.contains(&opt.as_str()),
+                    "{mode}: --print-config lacks {opt}:\n{text}"
+                );
+            }
+        }
+        let Mode::PrintConfig(text) = parse(&args("--no-web --no-hls --print-config")).unwrap()
+        else {
+            panic!()
+        };
+        assert!(
+            text.lines()
+                .any(|l| l.split_whitespace().eq(["no-web", "true"])),
+            "{text}"
+        );
+        assert!(
+            text.lines()
+                .any(|l| l.split_whitespace().eq(["no-hls", "true"])),
+            "{text}"
+        );
+        assert!(
+            text.lines()
+                .any(|l| l.split_whitespace().eq(["no-mp4", "false"])),
+            "{text}"
+        );
     }
 
     #[test]

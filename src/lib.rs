@@ -3,20 +3,38 @@
 //! Media flows one way, and modules to the right never import modules to their left:
 //!
 //! ```text
-//! socket bytes -> protocol machine (sans-IO) -> media::Frame -> hub (GOP cache, fan-out) -> outputs
-//!   server/        rtmp/ http/                   media/          hub/                      players (server/)
-//!   (mio here)                                                                            recorders (record/, mux/)
+//! socket bytes -> protocol machine -> origin core -> hub ---------------------> players' queues -> sockets
+//!  server/mod.rs   rtmp/session.rs    server/       hub/mod.rs                   hub/queue.rs      server/netio.rs
+//!  (mio: the only  http/request.rs    origin.rs     Hub::frame_inner:             (bytes::Bytes,
+//!   place with     ws, gateway pulls  (judges        1. media/time.rs Normaliser  serialised once
+//!   sockets)       (sans-IO)          publish/play,     (the ingest normaliser:   per output form)
+//!                                     returns           stream time, wraps,
+//!                                     Actions)          jumps, discontinuity)
+//!                                                    2. media/meta.rs onMetaData
+//!                                                    3. GOP cache, fan-out ------> hub readers (hub/reader.rs):
+//!                                                                                  record/pool.rs RecorderReader
+//!                                                                                  -> worker threads -> record/{flv,hls,fmp4}.rs
 //! ```
 //!
-//! - `media`: the protocol-free `Frame`, stream names, codec configuration parsing.
-//! - `codec`: leaf encodings any layer may import (the one civil calendar, ...).
+//! - `codec`: leaf encodings any layer may import (byte reader, the civil calendar, the RTMP chunk
+//!   encoder and its chunk stream ids, FLV tag framing, HTTP chunked coding, response heads,
+//!   WebSocket frames, JSON strings); it imports nothing from the rest of the crate.
+//! - `media`: the protocol-free `Frame`, stream names, codec configuration parsing, the ingest
+//!   normaliser (`media::time`) and the one `onMetaData` rule (`media::meta`).
 //! - `amf`, `rtmp`: AMF0/AMF3 values; the RTMP handshake, chunk stream and sessions, sans-IO.
 //! - `http`: request parsing, responses, routing, WebSocket framing, the static file responder (no fs: `server::fs`).
-//! - `mux`: FLV, MPEG-TS/HLS, ISO BMFF (fMP4, MP4): frames in, bytes out, no files.
-//! - `hub`: streams, publishers and players, the GOP cache, per-viewer bounded queues.
+//! - `mux`: FLV, MPEG-TS/HLS, ISO BMFF (fMP4, MP4), m3u8 playlists: frames in, bytes out, no files.
+//! - `llhls`: Low-Latency HLS core: the in-memory part window, its playlist, blocking reload; sans-IO.
+//! - `hub`: streams, publishers and players, the GOP cache, per-viewer bounded queues, and the
+//!   readers that are not players (recorders) with their back-pressure on the publisher.
 //! - `record`: the recorder worker pool and its sinks (the only writers of recordings).
-//! - `server`: the one `mio::Poll` loop per process and the glue from sockets to the above.
+//! - `server`: the one `mio::Poll` loop per process (`server/mod.rs`, `netio.rs`) and the sans-IO
+//!   origin core (`server/origin.rs`), the one place where publish and play are judged.
+//! - `stats`: per-stream health verdicts and the 10-minute history for the dashboard, sans-IO.
 //! - `gateway`: the FLV relay and the file gateway modes.
+
+/// The release version, for the API, the gateway's User-Agent and `--version`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 pub mod amf;
 pub mod codec;
@@ -24,8 +42,12 @@ pub mod config;
 pub mod gateway;
 pub mod http;
 pub mod hub;
+pub mod llhls;
 pub mod media;
 pub mod mux;
 pub mod record;
 pub mod rtmp;
 pub mod server;
+pub mod stats;
+#[cfg(test)]
+pub(crate) mod testutil;

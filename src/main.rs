@@ -50,6 +50,10 @@ fn main() -> ExitCode {
             println!("rtmpd {}", config::VERSION);
             return ExitCode::SUCCESS;
         }
+        Mode::PrintConfig(text) => {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
         Mode::Origin(cfg) => init_logging(&cfg.log)
             .and_then(|_| rtmpd::server::run_origin(cfg).map_err(|e| e.to_string())),
         Mode::Merge(dir) => match rtmpd::record::merge::merge_dir(&dir) {
@@ -67,8 +71,12 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            log::error!("{e}");
-            eprintln!("rtmpd: {e}");
+            // Once: the logger (when it is up) already writes to stderr, and to --log-file as well.
+            if log::log_enabled!(log::Level::Error) {
+                log::error!("{e}");
+            } else {
+                eprintln!("rtmpd: {e}");
+            }
             ExitCode::from(1)
         }
     }

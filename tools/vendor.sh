@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the pinned player libraries (web/package.json + web/package-lock.json) with `npm ci` into
+# Installs the pinned player libraries (and the home page's QR code generator) (web/package.json + web/package-lock.json) with `npm ci` into
 # web/node_modules/ and copies their browser builds into web/vendor/, which build.rs embeds and the
 # server serves at /vendor/. Both folders are git-ignored: no third-party code is committed.
 # Without npm (or when the install fails) it says so and exits 0: the build still works, and each
@@ -28,6 +28,8 @@ files=(
     "mpegts.js.LICENSE.txt:mpegts.js/LICENSE"
     "hls.min.js:hls.js/dist/hls.min.js"
     "hls.js.LICENSE.txt:hls.js/LICENSE"
+    # MIT; its licence is the header of the file itself (the package ships no LICENSE file).
+    "qrcode.js:qrcode-generator/dist/qrcode.js"
 )
 mkdir -p vendor || fail "cannot create web/vendor"
 for f in "${files[@]}"; do

@@ -2,6 +2,7 @@
 //! reference caps, and encoding the types the server sends. No message or command semantics.
 
 use super::{amf3, weight, AmfError, Value, CLONE_BUDGET, MAX_DEPTH, MAX_ELEMENTS};
+use crate::codec::bytes::Reader;
 
 const NUMBER: u8 = 0x00;
 const BOOLEAN: u8 = 0x01;
@@ -24,7 +25,7 @@ const AVMPLUS: u8 = 0x11;
 pub fn decode(buf: &[u8]) -> Result<(Value, usize), AmfError> {
     let mut d = Decoder::new(buf);
     let v = d.value(0)?;
-    Ok((v, d.pos))
+    Ok((v, d.r.pos()))
 }
 
 /// Decodes values until the buffer ends. References (0x07) may point at objects of earlier
@@ -32,26 +33,13 @@ pub fn decode(buf: &[u8]) -> Result<(Value, usize), AmfError> {
 pub fn decode_all(buf: &[u8]) -> Result<Vec<Value>, AmfError> {
     let mut d = Decoder::new(buf);
     let mut values = Vec::new();
-    while d.pos < buf.len() {
+    while d.r.remaining() > 0 {
         if values.len() >= MAX_ELEMENTS {
             return Err(AmfError::TooLarge);
         }
         values.push(d.value(0)?);
     }
     Ok(values)
-}
-
-/// Command/data message payload -> values. Types 17 (AMF3 command) and 15 (AMF3 data) start
-/// with a format byte that is skipped; their values are AMF0 in which any value may be the
-/// AMF3 switch marker. Every other type id is read as plain AMF0 (20, 18 and the shared
-/// object types are AMF0 bodies; anything else is the caller's mistake and decodes as such).
-pub fn decode_message(type_id: u8, payload: &[u8]) -> Result<Vec<Value>, AmfError> {
-    match type_id {
-        crate::rtmp::message::COMMAND_AMF3 | crate::rtmp::message::DATA_AMF3 => {
-            decode_all(payload.get(1..).unwrap_or(&[]))
-        }
-        _ => decode_all(payload),
-    }
 }
 
 /// Appends the AMF0 encoding of `v` to `out`.
@@ -148,8 +136,7 @@ fn put_props(props: &[(String, Value)], out: &mut Vec<u8>) {
 }
 
 struct Decoder<'a> {
-    buf: &'a [u8],
-    pos: usize,
+    r: Reader<'a, AmfError>,
     /// Complex values (object, typed object, ECMA array, strict array) in the order they
     /// started, for 0x07 references; `None` while the value is still being decoded (a
     /// reference to it would be a cycle) and its weight beside it.
@@ -160,76 +147,47 @@ struct Decoder<'a> {
 impl<'a> Decoder<'a> {
     fn new(buf: &'a [u8]) -> Self {
         Decoder {
-            buf,
-            pos: 0,
+            r: Reader::new(buf),
             refs: Vec::new(),
             clone_budget: CLONE_BUDGET,
         }
     }
 
-    fn take(&mut self, n: usize) -> Result<&'a [u8], AmfError> {
-        let end = self.pos.checked_add(n).ok_or(AmfError::Truncated)?;
-        let s = self.buf.get(self.pos..end).ok_or(AmfError::Truncated)?;
-        self.pos = end;
-        Ok(s)
-    }
-
-    fn u8(&mut self) -> Result<u8, AmfError> {
-        Ok(self.take(1)?[0])
-    }
-
-    fn u16(&mut self) -> Result<u16, AmfError> {
-        let b = self.take(2)?;
-        Ok(u16::from_be_bytes([b[0], b[1]]))
-    }
-
-    fn u32(&mut self) -> Result<u32, AmfError> {
-        let b = self.take(4)?;
-        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-    }
-
-    fn f64(&mut self) -> Result<f64, AmfError> {
-        let b = self.take(8)?;
-        Ok(f64::from_be_bytes(
-            b.try_into().map_err(|_| AmfError::Truncated)?,
-        ))
-    }
-
     /// `take` checks the length against the bytes left before anything is allocated.
     fn text(&mut self, len: usize) -> Result<String, AmfError> {
-        let b = self.take(len)?;
+        let b = self.r.take(len)?;
         std::str::from_utf8(b)
             .map(str::to_string)
             .map_err(|_| AmfError::BadUtf8)
     }
 
     fn short_str(&mut self) -> Result<String, AmfError> {
-        let len = self.u16()? as usize;
+        let len = self.r.u16()? as usize;
         self.text(len)
     }
 
     fn long_str(&mut self) -> Result<String, AmfError> {
-        let len = self.u32()? as usize;
+        let len = self.r.u32()? as usize;
         self.text(len)
     }
 
     fn value(&mut self, depth: usize) -> Result<Value, AmfError> {
-        let marker = self.u8()?;
+        let marker = self.r.u8()?;
         match marker {
-            NUMBER => Ok(Value::Number(self.f64()?)),
-            BOOLEAN => Ok(Value::Boolean(self.u8()? != 0)),
+            NUMBER => Ok(Value::Number(self.r.f64()?)),
+            BOOLEAN => Ok(Value::Boolean(self.r.u8()? != 0)),
             STRING => Ok(Value::String(self.short_str()?)),
             LONG_STRING => Ok(Value::String(self.long_str()?)),
             XML_DOCUMENT => Ok(Value::Xml(self.long_str()?)),
             NULL => Ok(Value::Null),
             UNDEFINED | UNSUPPORTED => Ok(Value::Undefined),
             DATE => {
-                let ms = self.f64()?;
-                let tz = self.u16()? as i16;
+                let ms = self.r.f64()?;
+                let tz = self.r.u16()? as i16;
                 Ok(Value::Date(ms, tz))
             }
             REFERENCE => {
-                let idx = self.u16()? as usize;
+                let idx = self.r.u16()? as usize;
                 match self.refs.get(idx) {
                     Some(Some((v, w))) => {
                         if *w > self.clone_budget {
@@ -249,16 +207,16 @@ impl<'a> Decoder<'a> {
             }),
             ECMA_ARRAY => self.complex(depth, |d| {
                 // The count is a hint that some encoders get wrong; the end marker decides.
-                d.u32()?;
+                d.r.u32()?;
                 Ok(Value::EcmaArray(d.props(depth)?))
             }),
             STRICT_ARRAY => self.complex(depth, |d| {
-                let n = d.u32()? as usize;
+                let n = d.r.u32()? as usize;
                 if n > MAX_ELEMENTS {
                     return Err(AmfError::TooLarge);
                 }
                 // Every element takes at least its marker byte.
-                if n > d.buf.len() - d.pos {
+                if n > d.r.remaining() {
                     return Err(AmfError::Truncated);
                 }
                 let mut items = Vec::with_capacity(n);
@@ -268,8 +226,8 @@ impl<'a> Decoder<'a> {
                 Ok(Value::StrictArray(items))
             }),
             AVMPLUS => {
-                let (v, used) = amf3::decode_nested(&self.buf[self.pos..], depth)?;
-                self.pos += used;
+                let (v, used) = amf3::decode_nested(self.r.rest(), depth)?;
+                self.r.skip(used)?;
                 Ok(v)
             }
             other => Err(AmfError::UnknownMarker(other)),
@@ -302,8 +260,8 @@ impl<'a> Decoder<'a> {
         let mut props = Vec::new();
         loop {
             let key = self.short_str()?;
-            if key.is_empty() && self.buf.get(self.pos) == Some(&OBJECT_END) {
-                self.pos += 1;
+            if key.is_empty() && self.r.peek() == Some(OBJECT_END) {
+                self.r.skip(1)?;
                 return Ok(props);
             }
             if props.len() >= MAX_ELEMENTS {
@@ -583,25 +541,13 @@ mod tests {
     }
 
     #[test]
-    fn amf3_switch_and_amf3_messages() {
+    fn amf3_switch_marker() {
         // AMF3 integer 5 and AMF3 string "hi" behind the switch marker.
         let b = [AVMPLUS, 0x04, 0x05, AVMPLUS, 0x06, 0x05, b'h', b'i'];
         assert_eq!(
             decode_all(&b).unwrap(),
             vec![Value::Number(5.0), Value::string("hi")]
         );
-        // Type 17: format byte, then AMF0 values.
-        let mut p = vec![0x00];
-        p.extend(encode_all(&[Value::string("play"), Value::Number(0.0)]));
-        p.extend_from_slice(&[AVMPLUS, 0x01]);
-        assert_eq!(
-            decode_message(17, &p).unwrap(),
-            vec![Value::string("play"), Value::Number(0.0), Value::Null]
-        );
-        assert_eq!(decode_message(15, &[]).unwrap(), vec![]);
-        assert_eq!(
-            decode_message(20, &encode_all(&[Value::Null])).unwrap(),
-            vec![Value::Null]
-        );
+        // AMF3 message bodies (a format byte first) are `rtmp::message::decode_message`'s.
     }
 }

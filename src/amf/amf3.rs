@@ -2,6 +2,7 @@
 //! `Value` under size, depth and reference caps. No encoder: the server only answers in AMF0.
 
 use super::{weight, AmfError, Value, CLONE_BUDGET, MAX_DEPTH, MAX_ELEMENTS};
+use crate::codec::bytes::Reader;
 
 const UNDEFINED: u8 = 0x00;
 const NULL: u8 = 0x01;
@@ -34,15 +35,14 @@ pub fn decode(buf: &[u8]) -> Result<(Value, usize), AmfError> {
 /// that the depth cap covers both formats together.
 pub(crate) fn decode_nested(buf: &[u8], depth: usize) -> Result<(Value, usize), AmfError> {
     let mut d = Decoder {
-        buf,
-        pos: 0,
+        r: Reader::new(buf),
         strings: Vec::new(),
         objects: Vec::new(),
         traits: Vec::new(),
         clone_budget: CLONE_BUDGET,
     };
     let v = d.value(depth)?;
-    Ok((v, d.pos))
+    Ok((v, d.r.pos()))
 }
 
 struct Traits {
@@ -51,8 +51,7 @@ struct Traits {
 }
 
 struct Decoder<'a> {
-    buf: &'a [u8],
-    pos: usize,
+    r: Reader<'a, AmfError>,
     strings: Vec<String>,
     /// Objects, arrays, dates, xml and byte arrays in the order they started; `None` while
     /// one is still being decoded (a reference to it would be a cycle), with its weight.
@@ -62,39 +61,17 @@ struct Decoder<'a> {
 }
 
 impl<'a> Decoder<'a> {
-    fn remaining(&self) -> usize {
-        self.buf.len() - self.pos
-    }
-
-    fn take(&mut self, n: usize) -> Result<&'a [u8], AmfError> {
-        let end = self.pos.checked_add(n).ok_or(AmfError::Truncated)?;
-        let s = self.buf.get(self.pos..end).ok_or(AmfError::Truncated)?;
-        self.pos = end;
-        Ok(s)
-    }
-
-    fn u8(&mut self) -> Result<u8, AmfError> {
-        Ok(self.take(1)?[0])
-    }
-
-    fn f64(&mut self) -> Result<f64, AmfError> {
-        let b = self.take(8)?;
-        Ok(f64::from_be_bytes(
-            b.try_into().map_err(|_| AmfError::Truncated)?,
-        ))
-    }
-
     /// U29: 7 bits per byte with a continuation bit for three bytes, then a full fourth byte.
     fn u29(&mut self) -> Result<u32, AmfError> {
         let mut v: u32 = 0;
         for _ in 0..3 {
-            let b = self.u8()?;
+            let b = self.r.u8()?;
             v = (v << 7) | (b & 0x7f) as u32;
             if b & 0x80 == 0 {
                 return Ok(v);
             }
         }
-        let b = self.u8()?;
+        let b = self.r.u8()?;
         Ok((v << 8) | b as u32)
     }
 
@@ -116,7 +93,7 @@ impl<'a> Decoder<'a> {
             return Ok(s);
         }
         let len = (h >> 1) as usize;
-        let b = self.take(len)?;
+        let b = self.r.take(len)?;
         let s = std::str::from_utf8(b)
             .map_err(|_| AmfError::BadUtf8)?
             .to_string();
@@ -153,7 +130,7 @@ impl<'a> Decoder<'a> {
     }
 
     fn value(&mut self, depth: usize) -> Result<Value, AmfError> {
-        let marker = self.u8()?;
+        let marker = self.r.u8()?;
         match marker {
             UNDEFINED => Ok(Value::Undefined),
             NULL => Ok(Value::Null),
@@ -165,12 +142,12 @@ impl<'a> Decoder<'a> {
                 let signed = ((v << 3) as i32) >> 3;
                 Ok(Value::Number(signed as f64))
             }
-            DOUBLE => Ok(Value::Number(self.f64()?)),
+            DOUBLE => Ok(Value::Number(self.r.f64()?)),
             STRING => Ok(Value::String(self.string()?)),
             XML_DOC | XML => match self.object_header()? {
                 Err(v) => Ok(v),
                 Ok((len, slot)) => {
-                    let b = self.take(len as usize)?;
+                    let b = self.r.take(len as usize)?;
                     let s = std::str::from_utf8(b).map_err(|_| AmfError::BadUtf8)?;
                     Ok(self.fill(slot, Value::Xml(s.to_string())))
                 }
@@ -178,14 +155,14 @@ impl<'a> Decoder<'a> {
             DATE => match self.object_header()? {
                 Err(v) => Ok(v),
                 Ok((_, slot)) => {
-                    let ms = self.f64()?;
+                    let ms = self.r.f64()?;
                     Ok(self.fill(slot, Value::Date(ms, 0)))
                 }
             },
             BYTE_ARRAY => match self.object_header()? {
                 Err(v) => Ok(v),
                 Ok((len, slot)) => {
-                    self.take(len as usize)?;
+                    self.r.take(len as usize)?;
                     Ok(self.fill(slot, Value::Undefined))
                 }
             },
@@ -234,7 +211,7 @@ impl<'a> Decoder<'a> {
             assoc.push((key, v));
         }
         // Every dense element takes at least its marker byte.
-        if dense > self.remaining() {
+        if dense > self.r.remaining() {
             return Err(AmfError::Truncated);
         }
         let mut items = Vec::with_capacity(dense);
@@ -277,7 +254,7 @@ impl<'a> Decoder<'a> {
                 return Err(AmfError::TooLarge);
             }
             // Each sealed name takes at least one byte.
-            if count > self.remaining() {
+            if count > self.r.remaining() {
                 return Err(AmfError::Truncated);
             }
             self.string()?; // class name: dropped, as for AMF0 typed objects
@@ -290,7 +267,7 @@ impl<'a> Decoder<'a> {
         };
         let names = self.traits[traits_idx].sealed.clone();
         let dynamic = self.traits[traits_idx].dynamic;
-        if names.len() > self.remaining() {
+        if names.len() > self.r.remaining() {
             return Err(AmfError::Truncated);
         }
         let mut props = Vec::with_capacity(names.len());

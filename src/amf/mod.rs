@@ -76,6 +76,12 @@ pub enum AmfError {
     BadReference,
 }
 
+impl crate::codec::bytes::Truncated for AmfError {
+    fn truncated() -> Self {
+        AmfError::Truncated
+    }
+}
+
 /// Maximum nesting of objects and arrays.
 pub const MAX_DEPTH: usize = 32;
 /// Maximum number of elements in one array or properties in one object.

@@ -1,30 +1,24 @@
 //! The FLV gateway's upstream client, sans-IO: the upstream URL, the GET request, the response
-//! head (httparse), the body framing (chunked, Content-Length or close-delimited), the FLV
-//! demuxer, and what keeps a relayed stream one valid FLV across upstream reconnects (timestamp
-//! rebasing, repeated sequence headers dropped). No sockets and no clock: the server's
+//! (head and body framing from `codec`: chunked, Content-Length or close-delimited), the FLV
+//! demuxer, and what keeps a relayed stream one valid FLV across upstream reconnects (the restart
+//! marked for the hub's ingest normaliser, repeated sequence headers dropped). No sockets and no clock: the server's
 //! `upstream` module owns the connection, the retries and the hub calls.
 
 use std::fmt;
 
 use bytes::{Bytes, BytesMut};
 
+use crate::codec::chunked::{ChunkedDecoder, ChunkedError};
+use crate::codec::http_head::{self, Framing, HeadError, ResponseHead};
 use crate::media::{Frame, StreamKey, Track};
 use crate::mux::flv_demux::{FlvDemuxer, FlvError, FlvItem};
 
 /// Largest response head accepted from the upstream.
-pub const MAX_HEAD: usize = 16 * 1024;
-/// Most header fields in a response head.
-const MAX_HEADERS: usize = 64;
-/// Longest chunk-size line (with extensions) or trailer line.
-const MAX_LINE: usize = 1024;
+pub const MAX_HEAD: usize = http_head::MAX_HEAD;
 /// Largest FLV tag body accepted from an upstream (a 4K keyframe is well under this).
 pub const MAX_TAG: u32 = 8 * 1024 * 1024;
 /// Redirects followed per connection attempt.
 pub const MAX_REDIRECTS: u8 = 3;
-/// The frame duration assumed when the stream has not shown one yet.
-const DEFAULT_STEP_MS: u32 = 40;
-/// Steps longer than this are gaps, not frame durations.
-const MAX_STEP_MS: u32 = 1000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UrlError {
@@ -162,7 +156,7 @@ pub fn request(url: &UpstreamUrl, path: &str) -> Vec<u8> {
         "GET {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: rtmpd/{} (flv-gateway)\r\nAccept: */*\r\n\
          Connection: close\r\n\r\n",
         url.authority(),
-        crate::config::VERSION
+        crate::VERSION
     )
     .into_bytes()
 }
@@ -226,13 +220,6 @@ pub enum Event {
     End,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Framing {
-    Chunked,
-    Length(u64),
-    Close,
-}
-
 #[derive(Debug)]
 enum State {
     Head,
@@ -247,7 +234,7 @@ pub struct Response {
     head: BytesMut,
     /// De-framed body bytes the demuxer has not consumed (at most one partial tag).
     body: BytesMut,
-    chunks: Chunked,
+    chunks: ChunkedDecoder,
     demux: FlvDemuxer,
 }
 
@@ -263,7 +250,7 @@ impl Response {
             state: State::Head,
             head: BytesMut::new(),
             body: BytesMut::new(),
-            chunks: Chunked::default(),
+            chunks: ChunkedDecoder::new(),
             demux: FlvDemuxer::with_max_tag(MAX_TAG),
         }
     }
@@ -280,15 +267,12 @@ impl Response {
             let room = MAX_HEAD + 1 - self.head.len().min(MAX_HEAD + 1);
             let take = data.len().min(room);
             self.head.extend_from_slice(&data[..take]);
-            let Some((status, framing, len)) = parse_head(&self.head)? else {
-                return if self.head.len() > MAX_HEAD {
-                    Err(PullError::HeadTooLarge)
-                } else {
-                    Ok(())
-                };
+            let Some(head) = http_head::parse_response(&self.head, MAX_HEAD)? else {
+                return Ok(());
             };
+            let (status, framing) = (status_of(&head), head.framing(false));
             // Bytes past the head (in this call) are the start of the body.
-            let extra = self.head.len() - len;
+            let extra = self.head.len() - head.len;
             data = &data[take - extra..];
             self.head = BytesMut::new();
             let ok = status == Status::Ok;
@@ -303,6 +287,7 @@ impl Response {
             return Ok(());
         };
         let ended = match framing {
+            Framing::Empty => true,
             Framing::Close => {
                 self.body.extend_from_slice(data);
                 false
@@ -313,7 +298,11 @@ impl Response {
                 self.state = State::Body(Framing::Length(left - take as u64));
                 left == take as u64
             }
-            Framing::Chunked => self.chunks.decode(data, &mut self.body)?,
+            Framing::Chunked => {
+                let body = &mut self.body;
+                self.chunks.decode(data, |d| body.extend_from_slice(d))?;
+                self.chunks.is_done()
+            }
         };
         while let Some(item) = self.demux.next(&mut self.body)? {
             out.push(match item {
@@ -335,225 +324,28 @@ impl Response {
     }
 }
 
-/// Parses a complete response head: status, body framing and head length; None while partial.
-fn parse_head(buf: &[u8]) -> Result<Option<(Status, Framing, usize)>, PullError> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut fields);
-    let len = match resp.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => return Err(PullError::HeadTooLarge),
-        Err(_) => return Err(PullError::BadHead),
-    };
-    let code = resp.code.ok_or(PullError::BadHead)?;
-    let mut chunked = false;
-    let mut length = None;
-    let mut location = None;
-    for h in resp.headers.iter() {
-        let value = String::from_utf8_lossy(h.value);
-        let value = value.trim();
-        if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked = value
-                .rsplit(',')
-                .next()
-                .is_some_and(|v| v.trim().eq_ignore_ascii_case("chunked"));
-        } else if h.name.eq_ignore_ascii_case("content-length") {
-            length = Some(value.parse::<u64>().map_err(|_| PullError::BadHead)?);
-        } else if h.name.eq_ignore_ascii_case("location") {
-            location = Some(value.to_string());
-        }
-    }
-    let status = match (code, location) {
+/// The status a response head says, for the relay.
+fn status_of(head: &ResponseHead) -> Status {
+    match (head.status, head.header("location")) {
         (200, _) => Status::Ok,
         (404, _) => Status::NotFound,
-        (301 | 302 | 307 | 308, Some(l)) => Status::Redirect(l),
+        (301 | 302 | 307 | 308, Some(l)) => Status::Redirect(l.to_string()),
         (other, _) => Status::Other(other),
-    };
-    // Transfer-Encoding wins over Content-Length (RFC 9112 6.3).
-    let framing = match (chunked, length) {
-        (true, _) => Framing::Chunked,
-        (false, Some(n)) => Framing::Length(n),
-        (false, None) => Framing::Close,
-    };
-    Ok(Some((status, framing, len)))
-}
-
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-enum ChunkState {
-    /// Reading a chunk-size line.
-    #[default]
-    Size,
-    /// Copying this many more data bytes.
-    Data(u64),
-    /// Expecting the CRLF after a chunk's data.
-    DataEnd,
-    /// After the last chunk: trailer lines until an empty one.
-    Trailer,
-    Done,
-}
-
-/// Incremental chunked-body decoder with bounded line lengths.
-#[derive(Debug, Default)]
-struct Chunked {
-    state: ChunkState,
-    line: Vec<u8>,
-}
-
-impl Chunked {
-    /// Appends the data of `input` to `out`; true once the last chunk and trailer are read.
-    fn decode(&mut self, mut input: &[u8], out: &mut BytesMut) -> Result<bool, PullError> {
-        while !input.is_empty() {
-            match self.state {
-                ChunkState::Done => return Ok(true),
-                ChunkState::Data(left) => {
-                    let take = (input.len() as u64).min(left) as usize;
-                    out.extend_from_slice(&input[..take]);
-                    input = &input[take..];
-                    self.state = if left == take as u64 {
-                        ChunkState::DataEnd
-                    } else {
-                        ChunkState::Data(left - take as u64)
-                    };
-                }
-                ChunkState::Size | ChunkState::DataEnd | ChunkState::Trailer => {
-                    let Some(line) = self.take_line(&mut input)? else {
-                        break;
-                    };
-                    self.state = match self.state {
-                        ChunkState::Size => match parse_chunk_size(&line)? {
-                            0 => ChunkState::Trailer,
-                            n => ChunkState::Data(n),
-                        },
-                        ChunkState::DataEnd if line.is_empty() => ChunkState::Size,
-                        ChunkState::DataEnd => return Err(PullError::BadChunk),
-                        _ if line.is_empty() => ChunkState::Done,
-                        _ => ChunkState::Trailer,
-                    };
-                }
-            }
-        }
-        Ok(self.state == ChunkState::Done)
     }
+}
 
-    /// One line without its CRLF (or bare LF), once complete.
-    fn take_line(&mut self, input: &mut &[u8]) -> Result<Option<Vec<u8>>, PullError> {
-        match input.iter().position(|&b| b == b'\n') {
-            Some(i) => {
-                self.line.extend_from_slice(&input[..i]);
-                *input = &input[i + 1..];
-                let mut line = std::mem::take(&mut self.line);
-                if line.last() == Some(&b'\r') {
-                    line.pop();
-                }
-                if line.len() > MAX_LINE {
-                    return Err(PullError::BadChunk);
-                }
-                Ok(Some(line))
-            }
-            None => {
-                self.line.extend_from_slice(input);
-                *input = &[];
-                if self.line.len() > MAX_LINE {
-                    return Err(PullError::BadChunk);
-                }
-                Ok(None)
-            }
+impl From<HeadError> for PullError {
+    fn from(e: HeadError) -> Self {
+        match e {
+            HeadError::TooLarge => PullError::HeadTooLarge,
+            HeadError::Malformed(_) | HeadError::BadLength => PullError::BadHead,
         }
     }
 }
 
-fn parse_chunk_size(line: &[u8]) -> Result<u64, PullError> {
-    let size = line.split(|&b| b == b';').next().unwrap_or(&[]);
-    let size = std::str::from_utf8(size)
-        .map_err(|_| PullError::BadChunk)?
-        .trim();
-    // 15 hex digits are already far beyond any sane chunk; more could overflow.
-    if size.is_empty() || size.len() > 15 {
-        return Err(PullError::BadChunk);
-    }
-    u64::from_str_radix(size, 16).map_err(|_| PullError::BadChunk)
-}
-
-/// Keeps the relayed timestamps one monotonic timeline across upstream sessions. The first
-/// session passes through unchanged. A later session (the upstream reconnected, or restarted
-/// at 0) is shifted so that its first media frame lands one frame duration after the last
-/// timestamp relayed; that hides both a restart (timestamps going back) and the hole of the
-/// outage (which players would see as a gap in their buffer). Within a track the output never
-/// goes backwards.
-#[derive(Debug, Default, Clone)]
-pub struct Rebaser {
-    offset: u32,
-    /// Highest timestamp relayed so far.
-    last_out: Option<u32>,
-    /// A new session began and its first media frame has not come yet.
-    pending: bool,
-    /// Per track: last timestamp relayed and the last positive step seen.
-    tracks: [(Option<u32>, u32); 3],
-}
-
-fn track_index(t: Track) -> usize {
-    match t {
-        Track::Audio => 0,
-        Track::Video => 1,
-        Track::Meta => 2,
-    }
-}
-
-/// `a` is later than `b` on the wrapping 32-bit clock.
-fn after(a: u32, b: u32) -> bool {
-    (a.wrapping_sub(b) as i32) > 0
-}
-
-impl Rebaser {
-    /// Call when a new upstream response starts delivering a body.
-    pub fn new_session(&mut self) {
-        if self.last_out.is_some() {
-            self.pending = true;
-        }
-    }
-
-    /// The duration of one frame, as well as the stream tells it (video first).
-    fn step(&self) -> u32 {
-        let (v, a) = (self.tracks[1].1, self.tracks[0].1);
-        if v > 0 {
-            v
-        } else if a > 0 {
-            a
-        } else {
-            DEFAULT_STEP_MS
-        }
-    }
-
-    /// Rewrites `frame.dts` onto the relayed timeline.
-    pub fn map(&mut self, frame: &mut Frame) {
-        if self.pending {
-            let last = self.last_out.unwrap_or(0);
-            if frame.track == Track::Meta || frame.config {
-                // Headers of the new session come before its media and carry no time of
-                // their own worth keeping: they take the last time relayed.
-                frame.dts = last;
-                return;
-            }
-            self.offset = last.wrapping_add(self.step()).wrapping_sub(frame.dts);
-            self.pending = false;
-        }
-        let mut dts = frame.dts.wrapping_add(self.offset);
-        let (prev, step) = &mut self.tracks[track_index(frame.track)];
-        if let Some(p) = *prev {
-            if after(p, dts) {
-                dts = p;
-            } else {
-                let d = dts.wrapping_sub(p);
-                if d > 0 && d <= MAX_STEP_MS && frame.track != Track::Meta {
-                    *step = d;
-                }
-            }
-        }
-        *prev = Some(dts);
-        if self.last_out.is_none_or(|l| after(dts, l)) {
-            self.last_out = Some(dts);
-        }
-        frame.dts = dts;
+impl From<ChunkedError> for PullError {
+    fn from(_: ChunkedError) -> Self {
+        PullError::BadChunk
     }
 }
 
@@ -598,18 +390,25 @@ impl Headers {
     }
 }
 
-/// Rebasing and header filtering together: what the relay does to each upstream frame.
+/// What the relay does to each upstream frame: repeated headers dropped, and the first frame of
+/// a later upstream session marked as a clock restart (`Frame::discontinuity`), so that the hub's
+/// ingest normaliser (`media::time`) continues the stream time across the reconnect instead of
+/// showing viewers the restart or the hole of the outage.
 #[derive(Debug, Default)]
 pub struct Relay {
-    pub rebase: Rebaser,
     pub headers: Headers,
     /// Header changes seen (for the log and the API).
     pub config_changes: u64,
+    /// A frame was relayed in this relay's lifetime.
+    relayed: bool,
+    /// A new upstream session began and none of its frames was relayed yet.
+    restart: bool,
 }
 
 impl Relay {
+    /// Call when a new upstream response starts delivering a body.
     pub fn new_session(&mut self) {
-        self.rebase.new_session();
+        self.restart = self.relayed;
     }
 
     /// The frame to publish, or None when it repeats a header already relayed.
@@ -619,7 +418,8 @@ impl Relay {
             HeaderCheck::Changed => self.config_changes += 1,
             HeaderCheck::Media | HeaderCheck::New => {}
         }
-        self.rebase.map(&mut frame);
+        frame.discontinuity = std::mem::take(&mut self.restart);
+        self.relayed = true;
         Some(frame)
     }
 }
@@ -878,6 +678,8 @@ mod tests {
         Frame {
             track,
             dts,
+            time: dts as u64,
+            discontinuity: false,
             cts: 0,
             key,
             config,
@@ -886,63 +688,35 @@ mod tests {
                 Track::Video => Codec::Avc,
                 Track::Meta => Codec::Script,
             },
+            track_id: 0,
             data: Bytes::from_static(b"x"),
         }
     }
 
     #[test]
-    fn rebasing_across_an_upstream_restart() {
-        let mut r = Rebaser::default();
-        let mut out = Vec::new();
-        let mut push = |r: &mut Rebaser, t, dts, key, config| {
-            let mut f = frame(t, dts, key, config);
-            r.map(&mut f);
-            out.push((t, f.dts));
-            f.dts
-        };
-        // First session passes through unchanged.
-        assert_eq!(push(&mut r, Track::Meta, 0, true, false), 0);
-        assert_eq!(push(&mut r, Track::Video, 1000, true, false), 1000);
-        assert_eq!(push(&mut r, Track::Audio, 1010, true, false), 1010);
-        assert_eq!(push(&mut r, Track::Video, 1040, false, false), 1040);
-        assert_eq!(push(&mut r, Track::Audio, 1033, true, false), 1033);
-        assert_eq!(push(&mut r, Track::Video, 1080, false, false), 1080);
-        // The upstream restarts at 0: headers hold the last time, media continues one
-        // frame duration (40 ms of video) later.
-        r.new_session();
-        assert_eq!(push(&mut r, Track::Meta, 0, true, false), 1080);
-        assert_eq!(push(&mut r, Track::Video, 0, true, true), 1080);
-        assert_eq!(push(&mut r, Track::Video, 0, true, false), 1120);
-        assert_eq!(push(&mut r, Track::Audio, 5, true, false), 1125);
-        assert_eq!(push(&mut r, Track::Video, 40, false, false), 1160);
-        // A session that resumes later in time (outage) is pulled back: no hole.
-        r.new_session();
-        assert_eq!(push(&mut r, Track::Video, 90_000, true, false), 1200);
-        assert_eq!(push(&mut r, Track::Audio, 89_990, true, false), 1190);
-        // Never backwards within a track, even for an out-of-order frame.
-        assert_eq!(push(&mut r, Track::Audio, 89_000, true, false), 1190);
-        for t in [Track::Audio, Track::Video] {
-            let ts: Vec<u32> = out
-                .iter()
-                .filter(|(k, _)| *k == t)
-                .map(|(_, d)| *d)
-                .collect();
-            assert!(ts.windows(2).all(|w| w[0] <= w[1]), "{t:?}: {ts:?}");
-        }
-    }
-
-    #[test]
-    fn rebasing_across_the_32_bit_wrap() {
-        let mut r = Rebaser::default();
-        let mut f = frame(Track::Video, u32::MAX - 10, true, false);
-        r.map(&mut f);
-        let mut g = frame(Track::Video, 30, false, false);
-        r.map(&mut g);
-        assert_eq!(g.dts, 30, "a wrap is time passing, not going back");
-        r.new_session();
-        let mut h = frame(Track::Video, 0, true, false);
-        r.map(&mut h);
-        assert_eq!(h.dts, 30 + 41);
+    fn a_later_upstream_session_is_marked_as_a_clock_restart() {
+        // The rebasing itself is the hub's normaliser's (media::time tests
+        // `a_source_restart_rebases_its_next_media_frame` and `a_restart_across_the_wrap`).
+        let mut relay = Relay::default();
+        relay.new_session();
+        let first = relay
+            .process(frame(Track::Video, 1000, true, false))
+            .unwrap();
+        assert!(!first.discontinuity, "the first session is not a restart");
+        relay.new_session();
+        let meta = relay.process(frame(Track::Meta, 0, true, false)).unwrap();
+        assert!(meta.discontinuity, "the new session's first frame says so");
+        let v = relay.process(frame(Track::Video, 0, true, false)).unwrap();
+        assert!(!v.discontinuity, "only once");
+        // A dropped repeat does not swallow the mark.
+        relay.new_session();
+        assert!(relay.process(frame(Track::Meta, 0, true, false)).is_none());
+        assert!(
+            relay
+                .process(frame(Track::Video, 5, true, false))
+                .unwrap()
+                .discontinuity
+        );
     }
 
     #[test]

@@ -137,7 +137,9 @@ pub fn clean_target(target: &str) -> Result<CleanPath, Refusal> {
             ".." => return Err(Refusal::DotDot),
             _ => {}
         }
-        if segments.is_empty() && is_drive_letter(seg) {
+        // On Windows a ':' anywhere names a drive (`x/C:` would make PathBuf::push drop the root) or an
+        // alternate data stream (`a.mp4::$DATA`); no file we serve has one.
+        if (segments.is_empty() && is_drive_letter(seg)) || (cfg!(windows) && seg.contains(':')) {
             return Err(Refusal::Absolute);
         }
         segments.push(seg.to_string());

@@ -98,8 +98,8 @@ pub fn flv_head(chunked: bool) -> Vec<u8> {
     .into_bytes()
 }
 
-/// The end of a chunked body.
-pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+/// The end of a chunked body (the chunk coding lives in `codec::chunked`).
+pub use crate::codec::chunked::LAST_CHUNK;
 
 #[cfg(test)]
 mod tests {

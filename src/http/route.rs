@@ -7,6 +7,8 @@ pub enum Route {
     /// `/{app}/{stream}.flv`: HTTP-FLV, or WS-FLV when the request is a WebSocket upgrade.
     LiveFlv(StreamKey),
     ApiStreams,
+    /// `/api/streams/history`: the last 10 minutes of every stream and of the server.
+    ApiHistory,
     ApiServer,
     /// `/api/recordings`: what the data dir holds, per stream.
     ApiRecordings,
@@ -20,7 +22,7 @@ impl Route {
     pub fn is_api(&self) -> bool {
         matches!(
             self,
-            Route::ApiStreams | Route::ApiServer | Route::ApiRecordings
+            Route::ApiStreams | Route::ApiHistory | Route::ApiServer | Route::ApiRecordings
         )
     }
 }
@@ -29,6 +31,7 @@ impl Route {
 pub fn route(path: &str) -> Route {
     match path {
         "/api/streams" => return Route::ApiStreams,
+        "/api/streams/history" => return Route::ApiHistory,
         "/api/server" => return Route::ApiServer,
         "/api/recordings" => return Route::ApiRecordings,
         "/metrics" => return Route::Metrics,
@@ -60,6 +63,8 @@ mod tests {
             ("/live/stream.flv", live("live", "stream")),
             ("/a-b/c_1.flv", live("a-b", "c_1")),
             ("/api/streams", Route::ApiStreams),
+            ("/api/streams/history", Route::ApiHistory),
+            ("/api/streams/history/x", Route::Static),
             ("/api/server", Route::ApiServer),
             ("/api/recordings", Route::ApiRecordings),
             ("/metrics", Route::Metrics),

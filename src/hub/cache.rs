@@ -8,7 +8,12 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use super::packet::{OutputForm, Packet};
+use crate::media::enhanced::PacketType;
 use crate::media::{Frame, Track};
+
+/// Sequence headers kept for the other tracks of a multitrack stream (Enhanced RTMP v2): more
+/// tracks than this per stream are relayed live but not replayed to joiners.
+pub const MAX_TRACK_CONFIGS: usize = 16;
 
 /// Cache caps (from `HubConfig`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,7 +35,8 @@ pub struct Cached {
     pub time: u64,
     /// Resume point (see `Packet::key`).
     pub key: bool,
-    packets: Vec<(OutputForm, Arc<Packet>)>,
+    /// `None` for a form that gets nothing of this frame (see `Packet::new`).
+    packets: Vec<(OutputForm, Option<Arc<Packet>>)>,
 }
 
 impl Cached {
@@ -39,7 +45,7 @@ impl Cached {
         frame: Frame,
         time: u64,
         key: bool,
-        packets: Vec<(OutputForm, Arc<Packet>)>,
+        packets: Vec<(OutputForm, Option<Arc<Packet>>)>,
     ) -> Cached {
         Cached {
             frame,
@@ -49,12 +55,13 @@ impl Cached {
         }
     }
 
-    /// The frame serialised for `form`, made on first use and kept.
-    pub fn packet(&mut self, form: OutputForm) -> Arc<Packet> {
+    /// The frame serialised for `form`, made on first use and kept (`None`: nothing of this
+    /// frame for that form).
+    pub fn packet(&mut self, form: OutputForm) -> Option<Arc<Packet>> {
         if let Some((_, p)) = self.packets.iter().find(|(f, _)| *f == form) {
             return p.clone();
         }
-        let p = Arc::new(Packet::new(form, &self.frame, self.time, self.key));
+        let p = Packet::new(form, &self.frame, self.time, self.key).map(Arc::new);
         self.packets.push((form, p.clone()));
         p
     }
@@ -65,6 +72,10 @@ pub struct Cache {
     pub meta: Option<Cached>,
     pub video_config: Option<Cached>,
     pub audio_config: Option<Cached>,
+    /// The configurations of the other tracks of a multitrack stream (track id not 0), one per
+    /// (kind, track id, packet type), in arrival order; a joiner gets them after the default
+    /// track's.
+    pub track_configs: Vec<(Track, (u8, PacketType), Cached)>,
     gop: VecDeque<Cached>,
     gop_bytes: usize,
     /// A GOP is being collected: it started at a keyframe and stayed within the caps.
@@ -80,6 +91,7 @@ impl Cache {
             meta: None,
             video_config: None,
             audio_config: None,
+            track_configs: Vec::new(),
             gop: VecDeque::new(),
             gop_bytes: 0,
             gop_open: false,
@@ -123,6 +135,21 @@ impl Cache {
     /// was kept (as a header or in the GOP), so a joiner primed now already has it.
     pub fn push(&mut self, c: Cached) -> bool {
         let frame = &c.frame;
+        if let Some(id) = frame.other_track_config() {
+            let track = frame.track;
+            let known = self
+                .track_configs
+                .iter()
+                .position(|(t, i, _)| *t == track && *i == id);
+            match known {
+                Some(n) => self.track_configs[n].2 = c,
+                None if self.track_configs.len() < MAX_TRACK_CONFIGS => {
+                    self.track_configs.push((track, id, c));
+                }
+                None => return false,
+            }
+            return true;
+        }
         match frame.track {
             Track::Meta => {
                 self.meta = Some(c);
@@ -356,10 +383,10 @@ mod tests {
     fn packets_are_memoised_per_form() {
         let mut k = vkey(0);
         let form = OutputForm::WsFlv;
-        let a = k.packet(form);
-        let b = k.packet(form);
+        let a = k.packet(form).unwrap();
+        let b = k.packet(form).unwrap();
         assert!(Arc::ptr_eq(&a, &b));
-        let c = k.packet(OutputForm::HttpFlv { chunked: false });
+        let c = k.packet(OutputForm::HttpFlv { chunked: false }).unwrap();
         assert!(!Arc::ptr_eq(&a, &c));
     }
 }

@@ -1,8 +1,12 @@
 //! The stream hub: the single-threaded core between protocol inputs and players. Publishers
-//! hand it `Frame`s; it keeps each stream's late-joiner cache, serialises each frame once per
-//! output form in use, appends the shared packets to every viewer's bounded queue and reports
-//! which viewers need flushing or disconnecting. It owns no sockets and no clock (`now_ms` is
-//! passed in); the server writes the queues (`Viewer::queue`) and closes connections.
+//! hand it `Frame`s; it normalises each at entry with the stream's ingest normaliser
+//! (`media::time`, `media::meta`), keeps each stream's late-joiner cache, serialises each frame once per
+//! output form in use, appends the shared packets to every viewer's bounded queue, then hands
+//! the frame to the stream's readers (recorders, `reader`), and reports which viewers need
+//! flushing or disconnecting and whether a reader asks to hold the publisher. Publishers hold a
+//! `StreamHandle` (slab index + generation): no key is hashed or cloned per frame. It owns no
+//! sockets and no clock (`now_ms` is passed in); the server writes the queues
+//! (`Viewer::queue`) and closes connections.
 //!
 //! Server protocol, per viewer: `add_viewer` -> push its preamble with `queue.push_control`
 //! -> `start_viewer` -> flush whenever listed in a `FrameOutcome::flush` (or after any call that
@@ -12,7 +16,9 @@
 pub mod cache;
 pub mod packet;
 pub mod queue;
-pub mod stream;
+pub mod reader;
+pub mod stats;
+mod stream;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -20,12 +26,15 @@ use std::sync::Arc;
 
 use slab::Slab;
 
+pub use crate::media::MetaInfo;
 pub use cache::{CacheLimits, Cached};
 pub use packet::{flv_file_header, FormKind, OutputForm, Packet};
 pub use queue::{QueueLimits, QueueStats, SlowReason, Verdict, ViewerQueue};
-pub use stream::{is_on_metadata, strip_set_data_frame, MetaInfo, Timeline, Viewer};
+pub use reader::{Reader, ReaderState};
+pub use stats::{HubTotals, StreamStats};
+pub use stream::Viewer;
 
-use crate::media::{Codec, Frame, StreamKey, Track};
+use crate::media::{meta, Frame, StreamKey, Track};
 use stream::{Publisher, Stream, ViewerState};
 
 /// Hub settings (from the command line).
@@ -96,8 +105,18 @@ impl fmt::Display for PublishError {
 
 impl std::error::Error for PublishError {}
 
+/// A live stream as its publisher holds it: a slab index plus a generation, so the per-frame
+/// path neither hashes nor clones the key, and a handle kept past its session finds nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StreamHandle {
+    index: usize,
+    generation: u64,
+}
+
 #[derive(Debug, PartialEq, Eq)]
 pub struct PublishOk {
+    /// What the publisher passes to `frame` and `unpublish`.
+    pub handle: StreamHandle,
     /// The idle publisher this one replaced; the server closes that connection.
     pub took_over_from: Option<usize>,
     /// Viewers that waited for a publisher and now start (RTMP ones get Play.PublishNotify).
@@ -122,47 +141,33 @@ pub struct FrameOutcome<'a> {
     pub flush: &'a [ViewerId],
     /// Viewers over a hard bound, now ended with `ViewerEnd::TooSlow`: disconnect them.
     pub too_slow: &'a [ViewerId],
+    /// A reader (a recorder) is over its bound: stop reading the publisher until
+    /// `readers_ready` says it drained.
+    pub hold_publisher: bool,
 }
 
-/// One stream, for the API and the periodic log line.
-#[derive(Clone, Debug)]
-pub struct StreamStats {
-    pub key: StreamKey,
-    /// The publisher's connection token, when live.
-    pub publisher: Option<usize>,
-    pub started_ms: Option<u64>,
-    pub bytes_in: u64,
-    pub frames_in: u64,
-    pub video_codec: Option<Codec>,
-    pub audio_codec: Option<Codec>,
-    pub meta: MetaInfo,
-    /// The latest `onMetaData` frame as relayed.
-    pub metadata: Option<Frame>,
-    pub viewers_rtmp: usize,
-    pub viewers_http_flv: usize,
-    pub viewers_ws_flv: usize,
-    /// Viewers attached but not receiving yet (no publisher, or tracks unknown).
-    pub viewers_waiting: usize,
-    pub bytes_out: u64,
-    pub skips: u64,
+/// A stream and the readers that are not players (recorders) attached to its publish session.
+struct Slot {
+    stream: Stream,
+    readers: Vec<Box<dyn Reader>>,
+    generation: u64,
 }
 
-/// Hub-wide counters.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct HubTotals {
-    pub streams: usize,
-    pub publishers: usize,
-    pub viewers: usize,
-    pub bytes_in: u64,
-    pub bytes_out: u64,
-    pub skips: u64,
-    pub frames_dropped: u64,
-    pub slow_disconnects: u64,
+impl Slot {
+    /// Drops the readers (ending their recordings), keeping what they dropped in the totals.
+    fn end_readers(&mut self, dropped: &mut u64) {
+        for r in self.readers.drain(..) {
+            *dropped += r.frames_dropped();
+        }
+    }
 }
 
 pub struct Hub {
     config: HubConfig,
-    streams: HashMap<StreamKey, Stream>,
+    /// Streams by slab index; `index` finds one by key (join, API), handles skip the lookup.
+    streams: Slab<Slot>,
+    index: HashMap<StreamKey, usize>,
+    next_generation: u64,
     viewers: Slab<Viewer>,
     flush: Vec<ViewerId>,
     too_slow: Vec<ViewerId>,
@@ -171,20 +176,113 @@ pub struct Hub {
     /// Bytes received from publishers that have left.
     closed_bytes_in: u64,
     slow_disconnects: u64,
+    reader_frames_dropped: u64,
 }
 
 impl Hub {
     pub fn new(config: HubConfig) -> Hub {
         Hub {
             config,
-            streams: HashMap::new(),
+            streams: Slab::new(),
+            index: HashMap::new(),
+            next_generation: 1,
             viewers: Slab::new(),
             flush: Vec::new(),
             too_slow: Vec::new(),
             closed: QueueStats::default(),
             closed_bytes_in: 0,
             slow_disconnects: 0,
+            reader_frames_dropped: 0,
         }
+    }
+
+    /// The slot of `key`, created empty when there is none.
+    fn slot_for(&mut self, key: &StreamKey) -> usize {
+        if let Some(&i) = self.index.get(key) {
+            return i;
+        }
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        let i = self.streams.insert(Slot {
+            stream: Stream::new(key.clone(), self.config.cache_limits()),
+            readers: Vec::new(),
+            generation,
+        });
+        self.index.insert(key.clone(), i);
+        i
+    }
+
+    fn stream_mut(&mut self, key: &StreamKey) -> Option<&mut Stream> {
+        let &i = self.index.get(key)?;
+        self.streams.get_mut(i).map(|s| &mut s.stream)
+    }
+
+    fn stream(&self, key: &StreamKey) -> Option<&Stream> {
+        let &i = self.index.get(key)?;
+        self.streams.get(i).map(|s| &s.stream)
+    }
+
+    fn slot(&mut self, h: StreamHandle) -> Option<&mut Slot> {
+        self.streams
+            .get_mut(h.index)
+            .filter(|s| s.generation == h.generation)
+    }
+
+    fn remove_slot(&mut self, i: usize) -> Slot {
+        let mut slot = self.streams.remove(i);
+        self.index.remove(&slot.stream.key);
+        slot.end_readers(&mut self.reader_frames_dropped);
+        slot
+    }
+
+    /// The handle of `key`'s stream, if it exists (tests, and callers that only know the key).
+    pub fn handle(&self, key: &StreamKey) -> Option<StreamHandle> {
+        let &i = self.index.get(key)?;
+        let generation = self.streams.get(i)?.generation;
+        Some(StreamHandle {
+            index: i,
+            generation,
+        })
+    }
+
+    /// The key of a handle's stream, for logs.
+    pub fn key(&self, h: StreamHandle) -> Option<&StreamKey> {
+        self.streams
+            .get(h.index)
+            .filter(|s| s.generation == h.generation)
+            .map(|s| &s.stream.key)
+    }
+
+    /// Attaches a reader that is not a player (a recorder) to the live stream of `h`: it gets
+    /// every frame after the players do, until the publish ends (then it is dropped).
+    pub fn add_reader(&mut self, h: StreamHandle, reader: Box<dyn Reader>) {
+        if let Some(slot) = self.slot(h) {
+            slot.readers.push(reader);
+        }
+    }
+
+    /// While the publisher of `h` is held back: true once every reader is under its bound
+    /// again. A reader whose disk stalled past its bound gives up (it logs why) and is dropped,
+    /// which also releases the publisher.
+    pub fn readers_ready(&mut self, h: StreamHandle, now_ms: u64) -> bool {
+        let mut dropped = 0;
+        let Some(slot) = self.slot(h) else {
+            return true;
+        };
+        let mut ready = true;
+        slot.readers.retain_mut(|r| match r.poll(now_ms) {
+            ReaderState::Ready => true,
+            ReaderState::Behind => {
+                ready = false;
+                true
+            }
+            ReaderState::Gone => {
+                dropped += r.frames_dropped();
+                false
+            }
+        });
+        self.reader_frames_dropped += dropped;
+        ready
     }
 
     pub fn config(&self) -> &HubConfig {
@@ -200,11 +298,13 @@ impl Hub {
         publisher: usize,
         now_ms: u64,
     ) -> Result<PublishOk, PublishError> {
-        let limits = self.config.cache_limits();
-        let stream = self
-            .streams
-            .entry(key.clone())
-            .or_insert_with(|| Stream::new(key.clone(), limits));
+        let i = self.slot_for(key);
+        let slot = &mut self.streams[i];
+        let handle = StreamHandle {
+            index: i,
+            generation: slot.generation,
+        };
+        let stream = &mut slot.stream;
         let mut took_over_from = None;
         if let Some(old) = &stream.publisher {
             if now_ms.saturating_sub(old.last_ms) < self.config.takeover_idle_ms {
@@ -212,12 +312,17 @@ impl Hub {
             }
             took_over_from = Some(old.token);
             self.closed_bytes_in += old.bytes_in;
+            stream.closed_session_bytes_in += old.bytes_in;
             log::info!(
                 "{key}: publisher {} idle for {} ms, taken over by {publisher}",
                 old.token,
                 now_ms.saturating_sub(old.last_ms)
             );
             stream.reset_media();
+            // The old session's recordings end with it; the newcomer opens its own.
+            for r in slot.readers.drain(..) {
+                self.reader_frames_dropped += r.frames_dropped();
+            }
             // Playing viewers continue with the new session from its first keyframe.
             for &id in &stream.viewers {
                 let v = &mut self.viewers[id];
@@ -247,6 +352,7 @@ impl Hub {
             }
         }
         Ok(PublishOk {
+            handle,
             took_over_from,
             waiting_viewers,
         })
@@ -256,16 +362,14 @@ impl Hub {
     /// already taken over). Every viewer of the stream is ended with `Unpublished` and
     /// detached, and returned: the server sends each its end marker, flushes, closes, and
     /// calls `remove_viewer`. The stream and its cache are gone.
-    pub fn unpublish(&mut self, key: &StreamKey, publisher: usize) -> Vec<ViewerId> {
-        let Some(stream) = self.streams.get(key) else {
+    pub fn unpublish(&mut self, h: StreamHandle, publisher: usize) -> Vec<ViewerId> {
+        let Some(slot) = self.slot(h) else {
             return Vec::new();
         };
-        if stream.publisher.as_ref().map(|p| p.token) != Some(publisher) {
+        if slot.stream.publisher.as_ref().map(|p| p.token) != Some(publisher) {
             return Vec::new();
         }
-        let Some(stream) = self.streams.remove(key) else {
-            return Vec::new();
-        };
+        let stream = self.remove_slot(h.index).stream;
         if let Some(p) = &stream.publisher {
             self.closed_bytes_in += p.bytes_in;
         }
@@ -277,69 +381,83 @@ impl Hub {
         stream.viewers
     }
 
-    /// A frame from `publisher` on `key`: updates the cache, appends the frame's packets to
-    /// every playing viewer's queue under the slow-viewer policy, and starts viewers that were
-    /// waiting for it. Allocation per frame is per form, never per viewer.
+    /// A frame from `publisher` on `key`: normalises it (the stream's ingest normaliser: stream
+    /// time, discontinuity, player timestamp, metadata), updates the cache, appends the frame's
+    /// packets to every playing viewer's queue under the slow-viewer policy, and starts viewers
+    /// that were waiting for it. Allocation per frame is per form, never per viewer.
     pub fn frame(
         &mut self,
-        key: &StreamKey,
+        h: StreamHandle,
         publisher: usize,
         frame: Frame,
         now_ms: u64,
     ) -> FrameOutcome<'_> {
         self.flush.clear();
         self.too_slow.clear();
-        let accepted = self.frame_inner(key, publisher, frame, now_ms);
+        let (accepted, hold_publisher) = self.frame_inner(h, publisher, frame, now_ms);
         FrameOutcome {
             accepted,
             flush: &self.flush,
             too_slow: &self.too_slow,
+            hold_publisher,
         }
     }
 
+    /// (accepted, hold the publisher).
     fn frame_inner(
         &mut self,
-        key: &StreamKey,
+        h: StreamHandle,
         publisher: usize,
         mut frame: Frame,
         now_ms: u64,
-    ) -> bool {
-        let Some(stream) = self.streams.get_mut(key) else {
-            return false;
+    ) -> (bool, bool) {
+        let Some(slot) = self
+            .streams
+            .get_mut(h.index)
+            .filter(|s| s.generation == h.generation)
+        else {
+            return (false, false);
         };
+        let stream = &mut slot.stream;
+        let key = &stream.key;
         let Some(p) = stream.publisher.as_mut().filter(|p| p.token == publisher) else {
-            return false;
+            return (false, false);
         };
         p.last_ms = now_ms;
         p.bytes_in += frame.data.len() as u64;
         p.frames_in += 1;
 
+        // The one ingest normaliser: stream time, discontinuity, the timestamp players get, and
+        // `onMetaData` without `@setDataFrame`.
+        stream.clock.normalise(&mut frame);
+        let time = frame.time;
         let mut is_metadata = false;
         match frame.track {
             Track::Meta => {
-                frame.data = strip_set_data_frame(&frame.data);
-                is_metadata = is_on_metadata(&frame.data);
-                if is_metadata {
-                    stream.meta = MetaInfo::parse(&frame.data);
+                if let Some(body) = meta::on_metadata(&frame.data) {
+                    stream.meta = MetaInfo::parse(&body);
+                    frame.data = body;
+                    is_metadata = true;
                 }
             }
+            // The stream's codecs are those of the default track (another track of a
+            // multitrack stream names no codec of its own in `Frame::codec`).
             Track::Video => {
                 stream.seen_video = true;
-                stream.video_codec = Some(frame.codec);
+                if frame.track_id == 0 {
+                    stream.video_codec = Some(frame.codec);
+                }
                 stream.seen_media |= !frame.config;
             }
             Track::Audio => {
                 stream.seen_audio = true;
-                stream.audio_codec = Some(frame.codec);
+                if frame.track_id == 0 {
+                    stream.audio_codec = Some(frame.codec);
+                }
                 stream.seen_media |= !frame.config;
             }
         }
-        // Metadata often carries dts 0 whenever it is sent: it must not move the timeline.
-        let time = if frame.track == Track::Meta {
-            stream.timeline.now()
-        } else {
-            stream.timeline.advance(frame.dts)
-        };
+        stream.health.on_frame(&frame, now_ms);
         let resume = match frame.track {
             Track::Video => frame.key && !frame.config,
             Track::Audio => !stream.seen_video && !frame.config,
@@ -350,11 +468,12 @@ impl Hub {
         stream.scratch.clear();
         let mut memo = Vec::with_capacity(stream.forms.len());
         for (&(form, users), arena) in stream.forms.iter().zip(stream.arenas.iter_mut()) {
-            let packet =
-                (users > 0).then(|| Arc::new(Packet::new_in(arena, form, &frame, time, resume)));
-            if let Some(p) = &packet {
-                memo.push((form, p.clone()));
+            if users == 0 {
+                stream.scratch.push(None);
+                continue;
             }
+            let packet = Packet::new_in(arena, form, &frame, time, resume).map(Arc::new);
+            memo.push((form, packet.clone()));
             stream.scratch.push(packet);
         }
 
@@ -379,9 +498,16 @@ impl Hub {
                     );
                     v.ended = Some(ViewerEnd::TooSlow);
                     self.slow_disconnects += 1;
+                    stream.slow_disconnects += 1;
                     self.too_slow.push(id);
                 }
             }
+        }
+
+        // Then to the readers (recorders), in the same order the players got it.
+        let mut hold = false;
+        for r in &mut slot.readers {
+            hold |= r.deliver(&frame) == ReaderState::Behind;
         }
 
         let stored = if frame.track == Track::Meta && !is_metadata {
@@ -416,7 +542,7 @@ impl Hub {
                 }
             }
         }
-        true
+        (true, hold)
     }
 
     /// A new viewer of `key` in `form`; `token` is the server's connection token. Returns its
@@ -429,11 +555,8 @@ impl Hub {
         token: usize,
         now_ms: u64,
     ) -> (ViewerId, bool) {
-        let limits = self.config.cache_limits();
-        let stream = self
-            .streams
-            .entry(key.clone())
-            .or_insert_with(|| Stream::new(key.clone(), limits));
+        let i = self.slot_for(key);
+        let stream = &mut self.streams[i].stream;
         let mut v = Viewer::new(
             key.clone(),
             form,
@@ -451,7 +574,7 @@ impl Hub {
     /// The publisher of `key` restarted its media without leaving (a relay's upstream came
     /// back): drop the cached GOP so joiners never start on the previous session's pictures.
     pub fn restart_gop(&mut self, key: &StreamKey) {
-        if let Some(stream) = self.streams.get_mut(key) {
+        if let Some(stream) = self.stream_mut(key) {
             stream.cache.restart_gop();
         }
     }
@@ -466,7 +589,12 @@ impl Hub {
         if v.state != ViewerState::Added || v.ended.is_some() {
             return;
         }
-        let Some(stream) = self.streams.get_mut(&v.key) else {
+        let Some(stream) = self
+            .index
+            .get(&v.key)
+            .and_then(|&i| self.streams.get_mut(i))
+            .map(|s| &mut s.stream)
+        else {
             return;
         };
         if !(stream.is_live() && stream.prime(v)) {
@@ -489,9 +617,10 @@ impl Hub {
         if v.pos == usize::MAX {
             return;
         }
-        let Some(stream) = self.streams.get_mut(&v.key) else {
+        let Some(&i) = self.index.get(&v.key) else {
             return;
         };
+        let stream = &mut self.streams[i].stream;
         stream.viewers.swap_remove(v.pos);
         if let Some(&moved) = stream.viewers.get(v.pos) {
             self.viewers[moved].pos = v.pos;
@@ -501,9 +630,20 @@ impl Hub {
             stream.waiting -= 1;
         }
         stream.bytes_out_closed += stats.bytes_sent;
+        stream.closed_skips += stats.skips;
+        stream.closed_frames_dropped += stats.frames_dropped;
         if !stream.is_live() && stream.viewers.is_empty() {
-            self.streams.remove(&v.key);
+            self.remove_slot(i);
         }
+    }
+
+    /// Viewers the hub has not ended (at shutdown, each gets its end marker).
+    pub fn viewer_ids(&self) -> Vec<ViewerId> {
+        self.viewers
+            .iter()
+            .filter(|(_, v)| v.ended.is_none())
+            .map(|(i, _)| i)
+            .collect()
     }
 
     pub fn viewer(&mut self, id: ViewerId) -> Option<&mut Viewer> {
@@ -567,77 +707,22 @@ impl Hub {
         if v.state != ViewerState::Live || v.ended.is_some() {
             return;
         }
-        if let Some(stream) = self.streams.get_mut(&v.key) {
-            resume(stream, v);
+        let stream = self
+            .index
+            .get(&v.key)
+            .and_then(|&i| self.streams.get_mut(i));
+        if let Some(slot) = stream {
+            resume(&mut slot.stream, v);
         }
     }
 
     pub fn is_live(&self, key: &StreamKey) -> bool {
-        self.streams.get(key).is_some_and(Stream::is_live)
+        self.stream(key).is_some_and(Stream::is_live)
     }
 
     /// The latest `onMetaData` frame of a live stream, as relayed.
     pub fn metadata(&self, key: &StreamKey) -> Option<&Frame> {
-        self.streams.get(key)?.cache.meta.as_ref().map(|c| &c.frame)
-    }
-
-    /// Per-stream stats (streams with a publisher or with waiting viewers).
-    pub fn streams(&self) -> impl Iterator<Item = StreamStats> + '_ {
-        self.streams.values().map(move |s| {
-            let mut st = StreamStats {
-                key: s.key.clone(),
-                publisher: s.publisher.as_ref().map(|p| p.token),
-                started_ms: s.publisher.as_ref().map(|p| p.started_ms),
-                bytes_in: s.publisher.as_ref().map_or(0, |p| p.bytes_in),
-                frames_in: s.publisher.as_ref().map_or(0, |p| p.frames_in),
-                video_codec: s.video_codec,
-                audio_codec: s.audio_codec,
-                meta: s.meta.clone(),
-                metadata: s.cache.meta.as_ref().map(|c| c.frame.clone()),
-                viewers_rtmp: 0,
-                viewers_http_flv: 0,
-                viewers_ws_flv: 0,
-                viewers_waiting: 0,
-                bytes_out: s.bytes_out_closed,
-                skips: 0,
-            };
-            for &id in &s.viewers {
-                let v = &self.viewers[id];
-                st.bytes_out += v.queue.stats.bytes_sent;
-                st.skips += v.queue.stats.skips;
-                if v.state != ViewerState::Live {
-                    st.viewers_waiting += 1;
-                }
-                match v.form.kind() {
-                    FormKind::Rtmp => st.viewers_rtmp += 1,
-                    FormKind::HttpFlv => st.viewers_http_flv += 1,
-                    FormKind::WsFlv => st.viewers_ws_flv += 1,
-                }
-            }
-            st
-        })
-    }
-
-    pub fn totals(&self) -> HubTotals {
-        let mut t = HubTotals {
-            streams: self.streams.len(),
-            publishers: self.streams.values().filter(|s| s.is_live()).count(),
-            viewers: self.viewers.len(),
-            bytes_in: self.closed_bytes_in,
-            bytes_out: self.closed.bytes_sent,
-            skips: self.closed.skips,
-            frames_dropped: self.closed.frames_dropped,
-            slow_disconnects: self.slow_disconnects,
-        };
-        for s in self.streams.values() {
-            t.bytes_in += s.publisher.as_ref().map_or(0, |p| p.bytes_in);
-        }
-        for (_, v) in &self.viewers {
-            t.bytes_out += v.queue.stats.bytes_sent;
-            t.skips += v.queue.stats.skips;
-            t.frames_dropped += v.queue.stats.frames_dropped;
-        }
-        t
+        self.stream(key)?.cache.meta.as_ref().map(|c| &c.frame)
     }
 }
 
@@ -646,6 +731,7 @@ mod tests {
     use super::*;
     use crate::amf::{amf0, Value};
     use crate::media::frame::{TAG_AUDIO, TAG_SCRIPT, TAG_VIDEO};
+    use crate::media::Codec;
     use bytes::Bytes;
 
     const FLV: OutputForm = OutputForm::HttpFlv { chunked: false };
@@ -736,14 +822,168 @@ mod tests {
         Tag {
             tag: f.tag_type(),
             ts: f.dts,
-            body: strip_set_data_frame(&f.data).to_vec(),
+            body: meta::on_metadata(&f.data)
+                .unwrap_or_else(|| f.data.clone())
+                .to_vec(),
         }
     }
 
     fn send(hub: &mut Hub, f: Frame) -> (Vec<ViewerId>, Vec<ViewerId>) {
-        let out = hub.frame(&key(), 1, f, 0);
+        let out = hub.frame(hub.handle(&key()).unwrap(), 1, f, 0);
         assert!(out.accepted);
         (out.flush.to_vec(), out.too_slow.to_vec())
+    }
+
+    /// (dts, data) of every frame a test reader got.
+    type Got = std::rc::Rc<std::cell::RefCell<Vec<(u32, Vec<u8>)>>>;
+    type Flag = std::rc::Rc<std::cell::Cell<bool>>;
+
+    /// A reader that records what it got and when it was dropped.
+    struct Rec {
+        got: Got,
+        dropped: Flag,
+        behind_after: usize,
+    }
+
+    impl Reader for Rec {
+        fn deliver(&mut self, f: &Frame) -> ReaderState {
+            self.got.borrow_mut().push((f.dts, f.data.to_vec()));
+            if self.got.borrow().len() > self.behind_after {
+                ReaderState::Behind
+            } else {
+                ReaderState::Ready
+            }
+        }
+        fn poll(&mut self, _: u64) -> ReaderState {
+            ReaderState::Ready
+        }
+        fn frames_dropped(&self) -> u64 {
+            3
+        }
+    }
+
+    impl Drop for Rec {
+        fn drop(&mut self) {
+            self.dropped.set(true);
+        }
+    }
+
+    fn rec(behind_after: usize) -> (Rec, Got, Flag) {
+        let got = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        let dropped = std::rc::Rc::new(std::cell::Cell::new(false));
+        let r = Rec {
+            got: got.clone(),
+            dropped: dropped.clone(),
+            behind_after,
+        };
+        (r, got, dropped)
+    }
+
+    /// A reader that reports one recorder, as the recording pool does.
+    struct OneRecorder;
+
+    impl Reader for OneRecorder {
+        fn deliver(&mut self, _: &Frame) -> ReaderState {
+            ReaderState::Ready
+        }
+        fn poll(&mut self, _: u64) -> ReaderState {
+            ReaderState::Ready
+        }
+        fn frames_dropped(&self) -> u64 {
+            0
+        }
+        fn recorders(&self) -> Vec<(&'static str, crate::stats::health::RecorderState)> {
+            vec![(
+                "flv",
+                crate::stats::health::RecorderState::Writing { bytes: 99 },
+            )]
+        }
+    }
+
+    #[test]
+    fn sampled_health_and_history_describe_the_stream() {
+        let mut hub = Hub::new(HubConfig::default());
+        let h = hub.publish(&key(), 1, 0).unwrap().handle;
+        hub.add_reader(h, Box::new(OneRecorder));
+        let (_viewer, _) = hub.add_viewer(&key(), FLV, 7, 0);
+        hub.frame(h, 1, av_meta(), 0);
+        hub.frame(h, 1, vseq(0), 0);
+        hub.frame(h, 1, aseq(0), 0);
+        // A keyframe every 10 s at 25 fps, sent in real time, sampled once a second.
+        for t in (0..=10_000u32).step_by(40) {
+            let f = if t % 10_000 == 0 { vkey(t) } else { vinter(t) };
+            hub.frame(h, 1, f, u64::from(t));
+            hub.frame(h, 1, audio(t), u64::from(t));
+            if t % 1000 == 0 {
+                hub.sample_stats(u64::from(t));
+            }
+        }
+        let j = hub.health_json(&key(), 10_000).unwrap();
+        assert!(j.contains("\"keyframe_interval_ms\":10000"), "{j}");
+        assert!(j.contains("\"level\":\"red\""), "{j}");
+        assert!(j.contains("\"name\":\"flv\""), "{j}");
+        assert!(j.contains("\"bytes\":99"), "{j}");
+        assert!(hub
+            .health_json(&StreamKey::new("live", "none").unwrap(), 0)
+            .is_none());
+        let server = crate::stats::history::ServerHistory::new(5_000);
+        let hist = hub.history_json(10_000, &server);
+        assert!(hist.contains("\"stream\":\"s\""), "{hist}");
+        assert!(hist.contains("\"ago_s\":[5,0]"), "{hist}");
+        // The viewer is counted per protocol in every sample.
+        assert!(hist.contains("\"http_flv\":[1,1]"), "{hist}");
+    }
+
+    #[test]
+    fn readers_get_every_frame_in_order_and_end_with_their_session() {
+        let mut hub = Hub::new(HubConfig::default());
+        let h = hub.publish(&key(), 1, 0).unwrap().handle;
+        let (r, got, dropped) = rec(5);
+        hub.add_reader(h, Box::new(r));
+        let frames = [av_meta(), vseq(0), aseq(0), vkey(0), audio(23)];
+        for f in &frames {
+            assert!(!hub.frame(h, 1, f.clone(), 0).hold_publisher);
+        }
+        // Over its bound the reader asks for the publisher to be held.
+        assert!(hub.frame(h, 1, vinter(40), 40).hold_publisher);
+        let got = got.borrow();
+        assert_eq!(got.len(), 6);
+        // The hub's normalised metadata (no @setDataFrame), then the media unchanged.
+        assert_eq!(
+            got[0].1,
+            crate::media::meta::on_metadata(&frames[0].data)
+                .unwrap()
+                .to_vec()
+        );
+        for (g, f) in got[1..].iter().zip(&frames[1..]) {
+            assert_eq!(g, &(f.dts, f.data.to_vec()));
+        }
+        // A publisher taking over an idle one starts with no readers: the old session's end.
+        assert!(!dropped.get());
+        let h2 = hub.publish(&key(), 2, 60_000).unwrap().handle;
+        assert!(dropped.get());
+        assert_eq!(h2, h, "the stream (and its players) stay");
+        assert_eq!(hub.totals().reader_frames_dropped, 3);
+        let (r, _, dropped) = rec(100);
+        hub.add_reader(h2, Box::new(r));
+        hub.unpublish(h2, 2);
+        assert!(dropped.get(), "unpublish drops the readers");
+    }
+
+    #[test]
+    fn a_handle_of_an_ended_session_finds_nothing() {
+        let mut hub = Hub::new(HubConfig::default());
+        let old = hub.publish(&key(), 1, 0).unwrap().handle;
+        hub.unpublish(old, 1);
+        let new = hub.publish(&key(), 1, 10).unwrap().handle;
+        assert_ne!(old, new);
+        // Same key, same publisher token, same slab slot: the generation tells them apart.
+        assert!(!hub.frame(old, 1, vseq(0), 20).accepted);
+        assert!(hub.unpublish(old, 1).is_empty());
+        assert!(hub.is_live(&key()));
+        assert!(hub.frame(new, 1, vseq(0), 20).accepted);
+        assert_eq!(hub.key(new), Some(&key()));
+        assert_eq!(hub.key(old), None);
     }
 
     #[test]
@@ -788,6 +1028,50 @@ mod tests {
         assert_eq!(st.frames_in, 11);
         assert!(st.bytes_out > 0);
         assert_eq!(hub.totals().bytes_out, st.bytes_out);
+    }
+
+    /// Enhanced RTMP v2 multitrack: the second audio track's sequence header (OneTrack,
+    /// SequenceStart, mp4a, track 1, as FFmpeg 9 writes it) reaches a late RTMP joiner after
+    /// the default track's, and a newer one replaces it; FLV viewers get the default track
+    /// alone.
+    #[test]
+    fn late_joiner_gets_every_tracks_sequence_header() {
+        let mut hub = Hub::new(HubConfig::default());
+        hub.publish(&key(), 1, 0).unwrap();
+        let track1 = |b: &'static [u8]| frame(TAG_AUDIO, 0, b.to_vec());
+        let seq1 = track1(b"\x95\x00mp4a\x01\x11\x88\x56\xe5\x00");
+        let seq1b = track1(b"\x95\x00mp4a\x01\x12\x10\x56\xe5\x00");
+        let frame1 = track1(b"\x95\x01mp4a\x01\x21\x22");
+        assert_eq!((seq1.track_id, seq1.config), (1, false));
+        let frames = [av_meta(), vseq(0), aseq(0), seq1, seq1b.clone(), vkey(0)];
+        for f in frames.iter().cloned() {
+            send(&mut hub, f);
+        }
+        let (rtmp, _) = hub.add_viewer(&key(), RTMP, 7, 0);
+        hub.start_viewer(rtmp);
+        let got = drain(&mut hub, rtmp);
+        // The metadata as the hub relays it (without @setDataFrame), then the headers.
+        let mut relayed_meta = frames[0].clone();
+        relayed_meta.data = meta::on_metadata(&frames[0].data).unwrap();
+        let want: Vec<u8> = [&relayed_meta, &frames[1], &frames[2], &seq1b, &frames[5]]
+            .iter()
+            .flat_map(|f| Packet::new(RTMP, f, 0, false).unwrap().data.to_vec())
+            .collect();
+        assert_eq!(got, want);
+
+        let (flv, _) = hub.add_viewer(&key(), FLV, 8, 0);
+        hub.start_viewer(flv);
+        let (_, tags) = parse_flv(&drain(&mut hub, flv), true);
+        let want: Vec<Tag> = [&frames[0], &frames[1], &frames[2], &frames[5]]
+            .iter()
+            .map(|f| tag_of(f))
+            .collect();
+        assert_eq!(tags, want);
+        // Live: RTMP gets track 1's frame as published; FLV nothing of it.
+        let (flush, _) = send(&mut hub, frame1.clone());
+        assert_eq!(flush, vec![rtmp]);
+        assert!(hub.viewer(flv).unwrap().queue.is_empty());
+        assert_eq!(hub.streams().next().unwrap().audio_codec, Some(Codec::Aac));
     }
 
     #[test]
@@ -901,17 +1185,32 @@ mod tests {
         let (id, _) = hub.add_viewer(&key(), FLV, 7, 0);
         hub.start_viewer(id);
         drain(&mut hub, id);
-        assert!(hub.frame(&key(), 1, vinter(40), 1000).accepted);
+        assert!(
+            hub.frame(hub.handle(&key()).unwrap(), 1, vinter(40), 1000)
+                .accepted
+        );
         assert_eq!(hub.publish(&key(), 2, 5999), Err(PublishError::Busy));
         let ok = hub.publish(&key(), 2, 6000).unwrap();
         assert_eq!(ok.took_over_from, Some(1));
         assert!(ok.waiting_viewers.is_empty());
         // The old publisher is ignored now; the viewer stays and resumes at the new keyframe.
-        assert!(!hub.frame(&key(), 1, vinter(80), 6001).accepted);
-        assert!(hub.unpublish(&key(), 1).is_empty());
-        assert!(hub.frame(&key(), 2, vinter(0), 6002).accepted);
-        assert!(hub.frame(&key(), 2, vseq(0), 6002).accepted);
-        assert!(hub.frame(&key(), 2, vkey(40), 6003).accepted);
+        assert!(
+            !hub.frame(hub.handle(&key()).unwrap(), 1, vinter(80), 6001)
+                .accepted
+        );
+        assert!(hub.unpublish(hub.handle(&key()).unwrap(), 1).is_empty());
+        assert!(
+            hub.frame(hub.handle(&key()).unwrap(), 2, vinter(0), 6002)
+                .accepted
+        );
+        assert!(
+            hub.frame(hub.handle(&key()).unwrap(), 2, vseq(0), 6002)
+                .accepted
+        );
+        assert!(
+            hub.frame(hub.handle(&key()).unwrap(), 2, vkey(40), 6003)
+                .accepted
+        );
         let (_, tags) = parse_flv(&drain(&mut hub, id), false);
         assert_eq!(
             tags,
@@ -927,7 +1226,7 @@ mod tests {
         hub.start_viewer(a);
         let (b, _) = hub.add_viewer(&key(), RTMP, 8, 0);
         hub.start_viewer(b);
-        let mut ended = hub.unpublish(&key(), 1);
+        let mut ended = hub.unpublish(hub.handle(&key()).unwrap(), 1);
         ended.sort();
         assert_eq!(ended, vec![a, b]);
         assert_eq!(hub.viewer(a).unwrap().ended, Some(ViewerEnd::Unpublished));
@@ -1116,7 +1415,7 @@ mod tests {
         assert_eq!(flush, ids[2..].to_vec());
         assert_eq!(hub.streams().next().unwrap().viewers_http_flv, 3);
         // A stream without publisher disappears with its last viewer.
-        hub.unpublish(&key(), 1);
+        hub.unpublish(hub.handle(&key()).unwrap(), 1);
         for &id in &ids[2..] {
             hub.remove_viewer(id);
         }

@@ -5,17 +5,21 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use crate::codec::chunk::{self, CSID_AUDIO, CSID_DATA, CSID_VIDEO};
+use crate::codec::{chunked, flv, ws};
+use std::borrow::Cow;
+
+use crate::media::enhanced::{self, Media};
 use crate::media::{Frame, Track};
-use crate::mux::flv;
-use crate::rtmp::chunk;
 
 /// How a viewer wants its bytes. Two viewers with equal forms receive identical bytes, so a
 /// frame is serialised once per distinct form on a stream.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum OutputForm {
-    /// FLV over HTTP; `chunked` frames every write as one HTTP/1.1 chunk.
+    /// FLV over HTTP; `chunked` frames every write as one HTTP/1.1 chunk. Of a multitrack
+    /// stream, FLV viewers get the default track (0), as plain tags.
     HttpFlv { chunked: bool },
-    /// FLV tags, each in one unmasked binary WebSocket frame.
+    /// FLV tags, each in one unmasked binary WebSocket frame (the default track, as HTTP-FLV).
     WsFlv,
     /// RTMP messages on the viewer's message stream, with its outgoing chunk size.
     Rtmp { chunk_size: u32, stream_id: u32 },
@@ -45,19 +49,14 @@ pub enum FormKind {
     WsFlv,
 }
 
-/// RTMP chunk stream ids the server uses for media (the ones FFmpeg and nginx-rtmp use).
-pub const CSID_AUDIO: u32 = 4;
-pub const CSID_META: u32 = 5;
-pub const CSID_VIDEO: u32 = 6;
-
 /// One serialised media message for one output form.
 #[derive(Debug)]
 pub struct Packet {
     /// The bytes to write: the whole message in the form's framing.
     pub data: Bytes,
-    /// The frame's timestamp as the publisher sent it.
+    /// The frame's timestamp as players get it (`Frame::dts`).
     pub dts: u32,
-    /// The stream's monotonic media time in ms (see `stream::Timeline`): the queue policy
+    /// The stream's monotonic media time in ms (`Frame::time`, `media::time`): the queue policy
     /// measures spans and lag with it so that publisher timestamp jumps and wraps cannot
     /// make a viewer look late.
     pub time: u64,
@@ -82,10 +81,12 @@ impl Packet {
 
     /// Serialises `frame` for `form` into a buffer of its own. `key` is the resume-point flag
     /// (it depends on the stream: audio is a resume point only when the stream has no video).
-    pub fn new(form: OutputForm, frame: &Frame, time: u64, key: bool) -> Packet {
-        let mut buf = BytesMut::with_capacity(encoded_len(form, frame));
-        serialise(form, frame, &mut buf);
-        Packet::with_data(buf.freeze(), frame, time, key)
+    /// `None` when the form gets nothing of this frame (another track of a multitrack message).
+    pub fn new(form: OutputForm, frame: &Frame, time: u64, key: bool) -> Option<Packet> {
+        let frame = view(form, frame)?;
+        let mut buf = BytesMut::with_capacity(encoded_len(form, &frame));
+        serialise(form, &frame, &mut buf);
+        Some(Packet::with_data(buf.freeze(), &frame, time, key))
     }
 
     /// Like `new`, but the bytes go into `arena`, next to the form's previous packet. Headers
@@ -97,14 +98,15 @@ impl Packet {
         frame: &Frame,
         time: u64,
         key: bool,
-    ) -> Packet {
+    ) -> Option<Packet> {
         if is_header(frame) {
             return Packet::new(form, frame, time, key);
         }
-        let buf = arena.room(encoded_len(form, frame));
-        serialise(form, frame, buf);
+        let frame = view(form, frame)?;
+        let buf = arena.room(encoded_len(form, &frame));
+        serialise(form, &frame, buf);
         let data = buf.split().freeze();
-        Packet::with_data(data, frame, time, key)
+        Some(Packet::with_data(data, &frame, time, key))
     }
 
     fn with_data(data: Bytes, frame: &Frame, time: u64, key: bool) -> Packet {
@@ -119,8 +121,33 @@ impl Packet {
     }
 }
 
+/// What `form` gets of `frame`: RTMP players get every message as published (they may read
+/// multitrack); an FLV viewer gets, of a multitrack message, the default track's packet (0) as
+/// a plain Enhanced tag (`media::enhanced::single_track`: players such as mpegts.js read
+/// Enhanced RTMP but not multitrack), and every other message unchanged. `None`: nothing for
+/// this viewer (the message lacks the default track, or is malformed).
+fn view(form: OutputForm, frame: &Frame) -> Option<Cow<'_, Frame>> {
+    let media = match (form, frame.track) {
+        (OutputForm::Rtmp { .. }, _) | (_, Track::Meta) => return Some(Cow::Borrowed(frame)),
+        (_, Track::Video) => Media::Video,
+        (_, Track::Audio) => Media::Audio,
+    };
+    if !enhanced::is_enhanced(media, *frame.data.first()?) {
+        return Some(Cow::Borrowed(frame));
+    }
+    match enhanced::parse_header(media, &frame.data) {
+        Ok(h) if h.multitrack.is_some() => {}
+        _ => return Some(Cow::Borrowed(frame)),
+    }
+    let data = enhanced::single_track(media, &frame.data, 0).ok()??;
+    Some(Cow::Owned(Frame {
+        data,
+        ..frame.clone()
+    }))
+}
+
 fn is_header(frame: &Frame) -> bool {
-    frame.track == Track::Meta || frame.config
+    frame.track == Track::Meta || frame.config || frame.other_track_config().is_some()
 }
 
 /// Append-only blocks that one form's packets are serialised into, one after the other. A
@@ -160,8 +187,8 @@ fn encoded_len(form: OutputForm, frame: &Frame) -> usize {
     let tag = flv::TAG_HEADER_LEN + body + 4;
     match form {
         OutputForm::HttpFlv { chunked: false } => tag,
-        OutputForm::HttpFlv { chunked: true } => hex_digits(tag) + 2 + tag + 2,
-        OutputForm::WsFlv => ws_header_len(tag) + tag,
+        OutputForm::HttpFlv { chunked: true } => chunked::size_digits(tag) + 2 + tag + 2,
+        OutputForm::WsFlv => ws::server_header_len(tag) + tag,
         OutputForm::Rtmp { chunk_size, .. } => {
             chunk::encoded_len(csid_for(frame.track), frame.dts, body, chunk_size)
         }
@@ -194,7 +221,7 @@ pub fn csid_for(track: Track) -> u32 {
     match track {
         Track::Audio => CSID_AUDIO,
         Track::Video => CSID_VIDEO,
-        Track::Meta => CSID_META,
+        Track::Meta => CSID_DATA,
     }
 }
 
@@ -204,11 +231,11 @@ fn put_flv_tag(frame: &Frame, chunked: bool, ws: bool, out: &mut BytesMut) {
     let body = frame.data.len();
     let tag_len = flv::TAG_HEADER_LEN + body + 4;
     if chunked {
-        out.put_slice(format!("{tag_len:x}\r\n").as_bytes());
+        put_size_line(out, tag_len);
     } else if ws {
         put_ws_header(out, tag_len);
     }
-    out.put_slice(&flv::frame_header(frame));
+    out.put_slice(&flv::tag_header(frame.tag_type(), body, frame.dts));
     out.put_slice(&frame.data);
     out.put_slice(&flv::tag_trailer(body));
     if chunked {
@@ -216,31 +243,17 @@ fn put_flv_tag(frame: &Frame, chunked: bool, ws: bool, out: &mut BytesMut) {
     }
 }
 
-/// Digits of `n` in hexadecimal (the HTTP chunk-size line).
-fn hex_digits(n: usize) -> usize {
-    (usize::BITS - n.leading_zeros()).div_ceil(4).max(1) as usize
-}
-
-fn ws_header_len(len: usize) -> usize {
-    match len {
-        0..=125 => 2,
-        126..=0xffff => 4,
-        _ => 10,
-    }
+/// The HTTP chunk-size line for a `len`-byte chunk.
+fn put_size_line(out: &mut BytesMut, len: usize) {
+    let mut line = [0u8; 18];
+    let n = chunked::size_line(len, &mut line);
+    out.put_slice(&line[..n]);
 }
 
 /// Header of one unmasked binary WebSocket frame (FIN, opcode 2) with a `len`-byte payload.
 fn put_ws_header(out: &mut BytesMut, len: usize) {
-    out.put_u8(0x82);
-    if len < 126 {
-        out.put_u8(len as u8);
-    } else if len <= 0xffff {
-        out.put_u8(126);
-        out.put_u16(len as u16);
-    } else {
-        out.put_u8(127);
-        out.put_u64(len as u64);
-    }
+    let (h, n) = ws::binary_header(len);
+    out.put_slice(&h[..n]);
 }
 
 /// The FLV file header in `form`'s framing: plain for non-chunked HTTP, one HTTP chunk for
@@ -251,7 +264,7 @@ pub fn flv_file_header(form: OutputForm, has_audio: bool, has_video: bool) -> Op
     match form {
         OutputForm::HttpFlv { chunked: false } => out.put_slice(&header),
         OutputForm::HttpFlv { chunked: true } => {
-            out.put_slice(format!("{:x}\r\n", header.len()).as_bytes());
+            put_size_line(&mut out, header.len());
             out.put_slice(&header);
             out.put_slice(b"\r\n");
         }
@@ -268,6 +281,7 @@ pub fn flv_file_header(form: OutputForm, has_audio: bool, has_video: bool) -> Op
 mod tests {
     use super::*;
     use crate::media::frame::{TAG_AUDIO, TAG_SCRIPT, TAG_VIDEO};
+    use crate::mux::flv::write_tag;
 
     fn concat(p: &Packet) -> Vec<u8> {
         assert_eq!(p.data.len(), p.len());
@@ -283,9 +297,9 @@ mod tests {
     #[test]
     fn flv_tag_bytes_exact() {
         let f = Frame::parse(TAG_AUDIO, 0x0102_0304, Bytes::from_static(&[0xaf, 1, 7])).unwrap();
-        let p = Packet::new(OutputForm::HttpFlv { chunked: false }, &f, 0, true);
+        let p = Packet::new(OutputForm::HttpFlv { chunked: false }, &f, 0, true).unwrap();
         let mut want = Vec::new();
-        flv::write_tag(&mut want, &f);
+        write_tag(&mut want, &f);
         assert_eq!(concat(&p), want);
         assert_eq!(
             concat(&p),
@@ -297,9 +311,9 @@ mod tests {
     #[test]
     fn http_chunk_framing_exact() {
         let f = video(40, 300);
-        let p = Packet::new(OutputForm::HttpFlv { chunked: true }, &f, 0, false);
+        let p = Packet::new(OutputForm::HttpFlv { chunked: true }, &f, 0, false).unwrap();
         let mut tag = Vec::new();
-        flv::write_tag(&mut tag, &f);
+        write_tag(&mut tag, &f);
         let mut want = format!("{:x}\r\n", tag.len()).into_bytes();
         want.extend_from_slice(&tag);
         want.extend_from_slice(b"\r\n");
@@ -316,12 +330,12 @@ mod tests {
             (65536, vec![0x82, 127, 0, 0, 0, 0, 0, 1, 0, 0]),
         ] {
             let f = video(0, payload - 15);
-            let p = Packet::new(OutputForm::WsFlv, &f, 0, false);
+            let p = Packet::new(OutputForm::WsFlv, &f, 0, false).unwrap();
             let bytes = concat(&p);
             assert_eq!(&bytes[..head.len()], &head[..], "payload {payload}");
             assert_eq!(bytes.len() - head.len(), payload);
             let mut tag = Vec::new();
-            flv::write_tag(&mut tag, &f);
+            write_tag(&mut tag, &f);
             assert_eq!(&bytes[head.len()..], &tag[..]);
         }
     }
@@ -364,11 +378,14 @@ mod tests {
                 .collect();
             let packets: Vec<Packet> = frames
                 .iter()
-                .map(|f| Packet::new_in(&mut arena, form, f, 0, false))
+                .map(|f| Packet::new_in(&mut arena, form, f, 0, false).unwrap())
                 .collect();
             let mut adjacent = 0;
             for (f, pair) in frames.iter().zip(packets.windows(2)) {
-                assert_eq!(concat(&pair[0]), concat(&Packet::new(form, f, 0, false)));
+                assert_eq!(
+                    concat(&pair[0]),
+                    concat(&Packet::new(form, f, 0, false).unwrap())
+                );
                 assert_eq!(
                     pair[0].len(),
                     encoded_len(form, f),
@@ -389,21 +406,24 @@ mod tests {
     fn arena_headers_and_big_frames() {
         let mut arena = PacketArena::default();
         let form = OutputForm::HttpFlv { chunked: true };
-        let a = Packet::new_in(&mut arena, form, &video(0, 100), 0, false);
+        let a = Packet::new_in(&mut arena, form, &video(0, 100), 0, false).unwrap();
         // A sequence header is kept apart: the cache holds it for the stream's lifetime.
         let config =
             Frame::parse(TAG_VIDEO, 0, Bytes::from_static(&[0x17, 0, 0, 0, 0, 1])).unwrap();
         assert!(config.config);
-        let h = Packet::new_in(&mut arena, form, &config, 0, false);
+        let h = Packet::new_in(&mut arena, form, &config, 0, false).unwrap();
         assert!(h.header);
-        let b = Packet::new_in(&mut arena, form, &video(40, 100), 0, false);
+        let b = Packet::new_in(&mut arena, form, &video(40, 100), 0, false).unwrap();
         assert_eq!(a.data.as_ptr() as usize + a.len(), b.data.as_ptr() as usize);
         let h_at = h.data.as_ptr() as usize;
         assert!(!(a.data.as_ptr() as usize..b.data.as_ptr() as usize + b.len()).contains(&h_at));
         // A frame larger than a block gets a block of its own size.
         let big = video(80, ARENA_BLOCK * 3);
-        let p = Packet::new_in(&mut arena, form, &big, 0, false);
-        assert_eq!(concat(&p), concat(&Packet::new(form, &big, 0, false)));
+        let p = Packet::new_in(&mut arena, form, &big, 0, false).unwrap();
+        assert_eq!(
+            concat(&p),
+            concat(&Packet::new(form, &big, 0, false).unwrap())
+        );
     }
 
     #[test]
@@ -417,7 +437,8 @@ mod tests {
             &f,
             0,
             false,
-        );
+        )
+        .unwrap();
         let b = concat(&p);
         // fmt 0, csid 6; ts 1000; len 300; type 9; stream id 1 little-endian.
         assert_eq!(&b[..12], &[6, 0, 0x03, 0xe8, 0, 0x01, 0x2c, 9, 1, 0, 0, 0]);
@@ -439,7 +460,8 @@ mod tests {
             &f,
             0,
             false,
-        );
+        )
+        .unwrap();
         let b = concat(&p);
         assert_eq!(&b[1..4], &[0xff, 0xff, 0xff]);
         assert_eq!(&b[12..16], &[1, 0, 0, 0]);
@@ -463,7 +485,7 @@ mod tests {
         };
         let mut wire = BytesMut::new();
         for f in &frames {
-            wire.extend_from_slice(&concat(&Packet::new(form, f, 0, false)));
+            wire.extend_from_slice(&concat(&Packet::new(form, f, 0, false).unwrap()));
         }
         let mut dec = ChunkDecoder::new();
         for f in &frames {

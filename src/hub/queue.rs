@@ -161,6 +161,9 @@ pub struct ViewerQueue {
     offset: usize,
     /// Bytes not yet written.
     queued: usize,
+    /// Of those, protocol replies (control entries): private bytes no other viewer shares,
+    /// bounded by the server (it stops reading a client that does not read its replies).
+    control: usize,
     /// Live (non-primed) media entries queued, and their bytes.
     live_count: usize,
     live_bytes: usize,
@@ -186,6 +189,7 @@ impl ViewerQueue {
             entries: VecDeque::new(),
             offset: 0,
             queued: 0,
+            control: 0,
             live_count: 0,
             live_bytes: 0,
             oldest_live: 0,
@@ -205,7 +209,13 @@ impl ViewerQueue {
             return;
         }
         self.queued += bytes.len();
+        self.control += bytes.len();
         self.entries.push_back(Entry::Control(bytes));
+    }
+
+    /// Control (protocol reply) bytes queued, counted until their entry is fully written.
+    pub fn control_bytes(&self) -> usize {
+        self.control
     }
 
     pub fn is_empty(&self) -> bool {
@@ -403,19 +413,23 @@ impl ViewerQueue {
             n -= rest;
             self.queued -= rest;
             self.offset = 0;
-            if let Some(Entry::Media { packet, primed }) = self.entries.pop_front() {
-                self.written = Some(self.written.map_or(packet.time, |w| w.max(packet.time)));
-                if !primed {
-                    self.live_count -= 1;
-                    self.live_bytes -= packet.len();
-                    if self.live_count > 0 {
-                        self.oldest_live = self
-                            .entries
-                            .iter()
-                            .find_map(|e| e.live().map(|p| p.time))
-                            .unwrap_or(0);
+            match self.entries.pop_front() {
+                Some(Entry::Control(b)) => self.control -= b.len(),
+                Some(Entry::Media { packet, primed }) => {
+                    self.written = Some(self.written.map_or(packet.time, |w| w.max(packet.time)));
+                    if !primed {
+                        self.live_count -= 1;
+                        self.live_bytes -= packet.len();
+                        if self.live_count > 0 {
+                            self.oldest_live = self
+                                .entries
+                                .iter()
+                                .find_map(|e| e.live().map(|p| p.time))
+                                .unwrap_or(0);
+                        }
                     }
                 }
+                None => {}
             }
             if self.entries.is_empty() {
                 self.drained = true;
@@ -541,6 +555,7 @@ mod tests {
                     }
                 }
                 assert_eq!(q.queued_bytes(), want.len());
+                assert_eq!(q.control_bytes(), 21, "the private replies");
                 let mut got = Vec::new();
                 while !q.is_empty() {
                     let mut slices = Vec::new();
@@ -559,6 +574,7 @@ mod tests {
                 }
                 assert_eq!(got, want, "split {split} max {max}");
                 assert_eq!(q.stats.bytes_sent, want.len() as u64);
+                assert_eq!(q.control_bytes(), 0);
             }
         }
     }

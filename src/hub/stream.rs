@@ -1,140 +1,20 @@
 //! One stream's state inside the hub: its publisher, its viewers (ids into the hub's slab),
-//! the output forms in use, the late-joiner cache, the monotonic media timeline and what the
-//! metadata says. Also `Viewer`, and how a viewer is primed (FLV header, headers, GOP) and fed.
+//! the output forms in use, the late-joiner cache, its ingest normaliser (`media::time`) and what
+//! the metadata says. Also `Viewer`, and how a viewer is primed (FLV header, headers, GOP) and fed.
 //! No sockets; the hub (mod.rs) owns the maps and reports who needs flushing.
 
 use std::sync::Arc;
-
-use bytes::Bytes;
 
 use super::cache::{Cache, CacheLimits, Cached};
 use super::packet::{flv_file_header, OutputForm, Packet, PacketArena};
 use super::queue::{QueueStats, Verdict, ViewerQueue};
 use super::{ViewerEnd, ViewerId};
-use crate::amf::{amf0, Value};
-use crate::media::{Codec, StreamKey, Track};
+use crate::media::{Codec, MetaInfo, Normaliser, StreamKey, Track};
+use crate::stats::health::StreamHealth;
+use crate::stats::history::StreamHistory;
 
-/// A publisher timestamp step larger than this is a jump, not time passing.
-const MAX_STEP_MS: i32 = 60_000;
-/// Steps back up to this much are audio/video interleaving or jitter, not a restart.
-const MAX_JITTER_MS: i32 = 10_000;
-
-/// Maps publisher timestamps (32-bit, wrapping, may jump) to a monotonic media time in ms.
-/// Forward steps of up to 60 s advance it; small steps back (interleaving) hold it; a bigger
-/// jump either way re-anchors without advancing. The queue policy and the cache caps use
-/// this time, so a timestamp jump can never make a viewer look late.
-#[derive(Debug, Default, Clone)]
-pub struct Timeline {
-    last: Option<u32>,
-    now: u64,
-}
-
-impl Timeline {
-    /// The current media time.
-    pub fn now(&self) -> u64 {
-        self.now
-    }
-
-    pub fn advance(&mut self, dts: u32) -> u64 {
-        match self.last {
-            None => self.last = Some(dts),
-            Some(last) => {
-                let step = dts.wrapping_sub(last) as i32;
-                if step > 0 && step <= MAX_STEP_MS {
-                    self.now += step as u64;
-                    self.last = Some(dts);
-                } else if !(-MAX_JITTER_MS..=0).contains(&step) {
-                    self.last = Some(dts);
-                }
-            }
-        }
-        self.now
-    }
-}
-
-/// What `onMetaData` says about a stream (every field optional: encoders differ).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct MetaInfo {
-    pub width: Option<f64>,
-    pub height: Option<f64>,
-    pub framerate: Option<f64>,
-    pub video_data_rate: Option<f64>,
-    pub audio_data_rate: Option<f64>,
-    pub audio_sample_rate: Option<f64>,
-    pub audio_channels: Option<f64>,
-    pub encoder: Option<String>,
-    /// From `hasAudio`, else `Some(true)` when `audiocodecid` is present; `None` when the
-    /// metadata says nothing about tracks.
-    pub has_audio: Option<bool>,
-    pub has_video: Option<bool>,
-}
-
-impl MetaInfo {
-    /// Parses an `onMetaData` body (without `@setDataFrame`). Bad AMF gives an empty info:
-    /// the metadata is relayed as it is either way.
-    pub fn parse(body: &[u8]) -> MetaInfo {
-        let Ok(values) = amf0::decode_all(body) else {
-            return MetaInfo::default();
-        };
-        let Some(obj) = values
-            .iter()
-            .find(|v| matches!(v, Value::Object(_) | Value::EcmaArray(_)))
-        else {
-            return MetaInfo::default();
-        };
-        let num = |name: &str| obj.get(name).and_then(Value::as_f64);
-        let flag = |name: &str| match obj.get(name) {
-            Some(Value::Boolean(b)) => Some(*b),
-            _ => None,
-        };
-        let track = |has: &str, codec: &str| {
-            flag(has).or(obj.get(codec).map(|_| true)).or_else(|| {
-                // Metadata that describes the other track but not this one means "none".
-                (obj.get("audiocodecid").is_some() || obj.get("videocodecid").is_some())
-                    .then_some(false)
-            })
-        };
-        let channels = num("audiochannels").or(match flag("stereo") {
-            Some(true) => Some(2.0),
-            Some(false) => Some(1.0),
-            None => None,
-        });
-        MetaInfo {
-            width: num("width"),
-            height: num("height"),
-            framerate: num("framerate").or(num("fps")),
-            video_data_rate: num("videodatarate"),
-            audio_data_rate: num("audiodatarate"),
-            audio_sample_rate: num("audiosamplerate"),
-            audio_channels: channels,
-            encoder: obj
-                .get("encoder")
-                .and_then(Value::as_str)
-                .map(str::to_string),
-            has_audio: track("hasAudio", "audiocodecid"),
-            has_video: track("hasVideo", "videocodecid"),
-        }
-    }
-}
-
-/// `@setDataFrame` as an AMF0 string: publishers prefix the metadata they want kept with it;
-/// players must get plain `onMetaData`.
-const SET_DATA_FRAME: &[u8] = b"\x02\x00\x0d@setDataFrame";
-const ON_METADATA: &[u8] = b"\x02\x00\x0aonMetaData";
-
-/// The body without a leading `@setDataFrame` (a slice: nothing is copied).
-pub fn strip_set_data_frame(data: &Bytes) -> Bytes {
-    if data.starts_with(SET_DATA_FRAME) {
-        data.slice(SET_DATA_FRAME.len()..)
-    } else {
-        data.clone()
-    }
-}
-
-/// True for an `onMetaData` script body (other script data is relayed, not cached).
-pub fn is_on_metadata(data: &[u8]) -> bool {
-    data.starts_with(ON_METADATA)
-}
+/// One history sample per 5 s: 120 of them are the dashboard's 10 minutes.
+const HISTORY_INTERVAL_MS: u64 = 5_000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ViewerState {
@@ -251,7 +131,8 @@ pub(crate) struct Stream {
     /// Packets of the current frame, by form slot (reused per frame).
     pub scratch: Vec<Option<Arc<Packet>>>,
     pub cache: Cache,
-    pub timeline: Timeline,
+    /// The one timestamp policy, applied to every frame the publisher sends.
+    pub clock: Normaliser,
     /// Viewers in the `Waiting` state.
     pub waiting: usize,
     pub seen_audio: bool,
@@ -264,6 +145,15 @@ pub(crate) struct Stream {
     pub meta: MetaInfo,
     /// Bytes written to viewers that have left.
     pub bytes_out_closed: u64,
+    /// What viewers that have left skipped and dropped, and how many were too slow to keep.
+    pub closed_skips: u64,
+    pub closed_frames_dropped: u64,
+    pub slow_disconnects: u64,
+    /// Bytes in from publishers taken over, so the history's rate never goes backwards.
+    pub closed_session_bytes_in: u64,
+    /// The publish session's health (reset with the media) and the stream's 10-minute history.
+    pub health: StreamHealth,
+    pub history: StreamHistory,
 }
 
 impl Stream {
@@ -276,7 +166,7 @@ impl Stream {
             arenas: Vec::new(),
             scratch: Vec::new(),
             cache: Cache::new(limits),
-            timeline: Timeline::default(),
+            clock: Normaliser::new(),
             waiting: 0,
             seen_audio: false,
             seen_video: false,
@@ -285,19 +175,26 @@ impl Stream {
             audio_codec: None,
             meta: MetaInfo::default(),
             bytes_out_closed: 0,
+            closed_skips: 0,
+            closed_frames_dropped: 0,
+            slow_disconnects: 0,
+            closed_session_bytes_in: 0,
+            health: StreamHealth::new(),
+            history: StreamHistory::new(HISTORY_INTERVAL_MS),
         }
     }
 
     /// Forgets the previous publish session's media (cache, tracks, metadata).
     pub fn reset_media(&mut self) {
         self.cache.clear();
-        self.timeline = Timeline::default();
+        self.clock = Normaliser::new();
         self.seen_audio = false;
         self.seen_video = false;
         self.seen_media = false;
         self.video_codec = None;
         self.audio_codec = None;
         self.meta = MetaInfo::default();
+        self.health = StreamHealth::new();
     }
 
     pub fn is_live(&self) -> bool {
@@ -361,7 +258,9 @@ impl Stream {
                     Track::Meta => true,
                 };
                 if wanted {
-                    v.queue.push_primed(c.packet(form));
+                    if let Some(p) = c.packet(form) {
+                        v.queue.push_primed(p);
+                    }
                 }
             }
         } else {
@@ -383,63 +282,22 @@ impl Stream {
         ];
         for (item, wanted) in items {
             if let (Some(c), true) = (item.as_mut(), wanted) {
-                v.queue.push_primed(c.packet(form));
+                if let Some(p) = c.packet(form) {
+                    v.queue.push_primed(p);
+                }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn timeline_survives_wraps_and_jumps() {
-        let mut t = Timeline::default();
-        assert_eq!(t.advance(u32::MAX - 20), 0);
-        assert_eq!(t.advance(19), 40, "wraps forward");
-        assert_eq!(t.advance(10), 40, "interleaving step back holds");
-        assert_eq!(t.advance(59), 80);
-        assert_eq!(t.advance(5_000_000), 80, "a jump forward does not advance");
-        assert_eq!(t.advance(5_000_040), 120);
-        assert_eq!(t.advance(0), 120, "a restart at zero does not advance");
-        assert_eq!(t.advance(40), 160);
-    }
-
-    #[test]
-    fn metadata_info() {
-        let body = amf0::encode_all(&[
-            Value::string("onMetaData"),
-            Value::EcmaArray(vec![
-                ("width".into(), Value::Number(1280.0)),
-                ("height".into(), Value::Number(720.0)),
-                ("framerate".into(), Value::Number(30.0)),
-                ("videocodecid".into(), Value::Number(7.0)),
-                ("encoder".into(), Value::string("obs")),
-                ("stereo".into(), Value::Boolean(true)),
-            ]),
-        ]);
-        assert!(is_on_metadata(&body));
-        let m = MetaInfo::parse(&body);
-        assert_eq!(m.width, Some(1280.0));
-        assert_eq!(m.height, Some(720.0));
-        assert_eq!(m.framerate, Some(30.0));
-        assert_eq!(m.encoder.as_deref(), Some("obs"));
-        assert_eq!(m.audio_channels, Some(2.0));
-        assert_eq!(m.has_video, Some(true));
-        assert_eq!(m.has_audio, Some(false));
-        assert_eq!(MetaInfo::parse(b"\x02\x00"), MetaInfo::default());
-    }
-
-    #[test]
-    fn set_data_frame_is_stripped_without_copy() {
-        let mut body = SET_DATA_FRAME.to_vec();
-        body.extend_from_slice(ON_METADATA);
-        let data = Bytes::from(body);
-        let stripped = strip_set_data_frame(&data);
-        assert!(is_on_metadata(&stripped));
-        assert_eq!(stripped.as_ptr(), data[SET_DATA_FRAME.len()..].as_ptr());
-        let plain = Bytes::from_static(ON_METADATA);
-        assert_eq!(strip_set_data_frame(&plain), plain);
+        for (track, _, c) in &mut cache.track_configs {
+            let wanted = match track {
+                Track::Video => video && v.video_on,
+                Track::Audio => audio && v.audio_on,
+                Track::Meta => false,
+            };
+            if wanted {
+                if let Some(p) = c.packet(form) {
+                    v.queue.push_primed(p);
+                }
+            }
+        }
     }
 }

@@ -248,7 +248,7 @@ fn skip_scaling_list(b: &mut BitReader, size: usize) -> Option<()> {
 }
 
 /// Removes emulation prevention bytes (00 00 03 -> 00 00).
-fn unescape(data: &[u8]) -> Vec<u8> {
+pub(crate) fn unescape(data: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(data.len());
     let mut zeros = 0;
     for &byte in data {

@@ -7,6 +7,8 @@
 
 use bytes::Bytes;
 
+use crate::media::enhanced::{self, Media};
+
 /// FLV / RTMP message type ids for the three media kinds.
 pub const TAG_AUDIO: u8 = 8;
 pub const TAG_VIDEO: u8 = 9;
@@ -28,12 +30,24 @@ pub enum Codec {
     Hevc,
     /// AV1 via Enhanced RTMP (`av01`).
     Av1,
+    /// VP9 via Enhanced RTMP (`vp09`).
+    Vp9,
+    /// VP8 via Enhanced RTMP (`vp08`).
+    Vp8,
     /// Any other FLV video codec id (Sorenson, VP6, ...): relayed, not recorded.
     OtherVideo(u8),
-    /// AAC (FLV sound format 10).
+    /// AAC (FLV sound format 10, or Enhanced RTMP `mp4a`).
     Aac,
-    /// MP3 (FLV sound format 2).
+    /// MP3 (FLV sound format 2, or Enhanced RTMP `.mp3`).
     Mp3,
+    /// Opus via Enhanced RTMP (`Opus`).
+    Opus,
+    /// AC-3 via Enhanced RTMP (`ac-3`).
+    Ac3,
+    /// E-AC-3 via Enhanced RTMP (`ec-3`).
+    Eac3,
+    /// FLAC via Enhanced RTMP (`fLaC`).
+    Flac,
     /// Any other FLV sound format: relayed, not recorded.
     OtherAudio(u8),
     /// AMF0 script data.
@@ -43,8 +57,16 @@ pub enum Codec {
 #[derive(Clone, Debug)]
 pub struct Frame {
     pub track: Track,
-    /// Decode timestamp in milliseconds, exactly as the publisher sent it (32-bit, wrapping).
+    /// Decode timestamp in milliseconds as players receive it (32-bit, wrapping): the
+    /// publisher's own until its clock jumps, then the continued stream time truncated to 32 bits
+    /// (`media::time` has the policy).
     pub dts: u32,
+    /// Monotonic stream time in milliseconds, set by the ingest normaliser (`media::time`); every
+    /// recorder and the hub's queue policy read this, never `dts`. `parse` sets it to `dts`.
+    pub time: u64,
+    /// The source's clock jumped just before this frame (set by the normaliser; a source may set
+    /// it beforehand to say its clock restarted).
+    pub discontinuity: bool,
     /// Composition time offset in milliseconds (H.264/H.265 B-frames); 0 otherwise.
     pub cts: i32,
     /// Video: a keyframe (FLV frame type 1). Audio and metadata: always true.
@@ -52,16 +74,48 @@ pub struct Frame {
     /// A codec configuration record (AVC/HEVC sequence header, AAC AudioSpecificConfig).
     pub config: bool,
     pub codec: Codec,
+    /// The Enhanced RTMP multitrack track id (of the first track when a message holds several);
+    /// 0, the default track, for everything else. For another track, `codec` is
+    /// `OtherAudio(9)`/`OtherVideo(0x80)` and `config` false (see `default_track_view`).
+    pub track_id: u8,
     /// The FLV tag body / RTMP message payload, unchanged.
     pub data: Bytes,
 }
 
 impl Frame {
+    /// A frame with the defaults every kind starts from: stream time = `dts`, no discontinuity,
+    /// no composition offset, a key unit, not a configuration record, the default track.
+    fn new(track: Track, dts: u32, codec: Codec, data: Bytes) -> Frame {
+        Frame {
+            track,
+            dts,
+            time: dts as u64,
+            discontinuity: false,
+            cts: 0,
+            key: true,
+            config: false,
+            codec,
+            track_id: 0,
+            data,
+        }
+    }
+
     /// Classifies an RTMP message / FLV tag body. Returns `None` for an empty body or a type
     /// that is not audio, video or script data.
     pub fn parse(tag_type: u8, dts: u32, data: Bytes) -> Option<Frame> {
         let first = *data.first()?;
         match tag_type {
+            TAG_AUDIO if enhanced::is_enhanced(Media::Audio, first) => {
+                // A malformed Ex tag is refused whole rather than relayed half-understood.
+                let tag = enhanced::parse(Media::Audio, &data).ok()?;
+                let t = tag.first?;
+                let (codec, config) = default_track_view(&t, Codec::OtherAudio(SOUND_FORMAT_EX));
+                Some(Frame {
+                    config,
+                    track_id: t.track_id,
+                    ..Frame::new(Track::Audio, dts, codec, data)
+                })
+            }
             TAG_AUDIO => {
                 let fmt = first >> 4;
                 let codec = match fmt {
@@ -71,20 +125,13 @@ impl Frame {
                 };
                 let config = codec == Codec::Aac && data.get(1) == Some(&0);
                 Some(Frame {
-                    track: Track::Audio,
-                    dts,
-                    cts: 0,
-                    key: true,
                     config,
-                    codec,
-                    data,
+                    ..Frame::new(Track::Audio, dts, codec, data)
                 })
             }
             TAG_VIDEO => {
-                // Enhanced RTMP: the high bit of the first byte says "ex header", the low nibble is
-                // the packet type and bytes 1..5 a FourCC.
-                if first & 0x80 != 0 {
-                    return Some(Self::parse_enhanced_video(dts, data));
+                if enhanced::is_enhanced(Media::Video, first) {
+                    return Self::parse_enhanced_video(dts, data);
                 }
                 let frame_type = (first >> 4) & 0x07;
                 let codec_id = first & 0x0f;
@@ -102,54 +149,72 @@ impl Frame {
                 // A sequence header is not a picture, but it must start a GOP like one.
                 let key = frame_type == 1 || config;
                 Some(Frame {
-                    track: Track::Video,
-                    dts,
                     cts,
                     key,
                     config,
-                    codec,
-                    data,
+                    ..Frame::new(Track::Video, dts, codec, data)
                 })
             }
-            TAG_SCRIPT => Some(Frame {
-                track: Track::Meta,
-                dts,
-                cts: 0,
-                key: true,
-                config: false,
-                codec: Codec::Script,
-                data,
-            }),
+            TAG_SCRIPT => Some(Frame::new(Track::Meta, dts, Codec::Script, data)),
             _ => None,
         }
     }
 
-    fn parse_enhanced_video(dts: u32, data: Bytes) -> Frame {
-        let first = data[0];
-        let frame_type = (first >> 4) & 0x07;
-        let packet_type = first & 0x0f;
-        let codec = match data.get(1..5) {
-            Some(b"hvc1") => Codec::Hevc,
-            Some(b"av01") => Codec::Av1,
-            _ => Codec::OtherVideo(0x80 | packet_type),
+    /// An Enhanced RTMP video tag (IsExHeader set): `None` when malformed.
+    fn parse_enhanced_video(dts: u32, data: Bytes) -> Option<Frame> {
+        let tag = enhanced::parse(Media::Video, &data).ok()?;
+        let (codec, track_id, config, cts) = match &tag.first {
+            Some(t) => {
+                let (codec, config) = default_track_view(t, Codec::OtherVideo(0x80));
+                (codec, t.track_id, config, t.cts)
+            }
+            // A command frame names no codec and carries no picture.
+            None => (Codec::OtherVideo(0x80), 0, false, 0),
         };
-        let config = packet_type == 0;
-        // Packet type 1 (CodedFrames) carries a 24-bit composition time after the FourCC.
-        let cts = if packet_type == 1 && data.len() >= 8 {
-            cts24(&data[5..8])
-        } else {
-            0
-        };
-        let key = frame_type == 1 || config;
-        Frame {
-            track: Track::Video,
-            dts,
+        // A sequence header is not a picture, but it must start a GOP like one.
+        let key = tag.header.is_key() || config;
+        Some(Frame {
             cts,
             key,
             config,
-            codec,
-            data,
+            track_id,
+            ..Frame::new(Track::Video, dts, codec, data)
+        })
+    }
+
+    /// The Enhanced RTMP reading of this frame's payload (`None` for a legacy tag): every track of
+    /// a multitrack message, ModEx data, the packet type.
+    /// The track id and packet type when this is the configuration of a track other than the default one (an
+    /// Enhanced RTMP multitrack SequenceStart or MultichannelConfig whose first track is not 0).
+    /// Such a frame is not `config` (recorders take the default track from `config`), but a
+    /// player needs it to decode that track: the hub caches it and never drops it.
+    pub fn other_track_config(&self) -> Option<(u8, enhanced::PacketType)> {
+        if self.track_id == 0 {
+            return None;
         }
+        let media = match self.track {
+            Track::Video => Media::Video,
+            Track::Audio => Media::Audio,
+            Track::Meta => return None,
+        };
+        let h = enhanced::parse_header(media, &self.data).ok()?;
+        matches!(
+            h.packet_type,
+            enhanced::PacketType::SequenceStart | enhanced::PacketType::MultichannelConfig
+        )
+        .then_some((self.track_id, h.packet_type))
+    }
+
+    pub fn enhanced(&self) -> Option<enhanced::ExTag> {
+        let media = match self.track {
+            Track::Audio => Media::Audio,
+            Track::Video => Media::Video,
+            Track::Meta => return None,
+        };
+        if !enhanced::is_enhanced(media, *self.data.first()?) {
+            return None;
+        }
+        enhanced::parse(media, &self.data).ok()
     }
 
     /// The FLV tag type / RTMP message type id of this frame.
@@ -163,9 +228,16 @@ impl Frame {
 
     /// The codec payload after the FLV audio/video header: for AVC the length-prefixed NAL units
     /// (or the AVCDecoderConfigurationRecord), for AAC the raw frame (or the AudioSpecificConfig).
+    /// For an Enhanced RTMP tag, the first track's payload (after FourCC, track id, size and
+    /// composition time).
     pub fn payload(&self) -> &[u8] {
+        if let Some(tag) = self.enhanced() {
+            let range = tag.first.map_or(0..0, |t| t.payload);
+            return self.data.get(range).unwrap_or(&[]);
+        }
         let skip = match self.codec {
-            Codec::Avc => 5,
+            // Legacy H.264 and H.265 (codec id 12) share the 5-byte header.
+            Codec::Avc | Codec::Hevc => 5,
             Codec::Aac => 2,
             Codec::Mp3 | Codec::OtherAudio(_) => 1,
             _ => 0,
@@ -176,6 +248,21 @@ impl Frame {
     /// Presentation time in milliseconds (dts + cts, may be negative only for broken input).
     pub fn pts(&self) -> i64 {
         self.dts as i64 + self.cts as i64
+    }
+}
+
+/// FLV sound format 9: the Enhanced RTMP audio header.
+const SOUND_FORMAT_EX: u8 = enhanced::SOUND_FORMAT_EX_HEADER;
+
+/// The codec and config flag a frame reports for a track. The hub and the recorders read one
+/// audio and one video stream: a second multitrack track (id != 0) is shown to them as an unknown
+/// codec that is never the stream's header, so it is relayed (and recorded to FLV) as before, not
+/// mixed into the default track; `Frame::enhanced` has its real codec and packet type.
+fn default_track_view(t: &enhanced::TrackPacket, other: Codec) -> (Codec, bool) {
+    if t.track_id == 0 {
+        (t.codec, t.is_config())
+    } else {
+        (other, false)
     }
 }
 
@@ -236,5 +323,86 @@ mod tests {
         .unwrap();
         assert_eq!(f.codec, Codec::Hevc);
         assert!(f.config && f.key);
+    }
+
+    #[test]
+    fn enhanced_video_keeps_key_config_cts() {
+        let f = Frame::parse(
+            TAG_VIDEO,
+            0,
+            Bytes::from_static(b"\x91hvc1\x00\x00\x50\x01\x02"),
+        )
+        .unwrap();
+        assert!(f.key && !f.config);
+        assert_eq!((f.codec, f.cts, f.track_id), (Codec::Hevc, 80, 0));
+        assert_eq!(f.payload(), &[1, 2]);
+        // AV1 CodedFrames have no composition time: the bytes after the FourCC are the OBUs.
+        let f = Frame::parse(TAG_VIDEO, 0, Bytes::from_static(b"\xa1av01\x12\x00")).unwrap();
+        assert_eq!((f.codec, f.cts, f.key), (Codec::Av1, 0, false));
+        assert_eq!(f.payload(), &[0x12, 0]);
+        let f = Frame::parse(TAG_VIDEO, 0, Bytes::from_static(b"\x90vp09\x01")).unwrap();
+        assert!(f.config && f.key && f.codec == Codec::Vp9);
+        // Metadata (frame type 5 ignored) and command frames are neither keys nor configs.
+        let f = Frame::parse(TAG_VIDEO, 0, Bytes::from_static(b"\xd4hvc1\x02")).unwrap();
+        assert!(!f.key && !f.config && f.codec == Codec::Hevc);
+        let f = Frame::parse(TAG_VIDEO, 0, Bytes::from_static(b"\xd1\x00")).unwrap();
+        assert!(!f.key && !f.config && f.payload().is_empty());
+    }
+
+    #[test]
+    fn enhanced_audio_and_multitrack() {
+        let f = Frame::parse(TAG_AUDIO, 0, Bytes::from_static(b"\x90OpusOpusHead")).unwrap();
+        assert!(f.config && f.key && f.codec == Codec::Opus);
+        assert_eq!(f.payload(), b"OpusHead");
+        let f = Frame::parse(TAG_AUDIO, 0, Bytes::from_static(b"\x91ac-3\x0b\x77")).unwrap();
+        assert!(!f.config && f.codec == Codec::Ac3);
+        assert_eq!(f.payload(), &[0x0b, 0x77]);
+        // FFmpeg 9's second audio stream: multitrack OneTrack, mp4a, track 1. Not the stream's
+        // AAC header (it must not replace track 0's), but its real codec is one call away.
+        let f = Frame::parse(
+            TAG_AUDIO,
+            0,
+            Bytes::from_static(b"\x95\x00mp4a\x01\x11\x88"),
+        )
+        .unwrap();
+        assert!(!f.config && f.codec == Codec::OtherAudio(9));
+        assert_eq!((f.track_id, f.payload()), (1, &[0x11, 0x88][..]));
+        let ex = f.enhanced().unwrap();
+        let t = ex.first.unwrap();
+        assert_eq!(
+            (ex.track_count, t.codec, t.is_config()),
+            (1, Codec::Aac, true)
+        );
+        // Track 0 in multitrack form is the default track: its own codec and header.
+        let f = Frame::parse(
+            TAG_AUDIO,
+            0,
+            Bytes::from_static(b"\x95\x00Opus\x00OpusHead"),
+        )
+        .unwrap();
+        assert!(f.config && f.codec == Codec::Opus && f.track_id == 0);
+        let f = Frame::parse(TAG_VIDEO, 0, Bytes::from_static(b"\x96\x03hvc1\x02\x01")).unwrap();
+        assert!(f.key && !f.config && f.track_id == 2 && f.codec == Codec::OtherVideo(0x80));
+    }
+
+    #[test]
+    fn legacy_hevc_and_malformed_enhanced() {
+        // Codec id 12: the legacy AVC layout.
+        let f = Frame::parse(TAG_VIDEO, 0, Bytes::from_static(&[0x1c, 1, 0, 0, 40, 9])).unwrap();
+        assert_eq!(
+            (f.codec, f.cts, f.key, f.config),
+            (Codec::Hevc, 40, true, false)
+        );
+        assert_eq!(f.payload(), &[9]);
+        assert!(f.enhanced().is_none());
+        // Truncated FourCC, reserved packet type: refused, not relayed half-read.
+        assert!(Frame::parse(TAG_VIDEO, 0, Bytes::from_static(b"\x91hv")).is_none());
+        assert!(Frame::parse(TAG_AUDIO, 0, Bytes::from_static(b"\x9fOpus")).is_none());
+        assert!(Frame::parse(
+            TAG_AUDIO,
+            0,
+            Bytes::from_static(b"\x95\x11Opus\x00\x00\x00\x09")
+        )
+        .is_none());
     }
 }

@@ -81,6 +81,27 @@ impl BoxWriter {
     }
 
     /// The unity transformation matrix used by `mvhd` and `tkhd`.
+    /// The version-dependent run of `mvhd`, `tkhd` and `mdhd`: creation and modification time
+    /// (0), the 32-bit fields between them and the duration (`middle`), then the duration; the
+    /// times and the duration are 64-bit in version 1 (`v1`).
+    pub fn dated(&mut self, v1: bool, middle: &[u32], duration: u64) {
+        if v1 {
+            self.u64(0);
+            self.u64(0);
+        } else {
+            self.u32(0);
+            self.u32(0);
+        }
+        for &m in middle {
+            self.u32(m);
+        }
+        if v1 {
+            self.u64(duration);
+        } else {
+            self.u32(duration as u32);
+        }
+    }
+
     pub fn matrix(&mut self) {
         for v in [0x0001_0000u32, 0, 0, 0, 0x0001_0000, 0, 0, 0, 0x4000_0000] {
             self.u32(v);
@@ -103,6 +124,89 @@ impl BoxWriter {
         }
         self.end(at);
     }
+}
+
+/// Opens a VisualSampleEntry (ISO/IEC 14496-12 12.1.3) of type `kind` and writes its fixed fields;
+/// the codec's configuration box goes after, then `end(at)`.
+pub fn begin_visual_sample_entry(
+    w: &mut BoxWriter,
+    kind: &[u8; 4],
+    width: u32,
+    height: u32,
+) -> usize {
+    let at = w.begin(kind);
+    w.zeros(6);
+    w.u16(1); // data_reference_index
+    w.zeros(16); // pre_defined, reserved, pre_defined[3]
+    w.u16(width.min(0xffff) as u16);
+    w.u16(height.min(0xffff) as u16);
+    w.u32(0x0048_0000); // 72 dpi
+    w.u32(0x0048_0000);
+    w.u32(0);
+    w.u16(1); // frame_count
+    w.zeros(32); // compressorname
+    w.u16(0x0018); // depth
+    w.u16(0xffff); // pre_defined = -1
+    at
+}
+
+/// Opens an AudioSampleEntry (ISO/IEC 14496-12 12.2.3, version 0) of type `kind`; the rate is
+/// 16.16 fixed point, so rates above 65535 Hz are written as 0 (the codec box is authoritative).
+pub fn begin_audio_sample_entry(
+    w: &mut BoxWriter,
+    kind: &[u8; 4],
+    channels: u16,
+    sample_rate: u32,
+) -> usize {
+    let at = w.begin(kind);
+    w.zeros(6);
+    w.u16(1); // data_reference_index
+    w.zeros(8);
+    w.u16(channels);
+    w.u16(16); // samplesize
+    w.u32(0);
+    w.u32(if sample_rate <= 0xffff {
+        sample_rate << 16
+    } else {
+        0
+    });
+    at
+}
+
+/// An MPEG-4 descriptor (ISO/IEC 14496-1 8.3.3): tag, the length as a 7-bit varint, the body.
+pub fn descriptor(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let mut groups = Vec::with_capacity(4);
+    let mut l = body.len();
+    loop {
+        groups.push((l & 0x7f) as u8);
+        l >>= 7;
+        if l == 0 {
+            break;
+        }
+    }
+    for (i, g) in groups.iter().rev().enumerate() {
+        out.push(if i + 1 < groups.len() { g | 0x80 } else { *g });
+    }
+    out.extend_from_slice(body);
+    out
+}
+
+/// An `esds` box for an audio stream of `object_type` (0x40 AAC, 0x6B MPEG-1 audio, 0x69 MPEG-2
+/// audio), with a DecoderSpecificInfo only when `dsi` is not empty (MP3 has none).
+pub fn write_esds(w: &mut BoxWriter, es_id: u16, object_type: u8, dsi: &[u8]) {
+    let at = w.begin_full(b"esds", 0, 0);
+    // objectTypeIndication, streamType 5 (audio) << 2 | reserved 1, bufferSizeDB, max/avg bitrate.
+    let mut dcd = vec![object_type, 0x15, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    if !dsi.is_empty() {
+        dcd.extend_from_slice(&descriptor(5, dsi));
+    }
+    let mut es = es_id.to_be_bytes().to_vec();
+    es.push(0); // no dependency, URL or OCR stream
+    es.extend_from_slice(&descriptor(4, &dcd));
+    es.extend_from_slice(&descriptor(6, &[2])); // SLConfig predefined 2 (MP4)
+    w.bytes(&descriptor(3, &es));
+    w.end(at);
 }
 
 /// The header of an `mdat` holding `payload` bytes: 8 bytes, or 16 (64-bit `largesize`) past 4 GiB.
@@ -248,51 +352,15 @@ pub fn find<'a>(b: &'a [u8], kind: &[u8; 4]) -> Result<Option<&'a [u8]>, BmffErr
 }
 
 /// Reads big-endian fields from a box body, never past its end.
-pub struct Reader<'a> {
-    b: &'a [u8],
-    pos: usize,
+pub type Reader<'a> = crate::codec::bytes::Reader<'a, BmffError>;
+
+impl crate::codec::bytes::Truncated for BmffError {
+    fn truncated() -> Self {
+        BmffError::Truncated
+    }
 }
 
-impl<'a> Reader<'a> {
-    pub fn new(b: &'a [u8]) -> Reader<'a> {
-        Reader { b, pos: 0 }
-    }
-
-    pub fn remaining(&self) -> usize {
-        self.b.len() - self.pos
-    }
-
-    pub fn take(&mut self, n: usize) -> Result<&'a [u8], BmffError> {
-        if self.remaining() < n {
-            return Err(BmffError::Truncated);
-        }
-        let s = &self.b[self.pos..self.pos + n];
-        self.pos += n;
-        Ok(s)
-    }
-
-    pub fn skip(&mut self, n: usize) -> Result<(), BmffError> {
-        self.take(n).map(|_| ())
-    }
-
-    pub fn u8(&mut self) -> Result<u8, BmffError> {
-        Ok(self.take(1)?[0])
-    }
-    pub fn u16(&mut self) -> Result<u16, BmffError> {
-        let s = self.take(2)?;
-        Ok(u16::from_be_bytes([s[0], s[1]]))
-    }
-    pub fn u32(&mut self) -> Result<u32, BmffError> {
-        let s = self.take(4)?;
-        Ok(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
-    }
-    pub fn u64(&mut self) -> Result<u64, BmffError> {
-        let s = self.take(8)?;
-        let mut a = [0u8; 8];
-        a.copy_from_slice(s);
-        Ok(u64::from_be_bytes(a))
-    }
-
+impl Reader<'_> {
     /// The version byte and 24-bit flags of a full box.
     pub fn full_header(&mut self) -> Result<(u8, u32), BmffError> {
         let v = self.u32()?;
@@ -369,5 +437,54 @@ mod tests {
         assert_eq!(h.len(), 16);
         assert_eq!(&h[..8], b"\x00\x00\x00\x01mdat");
         assert_eq!(&h[8..], &0x1_0000_0010u64.to_be_bytes());
+    }
+
+    #[test]
+    fn esds_matches_the_fmp4_aac_entry() {
+        // The AAC entry the fMP4 muxer writes has the esds that write_esds builds for 0x40.
+        let a = crate::mux::fmp4::AudioConfig {
+            asc: bytes::Bytes::from_static(&[0x12, 0x10]),
+            sample_rate: 44100,
+            channels: 2,
+        };
+        let mut w = BoxWriter::new();
+        crate::mux::fmp4::write_stsd_audio(&mut w, &a, 2);
+        let mut e = BoxWriter::new();
+        write_esds(&mut e, 2, 0x40, &[0x12, 0x10]);
+        assert!(w.buf.ends_with(&e.buf));
+        // Without a DecoderSpecificInfo (MP3), the DecoderConfigDescriptor is 13 bytes.
+        let mut e = BoxWriter::new();
+        write_esds(&mut e, 1, 0x6b, &[]);
+        assert_eq!(&e.buf[12..], b"\x03\x15\x00\x01\x00\x04\x0d\x6b\x15\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x06\x01\x02");
+    }
+
+    #[test]
+    fn descriptor_lengths_use_varints() {
+        assert_eq!(descriptor(5, &[1, 2]), vec![5, 2, 1, 2]);
+        let big = descriptor(4, &[0; 200]);
+        assert_eq!(&big[..3], &[4, 0x81, 0x48]);
+        assert_eq!(big.len(), 203);
+    }
+
+    #[test]
+    fn sample_entry_headers() {
+        let mut w = BoxWriter::new();
+        let at = begin_audio_sample_entry(&mut w, b"Opus", 2, 48000);
+        w.end(at);
+        assert_eq!(w.buf.len(), 36);
+        assert_eq!(&w.buf[24..36], &[0, 2, 0, 16, 0, 0, 0, 0, 0xbb, 0x80, 0, 0]);
+        let mut w = BoxWriter::new();
+        let at = begin_audio_sample_entry(&mut w, b"fLaC", 1, 96000);
+        w.end(at);
+        assert_eq!(
+            &w.buf[32..36],
+            &[0, 0, 0, 0],
+            "a rate over 16 bits is written as 0"
+        );
+        let mut w = BoxWriter::new();
+        let at = begin_visual_sample_entry(&mut w, b"hvc1", 1920, 1080);
+        w.end(at);
+        assert_eq!(w.buf.len(), 86);
+        assert_eq!(&w.buf[32..36], &[0x07, 0x80, 0x04, 0x38]);
     }
 }

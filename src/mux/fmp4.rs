@@ -1,13 +1,26 @@
 //! Fragmented MP4: init segments (`ftyp` + `moov` with `mvex`), media segments (`styp` + `moof` +
-//! `mdat`), and the `Fragmenter` that turns frames into per-track sample runs and decides where a
-//! segment ends. Frames in, bytes out: no files (the recorder in `record::fmp4` decides where).
+//! `mdat`), and the `Fragmenter` that turns frames into per-track sample runs (video, audio, and
+//! the extra audio tracks of a multitrack stream) and decides where a segment ends. Frames in,
+//! bytes out: no files (the recorder in `record::fmp4` decides where). Over 800 lines: the box
+//! writers and the timeline share `Run`/`Sample` and the track ids, and each part is short.
 
-use super::bmff::BoxWriter;
+mod line;
+mod track;
+use super::bmff::{descriptor, BoxWriter};
+use super::sample_entry::SampleEntry;
 use crate::media::Track;
 use bytes::Bytes;
+pub(crate) use line::TrackLine;
+pub use track::{media_payload, recordable, track_config, track_config_of};
 
 pub const VIDEO_TRACK_ID: u32 = 1;
 pub const AUDIO_TRACK_ID: u32 = 2;
+/// Extra audio tracks (the second and later audio tracks of a multitrack stream) take the ids
+/// from here on, in the order they are added: 3, 4, ...
+pub const FIRST_EXTRA_TRACK_ID: u32 = 3;
+/// At most this many extra audio tracks per recording (multitrack ids go to 255; encoders send
+/// one or two).
+pub const MAX_EXTRA_TRACKS: usize = 8;
 /// Video track timescale; RTMP milliseconds map to it exactly (x90).
 pub const VIDEO_TIMESCALE: u32 = 90_000;
 /// Movie timescale (mvhd, tkhd, elst): milliseconds.
@@ -82,17 +95,7 @@ impl Run {
 pub(crate) fn write_mvhd(w: &mut BoxWriter, duration: u64, next_track_id: u32) {
     let v1 = duration > u32::MAX as u64;
     let at = w.begin_full(b"mvhd", v1 as u8, 0);
-    if v1 {
-        w.u64(0);
-        w.u64(0);
-        w.u32(MOVIE_TIMESCALE);
-        w.u64(duration);
-    } else {
-        w.u32(0);
-        w.u32(0);
-        w.u32(MOVIE_TIMESCALE);
-        w.u32(duration as u32);
-    }
+    w.dated(v1, &[MOVIE_TIMESCALE], duration);
     w.u32(0x0001_0000); // rate 1.0
     w.u16(0x0100); // volume 1.0
     w.zeros(2 + 8);
@@ -114,19 +117,7 @@ pub(crate) fn write_tkhd(
     let v1 = duration > u32::MAX as u64;
     // flags: track_enabled | track_in_movie
     let at = w.begin_full(b"tkhd", v1 as u8, 3);
-    if v1 {
-        w.u64(0);
-        w.u64(0);
-        w.u32(track_id);
-        w.u32(0);
-        w.u64(duration);
-    } else {
-        w.u32(0);
-        w.u32(0);
-        w.u32(track_id);
-        w.u32(0);
-        w.u32(duration as u32);
-    }
+    w.dated(v1, &[track_id, 0], duration); // track id, reserved
     w.zeros(8);
     w.u16(0); // layer
     w.u16(if audio { 1 } else { 0 }); // alternate_group
@@ -141,17 +132,7 @@ pub(crate) fn write_tkhd(
 pub(crate) fn write_mdhd(w: &mut BoxWriter, timescale: u32, duration: u64) {
     let v1 = duration > u32::MAX as u64;
     let at = w.begin_full(b"mdhd", v1 as u8, 0);
-    if v1 {
-        w.u64(0);
-        w.u64(0);
-        w.u32(timescale);
-        w.u64(duration);
-    } else {
-        w.u32(0);
-        w.u32(0);
-        w.u32(timescale);
-        w.u32(duration as u32);
-    }
+    w.dated(v1, &[timescale], duration);
     w.u16(0x55c4); // language "und"
     w.u16(0);
     w.end(at);
@@ -214,26 +195,6 @@ pub(crate) fn write_stsd_video(w: &mut BoxWriter, v: &VideoConfig) {
     w.end(stsd);
 }
 
-/// An MPEG-4 descriptor: tag, a length in the shortest 7-bit varint form, body.
-fn descriptor(tag: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
-    let len = body.len();
-    let mut groups = Vec::new();
-    let mut l = len;
-    loop {
-        groups.push((l & 0x7f) as u8);
-        l >>= 7;
-        if l == 0 {
-            break;
-        }
-    }
-    for (i, g) in groups.iter().rev().enumerate() {
-        out.push(if i + 1 < groups.len() { g | 0x80 } else { *g });
-    }
-    out.extend_from_slice(body);
-    out
-}
-
 /// `stsd` with one `mp4a` entry and its `esds`.
 pub(crate) fn write_stsd_audio(w: &mut BoxWriter, a: &AudioConfig, track_id: u32) {
     let stsd = w.begin_full(b"stsd", 0, 0);
@@ -278,26 +239,62 @@ fn write_empty_tables(w: &mut BoxWriter) {
     w.end(at);
 }
 
-fn write_init_trak(w: &mut BoxWriter, video: Option<&VideoConfig>, audio: Option<&AudioConfig>) {
-    let is_audio = audio.is_some();
-    let (id, timescale, width, height) = match (video, audio) {
-        (Some(v), _) => (VIDEO_TRACK_ID, VIDEO_TIMESCALE, v.width, v.height),
-        (None, Some(a)) => (AUDIO_TRACK_ID, a.sample_rate.max(1), 0, 0),
-        (None, None) => return,
-    };
+/// One track's sample description: H.264 and AAC written here, every other codec by
+/// `mux::sample_entry` (hvc1, av01, vp09, Opus, mp4a for MP3, ac-3/ec-3).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TrackConfig {
+    Avc(VideoConfig),
+    Aac(AudioConfig),
+    Other(SampleEntry),
+}
+
+impl TrackConfig {
+    pub fn is_audio(&self) -> bool {
+        match self {
+            TrackConfig::Avc(_) => false,
+            TrackConfig::Aac(_) => true,
+            TrackConfig::Other(e) => e.is_audio(),
+        }
+    }
+
+    /// The `mdhd` timescale: 90 kHz for video, the sample rate for audio.
+    pub fn timescale(&self) -> u32 {
+        match self {
+            TrackConfig::Avc(_) => VIDEO_TIMESCALE,
+            TrackConfig::Aac(a) => a.sample_rate.max(1),
+            TrackConfig::Other(e) => e.timescale().max(1),
+        }
+    }
+
+    pub fn dimensions(&self) -> (u32, u32) {
+        match self {
+            TrackConfig::Avc(v) => (v.width, v.height),
+            TrackConfig::Aac(_) => (0, 0),
+            TrackConfig::Other(e) => e.dimensions(),
+        }
+    }
+
+    fn write_stsd(&self, w: &mut BoxWriter, track_id: u32) {
+        match self {
+            TrackConfig::Avc(v) => write_stsd_video(w, v),
+            TrackConfig::Aac(a) => write_stsd_audio(w, a, track_id),
+            TrackConfig::Other(e) => e.write_stsd(w, track_id),
+        }
+    }
+}
+
+fn write_init_trak(w: &mut BoxWriter, id: u32, config: &TrackConfig) {
+    let is_audio = config.is_audio();
+    let (width, height) = config.dimensions();
     let trak = w.begin(b"trak");
     write_tkhd(w, id, 0, is_audio, width, height);
     let mdia = w.begin(b"mdia");
-    write_mdhd(w, timescale, 0);
+    write_mdhd(w, config.timescale(), 0);
     write_hdlr(w, is_audio);
     let minf = w.begin(b"minf");
     write_media_header_and_dinf(w, is_audio);
     let stbl = w.begin(b"stbl");
-    match (video, audio) {
-        (Some(v), _) => write_stsd_video(w, v),
-        (None, Some(a)) => write_stsd_audio(w, a, id),
-        (None, None) => {}
-    }
+    config.write_stsd(w, id);
     write_empty_tables(w);
     w.end(stbl);
     w.end(minf);
@@ -308,21 +305,47 @@ fn write_init_trak(w: &mut BoxWriter, video: Option<&VideoConfig>, audio: Option
 /// An init segment (`ftyp` + `moov` with `mvex`) for the tracks given: both for the muxed form,
 /// one for each file of the separate form.
 pub fn init_segment(video: Option<&VideoConfig>, audio: Option<&AudioConfig>) -> Vec<u8> {
+    init_segment_for(
+        video.cloned().map(TrackConfig::Avc).as_ref(),
+        audio.cloned().map(TrackConfig::Aac).as_ref(),
+    )
+}
+
+/// `init_segment` for any codec: the video track (id 1) and the audio track (id 2) given.
+pub fn init_segment_for(video: Option<&TrackConfig>, audio: Option<&TrackConfig>) -> Vec<u8> {
+    init_segment_with(video, audio, &[])
+}
+
+/// `init_segment_for` plus extra audio tracks (ids `FIRST_EXTRA_TRACK_ID`.., in order; at most
+/// `MAX_EXTRA_TRACKS`, the rest are not written).
+pub fn init_segment_with(
+    video: Option<&TrackConfig>,
+    audio: Option<&TrackConfig>,
+    extra: &[&TrackConfig],
+) -> Vec<u8> {
+    let extra = &extra[..extra.len().min(MAX_EXTRA_TRACKS)];
     let mut w = BoxWriter::with_capacity(1024);
     w.file_type(b"ftyp", b"iso5", 0x200, &[b"iso5", b"iso6", b"mp41"]);
     let moov = w.begin(b"moov");
-    write_mvhd(&mut w, 0, AUDIO_TRACK_ID + 1);
+    write_mvhd(&mut w, 0, FIRST_EXTRA_TRACK_ID + extra.len() as u32);
     if let Some(v) = video {
-        write_init_trak(&mut w, Some(v), None);
+        write_init_trak(&mut w, VIDEO_TRACK_ID, v);
     }
     if let Some(a) = audio {
-        write_init_trak(&mut w, None, Some(a));
+        write_init_trak(&mut w, AUDIO_TRACK_ID, a);
+    }
+    for (i, e) in extra.iter().enumerate() {
+        write_init_trak(&mut w, FIRST_EXTRA_TRACK_ID + i as u32, e);
     }
     let mvex = w.begin(b"mvex");
+    let extra_ids = (0..extra.len()).map(|i| (true, FIRST_EXTRA_TRACK_ID + i as u32));
     for (present, id) in [
         (video.is_some(), VIDEO_TRACK_ID),
         (audio.is_some(), AUDIO_TRACK_ID),
-    ] {
+    ]
+    .into_iter()
+    .chain(extra_ids)
+    {
         if present {
             let trex = w.begin_full(b"trex", 0, 0);
             w.u32(id);
@@ -407,22 +430,30 @@ pub struct Fragment {
     pub sequence: u32,
     pub video: Option<Run>,
     pub audio: Option<Run>,
+    /// The runs of the extra audio tracks that have samples in this segment.
+    pub extra: Vec<Run>,
 }
 
 impl Fragment {
-    /// Duration for the muxed playlist: the longer of the two tracks.
+    /// Duration for the muxed playlist: the longest track.
     pub fn duration_secs(&self) -> f64 {
-        let v = self.video.as_ref().map_or(0.0, |r| r.duration_secs());
-        let a = self.audio.as_ref().map_or(0.0, |r| r.duration_secs());
-        v.max(a)
+        self.runs()
+            .iter()
+            .map(|r| r.duration_secs())
+            .fold(0.0, f64::max)
     }
 
     pub fn bytes(&self) -> u64 {
-        self.video.as_ref().map_or(0, |r| r.bytes()) + self.audio.as_ref().map_or(0, |r| r.bytes())
+        self.runs().iter().map(|r| r.bytes()).sum()
     }
 
+    /// Every run, in track id order (video, audio, extra audio): the muxed segment's trafs.
     pub fn runs(&self) -> Vec<&Run> {
-        self.video.iter().chain(self.audio.iter()).collect()
+        self.video
+            .iter()
+            .chain(self.audio.iter())
+            .chain(self.extra.iter())
+            .collect()
     }
 }
 
@@ -447,146 +478,6 @@ pub fn should_cut(
     }
 }
 
-/// A sample whose duration is not known until the next one of its track arrives.
-#[derive(Debug)]
-struct Pending {
-    dt: u64,
-    ms: i64,
-    cto: i32,
-    sync: bool,
-    data: Bytes,
-}
-
-/// Per-track timeline: unwraps 32-bit millisecond dts, maps it to track ticks, keeps decode
-/// times strictly increasing, and collects the samples of the open segment.
-#[derive(Debug)]
-struct TrackLine {
-    id: u32,
-    timescale: u32,
-    last_raw: Option<u32>,
-    ms: i64,
-    last_dt: Option<u64>,
-    last_duration: u32,
-    default_duration: u32,
-    pending: Option<Pending>,
-    run: Run,
-    /// Decode time (ms) of the open segment's first sample.
-    first_ms: Option<i64>,
-}
-
-/// A jump larger than these between two frames of one track is a publisher timestamp reset,
-/// not media time: the track continues from where it was.
-const MAX_BACKWARD_MS: i64 = 1000;
-const MAX_FORWARD_MS: i64 = 30_000;
-
-impl TrackLine {
-    fn new(id: u32, timescale: u32, default_duration: u32) -> TrackLine {
-        TrackLine {
-            id,
-            timescale,
-            last_raw: None,
-            ms: 0,
-            last_dt: None,
-            last_duration: default_duration,
-            default_duration,
-            pending: None,
-            run: Run {
-                track_id: id,
-                timescale,
-                ..Run::default()
-            },
-            first_ms: None,
-        }
-    }
-
-    /// Unwrapped ms relative to the stream base.
-    fn unwrap_ms(&mut self, raw: u32, base: u32) -> i64 {
-        let ms = match self.last_raw {
-            None => raw.wrapping_sub(base) as i32 as i64,
-            Some(last) => {
-                let delta = raw.wrapping_sub(last) as i32 as i64;
-                if !(-MAX_BACKWARD_MS..=MAX_FORWARD_MS).contains(&delta) {
-                    let step = self.last_duration as i64 * 1000 / self.timescale as i64;
-                    self.ms + step.max(1)
-                } else {
-                    self.ms + delta
-                }
-            }
-        };
-        self.last_raw = Some(raw);
-        self.ms = ms;
-        ms
-    }
-
-    fn ticks(&self, ms: i64) -> u64 {
-        let t = (ms.max(0) as i128 * self.timescale as i128 + 500) / 1000;
-        let t = t as u64;
-        match self.last_dt {
-            Some(last) if t <= last => last + 1,
-            _ => t,
-        }
-    }
-
-    /// Closes the pending sample with a duration reaching `next_dt`.
-    fn settle(&mut self, next_dt: Option<u64>) {
-        if let Some(p) = self.pending.take() {
-            let duration = match next_dt {
-                Some(n) if n > p.dt => (n - p.dt).min(u32::MAX as u64) as u32,
-                _ => self.last_duration,
-            };
-            self.last_duration = duration.max(1);
-            if self.run.samples.is_empty() {
-                self.run.decode_time = p.dt;
-                self.first_ms = Some(p.ms);
-            }
-            self.run.samples.push(Sample {
-                duration: self.last_duration,
-                size: p.data.len() as u32,
-                flags: if p.sync { SAMPLE_SYNC } else { SAMPLE_NON_SYNC },
-                cto: p.cto,
-            });
-            self.run.data.push(p.data);
-        }
-    }
-
-    fn push(&mut self, ms: i64, cts_ms: i32, sync: bool, data: Bytes) {
-        let dt = self.ticks(ms);
-        self.settle(Some(dt));
-        self.last_dt = Some(dt);
-        let cto = (cts_ms as i64 * self.timescale as i64 / 1000)
-            .clamp(i32::MIN as i64, i32::MAX as i64) as i32;
-        self.pending = Some(Pending {
-            dt,
-            ms,
-            cto,
-            sync,
-            data,
-        });
-    }
-
-    /// Decode time (ms) of the open segment's first sample, counting the pending one.
-    fn segment_start_ms(&self) -> Option<i64> {
-        self.first_ms.or(self.pending.as_ref().map(|p| p.ms))
-    }
-
-    fn take_run(&mut self) -> Option<Run> {
-        self.first_ms = None;
-        if self.run.samples.is_empty() {
-            return None;
-        }
-        let fresh = Run {
-            track_id: self.id,
-            timescale: self.timescale,
-            ..Run::default()
-        };
-        Some(std::mem::replace(&mut self.run, fresh))
-    }
-
-    fn reset_default(&mut self) {
-        self.last_duration = self.default_duration;
-    }
-}
-
 /// Frames in, closed `Fragment`s out. Decode times start at 0 at the stream's earliest media
 /// frame (the first frames are held until every track has shown one, so a frame of one track that
 /// arrives after a later-stamped frame of the other still lands at its own time) and never go
@@ -598,7 +489,10 @@ pub struct Fragmenter {
     target_ms: u32,
     video: Option<TrackLine>,
     audio: Option<TrackLine>,
-    base: Option<u32>,
+    /// Extra audio tracks: they follow the segments the main tracks cut, never cut themselves.
+    extra: Vec<TrackLine>,
+    /// Stream time (ms) of decode time 0.
+    base: Option<u64>,
     /// Frames held until the base is fixed.
     lead: Vec<LeadFrame>,
     sequence: u32,
@@ -608,7 +502,9 @@ pub struct Fragmenter {
 #[derive(Debug)]
 struct LeadFrame {
     track: Track,
-    dts: u32,
+    /// For an extra audio track's frame, its index.
+    extra: Option<usize>,
+    time: u64,
     cts: i32,
     key: bool,
     data: Bytes,
@@ -625,6 +521,7 @@ impl Fragmenter {
             target_ms: target_ms.max(1),
             video: has_video.then(|| TrackLine::new(VIDEO_TRACK_ID, VIDEO_TIMESCALE, 3600)),
             audio: audio_rate.map(|r| TrackLine::new(AUDIO_TRACK_ID, r.max(1), 1024)),
+            extra: Vec::new(),
             base: None,
             lead: Vec::new(),
             sequence: 0,
@@ -640,40 +537,89 @@ impl Fragmenter {
         self.audio.is_some()
     }
 
-    /// Adds one media sample (codec payload only, no FLV header). Returns the segment that this
-    /// sample closed, if it closed one. Frames of a track this fragmenter does not have are ignored.
+    /// Adds an extra audio track (sample rate `rate`) before the first frame; returns its index
+    /// for `push_extra` (its track id is `FIRST_EXTRA_TRACK_ID` + index), `None` past
+    /// `MAX_EXTRA_TRACKS`.
+    pub fn add_extra_track(&mut self, rate: u32) -> Option<usize> {
+        if self.extra.len() >= MAX_EXTRA_TRACKS {
+            return None;
+        }
+        let id = FIRST_EXTRA_TRACK_ID + self.extra.len() as u32;
+        self.extra.push(TrackLine::new(id, rate.max(1), 1024));
+        Some(self.extra.len() - 1)
+    }
+
+    /// Adds one sample of extra audio track `index` (see `push`). Extra tracks never decide a
+    /// cut and are not waited for when time 0 is fixed; their samples land in the segment open
+    /// when they arrive.
+    pub fn push_extra(&mut self, index: usize, time: u64, data: Bytes) {
+        if index >= self.extra.len() {
+            return;
+        }
+        if self.base.is_none() {
+            self.lead.push(LeadFrame {
+                track: Track::Audio,
+                extra: Some(index),
+                time,
+                cts: 0,
+                key: true,
+                data,
+            });
+            if self.lead.len() >= MAX_LEAD_FRAMES {
+                self.release_lead();
+            }
+            return;
+        }
+        self.push_extra_timed(index, time, data);
+    }
+
+    fn push_extra_timed(&mut self, index: usize, time: u64, data: Bytes) {
+        let Some(base) = self.base else { return };
+        let ms = time.wrapping_sub(base) as i64;
+        if let Some(line) = self.extra.get_mut(index) {
+            line.push(ms, 0, true, data);
+        }
+    }
+
+    fn has_track(&self, track: Track) -> bool {
+        match track {
+            Track::Video => self.has_video(),
+            Track::Audio => self.has_audio(),
+            Track::Meta => false,
+        }
+    }
+
+    /// Adds one media sample (codec payload only, no FLV header) at the stream time `time` (ms,
+    /// `Frame::time`). Returns the segment that this sample closed, if it closed one. Frames of a
+    /// track this fragmenter does not have are ignored.
     pub fn push(
         &mut self,
         track: Track,
-        dts: u32,
+        time: u64,
         cts: i32,
         key: bool,
         data: Bytes,
     ) -> Option<Fragment> {
-        let wanted = match track {
-            Track::Video => self.video.is_some(),
-            Track::Audio => self.audio.is_some(),
-            Track::Meta => false,
-        };
-        if !wanted {
+        if !self.has_track(track) {
             return None;
         }
         if self.base.is_some() {
-            return self.push_timed(track, dts, cts, key, data, true);
+            return self.push_timed(track, time, cts, key, data, true);
         }
         self.lead.push(LeadFrame {
             track,
-            dts,
+            extra: None,
+            time,
             cts,
             key,
             data,
         });
-        let first = self.lead[0].dts;
-        let span = dts.wrapping_sub(first) as i32;
-        let seen = |t: Track| self.lead.iter().any(|f| f.track == t);
+        let first = self.lead[0].time;
+        let span = time.saturating_sub(first);
+        let seen = |t: Track| self.lead.iter().any(|f| f.track == t && f.extra.is_none());
         let all_seen = (self.video.is_none() || seen(Track::Video))
             && (self.audio.is_none() || seen(Track::Audio));
-        let limit = MAX_LEAD_MS.min(self.target_ms / 2) as i32;
+        let limit = MAX_LEAD_MS.min(self.target_ms / 2) as u64;
         if all_seen || span >= limit || self.lead.len() >= MAX_LEAD_FRAMES {
             self.release_lead();
         }
@@ -684,37 +630,36 @@ impl Fragmenter {
     /// shorter than half a segment.
     fn release_lead(&mut self) {
         let lead = std::mem::take(&mut self.lead);
-        let Some(first) = lead.first().map(|f| f.dts) else {
+        let Some(min) = lead.iter().map(|f| f.time).min() else {
             return;
         };
-        let min = lead
-            .iter()
-            .map(|f| f.dts.wrapping_sub(first) as i32)
-            .min()
-            .unwrap_or(0);
-        self.base = Some(first.wrapping_add(min as u32));
+        self.base = Some(min);
         for f in lead {
-            self.push_timed(f.track, f.dts, f.cts, f.key, f.data, false);
+            match f.extra {
+                Some(i) => self.push_extra_timed(i, f.time, f.data),
+                None => {
+                    self.push_timed(f.track, f.time, f.cts, f.key, f.data, false);
+                }
+            }
         }
     }
 
     fn push_timed(
         &mut self,
         track: Track,
-        dts: u32,
+        time: u64,
         cts: i32,
         key: bool,
         data: Bytes,
         may_cut: bool,
     ) -> Option<Fragment> {
-        let base = *self.base.get_or_insert(dts);
+        let base = *self.base.get_or_insert(time);
         let target = self.target_ms;
-        let line = match track {
-            Track::Video => self.video.as_mut()?,
-            Track::Audio => self.audio.as_mut()?,
-            Track::Meta => return None,
-        };
-        let ms = line.unwrap_ms(dts, base);
+        if !self.has_track(track) {
+            return None;
+        }
+        // Before the base only for a frame of a track that came after the lead (ticks() clamps).
+        let ms = time.wrapping_sub(base) as i64;
         // The segment's clock is the video track's once video flows (a configured video track
         // that never sends a frame does not hold audio hostage); a carried-over sample never
         // counts from before the last cut, so a stalled track cannot force a cut per frame.
@@ -759,13 +704,16 @@ impl Fragmenter {
         let video = self.video.as_mut().and_then(|l| l.take_run());
         let audio = self.audio.as_mut().and_then(|l| l.take_run());
         if video.is_none() && audio.is_none() {
+            // Extra tracks alone never make a segment: their samples wait for the next one.
             return None;
         }
+        let extra = self.extra.iter_mut().filter_map(|l| l.take_run()).collect();
         self.sequence += 1;
         Some(Fragment {
             sequence: self.sequence,
             video,
             audio,
+            extra,
         })
     }
 
@@ -776,6 +724,7 @@ impl Fragmenter {
         for line in [self.video.as_mut(), self.audio.as_mut()]
             .into_iter()
             .flatten()
+            .chain(self.extra.iter_mut())
         {
             if line.last_dt.is_none() {
                 line.reset_default();
@@ -789,6 +738,7 @@ impl Fragmenter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::Normaliser;
     use crate::mux::bmff::{boxes, find, Reader};
 
     fn b(n: usize) -> Bytes {
@@ -936,6 +886,120 @@ mod tests {
     }
 
     #[test]
+    fn init_segment_with_extra_audio_tracks() {
+        let v = TrackConfig::Avc(VideoConfig {
+            avcc: Bytes::from_static(&[1, 0x64, 0, 0x1f, 0xff]),
+            width: 320,
+            height: 240,
+        });
+        let a = TrackConfig::Aac(AudioConfig {
+            asc: Bytes::from_static(&[0x12, 0x10]),
+            sample_rate: 44100,
+            channels: 2,
+        });
+        let a2 = TrackConfig::Aac(AudioConfig {
+            asc: Bytes::from_static(&[0x11, 0x88]),
+            sample_rate: 48000,
+            channels: 1,
+        });
+        let init = init_segment_with(Some(&v), Some(&a), &[&a2]);
+        let tracks = crate::mux::mp4::parse_init(&init).unwrap();
+        let got: Vec<(u32, bool, u32)> = tracks
+            .iter()
+            .map(|t| (t.track_id, t.audio, t.timescale))
+            .collect();
+        assert_eq!(
+            got,
+            [(1, false, 90_000), (2, true, 44_100), (3, true, 48_000)]
+        );
+        let moov = find(&init, b"moov").unwrap().unwrap();
+        let mvex = find(moov, b"mvex").unwrap().unwrap();
+        let trex_ids: Vec<u32> = boxes(mvex)
+            .filter_map(|b| b.ok())
+            .map(|(_, body)| u32::from_be_bytes(body[4..8].try_into().unwrap()))
+            .collect();
+        assert_eq!(trex_ids, [1, 2, 3]);
+        // mvhd next_track_id: after the last track.
+        let mvhd = find(moov, b"mvhd").unwrap().unwrap();
+        assert_eq!(&mvhd[mvhd.len() - 4..], &4u32.to_be_bytes());
+        // No extras: the same bytes as before extras existed.
+        assert_eq!(
+            init_segment_with(Some(&v), Some(&a), &[]),
+            init_segment_for(Some(&v), Some(&a))
+        );
+        // Past the cap, the rest are not written.
+        let many = vec![&a2; MAX_EXTRA_TRACKS + 3];
+        let init = init_segment_with(None, Some(&a), &many);
+        assert_eq!(
+            crate::mux::mp4::parse_init(&init).unwrap().len(),
+            1 + MAX_EXTRA_TRACKS
+        );
+    }
+
+    #[test]
+    fn extra_tracks_follow_the_cuts_and_keep_every_sample() {
+        let mut f = Fragmenter::new(1000, true, Some(48_000));
+        let x = f.add_extra_track(48_000).unwrap();
+        assert_eq!(x, 0);
+        let mut frags = Vec::new();
+        let mut events = Vec::new();
+        for i in 0..75u32 {
+            events.push((1000 + i * 40, 0u8, i % 30 == 0));
+        }
+        for i in 0..140u32 {
+            let ms = 1000 + i * 1024 * 1000 / 48_000;
+            events.push((ms, 1, true));
+            events.push((ms + 3, 2, true));
+        }
+        // The extra track's first frame comes first: the lead still waits for the main tracks.
+        events.sort_by_key(|e| (e.0, std::cmp::Reverse(e.1)));
+        events.insert(0, (995, 2, true));
+        for (ms, kind, key) in events {
+            let got = match kind {
+                0 => f.push(Track::Video, ms as u64, 0, key, b(10)),
+                1 => f.push(Track::Audio, ms as u64, 0, key, b(7)),
+                _ => {
+                    f.push_extra(x, ms as u64, b(5));
+                    None
+                }
+            };
+            frags.extend(got);
+        }
+        frags.extend(f.finish());
+        assert_eq!(frags.len(), 3);
+        let mut next = None;
+        let mut count = 0;
+        for fr in &frags {
+            assert_eq!(fr.extra.len(), 1, "every segment has extra samples");
+            let e = &fr.extra[0];
+            assert_eq!(e.track_id, FIRST_EXTRA_TRACK_ID);
+            assert!(e.samples.iter().all(|s| s.size == 5 && s.is_sync()));
+            if let Some(n) = next {
+                assert_eq!(e.decode_time, n, "contiguous across segments");
+            } else {
+                // The extra track's 995 ms frame is the earliest held: it is time 0.
+                assert_eq!(e.decode_time, 0);
+            }
+            next = Some(e.decode_time + e.duration_ticks());
+            count += e.samples.len();
+            // The muxed segment has a traf per track, extra last.
+            let ids: Vec<u32> = fr.runs().iter().map(|r| r.track_id).collect();
+            assert_eq!(ids, [1, 2, 3]);
+        }
+        assert_eq!(count, 141);
+        // The main tracks start 5 ms later (450 ticks at 90 kHz, 240 at 48 kHz).
+        assert_eq!(frags[0].video.as_ref().unwrap().decode_time, 450);
+        assert_eq!(frags[0].audio.as_ref().unwrap().decode_time, 240);
+        let mut f = Fragmenter::new(1000, false, Some(48_000));
+        for _ in 0..MAX_EXTRA_TRACKS {
+            assert!(f.add_extra_track(44_100).is_some());
+        }
+        assert_eq!(f.add_extra_track(44_100), None);
+        // An index that was never given out is ignored.
+        f.push_extra(MAX_EXTRA_TRACKS, 0, b(1));
+    }
+
+    #[test]
     fn cutting_rules() {
         // Video: only at a keyframe once the target is reached; hard cut at twice the target.
         assert!(!should_cut(true, Track::Video, true, 3999, 4000));
@@ -961,8 +1025,11 @@ mod tests {
             events.push((5 + i * 1024 * 1000 / 48_000, Track::Audio, true));
         }
         events.sort_by_key(|e| e.0);
+        // The publisher's clock wraps past 2^32 ms; the normaliser makes it stream time.
+        let mut clock = Normaliser::new();
         for (ms, t, key) in events {
-            if let Some(fr) = f.push(t, ms.wrapping_add(u32::MAX - 500), 0, key, b(10)) {
+            let time = clock.stamp(t, false, ms.wrapping_add(u32::MAX - 500)).time;
+            if let Some(fr) = f.push(t, time, 0, key, b(10)) {
                 frags.push(fr);
             }
         }
@@ -1002,7 +1069,7 @@ mod tests {
         let mut f = Fragmenter::new(1000, true, None);
         let mut frags = Vec::new();
         for i in 0..100u32 {
-            frags.extend(f.push(Track::Video, i * 40, 0, i == 0, b(1)));
+            frags.extend(f.push(Track::Video, i as u64 * 40, 0, i == 0, b(1)));
         }
         frags.extend(f.finish());
         let v: Vec<usize> = frags
@@ -1015,7 +1082,7 @@ mod tests {
         let mut f = Fragmenter::new(1000, false, Some(44_100));
         let mut n = 0;
         for i in 0..200u32 {
-            if let Some(fr) = f.push(Track::Audio, i * 23, 0, true, b(1)) {
+            if let Some(fr) = f.push(Track::Audio, i as u64 * 23, 0, true, b(1)) {
                 assert!(fr.video.is_none());
                 assert!((fr.duration_secs() - 1.0).abs() < 0.03);
                 n += 1;
@@ -1031,14 +1098,14 @@ mod tests {
         f.push(Track::Video, 40, 0, false, b(1));
         let mut cuts = 0;
         for i in 0..300u32 {
-            cuts += f.push(Track::Audio, i * 20, 0, true, b(1)).is_some() as u32;
+            cuts += f.push(Track::Audio, i as u64 * 20, 0, true, b(1)).is_some() as u32;
         }
         // 6 s of audio after video stopped at 40 ms: hard cuts every 2 s, not per frame.
         assert_eq!(cuts, 2);
         // A configured video track that never sends frames: audio cuts on time.
         let mut f = Fragmenter::new(1000, true, Some(48_000));
         let cuts: usize = (0..300u32)
-            .filter_map(|i| f.push(Track::Audio, i * 20, 0, true, b(1)))
+            .filter_map(|i| f.push(Track::Audio, i as u64 * 20, 0, true, b(1)))
             .count();
         assert_eq!(cuts, 5);
     }
@@ -1046,10 +1113,10 @@ mod tests {
     #[test]
     fn time_zero_is_the_earliest_frame_even_when_it_arrives_second() {
         let mut f = Fragmenter::new(4000, true, Some(48_000));
-        let hour = 3_600_000u32;
+        let hour = 3_600_000u64;
         let mut frags = Vec::new();
         for i in 0..250u32 {
-            let t = hour + i * 40;
+            let t = hour + i as u64 * 40;
             frags.extend(f.push(Track::Video, t, 0, i % 50 == 0, b(1)));
             frags.extend(f.push(Track::Audio, t - 20, 0, true, b(1)));
         }
@@ -1065,13 +1132,18 @@ mod tests {
     }
 
     #[test]
-    fn decode_times_never_go_backwards() {
+    fn decode_times_never_go_backwards_nor_stretch_at_a_jump() {
         let mut f = Fragmenter::new(1000, true, None);
-        f.push(Track::Video, 100, 0, true, b(1));
-        f.push(Track::Video, 140, 0, false, b(1));
-        f.push(Track::Video, 120, 0, false, b(1)); // backwards by 20 ms
-        f.push(Track::Video, 50_000_000, 0, false, b(1)); // a reset far ahead
-        f.push(Track::Video, 50_000_040, 0, false, b(1));
+        let mut clock = Normaliser::new();
+        let raw = [
+            100, 140, 120,        // backwards by 20 ms
+            50_000_000, // a reset far ahead
+            50_000_040,
+        ];
+        for (i, dts) in raw.into_iter().enumerate() {
+            let time = clock.stamp(Track::Video, false, dts).time;
+            f.push(Track::Video, time, 0, i == 0, b(1));
+        }
         let fr = f.finish().unwrap();
         let run = fr.video.unwrap();
         assert_eq!(run.decode_time, 0);

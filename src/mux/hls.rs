@@ -1,96 +1,12 @@
-//! HLS policy and playlist: the session timeline (publisher timestamps unwrapped, rebased to start
-//! at 0 and kept continuous across jumps, with the jumps reported as discontinuities), where
-//! segments are cut, and the m3u8 text (window, target duration, program date time, ENDLIST).
-//! No files here: `record::hls` decides where bytes go and when the playlist is replaced.
+//! HLS policy and playlist: where segments are cut, and what the playlist lists (window, target
+//! duration, program date time, discontinuities, ENDLIST; the text itself is `mux::m3u8`). Times
+//! come normalised (`media::time` decides what a wrap or a jump is). No files here: `record::hls`
+//! decides where bytes go and when the playlist is replaced.
 
 use crate::codec::calendar::{civil_from_days, days_from_civil};
 use crate::media::Track;
+use crate::mux::m3u8::{self, Header, MediaPlaylist, Segment};
 use std::collections::VecDeque;
-use std::fmt::Write;
-
-/// A forward jump larger than this is a discontinuity (the publisher's clock jumped).
-pub const JUMP_MS: i64 = 10_000;
-
-/// Maps the publisher's 32-bit millisecond timestamps onto one continuous session timeline that
-/// starts at 0. Wrap-around at 2^32 ms is unwrapped; a jump (more than `JUMP_MS` forward, or
-/// backwards on the same track) is rebased so the output stays continuous, and reported.
-#[derive(Debug, Clone)]
-pub struct Timeline {
-    last_raw: u32,
-    /// Unwrapped value of `last_raw`, relative to the first timestamp.
-    last_unwrapped: i64,
-    /// Added to unwrapped timestamps; changes at each jump.
-    offset: i64,
-    last_audio: Option<i64>,
-    last_video: Option<i64>,
-    /// Largest output time so far, and the last positive frame step (to place a rebased frame).
-    max_out: i64,
-    step: i64,
-}
-
-/// A timestamp on the session timeline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Mapped {
-    /// Milliseconds since the session's first frame (can be slightly negative for frames that
-    /// were sent interleaved before it).
-    pub t: i64,
-    /// The publisher's clock jumped just before this frame.
-    pub discontinuity: bool,
-}
-
-impl Timeline {
-    /// A timeline whose 0 is the publisher timestamp `first`.
-    pub fn new(first: u32) -> Timeline {
-        Timeline {
-            last_raw: first,
-            last_unwrapped: 0,
-            offset: 0,
-            last_audio: None,
-            last_video: None,
-            max_out: 0,
-            step: 40,
-        }
-    }
-
-    pub fn map(&mut self, track: Track, dts: u32) -> Mapped {
-        // Interpreting the difference as i32 unwraps the 2^32 ms wrap and lets interleaved
-        // tracks step slightly backwards.
-        let unwrapped = self.last_unwrapped + dts.wrapping_sub(self.last_raw) as i32 as i64;
-        self.last_raw = dts;
-        self.last_unwrapped = unwrapped;
-        let mut t = unwrapped + self.offset;
-        let last = match track {
-            Track::Audio => self.last_audio,
-            Track::Video => self.last_video,
-            Track::Meta => None,
-        };
-        let backwards = last.is_some_and(|l| t < l);
-        let discontinuity = backwards || t > self.max_out + JUMP_MS;
-        if discontinuity {
-            let target = self.max_out + self.step;
-            self.offset += target - t;
-            t = target;
-        }
-        if let Some(l) = last {
-            let step = t - l;
-            if step > 0 && step <= 1000 {
-                self.step = step;
-            }
-        }
-        match track {
-            Track::Audio => self.last_audio = Some(t),
-            Track::Video => self.last_video = Some(t),
-            Track::Meta => {}
-        }
-        self.max_out = self.max_out.max(t);
-        Mapped { t, discontinuity }
-    }
-
-    /// The last step between two frames of one track (an estimate of one frame's duration).
-    pub fn frame_step(&self) -> i64 {
-        self.step
-    }
-}
 
 /// Where segments are cut: at the first video keyframe at or after the target duration, or on
 /// time for audio-only programs.
@@ -142,6 +58,11 @@ pub fn segment_name(number: u64) -> String {
     format!("segment_{number}.ts")
 }
 
+/// An fMP4 media segment of an HLS recording (AV1, VP9, Opus: what MPEG-TS cannot carry).
+pub fn fmp4_segment_name(number: u64) -> String {
+    format!("segment_{number}.m4s")
+}
+
 /// The media playlist of one session.
 #[derive(Debug, Clone)]
 pub struct Playlist {
@@ -159,6 +80,8 @@ pub struct Playlist {
     ended: bool,
     /// Session start, Unix milliseconds (a comment in the playlist, used when archiving).
     session_start_ms: i64,
+    /// fMP4 segments (`segment_N.m4s`) behind this init segment (`#EXT-X-MAP`), VERSION 7.
+    map: Option<String>,
 }
 
 /// The comment line that records the session start (Unix ms) in our playlists.
@@ -175,6 +98,20 @@ impl Playlist {
             discontinuity_sequence: 0,
             ended: false,
             session_start_ms,
+            map: None,
+        }
+    }
+
+    /// Lists fMP4 segments (`segment_N.m4s`) with `#EXT-X-MAP:URI="{init}"` from now on.
+    pub fn set_fmp4(&mut self, init: &str) {
+        self.map = Some(init.to_string());
+    }
+
+    /// The file name of segment `number` in this playlist's format.
+    pub fn file_name(&self, number: u64) -> String {
+        match self.map {
+            Some(_) => fmp4_segment_name(number),
+            None => segment_name(number),
         }
     }
 
@@ -233,44 +170,30 @@ impl Playlist {
     }
 
     pub fn render(&self) -> String {
-        let mut s = String::with_capacity(128 + self.listed.len() * 96);
-        s.push_str("#EXTM3U\n#EXT-X-VERSION:3\n");
-        let _ = writeln!(s, "#EXT-X-TARGETDURATION:{}", self.target_duration());
-        let first = self.listed.front().map_or(1, |e| e.number);
-        let _ = writeln!(s, "#EXT-X-MEDIA-SEQUENCE:{first}");
-        if self.discontinuity_sequence > 0 {
-            let _ = writeln!(
-                s,
-                "#EXT-X-DISCONTINUITY-SEQUENCE:{}",
-                self.discontinuity_sequence
-            );
-        }
-        if self.window == 0 {
-            // Every segment stays listed: players may seek back to the start.
-            s.push_str("#EXT-X-PLAYLIST-TYPE:EVENT\n");
-        }
-        let _ = writeln!(s, "{SESSION_START_TAG}{}", self.session_start_ms);
+        let mut p = MediaPlaylist::new(
+            &Header {
+                // EXT-X-MAP without I-FRAMES-ONLY needs version 6; fMP4 segments, 7.
+                version: if self.map.is_some() { 7 } else { 3 },
+                map: self.map.as_deref(),
+                target_duration: self.target_duration(),
+                media_sequence: self.listed.front().map_or(1, |e| e.number),
+                discontinuity_sequence: self.discontinuity_sequence,
+                // Every segment stays listed: players may seek back to the start.
+                event: self.window == 0,
+                ..Header::default()
+            },
+            self.listed.len(),
+        );
+        p.tag(&format!("{SESSION_START_TAG}{}", self.session_start_ms));
         for e in &self.listed {
-            if e.discontinuity {
-                s.push_str("#EXT-X-DISCONTINUITY\n");
-            }
-            let _ = writeln!(
-                s,
-                "#EXT-X-PROGRAM-DATE-TIME:{}",
-                format_iso8601(e.program_date_ms)
-            );
-            let _ = writeln!(
-                s,
-                "#EXTINF:{}.{:03},\n{}",
-                e.duration_ms / 1000,
-                e.duration_ms % 1000,
-                e.file_name()
-            );
+            p.segment(&Segment {
+                duration_secs: m3u8::secs_of_ms(e.duration_ms),
+                uri: &self.file_name(e.number),
+                discontinuity: e.discontinuity,
+                program_date_time: Some(&format_iso8601(e.program_date_ms)),
+            });
         }
-        if self.ended {
-            s.push_str("#EXT-X-ENDLIST\n");
-        }
-        s
+        p.finish(self.ended)
     }
 }
 
@@ -417,45 +340,6 @@ mod tests {
         let j = text.find("segment_1.ts").unwrap();
         let k = text.find("segment_2.ts").unwrap();
         assert!(j < i && i < k);
-    }
-
-    #[test]
-    fn timeline_starts_at_zero_and_unwraps() {
-        let mut tl = Timeline::new(u32::MAX - 40);
-        assert_eq!(tl.map(Track::Video, u32::MAX - 40).t, 0);
-        let m = tl.map(Track::Video, 0);
-        assert_eq!(
-            m,
-            Mapped {
-                t: 41,
-                discontinuity: false
-            }
-        );
-        assert_eq!(tl.map(Track::Audio, 20).t, 61);
-        // Interleaving: audio slightly behind video is not a jump.
-        assert_eq!(tl.map(Track::Video, 80).t, 121);
-        assert!(!tl.map(Track::Audio, 43).discontinuity);
-    }
-
-    #[test]
-    fn timeline_jumps_are_rebased_and_reported() {
-        let mut tl = Timeline::new(1000);
-        for i in 0..10 {
-            assert!(!tl.map(Track::Video, 1000 + i * 40).discontinuity);
-        }
-        // Publisher restarts at 0: backwards on the same track.
-        let m = tl.map(Track::Video, 0);
-        assert!(m.discontinuity);
-        assert_eq!(m.t, 360 + 40);
-        assert_eq!(tl.map(Track::Video, 40).t, 440);
-        // A forward jump of a minute.
-        let m = tl.map(Track::Video, 60_040);
-        assert!(m.discontinuity);
-        assert_eq!(m.t, 480);
-        // Audio that restarted with video continues after the rebase.
-        let a = tl.map(Track::Audio, 60_050);
-        assert!(!a.discontinuity);
-        assert_eq!(a.t, 490);
     }
 
     #[test]

@@ -5,5 +5,7 @@ pub mod flv;
 pub mod flv_demux;
 pub mod fmp4;
 pub mod hls;
+pub mod m3u8;
 pub mod mp4;
+pub mod sample_entry;
 pub mod ts;

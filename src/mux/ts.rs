@@ -1,10 +1,14 @@
-//! MPEG-TS (ISO/IEC 13818-1) writer for HLS: PAT/PMT with CRC32, PES packets with PTS/DTS, PCR,
-//! continuity counters and adaptation-field stuffing, plus the codec framing TS needs (H.264 as
-//! Annex B with AUD and parameter sets, AAC as ADTS). Frames in, 188-byte packets out; this module
-//! does not decide where segments are cut (see `mux::hls`) nor write files (see `record::hls`).
+//! MPEG-TS (ISO/IEC 13818-1) writer for HLS: PAT/PMT with CRC32 (and the AC-3 registration
+//! descriptor), PES packets with PTS/DTS, PCR, continuity counters and adaptation-field stuffing,
+//! plus the codec framing TS needs (H.264 and H.265 as Annex B with AUD and parameter sets before
+//! each random access picture, AAC as ADTS; MP3, AC-3 and E-AC-3 frames go in as they are). Frames in,
+//! 188-byte packets out; this module does not decide where segments are cut (see `mux::hls`) nor
+//! write files (see `record::hls`).
 
 use crate::media::aac::AudioSpecificConfig;
 use crate::media::avc::{self, AvcConfig};
+use crate::media::hevc::{self, HevcConfig};
+use crate::media::mp3;
 
 pub const PACKET_LEN: usize = 188;
 pub const PID_PAT: u16 = 0x0000;
@@ -15,6 +19,8 @@ pub const PID_AUDIO: u16 = 0x0101;
 /// PES stream ids.
 const STREAM_ID_VIDEO: u8 = 0xe0;
 const STREAM_ID_AUDIO: u8 = 0xc0;
+/// private_stream_1: where ATSC (A/52 Annex A) puts AC-3.
+const STREAM_ID_PRIVATE_1: u8 = 0xbd;
 
 /// Timestamps are 33-bit at 90 kHz and wrap.
 pub const TS_MASK: u64 = (1 << 33) - 1;
@@ -27,6 +33,43 @@ pub enum StreamType {
     Aac = 0x0f,
     /// MPEG-1 audio (MP3).
     Mp3 = 0x03,
+    /// MPEG-2 audio (MP3 at 16/22.05/24 kHz, and MPEG-2.5).
+    Mp2Audio = 0x04,
+    /// H.265 / HEVC.
+    Hevc = 0x24,
+    /// AC-3 (ATSC stream type, with the `AC-3` registration descriptor).
+    Ac3 = 0x81,
+    /// E-AC-3 (ATSC stream type, with the `EAC3` registration descriptor).
+    Eac3 = 0x87,
+}
+
+impl StreamType {
+    /// The stream type for an MP3 stream, by the MPEG version of its frames.
+    pub fn for_mp3(header: &mp3::FrameHeader) -> StreamType {
+        match header.version {
+            mp3::Version::Mpeg1 => StreamType::Mp3,
+            _ => StreamType::Mp2Audio,
+        }
+    }
+
+    /// The PES stream id its packets carry.
+    fn stream_id(self) -> u8 {
+        match self {
+            StreamType::H264 | StreamType::Hevc => STREAM_ID_VIDEO,
+            StreamType::Ac3 | StreamType::Eac3 => STREAM_ID_PRIVATE_1,
+            StreamType::Aac | StreamType::Mp3 | StreamType::Mp2Audio => STREAM_ID_AUDIO,
+        }
+    }
+
+    /// The ES_info descriptors of its PMT entry.
+    fn descriptors(self) -> &'static [u8] {
+        match self {
+            // registration_descriptor (tag 5) with format_identifier "AC-3".
+            StreamType::Ac3 => &[0x05, 0x04, b'A', b'C', b'-', b'3'],
+            StreamType::Eac3 => &[0x05, 0x04, b'E', b'A', b'C', b'3'],
+            _ => &[],
+        }
+    }
 }
 
 /// The elementary streams of the one program a segment carries.
@@ -120,7 +163,12 @@ impl TsWriter {
     /// Appends the packets of one PES.
     pub fn write_pes(&mut self, out: &mut Vec<u8>, pes: &Pes) {
         let mut header = Vec::with_capacity(19);
-        pes_header(&mut header, pes);
+        let ty = match pes.es {
+            Es::Video => self.program.video,
+            Es::Audio => self.program.audio,
+        };
+        let stream_id = ty.map_or_else(|| default_stream_id(pes.es), StreamType::stream_id);
+        pes_header_with_id(&mut header, pes, stream_id);
         let total = header.len() + pes.payload.len();
         let pid = pes.es.pid();
         let mut written = 0usize;
@@ -233,7 +281,15 @@ fn pmt_section(program: &Program) -> Vec<u8> {
     let mut streams = Vec::new();
     for (ty, pid) in [(program.video, PID_VIDEO), (program.audio, PID_AUDIO)] {
         if let Some(ty) = ty {
-            streams.extend_from_slice(&[ty as u8, 0xe0 | (pid >> 8) as u8, pid as u8, 0xf0, 0]);
+            let d = ty.descriptors();
+            streams.extend_from_slice(&[
+                ty as u8,
+                0xe0 | (pid >> 8) as u8,
+                pid as u8,
+                0xf0,
+                d.len() as u8,
+            ]);
+            streams.extend_from_slice(d);
         }
     }
     // section_length counts from after the length field to the end of the CRC.
@@ -259,12 +315,21 @@ fn pmt_section(program: &Program) -> Vec<u8> {
     s
 }
 
-/// The PES header with PTS, and DTS when it differs.
-fn pes_header(out: &mut Vec<u8>, pes: &Pes) {
-    let stream_id = match pes.es {
+fn default_stream_id(es: Es) -> u8 {
+    match es {
         Es::Video => STREAM_ID_VIDEO,
         Es::Audio => STREAM_ID_AUDIO,
-    };
+    }
+}
+
+/// The PES header with PTS, and DTS when it differs, with the stream id its kind implies.
+#[cfg(test)]
+fn pes_header(out: &mut Vec<u8>, pes: &Pes) {
+    pes_header_with_id(out, pes, default_stream_id(pes.es));
+}
+
+/// The PES header with PTS, and DTS when it differs.
+fn pes_header_with_id(out: &mut Vec<u8>, pes: &Pes, stream_id: u8) {
     let pts = pes.pts & TS_MASK;
     let dts = pes.dts & TS_MASK;
     let with_dts = pts != dts;
@@ -341,6 +406,33 @@ pub fn avc_access_unit(payload: &[u8], config: &AvcConfig, key: bool, out: &mut 
     }
     for nal in nals() {
         if avc::nal_type(nal) == avc::NAL_AUD {
+            continue;
+        }
+        out.extend_from_slice(&[0, 0, 0, 1]);
+        out.extend_from_slice(nal);
+    }
+}
+
+/// The HEVC access unit delimiter: NAL type 35, layer 0, temporal id 1; pic_type 2 (I, P or B
+/// slices may follow) and the stop bit.
+const HEVC_AUD: [u8; 7] = [0, 0, 0, 1, hevc::NAL_AUD << 1, 0x01, 0x50];
+
+/// Builds one H.265 access unit in Annex B from a length-prefixed payload: an AUD first, then,
+/// before an IRAP picture (or on a keyframe), the VPS, SPS and PPS from `config` unless the
+/// frame carries its own. AUDs already in the frame are dropped (ours is the one in front).
+pub fn hevc_access_unit(payload: &[u8], config: &HevcConfig, key: bool, out: &mut Vec<u8>) {
+    out.extend_from_slice(&HEVC_AUD);
+    let nals = || avc::nal_units(payload, config.nal_length_size);
+    let has_ps = nals().any(|n| hevc::nal_type(n) == hevc::NAL_SPS);
+    let irap = nals().any(|n| hevc::is_irap(hevc::nal_type(n)));
+    if (key || irap) && !has_ps {
+        for ps in config.parameter_sets() {
+            out.extend_from_slice(&[0, 0, 0, 1]);
+            out.extend_from_slice(ps);
+        }
+    }
+    for nal in nals() {
+        if hevc::nal_type(nal) == hevc::NAL_AUD {
             continue;
         }
         out.extend_from_slice(&[0, 0, 0, 1]);
@@ -601,5 +693,331 @@ mod tests {
         assert_eq!(out.len(), 10);
         assert_eq!(&out[..2], &[0xff, 0xf1]);
         assert_eq!(&out[7..], &[1, 2, 3]);
+    }
+
+    #[test]
+    fn pmt_for_hevc_and_ac3_has_the_registration_descriptor() {
+        let p = Program {
+            video: Some(StreamType::Hevc),
+            audio: Some(StreamType::Ac3),
+        };
+        let s = pmt_section(&p);
+        assert_eq!(&s[12..17], &[0x24, 0xe1, 0x00, 0xf0, 0x00]);
+        assert_eq!(
+            &s[17..28],
+            &[0x81, 0xe1, 0x01, 0xf0, 0x06, 0x05, 0x04, b'A', b'C', b'-', b'3']
+        );
+        assert_eq!(s[2] as usize, s.len() - 3);
+        assert_eq!(crc32_mpeg2(&s), 0);
+        let e = pmt_section(&Program {
+            video: None,
+            audio: Some(StreamType::Eac3),
+        });
+        assert_eq!(
+            &e[12..23],
+            &[0x87, 0xe1, 0x01, 0xf0, 0x06, 0x05, 0x04, b'E', b'A', b'C', b'3']
+        );
+        assert_eq!(StreamType::Eac3.stream_id(), 0xbd);
+        // MP3 by MPEG version.
+        let h1 = mp3::FrameHeader::parse(&[0xff, 0xfb, 0x90, 0x64]).unwrap();
+        let h2 = mp3::FrameHeader::parse(&[0xff, 0xf3, 0x80, 0xc0]).unwrap();
+        assert_eq!(StreamType::for_mp3(&h1) as u8, 0x03);
+        assert_eq!(StreamType::for_mp3(&h2) as u8, 0x04);
+    }
+
+    #[test]
+    fn ac3_pes_is_private_stream_1() {
+        let mut w = TsWriter::new(Program {
+            video: None,
+            audio: Some(StreamType::Ac3),
+        });
+        let mut out = Vec::new();
+        let pes = Pes {
+            es: Es::Audio,
+            pts: 90_000,
+            dts: 90_000,
+            random_access: true,
+            pcr: Some(90_000),
+            payload: &[0x0b, 0x77, 1, 2],
+        };
+        w.write_pes(&mut out, &pes);
+        let (payload, _) = depacketise(&out, PID_AUDIO);
+        assert_eq!(&payload[..4], &[0, 0, 1, 0xbd]);
+        assert!(payload.ends_with(&[0x0b, 0x77, 1, 2]));
+        // MPEG audio keeps the audio stream id.
+        let mut w = TsWriter::new(Program {
+            video: None,
+            audio: Some(StreamType::Mp3),
+        });
+        out.clear();
+        w.write_pes(&mut out, &pes);
+        assert_eq!(&depacketise(&out, PID_AUDIO).0[..4], &[0, 0, 1, 0xc0]);
+    }
+
+    fn hevc_config() -> HevcConfig {
+        let mut r = vec![
+            0x01, 0x01, 0x60, 0, 0, 0, 0xb0, 0, 0, 0, 0, 0, 93, 0xf0, 0, 0xfc, 0xfd, 0xf8, 0xf8, 0,
+            0, 0x0f, 3,
+        ];
+        for (ty, nal) in [
+            (32u8, [0x40u8, 0x01]),
+            (33, [0x42, 0x01]),
+            (34, [0x44, 0x01]),
+        ] {
+            r.extend_from_slice(&[0x80 | ty, 0, 1, 0, 2]);
+            r.extend_from_slice(&nal);
+        }
+        HevcConfig::parse(&r).unwrap()
+    }
+
+    #[test]
+    fn hevc_access_unit_gets_aud_and_parameter_sets_before_irap() {
+        let c = hevc_config();
+        // An AUD of the encoder's (dropped), then an IDR_W_RADL slice (type 19).
+        let idr = [0, 0, 0, 3, 0x46, 0x01, 0x50, 0, 0, 0, 3, 0x26, 0x01, 0xaa];
+        let mut out = Vec::new();
+        hevc_access_unit(&idr, &c, false, &mut out);
+        assert_eq!(
+            out,
+            [
+                0, 0, 0, 1, 0x46, 0x01, 0x50, // our AUD
+                0, 0, 0, 1, 0x40, 0x01, 0, 0, 0, 1, 0x42, 0x01, 0, 0, 0, 1, 0x44,
+                0x01, // VPS SPS PPS
+                0, 0, 0, 1, 0x26, 0x01, 0xaa
+            ]
+        );
+        // A CRA (type 21) is an IRAP too; a TRAIL_R (type 1) is not.
+        out.clear();
+        hevc_access_unit(&[0, 0, 0, 2, 0x2a, 0x01], &c, false, &mut out);
+        assert_eq!(out.len(), 7 + 18 + 6);
+        out.clear();
+        hevc_access_unit(&[0, 0, 0, 2, 0x02, 0x01], &c, false, &mut out);
+        assert_eq!(out, [0, 0, 0, 1, 0x46, 0x01, 0x50, 0, 0, 0, 1, 0x02, 0x01]);
+        // In-band parameter sets are not doubled.
+        out.clear();
+        let inband = [0, 0, 0, 2, 0x42, 0x09, 0, 0, 0, 2, 0x26, 0x01];
+        hevc_access_unit(&inband, &c, true, &mut out);
+        assert_eq!(
+            out,
+            [0, 0, 0, 1, 0x46, 0x01, 0x50, 0, 0, 0, 1, 0x42, 0x09, 0, 0, 0, 1, 0x26, 0x01]
+        );
+    }
+
+    /// Muxes the default-track frames of an FLV fixture into one TS, the way the HLS recorder
+    /// frames them (PCR on video, 1 s offset so that B-frame PTS stay positive).
+    fn mux_fixture(flv: &[u8]) -> (Vec<u8>, usize, usize) {
+        use crate::media::{Codec, Frame, Track};
+        use bytes::Bytes;
+        let tags = crate::media::enhanced::tests::flv_tags(flv);
+        let frames: Vec<Frame> = tags
+            .iter()
+            .filter_map(|(t, b)| {
+                let at = b.as_ptr() as usize - flv.as_ptr() as usize - 11;
+                let h = &flv[at..at + 11];
+                let dts = u32::from_be_bytes([h[7], h[4], h[5], h[6]]);
+                Frame::parse(*t, dts, Bytes::copy_from_slice(b))
+            })
+            .filter(|f| f.track != Track::Meta && f.track_id == 0)
+            .collect();
+        let video = frames
+            .iter()
+            .find(|f| f.track == Track::Video)
+            .map(|f| f.codec);
+        let audio_first = frames
+            .iter()
+            .find(|f| f.track == Track::Audio && !f.config && !f.payload().is_empty());
+        let audio = audio_first.map(|f| match f.codec {
+            Codec::Aac => StreamType::Aac,
+            Codec::Mp3 => StreamType::for_mp3(&mp3::FrameHeader::parse(f.payload()).unwrap()),
+            Codec::Ac3 => StreamType::Ac3,
+            c => panic!("{c:?}"),
+        });
+        let program = Program {
+            video: video.map(|c| {
+                if c == Codec::Hevc {
+                    StreamType::Hevc
+                } else {
+                    StreamType::H264
+                }
+            }),
+            audio,
+        };
+        let mut w = TsWriter::new(program);
+        let mut out = Vec::new();
+        w.write_tables(&mut out);
+        let (mut hevc_cfg, mut avc_cfg, mut asc) = (None, None, None);
+        let (mut nv, mut na) = (0, 0);
+        let mut es = Vec::new();
+        for f in &frames {
+            let p = f.payload();
+            if f.config {
+                match f.codec {
+                    Codec::Hevc => hevc_cfg = HevcConfig::parse(p),
+                    Codec::Avc => avc_cfg = AvcConfig::parse(p),
+                    Codec::Aac => asc = AudioSpecificConfig::parse(p),
+                    _ => {}
+                }
+                continue;
+            }
+            es.clear();
+            let coded = f.enhanced().and_then(|t| t.first).is_none_or(|t| {
+                matches!(
+                    t.packet_type,
+                    crate::media::enhanced::PacketType::CodedFrames
+                        | crate::media::enhanced::PacketType::CodedFramesX
+                )
+            });
+            if !coded || p.is_empty() || (f.codec == Codec::Avc && f.data[1] != 1) {
+                continue;
+            }
+            let e = match f.codec {
+                Codec::Hevc => {
+                    hevc_access_unit(p, hevc_cfg.as_ref().unwrap(), f.key, &mut es);
+                    nv += 1;
+                    Es::Video
+                }
+                Codec::Avc => {
+                    avc_access_unit(p, avc_cfg.as_ref().unwrap(), f.key, &mut es);
+                    nv += 1;
+                    Es::Video
+                }
+                Codec::Aac => {
+                    adts_frame(asc.as_ref().unwrap(), p, &mut es);
+                    na += 1;
+                    Es::Audio
+                }
+                _ => {
+                    es.extend_from_slice(p);
+                    na += 1;
+                    Es::Audio
+                }
+            };
+            let dts = 90_000 + f.dts as u64 * 90;
+            let pts = (90_000 + f.pts() * 90) as u64;
+            let pcr = (e == Es::Video && f.key).then_some(dts.saturating_sub(9000));
+            w.write_pes(
+                &mut out,
+                &Pes {
+                    es: e,
+                    pts,
+                    dts,
+                    random_access: f.key,
+                    pcr,
+                    payload: &es,
+                },
+            );
+        }
+        (out, nv, na)
+    }
+
+    #[test]
+    #[ignore = "needs FFmpeg 9: sh tools/fetch-ffmpeg.sh, then cargo test -- --ignored ffmpeg9"]
+    fn ffmpeg9_decodes_hevc_mp3_ac3_ts() {
+        let ffmpeg = crate::testutil::ffmpeg9();
+        let dir = std::env::temp_dir().join(format!("rtmpd-ts-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cases: [(&str, &[u8], &str, &str); 3] = [
+            (
+                "hevc_aac",
+                include_bytes!("../../tests/data/codecs/hevc_aac.flv"),
+                "hevc",
+                "aac",
+            ),
+            (
+                "h264_mp3",
+                include_bytes!("../../tests/data/codecs/h264_mp3.flv"),
+                "h264",
+                "mp3",
+            ),
+            (
+                "h264_ac3",
+                include_bytes!("../../tests/data/codecs/h264_ac3.flv"),
+                "h264",
+                "ac3",
+            ),
+        ];
+        for (name, flv, vcodec, acodec) in cases {
+            let (ts, nv, na) = mux_fixture(flv);
+            let path = dir.join(format!("{name}.ts"));
+            std::fs::write(&path, &ts).unwrap();
+            let out = std::process::Command::new(&ffmpeg)
+                .args(["-hide_banner", "-xerror", "-i"])
+                .arg(&path)
+                .args(["-map", "0", "-f", "framemd5", "-"])
+                .output()
+                .expect("FFmpeg 9");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "{name}: {stderr}");
+            assert!(
+                stderr.contains(&format!("Video: {vcodec}")),
+                "{name}: {stderr}"
+            );
+            assert!(
+                stderr.contains(&format!("Audio: {acodec}")),
+                "{name}: {stderr}"
+            );
+            // -v info prints the stream list; any decoder complaint would show as an error line.
+            assert!(!stderr.to_lowercase().contains("error"), "{name}: {stderr}");
+            let text = String::from_utf8_lossy(&out.stdout);
+            let count = |s: &str| text.lines().filter(|l| l.starts_with(s)).count();
+            // framemd5 lines start with the stream index; video is stream 0 (PID 0x100 first).
+            assert_eq!((count("0,"), count("1,")), (nv, na), "{name}");
+            // Every frame of the source, as FFmpeg 9 counted it when making the fixture.
+            let facts = include_str!("../../tests/data/codecs/facts.txt");
+            let fact = |k: &str| crate::mux::sample_entry::fact(facts, &format!("{name}.flv.{k}"));
+            assert_eq!((nv, na), (fact("frames.0"), fact("frames.1")), "{name}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    #[ignore = "needs FFmpeg 9: sh tools/fetch-ffmpeg.sh, then cargo test -- --ignored ffmpeg9"]
+    fn ffmpeg9_decodes_eac3_ts() {
+        let ffmpeg = crate::testutil::ffmpeg9();
+        let dir = std::env::temp_dir().join(format!("rtmpd-ts-eac3-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let data = crate::testutil::eac3_from_ffmpeg9();
+        let mut w = TsWriter::new(Program {
+            video: None,
+            audio: Some(StreamType::Eac3),
+        });
+        let mut out = Vec::new();
+        w.write_tables(&mut out);
+        let (mut pos, mut n, mut t) = (0, 0, 90_000u64);
+        while pos < data.len() {
+            let f = crate::media::ac3::SyncFrame::parse(&data[pos..]).unwrap();
+            let pes = Pes {
+                es: Es::Audio,
+                pts: t,
+                dts: t,
+                random_access: true,
+                pcr: Some(t),
+                payload: &data[pos..pos + f.frame_len],
+            };
+            w.write_pes(&mut out, &pes);
+            pos += f.frame_len;
+            t += f.samples as u64 * 90_000 / f.sample_rate as u64;
+            n += 1;
+        }
+        let path = dir.join("a.ts");
+        std::fs::write(&path, &out).unwrap();
+        let o = std::process::Command::new(&ffmpeg)
+            .args(["-hide_banner", "-xerror", "-i"])
+            .arg(&path)
+            .args(["-map", "0", "-f", "framemd5", "-"])
+            .output()
+            .expect("FFmpeg 9");
+        let _ = std::fs::remove_dir_all(&dir);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            o.status.success() && stderr.contains("Audio: eac3"),
+            "{stderr}"
+        );
+        assert!(!stderr.to_lowercase().contains("error"), "{stderr}");
+        let frames = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter(|l| l.starts_with("0,"))
+            .count();
+        assert_eq!(frames, n);
     }
 }

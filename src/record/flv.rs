@@ -1,15 +1,14 @@
 //! The FLV recorder: `flv/{app}/{stream}/YYYYMMDD_HHMMSS.flv` per session. Header flags from the
 //! tracks present (after a short prelude), onMetaData rewritten with room for `duration` and
-//! `filesize` (patched in place at the end), then every tag as it arrives on a continuous
-//! timeline from 0. Flushed to the file every second of media, so a killed process leaves a file
+//! `filesize` (patched in place at the end), then every tag as it arrives, stamped with the
+//! stream time (`Frame::time`, continuous across publisher clock jumps) counted from 0. Flushed to the file every second of media, so a killed process leaves a file
 //! that is readable up to its last whole tag. Tag bytes come from `mux::flv`.
 
 use super::paths::{self, with_path};
 use super::{Prelude, Sink};
 use crate::amf::{amf0, Value};
-use crate::media::{Frame, StreamKey, Track};
+use crate::media::{meta, Frame, StreamKey, Track};
 use crate::mux::flv as flvmux;
-use crate::mux::hls::Timeline;
 use std::fs::File;
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -40,7 +39,8 @@ struct FlvOut {
     /// A write failed: the file was cut back to `on_disk`; nothing more is written.
     failed: bool,
     path: PathBuf,
-    timeline: Timeline,
+    /// The session's time 0 on the stream time.
+    base: u64,
     written: u64,
     /// File offsets of the two 8-byte doubles patched at the end.
     duration_at: u64,
@@ -126,7 +126,7 @@ impl FlvSink {
             on_disk: 0,
             failed: false,
             path,
-            timeline: Timeline::new(pre.first_dts),
+            base: pre.first_time,
             written: head.len() as u64,
             duration_at: body_at + duration_in_body as u64,
             filesize_at: body_at + filesize_in_body as u64,
@@ -150,26 +150,30 @@ impl FlvOut {
         if self.failed {
             return Err(io::Error::other("an earlier write failed"));
         }
-        let (t, body): (i64, &[u8]) = match frame.track {
+        let (t, body) = match frame.track {
             Track::Meta => {
                 // Mid-stream metadata: kept as a tag at the current time, as `onMetaData`.
                 let t = self.audio_end.last.max(self.video_end.last).unwrap_or(0);
-                (t, strip_set_data_frame(&frame.data))
+                (
+                    t,
+                    meta::on_metadata(&frame.data).unwrap_or_else(|| frame.data.clone()),
+                )
             }
             track => {
-                let t = self.timeline.map(track, frame.dts).t.max(0);
+                // Stamped a little before the session's first frame (interleaving): at 0.
+                let t = (frame.time.wrapping_sub(self.base) as i64).max(0);
                 if track == Track::Audio {
                     self.audio_end.update(t);
                 } else {
                     self.video_end.update(t);
                 }
-                (t, &frame.data[..])
+                (t, frame.data.clone())
             }
         };
         let header = flvmux::tag_header(frame.tag_type(), body.len(), t as u32);
         let trailer = flvmux::tag_trailer(body.len());
         self.buf.extend_from_slice(&header);
-        self.buf.extend_from_slice(body);
+        self.buf.extend_from_slice(&body);
         self.buf.extend_from_slice(&trailer);
         self.written += (header.len() + body.len() + trailer.len()) as u64;
         if t - self.last_flush_t >= FLUSH_MS || self.buf.len() >= BUF_LEN {
@@ -257,23 +261,9 @@ impl Sink for FlvSink {
     }
 }
 
-/// `@setDataFrame` is an RTMP instruction, not part of what a file stores.
-fn strip_set_data_frame(data: &[u8]) -> &[u8] {
-    const SDF: &[u8] = b"\x02\x00\x0d@setDataFrame";
-    data.strip_prefix(SDF).unwrap_or(data)
-}
-
-/// The properties of an `onMetaData` script body (`@setDataFrame` allowed in front).
-fn metadata_props(data: &[u8]) -> Option<Vec<(String, Value)>> {
-    let body = strip_set_data_frame(data);
-    let (name, used) = amf0::decode(body).ok()?;
-    if name.as_str()? != "onMetaData" {
-        return None;
-    }
-    match amf0::decode(body.get(used..)?).ok()?.0 {
-        Value::Object(p) | Value::EcmaArray(p) => Some(p),
-        _ => None,
-    }
+/// The properties of an `onMetaData` script body (`media::meta` says what that is).
+fn metadata_props(data: &bytes::Bytes) -> Option<Vec<(String, Value)>> {
+    meta::properties(&meta::on_metadata(data)?)
 }
 
 /// An `onMetaData` body: `duration` and `filesize` first (placeholders, patched at the end), then
@@ -308,6 +298,116 @@ fn metadata_body(
     let filesize_at = duration_at + 8 + 2 + 8 + 1;
     (out, duration_at, filesize_at)
 }
+
+/// Called once at origin start, before any publish: every `flv/{app}/{stream}/*.flv` a killed
+/// process left with the `duration` and `filesize` placeholders still 0 is cut back to its last
+/// whole tag and patched as a clean stop would. One log line per file repaired.
+pub fn repair(data_dir: &Path) -> Vec<String> {
+    let mut log = Vec::new();
+    let dirs = |p: &Path| -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(p)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    for app in dirs(&data_dir.join("flv")) {
+        for stream in dirs(&app) {
+            for file in dirs(&stream) {
+                if file.extension().is_none_or(|e| e != "flv") || !file.is_file() {
+                    continue;
+                }
+                match repair_file(&file) {
+                    Ok(Some((ms, size))) => log.push(format!(
+                        "FLV crash repair: {} duration {:.3} s, {size} bytes",
+                        file.display(),
+                        ms as f64 / 1000.0
+                    )),
+                    Ok(None) => {}
+                    Err(e) => log.push(format!("FLV crash repair of {}: {e}", file.display())),
+                }
+            }
+        }
+    }
+    log
+}
+
+/// Where our `onMetaData` keeps a number named `name`: the offset of its 8 bytes in `body`.
+fn number_slot(body: &[u8], name: &[u8]) -> Option<usize> {
+    let mut key = (name.len() as u16).to_be_bytes().to_vec();
+    key.extend_from_slice(name);
+    key.push(0); // number marker
+    let at = body.windows(key.len()).position(|w| w == key)? + key.len();
+    (at.checked_add(8)? <= body.len()).then_some(at)
+}
+
+/// Repairs one file; `Some((duration_ms, filesize))` when it patched it, `None` when the file is
+/// not ours or was closed cleanly.
+fn repair_file(path: &Path) -> io::Result<Option<(u64, u64)>> {
+    use std::io::Read;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)?;
+    let len = f.metadata()?.len();
+    let mut head = [0u8; 9 + 4 + 11];
+    if len < head.len() as u64 {
+        return Ok(None);
+    }
+    f.read_exact(&mut head)?;
+    let header_len = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) as u64;
+    if &head[..3] != b"FLV" || header_len != 9 || head[13] != TAG_SCRIPT_TYPE {
+        return Ok(None);
+    }
+    let meta_len = u32::from_be_bytes([0, head[14], head[15], head[16]]) as u64;
+    // Our own onMetaData is small; a large one is not ours.
+    if meta_len > 64 * 1024 || 24 + meta_len > len {
+        return Ok(None);
+    }
+    let mut body = vec![0u8; meta_len as usize];
+    f.read_exact(&mut body)?;
+    let (Some(d), Some(s)) = (
+        number_slot(&body, b"duration"),
+        number_slot(&body, b"filesize"),
+    ) else {
+        return Ok(None);
+    };
+    let value = |at: usize| f64::from_be_bytes(body[at..at + 8].try_into().unwrap_or([0; 8]));
+    if value(d) != 0.0 || value(s) != 0.0 {
+        return Ok(None);
+    }
+    // Walk the tags; the end is the last whole one (tag + PreviousTagSize).
+    let mut pos: u64 = 13;
+    let mut ends = [TrackEnd::default(), TrackEnd::default()];
+    let mut tag = [0u8; 11];
+    while pos + 11 <= len {
+        f.seek(SeekFrom::Start(pos))?;
+        f.read_exact(&mut tag)?;
+        let size = u32::from_be_bytes([0, tag[1], tag[2], tag[3]]) as u64;
+        let Some(end) = pos.checked_add(11 + size + 4).filter(|e| *e <= len) else {
+            break;
+        };
+        let ts = u32::from_be_bytes([tag[7], tag[4], tag[5], tag[6]]) as i64;
+        match tag[0] {
+            8 => ends[0].update(ts),
+            9 => ends[1].update(ts),
+            _ => {}
+        }
+        pos = end;
+    }
+    if pos < len {
+        f.set_len(pos)?;
+    }
+    let end_ms = ends[0].end().max(ends[1].end()).max(0) as u64;
+    f.seek(SeekFrom::Start(24 + d as u64))?;
+    f.write_all(&(end_ms as f64 / 1000.0).to_be_bytes())?;
+    f.seek(SeekFrom::Start(24 + s as u64))?;
+    f.write_all(&(pos as f64).to_be_bytes())?;
+    f.sync_all()?;
+    Ok(Some((end_ms, pos)))
+}
+
+const TAG_SCRIPT_TYPE: u8 = 18;
 
 #[cfg(test)]
 mod tests {
@@ -358,13 +458,13 @@ mod tests {
     fn bad_metadata_is_ignored() {
         let mut data = meta_frame(false).data.to_vec();
         data.truncate(data.len() - 5);
-        assert!(metadata_props(&data).is_none());
-        assert!(metadata_props(&[2, 0, 3, b'a', b'b', b'c']).is_none());
+        assert!(metadata_props(&Bytes::from(data)).is_none());
+        assert!(metadata_props(&Bytes::from_static(&[2, 0, 3, b'a', b'b', b'c'])).is_none());
         // Deep nesting is refused, not a stack overflow.
         let mut deep = vec![2, 0, 10];
         deep.extend_from_slice(b"onMetaData");
         deep.extend(std::iter::repeat_n(3u8, 10_000).flat_map(|m| [m, 0, 1, b'x']));
-        assert!(metadata_props(&deep).is_none());
+        assert!(metadata_props(&Bytes::from(deep)).is_none());
     }
 
     fn video(dts: u32, config: bool, key: bool) -> Frame {
@@ -429,7 +529,7 @@ mod tests {
         let tags = tags(&file);
         assert_eq!(tags.len(), 1 + 3 + 100);
         assert_eq!(tags[0].0, 18);
-        let props = metadata_props(&tags[0].2).unwrap();
+        let props = metadata_props(&Bytes::from(tags[0].2.clone())).unwrap();
         let get = |k: &str| props.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
         assert_eq!(get("duration"), Some(Value::Number(2.04)));
         assert_eq!(get("filesize"), Some(Value::Number(file.len() as f64)));
@@ -445,6 +545,49 @@ mod tests {
         assert!(p2.to_str().unwrap().ends_with("_1.flv"));
         assert_eq!(std::fs::read(p2).unwrap()[4], 4, "audio only");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Issue 14: after `kill -9` and restart the FLV kept `duration=0` and `filesize=0`.
+    #[test]
+    fn killed_flv_is_repaired_with_duration_and_filesize() {
+        let data = temp_dir("flv-crash");
+        let key = StreamKey::new("live", "cam").unwrap();
+        let dir = data.join("flv").join("live").join("cam");
+        let mut sink = FlvSink::create(&dir, &key, SystemTime::now()).unwrap();
+        sink.frame(&meta_frame(false)).unwrap();
+        sink.frame(&video(0, true, true)).unwrap();
+        sink.frame(&audio(0, true)).unwrap();
+        for i in 0..=75u32 {
+            sink.frame(&video(i * 40, false, i % 25 == 0)).unwrap();
+            sink.frame(&audio(i * 40, false)).unwrap();
+        }
+        sink.flush().unwrap();
+        let path = sink.path().unwrap().to_path_buf();
+        // kill -9: no finish, and a tag cut in the middle of its body.
+        std::mem::forget(sink);
+        let whole = std::fs::read(&path).unwrap();
+        let mut torn = whole.clone();
+        torn.extend_from_slice(&[9, 0, 0, 40, 0, 0x0b, 0xb8, 0, 0, 0, 0, 0x27, 1]);
+        std::fs::write(&path, &torn).unwrap();
+        let before = metadata_props(&Bytes::from(tags(&whole)[0].2.clone())).unwrap();
+        assert!(before.contains(&("duration".into(), Value::Number(0.0))));
+
+        let log = repair(&data);
+        assert_eq!(log.len(), 1, "{log:?}");
+        let file = std::fs::read(&path).unwrap();
+        let t = tags(&file); // also checks that the torn tail is gone
+        let last = t.last().unwrap().1;
+        let props = metadata_props(&Bytes::from(t[0].2.clone())).unwrap();
+        let get = |k: &str| props.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        assert_eq!(get("filesize"), Some(Value::Number(file.len() as f64)));
+        assert_eq!(
+            get("duration"),
+            Some(Value::Number((last + 40) as f64 / 1000.0)),
+            "last tag at {last} ms plus one frame"
+        );
+        // A second start finds nothing to do.
+        assert!(repair(&data).is_empty());
+        std::fs::remove_dir_all(&data).unwrap();
     }
 
     #[test]

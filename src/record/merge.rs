@@ -3,6 +3,7 @@
 //! written under a temporary name and renamed when whole. Temporary segments a crash left
 //! behind (`*.tmp`) are never read.
 
+use super::paths::{FULL_NAME, INIT_NAME, MERGE_DIR, MUXED_PREFIX};
 use crate::mux::mp4::{parse_init, Merger};
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
@@ -78,13 +79,13 @@ impl std::fmt::Display for MergeReport {
 /// Builds `dir/stream_full.mp4` from `dir/init.mp4` and `dir/segment_N.m4s`. `dir` may also be
 /// the stream folder above `output_merge/`. The same folder always gives the same bytes.
 pub fn merge_dir(dir: &Path) -> io::Result<MergeReport> {
-    let nested = dir.join(super::fmp4::MERGE_DIR);
-    let dir = if !dir.join("init.mp4").exists() && nested.join("init.mp4").exists() {
+    let nested = dir.join(MERGE_DIR);
+    let dir = if !dir.join(INIT_NAME).exists() && nested.join(INIT_NAME).exists() {
         nested.as_path()
     } else {
         dir
     };
-    let init_path = dir.join("init.mp4");
+    let init_path = dir.join(INIT_NAME);
     let init_file = File::open(&init_path)?;
     let mut init = Vec::new();
     init_file.take(MAX_INIT).read_to_end(&mut init)?;
@@ -95,7 +96,7 @@ pub fn merge_dir(dir: &Path) -> io::Result<MergeReport> {
             init_path.display()
         )));
     }
-    let segments = segment_files(dir, "segment")?;
+    let segments = segment_files(dir, MUXED_PREFIX)?;
     if segments.is_empty() {
         return Err(invalid(format!(
             "{}: no segment_N.m4s files",
@@ -104,7 +105,7 @@ pub fn merge_dir(dir: &Path) -> io::Result<MergeReport> {
     }
     let mut merger = Merger::new(tracks);
     let mut report = MergeReport {
-        output: dir.join(super::fmp4::FULL_NAME),
+        output: dir.join(FULL_NAME),
         segments: segments.len(),
         damaged_segments: 0,
         samples: 0,
@@ -113,13 +114,22 @@ pub fn merge_dir(dir: &Path) -> io::Result<MergeReport> {
         bytes: 0,
     };
     for (_, path) in &segments {
-        let mut f = File::open(path)?;
-        let len = f.metadata()?.len();
-        let scan = merger.add_segment(&mut f, len)?;
+        // An I/O error fails the merge (pass 2 would read the file again), naming the file.
+        let named = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+        let mut f = File::open(path).map_err(named)?;
+        let len = f.metadata().map_err(named)?.len();
+        let scan = merger.add_segment(&mut f, len).map_err(named)?;
         report.samples += scan.samples;
         report.dropped_samples += scan.dropped;
         if scan.dropped > 0 || scan.samples == 0 {
+            // A segment cut short or corrupt: its whole samples are kept, the merge goes on.
             report.damaged_segments += 1;
+            log::warn!(
+                "merge: {}: damaged segment, {} samples kept, {} dropped",
+                path.display(),
+                scan.samples,
+                scan.dropped
+            );
         }
     }
     if report.samples == 0 {
@@ -129,7 +139,7 @@ pub fn merge_dir(dir: &Path) -> io::Result<MergeReport> {
         )));
     }
     report.duration_ms = merger.duration_ms();
-    let tmp = dir.join(format!("{}.tmp", super::fmp4::FULL_NAME));
+    let tmp = dir.join(format!("{}.tmp", FULL_NAME));
     let result = (|| {
         let mut out = BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
         let n = merger.write(&mut out, |i| File::open(&segments[i as usize].1))?;
@@ -158,7 +168,7 @@ mod tests {
 
     fn folder(name: &str) -> PathBuf {
         let root = crate::record::testutil::temp_dir(name);
-        let dir = root.join(crate::record::fmp4::MERGE_DIR);
+        let dir = root.join(crate::record::paths::MERGE_DIR);
         fs::create_dir_all(&dir).unwrap();
         let v = VideoConfig {
             avcc: Bytes::from_static(&[1, 0x42, 0, 0x1e, 0xff, 0xe0, 0]),
@@ -214,14 +224,36 @@ mod tests {
     #[test]
     fn a_folder_without_segments_is_an_error_and_writes_nothing() {
         let root = folder("merge-empty");
-        let dir = root.join(crate::record::fmp4::MERGE_DIR);
+        let dir = root.join(crate::record::paths::MERGE_DIR);
         for n in 1..=10 {
             fs::remove_file(dir.join(format!("segment_{n}.m4s"))).unwrap();
         }
         fs::write(dir.join("segment_1.m4s.tmp"), b"partial").unwrap();
         let e = merge_dir(&dir).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidData);
-        assert!(!dir.join(crate::record::fmp4::FULL_NAME).exists());
+        assert!(!dir.join(crate::record::paths::FULL_NAME).exists());
+        let _ = fs::remove_dir_all(&root);
+    }
+
+    /// Issue 13 hole 4: a 16-byte segment (box size 1, largesize 2^64 - 1) failed the whole merge
+    /// with "Invalid argument (os error 22)". It is now a damaged segment; the rest is merged.
+    #[test]
+    fn a_segment_with_largesize_2_pow_64_minus_1_is_skipped() {
+        let root = folder("merge-largesize");
+        let dir = root.join(crate::record::paths::MERGE_DIR);
+        for (seq, kind) in [(11, b"mdat"), (12, b"free"), (13, b"moof")] {
+            let mut junk = 1u32.to_be_bytes().to_vec();
+            junk.extend_from_slice(kind);
+            junk.extend_from_slice(&u64::MAX.to_be_bytes());
+            assert_eq!(junk.len(), 16);
+            fs::write(dir.join(format!("segment_{seq}.m4s")), junk).unwrap();
+        }
+        let report = merge_dir(&root).unwrap();
+        assert_eq!(report.segments, 13);
+        assert_eq!(report.damaged_segments, 3);
+        assert_eq!(report.samples, 250);
+        assert_eq!(report.duration_ms, 10_000);
+        assert_eq!(fs::read(&report.output).unwrap().len() as u64, report.bytes);
         let _ = fs::remove_dir_all(&root);
     }
 }

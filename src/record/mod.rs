@@ -1,7 +1,8 @@
 //! Recordings: the worker pool that takes each stream's frames off the event loop (`pool`), the
 //! `Sink` trait every recorder implements, the list of recorders to run per session, crash repair
 //! at start, and the sinks themselves (`flv`, `hls`; fMP4 plugs in the same way). The event loop
-//! only ever calls `Recorders`; every file is written on a worker thread.
+//! only ever calls `Recorders` (to open a recording) and the hub feeds each open recording as
+//! a reader (`RecorderReader`); every file is written on a worker thread.
 
 pub mod flv;
 pub mod fmp4;
@@ -10,7 +11,7 @@ pub mod merge;
 pub mod paths;
 pub mod pool;
 
-pub use pool::{Recorders, RecordingId};
+pub use pool::{RecorderReader, Recorders, RecordingId};
 
 use crate::media::{Frame, StreamKey, Track};
 use std::io;
@@ -30,8 +31,11 @@ pub struct RecordConfig {
     pub mp4_fragment_ms: u32,
     /// Worker threads (at least 1 is used).
     pub workers: usize,
-    /// Frames queued per worker before the recordings sending to it are stopped.
+    /// Frames queued per recording before its publisher is held back (no longer read) until
+    /// the worker catches up; twice that and frames are dropped (counted).
     pub queue_len: usize,
+    /// A held-back recording whose worker makes no progress this long (a stuck disk) stops.
+    pub stall_ms: u64,
 }
 
 impl Default for RecordConfig {
@@ -46,6 +50,7 @@ impl Default for RecordConfig {
             mp4_fragment_ms: 4000,
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             queue_len: 4096,
+            stall_ms: 10_000,
         }
     }
 }
@@ -142,13 +147,28 @@ pub fn sink_makers(config: &RecordConfig) -> Vec<SinkMaker> {
     makers
 }
 
+/// Tracks a recorder could not hold (once per recorder, stream session and track), for
+/// `rtmpd_recorder_skipped_tracks_total`.
+static SKIPPED_TRACKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+pub fn note_skipped_track() {
+    SKIPPED_TRACKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+pub fn skipped_tracks() -> u64 {
+    SKIPPED_TRACKS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Crash repair before any recording starts: every recorder kind cleans up after a previous
 /// process that was killed (each kind adds its one line here). Logs what it repaired.
 pub fn repair(data_dir: &Path) {
     if let Err(e) = hls::repair(data_dir) {
         log::error!("HLS crash repair under {}: {e}", data_dir.display());
     }
-    for line in fmp4::repair(data_dir) {
+    for line in fmp4::repair(data_dir)
+        .into_iter()
+        .chain(flv::repair(data_dir))
+    {
         log::info!("{line}");
     }
 }
@@ -160,9 +180,11 @@ pub fn repair(data_dir: &Path) {
 pub struct Prelude {
     frames: Vec<Frame>,
     bytes: usize,
-    first_media: Option<u32>,
-    /// Smallest media dts, as an offset from `first_media` (interleaving can go backwards).
-    min_offset: i32,
+    /// An audio or video frame (sequence headers included) arrived.
+    any_media: bool,
+    /// Stream times (`Frame::time`) of the first media frame that is not a sequence header
+    /// (headers carry no media time) and of the earliest such frame (interleaving goes back).
+    times: Option<(u64, u64)>,
     audio: bool,
     video: bool,
     audio_config: bool,
@@ -175,13 +197,13 @@ pub struct PreludeOut {
     pub frames: Vec<Frame>,
     pub has_audio: bool,
     pub has_video: bool,
-    /// The earliest media timestamp: the session's time 0.
-    pub first_dts: u32,
+    /// The earliest media stream time (`Frame::time`): the session's time 0.
+    pub first_time: u64,
 }
 
 impl Prelude {
     /// Media time to wait for the second track after the first media frame.
-    pub const WAIT_MS: i32 = 1000;
+    pub const WAIT_MS: u64 = 1000;
     pub const MAX_BYTES: usize = 16 << 20;
     pub const MAX_FRAMES: usize = 2048;
 
@@ -193,10 +215,12 @@ impl Prelude {
         match frame.track {
             Track::Meta => {}
             track => {
-                let first = *self.first_media.get_or_insert(frame.dts);
-                let offset = frame.dts.wrapping_sub(first) as i32;
-                self.min_offset = self.min_offset.min(offset);
-                waited = offset;
+                self.any_media = true;
+                if !frame.config {
+                    let (first, min) = self.times.get_or_insert((frame.time, frame.time));
+                    *min = (*min).min(frame.time);
+                    waited = frame.time.saturating_sub(*first);
+                }
                 if track == Track::Audio {
                     self.audio = true;
                     self.audio_config |= frame.config;
@@ -214,16 +238,19 @@ impl Prelude {
 
     /// True when no media frame has arrived yet.
     pub fn is_empty(&self) -> bool {
-        self.first_media.is_none()
+        !self.any_media
     }
 
     pub fn take(&mut self) -> PreludeOut {
-        let first = self.first_media.unwrap_or(0);
         let out = PreludeOut {
+            // Headers only: their time (the stream clock's) is as good as any.
+            first_time: self.times.map_or_else(
+                || self.frames.iter().map(|f| f.time).min().unwrap_or(0),
+                |(_, min)| min,
+            ),
             frames: std::mem::take(&mut self.frames),
             has_audio: self.audio,
             has_video: self.video,
-            first_dts: first.wrapping_add(self.min_offset as u32),
         };
         *self = Prelude::default();
         out
@@ -237,13 +264,7 @@ pub(crate) mod testutil {
     use std::path::{Path, PathBuf};
     use std::process::Command;
 
-    /// A fresh empty directory under the system temp dir, unique per test.
-    pub fn temp_dir(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("rtmpd-test-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    }
+    pub use crate::testutil::temp_dir;
 
     /// True when `tool` (ffmpeg, ffprobe) runs. When it does not, the test is skipped with a
     /// message, unless RTMPD_REQUIRE_TOOLS=1 makes that a failure.
@@ -471,19 +492,22 @@ mod tests {
         assert!(p.push(&audio(6000, false)));
         let out = p.take();
         assert!(out.has_audio && !out.has_video);
-        assert_eq!(out.first_dts, 5000);
+        assert_eq!(out.first_time, 5000);
     }
 
     #[test]
-    fn prelude_first_dts_is_the_earliest() {
+    fn prelude_first_time_is_the_earliest() {
         let mut p = Prelude::default();
-        p.push(&video(100, true));
-        p.push(&audio(80, true));
-        assert_eq!(p.take().first_dts, 80);
-        // Across the 32-bit wrap.
+        p.push(&video(100, false));
+        p.push(&audio(80, false));
+        assert_eq!(p.take().first_time, 80);
+        // Across the 32-bit wrap, once normalised; sequence headers carry no media time.
+        let mut n = crate::media::Normaliser::new();
         let mut p = Prelude::default();
-        p.push(&video(5, true));
-        p.push(&audio(u32::MAX - 5, true));
-        assert_eq!(p.take().first_dts, u32::MAX - 5);
+        for mut f in [video(0, true), video(5, false), audio(u32::MAX - 5, false)] {
+            n.normalise(&mut f);
+            p.push(&f);
+        }
+        assert_eq!(p.take().first_time, crate::media::time::START - 11);
     }
 }

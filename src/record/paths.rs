@@ -10,6 +10,36 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+// The fMP4 recording layout in `{data_dir}/mp4/{app}/{stream}/`, shared by the recorder
+// (`record::fmp4`) and the merge (`record::merge`, `rtmpd merge`).
+
+/// Folder of the muxed series (`init.mp4`, `segment_N.m4s`) and of the merged file.
+pub const MERGE_DIR: &str = "output_merge";
+/// Folder of one series per track (`video_init.mp4`, `video_N.m4s`, `audio_...`).
+pub const SEPARATE_DIR: &str = "output_separate";
+/// The merged MP4, in `MERGE_DIR`.
+pub const FULL_NAME: &str = "stream_full.mp4";
+/// Init segments: the muxed one (`MERGE_DIR`), the per-track ones (`SEPARATE_DIR`).
+pub const INIT_NAME: &str = "init.mp4";
+pub const VIDEO_INIT_NAME: &str = "video_init.mp4";
+pub const AUDIO_INIT_NAME: &str = "audio_init.mp4";
+/// Prefixes of the `{prefix}_N.m4s` media segments, as `segment_name` joins them.
+pub const MUXED_PREFIX: &str = "segment";
+pub const VIDEO_PREFIX: &str = "video";
+pub const AUDIO_PREFIX: &str = "audio";
+/// Playlists: muxed (`MERGE_DIR`), per track and the master over them (`SEPARATE_DIR`).
+pub const MUXED_PLAYLIST: &str = "index.m3u8";
+pub const VIDEO_PLAYLIST: &str = "video.m3u8";
+pub const AUDIO_PLAYLIST: &str = "audio.m3u8";
+pub const MASTER_PLAYLIST: &str = "master.m3u8";
+/// The session facts in each of the two folders.
+pub const META_NAME: &str = "meta.json";
+
+/// `{prefix}_{n}.m4s`, counting from 1.
+pub fn segment_name(prefix: &str, n: u32) -> String {
+    format!("{prefix}_{n}.m4s")
+}
+
 /// How many `_N` suffixes to try before giving up on a unique name.
 const MAX_SUFFIX: u32 = 10_000;
 
@@ -196,16 +226,14 @@ pub fn tmp_path(path: &Path) -> PathBuf {
 mod tests {
     use super::*;
 
-    fn temp_dir(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!(
-            "rtmpd-paths-{name}-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        let _ = fs::remove_dir_all(&d);
-        fs::create_dir_all(&d).unwrap();
-        d
+    #[test]
+    fn fmp4_layout_names() {
+        assert_eq!(segment_name(MUXED_PREFIX, 3), "segment_3.m4s");
+        assert_eq!(segment_name(VIDEO_PREFIX, 1), "video_1.m4s");
+        assert_eq!(segment_name(AUDIO_PREFIX, 12), "audio_12.m4s");
     }
+
+    use crate::testutil::temp_dir;
 
     #[test]
     fn stamp_shape_and_utc_fallback() {

@@ -1,35 +1,42 @@
-//! The recorder worker pool: `Recorders` is what the event loop calls (open, frame, close,
-//! shutdown), never blocking; worker threads own the sinks and do all the file I/O. One stream
-//! key always maps to the same worker, so a session's frames stay in order and a re-publish is
-//! handled after the previous session of that key has finished. A worker that falls behind makes
-//! its recordings stop (logged), never the live stream.
+//! The recorder worker pool: `Recorders` opens recordings without blocking; each open recording
+//! is a `RecorderReader` that the hub feeds like a player (bounded, counted) and that pushes back
+//! on the publisher when the disk is slower than the stream; worker threads own the sinks and do
+//! all the file I/O. One stream key always maps to the same worker, so a session's frames stay in
+//! order and a re-publish is handled after the previous session of that key has finished. Only a
+//! worker stuck past `stall_ms` ends a recording early (logged), never the live stream.
 
 use super::{repair, sink_makers, RecordConfig, SessionInfo, Sink, SinkMaker};
+use crate::hub::{Reader, ReaderState};
 use crate::media::{Frame, StreamKey};
-use std::collections::{HashMap, VecDeque};
+use crate::stats::health::RecorderState;
+use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
 
 pub type RecordingId = u64;
 
-/// Room in each channel beyond `queue_len` for control jobs (open/close), so that a worker
-/// whose frame queue is full still receives the close that finalises its files.
-const CONTROL_SLACK: usize = 256;
-/// How long `shutdown` waits for the workers to finalise everything.
-const SHUTDOWN_WAIT: Duration = Duration::from_secs(4);
+/// How long `shutdown` waits for the workers to finalise everything. Unit tests finalise
+/// hundreds of segments on a loaded machine: they wait longer rather than fail on timing.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(if cfg!(test) { 30 } else { 4 });
 /// Sinks are flushed when this much wall time passed without a flush.
 const IDLE_FLUSH: Duration = Duration::from_secs(1);
+/// Bytes queued per recording before its publisher is held back (beside `queue_len` frames).
+const QUEUE_BYTES: usize = 32 << 20;
+
+/// Wakes the event loop (its `mio::Waker`, kept out of this module: no mio here).
+pub type Wake = Arc<dyn Fn() + Send + Sync>;
 
 enum Job {
     Open {
         id: RecordingId,
         key: StreamKey,
         started: SystemTime,
+        shared: Arc<Shared>,
     },
     Frame {
         id: RecordingId,
@@ -42,28 +49,41 @@ enum Job {
 }
 
 struct Worker {
-    tx: SyncSender<Job>,
-    /// Frames in the channel; bounded by `queue_len` (control jobs use the slack).
-    queued: Arc<AtomicUsize>,
+    // The channel is unbounded: every recording bounds its own share (`RecorderReader`), so
+    // control jobs (open, close) always get through.
+    tx: Sender<Job>,
     handle: JoinHandle<()>,
 }
 
-struct Recording {
-    worker: usize,
-    key: StreamKey,
-    /// The queue overflowed: frames are dropped until close.
-    stopped: bool,
+/// One recording's backlog, shared by its reader (loop) and its worker.
+struct Shared {
+    frames: AtomicUsize,
+    bytes: AtomicUsize,
+    /// Frames the worker has written so far: its progress.
+    done: AtomicU64,
+    /// The loop holds the publisher for this recording: wake it once under the low mark.
+    held: AtomicBool,
+    low_frames: usize,
+    wake: Option<Wake>,
+    /// Each recorder of the session as the worker last saw it (for the dashboard's health);
+    /// written by the worker on start, on a failure and about once a second, read by the loop.
+    status: Mutex<Vec<(&'static str, RecorderState)>>,
+}
+
+impl Shared {
+    fn below_low(&self) -> bool {
+        self.frames.load(Ordering::Acquire) <= self.low_frames
+            && self.bytes.load(Ordering::Acquire) <= QUEUE_BYTES / 2
+    }
 }
 
 pub struct Recorders {
     config: Arc<RecordConfig>,
     workers: Vec<Worker>,
-    recordings: HashMap<RecordingId, Recording>,
     next_id: RecordingId,
-    /// Control jobs that found their channel full; retried on every call and at shutdown.
-    pending: VecDeque<(usize, Job)>,
     /// No recorder is on: `open` returns `None`.
     idle: bool,
+    wake: Option<Wake>,
 }
 
 impl Recorders {
@@ -86,11 +106,9 @@ impl Recorders {
         let count = if idle { 0 } else { config.workers.max(1) };
         let mut workers = Vec::with_capacity(count);
         for n in 0..count {
-            let (tx, rx) = mpsc::sync_channel(config.queue_len.max(1) + CONTROL_SLACK);
-            let queued = Arc::new(AtomicUsize::new(0));
+            let (tx, rx) = mpsc::channel();
             let ctx = WorkerCtx {
                 rx,
-                queued: queued.clone(),
                 makers: makers.clone(),
                 config: config.clone(),
                 sessions: HashMap::new(),
@@ -98,108 +116,75 @@ impl Recorders {
             let handle = thread::Builder::new()
                 .name(format!("recorder-{n}"))
                 .spawn(move || ctx.run())?;
-            workers.push(Worker { tx, queued, handle });
+            workers.push(Worker { tx, handle });
         }
         Ok(Recorders {
             config,
             workers,
-            recordings: HashMap::new(),
             next_id: 1,
-            pending: VecDeque::new(),
             idle,
+            wake: None,
         })
     }
 
-    /// A publish began on `key` at wall-clock `started`. `None` when every recorder is off (or
-    /// the worker cannot take the job).
-    pub fn open(&mut self, key: &StreamKey, started: SystemTime) -> Option<RecordingId> {
+    /// How workers wake the loop when a held-back recording has drained.
+    pub fn set_wake(&mut self, wake: Wake) {
+        self.wake = Some(wake);
+    }
+
+    /// A publish began on `key` at wall-clock `started`: its recording, as a reader to attach
+    /// to the stream in the hub (dropping it finalises the files). `None` when every recorder
+    /// is off.
+    pub fn open(&mut self, key: &StreamKey, started: SystemTime) -> Option<RecorderReader> {
         if self.idle {
             return None;
         }
-        self.retry_pending();
         let id = self.next_id;
         self.next_id += 1;
         let worker = self.worker_for(key);
+        let soft_frames = self.config.queue_len.max(2);
+        let shared = Arc::new(Shared {
+            frames: AtomicUsize::new(0),
+            bytes: AtomicUsize::new(0),
+            done: AtomicU64::new(0),
+            held: AtomicBool::new(false),
+            low_frames: soft_frames / 2,
+            wake: self.wake.clone(),
+            status: Mutex::new(Vec::new()),
+        });
         let job = Job::Open {
             id,
             key: key.clone(),
             started,
+            shared: shared.clone(),
         };
-        if self.workers[worker].tx.try_send(job).is_err() {
-            log::error!("recording of {key} not started: recorder worker {worker} is overloaded");
+        if self.workers[worker].tx.send(job).is_err() {
+            log::error!("recording of {key} not started: recorder worker {worker} is gone");
             return None;
         }
-        self.recordings.insert(
+        Some(RecorderReader {
             id,
-            Recording {
-                worker,
-                key: key.clone(),
-                stopped: false,
-            },
-        );
-        Some(id)
-    }
-
-    /// Queues a frame without blocking. When the worker's queue is full, this recording stops
-    /// (its files are finalised with what they have) and an error is logged; live is untouched.
-    pub fn frame(&mut self, id: RecordingId, frame: &Frame) {
-        let Some(rec) = self.recordings.get_mut(&id) else {
-            return;
-        };
-        if rec.stopped {
-            return;
-        }
-        let w = &self.workers[rec.worker];
-        let sent = w.queued.load(Ordering::Relaxed) < self.config.queue_len.max(1) && {
-            w.queued.fetch_add(1, Ordering::Relaxed);
-            match w.tx.try_send(Job::Frame {
-                id,
-                frame: frame.clone(),
-            }) {
-                Ok(()) => true,
-                Err(_) => {
-                    w.queued.fetch_sub(1, Ordering::Relaxed);
-                    false
-                }
-            }
-        };
-        if sent {
-            return;
-        }
-        rec.stopped = true;
-        let (worker, key) = (rec.worker, rec.key.clone());
-        log::error!(
-            "recording of {key} stopped: recorder queue full (worker {worker}, disk too slow); \
-             files under {}",
-            self.describe_dirs(&key)
-        );
-        self.send_control(worker, Job::Close { id });
-    }
-
-    /// The publish ended: the worker finalises this recording's files.
-    pub fn close(&mut self, id: RecordingId) {
-        let Some(rec) = self.recordings.remove(&id) else {
-            return;
-        };
-        if !rec.stopped {
-            self.send_control(rec.worker, Job::Close { id });
-        }
+            key: key.clone(),
+            worker,
+            tx: self.workers[worker].tx.clone(),
+            shared,
+            soft_frames,
+            stall_ms: self.config.stall_ms,
+            dropped: 0,
+            stopped: false,
+            seen_done: 0,
+            behind_since: None,
+            dirs: self.describe_dirs(key),
+        })
     }
 
     /// Finalises every open recording (FLV metadata patched, playlists ended, ...) and joins the
-    /// workers, waiting at most a few seconds in all.
-    pub fn shutdown(mut self) {
+    /// workers, waiting at most a few seconds in all. Readers still open are finished by their
+    /// worker on the way out.
+    pub fn shutdown(self) {
         let deadline = Instant::now() + SHUTDOWN_WAIT;
-        let ids: Vec<RecordingId> = self.recordings.keys().copied().collect();
-        for id in ids {
-            self.close(id);
-        }
-        let pending = std::mem::take(&mut self.pending);
-        for (w, job) in pending {
-            send_until(&self.workers[w].tx, job, deadline);
-        }
         for w in &self.workers {
-            send_until(&w.tx, Job::Shutdown, deadline);
+            let _ = w.tx.send(Job::Shutdown);
         }
         for (n, w) in self.workers.into_iter().enumerate() {
             while !w.handle.is_finished() && Instant::now() < deadline {
@@ -221,29 +206,6 @@ impl Recorders {
         let mut h = DefaultHasher::new();
         key.hash(&mut h);
         (h.finish() % self.workers.len() as u64) as usize
-    }
-
-    fn send_control(&mut self, worker: usize, job: Job) {
-        self.retry_pending();
-        if !self.pending.is_empty() {
-            self.pending.push_back((worker, job));
-            return;
-        }
-        if let Err(TrySendError::Full(job)) = self.workers[worker].tx.try_send(job) {
-            self.pending.push_back((worker, job));
-        }
-    }
-
-    fn retry_pending(&mut self) {
-        while let Some((w, job)) = self.pending.pop_front() {
-            match self.workers[w].tx.try_send(job) {
-                Ok(()) | Err(TrySendError::Disconnected(_)) => {}
-                Err(TrySendError::Full(job)) => {
-                    self.pending.push_front((w, job));
-                    return;
-                }
-            }
-        }
     }
 
     fn describe_dirs(&self, key: &StreamKey) -> String {
@@ -269,6 +231,146 @@ impl Recorders {
     }
 }
 
+/// One open recording as a hub reader: queues frames to its worker without blocking, holds the
+/// publisher back over `queue_len` frames (or 32 MiB), drops and counts over twice that, and
+/// gives up only when the worker made no progress for `stall_ms` while held. Dropping it closes
+/// the recording (the worker finalises the files).
+pub struct RecorderReader {
+    id: RecordingId,
+    key: StreamKey,
+    worker: usize,
+    tx: Sender<Job>,
+    shared: Arc<Shared>,
+    soft_frames: usize,
+    stall_ms: u64,
+    dropped: u64,
+    stopped: bool,
+    /// `shared.done` when last polled, and since when (loop ms) it has not moved while behind.
+    seen_done: u64,
+    behind_since: Option<u64>,
+    dirs: String,
+}
+
+impl RecorderReader {
+    fn over(&self, factor: usize) -> bool {
+        self.shared.frames.load(Ordering::Acquire) >= self.soft_frames * factor
+            || self.shared.bytes.load(Ordering::Acquire) >= QUEUE_BYTES * factor
+    }
+
+    fn stop(&mut self) {
+        self.stopped = true;
+        let _ = self.tx.send(Job::Close { id: self.id });
+    }
+}
+
+impl Reader for RecorderReader {
+    fn deliver(&mut self, frame: &Frame) -> ReaderState {
+        if self.stopped {
+            return ReaderState::Gone;
+        }
+        if self.over(2) {
+            // Held back yet still flooded (one read's worth of frames can be large): counted.
+            self.dropped += 1;
+            return ReaderState::Behind;
+        }
+        let frames = self.shared.frames.fetch_add(1, Ordering::AcqRel) + 1;
+        let bytes = self
+            .shared
+            .bytes
+            .fetch_add(frame.data.len(), Ordering::AcqRel)
+            + frame.data.len();
+        let behind = frames >= self.soft_frames || bytes >= QUEUE_BYTES;
+        if behind {
+            // Before the send: the worker that takes this frame then sees the flag, and wakes
+            // the loop once it has drained (no wake-up can be missed in between).
+            self.shared.held.store(true, Ordering::Release);
+        }
+        let job = Job::Frame {
+            id: self.id,
+            frame: frame.clone(),
+        };
+        if self.tx.send(job).is_err() {
+            log::error!(
+                "recording of {} stopped: recorder worker {} is gone",
+                self.key,
+                self.worker
+            );
+            self.stopped = true;
+            return ReaderState::Gone;
+        }
+        if behind {
+            return ReaderState::Behind;
+        }
+        ReaderState::Ready
+    }
+
+    fn poll(&mut self, now_ms: u64) -> ReaderState {
+        if self.stopped {
+            return ReaderState::Gone;
+        }
+        if self.shared.below_low() {
+            self.shared.held.store(false, Ordering::Release);
+            self.behind_since = None;
+            return ReaderState::Ready;
+        }
+        let done = self.shared.done.load(Ordering::Acquire);
+        if done != self.seen_done || self.behind_since.is_none() {
+            self.seen_done = done;
+            self.behind_since = Some(now_ms);
+        }
+        let stuck = now_ms.saturating_sub(self.behind_since.unwrap_or(now_ms));
+        if stuck < self.stall_ms {
+            return ReaderState::Behind;
+        }
+        log::error!(
+            "recording of {} stopped: the disk made no progress for {} s with {} frames queued \
+             (worker {}); live goes on; files under {}",
+            self.key,
+            stuck / 1000,
+            self.shared.frames.load(Ordering::Acquire),
+            self.worker,
+            self.dirs
+        );
+        self.stop();
+        ReaderState::Gone
+    }
+
+    fn frames_dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    fn recorders(&self) -> Vec<(&'static str, RecorderState)> {
+        let mut v = lock(&self.shared.status).clone();
+        if self.stopped {
+            for (_, st) in &mut v {
+                if let RecorderState::Writing { bytes } = *st {
+                    *st = RecorderState::Stopped {
+                        why: "the disk made no progress".into(),
+                        error: true,
+                        bytes,
+                    };
+                }
+            }
+        }
+        v
+    }
+}
+
+impl Drop for RecorderReader {
+    fn drop(&mut self) {
+        if !self.stopped {
+            self.stop();
+        }
+        if self.dropped > 0 {
+            log::warn!(
+                "recording of {}: {} frames dropped while the disk was behind",
+                self.key,
+                self.dropped
+            );
+        }
+    }
+}
+
 /// Over a file-size limit (RLIMIT_FSIZE) a write should fail with EFBIG and stop that recording,
 /// not kill the whole server with SIGXFSZ.
 fn ignore_file_size_signal() {
@@ -279,54 +381,82 @@ fn ignore_file_size_signal() {
     }
 }
 
-fn send_until(tx: &SyncSender<Job>, mut job: Job, deadline: Instant) {
-    loop {
-        match tx.try_send(job) {
-            Ok(()) | Err(TrySendError::Disconnected(_)) => return,
-            Err(TrySendError::Full(j)) => {
-                if Instant::now() >= deadline {
-                    return;
-                }
-                job = j;
-                thread::sleep(Duration::from_millis(2));
-            }
-        }
-    }
-}
-
 struct Session {
     key: StreamKey,
-    sinks: Vec<Box<dyn Sink>>,
+    /// Each running sink with its row in `shared.status`.
+    sinks: Vec<(Box<dyn Sink>, usize)>,
+    /// Media bytes each recorder took (by status row), published with the status.
+    bytes: Vec<u64>,
+    shared: Arc<Shared>,
 }
 
 impl Session {
     fn frame(&mut self, frame: &Frame) {
-        self.sinks.retain_mut(|sink| match sink.frame(frame) {
-            Ok(()) => true,
-            Err(e) => {
-                log::error!("{} stopped: {e}", sink.describe());
-                // Finalise what was written; its own error adds nothing to the first one.
-                if let Err(e) = sink.finish() {
-                    log::debug!("{}: finish after error: {e}", sink.describe());
+        let (bytes, shared) = (&mut self.bytes, &self.shared);
+        self.sinks
+            .retain_mut(|(sink, row)| match sink.frame(frame) {
+                Ok(()) => {
+                    bytes[*row] += frame.data.len() as u64;
+                    true
                 }
-                false
+                Err(e) => {
+                    log::error!("{} stopped: {e}", sink.describe());
+                    set_status(shared, *row, stopped(&e, bytes[*row]));
+                    // Finalise what was written; its own error adds nothing to the first one.
+                    if let Err(e) = sink.finish() {
+                        log::debug!("{}: finish after error: {e}", sink.describe());
+                    }
+                    false
+                }
+            });
+    }
+
+    /// Publishes the byte counts of the recorders still writing (about once a second).
+    fn publish_status(&self) {
+        for &(_, row) in &self.sinks {
+            set_status(
+                &self.shared,
+                row,
+                RecorderState::Writing {
+                    bytes: self.bytes[row],
+                },
+            );
+        }
+    }
+
+    /// One frame of `bytes` written: the backlog shrinks; a held publisher is released (the
+    /// loop woken) once it is under the low mark.
+    fn progress(&mut self, bytes: usize) {
+        let sh = &self.shared;
+        sh.frames.fetch_sub(1, Ordering::AcqRel);
+        sh.bytes.fetch_sub(bytes, Ordering::AcqRel);
+        sh.done.fetch_add(1, Ordering::AcqRel);
+        if sh.held.load(Ordering::Acquire)
+            && sh.below_low()
+            && sh.held.swap(false, Ordering::AcqRel)
+        {
+            if let Some(wake) = &sh.wake {
+                wake();
             }
-        });
+        }
     }
 
     fn flush(&mut self) {
-        self.sinks.retain_mut(|sink| match sink.flush() {
+        let (bytes, shared) = (&self.bytes, &self.shared);
+        self.sinks.retain_mut(|(sink, row)| match sink.flush() {
             Ok(()) => true,
             Err(e) => {
                 log::error!("{} stopped: {e}", sink.describe());
+                set_status(shared, *row, stopped(&e, bytes[*row]));
                 let _ = sink.finish();
                 false
             }
         });
+        self.publish_status();
     }
 
     fn finish(self) {
-        for mut sink in self.sinks {
+        for (mut sink, _) in self.sinks {
             match sink.finish() {
                 Ok(()) => log::info!("{} finished", sink.describe()),
                 Err(e) => log::error!("{} could not be finalised: {e}", sink.describe()),
@@ -335,9 +465,27 @@ impl Session {
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A worker that panicked while holding it left plain data behind: still readable.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn set_status(shared: &Shared, row: usize, state: RecorderState) {
+    if let Some(r) = lock(&shared.status).get_mut(row) {
+        r.1 = state;
+    }
+}
+
+fn stopped(e: &io::Error, bytes: u64) -> RecorderState {
+    RecorderState::Stopped {
+        why: e.to_string(),
+        error: true,
+        bytes,
+    }
+}
+
 struct WorkerCtx {
     rx: Receiver<Job>,
-    queued: Arc<AtomicUsize>,
     makers: Arc<Vec<SinkMaker>>,
     config: Arc<RecordConfig>,
     sessions: HashMap<RecordingId, Session>,
@@ -354,12 +502,17 @@ impl WorkerCtx {
             };
             match job {
                 Some(Job::Frame { id, frame }) => {
-                    self.queued.fetch_sub(1, Ordering::Relaxed);
                     if let Some(s) = self.sessions.get_mut(&id) {
                         s.frame(&frame);
+                        s.progress(frame.data.len());
                     }
                 }
-                Some(Job::Open { id, key, started }) => self.open(id, key, started),
+                Some(Job::Open {
+                    id,
+                    key,
+                    started,
+                    shared,
+                }) => self.open(id, key, started, shared),
                 Some(Job::Close { id }) => {
                     if let Some(s) = self.sessions.remove(&id) {
                         s.finish();
@@ -381,7 +534,7 @@ impl WorkerCtx {
         }
     }
 
-    fn open(&mut self, id: RecordingId, key: StreamKey, started: SystemTime) {
+    fn open(&mut self, id: RecordingId, key: StreamKey, started: SystemTime, shared: Arc<Shared>) {
         // A session of the same key still open (its close was lost to an overload) ends first,
         // so the new one never writes over it.
         let stale: Vec<RecordingId> = self
@@ -401,16 +554,31 @@ impl WorkerCtx {
             started,
         };
         let mut sinks = Vec::with_capacity(self.makers.len());
-        for maker in self.makers.iter() {
+        let mut status = Vec::with_capacity(self.makers.len());
+        for (row, maker) in self.makers.iter().enumerate() {
             match maker.make(&info) {
                 Ok(sink) => {
                     log::info!("{} started", sink.describe());
-                    sinks.push(sink);
+                    sinks.push((sink, row));
+                    status.push((maker.name, RecorderState::Writing { bytes: 0 }));
                 }
-                Err(e) => log::error!("{} recording of {key} not started: {e}", maker.name),
+                Err(e) => {
+                    log::error!("{} recording of {key} not started: {e}", maker.name);
+                    status.push((maker.name, stopped(&e, 0)));
+                }
             }
         }
-        self.sessions.insert(id, Session { key, sinks });
+        *lock(&shared.status) = status;
+        let bytes = vec![0; self.makers.len()];
+        self.sessions.insert(
+            id,
+            Session {
+                key,
+                sinks,
+                bytes,
+                shared,
+            },
+        );
     }
 }
 
@@ -420,7 +588,6 @@ mod tests {
     use crate::record::paths;
     use crate::record::testutil::*;
     use std::path::{Path, PathBuf};
-    use std::sync::Mutex;
 
     fn config(dir: &Path) -> RecordConfig {
         RecordConfig {
@@ -433,15 +600,27 @@ mod tests {
             mp4_fragment_ms: 4000,
             workers: 2,
             queue_len: 4096,
+            stall_ms: 10_000,
+        }
+    }
+
+    /// Feeds a frame as the hub does, and waits while the reader holds the publisher back, as
+    /// the loop does (it stops reading the publisher's socket).
+    fn feed(reader: &mut RecorderReader, f: &Frame) {
+        if reader.deliver(f) == ReaderState::Behind {
+            let t0 = Instant::now();
+            while reader.poll(t0.elapsed().as_millis() as u64) == ReaderState::Behind {
+                thread::sleep(Duration::from_millis(1));
+            }
         }
     }
 
     fn record(r: &mut Recorders, key: &StreamKey, started: SystemTime, frames: &[Frame]) {
-        let id = r.open(key, started).unwrap();
+        let mut id = r.open(key, started).unwrap();
         for f in frames {
-            r.frame(id, f);
+            feed(&mut id, f);
         }
-        r.close(id);
+        drop(id);
     }
 
     fn flv_files(dir: &Path) -> Vec<PathBuf> {
@@ -559,7 +738,7 @@ mod tests {
         let data = dir.join("data");
         let key = StreamKey::new("live", "err").unwrap();
         let mut r = Recorders::start(config(&data)).unwrap();
-        let id = r.open(&key, SystemTime::now()).unwrap();
+        let mut id = r.open(&key, SystemTime::now()).unwrap();
         // The HLS folder vanishes once the session made it: every segment write will fail.
         let hls = paths::stream_dir(&data, "hls", &key);
         let t0 = Instant::now();
@@ -568,9 +747,35 @@ mod tests {
         }
         std::fs::remove_dir(&hls).unwrap();
         for f in &frames {
-            r.frame(id, f);
+            feed(&mut id, f);
         }
-        r.close(id);
+        // The reader tells the stream's health which recorder stopped and why, and what the
+        // other one has taken so far (published by the worker about once a second).
+        let t0 = Instant::now();
+        let states = loop {
+            let s = id.recorders();
+            let flv_bytes = s.iter().find_map(|(n, st)| match st {
+                RecorderState::Writing { bytes } if *n == "flv" => Some(*bytes),
+                _ => None,
+            });
+            if flv_bytes.is_some_and(|b| b > 0) || t0.elapsed() > Duration::from_secs(5) {
+                break s;
+            }
+            thread::sleep(Duration::from_millis(20));
+        };
+        assert_eq!(states.len(), 2, "{states:?}");
+        assert!(
+            matches!(
+                &states[1],
+                ("hls", RecorderState::Stopped { error: true, .. })
+            ),
+            "{states:?}"
+        );
+        assert!(
+            matches!(&states[0], ("flv", RecorderState::Writing { bytes }) if *bytes > 0),
+            "{states:?}"
+        );
+        drop(id);
         r.shutdown();
         assert!(!hls.exists());
         let flv = flv_files(&paths::stream_dir(&data, "flv", &key));
@@ -591,7 +796,7 @@ mod tests {
         cfg.flv = false;
         cfg.hls_fragment_ms = 40;
         let mut r = Recorders::start(cfg).unwrap();
-        let id = r.open(&key, SystemTime::now()).unwrap();
+        let mut id = r.open(&key, SystemTime::now()).unwrap();
         let playlist = paths::stream_dir(&data, "hls", &key).join("index.m3u8");
         let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let reader = {
@@ -614,14 +819,14 @@ mod tests {
         };
         // Audio-only AAC at 40 ms, cut on time: a segment per frame, a playlist per frame.
         let asc = Frame::parse(8, 0, bytes::Bytes::from_static(&[0xaf, 0, 0x12, 0x10])).unwrap();
-        r.frame(id, &asc);
+        feed(&mut id, &asc);
         for i in 0..500 {
-            r.frame(id, &audio_frame(i * 40));
+            feed(&mut id, &audio_frame(i * 40));
             if i % 16 == 0 {
                 thread::sleep(Duration::from_millis(1));
             }
         }
-        r.close(id);
+        drop(id);
         r.shutdown();
         done.store(true, Ordering::SeqCst);
         assert!(reader.join().unwrap() > 0);
@@ -670,6 +875,7 @@ mod tests {
                 for f in frames.iter().filter(|f| k == 0 || !f.config) {
                     let mut f = f.clone();
                     f.dts = f.dts.wrapping_add(k * span);
+                    f.time = f.dts as u64;
                     sink.frame(&f).unwrap();
                 }
             }
@@ -728,28 +934,79 @@ mod tests {
     }
 
     #[test]
-    fn full_queue_stops_only_that_recording() {
-        let dir = temp_dir("overflow");
+    fn full_queue_holds_the_publisher_until_the_disk_catches_up() {
+        let dir = temp_dir("holdback");
         let mut cfg = config(&dir);
         cfg.workers = 1;
         cfg.queue_len = 4;
         let probe = Probe::default();
         let mut r = Recorders::start_with(cfg, vec![maker(&probe)]).unwrap();
+        let wakes = Arc::new(AtomicUsize::new(0));
+        let w = wakes.clone();
+        r.set_wake(Arc::new(move || {
+            w.fetch_add(1, Ordering::SeqCst);
+        }));
         let key = StreamKey::new("live", "slow").unwrap();
-        let id = r.open(&key, SystemTime::now()).unwrap();
+        let mut rec = r.open(&key, SystemTime::now()).unwrap();
         let gate = probe.gate.lock().unwrap();
-        for i in 0..50 {
-            r.frame(id, &audio_frame(i * 23));
+        let states: Vec<ReaderState> = (0..20).map(|i| rec.deliver(&audio_frame(i * 23))).collect();
+        // Under the bound the publisher is read; at it, held; past twice it, frames are
+        // dropped and counted (the publisher was asked to stop long before).
+        assert!(
+            states[..3].iter().all(|s| *s == ReaderState::Ready),
+            "{states:?}"
+        );
+        assert!(
+            states[3..].iter().all(|s| *s == ReaderState::Behind),
+            "{states:?}"
+        );
+        assert_eq!(rec.frames_dropped(), 12);
+        assert_eq!(rec.poll(0), ReaderState::Behind);
+        assert_eq!(rec.poll(9_999), ReaderState::Behind, "held, not stopped");
+        drop(gate);
+        // The worker wakes the loop once the backlog is under the low mark.
+        let t0 = Instant::now();
+        while wakes.load(Ordering::SeqCst) == 0 && t0.elapsed() < Duration::from_secs(5) {
+            thread::sleep(Duration::from_millis(1));
         }
-        assert!(r.recordings[&id].stopped);
+        assert_eq!(wakes.load(Ordering::SeqCst), 1);
+        assert_eq!(rec.poll(10_000), ReaderState::Ready);
+        assert_eq!(rec.deliver(&audio_frame(9999)), ReaderState::Ready);
+        drop(rec);
+        r.shutdown();
+        assert_eq!(probe.frames.load(Ordering::SeqCst), 9);
+        assert_eq!(probe.finished.load(Ordering::SeqCst), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_disk_stuck_past_the_bound_stops_only_that_recording() {
+        let dir = temp_dir("stuck");
+        let mut cfg = config(&dir);
+        cfg.workers = 1;
+        cfg.queue_len = 4;
+        cfg.stall_ms = 200;
+        let probe = Probe::default();
+        let mut r = Recorders::start_with(cfg, vec![maker(&probe)]).unwrap();
+        let key = StreamKey::new("live", "stuck").unwrap();
+        let mut rec = r.open(&key, SystemTime::now()).unwrap();
+        let gate = probe.gate.lock().unwrap();
+        for i in 0..4 {
+            rec.deliver(&audio_frame(i * 23));
+        }
+        assert_eq!(rec.poll(1000), ReaderState::Behind);
+        assert_eq!(rec.poll(1199), ReaderState::Behind);
+        assert_eq!(rec.poll(1200), ReaderState::Gone, "no progress for 200 ms");
+        assert_eq!(rec.deliver(&audio_frame(200)), ReaderState::Gone);
         drop(gate);
         // A new session on the same worker records normally.
         let other = StreamKey::new("live", "next").unwrap();
-        let id2 = r.open(&other, SystemTime::now()).unwrap();
-        r.close(id);
-        r.close(id2);
+        let mut next = r.open(&other, SystemTime::now()).unwrap();
+        feed(&mut next, &audio_frame(0));
+        drop(rec);
+        drop(next);
         r.shutdown();
-        assert!(probe.frames.load(Ordering::SeqCst) <= 6);
+        assert_eq!(probe.frames.load(Ordering::SeqCst), 5);
         assert_eq!(probe.finished.load(Ordering::SeqCst), 2);
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -764,11 +1021,11 @@ mod tests {
         let good = Probe::default();
         let mut r = Recorders::start_with(config(&dir), vec![maker(&bad), maker(&good)]).unwrap();
         let key = StreamKey::new("live", "f").unwrap();
-        let id = r.open(&key, SystemTime::now()).unwrap();
+        let mut id = r.open(&key, SystemTime::now()).unwrap();
         for i in 0..10 {
-            r.frame(id, &audio_frame(i * 23));
+            feed(&mut id, &audio_frame(i * 23));
         }
-        r.close(id);
+        drop(id);
         r.shutdown();
         assert_eq!(bad.frames.load(Ordering::SeqCst), 3);
         assert_eq!(bad.finished.load(Ordering::SeqCst), 1);
@@ -783,15 +1040,15 @@ mod tests {
         let probe = Probe::default();
         let mut r = Recorders::start_with(config(&dir), vec![maker(&probe)]).unwrap();
         let key = StreamKey::new("live", "s").unwrap();
-        let id = r.open(&key, SystemTime::now()).unwrap();
-        r.frame(id, &audio_frame(0));
+        let mut id = r.open(&key, SystemTime::now()).unwrap();
+        feed(&mut id, &audio_frame(0));
         r.shutdown();
         assert_eq!(probe.finished.load(Ordering::SeqCst), 1);
         let mut off = config(&dir);
         off.flv = false;
         off.hls = false;
         let mut r = Recorders::start(off).unwrap();
-        assert_eq!(r.open(&key, SystemTime::now()), None);
+        assert!(r.open(&key, SystemTime::now()).is_none());
         r.shutdown();
         std::fs::remove_dir_all(&dir).unwrap();
     }

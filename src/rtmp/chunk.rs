@@ -1,19 +1,13 @@
-//! The RTMP chunk stream: `ChunkDecoder` turns bytes into whole messages (all header formats,
-//! extended timestamps, Set Chunk Size, Abort, caps on every size), `ChunkEncoder` turns
-//! messages into chunks with compressed headers, and `encode_into` makes the stateless form
-//! used for fan-out. Protocol control builders live here too. It does not
-//! interpret commands, media or acknowledgements.
+//! The RTMP chunk stream DECODER: `ChunkDecoder` turns bytes into whole messages (all header
+//! formats, extended timestamps, Set Chunk Size, Abort, caps on every size). The encoder is
+//! `codec::chunk` (a leaf the hub uses too); the control message builders are `control`. It
+//! does not interpret commands, media or acknowledgements.
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
-use super::message::{
-    Message, ABORT, ACKNOWLEDGEMENT, SET_CHUNK_SIZE, SET_PEER_BANDWIDTH, USER_CONTROL,
-    WINDOW_ACK_SIZE,
-};
+use super::message::{Message, ABORT, SET_CHUNK_SIZE};
+use crate::codec::chunk::{DEFAULT_CHUNK_SIZE, EXTENDED, MAX_CHUNK_SIZE};
 
-pub const DEFAULT_CHUNK_SIZE: u32 = 128;
-/// The largest chunk size the specification allows (31 bits); the decoder has its own cap.
-pub const MAX_CHUNK_SIZE: u32 = 0x7fff_ffff;
 /// Defaults of `ChunkDecoder::new`.
 pub const DEFAULT_MAX_MESSAGE_LEN: usize = 16 << 20;
 pub const DEFAULT_MAX_CHUNK_SIZE: u32 = 16 << 20;
@@ -21,14 +15,6 @@ pub const DEFAULT_MAX_CHUNK_STREAMS: usize = 64;
 /// Buffers for unfinished messages start this large and grow as bytes arrive, so that a
 /// header declaring 16 MiB costs nothing until the bytes come.
 const INITIAL_RESERVE: usize = 64 * 1024;
-/// Chunk stream ids that a basic header can carry (0 and 1 select the longer header forms).
-pub const MIN_CSID: u32 = 2;
-pub const MAX_CSID: u32 = 65_599;
-/// The largest message length the 3-byte length field can carry.
-pub const MAX_MESSAGE_LEN_FIELD: usize = 0xff_ffff;
-
-/// A 3-byte timestamp field with this value means "the real value follows in 4 bytes".
-const EXTENDED: u32 = 0xff_ffff;
 /// A chunk whose payload is at most this long is consumed only once it is whole (the common
 /// case; a single-chunk message is then handed out without a copy). Longer chunks (a peer may
 /// set a chunk size of megabytes) are consumed as their bytes arrive, so the caller's input
@@ -103,6 +89,19 @@ struct InStream {
     ext: Option<u32>,
     /// The message being assembled; `None` between messages.
     partial: Option<BytesMut>,
+}
+
+impl InStream {
+    /// The message whose header this chunk stream holds, with `payload`.
+    fn message(&self, payload: Bytes) -> Message {
+        Message {
+            csid: self.csid,
+            timestamp: self.timestamp,
+            type_id: self.type_id,
+            stream_id: self.stream_id,
+            payload,
+        }
+    }
 }
 
 /// A parsed chunk header, not yet applied to the decoder state.
@@ -232,14 +231,7 @@ impl ChunkDecoder {
             let new_message = st.partial.is_none();
             if new_message && whole && payload_len == msg_len as usize {
                 // The whole message is this one chunk: hand out the bytes without a copy.
-                let payload = buf.split_to(payload_len).freeze();
-                let msg = Message {
-                    csid: st.csid,
-                    timestamp: st.timestamp,
-                    type_id: st.type_id,
-                    stream_id: st.stream_id,
-                    payload,
-                };
+                let msg = st.message(buf.split_to(payload_len).freeze());
                 self.apply_control(&msg)?;
                 return Ok(Some(msg));
             }
@@ -415,14 +407,7 @@ impl ChunkDecoder {
             return Ok(None);
         }
         let payload = self.take_partial(idx).unwrap_or_default().freeze();
-        let st = &self.streams[idx];
-        let msg = Message {
-            csid: st.csid,
-            timestamp: st.timestamp,
-            type_id: st.type_id,
-            stream_id: st.stream_id,
-            payload,
-        };
+        let msg = self.streams[idx].message(payload);
         self.apply_control(&msg)?;
         Ok(Some(msg))
     }
@@ -452,288 +437,13 @@ impl ChunkDecoder {
     }
 }
 
-/// What the encoder remembers per chunk stream id.
-struct OutStream {
-    csid: u32,
-    timestamp: u32,
-    /// The delta of the last format 1/2 header (meaningless after format 0, see `after_fmt0`).
-    delta: u32,
-    length: u32,
-    type_id: u8,
-    stream_id: u32,
-    /// The last full header was format 0; its field may have been extended.
-    after_fmt0: bool,
-    /// `Some(field)` when the last format 0 header used an extended timestamp.
-    ext: Option<u32>,
-}
-
-/// Messages in, chunks out, with headers compressed per chunk stream id.
-pub struct ChunkEncoder {
-    chunk_size: u32,
-    streams: Vec<OutStream>,
-}
-
-impl Default for ChunkEncoder {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl ChunkEncoder {
-    pub fn new() -> ChunkEncoder {
-        ChunkEncoder {
-            chunk_size: DEFAULT_CHUNK_SIZE,
-            streams: Vec::new(),
-        }
-    }
-
-    /// Takes effect for the next message. Send the Set Chunk Size message first (with the old
-    /// size), then call this. Clamped to 1..=MAX_CHUNK_SIZE.
-    pub fn set_chunk_size(&mut self, size: u32) {
-        self.chunk_size = size.clamp(1, MAX_CHUNK_SIZE);
-    }
-
-    pub fn chunk_size(&self) -> u32 {
-        self.chunk_size
-    }
-
-    /// Appends the message as chunks. Header choice: format 0 for the first message on a chunk
-    /// stream, a new message stream id, time going backwards or a delta that would need the
-    /// extended field (so deltas are never extended, which some players mishandle); format 1
-    /// when length or type change; format 3 when the delta repeats the previous format 1/2
-    /// delta (never straight after format 0: decoders disagree there); else format 2.
-    /// Continuation chunks are format 3 and repeat an extended timestamp.
-    ///
-    /// A payload longer than the 24-bit length field (16 MiB - 1) cannot be sent: it is dropped
-    /// with a warning (nothing we produce comes near it). A csid outside 2..=65599 is a caller
-    /// bug and is sent on csid 3.
-    pub fn encode(&mut self, msg: &Message, out: &mut Vec<u8>) {
-        if msg.payload.len() > MAX_MESSAGE_LEN_FIELD {
-            log::warn!(
-                "dropping an RTMP message of {} bytes: longer than the length field",
-                msg.payload.len()
-            );
-            return;
-        }
-        let csid = checked_csid(msg.csid);
-        let len = msg.payload.len() as u32;
-        let idx = self.streams.iter().position(|s| s.csid == csid);
-        let fmt = match idx.map(|i| &self.streams[i]) {
-            None => 0,
-            Some(p) => {
-                let delta = msg.timestamp.wrapping_sub(p.timestamp);
-                if p.stream_id != msg.stream_id || delta >= 0x8000_0000 || delta >= EXTENDED {
-                    0
-                } else if p.length != len || p.type_id != msg.type_id {
-                    1
-                } else if p.after_fmt0 || p.delta != delta {
-                    2
-                } else {
-                    3
-                }
-            }
-        };
-        let idx = idx.unwrap_or_else(|| {
-            self.streams.push(OutStream {
-                csid,
-                timestamp: 0,
-                delta: 0,
-                length: 0,
-                type_id: 0,
-                stream_id: 0,
-                after_fmt0: true,
-                ext: None,
-            });
-            self.streams.len() - 1
-        });
-        let st = &mut self.streams[idx];
-        let delta = msg.timestamp.wrapping_sub(st.timestamp);
-        put_basic_header(fmt, csid, out);
-        match fmt {
-            0 => {
-                let ext = (msg.timestamp >= EXTENDED).then_some(msg.timestamp);
-                put_be24(msg.timestamp.min(EXTENDED), out);
-                put_be24(len, out);
-                out.push(msg.type_id);
-                out.extend_from_slice(&msg.stream_id.to_le_bytes());
-                if let Some(e) = ext {
-                    out.extend_from_slice(&e.to_be_bytes());
-                }
-                st.after_fmt0 = true;
-                st.ext = ext;
-                st.stream_id = msg.stream_id;
-            }
-            1 | 2 => {
-                put_be24(delta, out);
-                if fmt == 1 {
-                    put_be24(len, out);
-                    out.push(msg.type_id);
-                }
-                st.after_fmt0 = false;
-                st.ext = None;
-                st.delta = delta;
-            }
-            _ => {}
-        }
-        st.timestamp = msg.timestamp;
-        st.length = len;
-        st.type_id = msg.type_id;
-        let ext = st.ext;
-        let size = self.chunk_size as usize;
-        let mut chunks = msg.payload.chunks(size);
-        if let Some(first) = chunks.next() {
-            out.extend_from_slice(first);
-        }
-        for piece in chunks {
-            put_basic_header(3, csid, out);
-            if let Some(e) = ext {
-                out.extend_from_slice(&e.to_be_bytes());
-            }
-            out.extend_from_slice(piece);
-        }
-    }
-}
-
-/// The message as a format-0 first chunk and format-3 continuations, appended to `out`. Needs
-/// no encoder state, so one serialisation serves every viewer that uses `chunk_size`. The
-/// extended timestamp (timestamp >= 0xFFFFFF) is repeated in every continuation header. A csid
-/// outside 2..=65599 is sent on csid 3; a payload longer than the length field appends nothing
-/// (with a warning), as in `ChunkEncoder::encode`. `encoded_len` gives the exact size.
-pub fn encode_into(
-    csid: u32,
-    timestamp: u32,
-    type_id: u8,
-    stream_id: u32,
-    payload: &[u8],
-    chunk_size: u32,
-    out: &mut impl BufMut,
-) {
-    if payload.len() > MAX_MESSAGE_LEN_FIELD {
-        log::warn!(
-            "dropping an RTMP message of {} bytes: longer than the length field",
-            payload.len()
-        );
-        return;
-    }
-    let csid = checked_csid(csid);
-    let size = chunk_size.clamp(1, MAX_CHUNK_SIZE) as usize;
-    let ext = timestamp >= EXTENDED;
-    let mut head = Vec::with_capacity(18);
-    put_basic_header(0, csid, &mut head);
-    put_be24(timestamp.min(EXTENDED), &mut head);
-    put_be24(payload.len() as u32, &mut head);
-    head.push(type_id);
-    head.extend_from_slice(&stream_id.to_le_bytes());
-    if ext {
-        head.extend_from_slice(&timestamp.to_be_bytes());
-    }
-    out.put_slice(&head);
-    let mut cont = Vec::with_capacity(7);
-    put_basic_header(3, csid, &mut cont);
-    if ext {
-        cont.extend_from_slice(&timestamp.to_be_bytes());
-    }
-    for (i, piece) in payload.chunks(size).enumerate() {
-        if i > 0 {
-            out.put_slice(&cont);
-        }
-        out.put_slice(piece);
-    }
-}
-
-/// The bytes `encode_into` appends for these arguments.
-pub fn encoded_len(csid: u32, timestamp: u32, payload_len: usize, chunk_size: u32) -> usize {
-    if payload_len > MAX_MESSAGE_LEN_FIELD {
-        return 0;
-    }
-    let csid = checked_csid(csid);
-    let basic = match csid {
-        2..=63 => 1,
-        64..=319 => 2,
-        _ => 3,
-    };
-    let ext = if timestamp >= EXTENDED { 4 } else { 0 };
-    let size = chunk_size.clamp(1, MAX_CHUNK_SIZE) as usize;
-    let continuations = payload_len.div_ceil(size).saturating_sub(1);
-    basic + 11 + ext + payload_len + continuations * (basic + ext)
-}
-
-fn checked_csid(csid: u32) -> u32 {
-    if (MIN_CSID..=MAX_CSID).contains(&csid) {
-        csid
-    } else {
-        log::warn!("RTMP chunk stream id {csid} out of range, using 3");
-        3
-    }
-}
-
-fn put_basic_header(fmt: u8, csid: u32, out: &mut Vec<u8>) {
-    let f = fmt << 6;
-    if csid < 64 {
-        out.push(f | csid as u8);
-    } else if csid < 320 {
-        out.extend_from_slice(&[f, (csid - 64) as u8]);
-    } else {
-        let c = csid - 64;
-        out.extend_from_slice(&[f | 1, c as u8, (c >> 8) as u8]);
-    }
-}
-
-fn put_be24(v: u32, out: &mut Vec<u8>) {
-    out.extend_from_slice(&v.to_be_bytes()[1..]);
-}
-
-fn control(type_id: u8, payload: Vec<u8>) -> Message {
-    Message {
-        csid: 2,
-        timestamp: 0,
-        type_id,
-        stream_id: 0,
-        payload: Bytes::from(payload),
-    }
-}
-
-/// Set Chunk Size (type 1). Send it with the old size, then switch the encoder.
-pub fn set_chunk_size_msg(size: u32) -> Message {
-    control(
-        SET_CHUNK_SIZE,
-        (size & MAX_CHUNK_SIZE).to_be_bytes().to_vec(),
-    )
-}
-
-/// Window Acknowledgement Size (type 5).
-pub fn window_ack_size_msg(n: u32) -> Message {
-    control(WINDOW_ACK_SIZE, n.to_be_bytes().to_vec())
-}
-
-/// Set Peer Bandwidth (type 6); `limit_type` 0 hard, 1 soft, 2 dynamic.
-pub fn set_peer_bandwidth_msg(n: u32, limit_type: u8) -> Message {
-    let mut p = n.to_be_bytes().to_vec();
-    p.push(limit_type);
-    control(SET_PEER_BANDWIDTH, p)
-}
-
-/// Acknowledgement (type 3) with the number of bytes received so far.
-pub fn ack_msg(seq: u32) -> Message {
-    control(ACKNOWLEDGEMENT, seq.to_be_bytes().to_vec())
-}
-
-/// User Control (type 4): event type (see `message::UC_*`) then its data.
-pub fn user_control_msg(event: u16, data: &[u8]) -> Message {
-    let mut p = event.to_be_bytes().to_vec();
-    p.extend_from_slice(data);
-    control(USER_CONTROL, p)
-}
-
-/// Abort (type 2) for the partial message on `csid`.
-pub fn abort_msg(csid: u32) -> Message {
-    control(ABORT, csid.to_be_bytes().to_vec())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::chunk::{encode_into, encoded_len, ChunkEncoder};
+    use crate::rtmp::control::{abort_msg, set_chunk_size_msg};
     use crate::rtmp::message::{AUDIO, COMMAND_AMF0, VIDEO};
+    use bytes::Bytes;
 
     struct Rng(u64);
     impl Rng {
@@ -1206,25 +916,6 @@ mod tests {
     }
 
     #[test]
-    fn encoder_header_choices() {
-        let mut enc = ChunkEncoder::new();
-        let mut first = |m: &Message| {
-            let mut out = Vec::new();
-            enc.encode(m, &mut out);
-            (out[0] >> 6, out.len())
-        };
-        assert_eq!(first(&msg(4, 0, 8, 1, &[1; 10])), (0, 22));
-        assert_eq!(first(&msg(4, 20, 8, 1, &[1; 10])), (2, 14)); // same size, new delta
-        assert_eq!(first(&msg(4, 40, 8, 1, &[1; 10])), (3, 11)); // same delta
-        assert_eq!(first(&msg(4, 60, 8, 1, &[1; 11])), (1, 19)); // new length
-        assert_eq!(first(&msg(4, 70, 9, 1, &[1; 11])), (1, 19)); // new type
-        assert_eq!(first(&msg(4, 70, 9, 2, &[1; 11])), (0, 23)); // new stream id
-        assert_eq!(first(&msg(4, 50, 9, 2, &[1; 11])), (0, 23)); // backwards
-        assert_eq!(first(&msg(4, 0x0200_0000, 9, 2, &[1; 11])), (0, 27)); // big jump
-        assert_eq!(first(&msg(4, 0x0200_0000, 9, 2, &[1; 11])), (2, 15)); // delta 0 after fmt 0
-    }
-
-    #[test]
     fn encode_into_is_a_decodable_stream_of_the_announced_length() {
         for size in [128u32, 1, 7, 4096] {
             let mut rng = Rng(99 + size as u64);
@@ -1267,20 +958,5 @@ mod tests {
             let mut buf = BytesMut::from(&bytes[..cut]);
             while let Ok(Some(_)) = dec.decode(&mut buf) {}
         }
-    }
-
-    #[test]
-    fn control_message_builders() {
-        assert_eq!(&set_chunk_size_msg(4096).payload[..], &[0, 0, 0x10, 0]);
-        assert_eq!(
-            &window_ack_size_msg(2_500_000).payload[..],
-            &2_500_000u32.to_be_bytes()
-        );
-        let bw = set_peer_bandwidth_msg(2_500_000, 2);
-        assert_eq!((bw.type_id, bw.payload.len(), bw.payload[4]), (6, 5, 2));
-        assert_eq!(ack_msg(7).type_id, 3);
-        let uc = user_control_msg(0, &[0, 0, 0, 1]);
-        assert_eq!(&uc.payload[..], &[0, 0, 0, 0, 0, 1]);
-        assert_eq!((uc.csid, uc.stream_id, uc.type_id), (2, 0, 4));
     }
 }

@@ -162,30 +162,85 @@ impl Packet {
     }
 }
 
-enum ServerState {
-    C0,
-    C1,
-    C2,
+/// Where one side is in reading the other's three parts: the version byte, the first packet
+/// (C1 or S1, which it answers) and the second (C2 or S2, read and not checked: peers differ
+/// too much). The same for both sides, so it is written once.
+enum Phase {
+    Version,
+    First,
+    Second,
     Done,
+}
+
+struct Incoming {
+    phase: Phase,
+    packet: Packet,
+}
+
+impl Incoming {
+    fn new() -> Incoming {
+        Incoming {
+            phase: Phase::Version,
+            packet: Packet::new(),
+        }
+    }
+
+    /// Consumes bytes of the peer's three parts from `input`, calling `on_first` once with the
+    /// first packet when it is whole. Returns the bytes consumed, never past the second packet.
+    fn feed(
+        &mut self,
+        input: &[u8],
+        mut on_first: impl FnMut(&[u8; HANDSHAKE_SIZE]),
+    ) -> Result<usize, HandshakeError> {
+        let mut used = 0;
+        while used < input.len() {
+            match self.phase {
+                Phase::Version => {
+                    if input[used] != RTMP_VERSION {
+                        return Err(HandshakeError::BadVersion(input[used]));
+                    }
+                    used += 1;
+                    self.phase = Phase::First;
+                }
+                Phase::First => {
+                    used += self.packet.fill_from(&input[used..]);
+                    if self.packet.is_full() {
+                        on_first(&self.packet.bytes);
+                        self.packet.len = 0;
+                        self.phase = Phase::Second;
+                    }
+                }
+                Phase::Second => {
+                    used += self.packet.fill_from(&input[used..]);
+                    if self.packet.is_full() {
+                        self.phase = Phase::Done;
+                    }
+                }
+                Phase::Done => break,
+            }
+        }
+        Ok(used)
+    }
+
+    fn is_done(&self) -> bool {
+        matches!(self.phase, Phase::Done)
+    }
 }
 
 /// The server side: reads C0 C1 C2, writes S0 S1 S2 once C1 is complete.
 pub struct ServerHandshake {
-    state: ServerState,
+    incoming: Incoming,
     rng: Rng,
     epoch: u32,
-    /// C1 while it arrives; then C2 (its content is not checked: clients differ too much).
-    packet: Packet,
 }
 
 impl ServerHandshake {
     /// `seed` feeds the generator of the random bytes; `epoch` is S1's time field (ms).
     pub fn new(seed: u64, epoch: u32) -> ServerHandshake {
         ServerHandshake {
-            state: ServerState::C0,
+            incoming: Incoming::new(),
             rng: Rng::new(seed),
             epoch,
-            packet: Packet::new(),
         }
     }
 
@@ -196,82 +251,47 @@ impl ServerHandshake {
         input: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<usize, HandshakeError> {
-        let mut used = 0;
-        while used < input.len() {
-            match self.state {
-                ServerState::C0 => {
-                    if input[used] != RTMP_VERSION {
-                        return Err(HandshakeError::BadVersion(input[used]));
-                    }
-                    used += 1;
-                    self.state = ServerState::C1;
-                }
-                ServerState::C1 => {
-                    used += self.packet.fill_from(&input[used..]);
-                    if self.packet.is_full() {
-                        self.answer(out);
-                        self.packet.len = 0;
-                        self.state = ServerState::C2;
-                    }
-                }
-                ServerState::C2 => {
-                    used += self.packet.fill_from(&input[used..]);
-                    if self.packet.is_full() {
-                        self.state = ServerState::Done;
-                    }
-                }
-                ServerState::Done => break,
-            }
-        }
-        Ok(used)
+        let (rng, epoch) = (&mut self.rng, self.epoch);
+        self.incoming.feed(input, |c1| answer(rng, epoch, c1, out))
     }
 
     pub fn is_done(&self) -> bool {
-        matches!(self.state, ServerState::Done)
-    }
-
-    /// S0 S1 S2 for the C1 in `self.packet`: with digests when C1 carries a valid one, else
-    /// the plain form (S2 echoes C1). A client is never refused for its digest.
-    fn answer(&mut self, out: &mut Vec<u8>) {
-        let c1 = &self.packet.bytes;
-        let mut s1 = [0u8; HANDSHAKE_SIZE];
-        s1[..4].copy_from_slice(&self.epoch.to_be_bytes());
-        self.rng.fill(&mut s1[8..]);
-        out.push(RTMP_VERSION);
-        match find_client_digest(c1) {
-            Some((schema, c1_digest)) => {
-                s1[4..8].copy_from_slice(&SERVER_VERSION);
-                let off = digest_offset(&s1, schema);
-                let d = packet_digest(&s1, off, &fms_key()[..FMS_TEXT.len()]);
-                s1[off..off + DIGEST_LEN].copy_from_slice(&d);
-                out.extend_from_slice(&s1);
-
-                let mut s2 = [0u8; HANDSHAKE_SIZE];
-                self.rng.fill(&mut s2);
-                let key = hmac_sha256(&fms_key(), &[&c1_digest]);
-                let sig = hmac_sha256(&key, &[&s2[..HANDSHAKE_SIZE - DIGEST_LEN]]);
-                s2[HANDSHAKE_SIZE - DIGEST_LEN..].copy_from_slice(&sig);
-                out.extend_from_slice(&s2);
-            }
-            None => {
-                out.extend_from_slice(&s1);
-                out.extend_from_slice(&c1[..]);
-            }
-        }
+        self.incoming.is_done()
     }
 }
 
-enum ClientState {
-    S0,
-    S1,
-    S2,
-    Done,
+/// S0 S1 S2 for `c1`: with digests when C1 carries a valid one, else the plain form (S2
+/// echoes C1). A client is never refused for its digest.
+fn answer(rng: &mut Rng, epoch: u32, c1: &[u8; HANDSHAKE_SIZE], out: &mut Vec<u8>) {
+    let mut s1 = [0u8; HANDSHAKE_SIZE];
+    s1[..4].copy_from_slice(&epoch.to_be_bytes());
+    rng.fill(&mut s1[8..]);
+    out.push(RTMP_VERSION);
+    match find_client_digest(c1) {
+        Some((schema, c1_digest)) => {
+            s1[4..8].copy_from_slice(&SERVER_VERSION);
+            let off = digest_offset(&s1, schema);
+            let d = packet_digest(&s1, off, &fms_key()[..FMS_TEXT.len()]);
+            s1[off..off + DIGEST_LEN].copy_from_slice(&d);
+            out.extend_from_slice(&s1);
+
+            let mut s2 = [0u8; HANDSHAKE_SIZE];
+            rng.fill(&mut s2);
+            let key = hmac_sha256(&fms_key(), &[&c1_digest]);
+            let sig = hmac_sha256(&key, &[&s2[..HANDSHAKE_SIZE - DIGEST_LEN]]);
+            s2[HANDSHAKE_SIZE - DIGEST_LEN..].copy_from_slice(&sig);
+            out.extend_from_slice(&s2);
+        }
+        None => {
+            out.extend_from_slice(&s1);
+            out.extend_from_slice(&c1[..]);
+        }
+    }
 }
 
 /// The client side, plain form: C0 C1 at once, C2 (the echo of S1) once S1 is whole.
 pub struct ClientHandshake {
-    state: ClientState,
-    packet: Packet,
+    incoming: Incoming,
 }
 
 impl ClientHandshake {
@@ -283,8 +303,7 @@ impl ClientHandshake {
         out.push(RTMP_VERSION);
         out.extend_from_slice(&c1);
         ClientHandshake {
-            state: ClientState::S0,
-            packet: Packet::new(),
+            incoming: Incoming::new(),
         }
     }
 
@@ -295,38 +314,12 @@ impl ClientHandshake {
         input: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<usize, HandshakeError> {
-        let mut used = 0;
-        while used < input.len() {
-            match self.state {
-                ClientState::S0 => {
-                    if input[used] != RTMP_VERSION {
-                        return Err(HandshakeError::BadVersion(input[used]));
-                    }
-                    used += 1;
-                    self.state = ClientState::S1;
-                }
-                ClientState::S1 => {
-                    used += self.packet.fill_from(&input[used..]);
-                    if self.packet.is_full() {
-                        out.extend_from_slice(&self.packet.bytes[..]);
-                        self.packet.len = 0;
-                        self.state = ClientState::S2;
-                    }
-                }
-                ClientState::S2 => {
-                    used += self.packet.fill_from(&input[used..]);
-                    if self.packet.is_full() {
-                        self.state = ClientState::Done;
-                    }
-                }
-                ClientState::Done => break,
-            }
-        }
-        Ok(used)
+        self.incoming
+            .feed(input, |s1| out.extend_from_slice(&s1[..]))
     }
 
     pub fn is_done(&self) -> bool {
-        matches!(self.state, ClientState::Done)
+        self.incoming.is_done()
     }
 }
 

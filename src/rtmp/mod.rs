@@ -4,6 +4,8 @@
 pub mod chunk;
 pub mod client;
 pub mod command;
+pub mod control;
 pub mod handshake;
+pub mod media_message;
 pub mod message;
 pub mod session;

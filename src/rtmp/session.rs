@@ -4,30 +4,32 @@
 //! requests that the server answers with `accept_*` / `reject_*`: policy (auth, busy keys) lives
 //! outside. It writes only control and command messages; media to players is pre-serialised by
 //! the hub on `CSID_AUDIO` / `CSID_VIDEO` / `CSID_DATA`, which this session never uses.
+//!
+//! This file holds the public API (events, requests and their answers, output) and the input
+//! path; what each received message and command does is `commands`, the per-stream
+//! publish/play state is `streams`. `feed_handshake` and `SessionError` serve the client too.
 
-use crate::amf::{amf0, AmfError, Value};
-use crate::media::frame::TAG_SCRIPT;
+mod commands;
+mod streams;
+
+use crate::amf::AmfError;
+use crate::codec::chunk::{ChunkEncoder, CSID_COMMAND, CSID_CONTROL};
 use crate::media::key::split_query;
 use crate::media::Frame;
-use crate::rtmp::chunk::{self, ChunkDecoder, ChunkEncoder, ChunkError};
+use crate::rtmp::chunk::{ChunkDecoder, ChunkError};
 use crate::rtmp::command::{self, Command};
+use crate::rtmp::control::{self, AckCounter};
 use crate::rtmp::handshake::{HandshakeError, ServerHandshake};
 use crate::rtmp::message::{self as mt, Message};
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
+pub use commands::ClientCaps;
 use std::collections::VecDeque;
 use std::fmt;
-
-/// Chunk stream for protocol control and user control messages (the spec requires csid 2).
-pub const CSID_CONTROL: u32 = 2;
-/// Chunk stream for commands, onStatus and `|RtmpSampleAccess`.
-pub const CSID_COMMAND: u32 = 3;
-/// csids the hub uses for media it pre-serialises with `chunk::encode_into` (fmt 0 always);
-/// the session's own encoder never uses these, so its header compression cannot be confused.
-pub const CSID_AUDIO: u32 = 4;
-pub const CSID_VIDEO: u32 = 6;
-pub const CSID_DATA: u32 = 5;
+use streams::{Request, RequestKind, StreamState};
 
 /// Message streams one connection may have open at once (createStream beyond it gets `_error`).
+/// Stream ids only: the server serves one publish or play per connection and refuses a second
+/// (`server::rtmp::ONE_STREAM`); clients create a stream or two before their one request.
 pub const MAX_STREAMS: usize = 16;
 /// FCPublish names remembered until their publish arrives.
 const MAX_FC_PUBLISH: usize = 16;
@@ -165,63 +167,6 @@ impl From<AmfError> for SessionError {
     }
 }
 
-/// Counts received bytes and says when an Acknowledgement is due: every `window` bytes, with the
-/// real total (wrapping at 32 bits on the wire).
-#[derive(Debug, Clone)]
-pub(crate) struct AckCounter {
-    pub received: u64,
-    pub window: u32,
-    last_ack: u64,
-}
-
-impl AckCounter {
-    pub fn new(window: u32) -> AckCounter {
-        AckCounter {
-            received: 0,
-            window,
-            last_ack: 0,
-        }
-    }
-
-    pub fn add(&mut self, n: usize) {
-        self.received += n as u64;
-    }
-
-    /// The sequence number to acknowledge, once per passed window.
-    pub fn due(&mut self) -> Option<u32> {
-        if self.window > 0 && self.received - self.last_ack >= self.window as u64 {
-            self.last_ack = self.received;
-            Some(self.received as u32)
-        } else {
-            None
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq)]
-enum StreamState {
-    Idle,
-    PublishPending(u32),
-    /// The raw publish name, for FCUnpublish matching.
-    Publishing(String),
-    PlayPending(u32),
-    Playing,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum RequestKind {
-    Publish,
-    Play,
-}
-
-#[derive(Debug)]
-struct Request {
-    id: u32,
-    kind: RequestKind,
-    stream_id: u32,
-    name: String,
-}
-
 /// See the module doc. Output is a plain `Vec<u8>` taken whole by `take_output`.
 pub struct ServerSession {
     config: SessionConfig,
@@ -242,6 +187,8 @@ pub struct ServerSession {
     next_request_id: u32,
     /// (FCPublish name, its transaction id): answered with onFCPublish when the publish is accepted.
     fc_publish: Vec<(String, f64)>,
+    /// What the client declared in an Enhanced RTMP connect; `None` for a legacy client.
+    client_caps: Option<ClientCaps>,
     close: bool,
 }
 
@@ -270,6 +217,7 @@ impl ServerSession {
             requests: Vec::new(),
             next_request_id: 1,
             fc_publish: Vec::new(),
+            client_caps: None,
             close: false,
         }
     }
@@ -289,7 +237,7 @@ impl ServerSession {
             self.handle_message(msg, true)?;
         }
         if let Some(seq) = self.acks.due() {
-            self.send_control(chunk::ack_msg(seq));
+            self.send_control(control::ack_msg(seq));
         }
         Ok(())
     }
@@ -358,7 +306,7 @@ impl ServerSession {
         let sid = req.stream_id;
         self.set_state(sid, StreamState::Playing);
         let bare = split_query(&req.name).0.to_string();
-        self.send_control(chunk::user_control_msg(
+        self.send_control(control::user_control_msg(
             mt::UC_STREAM_BEGIN,
             &sid.to_be_bytes(),
         ));
@@ -424,7 +372,7 @@ impl ServerSession {
     /// afterwards is the server's decision.
     pub fn unpublish_notify(&mut self, stream_id: u32) {
         if self.state(stream_id).is_some() {
-            self.send_control(chunk::user_control_msg(
+            self.send_control(control::user_control_msg(
                 mt::UC_STREAM_EOF,
                 &stream_id.to_be_bytes(),
             ));
@@ -463,324 +411,9 @@ impl ServerSession {
         &self.app
     }
 
-    // ---- incoming messages ----
-
-    fn handle_message(&mut self, msg: Message, allow_aggregate: bool) -> Result<(), SessionError> {
-        match msg.type_id {
-            // Set Chunk Size and Abort are applied by the decoder; acks and bandwidth are advisory.
-            mt::SET_CHUNK_SIZE | mt::ABORT | mt::ACKNOWLEDGEMENT | mt::SET_PEER_BANDWIDTH => {}
-            mt::WINDOW_ACK_SIZE => {
-                if let Some(w) = be_u32(&msg.payload) {
-                    if w > 0 {
-                        self.acks.window = w;
-                    }
-                }
-            }
-            mt::USER_CONTROL => {
-                if let Some(reply) = ping_reply(&msg.payload) {
-                    self.send_control(reply);
-                }
-            }
-            mt::AUDIO | mt::VIDEO if self.is_publishing(msg.stream_id) => {
-                if let Some(frame) = Frame::parse(msg.type_id, msg.timestamp, msg.payload) {
-                    self.events.push_back(SessionEvent::Media {
-                        stream_id: msg.stream_id,
-                        frame,
-                    });
-                }
-            }
-            mt::DATA_AMF0 | mt::DATA_AMF3 if self.is_publishing(msg.stream_id) => {
-                let data = metadata_payload(msg.type_id, &msg.payload);
-                if let Some(frame) = data.and_then(|d| Frame::parse(TAG_SCRIPT, msg.timestamp, d)) {
-                    self.events.push_back(SessionEvent::Media {
-                        stream_id: msg.stream_id,
-                        frame,
-                    });
-                }
-            }
-            mt::COMMAND_AMF0 | mt::COMMAND_AMF3 => {
-                let values = amf0::decode_message(msg.type_id, &msg.payload)?;
-                let cmd = Command::parse(values)
-                    .map_err(|_| SessionError::Protocol("command message without a name"))?;
-                self.on_command(msg.stream_id, cmd)?;
-            }
-            mt::AGGREGATE if allow_aggregate && self.is_publishing(msg.stream_id) => {
-                for sub in split_aggregate(&msg)? {
-                    self.handle_message(sub, false)?;
-                }
-            }
-            // Shared objects and anything unknown: not ours to serve.
-            _ => {}
-        }
-        Ok(())
-    }
-
-    fn on_command(&mut self, stream_id: u32, cmd: Command) -> Result<(), SessionError> {
-        let txn = cmd.transaction_id;
-        if !self.connected && cmd.name != "connect" {
-            self.close = true;
-            return Err(SessionError::Protocol("command before connect"));
-        }
-        match cmd.name.as_str() {
-            "connect" => self.on_connect(&cmd)?,
-            "createStream" => {
-                if self.streams.len() >= MAX_STREAMS {
-                    self.send_command(
-                        0,
-                        &command::error_reply(
-                            txn,
-                            "NetConnection.Call.Failed",
-                            "Too many streams.",
-                        ),
-                    );
-                } else {
-                    let id = self.next_stream_id;
-                    self.next_stream_id = self.next_stream_id.wrapping_add(1).max(1);
-                    self.streams.push((id, StreamState::Idle));
-                    self.send_command(0, &command::create_stream_result(txn, id));
-                }
-            }
-            "releaseStream" | "_checkbw" => {
-                if cmd.wants_reply() {
-                    self.send_command(0, &command::simple_result(txn));
-                }
-            }
-            "FCPublish" => {
-                if let Some(name) = cmd.arg_str(0) {
-                    if self.fc_publish.len() >= MAX_FC_PUBLISH {
-                        self.fc_publish.remove(0);
-                    }
-                    self.fc_publish.push((name.to_string(), txn));
-                }
-                if cmd.wants_reply() {
-                    self.send_command(0, &command::simple_result(txn));
-                }
-            }
-            "FCUnpublish" => {
-                let name = cmd.arg_str(0).unwrap_or("").to_string();
-                self.on_fc_unpublish(&name);
-                self.send_command(0, &command::on_fc_unpublish(txn, split_query(&name).0));
-                if cmd.wants_reply() {
-                    self.send_command(0, &command::simple_result(txn));
-                }
-            }
-            "publish" => self.on_request(stream_id, RequestKind::Publish, &cmd)?,
-            "play" => self.on_request(stream_id, RequestKind::Play, &cmd)?,
-            "deleteStream" => {
-                // The id is an argument; the message itself travels on stream 0 or on the stream.
-                let id = match cmd.arg_f64(0) {
-                    Some(n) if n >= 0.0 && n <= u32::MAX as f64 => n as u32,
-                    _ => stream_id,
-                };
-                self.end_stream(id, true);
-            }
-            "closeStream" => self.end_stream(stream_id, false),
-            "getStreamLength" => {
-                if cmd.wants_reply() {
-                    self.send_command(0, &command::value_result(txn, Value::Number(0.0)));
-                }
-            }
-            "pause" => {
-                if self.state(stream_id) == Some(&StreamState::Playing) {
-                    let paused = cmd.arg_bool(0).unwrap_or(true);
-                    let (code, text) = if paused {
-                        ("NetStream.Pause.Notify", "Paused.")
-                    } else {
-                        ("NetStream.Unpause.Notify", "Unpaused.")
-                    };
-                    self.send_command(stream_id, &command::on_status("status", code, text));
-                    self.events
-                        .push_back(SessionEvent::Pause { stream_id, paused });
-                }
-            }
-            "receiveAudio" | "receiveVideo" => {
-                if self.state(stream_id).is_some() {
-                    let enabled = cmd.arg_bool(0).unwrap_or(true);
-                    self.events.push_back(if cmd.name == "receiveAudio" {
-                        SessionEvent::ReceiveAudio { stream_id, enabled }
-                    } else {
-                        SessionEvent::ReceiveVideo { stream_id, enabled }
-                    });
-                }
-            }
-            // Replies to calls we never make, and notifications: nothing to answer.
-            "_result" | "_error" | "onStatus" | "onBWDone" | "_onbwcheck" | "_onbwdone" => {}
-            other => {
-                if cmd.wants_reply() {
-                    let shown: String = other.chars().take(64).collect();
-                    self.send_command(
-                        0,
-                        &command::error_reply(
-                            txn,
-                            "NetConnection.Call.Failed",
-                            &format!("Method not found ({shown})."),
-                        ),
-                    );
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn on_connect(&mut self, cmd: &Command) -> Result<(), SessionError> {
-        if self.connected {
-            self.close = true;
-            return Err(SessionError::Protocol("connect sent twice"));
-        }
-        let app = cmd.object_str("app").unwrap_or("");
-        let app = app.strip_suffix('/').unwrap_or(app).to_string();
-        let tc_url = cmd.object_str("tcUrl").map(str::to_string);
-        let encoding = match cmd.object.get("objectEncoding").and_then(Value::as_f64) {
-            Some(3.0) => 3.0,
-            _ => 0.0,
-        };
-        self.send_control(chunk::window_ack_size_msg(self.config.window_ack_size));
-        self.send_control(chunk::set_peer_bandwidth_msg(self.config.peer_bandwidth, 2));
-        let size = self.config.chunk_size.clamp(128, 0x7fff_ffff);
-        self.send_control(chunk::set_chunk_size_msg(size));
-        self.encoder.set_chunk_size(size);
-        self.send_command(0, &command::connect_result(cmd.transaction_id, encoding));
-        self.connected = true;
-        self.app = app.clone();
-        self.events
-            .push_back(SessionEvent::Connected { app, tc_url });
-        Ok(())
-    }
-
-    fn on_request(
-        &mut self,
-        stream_id: u32,
-        kind: RequestKind,
-        cmd: &Command,
-    ) -> Result<(), SessionError> {
-        match self.state(stream_id) {
-            None => {
-                return Err(SessionError::Protocol(
-                    "publish or play on an unknown stream",
-                ))
-            }
-            Some(StreamState::Idle) => {}
-            Some(_) => return Err(SessionError::Protocol("publish or play on a busy stream")),
-        }
-        let name = cmd.arg_str(0).unwrap_or("").to_string();
-        let request_id = self.next_request_id;
-        self.next_request_id = self.next_request_id.wrapping_add(1).max(1);
-        let state = match kind {
-            RequestKind::Publish => StreamState::PublishPending(request_id),
-            RequestKind::Play => StreamState::PlayPending(request_id),
-        };
-        self.set_state(stream_id, state);
-        self.requests.push(Request {
-            id: request_id,
-            kind,
-            stream_id,
-            name: name.clone(),
-        });
-        let app = self.app.clone();
-        self.events.push_back(match kind {
-            RequestKind::Publish => SessionEvent::PublishRequest {
-                request_id,
-                stream_id,
-                app,
-                name,
-            },
-            RequestKind::Play => SessionEvent::PlayRequest {
-                request_id,
-                stream_id,
-                app,
-                name,
-            },
-        });
-        Ok(())
-    }
-
-    /// FCUnpublish names the stream, not the message stream id: end the publish with that name.
-    fn on_fc_unpublish(&mut self, name: &str) {
-        let bare = split_query(name).0;
-        let matches = |n: &str| n == name || split_query(n).0 == bare;
-        let mut ended = Vec::new();
-        for (id, state) in &self.streams {
-            let hit = match state {
-                StreamState::Publishing(n) => matches(n),
-                StreamState::PublishPending(rid) => self
-                    .requests
-                    .iter()
-                    .any(|r| r.id == *rid && matches(&r.name)),
-                _ => false,
-            };
-            if hit {
-                ended.push(*id);
-            }
-        }
-        for id in ended {
-            self.end_stream(id, false);
-        }
-        self.fc_publish.retain(|(n, _)| !matches(n));
-    }
-
-    /// Ends whatever `stream_id` does; `remove` also forgets the stream (deleteStream).
-    fn end_stream(&mut self, stream_id: u32, remove: bool) {
-        let Some(i) = self.streams.iter().position(|(id, _)| *id == stream_id) else {
-            return;
-        };
-        match std::mem::replace(&mut self.streams[i].1, StreamState::Idle) {
-            StreamState::Idle => {}
-            StreamState::PublishPending(rid) => {
-                self.requests.retain(|r| r.id != rid);
-                self.events
-                    .push_back(SessionEvent::Unpublished { stream_id });
-            }
-            StreamState::Publishing(_) => {
-                self.events
-                    .push_back(SessionEvent::Unpublished { stream_id });
-            }
-            StreamState::PlayPending(rid) => {
-                self.requests.retain(|r| r.id != rid);
-                self.events
-                    .push_back(SessionEvent::PlayStopped { stream_id });
-            }
-            StreamState::Playing => {
-                self.events
-                    .push_back(SessionEvent::PlayStopped { stream_id });
-            }
-        }
-        if remove {
-            self.streams.remove(i);
-        }
-    }
-
-    // ---- helpers ----
-
-    fn state(&self, stream_id: u32) -> Option<&StreamState> {
-        self.streams
-            .iter()
-            .find(|(id, _)| *id == stream_id)
-            .map(|(_, s)| s)
-    }
-
-    fn set_state(&mut self, stream_id: u32, state: StreamState) {
-        if let Some(slot) = self.streams.iter_mut().find(|(id, _)| *id == stream_id) {
-            slot.1 = state;
-        }
-    }
-
-    /// Media is taken from an accepted publish, and from one whose request is still queued:
-    /// events are ordered, so the server has answered the request before it sees that media
-    /// (and ignores media for a stream it refused). Encoders that send media right behind
-    /// `publish` thus lose nothing when both arrive in one read.
-    fn is_publishing(&self, stream_id: u32) -> bool {
-        matches!(
-            self.state(stream_id),
-            Some(StreamState::Publishing(_) | StreamState::PublishPending(_))
-        )
-    }
-
-    fn take_request(&mut self, request_id: u32, kind: RequestKind) -> Option<Request> {
-        let i = self
-            .requests
-            .iter()
-            .position(|r| r.id == request_id && r.kind == kind)?;
-        Some(self.requests.remove(i))
+    /// The Enhanced RTMP capabilities of the client's connect; `None` for a legacy client.
+    pub fn client_caps(&self) -> Option<&ClientCaps> {
+        self.client_caps.as_ref()
     }
 
     fn send_control(&mut self, mut msg: Message) {
@@ -845,88 +478,17 @@ impl HandshakeState for crate::rtmp::handshake::ClientHandshake {
     }
 }
 
-fn be_u32(b: &[u8]) -> Option<u32> {
-    Some(u32::from_be_bytes(b.get(..4)?.try_into().ok()?))
-}
-
-/// The Ping Response to a User Control Ping Request (same 4-byte timestamp), if it is one.
-pub(crate) fn ping_reply(payload: &[u8]) -> Option<Message> {
-    let event = u16::from_be_bytes(payload.get(..2)?.try_into().ok()?);
-    if event != mt::UC_PING_REQUEST {
-        return None;
-    }
-    let stamp = payload.get(2..6)?;
-    Some(chunk::user_control_msg(mt::UC_PING_RESPONSE, stamp))
-}
-
-/// The AMF0 `onMetaData` body of a data message, `@setDataFrame` removed, or `None` when the
-/// message is other data (`|RtmpSampleAccess`, cue points...) or malformed. AMF0 messages keep
-/// their bytes (sliced, no copy); AMF3 data messages are re-encoded as AMF0.
-pub(crate) fn metadata_payload(type_id: u8, payload: &Bytes) -> Option<Bytes> {
-    match type_id {
-        mt::DATA_AMF0 => {
-            let (first, used) = amf0::decode(payload).ok()?;
-            let body = match first.as_str()? {
-                "@setDataFrame" => payload.slice(used.min(payload.len())..),
-                "onMetaData" => payload.clone(),
-                _ => return None,
-            };
-            let values = amf0::decode_all(&body).ok()?;
-            (values.len() >= 2 && values[0].as_str() == Some("onMetaData")).then_some(body)
-        }
-        mt::DATA_AMF3 => {
-            let values = amf0::decode_message(type_id, payload).ok()?;
-            let start = match values.first()?.as_str()? {
-                "@setDataFrame" => 1,
-                "onMetaData" => 0,
-                _ => return None,
-            };
-            let rest = values.get(start..)?;
-            (rest.len() >= 2 && rest[0].as_str() == Some("onMetaData"))
-                .then(|| Bytes::from(amf0::encode_all(rest)))
-        }
-        _ => None,
-    }
-}
-
-/// Splits an Aggregate message into its sub-messages (FLV tags: 11-byte header, body, 4-byte
-/// back pointer). Sub-message times are re-based on the aggregate's own timestamp.
-pub(crate) fn split_aggregate(msg: &Message) -> Result<Vec<Message>, SessionError> {
-    let p = &msg.payload;
-    let mut pos = 0;
-    let mut first_ts = None;
-    let mut subs = Vec::new();
-    while pos < p.len() {
-        let h = p
-            .get(pos..pos + 11)
-            .ok_or(SessionError::Protocol("truncated aggregate message"))?;
-        let size = u32::from_be_bytes([0, h[1], h[2], h[3]]) as usize;
-        let ts = u32::from_be_bytes([h[7], h[4], h[5], h[6]]);
-        let start = pos + 11;
-        let end = start + size;
-        if end > p.len() {
-            return Err(SessionError::Protocol("truncated aggregate message"));
-        }
-        let base = *first_ts.get_or_insert(ts);
-        subs.push(Message {
-            csid: msg.csid,
-            timestamp: msg.timestamp.wrapping_add(ts.wrapping_sub(base)),
-            type_id: h[0],
-            stream_id: msg.stream_id,
-            payload: p.slice(start..end),
-        });
-        // Some encoders leave off the last back pointer.
-        pos = (end + 4).min(p.len());
-    }
-    Ok(subs)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::amf::{amf0, Value};
+    use crate::codec::chunk::{CSID_AUDIO, CSID_DATA, CSID_VIDEO};
+    use crate::media::frame::TAG_SCRIPT;
     use crate::media::{Codec, Track};
     use crate::rtmp::client::{ClientEvent, ClientSession};
+    use crate::rtmp::control::be_u32;
     use crate::rtmp::handshake::HANDSHAKE_SIZE;
+    use bytes::Bytes;
 
     /// S0 + S1 + S2: what the server writes before its first chunk.
     const SERVER_HANDSHAKE_LEN: usize = 1 + 2 * HANDSHAKE_SIZE;
@@ -1340,7 +902,15 @@ mod tests {
                 Bytes::from_static(&[0xaf, 1, 1]),
             ),
         ] {
-            chunk::encode_into(csid, ts, ty, sid, &payload, d.s.out_chunk_size(), &mut hub);
+            crate::codec::chunk::encode_into(
+                csid,
+                ts,
+                ty,
+                sid,
+                &payload,
+                d.s.out_chunk_size(),
+                &mut hub,
+            );
         }
         d.s.publish_notify(sid);
         let mut so = d.s.take_output();
@@ -1600,7 +1170,10 @@ mod tests {
     #[test]
     fn ping_request_is_answered() {
         let mut d = Duo::connected();
-        d.inject(chunk::user_control_msg(mt::UC_PING_REQUEST, &[1, 2, 3, 4]));
+        d.inject(control::user_control_msg(
+            mt::UC_PING_REQUEST,
+            &[1, 2, 3, 4],
+        ));
         let pong = d.raw.last().unwrap();
         assert_eq!(pong.type_id, mt::USER_CONTROL);
         assert_eq!(pong.csid, CSID_CONTROL);
@@ -1967,17 +1540,5 @@ mod tests {
             .iter()
             .any(|r| matches!(r, Err(SessionError::Protocol(_)))));
         assert!(d.s.wants_close());
-    }
-
-    #[test]
-    fn split_aggregate_rejects_truncation() {
-        let msg = Message {
-            csid: 4,
-            timestamp: 0,
-            type_id: mt::AGGREGATE,
-            stream_id: 1,
-            payload: Bytes::from_static(&[9, 0, 0, 50, 0, 0, 0, 0, 0, 0, 0, 1, 2]),
-        };
-        assert!(split_aggregate(&msg).is_err());
     }
 }

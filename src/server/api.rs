@@ -8,34 +8,21 @@ use super::{limits, Server};
 use crate::hub::StreamStats;
 use crate::media::Codec;
 
-/// Escapes a string for a JSON string literal.
-pub fn json_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
+pub use crate::codec::json::json_str;
 
 fn codec_name(c: Codec) -> String {
     match c {
         Codec::Avc => "H264".into(),
         Codec::Hevc => "H265".into(),
         Codec::Av1 => "AV1".into(),
+        Codec::Vp9 => "VP9".into(),
+        Codec::Vp8 => "VP8".into(),
         Codec::Aac => "AAC".into(),
         Codec::Mp3 => "MP3".into(),
+        Codec::Opus => "Opus".into(),
+        Codec::Ac3 => "AC-3".into(),
+        Codec::Eac3 => "E-AC-3".into(),
+        Codec::Flac => "FLAC".into(),
         Codec::OtherVideo(id) => format!("video-{id}"),
         Codec::OtherAudio(id) => format!("audio-{id}"),
         Codec::Script => "script".into(),
@@ -95,7 +82,7 @@ impl Server {
     pub(super) fn api_streams(&self) -> String {
         let now_ms = self.now_ms();
         let mut out = String::from("{\"streams\":[");
-        for (i, s) in self.hub.streams().enumerate() {
+        for (i, s) in self.core.hub.streams().enumerate() {
             if i > 0 {
                 out.push(',');
             }
@@ -116,7 +103,7 @@ impl Server {
                 out,
                 "{{\"app\":{},\"stream\":{},\"live\":{},\"publisher\":{},\"uptime_s\":{:.1},\"bitrate_in_kbps\":{:.0},\
                  \"bytes_in\":{},\"bytes_out\":{},\"video\":{},\"audio\":{},\
-                 \"viewers\":{{\"rtmp\":{},\"http_flv\":{},\"ws_flv\":{},\"total\":{}}}{}}}",
+                 \"viewers\":{{\"rtmp\":{},\"http_flv\":{},\"ws_flv\":{},\"total\":{}}},\"health\":{}{}}}",
                 json_str(&s.key.app),
                 json_str(&s.key.stream),
                 s.publisher.is_some(),
@@ -131,11 +118,22 @@ impl Server {
                 s.viewers_http_flv,
                 s.viewers_ws_flv,
                 s.viewers_rtmp + s.viewers_http_flv + s.viewers_ws_flv,
+                self.core
+                    .hub
+                    .health_json(&s.key, now_ms)
+                    .unwrap_or_else(|| "null".into()),
                 self.upstream_json(&s.key),
             );
         }
         out.push_str("]}");
         out
+    }
+
+    /// `/api/streams/history` (schema in docs/dashboard.md).
+    pub(super) fn api_history(&self) -> String {
+        self.core
+            .hub
+            .history_json(self.now_ms(), &self.core.server_history)
     }
 
     pub(super) fn api_server(&self) -> String {
@@ -181,7 +179,7 @@ impl Server {
 
     pub(super) fn metrics(&self) -> String {
         let (rtmp, http_flv, ws_flv, publishers) = self.conn_counts();
-        let t = self.hub.totals();
+        let t = self.core.hub.totals();
         let mut m = String::new();
         let mut metric = |name: &str, kind: &str, help: &str, lines: &[(&str, String)]| {
             let _ = writeln!(m, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -236,6 +234,12 @@ impl Server {
             &[("", self.totals.bytes_out_shared.to_string())],
         );
         metric(
+            "rtmpd_recorder_skipped_tracks_total",
+            "counter",
+            "Tracks a recorder could not hold (codec or second track), once per recording.",
+            &[("", crate::record::skipped_tracks().to_string())],
+        );
+        metric(
             "rtmpd_slow_viewer_skips_total",
             "counter",
             "Times a slow viewer skipped to the next keyframe.",
@@ -252,6 +256,18 @@ impl Server {
             "counter",
             "Slow viewers disconnected.",
             &[("", t.slow_disconnects.to_string())],
+        );
+        metric(
+            "rtmpd_publisher_holds_total",
+            "counter",
+            "Times a publisher was held back (not read) because a recording was behind.",
+            &[("", self.core.holds().to_string())],
+        );
+        metric(
+            "rtmpd_recorder_dropped_frames_total",
+            "counter",
+            "Frames a recording could not queue (over twice its queue while held back).",
+            &[("", t.reader_frames_dropped.to_string())],
         );
         metric(
             "rtmpd_refused_total",

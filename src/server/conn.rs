@@ -9,7 +9,7 @@ use mio::net::TcpStream;
 
 use super::outq::OutQueue;
 use crate::http::ws::WsSession;
-use crate::hub::ViewerId;
+use crate::hub::{StreamHandle, ViewerId};
 use crate::media::StreamKey;
 use crate::rtmp::session::ServerSession;
 
@@ -27,8 +27,9 @@ pub enum Listener {
 pub enum RtmpRole {
     /// Connected, no stream yet.
     Idle,
+    /// Publishes the hub stream `handle` (the hub knows its key).
     Publisher {
-        key: StreamKey,
+        handle: StreamHandle,
         stream_id: u32,
     },
     Player {
@@ -175,6 +176,10 @@ pub struct Conn {
     pub bytes_out: u64,
     /// Slow-viewer skips already logged.
     pub skips_logged: u64,
+    /// A publisher held back for a recorder that is behind: its socket is not read.
+    pub held: bool,
+    /// Since when its input is not read because its private replies are over the bound.
+    pub out_full_since: Option<Instant>,
     /// The access-log entry of the response being sent, written once it is all out.
     pub access: Option<Access>,
 }
@@ -214,6 +219,8 @@ impl Conn {
             bytes_in: 0,
             bytes_out: 0,
             skips_logged: 0,
+            held: false,
+            out_full_since: None,
             access: None,
         }
     }

@@ -57,16 +57,16 @@ fn small_body(file: &File, start: u64, count: u64) -> Option<Body> {
     if count > INLINE_BODY_MAX {
         return None;
     }
-    let mut buf = vec![0u8; count as usize];
     #[cfg(unix)]
     {
         use std::os::unix::fs::FileExt;
+        let mut buf = vec![0u8; count as usize];
         file.read_exact_at(&mut buf, start).ok()?;
         Some(Body::Owned(buf))
     }
     #[cfg(not(unix))]
     {
-        let _ = (file, start, buf);
+        let _ = (file, start);
         None
     }
 }

@@ -4,11 +4,12 @@
 use bytes::Buf;
 use log::{debug, info, warn};
 
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 
 use super::conn::{Access, ConnState, FileBody, Listener};
+use super::origin::{PlayRequest, Proto};
 use super::Server;
 use crate::http::embedded;
 use crate::http::files::{Body, Root, StaticRequest};
@@ -149,7 +150,7 @@ impl Server {
             return;
         };
         let listener = conn.listener;
-        let started = Instant::now();
+        let started = self.now;
         // The send timeout counts from here when the answer cannot go out at once.
         conn.last_output = started;
         conn.access = Some(Access {
@@ -185,6 +186,7 @@ impl Server {
             Route::LiveFlv(key) => return self.http_live(token, &req, key),
             Route::Static => return self.http_static(token, &req),
             Route::ApiStreams => ("application/json", self.api_streams()),
+            Route::ApiHistory => ("application/json", self.api_history()),
             Route::ApiServer => ("application/json", self.api_server()),
             Route::ApiRecordings => {
                 let query = req.query().unwrap_or("");
@@ -262,7 +264,7 @@ impl Server {
         let Some(peer) = self.conns.get(token).map(|c| c.peer) else {
             return;
         };
-        if !self.hub.is_live(&key) {
+        if !self.core.hub.is_live(&key) {
             if self.gateway.is_some() {
                 // FLV gateway: pull it from the upstream; the viewer is answered once it says.
                 return self.upstream_wait(token, req, key);
@@ -297,8 +299,31 @@ impl Server {
             }
         };
         let now_ms = self.now_ms();
-        let (viewer, _) = self.hub.add_viewer(&key, form, token, now_ms);
-        if let Some(vw) = self.hub.viewer(viewer) {
+        let chunked = req.version == 1;
+        let req = PlayRequest {
+            conn: token,
+            peer: Some(peer),
+            proto: if upgrade {
+                Proto::WsFlv
+            } else {
+                Proto::HttpFlv
+            },
+            app: &key.app,
+            name: &key.stream,
+        };
+        let viewer = match self.core.play(&req, form, now_ms) {
+            Ok(p) => p.viewer,
+            Err(why) => {
+                warn!("HTTP {peer}: play of {key} refused: {why}");
+                self.totals.refused += 1;
+                return self.http_reply(
+                    token,
+                    response::simple(403, "Forbidden.", keep_alive),
+                    keep_alive,
+                );
+            }
+        };
+        if let Some(vw) = self.core.hub.viewer(viewer) {
             vw.queue.push_control(head.into());
         }
         let Some(conn) = self.conns.get_mut(token) else {
@@ -311,12 +336,9 @@ impl Server {
                 ws: Box::new(WsSession::new()),
             }
         } else {
-            ConnState::HttpFlv {
-                viewer,
-                chunked: req.version == 1,
-            }
+            ConnState::HttpFlv { viewer, chunked }
         };
-        self.hub.start_viewer(viewer);
+        self.core.start_viewer(viewer);
         info!(
             "{key}: {} player {peer}",
             if upgrade { "WS-FLV" } else { "HTTP-FLV" }

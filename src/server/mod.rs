@@ -1,14 +1,19 @@
-//! The event loop: one `mio::Poll` drives every socket of the process. Connections live in a
-//! `slab` keyed by `Token`; protocol machines (RTMP sessions, HTTP parsing, WebSocket) turn bytes
-//! into events, the hub turns frames into per-viewer queues, and this module moves bytes between
-//! sockets and those queues: read until WouldBlock, write with vectored writes, WRITABLE interest
-//! only while output is blocked, merged flushes for viewers, timers from the poll timeout.
+//! The event loop: one `mio::Poll` drives every socket of the process. This file owns the
+//! `Server` (listeners, the connection slab, timers, sweep, stats, shutdown) and the loop; one
+//! `now` is read per turn and passed down. `impl Server` is split by job: `netio` moves bytes
+//! (reads, vectored/spliced writes, sendfile, interest), `rtmp` and `http` turn protocol events
+//! into requests for the sans-IO `origin` core (which judges publish/play and drives the hub and
+//! the recorders), `actions` carries out what the core answers, `upstream` is the FLV gateway's
+//! pulls, `api` the JSON and metrics. A panic is a bug: it ends the process (see `main`).
 
+mod actions;
 mod api;
 mod conn;
 pub mod fs;
 mod http;
 pub mod limits;
+mod netio;
+pub mod origin;
 pub mod outq;
 mod recordings;
 mod rtmp;
@@ -18,7 +23,7 @@ mod upstream;
 
 pub use upstream::run_flv_gateway;
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -31,10 +36,11 @@ use slab::Slab;
 
 use crate::config::{OriginConfig, ViewerConfig};
 use crate::http::files::Root;
-use crate::hub::{Hub, HubConfig, ViewerId};
+use crate::hub::HubConfig;
 use crate::media::StreamKey;
-use crate::record::{Recorders, RecordingId};
+use crate::record::Recorders;
 use conn::{Conn, ConnState, Listener, RtmpRole};
+use origin::Origin;
 use outq::Outbox;
 
 const WAKER: Token = Token(usize::MAX);
@@ -62,6 +68,11 @@ const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
 /// An HTTP answer that makes no progress this long (the client stopped reading) is dropped.
 const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// A client that does not read its replies (input stopped, see `netio::PRIVATE_OUT_MAX`) and
+/// still has not drained them after this long is closed.
+const PRIVATE_STALL: Duration = Duration::from_secs(10);
+/// How often a publisher held for its recorders is re-checked without a wake-up.
+const HELD_RECHECK: Duration = Duration::from_millis(100);
 
 #[derive(Debug)]
 pub struct ServerError(pub String);
@@ -89,7 +100,12 @@ pub struct Server {
     poll: Poll,
     listeners: Vec<(TcpListener, Listener)>,
     conns: Slab<Conn>,
-    hub: Hub,
+    /// Publish/play policy, the hub and the recordings: the sans-IO core this loop drives.
+    core: Origin,
+    waker: Arc<Waker>,
+    /// The loop's clock, read once per turn (`turn_clock`) and passed down.
+    now: Instant,
+    now_ms: u64,
     viewer_cfg: ViewerConfig,
     setup: Setup,
     /// `--access-log` file; `None` logs requests to stderr.
@@ -117,19 +133,17 @@ pub struct Server {
     next_stats: Instant,
     last_stats: Vec<(StreamKey, u64, u64)>,
     seed: u64,
-    /// The recorder pool (origin only) and the recording of each publishing connection.
-    recorders: Option<Recorders>,
-    recordings: std::collections::HashMap<usize, RecordingId>,
-    /// Reused per frame: viewers to flush and viewers to drop.
-    flush_tokens: Vec<ViewerId>,
-    slow_tokens: Vec<ViewerId>,
     /// flv-gateway mode: the upstream pulls (None in the other modes).
     gateway: Option<Box<upstream::Gateway>>,
 }
 
-fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, ServerError> {
-    let listener = TcpListener::bind(addr)
-        .map_err(|e| ServerError(format!("cannot listen for {what} on {addr}: {e}")))?;
+/// `option` says how to pick another port, so the one error line is all a user needs.
+fn bind(addr: SocketAddr, what: &str, option: &str) -> Result<TcpListener, ServerError> {
+    let listener = TcpListener::bind(addr).map_err(|e| {
+        ServerError(format!(
+            "cannot listen for {what} on {addr}: {e} (choose another port with {option})"
+        ))
+    })?;
     limits::deepen_backlog(&listener);
     Ok(listener)
 }
@@ -173,17 +187,29 @@ pub fn run_origin(cfg: OriginConfig) -> Result<(), ServerError> {
     })?;
     let mut listeners = vec![
         (
-            bind(SocketAddr::new(cfg.bind, cfg.rtmp_port), "RTMP")?,
+            bind(
+                SocketAddr::new(cfg.bind, cfg.rtmp_port),
+                "RTMP",
+                "--rtmp-port",
+            )?,
             Listener::Rtmp,
         ),
         (
-            bind(SocketAddr::new(cfg.bind, cfg.http_port), "HTTP")?,
+            bind(
+                SocketAddr::new(cfg.bind, cfg.http_port),
+                "HTTP",
+                "--http-port",
+            )?,
             Listener::Http,
         ),
     ];
     if let Some(port) = cfg.web_port {
         listeners.push((
-            bind(SocketAddr::new(cfg.bind, port), "the web port")?,
+            bind(
+                SocketAddr::new(cfg.bind, port),
+                "the web port",
+                "--web-port, or turn it off with --no-web",
+            )?,
             Listener::Web,
         ));
     }
@@ -202,12 +228,18 @@ pub fn run_origin(cfg: OriginConfig) -> Result<(), ServerError> {
     };
     let mut server = Server::new(setup, listeners)?;
     // Repairs what a crash left, then starts the workers; recordings never touch the loop.
-    server.recorders = Some(Recorders::start(cfg.record.clone()).map_err(|e| {
+    let mut recorders = Recorders::start(cfg.record.clone()).map_err(|e| {
         ServerError(format!(
             "cannot start the recorders in {}: {e}",
             cfg.data_dir.display()
         ))
-    })?);
+    })?;
+    let waker = server.waker.clone();
+    // A held-back recording that drained wakes the loop to read its publisher again.
+    recorders.set_wake(Arc::new(move || {
+        let _ = waker.wake();
+    }));
+    server.core = Origin::new(hub_config(&cfg.viewer), Some(recorders));
     print_listeners(&server)?;
     info!("data dir {}", cfg.data_dir.display());
     server.run()
@@ -218,7 +250,11 @@ pub fn run_file_gateway(cfg: crate::config::FileGatewayConfig) -> Result<(), Ser
     if let Some(n) = limits::raise_nofile() {
         info!("open-file limit {n}");
     }
-    let listener = bind(SocketAddr::new(cfg.bind, cfg.port), "the file gateway")?;
+    let listener = bind(
+        SocketAddr::new(cfg.bind, cfg.port),
+        "the file gateway",
+        "the PORT argument",
+    )?;
     let setup = Setup {
         mode: "file-gateway",
         viewer: crate::config::ViewerConfig::default(),
@@ -233,6 +269,23 @@ pub fn run_file_gateway(cfg: crate::config::FileGatewayConfig) -> Result<(), Ser
     let root = std::fs::canonicalize(&cfg.root).unwrap_or(cfg.root);
     info!("file gateway root {}", root.display());
     server.run()
+}
+
+/// A panic anywhere (the loop, a recorder worker) is a bug that may have left the hub half
+/// updated, so nothing carries on after it: the standard message (with its location), one
+/// error line, and the process exits non-zero. The README's systemd unit restarts it, and the
+/// recorders' crash repair mends the files at start.
+fn stop_on_panic() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            default(info);
+            error!("internal error (a bug, please report it): {info}; stopping");
+            log::logger().flush();
+            std::process::exit(101);
+        }));
+    });
 }
 
 fn hub_config(v: &ViewerConfig) -> HubConfig {
@@ -261,6 +314,7 @@ impl Server {
                     .map_err(|e| ServerError(format!("--access-log {}: {e}", path.display())))?,
             )),
         };
+        stop_on_panic();
         let poll =
             Poll::new().map_err(|e| ServerError(format!("cannot create the event loop: {e}")))?;
         for (i, (l, _)) in listeners.iter_mut().enumerate() {
@@ -284,7 +338,10 @@ impl Server {
             poll,
             listeners,
             conns: Slab::with_capacity(1024),
-            hub: Hub::new(hub_config(&setup.viewer)),
+            core: Origin::new(hub_config(&setup.viewer), None),
+            waker,
+            now,
+            now_ms: 0,
             viewer_cfg: setup.viewer.clone(),
             setup,
             access_log,
@@ -307,16 +364,18 @@ impl Server {
             next_stats: now + STATS_EVERY,
             last_stats: Vec::new(),
             seed: now.elapsed().as_nanos() as u64 ^ std::process::id() as u64,
-            recorders: None,
-            recordings: std::collections::HashMap::new(),
-            flush_tokens: Vec::new(),
-            slow_tokens: Vec::new(),
             gateway: None,
         })
     }
 
     fn now_ms(&self) -> u64 {
-        self.started.elapsed().as_millis() as u64
+        self.now_ms
+    }
+
+    /// Reads the clock for this turn of the loop: everything in the turn uses this `now`.
+    fn turn_clock(&mut self) {
+        self.now = Instant::now();
+        self.now_ms = self.now.duration_since(self.started).as_millis() as u64;
     }
 
     fn run(&mut self) -> Result<(), ServerError> {
@@ -329,6 +388,12 @@ impl Server {
                 }
                 return Err(ServerError(format!("event loop failed: {e}")));
             }
+            self.turn_clock();
+            if self.core.has_held() {
+                // A recorder may have drained (its worker woke us) or stalled past its bound.
+                self.core.poll_held(self.now_ms);
+                self.apply_actions();
+            }
             for event in events.iter() {
                 match event.token() {
                     WAKER => {}
@@ -338,19 +403,17 @@ impl Server {
                         let readable =
                             event.is_readable() || event.is_read_closed() || event.is_error();
                         let writable = event.is_writable();
-                        self.guarded(t, |s| {
-                            if readable {
-                                s.on_readable(t);
-                            }
-                            if writable {
-                                s.write_conn(t);
-                            }
-                        });
+                        if readable {
+                            self.on_readable(t);
+                        }
+                        if writable {
+                            self.write_conn(t);
+                        }
                     }
                 }
             }
             for t in std::mem::take(&mut self.pending_read) {
-                self.guarded(t, |s| s.on_readable(t));
+                self.on_readable(t);
             }
             for t in std::mem::take(&mut self.pending_write) {
                 self.write_conn(t);
@@ -367,25 +430,6 @@ impl Server {
         }
     }
 
-    /// Runs one connection's work. A bug that panics costs that connection, not the process and
-    /// every other stream: the panic is logged and the connection closed.
-    fn guarded(&mut self, token: usize, work: impl FnOnce(&mut Server)) {
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(self)));
-        if outcome.is_err() {
-            if self.scratch.len() != READ_CHUNK {
-                // The panic unwound past on_readable while it held the read buffer.
-                self.scratch = vec![0; READ_CHUNK];
-            }
-            let peer = self
-                .conns
-                .get(token)
-                .map(|c| c.peer.to_string())
-                .unwrap_or_default();
-            error!("internal error while serving {peer}; connection closed (this is a bug, please report it)");
-            self.close(token, "internal error");
-        }
-    }
-
     fn poll_timeout(&self) -> Duration {
         if !self.pending_read.is_empty()
             || !self.pending_write.is_empty()
@@ -393,7 +437,7 @@ impl Server {
         {
             return Duration::ZERO;
         }
-        let now = Instant::now();
+        let now = self.now;
         let mut next = self.next_sweep.min(self.next_stats);
         if !self.dirty.is_empty() {
             next = next.min(self.next_flush);
@@ -401,11 +445,15 @@ impl Server {
         if let Some(g) = &self.gateway {
             next = next.min(g.next_deadline(now));
         }
+        if self.core.has_held() {
+            // Workers wake us when a held recording drains; this bounds a missed or late one.
+            next = next.min(now + HELD_RECHECK);
+        }
         next.saturating_duration_since(now)
     }
 
     fn timers(&mut self) {
-        let now = Instant::now();
+        let now = self.now;
         if !self.dirty.is_empty() && now >= self.next_flush {
             self.flush_dirty();
             self.next_flush = now + self.viewer_cfg.merge_write;
@@ -413,6 +461,8 @@ impl Server {
         if now >= self.next_sweep {
             self.sweep(now);
             self.next_sweep = now + SWEEP_EVERY;
+            let (cpu, rss, conns) = (limits::cpu_seconds(), limits::rss_bytes(), self.conns.len());
+            self.core.sample_stats(self.now_ms, cpu, rss, conns);
         }
         if now >= self.next_stats {
             self.log_stats();
@@ -444,7 +494,7 @@ impl Server {
 
     fn add_conn(&mut self, mut socket: TcpStream, peer: SocketAddr, kind: Listener) {
         let _ = socket.set_nodelay(true);
-        let now = Instant::now();
+        let now = self.now;
         let state = match kind {
             Listener::Rtmp => {
                 self.seed = self
@@ -478,48 +528,6 @@ impl Server {
         self.totals.accepted += 1;
     }
 
-    fn on_readable(&mut self, token: usize) {
-        let mut buf = std::mem::take(&mut self.scratch);
-        for _ in 0..READS_PER_WAKEUP {
-            let Some(conn) = self.conns.get_mut(token) else {
-                break;
-            };
-            if conn.closed {
-                break;
-            }
-            match conn.socket.read(&mut buf) {
-                Ok(0) => {
-                    self.close(token, "closed by peer");
-                    break;
-                }
-                Ok(n) => {
-                    conn.bytes_in += n as u64;
-                    conn.last_input = Instant::now();
-                    self.totals.bytes_in += n as u64;
-                    match conn.listener {
-                        Listener::Rtmp => self.rtmp_input(token, &buf[..n]),
-                        Listener::Http | Listener::Web => self.http_input(token, &buf[..n]),
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.scratch = buf;
-                    return;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    let reason = format!("read error: {e}");
-                    self.close(token, &reason);
-                    break;
-                }
-            }
-        }
-        // Budget spent (or closed): edge-triggered readiness will not repeat, so come back.
-        if self.conns.get(token).is_some_and(|c| !c.closed) {
-            self.pending_read.push(token);
-        }
-        self.scratch = buf;
-    }
-
     /// One access-log line: to the `--access-log` file, else to stderr with the other logs.
     fn write_access(&mut self, line: String) {
         match &mut self.access_log {
@@ -527,145 +535,6 @@ impl Server {
                 let _ = writeln!(f, "{line}");
             }
             None => info!(target: "access", "{line}"),
-        }
-    }
-
-    /// Lists a connection for the next merged flush, or writes at once when merging is off.
-    fn mark_dirty(&mut self, token: usize) {
-        if self.viewer_cfg.merge_write.is_zero() {
-            self.write_conn(token);
-            return;
-        }
-        if let Some(c) = self.conns.get_mut(token) {
-            if !c.dirty && !c.closed {
-                c.dirty = true;
-                self.dirty.push(token);
-            }
-        }
-    }
-
-    fn flush_dirty(&mut self) {
-        let dirty = std::mem::take(&mut self.dirty);
-        for &t in &dirty {
-            if let Some(c) = self.conns.get_mut(t) {
-                c.dirty = false;
-                #[cfg(target_os = "linux")]
-                if let (Some(sp), Some(v)) = (self.splice.as_mut(), c.viewer()) {
-                    if let Some(vw) = self.hub.viewer_ref(v) {
-                        sp.note(&vw.queue);
-                    }
-                }
-            }
-        }
-        for t in dirty {
-            self.write_conn(t);
-        }
-        #[cfg(target_os = "linux")]
-        if let Some(sp) = self.splice.as_mut() {
-            sp.end_flush();
-        }
-    }
-
-    /// Writes what the connection has queued: its own queue first (replies sent before it became
-    /// a viewer), then its viewer queue in the hub. Stops at WouldBlock and asks for WRITABLE.
-    fn write_conn(&mut self, token: usize) {
-        let Some(conn) = self.conns.get_mut(token) else {
-            return;
-        };
-        if conn.closed {
-            return;
-        }
-        let viewer = conn.viewer();
-        let mut written = 0usize;
-        let mut result = write_outbox(&mut conn.socket, &mut conn.out, &mut written, usize::MAX);
-        let mut body_done = false;
-        let mut yielded = false;
-        while let (Ok(true), Some(body)) = (&result, conn.body.as_mut()) {
-            if written >= FILE_BYTES_PER_TURN {
-                yielded = true;
-                break;
-            }
-            // The queue is empty here (result is Ok(true)), so the body may go straight from the
-            // file to the socket.
-            result = match send_file_step(body, &mut conn.socket, &mut conn.out, &mut written) {
-                Ok(None) => {
-                    conn.body = None;
-                    body_done = true;
-                    break;
-                }
-                Ok(Some(drained)) => Ok(drained),
-                Err(e) => Err(e),
-            };
-        }
-        if let (Ok(true), Some(v)) = (&result, viewer) {
-            if let Some(vw) = self.hub.viewer(v) {
-                let before = written;
-                #[cfg(target_os = "linux")]
-                let spliced = self
-                    .splice
-                    .as_mut()
-                    .and_then(|sp| sp.send(&conn.socket, &mut vw.queue, &mut written));
-                #[cfg(not(target_os = "linux"))]
-                let spliced = None;
-                let limit = written + VIEWER_BYTES_PER_TURN;
-                result = match spliced {
-                    Some(r) => {
-                        self.totals.bytes_out_shared += (written - before) as u64;
-                        r
-                    }
-                    None => write_outbox(&mut conn.socket, &mut vw.queue, &mut written, limit),
-                };
-                // Stopped at the budget with more to write: come back after the others.
-                yielded |= matches!(result, Ok(true)) && !vw.queue.is_empty();
-            }
-        }
-        conn.bytes_out += written as u64;
-        self.totals.bytes_out += written as u64;
-        if written > 0 {
-            conn.last_output = Instant::now();
-        }
-        if yielded {
-            // Still writable with body or queue left: come back after the others had their turn.
-            self.pending_write.push(token);
-            return;
-        }
-        match result {
-            Err(e) => {
-                let reason = format!("write error: {e}");
-                self.close(token, &reason);
-            }
-            Ok(drained) => {
-                if drained == conn.write_blocked {
-                    let interest = if drained {
-                        Interest::READABLE
-                    } else {
-                        Interest::READABLE | Interest::WRITABLE
-                    };
-                    let _ =
-                        self.poll
-                            .registry()
-                            .reregister(&mut conn.socket, Token(token), interest);
-                    conn.write_blocked = !drained;
-                }
-                if drained && conn.body.is_none() {
-                    if let Some(a) = conn.access.take() {
-                        let line = access_line(conn.peer, a);
-                        self.write_access(line);
-                    }
-                }
-                let Some(conn) = self.conns.get_mut(token) else {
-                    return;
-                };
-                if drained && conn.close_after_flush {
-                    self.close(token, "done");
-                } else if body_done {
-                    // Pipelined requests wait while a body is sent; answer the next one now.
-                    self.http_parse(token);
-                } else if drained && written > 0 && !conn.head.is_empty() {
-                    // Parsing pauses while answers pile up (http::PIPELINE_OUT_MAX); they are out now.
-                    self.pending_parse.push(token);
-                }
-            }
         }
     }
 
@@ -682,14 +551,14 @@ impl Server {
         log::debug!("{} {} closed: {reason}", conn.kind(), conn.peer);
         let viewer = conn.viewer();
         let publishing = match &conn.state {
-            ConnState::Rtmp(r) => match &r.role {
-                RtmpRole::Publisher { key, .. } => Some(key.clone()),
+            ConnState::Rtmp(r) => match r.role {
+                RtmpRole::Publisher { handle, .. } => Some(handle),
                 _ => None,
             },
             _ => None,
         };
         if let Some(v) = viewer {
-            self.hub.remove_viewer(v);
+            self.core.hub.remove_viewer(v);
         }
         if let Some(mut a) = self.conns[token].access.take() {
             // Live responses are logged when they end, with what they carried.
@@ -697,12 +566,14 @@ impl Server {
             let line = access_line(self.conns[token].peer, a);
             self.write_access(line);
         }
-        if let Some(key) = publishing {
-            info!(
-                "{key}: publisher {} left ({reason})",
-                self.conns[token].peer
-            );
-            self.end_publish(&key, token);
+        if let Some(h) = publishing {
+            if let Some(key) = self.core.hub.key(h) {
+                info!(
+                    "{key}: publisher {} left ({reason})",
+                    self.conns[token].peer
+                );
+            }
+            self.end_publish(h, token);
         }
         self.to_free.push(token);
     }
@@ -715,136 +586,16 @@ impl Server {
         }
     }
 
-    /// A frame from the publisher `token` of `key`: into the hub, then schedule the viewers
-    /// that now have something to write and drop the ones that fell too far behind.
-    pub(crate) fn publish_frame(
-        &mut self,
-        key: &StreamKey,
-        token: usize,
-        frame: crate::media::Frame,
-    ) {
-        let now_ms = self.now_ms();
-        if let (Some(rec), Some(&id)) = (self.recorders.as_mut(), self.recordings.get(&token)) {
-            rec.frame(id, &frame);
-        }
-        let outcome = self.hub.frame(key, token, frame, now_ms);
-        self.flush_tokens.clear();
-        self.slow_tokens.clear();
-        for &v in outcome.flush {
-            self.flush_tokens.push(v);
-        }
-        for &v in outcome.too_slow {
-            self.slow_tokens.push(v);
-        }
-        let mut flush = std::mem::take(&mut self.flush_tokens);
-        for v in flush.drain(..) {
-            if let Some(t) = self.hub.viewer_ref(v).map(|vw| vw.token) {
-                self.mark_dirty(t);
-            }
-        }
-        self.flush_tokens = flush;
-        let slow = std::mem::take(&mut self.slow_tokens);
-        for &v in &slow {
-            let Some(t) = self.hub.viewer_ref(v).map(|vw| vw.token) else {
-                continue;
-            };
-            // Its last skips are reported before the disconnect, so no episode goes unlogged.
-            self.log_skips();
-            if let Some(c) = self.conns.get(t) {
-                warn!(
-                    "{key}: {} player {} too far behind; disconnected",
-                    c.kind(),
-                    c.peer
-                );
-            }
-            self.close(t, "too slow");
-        }
-        self.slow_tokens = slow;
-    }
-
-    /// The publisher of `key` is gone: every viewer gets its end marker and is closed once it is written.
-    fn end_publish(&mut self, key: &StreamKey, publisher: usize) {
-        self.stop_recording(publisher);
-        for v in self.hub.unpublish(key, publisher) {
-            self.end_viewer(v);
-        }
-    }
-
-    /// A publish was accepted: its recordings start (when any recorder is on).
-    pub(crate) fn start_recording(&mut self, key: &StreamKey, publisher: usize) {
-        if let Some(id) = self
-            .recorders
-            .as_mut()
-            .and_then(|r| r.open(key, std::time::SystemTime::now()))
-        {
-            self.recordings.insert(publisher, id);
-        }
-    }
-
-    /// The recordings of `publisher`'s session are finalised by the workers.
-    pub(crate) fn stop_recording(&mut self, publisher: usize) {
-        if let (Some(rec), Some(id)) = (self.recorders.as_mut(), self.recordings.remove(&publisher))
-        {
-            rec.close(id);
-        }
-    }
-
-    fn end_viewer(&mut self, v: ViewerId) {
-        let Some(token) = self.hub.viewer(v).map(|vw| vw.token) else {
-            return;
-        };
-        let Some(conn) = self.conns.get_mut(token) else {
-            return;
-        };
-        let tail: Vec<u8> = match &mut conn.state {
-            ConnState::Rtmp(r) => match r.role {
-                RtmpRole::Player { stream_id, .. } => {
-                    r.session.unpublish_notify(stream_id);
-                    r.session.take_output()
-                }
-                _ => Vec::new(),
-            },
-            ConnState::HttpFlv { chunked, .. } => {
-                if *chunked {
-                    crate::http::response::LAST_CHUNK.to_vec()
-                } else {
-                    Vec::new()
-                }
-            }
-            ConnState::WsFlv { ws, .. } => {
-                ws.close();
-                ws.take_output()
-            }
-            ConnState::HttpHead { .. } | ConnState::Pending { .. } => Vec::new(),
-        };
-        conn.close_after_flush = true;
-        if let Some(vw) = self.hub.viewer(v) {
-            if !tail.is_empty() {
-                vw.queue.push_control(tail.into());
-            }
-        }
-        self.write_conn(token);
-    }
-
-    /// Pushes protocol bytes to a connection: into its viewer queue when it is a viewer (so they
-    /// stay in order with media), else into its own queue.
-    fn push_out(&mut self, token: usize, bytes: Vec<u8>) {
-        if bytes.is_empty() {
-            return;
-        }
-        let Some(conn) = self.conns.get_mut(token) else {
-            return;
-        };
-        match conn.viewer().and_then(|v| self.hub.viewer(v)) {
-            Some(vw) => vw.queue.push_control(bytes.into()),
-            None => conn.out.push(bytes.into()),
-        }
-    }
-
     fn sweep(&mut self, now: Instant) {
         let mut expired = Vec::new();
         for (t, c) in self.conns.iter() {
             if c.closed {
+                continue;
+            }
+            if c.out_full_since
+                .is_some_and(|since| now - since > PRIVATE_STALL)
+            {
+                expired.push((t, "does not read its replies; closed after 10 s"));
                 continue;
             }
             let reason = match &c.state {
@@ -855,6 +606,7 @@ impl Server {
                 }
                 ConnState::Rtmp(r)
                     if matches!(r.role, RtmpRole::Publisher { .. })
+                        && !c.held
                         && now - c.last_input > PUBLISHER_IDLE =>
                 {
                     Some("publisher idle for 30 s")
@@ -891,24 +643,17 @@ impl Server {
     }
 
     /// One line per slow-viewer episode, with the peer address (the hub counts, we report).
+    /// Walks every connection: once per sweep, never per event.
     fn log_skips(&mut self) {
         for (_, c) in self.conns.iter_mut() {
-            let Some(vw) = c.viewer().and_then(|v| self.hub.viewer_ref(v)) else {
-                continue;
-            };
-            let st = &vw.queue.stats;
-            if st.skips > c.skips_logged {
-                warn!(
-                    "{}: {} player {} is slow: skipped to the next keyframe {} time(s), {} frames / {} bytes dropped so far",
-                    vw.key,
-                    c.kind(),
-                    c.peer,
-                    st.skips - c.skips_logged,
-                    st.frames_dropped,
-                    st.bytes_dropped
-                );
-                c.skips_logged = st.skips;
-            }
+            log_conn_skips(c, &self.core.hub);
+        }
+    }
+
+    /// `log_skips` for one connection (a slow viewer about to be dropped).
+    fn log_skips_of(&mut self, token: usize) {
+        if let Some(c) = self.conns.get_mut(token) {
+            log_conn_skips(c, &self.core.hub);
         }
     }
 
@@ -918,7 +663,7 @@ impl Server {
         }
         let now_ms = self.now_ms();
         let mut now_stats = Vec::new();
-        for s in self.hub.streams() {
+        for s in self.core.hub.streams() {
             // Rates over the last interval; a stream seen for the first time counts from its start.
             let (prev_in, prev_out, since) =
                 match self.last_stats.iter().find(|(k, ..)| *k == s.key) {
@@ -953,31 +698,11 @@ impl Server {
             let _ = self.poll.registry().deregister(l);
         }
         self.listeners.clear();
-        let publishers: Vec<(usize, StreamKey)> = self
-            .conns
-            .iter()
-            .filter_map(|(t, c)| match &c.state {
-                ConnState::Rtmp(r) => match &r.role {
-                    RtmpRole::Publisher { key, .. } if !c.closed => Some((t, key.clone())),
-                    _ => None,
-                },
-                _ => None,
-            })
-            .collect();
-        for (t, key) in publishers {
-            self.end_publish(&key, t);
+        // Every publish ends and every player gets its end marker (the core decides who).
+        for t in self.core.shut_down() {
             self.close(t, "shutdown");
         }
-        // Players still waiting for a publisher end too.
-        let waiting: Vec<ViewerId> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| !c.closed)
-            .filter_map(|(_, c)| c.viewer())
-            .collect();
-        for v in waiting {
-            self.end_viewer(v);
-        }
+        self.apply_actions();
         let idle: Vec<usize> = self
             .conns
             .iter()
@@ -988,10 +713,11 @@ impl Server {
             self.close(t, "shutdown");
         }
         self.free_closed();
-        let deadline = Instant::now() + SHUTDOWN_GRACE;
+        let deadline = self.now + SHUTDOWN_GRACE;
         let mut events = Events::with_capacity(256);
-        while !self.conns.is_empty() && Instant::now() < deadline {
+        while !self.conns.is_empty() && self.now < deadline {
             let _ = self.poll.poll(&mut events, Some(Duration::from_millis(50)));
+            self.turn_clock();
             for event in events.iter() {
                 let Token(t) = event.token();
                 if t < LISTENER_BASE && event.is_writable() {
@@ -1000,11 +726,28 @@ impl Server {
             }
             self.free_closed();
         }
-        if let Some(rec) = self.recorders.take() {
-            info!("finalising recordings");
-            rec.shutdown();
-        }
+        self.core.finish_recordings();
         info!("stopped");
+    }
+}
+
+/// Reports the slow-viewer skips of `c` not yet logged.
+fn log_conn_skips(c: &mut Conn, hub: &crate::hub::Hub) {
+    let Some(vw) = c.viewer().and_then(|v| hub.viewer_ref(v)) else {
+        return;
+    };
+    let st = &vw.queue.stats;
+    if st.skips > c.skips_logged {
+        warn!(
+            "{}: {} player {} is slow: skipped to the next keyframe {} time(s), {} frames / {} bytes dropped so far",
+            vw.key,
+            c.kind(),
+            c.peer,
+            st.skips - c.skips_logged,
+            st.frames_dropped,
+            st.bytes_dropped
+        );
+        c.skips_logged = st.skips;
     }
 }
 
@@ -1017,74 +760,4 @@ fn access_line(peer: SocketAddr, a: conn::Access) -> String {
         a.wall,
         a.started.elapsed(),
     )
-}
-
-/// Moves the next part of a file body to the socket; `out` is empty on entry. Ok(None) at the end
-/// of the body, Ok(Some(false)) when the socket is full. Linux: sendfile(2), no user-space copy.
-#[cfg(target_os = "linux")]
-fn send_file_step(
-    body: &mut conn::FileBody,
-    socket: &mut TcpStream,
-    out: &mut outq::OutQueue,
-    written: &mut usize,
-) -> io::Result<Option<bool>> {
-    match body.send_to(socket, FILE_BYTES_PER_TURN) {
-        Ok(0) => Ok(None),
-        Ok(n) => {
-            *written += n;
-            Ok(Some(true))
-        }
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Some(false)),
-        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(Some(true)),
-        // A file system without sendfile support: copy through memory instead.
-        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOSYS)) => {
-            match body.next_chunk()? {
-                Some(chunk) => {
-                    out.push(chunk);
-                    write_outbox(socket, out, written, usize::MAX).map(Some)
-                }
-                None => Ok(None),
-            }
-        }
-        Err(e) => Err(e),
-    }
-}
-
-/// Elsewhere: one chunk read into memory, then written through the queue.
-#[cfg(not(target_os = "linux"))]
-fn send_file_step(
-    body: &mut conn::FileBody,
-    socket: &mut TcpStream,
-    out: &mut outq::OutQueue,
-    written: &mut usize,
-) -> io::Result<Option<bool>> {
-    match body.next_chunk()? {
-        Some(chunk) => {
-            out.push(chunk);
-            write_outbox(socket, out, written, usize::MAX).map(Some)
-        }
-        None => Ok(None),
-    }
-}
-
-/// Writes from `out` until it is empty or `*written` reached `limit` (Ok(true)), or the socket
-/// would block (Ok(false)).
-fn write_outbox(
-    socket: &mut TcpStream,
-    out: &mut dyn Outbox,
-    written: &mut usize,
-    limit: usize,
-) -> io::Result<bool> {
-    loop {
-        if out.is_empty() || *written >= limit {
-            return Ok(true);
-        }
-        match out.write_to(&mut outq::SocketWriter(socket)) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => *written += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
 }

@@ -182,8 +182,7 @@ mod tests {
 
     #[test]
     fn lists_sessions_newest_first() {
-        let dir = std::env::temp_dir().join(format!("rtmpd-rec-api-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
+        let dir = crate::testutil::temp_dir("rec-api");
         let s = dir.join("flv/live/cam");
         fs::create_dir_all(&s).unwrap();
         fs::write(s.join("20261124_010000.flv"), b"x").unwrap();

@@ -1,13 +1,19 @@
-//! Glue from RTMP session events to the hub: publish and play requests are decided here (name
-//! rules, one publisher per key), media goes to the hub, and session output is queued in order.
+//! Glue from RTMP session events to the origin core: publish and play requests go to
+//! `origin::Origin` (which decides), media goes to the hub by handle, and session output is
+//! queued in order. One publish or play per RTMP connection (`ONE_STREAM`).
 
 use log::{info, warn};
 
 use super::conn::{ConnState, RtmpRole};
+use super::origin::{PlayRequest, Proto, PublishRequest, Refused};
 use super::Server;
-use crate::hub::{OutputForm, PublishError};
-use crate::media::StreamKey;
+use crate::hub::OutputForm;
 use crate::rtmp::session::{Refusal, SessionEvent};
+
+/// Why a second `publish`/`play` on a connection is refused: the server serves one stream per
+/// RTMP connection, whatever the session lets a client create (`createStream` ids are cheap;
+/// OBS, FFmpeg and players use one).
+const ONE_STREAM: &str = "one publish or play per RTMP connection";
 
 impl Server {
     pub(super) fn rtmp_input(&mut self, token: usize, data: &[u8]) {
@@ -22,12 +28,19 @@ impl Server {
             self.close(token, "protocol error");
             return;
         }
+        self.rtmp_events(token);
+    }
+
+    /// Handles the session's events until there are none, or until the publisher is held back
+    /// for a recorder: the rest wait in the session (at most one read's worth) and are taken
+    /// first when it resumes, so a held publisher adds nothing to the recorder's queue.
+    pub(super) fn rtmp_events(&mut self, token: usize) {
         loop {
             let Some(conn) = self.conns.get_mut(token) else {
                 return;
             };
-            if conn.closed {
-                return;
+            if conn.closed || conn.held {
+                break;
             }
             let ConnState::Rtmp(r) = &mut conn.state else {
                 return;
@@ -84,17 +97,16 @@ impl Server {
                     return;
                 };
                 let RtmpRole::Publisher {
-                    key,
+                    handle,
                     stream_id: sid,
-                } = &r.role
+                } = r.role
                 else {
                     return;
                 };
-                if *sid != stream_id {
+                if sid != stream_id {
                     return;
                 }
-                let key = key.clone();
-                self.publish_frame(&key, token, frame);
+                self.publish_frame(handle, token, frame);
             }
             SessionEvent::Unpublished { stream_id } => {
                 let Some(conn) = self.conns.get_mut(token) else {
@@ -105,15 +117,16 @@ impl Server {
                     return;
                 };
                 if let RtmpRole::Publisher {
-                    key,
+                    handle,
                     stream_id: sid,
-                } = &r.role
+                } = r.role
                 {
-                    if *sid == stream_id {
-                        let key = key.clone();
+                    if sid == stream_id {
                         r.role = RtmpRole::Idle;
-                        info!("{key}: publisher {peer} unpublished");
-                        self.end_publish(&key, token);
+                        if let Some(key) = self.core.hub.key(handle) {
+                            info!("{key}: publisher {peer} unpublished");
+                        }
+                        self.end_publish(handle, token);
                     }
                 }
             }
@@ -132,7 +145,7 @@ impl Server {
                     if sid == stream_id {
                         // Flush what the viewer queue holds into nothing: the player asked to stop.
                         r.role = RtmpRole::Idle;
-                        self.hub.remove_viewer(viewer);
+                        self.core.hub.remove_viewer(viewer);
                     }
                 }
             }
@@ -170,7 +183,7 @@ impl Server {
         } = r.role
         {
             if sid == stream_id {
-                f(&mut self.hub, viewer);
+                f(&mut self.core.hub, viewer);
             }
         }
     }
@@ -183,7 +196,7 @@ impl Server {
         app: &str,
         name: &str,
     ) {
-        let now_ms = self.now_ms();
+        let (now_ms, wall) = (self.now_ms(), std::time::SystemTime::now());
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
@@ -191,49 +204,61 @@ impl Server {
         let ConnState::Rtmp(r) = &mut conn.state else {
             return;
         };
-        let key = match requested_key(&r.role, peer, "publish", app, name) {
-            Ok(k) => k,
-            Err(()) => {
+        if !matches!(r.role, RtmpRole::Idle) {
+            warn!("RTMP {peer}: publish refused: {ONE_STREAM}");
+            r.session.reject_publish(request_id, Refusal::BadName);
+            self.totals.refused += 1;
+            return;
+        }
+        let req = PublishRequest {
+            conn: token,
+            peer: Some(peer),
+            proto: Proto::Rtmp,
+            app,
+            name,
+        };
+        let ok = match self.core.publish(&req, now_ms, wall) {
+            Ok(ok) => ok,
+            Err(why) => {
+                match &why {
+                    Refused::Busy => {
+                        warn!("{app}/{name}: second publisher {peer} refused (stream busy)")
+                    }
+                    _ => warn!("RTMP {peer}: publish refused: {why}"),
+                }
                 r.session.reject_publish(request_id, Refusal::BadName);
                 self.totals.refused += 1;
                 return;
             }
         };
-        match self.hub.publish(&key, token, now_ms) {
-            Ok(ok) => {
-                r.session.accept_publish(request_id);
-                r.role = RtmpRole::Publisher {
-                    key: key.clone(),
-                    stream_id,
-                };
-                info!("{key}: publish from {peer}");
-                if let Some(old) = ok.took_over_from {
-                    self.stop_recording(old);
-                    if let Some(c) = self.conns.get_mut(old) {
-                        if let ConnState::Rtmp(r) = &mut c.state {
-                            // The stream and its players now belong to the newcomer.
-                            r.role = RtmpRole::Idle;
-                        }
-                        info!("{key}: previous publisher {} sent nothing for 5 s; taken over by {peer}", c.peer);
-                    }
-                    self.close(old, "taken over");
+        r.session.accept_publish(request_id);
+        r.role = RtmpRole::Publisher {
+            handle: ok.handle,
+            stream_id,
+        };
+        let key = ok.key;
+        info!("{key}: publish from {peer}");
+        if let Some(old) = ok.took_over_from {
+            if let Some(c) = self.conns.get_mut(old) {
+                if let ConnState::Rtmp(r) = &mut c.state {
+                    // The stream and its players now belong to the newcomer.
+                    r.role = RtmpRole::Idle;
                 }
-                self.start_recording(&key, token);
-                for v in ok.waiting_viewers {
-                    self.notify_publish(v);
-                }
+                info!(
+                    "{key}: previous publisher {} sent nothing for 5 s; taken over by {peer}",
+                    c.peer
+                );
             }
-            Err(PublishError::Busy) => {
-                warn!("{key}: second publisher {peer} refused (stream busy)");
-                r.session.reject_publish(request_id, Refusal::BadName);
-                self.totals.refused += 1;
-            }
+            self.close(old, "taken over");
+        }
+        for v in ok.waiting_viewers {
+            self.notify_publish(v);
         }
     }
 
     /// A waiting RTMP player learns that the publisher has arrived.
     fn notify_publish(&mut self, v: crate::hub::ViewerId) {
-        let Some(token) = self.hub.viewer(v).map(|vw| vw.token) else {
+        let Some(token) = self.core.hub.viewer(v).map(|vw| vw.token) else {
             return;
         };
         let Some(conn) = self.conns.get_mut(token) else {
@@ -260,13 +285,11 @@ impl Server {
         let ConnState::Rtmp(r) = &mut conn.state else {
             return;
         };
-        let key = match requested_key(&r.role, peer, "play", app, name) {
-            Ok(k) => k,
-            Err(()) => {
-                r.session.reject_play(request_id, Refusal::NotFound);
-                return;
-            }
-        };
+        if !matches!(r.role, RtmpRole::Idle) {
+            warn!("RTMP {peer}: play refused: {ONE_STREAM}");
+            r.session.reject_play(request_id, Refusal::NotFound);
+            return;
+        }
         // Replies queued so far go out before the player's own queue takes over.
         let before = r.session.take_output();
         conn.out.push(before.into());
@@ -274,17 +297,33 @@ impl Server {
             chunk_size: r.session.out_chunk_size(),
             stream_id,
         };
-        let (viewer, live) = self.hub.add_viewer(&key, form, token, now_ms);
+        let req = PlayRequest {
+            conn: token,
+            peer: Some(peer),
+            proto: Proto::Rtmp,
+            app,
+            name,
+        };
+        let playing = match self.core.play(&req, form, now_ms) {
+            Ok(p) => p,
+            Err(why) => {
+                warn!("RTMP {peer}: play refused: {why}");
+                r.session.reject_play(request_id, Refusal::NotFound);
+                return;
+            }
+        };
+        let viewer = playing.viewer;
         r.role = RtmpRole::Player { viewer, stream_id };
         r.session.accept_play(request_id);
         let reply = r.session.take_output();
-        if let Some(vw) = self.hub.viewer(viewer) {
+        if let Some(vw) = self.core.hub.viewer(viewer) {
             vw.queue.push_control(reply.into());
         }
-        self.hub.start_viewer(viewer);
+        self.core.start_viewer(viewer);
         info!(
-            "{key}: RTMP player {peer}{}",
-            if live {
+            "{}: RTMP player {peer}{}",
+            playing.key,
+            if playing.live {
                 ""
             } else {
                 " (waiting for the publisher)"
@@ -292,20 +331,4 @@ impl Server {
         );
         self.write_conn(token);
     }
-}
-
-/// The stream a `publish` or `play` asks for, if it may: one stream per connection, and a name
-/// that follows the rule. A refusal is logged here; the caller answers it.
-fn requested_key(
-    role: &RtmpRole,
-    peer: std::net::SocketAddr,
-    what: &str,
-    app: &str,
-    name: &str,
-) -> Result<StreamKey, ()> {
-    if !matches!(role, RtmpRole::Idle) {
-        warn!("RTMP {peer}: {what} on a connection that already publishes or plays; refused");
-        return Err(());
-    }
-    StreamKey::new(app, name).map_err(|e| warn!("RTMP {peer}: {what} refused: {e}"))
 }

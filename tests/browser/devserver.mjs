@@ -58,9 +58,21 @@ export function listRecordings(dataDir, onlyApp, onlyStream) {
 }
 
 // Resolves to the server and its port. `roots` maps a URL prefix to a folder; "/" is the pages.
-export function startDevServer(roots, originPort, dataDir) {
-  const server = http.createServer((req, res) => {
+// `stubs` (optional) maps an API path to an async function returning the JSON to answer with: the
+// dashboard tests use it for API fields the origin does not serve yet (health, history).
+export function startDevServer(roots, originPort, dataDir, stubs) {
+  const server = http.createServer(async (req, res) => {
     const url = new URL(req.url, "http://x");
+    if (stubs && stubs[url.pathname]) {
+      try {
+        const body = JSON.stringify(await stubs[url.pathname](url));
+        res.writeHead(200, { "Content-Type": "application/json", "Cache-Control": "no-cache", "Access-Control-Allow-Origin": "*" });
+        return res.end(body);
+      } catch (e) {
+        res.writeHead(502, { "Content-Type": "text/plain" });
+        return res.end(String(e.message));
+      }
+    }
     if (url.pathname === "/api/recordings" && dataDir) {
       const body = JSON.stringify(listRecordings(dataDir, url.searchParams.get("app"), url.searchParams.get("stream")));
       res.writeHead(200, { "Content-Type": "application/json", "Cache-Control": "no-cache" });

@@ -26,6 +26,10 @@ const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const RTMPD_BIN = path.resolve(ROOT, process.env.RTMPD_BIN || "target/debug/rtmpd");
 const FIXTURE = path.join(ROOT, "tests", "data", "fixture.flv");
 const FIXTURE_AUDIO = path.join(ROOT, "tests", "data", "fixture_audio.flv");
+// HEVC over Enhanced RTMP: Debian's FFmpeg 5.1 cannot publish it, FFmpeg 9 (tools/fetch-ffmpeg.sh) can.
+const FIXTURE_HEVC = path.join(ROOT, "tests", "data", "codecs", "hevc_aac.flv");
+const FFMPEG9 = process.env.RTMPD_FFMPEG9 || path.join(ROOT, "tools", "ffmpeg9", "ffmpeg");
+const HAVE_FFMPEG9 = fs.existsSync(FFMPEG9);
 const CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
   "--disable-component-update", "--no-first-run",
   // Headless pages play muted anyway; this keeps play() from waiting for a user gesture.
@@ -71,11 +75,11 @@ function startChild(cmd, args, name) {
   return c;
 }
 
-function publish(file, stream, loop) {
+function publish(file, stream, loop, ffmpeg = "ffmpeg") {
   const args = ["-hide_banner", "-loglevel", "error", "-re"];
   if (loop) args.push("-stream_loop", "-1");
   args.push("-i", file, "-c", "copy", "-f", "flv", `rtmp://127.0.0.1:${ports.rtmp}/live/${stream}`);
-  return startChild("ffmpeg", args, "ffmpeg " + stream);
+  return startChild(ffmpeg, args, "ffmpeg " + stream);
 }
 
 const sleep = ms => new Promise(r => setTimeout(r, ms));
@@ -148,6 +152,13 @@ before(async () => {
 
   publish(FIXTURE, "stream", true);
   publish(FIXTURE_AUDIO, "audio", true);
+  // The dashboard's red case: 10 s of video with a single keyframe, looped (a keyframe every 10 s).
+  const slowGop = path.join(tmp, "gop10.flv");
+  const made = spawnSync("ffmpeg", ["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+    "testsrc2=size=320x240:rate=25:duration=10", "-c:v", "libx264", "-preset", "ultrafast", "-g", "250",
+    "-keyint_min", "250", "-sc_threshold", "0", "-pix_fmt", "yuv420p", "-f", "flv", slowGop]);
+  assert.equal(made.status, 0, "making the 10 s GOP fixture: " + made.stderr);
+  publish(slowGop, "slowgop", true);
   publish(FIXTURE, "vod", false); // one 10 s publish that ends: the recordings tests use it
   await waitFor("the streams to be live", async () => {
     const l = await liveStreams();
@@ -291,6 +302,9 @@ test("the CDN fallbacks name the versions pinned in web/package.json", () => {
   const cdn = [...common.matchAll(/cdn\.jsdelivr\.net\/npm\/([^@/]+)@([^/]+)\//g)].map(m => [m[1], m[2]]);
   assert.equal(cdn.length, 2);
   for (const [name, version] of cdn) assert.equal(version, pinned[name], `${name} in common.js vs package.json`);
+  const home = fs.readFileSync(path.join(WEB, "home.js"), "utf8");
+  const qr = [...home.matchAll(/cdn\.jsdelivr\.net\/npm\/([^@/]+)@([^/]+)\//g)].map(m => [m[1], m[2]]);
+  assert.deepEqual(qr, [["qrcode-generator", pinned["qrcode-generator"]]], "home.js's QR library vs package.json");
 });
 
 browserTest("home page lists the live stream", async () => {
@@ -398,6 +412,74 @@ browserTest("index.html plays an audio-only stream", async () => {
   skipIfNoTools();
   await playPage("index-audio-only", "/index.html?stream=audio");
 });
+
+browserTest("mpegts.js reads HEVC HTTP-FLV (and plays it where Chromium decodes HEVC)", async t => {
+  skipIfNoTools();
+  if (!HAVE_FFMPEG9) {
+    const why = `FFmpeg 9 not found at ${FFMPEG9} (sh tools/fetch-ffmpeg.sh): nothing can publish HEVC`;
+    if (REQUIRE_TOOLS) assert.fail(`RTMPD_REQUIRE_TOOLS=1 and ${why}`);
+    t.skip(why);
+    return;
+  }
+  // Published for this test only, so the other pages (the home page's tiles) never see it.
+  const hevc = publish(FIXTURE_HEVC, "hevc", true, FFMPEG9);
+  try {
+    await waitFor("live/hevc to be live", async () => (await liveStreams()).includes("live/hevc"), 15000);
+    await readHevc();
+  } finally {
+    hevc.kill("SIGTERM");
+    await Promise.race([hevc.exited, sleep(5000)]);
+    await waitFor("live/hevc to end", async () => !(await liveStreams()).includes("live/hevc"), 15000);
+  }
+});
+
+async function readHevc() {
+  const page = await ctx.newPage();
+  const errors = [];
+  page.on("pageerror", e => errors.push("page error: " + e.message));
+  // A bare page on the origin, so the test reads mpegts.js itself, not a page's codec policy.
+  await page.route("**/__hevc_probe.html", r => r.fulfill({
+    status: 200, contentType: "text/html",
+    body: '<!doctype html><video muted playsinline></video><script src="/vendor/mpegts.js"></script>',
+  }));
+  await page.goto(pageBase + "/__hevc_probe.html");
+  const r = await page.evaluate(async flvUrl => {
+    const out = { decodable: MediaSource.isTypeSupported('video/mp4; codecs="hvc1.1.6.L93.B0"'), errors: [] };
+    const video = document.querySelector("video");
+    mpegts.LoggingControl.enableAll = false;
+    const player = mpegts.createPlayer({ type: "flv", isLive: true, url: flvUrl }, { enableStashBuffer: false });
+    player.on(mpegts.Events.MEDIA_INFO, mi => {
+      out.mediaInfo = { videoCodec: mi.videoCodec, audioCodec: mi.audioCodec, mimeType: mi.mimeType,
+        width: mi.width, height: mi.height };
+    });
+    player.on(mpegts.Events.ERROR, (type, detail, data) => out.errors.push(`${type} ${detail} ${data && data.msg || ""}`));
+    player.attachMediaElement(video);
+    player.load();
+    video.play().catch(() => {});
+    const end = Date.now() + 20000;
+    while (Date.now() < end) {
+      if (out.mediaInfo && (!out.decodable || video.currentTime >= 3)) break;
+      await new Promise(res => setTimeout(res, 250));
+    }
+    out.currentTime = video.currentTime;
+    player.destroy();
+    return out;
+  }, "/live/hevc.flv");
+  await page.screenshot({ path: path.join(ARTIFACTS, "mpegts-hevc.png") }).catch(() => {});
+  await page.close();
+  assert.ok(r.mediaInfo, `mpegts.js reported no MediaInfo for HEVC HTTP-FLV (errors: ${JSON.stringify(r.errors)})`);
+  assert.match(r.mediaInfo.videoCodec || "", /^hvc1\./, JSON.stringify(r.mediaInfo));
+  assert.match(r.mediaInfo.audioCodec || "", /^mp4a\.40\./, JSON.stringify(r.mediaInfo));
+  assert.ok(r.mediaInfo.width > 0 && r.mediaInfo.height > 0, JSON.stringify(r.mediaInfo));
+  if (r.decodable) {
+    assert.deepEqual([...r.errors, ...errors], [], "errors while playing HEVC");
+    assert.ok(r.currentTime >= 3, `HEVC HTTP-FLV played only ${r.currentTime} s`);
+    console.log(`# mpegts-hevc: played ${r.currentTime.toFixed(1)} s of HEVC, MediaInfo ${JSON.stringify(r.mediaInfo)}`);
+  } else {
+    console.log("# mpegts-hevc: this Chromium cannot decode HEVC (MediaSource.isTypeSupported(hvc1) is false), " +
+      `so playback is not tested; checked instead that mpegts.js parses the HEVC HTTP-FLV: MediaInfo ${JSON.stringify(r.mediaInfo)}`);
+  }
+}
 
 browserTest("video.html plays live FLV", async () => {
   skipIfNoTools();
@@ -519,4 +601,108 @@ browserTest("home page lists the recordings", async () => {
   await shot(p);
   await p.page.close();
   assert.deepEqual(p.errors, [], "errors on the home page");
+});
+
+// ---- the dashboard (issue 17), against the origin's real /api/streams `health` and /api/streams/history:
+// "stream" (the fixture: a keyframe every 2 s) is green, "slowgop" (one keyframe per 10 s loop) red with the
+// advice, "audio" shows a level meter.
+
+const SCREENSHOTS = path.join(ROOT, "target", "screenshots");
+
+browserTest("home page dashboard: playing tiles, health badges, graphs, a QR code that decodes", async () => {
+  skipIfNoTools();
+  const page = await ctx.newPage();
+  const errors = [];
+  page.on("pageerror", e => errors.push("page error: " + e.message));
+  page.on("console", m => { if (m.type() === "error" && !/api\/recordings/.test(m.text())) errors.push("console error: " + m.text()); });
+  fs.mkdirSync(SCREENSHOTS, { recursive: true });
+  try {
+    await page.goto(pageBase + "/");
+    for (const t of ["live/stream", "live/audio", "live/slowgop"]) await page.waitForSelector(`[data-tile="${t}"]`, { timeout: 15000 });
+    // Both kinds of tile play: the video tile's currentTime advances, the audio tile's level meter moves.
+    await page.waitForFunction(() => (window.rtmpdState.tiles["live/stream"] || {}).currentTime > 2, null, { timeout: 20000, polling: 250 });
+    const t0 = await page.evaluate(() => window.rtmpdState.tiles["live/stream"].currentTime);
+    await page.waitForFunction(t => window.rtmpdState.tiles["live/stream"].currentTime > t + 1, t0, { timeout: 10000, polling: 250 });
+    await page.waitForFunction(() => (window.rtmpdState.tiles["live/audio"] || {}).levelTicks > 10, null, { timeout: 20000, polling: 250 });
+
+    // The server's verdicts, as the page shows them (it refreshes the list every few seconds).
+    const badge = sel => page.$eval(sel, e => ({ level: e.dataset.health, text: e.textContent }));
+    await page.waitForFunction(() => {
+      const e = document.querySelector('[data-tile="live/slowgop"] [data-health]');
+      return e && e.dataset.health === "red" && /keyframe every 10 s/.test(e.textContent);
+    }, null, { timeout: 45000, polling: 500 }).catch(() => {});
+    const red = await badge('[data-tile="live/slowgop"] [data-health]');
+    assert.equal(red.level, "red", `slowgop: ${red.text}`);
+    assert.match(red.text, /keyframe every 10 s: set your encoder's keyframe interval to 2 s/);
+    const green = await badge('[data-tile="live/stream"] [data-health]');
+    assert.equal(green.level, "green", `stream: ${green.text}`);
+    assert.match(green.text, /keyframe every 2 s/);
+
+    // One history point per 5 s since each stream went live: a line with at least two points.
+    const count = sel => page.$eval(sel, e => e.getAttribute("points").trim().split(/\s+/).length).catch(() => 0);
+    await page.waitForFunction(() => {
+      const e = document.querySelector('[data-tile="live/stream"] [data-chart="bitrate in / out"] polyline.in');
+      return e && e.getAttribute("points").trim().split(/\s+/).length >= 2;
+    }, null, { timeout: 30000, polling: 500 }).catch(() => {});
+    const points = await count('[data-tile="live/stream"] [data-chart="bitrate in / out"] polyline.in');
+    assert.ok(points >= 2, `bitrate graph points: ${points}`);
+    const serverPoints = await count('#server-graphs [data-chart="CPU"] polyline');
+    assert.ok(serverPoints >= 2, `CPU graph points: ${serverPoints}`);
+    console.log(`# dashboard: slowgop "${red.text}", stream "${green.text}", ${points} bitrate points, ${serverPoints} CPU points`);
+
+    // The QR code, decoded with jsQR from a screenshot of its canvas.
+    await page.waitForFunction(() => document.querySelector('[data-tile="live/stream"] canvas.qr').dataset.text, null, { timeout: 10000 });
+    const png = await (await page.$('[data-tile="live/stream"] canvas.qr')).screenshot();
+    await page.addScriptTag({ path: createRequire(path.join(HERE, "package.json")).resolve("jsqr") });
+    const decoded = await page.evaluate(async b64 => {
+      const img = new Image();
+      img.src = "data:image/png;base64," + b64;
+      await img.decode();
+      const c = document.createElement("canvas");
+      c.width = img.width;
+      c.height = img.height;
+      const g = c.getContext("2d");
+      g.drawImage(img, 0, 0);
+      const code = window.jsQR(g.getImageData(0, 0, c.width, c.height).data, c.width, c.height);
+      return code ? code.data : null;
+    }, png.toString("base64"));
+    assert.equal(decoded, `${pageBase}/play.html?app=live&stream=stream`);
+    await page.waitForTimeout(500);
+  } finally {
+    await page.screenshot({ path: path.join(SCREENSHOTS, "home.png"), fullPage: true }).catch(() => {});
+    await page.close();
+  }
+  assert.deepEqual(errors, [], "errors on the dashboard");
+});
+
+// A server without the dashboard fields (an older origin, or a gateway in front of one): the page still lists
+// and plays, and shows no badge and no graph. The API answers are the origin's with `health` taken out.
+browserTest("home page dashboard works against an API without health or history", async () => {
+  skipIfNoTools();
+  const { startDevServer } = await import("./devserver.mjs");
+  const stubs = {
+    "/api/streams": async () => {
+      const j = await (await fetch(originBase + "/api/streams")).json();
+      return { streams: j.streams.map(({ health, ...rest }) => rest) };
+    },
+  };
+  const dev = await startDevServer({ "/": WEB }, ports.http, null, stubs);
+  const base = `http://127.0.0.1:${dev.server.address().port}`;
+  const page = await ctx.newPage();
+  const errors = [];
+  page.on("pageerror", e => errors.push("page error: " + e.message));
+  page.on("console", m => { if (m.type() === "error") errors.push("console error: " + m.text()); });
+  const p = { page, errors, name: "home-plain-api" };
+  try {
+    await page.goto(`${base}/?api=${encodeURIComponent(base)}`);
+    await p.page.waitForSelector('[data-tile="live/stream"]', { timeout: 10000 });
+    await p.page.waitForFunction(() => (window.rtmpdState.tiles["live/stream"] || {}).currentTime > 1, null, { timeout: 20000, polling: 250 });
+    assert.equal(await p.page.$$eval("[data-health]", e => e.length), 0, "no badge without health");
+    assert.equal(await p.page.$$eval("#server-graphs svg", e => e.length), 0, "no graph without history");
+  } finally {
+    await shot(p);
+    await p.page.close();
+    dev.server.close();
+  }
+  assert.deepEqual(p.errors.filter(e => !e.includes("/api/recordings") && !e.includes("/api/streams/history")), [], "errors on the home page");
 });

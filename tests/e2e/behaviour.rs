@@ -5,7 +5,6 @@
 use std::time::{Duration, Instant};
 
 use rtmpd::media::Frame;
-use rtmpd::rtmp::client::RtmpClient;
 
 use crate::util::*;
 

@@ -341,6 +341,7 @@ fn one_gigabyte_sparse_file_downloads_with_bounded_rss_and_others_stay_quick() {
 }
 
 #[test]
+#[cfg(unix)] // SO_RCVBUF is set through libc on unix only
 fn a_stalled_reader_does_not_slow_other_clients() {
     let root = TempRoot::new("stall");
     let f = std::fs::File::create(root.join("movie.mp4")).unwrap();
@@ -804,6 +805,7 @@ fn access_log_lines_go_to_stderr_or_the_access_log_file() {
 }
 
 #[test]
+#[cfg(unix)] // SO_RCVBUF is set through libc on unix only
 fn a_pipelined_flood_is_answered_in_full_without_piling_up_answers_in_memory() {
     let root = TempRoot::new("flood");
     let data = pattern_bytes(60_000);
@@ -835,6 +837,7 @@ fn a_pipelined_flood_is_answered_in_full_without_piling_up_answers_in_memory() {
 }
 
 #[test]
+#[cfg(unix)] // SO_RCVBUF is set through libc on unix only
 fn a_slow_download_outlives_the_keep_alive_timeout() {
     let root = TempRoot::new("longdl");
     // 32 MiB read at most 96 KiB per 100 ms (under 1 MB/s, so at least 34 s): past the 30 s idle

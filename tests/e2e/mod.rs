@@ -2,8 +2,13 @@
 
 mod behaviour;
 mod cli;
+mod codecs;
+mod dashboard;
+mod faults;
 mod files;
 mod http;
 mod live;
+mod platform;
 mod record;
 mod robustness;
+mod timestamps;

@@ -30,14 +30,7 @@ struct DataDir(PathBuf);
 
 impl DataDir {
     fn new() -> DataDir {
-        let p = std::env::temp_dir().join(format!(
-            "rtmpd-rec-{}-{}",
-            std::process::id(),
-            unique_stream("d")
-        ));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("creating a data dir");
-        DataDir(p)
+        DataDir(TempDir::new("rec").keep())
     }
     fn arg(&self) -> String {
         self.0.display().to_string()
@@ -862,6 +855,7 @@ fn republish_keeps_the_first_session() {
 /// playlist (logged), merges the unmerged session (logged) into a clean MP4, and `rtmpd merge`
 /// on a copy of the segments gives the same bytes.
 #[test]
+#[cfg(unix)] // SIGKILL: Windows has no kill(2); tools/windows-smoke.sh covers shutdown there
 fn sigkill_leaves_readable_files_and_restart_repairs() {
     if !require_tool("ffmpeg") || !require_tool("ffprobe") {
         return;
@@ -1106,6 +1100,7 @@ fn full_disk_stops_the_recorder_not_the_viewer() {
 /// SIGTERM (as Ctrl-C) while a stream is live finalises every open recording before the exit:
 /// the playlists get ENDLIST, the FLV metadata is patched, `stream_full.mp4` is built.
 #[test]
+#[cfg(unix)] // SIGTERM: Windows has no kill(2); tools/windows-smoke.sh covers shutdown there
 fn sigterm_finalises_open_recordings() {
     if !require_tool("ffmpeg") || !require_tool("ffprobe") {
         return;
@@ -1172,5 +1167,104 @@ fn sigterm_finalises_open_recordings() {
     assert!(
         boxes.iter().position(|b| b == "moov") < boxes.iter().position(|b| b == "mdat"),
         "moov after mdat: {boxes:?}"
+    );
+}
+
+/// Issue 11: FFmpeg publishing as fast as it can (no `-re`) used to end the recording after a
+/// tenth of a second ("disk too slow"). Now each recording is a hub reader that holds the
+/// publisher back while it is behind, so every recorder keeps every frame. A small
+/// `--record-queue` makes the hold-back engage however fast the disk is.
+#[test]
+fn fast_publisher_is_held_back_and_every_recorder_keeps_every_frame() {
+    if !require_tool("ffmpeg") || !require_tool("ffprobe") {
+        return;
+    }
+    let dd = DataDir::new();
+    let mut server = Server::builder()
+        .args([
+            "--data-dir".to_string(),
+            dd.arg(),
+            "--hls-fragment".into(),
+            "2".into(),
+            "--record-queue".into(),
+            "16".into(),
+            "--workers".into(),
+            "1".into(),
+        ])
+        .no_web()
+        .start();
+    let name = unique_stream("fast");
+    let key = format!("live/{name}");
+    // What FFmpeg sends: the fixture six times over (60 s of media), as one FLV.
+    let reference = dd.0.join("reference.flv");
+    let loops = ["-stream_loop", "5", "-i"];
+    let mut c = Command::new("ffmpeg");
+    c.args(["-hide_banner", "-nostdin", "-v", "error", "-y"])
+        .args(loops)
+        .arg(fixture_path("fixture.flv"))
+        .args(["-c", "copy", "-f", "flv"])
+        .arg(&reference);
+    let (ok, _, err) = run(c);
+    assert!(ok, "making the reference: {err}");
+    let mut c = Command::new("ffmpeg");
+    c.args(["-hide_banner", "-nostdin", "-v", "error"])
+        .args(loops)
+        .arg(fixture_path("fixture.flv"))
+        .args(["-c", "copy", "-f", "flv"])
+        .arg(server.rtmp_url(&key));
+    let started = Instant::now();
+    let mut ff = Proc::spawn(c);
+    let status = ff.wait_or_panic(PUBLISH);
+    assert!(status.success(), "publisher: {}", ff.stderr());
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "60 s of media without -re took {:?}: not faster than real time",
+        started.elapsed()
+    );
+    wait_finished(&server, &key, true, true, true);
+    server.assert_running();
+
+    let count = |input: &Path, sel: &str| packet_pts(input, &[], sel).len();
+    let (want_v, want_a) = (count(&reference, "v"), count(&reference, "a"));
+    assert!(want_v >= 6 * 250 && want_a >= 6 * 400, "{want_v} {want_a}");
+    let flvs = files_with(&data(&dd.0, "flv", "live", &name), ".flv");
+    assert_eq!(flvs.len(), 1, "FLV files: {flvs:?}");
+    let hls = data(&dd.0, "hls", "live", &name).join("index.m3u8");
+    let mp4 = data(&dd.0, "mp4", "live", &name).join("output_merge/stream_full.mp4");
+    for file in [&flvs[0], &hls, &mp4] {
+        assert_eq!(
+            count(file, "v"),
+            want_v,
+            "video packets in {}",
+            file.display()
+        );
+        assert_eq!(
+            count(file, "a"),
+            want_a,
+            "audio packets in {}",
+            file.display()
+        );
+    }
+    let metrics = http_get(server.http, "/metrics", Duration::from_secs(5)).body_text();
+    let value = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing in /metrics:\n{metrics}"))
+    };
+    assert!(
+        value("rtmpd_publisher_holds_total ") > 0,
+        "the publisher was never held back: the test did not test the hold-back"
+    );
+    assert_eq!(value("rtmpd_recorder_dropped_frames_total "), 0);
+    let logs = server.logs();
+    assert!(
+        !logs
+            .iter()
+            .any(|l| l.contains("[ERROR]") || l.contains("stopped")),
+        "error lines in the log: {:?}",
+        logs.iter()
+            .filter(|l| l.contains("[ERROR]") || l.contains("stopped"))
+            .collect::<Vec<_>>()
     );
 }

@@ -205,3 +205,140 @@ fn http_port_garbage_and_broken_requests_leave_the_stream_alone() {
     drop(hanging);
     drop(s);
 }
+
+/// Issue 13 hole 1 (private replies are unbounded): clients that send requests the server must
+/// answer (unknown commands, each answered with an `_error` several times its size) and never
+/// read the answers. Each one's replies are bounded (the server stops reading it until they
+/// drain), so memory stays flat; the watched stream's viewers get every frame; and a client
+/// that never drains is closed after 10 s, with a line saying why.
+// Reads VmRSS from /proc and shrinks receive buffers with a Unix socket call.
+#[cfg(target_os = "linux")]
+#[test]
+fn private_replies_are_bounded_for_clients_that_never_read() {
+    const FLOODERS: usize = 8;
+    let w = watched_stream();
+    let rtmp = w.server.rtmp;
+    let pid = w.server.pid();
+    let before = proc_status_kb(pid, "VmRSS");
+    let mut connect = amf_str("connect");
+    connect.extend(amf_num(1.0));
+    connect.extend([3, 0, 3]);
+    connect.extend(b"app");
+    connect.extend(amf_str("live"));
+    connect.extend([0, 0, 9]);
+    let mut unknown = amf_str("x");
+    unknown.extend(amf_num(2.0));
+    unknown.push(5);
+    let requests: Vec<u8> = (0..200).flat_map(|_| command_chunk(&unknown)).collect();
+    let flooders: Vec<JoinHandle<(TcpStream, usize)>> = (0..FLOODERS)
+        .map(|_| {
+            let (connect, requests) = (connect.clone(), requests.clone());
+            std::thread::spawn(move || {
+                let mut s = raw_rtmp_handshake(rtmp).expect("handshake");
+                small_receive_buffer(&s);
+                s.write_all(&command_chunk(&connect)).unwrap();
+                s.set_write_timeout(Some(Duration::from_millis(100)))
+                    .unwrap();
+                let end = std::time::Instant::now() + Duration::from_secs(6);
+                let mut sent = 0;
+                while std::time::Instant::now() < end {
+                    match s.write(&requests) {
+                        Ok(n) => sent += n,
+                        Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                    }
+                }
+                (s, sent)
+            })
+        })
+        .collect();
+    let flooders: Vec<(TcpStream, usize)> =
+        flooders.into_iter().map(|h| h.join().unwrap()).collect();
+    let sent: usize = flooders.iter().map(|(_, n)| n).sum();
+    let after = proc_status_kb(pid, "VmRSS");
+    let metrics = http_get(w.server.http, "/metrics", Duration::from_secs(5)).body_text();
+    let read = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("rtmpd_bytes_in_total ")?.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(
+        after < before + 16 * 1024,
+        "RSS grew from {before} kB to {after} kB while {FLOODERS} clients sent {sent} bytes of \
+         commands (the server read {read}) and read no reply"
+    );
+    // Still unread: closed once the bound's 10 s are up, one line each.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let closed = |w: &Watched| {
+        w.server
+            .logs()
+            .iter()
+            .filter(|l| l.contains("does not read its replies"))
+            .count()
+    };
+    while closed(&w) < FLOODERS && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        closed(&w),
+        FLOODERS,
+        "each flooder closed with one line (the server read {read} bytes)"
+    );
+    w.assert_untouched();
+    drop(flooders);
+}
+
+#[cfg(target_os = "linux")]
+fn amf_str(s: &str) -> Vec<u8> {
+    let mut v = vec![2];
+    v.extend((s.len() as u16).to_be_bytes());
+    v.extend(s.as_bytes());
+    v
+}
+
+#[cfg(target_os = "linux")]
+fn amf_num(n: f64) -> Vec<u8> {
+    let mut v = vec![0];
+    v.extend(n.to_be_bytes());
+    v
+}
+
+/// One type-0 chunk on chunk stream 3 carrying a whole AMF0 command (at most 128 bytes).
+#[cfg(target_os = "linux")]
+fn command_chunk(body: &[u8]) -> Vec<u8> {
+    assert!(body.len() <= 128);
+    let len = body.len() as u32;
+    let mut v = vec![
+        3,
+        0,
+        0,
+        0,
+        (len >> 16) as u8,
+        (len >> 8) as u8,
+        len as u8,
+        20,
+        0,
+        0,
+        0,
+        0,
+    ];
+    v.extend_from_slice(body);
+    v
+}
+
+#[cfg(target_os = "linux")]
+/// A few KiB of receive buffer, so the kernel does not absorb megabytes of unread replies and
+/// the server's own bound is what is tested.
+fn small_receive_buffer(s: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let size: libc::c_int = 4096;
+    // SAFETY: setsockopt on a socket we own, with a pointer to a live c_int and its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "SO_RCVBUF");
+}

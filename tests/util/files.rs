@@ -4,50 +4,17 @@
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+
+use rtmpd::codec::http_head::{self, Framing};
 
 use super::proc::Proc;
 use super::server::binary;
 
-/// A fresh folder under the system temp dir, removed on drop.
-pub struct TempRoot {
-    pub path: PathBuf,
-}
-
-impl TempRoot {
-    pub fn new(tag: &str) -> TempRoot {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let path =
-            std::env::temp_dir().join(format!("rtmpd-files-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("creating a temp root");
-        TempRoot { path }
-    }
-
-    /// Writes `data` at `rel` (folders created) and returns the full path.
-    pub fn write(&self, rel: &str, data: &[u8]) -> PathBuf {
-        let p = self.path.join(rel);
-        if let Some(d) = p.parent() {
-            std::fs::create_dir_all(d).expect("creating folders");
-        }
-        std::fs::write(&p, data).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-        p
-    }
-
-    pub fn join(&self, rel: &str) -> PathBuf {
-        self.path.join(rel)
-    }
-}
-
-impl Drop for TempRoot {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
-}
+/// The static-file tests' name for a temporary root: the tests' one `TempDir`.
+pub type TempRoot = super::TempDir;
 
 /// `n` bytes that differ at every offset that matters for a slice check (not periodic at 256).
 pub fn pattern_bytes(n: usize) -> Vec<u8> {
@@ -194,25 +161,10 @@ impl PipeReader {
     /// The next response; `head_only` when it answers a HEAD request.
     pub fn next(&mut self, head_only: bool, timeout: Duration) -> io::Result<Reply> {
         let deadline = Instant::now() + timeout;
-        let (status, head, headers, head_len) = loop {
-            let mut hs = [httparse::EMPTY_HEADER; 64];
-            let mut r = httparse::Response::new(&mut hs);
-            match r.parse(&self.buf) {
-                Ok(httparse::Status::Complete(n)) => {
-                    let headers = r
-                        .headers
-                        .iter()
-                        .map(|h| {
-                            (
-                                h.name.to_string(),
-                                String::from_utf8_lossy(h.value).into_owned(),
-                            )
-                        })
-                        .collect::<Vec<_>>();
-                    let head = String::from_utf8_lossy(&self.buf[..n]).into_owned();
-                    break (r.code.unwrap_or(0), head, headers, n);
-                }
-                Ok(httparse::Status::Partial) => {
+        let (head, parsed) = loop {
+            match http_head::parse_response(&self.buf, 64 * 1024) {
+                Ok(Some(h)) => break (String::from_utf8_lossy(&self.buf[..h.len]).into_owned(), h),
+                Ok(None) => {
                     if self.fill(deadline)? == 0 {
                         return Err(io::Error::new(
                             io::ErrorKind::UnexpectedEof,
@@ -224,22 +176,26 @@ impl PipeReader {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidData,
                         format!(
-                            "bad response head {e}: {:?}",
+                            "{e}: {:?}",
                             String::from_utf8_lossy(&self.buf[..self.buf.len().min(200)])
                         ),
                     ))
                 }
             }
         };
-        let len: usize = if head_only || status == 304 || status == 204 {
-            0
-        } else {
-            headers
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-                .and_then(|(_, v)| v.trim().parse().ok())
-                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no Content-Length"))?
+        let (status, head_len) = (parsed.status, parsed.len);
+        let len: usize = match parsed.framing(head_only) {
+            Framing::Empty => 0,
+            Framing::Length(n) => usize::try_from(n)
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "Content-Length"))?,
+            Framing::Chunked | Framing::Close => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "no Content-Length",
+                ))
+            }
         };
+        let headers = parsed.headers;
         while self.buf.len() < head_len + len {
             if self.fill(deadline)? == 0 {
                 return Err(io::Error::new(

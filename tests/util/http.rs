@@ -1,13 +1,19 @@
 //! A raw-TCP HTTP client for the tests: exact control over the request bytes and the version,
 //! the response head as sent, chunked bodies decoded while streaming, and a clear record of how
-//! the body ended (terminating chunk, EOF, or our own time limit).
+//! the body ended (terminating chunk, EOF, or our own time limit). The head and chunk parsing
+//! are the library's (`rtmpd::codec`), tested there at every split point.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use rtmpd::codec::chunked::ChunkedDecoder;
+use rtmpd::codec::http_head::{self, Framing};
+
 /// Cap on what one test response may hold; a live stream of the fixtures is far below it.
 const MAX_BODY: usize = 64 << 20;
+/// Cap on a response head (the server's are well under 1 KiB).
+const MAX_HEAD: usize = 64 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyEnd {
@@ -51,62 +57,6 @@ impl HttpResponse {
     }
 }
 
-/// Incremental chunked-body decoder.
-#[derive(Default)]
-struct Chunked {
-    /// Bytes left in the current chunk, then 2 for its CRLF.
-    left: usize,
-    in_data: bool,
-    done: bool,
-}
-
-impl Chunked {
-    /// Decodes as much of `raw` as possible into `body`; returns bytes consumed.
-    fn feed(&mut self, raw: &[u8], body: &mut Vec<u8>) -> io::Result<usize> {
-        let mut pos = 0;
-        while !self.done {
-            if self.in_data {
-                let n = self.left.min(raw.len() - pos);
-                body.extend_from_slice(&raw[pos..pos + n]);
-                pos += n;
-                self.left -= n;
-                if self.left > 0 {
-                    return Ok(pos);
-                }
-                if raw.len() - pos < 2 {
-                    return Ok(pos);
-                }
-                if &raw[pos..pos + 2] != b"\r\n" {
-                    return Err(bad("chunk data not followed by CRLF"));
-                }
-                pos += 2;
-                self.in_data = false;
-            } else {
-                let Some(eol) = raw[pos..].windows(2).position(|w| w == b"\r\n") else {
-                    if raw.len() - pos > 1024 {
-                        return Err(bad("chunk size line too long"));
-                    }
-                    return Ok(pos);
-                };
-                let line = std::str::from_utf8(&raw[pos..pos + eol])
-                    .map_err(|_| bad("chunk size line not UTF-8"))?;
-                let hex = line.split(';').next().unwrap_or("").trim();
-                let size = usize::from_str_radix(hex, 16)
-                    .map_err(|_| bad(&format!("bad chunk size line {line:?}")))?;
-                pos += eol + 2;
-                if size == 0 {
-                    // Trailers are not used by the server; the final CRLF may follow.
-                    self.done = true;
-                    return Ok(pos);
-                }
-                self.left = size;
-                self.in_data = true;
-            }
-        }
-        Ok(pos)
-    }
-}
-
 fn bad(msg: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.to_string())
 }
@@ -137,72 +87,51 @@ pub fn read_response(
     let mut raw: Vec<u8> = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
     let mut resp: Option<HttpResponse> = None;
-    let mut chunked = Chunked::default();
-    let mut content_length: Option<usize> = None;
+    let mut chunked = ChunkedDecoder::new();
+    let mut content_length: Option<u64> = None;
     loop {
         // Parse the head once it is complete.
         if resp.is_none() {
-            let mut headers = [httparse::EMPTY_HEADER; 64];
-            let mut r = httparse::Response::new(&mut headers);
-            match r.parse(&raw) {
-                Ok(httparse::Status::Complete(n)) => {
-                    let hs: Vec<(String, String)> = r
-                        .headers
-                        .iter()
-                        .map(|h| {
-                            (
-                                h.name.to_string(),
-                                String::from_utf8_lossy(h.value).into_owned(),
-                            )
-                        })
-                        .collect();
-                    let status = r.code.unwrap_or(0);
-                    let find = |k: &str| {
-                        hs.iter()
-                            .find(|(n, _)| n.eq_ignore_ascii_case(k))
-                            .map(|(_, v)| v.clone())
+            match http_head::parse_response(&raw, MAX_HEAD) {
+                Ok(Some(head)) => {
+                    let framing = head.framing(head_only);
+                    content_length = match framing {
+                        Framing::Empty => Some(0),
+                        Framing::Length(n) => Some(n),
+                        Framing::Chunked | Framing::Close => None,
                     };
-                    let is_chunked = find("transfer-encoding")
-                        .map(|v| v.to_ascii_lowercase().contains("chunked"))
-                        .unwrap_or(false);
-                    content_length = find("content-length").and_then(|v| v.trim().parse().ok());
-                    let no_body = head_only || status == 204 || status == 304 || status < 200;
-                    if no_body {
-                        content_length = Some(0);
-                    }
                     resp = Some(HttpResponse {
-                        status,
-                        minor_version: r.version.unwrap_or(1),
-                        headers: hs,
+                        status: head.status,
+                        minor_version: head.minor_version,
+                        headers: head.headers,
                         body: Vec::new(),
-                        chunked: is_chunked && !no_body,
+                        chunked: framing == Framing::Chunked,
                         end: BodyEnd::TimeLimit,
                         head_time: start.elapsed(),
                     });
-                    raw.drain(..n);
+                    raw.drain(..head.len);
                 }
-                Ok(httparse::Status::Partial) => {
-                    if raw.len() > 64 * 1024 {
-                        return Err(bad("response head over 64 KiB"));
-                    }
-                }
-                Err(e) => return Err(bad(&format!("bad response head: {e}"))),
+                Ok(None) => {}
+                Err(e) => return Err(bad(&e.to_string())),
             }
         }
         // Decode what we have of the body.
         if let Some(r) = resp.as_mut() {
             if r.chunked {
-                let n = chunked.feed(&raw, &mut r.body)?;
+                let body = &mut r.body;
+                let n = chunked
+                    .decode(&raw, |d| body.extend_from_slice(d))
+                    .map_err(|e| bad(&e.to_string()))?;
                 raw.drain(..n);
-                if chunked.done {
+                if chunked.is_done() {
                     r.end = BodyEnd::LastChunk;
                     return Ok(resp.unwrap());
                 }
             } else {
                 r.body.append(&mut raw);
                 if let Some(len) = content_length {
-                    if r.body.len() >= len {
-                        r.body.truncate(len);
+                    if r.body.len() as u64 >= len {
+                        r.body.truncate(len as usize);
                         r.end = BodyEnd::Length;
                         return Ok(resp.unwrap());
                     }
@@ -410,28 +339,6 @@ pub fn closed_within(sock: &mut TcpStream, timeout: Duration) -> bool {
                         | io::ErrorKind::Interrupted
                 ) => {}
             Err(_) => return true,
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn chunked_decoder_handles_every_split() {
-        let raw = b"5\r\nhello\r\n1;ext=1\r\n \r\n6\r\nworld!\r\n0\r\n\r\n";
-        for cut in 0..raw.len() {
-            let mut c = Chunked::default();
-            let mut body = Vec::new();
-            let mut pending = raw[..cut].to_vec();
-            let n = c.feed(&pending, &mut body).unwrap();
-            pending.drain(..n);
-            pending.extend_from_slice(&raw[cut..]);
-            let n = c.feed(&pending, &mut body).unwrap();
-            assert!(c.done, "cut {cut}");
-            assert_eq!(body, b"hello world!", "cut {cut}");
-            assert!(n <= pending.len());
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Helpers for the end-to-end tests: the server under test on port 0 (`server`), child processes
 //! killed on drop (`proc`, FFmpeg wrappers), HTTP-FLV / WS-FLV / RTMP readers (`http`, `ws`,
-//! `rtmp`), FLV parsing and the assertions every output shares (`flv`), and the fixture facts.
+//! `rtmp`), FLV parsing and the assertions every output shares (`flv`), the fixture facts and
+//! the one temp-dir helper (`TempDir`).
 //! Nothing here knows the server's internals: it talks to the binary through sockets only.
 #![allow(dead_code)]
 
@@ -13,7 +14,7 @@ pub mod server;
 pub mod ws;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 
@@ -24,6 +25,56 @@ pub use proc::*;
 pub use rtmp::*;
 pub use server::*;
 pub use ws::*;
+
+/// A fresh, empty folder under the system temp dir, unique within this test process (tag,
+/// process id and a counter), removed on drop. The one temp-dir helper of the tests.
+#[derive(Debug)]
+pub struct TempDir {
+    pub path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("rtmpd-test-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path)
+            .unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
+        TempDir { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn join(&self, rel: &str) -> PathBuf {
+        self.path.join(rel)
+    }
+
+    /// Writes `data` at `rel` (folders created) and returns the full path.
+    pub fn write(&self, rel: &str, data: &[u8]) -> PathBuf {
+        let p = self.path.join(rel);
+        if let Some(d) = p.parent() {
+            std::fs::create_dir_all(d).unwrap_or_else(|e| panic!("{}: {e}", d.display()));
+        }
+        std::fs::write(&p, data).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        p
+    }
+
+    /// Hands the folder over to an owner that removes it itself (the server helper).
+    pub fn keep(self) -> PathBuf {
+        let me = std::mem::ManuallyDrop::new(self);
+        me.path.clone()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
 
 /// `tests/data/NAME`.
 pub fn fixture_path(name: &str) -> PathBuf {

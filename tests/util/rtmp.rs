@@ -1,21 +1,226 @@
-//! RTMP from the tests with the crate's own client (`rtmpd::rtmp::client::RtmpClient`), so the
-//! core tests run without FFmpeg: a player that collects frames and statuses, and a publisher
-//! that sends a fixture paced by its timestamps.
+//! RTMP from the tests, so the core tests run without FFmpeg: `RtmpClient` (a blocking client:
+//! one `TcpStream` around the crate's sans-IO `ClientSession`), a player that collects frames
+//! and statuses, and a publisher that sends a fixture paced by its timestamps.
 
-use std::io;
-use std::net::SocketAddr;
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rtmpd::media::{Frame, Track};
-use rtmpd::rtmp::client::{ClientEvent, RtmpClient};
+use rtmpd::rtmp::client::{ClientEvent, ClientSession};
 
 use super::{fixture_bytes, is_end_of_sequence};
 
 /// Timeout for connect / publish / play answers.
 pub const RTMP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A blocking RTMP client: one TCP connection, one `ClientSession`. Every wait is bounded by a
+/// timeout; the server closing the connection is `UnexpectedEof`.
+pub struct RtmpClient {
+    sock: TcpStream,
+    session: ClientSession,
+    /// Events read while waiting for something else, handed out first by `next_event`.
+    backlog: VecDeque<ClientEvent>,
+    /// Streams created here, deleted by `close`.
+    streams: Vec<u32>,
+    timeout: Duration,
+    buf: Vec<u8>,
+}
+
+impl RtmpClient {
+    /// TCP connect, handshake, `connect(app)` with tcUrl `rtmp://ADDR/APP`, wait for `_result`.
+    /// `timeout` also bounds every later `publish` / `play` wait.
+    pub fn connect(addr: SocketAddr, app: &str, timeout: Duration) -> io::Result<RtmpClient> {
+        let sock = TcpStream::connect_timeout(&addr, timeout)?;
+        sock.set_nodelay(true)?;
+        sock.set_write_timeout(Some(timeout.max(Duration::from_secs(1))))?;
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0)
+            ^ ((sock.local_addr()?.port() as u64) << 48);
+        let mut session = ClientSession::new(seed);
+        session.connect(app, &format!("rtmp://{addr}/{app}"));
+        let mut client = RtmpClient {
+            sock,
+            session,
+            backlog: VecDeque::new(),
+            streams: Vec::new(),
+            timeout,
+            buf: vec![0; 64 * 1024],
+        };
+        client.flush()?;
+        client.wait_for(timeout, |ev| match ev {
+            ClientEvent::Connected => Some(Ok(())),
+            ClientEvent::Error(e) => Some(Err(io::Error::new(
+                io::ErrorKind::ConnectionRefused,
+                e.clone(),
+            ))),
+            _ => None,
+        })?;
+        Ok(client)
+    }
+
+    /// releaseStream, FCPublish, createStream, publish (FFmpeg's sequence); waits for
+    /// NetStream.Publish.Start. An error status fails with its code as the message.
+    pub fn publish(&mut self, name: &str) -> io::Result<u32> {
+        self.session.release_stream(name);
+        self.session.fc_publish(name);
+        let id = self.create_stream()?;
+        self.session.publish(id, name);
+        self.flush()?;
+        self.wait_status(id, "NetStream.Publish.Start")?;
+        Ok(id)
+    }
+
+    /// createStream, play; waits for NetStream.Play.Start (Play.Reset before it stays queued
+    /// for `next_event`). An error status fails with its code as the message.
+    pub fn play(&mut self, name: &str) -> io::Result<u32> {
+        let id = self.create_stream()?;
+        self.session.play(id, name);
+        self.flush()?;
+        self.wait_status(id, "NetStream.Play.Start")?;
+        Ok(id)
+    }
+
+    pub fn send_frame(&mut self, stream_id: u32, frame: &Frame) -> io::Result<()> {
+        self.session.send_frame(stream_id, frame);
+        self.flush()
+    }
+
+    /// The next event, reading for at most `timeout`; `Ok(None)` when nothing came.
+    pub fn next_event(&mut self, timeout: Duration) -> io::Result<Option<ClientEvent>> {
+        if let Some(ev) = self.backlog.pop_front() {
+            return Ok(Some(ev));
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(ev) = self.session.poll_event() {
+                return Ok(Some(ev));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            self.read_some(deadline - now)?;
+        }
+    }
+
+    /// The session, to send commands this type has no method for (flush afterwards).
+    pub fn session_mut(&mut self) -> &mut ClientSession {
+        &mut self.session
+    }
+
+    /// Writes whatever the session has queued.
+    pub fn flush(&mut self) -> io::Result<()> {
+        let out = self.session.take_output();
+        if !out.is_empty() {
+            self.sock.write_all(&out)?;
+        }
+        Ok(())
+    }
+
+    /// deleteStream for every stream created here, then shutdown. Errors are ignored: the
+    /// server may already have closed.
+    pub fn close(mut self) {
+        for id in std::mem::take(&mut self.streams) {
+            self.session.delete_stream(id);
+        }
+        let _ = self.flush();
+        let _ = self.sock.shutdown(Shutdown::Both);
+    }
+
+    fn create_stream(&mut self) -> io::Result<u32> {
+        self.session.create_stream();
+        self.flush()?;
+        let id = self.wait_for(self.timeout, |ev| match ev {
+            ClientEvent::StreamCreated { stream_id } => Some(Ok(*stream_id)),
+            ClientEvent::Error(e) => Some(Err(io::Error::other(e.clone()))),
+            _ => None,
+        })?;
+        self.streams.push(id);
+        Ok(id)
+    }
+
+    fn wait_status(&mut self, stream_id: u32, want: &str) -> io::Result<()> {
+        self.wait_for(self.timeout, |ev| match ev {
+            ClientEvent::Status {
+                stream_id: sid,
+                level,
+                code,
+                ..
+            } if *sid == stream_id => {
+                if code == want {
+                    Some(Ok(()))
+                } else if level == "error" {
+                    Some(Err(io::Error::other(code.clone())))
+                } else {
+                    None
+                }
+            }
+            ClientEvent::Error(e) => Some(Err(io::Error::other(e.clone()))),
+            _ => None,
+        })
+    }
+
+    /// Reads until `pick` says yes or no about a new event; other events go to the backlog.
+    fn wait_for<T>(
+        &mut self,
+        timeout: Duration,
+        mut pick: impl FnMut(&ClientEvent) -> Option<io::Result<T>>,
+    ) -> io::Result<T> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            while let Some(ev) = self.session.poll_event() {
+                if let Some(result) = pick(&ev) {
+                    return result;
+                }
+                self.backlog.push_back(ev);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "timed out waiting for the server",
+                ));
+            }
+            self.read_some(deadline - now)?;
+        }
+    }
+
+    /// One read (at most `timeout`), fed to the session; replies (acks, pongs) are written.
+    fn read_some(&mut self, timeout: Duration) -> io::Result<()> {
+        self.sock
+            .set_read_timeout(Some(timeout.max(Duration::from_millis(1))))?;
+        match self.sock.read(&mut self.buf) {
+            Ok(0) => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "connection closed by the server",
+            )),
+            Ok(n) => {
+                self.session
+                    .handle_input(&self.buf[..n])
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+                self.flush()
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
 
 #[derive(Debug, Default)]
 pub struct RtmpPlay {
@@ -330,4 +535,158 @@ pub fn control_chunk(type_id: u8, payload: &[u8]) -> Vec<u8> {
     ];
     v.extend_from_slice(payload);
     v
+}
+
+#[cfg(test)]
+mod tests {
+    //! The blocking client against a `ServerSession` served on a thread (no binary): the client's
+    //! own waits, backlog and EOF handling.
+    use super::*;
+    use bytes::Bytes;
+    use rtmpd::codec::chunk::{encode_into, CSID_VIDEO};
+    use rtmpd::rtmp::message as mt;
+    use rtmpd::rtmp::session::{Refusal, ServerSession, SessionConfig, SessionEvent};
+    use std::net::TcpListener;
+    use std::thread;
+
+    /// Serves one connection with a `ServerSession` on a thread. `on_event` answers requests and
+    /// may return bytes to write after the session's own (media pieces, as the hub would).
+    fn serve_one(
+        on_event: impl Fn(&mut ServerSession, &SessionEvent) -> Vec<u8> + Send + 'static,
+    ) -> (SocketAddr, thread::JoinHandle<Vec<SessionEvent>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let handle = thread::spawn(move || {
+            let (mut sock, _) = listener.accept().unwrap();
+            sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut s = ServerSession::new(SessionConfig::default(), 1, 2);
+            let mut events = Vec::new();
+            let mut buf = vec![0; 16 * 1024];
+            loop {
+                let n = match sock.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                if s.handle_input(&buf[..n]).is_err() {
+                    break;
+                }
+                let mut extra = Vec::new();
+                while let Some(e) = s.poll_event() {
+                    extra.extend(on_event(&mut s, &e));
+                    events.push(e);
+                }
+                let mut out = s.take_output();
+                out.extend(extra);
+                if sock.write_all(&out).is_err() || s.wants_close() {
+                    break;
+                }
+            }
+            events
+        });
+        (addr, handle)
+    }
+
+    fn video(dts: u32) -> Frame {
+        Frame::parse(mt::VIDEO, dts, Bytes::from(vec![0x17, 1, 0, 0, 0, 7, 7, 7])).unwrap()
+    }
+
+    #[test]
+    fn blocking_client_publishes_and_plays_on_one_connection() {
+        let (addr, server) = serve_one(|s, e| match e {
+            SessionEvent::PublishRequest { request_id, .. } => {
+                s.accept_publish(*request_id);
+                Vec::new()
+            }
+            SessionEvent::PlayRequest {
+                request_id,
+                stream_id,
+                ..
+            } => {
+                s.accept_play(*request_id);
+                // What the hub does: media pre-serialised on its own csid.
+                let payload = video(0x0123_4567).data;
+                let size = s.out_chunk_size();
+                let mut out = Vec::new();
+                let (ts, sid) = (0x0123_4567, *stream_id);
+                encode_into(CSID_VIDEO, ts, mt::VIDEO, sid, &payload, size, &mut out);
+                out
+            }
+            _ => Vec::new(),
+        });
+        let timeout = Duration::from_secs(5);
+        let mut c = RtmpClient::connect(addr, "live", timeout).unwrap();
+        let pub_id = c.publish("a?token=x").unwrap();
+        for i in 0..3 {
+            c.send_frame(pub_id, &video(i * 40)).unwrap();
+        }
+        let play_id = c.play("b").unwrap();
+        assert_ne!(pub_id, play_id);
+        let mut saw_reset = false;
+        let frame = loop {
+            match c.next_event(timeout).unwrap() {
+                Some(ClientEvent::Media { stream_id, frame }) => {
+                    assert_eq!(stream_id, play_id);
+                    break frame;
+                }
+                Some(ClientEvent::Status { code, .. }) => {
+                    saw_reset |= code == "NetStream.Play.Reset";
+                }
+                Some(_) => {}
+                None => panic!("no media"),
+            }
+        };
+        assert!(saw_reset, "Play.Reset is kept for next_event");
+        assert_eq!((frame.dts, frame.key), (0x0123_4567, true));
+        assert_eq!(
+            c.next_event(Duration::from_millis(50)).unwrap().map(|_| ()),
+            None
+        );
+        c.close();
+        let events = server.join().unwrap();
+        let media: Vec<u32> = events
+            .iter()
+            .filter_map(|e| match e {
+                SessionEvent::Media { stream_id, frame } if *stream_id == pub_id => Some(frame.dts),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(media, [0, 40, 80]);
+        assert!(events
+            .iter()
+            .any(|e| matches!(e, SessionEvent::Unpublished { stream_id } if *stream_id == pub_id)));
+        assert!(events.iter().any(
+            |e| matches!(e, SessionEvent::PlayStopped { stream_id } if *stream_id == play_id)
+        ));
+    }
+
+    #[test]
+    fn refused_publish_fails_with_the_status_code_then_eof() {
+        let (addr, server) = serve_one(|s, e| {
+            if let SessionEvent::PublishRequest { request_id, .. } = e {
+                s.reject_publish(*request_id, Refusal::Unauthorized);
+            }
+            Vec::new()
+        });
+        let timeout = Duration::from_secs(5);
+        let mut c = RtmpClient::connect(addr, "live", timeout).unwrap();
+        let err = c.publish("a").unwrap_err();
+        assert_eq!(err.to_string(), "NetStream.Publish.Unauthorized");
+        let eof = loop {
+            match c.next_event(timeout) {
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("server did not close"),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(eof.kind(), io::ErrorKind::UnexpectedEof);
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn connect_to_nothing_fails_fast() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        assert!(RtmpClient::connect(addr, "live", Duration::from_secs(2)).is_err());
+    }
 }

@@ -7,7 +7,6 @@ use std::io::{BufRead, BufReader, Read};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -76,16 +75,6 @@ impl ServerBuilder {
     pub fn start(self) -> Server {
         Server::spawn(self)
     }
-}
-
-fn unique_dir() -> PathBuf {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let n = N.fetch_add(1, Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    std::env::temp_dir().join(format!("rtmpd-test-{}-{n}-{nanos:x}", std::process::id()))
 }
 
 /// The address printed after `marker` in a log line. An unspecified bind address (0.0.0.0)
@@ -161,8 +150,8 @@ impl Server {
         } else if has("--web-port") {
             want_web = true;
         }
-        let data_dir = unique_dir();
-        std::fs::create_dir_all(&data_dir).expect("creating the test data dir");
+        // Removed by `Server`'s drop (or below when the start fails).
+        let data_dir = super::TempDir::new("srv").keep();
         if binary_knows("--data-dir") && !has("--data-dir") {
             args.extend(["--data-dir".into(), data_dir.display().to_string()]);
         }

@@ -6,7 +6,6 @@
 //! the API's `upstream` object. The HTTP and FLV parsing is `gateway::flv` (sans-IO).
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant};
@@ -16,14 +15,17 @@ use mio::net::TcpStream;
 use mio::{Interest, Token};
 use slab::Slab;
 
-use super::api::json_str;
+mod report;
+
 use super::conn::ConnState;
+use super::origin::{Proto, PublishRequest};
 use super::{bind, limits, print_listeners, Server, ServerError, Setup};
 use crate::config::FlvGatewayConfig;
 use crate::gateway::flv::{self, Event, Relay, Response, Status, UpstreamUrl};
 use crate::http::files::Root;
 use crate::http::request::Request;
 use crate::http::response;
+use crate::hub::StreamHandle;
 use crate::media::StreamKey;
 
 /// Upstream sockets use tokens from here on (below the listeners'); the same number is the
@@ -75,8 +77,8 @@ struct Pull {
     redirects: u8,
     /// Connections parked in `ConnState::Pending` for this key.
     pending: Vec<usize>,
-    /// The stream is published in the hub (from the first 200 until the pull ends).
-    published: bool,
+    /// The stream as published in the hub (from the first 200 until the pull ends).
+    published: Option<StreamHandle>,
     relay: Relay,
     created: Instant,
     up_since: Option<Instant>,
@@ -162,7 +164,11 @@ pub fn run_flv_gateway(cfg: FlvGatewayConfig) -> Result<(), ServerError> {
             cfg.upstream
         )));
     }
-    let http = bind(SocketAddr::new(cfg.bind, cfg.port), "HTTP")?;
+    let http = bind(
+        SocketAddr::new(cfg.bind, cfg.port),
+        "HTTP",
+        "the PORT argument",
+    )?;
     let setup = Setup {
         mode: "flv-gateway",
         viewer: cfg.viewer.clone(),
@@ -193,7 +199,7 @@ fn secs(d: Duration) -> f64 {
 impl Server {
     /// A viewer asked for `key`, which is not live here: park it and start (or join) the pull.
     pub(super) fn upstream_wait(&mut self, token: usize, req: &Request, key: StreamKey) {
-        let now = Instant::now();
+        let now = self.now;
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
@@ -219,7 +225,7 @@ impl Server {
                     path,
                     redirects: 0,
                     pending: Vec::new(),
-                    published: false,
+                    published: None,
                     relay: Relay::default(),
                     created: now,
                     up_since: None,
@@ -285,7 +291,7 @@ impl Server {
                     request: flv::request(&url, &p.path),
                     sent: 0,
                     response: Response::new(),
-                    started: Instant::now(),
+                    started: self.now,
                     got_head: false,
                 });
             }
@@ -401,7 +407,7 @@ impl Server {
         else {
             return false;
         };
-        let now = Instant::now();
+        let now = self.now;
         for event in events {
             let Some(g) = self.gateway.as_mut() else {
                 return false;
@@ -425,9 +431,9 @@ impl Server {
                     }
                     p.relay.new_session();
                     if p.sessions > 1 {
-                        self.hub.restart_gop(&key);
+                        self.core.hub.restart_gop(&key);
                     }
-                    if !p.published {
+                    if p.published.is_none() {
                         self.gateway_publish(idx);
                     }
                 }
@@ -475,8 +481,8 @@ impl Server {
                     }
                     p.last_data = now;
                     p.frames_in += 1;
-                    if p.published {
-                        self.publish_frame(&key, TOKEN_BASE + idx, frame);
+                    if let Some(h) = p.published {
+                        self.publish_frame(h, TOKEN_BASE + idx, frame);
                     }
                 }
                 Event::End => {
@@ -495,12 +501,22 @@ impl Server {
             return;
         };
         let key = p.key.clone();
-        match self.hub.publish(&key, TOKEN_BASE + idx, now_ms) {
-            Ok(_) => {
-                p.published = true;
+        let req = PublishRequest {
+            conn: TOKEN_BASE + idx,
+            peer: None,
+            proto: Proto::Upstream,
+            app: &key.app,
+            name: &key.stream,
+        };
+        match self
+            .core
+            .publish(&req, now_ms, std::time::SystemTime::now())
+        {
+            Ok(ok) => {
+                p.published = Some(ok.handle);
                 // A fresh hub stream: every header must go through again.
                 p.relay = Relay::default();
-                p.last_data = Instant::now();
+                p.last_data = self.now;
                 let pending = std::mem::take(&mut p.pending);
                 for t in pending {
                     self.resolve_pending(t, &key);
@@ -585,12 +601,12 @@ impl Server {
             p.path = b;
         }
         p.redirects = 0;
-        let delay = if status == Some(404) && !p.published && !p.pending.is_empty() {
+        let delay = if status == Some(404) && p.published.is_none() && !p.pending.is_empty() {
             NOT_FOUND_RETRY
         } else {
             delay
         };
-        p.retry_at = Some(Instant::now() + delay);
+        p.retry_at = Some(self.now + delay);
     }
 
     /// Retries, the read budget, and the periodic housekeeping.
@@ -632,7 +648,7 @@ impl Server {
 
     fn upstream_housekeeping(&mut self, now: Instant) {
         let mut counts: HashMap<StreamKey, (usize, usize, u64)> = HashMap::new();
-        for s in self.hub.streams() {
+        for s in self.core.hub.streams() {
             let viewers = s.viewers_rtmp + s.viewers_http_flv + s.viewers_ws_flv;
             counts.insert(s.key.clone(), (viewers, s.viewers_waiting, s.bytes_out));
         }
@@ -671,7 +687,10 @@ impl Server {
             p.viewers = viewers;
             p.waiting = waiting;
             p.bytes_out = bytes_out;
-            if p.published && viewers > 0 && now.saturating_duration_since(p.last_data) >= NO_DATA {
+            if p.published.is_some()
+                && viewers > 0
+                && now.saturating_duration_since(p.last_data) >= NO_DATA
+            {
                 end_stream.push(idx);
             }
             if let Some(up) = &p.conn {
@@ -705,13 +724,15 @@ impl Server {
             let Some(p) = self.gateway.as_mut().and_then(|g| g.pulls.get_mut(idx)) else {
                 continue;
             };
-            p.published = false;
+            let Some(h) = p.published.take() else {
+                continue;
+            };
             let key = p.key.clone();
             info!(
                 "{key}: no data from the upstream for {} s; ending its viewers",
                 NO_DATA.as_secs()
             );
-            self.end_publish(&key, TOKEN_BASE + idx);
+            self.end_publish(h, TOKEN_BASE + idx);
             // An upstream that answered but sends nothing is no good to the next viewer either:
             // start afresh (the next 200 publishes the stream again).
             self.upstream_lost(idx, "no data", None);
@@ -731,99 +752,9 @@ impl Server {
                 p.key,
                 GRACE.as_secs()
             );
-            if p.published {
-                self.end_publish(&p.key, TOKEN_BASE + idx);
+            if let Some(h) = p.published {
+                self.end_publish(h, TOKEN_BASE + idx);
             }
         }
-    }
-
-    /// Every 10 s, one line per pulled stream.
-    pub(super) fn log_gateway_stats(&mut self) {
-        let now = Instant::now();
-        let Some(g) = self.gateway.as_mut() else {
-            return;
-        };
-        let period = super::STATS_EVERY.as_secs_f64();
-        for (_, p) in g.pulls.iter_mut() {
-            let state = match (&p.conn, p.up_since) {
-                (Some(_), Some(since)) => format!("up {:.0} s", secs(now - since)),
-                (Some(_), None) => "connecting".into(),
-                (None, _) => match p.last_status {
-                    Some(404) => "down (404)".into(),
-                    Some(0) | None => "down (unreachable)".into(),
-                    Some(s) => format!("down ({s})"),
-                },
-            };
-            let kbps =
-                |now: u64, then: u64| now.saturating_sub(then) as f64 * 8.0 / 1000.0 / period;
-            info!(
-                "{}: upstream {state}, viewers {} (waiting {}, pending {}), in {} B ({:.0} kbps), out {} B ({:.0} kbps), uptime {:.0} s, reconnects {}",
-                p.key,
-                p.viewers,
-                p.waiting,
-                p.pending.len(),
-                p.bytes_in,
-                kbps(p.bytes_in, p.logged.0),
-                p.bytes_out,
-                kbps(p.bytes_out, p.logged.1),
-                secs(now - p.created),
-                p.sessions.saturating_sub(1),
-            );
-            p.logged = (p.bytes_in, p.bytes_out);
-        }
-    }
-
-    /// `,"upstream":{...}` for a gateway stream in `/api/streams`; empty for anything else.
-    pub(super) fn upstream_json(&self, key: &StreamKey) -> String {
-        let Some(g) = &self.gateway else {
-            return String::new();
-        };
-        let Some(p) = g.by_key.get(key).and_then(|&i| g.pulls.get(i)) else {
-            return String::new();
-        };
-        let now = Instant::now();
-        let state = match (&p.conn, p.up_since) {
-            (Some(_), Some(_)) => "up",
-            (Some(_), None) => "connecting",
-            (None, _) => "down",
-        };
-        let mut out = String::new();
-        let _ = write!(
-            out,
-            ",\"upstream\":{{\"url\":{},\"state\":{},\"up_s\":{:.1},\"age_s\":{:.1},\"last_status\":{},\
-             \"connects\":{},\"sessions\":{},\"bytes_in\":{},\"frames_in\":{},\"config_changes\":{},\
-             \"pending_viewers\":{}}}",
-            json_str(&format!("{}{}", g.url, shown(&p.path))),
-            json_str(state),
-            p.up_since.map_or(0.0, |s| secs(now - s)),
-            secs(now - p.created),
-            p.last_status.map_or("null".into(), |s| s.to_string()),
-            p.connects,
-            p.sessions,
-            p.bytes_in,
-            p.frames_in,
-            p.relay.config_changes,
-            p.pending.len(),
-        );
-        out
-    }
-
-    /// Gateway gauges and counters for `/metrics` (empty in the other modes).
-    pub(super) fn upstream_metrics(&self) -> String {
-        let Some(g) = &self.gateway else {
-            return String::new();
-        };
-        let up = g.pulls.iter().filter(|(_, p)| p.up_since.is_some()).count();
-        let bytes: u64 = g.pulls.iter().map(|(_, p)| p.bytes_in).sum();
-        let pending: usize = g.pulls.iter().map(|(_, p)| p.pending.len()).sum();
-        format!(
-            "# HELP rtmpd_upstreams Upstream pulls by state.\n# TYPE rtmpd_upstreams gauge\n\
-             rtmpd_upstreams{{state=\"up\"}} {up}\nrtmpd_upstreams{{state=\"down\"}} {}\n\
-             # HELP rtmpd_upstream_pending_viewers Viewers waiting for an upstream to answer.\n\
-             # TYPE rtmpd_upstream_pending_viewers gauge\nrtmpd_upstream_pending_viewers {pending}\n\
-             # HELP rtmpd_upstream_bytes_in Bytes received by the current upstream pulls.\n\
-             # TYPE rtmpd_upstream_bytes_in gauge\nrtmpd_upstream_bytes_in {bytes}\n",
-            g.pulls.len() - up
-        )
     }
 }

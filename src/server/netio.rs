@@ -1,0 +1,306 @@
+//! Moving bytes between sockets and queues: reads until WouldBlock (or a budget, or a held
+//! publisher), writes with vectored writes (a merged, spliced flush for viewers; sendfile for
+//! file bodies), WRITABLE interest only while output is blocked. No policy: what the bytes mean
+//! is for `rtmp`, `http` and the origin core.
+
+use std::io::{self, Read};
+
+use mio::net::TcpStream;
+use mio::{Interest, Token};
+
+use super::conn::{self, ConnState, Listener, RtmpRole};
+use super::outq::{self, Outbox};
+use super::{access_line, Server, FILE_BYTES_PER_TURN, READS_PER_WAKEUP, VIEWER_BYTES_PER_TURN};
+
+/// Private output (replies no one else shares: pongs, `_error`, `_result`, HTTP answers) one
+/// connection may have queued before its input stops being read until they drain (issue 13,
+/// hole 1: a client that sends requests and never reads the answers).
+pub(super) const PRIVATE_OUT_MAX: usize = 64 * 1024;
+/// Bytes read per call from a connection that does not publish: small, so that the replies
+/// one read can cause stay near the bound (an `_error` is a few times its request).
+const SMALL_READ: usize = 4 * 1024;
+
+impl Server {
+    /// Private bytes queued for `conn`: its own queue, and the replies in its viewer queue.
+    fn private_backlog(conn: &conn::Conn, hub: &crate::hub::Hub) -> usize {
+        let replies = conn
+            .viewer()
+            .and_then(|v| hub.viewer_ref(v))
+            .map_or(0, |vw| vw.queue.control_bytes());
+        conn.out.len() + replies
+    }
+
+    pub(super) fn on_readable(&mut self, token: usize) {
+        let mut buf = std::mem::take(&mut self.scratch);
+        for _ in 0..READS_PER_WAKEUP {
+            let Some(conn) = self.conns.get_mut(token) else {
+                break;
+            };
+            if conn.closed {
+                break;
+            }
+            if conn.held {
+                // Held back for a recorder: the kernel buffer fills and TCP slows the
+                // publisher; `ResumeInput` brings it back here.
+                self.scratch = buf;
+                return;
+            }
+            if Self::private_backlog(conn, &self.core.hub) > PRIVATE_OUT_MAX {
+                // It does not read what we answer: stop reading what it asks until that
+                // drains (`write_conn` resumes it; the sweep closes it if it never does).
+                conn.out_full_since.get_or_insert(self.now);
+                self.scratch = buf;
+                return;
+            }
+            let publishing = matches!(&conn.state, ConnState::Rtmp(r)
+                if matches!(r.role, RtmpRole::Publisher { .. }));
+            let cap = if publishing { buf.len() } else { SMALL_READ };
+            match conn.socket.read(&mut buf[..cap]) {
+                Ok(0) => {
+                    self.close(token, "closed by peer");
+                    break;
+                }
+                Ok(n) => {
+                    conn.bytes_in += n as u64;
+                    conn.last_input = self.now;
+                    self.totals.bytes_in += n as u64;
+                    match conn.listener {
+                        Listener::Rtmp => self.rtmp_input(token, &buf[..n]),
+                        Listener::Http | Listener::Web => self.http_input(token, &buf[..n]),
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.scratch = buf;
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    let reason = format!("read error: {e}");
+                    self.close(token, &reason);
+                    break;
+                }
+            }
+        }
+        // Budget spent (or closed): edge-triggered readiness will not repeat, so come back.
+        if self.conns.get(token).is_some_and(|c| !c.closed) {
+            self.pending_read.push(token);
+        }
+        self.scratch = buf;
+    }
+
+    /// Lists a connection for the next merged flush, or writes at once when merging is off.
+    pub(super) fn mark_dirty(&mut self, token: usize) {
+        if self.viewer_cfg.merge_write.is_zero() {
+            self.write_conn(token);
+            return;
+        }
+        if let Some(c) = self.conns.get_mut(token) {
+            if !c.dirty && !c.closed {
+                c.dirty = true;
+                self.dirty.push(token);
+            }
+        }
+    }
+
+    pub(super) fn flush_dirty(&mut self) {
+        let dirty = std::mem::take(&mut self.dirty);
+        for &t in &dirty {
+            if let Some(c) = self.conns.get_mut(t) {
+                c.dirty = false;
+                #[cfg(target_os = "linux")]
+                if let (Some(sp), Some(v)) = (self.splice.as_mut(), c.viewer()) {
+                    if let Some(vw) = self.core.hub.viewer_ref(v) {
+                        sp.note(&vw.queue);
+                    }
+                }
+            }
+        }
+        for t in dirty {
+            self.write_conn(t);
+        }
+        #[cfg(target_os = "linux")]
+        if let Some(sp) = self.splice.as_mut() {
+            sp.end_flush();
+        }
+    }
+
+    /// Writes what the connection has queued: its own queue first (replies sent before it became
+    /// a viewer), then its viewer queue in the hub. Stops at WouldBlock and asks for WRITABLE.
+    pub(super) fn write_conn(&mut self, token: usize) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        if conn.closed {
+            return;
+        }
+        let viewer = conn.viewer();
+        let mut written = 0usize;
+        let mut result = write_outbox(&mut conn.socket, &mut conn.out, &mut written, usize::MAX);
+        let mut body_done = false;
+        let mut yielded = false;
+        while let (Ok(true), Some(body)) = (&result, conn.body.as_mut()) {
+            if written >= FILE_BYTES_PER_TURN {
+                yielded = true;
+                break;
+            }
+            // The queue is empty here (result is Ok(true)), so the body may go straight from the
+            // file to the socket.
+            result = match send_file_step(body, &mut conn.socket, &mut conn.out, &mut written) {
+                Ok(None) => {
+                    conn.body = None;
+                    body_done = true;
+                    break;
+                }
+                Ok(Some(drained)) => Ok(drained),
+                Err(e) => Err(e),
+            };
+        }
+        if let (Ok(true), Some(v)) = (&result, viewer) {
+            if let Some(vw) = self.core.hub.viewer(v) {
+                let before = written;
+                #[cfg(target_os = "linux")]
+                let spliced = self
+                    .splice
+                    .as_mut()
+                    .and_then(|sp| sp.send(&conn.socket, &mut vw.queue, &mut written));
+                #[cfg(not(target_os = "linux"))]
+                let spliced = None;
+                let limit = written + VIEWER_BYTES_PER_TURN;
+                result = match spliced {
+                    Some(r) => {
+                        self.totals.bytes_out_shared += (written - before) as u64;
+                        r
+                    }
+                    None => write_outbox(&mut conn.socket, &mut vw.queue, &mut written, limit),
+                };
+                // Stopped at the budget with more to write: come back after the others.
+                yielded |= matches!(result, Ok(true)) && !vw.queue.is_empty();
+            }
+        }
+        conn.bytes_out += written as u64;
+        self.totals.bytes_out += written as u64;
+        if written > 0 {
+            conn.last_output = self.now;
+        }
+        if yielded {
+            // Still writable with body or queue left: come back after the others had their turn.
+            self.pending_write.push(token);
+            return;
+        }
+        match result {
+            Err(e) => {
+                let reason = format!("write error: {e}");
+                self.close(token, &reason);
+            }
+            Ok(drained) => {
+                if drained == conn.write_blocked {
+                    let interest = if drained {
+                        Interest::READABLE
+                    } else {
+                        Interest::READABLE | Interest::WRITABLE
+                    };
+                    let _ =
+                        self.poll
+                            .registry()
+                            .reregister(&mut conn.socket, Token(token), interest);
+                    conn.write_blocked = !drained;
+                }
+                if drained && conn.body.is_none() {
+                    if let Some(a) = conn.access.take() {
+                        let line = access_line(conn.peer, a);
+                        self.write_access(line);
+                    }
+                }
+                let Some(conn) = self.conns.get_mut(token) else {
+                    return;
+                };
+                if conn.out_full_since.is_some()
+                    && Self::private_backlog(conn, &self.core.hub) <= PRIVATE_OUT_MAX / 2
+                {
+                    // Its replies drained: read its requests again.
+                    conn.out_full_since = None;
+                    self.pending_read.push(token);
+                }
+                if drained && conn.close_after_flush {
+                    self.close(token, "done");
+                } else if body_done {
+                    // Pipelined requests wait while a body is sent; answer the next one now.
+                    self.http_parse(token);
+                } else if drained && written > 0 && !conn.head.is_empty() {
+                    // Parsing pauses while answers pile up (http::PIPELINE_OUT_MAX); they are out now.
+                    self.pending_parse.push(token);
+                }
+            }
+        }
+    }
+}
+
+/// Moves the next part of a file body to the socket; `out` is empty on entry. Ok(None) at the end
+/// of the body, Ok(Some(false)) when the socket is full. Linux: sendfile(2), no user-space copy.
+#[cfg(target_os = "linux")]
+pub(super) fn send_file_step(
+    body: &mut conn::FileBody,
+    socket: &mut TcpStream,
+    out: &mut outq::OutQueue,
+    written: &mut usize,
+) -> io::Result<Option<bool>> {
+    match body.send_to(socket, FILE_BYTES_PER_TURN) {
+        Ok(0) => Ok(None),
+        Ok(n) => {
+            *written += n;
+            Ok(Some(true))
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Some(false)),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(Some(true)),
+        // A file system without sendfile support: copy through memory instead.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOSYS)) => {
+            match body.next_chunk()? {
+                Some(chunk) => {
+                    out.push(chunk);
+                    write_outbox(socket, out, written, usize::MAX).map(Some)
+                }
+                None => Ok(None),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Elsewhere: one chunk read into memory, then written through the queue.
+#[cfg(not(target_os = "linux"))]
+pub(super) fn send_file_step(
+    body: &mut conn::FileBody,
+    socket: &mut TcpStream,
+    out: &mut outq::OutQueue,
+    written: &mut usize,
+) -> io::Result<Option<bool>> {
+    match body.next_chunk()? {
+        Some(chunk) => {
+            out.push(chunk);
+            write_outbox(socket, out, written, usize::MAX).map(Some)
+        }
+        None => Ok(None),
+    }
+}
+
+/// Writes from `out` until it is empty or `*written` reached `limit` (Ok(true)), or the socket
+/// would block (Ok(false)).
+pub(super) fn write_outbox(
+    socket: &mut TcpStream,
+    out: &mut dyn Outbox,
+    written: &mut usize,
+    limit: usize,
+) -> io::Result<bool> {
+    loop {
+        if out.is_empty() || *written >= limit {
+            return Ok(true);
+        }
+        match out.write_to(&mut outq::SocketWriter(socket)) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => *written += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}

@@ -1,0 +1,314 @@
+//! The origin core, sans-IO: publish and play requests (from RTMP, HTTP-FLV, WS-FLV and the
+//! gateway's upstream pulls) are judged and answered here in one place, frames go into the hub
+//! by handle, recordings are opened as hub readers, and everything the loop must do about it
+//! comes out as `Action`s (flush, drop, hold or resume a publisher's input, end a viewer). No
+//! sockets and no clock: `now_ms` is passed in. It does not parse protocols or write bytes.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::SystemTime;
+
+use crate::hub::{Hub, HubConfig, OutputForm, PublishError, StreamHandle, ViewerId};
+use crate::media::{Frame, StreamKey};
+use crate::record::Recorders;
+use crate::stats::history::ServerHistory;
+
+/// One server history sample per 5 s, like the streams' (the dashboard's 10 minutes).
+const SERVER_HISTORY_INTERVAL_MS: u64 = 5_000;
+
+/// Which protocol a request came in on (for the judge and for logs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Proto {
+    Rtmp,
+    HttpFlv,
+    WsFlv,
+    /// The FLV gateway's pull from its upstream (publishes into the hub).
+    Upstream,
+}
+
+/// "May connection `conn` publish `app/name`?"
+#[derive(Clone, Copy, Debug)]
+pub struct PublishRequest<'a> {
+    pub conn: usize,
+    pub peer: Option<SocketAddr>,
+    pub proto: Proto,
+    pub app: &'a str,
+    pub name: &'a str,
+}
+
+/// "May connection `conn` play `app/name`?"
+#[derive(Clone, Copy, Debug)]
+pub struct PlayRequest<'a> {
+    pub conn: usize,
+    pub peer: Option<SocketAddr>,
+    pub proto: Proto,
+    pub app: &'a str,
+    pub name: &'a str,
+}
+
+/// The judge's answer. Access control (issue 12) returns `Refuse` with its reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    Allow,
+    Refuse(&'static str),
+}
+
+/// Why a request was refused; the protocol glue turns it into its own answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// The app or stream name breaks the naming rule.
+    BadName(String),
+    /// The stream has an active publisher.
+    Busy,
+    /// The judge said no.
+    Denied(&'static str),
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::BadName(e) => f.write_str(e),
+            Refused::Busy => f.write_str("stream busy"),
+            Refused::Denied(why) => f.write_str(why),
+        }
+    }
+}
+
+/// An accepted publish.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Published {
+    pub key: StreamKey,
+    /// What the publisher passes with each frame and at the end.
+    pub handle: StreamHandle,
+    /// The idle publisher this one replaced: already detached; close its connection.
+    pub took_over_from: Option<usize>,
+    /// Viewers that waited for this publisher (RTMP ones get Play.PublishNotify).
+    pub waiting_viewers: Vec<ViewerId>,
+}
+
+/// An accepted play: push the protocol preamble into the viewer's queue, then `start_viewer`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Playing {
+    pub key: StreamKey,
+    pub viewer: ViewerId,
+    /// The stream has a publisher now (else the viewer waits for one).
+    pub live: bool,
+}
+
+/// What the loop must do after a call into the core; read with `poll_action`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// The connection's viewer queue went from empty to non-empty: schedule its write.
+    Flush(usize),
+    /// The connection's viewer fell past a hard bound (the hub has ended it): report its
+    /// skips, close it.
+    DropSlow(usize),
+    /// A recorder of the connection's stream is behind: stop reading the publisher's socket.
+    HoldInput(usize),
+    /// The recorders caught up (or gave up): read the publisher again.
+    ResumeInput(usize),
+    /// The viewer's stream ended: send its end marker, flush, close.
+    EndViewer(ViewerId),
+}
+
+pub struct Origin {
+    pub hub: Hub,
+    recorders: Option<Recorders>,
+    /// Publishers held back for their recorders: (connection, stream).
+    held: Vec<(usize, StreamHandle)>,
+    actions: VecDeque<Action>,
+    flush_ids: Vec<ViewerId>,
+    slow_ids: Vec<ViewerId>,
+    /// Hold-back episodes so far (for `/metrics`).
+    holds: u64,
+    /// The process's last 10 minutes (CPU, memory, connections) for the dashboard.
+    pub server_history: ServerHistory,
+}
+
+impl Origin {
+    pub fn new(config: HubConfig, recorders: Option<Recorders>) -> Origin {
+        Origin {
+            hub: Hub::new(config),
+            recorders,
+            held: Vec::new(),
+            actions: VecDeque::new(),
+            flush_ids: Vec::new(),
+            slow_ids: Vec::new(),
+            holds: 0,
+            server_history: ServerHistory::new(SERVER_HISTORY_INTERVAL_MS),
+        }
+    }
+
+    /// The one policy point for publishing: every protocol's publish passes here. Today it
+    /// allows everything that has a valid name (access control plugs in here).
+    pub fn judge_publish(&self, _req: &PublishRequest) -> Decision {
+        Decision::Allow
+    }
+
+    /// The one policy point for playing, as `judge_publish`.
+    pub fn judge_play(&self, _req: &PlayRequest) -> Decision {
+        Decision::Allow
+    }
+
+    /// Judges and performs a publish: one publisher per key (an idle one is taken over), and
+    /// the recordings of the new session start as readers of its stream.
+    pub fn publish(
+        &mut self,
+        req: &PublishRequest,
+        now_ms: u64,
+        wall: SystemTime,
+    ) -> Result<Published, Refused> {
+        let key = StreamKey::new(req.app, req.name).map_err(|e| Refused::BadName(e.to_string()))?;
+        if let Decision::Refuse(why) = self.judge_publish(req) {
+            return Err(Refused::Denied(why));
+        }
+        let ok = self
+            .hub
+            .publish(&key, req.conn, now_ms)
+            .map_err(|PublishError::Busy| Refused::Busy)?;
+        if let Some(old) = ok.took_over_from {
+            self.held.retain(|&(c, _)| c != old);
+        }
+        if let Some(reader) = self.recorders.as_mut().and_then(|r| r.open(&key, wall)) {
+            self.hub.add_reader(ok.handle, Box::new(reader));
+        }
+        Ok(Published {
+            key,
+            handle: ok.handle,
+            took_over_from: ok.took_over_from,
+            waiting_viewers: ok.waiting_viewers,
+        })
+    }
+
+    /// Judges a play and attaches the viewer (it waits when there is no publisher yet).
+    pub fn play(
+        &mut self,
+        req: &PlayRequest,
+        form: OutputForm,
+        now_ms: u64,
+    ) -> Result<Playing, Refused> {
+        let key = StreamKey::new(req.app, req.name).map_err(|e| Refused::BadName(e.to_string()))?;
+        if let Decision::Refuse(why) = self.judge_play(req) {
+            return Err(Refused::Denied(why));
+        }
+        let (viewer, live) = self.hub.add_viewer(&key, form, req.conn, now_ms);
+        Ok(Playing { key, viewer, live })
+    }
+
+    /// Starts media for a viewer once its preamble is queued; it may need a flush.
+    pub fn start_viewer(&mut self, viewer: ViewerId) {
+        self.hub.start_viewer(viewer);
+    }
+
+    /// A frame from the publisher `conn` of `h`: fan-out, then the actions it calls for.
+    /// No allocation, hashing or key clone here beyond what the hub does per form.
+    pub fn frame(&mut self, h: StreamHandle, conn: usize, frame: Frame, now_ms: u64) {
+        let outcome = self.hub.frame(h, conn, frame, now_ms);
+        let hold = outcome.hold_publisher;
+        // The outcome borrows the hub: copy the ids into reused buffers first.
+        self.flush_ids.clear();
+        self.flush_ids.extend_from_slice(outcome.flush);
+        self.slow_ids.clear();
+        self.slow_ids.extend_from_slice(outcome.too_slow);
+        for &v in &self.flush_ids {
+            if let Some(vw) = self.hub.viewer_ref(v) {
+                self.actions.push_back(Action::Flush(vw.token));
+            }
+        }
+        for &v in &self.slow_ids {
+            if let Some(vw) = self.hub.viewer_ref(v) {
+                self.actions.push_back(Action::DropSlow(vw.token));
+            }
+        }
+        if hold && !self.held.iter().any(|&(c, _)| c == conn) {
+            self.held.push((conn, h));
+            self.holds += 1;
+            self.actions.push_back(Action::HoldInput(conn));
+        }
+    }
+
+    /// True while `conn` is held back for its recorders.
+    pub fn is_held(&self, conn: usize) -> bool {
+        self.held.iter().any(|&(c, _)| c == conn)
+    }
+
+    /// Checks the held publishers (on a recorder's wake-up and on the loop's timer): those
+    /// whose recorders drained, or gave up after their stall bound, are resumed.
+    pub fn poll_held(&mut self, now_ms: u64) {
+        let mut i = 0;
+        while i < self.held.len() {
+            let (conn, h) = self.held[i];
+            if self.hub.readers_ready(h, now_ms) {
+                self.held.swap_remove(i);
+                self.actions.push_back(Action::ResumeInput(conn));
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// The once-a-second sample for the dashboard: every stream's health and history, and the
+    /// server's (cumulative CPU seconds, resident bytes when known, open connections).
+    pub fn sample_stats(&mut self, now_ms: u64, cpu_seconds: f64, rss: Option<u64>, conns: usize) {
+        self.hub.sample_stats(now_ms);
+        let conns = u32::try_from(conns).unwrap_or(u32::MAX);
+        self.server_history.sample(now_ms, cpu_seconds, rss, conns);
+    }
+
+    /// Hold-back episodes so far.
+    pub fn holds(&self) -> u64 {
+        self.holds
+    }
+
+    /// True when some publisher is held (the loop then checks `poll_held` on every wake-up).
+    pub fn has_held(&self) -> bool {
+        !self.held.is_empty()
+    }
+
+    /// The publish of `conn` on `h` ended (ignored when it is not the current publisher):
+    /// every viewer gets `EndViewer`; the recordings are finalised.
+    pub fn unpublish(&mut self, h: StreamHandle, conn: usize) {
+        self.held.retain(|&(c, _)| c != conn);
+        for v in self.hub.unpublish(h, conn) {
+            self.actions.push_back(Action::EndViewer(v));
+        }
+    }
+
+    /// Shutdown: every publish ends (its viewers get `EndViewer`), and the publishers'
+    /// connections are returned for the loop to close. Players still waiting end too.
+    pub fn shut_down(&mut self) -> Vec<usize> {
+        let live: Vec<(StreamKey, usize)> = self
+            .hub
+            .streams()
+            .filter_map(|s| s.publisher.map(|p| (s.key, p)))
+            .collect();
+        let mut publishers = Vec::with_capacity(live.len());
+        for (key, conn) in live {
+            if let Some(h) = self.hub.handle(&key) {
+                self.unpublish(h, conn);
+                publishers.push(conn);
+            }
+        }
+        for v in self.hub.viewer_ids() {
+            self.actions.push_back(Action::EndViewer(v));
+        }
+        publishers
+    }
+
+    /// Finalises every recording and stops the recorder workers (after `shut_down`).
+    pub fn finish_recordings(&mut self) {
+        if let Some(rec) = self.recorders.take() {
+            log::info!("finalising recordings");
+            rec.shutdown();
+        }
+    }
+
+    /// The next thing the loop must do, in order.
+    #[must_use]
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+}
+
+#[cfg(test)]
+mod tests;

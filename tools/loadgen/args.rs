@@ -1,0 +1,289 @@
+//! The command line: `--url` into a `Target` (protocol, address, app and stream), the options
+//! into a `Config`, and the connect schedule (`--ramp`). No sockets are opened here.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use crate::sys::ProcSample;
+use crate::{BATCH, BATCH_EVERY};
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Proto {
+    Rtmp,
+    HttpFlv,
+    WsFlv,
+}
+
+impl Proto {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Proto::Rtmp => "rtmp",
+            Proto::HttpFlv => "http-flv",
+            Proto::WsFlv => "ws-flv",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Target {
+    pub(crate) proto: Proto,
+    pub(crate) addr: SocketAddr,
+    /// `host:port` as written in the URL, for the Host header and the tcUrl.
+    pub(crate) authority: String,
+    /// HTTP request target, `/app/stream.flv?query`.
+    pub(crate) path: String,
+    /// RTMP: the app and the play name (with its query, which carries tokens).
+    pub(crate) app: String,
+    pub(crate) stream: String,
+}
+
+pub(crate) fn parse_url(url: &str) -> Result<Target, String> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| format!("bad --url {url:?}: no scheme"))?;
+    let (proto, default_port) = match scheme {
+        "rtmp" => (Proto::Rtmp, 1935),
+        "http" => (Proto::HttpFlv, 80),
+        "ws" => (Proto::WsFlv, 80),
+        _ => {
+            return Err(format!(
+                "bad --url {url:?}: scheme must be rtmp, http or ws"
+            ))
+        }
+    };
+    let slash = rest
+        .find('/')
+        .ok_or_else(|| format!("bad --url {url:?}: no /app/stream path"))?;
+    let (authority, path) = rest.split_at(slash);
+    let has_port = !authority.ends_with(']')
+        && authority
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| p.parse::<u16>().is_ok());
+    let host_port = if has_port {
+        authority.to_string()
+    } else {
+        format!("{authority}:{default_port}")
+    };
+    let addr = host_port
+        .to_socket_addrs()
+        .map_err(|e| format!("bad --url {url:?}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("bad --url {url:?}: host has no address"))?;
+    let (app, stream) = path[1..]
+        .split_once('/')
+        .filter(|(a, s)| !a.is_empty() && !s.is_empty())
+        .ok_or_else(|| format!("bad --url {url:?}: path must be /app/stream"))?;
+    Ok(Target {
+        proto,
+        addr,
+        authority: authority.to_string(),
+        path: path.to_string(),
+        app: app.to_string(),
+        stream: stream.to_string(),
+    })
+}
+
+#[derive(Debug)]
+pub(crate) struct Config {
+    pub(crate) url: String,
+    pub(crate) target: Target,
+    pub(crate) viewers: usize,
+    pub(crate) duration: Duration,
+    /// Connects per second; `None`: `BATCH` every `BATCH_EVERY`.
+    pub(crate) ramp: Option<f64>,
+    pub(crate) server_pid: Option<u32>,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) json: bool,
+}
+
+impl Config {
+    pub(crate) fn options() -> getopts::Options {
+        let mut o = getopts::Options::new();
+        o.optopt(
+            "",
+            "url",
+            "stream to watch: rtmp://HOST:PORT/app/stream, http://HOST:PORT/app/stream.flv \
+             or ws://HOST:PORT/app/stream.flv (required)",
+            "URL",
+        );
+        o.optopt("", "viewers", "number of viewers [1]", "N");
+        o.optopt("", "duration", "length of the run in seconds [30]", "SECS");
+        o.optopt(
+            "",
+            "ramp",
+            "connects per second [all at once, in batches of 500 every 100 ms]",
+            "PER_SEC",
+        );
+        o.optopt(
+            "",
+            "server-pid",
+            "sample this process's CPU time and memory from /proc at start and end",
+            "PID",
+        );
+        o.optopt(
+            "",
+            "connect-timeout",
+            "seconds a viewer may take to start playing [10]",
+            "SECS",
+        );
+        o.optflag("", "json", "print the report as one line of JSON");
+        o.optflag("h", "help", "print this help");
+        o
+    }
+
+    /// `Ok(None)` when `--help` was printed.
+    pub(crate) fn parse(args: &[String]) -> Result<Option<Config>, String> {
+        let opts = Self::options();
+        let m = opts.parse(args).map_err(|e| e.to_string())?;
+        if m.opt_present("help") {
+            print!(
+                "{}",
+                opts.usage("Usage: rtmpd-load --url URL [OPTIONS]\n\nOpens N viewers of one live stream and reports what they received and what the server spent.")
+            );
+            return Ok(None);
+        }
+        if !m.free.is_empty() {
+            return Err(format!("unexpected argument {:?}", m.free[0]));
+        }
+        let url = m.opt_str("url").ok_or("--url is required")?;
+        let target = parse_url(&url)?;
+        let viewers = match m.opt_str("viewers") {
+            Some(v) => v
+                .parse::<usize>()
+                .ok()
+                .filter(|&n| n > 0 && n <= 1_000_000)
+                .ok_or_else(|| format!("bad --viewers {v:?}: want 1..1000000"))?,
+            None => 1,
+        };
+        let secs = |name: &str, default: f64| -> Result<f64, String> {
+            match m.opt_str(name) {
+                Some(v) => v
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|s| s.is_finite() && *s > 0.0 && *s <= 86_400.0)
+                    .ok_or_else(|| format!("bad --{name} {v:?}: want seconds > 0")),
+                None => Ok(default),
+            }
+        };
+        let duration = Duration::from_secs_f64(secs("duration", 30.0)?);
+        let connect_timeout = Duration::from_secs_f64(secs("connect-timeout", 10.0)?);
+        let ramp = match m.opt_str("ramp") {
+            Some(v) => Some(
+                v.parse::<f64>()
+                    .ok()
+                    .filter(|r| r.is_finite() && *r > 0.0)
+                    .ok_or_else(|| format!("bad --ramp {v:?}: want connects per second > 0"))?,
+            ),
+            None => None,
+        };
+        let server_pid = match m.opt_str("server-pid") {
+            Some(v) => {
+                let pid = v
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|&p| p > 0)
+                    .ok_or_else(|| format!("bad --server-pid {v:?}"))?;
+                // Fail now rather than print a report without the server's figures.
+                ProcSample::read(pid).map_err(|e| format!("--server-pid {pid}: {e}"))?;
+                Some(pid)
+            }
+            None => None,
+        };
+        Ok(Some(Config {
+            url,
+            target,
+            viewers,
+            duration,
+            ramp,
+            server_pid,
+            connect_timeout,
+            json: m.opt_present("json"),
+        }))
+    }
+
+    /// How many viewers should have been started `elapsed` into the run.
+    pub(crate) fn due(&self, elapsed: Duration) -> usize {
+        let n = match self.ramp {
+            Some(rate) => (elapsed.as_secs_f64() * rate).floor() as usize + 1,
+            None => (elapsed.as_millis() / BATCH_EVERY.as_millis()) as usize * BATCH + BATCH,
+        };
+        n.min(self.viewers)
+    }
+
+    /// When the next connect is due after `elapsed` (only while some are left).
+    pub(crate) fn next_due(&self, elapsed: Duration) -> Duration {
+        match self.ramp {
+            Some(rate) => {
+                let started = (elapsed.as_secs_f64() * rate).floor() + 1.0;
+                Duration::from_secs_f64(started / rate)
+            }
+            None => {
+                let step = elapsed.as_millis() / BATCH_EVERY.as_millis() + 1;
+                BATCH_EVERY * step as u32
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let t = parse_url("rtmp://127.0.0.1:1936/live/cam?token=x").unwrap();
+        assert_eq!(t.proto, Proto::Rtmp);
+        assert_eq!(t.addr.port(), 1936);
+        assert_eq!((t.app.as_str(), t.stream.as_str()), ("live", "cam?token=x"));
+        let t = parse_url("rtmp://127.0.0.1/live/cam").unwrap();
+        assert_eq!(t.addr.port(), 1935);
+        let t = parse_url("ws://127.0.0.1:8501/live/cam.flv").unwrap();
+        assert_eq!((t.proto, t.path.as_str()), (Proto::WsFlv, "/live/cam.flv"));
+        assert_eq!(t.authority, "127.0.0.1:8501");
+        assert!(parse_url("rtsp://127.0.0.1/live/cam").is_err());
+        assert!(parse_url("http://127.0.0.1:80/live").is_err());
+        assert!(parse_url("http://127.0.0.1:80").is_err());
+    }
+
+    #[test]
+    fn options_reject_bad_values() {
+        let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(Config::parse(&args(&["--viewers", "3"])).is_err());
+        let u = "--url=http://127.0.0.1:1/a/b.flv";
+        assert!(Config::parse(&args(&[u, "--viewers", "0"])).is_err());
+        assert!(Config::parse(&args(&[u, "--duration", "-1"])).is_err());
+        assert!(Config::parse(&args(&[u, "--ramp", "x"])).is_err());
+        let c = Config::parse(&args(&[u, "--viewers", "1200", "--duration", "2.5"]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.viewers, 1200);
+        assert_eq!(c.duration, Duration::from_millis(2500));
+    }
+
+    #[test]
+    fn connect_schedule() {
+        let c = Config::parse(&["--url=rtmp://127.0.0.1/a/b".into(), "--viewers=1200".into()])
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.due(Duration::ZERO), 500);
+        assert_eq!(c.due(Duration::from_millis(150)), 1000);
+        assert_eq!(c.due(Duration::from_secs(5)), 1200);
+        assert_eq!(
+            c.next_due(Duration::from_millis(150)),
+            Duration::from_millis(200)
+        );
+        let r = Config::parse(&[
+            "--url=rtmp://127.0.0.1/a/b".into(),
+            "--viewers=100".into(),
+            "--ramp=10".into(),
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(r.due(Duration::ZERO), 1);
+        assert_eq!(r.due(Duration::from_millis(1050)), 11);
+        assert_eq!(
+            r.next_due(Duration::from_millis(1050)),
+            Duration::from_millis(1100)
+        );
+    }
+}

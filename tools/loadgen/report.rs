@@ -1,0 +1,299 @@
+//! The report: distributions (nearest-rank percentiles), the server's figures, errors by kind,
+//! as text or JSON. tools/bench.sh and tools/README.md read this output: keep it stable.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::args::{Config, Proto};
+use crate::stats::Stats;
+use crate::sys::{clock_ticks, ProcSample};
+
+pub(crate) struct Dist {
+    pub(crate) count: usize,
+    pub(crate) p50: f64,
+    pub(crate) p99: f64,
+    pub(crate) max: f64,
+}
+
+impl Dist {
+    /// Nearest-rank percentiles of milliseconds.
+    pub(crate) fn of(mut v: Vec<f64>) -> Dist {
+        v.sort_by(|a, b| a.total_cmp(b));
+        let rank = |p: f64| -> f64 {
+            if v.is_empty() {
+                return 0.0;
+            }
+            let i = ((p * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1;
+            v[i]
+        };
+        Dist {
+            count: v.len(),
+            p50: rank(0.50),
+            p99: rank(0.99),
+            max: v.last().copied().unwrap_or(0.0),
+        }
+    }
+}
+
+pub(crate) fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+pub(crate) struct ServerFigures {
+    pub(crate) pid: u32,
+    pub(crate) cpu_s: f64,
+    pub(crate) cpu_s_per_gb: f64,
+    pub(crate) rss_start_kib: u64,
+    pub(crate) rss_end_kib: u64,
+    /// Highest VmRSS seen in the run (sampled every 100 ms).
+    pub(crate) rss_peak_kib: u64,
+    pub(crate) hwm_kib: u64,
+    pub(crate) rss_per_viewer_kib: f64,
+}
+
+pub(crate) struct Report {
+    pub(crate) url: String,
+    pub(crate) proto: Proto,
+    pub(crate) duration_s: f64,
+    pub(crate) requested: usize,
+    pub(crate) connected: usize,
+    pub(crate) full: usize,
+    pub(crate) failed: usize,
+    pub(crate) connect: Dist,
+    pub(crate) ttfk: Dist,
+    pub(crate) stall: Dist,
+    pub(crate) ts_gap: Dist,
+    pub(crate) bytes: u64,
+    pub(crate) frames: u64,
+    pub(crate) server: Option<ServerFigures>,
+    pub(crate) loadgen_cpu_s: f64,
+    pub(crate) errors: BTreeMap<String, usize>,
+}
+
+impl Report {
+    pub(crate) fn new(
+        config: &Config,
+        stats: &[(Stats, bool)],
+        elapsed: Duration,
+        server: Option<(ProcSample, ProcSample)>,
+        rss_peak_kib: u64,
+        loadgen_cpu_s: f64,
+    ) -> Report {
+        let connected = stats.iter().filter(|(s, _)| s.ready.is_some()).count();
+        let bytes: u64 = stats.iter().map(|(s, _)| s.bytes).sum();
+        let mut errors = BTreeMap::new();
+        for (s, _) in stats {
+            if let Some(e) = &s.error {
+                *errors.entry(e.clone()).or_insert(0) += 1;
+            }
+        }
+        let server = server.map(|(a, b)| {
+            let cpu_s = b.cpu_ticks.saturating_sub(a.cpu_ticks) as f64 / clock_ticks();
+            let gb = bytes as f64 / 1e9;
+            ServerFigures {
+                pid: config.server_pid.unwrap_or(0),
+                cpu_s,
+                cpu_s_per_gb: if gb > 0.0 { cpu_s / gb } else { 0.0 },
+                rss_start_kib: a.rss_kib,
+                rss_end_kib: b.rss_kib,
+                rss_peak_kib,
+                hwm_kib: b.hwm_kib,
+                rss_per_viewer_kib: if connected > 0 {
+                    (b.rss_kib as f64 - a.rss_kib as f64) / connected as f64
+                } else {
+                    0.0
+                },
+            }
+        });
+        Report {
+            url: config.url.clone(),
+            proto: config.target.proto,
+            duration_s: elapsed.as_secs_f64(),
+            requested: config.viewers,
+            connected,
+            full: stats.iter().filter(|(_, f)| *f).count(),
+            failed: stats.iter().filter(|(s, _)| s.error.is_some()).count(),
+            connect: Dist::of(stats.iter().filter_map(|(s, _)| s.ready.map(ms)).collect()),
+            ttfk: Dist::of(stats.iter().filter_map(|(s, _)| s.ttfk().map(ms)).collect()),
+            stall: Dist::of(
+                stats
+                    .iter()
+                    .filter(|(s, _)| s.last_media.is_some())
+                    .map(|(s, _)| ms(s.max_stall))
+                    .collect(),
+            ),
+            ts_gap: Dist::of(
+                stats
+                    .iter()
+                    .filter(|(s, _)| s.last_media.is_some())
+                    .map(|(s, _)| s.max_ts_gap as f64)
+                    .collect(),
+            ),
+            bytes,
+            frames: stats.iter().map(|(s, _)| s.frames).sum(),
+            server,
+            loadgen_cpu_s,
+            errors,
+        }
+    }
+
+    pub(crate) fn mbps(&self) -> f64 {
+        if self.duration_s > 0.0 {
+            self.bytes as f64 * 8.0 / self.duration_s / 1e6
+        } else {
+            0.0
+        }
+    }
+
+    pub(crate) fn text(&self) -> String {
+        let mut t = String::new();
+        let _ = writeln!(
+            t,
+            "rtmpd-load {} ({}), {:.1} s",
+            self.url,
+            self.proto.name(),
+            self.duration_s
+        );
+        let _ = writeln!(
+            t,
+            "viewers       requested {}, connected {}, full stream {}, failed {}",
+            self.requested, self.connected, self.full, self.failed
+        );
+        let dist = |t: &mut String, name: &str, d: &Dist| {
+            let _ = writeln!(
+                t,
+                "{name:<13} p50 {:.1}  p99 {:.1}  max {:.1}  (n={})",
+                d.p50, d.p99, d.max, d.count
+            );
+        };
+        dist(&mut t, "connect ms", &self.connect);
+        dist(&mut t, "TTFK ms", &self.ttfk);
+        dist(&mut t, "max stall ms", &self.stall);
+        dist(&mut t, "max ts gap ms", &self.ts_gap);
+        let _ = writeln!(
+            t,
+            "delivered     {:.3} GB, {} frames, {:.1} Mbit/s",
+            self.bytes as f64 / 1e9,
+            self.frames,
+            self.mbps()
+        );
+        if let Some(s) = &self.server {
+            let _ = writeln!(
+                t,
+                "server        pid {}: CPU {:.2} s, {:.3} CPU s/GB; VmRSS {:.1} -> {:.1} MiB \
+                 ({:.1} KiB/viewer), peak in run {:.1} MiB, VmHWM {:.1} MiB",
+                s.pid,
+                s.cpu_s,
+                s.cpu_s_per_gb,
+                s.rss_start_kib as f64 / 1024.0,
+                s.rss_end_kib as f64 / 1024.0,
+                s.rss_per_viewer_kib,
+                s.rss_peak_kib as f64 / 1024.0,
+                s.hwm_kib as f64 / 1024.0
+            );
+        }
+        let _ = writeln!(t, "loadgen       CPU {:.2} s", self.loadgen_cpu_s);
+        for (e, n) in self.errors.iter() {
+            let _ = writeln!(t, "error         {n} x {e}");
+        }
+        t
+    }
+
+    /// One flat JSON object (unique keys, so shell scripts can pick fields with sed).
+    pub(crate) fn json(&self) -> String {
+        let mut j = String::from("{");
+        let _ = write!(
+            j,
+            "\"url\":{},\"protocol\":\"{}\",\"duration_s\":{:.3},\"viewers_requested\":{},\
+             \"viewers_connected\":{},\"viewers_full\":{},\"viewers_failed\":{}",
+            json_str(&self.url),
+            self.proto.name(),
+            self.duration_s,
+            self.requested,
+            self.connected,
+            self.full,
+            self.failed
+        );
+        for (name, d) in [
+            ("connect_ms", &self.connect),
+            ("ttfk_ms", &self.ttfk),
+            ("max_stall_ms", &self.stall),
+            ("max_ts_gap_ms", &self.ts_gap),
+        ] {
+            let _ = write!(
+                j,
+                ",\"{name}_n\":{},\"{name}_p50\":{:.2},\"{name}_p99\":{:.2},\"{name}_max\":{:.2}",
+                d.count, d.p50, d.p99, d.max
+            );
+        }
+        let _ = write!(
+            j,
+            ",\"bytes_total\":{},\"frames_total\":{},\"mbps_total\":{:.1}",
+            self.bytes,
+            self.frames,
+            self.mbps()
+        );
+        if let Some(s) = &self.server {
+            let _ = write!(
+                j,
+                ",\"server_pid\":{},\"server_cpu_s\":{:.3},\"server_cpu_s_per_gb\":{:.4},\
+                 \"server_rss_start_kib\":{},\"server_rss_end_kib\":{},\"server_rss_peak_kib\":{},\
+                 \"server_hwm_kib\":{},\"server_rss_per_viewer_kib\":{:.2}",
+                s.pid,
+                s.cpu_s,
+                s.cpu_s_per_gb,
+                s.rss_start_kib,
+                s.rss_end_kib,
+                s.rss_peak_kib,
+                s.hwm_kib,
+                s.rss_per_viewer_kib
+            );
+        }
+        let _ = write!(
+            j,
+            ",\"loadgen_cpu_s\":{:.3},\"errors\":{{",
+            self.loadgen_cpu_s
+        );
+        for (i, (e, n)) in self.errors.iter().enumerate() {
+            let _ = write!(j, "{}{}:{n}", if i > 0 { "," } else { "" }, json_str(e));
+        }
+        j.push_str("}}");
+        j
+    }
+}
+
+pub(crate) fn json_str(s: &str) -> String {
+    let mut o = String::with_capacity(s.len() + 2);
+    o.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(o, "\\u{:04x}", c as u32);
+            }
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_nearest_rank() {
+        let d = Dist::of((1..=200).map(|i| i as f64).collect());
+        assert_eq!((d.p50, d.p99, d.max, d.count), (100.0, 198.0, 200.0, 200));
+        let e = Dist::of(Vec::new());
+        assert_eq!((e.p99, e.count), (0.0, 0));
+    }
+
+    #[test]
+    fn json_strings_escape() {
+        assert_eq!(json_str("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000a\"");
+    }
+}
