@@ -6,7 +6,7 @@ use rtmpd::amf::amf0;
 
 fuzz_target!(|data: &[u8]| {
     let _ = amf0::decode(data);
-    let _ = amf0::decode_message(17, data);
+    let _ = rtmpd::rtmp::message::decode_message(17, data);
     if let Ok(values) = amf0::decode_all(data) {
         let once = amf0::encode_all(&values);
         let again = amf0::decode_all(&once).expect("our own encoding decodes");

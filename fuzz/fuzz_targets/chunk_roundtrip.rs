@@ -4,9 +4,9 @@
 #![no_main]
 use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
-use rtmpd::rtmp::chunk::{
-    encode_into, encoded_len, set_chunk_size_msg, ChunkDecoder, ChunkEncoder, MAX_CSID, MIN_CSID,
-};
+use rtmpd::codec::chunk::{encode_into, encoded_len, ChunkEncoder, MAX_CSID, MIN_CSID};
+use rtmpd::rtmp::chunk::ChunkDecoder;
+use rtmpd::rtmp::control::set_chunk_size_msg;
 use rtmpd::rtmp::message::{Message, ABORT, SET_CHUNK_SIZE};
 use rtmpd_fuzz::Cursor;
 

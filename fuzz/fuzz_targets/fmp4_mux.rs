@@ -24,7 +24,7 @@ fuzz_target!(|data: &[u8]| {
     let mut fragments = Vec::new();
     for f in frames(&mut c, 512) {
         let track = if f.video { Track::Video } else { Track::Audio };
-        if let Some(frag) = fr.push(track, f.dts, f.cts, f.key, Bytes::from(f.data)) {
+        if let Some(frag) = fr.push(track, u64::from(f.dts), f.cts, f.key, Bytes::from(f.data)) {
             fragments.push(frag);
         }
     }
