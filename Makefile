@@ -3,7 +3,7 @@ CARGO ?= cargo
 ARGS ?=
 
 .PHONY: all vendor build release run test unit browser-test bench bench-gateway bench-record bench-files bench-all soak \
-	fixtures fmt lint check-targets windows-smoke arm-smoke check-deploy docker
+	fixtures fmt lint check-targets windows-smoke arm-smoke check-deploy docker fuzz
 
 # Targets checked with `cargo check --all-targets` (kqueue on macOS, no splice off Linux): no warnings allowed.
 CHECK_TARGETS ?= aarch64-apple-darwin x86_64-apple-darwin aarch64-unknown-linux-gnu x86_64-pc-windows-gnu
@@ -95,3 +95,9 @@ check-deploy:
 # Not run in CI (no Docker daemon there): the image as the README describes it.
 docker:
 	docker build -t rtmpd .
+
+# Every fuzz target for FUZZ_SECS seconds each (cargo-fuzz, debug assertions on; needs
+# `cargo install cargo-fuzz`). Crashing inputs land in fuzz/artifacts/TARGET/.
+FUZZ_SECS ?= 60
+fuzz:
+	bash fuzz/run.sh $(FUZZ_SECS)

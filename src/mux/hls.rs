@@ -236,20 +236,43 @@ pub fn parse_iso8601(s: &str) -> Option<i64> {
     let d: u32 = dp.next()?.parse().ok()?;
     let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
     let mut tp = hms.splitn(3, ':');
-    let h: i64 = tp.next()?.parse().ok()?;
-    let mi: i64 = tp.next()?.parse().ok()?;
-    let sec: i64 = tp.next()?.parse().ok()?;
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+    // Unsigned parses: a "-1" hour is refused, not folded into the sum (fuzz finding).
+    let h: u32 = tp.next()?.parse().ok()?;
+    let mi: u32 = tp.next()?.parse().ok()?;
+    let sec: u32 = tp.next()?.parse().ok()?;
+    // Four-digit years only: days_from_civil overflows on a huge year.
+    if !(0..=9999).contains(&y)
+        || !(1..=12).contains(&mo)
+        || !(1..=31).contains(&d)
+        || h > 23
+        || mi > 59
+        || sec > 60
+    {
         return None;
     }
     let frac3: String = frac.chars().chain("000".chars()).take(3).collect();
-    let ms: i64 = frac3.parse().ok()?;
-    Some((days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + sec) * 1000 + ms)
+    let ms: u32 = frac3.parse().ok()?;
+    // Checked: a huge year must give None, not an overflow.
+    let secs = days_from_civil(y, mo, d)
+        .checked_mul(86_400)?
+        .checked_add(i64::from(h * 3600 + mi * 60 + sec))?;
+    secs.checked_mul(1000)?.checked_add(i64::from(ms))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parse_iso8601_survives_fuzz_case_negative_time_fields() {
+        // fuzz/artifacts/hls_playlist/crash-706c45b9059b46dc64ce721e228ba935562d9f42
+        assert_eq!(parse_iso8601("17-11-2T-21717177:-1:-122Z"), None);
+        assert_eq!(parse_iso8601("9223372036854775807-01-01T00:00:00Z"), None);
+        assert_eq!(
+            parse_iso8601("2026-12-03T14:40:00.5Z"),
+            Some(1_796_308_800_500)
+        );
+    }
 
     fn entry(number: u64, duration_ms: u64, discontinuity: bool) -> SegmentEntry {
         SegmentEntry {
