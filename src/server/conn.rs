@@ -170,6 +170,9 @@ pub struct Conn {
     pub closed: bool,
     pub created: Instant,
     pub last_input: Instant,
+    /// When the first byte of the HTTP head now in `head` arrived: the header timeout runs from
+    /// there, so a head trickled a byte at a time cannot hold the connection open.
+    pub head_started: Instant,
     /// When an HTTP answer was queued or last made progress on the socket (send timeout).
     pub last_output: Instant,
     pub bytes_in: u64,
@@ -215,6 +218,7 @@ impl Conn {
             closed: false,
             created: now,
             last_input: now,
+            head_started: now,
             last_output: now,
             bytes_in: 0,
             bytes_out: 0,

@@ -50,6 +50,9 @@ impl Server {
                     }
                     return;
                 }
+                if conn.head.is_empty() {
+                    conn.head_started = self.now;
+                }
                 conn.head.extend_from_slice(data);
                 self.http_parse(token);
             }

@@ -616,8 +616,14 @@ impl Server {
                 ConnState::HttpHead { .. } if c.body.is_some() || !c.out.is_empty() => {
                     (now - c.last_output > SEND_TIMEOUT).then_some("HTTP send timeout")
                 }
+                // A head being received has HEADER_TIMEOUT from its first byte (a slowloris
+                // client trickling bytes gets no more); an idle keep-alive connection has
+                // KEEPALIVE_IDLE since its last input.
+                ConnState::HttpHead { .. } if !c.head.is_empty() => {
+                    (now - c.head_started > HEADER_TIMEOUT).then_some("HTTP request timeout")
+                }
                 ConnState::HttpHead { served } => {
-                    let limit = if *served == 0 || !c.head.is_empty() {
+                    let limit = if *served == 0 {
                         HEADER_TIMEOUT
                     } else {
                         KEEPALIVE_IDLE
