@@ -333,6 +333,10 @@ impl Server {
             return;
         };
         conn.head.clear();
+        // Logged when the player leaves, with the bytes it was sent (`Server::close`).
+        if let Some(a) = conn.access.as_mut() {
+            a.status = if upgrade { 101 } else { 200 };
+        }
         conn.state = if upgrade {
             ConnState::WsFlv {
                 viewer,

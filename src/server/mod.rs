@@ -558,6 +558,16 @@ impl Server {
             _ => None,
         };
         if let Some(v) = viewer {
+            if let Some(key) = self.core.hub.viewer_ref(v).map(|vw| vw.key.clone()) {
+                let c = &self.conns[token];
+                info!(
+                    "{key}: {} player {} left after {:.1} s, {} bytes sent ({reason})",
+                    c.kind(),
+                    c.peer,
+                    (self.now - c.created).as_secs_f64(),
+                    c.bytes_out
+                );
+            }
             self.core.hub.remove_viewer(v);
         }
         if let Some(mut a) = self.conns[token].access.take() {

@@ -205,7 +205,12 @@ impl Server {
                             .reregister(&mut conn.socket, Token(token), interest);
                     conn.write_blocked = !drained;
                 }
-                if drained && conn.body.is_none() {
+                // A live viewer's line waits for its end (`Server::close`).
+                let live = matches!(
+                    conn.state,
+                    ConnState::HttpFlv { .. } | ConnState::WsFlv { .. }
+                );
+                if drained && conn.body.is_none() && !live {
                     if let Some(a) = conn.access.take() {
                         let line = access_line(conn.peer, a);
                         self.write_access(line);

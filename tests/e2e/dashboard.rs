@@ -97,3 +97,53 @@ fn api_health_and_history_describe_the_live_stream() {
     assert!(hist.contains("\"cpu_percent\":["), "{hist}");
     publisher.join().expect("publishing");
 }
+
+/// Issue 15 point 6: a live HTTP-FLV request is logged once, when the player leaves, with its
+/// real status and the bytes it was sent (it used to be logged at once with status 0, 0 bytes).
+#[test]
+fn live_flv_access_line_has_status_and_bytes_when_the_player_leaves() {
+    let dir = std::env::temp_dir().join(format!("rtmpd-live-access-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("access.log");
+    let server = Server::builder()
+        .args(["--access-log", file.to_str().unwrap()])
+        .start();
+    let publisher = RustPublisher::start(
+        server.rtmp,
+        "live",
+        "logged",
+        "fixture.flv",
+        PublishOpts::default(),
+    )
+    .expect("publish");
+    assert!(wait_until_live(server.http, "/live/logged.flv", WAIT_LIVE));
+    let r = http_get(server.http, "/live/logged.flv", Duration::from_millis(1500));
+    assert_eq!(r.status, 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let line = loop {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        // wait_until_live's probes are logged too: take the line of the 1.5 s read.
+        let found = text
+            .lines()
+            .filter(|l| l.contains("GET /live/logged.flv"))
+            .find(|l| l.split(' ').nth(9).and_then(|b| b.parse::<u64>().ok()) > Some(20_000))
+            .map(str::to_string);
+        if let Some(l) = found {
+            break l;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no live access line with its bytes: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let fields: Vec<&str> = line.split(' ').collect();
+    assert_eq!(fields[8], "200", "{line}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        !text.lines().any(|l| l.contains("\" 0 0 ")),
+        "a line with status 0: {text}"
+    );
+    drop(publisher);
+    let _ = std::fs::remove_dir_all(&dir);
+}
