@@ -86,7 +86,15 @@ pub fn merge_dir(dir: &Path) -> io::Result<MergeReport> {
         dir
     };
     let init_path = dir.join(INIT_NAME);
-    let init_file = File::open(&init_path)?;
+    let init_file = File::open(&init_path).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "{}: no {INIT_NAME} ({e}): not an fMP4 recording folder (it holds {INIT_NAME} and segment_N.m4s)",
+                dir.display()
+            ),
+        )
+    })?;
     let mut init = Vec::new();
     init_file.take(MAX_INIT).read_to_end(&mut init)?;
     let tracks = parse_init(&init).map_err(|e| invalid(format!("{}: {e}", init_path.display())))?;
@@ -161,6 +169,17 @@ pub fn merge_dir(dir: &Path) -> io::Result<MergeReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_folder_without_segments_says_what_is_missing() {
+        let dir = crate::testutil::TempDir::new("merge-empty");
+        let e = merge_dir(dir.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("no init.mp4") && e.contains("not an fMP4 recording folder"),
+            "{e}"
+        );
+        assert!(e.contains(&dir.path().display().to_string()), "{e}");
+    }
     use crate::mux::fmp4::{
         init_segment, media_segment, Run, Sample, VideoConfig, SAMPLE_NON_SYNC, SAMPLE_SYNC,
     };
