@@ -440,10 +440,18 @@ pub fn hevc_access_unit(payload: &[u8], config: &HevcConfig, key: bool, out: &mu
     }
 }
 
-/// Appends one raw AAC frame with its ADTS header.
-pub fn adts_frame(config: &AudioSpecificConfig, raw: &[u8], out: &mut Vec<u8>) {
+/// The largest raw AAC frame ADTS can carry: its 13-bit frame_length includes the 7-byte header.
+pub const ADTS_MAX_PAYLOAD: usize = 0x1fff - 7;
+
+/// Appends one raw AAC frame with its ADTS header. A frame too long for ADTS's length field
+/// (no real AAC frame is) is not written, rather than written with a length that lies: `false`.
+pub fn adts_frame(config: &AudioSpecificConfig, raw: &[u8], out: &mut Vec<u8>) -> bool {
+    if raw.len() > ADTS_MAX_PAYLOAD {
+        return false;
+    }
     out.extend_from_slice(&config.adts_header(raw.len()));
     out.extend_from_slice(raw);
+    true
 }
 
 #[cfg(test)]
@@ -685,11 +693,24 @@ mod tests {
         assert_eq!(out.windows(2).filter(|w| w == &[0x67, 1]).count(), 0);
     }
 
+    /// The fuzzer's ts_mux finding: an AAC frame longer than ADTS's 13-bit frame_length was
+    /// written with the length capped, so the header lied about the bytes. Now it is refused.
+    #[test]
+    fn adts_refuses_a_frame_its_length_field_cannot_hold() {
+        let asc = AudioSpecificConfig::parse(&[0x12, 0x10]).unwrap();
+        let mut out = Vec::new();
+        assert!(!adts_frame(&asc, &vec![0; ADTS_MAX_PAYLOAD + 1], &mut out));
+        assert!(out.is_empty());
+        assert!(adts_frame(&asc, &vec![0; ADTS_MAX_PAYLOAD], &mut out));
+        let len = ((out[3] as usize & 3) << 11) | ((out[4] as usize) << 3) | (out[5] as usize >> 5);
+        assert_eq!(len, out.len());
+    }
+
     #[test]
     fn adts_wraps_raw_frame() {
         let asc = AudioSpecificConfig::parse(&[0x12, 0x10]).unwrap();
         let mut out = Vec::new();
-        adts_frame(&asc, &[1, 2, 3], &mut out);
+        assert!(adts_frame(&asc, &[1, 2, 3], &mut out));
         assert_eq!(out.len(), 10);
         assert_eq!(&out[..2], &[0xff, 0xf1]);
         assert_eq!(&out[7..], &[1, 2, 3]);
@@ -882,7 +903,7 @@ mod tests {
                     Es::Video
                 }
                 Codec::Aac => {
-                    adts_frame(asc.as_ref().unwrap(), p, &mut es);
+                    assert!(adts_frame(asc.as_ref().unwrap(), p, &mut es));
                     na += 1;
                     Es::Audio
                 }

@@ -427,7 +427,14 @@ impl HlsSink {
             }
             Codec::Aac => {
                 let Some(cfg) = &self.aac else { return Ok(()) };
-                ts::adts_frame(cfg, frame.payload(), &mut self.es);
+                if !ts::adts_frame(cfg, frame.payload(), &mut self.es) {
+                    log::warn!(
+                        "HLS {}: an AAC frame of {} bytes is longer than ADTS can carry; not written",
+                        self.key,
+                        frame.payload().len()
+                    );
+                    return Ok(());
+                }
                 Es::Audio
             }
             _ => {
