@@ -16,6 +16,16 @@ use crate::rtmp::session::{Refusal, SessionEvent};
 const ONE_STREAM: &str = "one publish or play per RTMP connection";
 
 impl Server {
+    /// The RTMP role of `token`'s connection and its peer (`None` for another kind).
+    fn rtmp_role(&mut self, token: usize) -> Option<(&mut RtmpRole, std::net::SocketAddr)> {
+        let conn = self.conns.get_mut(token)?;
+        let peer = conn.peer;
+        match &mut conn.state {
+            ConnState::Rtmp(r) => Some((&mut r.role, peer)),
+            _ => None,
+        }
+    }
+
     pub(super) fn rtmp_input(&mut self, token: usize, data: &[u8]) {
         let Some(conn) = self.conns.get_mut(token) else {
             return;
@@ -109,44 +119,39 @@ impl Server {
                 self.publish_frame(handle, token, frame);
             }
             SessionEvent::Unpublished { stream_id } => {
-                let Some(conn) = self.conns.get_mut(token) else {
+                let Some((role, peer)) = self.rtmp_role(token) else {
                     return;
                 };
-                let peer = conn.peer;
-                let ConnState::Rtmp(r) = &mut conn.state else {
-                    return;
-                };
-                if let RtmpRole::Publisher {
+                let RtmpRole::Publisher {
                     handle,
                     stream_id: sid,
-                } = r.role
-                {
-                    if sid == stream_id {
-                        r.role = RtmpRole::Idle;
-                        if let Some(key) = self.core.hub.key(handle) {
-                            info!("{key}: publisher {peer} unpublished");
-                        }
-                        self.end_publish(handle, token);
+                } = *role
+                else {
+                    return;
+                };
+                if sid == stream_id {
+                    *role = RtmpRole::Idle;
+                    if let Some(key) = self.core.hub.key(handle) {
+                        info!("{key}: publisher {peer} unpublished");
                     }
+                    self.end_publish(handle, token);
                 }
             }
             SessionEvent::PlayStopped { stream_id } => {
-                let Some(conn) = self.conns.get_mut(token) else {
+                let Some((role, _)) = self.rtmp_role(token) else {
                     return;
                 };
-                let ConnState::Rtmp(r) = &mut conn.state else {
-                    return;
-                };
-                if let RtmpRole::Player {
+                let RtmpRole::Player {
                     viewer,
                     stream_id: sid,
-                } = r.role
-                {
-                    if sid == stream_id {
-                        // Flush what the viewer queue holds into nothing: the player asked to stop.
-                        r.role = RtmpRole::Idle;
-                        self.core.hub.remove_viewer(viewer);
-                    }
+                } = *role
+                else {
+                    return;
+                };
+                if sid == stream_id {
+                    // Flush what the viewer queue holds into nothing: the player asked to stop.
+                    *role = RtmpRole::Idle;
+                    self.core.hub.remove_viewer(viewer);
                 }
             }
             SessionEvent::Pause { stream_id, paused } => {
