@@ -45,15 +45,12 @@ fn publisher_killed_mid_gop_ends_viewers_and_finalises_recordings() {
     let rtmp = spawn_rtmp_play(server.rtmp, "live", &name, Duration::from_secs(40));
     let addr = server.http;
     let path = format!("/{key}.flv");
-    let http = std::thread::spawn(move || {
-        http_get_when_live(
-            addr,
-            &path,
-            1,
-            Duration::from_secs(10),
-            Duration::from_secs(40),
-        )
-    });
+    let http = spawn_live_get(
+        addr,
+        &path,
+        Duration::from_secs(10),
+        Duration::from_secs(40),
+    );
     std::thread::sleep(Duration::from_millis(300));
     // 3.3 s of media at 2x, then the socket closes: not on a keyframe boundary.
     let publisher = RustPublisher::start(
@@ -130,16 +127,12 @@ fn viewer_that_stops_reading_is_dropped_and_memory_stays_flat() {
     let name = unique_stream("stall");
     let path = format!("/live/{name}.flv");
     let addr = server.http;
-    let p2 = path.clone();
-    let good = std::thread::spawn(move || {
-        http_get_when_live(
-            addr,
-            &p2,
-            1,
-            Duration::from_secs(10),
-            Duration::from_secs(60),
-        )
-    });
+    let good = spawn_live_get(
+        addr,
+        &path,
+        Duration::from_secs(10),
+        Duration::from_secs(60),
+    );
     std::thread::sleep(Duration::from_millis(300));
     let publisher = RustPublisher::start(
         server.rtmp,
@@ -287,16 +280,7 @@ fn private_replies_are_bounded() {
     .expect("publish");
     assert!(wait_until_live(server.http, &path, Duration::from_secs(10)));
     let addr = server.http;
-    let p2 = path.clone();
-    let good = std::thread::spawn(move || {
-        http_get_when_live(
-            addr,
-            &p2,
-            1,
-            Duration::from_secs(5),
-            Duration::from_secs(60),
-        )
-    });
+    let good = spawn_live_get(addr, &path, Duration::from_secs(5), Duration::from_secs(60));
     std::thread::sleep(Duration::from_secs(1));
     let base = proc_status_kb(server.pid(), "VmRSS");
     let upgrade = format!(

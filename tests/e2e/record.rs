@@ -1003,15 +1003,12 @@ fn full_disk_stops_the_recorder_not_the_viewer() {
     let key = format!("live/{name}");
     let http = server.http;
     let path = format!("/{key}.flv");
-    let viewer = std::thread::spawn(move || {
-        http_get_when_live(
-            http,
-            &path,
-            1,
-            Duration::from_secs(10),
-            Duration::from_secs(30),
-        )
-    });
+    let viewer = spawn_live_get(
+        http,
+        &path,
+        Duration::from_secs(10),
+        Duration::from_secs(30),
+    );
     std::thread::sleep(Duration::from_millis(300));
     publish(&server, "fixture.flv", &key, &[]);
     let r = viewer.join().expect("viewer");

@@ -267,6 +267,18 @@ pub fn http_get_when_live(
     }
 }
 
+/// `http_get_when_live` on a thread of its own (HTTP/1.1): a viewer that joins as soon as the
+/// stream is live, reads it for up to `max_duration`, and hands back what it got.
+pub fn spawn_live_get(
+    addr: SocketAddr,
+    path: &str,
+    wait: Duration,
+    max_duration: Duration,
+) -> std::thread::JoinHandle<HttpResponse> {
+    let path = path.to_string();
+    std::thread::spawn(move || http_get_when_live(addr, &path, 1, wait, max_duration))
+}
+
 /// Waits until `GET path` stops answering 404 (with a short read), or `wait` passes.
 pub fn wait_until_live(addr: SocketAddr, path: &str, wait: Duration) -> bool {
     let r = http_get_when_live(addr, path, 1, wait, Duration::from_millis(200));

@@ -63,16 +63,13 @@ fn broken_publisher_clock_keeps_http_outputs_and_recordings_valid() {
         .start();
     let name = unique_stream("clock");
     let path = format!("/live/{name}.flv");
-    let (addr, p2, p3) = (server.http, path.clone(), path.clone());
-    let http = std::thread::spawn(move || {
-        http_get_when_live(
-            addr,
-            &p2,
-            1,
-            Duration::from_secs(10),
-            Duration::from_secs(40),
-        )
-    });
+    let (addr, p3) = (server.http, path.clone());
+    let http = spawn_live_get(
+        addr,
+        &path,
+        Duration::from_secs(10),
+        Duration::from_secs(40),
+    );
     let ws = std::thread::spawn(move || {
         ws_get_flv_when_live(addr, &p3, Duration::from_secs(10), Duration::from_secs(40))
     });

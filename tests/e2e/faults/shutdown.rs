@@ -62,16 +62,12 @@ fn sigint_finalises_every_recording() {
     let name = unique_stream("sigint");
     let path = format!("/live/{name}.flv");
     let addr = server.http;
-    let p2 = path.clone();
-    let http = std::thread::spawn(move || {
-        http_get_when_live(
-            addr,
-            &p2,
-            1,
-            Duration::from_secs(10),
-            Duration::from_secs(60),
-        )
-    });
+    let http = spawn_live_get(
+        addr,
+        &path,
+        Duration::from_secs(10),
+        Duration::from_secs(60),
+    );
     let rtmp = spawn_rtmp_play(server.rtmp, "live", &name, Duration::from_secs(60));
     std::thread::sleep(Duration::from_millis(300));
     let publisher = RustPublisher::start(
@@ -338,16 +334,12 @@ fn disk_full_keeps_live_going_and_the_next_session_records() {
     let name = unique_stream("tmpfs");
     let path = format!("/live/{name}.flv");
     let addr = server.http;
-    let p2 = path.clone();
-    let viewer = std::thread::spawn(move || {
-        http_get_when_live(
-            addr,
-            &p2,
-            1,
-            Duration::from_secs(10),
-            Duration::from_secs(60),
-        )
-    });
+    let viewer = spawn_live_get(
+        addr,
+        &path,
+        Duration::from_secs(10),
+        Duration::from_secs(60),
+    );
     std::thread::sleep(Duration::from_millis(300));
     const LOOPS: u32 = 6;
     let publisher = RustPublisher::start(
