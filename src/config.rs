@@ -39,6 +39,9 @@ pub struct FileGatewayConfig {
     pub root: PathBuf,
     pub web: WebConfig,
     pub log: LogConfig,
+    /// Only `files_token` applies here.
+    pub access: AccessConfig,
+    pub limits: LimitsConfig,
 }
 
 /// Settings shared by every mode that serves viewers.
@@ -84,6 +87,8 @@ pub struct OriginConfig {
     pub web: WebConfig,
     pub viewer: ViewerConfig,
     pub log: LogConfig,
+    pub access: AccessConfig,
+    pub limits: LimitsConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -229,6 +234,7 @@ fn origin_options() -> Options {
     );
     web_options(&mut opts);
     viewer_options(&mut opts);
+    access_options(&mut opts, AccessSet::Origin);
     opts
 }
 
@@ -236,6 +242,7 @@ fn file_gateway_options() -> Options {
     let mut opts = Options::new();
     common_options(&mut opts);
     web_options(&mut opts);
+    access_options(&mut opts, AccessSet::FileGateway);
     opts
 }
 
@@ -293,6 +300,8 @@ fn parse_file_gateway(args: &[String]) -> Result<Mode, ConfigError> {
         root,
         web: web_config(&m, None),
         log: log_config(&m)?,
+        access: access_config(&m, AccessSet::FileGateway)?,
+        limits: limits_config(&m, AccessSet::FileGateway)?,
     }))
 }
 
@@ -413,6 +422,9 @@ pub struct FlvGatewayConfig {
     pub viewer: ViewerConfig,
     pub web: WebConfig,
     pub log: LogConfig,
+    /// The gateway's own viewers: play tokens, signatures and hooks (publish options do not apply).
+    pub access: AccessConfig,
+    pub limits: LimitsConfig,
 }
 
 const FLV_GATEWAY_BRIEF: &str = "Usage: rtmpd flv-gateway PORT UPSTREAM [OPTIONS]\n\n\
@@ -432,6 +444,7 @@ fn flv_gateway_options() -> Options {
         "F",
     );
     viewer_options(&mut opts);
+    access_options(&mut opts, AccessSet::FlvGateway);
     opts
 }
 
@@ -476,10 +489,264 @@ fn parse_flv_gateway(args: &[String]) -> Result<Mode, ConfigError> {
             access_log: m.opt_str("access-log").map(PathBuf::from),
         },
         log: log_config(&m)?,
+        access: access_config(&m, AccessSet::FlvGateway)?,
+        limits: limits_config(&m, AccessSet::FlvGateway)?,
     }))
 }
 
 // --- end of flv-gateway mode ---
+
+// --- access control and limits (issue 12; owned by the access helper) ---
+
+/// Who may publish, play, fetch recordings and read the API (SPEC section 6). All off by default.
+#[derive(Clone, Debug)]
+pub struct AccessConfig {
+    /// `--publish-token`: `?token=T` on the stream name, the connect app/tcUrl or the URL.
+    pub publish_token: Option<crate::access::Secret>,
+    /// `--play-token`.
+    pub play_token: Option<crate::access::Secret>,
+    /// `--auth-file`: per-stream tokens, re-read when it changes.
+    pub auth_file: Option<PathBuf>,
+    /// `--publish-sign-secret` (or `--sign-secret`): signed, expiring publish URLs.
+    pub publish_sign_secret: Option<crate::access::Secret>,
+    /// `--play-sign-secret` (or `--sign-secret`): signed, expiring play URLs.
+    pub play_sign_secret: Option<crate::access::Secret>,
+    pub on_publish: Option<crate::access::hook::HookUrl>,
+    pub on_play: Option<crate::access::hook::HookUrl>,
+    pub on_unpublish: Option<crate::access::hook::HookUrl>,
+    pub on_stop: Option<crate::access::hook::HookUrl>,
+    /// `--hook-timeout`: a hook call's whole budget; no answer in time refuses.
+    pub hook_timeout: Duration,
+    /// `--api-token`: protects `/api/*` and `/metrics`.
+    pub api_token: Option<crate::access::Secret>,
+    /// `--files-token`: protects recordings on the static service.
+    pub files_token: Option<crate::access::Secret>,
+}
+
+impl Default for AccessConfig {
+    fn default() -> Self {
+        AccessConfig {
+            publish_token: None,
+            play_token: None,
+            auth_file: None,
+            publish_sign_secret: None,
+            play_sign_secret: None,
+            on_publish: None,
+            on_play: None,
+            on_unpublish: None,
+            on_stop: None,
+            hook_timeout: Duration::from_secs(3),
+            api_token: None,
+            files_token: None,
+        }
+    }
+}
+
+/// Caps that keep one client from crowding out the rest; 0 means no cap (except connections).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LimitsConfig {
+    /// `--max-connections`; `None`: three quarters of the open-file limit
+    /// (`access::limits::max_connections`).
+    pub max_connections: Option<usize>,
+    pub max_per_ip: usize,
+    pub max_streams: usize,
+    pub max_players_per_stream: usize,
+    pub max_publishers_per_ip: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_connections: None,
+            max_per_ip: 200,
+            max_streams: 1000,
+            max_players_per_stream: 0,
+            max_publishers_per_ip: 32,
+        }
+    }
+}
+
+/// Which process the access and limit options are for: each takes only what it can enforce.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AccessSet {
+    Origin,
+    FlvGateway,
+    FileGateway,
+}
+
+fn access_options(opts: &mut Options, set: AccessSet) {
+    use AccessSet::*;
+    let all = [Origin, FlvGateway, FileGateway];
+    let viewers = [Origin, FlvGateway];
+    let rows: &[(&[AccessSet], &str, &str, &str)] = &[
+        (&[Origin], "publish-token", "publishers must give ?token=T (stream key, app or tcUrl) [none]", "T"),
+        (&viewers, "play-token", "players must give ?token=T (RTMP, HTTP-FLV, WS-FLV) [none]", "T"),
+        (&viewers, "auth-file", "per-stream tokens, lines 'app/stream publish_token [play_token]', re-read on change [none]", "F"),
+        (&viewers, "sign-secret", "accept ?expires=UNIX&sign=HMAC-SHA256(S, \"app/stream:expires\") for publish and play [none]", "S"),
+        (&[Origin], "publish-sign-secret", "the signing secret for publish only [--sign-secret]", "S"),
+        (&viewers, "play-sign-secret", "the signing secret for play only [--sign-secret]", "S"),
+        (&[Origin], "on-publish", "POST each publish as JSON to this http:// URL; 2xx allows [none]", "URL"),
+        (&viewers, "on-play", "POST each play as JSON to this http:// URL; 2xx allows [none]", "URL"),
+        (&[Origin], "on-unpublish", "POST a notice when a publisher leaves [none]", "URL"),
+        (&viewers, "on-stop", "POST a notice when a player leaves [none]", "URL"),
+        (&viewers, "hook-timeout", "seconds a hook may take; no answer in time refuses [3]", "SECS"),
+        (&viewers, "api-token", "/api/* and /metrics need Authorization: Bearer T or ?token=T [none]", "T"),
+        (&[Origin, FileGateway], "files-token", "recordings on the static service need ?token=T [none]", "T"),
+        (&all, "max-connections", "connections in all, newcomers over it closed [3/4 of the open-file limit]", "N"),
+        (&all, "max-per-ip", "connections from one address; 0 = no cap [200]", "N"),
+        (&viewers, "max-streams", "live streams (gateway: upstream pulls); 0 = no cap [1000]", "N"),
+        (&viewers, "max-players-per-stream", "players of one stream; 0 = no cap [0]", "N"),
+        (&[Origin], "max-publishers-per-ip", "streams published from one address; 0 = no cap [32]", "N"),
+    ];
+    for &(sets, name, help, hint) in rows {
+        if sets.contains(&set) {
+            opts.optopt("", name, help, hint);
+        }
+    }
+}
+
+/// The value of an option that only some sets define (getopts panics on an undefined name).
+fn opt_in(m: &getopts::Matches, set: AccessSet, origin_only: bool, name: &str) -> Option<String> {
+    if origin_only && set != AccessSet::Origin {
+        return None;
+    }
+    m.opt_str(name)
+}
+
+/// A token or secret: non-empty, at most 1024 bytes, no spaces or control characters (it has to
+/// survive a URL, an encoder's stream-key field and the auth file). Never echoed in the error.
+fn secret_opt(
+    value: Option<String>,
+    name: &str,
+) -> Result<Option<crate::access::Secret>, ConfigError> {
+    match value {
+        None => Ok(None),
+        Some(v) if v.is_empty() || v.len() > 1024 => {
+            err(format!("--{name}: between 1 and 1024 bytes"))
+        }
+        Some(v) if v.bytes().any(|b| b <= b' ' || b == 0x7f) => {
+            err(format!("--{name}: no spaces or control characters"))
+        }
+        Some(v) => Ok(Some(crate::access::Secret::new(v))),
+    }
+}
+
+fn hook_opt(
+    value: Option<String>,
+    name: &str,
+) -> Result<Option<crate::access::hook::HookUrl>, ConfigError> {
+    value
+        .map(|u| {
+            crate::access::hook::HookUrl::parse(&u)
+                .map_err(|e| ConfigError(format!("--{name} '{}': {e}", crate::access::mask(&u))))
+        })
+        .transpose()
+}
+
+fn access_config(m: &getopts::Matches, set: AccessSet) -> Result<AccessConfig, ConfigError> {
+    let origin = |name| opt_in(m, set, true, name);
+    let viewers = |name| {
+        if set == AccessSet::FileGateway {
+            None
+        } else {
+            m.opt_str(name)
+        }
+    };
+    let both_sign = secret_opt(viewers("sign-secret"), "sign-secret")?;
+    let auth_file = viewers("auth-file").map(PathBuf::from);
+    if let Some(f) = &auth_file {
+        // Checked now so a bad file stops the start with its line number; the server loads it again.
+        crate::access::authfile::load(f).map_err(|e| ConfigError(format!("--auth-file: {e}")))?;
+    }
+    let hook_timeout = match viewers("hook-timeout") {
+        None => Duration::from_secs(3),
+        Some(s) => match s.parse::<f64>() {
+            Ok(v) if (0.1..=60.0).contains(&v) => {
+                Duration::from_millis((v * 1000.0).round() as u64)
+            }
+            _ => {
+                return err(format!(
+                    "--hook-timeout: '{s}' is not a number of seconds between 0.1 and 60"
+                ))
+            }
+        },
+    };
+    Ok(AccessConfig {
+        publish_token: secret_opt(origin("publish-token"), "publish-token")?,
+        play_token: secret_opt(viewers("play-token"), "play-token")?,
+        auth_file,
+        publish_sign_secret: secret_opt(origin("publish-sign-secret"), "publish-sign-secret")?
+            .or_else(|| {
+                if set == AccessSet::Origin {
+                    both_sign.clone()
+                } else {
+                    None
+                }
+            }),
+        play_sign_secret: secret_opt(viewers("play-sign-secret"), "play-sign-secret")?
+            .or(both_sign),
+        on_publish: hook_opt(origin("on-publish"), "on-publish")?,
+        on_play: hook_opt(viewers("on-play"), "on-play")?,
+        on_unpublish: hook_opt(origin("on-unpublish"), "on-unpublish")?,
+        on_stop: hook_opt(viewers("on-stop"), "on-stop")?,
+        hook_timeout,
+        api_token: secret_opt(viewers("api-token"), "api-token")?,
+        files_token: secret_opt(
+            if set == AccessSet::FlvGateway {
+                None
+            } else {
+                m.opt_str("files-token")
+            },
+            "files-token",
+        )?,
+    })
+}
+
+fn limits_config(m: &getopts::Matches, set: AccessSet) -> Result<LimitsConfig, ConfigError> {
+    let d = LimitsConfig::default();
+    let count = |name: &str, default: usize, defined: bool| -> Result<usize, ConfigError> {
+        if !defined {
+            return Ok(default);
+        }
+        match m.opt_str(name) {
+            None => Ok(default),
+            Some(s) => s
+                .parse::<usize>()
+                .ok()
+                .filter(|&n| n <= 100_000_000)
+                .ok_or_else(|| {
+                    ConfigError(format!("--{name}: '{s}' is not a count (0-100000000)"))
+                }),
+        }
+    };
+    let viewers = set != AccessSet::FileGateway;
+    let max_connections = match m.opt_str("max-connections") {
+        None => None,
+        Some(s) => Some(
+            s.parse::<usize>()
+                .ok()
+                .filter(|&n| (1..=100_000_000).contains(&n))
+                .ok_or_else(|| {
+                    ConfigError(format!(
+                        "--max-connections: '{s}' is not a count (1-100000000)"
+                    ))
+                })?,
+        ),
+    };
+    Ok(LimitsConfig {
+        max_connections,
+        max_per_ip: count("max-per-ip", d.max_per_ip, true)?,
+        max_streams: count("max-streams", d.max_streams, viewers)?,
+        max_players_per_stream: count("max-players-per-stream", d.max_players_per_stream, viewers)?,
+        max_publishers_per_ip: count(
+            "max-publishers-per-ip",
+            d.max_publishers_per_ip,
+            set == AccessSet::Origin,
+        )?,
+    })
+}
+
+// --- end of access control and limits ---
 
 /// Parses the arguments after the program name.
 pub fn parse(args: &[String]) -> Result<Mode, ConfigError> {
@@ -539,6 +806,8 @@ pub fn parse(args: &[String]) -> Result<Mode, ConfigError> {
         web: web_config(&m, web_dir),
         viewer: viewer_config(&m)?,
         log: log_config(&m)?,
+        access: access_config(&m, AccessSet::Origin)?,
+        limits: limits_config(&m, AccessSet::Origin)?,
     }))
 }
 

@@ -17,6 +17,7 @@
 //! - `server`: the one `mio::Poll` loop per process and the glue from sockets to the above.
 //! - `gateway`: the FLV relay and the file gateway modes.
 
+pub mod access;
 pub mod amf;
 pub mod config;
 pub mod gateway;
