@@ -894,4 +894,225 @@ mod tests {
         };
         assert!(h.contains("--rtmp-port") && h.contains("[1935]"));
     }
+
+    // --- access control and limits ---
+
+    fn origin(a: &[&str]) -> Result<OriginConfig, ConfigError> {
+        let v: Vec<String> = a.iter().map(|s| s.to_string()).collect();
+        parse(&v).map(|m| match m {
+            Mode::Origin(c) => c,
+            other => panic!("{other:?}"),
+        })
+    }
+
+    #[test]
+    fn access_is_off_by_default() {
+        let c = origin(&[]).unwrap();
+        let a = &c.access;
+        assert!(a.publish_token.is_none() && a.play_token.is_none() && a.auth_file.is_none());
+        assert!(a.publish_sign_secret.is_none() && a.play_sign_secret.is_none());
+        assert!(a.on_publish.is_none() && a.on_play.is_none() && a.api_token.is_none());
+        assert!(a.files_token.is_none());
+        assert_eq!(a.hook_timeout, Duration::from_secs(3));
+        assert_eq!(c.limits, LimitsConfig::default());
+        assert_eq!(
+            (
+                c.limits.max_connections,
+                c.limits.max_per_ip,
+                c.limits.max_streams
+            ),
+            (None, 200, 1000)
+        );
+    }
+
+    #[test]
+    fn access_options_parse() {
+        let c = origin(&[
+            "--publish-token",
+            "pub",
+            "--play-token",
+            "watch",
+            "--sign-secret",
+            "both",
+            "--play-sign-secret",
+            "viewers",
+            "--on-publish",
+            "http://127.0.0.1:8080/on_publish",
+            "--on-play",
+            "http://hooks.local/play?key=k",
+            "--on-unpublish",
+            "http://[::1]:9/u",
+            "--on-stop",
+            "http://127.0.0.1:9/stop",
+            "--hook-timeout",
+            "0.5",
+            "--api-token",
+            "api",
+            "--files-token",
+            "files",
+            "--max-connections",
+            "500",
+            "--max-per-ip",
+            "0",
+            "--max-streams",
+            "7",
+            "--max-players-per-stream",
+            "100",
+            "--max-publishers-per-ip",
+            "2",
+        ])
+        .unwrap();
+        let a = &c.access;
+        let s = |x: &Option<crate::access::Secret>| x.as_ref().map(|v| v.as_str().to_string());
+        assert_eq!(s(&a.publish_token).as_deref(), Some("pub"));
+        assert_eq!(s(&a.play_token).as_deref(), Some("watch"));
+        assert_eq!(s(&a.publish_sign_secret).as_deref(), Some("both"));
+        assert_eq!(
+            s(&a.play_sign_secret).as_deref(),
+            Some("viewers"),
+            "the separate one wins"
+        );
+        assert_eq!(s(&a.api_token).as_deref(), Some("api"));
+        assert_eq!(s(&a.files_token).as_deref(), Some("files"));
+        assert_eq!(a.on_publish.as_ref().unwrap().port, 8080);
+        assert_eq!(a.on_play.as_ref().unwrap().target, "/play?key=k");
+        assert_eq!(a.on_unpublish.as_ref().unwrap().host, "::1");
+        assert!(a.on_stop.is_some());
+        assert_eq!(a.hook_timeout, Duration::from_millis(500));
+        assert_eq!(
+            c.limits,
+            LimitsConfig {
+                max_connections: Some(500),
+                max_per_ip: 0,
+                max_streams: 7,
+                max_players_per_stream: 100,
+                max_publishers_per_ip: 2,
+            }
+        );
+        let printed = format!("{c:?}");
+        for secret in ["pub\"", "watch", "both", "viewers", "\"api\"", "\"files\""] {
+            assert!(!printed.contains(secret), "{secret} in {printed}");
+        }
+    }
+
+    #[test]
+    fn bad_access_values_exit_with_one_line() {
+        let dir = std::env::temp_dir().join(format!("rtmpd-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let bad_file = dir.join("auth.txt");
+        std::fs::write(&bad_file, "live/cam k\nlive/cam2\n").unwrap();
+        let bad_file = bad_file.to_str().unwrap().to_string();
+        for (a, words) in [
+            (
+                vec!["--publish-token", ""],
+                "--publish-token: between 1 and 1024",
+            ),
+            (vec!["--play-token", "s3 cret"], "--play-token: no spaces"),
+            (vec!["--sign-secret", "a\tb"], "--sign-secret: no spaces"),
+            (
+                vec!["--on-publish", "https://h/x?token=s3cret"],
+                "only http://",
+            ),
+            (
+                vec!["--on-play", "h:80"],
+                "--on-play 'h:80': not an http:// URL",
+            ),
+            (vec!["--on-stop", "http://h:0/"], "not a port"),
+            (vec!["--hook-timeout", "0"], "--hook-timeout: '0'"),
+            (vec!["--hook-timeout", "61"], "between 0.1 and 60"),
+            (vec!["--hook-timeout", "x"], "between 0.1 and 60"),
+            (vec!["--max-connections", "0"], "--max-connections: '0'"),
+            (
+                vec!["--max-per-ip", "-1"],
+                "--max-per-ip: '-1' is not a count",
+            ),
+            (vec!["--max-streams", "lots"], "--max-streams"),
+            (
+                vec!["--auth-file", "/no/such/file"],
+                "--auth-file: /no/such/file: ",
+            ),
+            (
+                vec!["--auth-file", bad_file.as_str()],
+                "--auth-file: line 2: no publish token",
+            ),
+        ] {
+            let e = origin(&a).unwrap_err().0;
+            assert!(e.contains(words), "{a:?}: {e}");
+            assert!(
+                !e.contains('\n') && !e.contains("s3cret") && !e.contains("s3 cret"),
+                "{e}"
+            );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn gateways_take_the_access_options_they_enforce() {
+        let Mode::FlvGateway(c) = parse(&args(
+            "flv-gateway 8080 http://o:8501?token=up --play-token v --sign-secret s \
+             --on-play http://127.0.0.1:1/p --max-per-ip 5 --max-streams 3",
+        ))
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(c.access.play_token.as_ref().unwrap().as_str(), "v");
+        assert_eq!(c.access.play_sign_secret.as_ref().unwrap().as_str(), "s");
+        assert!(
+            c.access.publish_sign_secret.is_none(),
+            "nobody publishes to a gateway"
+        );
+        assert!(c.access.on_play.is_some());
+        assert_eq!((c.limits.max_per_ip, c.limits.max_streams), (5, 3));
+        for bad in [
+            "flv-gateway 8080 http://o:1 --publish-token x",
+            "flv-gateway 8080 http://o:1 --on-publish http://h/",
+            "flv-gateway 8080 http://o:1 --files-token x",
+            "flv-gateway 8080 http://o:1 --max-publishers-per-ip 1",
+            "file-gateway --play-token x",
+            "file-gateway --max-streams 1",
+        ] {
+            assert!(parse(&args(bad)).is_err(), "{bad}");
+        }
+        let Mode::FileGateway(c) =
+            parse(&args("file-gateway --files-token f --max-connections 9")).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(c.access.files_token.as_ref().unwrap().as_str(), "f");
+        assert_eq!(c.limits.max_connections, Some(9));
+    }
+
+    #[test]
+    fn help_lists_access_options_and_defaults() {
+        let Mode::Help(h) = parse(&args("--help")).unwrap() else {
+            panic!()
+        };
+        for opt in [
+            "--publish-token",
+            "--play-token",
+            "--auth-file",
+            "--sign-secret",
+            "--publish-sign-secret",
+            "--play-sign-secret",
+            "--on-publish",
+            "--on-play",
+            "--on-unpublish",
+            "--on-stop",
+            "--hook-timeout",
+            "--api-token",
+            "--files-token",
+            "--max-connections",
+            "--max-per-ip",
+            "--max-streams",
+            "--max-players-per-stream",
+            "--max-publishers-per-ip",
+        ] {
+            assert!(h.contains(opt), "{opt}");
+        }
+        assert!(h.contains("[200]") && h.contains("[3]") && h.contains("open-file limit"));
+        let Mode::Help(g) = parse(&args("flv-gateway --help")).unwrap() else {
+            panic!()
+        };
+        assert!(g.contains("--play-token") && !g.contains("--publish-token"));
+    }
 }
