@@ -591,4 +591,58 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.to_string(), "line 1: no publish token (write - for none)");
     }
+
+    /// The shell block of docs/access.md, run as it is: its openssl signature must be accepted.
+    #[test]
+    fn signed_url_from_the_docs_openssl_example() {
+        if std::process::Command::new("openssl")
+            .arg("version")
+            .output()
+            .is_err()
+        {
+            assert!(
+                std::env::var_os("RTMPD_REQUIRE_TOOLS").is_none(),
+                "openssl not found"
+            );
+            eprintln!("skipped: openssl not found");
+            return;
+        }
+        let doc = include_str!("../../docs/access.md");
+        let block = doc
+            .split("```sh\n")
+            .skip(1)
+            .filter_map(|b| b.split_once("```").map(|(b, _)| b))
+            .find(|b| b.contains("openssl dgst -sha256 -hmac"))
+            .expect("docs/access.md has the openssl example");
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(block)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let url = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        let secret = block
+            .lines()
+            .find_map(|l| l.strip_prefix("SECRET='"))
+            .and_then(|l| l.split_once('\'').map(|(s, _)| s))
+            .unwrap();
+        let target = url.strip_prefix("http://127.0.0.1:8501").unwrap();
+        let expires: u64 = Query::parse(super::super::query::split_target(target).1)
+            .get("expires")
+            .unwrap()
+            .parse()
+            .unwrap();
+        let check = |secret: &str, now: u64| {
+            let a = Access::new(&AccessConfig {
+                play_sign_secret: Some(Secret::new(secret)),
+                ..AccessConfig::default()
+            })
+            .unwrap();
+            kind(&a.decide(&http(Action::Play, target, None), now))
+        };
+        assert_eq!(check(secret, expires - 3600), "allow", "{url}");
+        assert_eq!(check(secret, expires), "allow");
+        assert_eq!(check(secret, expires + 1), "expired");
+        assert_eq!(check("another secret", expires), "wrong");
+    }
 }
