@@ -254,18 +254,22 @@ struct Job {
     event: Event,
     url: Arc<HookUrl>,
     body: String,
+    /// Set when asked, so time spent waiting for a worker counts against `--hook-timeout`.
+    deadline: Instant,
 }
 
 /// The hook workers. Dropping the pool lets the workers finish their current call and exit.
 pub struct HookPool {
     jobs: SyncSender<Job>,
     answers: Receiver<HookAnswer>,
+    timeout: Duration,
     dropped_notices: u64,
 }
 
 impl HookPool {
-    /// Starts `workers` threads with a queue of `queue` calls; each call gets `timeout` in all
-    /// (name lookup of a host name excepted: use an IP address for a strict bound).
+    /// Starts `workers` threads with a queue of `queue` calls; each call is answered within
+    /// `timeout` of being asked, queueing included (name lookup of a host name excepted: use an IP
+    /// address for a strict bound).
     pub fn new(
         workers: usize,
         queue: usize,
@@ -281,11 +285,12 @@ impl HookPool {
             let wake = Arc::clone(&wake);
             std::thread::Builder::new()
                 .name(format!("hook-{i}"))
-                .spawn(move || worker(&rx, &tx, &*wake, timeout))?;
+                .spawn(move || worker(&rx, &tx, &*wake))?;
         }
         Ok(HookPool {
             jobs,
             answers,
+            timeout,
             dropped_notices: 0,
         })
     }
@@ -305,6 +310,7 @@ impl HookPool {
             event,
             url: Arc::clone(url),
             body: body(event, req),
+            deadline: Instant::now() + self.timeout,
         };
         self.jobs
             .try_send(job)
@@ -318,6 +324,7 @@ impl HookPool {
             event,
             url: Arc::clone(url),
             body: body(event, req),
+            deadline: Instant::now() + self.timeout,
         };
         if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.jobs.try_send(job)
         {
@@ -325,7 +332,8 @@ impl HookPool {
         }
     }
 
-    /// The next answer, if one is ready. The loop calls this until `None` after each wake.
+    /// The next answer, if one is ready. The loop calls this until `None` after each wake, and
+    /// ignores answers for ids it no longer waits for (the client left).
     pub fn poll_answer(&self) -> Option<HookAnswer> {
         self.answers.try_recv().ok()
     }
@@ -340,7 +348,6 @@ fn worker(
     jobs: &Mutex<Receiver<Job>>,
     answers: &mpsc::Sender<HookAnswer>,
     wake: &(dyn Fn() + Send + Sync),
-    timeout: Duration,
 ) {
     loop {
         // The lock is held only while waiting for a job, never during a call.
@@ -351,7 +358,7 @@ fn worker(
         let Ok(job) = job else {
             return; // the pool was dropped
         };
-        let result = post(&job.url, &job.body, timeout);
+        let result = post(&job.url, &job.body, job.deadline);
         match job.id {
             Some(id) => {
                 if answers.send(HookAnswer { id, result }).is_err() {
@@ -375,9 +382,8 @@ fn io_error(e: std::io::Error) -> HookError {
     }
 }
 
-/// One POST with an overall deadline; returns the status if it is 2xx.
-fn post(url: &HookUrl, body: &str, timeout: Duration) -> Result<u16, HookError> {
-    let deadline = Instant::now() + timeout;
+/// One POST that ends by `deadline`; returns the status if it is 2xx.
+fn post(url: &HookUrl, body: &str, deadline: Instant) -> Result<u16, HookError> {
     let left = || {
         deadline
             .checked_duration_since(Instant::now())
@@ -674,6 +680,56 @@ mod tests {
         assert!(started.elapsed() < Duration::from_millis(1500));
         let second = answers(&pool, 1);
         assert_eq!((second[0].id, second[0].result.clone()), (1, Ok(200)));
+    }
+
+    /// Regression: the timeout ran from when a worker took the call, so calls queued behind slow
+    /// ones waited a multiple of `--hook-timeout`.
+    #[test]
+    fn queued_calls_are_answered_within_the_timeout_of_their_ask() {
+        let (port, _bodies) = service();
+        let pool = HookPool::new(1, 16, Duration::from_millis(300), Arc::new(|| {})).unwrap();
+        let req = request();
+        let started = Instant::now();
+        for id in 0..4 {
+            pool.ask(id, &url(port, "/slow"), Event::Play, &req)
+                .unwrap();
+        }
+        let got = answers(&pool, 4);
+        assert_eq!(got.len(), 4);
+        assert!(
+            got.iter().all(|a| a.result == Err(HookError::Timeout)),
+            "{got:?}"
+        );
+        // One worker taking 300 ms per call would need 1200 ms.
+        assert!(
+            started.elapsed() < Duration::from_millis(1000),
+            "{:?}",
+            started.elapsed()
+        );
+        // A call whose time ran out in the queue does not reach the service.
+        let past = Instant::now() - Duration::from_millis(1);
+        assert_eq!(
+            post(&url(port, "/allow"), "{}", past),
+            Err(HookError::Timeout)
+        );
+    }
+
+    #[test]
+    fn answers_wake_a_mio_poll() {
+        let (port, _bodies) = service();
+        let mut poll = mio::Poll::new().unwrap();
+        let waker = Arc::new(mio::Waker::new(poll.registry(), mio::Token(7)).unwrap());
+        let pool = HookPool::new(1, 4, Duration::from_secs(3), wake_mio(waker)).unwrap();
+        pool.ask(42, &url(port, "/allow"), Event::Publish, &request())
+            .unwrap();
+        let mut events = mio::Events::with_capacity(4);
+        poll.poll(&mut events, Some(Duration::from_secs(5)))
+            .unwrap();
+        assert!(events.iter().any(|e| e.token() == mio::Token(7)), "woken");
+        assert_eq!(
+            pool.poll_answer().map(|a| (a.id, a.result)),
+            Some((42, Ok(200)))
+        );
     }
 
     #[test]

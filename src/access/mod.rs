@@ -12,6 +12,19 @@
 //!   worker threads.
 //! - `reply`: a refusal as the RTMP status or HTTP response each client understands.
 //! - `limits`: counts of connections, streams, players and publishers against their caps.
+//!
+//! How the origin core uses it (one place for every protocol):
+//!
+//! ```text
+//! publish/play request `id`  -> req = Request::rtmp(..) or Request::http(..)
+//!   access.decide(&req, unix_now):
+//!     Allow      -> accept(id)
+//!     Refuse(r)  -> log reply::log_line(&req, &r); reject(id) with reply::rtmp(&r) or reply::http(&r, ..)
+//!     NeedsHook  -> pool.ask(id, access.hook(req.action)?, event, &req) (Err(r): refuse as above)
+//! the Waker fires          -> while let Some(a) = pool.poll_answer(): a.decision() for request a.id
+//! the 1 s timer            -> if let Some(o) = access.reload(): log o (error level if o.is_error())
+//! a publisher/player leaves -> pool.notify(access.unpublish_hook()/stop_hook(), ..)
+//! ```
 
 pub mod authfile;
 pub mod hook;
