@@ -315,4 +315,39 @@ mod tests {
             "{shown}"
         );
     }
+
+    /// Hostile text through every parser: no panic, bounded output (a small LCG, so it replays).
+    #[test]
+    fn hostile_input_never_panics() {
+        let alphabet: Vec<char> = "?&=%#/:[]@ \t\n*-_aZ09fF\u{e9}\u{1f600}\u{0}+"
+            .chars()
+            .collect();
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let table = authfile::Table::parse("live/* k\n").unwrap();
+        for _ in 0..3000 {
+            let len = (next() % 40) as usize;
+            let s: String = (0..len)
+                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                .collect();
+            let q = Query::parse(&s);
+            assert!(q.iter().count() <= query::MAX_PARAMS);
+            let _ = (mask(&s), query::mask_query(&s), query::split_target(&s));
+            let _ = hook::HookUrl::parse(&s);
+            let _ = hook::HookUrl::parse(&format!("http://{s}"));
+            let _ = authfile::Table::parse(&s);
+            let _ = table.lookup(&s, &s);
+            let _ = sign::verify(b"k", "a", "b", &s, &s, 0);
+            let _ = bearer_token(&s);
+            let r = Request::rtmp(Action::Play, &s, Some(&s), &s, peer());
+            assert!(!r.stream.contains('?') && !r.app.contains('?'));
+            let _ = hook::body(hook::Event::Play, &r);
+            let _ = Access::open().decide(&r, 0);
+        }
+    }
 }
