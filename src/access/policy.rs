@@ -11,7 +11,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use super::authfile::{AuthFile, LoadError, ReloadOutcome};
+use super::authfile::{AuthFile, Entry, LoadError, ReloadOutcome};
 use super::hook::HookUrl;
 use super::sign::{ct_eq, verify, SignError};
 use super::{bearer_token, Action, Decision, Query, Refusal, RefuseKind, Request, Secret};
@@ -105,36 +105,18 @@ impl Access {
     /// Decides `req` at `now` (Unix seconds, for signed URLs).
     pub fn decide(&self, req: &Request, now: u64) -> Decision {
         let bearer = req.bearer.as_ref().map(Secret::as_str);
-        let verdicts: Vec<Verdict> = match req.action {
-            Action::Files => {
-                return match &self.files_token {
-                    None => Decision::Allow,
-                    Some(t) => combine(vec![token_verdict(t, &req.query, bearer)]),
-                }
-            }
+        let verdicts = match req.action {
+            Action::Files => vec![self
+                .files_token
+                .as_ref()
+                .map(|t| token_verdict(t, &req.query, bearer))],
             Action::Publish => vec![
                 self.publish_token
                     .as_ref()
                     .map(|t| token_verdict(t, &req.query, bearer)),
                 self.auth_file
                     .as_ref()
-                    .map(|f| match f.table().lookup(&req.app, &req.stream) {
-                        Some(e) => match &e.publish {
-                            Some(t) => token_verdict(t, &req.query, bearer),
-                            None => refuse(
-                                RefuseKind::Wrong,
-                                "the auth file allows no publisher for this stream",
-                            ),
-                        },
-                        None => refuse(
-                            if presented(&req.query, bearer).next().is_some() {
-                                RefuseKind::Wrong
-                            } else {
-                                RefuseKind::Missing
-                            },
-                            "this stream is not in the auth file",
-                        ),
-                    }),
+                    .map(|f| file_publish_verdict(f, req, bearer)),
                 self.publish_sign
                     .as_ref()
                     .map(|s| sign_verdict(s, req, now)),
@@ -143,23 +125,13 @@ impl Access {
                 self.play_token
                     .as_ref()
                     .map(|t| token_verdict(t, &req.query, bearer)),
-                self.auth_file.as_ref().map(|f| {
-                    match f
-                        .table()
-                        .lookup(&req.app, &req.stream)
-                        .and_then(|e| e.play.as_ref())
-                    {
-                        Some(t) => token_verdict(t, &req.query, bearer),
-                        None => Verdict::NoOpinion,
-                    }
-                }),
+                self.auth_file
+                    .as_ref()
+                    .map(|f| file_play_verdict(f, req, bearer)),
                 self.play_sign.as_ref().map(|s| sign_verdict(s, req, now)),
             ],
-        }
-        .into_iter()
-        .flatten()
-        .collect();
-        match combine(verdicts) {
+        };
+        match combine(verdicts.into_iter().flatten().collect()) {
             Decision::Allow if self.hook(req.action).is_some() => Decision::NeedsHook,
             d => d,
         }
@@ -213,6 +185,32 @@ impl Access {
     /// Entries of the auth file in force (None without `--auth-file`).
     pub fn auth_entries(&self) -> Option<usize> {
         self.auth_file.as_ref().map(|f| f.table().len())
+    }
+}
+
+/// With an auth file, only the streams it lists (or covers by `*`) are published, each with its
+/// token.
+fn file_publish_verdict(f: &AuthFile, req: &Request, bearer: Option<&str>) -> Verdict {
+    match f.table().lookup(&req.app, &req.stream) {
+        Some(Entry {
+            publish: Some(t), ..
+        }) => token_verdict(t, &req.query, bearer),
+        Some(_) => refuse(
+            RefuseKind::Wrong,
+            "the auth file allows no publisher for this stream",
+        ),
+        None if presented(&req.query, bearer).next().is_some() => {
+            refuse(RefuseKind::Wrong, "this stream is not in the auth file")
+        }
+        None => refuse(RefuseKind::Missing, "this stream is not in the auth file"),
+    }
+}
+
+/// The auth file speaks on play only for entries with a play token.
+fn file_play_verdict(f: &AuthFile, req: &Request, bearer: Option<&str>) -> Verdict {
+    match f.table().lookup(&req.app, &req.stream) {
+        Some(Entry { play: Some(t), .. }) => token_verdict(t, &req.query, bearer),
+        _ => Verdict::NoOpinion,
     }
 }
 
