@@ -14,6 +14,11 @@ use getopts::Options;
 /// the gateway can name it without importing `config` (which imports the gateway's URL type).
 pub use crate::VERSION;
 
+// Access control and limit options (issue 12), apart so config.rs stays readable.
+mod access;
+use access::AccessSet;
+pub use access::{AccessConfig, LimitsConfig};
+
 #[derive(Clone, Debug)]
 pub enum Mode {
     Origin(OriginConfig),
@@ -45,6 +50,9 @@ pub struct FileGatewayConfig {
     pub root: PathBuf,
     pub web: WebConfig,
     pub log: LogConfig,
+    /// Only `files_token` applies here.
+    pub access: AccessConfig,
+    pub limits: LimitsConfig,
 }
 
 /// Settings shared by every mode that serves viewers.
@@ -90,6 +98,8 @@ pub struct OriginConfig {
     pub web: WebConfig,
     pub viewer: ViewerConfig,
     pub log: LogConfig,
+    pub access: AccessConfig,
+    pub limits: LimitsConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -246,6 +256,7 @@ fn origin_options() -> Options {
     );
     web_options(&mut opts);
     viewer_options(&mut opts);
+    access::options(&mut opts, AccessSet::Origin);
     opts
 }
 
@@ -253,6 +264,7 @@ fn file_gateway_options() -> Options {
     let mut opts = Options::new();
     common_options(&mut opts);
     web_options(&mut opts);
+    access::options(&mut opts, AccessSet::FileGateway);
     opts
 }
 
@@ -333,6 +345,8 @@ fn parse_file_gateway(args: &[String]) -> Result<Mode, ConfigError> {
         root,
         web: web_config(&m, None)?,
         log: log_config(&m)?,
+        access: access::access_config(&m, AccessSet::FileGateway)?,
+        limits: access::limits_config(&m, AccessSet::FileGateway)?,
     }))
 }
 
@@ -458,6 +472,9 @@ pub struct FlvGatewayConfig {
     pub viewer: ViewerConfig,
     pub web: WebConfig,
     pub log: LogConfig,
+    /// The gateway's own viewers: play tokens, signatures and hooks (publish options do not apply).
+    pub access: AccessConfig,
+    pub limits: LimitsConfig,
 }
 
 const FLV_GATEWAY_BRIEF: &str = "Usage: rtmpd flv-gateway PORT UPSTREAM [OPTIONS]\n\n\
@@ -477,6 +494,7 @@ fn flv_gateway_options() -> Options {
         "F",
     );
     viewer_options(&mut opts);
+    access::options(&mut opts, AccessSet::FlvGateway);
     opts
 }
 
@@ -521,6 +539,8 @@ fn parse_flv_gateway(args: &[String]) -> Result<Mode, ConfigError> {
             access_log: file_option(&m, "access-log")?,
         },
         log: log_config(&m)?,
+        access: access::access_config(&m, AccessSet::FlvGateway)?,
+        limits: access::limits_config(&m, AccessSet::FlvGateway)?,
     }))
 }
 
@@ -608,6 +628,7 @@ pub fn render_config(mode: &Mode) -> Option<String> {
             line(&mut out, "record-queue", r.queue_len);
             viewer(&mut out, &c.viewer);
             log(&mut out, &c.web, &c.log);
+            access::render(&mut out, AccessSet::Origin, &c.access, &c.limits);
         }
         Mode::FlvGateway(c) => {
             let _ = writeln!(out, "# rtmpd {VERSION} flv-gateway: effective settings");
@@ -617,6 +638,7 @@ pub fn render_config(mode: &Mode) -> Option<String> {
             line(&mut out, "bind", c.bind);
             viewer(&mut out, &c.viewer);
             log(&mut out, &c.web, &c.log);
+            access::render(&mut out, AccessSet::FlvGateway, &c.access, &c.limits);
         }
         Mode::FileGateway(c) => {
             let _ = writeln!(out, "# rtmpd {VERSION} file-gateway: effective settings");
@@ -625,6 +647,7 @@ pub fn render_config(mode: &Mode) -> Option<String> {
             line(&mut out, "ROOT", folder(&c.root));
             line(&mut out, "dir", c.web.dir_listing);
             log(&mut out, &c.web, &c.log);
+            access::render(&mut out, AccessSet::FileGateway, &c.access, &c.limits);
         }
         Mode::Merge(_) | Mode::Help(_) | Mode::Version | Mode::PrintConfig(_) => return None,
     }
@@ -695,6 +718,8 @@ fn parse_mode(args: &[String]) -> Result<Mode, ConfigError> {
         web: web_config(&m, web_dir)?,
         viewer: viewer_config(&m)?,
         log: log_config(&m)?,
+        access: access::access_config(&m, AccessSet::Origin)?,
+        limits: access::limits_config(&m, AccessSet::Origin)?,
     }))
 }
 

@@ -36,6 +36,7 @@
 /// The release version, for the API, the gateway's User-Agent and `--version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+pub mod access;
 pub mod amf;
 pub mod codec;
 pub mod config;
