@@ -1,17 +1,16 @@
 //! Limits that stop one client crowding out the rest: counts of connections (in all and per IP)
 //! and publishers per IP against their caps, checks of stream and player counts the hub passes in,
 //! a refusal counter per limit for `/metrics`, and a rate-limited log line per episode. Sans-IO:
-//! `now` is passed in; closing the newcomer's socket is the server's job.
+//! `now_ms` (any monotonic milliseconds) is passed in; closing the newcomer's socket is the server's job.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
 
 use crate::config::LimitsConfig;
 
 /// At most one log line per limit this often; the next line counts what was refused between.
-pub const LOG_EVERY: Duration = Duration::from_secs(10);
+pub const LOG_EVERY_MS: u64 = 10_000;
 
 /// Without a known open-file limit, `--max-connections` defaults to this.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
@@ -88,7 +87,7 @@ pub struct Refused {
 
 #[derive(Clone, Copy, Debug, Default)]
 struct Episode {
-    last_log: Option<Instant>,
+    last_log: Option<u64>,
     /// Refusals since the last line.
     since: u64,
 }
@@ -133,7 +132,7 @@ impl Limits {
         (cap > 0 || limit == Limit::Connections) && in_use >= cap
     }
 
-    fn refuse(&mut self, limit: Limit, now: Instant) -> Refused {
+    fn refuse(&mut self, limit: Limit, now_ms: u64) -> Refused {
         let hit = LimitHit {
             limit,
             max: self.cap(limit),
@@ -143,7 +142,7 @@ impl Limits {
         ep.since += 1;
         let due = ep
             .last_log
-            .is_none_or(|t| now.saturating_duration_since(t) >= LOG_EVERY);
+            .is_none_or(|t| now_ms.saturating_sub(t) >= LOG_EVERY_MS);
         let log = due.then(|| {
             let line = if ep.since > 1 {
                 format!(
@@ -155,7 +154,7 @@ impl Limits {
             } else {
                 format!("limit --{} {}: refusing newcomers", limit.option(), hit.max)
             };
-            ep.last_log = Some(now);
+            ep.last_log = Some(now_ms);
             ep.since = 0;
             line
         });
@@ -163,13 +162,13 @@ impl Limits {
     }
 
     /// A new TCP connection from `ip`; on Ok it counts until `release_connection`.
-    pub fn admit_connection(&mut self, ip: IpAddr, now: Instant) -> Result<(), Refused> {
+    pub fn admit_connection(&mut self, ip: IpAddr, now_ms: u64) -> Result<(), Refused> {
         if self.over(Limit::Connections, self.connections) {
-            return Err(self.refuse(Limit::Connections, now));
+            return Err(self.refuse(Limit::Connections, now_ms));
         }
         let from_ip = self.per_ip.get(&ip).copied().unwrap_or(0);
         if self.over(Limit::PerIp, from_ip) {
-            return Err(self.refuse(Limit::PerIp, now));
+            return Err(self.refuse(Limit::PerIp, now_ms));
         }
         self.connections += 1;
         *self.per_ip.entry(ip).or_insert(0) += 1;
@@ -187,14 +186,14 @@ impl Limits {
         &mut self,
         ip: IpAddr,
         streams: usize,
-        now: Instant,
+        now_ms: u64,
     ) -> Result<(), Refused> {
         if self.over(Limit::Streams, streams) {
-            return Err(self.refuse(Limit::Streams, now));
+            return Err(self.refuse(Limit::Streams, now_ms));
         }
         let from_ip = self.publishers.get(&ip).copied().unwrap_or(0);
         if self.over(Limit::PublishersPerIp, from_ip) {
-            return Err(self.refuse(Limit::PublishersPerIp, now));
+            return Err(self.refuse(Limit::PublishersPerIp, now_ms));
         }
         *self.publishers.entry(ip).or_insert(0) += 1;
         Ok(())
@@ -205,9 +204,9 @@ impl Limits {
     }
 
     /// A player of a stream that has `players` now (the hub counts them).
-    pub fn admit_player(&mut self, players: usize, now: Instant) -> Result<(), Refused> {
+    pub fn admit_player(&mut self, players: usize, now_ms: u64) -> Result<(), Refused> {
         if self.over(Limit::PlayersPerStream, players) {
-            return Err(self.refuse(Limit::PlayersPerStream, now));
+            return Err(self.refuse(Limit::PlayersPerStream, now_ms));
         }
         Ok(())
     }
@@ -265,7 +264,7 @@ mod tests {
 
     #[test]
     fn connection_caps_refuse_the_newcomer() {
-        let now = Instant::now();
+        let now = 1_000;
         let mut l = Limits::new(&cfg(), None);
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "192.0.2.2".parse().unwrap();
@@ -298,19 +297,17 @@ mod tests {
 
     #[test]
     fn one_log_line_per_period() {
-        let t0 = Instant::now();
+        let t0 = 1_000;
         let mut l = Limits::new(&cfg(), None);
         let a: IpAddr = "::1".parse().unwrap();
         l.admit_connection(a, t0).unwrap();
         l.admit_connection(a, t0).unwrap();
         assert!(l.admit_connection(a, t0).unwrap_err().log.is_some());
         for s in 1..10 {
-            let r = l
-                .admit_connection(a, t0 + Duration::from_secs(s))
-                .unwrap_err();
+            let r = l.admit_connection(a, t0 + s * 1000).unwrap_err();
             assert_eq!(r.log, None, "at {s} s");
         }
-        let r = l.admit_connection(a, t0 + LOG_EVERY).unwrap_err();
+        let r = l.admit_connection(a, t0 + LOG_EVERY_MS).unwrap_err();
         assert_eq!(
             r.log.as_deref(),
             Some("limit --max-per-ip 2: refusing newcomers (10 refused since the last line)")
@@ -326,7 +323,7 @@ mod tests {
 
     #[test]
     fn streams_players_and_publishers() {
-        let now = Instant::now();
+        let now = 1_000;
         let mut l = Limits::new(&cfg(), None);
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "192.0.2.2".parse().unwrap();
@@ -351,7 +348,7 @@ mod tests {
 
     #[test]
     fn zero_is_no_cap_and_the_default_follows_the_file_limit() {
-        let now = Instant::now();
+        let now = 1_000;
         let open = LimitsConfig {
             max_connections: None,
             max_per_ip: 0,

@@ -282,7 +282,10 @@ pub(super) fn render(out: &mut String, set: AccessSet, a: &AccessConfig, l: &Lim
     }
     if viewers {
         line("play-token", &secret(&a.play_token));
-        let file = a.auth_file.as_ref().map_or("(none)".to_string(), |f| f.display().to_string());
+        let file = a
+            .auth_file
+            .as_ref()
+            .map_or("(none)".to_string(), |f| f.display().to_string());
         line("auth-file", &file);
         // Both secrets were given separately or through --sign-secret; the effective ones print.
         let both = a.play_sign_secret.is_some() && (!origin || a.publish_sign_secret.is_some());
@@ -311,9 +314,10 @@ pub(super) fn render(out: &mut String, set: AccessSet, a: &AccessConfig, l: &Lim
     if set != FlvGateway {
         line("files-token", &secret(&a.files_token));
     }
-    let conns = l
-        .max_connections
-        .map_or_else(|| "(3/4 of the open-file limit)".to_string(), |n| n.to_string());
+    let conns = l.max_connections.map_or_else(
+        || "(3/4 of the open-file limit)".to_string(),
+        |n| n.to_string(),
+    );
     line("max-connections", &conns);
     line("max-per-ip", &l.max_per_ip);
     if viewers {
@@ -350,13 +354,21 @@ mod tests {
             panic!()
         };
         assert!(!text.contains("s3cr"), "{text}");
-        for l in ["publish-token", "play-token", "api-token", "sign-secret", "play-sign-secret"] {
+        for l in [
+            "publish-token",
+            "play-token",
+            "api-token",
+            "sign-secret",
+            "play-sign-secret",
+        ] {
             assert!(
                 text.lines().any(|t| t.split_whitespace().eq([l, "***"])),
                 "{l}: {text}"
             );
         }
-        assert!(text.lines().any(|t| t.split_whitespace().eq(["files-token", "(none)"])));
+        assert!(text
+            .lines()
+            .any(|t| t.split_whitespace().eq(["files-token", "(none)"])));
     }
 
     #[test]

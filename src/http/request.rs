@@ -166,8 +166,14 @@ impl Request {
     }
 
     /// The request line as the access log shows it.
+    /// The request line for the access log, with every `token`/`sign` value as `***`.
     pub fn request_line(&self) -> String {
-        format!("{} {} HTTP/1.{}", self.method, self.target, self.version)
+        format!(
+            "{} {} HTTP/1.{}",
+            self.method,
+            crate::access::mask(&self.target),
+            self.version
+        )
     }
 }
 

@@ -720,6 +720,19 @@ impl Hub {
         self.stream(key).is_some_and(Stream::is_live)
     }
 
+    /// Players of `key` now, waiting ones included (for `--max-players-per-stream`).
+    pub fn players(&self, key: &StreamKey) -> usize {
+        self.stream(key).map_or(0, |s| s.viewers.len())
+    }
+
+    /// Streams with a publisher now (for `--max-streams`).
+    pub fn live_streams(&self) -> usize {
+        self.streams
+            .iter()
+            .filter(|(_, s)| s.stream.is_live())
+            .count()
+    }
+
     /// The latest `onMetaData` frame of a live stream, as relayed.
     pub fn metadata(&self, key: &StreamKey) -> Option<&Frame> {
         self.stream(key)?.cache.meta.as_ref().map(|c| &c.frame)

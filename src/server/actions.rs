@@ -104,7 +104,9 @@ impl Server {
                 ws.close();
                 ws.take_output()
             }
-            ConnState::HttpHead { .. } | ConnState::Pending { .. } => Vec::new(),
+            ConnState::HttpHead { .. } | ConnState::Pending { .. } | ConnState::Judging { .. } => {
+                Vec::new()
+            }
         };
         conn.close_after_flush = true;
         if let Some(vw) = self.core.hub.viewer(v) {

@@ -73,10 +73,32 @@ impl Server {
                 },
                 ConnState::HttpFlv { .. } => http_flv += 1,
                 ConnState::WsFlv { .. } => ws_flv += 1,
-                ConnState::HttpHead { .. } | ConnState::Pending { .. } => {}
+                ConnState::HttpHead { .. }
+                | ConnState::Pending { .. }
+                | ConnState::Judging { .. } => {}
             }
         }
         (rtmp, http_flv, ws_flv, publishers)
+    }
+
+    /// `/api/streams` for a caller without the `--api-token`: only what a viewer may see, the
+    /// live streams' names (the pages build the player links from them), and a flag saying so.
+    pub(super) fn api_streams_public(&self) -> String {
+        let mut out = String::from("{\"restricted\":true,\"streams\":[");
+        let live = self.core.hub.streams().filter(|s| s.publisher.is_some());
+        for (i, s) in live.enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let _ = write!(
+                out,
+                "{{\"app\":{},\"stream\":{},\"live\":true}}",
+                json_str(&s.key.app),
+                json_str(&s.key.stream)
+            );
+        }
+        out.push_str("]}");
+        out
     }
 
     pub(super) fn api_streams(&self) -> String {
@@ -272,7 +294,7 @@ impl Server {
         metric(
             "rtmpd_refused_total",
             "counter",
-            "Refused publishes.",
+            "Refused requests (access checks, limits, busy streams).",
             &[("", self.totals.refused.to_string())],
         );
         metric(
@@ -289,6 +311,7 @@ impl Server {
                 &[("", rss.to_string())],
             );
         }
+        m.push_str(&self.core.limits.metrics());
         m.push_str(&self.upstream_metrics());
         m
     }

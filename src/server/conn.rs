@@ -36,11 +36,21 @@ pub enum RtmpRole {
         viewer: ViewerId,
         stream_id: u32,
     },
+    /// A publish or play waiting for the `--on-publish`/`--on-play` hook (input not read).
+    Judging {
+        publish: bool,
+        request_id: u32,
+        stream_id: u32,
+        /// The raw publish/play name (with its query; never logged).
+        name: String,
+    },
 }
 
 pub struct RtmpConn {
     pub session: ServerSession,
+    /// The connect command's app and tcUrl, raw (a `?query` may carry a token; never logged).
     pub app: String,
+    pub tc_url: Option<String>,
     pub role: RtmpRole,
 }
 
@@ -49,6 +59,11 @@ pub enum ConnState {
     /// Waiting for (the next) request head; `served` counts requests on this connection.
     HttpHead {
         served: u32,
+    },
+    /// A live request waiting for the `--on-play` hook; answered by `Server::judged`.
+    Judging {
+        key: StreamKey,
+        req: Box<crate::http::request::Request>,
     },
     /// An HTTP-FLV viewer; input is read and dropped.
     HttpFlv {
@@ -181,6 +196,8 @@ pub struct Conn {
     pub skips_logged: u64,
     /// A publisher held back for a recorder that is behind: its socket is not read.
     pub held: bool,
+    /// Waiting for a hook's verdict on its publish or play: its socket is not read.
+    pub judging: bool,
     /// Since when its input is not read because its private replies are over the bound.
     pub out_full_since: Option<Instant>,
     /// The access-log entry of the response being sent, written once it is all out.
@@ -224,6 +241,7 @@ impl Conn {
             bytes_out: 0,
             skips_logged: 0,
             held: false,
+            judging: false,
             out_full_since: None,
             access: None,
         }
@@ -237,7 +255,9 @@ impl Conn {
                 _ => None,
             },
             ConnState::HttpFlv { viewer, .. } | ConnState::WsFlv { viewer, .. } => Some(*viewer),
-            ConnState::HttpHead { .. } | ConnState::Pending { .. } => None,
+            ConnState::HttpHead { .. } | ConnState::Pending { .. } | ConnState::Judging { .. } => {
+                None
+            }
         }
     }
 
@@ -245,12 +265,13 @@ impl Conn {
     pub fn kind(&self) -> &'static str {
         match &self.state {
             ConnState::Rtmp(r) => match r.role {
-                RtmpRole::Idle => "rtmp",
+                RtmpRole::Idle | RtmpRole::Judging { .. } => "rtmp",
                 RtmpRole::Publisher { .. } => "rtmp-publisher",
                 RtmpRole::Player { .. } => "rtmp-player",
             },
             ConnState::HttpHead { .. } => "http",
             ConnState::Pending { .. } => "http-pending",
+            ConnState::Judging { .. } => "http-judging",
             ConnState::HttpFlv { .. } => "http-flv",
             ConnState::WsFlv { .. } => "ws-flv",
         }

@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 
 use super::conn::{Access, ConnState, FileBody, Listener};
-use super::origin::{PlayRequest, Proto};
+use super::origin::{Judged, PlayRequest, Proto, Refused};
 use super::Server;
 use crate::http::embedded;
 use crate::http::files::{Body, Root, StaticRequest};
@@ -57,7 +57,7 @@ impl Server {
                 self.http_parse(token);
             }
             // A live viewer has nothing more to say; what it sends is dropped.
-            ConnState::HttpFlv { .. } | ConnState::Pending { .. } => {}
+            ConnState::HttpFlv { .. } | ConnState::Pending { .. } | ConnState::Judging { .. } => {}
             ConnState::WsFlv { ws, .. } => {
                 let peer = conn.peer;
                 match ws.handle_input(data) {
@@ -185,6 +185,29 @@ impl Server {
             warn!("HTTP {peer:?}: method {} not allowed", req.method);
             return self.http_reply(token, method_not_allowed(keep_alive), keep_alive);
         }
+        if route.is_api() || route == Route::Metrics {
+            let auth = req.header("authorization");
+            if let crate::access::Decision::Refuse(r) =
+                self.core.access.check_api(auth, &req.target)
+            {
+                if route == Route::ApiStreams {
+                    // The home page still lists what is live for a viewer without the token.
+                    let body = self.api_streams_public();
+                    let reply =
+                        response::text(200, "application/json", &body, keep_alive, head_only);
+                    return self.http_reply(token, reply, keep_alive);
+                }
+                let peer = self.conns.get(token).map(|c| c.peer);
+                warn!(
+                    "HTTP {peer:?}: {} refused: API token {}",
+                    req.path(),
+                    r.kind.as_str()
+                );
+                self.totals.refused += 1;
+                let reply = crate::access::reply::http(&r, keep_alive, head_only);
+                return self.http_reply(token, reply, keep_alive);
+            }
+        }
         let (content_type, body) = match route {
             Route::LiveFlv(key) => return self.http_live(token, &req, key),
             Route::Static => return self.http_static(token, &req),
@@ -208,6 +231,25 @@ impl Server {
 
     /// Everything that is not live or API: the pages and the recordings, from the static roots.
     fn http_static(&mut self, token: usize, req: &Request) {
+        if !self.is_page(req.path()) {
+            // A recording (or a listing of them): `--files-token` when set.
+            let Some(peer) = self.conns.get(token).map(|c| c.peer) else {
+                return;
+            };
+            let areq = crate::access::Request::http(
+                crate::access::Action::Files,
+                crate::access::Protocol::Files,
+                "",
+                req.path(),
+                &req.target,
+                req.header("authorization"),
+                peer,
+            );
+            if let crate::access::Decision::Refuse(r) = self.core.access.decide(&areq, 0) {
+                warn!("{}", crate::access::reply::log_line(&areq, &r));
+                return self.http_access_refused(token, req, &r);
+            }
+        }
         let home = self.setup.home_page && req.path() == "/" && has_home_page(&self.setup.roots);
         let sreq = StaticRequest {
             method: &req.method,
@@ -261,8 +303,78 @@ impl Server {
         }
     }
 
-    /// `/{app}/{stream}.flv`: an HTTP-FLV response or a WebSocket upgrade, or 404 before either.
+    /// `/{app}/{stream}.flv`: first the access check (before saying whether the stream is
+    /// live), then `http_live_allowed`; a hook's verdict comes back through `http_judged`.
     pub(super) fn http_live(&mut self, token: usize, req: &Request, key: StreamKey) {
+        let Some(peer) = self.conns.get(token).map(|c| c.peer) else {
+            return;
+        };
+        let protocol = if self.gateway.is_some() {
+            crate::access::Protocol::Gateway
+        } else if ws::is_upgrade(req) {
+            crate::access::Protocol::WsFlv
+        } else {
+            crate::access::Protocol::HttpFlv
+        };
+        let areq = crate::access::Request::http(
+            crate::access::Action::Play,
+            protocol,
+            &key.app,
+            &key.stream,
+            &req.target,
+            req.header("authorization"),
+            peer,
+        );
+        match self.core.judge(token, &areq, super::unix_now()) {
+            Judged::Allow => self.http_live_allowed(token, req, key),
+            Judged::Refuse(r) => self.http_access_refused(token, req, &r),
+            Judged::Pending => {
+                let Some(conn) = self.conns.get_mut(token) else {
+                    return;
+                };
+                conn.judging = true;
+                conn.head.clear();
+                conn.state = ConnState::Judging {
+                    key,
+                    req: Box::new(req.clone()),
+                };
+            }
+        }
+    }
+
+    /// 401/403 with the reason (CORS headers, so a page can show it); never the credential.
+    fn http_access_refused(&mut self, token: usize, req: &Request, r: &crate::access::Refusal) {
+        self.totals.refused += 1;
+        let keep_alive = req.keep_alive();
+        let reply = crate::access::reply::http(r, keep_alive, req.method == "HEAD");
+        self.http_reply(token, reply, keep_alive);
+    }
+
+    /// The hook's verdict on a waiting live request.
+    pub(super) fn http_judged(&mut self, token: usize, verdict: &Judged) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        if !matches!(conn.state, ConnState::Judging { .. }) {
+            return;
+        }
+        let ConnState::Judging { key, req } =
+            std::mem::replace(&mut conn.state, ConnState::HttpHead { served: 1 })
+        else {
+            return;
+        };
+        conn.judging = false;
+        match verdict {
+            Judged::Allow => self.http_live_allowed(token, &req, key),
+            Judged::Refuse(r) => self.http_access_refused(token, &req, r),
+            Judged::Pending => {}
+        }
+        self.write_conn(token);
+    }
+
+    /// A live request that may play: an HTTP-FLV response or a WebSocket upgrade, or 404 before
+    /// either.
+    pub(super) fn http_live_allowed(&mut self, token: usize, req: &Request, key: StreamKey) {
         let keep_alive = req.keep_alive();
         let Some(peer) = self.conns.get(token).map(|c| c.peer) else {
             return;
@@ -319,11 +431,12 @@ impl Server {
             Err(why) => {
                 warn!("HTTP {peer}: play of {key} refused: {why}");
                 self.totals.refused += 1;
-                return self.http_reply(
-                    token,
-                    response::simple(403, "Forbidden.", keep_alive),
-                    keep_alive,
-                );
+                let reply = match &why {
+                    Refused::Limit(hit) => crate::access::reply::http_limit(hit),
+                    _ => response::simple(403, "Forbidden.", keep_alive),
+                };
+                let keep_alive = keep_alive && !matches!(why, Refused::Limit(_));
+                return self.http_reply(token, reply, keep_alive);
             }
         };
         if let Some(vw) = self.core.hub.viewer(viewer) {
@@ -352,6 +465,31 @@ impl Server {
         );
         // The cached GOP goes out now, not at the next merged flush: time to first frame matters.
         self.write_conn(token);
+    }
+}
+
+impl Server {
+    /// True when `path` is one of the pages (the first root of the origin; the file gateway
+    /// serves recordings only): those never need `--files-token`.
+    fn is_page(&self, path: &str) -> bool {
+        if self.setup.data_dir.is_none()
+            && !self.setup.home_page
+            && self.setup.mode == "file-gateway"
+        {
+            return false;
+        }
+        if path == "/" {
+            return true;
+        }
+        let rel = path.trim_start_matches('/');
+        if rel.is_empty() || rel.split('/').any(|c| c == ".." || c.is_empty()) {
+            return false;
+        }
+        match self.setup.roots.first() {
+            Some(Root::Embedded) => embedded::get(rel).is_some(),
+            Some(Root::Dir(d)) if self.setup.roots.len() > 1 => d.join(rel).is_file(),
+            _ => false,
+        }
     }
 }
 

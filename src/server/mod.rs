@@ -73,6 +73,9 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 const PRIVATE_STALL: Duration = Duration::from_secs(10);
 /// How often a publisher held for its recorders is re-checked without a wake-up.
 const HELD_RECHECK: Duration = Duration::from_millis(100);
+/// Hook calls at once, and calls waiting for a worker (beyond it a request is refused at once).
+const HOOK_WORKERS: usize = 4;
+const HOOK_QUEUE: usize = 256;
 
 #[derive(Debug)]
 pub struct ServerError(pub String);
@@ -176,7 +179,8 @@ fn print_listeners(server: &Server) -> Result<(), ServerError> {
 
 /// Runs the origin until Ctrl-C or SIGTERM.
 pub fn run_origin(cfg: OriginConfig) -> Result<(), ServerError> {
-    if let Some(n) = limits::raise_nofile() {
+    let nofile = limits::raise_nofile();
+    if let Some(n) = nofile {
         info!("open-file limit {n}");
     }
     std::fs::create_dir_all(&cfg.data_dir).map_err(|e| {
@@ -240,6 +244,7 @@ pub fn run_origin(cfg: OriginConfig) -> Result<(), ServerError> {
         let _ = waker.wake();
     }));
     server.core = Origin::new(hub_config(&cfg.viewer), Some(recorders));
+    server.set_access(&cfg.access, &cfg.limits, nofile)?;
     print_listeners(&server)?;
     info!("data dir {}", cfg.data_dir.display());
     server.run()
@@ -247,7 +252,8 @@ pub fn run_origin(cfg: OriginConfig) -> Result<(), ServerError> {
 
 /// Runs the static file gateway until Ctrl-C or SIGTERM.
 pub fn run_file_gateway(cfg: crate::config::FileGatewayConfig) -> Result<(), ServerError> {
-    if let Some(n) = limits::raise_nofile() {
+    let nofile = limits::raise_nofile();
+    if let Some(n) = nofile {
         info!("open-file limit {n}");
     }
     let listener = bind(
@@ -265,6 +271,7 @@ pub fn run_file_gateway(cfg: crate::config::FileGatewayConfig) -> Result<(), Ser
         access_log: cfg.web.access_log.clone(),
     };
     let mut server = Server::new(setup, vec![(listener, Listener::Web)])?;
+    server.set_access(&cfg.access, &cfg.limits, nofile)?;
     print_listeners(&server)?;
     let root = std::fs::canonicalize(&cfg.root).unwrap_or(cfg.root);
     info!("file gateway root {}", root.display());
@@ -288,6 +295,13 @@ fn stop_on_panic() {
     });
 }
 
+/// Seconds since the Unix epoch, for signed URLs' `expires` (0 before 1970: nothing is valid).
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 fn hub_config(v: &ViewerConfig) -> HubConfig {
     HubConfig {
         gop_cache: v.gop_cache,
@@ -300,6 +314,70 @@ fn hub_config(v: &ViewerConfig) -> HubConfig {
 }
 
 impl Server {
+    /// Puts the access options and limits in force (the hook workers start here, if any hook
+    /// is configured), with one line saying what is checked.
+    fn set_access(
+        &mut self,
+        cfg: &crate::config::AccessConfig,
+        lim: &crate::config::LimitsConfig,
+        nofile: Option<u64>,
+    ) -> Result<(), ServerError> {
+        let access = crate::access::Access::new(cfg)
+            .map_err(|e| ServerError(format!("--auth-file: {e}")))?;
+        let hooks = [
+            &cfg.on_publish,
+            &cfg.on_play,
+            &cfg.on_unpublish,
+            &cfg.on_stop,
+        ];
+        let pool = if hooks.iter().any(|h| h.is_some()) {
+            let wake = crate::access::hook::wake_mio(self.waker.clone());
+            Some(
+                crate::access::hook::HookPool::new(
+                    HOOK_WORKERS,
+                    HOOK_QUEUE,
+                    cfg.hook_timeout,
+                    wake,
+                )
+                .map_err(|e| ServerError(format!("cannot start the hook workers: {e}")))?,
+            )
+        } else {
+            None
+        };
+        let limits = crate::access::limits::Limits::new(lim, nofile);
+        let mut checks = Vec::new();
+        for (on, what) in [
+            (cfg.publish_token.is_some(), "publish token"),
+            (cfg.play_token.is_some(), "play token"),
+            (cfg.auth_file.is_some(), "auth file"),
+            (cfg.publish_sign_secret.is_some(), "signed publish URLs"),
+            (cfg.play_sign_secret.is_some(), "signed play URLs"),
+            (cfg.on_publish.is_some(), "publish hook"),
+            (cfg.on_play.is_some(), "play hook"),
+            (cfg.api_token.is_some(), "API token"),
+            (cfg.files_token.is_some(), "files token"),
+        ] {
+            if on {
+                checks.push(what);
+            }
+        }
+        if let Some(n) = access.auth_entries() {
+            info!("auth file: {n} entries loaded");
+        }
+        info!(
+            "access: {}; at most {} connections, {} per address",
+            if checks.is_empty() {
+                "open (anyone may publish and play)".to_string()
+            } else {
+                checks.join(", ")
+            },
+            limits.cap(crate::access::limits::Limit::Connections),
+            lim.max_per_ip
+        );
+        self.core.set_access(access, limits, pool);
+        Ok(())
+    }
+
     fn new(
         setup: Setup,
         mut listeners: Vec<(TcpListener, Listener)>,
@@ -394,9 +472,10 @@ impl Server {
                 self.core.poll_held(self.now_ms);
                 self.apply_actions();
             }
+            let mut woken = false;
             for event in events.iter() {
                 match event.token() {
-                    WAKER => {}
+                    WAKER => woken = true,
                     Token(t) if t >= LISTENER_BASE => self.accept(t - LISTENER_BASE),
                     Token(t) if t >= upstream::TOKEN_BASE => self.upstream_ready(t),
                     Token(t) => {
@@ -411,6 +490,10 @@ impl Server {
                         }
                     }
                 }
+            }
+            if woken {
+                // A hook worker may have answered (wakes merge: take every answer).
+                self.hook_verdicts();
             }
             for t in std::mem::take(&mut self.pending_read) {
                 self.on_readable(t);
@@ -493,6 +576,17 @@ impl Server {
     }
 
     fn add_conn(&mut self, mut socket: TcpStream, peer: SocketAddr, kind: Listener) {
+        if let Err(r) = self.core.limits.admit_connection(peer.ip(), self.now_ms) {
+            // The newcomer only: an HTTP client gets a 503 if the socket takes it at once.
+            if let Some(line) = r.log {
+                warn!("{line}");
+            }
+            if kind != Listener::Rtmp {
+                let _ = socket.write(&crate::access::reply::http_limit(&r.hit));
+            }
+            self.totals.refused += 1;
+            return;
+        }
         let _ = socket.set_nodelay(true);
         let now = self.now;
         let state = match kind {
@@ -509,6 +603,7 @@ impl Server {
                 ConnState::Rtmp(Box::new(conn::RtmpConn {
                     session,
                     app: String::new(),
+                    tc_url: None,
                     role: RtmpRole::Idle,
                 }))
             }
@@ -522,6 +617,7 @@ impl Server {
             .register(&mut socket, Token(token), Interest::READABLE)
         {
             error!("cannot register a connection from {peer}: {e}");
+            self.core.limits.release_connection(peer.ip());
             return;
         }
         entry.insert(Conn::new(socket, peer, kind, state, now));
@@ -557,8 +653,21 @@ impl Server {
             },
             _ => None,
         };
+        let peer = conn.peer;
+        self.core.limits.release_connection(peer.ip());
+        self.core.forget(token);
         if let Some(v) = viewer {
             if let Some(key) = self.core.hub.viewer_ref(v).map(|vw| vw.key.clone()) {
+                let c = &self.conns[token];
+                let proto = match &c.state {
+                    ConnState::WsFlv { .. } => crate::access::Protocol::WsFlv,
+                    ConnState::HttpFlv { .. } if self.gateway.is_some() => {
+                        crate::access::Protocol::Gateway
+                    }
+                    ConnState::HttpFlv { .. } => crate::access::Protocol::HttpFlv,
+                    _ => crate::access::Protocol::Rtmp,
+                };
+                self.core.player_left(&key, peer, proto);
                 let c = &self.conns[token];
                 info!(
                     "{key}: {} player {} left after {:.1} s, {} bytes sent ({reason})",
@@ -586,6 +695,23 @@ impl Server {
             self.end_publish(h, token);
         }
         self.to_free.push(token);
+    }
+
+    /// Answers the requests whose hook has spoken.
+    fn hook_verdicts(&mut self) {
+        for (token, verdict) in self.core.hook_answers() {
+            let Some(conn) = self.conns.get(token) else {
+                continue;
+            };
+            if conn.closed {
+                continue;
+            }
+            if matches!(conn.state, ConnState::Rtmp(_)) {
+                self.rtmp_judged(token, &verdict);
+            } else {
+                self.http_judged(token, &verdict);
+            }
+        }
     }
 
     fn free_closed(&mut self) {
@@ -647,6 +773,11 @@ impl Server {
             }
         }
         self.log_skips();
+        match self.core.access.reload() {
+            Some(o) if o.is_error() => error!("{o}"),
+            Some(o) => info!("{o}"),
+            None => {}
+        }
         if let Some(f) = &mut self.access_log {
             let _ = f.flush();
         }

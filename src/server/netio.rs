@@ -39,9 +39,9 @@ impl Server {
             if conn.closed {
                 break;
             }
-            if conn.held {
-                // Held back for a recorder: the kernel buffer fills and TCP slows the
-                // publisher; `ResumeInput` brings it back here.
+            if conn.held || conn.judging {
+                // Held back for a recorder (or waiting for a hook's verdict): the kernel
+                // buffer fills and TCP slows the client; `ResumeInput` (`judged`) brings it back.
                 self.scratch = buf;
                 return;
             }

@@ -3,10 +3,19 @@
 //! by handle, recordings are opened as hub readers, and everything the loop must do about it
 //! comes out as `Action`s (flush, drop, hold or resume a publisher's input, end a viewer). No
 //! sockets and no clock: `now_ms` is passed in. It does not parse protocols or write bytes.
+//!
+//! Access control lives here too: `judge` asks `crate::access` about every publish and play
+//! (tokens, the auth file, signed URLs, then the `--on-publish`/`--on-play` hook on its worker
+//! threads), and `publish`/`play` apply the stream, publisher and player limits. The protocol
+//! glue only builds the `access::Request` and turns a refusal into its own answer.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::SystemTime;
+
+use crate::access::hook::{Event, HookPool};
+use crate::access::limits::{LimitHit, Limits};
+use crate::access::{self, reply, Access, Refusal};
 
 use crate::hub::{Hub, HubConfig, OutputForm, PublishError, StreamHandle, ViewerId};
 use crate::media::{Frame, StreamKey};
@@ -46,11 +55,16 @@ pub struct PlayRequest<'a> {
     pub name: &'a str,
 }
 
-/// The judge's answer. Access control (issue 12) returns `Refuse` with its reason.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Decision {
+/// The access check's answer on a publish or play (`Origin::judge`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Judged {
+    /// Go on with `publish`/`play`.
     Allow,
-    Refuse(&'static str),
+    /// Refused (already logged, with the peer and the reason, never the credential).
+    Refuse(Refusal),
+    /// The hook has the last word: the connection waits (read nothing from it) until
+    /// `hook_answers` gives its verdict.
+    Pending,
 }
 
 /// Why a request was refused; the protocol glue turns it into its own answer.
@@ -60,8 +74,8 @@ pub enum Refused {
     BadName(String),
     /// The stream has an active publisher.
     Busy,
-    /// The judge said no.
-    Denied(&'static str),
+    /// A limit (`--max-streams`, `--max-publishers-per-ip`, `--max-players-per-stream`).
+    Limit(LimitHit),
 }
 
 impl std::fmt::Display for Refused {
@@ -69,7 +83,7 @@ impl std::fmt::Display for Refused {
         match self {
             Refused::BadName(e) => f.write_str(e),
             Refused::Busy => f.write_str("stream busy"),
-            Refused::Denied(why) => f.write_str(why),
+            Refused::Limit(hit) => hit.fmt(f),
         }
     }
 }
@@ -123,6 +137,17 @@ pub struct Origin {
     holds: u64,
     /// The process's last 10 minutes (CPU, memory, connections) for the dashboard.
     pub server_history: ServerHistory,
+    /// Who may publish and play (open unless configured).
+    pub access: Access,
+    /// Connection, stream, publisher and player caps and their refusal counters.
+    pub limits: Limits,
+    /// The `--on-*` hook workers (None without hooks).
+    hooks: Option<HookPool>,
+    next_ask: u64,
+    /// Requests waiting for their hook: ask id -> (connection, request).
+    asking: HashMap<u64, (usize, access::Request)>,
+    /// Accepted publishers: connection -> (peer, protocol), for the per-IP count and the notice.
+    publishers: HashMap<usize, (SocketAddr, access::Protocol)>,
 }
 
 impl Origin {
@@ -136,18 +161,104 @@ impl Origin {
             slow_ids: Vec::new(),
             holds: 0,
             server_history: ServerHistory::new(SERVER_HISTORY_INTERVAL_MS),
+            access: Access::open(),
+            limits: Limits::new(&crate::config::LimitsConfig::default(), None),
+            hooks: None,
+            next_ask: 0,
+            asking: HashMap::new(),
+            publishers: HashMap::new(),
         }
     }
 
-    /// The one policy point for publishing: every protocol's publish passes here. Today it
-    /// allows everything that has a valid name (access control plugs in here).
-    pub fn judge_publish(&self, _req: &PublishRequest) -> Decision {
-        Decision::Allow
+    /// Puts the configured access policy, limits and hook workers in force.
+    pub fn set_access(&mut self, access: Access, limits: Limits, hooks: Option<HookPool>) {
+        self.access = access;
+        self.limits = limits;
+        self.hooks = hooks;
     }
 
-    /// The one policy point for playing, as `judge_publish`.
-    pub fn judge_play(&self, _req: &PlayRequest) -> Decision {
-        Decision::Allow
+    /// The one policy point: every protocol's publish and play passes here before `publish` or
+    /// `play`. `unix_now` is for signed URLs. A refusal is logged here, once.
+    pub fn judge(&mut self, conn: usize, req: &access::Request, unix_now: u64) -> Judged {
+        let refuse = |r: Refusal| {
+            log::warn!("{}", reply::log_line(req, &r));
+            Judged::Refuse(r)
+        };
+        match self.access.decide(req, unix_now) {
+            access::Decision::Allow => Judged::Allow,
+            access::Decision::Refuse(r) => refuse(r),
+            access::Decision::NeedsHook => {
+                let event = match req.action {
+                    access::Action::Publish => Event::Publish,
+                    _ => Event::Play,
+                };
+                let (Some(pool), Some(url)) = (&self.hooks, self.access.hook(req.action)) else {
+                    return refuse(Refusal::new(
+                        access::RefuseKind::Hook,
+                        "the hook workers are not running",
+                    ));
+                };
+                let id = self.next_ask;
+                self.next_ask += 1;
+                match pool.ask(id, url, event, req) {
+                    Ok(()) => {
+                        self.asking.insert(id, (conn, req.clone()));
+                        Judged::Pending
+                    }
+                    Err(r) => refuse(r),
+                }
+            }
+        }
+    }
+
+    /// The verdicts of hooks that answered since the last call: (connection, Allow or Refuse).
+    /// Answers for connections that left (`forget`) are dropped.
+    pub fn hook_answers(&mut self) -> Vec<(usize, Judged)> {
+        let mut out = Vec::new();
+        let Some(pool) = &self.hooks else {
+            return out;
+        };
+        while let Some(a) = pool.poll_answer() {
+            let Some((conn, req)) = self.asking.remove(&a.id) else {
+                continue;
+            };
+            match a.decision() {
+                access::Decision::Refuse(r) => {
+                    log::warn!("{}", reply::log_line(&req, &r));
+                    out.push((conn, Judged::Refuse(r)));
+                }
+                _ => out.push((conn, Judged::Allow)),
+            }
+        }
+        out
+    }
+
+    /// The connection left: a hook answer still due for it is dropped when it comes.
+    pub fn forget(&mut self, conn: usize) {
+        self.asking.retain(|_, (c, _)| *c != conn);
+    }
+
+    /// Sends the `--on-unpublish` or `--on-stop` notice (fire and forget).
+    fn notice(&mut self, event: Event, key: &StreamKey, peer: SocketAddr, proto: access::Protocol) {
+        let url = match event {
+            Event::Unpublish => self.access.unpublish_hook(),
+            _ => self.access.stop_hook(),
+        };
+        let (Some(url), Some(pool)) = (url.cloned(), self.hooks.as_mut()) else {
+            return;
+        };
+        let action = if event == Event::Unpublish {
+            access::Action::Publish
+        } else {
+            access::Action::Play
+        };
+        let req = access::Request::http(action, proto, &key.app, &key.stream, "", None, peer);
+        pool.notify(&url, event, &req);
+    }
+
+    /// A player of `key` from `peer` left (for `--on-stop`).
+    pub fn player_left(&mut self, key: &StreamKey, peer: SocketAddr, proto: access::Protocol) {
+        self.notice(Event::Stop, key, peer, proto);
     }
 
     /// Judges and performs a publish: one publisher per key (an idle one is taken over), and
@@ -159,15 +270,33 @@ impl Origin {
         wall: SystemTime,
     ) -> Result<Published, Refused> {
         let key = StreamKey::new(req.app, req.name).map_err(|e| Refused::BadName(e.to_string()))?;
-        if let Decision::Refuse(why) = self.judge_publish(req) {
-            return Err(Refused::Denied(why));
+        if let Some(peer) = req.peer {
+            // A takeover does not add a stream; the per-IP count applies either way.
+            let streams = if self.hub.is_live(&key) {
+                0
+            } else {
+                self.hub.live_streams()
+            };
+            self.limits
+                .admit_publisher(peer.ip(), streams, now_ms)
+                .map_err(|r| self.limit_refused(r))?;
         }
-        let ok = self
-            .hub
-            .publish(&key, req.conn, now_ms)
-            .map_err(|PublishError::Busy| Refused::Busy)?;
+        let ok = match self.hub.publish(&key, req.conn, now_ms) {
+            Ok(ok) => ok,
+            Err(PublishError::Busy) => {
+                if let Some(peer) = req.peer {
+                    self.limits.release_publisher(peer.ip());
+                }
+                return Err(Refused::Busy);
+            }
+        };
+        if let Some(peer) = req.peer {
+            self.publishers
+                .insert(req.conn, (peer, protocol_of(req.proto)));
+        }
         if let Some(old) = ok.took_over_from {
             self.held.retain(|&(c, _)| c != old);
+            self.publisher_gone(old, &key);
         }
         if let Some(reader) = self.recorders.as_mut().and_then(|r| r.open(&key, wall)) {
             self.hub.add_reader(ok.handle, Box::new(reader));
@@ -188,9 +317,9 @@ impl Origin {
         now_ms: u64,
     ) -> Result<Playing, Refused> {
         let key = StreamKey::new(req.app, req.name).map_err(|e| Refused::BadName(e.to_string()))?;
-        if let Decision::Refuse(why) = self.judge_play(req) {
-            return Err(Refused::Denied(why));
-        }
+        self.limits
+            .admit_player(self.hub.players(&key), now_ms)
+            .map_err(|r| self.limit_refused(r))?;
         let (viewer, live) = self.hub.add_viewer(&key, form, req.conn, now_ms);
         Ok(Playing { key, viewer, live })
     }
@@ -269,6 +398,9 @@ impl Origin {
     /// every viewer gets `EndViewer`; the recordings are finalised.
     pub fn unpublish(&mut self, h: StreamHandle, conn: usize) {
         self.held.retain(|&(c, _)| c != conn);
+        if let Some(key) = self.hub.key(h).cloned() {
+            self.publisher_gone(conn, &key);
+        }
         for v in self.hub.unpublish(h, conn) {
             self.actions.push_back(Action::EndViewer(v));
         }
@@ -303,10 +435,37 @@ impl Origin {
         }
     }
 
+    /// A limit refused a newcomer: its rate-limited log line, and the refusal.
+    fn limit_refused(&self, r: crate::access::limits::Refused) -> Refused {
+        if let Some(line) = r.log {
+            log::warn!("{line}");
+        }
+        Refused::Limit(r.hit)
+    }
+
+    /// Publisher `conn` of `key` is gone (left or taken over): its per-IP count is released
+    /// and `--on-unpublish` hears of it.
+    fn publisher_gone(&mut self, conn: usize, key: &StreamKey) {
+        if let Some((peer, proto)) = self.publishers.remove(&conn) {
+            self.limits.release_publisher(peer.ip());
+            self.notice(Event::Unpublish, key, peer, proto);
+        }
+    }
+
     /// The next thing the loop must do, in order.
     #[must_use]
     pub fn poll_action(&mut self) -> Option<Action> {
         self.actions.pop_front()
+    }
+}
+
+/// The access module's name for a protocol.
+pub fn protocol_of(p: Proto) -> access::Protocol {
+    match p {
+        Proto::Rtmp => access::Protocol::Rtmp,
+        Proto::HttpFlv => access::Protocol::HttpFlv,
+        Proto::WsFlv => access::Protocol::WsFlv,
+        Proto::Upstream => access::Protocol::Gateway,
     }
 }
 

@@ -5,9 +5,11 @@
 use log::{info, warn};
 
 use super::conn::{ConnState, RtmpRole};
-use super::origin::{PlayRequest, Proto, PublishRequest, Refused};
+use super::origin::{Judged, PlayRequest, Proto, PublishRequest, Refused};
 use super::Server;
+use crate::access::{self, Action};
 use crate::hub::OutputForm;
+use crate::media::key::split_query;
 use crate::rtmp::session::{Refusal, SessionEvent};
 
 /// Why a second `publish`/`play` on a connection is refused: the server serves one stream per
@@ -49,7 +51,7 @@ impl Server {
             let Some(conn) = self.conns.get_mut(token) else {
                 return;
             };
-            if conn.closed || conn.held {
+            if conn.closed || conn.held || conn.judging {
                 break;
             }
             let ConnState::Rtmp(r) = &mut conn.state else {
@@ -82,23 +84,24 @@ impl Server {
 
     fn rtmp_event(&mut self, token: usize, event: SessionEvent) {
         match event {
-            SessionEvent::Connected { app, .. } => {
+            SessionEvent::Connected { app, tc_url } => {
                 if let Some(ConnState::Rtmp(r)) = self.conns.get_mut(token).map(|c| &mut c.state) {
                     r.app = app;
+                    r.tc_url = tc_url;
                 }
             }
             SessionEvent::PublishRequest {
                 request_id,
                 stream_id,
-                app,
                 name,
-            } => self.rtmp_publish(token, request_id, stream_id, &app, &name),
+                ..
+            } => self.rtmp_request(token, true, request_id, stream_id, name),
             SessionEvent::PlayRequest {
                 request_id,
                 stream_id,
-                app,
                 name,
-            } => self.rtmp_play(token, request_id, stream_id, &app, &name),
+                ..
+            } => self.rtmp_request(token, false, request_id, stream_id, name),
             SessionEvent::Media { stream_id, frame } => {
                 let Some(conn) = self.conns.get(token) else {
                     return;
@@ -193,6 +196,124 @@ impl Server {
         }
     }
 
+    /// A publish or play request: one per connection, then the access check (`Origin::judge`);
+    /// a hook's verdict comes back through `rtmp_judged`.
+    fn rtmp_request(
+        &mut self,
+        token: usize,
+        publish: bool,
+        request_id: u32,
+        stream_id: u32,
+        name: String,
+    ) {
+        let unix_now = super::unix_now();
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        let peer = conn.peer;
+        let ConnState::Rtmp(r) = &mut conn.state else {
+            return;
+        };
+        let what = if publish { "publish" } else { "play" };
+        if !matches!(r.role, RtmpRole::Idle) {
+            warn!("RTMP {peer}: {what} refused: {ONE_STREAM}");
+            if publish {
+                r.session.reject_publish(request_id, Refusal::BadName);
+            } else {
+                r.session.reject_play(request_id, Refusal::NotFound);
+            }
+            self.totals.refused += 1;
+            return;
+        }
+        let action = if publish {
+            Action::Publish
+        } else {
+            Action::Play
+        };
+        let req = access::Request::rtmp(action, &r.app, r.tc_url.as_deref(), &name, peer);
+        match self.core.judge(token, &req, unix_now) {
+            Judged::Allow => self.rtmp_allowed(token, publish, request_id, stream_id, &name),
+            Judged::Refuse(_) => self.rtmp_refuse(token, publish, request_id),
+            Judged::Pending => {
+                let Some(conn) = self.conns.get_mut(token) else {
+                    return;
+                };
+                conn.judging = true;
+                if let ConnState::Rtmp(r) = &mut conn.state {
+                    r.role = RtmpRole::Judging {
+                        publish,
+                        request_id,
+                        stream_id,
+                        name,
+                    };
+                }
+            }
+        }
+    }
+
+    /// The access check refused: `NetStream.Publish.Unauthorized` or `NetStream.Play.Failed`
+    /// (encoders stop retrying on these), then the session closes.
+    fn rtmp_refuse(&mut self, token: usize, publish: bool, request_id: u32) {
+        let Some(ConnState::Rtmp(r)) = self.conns.get_mut(token).map(|c| &mut c.state) else {
+            return;
+        };
+        if publish {
+            r.session.reject_publish(request_id, Refusal::Unauthorized);
+        } else {
+            r.session.reject_play(request_id, Refusal::Unauthorized);
+        }
+        self.totals.refused += 1;
+    }
+
+    /// The hook's verdict on a waiting RTMP request: answer it, then read the connection again
+    /// (events the session kept meanwhile come first).
+    pub(super) fn rtmp_judged(&mut self, token: usize, verdict: &Judged) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        let ConnState::Rtmp(r) = &mut conn.state else {
+            return;
+        };
+        let RtmpRole::Judging {
+            publish,
+            request_id,
+            stream_id,
+            name,
+        } = std::mem::replace(&mut r.role, RtmpRole::Idle)
+        else {
+            return;
+        };
+        conn.judging = false;
+        conn.last_input = self.now;
+        match verdict {
+            Judged::Allow => self.rtmp_allowed(token, publish, request_id, stream_id, &name),
+            _ => self.rtmp_refuse(token, publish, request_id),
+        }
+        self.rtmp_events(token);
+        self.pending_read.push(token);
+    }
+
+    fn rtmp_allowed(
+        &mut self,
+        token: usize,
+        publish: bool,
+        request_id: u32,
+        stream_id: u32,
+        name: &str,
+    ) {
+        let Some(ConnState::Rtmp(r)) = self.conns.get(token).map(|c| &c.state) else {
+            return;
+        };
+        // The app and name without their queries: what is judged, keyed, logged and recorded.
+        let app = split_query(&r.app).0.to_string();
+        let name = split_query(name).0;
+        if publish {
+            self.rtmp_publish(token, request_id, stream_id, &app, name);
+        } else {
+            self.rtmp_play(token, request_id, stream_id, &app, name);
+        }
+    }
+
     fn rtmp_publish(
         &mut self,
         token: usize,
@@ -209,12 +330,6 @@ impl Server {
         let ConnState::Rtmp(r) = &mut conn.state else {
             return;
         };
-        if !matches!(r.role, RtmpRole::Idle) {
-            warn!("RTMP {peer}: publish refused: {ONE_STREAM}");
-            r.session.reject_publish(request_id, Refusal::BadName);
-            self.totals.refused += 1;
-            return;
-        }
         let req = PublishRequest {
             conn: token,
             peer: Some(peer),
@@ -290,11 +405,6 @@ impl Server {
         let ConnState::Rtmp(r) = &mut conn.state else {
             return;
         };
-        if !matches!(r.role, RtmpRole::Idle) {
-            warn!("RTMP {peer}: play refused: {ONE_STREAM}");
-            r.session.reject_play(request_id, Refusal::NotFound);
-            return;
-        }
         // Replies queued so far go out before the player's own queue takes over.
         let before = r.session.take_output();
         conn.out.push(before.into());

@@ -150,7 +150,8 @@ impl Gateway {
 /// Runs the FLV gateway until Ctrl-C or SIGTERM: the origin's server with only the HTTP
 /// listener, where a stream that is not live is pulled from the upstream.
 pub fn run_flv_gateway(cfg: FlvGatewayConfig) -> Result<(), ServerError> {
-    if let Some(n) = limits::raise_nofile() {
+    let nofile = limits::raise_nofile();
+    if let Some(n) = nofile {
         info!("open-file limit {n}");
     }
     // Resolved once: a DNS lookup blocks, and the loop must not.
@@ -180,6 +181,7 @@ pub fn run_flv_gateway(cfg: FlvGatewayConfig) -> Result<(), ServerError> {
         access_log: cfg.web.access_log.clone(),
     };
     let mut server = Server::new(setup, vec![(http, super::conn::Listener::Http)])?;
+    server.set_access(&cfg.access, &cfg.limits, nofile)?;
     let seed = server.seed;
     server.gateway = Some(Box::new(Gateway::new(cfg.upstream.clone(), addrs, seed)));
     print_listeners(&server)?;
@@ -540,7 +542,7 @@ impl Server {
             return;
         };
         conn.access = access;
-        self.http_live(token, &req, key.clone());
+        self.http_live_allowed(token, &req, key.clone());
     }
 
     /// Refuses a parked connection (404 or 503) and closes it after the answer.
