@@ -137,25 +137,201 @@ fn bad_names_are_refused_for_publish_and_play() {
     assert_eq!(o.hub.totals().streams, 0);
 }
 
+fn peer(last: u8) -> SocketAddr {
+    SocketAddr::from(([192, 0, 2, last], 40000))
+}
+
+fn rtmp_req(action: access::Action, name: &str) -> access::Request {
+    access::Request::rtmp(action, "live", None, name, peer(1))
+}
+
 #[test]
-fn the_judge_allows_everything_today() {
-    let o = core();
-    let req = PublishRequest {
-        conn: 1,
-        peer: None,
+fn the_judge_is_open_by_default_and_applies_the_tokens() {
+    let mut o = core();
+    assert_eq!(
+        o.judge(1, &rtmp_req(access::Action::Publish, "x"), 0),
+        Judged::Allow
+    );
+    assert_eq!(
+        o.judge(1, &rtmp_req(access::Action::Play, "x"), 0),
+        Judged::Allow
+    );
+    let cfg = crate::config::AccessConfig {
+        publish_token: Some(access::Secret::new("P")),
+        play_token: Some(access::Secret::new("W")),
+        ..Default::default()
+    };
+    o.set_access(
+        Access::new(&cfg).unwrap(),
+        Limits::new(&crate::config::LimitsConfig::default(), None),
+        None,
+    );
+    for (action, name, want) in [
+        (
+            access::Action::Publish,
+            "x",
+            Some(access::RefuseKind::Missing),
+        ),
+        (
+            access::Action::Publish,
+            "x?token=W",
+            Some(access::RefuseKind::Wrong),
+        ),
+        (access::Action::Publish, "x?token=P", None),
+        (
+            access::Action::Play,
+            "x?token=P",
+            Some(access::RefuseKind::Wrong),
+        ),
+        (access::Action::Play, "x?token=W", None),
+    ] {
+        let got = match o.judge(1, &rtmp_req(action, name), 0) {
+            Judged::Allow => None,
+            Judged::Refuse(r) => Some(r.kind),
+            Judged::Pending => panic!("no hook is configured"),
+        };
+        assert_eq!(got, want, "{action:?} {name}");
+    }
+}
+
+#[test]
+fn publisher_and_player_limits_refuse_the_newcomer_and_release_on_leave() {
+    let mut o = core();
+    let lim = crate::config::LimitsConfig {
+        max_publishers_per_ip: 1,
+        max_players_per_stream: 1,
+        max_streams: 2,
+        ..Default::default()
+    };
+    o.set_access(Access::open(), Limits::new(&lim, None), None);
+    let req = |conn, last, name| PublishRequest {
+        conn,
+        peer: Some(peer(last)),
         proto: Proto::Rtmp,
         app: "live",
-        name: "x",
+        name,
     };
-    assert_eq!(o.judge_publish(&req), Decision::Allow);
-    let req = PlayRequest {
-        conn: 1,
-        peer: None,
-        proto: Proto::WsFlv,
-        app: "live",
-        name: "x",
+    let a = o.publish(&req(1, 1, "a"), 0, SystemTime::now()).unwrap();
+    let err = o
+        .publish(&req(2, 1, "b"), 0, SystemTime::now())
+        .unwrap_err();
+    assert!(
+        matches!(err, Refused::Limit(h) if h.limit == crate::access::limits::Limit::PublishersPerIp)
+    );
+    o.publish(&req(3, 2, "b"), 0, SystemTime::now()).unwrap();
+    let err = o
+        .publish(&req(4, 3, "c"), 0, SystemTime::now())
+        .unwrap_err();
+    assert!(matches!(err, Refused::Limit(h) if h.limit == crate::access::limits::Limit::Streams));
+    // A busy stream releases what it took.
+    let err = o
+        .publish(&req(5, 3, "b"), 0, SystemTime::now())
+        .unwrap_err();
+    assert_eq!(err, Refused::Busy);
+    o.unpublish(a.handle, 1);
+    o.publish(&req(6, 1, "a"), 0, SystemTime::now()).unwrap();
+    let play = |o: &mut Origin, conn| {
+        let req = PlayRequest {
+            conn,
+            peer: Some(peer(9)),
+            proto: Proto::HttpFlv,
+            app: "live",
+            name: "a",
+        };
+        o.play(&req, FLV, 0)
     };
-    assert_eq!(o.judge_play(&req), Decision::Allow);
+    play(&mut o, 10).unwrap();
+    assert!(matches!(play(&mut o, 11), Err(Refused::Limit(_))));
+    let m = o.limits.metrics();
+    for l in [
+        "max-publishers-per-ip\"} 1",
+        "max-streams\"} 1",
+        "max-players-per-stream\"} 1",
+    ] {
+        assert!(m.contains(l), "{l}: {m}");
+    }
+}
+
+/// A one-shot HTTP service on 127.0.0.1 answering every request with `status`.
+fn hook_service(status: u16, calls: usize) -> (SocketAddr, std::thread::JoinHandle<Vec<String>>) {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let t = std::thread::spawn(move || {
+        let mut bodies = Vec::new();
+        for _ in 0..calls {
+            let (mut s, _) = l.accept().unwrap();
+            s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                .unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            // Head and the small JSON body (Content-Length) arrive at once on loopback.
+            while let Ok(n) = s.read(&mut buf) {
+                got.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&got);
+                if n == 0 || text.contains("\r\n\r\n") && text.trim_end().ends_with('}') {
+                    break;
+                }
+            }
+            bodies.push(String::from_utf8_lossy(&got).into_owned());
+            let _ = write!(s, "HTTP/1.1 {status} X\r\nContent-Length: 0\r\n\r\n");
+        }
+        bodies
+    });
+    (addr, t)
+}
+
+#[test]
+fn a_hook_keeps_the_request_pending_until_it_answers() {
+    for (status, allowed) in [(200, true), (403, false)] {
+        let (addr, service) = hook_service(status, 2);
+        let mut o = core();
+        let cfg = crate::config::AccessConfig {
+            on_play: Some(access::hook::HookUrl::parse(&format!("http://{addr}/play")).unwrap()),
+            ..Default::default()
+        };
+        let woke = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let w = woke.clone();
+        let wake: access::hook::Wake = std::sync::Arc::new(move || {
+            w.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        });
+        let pool = HookPool::new(1, 8, std::time::Duration::from_secs(3), wake).unwrap();
+        o.set_access(
+            Access::new(&cfg).unwrap(),
+            Limits::new(&crate::config::LimitsConfig::default(), None),
+            Some(pool),
+        );
+        // Two asks; the client of the first leaves, so only the second gets a verdict.
+        assert_eq!(
+            o.judge(7, &rtmp_req(access::Action::Play, "x?token=abc"), 0),
+            Judged::Pending
+        );
+        o.forget(7);
+        assert_eq!(
+            o.judge(8, &rtmp_req(access::Action::Play, "x"), 0),
+            Judged::Pending
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut got = Vec::new();
+        while got.is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            got = o.hook_answers();
+        }
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].0, 8);
+        assert_eq!(
+            matches!(got[0].1, Judged::Allow),
+            allowed,
+            "{status}: {got:?}"
+        );
+        assert!(woke.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+        let bodies = service.join().unwrap();
+        assert!(
+            bodies[0].contains("\"stream\":\"x\"") && bodies[0].contains("\"action\":\"play\""),
+            "{}",
+            bodies[0]
+        );
+    }
 }
 
 #[test]
