@@ -1,5 +1,6 @@
 //! End-to-end tests against the binary, grouped by what they cover.
 
+mod access;
 mod behaviour;
 mod cli;
 mod codecs;

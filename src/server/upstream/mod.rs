@@ -462,7 +462,11 @@ impl Server {
                     return false;
                 }
                 Event::Head(Status::Other(code)) => {
-                    warn!("{key}: upstream answered {code}");
+                    if code == 401 || code == 403 {
+                        warn!("{key}: upstream answered {code}: give the gateway its play token as UPSTREAM?token=T");
+                    } else {
+                        warn!("{key}: upstream answered {code}");
+                    }
                     self.upstream_lost(idx, "unexpected status", Some(code));
                     return false;
                 }
@@ -681,6 +685,9 @@ impl Server {
                 let waited = now.saturating_duration_since(*since);
                 if p.last_status == Some(404) && waited >= NOT_FOUND_WAIT {
                     refuse.push((t, 404, "Stream not found."));
+                } else if matches!(p.last_status, Some(401 | 403)) {
+                    // Retrying will not fix a credential: say so now, not after NO_DATA.
+                    refuse.push((t, 502, "The upstream refused this gateway's token."));
                 } else if waited >= NO_DATA {
                     refuse.push((t, 503, "Upstream unavailable."));
                 }
