@@ -54,8 +54,11 @@ fi
 start() { # name binary -> sets NAME_PID NAME_RTMP NAME_HTTP
     local name=$1 bin=$2 log=$TMP/$1.log i line
     mkdir -p "$TMP/$name-data"
+    # Every viewer comes from 127.0.0.1: lift the per-address cap where the build has one.
+    local open=()
+    if "$bin" --help 2>&1 | grep -q -- --max-per-ip; then open=(--max-per-ip 0); fi
     "$bin" --bind 127.0.0.1 --rtmp-port 0 --http-port 0 --no-web --no-flv-record --no-mp4 --no-hls \
-        --data-dir "$TMP/$name-data" >"$log" 2>&1 &
+        --data-dir "$TMP/$name-data" "${open[@]}" >"$log" 2>&1 &
     local pid=$!
     PIDS+=($pid)
     for ((i = 0; i < 100; i++)); do

@@ -46,7 +46,8 @@ fi
 # start NAME ARGS...: starts rtmpd, waits for its HTTP line, sets PORT_<NAME> and PID_<NAME>.
 start() {
     local name=$1; shift
-    "$RTMPD" "$@" >"$TMP/$name.log" 2>&1 &
+    # Every viewer comes from 127.0.0.1: no per-address cap.
+    "$RTMPD" "$@" --max-per-ip 0 >"$TMP/$name.log" 2>&1 &
     local pid=$!
     PIDS+=($pid)
     for _ in $(seq 100); do

@@ -205,6 +205,8 @@ if has_opt --data-dir; then
     RTMPD_ARGS+=(--data-dir "$TMP/rtmpd-data")
 fi
 if has_opt --web-port && ! has_opt --no-web; then RTMPD_ARGS+=(--web-port 0); fi
+# Every viewer comes from 127.0.0.1: the per-address cap (200 by default) would refuse most of them.
+if has_opt --max-per-ip; then RTMPD_ARGS+=(--max-per-ip 0); fi
 # Extra options for rtmpd, e.g. BENCH_RTMPD_ARGS="--merge-write-ms 200".
 read -r -a EXTRA_ARGS <<<"${BENCH_RTMPD_ARGS:-}"
 RTMPD_ARGS+=("${EXTRA_ARGS[@]}")

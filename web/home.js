@@ -123,7 +123,9 @@ const dash = (() => {
     const key = s.app + "/" + s.stream;
     const video = el("video", { muted: true, playsinline: true, autoplay: true });
     video.muted = true;
-    const tile = { key, app: s.app, stream: s.stream, video, hasVideo: !!s.video, hasAudio: !!s.audio || !s.video, visible: false };
+    // A restricted answer (no API token) has no codec fields: assume both tracks.
+    const unknown = !("video" in s);
+    const tile = { key, app: s.app, stream: s.stream, video, hasVideo: unknown || !!s.video, hasAudio: unknown || !!s.audio || !s.video, visible: false };
     state.tiles[key] = { playing: false };
     tile.media = el("div", { class: "media" }, video, el("span", { class: "badge live" }, "LIVE"));
     if (!tile.hasVideo) { video.classList.add("hidden"); meter(tile); }
@@ -149,7 +151,7 @@ const dash = (() => {
   function update(tile, s, hist) {
     const v = s.viewers || {};
     const total = v.total !== undefined ? v.total : (v.rtmp || 0) + (v.http_flv || 0) + (v.ws_flv || 0);
-    tile.info.textContent = `${total} watching · ${Number(s.bitrate_in_kbps) || 0} kbps · ${R.describeVideo(s.video)} / ${R.describeAudio(s.audio)}`;
+    if (!s.viewers) { tile.info.textContent = "live"; } else tile.info.textContent = `${total} watching · ${Number(s.bitrate_in_kbps) || 0} kbps · ${R.describeVideo(s.video)} / ${R.describeAudio(s.audio)}`;
     tile.healthBox.replaceChildren(...[badge(s.health)].filter(Boolean));
     if (hist && Array.isArray(hist.ago_s)) {
       const vw = hist.viewers || {};
@@ -231,7 +233,14 @@ const dashApi = (() => {
       throw e;
     }
     if (!r.ok) throw new Error(`GET ${p}: HTTP ${r.status}`);
-    return r.json();
+    const j = await r.json();
+    // A protected server still lists its live streams ("restricted": names only): offer the token once.
+    if (j && j.restricted && !asked) {
+      asked = true;
+      const t = window.prompt("This server's API needs a token (rtmpd --api-token) for publishers, health and recordings. Leave empty to continue as a viewer.");
+      if (t) { sessionStorage.setItem(KEY, t); return get(base, p); }
+    }
+    return j;
   }
   return { get, KEY };
 })();

@@ -706,3 +706,51 @@ browserTest("home page dashboard works against an API without health or history"
   }
   assert.deepEqual(p.errors.filter(e => !e.includes("/api/recordings") && !e.includes("/api/streams/history")), [], "errors on the home page");
 });
+
+// A server with --api-token (issue 12 point 9, issue 17 point 5): without the token the home page lists what is
+// live (names only) and says it is in viewer mode; with the token typed into its prompt, it shows the codecs and
+// the recordings again.
+browserTest("home page with --api-token: viewer mode without the token, everything with it", async () => {
+  skipIfNoTools();
+  const TOKEN = "apiTok3n";
+  const args = ["--bind", "127.0.0.1", "--rtmp-port", "0", "--http-port", "0", "--no-web", "--web-dir", WEB,
+    "--data-dir", fs.mkdtempSync(path.join(tmp, "api-")), "--api-token", TOKEN];
+  const srv = startChild(RTMPD_BIN, args, "rtmpd --api-token");
+  const own = {};
+  await waitFor("rtmpd --api-token to listen", () => {
+    for (const m of srv.output.matchAll(/(\w+) listening on [^\s]*:(\d+)/g)) own[m[1].toLowerCase()] = Number(m[2]);
+    return own.rtmp && own.http;
+  }, 10000);
+  const base = `http://127.0.0.1:${own.http}`;
+  startChild("ffmpeg", ["-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", FIXTURE, "-c", "copy",
+    "-f", "flv", `rtmp://127.0.0.1:${own.rtmp}/live/guarded`], "ffmpeg guarded");
+  assert.equal((await fetch(base + "/api/server")).status, 401, "the API needs the token");
+  for (const answer of [null, TOKEN]) {
+    const page = await ctx.newPage();
+    const errors = [];
+    page.on("pageerror", e => errors.push("page error: " + e.message));
+    page.on("dialog", d => (answer ? d.accept(answer) : d.dismiss()));
+    const p = { page, errors, name: answer ? "home-api-token" : "home-viewer-mode" };
+    try {
+      await page.goto(base + "/");
+      await page.waitForSelector('[data-stream="live/guarded"]', { timeout: 20000 });
+      const text = await page.$eval("#status", e => e.textContent);
+      const row = await page.$eval('[data-stream="live/guarded"]', e => e.textContent);
+      const rec = await page.$eval("#rec-status", e => e.textContent);
+      if (answer) {
+        assert.doesNotMatch(text, /viewer mode/, text);
+        assert.match(row, /H\.?264/i, row);
+        assert.doesNotMatch(rec, /needs the API token/, rec);
+      } else {
+        assert.match(text, /viewer mode/, text);
+        await page.waitForFunction(() => /needs the API token/.test(document.getElementById("rec-status").textContent), null, { timeout: 10000 });
+      }
+      console.log(`# ${p.name}: status "${text}"`);
+    } finally {
+      await shot(p);
+      await page.close();
+    }
+    assert.deepEqual(errors, [], "errors on the home page");
+  }
+  assert.ok(!srv.output.includes(TOKEN), "the token in rtmpd's log");
+});

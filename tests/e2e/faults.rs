@@ -262,7 +262,10 @@ fn web_port_garbage_leaves_a_live_viewer_alone() {
 #[cfg(unix)]
 #[test]
 fn private_replies_are_bounded() {
-    let mut server = Server::builder().no_web().start();
+    let mut server = Server::builder()
+        .no_web()
+        .args(["--max-per-ip", "0"]) // every client here is 127.0.0.1
+        .start();
     let name = unique_stream("flood");
     let path = format!("/live/{name}.flv");
     let publisher = RustPublisher::start(

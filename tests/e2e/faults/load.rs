@@ -53,7 +53,10 @@ fn slowloris(addr: SocketAddr, head: &'static [u8], stop: Arc<AtomicBool>) -> (b
 #[cfg(unix)]
 #[test]
 fn idle_connections_and_slowloris_do_not_stall_a_viewer() {
-    let mut server = Server::builder().no_web().start();
+    let mut server = Server::builder()
+        .no_web()
+        .args(["--max-per-ip", "0"]) // every client here is 127.0.0.1
+        .start();
     let name = unique_stream("idle");
     let path = format!("/live/{name}.flv");
     let publisher = RustPublisher::start(
