@@ -156,6 +156,13 @@ const rtmpd = (() => {
     const u = new URL(base + "/" + p + ".flv");
     if (state.httpPort && !params.get("api")) u.port = String(state.httpPort);
     if (transport === "ws") u.protocol = u.protocol === "https:" ? "wss:" : "ws:";
+    // A play token (rtmpd --play-token) or a signed link given to this page goes on to the server; a
+    // signature covers one stream, so it is passed only for this page's own.
+    if (params.get("token")) u.searchParams.set("token", params.get("token"));
+    if (!otherApp && params.get("sign")) {
+      u.searchParams.set("expires", params.get("expires") || "");
+      u.searchParams.set("sign", params.get("sign"));
+    }
     return u.href;
   }
   // Recordings are static files served beside the pages (web port, HTTP port and file gateway alike).

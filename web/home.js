@@ -235,6 +235,8 @@ const dashApi = (() => {
     if (!r.ok) throw new Error(`GET ${p}: HTTP ${r.status}`);
     const j = await r.json();
     // A protected server still lists its live streams ("restricted": names only): offer the token once.
+    // (A token typed into the prompt of a request that ran at the same time: use it now.)
+    if (j && j.restricted && !tok && sessionStorage.getItem(KEY)) return get(base, p);
     if (j && j.restricted && !asked) {
       asked = true;
       const t = window.prompt("This server's API needs a token (rtmpd --api-token) for publishers, health and recordings. Leave empty to continue as a viewer.");

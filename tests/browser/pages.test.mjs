@@ -734,6 +734,7 @@ browserTest("home page with --api-token: viewer mode without the token, everythi
     try {
       await page.goto(base + "/");
       await page.waitForSelector('[data-stream="live/guarded"]', { timeout: 20000 });
+      if (answer) await page.waitForFunction(() => !/viewer mode/.test(document.getElementById("status").textContent), null, { timeout: 10000 }).catch(() => {});
       const text = await page.$eval("#status", e => e.textContent);
       const row = await page.$eval('[data-stream="live/guarded"]', e => e.textContent);
       const rec = await page.$eval("#rec-status", e => e.textContent);
@@ -752,5 +753,41 @@ browserTest("home page with --api-token: viewer mode without the token, everythi
     }
     assert.deepEqual(errors, [], "errors on the home page");
   }
+  assert.ok(!srv.output.includes(TOKEN), "the token in rtmpd's log");
+});
+
+// A server with --play-token: the live page plays when its own URL carries &token=, and not without it.
+browserTest("live page with --play-token: plays with &token= in its URL, not without", async () => {
+  skipIfNoTools();
+  const TOKEN = "playTok3n";
+  const args = ["--bind", "127.0.0.1", "--rtmp-port", "0", "--http-port", "0", "--no-web", "--web-dir", WEB,
+    "--data-dir", fs.mkdtempSync(path.join(tmp, "play-")), "--play-token", TOKEN];
+  const srv = startChild(RTMPD_BIN, args, "rtmpd --play-token");
+  const own = {};
+  await waitFor("rtmpd --play-token to listen", () => {
+    for (const m of srv.output.matchAll(/(\w+) listening on [^\s]*:(\d+)/g)) own[m[1].toLowerCase()] = Number(m[2]);
+    return own.rtmp && own.http;
+  }, 10000);
+  const base = `http://127.0.0.1:${own.http}`;
+  startChild("ffmpeg", ["-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", FIXTURE, "-c", "copy",
+    "-f", "flv", `rtmp://127.0.0.1:${own.rtmp}/live/tokened`], "ffmpeg tokened");
+  await waitFor("the stream to be live", async () => (await fetch(`${base}/live/tokened.flv?token=${TOKEN}`, { method: "HEAD" })).status === 200, 15000);
+  const played = {};
+  for (const q of [`&token=${TOKEN}`, ""]) {
+    const page = await ctx.newPage();
+    const name = q ? "live-with-token" : "live-without-token";
+    try {
+      await page.goto(`${base}/index.html?app=live&stream=tokened${q}`);
+      if (q) await page.waitForFunction(() => { const v = document.querySelector("video"); return v && v.played.length && v.played.end(0) - v.played.start(0) > 1; }, null, { timeout: 30000, polling: 250 });
+      else await page.waitForTimeout(6000);
+      played[name] = await page.evaluate(PLAYED);
+    } finally {
+      await shot({ page, name });
+      await page.close();
+    }
+  }
+  console.log(`# play token: with ${played["live-with-token"].played.toFixed(1)} s, without ${played["live-without-token"].played.toFixed(1)} s ("${played["live-without-token"].status}")`);
+  assert.ok(played["live-with-token"].played > 1);
+  assert.equal(played["live-without-token"].played, 0);
   assert.ok(!srv.output.includes(TOKEN), "the token in rtmpd's log");
 });
