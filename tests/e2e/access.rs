@@ -612,3 +612,117 @@ fn a_gateway_forwards_its_token_to_a_protected_origin() {
     assert!(origin.log_contains("refused play live/casc from 127.0.0.1"));
     assert_never_logged(&origin, &[PLAY]);
 }
+
+#[test]
+fn the_auth_file_is_reread_on_change_and_a_bad_one_keeps_the_table() {
+    let dir = TempDir::new("authfile");
+    let file = dir.write(
+        "auth",
+        b"# per-stream tokens\nlive/cam fileTokA\nlive/* fileStar\n",
+    );
+    let server = Server::start_args(&["--auth-file", file.to_str().unwrap()]);
+    assert!(server
+        .wait_for_log("auth file: 2 entries loaded", Duration::from_secs(5))
+        .is_some());
+    // An exact entry, the app's `*` entry, and a stream's own token not valid for another.
+    let a = RustPublisher::start(
+        server.rtmp,
+        "live",
+        "cam?token=fileTokA",
+        "fixture.flv",
+        opts(),
+    )
+    .expect("the cam entry");
+    drop(a);
+    let b = RustPublisher::start(
+        server.rtmp,
+        "live",
+        "other?token=fileStar",
+        "fixture.flv",
+        opts(),
+    )
+    .expect("the * entry");
+    drop(b);
+    assert_refused_publish(&server, "live", "other?token=fileTokA");
+    assert_refused_publish(&server, "tv", "cam?token=fileStar");
+    // A new token, then a bad file: the new table stays, and the line number is logged.
+    std::thread::sleep(Duration::from_millis(1100)); // a new mtime second on coarse file systems
+    std::fs::write(&file, "live/cam fileTokB\n").unwrap();
+    assert!(server
+        .wait_for_log("auth file: loaded 1 entries", Duration::from_secs(5))
+        .is_some());
+    assert_refused_publish(&server, "live", "cam?token=fileTokA");
+    let c = RustPublisher::start(
+        server.rtmp,
+        "live",
+        "cam?token=fileTokB",
+        "fixture.flv",
+        opts(),
+    )
+    .expect("the re-read entry");
+    drop(c);
+    std::thread::sleep(Duration::from_millis(1100));
+    std::fs::write(&file, "live/cam fileTokC\nnot-a-key fileTokD\n").unwrap();
+    let line = server
+        .wait_for_log("keeping the previous table", Duration::from_secs(5))
+        .expect("an error line");
+    assert!(line.contains("line 2") && line.contains("ERROR"), "{line}");
+    let d = RustPublisher::start(
+        server.rtmp,
+        "live",
+        "cam?token=fileTokB",
+        "fixture.flv",
+        opts(),
+    )
+    .expect("the previous table is kept");
+    drop(d);
+    assert_never_logged(
+        &server,
+        &["fileTokA", "fileTokB", "fileTokC", "fileTokD", "fileStar"],
+    );
+}
+
+#[test]
+fn the_gateway_judges_its_own_viewers() {
+    let origin = Server::builder().no_web().start();
+    let _p = RustPublisher::start(origin.rtmp, "live", "gwown", "fixture.flv", opts()).unwrap();
+    assert!(wait_until_live(origin.http, "/live/gwown.flv", WAIT_LIVE));
+    let mut cmd = Command::new(binary());
+    cmd.args([
+        "flv-gateway",
+        "0",
+        &format!("http://{}", origin.http),
+        "--bind",
+        "127.0.0.1",
+    ])
+    .args(["--play-token", "gwTok9"]);
+    let mut gw = Proc::spawn(cmd);
+    let marker = "HTTP listening on ";
+    assert!(
+        wait_until(Duration::from_secs(15), || gw.stderr().contains(marker)),
+        "{}",
+        gw.stderr()
+    );
+    let log = gw.stderr();
+    let line = log.lines().find(|l| l.contains(marker)).unwrap();
+    let addr: SocketAddr = line[line.find(marker).unwrap() + marker.len()..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        http_get(addr, "/live/gwown.flv", Duration::from_secs(5)).status,
+        401
+    );
+    let r = http_get_when_live(
+        addr,
+        "/live/gwown.flv?token=gwTok9",
+        1,
+        WAIT_LIVE,
+        Duration::from_secs(2),
+    );
+    assert_eq!(r.status, 200);
+    assert!(gw.stderr().contains("refused play live/gwown") && !gw.stderr().contains("gwTok9"));
+    assert!(gw.is_running());
+}
