@@ -744,6 +744,7 @@ browserTest("home page with --api-token: viewer mode without the token, everythi
         assert.doesNotMatch(rec, /needs the API token/, rec);
       } else {
         assert.match(text, /viewer mode/, text);
+        assert.doesNotMatch(row, /0 kbps|none/, "no made-up figures without the token: " + row);
         await page.waitForFunction(() => /needs the API token/.test(document.getElementById("rec-status").textContent), null, { timeout: 10000 });
       }
       console.log(`# ${p.name}: status "${text}"`);
