@@ -18,6 +18,9 @@ pub use crate::VERSION;
 mod access;
 use access::AccessSet;
 pub use access::{AccessConfig, LimitsConfig};
+// The LL-HLS options (issue 16 point 3).
+mod llhls;
+pub use llhls::LlhlsConfig;
 
 #[derive(Clone, Debug)]
 pub enum Mode {
@@ -100,6 +103,8 @@ pub struct OriginConfig {
     pub log: LogConfig,
     pub access: AccessConfig,
     pub limits: LimitsConfig,
+    /// `--hls-low-latency` and its window; `None` when off.
+    pub llhls: Option<LlhlsConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -254,6 +259,7 @@ fn origin_options() -> Options {
         "frames queued per recording; beyond it the publisher is slowed to the disk's pace [4096]",
         "FRAMES",
     );
+    llhls::options(&mut opts);
     web_options(&mut opts);
     viewer_options(&mut opts);
     access::options(&mut opts, AccessSet::Origin);
@@ -626,6 +632,7 @@ pub fn render_config(mode: &Mode) -> Option<String> {
             );
             line(&mut out, "workers", r.workers);
             line(&mut out, "record-queue", r.queue_len);
+            llhls::render(&mut |n, v| line(&mut out, n, v), &c.llhls);
             viewer(&mut out, &c.viewer);
             log(&mut out, &c.web, &c.log);
             access::render(&mut out, AccessSet::Origin, &c.access, &c.limits);
@@ -720,6 +727,7 @@ fn parse_mode(args: &[String]) -> Result<Mode, ConfigError> {
         log: log_config(&m)?,
         access: access::access_config(&m, AccessSet::Origin)?,
         limits: access::limits_config(&m, AccessSet::Origin)?,
+        llhls: llhls::config(&m)?,
     }))
 }
 
@@ -861,6 +869,51 @@ mod tests {
                 .any(|l| l.split_whitespace().eq(["no-mp4", "false"])),
             "{text}"
         );
+    }
+
+    #[test]
+    fn llhls_options() {
+        let Mode::Origin(c) = parse(&[]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(c.llhls, None, "off by default");
+        let Mode::Origin(c) = parse(&args(
+            "--hls-low-latency --llhls-part-ms 250 --llhls-segment-ms 1000 --llhls-window 6 \
+             --llhls-max-mb 8 --llhls-max-waiting 5",
+        ))
+        .unwrap() else {
+            panic!()
+        };
+        let l = c.llhls.unwrap();
+        assert_eq!(
+            (l.window.part_target_ms, l.window.segment_target_ms),
+            (250, 1000)
+        );
+        assert_eq!(
+            (l.window.segments, l.window.max_bytes, l.max_waiting),
+            (6, 8 << 20, 5)
+        );
+        for bad in [
+            "--llhls-part-ms 100",
+            "--llhls-part-ms 501",
+            "--llhls-segment-ms 20000",
+            "--llhls-window 0",
+            "--llhls-max-mb 0",
+            "--llhls-max-waiting 0",
+            "--llhls-part-ms x",
+        ] {
+            assert!(parse(&args(bad)).is_err(), "{bad}");
+        }
+        let Mode::PrintConfig(text) = parse(&args("--hls-low-latency --print-config")).unwrap()
+        else {
+            panic!()
+        };
+        assert!(text
+            .lines()
+            .any(|l| l.split_whitespace().eq(["hls-low-latency", "true"])));
+        assert!(text
+            .lines()
+            .any(|l| l.split_whitespace().eq(["llhls-part-ms", "333"])));
     }
 
     #[test]
