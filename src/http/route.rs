@@ -1,4 +1,5 @@
-//! Request path -> `Route`, for the origin's HTTP port. Table-tested; no I/O.
+//! Request path -> `Route`, for the origin's HTTP port. Table-tested; no I/O. Names under
+//! `/llhls/` are only shaped here; the LL-HLS window says which exist.
 
 use crate::media::key::{valid_name, StreamKey};
 
@@ -13,6 +14,12 @@ pub enum Route {
     /// `/api/recordings`: what the data dir holds, per stream.
     ApiRecordings,
     Metrics,
+    /// `/llhls/{app}/{stream}/{file}`: the in-memory LL-HLS output (`index.m3u8`, `init.mp4`,
+    /// `seg{N}.m4s`, `part{K}.m4s`; `llhls::LiveWindow::lookup` knows the names).
+    Llhls {
+        key: StreamKey,
+        file: String,
+    },
     /// Anything else: the static file service (or 404 where there is none).
     Static,
 }
@@ -37,6 +44,9 @@ pub fn route(path: &str) -> Route {
         "/metrics" => return Route::Metrics,
         _ => {}
     }
+    if let Some(rest) = path.strip_prefix("/llhls/") {
+        return llhls(rest).unwrap_or(Route::Static);
+    }
     let mut parts = path.strip_prefix('/').unwrap_or(path).split('/');
     if let (Some(app), Some(file), None) = (parts.next(), parts.next(), parts.next()) {
         if let Some(stream) = file.strip_suffix(".flv") {
@@ -52,6 +62,29 @@ pub fn route(path: &str) -> Route {
     Route::Static
 }
 
+/// Longest LL-HLS file name: `part` + 19 digits + `.m4s`.
+const LLHLS_FILE_MAX: usize = 27;
+
+fn llhls(rest: &str) -> Option<Route> {
+    let mut parts = rest.split('/');
+    let (app, stream, file) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || !valid_name(app) || !valid_name(stream) {
+        return None;
+    }
+    // Letters, digits and one dot: never a path, never `..`.
+    let shaped = file.len() <= LLHLS_FILE_MAX
+        && file.bytes().filter(|&b| b == b'.').count() == 1
+        && file.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.');
+    if !shaped {
+        return None;
+    }
+    let key = StreamKey::new(app, stream).ok()?;
+    Some(Route::Llhls {
+        key,
+        file: file.to_string(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,6 +92,10 @@ mod tests {
     #[test]
     fn table() {
         let live = |a: &str, s: &str| Route::LiveFlv(StreamKey::new(a, s).unwrap());
+        let ll = |f: &str| Route::Llhls {
+            key: StreamKey::new("live", "s").unwrap(),
+            file: f.to_string(),
+        };
         let cases = [
             ("/live/stream.flv", live("live", "stream")),
             ("/a-b/c_1.flv", live("a-b", "c_1")),
@@ -75,6 +112,22 @@ mod tests {
             ("/live/.flv", Route::Static),
             ("/live/a.b.flv", Route::Static),
             ("/hls/live/s/index.m3u8", Route::Static),
+            ("/llhls/live/s/index.m3u8", ll("index.m3u8")),
+            ("/llhls/live/s/init.mp4", ll("init.mp4")),
+            ("/llhls/live/s/init2.mp4", ll("init2.mp4")),
+            ("/llhls/live/s/seg12.m4s", ll("seg12.m4s")),
+            (
+                "/llhls/live/s/part9999999999999999999.m4s",
+                ll("part9999999999999999999.m4s"),
+            ),
+            ("/llhls/live/s/part99999999999999999999.m4s", Route::Static),
+            ("/llhls/live/s/", Route::Static),
+            ("/llhls/live/s/..", Route::Static),
+            ("/llhls/live/s/a..m4s", Route::Static),
+            ("/llhls/live/s/x/index.m3u8", Route::Static),
+            ("/llhls/live/index.m3u8", Route::Static),
+            ("/llhls/../s/index.m3u8", Route::Static),
+            ("/llhls/live/s/index%2em3u8", Route::Static),
         ];
         for (path, want) in cases {
             assert_eq!(route(path), want, "{path}");

@@ -104,9 +104,10 @@ impl Server {
                 ws.close();
                 ws.take_output()
             }
-            ConnState::HttpHead { .. } | ConnState::Pending { .. } | ConnState::Judging { .. } => {
-                Vec::new()
-            }
+            ConnState::HttpHead { .. }
+            | ConnState::Pending { .. }
+            | ConnState::Judging { .. }
+            | ConnState::LlhlsWait(_) => Vec::new(),
         };
         conn.close_after_flush = true;
         if let Some(vw) = self.core.hub.viewer(v) {

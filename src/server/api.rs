@@ -75,7 +75,8 @@ impl Server {
                 ConnState::WsFlv { .. } => ws_flv += 1,
                 ConnState::HttpHead { .. }
                 | ConnState::Pending { .. }
-                | ConnState::Judging { .. } => {}
+                | ConnState::Judging { .. }
+                | ConnState::LlhlsWait(_) => {}
             }
         }
         (rtmp, http_flv, ws_flv, publishers)
@@ -237,6 +238,14 @@ impl Server {
                 ("{protocol=\"ws_flv\"}", ws_flv.to_string()),
             ],
         );
+        if let Some(ll) = &self.core.llhls {
+            metric(
+                "rtmpd_llhls_waiting",
+                "gauge",
+                "LL-HLS blocking requests parked.",
+                &[("", ll.waiting().to_string())],
+            );
+        }
         metric(
             "rtmpd_bytes_in_total",
             "counter",

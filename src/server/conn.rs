@@ -84,6 +84,9 @@ pub enum ConnState {
         /// The access-log entry, logged once the request is answered.
         access: Option<Access>,
     },
+    /// An LL-HLS request parked until what it asks for exists (`server::llhls`): answered when
+    /// its stream's window wakes it, 503 at its deadline. Input is kept in `head` meanwhile.
+    LlhlsWait(Box<super::llhls::Waiting>),
 }
 
 /// A response body read from a file as the socket drains: one chunk in memory at a time, or on
@@ -255,9 +258,10 @@ impl Conn {
                 _ => None,
             },
             ConnState::HttpFlv { viewer, .. } | ConnState::WsFlv { viewer, .. } => Some(*viewer),
-            ConnState::HttpHead { .. } | ConnState::Pending { .. } | ConnState::Judging { .. } => {
-                None
-            }
+            ConnState::HttpHead { .. }
+            | ConnState::Pending { .. }
+            | ConnState::Judging { .. }
+            | ConnState::LlhlsWait(_) => None,
         }
     }
 
@@ -272,6 +276,7 @@ impl Conn {
             ConnState::HttpHead { .. } => "http",
             ConnState::Pending { .. } => "http-pending",
             ConnState::Judging { .. } => "http-judging",
+            ConnState::LlhlsWait(_) => "llhls-waiting",
             ConnState::HttpFlv { .. } => "http-flv",
             ConnState::WsFlv { .. } => "ws-flv",
         }

@@ -56,6 +56,7 @@ impl Server {
                 conn.head.extend_from_slice(data);
                 self.http_parse(token);
             }
+            ConnState::LlhlsWait(_) => self.llhls_input(token, data),
             // A live viewer has nothing more to say; what it sends is dropped.
             ConnState::HttpFlv { .. } | ConnState::Pending { .. } | ConnState::Judging { .. } => {}
             ConnState::WsFlv { ws, .. } => {
@@ -210,6 +211,7 @@ impl Server {
         }
         let (content_type, body) = match route {
             Route::LiveFlv(key) => return self.http_live(token, &req, key),
+            Route::Llhls { key, file } => return self.http_llhls(token, &req, key, file),
             Route::Static => return self.http_static(token, &req),
             Route::ApiStreams => ("application/json", self.api_streams()),
             Route::ApiHistory => ("application/json", self.api_history()),
@@ -343,7 +345,12 @@ impl Server {
     }
 
     /// 401/403 with the reason (CORS headers, so a page can show it); never the credential.
-    fn http_access_refused(&mut self, token: usize, req: &Request, r: &crate::access::Refusal) {
+    pub(super) fn http_access_refused(
+        &mut self,
+        token: usize,
+        req: &Request,
+        r: &crate::access::Refusal,
+    ) {
         self.totals.refused += 1;
         let keep_alive = req.keep_alive();
         let reply = crate::access::reply::http(r, keep_alive, req.method == "HEAD");
@@ -365,7 +372,10 @@ impl Server {
         };
         conn.judging = false;
         match verdict {
-            Judged::Allow => self.http_live_allowed(token, &req, key),
+            Judged::Allow => match route(req.path()) {
+                Route::Llhls { key, file } => self.llhls_allowed(token, &req, key, file),
+                _ => self.http_live_allowed(token, &req, key),
+            },
             Judged::Refuse(r) => self.http_access_refused(token, &req, r),
             Judged::Pending => {}
         }

@@ -12,6 +12,7 @@ mod conn;
 pub mod fs;
 mod http;
 pub mod limits;
+mod llhls;
 mod netio;
 pub mod origin;
 pub mod outq;
@@ -244,6 +245,7 @@ pub fn run_origin(cfg: OriginConfig) -> Result<(), ServerError> {
         let _ = waker.wake();
     }));
     server.core = Origin::new(hub_config(&cfg.viewer), Some(recorders));
+    server.core.llhls = cfg.llhls.map(llhls::LlHls::new);
     server.set_access(&cfg.access, &cfg.limits, nofile)?;
     print_listeners(&server)?;
     info!("data dir {}", cfg.data_dir.display());
@@ -504,6 +506,8 @@ impl Server {
             for t in std::mem::take(&mut self.pending_parse) {
                 self.http_parse(t);
             }
+            // Parked LL-HLS requests go out in the turn of the frame that made their part.
+            self.llhls_wake();
             self.timers();
             self.free_closed();
             if self.shutdown.load(Ordering::SeqCst) {
@@ -527,6 +531,9 @@ impl Server {
         }
         if let Some(g) = &self.gateway {
             next = next.min(g.next_deadline(now));
+        }
+        if let Some(d) = self.llhls_deadline() {
+            next = next.min(d);
         }
         if self.core.has_held() {
             // Workers wake us when a held recording drains; this bounds a missed or late one.
@@ -554,6 +561,7 @@ impl Server {
         if self.gateway.is_some() {
             self.upstream_timers(now);
         }
+        self.llhls_timers();
     }
 
     fn accept(&mut self, index: usize) {
@@ -645,6 +653,7 @@ impl Server {
         conn.closed = true;
         let _ = self.poll.registry().deregister(&mut conn.socket);
         log::debug!("{} {} closed: {reason}", conn.kind(), conn.peer);
+        llhls::cancel(&conn.state, token);
         let viewer = conn.viewer();
         let publishing = match &conn.state {
             ConnState::Rtmp(r) => match r.role {

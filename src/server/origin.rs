@@ -148,6 +148,8 @@ pub struct Origin {
     asking: HashMap<u64, (usize, access::Request)>,
     /// Accepted publishers: connection -> (peer, protocol), for the per-IP count and the notice.
     publishers: HashMap<usize, (SocketAddr, access::Protocol)>,
+    /// `--hls-low-latency`: every publish gets an LL-HLS window as a reader (None when off).
+    pub(super) llhls: Option<super::llhls::LlHls>,
 }
 
 impl Origin {
@@ -167,6 +169,7 @@ impl Origin {
             next_ask: 0,
             asking: HashMap::new(),
             publishers: HashMap::new(),
+            llhls: None,
         }
     }
 
@@ -301,6 +304,9 @@ impl Origin {
         if let Some(reader) = self.recorders.as_mut().and_then(|r| r.open(&key, wall)) {
             self.hub.add_reader(ok.handle, Box::new(reader));
         }
+        if let Some(ll) = self.llhls.as_mut() {
+            self.hub.add_reader(ok.handle, ll.open(&key, req.conn));
+        }
         Ok(Published {
             key,
             handle: ok.handle,
@@ -399,6 +405,9 @@ impl Origin {
     pub fn unpublish(&mut self, h: StreamHandle, conn: usize) {
         self.held.retain(|&(c, _)| c != conn);
         if let Some(key) = self.hub.key(h).cloned() {
+            if let Some(ll) = self.llhls.as_mut() {
+                ll.end(&key, conn);
+            }
             self.publisher_gone(conn, &key);
         }
         for v in self.hub.unpublish(h, conn) {
