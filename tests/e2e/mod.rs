@@ -9,6 +9,7 @@ mod faults;
 mod files;
 mod http;
 mod live;
+mod llhls;
 mod platform;
 mod record;
 mod robustness;
