@@ -136,6 +136,19 @@ pub enum SessionError {
     Protocol(&'static str),
 }
 
+impl SessionError {
+    /// The per-connection bound this error is (for the `/metrics` counter), if it is one.
+    pub fn limit(&self) -> Option<&'static str> {
+        match self {
+            SessionError::Chunk(ChunkError::MessageTooLarge { .. }) => Some("rtmp-message-bytes"),
+            SessionError::Chunk(ChunkError::ChunkSizeTooLarge(_)) => Some("rtmp-chunk-size"),
+            SessionError::Chunk(ChunkError::TooManyChunkStreams) => Some("rtmp-chunk-streams"),
+            SessionError::Chunk(ChunkError::TooMuchBuffered(_)) => Some("rtmp-partial-bytes"),
+            _ => None,
+        }
+    }
+}
+
 impl fmt::Display for SessionError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
