@@ -11,9 +11,9 @@ use crate::rtmp::chunk::ChunkDecoder;
 use crate::rtmp::command::{self, Command};
 use crate::rtmp::control::{self, ping_reply, AckCounter};
 use crate::rtmp::handshake::ClientHandshake;
-use crate::rtmp::media_message::{split_aggregate, to_frame};
+use crate::rtmp::media_message::to_frame;
 use crate::rtmp::message::{self as mt, Message};
-use crate::rtmp::session::{feed_handshake, SessionError};
+use crate::rtmp::session::{aggregate_of, command_of, feed_handshake, SessionError};
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
 
@@ -252,15 +252,11 @@ impl ClientSession {
                 }
             }
             mt::COMMAND_AMF0 | mt::COMMAND_AMF3 => {
-                let values = mt::decode_message(msg.type_id, &msg.payload)?;
-                let cmd = Command::parse(values)
-                    .map_err(|_| SessionError::Protocol("command message without a name"))?;
+                let cmd = command_of(&msg)?;
                 self.on_command(msg.stream_id, cmd);
             }
             mt::AGGREGATE if allow_aggregate => {
-                let subs = split_aggregate(&msg)
-                    .ok_or(SessionError::Protocol("truncated aggregate message"))?;
-                for sub in subs {
+                for sub in aggregate_of(&msg)? {
                     self.handle_message(sub, false)?;
                 }
             }

@@ -446,6 +446,18 @@ impl ServerSession {
     }
 }
 
+/// The command in a command message (AMF0 or AMF3), for both session sides.
+pub(crate) fn command_of(msg: &Message) -> Result<Command, SessionError> {
+    let values = mt::decode_message(msg.type_id, &msg.payload)?;
+    Command::parse(values).map_err(|_| SessionError::Protocol("command message without a name"))
+}
+
+/// The sub-messages of an aggregate message, for both session sides.
+pub(crate) fn aggregate_of(msg: &Message) -> Result<Vec<Message>, SessionError> {
+    crate::rtmp::media_message::split_aggregate(msg)
+        .ok_or(SessionError::Protocol("truncated aggregate message"))
+}
+
 /// Runs a handshake until done. Returns the bytes left after it (`None`: still handshaking).
 /// Shared by the server and client sessions.
 pub(crate) fn feed_handshake<'a, H: HandshakeState>(
