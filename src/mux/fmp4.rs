@@ -175,19 +175,7 @@ pub(crate) fn write_media_header_and_dinf(w: &mut BoxWriter, audio: bool) {
 pub(crate) fn write_stsd_video(w: &mut BoxWriter, v: &VideoConfig) {
     let stsd = w.begin_full(b"stsd", 0, 0);
     w.u32(1);
-    let avc1 = w.begin(b"avc1");
-    w.zeros(6);
-    w.u16(1); // data_reference_index
-    w.zeros(16); // pre_defined, reserved, pre_defined[3]
-    w.u16(v.width.min(0xffff) as u16);
-    w.u16(v.height.min(0xffff) as u16);
-    w.u32(0x0048_0000); // 72 dpi
-    w.u32(0x0048_0000);
-    w.u32(0);
-    w.u16(1); // frame_count
-    w.zeros(32); // compressorname
-    w.u16(0x0018); // depth
-    w.u16(0xffff); // pre_defined = -1
+    let avc1 = crate::mux::bmff::begin_visual_sample_entry(w, b"avc1", v.width, v.height);
     let avcc = w.begin(b"avcC");
     w.bytes(&v.avcc);
     w.end(avcc);
