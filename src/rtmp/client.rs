@@ -3,9 +3,7 @@
 //! `tests/util/rtmp.rs`). Not a general-purpose client: no reconnects, no digest checks.
 
 use crate::amf::{amf0, Value};
-use crate::codec::chunk::{
-    ChunkEncoder, CSID_AUDIO, CSID_COMMAND, CSID_CONTROL, CSID_DATA, CSID_VIDEO,
-};
+use crate::codec::chunk::{ChunkEncoder, CSID_AUDIO, CSID_CONTROL, CSID_DATA, CSID_VIDEO};
 use crate::media::{Frame, Track};
 use crate::rtmp::chunk::ChunkDecoder;
 use crate::rtmp::command::{self, Command};
@@ -189,13 +187,7 @@ impl ClientSession {
 
     /// Any command (tests use it for FCUnpublish, unknown commands, ...).
     pub fn send_command(&mut self, stream_id: u32, cmd: &Command) {
-        let msg = Message {
-            csid: CSID_COMMAND,
-            timestamp: 0,
-            type_id: mt::COMMAND_AMF0,
-            stream_id,
-            payload: cmd.encode(),
-        };
+        let msg = cmd.message(stream_id);
         self.queue(&msg);
     }
 

@@ -435,13 +435,7 @@ impl ServerSession {
     }
 
     fn send_command(&mut self, stream_id: u32, cmd: &Command) {
-        let msg = Message {
-            csid: CSID_COMMAND,
-            timestamp: 0,
-            type_id: mt::COMMAND_AMF0,
-            stream_id,
-            payload: cmd.encode(),
-        };
+        let msg = cmd.message(stream_id);
         self.encoder.encode(&msg, &mut self.out);
     }
 }
