@@ -1148,8 +1148,12 @@ mod tests {
         use crate::mux::mp4::{parse_init, Merger};
         let mut fr = Fragmenter::new(17, false, Some(44_100));
         assert!(fr.push(Track::Video, 33, 0, true, b(30)).is_none());
-        assert!(fr.push(Track::Video, 16_785_665, 248, false, b(7200)).is_none());
-        assert!(fr.finish().is_none_or(|f| f.runs().iter().all(|r| r.samples.is_empty())));
+        assert!(fr
+            .push(Track::Video, 16_785_665, 248, false, b(7200))
+            .is_none());
+        assert!(fr
+            .finish()
+            .is_none_or(|f| f.runs().iter().all(|r| r.samples.is_empty())));
         let audio = AudioConfig {
             asc: Bytes::from_static(&[0x12, 0x10]),
             sample_rate: 44_100,
