@@ -331,6 +331,11 @@ impl Server {
             let n = self.totals.bounds.get(name).copied().unwrap_or(0);
             let _ = writeln!(m, "rtmpd_connection_bound_total{{bound=\"{name}\"}} {n}");
         }
+        let meta = t.metadata_dropped;
+        let _ = writeln!(
+            m,
+            "rtmpd_connection_bound_total{{bound=\"metadata-bytes\"}} {meta}"
+        );
         m.push_str(&self.core.limits.metrics());
         m.push_str(&self.upstream_metrics());
         m
