@@ -973,7 +973,7 @@ mod tests {
         hub.add_reader(h, Box::new(r));
         let big = meta(vec![(
             "blob",
-            Value::String("x".repeat(MAX_METADATA_BYTES).into()),
+            Value::String("x".repeat(MAX_METADATA_BYTES)),
         )]);
         assert!(big.data.len() > MAX_METADATA_BYTES);
         hub.frame(h, 1, big, 0);
