@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every fuzz target (or the ones named after SECS) for SECS seconds each, on a fresh copy of
-# its seeds plus its regression inputs, with debug assertions on (overflow panics). Prints one line
+# its seeds plus its regression inputs (fuzz/regressions/TARGET/, crash inputs of fixed findings,
+# replayed first because libFuzzer runs its corpus before mutating), with debug assertions on (overflow panics). Prints one line
 # per target (executions, corpus size) and fails if any target crashed; crashing inputs are kept
 # in fuzz/artifacts/TARGET/. Used by `make fuzz` and tools/fuzz-smoke.sh.
 set -uo pipefail
@@ -20,6 +21,7 @@ for t in "${targets[@]}"; do
     corpus="$work/$t"
     mkdir -p "$corpus" "artifacts/$t"
     cp seeds/"$t"/* "$corpus"/ 2>/dev/null || true
+    cp regressions/"$t"/* "$corpus"/ 2>/dev/null || true
     log="$work/$t.log"
     # -rss_limit_mb: every target keeps what a client can make it hold bounded; 1 GiB is far above.
     cargo fuzz run -a "$t" "$corpus" -- -max_total_time="$secs" -rss_limit_mb=1024 \

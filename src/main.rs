@@ -11,7 +11,10 @@ fn init_logging(log: &LogConfig) -> Result<(), String> {
         WriteLogger,
     };
     let cfg = ConfigBuilder::new()
-        .set_time_format_rfc3339()
+        // Fixed width (RFC 3339, UTC, microseconds): columns line up and `sort` works.
+        .set_time_format_custom(simplelog::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+        ))
         .set_target_level(log::LevelFilter::Off)
         .set_thread_level(log::LevelFilter::Off)
         .build();

@@ -2,8 +2,6 @@
 //! (RFC 2104, over the `sha2` crate) and the signed-URL check `sign = HMAC-SHA256(S,
 //! "{app}/{stream}:{expires}")`. No clock reads: the caller passes `now`.
 
-use sha2::{Digest, Sha256};
-
 /// True when `a == b`, in time that depends only on the lengths: every byte is looked at, and the
 /// result is folded without an early exit. A length difference is not hidden (the secret's length
 /// is not the secret).
@@ -19,25 +17,9 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     std::hint::black_box(diff) == 0
 }
 
-/// HMAC-SHA256 of `msg` under `key`.
+/// HMAC-SHA256 of `msg` under `key` (the crate's one HMAC, `codec::hmac`).
 pub fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
-    const BLOCK: usize = 64;
-    let mut k = [0u8; BLOCK];
-    if key.len() > BLOCK {
-        k[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        k[..key.len()].copy_from_slice(key);
-    }
-    let mut inner = Sha256::new();
-    inner.update(k.map(|b| b ^ 0x36));
-    inner.update(msg);
-    let inner = inner.finalize();
-    let mut outer = Sha256::new();
-    outer.update(k.map(|b| b ^ 0x5c));
-    outer.update(inner);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(&outer.finalize());
-    out
+    crate::codec::hmac::hmac_sha256(key, &[msg])
 }
 
 /// Lowercase hex, what `openssl dgst` prints.

@@ -153,6 +153,10 @@ struct Slot {
     generation: u64,
 }
 
+/// The largest `onMetaData` (or other script message) a publisher may send: real ones are a
+/// few hundred bytes, and every joining viewer gets the cached one.
+pub const MAX_METADATA_BYTES: usize = 64 * 1024;
+
 impl Slot {
     /// Drops the readers (ending their recordings), keeping what they dropped in the totals.
     fn end_readers(&mut self, dropped: &mut u64) {
@@ -176,6 +180,8 @@ pub struct Hub {
     /// Bytes received from publishers that have left.
     closed_bytes_in: u64,
     slow_disconnects: u64,
+    /// Script frames over `MAX_METADATA_BYTES`, dropped.
+    metadata_dropped: u64,
     reader_frames_dropped: u64,
 }
 
@@ -192,6 +198,7 @@ impl Hub {
             closed: QueueStats::default(),
             closed_bytes_in: 0,
             slow_disconnects: 0,
+            metadata_dropped: 0,
             reader_frames_dropped: 0,
         }
     }
@@ -426,6 +433,17 @@ impl Hub {
         p.last_ms = now_ms;
         p.bytes_in += frame.data.len() as u64;
         p.frames_in += 1;
+        if frame.track == Track::Meta && frame.data.len() > MAX_METADATA_BYTES {
+            // Cached as a header and sent to every joiner: a publisher cannot make that big.
+            if self.metadata_dropped == 0 {
+                log::warn!(
+                    "{key}: a script message of {} bytes dropped (the cap is {MAX_METADATA_BYTES})",
+                    frame.data.len()
+                );
+            }
+            self.metadata_dropped += 1;
+            return (true, false);
+        }
 
         // The one ingest normaliser: stream time, discontinuity, the timestamp players get, and
         // `onMetaData` without `@setDataFrame`.
@@ -945,6 +963,28 @@ mod tests {
         assert!(hist.contains("\"ago_s\":[5,0]"), "{hist}");
         // The viewer is counted per protocol in every sample.
         assert!(hist.contains("\"http_flv\":[1,1]"), "{hist}");
+    }
+
+    #[test]
+    fn metadata_over_the_cap_is_dropped_and_counted() {
+        let mut hub = Hub::new(HubConfig::default());
+        let h = hub.publish(&key(), 1, 0).unwrap().handle;
+        let (r, got, _) = rec(100);
+        hub.add_reader(h, Box::new(r));
+        let big = meta(vec![(
+            "blob",
+            Value::String("x".repeat(MAX_METADATA_BYTES)),
+        )]);
+        assert!(big.data.len() > MAX_METADATA_BYTES);
+        hub.frame(h, 1, big, 0);
+        hub.frame(h, 1, av_meta(), 0);
+        assert_eq!(
+            got.borrow().len(),
+            1,
+            "only the small metadata went through"
+        );
+        assert_eq!(hub.totals().metadata_dropped, 1);
+        assert_eq!(hub.stream(&key()).unwrap().meta.width, Some(640.0));
     }
 
     #[test]

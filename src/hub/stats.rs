@@ -44,6 +44,8 @@ pub struct HubTotals {
     pub slow_disconnects: u64,
     /// Frames that readers (recorders) could not take, summed over every reader so far.
     pub reader_frames_dropped: u64,
+    /// Script messages over `MAX_METADATA_BYTES`, dropped.
+    pub metadata_dropped: u64,
 }
 
 impl Hub {
@@ -100,6 +102,7 @@ impl Hub {
             frames_dropped: self.closed.frames_dropped,
             slow_disconnects: self.slow_disconnects,
             reader_frames_dropped: self.reader_frames_dropped,
+            metadata_dropped: self.metadata_dropped,
         };
         for (_, s) in &self.streams {
             t.bytes_in += s.stream.publisher.as_ref().map_or(0, |p| p.bytes_in);

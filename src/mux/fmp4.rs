@@ -175,19 +175,7 @@ pub(crate) fn write_media_header_and_dinf(w: &mut BoxWriter, audio: bool) {
 pub(crate) fn write_stsd_video(w: &mut BoxWriter, v: &VideoConfig) {
     let stsd = w.begin_full(b"stsd", 0, 0);
     w.u32(1);
-    let avc1 = w.begin(b"avc1");
-    w.zeros(6);
-    w.u16(1); // data_reference_index
-    w.zeros(16); // pre_defined, reserved, pre_defined[3]
-    w.u16(v.width.min(0xffff) as u16);
-    w.u16(v.height.min(0xffff) as u16);
-    w.u32(0x0048_0000); // 72 dpi
-    w.u32(0x0048_0000);
-    w.u32(0);
-    w.u16(1); // frame_count
-    w.zeros(32); // compressorname
-    w.u16(0x0018); // depth
-    w.u16(0xffff); // pre_defined = -1
+    let avc1 = crate::mux::bmff::begin_visual_sample_entry(w, b"avc1", v.width, v.height);
     let avcc = w.begin(b"avcC");
     w.bytes(&v.avcc);
     w.end(avcc);
@@ -1149,5 +1137,35 @@ mod tests {
         assert_eq!(run.decode_time, 0);
         assert!(run.samples.iter().all(|s| s.duration >= 1));
         assert!(run.duration_ticks() < 90_000);
+    }
+
+    /// The fmp4_mux fuzz target's kept crash (fuzz/regressions/fmp4_mux/crash-1927b33b...): an
+    /// audio-only fragmenter (target 17 ms, 44.1 kHz) fed only video frames, the second 4.6 hours
+    /// after the first. The frames of a track it does not have are ignored, so there is no
+    /// fragment, and the merge refuses the empty movie with an error (the target expected a file).
+    #[test]
+    fn fuzz_fmp4_mux_crash_1927b33b_no_samples_no_fragment_and_merge_refuses() {
+        use crate::mux::mp4::{parse_init, Merger};
+        let mut fr = Fragmenter::new(17, false, Some(44_100));
+        assert!(fr.push(Track::Video, 33, 0, true, b(30)).is_none());
+        assert!(fr
+            .push(Track::Video, 16_785_665, 248, false, b(7200))
+            .is_none());
+        assert!(fr
+            .finish()
+            .is_none_or(|f| f.runs().iter().all(|r| r.samples.is_empty())));
+        let audio = AudioConfig {
+            asc: Bytes::from_static(&[0x12, 0x10]),
+            sample_rate: 44_100,
+            channels: 2,
+        };
+        let init = init_segment(None, Some(&audio));
+        let m = Merger::new(parse_init(&init).expect("our init segment parses"));
+        let mut out = Vec::new();
+        let err = m
+            .write(&mut out, |_| Ok(std::io::Cursor::new(Vec::new())))
+            .expect_err("an empty movie is refused");
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+        assert!(out.is_empty(), "nothing written before the error");
     }
 }

@@ -265,7 +265,7 @@ mod tests {
 
     #[test]
     fn parse_iso8601_survives_fuzz_case_negative_time_fields() {
-        // fuzz/artifacts/hls_playlist/crash-706c45b9059b46dc64ce721e228ba935562d9f42
+        // fuzz/regressions/hls_playlist/crash-706c45b9059b46dc64ce721e228ba935562d9f42
         assert_eq!(parse_iso8601("17-11-2T-21717177:-1:-122Z"), None);
         assert_eq!(parse_iso8601("9223372036854775807-01-01T00:00:00Z"), None);
         assert_eq!(

@@ -820,4 +820,51 @@ mod tests {
         assert_eq!(to_movie_time(u64::MAX, 1000), Some(u64::MAX));
         assert_eq!(to_movie_time(u64::MAX / 999, 1), None);
     }
+
+    /// The mp4_merge fuzz target's kept crash (fuzz/regressions/mp4_merge/crash-d8fad070...): an
+    /// init whose `stbl` holds a child announcing 3.9 GB, and segments whose runs announce samples
+    /// whose bytes are not there. Replayed as the target does: each segment keeps its whole
+    /// samples, and the merged file is as long as `write` says, its top-level boxes tiling it.
+    #[test]
+    fn fuzz_mp4_merge_crash_d8fad070_keeps_whole_samples_and_tiles() {
+        let input: &[u8] = include_bytes!(
+            "../../fuzz/regressions/mp4_merge/crash-d8fad070c81796e3578f464f137ccd18c3369f4a"
+        );
+        let mut parts = Vec::new();
+        let mut rest = input;
+        while let Some(i) = rest.windows(5).position(|w| w == b"#SEP#") {
+            parts.push(&rest[..i]);
+            rest = &rest[i + 5..];
+        }
+        parts.push(rest);
+        assert_eq!(parts.len(), 3, "an init and two segments");
+        let tracks = parse_init(parts[0]).expect("the init parses");
+        let segments = &parts[1..];
+        let mut m = Merger::new(tracks);
+        for seg in segments {
+            // Whole samples are kept, the ones whose bytes the bogus box swallowed are dropped.
+            let scan = m
+                .add_segment(&mut Cursor::new(*seg), seg.len() as u64)
+                .expect("a bad box ends the scan, it is no error");
+            assert_eq!((scan.samples, scan.dropped), (3, 4));
+        }
+        assert_eq!(m.sample_counts(), [(1, 6)]);
+        assert_eq!(m.duration_ms(), 240);
+        let mut out = Vec::new();
+        let n = m
+            .write(&mut out, |i| {
+                segments
+                    .get(i as usize)
+                    .map(|s| Cursor::new(*s))
+                    .ok_or_else(|| io::Error::other("no such segment"))
+            })
+            .expect("the whole samples merge");
+        assert_eq!(n, out.len() as u64);
+        let mut pos = 0;
+        for child in boxes(&out) {
+            let (_, body) = child.expect("top-level boxes tile the file");
+            pos = body.as_ptr() as usize - out.as_ptr() as usize + body.len();
+        }
+        assert_eq!(pos, out.len());
+    }
 }

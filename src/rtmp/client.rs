@@ -3,17 +3,15 @@
 //! `tests/util/rtmp.rs`). Not a general-purpose client: no reconnects, no digest checks.
 
 use crate::amf::{amf0, Value};
-use crate::codec::chunk::{
-    ChunkEncoder, CSID_AUDIO, CSID_COMMAND, CSID_CONTROL, CSID_DATA, CSID_VIDEO,
-};
+use crate::codec::chunk::{ChunkEncoder, CSID_AUDIO, CSID_CONTROL, CSID_DATA, CSID_VIDEO};
 use crate::media::{Frame, Track};
 use crate::rtmp::chunk::ChunkDecoder;
 use crate::rtmp::command::{self, Command};
 use crate::rtmp::control::{self, ping_reply, AckCounter};
 use crate::rtmp::handshake::ClientHandshake;
-use crate::rtmp::media_message::{split_aggregate, to_frame};
+use crate::rtmp::media_message::to_frame;
 use crate::rtmp::message::{self as mt, Message};
-use crate::rtmp::session::{feed_handshake, SessionError};
+use crate::rtmp::session::{aggregate_of, command_of, feed_handshake, SessionError};
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
 
@@ -189,13 +187,7 @@ impl ClientSession {
 
     /// Any command (tests use it for FCUnpublish, unknown commands, ...).
     pub fn send_command(&mut self, stream_id: u32, cmd: &Command) {
-        let msg = Message {
-            csid: CSID_COMMAND,
-            timestamp: 0,
-            type_id: mt::COMMAND_AMF0,
-            stream_id,
-            payload: cmd.encode(),
-        };
+        let msg = cmd.message(stream_id);
         self.queue(&msg);
     }
 
@@ -252,15 +244,11 @@ impl ClientSession {
                 }
             }
             mt::COMMAND_AMF0 | mt::COMMAND_AMF3 => {
-                let values = mt::decode_message(msg.type_id, &msg.payload)?;
-                let cmd = Command::parse(values)
-                    .map_err(|_| SessionError::Protocol("command message without a name"))?;
+                let cmd = command_of(&msg)?;
                 self.on_command(msg.stream_id, cmd);
             }
             mt::AGGREGATE if allow_aggregate => {
-                let subs = split_aggregate(&msg)
-                    .ok_or(SessionError::Protocol("truncated aggregate message"))?;
-                for sub in subs {
+                for sub in aggregate_of(&msg)? {
                     self.handle_message(sub, false)?;
                 }
             }

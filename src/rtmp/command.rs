@@ -88,6 +88,17 @@ impl Command {
         Bytes::from(amf0::encode_all(&self.to_values()))
     }
 
+    /// The whole command message on stream `stream_id` (AMF0, the command chunk stream).
+    pub fn message(&self, stream_id: u32) -> crate::rtmp::message::Message {
+        crate::rtmp::message::Message {
+            csid: crate::codec::chunk::CSID_COMMAND,
+            timestamp: 0,
+            type_id: crate::rtmp::message::COMMAND_AMF0,
+            stream_id,
+            payload: self.encode(),
+        }
+    }
+
     /// True when the sender expects a `_result` / `_error` (a non-zero transaction id).
     pub fn wants_reply(&self) -> bool {
         self.transaction_id != 0.0

@@ -3,7 +3,7 @@
 //! no RNG crate (the caller passes a seed and the time field). It does not read chunks: bytes
 //! after the handshake are left to the caller.
 
-use sha2::{Digest, Sha256};
+use crate::codec::hmac::hmac_sha256;
 
 /// Length of C1, C2, S1 and S2.
 pub const HANDSHAKE_SIZE: usize = 1536;
@@ -38,29 +38,6 @@ impl std::fmt::Display for HandshakeError {
 }
 
 impl std::error::Error for HandshakeError {}
-
-/// HMAC-SHA256 (RFC 2104) of the concatenation of `parts`.
-fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
-    const BLOCK: usize = 64;
-    let mut k = [0u8; BLOCK];
-    if key.len() > BLOCK {
-        k[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        k[..key.len()].copy_from_slice(key);
-    }
-    let mut inner = Sha256::new();
-    inner.update(k.map(|b| b ^ 0x36));
-    for p in parts {
-        inner.update(p);
-    }
-    let inner = inner.finalize();
-    let mut outer = Sha256::new();
-    outer.update(k.map(|b| b ^ 0x5c));
-    outer.update(inner);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(&outer.finalize());
-    out
-}
 
 /// The two places a digest may sit in C1/S1. In schema 0 the 764-byte digest block comes
 /// first (bytes 8..772) and its offset is derived from its first 4 bytes; in schema 1 it comes

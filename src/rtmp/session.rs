@@ -136,6 +136,19 @@ pub enum SessionError {
     Protocol(&'static str),
 }
 
+impl SessionError {
+    /// The per-connection bound this error is (for the `/metrics` counter), if it is one.
+    pub fn limit(&self) -> Option<&'static str> {
+        match self {
+            SessionError::Chunk(ChunkError::MessageTooLarge { .. }) => Some("rtmp-message-bytes"),
+            SessionError::Chunk(ChunkError::ChunkSizeTooLarge(_)) => Some("rtmp-chunk-size"),
+            SessionError::Chunk(ChunkError::TooManyChunkStreams) => Some("rtmp-chunk-streams"),
+            SessionError::Chunk(ChunkError::TooMuchBuffered(_)) => Some("rtmp-partial-bytes"),
+            _ => None,
+        }
+    }
+}
+
 impl fmt::Display for SessionError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -422,15 +435,21 @@ impl ServerSession {
     }
 
     fn send_command(&mut self, stream_id: u32, cmd: &Command) {
-        let msg = Message {
-            csid: CSID_COMMAND,
-            timestamp: 0,
-            type_id: mt::COMMAND_AMF0,
-            stream_id,
-            payload: cmd.encode(),
-        };
+        let msg = cmd.message(stream_id);
         self.encoder.encode(&msg, &mut self.out);
     }
+}
+
+/// The command in a command message (AMF0 or AMF3), for both session sides.
+pub(crate) fn command_of(msg: &Message) -> Result<Command, SessionError> {
+    let values = mt::decode_message(msg.type_id, &msg.payload)?;
+    Command::parse(values).map_err(|_| SessionError::Protocol("command message without a name"))
+}
+
+/// The sub-messages of an aggregate message, for both session sides.
+pub(crate) fn aggregate_of(msg: &Message) -> Result<Vec<Message>, SessionError> {
+    crate::rtmp::media_message::split_aggregate(msg)
+        .ok_or(SessionError::Protocol("truncated aggregate message"))
 }
 
 /// Runs a handshake until done. Returns the bytes left after it (`None`: still handshaking).

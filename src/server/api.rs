@@ -61,6 +61,18 @@ fn audio_json(s: &StreamStats) -> String {
     }
 }
 
+/// Every per-connection bound counted in `/metrics` (listed even at 0, so a dashboard sees them).
+const BOUNDS: [&str; 8] = [
+    "private-output",
+    "http-pending-input",
+    "http-head-bytes",
+    "ws-message-bytes",
+    "rtmp-message-bytes",
+    "rtmp-chunk-size",
+    "rtmp-chunk-streams",
+    "rtmp-partial-bytes",
+];
+
 impl Server {
     fn conn_counts(&self) -> (usize, usize, usize, usize) {
         let (mut rtmp, mut http_flv, mut ws_flv, mut publishers) = (0, 0, 0, 0);
@@ -320,6 +332,19 @@ impl Server {
                 &[("", rss.to_string())],
             );
         }
+        m.push_str(
+            "# HELP rtmpd_connection_bound_total Per-connection bounds that bit (input paused or connection closed).\n\
+             # TYPE rtmpd_connection_bound_total counter\n",
+        );
+        for name in BOUNDS {
+            let n = self.totals.bounds.get(name).copied().unwrap_or(0);
+            let _ = writeln!(m, "rtmpd_connection_bound_total{{bound=\"{name}\"}} {n}");
+        }
+        let meta = t.metadata_dropped;
+        let _ = writeln!(
+            m,
+            "rtmpd_connection_bound_total{{bound=\"metadata-bytes\"}} {meta}"
+        );
         m.push_str(&self.core.limits.metrics());
         m.push_str(&self.upstream_metrics());
         m

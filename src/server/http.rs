@@ -42,6 +42,7 @@ impl Server {
                         "HTTP {peer}: more than {} bytes of request heads pending; closing",
                         2 * MAX_HEAD
                     );
+                    self.totals.bound("http-pending-input");
                     if conn.body.is_some() {
                         self.close(token, "request flood");
                     } else {
@@ -72,6 +73,9 @@ impl Server {
                     }
                     Err(e) => {
                         warn!("WS-FLV {peer}: {e}; closing");
+                        if matches!(e, tungstenite::Error::Capacity(_)) {
+                            self.totals.bound("ws-message-bytes");
+                        }
                         self.close(token, "WebSocket error");
                     }
                 }
@@ -104,6 +108,7 @@ impl Server {
                 }
                 Ok(None) => {
                     if conn.head.len() > MAX_HEAD {
+                        self.totals.bound("http-head-bytes");
                         self.http_refuse(token, 431, "Request header fields too large.");
                     }
                     break;
@@ -111,6 +116,9 @@ impl Server {
                 Err(e) => {
                     let peer = conn.peer;
                     warn!("HTTP {peer}: {e}; answering {}", e.status());
+                    if e.status() == 431 {
+                        self.totals.bound("http-head-bytes");
+                    }
                     self.http_refuse(token, e.status(), &e.to_string());
                     break;
                 }

@@ -98,6 +98,15 @@ pub struct Totals {
     /// Of `bytes_out`: bytes sent from a copy shared by several viewers (`splice`).
     pub bytes_out_shared: u64,
     pub refused: u64,
+    /// Per-connection bounds that bit (a connection closed or its input paused), by name.
+    pub bounds: std::collections::BTreeMap<&'static str, u64>,
+}
+
+impl Totals {
+    /// A per-connection bound bit (`/metrics` `rtmpd_connection_bound_total{bound=...}`).
+    pub fn bound(&mut self, name: &'static str) {
+        *self.bounds.entry(name).or_insert(0) += 1;
+    }
 }
 
 pub struct Server {

@@ -48,7 +48,10 @@ impl Server {
             if Self::private_backlog(conn, &self.core.hub) > PRIVATE_OUT_MAX {
                 // It does not read what we answer: stop reading what it asks until that
                 // drains (`write_conn` resumes it; the sweep closes it if it never does).
-                conn.out_full_since.get_or_insert(self.now);
+                if conn.out_full_since.is_none() {
+                    conn.out_full_since = Some(self.now);
+                    self.totals.bound("private-output");
+                }
                 self.scratch = buf;
                 return;
             }

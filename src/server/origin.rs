@@ -35,25 +35,20 @@ pub enum Proto {
     Upstream,
 }
 
-/// "May connection `conn` publish `app/name`?"
+/// "Connection `conn` (from `peer`, on `proto`) publishes or plays `app/name`" (names without
+/// their query: the access check has already been passed).
 #[derive(Clone, Copy, Debug)]
-pub struct PublishRequest<'a> {
+pub struct StreamRequest<'a> {
     pub conn: usize,
+    /// `None` for the gateway's own upstream pulls (no per-address limits).
     pub peer: Option<SocketAddr>,
     pub proto: Proto,
     pub app: &'a str,
     pub name: &'a str,
 }
 
-/// "May connection `conn` play `app/name`?"
-#[derive(Clone, Copy, Debug)]
-pub struct PlayRequest<'a> {
-    pub conn: usize,
-    pub peer: Option<SocketAddr>,
-    pub proto: Proto,
-    pub app: &'a str,
-    pub name: &'a str,
-}
+pub type PublishRequest<'a> = StreamRequest<'a>;
+pub type PlayRequest<'a> = StreamRequest<'a>;
 
 /// The access check's answer on a publish or play (`Origin::judge`).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -37,6 +37,9 @@ impl Server {
         };
         if let Err(e) = r.session.handle_input(data) {
             warn!("RTMP {}: {e}; closing", conn.peer);
+            if let Some(bound) = e.limit() {
+                self.totals.bound(bound);
+            }
             self.close(token, "protocol error");
             return;
         }

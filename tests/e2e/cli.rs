@@ -186,3 +186,27 @@ fn sigterm_ends_players_and_exits_0_within_5_s() {
     );
     drop(publisher);
 }
+
+/// Issue 15 point 6: every log line starts with a UTC timestamp of one width (microseconds), so
+/// columns line up and `sort` orders lines.
+#[test]
+fn log_timestamps_have_a_fixed_width() {
+    let server = Server::start();
+    let _ = http_get(
+        server.http,
+        "/api/server",
+        std::time::Duration::from_secs(5),
+    );
+    let logs = server.logs();
+    assert!(logs.len() >= 3, "{logs:?}");
+    for l in &logs {
+        let b = l.as_bytes();
+        let ok = b.len() > 28
+            && b[4] == b'-'
+            && b[10] == b'T'
+            && b[19] == b'.'
+            && b[20..26].iter().all(u8::is_ascii_digit)
+            && &b[26..28] == b"Z ";
+        assert!(ok, "not a fixed-width timestamp: {l}");
+    }
+}

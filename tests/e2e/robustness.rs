@@ -83,6 +83,16 @@ impl Watched {
 }
 
 /// Deterministic junk.
+/// `rtmpd_connection_bound_total{bound="NAME"}` from `/metrics` (issue 13: every bound that bites
+/// is counted).
+fn bound_hits(addr: SocketAddr, name: &str) -> u64 {
+    let m = http_get(addr, "/metrics", Duration::from_secs(5)).body_text();
+    let prefix = format!("rtmpd_connection_bound_total{{bound=\"{name}\"}} ");
+    m.lines()
+        .find_map(|l| l.strip_prefix(&prefix)?.parse().ok())
+        .unwrap_or_else(|| panic!("{prefix} missing:\n{m}"))
+}
+
 fn junk(n: usize, seed: u32) -> Vec<u8> {
     let mut x = seed.wrapping_mul(2_654_435_761).max(1);
     (0..n)
@@ -157,6 +167,10 @@ fn rtmp_port_garbage_truncated_handshakes_and_huge_chunk_size_leave_the_stream_a
     // Many connections opened and dropped at once.
     let conns: Vec<TcpStream> = (0..50).map(|_| raw_connect(rtmp)).collect();
     drop(conns);
+    assert!(
+        bound_hits(w.server.http, "rtmp-chunk-size") >= 1,
+        "the chunk size cap is counted"
+    );
 
     w.assert_untouched();
     drop(hanging);
@@ -200,6 +214,8 @@ fn http_port_garbage_and_broken_requests_leave_the_stream_alone() {
     let _ = s.write_all(&junk(2000, 9));
     let conns: Vec<TcpStream> = (0..50).map(|_| raw_connect(http)).collect();
     drop(conns);
+    let heads = bound_hits(http, "http-pending-input") + bound_hits(http, "http-head-bytes");
+    assert!(heads >= 1, "the oversized head is counted");
 
     w.assert_untouched();
     drop(hanging);
@@ -282,6 +298,7 @@ fn private_replies_are_bounded_for_clients_that_never_read() {
         FLOODERS,
         "each flooder closed with one line (the server read {read} bytes)"
     );
+    assert!(bound_hits(w.server.http, "private-output") >= FLOODERS as u64);
     w.assert_untouched();
     drop(flooders);
 }

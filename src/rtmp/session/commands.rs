@@ -5,13 +5,16 @@
 //! states it moves between are `streams`; the public API and the output are the parent's.
 
 use super::streams::{Request, RequestKind, StreamState};
-use super::{ServerSession, SessionError, SessionEvent, MAX_FC_PUBLISH, MAX_STREAMS};
+use super::{
+    aggregate_of, command_of, ServerSession, SessionError, SessionEvent, MAX_FC_PUBLISH,
+    MAX_STREAMS,
+};
 use crate::amf::Value;
 use crate::codec::chunk::MAX_CHUNK_SIZE;
 use crate::media::key::split_query;
 use crate::rtmp::command::{self, Command};
 use crate::rtmp::control::{self, be_u32, ping_reply};
-use crate::rtmp::media_message::{split_aggregate, to_frame};
+use crate::rtmp::media_message::to_frame;
 use crate::rtmp::message::{self as mt, Message};
 
 impl ServerSession {
@@ -45,15 +48,11 @@ impl ServerSession {
                 }
             }
             mt::COMMAND_AMF0 | mt::COMMAND_AMF3 => {
-                let values = mt::decode_message(msg.type_id, &msg.payload)?;
-                let cmd = Command::parse(values)
-                    .map_err(|_| SessionError::Protocol("command message without a name"))?;
+                let cmd = command_of(&msg)?;
                 self.on_command(msg.stream_id, cmd)?;
             }
             mt::AGGREGATE if allow_aggregate && self.is_publishing(msg.stream_id) => {
-                let subs = split_aggregate(&msg)
-                    .ok_or(SessionError::Protocol("truncated aggregate message"))?;
-                for sub in subs {
+                for sub in aggregate_of(&msg)? {
                     self.handle_message(sub, false)?;
                 }
             }
