@@ -60,6 +60,7 @@ impl Live {
 }
 
 /// A parked request: what it asked, and what its answer needs.
+#[derive(Clone)]
 pub struct Waiting {
     live: Shared,
     file: String,
@@ -414,18 +415,14 @@ impl Server {
     }
 
     /// The waiting state of `token`, when it waits on `live` (a closed or reused slot does not).
+    /// The connection stays `LlhlsWait` until answered, so `llhls_send` flushes it.
     fn llhls_unpark(&mut self, token: usize, live: &Shared) -> Option<Waiting> {
-        let conn = self.conns.get_mut(token)?;
+        let conn = self.conns.get(token)?;
         if conn.closed {
             return None;
         }
         match &conn.state {
-            ConnState::LlhlsWait(w) if Rc::ptr_eq(&w.live, live) => {}
-            _ => return None,
-        }
-        let state = std::mem::replace(&mut conn.state, ConnState::HttpHead { served: 1 });
-        match state {
-            ConnState::LlhlsWait(w) => Some(*w),
+            ConnState::LlhlsWait(w) if Rc::ptr_eq(&w.live, live) => Some((**w).clone()),
             _ => None,
         }
     }

@@ -12,7 +12,12 @@ use crate::util::*;
 const WAIT_LIVE: Duration = Duration::from_secs(10);
 
 fn llhls_server(extra: &[&str]) -> Server {
-    let mut args = vec!["--hls-low-latency", "--no-flv-record", "--no-hls", "--no-mp4"];
+    let mut args = vec![
+        "--hls-low-latency",
+        "--no-flv-record",
+        "--no-hls",
+        "--no-mp4",
+    ];
     args.extend_from_slice(extra);
     Server::start_args(&args)
 }
@@ -33,7 +38,12 @@ fn playlist_when_ready(addr: SocketAddr, name: &str) -> String {
         if r.status == 200 && r.body_text().contains("#EXTINF:") {
             return r.body_text();
         }
-        assert!(Instant::now() < deadline, "no LL-HLS playlist: {} {}", r.status, r.body_text());
+        assert!(
+            Instant::now() < deadline,
+            "no LL-HLS playlist: {} {}",
+            r.status,
+            r.body_text()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -48,7 +58,10 @@ fn open_segment(text: &str) -> (u64, u64) {
         .unwrap();
     let complete = text.lines().filter(|l| l.starts_with("#EXTINF:")).count() as u64;
     let after_last = text.rsplit("#EXTINF:").next().unwrap();
-    let parts = after_last.lines().filter(|l| l.starts_with("#EXT-X-PART:")).count() as u64;
+    let parts = after_last
+        .lines()
+        .filter(|l| l.starts_with("#EXT-X-PART:"))
+        .count() as u64;
     (media_sequence + complete, parts)
 }
 
@@ -57,7 +70,11 @@ fn hint(text: &str) -> String {
         .lines()
         .find(|l| l.starts_with("#EXT-X-PRELOAD-HINT:"))
         .expect("PRELOAD-HINT");
-    line.split("URI=\"").nth(1).unwrap().trim_end_matches('"').to_string()
+    line.split("URI=\"")
+        .nth(1)
+        .unwrap()
+        .trim_end_matches('"')
+        .to_string()
 }
 
 fn top_box(body: &[u8], at: usize) -> &[u8] {
@@ -86,7 +103,14 @@ fn metric(server: &Server, name: &str) -> Option<u64> {
 fn playlist_media_and_blocking_reload() {
     let mut server = llhls_server(&[]);
     let name = unique_stream("ll");
-    let _p = publish(&server, &name, PublishOpts { loops: 5, ..PublishOpts::default() });
+    let _p = publish(
+        &server,
+        &name,
+        PublishOpts {
+            loops: 5,
+            ..PublishOpts::default()
+        },
+    );
     let text = playlist_when_ready(server.http, &name);
     for tag in [
         "#EXTM3U",
@@ -103,15 +127,29 @@ fn playlist_media_and_blocking_reload() {
         assert!(text.contains(tag), "{tag} missing:\n{text}");
     }
     assert!(!text.contains("#EXT-X-ENDLIST"), "{text}");
-    let r = http_get(server.http, &path(&name, "index.m3u8"), Duration::from_secs(5));
-    assert_eq!(r.header("content-type"), Some("application/vnd.apple.mpegurl"));
+    let r = http_get(
+        server.http,
+        &path(&name, "index.m3u8"),
+        Duration::from_secs(5),
+    );
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/vnd.apple.mpegurl")
+    );
     assert_eq!(r.header("cache-control"), Some("max-age=1"));
 
     // Init, the first listed segment and a part are fMP4 with the right top boxes.
-    let init = http_get(server.http, &path(&name, "init.mp4"), Duration::from_secs(5));
+    let init = http_get(
+        server.http,
+        &path(&name, "init.mp4"),
+        Duration::from_secs(5),
+    );
     assert_eq!((init.status, top_box(&init.body, 0)), (200, &b"ftyp"[..]));
     assert_eq!(init.header("cache-control"), Some("max-age=60"));
-    let seg = text.lines().find(|l| l.starts_with("seg")).expect("a segment URI");
+    let seg = text
+        .lines()
+        .find(|l| l.starts_with("seg"))
+        .expect("a segment URI");
     let seg = http_get(server.http, &path(&name, seg), Duration::from_secs(5));
     assert_eq!((seg.status, top_box(&seg.body, 0)), (200, &b"styp"[..]));
     let part = text
@@ -126,10 +164,18 @@ fn playlist_media_and_blocking_reload() {
 
     // A blocking reload for the next part returns as soon as it exists: well under the 6 s
     // timeout, about one part (333 ms) at most after the request.
-    let text = http_get(server.http, &path(&name, "index.m3u8"), Duration::from_secs(5)).body_text();
+    let text = http_get(
+        server.http,
+        &path(&name, "index.m3u8"),
+        Duration::from_secs(5),
+    )
+    .body_text();
     let (msn, parts) = open_segment(&text);
     let hinted = hint(&text);
-    let target = format!("{}?_HLS_msn={msn}&_HLS_part={parts}", path(&name, "index.m3u8"));
+    let target = format!(
+        "{}?_HLS_msn={msn}&_HLS_part={parts}",
+        path(&name, "index.m3u8")
+    );
     let start = Instant::now();
     let r = http_get(server.http, &target, Duration::from_secs(10));
     let waited = start.elapsed();
@@ -139,7 +185,10 @@ fn playlist_media_and_blocking_reload() {
         "the answer lists the part that was hinted ({hinted}):\n{}",
         r.body_text()
     );
-    assert!(waited < Duration::from_millis(1500), "blocking reload took {waited:?}");
+    assert!(
+        waited < Duration::from_millis(1500),
+        "blocking reload took {waited:?}"
+    );
     eprintln!("blocking reload for the next part answered after {waited:?}");
 
     // The hinted part itself: parked, then its bytes.
@@ -149,15 +198,26 @@ fn playlist_media_and_blocking_reload() {
     let r = http_get(server.http, &path(&name, &hinted), Duration::from_secs(10));
     assert_eq!(r.status, 200);
     assert!(r.body.windows(4).any(|w| w == b"moof"));
-    assert!(start.elapsed() < Duration::from_millis(1500), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        start.elapsed()
+    );
 
     // Bad and too-far queries: 400 at once; unknown names and streams: 404.
     for q in ["_HLS_part=1", "_HLS_msn=x", "_HLS_msn=1&_HLS_msn=2"] {
-        let r = http_get(server.http, &format!("{}?{q}", path(&name, "index.m3u8")), Duration::from_secs(5));
+        let r = http_get(
+            server.http,
+            &format!("{}?{q}", path(&name, "index.m3u8")),
+            Duration::from_secs(5),
+        );
         assert_eq!(r.status, 400, "{q}");
     }
     let far = format!("{}?_HLS_msn={}", path(&name, "index.m3u8"), msn + 10);
-    assert_eq!(http_get(server.http, &far, Duration::from_secs(5)).status, 400);
+    assert_eq!(
+        http_get(server.http, &far, Duration::from_secs(5)).status,
+        400
+    );
     for p in [
         path(&name, "seg999999.m4s"),
         path(&name, "part999999.m4s"),
@@ -166,7 +226,11 @@ fn playlist_media_and_blocking_reload() {
         path("nosuchstream", "index.m3u8"),
         path("nosuchstream", "init.mp4"),
     ] {
-        assert_eq!(http_get(server.http, &p, Duration::from_secs(5)).status, 404, "{p}");
+        assert_eq!(
+            http_get(server.http, &p, Duration::from_secs(5)).status,
+            404,
+            "{p}"
+        );
     }
     server.assert_running();
 }
@@ -178,7 +242,14 @@ fn ffmpeg_decodes_the_llhls_playlist() {
     }
     let mut server = llhls_server(&[]);
     let name = unique_stream("llff");
-    let _p = publish(&server, &name, PublishOpts { loops: 5, ..PublishOpts::default() });
+    let _p = publish(
+        &server,
+        &name,
+        PublishOpts {
+            loops: 5,
+            ..PublishOpts::default()
+        },
+    );
     playlist_when_ready(server.http, &name);
     let url = server.http_url(&path(&name, "index.m3u8"));
     let mut ff = ffmpeg_pull_null(&url, 3);
@@ -205,12 +276,20 @@ fn parked_requests_are_bounded_time_out_with_503_and_leave_when_the_client_does(
     );
     playlist_when_ready(server.http, &name);
     std::thread::sleep(Duration::from_millis(3500));
-    let text = http_get(server.http, &path(&name, "index.m3u8"), Duration::from_secs(5)).body_text();
+    let text = http_get(
+        server.http,
+        &path(&name, "index.m3u8"),
+        Duration::from_secs(5),
+    )
+    .body_text();
     let (msn, parts) = open_segment(&text);
-    let next = format!("{}?_HLS_msn={msn}&_HLS_part={parts}", path(&name, "index.m3u8"));
+    let next = format!(
+        "{}?_HLS_msn={msn}&_HLS_part={parts}",
+        path(&name, "index.m3u8")
+    );
     let started = Instant::now();
     let mut a = send_get(server.http, &next);
-    let mut b = send_get(server.http, &path(&name, &hint(&text)));
+    let b = send_get(server.http, &path(&name, &hint(&text)));
     let deadline = Instant::now() + Duration::from_secs(2);
     while metric(&server, "rtmpd_llhls_waiting") != Some(2) {
         assert!(Instant::now() < deadline, "two requests never parked");
@@ -245,7 +324,14 @@ fn parked_requests_are_bounded_time_out_with_503_and_leave_when_the_client_does(
 fn the_end_of_the_stream_answers_waiters_with_endlist() {
     let mut server = llhls_server(&[]);
     let name = unique_stream("llend");
-    let p = publish(&server, &name, PublishOpts { limit_ms: Some(4000), ..PublishOpts::default() });
+    let p = publish(
+        &server,
+        &name,
+        PublishOpts {
+            limit_ms: Some(4000),
+            ..PublishOpts::default()
+        },
+    );
     let text = playlist_when_ready(server.http, &name);
     let (msn, _) = open_segment(&text);
     // Two segments ahead: still waiting when the publisher leaves.
@@ -254,7 +340,11 @@ fn the_end_of_the_stream_answers_waiters_with_endlist() {
     p.join().expect("publisher");
     let r = read_answer(&mut waiter, Duration::from_secs(10));
     assert_eq!(r.status, 200);
-    assert!(r.body_text().contains("#EXT-X-ENDLIST"), "{}", r.body_text());
+    assert!(
+        r.body_text().contains("#EXT-X-ENDLIST"),
+        "{}",
+        r.body_text()
+    );
     assert!(!r.body_text().contains("PRELOAD-HINT"));
     server.assert_running();
 }
@@ -263,7 +353,14 @@ fn the_end_of_the_stream_answers_waiters_with_endlist() {
 fn play_token_guards_the_playlist_and_off_means_404() {
     let mut server = llhls_server(&["--play-token", "llTok42"]);
     let name = unique_stream("lltok");
-    let _p = publish(&server, &name, PublishOpts { loops: 5, ..PublishOpts::default() });
+    let _p = publish(
+        &server,
+        &name,
+        PublishOpts {
+            loops: 5,
+            ..PublishOpts::default()
+        },
+    );
     let plain = path(&name, "index.m3u8");
     let with = format!("{plain}?token=llTok42");
     let deadline = Instant::now() + WAIT_LIVE;
@@ -285,11 +382,25 @@ fn play_token_guards_the_playlist_and_off_means_404() {
     // Without --hls-low-latency there is no LL-HLS output.
     let mut off = Server::start_args(&["--no-flv-record", "--no-hls", "--no-mp4"]);
     let name = unique_stream("lloff");
-    let _p = RustPublisher::start(off.rtmp, "live", &name, "fixture.flv", PublishOpts::default())
-        .expect("publish");
-    assert!(wait_until_live(off.http, &format!("/live/{name}.flv"), WAIT_LIVE));
+    let _p = RustPublisher::start(
+        off.rtmp,
+        "live",
+        &name,
+        "fixture.flv",
+        PublishOpts::default(),
+    )
+    .expect("publish");
+    assert!(wait_until_live(
+        off.http,
+        &format!("/live/{name}.flv"),
+        WAIT_LIVE
+    ));
     let r = http_get(off.http, &path(&name, "index.m3u8"), Duration::from_secs(5));
     assert_eq!(r.status, 404);
-    assert!(r.body_text().contains("--hls-low-latency"), "{}", r.body_text());
+    assert!(
+        r.body_text().contains("--hls-low-latency"),
+        "{}",
+        r.body_text()
+    );
     off.assert_running();
 }
