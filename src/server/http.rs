@@ -316,9 +316,6 @@ impl Server {
     /// `/{app}/{stream}.flv`: first the access check (before saying whether the stream is
     /// live), then `http_live_allowed`; a hook's verdict comes back through `http_judged`.
     pub(super) fn http_live(&mut self, token: usize, req: &Request, key: StreamKey) {
-        let Some(peer) = self.conns.get(token).map(|c| c.peer) else {
-            return;
-        };
         let protocol = if self.gateway.is_some() {
             crate::access::Protocol::Gateway
         } else if ws::is_upgrade(req) {
@@ -326,6 +323,22 @@ impl Server {
         } else {
             crate::access::Protocol::HttpFlv
         };
+        if let Some(key) = self.http_judge_play(token, req, key, protocol) {
+            self.http_live_allowed(token, req, key);
+        }
+    }
+
+    /// The play check of an HTTP request: `Some(key)` when allowed now; a refusal is answered
+    /// here, and a pending verdict parks the connection in `Judging` (`http_judged` resumes it
+    /// by its route).
+    pub(super) fn http_judge_play(
+        &mut self,
+        token: usize,
+        req: &Request,
+        key: StreamKey,
+        protocol: crate::access::Protocol,
+    ) -> Option<StreamKey> {
+        let peer = self.conns.get(token).map(|c| c.peer)?;
         let areq = crate::access::Request::http(
             crate::access::Action::Play,
             protocol,
@@ -336,12 +349,10 @@ impl Server {
             peer,
         );
         match self.core.judge(token, &areq, super::unix_now()) {
-            Judged::Allow => self.http_live_allowed(token, req, key),
+            Judged::Allow => return Some(key),
             Judged::Refuse(r) => self.http_access_refused(token, req, &r),
             Judged::Pending => {
-                let Some(conn) = self.conns.get_mut(token) else {
-                    return;
-                };
+                let conn = self.conns.get_mut(token)?;
                 conn.judging = true;
                 conn.head.clear();
                 conn.state = ConnState::Judging {
@@ -350,6 +361,7 @@ impl Server {
                 };
             }
         }
+        None
     }
 
     /// 401/403 with the reason (CORS headers, so a page can show it); never the credential.

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant, SystemTime};
 use log::debug;
 
 use super::conn::ConnState;
-use super::origin::Judged;
 use super::Server;
 use crate::config::LlhlsConfig;
 use crate::http::request::{Request, MAX_HEAD};
@@ -251,33 +250,10 @@ impl Server {
         if file != PLAYLIST {
             return self.llhls_allowed(token, req, key, file);
         }
-        let Some(peer) = self.conns.get(token).map(|c| c.peer) else {
-            return;
-        };
         // The access module has no HLS protocol name; LL-HLS is plain HTTP like HTTP-FLV.
-        let areq = crate::access::Request::http(
-            crate::access::Action::Play,
-            crate::access::Protocol::HttpFlv,
-            &key.app,
-            &key.stream,
-            &req.target,
-            req.header("authorization"),
-            peer,
-        );
-        match self.core.judge(token, &areq, super::unix_now()) {
-            Judged::Allow => self.llhls_allowed(token, req, key, file),
-            Judged::Refuse(r) => self.http_access_refused(token, req, &r),
-            Judged::Pending => {
-                let Some(conn) = self.conns.get_mut(token) else {
-                    return;
-                };
-                conn.judging = true;
-                conn.head.clear();
-                conn.state = ConnState::Judging {
-                    key,
-                    req: Box::new(req.clone()),
-                };
-            }
+        let protocol = crate::access::Protocol::HttpFlv;
+        if let Some(key) = self.http_judge_play(token, req, key, protocol) {
+            self.llhls_allowed(token, req, key, file);
         }
     }
 
