@@ -31,14 +31,16 @@ pub enum Limit {
     Streams,
     PlayersPerStream,
     PublishersPerIp,
+    WaitingPerStream,
 }
 
-pub const ALL: [Limit; 5] = [
+pub const ALL: [Limit; 6] = [
     Limit::Connections,
     Limit::PerIp,
     Limit::Streams,
     Limit::PlayersPerStream,
     Limit::PublishersPerIp,
+    Limit::WaitingPerStream,
 ];
 
 impl Limit {
@@ -50,6 +52,7 @@ impl Limit {
             Limit::Streams => "max-streams",
             Limit::PlayersPerStream => "max-players-per-stream",
             Limit::PublishersPerIp => "max-publishers-per-ip",
+            Limit::WaitingPerStream => "max-waiting-per-stream",
         }
     }
 
@@ -73,6 +76,7 @@ impl fmt::Display for LimitHit {
             Limit::Streams => "too many streams",
             Limit::PlayersPerStream => "too many players of this stream",
             Limit::PublishersPerIp => "too many publishers from this address",
+            Limit::WaitingPerStream => "too many players waiting for this stream",
         };
         write!(f, "{what} ({})", self.max)
     }
@@ -95,12 +99,12 @@ struct Episode {
 /// Caps (0 = none, except connections) and what is in use.
 #[derive(Debug)]
 pub struct Limits {
-    caps: [usize; 5],
+    caps: [usize; 6],
     connections: usize,
     per_ip: HashMap<IpAddr, usize>,
     publishers: HashMap<IpAddr, usize>,
-    refused: [u64; 5],
-    episodes: [Episode; 5],
+    refused: [u64; 6],
+    episodes: [Episode; 6],
 }
 
 impl Limits {
@@ -112,12 +116,13 @@ impl Limits {
                 cfg.max_streams,
                 cfg.max_players_per_stream,
                 cfg.max_publishers_per_ip,
+                cfg.max_waiting_per_stream,
             ],
             connections: 0,
             per_ip: HashMap::new(),
             publishers: HashMap::new(),
-            refused: [0; 5],
-            episodes: [Episode::default(); 5],
+            refused: [0; 6],
+            episodes: [Episode::default(); 6],
         }
     }
 
@@ -211,6 +216,15 @@ impl Limits {
         Ok(())
     }
 
+    /// A player of a stream that has no publisher yet, with `waiting` such players already
+    /// (each holds a connection and a hub entry until the publisher comes or it leaves).
+    pub fn admit_waiting(&mut self, waiting: usize, now_ms: u64) -> Result<(), Refused> {
+        if self.over(Limit::WaitingPerStream, waiting) {
+            return Err(self.refuse(Limit::WaitingPerStream, now_ms));
+        }
+        Ok(())
+    }
+
     /// Connections counted now.
     pub fn connections(&self) -> usize {
         self.connections
@@ -259,6 +273,7 @@ mod tests {
             max_streams: 2,
             max_players_per_stream: 1,
             max_publishers_per_ip: 1,
+            max_waiting_per_stream: 2,
         }
     }
 
@@ -355,6 +370,7 @@ mod tests {
             max_streams: 0,
             max_players_per_stream: 0,
             max_publishers_per_ip: 0,
+            max_waiting_per_stream: 0,
         };
         let mut l = Limits::new(&open, Some(1024));
         assert_eq!(l.cap(Limit::Connections), 768);

@@ -63,6 +63,8 @@ pub struct LimitsConfig {
     pub max_streams: usize,
     pub max_players_per_stream: usize,
     pub max_publishers_per_ip: usize,
+    /// `--max-waiting-per-stream`: players of one stream that has no publisher yet.
+    pub max_waiting_per_stream: usize,
 }
 
 impl Default for LimitsConfig {
@@ -73,6 +75,7 @@ impl Default for LimitsConfig {
             max_streams: 1000,
             max_players_per_stream: 0,
             max_publishers_per_ip: 32,
+            max_waiting_per_stream: 1000,
         }
     }
 }
@@ -108,6 +111,7 @@ pub(super) fn options(opts: &mut Options, set: AccessSet) {
         (&viewers, "max-streams", "live streams (gateway: upstream pulls); 0 = no cap [1000]", "N"),
         (&viewers, "max-players-per-stream", "players of one stream; 0 = no cap [0]", "N"),
         (&[Origin], "max-publishers-per-ip", "streams published from one address; 0 = no cap [32]", "N"),
+        (&viewers, "max-waiting-per-stream", "players waiting for a stream not live yet; 0 = no cap [1000]", "N"),
     ];
     for &(sets, name, help, hint) in rows {
         if sets.contains(&set) {
@@ -255,6 +259,7 @@ pub(super) fn limits_config(
         max_per_ip: count("max-per-ip", d.max_per_ip, true)?,
         max_streams: count("max-streams", d.max_streams, viewers)?,
         max_players_per_stream: count("max-players-per-stream", d.max_players_per_stream, viewers)?,
+        max_waiting_per_stream: count("max-waiting-per-stream", d.max_waiting_per_stream, viewers)?,
         max_publishers_per_ip: count(
             "max-publishers-per-ip",
             d.max_publishers_per_ip,
@@ -323,6 +328,7 @@ pub(super) fn render(out: &mut String, set: AccessSet, a: &AccessConfig, l: &Lim
     if viewers {
         line("max-streams", &l.max_streams);
         line("max-players-per-stream", &l.max_players_per_stream);
+        line("max-waiting-per-stream", &l.max_waiting_per_stream);
     }
     if origin {
         line("max-publishers-per-ip", &l.max_publishers_per_ip);
@@ -426,6 +432,8 @@ mod tests {
             "100",
             "--max-publishers-per-ip",
             "2",
+            "--max-waiting-per-stream",
+            "5",
         ])
         .unwrap();
         let a = &c.access;
@@ -453,6 +461,7 @@ mod tests {
                 max_streams: 7,
                 max_players_per_stream: 100,
                 max_publishers_per_ip: 2,
+                max_waiting_per_stream: 5,
             }
         );
         let printed = format!("{c:?}");

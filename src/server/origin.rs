@@ -318,9 +318,16 @@ impl Origin {
         now_ms: u64,
     ) -> Result<Playing, Refused> {
         let key = StreamKey::new(req.app, req.name).map_err(|e| Refused::BadName(e.to_string()))?;
+        let players = self.hub.players(&key);
         self.limits
-            .admit_player(self.hub.players(&key), now_ms)
+            .admit_player(players, now_ms)
             .map_err(|r| self.limit_refused(r))?;
+        if !self.hub.is_live(&key) {
+            // Every player of a stream with no publisher waits for one.
+            self.limits
+                .admit_waiting(players, now_ms)
+                .map_err(|r| self.limit_refused(r))?;
+        }
         let (viewer, live) = self.hub.add_viewer(&key, form, req.conn, now_ms);
         Ok(Playing { key, viewer, live })
     }

@@ -252,6 +252,48 @@ fn publisher_and_player_limits_refuse_the_newcomer_and_release_on_leave() {
     }
 }
 
+#[test]
+fn players_waiting_for_a_stream_not_live_are_capped_and_counted() {
+    let mut o = core();
+    let lim = crate::config::LimitsConfig {
+        max_waiting_per_stream: 2,
+        ..Default::default()
+    };
+    o.set_access(Access::open(), Limits::new(&lim, None), None);
+    let play = |o: &mut Origin, conn, name| {
+        let req = PlayRequest {
+            conn,
+            peer: Some(peer(9)),
+            proto: Proto::Rtmp,
+            app: "live",
+            name,
+        };
+        o.play(&req, FLV, 0)
+    };
+    assert!(!play(&mut o, 10, "soon").unwrap().live);
+    assert!(!play(&mut o, 11, "soon").unwrap().live);
+    let err = play(&mut o, 12, "soon").unwrap_err();
+    assert!(
+        matches!(err, Refused::Limit(h) if h.limit == crate::access::limits::Limit::WaitingPerStream)
+    );
+    // Another stream has its own count.
+    play(&mut o, 13, "other").unwrap();
+    assert!(o
+        .limits
+        .metrics()
+        .contains("rtmpd_limit_refused_total{limit=\"max-waiting-per-stream\"} 1"));
+    // Once the stream is live, players join beyond the waiting cap.
+    let req = PublishRequest {
+        conn: 1,
+        peer: Some(peer(1)),
+        proto: Proto::Rtmp,
+        app: "live",
+        name: "soon",
+    };
+    o.publish(&req, 0, SystemTime::now()).unwrap();
+    assert!(play(&mut o, 14, "soon").unwrap().live);
+}
+
 /// A one-shot HTTP service on 127.0.0.1 answering every request with `status`.
 fn hook_service(status: u16, calls: usize) -> (SocketAddr, std::thread::JoinHandle<Vec<String>>) {
     use std::io::{Read, Write};
