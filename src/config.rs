@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use getopts::Options;
 
+pub mod tls;
+
 /// Kept here for callers that read it as `config::VERSION`; it lives in the crate root so that
 /// the gateway can name it without importing `config` (which imports the gateway's URL type).
 pub use crate::VERSION;
