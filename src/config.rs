@@ -10,6 +10,10 @@ use std::time::Duration;
 
 use getopts::Options;
 
+// The TLS listeners (issue 16 point 1).
+pub mod tls;
+use tls::{TlsConfig, TlsSet};
+
 /// Kept here for callers that read it as `config::VERSION`; it lives in the crate root so that
 /// the gateway can name it without importing `config` (which imports the gateway's URL type).
 pub use crate::VERSION;
@@ -56,6 +60,8 @@ pub struct FileGatewayConfig {
     /// Only `files_token` applies here.
     pub access: AccessConfig,
     pub limits: LimitsConfig,
+    /// `--https-port`: the same files over TLS.
+    pub tls: TlsConfig,
 }
 
 /// Settings shared by every mode that serves viewers.
@@ -105,6 +111,8 @@ pub struct OriginConfig {
     pub limits: LimitsConfig,
     /// `--hls-low-latency` and its window; `None` when off.
     pub llhls: Option<LlhlsConfig>,
+    /// `--rtmps-port`, `--https-port` and the certificate.
+    pub tls: TlsConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -259,6 +267,7 @@ fn origin_options() -> Options {
         "frames queued per recording; beyond it the publisher is slowed to the disk's pace [4096]",
         "FRAMES",
     );
+    tls::options(&mut opts, TlsSet::Origin, "everything the HTTP port serves");
     llhls::options(&mut opts);
     web_options(&mut opts);
     viewer_options(&mut opts);
@@ -270,6 +279,7 @@ fn file_gateway_options() -> Options {
     let mut opts = Options::new();
     common_options(&mut opts);
     web_options(&mut opts);
+    tls::options(&mut opts, TlsSet::HttpsOnly, "the same files");
     access::options(&mut opts, AccessSet::FileGateway);
     opts
 }
@@ -353,6 +363,7 @@ fn parse_file_gateway(args: &[String]) -> Result<Mode, ConfigError> {
         log: log_config(&m)?,
         access: access::access_config(&m, AccessSet::FileGateway)?,
         limits: access::limits_config(&m, AccessSet::FileGateway)?,
+        tls: tls::config(&m, TlsSet::HttpsOnly)?,
     }))
 }
 
@@ -481,6 +492,8 @@ pub struct FlvGatewayConfig {
     /// The gateway's own viewers: play tokens, signatures and hooks (publish options do not apply).
     pub access: AccessConfig,
     pub limits: LimitsConfig,
+    /// `--https-port`: the same HTTP-FLV and WS-FLV over TLS.
+    pub tls: TlsConfig,
 }
 
 const FLV_GATEWAY_BRIEF: &str = "Usage: rtmpd flv-gateway PORT UPSTREAM [OPTIONS]\n\n\
@@ -500,6 +513,11 @@ fn flv_gateway_options() -> Options {
         "F",
     );
     viewer_options(&mut opts);
+    tls::options(
+        &mut opts,
+        TlsSet::HttpsOnly,
+        "HTTP-FLV, WS-FLV and the pages",
+    );
     access::options(&mut opts, AccessSet::FlvGateway);
     opts
 }
@@ -547,6 +565,7 @@ fn parse_flv_gateway(args: &[String]) -> Result<Mode, ConfigError> {
         log: log_config(&m)?,
         access: access::access_config(&m, AccessSet::FlvGateway)?,
         limits: access::limits_config(&m, AccessSet::FlvGateway)?,
+        tls: tls::config(&m, TlsSet::HttpsOnly)?,
     }))
 }
 
@@ -632,6 +651,7 @@ pub fn render_config(mode: &Mode) -> Option<String> {
             );
             line(&mut out, "workers", r.workers);
             line(&mut out, "record-queue", r.queue_len);
+            tls::render(&mut |n, v| line(&mut out, n, v), TlsSet::Origin, &c.tls);
             llhls::render(&mut |n, v| line(&mut out, n, v), &c.llhls);
             viewer(&mut out, &c.viewer);
             log(&mut out, &c.web, &c.log);
@@ -643,6 +663,7 @@ pub fn render_config(mode: &Mode) -> Option<String> {
             // Display leaves out the query, which may carry a play token.
             line(&mut out, "UPSTREAM", &c.upstream);
             line(&mut out, "bind", c.bind);
+            tls::render(&mut |n, v| line(&mut out, n, v), TlsSet::HttpsOnly, &c.tls);
             viewer(&mut out, &c.viewer);
             log(&mut out, &c.web, &c.log);
             access::render(&mut out, AccessSet::FlvGateway, &c.access, &c.limits);
@@ -653,6 +674,7 @@ pub fn render_config(mode: &Mode) -> Option<String> {
             line(&mut out, "PORT", c.port);
             line(&mut out, "ROOT", folder(&c.root));
             line(&mut out, "dir", c.web.dir_listing);
+            tls::render(&mut |n, v| line(&mut out, n, v), TlsSet::HttpsOnly, &c.tls);
             log(&mut out, &c.web, &c.log);
             access::render(&mut out, AccessSet::FileGateway, &c.access, &c.limits);
         }
@@ -728,6 +750,7 @@ fn parse_mode(args: &[String]) -> Result<Mode, ConfigError> {
         access: access::access_config(&m, AccessSet::Origin)?,
         limits: access::limits_config(&m, AccessSet::Origin)?,
         llhls: llhls::config(&m)?,
+        tls: tls::config(&m, TlsSet::Origin)?,
     }))
 }
 

@@ -30,6 +30,8 @@
 //! - `record`: the recorder worker pool and its sinks (the only writers of recordings).
 //! - `server`: the one `mio::Poll` loop per process (`server/mod.rs`, `netio.rs`) and the sans-IO
 //!   origin core (`server/origin.rs`), the one place where publish and play are judged.
+//! - `tls`: TLS for the RTMPS and HTTPS listeners (a sans-IO wrapper of rustls) and the
+//!   certificate files and their reload; `server/netio.rs` puts it between the socket and the protocols.
 //! - `stats`: per-stream health verdicts and the 10-minute history for the dashboard, sans-IO.
 //! - `gateway`: the FLV relay and the file gateway modes.
 
@@ -52,3 +54,4 @@ pub mod server;
 pub mod stats;
 #[cfg(test)]
 pub(crate) mod testutil;
+pub mod tls;

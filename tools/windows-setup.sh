@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the cross-platform checks need on a Debian machine, from the package registries only:
 # the Rust targets (rustup) for Windows, macOS and ARM Linux, mingw-w64 as the Windows linker and Wine
-# (64-bit only: no i386 architecture needed) to run rtmpd.exe, and the aarch64 cross linker and qemu-user
-# to run the ARM64 binary. Idempotent; fails saying what is missing, so a check that could not run is
-# never silent. Used by .ci/run; `make windows-smoke`, `make arm-smoke` and `make check-targets` expect it.
+# (64-bit only: no i386 architecture needed) to run rtmpd.exe, the aarch64 cross linker and qemu-user
+# to run the ARM64 binary, and clang for the macOS compile check of ring's C (under rustls). Idempotent;
+# fails saying what is missing, so a check that could not run is never silent. Used by .ci/run; `make windows-smoke`, `make arm-smoke` and `make check-targets` expect it.
 set -euo pipefail
 
 targets=(x86_64-pc-windows-gnu aarch64-apple-darwin x86_64-apple-darwin aarch64-unknown-linux-gnu)
@@ -26,6 +26,8 @@ command -v x86_64-w64-mingw32-gcc >/dev/null 2>&1 || need+=(gcc-mingw-w64-x86-64
 command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || need+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
 command -v qemu-aarch64 >/dev/null 2>&1 || need+=(qemu-user)
 command -v file >/dev/null 2>&1 || need+=(file)
+# clang compiles ring's C for the macOS check (make check-targets); gcc cannot target Apple.
+command -v clang >/dev/null 2>&1 || need+=(clang)
 if [ ${#need[@]} -gt 0 ]; then
     echo "windows-setup: apt-get install ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive

@@ -199,14 +199,9 @@ impl Server {
     /// The listeners' real ports, so pages can build RTMP and HTTP-FLV URLs for this server.
     fn ports_json(&self) -> String {
         let mut parts = Vec::new();
-        for (l, kind) in &self.listeners {
-            let name = match kind {
-                super::conn::Listener::Rtmp => "rtmp",
-                super::conn::Listener::Http => "http",
-                super::conn::Listener::Web => "web",
-            };
-            if let Ok(addr) = l.local_addr() {
-                parts.push(format!("\"{name}\":{}", addr.port()));
+        for l in &self.listeners {
+            if let Ok(addr) = l.socket.local_addr() {
+                parts.push(format!("\"{}\":{}", l.port_name(), addr.port()));
             }
         }
         format!("{{{}}}", parts.join(","))

@@ -171,6 +171,9 @@ pub struct Conn {
     pub socket: TcpStream,
     pub peer: SocketAddr,
     pub listener: Listener,
+    /// TLS between the socket and the protocol (RTMPS, HTTPS): ciphertext is read and written
+    /// through it, and the zero-copy paths (splice, sendfile) are never taken.
+    pub tls: Option<Box<crate::tls::Session>>,
     pub state: ConnState,
     /// HTTP head bytes not yet parsed.
     pub head: BytesMut,
@@ -221,6 +224,7 @@ impl Conn {
         socket: TcpStream,
         peer: SocketAddr,
         listener: Listener,
+        tls: Option<Box<crate::tls::Session>>,
         state: ConnState,
         now: Instant,
     ) -> Conn {
@@ -228,6 +232,7 @@ impl Conn {
             socket,
             peer,
             listener,
+            tls,
             state,
             head: BytesMut::new(),
             out: OutQueue::default(),
@@ -267,17 +272,24 @@ impl Conn {
 
     /// A label for logs and metrics.
     pub fn kind(&self) -> &'static str {
+        let tls = self.tls.is_some();
         match &self.state {
-            ConnState::Rtmp(r) => match r.role {
-                RtmpRole::Idle | RtmpRole::Judging { .. } => "rtmp",
-                RtmpRole::Publisher { .. } => "rtmp-publisher",
-                RtmpRole::Player { .. } => "rtmp-player",
+            ConnState::Rtmp(r) => match (&r.role, tls) {
+                (RtmpRole::Idle | RtmpRole::Judging { .. }, false) => "rtmp",
+                (RtmpRole::Idle | RtmpRole::Judging { .. }, true) => "rtmps",
+                (RtmpRole::Publisher { .. }, false) => "rtmp-publisher",
+                (RtmpRole::Publisher { .. }, true) => "rtmps-publisher",
+                (RtmpRole::Player { .. }, false) => "rtmp-player",
+                (RtmpRole::Player { .. }, true) => "rtmps-player",
             },
+            ConnState::HttpHead { .. } if tls => "https",
             ConnState::HttpHead { .. } => "http",
             ConnState::Pending { .. } => "http-pending",
             ConnState::Judging { .. } => "http-judging",
             ConnState::LlhlsWait(_) => "llhls-waiting",
+            ConnState::HttpFlv { .. } if tls => "https-flv",
             ConnState::HttpFlv { .. } => "http-flv",
+            ConnState::WsFlv { .. } if tls => "wss-flv",
             ConnState::WsFlv { .. } => "ws-flv",
         }
     }

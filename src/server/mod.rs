@@ -20,6 +20,7 @@ mod recordings;
 mod rtmp;
 #[cfg(target_os = "linux")]
 mod splice;
+mod tlsio;
 mod upstream;
 
 pub use upstream::run_flv_gateway;
@@ -43,6 +44,7 @@ use crate::record::Recorders;
 use conn::{Conn, ConnState, Listener, RtmpRole};
 use origin::Origin;
 use outq::Outbox;
+use tlsio::Listening;
 
 const WAKER: Token = Token(usize::MAX);
 const LISTENER_BASE: usize = usize::MAX - 16;
@@ -111,7 +113,7 @@ impl Totals {
 
 pub struct Server {
     poll: Poll,
-    listeners: Vec<(TcpListener, Listener)>,
+    listeners: Vec<Listening>,
     conns: Slab<Conn>,
     /// Publish/play policy, the hub and the recordings: the sans-IO core this loop drives.
     core: Origin,
@@ -148,6 +150,10 @@ pub struct Server {
     seed: u64,
     /// flv-gateway mode: the upstream pulls (None in the other modes).
     gateway: Option<Box<upstream::Gateway>>,
+    /// The certificate of the TLS listeners (None when there are none).
+    certs: Option<crate::tls::CertStore>,
+    /// Plaintext decrypted from one read (`tlsio`), reused.
+    tls_plain: Vec<u8>,
 }
 
 /// `option` says how to pick another port, so the one error line is all a user needs.
@@ -176,13 +182,12 @@ pub struct Setup {
 }
 
 fn print_listeners(server: &Server) -> Result<(), ServerError> {
-    for (l, kind) in &server.listeners {
-        let addr = l.local_addr().map_err(|e| ServerError(e.to_string()))?;
-        match kind {
-            Listener::Rtmp => info!("RTMP listening on {addr}"),
-            Listener::Http => info!("HTTP listening on {addr}"),
-            Listener::Web => info!("Web listening on {addr}"),
-        }
+    for l in &server.listeners {
+        let addr = l
+            .socket
+            .local_addr()
+            .map_err(|e| ServerError(e.to_string()))?;
+        info!("{} listening on {addr}", l.label());
     }
     Ok(())
 }
@@ -199,8 +204,9 @@ pub fn run_origin(cfg: OriginConfig) -> Result<(), ServerError> {
             cfg.data_dir.display()
         ))
     })?;
+    let certs = tlsio::open_certs(&cfg.tls)?;
     let mut listeners = vec![
-        (
+        Listening::plain(
             bind(
                 SocketAddr::new(cfg.bind, cfg.rtmp_port),
                 "RTMP",
@@ -208,7 +214,7 @@ pub fn run_origin(cfg: OriginConfig) -> Result<(), ServerError> {
             )?,
             Listener::Rtmp,
         ),
-        (
+        Listening::plain(
             bind(
                 SocketAddr::new(cfg.bind, cfg.http_port),
                 "HTTP",
@@ -218,13 +224,27 @@ pub fn run_origin(cfg: OriginConfig) -> Result<(), ServerError> {
         ),
     ];
     if let Some(port) = cfg.web_port {
-        listeners.push((
+        listeners.push(Listening::plain(
             bind(
                 SocketAddr::new(cfg.bind, port),
                 "the web port",
                 "--web-port, or turn it off with --no-web",
             )?,
             Listener::Web,
+        ));
+    }
+    if let Some(port) = cfg.tls.rtmps_port {
+        let addr = SocketAddr::new(cfg.bind, port);
+        listeners.push(Listening::tls(
+            bind(addr, "RTMPS", "--rtmps-port")?,
+            Listener::Rtmp,
+        ));
+    }
+    if let Some(port) = cfg.tls.https_port {
+        let addr = SocketAddr::new(cfg.bind, port);
+        listeners.push(Listening::tls(
+            bind(addr, "HTTPS", "--https-port")?,
+            Listener::Http,
         ));
     }
     let pages = match &cfg.web.web_dir {
@@ -241,6 +261,7 @@ pub fn run_origin(cfg: OriginConfig) -> Result<(), ServerError> {
         access_log: cfg.web.access_log.clone(),
     };
     let mut server = Server::new(setup, listeners)?;
+    server.set_certs(certs);
     // Repairs what a crash left, then starts the workers; recordings never touch the loop.
     let mut recorders = Recorders::start(cfg.record.clone()).map_err(|e| {
         ServerError(format!(
@@ -281,7 +302,17 @@ pub fn run_file_gateway(cfg: crate::config::FileGatewayConfig) -> Result<(), Ser
         dir_listing: cfg.web.dir_listing,
         access_log: cfg.web.access_log.clone(),
     };
-    let mut server = Server::new(setup, vec![(listener, Listener::Web)])?;
+    let certs = tlsio::open_certs(&cfg.tls)?;
+    let mut listeners = vec![Listening::plain(listener, Listener::Web)];
+    if let Some(port) = cfg.tls.https_port {
+        let addr = SocketAddr::new(cfg.bind, port);
+        listeners.push(Listening::tls(
+            bind(addr, "HTTPS", "--https-port")?,
+            Listener::Web,
+        ));
+    }
+    let mut server = Server::new(setup, listeners)?;
+    server.set_certs(certs);
     server.set_access(&cfg.access, &cfg.limits, nofile)?;
     print_listeners(&server)?;
     let root = std::fs::canonicalize(&cfg.root).unwrap_or(cfg.root);
@@ -389,10 +420,7 @@ impl Server {
         Ok(())
     }
 
-    fn new(
-        setup: Setup,
-        mut listeners: Vec<(TcpListener, Listener)>,
-    ) -> Result<Server, ServerError> {
+    fn new(setup: Setup, mut listeners: Vec<Listening>) -> Result<Server, ServerError> {
         let access_log = match &setup.access_log {
             None => None,
             Some(path) => Some(std::io::BufWriter::new(
@@ -406,9 +434,9 @@ impl Server {
         stop_on_panic();
         let poll =
             Poll::new().map_err(|e| ServerError(format!("cannot create the event loop: {e}")))?;
-        for (i, (l, _)) in listeners.iter_mut().enumerate() {
+        for (i, l) in listeners.iter_mut().enumerate() {
             poll.registry()
-                .register(l, Token(LISTENER_BASE + i), Interest::READABLE)
+                .register(&mut l.socket, Token(LISTENER_BASE + i), Interest::READABLE)
                 .map_err(|e| ServerError(e.to_string()))?;
         }
         let waker =
@@ -454,6 +482,8 @@ impl Server {
             last_stats: Vec::new(),
             seed: now.elapsed().as_nanos() as u64 ^ std::process::id() as u64,
             gateway: None,
+            certs: None,
+            tls_plain: Vec::new(),
         })
     }
 
@@ -575,12 +605,12 @@ impl Server {
 
     fn accept(&mut self, index: usize) {
         loop {
-            let Some((listener, kind)) = self.listeners.get(index) else {
+            let Some(l) = self.listeners.get(index) else {
                 return;
             };
-            let kind = *kind;
-            match listener.accept() {
-                Ok((socket, peer)) => self.add_conn(socket, peer, kind),
+            let (kind, tls) = (l.kind, l.tls);
+            match l.socket.accept() {
+                Ok((socket, peer)) => self.add_conn(socket, peer, kind, tls),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -592,19 +622,28 @@ impl Server {
         }
     }
 
-    fn add_conn(&mut self, mut socket: TcpStream, peer: SocketAddr, kind: Listener) {
+    fn add_conn(&mut self, mut socket: TcpStream, peer: SocketAddr, kind: Listener, tls: bool) {
         if let Err(r) = self.core.limits.admit_connection(peer.ip(), self.now_ms) {
             // The newcomer only: an HTTP client gets a 503 if the socket takes it at once.
             if let Some(line) = r.log {
                 warn!("{line}");
             }
-            if kind != Listener::Rtmp {
+            if kind != Listener::Rtmp && !tls {
                 let _ = socket.write(&crate::access::reply::http_limit(&r.hit));
             }
             self.totals.refused += 1;
             return;
         }
         let _ = socket.set_nodelay(true);
+        let session = if tls {
+            let Some(s) = self.new_tls_session() else {
+                self.core.limits.release_connection(peer.ip());
+                return;
+            };
+            Some(s)
+        } else {
+            None
+        };
         let now = self.now;
         let state = match kind {
             Listener::Rtmp => {
@@ -637,7 +676,7 @@ impl Server {
             self.core.limits.release_connection(peer.ip());
             return;
         }
-        entry.insert(Conn::new(socket, peer, kind, state, now));
+        entry.insert(Conn::new(socket, peer, kind, session, state, now));
         self.totals.accepted += 1;
     }
 
@@ -660,6 +699,11 @@ impl Server {
             return;
         }
         conn.closed = true;
+        if let Some(t) = conn.tls.as_mut() {
+            // close_notify, if the socket takes it now: the peer sees a clean end.
+            t.close();
+            let _ = tlsio::flush_transmit(&mut conn.socket, t);
+        }
         let _ = self.poll.registry().deregister(&mut conn.socket);
         log::debug!("{} {} closed: {reason}", conn.kind(), conn.peer);
         llhls::cancel(&conn.state, token);
@@ -752,6 +796,12 @@ impl Server {
                 expired.push((t, "does not read its replies; closed after 10 s"));
                 continue;
             }
+            if c.tls.as_ref().is_some_and(|s| s.is_handshaking())
+                && now - c.created > HEADER_TIMEOUT
+            {
+                expired.push((t, "TLS handshake timeout"));
+                continue;
+            }
             let reason = match &c.state {
                 ConnState::Rtmp(r)
                     if !r.session.is_handshake_done() && now - c.created > HANDSHAKE_TIMEOUT =>
@@ -791,6 +841,7 @@ impl Server {
             }
         }
         self.log_skips();
+        self.reload_certs();
         match self.core.access.reload() {
             Some(o) if o.is_error() => error!("{o}"),
             Some(o) => info!("{o}"),
@@ -859,8 +910,8 @@ impl Server {
     /// Ctrl-C / SIGTERM: stop accepting, end every player cleanly, let queued bytes go out.
     fn shut_down(&mut self) {
         info!("shutting down");
-        for (l, _) in &mut self.listeners {
-            let _ = self.poll.registry().deregister(l);
+        for l in &mut self.listeners {
+            let _ = self.poll.registry().deregister(&mut l.socket);
         }
         self.listeners.clear();
         // Every publish ends and every player gets its end marker (the core decides who).

@@ -5,11 +5,11 @@
 
 use std::io::{self, Read};
 
-use mio::net::TcpStream;
 use mio::{Interest, Token};
 
 use super::conn::{self, ConnState, Listener, RtmpRole};
 use super::outq::{self, Outbox};
+use super::tlsio::Sink;
 use super::{access_line, Server, FILE_BYTES_PER_TURN, READS_PER_WAKEUP, VIEWER_BYTES_PER_TURN};
 
 /// Private output (replies no one else shares: pongs, `_error`, `_result`, HTTP answers) one
@@ -27,7 +27,9 @@ impl Server {
             .viewer()
             .and_then(|v| hub.viewer_ref(v))
             .map_or(0, |vw| vw.queue.control_bytes());
-        conn.out.len() + replies
+        // Under TLS the ciphertext waiting for the socket counts too (`tls::OUT_BATCH` at most).
+        let tls = conn.tls.as_ref().map_or(0, |t| t.pending_len());
+        conn.out.len() + replies + tls
     }
 
     pub(super) fn on_readable(&mut self, token: usize) {
@@ -67,6 +69,10 @@ impl Server {
                     conn.bytes_in += n as u64;
                     conn.last_input = self.now;
                     self.totals.bytes_in += n as u64;
+                    if conn.tls.is_some() {
+                        self.tls_input(token, &buf[..n]);
+                        continue;
+                    }
                     match conn.listener {
                         Listener::Rtmp => self.rtmp_input(token, &buf[..n]),
                         Listener::Http | Listener::Web => self.http_input(token, &buf[..n]),
@@ -110,8 +116,9 @@ impl Server {
         for &t in &dirty {
             if let Some(c) = self.conns.get_mut(t) {
                 c.dirty = false;
+                // Spliced bytes go to the socket as they are: never for TLS viewers.
                 #[cfg(target_os = "linux")]
-                if let (Some(sp), Some(v)) = (self.splice.as_mut(), c.viewer()) {
+                if let (Some(sp), Some(v), None) = (self.splice.as_mut(), c.viewer(), &c.tls) {
                     if let Some(vw) = self.core.hub.viewer_ref(v) {
                         sp.note(&vw.queue);
                     }
@@ -138,7 +145,8 @@ impl Server {
         }
         let viewer = conn.viewer();
         let mut written = 0usize;
-        let mut result = write_outbox(&mut conn.socket, &mut conn.out, &mut written, usize::MAX);
+        let mut sink = Sink::new(&mut conn.socket, conn.tls.as_deref_mut());
+        let mut result = write_outbox(&mut sink, &mut conn.out, &mut written, usize::MAX);
         let mut body_done = false;
         let mut yielded = false;
         while let (Ok(true), Some(body)) = (&result, conn.body.as_mut()) {
@@ -148,7 +156,7 @@ impl Server {
             }
             // The queue is empty here (result is Ok(true)), so the body may go straight from the
             // file to the socket.
-            result = match send_file_step(body, &mut conn.socket, &mut conn.out, &mut written) {
+            result = match send_file_step(body, &mut sink, &mut conn.out, &mut written) {
                 Ok(None) => {
                     conn.body = None;
                     body_done = true;
@@ -162,10 +170,10 @@ impl Server {
             if let Some(vw) = self.core.hub.viewer(v) {
                 let before = written;
                 #[cfg(target_os = "linux")]
-                let spliced = self
-                    .splice
-                    .as_mut()
-                    .and_then(|sp| sp.send(&conn.socket, &mut vw.queue, &mut written));
+                let spliced = match (self.splice.as_mut(), sink.plain_socket()) {
+                    (Some(sp), Some(socket)) => sp.send(socket, &mut vw.queue, &mut written),
+                    _ => None,
+                };
                 #[cfg(not(target_os = "linux"))]
                 let spliced = None;
                 let limit = written + VIEWER_BYTES_PER_TURN;
@@ -174,11 +182,15 @@ impl Server {
                         self.totals.bytes_out_shared += (written - before) as u64;
                         r
                     }
-                    None => write_outbox(&mut conn.socket, &mut vw.queue, &mut written, limit),
+                    None => write_outbox(&mut sink, &mut vw.queue, &mut written, limit),
                 };
                 // Stopped at the budget with more to write: come back after the others.
                 yielded |= matches!(result, Ok(true)) && !vw.queue.is_empty();
             }
+        }
+        if let Ok(true) = result {
+            // The queues are empty or yielded: what TLS still holds goes out now.
+            result = sink.finish();
         }
         conn.bytes_out += written as u64;
         self.totals.bytes_out += written as u64;
@@ -248,10 +260,14 @@ impl Server {
 #[cfg(target_os = "linux")]
 pub(super) fn send_file_step(
     body: &mut conn::FileBody,
-    socket: &mut TcpStream,
+    sink: &mut Sink,
     out: &mut outq::OutQueue,
     written: &mut usize,
 ) -> io::Result<Option<bool>> {
+    let Some(socket) = sink.plain_socket() else {
+        // TLS: through memory, to be encrypted.
+        return send_chunk(body, sink, out, written);
+    };
     match body.send_to(socket, FILE_BYTES_PER_TURN) {
         Ok(0) => Ok(None),
         Ok(n) => {
@@ -262,13 +278,7 @@ pub(super) fn send_file_step(
         Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(Some(true)),
         // A file system without sendfile support: copy through memory instead.
         Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOSYS)) => {
-            match body.next_chunk()? {
-                Some(chunk) => {
-                    out.push(chunk);
-                    write_outbox(socket, out, written, usize::MAX).map(Some)
-                }
-                None => Ok(None),
-            }
+            send_chunk(body, sink, out, written)
         }
         Err(e) => Err(e),
     }
@@ -278,14 +288,24 @@ pub(super) fn send_file_step(
 #[cfg(not(target_os = "linux"))]
 pub(super) fn send_file_step(
     body: &mut conn::FileBody,
-    socket: &mut TcpStream,
+    sink: &mut Sink,
+    out: &mut outq::OutQueue,
+    written: &mut usize,
+) -> io::Result<Option<bool>> {
+    send_chunk(body, sink, out, written)
+}
+
+/// One chunk of the body read into memory and written through the queue (and TLS, if on).
+fn send_chunk(
+    body: &mut conn::FileBody,
+    sink: &mut Sink,
     out: &mut outq::OutQueue,
     written: &mut usize,
 ) -> io::Result<Option<bool>> {
     match body.next_chunk()? {
         Some(chunk) => {
             out.push(chunk);
-            write_outbox(socket, out, written, usize::MAX).map(Some)
+            write_outbox(sink, out, written, usize::MAX).map(Some)
         }
         None => Ok(None),
     }
@@ -294,7 +314,7 @@ pub(super) fn send_file_step(
 /// Writes from `out` until it is empty or `*written` reached `limit` (Ok(true)), or the socket
 /// would block (Ok(false)).
 pub(super) fn write_outbox(
-    socket: &mut TcpStream,
+    sink: &mut Sink,
     out: &mut dyn Outbox,
     written: &mut usize,
     limit: usize,
@@ -303,7 +323,7 @@ pub(super) fn write_outbox(
         if out.is_empty() || *written >= limit {
             return Ok(true);
         }
-        match out.write_to(&mut outq::SocketWriter(socket)) {
+        match out.write_to(sink) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => *written += n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),

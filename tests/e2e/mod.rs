@@ -14,3 +14,4 @@ mod platform;
 mod record;
 mod robustness;
 mod timestamps;
+mod tls;

@@ -77,9 +77,20 @@ pub fn http_exchange(
     read_response(&mut sock, start, deadline, head_only)
 }
 
+/// A byte stream whose reads can be given a timeout: a TCP socket, or TLS over one (`util::tls`).
+pub trait TimedRead: Read {
+    fn read_timeout_set(&mut self, t: Option<Duration>) -> io::Result<()>;
+}
+
+impl TimedRead for TcpStream {
+    fn read_timeout_set(&mut self, t: Option<Duration>) -> io::Result<()> {
+        self.set_read_timeout(t)
+    }
+}
+
 /// Reads one response from `sock` (already sent a request at `start`).
 pub fn read_response(
-    sock: &mut TcpStream,
+    sock: &mut impl TimedRead,
     start: Instant,
     deadline: Instant,
     head_only: bool,
@@ -151,7 +162,7 @@ pub fn read_response(
                 )),
             };
         }
-        sock.set_read_timeout(Some((deadline - now).min(Duration::from_millis(200))))?;
+        sock.read_timeout_set(Some((deadline - now).min(Duration::from_millis(200))))?;
         let end = match sock.read(&mut buf) {
             Ok(0) => Some(BodyEnd::Eof),
             Ok(n) => {

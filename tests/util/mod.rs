@@ -13,6 +13,7 @@ pub mod probe;
 pub mod proc;
 pub mod rtmp;
 pub mod server;
+pub mod tls;
 pub mod ws;
 
 use std::collections::HashMap;
@@ -27,6 +28,7 @@ pub use probe::*;
 pub use proc::*;
 pub use rtmp::*;
 pub use server::*;
+pub use tls::*;
 pub use ws::*;
 
 /// A fresh, empty folder under the system temp dir, unique within this test process (tag,

@@ -231,6 +231,15 @@ impl Server {
         format!("http://{web}/{}", path.trim_start_matches('/'))
     }
 
+    /// The address of another listener from its startup line (`"RTMPS"`, `"HTTPS"`), waited
+    /// for: `start` returns as soon as the RTMP and HTTP lines are read.
+    pub fn listener(&self, label: &str) -> SocketAddr {
+        let marker = format!("{label} listening on ");
+        self.wait_for_log(&marker, Duration::from_secs(5))
+            .and_then(|l| parse_listen(&l, &marker))
+            .unwrap_or_else(|| panic!("no '{marker}' line in the log"))
+    }
+
     /// Every log line so far.
     pub fn logs(&self) -> Vec<String> {
         self.log.0.lock().unwrap().clone()

@@ -19,6 +19,7 @@ mod report;
 
 use super::conn::ConnState;
 use super::origin::{Proto, PublishRequest};
+use super::tlsio::Listening;
 use super::{bind, limits, print_listeners, Server, ServerError, Setup};
 use crate::config::FlvGatewayConfig;
 use crate::gateway::flv::{self, Event, Relay, Response, Status, UpstreamUrl};
@@ -180,7 +181,17 @@ pub fn run_flv_gateway(cfg: FlvGatewayConfig) -> Result<(), ServerError> {
         dir_listing: false,
         access_log: cfg.web.access_log.clone(),
     };
-    let mut server = Server::new(setup, vec![(http, super::conn::Listener::Http)])?;
+    let certs = super::tlsio::open_certs(&cfg.tls)?;
+    let mut listeners = vec![Listening::plain(http, super::conn::Listener::Http)];
+    if let Some(port) = cfg.tls.https_port {
+        let addr = SocketAddr::new(cfg.bind, port);
+        listeners.push(Listening::tls(
+            bind(addr, "HTTPS", "--https-port")?,
+            super::conn::Listener::Http,
+        ));
+    }
+    let mut server = Server::new(setup, listeners)?;
+    server.set_certs(certs);
     server.set_access(&cfg.access, &cfg.limits, nofile)?;
     let seed = server.seed;
     server.gateway = Some(Box::new(Gateway::new(cfg.upstream.clone(), addrs, seed)));

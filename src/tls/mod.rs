@@ -1,0 +1,42 @@
+//! TLS for the RTMPS and HTTPS listeners, sans-IO: `Session` wraps a `rustls::ServerConnection`
+//! (ciphertext in, plaintext out; plaintext in, ciphertext out, with a bounded transmit buffer),
+//! and `certs` loads the PEM certificate and key and re-reads them when the files change. No
+//! sockets and no clock here: the loop in `server` moves the bytes and decides about timeouts.
+//! The cryptography is rustls's; this module only frames it for our loop.
+
+pub mod certs;
+mod session;
+#[cfg(test)]
+mod tests;
+
+pub use certs::CertStore;
+pub use session::{Session, OUT_BATCH};
+
+/// What went wrong on one TLS connection or with the certificate files.
+#[derive(Debug)]
+pub enum TlsError {
+    /// The peer broke TLS (plain bytes, garbage, a bad handshake): the connection closes.
+    Protocol(rustls::Error),
+    /// rustls refused the bytes before parsing them (a buffer over its bound).
+    Input(std::io::Error),
+    /// A certificate or key file could not be read.
+    Read(std::path::PathBuf, std::io::Error),
+    /// A certificate or key file holds no usable PEM item.
+    Pem(std::path::PathBuf, String),
+    /// rustls refused the certificate chain and key (e.g. the key does not match the certificate).
+    Config(rustls::Error),
+}
+
+impl std::fmt::Display for TlsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TlsError::Protocol(e) => write!(f, "TLS error: {e}"),
+            TlsError::Input(e) => write!(f, "TLS input refused: {e}"),
+            TlsError::Read(p, e) => write!(f, "cannot read {}: {e}", p.display()),
+            TlsError::Pem(p, e) => write!(f, "{}: {e}", p.display()),
+            TlsError::Config(e) => write!(f, "certificate and key refused: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for TlsError {}
