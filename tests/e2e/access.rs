@@ -127,7 +127,9 @@ fn tokens_in_the_stream_key_the_app_or_the_url_and_refusals_players_understand()
         );
     }
     assert!(
-        server.log_contains("token=***"),
+        server
+            .wait_for_log("token=***", Duration::from_secs(5))
+            .is_some(),
         "the access log masks the token"
     );
     assert_never_logged(&server, &[PUB, PLAY]);
@@ -375,7 +377,9 @@ fn hooks_allow_deny_time_out_and_a_slow_one_delays_no_one_else() {
         http_get(server.http, "/live/nope.flv", Duration::from_secs(5)).status,
         403
     );
-    assert!(server.log_contains("refused play live/nope"));
+    assert!(server
+        .wait_for_log("refused play live/nope", Duration::from_secs(5))
+        .is_some());
     // The bodies: action, app, stream, protocol, client; and the stop notice once the viewer left.
     assert!(wait_until(Duration::from_secs(5), || hooks
         .bodies
@@ -481,7 +485,12 @@ fn per_ip_and_total_caps_refuse_the_newcomer_and_leave_the_viewer_alone() {
         std::thread::sleep(Duration::from_millis(300));
         let after = metric(server.http, &prefix);
         assert!(after >= before + 3, "{label}: {before} -> {after}");
-        assert!(server.log_contains(&format!("limit --{label} 6: refusing newcomers")));
+        assert!(server
+            .wait_for_log(
+                &format!("limit --{label} 6: refusing newcomers"),
+                Duration::from_secs(5)
+            )
+            .is_some());
     }
 }
 
@@ -619,7 +628,12 @@ fn a_gateway_forwards_its_token_to_a_protected_origin() {
     let (_bare, bare_addr) = gateway(&format!("http://{}", origin.http));
     let r = http_get(bare_addr, "/live/casc.flv", Duration::from_secs(10));
     assert_ne!(r.status, 200);
-    assert!(origin.log_contains("refused play live/casc from 127.0.0.1"));
+    assert!(origin
+        .wait_for_log(
+            "refused play live/casc from 127.0.0.1",
+            Duration::from_secs(5)
+        )
+        .is_some());
     assert_never_logged(&origin, &[PLAY]);
 }
 

@@ -1125,7 +1125,9 @@ fn sigterm_finalises_open_recordings() {
     );
     ff.kill();
     assert!(
-        server.log_contains("finalising recordings"),
+        server
+            .wait_for_log("finalising recordings", Duration::from_secs(5))
+            .is_some(),
         "no finalising line"
     );
 

@@ -97,7 +97,9 @@ fn sigint_finalises_every_recording() {
     eprintln!("sigint: exited {:?} after SIGINT", t.elapsed());
     let _ = publisher.stop();
     assert!(
-        server.log_contains("finalising recordings"),
+        server
+            .wait_for_log("finalising recordings", Duration::from_secs(5))
+            .is_some(),
         "no finalising line"
     );
     let r = http.join().unwrap();
