@@ -4,7 +4,8 @@
 //! (reads, vectored/spliced writes, sendfile, interest), `rtmp` and `http` turn protocol events
 //! into requests for the sans-IO `origin` core (which judges publish/play and drives the hub and
 //! the recorders), `actions` carries out what the core answers, `upstream` is the FLV gateway's
-//! pulls, `api` the JSON and metrics. A panic is a bug: it ends the process (see `main`).
+//! pulls, `api` the JSON and metrics, `start` binds the listeners and sets a process up. A
+//! panic is a bug: it ends the process (see `main`).
 
 mod actions;
 mod api;
@@ -20,9 +21,11 @@ mod recordings;
 mod rtmp;
 #[cfg(target_os = "linux")]
 mod splice;
+mod start;
 mod tlsio;
 mod upstream;
 
+pub use start::{run_file_gateway, run_origin};
 pub use upstream::run_flv_gateway;
 
 use std::io::{self, Write};
@@ -32,15 +35,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use log::{error, info, warn};
-use mio::net::{TcpListener, TcpStream};
+use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
-use crate::config::{OriginConfig, ViewerConfig};
+use crate::config::ViewerConfig;
 use crate::http::files::Root;
 use crate::hub::HubConfig;
 use crate::media::StreamKey;
-use crate::record::Recorders;
 use conn::{Conn, ConnState, Listener, RtmpRole};
 use origin::Origin;
 use outq::Outbox;
@@ -76,9 +78,6 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 const PRIVATE_STALL: Duration = Duration::from_secs(10);
 /// How often a publisher held for its recorders is re-checked without a wake-up.
 const HELD_RECHECK: Duration = Duration::from_millis(100);
-/// Hook calls at once, and calls waiting for a worker (beyond it a request is refused at once).
-const HOOK_WORKERS: usize = 4;
-const HOOK_QUEUE: usize = 256;
 
 #[derive(Debug)]
 pub struct ServerError(pub String);
@@ -156,17 +155,6 @@ pub struct Server {
     tls_plain: Vec<u8>,
 }
 
-/// `option` says how to pick another port, so the one error line is all a user needs.
-fn bind(addr: SocketAddr, what: &str, option: &str) -> Result<TcpListener, ServerError> {
-    let listener = TcpListener::bind(addr).map_err(|e| {
-        ServerError(format!(
-            "cannot listen for {what} on {addr}: {e} (choose another port with {option})"
-        ))
-    })?;
-    limits::deepen_backlog(&listener);
-    Ok(listener)
-}
-
 /// What a server process serves besides its listeners.
 pub struct Setup {
     pub mode: &'static str,
@@ -179,145 +167,6 @@ pub struct Setup {
     pub data_dir: Option<std::path::PathBuf>,
     pub dir_listing: bool,
     pub access_log: Option<std::path::PathBuf>,
-}
-
-fn print_listeners(server: &Server) -> Result<(), ServerError> {
-    for l in &server.listeners {
-        let addr = l
-            .socket
-            .local_addr()
-            .map_err(|e| ServerError(e.to_string()))?;
-        info!("{} listening on {addr}", l.label());
-    }
-    Ok(())
-}
-
-/// Runs the origin until Ctrl-C or SIGTERM.
-pub fn run_origin(cfg: OriginConfig) -> Result<(), ServerError> {
-    let nofile = limits::raise_nofile();
-    if let Some(n) = nofile {
-        info!("open-file limit {n}");
-    }
-    std::fs::create_dir_all(&cfg.data_dir).map_err(|e| {
-        ServerError(format!(
-            "cannot create the data dir {}: {e}",
-            cfg.data_dir.display()
-        ))
-    })?;
-    let certs = tlsio::open_certs(&cfg.tls)?;
-    let mut listeners = vec![
-        Listening::plain(
-            bind(
-                SocketAddr::new(cfg.bind, cfg.rtmp_port),
-                "RTMP",
-                "--rtmp-port",
-            )?,
-            Listener::Rtmp,
-        ),
-        Listening::plain(
-            bind(
-                SocketAddr::new(cfg.bind, cfg.http_port),
-                "HTTP",
-                "--http-port",
-            )?,
-            Listener::Http,
-        ),
-    ];
-    if let Some(port) = cfg.web_port {
-        listeners.push(Listening::plain(
-            bind(
-                SocketAddr::new(cfg.bind, port),
-                "the web port",
-                "--web-port, or turn it off with --no-web",
-            )?,
-            Listener::Web,
-        ));
-    }
-    if let Some(port) = cfg.tls.rtmps_port {
-        let addr = SocketAddr::new(cfg.bind, port);
-        listeners.push(Listening::tls(
-            bind(addr, "RTMPS", "--rtmps-port")?,
-            Listener::Rtmp,
-        ));
-    }
-    if let Some(port) = cfg.tls.https_port {
-        let addr = SocketAddr::new(cfg.bind, port);
-        listeners.push(Listening::tls(
-            bind(addr, "HTTPS", "--https-port")?,
-            Listener::Http,
-        ));
-    }
-    let pages = match &cfg.web.web_dir {
-        Some(dir) => Root::Dir(dir.clone()),
-        None => Root::Embedded,
-    };
-    let setup = Setup {
-        mode: "origin",
-        viewer: cfg.viewer.clone(),
-        roots: vec![pages, Root::Dir(cfg.data_dir.clone())],
-        home_page: true,
-        data_dir: Some(cfg.data_dir.clone()),
-        dir_listing: cfg.web.dir_listing,
-        access_log: cfg.web.access_log.clone(),
-    };
-    let mut server = Server::new(setup, listeners)?;
-    server.set_certs(certs);
-    // Repairs what a crash left, then starts the workers; recordings never touch the loop.
-    let mut recorders = Recorders::start(cfg.record.clone()).map_err(|e| {
-        ServerError(format!(
-            "cannot start the recorders in {}: {e}",
-            cfg.data_dir.display()
-        ))
-    })?;
-    let waker = server.waker.clone();
-    // A held-back recording that drained wakes the loop to read its publisher again.
-    recorders.set_wake(Arc::new(move || {
-        let _ = waker.wake();
-    }));
-    server.core = Origin::new(hub_config(&cfg.viewer), Some(recorders));
-    server.core.llhls = cfg.llhls.map(llhls::LlHls::new);
-    server.set_access(&cfg.access, &cfg.limits, nofile)?;
-    print_listeners(&server)?;
-    info!("data dir {}", cfg.data_dir.display());
-    server.run()
-}
-
-/// Runs the static file gateway until Ctrl-C or SIGTERM.
-pub fn run_file_gateway(cfg: crate::config::FileGatewayConfig) -> Result<(), ServerError> {
-    let nofile = limits::raise_nofile();
-    if let Some(n) = nofile {
-        info!("open-file limit {n}");
-    }
-    let listener = bind(
-        SocketAddr::new(cfg.bind, cfg.port),
-        "the file gateway",
-        "the PORT argument",
-    )?;
-    let setup = Setup {
-        mode: "file-gateway",
-        viewer: crate::config::ViewerConfig::default(),
-        roots: vec![Root::Dir(cfg.root.clone())],
-        home_page: false,
-        data_dir: None,
-        dir_listing: cfg.web.dir_listing,
-        access_log: cfg.web.access_log.clone(),
-    };
-    let certs = tlsio::open_certs(&cfg.tls)?;
-    let mut listeners = vec![Listening::plain(listener, Listener::Web)];
-    if let Some(port) = cfg.tls.https_port {
-        let addr = SocketAddr::new(cfg.bind, port);
-        listeners.push(Listening::tls(
-            bind(addr, "HTTPS", "--https-port")?,
-            Listener::Web,
-        ));
-    }
-    let mut server = Server::new(setup, listeners)?;
-    server.set_certs(certs);
-    server.set_access(&cfg.access, &cfg.limits, nofile)?;
-    print_listeners(&server)?;
-    let root = std::fs::canonicalize(&cfg.root).unwrap_or(cfg.root);
-    info!("file gateway root {}", root.display());
-    server.run()
 }
 
 /// A panic anywhere (the loop, a recorder worker) is a bug that may have left the hub half
@@ -356,70 +205,6 @@ fn hub_config(v: &ViewerConfig) -> HubConfig {
 }
 
 impl Server {
-    /// Puts the access options and limits in force (the hook workers start here, if any hook
-    /// is configured), with one line saying what is checked.
-    fn set_access(
-        &mut self,
-        cfg: &crate::config::AccessConfig,
-        lim: &crate::config::LimitsConfig,
-        nofile: Option<u64>,
-    ) -> Result<(), ServerError> {
-        let access = crate::access::Access::new(cfg)
-            .map_err(|e| ServerError(format!("--auth-file: {e}")))?;
-        let hooks = [
-            &cfg.on_publish,
-            &cfg.on_play,
-            &cfg.on_unpublish,
-            &cfg.on_stop,
-        ];
-        let pool = if hooks.iter().any(|h| h.is_some()) {
-            let wake = crate::access::hook::wake_mio(self.waker.clone());
-            Some(
-                crate::access::hook::HookPool::new(
-                    HOOK_WORKERS,
-                    HOOK_QUEUE,
-                    cfg.hook_timeout,
-                    wake,
-                )
-                .map_err(|e| ServerError(format!("cannot start the hook workers: {e}")))?,
-            )
-        } else {
-            None
-        };
-        let limits = crate::access::limits::Limits::new(lim, nofile);
-        let mut checks = Vec::new();
-        for (on, what) in [
-            (cfg.publish_token.is_some(), "publish token"),
-            (cfg.play_token.is_some(), "play token"),
-            (cfg.auth_file.is_some(), "auth file"),
-            (cfg.publish_sign_secret.is_some(), "signed publish URLs"),
-            (cfg.play_sign_secret.is_some(), "signed play URLs"),
-            (cfg.on_publish.is_some(), "publish hook"),
-            (cfg.on_play.is_some(), "play hook"),
-            (cfg.api_token.is_some(), "API token"),
-            (cfg.files_token.is_some(), "files token"),
-        ] {
-            if on {
-                checks.push(what);
-            }
-        }
-        if let Some(n) = access.auth_entries() {
-            info!("auth file: {n} entries loaded");
-        }
-        info!(
-            "access: {}; at most {} connections, {} per address",
-            if checks.is_empty() {
-                "open (anyone may publish and play)".to_string()
-            } else {
-                checks.join(", ")
-            },
-            limits.cap(crate::access::limits::Limit::Connections),
-            lim.max_per_ip
-        );
-        self.core.set_access(access, limits, pool);
-        Ok(())
-    }
-
     fn new(setup: Setup, mut listeners: Vec<Listening>) -> Result<Server, ServerError> {
         let access_log = match &setup.access_log {
             None => None,

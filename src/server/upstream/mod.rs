@@ -19,8 +19,9 @@ mod report;
 
 use super::conn::ConnState;
 use super::origin::{Proto, PublishRequest};
+use super::start::{bind, print_listeners};
 use super::tlsio::Listening;
-use super::{bind, limits, print_listeners, Server, ServerError, Setup};
+use super::{limits, Server, ServerError, Setup};
 use crate::config::FlvGatewayConfig;
 use crate::gateway::flv::{self, Event, Relay, Response, Status, UpstreamUrl};
 use crate::http::files::Root;
