@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use super::packet::{OutputForm, Packet};
+use super::packet::{OutputForm, Packet, TrackSet};
 use crate::media::enhanced::PacketType;
 use crate::media::{Frame, Track};
 
@@ -57,11 +57,11 @@ impl Cached {
 
     /// The frame serialised for `form`, made on first use and kept (`None`: nothing of this
     /// frame for that form).
-    pub fn packet(&mut self, form: OutputForm) -> Option<Arc<Packet>> {
+    pub fn packet(&mut self, form: OutputForm, tracks: &TrackSet) -> Option<Arc<Packet>> {
         if let Some((_, p)) = self.packets.iter().find(|(f, _)| *f == form) {
             return p.clone();
         }
-        let p = Packet::new(form, &self.frame, self.time, self.key).map(Arc::new);
+        let p = Packet::new(form, &self.frame, tracks, self.time, self.key).map(Arc::new);
         self.packets.push((form, p.clone()));
         p
     }
@@ -382,11 +382,19 @@ mod tests {
     #[test]
     fn packets_are_memoised_per_form() {
         let mut k = vkey(0);
-        let form = OutputForm::WsFlv;
-        let a = k.packet(form).unwrap();
-        let b = k.packet(form).unwrap();
+        let form = OutputForm::WsFlv { track: 0 };
+        let a = k.packet(form, &TrackSet::default()).unwrap();
+        let b = k.packet(form, &TrackSet::default()).unwrap();
         assert!(Arc::ptr_eq(&a, &b));
-        let c = k.packet(OutputForm::HttpFlv { chunked: false }).unwrap();
+        let c = k
+            .packet(
+                OutputForm::HttpFlv {
+                    chunked: false,
+                    track: 0,
+                },
+                &TrackSet::default(),
+            )
+            .unwrap();
         assert!(!Arc::ptr_eq(&a, &c));
     }
 }

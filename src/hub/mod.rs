@@ -476,6 +476,9 @@ impl Hub {
             }
         }
         stream.health.on_frame(&frame, now_ms);
+        if let Some((id, _)) = frame.other_track_config() {
+            stream.tracks.add(frame.track, id);
+        }
         let resume = match frame.track {
             Track::Video => frame.key && !frame.config,
             Track::Audio => !stream.seen_video && !frame.config,
@@ -490,7 +493,8 @@ impl Hub {
                 stream.scratch.push(None);
                 continue;
             }
-            let packet = Packet::new_in(arena, form, &frame, time, resume).map(Arc::new);
+            let packet =
+                Packet::new_in(arena, form, &frame, &stream.tracks, time, resume).map(Arc::new);
             memo.push((form, packet.clone()));
             stream.scratch.push(packet);
         }
@@ -762,10 +766,13 @@ mod tests {
     use super::*;
     use crate::amf::{amf0, Value};
     use crate::media::frame::{TAG_AUDIO, TAG_SCRIPT, TAG_VIDEO};
-    use crate::media::Codec;
+    use crate::media::{enhanced, Codec};
     use bytes::Bytes;
 
-    const FLV: OutputForm = OutputForm::HttpFlv { chunked: false };
+    const FLV: OutputForm = OutputForm::HttpFlv {
+        chunked: false,
+        track: 0,
+    };
     const RTMP: OutputForm = OutputForm::Rtmp {
         chunk_size: 4096,
         stream_id: 1,
@@ -1108,7 +1115,12 @@ mod tests {
         relayed_meta.data = meta::on_metadata(&frames[0].data).unwrap();
         let want: Vec<u8> = [&relayed_meta, &frames[1], &frames[2], &seq1b, &frames[5]]
             .iter()
-            .flat_map(|f| Packet::new(RTMP, f, 0, false).unwrap().data.to_vec())
+            .flat_map(|f| {
+                Packet::new(RTMP, f, &packet::TrackSet::default(), 0, false)
+                    .unwrap()
+                    .data
+                    .to_vec()
+            })
             .collect();
         assert_eq!(got, want);
 
@@ -1125,6 +1137,68 @@ mod tests {
         assert_eq!(flush, vec![rtmp]);
         assert!(hub.viewer(flv).unwrap().queue.is_empty());
         assert_eq!(hub.streams().next().unwrap().audio_codec, Some(Codec::Aac));
+    }
+
+    /// `?track=N`: an FLV viewer of track 1 gets audio track 1 in plain form (its header and
+    /// frames, none of track 0's audio) and the stream's one video track; a viewer of a track
+    /// the stream does not have gets the default tracks, like a viewer without `?track`.
+    #[test]
+    fn flv_viewer_of_track_1_gets_that_audio_track_and_the_one_video_track() {
+        let mut hub = Hub::new(HubConfig::default());
+        hub.publish(&key(), 1, 0).unwrap();
+        let track1 = |ts: u32, b: &'static [u8]| frame(TAG_AUDIO, ts, b.to_vec());
+        let seq1 = track1(0, b"\x95\x00mp4a\x01\x12\x10\x56\xe5\x00");
+        let frame1 = track1(40, b"\x95\x01mp4a\x01\x21\x22");
+        let plain = |f: &Frame| Frame {
+            data: enhanced::single_track(enhanced::Media::Audio, &f.data, 1)
+                .unwrap()
+                .unwrap(),
+            ..f.clone()
+        };
+        for f in [av_meta(), vseq(0), aseq(0), seq1.clone(), vkey(0)] {
+            send(&mut hub, f);
+        }
+        let form = |track| OutputForm::HttpFlv {
+            chunked: false,
+            track,
+        };
+        let (one, _) = hub.add_viewer(&key(), form(1), 7, 0);
+        let (absent, _) = hub.add_viewer(&key(), form(5), 8, 0);
+        let (default, _) = hub.add_viewer(&key(), FLV, 9, 0);
+        for id in [one, absent, default] {
+            hub.start_viewer(id);
+        }
+        let (_, tags) = parse_flv(&drain(&mut hub, one), true);
+        let want: Vec<Tag> = [av_meta(), vseq(0), plain(&seq1), vkey(0)]
+            .iter()
+            .map(tag_of)
+            .collect();
+        assert_eq!(tags, want);
+        assert_eq!(tags[2].body[0] >> 4, 9, "a plain Ex audio tag");
+        let default_tags = parse_flv(&drain(&mut hub, default), true).1;
+        assert_eq!(parse_flv(&drain(&mut hub, absent), true).1, default_tags);
+        assert_eq!(default_tags[2], tag_of(&aseq(0)));
+        // Live: track 0's audio goes to the default viewers only, track 1's to the track-1 one.
+        let (flush, _) = send(&mut hub, audio(20));
+        assert_eq!(flush, vec![absent, default]);
+        let (flush, _) = send(&mut hub, frame1.clone());
+        assert_eq!(flush, vec![one]);
+        assert_eq!(
+            parse_flv(&drain(&mut hub, one), false).1,
+            vec![tag_of(&plain(&frame1))]
+        );
+        for id in [absent, default] {
+            assert_eq!(
+                parse_flv(&drain(&mut hub, id), false).1,
+                vec![tag_of(&audio(20))]
+            );
+        }
+        let (flush, _) = send(&mut hub, vinter(40));
+        assert_eq!(
+            flush,
+            vec![one, absent, default],
+            "video reaches every viewer"
+        );
     }
 
     #[test]

@@ -17,15 +17,25 @@ use crate::media::{Frame, Track};
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum OutputForm {
     /// FLV over HTTP; `chunked` frames every write as one HTTP/1.1 chunk. Of a multitrack
-    /// stream, FLV viewers get the default track (0), as plain tags.
-    HttpFlv { chunked: bool },
-    /// FLV tags, each in one unmasked binary WebSocket frame (the default track, as HTTP-FLV).
-    WsFlv,
+    /// stream, FLV viewers get one track per media as plain tags: `track` (`?track=N`) where the
+    /// stream has it, else the default track (0). See `view`.
+    HttpFlv { chunked: bool, track: u8 },
+    /// FLV tags, each in one unmasked binary WebSocket frame (one track per media, as HTTP-FLV).
+    WsFlv { track: u8 },
     /// RTMP messages on the viewer's message stream, with its outgoing chunk size.
     Rtmp { chunk_size: u32, stream_id: u32 },
 }
 
 impl OutputForm {
+    /// The track an FLV viewer asked for (0, the default, for RTMP players: they get every
+    /// track).
+    pub fn track(self) -> u8 {
+        match self {
+            OutputForm::HttpFlv { track, .. } | OutputForm::WsFlv { track } => track,
+            OutputForm::Rtmp { .. } => 0,
+        }
+    }
+
     /// True for the forms that start with an FLV file header.
     pub fn is_flv(self) -> bool {
         !matches!(self, OutputForm::Rtmp { .. })
@@ -35,7 +45,7 @@ impl OutputForm {
     pub fn kind(self) -> FormKind {
         match self {
             OutputForm::HttpFlv { .. } => FormKind::HttpFlv,
-            OutputForm::WsFlv => FormKind::WsFlv,
+            OutputForm::WsFlv { .. } => FormKind::WsFlv,
             OutputForm::Rtmp { .. } => FormKind::Rtmp,
         }
     }
@@ -82,8 +92,15 @@ impl Packet {
     /// Serialises `frame` for `form` into a buffer of its own. `key` is the resume-point flag
     /// (it depends on the stream: audio is a resume point only when the stream has no video).
     /// `None` when the form gets nothing of this frame (another track of a multitrack message).
-    pub fn new(form: OutputForm, frame: &Frame, time: u64, key: bool) -> Option<Packet> {
-        let frame = view(form, frame)?;
+    /// `tracks`: the tracks the stream has announced, which decide what a `?track=N` viewer gets.
+    pub fn new(
+        form: OutputForm,
+        frame: &Frame,
+        tracks: &TrackSet,
+        time: u64,
+        key: bool,
+    ) -> Option<Packet> {
+        let frame = view(form, frame, tracks)?;
         let mut buf = BytesMut::with_capacity(encoded_len(form, &frame));
         serialise(form, &frame, &mut buf);
         Some(Packet::with_data(buf.freeze(), &frame, time, key))
@@ -96,13 +113,14 @@ impl Packet {
         arena: &mut PacketArena,
         form: OutputForm,
         frame: &Frame,
+        tracks: &TrackSet,
         time: u64,
         key: bool,
     ) -> Option<Packet> {
         if is_header(frame) {
-            return Packet::new(form, frame, time, key);
+            return Packet::new(form, frame, tracks, time, key);
         }
-        let frame = view(form, frame)?;
+        let frame = view(form, frame, tracks)?;
         let buf = arena.room(encoded_len(form, &frame));
         serialise(form, &frame, buf);
         let data = buf.split().freeze();
@@ -121,17 +139,72 @@ impl Packet {
     }
 }
 
+/// The tracks a stream has announced besides the default one, per media: bit N is set once a
+/// configuration (SequenceStart, MultichannelConfig) of track N arrived. Encoders send every
+/// track's configuration in the burst before the media, so it is known before the frames.
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub struct TrackSet {
+    audio: [u64; 4],
+    video: [u64; 4],
+}
+
+impl TrackSet {
+    fn bits(&mut self, track: Track) -> Option<&mut [u64; 4]> {
+        match track {
+            Track::Audio => Some(&mut self.audio),
+            Track::Video => Some(&mut self.video),
+            Track::Meta => None,
+        }
+    }
+
+    /// Notes a configuration of track `id` (0 is always there).
+    pub fn add(&mut self, track: Track, id: u8) {
+        if let Some(b) = self.bits(track) {
+            b[usize::from(id / 64)] |= 1 << (id % 64);
+        }
+    }
+
+    pub fn has(&self, track: Track, id: u8) -> bool {
+        let b = match track {
+            Track::Audio => &self.audio,
+            Track::Video => &self.video,
+            Track::Meta => return false,
+        };
+        id == 0 || b[usize::from(id / 64)] & (1 << (id % 64)) != 0
+    }
+
+    /// The track of this media a viewer asking for `want` gets: `want` where the stream has it,
+    /// else the default track (a stream whose second audio track is multitrack keeps its one
+    /// video track: a `?track=1` viewer gets that video and audio track 1).
+    pub fn pick(&self, track: Track, want: u8) -> u8 {
+        if self.has(track, want) {
+            want
+        } else {
+            0
+        }
+    }
+}
+
 /// What `form` gets of `frame`: RTMP players get every message as published (they may read
-/// multitrack); an FLV viewer gets, of a multitrack message, the default track's packet (0) as
-/// a plain Enhanced tag (`media::enhanced::single_track`: players such as mpegts.js read
-/// Enhanced RTMP but not multitrack), and every other message unchanged. `None`: nothing for
-/// this viewer (the message lacks the default track, or is malformed).
-fn view(form: OutputForm, frame: &Frame) -> Option<Cow<'_, Frame>> {
+/// multitrack); an FLV viewer gets one track per media (`TrackSet::pick`): of a multitrack
+/// message, that track's packet as a plain Enhanced tag (`media::enhanced::single_track`:
+/// players such as mpegts.js read Enhanced RTMP but not multitrack); a plain or legacy message
+/// is the default track's, unchanged for a viewer of it. `None`: nothing for this viewer (the
+/// message lacks its track, or is malformed).
+fn view<'a>(form: OutputForm, frame: &'a Frame, tracks: &TrackSet) -> Option<Cow<'a, Frame>> {
     let media = match (form, frame.track) {
         (OutputForm::Rtmp { .. }, _) | (_, Track::Meta) => return Some(Cow::Borrowed(frame)),
         (_, Track::Video) => Media::Video,
         (_, Track::Audio) => Media::Audio,
     };
+    let pick = tracks.pick(frame.track, form.track());
+    if pick != 0 {
+        let data = enhanced::single_track(media, &frame.data, pick).ok()??;
+        return Some(Cow::Owned(Frame {
+            data,
+            ..frame.clone()
+        }));
+    }
     if !enhanced::is_enhanced(media, *frame.data.first()?) {
         return Some(Cow::Borrowed(frame));
     }
@@ -186,9 +259,9 @@ fn encoded_len(form: OutputForm, frame: &Frame) -> usize {
     let body = frame.data.len();
     let tag = flv::TAG_HEADER_LEN + body + 4;
     match form {
-        OutputForm::HttpFlv { chunked: false } => tag,
-        OutputForm::HttpFlv { chunked: true } => chunked::size_digits(tag) + 2 + tag + 2,
-        OutputForm::WsFlv => ws::server_header_len(tag) + tag,
+        OutputForm::HttpFlv { chunked: false, .. } => tag,
+        OutputForm::HttpFlv { chunked: true, .. } => chunked::size_digits(tag) + 2 + tag + 2,
+        OutputForm::WsFlv { .. } => ws::server_header_len(tag) + tag,
         OutputForm::Rtmp { chunk_size, .. } => {
             chunk::encoded_len(csid_for(frame.track), frame.dts, body, chunk_size)
         }
@@ -199,8 +272,8 @@ fn encoded_len(form: OutputForm, frame: &Frame) -> usize {
 /// for those forms) or one RTMP message cut into chunks.
 fn serialise(form: OutputForm, frame: &Frame, out: &mut BytesMut) {
     match form {
-        OutputForm::HttpFlv { chunked } => put_flv_tag(frame, chunked, false, out),
-        OutputForm::WsFlv => put_flv_tag(frame, false, true, out),
+        OutputForm::HttpFlv { chunked, .. } => put_flv_tag(frame, chunked, false, out),
+        OutputForm::WsFlv { .. } => put_flv_tag(frame, false, true, out),
         OutputForm::Rtmp {
             chunk_size,
             stream_id,
@@ -262,13 +335,13 @@ pub fn flv_file_header(form: OutputForm, has_audio: bool, has_video: bool) -> Op
     let header = flv::file_header(has_audio, has_video);
     let mut out = BytesMut::with_capacity(header.len() + 16);
     match form {
-        OutputForm::HttpFlv { chunked: false } => out.put_slice(&header),
-        OutputForm::HttpFlv { chunked: true } => {
+        OutputForm::HttpFlv { chunked: false, .. } => out.put_slice(&header),
+        OutputForm::HttpFlv { chunked: true, .. } => {
             put_size_line(&mut out, header.len());
             out.put_slice(&header);
             out.put_slice(b"\r\n");
         }
-        OutputForm::WsFlv => {
+        OutputForm::WsFlv { .. } => {
             put_ws_header(&mut out, header.len());
             out.put_slice(&header);
         }
@@ -297,7 +370,17 @@ mod tests {
     #[test]
     fn flv_tag_bytes_exact() {
         let f = Frame::parse(TAG_AUDIO, 0x0102_0304, Bytes::from_static(&[0xaf, 1, 7])).unwrap();
-        let p = Packet::new(OutputForm::HttpFlv { chunked: false }, &f, 0, true).unwrap();
+        let p = Packet::new(
+            OutputForm::HttpFlv {
+                chunked: false,
+                track: 0,
+            },
+            &f,
+            &TrackSet::default(),
+            0,
+            true,
+        )
+        .unwrap();
         let mut want = Vec::new();
         write_tag(&mut want, &f);
         assert_eq!(concat(&p), want);
@@ -311,7 +394,17 @@ mod tests {
     #[test]
     fn http_chunk_framing_exact() {
         let f = video(40, 300);
-        let p = Packet::new(OutputForm::HttpFlv { chunked: true }, &f, 0, false).unwrap();
+        let p = Packet::new(
+            OutputForm::HttpFlv {
+                chunked: true,
+                track: 0,
+            },
+            &f,
+            &TrackSet::default(),
+            0,
+            false,
+        )
+        .unwrap();
         let mut tag = Vec::new();
         write_tag(&mut tag, &f);
         let mut want = format!("{:x}\r\n", tag.len()).into_bytes();
@@ -330,7 +423,14 @@ mod tests {
             (65536, vec![0x82, 127, 0, 0, 0, 0, 0, 1, 0, 0]),
         ] {
             let f = video(0, payload - 15);
-            let p = Packet::new(OutputForm::WsFlv, &f, 0, false).unwrap();
+            let p = Packet::new(
+                OutputForm::WsFlv { track: 0 },
+                &f,
+                &TrackSet::default(),
+                0,
+                false,
+            )
+            .unwrap();
             let bytes = concat(&p);
             assert_eq!(&bytes[..head.len()], &head[..], "payload {payload}");
             assert_eq!(bytes.len() - head.len(), payload);
@@ -342,14 +442,30 @@ mod tests {
 
     #[test]
     fn file_header_framings() {
-        let plain = flv_file_header(OutputForm::HttpFlv { chunked: false }, true, false).unwrap();
+        let plain = flv_file_header(
+            OutputForm::HttpFlv {
+                chunked: false,
+                track: 0,
+            },
+            true,
+            false,
+        )
+        .unwrap();
         assert_eq!(&plain[..], &flv::file_header(true, false)[..]);
-        let chunked = flv_file_header(OutputForm::HttpFlv { chunked: true }, false, true).unwrap();
+        let chunked = flv_file_header(
+            OutputForm::HttpFlv {
+                chunked: true,
+                track: 0,
+            },
+            false,
+            true,
+        )
+        .unwrap();
         let mut want = b"d\r\n".to_vec();
         want.extend_from_slice(&flv::file_header(false, true));
         want.extend_from_slice(b"\r\n");
         assert_eq!(&chunked[..], &want[..]);
-        let ws = flv_file_header(OutputForm::WsFlv, true, true).unwrap();
+        let ws = flv_file_header(OutputForm::WsFlv { track: 0 }, true, true).unwrap();
         assert_eq!(&ws[..2], &[0x82, 13]);
         assert_eq!(&ws[2..], &flv::file_header(true, true)[..]);
         let rtmp = OutputForm::Rtmp {
@@ -360,9 +476,15 @@ mod tests {
     }
 
     const FORMS: [OutputForm; 4] = [
-        OutputForm::HttpFlv { chunked: false },
-        OutputForm::HttpFlv { chunked: true },
-        OutputForm::WsFlv,
+        OutputForm::HttpFlv {
+            chunked: false,
+            track: 0,
+        },
+        OutputForm::HttpFlv {
+            chunked: true,
+            track: 0,
+        },
+        OutputForm::WsFlv { track: 0 },
         OutputForm::Rtmp {
             chunk_size: 4096,
             stream_id: 1,
@@ -378,13 +500,15 @@ mod tests {
                 .collect();
             let packets: Vec<Packet> = frames
                 .iter()
-                .map(|f| Packet::new_in(&mut arena, form, f, 0, false).unwrap())
+                .map(|f| {
+                    Packet::new_in(&mut arena, form, f, &TrackSet::default(), 0, false).unwrap()
+                })
                 .collect();
             let mut adjacent = 0;
             for (f, pair) in frames.iter().zip(packets.windows(2)) {
                 assert_eq!(
                     concat(&pair[0]),
-                    concat(&Packet::new(form, f, 0, false).unwrap())
+                    concat(&Packet::new(form, f, &TrackSet::default(), 0, false).unwrap())
                 );
                 assert_eq!(
                     pair[0].len(),
@@ -405,24 +529,43 @@ mod tests {
     #[test]
     fn arena_headers_and_big_frames() {
         let mut arena = PacketArena::default();
-        let form = OutputForm::HttpFlv { chunked: true };
-        let a = Packet::new_in(&mut arena, form, &video(0, 100), 0, false).unwrap();
+        let form = OutputForm::HttpFlv {
+            chunked: true,
+            track: 0,
+        };
+        let a = Packet::new_in(
+            &mut arena,
+            form,
+            &video(0, 100),
+            &TrackSet::default(),
+            0,
+            false,
+        )
+        .unwrap();
         // A sequence header is kept apart: the cache holds it for the stream's lifetime.
         let config =
             Frame::parse(TAG_VIDEO, 0, Bytes::from_static(&[0x17, 0, 0, 0, 0, 1])).unwrap();
         assert!(config.config);
-        let h = Packet::new_in(&mut arena, form, &config, 0, false).unwrap();
+        let h = Packet::new_in(&mut arena, form, &config, &TrackSet::default(), 0, false).unwrap();
         assert!(h.header);
-        let b = Packet::new_in(&mut arena, form, &video(40, 100), 0, false).unwrap();
+        let b = Packet::new_in(
+            &mut arena,
+            form,
+            &video(40, 100),
+            &TrackSet::default(),
+            0,
+            false,
+        )
+        .unwrap();
         assert_eq!(a.data.as_ptr() as usize + a.len(), b.data.as_ptr() as usize);
         let h_at = h.data.as_ptr() as usize;
         assert!(!(a.data.as_ptr() as usize..b.data.as_ptr() as usize + b.len()).contains(&h_at));
         // A frame larger than a block gets a block of its own size.
         let big = video(80, ARENA_BLOCK * 3);
-        let p = Packet::new_in(&mut arena, form, &big, 0, false).unwrap();
+        let p = Packet::new_in(&mut arena, form, &big, &TrackSet::default(), 0, false).unwrap();
         assert_eq!(
             concat(&p),
-            concat(&Packet::new(form, &big, 0, false).unwrap())
+            concat(&Packet::new(form, &big, &TrackSet::default(), 0, false).unwrap())
         );
     }
 
@@ -435,6 +578,7 @@ mod tests {
                 stream_id: 1,
             },
             &f,
+            &TrackSet::default(),
             0,
             false,
         )
@@ -458,6 +602,7 @@ mod tests {
                 stream_id: 1,
             },
             &f,
+            &TrackSet::default(),
             0,
             false,
         )
@@ -485,7 +630,9 @@ mod tests {
         };
         let mut wire = BytesMut::new();
         for f in &frames {
-            wire.extend_from_slice(&concat(&Packet::new(form, f, 0, false).unwrap()));
+            wire.extend_from_slice(&concat(
+                &Packet::new(form, f, &TrackSet::default(), 0, false).unwrap(),
+            ));
         }
         let mut dec = ChunkDecoder::new();
         for f in &frames {

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use super::cache::{Cache, CacheLimits, Cached};
-use super::packet::{flv_file_header, OutputForm, Packet, PacketArena};
+use super::packet::{flv_file_header, OutputForm, Packet, PacketArena, TrackSet};
 use super::queue::{QueueStats, Verdict, ViewerQueue};
 use super::{ViewerEnd, ViewerId};
 use crate::media::{Codec, MetaInfo, Normaliser, StreamKey, Track};
@@ -131,6 +131,8 @@ pub(crate) struct Stream {
     /// Packets of the current frame, by form slot (reused per frame).
     pub scratch: Vec<Option<Arc<Packet>>>,
     pub cache: Cache,
+    /// The tracks of a multitrack stream announced so far (what a `?track=N` viewer gets).
+    pub tracks: TrackSet,
     /// The one timestamp policy, applied to every frame the publisher sends.
     pub clock: Normaliser,
     /// Viewers in the `Waiting` state.
@@ -166,6 +168,7 @@ impl Stream {
             arenas: Vec::new(),
             scratch: Vec::new(),
             cache: Cache::new(limits),
+            tracks: TrackSet::default(),
             clock: Normaliser::new(),
             waiting: 0,
             seen_audio: false,
@@ -187,6 +190,7 @@ impl Stream {
     /// Forgets the previous publish session's media (cache, tracks, metadata).
     pub fn reset_media(&mut self) {
         self.cache.clear();
+        self.tracks = TrackSet::default();
         self.clock = Normaliser::new();
         self.seen_audio = false;
         self.seen_video = false;
@@ -249,7 +253,7 @@ impl Stream {
             v.flv_header_sent = true;
         }
         self.push_headers(v, true, true, true);
-        let form = v.form;
+        let (form, tracks) = (v.form, self.tracks);
         if self.cache.has_gop() && !v.paused {
             for c in self.cache.gop() {
                 let wanted = match c.frame.track {
@@ -258,7 +262,7 @@ impl Stream {
                     Track::Meta => true,
                 };
                 if wanted {
-                    if let Some(p) = c.packet(form) {
+                    if let Some(p) = c.packet(form, &tracks) {
                         v.queue.push_primed(p);
                     }
                 }
@@ -273,7 +277,7 @@ impl Stream {
     /// Queues the cached metadata and the sequence headers asked for (those of tracks this
     /// viewer receives), exempt from the soft bounds.
     pub fn push_headers(&mut self, v: &mut Viewer, meta: bool, video: bool, audio: bool) {
-        let form = v.form;
+        let (form, tracks) = (v.form, self.tracks);
         let cache = &mut self.cache;
         let items: [(&mut Option<Cached>, bool); 3] = [
             (&mut cache.meta, meta),
@@ -282,7 +286,7 @@ impl Stream {
         ];
         for (item, wanted) in items {
             if let (Some(c), true) = (item.as_mut(), wanted) {
-                if let Some(p) = c.packet(form) {
+                if let Some(p) = c.packet(form, &tracks) {
                     v.queue.push_primed(p);
                 }
             }
@@ -294,7 +298,7 @@ impl Stream {
                 Track::Meta => false,
             };
             if wanted {
-                if let Some(p) = c.packet(form) {
+                if let Some(p) = c.packet(form, &tracks) {
                     v.queue.push_primed(p);
                 }
             }

@@ -421,6 +421,14 @@ impl Server {
                 keep_alive,
             );
         }
+        let Some(track) = flv_track(req.query()) else {
+            warn!("HTTP {peer}: bad ?track= in {}", req.request_line());
+            return self.http_reply(
+                token,
+                response::simple(400, "track must be a number from 0 to 255.", keep_alive),
+                keep_alive,
+            );
+        };
         let upgrade = ws::is_upgrade(req);
         let head = if upgrade {
             match ws::accept_response(req) {
@@ -437,10 +445,11 @@ impl Server {
             return self.http_reply(token, head, false);
         }
         let form = if upgrade {
-            OutputForm::WsFlv
+            OutputForm::WsFlv { track }
         } else {
             OutputForm::HttpFlv {
                 chunked: req.version == 1,
+                track,
             }
         };
         let now_ms = self.now_ms();
@@ -554,4 +563,16 @@ fn method_not_allowed(keep_alive: bool) -> Vec<u8> {
     let at = r.windows(2).position(|w| w == b"\r\n").unwrap_or(0) + 2;
     r.splice(at..at, b"Allow: GET, HEAD, OPTIONS\r\n".iter().copied());
     r
+}
+
+/// The track an FLV viewer asks for with `?track=N` (0, the default track, without it); `None`
+/// for a value that is not a number from 0 to 255.
+fn flv_track(query: Option<&str>) -> Option<u8> {
+    match query.and_then(|q| crate::media::key::query_param(q, "track")) {
+        None => Some(0),
+        Some(v) if !v.is_empty() && v.len() <= 3 && v.bytes().all(|b| b.is_ascii_digit()) => {
+            v.parse().ok()
+        }
+        Some(_) => None,
+    }
 }

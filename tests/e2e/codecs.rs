@@ -267,6 +267,88 @@ fn second_multitrack_audio_track_is_an_mp4_trak_and_skipped_in_hls() {
     let _ = std::fs::remove_dir_all(&data);
 }
 
+/// `?track=N` (issue 14 point 2): FFmpeg 9 reads HTTP-FLV of the multitrack fixture, whose two
+/// audio tracks are tones of 440 Hz (track 0) and 660 Hz (track 1). A viewer of `?track=1` hears
+/// track 1, a viewer without `?track` (or of a track the stream lacks) track 0; all decode with
+/// no error and keep the video; a bad value is a 400.
+#[test]
+fn flv_viewers_choose_the_audio_track_with_the_track_query() {
+    let Some(ff) = ffmpeg9() else { return };
+    let dir = TempDir::new("codecs-track").keep();
+    let mut server = Server::builder().no_web().start();
+    let name = unique_stream("tracks");
+    let key = format!("live/{name}");
+    let mut c = Command::new(&ff);
+    c.args(["-hide_banner", "-nostdin", "-v", "error", "-re"])
+        .args(["-stream_loop", "3", "-i"])
+        .arg(root().join("tests/data/codecs/multitrack_aac.flv"))
+        .args(["-map", "0", "-c", "copy", "-f", "flv"])
+        .arg(server.rtmp_url(&key));
+    let mut publisher = Proc::spawn(c);
+    let flv = format!("/{key}.flv");
+    assert!(
+        wait_until_live(server.http, &flv, Duration::from_secs(10)),
+        "the stream went live: {}",
+        publisher.stderr()
+    );
+    assert_eq!(
+        http_get(
+            server.http,
+            &format!("{flv}?track=x"),
+            Duration::from_secs(5)
+        )
+        .status,
+        400
+    );
+    let readers: Vec<(&str, u32, PathBuf, Proc)> =
+        [("", 440), ("?track=1", 660), ("?track=9", 440)]
+            .into_iter()
+            .enumerate()
+            .map(|(i, (query, hz))| {
+                let pcm = dir.join(format!("a{i}.pcm"));
+                let mut c = Command::new(&ff);
+                c.args(["-hide_banner", "-nostdin", "-v", "error", "-xerror"])
+                    .args(["-t", "4", "-i"])
+                    .arg(format!("http://{}{flv}{query}", server.http))
+                    .args(["-map", "0:a", "-ac", "1", "-ar", "48000"])
+                    .args(["-f", "s16le", "-y"])
+                    .arg(&pcm)
+                    .args(["-map", "0:v", "-f", "null", "-"]);
+                (query, hz, pcm, Proc::spawn(c))
+            })
+            .collect();
+    for (query, hz, pcm, mut p) in readers {
+        let status = p.wait_or_panic(TOOL);
+        let err = p.stderr();
+        assert!(
+            status.success() && err.trim().is_empty(),
+            "{flv}{query}: {err}"
+        );
+        let bytes = std::fs::read(&pcm).unwrap();
+        let samples: Vec<i16> = bytes
+            .chunks_exact(2)
+            .map(|b| i16::from_le_bytes([b[0], b[1]]))
+            .collect();
+        assert!(
+            samples.len() >= 48_000 * 2,
+            "{flv}{query}: {} samples",
+            samples.len()
+        );
+        // Rising zero crossings per second: the tone's frequency.
+        let rising = samples.windows(2).filter(|w| w[0] < 0 && w[1] >= 0).count();
+        let got = rising as f64 * 48_000.0 / samples.len() as f64;
+        eprintln!("{flv}{query}: {got:.0} Hz over {} samples", samples.len());
+        assert!(
+            (got - f64::from(hz)).abs() < 30.0,
+            "{flv}{query}: {got:.0} Hz, want {hz}"
+        );
+    }
+    publisher.kill();
+    server.assert_running();
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Decoded frames of stream `sel` (`v` or `a`) by Debian's `ffprobe -count_frames`.
 fn ffprobe_frames(input: &Path, sel: &str) -> u64 {
     let mut c = Command::new("ffprobe");

@@ -11,7 +11,10 @@ const RTMP: OutputForm = OutputForm::Rtmp {
     chunk_size: 4096,
     stream_id: 1,
 };
-const FLV: OutputForm = OutputForm::HttpFlv { chunked: false };
+const FLV: OutputForm = OutputForm::HttpFlv {
+    chunked: false,
+    track: 0,
+};
 
 fn core() -> Origin {
     Origin::new(
