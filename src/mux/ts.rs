@@ -706,6 +706,22 @@ mod tests {
         assert_eq!(len, out.len());
     }
 
+    /// The codec_config fuzz target's kept input (fuzz/regressions/codec_config/crash-520164bd...):
+    /// 8,220 bytes that parse as an AudioSpecificConfig. The target still expected every frame to
+    /// be wrapped; the library refuses it (over ADTS's 13-bit length) and writes nothing.
+    #[test]
+    fn fuzz_codec_config_crash_520164bd_an_oversized_frame_is_refused_whole() {
+        let input = include_bytes!(
+            "../../fuzz/regressions/codec_config/crash-520164bd15b2f3c7670ef59f28fea5356b42c3e8"
+        );
+        let rest = &input[1..];
+        let asc = AudioSpecificConfig::parse(rest).unwrap();
+        let mut out = Vec::new();
+        assert!(rest.len() > ADTS_MAX_PAYLOAD);
+        assert!(!adts_frame(&asc, rest, &mut out));
+        assert!(out.is_empty());
+    }
+
     #[test]
     fn adts_wraps_raw_frame() {
         let asc = AudioSpecificConfig::parse(&[0x12, 0x10]).unwrap();
