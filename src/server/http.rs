@@ -279,8 +279,9 @@ impl Server {
             return;
         };
         if let Some(why) = &resp.refusal {
+            // A 404 is logged once, by its access line; the reason is for debugging.
             if resp.status == 404 {
-                info!(
+                debug!(
                     "HTTP {}: {} {}: {why}",
                     conn.peer, resp.status, resp.log_path
                 );

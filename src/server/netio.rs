@@ -220,12 +220,16 @@ impl Server {
                             .reregister(&mut conn.socket, Token(token), interest);
                     conn.write_blocked = !drained;
                 }
-                // A live viewer's line waits for its end (`Server::close`).
-                let live = matches!(
+                // A live viewer's line waits for its end (`Server::close`); a request still
+                // waiting for its answer (a hook's verdict, an LL-HLS part) for the answer.
+                let unanswered = matches!(
                     conn.state,
-                    ConnState::HttpFlv { .. } | ConnState::WsFlv { .. }
+                    ConnState::HttpFlv { .. }
+                        | ConnState::WsFlv { .. }
+                        | ConnState::Judging { .. }
+                        | ConnState::LlhlsWait(_)
                 );
-                if drained && conn.body.is_none() && !live {
+                if drained && conn.body.is_none() && !unanswered {
                     if let Some(a) = conn.access.take() {
                         let line = access_line(conn.peer, a);
                         self.write_access(line);

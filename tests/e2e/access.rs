@@ -380,6 +380,21 @@ fn hooks_allow_deny_time_out_and_a_slow_one_delays_no_one_else() {
     assert!(server
         .wait_for_log("refused play live/nope", Duration::from_secs(5))
         .is_some());
+    // Each access line carries the answer the hook decided (it used to be written with status 0
+    // as soon as the request went to the hook).
+    for line in [
+        "\"GET /live/nope.flv HTTP/1.1\" 403",
+        "\"GET /live/slowpoke.flv HTTP/1.1\" 403",
+    ] {
+        assert!(
+            server.wait_for_log(line, Duration::from_secs(5)).is_some(),
+            "{line}"
+        );
+    }
+    assert!(
+        !server.log_contains("HTTP/1.1\" 0 0"),
+        "an access line with status 0"
+    );
     // The bodies: action, app, stream, protocol, client; and the stop notice once the viewer left.
     assert!(wait_until(Duration::from_secs(5), || hooks
         .bodies

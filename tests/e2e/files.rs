@@ -776,6 +776,9 @@ fn access_log_lines_go_to_stderr_or_the_access_log_file() {
     assert!(!gw.stderr().contains("s3cret"), "a token reached the log");
     let line = gw.wait_for_stderr("\"GET /nope", T).expect("404 line");
     assert_clf(&line, "GET /nope HTTP/1.1", 404, 14);
+    // Issue 15 point 6: a 404 is logged once (its access line), at the default log level.
+    let nope = gw.stderr().lines().filter(|l| l.contains("/nope")).count();
+    assert_eq!(nope, 1, "{}", gw.stderr());
     let line = gw.wait_for_stderr("\"HEAD /a.txt", T).expect("HEAD line");
     assert_clf(&line, "HEAD /a.txt HTTP/1.1", 200, 0);
 
