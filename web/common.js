@@ -96,7 +96,8 @@ const rtmpd = (() => {
     const c = [];
     if (params.get("api")) c.push(params.get("api").replace(/\/+$/, ""));
     c.push(location.origin);
-    if (location.port !== HTTP_PORT) c.push(location.protocol + "//" + location.hostname + ":" + HTTP_PORT);
+    // A page over HTTPS must not fetch plain HTTP (mixed content): only its own origin then.
+    if (location.port !== HTTP_PORT && location.protocol !== "https:") c.push(location.protocol + "//" + location.hostname + ":" + HTTP_PORT);
     return c;
   }
   async function getJSON(url) {
@@ -113,6 +114,7 @@ const rtmpd = (() => {
           try {
             const j = await getJSON(base + "/api/streams");
             if (j && Array.isArray(j.streams)) {
+              usePorts(j.ports); // the restricted answer says them too (viewer mode has no /api/server)
               await learnPorts(base);
               return base;
             }
@@ -126,17 +128,22 @@ const rtmpd = (() => {
     }
     return apiPromise;
   }
-  // When /api/server reports the listeners ("ports": {"rtmp", "http", "web"}), use them: the RTMP URL shown to
-  // publishers, and HTTP-FLV on the HTTP port even when this page came from the web port (which may answer
+  // When /api/server (or a restricted /api/streams) reports the listeners ("ports": {"rtmp", "http", "web",
+  // "rtmps", "https"}), use them: the RTMP(S) URL shown to publishers, and HTTP-FLV on the HTTP port (HTTPS-FLV
+  // on the HTTPS port for a page over HTTPS) even when this page came from the web port (which may answer
   // /api/* but never serves live FLV). Older servers do not say: then 1935 and the API's own origin.
+  function usePorts(p) {
+    if (!p) return;
+    for (const [k, field] of [["rtmp", "rtmpPort"], ["http", "httpPort"], ["rtmps", "rtmpsPort"], ["https", "httpsPort"]]) {
+      if (Number(p[k]) > 0) state[field] = Number(p[k]);
+    }
+  }
   async function learnPorts(base) {
     try {
       const srv = await getJSON(base + "/api/server");
-      const p = srv && srv.ports;
-      if (p && Number(p.rtmp) > 0) state.rtmpPort = Number(p.rtmp);
-      if (p && Number(p.http) > 0) state.httpPort = Number(p.http);
+      usePorts(srv && srv.ports);
     } catch (e) {
-      // not fatal: the defaults above apply
+      // not fatal (viewer mode answers 401): the ports from /api/streams or the defaults apply
     }
   }
   async function streams() {
@@ -154,8 +161,11 @@ const rtmpd = (() => {
   function liveUrl(base, transport, otherApp, otherStream) {
     const p = otherApp ? encodeURIComponent(otherApp) + "/" + encodeURIComponent(otherStream) : path;
     const u = new URL(base + "/" + p + ".flv");
-    if (state.httpPort && !params.get("api")) u.port = String(state.httpPort);
-    if (transport === "ws") u.protocol = u.protocol === "https:" ? "wss:" : "ws:";
+    // Over HTTPS the live stream comes from the HTTPS port (HTTPS-FLV, WSS-FLV), else from the HTTP port.
+    const secure = u.protocol === "https:";
+    const port = secure ? state.httpsPort : state.httpPort;
+    if (port && !params.get("api")) u.port = String(port);
+    if (transport === "ws") u.protocol = secure ? "wss:" : "ws:";
     // A play token (rtmpd --play-token) or a signed link given to this page goes on to the server; a
     // signature covers one stream, so it is passed only for this page's own.
     if (params.get("token")) u.searchParams.set("token", params.get("token"));
@@ -167,7 +177,13 @@ const rtmpd = (() => {
   }
   // Recordings are static files served beside the pages (web port, HTTP port and file gateway alike).
   function fileUrl(p) { return new URL(p, location.origin).href; }
-  function rtmpUrl() { return "rtmp://" + location.hostname + ":" + (state.rtmpPort || RTMP_PORT) + "/" + path; }
+  // Where publishers and RTMP players connect: RTMPS when this page came over HTTPS and the server has an
+  // RTMPS port, else RTMP (the port the server reports, or 1935).
+  function rtmpBase() {
+    if (location.protocol === "https:" && state.rtmpsPort) return "rtmps://" + location.hostname + ":" + state.rtmpsPort;
+    return "rtmp://" + location.hostname + ":" + (state.rtmpPort || RTMP_PORT);
+  }
+  function rtmpUrl() { return rtmpBase() + "/" + path; }
 
   // Loads a player library: /vendor/ first; when that is missing, says so and loads the public CDN copy.
   function loadScript(src) {
@@ -262,7 +278,7 @@ const rtmpd = (() => {
 
   return {
     params, app, stream, path, nameError, state, el, $, status, notice, header, streamForm, api, getJSON, streams,
-    liveInfo, liveUrl, fileUrl, rtmpUrl, loadLib, MPEGTS, HLS, bufferAhead, mediaError, muteButton, play, fmtBytes,
+    liveInfo, liveUrl, fileUrl, rtmpBase, rtmpUrl, loadLib, MPEGTS, HLS, bufferAhead, mediaError, muteButton, play, fmtBytes,
     fmtUptime, describeVideo, describeAudio, facts,
   };
 })();

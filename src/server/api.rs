@@ -95,9 +95,13 @@ impl Server {
     }
 
     /// `/api/streams` for a caller without the `--api-token`: only what a viewer may see, the
-    /// live streams' names (the pages build the player links from them), and a flag saying so.
+    /// live streams' names and the listeners' ports (the pages build the player and publish URLs
+    /// from them), and a flag saying so.
     pub(super) fn api_streams_public(&self) -> String {
-        let mut out = String::from("{\"restricted\":true,\"streams\":[");
+        let mut out = format!(
+            "{{\"restricted\":true,\"ports\":{},\"streams\":[",
+            self.ports_json()
+        );
         let live = self.core.hub.streams().filter(|s| s.publisher.is_some());
         for (i, s) in live.enumerate() {
             if i > 0 {

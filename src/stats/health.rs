@@ -437,8 +437,11 @@ impl StreamHealth {
 }
 
 /// "10 s", "4.5 s": whole seconds when round or long, else one decimal.
+/// Seconds for people: whole within 50 ms of a whole second (a GOP measured from frame times is
+/// a frame off at a looped file's seam or a dropped frame: 2,040 ms is "2 s"), else one decimal.
 fn secs(ms: u64) -> String {
-    if ms.is_multiple_of(1000) || ms >= 10_000 {
+    let off = (ms % 1000).min(1000 - ms % 1000);
+    if off <= 50 || ms >= 10_000 {
         format!("{} s", ms.saturating_add(500) / 1000)
     } else {
         format!("{:.1} s", ms as f64 / 1000.0)
@@ -555,7 +558,7 @@ mod tests {
         let (level, reason) = h.verdict(5_000 + 99_960);
         assert_eq!(level, Level::Amber);
         assert!(
-            reason.starts_with("audio and video drift apart by 2.0 s (audio ahead)"),
+            reason.starts_with("audio and video drift apart by 2 s (audio ahead)"),
             "{reason}"
         );
 

@@ -129,6 +129,12 @@ before(async () => {
   if (has("--web-dir")) args.push("--web-dir", WEB); // the pages as they are now, not as last embedded
   if (has("--hls-fragment")) args.push("--hls-fragment", "2");
   if (has("--mp4-fragment")) args.push("--mp4-fragment", "2");
+  // HTTPS (and RTMPS) with the tests' self-signed certificate; Chromium is told to accept it.
+  if (has("--https-port")) {
+    args.push("--https-port", "0", "--rtmps-port", "0",
+      "--tls-cert", path.join(ROOT, "tests", "data", "tls", "cert.pem"),
+      "--tls-key", path.join(ROOT, "tests", "data", "tls", "key.pem"));
+  }
   server = startChild(RTMPD_BIN, args, "rtmpd");
   server.stderr.on("data", d => { serverLog += d; });
   server.stdout.on("data", d => { serverLog += d; });
@@ -168,6 +174,7 @@ before(async () => {
   const profile = path.join(tmp, "chromium-profile"); // a fresh profile every run
   ctx = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM, headless: true, args: CHROMIUM_FLAGS, viewport: { width: 1100, height: 860 },
+    ignoreHTTPSErrors: true, // the HTTPS tests' certificate is self-signed
   });
 });
 
@@ -352,6 +359,52 @@ browserTest("index.html plays WS-FLV live", async () => {
   skipIfNoTools();
   const info = await playPage("index-ws-flv", "/index.html?app=live&stream=stream&transport=ws");
   assert.equal(info.state.transport, "ws");
+});
+
+// Issue 16: a page served over HTTPS plays HTTPS-FLV and WSS-FLV from the HTTPS port (a plain http:/ws: URL
+// would be blocked as mixed content), and the home page over HTTPS shows the RTMPS publish URL.
+browserTest("pages over HTTPS play HTTPS-FLV and WSS-FLV and show the RTMPS URL", async () => {
+  skipIfNoTools();
+  assert.ok(ports.https && ports.rtmps, "rtmpd listens on HTTPS and RTMPS: " + JSON.stringify(ports));
+  const httpsBase = `https://127.0.0.1:${ports.https}`;
+  for (const [name, query, scheme] of [["https-flv", "", "https:"], ["wss-flv", "&transport=ws", "wss:"]]) {
+    const page = await ctx.newPage();
+    const errors = [];
+    const urls = [];
+    page.on("pageerror", e => errors.push("page error: " + e.message));
+    page.on("console", m => { if (m.type() === "error") errors.push("console error: " + m.text()); });
+    page.on("request", r => urls.push(r.url()));
+    page.on("websocket", w => urls.push(w.url()));
+    const p = { page, errors, name: "index-" + name };
+    try {
+      await page.goto(httpsBase + "/index.html?app=live&stream=stream" + query);
+      await page.waitForFunction(min => {
+        const v = document.querySelector("video");
+        if (!v) return false;
+        let played = 0;
+        for (let i = 0; i < v.played.length; i++) played += v.played.end(i) - v.played.start(i);
+        return played >= min;
+      }, PLAY_SECONDS, { timeout: 30000, polling: 250 });
+    } finally {
+      await shot(p);
+      await page.close();
+    }
+    const live = urls.filter(u => u.includes("/live/stream.flv"));
+    assert.ok(live.length > 0 && live.every(u => u.startsWith(`${scheme}//127.0.0.1:${ports.https}/`)),
+      `${name}: the stream came from ${JSON.stringify(live)}`);
+    assert.deepEqual(urls.filter(u => /^(http|ws):/.test(u)), [], `${name}: plain requests from an HTTPS page`);
+    assert.deepEqual(errors, [], `${name}: errors while playing`);
+    console.log(`# index-${name}: played ${PLAY_SECONDS} s from ${live[0]}`);
+  }
+  const page = await ctx.newPage();
+  try {
+    await page.goto(httpsBase + "/");
+    await page.waitForFunction(want => document.getElementById("publish-url").textContent.startsWith(want),
+      `rtmps://127.0.0.1:${ports.rtmps}/live`, { timeout: 10000 });
+  } finally {
+    await shot({ page, name: "home-https" });
+    await page.close();
+  }
 });
 
 browserTest("index.html from the web port plays HTTP-FLV from the HTTP port (CORS)", async () => {
@@ -745,6 +798,9 @@ browserTest("home page with --api-token: viewer mode without the token, everythi
       } else {
         assert.match(text, /viewer mode/, text);
         assert.doesNotMatch(row, /0 kbps|none/, "no made-up figures without the token: " + row);
+        // The publish hint names the server's RTMP port, learnt from the restricted /api/streams.
+        const hint = await page.$eval("#publish-url", e => e.textContent);
+        assert.ok(hint.includes(`:${own.rtmp}/live/`), "publish hint: " + hint);
         await page.waitForFunction(() => /needs the API token/.test(document.getElementById("rec-status").textContent), null, { timeout: 10000 });
       }
       console.log(`# ${p.name}: status "${text}"`);
