@@ -122,7 +122,7 @@ fn ffmpeg_publishes_over_rtmps_and_plays_rtmps_and_https() {
 
 #[test]
 fn bad_input_on_the_tls_ports_leaves_a_live_stream_unaffected() {
-    const IDLE: usize = 300;
+    const IDLE: usize = 1000;
     let Some(t) = start(&["--max-per-ip", "2000"]) else {
         return;
     };
@@ -177,6 +177,17 @@ fn bad_input_on_the_tls_ports_leaves_a_live_stream_unaffected() {
     let idle: Vec<TlsStream> = (0..IDLE)
         .map(|_| tls_connect(t.https).expect("idle TLS connection"))
         .collect();
+    // All of them held open by the server at once (plus the viewer and the publisher).
+    let metrics = http_get(t.server.http, "/metrics", Duration::from_secs(5)).body_text();
+    let open = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("rtmpd_connections "))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    assert!(
+        open >= IDLE,
+        "{open} connections open with {IDLE} idle TLS ones"
+    );
     // The half handshake is closed at the header timeout (10 s), not before the others.
     assert!(
         closed_within(&mut half, Duration::from_secs(15)),
