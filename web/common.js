@@ -157,19 +157,33 @@ const rtmpd = (() => {
     return list.find(s => s.app === app && s.stream === stream) || null;
   }
 
+  // What only the origin serves (live FLV, LL-HLS), on the API's origin: over HTTPS from the HTTPS port,
+  // else from the HTTP port (a page from the web port or a file gateway has neither on its own origin).
+  function originUrl(base, p) {
+    const u = new URL(base + p);
+    const port = u.protocol === "https:" ? state.httpsPort : state.httpPort;
+    if (port && !params.get("api")) u.port = String(port);
+    return u;
+  }
   // HTTP-FLV / WS-FLV on the API's origin.
   function liveUrl(base, transport, otherApp, otherStream) {
     const p = otherApp ? encodeURIComponent(otherApp) + "/" + encodeURIComponent(otherStream) : path;
-    const u = new URL(base + "/" + p + ".flv");
-    // Over HTTPS the live stream comes from the HTTPS port (HTTPS-FLV, WSS-FLV), else from the HTTP port.
-    const secure = u.protocol === "https:";
-    const port = secure ? state.httpsPort : state.httpPort;
-    if (port && !params.get("api")) u.port = String(port);
-    if (transport === "ws") u.protocol = secure ? "wss:" : "ws:";
+    const u = originUrl(base, "/" + p + ".flv");
+    if (transport === "ws") u.protocol = u.protocol === "https:" ? "wss:" : "ws:";
     // A play token (rtmpd --play-token) or a signed link given to this page goes on to the server; a
     // signature covers one stream, so it is passed only for this page's own.
     if (params.get("token")) u.searchParams.set("token", params.get("token"));
     if (!otherApp && params.get("sign")) {
+      u.searchParams.set("expires", params.get("expires") || "");
+      u.searchParams.set("sign", params.get("sign"));
+    }
+    return u.href;
+  }
+  // The Low-Latency HLS playlist (rtmpd --hls-low-latency), with this page's play token or signed link.
+  function llhlsUrl(base) {
+    const u = originUrl(base, "/llhls/" + path + "/index.m3u8");
+    if (params.get("token")) u.searchParams.set("token", params.get("token"));
+    if (params.get("sign")) {
       u.searchParams.set("expires", params.get("expires") || "");
       u.searchParams.set("sign", params.get("sign"));
     }
@@ -278,7 +292,7 @@ const rtmpd = (() => {
 
   return {
     params, app, stream, path, nameError, state, el, $, status, notice, header, streamForm, api, getJSON, streams,
-    liveInfo, liveUrl, fileUrl, rtmpBase, rtmpUrl, loadLib, MPEGTS, HLS, bufferAhead, mediaError, muteButton, play, fmtBytes,
+    liveInfo, liveUrl, llhlsUrl, fileUrl, rtmpBase, rtmpUrl, loadLib, MPEGTS, HLS, bufferAhead, mediaError, muteButton, play, fmtBytes,
     fmtUptime, describeVideo, describeAudio, facts,
   };
 })();

@@ -129,6 +129,7 @@ before(async () => {
   if (has("--web-dir")) args.push("--web-dir", WEB); // the pages as they are now, not as last embedded
   if (has("--hls-fragment")) args.push("--hls-fragment", "2");
   if (has("--mp4-fragment")) args.push("--mp4-fragment", "2");
+  if (has("--hls-low-latency")) args.push("--hls-low-latency");
   // HTTPS (and RTMPS) with the tests' self-signed certificate; Chromium is told to accept it.
   if (has("--https-port")) {
     args.push("--https-port", "0", "--rtmps-port", "0",
@@ -542,6 +543,30 @@ browserTest("video.html plays live FLV", async () => {
 browserTest("play.html plays HLS live", async () => {
   skipIfNoTools();
   await playPage("play-hls-live", "/play.html?app=live&stream=stream", [["HLS recorder playlist", "/hls/live/stream/index.m3u8"]], 40000);
+});
+
+// Issue 16 point 4: play.html with &ll=1 plays the origin's LL-HLS with hls.js's low-latency mode. The latency to
+// the live edge after 8 s played is reported for LL-HLS and, in the same run, regular HLS (a figure, not a bound).
+browserTest("play.html plays LL-HLS in hls.js's low-latency mode (latency against regular HLS)", async () => {
+  skipIfNoTools();
+  const latency = {};
+  for (const [name, query] of [["play-llhls", "&ll=1"], ["play-hls-8s", ""]]) {
+    const info = await playPage(name, "/play.html?app=live&stream=stream" + query, null, 45000, async page => {
+      await page.waitForFunction(() => {
+        const v = document.querySelector("video");
+        let played = 0;
+        for (let i = 0; i < v.played.length; i++) played += v.played.end(i) - v.played.start(i);
+        return played >= 8 && typeof window.rtmpdState.latency === "number";
+      }, null, { timeout: 30000, polling: 250 });
+      latency[name] = await page.evaluate(() => window.rtmpdState.latency);
+    });
+    if (query) {
+      assert.equal(info.state.lowLatency, true);
+      assert.match(info.state.url, /\/llhls\/live\/stream\/index\.m3u8/, info.state.url);
+    }
+  }
+  console.log(`# latency to the live edge after 8 s played: LL-HLS ${latency["play-llhls"].toFixed(2)} s, ` +
+    `regular HLS ${latency["play-hls-8s"].toFixed(2)} s (hls.js, headless Chromium, --hls-fragment 2)`);
 });
 
 browserTest("play_merge.html follows a live fMP4 recording", async () => {
