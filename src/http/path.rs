@@ -144,10 +144,16 @@ pub fn clean_target(target: &str) -> Result<CleanPath, Refusal> {
         }
         segments.push(seg.to_string());
     }
-    Ok(CleanPath {
+    let clean = CleanPath {
         segments,
         trailing_slash: decoded.ends_with('/'),
-    })
+    };
+    // What is accepted has a canonical URL (a folder's redirect, a listing's links) that is
+    // accepted too: re-encoding can triple a path (`|` is `%7C`), so that length is checked.
+    if clean.url(true).len() > MAX_PATH_LEN {
+        return Err(Refusal::BadTarget);
+    }
+    Ok(clean)
 }
 
 /// The path part of an origin-form or absolute-form target, without query or fragment.
@@ -238,6 +244,18 @@ mod tests {
         assert_eq!(clean_target("/%252e"), Err(Refusal::DoubleEncoded));
         let long = format!("/{}", "a".repeat(MAX_PATH_LEN + 1));
         assert_eq!(clean_target(&long), Err(Refusal::BadTarget));
+        // Short enough as sent, too long once re-encoded: refused, so every accepted path's
+        // canonical URL is accepted as well (the http_request fuzz target's find, crash-ba4f6abc).
+        let pipes = format!("/{}", "|".repeat(MAX_PATH_LEN / 2));
+        assert_eq!(clean_target(&pipes), Err(Refusal::BadTarget));
+        let input = include_bytes!(
+            "../../fuzz/regressions/http_request/crash-ba4f6abc245406b35123bc5ffab74c0da6865ff1"
+        );
+        let target = std::str::from_utf8(input).unwrap().split(' ').nth(1).unwrap();
+        if let Ok(clean) = clean_target(target) {
+            let url = clean.url(clean.trailing_slash);
+            assert_eq!(clean_target(&url).map(|c| c.segments), Ok(clean.segments));
+        }
         assert_eq!(Refusal::NotFound.status(), 404);
         assert_eq!(Refusal::BadEncoding.status(), 400);
         assert_eq!(Refusal::Method.status(), 405);
