@@ -251,7 +251,11 @@ mod tests {
         let input = include_bytes!(
             "../../fuzz/regressions/http_request/crash-ba4f6abc245406b35123bc5ffab74c0da6865ff1"
         );
-        let target = std::str::from_utf8(input).unwrap().split(' ').nth(1).unwrap();
+        let target = std::str::from_utf8(input)
+            .unwrap()
+            .split(' ')
+            .nth(1)
+            .unwrap();
         if let Ok(clean) = clean_target(target) {
             let url = clean.url(clean.trailing_slash);
             assert_eq!(clean_target(&url).map(|c| c.segments), Ok(clean.segments));

@@ -144,33 +144,29 @@ impl Packet {
 /// track's configuration in the burst before the media, so it is known before the frames.
 #[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
 pub struct TrackSet {
-    audio: [u64; 4],
-    video: [u64; 4],
+    /// Audio, then video: 256 bits each.
+    bits: [[u64; 4]; 2],
 }
 
 impl TrackSet {
-    fn bits(&mut self, track: Track) -> Option<&mut [u64; 4]> {
+    fn media(track: Track) -> Option<usize> {
         match track {
-            Track::Audio => Some(&mut self.audio),
-            Track::Video => Some(&mut self.video),
+            Track::Audio => Some(0),
+            Track::Video => Some(1),
             Track::Meta => None,
         }
     }
 
     /// Notes a configuration of track `id` (0 is always there).
     pub fn add(&mut self, track: Track, id: u8) {
-        if let Some(b) = self.bits(track) {
-            b[usize::from(id / 64)] |= 1 << (id % 64);
+        if let Some(m) = Self::media(track) {
+            self.bits[m][usize::from(id / 64)] |= 1 << (id % 64);
         }
     }
 
     pub fn has(&self, track: Track, id: u8) -> bool {
-        let b = match track {
-            Track::Audio => &self.audio,
-            Track::Video => &self.video,
-            Track::Meta => return false,
-        };
-        id == 0 || b[usize::from(id / 64)] & (1 << (id % 64)) != 0
+        Self::media(track)
+            .is_some_and(|m| id == 0 || self.bits[m][usize::from(id / 64)] & (1 << (id % 64)) != 0)
     }
 
     /// The track of this media a viewer asking for `want` gets: `want` where the stream has it,
