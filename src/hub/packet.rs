@@ -529,39 +529,25 @@ mod tests {
             chunked: true,
             track: 0,
         };
-        let a = Packet::new_in(
-            &mut arena,
-            form,
-            &video(0, 100),
-            &TrackSet::default(),
-            0,
-            false,
-        )
-        .unwrap();
+        let none = TrackSet::default();
+        let mut put = |f: &Frame| Packet::new_in(&mut arena, form, f, &none, 0, false).unwrap();
+        let a = put(&video(0, 100));
         // A sequence header is kept apart: the cache holds it for the stream's lifetime.
         let config =
             Frame::parse(TAG_VIDEO, 0, Bytes::from_static(&[0x17, 0, 0, 0, 0, 1])).unwrap();
         assert!(config.config);
-        let h = Packet::new_in(&mut arena, form, &config, &TrackSet::default(), 0, false).unwrap();
+        let h = put(&config);
         assert!(h.header);
-        let b = Packet::new_in(
-            &mut arena,
-            form,
-            &video(40, 100),
-            &TrackSet::default(),
-            0,
-            false,
-        )
-        .unwrap();
+        let b = put(&video(40, 100));
         assert_eq!(a.data.as_ptr() as usize + a.len(), b.data.as_ptr() as usize);
         let h_at = h.data.as_ptr() as usize;
         assert!(!(a.data.as_ptr() as usize..b.data.as_ptr() as usize + b.len()).contains(&h_at));
         // A frame larger than a block gets a block of its own size.
         let big = video(80, ARENA_BLOCK * 3);
-        let p = Packet::new_in(&mut arena, form, &big, &TrackSet::default(), 0, false).unwrap();
+        let p = put(&big);
         assert_eq!(
             concat(&p),
-            concat(&Packet::new(form, &big, &TrackSet::default(), 0, false).unwrap())
+            concat(&Packet::new(form, &big, &none, 0, false).unwrap())
         );
     }
 
