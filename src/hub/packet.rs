@@ -357,6 +357,10 @@ mod tests {
         p.data.to_vec()
     }
 
+    const fn flv(chunked: bool) -> OutputForm {
+        OutputForm::HttpFlv { chunked, track: 0 }
+    }
+
     fn video(dts: u32, len: usize) -> Frame {
         let mut data = vec![0x27, 1, 0, 0, 0];
         data.resize(len.max(5), 0xab);
@@ -366,17 +370,7 @@ mod tests {
     #[test]
     fn flv_tag_bytes_exact() {
         let f = Frame::parse(TAG_AUDIO, 0x0102_0304, Bytes::from_static(&[0xaf, 1, 7])).unwrap();
-        let p = Packet::new(
-            OutputForm::HttpFlv {
-                chunked: false,
-                track: 0,
-            },
-            &f,
-            &TrackSet::default(),
-            0,
-            true,
-        )
-        .unwrap();
+        let p = Packet::new(flv(false), &f, &TrackSet::default(), 0, true).unwrap();
         let mut want = Vec::new();
         write_tag(&mut want, &f);
         assert_eq!(concat(&p), want);
@@ -390,17 +384,7 @@ mod tests {
     #[test]
     fn http_chunk_framing_exact() {
         let f = video(40, 300);
-        let p = Packet::new(
-            OutputForm::HttpFlv {
-                chunked: true,
-                track: 0,
-            },
-            &f,
-            &TrackSet::default(),
-            0,
-            false,
-        )
-        .unwrap();
+        let p = Packet::new(flv(true), &f, &TrackSet::default(), 0, false).unwrap();
         let mut tag = Vec::new();
         write_tag(&mut tag, &f);
         let mut want = format!("{:x}\r\n", tag.len()).into_bytes();
@@ -438,25 +422,9 @@ mod tests {
 
     #[test]
     fn file_header_framings() {
-        let plain = flv_file_header(
-            OutputForm::HttpFlv {
-                chunked: false,
-                track: 0,
-            },
-            true,
-            false,
-        )
-        .unwrap();
+        let plain = flv_file_header(flv(false), true, false).unwrap();
         assert_eq!(&plain[..], &flv::file_header(true, false)[..]);
-        let chunked = flv_file_header(
-            OutputForm::HttpFlv {
-                chunked: true,
-                track: 0,
-            },
-            false,
-            true,
-        )
-        .unwrap();
+        let chunked = flv_file_header(flv(true), false, true).unwrap();
         let mut want = b"d\r\n".to_vec();
         want.extend_from_slice(&flv::file_header(false, true));
         want.extend_from_slice(b"\r\n");
@@ -472,14 +440,8 @@ mod tests {
     }
 
     const FORMS: [OutputForm; 4] = [
-        OutputForm::HttpFlv {
-            chunked: false,
-            track: 0,
-        },
-        OutputForm::HttpFlv {
-            chunked: true,
-            track: 0,
-        },
+        flv(false),
+        flv(true),
         OutputForm::WsFlv { track: 0 },
         OutputForm::Rtmp {
             chunk_size: 4096,
@@ -525,10 +487,7 @@ mod tests {
     #[test]
     fn arena_headers_and_big_frames() {
         let mut arena = PacketArena::default();
-        let form = OutputForm::HttpFlv {
-            chunked: true,
-            track: 0,
-        };
+        let form = flv(true);
         let none = TrackSet::default();
         let mut put = |f: &Frame| Packet::new_in(&mut arena, form, f, &none, 0, false).unwrap();
         let a = put(&video(0, 100));
