@@ -22,7 +22,7 @@ pub const MAX_REDIRECTS: u8 = 3;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UrlError {
-    /// Only `http://` upstreams are supported (no TLS in this binary).
+    /// Only `http://` and `https://` upstreams are supported.
     Scheme,
     /// No host, or a bad port.
     Authority,
@@ -31,7 +31,7 @@ pub enum UrlError {
 impl fmt::Display for UrlError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            UrlError::Scheme => "the upstream must be an http:// URL",
+            UrlError::Scheme => "the upstream must be an http:// or https:// URL",
             UrlError::Authority => "the upstream URL needs a host and a valid port",
         })
     }
@@ -39,9 +39,11 @@ impl fmt::Display for UrlError {
 
 impl std::error::Error for UrlError {}
 
-/// `http://HOST[:PORT][/BASE]`: where every stream is pulled from, as `{BASE}/{app}/{stream}.flv`.
+/// `http[s]://HOST[:PORT][/BASE]`: where every stream is pulled from, as `{BASE}/{app}/{stream}.flv`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamUrl {
+    /// `https://`: the pull goes over TLS, verified against the system roots or `--upstream-ca`.
+    pub tls: bool,
     /// Host as written (an IPv6 literal keeps its brackets, as the Host header wants).
     pub host: String,
     pub port: u16,
@@ -53,10 +55,14 @@ pub struct UpstreamUrl {
 
 impl UpstreamUrl {
     pub fn parse(s: &str) -> Result<UpstreamUrl, UrlError> {
-        let rest = s
-            .strip_prefix("http://")
-            .or_else(|| s.strip_prefix("HTTP://"))
-            .ok_or(UrlError::Scheme)?;
+        let (scheme, rest) = s.split_once("://").ok_or(UrlError::Scheme)?;
+        let tls = if scheme.eq_ignore_ascii_case("https") {
+            true
+        } else if scheme.eq_ignore_ascii_case("http") {
+            false
+        } else {
+            return Err(UrlError::Scheme);
+        };
         let (rest, query) = match rest.split_once('?') {
             Some((r, q)) => (r, q),
             None => (rest, ""),
@@ -68,8 +74,10 @@ impl UpstreamUrl {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, ""),
         };
-        let (host, port) = split_authority(authority).ok_or(UrlError::Authority)?;
+        let default_port = if tls { 443 } else { 80 };
+        let (host, port) = split_authority(authority, default_port).ok_or(UrlError::Authority)?;
         Ok(UpstreamUrl {
+            tls,
             host: host.to_string(),
             port,
             base: path.trim_end_matches('/').to_string(),
@@ -97,14 +105,17 @@ impl UpstreamUrl {
         p
     }
 
-    /// The path to follow for a redirect's `Location`, when it stays on this host and port
-    /// (a relative reference, or an absolute http URL with the same authority); else None.
+    /// The path to follow for a redirect's `Location`, when it stays on this host, port and
+    /// scheme (a relative reference, or an absolute URL with the same origin); else None: an
+    /// https upstream is never followed down to plain http.
     pub fn redirect_path(&self, location: &str) -> Option<String> {
         if location.starts_with('/') && !location.starts_with("//") {
             return Some(location.to_string());
         }
         let target = UpstreamUrl::parse(location).ok()?;
-        let same = target.host.eq_ignore_ascii_case(&self.host) && target.port == self.port;
+        let same = target.tls == self.tls
+            && target.host.eq_ignore_ascii_case(&self.host)
+            && target.port == self.port;
         same.then(|| {
             let mut path = if target.base.is_empty() {
                 "/".to_string()
@@ -123,12 +134,13 @@ impl UpstreamUrl {
 impl fmt::Display for UpstreamUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The query is left out: it may hold a token, and this goes to logs and the API.
-        write!(f, "http://{}:{}{}", self.host, self.port, self.base)
+        let scheme = if self.tls { "https" } else { "http" };
+        write!(f, "{scheme}://{}:{}{}", self.host, self.port, self.base)
     }
 }
 
-/// `host[:port]` or `[v6][:port]`; the port defaults to 80.
-fn split_authority(a: &str) -> Option<(&str, u16)> {
+/// `host[:port]` or `[v6][:port]`; the port defaults to `default_port`.
+fn split_authority(a: &str, default_port: u16) -> Option<(&str, u16)> {
     let (host, port) = if a.starts_with('[') {
         let end = a.find(']')?;
         let port = a[end + 1..].strip_prefix(':');
@@ -143,7 +155,7 @@ fn split_authority(a: &str) -> Option<(&str, u16)> {
         return None;
     }
     let port = match port {
-        None => 80,
+        None => default_port,
         Some(p) => p.parse().ok().filter(|&p| p != 0)?,
     };
     Some((host, port))
@@ -643,8 +655,25 @@ mod tests {
             (v6.bare_host(), v6.authority().as_str()),
             ("::1", "[::1]:9000")
         );
+        let s = UpstreamUrl::parse("HTTPS://origin.example/relay").unwrap();
+        assert_eq!(
+            (s.tls, s.port, s.to_string().as_str()),
+            (true, 443, "https://origin.example:443/relay")
+        );
+        assert!(!u.tls);
+        assert_eq!(
+            s.redirect_path("https://origin.example:443/x.flv")
+                .as_deref(),
+            Some("/x.flv")
+        );
+        assert_eq!(
+            s.redirect_path("http://origin.example:443/x.flv"),
+            None,
+            "never down to http"
+        );
         for bad in [
-            "https://a:1",
+            "rtmp://a:1",
+            "ftp://a",
             "a:1",
             "http://:80",
             "http://a:0",

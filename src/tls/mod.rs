@@ -1,10 +1,13 @@
-//! TLS for the RTMPS and HTTPS listeners, sans-IO: `Session` wraps a `rustls::ServerConnection`
+//! TLS for the RTMPS and HTTPS listeners and the FLV gateway's https:// upstream, sans-IO:
+//! `Session` wraps a `rustls::Connection` (a server one per accepted connection, a client one
+//! per upstream pull)
 //! (ciphertext in, plaintext out; plaintext in, ciphertext out, with a bounded transmit buffer),
 //! and `certs` loads the PEM certificate and key and re-reads them when the files change. No
 //! sockets and no clock here: the loop in `server` moves the bytes and decides about timeouts.
 //! The cryptography is rustls's; this module only frames it for our loop.
 
 pub mod certs;
+pub mod client;
 mod session;
 #[cfg(test)]
 mod tests;
@@ -25,6 +28,8 @@ pub enum TlsError {
     Pem(std::path::PathBuf, String),
     /// rustls refused the certificate chain and key (e.g. the key does not match the certificate).
     Config(rustls::Error),
+    /// No certificate to verify an upstream against (`--upstream-ca` or the system's roots).
+    NoRoots(String),
 }
 
 impl std::fmt::Display for TlsError {
@@ -35,6 +40,7 @@ impl std::fmt::Display for TlsError {
             TlsError::Read(p, e) => write!(f, "cannot read {}: {e}", p.display()),
             TlsError::Pem(p, e) => write!(f, "{}: {e}", p.display()),
             TlsError::Config(e) => write!(f, "certificate and key refused: {e}"),
+            TlsError::NoRoots(e) => write!(f, "no trusted certificates for the upstream: {e}"),
         }
     }
 }

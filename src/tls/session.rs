@@ -1,4 +1,5 @@
-//! `Session`: one server-side TLS connection as a sans-IO machine. Ciphertext from the socket goes
+//! `Session`: one TLS connection (the server side of an accepted one, or the client side of an
+//! upstream pull) as a sans-IO machine. Ciphertext from the socket goes
 //! in with `handle_input`, which appends the plaintext it decrypted to the caller's buffer;
 //! plaintext to send goes in with `encrypt`, and the ciphertext waits in `transmit` until the
 //! caller has written it (`consume`). The transmit buffer is bounded: `encrypt` takes nothing
@@ -14,7 +15,7 @@ use super::TlsError;
 pub const OUT_BATCH: usize = 32 * 1024;
 
 pub struct Session {
-    conn: rustls::ServerConnection,
+    conn: rustls::Connection,
     /// Ciphertext for the socket; its first `sent` bytes are already written.
     out: Vec<u8>,
     sent: usize,
@@ -24,16 +25,31 @@ pub struct Session {
 
 impl Session {
     pub fn new(config: Arc<rustls::ServerConfig>) -> Result<Session, TlsError> {
-        let mut conn = rustls::ServerConnection::new(config).map_err(TlsError::Config)?;
+        let conn = rustls::ServerConnection::new(config).map_err(TlsError::Config)?;
+        Ok(Session::wrap(conn.into()))
+    }
+
+    /// The client side, for a pull from `name` (the ClientHello is ready in `transmit`).
+    pub fn client(
+        config: Arc<rustls::ClientConfig>,
+        name: rustls::pki_types::ServerName<'static>,
+    ) -> Result<Session, TlsError> {
+        let conn = rustls::ClientConnection::new(config, name).map_err(TlsError::Config)?;
+        let mut s = Session::wrap(conn.into());
+        s.take_records();
+        Ok(s)
+    }
+
+    fn wrap(mut conn: rustls::Connection) -> Session {
         // rustls's own buffers (plaintext queued before the handshake ends, records not yet
         // taken by `take_records`) get the same bound as ours.
         conn.set_buffer_limit(Some(OUT_BATCH));
-        Ok(Session {
+        Session {
             conn,
             out: Vec::new(),
             sent: 0,
             peer_closed: false,
-        })
+        }
     }
 
     /// Takes ciphertext from the peer, all of it, and appends what it decrypts to `plain`

@@ -345,3 +345,88 @@ fn reload_follows_the_files_and_keeps_the_old_pair_when_the_new_one_is_bad() {
     handshake(&mut c, &mut s, usize::MAX - 1, 0, &mut plain);
     exchange(&mut c, &mut s, &mut plain);
 }
+
+// --- the client side: `Session::client` with `client::config_for` (the FLV gateway's upstream) ---
+// Fixtures besides the pair above: other-cert.pem (self-signed on other-key.pem, same names);
+// ca.pem, a test CA, and leaf-cert.pem/leaf-key.pem, a CA:FALSE server certificate it signed for
+// localhost and 127.0.0.1 (`openssl x509 -req -CA ca.pem ...`, 36500 days).
+
+const OTHER_CERT: &[u8] = include_bytes!("../../tests/data/tls/other-cert.pem");
+const CA: &[u8] = include_bytes!("../../tests/data/tls/ca.pem");
+const LEAF_CERT: &[u8] = include_bytes!("../../tests/data/tls/leaf-cert.pem");
+const LEAF_KEY: &[u8] = include_bytes!("../../tests/data/tls/leaf-key.pem");
+
+/// Moves bytes both ways between two sessions until neither has any; the first error wins.
+fn pump(c: &mut Session, s: &mut Session) -> Result<(Vec<u8>, Vec<u8>), TlsError> {
+    let (mut at_client, mut at_server) = (Vec::new(), Vec::new());
+    for _ in 0..32 {
+        let to_s = c.transmit().to_vec();
+        c.consume(to_s.len());
+        s.handle_input(&to_s, &mut at_server)?;
+        let to_c = s.transmit().to_vec();
+        s.consume(to_c.len());
+        c.handle_input(&to_c, &mut at_client)?;
+        if to_s.is_empty() && to_c.is_empty() {
+            break;
+        }
+    }
+    Ok((at_client, at_server))
+}
+
+fn upstream(
+    trusted: &[u8],
+    pin: bool,
+    served: (&[u8], &[u8]),
+    name: &str,
+) -> Result<(Vec<u8>, Vec<u8>), TlsError> {
+    let ca = super::client::ca_from_pem(trusted, Path::new("ca.pem")).unwrap();
+    let config = super::client::config_for(&ca, pin).unwrap();
+    let mut c = Session::client(config, super::client::server_name(name).unwrap()).unwrap();
+    let server = config_from_pem(served.0, served.1, Path::new("c"), Path::new("k")).unwrap();
+    let mut s = Session::new(server).unwrap();
+    // The request is written before the handshake ends, as the gateway does.
+    let req = b"GET /live/a.flv HTTP/1.1\r\n\r\n";
+    assert_eq!(c.encrypt(&[IoSlice::new(req)]), req.len());
+    let (_, at_server) = pump(&mut c, &mut s)?;
+    assert_eq!(at_server, req, "the request arrives after the handshake");
+    assert!(!c.is_handshaking());
+    assert_eq!(s.encrypt(&[IoSlice::new(b"HTTP/1.1 200 OK\r\n\r\n")]), 19);
+    pump(&mut c, &mut s)
+}
+
+#[test]
+fn upstream_client_trusts_a_ca_for_the_right_name_only() {
+    let (at_client, _) = upstream(CA, true, (LEAF_CERT, LEAF_KEY), "localhost").unwrap();
+    assert_eq!(at_client, b"HTTP/1.1 200 OK\r\n\r\n");
+    upstream(CA, false, (LEAF_CERT, LEAF_KEY), "127.0.0.1").expect("the IP in the SAN");
+    for name in ["other.example", "127.0.0.2"] {
+        let e = upstream(CA, true, (LEAF_CERT, LEAF_KEY), name).unwrap_err();
+        assert!(e.to_string().contains("certificate"), "{name}: {e}");
+    }
+    // A server certificate from somewhere else, and a pinned one that is not the served one.
+    let e = upstream(CA, true, (CERT, KEY), "localhost").unwrap_err();
+    assert!(e.to_string().contains("certificate"), "{e}");
+    let e = upstream(OTHER_CERT, true, (CERT, KEY), "localhost").unwrap_err();
+    assert!(e.to_string().contains("certificate"), "{e}");
+}
+
+#[test]
+fn upstream_client_accepts_a_pinned_self_signed_certificate() {
+    // cert.pem is self-signed with CA:TRUE (openssl's default): no chain can end in it, but
+    // --upstream-ca cert.pem pins it, and its handshake signature is still checked.
+    let (at_client, _) = upstream(CERT, true, (CERT, KEY), "localhost").unwrap();
+    assert_eq!(at_client, b"HTTP/1.1 200 OK\r\n\r\n");
+    assert!(
+        upstream(CERT, false, (CERT, KEY), "localhost").is_err(),
+        "not as a root"
+    );
+    // Pinning skips the name check only: any name, the same certificate.
+    upstream(CERT, true, (CERT, KEY), "origin.example").unwrap();
+}
+
+#[test]
+fn upstream_roots_need_a_certificate() {
+    assert!(super::client::ca_from_pem(b"", Path::new("x")).is_err());
+    assert!(super::client::ca_from_pem(KEY, Path::new("x")).is_err());
+    assert!(super::client::server_name("not a name").is_err());
+}
