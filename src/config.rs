@@ -494,11 +494,14 @@ pub struct FlvGatewayConfig {
     pub limits: LimitsConfig,
     /// `--https-port`: the same HTTP-FLV and WS-FLV over TLS.
     pub tls: TlsConfig,
+    /// `--upstream-ca`: what an https:// upstream is verified against (None: the system's roots).
+    pub upstream_ca: Option<std::path::PathBuf>,
 }
 
 const FLV_GATEWAY_BRIEF: &str = "Usage: rtmpd flv-gateway PORT UPSTREAM [OPTIONS]\n\n\
     An HTTP-FLV and WebSocket-FLV relay: each /{app}/{stream}.flv asked of it is pulled once from\n\
     UPSTREAM/{app}/{stream}.flv (an origin or another gateway) and shared by all its viewers.\n\
+    UPSTREAM is http:// or https:// (verified against the system's roots, or --upstream-ca).\n\
     Example: rtmpd flv-gateway 8080 http://10.0.0.5:8501";
 
 fn flv_gateway_options() -> Options {
@@ -517,6 +520,12 @@ fn flv_gateway_options() -> Options {
         &mut opts,
         TlsSet::HttpsOnly,
         "HTTP-FLV, WS-FLV and the pages",
+    );
+    opts.optopt(
+        "",
+        "upstream-ca",
+        "PEM file of the certificates an https:// UPSTREAM is verified against: the CA that signed its certificate, or its own self-signed certificate [the system's roots]",
+        "FILE",
     );
     access::options(&mut opts, AccessSet::FlvGateway);
     opts
@@ -546,6 +555,10 @@ fn parse_flv_gateway(args: &[String]) -> Result<Mode, ConfigError> {
     })?;
     let upstream = crate::gateway::flv::UpstreamUrl::parse(upstream)
         .map_err(|e| ConfigError(format!("flv-gateway UPSTREAM '{upstream}': {e}")))?;
+    let upstream_ca = file_option(&m, "upstream-ca")?;
+    if upstream_ca.is_some() && !upstream.tls {
+        return err("--upstream-ca is for an https:// UPSTREAM");
+    }
     let bind = match m.opt_str("bind") {
         None => IpAddr::from([0, 0, 0, 0]),
         Some(s) => s
@@ -566,6 +579,7 @@ fn parse_flv_gateway(args: &[String]) -> Result<Mode, ConfigError> {
         access: access::access_config(&m, AccessSet::FlvGateway)?,
         limits: access::limits_config(&m, AccessSet::FlvGateway)?,
         tls: tls::config(&m, TlsSet::HttpsOnly)?,
+        upstream_ca,
     }))
 }
 
@@ -662,6 +676,12 @@ pub fn render_config(mode: &Mode) -> Option<String> {
             line(&mut out, "PORT", c.port);
             // Display leaves out the query, which may carry a play token.
             line(&mut out, "UPSTREAM", &c.upstream);
+            if c.upstream.tls {
+                match &c.upstream_ca {
+                    Some(p) => line(&mut out, "upstream-ca", p.display()),
+                    None => line(&mut out, "upstream-ca", "(the system's roots)"),
+                }
+            }
             line(&mut out, "bind", c.bind);
             tls::render(&mut |n, v| line(&mut out, n, v), TlsSet::HttpsOnly, &c.tls);
             viewer(&mut out, &c.viewer);

@@ -24,9 +24,15 @@ struct Gateway {
 
 impl Gateway {
     fn start(upstream: SocketAddr) -> Gateway {
+        Gateway::start_with(&format!("http://{upstream}"), &[])
+    }
+
+    /// `rtmpd flv-gateway 0 URL ARGS...`, once it listens.
+    fn start_with(url: &str, args: &[&str]) -> Gateway {
         let mut cmd = Command::new(binary());
-        cmd.args(["flv-gateway", "0", &format!("http://{upstream}")])
-            .args(["--bind", "127.0.0.1"]);
+        cmd.args(["flv-gateway", "0", url])
+            .args(["--bind", "127.0.0.1"])
+            .args(args);
         let mut proc = Proc::spawn(cmd);
         let deadline = Instant::now() + STARTUP;
         loop {
@@ -39,7 +45,7 @@ impl Gateway {
                     .and_then(|a| a.parse().ok())
                     .unwrap_or_else(|| panic!("bad listening line {line:?}"));
                 assert!(
-                    log.contains(&format!("FLV gateway upstream http://{upstream}")),
+                    log.contains(&format!("FLV gateway upstream {url}")),
                     "upstream line missing:\n{log}"
                 );
                 return Gateway { proc, http: addr };
@@ -49,6 +55,21 @@ impl Gateway {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The address of a listener from its startup line (`HTTPS listening on ...`).
+    fn listener(&self, label: &str) -> SocketAddr {
+        let marker = format!("{label} listening on ");
+        let log = self.log();
+        let line = log
+            .lines()
+            .find(|l| l.contains(&marker))
+            .unwrap_or_else(|| panic!("no {label} listener:\n{log}"));
+        line[line.find(&marker).unwrap() + marker.len()..]
+            .split_whitespace()
+            .next()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("bad listening line {line:?}"))
     }
 
     fn log(&self) -> String {
@@ -622,4 +643,95 @@ fn redirected_close_delimited_upstream_then_a_clean_end_after_30_s_without_data(
         Some(&["/live/a.flv".to_string(), "/live/b.flv".to_string()][..]),
         "{seen:?}"
     );
+}
+
+/// An origin serving HTTPS with a certificate signed by the test CA; gateways pulling it over
+/// https:// verify it (`--upstream-ca ca.pem`: the chain and the name), or pin a self-signed
+/// certificate (a second level of TLS), or refuse it (another CA; the system's roots), when
+/// waiting viewers get 502 at once instead of 503 after 30 s.
+#[test]
+fn https_upstream_is_verified_and_relayed_through_two_tls_levels() {
+    if !require_tool("ffmpeg") {
+        return;
+    }
+    let tls = |f: &str| fixture_path(&format!("tls/{f}")).display().to_string();
+    let origin = Server::builder()
+        .no_web()
+        .args(["--https-port", "0", "--tls-cert", &tls("leaf-cert.pem")])
+        .args(["--tls-key", &tls("leaf-key.pem")])
+        .start();
+    let up = format!("https://{}", origin.listener("HTTPS"));
+    // The gateway's own HTTPS: the self-signed fixture, which the leaf pins.
+    let mid = Gateway::start_with(
+        &up,
+        &[
+            "--upstream-ca",
+            &tls("ca.pem"),
+            "--https-port",
+            "0",
+            "--tls-cert",
+            &tls("cert.pem"),
+            "--tls-key",
+            &tls("key.pem"),
+        ],
+    );
+    assert!(
+        mid.log().contains("against 1 certificate(s) from"),
+        "{}",
+        mid.log()
+    );
+    let leaf = Gateway::start_with(
+        &format!("https://{}", mid.listener("HTTPS")),
+        &["--upstream-ca", &tls("cert.pem")],
+    );
+    let wrong_ca = Gateway::start_with(&up, &["--upstream-ca", &tls("other-cert.pem")]);
+    let system = Gateway::start_with(&up, &[]);
+    assert!(
+        system.log().contains("system root certificates"),
+        "{}",
+        system.log()
+    );
+
+    let name = unique_stream("gwtls");
+    let path = format!("/live/{name}.flv");
+    let _publisher = publish_loop(&origin, &name);
+    assert!(wait_until_live(origin.http, &path, Duration::from_secs(10)));
+    let at_mid = spawn_get(mid.http, &path, 6);
+    let at_leaf = spawn_get(leaf.http, &path, 6);
+    let over_https = https_get(mid.listener("HTTPS"), &path, Duration::from_secs(6)).unwrap();
+    for (what, r) in [
+        ("gateway of the https origin", at_mid.join().unwrap()),
+        ("gateway of that gateway's https", at_leaf.join().unwrap()),
+        ("the gateway's own https", over_https),
+    ] {
+        assert_eq!(r.status, 200, "{what}: {}", r.body_text());
+        let flv = parse_flv(&r.body);
+        flv.assert_valid(what, false);
+        assert!(flv.has_audio && flv.has_video, "{what}: FLV header flags");
+        assert_clean_start(&flv.frames, what);
+        assert_monotonic(&flv.frames, what);
+        let last = flv.frames.iter().map(|f| f.dts).max().unwrap_or(0);
+        assert!(last >= 3000, "{what}: only {last} ms of media");
+    }
+    for (what, gw) in [("another CA", &wrong_ca), ("the system's roots", &system)] {
+        let start = Instant::now();
+        let r = http_get(gw.http, &path, Duration::from_secs(15));
+        assert_eq!(r.status, 502, "{what}: {}", r.body_text());
+        assert!(
+            r.body_text().contains("certificate"),
+            "{what}: {}",
+            r.body_text()
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{what}: {:?}",
+            start.elapsed()
+        );
+        let log = gw.log();
+        assert_eq!(
+            log.matches("certificate not accepted").count(),
+            1,
+            "{what}: one line for the refusal, not one per retry:\n{log}"
+        );
+    }
 }

@@ -3,11 +3,14 @@
 //! publisher token, so viewers get exactly what origin viewers get. Also: viewers parked until
 //! the upstream answers (`ConnState::Pending`), reconnects every 2 s (with jitter) while anyone
 //! watches, the grace period after the last viewer, the 30 s no-data end, the stats line and
-//! the API's `upstream` object. The HTTP and FLV parsing is `gateway::flv` (sans-IO).
+//! the API's `upstream` object. An https:// upstream puts a client `tls::Session` between the
+//! socket and the response parser (verified per `tls::client`). The HTTP and FLV parsing is
+//! `gateway::flv` (sans-IO).
 
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
@@ -20,7 +23,7 @@ mod report;
 use super::conn::ConnState;
 use super::origin::{Proto, PublishRequest};
 use super::start::{bind, print_listeners};
-use super::tlsio::Listening;
+use super::tlsio::{flush_transmit, Listening};
 use super::{limits, Server, ServerError, Setup};
 use crate::config::FlvGatewayConfig;
 use crate::gateway::flv::{self, Event, Relay, Response, Status, UpstreamUrl};
@@ -29,6 +32,7 @@ use crate::http::request::Request;
 use crate::http::response;
 use crate::hub::StreamHandle;
 use crate::media::StreamKey;
+use crate::tls::{Session, TlsError};
 
 /// Upstream sockets use tokens from here on (below the listeners'); the same number is the
 /// stream's publisher token in the hub, which no connection token can ever equal.
@@ -58,6 +62,11 @@ const READS_PER_WAKEUP: usize = 64;
 /// The gateway's pulls and where they pull from.
 pub(super) struct Gateway {
     url: UpstreamUrl,
+    /// For an https:// upstream: the verifying client config and the name to verify.
+    tls: Option<(
+        Arc<rustls::ClientConfig>,
+        rustls::pki_types::ServerName<'static>,
+    )>,
     addrs: Vec<SocketAddr>,
     pulls: Slab<Pull>,
     by_key: HashMap<StreamKey, usize>,
@@ -88,6 +97,8 @@ struct Pull {
     idle_since: Option<Instant>,
     /// The last answer: an HTTP status, or 0 when the upstream could not be reached.
     last_status: Option<u16>,
+    /// The last attempt ended on the upstream's certificate: waiting viewers get 502 now.
+    cert_refused: bool,
     connects: u64,
     sessions: u64,
     bytes_in: u64,
@@ -103,18 +114,31 @@ struct Pull {
 /// One upstream connection attempt and its response.
 struct Upstream {
     socket: TcpStream,
+    /// https://: the request went into it at connect; socket bytes are its ciphertext.
+    tls: Option<Box<Session>>,
     connected: bool,
     request: Vec<u8>,
     sent: usize,
     response: Response,
     started: Instant,
     got_head: bool,
+    /// The attempt ended on the upstream's certificate (see `Pull::cert_refused`).
+    cert_refused: bool,
 }
 
 impl Gateway {
-    fn new(url: UpstreamUrl, addrs: Vec<SocketAddr>, seed: u64) -> Gateway {
+    fn new(
+        url: UpstreamUrl,
+        tls: Option<(
+            Arc<rustls::ClientConfig>,
+            rustls::pki_types::ServerName<'static>,
+        )>,
+        addrs: Vec<SocketAddr>,
+        seed: u64,
+    ) -> Gateway {
         Gateway {
             url,
+            tls,
             addrs,
             pulls: Slab::new(),
             by_key: HashMap::new(),
@@ -167,6 +191,7 @@ pub fn run_flv_gateway(cfg: FlvGatewayConfig) -> Result<(), ServerError> {
             cfg.upstream
         )));
     }
+    let upstream_tls = upstream_tls(&cfg)?;
     let http = bind(
         SocketAddr::new(cfg.bind, cfg.port),
         "HTTP",
@@ -195,10 +220,40 @@ pub fn run_flv_gateway(cfg: FlvGatewayConfig) -> Result<(), ServerError> {
     server.set_certs(certs);
     server.set_access(&cfg.access, &cfg.limits, nofile)?;
     let seed = server.seed;
-    server.gateway = Some(Box::new(Gateway::new(cfg.upstream.clone(), addrs, seed)));
+    server.gateway = Some(Box::new(Gateway::new(
+        cfg.upstream.clone(),
+        upstream_tls,
+        addrs,
+        seed,
+    )));
     print_listeners(&server)?;
     info!("FLV gateway upstream {}", cfg.upstream);
     server.run()
+}
+
+/// The TLS client for an https:// upstream (None for http://); no usable roots is fatal at start.
+#[allow(clippy::type_complexity)]
+fn upstream_tls(
+    cfg: &FlvGatewayConfig,
+) -> Result<
+    Option<(
+        Arc<rustls::ClientConfig>,
+        rustls::pki_types::ServerName<'static>,
+    )>,
+    ServerError,
+> {
+    if !cfg.upstream.tls {
+        return Ok(None);
+    }
+    let fail = |e: TlsError| ServerError(format!("https upstream {}: {e}", cfg.upstream));
+    let name = crate::tls::client::server_name(cfg.upstream.bare_host()).map_err(fail)?;
+    let (config, roots) =
+        crate::tls::client::upstream_config(cfg.upstream_ca.as_deref()).map_err(fail)?;
+    info!(
+        "upstream TLS: verifying {} against {roots}",
+        cfg.upstream.bare_host()
+    );
+    Ok(Some((config, name)))
 }
 
 /// A request target for logs and the API: without its query (which may hold a token).
@@ -246,6 +301,7 @@ impl Server {
                     last_data: now,
                     idle_since: None,
                     last_status: None,
+                    cert_refused: false,
                     connects: 0,
                     sessions: 0,
                     bytes_in: 0,
@@ -287,6 +343,23 @@ impl Server {
         };
         p.retry_at = None;
         p.connects += 1;
+        let request = flv::request(&url, &p.path);
+        // https://: the request waits in the session until the handshake is done.
+        let tls = match &g.tls {
+            None => None,
+            Some((config, name)) => match Session::client(config.clone(), name.clone()) {
+                Ok(mut t) => {
+                    if t.encrypt(&[IoSlice::new(&request)]) < request.len() {
+                        return self.upstream_lost(idx, "request too large for TLS", Some(0));
+                    }
+                    Some(Box::new(t))
+                }
+                Err(e) => {
+                    let reason = format!("cannot start TLS: {e}");
+                    return self.upstream_lost(idx, &reason, Some(0));
+                }
+            },
+        };
         let result = TcpStream::connect(addr).and_then(|mut socket| {
             self.poll.registry().register(
                 &mut socket,
@@ -299,14 +372,17 @@ impl Server {
             Ok(socket) => {
                 let _ = socket.set_nodelay(true);
                 debug!("{}: connecting to {addr} for {}", p.key, shown(&p.path));
+                let sent = if tls.is_some() { request.len() } else { 0 };
                 p.conn = Some(Upstream {
                     socket,
+                    tls,
                     connected: false,
-                    request: flv::request(&url, &p.path),
-                    sent: 0,
+                    request,
+                    sent,
                     response: Response::new(),
                     started: self.now,
                     got_head: false,
+                    cert_refused: false,
                 });
             }
             Err(e) => {
@@ -348,7 +424,13 @@ impl Server {
                 }
             }
         }
-        if up.sent < up.request.len() {
+        if let Some(t) = up.tls.as_mut() {
+            // Handshake flights and the request; the socket stays registered for both.
+            if let Err(e) = flush_transmit(&mut up.socket, t) {
+                let reason = format!("write error: {e}");
+                return self.upstream_lost(idx, &reason, Some(0));
+            }
+        } else if up.sent < up.request.len() {
             while up.sent < up.request.len() {
                 match up.socket.write(&up.request[up.sent..]) {
                     Ok(0) => return self.upstream_lost(idx, "request not sent", Some(0)),
@@ -368,8 +450,10 @@ impl Server {
             );
         }
         let mut buf = std::mem::take(&mut self.scratch);
+        let mut plain = std::mem::take(&mut self.tls_plain);
         let mut events = Vec::new();
         let mut end: Option<String> = None;
+        let mut cert_refused = false;
         let mut budget_left = false;
         for _ in 0..READS_PER_WAKEUP {
             match up.socket.read(&mut buf) {
@@ -380,7 +464,33 @@ impl Server {
                 Ok(n) => {
                     p.bytes_in += n as u64;
                     self.totals.bytes_in += n as u64;
-                    if let Err(e) = up.response.feed(&buf[..n], &mut events) {
+                    let body = match up.tls.as_mut() {
+                        None => &buf[..n],
+                        Some(t) => {
+                            plain.clear();
+                            let fed = t.handle_input(&buf[..n], &mut plain);
+                            // Handshake answers, alerts; a full socket is retried on WRITABLE.
+                            let sent = flush_transmit(&mut up.socket, t);
+                            if let Err(e) = fed {
+                                cert_refused = matches!(
+                                    e,
+                                    TlsError::Protocol(rustls::Error::InvalidCertificate(_))
+                                );
+                                end = Some(e.to_string());
+                                break;
+                            }
+                            if let Err(e) = sent {
+                                end = Some(format!("write error: {e}"));
+                                break;
+                            }
+                            if t.peer_closed() && plain.is_empty() {
+                                end = Some("closed by the upstream (close_notify)".into());
+                                break;
+                            }
+                            &plain[..]
+                        }
+                    };
+                    if let Err(e) = up.response.feed(body, &mut events) {
                         end = Some(e.to_string());
                         break;
                     }
@@ -402,7 +512,17 @@ impl Server {
         if !budget_left && end.is_none() && !up.response.is_done() {
             g.again.push(idx);
         }
+        if cert_refused && !p.cert_refused {
+            warn!(
+                "{}: upstream {} certificate not accepted: {}; give the gateway --upstream-ca FILE if the origin's certificate is private or self-signed",
+                p.key,
+                g.url,
+                end.as_deref().unwrap_or("")
+            );
+        }
+        up.cert_refused = cert_refused;
         self.scratch = buf;
+        self.tls_plain = plain;
         // Events before an error are still good frames: relay them, then handle the end.
         if self.upstream_events(idx, events) {
             if let Some(reason) = end {
@@ -433,6 +553,7 @@ impl Server {
             match event {
                 Event::Head(Status::Ok) => {
                     p.last_status = Some(200);
+                    p.cert_refused = false;
                     p.up_since = Some(now);
                     p.sessions += 1;
                     if let Some(up) = p.conn.as_mut() {
@@ -591,6 +712,10 @@ impl Server {
     /// The upstream connection is over (error, end, refusal): viewers stay; retry later while
     /// anyone watches. `status` records what the upstream said (0: unreachable).
     fn upstream_lost(&mut self, idx: usize, reason: &str, status: Option<u16>) {
+        if let Some(p) = self.gateway.as_mut().and_then(|g| g.pulls.get_mut(idx)) {
+            // Every attempt that ends decides it (a redirect, a 404, a refused connect, ...).
+            p.cert_refused = p.conn.as_ref().is_some_and(|u| u.cert_refused);
+        }
         self.upstream_drop_conn(idx);
         let Some(g) = self.gateway.as_mut() else {
             return;
@@ -700,6 +825,8 @@ impl Server {
                 } else if matches!(p.last_status, Some(401 | 403)) {
                     // Retrying will not fix a credential: say so now, not after NO_DATA.
                     refuse.push((t, 502, "The upstream refused this gateway's token."));
+                } else if p.cert_refused {
+                    refuse.push((t, 502, "The upstream's TLS certificate was not accepted."));
                 } else if waited >= NO_DATA {
                     refuse.push((t, 503, "Upstream unavailable."));
                 }
