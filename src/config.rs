@@ -676,11 +676,10 @@ pub fn render_config(mode: &Mode) -> Option<String> {
             line(&mut out, "PORT", c.port);
             // Display leaves out the query, which may carry a play token.
             line(&mut out, "UPSTREAM", &c.upstream);
-            if c.upstream.tls {
-                match &c.upstream_ca {
-                    Some(p) => line(&mut out, "upstream-ca", p.display()),
-                    None => line(&mut out, "upstream-ca", "(the system's roots)"),
-                }
+            match (&c.upstream_ca, c.upstream.tls) {
+                (Some(p), _) => line(&mut out, "upstream-ca", p.display()),
+                (None, true) => line(&mut out, "upstream-ca", "(the system's roots)"),
+                (None, false) => line(&mut out, "upstream-ca", "(none: an http:// upstream)"),
             }
             line(&mut out, "bind", c.bind);
             tls::render(&mut |n, v| line(&mut out, n, v), TlsSet::HttpsOnly, &c.tls);
