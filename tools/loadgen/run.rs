@@ -79,6 +79,7 @@ pub(crate) fn run(config: &Config) -> Result<Report, String> {
         None => None,
     };
     let loadgen_cpu = own_cpu_seconds() - cpu_start;
+    let tls_session = viewers.iter().find_map(|v| v.tls_session());
     for v in viewers.iter_mut() {
         v.finish(poll.registry());
     }
@@ -93,14 +94,16 @@ pub(crate) fn run(config: &Config) -> Result<Report, String> {
         s.error = Some(e);
         stats.push((s, false));
     }
-    Ok(Report::new(
+    let mut report = Report::new(
         config,
         &stats,
         run_end - start,
         server_start.zip(server_end),
         rss_peak_kib.max(server_end.map_or(0, |s| s.rss_kib)),
         loadgen_cpu,
-    ))
+    );
+    report.tls_session = tls_session;
+    Ok(report)
 }
 
 /// Viewers that have not started playing within the connect timeout give up.
