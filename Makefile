@@ -2,7 +2,7 @@
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: all vendor build release run test unit browser-test bench bench-gateway bench-record bench-files bench-all soak \
+.PHONY: all vendor build release run test unit browser-test bench bench-gateway bench-record bench-files bench-tls bench-all soak \
 	fixtures fmt lint check-targets windows-smoke arm-smoke check-deploy docker fuzz
 
 # Targets checked with `cargo check --all-targets` (kqueue on macOS, no splice off Linux): no warnings allowed.
@@ -54,7 +54,10 @@ bench-record:           # CPU per hour of media per recorder, the merge, fan-out
 bench-files:            # the static file service against nginx with wrk
 	bash tools/bench-files.sh
 
-bench-all: bench bench-gateway bench-record bench-files
+bench-tls:              # CPU per GB of HTTPS-FLV against HTTP-FLV, one server (about 5 minutes)
+	bash tools/bench-tls.sh
+
+bench-all: bench bench-gateway bench-record bench-files bench-tls
 
 # Soak (not in `make test`): SOAK_SECS [1800] of viewer churn over every protocol, a reconnecting
 # publisher and every recorder on; fails when RSS grows over 10%, an fd leaks or a recording is bad.

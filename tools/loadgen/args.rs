@@ -2,9 +2,13 @@
 //! into a `Config`, and the connect schedule (`--ramp`). No sockets are opened here.
 
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::Duration;
 
+use rustls::pki_types::ServerName;
+
 use crate::sys::ProcSample;
+use crate::tls;
 use crate::{BATCH, BATCH_EVERY};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -12,6 +16,10 @@ pub(crate) enum Proto {
     Rtmp,
     HttpFlv,
     WsFlv,
+    /// HTTP-FLV over TLS: the same request and body as `HttpFlv`, through rustls.
+    HttpsFlv,
+    /// WS-FLV over TLS.
+    WssFlv,
 }
 
 impl Proto {
@@ -20,8 +28,21 @@ impl Proto {
             Proto::Rtmp => "rtmp",
             Proto::HttpFlv => "http-flv",
             Proto::WsFlv => "ws-flv",
+            Proto::HttpsFlv => "https-flv",
+            Proto::WssFlv => "wss-flv",
         }
     }
+
+    pub(crate) fn tls(self) -> bool {
+        matches!(self, Proto::HttpsFlv | Proto::WssFlv)
+    }
+}
+
+/// What the TLS viewers of a run share: the client configuration and the server name.
+#[derive(Debug)]
+pub(crate) struct TlsTarget {
+    pub(crate) config: Arc<rustls::ClientConfig>,
+    pub(crate) name: ServerName<'static>,
 }
 
 #[derive(Debug)]
@@ -35,6 +56,8 @@ pub(crate) struct Target {
     /// RTMP: the app and the play name (with its query, which carries tokens).
     pub(crate) app: String,
     pub(crate) stream: String,
+    /// https:// and wss://.
+    pub(crate) tls: Option<TlsTarget>,
 }
 
 pub(crate) fn parse_url(url: &str) -> Result<Target, String> {
@@ -45,9 +68,11 @@ pub(crate) fn parse_url(url: &str) -> Result<Target, String> {
         "rtmp" => (Proto::Rtmp, 1935),
         "http" => (Proto::HttpFlv, 80),
         "ws" => (Proto::WsFlv, 80),
+        "https" => (Proto::HttpsFlv, 443),
+        "wss" => (Proto::WssFlv, 443),
         _ => {
             return Err(format!(
-                "bad --url {url:?}: scheme must be rtmp, http or ws"
+                "bad --url {url:?}: scheme must be rtmp, http, ws, https or wss"
             ))
         }
     };
@@ -73,6 +98,14 @@ pub(crate) fn parse_url(url: &str) -> Result<Target, String> {
         .split_once('/')
         .filter(|(a, s)| !a.is_empty() && !s.is_empty())
         .ok_or_else(|| format!("bad --url {url:?}: path must be /app/stream"))?;
+    let tls = if proto.tls() {
+        Some(TlsTarget {
+            config: tls::client_config()?,
+            name: tls::server_name(authority).map_err(|e| format!("bad --url {url:?}: {e}"))?,
+        })
+    } else {
+        None
+    };
     Ok(Target {
         proto,
         addr,
@@ -80,6 +113,7 @@ pub(crate) fn parse_url(url: &str) -> Result<Target, String> {
         path: path.to_string(),
         app: app.to_string(),
         stream: stream.to_string(),
+        tls,
     })
 }
 
@@ -102,8 +136,11 @@ impl Config {
         o.optopt(
             "",
             "url",
-            "stream to watch: rtmp://HOST:PORT/app/stream, http://HOST:PORT/app/stream.flv \
-             or ws://HOST:PORT/app/stream.flv (required)",
+            "stream to watch: rtmp://HOST:PORT/app/stream, http://HOST:PORT/app/stream.flv, \
+             ws://HOST:PORT/app/stream.flv, or the same over TLS: https://... (port 443 by \
+             default) or wss://... (any certificate is accepted, handshake signatures are \
+             checked; bytes counted are the decrypted HTTP/WebSocket bytes, as for http:// and \
+             ws://) (required)",
             "URL",
         );
         o.optopt("", "viewers", "number of viewers [1]", "N");
@@ -240,9 +277,39 @@ mod tests {
         let t = parse_url("ws://127.0.0.1:8501/live/cam.flv").unwrap();
         assert_eq!((t.proto, t.path.as_str()), (Proto::WsFlv, "/live/cam.flv"));
         assert_eq!(t.authority, "127.0.0.1:8501");
+        assert!(t.tls.is_none());
         assert!(parse_url("rtsp://127.0.0.1/live/cam").is_err());
         assert!(parse_url("http://127.0.0.1:80/live").is_err());
         assert!(parse_url("http://127.0.0.1:80").is_err());
+    }
+
+    #[test]
+    fn tls_urls() {
+        let t = parse_url("https://127.0.0.1/live/cam.flv?token=x").unwrap();
+        assert_eq!(t.proto, Proto::HttpsFlv);
+        assert_eq!(t.addr.port(), 443);
+        assert_eq!(t.authority, "127.0.0.1");
+        assert_eq!(t.path, "/live/cam.flv?token=x");
+        let tls = t.tls.as_ref().unwrap();
+        assert_eq!(
+            format!("{:?}", tls.name),
+            format!("{:?}", ServerName::try_from("127.0.0.1").unwrap())
+        );
+        let t = parse_url("https://localhost:8443/live/cam.flv").unwrap();
+        assert_eq!(
+            (t.addr.port(), t.authority.as_str()),
+            (8443, "localhost:8443")
+        );
+        assert_eq!(t.tls.unwrap().name.to_str(), "localhost");
+        let t = parse_url("wss://[::1]:9443/live/cam.flv").unwrap();
+        assert_eq!((t.proto, t.addr.port()), (Proto::WssFlv, 9443));
+        assert!(matches!(t.tls.unwrap().name, ServerName::IpAddress(_)));
+        assert_eq!(
+            parse_url("wss://127.0.0.1/a/b.flv").unwrap().addr.port(),
+            443
+        );
+        assert!(Proto::HttpsFlv.tls() && Proto::WssFlv.tls() && !Proto::HttpFlv.tls());
+        assert_eq!(Proto::HttpsFlv.name(), "https-flv");
     }
 
     #[test]

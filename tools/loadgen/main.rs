@@ -1,7 +1,10 @@
-//! rtmpd-load: opens N viewers of one live stream over RTMP, HTTP-FLV or WS-FLV from one thread
-//! (one `mio::Poll`) and reports per run: viewers that received the full stream, time to first
-//! keyframe, stalls, bytes, and the server's CPU time and memory read from /proc. Not a player:
-//! media is parsed only as far as counting frames and spotting keyframes.
+//! rtmpd-load: opens N viewers of one live stream over RTMP, HTTP-FLV or WS-FLV (the last two
+//! also over TLS: https://, wss://) from one thread (one `mio::Poll`) and reports per run:
+//! viewers that received the full stream, time to first keyframe, stalls, bytes, and the
+//! server's CPU time and memory read from /proc. Not a player: media is parsed only as far as
+//! counting frames and spotting keyframes. Bytes are what the protocol parser got: socket bytes
+//! for rtmp://, http://, ws://; the decrypted bytes for https://, wss:// (so the same stream
+//! counts the same over TLS; the TLS record overhead is not counted).
 //!
 //! "Full stream" means: the viewer got its first keyframe (audio-only: first audio frame), no
 //! gap between two reads carrying media exceeded 2 s, no frame was missing (no jump of more than
@@ -10,8 +13,9 @@
 //! connection saw no error or close before the end.
 //!
 //! Modules: `args` (command line), `run` (the poll loop), `viewer` (one connection per
-//! protocol), `body` (HTTP body and WebSocket framing, via `rtmpd::codec`), `flv` (FLV to
-//! frames), `stats` (the full-stream rule), `report` (text and JSON), `sys` (/proc, limits).
+//! protocol), `tls` (rustls for https:// and wss://), `body` (HTTP body and WebSocket framing,
+//! via `rtmpd::codec`), `flv` (FLV to frames), `stats` (the full-stream rule), `report` (text
+//! and JSON), `sys` (/proc, limits).
 
 mod args;
 mod body;
@@ -20,6 +24,7 @@ mod report;
 mod run;
 mod stats;
 mod sys;
+mod tls;
 mod viewer;
 
 use std::process::ExitCode;

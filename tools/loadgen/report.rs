@@ -64,8 +64,13 @@ pub(crate) struct Report {
     pub(crate) ttfk: Dist,
     pub(crate) stall: Dist,
     pub(crate) ts_gap: Dist,
+    /// What the viewers' protocol parsers got (over TLS: decrypted); CPU s/GB and Mbit/s use it.
     pub(crate) bytes: u64,
+    /// What their sockets gave (over TLS: ciphertext and handshakes).
+    pub(crate) wire_bytes: u64,
     pub(crate) frames: u64,
+    /// Over TLS: the version and cipher suite one viewer negotiated.
+    pub(crate) tls_session: Option<String>,
     pub(crate) server: Option<ServerFigures>,
     pub(crate) loadgen_cpu_s: f64,
     pub(crate) errors: BTreeMap<String, usize>,
@@ -131,7 +136,9 @@ impl Report {
                     .collect(),
             ),
             bytes,
+            wire_bytes: stats.iter().map(|(s, _)| s.wire_bytes).sum(),
             frames: stats.iter().map(|(s, _)| s.frames).sum(),
+            tls_session: None,
             server,
             loadgen_cpu_s,
             errors,
@@ -178,6 +185,13 @@ impl Report {
             self.frames,
             self.mbps()
         );
+        if let Some(session) = &self.tls_session {
+            let _ = writeln!(
+                t,
+                "tls           {session}; {:.3} GB on the wire (the figures above are decrypted)",
+                self.wire_bytes as f64 / 1e9
+            );
+        }
         if let Some(s) = &self.server {
             let _ = writeln!(
                 t,
@@ -229,11 +243,15 @@ impl Report {
         }
         let _ = write!(
             j,
-            ",\"bytes_total\":{},\"frames_total\":{},\"mbps_total\":{:.1}",
+            ",\"bytes_total\":{},\"bytes_wire_total\":{},\"frames_total\":{},\"mbps_total\":{:.1}",
             self.bytes,
+            self.wire_bytes,
             self.frames,
             self.mbps()
         );
+        if let Some(session) = &self.tls_session {
+            let _ = write!(j, ",\"tls_session\":{}", json_str(session));
+        }
         if let Some(s) = &self.server {
             let _ = write!(
                 j,

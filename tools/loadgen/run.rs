@@ -79,6 +79,7 @@ pub(crate) fn run(config: &Config) -> Result<Report, String> {
         None => None,
     };
     let loadgen_cpu = own_cpu_seconds() - cpu_start;
+    let tls_session = viewers.iter().find_map(|v| v.tls_session());
     for v in viewers.iter_mut() {
         v.finish(poll.registry());
     }
@@ -93,14 +94,16 @@ pub(crate) fn run(config: &Config) -> Result<Report, String> {
         s.error = Some(e);
         stats.push((s, false));
     }
-    Ok(Report::new(
+    let mut report = Report::new(
         config,
         &stats,
         run_end - start,
         server_start.zip(server_end),
         rss_peak_kib.max(server_end.map_or(0, |s| s.rss_kib)),
         loadgen_cpu,
-    ))
+    );
+    report.tls_session = tls_session;
+    Ok(report)
 }
 
 /// Viewers that have not started playing within the connect timeout give up.
@@ -136,77 +139,99 @@ mod tests {
     use std::net::SocketAddr;
 
     /// A stand-in HTTP-FLV / WS-FLV server on a std thread per viewer: a frame every 20 ms,
-    /// a keyframe every 25, until the client goes away (or 10 s).
-    fn stand_in_server(ws: bool) -> SocketAddr {
-        use std::io::BufRead;
+    /// a keyframe every 25, until the client goes away (or 10 s). With `tls`, over rustls with
+    /// the fixture certificate (https:// and wss://).
+    fn stand_in_server(ws: bool, tls: bool) -> SocketAddr {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
+        let tls_config = tls.then(|| {
+            let pem = |f: &str| {
+                std::fs::read(format!("{}/tests/data/tls/{f}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+            };
+            rtmpd::tls::certs::config_from_pem(
+                &pem("cert.pem"),
+                &pem("key.pem"),
+                "cert".as_ref(),
+                "key".as_ref(),
+            )
+            .unwrap()
+        });
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(mut conn) = conn else { return };
-                std::thread::spawn(move || {
-                    let mut reader = io::BufReader::new(conn.try_clone().unwrap());
-                    let mut key = String::new();
-                    loop {
-                        let mut line = String::new();
-                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if let Some(v) = line.strip_prefix("Sec-WebSocket-Key:") {
-                            key = v.trim().to_string();
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
+                let tls_config = tls_config.clone();
+                std::thread::spawn(move || match tls_config {
+                    Some(c) => {
+                        let tls = rustls::ServerConnection::new(c).unwrap();
+                        serve(&mut rustls::StreamOwned::new(tls, conn), ws)
                     }
-                    let send = |conn: &mut std::net::TcpStream, data: &[u8]| -> io::Result<()> {
-                        if ws {
-                            conn.write_all(&server_frame(2, data))
-                        } else {
-                            conn.write_all(format!("{:x}\r\n", data.len()).as_bytes())?;
-                            conn.write_all(data)?;
-                            conn.write_all(b"\r\n")
-                        }
-                    };
-                    let head = if ws {
-                        format!(
-                            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
-                             Connection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
-                            tungstenite::handshake::derive_accept_key(key.as_bytes())
-                        )
-                    } else {
-                        "HTTP/1.1 200 OK\r\nContent-Type: video/x-flv\r\n\
-                         Transfer-Encoding: chunked\r\n\r\n"
-                            .to_string()
-                    };
-                    if conn.write_all(head.as_bytes()).is_err() {
-                        return;
-                    }
-                    let _ = send(&mut conn, &flv::file_header(true, true));
-                    for i in 0..500u32 {
-                        let video: &[u8] = if i % 25 == 0 {
-                            &[0x17, 1, 0, 0, 0, 0, 0, 0, 1, 0x65]
-                        } else {
-                            &[0x27, 1, 0, 0, 0, 0, 0, 0, 1, 0x41]
-                        };
-                        let mut tags = Vec::new();
-                        for (t, body) in [(9u8, video), (8, &[0xaf, 1, 0x21][..])] {
-                            let f = Frame::parse(t, i * 20, Bytes::copy_from_slice(body)).unwrap();
-                            flv::write_tag(&mut tags, &f);
-                        }
-                        if send(&mut conn, &tags).is_err() {
-                            return;
-                        }
-                        std::thread::sleep(Duration::from_millis(20));
-                    }
+                    None => serve(&mut conn, ws),
                 });
             }
         });
         addr
     }
 
+    fn serve(conn: &mut (impl io::Read + Write), ws: bool) {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            match conn.read(&mut byte) {
+                Ok(1) => head.push(byte[0]),
+                _ => return,
+            }
+        }
+        let head = String::from_utf8_lossy(&head).into_owned();
+        let key = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Sec-WebSocket-Key:"))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default();
+        let send = |conn: &mut dyn Write, data: &[u8]| -> io::Result<()> {
+            if ws {
+                conn.write_all(&server_frame(2, data))
+            } else {
+                conn.write_all(format!("{:x}\r\n", data.len()).as_bytes())?;
+                conn.write_all(data)?;
+                conn.write_all(b"\r\n")
+            }
+        };
+        let head = if ws {
+            format!(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+                 Connection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+                tungstenite::handshake::derive_accept_key(key.as_bytes())
+            )
+        } else {
+            "HTTP/1.1 200 OK\r\nContent-Type: video/x-flv\r\n\
+             Transfer-Encoding: chunked\r\n\r\n"
+                .to_string()
+        };
+        if conn.write_all(head.as_bytes()).is_err() {
+            return;
+        }
+        let _ = send(conn, &flv::file_header(true, true));
+        for i in 0..500u32 {
+            let video: &[u8] = if i % 25 == 0 {
+                &[0x17, 1, 0, 0, 0, 0, 0, 0, 1, 0x65]
+            } else {
+                &[0x27, 1, 0, 0, 0, 0, 0, 0, 1, 0x41]
+            };
+            let mut tags = Vec::new();
+            for (t, body) in [(9u8, video), (8, &[0xaf, 1, 0x21][..])] {
+                let f = Frame::parse(t, i * 20, Bytes::copy_from_slice(body)).unwrap();
+                flv::write_tag(&mut tags, &f);
+            }
+            if send(conn, &tags).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn run_against_stand_in(scheme: &str, ws: bool) -> Report {
-        let addr = stand_in_server(ws);
+        let tls = matches!(scheme, "https" | "wss");
+        let addr = stand_in_server(ws, tls);
         let args: Vec<String> = vec![
             format!("--url={scheme}://{addr}/live/s.flv"),
             "--viewers=20".into(),
@@ -229,6 +254,25 @@ mod tests {
     #[test]
     fn ws_flv_viewers_get_the_full_stream() {
         let r = run_against_stand_in("ws", true);
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+        assert_eq!((r.connected, r.full, r.ttfk.count), (20, 20, 20));
+        assert!(r.frames > 20 * 80, "{} frames", r.frames);
+    }
+
+    #[test]
+    fn https_flv_viewers_get_the_full_stream() {
+        let r = run_against_stand_in("https", false);
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+        assert_eq!((r.connected, r.full, r.ttfk.count), (20, 20, 20));
+        assert!(r.frames > 20 * 80, "{} frames", r.frames);
+        // Decrypted bytes are counted; the wire carried the records and handshakes on top.
+        assert!(r.wire_bytes > r.bytes, "{} / {}", r.wire_bytes, r.bytes);
+        assert!(r.tls_session.as_deref().unwrap().starts_with("TLSv1_3"));
+    }
+
+    #[test]
+    fn wss_flv_viewers_get_the_full_stream() {
+        let r = run_against_stand_in("wss", true);
         assert!(r.errors.is_empty(), "{:?}", r.errors);
         assert_eq!((r.connected, r.full, r.ttfk.count), (20, 20, 20));
         assert!(r.frames > 20 * 80, "{} frames", r.frames);

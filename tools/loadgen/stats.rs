@@ -15,7 +15,10 @@ pub(crate) struct Stats {
     pub(crate) first_video_key: Option<Duration>,
     pub(crate) first_audio: Option<Duration>,
     pub(crate) saw_video: bool,
+    /// What the protocol parser got: socket bytes, or over TLS the decrypted bytes.
     pub(crate) bytes: u64,
+    /// What the socket gave (over TLS: ciphertext, with the handshake and record overhead).
+    pub(crate) wire_bytes: u64,
     pub(crate) frames: u64,
     pub(crate) last_media: Option<Instant>,
     pub(crate) max_stall: Duration,
@@ -37,6 +40,7 @@ impl Stats {
             first_audio: None,
             saw_video: false,
             bytes: 0,
+            wire_bytes: 0,
             frames: 0,
             last_media: None,
             max_stall: Duration::ZERO,

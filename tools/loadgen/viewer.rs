@@ -1,5 +1,7 @@
 //! One viewer: its socket (mio, non-blocking), the protocol it plays (RTMP client session,
-//! HTTP-FLV response, WS-FLV upgrade and frames), and what it feeds into its `Stats`.
+//! HTTP-FLV response, WS-FLV upgrade and frames), and what it feeds into its `Stats`. Over TLS
+//! (https://, wss://) a `rustls::ClientConnection` sits between the socket and the same
+//! HTTP/WebSocket code: ciphertext in, plaintext to the parsers; requests out through rustls.
 
 use std::io::{self, Read, Write};
 use std::time::Instant;
@@ -9,11 +11,14 @@ use mio::{Interest, Registry, Token};
 use rtmpd::codec::http_head;
 use rtmpd::rtmp::client::{ClientEvent, ClientSession};
 
+use rustls::ClientConnection;
+
 use crate::args::{Proto, Target};
 use crate::body::{ws_frame, Body, WsFrames, WsOutcome};
 use crate::flv::FlvReader;
 use crate::stats::Stats;
 use crate::sys::set_linger_zero;
+use crate::tls;
 use crate::HEAD_CAP;
 
 #[derive(Clone, Copy, PartialEq, Debug)]
@@ -51,6 +56,8 @@ pub(crate) struct Viewer {
     pub(crate) token: Token,
     pub(crate) stats: Stats,
     pub(crate) rng: u64,
+    /// https:// and wss://: the TLS client between the socket and `proto`.
+    pub(crate) tls: Option<Box<ClientConnection>>,
 }
 
 impl Viewer {
@@ -60,24 +67,6 @@ impl Viewer {
         registry: &Registry,
         seed: u64,
     ) -> Result<Viewer, String> {
-        let now = Instant::now();
-        let proto = match target.proto {
-            Proto::Rtmp => ProtoState::Rtmp {
-                session: ClientSession::new(seed),
-            },
-            Proto::HttpFlv => ProtoState::Http {
-                head: Vec::new(),
-                body: None,
-                flv: FlvReader::new(),
-            },
-            Proto::WsFlv => ProtoState::Ws {
-                key: tungstenite::handshake::client::generate_key(),
-                head: Vec::new(),
-                upgraded: false,
-                frames: WsFrames::default(),
-                flv: FlvReader::new(),
-            },
-        };
         let mut sock = match TcpStream::connect(target.addr) {
             Ok(s) => s,
             Err(e) => return Err(format!("connect: {e}")),
@@ -86,8 +75,40 @@ impl Viewer {
         {
             return Err(format!("register: {e}"));
         }
+        Viewer::new(target, token, seed, Some(sock))
+    }
+
+    /// A viewer in `Phase::Connecting` on `sock` (none: driven in memory, by the tests).
+    pub(crate) fn new(
+        target: &Target,
+        token: Token,
+        seed: u64,
+        sock: Option<TcpStream>,
+    ) -> Result<Viewer, String> {
+        let now = Instant::now();
+        let proto = match target.proto {
+            Proto::Rtmp => ProtoState::Rtmp {
+                session: ClientSession::new(seed),
+            },
+            Proto::HttpFlv | Proto::HttpsFlv => ProtoState::Http {
+                head: Vec::new(),
+                body: None,
+                flv: FlvReader::new(),
+            },
+            Proto::WsFlv | Proto::WssFlv => ProtoState::Ws {
+                key: tungstenite::handshake::client::generate_key(),
+                head: Vec::new(),
+                upgraded: false,
+                frames: WsFrames::default(),
+                flv: FlvReader::new(),
+            },
+        };
+        let tls = match &target.tls {
+            Some(t) => Some(tls::connection(&t.config, &t.name)?),
+            None => None,
+        };
         Ok(Viewer {
-            sock: Some(sock),
+            sock,
             phase: Phase::Connecting,
             proto,
             out: Vec::new(),
@@ -96,6 +117,7 @@ impl Viewer {
             token,
             stats: Stats::new(now),
             rng: seed | 1,
+            tls,
         })
     }
 
@@ -164,6 +186,13 @@ impl Viewer {
             Err(e) => return Err(format!("connect: {e}")),
         }
         let _ = sock.set_nodelay(true);
+        self.on_connected(target);
+        Ok(true)
+    }
+
+    /// The TCP connection is up: queue the first request (over TLS: rustls holds it until the
+    /// handshake, whose ClientHello it has already queued, has ended).
+    pub(crate) fn on_connected(&mut self, target: &Target) {
         self.phase = Phase::Active;
         match &mut self.proto {
             ProtoState::Rtmp { session } => {
@@ -189,7 +218,6 @@ impl Viewer {
                 self.out.extend_from_slice(req.as_bytes());
             }
         }
-        Ok(true)
     }
 
     pub(crate) fn read_all(
@@ -198,6 +226,14 @@ impl Viewer {
         peer_closed: bool,
         target: &Target,
     ) -> Result<(), String> {
+        // Over TLS, half the buffer for ciphertext and half for the plaintext taken out of
+        // rustls piece by piece; otherwise all of it for the socket.
+        let split = if self.tls.is_some() {
+            buf.len() / 2
+        } else {
+            buf.len()
+        };
+        let (buf, plain) = buf.split_at_mut(split);
         loop {
             let Some(sock) = self.sock.as_mut() else {
                 return Ok(());
@@ -206,8 +242,7 @@ impl Viewer {
                 Ok(0) => return Err(self.eof_reason()),
                 Ok(n) => {
                     let now = Instant::now();
-                    self.stats.bytes += n as u64;
-                    self.feed(&buf[..n], now, target)?;
+                    self.ingest(&buf[..n], plain, now, target)?;
                     self.stats.end_read(now);
                     if self.phase == Phase::Done {
                         return Ok(());
@@ -223,6 +258,35 @@ impl Viewer {
                 Err(e) => return Err(format!("read: {e}")),
             }
         }
+    }
+
+    /// Bytes read from the socket: straight to `feed`, or through TLS (`plain` holds one piece
+    /// of plaintext at a time). `stats.bytes` counts what `feed` gets; `stats.wire_bytes`
+    /// what the socket gave.
+    pub(crate) fn ingest(
+        &mut self,
+        data: &[u8],
+        plain: &mut [u8],
+        now: Instant,
+        target: &Target,
+    ) -> Result<(), String> {
+        self.stats.wire_bytes += data.len() as u64;
+        let Some(mut conn) = self.tls.take() else {
+            self.stats.bytes += data.len() as u64;
+            return self.feed(data, now, target);
+        };
+        let r = tls::feed(&mut conn, data, plain, |p| {
+            self.stats.bytes += p.len() as u64;
+            self.feed(p, now, target)?;
+            Ok(self.phase != Phase::Done)
+        });
+        self.tls = Some(conn);
+        r
+    }
+
+    /// The negotiated TLS version and cipher suite, once the handshake has ended.
+    pub(crate) fn tls_session(&self) -> Option<String> {
+        self.tls.as_deref().and_then(tls::describe)
     }
 
     pub(crate) fn eof_reason(&self) -> String {
@@ -267,11 +331,34 @@ impl Viewer {
     }
 
     pub(crate) fn flush(&mut self) -> Result<(), String> {
-        let Some(sock) = self.sock.as_mut() else {
+        let Some(mut sock) = self.sock.take() else {
             return Ok(());
         };
+        let r = self.write_out(&mut sock);
+        self.sock = Some(sock);
+        r
+    }
+
+    /// Queued output to `sink` until it would block: as it is, or through rustls (which takes
+    /// the plaintext, bounded by `tls::BUFFER_LIMIT`, and gives the ciphertext to `sink`).
+    pub(crate) fn write_out(&mut self, sink: &mut impl Write) -> Result<(), String> {
+        if let Some(conn) = self.tls.as_mut() {
+            while self.out_pos < self.out.len() {
+                let n = tls::encrypt(conn, &self.out[self.out_pos..])?;
+                if n == 0 {
+                    break;
+                }
+                self.out_pos += n;
+            }
+            if self.out_pos == self.out.len() {
+                self.out.clear();
+                self.out_pos = 0;
+            }
+            tls::transmit(conn, sink)?;
+            return Ok(());
+        }
         while self.out_pos < self.out.len() {
-            match sock.write(&self.out[self.out_pos..]) {
+            match sink.write(&self.out[self.out_pos..]) {
                 Ok(0) => return Err("write: connection closed".into()),
                 Ok(n) => self.out_pos += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
@@ -286,7 +373,9 @@ impl Viewer {
 
     /// WRITABLE only while connecting or while output is queued.
     pub(crate) fn update_interest(&mut self, registry: &Registry) {
-        let want = self.phase == Phase::Connecting || self.out_pos < self.out.len();
+        let want = self.phase == Phase::Connecting
+            || self.out_pos < self.out.len()
+            || self.tls.as_ref().is_some_and(|c| c.wants_write());
         if want == self.write_interest {
             return;
         }
@@ -309,8 +398,10 @@ impl Viewer {
         if let ProtoState::Ws { upgraded: true, .. } = self.proto {
             let mask = self.next_mask();
             let frame = ws_frame(8, &1000u16.to_be_bytes(), mask);
+            // After whatever is queued (over TLS it must be: records go in order).
+            self.out.extend_from_slice(&frame);
+            let _ = self.flush();
             if let Some(mut sock) = self.sock.take() {
-                let _ = sock.write(&frame);
                 let _ = registry.deregister(&mut sock);
             }
         }
