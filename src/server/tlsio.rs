@@ -144,16 +144,7 @@ impl Write for Sink<'_> {
 
 /// Writes the session's ciphertext: Ok(true) when all of it went, Ok(false) when the socket is full.
 pub(super) fn flush_transmit(socket: &mut TcpStream, tls: &mut Session) -> io::Result<bool> {
-    while !tls.transmit().is_empty() {
-        match SocketWriter(socket).write(tls.transmit()) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => tls.consume(n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(true)
+    tls.write_to(&mut SocketWriter(socket))
 }
 
 /// Set by SIGHUP (when TLS is on): the next sweep re-reads the certificate.
