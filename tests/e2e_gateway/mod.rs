@@ -75,6 +75,21 @@ impl Gateway {
     fn log(&self) -> String {
         self.proc.stderr()
     }
+
+    /// Whether the log holds `needle` within `timeout`: a line the gateway wrote just before a
+    /// client saw its effect may still be in the pipe when the client returns.
+    fn log_has(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.log().contains(needle) {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
 
 /// Origin, gateway of the origin, gateway of that gateway.
@@ -321,7 +336,11 @@ fn leaf_viewer_survives_a_publisher_restart() {
     let r = viewer.join().unwrap();
     // About 4 s before the kill, and about 6 s after the restart, rebased onto one timeline.
     assert_one_continuous_flv(&r, "leaf across a publisher restart", 6500);
-    assert!(c.mid.log().contains("is back"), "mid log:\n{}", c.mid.log());
+    assert!(
+        c.mid.log_has("is back", Duration::from_secs(5)),
+        "mid log:\n{}",
+        c.mid.log()
+    );
 }
 
 #[test]
@@ -401,7 +420,11 @@ fn upstream_closes_after_the_grace_period() {
         took >= Duration::from_secs(4),
         "closed after {took:?}, before the grace"
     );
-    assert!(gw.log().contains("upstream closed"), "{}", gw.log());
+    assert!(
+        gw.log_has("upstream closed", Duration::from_secs(5)),
+        "{}",
+        gw.log()
+    );
 }
 
 #[test]
@@ -632,8 +655,11 @@ fn redirected_close_delimited_upstream_then_a_clean_end_after_30_s_without_data(
     let flv = parse_flv(&r.body);
     flv.assert_valid("redirected upstream", true);
     assert_full_stream(&flv.frames, "fixture.flv", Some(0), "redirected upstream");
-    let log = gw.log();
-    assert!(log.contains("no data from the upstream"), "{log}");
+    assert!(
+        gw.log_has("no data from the upstream", Duration::from_secs(5)),
+        "{}",
+        gw.log()
+    );
 
     let r = unreachable.join().unwrap();
     assert_eq!(r.status, 503, "unreachable upstream: {}", r.body_text());
