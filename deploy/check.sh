@@ -247,7 +247,7 @@ through_gateway() {
     probe "$nginx_url/live/deploy.flv" && grep -q 'live/deploy: upstream .* connected' "$tmp/flvgw.log"
 }
 ws_through_nginx() {
-    "$PY" tools/windows-wsflv.py 127.0.0.1 "$front" /live/deploy.flv 3 "$tmp/ws.flv" && probe "$tmp/ws.flv"
+    "$PY" tools/wsflv.py 127.0.0.1 "$front" /live/deploy.flv 3 "$tmp/ws.flv" && probe "$tmp/ws.flv"
 }
 hls_through_files() {
     local i

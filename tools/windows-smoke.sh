@@ -184,7 +184,7 @@ unknown_stream_404() {
 }
 
 ws_flv() {
-    python3 tools/windows-wsflv.py 127.0.0.1 "${1##*:}" /live/smoke.flv 3 "$work/ws.flv" && has_streams "$work/ws.flv"
+    python3 tools/wsflv.py 127.0.0.1 "${1##*:}" /live/smoke.flv 3 "$work/ws.flv" && has_streams "$work/ws.flv"
 }
 
 # Every spelling that tries to leave the root with backslashes, drive letters (Wine maps Z: to /) or

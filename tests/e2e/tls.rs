@@ -1,13 +1,14 @@
 //! RTMPS and HTTPS (issue 16 point 1), with a self-signed certificate made by openssl for each
 //! test: FFmpeg publishes over rtmps:// and plays rtmps:// and https://.../stream.flv (verifying
-//! the certificate against its file); a rustls client reads HTTPS-FLV and WSS-FLV; plain RTMP,
+//! the certificate against its file); a rustls client reads HTTPS-FLV and WSS-FLV, and so does
+//! Python's ssl (`tools/wsflv.py --cafile`: OpenSSL, verified) for WSS-FLV; plain RTMP,
 //! plain HTTP, garbage, a half-finished handshake and idle TLS connections on the TLS ports leave
 //! a live HTTPS viewer untouched; the certificate is re-read when its files change (a bad new
 //! pair keeps the old one) while a connected viewer goes on.
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::util::*;
@@ -17,7 +18,7 @@ struct TlsServer {
     rtmps: SocketAddr,
     https: SocketAddr,
     cert: PathBuf,
-    _dir: TempDir,
+    dir: TempDir,
 }
 
 /// An origin with both TLS listeners on port 0; None (skipped) without openssl.
@@ -39,7 +40,7 @@ fn start(extra: &[&str]) -> Option<TlsServer> {
         rtmps,
         https,
         cert,
-        _dir: dir,
+        dir,
     })
 }
 
@@ -92,6 +93,17 @@ fn ffmpeg_publishes_over_rtmps_and_plays_rtmps_and_https() {
     ];
     let https = t.https;
     let path = format!("/live/{name}.flv");
+    // Python's ssl (OpenSSL) as a second WSS client, verifying the certificate and the address.
+    let py_out = t.dir.path().join("python-wss.flv");
+    let python = require_tool("python3").then(|| {
+        let mut cmd = std::process::Command::new("python3");
+        cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/wsflv.py"))
+            .arg("--cafile")
+            .arg(&t.cert)
+            .args(["127.0.0.1", &https.port().to_string(), &path, "3"])
+            .arg(&py_out);
+        Proc::spawn(cmd)
+    });
     let p = path.clone();
     let ours = std::thread::spawn(move || {
         https_get_when_live(https, &p, Duration::from_secs(5), Duration::from_secs(3))
@@ -114,6 +126,16 @@ fn ffmpeg_publishes_over_rtmps_and_plays_rtmps_and_https() {
     let w = wss.join().expect("WSS-FLV viewer").expect("WSS upgrade");
     assert_eq!(w.text_messages, 0);
     assert_live_flv(&w.data, "WSS-FLV");
+    if let Some(mut py) = python {
+        let status = py.wait_or_panic(Duration::from_secs(20));
+        assert!(
+            status.success() && py.stdout().contains("certificate verified"),
+            "python WSS client: {status}, stdout: {}, stderr: {}",
+            py.stdout(),
+            py.stderr()
+        );
+        assert_live_flv(&std::fs::read(&py_out).unwrap(), "WSS-FLV (Python's ssl)");
+    }
     // Our own client saw the certificate from the file.
     let s = tls_connect(t.https).expect("TLS connect");
     assert_eq!(peer_cert(&s), cert_der(&t.cert), "the served certificate");

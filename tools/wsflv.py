@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
-"""A minimal WS-FLV client for tools/windows-smoke.sh: upgrades ws://HOST:PORT/PATH, reads binary frames
-for SECS seconds (or until the server closes), and writes their payloads, concatenated, to OUT.
-Exits 0 only when the upgrade answered 101 and the bytes start with an FLV header; prints the frame and
-byte counts. Standard library only, so CI needs nothing from PyPI for it.
+"""A minimal WS-FLV client for tools/windows-smoke.sh, deploy/check.sh and the WSS test: upgrades
+ws://HOST:PORT/PATH (wss:// with --cafile: Python's ssl, the certificate verified against CAFILE and
+the name HOST), reads binary frames for SECS seconds (or until the server closes), and writes their
+payloads, concatenated, to OUT. Exits 0 only when the upgrade answered 101 and the bytes start with an
+FLV header; prints the frame and byte counts. Standard library only, so CI needs nothing from PyPI.
 
-Usage: windows-wsflv.py HOST PORT PATH SECS OUT
+Usage: wsflv.py [--cafile CAFILE] HOST PORT PATH SECS OUT
 """
 import base64
 import os
 import socket
+import ssl
 import struct
 import sys
 import time
@@ -31,8 +33,20 @@ def read_exact(sock, n, deadline):
 
 
 def main():
-    host, port, path, secs, out = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4]), sys.argv[5]
+    args = sys.argv[1:]
+    cafile = None
+    if args[:1] == ["--cafile"]:
+        cafile, args = args[1], args[2:]
+    if len(args) != 5:
+        sys.exit(__doc__.strip().splitlines()[-1])
+    host, port, path, secs, out = args[0], int(args[1]), args[2], float(args[3]), args[4]
     sock = socket.create_connection((host, port), timeout=5)
+    if cafile:
+        try:
+            sock = ssl.create_default_context(cafile=cafile).wrap_socket(sock, server_hostname=host)
+        except (ssl.SSLError, OSError) as e:
+            sys.exit(f"wsflv: TLS handshake with {host}:{port}: {e}")
+        print(f"wsflv: {sock.version()} {sock.cipher()[0]}, certificate verified against {cafile}")
     key = base64.b64encode(os.urandom(16)).decode()
     sock.sendall(
         (
