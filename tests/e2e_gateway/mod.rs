@@ -79,16 +79,7 @@ impl Gateway {
     /// Whether the log holds `needle` within `timeout`: a line the gateway wrote just before a
     /// client saw its effect may still be in the pipe when the client returns.
     fn log_has(&self, needle: &str, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if self.log().contains(needle) {
-                return true;
-            }
-            if Instant::now() > deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_until(timeout, || self.log().contains(needle))
     }
 }
 
