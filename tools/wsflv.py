@@ -35,7 +35,7 @@ def read_exact(sock, n, deadline):
 def main():
     args = sys.argv[1:]
     cafile = None
-    if args[:1] == ["--cafile"]:
+    if args[:1] == ["--cafile"] and len(args) > 1:
         cafile, args = args[1], args[2:]
     if len(args) != 5:
         sys.exit(__doc__.strip().splitlines()[-1])
