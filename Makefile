@@ -98,7 +98,7 @@ windows-smoke:
 arm-smoke:
 	bash tools/arm-smoke.sh
 
-# nginx -t on deploy/nginx.conf and the README's nginx example; docker-compose.yml parsed and its commands checked.
+# nginx -t on deploy/nginx.conf and the docs/deployment.md's nginx example; docker-compose.yml parsed and its commands checked.
 check-deploy:
 	bash deploy/check.sh
 

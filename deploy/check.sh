@@ -50,18 +50,18 @@ check() {
 }
 
 # --- nginx ----------------------------------------------------------------------------------------------
-# Every ```nginx block of the README is, byte for byte, a file of deploy/ (so the tested file is the copy).
+# Every ```nginx block of docs/deployment.md is, byte for byte, a file of deploy/ (so the tested file is the copy).
 readme_blocks_are_files() {
-    "$PY" - README.md deploy <<'EOF'
+    "$PY" - docs/deployment.md deploy <<'EOF'
 import os, re, sys
 readme, folder = open(sys.argv[1]).read(), sys.argv[2]
 blocks = re.findall(r"^```nginx\n(.*?)^```$", readme, re.S | re.M)
 files = {n: open(os.path.join(folder, n)).read() for n in os.listdir(folder) if n.endswith(".conf")}
-assert blocks, "no nginx block in the README"
+assert blocks, "no nginx block in docs/deployment.md"
 for b in blocks:
     match = [n for n, text in files.items() if text == b]
-    print("README block ->", match or "NO FILE")
-    assert match, "a README nginx block differs from every deploy/*.conf:\n" + b[:300]
+    print("docs/deployment.md block ->", match or "NO FILE")
+    assert match, "a docs/deployment.md nginx block differs from every deploy/*.conf:\n" + b[:300]
 EOF
 }
 
@@ -92,8 +92,8 @@ readme_regex_unquoted_fails() {
     fi
 }
 
-check "README nginx blocks are deploy/*.conf" readme_blocks_are_files
-check "nginx -t: the README's three-gateway example" nginx_t deploy/nginx-three-gateways.conf http
+check "docs/deployment.md nginx blocks are deploy/*.conf" readme_blocks_are_files
+check "nginx -t: docs/deployment.md's three-gateway example" nginx_t deploy/nginx-three-gateways.conf http
 check "nginx -t: the unquoted {1,64} regex is refused (the check can fail)" readme_regex_unquoted_fails
 check "nginx -t: deploy/nginx.conf (compose)" nginx_t deploy/nginx.conf
 
