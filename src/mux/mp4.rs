@@ -127,6 +127,11 @@ struct Table {
     syncs: u64,
     /// Earliest composition time relative to the first decode time.
     min_pts: i64,
+    /// Latest presentation end (composition time plus duration, relative to the first decode
+    /// time) of the samples whose duration is final: all but the last.
+    pts_end_done: i64,
+    /// Composition time of the last sample so far (its duration is `time.last_dur`, still pending).
+    last_pts: i64,
     chunks: u32,
 }
 
@@ -176,15 +181,30 @@ impl Table {
         Some((empty, media_time))
     }
 
-    /// The track duration in movie time, before the edit.
-    fn movie_duration(&self) -> Option<u64> {
-        to_movie_time(self.duration(), self.init.timescale)
+    /// Where the last presented frame ends (relative to the first decode time): with B-frames
+    /// and a gap in presentation (a dropped frame) that frame is not the last decoded one, and
+    /// it ends after the sum of the decode durations. Never before that sum, though (a timeline
+    /// that a `tfdt` near 2^64 saturated still lasts its durations).
+    fn pts_end(&self) -> i64 {
+        let last = self.last_pts.saturating_add(self.time.last_dur as i64);
+        let decoded = i64::try_from(self.duration()).unwrap_or(i64::MAX);
+        self.pts_end_done
+            .max(last)
+            .max(self.min_pts.max(0).saturating_add(decoded))
+    }
+
+    /// The presented span in movie time, the edit's duration: from the first presentation time
+    /// to the end of the last presented frame, rounded up so that the edit never ends inside it
+    /// (a player discards a frame that starts at or after the edit's end).
+    fn presented_ms(&self) -> Option<u64> {
+        let ticks = self.pts_end().saturating_sub(self.min_pts.max(0)).max(0) as u64;
+        to_movie_time_ceil(ticks, self.init.timescale)
     }
 
     /// The track duration in movie time, after the edit.
     fn edited_duration(&self, movie_start_ms: u64) -> Option<u64> {
         let (empty, _) = self.edit(movie_start_ms)?;
-        empty.checked_add(self.movie_duration()?)
+        empty.checked_add(self.presented_ms()?)
     }
 }
 
@@ -192,6 +212,12 @@ impl Table {
 /// (the times come from the file: a `tfdt` near 2^64 must fail the merge, not wrap).
 fn to_movie_time(ticks: u64, timescale: u32) -> Option<u64> {
     let ms = ticks as u128 * MOVIE_TIMESCALE as u128 / timescale.max(1) as u128;
+    u64::try_from(ms).ok()
+}
+
+/// `to_movie_time`, rounded up.
+fn to_movie_time_ceil(ticks: u64, timescale: u32) -> Option<u64> {
+    let ms = (ticks as u128 * MOVIE_TIMESCALE as u128).div_ceil(timescale.max(1) as u128);
     u64::try_from(ms).ok()
 }
 
@@ -235,6 +261,8 @@ impl Merger {
                     negative_cto: false,
                     syncs: 0,
                     min_pts: i64::MAX,
+                    pts_end_done: i64::MIN,
+                    last_pts: 0,
                     chunks: 0,
                 })
                 .collect(),
@@ -394,6 +422,8 @@ impl Merger {
             if let Some(d) = t.time.push(dt, s.duration) {
                 t.done_duration = t.done_duration.saturating_add(d as u64);
                 t.stts.push(d);
+                // The sample before is final now: where it ends on screen.
+                t.pts_end_done = t.pts_end_done.max(t.last_pts.saturating_add(d as i64));
             }
             t.ctts.push(s.cto);
             t.any_cto |= s.cto != 0;
@@ -401,7 +431,8 @@ impl Merger {
             t.syncs += s.is_sync() as u64;
             // `dt >= first` (the timeline never goes back before its first sample).
             let since_first = i64::try_from(dt - first).unwrap_or(i64::MAX);
-            t.min_pts = t.min_pts.min(since_first.saturating_add(s.cto as i64));
+            t.last_pts = since_first.saturating_add(s.cto as i64);
+            t.min_pts = t.min_pts.min(t.last_pts);
             dt = dt.saturating_add(s.duration as u64);
         }
         t.chunks += 1;
@@ -554,6 +585,57 @@ mod tests {
             .unwrap();
         assert_eq!(&elst[4..8], &1u32.to_be_bytes());
         assert_eq!(&elst[12..16], &7200i32.to_be_bytes()); // min pts: the first keyframe
+    }
+
+    /// Issue 24 item 3: the edit list lasted the sum of the decode durations, so with B-frames
+    /// and a gap in presentation (a non-reference B-frame dropped) the frame presented last
+    /// started at or after the edit's end and players discarded it. The edit now spans from the
+    /// first presentation time to the end of the last presented frame, and tkhd/mvhd with it.
+    #[test]
+    fn issue24_item3_the_edit_list_spans_to_the_end_of_the_last_presented_frame() {
+        // Decode order I1 P4 B2 B3 P7 B5 (presentation slots of 3000 ticks; B6 was dropped).
+        let seg = media_segment(
+            1,
+            &[&run(
+                0,
+                vec![
+                    sample(3000, 10, true, 3000),
+                    sample(3000, 11, false, 9000),
+                    sample(3000, 12, false, 0),
+                    sample(3000, 13, false, 0),
+                    sample(3000, 14, false, 9000),
+                    sample(3000, 15, false, 0),
+                ],
+            )],
+        );
+        let mut m = Merger::new(video_init());
+        m.add_segment(&mut Cursor::new(&seg), seg.len() as u64)
+            .unwrap();
+        // P7 shows from tick 21000 to 24000; presentation starts at 3000 (I1): 21000 ticks,
+        // 233.3 ms, rounded up. The decode durations sum to 18000 ticks (200 ms), short of P7.
+        assert_eq!(m.duration_ms(), 234);
+        let mut out = Vec::new();
+        m.write(&mut out, |_| Ok(Cursor::new(seg.clone()))).unwrap();
+        let moov = find(&out, b"moov").unwrap().unwrap();
+        let trak = find(moov, b"trak").unwrap().unwrap();
+        let elst = find(find(trak, b"edts").unwrap().unwrap(), b"elst")
+            .unwrap()
+            .unwrap();
+        assert_eq!(&elst[4..8], &1u32.to_be_bytes(), "one edit, no empty one");
+        assert_eq!(&elst[8..12], &234u32.to_be_bytes(), "segment duration (ms)");
+        assert_eq!(&elst[12..16], &3000i32.to_be_bytes(), "media time: I1's");
+        let tkhd = find(trak, b"tkhd").unwrap().unwrap();
+        assert_eq!(&tkhd[20..24], &234u32.to_be_bytes(), "tkhd duration");
+        let mvhd = find(moov, b"mvhd").unwrap().unwrap();
+        assert_eq!(&mvhd[16..20], &234u32.to_be_bytes(), "mvhd duration");
+        // The media itself still lasts the decode durations.
+        let mdia = find(trak, b"mdia").unwrap().unwrap();
+        let mdhd = find(mdia, b"mdhd").unwrap().unwrap();
+        assert_eq!(
+            &mdhd[16..20],
+            &18000u32.to_be_bytes(),
+            "mdhd duration (ticks)"
+        );
     }
 
     #[test]
@@ -849,7 +931,9 @@ mod tests {
             assert_eq!((scan.samples, scan.dropped), (3, 4));
         }
         assert_eq!(m.sample_counts(), [(1, 6)]);
-        assert_eq!(m.duration_ms(), 240);
+        // Six samples of 40 ms, but the fourth's composition offset (6291456 ticks) presents it
+        // at 70 s: the edit lasts until it ends (issue 24 item 3), 10800 + 6291456 + 3600 ticks.
+        assert_eq!(m.duration_ms(), 70_066);
         let mut out = Vec::new();
         let n = m
             .write(&mut out, |i| {

@@ -2,11 +2,37 @@
 //! (item 2), the merged MP4's edit list with B-frames (item 3), the merge naming its damaged
 //! segments (item 4) and `make test` doing its own set-up (item 8).
 
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use crate::util::*;
 
 const WAIT_LIVE: Duration = Duration::from_secs(10);
+const TOOL: Duration = Duration::from_secs(60);
+const FINALISE: Duration = Duration::from_secs(30);
+
+/// Runs `c` to the end; panics with its stderr when it fails. Returns (stdout, stderr).
+fn run_ok(c: Command, what: &str) -> (String, String) {
+    let mut p = Proc::spawn(c);
+    let status = p.wait_or_panic(TOOL);
+    assert!(status.success(), "{what}: {}", p.stderr());
+    (p.stdout(), p.stderr())
+}
+
+/// Video frames FFmpeg decodes and keeps (`ffprobe -count_frames`): frames an edit list leaves
+/// out are discarded, so they are not counted.
+fn count_frames(input: &Path) -> u64 {
+    let mut c = Command::new("ffprobe");
+    c.args(["-hide_banner", "-v", "error", "-count_frames"])
+        .args(["-select_streams", "v"])
+        .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
+        .arg(input);
+    let (out, _) = run_ok(c, &format!("ffprobe {}", input.display()));
+    out.lines()
+        .find_map(|l| l.trim().trim_end_matches(',').parse().ok())
+        .unwrap_or(0)
+}
 
 fn looping() -> PublishOpts {
     PublishOpts {
@@ -103,4 +129,73 @@ fn issue24_item2_the_anonymous_stream_list_names_only_what_anyone_may_play() {
     assert!(streams_json(&server, &format!("?token={api}")).contains("\"stream\":\"s3\""));
     // The name typed in still plays: the list is what is private, not the stream.
     assert!(wait_until_live(server.http, "/live/s3.flv", WAIT_LIVE));
+}
+
+/// Item 3: the merged MP4's edit list lasted the sum of the decode durations from the first
+/// presentation time, so with B-frames the frame presented last could start at or after its end,
+/// and FFmpeg discarded it (`ffprobe -count_frames` read one frame fewer than the source). The
+/// source here is 30 fps H.264 with B-frames whose last B-frame (a non-reference one) was
+/// dropped, as an encoder or relay under load does: the P-frame decoded before it is presented
+/// last, one frame time past the decode durations. Every frame of the source must be counted in
+/// the server's `stream_full.mp4` and in what `rtmpd merge` rebuilds.
+#[test]
+fn issue24_item3_merged_mp4_shows_every_frame_of_a_b_frame_source() {
+    if !require_tool("ffmpeg") || !require_tool("ffprobe") {
+        return;
+    }
+    let dir = TempDir::new("issue24-bframes");
+    let src = dir.join("bframes.flv");
+    let mut c = Command::new("ffmpeg");
+    c.args(["-hide_banner", "-nostdin", "-v", "error"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+        .args(["-frames:v", "303", "-c:v", "libx264", "-preset", "veryfast"])
+        .args(["-bf", "2", "-x264-params", "b-pyramid=none", "-g", "30"])
+        .args(["-pix_fmt", "yuv420p", "-bsf:v", "noise=drop=eq(n\\,302)"])
+        .args(["-c:a", "aac", "-shortest", "-f", "flv"])
+        .arg(&src);
+    run_ok(c, "ffmpeg (the B-frame source)");
+    let want = count_frames(&src);
+    assert!(want > 250, "the source has {want} frames");
+    let data = TempDir::new("issue24-bframes-data");
+    let mut server = Server::builder()
+        .args(["--data-dir".to_string(), data.path().display().to_string()])
+        .no_web()
+        .start();
+    let name = unique_stream("bf");
+    let key = format!("live/{name}");
+    let mut c = Command::new("ffmpeg");
+    c.args(["-hide_banner", "-nostdin", "-v", "error", "-i"])
+        .arg(&src)
+        .args(["-c", "copy", "-f", "flv"])
+        .arg(server.rtmp_url(&key));
+    run_ok(c, "ffmpeg (publish)");
+    let done = server.wait_for_log_where(
+        |l| l.contains(&format!("/mp4/{key} (")) && l.contains("finished"),
+        FINALISE,
+    );
+    assert!(done.is_some(), "the fMP4 recording of {key} did not finish");
+    let merged = data.join("mp4/live").join(&name).join("output_merge");
+    let full = merged.join("stream_full.mp4");
+    let got = count_frames(&full);
+    eprintln!("video frames: source {want}, stream_full.mp4 {got}");
+    assert_eq!(got, want, "stream_full.mp4 hides frames of the source");
+    // `rtmpd merge` of the same segments: the same edit list, the same count.
+    let copy = dir.join("merge-copy");
+    std::fs::create_dir_all(&copy).unwrap();
+    for e in std::fs::read_dir(&merged).unwrap().flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if n == "init.mp4" || n.ends_with(".m4s") {
+            std::fs::copy(e.path(), copy.join(&n)).unwrap();
+        }
+    }
+    let mut c = Command::new(binary());
+    c.arg("merge").arg(&copy);
+    run_ok(c, "rtmpd merge");
+    assert_eq!(
+        count_frames(&copy.join("stream_full.mp4")),
+        want,
+        "rtmpd merge"
+    );
+    server.assert_running();
 }
