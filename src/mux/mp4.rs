@@ -13,7 +13,7 @@ mod read;
 
 pub use read::{parse_init, TrackInit};
 
-use super::bmff::BoxHeader;
+use super::bmff::{BmffError, BoxHeader};
 use super::fmp4::MOVIE_TIMESCALE;
 use read::{parse_moof, read_up_to, ParsedRun, MAX_MOOF};
 use std::io::{self, Read, Seek, SeekFrom};
@@ -228,6 +228,96 @@ pub struct SegmentScan {
     pub samples: u64,
     /// Samples its tables announce whose bytes are missing (a segment cut short by a crash).
     pub dropped: u64,
+    /// The first thing found wrong with it, if any.
+    pub problem: Option<Damage>,
+}
+
+impl SegmentScan {
+    /// Cut short or unusable: samples dropped, or none at all.
+    pub fn damaged(&self) -> bool {
+        self.dropped > 0 || self.samples == 0
+    }
+
+    /// What was wrong, when `damaged`: the first problem found, else that nothing was usable.
+    pub fn damage(&self) -> Option<Damage> {
+        if !self.damaged() {
+            return None;
+        }
+        Some(self.problem.unwrap_or(Damage::NoSamples))
+    }
+
+    fn note(&mut self, d: Damage) {
+        self.problem.get_or_insert(d);
+    }
+}
+
+/// What was wrong with a segment, for the merge's warning (byte offsets are into the segment).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Damage {
+    /// A box whose announced size runs past the end of the file (a segment cut short).
+    BoxPastEnd {
+        kind: [u8; 4],
+        at: u64,
+        size: u64,
+        len: u64,
+    },
+    /// Bytes that are not a box header (or a header cut off by the end of the file).
+    BadBoxHeader { at: u64 },
+    /// A `moof` larger than any we write.
+    MoofTooLarge { at: u64, size: u64 },
+    /// A `moof` whose tables do not parse.
+    BadMoof { at: u64, error: BmffError },
+    /// A `moof` with no `mdat` after it: its samples are lost.
+    MoofWithoutMdat { at: u64, samples: u64 },
+    /// A run for a track the init segment does not have.
+    UnknownTrack { track_id: u32 },
+    /// A run whose data offset points before its `mdat`'s payload.
+    RunOutsideMdat { at: u64 },
+    /// Samples whose bytes lie past the end of their `mdat` or of the file.
+    SamplesPastEnd { kept: u64, announced: u64 },
+    /// No `moof` with samples at all.
+    NoSamples,
+}
+
+impl std::fmt::Display for Damage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = |k: &[u8; 4]| String::from_utf8_lossy(k).escape_debug().to_string();
+        match *self {
+            Damage::BoxPastEnd {
+                kind,
+                at,
+                size,
+                len,
+            } => write!(
+                f,
+                "cut short: the '{}' box at byte {at} announces {size} bytes, the file ends at byte {len}",
+                name(&kind)
+            ),
+            Damage::BadBoxHeader { at } => write!(f, "no valid box header at byte {at}"),
+            Damage::MoofTooLarge { at, size } => {
+                write!(f, "the moof at byte {at} is {size} bytes, too large to be ours")
+            }
+            Damage::BadMoof { at, error } => {
+                write!(f, "the moof at byte {at} does not parse ({error})")
+            }
+            Damage::MoofWithoutMdat { at, samples } => write!(
+                f,
+                "the moof at byte {at} has no mdat after it ({samples} samples lost)"
+            ),
+            Damage::UnknownTrack { track_id } => {
+                write!(f, "samples of track {track_id}, which init.mp4 does not have")
+            }
+            Damage::RunOutsideMdat { at } => write!(
+                f,
+                "the moof at byte {at} points its samples outside the mdat"
+            ),
+            Damage::SamplesPastEnd { kept, announced } => write!(
+                f,
+                "cut short: {kept} of {announced} samples of a run are whole, the rest lie past the end of the data"
+            ),
+            Damage::NoSamples => f.write_str("no moof with samples (not a media segment)"),
+        }
+    }
 }
 
 fn changed() -> io::Error {
@@ -326,18 +416,37 @@ impl Merger {
             let n = read_up_to(r, &mut head[..(len - pos).min(16) as usize])?;
             let header = match BoxHeader::parse(&head[..n]) {
                 Ok(Some(h)) => h,
-                _ => break,
+                _ => {
+                    scan.note(Damage::BadBoxHeader { at: pos });
+                    break;
+                }
+            };
+            let past_end = Damage::BoxPastEnd {
+                kind: header.kind,
+                at: pos,
+                size: header.size.unwrap_or(len - pos),
+                len,
             };
             let Some(end) = header.size.map_or(Some(len), |s| pos.checked_add(s)) else {
+                scan.note(past_end);
                 break;
             };
+            if end > len {
+                scan.note(past_end);
+            }
             // `BoxHeader::parse` refuses sizes below the header length, so `body_at <= end`.
             let body_at = pos + header.header_len as u64;
             match &header.kind {
                 b"moof" => {
                     // Runs of an earlier moof that never found their mdat are lost.
-                    scan.dropped += dropped_in(&pending);
+                    lost_runs(&mut scan, &pending);
                     pending.clear();
+                    if end - pos > MAX_MOOF {
+                        scan.note(Damage::MoofTooLarge {
+                            at: pos,
+                            size: end - pos,
+                        });
+                    }
                     if end > len || end - pos > MAX_MOOF || body_at > end {
                         break;
                     }
@@ -360,7 +469,10 @@ impl Merger {
                                 })
                                 .collect()
                         }
-                        Err(_) => break,
+                        Err(error) => {
+                            scan.note(Damage::BadMoof { at: pos, error });
+                            break;
+                        }
                     }
                 }
                 b"mdat" => {
@@ -369,6 +481,9 @@ impl Merger {
                         let (kept, dropped) = self.push_run(&run, at, source, body_at, data_end);
                         scan.samples += kept;
                         scan.dropped += dropped;
+                        if dropped > 0 {
+                            scan.note(self.why_dropped(&run, at, body_at, kept));
+                        }
                     }
                 }
                 _ => {}
@@ -378,8 +493,24 @@ impl Merger {
             }
             pos = end;
         }
-        scan.dropped += dropped_in(&pending);
+        lost_runs(&mut scan, &pending);
         Ok(scan)
+    }
+
+    /// Why `push_run` kept only `kept` samples of `run` (the checks it makes, in its order).
+    fn why_dropped(&self, run: &ParsedRun, at: RunAt, data_start: u64, kept: u64) -> Damage {
+        if !self.tables.iter().any(|t| t.init.track_id == run.track_id) {
+            Damage::UnknownTrack {
+                track_id: run.track_id,
+            }
+        } else if run.offset < data_start {
+            Damage::RunOutsideMdat { at: at.moof_at }
+        } else {
+            Damage::SamplesPastEnd {
+                kept,
+                announced: run.samples.len() as u64,
+            }
+        }
     }
 
     /// Takes the whole samples of `run` that lie within `[data_start, data_end)` into the
@@ -455,8 +586,16 @@ impl Merger {
     }
 }
 
-fn dropped_in(pending: &[(ParsedRun, RunAt)]) -> u64 {
-    pending.iter().map(|(p, _)| p.samples.len() as u64).sum()
+/// The runs of a `moof` that found no `mdat`: their samples are dropped.
+fn lost_runs(scan: &mut SegmentScan, pending: &[(ParsedRun, RunAt)]) {
+    let samples: u64 = pending.iter().map(|(p, _)| p.samples.len() as u64).sum();
+    if samples > 0 {
+        scan.dropped += samples;
+        scan.note(Damage::MoofWithoutMdat {
+            at: pending[0].1.moof_at,
+            samples,
+        });
+    }
 }
 
 #[cfg(test)]
@@ -738,12 +877,15 @@ mod tests {
         let scan = m
             .add_segment(&mut Cursor::new(cut), cut.len() as u64)
             .unwrap();
-        assert_eq!(
-            scan,
-            SegmentScan {
-                samples: 1,
-                dropped: 2
-            }
+        assert_eq!((scan.samples, scan.dropped), (1, 2));
+        let why = scan.damage().expect("damaged").to_string();
+        assert!(
+            why.starts_with("cut short: the 'mdat' box at byte "),
+            "{why}"
+        );
+        assert!(
+            why.ends_with(&format!("the file ends at byte {}", cut.len())),
+            "{why}"
         );
         // A segment cut inside its moof gives nothing, and no error.
         let cut = &seg[..60];
@@ -751,12 +893,79 @@ mod tests {
             .add_segment(&mut Cursor::new(cut), cut.len() as u64)
             .unwrap();
         assert_eq!(scan.samples, 0);
+        let why = scan.damage().expect("damaged").to_string();
+        assert!(
+            why.starts_with("cut short: the 'moof' box at byte "),
+            "{why}"
+        );
         let mut out = Vec::new();
         let owned = seg.clone();
         m.write(&mut out, |_| Ok(Cursor::new(owned.clone())))
             .unwrap();
         let moov = find(&out, b"moov").unwrap().unwrap();
         assert_eq!(&table(moov, b"stsz").unwrap()[8..12], &1u32.to_be_bytes());
+    }
+
+    /// Issue 24 item 4: the merge said "1 damaged segments" without saying what was wrong. Each
+    /// kind of damage a scan meets is named, with where in the segment it is.
+    #[test]
+    fn issue24_item4_each_damaged_segment_says_what_was_wrong() {
+        let seg = media_segment(
+            1,
+            &[&run(
+                0,
+                vec![sample(3600, 100, true, 0), sample(3600, 100, false, 0)],
+            )],
+        );
+        let size_at = |at: usize| u32::from_be_bytes(seg[at..at + 4].try_into().unwrap()) as usize;
+        assert_eq!(&seg[size_at(0) + 4..size_at(0) + 8], b"moof");
+        let moof_end = size_at(0) + size_at(size_at(0));
+        let mut other_track = run(0, vec![sample(3600, 100, true, 0)]);
+        other_track.track_id = 9;
+        let mut huge = 1u32.to_be_bytes().to_vec();
+        huge.extend_from_slice(b"mdat");
+        huge.extend_from_slice(&u64::MAX.to_be_bytes());
+        let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+            ("whole", seg.clone(), ""),
+            (
+                "moof only",
+                seg[..moof_end].to_vec(),
+                "has no mdat after it (2 samples lost)",
+            ),
+            (
+                "largesize",
+                huge,
+                "the 'mdat' box at byte 0 announces 18446744073709551615 bytes",
+            ),
+            (
+                "junk",
+                b"\0\0\0\x03junkjunk".to_vec(),
+                "no valid box header at byte 0",
+            ),
+            (
+                "unknown track",
+                media_segment(1, &[&other_track]),
+                "samples of track 9, which init.mp4 does not have",
+            ),
+            (
+                "empty free box",
+                b"\0\0\0\x08free".to_vec(),
+                "no moof with samples",
+            ),
+        ];
+        for (what, bytes, want) in cases {
+            let mut m = Merger::new(video_init());
+            let scan = m
+                .add_segment(&mut Cursor::new(&bytes), bytes.len() as u64)
+                .unwrap();
+            match scan.damage() {
+                None => assert!(want.is_empty(), "{what}: not reported as damaged"),
+                Some(d) => {
+                    let d = d.to_string();
+                    assert!(!want.is_empty() && d.contains(want), "{what}: {d}");
+                }
+            }
+        }
     }
 
     #[test]

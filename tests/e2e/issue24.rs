@@ -199,3 +199,125 @@ fn issue24_item3_merged_mp4_shows_every_frame_of_a_b_frame_source() {
     );
     server.assert_running();
 }
+
+/// Copies `init.mp4` and the `segment_N.m4s` files of `from` into `to` (created).
+fn copy_segments(from: &Path, to: &Path) -> usize {
+    std::fs::create_dir_all(to).unwrap();
+    let mut n = 0;
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name == "init.mp4" || (name.starts_with("segment_") && name.ends_with(".m4s")) {
+            std::fs::copy(e.path(), to.join(&name)).unwrap();
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Item 4: `rtmpd merge` said "1 damaged segments" without naming it. Each damaged segment is
+/// now named with what was wrong: on stderr by `rtmpd merge`, and in the server's log when the
+/// crash repair merges a folder at start.
+#[test]
+fn issue24_item4_the_merge_names_each_damaged_segment_and_what_was_wrong() {
+    let data = TempDir::new("issue24-damaged");
+    let mut server = Server::builder()
+        .args(["--data-dir".to_string(), data.path().display().to_string()])
+        .args(["--mp4-fragment", "1", "--no-hls", "--no-flv-record"])
+        .no_web()
+        .start();
+    let fast = PublishOpts {
+        speed: 0.0,
+        ..PublishOpts::default()
+    };
+    RustPublisher::start(server.rtmp, "live", "whole", "fixture.flv", fast)
+        .unwrap()
+        .join()
+        .unwrap();
+    let done = server.wait_for_log_where(
+        |l| l.contains("/mp4/live/whole (") && l.contains("finished"),
+        FINALISE,
+    );
+    assert!(done.is_some(), "the fMP4 recording did not finish");
+    server.assert_running();
+    drop(server);
+    let merged = data.join("mp4/live/whole/output_merge");
+
+    // A crash's leftovers: segment_2 cut short, segment_3 a bare moof header, segment_9 junk
+    // with a box of 2^64 - 1 bytes; no stream_full.mp4 yet.
+    let crashed = data.join("mp4/live/crashed/output_merge");
+    assert!(
+        copy_segments(&merged, &crashed) > 4,
+        "too few segments to damage"
+    );
+    let seg = |n: u32| crashed.join(format!("segment_{n}.m4s"));
+    let len = std::fs::metadata(seg(2)).unwrap().len();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(seg(2))
+        .unwrap();
+    f.set_len(len / 2).unwrap();
+    drop(f);
+    std::fs::write(seg(3), b"\0\0\0\x03moof").unwrap();
+    let mut junk = 1u32.to_be_bytes().to_vec();
+    junk.extend_from_slice(b"mdat");
+    junk.extend_from_slice(&u64::MAX.to_be_bytes());
+    std::fs::write(seg(9), junk).unwrap();
+    let wants = [
+        (2, "damaged segment (cut short: the 'mdat' box at byte "),
+        (3, "damaged segment (no valid box header at byte 0)"),
+        (9, "damaged segment (cut short: the 'mdat' box at byte 0 announces 18446744073709551615 bytes"),
+    ];
+
+    // `rtmpd merge` on a copy: one warning per damaged segment on stderr, the summary names them.
+    let copy = data.join("merge-copy");
+    copy_segments(&crashed, &copy);
+    let mut c = Command::new(binary());
+    c.arg("merge").arg(&copy);
+    let (out, err) = run_ok(c, "rtmpd merge");
+    eprintln!("rtmpd merge stderr:\n{err}stdout: {out}");
+    for (n, want) in wants {
+        let name = copy.join(format!("segment_{n}.m4s")).display().to_string();
+        assert!(
+            err.lines().any(|l| l.starts_with("rtmpd merge: warning: ")
+                && l.contains(&name)
+                && l.contains(want)),
+            "stderr does not name segment_{n} with '{want}':\n{err}"
+        );
+    }
+    assert_eq!(
+        err.lines()
+            .filter(|l| l.contains("damaged segment"))
+            .count(),
+        3,
+        "{err}"
+    );
+    assert!(
+        out.contains("3 damaged segments (segment_2.m4s, segment_3.m4s, segment_9.m4s)"),
+        "{out}"
+    );
+
+    // The crash repair at start merges `crashed` and says the same in the server's log.
+    let server = Server::builder()
+        .args(["--data-dir".to_string(), data.path().display().to_string()])
+        .no_web()
+        .start();
+    let rebuilt = server.wait_for_log_where(
+        |l| l.contains("mp4: rebuilt") && l.contains("crashed"),
+        FINALISE,
+    );
+    let rebuilt = rebuilt.expect("the crash repair did not rebuild the crashed session");
+    assert!(
+        rebuilt.contains("segment_2.m4s, segment_3.m4s, segment_9.m4s"),
+        "{rebuilt}"
+    );
+    for (n, want) in wants {
+        let name = seg(n).display().to_string();
+        let line = server
+            .logs()
+            .into_iter()
+            .find(|l| l.contains(&name) && l.contains(want));
+        let line = line.unwrap_or_else(|| panic!("no log line names segment_{n} with '{want}'"));
+        assert!(line.contains("WARN"), "{line}");
+    }
+    assert!(crashed.join("stream_full.mp4").is_file());
+}
