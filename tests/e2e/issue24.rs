@@ -12,6 +12,11 @@ const WAIT_LIVE: Duration = Duration::from_secs(10);
 const TOOL: Duration = Duration::from_secs(60);
 const FINALISE: Duration = Duration::from_secs(30);
 
+#[cfg(unix)]
+fn root() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
+}
+
 /// Runs `c` to the end; panics with its stderr when it fails. Returns (stdout, stderr).
 fn run_ok(c: Command, what: &str) -> (String, String) {
     let mut p = Proc::spawn(c);
@@ -320,4 +325,143 @@ fn issue24_item4_the_merge_names_each_damaged_segment_and_what_was_wrong() {
         assert!(line.contains("WARN"), "{line}");
     }
     assert!(crashed.join("stream_full.mp4").is_file());
+}
+
+/// A folder of stand-ins for `tools/test-setup.sh`: every tool it checks answers (exit 0), `id -u`
+/// prints `uid`, and `apt-get` appends its arguments to `apt.log` in the folder. The real
+/// `bash`, `sh`, `dirname`, `head` and `tail` are linked in. `missing` tools are left out.
+#[cfg(unix)]
+fn setup_stubs(dir: &Path, uid: u32, missing: &[&str]) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for real in ["bash", "sh", "dirname", "head", "tail"] {
+        let found = std::env::split_paths(&path)
+            .map(|d| d.join(real))
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| panic!("{real} not on PATH"));
+        std::os::unix::fs::symlink(found, bin.join(real)).unwrap();
+    }
+    let log = dir.join("apt.log");
+    let mut stubs: Vec<(String, String)> = [
+        "ffmpeg", "ffprobe", "node", "npm", "openssl", "python3", "prlimit", "chromium", "ffmpeg9",
+    ]
+    .iter()
+    .filter(|t| !missing.contains(t))
+    .map(|t| (t.to_string(), "exit 0".to_string()))
+    .collect();
+    stubs.push(("id".into(), format!("echo {uid}")));
+    stubs.push((
+        "apt-get".into(),
+        format!("echo \"$*\" >> '{}'", log.display()),
+    ));
+    for (name, body) in stubs {
+        let p = bin.join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    bin
+}
+
+/// Runs `tools/test-setup.sh` of this checkout with only `bin` on PATH: (exit code, stdout,
+/// stderr, what apt-get was asked).
+#[cfg(unix)]
+fn run_setup(dir: &Path, bin: &Path) -> (Option<i32>, String, String, String) {
+    let mut c = Command::new(bin.join("bash"));
+    c.arg(root().join("tools/test-setup.sh"))
+        .env_clear()
+        .env("PATH", bin)
+        .env("CHROMIUM", bin.join("chromium"))
+        .env("RTMPD_FFMPEG9", bin.join("ffmpeg9"));
+    let mut p = Proc::spawn(c);
+    let status = p.wait_or_panic(TOOL);
+    let apt = std::fs::read_to_string(dir.join("apt.log")).unwrap_or_default();
+    (status.code(), p.stdout(), p.stderr(), apt)
+}
+
+/// Item 8: `make test` on a fresh machine skipped what it could have fetched (FFmpeg 9, so the
+/// HEVC browser check and the codec table) and, without FFmpeg or Chromium, most end-to-end
+/// tests. `make test` now runs `tools/test-setup.sh` first, which `.ci/run` reuses: on Debian as
+/// root it installs what is missing (and runs no apt-get when nothing is), elsewhere it stops
+/// with the one command that does; FFmpeg 9's path is exported to the run, and the FFmpeg 9
+/// codec checks are part of `make test`. The script is run here against stand-in tools.
+#[cfg(unix)]
+#[test]
+fn issue24_item8_make_test_does_its_own_set_up() {
+    let debian = Path::new("/etc/debian_version").is_file();
+    // Everything there: no apt-get at all, FFmpeg 9's path on stdout, quickly.
+    let dir = TempDir::new("issue24-setup-all");
+    let bin = setup_stubs(dir.path(), 0, &[]);
+    let t0 = std::time::Instant::now();
+    let (code, out, err, apt) = run_setup(dir.path(), &bin);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(apt, "", "apt-get was run with everything there");
+    assert_eq!(out.trim(), bin.join("ffmpeg9").display().to_string());
+    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+
+    // FFmpeg and Chromium missing, as root on Debian: one update, one install of both packages.
+    let dir = TempDir::new("issue24-setup-root");
+    let bin = setup_stubs(dir.path(), 0, &["ffmpeg", "ffprobe", "chromium"]);
+    let (code, _, err, apt) = run_setup(dir.path(), &bin);
+    if debian {
+        assert_eq!(code, Some(0), "{err}");
+        assert_eq!(apt, "update -qq\ninstall -y -qq ffmpeg chromium\n", "{err}");
+    } else {
+        assert_eq!(code, Some(1), "{err}");
+        assert!(err.contains("missing: ffmpeg chromium"), "{err}");
+    }
+
+    // Not root: nothing installed, and the one command that does it.
+    let dir = TempDir::new("issue24-setup-user");
+    let bin = setup_stubs(dir.path(), 1000, &["ffmpeg", "ffprobe", "node"]);
+    let (code, out, err, apt) = run_setup(dir.path(), &bin);
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!((out.as_str(), apt.as_str()), ("", ""), "{err}");
+    assert!(
+        err.contains("sudo apt-get install -y ffmpeg nodejs"),
+        "{err}"
+    );
+
+    // make test runs the set-up first, hands FFmpeg 9 to the run and runs its checks; .ci/run
+    // reuses the set-up and no longer runs those checks a second time.
+    let makefile = std::fs::read_to_string(root().join("Makefile")).unwrap();
+    let recipe: Vec<&str> = makefile
+        .split("\ntest:\n")
+        .nth(1)
+        .expect("a test: target")
+        .lines()
+        .take_while(|l| l.starts_with('\t'))
+        .collect();
+    let recipe = recipe.join("\n");
+    let order = [
+        "bash tools/test-setup.sh",
+        "export RTMPD_FFMPEG9=",
+        "test --all-targets",
+        "test --lib -- --ignored ffmpeg9",
+        "test --test tests -- --ignored ffmpeg9",
+        "bash tools/browser-test.sh",
+    ];
+    let at: Vec<usize> = order
+        .iter()
+        .map(|s| {
+            recipe
+                .find(s)
+                .unwrap_or_else(|| panic!("make test lacks {s}:\n{recipe}"))
+        })
+        .collect();
+    assert!(
+        at.windows(2).all(|w| w[0] < w[1]),
+        "out of order:\n{recipe}"
+    );
+    let ci = std::fs::read_to_string(root().join(".ci/run")).unwrap();
+    assert!(ci.contains("bash tools/test-setup.sh --ci"), "{ci}");
+    assert!(
+        !ci.contains("--ignored ffmpeg9"),
+        ".ci/run runs the FFmpeg 9 checks twice"
+    );
+    assert!(
+        !ci.contains("apt-get"),
+        ".ci/run keeps a package list of its own"
+    );
 }
