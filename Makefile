@@ -2,7 +2,7 @@
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: all vendor build release run test unit browser-test bench bench-gateway bench-record bench-files bench-tls bench-all soak \
+.PHONY: all vendor build release run test test-setup unit browser-test bench bench-gateway bench-record bench-files bench-tls bench-all soak \
 	fixtures fmt lint check-targets windows-smoke arm-smoke check-deploy docker fuzz
 
 # Targets checked with `cargo check --all-targets` (kqueue on macOS, no splice off Linux): no warnings allowed.
@@ -29,11 +29,25 @@ run: build
 	./target/release/rtmpd $(if $(findstring --data-dir,$(ARGS)),,--data-dir $(DATA)) $(ARGS)
 
 # The whole suite: unit tests, the integration tests against the real binary (FFmpeg interop
-# included), then the pages in headless Chromium. A missing tool prints "skipped: ..." unless
-# RTMPD_REQUIRE_TOOLS=1 (CI), which turns every skip into a failure.
-test: vendor
-	$(CARGO) test --all-targets -- --test-threads=4
+# included), the FFmpeg 9 codec checks, then the pages in headless Chromium. tools/test-setup.sh
+# first installs what is missing (Debian, as root; elsewhere it stops with the command that does)
+# and fetches FFmpeg 9, so a fresh machine skips nothing. RTMPD_NO_SETUP=1 leaves the machine
+# alone: a missing tool then prints "skipped: ..." unless RTMPD_REQUIRE_TOOLS=1 (CI), which turns
+# every skip into a failure.
+test:
+	@ff9="$$(bash tools/test-setup.sh)" || exit 1; \
+	export RTMPD_FFMPEG9="$${ff9:-$${RTMPD_FFMPEG9:-$(CURDIR)/tools/ffmpeg9/ffmpeg}}"; set -e; \
+	bash tools/vendor.sh; \
+	$(CARGO) test --all-targets -- --test-threads=4; \
+	if [ -x "$$RTMPD_FFMPEG9" ] || [ "$${RTMPD_REQUIRE_TOOLS:-0}" = 1 ]; then \
+		$(CARGO) test --lib -- --ignored ffmpeg9; \
+	else echo "skipped: FFmpeg 9 not found (sh tools/fetch-ffmpeg.sh): its unit checks"; fi; \
+	$(CARGO) test --test tests -- --ignored ffmpeg9 --test-threads=2; \
 	bash tools/browser-test.sh
+
+# Only the set-up of `make test` (tools/test-setup.sh): packages on Debian, FFmpeg 9.
+test-setup:
+	bash tools/test-setup.sh
 
 unit:
 	$(CARGO) test --lib

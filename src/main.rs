@@ -61,6 +61,10 @@ fn main() -> ExitCode {
             .and_then(|_| rtmpd::server::run_origin(cfg).map_err(|e| e.to_string())),
         Mode::Merge(dir) => match rtmpd::record::merge::merge_dir(&dir) {
             Ok(report) => {
+                // No logger in this mode: each damaged segment, named with what was wrong.
+                for d in &report.damaged {
+                    eprintln!("rtmpd merge: warning: {d}");
+                }
                 println!("{report}");
                 Ok(())
             }

@@ -151,10 +151,15 @@ const rtmpd = (() => {
     const j = await getJSON(base + "/api/streams");
     return j.streams || [];
   }
-  // This page's stream from /api/streams: the object, or null when it is not live.
+  // This page's stream from /api/streams: the object, or null when it is not live. The list a visitor
+  // without the API token gets names only the streams anyone may play (none with --no-public-list): a
+  // stream it leaves out may still play with the token in this page's URL, so the name typed in is tried.
   async function liveInfo() {
-    const list = await streams();
-    return list.find(s => s.app === app && s.stream === stream) || null;
+    const base = await api();
+    const j = await getJSON(base + "/api/streams");
+    const found = (j.streams || []).find(s => s.app === app && s.stream === stream);
+    if (!found && j.restricted) return { app, stream, live: true, unlisted: true };
+    return found || null;
   }
 
   // What only the origin serves (live FLV, LL-HLS), on the API's origin: over HTTPS from the HTTPS port,

@@ -75,6 +75,7 @@ pub struct Access {
     on_play: Option<Arc<HookUrl>>,
     on_unpublish: Option<Arc<HookUrl>>,
     on_stop: Option<Arc<HookUrl>>,
+    public_list: bool,
 }
 
 impl Access {
@@ -99,6 +100,7 @@ impl Access {
             on_play: arc(&cfg.on_play),
             on_unpublish: arc(&cfg.on_unpublish),
             on_stop: arc(&cfg.on_stop),
+            public_list: cfg.public_list,
         })
     }
 
@@ -156,6 +158,28 @@ impl Access {
     /// True when `/api/*` and `/metrics` need `--api-token` (the home page then shows less).
     pub fn api_protected(&self) -> bool {
         self.api_token.is_some()
+    }
+
+    /// Whether `/api/streams` without the API token names any stream (`--no-public-list` off).
+    pub fn public_list(&self) -> bool {
+        self.public_list
+    }
+
+    /// Whether a viewer who gives no credential at all may play `app/stream`: the anonymous
+    /// stream list names only these. A play token, a play signing secret, an auth-file play token
+    /// for the stream or a play hook (which might refuse) each make the answer no.
+    pub fn anonymous_play(&self, app: &str, stream: &str) -> bool {
+        let req = Request {
+            action: Action::Play,
+            protocol: super::Protocol::HttpFlv,
+            app: app.to_string(),
+            stream: stream.to_string(),
+            query: Query::default(),
+            bearer: None,
+            peer: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+        };
+        // `now` only matters to a signature, and without one the answer is the same at any time.
+        self.decide(&req, 0) == Decision::Allow
     }
 
     /// The hook that has the last word on `action`, if configured.
@@ -491,6 +515,74 @@ mod tests {
             kind(&a.decide(&rtmp(Action::Publish, "live", None, &publish), NOW)),
             "allow"
         );
+    }
+
+    /// Issue 24 item 2: the anonymous stream list names a stream only when a viewer without any
+    /// credential may play it; each play mechanism (auth-file play token for that stream, play
+    /// token, play signing secret, play hook) makes the answer no.
+    #[test]
+    fn issue24_item2_anonymous_play_follows_every_play_mechanism() {
+        let file = auth_file("live/open k1\nlive/private k2 w2\n", "anon.txt");
+        let with_file = Access::new(&AccessConfig {
+            auth_file: Some(file.clone()),
+            publish_token: secret("pub"),
+            api_token: secret("api"),
+            ..AccessConfig::default()
+        })
+        .unwrap();
+        assert!(with_file.anonymous_play("live", "open"));
+        assert!(
+            with_file.anonymous_play("live", "unlisted"),
+            "publish rules do not matter"
+        );
+        assert!(
+            !with_file.anonymous_play("live", "private"),
+            "its play token"
+        );
+        assert!(Access::open().anonymous_play("live", "x"));
+        assert!(Access::open().public_list());
+        let url = HookUrl::parse("http://127.0.0.1:9/hook").unwrap();
+        for (what, cfg) in [
+            (
+                "play token",
+                AccessConfig {
+                    play_token: secret("w"),
+                    ..AccessConfig::default()
+                },
+            ),
+            (
+                "sign secret",
+                AccessConfig {
+                    play_sign_secret: secret("s"),
+                    ..AccessConfig::default()
+                },
+            ),
+            (
+                "play hook",
+                AccessConfig {
+                    on_play: Some(url.clone()),
+                    ..AccessConfig::default()
+                },
+            ),
+            (
+                "auth file and play token",
+                AccessConfig {
+                    auth_file: Some(file.clone()),
+                    play_token: secret("w"),
+                    ..AccessConfig::default()
+                },
+            ),
+        ] {
+            let a = Access::new(&cfg).unwrap();
+            assert!(!a.anonymous_play("live", "open"), "{what}");
+        }
+        let quiet = Access::new(&AccessConfig {
+            public_list: false,
+            ..AccessConfig::default()
+        })
+        .unwrap();
+        assert!(!quiet.public_list());
+        let _ = std::fs::remove_file(&file);
     }
 
     #[test]

@@ -32,6 +32,9 @@ pub struct AccessConfig {
     pub api_token: Option<crate::access::Secret>,
     /// `--files-token`: protects recordings on the static service.
     pub files_token: Option<crate::access::Secret>,
+    /// Without `--no-public-list`, `/api/streams` without the API token names the live streams an
+    /// anonymous viewer may play; with it, none.
+    pub public_list: bool,
 }
 
 impl Default for AccessConfig {
@@ -49,6 +52,7 @@ impl Default for AccessConfig {
             hook_timeout: Duration::from_secs(3),
             api_token: None,
             files_token: None,
+            public_list: true,
         }
     }
 }
@@ -117,6 +121,13 @@ pub(super) fn options(opts: &mut Options, set: AccessSet) {
         if sets.contains(&set) {
             opts.optopt("", name, help, hint);
         }
+    }
+    if set == Origin {
+        opts.optflag(
+            "",
+            "no-public-list",
+            "/api/streams without the API token names no stream (the pages then ask for the name)",
+        );
     }
 }
 
@@ -217,6 +228,7 @@ pub(super) fn access_config(
             },
             "files-token",
         )?,
+        public_list: !(set == AccessSet::Origin && m.opt_present("no-public-list")),
     })
 }
 
@@ -315,6 +327,9 @@ pub(super) fn render(out: &mut String, set: AccessSet, a: &AccessConfig, l: &Lim
         line("on-stop", &hook(&a.on_stop));
         line("hook-timeout", &(a.hook_timeout.as_secs_f64()));
         line("api-token", &secret(&a.api_token));
+    }
+    if origin {
+        line("no-public-list", &!a.public_list);
     }
     if set != FlvGateway {
         line("files-token", &secret(&a.files_token));

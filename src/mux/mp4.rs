@@ -13,7 +13,7 @@ mod read;
 
 pub use read::{parse_init, TrackInit};
 
-use super::bmff::BoxHeader;
+use super::bmff::{BmffError, BoxHeader};
 use super::fmp4::MOVIE_TIMESCALE;
 use read::{parse_moof, read_up_to, ParsedRun, MAX_MOOF};
 use std::io::{self, Read, Seek, SeekFrom};
@@ -127,6 +127,11 @@ struct Table {
     syncs: u64,
     /// Earliest composition time relative to the first decode time.
     min_pts: i64,
+    /// Latest presentation end (composition time plus duration, relative to the first decode
+    /// time) of the samples whose duration is final: all but the last.
+    pts_end_done: i64,
+    /// Composition time of the last sample so far (its duration is `time.last_dur`, still pending).
+    last_pts: i64,
     chunks: u32,
 }
 
@@ -176,15 +181,30 @@ impl Table {
         Some((empty, media_time))
     }
 
-    /// The track duration in movie time, before the edit.
-    fn movie_duration(&self) -> Option<u64> {
-        to_movie_time(self.duration(), self.init.timescale)
+    /// Where the last presented frame ends (relative to the first decode time): with B-frames
+    /// and a gap in presentation (a dropped frame) that frame is not the last decoded one, and
+    /// it ends after the sum of the decode durations. Never before that sum, though (a timeline
+    /// that a `tfdt` near 2^64 saturated still lasts its durations).
+    fn pts_end(&self) -> i64 {
+        let last = self.last_pts.saturating_add(self.time.last_dur as i64);
+        let decoded = i64::try_from(self.duration()).unwrap_or(i64::MAX);
+        self.pts_end_done
+            .max(last)
+            .max(self.min_pts.max(0).saturating_add(decoded))
+    }
+
+    /// The presented span in movie time, the edit's duration: from the first presentation time
+    /// to the end of the last presented frame, rounded up so that the edit never ends inside it
+    /// (a player discards a frame that starts at or after the edit's end).
+    fn presented_ms(&self) -> Option<u64> {
+        let ticks = self.pts_end().saturating_sub(self.min_pts.max(0)).max(0) as u64;
+        to_movie_time_ceil(ticks, self.init.timescale)
     }
 
     /// The track duration in movie time, after the edit.
     fn edited_duration(&self, movie_start_ms: u64) -> Option<u64> {
         let (empty, _) = self.edit(movie_start_ms)?;
-        empty.checked_add(self.movie_duration()?)
+        empty.checked_add(self.presented_ms()?)
     }
 }
 
@@ -195,6 +215,12 @@ fn to_movie_time(ticks: u64, timescale: u32) -> Option<u64> {
     u64::try_from(ms).ok()
 }
 
+/// `to_movie_time`, rounded up.
+fn to_movie_time_ceil(ticks: u64, timescale: u32) -> Option<u64> {
+    let ms = (ticks as u128 * MOVIE_TIMESCALE as u128).div_ceil(timescale.max(1) as u128);
+    u64::try_from(ms).ok()
+}
+
 /// What pass 1 found in one segment.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SegmentScan {
@@ -202,6 +228,96 @@ pub struct SegmentScan {
     pub samples: u64,
     /// Samples its tables announce whose bytes are missing (a segment cut short by a crash).
     pub dropped: u64,
+    /// The first thing found wrong with it, if any.
+    pub problem: Option<Damage>,
+}
+
+impl SegmentScan {
+    /// Cut short or unusable: samples dropped, or none at all.
+    pub fn damaged(&self) -> bool {
+        self.dropped > 0 || self.samples == 0
+    }
+
+    /// What was wrong, when `damaged`: the first problem found, else that nothing was usable.
+    pub fn damage(&self) -> Option<Damage> {
+        if !self.damaged() {
+            return None;
+        }
+        Some(self.problem.unwrap_or(Damage::NoSamples))
+    }
+
+    fn note(&mut self, d: Damage) {
+        self.problem.get_or_insert(d);
+    }
+}
+
+/// What was wrong with a segment, for the merge's warning (byte offsets are into the segment).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Damage {
+    /// A box whose announced size runs past the end of the file (a segment cut short).
+    BoxPastEnd {
+        kind: [u8; 4],
+        at: u64,
+        size: u64,
+        len: u64,
+    },
+    /// Bytes that are not a box header (or a header cut off by the end of the file).
+    BadBoxHeader { at: u64 },
+    /// A `moof` larger than any we write.
+    MoofTooLarge { at: u64, size: u64 },
+    /// A `moof` whose tables do not parse.
+    BadMoof { at: u64, error: BmffError },
+    /// A `moof` with no `mdat` after it: its samples are lost.
+    MoofWithoutMdat { at: u64, samples: u64 },
+    /// A run for a track the init segment does not have.
+    UnknownTrack { track_id: u32 },
+    /// A run whose data offset points before its `mdat`'s payload.
+    RunOutsideMdat { at: u64 },
+    /// Samples whose bytes lie past the end of their `mdat` or of the file.
+    SamplesPastEnd { kept: u64, announced: u64 },
+    /// No `moof` with samples at all.
+    NoSamples,
+}
+
+impl std::fmt::Display for Damage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = |k: &[u8; 4]| String::from_utf8_lossy(k).escape_debug().to_string();
+        match *self {
+            Damage::BoxPastEnd {
+                kind,
+                at,
+                size,
+                len,
+            } => write!(
+                f,
+                "cut short: the '{}' box at byte {at} announces {size} bytes, the file ends at byte {len}",
+                name(&kind)
+            ),
+            Damage::BadBoxHeader { at } => write!(f, "no valid box header at byte {at}"),
+            Damage::MoofTooLarge { at, size } => {
+                write!(f, "the moof at byte {at} is {size} bytes, too large to be ours")
+            }
+            Damage::BadMoof { at, error } => {
+                write!(f, "the moof at byte {at} does not parse ({error})")
+            }
+            Damage::MoofWithoutMdat { at, samples } => write!(
+                f,
+                "the moof at byte {at} has no mdat after it ({samples} samples lost)"
+            ),
+            Damage::UnknownTrack { track_id } => {
+                write!(f, "samples of track {track_id}, which init.mp4 does not have")
+            }
+            Damage::RunOutsideMdat { at } => write!(
+                f,
+                "the moof at byte {at} points its samples outside the mdat"
+            ),
+            Damage::SamplesPastEnd { kept, announced } => write!(
+                f,
+                "cut short: {kept} of {announced} samples of a run are whole, the rest lie past the end of the data"
+            ),
+            Damage::NoSamples => f.write_str("no moof with samples (not a media segment)"),
+        }
+    }
 }
 
 fn changed() -> io::Error {
@@ -235,6 +351,8 @@ impl Merger {
                     negative_cto: false,
                     syncs: 0,
                     min_pts: i64::MAX,
+                    pts_end_done: i64::MIN,
+                    last_pts: 0,
                     chunks: 0,
                 })
                 .collect(),
@@ -298,18 +416,37 @@ impl Merger {
             let n = read_up_to(r, &mut head[..(len - pos).min(16) as usize])?;
             let header = match BoxHeader::parse(&head[..n]) {
                 Ok(Some(h)) => h,
-                _ => break,
+                _ => {
+                    scan.note(Damage::BadBoxHeader { at: pos });
+                    break;
+                }
+            };
+            let past_end = Damage::BoxPastEnd {
+                kind: header.kind,
+                at: pos,
+                size: header.size.unwrap_or(len - pos),
+                len,
             };
             let Some(end) = header.size.map_or(Some(len), |s| pos.checked_add(s)) else {
+                scan.note(past_end);
                 break;
             };
+            if end > len {
+                scan.note(past_end);
+            }
             // `BoxHeader::parse` refuses sizes below the header length, so `body_at <= end`.
             let body_at = pos + header.header_len as u64;
             match &header.kind {
                 b"moof" => {
                     // Runs of an earlier moof that never found their mdat are lost.
-                    scan.dropped += dropped_in(&pending);
+                    lost_runs(&mut scan, &pending);
                     pending.clear();
+                    if end - pos > MAX_MOOF {
+                        scan.note(Damage::MoofTooLarge {
+                            at: pos,
+                            size: end - pos,
+                        });
+                    }
                     if end > len || end - pos > MAX_MOOF || body_at > end {
                         break;
                     }
@@ -332,7 +469,10 @@ impl Merger {
                                 })
                                 .collect()
                         }
-                        Err(_) => break,
+                        Err(error) => {
+                            scan.note(Damage::BadMoof { at: pos, error });
+                            break;
+                        }
                     }
                 }
                 b"mdat" => {
@@ -341,6 +481,9 @@ impl Merger {
                         let (kept, dropped) = self.push_run(&run, at, source, body_at, data_end);
                         scan.samples += kept;
                         scan.dropped += dropped;
+                        if dropped > 0 {
+                            scan.note(self.why_dropped(&run, at, body_at, kept));
+                        }
                     }
                 }
                 _ => {}
@@ -350,8 +493,24 @@ impl Merger {
             }
             pos = end;
         }
-        scan.dropped += dropped_in(&pending);
+        lost_runs(&mut scan, &pending);
         Ok(scan)
+    }
+
+    /// Why `push_run` kept only `kept` samples of `run` (the checks it makes, in its order).
+    fn why_dropped(&self, run: &ParsedRun, at: RunAt, data_start: u64, kept: u64) -> Damage {
+        if !self.tables.iter().any(|t| t.init.track_id == run.track_id) {
+            Damage::UnknownTrack {
+                track_id: run.track_id,
+            }
+        } else if run.offset < data_start {
+            Damage::RunOutsideMdat { at: at.moof_at }
+        } else {
+            Damage::SamplesPastEnd {
+                kept,
+                announced: run.samples.len() as u64,
+            }
+        }
     }
 
     /// Takes the whole samples of `run` that lie within `[data_start, data_end)` into the
@@ -394,6 +553,8 @@ impl Merger {
             if let Some(d) = t.time.push(dt, s.duration) {
                 t.done_duration = t.done_duration.saturating_add(d as u64);
                 t.stts.push(d);
+                // The sample before is final now: where it ends on screen.
+                t.pts_end_done = t.pts_end_done.max(t.last_pts.saturating_add(d as i64));
             }
             t.ctts.push(s.cto);
             t.any_cto |= s.cto != 0;
@@ -401,7 +562,8 @@ impl Merger {
             t.syncs += s.is_sync() as u64;
             // `dt >= first` (the timeline never goes back before its first sample).
             let since_first = i64::try_from(dt - first).unwrap_or(i64::MAX);
-            t.min_pts = t.min_pts.min(since_first.saturating_add(s.cto as i64));
+            t.last_pts = since_first.saturating_add(s.cto as i64);
+            t.min_pts = t.min_pts.min(t.last_pts);
             dt = dt.saturating_add(s.duration as u64);
         }
         t.chunks += 1;
@@ -424,8 +586,16 @@ impl Merger {
     }
 }
 
-fn dropped_in(pending: &[(ParsedRun, RunAt)]) -> u64 {
-    pending.iter().map(|(p, _)| p.samples.len() as u64).sum()
+/// The runs of a `moof` that found no `mdat`: their samples are dropped.
+fn lost_runs(scan: &mut SegmentScan, pending: &[(ParsedRun, RunAt)]) {
+    let samples: u64 = pending.iter().map(|(p, _)| p.samples.len() as u64).sum();
+    if samples > 0 {
+        scan.dropped += samples;
+        scan.note(Damage::MoofWithoutMdat {
+            at: pending[0].1.moof_at,
+            samples,
+        });
+    }
 }
 
 #[cfg(test)]
@@ -556,6 +726,57 @@ mod tests {
         assert_eq!(&elst[12..16], &7200i32.to_be_bytes()); // min pts: the first keyframe
     }
 
+    /// Issue 24 item 3: the edit list lasted the sum of the decode durations, so with B-frames
+    /// and a gap in presentation (a non-reference B-frame dropped) the frame presented last
+    /// started at or after the edit's end and players discarded it. The edit now spans from the
+    /// first presentation time to the end of the last presented frame, and tkhd/mvhd with it.
+    #[test]
+    fn issue24_item3_the_edit_list_spans_to_the_end_of_the_last_presented_frame() {
+        // Decode order I1 P4 B2 B3 P7 B5 (presentation slots of 3000 ticks; B6 was dropped).
+        let seg = media_segment(
+            1,
+            &[&run(
+                0,
+                vec![
+                    sample(3000, 10, true, 3000),
+                    sample(3000, 11, false, 9000),
+                    sample(3000, 12, false, 0),
+                    sample(3000, 13, false, 0),
+                    sample(3000, 14, false, 9000),
+                    sample(3000, 15, false, 0),
+                ],
+            )],
+        );
+        let mut m = Merger::new(video_init());
+        m.add_segment(&mut Cursor::new(&seg), seg.len() as u64)
+            .unwrap();
+        // P7 shows from tick 21000 to 24000; presentation starts at 3000 (I1): 21000 ticks,
+        // 233.3 ms, rounded up. The decode durations sum to 18000 ticks (200 ms), short of P7.
+        assert_eq!(m.duration_ms(), 234);
+        let mut out = Vec::new();
+        m.write(&mut out, |_| Ok(Cursor::new(seg.clone()))).unwrap();
+        let moov = find(&out, b"moov").unwrap().unwrap();
+        let trak = find(moov, b"trak").unwrap().unwrap();
+        let elst = find(find(trak, b"edts").unwrap().unwrap(), b"elst")
+            .unwrap()
+            .unwrap();
+        assert_eq!(&elst[4..8], &1u32.to_be_bytes(), "one edit, no empty one");
+        assert_eq!(&elst[8..12], &234u32.to_be_bytes(), "segment duration (ms)");
+        assert_eq!(&elst[12..16], &3000i32.to_be_bytes(), "media time: I1's");
+        let tkhd = find(trak, b"tkhd").unwrap().unwrap();
+        assert_eq!(&tkhd[20..24], &234u32.to_be_bytes(), "tkhd duration");
+        let mvhd = find(moov, b"mvhd").unwrap().unwrap();
+        assert_eq!(&mvhd[16..20], &234u32.to_be_bytes(), "mvhd duration");
+        // The media itself still lasts the decode durations.
+        let mdia = find(trak, b"mdia").unwrap().unwrap();
+        let mdhd = find(mdia, b"mdhd").unwrap().unwrap();
+        assert_eq!(
+            &mdhd[16..20],
+            &18000u32.to_be_bytes(),
+            "mdhd duration (ticks)"
+        );
+    }
+
     #[test]
     fn no_ctts_without_offsets() {
         let seg = media_segment(
@@ -656,12 +877,15 @@ mod tests {
         let scan = m
             .add_segment(&mut Cursor::new(cut), cut.len() as u64)
             .unwrap();
-        assert_eq!(
-            scan,
-            SegmentScan {
-                samples: 1,
-                dropped: 2
-            }
+        assert_eq!((scan.samples, scan.dropped), (1, 2));
+        let why = scan.damage().expect("damaged").to_string();
+        assert!(
+            why.starts_with("cut short: the 'mdat' box at byte "),
+            "{why}"
+        );
+        assert!(
+            why.ends_with(&format!("the file ends at byte {}", cut.len())),
+            "{why}"
         );
         // A segment cut inside its moof gives nothing, and no error.
         let cut = &seg[..60];
@@ -669,12 +893,79 @@ mod tests {
             .add_segment(&mut Cursor::new(cut), cut.len() as u64)
             .unwrap();
         assert_eq!(scan.samples, 0);
+        let why = scan.damage().expect("damaged").to_string();
+        assert!(
+            why.starts_with("cut short: the 'moof' box at byte "),
+            "{why}"
+        );
         let mut out = Vec::new();
         let owned = seg.clone();
         m.write(&mut out, |_| Ok(Cursor::new(owned.clone())))
             .unwrap();
         let moov = find(&out, b"moov").unwrap().unwrap();
         assert_eq!(&table(moov, b"stsz").unwrap()[8..12], &1u32.to_be_bytes());
+    }
+
+    /// Issue 24 item 4: the merge said "1 damaged segments" without saying what was wrong. Each
+    /// kind of damage a scan meets is named, with where in the segment it is.
+    #[test]
+    fn issue24_item4_each_damaged_segment_says_what_was_wrong() {
+        let seg = media_segment(
+            1,
+            &[&run(
+                0,
+                vec![sample(3600, 100, true, 0), sample(3600, 100, false, 0)],
+            )],
+        );
+        let size_at = |at: usize| u32::from_be_bytes(seg[at..at + 4].try_into().unwrap()) as usize;
+        assert_eq!(&seg[size_at(0) + 4..size_at(0) + 8], b"moof");
+        let moof_end = size_at(0) + size_at(size_at(0));
+        let mut other_track = run(0, vec![sample(3600, 100, true, 0)]);
+        other_track.track_id = 9;
+        let mut huge = 1u32.to_be_bytes().to_vec();
+        huge.extend_from_slice(b"mdat");
+        huge.extend_from_slice(&u64::MAX.to_be_bytes());
+        let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+            ("whole", seg.clone(), ""),
+            (
+                "moof only",
+                seg[..moof_end].to_vec(),
+                "has no mdat after it (2 samples lost)",
+            ),
+            (
+                "largesize",
+                huge,
+                "the 'mdat' box at byte 0 announces 18446744073709551615 bytes",
+            ),
+            (
+                "junk",
+                b"\0\0\0\x03junkjunk".to_vec(),
+                "no valid box header at byte 0",
+            ),
+            (
+                "unknown track",
+                media_segment(1, &[&other_track]),
+                "samples of track 9, which init.mp4 does not have",
+            ),
+            (
+                "empty free box",
+                b"\0\0\0\x08free".to_vec(),
+                "no moof with samples",
+            ),
+        ];
+        for (what, bytes, want) in cases {
+            let mut m = Merger::new(video_init());
+            let scan = m
+                .add_segment(&mut Cursor::new(&bytes), bytes.len() as u64)
+                .unwrap();
+            match scan.damage() {
+                None => assert!(want.is_empty(), "{what}: not reported as damaged"),
+                Some(d) => {
+                    let d = d.to_string();
+                    assert!(!want.is_empty() && d.contains(want), "{what}: {d}");
+                }
+            }
+        }
     }
 
     #[test]
@@ -849,7 +1140,9 @@ mod tests {
             assert_eq!((scan.samples, scan.dropped), (3, 4));
         }
         assert_eq!(m.sample_counts(), [(1, 6)]);
-        assert_eq!(m.duration_ms(), 240);
+        // Six samples of 40 ms, but the fourth's composition offset (6291456 ticks) presents it
+        // at 70 s: the edit lasts until it ends (issue 24 item 3), 10800 + 6291456 + 3600 ticks.
+        assert_eq!(m.duration_ms(), 70_066);
         let mut out = Vec::new();
         let n = m
             .write(&mut out, |i| {

@@ -1466,7 +1466,7 @@ mod tests {
             .unwrap();
         let report = super::super::merge::merge_dir(&copy).unwrap();
         assert!(
-            report.dropped_samples > 0 && report.damaged_segments == 1,
+            report.dropped_samples > 0 && report.damaged.len() == 1,
             "{report:?}"
         );
         let cut = copy.join(FULL_NAME);

@@ -4,7 +4,7 @@
 //! behind (`*.tmp`) are never read.
 
 use super::paths::{FULL_NAME, INIT_NAME, MERGE_DIR, MUXED_PREFIX};
-use crate::mux::mp4::{parse_init, Merger};
+use crate::mux::mp4::{parse_init, Damage, Merger};
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -19,14 +19,40 @@ pub struct MergeReport {
     pub output: PathBuf,
     /// Segments read.
     pub segments: usize,
-    /// Segments that were cut short (some or all of their samples missing).
-    pub damaged_segments: usize,
+    /// Segments that were cut short or unusable (some or all of their samples missing), in
+    /// order, each with what was wrong.
+    pub damaged: Vec<DamagedSegment>,
     /// Samples in the output, all tracks.
     pub samples: u64,
     /// Samples announced by damaged segments but missing from them.
     pub dropped_samples: u64,
     pub duration_ms: u64,
     pub bytes: u64,
+}
+
+/// One damaged segment: which, what was wrong, and what the merge kept of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DamagedSegment {
+    pub path: PathBuf,
+    pub damage: Damage,
+    /// Whole samples kept.
+    pub kept: u64,
+    /// Samples announced but missing.
+    pub dropped: u64,
+}
+
+/// The warning line: `DIR/segment_3.m4s: damaged segment (cut short: ...): 12 samples kept, 13 dropped`.
+impl std::fmt::Display for DamagedSegment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: damaged segment ({}): {} samples kept, {} dropped",
+            self.path.display(),
+            self.damage,
+            self.kept,
+            self.dropped
+        )
+    }
 }
 
 fn invalid(msg: String) -> io::Error {
@@ -65,11 +91,19 @@ impl std::fmt::Display for MergeReport {
             self.duration_ms,
             self.bytes
         )?;
-        if self.damaged_segments > 0 {
+        if !self.damaged.is_empty() {
+            let names: Vec<_> = self
+                .damaged
+                .iter()
+                .map(|d| d.path.file_name().unwrap_or_default().to_string_lossy())
+                .collect();
             write!(
                 f,
-                "; {} damaged segments, {} samples dropped",
-                self.damaged_segments, self.dropped_samples
+                "; {} damaged segment{} ({}), {} samples dropped",
+                names.len(),
+                if names.len() == 1 { "" } else { "s" },
+                names.join(", "),
+                self.dropped_samples
             )?;
         }
         Ok(())
@@ -77,7 +111,9 @@ impl std::fmt::Display for MergeReport {
 }
 
 /// Builds `dir/stream_full.mp4` from `dir/init.mp4` and `dir/segment_N.m4s`. `dir` may also be
-/// the stream folder above `output_merge/`. The same folder always gives the same bytes.
+/// the stream folder above `output_merge/`. The same folder always gives the same bytes. Each
+/// damaged segment is logged as a warning as it is met (the server's log) and listed in the
+/// report (`rtmpd merge`, which has no logger, prints them to stderr).
 pub fn merge_dir(dir: &Path) -> io::Result<MergeReport> {
     let nested = dir.join(MERGE_DIR);
     let dir = if !dir.join(INIT_NAME).exists() && nested.join(INIT_NAME).exists() {
@@ -115,7 +151,7 @@ pub fn merge_dir(dir: &Path) -> io::Result<MergeReport> {
     let mut report = MergeReport {
         output: dir.join(FULL_NAME),
         segments: segments.len(),
-        damaged_segments: 0,
+        damaged: Vec::new(),
         samples: 0,
         dropped_samples: 0,
         duration_ms: 0,
@@ -129,15 +165,16 @@ pub fn merge_dir(dir: &Path) -> io::Result<MergeReport> {
         let scan = merger.add_segment(&mut f, len).map_err(named)?;
         report.samples += scan.samples;
         report.dropped_samples += scan.dropped;
-        if scan.dropped > 0 || scan.samples == 0 {
+        if let Some(damage) = scan.damage() {
             // A segment cut short or corrupt: its whole samples are kept, the merge goes on.
-            report.damaged_segments += 1;
-            log::warn!(
-                "merge: {}: damaged segment, {} samples kept, {} dropped",
-                path.display(),
-                scan.samples,
-                scan.dropped
-            );
+            let d = DamagedSegment {
+                path: path.clone(),
+                damage,
+                kept: scan.samples,
+                dropped: scan.dropped,
+            };
+            log::warn!("merge: {d}");
+            report.damaged.push(d);
         }
     }
     if report.samples == 0 {
@@ -227,7 +264,7 @@ mod tests {
         assert_eq!(report.segments, 10);
         assert_eq!(report.samples, 250);
         assert_eq!(report.duration_ms, 10_000);
-        assert_eq!(report.damaged_segments, 0);
+        assert!(report.damaged.is_empty());
         let out = fs::read(&report.output).unwrap();
         assert_eq!(out.len() as u64, report.bytes);
         // segment_10 comes after segment_9: the last payload bytes are 10s.
@@ -269,7 +306,7 @@ mod tests {
         }
         let report = merge_dir(&root).unwrap();
         assert_eq!(report.segments, 13);
-        assert_eq!(report.damaged_segments, 3);
+        assert_eq!(report.damaged.len(), 3);
         assert_eq!(report.samples, 250);
         assert_eq!(report.duration_ms, 10_000);
         assert_eq!(fs::read(&report.output).unwrap().len() as u64, report.bytes);

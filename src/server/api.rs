@@ -94,15 +94,23 @@ impl Server {
         (rtmp, http_flv, ws_flv, publishers)
     }
 
-    /// `/api/streams` for a caller without the `--api-token`: only what a viewer may see, the
-    /// live streams' names and the listeners' ports (the pages build the player and publish URLs
-    /// from them), and a flag saying so.
+    /// `/api/streams` for a caller without the `--api-token`: only what an anonymous viewer may
+    /// see, the names of the live streams it may play without any credential (none with
+    /// `--no-public-list`, then `"public_list":false`) and the listeners' ports (the pages build
+    /// the player and publish URLs from them), and a flag saying so. A private platform's stream
+    /// names are not public: its viewers type the name in.
     pub(super) fn api_streams_public(&self) -> String {
+        let access = &self.core.access;
         let mut out = format!(
-            "{{\"restricted\":true,\"ports\":{},\"streams\":[",
+            "{{\"restricted\":true,\"public_list\":{},\"ports\":{},\"streams\":[",
+            access.public_list(),
             self.ports_json()
         );
-        let live = self.core.hub.streams().filter(|s| s.publisher.is_some());
+        let live = self.core.hub.streams().filter(|s| {
+            s.publisher.is_some()
+                && access.public_list()
+                && access.anonymous_play(&s.key.app, &s.key.stream)
+        });
         for (i, s) in live.enumerate() {
             if i > 0 {
                 out.push(',');

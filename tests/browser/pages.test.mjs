@@ -231,6 +231,13 @@ const PLAYED = () => {
   return { played, currentTime: v.currentTime, status: st ? st.textContent : "", state: window.rtmpdState || {} };
 };
 
+const PLAYED_OVER_1S = () => {
+  const v = document.querySelector("video");
+  let played = 0;
+  for (let i = 0; v && i < v.played.length; i++) played += v.played.end(i) - v.played.start(i);
+  return played > 1;
+};
+
 async function playPage(name, urlPath, needs, timeoutMs = 30000, extra = null) {
   // A recording the server has not made (or cannot serve) fails fast, after a screenshot of the page's message.
   if (needs && needs.length) {
@@ -872,4 +879,56 @@ browserTest("live page with --play-token: plays with &token= in its URL, not wit
   assert.ok(played["live-with-token"].played > 1);
   assert.equal(played["live-without-token"].played, 0);
   assert.ok(!srv.output.includes(TOKEN), "the token in rtmpd's log");
+});
+
+// Issue 24 item 2: with --api-token, --play-token and --no-public-list, a visitor without the API token is told the
+// stream list is not public and gets the form to open a stream by name; the live page opened by that name (with
+// &token=) plays although /api/streams does not name the stream.
+browserTest("issue24 item2: --no-public-list: the home page asks for the name, the live page plays it", async () => {
+  skipIfNoTools();
+  const API = "apiTok24b", PLAY = "playTok24b";
+  const args = ["--bind", "127.0.0.1", "--rtmp-port", "0", "--http-port", "0", "--no-web", "--web-dir", WEB,
+    "--data-dir", fs.mkdtempSync(path.join(tmp, "nolist-")), "--api-token", API, "--play-token", PLAY, "--no-public-list"];
+  const srv = startChild(RTMPD_BIN, args, "rtmpd --no-public-list");
+  const own = {};
+  await waitFor("rtmpd --no-public-list to listen", () => {
+    for (const m of srv.output.matchAll(/(\w+) listening on [^\s]*:(\d+)/g)) own[m[1].toLowerCase()] = Number(m[2]);
+    return own.rtmp && own.http;
+  }, 10000);
+  const base = `http://127.0.0.1:${own.http}`;
+  startChild("ffmpeg", ["-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", FIXTURE, "-c", "copy",
+    "-f", "flv", `rtmp://127.0.0.1:${own.rtmp}/live/hidden`], "ffmpeg hidden");
+  await waitFor("the stream to be live", async () => (await fetch(`${base}/live/hidden.flv?token=${PLAY}`, { method: "HEAD" })).status === 200, 15000);
+  const list = await (await fetch(base + "/api/streams")).json();
+  assert.equal(list.public_list, false);
+  assert.deepEqual(list.streams, []);
+  const errors = [];
+  let page = await ctx.newPage();
+  page.on("pageerror", e => errors.push("page error: " + e.message));
+  page.on("dialog", d => d.dismiss());
+  try {
+    await page.goto(base + "/");
+    await page.waitForFunction(() => /not public/.test(document.getElementById("status").textContent), null, { timeout: 10000 });
+    assert.ok(await page.$eval("#viewer", e => !e.classList.contains("hidden")), "the form to open a stream by name");
+    assert.equal(await page.$$eval('[data-stream]', e => e.length), 0, "no stream named");
+  } finally {
+    await shot({ page, name: "home-no-public-list" });
+    await page.close();
+  }
+  page = await ctx.newPage();
+  page.on("pageerror", e => errors.push("page error: " + e.message));
+  let played;
+  try {
+    await page.goto(`${base}/index.html?app=live&stream=hidden&token=${PLAY}`);
+    // Every played range counts: the page jumps to the live edge once, which starts a new one.
+    await page.waitForFunction(PLAYED_OVER_1S, null, { timeout: 30000, polling: 250 });
+    played = await page.evaluate(PLAYED);
+    assert.doesNotMatch(played.status, /audio only/, "the restricted list says nothing about the tracks");
+  } finally {
+    await shot({ page, name: "live-unlisted" });
+    await page.close();
+  }
+  console.log(`# unlisted stream played ${played.played.toFixed(1)} s`);
+  assert.ok(played.played > 1);
+  assert.deepEqual(errors, [], "errors on the pages");
 });

@@ -8,6 +8,7 @@ mod dashboard;
 mod faults;
 mod files;
 mod http;
+mod issue24;
 mod live;
 mod llhls;
 mod platform;

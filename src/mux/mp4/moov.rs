@@ -220,7 +220,7 @@ impl Merger {
                 w.i32(-1);
                 w.u32(0x0001_0000);
             }
-            let edited = t.movie_duration().ok_or(BmffError::BadValue)?;
+            let edited = t.presented_ms().ok_or(BmffError::BadValue)?;
             w.u32(edited.min(u32::MAX as u64) as u32);
             w.i32(media_time.min(i32::MAX as u64) as i32);
             w.u32(0x0001_0000);

