@@ -7,7 +7,6 @@ pub mod calendar;
 pub mod chunk;
 pub mod chunked;
 pub mod flv;
-pub mod hmac;
 pub mod http_head;
 pub mod json;
 pub mod ws;
