@@ -3,7 +3,6 @@
 //! layer above can make a cycle through it).
 
 pub mod bytes;
-pub mod calendar;
 pub mod chunk;
 pub mod chunked;
 pub mod flv;
