@@ -16,13 +16,13 @@
 //!                                                                                  -> worker threads -> record/{flv,hls,fmp4}.rs
 //! ```
 //!
-//! - `codec`: leaf encodings any layer may import (byte reader, the civil calendar, the RTMP chunk
-//!   encoder and its chunk stream ids, FLV tag framing, HTTP chunked coding, response heads,
-//!   WebSocket frames, JSON strings); it imports nothing from the rest of the crate.
+//! - `codec`: leaf encodings any layer may import (byte reader, the RTMP chunk encoder and its
+//!   chunk stream ids, FLV tag framing, HTTP chunked coding, response heads, WebSocket frames,
+//!   what our JSON documents share over serde_json); it imports nothing from the rest of the crate.
 //! - `media`: the protocol-free `Frame`, stream names, codec configuration parsing, the ingest
 //!   normaliser (`media::time`) and the one `onMetaData` rule (`media::meta`).
 //! - `amf`, `rtmp`: AMF0/AMF3 values; the RTMP handshake, chunk stream and sessions, sans-IO.
-//! - `http`: request parsing, responses, routing, WebSocket framing, the static file responder (no fs: `server::fs`).
+//! - `http`: request parsing, responses, routing, WebSocket framing, HTTP dates, the static file responder (no fs: `server::fs`).
 //! - `mux`: FLV, MPEG-TS/HLS, ISO BMFF (fMP4, MP4), m3u8 playlists: frames in, bytes out, no files.
 //! - `llhls`: Low-Latency HLS core: the in-memory part window, its playlist, blocking reload; sans-IO.
 //! - `hub`: streams, publishers and players, the GOP cache, per-viewer bounded queues, and the

@@ -13,8 +13,11 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use serde::Serialize;
+
 use super::policy::after_hook;
 use super::{Decision, Refusal, RefuseKind, Request};
+use crate::codec::json::{self, Pairs};
 
 /// Worker threads: hooks are short calls to one service; four in flight is plenty.
 pub const WORKERS: usize = 4;
@@ -145,52 +148,30 @@ impl Event {
     }
 }
 
-fn json_str(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                out.push_str(&format!("\\u{:04x}", c as u32));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
+#[derive(Serialize)]
+struct Body<'a, Q: Serialize> {
+    action: &'static str,
+    app: &'a str,
+    stream: &'a str,
+    client: String,
+    ip: String,
+    protocol: &'static str,
+    query: Q,
 }
 
 /// The JSON body: `{"action", "app", "stream", "client", "ip", "protocol", "query": {..}}`, with
 /// the values of `token` and `sign` as `***` (the hook decides on who and what, not on secrets).
 pub fn body(event: Event, req: &Request) -> String {
-    let mut out = String::with_capacity(256);
-    let fields = [
-        ("action", event.as_str().to_string()),
-        ("app", req.app.clone()),
-        ("stream", req.stream.clone()),
-        ("client", req.peer.to_string()),
-        ("ip", req.peer.ip().to_string()),
-        ("protocol", req.protocol.as_str().to_string()),
-    ];
-    out.push('{');
-    for (k, v) in &fields {
-        json_str(&mut out, k);
-        out.push(':');
-        json_str(&mut out, v);
-        out.push(',');
-    }
-    json_str(&mut out, "query");
-    out.push_str(":{");
-    for (i, (k, v)) in req.query.masked().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        json_str(&mut out, k);
-        out.push(':');
-        json_str(&mut out, v);
-    }
-    out.push_str("}}");
-    out
+    let query: Vec<(&str, &str)> = req.query.masked().collect();
+    json::to_string(&Body {
+        action: event.as_str(),
+        app: &req.app,
+        stream: &req.stream,
+        client: req.peer.to_string(),
+        ip: req.peer.ip().to_string(),
+        protocol: req.protocol.as_str(),
+        query: Pairs(query.iter().copied()),
+    })
 }
 
 /// Why a hook call did not allow.
@@ -511,7 +492,7 @@ mod tests {
         let b = body(Event::Publish, &request());
         assert_eq!(
             b,
-            r#"{"action":"publish","app":"live","stream":"cam","client":"203.0.113.9:5555","ip":"203.0.113.9","protocol":"rtmp","query":{"token":"***","who":"\"me\"\u000a"}}"#
+            r#"{"action":"publish","app":"live","stream":"cam","client":"203.0.113.9:5555","ip":"203.0.113.9","protocol":"rtmp","query":{"token":"***","who":"\"me\"\n"}}"#
         );
         let mut r = request();
         r.protocol = Protocol::WsFlv;

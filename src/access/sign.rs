@@ -1,5 +1,5 @@
 //! Credentials compared without leaking through timing: a constant-time byte comparison, HMAC-SHA256
-//! (RFC 2104, over the `sha2` crate) and the signed-URL check `sign = HMAC-SHA256(S,
+//! (RustCrypto's `hmac` over `sha2`) and the signed-URL check `sign = HMAC-SHA256(S,
 //! "{app}/{stream}:{expires}")`. No clock reads: the caller passes `now`.
 
 /// True when `a == b`, in time that depends only on the lengths: every byte is looked at, and the
@@ -17,9 +17,19 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     std::hint::black_box(diff) == 0
 }
 
-/// HMAC-SHA256 of `msg` under `key` (the crate's one HMAC, `codec::hmac`).
+type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+
+fn mac(key: &[u8], msg: &[u8]) -> HmacSha256 {
+    use hmac::{KeyInit, Mac};
+    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes keys of any length");
+    mac.update(msg);
+    mac
+}
+
+/// HMAC-SHA256 of `msg` under `key`.
 pub fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
-    crate::codec::hmac::hmac_sha256(key, &[msg])
+    use hmac::Mac;
+    mac(key, msg).finalize().into_bytes().into()
 }
 
 /// Lowercase hex, what `openssl dgst` prints.
@@ -85,11 +95,12 @@ pub fn verify(
         return Err(SignError::BadExpires);
     }
     let until: u64 = expires.parse().map_err(|_| SignError::BadExpires)?;
-    let want = hmac_sha256(secret, signed_message(app, stream, expires).as_bytes());
     let Some(got) = from_hex32(sign) else {
         return Err(SignError::Mismatch);
     };
-    if !ct_eq(&got, &want) {
+    // `verify_slice` compares in constant time.
+    let mac = mac(secret, signed_message(app, stream, expires).as_bytes());
+    if hmac::Mac::verify_slice(mac, &got).is_err() {
         return Err(SignError::Mismatch);
     }
     if now > until {

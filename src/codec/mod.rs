@@ -3,11 +3,9 @@
 //! layer above can make a cycle through it).
 
 pub mod bytes;
-pub mod calendar;
 pub mod chunk;
 pub mod chunked;
 pub mod flv;
-pub mod hmac;
 pub mod http_head;
 pub mod json;
 pub mod ws;

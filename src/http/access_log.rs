@@ -5,7 +5,14 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
-use crate::codec::calendar::DateTime;
+use time::format_description::BorrowedFormatItem;
+use time::macros::format_description;
+
+use super::date::{unix_secs, utc};
+
+/// `24/Nov/2026:01:02:03 +0000`: the Common Log Format's time, in UTC.
+const CLF_TIME: &[BorrowedFormatItem<'_>] =
+    format_description!("[day]/[month repr:short]/[year]:[hour]:[minute]:[second] +0000");
 
 /// One Common Log Format line plus the duration:
 /// `127.0.0.1 - - [24/Nov/2026:01:02:03 +0000] "GET /x HTTP/1.1" 200 1234 0.8ms`.
@@ -19,17 +26,17 @@ pub fn access_log_line(
     started: SystemTime,
     duration: Duration,
 ) -> String {
-    let t = DateTime::utc(started);
+    // Formatted into a buffer on the stack: this runs for every request.
+    let mut buf = [0u8; 32];
+    let mut w = &mut buf[..];
+    let n = utc(unix_secs(started))
+        .format_into(&mut w, CLF_TIME)
+        .unwrap_or(0);
+    let time = std::str::from_utf8(&buf[..n]).unwrap_or("");
     let ms = duration.as_secs_f64() * 1000.0;
     format!(
-        "{} - - [{:02}/{}/{}:{:02}:{:02}:{:02} +0000] \"{}\" {status} {bytes} {ms:.1}ms",
+        "{} - - [{time}] \"{}\" {status} {bytes} {ms:.1}ms",
         peer.ip(),
-        t.day,
-        t.month_abbr(),
-        t.year,
-        t.hour,
-        t.minute,
-        t.second,
         escape_log(&redact_tokens(request_line))
     )
 }

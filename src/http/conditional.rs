@@ -1,10 +1,10 @@
 //! Conditional and partial requests: the `Range` header (one byte range), ETags and If-None-Match,
-//! If-Modified-Since (HTTP dates from `codec::calendar`). Decisions only; the responder builds the
+//! If-Modified-Since (HTTP dates from `http::date`). Decisions only; the responder builds the
 //! 206, 304 and 416 answers from them.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::codec::calendar::{parse_http_date, unix_secs};
+use super::date::{parse_http_date, unix_secs};
 
 /// Result of `parse_range` for a representation of a given length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,11 +13,11 @@ use std::time::SystemTime;
 
 use super::access_log::log_path_of;
 use super::conditional::{etag_for, not_modified, parse_range, RangeSpec};
+use super::date::push_http_date;
 use super::embedded;
 use super::listing::{listing_page, ListingEntry};
 use super::mime::{mime_for, CachePolicy, REVALIDATE};
 use super::path::{clean_target, CleanPath, Refusal};
-use crate::codec::calendar::push_http_date;
 
 /// The methods a static service answers.
 pub const ALLOW: &str = "GET, HEAD, OPTIONS";

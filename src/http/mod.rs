@@ -5,6 +5,7 @@
 
 pub mod access_log;
 pub mod conditional;
+pub mod date;
 pub mod embedded;
 pub mod files;
 pub mod listing;

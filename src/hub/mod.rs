@@ -956,13 +956,13 @@ mod tests {
                 hub.sample_stats(u64::from(t));
             }
         }
-        let j = hub.health_json(&key(), 10_000).unwrap();
+        let j = crate::codec::json::to_string(&hub.health_report(&key(), 10_000).unwrap());
         assert!(j.contains("\"keyframe_interval_ms\":10000"), "{j}");
         assert!(j.contains("\"level\":\"red\""), "{j}");
         assert!(j.contains("\"name\":\"flv\""), "{j}");
         assert!(j.contains("\"bytes\":99"), "{j}");
         assert!(hub
-            .health_json(&StreamKey::new("live", "none").unwrap(), 0)
+            .health_report(&StreamKey::new("live", "none").unwrap(), 0)
             .is_none());
         let server = crate::stats::history::ServerHistory::new(5_000);
         let hist = hub.history_json(10_000, &server);

@@ -5,7 +5,7 @@
 use super::stream::ViewerState;
 use super::{FormKind, Hub, MetaInfo};
 use crate::media::{Codec, Frame, StreamKey};
-use crate::stats::health::ViewerCounters;
+use crate::stats::health::{HealthReport, ViewerCounters};
 use crate::stats::history::{self, ServerHistory, Viewers};
 
 /// One stream, for the API and the periodic log line.
@@ -154,9 +154,9 @@ impl Hub {
     }
 
     /// The `health` object of a live stream for `/api/streams` (`None` without a publisher).
-    pub fn health_json(&self, key: &StreamKey, now_ms: u64) -> Option<String> {
+    pub fn health_report(&self, key: &StreamKey, now_ms: u64) -> Option<HealthReport> {
         let s = self.stream(key)?;
-        s.is_live().then(|| s.health.to_json(now_ms))
+        s.is_live().then(|| s.health.report(now_ms))
     }
 
     /// The whole `/api/streams/history` answer: the server's rings and every stream's.

@@ -3,7 +3,10 @@
 //! come normalised (`media::time` decides what a wrap or a jump is). No files here: `record::hls`
 //! decides where bytes go and when the playlist is replaced.
 
-use crate::codec::calendar::{civil_from_days, days_from_civil};
+use time::format_description::BorrowedFormatItem;
+use time::macros::format_description;
+use time::{OffsetDateTime, PrimitiveDateTime};
+
 use crate::media::Track;
 use crate::mux::m3u8::{self, Header, MediaPlaylist, Segment};
 use std::collections::VecDeque;
@@ -212,51 +215,27 @@ pub fn playlist_start_ms(text: &str) -> Option<i64> {
         })
 }
 
-/// `2026-11-24T01:08:29.123Z` for Unix milliseconds.
+/// `2026-11-24T01:08:29.007Z`: the program date time of playlists, UTC to the millisecond.
+const ISO8601_MS: &[BorrowedFormatItem<'_>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+/// What `parse_iso8601` takes: the same, any fraction of a second or none.
+const ISO8601_IN: &[BorrowedFormatItem<'_>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second][optional [.[subsecond]]]Z");
+
+/// `unix_ms` as `ISO8601_MS`; outside the years `time` holds (1-9999 here), the epoch.
 pub fn format_iso8601(unix_ms: i64) -> String {
-    let secs = unix_ms.div_euclid(1000);
-    let ms = unix_ms.rem_euclid(1000);
-    let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
-    let sod = secs.rem_euclid(86_400);
-    format!(
-        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
-        sod / 3600,
-        sod / 60 % 60,
-        sod % 60
-    )
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ms) * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+        .format(ISO8601_MS)
+        // Fails only for a description asking for what the value lacks; this one does not.
+        .unwrap_or_default()
 }
 
-/// Parses what `format_iso8601` writes (UTC, optional fraction). Other offsets are refused.
+/// Parses what `format_iso8601` writes (UTC, a fraction of any length or none, kept to the
+/// millisecond). Other offsets are refused.
 pub fn parse_iso8601(s: &str) -> Option<i64> {
-    let s = s.strip_suffix('Z')?;
-    let (date, time) = s.split_once('T')?;
-    let mut dp = date.splitn(3, '-');
-    let y: i64 = dp.next()?.parse().ok()?;
-    let mo: u32 = dp.next()?.parse().ok()?;
-    let d: u32 = dp.next()?.parse().ok()?;
-    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
-    let mut tp = hms.splitn(3, ':');
-    // Unsigned parses: a "-1" hour is refused, not folded into the sum (fuzz finding).
-    let h: u32 = tp.next()?.parse().ok()?;
-    let mi: u32 = tp.next()?.parse().ok()?;
-    let sec: u32 = tp.next()?.parse().ok()?;
-    // Four-digit years only: days_from_civil overflows on a huge year.
-    if !(0..=9999).contains(&y)
-        || !(1..=12).contains(&mo)
-        || !(1..=31).contains(&d)
-        || h > 23
-        || mi > 59
-        || sec > 60
-    {
-        return None;
-    }
-    let frac3: String = frac.chars().chain("000".chars()).take(3).collect();
-    let ms: u32 = frac3.parse().ok()?;
-    // Checked: a huge year must give None, not an overflow.
-    let secs = days_from_civil(y, mo, d)
-        .checked_mul(86_400)?
-        .checked_add(i64::from(h * 3600 + mi * 60 + sec))?;
-    secs.checked_mul(1000)?.checked_add(i64::from(ms))
+    let t = PrimitiveDateTime::parse(s, ISO8601_IN).ok()?.assume_utc();
+    Some(t.unix_timestamp() * 1000 + i64::from(t.millisecond()))
 }
 
 #[cfg(test)]
@@ -390,7 +369,16 @@ mod tests {
             parse_iso8601("2026-11-24T01:48:29Z"),
             Some(1_795_484_909_000)
         );
+        assert_eq!(
+            parse_iso8601("2026-11-24T01:48:29.1239Z"),
+            Some(1_795_484_909_123)
+        );
         assert_eq!(parse_iso8601("2026-11-24T01:48:29+01:00"), None);
+        assert_eq!(parse_iso8601("2026-11-24T01:48:29.Z"), None);
+        assert_eq!(parse_iso8601("2026-02-30T01:48:29Z"), None);
         assert_eq!(parse_iso8601("garbage"), None);
+        // Outside what `time` holds: the epoch, no panic.
+        assert_eq!(format_iso8601(i64::MAX), "1970-01-01T00:00:00.000Z");
+        assert_eq!(format_iso8601(i64::MIN), "1970-01-01T00:00:00.000Z");
     }
 }

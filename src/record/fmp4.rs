@@ -13,6 +13,7 @@ mod repair;
 use super::merge::merge_dir;
 use super::paths::{self, local_stamp, replace_file};
 use super::{Prelude, Sink};
+use crate::codec::json;
 use crate::media::aac::AudioSpecificConfig;
 use crate::media::avc::AvcConfig;
 use crate::media::enhanced::{PacketType, TrackPacket};
@@ -25,6 +26,7 @@ use crate::mux::sample_entry::SampleEntry;
 use bytes::Bytes;
 pub use repair::repair;
 use repair::rotate;
+use serde::Serialize;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -495,93 +497,171 @@ impl Fmp4Sink {
     }
 
     fn write_meta(&self, complete: bool) -> io::Result<()> {
-        let mut common = Json::new();
-        common.str("started", &self.started);
-        let tracks: Vec<&str> = self
-            .video
-            .iter()
-            .map(|_| "video")
-            .chain(self.audio.iter().map(|_| "audio"))
-            .collect();
-        common.raw(
-            "tracks",
-            &format!(
-                "[{}]",
-                tracks
-                    .iter()
-                    .map(|t| format!("\"{t}\""))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            ),
-        );
-        let codecs: Vec<&str> = self
-            .video
-            .iter()
-            .map(|v| v.codec.as_str())
-            .chain(self.audio.iter().map(|a| a.codec.as_str()))
-            .collect();
-        common.str("codecs", &codecs.join(","));
-        if let Some(v) = &self.video {
-            common.str("video_codec", &v.codec);
-            common.num("width", v.width as u64);
-            common.num("height", v.height as u64);
-        }
-        if let Some(a) = &self.audio {
-            common.str("audio_codec", &a.codec);
-            common.num("sample_rate", a.sample_rate as u64);
-            common.num("channels", a.channels as u64);
-        }
-        let skipped: Vec<String> = self.skipped.iter().map(|s| format!("\"{s}\"")).collect();
-        common.raw("skipped", &format!("[{}]", skipped.join(",")));
-        common.raw("complete", if complete { "true" } else { "false" });
-
+        let common = MetaCommon {
+            started: &self.started,
+            tracks: self
+                .video
+                .iter()
+                .map(|_| "video")
+                .chain(self.audio.iter().map(|_| "audio"))
+                .collect(),
+            codecs: self
+                .video
+                .iter()
+                .map(|v| v.codec.as_str())
+                .chain(self.audio.iter().map(|a| a.codec.as_str()))
+                .collect::<Vec<_>>()
+                .join(","),
+            video: self.video.as_ref().map(|v| VideoMeta {
+                video_codec: &v.codec,
+                width: v.width,
+                height: v.height,
+            }),
+            audio: self.audio.as_ref().map(|a| AudioMeta {
+                audio_codec: &a.codec,
+                sample_rate: a.sample_rate,
+                channels: a.channels,
+            }),
+            skipped: &self.skipped,
+            complete,
+        };
         let ms =
             |segs: &[SegInfo]| (segs.iter().map(|s| s.secs).sum::<f64>() * 1000.0).round() as u64;
-        let mut merge = Json::from(&common);
-        let extra: Vec<String> = self
-            .extra
-            .iter()
-            .enumerate()
-            .map(|(i, e)| {
-                format!(
-                    "{{\"track\":{},\"mp4_track_id\":{},\"codec\":\"{}\",\"sample_rate\":{},\"channels\":{}}}",
-                    e.track_id,
-                    fmp4::FIRST_EXTRA_TRACK_ID + i as u32,
-                    e.track.codec,
-                    e.track.sample_rate,
-                    e.track.channels
-                )
-            })
-            .collect();
-        merge.raw("extra_audio", &format!("[{}]", extra.join(",")));
-        merge.num("segments", self.muxed.len() as u64);
-        merge.num("duration_ms", ms(&self.muxed));
-        merge.str("init", INIT_NAME);
-        merge.str("playlist", MUXED_PLAYLIST);
-        if self.merged {
-            merge.str("full", FULL_NAME);
-        }
-        replace_file(&self.merge_dir.join(META_NAME), merge.finish().as_bytes())?;
+        let merge = MergeMeta {
+            common: &common,
+            extra_audio: self
+                .extra
+                .iter()
+                .zip(fmp4::FIRST_EXTRA_TRACK_ID..)
+                .map(|(e, mp4_track_id)| ExtraMeta {
+                    track: e.track_id,
+                    mp4_track_id,
+                    codec: &e.track.codec,
+                    sample_rate: e.track.sample_rate,
+                    channels: e.track.channels,
+                })
+                .collect(),
+            segments: self.muxed.len(),
+            duration_ms: ms(&self.muxed),
+            init: INIT_NAME,
+            playlist: MUXED_PLAYLIST,
+            full: self.merged.then_some(FULL_NAME),
+        };
+        replace_file(
+            &self.merge_dir.join(META_NAME),
+            meta_text(&merge).as_bytes(),
+        )?;
 
-        let mut sep = Json::from(&common);
-        sep.num("segments", self.muxed.len() as u64);
-        sep.num("video_segments", self.video_segs.len() as u64);
-        sep.num("audio_segments", self.audio_segs.len() as u64);
-        sep.num(
-            "duration_ms",
-            ms(&self.video_segs).max(ms(&self.audio_segs)),
-        );
-        if self.video.is_some() {
-            sep.str("video_init", VIDEO_INIT_NAME);
-            sep.str("video_playlist", VIDEO_PLAYLIST);
-        }
-        if self.audio.is_some() {
-            sep.str("audio_init", AUDIO_INIT_NAME);
-            sep.str("audio_playlist", AUDIO_PLAYLIST);
-        }
-        sep.str("playlist", MASTER_PLAYLIST);
-        replace_file(&self.separate_dir.join(META_NAME), sep.finish().as_bytes())
+        let separate = SeparateMeta {
+            common: &common,
+            segments: self.muxed.len(),
+            video_segments: self.video_segs.len(),
+            audio_segments: self.audio_segs.len(),
+            duration_ms: ms(&self.video_segs).max(ms(&self.audio_segs)),
+            video: self.video.is_some().then_some(VideoFiles {
+                video_init: VIDEO_INIT_NAME,
+                video_playlist: VIDEO_PLAYLIST,
+            }),
+            audio: self.audio.is_some().then_some(AudioFiles {
+                audio_init: AUDIO_INIT_NAME,
+                audio_playlist: AUDIO_PLAYLIST,
+            }),
+            playlist: MASTER_PLAYLIST,
+        };
+        replace_file(
+            &self.separate_dir.join(META_NAME),
+            meta_text(&separate).as_bytes(),
+        )
     }
+}
+
+/// `meta.json`'s text: one line of JSON.
+fn meta_text(meta: &impl Serialize) -> String {
+    let mut text = json::to_string(meta);
+    text.push('\n');
+    text
+}
+
+/// What both folders' `meta.json` say about the session.
+#[derive(Serialize)]
+struct MetaCommon<'a> {
+    /// The session's start, `YYYYMMDD_HHMMSS` local time (`repair` reads it back).
+    started: &'a str,
+    tracks: Vec<&'static str>,
+    /// RFC 6381, comma-separated.
+    codecs: String,
+    #[serde(flatten)]
+    video: Option<VideoMeta<'a>>,
+    #[serde(flatten)]
+    audio: Option<AudioMeta<'a>>,
+    skipped: &'a [String],
+    complete: bool,
+}
+
+#[derive(Serialize)]
+struct VideoMeta<'a> {
+    video_codec: &'a str,
+    width: u32,
+    height: u32,
+}
+
+#[derive(Serialize)]
+struct AudioMeta<'a> {
+    audio_codec: &'a str,
+    sample_rate: u32,
+    channels: u8,
+}
+
+/// A further audio track in the merged file.
+#[derive(Serialize)]
+struct ExtraMeta<'a> {
+    track: u8,
+    mp4_track_id: u32,
+    codec: &'a str,
+    sample_rate: u32,
+    channels: u8,
+}
+
+/// `output_merge/meta.json`.
+#[derive(Serialize)]
+struct MergeMeta<'a> {
+    #[serde(flatten)]
+    common: &'a MetaCommon<'a>,
+    extra_audio: Vec<ExtraMeta<'a>>,
+    segments: usize,
+    duration_ms: u64,
+    init: &'static str,
+    playlist: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    full: Option<&'static str>,
+}
+
+/// `output_separate/meta.json`.
+#[derive(Serialize)]
+struct SeparateMeta<'a> {
+    #[serde(flatten)]
+    common: &'a MetaCommon<'a>,
+    segments: usize,
+    video_segments: usize,
+    audio_segments: usize,
+    duration_ms: u64,
+    #[serde(flatten)]
+    video: Option<VideoFiles>,
+    #[serde(flatten)]
+    audio: Option<AudioFiles>,
+    playlist: &'static str,
+}
+
+#[derive(Serialize)]
+struct VideoFiles {
+    video_init: &'static str,
+    video_playlist: &'static str,
+}
+
+#[derive(Serialize)]
+struct AudioFiles {
+    audio_init: &'static str,
+    audio_playlist: &'static str,
 }
 
 impl Sink for Fmp4Sink {
@@ -769,42 +849,6 @@ fn media_playlist(map: &str, prefix: &str, segs: &[SegInfo], target: u32, ended:
         });
     }
     p.finish(ended)
-}
-
-/// A flat JSON object built by hand (keys and values are ours: names, codecs, numbers).
-#[derive(Clone)]
-struct Json {
-    fields: Vec<String>,
-}
-
-impl Json {
-    fn new() -> Json {
-        Json { fields: Vec::new() }
-    }
-    fn from(other: &Json) -> Json {
-        other.clone()
-    }
-    fn str(&mut self, k: &str, v: &str) {
-        let escaped: String = v
-            .chars()
-            .flat_map(|c| match c {
-                '"' => vec!['\\', '"'],
-                '\\' => vec!['\\', '\\'],
-                c if (c as u32) < 0x20 => vec![' '],
-                c => vec![c],
-            })
-            .collect();
-        self.fields.push(format!("\"{k}\":\"{escaped}\""));
-    }
-    fn num(&mut self, k: &str, v: u64) {
-        self.fields.push(format!("\"{k}\":{v}"));
-    }
-    fn raw(&mut self, k: &str, v: &str) {
-        self.fields.push(format!("\"{k}\":{v}"));
-    }
-    fn finish(self) -> String {
-        format!("{{\n  {}\n}}\n", self.fields.join(",\n  "))
-    }
 }
 
 #[cfg(test)]

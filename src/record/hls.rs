@@ -14,6 +14,7 @@
 
 use super::paths::{self, with_path};
 use super::{Prelude, Sink};
+use crate::codec::json;
 use crate::media::aac::AudioSpecificConfig;
 use crate::media::avc::AvcConfig;
 use crate::media::enhanced::PacketType;
@@ -24,6 +25,7 @@ use crate::mux::fmp4::{self as fmp4mux, Fragment, Fragmenter, TrackConfig};
 use crate::mux::hls::{self as hlsmux, CutPolicy, Playlist, SegmentEntry};
 use crate::mux::ts::{self, Es, Pes, Program, StreamType, TsWriter};
 use bytes::Bytes;
+use serde::Serialize;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -628,26 +630,49 @@ impl HlsSink {
 
     /// `meta.json` beside the playlist: the codecs of the TS program and the skipped tracks.
     fn write_meta(&self) -> io::Result<()> {
-        let skipped: Vec<String> = self.skipped.iter().map(|s| format!("\"{s}\"")).collect();
-        if let Some(m) = &self.fmp4 {
-            let text = format!(
-                "{{\n  \"format\":\"fmp4\",\n  \"init\":\"{FMP4_INIT}\",\n  \"playlist\":\"{PLAYLIST}\",\n  \"codecs\":\"{}\",\n  \"skipped\":[{}]\n}}\n",
-                m.codecs.join(","),
-                skipped.join(",")
-            );
-            return paths::replace_file(&self.dir.join(META_NAME), text.as_bytes());
-        }
-        let program = self.wanted_program();
-        let name = |t: Option<StreamType>| t.map_or("null".to_string(), |t| format!("\"{t:?}\""));
-        let skipped: Vec<String> = self.skipped.iter().map(|s| format!("\"{s}\"")).collect();
-        let text = format!(
-            "{{\n  \"format\":\"mpegts\",\n  \"playlist\":\"{PLAYLIST}\",\n  \"video\":{},\n  \"audio\":{},\n  \"skipped\":[{}]\n}}\n",
-            name(program.video),
-            name(program.audio),
-            skipped.join(",")
-        );
+        let mut text = if let Some(m) = &self.fmp4 {
+            json::to_string(&Fmp4Meta {
+                format: "fmp4",
+                init: FMP4_INIT,
+                playlist: PLAYLIST,
+                codecs: m.codecs.join(","),
+                skipped: &self.skipped,
+            })
+        } else {
+            let program = self.wanted_program();
+            let name = |t: Option<StreamType>| t.map(|t| format!("{t:?}"));
+            json::to_string(&TsMeta {
+                format: "mpegts",
+                playlist: PLAYLIST,
+                video: name(program.video),
+                audio: name(program.audio),
+                skipped: &self.skipped,
+            })
+        };
+        text.push('\n');
         paths::replace_file(&self.dir.join(META_NAME), text.as_bytes())
     }
+}
+
+/// `meta.json` of an HLS recording in fMP4 segments (AV1, VP9, Opus).
+#[derive(Serialize)]
+struct Fmp4Meta<'a> {
+    format: &'static str,
+    init: &'static str,
+    playlist: &'static str,
+    /// RFC 6381, comma-separated.
+    codecs: String,
+    skipped: &'a [String],
+}
+
+/// `meta.json` of an MPEG-TS HLS recording: the stream types of the program (`null` for none).
+#[derive(Serialize)]
+struct TsMeta<'a> {
+    format: &'static str,
+    playlist: &'static str,
+    video: Option<String>,
+    audio: Option<String>,
+    skipped: &'a [String],
 }
 
 impl Sink for HlsSink {

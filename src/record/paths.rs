@@ -3,12 +3,14 @@
 //! and archiving a previous session's files into a sub-folder named after its start. Only path and
 //! file-system plumbing here; what a recorder writes is decided by its sink.
 
-use crate::codec::calendar::DateTime;
 use crate::media::StreamKey;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use time::format_description::BorrowedFormatItem;
+use time::macros::format_description;
+use time::{OffsetDateTime, PrimitiveDateTime};
 
 // The fMP4 recording layout in `{data_dir}/mp4/{app}/{stream}/`, shared by the recorder
 // (`record::fmp4`) and the merge (`record::merge`, `rtmpd merge`).
@@ -79,13 +81,31 @@ pub fn is_session_name(s: &str) -> bool {
 /// `YYYYMMDD_HHMMSS` in local time (UTC where the local zone is unknown).
 pub fn local_stamp(t: SystemTime) -> String {
     let secs = unix_ms(t).div_euclid(1000);
-    local_fields(secs)
-        .unwrap_or_else(|| DateTime::from_unix_secs(secs))
-        .stamp()
+    stamp(local_fields(secs).unwrap_or_else(|| utc_fields(secs)))
 }
 
+/// The session stamp's form.
+const STAMP: &[BorrowedFormatItem<'_>] =
+    format_description!("[year][month][day]_[hour][minute][second]");
+
+fn stamp(at: PrimitiveDateTime) -> String {
+    // Fails only for a description asking for what the value lacks; this one does not.
+    at.format(STAMP).unwrap_or_default()
+}
+
+/// UTC fields; outside the years `time` holds (1-9999 here), the epoch.
+fn utc_fields(secs: i64) -> PrimitiveDateTime {
+    let t = OffsetDateTime::from_unix_timestamp(secs).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    PrimitiveDateTime::new(t.date(), t.time())
+}
+
+/// Local fields from the C library. Not `time`'s `local-offset`: on Linux it refuses to answer
+/// once a second thread runs (the zone database is read through an environment that another
+/// thread could change), and recordings start on worker threads. localtime_r is the thread-safe
+/// form of the same call.
 #[cfg(unix)]
-fn local_fields(secs: i64) -> Option<DateTime> {
+fn local_fields(secs: i64) -> Option<PrimitiveDateTime> {
+    use time::{Date, Month, Time};
     let t = libc::time_t::try_from(secs).ok()?;
     // SAFETY: `tm` is plain data that localtime_r fills in; both pointers are valid for the
     // duration of the call and localtime_r is the thread-safe variant.
@@ -94,18 +114,25 @@ fn local_fields(secs: i64) -> Option<DateTime> {
     if r.is_null() {
         return None;
     }
-    Some(DateTime {
-        year: tm.tm_year as i64 + 1900,
-        month: (tm.tm_mon + 1) as u32,
-        day: tm.tm_mday as u32,
-        hour: tm.tm_hour as u32,
-        minute: tm.tm_min as u32,
-        second: tm.tm_sec as u32,
-    })
+    let field = |v: libc::c_int| u8::try_from(v).ok();
+    let date = Date::from_calendar_date(
+        tm.tm_year.checked_add(1900)?,
+        Month::try_from(field(tm.tm_mon)?.checked_add(1)?).ok()?,
+        field(tm.tm_mday)?,
+    )
+    .ok()?;
+    // A leap second (60) shows as 59.
+    let time = Time::from_hms(
+        field(tm.tm_hour)?,
+        field(tm.tm_min)?,
+        field(tm.tm_sec)?.min(59),
+    )
+    .ok()?;
+    Some(PrimitiveDateTime::new(date, time))
 }
 
 #[cfg(not(unix))]
-fn local_fields(_secs: i64) -> Option<DateTime> {
+fn local_fields(_secs: i64) -> Option<PrimitiveDateTime> {
     None
 }
 
@@ -244,12 +271,16 @@ mod tests {
             .bytes()
             .enumerate()
             .all(|(i, b)| i == 8 || b.is_ascii_digit()));
-        let utc = DateTime::from_unix_secs(1_795_482_509);
+        assert_eq!(stamp(utc_fields(1_795_482_509)), "20261124_010829");
+        assert_eq!(stamp(utc_fields(-1)), "19691231_235959");
+        assert_eq!(stamp(utc_fields(0)), "19700101_000000");
+        // Outside what `time` holds: the epoch, no panic.
+        assert_eq!(stamp(utc_fields(i64::MAX)), "19700101_000000");
+        assert_eq!(stamp(utc_fields(i64::MIN)), "19700101_000000");
         assert_eq!(
-            (utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second),
-            (2026, 11, 24, 1, 8, 29)
+            local_stamp(UNIX_EPOCH + Duration::from_secs(1 << 50)).len(),
+            15
         );
-        assert_eq!(utc.stamp(), "20261124_010829");
     }
 
     #[cfg(unix)]
@@ -258,10 +289,8 @@ mod tests {
         // Whatever the zone, local minus UTC is a whole number of quarter hours within a day.
         let secs = 1_795_482_509;
         let l = local_fields(secs).unwrap();
-        assert_eq!(l.second, 29);
-        let days = crate::codec::calendar::days_from_civil(l.year, l.month, l.day) * 86_400;
-        let local = days + (l.hour * 3600 + l.minute * 60 + l.second) as i64;
-        let off = local - secs;
+        assert_eq!(l.second(), 29);
+        let off = l.assume_utc().unix_timestamp() - secs;
         assert!(off.abs() <= 14 * 3600 && off % 900 == 0, "{off}");
     }
 

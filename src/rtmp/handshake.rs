@@ -3,7 +3,8 @@
 //! no RNG crate (the caller passes a seed and the time field). It does not read chunks: bytes
 //! after the handshake are left to the caller.
 
-use crate::codec::hmac::hmac_sha256;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
 
 /// Length of C1, C2, S1 and S2.
 pub const HANDSHAKE_SIZE: usize = 1536;
@@ -55,6 +56,15 @@ fn digest_offset(packet: &[u8; HANDSHAKE_SIZE], schema: Schema) -> usize {
     };
     let sum: usize = packet[base..base + 4].iter().map(|&b| b as usize).sum();
     sum % 728 + base + 4
+}
+
+/// HMAC-SHA256 (RFC 2104) of the concatenation of `parts`.
+fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
+    for p in parts {
+        mac.update(p);
+    }
+    mac.finalize().into_bytes().into()
 }
 
 /// The HMAC of `packet` with the 32 bytes at `off` left out.

@@ -1,14 +1,17 @@
-//! `/api/streams`, `/api/server` (JSON) and `/metrics` (Prometheus text), built by hand: the
-//! shapes are small and fixed, and a JSON crate would be the largest dependency we have.
+//! `/api/streams`, `/api/server` (JSON, written by serde_json from the structs below) and
+//! `/metrics` (Prometheus text, by hand: a few fixed lines).
 
 use std::fmt::Write;
 
+use serde::Serialize;
+
 use super::conn::ConnState;
+use super::upstream::UpstreamReport;
 use super::{limits, Server};
+use crate::codec::json::{self, round, Pairs};
 use crate::hub::StreamStats;
 use crate::media::Codec;
-
-pub use crate::codec::json::json_str;
+use crate::stats::health::HealthReport;
 
 fn codec_name(c: Codec) -> String {
     match c {
@@ -29,36 +32,122 @@ fn codec_name(c: Codec) -> String {
     }
 }
 
-fn num(v: Option<f64>) -> String {
-    match v {
-        Some(n) if n.is_finite() => format!("{}", n.round() as i64),
-        _ => "null".into(),
+/// A metadata number as a whole number, `null` when unknown or not finite.
+fn whole(v: Option<f64>) -> Option<i64> {
+    v.filter(|n| n.is_finite()).map(|n| n.round() as i64)
+}
+
+/// An `/api/streams` entry for a caller without the `--api-token`.
+#[derive(Serialize)]
+struct PublicStream {
+    app: String,
+    stream: String,
+    live: bool,
+}
+
+#[derive(Serialize)]
+struct PublicStreams<P: Serialize> {
+    restricted: bool,
+    public_list: bool,
+    ports: P,
+    streams: Vec<PublicStream>,
+}
+
+#[derive(Serialize)]
+struct Video {
+    codec: String,
+    width: Option<i64>,
+    height: Option<i64>,
+    fps: Option<i64>,
+}
+
+impl Video {
+    fn of(s: &StreamStats) -> Option<Video> {
+        s.video_codec.map(|c| Video {
+            codec: codec_name(c),
+            width: whole(s.meta.width),
+            height: whole(s.meta.height),
+            fps: whole(s.meta.framerate),
+        })
     }
 }
 
-fn video_json(s: &StreamStats) -> String {
-    match s.video_codec {
-        None => "null".into(),
-        Some(c) => format!(
-            "{{\"codec\":{},\"width\":{},\"height\":{},\"fps\":{}}}",
-            json_str(&codec_name(c)),
-            num(s.meta.width),
-            num(s.meta.height),
-            num(s.meta.framerate)
-        ),
+#[derive(Serialize)]
+struct Audio {
+    codec: String,
+    sample_rate: Option<i64>,
+    channels: Option<i64>,
+}
+
+impl Audio {
+    fn of(s: &StreamStats) -> Option<Audio> {
+        s.audio_codec.map(|c| Audio {
+            codec: codec_name(c),
+            sample_rate: whole(s.meta.audio_sample_rate),
+            channels: whole(s.meta.audio_channels),
+        })
     }
 }
 
-fn audio_json(s: &StreamStats) -> String {
-    match s.audio_codec {
-        None => "null".into(),
-        Some(c) => format!(
-            "{{\"codec\":{},\"sample_rate\":{},\"channels\":{}}}",
-            json_str(&codec_name(c)),
-            num(s.meta.audio_sample_rate),
-            num(s.meta.audio_channels)
-        ),
-    }
+#[derive(Serialize)]
+struct Viewers {
+    rtmp: usize,
+    http_flv: usize,
+    ws_flv: usize,
+    total: usize,
+}
+
+/// An `/api/streams` entry (schema in docs/api.md; `health` in the module doc of `stats`).
+#[derive(Serialize)]
+struct StreamEntry {
+    app: String,
+    stream: String,
+    live: bool,
+    publisher: Option<String>,
+    /// One decimal.
+    uptime_s: f64,
+    bitrate_in_kbps: u64,
+    bytes_in: u64,
+    bytes_out: u64,
+    video: Option<Video>,
+    audio: Option<Audio>,
+    viewers: Viewers,
+    health: Option<HealthReport>,
+    /// Gateway streams only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upstream: Option<UpstreamReport>,
+}
+
+#[derive(Serialize)]
+struct Streams {
+    streams: Vec<StreamEntry>,
+}
+
+#[derive(Serialize)]
+struct Players {
+    rtmp: usize,
+    http_flv: usize,
+    ws_flv: usize,
+}
+
+#[derive(Serialize)]
+struct ServerInfo<P: Serialize> {
+    name: &'static str,
+    version: &'static str,
+    mode: &'static str,
+    started_unix: u64,
+    /// One decimal.
+    uptime_s: f64,
+    pid: u32,
+    connections: usize,
+    publishers: usize,
+    players: Players,
+    bytes_in: u64,
+    bytes_out: u64,
+    /// Two decimals.
+    cpu_seconds: f64,
+    rss_bytes: Option<u64>,
+    ports: P,
 }
 
 /// Every per-connection bound counted in `/metrics` (listed even at 0, so a dashboard sees them).
@@ -101,38 +190,30 @@ impl Server {
     /// names are not public: its viewers type the name in.
     pub(super) fn api_streams_public(&self) -> String {
         let access = &self.core.access;
-        let mut out = format!(
-            "{{\"restricted\":true,\"public_list\":{},\"ports\":{},\"streams\":[",
-            access.public_list(),
-            self.ports_json()
-        );
         let live = self.core.hub.streams().filter(|s| {
             s.publisher.is_some()
                 && access.public_list()
                 && access.anonymous_play(&s.key.app, &s.key.stream)
         });
-        for (i, s) in live.enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            let _ = write!(
-                out,
-                "{{\"app\":{},\"stream\":{},\"live\":true}}",
-                json_str(&s.key.app),
-                json_str(&s.key.stream)
-            );
-        }
-        out.push_str("]}");
-        out
+        let streams = live
+            .map(|s| PublicStream {
+                app: s.key.app,
+                stream: s.key.stream,
+                live: true,
+            })
+            .collect();
+        json::to_string(&PublicStreams {
+            restricted: true,
+            public_list: access.public_list(),
+            ports: Pairs(self.ports().iter().copied()),
+            streams,
+        })
     }
 
     pub(super) fn api_streams(&self) -> String {
         let now_ms = self.now_ms();
-        let mut out = String::from("{\"streams\":[");
-        for (i, s) in self.core.hub.streams().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
+        let mut streams = Vec::new();
+        for s in self.core.hub.streams() {
             let peer = s
                 .publisher
                 .and_then(|t| self.conns.get(t))
@@ -146,34 +227,28 @@ impl Server {
             } else {
                 0.0
             };
-            let _ = write!(
-                out,
-                "{{\"app\":{},\"stream\":{},\"live\":{},\"publisher\":{},\"uptime_s\":{:.1},\"bitrate_in_kbps\":{:.0},\
-                 \"bytes_in\":{},\"bytes_out\":{},\"video\":{},\"audio\":{},\
-                 \"viewers\":{{\"rtmp\":{},\"http_flv\":{},\"ws_flv\":{},\"total\":{}}},\"health\":{}{}}}",
-                json_str(&s.key.app),
-                json_str(&s.key.stream),
-                s.publisher.is_some(),
-                peer.map(|p| json_str(&p)).unwrap_or_else(|| "null".into()),
-                uptime,
-                kbps,
-                s.bytes_in,
-                s.bytes_out,
-                video_json(&s),
-                audio_json(&s),
-                s.viewers_rtmp,
-                s.viewers_http_flv,
-                s.viewers_ws_flv,
-                s.viewers_rtmp + s.viewers_http_flv + s.viewers_ws_flv,
-                self.core
-                    .hub
-                    .health_json(&s.key, now_ms)
-                    .unwrap_or_else(|| "null".into()),
-                self.upstream_json(&s.key),
-            );
+            streams.push(StreamEntry {
+                live: s.publisher.is_some(),
+                publisher: peer,
+                uptime_s: round(uptime, 1),
+                bitrate_in_kbps: kbps.round() as u64,
+                bytes_in: s.bytes_in,
+                bytes_out: s.bytes_out,
+                video: Video::of(&s),
+                audio: Audio::of(&s),
+                viewers: Viewers {
+                    rtmp: s.viewers_rtmp,
+                    http_flv: s.viewers_http_flv,
+                    ws_flv: s.viewers_ws_flv,
+                    total: s.viewers_rtmp + s.viewers_http_flv + s.viewers_ws_flv,
+                },
+                health: self.core.hub.health_report(&s.key, now_ms),
+                upstream: self.upstream_report(&s.key),
+                app: s.key.app,
+                stream: s.key.stream,
+            });
         }
-        out.push_str("]}");
-        out
+        json::to_string(&Streams { streams })
     }
 
     /// `/api/streams/history` (schema in docs/dashboard.md).
@@ -186,37 +261,42 @@ impl Server {
     pub(super) fn api_server(&self) -> String {
         let (rtmp, http_flv, ws_flv, publishers) = self.conn_counts();
         let uptime = self.started.elapsed().as_secs_f64();
-        format!(
-            "{{\"name\":\"rtmpd\",\"version\":{},\"mode\":{},\"started_unix\":{},\"uptime_s\":{:.1},\"pid\":{},\
-             \"connections\":{},\"publishers\":{},\"players\":{{\"rtmp\":{},\"http_flv\":{},\"ws_flv\":{}}},\
-             \"bytes_in\":{},\"bytes_out\":{},\"cpu_seconds\":{:.2},\"rss_bytes\":{},\"ports\":{}}}",
-            json_str(crate::config::VERSION),
-            json_str(self.setup.mode),
-            self.started_wall.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
-            uptime,
-            std::process::id(),
-            self.conns.len(),
+        json::to_string(&ServerInfo {
+            name: "rtmpd",
+            version: crate::config::VERSION,
+            mode: self.setup.mode,
+            started_unix: self
+                .started_wall
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            uptime_s: round(uptime, 1),
+            pid: std::process::id(),
+            connections: self.conns.len(),
             publishers,
-            rtmp,
-            http_flv,
-            ws_flv,
-            self.totals.bytes_in,
-            self.totals.bytes_out,
-            limits::cpu_seconds(),
-            limits::rss_bytes().map(|r| r.to_string()).unwrap_or_else(|| "null".into()),
-            self.ports_json(),
-        )
+            players: Players {
+                rtmp,
+                http_flv,
+                ws_flv,
+            },
+            bytes_in: self.totals.bytes_in,
+            bytes_out: self.totals.bytes_out,
+            cpu_seconds: round(limits::cpu_seconds(), 2),
+            rss_bytes: limits::rss_bytes(),
+            ports: Pairs(self.ports().iter().copied()),
+        })
     }
 
-    /// The listeners' real ports, so pages can build RTMP and HTTP-FLV URLs for this server.
-    fn ports_json(&self) -> String {
-        let mut parts = Vec::new();
+    /// The listeners' real ports by name (`rtmp`, `http`, ...), so pages can build RTMP and
+    /// HTTP-FLV URLs for this server.
+    fn ports(&self) -> Vec<(&'static str, u16)> {
+        let mut out = Vec::new();
         for l in &self.listeners {
             if let Ok(addr) = l.socket.local_addr() {
-                parts.push(format!("\"{}\":{}", l.port_name(), addr.port()));
+                out.push((l.port_name(), addr.port()));
             }
         }
-        format!("{{{}}}", parts.join(","))
+        out
     }
 
     pub(super) fn metrics(&self) -> String {
@@ -355,15 +435,5 @@ impl Server {
         m.push_str(&self.core.limits.metrics());
         m.push_str(&self.upstream_metrics());
         m
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn json_escapes() {
-        assert_eq!(json_str("a\"b\\c\n\u{1}"), "\"a\\\"b\\\\c\\n\\u0001\"");
     }
 }

@@ -324,7 +324,7 @@ fn read_listing(dir: &Path) -> (Vec<ListingEntry>, bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::calendar::http_date;
+    use crate::http::date::http_date;
     use crate::http::embedded;
     use crate::http::files::tests::{body_bytes, header, now, req};
     use crate::http::files::ALLOW;

@@ -3,11 +3,12 @@
 //! the event loop like a static request), names filtered by the stream-name rule so nothing but
 //! our own layout is ever listed.
 
-use std::fmt::Write;
 use std::fs;
 use std::path::Path;
 
-use super::api::json_str;
+use serde::Serialize;
+
+use crate::codec::json;
 use crate::media::key::valid_name;
 use crate::record::paths::is_session_name as is_session;
 
@@ -29,21 +30,36 @@ fn subdirs(dir: &Path) -> Vec<String> {
     out
 }
 
-fn json_list(items: &[String]) -> String {
-    let parts: Vec<String> = items.iter().map(|s| json_str(s)).collect();
-    format!("[{}]", parts.join(","))
+fn url_if(path: &Path, url: String) -> Option<String> {
+    path.is_file().then_some(url)
 }
 
-fn url_if(path: &Path, url: String) -> String {
-    if path.is_file() {
-        json_str(&url)
-    } else {
-        "null".into()
-    }
+#[derive(Serialize)]
+struct Recordings {
+    recordings: Vec<StreamRecordings>,
 }
 
-fn stream_json(data: &Path, app: &str, stream: &str) -> String {
-    let flv_dir = data.join("flv").join(app).join(stream);
+/// One stream's recordings, newest first: FLV files, HLS playlists, fMP4 sessions.
+#[derive(Serialize)]
+struct StreamRecordings {
+    app: String,
+    stream: String,
+    flv: Vec<String>,
+    hls: Vec<String>,
+    mp4: Vec<Mp4Session>,
+}
+
+/// An fMP4 session (`current` or its start stamp) and the URLs of what it holds.
+#[derive(Serialize)]
+struct Mp4Session {
+    session: String,
+    merged: Option<String>,
+    muxed: Option<String>,
+    separate: Option<String>,
+}
+
+fn stream_recordings(data: &Path, app: String, stream: String) -> StreamRecordings {
+    let flv_dir = data.join("flv").join(&app).join(&stream);
     let mut flv: Vec<String> = fs::read_dir(&flv_dir)
         .map(|rd| {
             rd.flatten()
@@ -60,7 +76,7 @@ fn stream_json(data: &Path, app: &str, stream: &str) -> String {
         .map(|f| format!("/flv/{app}/{stream}/{f}"))
         .collect();
 
-    let hls_dir = data.join("hls").join(app).join(stream);
+    let hls_dir = data.join("hls").join(&app).join(&stream);
     let mut hls = Vec::new();
     if hls_dir.join("index.m3u8").is_file() {
         hls.push(format!("/hls/{app}/{stream}/index.m3u8"));
@@ -71,7 +87,7 @@ fn stream_json(data: &Path, app: &str, stream: &str) -> String {
         }
     }
 
-    let mp4_dir = data.join("mp4").join(app).join(stream);
+    let mp4_dir = data.join("mp4").join(&app).join(&stream);
     let mut mp4 = Vec::new();
     let sessions = std::iter::once(None).chain(
         subdirs(&mp4_dir)
@@ -97,31 +113,29 @@ fn stream_json(data: &Path, app: &str, stream: &str) -> String {
         if !merge.is_dir() && !separate.is_dir() {
             continue;
         }
-        mp4.push(format!(
-            "{{\"session\":{},\"merged\":{},\"muxed\":{},\"separate\":{}}}",
-            json_str(&name),
-            url_if(
+        mp4.push(Mp4Session {
+            session: name,
+            merged: url_if(
                 &merge.join("stream_full.mp4"),
-                format!("{base}output_merge/stream_full.mp4")
+                format!("{base}output_merge/stream_full.mp4"),
             ),
-            url_if(
+            muxed: url_if(
                 &merge.join("index.m3u8"),
-                format!("{base}output_merge/index.m3u8")
+                format!("{base}output_merge/index.m3u8"),
             ),
-            url_if(
+            separate: url_if(
                 &separate.join("master.m3u8"),
-                format!("{base}output_separate/master.m3u8")
+                format!("{base}output_separate/master.m3u8"),
             ),
-        ));
+        });
     }
-    format!(
-        "{{\"app\":{},\"stream\":{},\"flv\":{},\"hls\":{},\"mp4\":[{}]}}",
-        json_str(app),
-        json_str(stream),
-        json_list(&flv),
-        json_list(&hls),
-        mp4.join(",")
-    )
+    StreamRecordings {
+        app,
+        stream,
+        flv,
+        hls,
+        mp4,
+    }
 }
 
 /// The JSON body; `app`/`stream` narrow the list when given.
@@ -148,15 +162,12 @@ pub fn recordings_json(data: &Path, only_app: Option<&str>, only_stream: Option<
     }
     keys.sort();
     keys.dedup();
-    let mut out = String::from("{\"recordings\":[");
-    for (i, (app, stream)) in keys.iter().take(MAX_STREAMS).enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        let _ = write!(out, "{}", stream_json(data, app, stream));
-    }
-    out.push_str("]}");
-    out
+    keys.truncate(MAX_STREAMS);
+    let recordings = keys
+        .into_iter()
+        .map(|(app, stream)| stream_recordings(data, app, stream))
+        .collect();
+    json::to_string(&Recordings { recordings })
 }
 
 #[cfg(test)]

@@ -6,7 +6,9 @@
 
 use std::fmt::Write;
 
-use super::{json_f1, json_i, json_str};
+use serde::Serialize;
+
+use crate::codec::json::round;
 use crate::media::{meta, Frame, MetaInfo, Track};
 
 /// Over this keyframe interval a stream is amber: players wait up to one interval to start, and
@@ -33,7 +35,8 @@ const FPS_WINDOW_MS: u64 = 2_000;
 /// Recorders kept per stream (FLV, HLS, fMP4 and a few to spare): the list never grows past it.
 const MAX_RECORDERS: usize = 8;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Level {
     Green,
     Amber,
@@ -51,7 +54,7 @@ impl Level {
 }
 
 /// The hub's slow-viewer counters for one stream, cumulative since it started.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct ViewerCounters {
     /// Times a viewer skipped to the next keyframe.
     pub skips: u64,
@@ -389,51 +392,92 @@ impl StreamHealth {
     }
 
     /// The `health` object of an `/api/streams` entry (schema in the module doc of `stats`).
-    pub fn to_json(&self, now_ms: u64) -> String {
-        let findings = self.findings(now_ms);
+    pub fn report(&self, now_ms: u64) -> HealthReport {
         let (level, reason) = self.verdict(now_ms);
-        let reasons: Vec<String> = findings
-            .iter()
-            .map(|(l, t)| format!("{{\"level\":\"{}\",\"text\":{}}}", l.as_str(), json_str(t)))
+        let reasons = self
+            .findings(now_ms)
+            .into_iter()
+            .map(|(level, text)| Reason { level, text })
             .collect();
-        let recorders: Vec<String> = self
+        let recorders = self
             .recorders
             .iter()
             .map(|(name, s)| match s {
-                RecorderState::Writing { bytes } => format!(
-                    "{{\"name\":{},\"state\":\"writing\",\"why\":null,\"error\":false,\"bytes\":{bytes}}}",
-                    json_str(name)
-                ),
-                RecorderState::Stopped { why, error, bytes } => format!(
-                    "{{\"name\":{},\"state\":\"stopped\",\"why\":{},\"error\":{error},\"bytes\":{bytes}}}",
-                    json_str(name),
-                    json_str(why)
-                ),
+                RecorderState::Writing { bytes } => RecorderReport {
+                    name: name.clone(),
+                    state: "writing",
+                    why: None,
+                    error: false,
+                    bytes: *bytes,
+                },
+                RecorderState::Stopped { why, error, bytes } => RecorderReport {
+                    name: name.clone(),
+                    state: "stopped",
+                    why: Some(why.clone()),
+                    error: *error,
+                    bytes: *bytes,
+                },
             })
             .collect();
-        let v = self.viewers;
-        format!(
-            "{{\"level\":\"{}\",\"reason\":{},\"reasons\":[{}],\"keyframe_interval_ms\":{},\"fps_in\":{},\
-             \"fps_declared\":{},\"drift_ms\":{{\"audio\":{},\"video\":{},\"av\":{}}},\"timestamp_jumps\":{},\
-             \"last_frame_ago_ms\":{},\"viewers\":{{\"skips\":{},\"frames_dropped\":{},\"slow_disconnects\":{}}},\
-             \"recorders\":[{}]}}",
-            level.as_str(),
-            json_str(&reason),
-            reasons.join(","),
-            json_i(self.keyframe_interval_ms().map(|k| k.min(i64::MAX as u64) as i64)),
-            json_f1(self.fps_in),
-            json_f1(self.declared_fps),
-            json_i(self.audio.drift_ms),
-            json_i(self.video.drift_ms),
-            json_i(self.av_drift_ms()),
-            self.jumps,
-            json_i(self.last_frame_ms.map(|t| now_ms.saturating_sub(t).min(i64::MAX as u64) as i64)),
-            v.skips,
-            v.frames_dropped,
-            v.slow_disconnects,
-            recorders.join(","),
-        )
+        let fps = |v: Option<f64>| v.map(|f| round(f, 1));
+        HealthReport {
+            level,
+            reason,
+            reasons,
+            keyframe_interval_ms: self.keyframe_interval_ms(),
+            fps_in: fps(self.fps_in),
+            fps_declared: fps(self.declared_fps),
+            drift_ms: Drift {
+                audio: self.audio.drift_ms,
+                video: self.video.drift_ms,
+                av: self.av_drift_ms(),
+            },
+            timestamp_jumps: self.jumps,
+            last_frame_ago_ms: self.last_frame_ms.map(|t| now_ms.saturating_sub(t)),
+            viewers: self.viewers,
+            recorders,
+        }
     }
+}
+
+/// The `health` object of an `/api/streams` entry, as `StreamHealth::report` makes it.
+#[derive(Serialize, Debug)]
+pub struct HealthReport {
+    level: Level,
+    reason: String,
+    /// Every finding, worst first.
+    reasons: Vec<Reason>,
+    keyframe_interval_ms: Option<u64>,
+    /// One decimal.
+    fps_in: Option<f64>,
+    fps_declared: Option<f64>,
+    drift_ms: Drift,
+    timestamp_jumps: u64,
+    last_frame_ago_ms: Option<u64>,
+    viewers: ViewerCounters,
+    recorders: Vec<RecorderReport>,
+}
+
+#[derive(Serialize, Debug)]
+struct Reason {
+    level: Level,
+    text: String,
+}
+
+#[derive(Serialize, Debug)]
+struct Drift {
+    audio: Option<i64>,
+    video: Option<i64>,
+    av: Option<i64>,
+}
+
+#[derive(Serialize, Debug)]
+struct RecorderReport {
+    name: String,
+    state: &'static str,
+    why: Option<String>,
+    error: bool,
+    bytes: u64,
 }
 
 /// "10 s", "4.5 s": whole seconds when round or long, else one decimal.
@@ -729,7 +773,7 @@ mod tests {
                 bytes: 7,
             },
         );
-        let j = h.to_json(11_960);
+        let j = crate::codec::json::to_string(&h.report(11_960));
         // Equal levels keep their order: the keyframe advice comes first.
         assert!(j.starts_with(
             "{\"level\":\"red\",\"reason\":\"keyframe every 10 s: set your encoder's keyframe interval to 2 s\",\"reasons\":[\
@@ -745,7 +789,7 @@ mod tests {
             "\"viewers\":{\"skips\":0,\"frames_dropped\":0,\"slow_disconnects\":0},\
              \"recorders\":[{\"name\":\"fmp4\",\"state\":\"stopped\",\"why\":\"bad \\\"codec\\\"\",\"error\":true,\"bytes\":7}]}"
         ), "{j}");
-        let empty = StreamHealth::new().to_json(0);
+        let empty = crate::codec::json::to_string(&StreamHealth::new().report(0));
         assert!(
             empty.contains("\"keyframe_interval_ms\":null,\"fps_in\":null"),
             "{empty}"

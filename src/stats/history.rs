@@ -4,9 +4,9 @@
 //! passes cumulative counters as often as it likes; a sample is taken once per interval, rates
 //! come from the difference to the previous one. Memory is fixed at construction.
 
-use std::fmt::Write;
+use serde::Serialize;
 
-use super::{json_f1, json_str};
+use crate::codec::json::{self, round};
 use crate::media::StreamKey;
 
 /// How far back the graphs go.
@@ -65,7 +65,7 @@ impl<T: Clone> Ring<T> {
 }
 
 /// Viewers of a stream by protocol.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Viewers {
     pub rtmp: u32,
     pub http_flv: u32,
@@ -132,17 +132,37 @@ fn kbps(now: u64, prev: u64, span_ms: u64) -> f64 {
     now.saturating_sub(prev) as f64 * 8.0 / span_ms.max(1) as f64
 }
 
-/// `"ago_s":[...]`: whole seconds before `now_ms`, for samples taken at `at`.
-fn ago_json(now_ms: u64, at: impl Iterator<Item = u64>) -> String {
-    let ago: Vec<String> = at
-        .map(|t| (now_ms.saturating_sub(t).saturating_add(500) / 1000).to_string())
-        .collect();
-    format!("\"ago_s\":[{}]", ago.join(","))
+/// `ago_s`: whole seconds before `now_ms`, for samples taken at `at`.
+fn ago(now_ms: u64, at: impl Iterator<Item = u64>) -> Vec<u64> {
+    at.map(|t| now_ms.saturating_sub(t).saturating_add(500) / 1000)
+        .collect()
 }
 
-fn column<T>(name: &str, values: impl Iterator<Item = T>, f: impl Fn(T) -> String) -> String {
-    let v: Vec<String> = values.map(f).collect();
-    format!("{}:[{}]", json_str(name), v.join(","))
+/// The columns of one entry of `streams` in `/api/streams/history`, oldest first.
+#[derive(Serialize)]
+pub struct StreamColumns {
+    ago_s: Vec<u64>,
+    /// One decimal.
+    bitrate_in_kbps: Vec<f64>,
+    bitrate_out_kbps: Vec<f64>,
+    viewers: ViewerColumns,
+}
+
+#[derive(Serialize)]
+struct ViewerColumns {
+    rtmp: Vec<u32>,
+    http_flv: Vec<u32>,
+    ws_flv: Vec<u32>,
+}
+
+/// The `server` object of `/api/streams/history`, oldest first.
+#[derive(Serialize)]
+pub struct ServerColumns {
+    ago_s: Vec<u64>,
+    /// One decimal.
+    cpu_percent: Vec<f64>,
+    rss_bytes: Vec<Option<u64>>,
+    connections: Vec<u32>,
 }
 
 /// One stream's last 10 minutes: bitrate in and out, viewers per protocol.
@@ -190,19 +210,20 @@ impl StreamHistory {
         self.samples.is_empty()
     }
 
-    /// `ago_s`, `bitrate_in_kbps`, `bitrate_out_kbps`, `viewers`: the fields of one entry of
-    /// `streams` in `/api/streams/history`, without braces (the caller adds `app` and `stream`).
-    pub fn json_fields(&self, now_ms: u64) -> String {
+    /// `ago_s`, `bitrate_in_kbps`, `bitrate_out_kbps`, `viewers`: one entry of `streams` in
+    /// `/api/streams/history` but for `app` and `stream`, which the caller adds.
+    pub fn columns(&self, now_ms: u64) -> StreamColumns {
         let s = || self.samples.iter();
-        format!(
-            "{},{},{},\"viewers\":{{{},{},{}}}",
-            ago_json(now_ms, s().map(|x| x.at_ms)),
-            column("bitrate_in_kbps", s(), |x| json_f1(Some(x.kbps_in))),
-            column("bitrate_out_kbps", s(), |x| json_f1(Some(x.kbps_out))),
-            column("rtmp", s(), |x| x.viewers.rtmp.to_string()),
-            column("http_flv", s(), |x| x.viewers.http_flv.to_string()),
-            column("ws_flv", s(), |x| x.viewers.ws_flv.to_string()),
-        )
+        StreamColumns {
+            ago_s: ago(now_ms, s().map(|x| x.at_ms)),
+            bitrate_in_kbps: s().map(|x| round(x.kbps_in, 1)).collect(),
+            bitrate_out_kbps: s().map(|x| round(x.kbps_out, 1)).collect(),
+            viewers: ViewerColumns {
+                rtmp: s().map(|x| x.viewers.rtmp).collect(),
+                http_flv: s().map(|x| x.viewers.http_flv).collect(),
+                ws_flv: s().map(|x| x.viewers.ws_flv).collect(),
+            },
+        }
     }
 }
 
@@ -258,19 +279,31 @@ impl ServerHistory {
     }
 
     /// The `server` object of `/api/streams/history`.
-    pub fn to_json(&self, now_ms: u64) -> String {
+    pub fn columns(&self, now_ms: u64) -> ServerColumns {
         let s = || self.samples.iter();
-        format!(
-            "{{{},{},{},{}}}",
-            ago_json(now_ms, s().map(|x| x.at_ms)),
-            column("cpu_percent", s(), |x| json_f1(Some(x.cpu_percent))),
-            column("rss_bytes", s(), |x| x
-                .rss_bytes
-                .map(|r| r.to_string())
-                .unwrap_or_else(|| "null".into())),
-            column("connections", s(), |x| x.connections.to_string()),
-        )
+        ServerColumns {
+            ago_s: ago(now_ms, s().map(|x| x.at_ms)),
+            cpu_percent: s().map(|x| round(x.cpu_percent, 1)).collect(),
+            rss_bytes: s().map(|x| x.rss_bytes).collect(),
+            connections: s().map(|x| x.connections).collect(),
+        }
     }
+}
+
+#[derive(Serialize)]
+struct History<'a> {
+    /// One decimal.
+    interval_s: f64,
+    server: ServerColumns,
+    streams: Vec<StreamEntry<'a>>,
+}
+
+#[derive(Serialize)]
+struct StreamEntry<'a> {
+    app: &'a str,
+    stream: &'a str,
+    #[serde(flatten)]
+    columns: StreamColumns,
 }
 
 /// The whole `/api/streams/history` answer (schema in the module doc of `stats`).
@@ -279,27 +312,18 @@ pub fn history_json<'a>(
     server: &ServerHistory,
     streams: impl IntoIterator<Item = (&'a StreamKey, &'a StreamHistory)>,
 ) -> String {
-    let mut out = String::new();
-    let _ = write!(
-        out,
-        "{{\"interval_s\":{},\"server\":{},\"streams\":[",
-        json_f1(Some(server.clock.interval_ms as f64 / 1000.0)),
-        server.to_json(now_ms)
-    );
-    for (i, (key, h)) in streams.into_iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        let _ = write!(
-            out,
-            "{{\"app\":{},\"stream\":{},{}}}",
-            json_str(&key.app),
-            json_str(&key.stream),
-            h.json_fields(now_ms)
-        );
-    }
-    out.push_str("]}");
-    out
+    json::to_string(&History {
+        interval_s: round(server.clock.interval_ms as f64 / 1000.0, 1),
+        server: server.columns(now_ms),
+        streams: streams
+            .into_iter()
+            .map(|(key, h)| StreamEntry {
+                app: &key.app,
+                stream: &key.stream,
+                columns: h.columns(now_ms),
+            })
+            .collect(),
+    })
 }
 
 #[cfg(test)]
@@ -344,11 +368,11 @@ mod tests {
         let first = h.samples.iter().next().unwrap();
         assert_eq!(first.at_ms, 605_000);
         assert_eq!((first.kbps_in, first.kbps_out), (2500.0, 5000.0));
-        let j = h.json_fields(1_200_000);
-        assert!(j.starts_with("\"ago_s\":[595,590,"), "{j}");
+        let j = json::to_string(&h.columns(1_200_000));
+        assert!(j.starts_with("{\"ago_s\":[595,590,"), "{j}");
         assert!(j.contains(",5,0],\"bitrate_in_kbps\":[2500.0,"), "{j}");
         assert!(j.contains("\"viewers\":{\"rtmp\":[1,"), "{j}");
-        assert!(j.ends_with(",3]}"), "{j}");
+        assert!(j.ends_with(",3]}}"), "{j}");
     }
 
     #[test]

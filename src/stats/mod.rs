@@ -9,8 +9,8 @@
 //!
 //! # JSON
 //!
-//! Rendered by hand like the rest of the API (numbers are `null` when unknown). The `health` field
-//! of an `/api/streams` entry (`StreamHealth::to_json`):
+//! Written by serde_json from `HealthReport` and the history columns (numbers are `null` when
+//! unknown). The `health` field of an `/api/streams` entry (`StreamHealth::report`):
 //!
 //! ```text
 //! {"level":"green"|"amber"|"red",
@@ -38,35 +38,5 @@
 pub mod health;
 pub mod history;
 
-pub use health::{Level, RecorderState, StreamHealth, ViewerCounters};
+pub use health::{HealthReport, Level, RecorderState, StreamHealth, ViewerCounters};
 pub use history::{history_json, Ring, ServerHistory, StreamHistory, Viewers};
-
-pub(crate) use crate::codec::json::json_str;
-
-/// A JSON number with one decimal, or `null` for unknown and non-finite values.
-pub(crate) fn json_f1(v: Option<f64>) -> String {
-    match v {
-        Some(n) if n.is_finite() => format!("{:.1}", n),
-        _ => "null".into(),
-    }
-}
-
-/// A JSON integer, or `null`.
-pub(crate) fn json_i(v: Option<i64>) -> String {
-    v.map(|n| n.to_string()).unwrap_or_else(|| "null".into())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn json_helpers() {
-        assert_eq!(json_str("a\"b\\c\n\u{1}"), "\"a\\\"b\\\\c\\n\\u0001\"");
-        assert_eq!(json_f1(Some(2.04)), "2.0");
-        assert_eq!(json_f1(Some(f64::NAN)), "null");
-        assert_eq!(json_f1(None), "null");
-        assert_eq!(json_i(Some(-3)), "-3");
-        assert_eq!(json_i(None), "null");
-    }
-}

@@ -5,6 +5,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use rtmpd::codec::json::{self, round, Pairs};
+use serde_json::{json, Value};
+
 use crate::args::{Config, Proto};
 use crate::stats::Stats;
 use crate::sys::{clock_ticks, ProcSample};
@@ -214,88 +217,60 @@ impl Report {
         t
     }
 
-    /// One flat JSON object (unique keys, so shell scripts can pick fields with sed).
+    /// One flat JSON object (unique keys, so shell scripts can pick fields with sed). Figures
+    /// keep the decimals the text shows.
     pub(crate) fn json(&self) -> String {
-        let mut j = String::from("{");
-        let _ = write!(
-            j,
-            "\"url\":{},\"protocol\":\"{}\",\"duration_s\":{:.3},\"viewers_requested\":{},\
-             \"viewers_connected\":{},\"viewers_full\":{},\"viewers_failed\":{}",
-            json_str(&self.url),
-            self.proto.name(),
-            self.duration_s,
-            self.requested,
-            self.connected,
-            self.full,
-            self.failed
-        );
+        let mut j: Vec<(String, Value)> = vec![
+            ("url".into(), json!(self.url)),
+            ("protocol".into(), json!(self.proto.name())),
+            ("duration_s".into(), json!(round(self.duration_s, 3))),
+            ("viewers_requested".into(), json!(self.requested)),
+            ("viewers_connected".into(), json!(self.connected)),
+            ("viewers_full".into(), json!(self.full)),
+            ("viewers_failed".into(), json!(self.failed)),
+        ];
         for (name, d) in [
             ("connect_ms", &self.connect),
             ("ttfk_ms", &self.ttfk),
             ("max_stall_ms", &self.stall),
             ("max_ts_gap_ms", &self.ts_gap),
         ] {
-            let _ = write!(
-                j,
-                ",\"{name}_n\":{},\"{name}_p50\":{:.2},\"{name}_p99\":{:.2},\"{name}_max\":{:.2}",
-                d.count, d.p50, d.p99, d.max
-            );
+            j.push((format!("{name}_n"), json!(d.count)));
+            j.push((format!("{name}_p50"), json!(round(d.p50, 2))));
+            j.push((format!("{name}_p99"), json!(round(d.p99, 2))));
+            j.push((format!("{name}_max"), json!(round(d.max, 2))));
         }
-        let _ = write!(
-            j,
-            ",\"bytes_total\":{},\"bytes_wire_total\":{},\"frames_total\":{},\"mbps_total\":{:.1}",
-            self.bytes,
-            self.wire_bytes,
-            self.frames,
-            self.mbps()
-        );
+        j.extend([
+            ("bytes_total".into(), json!(self.bytes)),
+            ("bytes_wire_total".into(), json!(self.wire_bytes)),
+            ("frames_total".into(), json!(self.frames)),
+            ("mbps_total".into(), json!(round(self.mbps(), 1))),
+        ]);
         if let Some(session) = &self.tls_session {
-            let _ = write!(j, ",\"tls_session\":{}", json_str(session));
+            j.push(("tls_session".into(), json!(session)));
         }
         if let Some(s) = &self.server {
-            let _ = write!(
-                j,
-                ",\"server_pid\":{},\"server_cpu_s\":{:.3},\"server_cpu_s_per_gb\":{:.4},\
-                 \"server_rss_start_kib\":{},\"server_rss_end_kib\":{},\"server_rss_peak_kib\":{},\
-                 \"server_hwm_kib\":{},\"server_rss_per_viewer_kib\":{:.2}",
-                s.pid,
-                s.cpu_s,
-                s.cpu_s_per_gb,
-                s.rss_start_kib,
-                s.rss_end_kib,
-                s.rss_peak_kib,
-                s.hwm_kib,
-                s.rss_per_viewer_kib
-            );
+            j.extend([
+                ("server_pid".into(), json!(s.pid)),
+                ("server_cpu_s".into(), json!(round(s.cpu_s, 3))),
+                (
+                    "server_cpu_s_per_gb".into(),
+                    json!(round(s.cpu_s_per_gb, 4)),
+                ),
+                ("server_rss_start_kib".into(), json!(s.rss_start_kib)),
+                ("server_rss_end_kib".into(), json!(s.rss_end_kib)),
+                ("server_rss_peak_kib".into(), json!(s.rss_peak_kib)),
+                ("server_hwm_kib".into(), json!(s.hwm_kib)),
+                (
+                    "server_rss_per_viewer_kib".into(),
+                    json!(round(s.rss_per_viewer_kib, 2)),
+                ),
+            ]);
         }
-        let _ = write!(
-            j,
-            ",\"loadgen_cpu_s\":{:.3},\"errors\":{{",
-            self.loadgen_cpu_s
-        );
-        for (i, (e, n)) in self.errors.iter().enumerate() {
-            let _ = write!(j, "{}{}:{n}", if i > 0 { "," } else { "" }, json_str(e));
-        }
-        j.push_str("}}");
-        j
+        j.push(("loadgen_cpu_s".into(), json!(round(self.loadgen_cpu_s, 3))));
+        j.push(("errors".into(), json!(self.errors)));
+        json::to_string(&Pairs(j.iter().map(|(k, v)| (k, v))))
     }
-}
-
-pub(crate) fn json_str(s: &str) -> String {
-    let mut o = String::with_capacity(s.len() + 2);
-    o.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(o, "\\u{:04x}", c as u32);
-            }
-            c => o.push(c),
-        }
-    }
-    o.push('"');
-    o
 }
 
 #[cfg(test)]
@@ -310,8 +285,49 @@ mod tests {
         assert_eq!((e.p99, e.count), (0.0, 0));
     }
 
+    /// The JSON is flat and its keys unique, in the order the scripts have always seen; the
+    /// figures keep their decimals and the error kinds are escaped.
     #[test]
-    fn json_strings_escape() {
-        assert_eq!(json_str("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000a\"");
+    fn json_is_one_flat_object() {
+        let mut r = Report {
+            url: "rtmp://127.0.0.1/live/s".into(),
+            proto: Proto::Rtmp,
+            duration_s: 10.00049,
+            requested: 2,
+            connected: 2,
+            full: 1,
+            failed: 1,
+            connect: Dist::of(vec![1.234, 5.0]),
+            ttfk: Dist::of(Vec::new()),
+            stall: Dist::of(Vec::new()),
+            ts_gap: Dist::of(Vec::new()),
+            bytes: 1_250_000,
+            wire_bytes: 1_300_000,
+            frames: 250,
+            tls_session: None,
+            server: Some(ServerFigures {
+                pid: 42,
+                cpu_s: 0.5,
+                cpu_s_per_gb: 0.79612,
+                rss_start_kib: 1000,
+                rss_end_kib: 1100,
+                rss_peak_kib: 1200,
+                hwm_kib: 1300,
+                rss_per_viewer_kib: 50.0,
+            }),
+            loadgen_cpu_s: 0.25,
+            errors: BTreeMap::new(),
+        };
+        r.errors.insert("read \"x\"\n".into(), 1);
+        let j = r.json();
+        assert!(j.starts_with("{\"url\":\"rtmp://127.0.0.1/live/s\",\"protocol\":\"rtmp\",\"duration_s\":10.0,\"viewers_requested\":2,"), "{j}");
+        assert!(j.contains(",\"connect_ms_n\":2,\"connect_ms_p50\":1.23,\"connect_ms_p99\":5.0,\"connect_ms_max\":5.0,"), "{j}");
+        assert!(j.contains(",\"mbps_total\":1.0,"), "{j}");
+        assert!(!j.contains("tls_session"), "{j}");
+        assert!(j.contains(",\"server_cpu_s_per_gb\":0.7961,"), "{j}");
+        assert!(
+            j.ends_with(",\"loadgen_cpu_s\":0.25,\"errors\":{\"read \\\"x\\\"\\n\":1}}"),
+            "{j}"
+        );
     }
 }

@@ -13,11 +13,20 @@ use crate::record::paths::{self, local_stamp, replace_file};
 use crate::record::paths::{FULL_NAME, INIT_NAME, MUXED_PREFIX};
 use crate::record::paths::{MERGE_DIR, META_NAME, MUXED_PLAYLIST, SEPARATE_DIR};
 
+/// Longer than any `meta.json` the recorder writes (a few hundred bytes).
+const META_MAX_BYTES: u64 = 64 * 1024;
+
 /// The `"started"` stamp of a folder's `meta.json`, if present and well-formed.
 fn meta_started(dir: &Path) -> Option<String> {
-    let text = fs::read_to_string(dir.join(META_NAME)).ok()?;
-    let at = text.find("\"started\":\"")? + "\"started\":\"".len();
-    let stamp: String = text[at..].chars().take_while(|c| *c != '"').collect();
+    #[derive(serde::Deserialize)]
+    struct Meta {
+        started: String,
+    }
+    // A file of ours, but read as hostile: at most a few KiB is ever written, so a larger one is
+    // not ours and is not read whole.
+    let file = fs::File::open(dir.join(META_NAME)).ok()?;
+    let text = io::read_to_string(io::Read::take(file, META_MAX_BYTES)).ok()?;
+    let stamp = serde_json::from_str::<Meta>(&text).ok()?.started;
     let ok = stamp.len() == 15
         && stamp
             .char_indices()

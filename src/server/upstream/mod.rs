@@ -19,6 +19,7 @@ use mio::{Interest, Token};
 use slab::Slab;
 
 mod report;
+pub(super) use report::UpstreamReport;
 mod timers;
 
 use super::conn::ConnState;

@@ -1,14 +1,30 @@
 //! The FLV gateway's reports: the 10 s stats line per pulled stream, its `/api` JSON and its
 //! `/metrics` lines. Reads the pulls; changes nothing.
 
-use std::fmt::Write as _;
-
 use log::info;
+use serde::Serialize;
 
-use super::super::api::json_str;
 use super::super::Server;
 use super::{secs, shown};
+use crate::codec::json::round;
 use crate::media::StreamKey;
+
+/// The `upstream` object of a gateway stream in `/api/streams`.
+#[derive(Serialize)]
+pub(in crate::server) struct UpstreamReport {
+    url: String,
+    state: &'static str,
+    /// One decimal, like `age_s`.
+    up_s: f64,
+    age_s: f64,
+    last_status: Option<u16>,
+    connects: u64,
+    sessions: u64,
+    bytes_in: u64,
+    frames_in: u64,
+    config_changes: u64,
+    pending_viewers: usize,
+}
 
 impl Server {
     /// Every 10 s, one line per pulled stream.
@@ -47,39 +63,29 @@ impl Server {
         }
     }
 
-    /// `,"upstream":{...}` for a gateway stream in `/api/streams`; empty for anything else.
-    pub(in crate::server) fn upstream_json(&self, key: &StreamKey) -> String {
-        let Some(g) = &self.gateway else {
-            return String::new();
-        };
-        let Some(p) = g.by_key.get(key).and_then(|&i| g.pulls.get(i)) else {
-            return String::new();
-        };
+    /// The `upstream` object of a gateway stream in `/api/streams`; `None` for anything else.
+    pub(in crate::server) fn upstream_report(&self, key: &StreamKey) -> Option<UpstreamReport> {
+        let g = self.gateway.as_ref()?;
+        let p = g.by_key.get(key).and_then(|&i| g.pulls.get(i))?;
         let now = self.now;
         let state = match (&p.conn, p.up_since) {
             (Some(_), Some(_)) => "up",
             (Some(_), None) => "connecting",
             (None, _) => "down",
         };
-        let mut out = String::new();
-        let _ = write!(
-            out,
-            ",\"upstream\":{{\"url\":{},\"state\":{},\"up_s\":{:.1},\"age_s\":{:.1},\"last_status\":{},\
-             \"connects\":{},\"sessions\":{},\"bytes_in\":{},\"frames_in\":{},\"config_changes\":{},\
-             \"pending_viewers\":{}}}",
-            json_str(&format!("{}{}", g.url, shown(&p.path))),
-            json_str(state),
-            p.up_since.map_or(0.0, |s| secs(now - s)),
-            secs(now - p.created),
-            p.last_status.map_or("null".into(), |s| s.to_string()),
-            p.connects,
-            p.sessions,
-            p.bytes_in,
-            p.frames_in,
-            p.relay.config_changes,
-            p.pending.len(),
-        );
-        out
+        Some(UpstreamReport {
+            url: format!("{}{}", g.url, shown(&p.path)),
+            state,
+            up_s: round(p.up_since.map_or(0.0, |s| secs(now - s)), 1),
+            age_s: round(secs(now - p.created), 1),
+            last_status: p.last_status,
+            connects: p.connects,
+            sessions: p.sessions,
+            bytes_in: p.bytes_in,
+            frames_in: p.frames_in,
+            config_changes: p.relay.config_changes,
+            pending_viewers: p.pending.len(),
+        })
     }
 
     /// Gateway gauges and counters for `/metrics` (empty in the other modes).
