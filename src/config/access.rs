@@ -65,6 +65,11 @@ pub struct LimitsConfig {
     pub max_publishers_per_ip: usize,
     /// `--max-waiting-per-stream`: players of one stream that has no publisher yet.
     pub max_waiting_per_stream: usize,
+    /// `--trusted-proxy CIDR` (repeatable): never capped per address; their PROXY headers and
+    /// forwarded-for headers name the client.
+    pub trusted_proxies: crate::access::trusted::Trusted,
+    /// `--proxy-protocol`: connections from a trusted proxy start with a PROXY header.
+    pub proxy_protocol: bool,
 }
 
 impl Default for LimitsConfig {
@@ -76,6 +81,8 @@ impl Default for LimitsConfig {
             max_players_per_stream: 0,
             max_publishers_per_ip: 32,
             max_waiting_per_stream: 1000,
+            trusted_proxies: crate::access::trusted::Trusted::default(),
+            proxy_protocol: false,
         }
     }
 }
@@ -118,6 +125,17 @@ pub(super) fn options(opts: &mut Options, set: AccessSet) {
             opts.optopt("", name, help, hint);
         }
     }
+    opts.optmulti(
+        "",
+        "trusted-proxy",
+        "a proxy in front of rtmpd (address or CIDR, repeatable): never capped per address, its PROXY or X-Forwarded-For header names the client [none]",
+        "CIDR",
+    );
+    opts.optflag(
+        "",
+        "proxy-protocol",
+        "connections from a --trusted-proxy start with a PROXY protocol header (v1/v2), on every listener",
+    );
 }
 
 /// The value of an option that only some sets define (getopts panics on an undefined name).
@@ -254,8 +272,23 @@ pub(super) fn limits_config(
                 })?,
         ),
     };
+    let mut trusted = Vec::new();
+    for s in m.opt_strs("trusted-proxy") {
+        trusted.push(
+            s.parse()
+                .map_err(|e| ConfigError(format!("--trusted-proxy: {e}")))?,
+        );
+    }
+    let proxy_protocol = m.opt_present("proxy-protocol");
+    if proxy_protocol && trusted.is_empty() {
+        return err(
+            "--proxy-protocol needs --trusted-proxy: PROXY headers are taken from trusted proxies only",
+        );
+    }
     Ok(LimitsConfig {
         max_connections,
+        trusted_proxies: crate::access::trusted::Trusted(trusted),
+        proxy_protocol,
         max_per_ip: count("max-per-ip", d.max_per_ip, true)?,
         max_streams: count("max-streams", d.max_streams, viewers)?,
         max_players_per_stream: count("max-players-per-stream", d.max_players_per_stream, viewers)?,
@@ -333,6 +366,16 @@ pub(super) fn render(out: &mut String, set: AccessSet, a: &AccessConfig, l: &Lim
     if origin {
         line("max-publishers-per-ip", &l.max_publishers_per_ip);
     }
+    let trusted: Vec<String> = l.trusted_proxies.0.iter().map(|c| c.to_string()).collect();
+    line(
+        "trusted-proxy",
+        &if trusted.is_empty() {
+            "(none)".to_string()
+        } else {
+            trusted.join(" ")
+        },
+    );
+    line("proxy-protocol", &if l.proxy_protocol { "on" } else { "off" });
 }
 
 #[cfg(test)]
@@ -462,6 +505,7 @@ mod tests {
                 max_players_per_stream: 100,
                 max_publishers_per_ip: 2,
                 max_waiting_per_stream: 5,
+                ..LimitsConfig::default()
             }
         );
         let printed = format!("{c:?}");
