@@ -158,6 +158,9 @@ impl Server {
             let line = super::access_line(conn.peer, previous);
             self.write_access(line);
         }
+        if !self.http_forwarded(token, &req) {
+            return;
+        }
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };

@@ -11,6 +11,7 @@ mod http;
 mod live;
 mod llhls;
 mod platform;
+mod proxy;
 mod record;
 mod robustness;
 mod timestamps;
