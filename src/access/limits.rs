@@ -408,7 +408,10 @@ mod tests {
         let lo: IpAddr = "127.0.0.1".parse().unwrap();
         l.admit_connection(lo, now).unwrap();
         l.admit_connection(lo, now).unwrap();
-        assert_eq!(l.admit_connection(lo, now).unwrap_err().hit.limit, Limit::Connections);
+        assert_eq!(
+            l.admit_connection(lo, now).unwrap_err().hit.limit,
+            Limit::Connections
+        );
     }
 
     #[test]

@@ -371,7 +371,10 @@ mod tests {
             "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"
         );
         assert_eq!(max.len(), V1_MAX);
-        assert!(matches!(parse_split(max.as_bytes()), Ok(Parsed::Done(_, 107))));
+        assert!(matches!(
+            parse_split(max.as_bytes()),
+            Ok(Parsed::Done(_, 107))
+        ));
         let long = format!("PROXY UNKNOWN {}", "x".repeat(200));
         assert_eq!(parse(long.as_bytes()), Err(Error::V1TooLong));
         assert_eq!(parse(&long.as_bytes()[..106]), Ok(Parsed::Partial));
@@ -429,7 +432,16 @@ mod tests {
 
     #[test]
     fn v2_local_unspec_unix_and_udp_keep_the_proxy_address() {
-        let none = |n| Ok(Parsed::Done(Header { version: 2, source: None, dest: None }, n));
+        let none = |n| {
+            Ok(Parsed::Done(
+                Header {
+                    version: 2,
+                    source: None,
+                    dest: None,
+                },
+                n,
+            ))
+        };
         // LOCAL (a health check), with or without an address block.
         assert_eq!(parse_split(&v2_raw(0x20, 0x00, &[])), none(16));
         assert_eq!(parse_split(&v2_raw(0x20, 0x11, &[9; 12])), none(28));

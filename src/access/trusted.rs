@@ -41,9 +41,7 @@ fn mask(v: u128, width: u8, bits: u8) -> u128 {
 /// An IPv4 address seen through an IPv6 socket (`::ffff:a.b.c.d`) is that IPv4 address.
 pub fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map_or(IpAddr::V6(v6), IpAddr::V4),
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
         v4 => v4,
     }
 }
@@ -57,10 +55,9 @@ impl FromStr for Cidr {
             Some((a, b)) => (a, Some(b)),
             None => (s, None),
         };
-        let ip = canonical(
-            addr.parse::<IpAddr>()
-                .map_err(|_| format!("'{s}' is not an address or CIDR block (10.0.0.0/8, 2001:db8::/32)"))?,
-        );
+        let ip = canonical(addr.parse::<IpAddr>().map_err(|_| {
+            format!("'{s}' is not an address or CIDR block (10.0.0.0/8, 2001:db8::/32)")
+        })?);
         let width = if ip.is_ipv4() { 32 } else { 128 };
         let bits = match bits {
             None => width,
@@ -71,7 +68,9 @@ impl FromStr for Cidr {
                 .ok_or_else(|| format!("'{s}': the prefix length must be 0-{width}"))?,
         };
         let net = match ip {
-            IpAddr::V4(a) => IpAddr::from((mask(u32::from(a).into(), 32, bits) as u32).to_be_bytes()),
+            IpAddr::V4(a) => {
+                IpAddr::from((mask(u32::from(a).into(), 32, bits) as u32).to_be_bytes())
+            }
             IpAddr::V6(a) => IpAddr::from(mask(a.into(), 128, bits).to_be_bytes()),
         };
         Ok(Cidr { net, bits })
@@ -146,7 +145,11 @@ fn node(s: &str) -> Option<SocketAddr> {
     if let Ok(a) = s.parse::<SocketAddr>() {
         return Some(with_port(a));
     }
-    let ip = s.strip_prefix('[')?.strip_suffix(']')?.parse::<IpAddr>().ok()?;
+    let ip = s
+        .strip_prefix('[')?
+        .strip_suffix(']')?
+        .parse::<IpAddr>()
+        .ok()?;
     Some(SocketAddr::new(canonical(ip), 0))
 }
 
@@ -155,7 +158,9 @@ fn node(s: &str) -> Option<SocketAddr> {
 fn forwarded_for(element: &str) -> Option<SocketAddr> {
     let value = element.split(';').find_map(|pair| {
         let (name, value) = pair.trim().split_once('=')?;
-        name.trim().eq_ignore_ascii_case("for").then_some(value.trim())
+        name.trim()
+            .eq_ignore_ascii_case("for")
+            .then_some(value.trim())
     })?;
     let value = match value.strip_prefix('"') {
         Some(rest) => rest.strip_suffix('"')?,
@@ -187,8 +192,19 @@ mod tests {
         let all: Cidr = "0.0.0.0/0".parse().unwrap();
         assert!(all.contains(ip("203.0.113.1")) && !all.contains(ip("2001:db8::1")));
         assert!("::/0".parse::<Cidr>().unwrap().contains(ip("2001:db8::1")));
-        assert_eq!("::ffff:10.0.0.0/8".parse::<Cidr>().unwrap().to_string(), "10.0.0.0/8");
-        for bad in ["", "10.0.0.0/33", "::/129", "10.0.0.0/", "10.0.0.0/+8", "host/8", "10.0.0.0/8/8"] {
+        assert_eq!(
+            "::ffff:10.0.0.0/8".parse::<Cidr>().unwrap().to_string(),
+            "10.0.0.0/8"
+        );
+        for bad in [
+            "",
+            "10.0.0.0/33",
+            "::/129",
+            "10.0.0.0/",
+            "10.0.0.0/+8",
+            "host/8",
+            "10.0.0.0/8/8",
+        ] {
             assert!(bad.parse::<Cidr>().is_err(), "{bad}");
         }
     }
@@ -196,12 +212,21 @@ mod tests {
     #[test]
     fn loopback_and_trusted_are_exempt() {
         let t = Trusted(vec!["10.0.0.0/8".parse().unwrap()]);
-        for a in ["127.0.0.1", "127.9.9.9", "::1", "::ffff:127.0.0.1", "10.3.3.3"] {
+        for a in [
+            "127.0.0.1",
+            "127.9.9.9",
+            "::1",
+            "::ffff:127.0.0.1",
+            "10.3.3.3",
+        ] {
             assert!(t.exempt(ip(a)), "{a}");
         }
         assert!(!t.exempt(ip("192.0.2.1")));
         assert!(!Trusted::default().exempt(ip("10.3.3.3")));
-        assert!(!t.contains(ip("127.0.0.1")), "loopback is exempt, not trusted");
+        assert!(
+            !t.contains(ip("127.0.0.1")),
+            "loopback is exempt, not trusted"
+        );
     }
 
     fn client(t: &Trusted, headers: &[(&str, &str)]) -> Option<String> {
@@ -211,41 +236,82 @@ mod tests {
 
     #[test]
     fn the_rightmost_untrusted_address_is_the_client() {
-        let t = Trusted(vec!["10.0.0.0/8".parse().unwrap(), "2001:db8::/32".parse().unwrap()]);
+        let t = Trusted(vec![
+            "10.0.0.0/8".parse().unwrap(),
+            "2001:db8::/32".parse().unwrap(),
+        ]);
         let one = |h: &str, v: &str| client(&t, &[(h, v)]);
-        assert_eq!(one("X-Forwarded-For", "203.0.113.7").as_deref(), Some("203.0.113.7:0"));
+        assert_eq!(
+            one("X-Forwarded-For", "203.0.113.7").as_deref(),
+            Some("203.0.113.7:0")
+        );
         // A client that wrote its own header gets it kept on the left; the proxy's entry wins.
         assert_eq!(
             one("x-forwarded-for", "1.2.3.4, 203.0.113.7, 10.0.0.2").as_deref(),
             Some("203.0.113.7:0")
         );
         assert_eq!(
-            client(&t, &[("X-Forwarded-For", "1.2.3.4"), ("X-Forwarded-For", "198.51.100.9,10.1.1.1")])
-                .as_deref(),
+            client(
+                &t,
+                &[
+                    ("X-Forwarded-For", "1.2.3.4"),
+                    ("X-Forwarded-For", "198.51.100.9,10.1.1.1")
+                ]
+            )
+            .as_deref(),
             Some("198.51.100.9:0"),
             "two headers are one list"
         );
-        assert_eq!(one("X-Forwarded-For", "10.0.0.3, 10.0.0.2").as_deref(), Some("10.0.0.3:0"));
-        assert_eq!(one("X-Forwarded-For", "[2001:db9::5]:4711").as_deref(), Some("[2001:db9::5]:4711"));
-        assert_eq!(one("X-Forwarded-For", "203.0.113.7:5000").as_deref(), Some("203.0.113.7:5000"));
+        assert_eq!(
+            one("X-Forwarded-For", "10.0.0.3, 10.0.0.2").as_deref(),
+            Some("10.0.0.3:0")
+        );
+        assert_eq!(
+            one("X-Forwarded-For", "[2001:db9::5]:4711").as_deref(),
+            Some("[2001:db9::5]:4711")
+        );
+        assert_eq!(
+            one("X-Forwarded-For", "203.0.113.7:5000").as_deref(),
+            Some("203.0.113.7:5000")
+        );
         assert_eq!(one("X-Forwarded-For", "unknown"), None);
-        assert_eq!(one("X-Forwarded-For", "unknown, 10.0.0.2").as_deref(), Some("10.0.0.2:0"));
+        assert_eq!(
+            one("X-Forwarded-For", "unknown, 10.0.0.2").as_deref(),
+            Some("10.0.0.2:0")
+        );
         assert_eq!(one("X-Forwarded-For", ""), None);
         assert_eq!(
             one("Forwarded", "for=192.0.2.60;proto=http;by=203.0.113.43").as_deref(),
             Some("192.0.2.60:0")
         );
         assert_eq!(
-            one("Forwarded", "for=198.51.100.1, For=\"[2001:db9:cafe::17]:4711\", for=\"[2001:db8::2]\"")
-                .as_deref(),
+            one(
+                "Forwarded",
+                "for=198.51.100.1, For=\"[2001:db9:cafe::17]:4711\", for=\"[2001:db8::2]\""
+            )
+            .as_deref(),
             Some("[2001:db9:cafe::17]:4711")
         );
-        assert_eq!(one("Forwarded", "for=_hidden, for=10.0.0.1").as_deref(), Some("10.0.0.1:0"));
+        assert_eq!(
+            one("Forwarded", "for=_hidden, for=10.0.0.1").as_deref(),
+            Some("10.0.0.1:0")
+        );
         assert_eq!(one("Forwarded", "proto=https"), None);
-        assert_eq!(one("Forwarded", "for=\"[2001:db9::1]:80"), None, "unclosed quote");
+        assert_eq!(
+            one("Forwarded", "for=\"[2001:db9::1]:80"),
+            None,
+            "unclosed quote"
+        );
         // X-Forwarded-For first: a Forwarded header a client made up does not count then.
         assert_eq!(
-            client(&t, &[("Forwarded", "for=6.6.6.6"), ("X-Forwarded-For", "203.0.113.7")]).as_deref(),
+            client(
+                &t,
+                &[
+                    ("Forwarded", "for=6.6.6.6"),
+                    ("X-Forwarded-For", "203.0.113.7")
+                ]
+            )
+            .as_deref(),
             Some("203.0.113.7:0")
         );
         assert_eq!(client(&t, &[("Host", "x")]), None);

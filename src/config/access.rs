@@ -375,7 +375,10 @@ pub(super) fn render(out: &mut String, set: AccessSet, a: &AccessConfig, l: &Lim
             trusted.join(" ")
         },
     );
-    line("proxy-protocol", &if l.proxy_protocol { "on" } else { "off" });
+    line(
+        "proxy-protocol",
+        &if l.proxy_protocol { "on" } else { "off" },
+    );
 }
 
 #[cfg(test)]

@@ -462,8 +462,9 @@ impl Server {
             self.core.limits.release_connection(peer.ip());
             return;
         }
-        entry.insert(Conn::new(socket, peer, kind, session, state, now)).pre =
-            proxied::pre_stage(&self.core.limits, peer.ip());
+        entry
+            .insert(Conn::new(socket, peer, kind, session, state, now))
+            .pre = proxied::pre_stage(&self.core.limits, peer.ip());
         self.totals.accepted += 1;
     }
 

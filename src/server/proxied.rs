@@ -52,9 +52,9 @@ impl Pre {
             return match pp::sniff(&self.buf) {
                 Sniffed::Maybe => Step::Wait,
                 Sniffed::Other => Step::Pass(None, std::mem::take(&mut self.buf), 0),
-                Sniffed::Proxy => Step::Refuse(
-                    "sent a PROXY header but is not a --trusted-proxy; refused".into(),
-                ),
+                Sniffed::Proxy => {
+                    Step::Refuse("sent a PROXY header but is not a --trusted-proxy; refused".into())
+                }
             };
         }
         match pp::parse(&self.buf) {
@@ -148,7 +148,11 @@ impl Server {
     /// `Forwarded` names (or the sender itself when they name none), counted against the
     /// per-address cap from this request on. False when that refused the request (answered
     /// 503 and closing after it).
-    pub(super) fn http_forwarded(&mut self, token: usize, req: &crate::http::request::Request) -> bool {
+    pub(super) fn http_forwarded(
+        &mut self,
+        token: usize,
+        req: &crate::http::request::Request,
+    ) -> bool {
         let Some(conn) = self.conns.get_mut(token) else {
             return false;
         };

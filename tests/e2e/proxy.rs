@@ -91,7 +91,8 @@ fn tally(socks: &mut [TcpStream], deadline: Instant) -> Tally {
                 if &got[9..12] == b"503" {
                     t.refused += 1;
                 } else {
-                    t.other.push(String::from_utf8_lossy(&got[..got.len().min(80)]).into());
+                    t.other
+                        .push(String::from_utf8_lossy(&got[..got.len().min(80)]).into());
                 }
                 break;
             }
@@ -108,7 +109,8 @@ fn tally(socks: &mut [TcpStream], deadline: Instant) -> Tally {
             }
             let now = Instant::now();
             if now >= deadline {
-                t.other.push(format!("no keyframe in time ({} bytes)", got.len()));
+                t.other
+                    .push(format!("no keyframe in time ({} bytes)", got.len()));
                 break;
             }
             s.set_read_timeout(Some(deadline - now)).unwrap();
@@ -171,7 +173,10 @@ fn issue_24_1_a_thousand_loopback_viewers_all_play_on_default_settings() {
     assert!(server
         .wait_for_log("127.0.0.1 - - [", Duration::from_secs(5))
         .is_some());
-    assert!(!server.log_contains("6.6.6.6"), "an untrusted X-Forwarded-For was used");
+    assert!(
+        !server.log_contains("6.6.6.6"),
+        "an untrusted X-Forwarded-For was used"
+    );
 }
 
 /// The client address carried by the `i`th PROXY header: 300 different ones, none loopback.
@@ -191,14 +196,21 @@ fn issue_24_1_proxy_headers_from_a_trusted_proxy_name_the_clients_the_cap_counts
     // The publisher connects directly from 127.0.0.1 (not a trusted proxy): no header needed.
     let _p = live_publisher(&server, "pp");
     let header = |i: usize, from: SocketAddr| {
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             v1_header(from, server.http)
         } else {
             v2_header(from, server.http, &[0x04, 0x00, 0x01, 0x00])
         }
     };
     let mut distinct: Vec<TcpStream> = (0..300)
-        .map(|i| ask(connect_from(PROXY, server.http), &header(i, client(i)), "pp", &[]))
+        .map(|i| {
+            ask(
+                connect_from(PROXY, server.http),
+                &header(i, client(i)),
+                "pp",
+                &[],
+            )
+        })
         .collect();
     let got = tally(&mut distinct, Instant::now() + Duration::from_secs(30));
     assert_eq!(got.played, 300, "300 clients through one proxy: {got:?}");
@@ -213,9 +225,15 @@ fn issue_24_1_proxy_headers_from_a_trusted_proxy_name_the_clients_the_cap_counts
         "201 connections of one client: {got:?}"
     );
     let line = server
-        .wait_for_log("limit --max-per-ip 200: refusing newcomers from 192.0.2.77", WAIT_LIVE)
+        .wait_for_log(
+            "limit --max-per-ip 200: refusing newcomers from 192.0.2.77",
+            WAIT_LIVE,
+        )
         .expect("the cap's line");
-    assert!(line.contains("--trusted-proxy"), "says how to lift it: {line}");
+    assert!(
+        line.contains("--trusted-proxy"),
+        "says how to lift it: {line}"
+    );
     assert_eq!(metric(server.http, PER_IP_REFUSED), 1);
     // The API shows the publisher as itself; the access log shows the clients, not the proxy.
     let streams = http_get(server.http, "/api/streams", Duration::from_secs(5)).body_text();
@@ -256,10 +274,26 @@ fn issue_24_1_a_proxy_header_from_an_untrusted_address_is_refused() {
     let _p = live_publisher(&server, "u");
     let spoofed = SocketAddr::from(([203, 0, 113, 66], 1234));
     for (what, sock, preamble) in [
-        ("v1 from 127.0.0.1", raw_connect(server.http), v1_header(spoofed, server.http)),
-        ("v2 from 127.0.0.1", raw_connect(server.http), v2_header(spoofed, server.http, &[])),
-        ("nothing from the proxy", connect_from(PROXY, server.http), Vec::new()),
-        ("garbage from the proxy", connect_from(PROXY, server.http), b"PROXY TCP4 x\r\n".to_vec()),
+        (
+            "v1 from 127.0.0.1",
+            raw_connect(server.http),
+            v1_header(spoofed, server.http),
+        ),
+        (
+            "v2 from 127.0.0.1",
+            raw_connect(server.http),
+            v2_header(spoofed, server.http, &[]),
+        ),
+        (
+            "nothing from the proxy",
+            connect_from(PROXY, server.http),
+            Vec::new(),
+        ),
+        (
+            "garbage from the proxy",
+            connect_from(PROXY, server.http),
+            b"PROXY TCP4 x\r\n".to_vec(),
+        ),
     ] {
         let mut socks = [ask(sock, &preamble, "u", &[])];
         let got = tally(&mut socks, Instant::now() + Duration::from_secs(5));
@@ -271,7 +305,10 @@ fn issue_24_1_a_proxy_header_from_an_untrusted_address_is_refused() {
     rtmp.write_all(&[3; 1537]).unwrap();
     assert!(closed_within(&mut rtmp, Duration::from_secs(5)));
     assert!(server
-        .wait_for_log("sent a PROXY header but is not a --trusted-proxy", WAIT_LIVE)
+        .wait_for_log(
+            "sent a PROXY header but is not a --trusted-proxy",
+            WAIT_LIVE
+        )
         .is_some());
     assert!(server
         .wait_for_log("without a PROXY header", WAIT_LIVE)
@@ -279,7 +316,10 @@ fn issue_24_1_a_proxy_header_from_an_untrusted_address_is_refused() {
     assert!(server
         .wait_for_log("malformed PROXY v1 line", WAIT_LIVE)
         .is_some());
-    assert!(!server.log_contains("203.0.113.66 - - ["), "a spoofed address was used");
+    assert!(
+        !server.log_contains("203.0.113.66 - - ["),
+        "a spoofed address was used"
+    );
     // Plain clients from untrusted addresses still play.
     let mut direct = [ask(raw_connect(server.http), b"", "u", &[])];
     assert_eq!(
@@ -314,7 +354,10 @@ fn issue_24_1_forwarded_headers_from_a_trusted_proxy_name_the_client() {
         .is_some());
     let fwd = "Forwarded: for=\"[2001:db8::7]:4711\";proto=http";
     let mut v6 = [ask(raw_connect(server.http), b"", "xff", &[fwd])];
-    assert_eq!(tally(&mut v6, Instant::now() + Duration::from_secs(10)).played, 1);
+    assert_eq!(
+        tally(&mut v6, Instant::now() + Duration::from_secs(10)).played,
+        1
+    );
     drop(socks);
     drop(v6);
     for want in ["203.0.113.50 - - [", "2001:db8::7 - - ["] {
@@ -323,7 +366,10 @@ fn issue_24_1_forwarded_headers_from_a_trusted_proxy_name_the_client() {
             "{want}"
         );
     }
-    assert!(!server.log_contains("6.6.6.6 - - ["), "the client's own entry was used");
+    assert!(
+        !server.log_contains("6.6.6.6 - - ["),
+        "the client's own entry was used"
+    );
 }
 
 /// `/usr/sbin/nginx` with the stream module, or a skip (a failure with RTMPD_REQUIRE_TOOLS=1).
@@ -428,7 +474,7 @@ fn issue_24_1_nginx_with_proxy_protocol_in_front_of_rtmp() {
         .wait_for_log("\"GET /api/server HTTP/1.1\" 200", Duration::from_secs(5))
         .is_some_and(|l| l.contains("127.0.0.1 - - [")));
     assert!(
-        !server.log_contains("127.0.0.3"),
+        !server.log_contains("127.0.0.3:") && !server.log_contains("127.0.0.3 - -"),
         "nginx's own address reached the logs: {:?}",
         server.logs()
     );
