@@ -481,3 +481,113 @@ fn issue_24_1_nginx_with_proxy_protocol_in_front_of_rtmp() {
     assert!(nginx.is_running(), "nginx exited: {}", nginx.stderr());
     nginx.kill();
 }
+
+/// `rtmpd flv-gateway 0 UPSTREAM` on loopback with `extra` options; its HTTP address.
+fn gateway(upstream: SocketAddr, extra: &[&str]) -> (Proc, SocketAddr) {
+    let mut cmd = std::process::Command::new(binary());
+    cmd.args(["flv-gateway", "0", &format!("http://{upstream}")])
+        .args(["--bind", "127.0.0.1"])
+        .args(extra);
+    let mut proc = Proc::spawn(cmd);
+    let marker = "HTTP listening on ";
+    let mut addr = None;
+    let up = wait_until(Duration::from_secs(15), || {
+        addr = proc.stderr().lines().find_map(|l| {
+            l.split(marker)
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        });
+        addr.is_some()
+    });
+    assert!(up && proc.is_running(), "gateway: {}", proc.stderr());
+    (proc, addr.unwrap())
+}
+
+/// Issue 24 item 1, the PHP original's own check (`wrk -c1000` against a gateway): 1,000
+/// HTTP-FLV viewers of an FLV gateway from 127.0.0.1, default settings, all play; and a
+/// viewer behind a trusted proxy on the gateway is logged with its own address.
+#[cfg(unix)]
+#[test]
+fn issue_24_1_a_thousand_loopback_viewers_of_a_gateway_all_play() {
+    raise_nofile(4096);
+    let origin = Server::builder().no_web().start();
+    let _p = live_publisher(&origin, "gw");
+    let (mut gw, gw_addr) = gateway(origin.http, &[]);
+    assert!(wait_until_live(gw_addr, "/live/gw.flv", WAIT_LIVE));
+    let mut socks: Vec<TcpStream> = (0..1000)
+        .map(|_| ask(raw_connect(gw_addr), b"", "gw", &[]))
+        .collect();
+    let got = tally(&mut socks, Instant::now() + Duration::from_secs(60));
+    assert_eq!(got.played, 1000, "{got:?}");
+    assert_eq!(metric(gw_addr, PER_IP_REFUSED), 0);
+    drop(socks);
+    gw.kill();
+    let (proxied, pgw_addr) = gateway(
+        origin.http,
+        &["--trusted-proxy", "127.0.0.2", "--proxy-protocol"],
+    );
+    assert!(wait_until_live(pgw_addr, "/live/gw.flv", WAIT_LIVE));
+    let client = SocketAddr::from(([198, 51, 100, 9], 777));
+    let header = v2_header(client, pgw_addr, &[]);
+    let mut one = [ask(connect_from(PROXY, pgw_addr), &header, "gw", &[])];
+    assert_eq!(
+        tally(&mut one, Instant::now() + Duration::from_secs(10)).played,
+        1
+    );
+    drop(one);
+    assert!(
+        wait_until(Duration::from_secs(5), || proxied
+            .stderr()
+            .contains("198.51.100.9 - - [")),
+        "{}",
+        proxied.stderr()
+    );
+}
+
+/// Issue 24 item 1: the PROXY header comes before TLS (where nginx and HAProxy put it), so
+/// HTTPS behind a TCP proxy sees its clients.
+#[cfg(unix)]
+#[test]
+fn issue_24_1_the_proxy_header_precedes_tls() {
+    let dir = TempDir::new("pp-tls");
+    let Some((cert, key)) = make_cert(dir.path(), "pp") else {
+        return;
+    };
+    let server = Server::builder()
+        .no_web()
+        .args(["--https-port", "0", "--tls-cert"])
+        .arg(cert.display().to_string())
+        .arg("--tls-key")
+        .arg(key.display().to_string())
+        .args(["--trusted-proxy", "127.0.0.2", "--proxy-protocol"])
+        .start();
+    let https = server.listener("HTTPS");
+    let client = SocketAddr::from(([198, 51, 100, 23], 4433));
+    for (i, header) in [v1_header(client, https), v2_header(client, https, &[])]
+        .into_iter()
+        .enumerate()
+    {
+        let mut sock = connect_from(PROXY, https);
+        sock.write_all(&header).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut tls = rustls::StreamOwned::new(tls_client(), sock);
+        tls.write_all(format!("GET /api/server?n={i} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+            .unwrap();
+        let mut got = Vec::new();
+        let _ = tls.read_to_end(&mut got);
+        assert!(
+            got.starts_with(b"HTTP/1.1 200"),
+            "v{}: {}",
+            i + 1,
+            String::from_utf8_lossy(&got)
+        );
+        let line = server
+            .wait_for_log(&format!("/api/server?n={i} "), Duration::from_secs(5))
+            .expect("an access line");
+        assert!(line.contains("198.51.100.23 - - ["), "{line}");
+    }
+}
