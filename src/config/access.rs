@@ -605,6 +605,61 @@ mod tests {
     }
 
     #[test]
+    fn issue_24_1_trusted_proxies_and_the_proxy_protocol_parse() {
+        let c = origin(&[
+            "--trusted-proxy",
+            "10.1.2.3/8",
+            "--trusted-proxy",
+            "2001:db8::1",
+            "--proxy-protocol",
+        ])
+        .unwrap();
+        let blocks: Vec<String> = c
+            .limits
+            .trusted_proxies
+            .0
+            .iter()
+            .map(|b| b.to_string())
+            .collect();
+        assert_eq!(blocks, ["10.0.0.0/8", "2001:db8::1/128"]);
+        assert!(c.limits.proxy_protocol);
+        assert!(!origin(&[]).unwrap().limits.proxy_protocol);
+        for (a, words) in [
+            (
+                vec!["--proxy-protocol"],
+                "--proxy-protocol needs --trusted-proxy",
+            ),
+            (
+                vec!["--trusted-proxy", "proxy.local"],
+                "--trusted-proxy: 'proxy.local'",
+            ),
+            (
+                vec!["--trusted-proxy", "10.0.0.0/40"],
+                "prefix length must be 0-32",
+            ),
+        ] {
+            let e = origin(&a).unwrap_err().0;
+            assert!(e.contains(words), "{a:?}: {e}");
+        }
+        for mode in ["flv-gateway 8080 http://o:1", "file-gateway"] {
+            let line = format!("{mode} --trusted-proxy 10.0.0.5 --proxy-protocol --print-config");
+            let Ok(Mode::PrintConfig(text)) = parse(&args(&line)) else {
+                panic!("{line}")
+            };
+            assert!(
+                text.lines()
+                    .any(|t| t.split_whitespace().eq(["trusted-proxy", "10.0.0.5/32"])),
+                "{text}"
+            );
+            assert!(
+                text.lines()
+                    .any(|t| t.split_whitespace().eq(["proxy-protocol", "on"])),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
     fn help_lists_access_options_and_defaults() {
         let Mode::Help(h) = parse(&args("--help")).unwrap() else {
             panic!()

@@ -271,6 +271,10 @@ fn issue_24_1_a_proxy_header_from_an_untrusted_address_is_refused() {
         .no_web()
         .args(["--trusted-proxy", "127.0.0.2", "--proxy-protocol"])
         .start();
+    // A header begun and never finished holds the connection no longer than the header timeout.
+    let mut trickle = connect_from(PROXY, server.http);
+    trickle.write_all(b"PROXY TCP4 ").unwrap();
+    let trickle_start = Instant::now();
     let _p = live_publisher(&server, "u");
     let spoofed = SocketAddr::from(([203, 0, 113, 66], 1234));
     for (what, sock, preamble) in [
@@ -326,6 +330,13 @@ fn issue_24_1_a_proxy_header_from_an_untrusted_address_is_refused() {
         tally(&mut direct, Instant::now() + Duration::from_secs(10)).played,
         1
     );
+    assert!(closed_within(&mut trickle, Duration::from_secs(15)));
+    let held = trickle_start.elapsed();
+    assert!(
+        held >= Duration::from_secs(9) && held < Duration::from_secs(13),
+        "an unfinished PROXY header held the connection {held:?}"
+    );
+    assert!(server.log_contains("PROXY header timeout"));
 }
 
 /// Issue 24 item 1, HTTP: a trusted reverse proxy's `X-Forwarded-For`/`Forwarded` names the
@@ -590,4 +601,63 @@ fn issue_24_1_the_proxy_header_precedes_tls() {
             .expect("an access line");
         assert!(line.contains("198.51.100.23 - - ["), "{line}");
     }
+}
+
+/// A hook endpoint that allows everything and keeps the request bodies it got.
+fn allow_hook() -> (SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = bodies.clone();
+    // Ends with the test process; each answer is bounded by its read timeout.
+    std::thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            // The body is JSON: it ends with '}' (a request without one ends by timeout).
+            while !got.ends_with(b"}") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+            kept.lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&got).into_owned());
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    (addr, bodies)
+}
+
+/// Issue 24 item 1: the hooks get the client a PROXY header named, and a forwarded-for header
+/// from that client (not a trusted proxy) is ignored.
+#[cfg(unix)]
+#[test]
+fn issue_24_1_hooks_see_the_proxied_client() {
+    let (hook, bodies) = allow_hook();
+    let server = Server::builder()
+        .no_web()
+        .args(["--trusted-proxy", "127.0.0.2", "--proxy-protocol"])
+        .args(["--on-play", &format!("http://{hook}/play")])
+        .start();
+    let _p = live_publisher(&server, "hk");
+    let client = SocketAddr::from(([198, 51, 100, 31], 31000));
+    let mut v = [ask(
+        connect_from(PROXY, server.http),
+        &v1_header(client, server.http),
+        "hk",
+        &["X-Forwarded-For: 6.6.6.6"],
+    )];
+    let got = tally(&mut v, Instant::now() + Duration::from_secs(10));
+    assert_eq!(got.played, 1, "{got:?}");
+    let all = bodies.lock().unwrap().join("\n");
+    assert!(all.contains("\"ip\":\"198.51.100.31\""), "{all}");
+    assert!(all.contains("198.51.100.31:31000"), "{all}");
+    assert!(
+        !all.contains("6.6.6.6") && !all.contains("127.0.0.2"),
+        "{all}"
+    );
 }
