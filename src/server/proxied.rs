@@ -186,3 +186,94 @@ impl Server {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pre(expect: bool) -> Pre {
+        Pre {
+            buf: Vec::new(),
+            expect,
+        }
+    }
+
+    /// Feeds `bytes` one at a time; the first settled step and how many bytes it took to get there.
+    fn feed(p: &mut Pre, bytes: &[u8]) -> (Step, usize) {
+        for (i, b) in bytes.iter().enumerate() {
+            match p.step(std::slice::from_ref(b)) {
+                Step::Wait => {}
+                s => return (s, i + 1),
+            }
+        }
+        (Step::Wait, bytes.len())
+    }
+
+    #[test]
+    fn a_trusted_header_is_taken_and_what_follows_handed_on_byte_by_byte() {
+        let client: SocketAddr = "203.0.113.7:40000".parse().unwrap();
+        let dest: SocketAddr = "127.0.0.1:1935".parse().unwrap();
+        for header in [
+            pp::v1_header(client, dest),
+            pp::v2_header(client, dest, &[1, 0, 0]),
+        ] {
+            let mut input = header.clone();
+            input.extend_from_slice(&[3; 10]);
+            let (step, used) = feed(&mut pre(true), &input);
+            let Step::Pass(Some(addr), rest, _) = step else {
+                panic!("not settled")
+            };
+            assert_eq!((addr, used, rest.len()), (client, header.len(), 0));
+            // Bytes that came in the same read as the header are handed on, none dropped.
+            let Step::Pass(_, rest, _) = pre(true).step(&input) else {
+                panic!()
+            };
+            assert_eq!(rest, [3; 10]);
+        }
+    }
+
+    #[test]
+    fn untrusted_bytes_pass_untouched_and_headers_are_refused() {
+        for first in [
+            &b"\x03\x00\x00\x00"[..],
+            b"\x16\x03\x01",
+            b"GET / HTTP/1.1\r\n",
+            b"POST /",
+        ] {
+            let Step::Pass(None, rest, _) = pre(false).step(first) else {
+                panic!("{first:?}")
+            };
+            assert_eq!(rest, first);
+        }
+        // "P" alone waits; "PO" (POST) is not a header: both bytes go on.
+        let mut p = pre(false);
+        assert!(matches!(p.step(b"P"), Step::Wait));
+        assert!(matches!(p.step(b"O"), Step::Pass(None, ref r, _) if r == b"PO"));
+        let (step, used) = feed(&mut pre(false), b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\n");
+        assert!(matches!(step, Step::Refuse(ref w) if w.contains("not a --trusted-proxy")));
+        assert_eq!(used, 6, "refused at the signature, before the address");
+        let (step, used) = feed(&mut pre(false), &pp::V2_SIGNATURE);
+        assert!(matches!(step, Step::Refuse(_)));
+        assert_eq!(used, 12);
+    }
+
+    #[test]
+    fn a_trusted_connection_without_a_header_or_with_a_long_one_is_refused() {
+        let (step, _) = feed(&mut pre(true), b"GET / HTTP/1.1\r\n");
+        assert!(matches!(step, Step::Refuse(ref w) if w.contains("without a PROXY header")));
+        let (step, used) = feed(&mut pre(true), &[b'P'; 10]);
+        assert!(matches!(step, Step::Refuse(_)), "PPP...");
+        assert_eq!(used, 2);
+        let mut long = b"PROXY UNKNOWN ".to_vec();
+        long.resize(500, b'x');
+        let (step, used) = feed(&mut pre(true), &long);
+        assert!(matches!(step, Step::Refuse(ref w) if w.contains("107")));
+        assert_eq!(used, pp::V1_MAX);
+        // v2 over the bound: refused from its length field, nothing more buffered.
+        let mut big = pp::V2_SIGNATURE.to_vec();
+        big.extend_from_slice(&[0x21, 0x11, 0xff, 0xff]);
+        let (step, used) = feed(&mut pre(true), &big);
+        assert!(matches!(step, Step::Refuse(ref w) if w.contains("4 KiB")));
+        assert_eq!(used, 16);
+    }
+}
