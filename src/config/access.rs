@@ -114,7 +114,7 @@ pub(super) fn options(opts: &mut Options, set: AccessSet) {
         (&viewers, "api-token", "/api/* and /metrics need Authorization: Bearer T or ?token=T [none]", "T"),
         (&[Origin, FileGateway], "files-token", "recordings on the static service need ?token=T [none]", "T"),
         (&all, "max-connections", "connections in all, newcomers over it closed [3/4 of the open-file limit]", "N"),
-        (&all, "max-per-ip", "connections from one address; 0 = no cap [200]", "N"),
+        (&all, "max-per-ip", "connections from one address, not loopback or --trusted-proxy ones; 0 = no cap [200]", "N"),
         (&viewers, "max-streams", "live streams (gateway: upstream pulls); 0 = no cap [1000]", "N"),
         (&viewers, "max-players-per-stream", "players of one stream; 0 = no cap [0]", "N"),
         (&[Origin], "max-publishers-per-ip", "streams published from one address; 0 = no cap [32]", "N"),
