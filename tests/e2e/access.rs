@@ -438,6 +438,7 @@ fn an_unreachable_hook_refuses_and_says_so() {
 }
 
 /// The number of a `/metrics` line starting with `prefix`.
+#[cfg(unix)]
 fn metric(addr: SocketAddr, prefix: &str) -> u64 {
     let body = http_get(addr, "/metrics", Duration::from_secs(5)).body_text();
     body.lines()

@@ -20,7 +20,6 @@ const PROXY: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 
 /// Raises this process's open-file soft limit to `want` (at most the hard limit): the 1,000
 /// viewers need more than the usual 1,024.
-#[cfg(unix)]
 fn raise_nofile(want: u64) {
     let mut r = libc::rlimit {
         rlim_cur: 0,
@@ -147,7 +146,6 @@ const PER_IP_REFUSED: &str = "rtmpd_limit_refused_total{limit=\"max-per-ip\"} ";
 
 /// Issue 24 item 1: on default settings the 201st viewer from one address was refused, and
 /// every viewer behind a reverse proxy on the same host is 127.0.0.1.
-#[cfg(unix)]
 #[test]
 fn issue_24_1_a_thousand_loopback_viewers_all_play_on_default_settings() {
     raise_nofile(4096);
@@ -185,7 +183,6 @@ fn client(i: usize) -> SocketAddr {
 }
 
 /// Issue 24 item 1: behind a trusted proxy, the cap counts the addresses PROXY headers name.
-#[cfg(unix)]
 #[test]
 fn issue_24_1_proxy_headers_from_a_trusted_proxy_name_the_clients_the_cap_counts() {
     raise_nofile(4096);
@@ -264,7 +261,6 @@ fn issue_24_1_proxy_headers_from_a_trusted_proxy_name_the_clients_the_cap_counts
 
 /// Issue 24 item 1: a PROXY header is believed only from a trusted proxy, and a trusted proxy
 /// must send one when `--proxy-protocol` is on.
-#[cfg(unix)]
 #[test]
 fn issue_24_1_a_proxy_header_from_an_untrusted_address_is_refused() {
     let server = Server::builder()
@@ -520,7 +516,6 @@ fn gateway(upstream: SocketAddr, extra: &[&str]) -> (Proc, SocketAddr) {
 /// Issue 24 item 1, the PHP original's own check (`wrk -c1000` against a gateway): 1,000
 /// HTTP-FLV viewers of an FLV gateway from 127.0.0.1, default settings, all play; and a
 /// viewer behind a trusted proxy on the gateway is logged with its own address.
-#[cfg(unix)]
 #[test]
 fn issue_24_1_a_thousand_loopback_viewers_of_a_gateway_all_play() {
     raise_nofile(4096);
@@ -560,7 +555,6 @@ fn issue_24_1_a_thousand_loopback_viewers_of_a_gateway_all_play() {
 
 /// Issue 24 item 1: the PROXY header comes before TLS (where nginx and HAProxy put it), so
 /// HTTPS behind a TCP proxy sees its clients.
-#[cfg(unix)]
 #[test]
 fn issue_24_1_the_proxy_header_precedes_tls() {
     let dir = TempDir::new("pp-tls");
@@ -634,7 +628,6 @@ fn allow_hook() -> (SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
 
 /// Issue 24 item 1: the hooks get the client a PROXY header named, and a forwarded-for header
 /// from that client (not a trusted proxy) is ignored.
-#[cfg(unix)]
 #[test]
 fn issue_24_1_hooks_see_the_proxied_client() {
     let (hook, bodies) = allow_hook();
