@@ -114,8 +114,8 @@ impl Server {
                     break;
                 }
                 Err(e) => {
-                    let peer = conn.peer;
-                    warn!("HTTP {peer}: {e}; answering {}", e.status());
+                    let (peer, hint) = (conn.peer, super::proxied::hint(&conn.head));
+                    warn!("HTTP {peer}: {e}; answering {}{hint}", e.status());
                     if e.status() == 431 {
                         self.totals.bound("http-head-bytes");
                     }

@@ -187,6 +187,18 @@ impl Server {
     }
 }
 
+/// A note for the protocol-error line of a connection whose bytes begin with a PROXY header
+/// while `--proxy-protocol` is off (a proxy set up to send one, rtmpd not told): what to do.
+pub(super) fn hint(first: &[u8]) -> &'static str {
+    match pp::sniff(first) {
+        Sniffed::Proxy => {
+            " (it began with a PROXY protocol header: for a proxy that sends one, start rtmpd with \
+             --trusted-proxy ADDRESS --proxy-protocol)"
+        }
+        _ => "",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -377,6 +377,27 @@ fn issue_24_1_forwarded_headers_from_a_trusted_proxy_name_the_client() {
         !server.log_contains("6.6.6.6 - - ["),
         "the client's own entry was used"
     );
+    // Without --proxy-protocol a PROXY header is a protocol error, whose line says what to do.
+    let spoofed = SocketAddr::from(([203, 0, 113, 66], 1234));
+    for to in [server.http, server.rtmp] {
+        let mut s = raw_connect(to);
+        s.write_all(&v1_header(spoofed, to)).unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\n\r\n").ok();
+        s.write_all(&[3; 1537]).ok();
+        assert!(closed_within(&mut s, Duration::from_secs(5)));
+    }
+    let hint = "it began with a PROXY protocol header";
+    assert!(
+        wait_until(Duration::from_secs(5), || server
+            .logs()
+            .iter()
+            .filter(|l| l.contains(hint))
+            .count()
+            == 2),
+        "{:?}",
+        server.logs()
+    );
+    assert!(!server.log_contains("203.0.113.66 - - ["));
 }
 
 /// `/usr/sbin/nginx` with the stream module, or a skip (a failure with RTMPD_REQUIRE_TOOLS=1).
