@@ -15,6 +15,7 @@ use super::conn::Listener;
 use super::Server;
 use crate::access::limits::Limits;
 use crate::access::proxy_protocol::{self as pp, Parsed, Sniffed};
+use crate::access::trusted::canonical;
 
 /// The bytes of a connection read before its PROXY header is settled.
 pub(super) struct Pre {
@@ -87,6 +88,8 @@ impl Server {
             Step::Pass(client, rest, version) => {
                 conn.pre = None;
                 if let Some(client) = client {
+                    // nginx on a dual-stack socket names IPv4 clients as ::ffff:a.b.c.d.
+                    let client = SocketAddr::new(canonical(client.ip()), client.port());
                     let proxy = conn.peer;
                     if !self.readdress(token, client) {
                         return;

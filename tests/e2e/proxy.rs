@@ -592,9 +592,15 @@ fn issue_24_1_the_proxy_header_precedes_tls() {
         .start();
     let https = server.listener("HTTPS");
     let client = SocketAddr::from(([198, 51, 100, 23], 4433));
-    for (i, header) in [v1_header(client, https), v2_header(client, https, &[])]
-        .into_iter()
-        .enumerate()
+    // The third as a dual-stack nginx names an IPv4 client: ::ffff:198.51.100.23.
+    let mapped: SocketAddr = "[::ffff:198.51.100.23]:4433".parse().unwrap();
+    for (i, header) in [
+        v1_header(client, https),
+        v2_header(client, https, &[]),
+        v2_header(mapped, https, &[]),
+    ]
+    .into_iter()
+    .enumerate()
     {
         let mut sock = connect_from(PROXY, https);
         sock.write_all(&header).unwrap();
@@ -607,8 +613,7 @@ fn issue_24_1_the_proxy_header_precedes_tls() {
         let _ = tls.read_to_end(&mut got);
         assert!(
             got.starts_with(b"HTTP/1.1 200"),
-            "v{}: {}",
-            i + 1,
+            "header {i}: {}",
             String::from_utf8_lossy(&got)
         );
         let line = server
