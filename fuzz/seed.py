@@ -117,6 +117,14 @@ def main():
     put("http_request", "pipelined", b"GET /index.html HTTP/1.1\r\nHost: h\r\n\r\nHEAD /hls/live/s/index.m3u8 HTTP/1.1\r\nRange: bytes=0-99\r\n\r\nGET /api/streams HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
     put("http_request", "traversal", b"GET /flv/%2e%2e/..%2f/a%20b/./c/ HTTP/1.1\r\nHost: h\r\n\r\nGET http://h/C:/x HTTP/1.1\r\n\r\n")
     put("http_request", "framing", b"POST /x HTTP/1.1\r\nContent-Length: 0\r\nContent-Length: 46\r\n\r\n")
+    sig = b"\r\n\r\n\x00\r\nQUIT\n"
+    put("proxy_header", "v1", b"PROXY TCP4 192.0.2.1 198.51.100.2 56324 1935\r\n\x03")
+    put("proxy_header", "v1_6", b"PROXY TCP6 2001:db8::1 ::1 65535 0\r\nGET / HTTP/1.1\r\n")
+    put("proxy_header", "v1_unknown", b"PROXY UNKNOWN\r\n")
+    put("proxy_header", "v2_4", sig + b"\x21\x11\x00\x10" + bytes([203, 0, 113, 7, 198, 51, 100, 1]) + b"\x9c\x40\x07\x8f" + b"\x04\x00\x01\x00\x16")
+    put("proxy_header", "v2_6", sig + b"\x21\x21\x00\x24" + bytes(range(32)) + b"\x00\x01\x01\xbb")
+    put("proxy_header", "v2_local", sig + b"\x20\x00\x00\x00")
+    put("proxy_header", "forwarded", b"1.2.3.4, 203.0.113.7:5000, 10.0.0.2\nfor=192.0.2.60;proto=http, for=\"[2001:db9::17]:4711\", for=_hidden")
     for i, text in enumerate([b"bytes=0-99", b"bytes=-500", b"bytes=100-", b"Sun, 06 Nov 1994 08:49:37 GMT", b"Sunday, 06-Nov-94 08:49:37 GMT", b"Sun Nov  6 08:49:37 1994", b'W/"1f-2a", "x"']):
         put("http_conditional", "c%d" % i, struct.pack(">QBQ", 1000 + i, i, 9000 * i) + text)
     ping = b"\x89\x84\x01\x02\x03\x04" + bytes(b ^ k for b, k in zip(b"ping", b"\x01\x02\x03\x04"))

@@ -3,7 +3,7 @@
 # it: the tools the suite calls (FFmpeg and ffprobe, Chromium, Node and npm for the browser tests,
 # openssl, python3 with pip, prlimit) and FFmpeg 9 (tools/fetch-ffmpeg.sh, into the git-ignored
 # tools/ffmpeg9/) for the HEVC/AV1/VP9/Opus checks. The one list of Debian packages: `.ci/run` calls
-# this with --ci, which adds what its deployment checks need (nginx, curl, PyYAML).
+# this with --ci, which adds what its deployment checks need (curl, PyYAML).
 #
 # Missing tools on Debian, as root: apt-get update + install (only then: nothing is fetched or
 # updated when everything is there, so a second run takes well under a second). Not root, or not
@@ -48,6 +48,9 @@ want npm command -v npm
 want openssl command -v openssl
 want python3 command -v python3
 want util-linux command -v prlimit
+# nginx with its stream module: the PROXY-protocol end-to-end test puts `stream { proxy_protocol on; }` in front.
+want nginx test -x /usr/sbin/nginx
+want libnginx-mod-stream test -f /usr/lib/nginx/modules/ngx_stream_module.so
 # FFmpeg 9: the one named by RTMPD_FFMPEG9 if it runs, else tools/ffmpeg9/ffmpeg; fetching it needs pip.
 runs() { [ -n "$1" ] && "$1" -hide_banner -version >/dev/null 2>&1; }
 ff9=
@@ -60,7 +63,6 @@ else
 fi
 if [ "$ci" = 1 ]; then
     want curl command -v curl
-    want nginx test -x /usr/sbin/nginx
     want python3-yaml /usr/bin/python3 -c 'import yaml'
 fi
 

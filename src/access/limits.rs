@@ -1,12 +1,16 @@
 //! Limits that stop one client crowding out the rest: counts of connections (in all and per IP)
 //! and publishers per IP against their caps, checks of stream and player counts the hub passes in,
-//! a refusal counter per limit for `/metrics`, and a rate-limited log line per episode. Sans-IO:
+//! a refusal counter per limit for `/metrics`, and a rate-limited log line per episode. The
+//! per-address cap never applies to loopback or `--trusted-proxy` addresses (`trusted`); a
+//! connection whose client turns out to be another address (a PROXY header, a forwarded-for
+//! header) is moved to it with `readdress_connection`, which checks the cap again. Sans-IO:
 //! `now_ms` (any monotonic milliseconds) is passed in; closing the newcomer's socket is the server's job.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
 
+use super::trusted::Trusted;
 use crate::config::LimitsConfig;
 
 /// At most one log line per limit this often; the next line counts what was refused between.
@@ -105,6 +109,8 @@ pub struct Limits {
     publishers: HashMap<IpAddr, usize>,
     refused: [u64; 6],
     episodes: [Episode; 6],
+    trusted: Trusted,
+    proxy_protocol: bool,
 }
 
 impl Limits {
@@ -123,7 +129,19 @@ impl Limits {
             publishers: HashMap::new(),
             refused: [0; 6],
             episodes: [Episode::default(); 6],
+            trusted: cfg.trusted_proxies.clone(),
+            proxy_protocol: cfg.proxy_protocol,
         }
+    }
+
+    /// The `--trusted-proxy` blocks.
+    pub fn trusted(&self) -> &Trusted {
+        &self.trusted
+    }
+
+    /// `--proxy-protocol`: connections from trusted proxies start with a PROXY header.
+    pub fn proxy_protocol(&self) -> bool {
+        self.proxy_protocol
     }
 
     /// The cap of `limit` (0 = none).
@@ -137,7 +155,8 @@ impl Limits {
         (cap > 0 || limit == Limit::Connections) && in_use >= cap
     }
 
-    fn refuse(&mut self, limit: Limit, now_ms: u64) -> Refused {
+    /// `from`: the address over its cap (per-address limits), named in the log line.
+    fn refuse(&mut self, limit: Limit, from: Option<IpAddr>, now_ms: u64) -> Refused {
         let hit = LimitHit {
             limit,
             max: self.cap(limit),
@@ -149,16 +168,21 @@ impl Limits {
             .last_log
             .is_none_or(|t| now_ms.saturating_sub(t) >= LOG_EVERY_MS);
         let log = due.then(|| {
-            let line = if ep.since > 1 {
-                format!(
-                    "limit --{} {}: refusing newcomers ({} refused since the last line)",
-                    limit.option(),
-                    hit.max,
-                    ep.since
-                )
-            } else {
-                format!("limit --{} {}: refusing newcomers", limit.option(), hit.max)
-            };
+            let mut line = format!("limit --{} {}: refusing newcomers", limit.option(), hit.max);
+            if let Some(ip) = from {
+                line.push_str(&format!(" from {ip}"));
+            }
+            if ep.since > 1 {
+                line.push_str(&format!(" ({} refused since the last line)", ep.since));
+            }
+            if limit == Limit::PerIp {
+                // A NAT or a proxy shows many people as one address: say how to serve them.
+                line.push_str(
+                    "; to lift it: --max-per-ip N (0 = no cap), or --trusted-proxy CIDR for a \
+                     proxy in front of rtmpd (never capped; its PROXY or X-Forwarded-For header \
+                     names each client)",
+                );
+            }
             ep.last_log = Some(now_ms);
             ep.since = 0;
             line
@@ -169,14 +193,36 @@ impl Limits {
     /// A new TCP connection from `ip`; on Ok it counts until `release_connection`.
     pub fn admit_connection(&mut self, ip: IpAddr, now_ms: u64) -> Result<(), Refused> {
         if self.over(Limit::Connections, self.connections) {
-            return Err(self.refuse(Limit::Connections, now_ms));
+            return Err(self.refuse(Limit::Connections, None, now_ms));
         }
-        let from_ip = self.per_ip.get(&ip).copied().unwrap_or(0);
-        if self.over(Limit::PerIp, from_ip) {
-            return Err(self.refuse(Limit::PerIp, now_ms));
-        }
+        self.check_per_ip(ip, now_ms)?;
         self.connections += 1;
         *self.per_ip.entry(ip).or_insert(0) += 1;
+        Ok(())
+    }
+
+    fn check_per_ip(&mut self, ip: IpAddr, now_ms: u64) -> Result<(), Refused> {
+        let from_ip = self.per_ip.get(&ip).copied().unwrap_or(0);
+        if !self.trusted.exempt(ip) && self.over(Limit::PerIp, from_ip) {
+            return Err(self.refuse(Limit::PerIp, Some(ip), now_ms));
+        }
+        Ok(())
+    }
+
+    /// A connection counted for `from` turned out to be `to`'s (a trusted proxy named its
+    /// client): counted for `to` from now on, if `to` is under its cap. On Err it stays `from`'s.
+    pub fn readdress_connection(
+        &mut self,
+        from: IpAddr,
+        to: IpAddr,
+        now_ms: u64,
+    ) -> Result<(), Refused> {
+        if from == to {
+            return Ok(());
+        }
+        self.check_per_ip(to, now_ms)?;
+        release(&mut self.per_ip, from);
+        *self.per_ip.entry(to).or_insert(0) += 1;
         Ok(())
     }
 
@@ -194,11 +240,11 @@ impl Limits {
         now_ms: u64,
     ) -> Result<(), Refused> {
         if self.over(Limit::Streams, streams) {
-            return Err(self.refuse(Limit::Streams, now_ms));
+            return Err(self.refuse(Limit::Streams, None, now_ms));
         }
         let from_ip = self.publishers.get(&ip).copied().unwrap_or(0);
         if self.over(Limit::PublishersPerIp, from_ip) {
-            return Err(self.refuse(Limit::PublishersPerIp, now_ms));
+            return Err(self.refuse(Limit::PublishersPerIp, Some(ip), now_ms));
         }
         *self.publishers.entry(ip).or_insert(0) += 1;
         Ok(())
@@ -211,7 +257,7 @@ impl Limits {
     /// A player of a stream that has `players` now (the hub counts them).
     pub fn admit_player(&mut self, players: usize, now_ms: u64) -> Result<(), Refused> {
         if self.over(Limit::PlayersPerStream, players) {
-            return Err(self.refuse(Limit::PlayersPerStream, now_ms));
+            return Err(self.refuse(Limit::PlayersPerStream, None, now_ms));
         }
         Ok(())
     }
@@ -220,7 +266,7 @@ impl Limits {
     /// (each holds a connection and a hub entry until the publisher comes or it leaves).
     pub fn admit_waiting(&mut self, waiting: usize, now_ms: u64) -> Result<(), Refused> {
         if self.over(Limit::WaitingPerStream, waiting) {
-            return Err(self.refuse(Limit::WaitingPerStream, now_ms));
+            return Err(self.refuse(Limit::WaitingPerStream, None, now_ms));
         }
         Ok(())
     }
@@ -274,6 +320,7 @@ mod tests {
             max_players_per_stream: 1,
             max_publishers_per_ip: 1,
             max_waiting_per_stream: 2,
+            ..LimitsConfig::default()
         }
     }
 
@@ -287,9 +334,10 @@ mod tests {
         l.admit_connection(a, now).unwrap();
         let r = l.admit_connection(a, now).unwrap_err();
         assert_eq!(r.hit.limit, Limit::PerIp);
-        assert_eq!(
-            r.log.as_deref(),
-            Some("limit --max-per-ip 2: refusing newcomers")
+        let line = r.log.unwrap();
+        assert!(
+            line.starts_with("limit --max-per-ip 2: refusing newcomers from 192.0.2.1; to lift it: --max-per-ip N (0 = no cap), or --trusted-proxy CIDR"),
+            "{line}"
         );
         l.admit_connection(b, now).unwrap();
         let r = l.admit_connection(b, now).unwrap_err();
@@ -314,7 +362,7 @@ mod tests {
     fn one_log_line_per_period() {
         let t0 = 1_000;
         let mut l = Limits::new(&cfg(), None);
-        let a: IpAddr = "::1".parse().unwrap();
+        let a: IpAddr = "2001:db8::1".parse().unwrap();
         l.admit_connection(a, t0).unwrap();
         l.admit_connection(a, t0).unwrap();
         assert!(l.admit_connection(a, t0).unwrap_err().log.is_some());
@@ -323,9 +371,10 @@ mod tests {
             assert_eq!(r.log, None, "at {s} s");
         }
         let r = l.admit_connection(a, t0 + LOG_EVERY_MS).unwrap_err();
-        assert_eq!(
-            r.log.as_deref(),
-            Some("limit --max-per-ip 2: refusing newcomers (10 refused since the last line)")
+        let line = r.log.unwrap();
+        assert!(
+            line.starts_with("limit --max-per-ip 2: refusing newcomers from 2001:db8::1 (10 refused since the last line); to lift it: "),
+            "{line}"
         );
         assert_eq!(l.refused(Limit::PerIp), 11);
         assert!(l
@@ -334,6 +383,65 @@ mod tests {
         assert!(l
             .metrics()
             .contains("rtmpd_limit_refused_total{limit=\"max-streams\"} 0\n"));
+    }
+
+    /// Issue 24 item 1: the per-address cap refused everyone behind one NAT or proxy address.
+    #[test]
+    fn issue_24_1_loopback_and_trusted_proxies_are_never_capped() {
+        let now = 1_000;
+        let mut c = cfg();
+        c.max_connections = Some(10_000);
+        c.trusted_proxies = Trusted(vec!["10.0.0.0/8".parse().unwrap()]);
+        let mut l = Limits::new(&c, None);
+        for ip in ["127.0.0.1", "::1", "10.1.2.3"] {
+            let ip: IpAddr = ip.parse().unwrap();
+            for _ in 0..1000 {
+                l.admit_connection(ip, now).unwrap();
+            }
+        }
+        assert_eq!(l.connections(), 3000);
+        assert_eq!(l.refused(Limit::PerIp), 0);
+        // The total still applies to them.
+        let mut c = cfg();
+        c.max_connections = Some(2);
+        let mut l = Limits::new(&c, None);
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        l.admit_connection(lo, now).unwrap();
+        l.admit_connection(lo, now).unwrap();
+        assert_eq!(
+            l.admit_connection(lo, now).unwrap_err().hit.limit,
+            Limit::Connections
+        );
+    }
+
+    #[test]
+    fn issue_24_1_a_readdressed_connection_counts_for_its_client() {
+        let now = 1_000;
+        let mut c = cfg();
+        c.max_connections = Some(100);
+        c.trusted_proxies = Trusted(vec!["10.0.0.1".parse().unwrap()]);
+        let mut l = Limits::new(&c, None);
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        let client: IpAddr = "203.0.113.7".parse().unwrap();
+        for _ in 0..3 {
+            l.admit_connection(proxy, now).unwrap();
+        }
+        l.readdress_connection(proxy, client, now).unwrap();
+        l.readdress_connection(proxy, client, now).unwrap();
+        let r = l.readdress_connection(proxy, client, now).unwrap_err();
+        assert_eq!(r.hit.limit, Limit::PerIp);
+        assert!(r.log.unwrap().contains("from 203.0.113.7"));
+        // The refused one is still the proxy's; the others are the client's.
+        assert_eq!(l.per_ip.get(&proxy), Some(&1));
+        assert_eq!(l.per_ip.get(&client), Some(&2));
+        assert_eq!(l.connections(), 3, "readdressing never changes the total");
+        l.release_connection(client);
+        l.readdress_connection(proxy, client, now).unwrap();
+        l.readdress_connection(client, client, now).unwrap();
+        l.release_connection(client);
+        l.release_connection(client);
+        assert!(l.per_ip.is_empty());
+        assert_eq!(l.connections(), 0);
     }
 
     #[test]
@@ -371,6 +479,7 @@ mod tests {
             max_players_per_stream: 0,
             max_publishers_per_ip: 0,
             max_waiting_per_stream: 0,
+            ..LimitsConfig::default()
         };
         let mut l = Limits::new(&open, Some(1024));
         assert_eq!(l.cap(Limit::Connections), 768);

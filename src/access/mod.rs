@@ -12,6 +12,8 @@
 //!   worker threads.
 //! - `reply`: a refusal as the RTMP status or HTTP response each client understands.
 //! - `limits`: counts of connections, streams, players and publishers against their caps.
+//! - `trusted`: `--trusted-proxy` blocks, the addresses never capped, `X-Forwarded-For`/`Forwarded`.
+//! - `proxy_protocol`: the PROXY protocol header (v1, v2) a TCP proxy sends before the client's bytes.
 //!
 //! How the origin core uses it (one place for every protocol):
 //!
@@ -30,9 +32,11 @@ pub mod authfile;
 pub mod hook;
 pub mod limits;
 pub mod policy;
+pub mod proxy_protocol;
 pub mod query;
 pub mod reply;
 pub mod sign;
+pub mod trusted;
 
 use std::borrow::Cow;
 use std::fmt;

@@ -69,6 +69,11 @@ pub struct LimitsConfig {
     pub max_publishers_per_ip: usize,
     /// `--max-waiting-per-stream`: players of one stream that has no publisher yet.
     pub max_waiting_per_stream: usize,
+    /// `--trusted-proxy CIDR` (repeatable): never capped per address; their PROXY headers and
+    /// forwarded-for headers name the client.
+    pub trusted_proxies: crate::access::trusted::Trusted,
+    /// `--proxy-protocol`: connections from a trusted proxy start with a PROXY header.
+    pub proxy_protocol: bool,
 }
 
 impl Default for LimitsConfig {
@@ -80,6 +85,8 @@ impl Default for LimitsConfig {
             max_players_per_stream: 0,
             max_publishers_per_ip: 32,
             max_waiting_per_stream: 1000,
+            trusted_proxies: crate::access::trusted::Trusted::default(),
+            proxy_protocol: false,
         }
     }
 }
@@ -111,7 +118,7 @@ pub(super) fn options(opts: &mut Options, set: AccessSet) {
         (&viewers, "api-token", "/api/* and /metrics need Authorization: Bearer T or ?token=T [none]", "T"),
         (&[Origin, FileGateway], "files-token", "recordings on the static service need ?token=T [none]", "T"),
         (&all, "max-connections", "connections in all, newcomers over it closed [3/4 of the open-file limit]", "N"),
-        (&all, "max-per-ip", "connections from one address; 0 = no cap [200]", "N"),
+        (&all, "max-per-ip", "connections from one address, not loopback or --trusted-proxy ones; 0 = no cap [200]", "N"),
         (&viewers, "max-streams", "live streams (gateway: upstream pulls); 0 = no cap [1000]", "N"),
         (&viewers, "max-players-per-stream", "players of one stream; 0 = no cap [0]", "N"),
         (&[Origin], "max-publishers-per-ip", "streams published from one address; 0 = no cap [32]", "N"),
@@ -129,6 +136,17 @@ pub(super) fn options(opts: &mut Options, set: AccessSet) {
             "/api/streams without the API token names no stream (the pages then ask for the name)",
         );
     }
+    opts.optmulti(
+        "",
+        "trusted-proxy",
+        "a proxy in front of rtmpd (address or CIDR, repeatable): never capped per address, its PROXY or X-Forwarded-For header names the client [none]",
+        "CIDR",
+    );
+    opts.optflag(
+        "",
+        "proxy-protocol",
+        "connections from a --trusted-proxy start with a PROXY protocol header (v1/v2), on every listener",
+    );
 }
 
 /// The value of an option that only some sets define (getopts panics on an undefined name).
@@ -266,8 +284,23 @@ pub(super) fn limits_config(
                 })?,
         ),
     };
+    let mut trusted = Vec::new();
+    for s in m.opt_strs("trusted-proxy") {
+        trusted.push(
+            s.parse()
+                .map_err(|e| ConfigError(format!("--trusted-proxy: {e}")))?,
+        );
+    }
+    let proxy_protocol = m.opt_present("proxy-protocol");
+    if proxy_protocol && trusted.is_empty() {
+        return err(
+            "--proxy-protocol needs --trusted-proxy: PROXY headers are taken from trusted proxies only",
+        );
+    }
     Ok(LimitsConfig {
         max_connections,
+        trusted_proxies: crate::access::trusted::Trusted(trusted),
+        proxy_protocol,
         max_per_ip: count("max-per-ip", d.max_per_ip, true)?,
         max_streams: count("max-streams", d.max_streams, viewers)?,
         max_players_per_stream: count("max-players-per-stream", d.max_players_per_stream, viewers)?,
@@ -348,6 +381,19 @@ pub(super) fn render(out: &mut String, set: AccessSet, a: &AccessConfig, l: &Lim
     if origin {
         line("max-publishers-per-ip", &l.max_publishers_per_ip);
     }
+    let trusted: Vec<String> = l.trusted_proxies.0.iter().map(|c| c.to_string()).collect();
+    line(
+        "trusted-proxy",
+        &if trusted.is_empty() {
+            "(none)".to_string()
+        } else {
+            trusted.join(" ")
+        },
+    );
+    line(
+        "proxy-protocol",
+        &if l.proxy_protocol { "on" } else { "off" },
+    );
 }
 
 #[cfg(test)]
@@ -477,6 +523,7 @@ mod tests {
                 max_players_per_stream: 100,
                 max_publishers_per_ip: 2,
                 max_waiting_per_stream: 5,
+                ..LimitsConfig::default()
             }
         );
         let printed = format!("{c:?}");
@@ -570,6 +617,61 @@ mod tests {
         };
         assert_eq!(c.access.files_token.as_ref().unwrap().as_str(), "f");
         assert_eq!(c.limits.max_connections, Some(9));
+    }
+
+    #[test]
+    fn issue_24_1_trusted_proxies_and_the_proxy_protocol_parse() {
+        let c = origin(&[
+            "--trusted-proxy",
+            "10.1.2.3/8",
+            "--trusted-proxy",
+            "2001:db8::1",
+            "--proxy-protocol",
+        ])
+        .unwrap();
+        let blocks: Vec<String> = c
+            .limits
+            .trusted_proxies
+            .0
+            .iter()
+            .map(|b| b.to_string())
+            .collect();
+        assert_eq!(blocks, ["10.0.0.0/8", "2001:db8::1/128"]);
+        assert!(c.limits.proxy_protocol);
+        assert!(!origin(&[]).unwrap().limits.proxy_protocol);
+        for (a, words) in [
+            (
+                vec!["--proxy-protocol"],
+                "--proxy-protocol needs --trusted-proxy",
+            ),
+            (
+                vec!["--trusted-proxy", "proxy.local"],
+                "--trusted-proxy: 'proxy.local'",
+            ),
+            (
+                vec!["--trusted-proxy", "10.0.0.0/40"],
+                "prefix length must be 0-32",
+            ),
+        ] {
+            let e = origin(&a).unwrap_err().0;
+            assert!(e.contains(words), "{a:?}: {e}");
+        }
+        for mode in ["flv-gateway 8080 http://o:1", "file-gateway"] {
+            let line = format!("{mode} --trusted-proxy 10.0.0.5 --proxy-protocol --print-config");
+            let Ok(Mode::PrintConfig(text)) = parse(&args(&line)) else {
+                panic!("{line}")
+            };
+            assert!(
+                text.lines()
+                    .any(|t| t.split_whitespace().eq(["trusted-proxy", "10.0.0.5/32"])),
+                "{text}"
+            );
+            assert!(
+                text.lines()
+                    .any(|t| t.split_whitespace().eq(["proxy-protocol", "on"])),
+                "{text}"
+            );
+        }
     }
 
     #[test]

@@ -169,7 +169,16 @@ impl FileBody {}
 
 pub struct Conn {
     pub socket: TcpStream,
+    /// The client: the socket's peer, or the address a trusted proxy named for it (a PROXY
+    /// header; for HTTP, the current request's forwarded-for header). What limits, logs, hooks
+    /// and the API see.
     pub peer: SocketAddr,
+    /// Who sent the bytes: the socket's peer, or the client a PROXY header named. Its
+    /// forwarded-for headers count only when it is a trusted proxy.
+    pub hop: SocketAddr,
+    /// The PROXY-protocol pre-stage (`--proxy-protocol`): Some until the header is settled;
+    /// bytes read meanwhile go to it, not to TLS or the protocol.
+    pub pre: Option<Box<super::proxied::Pre>>,
     pub listener: Listener,
     /// TLS between the socket and the protocol (RTMPS, HTTPS): ciphertext is read and written
     /// through it, and the zero-copy paths (splice, sendfile) are never taken.
@@ -231,6 +240,8 @@ impl Conn {
         Conn {
             socket,
             peer,
+            hop: peer,
+            pre: None,
             listener,
             tls,
             state,

@@ -114,8 +114,8 @@ impl Server {
                     break;
                 }
                 Err(e) => {
-                    let peer = conn.peer;
-                    warn!("HTTP {peer}: {e}; answering {}", e.status());
+                    let (peer, hint) = (conn.peer, super::proxied::hint(&conn.head));
+                    warn!("HTTP {peer}: {e}; answering {}{hint}", e.status());
                     if e.status() == 431 {
                         self.totals.bound("http-head-bytes");
                     }
@@ -157,6 +157,9 @@ impl Server {
         if let Some(previous) = conn.access.take() {
             let line = super::access_line(conn.peer, previous);
             self.write_access(line);
+        }
+        if !self.http_forwarded(token, &req) {
+            return;
         }
         let Some(conn) = self.conns.get_mut(token) else {
             return;

@@ -17,6 +17,7 @@ mod llhls;
 mod netio;
 pub mod origin;
 pub mod outq;
+mod proxied;
 mod recordings;
 mod rtmp;
 #[cfg(target_os = "linux")]
@@ -461,7 +462,9 @@ impl Server {
             self.core.limits.release_connection(peer.ip());
             return;
         }
-        entry.insert(Conn::new(socket, peer, kind, session, state, now));
+        entry
+            .insert(Conn::new(socket, peer, kind, session, state, now))
+            .pre = proxied::pre_stage(&self.core.limits, peer.ip());
         self.totals.accepted += 1;
     }
 
@@ -579,6 +582,10 @@ impl Server {
                 .is_some_and(|since| now - since > PRIVATE_STALL)
             {
                 expired.push((t, "does not read its replies; closed after 10 s"));
+                continue;
+            }
+            if c.pre.is_some() && now - c.created > HEADER_TIMEOUT {
+                expired.push((t, "PROXY header timeout"));
                 continue;
             }
             if c.tls.as_ref().is_some_and(|s| s.is_handshaking())

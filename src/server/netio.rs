@@ -69,6 +69,11 @@ impl Server {
                     conn.bytes_in += n as u64;
                     conn.last_input = self.now;
                     self.totals.bytes_in += n as u64;
+                    if conn.pre.is_some() {
+                        // The PROXY header comes before TLS and the protocol.
+                        self.proxy_input(token, &buf[..n]);
+                        continue;
+                    }
                     if conn.tls.is_some() {
                         self.tls_input(token, &buf[..n]);
                         continue;

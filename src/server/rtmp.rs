@@ -36,7 +36,11 @@ impl Server {
             return;
         };
         if let Err(e) = r.session.handle_input(data) {
-            warn!("RTMP {}: {e}; closing", conn.peer);
+            warn!(
+                "RTMP {}: {e}; closing{}",
+                conn.peer,
+                super::proxied::hint(data)
+            );
             if let Some(bound) = e.limit() {
                 self.totals.bound(bound);
             }

@@ -231,6 +231,19 @@ impl Server {
             limits.cap(crate::access::limits::Limit::Connections),
             lim.max_per_ip
         );
+        let trusted = &lim.trusted_proxies.0;
+        if !trusted.is_empty() {
+            let list: Vec<String> = trusted.iter().map(|c| c.to_string()).collect();
+            info!(
+                "trusted proxies {} (never capped per address; {} names the client)",
+                list.join(" "),
+                if lim.proxy_protocol {
+                    "their PROXY header"
+                } else {
+                    "their X-Forwarded-For/Forwarded header"
+                }
+            );
+        }
         self.core.set_access(access, limits, pool);
         Ok(())
     }

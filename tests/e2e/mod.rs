@@ -12,6 +12,10 @@ mod issue24;
 mod live;
 mod llhls;
 mod platform;
+// Trusted proxies at 127.0.0.2 and 127.0.0.3 need a socket bound to them (libc) and Linux's
+// 127.0.0.0/8 loopback.
+#[cfg(unix)]
+mod proxy;
 mod record;
 mod robustness;
 mod timestamps;

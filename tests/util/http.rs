@@ -365,3 +365,37 @@ pub fn closed_within(sock: &mut TcpStream, timeout: Duration) -> bool {
         }
     }
 }
+
+/// A TCP connection to `addr` from the local address `src` (any of 127.0.0.0/8 on Linux), so a
+/// test can be a client from another loopback address: a trusted proxy at 127.0.0.2 while the
+/// rest of the test connects from 127.0.0.1.
+#[cfg(unix)]
+pub fn connect_from(src: std::net::Ipv4Addr, addr: SocketAddr) -> TcpStream {
+    use std::os::fd::FromRawFd;
+    let SocketAddr::V4(v4) = addr else {
+        panic!("IPv4 expected, got {addr}")
+    };
+    let sockaddr = |ip: std::net::Ipv4Addr, port: u16| {
+        // SAFETY: sockaddr_in is plain data; zeroed is a valid value to fill.
+        let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+        sa.sin_family = libc::AF_INET as libc::sa_family_t;
+        sa.sin_port = port.to_be();
+        sa.sin_addr.s_addr = u32::from_ne_bytes(ip.octets());
+        sa
+    };
+    let (from, to) = (sockaddr(src, 0), sockaddr(*v4.ip(), v4.port()));
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: plain socket calls on a descriptor we own, handed to TcpStream (which closes it);
+    // the sockaddrs are fully initialised and their size passed exactly.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        assert!(fd >= 0, "socket: {}", io::Error::last_os_error());
+        let stream = TcpStream::from_raw_fd(fd);
+        let r = libc::bind(fd, &from as *const _ as *const libc::sockaddr, len);
+        assert_eq!(r, 0, "bind {src}: {}", io::Error::last_os_error());
+        let r = libc::connect(fd, &to as *const _ as *const libc::sockaddr, len);
+        assert_eq!(r, 0, "connect {addr}: {}", io::Error::last_os_error());
+        stream.set_nodelay(true).unwrap();
+        stream
+    }
+}
