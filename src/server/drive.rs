@@ -29,8 +29,8 @@ use super::source::{Ready, Source};
 use super::timers::{ms_ceil, TimerKey, TimerKind};
 use super::udp::UdpPort;
 use super::{
-    limits, Server, HANDSHAKE_TIMEOUT, HEADER_TIMEOUT, HELD_RECHECK, KEEPALIVE_IDLE,
-    PRIVATE_STALL, PUBLISHER_IDLE, SEND_TIMEOUT, STATS_EVERY, SWEEP_EVERY,
+    limits, Server, HANDSHAKE_TIMEOUT, HEADER_TIMEOUT, HELD_RECHECK, KEEPALIVE_IDLE, PRIVATE_STALL,
+    PUBLISHER_IDLE, SEND_TIMEOUT, STATS_EVERY, SWEEP_EVERY,
 };
 
 /// The loop's own timers, by slot in `Server::loop_armed`.
@@ -193,7 +193,12 @@ impl Server {
         if c.closed {
             return;
         }
-        let Some(at) = conn_deadlines(c).into_iter().flatten().map(|(at, _)| at).min() else {
+        let Some(at) = conn_deadlines(c)
+            .into_iter()
+            .flatten()
+            .map(|(at, _)| at)
+            .min()
+        else {
             return;
         };
         let at_ms = ms_ceil(self.started, at);
@@ -333,7 +338,10 @@ mod tests {
         let t0 = Instant::now();
         let (c, _client) = conn(ConnState::HttpHead { served: 0 }, t0);
         assert_eq!(earliest(&c), Some(t0 + HEADER_TIMEOUT));
-        assert_eq!(conn_expired(&c, t0 + HEADER_TIMEOUT - Duration::from_millis(1)), None);
+        assert_eq!(
+            conn_expired(&c, t0 + HEADER_TIMEOUT - Duration::from_millis(1)),
+            None
+        );
         assert_eq!(
             conn_expired(&c, t0 + HEADER_TIMEOUT),
             Some("HTTP request timeout")
@@ -345,16 +353,26 @@ mod tests {
         let t0 = Instant::now();
         let (mut c, _client) = conn(ConnState::HttpHead { served: 1 }, t0);
         c.last_input = t0 + Duration::from_secs(5);
-        assert_eq!(earliest(&c), Some(t0 + Duration::from_secs(5) + KEEPALIVE_IDLE));
+        assert_eq!(
+            earliest(&c),
+            Some(t0 + Duration::from_secs(5) + KEEPALIVE_IDLE)
+        );
         // A head trickles in: the header timeout runs from its first byte, whatever comes later.
         c.head.extend_from_slice(b"GET / HT");
         c.head_started = t0 + Duration::from_secs(6);
         c.last_input = t0 + Duration::from_secs(15);
-        assert_eq!(earliest(&c), Some(t0 + Duration::from_secs(6) + HEADER_TIMEOUT));
+        assert_eq!(
+            earliest(&c),
+            Some(t0 + Duration::from_secs(6) + HEADER_TIMEOUT)
+        );
         // An answer going out: only a stall of the output ends it.
-        c.out.push(bytes::Bytes::from_static(b"HTTP/1.1 200 OK\r\n\r\n"));
+        c.out
+            .push(bytes::Bytes::from_static(b"HTTP/1.1 200 OK\r\n\r\n"));
         c.last_output = t0 + Duration::from_secs(20);
-        assert_eq!(earliest(&c), Some(t0 + Duration::from_secs(20) + SEND_TIMEOUT));
+        assert_eq!(
+            earliest(&c),
+            Some(t0 + Duration::from_secs(20) + SEND_TIMEOUT)
+        );
         assert_eq!(
             conn_expired(&c, t0 + Duration::from_secs(80)),
             Some("HTTP send timeout")
@@ -374,7 +392,10 @@ mod tests {
         );
         assert_eq!(earliest(&c), None, "a live viewer has no timer at all");
         c.out_full_since = Some(t0 + Duration::from_secs(1));
-        assert_eq!(earliest(&c), Some(t0 + Duration::from_secs(1) + PRIVATE_STALL));
+        assert_eq!(
+            earliest(&c),
+            Some(t0 + Duration::from_secs(1) + PRIVATE_STALL)
+        );
         assert_eq!(
             conn_expired(&c, t0 + Duration::from_secs(12)),
             Some("does not read its replies; closed after 10 s")

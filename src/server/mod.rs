@@ -12,6 +12,7 @@ mod api;
 mod conn;
 mod drive;
 pub mod fs;
+pub mod glue;
 mod http;
 pub mod limits;
 mod llhls;
@@ -160,6 +161,8 @@ pub struct Server {
     udp: Vec<udp::UdpPort>,
     /// UDP sockets whose read budget ran out (`Source::Udp` indexes): read again next turn.
     pending_udp: Vec<usize>,
+    /// What glue functions list for the loop to do (`glue`), reused.
+    effects: Vec<glue::Effect>,
     last_stats: Vec<(StreamKey, u64, u64)>,
     seed: u64,
     /// flv-gateway mode: the upstream pulls (None in the other modes).
@@ -290,6 +293,7 @@ impl Server {
             skip_watch: Vec::new(),
             udp: Vec::new(),
             pending_udp: Vec::new(),
+            effects: Vec::new(),
             last_stats: Vec::new(),
             seed: now.elapsed().as_nanos() as u64 ^ std::process::id() as u64,
             gateway: None,
@@ -433,11 +437,11 @@ impl Server {
         };
         let entry = self.conns.vacant_entry();
         let token = entry.key();
-        if let Err(e) = self
-            .poll
-            .registry()
-            .register(&mut socket, Source::Conn(token).token(), Interest::READABLE)
-        {
+        if let Err(e) = self.poll.registry().register(
+            &mut socket,
+            Source::Conn(token).token(),
+            Interest::READABLE,
+        ) {
             error!("cannot register a connection from {peer}: {e}");
             self.core.limits.release_connection(peer.ip());
             return;

@@ -240,10 +240,11 @@ impl Server {
                     } else {
                         Interest::READABLE | Interest::WRITABLE
                     };
-                    let _ =
-                        self.poll
-                            .registry()
-                            .reregister(&mut conn.socket, Source::Conn(token).token(), interest);
+                    let _ = self.poll.registry().reregister(
+                        &mut conn.socket,
+                        Source::Conn(token).token(),
+                        interest,
+                    );
                     conn.write_blocked = !drained;
                 }
                 // A live viewer's line waits for its end (`Server::close`); a request still

@@ -100,7 +100,7 @@ impl TimerHeap {
 pub fn ms_ceil(start: std::time::Instant, at: std::time::Instant) -> u64 {
     let d = at.saturating_duration_since(start);
     let ms = d.as_millis() as u64;
-    if d.subsec_nanos() % 1_000_000 == 0 {
+    if d.subsec_nanos().is_multiple_of(1_000_000) {
         ms
     } else {
         ms + 1
@@ -135,7 +135,11 @@ mod tests {
         assert_eq!(h.pop_due(25, all_live), Some(key(2, 0)));
         assert_eq!(h.pop_due(25, all_live), None, "30 is not due at 25");
         assert_eq!(h.next_deadline(all_live), Some(30));
-        assert_eq!(h.pop_due(30, all_live), Some(key(3, 0)), "due at exactly 30");
+        assert_eq!(
+            h.pop_due(30, all_live),
+            Some(key(3, 0)),
+            "due at exactly 30"
+        );
         assert!(h.is_empty());
         assert_eq!(h.next_deadline(all_live), None);
     }
@@ -148,7 +152,11 @@ mod tests {
         // Connection 7 closed and its slot went to a new connection (generation 2).
         h.schedule(50, key(7, 2));
         let live = |k: &TimerKey| k.token != 7 || k.generation == 2;
-        assert_eq!(h.next_deadline(live), Some(8), "the old 7's entry is not a deadline");
+        assert_eq!(
+            h.next_deadline(live),
+            Some(8),
+            "the old 7's entry is not a deadline"
+        );
         assert_eq!(h.len(), 2, "and it is gone");
         assert_eq!(h.pop_due(100, live), Some(key(4, 1)));
         assert_eq!(h.pop_due(100, live), Some(key(7, 2)));
@@ -217,7 +225,10 @@ mod tests {
         let start = std::time::Instant::now();
         let d = std::time::Duration::from_micros(10_001);
         assert_eq!(ms_ceil(start, start + d), 11);
-        assert_eq!(ms_ceil(start, start + std::time::Duration::from_millis(7)), 7);
+        assert_eq!(
+            ms_ceil(start, start + std::time::Duration::from_millis(7)),
+            7
+        );
         assert_eq!(ms_ceil(start + d, start), 0, "a past instant is now");
     }
 }

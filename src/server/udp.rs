@@ -349,7 +349,10 @@ impl UdpPeers {
                     return Ok(true);
                 }
                 match send(&batch) {
-                    Ok(n) => n.min(batch.len()),
+                    Ok(n) => {
+                        self.counters.send_calls += 1;
+                        n.min(batch.len())
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) => {
@@ -629,14 +632,8 @@ fn send_batch(socket: &UdpSocket, batch: &[&Outgoing]) -> io::Result<usize> {
     }
     // SAFETY: the headers point into `names`, `iov` and the datagrams' bytes, all alive for the
     // call; the kernel only reads them.
-    let sent = unsafe {
-        libc::sendmmsg(
-            socket.as_raw_fd(),
-            msgs.as_mut_ptr(),
-            n as libc::c_uint,
-            0,
-        )
-    };
+    let sent =
+        unsafe { libc::sendmmsg(socket.as_raw_fd(), msgs.as_mut_ptr(), n as libc::c_uint, 0) };
     if sent < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -670,7 +667,8 @@ mod sockaddr {
             libc::AF_INET => {
                 // SAFETY: the family says the storage holds a sockaddr_in, which it is large
                 // and aligned enough for.
-                let a = unsafe { &*(s as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+                let a =
+                    unsafe { &*(s as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
                 Some(SocketAddr::V4(SocketAddrV4::new(
                     Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)),
                     u16::from_be(a.sin_port),
@@ -695,7 +693,8 @@ mod sockaddr {
         match addr {
             SocketAddr::V4(a) => {
                 // SAFETY: sockaddr_storage is large and aligned enough for a sockaddr_in.
-                let out = unsafe { &mut *(s as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+                let out =
+                    unsafe { &mut *(s as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
                 out.sin_family = libc::AF_INET as libc::sa_family_t;
                 out.sin_port = a.port().to_be();
                 out.sin_addr = libc::in_addr {
@@ -705,8 +704,9 @@ mod sockaddr {
             }
             SocketAddr::V6(a) => {
                 // SAFETY: as above, for sockaddr_in6.
-                let out =
-                    unsafe { &mut *(s as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+                let out = unsafe {
+                    &mut *(s as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
+                };
                 out.sin6_family = libc::AF_INET6 as libc::sa_family_t;
                 out.sin6_port = a.port().to_be();
                 out.sin6_flowinfo = a.flowinfo();
@@ -838,5 +838,353 @@ impl Server {
                 self.timers.schedule(at, key);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::HubConfig;
+
+    /// A protocol for the tests: a datagram "K<n>..." names peer n; every datagram a peer gets is
+    /// recorded and echoed; an unknown "PING" is answered "PONG" statelessly, the rest dropped.
+    #[derive(Default)]
+    struct Echo {
+        got: Vec<(PeerId, SocketAddr, Vec<u8>)>,
+        unknown: usize,
+        timeouts: Vec<(PeerId, u64)>,
+        learn: bool,
+    }
+
+    impl UdpProtocol for Echo {
+        fn route(&mut self, d: &Datagram) -> Option<PeerId> {
+            let rest = d.data.strip_prefix(b"K")?;
+            let digits: Vec<u8> = rest
+                .iter()
+                .copied()
+                .take_while(u8::is_ascii_digit)
+                .collect();
+            std::str::from_utf8(&digits).ok()?.parse().ok()
+        }
+        fn receive(&mut self, peer: PeerId, d: &Datagram, cx: &mut UdpCx) {
+            self.got.push((peer, d.from, d.data.to_vec()));
+            if self.learn {
+                cx.peers.bind(peer, d.socket, d.from);
+            }
+            let data = Bytes::copy_from_slice(d.data);
+            cx.peers.send(peer, d.socket, d.from, data);
+        }
+        fn unknown(&mut self, d: &Datagram, cx: &mut UdpCx) {
+            self.unknown += 1;
+            if d.data == b"PING" {
+                cx.peers
+                    .reply(d.socket, d.from, Bytes::from_static(b"PONG"));
+            }
+        }
+        fn timeout(&mut self, peer: PeerId, cx: &mut UdpCx) {
+            self.timeouts.push((peer, cx.now_ms));
+        }
+    }
+
+    fn core() -> Origin {
+        Origin::new(HubConfig::default(), None)
+    }
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([192, 0, 2, 1], port))
+    }
+
+    fn dgram(from: SocketAddr, data: &[u8]) -> Datagram<'_> {
+        Datagram {
+            socket: 0,
+            from,
+            data,
+        }
+    }
+
+    #[test]
+    fn routes_by_five_tuple_then_by_key_then_to_unknown() {
+        let (mut peers, mut proto, mut core) = (UdpPeers::default(), Echo::default(), core());
+        let a = peers.add_peer();
+        let b = peers.add_peer();
+        peers.bind(a, 0, addr(1000));
+        // Bound 5-tuple: whatever the bytes say.
+        peers.dispatch(&dgram(addr(1000), b"K99 data"), &mut proto, &mut core, 0);
+        // Unbound sender naming peer b by key.
+        let key_b = format!("K{b} hello");
+        peers.dispatch(
+            &dgram(addr(2000), key_b.as_bytes()),
+            &mut proto,
+            &mut core,
+            0,
+        );
+        // A key naming no peer, and no key at all: unknown; the PING is answered.
+        peers.dispatch(&dgram(addr(3000), b"K77"), &mut proto, &mut core, 0);
+        peers.dispatch(&dgram(addr(3000), b"PING"), &mut proto, &mut core, 0);
+        let got: Vec<(PeerId, SocketAddr)> = proto.got.iter().map(|g| (g.0, g.1)).collect();
+        assert_eq!(got, vec![(a, addr(1000)), (b, addr(2000))]);
+        assert_eq!(proto.unknown, 2);
+        assert_eq!(peers.counters.unknown, 2);
+        assert_eq!(peers.counters.datagrams_in, 4);
+        assert_eq!(peers.queued(a), 1, "the echo");
+        assert_eq!(peers.queued_total(), 3, "two echoes and the PONG");
+        // The key did not bind the new path: the protocol decides that.
+        assert_eq!(peers.peer_of(0, addr(2000)), None);
+        // On another socket the same sender is another 5-tuple.
+        assert_eq!(peers.peer_of(1, addr(1000)), None);
+    }
+
+    #[test]
+    fn a_learned_path_routes_later_datagrams_without_a_key() {
+        let (mut peers, mut proto, mut core) = (UdpPeers::default(), Echo::default(), core());
+        proto.learn = true;
+        let a = peers.add_peer();
+        let key = format!("K{a}");
+        peers.dispatch(&dgram(addr(5), key.as_bytes()), &mut proto, &mut core, 0);
+        peers.dispatch(&dgram(addr(5), b"media"), &mut proto, &mut core, 0);
+        assert_eq!(proto.got.len(), 2);
+        assert_eq!(proto.got[1].0, a);
+        assert_eq!(peers.counters.unknown, 0);
+    }
+
+    #[test]
+    fn a_peer_keeps_its_last_routes_and_a_tuple_has_one_peer() {
+        let mut peers = UdpPeers::default();
+        let a = peers.add_peer();
+        let b = peers.add_peer();
+        for port in 0..(ROUTES_PER_PEER as u16 + 3) {
+            peers.bind(a, 0, addr(port));
+        }
+        assert_eq!(peers.peer_of(0, addr(0)), None, "the oldest went");
+        assert_eq!(peers.peer_of(0, addr(ROUTES_PER_PEER as u16 + 2)), Some(a));
+        assert_eq!(peers.routes.len(), ROUTES_PER_PEER);
+        // b takes over a's newest 5-tuple.
+        peers.bind(b, 0, addr(ROUTES_PER_PEER as u16 + 2));
+        assert_eq!(peers.peer_of(0, addr(ROUTES_PER_PEER as u16 + 2)), Some(b));
+        assert_eq!(peers.peers[a].routes.len(), ROUTES_PER_PEER - 1);
+        peers.remove_peer(b);
+        assert_eq!(peers.peer_of(0, addr(ROUTES_PER_PEER as u16 + 2)), None);
+        assert_eq!(peers.routes.len(), ROUTES_PER_PEER - 1);
+    }
+
+    #[test]
+    fn a_full_peer_queue_drops_and_counts_and_never_grows() {
+        let mut peers = UdpPeers::default();
+        let a = peers.add_peer();
+        let mut accepted = 0;
+        for i in 0..PEER_QUEUE + 10 {
+            if peers.send(a, 0, addr(1), Bytes::from(vec![i as u8; 10])) {
+                accepted += 1;
+            }
+        }
+        assert_eq!(accepted, PEER_QUEUE);
+        assert_eq!(peers.counters.dropped_out, 10);
+        assert_eq!(peers.queued(a), PEER_QUEUE);
+        // A gone peer's datagram is dropped too; so is a reply over its bound.
+        peers.remove_peer(a);
+        assert!(!peers.send(a, 0, addr(1), Bytes::from_static(b"x")));
+        for _ in 0..REPLY_QUEUE + 1 {
+            peers.reply(0, addr(2), Bytes::from_static(b"r"));
+        }
+        assert_eq!(peers.counters.dropped_out, 12);
+        assert_eq!(peers.queued_total(), REPLY_QUEUE);
+    }
+
+    /// A socket in memory: takes up to `room` datagrams, then would block.
+    fn sender(room: &mut usize, out: &mut Vec<Outgoing>, batch: &[&Outgoing]) -> io::Result<usize> {
+        if *room == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = batch.len().min(*room);
+        *room -= n;
+        out.extend(batch[..n].iter().map(|o| (*o).clone()));
+        Ok(n)
+    }
+
+    #[test]
+    fn flush_keeps_the_rest_on_would_block_and_peers_take_turns() {
+        let mut peers = UdpPeers::default();
+        let a = peers.add_peer();
+        let b = peers.add_peer();
+        for i in 0..5u8 {
+            peers.send(a, 0, addr(1), Bytes::from(vec![b'a', i]));
+            peers.send(b, 0, addr(2), Bytes::from(vec![b'b', i]));
+        }
+        peers.reply(0, addr(3), Bytes::from_static(b"r"));
+        let (mut room, mut out) = (4, Vec::new());
+        let drained = peers.flush(0, 2, &mut |batch| sender(&mut room, &mut out, batch));
+        assert!(!drained.unwrap(), "blocked with datagrams left");
+        let firsts: Vec<&[u8]> = out.iter().map(|o| &o.data[..]).collect();
+        // The reply first, then two of a's, then b's: turns, not a's whole queue.
+        assert_eq!(firsts, vec![&b"r"[..], b"a\x00", b"a\x01", b"b\x00"]);
+        assert_eq!(peers.queued_total(), 7);
+        assert_eq!(peers.counters.datagrams_out, 4);
+        // Writable again: the rest goes, each peer's in order.
+        let (mut room, mut out) = (100, Vec::new());
+        assert!(peers
+            .flush(0, 2, &mut |batch| sender(&mut room, &mut out, batch))
+            .unwrap());
+        let a_rest: Vec<u8> = out
+            .iter()
+            .filter(|o| o.data[0] == b'a')
+            .map(|o| o.data[1])
+            .collect();
+        let b_rest: Vec<u8> = out
+            .iter()
+            .filter(|o| o.data[0] == b'b')
+            .map(|o| o.data[1])
+            .collect();
+        assert_eq!(a_rest, vec![2, 3, 4]);
+        assert_eq!(b_rest, vec![1, 2, 3, 4]);
+        assert_eq!(peers.queued_total(), 0);
+        assert!(peers.active.is_empty());
+    }
+
+    #[test]
+    fn a_refused_datagram_is_dropped_and_the_others_go() {
+        let mut peers = UdpPeers::default();
+        let a = peers.add_peer();
+        peers.send(a, 0, addr(1), Bytes::from_static(b"bad"));
+        peers.send(a, 0, addr(1), Bytes::from_static(b"good"));
+        let mut out = Vec::new();
+        let drained = peers.flush(0, 8, &mut |batch| {
+            if &batch[0].data[..] == b"bad" {
+                return Err(io::Error::other("message too long"));
+            }
+            out.extend(batch.iter().map(|o| (*o).clone()));
+            Ok(batch.len())
+        });
+        assert!(drained.unwrap());
+        assert_eq!(out.len(), 1);
+        assert_eq!(&out[0].data[..], b"good");
+        assert_eq!(peers.counters.errors, 1);
+        assert_eq!(peers.counters.datagrams_out, 1);
+    }
+
+    #[test]
+    fn datagrams_for_another_socket_wait_for_its_flush() {
+        let mut peers = UdpPeers::default();
+        let a = peers.add_peer();
+        peers.send(a, 1, addr(1), Bytes::from_static(b"v6"));
+        let mut n = 0;
+        assert!(peers
+            .flush(0, 8, &mut |b| {
+                n += b.len();
+                Ok(b.len())
+            })
+            .unwrap());
+        assert_eq!(n, 0);
+        assert_eq!(peers.queued(a), 1);
+        assert!(peers
+            .flush(1, 8, &mut |b| {
+                n += b.len();
+                Ok(b.len())
+            })
+            .unwrap());
+        assert_eq!(n, 1);
+    }
+
+    #[test]
+    fn a_reused_peer_slot_has_a_new_generation() {
+        let mut peers = UdpPeers::default();
+        let a = peers.add_peer();
+        let g = peers.generation(a).unwrap();
+        peers.set_deadline(a, Some(40));
+        peers.remove_peer(a);
+        let b = peers.add_peer();
+        assert_eq!(a, b, "the slab reuses the slot");
+        assert_ne!(peers.generation(b), Some(g));
+        assert_eq!(peer_index(2, 5) % MAX_ENDPOINTS, 2);
+        assert_eq!(peer_index(2, 5) / MAX_ENDPOINTS, 5);
+    }
+
+    /// Receives on `client` until `want` datagrams came or 5 s passed.
+    fn recv_all(client: &std::net::UdpSocket, want: usize) -> Vec<Vec<u8>> {
+        client
+            .set_read_timeout(Some(std::time::Duration::from_millis(200)))
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while got.len() < want && std::time::Instant::now() < deadline {
+            if let Ok((n, _)) = client.recv_from(&mut buf) {
+                got.push(buf[..n].to_vec());
+            }
+        }
+        got
+    }
+
+    #[test]
+    fn loopback_datagrams_in_batches_out_in_batches_oversized_dropped() {
+        let mut ep = UdpEndpoint::bind(&["127.0.0.1:0".parse().unwrap()]).unwrap();
+        let server = ep.local_addrs()[0];
+        let poll = mio::Poll::new().unwrap();
+        ep.register(poll.registry(), 0).unwrap();
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let a = ep.peers.add_peer();
+        ep.peers.bind(a, 0, client.local_addr().unwrap());
+        const N: usize = 100;
+        for i in 0..N {
+            client
+                .send_to(format!("datagram {i}").as_bytes(), server)
+                .unwrap();
+        }
+        // One too large for a slot: dropped whole, counted.
+        client.send_to(&vec![7u8; SLOT + 100], server).unwrap();
+        let (mut proto, mut core) = (Echo::default(), core());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while proto.got.len() < N && std::time::Instant::now() < deadline {
+            ep.read(0, &mut proto, &mut core, 0).unwrap();
+            ep.flush(poll.registry(), 0);
+        }
+        assert_eq!(proto.got.len(), N);
+        for (i, g) in proto.got.iter().enumerate() {
+            assert_eq!(g.2, format!("datagram {i}").as_bytes(), "in order, whole");
+        }
+        // The oversized one may come after the last read above.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while ep.peers.counters.truncated == 0 && std::time::Instant::now() < deadline {
+            ep.read(0, &mut proto, &mut core, 0).unwrap();
+        }
+        assert_eq!(ep.peers.counters.truncated, 1);
+        assert_eq!(proto.got.len(), N, "never delivered in part");
+        ep.flush(poll.registry(), 0);
+        let echoes = recv_all(&client, N);
+        assert_eq!(echoes.len(), N);
+        assert_eq!(echoes[N - 1], format!("datagram {}", N - 1).as_bytes());
+        let c = ep.peers.counters;
+        assert_eq!((c.datagrams_in, c.datagrams_out), (N as u64, N as u64));
+        if cfg!(target_os = "linux") {
+            // recvmmsg and sendmmsg: many datagrams per system call.
+            assert!(c.send_calls <= (N / BATCH + 2) as u64, "{c:?}");
+            assert!(c.recv_calls < N as u64 / 2, "{c:?}");
+        }
+    }
+
+    #[test]
+    fn loopback_ipv4_and_ipv6_sockets_answer_on_their_own_family() {
+        let v6: SocketAddr = "[::1]:0".parse().unwrap();
+        if std::net::UdpSocket::bind(v6).is_err() {
+            eprintln!("skipped: no IPv6 loopback");
+            return;
+        }
+        let mut ep = UdpEndpoint::bind(&["127.0.0.1:0".parse().unwrap(), v6]).unwrap();
+        let poll = mio::Poll::new().unwrap();
+        ep.register(poll.registry(), 1).unwrap();
+        let (s4, s6) = (ep.local_addrs()[0], ep.local_addrs()[1]);
+        let c4 = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let c6 = std::net::UdpSocket::bind(v6).unwrap();
+        c4.send_to(b"PING", s4).unwrap();
+        c6.send_to(b"PING", s6).unwrap();
+        let (mut proto, mut core) = (Echo::default(), core());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while proto.unknown < 2 && std::time::Instant::now() < deadline {
+            ep.read(0, &mut proto, &mut core, 0).unwrap();
+            ep.read(1, &mut proto, &mut core, 0).unwrap();
+        }
+        ep.flush(poll.registry(), 1);
+        assert_eq!(recv_all(&c4, 1), vec![b"PONG".to_vec()]);
+        assert_eq!(recv_all(&c6, 1), vec![b"PONG".to_vec()]);
+        assert_eq!(ep.peers.counters.unknown, 2);
     }
 }
