@@ -346,6 +346,7 @@ impl Server {
         );
         m.push_str(&self.core.limits.metrics());
         m.push_str(&self.upstream_metrics());
+        m.push_str(&super::udp::metrics(&self.udp));
         m
     }
 }

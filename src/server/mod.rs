@@ -1,11 +1,14 @@
 //! The event loop: one `mio::Poll` drives every socket of the process. This file owns the
-//! `Server` (listeners, the connection slab, timers, sweep, stats, shutdown) and the loop; one
-//! `now` is read per turn and passed down. `impl Server` is split by job: `netio` moves bytes
-//! (reads, vectored/spliced writes, sendfile, interest), `rtmp` and `http` turn protocol events
-//! into requests for the sans-IO `origin` core (which judges publish/play and drives the hub and
-//! the recorders), `actions` carries out what the core answers, `upstream` is the FLV gateway's
-//! pulls, `api` the JSON and metrics, `start` binds the listeners and sets a process up. A
-//! panic is a bug: it ends the process (see `main`).
+//! `Server` (listeners, the connection slab, the timer heap, stats, shutdown) and the loop; one
+//! `now` is read per turn and passed down. A token names its source (`source`); each kind of
+//! source has its driver (`drive`: readable/writable, timeout, next deadline) and every deadline
+//! is an entry in one heap (`timers`). `impl Server` is split by job: `netio` moves bytes (reads,
+//! vectored/spliced writes, sendfile, interest), `rtmp` and `http` turn protocol events into
+//! requests for the sans-IO `origin` core (which judges publish/play and drives the hub and the
+//! recorders), with decisions as functions in `glue`, `actions` carries out what the core
+//! answers, `upstream` is the FLV gateway's pulls, `udp` the UDP endpoint, `api` the JSON and
+//! metrics, `start` binds the listeners and sets a process up. docs/architecture.md, "The event
+//! loop", is the map. A panic is a bug: it ends the process (see `main`).
 
 mod actions;
 mod api;

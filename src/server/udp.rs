@@ -722,8 +722,69 @@ mod sockaddr {
 
 /// A UDP endpoint and the protocol it serves, as the loop holds them.
 pub struct UdpPort {
+    /// The protocol's name in logs and metrics (`webrtc`, `srt`).
+    pub label: String,
     pub endpoint: UdpEndpoint,
     pub protocol: Box<dyn UdpProtocol>,
+}
+
+/// The endpoints' counters in the Prometheus text format (nothing without endpoints).
+pub fn metrics(ports: &[UdpPort]) -> String {
+    use std::fmt::Write;
+    let mut m = String::new();
+    if ports.is_empty() {
+        return m;
+    }
+    let mut metric = |name: &str, kind: &str, help: &str, value: &dyn Fn(&UdpPort) -> String| {
+        let _ = writeln!(m, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for p in ports {
+            let _ = writeln!(m, "{name}{{endpoint=\"{}\"}} {}", p.label, value(p));
+        }
+    };
+    let c = |p: &UdpPort| p.endpoint.peers.counters;
+    metric(
+        "rtmpd_udp_peers",
+        "gauge",
+        "Peers of a UDP endpoint.",
+        &|p| p.endpoint.peers.len().to_string(),
+    );
+    metric(
+        "rtmpd_udp_datagrams_in_total",
+        "counter",
+        "Datagrams received.",
+        &|p| c(p).datagrams_in.to_string(),
+    );
+    metric(
+        "rtmpd_udp_datagrams_out_total",
+        "counter",
+        "Datagrams sent.",
+        &|p| c(p).datagrams_out.to_string(),
+    );
+    metric(
+        "rtmpd_udp_dropped_out_total",
+        "counter",
+        "Datagrams out dropped: their peer's queue was full.",
+        &|p| c(p).dropped_out.to_string(),
+    );
+    metric(
+        "rtmpd_udp_unknown_total",
+        "counter",
+        "Datagrams in that no peer claimed (answered statelessly or dropped).",
+        &|p| c(p).unknown.to_string(),
+    );
+    metric(
+        "rtmpd_udp_truncated_total",
+        "counter",
+        "Datagrams in too large for a read slot, dropped.",
+        &|p| c(p).truncated.to_string(),
+    );
+    metric(
+        "rtmpd_udp_errors_total",
+        "counter",
+        "Datagrams lost to a receive or send error.",
+        &|p| c(p).errors.to_string(),
+    );
+    m
 }
 
 /// The `Source::Peer` index of `peer` of endpoint `endpoint`.
@@ -764,7 +825,11 @@ impl Server {
         for a in endpoint.local_addrs() {
             info!("{label} listening on udp {a}");
         }
-        self.udp.push(UdpPort { endpoint, protocol });
+        self.udp.push(UdpPort {
+            label: label.to_string(),
+            endpoint,
+            protocol,
+        });
         Ok(index)
     }
 
@@ -1186,5 +1251,20 @@ mod tests {
         assert_eq!(recv_all(&c4, 1), vec![b"PONG".to_vec()]);
         assert_eq!(recv_all(&c6, 1), vec![b"PONG".to_vec()]);
         assert_eq!(ep.peers.counters.unknown, 2);
+        let port = UdpPort {
+            label: "test".into(),
+            endpoint: ep,
+            protocol: Box::new(proto),
+        };
+        let text = metrics(std::slice::from_ref(&port));
+        assert!(
+            text.contains("rtmpd_udp_unknown_total{endpoint=\"test\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rtmpd_udp_datagrams_out_total{endpoint=\"test\"} 2\n"),
+            "{text}"
+        );
+        assert!(metrics(&[]).is_empty());
     }
 }
