@@ -281,6 +281,46 @@ impl UdpPeers {
         }
     }
 
+    /// The deadlines set since the last call that need a timer entry, as `arm(peer, at_ms,
+    /// generation)`: a deadline earlier than the peer's pending entry (or with none pending). A
+    /// later one waits for the pending entry, which `timer_fired` finds early and lists again.
+    pub fn deadlines_to_arm(&mut self, mut arm: impl FnMut(PeerId, u64, u64)) {
+        for id in std::mem::take(&mut self.deadline_set) {
+            let Some(p) = self.peers.get_mut(id) else {
+                continue;
+            };
+            let Some(at) = p.deadline else {
+                continue;
+            };
+            if p.armed.is_some_and(|a| a <= at) {
+                continue;
+            }
+            p.armed = Some(at);
+            arm(id, at, p.generation);
+        }
+    }
+
+    /// `peer`'s timer entry came due at `now_ms`: true when its deadline is due (the protocol's
+    /// `timeout` is called, the deadline cleared); false when there is none or it moved later
+    /// (then it is listed for `deadlines_to_arm` again).
+    pub fn timer_fired(&mut self, peer: PeerId, now_ms: u64) -> bool {
+        let Some(p) = self.peers.get_mut(peer) else {
+            return false;
+        };
+        p.armed = None;
+        match p.deadline {
+            Some(at) if at <= now_ms => {
+                p.deadline = None;
+                true
+            }
+            Some(_) => {
+                self.deadline_set.push(peer);
+                false
+            }
+            None => false,
+        }
+    }
+
     /// Routes one datagram in and hands it to the protocol.
     pub fn dispatch(
         &mut self,
@@ -858,16 +898,8 @@ impl Server {
         let Some(port) = self.udp.get_mut(e) else {
             return;
         };
-        let peers = &mut port.endpoint.peers;
-        let Some(p) = peers.peers.get_mut(peer) else {
+        if !port.endpoint.peers.timer_fired(peer, self.now_ms) {
             return;
-        };
-        p.armed = None;
-        match p.deadline {
-            Some(at) if at <= self.now_ms => p.deadline = None,
-            // Moved later since this entry was set: set the entry for when it is due.
-            Some(_) => return peers.deadline_set.push(peer),
-            None => return,
         }
         let mut cx = UdpCx {
             peers: &mut port.endpoint.peers,
@@ -882,26 +914,16 @@ impl Server {
     /// Peer deadlines set since the last turn, into the heap (an earlier one than the pending
     /// entry adds one; a later one waits for the pending entry, which re-asks the protocol).
     pub(super) fn arm_udp_peers(&mut self) {
+        let timers = &mut self.timers;
         for (e, port) in self.udp.iter_mut().enumerate() {
-            let peers = &mut port.endpoint.peers;
-            for id in std::mem::take(&mut peers.deadline_set) {
-                let Some(p) = peers.peers.get_mut(id) else {
-                    continue;
-                };
-                let Some(at) = p.deadline else {
-                    continue;
-                };
-                if p.armed.is_some_and(|a| a <= at) {
-                    continue;
-                }
-                p.armed = Some(at);
+            port.endpoint.peers.deadlines_to_arm(|id, at, generation| {
                 let key = TimerKey {
                     token: Source::Peer(peer_index(e, id)).token().0,
-                    generation: p.generation,
+                    generation,
                     kind: TimerKind::Machine,
                 };
-                self.timers.schedule(at, key);
-            }
+                timers.schedule(at, key);
+            });
         }
     }
 }
@@ -1161,6 +1183,38 @@ mod tests {
         assert_ne!(peers.generation(b), Some(g));
         assert_eq!(peer_index(2, 5) % MAX_ENDPOINTS, 2);
         assert_eq!(peer_index(2, 5) / MAX_ENDPOINTS, 5);
+    }
+
+    #[test]
+    fn peer_deadlines_are_armed_once_and_a_later_one_waits_for_the_pending_entry() {
+        let mut peers = UdpPeers::default();
+        let a = peers.add_peer();
+        let g = peers.generation(a).unwrap();
+        let armed = |peers: &mut UdpPeers| {
+            let mut v = Vec::new();
+            peers.deadlines_to_arm(|id, at, generation| v.push((id, at, generation)));
+            v
+        };
+        peers.set_deadline(a, Some(50));
+        assert_eq!(armed(&mut peers), vec![(a, 50, g)]);
+        assert_eq!(armed(&mut peers), vec![], "listed once");
+        // Later: no new entry; the one at 50 comes first and finds it moved.
+        peers.set_deadline(a, Some(80));
+        assert_eq!(armed(&mut peers), vec![]);
+        assert!(!peers.timer_fired(a, 50), "not due: 80 is");
+        assert_eq!(armed(&mut peers), vec![(a, 80, g)]);
+        assert!(peers.timer_fired(a, 80));
+        assert!(!peers.timer_fired(a, 90), "done: no deadline left");
+        // Earlier than a pending entry: a new one.
+        peers.set_deadline(a, Some(200));
+        assert_eq!(armed(&mut peers), vec![(a, 200, g)]);
+        peers.set_deadline(a, Some(120));
+        assert_eq!(armed(&mut peers), vec![(a, 120, g)]);
+        // A removed peer's deadline is never armed; its fired entry does nothing.
+        peers.set_deadline(a, Some(300));
+        peers.remove_peer(a);
+        assert_eq!(armed(&mut peers), vec![]);
+        assert!(!peers.timer_fired(a, 400));
     }
 
     /// Receives on `client` until `want` datagrams came or 5 s passed.
