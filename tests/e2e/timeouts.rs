@@ -77,3 +77,34 @@ fn silent_and_trickling_connections_are_closed_at_their_limit_not_before() {
     assert!(line(&http_peer, "HTTP request timeout").is_some());
     assert!(line(&trickle_peer, "HTTP request timeout").is_some());
 }
+
+/// The value of an unlabelled (or exactly labelled) metric line.
+fn metric(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn viewers_keep_no_timer_once_they_play() {
+    const PLAYERS: usize = 30;
+    let server = Server::start();
+    // Players of a stream not live yet: they wait, connected, with nothing to time out.
+    let players: Vec<_> = (0..PLAYERS)
+        .map(|_| spawn_rtmp_play(server.rtmp, "live", "later", Duration::from_secs(16)))
+        .collect();
+    // Past every accepted connection's first (handshake) limit.
+    std::thread::sleep(Duration::from_secs(12));
+    let text = http_get(server.http, "/metrics", Duration::from_secs(5)).body_text();
+    assert_eq!(
+        metric(&text, "rtmpd_players{protocol=\"rtmp\"}"),
+        Some(PLAYERS as u64),
+        "{text}"
+    );
+    let timers = metric(&text, "rtmpd_loop_timers").expect("rtmpd_loop_timers");
+    // The sweep, the stats line, this request's own limit: none per player.
+    assert!(timers <= 8, "{timers} timers for {PLAYERS} players");
+    assert!(!server.log_contains("timeout"));
+    for p in players {
+        let _ = p.join();
+    }
+}
