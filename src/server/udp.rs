@@ -363,6 +363,8 @@ impl UdpPeers {
         loop {
             // Which queue each datagram of the batch comes from: None for the replies.
             let mut plan: Vec<Option<PeerId>> = Vec::with_capacity(BATCH);
+            // Peers at the front of `active` looked at for this batch (they take their turn).
+            let mut scanned = 0;
             let sent = {
                 let mut batch: Vec<&Outgoing> = Vec::with_capacity(BATCH);
                 for o in self.replies.iter().take_while(|o| o.socket == socket) {
@@ -376,6 +378,7 @@ impl UdpPeers {
                     if batch.len() == BATCH {
                         break;
                     }
+                    scanned += 1;
                     let Some(p) = self.peers.get(id) else {
                         continue;
                     };
@@ -400,20 +403,21 @@ impl UdpPeers {
                         // the others get their chance.
                         self.counters.errors += 1;
                         log::debug!("udp send to {} failed: {e}", batch[0].to);
-                        self.pop_sent(&plan[..1], false);
+                        self.pop_sent(&plan[..1], false, 0);
                         continue;
                     }
                 }
             };
-            self.pop_sent(&plan[..sent], true);
+            self.pop_sent(&plan[..sent], true, scanned);
             if sent == 0 {
                 return Ok(false);
             }
         }
     }
 
-    /// Takes the first `plan.len()` datagrams of the batch off their queues.
-    fn pop_sent(&mut self, plan: &[Option<PeerId>], counted: bool) {
+    /// Takes the first `plan.len()` datagrams of the batch off their queues; the first
+    /// `scanned` peers of the turn list had their turn.
+    fn pop_sent(&mut self, plan: &[Option<PeerId>], counted: bool, scanned: usize) {
         for from in plan {
             let o = match from {
                 None => self.replies.pop_front(),
@@ -424,10 +428,9 @@ impl UdpPeers {
                 self.counters.bytes_out += o.data.len() as u64;
             }
         }
-        // Peers that drained leave the turn list; the others go to its back (fair turns).
-        let mut turns = self.active.len();
-        while turns > 0 {
-            turns -= 1;
+        // Those that drained leave the turn list; the others go to its back (fair turns). Only
+        // they are touched: a batch costs its size, not the number of peers.
+        for _ in 0..scanned {
             let Some(id) = self.active.pop_front() else {
                 break;
             };
@@ -638,13 +641,9 @@ fn recv_batch(socket: &UdpSocket, rx: &mut RecvBatch) -> io::Result<usize> {
                 rx.from[n] = Some(from);
                 n += 1;
             }
-            Err(e) if n > 0 && e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) => {
-                if n > 0 {
-                    break;
-                }
-                return Err(e);
-            }
+            // What came before an error (WouldBlock: the socket is empty) is delivered first.
+            Err(_) if n > 0 => break,
+            Err(e) => return Err(e),
         }
     }
     Ok(n)
@@ -1124,6 +1123,27 @@ mod tests {
         assert_eq!(a_rest, vec![2, 3, 4]);
         assert_eq!(b_rest, vec![1, 2, 3, 4]);
         assert_eq!(peers.queued_total(), 0);
+        assert!(peers.active.is_empty());
+    }
+
+    #[test]
+    fn many_peers_go_out_in_full_batches() {
+        let mut peers = UdpPeers::default();
+        let ids: Vec<PeerId> = (0..1000).map(|_| peers.add_peer()).collect();
+        for &id in &ids {
+            peers.send(id, 0, addr(1), Bytes::from(id.to_le_bytes().to_vec()));
+        }
+        let (mut calls, mut order) = (0, Vec::new());
+        let drained = peers.flush(0, 4, &mut |batch| {
+            calls += 1;
+            order.extend(batch.iter().map(|o| o.data[0]));
+            Ok(batch.len())
+        });
+        assert!(drained.unwrap());
+        assert_eq!(calls, 1000usize.div_ceil(BATCH));
+        assert_eq!(order.len(), 1000);
+        let want: Vec<u8> = ids.iter().map(|id| id.to_le_bytes()[0]).collect();
+        assert_eq!(order, want, "in the order they queued");
         assert!(peers.active.is_empty());
     }
 
