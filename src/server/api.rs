@@ -434,6 +434,13 @@ impl Server {
         );
         m.push_str(&self.core.limits.metrics());
         m.push_str(&self.upstream_metrics());
+        m.push_str(&super::udp::metrics(&self.udp));
+        let _ = writeln!(
+            m,
+            "# HELP rtmpd_loop_timers Timer entries pending in the event loop (stale ones included).\n\
+             # TYPE rtmpd_loop_timers gauge\nrtmpd_loop_timers {}",
+            self.timers.len()
+        );
         m
     }
 }

@@ -217,6 +217,12 @@ pub struct Conn {
     pub out_full_since: Option<Instant>,
     /// The access-log entry of the response being sent, written once it is all out.
     pub access: Option<Access>,
+    /// Tells this connection from an earlier one in the same slab slot (its timers carry it).
+    pub generation: u64,
+    /// When its earliest pending timer entry fires (ms on the loop's clock), if one is set.
+    pub timer_at: Option<u64>,
+    /// In the sweep's list of viewers that fell behind (`Server::log_skips`).
+    pub skip_watched: bool,
 }
 
 /// What the access log needs about one request.
@@ -263,6 +269,9 @@ impl Conn {
             judging: false,
             out_full_since: None,
             access: None,
+            generation: 0,
+            timer_at: None,
+            skip_watched: false,
         }
     }
 

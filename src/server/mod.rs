@@ -1,16 +1,21 @@
 //! The event loop: one `mio::Poll` drives every socket of the process. This file owns the
-//! `Server` (listeners, the connection slab, timers, sweep, stats, shutdown) and the loop; one
-//! `now` is read per turn and passed down. `impl Server` is split by job: `netio` moves bytes
-//! (reads, vectored/spliced writes, sendfile, interest), `rtmp` and `http` turn protocol events
-//! into requests for the sans-IO `origin` core (which judges publish/play and drives the hub and
-//! the recorders), `actions` carries out what the core answers, `upstream` is the FLV gateway's
-//! pulls, `api` the JSON and metrics, `start` binds the listeners and sets a process up. A
-//! panic is a bug: it ends the process (see `main`).
+//! `Server` (listeners, the connection slab, the timer heap, stats, shutdown) and the loop; one
+//! `now` is read per turn and passed down. A token names its source (`source`); each kind of
+//! source has its driver (`drive`: readable/writable, timeout, next deadline) and every deadline
+//! is an entry in one heap (`timers`). `impl Server` is split by job: `netio` moves bytes (reads,
+//! vectored/spliced writes, sendfile, interest), `rtmp` and `http` turn protocol events into
+//! requests for the sans-IO `origin` core (which judges publish/play and drives the hub and the
+//! recorders), with decisions as functions in `glue`, `actions` carries out what the core
+//! answers, `upstream` is the FLV gateway's pulls, `udp` the UDP endpoint, `api` the JSON and
+//! metrics, `start` binds the listeners and sets a process up. docs/architecture.md, "The event
+//! loop", is the map. A panic is a bug: it ends the process (see `main`).
 
 mod actions;
 mod api;
 mod conn;
+mod drive;
 pub mod fs;
+pub mod glue;
 mod http;
 pub mod limits;
 mod llhls;
@@ -20,10 +25,13 @@ pub mod outq;
 mod proxied;
 mod recordings;
 mod rtmp;
+pub mod source;
 #[cfg(target_os = "linux")]
 mod splice;
 mod start;
+pub mod timers;
 mod tlsio;
+pub mod udp;
 mod upstream;
 
 pub use start::{run_file_gateway, run_origin};
@@ -37,7 +45,7 @@ use std::time::{Duration, Instant};
 
 use log::{error, info, warn};
 use mio::net::TcpStream;
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Events, Interest, Poll, Waker};
 use slab::Slab;
 
 use crate::config::ViewerConfig;
@@ -46,11 +54,9 @@ use crate::hub::HubConfig;
 use crate::media::StreamKey;
 use conn::{Conn, ConnState, Listener, RtmpRole};
 use origin::Origin;
-use outq::Outbox;
+use source::{Ready, Source};
+use timers::{TimerHeap, TimerKey};
 use tlsio::Listening;
-
-const WAKER: Token = Token(usize::MAX);
-const LISTENER_BASE: usize = usize::MAX - 16;
 
 /// Reads per connection per wakeup before others get their turn.
 const READS_PER_WAKEUP: usize = 16;
@@ -144,8 +150,23 @@ pub struct Server {
     shutdown: Arc<AtomicBool>,
     totals: Totals,
     next_flush: Instant,
-    next_sweep: Instant,
-    next_stats: Instant,
+    /// Every deadline of every machine (`timers`, `drive`).
+    timers: TimerHeap,
+    /// The timers due this turn (reused).
+    due: Vec<TimerKey>,
+    /// When each of the loop's own timers is set for (`drive::arm_loop`).
+    loop_armed: [Option<u64>; 6],
+    /// The generation of the next connection (a reused slab slot gets a new one).
+    next_generation: u64,
+    /// Viewers whose queue was left non-empty by a write, with their generation: the only
+    /// ones that can have skipped, so the only ones the sweep looks at (`log_skips`).
+    skip_watch: Vec<(usize, u64)>,
+    /// UDP endpoints and the protocol each one serves (none until a UDP protocol is on).
+    udp: Vec<udp::UdpPort>,
+    /// UDP sockets whose read budget ran out (`Source::Udp` indexes): read again next turn.
+    pending_udp: Vec<usize>,
+    /// What glue functions list for the loop to do (`glue`), reused.
+    effects: Vec<glue::Effect>,
     last_stats: Vec<(StreamKey, u64, u64)>,
     seed: u64,
     /// flv-gateway mode: the upstream pulls (None in the other modes).
@@ -222,11 +243,17 @@ impl Server {
             Poll::new().map_err(|e| ServerError(format!("cannot create the event loop: {e}")))?;
         for (i, l) in listeners.iter_mut().enumerate() {
             poll.registry()
-                .register(&mut l.socket, Token(LISTENER_BASE + i), Interest::READABLE)
+                .register(
+                    &mut l.socket,
+                    Source::Listener(i).token(),
+                    Interest::READABLE,
+                )
                 .map_err(|e| ServerError(e.to_string()))?;
         }
-        let waker =
-            Arc::new(Waker::new(poll.registry(), WAKER).map_err(|e| ServerError(e.to_string()))?);
+        let waker = Arc::new(
+            Waker::new(poll.registry(), Source::Waker.token())
+                .map_err(|e| ServerError(e.to_string()))?,
+        );
         let shutdown = Arc::new(AtomicBool::new(false));
         {
             let (flag, waker) = (shutdown.clone(), waker.clone());
@@ -263,8 +290,14 @@ impl Server {
             shutdown,
             totals: Totals::default(),
             next_flush: now,
-            next_sweep: now + SWEEP_EVERY,
-            next_stats: now + STATS_EVERY,
+            timers: TimerHeap::new(),
+            due: Vec::new(),
+            loop_armed: [None; 6],
+            next_generation: 1,
+            skip_watch: Vec::new(),
+            udp: Vec::new(),
+            pending_udp: Vec::new(),
+            effects: Vec::new(),
             last_stats: Vec::new(),
             seed: now.elapsed().as_nanos() as u64 ^ std::process::id() as u64,
             gateway: None,
@@ -283,8 +316,12 @@ impl Server {
         self.now_ms = self.now.duration_since(self.started).as_millis() as u64;
     }
 
+    /// One turn: poll until the earliest timer (or an event), read the clock, hand each event
+    /// to its source's driver (`drive`), finish what budgets left over, run the due timers, set
+    /// the machines' next deadlines.
     fn run(&mut self) -> Result<(), ServerError> {
         let mut events = Events::with_capacity(1024);
+        self.start_timers();
         loop {
             let timeout = self.poll_timeout();
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
@@ -301,21 +338,10 @@ impl Server {
             }
             let mut woken = false;
             for event in events.iter() {
-                match event.token() {
-                    WAKER => woken = true,
-                    Token(t) if t >= LISTENER_BASE => self.accept(t - LISTENER_BASE),
-                    Token(t) if t >= upstream::TOKEN_BASE => self.upstream_ready(t),
-                    Token(t) => {
-                        let readable =
-                            event.is_readable() || event.is_read_closed() || event.is_error();
-                        let writable = event.is_writable();
-                        if readable {
-                            self.on_readable(t);
-                        }
-                        if writable {
-                            self.write_conn(t);
-                        }
-                    }
+                match Source::of(event.token()) {
+                    Some(Source::Waker) => woken = true,
+                    Some(source) => self.ready(source, Ready::of(event)),
+                    None => {}
                 }
             }
             if woken {
@@ -328,65 +354,27 @@ impl Server {
             for t in std::mem::take(&mut self.pending_write) {
                 self.write_conn(t);
             }
+            for i in std::mem::take(&mut self.pending_udp) {
+                let again = Ready {
+                    readable: true,
+                    writable: false,
+                };
+                self.ready(Source::Udp(i), again);
+            }
             for t in std::mem::take(&mut self.pending_parse) {
                 self.http_parse(t);
+                self.arm_conn(t);
             }
             // Parked LL-HLS requests go out in the turn of the frame that made their part.
             self.llhls_wake();
-            self.timers();
+            self.run_timers();
+            self.arm_machines();
             self.free_closed();
             if self.shutdown.load(Ordering::SeqCst) {
                 self.shut_down();
                 return Ok(());
             }
         }
-    }
-
-    fn poll_timeout(&self) -> Duration {
-        if !self.pending_read.is_empty()
-            || !self.pending_write.is_empty()
-            || !self.pending_parse.is_empty()
-        {
-            return Duration::ZERO;
-        }
-        let now = self.now;
-        let mut next = self.next_sweep.min(self.next_stats);
-        if !self.dirty.is_empty() {
-            next = next.min(self.next_flush);
-        }
-        if let Some(g) = &self.gateway {
-            next = next.min(g.next_deadline(now));
-        }
-        if let Some(d) = self.llhls_deadline() {
-            next = next.min(d);
-        }
-        if self.core.has_held() {
-            // Workers wake us when a held recording drains; this bounds a missed or late one.
-            next = next.min(now + HELD_RECHECK);
-        }
-        next.saturating_duration_since(now)
-    }
-
-    fn timers(&mut self) {
-        let now = self.now;
-        if !self.dirty.is_empty() && now >= self.next_flush {
-            self.flush_dirty();
-            self.next_flush = now + self.viewer_cfg.merge_write;
-        }
-        if now >= self.next_sweep {
-            self.sweep(now);
-            self.next_sweep = now + SWEEP_EVERY;
-            let (cpu, rss, conns) = (limits::cpu_seconds(), limits::rss_bytes(), self.conns.len());
-            self.core.sample_stats(self.now_ms, cpu, rss, conns);
-        }
-        if now >= self.next_stats {
-            self.log_stats();
-            self.next_stats = now + STATS_EVERY;
-        }
-        if self.gateway.is_some() {
-            self.upstream_timers(now);
-        }
-        self.llhls_timers();
     }
 
     fn accept(&mut self, index: usize) {
@@ -453,19 +441,22 @@ impl Server {
         };
         let entry = self.conns.vacant_entry();
         let token = entry.key();
-        if let Err(e) = self
-            .poll
-            .registry()
-            .register(&mut socket, Token(token), Interest::READABLE)
-        {
+        if let Err(e) = self.poll.registry().register(
+            &mut socket,
+            Source::Conn(token).token(),
+            Interest::READABLE,
+        ) {
             error!("cannot register a connection from {peer}: {e}");
             self.core.limits.release_connection(peer.ip());
             return;
         }
-        entry
-            .insert(Conn::new(socket, peer, kind, session, state, now))
-            .pre = proxied::pre_stage(&self.core.limits, peer.ip());
+        let mut conn = Conn::new(socket, peer, kind, session, state, now);
+        conn.pre = proxied::pre_stage(&self.core.limits, peer.ip());
+        conn.generation = self.next_generation;
+        self.next_generation += 1;
+        entry.insert(conn);
         self.totals.accepted += 1;
+        self.arm_conn(token);
     }
 
     /// One access-log line: to the `--access-log` file, else to stderr with the other logs.
@@ -561,6 +552,7 @@ impl Server {
             } else {
                 self.http_judged(token, &verdict);
             }
+            self.arm_conn(token);
         }
     }
 
@@ -572,66 +564,9 @@ impl Server {
         }
     }
 
-    fn sweep(&mut self, now: Instant) {
-        let mut expired = Vec::new();
-        for (t, c) in self.conns.iter() {
-            if c.closed {
-                continue;
-            }
-            if c.out_full_since
-                .is_some_and(|since| now - since > PRIVATE_STALL)
-            {
-                expired.push((t, "does not read its replies; closed after 10 s"));
-                continue;
-            }
-            if c.pre.is_some() && now - c.created > HEADER_TIMEOUT {
-                expired.push((t, "PROXY header timeout"));
-                continue;
-            }
-            if c.tls.as_ref().is_some_and(|s| s.is_handshaking())
-                && now - c.created > HEADER_TIMEOUT
-            {
-                expired.push((t, "TLS handshake timeout"));
-                continue;
-            }
-            let reason = match &c.state {
-                ConnState::Rtmp(r)
-                    if !r.session.is_handshake_done() && now - c.created > HANDSHAKE_TIMEOUT =>
-                {
-                    Some("RTMP handshake timeout")
-                }
-                ConnState::Rtmp(r)
-                    if matches!(r.role, RtmpRole::Publisher { .. })
-                        && !c.held
-                        && now - c.last_input > PUBLISHER_IDLE =>
-                {
-                    Some("publisher idle for 30 s")
-                }
-                // While an answer is going out (a file body leaves no bytes in `out` with
-                // sendfile) the client is reading, not idle: only a stall ends it.
-                ConnState::HttpHead { .. } if c.body.is_some() || !c.out.is_empty() => {
-                    (now - c.last_output > SEND_TIMEOUT).then_some("HTTP send timeout")
-                }
-                // A head being received has HEADER_TIMEOUT from its first byte (a slowloris
-                // client trickling bytes gets no more); an idle keep-alive connection has
-                // KEEPALIVE_IDLE since its last input.
-                ConnState::HttpHead { .. } if !c.head.is_empty() => {
-                    (now - c.head_started > HEADER_TIMEOUT).then_some("HTTP request timeout")
-                }
-                ConnState::HttpHead { served } => {
-                    let limit = if *served == 0 {
-                        HEADER_TIMEOUT
-                    } else {
-                        KEEPALIVE_IDLE
-                    };
-                    (now - c.last_input > limit).then_some("HTTP request timeout")
-                }
-                _ => None,
-            };
-            if let Some(r) = reason {
-                expired.push((t, r));
-            }
-        }
+    /// Once a second: slow-viewer lines, certificates and the access file reloaded, the access
+    /// log flushed. Connection limits are not here: each is a timer (`drive::arm_conn`).
+    fn sweep(&mut self) {
         self.log_skips();
         self.reload_certs();
         match self.core.access.reload() {
@@ -642,20 +577,26 @@ impl Server {
         if let Some(f) = &mut self.access_log {
             let _ = f.flush();
         }
-        for (t, r) in expired {
-            if let Some(c) = self.conns.get(t) {
-                info!("{} {}: {r}", c.kind(), c.peer);
-            }
-            self.close(t, r);
-        }
     }
 
     /// One line per slow-viewer episode, with the peer address (the hub counts, we report).
-    /// Walks every connection: once per sweep, never per event.
+    /// Visits only the viewers a write left behind (`skip_watch`); one that caught up is logged
+    /// a last time and leaves the list.
     fn log_skips(&mut self) {
-        for (_, c) in self.conns.iter_mut() {
+        let mut watch = std::mem::take(&mut self.skip_watch);
+        watch.retain(|&(t, generation)| {
+            let Some(c) = self.conns.get_mut(t).filter(|c| c.generation == generation) else {
+                return false;
+            };
             log_conn_skips(c, &self.core.hub);
-        }
+            let behind = c
+                .viewer()
+                .and_then(|v| self.core.hub.viewer_ref(v))
+                .is_some_and(|vw| !vw.queue.is_empty());
+            c.skip_watched = behind && !c.closed;
+            c.skip_watched
+        });
+        self.skip_watch = watch;
     }
 
     /// `log_skips` for one connection (a slow viewer about to be dropped).
@@ -727,8 +668,9 @@ impl Server {
             let _ = self.poll.poll(&mut events, Some(Duration::from_millis(50)));
             self.turn_clock();
             for event in events.iter() {
-                let Token(t) = event.token();
-                if t < LISTENER_BASE && event.is_writable() {
+                if let (Some(Source::Conn(t)), true) =
+                    (Source::of(event.token()), event.is_writable())
+                {
                     self.write_conn(t);
                 }
             }

@@ -5,10 +5,12 @@
 
 use std::io::{self, Read};
 
-use mio::{Interest, Token};
+use mio::Interest;
 
 use super::conn::{self, ConnState, Listener, RtmpRole};
 use super::outq::{self, Outbox};
+use super::source::Source;
+use super::timers::TimerKind;
 use super::tlsio::Sink;
 use super::{access_line, Server, FILE_BYTES_PER_TURN, READS_PER_WAKEUP, VIEWER_BYTES_PER_TURN};
 
@@ -32,7 +34,14 @@ impl Server {
         conn.out.len() + replies + tls
     }
 
+    /// Reads what connection `token` sent (the TCP connection driver's "readable"), then sets
+    /// its timer to the limits of the state the input left it in.
     pub(super) fn on_readable(&mut self, token: usize) {
+        self.read_conn(token);
+        self.arm_conn(token);
+    }
+
+    fn read_conn(&mut self, token: usize) {
         let mut buf = std::mem::take(&mut self.scratch);
         for _ in 0..READS_PER_WAKEUP {
             let Some(conn) = self.conns.get_mut(token) else {
@@ -111,6 +120,11 @@ impl Server {
         if let Some(c) = self.conns.get_mut(token) {
             if !c.dirty && !c.closed {
                 c.dirty = true;
+                if self.dirty.is_empty() {
+                    // Once per flush, never per viewer or frame.
+                    let at = self.next_flush;
+                    self.arm_loop(TimerKind::Flush, at);
+                }
                 self.dirty.push(token);
             }
         }
@@ -139,9 +153,16 @@ impl Server {
         }
     }
 
+    /// Writes what the connection has queued (the TCP connection driver's "writable"), then
+    /// sets its timer to the limits of the state the output left it in.
+    pub(super) fn write_conn(&mut self, token: usize) {
+        self.write_queued(token);
+        self.arm_conn(token);
+    }
+
     /// Writes what the connection has queued: its own queue first (replies sent before it became
     /// a viewer), then its viewer queue in the hub. Stops at WouldBlock and asks for WRITABLE.
-    pub(super) fn write_conn(&mut self, token: usize) {
+    fn write_queued(&mut self, token: usize) {
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
@@ -191,6 +212,11 @@ impl Server {
                 };
                 // Stopped at the budget with more to write: come back after the others.
                 yielded |= matches!(result, Ok(true)) && !vw.queue.is_empty();
+                if !vw.queue.is_empty() && !conn.skip_watched {
+                    // Behind: the only kind of viewer that can skip (`Server::log_skips`).
+                    conn.skip_watched = true;
+                    self.skip_watch.push((token, conn.generation));
+                }
             }
         }
         if let Ok(true) = result {
@@ -219,10 +245,11 @@ impl Server {
                     } else {
                         Interest::READABLE | Interest::WRITABLE
                     };
-                    let _ =
-                        self.poll
-                            .registry()
-                            .reregister(&mut conn.socket, Token(token), interest);
+                    let _ = self.poll.registry().reregister(
+                        &mut conn.socket,
+                        Source::Conn(token).token(),
+                        interest,
+                    );
                     conn.write_blocked = !drained;
                 }
                 // A live viewer's line waits for its end (`Server::close`); a request still

@@ -5,10 +5,10 @@
 use log::{info, warn};
 
 use super::conn::{ConnState, RtmpRole};
-use super::origin::{Judged, PlayRequest, Proto, PublishRequest, Refused};
+use super::glue::{self, Effect};
+use super::origin::{Judged, PlayRequest, Proto, PublishRequest};
 use super::Server;
 use crate::access::{self, Action};
-use crate::hub::OutputForm;
 use crate::media::key::split_query;
 use crate::rtmp::session::{Refusal, SessionEvent};
 
@@ -344,43 +344,19 @@ impl Server {
             app,
             name,
         };
-        let ok = match self.core.publish(&req, now_ms, wall) {
-            Ok(ok) => ok,
-            Err(why) => {
-                match &why {
-                    Refused::Busy => {
-                        warn!("{app}/{name}: second publisher {peer} refused (stream busy)")
-                    }
-                    _ => warn!("RTMP {peer}: publish refused: {why}"),
-                }
-                r.session.reject_publish(request_id, Refusal::BadName);
-                self.totals.refused += 1;
-                return;
-            }
-        };
-        r.session.accept_publish(request_id);
-        r.role = RtmpRole::Publisher {
-            handle: ok.handle,
+        let mut fx = std::mem::take(&mut self.effects);
+        glue::rtmp_publish(
+            &mut self.core,
+            r,
+            &req,
+            request_id,
             stream_id,
-        };
-        let key = ok.key;
-        info!("{key}: publish from {peer}");
-        if let Some(old) = ok.took_over_from {
-            if let Some(c) = self.conns.get_mut(old) {
-                if let ConnState::Rtmp(r) = &mut c.state {
-                    // The stream and its players now belong to the newcomer.
-                    r.role = RtmpRole::Idle;
-                }
-                info!(
-                    "{key}: previous publisher {} sent nothing for 5 s; taken over by {peer}",
-                    c.peer
-                );
-            }
-            self.close(old, "taken over");
-        }
-        for v in ok.waiting_viewers {
-            self.notify_publish(v);
-        }
+            now_ms,
+            wall,
+            &mut fx,
+        );
+        self.apply_effects(&mut fx);
+        self.effects = fx;
     }
 
     /// A waiting RTMP player learns that the publisher has arrived.
@@ -412,13 +388,6 @@ impl Server {
         let ConnState::Rtmp(r) = &mut conn.state else {
             return;
         };
-        // Replies queued so far go out before the player's own queue takes over.
-        let before = r.session.take_output();
-        conn.out.push(before.into());
-        let form = OutputForm::Rtmp {
-            chunk_size: r.session.out_chunk_size(),
-            stream_id,
-        };
         let req = PlayRequest {
             conn: token,
             peer: Some(peer),
@@ -426,31 +395,42 @@ impl Server {
             app,
             name,
         };
-        let playing = match self.core.play(&req, form, now_ms) {
-            Ok(p) => p,
-            Err(why) => {
-                warn!("RTMP {peer}: play refused: {why}");
-                r.session.reject_play(request_id, Refusal::NotFound);
-                return;
-            }
-        };
-        let viewer = playing.viewer;
-        r.role = RtmpRole::Player { viewer, stream_id };
-        r.session.accept_play(request_id);
-        let reply = r.session.take_output();
-        if let Some(vw) = self.core.hub.viewer(viewer) {
-            vw.queue.push_control(reply.into());
-        }
-        self.core.start_viewer(viewer);
-        info!(
-            "{}: RTMP player {peer}{}",
-            playing.key,
-            if playing.live {
-                ""
-            } else {
-                " (waiting for the publisher)"
-            }
+        let mut fx = std::mem::take(&mut self.effects);
+        glue::rtmp_play(
+            &mut self.core,
+            r,
+            &mut conn.out,
+            &req,
+            request_id,
+            stream_id,
+            now_ms,
+            &mut fx,
         );
-        self.write_conn(token);
+        self.apply_effects(&mut fx);
+        self.effects = fx;
+    }
+
+    /// Carries out what a glue function listed (`glue::Effect`), in order; leaves `fx` empty.
+    pub(super) fn apply_effects(&mut self, fx: &mut Vec<Effect>) {
+        for effect in fx.drain(..) {
+            match effect {
+                Effect::Refused => self.totals.refused += 1,
+                Effect::TakenOver { old, key, by } => {
+                    if let Some(c) = self.conns.get_mut(old) {
+                        if let ConnState::Rtmp(r) = &mut c.state {
+                            // The stream and its players now belong to the newcomer.
+                            r.role = RtmpRole::Idle;
+                        }
+                        info!(
+                            "{key}: previous publisher {} sent nothing for 5 s; taken over by {by}",
+                            c.peer
+                        );
+                    }
+                    self.close(old, "taken over");
+                }
+                Effect::PublisherArrived(v) => self.notify_publish(v),
+                Effect::Write(t) => self.write_conn(t),
+            }
+        }
     }
 }

@@ -18,5 +18,6 @@ mod platform;
 mod proxy;
 mod record;
 mod robustness;
+mod timeouts;
 mod timestamps;
 mod tls;

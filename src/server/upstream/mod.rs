@@ -36,9 +36,9 @@ use crate::hub::StreamHandle;
 use crate::media::StreamKey;
 use crate::tls::{Session, TlsError};
 
-/// Upstream sockets use tokens from here on (below the listeners'); the same number is the
-/// stream's publisher token in the hub, which no connection token can ever equal.
-pub(super) const TOKEN_BASE: usize = usize::MAX / 2;
+/// Upstream sockets' tokens are `Source::Upstream(pull)`: `TOKEN_BASE + pull`. The same number
+/// is the stream's publisher id in the hub, which no connection token can ever equal.
+pub(super) const TOKEN_BASE: usize = super::source::Source::Upstream(0).token().0;
 
 /// Pause between upstream attempts while someone watches, plus or minus `JITTER_MS / 2`
 /// (so that many gateways do not hammer a restarted origin in lockstep).
@@ -394,9 +394,10 @@ impl Server {
         }
     }
 
-    /// Readiness on an upstream socket (spurious events are fine: every step stops at WouldBlock).
-    pub(super) fn upstream_ready(&mut self, token: usize) {
-        self.upstream_io(token - TOKEN_BASE);
+    /// Readiness on the socket of pull `idx` (spurious events are fine: every step stops at
+    /// WouldBlock).
+    pub(super) fn upstream_ready(&mut self, idx: usize) {
+        self.upstream_io(idx);
     }
 
     fn upstream_io(&mut self, idx: usize) {
@@ -682,6 +683,7 @@ impl Server {
         };
         conn.access = access;
         self.http_live_allowed(token, &req, key.clone());
+        self.arm_conn(token);
     }
 
     /// Refuses a parked connection (404 or 503) and closes it after the answer.
