@@ -84,6 +84,8 @@ pub struct Recorders {
     /// No recorder is on: `open` returns `None`.
     idle: bool,
     wake: Option<Wake>,
+    /// The retention thread (deletions, bounds); `None` when no recorder is on.
+    keeper: Option<super::retention::Keeper>,
 }
 
 impl Recorders {
@@ -100,8 +102,19 @@ impl Recorders {
         if !idle {
             std::fs::create_dir_all(&config.data_dir)?;
             repair(&config.data_dir);
+            for line in super::index::startup(&config.data_dir) {
+                log::info!("{line}");
+            }
             ignore_file_size_signal();
         }
+        let keeper = if idle {
+            None
+        } else {
+            Some(super::retention::Keeper::start(
+                config.data_dir.clone(),
+                config.retention,
+            )?)
+        };
         let config = Arc::new(config);
         let count = if idle { 0 } else { config.workers.max(1) };
         let mut workers = Vec::with_capacity(count);
@@ -109,6 +122,7 @@ impl Recorders {
             let (tx, rx) = mpsc::channel();
             let ctx = WorkerCtx {
                 rx,
+                keeper: keeper.as_ref().map(|k| k.handle()),
                 makers: makers.clone(),
                 config: config.clone(),
                 sessions: HashMap::new(),
@@ -124,7 +138,13 @@ impl Recorders {
             next_id: 1,
             idle,
             wake: None,
+            keeper,
         })
+    }
+
+    /// The retention thread's queue (API deletions), when recording is on.
+    pub fn keeper(&self) -> Option<super::retention::KeeperHandle> {
+        self.keeper.as_ref().map(|k| k.handle())
     }
 
     /// How workers wake the loop when a held-back recording has drained.
@@ -383,6 +403,9 @@ fn ignore_file_size_signal() {
 
 struct Session {
     key: StreamKey,
+    /// The session's index id (`paths::local_stamp` of its start) and start.
+    id: String,
+    started: SystemTime,
     /// Each running sink with its row in `shared.status`.
     sinks: Vec<(Box<dyn Sink>, usize)>,
     /// Media bytes each recorder took (by status row), published with the status.
@@ -486,6 +509,7 @@ fn stopped(e: &io::Error, bytes: u64) -> RecorderState {
 
 struct WorkerCtx {
     rx: Receiver<Job>,
+    keeper: Option<super::retention::KeeperHandle>,
     makers: Arc<Vec<SinkMaker>>,
     config: Arc<RecordConfig>,
     sessions: HashMap<RecordingId, Session>,
@@ -515,7 +539,7 @@ impl WorkerCtx {
                 }) => self.open(id, key, started, shared),
                 Some(Job::Close { id }) => {
                     if let Some(s) = self.sessions.remove(&id) {
-                        s.finish();
+                        self.end(s);
                     }
                 }
                 Some(Job::Shutdown) => break,
@@ -529,8 +553,28 @@ impl WorkerCtx {
                 }
             }
         }
-        for (_, s) in self.sessions.drain() {
-            s.finish();
+        let sessions: Vec<Session> = self.sessions.drain().map(|(_, s)| s).collect();
+        for s in sessions {
+            self.end(s);
+        }
+    }
+
+    /// Finalises a session's files, then puts its facts in the index and lets retention look.
+    fn end(&self, s: Session) {
+        let (key, id, started) = (s.key.clone(), s.id.clone(), s.started);
+        s.finish();
+        let data = &self.config.data_dir;
+        let _g = super::index::key_lock(&key);
+        super::index::session_ended(
+            data,
+            &key,
+            &id,
+            super::paths::unix_ms(started),
+            super::paths::unix_ms(SystemTime::now()),
+        );
+        drop(_g);
+        if let Some(k) = &self.keeper {
+            k.nudge();
         }
     }
 
@@ -545,9 +589,11 @@ impl WorkerCtx {
             .collect();
         for old in stale {
             if let Some(s) = self.sessions.remove(&old) {
-                s.finish();
+                self.end(s);
             }
         }
+        // Sinks archive the previous session's files as they start: not while retention deletes them.
+        let guard = super::index::key_lock(&key);
         let info = SessionInfo {
             config: &self.config,
             key: &key,
@@ -568,12 +614,22 @@ impl WorkerCtx {
                 }
             }
         }
+        let stamp = super::paths::local_stamp(started);
+        super::index::session_opened(
+            &self.config.data_dir,
+            &key,
+            &stamp,
+            super::paths::unix_ms(started),
+        );
+        drop(guard);
         *lock(&shared.status) = status;
         let bytes = vec![0; self.makers.len()];
         self.sessions.insert(
             id,
             Session {
                 key,
+                id: stamp,
+                started,
                 sinks,
                 bytes,
                 shared,
@@ -601,6 +657,7 @@ mod tests {
             workers: 2,
             queue_len: 4096,
             stall_ms: 10_000,
+            retention: Default::default(),
         }
     }
 

@@ -1,14 +1,26 @@
-//! `GET /api/recordings[?app=&stream=]`: what the data dir holds for each stream, newest session
-//! first, as the home page and the VOD pages want it. A directory walk with hard caps (it runs on
-//! the event loop like a static request), names filtered by the stream-name rule so nothing but
+//! `GET /api/recordings[?app=&stream=&offset=&limit=]`: what the data dir holds for each stream,
+//! newest session first, as the home page and the VOD pages want it; `GET /api/recordings/{app}/{stream}`:
+//! one stream's sessions. Both read the per-stream index (`record::index`: one read per stream, on the
+//! event loop like a static request); a stream without an index yet (a data dir from an older version)
+//! falls back to a directory walk with hard caps, names filtered by the stream-name rule so nothing but
 //! our own layout is ever listed.
 
 use std::fmt::Write;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
 
 use super::api::json_str;
-use crate::media::key::valid_name;
+use super::Server;
+use crate::http::files::Root;
+use crate::http::request::Request;
+use crate::http::response;
+use crate::http::route::Route;
+use crate::media::key::query_param;
+use crate::media::StreamKey;
+use crate::mux::hls::format_iso8601;
+use crate::record::index::{self, Session};
 use crate::record::paths::is_session_name as is_session;
 
 /// At most this many streams and this many entries per folder are listed.
@@ -124,39 +136,377 @@ fn stream_json(data: &Path, app: &str, stream: &str) -> String {
     )
 }
 
-/// The JSON body; `app`/`stream` narrow the list when given.
-pub fn recordings_json(data: &Path, only_app: Option<&str>, only_stream: Option<&str>) -> String {
-    let mut keys: Vec<(String, String)> = Vec::new();
-    for kind in ["flv", "hls", "mp4"] {
-        for app in subdirs(&data.join(kind))
-            .into_iter()
-            .filter(|a| valid_name(a))
-        {
-            if only_app.is_some_and(|a| a != app) {
-                continue;
-            }
-            for stream in subdirs(&data.join(kind).join(&app))
-                .into_iter()
-                .filter(|s| valid_name(s))
-            {
-                if only_stream.is_some_and(|s| s != stream) {
-                    continue;
-                }
-                keys.push((app.clone(), stream));
-            }
+/// The same document for a stream with an index: its sessions' files, newest first.
+fn stream_json_indexed(app: &str, stream: &str, sessions: &[Session]) -> String {
+    let mut flv = Vec::new();
+    let mut hls = Vec::new();
+    let mut mp4 = Vec::new();
+    for s in sessions.iter().rev() {
+        let u = urls(s);
+        flv.extend(u.flv);
+        hls.extend(u.hls);
+        if let Some(dir) = &s.mp4 {
+            let name = if dir.rsplit('/').next().is_some_and(is_session) {
+                s.id.clone()
+            } else {
+                "current".to_string()
+            };
+            let opt = |v: &Option<String>| v.as_deref().map_or("null".into(), json_str);
+            mp4.push(format!(
+                "{{\"session\":{},\"merged\":{},\"muxed\":{},\"separate\":{}}}",
+                json_str(&name),
+                opt(&u.mp4),
+                opt(&u.fmp4),
+                opt(&u.separate)
+            ));
         }
     }
-    keys.sort();
-    keys.dedup();
+    let total: u64 = sessions.iter().map(|s| s.size).sum();
+    format!(
+        "{{\"app\":{},\"stream\":{},\"flv\":{},\"hls\":{},\"mp4\":[{}],\"sessions\":{},\"size\":{total}}}",
+        json_str(app),
+        json_str(stream),
+        json_list(&flv),
+        json_list(&hls),
+        mp4.join(","),
+        sessions.len()
+    )
+}
+
+/// Paging of a list: `offset` (default 0) and `limit` (default and cap `max`).
+pub fn paging(query: &str, max: usize) -> (usize, usize) {
+    let num = |k: &str| query_param(query, k).and_then(|v| v.parse::<usize>().ok());
+    let offset = num("offset").unwrap_or(0);
+    let limit = num("limit").unwrap_or(max).clamp(1, max);
+    (offset, limit)
+}
+
+/// The JSON body of `GET /api/recordings`; `app`/`stream` narrow the list, `offset`/`limit` page it
+/// (by stream, at most 1000 a page; `total` counts them all).
+pub fn recordings_json(data: &Path, query: &str) -> String {
+    let (only_app, only_stream) = (query_param(query, "app"), query_param(query, "stream"));
+    let (offset, limit) = paging(query, MAX_STREAMS);
+    let keys: Vec<StreamKey> = index::all_streams(data)
+        .into_iter()
+        .filter(|k| only_app.is_none_or(|a| a == k.app))
+        .filter(|k| only_stream.is_none_or(|s| s == k.stream))
+        .collect();
     let mut out = String::from("{\"recordings\":[");
-    for (i, (app, stream)) in keys.iter().take(MAX_STREAMS).enumerate() {
+    for (i, key) in keys.iter().skip(offset).take(limit).enumerate() {
         if i > 0 {
             out.push(',');
         }
-        let _ = write!(out, "{}", stream_json(data, app, stream));
+        let body = match index::load(&index::index_path(data, key)) {
+            Ok(Some(l)) => stream_json_indexed(&key.app, &key.stream, &l.sessions),
+            _ => stream_json(data, &key.app, &key.stream),
+        };
+        out.push_str(&body);
     }
-    out.push_str("]}");
+    let _ = write!(
+        out,
+        "],\"total\":{},\"offset\":{offset},\"limit\":{limit}}}",
+        keys.len()
+    );
     out
+}
+
+/// Where a session's files play from (URL paths on this server).
+#[derive(Debug, Default, Serialize)]
+pub struct Urls {
+    pub flv: Option<String>,
+    /// Its MPEG-TS playlist (ENDLIST once it is over).
+    pub hls: Option<String>,
+    /// `stream_full.mp4`.
+    pub mp4: Option<String>,
+    /// The muxed fMP4 playlist.
+    pub fmp4: Option<String>,
+    /// The per-track fMP4 master playlist.
+    pub separate: Option<String>,
+}
+
+/// The URLs of a session. Only the merged MP4 is not certain to exist (it is built when the session
+/// ends): it is named once the session has ended.
+pub fn urls(s: &Session) -> Urls {
+    let url = |rel: &str, tail: &str| format!("/{rel}/{tail}");
+    Urls {
+        flv: s.flv.as_ref().map(|f| format!("/{f}")),
+        hls: s.hls.as_ref().map(|h| url(h, "index.m3u8")),
+        mp4: s
+            .mp4
+            .as_ref()
+            .filter(|_| !s.live())
+            .map(|m| url(m, "output_merge/stream_full.mp4")),
+        fmp4: s.mp4.as_ref().map(|m| url(m, "output_merge/index.m3u8")),
+        separate: s
+            .mp4
+            .as_ref()
+            .map(|m| url(m, "output_separate/master.m3u8")),
+    }
+}
+
+/// One session as `GET /api/recordings/{app}/{stream}` lists it.
+#[derive(Serialize)]
+struct SessionDoc<'a> {
+    id: &'a str,
+    start: String,
+    end: Option<String>,
+    start_ms: i64,
+    end_ms: Option<i64>,
+    duration_ms: u64,
+    size: u64,
+    codecs: &'a [String],
+    live: bool,
+    #[serde(flatten)]
+    urls: Urls,
+    /// The whole session cut from the fMP4 segments (`/playback/...`), when it has them.
+    playback: Option<String>,
+}
+
+#[derive(Serialize)]
+struct StreamDoc<'a> {
+    app: &'a str,
+    stream: &'a str,
+    total: usize,
+    offset: usize,
+    limit: usize,
+    size: u64,
+    sessions: Vec<SessionDoc<'a>>,
+}
+
+/// Sessions listed per page at most.
+pub const MAX_SESSIONS_PAGE: usize = 10_000;
+
+/// `GET /api/recordings/{app}/{stream}[?offset=&limit=]`: its sessions, newest first, from its index
+/// (rebuilt from the folders by the recorders when missing; `None` when it has none: 404).
+pub fn stream_sessions_json(data: &Path, key: &StreamKey, query: &str) -> Option<String> {
+    let loaded = index::load(&index::index_path(data, key)).ok()??;
+    let (offset, limit) = paging(query, MAX_SESSIONS_PAGE);
+    let sessions = &loaded.sessions;
+    let docs = sessions
+        .iter()
+        .rev()
+        .skip(offset)
+        .take(limit)
+        .map(|s| SessionDoc {
+            id: &s.id,
+            start: format_iso8601(s.start_ms),
+            end: s.end_ms.map(format_iso8601),
+            start_ms: s.start_ms,
+            end_ms: s.end_ms,
+            duration_ms: s.duration_ms,
+            size: s.size,
+            codecs: &s.codecs,
+            live: s.live(),
+            urls: urls(s),
+            playback: s.mp4.as_ref().filter(|_| !s.live()).map(|_| {
+                format!(
+                    "/playback/{}/{}.mp4?start={}&duration={}",
+                    key.app,
+                    key.stream,
+                    format_iso8601(s.start_ms),
+                    s.duration_ms.div_ceil(1000).max(1)
+                )
+            }),
+        })
+        .collect();
+    let doc = StreamDoc {
+        app: &key.app,
+        stream: &key.stream,
+        total: sessions.len(),
+        offset,
+        limit,
+        size: sessions.iter().map(|s| s.size).sum(),
+        sessions: docs,
+    };
+    serde_json::to_string(&doc).ok()
+}
+
+/// The session of a `DELETE /api/recordings/{app}/{stream}/{id}`, as the index has it now.
+pub fn find_session(data: &Path, key: &StreamKey, id: &str) -> Option<Session> {
+    let loaded = index::load(&index::index_path(data, key)).ok()??;
+    loaded.sessions.into_iter().find(|s| s.id == id)
+}
+
+/// Routes the file gateway answers from its root's index (everything else there is a file).
+pub fn gateway_route(route: &Route) -> bool {
+    matches!(
+        route,
+        Route::ApiRecordings | Route::ApiRecordingsOf { session: None, .. } | Route::Playback(_)
+    )
+}
+
+impl Server {
+    /// Where the recordings are: the origin's data dir, or the file gateway's root.
+    pub(super) fn recordings_root(&self) -> Option<PathBuf> {
+        if let Some(d) = &self.setup.data_dir {
+            return Some(d.clone());
+        }
+        match self.setup.roots.first() {
+            Some(Root::Dir(d)) if self.setup.mode == "file-gateway" => Some(d.clone()),
+            _ => None,
+        }
+    }
+
+    fn reply_text(&mut self, token: usize, req: &Request, status: u16, ctype: &str, body: &str) {
+        let keep_alive = req.keep_alive();
+        let reply = response::text(status, ctype, body, keep_alive, req.method == "HEAD");
+        self.http_reply(token, reply, keep_alive);
+    }
+
+    /// The `--files-token` check a recording's file gets (the listing names them). True when allowed;
+    /// a refusal is answered here.
+    pub(super) fn recordings_files_allowed(&mut self, token: usize, req: &Request) -> bool {
+        let Some(peer) = self.conns.get(token).map(|c| c.peer) else {
+            return false;
+        };
+        let areq = crate::access::Request::http(
+            crate::access::Action::Files,
+            crate::access::Protocol::Files,
+            "",
+            req.path(),
+            &req.target,
+            req.header("authorization"),
+            peer,
+        );
+        if let crate::access::Decision::Refuse(r) = self.core.access.decide(&areq, 0) {
+            log::warn!("{}", crate::access::reply::log_line(&areq, &r));
+            self.http_access_refused(token, req, &r);
+            return false;
+        }
+        true
+    }
+
+    /// The file gateway's `/api/recordings[/{app}/{stream}]` and `/playback/...`: GET and HEAD only,
+    /// behind `--files-token` like the files themselves.
+    pub(super) fn http_recordings_gateway(&mut self, token: usize, req: &Request, route: Route) {
+        if req.method == "OPTIONS" {
+            let keep_alive = req.keep_alive();
+            return self.http_reply(token, response::options(keep_alive), keep_alive);
+        }
+        if req.method != "GET" && req.method != "HEAD" {
+            return self.reply_text(token, req, 404, "text/plain", "Not found.");
+        }
+        if !self.recordings_files_allowed(token, req) {
+            return;
+        }
+        match route {
+            Route::ApiRecordings => {
+                let body = match self.recordings_root() {
+                    Some(dir) => recordings_json(&dir, req.query().unwrap_or("")),
+                    None => "{\"recordings\":[]}".to_string(),
+                };
+                self.reply_text(token, req, 200, "application/json", &body);
+            }
+            Route::ApiRecordingsOf { key, session } => {
+                self.http_recordings_of(token, req, key, session)
+            }
+            Route::Playback(key) => self.http_playback_allowed(token, req, key),
+            _ => self.reply_text(token, req, 404, "text/plain", "Not found."),
+        }
+    }
+
+    /// `GET /api/recordings/{app}/{stream}` (its sessions) and `DELETE /api/recordings/{app}/{stream}/{id}`
+    /// (queued to the retention thread: 202; never a live session: 409). The API token was checked.
+    pub(super) fn http_recordings_of(
+        &mut self,
+        token: usize,
+        req: &Request,
+        key: StreamKey,
+        session: Option<String>,
+    ) {
+        let Some(dir) = self.recordings_root() else {
+            return self.reply_text(token, req, 404, "text/plain", "No recordings here.");
+        };
+        let peer = self.conns.get(token).map(|c| c.peer);
+        if req.method != "DELETE" {
+            if session.is_some() {
+                return self.reply_text(
+                    token,
+                    req,
+                    404,
+                    "text/plain",
+                    "A session is listed by its stream: GET /api/recordings/{app}/{stream}.",
+                );
+            }
+            return match stream_sessions_json(&dir, &key, req.query().unwrap_or("")) {
+                Some(body) => self.reply_text(token, req, 200, "application/json", &body),
+                None => self.reply_text(
+                    token,
+                    req,
+                    404,
+                    "text/plain",
+                    "No recordings of that stream.",
+                ),
+            };
+        }
+        let Some(id) = session else {
+            return self.reply_text(token, req, 404, "text/plain", "Not found.");
+        };
+        if !self.core.access.api_protected() {
+            log::warn!("HTTP {peer:?}: DELETE {key} session {id} refused: no --api-token is set");
+            self.totals.refused += 1;
+            return self.reply_text(
+                token,
+                req,
+                403,
+                "text/plain",
+                "Deleting recordings needs the server to run with --api-token.",
+            );
+        }
+        let Some(s) = find_session(&dir, &key, &id) else {
+            return self.reply_text(token, req, 404, "text/plain", "No such session.");
+        };
+        if s.live() {
+            return self.reply_text(
+                token,
+                req,
+                409,
+                "text/plain",
+                "That session is live: it can be deleted once it has ended.",
+            );
+        }
+        let queued = self
+            .core
+            .keeper()
+            .map(|k| k.delete(key.clone(), id.clone()));
+        match queued {
+            Some(Ok(())) => {
+                log::info!("HTTP {peer:?}: deleting {key} session {id}");
+                let body = format!(
+                    "{{\"deleting\":{},\"app\":{},\"stream\":{}}}",
+                    json_str(&id),
+                    json_str(&key.app),
+                    json_str(&key.stream)
+                );
+                self.reply_text(token, req, 202, "application/json", &body)
+            }
+            _ => self.reply_text(
+                token,
+                req,
+                503,
+                "text/plain",
+                "The recordings keeper is busy; try again.",
+            ),
+        }
+    }
+
+    /// `/playback/{app}/{stream}.mp4` on the origin: `--files-token` first, like the files it cuts.
+    pub(super) fn http_playback(&mut self, token: usize, req: &Request, key: StreamKey) {
+        if self.recordings_files_allowed(token, req) {
+            self.http_playback_allowed(token, req, key);
+        }
+    }
+
+    pub(super) fn http_playback_allowed(&mut self, token: usize, req: &Request, key: StreamKey) {
+        let _ = key;
+        self.reply_text(
+            token,
+            req,
+            501,
+            "text/plain",
+            "Playback cuts are not implemented yet.",
+        );
+    }
 }
 
 #[cfg(test)]
@@ -196,18 +546,18 @@ mod tests {
         fs::create_dir_all(&m).unwrap();
         fs::write(m.join("stream_full.mp4"), b"x").unwrap();
         fs::create_dir_all(dir.join("mp4/bad.name/x")).unwrap();
-        let j = recordings_json(&dir, None, None);
+        let j = recordings_json(&dir, "");
         assert_eq!(
             j,
             "{\"recordings\":[{\"app\":\"live\",\"stream\":\"cam\",\
              \"flv\":[\"/flv/live/cam/20261124_020000.flv\",\"/flv/live/cam/20261124_010000.flv\"],\
              \"hls\":[\"/hls/live/cam/index.m3u8\",\"/hls/live/cam/20261124_010000/index.m3u8\"],\
              \"mp4\":[{\"session\":\"current\",\"merged\":\"/mp4/live/cam/output_merge/stream_full.mp4\",\
-             \"muxed\":null,\"separate\":null}]}]}"
+             \"muxed\":null,\"separate\":null}]}],\"total\":1,\"offset\":0,\"limit\":1000}"
         );
         assert_eq!(
-            recordings_json(&dir, Some("other"), None),
-            "{\"recordings\":[]}"
+            recordings_json(&dir, "app=other"),
+            "{\"recordings\":[],\"total\":0,\"offset\":0,\"limit\":1000}"
         );
         let _ = fs::remove_dir_all(&dir);
     }
