@@ -12,6 +12,7 @@ mod live;
 mod llhls;
 mod platform;
 mod record;
+mod recordings;
 mod robustness;
 mod timestamps;
 mod tls;
