@@ -490,3 +490,66 @@ fn keep_days_deletes_sessions_older_than_the_bound() {
     );
     assert_index_true(data.path(), key, &sessions);
 }
+
+#[test]
+fn a_full_disk_shows_in_the_health_and_recording_resumes_when_space_returns() {
+    if !require_tool("ffmpeg") {
+        return;
+    }
+    let Some(fs) = Tmpfs::mount(16) else { return };
+    let dir = fs.0.display().to_string();
+    // Leave about 1 MiB free: the recorders run out mid-session.
+    let (avail, _) = df(&fs.0);
+    let filler = fs.0.join("filler.bin");
+    std::fs::write(&filler, vec![1u8; (avail - (1 << 20)) as usize]).unwrap();
+    let server = Server::start_args(&[
+        "--api-token",
+        TOKEN,
+        "--data-dir",
+        &dir,
+        "--record-min-free",
+        "0",
+    ]);
+    let key = "live/nospace";
+    let mut ff = ffmpeg_publish_with(
+        "fixture.flv",
+        &server.rtmp_url(key),
+        &["-stream_loop", "2"],
+        &[],
+    );
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let (_, v) = get_json(server.http, "/api/streams", &[&auth()]);
+        let text = v.to_string();
+        if text.contains("no space left in the data dir") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "health never said the disk is full: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::fs::remove_file(&filler).unwrap();
+    assert!(server
+        .wait_for_log(&format!("recording of {key} resumes"), SETTLE)
+        .is_some());
+    assert!(ff.wait_or_panic(TOOL).success());
+    // Two sessions: the one cut short and the one that resumed, which ends with the stream.
+    let sessions = settled_sessions(&server, key, 2);
+    assert_index_true(&fs.0, key, &sessions);
+    let resumed =
+        fs.0.join(sessions[0]["flv"].as_str().unwrap().trim_start_matches('/'));
+    let mut c = Command::new("ffmpeg");
+    c.args(["-hide_banner", "-nostdin", "-v", "error", "-i"])
+        .arg(&resumed)
+        .args(["-f", "null", "-"]);
+    let mut p = Proc::spawn(c);
+    assert!(p.wait_or_panic(TOOL).success());
+    assert!(p.stderr().trim().is_empty(), "{}", p.stderr());
+    assert!(
+        sessions[0]["duration_ms"].as_u64().unwrap() > 5000,
+        "{}",
+        sessions[0]
+    );
+}
