@@ -58,6 +58,14 @@ impl Session {
         self.end_ms.is_none()
     }
 
+    /// Where the session's media ends on the wall clock: its start plus its media duration, or its
+    /// wall-clock end when later (a publisher faster than real time packs more media than wall time).
+    /// `None` while live.
+    pub fn media_end_ms(&self) -> Option<i64> {
+        let end = self.end_ms?;
+        Some(end.max(self.start_ms.saturating_add(self.duration_ms as i64)))
+    }
+
     /// True when some of its files still lie at the stream's own folders (not yet archived).
     fn at_current_paths(&self) -> bool {
         [&self.hls, &self.mp4]

@@ -4,6 +4,7 @@
 //! only ever calls `Recorders` (to open a recording) and the hub feeds each open recording as
 //! a reader (`RecorderReader`); every file is written on a worker thread.
 
+pub mod cut;
 pub mod flv;
 pub mod fmp4;
 pub mod hls;

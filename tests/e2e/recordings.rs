@@ -553,3 +553,161 @@ fn a_full_disk_shows_in_the_health_and_recording_resumes_when_space_returns() {
         sessions[0]
     );
 }
+
+/// The video frame hashes of `input` (`ffmpeg -f framemd5`), in order.
+fn frame_hashes(input: &Path) -> Vec<String> {
+    let mut c = Command::new("ffmpeg");
+    c.args(["-hide_banner", "-nostdin", "-v", "error", "-i"])
+        .arg(input)
+        .args([
+            "-map",
+            "0:v:0",
+            "-fps_mode",
+            "passthrough",
+            "-f",
+            "framemd5",
+            "-",
+        ]);
+    let mut p = Proc::spawn(c);
+    assert!(p.wait_or_panic(TOOL).success(), "{}", p.stderr());
+    p.stdout()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(',').next().map(|h| h.trim().to_string()))
+        .collect()
+}
+
+/// ffprobe's first video packet flags and the video stream's duration (s).
+fn probe_video(input: &Path) -> (String, f64) {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "packet=flags",
+        ])
+        .args(["-read_intervals", "%+#1", "-of", "csv=p=0"])
+        .arg(input)
+        .output()
+        .unwrap();
+    let flags = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string();
+    (flags, probe_duration(input))
+}
+
+#[test]
+fn playback_cuts_60_s_from_the_middle_frame_exact_and_range_able() {
+    if !require_tool("ffmpeg") || !require_tool("ffprobe") {
+        return;
+    }
+    let server = Server::start();
+    let key = "live/pb";
+    // 100 s of the fixture (GOP 2 s, 25 fps), published as fast as the server takes it.
+    publish_fast(&server, key, 9);
+    let s = settled_sessions(&server, key, 1).remove(0);
+    let start_ms = s["start_ms"].as_i64().unwrap() + 20_500;
+    let start = iso(start_ms);
+    let url = format!("/playback/{key}.mp4?start={start}&duration=60");
+    let t = Instant::now();
+    let r = http_get(server.http, &url, Duration::from_secs(60));
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    println!(
+        "playback: 60 s cut, {} bytes in {:?}",
+        r.body.len(),
+        t.elapsed()
+    );
+    let dir = TempDir::new("cut");
+    let cut = dir.write("cut.mp4", &r.body);
+    let (flags, dur) = probe_video(&cut);
+    assert!(flags.starts_with('K'), "first packet flags {flags}");
+    assert!((60.0..=62.1).contains(&dur), "cut lasts {dur} s");
+    let source = server
+        .data_dir
+        .join(s["mp4"].as_str().unwrap().trim_start_matches('/'));
+    let all = frame_hashes(&source);
+    let part = frame_hashes(&cut);
+    assert!(part.len() >= 1500, "{} frames", part.len());
+    // The fixture repeats every 10 s, so its frames match at every 10 s step; one of the matches
+    // is the keyframe at or before `start` (20.5 s in; keyframes every 2 s): the one at 20 s.
+    let at: Vec<i64> = all
+        .windows(part.len())
+        .enumerate()
+        .filter(|(_, w)| *w == part.as_slice())
+        .map(|(i, _)| i as i64 * 40)
+        .collect();
+    assert!(
+        !at.is_empty(),
+        "the cut's frames are not a run of the source's"
+    );
+    assert!(
+        at.iter().any(|&ms| (18_001..=20_500).contains(&ms)),
+        "the cut starts at one of {at:?} ms, not on the keyframe at or before 20.5 s"
+    );
+
+    // Range-able: the same bytes in pieces, as a player asks (the second request is served from
+    // the cut just made).
+    let r2 = http_request(
+        server.http,
+        "GET",
+        &url,
+        1,
+        &["Range: bytes=1000-1999"],
+        Duration::from_secs(60),
+    );
+    assert_eq!(r2.status, 206);
+    assert_eq!(r2.body, r.body[1000..2000]);
+    // Fragmented on request; decodes the same frames.
+    let f = http_get(
+        server.http,
+        &format!("{url}&format=fmp4"),
+        Duration::from_secs(60),
+    );
+    assert_eq!(f.status, 200);
+    let fcut = dir.write("cut_f.mp4", &f.body);
+    let fpart = frame_hashes(&fcut);
+    assert!(
+        fpart.len() >= 1500 && all.windows(fpart.len()).any(|w| w == fpart.as_slice()),
+        "the fragmented cut's {} frames are not a run of the source's",
+        fpart.len()
+    );
+    // Bad requests and empty ranges.
+    for (q, want) in [
+        ("?start=yesterday&duration=60", 400),
+        (&format!("?start={start}&duration=0") as &str, 400),
+        (&format!("?start={start}&duration=60&format=avi"), 400),
+        ("?start=2001-01-01T00:00:00Z&duration=60", 404),
+    ] {
+        let r = http_get(
+            server.http,
+            &format!("/playback/{key}.mp4{q}"),
+            Duration::from_secs(30),
+        );
+        assert_eq!(r.status, want, "{q}");
+    }
+    // The file gateway answers the same listing and the same cut from the same index.
+    let gw = Gateway::start(&server.data_dir, &[]);
+    let (st, list) = get_json(gw.addr, &format!("/api/recordings/{key}"), &[]);
+    assert_eq!(st, 200);
+    assert_eq!(list["sessions"][0]["id"], s["id"]);
+    let g = http_get(gw.addr, &url, Duration::from_secs(60));
+    assert_eq!(g.status, 200);
+    assert!(g.body == r.body, "the gateway's cut differs");
+}
+
+fn iso(ms: i64) -> String {
+    let out = Command::new("date")
+        .args([
+            "-u",
+            "-d",
+            &format!("@{}.{:03}", ms / 1000, ms % 1000),
+            "+%Y-%m-%dT%H:%M:%S.%3NZ",
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
