@@ -618,10 +618,10 @@ impl Server {
                 "Too many playback cuts at once; try again.",
             );
         }
-        p.waiting.insert(token, (id, cache_key));
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
+        p.waiting.insert(token, (id, cache_key, conn.created));
         conn.judging = true;
         conn.state = ConnState::Judging {
             key,
@@ -638,18 +638,19 @@ impl Server {
             let Some(done) = p.worker.poll() else {
                 return;
             };
-            let Some((id, cache_key)) = p.waiting.remove(&done.token) else {
+            let Some((id, cache_key, created)) = p.waiting.remove(&done.token) else {
                 continue;
             };
             if id != done.id {
                 // The connection went and its slot was reused by another cut: not this answer.
-                p.waiting.insert(done.token, (id, cache_key));
+                p.waiting.insert(done.token, (id, cache_key, created));
                 continue;
             }
             let Some(conn) = self.conns.get_mut(done.token) else {
                 continue;
             };
-            if conn.closed || !conn.judging {
+            // Another connection in the slot of one that went: not its answer.
+            if conn.closed || !conn.judging || conn.created != created {
                 continue;
             }
             let ConnState::Judging { req, .. } =
@@ -785,7 +786,8 @@ struct CachedCut {
 pub(super) struct Playback {
     worker: crate::record::cut::CutWorker,
     next_id: u64,
-    waiting: HashMap<usize, (u64, CutKey)>,
+    /// Connection -> (cut id, what it cut, when the connection was accepted).
+    waiting: HashMap<usize, (u64, CutKey, std::time::Instant)>,
     cache: Vec<CachedCut>,
 }
 
