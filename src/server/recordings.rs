@@ -179,10 +179,10 @@ fn stream_json_indexed(app: &str, stream: &str, sessions: &[Session]) -> String 
 }
 
 /// Paging of a list: `offset` (default 0) and `limit` (default and cap `max`).
-pub fn paging(query: &str, max: usize) -> (usize, usize) {
+pub fn paging(query: &str, default: usize, max: usize) -> (usize, usize) {
     let num = |k: &str| query_param(query, k).and_then(|v| v.parse::<usize>().ok());
     let offset = num("offset").unwrap_or(0);
-    let limit = num("limit").unwrap_or(max).clamp(1, max);
+    let limit = num("limit").unwrap_or(default).clamp(1, max);
     (offset, limit)
 }
 
@@ -190,7 +190,7 @@ pub fn paging(query: &str, max: usize) -> (usize, usize) {
 /// (by stream, at most 1000 a page; `total` counts them all).
 pub fn recordings_json(data: &Path, query: &str) -> String {
     let (only_app, only_stream) = (query_param(query, "app"), query_param(query, "stream"));
-    let (offset, limit) = paging(query, MAX_STREAMS);
+    let (offset, limit) = paging(query, MAX_STREAMS, MAX_STREAMS);
     let keys: Vec<StreamKey> = index::all_streams(data)
         .into_iter()
         .filter(|k| only_app.is_none_or(|a| a == k.app))
@@ -278,14 +278,16 @@ struct StreamDoc<'a> {
     sessions: Vec<SessionDoc<'a>>,
 }
 
-/// Sessions listed per page at most.
+/// Sessions listed per page at most, and without `limit`: the index is read on the event loop, like a
+/// static file, and the answer built there (10,000 sessions: 6 MB of JSON).
 pub const MAX_SESSIONS_PAGE: usize = 10_000;
+pub const DEFAULT_SESSIONS_PAGE: usize = 1000;
 
 /// `GET /api/recordings/{app}/{stream}[?offset=&limit=]`: its sessions, newest first, from its index
 /// (rebuilt from the folders by the recorders when missing; `None` when it has none: 404).
 pub fn stream_sessions_json(data: &Path, key: &StreamKey, query: &str) -> Option<String> {
     let loaded = index::load(&index::index_path(data, key)).ok()??;
-    let (offset, limit) = paging(query, MAX_SESSIONS_PAGE);
+    let (offset, limit) = paging(query, DEFAULT_SESSIONS_PAGE, MAX_SESSIONS_PAGE);
     let sessions = &loaded.sessions;
     let docs = sessions
         .iter()

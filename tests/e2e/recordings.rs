@@ -711,3 +711,70 @@ fn iso(ms: i64) -> String {
         .unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+/// Issue 29's figure: a year of sessions (10,000) listed in one read of the index. Printed, not
+/// asserted against a clock: the machine is shared.
+#[test]
+fn ten_thousand_sessions_list_from_the_index_in_one_read() {
+    let data = TempDir::new("many");
+    let index = data.path().join("index/live");
+    std::fs::create_dir_all(&index).unwrap();
+    let mut text = String::new();
+    let t0: i64 = 1_765_000_000_000;
+    for i in 0..10_000i64 {
+        let start = t0 + i * 3_600_000;
+        // Any session name will do: the index is what is listed, not the folders.
+        let id = format!("{:08}_{:06}", 20_250_000 + i / 100, i % 100);
+        text.push_str(&format!(
+            "{{\"op\":\"put\",\"id\":\"{id}\",\"start_ms\":{start},\"end_ms\":{},\"duration_ms\":3000000,\
+             \"size\":1000000,\"codecs\":[\"avc1.64001f\",\"mp4a.40.2\"],\"flv\":\"flv/live/many/{id}.flv\",\
+             \"hls\":\"hls/live/many/{id}\",\"mp4\":\"mp4/live/many/{id}\"}}\n",
+            start + 3_000_000
+        ));
+    }
+    std::fs::write(index.join("many.jsonl"), &text).unwrap();
+    let dir = data.path().display().to_string();
+    let server = Server::start_args(&["--data-dir", &dir, "--record-min-free", "0"]);
+    let t = Instant::now();
+    let r = http_get(
+        server.http,
+        "/api/recordings/live/many?limit=10000",
+        Duration::from_secs(30),
+    );
+    let took = t.elapsed();
+    assert_eq!(r.status, 200);
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["total"], 10_000);
+    assert_eq!(v["sessions"].as_array().unwrap().len(), 10_000);
+    // Newest first.
+    assert_eq!(v["sessions"][0]["start_ms"], t0 + 9_999 * 3_600_000);
+    println!(
+        "index: 10,000 sessions ({} bytes of index, {} bytes of JSON) listed over HTTP in {took:?}",
+        text.len(),
+        r.body.len()
+    );
+    let page = http_get(
+        server.http,
+        "/api/recordings/live/many?offset=100&limit=50",
+        Duration::from_secs(30),
+    );
+    let v: Value = serde_json::from_slice(&page.body).unwrap();
+    assert_eq!(v["sessions"].as_array().unwrap().len(), 50);
+    assert_eq!(v["sessions"][0]["start_ms"], t0 + 9_899 * 3_600_000);
+    let first = http_get(
+        server.http,
+        "/api/recordings/live/many",
+        Duration::from_secs(30),
+    );
+    let v: Value = serde_json::from_slice(&first.body).unwrap();
+    assert_eq!(v["limit"], 1000, "the default page");
+    assert_eq!(v["sessions"].as_array().unwrap().len(), 1000);
+    assert!(!server.log_contains("index of live/many: rebuilt"));
+    if let Some(l) = server
+        .logs()
+        .iter()
+        .find(|l| l.contains("GET /api/recordings/live/many?limit=10000 HTTP"))
+    {
+        println!("index: the server's access line: {l}");
+    }
+}
