@@ -66,6 +66,20 @@ impl Session {
         Some(end.max(self.start_ms.saturating_add(self.duration_ms as i64)))
     }
 
+    /// True when its paths are the ones the recorders of `key` give a session (`locate`'s): an index line
+    /// naming anything else (`../`, another stream) is not trusted, never read, served or deleted.
+    pub fn is_sane(&self, key: &StreamKey) -> bool {
+        let own =
+            |kind: &str, p: &str| p == rel(kind, key, None) || p == rel(kind, key, Some(&self.id));
+        is_session_name(&self.id)
+            && self
+                .flv
+                .as_deref()
+                .is_none_or(|f| f == rel("flv", key, Some(&format!("{}.flv", self.id))))
+            && self.hls.as_deref().is_none_or(|h| own("hls", h))
+            && self.mp4.as_deref().is_none_or(|m| own("mp4", m))
+    }
+
     /// True when some of its files still lie at the stream's own folders (not yet archived).
     fn at_current_paths(&self) -> bool {
         [&self.hls, &self.mp4]
@@ -183,6 +197,18 @@ fn line(entry: &Entry) -> Vec<u8> {
     let mut v = serde_json::to_vec(entry).unwrap_or_default();
     v.push(b'\n');
     v
+}
+
+/// The index of `key` (`Ok(None)` when it has none), sessions with paths not its own left out (counted as
+/// bad lines).
+pub fn load_stream(data_dir: &Path, key: &StreamKey) -> io::Result<Option<Loaded>> {
+    let Some(mut l) = load(&index_path(data_dir, key))? else {
+        return Ok(None);
+    };
+    let before = l.sessions.len();
+    l.sessions.retain(|s| s.is_sane(key));
+    l.bad_lines += before - l.sessions.len();
+    Ok(Some(l))
 }
 
 /// Appends `entry` to the index of `key` (creating it), after cutting off a torn last line, and
@@ -504,8 +530,7 @@ pub fn startup(data_dir: &Path) -> Vec<String> {
     let mut lines = Vec::new();
     for key in all_streams(data_dir) {
         let _g = key_lock(&key);
-        let path = index_path(data_dir, &key);
-        let why = match load(&path) {
+        let why = match load_stream(data_dir, &key) {
             Ok(None) => "missing",
             Ok(Some(l)) if l.sessions.iter().any(Session::live) => "a session left open",
             Ok(Some(l)) if l.bad_lines > 0 => "damaged lines",
@@ -571,8 +596,7 @@ fn remove(r: io::Result<()>, path: &Path) -> io::Result<()> {
 /// archived): the sessions that still pointed at the stream's own folders are located again, and the
 /// new one is put as live. Logs and goes on when the index cannot be written. Caller holds `key_lock`.
 pub fn session_opened(data_dir: &Path, key: &StreamKey, id: &str, start_ms: i64) {
-    let path = index_path(data_dir, key);
-    let loaded = match load(&path) {
+    let loaded = match load_stream(data_dir, key) {
         Ok(Some(l)) => l,
         Ok(None) => Loaded::default(),
         Err(e) => {
@@ -660,6 +684,33 @@ mod tests {
         let l = parse(b"\xff\xfe\n{\"op\":\"put\",\"id\":\"../x\",\"start_ms\":0}\n");
         assert!(l.sessions.is_empty());
         assert_eq!(l.bad_lines, 2);
+    }
+
+    #[test]
+    fn paths_not_the_streams_own_are_not_trusted() {
+        let d = temp_dir("index-sane");
+        let k = key();
+        let mut good = session("20260101_000000", 1);
+        good.flv = Some("flv/live/cam/20260101_000000.flv".into());
+        good.hls = Some("hls/live/cam".into());
+        good.mp4 = Some("mp4/live/cam/20260101_000000".into());
+        assert!(good.is_sane(&k));
+        append(&d, &k, &Entry::Put(good)).unwrap();
+        for (flv, hls) in [
+            (Some("flv/live/cam/../../../etc/passwd"), None),
+            (None, Some("hls/live/other")),
+            (None, Some("hls/live/cam/20250101_000000")),
+        ] {
+            let mut bad = session("20260101_000001", 2);
+            bad.flv = flv.map(str::to_string);
+            bad.hls = hls.map(str::to_string);
+            assert!(!bad.is_sane(&k), "{bad:?}");
+            append(&d, &k, &Entry::Put(bad)).unwrap();
+        }
+        let l = load_stream(&d, &k).unwrap().unwrap();
+        assert_eq!(l.sessions.len(), 1);
+        assert_eq!(l.bad_lines, 1);
+        fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]

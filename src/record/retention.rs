@@ -233,7 +233,7 @@ impl Ctx {
                 .get(&path)
                 .is_some_and(|(l, t, _)| (*l, *t) == stamp);
             if !fresh {
-                match index::load(&path) {
+                match index::load_stream(&self.data_dir, &key) {
                     Ok(Some(l)) => {
                         self.cache
                             .insert(path.clone(), (stamp.0, stamp.1, l.sessions));
@@ -347,8 +347,7 @@ pub fn delete_session(
     reason: Reason,
 ) -> io::Result<bool> {
     let _g = index::key_lock(key);
-    let path = index::index_path(data_dir, key);
-    let Some(loaded) = index::load(&path)? else {
+    let Some(loaded) = index::load_stream(data_dir, key)? else {
         return Ok(false);
     };
     let Some(s) = loaded.sessions.iter().find(|s| s.id == id) else {

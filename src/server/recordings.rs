@@ -201,7 +201,7 @@ pub fn recordings_json(data: &Path, query: &str) -> String {
         if i > 0 {
             out.push(',');
         }
-        let body = match index::load(&index::index_path(data, key)) {
+        let body = match index::load_stream(data, key) {
             Ok(Some(l)) => stream_json_indexed(&key.app, &key.stream, &l.sessions),
             _ => stream_json(data, &key.app, &key.stream),
         };
@@ -286,7 +286,7 @@ pub const DEFAULT_SESSIONS_PAGE: usize = 1000;
 /// `GET /api/recordings/{app}/{stream}[?offset=&limit=]`: its sessions, newest first, from its index
 /// (rebuilt from the folders by the recorders when missing; `None` when it has none: 404).
 pub fn stream_sessions_json(data: &Path, key: &StreamKey, query: &str) -> Option<String> {
-    let loaded = index::load(&index::index_path(data, key)).ok()??;
+    let loaded = index::load_stream(data, key).ok()??;
     let (offset, limit) = paging(query, DEFAULT_SESSIONS_PAGE, MAX_SESSIONS_PAGE);
     let sessions = &loaded.sessions;
     let docs = sessions
@@ -330,7 +330,7 @@ pub fn stream_sessions_json(data: &Path, key: &StreamKey, query: &str) -> Option
 
 /// The session of a `DELETE /api/recordings/{app}/{stream}/{id}`, as the index has it now.
 pub fn find_session(data: &Path, key: &StreamKey, id: &str) -> Option<Session> {
-    let loaded = index::load(&index::index_path(data, key)).ok()??;
+    let loaded = index::load_stream(data, key).ok()??;
     loaded.sessions.into_iter().find(|s| s.id == id)
 }
 
@@ -554,7 +554,7 @@ impl Server {
             }
         }
         let end_ms = start_ms.saturating_add(duration_ms as i64);
-        let sessions: Vec<Session> = match index::load(&index::index_path(&dir, &key)) {
+        let sessions: Vec<Session> = match index::load_stream(&dir, &key) {
             Ok(Some(l)) => l
                 .sessions
                 .into_iter()
