@@ -603,6 +603,62 @@ mod tests {
         fs::remove_dir_all(&root).unwrap();
     }
 
+    /// The bug the frame hashes found: cut by decode time, the end kept a P-frame whose B-frames (shown
+    /// before it, decoded after it) were left out, so the cut skipped pictures at its end.
+    #[test]
+    fn the_end_never_keeps_a_frame_shown_after_one_left_out() {
+        let root = crate::testutil::temp_dir("cut-bframes");
+        let dir = root.join("mp4/live/cam/20260101_000000").join(MERGE_DIR);
+        fs::create_dir_all(&dir).unwrap();
+        let v = VideoConfig {
+            avcc: Bytes::from_static(&[1, 0x42, 0, 0x1e, 0xff, 0xe0, 0]),
+            width: 16,
+            height: 16,
+        };
+        fs::write(dir.join("init.mp4"), init_segment(Some(&v), None)).unwrap();
+        // Decode order I0 P3 B1 B2 P6 B4 B5 ...: (sync, composition offset in frames).
+        let mut pattern = vec![(true, 1)];
+        for _ in 0..8 {
+            pattern.extend([(false, 3), (false, 0), (false, 0)]);
+        }
+        let samples: Vec<Sample> = pattern
+            .iter()
+            .map(|&(sync, cto)| Sample {
+                duration: 3600,
+                size: 10,
+                flags: if sync { SAMPLE_SYNC } else { SAMPLE_NON_SYNC },
+                cto: cto * 3600,
+            })
+            .collect();
+        let run = Run {
+            track_id: 1,
+            timescale: 90_000,
+            decode_time: 0,
+            data: (0..samples.len())
+                .map(|i| Bytes::from(vec![i as u8; 10]))
+                .collect(),
+            samples,
+        };
+        fs::write(dir.join("segment_1.m4s"), media_segment(1, &[&run])).unwrap();
+        let s = Session {
+            id: "20260101_000000".into(),
+            start_ms: 1_000_000,
+            end_ms: Some(1_001_000),
+            duration_ms: 1000,
+            mp4: Some("mp4/live/cam/20260101_000000".into()),
+            ..Session::default()
+        };
+        // The end at 180 ms (decode times 0..160 ms in: I0 P3 B1 B2 P6): P6 is shown at 280 ms, after
+        // B4 and B5 that are left out, so it goes too.
+        let out = cut(&request(&root, vec![s], 1_000_000, 180, true)).unwrap();
+        let bytes = read_all(out);
+        let mut cursor = io::Cursor::new(&bytes);
+        let runs = segment_runs(&mut cursor, bytes.len() as u64).unwrap();
+        let kept: Vec<i32> = runs[0].samples.iter().map(|s| s.cto / 3600).collect();
+        assert_eq!(kept, [1, 3, 0, 0]);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
     #[test]
     fn crosses_into_the_next_session_and_refuses_an_empty_range() {
         let root = crate::testutil::temp_dir("cut-two");
