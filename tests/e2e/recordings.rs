@@ -250,6 +250,7 @@ fn a_live_session_is_not_deleted_and_deleting_needs_a_token_set() {
     assert_eq!(r.status, 403);
 }
 
+#[cfg(unix)]
 #[test]
 fn the_index_is_rebuilt_after_sigkill_and_a_torn_write() {
     if !require_tool("ffmpeg") {
@@ -287,10 +288,12 @@ fn the_index_is_rebuilt_after_sigkill_and_a_torn_write() {
     assert_index_true(data.path(), key, &sessions);
 }
 
+#[cfg(target_os = "linux")]
 /// A tmpfs of `mb` MiB at a fresh folder, unmounted on drop; `None` (with a message) when mounting is
 /// not permitted, unless RTMPD_REQUIRE_TOOLS=1.
 struct Tmpfs(PathBuf);
 
+#[cfg(target_os = "linux")]
 impl Tmpfs {
     fn mount(mb: u32) -> Option<Tmpfs> {
         let dir = TempDir::new("tmpfs").keep();
@@ -312,6 +315,7 @@ impl Tmpfs {
     }
 }
 
+#[cfg(target_os = "linux")]
 impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg(&self.0).status();
@@ -319,6 +323,7 @@ impl Drop for Tmpfs {
     }
 }
 
+#[cfg(target_os = "linux")]
 #[test]
 fn retention_on_a_full_tmpfs_deletes_the_oldest_and_the_live_session_records_on() {
     if !require_tool("ffmpeg") {
@@ -431,6 +436,7 @@ fn retention_on_a_full_tmpfs_deletes_the_oldest_and_the_live_session_records_on(
     drop(server);
 }
 
+#[cfg(target_os = "linux")]
 /// Available and total bytes of the file system at `dir`, from `df`.
 fn df(dir: &Path) -> (u64, u64) {
     let out = Command::new("df")
@@ -491,6 +497,7 @@ fn keep_days_deletes_sessions_older_than_the_bound() {
     assert_index_true(data.path(), key, &sessions);
 }
 
+#[cfg(target_os = "linux")]
 #[test]
 fn a_full_disk_shows_in_the_health_and_recording_resumes_when_space_returns() {
     if !require_tool("ffmpeg") {
