@@ -203,7 +203,8 @@ pub fn recordings_json(data: &Path, query: &str) -> String {
         if i > 0 {
             out.push(',');
         }
-        let body = match sessions_of(data, key) {
+        // Without an index: the walk this listing always did, in its own shape.
+        let body = match sessions_of(data, key, false) {
             Some(l) => stream_json_indexed(&key.app, &key.stream, &l),
             None => stream_json(data, &key.app, &key.stream),
         };
@@ -288,7 +289,7 @@ pub const DEFAULT_SESSIONS_PAGE: usize = 1000;
 /// `GET /api/recordings/{app}/{stream}[?offset=&limit=]`: its sessions, newest first, from its index
 /// (rebuilt from the folders by the recorders when missing; `None` when it has none: 404).
 pub fn stream_sessions_json(data: &Path, key: &StreamKey, query: &str) -> Option<String> {
-    let sessions = sessions_of(data, key)?;
+    let sessions = sessions_of(data, key, true)?;
     let (offset, limit) = paging(query, DEFAULT_SESSIONS_PAGE, MAX_SESSIONS_PAGE);
     let docs = sessions
         .iter()
@@ -331,7 +332,10 @@ pub fn stream_sessions_json(data: &Path, key: &StreamKey, query: &str) -> Option
 
 /// The session of a `DELETE /api/recordings/{app}/{stream}/{id}`, as the index has it now.
 pub fn find_session(data: &Path, key: &StreamKey, id: &str) -> Option<Session> {
-    sessions_of(data, key)?.iter().find(|s| s.id == id).cloned()
+    sessions_of(data, key, false)?
+        .iter()
+        .find(|s| s.id == id)
+        .cloned()
 }
 
 /// Index files parsed by this (the loop's) thread, by path: (length, modification time, sessions).
@@ -345,12 +349,21 @@ thread_local! {
 /// answer from a kept one in a few.
 const PARSED_MAX: usize = 64;
 
-/// The sessions of `key` from its index, oldest first; `None` when it has none. A file that has not
-/// changed since it was last parsed (same length and modification time: appends and rewrites change
-/// both) is not parsed again.
-pub fn sessions_of(data: &Path, key: &StreamKey) -> Option<Rc<Vec<Session>>> {
+/// The sessions of `key` from its index, oldest first (from its folders when it has no index); `None`
+/// when it has none. A file that has not changed since it was last parsed (same length and modification
+/// time: appends and rewrites change both) is not parsed again.
+pub fn sessions_of(data: &Path, key: &StreamKey, or_scan: bool) -> Option<Rc<Vec<Session>>> {
     let path = index::index_path(data, key);
-    let meta = fs::metadata(&path).ok()?;
+    let Ok(meta) = fs::metadata(&path) else {
+        if !or_scan {
+            return None;
+        }
+        // No index: recordings made before there was one (a file gateway on an older origin's data
+        // dir); their folders are read, as `/api/recordings` always did. The origin rebuilds its
+        // indexes at start, so this is never its own case.
+        let found = index::scan(data, key, None);
+        return (!found.is_empty()).then(|| Rc::new(found));
+    };
     let stamp = (
         meta.len(),
         meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
@@ -595,7 +608,7 @@ impl Server {
             }
         }
         let end_ms = start_ms.saturating_add(duration_ms as i64);
-        let sessions: Vec<Session> = match sessions_of(&dir, &key) {
+        let sessions: Vec<Session> = match sessions_of(&dir, &key, true) {
             Some(l) => l
                 .iter()
                 .filter(|s| s.mp4.is_some() && s.start_ms < end_ms)

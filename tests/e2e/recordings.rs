@@ -704,6 +704,21 @@ fn playback_cuts_60_s_from_the_middle_frame_exact_and_range_able() {
     let g = http_get(gw.addr, &url, Duration::from_secs(60));
     assert_eq!(g.status, 200);
     assert!(g.body == r.body, "the gateway's cut differs");
+    // A data dir without an index (an older origin's): the gateway lists and cuts from the folders.
+    std::fs::remove_file(server.data_dir.join(format!("index/{key}.jsonl"))).unwrap();
+    let (st, list) = get_json(gw.addr, &format!("/api/recordings/{key}"), &[]);
+    assert_eq!(st, 200);
+    assert_eq!(list["sessions"][0]["id"], s["id"]);
+    // Another range than before: a new cut, not the one the gateway keeps for a minute.
+    let other = url.replace("duration=60", "duration=59");
+    let g = http_get(gw.addr, &other, Duration::from_secs(60));
+    assert_eq!(g.status, 200);
+    let gcut = dir.write("cut_g.mp4", &g.body);
+    let (flags, dur) = probe_video(&gcut);
+    assert!(
+        flags.starts_with('K') && (59.0..=61.1).contains(&dur),
+        "{flags} {dur}"
+    );
 }
 
 fn iso(ms: i64) -> String {
