@@ -406,8 +406,23 @@ fn for_files(dir: &Path, f: &mut impl FnMut(&fs::Metadata)) {
 
 /// Fills in the facts of a located session from its files: size, codecs, end (`end_ms` given, or the
 /// newest file's time), duration (the fMP4 `meta.json`'s, else end - start).
-pub fn describe(data_dir: &Path, mut s: Session, end_ms: Option<i64>) -> Session {
-    let (size, newest) = measure(data_dir, &s);
+pub fn describe(data_dir: &Path, s: Session, end_ms: Option<i64>) -> Session {
+    describe_with(data_dir, s, end_ms, true)
+}
+
+/// `describe`, without looking at every file when `measure` is false (size 0; without `end_ms` the end
+/// is the start plus the fMP4 duration).
+fn describe_with(
+    data_dir: &Path,
+    mut s: Session,
+    end_ms: Option<i64>,
+    measure_files: bool,
+) -> Session {
+    let (size, newest) = if measure_files {
+        measure(data_dir, &s)
+    } else {
+        (0, i64::MIN)
+    };
     s.size = size;
     if let Some(meta) = s.mp4.as_ref().and_then(|m| mp4_meta(&data_dir.join(m))) {
         if let Some(c) = meta.get("codecs").and_then(|c| c.as_str()) {
@@ -468,6 +483,21 @@ fn local_to_unix(y: i64, mo: i64, d: i64, h: i64, mi: i64, s: i64) -> Option<i64
 /// Every session the folders of `key` hold, described from its files (the index rebuilt). Sessions in
 /// `live` keep `end_ms: None`.
 pub fn scan(data_dir: &Path, key: &StreamKey, live: Option<&str>) -> Vec<Session> {
+    scan_with(data_dir, key, live, None)
+}
+
+/// A quick look for a listing when a stream has no index (on the event loop): the newest `newest`
+/// sessions only, their files not measured (size 0).
+pub fn scan_light(data_dir: &Path, key: &StreamKey, newest: usize) -> Vec<Session> {
+    scan_with(data_dir, key, None, Some(newest))
+}
+
+fn scan_with(
+    data_dir: &Path,
+    key: &StreamKey,
+    live: Option<&str>,
+    newest: Option<usize>,
+) -> Vec<Session> {
     let mut ids: Vec<(String, Option<i64>)> = Vec::new();
     let flv_dir = paths::stream_dir(data_dir, "flv", key);
     for n in names(&flv_dir, MAX_SCAN_ENTRIES) {
@@ -493,6 +523,9 @@ pub fn scan(data_dir: &Path, key: &StreamKey, live: Option<&str>) -> Vec<Session
     // The HLS playlist knows the start to the millisecond: it wins over the name.
     ids.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.is_some().cmp(&a.1.is_some())));
     ids.dedup_by(|a, b| a.0 == b.0);
+    if let Some(n) = newest {
+        ids.drain(..ids.len().saturating_sub(n));
+    }
     let mut out = Vec::with_capacity(ids.len());
     for (id, exact) in ids {
         let mut s = locate(data_dir, key, &id);
@@ -507,7 +540,7 @@ pub fn scan(data_dir: &Path, key: &StreamKey, live: Option<&str>) -> Vec<Session
         if s.flv.is_none() && s.hls.is_none() && s.mp4.is_none() {
             continue;
         }
-        let mut s = describe(data_dir, s, None);
+        let mut s = describe_with(data_dir, s, None, newest.is_none());
         if live == Some(id.as_str()) {
             s.end_ms = None;
         }

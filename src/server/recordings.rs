@@ -359,9 +359,10 @@ pub fn sessions_of(data: &Path, key: &StreamKey, or_scan: bool) -> Option<Rc<Vec
             return None;
         }
         // No index: recordings made before there was one (a file gateway on an older origin's data
-        // dir); their folders are read, as `/api/recordings` always did. The origin rebuilds its
-        // indexes at start, so this is never its own case.
-        let found = index::scan(data, key, None);
+        // dir); the newest 1000 sessions are read from their folders (a playlist and a meta.json
+        // each, sizes not measured), as `/api/recordings` always walked them. The origin rebuilds
+        // its indexes at start, so this is never its own case.
+        let found = index::scan_light(data, key, DEFAULT_SESSIONS_PAGE);
         return (!found.is_empty()).then(|| Rc::new(found));
     };
     let stamp = (
