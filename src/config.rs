@@ -24,6 +24,7 @@ use access::AccessSet;
 pub use access::{AccessConfig, LimitsConfig};
 // The LL-HLS options (issue 16 point 3).
 mod llhls;
+mod retention;
 pub use llhls::LlhlsConfig;
 
 #[derive(Clone, Debug)]
@@ -267,6 +268,7 @@ fn origin_options() -> Options {
         "frames queued per recording; beyond it the publisher is slowed to the disk's pace [4096]",
         "FRAMES",
     );
+    retention::options(&mut opts);
     tls::options(&mut opts, TlsSet::Origin, "everything the HTTP port serves");
     llhls::options(&mut opts);
     web_options(&mut opts);
@@ -465,6 +467,7 @@ fn record_config(
         hls_window: num(m, "hls-window", 0usize)?,
         workers,
         queue_len,
+        retention: retention::bounds(m)?,
         ..defaults
     })
 }
@@ -665,6 +668,7 @@ pub fn render_config(mode: &Mode) -> Option<String> {
             );
             line(&mut out, "workers", r.workers);
             line(&mut out, "record-queue", r.queue_len);
+            retention::render(&mut |n, v| line(&mut out, n, v), &r.retention);
             tls::render(&mut |n, v| line(&mut out, n, v), TlsSet::Origin, &c.tls);
             llhls::render(&mut |n, v| line(&mut out, n, v), &c.llhls);
             viewer(&mut out, &c.viewer);

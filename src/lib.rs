@@ -27,7 +27,8 @@
 //! - `llhls`: Low-Latency HLS core: the in-memory part window, its playlist, blocking reload; sans-IO.
 //! - `hub`: streams, publishers and players, the GOP cache, per-viewer bounded queues, and the
 //!   readers that are not players (recorders) with their back-pressure on the publisher.
-//! - `record`: the recorder worker pool and its sinks (the only writers of recordings).
+//! - `record`: the recorder worker pool and its sinks (the only writers of recordings); the per-stream
+//!   session index, retention (its own thread) and playback cuts (their own thread).
 //! - `server`: the one `mio::Poll` loop per process (`server/mod.rs`, `netio.rs`) and the sans-IO
 //!   origin core (`server/origin.rs`), the one place where publish and play are judged.
 //! - `tls`: TLS for the RTMPS and HTTPS listeners (a sans-IO wrapper of rustls) and the

@@ -8,6 +8,7 @@ pub fn reason(status: u16) -> &'static str {
         101 => "Switching Protocols",
         200 => "OK",
         201 => "Created",
+        202 => "Accepted",
         204 => "No Content",
         206 => "Partial Content",
         301 => "Moved Permanently",
@@ -77,7 +78,7 @@ pub fn simple(status: u16, body: &str, keep_alive: bool) -> Vec<u8> {
 pub fn options(keep_alive: bool) -> Vec<u8> {
     format!(
         "HTTP/1.1 204 No Content\r\nServer: rtmpd\r\nAccess-Control-Allow-Origin: *\r\n\
-         Access-Control-Allow-Methods: GET, HEAD, OPTIONS\r\nAccess-Control-Allow-Headers: *\r\n\
+         Access-Control-Allow-Methods: GET, HEAD, DELETE, OPTIONS\r\nAccess-Control-Allow-Headers: *\r\n\
          Access-Control-Max-Age: 86400\r\nContent-Length: 0\r\nConnection: {}\r\n\r\n",
         connection(keep_alive)
     )

@@ -13,6 +13,14 @@ pub enum Route {
     ApiServer,
     /// `/api/recordings`: what the data dir holds, per stream.
     ApiRecordings,
+    /// `/api/recordings/{app}/{stream}[/{session}]`: one stream's sessions (GET), or one session
+    /// (DELETE).
+    ApiRecordingsOf {
+        key: StreamKey,
+        session: Option<String>,
+    },
+    /// `/playback/{app}/{stream}.mp4`: a time range cut from the fMP4 recordings.
+    Playback(StreamKey),
     Metrics,
     /// `/llhls/{app}/{stream}/{file}`: the in-memory LL-HLS output (`index.m3u8`, `init.mp4`,
     /// `seg{N}.m4s`, `part{K}.m4s`; `llhls::LiveWindow::lookup` knows the names).
@@ -29,7 +37,11 @@ impl Route {
     pub fn is_api(&self) -> bool {
         matches!(
             self,
-            Route::ApiStreams | Route::ApiHistory | Route::ApiServer | Route::ApiRecordings
+            Route::ApiStreams
+                | Route::ApiHistory
+                | Route::ApiServer
+                | Route::ApiRecordings
+                | Route::ApiRecordingsOf { .. }
         )
     }
 }
@@ -43,6 +55,22 @@ pub fn route(path: &str) -> Route {
         "/api/recordings" => return Route::ApiRecordings,
         "/metrics" => return Route::Metrics,
         _ => {}
+    }
+    if let Some(rest) = path.strip_prefix("/api/recordings/") {
+        return recordings_of(rest).unwrap_or(Route::Static);
+    }
+    if let Some(rest) = path.strip_prefix("/playback/") {
+        let mut parts = rest.split('/');
+        if let (Some(app), Some(file), None) = (parts.next(), parts.next(), parts.next()) {
+            if let Some(key) = file
+                .strip_suffix(".mp4")
+                .and_then(|s| StreamKey::new(app, s).ok())
+                .filter(|k| valid_name(&k.app) && valid_name(&k.stream) && !app.contains('?'))
+            {
+                return Route::Playback(key);
+            }
+        }
+        return Route::Static;
     }
     if let Some(rest) = path.strip_prefix("/llhls/") {
         return llhls(rest).unwrap_or(Route::Static);
@@ -60,6 +88,23 @@ pub fn route(path: &str) -> Route {
         }
     }
     Route::Static
+}
+
+/// `{app}/{stream}` or `{app}/{stream}/{session}` (a recorder's session name).
+fn recordings_of(rest: &str) -> Option<Route> {
+    let mut parts = rest.split('/');
+    let (app, stream) = (parts.next()?, parts.next()?);
+    let session = parts.next();
+    if parts.next().is_some() || !valid_name(app) || !valid_name(stream) {
+        return None;
+    }
+    if session.is_some_and(|s| !crate::record::paths::is_session_name(s)) {
+        return None;
+    }
+    Some(Route::ApiRecordingsOf {
+        key: StreamKey::new(app, stream).ok()?,
+        session: session.map(str::to_string),
+    })
 }
 
 /// Longest LL-HLS file name: `part` + 19 digits + `.m4s`.
@@ -104,6 +149,30 @@ mod tests {
             ("/api/streams/history/x", Route::Static),
             ("/api/server", Route::ApiServer),
             ("/api/recordings", Route::ApiRecordings),
+            (
+                "/api/recordings/live/s",
+                Route::ApiRecordingsOf {
+                    key: StreamKey::new("live", "s").unwrap(),
+                    session: None,
+                },
+            ),
+            (
+                "/api/recordings/live/s/20261124_011500_1",
+                Route::ApiRecordingsOf {
+                    key: StreamKey::new("live", "s").unwrap(),
+                    session: Some("20261124_011500_1".into()),
+                },
+            ),
+            ("/api/recordings/live/s/..", Route::Static),
+            ("/api/recordings/live/s/20261124_011500/x", Route::Static),
+            ("/api/recordings/live", Route::Static),
+            (
+                "/playback/live/s.mp4",
+                Route::Playback(StreamKey::new("live", "s").unwrap()),
+            ),
+            ("/playback/live/s.flv", Route::Static),
+            ("/playback/live/x/s.mp4", Route::Static),
+            ("/playback/../s.mp4", Route::Static),
             ("/metrics", Route::Metrics),
             ("/", Route::Static),
             ("/index.html", Route::Static),

@@ -598,6 +598,86 @@ fn lost_runs(scan: &mut SegmentScan, pending: &[(ParsedRun, RunAt)]) {
     }
 }
 
+/// One run of a segment as the cut reads it: whole samples only (those whose bytes lie within their
+/// `mdat` and the file), with the absolute file offset of the first sample's bytes.
+#[derive(Clone, Debug)]
+pub struct SegmentRun {
+    pub track_id: u32,
+    pub decode_time: Option<u64>,
+    pub offset: u64,
+    pub samples: Vec<crate::mux::fmp4::Sample>,
+}
+
+/// The runs of every `moof` of a segment of `len` bytes, in file order, cut to their whole samples (the
+/// same checks as the merge's pass 1; a damaged tail ends the list, never an error). Errors: I/O only.
+pub fn segment_runs<R: Read + Seek>(r: &mut R, len: u64) -> io::Result<Vec<SegmentRun>> {
+    let mut out = Vec::new();
+    let mut pos = 0u64;
+    let mut pending: Vec<ParsedRun> = Vec::new();
+    let mut body = Vec::new();
+    while len.saturating_sub(pos) >= 8 {
+        r.seek(SeekFrom::Start(pos))?;
+        let mut head = [0u8; 16];
+        let n = read_up_to(r, &mut head[..(len - pos).min(16) as usize])?;
+        let header = match BoxHeader::parse(&head[..n]) {
+            Ok(Some(h)) => h,
+            _ => break,
+        };
+        let Some(end) = header.size.map_or(Some(len), |s| pos.checked_add(s)) else {
+            break;
+        };
+        let body_at = pos + header.header_len as u64;
+        match &header.kind {
+            b"moof" => {
+                pending.clear();
+                if end > len || end - pos > MAX_MOOF || body_at > end {
+                    break;
+                }
+                body.resize((end - body_at) as usize, 0);
+                r.seek(SeekFrom::Start(body_at))?;
+                r.read_exact(&mut body)?;
+                match parse_moof(&body, pos) {
+                    Ok(runs) => pending = runs,
+                    Err(_) => break,
+                }
+            }
+            b"mdat" => {
+                let data_end = end.min(len);
+                for run in pending.drain(..) {
+                    if run.offset < body_at {
+                        continue;
+                    }
+                    let mut at = run.offset;
+                    let mut keep = 0;
+                    for s in &run.samples {
+                        match at.checked_add(s.size as u64) {
+                            Some(e) if e <= data_end => at = e,
+                            _ => break,
+                        }
+                        keep += 1;
+                    }
+                    let mut samples = run.samples;
+                    samples.truncate(keep);
+                    if !samples.is_empty() {
+                        out.push(SegmentRun {
+                            track_id: run.track_id,
+                            decode_time: run.decode_time,
+                            offset: run.offset,
+                            samples,
+                        });
+                    }
+                }
+            }
+            _ => {}
+        }
+        if end <= pos || end >= len {
+            break;
+        }
+        pos = end;
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::moov::BoxOut;

@@ -4,12 +4,15 @@
 //! only ever calls `Recorders` (to open a recording) and the hub feeds each open recording as
 //! a reader (`RecorderReader`); every file is written on a worker thread.
 
+pub mod cut;
 pub mod flv;
 pub mod fmp4;
 pub mod hls;
+pub mod index;
 pub mod merge;
 pub mod paths;
 pub mod pool;
+pub mod retention;
 
 pub use pool::{RecorderReader, Recorders, RecordingId};
 
@@ -36,6 +39,8 @@ pub struct RecordConfig {
     pub queue_len: usize,
     /// A held-back recording whose worker makes no progress this long (a stuck disk) stops.
     pub stall_ms: u64,
+    /// `--record-keep-days`, `--record-max-size`, `--record-min-free` (`retention`).
+    pub retention: retention::Bounds,
 }
 
 impl Default for RecordConfig {
@@ -51,6 +56,7 @@ impl Default for RecordConfig {
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             queue_len: 4096,
             stall_ms: 10_000,
+            retention: retention::Bounds::default(),
         }
     }
 }

@@ -25,6 +25,8 @@ pub type RecordingId = u64;
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(if cfg!(test) { 30 } else { 4 });
 /// Sinks are flushed when this much wall time passed without a flush.
 const IDLE_FLUSH: Duration = Duration::from_secs(1);
+/// Free bytes above the retention floor before a recording stopped by a full disk resumes.
+const RESUME_MARGIN: u64 = 8 << 20;
 /// Bytes queued per recording before its publisher is held back (beside `queue_len` frames).
 const QUEUE_BYTES: usize = 32 << 20;
 
@@ -84,6 +86,8 @@ pub struct Recorders {
     /// No recorder is on: `open` returns `None`.
     idle: bool,
     wake: Option<Wake>,
+    /// The retention thread (deletions, bounds); `None` when no recorder is on.
+    keeper: Option<super::retention::Keeper>,
 }
 
 impl Recorders {
@@ -100,8 +104,19 @@ impl Recorders {
         if !idle {
             std::fs::create_dir_all(&config.data_dir)?;
             repair(&config.data_dir);
+            for line in super::index::startup(&config.data_dir) {
+                log::info!("{line}");
+            }
             ignore_file_size_signal();
         }
+        let keeper = if idle {
+            None
+        } else {
+            Some(super::retention::Keeper::start(
+                config.data_dir.clone(),
+                config.retention,
+            )?)
+        };
         let config = Arc::new(config);
         let count = if idle { 0 } else { config.workers.max(1) };
         let mut workers = Vec::with_capacity(count);
@@ -109,6 +124,7 @@ impl Recorders {
             let (tx, rx) = mpsc::channel();
             let ctx = WorkerCtx {
                 rx,
+                keeper: keeper.as_ref().map(|k| k.handle()),
                 makers: makers.clone(),
                 config: config.clone(),
                 sessions: HashMap::new(),
@@ -124,7 +140,13 @@ impl Recorders {
             next_id: 1,
             idle,
             wake: None,
+            keeper,
         })
+    }
+
+    /// The retention thread's queue (API deletions), when recording is on.
+    pub fn keeper(&self) -> Option<super::retention::KeeperHandle> {
+        self.keeper.as_ref().map(|k| k.handle())
     }
 
     /// How workers wake the loop when a held-back recording has drained.
@@ -383,16 +405,62 @@ fn ignore_file_size_signal() {
 
 struct Session {
     key: StreamKey,
+    /// The session's index id (`paths::local_stamp` of its start) and start.
+    id: String,
+    started: SystemTime,
     /// Each running sink with its row in `shared.status`.
     sinks: Vec<(Box<dyn Sink>, usize)>,
     /// Media bytes each recorder took (by status row), published with the status.
     bytes: Vec<u64>,
     shared: Arc<Shared>,
+    /// The latest metadata and sequence headers (per track), for a recording that resumes.
+    headers: Vec<Frame>,
+    /// A recorder stopped because the disk is full: the worker resumes the session when space returns.
+    out_of_space: bool,
+    /// After a resume: video waits for its next keyframe.
+    await_key: bool,
 }
 
+/// Stopped for lack of space (full file system or quota), which `retention` or an operator can mend.
+fn is_space(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    )
+}
+
+/// What the health shows for a recorder stopped by a full disk.
+const NO_SPACE: &str =
+    "no space left in the data dir: recording resumes by itself when space returns";
+/// Headers kept per session at most (metadata, and a sequence header per track).
+const MAX_HEADERS: usize = 16;
+
 impl Session {
+    /// Keeps the latest metadata and sequence header of each track.
+    fn remember(&mut self, frame: &Frame) {
+        if !(frame.config || frame.track == crate::media::Track::Meta) {
+            return;
+        }
+        let same = |h: &Frame| {
+            h.track == frame.track && h.track_id == frame.track_id && h.config == frame.config
+        };
+        if let Some(h) = self.headers.iter_mut().find(|h| same(h)) {
+            *h = frame.clone();
+        } else if self.headers.len() < MAX_HEADERS {
+            self.headers.push(frame.clone());
+        }
+    }
+
     fn frame(&mut self, frame: &Frame) {
+        self.remember(frame);
+        if self.await_key && frame.track == crate::media::Track::Video && !frame.config {
+            if !frame.key {
+                return;
+            }
+            self.await_key = false;
+        }
         let (bytes, shared) = (&mut self.bytes, &self.shared);
+        let out_of_space = &mut self.out_of_space;
         self.sinks
             .retain_mut(|(sink, row)| match sink.frame(frame) {
                 Ok(()) => {
@@ -401,7 +469,14 @@ impl Session {
                 }
                 Err(e) => {
                     log::error!("{} stopped: {e}", sink.describe());
-                    set_status(shared, *row, stopped(&e, bytes[*row]));
+                    let mut state = stopped(&e, bytes[*row]);
+                    if is_space(&e) {
+                        *out_of_space = true;
+                        if let RecorderState::Stopped { why, .. } = &mut state {
+                            *why = format!("{NO_SPACE} ({e})");
+                        }
+                    }
+                    set_status(shared, *row, state);
                     // Finalise what was written; its own error adds nothing to the first one.
                     if let Err(e) = sink.finish() {
                         log::debug!("{}: finish after error: {e}", sink.describe());
@@ -443,11 +518,19 @@ impl Session {
 
     fn flush(&mut self) {
         let (bytes, shared) = (&self.bytes, &self.shared);
+        let out_of_space = &mut self.out_of_space;
         self.sinks.retain_mut(|(sink, row)| match sink.flush() {
             Ok(()) => true,
             Err(e) => {
                 log::error!("{} stopped: {e}", sink.describe());
-                set_status(shared, *row, stopped(&e, bytes[*row]));
+                let mut state = stopped(&e, bytes[*row]);
+                if is_space(&e) {
+                    *out_of_space = true;
+                    if let RecorderState::Stopped { why, .. } = &mut state {
+                        *why = format!("{NO_SPACE} ({e})");
+                    }
+                }
+                set_status(shared, *row, state);
                 let _ = sink.finish();
                 false
             }
@@ -486,6 +569,7 @@ fn stopped(e: &io::Error, bytes: u64) -> RecorderState {
 
 struct WorkerCtx {
     rx: Receiver<Job>,
+    keeper: Option<super::retention::KeeperHandle>,
     makers: Arc<Vec<SinkMaker>>,
     config: Arc<RecordConfig>,
     sessions: HashMap<RecordingId, Session>,
@@ -515,7 +599,7 @@ impl WorkerCtx {
                 }) => self.open(id, key, started, shared),
                 Some(Job::Close { id }) => {
                     if let Some(s) = self.sessions.remove(&id) {
-                        s.finish();
+                        self.end(s);
                     }
                 }
                 Some(Job::Shutdown) => break,
@@ -527,10 +611,76 @@ impl WorkerCtx {
                 for s in self.sessions.values_mut() {
                     s.flush();
                 }
+                self.resume_when_space();
             }
         }
-        for (_, s) in self.sessions.drain() {
-            s.finish();
+        let sessions: Vec<Session> = self.sessions.drain().map(|(_, s)| s).collect();
+        for s in sessions {
+            self.end(s);
+        }
+    }
+
+    /// Sessions stopped by a full disk start again (as a new session, from the cached headers and
+    /// the next keyframe) once the data dir has room above the retention floor.
+    fn resume_when_space(&mut self) {
+        let waiting: Vec<RecordingId> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.out_of_space)
+            .map(|(&id, _)| id)
+            .collect();
+        if waiting.is_empty() {
+            return;
+        }
+        if let Some(k) = &self.keeper {
+            k.nudge();
+        }
+        let data = self.config.data_dir.clone();
+        let Some((avail, total)) = super::retention::fs_space(&data) else {
+            return;
+        };
+        let floor = super::retention::min_free_for(&self.config.retention, total);
+        if avail < floor.saturating_add(RESUME_MARGIN) {
+            return;
+        }
+        for id in waiting {
+            let Some(s) = self.sessions.remove(&id) else {
+                continue;
+            };
+            let (key, shared, headers) = (s.key.clone(), s.shared.clone(), s.headers.clone());
+            self.end(s);
+            log::info!(
+                "recording of {key} resumes: {avail} bytes free in {} again",
+                data.display()
+            );
+            self.open(id, key, SystemTime::now(), shared);
+            if let Some(s) = self.sessions.get_mut(&id) {
+                for h in &headers {
+                    s.frame(h);
+                }
+                s.await_key = headers
+                    .iter()
+                    .any(|h| h.track == crate::media::Track::Video);
+            }
+        }
+    }
+
+    /// Finalises a session's files, then puts its facts in the index and lets retention look.
+    fn end(&self, s: Session) {
+        let (key, id, started) = (s.key.clone(), s.id.clone(), s.started);
+        s.finish();
+        let data = &self.config.data_dir;
+        let _g = super::index::key_lock(&key);
+        super::index::session_ended(
+            data,
+            &key,
+            &id,
+            super::paths::unix_ms(started),
+            super::paths::unix_ms(SystemTime::now()),
+        );
+        drop(_g);
+        if let Some(k) = &self.keeper {
+            k.nudge();
         }
     }
 
@@ -545,9 +695,11 @@ impl WorkerCtx {
             .collect();
         for old in stale {
             if let Some(s) = self.sessions.remove(&old) {
-                s.finish();
+                self.end(s);
             }
         }
+        // Sinks archive the previous session's files as they start: not while retention deletes them.
+        let guard = super::index::key_lock(&key);
         let info = SessionInfo {
             config: &self.config,
             key: &key,
@@ -568,12 +720,25 @@ impl WorkerCtx {
                 }
             }
         }
+        let stamp = super::paths::local_stamp(started);
+        super::index::session_opened(
+            &self.config.data_dir,
+            &key,
+            &stamp,
+            super::paths::unix_ms(started),
+        );
+        drop(guard);
         *lock(&shared.status) = status;
         let bytes = vec![0; self.makers.len()];
         self.sessions.insert(
             id,
             Session {
                 key,
+                id: stamp,
+                started,
+                headers: Vec::new(),
+                out_of_space: false,
+                await_key: false,
                 sinks,
                 bytes,
                 shared,
@@ -601,6 +766,7 @@ mod tests {
             workers: 2,
             queue_len: 4096,
             stall_ms: 10_000,
+            retention: Default::default(),
         }
     }
 

@@ -369,6 +369,37 @@ impl Server {
             "Tracks a recorder could not hold (codec or second track), once per recording.",
             &[("", crate::record::skipped_tracks().to_string())],
         );
+        let deleted: Vec<(String, String)> = crate::record::retention::Reason::ALL
+            .iter()
+            .map(|r| {
+                (
+                    format!("{{reason=\"{}\"}}", r.as_str()),
+                    crate::record::retention::deleted(*r).to_string(),
+                )
+            })
+            .collect();
+        let deleted: Vec<(&str, String)> = deleted
+            .iter()
+            .map(|(l, v)| (l.as_str(), v.clone()))
+            .collect();
+        metric(
+            "rtmpd_recordings_deleted_total",
+            "counter",
+            "Recording sessions deleted, by why: keep-days, max-size, min-free (retention) or api.",
+            &deleted,
+        );
+        metric(
+            "rtmpd_recordings_deleted_bytes_total",
+            "counter",
+            "Bytes freed by deleting recording sessions.",
+            &[("", crate::record::retention::freed_bytes().to_string())],
+        );
+        metric(
+            "rtmpd_recordings_low_space",
+            "gauge",
+            "1 while the data dir's file system is under --record-min-free with nothing left to delete.",
+            &[("", u8::from(crate::record::retention::low_space()).to_string())],
+        );
         metric(
             "rtmpd_slow_viewer_skips_total",
             "counter",

@@ -18,7 +18,6 @@ use crate::http::response;
 use crate::http::route::{route, Route};
 use crate::http::ws::{self, WsInputEvent, WsSession};
 use crate::hub::OutputForm;
-use crate::media::key::query_param;
 use crate::media::StreamKey;
 
 /// Answers queued on one connection before its pipelined requests wait for them to drain: without
@@ -182,8 +181,13 @@ impl Server {
             return self.http_reply(token, method_not_allowed(false), false);
         }
         let route = route(req.path());
+        if self.setup.mode == "file-gateway" && super::recordings::gateway_route(&route) {
+            // The file gateway answers the recordings listing and playback from its root's index.
+            return self.http_recordings_gateway(token, &req, route);
+        }
         // The web port is static files, plus the read-only API on the origin: its pages need it.
-        let api_on_web = self.setup.mode == "origin" && route.is_api();
+        let api_on_web =
+            self.setup.mode == "origin" && (route.is_api() || matches!(route, Route::Playback(_)));
         if listener == Listener::Web && !api_on_web {
             return self.http_static(token, &req);
         }
@@ -192,7 +196,15 @@ impl Server {
         if req.method == "OPTIONS" {
             return self.http_reply(token, response::options(keep_alive), keep_alive);
         }
-        if req.method != "GET" && !head_only {
+        let delete = req.method == "DELETE"
+            && matches!(
+                &route,
+                Route::ApiRecordingsOf {
+                    session: Some(_),
+                    ..
+                }
+            );
+        if req.method != "GET" && !head_only && !delete {
             let peer = self.conns.get(token).map(|c| c.peer);
             warn!("HTTP {peer:?}: method {} not allowed", req.method);
             return self.http_reply(token, method_not_allowed(keep_alive), keep_alive);
@@ -229,13 +241,16 @@ impl Server {
             Route::ApiServer => ("application/json", self.api_server()),
             Route::ApiRecordings => {
                 let query = req.query().unwrap_or("");
-                let (app, stream) = (query_param(query, "app"), query_param(query, "stream"));
                 let body = match &self.setup.data_dir {
-                    Some(dir) => super::recordings::recordings_json(dir, app, stream),
+                    Some(dir) => super::recordings::recordings_json(dir, query),
                     None => "{\"recordings\":[]}".to_string(),
                 };
                 ("application/json", body)
             }
+            Route::ApiRecordingsOf { key, session } => {
+                return self.http_recordings_of(token, &req, key, session)
+            }
+            Route::Playback(key) => return self.http_playback(token, &req, key),
             Route::Metrics => ("text/plain; version=0.0.4; charset=utf-8", self.metrics()),
         };
         let reply = response::text(200, content_type, &body, keep_alive, head_only);

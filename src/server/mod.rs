@@ -175,6 +175,8 @@ pub struct Server {
     certs: Option<crate::tls::CertStore>,
     /// Plaintext decrypted from one read (`tlsio`), reused.
     tls_plain: Vec<u8>,
+    /// Playback cuts in progress (`recordings`); started with the first one.
+    playback: Option<recordings::Playback>,
 }
 
 /// What a server process serves besides its listeners.
@@ -303,6 +305,7 @@ impl Server {
             gateway: None,
             certs: None,
             tls_plain: Vec::new(),
+            playback: None,
         })
     }
 
@@ -347,6 +350,7 @@ impl Server {
             if woken {
                 // A hook worker may have answered (wakes merge: take every answer).
                 self.hook_verdicts();
+                self.playback_done();
             }
             for t in std::mem::take(&mut self.pending_read) {
                 self.on_readable(t);

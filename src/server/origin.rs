@@ -438,6 +438,11 @@ impl Origin {
         publishers
     }
 
+    /// The retention thread's queue, for the API's deletions (`None` without recorders).
+    pub fn keeper(&self) -> Option<crate::record::retention::KeeperHandle> {
+        self.recorders.as_ref().and_then(|r| r.keeper())
+    }
+
     /// Finalises every recording and stops the recorder workers (after `shut_down`).
     pub fn finish_recordings(&mut self) {
         if let Some(rec) = self.recorders.take() {

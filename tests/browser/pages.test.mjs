@@ -688,6 +688,37 @@ browserTest("home page lists the recordings", async () => {
   assert.deepEqual(p.errors, [], "errors on the home page");
 });
 
+browserTest("recordings.html lists the sessions and plays a cut of one in place", async () => {
+  skipIfNoTools();
+  await vodEnded();
+  const api = await status("/api/recordings/live/vod", "GET");
+  const p = await open("recordings-page", "/recordings.html");
+  const row = '[data-recordings="live/vod"] tr[data-session]';
+  try {
+    await p.page.waitForSelector(row, { timeout: 15000 });
+    // The default cut (from 0 s, at most 60 s): its link, then played in the page's own <video>.
+    await p.page.click(`${row} .cut button`);
+    await p.page.click(`${row} .cut span button`);
+    await p.page.waitForFunction(min => {
+      const v = document.querySelector("#player video");
+      if (!v) return false;
+      let played = 0;
+      for (let i = 0; i < v.played.length; i++) played += v.played.end(i) - v.played.start(i);
+      return played >= min;
+    }, PLAY_SECONDS, { timeout: 30000, polling: 250 });
+  } catch (e) {
+    await shot(p);
+    await p.page.close();
+    assert.fail((api !== 200 ? `BLOCKED (server side): GET /api/recordings/live/vod -> ${api}. ` : "") +
+      "the recordings page did not list live/vod or play its cut: " + e.message + "; " + p.errors.join("; "));
+  }
+  const playing = await p.page.evaluate(() => window.rtmpdState.playing);
+  assert.match(playing.url, /^\/playback\/live\/vod\.mp4\?start=.+&duration=\d+$/);
+  await shot(p);
+  await p.page.close();
+  assert.deepEqual(p.errors, [], "errors on the recordings page");
+});
+
 // ---- the dashboard (issue 17), against the origin's real /api/streams `health` and /api/streams/history:
 // "stream" (the fixture: a keyframe every 2 s) is green, "slowgop" (one keyframe per 10 s loop) red with the
 // advice, "audio" shows a level meter.

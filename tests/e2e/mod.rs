@@ -17,6 +17,7 @@ mod platform;
 #[cfg(unix)]
 mod proxy;
 mod record;
+mod recordings;
 mod robustness;
 mod timeouts;
 mod timestamps;
