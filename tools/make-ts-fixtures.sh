@@ -8,6 +8,9 @@
 #   h264_mp3.ts   H.264 + MP3 44.1 kHz stereo (stream type 0x03)
 #   h264_ac3.ts   H.264 + AC-3 48 kHz stereo (stream type 0x81)
 #   h264_opus.ts  H.264 + Opus 48 kHz stereo (stream type 0x06, registration descriptor 'Opus')
+#   eac3.ts       audio only, 1 s of E-AC-3 48 kHz stereo (stream type 0x87)
+#   ac3_dvb.ts    audio only, 1 s of AC-3 48 kHz mono the DVB way (-mpegts_flags system_b: stream
+#                 type 0x06 with the AC-3 descriptor 0x6a)
 #
 # Each is 2 s of a 160x120 test pattern at 25 fps (keyframe every second) and a sine tone.
 # Run from anywhere: sh tools/make-ts-fixtures.sh
@@ -34,13 +37,19 @@ make hevc_aac "$hevc" 44100 1 "-c:a aac -b:a 32k"
 make h264_mp3 "$h264" 44100 2 "-c:a libmp3lame -b:a 64k"
 make h264_ac3 "$h264" 48000 2 "-c:a ac3 -b:a 96k"
 make h264_opus "$h264" 48000 2 "-c:a libopus -b:a 48k"
+# shellcheck disable=SC2086
+ffmpeg $common -f lavfi -i "sine=frequency=440:sample_rate=48000:duration=1" -ac 2 -c:a eac3 -b:a 96k \
+    -f mpegts "$out/eac3.ts"
+# shellcheck disable=SC2086
+ffmpeg $common -f lavfi -i "sine=frequency=440:sample_rate=48000:duration=1" -ac 1 -c:a ac3 -b:a 64k \
+    -mpegts_flags system_b -f mpegts "$out/ac3_dvb.ts"
 
 # count FILE STREAM WHAT: ffprobe's count of one stream (nb_read_packets or nb_read_frames).
 count() {
     ffprobe -v error "-count_${3#nb_read_}" -select_streams "$2" -show_entries "stream=$3" \
         -of default=noprint_wrappers=1:nokey=1 "$1" | head -n 1
 }
-for f in h264_aac hevc_aac h264_mp3 h264_ac3 h264_opus; do
+for f in h264_aac hevc_aac h264_mp3 h264_ac3 h264_opus eac3 ac3_dvb; do
     t="$out/$f.ts"
     echo "$f.ts bytes=$(wc -c <"$t" | tr -d ' ')" \
         "video packets=$(count "$t" v:0 nb_read_packets) frames=$(count "$t" v:0 nb_read_frames)" \

@@ -442,9 +442,79 @@ fn aac_frames_of_one_pes_are_timed_apart() {
     }
 }
 
+/// Every fixture's name: the five above and two audio-only ones.
+fn all_fixtures() -> impl Iterator<Item = &'static str> {
+    FIXTURES.iter().map(|f| f.0).chain(["eac3", "ac3_dvb"])
+}
+
+/// Audio only: E-AC-3 (stream type 0x87) and AC-3 the DVB way (0x06 with descriptors); ffprobe
+/// counts 32 frames in each (tools/make-ts-fixtures.sh).
+#[test]
+fn audio_only_eac3_and_dvb_ac3() {
+    for (name, codec, channels) in [("eac3", Codec::Eac3, 2), ("ac3_dvb", Codec::Ac3, 1)] {
+        let (frames, mut d) = demux(&data(&format!("ts/{name}.ts")));
+        assert_eq!(errors(&mut d), vec![], "{name}");
+        assert!(
+            frames.iter().all(|f| f.track == Track::Audio && !f.config),
+            "{name}"
+        );
+        assert_eq!(frames.len(), 32, "{name}");
+        for f in &frames {
+            assert_eq!(f.codec, codec);
+            let s = ac3::SyncFrame::parse(f.payload()).unwrap();
+            assert_eq!(
+                (s.sample_rate, s.channels(), s.frame_len),
+                (48_000, channels, f.payload().len())
+            );
+        }
+        assert!(
+            frames
+                .windows(2)
+                .all(|w| w[1].dts.wrapping_sub(w[0].dts) == 32),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn pmt_stream_kinds() {
+    assert_eq!(Kind::from_pmt(0x06, &[0x6a, 1, 0]), Some(Kind::Ac3));
+    assert_eq!(Kind::from_pmt(0x06, &[0x7a, 1, 0]), Some(Kind::Eac3));
+    assert_eq!(Kind::from_pmt(0x06, b"\x05\x04EAC3"), Some(Kind::Eac3));
+    let opus = |d: &[u8]| Kind::from_pmt(0x06, d);
+    assert_eq!(opus(b"\x05\x04Opus"), Some(Kind::Opus { channels: 2 }));
+    assert_eq!(
+        opus(b"\x05\x04Opus\x7f\x02\x80\x06"),
+        Some(Kind::Opus { channels: 6 })
+    );
+    // Dual mono and explicit channel maps are not carried.
+    assert_eq!(opus(b"\x05\x04Opus\x7f\x02\x80\x00"), None);
+    assert_eq!(opus(b"\x05\x04Opus\x7f\x02\x80\x81"), None);
+    // A truncated descriptor, no descriptor, MPEG-2 video, an unknown type.
+    assert_eq!(opus(b"\x05\x09Opus"), None);
+    assert_eq!(opus(&[]), None);
+    assert_eq!(Kind::from_pmt(0x02, &[]), None);
+    assert_eq!(Kind::from_pmt(0xff, &[]), None);
+    // The OpusHead of a 5.1 stream: family 1 in the Vorbis order.
+    let h = opus::OpusHead::parse(&opus_head(6, 312)).unwrap();
+    assert_eq!(
+        (
+            h.channels,
+            h.mapping_family,
+            h.stream_count,
+            h.coupled_count,
+            h.pre_skip
+        ),
+        (6, 1, 4, 2, 312)
+    );
+    assert_eq!(h.mapping, [0, 4, 1, 2, 3, 5]);
+    let h = opus::OpusHead::parse(&opus_head(1, 0)).unwrap();
+    assert_eq!((h.channels, h.mapping_family), (1, 0));
+}
+
 #[test]
 fn every_fixture_one_byte_at_a_time_and_every_split_of_the_first_4k() {
-    for (name, ..) in FIXTURES {
+    for name in all_fixtures() {
         let ts = data(&format!("ts/{name}.ts"));
         let (whole, _) = demux(&ts);
         let cuts: Vec<usize> = (1..ts.len()).collect();
