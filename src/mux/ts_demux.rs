@@ -8,8 +8,8 @@
 //!
 //! - H.264 Annex B -> AVCC access units (legacy FLV video tags) plus an
 //!   AVCDecoderConfigurationRecord config frame from the in-band SPS/PPS, again whenever they
-//!   change. AUD, SPS and PPS NAL units leave the access unit (they live in the config); the
-//!   keyframe flag is "has an IDR slice".
+//!   change. AUD, SPS, PPS and filler NAL units leave the access unit (the parameter sets live in
+//!   the config); the keyframe flag is "has an IDR slice".
 //! - H.265 -> Enhanced RTMP `hvc1` tags (CodedFrames, or CodedFramesX when PTS = DTS, as FFmpeg
 //!   writes them) plus an HEVCDecoderConfigurationRecord from the VPS/SPS/PPS; key = IRAP.
 //! - AAC in ADTS -> an AudioSpecificConfig config frame (again when it changes) and one raw AAC
@@ -58,6 +58,9 @@ pub const MAX_SECTION: usize = 1024;
 pub const MAX_PARAM_SETS: usize = 16;
 /// Errors queued for `poll_error`; more are counted in `Stats::errors` only.
 const MAX_QUEUED_ERRORS: usize = 32;
+/// Filler data NAL unit types (H.264 Table 7-1, H.265 Table 7-1).
+const NAL_AVC_FILLER: u8 = 12;
+const NAL_HEVC_FILLER: u8 = 38;
 /// 2^33: the PTS/DTS period.
 const TS_PERIOD: i64 = 1 << 33;
 
@@ -293,9 +296,10 @@ impl Clock {
         if step >= TS_PERIOD / 2 {
             step -= TS_PERIOD;
         }
-        let now = last + step;
+        // Saturating: only a hostile stream of billions of maximal jumps could reach the ends.
+        let now = last.saturating_add(step);
         self.state = Some((base, now));
-        now - base
+        now.saturating_sub(base)
     }
 }
 
@@ -756,8 +760,13 @@ impl TsDemuxer {
                 }
                 continue;
             }
-            let aud = if hevc { hevc::NAL_AUD } else { avc::NAL_AUD };
-            if ty == aud {
+            // Delimiters mean nothing in AVCC, and filler data (CBR encoders send a lot) is waste.
+            let (aud, filler) = if hevc {
+                (hevc::NAL_AUD, NAL_HEVC_FILLER)
+            } else {
+                (avc::NAL_AUD, NAL_AVC_FILLER)
+            };
+            if ty == aud || ty == filler {
                 continue;
             }
             avcc.extend_from_slice(&(nal.len() as u32).to_be_bytes());

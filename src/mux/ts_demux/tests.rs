@@ -878,7 +878,7 @@ fn annex_b_splits_on_3_and_4_byte_start_codes() {
 }
 
 #[test]
-fn h264_parameter_set_change_sends_a_new_config() {
+fn h264_parameter_set_change_sends_a_new_config_and_leaves_the_access_unit() {
     // Two GOPs whose SPS differ (a resolution change): two configs, each before its keyframe.
     let input = flv_frames(&data("fixture.flv"));
     let ts = mux(&input, 90_000);
@@ -893,7 +893,9 @@ fn h264_parameter_set_change_sends_a_new_config() {
     other[3] ^= 0x03;
     let mut es = Vec::new();
     for sps in [&cfg.sps[0][..], &other[..]] {
-        for nal in [sps, &cfg.pps[0][..], &[0x65, 0x88, 0x84][..]] {
+        // With a delimiter and filler data, which leave the access unit too.
+        let (aud, filler) = (&[0x09, 0xf0][..], &[0x0c, 0xff, 0xff, 0x80][..]);
+        for nal in [aud, sps, &cfg.pps[0][..], filler, &[0x65, 0x88, 0x84][..]] {
             es.extend_from_slice(&[0, 0, 0, 1]);
             es.extend_from_slice(nal);
         }
@@ -930,7 +932,7 @@ fn h264_parameter_set_change_sends_a_new_config() {
     );
     let pictures = media(&frames, Track::Video);
     assert_eq!(pictures.len(), 3);
-    // The parameter sets left the access unit: only the IDR slice remains.
+    // The parameter sets, the delimiter and the filler left the access unit: the IDR slice remains.
     assert!(pictures
         .iter()
         .all(|f| f.key && f.payload() == [0, 0, 0, 3, 0x65, 0x88, 0x84]));
