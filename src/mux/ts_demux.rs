@@ -15,7 +15,7 @@
 //! - AAC in ADTS -> an AudioSpecificConfig config frame (again when it changes) and one raw AAC
 //!   frame per ADTS frame; MP3 -> legacy MP3 tags, one per MPEG audio frame; AC-3 and E-AC-3 ->
 //!   Enhanced RTMP `ac-3`/`ec-3` tags, one per sync frame (an E-AC-3 frame keeps its dependent
-//!   substreams); Opus (stream type 0x06 with the `Opus` registration descriptor, ETSI TS 102 366
+//!   substreams); Opus (stream type 0x06 with the `Opus` registration descriptor, the Opus-in-TS
 //!   control-header framing) -> an OpusHead config and one `Opus` tag per packet. Every audio frame
 //!   of a PES gets its own time: the PES PTS plus the samples before it.
 //! - Timestamps: milliseconds from PTS/DTS (90 kHz), composition time = PTS - DTS, the 33-bit
@@ -30,6 +30,9 @@
 //! sections over `MAX_SECTION` are dropped, at most `MAX_PARAM_SETS` parameter sets of a kind.
 //! Hostile input is counted (`Stats`) and reported (`poll_error`, a bounded queue), never a panic.
 //! Video before the first config and keyframe is dropped (counted), as a player could not use it.
+//! A PES that states its length is released as soon as it is whole; one without (what encoders
+//! write for video) when the next one starts, so video leaves one frame late, as from any TS
+//! demuxer; `flush` releases the last.
 //!
 //! What it does not do: sockets, SRT, clocks, logging (the caller logs what `poll_error` gives),
 //! timestamp policy (the normaliser's), PES split across several access units (one PES is one
@@ -1224,7 +1227,7 @@ fn eac3_dependent_len(b: &[u8]) -> Option<usize> {
     Some((((usize::from(h[2] & 0x07) << 8) | usize::from(h[3])) + 1) * 2)
 }
 
-/// One Opus access unit at `pos` (ETSI TS 102 366 / "Opus in MPEG-TS": 0x7FE0 control header,
+/// One Opus access unit at `pos` (the Opus-in-MPEG-TS mapping: 0x7FE0 control header,
 /// 0xFF-run size, optional trims and extension): (packet, start trim, where the next starts).
 fn opus_access_unit(es: &[u8], mut pos: usize) -> Option<(&[u8], Option<u16>, usize)> {
     let h = es.get(pos..pos + 2)?;
