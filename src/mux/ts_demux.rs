@@ -19,10 +19,11 @@
 //!   control-header framing) -> an OpusHead config and one `Opus` tag per packet. Every audio frame
 //!   of a PES gets its own time: the PES PTS plus the samples before it.
 //! - Timestamps: milliseconds from PTS/DTS (90 kHz), composition time = PTS - DTS, the 33-bit
-//!   wrap unwrapped, counted from the first timestamp seen (so a stream starts near 0 as an RTMP
-//!   publisher's does; a frame a little before it wraps to just under 2^32, which the normaliser
-//!   reads as a small step back). The PCR is not used: the hub's normaliser (`media::time`) is the
-//!   one place that judges jumps and skew.
+//!   wrap unwrapped, counted from the first timestamp seen plus `START_MS` (so a stream starts
+//!   near 0 as an RTMP publisher's does, and the other track's first frames, which may be a little
+//!   earlier, are not negative: video DTS trails audio PTS by the reordering delay when the first
+//!   PES to end is audio). The PCR is not used: the hub's normaliser (`media::time`) is the one
+//!   place that judges jumps and skew.
 //!
 //! Bounds: one program (the first of the PAT), one video and one audio stream (the first of each
 //! kind the PMT lists that we understand; others are ignored), a PES over its cap
@@ -64,6 +65,8 @@ const MAX_QUEUED_ERRORS: usize = 32;
 /// Filler data NAL unit types (H.264 Table 7-1, H.265 Table 7-1).
 const NAL_AVC_FILLER: u8 = 12;
 const NAL_HEVC_FILLER: u8 = 38;
+/// The time of the first timestamp seen, in ms: room for frames stamped up to 1 s before it.
+pub const START_MS: i64 = 1000;
 /// 2^33: the PTS/DTS period.
 const TS_PERIOD: i64 = 1 << 33;
 
@@ -281,8 +284,8 @@ impl Stream {
     }
 }
 
-/// PTS/DTS to stream milliseconds: the 33-bit wrap unwrapped against the last value seen, counted
-/// from the first value seen.
+/// PTS/DTS to stream time in 90 kHz ticks: the 33-bit wrap unwrapped against the last value seen,
+/// counted from the first value seen, which is at `START_MS`.
 #[derive(Debug, Default)]
 struct Clock {
     /// (first value, last unwrapped value), 90 kHz.
@@ -290,7 +293,7 @@ struct Clock {
 }
 
 impl Clock {
-    /// The 90 kHz time of `ts` (33 bits) since the first timestamp, unwrapped.
+    /// The 90 kHz time of `ts` (33 bits): since the first timestamp, unwrapped, plus `START_MS`.
     fn ticks(&mut self, ts: u64) -> i64 {
         let ts = (ts & TS_MASK) as i64;
         let (base, last) = *self.state.get_or_insert((ts, ts));
@@ -302,7 +305,7 @@ impl Clock {
         // Saturating: only a hostile stream of billions of maximal jumps could reach the ends.
         let now = last.saturating_add(step);
         self.state = Some((base, now));
-        now.saturating_sub(base)
+        now.saturating_sub(base).saturating_add(START_MS * 90)
     }
 }
 

@@ -317,16 +317,18 @@ fn pes_times(ts: &[u8]) -> Vec<u64> {
 fn clock_unwraps_33_bits_both_ways() {
     let mut c = Clock::default();
     let top = TS_PERIOD as u64 - 900;
-    assert_eq!(c.ticks(top), 0);
-    assert_eq!(c.ticks(top + 450), 450);
+    let start = START_MS * 90;
+    assert_eq!(c.ticks(top), start);
+    assert_eq!(c.ticks(top + 450), start + 450);
     // Past 2^33 the wire value is small again.
-    assert_eq!(c.ticks(100), 1000);
-    // A B-frame PTS before the wrap still reads as slightly earlier.
-    assert_eq!(c.ticks(top + 800), 800);
-    assert_eq!(c.ticks(5000), 5900);
+    assert_eq!(c.ticks(100), start + 1000);
+    // A B-frame PTS before the wrap still reads as slightly earlier; so does one before the first.
+    assert_eq!(c.ticks(top + 800), start + 800);
+    assert_eq!(c.ticks(top - 9000), start - 9000);
+    assert_eq!(c.ticks(5000), start + 5900);
     // A second wrap, stepping forward in 2^31 steps.
     let mut t = 5000u64;
-    let mut want = 5900i64;
+    let mut want = start + 5900;
     for _ in 0..8 {
         t = (t + (1 << 31)) & TS_MASK;
         want += 1 << 31;
@@ -954,4 +956,36 @@ fn errors_display_one_line_each() {
         let s = e.to_string();
         assert!(s.starts_with("MPEG-TS ") && !s.contains('\n'), "{s}");
     }
+}
+
+/// When the first PES to end is audio, video whose DTS is a little earlier (the reordering delay)
+/// comes out just before the start, not at a negative (wrapped) time.
+#[test]
+fn frames_earlier_than_the_first_one_are_not_negative() {
+    let mut input = flv_frames(&data("fixture.flv"));
+    // The AAC config and first AAC frame (at 46 ms or so) go first in the TS.
+    let first_audio = input
+        .iter()
+        .position(|f| f.track == Track::Audio && !f.config)
+        .unwrap();
+    let audio_dts = input[first_audio].dts;
+    assert!(audio_dts > 0);
+    let a = input.remove(first_audio);
+    let c = input.remove(
+        input
+            .iter()
+            .position(|f| f.config && f.track == Track::Audio)
+            .unwrap(),
+    );
+    input.splice(0..0, [c, a]);
+    let (out, mut d) = demux(&mux(&input, 90_000));
+    assert_eq!(errors(&mut d), vec![]);
+    assert_eq!(
+        out[1].dts, START_MS as u32,
+        "the first frame is at START_MS"
+    );
+    assert_eq!(out[1].track, Track::Audio);
+    let video = media(&out, Track::Video);
+    assert_eq!(i64::from(video[0].dts), START_MS - i64::from(audio_dts));
+    assert!(out.iter().all(|f| f.dts < 1 << 31), "no wrapped time");
 }
