@@ -989,3 +989,53 @@ fn frames_earlier_than_the_first_one_are_not_negative() {
     assert_eq!(i64::from(video[0].dts), START_MS - i64::from(audio_dts));
     assert!(out.iter().all(|f| f.dts < 1 << 31), "no wrapped time");
 }
+
+/// FFmpeg 9 (it reads Enhanced RTMP HEVC, Opus, AC-3 and E-AC-3 in FLV) decodes what the
+/// demuxer made of every fixture, written as FLV the way the FLV recorder writes frames, without
+/// a complaint and with ffprobe's frame counts.
+#[test]
+#[ignore = "needs FFmpeg 9: sh tools/fetch-ffmpeg.sh, then cargo test -- --ignored ffmpeg9"]
+fn ffmpeg9_decodes_the_demuxed_frames_as_flv() {
+    let ffmpeg = crate::testutil::ffmpeg9();
+    let dir = crate::testutil::TempDir::new("ts-demux");
+    let counts = FIXTURES
+        .iter()
+        .map(|&(name, _, _, v, a)| (name, v, a))
+        .chain([("eac3", 0, 32), ("ac3_dvb", 0, 32)]);
+    for (name, nv, na) in counts {
+        let (frames, _) = demux(&data(&format!("ts/{name}.ts")));
+        let mut flv = crate::mux::flv::file_header(na > 0, nv > 0).to_vec();
+        for f in &frames {
+            crate::mux::flv::write_tag(&mut flv, f);
+        }
+        let path = dir.path().join(format!("{name}.flv"));
+        std::fs::write(&path, &flv).unwrap();
+        let out = std::process::Command::new(&ffmpeg)
+            .args(["-hide_banner", "-xerror", "-i"])
+            .arg(&path)
+            .args(["-map", "0", "-f", "framemd5", "-"])
+            .output()
+            .expect("FFmpeg 9");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{name}: {stderr}");
+        assert!(!stderr.to_lowercase().contains("error"), "{name}: {stderr}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        // "#media_type 0: video" names each stream's index.
+        let index = |kind: &str| {
+            text.lines()
+                .find_map(|l| {
+                    l.strip_prefix("#media_type ")?
+                        .strip_suffix(&format!(": {kind}"))
+                })
+                .map(|i| format!("{i},"))
+        };
+        let count = |kind: &str| {
+            index(kind).map_or(0, |i| text.lines().filter(|l| l.starts_with(&i)).count())
+        };
+        assert_eq!(
+            (count("video"), count("audio")),
+            (nv, na),
+            "{name}: {stderr}"
+        );
+    }
+}
