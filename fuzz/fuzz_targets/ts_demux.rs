@@ -31,7 +31,7 @@ fuzz_target!(|data: &[u8]| {
     let (mut got, mut got_errors) = (Vec::new(), Vec::new());
     feed_in_pieces(input, &steps, |piece| {
         split.push(piece);
-        // Drained after every piece, as the SRT session does: the error queue never fills.
+        // Drained after every piece, as the SRT session does.
         drain(&mut split, &mut got, &mut got_errors);
         true
     });
@@ -41,9 +41,10 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(got, want, "frames depend on the split");
     let (a, b) = (split.stats(), whole.stats());
     assert_eq!(a, b, "counters depend on the split");
-    // Fed whole, only the first 32 errors stay queued; below that the lists must match.
-    if want_errors.len() < 32 {
+    // At most 32 errors wait in the queue (the counter has them all): the lists can be compared
+    // when neither run lost one, which draining after each piece does not promise either.
+    assert!(got_errors.len() as u64 <= a.errors && want_errors.len() as u64 <= b.errors);
+    if got_errors.len() as u64 == a.errors && want_errors.len() as u64 == b.errors {
         assert_eq!(got_errors, want_errors, "errors depend on the split");
     }
-    assert_eq!(got_errors.len() as u64, a.errors);
 });

@@ -1039,3 +1039,36 @@ fn ffmpeg9_decodes_the_demuxed_frames_as_flv() {
         );
     }
 }
+
+/// fuzz/regressions/ts_demux/crash-e8f5b4d4...: a piece of mostly 0xff with a sync byte here and
+/// there made more errors than the queue holds (35) in one push. The target wrongly expected every
+/// error queued; the demuxer was right: the counter has them all, the queue the first 32, and
+/// frames and counters do not depend on the split.
+#[test]
+fn fuzz_ts_demux_crash_e8f5b4d4_more_errors_in_one_push_than_the_queue_holds() {
+    let input = include_bytes!(
+        "../../../fuzz/regressions/ts_demux/crash-e8f5b4d4be71fc5e156cc6d2f7b8adc217468300"
+    );
+    let (steps, ts) = input.split_at(4);
+    // The fuzz crate's feed_in_pieces: step s is s + 1 bytes, 0xff the rest.
+    let mut cuts = Vec::new();
+    let mut at = 0;
+    for &s in steps.iter().cycle() {
+        at = if s == 0xff {
+            ts.len()
+        } else {
+            at + usize::from(s) + 1
+        };
+        if at >= ts.len() {
+            break;
+        }
+        cuts.push(at);
+    }
+    let (whole, mut d) = demux(ts);
+    let (split, mut e) = demux_cuts(ts, &cuts);
+    assert_eq!(keys(&split), keys(&whole));
+    assert_eq!(d.stats(), e.stats());
+    assert!(d.stats().errors > MAX_QUEUED_ERRORS as u64);
+    assert_eq!(errors(&mut d).len(), MAX_QUEUED_ERRORS);
+    assert!(errors(&mut e).len() <= MAX_QUEUED_ERRORS);
+}
