@@ -1072,3 +1072,34 @@ fn fuzz_ts_demux_crash_e8f5b4d4_more_errors_in_one_push_than_the_queue_holds() {
     assert_eq!(errors(&mut d).len(), MAX_QUEUED_ERRORS);
     assert!(errors(&mut e).len() <= MAX_QUEUED_ERRORS);
 }
+
+/// Joining a stream mid-packet (an SRT caller connecting late): sync is found, the tables come
+/// round again, and video starts at the next keyframe with its config before it.
+#[test]
+fn joining_mid_stream_starts_at_a_keyframe_with_its_config() {
+    for name in ["h264_aac", "hevc_aac"] {
+        let ts = data(&format!("ts/{name}.ts"));
+        let (all, _) = demux(&ts);
+        let join = ts.len() / 3 + 77;
+        let (frames, mut d) = demux(&ts[join..]);
+        let skipped = PACKET_LEN - join % PACKET_LEN;
+        assert_eq!(
+            errors(&mut d),
+            vec![TsError::LostSync { skipped }],
+            "{name}"
+        );
+        let video: Vec<&Frame> = frames.iter().filter(|f| f.track == Track::Video).collect();
+        assert!(video[0].config && video[1].key, "{name}");
+        assert!(d.stats().dropped_before_key > 0, "{name}");
+        // From the keyframe on, the same pictures as from the start (times differ: counted from
+        // the first timestamp seen).
+        let tail = |f: &[&Frame]| f.iter().map(|f| f.data.clone()).collect::<Vec<_>>();
+        let from_start = media(&all, Track::Video);
+        let joined = media(&frames, Track::Video);
+        assert_eq!(
+            tail(&from_start[from_start.len() - joined.len()..]),
+            tail(&joined)
+        );
+        assert_eq!(joined.len(), 25, "{name}: the second GOP");
+    }
+}
