@@ -316,6 +316,22 @@ fn ms(ticks: i64) -> i64 {
 
 /// The sans-IO TS demuxer: `push` bytes split anywhere, then drain `poll_frame` (and
 /// `poll_error`); `flush` at the end of the stream releases the last video access unit.
+///
+/// ```
+/// use rtmpd::mux::ts_demux::TsDemuxer;
+///
+/// let mut demuxer = TsDemuxer::new();
+/// let received: &[u8] = &[0x47, 0x1f, 0xff, 0x10]; // what the socket gave: any piece
+/// demuxer.push(received);
+/// while let Some(frame) = demuxer.poll_frame() {
+///     // The hub takes it as it takes an RTMP publisher's frame.
+///     let _ = frame;
+/// }
+/// while let Some(e) = demuxer.poll_error() {
+///     eprintln!("{e}"); // one log line each (rate-limit them: a broken stream makes many)
+/// }
+/// assert_eq!(demuxer.stats().packets, 0, "a partial packet waits for the rest");
+/// ```
 #[derive(Debug, Default)]
 pub struct TsDemuxer {
     /// A partial packet (starts with the sync byte) carried between pushes.
