@@ -9,9 +9,10 @@ use rtmpd_fuzz::{feed_in_pieces, Cursor};
 type Key = (rtmpd::media::Track, u32, i32, bool, bool, bytes::Bytes);
 
 fn drain(d: &mut TsDemuxer, frames: &mut Vec<Key>, errors: &mut Vec<TsError>) {
-    frames.extend(std::iter::from_fn(|| d.poll_frame()).map(|f| {
-        (f.track, f.dts, f.cts, f.key, f.config, f.data)
-    }));
+    frames.extend(
+        std::iter::from_fn(|| d.poll_frame())
+            .map(|f| (f.track, f.dts, f.cts, f.key, f.config, f.data)),
+    );
     errors.extend(std::iter::from_fn(|| d.poll_error()));
 }
 
