@@ -177,6 +177,11 @@ def main():
     put("fmp4_mux", "av", b"\x0b\x00\x64" + seq)
     put("fmp4_mux", "audio_only", b"\x0a\x00\x10" + seq)
 
+    # MPEG-TS from FFmpeg (tests/data/ts): the tables and first PESs of each, whole and split.
+    for name in ["h264_aac", "hevc_aac", "h264_mp3", "h264_ac3", "h264_opus", "eac3", "ac3_dvb"]:
+        put("ts_demux", name, steps + read("ts/%s.ts" % name)[:188 * 32])
+    put("ts_demux", "h264_aac_split", b"\x00\xb3\x07\x5d" + read("ts/h264_aac.ts")[:188 * 16])
+
 
 if __name__ == "__main__":
     main()

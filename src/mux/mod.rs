@@ -9,3 +9,4 @@ pub mod m3u8;
 pub mod mp4;
 pub mod sample_entry;
 pub mod ts;
+pub mod ts_demux;
