@@ -259,6 +259,16 @@ impl Server {
 
     /// Everything that is not live or API: the pages and the recordings, from the static roots.
     fn http_static(&mut self, token: usize, req: &Request) {
+        if is_index_path(&req.target) {
+            // The recordings index (`record::index`, `{data}/index/`) is the API's to answer,
+            // behind --api-token; as static files it would list every session to anyone.
+            let keep_alive = req.keep_alive();
+            return self.http_reply(
+                token,
+                response::simple(404, "Not found.", keep_alive),
+                keep_alive,
+            );
+        }
         if !self.is_page(req.path()) {
             // A recording (or a listing of them): `--files-token` when set.
             let Some(peer) = self.conns.get(token).map(|c| c.peer) else {
@@ -593,5 +603,34 @@ fn flv_track(query: Option<&str>) -> Option<u8> {
             v.parse().ok()
         }
         Some(_) => None,
+    }
+}
+
+/// `/index` and what lies under it (however the path is spelled: percent-encoded, doubled
+/// slashes, case on case-insensitive file systems): the recordings index's folder, never served
+/// as files.
+fn is_index_path(target: &str) -> bool {
+    crate::http::path::clean_target(target).is_ok_and(|c| {
+        c.segments
+            .first()
+            .is_some_and(|s| s.eq_ignore_ascii_case(crate::record::index::INDEX_DIR))
+    })
+}
+
+#[cfg(test)]
+mod index_path_tests {
+    use super::is_index_path;
+
+    #[test]
+    fn the_recordings_index_is_never_a_static_file() {
+        assert!(is_index_path("/index/live/s.jsonl"));
+        assert!(is_index_path("/index/"));
+        assert!(is_index_path("/index"));
+        assert!(is_index_path("/INDEX/live/s.jsonl"));
+        assert!(is_index_path("/%69ndex/live/s.jsonl"));
+        assert!(is_index_path("/index/live/s.jsonl?x=1"));
+        assert!(!is_index_path("/index.html"));
+        assert!(!is_index_path("/hls/live/s/index.m3u8"));
+        assert!(!is_index_path("/"));
     }
 }
