@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use str0m::change::SdpOffer;
-use str0m::format::{Codec as RtpCodec, PayloadParams};
+use str0m::format::{Codec as RtpCodec, CodecSpec, FormatParams, PayloadParams};
 use str0m::media::{Frequency, KeyframeRequestKind, MediaKind, MediaTime, Mid, Pt};
 use str0m::net::{Protocol, Receive, TcpType};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc, RtcConfig};
@@ -131,6 +131,7 @@ impl WhepSession {
         let parsed =
             SdpOffer::from_sdp_string(offer).map_err(|e| WebRtcError::BadOffer(e.to_string()))?;
         let offered = offered_codecs(offer);
+        let offered_mids: Vec<Mid> = parsed.media_lines.iter().map(|m| m.mid()).collect();
         let video = codecs.video.filter(|c| sendable_video(*c));
         let audio = codecs.audio.filter(|c| sendable_audio(*c));
         if video.is_none() && audio.is_none() {
@@ -182,10 +183,13 @@ impl WhepSession {
             return Err(WebRtcError::NoCandidate);
         }
 
-        let answer = rtc
-            .sdp_api()
-            .accept_offer(parsed)
-            .map_err(|e| WebRtcError::BadOffer(e.to_string()))?;
+        // str0m asserts some invariants of the negotiation with panics; an offer must never take
+        // the server down, so a panic here is an invalid offer.
+        let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            rtc.sdp_api().accept_offer(parsed)
+        }))
+        .map_err(|_| WebRtcError::BadOffer("the offer could not be negotiated".into()))?
+        .map_err(|e| WebRtcError::BadOffer(e.to_string()))?;
 
         let mut session = WhepSession {
             rtc,
@@ -204,9 +208,11 @@ impl WhepSession {
             egress: Vec::new(),
             stats: SessionStats::default(),
         };
-        let mut added = Vec::new();
-        session.drain(now, &mut added);
-        for (mid, kind) in added {
+        session.drain(now);
+        for mid in offered_mids {
+            let Some(kind) = session.rtc.media(mid).map(|m| m.kind()) else {
+                continue;
+            };
             let Some(writer) = session.rtc.writer(mid) else {
                 continue; // not a sending direction
             };
@@ -306,7 +312,7 @@ impl WhepSession {
             self.close_with(format!("WebRTC error: {e}"));
             return;
         }
-        self.drain(now, &mut Vec::new());
+        self.drain(now);
     }
 
     /// Runs the timers due at `now` (str0m's, the connect deadline, consent expiry).
@@ -327,7 +333,7 @@ impl WhepSession {
             self.close_with(format!("WebRTC error: {e}"));
             return;
         }
-        self.drain(now, &mut Vec::new());
+        self.drain(now);
     }
 
     /// When `handle_timeout` must run next; `None` once closed.
@@ -411,7 +417,7 @@ impl WhepSession {
                 }
             }
         }
-        self.drain(now, &mut Vec::new());
+        self.drain(now);
     }
 
     /// Ends the session (a DELETE): str0m queues its DTLS close_notify and RTCP BYE, which
@@ -421,7 +427,7 @@ impl WhepSession {
             return;
         }
         let _ = self.rtc.close();
-        self.drain(now, &mut Vec::new());
+        self.drain(now);
         self.close_with(reason.into());
     }
 
@@ -442,9 +448,8 @@ impl WhepSession {
         }
     }
 
-    /// Drains str0m's output until its next timeout. `added` collects the m-lines of a
-    /// just-accepted offer.
-    fn drain(&mut self, now: Instant, added: &mut Vec<(Mid, MediaKind)>) {
+    /// Drains str0m's output until its next timeout.
+    fn drain(&mut self, now: Instant) {
         loop {
             if matches!(self.state, State::Closed) && !self.rtc.is_alive() {
                 return;
@@ -479,14 +484,13 @@ impl WhepSession {
                         contents: t.contents.into(),
                     });
                 }
-                Output::Event(e) => self.on_event(e, added),
+                Output::Event(e) => self.on_event(e),
             }
         }
     }
 
-    fn on_event(&mut self, e: Event, added: &mut Vec<(Mid, MediaKind)>) {
+    fn on_event(&mut self, e: Event) {
         match e {
-            Event::MediaAdded(m) => added.push((m.mid, m.kind)),
             Event::Connected => {
                 if matches!(self.state, State::Connecting { .. }) {
                     self.state = State::Connected;
@@ -545,24 +549,35 @@ fn protocol(p: Proto) -> Protocol {
 
 /// H.264 with packetization-mode 1: the stream's own profile-level-id first, then the common
 /// browser profiles, so a browser that offers only Constrained Baseline still gets video
-/// (browsers decode higher profiles than they offer; MediaMTX answers the same way).
+/// (browsers decode higher profiles than they offer; MediaMTX answers the same way). A profile
+/// that str0m would match to one already listed is left out: two local payload types matching
+/// one offered payload type make str0m panic ("Pt locked multiple times").
 fn add_h264(cc: &mut str0m::format::CodecConfig, profile_level_id: Option<u32>) {
     const COMMON: [u32; 5] = [0x42e01f, 0x42001f, 0x4d001f, 0x64001f, 0x640c1f];
-    let mut ids: Vec<u32> = profile_level_id.into_iter().collect();
-    ids.extend(
-        COMMON
-            .iter()
-            .copied()
-            .filter(|c| Some(*c) != profile_level_id),
-    );
+    let ids = profile_level_id.into_iter().chain(COMMON);
     // Dynamic payload types 96.. for the codecs, 106.. for their retransmissions.
-    for (i, id) in ids.into_iter().enumerate() {
-        cc.add_h264(
-            (96 + i as u8).into(),
-            Some((106 + i as u8).into()),
-            true,
-            id,
+    let mut n = 0u8;
+    for id in ids {
+        let probe = PayloadParams::new(
+            96.into(),
+            None,
+            CodecSpec {
+                codec: RtpCodec::H264,
+                clock_rate: Frequency::NINETY_KHZ,
+                channels: None,
+                format: FormatParams {
+                    level_asymmetry_allowed: Some(true),
+                    packetization_mode: Some(1),
+                    profile_level_id: Some(id),
+                    ..FormatParams::default()
+                },
+            },
         );
+        if cc.match_params(probe).is_some() {
+            continue;
+        }
+        cc.add_h264((96 + n).into(), Some((106 + n).into()), true, id);
+        n += 1;
     }
 }
 
