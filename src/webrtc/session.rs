@@ -308,9 +308,18 @@ impl WhepSession {
             return;
         }
         self.last_heard = now;
-        if let Err(e) = self.rtc.handle_input(input) {
-            self.close_with(format!("WebRTC error: {e}"));
-            return;
+        // A peer's packet must never take the server down: a panic in str0m ends this session.
+        let rtc = &mut self.rtc;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rtc.handle_input(input))) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                self.close_with(format!("WebRTC error: {e}"));
+                return;
+            }
+            Err(_) => {
+                self.close_with("WebRTC error: the viewer's packet broke the session".into());
+                return;
+            }
         }
         self.drain(now);
     }

@@ -85,6 +85,8 @@ struct Pair {
     server_wakeups: Vec<(Instant, Option<Instant>)>,
     /// STUN binding requests the client sent (to replay tampered copies).
     client_stun: Vec<Vec<u8>>,
+    /// Every datagram the client sent.
+    client_sent: Vec<Vec<u8>>,
 }
 
 fn client_config() -> RtcConfig {
@@ -139,6 +141,7 @@ impl Pair {
             to_client: Deframer::new(),
             server_wakeups: Vec::new(),
             client_stun: Vec::new(),
+            client_sent: Vec::new(),
         }
     }
 
@@ -167,6 +170,7 @@ impl Pair {
                         if bytes.first() == Some(&0) && bytes.get(1) == Some(&1) {
                             self.client_stun.push(bytes.clone());
                         }
+                        self.client_sent.push(bytes.clone());
                         if self.client_silent {
                             continue;
                         }
@@ -698,7 +702,7 @@ fn offers_are_fuzzed_without_panics() {
             .collect();
         let _ = accept(&o.join("\r\n"), &h264_codecs());
     }
-    for cut in (0..good.len()).step_by(7) {
+    for cut in (0..good.len()).step_by(13) {
         if good.is_char_boundary(cut) {
             let _ = accept(&good[..cut], &h264_codecs());
         }
@@ -729,4 +733,47 @@ fn packager_keeps_parameter_sets_and_drops_auds() {
     // AAC audio is not sent (the bridge's hook), but the stream's codec is known.
     assert_eq!(p.codecs().audio, Some(Codec::Aac));
     assert_eq!(p.codecs().describe(), "H.264 + AAC");
+}
+
+#[test]
+fn mutated_datagrams_from_the_viewer_do_not_break_the_session() {
+    let (packager, video, audio) = h264_opus_units();
+    let mut pair = Pair::new(Net::Udp, packager.codecs());
+    pair.connect();
+    play(&mut pair, &video, &audio, 30);
+    pair.run_until(Duration::from_secs(2), |_| false);
+    let sent = std::mem::take(&mut pair.client_sent);
+    assert!(sent.len() > 10, "STUN, DTLS and RTCP from the client");
+    let mut fed = 0;
+    for d in &sent {
+        // Flip one bit at a spread of positions, and cut at a few lengths.
+        for pos in (0..d.len()).step_by(7) {
+            let mut m = d.clone();
+            m[pos] ^= 1 << (pos % 8);
+            pair.server
+                .handle_datagram(pair.now, Proto::Udp, client_addr(), server_addr(), &m);
+            fed += 1;
+        }
+        for cut in [1, 4, 12, 13, d.len() / 2] {
+            if cut < d.len() {
+                pair.server.handle_datagram(
+                    pair.now,
+                    Proto::Udp,
+                    client_addr(),
+                    server_addr(),
+                    &d[..cut],
+                );
+                fed += 1;
+            }
+        }
+        pair.shuttle();
+    }
+    assert!(fed > 100);
+    // Media still flows after all of it.
+    let before = pair.received_on(pair.client_video).len();
+    let next_key = video.iter().skip(30).find(|u| u.key).unwrap();
+    pair.send(next_key);
+    pair.run_until(Duration::from_secs(1), |_| false);
+    assert!(pair.server.is_connected(), "{:?}", pair.server_events);
+    assert_eq!(pair.received_on(pair.client_video).len(), before + 1);
 }
