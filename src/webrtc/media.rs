@@ -12,6 +12,7 @@
 use std::sync::Arc;
 
 use crate::media::avc::{self, AvcConfig};
+use crate::media::enhanced::PacketType;
 use crate::media::frame::{Codec, Frame, Track};
 use crate::media::hevc::{self, HevcConfig};
 
@@ -120,6 +121,9 @@ impl Packager {
         if frame.track_id != 0 {
             return None;
         }
+        if !frame.config && !is_coded_frame(frame) {
+            return None;
+        }
         match frame.track {
             Track::Video => self.push_video(frame),
             Track::Audio => self.push_audio(frame),
@@ -203,6 +207,24 @@ impl Packager {
             // (then `sendable_audio` and the SDP setup accept AAC streams' audio too).
             _ => None,
         }
+    }
+}
+
+/// Whether a frame that is not a configuration record carries coded media: not an Enhanced
+/// RTMP metadata (`colorInfo`), end-of-sequence or channel-layout packet, nor a legacy AVC/HEVC
+/// end-of-sequence (AVCPacketType 2).
+fn is_coded_frame(frame: &Frame) -> bool {
+    if let Some(tag) = frame.enhanced() {
+        return tag.first.is_some_and(|t| {
+            matches!(
+                t.packet_type,
+                PacketType::CodedFrames | PacketType::CodedFramesX
+            )
+        });
+    }
+    match frame.codec {
+        Codec::Avc | Codec::Hevc => frame.data.get(1) == Some(&1),
+        _ => true,
     }
 }
 

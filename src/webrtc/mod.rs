@@ -9,6 +9,21 @@
 //! them), answer keyframe requests (they come out as events; the GOP cache has the answer), or
 //! transcode (AAC audio is not sent: see [`Packager::push`] for the bridge's hook).
 //!
+//! How the server loop drives it (one UDP socket and one TCP listener on `--webrtc-port`):
+//!
+//! 1. `POST /{app}/{stream}/whep`: `WhepSession::accept(offer, &cfg, &candidate_addrs(..),
+//!    packager.codecs(), now)`; `201` with the answer, or `400` with the error's `Display`.
+//!    Index the session by `local_ufrag()`.
+//! 2. A datagram (or a whole RFC 4571 frame from a TCP connection's `tcp_framing::Deframer`):
+//!    known source address -> that session; else `stun_username_fragment` -> the session with
+//!    that ufrag, then remember the address; else drop (no state for strangers).
+//!    `handle_datagram`, then drain `poll_transmit` (TCP: `tcp_framing::frame` each) and
+//!    `poll_event`, and re-arm the timer at `next_deadline`.
+//! 3. `WebRtcEvent::Connected`: send the GOP cache from its keyframe (`Packager::push` on the
+//!    cached frames, then `send`); then every live unit. `KeyframeRequest`: answer from the GOP
+//!    cache. `Closed`: forget the session and its addresses. `DELETE`: `close`.
+//!
+//! Modules:
 //! - `session`: one viewer: ICE-lite, DTLS, SRTP, RTP/RTCP on one str0m `Rtc`.
 //! - `media`: frames to what the packetizers take (Annex B with parameter sets, OBUs, Opus).
 //! - `sdp`: the offer's limits and what it offers, for the 400's reason.
@@ -26,12 +41,30 @@ pub mod tcp_framing;
 mod tests;
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 pub use media::{MediaUnit, Packager, StreamCodecs, UnitKind};
 pub use session::{KeyframeKind, SessionStats, WebRtcEvent, WhepSession};
 pub use stun::stun_username_fragment;
+
+/// The addresses to offer as candidates: the local address the offer's HTTP request arrived
+/// on, then every `--webrtc-public-ip`, each with the WebRTC port; unspecified addresses
+/// (0.0.0.0, ::) and repeats left out. IPv4-mapped IPv6 addresses are offered as IPv4.
+pub fn candidate_addrs(http_local: IpAddr, public: &[IpAddr], port: u16) -> Vec<SocketAddr> {
+    let mut out: Vec<SocketAddr> = Vec::new();
+    for ip in std::iter::once(http_local).chain(public.iter().copied()) {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        let addr = SocketAddr::new(ip, port);
+        if !ip.is_unspecified() && !out.contains(&addr) {
+            out.push(addr);
+        }
+    }
+    out
+}
 
 /// The UDP port for WebRTC media (ICE-lite) and, with the same number, ICE-TCP passive.
 pub const DEFAULT_PORT: u16 = 8189;
@@ -100,6 +133,8 @@ pub enum WebRtcError {
     NothingToSend { stream: String, offered: String },
     /// The server has no address to give as a candidate.
     NoCandidate,
+    /// A fault on the server's side (a 500, not a 400).
+    Internal(&'static str),
 }
 
 impl fmt::Display for WebRtcError {
@@ -118,6 +153,7 @@ impl fmt::Display for WebRtcError {
                 "the offer has no codec this stream can send (stream: {stream}; offer: {offered})"
             ),
             WebRtcError::NoCandidate => write!(f, "the server has no WebRTC address to offer"),
+            WebRtcError::Internal(why) => write!(f, "WebRTC is not available: {why}"),
         }
     }
 }

@@ -141,13 +141,15 @@ impl WhepSession {
             });
         }
 
-        let local_ufrag = random_token(8);
+        let no_random = || WebRtcError::Internal("no random numbers for the ICE credentials");
+        let local_ufrag = random_token(8).ok_or_else(no_random)?;
+        let password = random_token(24).ok_or_else(no_random)?;
         let mut config = RtcConfig::new()
             .set_crypto_provider(crypto::provider())
             .set_ice_lite(true)
             .set_local_ice_credentials(IceCreds {
                 ufrag: local_ufrag.clone(),
-                pass: random_token(24),
+                pass: password,
             })
             .set_send_buffer_video(cfg.video_history_packets.max(1))
             .set_send_buffer_audio(cfg.audio_history_packets.max(1))
@@ -162,9 +164,10 @@ impl WhepSession {
             Some(Codec::Vp8) => codec_config.enable_vp8(true),
             _ => {}
         }
-        if audio == Some(Codec::Opus) {
-            codec_config.enable_opus(true, false);
-        }
+        // Opus is configured even for a stream without it: an offered audio m-line must get a
+        // payload type in the answer (str0m writes an empty m-line otherwise, which browsers and
+        // str0m itself refuse). Nothing is sent on it unless the stream has Opus.
+        codec_config.enable_opus(true, false);
         let mut rtc = config.build(now);
 
         let mut any_candidate = false;
@@ -223,7 +226,7 @@ impl WhepSession {
                         session.video = Some(Track { mid, pt });
                     }
                 }
-                MediaKind::Audio if session.audio.is_none() => {
+                MediaKind::Audio if session.audio.is_none() && audio.is_some() => {
                     if let Some(p) = params.iter().find(|p| p.spec().codec == RtpCodec::Opus) {
                         session.audio = Some(Track { mid, pt: p.pt() });
                     }
@@ -618,23 +621,18 @@ fn pick_video_pt(params: &[PayloadParams], video: Codec, codecs: &StreamCodecs) 
         .map(|p| p.pt())
 }
 
-/// A random ICE token of `n` characters from the ICE character set (RFC 8839 `ice-char`).
-fn random_token(n: usize) -> String {
+/// A random ICE token of `n` letters and digits (RFC 8839 `ice-char` without `+` and `/`, so
+/// the ufrag can also name the session in a URL). `None` when the system's generator fails:
+/// a guessable ICE password is worse than a refused viewer.
+fn random_token(n: usize) -> Option<String> {
     use ring::rand::SecureRandom;
-    const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     let mut bytes = vec![0u8; n];
-    if ring::rand::SystemRandom::new().fill(&mut bytes).is_err() {
-        // The system's generator failed: fall back to the clock rather than refuse the viewer
-        // (these are per-session tokens, checked with the password's HMAC).
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        for (i, b) in bytes.iter_mut().enumerate() {
-            *b = (seed >> ((i % 16) * 8)) as u8 ^ (i as u8).wrapping_mul(151);
-        }
-    }
-    bytes
-        .iter()
-        .map(|b| CHARS[(*b & 63) as usize] as char)
-        .collect()
+    ring::rand::SystemRandom::new().fill(&mut bytes).ok()?;
+    Some(
+        bytes
+            .iter()
+            .map(|b| CHARS[*b as usize % CHARS.len()] as char)
+            .collect(),
+    )
 }
