@@ -100,6 +100,8 @@ pub struct WhepSession {
     /// Egress counters per m-line, summed into `stats`.
     egress: Vec<(Mid, str0m::stats::MediaEgressStats)>,
     stats: SessionStats,
+    /// Our own `close`'s reason while str0m drains its close output.
+    local_close: Option<String>,
 }
 
 impl std::fmt::Debug for WhepSession {
@@ -210,6 +212,7 @@ impl WhepSession {
             events: VecDeque::new(),
             egress: Vec::new(),
             stats: SessionStats::default(),
+            local_close: None,
         };
         session.drain(now);
         for mid in offered_mids {
@@ -438,6 +441,7 @@ impl WhepSession {
         if matches!(self.state, State::Closed) {
             return;
         }
+        self.local_close = Some(reason.into());
         let _ = self.rtc.close();
         self.drain(now);
         self.close_with(reason.into());
@@ -477,7 +481,10 @@ impl WhepSession {
                 Output::Timeout(t) => {
                     self.rtc_deadline = Some(t.max(now));
                     if !self.rtc.is_alive() {
-                        self.close_with("the viewer closed the connection".into());
+                        let reason = self.local_close.take();
+                        self.close_with(
+                            reason.unwrap_or_else(|| "the viewer closed the connection".into()),
+                        );
                     }
                     return;
                 }

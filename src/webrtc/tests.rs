@@ -883,3 +883,30 @@ fn candidates_are_the_request_address_and_the_public_ones() {
     .unwrap_err();
     assert_eq!(err, WebRtcError::NoCandidate);
 }
+
+#[test]
+fn close_sends_the_goodbyes_and_says_why() {
+    let (packager, video, _) = h264_opus_units();
+    let mut pair = Pair::new(Net::Udp, packager.codecs());
+    pair.connect();
+    pair.send(&video[0]);
+    pair.server.close(pair.now, "the viewer's DELETE");
+    let mut goodbyes = 0;
+    while pair.server.poll_transmit().is_some() {
+        goodbyes += 1;
+    }
+    assert!(goodbyes >= 1, "DTLS close_notify and RTCP BYE go out");
+    assert_eq!(
+        pair.server.poll_event(),
+        Some(WebRtcEvent::Closed {
+            reason: "the viewer's DELETE".into()
+        })
+    );
+    assert_eq!(pair.server.poll_event(), None);
+    assert!(pair.server.is_closed() && pair.server.next_deadline().is_none());
+    // Nothing more comes out, whatever goes in.
+    pair.server.send(&video[1], pair.now);
+    pair.server
+        .handle_timeout(pair.now + Duration::from_secs(1));
+    assert!(pair.server.poll_transmit().is_none() && pair.server.poll_event().is_none());
+}
