@@ -22,6 +22,7 @@ fuzz_target!(|data: &[u8]| {
             video: Some(Codec::Avc),
             h264_profile_level_id: Some(0x42e01f),
             audio: Some(Codec::Opus),
+            b_frames: false,
         };
         let addr = "127.0.0.1:8189".parse().unwrap();
         let _ = WhepSession::accept(offer, &SessionConfig::default(), &[addr], &codecs, std::time::Instant::now());

@@ -44,6 +44,10 @@ pub struct StreamCodecs {
     pub h264_profile_level_id: Option<u32>,
     /// The stream's audio codec, when it has audio (AAC is named here but not sent).
     pub audio: Option<Codec>,
+    /// H.264/H.265 pictures with a composition offset were seen: B-frames. Browsers' WebRTC
+    /// decoders do not reorder, so such a stream shows its keyframes only (and the viewer sends
+    /// PLIs); worth one warning to the publisher's log.
+    pub b_frames: bool,
 }
 
 impl StreamCodecs {
@@ -159,6 +163,9 @@ impl Packager {
         }
         if payload.is_empty() {
             return None;
+        }
+        if frame.cts != 0 {
+            self.codecs.b_frames = true;
         }
         let data: Vec<u8> = match frame.codec {
             Codec::Avc => {

@@ -628,6 +628,7 @@ fn h264_codecs() -> StreamCodecs {
         video: Some(Codec::Avc),
         h264_profile_level_id: Some(0x64001f),
         audio: Some(Codec::Aac),
+        b_frames: false,
     }
 }
 
@@ -741,6 +742,8 @@ fn packager_keeps_parameter_sets_and_drops_auds() {
         assert!(!is_annex_b_keyframe_with_parameter_sets(&u.data));
         assert!(u.data.starts_with(&[0, 0, 0, 1]));
     }
+    // fixtures.txt: has_b_frames=2.
+    assert!(p.codecs().b_frames);
     // AAC audio is not sent (the bridge's hook), but the stream's codec is known.
     assert_eq!(p.codecs().audio, Some(Codec::Aac));
     assert_eq!(p.codecs().describe(), "H.264 + AAC");
