@@ -38,6 +38,9 @@ const PAGE: &str = r#"<!doctype html><meta charset="utf-8"><title>whep</title>
         line += ' framesDecoded=' + s.framesDecoded + ' width=' + s.frameWidth +
                 ' height=' + s.frameHeight + ' nack=' + s.nackCount + ' pli=' + s.pliCount +
                 ' codec=' + s.codecId;
+      if (s.type == 'inbound-rtp' && s.kind == 'audio')
+        line += ' audioPackets=' + s.packetsReceived + ' audioSamples=' + s.totalSamplesReceived +
+                ' audioConcealed=' + s.concealedSamples;
     });
     line += ' videoWidth=' + v.videoWidth + ' currentTime=' + v.currentTime.toFixed(2);
     console.log(line);
