@@ -182,6 +182,26 @@ def main():
         put("ts_demux", name, steps + read("ts/%s.ts" % name)[:188 * 32])
     put("ts_demux", "h264_aac_split", b"\x00\xb3\x07\x5d" + read("ts/h264_aac.ts")[:188 * 16])
 
+    # WebRTC: a browser-like WHEP offer, a STUN binding request with USERNAME, ICE-TCP frames.
+    offer = "\r\n".join([
+        "v=0", "o=- 1 2 IN IP4 127.0.0.1", "s=-", "t=0 0", "a=group:BUNDLE 0 1",
+        "m=video 9 UDP/TLS/RTP/SAVPF 96 97", "c=IN IP4 0.0.0.0", "a=mid:0", "a=recvonly",
+        "a=ice-ufrag:abcd", "a=ice-pwd:abcdefghijklmnopqrstuvwx",
+        "a=fingerprint:sha-256 " + ":".join(["AB"] * 32), "a=setup:actpass", "a=rtcp-mux",
+        "a=rtpmap:96 H264/90000", "a=fmtp:96 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
+        "a=rtcp-fb:96 nack", "a=rtcp-fb:96 nack pli", "a=rtpmap:97 rtx/90000", "a=fmtp:97 apt=96",
+        "m=audio 9 UDP/TLS/RTP/SAVPF 111", "c=IN IP4 0.0.0.0", "a=mid:1", "a=recvonly",
+        "a=ice-ufrag:abcd", "a=ice-pwd:abcdefghijklmnopqrstuvwx",
+        "a=fingerprint:sha-256 " + ":".join(["AB"] * 32), "a=setup:actpass", "a=rtcp-mux",
+        "a=rtpmap:111 opus/48000/2", "a=fmtp:111 minptime=10;useinbandfec=1", "",
+    ])
+    put("webrtc_input", "offer", offer.encode())
+    user = b"srv1:brws"
+    attr = struct.pack(">HH", 6, len(user)) + user + b"\x00" * (-len(user) % 4)
+    stun = struct.pack(">HH", 1, len(attr)) + b"\x21\x12\xa4\x42" + bytes(range(12)) + attr
+    put("webrtc_input", "stun_request", stun)
+    put("webrtc_input", "tcp_frames", struct.pack(">H", len(stun)) + stun + struct.pack(">H", 3) + b"abc")
+
 
 if __name__ == "__main__":
     main()

@@ -35,6 +35,7 @@
 //!   certificate files and their reload; `server/netio.rs` puts it between the socket and the protocols.
 //! - `stats`: per-stream health verdicts and the 10-minute history for the dashboard, sans-IO.
 //! - `gateway`: the FLV relay and the file gateway modes.
+//! - `webrtc`: WHEP playback sessions over str0m (ICE-lite, DTLS, SRTP, RTP), sans-IO.
 
 /// The release version, for the API, the gateway's User-Agent and `--version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -56,3 +57,4 @@ pub mod stats;
 #[cfg(test)]
 pub(crate) mod testutil;
 pub mod tls;
+pub mod webrtc;
