@@ -51,6 +51,7 @@ pub mod mux;
 pub mod record;
 pub mod rtmp;
 pub mod server;
+pub mod srt;
 pub mod stats;
 #[cfg(test)]
 pub(crate) mod testutil;
