@@ -106,7 +106,10 @@ enum Slot {
     Empty,
     /// The sender said it will never come (DROPREQ).
     Dropped,
-    Ready { due: Instant, data: Vec<u8> },
+    Ready {
+        due: Instant,
+        data: Vec<u8>,
+    },
 }
 
 #[derive(Debug)]
@@ -302,9 +305,7 @@ impl Conn {
                 return;
             }
         }
-        let due = self.p.peer_start
-            + Duration::from_micros(ext.max(0) as u64)
-            + self.p.rcv_latency;
+        let due = self.p.peer_start + Duration::from_micros(ext.max(0) as u64) + self.p.rcv_latency;
         let old_len = self.rcv_buf.len();
         if offset >= old_len {
             let gap = offset - old_len;
@@ -342,7 +343,7 @@ impl Conn {
                         Slot::Ready { due, .. } => Some(*due),
                         _ => None,
                     });
-                    if !next_ready.is_some_and(|due| due <= now) {
+                    if next_ready.is_none_or(|due| due > now) {
                         return;
                     }
                     while matches!(self.rcv_buf.front(), Some(Slot::Empty | Slot::Dropped)) {
@@ -372,7 +373,11 @@ impl Conn {
         if next == self.last_ack_next && self.stats.pkts_recv == 0 {
             return;
         }
-        if next == self.last_ack_next && self.acks_sent.back().is_some_and(|(_, t)| now < *t + Duration::from_micros(u64::from(self.rtt.max(10_000)))) {
+        if next == self.last_ack_next
+            && self.acks_sent.back().is_some_and(|(_, t)| {
+                now < *t + Duration::from_micros(u64::from(self.rtt.max(10_000)))
+            })
+        {
             return;
         }
         self.last_ack_next = next;
@@ -413,7 +418,10 @@ impl Conn {
             if matches!(s, Slot::Empty) {
                 run = Some(run.map_or((i, i), |(a, _)| (a, i)));
             } else if let Some((a, b)) = run.take() {
-                out.push((seq_add(self.rcv_next, a as u32), seq_add(self.rcv_next, b as u32)));
+                out.push((
+                    seq_add(self.rcv_next, a as u32),
+                    seq_add(self.rcv_next, b as u32),
+                ));
                 if out.len() >= MAX_NAK_RANGES {
                     return out;
                 }
@@ -428,7 +436,10 @@ impl Conn {
 
     fn on_ackack(&mut self, now: Instant, ack_no: u32) {
         if let Some(&(_, sent)) = self.acks_sent.iter().find(|(n, _)| *n == ack_no) {
-            let sample = now.saturating_duration_since(sent).as_micros().min(10_000_000) as u32;
+            let sample = now
+                .saturating_duration_since(sent)
+                .as_micros()
+                .min(10_000_000) as u32;
             self.update_rtt(sample);
         }
     }
@@ -668,7 +679,9 @@ impl Conn {
             self.next_nak = now + self.nak_period();
         }
         if now.saturating_duration_since(self.rate_window.0) >= Duration::from_secs(1) {
-            let secs = now.saturating_duration_since(self.rate_window.0).as_secs_f64();
+            let secs = now
+                .saturating_duration_since(self.rate_window.0)
+                .as_secs_f64();
             self.rates = (
                 (self.rate_window.1 as f64 / secs) as u32,
                 (self.rate_window.2 as f64 / secs) as u32,

@@ -136,7 +136,7 @@ pub fn key_wrap(kek: &AesKey, plain: &[u8]) -> Vec<u8> {
 
 /// RFC 3394 key unwrap; `None` when the integrity check fails (a different KEK).
 pub fn key_unwrap(kek: &AesKey, wrapped: &[u8]) -> Option<Vec<u8>> {
-    if wrapped.len() < 24 || wrapped.len() % 8 != 0 {
+    if wrapped.len() < 24 || !wrapped.len().is_multiple_of(8) {
         return None;
     }
     let n = wrapped.len() / 8 - 1;
@@ -177,8 +177,7 @@ impl std::fmt::Debug for Keys {
 impl Keys {
     /// Reads a KMREQ and unwraps its keys with the passphrase.
     pub fn from_km(km: &[u8], passphrase: &[u8]) -> Result<Keys, KmError> {
-        if km.len() < KM_HEADER || km[0] != 0x12 || u16::from_be_bytes([km[1], km[2]]) != KM_SIGN
-        {
+        if km.len() < KM_HEADER || km[0] != 0x12 || u16::from_be_bytes([km[1], km[2]]) != KM_SIGN {
             return Err(KmError::Malformed);
         }
         let kk = usize::from(km[3] & 0b11);
@@ -215,7 +214,10 @@ impl Keys {
         };
         let mut iv = [0u8; 16];
         iv[10..14].copy_from_slice(&seq.to_be_bytes());
-        iv[..14].iter_mut().zip(&self.salt).for_each(|(a, b)| *a ^= b);
+        iv[..14]
+            .iter_mut()
+            .zip(&self.salt)
+            .for_each(|(a, b)| *a ^= b);
         let base = u128::from_be_bytes(iv);
         let mut blocks: Vec<aes::Block> = (0..data.len().div_ceil(16))
             .map(|i| GenericArray::from(base.wrapping_add(i as u128).to_be_bytes()))
@@ -258,7 +260,22 @@ pub fn build_km(
 ) -> Option<Vec<u8>> {
     let key_len = even.len();
     let kk = if odd.is_some() { 3 } else { 1 };
-    let mut km = vec![0x12, 0x20, 0x29, kk, 0, 0, 0, 0, CIPHER_AES_CTR, 0, 2, 0, 0, 0];
+    let mut km = vec![
+        0x12,
+        0x20,
+        0x29,
+        kk,
+        0,
+        0,
+        0,
+        0,
+        CIPHER_AES_CTR,
+        0,
+        2,
+        0,
+        0,
+        0,
+    ];
     km.push((SALT_LEN / 4) as u8);
     km.push((key_len / 4) as u8);
     km.extend_from_slice(&salt);
@@ -285,9 +302,15 @@ mod tests {
     fn pbkdf2_matches_rfc_6070() {
         let mut out = [0u8; 20];
         pbkdf2_sha1(b"password", b"salt", 1, &mut out);
-        assert_eq!(out.to_vec(), hex("0c60c80f961f0e71f3a9b524af6012062fe037a6"));
+        assert_eq!(
+            out.to_vec(),
+            hex("0c60c80f961f0e71f3a9b524af6012062fe037a6")
+        );
         pbkdf2_sha1(b"password", b"salt", 4096, &mut out);
-        assert_eq!(out.to_vec(), hex("4b007901b765489abead49d926f721d065a429c1"));
+        assert_eq!(
+            out.to_vec(),
+            hex("4b007901b765489abead49d926f721d065a429c1")
+        );
         let mut long = [0u8; 25];
         pbkdf2_sha1(
             b"passwordPASSWORDpassword",

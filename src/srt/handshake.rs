@@ -211,11 +211,7 @@ impl Handshake {
         out.extend_from_slice(&self.peer_ip);
         if let Some(s) = &self.srt {
             // A request block when we are the one asking (tests act as the caller).
-            let kind = if self.request {
-                CMD_HSREQ
-            } else {
-                CMD_HSRSP
-            };
+            let kind = if self.request { CMD_HSREQ } else { CMD_HSRSP };
             push_ext(&mut out, kind, 3);
             out.extend_from_slice(&s.version.to_be_bytes());
             out.extend_from_slice(&s.flags.to_be_bytes());
@@ -223,11 +219,7 @@ impl Handshake {
             out.extend_from_slice(&delays.to_be_bytes());
         }
         if let Some(km) = &self.km {
-            let kind = if self.request {
-                CMD_KMREQ
-            } else {
-                CMD_KMRSP
-            };
+            let kind = if self.request { CMD_KMREQ } else { CMD_KMRSP };
             let padded = km.len().next_multiple_of(4);
             push_ext(&mut out, kind, padded / 4);
             out.extend_from_slice(km);

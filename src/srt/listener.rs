@@ -9,7 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use super::conn::{CloseReason, Conn, ConnParams, SendFull, Stats, PAYLOAD_SIZE};
-use super::crypto::{KmError, Keys};
+use super::crypto::{Keys, KmError};
 use super::handshake::{
     Handshake, RejectReason, SrtHs, EXT_CONFIG, EXT_HSREQ, EXT_KMREQ, OPT_HAICRYPT, OPT_NAKREPORT,
     OPT_REXMITFLG, OPT_STREAM, OPT_TLPKTDROP, OPT_TSBPDRCV, OPT_TSBPDSND, REJECT_BASE, SRT_MAGIC,
@@ -121,7 +121,7 @@ struct Pending {
 }
 
 enum Entry {
-    Pending(Pending),
+    Pending(Box<Pending>),
     Open {
         conn: Box<Conn>,
         /// Our conclusion answer, sent again if the caller repeats its conclusion.
@@ -330,14 +330,14 @@ impl Listener {
                 self.by_peer.insert(key, id);
                 self.entries.insert(
                     id,
-                    Entry::Pending(Pending {
+                    Entry::Pending(Box::new(Pending {
                         peer: from,
                         peer_id: req.socket_id,
                         request: req,
                         keys,
                         params,
                         deadline: now + DECISION_TIMEOUT,
-                    }),
+                    })),
                 );
                 self.events.push_back(Event::Request {
                     id,
@@ -477,7 +477,11 @@ impl Listener {
                 send_delay_ms: p.params.snd_latency.as_millis().min(65535) as u16,
             }),
             // KMRSP: libsrt's responder echoes the caller's keying material.
-            km: if encrypted { p.request.km.clone() } else { None },
+            km: if encrypted {
+                p.request.km.clone()
+            } else {
+                None
+            },
             stream_id: None,
             congestion: None,
             unsupported: false,
