@@ -152,6 +152,7 @@ pub struct Conn {
     last_send: Instant,
     rtt: u32,
     rtt_var: u32,
+    rtt_measured: bool,
     stats: Stats,
     out: Vec<Vec<u8>>,
     delivered: Vec<Vec<u8>>,
@@ -196,6 +197,7 @@ impl Conn {
             last_send: now,
             rtt: 100_000,
             rtt_var: 50_000,
+            rtt_measured: false,
             stats,
             out: Vec::new(),
             delivered: Vec::new(),
@@ -430,8 +432,10 @@ impl Conn {
         out
     }
 
+    /// libsrt's period, (RTT + 4 RTTVar) / 2, but at least three tries within the latency.
     fn nak_period(&self) -> Duration {
-        Duration::from_micros(u64::from(self.rtt) + 4 * u64::from(self.rtt_var)).max(NAK_MIN_PERIOD)
+        let rtt = Duration::from_micros((u64::from(self.rtt) + 4 * u64::from(self.rtt_var)) / 2);
+        rtt.min(self.p.rcv_latency / 3).max(NAK_MIN_PERIOD)
     }
 
     fn on_ackack(&mut self, now: Instant, ack_no: u32) {
@@ -445,6 +449,13 @@ impl Conn {
     }
 
     fn update_rtt(&mut self, sample: u32) {
+        if !self.rtt_measured {
+            // The first sample replaces the 100 ms guess, as in libsrt.
+            self.rtt_measured = true;
+            self.rtt = sample;
+            self.rtt_var = sample / 2;
+            return;
+        }
         let diff = self.rtt.abs_diff(sample);
         self.rtt_var = (3 * u64::from(self.rtt_var) / 4 + u64::from(diff) / 4) as u32;
         self.rtt = (7 * u64::from(self.rtt) / 8 + u64::from(sample) / 8) as u32;
@@ -553,6 +564,7 @@ impl Conn {
             ackack.extend_from_slice(&[0; 4]);
             self.push_out(now, ackack);
             if ack.rtt_us > 0 && ack.rtt_us < 10_000_000 {
+                self.rtt_measured = true;
                 self.rtt = ack.rtt_us;
                 self.rtt_var = ack.rtt_var_us.min(10_000_000);
             }

@@ -13,5 +13,6 @@ mod llhls;
 mod platform;
 mod record;
 mod robustness;
+mod srt;
 mod timestamps;
 mod tls;
