@@ -24,6 +24,8 @@ const KEEPALIVE_PERIOD: Duration = Duration::from_secs(1);
 const MAX_NAK_RANGES: usize = 160;
 /// ACK numbers remembered for ACKACK round trips.
 const ACK_HISTORY: usize = 64;
+const DRIFT_SAMPLES: i64 = 1000;
+const MAX_DRIFT_US: u64 = 5000;
 
 /// Sizes and times a connection runs with, settled in the handshake.
 #[derive(Debug, Clone)]
@@ -142,6 +144,8 @@ pub struct Conn {
     next_nak: Instant,
     rate_window: (Instant, u64, u64),
     rates: (u32, u32),
+    /// Sum and count of clock offsets in the current drift window.
+    drift: (i64, i64),
     // Send side.
     snd_next: u32,
     msgno: u32,
@@ -189,6 +193,7 @@ impl Conn {
             next_nak: now + NAK_MIN_PERIOD,
             rate_window: (now, 0, 0),
             rates: (0, 0),
+            drift: (0, 0),
             snd_next: p.isn,
             msgno: 1,
             sent: VecDeque::new(),
@@ -296,6 +301,9 @@ impl Conn {
         }
         let offset = offset as usize;
         let ext = self.extend_ts(h.timestamp);
+        if !h.rexmit {
+            self.trace_drift(now, ext);
+        }
         let mut data = payload.to_vec();
         if h.key != 0 {
             let ok = self
@@ -322,6 +330,35 @@ impl Conn {
         match &self.rcv_buf[offset] {
             Slot::Empty => self.rcv_buf[offset] = Slot::Ready { due, data },
             _ => self.stats.pkts_discarded += 1,
+        }
+    }
+
+    /// Follows the peer's clock: every 1000 first transmissions, the mean of arrival minus
+    /// (base + timestamp) moves the base when it exceeds 5 ms, as libsrt's drift tracer does, so
+    /// the latency stays what was agreed over hours between clocks that differ by 100 ppm.
+    fn trace_drift(&mut self, now: Instant, ext_us: i64) {
+        let expected = self.p.peer_start + Duration::from_micros(ext_us.max(0) as u64);
+        let offset = if now >= expected {
+            now.duration_since(expected).as_micros() as i64
+        } else {
+            -(expected.duration_since(now).as_micros() as i64)
+        };
+        self.drift.0 += offset;
+        self.drift.1 += 1;
+        if self.drift.1 >= DRIFT_SAMPLES {
+            let mean = self.drift.0 / DRIFT_SAMPLES;
+            self.drift = (0, 0);
+            if mean.unsigned_abs() > MAX_DRIFT_US {
+                let shift = Duration::from_micros(mean.unsigned_abs());
+                self.p.peer_start = if mean > 0 {
+                    self.p.peer_start + shift
+                } else {
+                    self.p
+                        .peer_start
+                        .checked_sub(shift)
+                        .unwrap_or(self.p.peer_start)
+                };
+            }
         }
     }
 

@@ -346,12 +346,12 @@ impl Listener {
                 });
             }
             Err(reason) => {
-                if matches!(
-                    reason,
-                    RejectReason::BadSecret | RejectReason::Unsecure | RejectReason::Resource
-                ) {
-                    log::warn!("srt: {from} refused: {reason}");
-                }
+                // One line per attempt: a repeated conclusion is answered from `rejected`.
+                log::warn!(
+                    "srt: {from} refused: {reason} (SRT reject {}, stream id {:?})",
+                    reason.code(),
+                    String::from_utf8_lossy(req.stream_id.as_deref().unwrap_or(b""))
+                );
                 self.send_reject(now, from, &req, reason);
             }
         }

@@ -295,6 +295,8 @@ fn srt_wrong_passphrase_is_refused_with_badsecret() {
     assert!(h.l.is_empty());
     assert!(h.l.stats().rejected >= 1);
     eprintln!("srt-live-transmit with a wrong passphrase said: {stderr}");
+    // libsrt's text for SRT_REJ_BADSECRET: our reject code reached it.
+    assert!(stderr.contains("Incorrect passphrase"), "{stderr}");
 }
 
 #[test]
