@@ -25,6 +25,7 @@ const MAX_NAK_RANGES: usize = 160;
 /// ACK numbers remembered for ACKACK round trips.
 const ACK_HISTORY: usize = 64;
 const DRIFT_SAMPLES: i64 = 1000;
+const REXMIT_GUARD: Duration = Duration::from_millis(10);
 const MAX_DRIFT_US: u64 = 5000;
 
 /// Sizes and times a connection runs with, settled in the handshake.
@@ -123,6 +124,7 @@ struct Sent {
     payload: Vec<u8>,
     key: u8,
     first_sent: Instant,
+    last_sent: Instant,
     lost: bool,
 }
 
@@ -552,6 +554,7 @@ impl Conn {
                 payload,
                 key,
                 first_sent: now,
+                last_sent: now,
                 lost: false,
             };
             self.snd_next = seq_add(self.snd_next, 1);
@@ -617,12 +620,22 @@ impl Conn {
             return;
         };
         let len = self.sent.len() as i64;
+        // The first NAK of a packet is always served; after that a packet goes again at most
+        // every 10 ms (libsrt NAKs again no sooner than 20 ms), so NAK floods cannot multiply our
+        // output. One NAK makes at most one pass over the buffer, however its ranges overlap.
+        let mut budget = len;
         for (first, last) in ranges {
             let a = i64::from(seq_diff(first, base)).max(0);
             let b = i64::from(seq_diff(last, base)).min(len - 1);
             for i in a..=b {
+                budget -= 1;
+                if budget < 0 {
+                    break;
+                }
                 let s = &mut self.sent[i as usize];
-                if !s.lost {
+                let again_ok = s.last_sent == s.first_sent
+                    || now.saturating_duration_since(s.last_sent) >= REXMIT_GUARD;
+                if !s.lost && again_ok {
                     s.lost = true;
                     self.lost_count += 1;
                 }
@@ -638,6 +651,7 @@ impl Conn {
         let mut resend = Vec::new();
         for s in self.sent.iter_mut().filter(|s| s.lost) {
             s.lost = false;
+            s.last_sent = now;
             resend.push(s.seq);
         }
         self.lost_count = 0;
