@@ -81,6 +81,8 @@ pub struct Handshake {
     pub unsupported: bool,
     /// The blocks are requests (HSREQ/KMREQ, from a caller) rather than responses (ours).
     pub request: bool,
+    /// A stream id over 512 bytes was sent (and not kept): refused as a malformed id.
+    pub stream_id_too_long: bool,
 }
 
 /// Why a handshake body could not be read.
@@ -90,8 +92,6 @@ pub enum HsError {
     Short,
     /// An extension block runs past the datagram, or its body is the wrong size.
     BadExtension,
-    /// A stream id longer than 512 bytes.
-    StreamIdTooLong,
 }
 
 impl std::fmt::Display for HsError {
@@ -99,7 +99,6 @@ impl std::fmt::Display for HsError {
         f.write_str(match self {
             HsError::Short => "SRT handshake shorter than 48 bytes",
             HsError::BadExtension => "SRT handshake extension malformed",
-            HsError::StreamIdTooLong => "SRT stream id longer than 512 bytes",
         })
     }
 }
@@ -179,9 +178,10 @@ impl Handshake {
                 CMD_KMREQ | CMD_KMRSP => hs.km = Some(ext.to_vec()),
                 CMD_SID => {
                     if ext.len() > MAX_STREAM_ID {
-                        return Err(HsError::StreamIdTooLong);
+                        hs.stream_id_too_long = true;
+                    } else {
+                        hs.stream_id = Some(string_ext(ext));
                     }
-                    hs.stream_id = Some(string_ext(ext));
                 }
                 CMD_CONGESTION => hs.congestion = Some(string_ext(ext)),
                 CMD_FILTER | CMD_GROUP => hs.unsupported = true,
@@ -363,6 +363,7 @@ mod tests {
             stream_id: Some(b"#!::r=live/s,m=publish".to_vec()),
             congestion: Some(b"live".to_vec()),
             unsupported: false,
+            stream_id_too_long: false,
             request: true,
         }
     }
@@ -405,7 +406,8 @@ mod tests {
         let mut long = body[..HS_LEN].to_vec();
         long.extend_from_slice(&[0, 5, 0, 129]);
         long.extend_from_slice(&[b'a'; 516]);
-        assert_eq!(Handshake::parse(&long), Err(HsError::StreamIdTooLong));
+        let hs = Handshake::parse(&long).unwrap();
+        assert!(hs.stream_id_too_long && hs.stream_id.is_none());
         let mut past = body[..HS_LEN].to_vec();
         past.extend_from_slice(&[0, 5, 0xFF, 0xFF, b'a']);
         assert_eq!(Handshake::parse(&past), Err(HsError::BadExtension));

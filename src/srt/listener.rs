@@ -378,6 +378,9 @@ impl Listener {
         if req.congestion.as_deref().is_some_and(|c| c != b"live") {
             return Err(RejectReason::Congestion);
         }
+        if req.stream_id_too_long {
+            return Err(RejectReason::BadRequest);
+        }
         let stream = StreamId::parse(req.stream_id.as_deref().unwrap_or(b""))?;
         let keys = match (&self.cfg.passphrase, &req.km) {
             (None, None) => None,
@@ -485,6 +488,7 @@ impl Listener {
             stream_id: None,
             congestion: None,
             unsupported: false,
+            stream_id_too_long: false,
             request: false,
         };
         let response = answer.to_packet(self.ts(now), p.peer_id);

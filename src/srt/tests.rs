@@ -324,7 +324,9 @@ fn reject_code(out: &[Transmit]) -> u32 {
 #[test]
 fn protocol_rejections_carry_srt_codes() {
     let t0 = Instant::now();
-    let cases: [(&[u8], u32); 5] = [
+    let bomb = [b'a'; 600];
+    let cases: [(&[u8], u32); 6] = [
+        (&bomb, 1400),
         (b"", 1400),
         (b"live", 1400),
         (b"#!::r=live/s,m=bidirectional", 1405),
