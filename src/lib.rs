@@ -34,6 +34,8 @@
 //!   certificate files and their reload; `server/netio.rs` puts it between the socket and the protocols.
 //! - `stats`: per-stream health verdicts and the 10-minute history for the dashboard, sans-IO.
 //! - `gateway`: the FLV relay and the file gateway modes.
+//! - `srt`: the SRT listener (handshake with SYN cookies, stream ids, ACK/NAK retransmission,
+//!   TSBPD, AES-CTR), sans-IO: datagrams and `now` in; datagrams, events and a deadline out.
 
 /// The release version, for the API, the gateway's User-Agent and `--version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
