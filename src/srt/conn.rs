@@ -26,6 +26,8 @@ const MAX_NAK_RANGES: usize = 160;
 const ACK_HISTORY: usize = 64;
 const DRIFT_SAMPLES: i64 = 1000;
 const REXMIT_GUARD: Duration = Duration::from_millis(10);
+/// Packets that may leave back to back (42 KB: far below a default 208 KB socket buffer).
+const PACE_BURST: f64 = 32.0;
 const MAX_DRIFT_US: u64 = 5000;
 
 /// Sizes and times a connection runs with, settled in the handshake.
@@ -45,6 +47,8 @@ pub struct ConnParams {
     pub isn: u32,
     /// Our time base for the timestamps we send.
     pub start: Instant,
+    /// Pacing of what we send, packets per second.
+    pub pace_pps: u32,
     /// The instant the peer's timestamp 0 maps to.
     pub peer_start: Instant,
 }
@@ -151,6 +155,12 @@ pub struct Conn {
     // Send side.
     snd_next: u32,
     msgno: u32,
+    /// Packets at the back of `sent` not yet transmitted (pacing).
+    unsent: usize,
+    /// Pacing credit in packets, and when it was last topped up.
+    pace: (f64, Instant),
+    /// The last time an ACK advanced or new data left: the tail-loss probe counts from it.
+    last_progress: Instant,
     sent: VecDeque<Sent>,
     lost_count: usize,
     // Both.
@@ -198,6 +208,9 @@ impl Conn {
             drift: (0, 0),
             snd_next: p.isn,
             msgno: 1,
+            unsent: 0,
+            pace: (PACE_BURST, now),
+            last_progress: now,
             sent: VecDeque::new(),
             lost_count: 0,
             last_recv: now,
@@ -525,8 +538,8 @@ impl Conn {
 
     // ---- send side ----
 
-    /// Queues `data` as packets of at most 1316 bytes and sends them now. All or nothing: when
-    /// the send buffer cannot take every packet, nothing is queued.
+    /// Queues `data` as packets of at most 1316 bytes; they go out paced (see `transmit`). All or
+    /// nothing: when the send buffer cannot take every packet, nothing is queued.
     pub fn send(&mut self, now: Instant, data: &[u8]) -> Result<(), SendFull> {
         if self.closed.is_some() {
             return Ok(());
@@ -536,7 +549,6 @@ impl Conn {
         if self.sent.len() + n > self.p.snd_cap {
             return Err(SendFull);
         }
-        let timestamp = self.timestamp(now);
         for chunk in data.chunks(PAYLOAD_SIZE) {
             let mut payload = chunk.to_vec();
             let key = match &self.keys {
@@ -547,25 +559,51 @@ impl Conn {
                 }
                 None => 0,
             };
-            let s = Sent {
+            self.sent.push_back(Sent {
                 seq: self.snd_next,
                 msgno: self.msgno,
-                timestamp,
+                timestamp: 0,
                 payload,
                 key,
                 first_sent: now,
                 last_sent: now,
                 lost: false,
-            };
+            });
             self.snd_next = seq_add(self.snd_next, 1);
             self.msgno = (self.msgno % 0x03FF_FFFF) + 1;
-            let d = self.data_datagram(&s, false);
+            self.unsent += 1;
+        }
+        self.transmit(now);
+        Ok(())
+    }
+
+    /// Sends queued packets as the pacing credit allows: `pace_pps` a second with bursts of at
+    /// most `PACE_BURST`, so a cached GOP handed over at once does not overrun the player's socket
+    /// buffer. A packet is stamped when it leaves, so its play time counts from then.
+    fn transmit(&mut self, now: Instant) {
+        let rate = f64::from(self.p.pace_pps.max(1));
+        let elapsed = now.saturating_duration_since(self.pace.1).as_secs_f64();
+        self.pace = ((self.pace.0 + elapsed * rate).min(PACE_BURST), now);
+        let timestamp = self.timestamp(now);
+        while self.unsent > 0 && self.pace.0 >= 1.0 {
+            self.pace.0 -= 1.0;
+            let i = self.sent.len() - self.unsent;
+            self.unsent -= 1;
+            let s = &mut self.sent[i];
+            s.timestamp = timestamp;
+            s.first_sent = now;
+            s.last_sent = now;
+            let d = self.data_datagram(&self.sent[i], false);
+            self.last_progress = now;
             self.stats.pkts_sent += 1;
-            self.stats.bytes_sent += s.payload.len() as u64;
-            self.sent.push_back(s);
+            self.stats.bytes_sent += (d.len() - HEADER_LEN) as u64;
             self.push_out(now, d);
         }
-        Ok(())
+    }
+
+    /// The sequence number after the last packet put on the wire.
+    fn tx_next(&self) -> u32 {
+        seq_add(self.snd_next, 0u32.wrapping_sub(self.unsent as u32))
     }
 
     fn data_datagram(&self, s: &Sent, rexmit: bool) -> Vec<u8> {
@@ -590,12 +628,13 @@ impl Conn {
             return;
         };
         let acked = seq_diff(ack.next, self.sent.front().map_or(self.snd_next, |s| s.seq));
-        if seq_diff(ack.next, self.snd_next) <= 0 && acked > 0 {
+        if seq_diff(ack.next, self.tx_next()) <= 0 && acked > 0 {
             for s in self.sent.drain(..(acked as usize).min(self.sent.len())) {
                 if s.lost {
                     self.lost_count -= 1;
                 }
             }
+            self.last_progress = now;
         }
         if full {
             let mut ackack = Vec::with_capacity(HEADER_LEN + 4);
@@ -619,7 +658,7 @@ impl Conn {
         let Some(base) = self.sent.front().map(|s| s.seq) else {
             return;
         };
-        let len = self.sent.len() as i64;
+        let len = (self.sent.len() - self.unsent) as i64;
         // The first NAK of a packet is always served; after that a packet goes again at most
         // every 10 ms (libsrt NAKs again no sooner than 20 ms), so NAK floods cannot multiply our
         // output. One NAK makes at most one pass over the buffer, however its ranges overlap.
@@ -663,6 +702,31 @@ impl Conn {
         }
     }
 
+    /// How long unacknowledged data may sit without an ACK moving or new data leaving before the
+    /// last packet is sent again: in live mode only a later packet reveals a lost last one, and
+    /// when the source pauses there is none.
+    fn probe_after(&self) -> Duration {
+        Duration::from_micros(2 * u64::from(self.rtt) + 4 * u64::from(self.rtt_var))
+            .max(Duration::from_millis(20))
+    }
+
+    fn transmitted(&self) -> usize {
+        self.sent.len() - self.unsent
+    }
+
+    /// The tail-loss probe: the last packet on the wire again (one packet, once per period).
+    fn probe_tail(&mut self, now: Instant) {
+        if self.transmitted() == 0 || now < self.last_progress + self.probe_after() {
+            return;
+        }
+        self.last_progress = now;
+        let i = self.transmitted() - 1;
+        self.sent[i].last_sent = now;
+        let d = self.data_datagram(&self.sent[i], true);
+        self.stats.pkts_retransmitted += 1;
+        self.push_out(now, d);
+    }
+
     /// Packets the peer can no longer play (older than its latency allows) leave the send buffer;
     /// a DROPREQ tells the peer to stop waiting for them.
     fn drop_old(&mut self, now: Instant) {
@@ -677,6 +741,8 @@ impl Conn {
             if lost {
                 self.lost_count -= 1;
             }
+            // Never sent: only a burst longer than the drop limit gets here.
+            self.unsent = self.unsent.min(self.sent.len());
             self.stats.pkts_snd_dropped += 1;
             dropped = Some(dropped.map_or((msgno, seq, seq), |(m, f, _)| (m, f, seq)));
         }
@@ -752,6 +818,8 @@ impl Conn {
             self.rate_window = (now, 0, 0);
         }
         self.drop_old(now);
+        self.transmit(now);
+        self.probe_tail(now);
         if now.saturating_duration_since(self.last_send) >= KEEPALIVE_PERIOD {
             let ka = simple_control(ctrl::KEEPALIVE, 0, self.timestamp(now), self.peer_id);
             self.push_out(now, ka);
@@ -772,6 +840,15 @@ impl Conn {
             }) {
                 t = t.min(due);
             }
+        }
+        if self.unsent > 0 {
+            // Wake when a batch of up to 8 packets is allowed, not for every packet.
+            let want = (self.unsent as f64).min(8.0) - self.pace.0;
+            let wait = Duration::from_secs_f64(want.max(0.0) / f64::from(self.p.pace_pps.max(1)));
+            t = t.min(self.pace.1 + wait);
+        }
+        if self.transmitted() > 0 {
+            t = t.min(self.last_progress + self.probe_after());
         }
         if let Some(s) = self.sent.front() {
             let limit = (self.p.snd_latency + self.p.snd_latency / 4).max(Duration::from_secs(1));

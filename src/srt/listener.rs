@@ -415,6 +415,8 @@ impl Listener {
             rcv_cap: self.buffer_packets(rcv_latency),
             snd_cap: self.buffer_packets(snd_latency),
             peer_idle: self.cfg.peer_idle,
+            // Twice the bitrate buffers are sized for: bursts (a cached GOP) drain quickly.
+            pace_pps: (self.cfg.max_bitrate / 4 / PAYLOAD_SIZE as u64).clamp(1000, 100_000) as u32,
             isn: req.isn,
             start: self.epoch,
             peer_start: self.epoch,

@@ -858,3 +858,98 @@ fn tsbpd_follows_a_drifting_peer_clock() {
     );
     assert_eq!(l.conn_stats(id).unwrap().pkts_dropped, 0);
 }
+
+/// A cached GOP handed over at once leaves paced: at most 32 packets back to back, then about
+/// 3800 a second (twice the 20 Mbit/s buffers are sized for), each stamped when it leaves, and
+/// the loop is woken for batches rather than for every packet.
+#[test]
+fn a_burst_is_paced_and_stamped_when_it_leaves() {
+    let t0 = Instant::now();
+    let mut l = Listener::new(config(), t0);
+    let mut c = Caller::new("10.0.0.1:5000", t0);
+    let id = open(&mut l, &mut c, t0, b"live/s");
+    let gop = vec![0x47u8; 1316 * 1520];
+    l.send(id, t0, &gop).unwrap();
+    let data_count = |out: &[Transmit]| {
+        out.iter()
+            .filter_map(|t| match Packet::parse(&t.data).unwrap() {
+                Packet::Data(h, _) => Some(h.timestamp),
+                _ => None,
+            })
+            .collect::<Vec<u32>>()
+    };
+    let first = data_count(&drain(&mut l));
+    assert_eq!(first.len(), 32);
+    let mut stamps = first;
+    let mut wakeups = 0;
+    let mut now = t0;
+    while stamps.len() < 1520 {
+        now = l.poll_timeout().unwrap();
+        assert!(
+            now < t0 + Duration::from_secs(1),
+            "all sent within a second"
+        );
+        l.handle_timeout(now);
+        wakeups += 1;
+        stamps.extend(data_count(&drain(&mut l)));
+        // The player keeps acknowledging so it is not timed out; nothing else.
+        if wakeups % 50 == 0 {
+            l.handle_datagram(now, c.addr, &c.control(now, ctrl::KEEPALIVE, 0, &[0; 4]));
+        }
+    }
+    let took = now.duration_since(t0);
+    assert!(
+        took >= ms(350) && took <= ms(450),
+        "1488 paced packets at ~3800/s: {took:?}"
+    );
+    assert!(wakeups <= 1520 / 4, "woken per batch: {wakeups}");
+    assert!(stamps.windows(2).all(|w| w[0] <= w[1]));
+    assert!(stamps.last().unwrap() - stamps[0] >= 350_000);
+    assert_eq!(l.conn_stats(id).unwrap().pkts_sent, 1520);
+}
+
+/// The source pauses right after a packet that was lost: no later packet reveals the gap, so the
+/// last packet goes again (one probe per period) until an ACK covers it.
+#[test]
+fn a_lost_last_packet_is_probed_until_acknowledged() {
+    let t0 = Instant::now();
+    let mut l = Listener::new(config(), t0);
+    let mut c = Caller::new("10.0.0.1:5000", t0);
+    let id = open(&mut l, &mut c, t0, b"live/s");
+    l.send(id, t0, &[0x47; 1316 * 3]).unwrap();
+    assert_eq!(drain(&mut l).len(), 3);
+    let mut probes = Vec::new();
+    let mut now = t0;
+    while now < t0 + ms(1000) {
+        now = l.poll_timeout().unwrap();
+        l.handle_timeout(now);
+        for t in drain(&mut l) {
+            if let Packet::Data(h, _) = Packet::parse(&t.data).unwrap() {
+                assert!(h.rexmit);
+                probes.push((now, h.seq));
+            }
+        }
+    }
+    // Unmeasured RTT (100 ms, var 50 ms): a probe every 400 ms, the last packet each time.
+    assert_eq!(probes.len(), 2, "{probes:?}");
+    assert!(probes.iter().all(|(_, s)| *s == seq_add(c.isn, 2)));
+    assert_eq!(probes[0].0, t0 + ms(400));
+    let mut ack = Vec::new();
+    Ack {
+        next: seq_add(c.isn, 3),
+        ..Ack::default()
+    }
+    .write(&mut ack);
+    l.handle_datagram(now, c.addr, &c.control(now, ctrl::ACK, 1, &ack));
+    let end = now + ms(2000);
+    while now < end {
+        now = l.poll_timeout().unwrap().min(end);
+        l.handle_timeout(now);
+        let data = drain(&mut l)
+            .iter()
+            .filter(|t| matches!(Packet::parse(&t.data), Ok(Packet::Data(..))))
+            .count();
+        assert_eq!(data, 0, "nothing to probe once acknowledged");
+        l.handle_datagram(now, c.addr, &c.control(now, ctrl::KEEPALIVE, 0, &[0; 4]));
+    }
+}
