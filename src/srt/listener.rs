@@ -96,8 +96,13 @@ pub enum Event {
     },
     /// Payload (MPEG-TS) in order, at its play time.
     Data { id: ConnId, data: Vec<u8> },
-    /// The connection is gone (after `Request`, whether or not it was accepted).
-    Closed { id: ConnId, reason: CloseReason },
+    /// The connection is gone (after `Request`, whether or not it was accepted), with its final
+    /// counters (all zero when it was never accepted).
+    Closed {
+        id: ConnId,
+        reason: CloseReason,
+        stats: Box<Stats>,
+    },
 }
 
 /// Counters of the listener as a whole.
@@ -525,6 +530,7 @@ impl Listener {
         self.events.push_back(Event::Closed {
             id,
             reason: CloseReason::Local,
+            stats: Box::default(),
         });
     }
 
@@ -589,9 +595,10 @@ impl Listener {
         }
         if let Some(reason) = conn.closed() {
             let key = (conn.peer, conn.peer_id);
+            let stats = Box::new(conn.stats());
             self.entries.remove(&id);
             self.by_peer.remove(&key);
-            self.events.push_back(Event::Closed { id, reason });
+            self.events.push_back(Event::Closed { id, reason, stats });
         }
     }
 }

@@ -10,7 +10,7 @@ use std::net::UdpSocket;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rtmpd::srt::{CloseReason, ConnId, Event, Listener, ListenerConfig, Mode, StreamId};
+use rtmpd::srt::{CloseReason, ConnId, Event, Listener, ListenerConfig, Mode, Stats, StreamId};
 
 use crate::util::require_tool;
 
@@ -61,6 +61,7 @@ struct Harness {
     requests: Vec<(ConnId, StreamId)>,
     received: HashMap<ConnId, Vec<u8>>,
     closed: Vec<(ConnId, CloseReason)>,
+    final_stats: HashMap<ConnId, Stats>,
 }
 
 impl Harness {
@@ -83,6 +84,7 @@ impl Harness {
             requests: Vec::new(),
             received: HashMap::new(),
             closed: Vec::new(),
+            final_stats: HashMap::new(),
         }
     }
 
@@ -141,7 +143,10 @@ impl Harness {
                     self.requests.push((id, stream));
                 }
                 Event::Data { id, data } => self.received.entry(id).or_default().extend(data),
-                Event::Closed { id, reason } => self.closed.push((id, reason)),
+                Event::Closed { id, reason, stats } => {
+                    self.closed.push((id, reason));
+                    self.final_stats.insert(id, *stats);
+                }
             }
         }
         while let Some(t) = self.l.poll_transmit() {
@@ -342,7 +347,7 @@ fn srt_publish_from_ffmpeg() {
         "ffmpeg publish: {} of {} bytes, stats {:?}, closed {:?}",
         got.len(),
         ts.len(),
-        h.l.conn_stats(h.requests[0].0),
+        h.final_stats.get(&h.requests[0].0),
         h.closed
     );
     // Our null-packet padding aside, the bytes equal what FFmpeg writes to a file.
