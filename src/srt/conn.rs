@@ -330,7 +330,12 @@ impl Conn {
                 return;
             }
         }
-        let due = self.p.peer_start + Duration::from_micros(ext.max(0) as u64) + self.p.rcv_latency;
+        // A sender stamps a packet when it sends it, so it can never be due later than the latency
+        // from now: a timestamp from the future (a glitch, a hostile peer) must not stall the
+        // packets behind it.
+        let due =
+            (self.p.peer_start + Duration::from_micros(ext.max(0) as u64) + self.p.rcv_latency)
+                .min(now + self.p.rcv_latency);
         let old_len = self.rcv_buf.len();
         if offset >= old_len {
             let gap = offset - old_len;
@@ -358,6 +363,10 @@ impl Conn {
         } else {
             -(expected.duration_since(now).as_micros() as i64)
         };
+        // Drift is milliseconds per second; a sample a second off is a glitch, not drift.
+        if offset.unsigned_abs() > 1_000_000 {
+            return;
+        }
         self.drift.0 += offset;
         self.drift.1 += 1;
         if self.drift.1 >= DRIFT_SAMPLES {

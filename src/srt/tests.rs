@@ -957,3 +957,39 @@ fn a_lost_last_packet_is_probed_until_acknowledged() {
         l.handle_datagram(now, c.addr, &c.control(now, ctrl::KEEPALIVE, 0, &[0; 4]));
     }
 }
+
+/// One packet stamped half an hour in the future (a glitch or a hostile publisher) neither stalls
+/// the packets behind it nor moves the clock the others play by.
+#[test]
+fn a_timestamp_from_the_future_stalls_nothing() {
+    let t0 = Instant::now();
+    let mut l = Listener::new(config(), t0);
+    let mut c = Caller::new("10.0.0.1:5000", t0);
+    open(&mut l, &mut c, t0, b"publish:live/s");
+    let mut delays = Vec::new();
+    let mut pending: std::collections::VecDeque<(Instant, u8)> = Default::default();
+    for i in 0..2000u64 {
+        let now = t0 + ms(i);
+        let stamp = if i == 500 {
+            now + Duration::from_secs(1800)
+        } else {
+            now
+        };
+        let (_, d) = c.data(stamp, &[(i % 256) as u8]);
+        l.handle_datagram(now, c.addr, &d);
+        pending.push_back((now, (i % 256) as u8));
+        l.handle_timeout(now);
+        for p in payloads(&events(&mut l)) {
+            let (sent, b) = pending.pop_front().unwrap();
+            assert_eq!(p, [b]);
+            delays.push(now.duration_since(sent));
+        }
+    }
+    assert!(delays.len() >= 1870, "delivery went on: {}", delays.len());
+    assert!(
+        delays.iter().all(|d| *d <= ms(121)),
+        "max {:?}",
+        delays.iter().max()
+    );
+    assert!(*delays.last().unwrap() >= ms(119));
+}
