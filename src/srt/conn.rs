@@ -144,6 +144,8 @@ pub struct Conn {
     rcv_buf: VecDeque<Slot>,
     last_ts: Option<(u32, i64)>,
     last_ack_next: u32,
+    /// Data arrived since the last ACK: only then is there an ACK to send (and a timer to wake).
+    data_since_ack: bool,
     ack_no: u32,
     acks_sent: VecDeque<(u32, Instant)>,
     next_ack: Instant,
@@ -199,6 +201,7 @@ impl Conn {
             rcv_buf: VecDeque::new(),
             last_ts: None,
             last_ack_next: p.isn,
+            data_since_ack: false,
             ack_no: 0,
             acks_sent: VecDeque::new(),
             next_ack: now + ACK_PERIOD,
@@ -302,6 +305,7 @@ impl Conn {
     }
 
     fn on_data(&mut self, now: Instant, h: DataHeader, payload: &[u8]) {
+        self.data_since_ack = true;
         self.stats.pkts_recv += 1;
         self.stats.bytes_recv += payload.len() as u64;
         self.rate_window.1 += 1;
@@ -431,11 +435,13 @@ impl Conn {
         seq_add(self.rcv_next, n as u32)
     }
 
+    /// A full ACK, when data came since the last one; the same ACK point goes again at most once
+    /// per RTT (a repeated packet means our ACK was lost).
     fn send_ack(&mut self, now: Instant) {
-        let next = self.ack_point();
-        if next == self.last_ack_next && self.stats.pkts_recv == 0 {
+        if !self.data_since_ack {
             return;
         }
+        let next = self.ack_point();
         if next == self.last_ack_next
             && self.acks_sent.back().is_some_and(|(_, t)| {
                 now < *t + Duration::from_micros(u64::from(self.rtt.max(10_000)))
@@ -444,6 +450,7 @@ impl Conn {
             return;
         }
         self.last_ack_next = next;
+        self.data_since_ack = false;
         self.ack_no = self.ack_no.wrapping_add(1).max(1);
         let ack = Ack {
             next,
@@ -837,10 +844,11 @@ impl Conn {
 
     /// The next instant `on_timeout` has work to do.
     pub fn next_deadline(&self) -> Instant {
-        let mut t = self
-            .next_ack
-            .min(self.last_send + KEEPALIVE_PERIOD)
-            .min(self.last_recv + self.p.peer_idle);
+        // An idle player costs one wake-up a second (keep-alive), not one per ACK period.
+        let mut t = (self.last_send + KEEPALIVE_PERIOD).min(self.last_recv + self.p.peer_idle);
+        if self.data_since_ack {
+            t = t.min(self.next_ack);
+        }
         if !self.rcv_buf.is_empty() {
             t = t.min(self.next_nak);
             if let Some(due) = self.rcv_buf.iter().find_map(|s| match s {
