@@ -999,3 +999,85 @@ fn a_timestamp_from_the_future_stalls_nothing() {
     );
     assert!(*delays.last().unwrap() >= ms(119));
 }
+
+/// The publisher re-keys in the stream (libsrt does every 2^25 packets): its KMREQ is answered
+/// with the same bytes as KMRSP, and packets under the new (odd) key decrypt.
+#[test]
+fn in_stream_key_refresh_is_answered_and_used() {
+    let t0 = Instant::now();
+    let cfg = ListenerConfig {
+        passphrase: Some(PASS.to_vec()),
+        ..config()
+    };
+    let mut l = Listener::new(cfg, t0);
+    let mut c = Caller::new("10.0.0.1:5000", t0).with_key(PASS, 16);
+    let id = open(&mut l, &mut c, t0, b"publish:live/s");
+    let even = [0x11u8; 16];
+    let odd = [0x22u8; 16];
+    let km = build_km(PASS, [0x5A; 16], &even, Some(&odd)).unwrap();
+    let mut h = ControlHeader::new(ctrl::EXT, 0, 0, id);
+    h.subtype = CMD_KMREQ;
+    let mut d = Vec::new();
+    h.write(&mut d);
+    d.extend_from_slice(&km);
+    l.handle_datagram(t0 + ms(1), c.addr, &d);
+    let out = drain(&mut l);
+    let rsp = controls(&out, ctrl::EXT);
+    assert_eq!(rsp.len(), 1);
+    assert_eq!(
+        Packet::parse(&out[0].data).map(|p| match p {
+            Packet::Control(h, _) => h.subtype,
+            _ => 0,
+        }),
+        Ok(CMD_KMRSP)
+    );
+    assert_eq!(rsp[0].1, km, "KMRSP echoes the keying material");
+    // A packet under the odd key.
+    let new_keys = Keys::from_km(&km, PASS).unwrap();
+    let clear = b"after the key switch".to_vec();
+    let seq = c.next_seq;
+    let mut body = clear.clone();
+    assert!(new_keys.apply(2, seq, &mut body));
+    let mut pkt = Vec::new();
+    DataHeader {
+        seq,
+        position: PP_SOLO,
+        in_order: false,
+        key: 2,
+        rexmit: false,
+        msgno: 1,
+        timestamp: 2000,
+        dest: id,
+    }
+    .write(&mut pkt);
+    pkt.extend_from_slice(&body);
+    l.handle_datagram(t0 + ms(2), c.addr, &pkt);
+    l.handle_timeout(t0 + ms(300));
+    assert_eq!(payloads(&events(&mut l)), vec![clear]);
+    // A refresh under another passphrase is ignored (no answer, keys kept).
+    let bad = build_km(b"someone-else's-pass", [1; 16], &even, None).unwrap();
+    let mut d = Vec::new();
+    h.write(&mut d);
+    d.extend_from_slice(&bad);
+    l.handle_datagram(t0 + ms(301), c.addr, &d);
+    assert!(controls(&drain(&mut l), ctrl::EXT).is_empty());
+}
+
+#[test]
+fn closing_from_our_side_sends_shutdown() {
+    let t0 = Instant::now();
+    let mut l = Listener::new(config(), t0);
+    let mut c = Caller::new("10.0.0.1:5000", t0);
+    let id = open(&mut l, &mut c, t0, b"live/s");
+    l.close(id, t0 + ms(5));
+    let out = drain(&mut l);
+    let shut = controls(&out, ctrl::SHUTDOWN);
+    assert_eq!(shut.len(), 1);
+    assert_eq!(shut[0].0.dest, c.id);
+    assert!(matches!(
+        events(&mut l)[..],
+        [Event::Closed { id: i, reason: CloseReason::Local, .. }] if i == id
+    ));
+    assert!(l.is_empty());
+    assert_eq!(l.poll_timeout(), None);
+}
