@@ -432,3 +432,93 @@ fn srt_play_encrypted_with_loss() {
         false,
     );
 }
+
+/// FFmpeg as the player (what ffplay users run): it reads our TS over SRT and remuxes it; the file
+/// it writes has the fixture's video and audio frames.
+#[test]
+fn srt_play_to_ffmpeg() {
+    if !require_tool("ffmpeg") || !require_tool("ffprobe") {
+        return;
+    }
+    let ts = fixture_ts("ffplay");
+    let mut h = Harness::new(None, 0);
+    let out_path = std::env::temp_dir().join(format!("rtmpd-srt-ffplay-{}.ts", std::process::id()));
+    let url = format!("srt://127.0.0.1:{}?streamid=live/interop", h.port());
+    let mut child = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-i"])
+        .arg(&url)
+        .args(["-map", "0", "-c", "copy", "-f", "mpegts"])
+        .arg(&out_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while h.requests.is_empty() && Instant::now() < deadline {
+        h.run(Duration::from_millis(20));
+    }
+    assert_eq!(h.requests.len(), 1);
+    let id = h.requests[0].0;
+    // Ten seconds of media at four times real time.
+    for chunk in ts.chunks(1316 * 4) {
+        h.l.send(id, Instant::now(), chunk).expect("room");
+        h.pump();
+        h.run(Duration::from_millis(3));
+    }
+    h.run(Duration::from_secs(1));
+    h.l.close(id, Instant::now());
+    h.pump();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline && child.try_wait().unwrap().is_none() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stderr = finish(child);
+    let probe = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-show_entries",
+            "stream=codec_type,nb_read_frames",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(&out_path)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&out_path);
+    let listing = String::from_utf8_lossy(&probe.stdout).into_owned();
+    let src = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-show_entries",
+            "stream=codec_type,nb_read_frames",
+            "-of",
+            "csv=p=0",
+            "tests/data/fixture.flv",
+        ])
+        .output()
+        .unwrap();
+    let expected = String::from_utf8_lossy(&src.stdout).into_owned();
+    eprintln!(
+        "ffmpeg as SRT player wrote: {listing:?}, the fixture has {expected:?}; stderr {stderr}"
+    );
+    let frames = |s: &str, kind: &str| -> u64 {
+        // TS output lists its streams twice (under the program too): the first line counts.
+        s.lines()
+            .filter(|l| l.starts_with(kind))
+            .find_map(|l| l.split(',').nth(1)?.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    for kind in ["video", "audio"] {
+        let (got, want) = (frames(&listing, kind), frames(&expected, kind));
+        assert!(want > 0);
+        // FFmpeg may hold back a last partial frame at the end of its input.
+        assert!(
+            got + 2 >= want && got <= want,
+            "{kind}: {got} of {want} frames"
+        );
+    }
+}
