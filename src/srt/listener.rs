@@ -29,6 +29,9 @@ const COOKIE_PERIOD: Duration = Duration::from_secs(60);
 /// The MTU and flow window we announce.
 const MTU: u32 = 1500;
 const MIN_BUFFER: usize = 64;
+/// Refusal log lines per window.
+const LOG_BURST: u32 = 20;
+const LOG_WINDOW: Duration = Duration::from_secs(10);
 const MAX_BUFFER: usize = 8192;
 
 /// How the listener runs; the server fills it from `--srt-latency`, `--srt-passphrase` and the
@@ -145,6 +148,8 @@ pub struct Listener {
     out: VecDeque<Transmit>,
     events: VecDeque<Event>,
     stats: ListenerStats,
+    /// Start of the refusal-log window, lines logged and suppressed in it.
+    log_window: (Instant, u32, u32),
 }
 
 impl Listener {
@@ -159,6 +164,7 @@ impl Listener {
             out: VecDeque::new(),
             events: VecDeque::new(),
             stats: ListenerStats::default(),
+            log_window: (now, 0, 0),
         }
     }
 
@@ -351,15 +357,34 @@ impl Listener {
                 });
             }
             Err(reason) => {
-                // One line per attempt: a repeated conclusion is answered from `rejected`.
-                log::warn!(
-                    "srt: {from} refused: {reason} (SRT reject {}, stream id {:?})",
-                    reason.code(),
-                    String::from_utf8_lossy(req.stream_id.as_deref().unwrap_or(b""))
-                );
+                // One line per attempt (a repeated conclusion is answered from `rejected`), and
+                // at most LOG_BURST a window, so a client looping on new sockets cannot flood it.
+                if self.may_log(now) {
+                    log::warn!(
+                        "srt: {from} refused: {reason} (SRT reject {}, stream id {:?})",
+                        reason.code(),
+                        String::from_utf8_lossy(req.stream_id.as_deref().unwrap_or(b""))
+                    );
+                }
                 self.send_reject(now, from, &req, reason);
             }
         }
+    }
+
+    /// Whether a refusal may be logged now (LOG_BURST per LOG_WINDOW).
+    pub(crate) fn may_log(&mut self, now: Instant) -> bool {
+        let (start, logged, suppressed) = &mut self.log_window;
+        if now.saturating_duration_since(*start) >= LOG_WINDOW {
+            if *suppressed > 0 {
+                log::warn!("srt: {suppressed} more refusals not logged in the last {LOG_WINDOW:?}");
+            }
+            (*start, *logged, *suppressed) = (now, 0, 0);
+        }
+        *logged += 1;
+        if *logged > LOG_BURST {
+            *suppressed += 1;
+        }
+        *logged <= LOG_BURST
     }
 
     /// Everything the protocol itself decides; the access policy comes after, in `accept`.

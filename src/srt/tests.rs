@@ -1081,3 +1081,22 @@ fn closing_from_our_side_sends_shutdown() {
     assert!(l.is_empty());
     assert_eq!(l.poll_timeout(), None);
 }
+
+/// A client looping on fresh sockets with a bad stream id: every attempt is refused, but only
+/// 20 refusals in ten seconds may be logged; the window then starts again.
+#[test]
+fn refusal_log_lines_are_bounded() {
+    let t0 = Instant::now();
+    let mut l = Listener::new(config(), t0);
+    for i in 0..200u32 {
+        let mut c = Caller::new("10.0.0.1:5000", t0);
+        c.id = 1000 + i;
+        let (out, _) = connect(&mut l, &c, t0 + ms(u64::from(i)), b"nonsense");
+        assert_eq!(reject_code(&out), 1400);
+    }
+    assert_eq!(l.stats().rejected, 200);
+    // The 200 refusals above used up this window's 20 lines.
+    assert!(!l.may_log(t0 + ms(9000)));
+    let allowed = (0..100).filter(|_| l.may_log(t0 + ms(10_000))).count();
+    assert_eq!(allowed, 20, "a new window, 20 lines again");
+}
