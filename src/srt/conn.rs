@@ -337,9 +337,12 @@ impl Conn {
         // A sender stamps a packet when it sends it, so it can never be due later than the latency
         // from now: a timestamp from the future (a glitch, a hostile peer) must not stall the
         // packets behind it.
-        let due =
-            (self.p.peer_start + Duration::from_micros(ext.max(0) as u64) + self.p.rcv_latency)
-                .min(now + self.p.rcv_latency);
+        let latest = now + self.p.rcv_latency;
+        let due = self
+            .p
+            .peer_start
+            .checked_add(Duration::from_micros(ext.max(0) as u64) + self.p.rcv_latency)
+            .map_or(latest, |due| due.min(latest));
         let old_len = self.rcv_buf.len();
         if offset >= old_len {
             let gap = offset - old_len;
@@ -361,7 +364,14 @@ impl Conn {
     /// (base + timestamp) moves the base when it exceeds 5 ms, as libsrt's drift tracer does, so
     /// the latency stays what was agreed over hours between clocks that differ by 100 ppm.
     fn trace_drift(&mut self, now: Instant, ext_us: i64) {
-        let expected = self.p.peer_start + Duration::from_micros(ext_us.max(0) as u64);
+        // Checked: a peer can push its extended timestamps centuries ahead, one jump at a time.
+        let Some(expected) = self
+            .p
+            .peer_start
+            .checked_add(Duration::from_micros(ext_us.max(0) as u64))
+        else {
+            return;
+        };
         let offset = if now >= expected {
             now.duration_since(expected).as_micros() as i64
         } else {
