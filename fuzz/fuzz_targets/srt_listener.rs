@@ -16,9 +16,9 @@ fuzz_target!(|data: &[u8]| {
     let mut l = Listener::new(
         ListenerConfig {
             passphrase: Some(pass.clone()),
-            secret: [7; 32],
             ..ListenerConfig::default()
         },
+        [7; 32],
         t0,
     );
     let peer: SocketAddr = "10.0.0.1:5000".parse().unwrap();

@@ -42,8 +42,6 @@ pub struct ListenerConfig {
     pub latency: Duration,
     /// AES passphrase (libsrt wants 10 to 79 bytes); `None` refuses encrypted callers.
     pub passphrase: Option<Vec<u8>>,
-    /// Key for SYN cookies and socket ids; the server fills it from the OS random source.
-    pub secret: [u8; 32],
     /// SRT connections (pending and established) in all, and per peer IP address.
     pub max_conns: usize,
     pub max_per_ip: usize,
@@ -58,7 +56,6 @@ impl Default for ListenerConfig {
         ListenerConfig {
             latency: Duration::from_millis(120),
             passphrase: None,
-            secret: [0; 32],
             max_conns: 1000,
             max_per_ip: 100,
             max_bitrate: 20_000_000,
@@ -140,6 +137,8 @@ enum Entry {
 /// The listener; see the module doc.
 pub struct Listener {
     cfg: ListenerConfig,
+    /// Key of the SYN cookies and socket ids.
+    secret: [u8; 32],
     epoch: Instant,
     entries: HashMap<ConnId, Entry>,
     by_peer: HashMap<(SocketAddr, u32), ConnId>,
@@ -153,9 +152,12 @@ pub struct Listener {
 }
 
 impl Listener {
-    pub fn new(cfg: ListenerConfig, now: Instant) -> Listener {
+    /// `secret` keys the SYN cookies and socket ids: 32 bytes from the OS random source (a
+    /// guessable secret lets anyone forge cookies and so hold state).
+    pub fn new(cfg: ListenerConfig, secret: [u8; 32], now: Instant) -> Listener {
         Listener {
             cfg,
+            secret,
             epoch: now,
             entries: HashMap::new(),
             by_peer: HashMap::new(),
@@ -216,7 +218,7 @@ impl Listener {
             IpAddr::V6(a) => a.octets(),
         };
         let mac = hmac_sha256(
-            &self.cfg.secret,
+            &self.secret,
             &[&ip, &peer.port().to_be_bytes(), &period.to_be_bytes()],
         );
         u32::from_be_bytes([mac[0], mac[1], mac[2], mac[3]])
@@ -234,7 +236,7 @@ impl Listener {
     fn new_id(&mut self) -> ConnId {
         loop {
             self.id_counter += 1;
-            let mac = hmac_sha256(&self.cfg.secret, &[b"id", &self.id_counter.to_be_bytes()]);
+            let mac = hmac_sha256(&self.secret, &[b"id", &self.id_counter.to_be_bytes()]);
             let id = u32::from_be_bytes([mac[0], mac[1], mac[2], mac[3]]) & 0x3FFF_FFFF;
             if id != 0 && !self.entries.contains_key(&id) {
                 return id;

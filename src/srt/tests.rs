@@ -141,11 +141,10 @@ impl Caller {
 }
 
 fn config() -> ListenerConfig {
-    ListenerConfig {
-        secret: [42; 32],
-        ..ListenerConfig::default()
-    }
+    ListenerConfig::default()
 }
+
+const SECRET: [u8; 32] = [42; 32];
 
 fn drain(l: &mut Listener) -> Vec<Transmit> {
     std::iter::from_fn(|| l.poll_transmit()).collect()
@@ -213,7 +212,7 @@ fn controls(out: &[Transmit], kind: u16) -> Vec<(ControlHeader, Vec<u8>)> {
 #[test]
 fn induction_is_answered_with_a_cookie_and_keeps_no_state() {
     let t0 = Instant::now();
-    let mut l = Listener::new(config(), t0);
+    let mut l = Listener::new(config(), SECRET, t0);
     let c = Caller::new("10.0.0.1:5000", t0);
     for _ in 0..100 {
         l.handle_datagram(t0, c.addr, &c.induction(t0));
@@ -239,7 +238,7 @@ fn induction_is_answered_with_a_cookie_and_keeps_no_state() {
 #[test]
 fn conclusion_needs_a_valid_fresh_cookie() {
     let t0 = Instant::now();
-    let mut l = Listener::new(config(), t0);
+    let mut l = Listener::new(config(), SECRET, t0);
     let c = Caller::new("10.0.0.1:5000", t0);
     let sid = b"#!::r=live/s,m=publish";
     // A guessed cookie: silence and no state.
@@ -257,7 +256,7 @@ fn conclusion_needs_a_valid_fresh_cookie() {
     let late = t0 + Duration::from_secs(61);
     l.handle_datagram(late, c.addr, &c.conclusion_hs(cookie, sid).to_packet(0, 0));
     assert_eq!(events(&mut l).len(), 1);
-    let mut l = Listener::new(config(), t0);
+    let mut l = Listener::new(config(), SECRET, t0);
     let stale = t0 + Duration::from_secs(121);
     l.handle_datagram(stale, c.addr, &c.conclusion_hs(cookie, sid).to_packet(0, 0));
     assert!(l.is_empty());
@@ -267,7 +266,7 @@ fn conclusion_needs_a_valid_fresh_cookie() {
 #[test]
 fn conclusion_raises_a_request_and_accept_answers_with_negotiated_latency() {
     let t0 = Instant::now();
-    let mut l = Listener::new(config(), t0);
+    let mut l = Listener::new(config(), SECRET, t0);
     let mut c = Caller::new("10.0.0.1:5000", t0);
     c.latency_ms = 300;
     let (out, ev) = connect(&mut l, &c, t0, b"#!::r=live/cam,m=publish,token=abc");
@@ -334,7 +333,7 @@ fn protocol_rejections_carry_srt_codes() {
         (b"delete:live/s", 1405),
     ];
     for (sid, code) in cases {
-        let mut l = Listener::new(config(), t0);
+        let mut l = Listener::new(config(), SECRET, t0);
         let c = Caller::new("10.0.0.1:5000", t0);
         let (out, ev) = connect(&mut l, &c, t0, sid);
         assert_eq!(
@@ -347,7 +346,7 @@ fn protocol_rejections_carry_srt_codes() {
         assert!(l.is_empty());
     }
     // Not HSv5.
-    let mut l = Listener::new(config(), t0);
+    let mut l = Listener::new(config(), SECRET, t0);
     let c = Caller::new("10.0.0.1:5000", t0);
     l.handle_datagram(t0, c.addr, &c.induction(t0));
     let cookie = handshake_of(&drain(&mut l)[0]).1.cookie;
@@ -376,7 +375,7 @@ fn protocol_rejections_carry_srt_codes() {
 #[test]
 fn policy_rejection_is_final_and_repeated_conclusions_get_the_same_answer() {
     let t0 = Instant::now();
-    let mut l = Listener::new(config(), t0);
+    let mut l = Listener::new(config(), SECRET, t0);
     let c = Caller::new("10.0.0.1:5000", t0);
     let (_, ev) = connect(&mut l, &c, t0, b"publish:live/s?token=bad");
     let Event::Request { id, .. } = ev[0] else {
@@ -400,7 +399,7 @@ fn policy_rejection_is_final_and_repeated_conclusions_get_the_same_answer() {
 #[test]
 fn undecided_requests_time_out_with_a_rejection() {
     let t0 = Instant::now();
-    let mut l = Listener::new(config(), t0);
+    let mut l = Listener::new(config(), SECRET, t0);
     let c = Caller::new("10.0.0.1:5000", t0);
     let (_, ev) = connect(&mut l, &c, t0, b"live/s");
     let Event::Request { id, .. } = ev[0] else {
@@ -422,7 +421,7 @@ fn connection_limits_reject_with_resource() {
         max_conns: 3,
         ..config()
     };
-    let mut l = Listener::new(cfg, t0);
+    let mut l = Listener::new(cfg, SECRET, t0);
     for port in 1..=3 {
         let mut c = Caller::new(&format!("10.0.0.1:{port}"), t0);
         c.id = port;
@@ -451,7 +450,7 @@ fn encryption_rejections_badsecret_and_unsecure() {
         ..config()
     };
     // Wrong passphrase.
-    let mut l = Listener::new(enc.clone(), t0);
+    let mut l = Listener::new(enc.clone(), SECRET, t0);
     let c = Caller::new("10.0.0.1:5000", t0).with_key(b"not-the-passphrase", 16);
     assert_eq!(reject_code(&connect(&mut l, &c, t0, b"live/s").0), 10);
     assert!(l.is_empty());
@@ -459,7 +458,7 @@ fn encryption_rejections_badsecret_and_unsecure() {
     let c = Caller::new("10.0.0.2:5000", t0);
     assert_eq!(reject_code(&connect(&mut l, &c, t0, b"live/s").0), 11);
     // A passphrase on the caller while we have none.
-    let mut l = Listener::new(config(), t0);
+    let mut l = Listener::new(config(), SECRET, t0);
     let c = Caller::new("10.0.0.3:5000", t0).with_key(PASS, 32);
     assert_eq!(reject_code(&connect(&mut l, &c, t0, b"live/s").0), 11);
 }
@@ -469,7 +468,7 @@ fn encryption_rejections_badsecret_and_unsecure() {
 #[test]
 fn receive_path_acks_naks_and_delivers_in_order_at_play_time() {
     let t0 = Instant::now();
-    let mut l = Listener::new(config(), t0);
+    let mut l = Listener::new(config(), SECRET, t0);
     let mut c = Caller::new("10.0.0.1:5000", t0);
     c.latency_ms = 0; // ours (120 ms) wins
     let id = open(&mut l, &mut c, t0, b"#!::r=live/s,m=publish");
@@ -540,7 +539,7 @@ fn receive_path_acks_naks_and_delivers_in_order_at_play_time() {
 #[test]
 fn too_late_packets_are_dropped_and_periodic_naks_repeat_until_then() {
     let t0 = Instant::now();
-    let mut l = Listener::new(config(), t0);
+    let mut l = Listener::new(config(), SECRET, t0);
     let mut c = Caller::new("10.0.0.1:5000", t0);
     let id = open(&mut l, &mut c, t0, b"publish:live/s");
     let mut sent = Vec::new();
@@ -572,7 +571,7 @@ fn encrypted_publish_round_trips_for_every_key_length() {
             passphrase: Some(PASS.to_vec()),
             ..config()
         };
-        let mut l = Listener::new(cfg, t0);
+        let mut l = Listener::new(cfg, SECRET, t0);
         let mut c = Caller::new("10.0.0.1:5000", t0).with_key(PASS, len);
         let (_, ev) = connect(&mut l, &c, t0, b"publish:live/s");
         let Event::Request { id, .. } = ev[0] else {
@@ -604,7 +603,7 @@ fn send_path_retransmits_on_nak_and_frees_on_ack() {
         passphrase: Some(PASS.to_vec()),
         ..config()
     };
-    let mut l = Listener::new(cfg, t0);
+    let mut l = Listener::new(cfg, SECRET, t0);
     let mut c = Caller::new("10.0.0.1:5000", t0).with_key(PASS, 16);
     let id = open(&mut l, &mut c, t0, b"#!::r=live/s,m=request");
     let ts: Vec<u8> = (0..188 * 20).map(|i| (i % 256) as u8).collect();
@@ -696,7 +695,7 @@ fn a_peer_that_stops_acking_is_bounded_and_times_out() {
         max_bitrate: 1_000_000,
         ..config()
     };
-    let mut l = Listener::new(cfg, t0);
+    let mut l = Listener::new(cfg, SECRET, t0);
     let mut c = Caller::new("10.0.0.1:5000", t0);
     let id = open(&mut l, &mut c, t0, b"live/s");
     let chunk = vec![0x47u8; 1316];
@@ -750,7 +749,7 @@ fn a_peer_that_stops_acking_is_bounded_and_times_out() {
 #[test]
 fn keepalives_flow_and_shutdown_closes() {
     let t0 = Instant::now();
-    let mut l = Listener::new(config(), t0);
+    let mut l = Listener::new(config(), SECRET, t0);
     let mut c = Caller::new("10.0.0.1:5000", t0);
     let id = open(&mut l, &mut c, t0, b"publish:live/s");
     let mut now = t0;
@@ -777,7 +776,7 @@ fn keepalives_flow_and_shutdown_closes() {
 #[test]
 fn packets_from_another_address_or_unknown_ids_are_dropped() {
     let t0 = Instant::now();
-    let mut l = Listener::new(config(), t0);
+    let mut l = Listener::new(config(), SECRET, t0);
     let mut c = Caller::new("10.0.0.1:5000", t0);
     let id = open(&mut l, &mut c, t0, b"publish:live/s");
     let (_, d) = c.data(t0, b"x");
@@ -798,7 +797,7 @@ fn packets_from_another_address_or_unknown_ids_are_dropped() {
 #[test]
 fn garbage_never_panics() {
     let t0 = Instant::now();
-    let mut l = Listener::new(config(), t0);
+    let mut l = Listener::new(config(), SECRET, t0);
     let mut c = Caller::new("10.0.0.1:5000", t0);
     let id = open(&mut l, &mut c, t0, b"publish:live/s");
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -842,7 +841,7 @@ fn garbage_never_panics() {
 #[test]
 fn tsbpd_follows_a_drifting_peer_clock() {
     let t0 = Instant::now();
-    let mut l = Listener::new(config(), t0);
+    let mut l = Listener::new(config(), SECRET, t0);
     let mut c = Caller::new("10.0.0.1:5000", t0);
     let id = open(&mut l, &mut c, t0, b"publish:live/s");
     let mut delays = Vec::new();
@@ -875,7 +874,7 @@ fn tsbpd_follows_a_drifting_peer_clock() {
 #[test]
 fn a_burst_is_paced_and_stamped_when_it_leaves() {
     let t0 = Instant::now();
-    let mut l = Listener::new(config(), t0);
+    let mut l = Listener::new(config(), SECRET, t0);
     let mut c = Caller::new("10.0.0.1:5000", t0);
     let id = open(&mut l, &mut c, t0, b"live/s");
     let gop = vec![0x47u8; 1316 * 1520];
@@ -923,7 +922,7 @@ fn a_burst_is_paced_and_stamped_when_it_leaves() {
 #[test]
 fn a_lost_last_packet_is_probed_until_acknowledged() {
     let t0 = Instant::now();
-    let mut l = Listener::new(config(), t0);
+    let mut l = Listener::new(config(), SECRET, t0);
     let mut c = Caller::new("10.0.0.1:5000", t0);
     let id = open(&mut l, &mut c, t0, b"live/s");
     l.send(id, t0, &[0x47; 1316 * 3]).unwrap();
@@ -969,7 +968,7 @@ fn a_lost_last_packet_is_probed_until_acknowledged() {
 #[test]
 fn a_timestamp_from_the_future_stalls_nothing() {
     let t0 = Instant::now();
-    let mut l = Listener::new(config(), t0);
+    let mut l = Listener::new(config(), SECRET, t0);
     let mut c = Caller::new("10.0.0.1:5000", t0);
     open(&mut l, &mut c, t0, b"publish:live/s");
     let mut delays = Vec::new();
@@ -1009,7 +1008,7 @@ fn in_stream_key_refresh_is_answered_and_used() {
         passphrase: Some(PASS.to_vec()),
         ..config()
     };
-    let mut l = Listener::new(cfg, t0);
+    let mut l = Listener::new(cfg, SECRET, t0);
     let mut c = Caller::new("10.0.0.1:5000", t0).with_key(PASS, 16);
     let id = open(&mut l, &mut c, t0, b"publish:live/s");
     let even = [0x11u8; 16];
@@ -1066,7 +1065,7 @@ fn in_stream_key_refresh_is_answered_and_used() {
 #[test]
 fn closing_from_our_side_sends_shutdown() {
     let t0 = Instant::now();
-    let mut l = Listener::new(config(), t0);
+    let mut l = Listener::new(config(), SECRET, t0);
     let mut c = Caller::new("10.0.0.1:5000", t0);
     let id = open(&mut l, &mut c, t0, b"live/s");
     l.close(id, t0 + ms(5));
@@ -1087,7 +1086,7 @@ fn closing_from_our_side_sends_shutdown() {
 #[test]
 fn refusal_log_lines_are_bounded() {
     let t0 = Instant::now();
-    let mut l = Listener::new(config(), t0);
+    let mut l = Listener::new(config(), SECRET, t0);
     for i in 0..200u32 {
         let mut c = Caller::new("10.0.0.1:5000", t0);
         c.id = 1000 + i;

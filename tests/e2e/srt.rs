@@ -71,12 +71,11 @@ impl Harness {
         secret[..8].copy_from_slice(&(std::process::id() as u64).to_be_bytes());
         let cfg = ListenerConfig {
             passphrase: passphrase.map(|p| p.as_bytes().to_vec()),
-            secret,
             ..ListenerConfig::default()
         };
         Harness {
             sock,
-            l: Listener::new(cfg, Instant::now()),
+            l: Listener::new(cfg, secret, Instant::now()),
             drop_every,
             n_in: 0,
             n_out: 0,
