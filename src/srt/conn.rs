@@ -49,6 +49,8 @@ pub struct ConnParams {
     pub start: Instant,
     /// Pacing of what we send, packets per second.
     pub pace_pps: u32,
+    /// Payload bytes per packet we send: 1316, or fewer whole TS packets for a small peer MTU.
+    pub payload_size: usize,
     /// The instant the peer's timestamp 0 maps to.
     pub peer_start: Instant,
 }
@@ -564,18 +566,19 @@ impl Conn {
 
     // ---- send side ----
 
-    /// Queues `data` as packets of at most 1316 bytes; they go out paced (see `transmit`). All or
+    /// Queues `data` as packets of at most `payload_size` bytes; they go out paced (see `transmit`). All or
     /// nothing: when the send buffer cannot take every packet, nothing is queued.
     pub fn send(&mut self, now: Instant, data: &[u8]) -> Result<(), SendFull> {
         if self.closed.is_some() {
             return Ok(());
         }
         self.drop_old(now);
-        let n = data.len().div_ceil(PAYLOAD_SIZE);
+        let size = self.p.payload_size.clamp(188, PAYLOAD_SIZE);
+        let n = data.len().div_ceil(size);
         if self.sent.len() + n > self.p.snd_cap {
             return Err(SendFull);
         }
-        for chunk in data.chunks(PAYLOAD_SIZE) {
+        for chunk in data.chunks(size) {
             let mut payload = chunk.to_vec();
             let key = match &self.keys {
                 Some(k) => {

@@ -449,6 +449,9 @@ impl Listener {
             peer_idle: self.cfg.peer_idle,
             // Twice the bitrate buffers are sized for: bursts (a cached GOP) drain quickly.
             pace_pps: (self.cfg.max_bitrate / 4 / PAYLOAD_SIZE as u64).clamp(1000, 100_000) as u32,
+            // What fits the peer's MTU after IP, UDP and SRT headers (44 bytes), in whole TS
+            // packets: libsrt drops larger packets.
+            payload_size: (req.mtu.clamp(576, MTU) as usize - 44) / 188 * 188,
             isn: req.isn,
             start: self.epoch,
             peer_start: self.epoch,

@@ -1099,3 +1099,30 @@ fn refusal_log_lines_are_bounded() {
     let allowed = (0..100).filter(|_| l.may_log(t0 + ms(10_000))).count();
     assert_eq!(allowed, 20, "a new window, 20 lines again");
 }
+
+/// A player with a small MTU gets packets that fit it, in whole TS packets.
+#[test]
+fn payloads_fit_the_peer_mtu() {
+    let t0 = Instant::now();
+    for (mtu, size) in [(1500, 1316), (1000, 940), (100, 376)] {
+        let mut l = Listener::new(config(), SECRET, t0);
+        let c = Caller::new("10.0.0.1:5000", t0);
+        l.handle_datagram(t0, c.addr, &c.induction(t0));
+        let cookie = handshake_of(&drain(&mut l)[0]).1.cookie;
+        let mut hs = c.conclusion_hs(cookie, b"live/s");
+        hs.mtu = mtu;
+        l.handle_datagram(t0, c.addr, &hs.to_packet(0, 0));
+        let Some(Event::Request { id, .. }) = l.poll_event() else {
+            panic!()
+        };
+        l.accept(id, t0);
+        let _ = drain(&mut l);
+        l.send(id, t0, &[0x47; 188 * 20]).unwrap();
+        let lens: Vec<usize> = drain(&mut l)
+            .iter()
+            .map(|t| t.data.len() - HEADER_LEN)
+            .collect();
+        assert_eq!(lens[0], size, "mtu {mtu}");
+        assert_eq!(lens.iter().sum::<usize>(), 188 * 20);
+    }
+}
