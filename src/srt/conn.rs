@@ -148,6 +148,8 @@ pub struct Conn {
     last_ack_next: u32,
     /// Data arrived since the last ACK: only then is there an ACK to send (and a timer to wake).
     data_since_ack: bool,
+    /// A gap was seen and no periodic NAK has found the buffer whole since.
+    maybe_holes: bool,
     ack_no: u32,
     acks_sent: VecDeque<(u32, Instant)>,
     next_ack: Instant,
@@ -204,6 +206,7 @@ impl Conn {
             last_ts: None,
             last_ack_next: p.isn,
             data_since_ack: false,
+            maybe_holes: false,
             ack_no: 0,
             acks_sent: VecDeque::new(),
             next_ack: now + ACK_PERIOD,
@@ -350,6 +353,10 @@ impl Conn {
             let gap = offset - old_len;
             self.rcv_buf.resize_with(offset + 1, || Slot::Empty);
             if gap > 0 {
+                if !self.maybe_holes {
+                    self.maybe_holes = true;
+                    self.next_nak = now + self.nak_period();
+                }
                 self.stats.pkts_lost += gap as u64;
                 let first = seq_add(self.rcv_next, old_len as u32);
                 let last = seq_add(self.rcv_next, (offset - 1) as u32);
@@ -554,6 +561,8 @@ impl Conn {
         }
         let to = (to as usize).min(self.p.rcv_cap - 1);
         if self.rcv_buf.len() <= to {
+            // Slots between the old end and `from` stay missing.
+            self.maybe_holes = true;
             self.rcv_buf.resize_with(to + 1, || Slot::Empty);
         }
         for i in from..=to {
@@ -831,8 +840,9 @@ impl Conn {
             self.send_ack(now);
             self.next_ack = now + ACK_PERIOD;
         }
-        if now >= self.next_nak {
+        if now >= self.next_nak && self.maybe_holes {
             let holes = self.holes();
+            self.maybe_holes = !holes.is_empty();
             self.send_nak(now, &holes);
             self.next_nak = now + self.nak_period();
         }
@@ -862,8 +872,10 @@ impl Conn {
         if self.data_since_ack {
             t = t.min(self.next_ack);
         }
-        if !self.rcv_buf.is_empty() {
+        if self.maybe_holes {
             t = t.min(self.next_nak);
+        }
+        if !self.rcv_buf.is_empty() {
             if let Some(due) = self.rcv_buf.iter().find_map(|s| match s {
                 Slot::Ready { due, .. } => Some(*due),
                 _ => None,
