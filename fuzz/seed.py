@@ -176,6 +176,20 @@ def main():
     put("ts_mux", "big_frames", b"\x01" + b"\x0b\x00\x00\x00\x00\x60\x00" + bytes(range(256)) + b"\x08\x00\x20\x00\x10\x00" + bytes(64))
     put("fmp4_mux", "av", b"\x0b\x00\x64" + seq)
     put("fmp4_mux", "audio_only", b"\x0a\x00\x10" + seq)
+    # SRT datagrams for srt_listener: [length / 8, flags (bit 0: aim at the connection, bits 1-7:
+    # milliseconds to advance), datagram]*. Data packets from the connection's ISN (0x7FFFFF00),
+    # one with a gap, then an ACK, a NAK, an ACKACK, a DROPREQ, a keep-alive and a shutdown.
+    srt = b""
+    for i in [0, 1, 2, 4, 5, 3]:
+        d = struct.pack(">IIII", 0x7FFFFF00 + i, 0xC0000001 + i, 1000 * i, 0) + bytes(range(40))
+        srt += bytes([len(d) // 8, 1 | 2]) + d
+    for kind, body in [(2, struct.pack(">IIIIIIII", 0x7FFFFF06, 100, 50, 8000, 1, 1, 1, 0)),
+                       (3, struct.pack(">II", 0xFFFFFF01, 0x7FFFFF03)),
+                       (6, b"\0" * 8), (7, struct.pack(">II", 0x7FFFFF00, 0x7FFFFF02)),
+                       (1, b"\0" * 8), (5, b"\0" * 8)]:
+        d = struct.pack(">IIII", 0x80000000 | kind << 16, 1, 5000, 0) + body
+        srt += bytes([len(d) // 8, 1 | 20]) + d
+    put("srt_listener", "session", srt)
 
     # MPEG-TS from FFmpeg (tests/data/ts): the tables and first PESs of each, whole and split.
     for name in ["h264_aac", "hevc_aac", "h264_mp3", "h264_ac3", "h264_opus", "eac3", "ac3_dvb"]:

@@ -36,6 +36,8 @@
 //! - `stats`: per-stream health verdicts and the 10-minute history for the dashboard, sans-IO.
 //! - `gateway`: the FLV relay and the file gateway modes.
 //! - `webrtc`: WHEP playback sessions over str0m (ICE-lite, DTLS, SRTP, RTP), sans-IO.
+//! - `srt`: the SRT listener (handshake with SYN cookies, stream ids, ACK/NAK retransmission,
+//!   TSBPD, AES-CTR), sans-IO: datagrams and `now` in; datagrams, events and a deadline out.
 
 /// The release version, for the API, the gateway's User-Agent and `--version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -53,6 +55,7 @@ pub mod mux;
 pub mod record;
 pub mod rtmp;
 pub mod server;
+pub mod srt;
 pub mod stats;
 #[cfg(test)]
 pub(crate) mod testutil;

@@ -19,6 +19,7 @@ mod proxy;
 mod record;
 mod recordings;
 mod robustness;
+mod srt;
 mod timeouts;
 mod timestamps;
 mod tls;
