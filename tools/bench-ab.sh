@@ -114,7 +114,8 @@ fi
 sleep 4
 
 jf() { sed -n "s/.*\"$2\":\([^,}]*\).*/\1/p" "$1" | tr -d '"'; }
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {if (NR == 0) print "n/a"; else if (NR % 2) print a[(NR+1)/2]; else printf "%.4f\n", (a[NR/2]+a[NR/2+1])/2}'; }
+# Failed runs (no figure, or 0 when no viewer got anything) are left out of the medians.
+median() { printf '%s\n' "$@" | awk '$1 > 0' | sort -g | awk '{a[NR]=$1} END {if (NR == 0) print "n/a"; else if (NR % 2) print a[(NR+1)/2]; else printf "%.4f\n", (a[NR/2]+a[NR/2+1])/2}'; }
 url() { # name protocol
     local r h
     if [ "$1" = F ]; then

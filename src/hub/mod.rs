@@ -1,17 +1,20 @@
 //! The stream hub: the single-threaded core between protocol inputs and players. Publishers
 //! hand it `Frame`s; it normalises each at entry with the stream's ingest normaliser
 //! (`media::time`, `media::meta`), keeps each stream's late-joiner cache, serialises each frame once per
-//! output form in use, appends the shared packets to every viewer's bounded queue, then hands
-//! the frame to the stream's readers (recorders, `reader`), and reports which viewers need
-//! flushing or disconnecting and whether a reader asks to hold the publisher. Publishers hold a
+//! output form in use, appends the shared packets once per form to a log that the viewers at
+//! the live edge follow (`stream::FormLog`) and to the bounded queue of each viewer that is
+//! not at the edge, then hands the frame to the stream's readers (recorders, `reader`), and
+//! reports which viewers need flushing or disconnecting and whether a reader asks to hold the
+//! publisher. Publishers hold a
 //! `StreamHandle` (slab index + generation): no key is hashed or cloned per frame. It owns no
 //! sockets and no clock (`now_ms` is passed in); the server writes the queues
 //! (`Viewer::queue`) and closes connections.
 //!
 //! Server protocol, per viewer: `add_viewer` -> push its preamble with `queue.push_control`
 //! -> `start_viewer` -> flush whenever listed in a `FrameOutcome::flush` (or after any call that
-//! queued bytes) with `queue.write_to` / `io_slices` + `advance` -> on end, push the end
-//! marker, flush, close, `remove_viewer`.
+//! queued bytes) with `queue.write_to` / `io_slices` + `advance`, reaching the queue through
+//! `viewer` (it settles a follower first), and call `follow` when a write emptied the queue ->
+//! on end, push the end marker, flush, close, `remove_viewer`.
 
 pub mod cache;
 pub mod packet;
@@ -407,8 +410,10 @@ impl Hub {
 
     /// A frame from `publisher` on `key`: normalises it (the stream's ingest normaliser: stream
     /// time, discontinuity, player timestamp, metadata), updates the cache, appends the frame's
-    /// packets to every playing viewer's queue under the slow-viewer policy, and starts viewers
-    /// that were waiting for it. Allocation per frame is per form, never per viewer.
+    /// packets once per form to the log its edge viewers follow (listing those that were idle
+    /// for a flush) and to the queue of every other playing viewer under the slow-viewer
+    /// policy, and starts viewers that were waiting for it. Allocation per frame is per form,
+    /// never per viewer, and so is the work for viewers at the live edge.
     pub fn frame(
         &mut self,
         h: StreamHandle,
