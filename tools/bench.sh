@@ -21,6 +21,7 @@ BIG_VIEWERS=${BENCH_BIG_VIEWERS:-10000}         # viewers of the ~230 kbps strea
 BIG_DURATION=${BENCH_BIG_DURATION:-$D_BIG_DURATION} # includes the BIG_VIEWERS/BIG_RAMP s of connects
 BIG_NGINX=${BENCH_BIG_NGINX:-1}                 # also run scenario d as RTMP against nginx
 BIG_RAMP=${BENCH_BIG_RAMP:-1000}               # connects per second in scenario d
+BIG_FLOOR=${BENCH_BIG_FLOOR:-1}                 # also run scenario d against the bare fan-out (the floor)
 TTFK_VIEWERS=${BENCH_TTFK_VIEWERS:-100}         # scenario e
 TTFK_RAMP=${BENCH_TTFK_RAMP:-25}                # connects per second in scenario e
 TTFK_DURATION=${BENCH_TTFK_DURATION:-$D_TTFK_DURATION}
@@ -34,6 +35,7 @@ RTMPD=$ROOT/target/release/rtmpd
 LOAD=$ROOT/target/release/rtmpd-load
 NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
 NGINX_MODULE=${NGINX_RTMP_MODULE:-/usr/lib/nginx/modules/ngx_rtmp_module.so}
+FANOUT=$ROOT/target/release/examples/bare-fanout
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -83,10 +85,11 @@ else
 fi
 
 if [ "$SKIP_BUILD" != 1 ]; then
-    log "cargo build --release --bins"
-    cargo build --release --bins >&2
+    log "cargo build --release --bins --example bare-fanout"
+    cargo build --release --bins --example bare-fanout >&2
 fi
 [ -x "$RTMPD" ] || die "$RTMPD missing"
+if [ "$BIG_FLOOR" = 1 ] && [ ! -x "$FANOUT" ]; then die "$FANOUT missing"; fi
 [ -x "$LOAD" ] || die "$LOAD missing"
 
 # --- test streams (cached) ---------------------------------------------------------------------
@@ -169,7 +172,8 @@ run_load() { # name url viewers duration server-pid [extra options...]
     # Memory per viewer against the server's idle RSS (taken once the streams were live), not
     # against the start of this run: an earlier run's freed memory stays in the allocator.
     local base=$RTMPD_IDLE_KIB
-    [ "$pid" = "$RTMPD_PID" ] || base=$NGINX_IDLE_KIB
+    [ "$pid" = "$NGINX_WORKER" ] && base=$NGINX_IDLE_KIB
+    [ "$pid" = "${FANOUT_PID:-}" ] && base=$FANOUT_IDLE_KIB
     local end conn
     end=$(jf "$out" server_rss_end_kib)
     conn=$(jf "$out" viewers_connected)
@@ -238,6 +242,17 @@ done
 [ -n "$NGINX_WORKER" ] || die "nginx did not start: $(cat "$TMP/nginx/error.log" 2>/dev/null | tail -5)"
 log "nginx master $NGINX_PID, worker $NGINX_WORKER: RTMP $NGINX_PORT"
 
+# The floor for scenario d: the ~230 kbps file as a live HTTP-FLV stream, every viewer written
+# once per 100 ms (tools/bare-fanout.rs; no hub, no queues, no policy).
+if [ "$BIG_FLOOR" = 1 ]; then
+    "$FANOUT" "$MEDIA/s230k.flv" 100 >"$TMP/fanout.log" 2>&1 &
+    FANOUT_PID=$!
+    PIDS+=($FANOUT_PID)
+    line=$(wait_for_line "$TMP/fanout.log" '^port ' 10) || die "bare-fanout did not start: $(tail -3 "$TMP/fanout.log")"
+    FANOUT_PORT=${line#port }
+    log "bare fan-out pid $FANOUT_PID: HTTP $FANOUT_PORT"
+fi
+
 # The same files to both servers.
 publish "$MEDIA/s2m.flv" "rtmp://127.0.0.1:$RTMPD_RTMP/live/s2m"
 publish "$MEDIA/s230k.flv" "rtmp://127.0.0.1:$RTMPD_RTMP/live/s230k"
@@ -255,6 +270,7 @@ hwm_mib() { awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status" 2>/de
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 RTMPD_IDLE_KIB=$(rss_kib "$RTMPD_PID")
 NGINX_IDLE_KIB=$(rss_kib "$NGINX_WORKER")
+FANOUT_IDLE_KIB=$(if [ "$BIG_FLOOR" = 1 ]; then rss_kib "$FANOUT_PID"; else echo 0; fi)
 log "streams are live (idle RSS: rtmpd $RTMPD_IDLE_KIB KiB, nginx worker $NGINX_IDLE_KIB KiB); $REPS repetition(s), ${DURATION}s per run"
 
 # --- scenarios ---------------------------------------------------------------------------------
@@ -269,6 +285,9 @@ done
 # Ten thousand connects are spread over BIG_VIEWERS/BIG_RAMP seconds: in one burst they overflow
 # listen backlogs, and the SYN retries (1 s, 3 s, 7 s) would be measured instead of the server.
 run_load "d-rtmpd-httpflv-1" "$R_HTTP/s230k.flv" "$BIG_VIEWERS" "$BIG_DURATION" "$RTMPD_PID" --ramp "$BIG_RAMP"
+if [ "$BIG_FLOOR" = 1 ]; then
+    run_load "d-floor-httpflv-1" "http://127.0.0.1:$FANOUT_PORT/live/s230k.flv" "$BIG_VIEWERS" "$BIG_DURATION" "$FANOUT_PID" --ramp "$BIG_RAMP"
+fi
 if [ "$BIG_NGINX" = 1 ]; then
     run_load "d-nginx-rtmp-1" "$N_RTMP/s230k" "$BIG_VIEWERS" "$BIG_DURATION" "$NGINX_WORKER" --ramp "$BIG_RAMP"
 fi
@@ -337,6 +356,7 @@ row() { # scenario server protocol prefix
     row b rtmpd HTTP-FLV b-rtmpd-httpflv
     row c rtmpd WS-FLV c-rtmpd-wsflv
     row d rtmpd HTTP-FLV d-rtmpd-httpflv
+    if [ "$BIG_FLOOR" = 1 ]; then row d "bare fan-out (floor)" HTTP-FLV d-floor-httpflv; fi
     if [ "$BIG_NGINX" = 1 ]; then row d nginx-rtmp RTMP d-nginx-rtmp; fi
     row e rtmpd RTMP e-rtmpd-rtmp
     row e rtmpd HTTP-FLV e-rtmpd-httpflv
@@ -345,6 +365,11 @@ row() { # scenario server protocol prefix
     echo
     echo "a-c: 1 stream of 2 Mbps to $VIEWERS viewers; d: ~230 kbps to $BIG_VIEWERS viewers; e: $TTFK_VIEWERS viewers joining at $TTFK_RAMP/s."
     echo "\"vs nginx RTMP\" divides CPU s/GB by nginx-rtmp's RTMP figure at the same load (a-c: scenario a; d: scenario d). Target: at most 0.20."
+    if [ "$BIG_FLOOR" = 1 ]; then
+        d_r=$(median $(field d-rtmpd-httpflv server_cpu_s_per_gb))
+        d_f=$(median $(field d-floor-httpflv server_cpu_s_per_gb))
+        echo "d against the floor (tools/bare-fanout.rs: one write(2) per viewer per 100 ms, no hub, no queues, no policy): rtmpd / floor = $(awk -v a="$d_r" -v b="$d_f" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "n/a" }') (target: at most 1.05)."
+    fi
     echo "RSS peak: the server's highest VmRSS within the runs of that row (sampled every 100 ms). Lifetime peak (VmHWM) at the end: rtmpd $(hwm_mib "$RTMPD_PID") MiB, nginx worker $(hwm_mib "$NGINX_WORKER") MiB."
     echo "KiB/viewer: server VmRSS at the end of the run (viewers still connected) minus its idle VmRSS with the streams live, per connected viewer (includes any per-viewer queue the run built up)."
     echo "The load generator shares the $(nproc) cores with the server; its CPU time is in the last column."

@@ -1,17 +1,20 @@
 //! The stream hub: the single-threaded core between protocol inputs and players. Publishers
 //! hand it `Frame`s; it normalises each at entry with the stream's ingest normaliser
 //! (`media::time`, `media::meta`), keeps each stream's late-joiner cache, serialises each frame once per
-//! output form in use, appends the shared packets to every viewer's bounded queue, then hands
-//! the frame to the stream's readers (recorders, `reader`), and reports which viewers need
-//! flushing or disconnecting and whether a reader asks to hold the publisher. Publishers hold a
+//! output form in use, appends the shared packets once per form to a log that the viewers at
+//! the live edge follow (`stream::FormLog`) and to the bounded queue of each viewer that is
+//! not at the edge, then hands the frame to the stream's readers (recorders, `reader`), and
+//! reports which viewers need flushing or disconnecting and whether a reader asks to hold the
+//! publisher. Publishers hold a
 //! `StreamHandle` (slab index + generation): no key is hashed or cloned per frame. It owns no
 //! sockets and no clock (`now_ms` is passed in); the server writes the queues
 //! (`Viewer::queue`) and closes connections.
 //!
 //! Server protocol, per viewer: `add_viewer` -> push its preamble with `queue.push_control`
 //! -> `start_viewer` -> flush whenever listed in a `FrameOutcome::flush` (or after any call that
-//! queued bytes) with `queue.write_to` / `io_slices` + `advance` -> on end, push the end
-//! marker, flush, close, `remove_viewer`.
+//! queued bytes) with `queue.write_to` / `io_slices` + `advance`, reaching the queue through
+//! `viewer` (it settles a follower first), and call `follow` when a write emptied the queue ->
+//! on end, push the end marker, flush, close, `remove_viewer`.
 
 pub mod cache;
 pub mod packet;
@@ -175,6 +178,9 @@ pub struct Hub {
     viewers: Slab<Viewer>,
     flush: Vec<ViewerId>,
     too_slow: Vec<ViewerId>,
+    /// Followers found over a hard bound when they were settled outside `frame`: reported
+    /// with the next frame's `too_slow`.
+    late_slow: Vec<ViewerId>,
     /// Counters of viewers already removed.
     closed: QueueStats,
     /// Bytes received from publishers that have left.
@@ -195,6 +201,7 @@ impl Hub {
             viewers: Slab::new(),
             flush: Vec::new(),
             too_slow: Vec::new(),
+            late_slow: Vec::new(),
             closed: QueueStats::default(),
             closed_bytes_in: 0,
             slow_disconnects: 0,
@@ -306,6 +313,15 @@ impl Hub {
         now_ms: u64,
     ) -> Result<PublishOk, PublishError> {
         let i = self.slot_for(key);
+        let idle_publisher = self.streams[i]
+            .stream
+            .publisher
+            .as_ref()
+            .is_some_and(|old| now_ms.saturating_sub(old.last_ms) >= self.config.takeover_idle_ms);
+        if idle_publisher {
+            // The viewers switch sessions below: what they follow of the old one first.
+            self.settle_all(i);
+        }
         let slot = &mut self.streams[i];
         let handle = StreamHandle {
             index: i,
@@ -355,6 +371,7 @@ impl Hub {
                 // keyframe); FLV viewers wait until their header flags can be told.
                 if stream.prime(v) {
                     stream.waiting -= 1;
+                    join_pushed(stream, v, id);
                 }
             }
         }
@@ -376,7 +393,10 @@ impl Hub {
         if slot.stream.publisher.as_ref().map(|p| p.token) != Some(publisher) {
             return Vec::new();
         }
+        // The logs go with the stream: every follower gets what it has not had yet.
+        self.settle_all(h.index);
         let stream = self.remove_slot(h.index).stream;
+        self.late_slow.retain(|id| !stream.viewers.contains(id));
         if let Some(p) = &stream.publisher {
             self.closed_bytes_in += p.bytes_in;
         }
@@ -390,8 +410,10 @@ impl Hub {
 
     /// A frame from `publisher` on `key`: normalises it (the stream's ingest normaliser: stream
     /// time, discontinuity, player timestamp, metadata), updates the cache, appends the frame's
-    /// packets to every playing viewer's queue under the slow-viewer policy, and starts viewers
-    /// that were waiting for it. Allocation per frame is per form, never per viewer.
+    /// packets once per form to the log its edge viewers follow (listing those that were idle
+    /// for a flush) and to the queue of every other playing viewer under the slow-viewer
+    /// policy, and starts viewers that were waiting for it. Allocation per frame is per form,
+    /// never per viewer, and so is the work for viewers at the live edge.
     pub fn frame(
         &mut self,
         h: StreamHandle,
@@ -401,6 +423,7 @@ impl Hub {
     ) -> FrameOutcome<'_> {
         self.flush.clear();
         self.too_slow.clear();
+        self.too_slow.append(&mut self.late_slow);
         let (accepted, hold_publisher) = self.frame_inner(h, publisher, frame, now_ms);
         FrameOutcome {
             accepted,
@@ -499,8 +522,14 @@ impl Hub {
             stream.scratch.push(packet);
         }
 
-        // Fan out to the playing viewers.
-        for &id in &stream.viewers {
+        // Fan out: once per form to the viewers at the live edge (their logs), then to each
+        // viewer that is not (behind, paused, or not drained since it was touched).
+        for (log, packet) in stream.logs.iter_mut().zip(&stream.scratch) {
+            if let Some(packet) = packet {
+                log.append(packet, &mut self.flush);
+            }
+        }
+        for &id in &stream.pushed {
             let v = &mut self.viewers[id];
             if v.state != ViewerState::Live {
                 continue;
@@ -553,6 +582,7 @@ impl Hub {
                     continue;
                 }
                 stream.waiting -= 1;
+                join_pushed(stream, v, id);
                 if !stored {
                     // Not in the cache, so not in what the viewer was primed with.
                     if let Some(packet) = &stream.scratch[v.form_idx] {
@@ -587,6 +617,7 @@ impl Hub {
             now_ms,
         );
         v.form_idx = stream.add_form(form);
+        v.stream = i;
         v.pos = stream.viewers.len();
         let id = self.viewers.insert(v);
         stream.viewers.push(id);
@@ -619,7 +650,9 @@ impl Hub {
         else {
             return;
         };
-        if !(stream.is_live() && stream.prime(v)) {
+        if stream.is_live() && stream.prime(v) {
+            join_pushed(stream, v, id);
+        } else {
             v.state = ViewerState::Waiting;
             stream.waiting += 1;
         }
@@ -631,6 +664,9 @@ impl Hub {
             return;
         }
         let v = self.viewers.remove(id);
+        if !self.late_slow.is_empty() {
+            self.late_slow.retain(|&l| l != id);
+        }
         let stats = v.queue.stats;
         self.closed.bytes_sent += stats.bytes_sent;
         self.closed.frames_dropped += stats.frames_dropped;
@@ -643,6 +679,19 @@ impl Hub {
             return;
         };
         let stream = &mut self.streams[i].stream;
+        if v.state == ViewerState::Live {
+            match v.follow {
+                Some(cursor) => {
+                    let log = &mut stream.logs[v.form_idx];
+                    if cursor == log.head() {
+                        list_remove(&mut log.idle, &mut self.viewers, v.list_pos);
+                    } else {
+                        log.unpend();
+                    }
+                }
+                None => list_remove(&mut stream.pushed, &mut self.viewers, v.list_pos),
+            }
+        }
         stream.viewers.swap_remove(v.pos);
         if let Some(&moved) = stream.viewers.get(v.pos) {
             self.viewers[moved].pos = v.pos;
@@ -668,8 +717,83 @@ impl Hub {
             .collect()
     }
 
+    /// A viewer, to write its queue or queue bytes for it. A viewer that follows its form's log
+    /// is settled first (the packets it has not had go into its queue), so the queue is
+    /// exactly what per-packet pushes would have made it.
     pub fn viewer(&mut self, id: ViewerId) -> Option<&mut Viewer> {
+        self.settle_id(id);
         self.viewers.get_mut(id)
+    }
+
+    /// The server wrote all that `id` had queued: while nothing else touches it, it follows
+    /// its form's log instead of getting each packet pushed (see `stream::FormLog`). Paused,
+    /// ended and detached viewers, and those with bytes left, stay as they are.
+    pub fn follow(&mut self, id: ViewerId) {
+        let Some(v) = self.viewers.get(id) else {
+            return;
+        };
+        if v.follow.is_some()
+            || v.state != ViewerState::Live
+            || v.ended.is_some()
+            || v.paused
+            || v.pos == usize::MAX
+            || !v.queue.is_empty()
+        {
+            return;
+        }
+        let (form_idx, pos) = (v.form_idx, v.list_pos);
+        let Some(slot) = self.streams.get_mut(v.stream) else {
+            return;
+        };
+        let stream = &mut slot.stream;
+        list_remove(&mut stream.pushed, &mut self.viewers, pos);
+        let log = &mut stream.logs[form_idx];
+        let v = &mut self.viewers[id];
+        v.follow = Some(log.head());
+        v.list_pos = log.idle.len();
+        log.idle.push(id);
+    }
+
+    /// True when `id` follows its form's log (tests, stats).
+    pub fn is_following(&self, id: ViewerId) -> bool {
+        self.viewers.get(id).is_some_and(|v| v.follow.is_some())
+    }
+
+    /// Settles `id` if it follows a log (see `settle`); a hard bound crossed on the way ends
+    /// it, reported with the next frame's `too_slow`.
+    fn settle_id(&mut self, id: ViewerId) {
+        let Some(v) = self.viewers.get(id) else {
+            return;
+        };
+        if v.follow.is_none() {
+            return;
+        }
+        let Some(slot) = self.streams.get_mut(v.stream) else {
+            return;
+        };
+        let stream = &mut slot.stream;
+        if let Some(reason) = settle(stream, &mut self.viewers, id) {
+            let v = &mut self.viewers[id];
+            log::info!(
+                "{}: viewer {} ({:?}) too slow, disconnecting: {reason}",
+                stream.key,
+                v.token,
+                v.form
+            );
+            v.ended = Some(ViewerEnd::TooSlow);
+            self.slow_disconnects += 1;
+            stream.slow_disconnects += 1;
+            self.late_slow.push(id);
+        }
+    }
+
+    /// Settles every follower of the stream in slot `i` (before its session changes or ends).
+    fn settle_all(&mut self, i: usize) {
+        let n = self.streams[i].stream.viewers.len();
+        for k in 0..n {
+            let id = self.streams[i].stream.viewers[k];
+            self.settle_id(id);
+        }
     }
 
     pub fn viewer_ref(&self, id: ViewerId) -> Option<&Viewer> {
@@ -679,6 +803,8 @@ impl Hub {
     /// RTMP pause: no media while paused; on resume the metadata and sequence headers are
     /// sent again and the viewer waits for the next keyframe.
     pub fn set_paused(&mut self, id: ViewerId, paused: bool) {
+        // What it follows came before the change.
+        self.settle_id(id);
         let Some(v) = self.viewers.get_mut(id) else {
             return;
         };
@@ -695,6 +821,8 @@ impl Hub {
 
     /// RTMP receiveAudio: on re-enable, the audio sequence header again.
     pub fn set_receive_audio(&mut self, id: ViewerId, on: bool) {
+        // What it follows came before the change.
+        self.settle_id(id);
         let Some(v) = self.viewers.get_mut(id) else {
             return;
         };
@@ -708,6 +836,8 @@ impl Hub {
     /// RTMP receiveVideo: on re-enable, the video sequence header again, then video from the
     /// next keyframe.
     pub fn set_receive_video(&mut self, id: ViewerId, on: bool) {
+        // What it follows came before the change.
+        self.settle_id(id);
         let Some(v) = self.viewers.get_mut(id) else {
             return;
         };
@@ -759,6 +889,53 @@ impl Hub {
     pub fn metadata(&self, key: &StreamKey) -> Option<&Frame> {
         self.stream(key)?.cache.meta.as_ref().map(|c| &c.frame)
     }
+}
+
+/// Adds a viewer that starts playing to the pushed list.
+fn join_pushed(stream: &mut Stream, v: &mut Viewer, id: ViewerId) {
+    v.list_pos = stream.pushed.len();
+    stream.pushed.push(id);
+}
+
+/// Removes the entry at `pos` of a list whose viewers keep their index in `list_pos`.
+fn list_remove(list: &mut Vec<ViewerId>, viewers: &mut Slab<Viewer>, pos: usize) {
+    list.swap_remove(pos);
+    if let Some(&moved) = list.get(pos) {
+        viewers[moved].list_pos = pos;
+    }
+}
+
+/// Takes follower `id` off its form's log: the packets from its cursor on go into its queue
+/// in order, through `Viewer::deliver` (filters and slow-viewer policy) exactly as per-packet
+/// pushes would have, and it joins the pushed list. Returns the hard bound it crossed, if any
+/// (also when the log dropped packets it had not had: see `stream::LOG_MAX`).
+fn settle(stream: &mut Stream, viewers: &mut Slab<Viewer>, id: ViewerId) -> Option<SlowReason> {
+    let v = &mut viewers[id];
+    let cursor = v.follow.take()?;
+    let log = &mut stream.logs[v.form_idx];
+    let mut slow = None;
+    if cursor == log.head() {
+        let pos = v.list_pos;
+        list_remove(&mut log.idle, viewers, pos);
+    } else {
+        if cursor < log.base {
+            let span = match (log.packets.front(), log.packets.back()) {
+                (Some(a), Some(b)) => b.time.saturating_sub(a.time),
+                _ => 0,
+            };
+            slow = Some(SlowReason::Lag(span));
+        } else {
+            for packet in log.packets.range((cursor - log.base) as usize..) {
+                if let Some(Verdict::TooSlow(reason)) = v.deliver(packet) {
+                    slow = Some(reason);
+                    break;
+                }
+            }
+        }
+        log.unpend();
+    }
+    join_pushed(stream, &mut viewers[id], id);
+    slow
 }
 
 #[cfg(test)]
@@ -1550,5 +1727,193 @@ mod tests {
         assert_eq!(hub.streams().count(), 1);
         hub.remove_viewer(w);
         assert_eq!(hub.streams().count(), 0);
+    }
+
+    /// Writes up to `n` bytes of `id`'s queue (all of it for `usize::MAX`), as a socket would.
+    fn write_some(hub: &mut Hub, id: ViewerId, n: usize) -> Vec<u8> {
+        let q = &mut hub.viewer(id).unwrap().queue;
+        let mut out = Vec::new();
+        let mut slices = Vec::new();
+        q.io_slices(&mut slices, usize::MAX);
+        for s in &slices {
+            let k = s.len().min(n - out.len());
+            out.extend_from_slice(&s[..k]);
+        }
+        q.advance(out.len());
+        out
+    }
+
+    #[test]
+    fn a_viewer_that_follows_the_log_gets_what_per_packet_pushes_give() {
+        // Two viewers of one form see the same frames, writes, pauses and track switches; one
+        // follows the log whenever it drained, the other is pushed every packet. Their bytes,
+        // counters and verdicts must be the same at every step.
+        let mut hub = Hub::new(HubConfig {
+            queue_soft_ms: 600,
+            queue_hard_ms: 2500,
+            ..HubConfig::default()
+        });
+        let h = hub.publish(&key(), 1, 0).unwrap().handle;
+        for f in [av_meta(), vseq(0), aseq(0), vkey(0)] {
+            hub.frame(h, 1, f, 0);
+        }
+        let (a, _) = hub.add_viewer(&key(), FLV, 7, 0);
+        hub.start_viewer(a);
+        let (b, _) = hub.add_viewer(&key(), FLV, 8, 0);
+        hub.start_viewer(b);
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        let (mut followed, mut flushed_edge, mut stall_until) = (0, 0, 0);
+        for step in 1..3000u32 {
+            let t = step * 20;
+            let f = if step % 2 == 1 {
+                audio(t)
+            } else if t % 800 == 0 {
+                vkey(t)
+            } else {
+                vinter(t)
+            };
+            let out = hub.frame(h, 1, f, u64::from(t));
+            let (flush, slow) = (out.flush.to_vec(), out.too_slow.to_vec());
+            flushed_edge += usize::from(flush.contains(&a) && hub.is_following(a));
+            assert_eq!(slow.contains(&a), slow.contains(&b), "step {step}");
+            if slow.contains(&a) {
+                break;
+            }
+            let action = if step < stall_until { 99 } else { next(40) };
+            match action {
+                // A stall: neither reads for a while (long ones make both skip).
+                0 | 99 => {
+                    if action == 0 && step < 2000 {
+                        stall_until = step + 10 + next(60) as u32;
+                    }
+                }
+                1 => {
+                    let on = next(2) == 0;
+                    hub.set_paused(a, on);
+                    hub.set_paused(b, on);
+                }
+                2 => {
+                    let on = next(3) != 0;
+                    hub.set_receive_video(a, on);
+                    hub.set_receive_video(b, on);
+                }
+                3 => {
+                    let on = next(3) != 0;
+                    hub.set_receive_audio(a, on);
+                    hub.set_receive_audio(b, on);
+                }
+                k => {
+                    let n = if k < 10 {
+                        next(40) as usize
+                    } else {
+                        usize::MAX
+                    };
+                    let (wa, wb) = (write_some(&mut hub, a, n), write_some(&mut hub, b, n));
+                    assert_eq!(wa, wb, "step {step}");
+                    hub.follow(a);
+                    followed += usize::from(hub.is_following(a));
+                }
+            }
+            let sa = hub.viewer(a).unwrap().stats();
+            assert_eq!(sa, hub.viewer_ref(b).unwrap().stats(), "step {step}");
+            assert!(!hub.is_following(a), "touched: settled");
+            hub.follow(a);
+            assert!(!hub.is_following(b));
+        }
+        assert!(
+            followed > 500 && flushed_edge > 500,
+            "{followed} {flushed_edge}"
+        );
+        let st = hub.viewer(a).unwrap().stats();
+        assert!(st.skips > 0 && st.frames_dropped > 0, "{st:?}");
+        assert_eq!(
+            write_some(&mut hub, a, usize::MAX),
+            write_some(&mut hub, b, usize::MAX)
+        );
+    }
+
+    #[test]
+    fn followers_cost_nothing_per_frame_and_settle_in_order() {
+        let mut hub = Hub::new(HubConfig::default());
+        let h = hub.publish(&key(), 1, 0).unwrap().handle;
+        send(&mut hub, vseq(0));
+        send(&mut hub, vkey(0));
+        let ids: Vec<_> = (0..4)
+            .map(|t| {
+                let (id, _) = hub.add_viewer(&key(), FLV, t, 0);
+                hub.start_viewer(id);
+                drain(&mut hub, id);
+                hub.follow(id);
+                assert!(hub.is_following(id));
+                id
+            })
+            .collect();
+        let s = |hub: &Hub| {
+            let st = hub.stream(&key()).unwrap();
+            (st.pushed.len(), st.logs[0].idle.len(), st.logs[0].pending)
+        };
+        assert_eq!(s(&hub), (0, 4, 0), "no viewer is pushed");
+        // The first frame lists every follower once; later ones list nobody.
+        let (mut flush, _) = send(&mut hub, vinter(40));
+        flush.sort();
+        assert_eq!(flush, ids);
+        assert!(send(&mut hub, audio(50)).0.is_empty());
+        assert!(send(&mut hub, vinter(80)).0.is_empty());
+        assert_eq!(s(&hub), (0, 0, 4));
+        // A follower removed while pending, one settled: the others keep the log.
+        hub.remove_viewer(ids[0]);
+        let (_, tags) = parse_flv(&drain(&mut hub, ids[1]), false);
+        assert_eq!(
+            tags,
+            [vinter(40), audio(50), vinter(80)]
+                .iter()
+                .map(tag_of)
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(s(&hub), (1, 0, 2));
+        assert_eq!(hub.stream(&key()).unwrap().logs[0].packets.len(), 3);
+        hub.follow(ids[1]);
+        // The publisher leaves: the pending followers get their packets before the end.
+        let ended = hub.unpublish(h, 1);
+        assert_eq!(ended.len(), 3);
+        for &id in &ids[2..] {
+            let (_, tags) = parse_flv(&drain(&mut hub, id), false);
+            assert_eq!(tags.len(), 3, "viewer {id}");
+        }
+        assert!(drain(&mut hub, ids[1]).is_empty());
+    }
+
+    #[test]
+    fn a_follower_never_settled_is_ended_when_the_log_overflows() {
+        let mut hub = Hub::new(HubConfig::default());
+        hub.publish(&key(), 1, 0).unwrap();
+        send(&mut hub, vseq(0));
+        send(&mut hub, vkey(0));
+        let (stuck, _) = hub.add_viewer(&key(), FLV, 7, 0);
+        hub.start_viewer(stuck);
+        drain(&mut hub, stuck);
+        hub.follow(stuck);
+        let mut t = 0;
+        for _ in 0..stream::LOG_MAX + 1 {
+            t += 10;
+            let (_, slow) = send(&mut hub, audio(t));
+            assert!(slow.is_empty());
+        }
+        assert_eq!(
+            hub.stream(&key()).unwrap().logs[0].packets.len(),
+            stream::LOG_MAX
+        );
+        // Touched at last: ended, reported with the next frame, its log emptied.
+        assert_eq!(hub.viewer(stuck).unwrap().ended, Some(ViewerEnd::TooSlow));
+        assert_eq!(send(&mut hub, audio(t + 10)).1, vec![stuck]);
+        assert!(send(&mut hub, audio(t + 20)).1.is_empty());
+        assert!(hub.stream(&key()).unwrap().logs[0].packets.is_empty());
+        assert_eq!(hub.totals().slow_disconnects, 1);
     }
 }

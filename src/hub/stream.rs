@@ -3,6 +3,7 @@
 //! the metadata says. Also `Viewer`, and how a viewer is primed (FLV header, headers, GOP) and fed.
 //! No sockets; the hub (mod.rs) owns the maps and reports who needs flushing.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use super::cache::{Cache, CacheLimits, Cached};
@@ -47,6 +48,14 @@ pub struct Viewer {
     pub(crate) video_on: bool,
     /// Video was re-enabled: drop video until a keyframe.
     pub(crate) video_wait_key: bool,
+    /// The stream's slot in the hub (valid while `pos` is not `usize::MAX`).
+    pub(crate) stream: usize,
+    /// Following its form's `FormLog` from this sequence number (see `FormLog`); `None` while
+    /// the hub pushes every packet into the queue (behind, paused, or not yet drained).
+    pub(crate) follow: Option<u64>,
+    /// Index in `Stream::pushed` (not following) or in its log's `idle` list (following and
+    /// nothing new since); meaningless for a follower with packets pending.
+    pub(crate) list_pos: usize,
 }
 
 impl Viewer {
@@ -72,6 +81,9 @@ impl Viewer {
             audio_on: true,
             video_on: true,
             video_wait_key: false,
+            stream: usize::MAX,
+            follow: None,
+            list_pos: usize::MAX,
         }
     }
 
@@ -111,6 +123,67 @@ impl Viewer {
     }
 }
 
+/// Packets a form slot's followers have not had yet, and the followers waiting at its end.
+///
+/// A viewer at the live edge (its queue written out) follows the log with a cursor instead of
+/// getting each packet pushed: `Hub::frame` appends a frame's packet once per form and lists
+/// the idle followers for a flush (they leave `idle`: they now have `pending` packets), at a
+/// cost per form, not per viewer. When the server next touches such a viewer (`Hub::viewer`,
+/// before it writes), the packets from its cursor on go into its queue in order, through the
+/// same filters and slow-viewer policy as if they had been pushed one by one (`Hub::settle`),
+/// and the viewer is pushed again until its queue drains (`Hub::follow`). The log is emptied
+/// whenever no follower has packets pending (at every merged flush, normally).
+#[derive(Default)]
+pub(crate) struct FormLog {
+    /// Packets `base`, `base + 1`, ...
+    pub packets: VecDeque<Arc<Packet>>,
+    pub base: u64,
+    /// Followers with nothing pending (cursor == `head()`).
+    pub idle: Vec<ViewerId>,
+    /// Followers with packets pending (cursor < `head()`).
+    pub pending: usize,
+}
+
+/// Packets a log keeps for a follower that is never settled (a bug elsewhere, never a slow
+/// client: followers are flushed within the merge interval): past it, the oldest are dropped
+/// and that follower is ended as too slow when it is next touched.
+pub(crate) const LOG_MAX: usize = 4096;
+
+impl FormLog {
+    /// The sequence number the next packet gets.
+    pub fn head(&self) -> u64 {
+        self.base + self.packets.len() as u64
+    }
+
+    pub fn has_followers(&self) -> bool {
+        !self.idle.is_empty() || self.pending > 0
+    }
+
+    /// Appends a packet of the form, if anyone follows; the idle followers become pending and
+    /// are appended to `flush`.
+    pub fn append(&mut self, packet: &Arc<Packet>, flush: &mut Vec<ViewerId>) {
+        if !self.has_followers() {
+            return;
+        }
+        self.packets.push_back(packet.clone());
+        self.pending += self.idle.len();
+        flush.append(&mut self.idle);
+        if self.packets.len() > LOG_MAX {
+            self.packets.pop_front();
+            self.base += 1;
+        }
+    }
+
+    /// One pending follower is gone (settled or removed): with none left, the log empties.
+    pub fn unpend(&mut self) {
+        self.pending -= 1;
+        if self.pending == 0 {
+            self.base = self.head();
+            self.packets.clear();
+        }
+    }
+}
+
 pub(crate) struct Publisher {
     pub token: usize,
     pub started_ms: u64,
@@ -130,6 +203,10 @@ pub(crate) struct Stream {
     pub arenas: Vec<PacketArena>,
     /// Packets of the current frame, by form slot (reused per frame).
     pub scratch: Vec<Option<Arc<Packet>>>,
+    /// Each form slot's log for the viewers that follow it (same index as `forms`).
+    pub logs: Vec<FormLog>,
+    /// Playing viewers that do not follow a log: `Hub::frame` pushes each packet to them.
+    pub pushed: Vec<ViewerId>,
     pub cache: Cache,
     /// The tracks of a multitrack stream announced so far (what a `?track=N` viewer gets).
     pub tracks: TrackSet,
@@ -167,6 +244,8 @@ impl Stream {
             forms: Vec::new(),
             arenas: Vec::new(),
             scratch: Vec::new(),
+            logs: Vec::new(),
+            pushed: Vec::new(),
             cache: Cache::new(limits),
             tracks: TrackSet::default(),
             clock: Normaliser::new(),
@@ -217,6 +296,7 @@ impl Stream {
                 None => {
                     self.forms.push((form, 0));
                     self.arenas.push(PacketArena::default());
+                    self.logs.push(FormLog::default());
                     self.forms.len() - 1
                 }
             },

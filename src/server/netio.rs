@@ -138,7 +138,9 @@ impl Server {
                 // Spliced bytes go to the socket as they are: never for TLS viewers.
                 #[cfg(target_os = "linux")]
                 if let (Some(sp), Some(v), None) = (self.splice.as_mut(), c.viewer(), &c.tls) {
-                    if let Some(vw) = self.core.hub.viewer_ref(v) {
+                    // `viewer` settles a follower of its form's log: the queue noted is the
+                    // one written.
+                    if let Some(vw) = self.core.hub.viewer(v) {
                         sp.note(&vw.queue);
                     }
                 }
@@ -170,6 +172,11 @@ impl Server {
             return;
         }
         let viewer = conn.viewer();
+        if let Some(v) = viewer {
+            // A viewer that followed its form's log gets its packets now, written or not:
+            // the slow-viewer policy sees them as it would have per packet.
+            self.core.hub.viewer(v);
+        }
         let mut written = 0usize;
         let mut sink = Sink::new(&mut conn.socket, conn.tls.as_deref_mut());
         let mut result = write_outbox(&mut sink, &mut conn.out, &mut written, usize::MAX);
@@ -216,6 +223,11 @@ impl Server {
                     // Behind: the only kind of viewer that can skip (`Server::log_skips`).
                     conn.skip_watched = true;
                     self.skip_watch.push((token, conn.generation));
+                }
+                if vw.queue.is_empty() {
+                    // At the live edge: it follows its form's log until it is next written
+                    // (no work per frame for it in the hub).
+                    self.core.hub.follow(v);
                 }
             }
         }
