@@ -942,6 +942,47 @@ mod tests {
     }
 
     #[test]
+    fn indexed_listing_keeps_its_keys_and_order() {
+        let dir = crate::testutil::temp_dir("rec-api-index");
+        let key = StreamKey::new("live", "cam").unwrap();
+        let old = Session {
+            id: "20261124_010000".into(),
+            start_ms: 1_764_000_000_000,
+            end_ms: Some(1_764_000_004_000),
+            duration_ms: 4000,
+            size: 300,
+            codecs: vec!["avc1.64001f".into(), "mp4a.40.2".into()],
+            flv: Some("flv/live/cam/20261124_010000.flv".into()),
+            hls: Some("hls/live/cam/20261124_010000".into()),
+            mp4: Some("mp4/live/cam/20261124_010000".into()),
+        };
+        let live = Session {
+            id: "20261124_020000".into(),
+            start_ms: 1_764_003_600_000,
+            size: 7,
+            hls: Some("hls/live/cam".into()),
+            mp4: Some("mp4/live/cam".into()),
+            ..Session::default()
+        };
+        index::rewrite(&dir, &key, &[old, live]).unwrap();
+        // Byte for byte what the pages have read since the library landed (newest first, the live
+        // session's folder named "current", its merged MP4 not named until it ends).
+        assert_eq!(
+            recordings_json(&dir, ""),
+            r#"{"recordings":[{"app":"live","stream":"cam","flv":["/flv/live/cam/20261124_010000.flv"],"hls":["/hls/live/cam/index.m3u8","/hls/live/cam/20261124_010000/index.m3u8"],"mp4":[{"session":"current","merged":null,"muxed":"/mp4/live/cam/output_merge/index.m3u8","separate":"/mp4/live/cam/output_separate/master.m3u8"},{"session":"20261124_010000","merged":"/mp4/live/cam/20261124_010000/output_merge/stream_full.mp4","muxed":"/mp4/live/cam/20261124_010000/output_merge/index.m3u8","separate":"/mp4/live/cam/20261124_010000/output_separate/master.m3u8"}],"sessions":2,"size":307}],"total":1,"offset":0,"limit":1000}"#
+        );
+        assert_eq!(
+            stream_sessions_json(&dir, &key, "limit=5").unwrap(),
+            r#"{"app":"live","stream":"cam","total":2,"offset":0,"limit":5,"size":307,"sessions":[{"id":"20261124_020000","start":"2025-11-24T17:00:00.000Z","end":null,"start_ms":1764003600000,"end_ms":null,"duration_ms":0,"size":7,"codecs":[],"live":true,"flv":null,"hls":"/hls/live/cam/index.m3u8","mp4":null,"fmp4":"/mp4/live/cam/output_merge/index.m3u8","separate":"/mp4/live/cam/output_separate/master.m3u8","playback":null},{"id":"20261124_010000","start":"2025-11-24T16:00:00.000Z","end":"2025-11-24T16:00:04.000Z","start_ms":1764000000000,"end_ms":1764000004000,"duration_ms":4000,"size":300,"codecs":["avc1.64001f","mp4a.40.2"],"live":false,"flv":"/flv/live/cam/20261124_010000.flv","hls":"/hls/live/cam/20261124_010000/index.m3u8","mp4":"/mp4/live/cam/20261124_010000/output_merge/stream_full.mp4","fmp4":"/mp4/live/cam/20261124_010000/output_merge/index.m3u8","separate":"/mp4/live/cam/20261124_010000/output_separate/master.m3u8","playback":"/playback/live/cam.mp4?start=2025-11-24T16:00:00.000Z&duration=4"}]}"#
+        );
+        assert_eq!(
+            stream_sessions_json(&dir, &StreamKey::new("live", "x").unwrap(), ""),
+            None
+        );
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn lists_sessions_newest_first() {
         let dir = crate::testutil::temp_dir("rec-api");
         let s = dir.join("flv/live/cam");
