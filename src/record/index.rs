@@ -838,6 +838,31 @@ mod tests {
     }
 
     #[test]
+    fn an_mp4_meta_of_another_shape_is_passed_over() {
+        let d = temp_dir("index-meta");
+        for sub in [MERGE_DIR, SEPARATE_DIR] {
+            fs::create_dir_all(d.join(sub)).unwrap();
+        }
+        let (merge, separate) = (
+            d.join(MERGE_DIR).join(META_NAME),
+            d.join(SEPARATE_DIR).join(META_NAME),
+        );
+        fs::write(&merge, r#"{"started":5,"codecs":"avc1.64001f"}"#).unwrap();
+        fs::write(
+            &separate,
+            r#"{"started":"20260101_000000","duration_ms":7,"tracks":["video"]}"#,
+        )
+        .unwrap();
+        let m = mp4_meta(&d).unwrap();
+        assert_eq!(m.started.as_deref(), Some("20260101_000000"));
+        assert_eq!((m.duration_ms, m.codecs), (Some(7), None));
+        fs::write(&separate, "[1,2]").unwrap();
+        assert!(mp4_meta(&d).is_none());
+        assert_eq!(loose_mp4_id(&d), None);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
     fn ten_thousand_sessions_load_fast() {
         let d = temp_dir("index-10k");
         let k = key();

@@ -168,6 +168,11 @@ fn index_lists_sessions_and_the_api_deletes_one() {
         Duration::from_secs(5),
     );
     assert_eq!(r.status, 202, "{}", r.body_text());
+    let (app, stream) = key.split_once('/').unwrap();
+    assert_eq!(
+        r.body_text(),
+        format!(r#"{{"deleting":"{id}","app":"{app}","stream":"{stream}"}}"#)
+    );
     let left = settled_sessions(&server, key, 1);
     assert_eq!(left[0]["id"], new["id"]);
     assert_index_true(&server.data_dir, key, &left);
