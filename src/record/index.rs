@@ -328,8 +328,23 @@ fn loose_hls_id(dir: &Path) -> Option<(String, i64)> {
     Some((paths::local_stamp(paths::from_unix_ms(ms)), ms))
 }
 
-/// `meta.json` of an fMP4 session folder (`output_merge/`, else `output_separate/`).
-fn mp4_meta(dir: &Path) -> Option<serde_json::Value> {
+/// What the index takes from an fMP4 recorder's `meta.json` (`record::fmp4` writes it; its other keys
+/// are not read here).
+#[derive(Debug, Default, Deserialize)]
+struct Mp4Meta {
+    /// The session id (`YYYYMMDD_HHMMSS`).
+    #[serde(default)]
+    started: Option<String>,
+    /// RFC 6381 strings joined by commas.
+    #[serde(default)]
+    codecs: Option<String>,
+    #[serde(default)]
+    duration_ms: Option<u64>,
+}
+
+/// `meta.json` of an fMP4 session folder (`output_merge/`, else `output_separate/`); a file that is not
+/// one (unreadable, not JSON, a key of the wrong type) is passed over.
+fn mp4_meta(dir: &Path) -> Option<Mp4Meta> {
     [MERGE_DIR, SEPARATE_DIR].iter().find_map(|d| {
         let text = fs::read(dir.join(d).join(META_NAME)).ok()?;
         serde_json::from_slice(&text).ok()
@@ -337,8 +352,7 @@ fn mp4_meta(dir: &Path) -> Option<serde_json::Value> {
 }
 
 fn loose_mp4_id(dir: &Path) -> Option<String> {
-    let meta = mp4_meta(dir)?;
-    meta.get("started")?.as_str().map(str::to_string)
+    mp4_meta(dir)?.started
 }
 
 /// Where the files of session `id` of `key` are now (archived folder first, then the stream's own).
@@ -425,14 +439,14 @@ fn describe_with(
     };
     s.size = size;
     if let Some(meta) = s.mp4.as_ref().and_then(|m| mp4_meta(&data_dir.join(m))) {
-        if let Some(c) = meta.get("codecs").and_then(|c| c.as_str()) {
+        if let Some(c) = meta.codecs {
             s.codecs = c
                 .split(',')
                 .filter(|c| !c.is_empty())
                 .map(str::to_string)
                 .collect();
         }
-        if let Some(d) = meta.get("duration_ms").and_then(|d| d.as_u64()) {
+        if let Some(d) = meta.duration_ms {
             s.duration_ms = d;
         }
     }
@@ -820,6 +834,31 @@ mod tests {
         assert_eq!(s2.len(), 1);
         delete_files(&d, &s2[0]).unwrap();
         assert!(scan(&d, &k, None).is_empty());
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn an_mp4_meta_of_another_shape_is_passed_over() {
+        let d = temp_dir("index-meta");
+        for sub in [MERGE_DIR, SEPARATE_DIR] {
+            fs::create_dir_all(d.join(sub)).unwrap();
+        }
+        let (merge, separate) = (
+            d.join(MERGE_DIR).join(META_NAME),
+            d.join(SEPARATE_DIR).join(META_NAME),
+        );
+        fs::write(&merge, r#"{"started":5,"codecs":"avc1.64001f"}"#).unwrap();
+        fs::write(
+            &separate,
+            r#"{"started":"20260101_000000","duration_ms":7,"tracks":["video"]}"#,
+        )
+        .unwrap();
+        let m = mp4_meta(&d).unwrap();
+        assert_eq!(m.started.as_deref(), Some("20260101_000000"));
+        assert_eq!((m.duration_ms, m.codecs), (Some(7), None));
+        fs::write(&separate, "[1,2]").unwrap();
+        assert!(mp4_meta(&d).is_none());
+        assert_eq!(loose_mp4_id(&d), None);
         fs::remove_dir_all(&d).unwrap();
     }
 

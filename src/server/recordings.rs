@@ -3,9 +3,9 @@
 //! one stream's sessions. Both read the per-stream index (`record::index`: one read per stream, on the
 //! event loop like a static request); a stream without an index yet (a data dir from an older version)
 //! falls back to a directory walk with hard caps, names filtered by the stream-name rule so nothing but
-//! our own layout is ever listed.
+//! our own layout is ever listed. Every answer is a struct below written by serde_json
+//! (`codec::json`), keys in the order the pages have always read them.
 
-use std::fmt::Write;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -18,6 +18,7 @@ use std::time::SystemTime;
 
 use super::conn::{ConnState, FileBody};
 use super::Server;
+use crate::codec::json;
 use crate::http::files::{Body, Found, Root, Source, StaticRequest};
 use crate::http::request::Request;
 use crate::http::response;
@@ -28,11 +29,6 @@ use crate::mux::hls::format_iso8601;
 use crate::record::cut::CutError;
 use crate::record::index::{self, Session};
 use crate::record::paths::is_session_name as is_session;
-
-/// A JSON string literal (serde_json's escaping).
-fn json_str(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
-}
 
 /// At most this many streams and this many entries per folder are listed.
 const MAX_STREAMS: usize = 1000;
@@ -52,20 +48,60 @@ fn subdirs(dir: &Path) -> Vec<String> {
     out
 }
 
-fn json_list(items: &[String]) -> String {
-    let parts: Vec<String> = items.iter().map(|s| json_str(s)).collect();
-    format!("[{}]", parts.join(","))
+/// One fMP4 session folder of a stream in `/api/recordings` (`session` is "current" for the stream's
+/// own folder); a file not there (yet) is `null`.
+#[derive(Serialize)]
+struct Mp4Files {
+    session: String,
+    merged: Option<String>,
+    muxed: Option<String>,
+    separate: Option<String>,
 }
 
-fn url_if(path: &Path, url: String) -> String {
-    if path.is_file() {
-        json_str(&url)
-    } else {
-        "null".into()
-    }
+/// One stream in `/api/recordings`: the URLs of its files, newest session first. `sessions` and
+/// `size` come from its index; a stream listed by walking its folders has neither key.
+#[derive(Serialize)]
+struct StreamFiles<'a> {
+    app: &'a str,
+    stream: &'a str,
+    flv: Vec<String>,
+    hls: Vec<String>,
+    mp4: Vec<Mp4Files>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sessions: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    size: Option<u64>,
 }
 
-fn stream_json(data: &Path, app: &str, stream: &str) -> String {
+/// `GET /api/recordings`: one page of streams, `total` counting them all.
+#[derive(Serialize)]
+struct RecordingsDoc<'a> {
+    recordings: Vec<StreamFiles<'a>>,
+    total: usize,
+    offset: usize,
+    limit: usize,
+}
+
+/// `GET /api/recordings` where there is no recordings folder at all.
+#[derive(Serialize)]
+struct NoRecordings {
+    recordings: [(); 0],
+}
+
+/// The answer to a `DELETE /api/recordings/{app}/{stream}/{id}` that was queued.
+#[derive(Serialize)]
+struct Deleting<'a> {
+    deleting: &'a str,
+    app: &'a str,
+    stream: &'a str,
+}
+
+fn url_if(path: &Path, url: String) -> Option<String> {
+    path.is_file().then_some(url)
+}
+
+/// A stream without an index, from a walk of its folders.
+fn stream_walked<'a>(data: &Path, app: &'a str, stream: &'a str) -> StreamFiles<'a> {
     let flv_dir = data.join("flv").join(app).join(stream);
     let mut flv: Vec<String> = fs::read_dir(&flv_dir)
         .map(|rd| {
@@ -120,35 +156,35 @@ fn stream_json(data: &Path, app: &str, stream: &str) -> String {
         if !merge.is_dir() && !separate.is_dir() {
             continue;
         }
-        mp4.push(format!(
-            "{{\"session\":{},\"merged\":{},\"muxed\":{},\"separate\":{}}}",
-            json_str(&name),
-            url_if(
+        mp4.push(Mp4Files {
+            session: name,
+            merged: url_if(
                 &merge.join("stream_full.mp4"),
-                format!("{base}output_merge/stream_full.mp4")
+                format!("{base}output_merge/stream_full.mp4"),
             ),
-            url_if(
+            muxed: url_if(
                 &merge.join("index.m3u8"),
-                format!("{base}output_merge/index.m3u8")
+                format!("{base}output_merge/index.m3u8"),
             ),
-            url_if(
+            separate: url_if(
                 &separate.join("master.m3u8"),
-                format!("{base}output_separate/master.m3u8")
+                format!("{base}output_separate/master.m3u8"),
             ),
-        ));
+        });
     }
-    format!(
-        "{{\"app\":{},\"stream\":{},\"flv\":{},\"hls\":{},\"mp4\":[{}]}}",
-        json_str(app),
-        json_str(stream),
-        json_list(&flv),
-        json_list(&hls),
-        mp4.join(",")
-    )
+    StreamFiles {
+        app,
+        stream,
+        flv,
+        hls,
+        mp4,
+        sessions: None,
+        size: None,
+    }
 }
 
-/// The same document for a stream with an index: its sessions' files, newest first.
-fn stream_json_indexed(app: &str, stream: &str, sessions: &[Session]) -> String {
+/// The same entry for a stream with an index: its sessions' files, newest first.
+fn stream_indexed<'a>(app: &'a str, stream: &'a str, sessions: &[Session]) -> StreamFiles<'a> {
     let mut flv = Vec::new();
     let mut hls = Vec::new();
     let mut mp4 = Vec::new();
@@ -162,26 +198,23 @@ fn stream_json_indexed(app: &str, stream: &str, sessions: &[Session]) -> String 
             } else {
                 "current".to_string()
             };
-            let opt = |v: &Option<String>| v.as_deref().map_or("null".into(), json_str);
-            mp4.push(format!(
-                "{{\"session\":{},\"merged\":{},\"muxed\":{},\"separate\":{}}}",
-                json_str(&name),
-                opt(&u.mp4),
-                opt(&u.fmp4),
-                opt(&u.separate)
-            ));
+            mp4.push(Mp4Files {
+                session: name,
+                merged: u.mp4,
+                muxed: u.fmp4,
+                separate: u.separate,
+            });
         }
     }
-    let total: u64 = sessions.iter().map(|s| s.size).sum();
-    format!(
-        "{{\"app\":{},\"stream\":{},\"flv\":{},\"hls\":{},\"mp4\":[{}],\"sessions\":{},\"size\":{total}}}",
-        json_str(app),
-        json_str(stream),
-        json_list(&flv),
-        json_list(&hls),
-        mp4.join(","),
-        sessions.len()
-    )
+    StreamFiles {
+        app,
+        stream,
+        flv,
+        hls,
+        mp4,
+        sessions: Some(sessions.len()),
+        size: Some(sessions.iter().map(|s| s.size).sum()),
+    }
 }
 
 /// Paging of a list: `offset` (default 0) and `limit` (default and cap `max`).
@@ -202,24 +235,22 @@ pub fn recordings_json(data: &Path, query: &str) -> String {
         .filter(|k| only_app.is_none_or(|a| a == k.app))
         .filter(|k| only_stream.is_none_or(|s| s == k.stream))
         .collect();
-    let mut out = String::from("{\"recordings\":[");
-    for (i, key) in keys.iter().skip(offset).take(limit).enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        // Without an index: the walk this listing always did, in its own shape.
-        let body = match sessions_of(data, key, false) {
-            Some(l) => stream_json_indexed(&key.app, &key.stream, &l),
-            None => stream_json(data, &key.app, &key.stream),
-        };
-        out.push_str(&body);
-    }
-    let _ = write!(
-        out,
-        "],\"total\":{},\"offset\":{offset},\"limit\":{limit}}}",
-        keys.len()
-    );
-    out
+    let recordings = keys
+        .iter()
+        .skip(offset)
+        .take(limit)
+        .map(|key| match sessions_of(data, key, false) {
+            Some(l) => stream_indexed(&key.app, &key.stream, &l),
+            // Without an index: the walk this listing always did, in its own shape.
+            None => stream_walked(data, &key.app, &key.stream),
+        })
+        .collect();
+    json::to_string(&RecordingsDoc {
+        recordings,
+        total: keys.len(),
+        offset,
+        limit,
+    })
 }
 
 /// Where a session's files play from (URL paths on this server).
@@ -331,7 +362,7 @@ pub fn stream_sessions_json(data: &Path, key: &StreamKey, query: &str) -> Option
         size: sessions.iter().map(|s| s.size).sum(),
         sessions: docs,
     };
-    serde_json::to_string(&doc).ok()
+    Some(json::to_string(&doc))
 }
 
 /// The session of a `DELETE /api/recordings/{app}/{stream}/{id}`, as the index has it now.
@@ -459,7 +490,7 @@ impl Server {
             Route::ApiRecordings => {
                 let body = match self.recordings_root() {
                     Some(dir) => recordings_json(&dir, req.query().unwrap_or("")),
-                    None => "{\"recordings\":[]}".to_string(),
+                    None => json::to_string(&NoRecordings { recordings: [] }),
                 };
                 self.reply_text(token, req, 200, "application/json", &body);
             }
@@ -538,12 +569,11 @@ impl Server {
         match queued {
             Some(Ok(())) => {
                 log::info!("HTTP {peer:?}: deleting {key} session {id}");
-                let body = format!(
-                    "{{\"deleting\":{},\"app\":{},\"stream\":{}}}",
-                    json_str(&id),
-                    json_str(&key.app),
-                    json_str(&key.stream)
-                );
+                let body = json::to_string(&Deleting {
+                    deleting: &id,
+                    app: &key.app,
+                    stream: &key.stream,
+                });
                 self.reply_text(token, req, 202, "application/json", &body)
             }
             _ => self.reply_text(
@@ -939,6 +969,60 @@ mod tests {
         ] {
             assert!(!is_session(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn indexed_listing_keeps_its_keys_and_order() {
+        let dir = crate::testutil::temp_dir("rec-api-index");
+        let key = StreamKey::new("live", "cam").unwrap();
+        let old = Session {
+            id: "20261124_010000".into(),
+            start_ms: 1_764_000_000_000,
+            end_ms: Some(1_764_000_004_000),
+            duration_ms: 4000,
+            size: 300,
+            codecs: vec!["avc1.64001f".into(), "mp4a.40.2".into()],
+            flv: Some("flv/live/cam/20261124_010000.flv".into()),
+            hls: Some("hls/live/cam/20261124_010000".into()),
+            mp4: Some("mp4/live/cam/20261124_010000".into()),
+        };
+        let live = Session {
+            id: "20261124_020000".into(),
+            start_ms: 1_764_003_600_000,
+            size: 7,
+            hls: Some("hls/live/cam".into()),
+            mp4: Some("mp4/live/cam".into()),
+            ..Session::default()
+        };
+        index::rewrite(&dir, &key, &[old, live]).unwrap();
+        // Byte for byte what the pages have read since the library landed (newest first, the live
+        // session's folder named "current", its merged MP4 not named until it ends).
+        assert_eq!(
+            recordings_json(&dir, ""),
+            r#"{"recordings":[{"app":"live","stream":"cam","flv":["/flv/live/cam/20261124_010000.flv"],"hls":["/hls/live/cam/index.m3u8","/hls/live/cam/20261124_010000/index.m3u8"],"mp4":[{"session":"current","merged":null,"muxed":"/mp4/live/cam/output_merge/index.m3u8","separate":"/mp4/live/cam/output_separate/master.m3u8"},{"session":"20261124_010000","merged":"/mp4/live/cam/20261124_010000/output_merge/stream_full.mp4","muxed":"/mp4/live/cam/20261124_010000/output_merge/index.m3u8","separate":"/mp4/live/cam/20261124_010000/output_separate/master.m3u8"}],"sessions":2,"size":307}],"total":1,"offset":0,"limit":1000}"#
+        );
+        assert_eq!(
+            stream_sessions_json(&dir, &key, "limit=5").unwrap(),
+            r#"{"app":"live","stream":"cam","total":2,"offset":0,"limit":5,"size":307,"sessions":[{"id":"20261124_020000","start":"2025-11-24T17:00:00.000Z","end":null,"start_ms":1764003600000,"end_ms":null,"duration_ms":0,"size":7,"codecs":[],"live":true,"flv":null,"hls":"/hls/live/cam/index.m3u8","mp4":null,"fmp4":"/mp4/live/cam/output_merge/index.m3u8","separate":"/mp4/live/cam/output_separate/master.m3u8","playback":null},{"id":"20261124_010000","start":"2025-11-24T16:00:00.000Z","end":"2025-11-24T16:00:04.000Z","start_ms":1764000000000,"end_ms":1764000004000,"duration_ms":4000,"size":300,"codecs":["avc1.64001f","mp4a.40.2"],"live":false,"flv":"/flv/live/cam/20261124_010000.flv","hls":"/hls/live/cam/20261124_010000/index.m3u8","mp4":"/mp4/live/cam/20261124_010000/output_merge/stream_full.mp4","fmp4":"/mp4/live/cam/20261124_010000/output_merge/index.m3u8","separate":"/mp4/live/cam/20261124_010000/output_separate/master.m3u8","playback":"/playback/live/cam.mp4?start=2025-11-24T16:00:00.000Z&duration=4"}]}"#
+        );
+        assert_eq!(
+            stream_sessions_json(&dir, &StreamKey::new("live", "x").unwrap(), ""),
+            None
+        );
+        assert_eq!(
+            json::to_string(&NoRecordings { recordings: [] }),
+            r#"{"recordings":[]}"#
+        );
+        let d = Deleting {
+            deleting: "20261124_010000",
+            app: "live",
+            stream: "a\"b",
+        };
+        assert_eq!(
+            json::to_string(&d),
+            r#"{"deleting":"20261124_010000","app":"live","stream":"a\"b"}"#
+        );
+        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]
