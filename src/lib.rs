@@ -16,6 +16,7 @@
 //!                                                                                  -> worker threads -> record/{flv,hls,fmp4}.rs
 //! ```
 //!
+//! - `contain`: lets a third-party protocol library's panic (str0m) end only its session.
 //! - `codec`: leaf encodings any layer may import (byte reader, the RTMP chunk encoder and its
 //!   chunk stream ids, FLV tag framing, HTTP chunked coding, response heads, WebSocket frames,
 //!   what our JSON documents share over serde_json); it imports nothing from the rest of the crate.
@@ -46,6 +47,7 @@ pub mod access;
 pub mod amf;
 pub mod codec;
 pub mod config;
+pub mod contain;
 pub mod gateway;
 pub mod http;
 pub mod hub;

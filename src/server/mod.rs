@@ -202,6 +202,11 @@ fn stop_on_panic() {
     ONCE.call_once(|| {
         let default = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
+            if crate::contain::is_contained() {
+                // A third-party protocol library's panic (`contain::run`): its session ends.
+                error!("a protocol library failed (its session ends): {info}");
+                return;
+            }
             default(info);
             error!("internal error (a bug, please report it): {info}; stopping");
             log::logger().flush();

@@ -190,11 +190,9 @@ impl WhepSession {
 
         // str0m asserts some invariants of the negotiation with panics; an offer must never take
         // the server down, so a panic here is an invalid offer.
-        let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            rtc.sdp_api().accept_offer(parsed)
-        }))
-        .map_err(|_| WebRtcError::BadOffer("the offer could not be negotiated".into()))?
-        .map_err(|e| WebRtcError::BadOffer(e.to_string()))?;
+        let answer = crate::contain::run(|| rtc.sdp_api().accept_offer(parsed))
+            .map_err(|_| WebRtcError::BadOffer("the offer could not be negotiated".into()))?
+            .map_err(|e| WebRtcError::BadOffer(e.to_string()))?;
 
         let mut session = WhepSession {
             rtc,
@@ -316,7 +314,7 @@ impl WhepSession {
         self.last_heard = now;
         // A peer's packet must never take the server down: a panic in str0m ends this session.
         let rtc = &mut self.rtc;
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rtc.handle_input(input))) {
+        match crate::contain::run(|| rtc.handle_input(input)) {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 self.close_with(format!("WebRTC error: {e}"));
