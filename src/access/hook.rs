@@ -391,7 +391,7 @@ fn post(url: &HookUrl, body: &str, deadline: Instant) -> Result<u16, HookError> 
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         url.target,
         url.host_header(),
-        crate::config::VERSION,
+        crate::VERSION,
         body.len()
     );
     s.set_write_timeout(Some(left()?)).map_err(io_error)?;

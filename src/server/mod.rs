@@ -24,6 +24,7 @@ pub mod origin;
 pub mod outq;
 mod proxied;
 mod recordings;
+pub mod reply;
 mod rtmp;
 pub mod source;
 #[cfg(target_os = "linux")]
@@ -407,7 +408,7 @@ impl Server {
                 warn!("{line}");
             }
             if kind != Listener::Rtmp && !tls {
-                let _ = socket.write(&crate::access::reply::http_limit(&r.hit));
+                let _ = socket.write(&crate::server::reply::http_limit(&r.hit));
             }
             self.totals.refused += 1;
             return;

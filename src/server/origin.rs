@@ -15,7 +15,7 @@ use std::time::SystemTime;
 
 use crate::access::hook::{Event, HookPool};
 use crate::access::limits::{LimitHit, Limits};
-use crate::access::{self, reply, Access, Refusal};
+use crate::access::{self, Access, Refusal};
 
 use crate::hub::{Hub, HubConfig, OutputForm, PublishError, StreamHandle, ViewerId};
 use crate::media::{Frame, StreamKey};
@@ -179,7 +179,7 @@ impl Origin {
     /// `play`. `unix_now` is for signed URLs. A refusal is logged here, once.
     pub fn judge(&mut self, conn: usize, req: &access::Request, unix_now: u64) -> Judged {
         let refuse = |r: Refusal| {
-            log::warn!("{}", reply::log_line(req, &r));
+            log::warn!("{}", access::log_line(req, &r));
             Judged::Refuse(r)
         };
         match self.access.decide(req, unix_now) {
@@ -222,7 +222,7 @@ impl Origin {
             };
             match a.decision() {
                 access::Decision::Refuse(r) => {
-                    log::warn!("{}", reply::log_line(&req, &r));
+                    log::warn!("{}", access::log_line(&req, &r));
                     out.push((conn, Judged::Refuse(r)));
                 }
                 _ => out.push((conn, Judged::Allow)),
