@@ -49,6 +49,7 @@ pub mod hub;
 pub mod llhls;
 pub mod media;
 pub mod mux;
+pub mod origin;
 pub mod record;
 pub mod rtmp;
 pub mod server;

@@ -9,7 +9,6 @@ use std::time::SystemTime;
 use bytes::Bytes;
 
 use super::conn::{Access, ConnState, FileBody, Listener};
-use super::origin::{Judged, PlayRequest, Proto, Refused};
 use super::Server;
 use crate::http::embedded;
 use crate::http::files::{Body, Root, StaticRequest};
@@ -19,6 +18,7 @@ use crate::http::route::{route, Route};
 use crate::http::ws::{self, WsInputEvent, WsSession};
 use crate::hub::OutputForm;
 use crate::media::StreamKey;
+use crate::origin::{Judged, PlayRequest, Proto, Refused};
 
 /// Answers queued on one connection before its pipelined requests wait for them to drain: without
 /// it, 32 KiB of tiny pipelined GETs for a 64 KiB file would queue 100 MB of answers.

@@ -9,11 +9,12 @@ use log::info;
 use mio::net::TcpListener;
 
 use super::conn::Listener;
-use super::origin::Origin;
 use super::tlsio::{self, Listening};
-use super::{hub_config, limits, llhls, Server, ServerError, Setup};
+use super::{hub_config, limits, Server, ServerError, Setup};
 use crate::config::OriginConfig;
 use crate::http::files::Root;
+use crate::origin::llhls;
+use crate::origin::Origin;
 use crate::record::Recorders;
 
 /// Hook calls at once, and calls waiting for a worker (beyond it a request is refused at once).

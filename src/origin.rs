@@ -9,6 +9,8 @@
 //! threads), and `publish`/`play` apply the stream, publisher and player limits. The protocol
 //! glue only builds the `access::Request` and turns a refusal into its own answer.
 
+pub mod llhls;
+
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::SystemTime;
@@ -144,7 +146,7 @@ pub struct Origin {
     /// Accepted publishers: connection -> (peer, protocol), for the per-IP count and the notice.
     publishers: HashMap<usize, (SocketAddr, access::Protocol)>,
     /// `--hls-low-latency`: every publish gets an LL-HLS window as a reader (None when off).
-    pub(super) llhls: Option<super::llhls::LlHls>,
+    pub(super) llhls: Option<llhls::LlHls>,
 }
 
 impl Origin {
@@ -159,7 +161,7 @@ impl Origin {
             holds: 0,
             server_history: ServerHistory::new(SERVER_HISTORY_INTERVAL_MS),
             access: Access::open(),
-            limits: Limits::new(&crate::config::LimitsConfig::default(), None),
+            limits: Limits::new(&crate::access::LimitsConfig::default(), None),
             hooks: None,
             next_ask: 0,
             asking: HashMap::new(),
