@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """The graph of rtmpd's top-level modules, and a check that it has no cycle (`make lint` runs it).
 
-Every `crate::X` path in src/**/*.rs (a `use`, a path in code, a `use crate::{X::.., Y}` group) is an
-edge from the file's top-level module to X; src/main.rs is the node `main` and its `rtmpd::X` paths
+Every `crate::X` path in src/**/*.rs (a `use`, a path in code, a `use crate::{X::.., Y}` group, and a
+`super::..::X` that climbs to the crate root) is an edge from the file's top-level module to X; src/main.rs is the node `main` and its `rtmpd::X` paths
 count the same way. Comments and string literals are skipped. Tests count too: a module whose tests
 need another one depends on it. Prints one line per module with what it imports, in layer order
 (leaves first), then exits 1 naming every cycle, or 0.
@@ -98,6 +98,31 @@ def refs(code, root):
     return names
 
 
+def file_depth(src, path):
+    """How deep the file's module is: src/a.rs and src/a/mod.rs are 1, src/a/b.rs is 2."""
+    parts = os.path.relpath(path, src).replace(os.sep, "/").split("/")
+    return len(parts) - (1 if parts[-1] == "mod.rs" else 0)
+
+
+def super_refs(code, depth):
+    """Names X of `super::...::X` paths that climb to the crate root (inline `mod m { .. }`
+    blocks count as one level each)."""
+    opens = [m.end() for m in re.finditer(r"\bmod\s+[A-Za-z_][A-Za-z0-9_]*\s*\{", code)]
+    names = []
+    for m in re.finditer(r"\b((?:super\s*::\s*)+)([A-Za-z_][A-Za-z0-9_]*)", code):
+        inline = 0
+        for o in opens:
+            if o <= m.start():
+                level, j = 1, o
+                while j < m.start() and level:
+                    level += {"{": 1, "}": -1}.get(code[j], 0)
+                    j += 1
+                inline += 1 if level else 0
+        if m.group(1).count("super") == depth + inline:
+            names.append(m.group(2))
+    return names
+
+
 def top_module(src, path):
     rel = os.path.relpath(path, src).replace(os.sep, "/")
     if rel == "main.rs":
@@ -125,7 +150,10 @@ def graph(src):
                 continue
             with open(path, encoding="utf-8") as fh:
                 code = strip(fh.read())
-            for name in refs(code, "rtmpd" if me == "main" else "crate"):
+            names = refs(code, "rtmpd" if me == "main" else "crate")
+            if me != "main":
+                names += super_refs(code, file_depth(src, path))
+            for name in names:
                 if name in modules and name != me:
                     edges[me].add(name)
     return edges
@@ -192,6 +220,7 @@ def main():
     for v in sorted(edges, key=lambda v: (level[v], v)):
         print(f"{level[v]:2} {v:8} -> {', '.join(sorted(edges[v])) or '(nothing)'}")
     found = cycles(edges)
+    sys.stdout.flush()
     for comp in found:
         inner = [f"{v} -> {w}" for v in comp for w in sorted(edges[v]) if w in comp]
         print(f"modgraph: cycle among {', '.join(comp)}: {'; '.join(inner)}", file=sys.stderr)
