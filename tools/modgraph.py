@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """The graph of rtmpd's top-level modules, and a check that it has no cycle (`make lint` runs it).
 
-Every `crate::X` path in src/**/*.rs (a `use`, a path in code, a `use crate::{X::.., Y}` group, and a
-`super::..::X` that climbs to the crate root) is an edge from the file's top-level module to X; src/main.rs is the node `main` and its `rtmpd::X` paths
-count the same way. Comments and string literals are skipped. Tests count too: a module whose tests
+Every `crate::X` path in src/**/*.rs (a `use`, a path in code, a `use crate::{X::.., Y}` group,
+and a `super::..::X` that climbs to the crate root) is an edge from the file's top-level module
+to X; src/main.rs is the node `main` and its `rtmpd::X` paths count the same way. Comments and string literals are skipped. Tests count too: a module whose tests
 need another one depends on it. Prints one line per module with what it imports, in layer order
 (leaves first), then exits 1 naming every cycle, or 0.
 
