@@ -3,9 +3,10 @@
 
 Every `crate::X` path in src/**/*.rs (a `use`, a path in code, a `use crate::{X::.., Y}` group,
 and a `super::..::X` that climbs to the crate root) is an edge from the file's top-level module
-to X; src/main.rs is the node `main` and its `rtmpd::X` paths count the same way. Comments and string literals are skipped. Tests count too: a module whose tests
-need another one depends on it. Prints one line per module with what it imports, in layer order
-(leaves first), then exits 1 naming every cycle, or 0.
+to X; src/main.rs is the node `main` and its `rtmpd::X` paths count the same way. Comments and
+string literals are skipped. Tests count too: a module whose tests need another one depends on
+it. Prints one line per module with its layer and what it imports (leaves first), then exits 1
+naming every cycle, or 0.
 
     python3 tools/modgraph.py [SRC_DIR]     # default: src/ next to this file's folder
 """
