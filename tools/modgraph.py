@@ -5,8 +5,9 @@ Every `crate::X` path in src/**/*.rs (a `use`, a path in code, a `use crate::{X:
 and a `super::..::X` that climbs to the crate root) is an edge from the file's top-level module
 to X; src/main.rs is the node `main` and its `rtmpd::X` paths count the same way. Comments and
 string literals are skipped. Tests count too: a module whose tests need another one depends on
-it. Prints one line per module with its layer and what it imports (leaves first), then exits 1
-naming every cycle, or 0.
+it (a cycle through test code fails too), but the listing names apart what only `#[cfg(test)]`
+code imports. Prints one line per module with its layer and what it imports (leaves first), then
+exits 1 naming every cycle, or 0.
 
     python3 tools/modgraph.py [SRC_DIR]     # default: src/ next to this file's folder
 """
@@ -85,17 +86,17 @@ def group_heads(body):
 
 
 def refs(code, root):
-    """Names X of every `root::X` and `root::{X.., ..}` in stripped code."""
+    """(X, offset) of every `root::X` and `root::{X.., ..}` in stripped code."""
     names = []
     for m in re.finditer(r"\b" + root + r"\s*::\s*(\{|[A-Za-z_][A-Za-z0-9_]*)", code):
         if m.group(1) != "{":
-            names.append(m.group(1))
+            names.append((m.group(1), m.start()))
             continue
         depth, j = 1, m.end()
         while j < len(code) and depth:
             depth += {"{": 1, "}": -1}.get(code[j], 0)
             j += 1
-        names.extend(group_heads(code[m.end():j - 1]))
+        names.extend((h, m.start()) for h in group_heads(code[m.end():j - 1]))
     return names
 
 
@@ -120,8 +121,46 @@ def super_refs(code, depth):
                     j += 1
                 inline += 1 if level else 0
         if m.group(1).count("super") == depth + inline:
-            names.append(m.group(2))
+            names.append((m.group(2), m.start()))
     return names
+
+
+TEST_MOD = re.compile(
+    r"#\s*\[\s*cfg\s*\((?:\s*all\s*\()?\s*test\b[^\]]*\]\s*(?:#\s*\[[^\]]*\]\s*)*"
+    r"(?:pub(?:\s*\([^)]*\))?\s+)?mod\s+([A-Za-z_][A-Za-z0-9_]*)\s*([;{])"
+)
+
+
+TEST_PATH_MOD = re.compile(
+    r"#\s*\[\s*cfg\s*\((?:\s*all\s*\()?\s*test\b[^\]]*\]\s*(?:#\s*\[[^\]]*\]\s*)*?"
+    r"#\s*\[\s*path\s*=\s*\"([^\"]+)\"\s*\]\s*(?:#\s*\[[^\]]*\]\s*)*"
+    r"(?:pub(?:\s*\([^)]*\))?\s+)?mod\s+[A-Za-z_][A-Za-z0-9_]*\s*;"
+)
+
+
+def test_path_files(raw, path):
+    """The files of `#[cfg(test)] #[path = "f.rs"] mod m;` (relative to the file's folder)."""
+    base = os.path.dirname(path)
+    return [os.path.join(base, m.group(1))[:-3] for m in TEST_PATH_MOD.finditer(raw)]
+
+
+def test_parts(code, path):
+    """The offset ranges of `#[cfg(test)] mod m { .. }` blocks, and the files of the
+    `#[cfg(test)] mod m;` declarations (their whole subtree is test code too)."""
+    ranges, files = [], []
+    base = os.path.dirname(path)
+    stem = os.path.basename(path)[:-3]
+    child_dir = base if stem in ("mod", "lib", "main") else os.path.join(base, stem)
+    for m in TEST_MOD.finditer(code):
+        if m.group(2) == "{":
+            level, j = 1, m.end()
+            while j < len(code) and level:
+                level += {"{": 1, "}": -1}.get(code[j], 0)
+                j += 1
+            ranges.append((m.start(), j))
+        else:
+            files.append(os.path.join(child_dir, m.group(1)))
+    return ranges, files
 
 
 def top_module(src, path):
@@ -140,23 +179,35 @@ def graph(src):
         full = os.path.join(src, entry)
         if os.path.isdir(full) or (entry.endswith(".rs") and entry != "lib.rs"):
             modules.add(top_module(src, full))
-    edges = {m: set() for m in modules}
-    for dirpath, _, files in os.walk(src):
-        for f in files:
-            if not f.endswith(".rs"):
-                continue
-            path = os.path.join(dirpath, f)
-            me = top_module(src, path)
-            if me is None:
-                continue
-            with open(path, encoding="utf-8") as fh:
-                code = strip(fh.read())
-            names = refs(code, "rtmpd" if me == "main" else "crate")
-            if me != "main":
-                names += super_refs(code, file_depth(src, path))
-            for name in names:
-                if name in modules and name != me:
-                    edges[me].add(name)
+    # edges[a][b]: True while every path from a to b is in test code.
+    edges = {m: {} for m in modules}
+    paths = sorted(
+        os.path.join(d, f) for d, _, fs in os.walk(src) for f in fs if f.endswith(".rs")
+    )
+    codes, test_files = {}, []
+    for path in paths:
+        with open(path, encoding="utf-8") as fh:
+            raw = fh.read()
+        codes[path] = strip(raw)
+        test_files += test_parts(codes[path], path)[1] + test_path_files(raw, path)
+
+    def test_file(path):
+        return any(path == t + ".rs" or path.startswith(t + os.sep) for t in test_files)
+
+    for path in paths:
+        me = top_module(src, path)
+        if me is None:
+            continue
+        code = codes[path]
+        ranges = test_parts(code, path)[0]
+        names = refs(code, "rtmpd" if me == "main" else "crate")
+        if me != "main":
+            names += super_refs(code, file_depth(src, path))
+        whole_test = test_file(path) or me == "testutil"
+        for name, at in names:
+            if name in modules and name != me:
+                in_test = whole_test or any(a <= at < b for a, b in ranges)
+                edges[me][name] = edges[me].get(name, True) and in_test
     return edges
 
 
@@ -219,7 +270,9 @@ def main():
     edges = graph(src)
     level = layers(edges)
     for v in sorted(edges, key=lambda v: (level[v], v)):
-        print(f"{level[v]:2} {v:8} -> {', '.join(sorted(edges[v])) or '(nothing)'}")
+        code = ", ".join(sorted(w for w, t in edges[v].items() if not t)) or "(nothing)"
+        tests = sorted(w for w, t in edges[v].items() if t)
+        print(f"{level[v]:2} {v:8} -> {code}" + (f"; tests only: {', '.join(tests)}" if tests else ""))
     found = cycles(edges)
     sys.stdout.flush()
     for comp in found:
