@@ -88,6 +88,7 @@ fmt:
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	python3 tools/modgraph.py  # no cycle between top-level modules (issue 24 item 5)
 
 # macOS, ARM Linux and Windows: the crate and its tests compile without a warning (tools/windows-setup.sh
 # installs the targets). Linking for them is not needed to check. ring (rustls's crypto) compiles some

@@ -11,7 +11,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 use super::trusted::Trusted;
-use crate::config::LimitsConfig;
+use super::LimitsConfig;
 
 /// At most one log line per limit this often; the next line counts what was refused between.
 pub const LOG_EVERY_MS: u64 = 10_000;

@@ -4,13 +4,16 @@
 //! the auth file's `stat`: no sockets on the loop, no clock reads (`now` is passed in). It does not
 //! parse protocols or keep streams: the origin core calls it with what the protocols parsed.
 //!
-//! - `query`: (name, query) splitting, query parsing, masking credentials for logs.
+//! - `config`: `AccessConfig` and `LimitsConfig`, the settings `crate::config` fills in.
+//! - `query` (`codec::query`, re-exported): (name, query) splitting, query parsing, masking
+//!   credentials for logs.
 //! - `sign`: constant-time comparison, HMAC-SHA256, signed expiring URLs.
 //! - `authfile`: the per-stream token table and its reload check.
 //! - `policy`: `Access::decide`, the combination rule of SPEC section 6.
 //! - `hook`: `--on-publish`/`--on-play` checks and `--on-unpublish`/`--on-stop` notices, on
 //!   worker threads.
-//! - `reply`: a refusal as the RTMP status or HTTP response each client understands.
+//! - `log_line`: the one log line of a refusal (its RTMP status or HTTP response is the
+//!   server glue's: `server::reply`).
 //! - `limits`: counts of connections, streams, players and publishers against their caps.
 //! - `trusted`: `--trusted-proxy` blocks, the addresses never capped, `X-Forwarded-For`/`Forwarded`.
 //! - `proxy_protocol`: the PROXY protocol header (v1, v2) a TCP proxy sends before the client's bytes.
@@ -21,7 +24,7 @@
 //! publish/play request `id`  -> req = Request::rtmp(..) or Request::http(..)
 //!   access.decide(&req, unix_now):
 //!     Allow      -> accept(id)
-//!     Refuse(r)  -> log reply::log_line(&req, &r); reject(id) with reply::rtmp(&r) or reply::http(&r, ..)
+//!     Refuse(r)  -> log log_line(&req, &r); reject(id) with server::reply::rtmp(&r) or ::http(&r, ..)
 //!     NeedsHook  -> pool.ask(id, access.hook(req.action)?, event, &req) (Err(r): refuse as above)
 //! the Waker fires          -> while let Some(a) = pool.poll_answer(): a.decision() for request a.id
 //! the 1 s timer            -> if let Some(o) = access.reload(): log o (error level if o.is_error())
@@ -29,12 +32,11 @@
 //! ```
 
 pub mod authfile;
+pub mod config;
 pub mod hook;
 pub mod limits;
 pub mod policy;
 pub mod proxy_protocol;
-pub mod query;
-pub mod reply;
 pub mod sign;
 pub mod trusted;
 
@@ -42,6 +44,8 @@ use std::borrow::Cow;
 use std::fmt;
 use std::net::SocketAddr;
 
+pub use crate::codec::query;
+pub use config::{AccessConfig, LimitsConfig};
 pub use policy::Access;
 pub use query::{mask, Query};
 
@@ -242,6 +246,21 @@ impl fmt::Display for Refusal {
     }
 }
 
+/// The one log line of a refusal: action, stream, peer, protocol, kind and reason; no credential
+/// (the query is not printed at all).
+pub fn log_line(req: &Request, refusal: &Refusal) -> String {
+    format!(
+        "refused {} {}/{} from {} ({}): {} ({})",
+        req.action.as_str(),
+        req.app,
+        req.stream,
+        req.peer,
+        req.protocol.as_str(),
+        refusal.reason,
+        refusal.kind.as_str()
+    )
+}
+
 /// The answer to a request.
 #[must_use]
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -318,6 +337,26 @@ mod tests {
             !shown.contains("s3cret") && shown.contains("\"a\": \"b\""),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn refusal_log_line() {
+        let wrong = Refusal::new(RefuseKind::Wrong, "wrong token");
+        let req = Request::rtmp(
+            Action::Publish,
+            "live?token=s3cret",
+            None,
+            "cam?token=s3cret",
+            "192.0.2.1:1234".parse().unwrap(),
+        );
+        let line = log_line(&req, &wrong);
+        assert_eq!(
+            line,
+            "refused publish live/cam from 192.0.2.1:1234 (rtmp): wrong token (wrong)"
+        );
+        let mut req = req;
+        req.protocol = Protocol::HttpFlv;
+        assert!(!log_line(&req, &wrong).contains("s3cret"));
     }
 
     /// Hostile text through every parser: no panic, bounded output (a small LCG, so it replays).

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use super::authfile::{AuthFile, Entry, LoadError, ReloadOutcome};
 use super::hook::HookUrl;
 use super::sign::{ct_eq, verify, SignError};
+use super::AccessConfig;
 use super::{bearer_token, Action, Decision, Query, Refusal, RefuseKind, Request, Secret};
-use crate::config::AccessConfig;
 
 /// Presented tokens tried per request; more are ignored, so a hostile query costs bounded work.
 const MAX_TRIES: usize = 8;

@@ -8,4 +8,5 @@ pub mod chunked;
 pub mod flv;
 pub mod http_head;
 pub mod json;
+pub mod query;
 pub mod ws;

@@ -1,19 +1,12 @@
 //! The LL-HLS options (issue 16 point 3): `--hls-low-latency` and the `--llhls-*` window
 //! settings, their `--help` rows, validation and `--print-config` lines. What the values do is
-//! `crate::llhls` (the window) and `server::llhls` (the wiring).
+//! `crate::llhls` (the window), `origin::llhls` (the readers) and `server::llhls` (the wiring).
 
 use getopts::Options;
 
 use super::{err, num, ConfigError};
+pub use crate::llhls::LlhlsConfig;
 use crate::llhls::WindowConfig;
-
-/// The in-memory LL-HLS output of the origin; `None` in `OriginConfig` when it is off.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LlhlsConfig {
-    pub window: WindowConfig,
-    /// `--llhls-max-waiting`: blocking requests parked per stream; more get 503 at once.
-    pub max_waiting: usize,
-}
 
 const DEFAULT_MAX_WAITING: usize = 1000;
 

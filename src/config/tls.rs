@@ -7,15 +7,7 @@ use std::path::PathBuf;
 use getopts::Options;
 
 use super::{err, ConfigError};
-
-/// Validated TLS settings; `None` ports mean that listener is off.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct TlsConfig {
-    pub rtmps_port: Option<u16>,
-    pub https_port: Option<u16>,
-    pub cert: Option<PathBuf>,
-    pub key: Option<PathBuf>,
-}
+pub use crate::tls::TlsConfig;
 
 /// Which modes have which TLS listeners: only the origin takes RTMP.
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -171,7 +171,7 @@ impl Request {
         format!(
             "{} {} HTTP/1.{}",
             self.method,
-            crate::access::mask(&self.target),
+            crate::codec::query::mask(&self.target),
             self.version
         )
     }

@@ -98,7 +98,7 @@ fn recordings_of(rest: &str) -> Option<Route> {
     if parts.next().is_some() || !valid_name(app) || !valid_name(stream) {
         return None;
     }
-    if session.is_some_and(|s| !crate::record::paths::is_session_name(s)) {
+    if session.is_some_and(|s| !crate::media::key::is_session_name(s)) {
         return None;
     }
     Some(Route::ApiRecordingsOf {

@@ -1,5 +1,6 @@
 //! `StreamKey`: the validated `app/stream` name. The name rule (`^[A-Za-z0-9_-]{1,64}$`) is also
 //! what keeps names from escaping the data directory, so every path built from a key is safe.
+//! `is_session_name` is the rule of a recorder's session names, which URLs carry too.
 
 use std::fmt;
 
@@ -30,6 +31,18 @@ pub fn valid_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// True for a session name as `record::paths::local_stamp` makes them, with the optional `_N` clash suffix
+/// (`20261124_011500`, `20261124_011500_1`): FLV file stems and archived session folders.
+pub fn is_session_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() >= 15
+        && b[..8].iter().all(u8::is_ascii_digit)
+        && b[8] == b'_'
+        && b[9..15].iter().all(u8::is_ascii_digit)
+        && (b.len() == 15
+            || (b[15] == b'_' && b.len() > 16 && b[16..].iter().all(u8::is_ascii_digit)))
 }
 
 /// Splits `name?query` into the name and the query (without `?`).

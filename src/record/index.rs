@@ -488,10 +488,23 @@ fn local_to_unix(y: i64, mo: i64, d: i64, h: i64, mi: i64, s: i64) -> Option<i64
     (t != -1).then_some(t as i64)
 }
 
+/// Without a local zone (`record::paths::local_stamp` names sessions in UTC there): UTC.
 #[cfg(not(unix))]
 fn local_to_unix(y: i64, mo: i64, d: i64, h: i64, mi: i64, s: i64) -> Option<i64> {
-    let days = crate::codec::calendar::days_from_civil(y, mo as u32, d as u32);
-    Some(days * 86_400 + h * 3600 + mi * 60 + s)
+    use time::{Date, Month, PrimitiveDateTime, Time};
+    let field = |v: i64| u8::try_from(v).ok();
+    let date = Date::from_calendar_date(
+        i32::try_from(y).ok()?,
+        Month::try_from(field(mo)?).ok()?,
+        field(d)?,
+    )
+    .ok()?;
+    let time = Time::from_hms(field(h)?, field(mi)?, field(s)?).ok()?;
+    Some(
+        PrimitiveDateTime::new(date, time)
+            .assume_utc()
+            .unix_timestamp(),
+    )
 }
 
 /// Every session the folders of `key` hold, described from its files (the index rebuilt). Sessions in

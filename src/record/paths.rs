@@ -3,6 +3,7 @@
 //! and archiving a previous session's files into a sub-folder named after its start. Only path and
 //! file-system plumbing here; what a recorder writes is decided by its sink.
 
+pub use crate::media::key::is_session_name;
 use crate::media::StreamKey;
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -64,18 +65,6 @@ pub fn from_unix_ms(ms: i64) -> SystemTime {
     } else {
         UNIX_EPOCH - Duration::from_millis(ms.unsigned_abs())
     }
-}
-
-/// True for a session name as `local_stamp` makes them, with the optional `_N` clash suffix
-/// (`20261124_011500`, `20261124_011500_1`): FLV file stems and archived session folders.
-pub fn is_session_name(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.len() >= 15
-        && b[..8].iter().all(u8::is_ascii_digit)
-        && b[8] == b'_'
-        && b[9..15].iter().all(u8::is_ascii_digit)
-        && (b.len() == 15
-            || (b[15] == b'_' && b.len() > 16 && b[16..].iter().all(u8::is_ascii_digit)))
 }
 
 /// `YYYYMMDD_HHMMSS` in local time (UTC where the local zone is unknown).

@@ -5,9 +5,9 @@
 use log::warn;
 
 use super::conn::{ConnState, RtmpRole};
-use super::origin::Action;
 use super::Server;
 use crate::hub::{StreamHandle, ViewerId};
+use crate::origin::Action;
 
 impl Server {
     /// A frame from the publisher `token` of `h`: into the core (hub, then recorders), then

@@ -84,9 +84,9 @@ pub enum ConnState {
         /// The access-log entry, logged once the request is answered.
         access: Option<Access>,
     },
-    /// An LL-HLS request parked until what it asks for exists (`server::llhls`): answered when
+    /// An LL-HLS request parked until what it asks for exists (`server::llhls`, `origin::llhls`): answered when
     /// its stream's window wakes it, 503 at its deadline. Input is kept in `head` meanwhile.
-    LlhlsWait(Box<super::llhls::Waiting>),
+    LlhlsWait(Box<crate::origin::llhls::Waiting>),
 }
 
 /// A response body read from a file as the socket drains: one chunk in memory at a time, or on

@@ -13,10 +13,10 @@ use std::time::SystemTime;
 use log::{info, warn};
 
 use super::conn::{RtmpConn, RtmpRole};
-use super::origin::{Origin, PlayRequest, PublishRequest, Refused};
 use super::outq::OutQueue;
 use crate::hub::{OutputForm, ViewerId};
 use crate::media::StreamKey;
+use crate::origin::{Origin, PlayRequest, PublishRequest, Refused};
 use crate::rtmp::session::Refusal;
 
 /// What the loop does after a glue function, in order.
@@ -136,9 +136,9 @@ pub fn rtmp_play(
 mod tests {
     use super::*;
     use crate::hub::HubConfig;
+    use crate::origin::Proto;
     use crate::rtmp::client::{ClientEvent, ClientSession};
     use crate::rtmp::session::{ServerSession, SessionConfig, SessionEvent};
-    use crate::server::origin::Proto;
 
     /// One RTMP connection in memory: a client session against the server's.
     struct Pair {

@@ -9,7 +9,6 @@ use std::time::SystemTime;
 use bytes::Bytes;
 
 use super::conn::{Access, ConnState, FileBody, Listener};
-use super::origin::{Judged, PlayRequest, Proto, Refused};
 use super::Server;
 use crate::http::embedded;
 use crate::http::files::{Body, Root, StaticRequest};
@@ -19,6 +18,7 @@ use crate::http::route::{route, Route};
 use crate::http::ws::{self, WsInputEvent, WsSession};
 use crate::hub::OutputForm;
 use crate::media::StreamKey;
+use crate::origin::{Judged, PlayRequest, Proto, Refused};
 
 /// Answers queued on one connection before its pipelined requests wait for them to drain: without
 /// it, 32 KiB of tiny pipelined GETs for a 64 KiB file would queue 100 MB of answers.
@@ -228,7 +228,7 @@ impl Server {
                     r.kind.as_str()
                 );
                 self.totals.refused += 1;
-                let reply = crate::access::reply::http(&r, keep_alive, head_only);
+                let reply = crate::server::reply::http(&r, keep_alive, head_only);
                 return self.http_reply(token, reply, keep_alive);
             }
         }
@@ -284,7 +284,7 @@ impl Server {
                 peer,
             );
             if let crate::access::Decision::Refuse(r) = self.core.access.decide(&areq, 0) {
-                warn!("{}", crate::access::reply::log_line(&areq, &r));
+                warn!("{}", crate::access::log_line(&areq, &r));
                 return self.http_access_refused(token, req, &r);
             }
         }
@@ -402,7 +402,7 @@ impl Server {
     ) {
         self.totals.refused += 1;
         let keep_alive = req.keep_alive();
-        let reply = crate::access::reply::http(r, keep_alive, req.method == "HEAD");
+        let reply = crate::server::reply::http(r, keep_alive, req.method == "HEAD");
         self.http_reply(token, reply, keep_alive);
     }
 
@@ -500,7 +500,7 @@ impl Server {
                 warn!("HTTP {peer}: play of {key} refused: {why}");
                 self.totals.refused += 1;
                 let reply = match &why {
-                    Refused::Limit(hit) => crate::access::reply::http_limit(hit),
+                    Refused::Limit(hit) => crate::server::reply::http_limit(hit),
                     _ => response::simple(403, "Forbidden.", keep_alive),
                 };
                 let keep_alive = keep_alive && !matches!(why, Refused::Limit(_));

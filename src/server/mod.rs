@@ -20,10 +20,10 @@ mod http;
 pub mod limits;
 mod llhls;
 mod netio;
-pub mod origin;
 pub mod outq;
 mod proxied;
 mod recordings;
+pub mod reply;
 mod rtmp;
 pub mod source;
 #[cfg(target_os = "linux")]
@@ -52,8 +52,8 @@ use crate::config::ViewerConfig;
 use crate::http::files::Root;
 use crate::hub::HubConfig;
 use crate::media::StreamKey;
+use crate::origin::Origin;
 use conn::{Conn, ConnState, Listener, RtmpRole};
-use origin::Origin;
 use source::{Ready, Source};
 use timers::{TimerHeap, TimerKey};
 use tlsio::Listening;
@@ -412,7 +412,7 @@ impl Server {
                 warn!("{line}");
             }
             if kind != Listener::Rtmp && !tls {
-                let _ = socket.write(&crate::access::reply::http_limit(&r.hit));
+                let _ = socket.write(&crate::server::reply::http_limit(&r.hit));
             }
             self.totals.refused += 1;
             return;

@@ -138,7 +138,7 @@ impl Server {
                     warn!("{line}");
                 }
                 if conn.listener != Listener::Rtmp && conn.tls.is_none() {
-                    let _ = conn.socket.write(&crate::access::reply::http_limit(&r.hit));
+                    let _ = conn.socket.write(&crate::server::reply::http_limit(&r.hit));
                 }
                 self.totals.refused += 1;
                 self.close(token, "over the per-address cap");
@@ -182,7 +182,7 @@ impl Server {
                     warn!("{line}");
                 }
                 self.totals.refused += 1;
-                let reply = crate::access::reply::http_limit(&r.hit);
+                let reply = crate::server::reply::http_limit(&r.hit);
                 self.http_reply(token, reply, false);
                 false
             }

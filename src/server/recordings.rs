@@ -466,7 +466,7 @@ impl Server {
             peer,
         );
         if let crate::access::Decision::Refuse(r) = self.core.access.decide(&areq, 0) {
-            log::warn!("{}", crate::access::reply::log_line(&areq, &r));
+            log::warn!("{}", crate::access::log_line(&areq, &r));
             self.http_access_refused(token, req, &r);
             return false;
         }

@@ -6,10 +6,10 @@ use log::{info, warn};
 
 use super::conn::{ConnState, RtmpRole};
 use super::glue::{self, Effect};
-use super::origin::{Judged, PlayRequest, Proto, PublishRequest};
 use super::Server;
 use crate::access::{self, Action};
 use crate::media::key::split_query;
+use crate::origin::{Judged, PlayRequest, Proto, PublishRequest};
 use crate::rtmp::session::{Refusal, SessionEvent};
 
 /// Why a second `publish`/`play` on a connection is refused: the server serves one stream per

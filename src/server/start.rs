@@ -9,11 +9,12 @@ use log::info;
 use mio::net::TcpListener;
 
 use super::conn::Listener;
-use super::origin::Origin;
 use super::tlsio::{self, Listening};
-use super::{hub_config, limits, llhls, Server, ServerError, Setup};
+use super::{hub_config, limits, Server, ServerError, Setup};
 use crate::config::OriginConfig;
 use crate::http::files::Root;
+use crate::origin::llhls;
+use crate::origin::Origin;
 use crate::record::Recorders;
 
 /// Hook calls at once, and calls waiting for a worker (beyond it a request is refused at once).
@@ -188,7 +189,7 @@ impl Server {
             &cfg.on_stop,
         ];
         let pool = if hooks.iter().any(|h| h.is_some()) {
-            let wake = crate::access::hook::wake_mio(self.waker.clone());
+            let wake = wake_mio(self.waker.clone());
             Some(
                 crate::access::hook::HookPool::new(
                     HOOK_WORKERS,
@@ -247,4 +248,11 @@ impl Server {
         self.core.set_access(access, limits, pool);
         Ok(())
     }
+}
+
+/// A `Wake` that wakes a `mio::Poll` (wakes merge, so the loop empties `poll_answer` each time).
+fn wake_mio(waker: Arc<mio::Waker>) -> crate::access::hook::Wake {
+    Arc::new(move || {
+        let _ = waker.wake();
+    })
 }

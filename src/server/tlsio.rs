@@ -64,9 +64,7 @@ impl Listening {
 }
 
 /// Loads `--tls-cert`/`--tls-key` when given; a bad pair at start is fatal.
-pub(super) fn open_certs(
-    cfg: &crate::config::tls::TlsConfig,
-) -> Result<Option<CertStore>, ServerError> {
+pub(super) fn open_certs(cfg: &crate::tls::TlsConfig) -> Result<Option<CertStore>, ServerError> {
     let (Some(cert), Some(key)) = (&cfg.cert, &cfg.key) else {
         return Ok(None);
     };

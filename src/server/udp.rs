@@ -30,10 +30,10 @@ use mio::net::UdpSocket;
 use mio::{Interest, Registry};
 use slab::Slab;
 
-use super::origin::Origin;
 use super::source::{udp_index, Source, UDP_SOCKETS};
 use super::timers::{TimerKey, TimerKind};
 use super::Server;
+use crate::origin::Origin;
 
 /// A peer of one endpoint (its key in `UdpPeers`).
 pub type PeerId = usize;

@@ -15,6 +15,16 @@ mod tests;
 pub use certs::CertStore;
 pub use session::{Session, OUT_BATCH};
 
+/// Validated TLS settings (`crate::config` fills them from `--rtmps-port`, `--https-port`,
+/// `--tls-cert`, `--tls-key`); `None` ports mean that listener is off.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TlsConfig {
+    pub rtmps_port: Option<u16>,
+    pub https_port: Option<u16>,
+    pub cert: Option<std::path::PathBuf>,
+    pub key: Option<std::path::PathBuf>,
+}
+
 /// What went wrong on one TLS connection or with the certificate files.
 #[derive(Debug)]
 pub enum TlsError {

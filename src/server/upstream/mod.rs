@@ -23,7 +23,6 @@ pub(super) use report::UpstreamReport;
 mod timers;
 
 use super::conn::ConnState;
-use super::origin::{Proto, PublishRequest};
 use super::start::{bind, print_listeners};
 use super::tlsio::{flush_transmit, Listening};
 use super::{limits, Server, ServerError, Setup};
@@ -34,6 +33,7 @@ use crate::http::request::Request;
 use crate::http::response;
 use crate::hub::StreamHandle;
 use crate::media::StreamKey;
+use crate::origin::{Proto, PublishRequest};
 use crate::tls::{Session, TlsError};
 
 /// Upstream sockets' tokens are `Source::Upstream(pull)`: `TOKEN_BASE + pull`. The same number

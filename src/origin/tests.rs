@@ -159,14 +159,14 @@ fn the_judge_is_open_by_default_and_applies_the_tokens() {
         o.judge(1, &rtmp_req(access::Action::Play, "x"), 0),
         Judged::Allow
     );
-    let cfg = crate::config::AccessConfig {
+    let cfg = crate::access::AccessConfig {
         publish_token: Some(access::Secret::new("P")),
         play_token: Some(access::Secret::new("W")),
         ..Default::default()
     };
     o.set_access(
         Access::new(&cfg).unwrap(),
-        Limits::new(&crate::config::LimitsConfig::default(), None),
+        Limits::new(&crate::access::LimitsConfig::default(), None),
         None,
     );
     for (action, name, want) in [
@@ -200,7 +200,7 @@ fn the_judge_is_open_by_default_and_applies_the_tokens() {
 #[test]
 fn publisher_and_player_limits_refuse_the_newcomer_and_release_on_leave() {
     let mut o = core();
-    let lim = crate::config::LimitsConfig {
+    let lim = crate::access::LimitsConfig {
         max_publishers_per_ip: 1,
         max_players_per_stream: 1,
         max_streams: 2,
@@ -258,7 +258,7 @@ fn publisher_and_player_limits_refuse_the_newcomer_and_release_on_leave() {
 #[test]
 fn players_waiting_for_a_stream_not_live_are_capped_and_counted() {
     let mut o = core();
-    let lim = crate::config::LimitsConfig {
+    let lim = crate::access::LimitsConfig {
         max_waiting_per_stream: 2,
         ..Default::default()
     };
@@ -331,7 +331,7 @@ fn a_hook_keeps_the_request_pending_until_it_answers() {
     for (status, allowed) in [(200, true), (403, false)] {
         let (addr, service) = hook_service(status, 2);
         let mut o = core();
-        let cfg = crate::config::AccessConfig {
+        let cfg = crate::access::AccessConfig {
             on_play: Some(access::hook::HookUrl::parse(&format!("http://{addr}/play")).unwrap()),
             ..Default::default()
         };
@@ -343,7 +343,7 @@ fn a_hook_keeps_the_request_pending_until_it_answers() {
         let pool = HookPool::new(1, 8, std::time::Duration::from_secs(3), wake).unwrap();
         o.set_access(
             Access::new(&cfg).unwrap(),
-            Limits::new(&crate::config::LimitsConfig::default(), None),
+            Limits::new(&crate::access::LimitsConfig::default(), None),
             Some(pool),
         );
         // Two asks; the client of the first leaves, so only the second gets a verdict.

@@ -1,10 +1,10 @@
-//! A refusal as each client understands it: the RTMP refusal (the session sends
+//! An access refusal as each client understands it: the RTMP refusal (the session sends
 //! `NetStream.Publish.Unauthorized` or `NetStream.Play.Failed`; OBS stops retrying on the first,
 //! where `BadName` makes encoders retry forever), HTTP 401/403 with CORS so a page can show the
-//! reason, 503 for a limit, and the one log line per refusal. Sends nothing itself.
+//! reason, 503 for a limit. Sends nothing itself; the one log line is `access::log_line`.
 
-use super::limits::LimitHit;
-use super::{Action, Refusal, RefuseKind, Request};
+use crate::access::limits::LimitHit;
+use crate::access::{Action, Refusal, RefuseKind};
 use crate::http::response::reason;
 use crate::rtmp::session::Refusal as RtmpRefusal;
 
@@ -72,26 +72,10 @@ pub fn http_limit(hit: &LimitHit) -> Vec<u8> {
     http_response(503, "Retry-After: 10\r\n", &body, false, false)
 }
 
-/// The one log line of a refusal: action, stream, peer, protocol, kind and reason; no credential
-/// (the query is not printed at all).
-pub fn log_line(req: &Request, refusal: &Refusal) -> String {
-    format!(
-        "refused {} {}/{} from {} ({}): {} ({})",
-        req.action.as_str(),
-        req.app,
-        req.stream,
-        req.peer,
-        req.protocol.as_str(),
-        refusal.reason,
-        refusal.kind.as_str()
-    )
-}
-
 #[cfg(test)]
 mod tests {
-    use super::super::limits::Limit;
-    use super::super::Protocol;
     use super::*;
+    use crate::access::limits::Limit;
 
     #[test]
     fn http_refusals() {
@@ -125,25 +109,10 @@ mod tests {
     }
 
     #[test]
-    fn rtmp_refusals_and_log_line() {
+    fn rtmp_refusals() {
         let wrong = Refusal::new(RefuseKind::Wrong, "wrong token");
         assert_eq!(rtmp(&wrong), RtmpRefusal::Unauthorized);
         assert_eq!(rtmp_code(Action::Publish), "NetStream.Publish.Unauthorized");
         assert_eq!(rtmp_code(Action::Play), "NetStream.Play.Failed");
-        let req = Request::rtmp(
-            Action::Publish,
-            "live?token=s3cret",
-            None,
-            "cam?token=s3cret",
-            "192.0.2.1:1234".parse().unwrap(),
-        );
-        let line = log_line(&req, &wrong);
-        assert_eq!(
-            line,
-            "refused publish live/cam from 192.0.2.1:1234 (rtmp): wrong token (wrong)"
-        );
-        let mut req = req;
-        req.protocol = Protocol::HttpFlv;
-        assert!(!log_line(&req, &wrong).contains("s3cret"));
     }
 }

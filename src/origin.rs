@@ -9,13 +9,15 @@
 //! threads), and `publish`/`play` apply the stream, publisher and player limits. The protocol
 //! glue only builds the `access::Request` and turns a refusal into its own answer.
 
+pub mod llhls;
+
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::SystemTime;
 
 use crate::access::hook::{Event, HookPool};
 use crate::access::limits::{LimitHit, Limits};
-use crate::access::{self, reply, Access, Refusal};
+use crate::access::{self, Access, Refusal};
 
 use crate::hub::{Hub, HubConfig, OutputForm, PublishError, StreamHandle, ViewerId};
 use crate::media::{Frame, StreamKey};
@@ -144,7 +146,7 @@ pub struct Origin {
     /// Accepted publishers: connection -> (peer, protocol), for the per-IP count and the notice.
     publishers: HashMap<usize, (SocketAddr, access::Protocol)>,
     /// `--hls-low-latency`: every publish gets an LL-HLS window as a reader (None when off).
-    pub(super) llhls: Option<super::llhls::LlHls>,
+    pub(super) llhls: Option<llhls::LlHls>,
 }
 
 impl Origin {
@@ -159,7 +161,7 @@ impl Origin {
             holds: 0,
             server_history: ServerHistory::new(SERVER_HISTORY_INTERVAL_MS),
             access: Access::open(),
-            limits: Limits::new(&crate::config::LimitsConfig::default(), None),
+            limits: Limits::new(&crate::access::LimitsConfig::default(), None),
             hooks: None,
             next_ask: 0,
             asking: HashMap::new(),
@@ -179,7 +181,7 @@ impl Origin {
     /// `play`. `unix_now` is for signed URLs. A refusal is logged here, once.
     pub fn judge(&mut self, conn: usize, req: &access::Request, unix_now: u64) -> Judged {
         let refuse = |r: Refusal| {
-            log::warn!("{}", reply::log_line(req, &r));
+            log::warn!("{}", access::log_line(req, &r));
             Judged::Refuse(r)
         };
         match self.access.decide(req, unix_now) {
@@ -222,7 +224,7 @@ impl Origin {
             };
             match a.decision() {
                 access::Decision::Refuse(r) => {
-                    log::warn!("{}", reply::log_line(&req, &r));
+                    log::warn!("{}", access::log_line(&req, &r));
                     out.push((conn, Judged::Refuse(r)));
                 }
                 _ => out.push((conn, Judged::Allow)),
