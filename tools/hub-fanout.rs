@@ -83,6 +83,7 @@ fn run(viewers: usize, seconds: u32, follow: bool) -> (f64, u64) {
 }
 
 /// This thread's CPU time (user + system), in seconds.
+#[cfg(unix)]
 fn cpu_seconds() -> f64 {
     let mut t = libc::timespec {
         tv_sec: 0,
@@ -91,6 +92,14 @@ fn cpu_seconds() -> f64 {
     // SAFETY: clock_gettime fills the timespec we own.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
     t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
+}
+
+/// Elsewhere (Windows): wall-clock seconds since the first call, which equal CPU time for this
+/// single-threaded, never-blocking benchmark on an idle machine.
+#[cfg(not(unix))]
+fn cpu_seconds() -> f64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START.get_or_init(std::time::Instant::now).elapsed().as_secs_f64()
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
