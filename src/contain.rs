@@ -44,7 +44,7 @@ mod tests {
         });
         assert_eq!(e, Err("library bug".to_string()));
         assert!(!is_contained());
-        let nested = run(|| run(|| is_contained()).unwrap() && is_contained());
+        let nested = run(|| run(is_contained).unwrap() && is_contained());
         assert_eq!(nested, Ok(true));
         assert!(!is_contained());
     }
