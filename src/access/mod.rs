@@ -104,6 +104,8 @@ pub enum Protocol {
     /// A viewer of the FLV gateway.
     Gateway,
     Files,
+    /// A WHEP viewer (`POST /{app}/{stream}/whep`).
+    WebRtc,
 }
 
 impl Protocol {
@@ -114,6 +116,7 @@ impl Protocol {
             Protocol::WsFlv => "ws-flv",
             Protocol::Gateway => "gateway",
             Protocol::Files => "files",
+            Protocol::WebRtc => "webrtc",
         }
     }
 

@@ -33,6 +33,7 @@ pub mod timers;
 mod tlsio;
 pub mod udp;
 mod upstream;
+mod webrtc;
 
 pub use start::{run_file_gateway, run_origin};
 pub use upstream::run_flv_gateway;
@@ -177,6 +178,8 @@ pub struct Server {
     tls_plain: Vec<u8>,
     /// Playback cuts in progress (`recordings`); started with the first one.
     playback: Option<recordings::Playback>,
+    /// WHEP playback (origin with a WebRTC port).
+    webrtc: Option<Box<webrtc::WebRtc>>,
 }
 
 /// What a server process serves besides its listeners.
@@ -306,6 +309,7 @@ impl Server {
             certs: None,
             tls_plain: Vec::new(),
             playback: None,
+            webrtc: None,
         })
     }
 
@@ -371,6 +375,7 @@ impl Server {
             }
             // Parked LL-HLS requests go out in the turn of the frame that made their part.
             self.llhls_wake();
+            self.webrtc_turn();
             self.run_timers();
             self.arm_machines();
             self.free_closed();

@@ -157,6 +157,8 @@ fn unusable_log_and_data_paths_exit_2_with_one_line_and_create_nothing() {
             "0",
             "--http-port",
             "0",
+            "--webrtc-port",
+            "0",
         ];
         if args[0].ends_with("gateway") {
             full.clear();

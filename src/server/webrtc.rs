@@ -1,0 +1,882 @@
+//! WHEP playback in the loop: the glue between HTTP (`POST /{app}/{stream}/whep`, `DELETE
+//! /whep/session/{id}`), the UDP endpoint on `--webrtc-port` and the hub, for the sans-IO
+//! sessions of `crate::webrtc`.
+//!
+//! - One `WebRtc` per origin (`Server::webrtc`), its state shared (`Rc<RefCell<State>>`) with the
+//!   `UdpProtocol` the endpoint owns: sessions by UDP peer, by ICE ufrag and by the id of their
+//!   `Location`.
+//! - Media: one `Feed` per stream with WHEP viewers: a hub `Reader` (`FeedReader`) queues the
+//!   stream's normalised frames (bounded), and once per loop turn (`Server::webrtc_turn`) one
+//!   `Packager` turns them into units that every connected session of the stream `send`s. A
+//!   session that connects first gets the cached GOP (through a packager of its own), then the
+//!   live units that follow it.
+//! - Datagrams: a STUN request from a new address is routed by its ufrag to a live session
+//!   (anything else from a stranger is dropped without state); the session's output goes to its
+//!   peer queue; its `next_deadline` is the peer's timer.
+//! - Policy: every session counts as a connection of its address (`--max-connections`,
+//!   `--max-per-ip`) and as a player of its stream (`--max-players-per-stream`); when the
+//!   publisher leaves, every session of the stream is closed.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use log::{debug, info, warn};
+
+use super::origin::Origin;
+use super::udp::{Datagram, PeerId, UdpCx, UdpPeers, UdpProtocol};
+use super::Server;
+use crate::http::request::Request;
+use crate::hub::reader::{Reader, ReaderState};
+use crate::media::{Frame, StreamKey};
+use crate::webrtc::{
+    candidate_addrs, stun_username_fragment, Packager, Proto, SessionConfig, WebRtcError,
+    WebRtcEvent, WhepSession,
+};
+
+/// The largest WHEP request body (an SDP offer) read; a larger one is answered 413.
+pub const MAX_OFFER: usize = 64 * 1024;
+/// Frames a stream's feed queues between two loop turns; more are dropped (and counted).
+const FEED_QUEUE: usize = 4096;
+/// The reason of a PATCH's 405.
+const NO_TRICKLE: &str = "trickle ICE is not supported: send all candidates in the offer";
+
+/// The WHEP paths.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WhepPath {
+    /// `/{app}/{stream}/whep`
+    Offer(StreamKey),
+    /// `/whep/session/{id}`
+    Session(String),
+}
+
+/// Which WHEP path `path` is, if any.
+pub fn whep_path(path: &str) -> Option<WhepPath> {
+    if let Some(id) = path.strip_prefix("/whep/session/") {
+        let ok = !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric());
+        return ok.then(|| WhepPath::Session(id.to_string()));
+    }
+    let mut parts = path.strip_prefix('/')?.split('/');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(app), Some(stream), Some("whep"), None)
+            if crate::media::key::valid_name(app) && crate::media::key::valid_name(stream) =>
+        {
+            StreamKey::new(app, stream).ok().map(WhepPath::Offer)
+        }
+        _ => None,
+    }
+}
+
+/// For a request head: `None` when it is no WHEP offer with a body; else the body's length, or
+/// the status and reason to refuse it with (too large, not framed by Content-Length).
+pub fn offer_body(req: &Request) -> Option<Result<usize, (u16, &'static str)>> {
+    if req.method != "POST"
+        || !req.has_body
+        || !matches!(whep_path(req.path()), Some(WhepPath::Offer(_)))
+    {
+        return None;
+    }
+    let Some(len) = req
+        .header("content-length")
+        .and_then(|v| v.parse::<usize>().ok())
+    else {
+        return Some(Err((411, "A Content-Length is required.")));
+    };
+    if len > MAX_OFFER {
+        return Some(Err((
+            413,
+            "The SDP offer is too large (the limit is 64 KiB).",
+        )));
+    }
+    Some(Ok(len))
+}
+
+/// Counters since start, for `/metrics`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Counters {
+    pub sessions_total: u64,
+    pub bytes: u64,
+    pub packets: u64,
+    pub nacks: u64,
+    pub plis: u64,
+    pub firs: u64,
+    pub frames_sent: u64,
+    pub frames_dropped: u64,
+    /// Frames the feeds dropped (a queue over `FEED_QUEUE` between two turns).
+    pub feed_dropped: u64,
+    /// Keyframe requests from viewers (answered by the next GOP: the publisher cannot be asked).
+    pub keyframe_requests: u64,
+}
+
+struct Sess {
+    session: WhepSession,
+    key: StreamKey,
+    id: String,
+    ip: IpAddr,
+    /// The socket of the endpoint the viewer's datagrams came in on.
+    socket: usize,
+    candidates: Vec<SocketAddr>,
+    /// The feed it plays from (`Feed::id`).
+    feed: u64,
+    /// Live units of frames at or before this stream time were sent in its GOP replay.
+    replayed_until: Option<u64>,
+    started: Instant,
+}
+
+struct Feed {
+    id: u64,
+    packager: Packager,
+    frames: VecDeque<Frame>,
+    /// Its reader was dropped: the publish ended.
+    ended: bool,
+    sessions: Vec<PeerId>,
+}
+
+/// What the HTTP side, the UDP side and the hub's reader share.
+pub struct State {
+    started: Instant,
+    cfg: SessionConfig,
+    sessions: HashMap<PeerId, Sess>,
+    by_ufrag: HashMap<String, PeerId>,
+    by_id: HashMap<String, PeerId>,
+    feeds: HashMap<StreamKey, Feed>,
+    next_feed: u64,
+    pub counters: Counters,
+}
+
+impl State {
+    fn now(&self, now_ms: u64) -> Instant {
+        self.started + Duration::from_millis(now_ms)
+    }
+
+    /// The loop's ms of an instant, rounded up (a timer set earlier would fire before it).
+    fn ms(&self, at: Instant) -> u64 {
+        let d = at.saturating_duration_since(self.started);
+        let ms = d.as_millis() as u64;
+        if d > Duration::from_millis(ms) {
+            ms + 1
+        } else {
+            ms
+        }
+    }
+
+    /// Sessions now, and sessions of `key`.
+    pub fn sessions(&self) -> usize {
+        self.sessions.len()
+    }
+
+    pub fn viewers_of(&self, key: &StreamKey) -> usize {
+        self.feeds.get(key).map_or(0, |f| f.sessions.len())
+    }
+
+    /// The counters with the live sessions' own added.
+    pub fn totals(&self) -> Counters {
+        let mut c = self.counters;
+        for s in self.sessions.values() {
+            add_stats(&mut c, s.session.stats());
+        }
+        c
+    }
+}
+
+fn add_stats(c: &mut Counters, s: &crate::webrtc::SessionStats) {
+    c.bytes += s.bytes;
+    c.packets += s.packets;
+    c.nacks += s.nacks;
+    c.plis += s.plis;
+    c.firs += s.firs;
+    c.frames_sent += s.frames_sent;
+    c.frames_dropped += s.frames_dropped + s.transmits_dropped;
+}
+
+/// The origin's WHEP service (`Server::webrtc`).
+pub struct WebRtc {
+    pub state: Rc<RefCell<State>>,
+    /// Its UDP endpoint's index in `Server::udp`.
+    endpoint: usize,
+    port: u16,
+    public_ips: Vec<IpAddr>,
+    /// The offer of the request just parsed (`http_parse` reads it before `http_request`).
+    body: Option<(usize, Vec<u8>)>,
+    /// Offers waiting for a hook's verdict, by connection.
+    parked: HashMap<usize, Vec<u8>>,
+}
+
+/// The endpoint's protocol: routes datagrams to sessions, runs their timers.
+struct WhepUdp(Rc<RefCell<State>>);
+
+impl UdpProtocol for WhepUdp {
+    fn route(&mut self, d: &Datagram) -> Option<PeerId> {
+        let ufrag = stun_username_fragment(d.data)?;
+        self.0.borrow().by_ufrag.get(ufrag).copied()
+    }
+
+    fn receive(&mut self, peer: PeerId, d: &Datagram, cx: &mut UdpCx) {
+        let mut st = self.0.borrow_mut();
+        let now = st.now(cx.now_ms);
+        let Some(s) = st.sessions.get_mut(&peer) else {
+            return;
+        };
+        let local = destination(&s.candidates, d.from);
+        let known = cx.peers.peer_of(d.socket, d.from) == Some(peer);
+        if !known && !s.session.accepts(Proto::Udp, d.from, local, d.data) {
+            return; // a STUN request with our ufrag but not our credentials: no state
+        }
+        s.session
+            .handle_datagram(now, Proto::Udp, d.from, local, d.data);
+        if !known && !s.session.is_closed() {
+            cx.peers.bind(peer, d.socket, d.from);
+            s.socket = d.socket;
+        }
+        drain(&mut st, peer, cx.peers, cx.core, now);
+    }
+
+    fn unknown(&mut self, d: &Datagram, _cx: &mut UdpCx) {
+        debug!("webrtc: a datagram from {} that no session claims", d.from);
+    }
+
+    fn timeout(&mut self, peer: PeerId, cx: &mut UdpCx) {
+        let mut st = self.0.borrow_mut();
+        let now = st.now(cx.now_ms);
+        if let Some(s) = st.sessions.get_mut(&peer) {
+            s.session.handle_timeout(now);
+        }
+        drain(&mut st, peer, cx.peers, cx.core, now);
+    }
+}
+
+/// Our address a datagram from `from` arrived at, as the session knows it: the socket is bound
+/// to the unspecified address, so the candidate of the sender's family stands for it.
+fn destination(candidates: &[SocketAddr], from: SocketAddr) -> SocketAddr {
+    candidates
+        .iter()
+        .find(|c| c.is_ipv4() == from.is_ipv4())
+        .or(candidates.first())
+        .copied()
+        .unwrap_or(from)
+}
+
+/// Everything a session has to say after an input: its datagrams to its peer queue, its events
+/// (the GOP on connecting; a closed session is forgotten), its next deadline.
+fn drain(st: &mut State, peer: PeerId, peers: &mut UdpPeers, core: &mut Origin, now: Instant) {
+    let Some(s) = st.sessions.get_mut(&peer) else {
+        return;
+    };
+    let mut closed = None;
+    let mut connected = false;
+    let mut keyframe_requests = 0;
+    loop {
+        while let Some(t) = s.session.poll_transmit() {
+            let data = Bytes::from(t.contents);
+            if s.session.is_closed() {
+                // Its last words (DTLS close_notify) outlive the peer, which goes below.
+                peers.reply(s.socket, t.destination, data);
+            } else {
+                peers.send(peer, s.socket, t.destination, data);
+            }
+        }
+        let Some(e) = s.session.poll_event() else {
+            break;
+        };
+        match e {
+            WebRtcEvent::Connected => connected = true,
+            WebRtcEvent::KeyframeRequest(_) => keyframe_requests += 1,
+            WebRtcEvent::Closed { reason } => closed = Some(reason),
+        }
+        if connected {
+            connected = false;
+            info!(
+                "{}: WebRTC session {} connected in {} ms",
+                s.key,
+                s.id,
+                now.saturating_duration_since(s.started).as_millis()
+            );
+            // The cached GOP from its keyframe, through a packager of its own; live units of
+            // the frames it held are then skipped for this viewer.
+            let mut p = Packager::new();
+            let mut last = None;
+            for f in core.hub.cached_frames(&s.key) {
+                if let Some(u) = p.push(&f) {
+                    s.session.send(&u, now);
+                }
+                last = Some(last.map_or(f.time, |l: u64| l.max(f.time)));
+            }
+            s.replayed_until = last;
+        }
+    }
+    st.counters.keyframe_requests += keyframe_requests;
+    if let Some(reason) = closed {
+        let s = st
+            .sessions
+            .remove(&peer)
+            .expect("the session drained above");
+        st.by_ufrag.remove(s.session.local_ufrag());
+        st.by_id.remove(&s.id);
+        if let Some(f) = st.feeds.get_mut(&s.key) {
+            f.sessions.retain(|p| *p != peer);
+        }
+        let stats = s.session.stats().clone();
+        add_stats(&mut st.counters, &stats);
+        peers.remove_peer(peer);
+        core.limits.release_connection(s.ip);
+        info!(
+            "{}: WebRTC session {} from {} closed after {} s: {reason}; sent {} frames, {} bytes, \
+             {} packets; dropped {} frames; NACKs {}, PLIs {}, FIRs {}",
+            s.key,
+            s.id,
+            s.ip,
+            now.saturating_duration_since(s.started).as_secs(),
+            stats.frames_sent,
+            stats.bytes,
+            stats.packets,
+            stats.frames_dropped,
+            stats.nacks,
+            stats.plis,
+            stats.firs
+        );
+        return;
+    }
+    let at = s.session.next_deadline().map(|d| st.ms(d));
+    peers.set_deadline(peer, at);
+}
+
+/// A stream's frames for its feed: queued for the next turn, never blocking the publisher.
+struct FeedReader {
+    state: Rc<RefCell<State>>,
+    key: StreamKey,
+    feed: u64,
+}
+
+impl Reader for FeedReader {
+    fn deliver(&mut self, frame: &Frame) -> ReaderState {
+        if let Ok(mut st) = self.state.try_borrow_mut() {
+            let mut dropped = false;
+            if let Some(f) = st.feeds.get_mut(&self.key).filter(|f| f.id == self.feed) {
+                if f.frames.len() < FEED_QUEUE {
+                    f.frames.push_back(frame.clone());
+                } else {
+                    dropped = true;
+                }
+            }
+            if dropped {
+                st.counters.feed_dropped += 1;
+            }
+        }
+        ReaderState::Ready
+    }
+
+    fn poll(&mut self, _now_ms: u64) -> ReaderState {
+        ReaderState::Ready
+    }
+
+    fn frames_dropped(&self) -> u64 {
+        0
+    }
+}
+
+impl Drop for FeedReader {
+    fn drop(&mut self) {
+        if let Ok(mut st) = self.state.try_borrow_mut() {
+            if let Some(f) = st.feeds.get_mut(&self.key).filter(|f| f.id == self.feed) {
+                f.ended = true;
+            }
+        }
+    }
+}
+
+fn random_id(n: usize) -> Option<String> {
+    use ring::rand::SecureRandom;
+    const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut bytes = vec![0u8; n];
+    ring::rand::SystemRandom::new().fill(&mut bytes).ok()?;
+    Some(
+        bytes
+            .iter()
+            .map(|b| CHARS[*b as usize % CHARS.len()] as char)
+            .collect(),
+    )
+}
+
+fn cors() -> &'static str {
+    "Access-Control-Allow-Origin: *\r\nAccess-Control-Expose-Headers: Location, ETag\r\n"
+}
+
+fn reply(status: u16, extra: &str, ctype: &str, body: &str, keep_alive: bool) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 {status} {}\r\nServer: rtmpd\r\n{}{extra}Content-Type: {ctype}\r\n\
+         Content-Length: {}\r\nCache-Control: no-store\r\nConnection: {}\r\n\r\n{body}",
+        crate::http::response::reason(status),
+        cors(),
+        body.len(),
+        if keep_alive { "keep-alive" } else { "close" }
+    )
+    .into_bytes()
+}
+
+fn text(status: u16, body: &str, keep_alive: bool) -> Vec<u8> {
+    reply(status, "", "text/plain; charset=utf-8", body, keep_alive)
+}
+
+impl Server {
+    /// Opens the WebRTC port (UDP) for WHEP: the origin's `--webrtc-port`.
+    pub(super) fn open_webrtc(
+        &mut self,
+        cfg: &crate::config::WebRtcConfig,
+        bind: IpAddr,
+    ) -> Result<(), super::ServerError> {
+        let state = Rc::new(RefCell::new(State {
+            started: self.started,
+            cfg: SessionConfig::default(),
+            sessions: HashMap::new(),
+            by_ufrag: HashMap::new(),
+            by_id: HashMap::new(),
+            feeds: HashMap::new(),
+            next_feed: 1,
+            counters: Counters::default(),
+        }));
+        let addr = SocketAddr::new(bind, cfg.port);
+        let endpoint = self.open_udp("WebRTC", &[addr], Box::new(WhepUdp(state.clone())))?;
+        let port = self.udp[endpoint]
+            .endpoint
+            .local_addrs()
+            .first()
+            .map_or(cfg.port, |a| a.port());
+        info!("WebRTC listening on {} (UDP)", SocketAddr::new(bind, port));
+        self.webrtc = Some(Box::new(WebRtc {
+            state,
+            endpoint,
+            port,
+            public_ips: cfg.public_ips.clone(),
+            body: None,
+            parked: HashMap::new(),
+        }));
+        Ok(())
+    }
+
+    /// `http_parse` read a WHEP offer's body: `http_request` takes it from here.
+    pub(super) fn whep_set_body(&mut self, token: usize, body: Vec<u8>) {
+        if let Some(w) = self.webrtc.as_mut() {
+            w.body = Some((token, body));
+        }
+    }
+
+    /// A request on a WHEP path.
+    pub(super) fn whep_request(&mut self, token: usize, req: &Request, path: WhepPath) {
+        let keep_alive = req.keep_alive();
+        let body = self
+            .webrtc
+            .as_mut()
+            .and_then(|w| w.body.take())
+            .filter(|(t, _)| *t == token)
+            .map(|(_, b)| b);
+        let peer = self.conns.get(token).map(|c| c.peer);
+        if self.webrtc.is_none() {
+            let close = req.has_body;
+            return self.http_reply(token, text(404, "WebRTC is off.", !close), !close);
+        }
+        match req.method.as_str() {
+            "OPTIONS" => {
+                let r = format!(
+                    "HTTP/1.1 204 No Content\r\nServer: rtmpd\r\n{}Access-Control-Allow-Methods: \
+                     POST, DELETE, PATCH, OPTIONS\r\nAccess-Control-Allow-Headers: Authorization, \
+                     Content-Type\r\nAccess-Control-Max-Age: 86400\r\nContent-Length: 0\r\n\
+                     Connection: {}\r\n\r\n",
+                    cors(),
+                    if keep_alive { "keep-alive" } else { "close" }
+                );
+                self.http_reply(token, r.into_bytes(), keep_alive)
+            }
+            "PATCH" => {
+                let close = req.has_body;
+                let r = reply(
+                    405,
+                    "Allow: POST, DELETE, OPTIONS\r\n",
+                    "text/plain; charset=utf-8",
+                    NO_TRICKLE,
+                    !close,
+                );
+                self.http_reply(token, r, !close)
+            }
+            "POST" => {
+                let WhepPath::Offer(key) = path else {
+                    return self.http_reply(
+                        token,
+                        text(405, "POST an offer to /{app}/{stream}/whep.", false),
+                        false,
+                    );
+                };
+                let Some(body) = body else {
+                    return self.http_reply(
+                        token,
+                        text(400, "The request has no SDP offer.", keep_alive),
+                        keep_alive,
+                    );
+                };
+                let sdp_type = req.header("content-type").is_some_and(|t| {
+                    t.split(';')
+                        .next()
+                        .unwrap_or("")
+                        .trim()
+                        .eq_ignore_ascii_case("application/sdp")
+                });
+                if !sdp_type {
+                    warn!("WHEP {peer:?}: offer without Content-Type: application/sdp");
+                    return self.http_reply(
+                        token,
+                        text(
+                            415,
+                            "The offer must be Content-Type: application/sdp.",
+                            keep_alive,
+                        ),
+                        keep_alive,
+                    );
+                }
+                match self.http_judge_play(token, req, key.clone(), crate::access::Protocol::WebRtc)
+                {
+                    Some(key) => self.whep_allowed(token, req, key, body),
+                    None => {
+                        // Refused (answered) or waiting for a hook: keep the offer for the verdict.
+                        if let Some(w) = self.webrtc.as_mut() {
+                            if self.conns.get(token).is_some_and(|c| c.judging) {
+                                w.parked.insert(token, body);
+                            }
+                        }
+                    }
+                }
+            }
+            "DELETE" => {
+                let WhepPath::Session(id) = path else {
+                    return self.http_reply(
+                        token,
+                        text(405, "DELETE a /whep/session/{id}.", keep_alive),
+                        keep_alive,
+                    );
+                };
+                let found = self.whep_delete(&id);
+                let r = if found {
+                    reply(204, "", "text/plain", "", keep_alive)
+                } else {
+                    text(404, "No such WHEP session.", keep_alive)
+                };
+                self.http_reply(token, r, keep_alive)
+            }
+            _ => {
+                let close = req.has_body;
+                let r = reply(
+                    405,
+                    "Allow: POST, DELETE, PATCH, OPTIONS\r\n",
+                    "text/plain; charset=utf-8",
+                    "Method not allowed.",
+                    !close,
+                );
+                self.http_reply(token, r, !close)
+            }
+        }
+    }
+
+    /// The hook allowed a parked WHEP offer.
+    pub(super) fn whep_judged(&mut self, token: usize, req: &Request, key: StreamKey, allow: bool) {
+        let body = self.webrtc.as_mut().and_then(|w| w.parked.remove(&token));
+        if let (true, Some(body)) = (allow, body) {
+            self.whep_allowed(token, req, key, body);
+        }
+    }
+
+    /// A play the access check allowed: 404 unless live, the limits, then the session.
+    fn whep_allowed(&mut self, token: usize, req: &Request, key: StreamKey, body: Vec<u8>) {
+        let keep_alive = req.keep_alive();
+        let Some((peer, local)) = self
+            .conns
+            .get(token)
+            .map(|c| (c.peer, c.socket.local_addr().ok()))
+        else {
+            return;
+        };
+        if !self.core.hub.is_live(&key) {
+            debug!("WHEP {peer}: {key} is not live");
+            return self.http_reply(
+                token,
+                text(404, "Stream not found.", keep_alive),
+                keep_alive,
+            );
+        }
+        let Some(w) = self.webrtc.as_ref() else {
+            return;
+        };
+        let (state, endpoint) = (w.state.clone(), w.endpoint);
+        let local_ip = local.map_or(IpAddr::from([127, 0, 0, 1]), |a| a.ip());
+        let candidates = candidate_addrs(local_ip, &w.public_ips, w.port);
+        let now_ms = self.now_ms;
+        let whep_players = state.borrow().viewers_of(&key);
+        let limits = &mut self.core.limits;
+        let admitted = limits
+            .admit_player(self.core.hub.players(&key) + whep_players, now_ms)
+            .and_then(|()| limits.admit_connection(peer.ip(), now_ms));
+        if let Err(r) = admitted {
+            if let Some(line) = r.log {
+                warn!("{line}");
+            }
+            self.totals.refused += 1;
+            return self.http_reply(token, crate::access::reply::http_limit(&r.hit), false);
+        }
+        let offer = String::from_utf8_lossy(&body);
+        // The stream's feed: made (and its reader attached) by its first WHEP viewer.
+        let cached = self.core.hub.cached_frames(&key);
+        let mut st = state.borrow_mut();
+        let fresh = st.feeds.get(&key).is_none_or(|f| f.ended);
+        if fresh {
+            let id = st.next_feed;
+            st.next_feed += 1;
+            let mut packager = Packager::new();
+            for f in &cached {
+                let _ = packager.push(f);
+            }
+            st.feeds.insert(
+                key.clone(),
+                Feed {
+                    id,
+                    packager,
+                    frames: VecDeque::new(),
+                    ended: false,
+                    sessions: Vec::new(),
+                },
+            );
+        }
+        let feed = &st.feeds[&key];
+        let (feed_id, codecs) = (feed.id, feed.packager.codecs().clone());
+        let accepted = WhepSession::accept(&offer, &st.cfg, &candidates, &codecs, self.now);
+        let id = random_id(22);
+        let (session, answer, id) = match (accepted, id) {
+            (Ok((s, a)), Some(id)) => (s, a, id),
+            (Err(e), _) => {
+                drop(st);
+                self.core.limits.release_connection(peer.ip());
+                let status = match e {
+                    WebRtcError::Internal(_) | WebRtcError::NoCandidate => 500,
+                    _ => 400,
+                };
+                warn!("WHEP {peer}: offer for {key} refused: {e}");
+                return self.http_reply(
+                    token,
+                    text(status, &e.to_string(), keep_alive),
+                    keep_alive,
+                );
+            }
+            (Ok(_), None) => {
+                drop(st);
+                self.core.limits.release_connection(peer.ip());
+                warn!("WHEP {peer}: no random numbers for a session id");
+                return self.http_reply(token, text(500, "No session id.", false), false);
+            }
+        };
+        let Some(port) = self.udp.get_mut(endpoint) else {
+            return;
+        };
+        let upeer = port.endpoint.peers.add_peer();
+        let ufrag = session.local_ufrag().to_string();
+        let deadline = session.next_deadline().map(|d| st.ms(d));
+        st.by_ufrag.insert(ufrag.clone(), upeer);
+        st.by_id.insert(id.clone(), upeer);
+        if let Some(f) = st.feeds.get_mut(&key) {
+            f.sessions.push(upeer);
+        }
+        st.counters.sessions_total += 1;
+        st.sessions.insert(
+            upeer,
+            Sess {
+                session,
+                key: key.clone(),
+                id: id.clone(),
+                ip: peer.ip(),
+                socket: 0,
+                candidates,
+                feed: feed_id,
+                replayed_until: None,
+                started: self.now,
+            },
+        );
+        drop(st);
+        port.endpoint.peers.set_deadline(upeer, deadline);
+        if fresh {
+            if let Some(h) = self.core.hub.handle(&key) {
+                let reader = FeedReader {
+                    state: state.clone(),
+                    key: key.clone(),
+                    feed: feed_id,
+                };
+                self.core.hub.add_reader(h, Box::new(reader));
+            }
+        }
+        if let Some(a) = self.conns.get_mut(token).and_then(|c| c.access.as_mut()) {
+            a.status = 201;
+        }
+        info!("{key}: WebRTC player {peer} (session {id})");
+        let extra = format!("Location: /whep/session/{id}\r\nETag: \"{ufrag}\"\r\n");
+        let r = reply(201, &extra, "application/sdp", &answer, keep_alive);
+        self.http_reply(token, r, keep_alive)
+    }
+
+    /// Ends the session `id` (a DELETE); false when there is none.
+    fn whep_delete(&mut self, id: &str) -> bool {
+        let Some(w) = self.webrtc.as_ref() else {
+            return false;
+        };
+        let (state, endpoint) = (w.state.clone(), w.endpoint);
+        let mut st = state.borrow_mut();
+        let Some(&peer) = st.by_id.get(id) else {
+            return false;
+        };
+        let now = self.now;
+        if let Some(s) = st.sessions.get_mut(&peer) {
+            s.session.close(now, "the viewer ended it (DELETE)");
+        }
+        if let Some(port) = self.udp.get_mut(endpoint) {
+            drain(&mut st, peer, &mut port.endpoint.peers, &mut self.core, now);
+            port.endpoint.flush(self.poll.registry(), endpoint);
+        }
+        true
+    }
+
+    /// Once per loop turn: the feeds' frames to their sessions, the end of streams whose
+    /// publisher left, and out with what that queued.
+    pub(super) fn webrtc_turn(&mut self) {
+        let Some(w) = self.webrtc.as_ref() else {
+            return;
+        };
+        let (state, endpoint) = (w.state.clone(), w.endpoint);
+        let Some(port) = self.udp.get_mut(endpoint) else {
+            return;
+        };
+        let mut st = state.borrow_mut();
+        if st.feeds.is_empty() {
+            return;
+        }
+        let now = self.now;
+        let keys: Vec<StreamKey> = st.feeds.keys().cloned().collect();
+        let mut touched: Vec<PeerId> = Vec::new();
+        for key in keys {
+            let Some(mut feed) = st.feeds.remove(&key) else {
+                continue;
+            };
+            if feed.ended || !self.core.hub.is_live(&key) {
+                for peer in feed.sessions.clone() {
+                    if let Some(s) = st.sessions.get_mut(&peer) {
+                        s.session.close(now, "the publisher left");
+                    }
+                    touched.push(peer);
+                }
+                feed.sessions.clear();
+                feed.frames.clear();
+                feed.ended = true;
+            }
+            while let Some(frame) = feed.frames.pop_front() {
+                let Some(unit) = feed.packager.push(&frame) else {
+                    continue;
+                };
+                for &peer in &feed.sessions {
+                    let Some(s) = st.sessions.get_mut(&peer) else {
+                        continue;
+                    };
+                    if s.feed != feed.id || !s.session.is_connected() {
+                        continue;
+                    }
+                    if s.replayed_until.is_some_and(|t| frame.time <= t) {
+                        continue;
+                    }
+                    s.session.send(&unit, now);
+                    touched.push(peer);
+                }
+            }
+            // A feed without viewers goes (its reader finds nothing to feed until the publish ends).
+            if !feed.sessions.is_empty() {
+                st.feeds.insert(key, feed);
+            }
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        for peer in touched {
+            drain(&mut st, peer, &mut port.endpoint.peers, &mut self.core, now);
+        }
+        drop(st);
+        port.endpoint.flush(self.poll.registry(), endpoint);
+    }
+
+    /// WHEP sessions of `key` now (for `/api/streams`).
+    pub(super) fn webrtc_viewers(&self, key: &StreamKey) -> usize {
+        self.webrtc
+            .as_ref()
+            .map_or(0, |w| w.state.borrow().viewers_of(key))
+    }
+
+    /// The `/metrics` lines of WHEP (nothing when it is off).
+    pub(super) fn webrtc_metrics(&self) -> String {
+        use std::fmt::Write;
+        let Some(w) = self.webrtc.as_ref() else {
+            return String::new();
+        };
+        let st = w.state.borrow();
+        let c = st.totals();
+        let mut m = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, v: u64| {
+            let _ = writeln!(m, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+        };
+        metric(
+            "rtmpd_webrtc_sessions",
+            "gauge",
+            "WHEP sessions now.",
+            st.sessions() as u64,
+        );
+        metric(
+            "rtmpd_webrtc_sessions_total",
+            "counter",
+            "WHEP sessions answered since start.",
+            c.sessions_total,
+        );
+        metric(
+            "rtmpd_webrtc_bytes_total",
+            "counter",
+            "RTP and RTCP bytes sent to WHEP viewers.",
+            c.bytes,
+        );
+        metric(
+            "rtmpd_webrtc_packets_total",
+            "counter",
+            "RTP packets sent to WHEP viewers.",
+            c.packets,
+        );
+        metric(
+            "rtmpd_webrtc_frames_total",
+            "counter",
+            "Frames sent to WHEP viewers.",
+            c.frames_sent,
+        );
+        metric(
+            "rtmpd_webrtc_nacks_total",
+            "counter",
+            "NACKs from WHEP viewers.",
+            c.nacks,
+        );
+        metric(
+            "rtmpd_webrtc_plis_total",
+            "counter",
+            "PLIs and FIRs from WHEP viewers.",
+            c.plis + c.firs,
+        );
+        metric(
+            "rtmpd_webrtc_keyframe_requests_total",
+            "counter",
+            "Keyframe requests from WHEP viewers (the next GOP answers).",
+            c.keyframe_requests,
+        );
+        metric(
+            "rtmpd_webrtc_dropped_total",
+            "counter",
+            "Frames not sent to WHEP viewers (before connecting, refused, or a full feed).",
+            c.frames_dropped + c.feed_dropped,
+        );
+        m
+    }
+}
