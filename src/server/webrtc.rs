@@ -438,7 +438,7 @@ impl Server {
             counters: Counters::default(),
         }));
         let addr = SocketAddr::new(bind, cfg.port);
-        let endpoint = self.open_udp("WebRTC", &[addr], Box::new(WhepUdp(state.clone())))?;
+        let endpoint = self.open_udp("webrtc", &[addr], Box::new(WhepUdp(state.clone())))?;
         let port = self.udp[endpoint]
             .endpoint
             .local_addrs()

@@ -1,0 +1,225 @@
+//! WHEP playback end to end: FFmpeg publishes a B-frame-free H.264 + AAC stream over RTMP, a
+//! str0m viewer (`util::whep`) POSTs its offer to `/{app}/{stream}/whep` and receives the video
+//! over real UDP; DELETE ends it; bad offers, unknown streams, large bodies and hostile datagrams
+//! get their answers without hurting a viewer that plays.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::util::whep::{whep_post, WhepOffer};
+use crate::util::{
+    http_exchange, http_get, require_tool, unique_stream, wait_until_live, Proc, Server,
+};
+
+/// `ffmpeg -re` from lavfi: 640x360 at 25 fps, x264 without B-frames, a keyframe every 2 s,
+/// AAC audio, to `url`.
+fn publish_testsrc(url: &str) -> Proc {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-nostdin", "-v", "error", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(["-t", "60", "-c:v", "libx264", "-preset", "ultrafast"])
+        .args(["-bf", "0", "-g", "50", "-pix_fmt", "yuv420p"])
+        .args(["-c:a", "aac", "-b:a", "64k", "-f", "flv", url]);
+    Proc::spawn(cmd)
+}
+
+fn wait_live(srv: &Server, key: &str) {
+    let live = wait_until_live(srv.http, &format!("/{key}.flv"), Duration::from_secs(20));
+    assert!(live, "the publisher never came: {:?}", srv.logs());
+    // The first GOP cached: a joiner starts from its keyframe.
+    std::thread::sleep(Duration::from_millis(1500));
+}
+
+fn webrtc_port(srv: &Server) -> SocketAddr {
+    srv.listener("WebRTC")
+}
+
+/// A viewer: offer POSTed, 201 checked, answer taken.
+fn join(srv: &Server, path: &str) -> crate::util::whep::WhepClient {
+    let offer = WhepOffer::new();
+    let r = whep_post(
+        srv.http,
+        path,
+        &["Content-Type: application/sdp"],
+        offer.sdp.as_bytes(),
+    );
+    assert_eq!(r.status, 201, "POST {path}: {}", r.body_text());
+    assert_eq!(r.header("content-type"), Some("application/sdp"));
+    assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+    assert!(r.header("etag").is_some());
+    let location = r.header("location").expect("a Location").to_string();
+    assert!(location.starts_with("/whep/session/"), "{location}");
+    offer.answered(&r.body_text(), &location)
+}
+
+#[test]
+fn a_whep_viewer_receives_h264_over_udp_and_delete_ends_it() {
+    if !require_tool("ffmpeg") {
+        return;
+    }
+    let srv = Server::start();
+    let name = unique_stream("whep");
+    let key = format!("live/{name}");
+    let _ffmpeg = publish_testsrc(&srv.rtmp_url(&key));
+    wait_live(&srv, &key);
+    let port = webrtc_port(&srv);
+    assert_ne!(port.port(), 8189, "tests must not take the default port");
+
+    let mut viewer = join(&srv, &format!("/live/{name}/whep"));
+    viewer.run_for(Duration::from_secs(3));
+    assert!(viewer.connected, "ICE and DTLS did not complete");
+    let frames = &viewer.video_frames;
+    eprintln!(
+        "whep: {} video frames in 3 s ({} keyframes), {} audio frames, first {:?}",
+        frames.len(),
+        frames.iter().filter(|f| f.key).count(),
+        viewer.audio_frames,
+        frames.first()
+    );
+    assert!(frames.len() > 25, "video frames in 3 s: {}", frames.len());
+    assert!(
+        frames[0].key && frames[0].parameter_sets,
+        "the first frame is a keyframe with SPS and PPS: {:?}",
+        frames[0]
+    );
+    // The stream is seen as a WebRTC viewer by the API and counted in /metrics.
+    let api = http_get(srv.http, "/api/streams", Duration::from_secs(5)).body_text();
+    assert!(api.contains("\"webrtc\":1"), "{api}");
+    let metrics = http_get(srv.http, "/metrics", Duration::from_secs(5)).body_text();
+    assert!(
+        metrics.lines().any(|l| l == "rtmpd_webrtc_sessions 1"),
+        "{metrics}"
+    );
+
+    // DELETE ends it: 204, the server logs the close with its stats, a second DELETE is 404.
+    let del = format!(
+        "DELETE {} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        viewer.location
+    );
+    let r = http_exchange(srv.http, del.as_bytes(), Duration::from_secs(5), false).unwrap();
+    assert_eq!(r.status, 204, "{}", r.body_text());
+    let line = srv
+        .wait_for_log("closed after", Duration::from_secs(5))
+        .expect("the server logs the session's end");
+    assert!(line.contains("DELETE") && line.contains("sent "), "{line}");
+    let r = http_exchange(srv.http, del.as_bytes(), Duration::from_secs(5), false).unwrap();
+    assert_eq!(r.status, 404);
+    let before = viewer.video_frames.len();
+    viewer.run_for(Duration::from_millis(500));
+    assert!(
+        viewer.video_frames.len() <= before + 2,
+        "media stopped after DELETE"
+    );
+}
+
+#[test]
+fn bad_whep_requests_get_their_status_and_a_playing_viewer_is_unharmed() {
+    if !require_tool("ffmpeg") {
+        return;
+    }
+    let srv = Server::start();
+    let name = unique_stream("whepbad");
+    let key = format!("live/{name}");
+    let _ffmpeg = publish_testsrc(&srv.rtmp_url(&key));
+    wait_live(&srv, &key);
+    let path = format!("/live/{name}/whep");
+    let sdp = ["Content-Type: application/sdp"];
+
+    // Garbage SDP: 400 with the reason.
+    let r = whep_post(srv.http, &path, &sdp, b"this is not SDP");
+    assert_eq!(r.status, 400, "{}", r.body_text());
+    assert!(
+        r.body_text().contains("SDP offer is not valid"),
+        "{}",
+        r.body_text()
+    );
+    // An unknown stream: 404.
+    let offer = WhepOffer::new();
+    let r = whep_post(srv.http, "/live/nobody/whep", &sdp, offer.sdp.as_bytes());
+    assert_eq!(r.status, 404);
+    assert_eq!(r.body_text().trim(), "Stream not found.");
+    // 70 KiB: 413.
+    let big = vec![b'v'; 70 * 1024];
+    let r = whep_post(srv.http, &path, &sdp, &big);
+    assert_eq!(r.status, 413, "{}", r.body_text());
+    // PATCH: 405 with the reason; OPTIONS: 204 with CORS.
+    let patch = format!("PATCH {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let r = http_exchange(srv.http, patch.as_bytes(), Duration::from_secs(5), false).unwrap();
+    assert_eq!(r.status, 405);
+    assert!(r.body_text().contains("trickle ICE"), "{}", r.body_text());
+    let options = format!("OPTIONS {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let r = http_exchange(srv.http, options.as_bytes(), Duration::from_secs(5), false).unwrap();
+    assert_eq!(r.status, 204);
+    let methods = r.header("access-control-allow-methods").unwrap_or("");
+    assert!(
+        methods.contains("POST") && methods.contains("DELETE"),
+        "{methods}"
+    );
+
+    // A viewer plays while garbage and STUN with a stranger's ufrag hit the port.
+    let mut viewer = join(&srv, &path);
+    viewer.run_for(Duration::from_secs(1));
+    assert!(viewer.connected);
+    let port = srv.listener("WebRTC");
+    let junk = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut stun = vec![0x00, 0x01, 0x00, 0x10, 0x21, 0x12, 0xa4, 0x42];
+    stun.extend_from_slice(&[7; 12]);
+    // USERNAME "nobody:x" (8 bytes).
+    stun.extend_from_slice(&[0x00, 0x06, 0x00, 0x08]);
+    stun.extend_from_slice(b"nobody:x");
+    stun.extend_from_slice(&[0x80, 0x28, 0x00, 0x04, 1, 2, 3, 4]);
+    let before = viewer.video_frames.len();
+    let start = Instant::now();
+    let mut sent = 0;
+    while start.elapsed() < Duration::from_secs(2) {
+        for i in 0..20u8 {
+            let _ = junk.send_to(&[i; 200], port);
+            let _ = junk.send_to(&stun, port);
+            sent += 2;
+        }
+        viewer.run_for(Duration::from_millis(50));
+    }
+    assert!(sent > 100);
+    eprintln!(
+        "whep: {} frames in 2 s while {sent} hostile datagrams arrived",
+        viewer.video_frames.len() - before
+    );
+    let got = viewer.video_frames.len() - before;
+    assert!(got > 25, "the viewer kept receiving: {got} frames in 2 s");
+    let metrics = http_get(srv.http, "/metrics", Duration::from_secs(5)).body_text();
+    let unknown: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("rtmpd_udp_unknown_total{endpoint=\"webrtc\"} "))
+        .and_then(|v| v.parse().ok())
+        .expect("the unknown-datagram counter");
+    assert!(unknown >= 100, "stranger datagrams counted: {unknown}");
+    assert!(viewer.is_alive());
+}
+
+#[test]
+fn the_publisher_leaving_closes_its_whep_sessions() {
+    if !require_tool("ffmpeg") {
+        return;
+    }
+    let srv = Server::start();
+    let name = unique_stream("whepend");
+    let key = format!("live/{name}");
+    let mut ffmpeg = publish_testsrc(&srv.rtmp_url(&key));
+    wait_live(&srv, &key);
+    let mut viewer = join(&srv, &format!("/live/{name}/whep"));
+    viewer.run_for(Duration::from_secs(1));
+    assert!(viewer.connected);
+    ffmpeg.kill();
+    let line = srv
+        .wait_for_log("closed after", Duration::from_secs(10))
+        .expect("the session ends with the publish");
+    assert!(line.contains("the publisher left"), "{line}");
+    viewer.run_for(Duration::from_millis(500));
+    let metrics = http_get(srv.http, "/metrics", Duration::from_secs(5)).body_text();
+    assert!(
+        metrics.lines().any(|l| l == "rtmpd_webrtc_sessions 0"),
+        "{metrics}"
+    );
+}
