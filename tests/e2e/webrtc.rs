@@ -223,3 +223,96 @@ fn the_publisher_leaving_closes_its_whep_sessions() {
         "{metrics}"
     );
 }
+
+/// The page Chromium opens (from a file: a cross-origin WHEP POST, so CORS is exercised): it
+/// POSTs its offer to `WHEP_URL`, plays what comes, counts the frames it presents
+/// (requestVideoFrameCallback) and decodes (getStats) over 5 s of connected play, and logs one
+/// `WHEP-DONE` line.
+const PAGE: &str = r#"<!doctype html><meta charset="utf-8"><title>whep</title>
+<video id="v" autoplay muted playsinline></video>
+<script>
+(async () => {
+  const pc = new RTCPeerConnection();
+  pc.addTransceiver('video', {direction: 'recvonly'});
+  pc.addTransceiver('audio', {direction: 'recvonly'});
+  const v = document.getElementById('v');
+  const ms = new MediaStream();
+  pc.ontrack = e => { ms.addTrack(e.track); v.srcObject = ms; };
+  await pc.setLocalDescription(await pc.createOffer());
+  const r = await fetch('WHEP_URL', {method: 'POST', headers: {'Content-Type': 'application/sdp'},
+                                     body: pc.localDescription.sdp});
+  const answer = await r.text();
+  console.log('WHEP-ANSWER ' + r.status + ' location=' + r.headers.get('Location'));
+  if (r.status != 201) { console.log('WHEP-DONE error=' + answer); return; }
+  await pc.setRemoteDescription({type: 'answer', sdp: answer});
+  let presented = 0;
+  const count = () => { presented++; v.requestVideoFrameCallback(count); };
+  v.requestVideoFrameCallback(count);
+  const sleep = ms => new Promise(ok => setTimeout(ok, ms));
+  for (let i = 0; i < 100 && pc.connectionState != 'connected'; i++) await sleep(100);
+  const t0 = presented;
+  await sleep(5000);
+  let decoded = 0;
+  (await pc.getStats()).forEach(s => {
+    if (s.type == 'inbound-rtp' && s.kind == 'video') decoded = s.framesDecoded;
+  });
+  console.log('WHEP-DONE state=' + pc.connectionState + ' decoded=' + decoded + ' presented=' +
+              (presented - t0) + ' width=' + v.videoWidth + ' height=' + v.videoHeight);
+})().catch(e => console.log('WHEP-DONE error=' + e));
+</script>"#;
+
+#[test]
+fn chromium_plays_from_the_whep_endpoint() {
+    if !require_tool("ffmpeg") || !require_tool("chromium") {
+        return;
+    }
+    let srv = Server::start();
+    let name = unique_stream("whepchrome");
+    let key = format!("live/{name}");
+    let _ffmpeg = publish_testsrc(&srv.rtmp_url(&key));
+    wait_live(&srv, &key);
+    let dir = crate::util::TempDir::new("whep-chromium");
+    let page = PAGE.replace("WHEP_URL", &srv.http_url(&format!("/live/{name}/whep")));
+    let file = dir.write("whep.html", page.as_bytes());
+    let mut cmd = Command::new("chromium");
+    cmd.args([
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+    ])
+    .arg(format!("--user-data-dir={}", dir.join("profile").display()))
+    .args([
+        "--autoplay-policy=no-user-gesture-required",
+        "--enable-logging=stderr",
+    ])
+    .args(["--v=0", "--allow-file-access-from-files"])
+    .arg(format!("file://{}", file.display()));
+    let mut chrome = Proc::spawn(cmd);
+    let end = Instant::now() + Duration::from_secs(30);
+    let done = loop {
+        let err = chrome.stderr();
+        if let Some(l) = err.lines().find(|l| l.contains("WHEP-DONE")) {
+            break l.to_string();
+        }
+        assert!(Instant::now() < end, "no WHEP-DONE from Chromium:\n{err}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    chrome.kill();
+    eprintln!("chromium: {done}");
+    let field = |k: &str| -> u64 {
+        done.split_whitespace()
+            .find_map(|w| w.strip_prefix(k))
+            .and_then(|v| {
+                v.trim_end_matches(|c: char| !c.is_ascii_digit())
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or_else(|| panic!("no {k} in {done}"))
+    };
+    // 5 s at 25 fps is 125 frames; a loaded machine decodes fewer, a broken stream none.
+    assert!(field("decoded=") >= 60, "{done}");
+    assert!(field("presented=") >= 30, "{done}");
+    assert_eq!((field("width="), field("height=")), (640, 360), "{done}");
+    assert!(srv.log_contains("WebRTC session"), "{:?}", srv.logs());
+}
