@@ -133,6 +133,7 @@ impl Server {
             Source::Listener(i) => self.accept(i),
             Source::Upstream(i) => self.upstream_ready(i),
             Source::Udp(i) => self.udp_ready(i, ready),
+            Source::IceTcp(i) => self.ice_tcp_ready(i, ready),
             // The waker is the loop's own (`run`); peers and the loop have no sockets.
             Source::Waker | Source::Peer(_) | Source::Loop => {}
         }

@@ -17,6 +17,7 @@ mod drive;
 pub mod fs;
 pub mod glue;
 mod http;
+mod ice_tcp;
 pub mod limits;
 mod llhls;
 mod netio;
@@ -375,8 +376,8 @@ impl Server {
             }
             // Parked LL-HLS requests go out in the turn of the frame that made their part.
             self.llhls_wake();
-            self.webrtc_turn();
             self.run_timers();
+            self.webrtc_turn();
             self.arm_machines();
             self.free_closed();
             if self.shutdown.load(Ordering::SeqCst) {

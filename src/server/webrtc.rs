@@ -144,6 +144,8 @@ pub struct State {
     by_id: HashMap<String, PeerId>,
     feeds: HashMap<StreamKey, Feed>,
     next_feed: u64,
+    /// Packets sessions sent over ICE-TCP since the loop last took them (`take_tcp_out`).
+    tcp_out: Vec<(SocketAddr, Vec<u8>)>,
     pub counters: Counters,
 }
 
@@ -203,6 +205,65 @@ pub struct WebRtc {
     body: Option<(usize, Vec<u8>)>,
     /// Offers waiting for a hook's verdict, by connection.
     parked: HashMap<usize, Vec<u8>>,
+    /// The ICE-TCP listener and its connections.
+    pub tcp: Option<super::ice_tcp::IceTcp>,
+}
+
+impl WebRtc {
+    pub fn endpoint(&self) -> usize {
+        self.endpoint
+    }
+}
+
+/// Packets queued for ICE-TCP between two turns at most; more are dropped (counted).
+const TCP_OUT_MAX: usize = 16 * 1024;
+
+/// The session whose ICE username fragment is `ufrag`.
+pub fn session_by_ufrag(st: &State, ufrag: &str) -> Option<PeerId> {
+    st.by_ufrag.get(ufrag).copied()
+}
+
+/// Whether the session of `peer` accepts this packet from a new path (its STUN credentials).
+pub fn accepts(
+    st: &State,
+    peer: PeerId,
+    proto: Proto,
+    from: SocketAddr,
+    local: SocketAddr,
+    packet: &[u8],
+) -> bool {
+    st.sessions
+        .get(&peer)
+        .is_some_and(|s| s.session.accepts(proto, from, local, packet))
+}
+
+/// Whether the session of `peer` still exists.
+pub fn session_alive(st: &State, peer: PeerId) -> bool {
+    st.sessions.contains_key(&peer)
+}
+
+/// One packet from an ICE-TCP connection bound to `peer`; false when the session is gone.
+pub fn tcp_datagram(
+    st: &mut State,
+    peer: PeerId,
+    (from, local): (SocketAddr, SocketAddr),
+    packet: &[u8],
+    peers: &mut UdpPeers,
+    core: &mut Origin,
+    now: Instant,
+) -> bool {
+    let Some(s) = st.sessions.get_mut(&peer) else {
+        return false;
+    };
+    s.session
+        .handle_datagram(now, Proto::Tcp, from, local, packet);
+    drain(st, peer, peers, core, now);
+    true
+}
+
+/// What sessions queued for ICE-TCP, by destination.
+pub fn take_tcp_out(st: &mut State) -> Vec<(SocketAddr, Vec<u8>)> {
+    std::mem::take(&mut st.tcp_out)
 }
 
 /// The endpoint's protocol: routes datagrams to sessions, runs their timers.
@@ -268,8 +329,13 @@ fn drain(st: &mut State, peer: PeerId, peers: &mut UdpPeers, core: &mut Origin, 
     let mut closed = None;
     let mut connected = false;
     let mut keyframe_requests = 0;
+    let mut tcp = Vec::new();
     loop {
         while let Some(t) = s.session.poll_transmit() {
+            if t.proto == Proto::Tcp {
+                tcp.push((t.destination, t.contents));
+                continue;
+            }
             let data = Bytes::from(t.contents);
             if s.session.is_closed() {
                 // Its last words (DTLS close_notify) outlive the peer, which goes below.
@@ -308,6 +374,13 @@ fn drain(st: &mut State, peer: PeerId, peers: &mut UdpPeers, core: &mut Origin, 
         }
     }
     st.counters.keyframe_requests += keyframe_requests;
+    for t in tcp {
+        if st.tcp_out.len() < TCP_OUT_MAX {
+            st.tcp_out.push(t);
+        } else {
+            st.counters.frames_dropped += 1;
+        }
+    }
     if let Some(reason) = closed {
         let s = st
             .sessions
@@ -435,16 +508,49 @@ impl Server {
             by_id: HashMap::new(),
             feeds: HashMap::new(),
             next_feed: 1,
+            tcp_out: Vec::new(),
             counters: Counters::default(),
         }));
-        let addr = SocketAddr::new(bind, cfg.port);
-        let endpoint = self.open_udp("webrtc", &[addr], Box::new(WhepUdp(state.clone())))?;
-        let port = self.udp[endpoint]
-            .endpoint
-            .local_addrs()
-            .first()
-            .map_or(cfg.port, |a| a.port());
-        info!("WebRTC listening on {} (UDP)", SocketAddr::new(bind, port));
+        // The UDP port first, then TCP on the same number; with port 0 a free UDP port is found
+        // and tried for TCP a few times.
+        let mut tries = if cfg.port == 0 { 5 } else { 1 };
+        let (endpoint, tcp, port) = loop {
+            tries -= 1;
+            let port = if cfg.port == 0 {
+                std::net::UdpSocket::bind(SocketAddr::new(bind, 0))
+                    .and_then(|u| u.local_addr())
+                    .map_err(|e| {
+                        super::ServerError(format!("cannot listen for WebRTC (--webrtc-port): {e}"))
+                    })?
+                    .port()
+            } else {
+                cfg.port
+            };
+            let addr = SocketAddr::new(bind, port);
+            let tcp = match Server::ice_tcp_bind(addr) {
+                Ok(t) => t,
+                Err(_) if tries > 0 => continue,
+                Err(e) => {
+                    return Err(super::ServerError(format!(
+                        "cannot listen for WebRTC ICE-TCP on {addr} (--webrtc-port): {e}"
+                    )))
+                }
+            };
+            match self.open_udp("webrtc", &[addr], Box::new(WhepUdp(state.clone()))) {
+                Ok(e) => break (e, tcp, port),
+                Err(_) if tries > 0 => continue,
+                Err(e) => {
+                    return Err(super::ServerError(format!("{} (--webrtc-port)", e.0)));
+                }
+            }
+        };
+        let mut tcp = tcp;
+        tcp.register(self.poll.registry())
+            .map_err(|e| super::ServerError(format!("cannot listen for WebRTC ICE-TCP: {e}")))?;
+        info!(
+            "WebRTC listening on {} (UDP and TCP)",
+            SocketAddr::new(bind, port)
+        );
         self.webrtc = Some(Box::new(WebRtc {
             state,
             endpoint,
@@ -452,6 +558,7 @@ impl Server {
             public_ips: cfg.public_ips.clone(),
             body: None,
             parked: HashMap::new(),
+            tcp: Some(tcp),
         }));
         Ok(())
     }
@@ -743,6 +850,11 @@ impl Server {
     /// Once per loop turn: the feeds' frames to their sessions, the end of streams whose
     /// publisher left, and out with what that queued.
     pub(super) fn webrtc_turn(&mut self) {
+        self.webrtc_media();
+        self.ice_tcp_turn();
+    }
+
+    fn webrtc_media(&mut self) {
         let Some(w) = self.webrtc.as_ref() else {
             return;
         };

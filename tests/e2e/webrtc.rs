@@ -38,7 +38,10 @@ fn webrtc_port(srv: &Server) -> SocketAddr {
 
 /// A viewer: offer POSTed, 201 checked, answer taken.
 fn join(srv: &Server, path: &str) -> crate::util::whep::WhepClient {
-    let offer = WhepOffer::new();
+    join_with(srv, path, WhepOffer::new())
+}
+
+fn join_with(srv: &Server, path: &str, offer: WhepOffer) -> crate::util::whep::WhepClient {
     let r = whep_post(
         srv.http,
         path,
@@ -196,6 +199,36 @@ fn bad_whep_requests_get_their_status_and_a_playing_viewer_is_unharmed() {
         .expect("the unknown-datagram counter");
     assert!(unknown >= 100, "stranger datagrams counted: {unknown}");
     assert!(viewer.is_alive());
+}
+
+#[test]
+fn a_whep_viewer_receives_h264_over_ice_tcp() {
+    if !require_tool("ffmpeg") {
+        return;
+    }
+    let srv = Server::start();
+    let name = unique_stream("wheptcp");
+    let key = format!("live/{name}");
+    let _ffmpeg = publish_testsrc(&srv.rtmp_url(&key));
+    wait_live(&srv, &key);
+    // A connection that names no session is closed; one from the viewer is kept.
+    let port = webrtc_port(&srv);
+    let mut stranger = std::net::TcpStream::connect(port).unwrap();
+    std::io::Write::write_all(&mut stranger, &[0, 4, 1, 2, 3, 4]).unwrap();
+    let offer = WhepOffer::new_tcp(port);
+    let mut viewer = join_with(&srv, &format!("/live/{name}/whep"), offer);
+    viewer.run_for(Duration::from_secs(3));
+    assert!(viewer.connected, "ICE-TCP and DTLS did not complete");
+    let frames = &viewer.video_frames;
+    eprintln!("whep over TCP: {} video frames in 3 s", frames.len());
+    assert!(frames.len() > 25, "video frames in 3 s: {}", frames.len());
+    assert!(frames[0].key && frames[0].parameter_sets, "{:?}", frames[0]);
+    stranger
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut b = [0u8; 16];
+    let n = std::io::Read::read(&mut stranger, &mut b).unwrap_or(0);
+    assert_eq!(n, 0, "the stranger's connection is closed");
 }
 
 #[test]

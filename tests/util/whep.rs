@@ -2,21 +2,28 @@
 //! the crypto backend the server runs on), the offer POSTed to the server's HTTP port, media
 //! received over UDP. Only str0m's public API and sockets: nothing of the server's internals.
 
-use std::net::{SocketAddr, UdpSocket};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::media::{Direction, MediaKind, Mid};
-use str0m::net::{Protocol, Receive};
+use str0m::net::{Protocol, Receive, TcpType};
 use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
 
 use super::http::{http_exchange, HttpResponse};
+
+/// How the viewer reaches the server: UDP, or ICE-TCP (RFC 4571 frames on one connection).
+enum Transport {
+    Udp(UdpSocket),
+    Tcp { stream: TcpStream, inbuf: Vec<u8> },
+}
 
 /// An offer made and not answered yet.
 pub struct WhepOffer {
     rtc: Rtc,
     pending: SdpPendingOffer,
-    sock: UdpSocket,
+    sock: Transport,
     local: SocketAddr,
     video: Mid,
     pub sdp: String,
@@ -36,7 +43,7 @@ pub struct VideoFrame {
 /// A connected (or connecting) viewer.
 pub struct WhepClient {
     rtc: Rtc,
-    sock: UdpSocket,
+    sock: Transport,
     local: SocketAddr,
     video: Mid,
     pub connected: bool,
@@ -51,10 +58,34 @@ impl WhepOffer {
     pub fn new() -> WhepOffer {
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
         let local = sock.local_addr().unwrap();
+        let cand = Candidate::host(local, "udp").unwrap();
+        WhepOffer::with(Transport::Udp(sock), local, cand)
+    }
+
+    /// A viewer over ICE-TCP only: connected to the server's WebRTC port first, its one
+    /// candidate an active TCP one.
+    pub fn new_tcp(server: SocketAddr) -> WhepOffer {
+        let stream = TcpStream::connect(server).unwrap();
+        stream.set_nodelay(true).unwrap();
+        let local = stream.local_addr().unwrap();
+        let cand = Candidate::builder()
+            .tcp()
+            .host(local)
+            .tcptype(TcpType::Active)
+            .build()
+            .unwrap();
+        let t = Transport::Tcp {
+            stream,
+            inbuf: Vec::new(),
+        };
+        WhepOffer::with(t, local, cand)
+    }
+
+    fn with(sock: Transport, local: SocketAddr, cand: Candidate) -> WhepOffer {
         let mut rtc = RtcConfig::new()
             .set_crypto_provider(rtmpd::webrtc::crypto::provider())
             .build(Instant::now());
-        rtc.add_local_candidate(Candidate::host(local, "udp").unwrap());
+        rtc.add_local_candidate(cand);
         let mut api = rtc.sdp_api();
         let video = api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
         api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
@@ -76,9 +107,11 @@ impl WhepOffer {
             .sdp_api()
             .accept_answer(self.pending, answer)
             .expect("the answer is accepted");
-        self.sock
-            .set_read_timeout(Some(Duration::from_millis(5)))
-            .unwrap();
+        let t = Some(Duration::from_millis(5));
+        match &self.sock {
+            Transport::Udp(u) => u.set_read_timeout(t).unwrap(),
+            Transport::Tcp { stream, .. } => stream.set_read_timeout(t).unwrap(),
+        }
         WhepClient {
             rtc: self.rtc,
             sock: self.sock,
@@ -137,12 +170,12 @@ impl WhepClient {
         let mut buf = vec![0u8; 2048];
         while Instant::now() < end {
             let deadline = self.drain_output();
-            if let Ok((n, from)) = self.sock.recv_from(&mut buf) {
-                if let Ok(contents) = buf[..n].try_into() {
+            for (packet, from, proto) in self.receive(&mut buf) {
+                if let Ok(contents) = packet.as_slice().try_into() {
                     let input = Input::Receive(
                         Instant::now(),
                         Receive {
-                            proto: Protocol::Udp,
+                            proto,
                             source: from,
                             destination: self.local,
                             contents,
@@ -168,9 +201,16 @@ impl WhepClient {
         loop {
             match self.rtc.poll_output().expect("the client runs") {
                 Output::Timeout(t) => return t,
-                Output::Transmit(t) => {
-                    let _ = self.sock.send_to(&t.contents, t.destination);
-                }
+                Output::Transmit(t) => match &mut self.sock {
+                    Transport::Udp(u) => {
+                        let _ = u.send_to(&t.contents, t.destination);
+                    }
+                    Transport::Tcp { stream, .. } => {
+                        let mut framed = (t.contents.len() as u16).to_be_bytes().to_vec();
+                        framed.extend_from_slice(&t.contents);
+                        let _ = stream.write_all(&framed);
+                    }
+                },
                 Output::Event(Event::Connected) => self.connected = true,
                 Output::Event(Event::MediaData(m)) => {
                     if m.mid == self.video {
@@ -186,6 +226,32 @@ impl WhepClient {
                     }
                 }
                 Output::Event(_) => {}
+            }
+        }
+    }
+
+    /// What arrived within the read timeout: whole datagrams (UDP) or whole RFC 4571 frames.
+    fn receive(&mut self, buf: &mut [u8]) -> Vec<(Vec<u8>, SocketAddr, Protocol)> {
+        match &mut self.sock {
+            Transport::Udp(u) => match u.recv_from(buf) {
+                Ok((n, from)) => vec![(buf[..n].to_vec(), from, Protocol::Udp)],
+                Err(_) => Vec::new(),
+            },
+            Transport::Tcp { stream, inbuf } => {
+                let from = stream.peer_addr().unwrap();
+                if let Ok(n) = stream.read(buf) {
+                    inbuf.extend_from_slice(&buf[..n]);
+                }
+                let mut out = Vec::new();
+                while inbuf.len() >= 2 {
+                    let len = u16::from_be_bytes([inbuf[0], inbuf[1]]) as usize;
+                    if inbuf.len() < 2 + len {
+                        break;
+                    }
+                    out.push((inbuf[2..2 + len].to_vec(), from, Protocol::Tcp));
+                    inbuf.drain(..2 + len);
+                }
+                out
             }
         }
     }
