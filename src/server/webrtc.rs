@@ -428,7 +428,9 @@ impl Reader for FeedReader {
         if let Ok(mut st) = self.state.try_borrow_mut() {
             let mut dropped = false;
             if let Some(f) = st.feeds.get_mut(&self.key).filter(|f| f.id == self.feed) {
-                if f.frames.len() < FEED_QUEUE {
+                if f.sessions.is_empty() && !frame.config {
+                    // No viewer now: only the codec configuration is kept up to date.
+                } else if f.frames.len() < FEED_QUEUE {
                     f.frames.push_back(frame.clone());
                 } else {
                     dropped = true;
@@ -733,27 +735,20 @@ impl Server {
         // The stream's feed: made (and its reader attached) by its first WHEP viewer.
         let cached = self.core.hub.cached_frames(&key);
         let mut st = state.borrow_mut();
-        let fresh = st.feeds.get(&key).is_none_or(|f| f.ended);
-        if fresh {
-            let id = st.next_feed;
-            st.next_feed += 1;
-            let mut packager = Packager::new();
-            for f in &cached {
-                let _ = packager.push(f);
+        // The stream's feed (one packager, one hub reader per publish) is made by the first
+        // offer that is answered; a refused offer leaves nothing behind.
+        let live_feed = st.feeds.get(&key).filter(|f| !f.ended).map(|f| f.id);
+        let (fresh, codecs) = match live_feed {
+            Some(_) => (None, st.feeds[&key].packager.codecs().clone()),
+            None => {
+                let mut packager = Packager::new();
+                for f in &cached {
+                    let _ = packager.push(f);
+                }
+                let codecs = packager.codecs().clone();
+                (Some(packager), codecs)
             }
-            st.feeds.insert(
-                key.clone(),
-                Feed {
-                    id,
-                    packager,
-                    frames: VecDeque::new(),
-                    ended: false,
-                    sessions: Vec::new(),
-                },
-            );
-        }
-        let feed = &st.feeds[&key];
-        let (feed_id, codecs) = (feed.id, feed.packager.codecs().clone());
+        };
         let accepted = WhepSession::accept(&offer, &st.cfg, &candidates, &codecs, self.now);
         let id = random_id(22);
         let (session, answer, id) = match (accepted, id) {
@@ -782,6 +777,39 @@ impl Server {
         let Some(port) = self.udp.get_mut(endpoint) else {
             return;
         };
+        let mut orphans = Vec::new();
+        let feed_id = match (live_feed, fresh) {
+            (Some(id), _) => id,
+            (None, packager) => {
+                let id = st.next_feed;
+                st.next_feed += 1;
+                let feed = Feed {
+                    id,
+                    packager: packager.unwrap_or_default(),
+                    frames: VecDeque::new(),
+                    ended: false,
+                    sessions: Vec::new(),
+                };
+                // A feed whose publish ended this turn: its sessions end now, not at the turn's end.
+                if let Some(old) = st.feeds.insert(key.clone(), feed) {
+                    orphans = old.sessions;
+                }
+                id
+            }
+        };
+        let fresh = live_feed.is_none();
+        for &p in &orphans {
+            if let Some(s) = st.sessions.get_mut(&p) {
+                s.session.close(self.now, "the publisher left");
+            }
+            drain(
+                &mut st,
+                p,
+                &mut port.endpoint.peers,
+                &mut self.core,
+                self.now,
+            );
+        }
         let upeer = port.endpoint.peers.add_peer();
         let ufrag = session.local_ufrag().to_string();
         let deadline = session.next_deadline().map(|d| st.ms(d));
@@ -902,8 +930,9 @@ impl Server {
                     touched.push(peer);
                 }
             }
-            // A feed without viewers goes (its reader finds nothing to feed until the publish ends).
-            if !feed.sessions.is_empty() {
+            // A feed stays with its reader until the publish ends (one reader per publish, however
+            // many viewers come and go); without viewers it only follows the codec configuration.
+            if !feed.ended {
                 st.feeds.insert(key, feed);
             }
         }

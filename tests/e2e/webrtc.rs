@@ -115,6 +115,13 @@ fn a_whep_viewer_receives_h264_over_udp_and_delete_ends_it() {
         viewer.video_frames.len() <= before + 2,
         "media stopped after DELETE"
     );
+    // The stream's feed outlives its last viewer: the next one plays from it.
+    let mut again = join(&srv, &format!("/live/{name}/whep"));
+    again.run_for(Duration::from_secs(3));
+    let frames = &again.video_frames;
+    eprintln!("whep: second viewer {} frames in 3 s", frames.len());
+    assert!(frames.len() > 25, "second viewer: {} frames", frames.len());
+    assert!(frames[0].key, "{:?}", frames[0]);
 }
 
 #[test]
