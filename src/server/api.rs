@@ -130,6 +130,7 @@ struct Players {
     rtmp: usize,
     http_flv: usize,
     ws_flv: usize,
+    webrtc: usize,
 }
 
 #[derive(Serialize)]
@@ -284,6 +285,7 @@ impl Server {
                 rtmp,
                 http_flv,
                 ws_flv,
+                webrtc: self.webrtc_sessions(),
             },
             bytes_in: self.totals.bytes_in,
             bytes_out: self.totals.bytes_out,
@@ -341,6 +343,7 @@ impl Server {
                 ("{protocol=\"rtmp\"}", rtmp.to_string()),
                 ("{protocol=\"http_flv\"}", http_flv.to_string()),
                 ("{protocol=\"ws_flv\"}", ws_flv.to_string()),
+                ("{protocol=\"webrtc\"}", self.webrtc_sessions().to_string()),
             ],
         );
         if let Some(ll) = &self.core.llhls {

@@ -952,6 +952,13 @@ impl Server {
             .map_or(0, |w| w.state.borrow().viewers_of(key))
     }
 
+    /// WHEP sessions now, every stream.
+    pub(super) fn webrtc_sessions(&self) -> usize {
+        self.webrtc
+            .as_ref()
+            .map_or(0, |w| w.state.borrow().sessions())
+    }
+
     /// The `/metrics` lines of WHEP (nothing when it is off).
     pub(super) fn webrtc_metrics(&self) -> String {
         use std::fmt::Write;
@@ -1019,5 +1026,93 @@ impl Server {
             c.frames_dropped + c.feed_dropped,
         );
         m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whep_paths() {
+        let key = |a: &str, s: &str| Some(WhepPath::Offer(StreamKey::new(a, s).unwrap()));
+        let cases: &[(&str, Option<WhepPath>)] = &[
+            ("/live/cam/whep", key("live", "cam")),
+            (
+                "/whep/session/AbC123",
+                Some(WhepPath::Session("AbC123".into())),
+            ),
+            ("/live/cam/whep/", None),
+            ("/live/whep", None),
+            ("/a/b/c/whep", None),
+            ("/whep/session/", None),
+            ("/whep/session/a-b", None),
+            ("/whep/session/a/b", None),
+            ("/live/../whep", None),
+            ("/live/cam.flv", None),
+        ];
+        for (path, want) in cases {
+            assert_eq!(&whep_path(path), want, "{path}");
+        }
+    }
+
+    fn req(method: &str, path: &str, headers: &[(&str, &str)]) -> Request {
+        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: x\r\n");
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        crate::http::request::parse(head.as_bytes())
+            .unwrap()
+            .unwrap()
+            .0
+    }
+
+    #[test]
+    fn offer_bodies_are_bounded() {
+        let cl = |n: &str| req("POST", "/live/cam/whep", &[("Content-Length", n)]);
+        assert_eq!(offer_body(&cl("100")), Some(Ok(100)));
+        assert_eq!(offer_body(&cl("65536")), Some(Ok(MAX_OFFER)));
+        assert_eq!(
+            offer_body(&cl("65537")).map(|r| r.map_err(|e| e.0)),
+            Some(Err(413))
+        );
+        let chunked = req(
+            "POST",
+            "/live/cam/whep",
+            &[("Transfer-Encoding", "chunked")],
+        );
+        assert_eq!(
+            offer_body(&chunked).map(|r| r.map_err(|e| e.0)),
+            Some(Err(411))
+        );
+        // Not a WHEP offer: the server's usual handling (no body read).
+        assert_eq!(
+            offer_body(&req("POST", "/live/cam.flv", &[("Content-Length", "5")])),
+            None
+        );
+        assert_eq!(offer_body(&req("POST", "/live/cam/whep", &[])), None);
+        let patch = req("PATCH", "/whep/session/abc", &[("Content-Length", "5")]);
+        assert_eq!(offer_body(&patch), None);
+    }
+
+    #[test]
+    fn deadlines_round_up_to_the_loop_ms() {
+        let started = Instant::now();
+        let st = State {
+            started,
+            cfg: SessionConfig::default(),
+            sessions: HashMap::new(),
+            by_ufrag: HashMap::new(),
+            by_id: HashMap::new(),
+            feeds: HashMap::new(),
+            next_feed: 1,
+            tcp_out: Vec::new(),
+            counters: Counters::default(),
+        };
+        assert_eq!(st.ms(started + Duration::from_micros(10_400)), 11);
+        assert_eq!(st.ms(started + Duration::from_millis(10)), 10);
+        assert_eq!(st.ms(started), 0);
+        assert_eq!(st.now(25), started + Duration::from_millis(25));
     }
 }

@@ -356,3 +356,51 @@ fn chromium_plays_from_the_whep_endpoint() {
     assert_eq!((field("width="), field("height=")), (640, 360), "{done}");
     assert!(srv.log_contains("WebRTC session"), "{:?}", srv.logs());
 }
+
+#[test]
+fn a_whep_offer_is_judged_like_an_http_flv_play() {
+    if !require_tool("ffmpeg") {
+        return;
+    }
+    let srv = Server::start_args(&["--play-token", "sesame"]);
+    let name = unique_stream("whepauth");
+    let key = format!("live/{name}");
+    let _ffmpeg = publish_testsrc(&srv.rtmp_url(&key));
+    let live = wait_until_live(
+        srv.http,
+        &format!("/{key}.flv?token=sesame"),
+        Duration::from_secs(20),
+    );
+    assert!(live, "the publisher never came: {:?}", srv.logs());
+    let path = format!("/live/{name}/whep");
+    let sdp = "Content-Type: application/sdp";
+    // No credential, a wrong one: refused before anything says whether the stream is live.
+    let r = whep_post(srv.http, &path, &[sdp], WhepOffer::new().sdp.as_bytes());
+    assert!(matches!(r.status, 401 | 403), "{}", r.status);
+    let r = whep_post(
+        srv.http,
+        "/live/nobody/whep",
+        &[sdp, "Authorization: Bearer wrong"],
+        WhepOffer::new().sdp.as_bytes(),
+    );
+    assert!(matches!(r.status, 401 | 403), "{}", r.status);
+    // The Bearer token WHEP clients send, and the ?token= of the other plays.
+    let bearer = whep_post(
+        srv.http,
+        &path,
+        &[sdp, "Authorization: Bearer sesame"],
+        WhepOffer::new().sdp.as_bytes(),
+    );
+    assert_eq!(bearer.status, 201, "{}", bearer.body_text());
+    let query = whep_post(
+        srv.http,
+        &format!("{path}?token=sesame"),
+        &[sdp],
+        WhepOffer::new().sdp.as_bytes(),
+    );
+    assert_eq!(query.status, 201, "{}", query.body_text());
+    let line = srv
+        .wait_for_log("refused", Duration::from_secs(2))
+        .expect("a refusal is logged");
+    assert!(line.contains("webrtc"), "{line}");
+}
