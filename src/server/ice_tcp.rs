@@ -31,6 +31,8 @@ const MAX_PENDING: usize = 256;
 const UNBOUND_MS: u64 = 10_000;
 /// Output queued per connection (bytes, framed).
 const OUT_MAX: usize = 1 << 20;
+/// ICE-TCP connections one session may have (ICE tries a few pairs; more is abuse).
+const PER_SESSION: usize = 4;
 /// Reads per connection per wakeup.
 const READS_PER_WAKEUP: usize = 16;
 
@@ -52,6 +54,8 @@ pub struct IceTcp {
     listener: TcpListener,
     conns: Slab<TcpPeer>,
     by_addr: HashMap<SocketAddr, usize>,
+    /// Connections bound to each session.
+    per_session: HashMap<PeerId, usize>,
     last_sweep_ms: u64,
     /// Packets dropped because a connection's output was full.
     pub dropped: u64,
@@ -63,6 +67,7 @@ impl IceTcp {
             listener,
             conns: Slab::new(),
             by_addr: HashMap::new(),
+            per_session: HashMap::new(),
             last_sweep_ms: 0,
             dropped: 0,
         }
@@ -81,6 +86,14 @@ impl IceTcp {
             let _ = registry.deregister(&mut p.socket);
             if self.by_addr.get(&p.from) == Some(&c) {
                 self.by_addr.remove(&p.from);
+            }
+            if let Some(peer) = p.peer {
+                if let Some(n) = self.per_session.get_mut(&peer) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.per_session.remove(&peer);
+                    }
+                }
             }
             debug!("ICE-TCP {}: closed: {why}", p.from);
         }
@@ -270,9 +283,16 @@ impl Server {
                             .filter(|&peer| {
                                 glue::accepts(&st, peer, Proto::Tcp, p.from, p.local, &packet)
                             });
+                        let bound =
+                            found.map_or(0, |peer| t.per_session.get(&peer).copied().unwrap_or(0));
                         match found {
+                            Some(_) if bound >= PER_SESSION => {
+                                close = Some(format!("{PER_SESSION} connections for one session"));
+                                break 'reads;
+                            }
                             Some(peer) => {
                                 p.peer = Some(peer);
+                                *t.per_session.entry(peer).or_insert(0) += 1;
                                 peer
                             }
                             None => {
