@@ -44,6 +44,8 @@ struct TcpPeer {
     out: Vec<u8>,
     out_pos: usize,
     peer: Option<PeerId>,
+    /// The ICE username fragment of its session (a reused peer id is another session).
+    ufrag: String,
     since_ms: u64,
     /// WRITABLE is registered (output is waiting).
     write_blocked: bool,
@@ -225,6 +227,7 @@ impl Server {
                 out: Vec::new(),
                 out_pos: 0,
                 peer: None,
+                ufrag: String::new(),
                 since_ms: now_ms,
                 write_blocked: false,
             });
@@ -275,14 +278,17 @@ impl Server {
                     }
                 };
                 let peer = match p.peer {
-                    Some(peer) => peer,
+                    Some(peer) if glue::session_alive(&st, peer, &p.ufrag) => peer,
+                    Some(_) => {
+                        close = Some("its session ended".into());
+                        break 'reads;
+                    }
                     None => {
                         // Not bound yet: only a STUN request with a live session's credentials.
-                        let found = stun_username_fragment(&packet)
-                            .and_then(|u| glue::session_by_ufrag(&st, u))
-                            .filter(|&peer| {
-                                glue::accepts(&st, peer, Proto::Tcp, p.from, p.local, &packet)
-                            });
+                        let ufrag = stun_username_fragment(&packet).unwrap_or("");
+                        let found = glue::session_by_ufrag(&st, ufrag).filter(|&peer| {
+                            glue::accepts(&st, peer, Proto::Tcp, p.from, p.local, &packet)
+                        });
                         let bound =
                             found.map_or(0, |peer| t.per_session.get(&peer).copied().unwrap_or(0));
                         match found {
@@ -292,6 +298,7 @@ impl Server {
                             }
                             Some(peer) => {
                                 p.peer = Some(peer);
+                                p.ufrag = ufrag.to_string();
                                 *t.per_session.entry(peer).or_insert(0) += 1;
                                 peer
                             }
@@ -365,7 +372,7 @@ impl Server {
             .conns
             .iter()
             .filter(|(_, p)| match p.peer {
-                Some(peer) => !glue::session_alive(&st, peer),
+                Some(peer) => !glue::session_alive(&st, peer, &p.ufrag),
                 None => now_ms.saturating_sub(p.since_ms) > UNBOUND_MS,
             })
             .map(|(c, _)| c)

@@ -237,9 +237,9 @@ pub fn accepts(
         .is_some_and(|s| s.session.accepts(proto, from, local, packet))
 }
 
-/// Whether the session of `peer` still exists.
-pub fn session_alive(st: &State, peer: PeerId) -> bool {
-    st.sessions.contains_key(&peer)
+/// Whether the session that had `ufrag` is still `peer` (peer ids are reused, ufrags are not).
+pub fn session_alive(st: &State, peer: PeerId, ufrag: &str) -> bool {
+    st.by_ufrag.get(ufrag) == Some(&peer)
 }
 
 /// One packet from an ICE-TCP connection bound to `peer`; false when the session is gone.
