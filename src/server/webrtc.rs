@@ -542,7 +542,10 @@ impl Server {
                 Ok(e) => break (e, tcp, port),
                 Err(_) if tries > 0 => continue,
                 Err(e) => {
-                    return Err(super::ServerError(format!("{} (--webrtc-port)", e.0)));
+                    return Err(super::ServerError(format!(
+                        "WebRTC on udp {addr} (--webrtc-port): {}",
+                        e.0
+                    )));
                 }
             }
         };

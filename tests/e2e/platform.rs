@@ -199,6 +199,10 @@ fn a_busy_port_names_the_option_that_changes_it_once() {
         ("--rtmp-port", vec!["--http-port", "0", "--no-web"]),
         ("--http-port", vec!["--rtmp-port", "0", "--no-web"]),
         ("--web-port", vec!["--rtmp-port", "0", "--http-port", "0"]),
+        (
+            "--webrtc-port",
+            vec!["--rtmp-port", "0", "--http-port", "0", "--no-web"],
+        ),
     ] {
         let mut args = vec!["--bind", "127.0.0.1", option, &port];
         args.extend(more);
