@@ -9,6 +9,7 @@
 //! | upstream pull | `upstream_ready` | `upstream_timers` (one loop timer) | `Gateway::next_deadline` |
 //! | UDP socket | `udp_ready` (read, route, flush) | - | - |
 //! | UDP peer | (its endpoint's datagrams) | `UdpProtocol::timeout` | `UdpPeers::set_deadline` |
+//! | ICE-TCP | `ice_tcp_ready` (accept, frames in, write) | its session's, as a UDP peer | - |
 //! | the loop | - | flush, sweep, stats, LL-HLS, held publishers | `arm_loop` |
 //!
 //! Dispatch is a `match` on the `Source` enum: no boxed driver per event. A connection's limits

@@ -315,7 +315,7 @@ impl Server {
                     (p.from, p.local),
                     &packet,
                     &mut port.endpoint.peers,
-                    &mut self.core,
+                    (&self.core.hub, &mut self.core.limits),
                     now,
                 );
                 if !alive {

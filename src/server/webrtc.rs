@@ -26,11 +26,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use log::{debug, info, warn};
 
-use super::origin::Origin;
 use super::udp::{Datagram, PeerId, UdpCx, UdpPeers, UdpProtocol};
 use super::Server;
+use crate::access::limits::Limits;
 use crate::http::request::Request;
 use crate::hub::reader::{Reader, ReaderState};
+use crate::hub::Hub;
 use crate::media::{Frame, StreamKey};
 use crate::webrtc::{
     candidate_addrs, stun_username_fragment, Packager, Proto, SessionConfig, WebRtcError,
@@ -249,7 +250,7 @@ pub fn tcp_datagram(
     (from, local): (SocketAddr, SocketAddr),
     packet: &[u8],
     peers: &mut UdpPeers,
-    core: &mut Origin,
+    (hub, limits): (&Hub, &mut Limits),
     now: Instant,
 ) -> bool {
     let Some(s) = st.sessions.get_mut(&peer) else {
@@ -257,7 +258,7 @@ pub fn tcp_datagram(
     };
     s.session
         .handle_datagram(now, Proto::Tcp, from, local, packet);
-    drain(st, peer, peers, core, now);
+    drain(st, peer, peers, hub, limits, now);
     true
 }
 
@@ -292,7 +293,14 @@ impl UdpProtocol for WhepUdp {
             cx.peers.bind(peer, d.socket, d.from);
             s.socket = d.socket;
         }
-        drain(&mut st, peer, cx.peers, cx.core, now);
+        drain(
+            &mut st,
+            peer,
+            cx.peers,
+            &cx.core.hub,
+            &mut cx.core.limits,
+            now,
+        );
     }
 
     fn unknown(&mut self, d: &Datagram, _cx: &mut UdpCx) {
@@ -305,7 +313,14 @@ impl UdpProtocol for WhepUdp {
         if let Some(s) = st.sessions.get_mut(&peer) {
             s.session.handle_timeout(now);
         }
-        drain(&mut st, peer, cx.peers, cx.core, now);
+        drain(
+            &mut st,
+            peer,
+            cx.peers,
+            &cx.core.hub,
+            &mut cx.core.limits,
+            now,
+        );
     }
 }
 
@@ -322,7 +337,14 @@ fn destination(candidates: &[SocketAddr], from: SocketAddr) -> SocketAddr {
 
 /// Everything a session has to say after an input: its datagrams to its peer queue, its events
 /// (the GOP on connecting; a closed session is forgotten), its next deadline.
-fn drain(st: &mut State, peer: PeerId, peers: &mut UdpPeers, core: &mut Origin, now: Instant) {
+fn drain(
+    st: &mut State,
+    peer: PeerId,
+    peers: &mut UdpPeers,
+    hub: &Hub,
+    limits: &mut Limits,
+    now: Instant,
+) {
     let Some(s) = st.sessions.get_mut(&peer) else {
         return;
     };
@@ -364,7 +386,7 @@ fn drain(st: &mut State, peer: PeerId, peers: &mut UdpPeers, core: &mut Origin, 
             // the frames it held are then skipped for this viewer.
             let mut p = Packager::new();
             let mut last = None;
-            for f in core.hub.cached_frames(&s.key) {
+            for f in hub.cached_frames(&s.key) {
                 if let Some(u) = p.push(&f) {
                     s.session.send(&u, now);
                 }
@@ -394,7 +416,7 @@ fn drain(st: &mut State, peer: PeerId, peers: &mut UdpPeers, core: &mut Origin, 
         let stats = s.session.stats().clone();
         add_stats(&mut st.counters, &stats);
         peers.remove_peer(peer);
-        core.limits.release_connection(s.ip);
+        limits.release_connection(s.ip);
         info!(
             "{}: WebRTC session {} from {} closed after {} s: {reason}; sent {} frames, {} bytes, \
              {} packets; dropped {} frames; NACKs {}, PLIs {}, FIRs {}",
@@ -732,7 +754,15 @@ impl Server {
                 warn!("{line}");
             }
             self.totals.refused += 1;
-            return self.http_reply(token, crate::access::reply::http_limit(&r.hit), false);
+            let why = format!("503 Service Unavailable: {}.\n", r.hit);
+            let r = reply(
+                503,
+                "Retry-After: 10\r\n",
+                "text/plain; charset=utf-8",
+                &why,
+                false,
+            );
+            return self.http_reply(token, r, false);
         }
         let offer = String::from_utf8_lossy(&body);
         // The stream's feed: made (and its reader attached) by its first WHEP viewer.
@@ -809,7 +839,8 @@ impl Server {
                 &mut st,
                 p,
                 &mut port.endpoint.peers,
-                &mut self.core,
+                &self.core.hub,
+                &mut self.core.limits,
                 self.now,
             );
         }
@@ -872,7 +903,14 @@ impl Server {
             s.session.close(now, "the viewer ended it (DELETE)");
         }
         if let Some(port) = self.udp.get_mut(endpoint) {
-            drain(&mut st, peer, &mut port.endpoint.peers, &mut self.core, now);
+            drain(
+                &mut st,
+                peer,
+                &mut port.endpoint.peers,
+                &self.core.hub,
+                &mut self.core.limits,
+                now,
+            );
             port.endpoint.flush(self.poll.registry(), endpoint);
         }
         true
@@ -942,7 +980,14 @@ impl Server {
         touched.sort_unstable();
         touched.dedup();
         for peer in touched {
-            drain(&mut st, peer, &mut port.endpoint.peers, &mut self.core, now);
+            drain(
+                &mut st,
+                peer,
+                &mut port.endpoint.peers,
+                &self.core.hub,
+                &mut self.core.limits,
+                now,
+            );
         }
         drop(st);
         port.endpoint.flush(self.poll.registry(), endpoint);
