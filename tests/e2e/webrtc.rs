@@ -404,3 +404,34 @@ fn a_whep_offer_is_judged_like_an_http_flv_play() {
         .expect("a refusal is logged");
     assert!(line.contains("webrtc"), "{line}");
 }
+
+#[test]
+fn an_on_play_hook_judges_a_whep_offer() {
+    if !require_tool("ffmpeg") {
+        return;
+    }
+    // The hook allows streams whose name starts with "ok" (tests/e2e/access.rs).
+    let hooks = super::access::HookService::start();
+    let srv = Server::start_args(&["--on-play", &hooks.url("/on_play")]);
+    let name = unique_stream("okwhep");
+    let key = format!("live/{name}");
+    let _ffmpeg = publish_testsrc(&srv.rtmp_url(&key));
+    wait_live(&srv, &key);
+    let sdp = "Content-Type: application/sdp";
+    // The offer waits for the verdict with its body, then is answered.
+    let mut viewer = join(&srv, &format!("/live/{name}/whep"));
+    viewer.run_for(Duration::from_secs(2));
+    assert!(viewer.connected && viewer.video_frames.len() > 10);
+    let r = whep_post(
+        srv.http,
+        "/live/badwhep/whep",
+        &[sdp],
+        WhepOffer::new().sdp.as_bytes(),
+    );
+    assert_eq!(r.status, 403, "{}", r.body_text());
+    let bodies = hooks.bodies.lock().unwrap().join("\n");
+    assert!(
+        bodies.contains("\"protocol\":\"webrtc\"") && bodies.contains(&name),
+        "{bodies}"
+    );
+}
