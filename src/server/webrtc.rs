@@ -675,6 +675,10 @@ impl Server {
                         // Refused (answered) or waiting for a hook: keep the offer for the verdict.
                         if let Some(w) = self.webrtc.as_mut() {
                             if self.conns.get(token).is_some_and(|c| c.judging) {
+                                // Offers of connections that left while judged go first.
+                                let conns = &self.conns;
+                                w.parked
+                                    .retain(|t, _| conns.get(*t).is_some_and(|c| c.judging));
                                 w.parked.insert(token, body);
                             }
                         }
