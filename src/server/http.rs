@@ -114,7 +114,13 @@ impl Server {
                             self.http_refuse(token, status, why);
                             break;
                         }
-                        Some(Ok(n)) if conn.head.len() < len + n => break,
+                        Some(Ok(n)) if conn.head.len() < len + n => {
+                            // curl asks before sending a body over 1 KiB (RFC 9110 10.1.1).
+                            if req.header_has_token("expect", "100-continue") {
+                                self.whep_continue(token);
+                            }
+                            break;
+                        }
                         Some(Ok(n)) => {
                             let body = conn.head[len..len + n].to_vec();
                             conn.head.advance(len + n);

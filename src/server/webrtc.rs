@@ -206,6 +206,8 @@ pub struct WebRtc {
     body: Option<(usize, Vec<u8>)>,
     /// Offers waiting for a hook's verdict, by connection.
     parked: HashMap<usize, Vec<u8>>,
+    /// Connections told `100 Continue` whose offer has not arrived yet.
+    continued: Vec<usize>,
     /// The ICE-TCP listener and its connections.
     pub tcp: Option<super::ice_tcp::IceTcp>,
 }
@@ -585,6 +587,7 @@ impl Server {
             public_ips: cfg.public_ips.clone(),
             body: None,
             parked: HashMap::new(),
+            continued: Vec::new(),
             tcp: Some(tcp),
         }));
         Ok(())
@@ -593,7 +596,31 @@ impl Server {
     /// `http_parse` read a WHEP offer's body: `http_request` takes it from here.
     pub(super) fn whep_set_body(&mut self, token: usize, body: Vec<u8>) {
         if let Some(w) = self.webrtc.as_mut() {
+            w.continued.retain(|&t| t != token);
             w.body = Some((token, body));
+        }
+    }
+
+    /// An offer's head asked `Expect: 100-continue` and its body is not here: `100 Continue`,
+    /// once per request (the head is parsed again on every read until the body is whole).
+    pub(super) fn whep_continue(&mut self, token: usize) {
+        let Some(w) = self.webrtc.as_mut() else {
+            return;
+        };
+        if w.continued.contains(&token) {
+            return;
+        }
+        // Connections that left (or moved on) before their body came go first.
+        let conns = &self.conns;
+        w.continued.retain(|&t| {
+            conns
+                .get(t)
+                .is_some_and(|c| !c.closed && !c.head.is_empty())
+        });
+        w.continued.push(token);
+        if let Some(conn) = self.conns.get_mut(token) {
+            conn.out
+                .push(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec().into());
         }
     }
 

@@ -154,6 +154,26 @@ fn bad_whep_requests_get_their_status_and_a_playing_viewer_is_unharmed() {
     let big = vec![b'v'; 70 * 1024];
     let r = whep_post(srv.http, &path, &sdp, &big);
     assert_eq!(r.status, 413, "{}", r.body_text());
+    // Expect: 100-continue (curl's way for a body over 1 KiB): told to go on before the body.
+    {
+        use std::io::{Read, Write};
+        let body = WhepOffer::new().sdp;
+        let mut sock = std::net::TcpStream::connect(srv.http).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/sdp\r\n\
+             Content-Length: {}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        sock.write_all(head.as_bytes()).unwrap();
+        let mut got = [0u8; 25];
+        sock.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"HTTP/1.1 100 Continue\r\n\r\n");
+        sock.write_all(body.as_bytes()).unwrap();
+        let mut rest = String::new();
+        let _ = sock.read_to_string(&mut rest);
+        assert!(rest.starts_with("HTTP/1.1 201 "), "{rest}");
+    }
     // PATCH: 405 with the reason; OPTIONS: 204 with CORS.
     let patch = format!("PATCH {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     let r = http_exchange(srv.http, patch.as_bytes(), Duration::from_secs(5), false).unwrap();
