@@ -108,6 +108,8 @@ pub enum Protocol {
     /// A viewer of the FLV gateway.
     Gateway,
     Files,
+    /// A WHEP viewer (`POST /{app}/{stream}/whep`).
+    WebRtc,
 }
 
 impl Protocol {
@@ -118,6 +120,7 @@ impl Protocol {
             Protocol::WsFlv => "ws-flv",
             Protocol::Gateway => "gateway",
             Protocol::Files => "files",
+            Protocol::WebRtc => "webrtc",
         }
     }
 

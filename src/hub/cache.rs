@@ -117,6 +117,11 @@ impl Cache {
         self.gop.iter_mut()
     }
 
+    /// The cached GOP's frames, oldest first.
+    pub fn gop_frames(&self) -> impl Iterator<Item = &Frame> {
+        self.gop.iter().map(|c| &c.frame)
+    }
+
     pub fn gop_len(&self) -> usize {
         self.gop.len()
     }

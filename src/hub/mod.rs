@@ -885,6 +885,18 @@ impl Hub {
             .count()
     }
 
+    /// What a joiner outside the player path (a WHEP viewer) starts from: the cached sequence
+    /// headers, then the cached GOP, oldest first (empty when the stream is not known).
+    pub fn cached_frames(&self, key: &StreamKey) -> Vec<Frame> {
+        let Some(s) = self.stream(key) else {
+            return Vec::new();
+        };
+        let c = &s.cache;
+        let headers = [&c.video_config, &c.audio_config];
+        let headers = headers.into_iter().flatten().map(|c| c.frame.clone());
+        headers.chain(c.gop_frames().cloned()).collect()
+    }
+
     /// The latest `onMetaData` frame of a live stream, as relayed.
     pub fn metadata(&self, key: &StreamKey) -> Option<&Frame> {
         self.stream(key)?.cache.meta.as_ref().map(|c| &c.frame)

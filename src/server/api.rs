@@ -94,6 +94,8 @@ struct Viewers {
     rtmp: usize,
     http_flv: usize,
     ws_flv: usize,
+    /// WHEP sessions.
+    webrtc: usize,
     total: usize,
 }
 
@@ -128,6 +130,7 @@ struct Players {
     rtmp: usize,
     http_flv: usize,
     ws_flv: usize,
+    webrtc: usize,
 }
 
 #[derive(Serialize)]
@@ -240,7 +243,11 @@ impl Server {
                     rtmp: s.viewers_rtmp,
                     http_flv: s.viewers_http_flv,
                     ws_flv: s.viewers_ws_flv,
-                    total: s.viewers_rtmp + s.viewers_http_flv + s.viewers_ws_flv,
+                    webrtc: self.webrtc_viewers(&s.key),
+                    total: s.viewers_rtmp
+                        + s.viewers_http_flv
+                        + s.viewers_ws_flv
+                        + self.webrtc_viewers(&s.key),
                 },
                 health: self.core.hub.health_report(&s.key, now_ms),
                 upstream: self.upstream_report(&s.key),
@@ -278,6 +285,7 @@ impl Server {
                 rtmp,
                 http_flv,
                 ws_flv,
+                webrtc: self.webrtc_sessions(),
             },
             bytes_in: self.totals.bytes_in,
             bytes_out: self.totals.bytes_out,
@@ -335,6 +343,7 @@ impl Server {
                 ("{protocol=\"rtmp\"}", rtmp.to_string()),
                 ("{protocol=\"http_flv\"}", http_flv.to_string()),
                 ("{protocol=\"ws_flv\"}", ws_flv.to_string()),
+                ("{protocol=\"webrtc\"}", self.webrtc_sessions().to_string()),
             ],
         );
         if let Some(ll) = &self.core.llhls {
@@ -466,6 +475,7 @@ impl Server {
         m.push_str(&self.core.limits.metrics());
         m.push_str(&self.upstream_metrics());
         m.push_str(&super::udp::metrics(&self.udp));
+        m.push_str(&self.webrtc_metrics());
         let _ = writeln!(
             m,
             "# HELP rtmpd_loop_timers Timer entries pending in the event loop (stale ones included).\n\

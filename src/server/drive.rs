@@ -9,6 +9,7 @@
 //! | upstream pull | `upstream_ready` | `upstream_timers` (one loop timer) | `Gateway::next_deadline` |
 //! | UDP socket | `udp_ready` (read, route, flush) | - | - |
 //! | UDP peer | (its endpoint's datagrams) | `UdpProtocol::timeout` | `UdpPeers::set_deadline` |
+//! | ICE-TCP | `ice_tcp_ready` (accept, frames in, write) | its session's, as a UDP peer | - |
 //! | the loop | - | flush, sweep, stats, LL-HLS, held publishers | `arm_loop` |
 //!
 //! Dispatch is a `match` on the `Source` enum: no boxed driver per event. A connection's limits
@@ -133,6 +134,7 @@ impl Server {
             Source::Listener(i) => self.accept(i),
             Source::Upstream(i) => self.upstream_ready(i),
             Source::Udp(i) => self.udp_ready(i, ready),
+            Source::IceTcp(i) => self.ice_tcp_ready(i, ready),
             // The waker is the loop's own (`run`); peers and the loop have no sockets.
             Source::Waker | Source::Peer(_) | Source::Loop => {}
         }

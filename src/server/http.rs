@@ -34,7 +34,13 @@ impl Server {
                 if conn.close_after_flush {
                     return; // an answer that ends the connection is on its way; ignore the rest
                 }
-                if conn.head.len() + data.len() > 2 * MAX_HEAD {
+                // A WHEP offer's body is read into the same buffer (`webrtc::MAX_OFFER` at most).
+                let bound = if conn.head.starts_with(b"POST ") {
+                    2 * MAX_HEAD + super::webrtc::MAX_OFFER
+                } else {
+                    2 * MAX_HEAD
+                };
+                if conn.head.len() + data.len() > bound {
                     // Pipelined requests piling up behind a body, or one endless head.
                     let peer = conn.peer;
                     warn!(
@@ -99,7 +105,31 @@ impl Server {
             }
             match request::parse(&conn.head) {
                 Ok(Some((req, len))) => {
-                    conn.head.advance(len);
+                    // The one request with a body: a WHEP offer, read whole before it is served.
+                    match super::webrtc::offer_body(&req) {
+                        None => conn.head.advance(len),
+                        Some(Err((status, why))) => {
+                            let peer = conn.peer;
+                            warn!("HTTP {peer}: WHEP offer refused: {why}");
+                            self.http_refuse(token, status, why);
+                            break;
+                        }
+                        Some(Ok(n)) if conn.head.len() < len + n => {
+                            // curl asks before sending a body over 1 KiB (RFC 9110 10.1.1).
+                            if req.header_has_token("expect", "100-continue") {
+                                self.whep_continue(token);
+                            }
+                            break;
+                        }
+                        Some(Ok(n)) => {
+                            let body = conn.head[len..len + n].to_vec();
+                            conn.head.advance(len + n);
+                            self.whep_set_body(token, body);
+                        }
+                    }
+                    let Some(conn) = self.conns.get_mut(token) else {
+                        return;
+                    };
                     if let ConnState::HttpHead { served } = &mut conn.state {
                         *served += 1;
                     }
@@ -174,6 +204,11 @@ impl Server {
             wall: SystemTime::now(),
             started,
         });
+        if let Some(path) = super::webrtc::whep_path(req.path()) {
+            if listener != Listener::Web && self.setup.mode == "origin" {
+                return self.whep_request(token, &req, path);
+            }
+        }
         if req.has_body {
             // We take no bodies and do not read this one: answer and close.
             let peer = self.conns.get(token).map(|c| c.peer);
@@ -421,6 +456,13 @@ impl Server {
         };
         conn.judging = false;
         match verdict {
+            Judged::Allow if super::webrtc::whep_path(req.path()).is_some() => {
+                self.whep_judged(token, &req, key, true)
+            }
+            Judged::Refuse(r) if super::webrtc::whep_path(req.path()).is_some() => {
+                self.whep_judged(token, &req, key, false);
+                self.http_access_refused(token, &req, r)
+            }
             Judged::Allow => match route(req.path()) {
                 Route::Llhls { key, file } => self.llhls_allowed(token, &req, key, file),
                 _ => self.http_live_allowed(token, &req, key),

@@ -17,6 +17,7 @@ mod drive;
 pub mod fs;
 pub mod glue;
 mod http;
+mod ice_tcp;
 pub mod limits;
 mod llhls;
 mod netio;
@@ -33,6 +34,7 @@ pub mod timers;
 mod tlsio;
 pub mod udp;
 mod upstream;
+mod webrtc;
 
 pub use start::{run_file_gateway, run_origin};
 pub use upstream::run_flv_gateway;
@@ -177,6 +179,8 @@ pub struct Server {
     tls_plain: Vec<u8>,
     /// Playback cuts in progress (`recordings`); started with the first one.
     playback: Option<recordings::Playback>,
+    /// WHEP playback (origin with a WebRTC port).
+    webrtc: Option<Box<webrtc::WebRtc>>,
 }
 
 /// What a server process serves besides its listeners.
@@ -311,6 +315,7 @@ impl Server {
             certs: None,
             tls_plain: Vec::new(),
             playback: None,
+            webrtc: None,
         })
     }
 
@@ -377,6 +382,7 @@ impl Server {
             // Parked LL-HLS requests go out in the turn of the frame that made their part.
             self.llhls_wake();
             self.run_timers();
+            self.webrtc_turn();
             self.arm_machines();
             self.free_closed();
             if self.shutdown.load(Ordering::SeqCst) {

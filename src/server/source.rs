@@ -16,6 +16,7 @@ const LISTENER: usize = 2;
 const UDP: usize = 3;
 const PEER: usize = 4;
 const LOOP: usize = 5;
+const ICE_TCP: usize = 6;
 const WAKER: usize = 0xF;
 
 /// An event source or timer owner, by kind.
@@ -33,6 +34,8 @@ pub enum Source {
     Peer(usize),
     /// The loop's own timers (flush, sweep, stats, ...).
     Loop,
+    /// WHEP's ICE-TCP: 0 the listener, else a connection's slab key + 1 (`ice_tcp`).
+    IceTcp(usize),
     /// The cross-thread waker (Ctrl-C, a hook or recorder worker).
     Waker,
 }
@@ -54,6 +57,7 @@ impl Source {
             Source::Udp(i) => (UDP, i),
             Source::Peer(i) => (PEER, i),
             Source::Loop => (LOOP, 0),
+            Source::IceTcp(i) => (ICE_TCP, i),
             Source::Waker => return Token(usize::MAX),
         };
         debug_assert!(index <= INDEX);
@@ -71,6 +75,7 @@ impl Source {
             UDP => Source::Udp(index),
             PEER => Source::Peer(index),
             LOOP if index == 0 => Source::Loop,
+            ICE_TCP => Source::IceTcp(index),
             WAKER if t == usize::MAX => Source::Waker,
             _ => return None,
         })

@@ -128,6 +128,9 @@ pub fn run_origin(cfg: OriginConfig) -> Result<(), ServerError> {
     server.core = Origin::new(hub_config(&cfg.viewer), Some(recorders));
     server.core.llhls = cfg.llhls.map(llhls::LlHls::new);
     server.set_access(&cfg.access, &cfg.limits, nofile)?;
+    if let Some(w) = &cfg.webrtc {
+        server.open_webrtc(w, cfg.bind)?;
+    }
     print_listeners(&server)?;
     info!("data dir {}", cfg.data_dir.display());
     server.run()

@@ -238,14 +238,14 @@ fn a_signed_url_made_with_openssl_plays_until_it_expires() {
 
 /// A hook service on 127.0.0.1: answers by the stream named in the JSON body ("ok*" 200,
 /// "slow*" after 3 s, anything else 403); returns the bodies it got.
-struct HookService {
+pub(super) struct HookService {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
-    bodies: Arc<std::sync::Mutex<Vec<String>>>,
+    pub(super) bodies: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl HookService {
-    fn start() -> HookService {
+    pub(super) fn start() -> HookService {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         l.set_nonblocking(true).unwrap();
         let addr = l.local_addr().unwrap();
@@ -267,7 +267,7 @@ impl HookService {
         HookService { addr, stop, bodies }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(super) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 }

@@ -23,3 +23,4 @@ mod srt;
 mod timeouts;
 mod timestamps;
 mod tls;
+mod webrtc;

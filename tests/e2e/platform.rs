@@ -157,6 +157,8 @@ fn unusable_log_and_data_paths_exit_2_with_one_line_and_create_nothing() {
             "0",
             "--http-port",
             "0",
+            "--webrtc-port",
+            "0",
         ];
         if args[0].ends_with("gateway") {
             full.clear();
@@ -197,6 +199,10 @@ fn a_busy_port_names_the_option_that_changes_it_once() {
         ("--rtmp-port", vec!["--http-port", "0", "--no-web"]),
         ("--http-port", vec!["--rtmp-port", "0", "--no-web"]),
         ("--web-port", vec!["--rtmp-port", "0", "--http-port", "0"]),
+        (
+            "--webrtc-port",
+            vec!["--rtmp-port", "0", "--http-port", "0", "--no-web"],
+        ),
     ] {
         let mut args = vec!["--bind", "127.0.0.1", option, &port];
         args.extend(more);

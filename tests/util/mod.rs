@@ -14,6 +14,7 @@ pub mod proc;
 pub mod rtmp;
 pub mod server;
 pub mod tls;
+pub mod whep;
 pub mod ws;
 
 use std::collections::HashMap;

@@ -139,6 +139,10 @@ impl Server {
                 args.extend([opt.to_string(), val.to_string()]);
             }
         }
+        // Many servers run at once: none takes the default WebRTC port.
+        if binary_knows("--webrtc-port") && !has("--webrtc-port") && !has("--no-webrtc") {
+            args.extend(["--webrtc-port".into(), "0".into()]);
+        }
         let mut want_web = false;
         if binary_knows("--web-port") && !has("--web-port") && !has("--no-web") {
             if b.no_web && binary_knows("--no-web") {
