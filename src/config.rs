@@ -25,7 +25,10 @@ pub use access::{AccessConfig, LimitsConfig};
 // The LL-HLS options (issue 16 point 3).
 mod llhls;
 mod retention;
+// The SRT listener's options.
+mod srt;
 pub use llhls::LlhlsConfig;
+pub use srt::SrtConfig;
 
 #[derive(Clone, Debug)]
 pub enum Mode {
@@ -114,6 +117,8 @@ pub struct OriginConfig {
     pub llhls: Option<LlhlsConfig>,
     /// `--rtmps-port`, `--https-port` and the certificate.
     pub tls: TlsConfig,
+    /// `--srt-port` and its settings; `None` with `--srt-port 0`.
+    pub srt: Option<SrtConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -271,6 +276,7 @@ fn origin_options() -> Options {
     retention::options(&mut opts);
     tls::options(&mut opts, TlsSet::Origin, "everything the HTTP port serves");
     llhls::options(&mut opts);
+    srt::options(&mut opts);
     web_options(&mut opts);
     viewer_options(&mut opts);
     access::options(&mut opts, AccessSet::Origin);
@@ -671,6 +677,7 @@ pub fn render_config(mode: &Mode) -> Option<String> {
             retention::render(&mut |n, v| line(&mut out, n, v), &r.retention);
             tls::render(&mut |n, v| line(&mut out, n, v), TlsSet::Origin, &c.tls);
             llhls::render(&mut |n, v| line(&mut out, n, v), &c.llhls);
+            srt::render(&mut |n, v| line(&mut out, n, v), &c.srt);
             viewer(&mut out, &c.viewer);
             log(&mut out, &c.web, &c.log);
             access::render(&mut out, AccessSet::Origin, &c.access, &c.limits);
@@ -774,6 +781,7 @@ fn parse_mode(args: &[String]) -> Result<Mode, ConfigError> {
         limits: access::limits_config(&m, AccessSet::Origin)?,
         llhls: llhls::config(&m)?,
         tls: tls::config(&m, TlsSet::Origin)?,
+        srt: srt::config(&m)?,
     }))
 }
 

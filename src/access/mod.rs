@@ -104,6 +104,8 @@ pub enum Protocol {
     /// A viewer of the FLV gateway.
     Gateway,
     Files,
+    /// SRT publish and play (`--srt-port`).
+    Srt,
 }
 
 impl Protocol {
@@ -114,11 +116,12 @@ impl Protocol {
             Protocol::WsFlv => "ws-flv",
             Protocol::Gateway => "gateway",
             Protocol::Files => "files",
+            Protocol::Srt => "srt",
         }
     }
 
     pub fn is_http(self) -> bool {
-        !matches!(self, Protocol::Rtmp)
+        !matches!(self, Protocol::Rtmp | Protocol::Srt)
     }
 }
 

@@ -275,6 +275,33 @@ impl Hub {
         }
     }
 
+    /// `add_reader` for a reader that joins a live stream (an SRT player): it first gets the
+    /// cache (metadata, sequence headers, the GOP from its keyframe), so it starts on a picture.
+    /// A reader whose `deliver` says `Gone` is dropped (its player left).
+    pub fn add_reader_primed(&mut self, h: StreamHandle, mut reader: Box<dyn Reader>) {
+        let Some(slot) = self.slot(h) else {
+            return;
+        };
+        let c = &mut slot.stream.cache;
+        let headers = [&c.meta, &c.video_config, &c.audio_config];
+        for cached in headers.into_iter().flatten() {
+            let _ = reader.deliver(&cached.frame);
+        }
+        for cached in c.gop() {
+            let _ = reader.deliver(&cached.frame);
+        }
+        slot.readers.push(reader);
+    }
+
+    /// The connection publishing `h` (None when the publish ended or was taken over).
+    pub fn publisher_of(&self, h: StreamHandle) -> Option<usize> {
+        let slot = self
+            .streams
+            .get(h.index)
+            .filter(|s| s.generation == h.generation)?;
+        slot.stream.publisher.as_ref().map(|p| p.token)
+    }
+
     /// While the publisher of `h` is held back: true once every reader is under its bound
     /// again. A reader whose disk stalled past its bound gives up (it logs why) and is dropped,
     /// which also releases the publisher.
@@ -557,8 +584,24 @@ impl Hub {
 
         // Then to the readers (recorders), in the same order the players got it.
         let mut hold = false;
+        let mut gone = false;
         for r in &mut slot.readers {
-            hold |= r.deliver(&frame) == ReaderState::Behind;
+            match r.deliver(&frame) {
+                ReaderState::Behind => hold = true,
+                ReaderState::Gone => gone = true,
+                ReaderState::Ready => {}
+            }
+        }
+        if gone {
+            let mut dropped = 0;
+            slot.readers.retain_mut(|r| {
+                let keep = r.poll(now_ms) != ReaderState::Gone;
+                if !keep {
+                    dropped += r.frames_dropped();
+                }
+                keep
+            });
+            self.reader_frames_dropped += dropped;
         }
 
         let stored = if frame.track == Track::Meta && !is_metadata {

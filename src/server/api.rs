@@ -116,6 +116,9 @@ struct StreamEntry {
     /// Gateway streams only.
     #[serde(skip_serializing_if = "Option::is_none")]
     upstream: Option<UpstreamReport>,
+    /// The stream's SRT connections (publisher, players), with RTT, loss and latency.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    srt: Vec<serde_json::Value>,
 }
 
 #[derive(Serialize)]
@@ -214,10 +217,20 @@ impl Server {
         let now_ms = self.now_ms();
         let mut streams = Vec::new();
         for s in self.core.hub.streams() {
+            let srt: Vec<serde_json::Value> = self
+                .udp
+                .iter()
+                .flat_map(|p| p.protocol.stream_json(&s.key))
+                .collect();
             let peer = s
                 .publisher
                 .and_then(|t| self.conns.get(t))
-                .map(|c| c.peer.to_string());
+                .map(|c| c.peer.to_string())
+                .or_else(|| {
+                    srt.iter()
+                        .find(|c| c["role"] == "publisher")
+                        .and_then(|c| c["peer"].as_str().map(String::from))
+                });
             let uptime = s
                 .started_ms
                 .map(|t| now_ms.saturating_sub(t) as f64 / 1000.0)
@@ -244,6 +257,7 @@ impl Server {
                 },
                 health: self.core.hub.health_report(&s.key, now_ms),
                 upstream: self.upstream_report(&s.key),
+                srt,
                 app: s.key.app,
                 stream: s.key.stream,
             });

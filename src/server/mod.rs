@@ -28,6 +28,7 @@ mod rtmp;
 pub mod source;
 #[cfg(target_os = "linux")]
 mod splice;
+mod srt;
 mod start;
 pub mod timers;
 mod tlsio;

@@ -128,6 +128,9 @@ pub fn run_origin(cfg: OriginConfig) -> Result<(), ServerError> {
     server.core.llhls = cfg.llhls.map(llhls::LlHls::new);
     server.set_access(&cfg.access, &cfg.limits, nofile)?;
     print_listeners(&server)?;
+    if let Some(srt) = &cfg.srt {
+        super::srt::open(&mut server, cfg.bind, srt)?;
+    }
     info!("data dir {}", cfg.data_dir.display());
     server.run()
 }

@@ -76,6 +76,12 @@ pub trait UdpProtocol {
     fn unknown(&mut self, d: &Datagram, cx: &mut UdpCx);
     /// The deadline `peer` set is due.
     fn timeout(&mut self, peer: PeerId, cx: &mut UdpCx);
+    /// The protocol's own `/metrics` lines.
+    fn metrics(&self, _out: &mut String) {}
+    /// Its connections of one stream, for `/api/streams`.
+    fn stream_json(&self, _key: &crate::media::StreamKey) -> Vec<serde_json::Value> {
+        Vec::new()
+    }
 }
 
 /// What a protocol's call may use: the peers and their queues, the origin core, the loop's clock.
@@ -823,6 +829,9 @@ pub fn metrics(ports: &[UdpPort]) -> String {
         "Datagrams lost to a receive or send error.",
         &|p| c(p).errors.to_string(),
     );
+    for p in ports {
+        p.protocol.metrics(&mut m);
+    }
     m
 }
 
