@@ -40,7 +40,9 @@ use crate::media::hevc::HevcConfig;
 use crate::media::{Codec, Frame, StreamKey, Track};
 use crate::mux::ts::{self, Es, Pes, Program, StreamType, TsWriter};
 use crate::mux::ts_demux::TsDemuxer;
-use crate::srt::{ConnId, Event, Listener, ListenerConfig, Mode, RejectReason, StreamId};
+use crate::srt::{
+    CloseReason, ConnId, Event, Listener, ListenerConfig, Mode, RejectReason, StreamId,
+};
 
 /// Origin connection ids of SRT connections start here: far above any TCP slab key, so an
 /// action the core lists for one of them (hold a publisher, close a taken-over one) never
@@ -326,13 +328,18 @@ impl SrtProto {
                         Role::Publisher {
                             handle, mut demux, ..
                         } => {
-                            demux.flush();
-                            while let Some(f) = demux.poll_frame() {
-                                cx.core.frame(handle, c.conn, f, cx.now_ms);
+                            // A video PES ends at the next one's start: the last one is
+                            // complete only if the caller said goodbye. After a timeout its
+                            // tail may be missing, and a cut picture must not be recorded.
+                            if reason == CloseReason::Shutdown {
+                                demux.flush();
+                                while let Some(f) = demux.poll_frame() {
+                                    cx.core.frame(handle, c.conn, f, cx.now_ms);
+                                }
                             }
                             if cx.core.hub.publisher_of(handle) == Some(c.conn) {
                                 info!(
-                                    "{}: SRT publisher {} left ({reason:?}; {} packets, {} lost, {} retransmitted)",
+                                    "{}: SRT publisher {} left ({reason}; {} packets, {} lost, {} retransmitted)",
                                     c.key, c.peer, stats.pkts_recv, stats.pkts_lost, stats.pkts_recv_rexmit
                                 );
                             }
@@ -344,7 +351,7 @@ impl SrtProto {
                             q.frames.clear();
                             self.skips_closed += q.skips;
                             info!(
-                                "{}: SRT player {} left ({reason:?}; {} skips)",
+                                "{}: SRT player {} left ({reason}; {} skips)",
                                 c.key, c.peer, q.skips
                             );
                             cx.core.player_left(&c.key, c.peer, access::Protocol::Srt);
