@@ -761,3 +761,114 @@ pub(super) fn open(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture_frames() -> Vec<Frame> {
+        let path = format!("{}/tests/data/fixture.flv", env!("CARGO_MANIFEST_DIR"));
+        let data = std::fs::read(path).unwrap();
+        crate::mux::flv_demux::read_all(&data).unwrap().2
+    }
+
+    /// An AVC video frame (FLV body: keyframe or inter frame, NALU, no composition offset).
+    fn video(key: bool, dts: u32) -> Frame {
+        let body = [if key { 0x17 } else { 0x27 }, 1, 0, 0, 0, 0, 0, 0, 1, 0x65];
+        Frame::parse(9, dts, Bytes::copy_from_slice(&body)).unwrap()
+    }
+
+    #[test]
+    fn ts_out_round_trips_the_fixture_through_the_demuxer() {
+        let frames = fixture_frames();
+        let mut out = TsOut::default();
+        let mut ts = Vec::new();
+        for f in &frames {
+            out.frame(f, &mut ts);
+        }
+        assert!(ts.len().is_multiple_of(188) && !ts.is_empty());
+        let mut d = TsDemuxer::new();
+        d.push(&ts);
+        d.flush();
+        assert_eq!(d.poll_error(), None);
+        let got: Vec<Frame> = std::iter::from_fn(|| d.poll_frame()).collect();
+        let media = |fs: &[Frame], t: Track| -> Vec<(bool, i32)> {
+            fs.iter()
+                // The end-of-sequence marker (an empty AVC packet) has no TS form.
+                .filter(|f| f.track == t && !f.config && !f.payload().is_empty())
+                .map(|f| (f.key, f.cts))
+                .collect()
+        };
+        for t in [Track::Video, Track::Audio] {
+            let (want, have) = (media(&frames, t), media(&got, t));
+            assert!(!want.is_empty());
+            assert_eq!(want, have, "{t:?}: keyframes and composition offsets");
+        }
+        // Both configurations come back, so a player (and the demuxer) can start.
+        assert!(got.iter().any(|f| f.config && f.codec == Codec::Avc));
+        assert!(got.iter().any(|f| f.config && f.codec == Codec::Aac));
+    }
+
+    #[test]
+    fn ts_out_starts_video_at_a_keyframe_and_drops_what_it_cannot_frame() {
+        let mut out = TsOut::default();
+        let mut ts = Vec::new();
+        // No configuration yet: nothing can be framed.
+        out.frame(&video(true, 0), &mut ts);
+        assert!(ts.is_empty());
+        let config = fixture_frames()
+            .into_iter()
+            .find(|f| f.config && f.codec == Codec::Avc)
+            .unwrap();
+        out.frame(&config, &mut ts);
+        assert!(ts.is_empty(), "a configuration is kept, not written");
+        out.frame(&video(false, 40), &mut ts);
+        assert!(ts.is_empty(), "an inter frame before any keyframe");
+        out.frame(&video(true, 80), &mut ts);
+        assert!(!ts.is_empty());
+        // Tables first (PAT, then PMT) at a keyframe.
+        assert_eq!(ts[0], 0x47);
+        assert_eq!((ts[1] & 0x1f, ts[2]), (0, 0), "PAT");
+    }
+
+    #[test]
+    fn a_full_player_queue_skips_to_the_next_keyframe_once() {
+        let q = Rc::new(RefCell::new(PlayQueue::default()));
+        let mut r = PlayReader(q.clone());
+        assert_eq!(r.deliver(&video(true, 0)), ReaderState::Ready);
+        for i in 1..PLAYER_QUEUE_FRAMES as u32 + 10 {
+            r.deliver(&video(false, i));
+        }
+        {
+            let q = q.borrow();
+            assert_eq!(q.skips, 1, "one episode");
+            assert!(q.wait_key && q.frames.is_empty());
+            assert!(q.dropped >= PLAYER_QUEUE_FRAMES as u64);
+        }
+        // Inter frames wait; the next keyframe resumes.
+        r.deliver(&video(false, 100_000));
+        assert!(q.borrow().frames.is_empty());
+        r.deliver(&video(true, 100_040));
+        r.deliver(&video(false, 100_080));
+        let q2 = q.borrow();
+        assert!(!q2.wait_key);
+        assert_eq!(q2.frames.len(), 2);
+        assert!(q2.frames[0].key);
+        drop(q2);
+        // A second skip while still skipping is the same episode.
+        q.borrow_mut().skip();
+        q.borrow_mut().skip();
+        assert_eq!(q.borrow().skips, 2);
+    }
+
+    #[test]
+    fn a_player_that_left_makes_its_reader_gone() {
+        let q = Rc::new(RefCell::new(PlayQueue::default()));
+        let mut r = PlayReader(q.clone());
+        assert_eq!(r.poll(0), ReaderState::Ready);
+        q.borrow_mut().left = true;
+        assert_eq!(r.deliver(&video(true, 0)), ReaderState::Gone);
+        assert_eq!(r.poll(0), ReaderState::Gone);
+        assert!(q.borrow().frames.is_empty());
+    }
+}
