@@ -66,12 +66,23 @@ pub fn secret() -> Result<[u8; 32], String> {
     Ok(s)
 }
 
-/// The listener's settings from the origin's options.
-pub fn listener_config(c: &crate::config::SrtConfig) -> ListenerConfig {
+/// The listener's settings from the origin's options: `--srt-*`, and the connection caps in
+/// all (`--max-connections`, else the listener's default) and per address (`--max-per-ip`, 0:
+/// none).
+pub fn listener_config(
+    c: &crate::config::SrtConfig,
+    limits: &crate::config::LimitsConfig,
+) -> ListenerConfig {
+    let d = ListenerConfig::default();
     ListenerConfig {
         latency: c.latency,
         passphrase: c.passphrase.as_ref().map(|p| p.as_bytes().to_vec()),
-        ..ListenerConfig::default()
+        max_conns: limits.max_connections.unwrap_or(d.max_conns),
+        max_per_ip: match limits.max_per_ip {
+            0 => usize::MAX,
+            n => n,
+        },
+        ..d
     }
 }
 
@@ -744,10 +755,11 @@ pub(super) fn open(
     server: &mut super::Server,
     bind: std::net::IpAddr,
     cfg: &crate::config::SrtConfig,
+    limits: &crate::config::LimitsConfig,
 ) -> Result<(), super::ServerError> {
     let secret = secret().map_err(super::ServerError)?;
     let now = Instant::now();
-    let proto = SrtProto::new(listener_config(cfg), secret, server.started, now);
+    let proto = SrtProto::new(listener_config(cfg, limits), secret, server.started, now);
     let addr = SocketAddr::new(bind, cfg.port);
     let index = server
         .open_udp("srt", &[addr], Box::new(proto))

@@ -129,7 +129,7 @@ pub fn run_origin(cfg: OriginConfig) -> Result<(), ServerError> {
     server.set_access(&cfg.access, &cfg.limits, nofile)?;
     print_listeners(&server)?;
     if let Some(srt) = &cfg.srt {
-        super::srt::open(&mut server, cfg.bind, srt)?;
+        super::srt::open(&mut server, cfg.bind, srt, &cfg.limits)?;
     }
     info!("data dir {}", cfg.data_dir.display());
     server.run()
