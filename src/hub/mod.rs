@@ -1251,6 +1251,70 @@ mod tests {
     }
 
     #[test]
+    fn a_primed_reader_starts_from_the_cache_and_is_dropped_when_gone() {
+        use std::cell::RefCell;
+        use std::rc::Rc;
+        /// Frames seen (dts, key, config), and whether its player left.
+        type Seen = Rc<RefCell<(Vec<(u32, bool, bool)>, bool)>>;
+        struct Late(Seen);
+        impl Reader for Late {
+            fn deliver(&mut self, f: &Frame) -> ReaderState {
+                let mut s = self.0.borrow_mut();
+                if s.1 {
+                    return ReaderState::Gone;
+                }
+                s.0.push((f.dts, f.key, f.config));
+                ReaderState::Ready
+            }
+            fn poll(&mut self, _now_ms: u64) -> ReaderState {
+                if self.0.borrow().1 {
+                    ReaderState::Gone
+                } else {
+                    ReaderState::Ready
+                }
+            }
+            fn frames_dropped(&self) -> u64 {
+                0
+            }
+        }
+        let mut hub = Hub::new(HubConfig::default());
+        let h = hub.publish(&key(), 1, 0).unwrap().handle;
+        assert_eq!(hub.publisher_of(h), Some(1));
+        for f in [
+            av_meta(),
+            vseq(0),
+            aseq(0),
+            vinter(0),
+            vkey(40),
+            audio(63),
+            vinter(80),
+        ] {
+            hub.frame(h, 1, f, 0);
+        }
+        let seen: Seen = Rc::default();
+        hub.add_reader_primed(h, Box::new(Late(seen.clone())));
+        {
+            let s = seen.borrow();
+            // Metadata, both sequence headers, then the GOP from its keyframe (not the inter
+            // frame before it).
+            assert_eq!(s.0.len(), 6, "{:?}", s.0);
+            assert!(s.0[1].2 && s.0[2].2, "headers first");
+            assert_eq!(s.0[3], (40, true, false), "the GOP's keyframe");
+            assert_eq!(s.0[5].0, 80);
+        }
+        hub.frame(h, 1, vinter(120), 120);
+        assert_eq!(seen.borrow().0.len(), 7, "then live frames");
+        seen.borrow_mut().1 = true;
+        hub.frame(h, 1, vinter(160), 160);
+        assert!(
+            hub.slot(h).unwrap().readers.is_empty(),
+            "a gone reader is dropped"
+        );
+        hub.unpublish(h, 1);
+        assert_eq!(hub.publisher_of(h), None);
+    }
+
+    #[test]
     fn a_handle_of_an_ended_session_finds_nothing() {
         let mut hub = Hub::new(HubConfig::default());
         let old = hub.publish(&key(), 1, 0).unwrap().handle;
