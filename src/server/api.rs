@@ -224,13 +224,8 @@ impl Server {
                 .collect();
             let peer = s
                 .publisher
-                .and_then(|t| self.conns.get(t))
-                .map(|c| c.peer.to_string())
-                .or_else(|| {
-                    srt.iter()
-                        .find(|c| c["role"] == "publisher")
-                        .and_then(|c| c["peer"].as_str().map(String::from))
-                });
+                .and_then(|t| self.peer_of(t))
+                .map(|p| p.to_string());
             let uptime = s
                 .started_ms
                 .map(|t| now_ms.saturating_sub(t) as f64 / 1000.0)

@@ -374,12 +374,12 @@ impl SrtProto {
         self.pump_players(cx, now);
         self.transmit(cx);
         let mut at = self.listener.poll_timeout();
-        let busy = self.conns.values().any(|c| match &c.role {
-            Role::Player { queue, .. } => {
-                !queue.borrow().frames.is_empty() || Rc::strong_count(queue) == 1
-            }
-            Role::Publisher { .. } => false,
-        });
+        // Players' frames come from whichever publisher (RTMP too), not from our datagrams:
+        // while there are players, look at their queues every tick.
+        let busy = self
+            .conns
+            .values()
+            .any(|c| matches!(c.role, Role::Player { .. }));
         if busy {
             let tick = now + PLAYER_TICK;
             at = Some(at.map_or(tick, |a| a.min(tick)));
@@ -747,6 +747,13 @@ impl UdpProtocol for SrtProto {
 
     fn stream_json(&self, key: &StreamKey) -> Vec<serde_json::Value> {
         SrtProto::stream_json(self, key)
+    }
+
+    fn peer_of_conn(&self, conn: usize) -> Option<SocketAddr> {
+        if conn < SRT_CONN_BASE {
+            return None;
+        }
+        self.conns.values().find(|c| c.conn == conn).map(|c| c.peer)
     }
 }
 

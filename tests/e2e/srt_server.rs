@@ -321,3 +321,32 @@ fn srt_publish_from_srt_live_transmit() {
     );
     server.assert_running();
 }
+
+#[test]
+fn rtmp_publish_plays_over_srt() {
+    if !require_tool("ffmpeg") {
+        return;
+    }
+    let (mut server, port) = start(&[]);
+    let mut publisher = ffmpeg_publish("fixture.flv", &server.rtmp_url("live/r"), &[]);
+    assert!(server
+        .wait_for_log("live/r: publish from", Duration::from_secs(10))
+        .is_some());
+    std::thread::sleep(Duration::from_millis(1000));
+    let started = Instant::now();
+    assert_reads(
+        &srt_url(port, "play:live/r", ""),
+        "SRT play of an RTMP publish",
+    );
+    // 3 s of media: as it comes, not in bursts a timer lets through late.
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(publisher.wait_or_panic(Duration::from_secs(30)).success());
+    assert!(server
+        .wait_for_log("live/r: SRT player 127.0.0.1", Duration::from_secs(5))
+        .is_some());
+    server.assert_running();
+}
