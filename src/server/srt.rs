@@ -261,12 +261,39 @@ impl TsOut {
     }
 }
 
+/// After a demuxing error (packets SRT gave up on), a publisher's video waits for its next
+/// keyframe: the frames after a gap reference a picture that is broken or missing.
+#[derive(Default)]
+struct LossGate {
+    waiting: bool,
+    /// Video frames held back so far.
+    dropped: u64,
+}
+
+impl LossGate {
+    fn error(&mut self) {
+        self.waiting = true;
+    }
+
+    /// True when `f` goes on into the hub (audio, metadata and configurations always do).
+    fn pass(&mut self, f: &Frame) -> bool {
+        if !self.waiting || f.track != Track::Video || f.config {
+            return true;
+        }
+        if f.key {
+            self.waiting = false;
+            return true;
+        }
+        self.dropped += 1;
+        false
+    }
+}
+
 enum Role {
     Publisher {
         handle: StreamHandle,
         demux: Box<TsDemuxer>,
-        /// After a demuxing error: video waits for its next keyframe.
-        wait_key: bool,
+        gate: LossGate,
         errors_logged: u32,
     },
     Player {
@@ -483,7 +510,7 @@ impl SrtProto {
                             role: Role::Publisher {
                                 handle: ok.handle,
                                 demux: Box::default(),
-                                wait_key: false,
+                                gate: LossGate::default(),
                                 errors_logged: 0,
                             },
                         },
@@ -543,7 +570,7 @@ impl SrtProto {
         let Role::Publisher {
             handle,
             demux,
-            wait_key,
+            gate,
             errors_logged,
         } = &mut c.role
         else {
@@ -560,7 +587,7 @@ impl SrtProto {
         demux.push(data);
         while let Some(e) = demux.poll_error() {
             self.ts_errors += 1;
-            *wait_key = true;
+            gate.error();
             if *errors_logged < MAX_ERROR_LINES {
                 *errors_logged += 1;
                 warn!("{}: SRT publisher {}: {e}", c.key, c.peer);
@@ -569,13 +596,9 @@ impl SrtProto {
             }
         }
         while let Some(f) = demux.poll_frame() {
-            if *wait_key && f.track == Track::Video && !f.config {
-                if !f.key {
-                    continue;
-                }
-                *wait_key = false;
+            if gate.pass(&f) {
+                cx.core.frame(*handle, c.conn, f, cx.now_ms);
             }
-            cx.core.frame(*handle, c.conn, f, cx.now_ms);
         }
     }
 
@@ -878,6 +901,54 @@ mod tests {
         q.borrow_mut().skip();
         q.borrow_mut().skip();
         assert_eq!(q.borrow().skips, 2);
+    }
+
+    #[test]
+    fn after_lost_packets_video_waits_for_the_next_keyframe() {
+        let frames = fixture_frames();
+        let mut out = TsOut::default();
+        let mut ts = Vec::new();
+        for f in &frames {
+            out.frame(f, &mut ts);
+        }
+        // Lose 20 packets (two SRT payloads and more) a third of the way in: mid-GOP.
+        let at = (ts.len() / 3 / 188) * 188;
+        ts.drain(at..at + 20 * 188);
+        let mut d = TsDemuxer::new();
+        let mut gate = LossGate::default();
+        let mut passed = Vec::new();
+        let mut errors = 0;
+        for chunk in ts.chunks(1316) {
+            d.push(chunk);
+            while d.poll_error().is_some() {
+                errors += 1;
+                gate.error();
+            }
+            while let Some(f) = d.poll_frame() {
+                if gate.pass(&f) {
+                    passed.push(f);
+                }
+            }
+        }
+        assert!(errors > 0, "the gap is seen");
+        assert!(gate.dropped > 0, "inter frames after the gap are held back");
+        // In what passed, the video after the gap restarts with a keyframe: the frame after a
+        // jump in video time longer than the loss is a keyframe.
+        let video: Vec<&Frame> = passed
+            .iter()
+            .filter(|f| f.track == Track::Video && !f.config)
+            .collect();
+        let resumed = video
+            .windows(2)
+            .find(|w| w[1].time > w[0].time + 200)
+            .expect("a hole in the video");
+        assert!(resumed[1].key, "video resumes on a keyframe");
+        assert!(
+            passed.iter().any(|f| f.track == Track::Audio
+                && f.time > resumed[0].time
+                && f.time < resumed[1].time),
+            "audio goes on meanwhile"
+        );
     }
 
     #[test]
