@@ -203,7 +203,7 @@ addr_of() {
     cat "$tmp/$1.log" >&2
     die "$1 did not start"
 }
-start origin --bind 127.0.0.1 --rtmp-port 0 --http-port 0 --webrtc-port 0 --web-port 0 --data-dir "$tmp/data" --hls-fragment 1
+start origin --bind 127.0.0.1 --rtmp-port 0 --http-port 0 --webrtc-port 0 --srt-port 0 --web-port 0 --data-dir "$tmp/data" --hls-fragment 1
 rtmp=$(addr_of origin RTMP)
 origin=$(addr_of origin HTTP)
 start flvgw flv-gateway 0 "http://$origin" --bind 127.0.0.1

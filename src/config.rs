@@ -26,8 +26,11 @@ pub use access::{AccessConfig, LimitsConfig};
 mod llhls;
 mod retention;
 mod webrtc;
-pub use llhls::LlhlsConfig;
 pub use webrtc::WebRtcConfig;
+// The SRT listener's options.
+mod srt;
+pub use llhls::LlhlsConfig;
+pub use srt::SrtConfig;
 
 #[derive(Clone, Debug)]
 pub enum Mode {
@@ -118,6 +121,8 @@ pub struct OriginConfig {
     pub tls: TlsConfig,
     /// `--webrtc-port` and `--webrtc-public-ip`; `None` with `--no-webrtc`.
     pub webrtc: Option<WebRtcConfig>,
+    /// `--srt-port` and its settings; `None` with `--srt-port 0`.
+    pub srt: Option<SrtConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -276,6 +281,7 @@ fn origin_options() -> Options {
     tls::options(&mut opts, TlsSet::Origin, "everything the HTTP port serves");
     llhls::options(&mut opts);
     webrtc::options(&mut opts);
+    srt::options(&mut opts);
     web_options(&mut opts);
     viewer_options(&mut opts);
     access::options(&mut opts, AccessSet::Origin);
@@ -677,6 +683,7 @@ pub fn render_config(mode: &Mode) -> Option<String> {
             tls::render(&mut |n, v| line(&mut out, n, v), TlsSet::Origin, &c.tls);
             llhls::render(&mut |n, v| line(&mut out, n, v), &c.llhls);
             webrtc::render(&mut |n, v| line(&mut out, n, v), &c.webrtc);
+            srt::render(&mut |n, v| line(&mut out, n, v), &c.srt);
             viewer(&mut out, &c.viewer);
             log(&mut out, &c.web, &c.log);
             access::render(&mut out, AccessSet::Origin, &c.access, &c.limits);
@@ -781,6 +788,7 @@ fn parse_mode(args: &[String]) -> Result<Mode, ConfigError> {
         llhls: llhls::config(&m)?,
         tls: tls::config(&m, TlsSet::Origin)?,
         webrtc: webrtc::config(&m)?,
+        srt: srt::config(&m)?,
     }))
 }
 

@@ -35,6 +35,7 @@ pub enum Proto {
     WsFlv,
     /// The FLV gateway's pull from its upstream (publishes into the hub).
     Upstream,
+    Srt,
 }
 
 /// "Connection `conn` (from `peer`, on `proto`) publishes or plays `app/name`" (names without
@@ -484,6 +485,7 @@ pub fn protocol_of(p: Proto) -> access::Protocol {
         Proto::HttpFlv => access::Protocol::HttpFlv,
         Proto::WsFlv => access::Protocol::WsFlv,
         Proto::Upstream => access::Protocol::Gateway,
+        Proto::Srt => access::Protocol::Srt,
     }
 }
 

@@ -75,7 +75,7 @@ ctrl_c() {
 check "the binary is ARM64" is_aarch64
 check "--version under qemu-aarch64" version
 
-(cd "$work" && exec qemu-aarch64 "$repo/$RTMPD_ARM" --bind 127.0.0.1 --rtmp-port 0 --http-port 0 --webrtc-port 0 --no-web \
+(cd "$work" && exec qemu-aarch64 "$repo/$RTMPD_ARM" --bind 127.0.0.1 --rtmp-port 0 --http-port 0 --webrtc-port 0 --srt-port 0 --no-web \
     --data-dir data --hls-fragment 1 --mp4-fragment 1 </dev/null 2>"$work/origin.log") &
 origin_pid=$!
 pids+=("$origin_pid")

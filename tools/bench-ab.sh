@@ -80,6 +80,7 @@ start() { # name binary -> sets NAME_PID NAME_RTMP NAME_HTTP
     help=$("$bin" --help 2>&1 || true)
     if grep -q -- --max-per-ip <<<"$help"; then open=(--max-per-ip 0); fi
     if grep -q -- --webrtc-port <<<"$help"; then open+=(--webrtc-port 0); fi
+    if grep -q -- --srt-port <<<"$help"; then open+=(--srt-port 0); fi
     "$bin" --bind 127.0.0.1 --rtmp-port 0 --http-port 0 --no-web --no-flv-record --no-mp4 --no-hls \
         --data-dir "$TMP/$name-data" "${open[@]}" >"$log" 2>&1 &
     local pid=$!

@@ -63,7 +63,7 @@ start() {
     fi
 }
 
-start origin --bind 127.0.0.1 --rtmp-port 0 --http-port 0 --webrtc-port 0 --no-web --no-flv-record --no-hls --no-mp4
+start origin --bind 127.0.0.1 --rtmp-port 0 --http-port 0 --webrtc-port 0 --srt-port 0 --no-web --no-flv-record --no-hls --no-mp4
 start gw1 flv-gateway 0 "http://127.0.0.1:$PORT_origin" --bind 127.0.0.1
 start gw2 flv-gateway 0 "http://127.0.0.1:$PORT_gw1" --bind 127.0.0.1
 ffmpeg -nostdin -v error -re -stream_loop -1 -i "$MEDIA/s2m.flv" -c copy -f flv "rtmp://127.0.0.1:$RTMP_origin/live/s2m" \

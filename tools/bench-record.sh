@@ -62,7 +62,7 @@ start_server() {
     rm -rf "$dir"
     mkdir -p "$dir"
     : > "$dir.log"
-    "$BIN" --bind 127.0.0.1 --rtmp-port 0 --http-port 0 --webrtc-port 0 --no-web --max-per-ip 0 --data-dir "$dir" "$@" \
+    "$BIN" --bind 127.0.0.1 --rtmp-port 0 --http-port 0 --webrtc-port 0 --srt-port 0 --no-web --max-per-ip 0 --data-dir "$dir" "$@" \
         > "$dir.log" 2>&1 &
     SERVER_PID=$!
     for _ in $(seq 1 150); do

@@ -161,7 +161,7 @@ wait_playable() { # url: until one viewer gets a keyframe
 }
 
 # --- the server --------------------------------------------------------------------------------
-RTMPD_ARGS=(--bind 127.0.0.1 --rtmp-port 0 --http-port 0 --webrtc-port 0 --https-port 0 --tls-cert "$CERT" --tls-key "$KEY"
+RTMPD_ARGS=(--bind 127.0.0.1 --rtmp-port 0 --http-port 0 --webrtc-port 0 --srt-port 0 --https-port 0 --tls-cert "$CERT" --tls-key "$KEY"
     --no-web --no-flv-record --no-mp4 --no-hls --max-per-ip 0)
 mkdir -p "$TMP/rtmpd-data"
 RTMPD_ARGS+=(--data-dir "$TMP/rtmpd-data")

@@ -198,7 +198,7 @@ wait_playable() { # url server-pid label: until one viewer gets a keyframe
 
 # --- servers -----------------------------------------------------------------------------------
 RTMPD_HELP=$("$RTMPD" --help 2>&1 || true)
-RTMPD_ARGS=(--bind 127.0.0.1 --rtmp-port 0 --http-port 0 --webrtc-port 0)
+RTMPD_ARGS=(--bind 127.0.0.1 --rtmp-port 0 --http-port 0 --webrtc-port 0 --srt-port 0)
 has_opt() { grep -q -- "$1" <<<"$RTMPD_HELP"; }
 # Recorders and the static web port are not what this measures; turn off what exists.
 for o in --no-flv-record --no-mp4 --no-hls --no-web; do

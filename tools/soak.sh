@@ -54,7 +54,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$BIN" --bind 127.0.0.1 --rtmp-port 0 --http-port 0 --webrtc-port 0 --no-web --max-per-ip 0 --data-dir "$OUT/data" \
+"$BIN" --bind 127.0.0.1 --rtmp-port 0 --http-port 0 --webrtc-port 0 --srt-port 0 --no-web --max-per-ip 0 --data-dir "$OUT/data" \
     >"$OUT/server.log" 2>&1 &
 SERVER_PID=$!
 for _ in $(seq 1 150); do

@@ -221,7 +221,7 @@ traversal() {
 echo 'rtmpd-smoke-secret: must never be served' >"$work/secret.txt"
 
 # --- the origin -----------------------------------------------------------------------------------------
-start_exe origin --bind 127.0.0.1 --rtmp-port 0 --http-port 0 --webrtc-port 0 --web-port 0 --data-dir data \
+start_exe origin --bind 127.0.0.1 --rtmp-port 0 --http-port 0 --webrtc-port 0 --srt-port 0 --web-port 0 --data-dir data \
     --hls-fragment 1 --mp4-fragment 1
 origin_pid=$started_pid
 rtmp=$(listen_addr origin RTMP)

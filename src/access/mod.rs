@@ -110,6 +110,8 @@ pub enum Protocol {
     Files,
     /// A WHEP viewer (`POST /{app}/{stream}/whep`).
     WebRtc,
+    /// SRT publish and play (`--srt-port`).
+    Srt,
 }
 
 impl Protocol {
@@ -121,11 +123,12 @@ impl Protocol {
             Protocol::Gateway => "gateway",
             Protocol::Files => "files",
             Protocol::WebRtc => "webrtc",
+            Protocol::Srt => "srt",
         }
     }
 
     pub fn is_http(self) -> bool {
-        !matches!(self, Protocol::Rtmp)
+        !matches!(self, Protocol::Rtmp | Protocol::Srt)
     }
 }
 

@@ -275,6 +275,33 @@ impl Hub {
         }
     }
 
+    /// `add_reader` for a reader that joins a live stream (an SRT player): it first gets the
+    /// cache (metadata, sequence headers, the GOP from its keyframe), so it starts on a picture.
+    /// A reader whose `deliver` says `Gone` is dropped (its player left).
+    pub fn add_reader_primed(&mut self, h: StreamHandle, mut reader: Box<dyn Reader>) {
+        let Some(slot) = self.slot(h) else {
+            return;
+        };
+        let c = &mut slot.stream.cache;
+        let headers = [&c.meta, &c.video_config, &c.audio_config];
+        for cached in headers.into_iter().flatten() {
+            let _ = reader.deliver(&cached.frame);
+        }
+        for cached in c.gop() {
+            let _ = reader.deliver(&cached.frame);
+        }
+        slot.readers.push(reader);
+    }
+
+    /// The connection publishing `h` (None when the publish ended or was taken over).
+    pub fn publisher_of(&self, h: StreamHandle) -> Option<usize> {
+        let slot = self
+            .streams
+            .get(h.index)
+            .filter(|s| s.generation == h.generation)?;
+        slot.stream.publisher.as_ref().map(|p| p.token)
+    }
+
     /// While the publisher of `h` is held back: true once every reader is under its bound
     /// again. A reader whose disk stalled past its bound gives up (it logs why) and is dropped,
     /// which also releases the publisher.
@@ -557,8 +584,24 @@ impl Hub {
 
         // Then to the readers (recorders), in the same order the players got it.
         let mut hold = false;
+        let mut gone = false;
         for r in &mut slot.readers {
-            hold |= r.deliver(&frame) == ReaderState::Behind;
+            match r.deliver(&frame) {
+                ReaderState::Behind => hold = true,
+                ReaderState::Gone => gone = true,
+                ReaderState::Ready => {}
+            }
+        }
+        if gone {
+            let mut dropped = 0;
+            slot.readers.retain_mut(|r| {
+                let keep = r.poll(now_ms) != ReaderState::Gone;
+                if !keep {
+                    dropped += r.frames_dropped();
+                }
+                keep
+            });
+            self.reader_frames_dropped += dropped;
         }
 
         let stored = if frame.track == Track::Meta && !is_metadata {
@@ -1217,6 +1260,70 @@ mod tests {
         hub.add_reader(h2, Box::new(r));
         hub.unpublish(h2, 2);
         assert!(dropped.get(), "unpublish drops the readers");
+    }
+
+    #[test]
+    fn a_primed_reader_starts_from_the_cache_and_is_dropped_when_gone() {
+        use std::cell::RefCell;
+        use std::rc::Rc;
+        /// Frames seen (dts, key, config), and whether its player left.
+        type Seen = Rc<RefCell<(Vec<(u32, bool, bool)>, bool)>>;
+        struct Late(Seen);
+        impl Reader for Late {
+            fn deliver(&mut self, f: &Frame) -> ReaderState {
+                let mut s = self.0.borrow_mut();
+                if s.1 {
+                    return ReaderState::Gone;
+                }
+                s.0.push((f.dts, f.key, f.config));
+                ReaderState::Ready
+            }
+            fn poll(&mut self, _now_ms: u64) -> ReaderState {
+                if self.0.borrow().1 {
+                    ReaderState::Gone
+                } else {
+                    ReaderState::Ready
+                }
+            }
+            fn frames_dropped(&self) -> u64 {
+                0
+            }
+        }
+        let mut hub = Hub::new(HubConfig::default());
+        let h = hub.publish(&key(), 1, 0).unwrap().handle;
+        assert_eq!(hub.publisher_of(h), Some(1));
+        for f in [
+            av_meta(),
+            vseq(0),
+            aseq(0),
+            vinter(0),
+            vkey(40),
+            audio(63),
+            vinter(80),
+        ] {
+            hub.frame(h, 1, f, 0);
+        }
+        let seen: Seen = Rc::default();
+        hub.add_reader_primed(h, Box::new(Late(seen.clone())));
+        {
+            let s = seen.borrow();
+            // Metadata, both sequence headers, then the GOP from its keyframe (not the inter
+            // frame before it).
+            assert_eq!(s.0.len(), 6, "{:?}", s.0);
+            assert!(s.0[1].2 && s.0[2].2, "headers first");
+            assert_eq!(s.0[3], (40, true, false), "the GOP's keyframe");
+            assert_eq!(s.0[5].0, 80);
+        }
+        hub.frame(h, 1, vinter(120), 120);
+        assert_eq!(seen.borrow().0.len(), 7, "then live frames");
+        seen.borrow_mut().1 = true;
+        hub.frame(h, 1, vinter(160), 160);
+        assert!(
+            hub.slot(h).unwrap().readers.is_empty(),
+            "a gone reader is dropped"
+        );
+        hub.unpublish(h, 1);
+        assert_eq!(hub.publisher_of(h), None);
     }
 
     #[test]

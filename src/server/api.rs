@@ -118,6 +118,9 @@ struct StreamEntry {
     /// Gateway streams only.
     #[serde(skip_serializing_if = "Option::is_none")]
     upstream: Option<UpstreamReport>,
+    /// The stream's SRT connections (publisher, players), with RTT, loss and latency.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    srt: Vec<serde_json::Value>,
 }
 
 #[derive(Serialize)]
@@ -217,10 +220,15 @@ impl Server {
         let now_ms = self.now_ms();
         let mut streams = Vec::new();
         for s in self.core.hub.streams() {
+            let srt: Vec<serde_json::Value> = self
+                .udp
+                .iter()
+                .flat_map(|p| p.protocol.stream_json(&s.key))
+                .collect();
             let peer = s
                 .publisher
-                .and_then(|t| self.conns.get(t))
-                .map(|c| c.peer.to_string());
+                .and_then(|t| self.peer_of(t))
+                .map(|p| p.to_string());
             let uptime = s
                 .started_ms
                 .map(|t| now_ms.saturating_sub(t) as f64 / 1000.0)
@@ -251,6 +259,7 @@ impl Server {
                 },
                 health: self.core.hub.health_report(&s.key, now_ms),
                 upstream: self.upstream_report(&s.key),
+                srt,
                 app: s.key.app,
                 stream: s.key.stream,
             });

@@ -29,6 +29,7 @@ mod rtmp;
 pub mod source;
 #[cfg(target_os = "linux")]
 mod splice;
+mod srt;
 mod start;
 pub mod timers;
 mod tlsio;
@@ -637,8 +638,8 @@ impl Server {
             let kbps = |bytes: u64| bytes as f64 * 8.0 / since.max(1) as f64;
             let peer = s
                 .publisher
-                .and_then(|t| self.conns.get(t))
-                .map(|c| c.peer.to_string())
+                .and_then(|t| self.peer_of(t))
+                .map(|p| p.to_string())
                 .unwrap_or_else(|| "none".into());
             info!(
                 "{}: publisher {peer}, players rtmp {} http-flv {} ws-flv {} (waiting {}), in {:.0} kbps, out {:.0} kbps",

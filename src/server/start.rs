@@ -132,6 +132,9 @@ pub fn run_origin(cfg: OriginConfig) -> Result<(), ServerError> {
         server.open_webrtc(w, cfg.bind)?;
     }
     print_listeners(&server)?;
+    if let Some(srt) = &cfg.srt {
+        super::srt::open(&mut server, cfg.bind, srt, &cfg.limits)?;
+    }
     info!("data dir {}", cfg.data_dir.display());
     server.run()
 }

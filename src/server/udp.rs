@@ -76,6 +76,16 @@ pub trait UdpProtocol {
     fn unknown(&mut self, d: &Datagram, cx: &mut UdpCx);
     /// The deadline `peer` set is due.
     fn timeout(&mut self, peer: PeerId, cx: &mut UdpCx);
+    /// The protocol's own `/metrics` lines.
+    fn metrics(&self, _out: &mut String) {}
+    /// The address of a connection of this protocol by its id in the origin core.
+    fn peer_of_conn(&self, _conn: usize) -> Option<SocketAddr> {
+        None
+    }
+    /// Its connections of one stream, for `/api/streams`.
+    fn stream_json(&self, _key: &crate::media::StreamKey) -> Vec<serde_json::Value> {
+        Vec::new()
+    }
 }
 
 /// What a protocol's call may use: the peers and their queues, the origin core, the loop's clock.
@@ -823,6 +833,9 @@ pub fn metrics(ports: &[UdpPort]) -> String {
         "Datagrams lost to a receive or send error.",
         &|p| c(p).errors.to_string(),
     );
+    for p in ports {
+        p.protocol.metrics(&mut m);
+    }
     m
 }
 
@@ -841,6 +854,14 @@ pub fn peer_live(ports: &[UdpPort], index: usize, generation: u64) -> bool {
 }
 
 impl Server {
+    /// The address of a connection of the origin core: a TCP one's, or a UDP protocol's.
+    pub(super) fn peer_of(&self, conn: usize) -> Option<SocketAddr> {
+        self.conns
+            .get(conn)
+            .map(|c| c.peer)
+            .or_else(|| self.udp.iter().find_map(|p| p.protocol.peer_of_conn(conn)))
+    }
+
     /// Opens a UDP endpoint on `addrs` for `protocol` ("`label` listening on udp ADDR" for each
     /// socket) and registers it with the loop. Its index names it in `Source::Udp` and peer
     /// timers.

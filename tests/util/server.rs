@@ -143,6 +143,10 @@ impl Server {
         if binary_knows("--webrtc-port") && !has("--webrtc-port") && !has("--no-webrtc") {
             args.extend(["--webrtc-port".into(), "0".into()]);
         }
+        // Tests run many servers at once: none takes SRT's default UDP port 8890.
+        if binary_knows("--srt-port") && !has("--srt-port") {
+            args.extend(["--srt-port".into(), "0".into()]);
+        }
         let mut want_web = false;
         if binary_knows("--web-port") && !has("--web-port") && !has("--no-web") {
             if b.no_web && binary_knows("--no-web") {
