@@ -99,7 +99,10 @@ fn cpu_seconds() -> f64 {
 #[cfg(not(unix))]
 fn cpu_seconds() -> f64 {
     static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    START.get_or_init(std::time::Instant::now).elapsed().as_secs_f64()
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_secs_f64()
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

@@ -29,7 +29,6 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use log::{debug, info, warn};
 
-use crate::origin::{Judged, Proto, PublishRequest, Refused};
 use super::udp::{Datagram, PeerId, UdpCx, UdpProtocol};
 use crate::access::{self, RefuseKind};
 use crate::hub::reader::{Reader, ReaderState};
@@ -40,6 +39,7 @@ use crate::media::hevc::HevcConfig;
 use crate::media::{Codec, Frame, StreamKey, Track};
 use crate::mux::ts::{self, Es, Pes, Program, StreamType, TsWriter};
 use crate::mux::ts_demux::TsDemuxer;
+use crate::origin::{Judged, Proto, PublishRequest, Refused};
 use crate::srt::{
     CloseReason, ConnId, Event, Listener, ListenerConfig, Mode, RejectReason, StreamId,
 };

@@ -237,12 +237,12 @@ fn issue_24_1_proxy_headers_from_a_trusted_proxy_name_the_clients_the_cap_counts
     assert!(streams.contains("127.0.0.1:"), "{streams}");
     drop(distinct);
     drop(same);
+    // Access lines are written when each of the 501 responses ends; on a loaded machine the
+    // log's reader can be seconds behind.
     assert!(server
-        .wait_for_log("198.18.1.43 - - [", Duration::from_secs(5))
+        .wait_for_log("198.18.1.43 - - [", WAIT_LIVE)
         .is_some());
-    assert!(server
-        .wait_for_log("192.0.2.77 - - [", Duration::from_secs(5))
-        .is_some());
+    assert!(server.wait_for_log("192.0.2.77 - - [", WAIT_LIVE).is_some());
     assert!(
         !server.log_contains("127.0.0.2 - - ["),
         "the proxy's address in the access log"
@@ -332,7 +332,10 @@ fn issue_24_1_a_proxy_header_from_an_untrusted_address_is_refused() {
         held >= Duration::from_secs(9) && held < Duration::from_secs(13),
         "an unfinished PROXY header held the connection {held:?}"
     );
-    assert!(server.log_contains("PROXY header timeout"));
+    // The line is written as the connection closes: the log's reader may not have it yet.
+    assert!(server
+        .wait_for_log("PROXY header timeout", WAIT_LIVE)
+        .is_some());
 }
 
 /// Issue 24 item 1, HTTP: a trusted reverse proxy's `X-Forwarded-For`/`Forwarded` names the
