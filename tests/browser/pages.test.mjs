@@ -123,7 +123,7 @@ before(async () => {
   // Only pass the options this build has: the tests run against every stage of the server.
   const help = spawnSync(RTMPD_BIN, ["--help"], { encoding: "utf8" });
   const has = opt => (help.stdout + help.stderr).includes(opt);
-  const args = ["--bind", "127.0.0.1", "--rtmp-port", "0", "--http-port", "0", "--webrtc-port", "0"];
+  const args = ["--bind", "127.0.0.1", "--rtmp-port", "0", "--http-port", "0", "--webrtc-port", "0", "--srt-port", "0"];
   if (has("--data-dir")) args.push("--data-dir", dataDir);
   if (has("--web-port")) args.push("--web-port", "0");
   if (has("--web-dir")) args.push("--web-dir", WEB); // the pages as they are now, not as last embedded
@@ -829,7 +829,7 @@ browserTest("home page dashboard works against an API without health or history"
 browserTest("home page with --api-token: viewer mode without the token, everything with it", async () => {
   skipIfNoTools();
   const TOKEN = "apiTok3n";
-  const args = ["--bind", "127.0.0.1", "--rtmp-port", "0", "--http-port", "0", "--webrtc-port", "0", "--no-web", "--web-dir", WEB,
+  const args = ["--bind", "127.0.0.1", "--rtmp-port", "0", "--http-port", "0", "--webrtc-port", "0", "--srt-port", "0", "--no-web", "--web-dir", WEB,
     "--data-dir", fs.mkdtempSync(path.join(tmp, "api-")), "--api-token", TOKEN];
   const srv = startChild(RTMPD_BIN, args, "rtmpd --api-token");
   const own = {};
@@ -880,7 +880,7 @@ browserTest("home page with --api-token: viewer mode without the token, everythi
 browserTest("live page with --play-token: plays with &token= in its URL, not without", async () => {
   skipIfNoTools();
   const TOKEN = "playTok3n";
-  const args = ["--bind", "127.0.0.1", "--rtmp-port", "0", "--http-port", "0", "--webrtc-port", "0", "--no-web", "--web-dir", WEB,
+  const args = ["--bind", "127.0.0.1", "--rtmp-port", "0", "--http-port", "0", "--webrtc-port", "0", "--srt-port", "0", "--no-web", "--web-dir", WEB,
     "--data-dir", fs.mkdtempSync(path.join(tmp, "play-")), "--play-token", TOKEN];
   const srv = startChild(RTMPD_BIN, args, "rtmpd --play-token");
   const own = {};
@@ -918,7 +918,7 @@ browserTest("live page with --play-token: plays with &token= in its URL, not wit
 browserTest("issue24 item2: --no-public-list: the home page asks for the name, the live page plays it", async () => {
   skipIfNoTools();
   const API = "apiTok24b", PLAY = "playTok24b";
-  const args = ["--bind", "127.0.0.1", "--rtmp-port", "0", "--http-port", "0", "--webrtc-port", "0", "--no-web", "--web-dir", WEB,
+  const args = ["--bind", "127.0.0.1", "--rtmp-port", "0", "--http-port", "0", "--webrtc-port", "0", "--srt-port", "0", "--no-web", "--web-dir", WEB,
     "--data-dir", fs.mkdtempSync(path.join(tmp, "nolist-")), "--api-token", API, "--play-token", PLAY, "--no-public-list"];
   const srv = startChild(RTMPD_BIN, args, "rtmpd --no-public-list");
   const own = {};

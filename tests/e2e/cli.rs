@@ -119,6 +119,9 @@ fn a_busy_port_is_fatal_and_named() {
         if binary_knows("--webrtc-port") {
             c.args(["--webrtc-port", "0"]);
         }
+        if binary_knows("--srt-port") {
+            c.args(["--srt-port", "0"]);
+        }
         c
     });
     let status = p.wait_or_panic(Duration::from_secs(10));

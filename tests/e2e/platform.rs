@@ -159,6 +159,8 @@ fn unusable_log_and_data_paths_exit_2_with_one_line_and_create_nothing() {
             "0",
             "--webrtc-port",
             "0",
+            "--srt-port",
+            "0",
         ];
         if args[0].ends_with("gateway") {
             full.clear();
@@ -204,6 +206,12 @@ fn a_busy_port_names_the_option_that_changes_it_once() {
             vec!["--rtmp-port", "0", "--http-port", "0", "--no-web"],
         ),
     ] {
+        // Other UDP listeners off or on a free port: only `option` may collide.
+        let mut more = more;
+        more.extend(["--srt-port", "0"]);
+        if option != "--webrtc-port" {
+            more.extend(["--webrtc-port", "0"]);
+        }
         let mut args = vec!["--bind", "127.0.0.1", option, &port];
         args.extend(more);
         let out = run(&args);
