@@ -398,6 +398,25 @@ fn retention_on_a_full_tmpfs_deletes_the_oldest_and_the_live_session_records_on(
         assert!(Instant::now() < deadline, "live session never ended: {v}");
         std::thread::sleep(Duration::from_millis(200));
     };
+    // The keeper may still be deleting (it looks every 2 s while space is short): wait until two
+    // listings 2.5 s apart agree, so the files checked below are not deleted under the check.
+    let mut sessions = sessions;
+    let ids = |s: &[Value]| -> Vec<String> {
+        s.iter()
+            .filter_map(|x| x["id"].as_str().map(str::to_string))
+            .collect()
+    };
+    loop {
+        std::thread::sleep(Duration::from_millis(2500));
+        let (_, v) = get_json(server.http, &format!("/api/recordings/{key}"), &[&auth()]);
+        let again = v["sessions"].as_array().cloned().unwrap_or_default();
+        let settled = ids(&again) == ids(&sessions);
+        sessions = again;
+        if settled {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the keeper never settled: {v}");
+    }
     // The live session recorded to its end: its FLV plays the looped fixture whole.
     let newest = &sessions[0];
     let dur = newest["duration_ms"].as_u64().unwrap();

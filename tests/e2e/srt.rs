@@ -390,7 +390,17 @@ fn play_case(passphrase: Option<&str>, extra: &str, drop_every: usize, burst: bo
         h.pump();
         h.run(Duration::from_millis(10));
     }
-    h.run(Duration::from_secs(2));
+    // Until everything is acknowledged and the player has written it all (it delivers at its
+    // latency, after any retransmission rounds): a fixed 2 s was short on a loaded machine.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        h.run(Duration::from_millis(50));
+        let acked = h.l.conn_stats(id).is_some_and(|s| s.snd_buffered == 0);
+        let written = std::fs::metadata(&out_path).map_or(0, |m| m.len() as usize);
+        if (acked && written >= ts.len()) || Instant::now() > deadline {
+            break;
+        }
+    }
     let st = h.l.conn_stats(id).unwrap();
     h.l.close(id, Instant::now());
     h.pump();
