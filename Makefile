@@ -38,7 +38,7 @@ test:
 	@ff9="$$(bash tools/test-setup.sh)" || exit 1; \
 	export RTMPD_FFMPEG9="$${ff9:-$${RTMPD_FFMPEG9:-$(CURDIR)/tools/ffmpeg9/ffmpeg}}"; set -e; \
 	bash tools/vendor.sh; \
-	$(CARGO) test --all-targets -- --test-threads=4; \
+	$(CARGO) test --all-targets -- --test-threads=3; \
 	if [ -x "$$RTMPD_FFMPEG9" ] || [ "$${RTMPD_REQUIRE_TOOLS:-0}" = 1 ]; then \
 		$(CARGO) test --lib -- --ignored ffmpeg9; \
 	else echo "skipped: FFmpeg 9 not found (sh tools/fetch-ffmpeg.sh): its unit checks"; fi; \
