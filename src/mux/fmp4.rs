@@ -348,6 +348,38 @@ pub fn init_segment_with(
     w.end(moov);
     w.into_inner()
 }
+/// One `traf` of a `moof`: `tfhd` (default-base-is-moof), `tfdt`, and a `trun` with every
+/// sample's duration, size, flags and (when any is non-zero) composition offset. Returns where
+/// the trun's data offset goes, for the caller to patch once the `moof`'s size is known (the
+/// recorder's media segments and the playback cutter's fragments share it).
+pub fn write_traf(w: &mut BoxWriter, track_id: u32, decode_time: u64, samples: &[Sample]) -> usize {
+    let traf = w.begin(b"traf");
+    // default-base-is-moof
+    let tfhd = w.begin_full(b"tfhd", 0, 0x02_0000);
+    w.u32(track_id);
+    w.end(tfhd);
+    let tfdt = w.begin_full(b"tfdt", 1, 0);
+    w.u64(decode_time);
+    w.end(tfdt);
+    let with_cto = samples.iter().any(|s| s.cto != 0);
+    // data-offset | duration | size | flags [| composition offset]
+    let flags = 0x000001 | 0x000100 | 0x000200 | 0x000400 | if with_cto { 0x000800 } else { 0 };
+    let trun = w.begin_full(b"trun", with_cto as u8, flags);
+    w.u32(samples.len() as u32);
+    let slot = w.len();
+    w.u32(0);
+    for s in samples {
+        w.u32(s.duration);
+        w.u32(s.size);
+        w.u32(s.flags);
+        if with_cto {
+            w.i32(s.cto);
+        }
+    }
+    w.end(trun);
+    w.end(traf);
+    slot
+}
 
 /// A media segment: `styp`, one `moof` with a `traf` per run, and one `mdat` holding the runs'
 /// payloads in the same order. Every trun carries per-sample duration, size, flags and (when any
@@ -365,31 +397,12 @@ pub fn media_segment(sequence: u32, runs: &[&Run]) -> Vec<u8> {
     w.end(mfhd);
     let mut offset_slots = Vec::with_capacity(runs.len());
     for run in runs {
-        let traf = w.begin(b"traf");
-        // default-base-is-moof
-        let tfhd = w.begin_full(b"tfhd", 0, 0x02_0000);
-        w.u32(run.track_id);
-        w.end(tfhd);
-        let tfdt = w.begin_full(b"tfdt", 1, 0);
-        w.u64(run.decode_time);
-        w.end(tfdt);
-        let with_cto = run.samples.iter().any(|s| s.cto != 0);
-        // data-offset | duration | size | flags [| composition offset]
-        let flags = 0x000001 | 0x000100 | 0x000200 | 0x000400 | if with_cto { 0x000800 } else { 0 };
-        let trun = w.begin_full(b"trun", with_cto as u8, flags);
-        w.u32(run.samples.len() as u32);
-        offset_slots.push(w.len());
-        w.u32(0);
-        for s in &run.samples {
-            w.u32(s.duration);
-            w.u32(s.size);
-            w.u32(s.flags);
-            if with_cto {
-                w.i32(s.cto);
-            }
-        }
-        w.end(trun);
-        w.end(traf);
+        offset_slots.push(write_traf(
+            &mut w,
+            run.track_id,
+            run.decode_time,
+            &run.samples,
+        ));
     }
     w.end(moof);
     let moof_len = (w.len() - moof_start) as u64;

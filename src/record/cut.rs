@@ -11,7 +11,7 @@ use super::index::Session;
 use super::merge::segment_files;
 use super::paths::{INIT_NAME, MERGE_DIR, MUXED_PREFIX};
 use crate::mux::bmff::{mdat_header, BoxWriter};
-use crate::mux::fmp4::Sample;
+use crate::mux::fmp4::{write_traf, Sample};
 use crate::mux::mp4::{parse_init, segment_runs, Merger, TrackInit};
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
@@ -154,29 +154,7 @@ fn write_fragment(
     w.end(mfhd);
     let mut slots = Vec::with_capacity(kept.len());
     for k in kept {
-        let traf = w.begin(b"traf");
-        let tfhd = w.begin_full(b"tfhd", 0, 0x02_0000);
-        w.u32(k.track_id);
-        w.end(tfhd);
-        let tfdt = w.begin_full(b"tfdt", 1, 0);
-        w.u64(k.decode_time);
-        w.end(tfdt);
-        let with_cto = k.samples.iter().any(|s| s.cto != 0);
-        let flags = 0x000001 | 0x000100 | 0x000200 | 0x000400 | if with_cto { 0x000800 } else { 0 };
-        let trun = w.begin_full(b"trun", with_cto as u8, flags);
-        w.u32(k.samples.len() as u32);
-        slots.push(w.len());
-        w.u32(0);
-        for s in &k.samples {
-            w.u32(s.duration);
-            w.u32(s.size);
-            w.u32(s.flags);
-            if with_cto {
-                w.i32(s.cto);
-            }
-        }
-        w.end(trun);
-        w.end(traf);
+        slots.push(write_traf(&mut w, k.track_id, k.decode_time, &k.samples));
     }
     w.end(moof);
     let payload: u64 = kept.iter().map(|k| k.bytes).sum();
