@@ -355,26 +355,7 @@ impl Server {
                 );
             }
         }
-        if let Some(a) = &mut conn.access {
-            a.status = resp.status;
-            a.bytes = resp.body_len;
-        }
-        conn.out.push(resp.head.into());
-        match resp.body {
-            Body::Empty => {}
-            Body::Static(data) => conn.out.push(Bytes::from_static(data)),
-            Body::Owned(data) => conn.out.push(data.into()),
-            Body::File { file, offset, len } => {
-                conn.body = Some(FileBody {
-                    file,
-                    offset,
-                    remaining: len,
-                });
-            }
-        }
-        if !sreq.keep_alive {
-            conn.close_after_flush = true;
-        }
+        queue_static(conn, resp, sreq.keep_alive);
     }
 
     /// `/{app}/{stream}.flv`: first the access check (before saying whether the stream is
@@ -657,6 +638,36 @@ fn is_index_path(target: &str) -> bool {
             .first()
             .is_some_and(|s| s.eq_ignore_ascii_case(crate::record::index::INDEX_DIR))
     })
+}
+
+/// Queues a static answer (`http::files::respond`) on `conn`: its access-log status and size,
+/// the head, the body in memory or as a file read as the socket drains; closed after it when the
+/// request did not keep the connection alive.
+pub(super) fn queue_static(
+    conn: &mut super::conn::Conn,
+    resp: crate::http::files::StaticResponse,
+    keep_alive: bool,
+) {
+    if let Some(a) = &mut conn.access {
+        a.status = resp.status;
+        a.bytes = resp.body_len;
+    }
+    conn.out.push(resp.head.into());
+    match resp.body {
+        Body::Empty => {}
+        Body::Static(data) => conn.out.push(Bytes::from_static(data)),
+        Body::Owned(data) => conn.out.push(data.into()),
+        Body::File { file, offset, len } => {
+            conn.body = Some(FileBody {
+                file,
+                offset,
+                remaining: len,
+            });
+        }
+    }
+    if !keep_alive {
+        conn.close_after_flush = true;
+    }
 }
 
 #[cfg(test)]

@@ -16,10 +16,10 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::SystemTime;
 
-use super::conn::{ConnState, FileBody};
+use super::conn::ConnState;
 use super::Server;
 use crate::codec::json;
-use crate::http::files::{Body, Found, Root, Source, StaticRequest};
+use crate::http::files::{Found, Root, Source, StaticRequest};
 use crate::http::request::Request;
 use crate::http::response;
 use crate::http::route::Route;
@@ -836,26 +836,7 @@ impl Server {
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
-        if let Some(a) = &mut conn.access {
-            a.status = resp.status;
-            a.bytes = resp.body_len;
-        }
-        conn.out.push(resp.head.into());
-        match resp.body {
-            Body::Empty => {}
-            Body::Static(data) => conn.out.push(bytes::Bytes::from_static(data)),
-            Body::Owned(data) => conn.out.push(data.into()),
-            Body::File { file, offset, len } => {
-                conn.body = Some(FileBody {
-                    file,
-                    offset,
-                    remaining: len,
-                });
-            }
-        }
-        if !sreq.keep_alive {
-            conn.close_after_flush = true;
-        }
+        super::http::queue_static(conn, resp, sreq.keep_alive);
     }
 }
 
