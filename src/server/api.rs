@@ -121,6 +121,9 @@ struct StreamEntry {
     /// The stream's SRT connections (publisher, players), with RTT, loss and latency.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     srt: Vec<serde_json::Value>,
+    /// The stream's open WHEP sessions: how many, bytes, packets, frames, NACKs, PLIs, drops.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    webrtc: Option<serde_json::Value>,
 }
 
 #[derive(Serialize)]
@@ -260,6 +263,7 @@ impl Server {
                 health: self.core.hub.health_report(&s.key, now_ms),
                 upstream: self.upstream_report(&s.key),
                 srt,
+                webrtc: self.webrtc_stream_stats(&s.key),
                 app: s.key.app,
                 stream: s.key.stream,
             });

@@ -110,6 +110,8 @@ pub struct Counters {
     pub feed_dropped: u64,
     /// Keyframe requests from viewers (answered by the next GOP: the publisher cannot be asked).
     pub keyframe_requests: u64,
+    /// Pictures the feeds dropped because they came out of presentation order (B-frames).
+    pub reorder_dropped: u64,
 }
 
 struct Sess {
@@ -134,6 +136,8 @@ struct Feed {
     /// Its reader was dropped: the publish ended.
     ended: bool,
     sessions: Vec<PeerId>,
+    /// The log said that B-frames (1), or reference B-frames (2), are dropped.
+    told_b_frames: u8,
 }
 
 /// What the HTTP side, the UDP side and the hub's reader share.
@@ -173,6 +177,16 @@ impl State {
 
     pub fn viewers_of(&self, key: &StreamKey) -> usize {
         self.feeds.get(key).map_or(0, |f| f.sessions.len())
+    }
+
+    /// What the stream's sessions (those open now) sent, dropped and were asked for.
+    pub fn stream_totals(&self, key: &StreamKey) -> Counters {
+        let mut c = Counters::default();
+        for s in self.sessions.values().filter(|s| &s.key == key) {
+            add_stats(&mut c, s.session.stats());
+        }
+        c.sessions_total = self.sessions.values().filter(|s| &s.key == key).count() as u64;
+        c
     }
 
     /// The counters with the live sessions' own added.
@@ -853,6 +867,7 @@ impl Server {
                     frames: VecDeque::new(),
                     ended: false,
                     sessions: Vec::new(),
+                    told_b_frames: 0,
                 };
                 // A feed whose publish ended this turn: its sessions end now, not at the turn's end.
                 if let Some(old) = st.feeds.insert(key.clone(), feed) {
@@ -984,6 +999,7 @@ impl Server {
                 feed.frames.clear();
                 feed.ended = true;
             }
+            let drops_before = feed.packager.reorder_drops();
             while let Some(frame) = feed.frames.pop_front() {
                 let Some(unit) = feed.packager.push(&frame) else {
                     continue;
@@ -1001,6 +1017,22 @@ impl Server {
                     s.session.send(&unit, now);
                     touched.push(peer);
                 }
+            }
+            let drops = feed.packager.reorder_drops();
+            st.counters.reorder_dropped += drops.pictures - drops_before.pictures;
+            if drops.references > drops_before.references && feed.told_b_frames < 2 {
+                feed.told_b_frames = 2;
+                warn!(
+                    "{key}: WebRTC drops reference B-frames (B-pyramid) to keep pictures in order: \
+                     WebRTC viewers may see errors until each next keyframe (publish without \
+                     B-frames or with b-pyramid off)"
+                );
+            } else if drops.pictures > drops_before.pictures && feed.told_b_frames < 1 {
+                feed.told_b_frames = 1;
+                info!(
+                    "{key}: the stream has B-frames; WebRTC viewers get the pictures without them \
+                     (browsers do not reorder): publish without B-frames for their full frame rate"
+                );
             }
             // A feed stays with its reader until the publish ends (one reader per publish, however
             // many viewers come and go); without viewers it only follows the codec configuration.
@@ -1029,6 +1061,22 @@ impl Server {
         self.webrtc
             .as_ref()
             .map_or(0, |w| w.state.borrow().viewers_of(key))
+    }
+
+    /// `/api/streams`' `webrtc` object of a stream: its open sessions' figures (None when
+    /// WebRTC is off).
+    pub(super) fn webrtc_stream_stats(&self, key: &StreamKey) -> Option<serde_json::Value> {
+        let w = self.webrtc.as_ref()?;
+        let c = w.state.borrow().stream_totals(key);
+        Some(serde_json::json!({
+            "sessions": c.sessions_total,
+            "bytes": c.bytes,
+            "packets": c.packets,
+            "frames": c.frames_sent,
+            "nacks": c.nacks,
+            "plis": c.plis + c.firs,
+            "dropped": c.frames_dropped,
+        }))
     }
 
     /// WHEP sessions now, every stream.
@@ -1103,6 +1151,12 @@ impl Server {
             "counter",
             "Frames not sent to WHEP viewers (before connecting, refused, or a full feed).",
             c.frames_dropped + c.feed_dropped,
+        );
+        metric(
+            "rtmpd_webrtc_reorder_dropped_total",
+            "counter",
+            "B-frames not sent to WHEP viewers (browsers do not reorder pictures).",
+            c.reorder_dropped,
         );
         m
     }

@@ -8,6 +8,11 @@
 //! - H.265: the same, with VPS, SPS and PPS before IRAP pictures.
 //! - AV1 (OBUs as Enhanced RTMP carries them), VP9, VP8 and Opus: the payload unchanged.
 //! - AAC, MP3 and the rest: nothing yet (see `Packager::push`).
+//!
+//! B-frames: browsers' WebRTC decoders do not reorder (Chromium's H.264 decoder fails on the
+//! first picture that would need it, then waits for the next keyframe), so H.264/H.265 pictures
+//! that come out of presentation order are dropped here (`Packager::push`): what is sent is in
+//! decode order with rising presentation times, every picture decodable and shown at once.
 
 use std::sync::Arc;
 
@@ -48,6 +53,16 @@ pub struct StreamCodecs {
     /// decoders do not reorder, so such a stream shows its keyframes only (and the viewer sends
     /// PLIs); worth one warning to the publisher's log.
     pub b_frames: bool,
+}
+
+/// What `Packager` dropped to keep the pictures in presentation order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReorderDrops {
+    /// Pictures dropped because they would need reordering (B-frames).
+    pub pictures: u64,
+    /// Of those, reference pictures (B-pyramid): a later picture may predict from one, and
+    /// shows errors until the next keyframe.
+    pub references: u64,
 }
 
 impl StreamCodecs {
@@ -105,6 +120,9 @@ pub struct Packager {
     avc: Option<AvcConfig>,
     hevc: Option<HevcConfig>,
     codecs: StreamCodecs,
+    /// The presentation time of the last H.264/H.265 picture sent since the last keyframe.
+    last_pts: Option<u64>,
+    dropped: ReorderDrops,
 }
 
 impl Packager {
@@ -115,6 +133,11 @@ impl Packager {
     /// The stream's codecs as seen so far (from sequence headers and frames).
     pub fn codecs(&self) -> &StreamCodecs {
         &self.codecs
+    }
+
+    /// The pictures dropped so far because they came out of presentation order.
+    pub fn reorder_drops(&self) -> ReorderDrops {
+        self.dropped
     }
 
     /// Takes one frame of the stream (the cached sequence headers and GOP first for a new
@@ -167,6 +190,9 @@ impl Packager {
         if frame.cts != 0 {
             self.codecs.b_frames = true;
         }
+        if matches!(frame.codec, Codec::Avc | Codec::Hevc) && !self.in_order(frame) {
+            return None;
+        }
         let data: Vec<u8> = match frame.codec {
             Codec::Avc => {
                 let config = self.avc.as_ref()?;
@@ -187,6 +213,42 @@ impl Packager {
             key: frame.key,
             pts_ms: pts_ms(frame),
             data: data.into(),
+        })
+    }
+
+    /// Whether an H.264/H.265 picture comes in presentation order (its presentation time not
+    /// before that of the last picture sent since the keyframe): a B-frame does not, and is
+    /// counted as dropped. A keyframe starts over. Without B-frames every picture does.
+    fn in_order(&mut self, frame: &Frame) -> bool {
+        let pts = pts_ms(frame);
+        if !frame.key && self.last_pts.is_some_and(|last| pts < last) {
+            self.dropped.pictures += 1;
+            if self.is_reference(frame) {
+                self.dropped.references += 1;
+            }
+            return false;
+        }
+        self.last_pts = Some(pts);
+        true
+    }
+
+    /// Whether a picture may be a reference for later ones: an H.264 slice with nal_ref_idc
+    /// above 0, an H.265 slice of a reference NAL unit type (odd below 16, or IRAP).
+    fn is_reference(&self, frame: &Frame) -> bool {
+        let (codec, nls) = match (frame.codec, &self.avc, &self.hevc) {
+            (Codec::Avc, Some(c), _) => (Codec::Avc, c.nal_length_size),
+            (Codec::Hevc, _, Some(c)) => (Codec::Hevc, c.nal_length_size),
+            _ => return true,
+        };
+        avc::nal_units(frame.payload(), nls).any(|n| match codec {
+            Codec::Avc => {
+                let t = avc::nal_type(n);
+                (1..=5).contains(&t) && n[0] & 0x60 != 0
+            }
+            _ => {
+                let t = hevc::nal_type(n);
+                t <= hevc::NAL_IRAP_LAST && (t % 2 == 1 || hevc::is_irap(t))
+            }
         })
     }
 

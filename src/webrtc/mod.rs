@@ -44,7 +44,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-pub use media::{MediaUnit, Packager, StreamCodecs, UnitKind};
+pub use media::{MediaUnit, Packager, ReorderDrops, StreamCodecs, UnitKind};
 pub use session::{KeyframeKind, SessionStats, WebRtcEvent, WhepSession};
 pub use stun::stun_username_fragment;
 

@@ -749,6 +749,138 @@ fn packager_keeps_parameter_sets_and_drops_auds() {
     assert_eq!(p.codecs().describe(), "H.264 + AAC");
 }
 
+/// An FLV H.264 picture of one slice NAL unit whose header byte is `nal_header` (nal_ref_idc in
+/// bits 5-6, the type below), decoded at `dts` ms and shown `cts` ms later.
+fn avc_picture(dts: u32, cts: i32, key: bool, nal_header: u8) -> Frame {
+    let mut body = vec![if key { 0x17 } else { 0x27 }, 1];
+    body.extend_from_slice(&cts.to_be_bytes()[1..]);
+    let nal = [nal_header, 0x9a, 0x02, 0x0c, 0x40];
+    body.extend_from_slice(&(nal.len() as u32).to_be_bytes());
+    body.extend_from_slice(&nal);
+    let f = Frame::parse(9, dts, bytes::Bytes::from(body)).unwrap();
+    assert_eq!((f.key, f.cts, f.config), (key, cts, false));
+    f
+}
+
+/// A packager primed with fixture.flv's H.264 sequence header (4-byte NAL lengths).
+fn avc_packager() -> Packager {
+    let mut p = Packager::new();
+    let config = fixture("fixture.flv")
+        .into_iter()
+        .find(|f| f.track == Track::Video && f.config)
+        .unwrap();
+    assert!(p.push(&config).is_none());
+    p
+}
+
+const IDR: u8 = 0x65; // nal_ref_idc 3, type 5
+const P_REF: u8 = 0x41; // nal_ref_idc 2, type 1
+const B_NONREF: u8 = 0x01; // nal_ref_idc 0, type 1
+
+/// The presentation times of the units a packager sends for `frames`.
+fn sent_pts(p: &mut Packager, frames: &[Frame]) -> Vec<u64> {
+    frames
+        .iter()
+        .filter_map(|f| p.push(f))
+        .map(|u| u.pts_ms)
+        .collect()
+}
+
+#[test]
+fn b_frames_are_dropped_and_the_rest_goes_in_presentation_order() {
+    // x264 -bf 2 -b-pyramid none at 25 fps, in decode order: I P B B P B B | I P B B.
+    let gop = |t0: u32| {
+        vec![
+            avc_picture(t0, 80, true, IDR),             // shown at t0+80
+            avc_picture(t0 + 40, 160, false, P_REF),    // t0+200
+            avc_picture(t0 + 80, 40, false, B_NONREF),  // t0+120
+            avc_picture(t0 + 120, 40, false, B_NONREF), // t0+160
+            avc_picture(t0 + 160, 160, false, P_REF),   // t0+320
+            avc_picture(t0 + 200, 40, false, B_NONREF), // t0+240
+            avc_picture(t0 + 240, 40, false, B_NONREF), // t0+280
+        ]
+    };
+    let mut p = avc_packager();
+    let frames: Vec<Frame> = gop(0).into_iter().chain(gop(280)).collect();
+    assert_eq!(sent_pts(&mut p, &frames), [80, 200, 320, 360, 480, 600]);
+    assert_eq!(
+        p.reorder_drops(),
+        ReorderDrops {
+            pictures: 8,
+            references: 0
+        }
+    );
+    assert!(p.codecs().b_frames);
+}
+
+#[test]
+fn a_stream_without_b_frames_loses_nothing() {
+    let mut p = avc_packager();
+    // Composition offsets without reordering (some encoders always set one) are not B-frames.
+    let frames: Vec<Frame> = (0..60u32)
+        .map(|i| {
+            avc_picture(
+                i * 40,
+                80,
+                i % 25 == 0,
+                if i % 25 == 0 { IDR } else { P_REF },
+            )
+        })
+        .collect();
+    let pts = sent_pts(&mut p, &frames);
+    assert_eq!(pts, (0..60u64).map(|i| i * 40 + 80).collect::<Vec<_>>());
+    assert_eq!(p.reorder_drops(), ReorderDrops::default());
+    // A keyframe starts over: a publisher whose clock went back is still played.
+    let back = [
+        avc_picture(0, 0, true, IDR),
+        avc_picture(40, 0, false, P_REF),
+    ];
+    assert_eq!(sent_pts(&mut p, &back), [0, 40]);
+}
+
+#[test]
+fn reference_b_frames_are_dropped_and_counted() {
+    // -bf 3 with b-pyramid: I P Bref b b, where the middle B (nal_ref_idc 2) is a reference.
+    let frames = [
+        avc_picture(0, 80, true, IDR),         // shown at 80
+        avc_picture(40, 200, false, P_REF),    // 240
+        avc_picture(80, 80, false, P_REF),     // 160: the reference B
+        avc_picture(120, 0, false, B_NONREF),  // 120
+        avc_picture(160, 40, false, B_NONREF), // 200
+        avc_picture(200, 200, false, P_REF),   // 400
+    ];
+    let mut p = avc_packager();
+    assert_eq!(sent_pts(&mut p, &frames), [80, 240, 400]);
+    assert_eq!(
+        p.reorder_drops(),
+        ReorderDrops {
+            pictures: 3,
+            references: 1
+        }
+    );
+}
+
+#[test]
+fn the_fixtures_b_frames_leave_pictures_in_presentation_order() {
+    // fixture.flv: x264 with B-frames (fixtures.txt: has_b_frames=2).
+    let frames = fixture("fixture.flv");
+    let pictures = frames
+        .iter()
+        // AVCPacketType 1: pictures (not the sequence header, nor the end of sequence).
+        .filter(|f| f.track == Track::Video && f.data.get(1) == Some(&1))
+        .count() as u64;
+    let mut p = Packager::new();
+    let units: Vec<MediaUnit> = frames.iter().filter_map(|f| p.push(f)).collect();
+    let drops = p.reorder_drops();
+    assert!(drops.pictures > 0);
+    assert_eq!(units.len() as u64 + drops.pictures, pictures);
+    let mut last = 0;
+    for u in &units {
+        assert!(u.key || u.pts_ms >= last, "{} after {last}", u.pts_ms);
+        last = u.pts_ms;
+    }
+}
+
 #[test]
 fn mutated_datagrams_from_the_viewer_do_not_break_the_session() {
     let (packager, video, audio) = h264_opus_units();
