@@ -3,6 +3,7 @@
 # (tests/browser/pages.test.mjs). Installs playwright-core (tests/browser/package-lock.json) and the
 # player libraries (tools/vendor.sh) first. A missing node, npm, chromium or ffmpeg prints
 # "skipped: ..." and exits 0, unless RTMPD_REQUIRE_TOOLS=1 (CI), which makes it a failure.
+# Usage: tools/browser-test.sh [NAME-PATTERN]
 # Env: RTMPD_BIN (default target/debug/rtmpd; built when missing), CHROMIUM (default /usr/bin/chromium).
 set -u
 cd "$(dirname "$0")/.." || exit 1
@@ -31,5 +32,9 @@ bash tools/vendor.sh || exit 1
 if [ -z "${RTMPD_BIN:-}" ]; then
     cargo build || exit 1
 fi
-# One file: its tests run one after another (they share one server and one browser).
+# One file: its tests run one after another (they share one server and one browser). An argument runs only
+# the tests whose names match it (a regular expression), e.g. tools/browser-test.sh WebRTC.
+if [ $# -gt 0 ]; then
+    exec node --test --test-name-pattern="$1" tests/browser/pages.test.mjs
+fi
 exec node --test tests/browser/pages.test.mjs

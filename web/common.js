@@ -184,6 +184,16 @@ const rtmpd = (() => {
     }
     return u.href;
   }
+  // The WHEP endpoint of this page's stream (WebRTC playback), with its play token or signed link.
+  function whepUrl(base) {
+    const u = originUrl(base, "/" + path + "/whep");
+    if (params.get("token")) u.searchParams.set("token", params.get("token"));
+    if (params.get("sign")) {
+      u.searchParams.set("expires", params.get("expires") || "");
+      u.searchParams.set("sign", params.get("sign"));
+    }
+    return u.href;
+  }
   // The Low-Latency HLS playlist (rtmpd --hls-low-latency), with this page's play token or signed link.
   function llhlsUrl(base) {
     const u = originUrl(base, "/llhls/" + path + "/index.m3u8");
@@ -297,7 +307,7 @@ const rtmpd = (() => {
 
   return {
     params, app, stream, path, nameError, state, el, $, status, notice, header, streamForm, api, getJSON, streams,
-    liveInfo, liveUrl, llhlsUrl, fileUrl, rtmpBase, rtmpUrl, loadLib, MPEGTS, HLS, bufferAhead, mediaError, muteButton, play, fmtBytes,
+    liveInfo, liveUrl, whepUrl, llhlsUrl, fileUrl, rtmpBase, rtmpUrl, loadLib, MPEGTS, HLS, bufferAhead, mediaError, muteButton, play, fmtBytes,
     fmtUptime, describeVideo, describeAudio, facts,
   };
 })();

@@ -150,7 +150,7 @@ const dash = (() => {
 
   function update(tile, s, hist) {
     const v = s.viewers || {};
-    const total = v.total !== undefined ? v.total : (v.rtmp || 0) + (v.http_flv || 0) + (v.ws_flv || 0);
+    const total = v.total !== undefined ? v.total : (v.rtmp || 0) + (v.http_flv || 0) + (v.ws_flv || 0) + (v.webrtc || 0);
     if (!s.viewers) { tile.info.textContent = "live"; } else tile.info.textContent = `${total} watching · ${Number(s.bitrate_in_kbps) || 0} kbps · ${R.describeVideo(s.video)} / ${R.describeAudio(s.audio)}`;
     tile.healthBox.replaceChildren(...[badge(s.health)].filter(Boolean));
     if (hist && Array.isArray(hist.ago_s)) {

@@ -369,6 +369,144 @@ browserTest("index.html plays WS-FLV live", async () => {
   assert.equal(info.state.transport, "ws");
 });
 
+// ---- WebRTC (WHEP) in index.html: frames decoded (requestVideoFrameCallback over 5 s), the latency figure
+
+// A 10 s H.264 file made for the WebRTC tests (looped by the publisher): testsrc2 640x360 at 25 fps.
+function makeH264(name, x264Args) {
+  const file = path.join(tmp, name);
+  const made = spawnSync("ffmpeg", ["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+    "testsrc2=size=640x360:rate=25:duration=10", "-c:v", "libx264", "-preset", "veryfast", "-g", "50",
+    ...x264Args, "-pix_fmt", "yuv420p", "-f", "flv", file]);
+  assert.equal(made.status, 0, `making ${name}: ${made.stderr}`);
+  return file;
+}
+
+// The share of a file's video pictures that are not B-frames (what WebRTC viewers are sent, docs/webrtc.md).
+function nonBShare(file) {
+  const r = spawnSync("ffprobe", ["-v", "error", "-select_streams", "v", "-show_entries", "frame=pict_type",
+    "-of", "csv=p=0", file], { encoding: "utf8" });
+  const types = r.stdout.split("\n").map(l => l.trim().split(",")[0]).filter(Boolean);
+  return types.filter(t => t !== "B").length / types.length;
+}
+
+// Publishes `file` looped as live/`stream` for the duration of `fn` only (the dashboard tests never see it).
+async function withPublish(file, stream, fn, ffmpeg) {
+  const pub = publish(file, stream, true, ffmpeg);
+  try {
+    await waitFor(`live/${stream} to be live`, async () => (await liveStreams()).includes("live/" + stream), 15000);
+    return await fn();
+  } finally {
+    pub.kill("SIGTERM");
+    await Promise.race([pub.exited, sleep(5000)]);
+    await waitFor(`live/${stream} to end`, async () => !(await liveStreams()).includes("live/" + stream), 15000);
+  }
+}
+
+// Opens index.html in WebRTC mode on live/`stream`, waits for decoded frames, then counts the frames the
+// <video> presents in 5 s (requestVideoFrameCallback) and reads the page's latency figure and WebRTC counters.
+async function playWebrtc(stream, name) {
+  const p = await open(name, `/index.html?app=live&stream=${stream}&transport=webrtc`);
+  try {
+    await p.page.waitForFunction(() => {
+      const w = window.rtmpdState.webrtc;
+      return w && w.framesDecoded > 10 && window.rtmpdState.latency !== null;
+    }, null, { timeout: 30000, polling: 250 });
+    const before = await p.page.evaluate(() => window.rtmpdState.webrtc);
+    const presented = await p.page.evaluate(() => new Promise(done => {
+      const v = document.querySelector("video");
+      let n = 0, counting = true;
+      const cb = () => { if (counting) { n++; v.requestVideoFrameCallback(cb); } };
+      v.requestVideoFrameCallback(cb);
+      setTimeout(() => { counting = false; done(n); }, 5000);
+    }));
+    await sleep(1100); // one more sample of the page's statistics
+    const st = await p.page.evaluate(() => ({ ...window.rtmpdState, status: document.getElementById("status").textContent }));
+    const api = (await (await fetch(originBase + "/api/streams")).json()).streams.find(s => s.stream === stream);
+    const metrics = await (await fetch(originBase + "/metrics")).text();
+    await shot(p);
+    return { presented, before, st, api, metrics, errors: p.errors };
+  } catch (e) {
+    const st = await p.page.evaluate(() => ({ ...window.rtmpdState, status: document.getElementById("status").textContent }))
+      .catch(() => null);
+    await shot(p);
+    assert.fail(`${name}: ${e.message}; page state ${JSON.stringify(st)}; errors ${JSON.stringify(p.errors)}`);
+  } finally {
+    await p.page.close();
+  }
+}
+
+function reportWebrtc(name, r, expectedFps) {
+  const w = r.st.webrtc;
+  console.log(`# ${name}: ${r.presented} frames presented in 5 s (source ${expectedFps.toFixed(1)} fps sent), ` +
+    `${w.framesDecoded} decoded, ${w.plis} PLIs, ${w.codec} ${w.width}x${w.height}; latency to live edge ` +
+    `${(r.st.latency * 1000).toFixed(0)} ms (RTT/2 ${w.rtt === null ? "?" : (w.rtt * 500).toFixed(1)} ms + jitter buffer ` +
+    `${(w.jitterBuffer * 1000).toFixed(0)} ms + decode ${(w.decode * 1000).toFixed(1)} ms)`);
+}
+
+browserTest("index.html plays WebRTC (WHEP) live, and /api/streams and /metrics count it", async () => {
+  skipIfNoTools();
+  const file = makeH264("webrtc_nob.flv", ["-bf", "0"]);
+  const r = await withPublish(file, "webrtc_nob", () => playWebrtc("webrtc_nob", "index-webrtc"));
+  reportWebrtc("index-webrtc (H.264, no B-frames)", r, 25);
+  assert.equal(r.st.transport, "webrtc");
+  assert.match(r.st.status, /over WebRTC \(WHEP\)/);
+  assert.deepEqual(r.errors, [], "errors while playing");
+  // 5 s at 25 fps is 125 frames; a loaded machine presents fewer, a broken stream next to none.
+  assert.ok(r.presented >= 70, `${r.presented} frames presented in 5 s, want about 125`);
+  assert.equal(r.st.webrtc.width, 640);
+  assert.ok(r.st.latency > 0 && r.st.latency < 5, `latency ${r.st.latency}`);
+  // The dashboard's sources: the stream's WebRTC viewer and its figures, and the server's totals.
+  assert.equal(r.api.viewers.webrtc, 1, JSON.stringify(r.api.viewers));
+  assert.ok(r.api.webrtc && r.api.webrtc.sessions === 1 && r.api.webrtc.bytes > 100000 && r.api.webrtc.frames > 100,
+    JSON.stringify(r.api.webrtc));
+  for (const m of ["rtmpd_webrtc_sessions 1", "rtmpd_webrtc_bytes_total", "rtmpd_webrtc_nacks_total",
+    "rtmpd_webrtc_plis_total", "rtmpd_webrtc_dropped_total", "rtmpd_webrtc_reorder_dropped_total"]) {
+    assert.ok(r.metrics.split("\n").some(l => l.startsWith(m)), `/metrics has ${m}`);
+  }
+});
+
+browserTest("index.html plays WebRTC from a source with B-frames at the rate of the pictures sent", async () => {
+  skipIfNoTools();
+  // x264 -bf 2 -b-pyramid none: the B-frames are not references; rtmpd drops them for WebRTC (browsers do not
+  // reorder: without the drop Chromium decodes the keyframes only and sends PLIs) and sends the rest in order.
+  const file = makeH264("webrtc_bf2.flv", ["-bf", "2", "-b-pyramid", "none"]);
+  const fps = 25 * nonBShare(file);
+  const r = await withPublish(file, "webrtc_bf2", () => playWebrtc("webrtc_bf2", "index-webrtc-bframes"));
+  reportWebrtc("index-webrtc-bframes (H.264 -bf 2 -b-pyramid none)", r, fps);
+  assert.deepEqual(r.errors, [], "errors while playing");
+  assert.ok(fps < 20, `the source has B-frames (${fps} fps of non-B pictures)`);
+  // Every picture sent is decoded and shown: near the rate of the non-B pictures, not a keyframe every 2 s.
+  assert.ok(r.presented >= 0.75 * fps * 5, `${r.presented} frames presented in 5 s, want about ${(fps * 5).toFixed(0)}`);
+  const plis = r.st.webrtc.plis - r.before.plis;
+  assert.ok(plis <= 2, `${plis} PLIs while playing: the decoder failed on something sent`);
+  assert.ok(/rtmpd_webrtc_reorder_dropped_total [1-9]/.test(r.metrics), "B-frames dropped are counted");
+});
+
+browserTest("index.html plays HEVC over WebRTC where Chromium receives it", async t => {
+  skipIfNoTools();
+  const page = await ctx.newPage();
+  await page.goto(pageBase + "/index.html?stream=nobody_here");
+  const caps = await page.evaluate(() => [...rtmpdWhep.receivable("video")]);
+  await page.close();
+  if (!caps.includes("H265")) {
+    // Chromium receives H.265 over WebRTC only with a hardware decoder (there is no software one for WebRTC).
+    const why = `this Chromium cannot receive H.265 over WebRTC (RTCRtpReceiver.getCapabilities lists ${caps.join(", ")})`;
+    console.log(`# skipped HEVC over WebRTC: ${why}`);
+    t.skip(why);
+    return;
+  }
+  if (!HAVE_FFMPEG9) {
+    const why = `FFmpeg 9 not found at ${FFMPEG9} (sh tools/fetch-ffmpeg.sh): nothing can publish HEVC`;
+    if (REQUIRE_TOOLS) assert.fail(`RTMPD_REQUIRE_TOOLS=1 and ${why}`);
+    t.skip(why);
+    return;
+  }
+  const r = await withPublish(FIXTURE_HEVC, "webrtc_hevc", () => playWebrtc("webrtc_hevc", "index-webrtc-hevc"), FFMPEG9);
+  reportWebrtc("index-webrtc-hevc", r, 25);
+  assert.match(r.st.webrtc.codec || "", /H265/i);
+  assert.ok(r.presented >= 30, `${r.presented} HEVC frames presented in 5 s`);
+});
+
 // Issue 16: a page served over HTTPS plays HTTPS-FLV and WSS-FLV from the HTTPS port (a plain http:/ws: URL
 // would be blocked as mixed content), and the home page over HTTPS shows the RTMPS publish URL.
 browserTest("pages over HTTPS play HTTPS-FLV and WSS-FLV and show the RTMPS URL", async () => {
