@@ -73,6 +73,10 @@ bench-tls:              # CPU per GB of HTTPS-FLV against HTTP-FLV, one server (
 
 bench-all: bench bench-gateway bench-record bench-files bench-tls
 
+.PHONY: latency
+latency:                # glass-to-glass latency in Chromium: WebRTC, HTTP-FLV, LL-HLS in one run (about 40 s)
+	bash tools/latency.sh
+
 # Soak (not in `make test`): SOAK_SECS [1800] of viewer churn over every protocol, a reconnecting
 # publisher and every recorder on; fails when RSS grows over 10%, an fd leaks or a recording is bad.
 SOAK_SECS ?= 1800
