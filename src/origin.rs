@@ -388,9 +388,17 @@ impl Origin {
     }
 
     /// The once-a-second sample for the dashboard: every stream's health and history, and the
-    /// server's (cumulative CPU seconds, resident bytes when known, open connections).
-    pub fn sample_stats(&mut self, now_ms: u64, cpu_seconds: f64, rss: Option<u64>, conns: usize) {
-        self.hub.sample_stats(now_ms);
+    /// server's (cumulative CPU seconds, resident bytes when known, open connections), with each
+    /// stream's WHEP sessions (`webrtc`), which the hub does not count.
+    pub fn sample_stats(
+        &mut self,
+        now_ms: u64,
+        cpu_seconds: f64,
+        rss: Option<u64>,
+        conns: usize,
+        webrtc: &dyn Fn(&StreamKey) -> u32,
+    ) {
+        self.hub.sample_stats_with(now_ms, webrtc);
         let conns = u32::try_from(conns).unwrap_or(u32::MAX);
         self.server_history.sample(now_ms, cpu_seconds, rss, conns);
     }

@@ -157,7 +157,8 @@ const dash = (() => {
       const vw = hist.viewers || {};
       tile.graphs.replaceChildren(
         graph("bitrate in / out", hist.ago_s, [[hist.bitrate_in_kbps || [], "in"], [hist.bitrate_out_kbps || [], "out"]], "kbps"),
-        graph("viewers rtmp / flv / ws", hist.ago_s, [[vw.rtmp || [], "rtmp"], [vw.http_flv || [], "flv"], [vw.ws_flv || [], "ws"]], ""));
+        graph("viewers rtmp / flv / ws / webrtc", hist.ago_s, [[vw.rtmp || [], "rtmp"], [vw.http_flv || [], "flv"], [vw.ws_flv || [], "ws"],
+          [vw.webrtc || [], "webrtc"]], ""));
     } else {
       tile.graphs.replaceChildren();
     }

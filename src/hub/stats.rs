@@ -121,6 +121,12 @@ impl Hub {
     /// Feeds each stream's health and history with the counters they need (the slow-viewer
     /// counters, the recorders' state, bytes and viewers); the loop calls it once a second.
     pub fn sample_stats(&mut self, now_ms: u64) {
+        self.sample_stats_with(now_ms, &|_| 0);
+    }
+
+    /// `sample_stats`, with the viewers the hub does not count itself: a stream's WHEP
+    /// sessions (`webrtc`), which share one hub reader per stream.
+    pub fn sample_stats_with(&mut self, now_ms: u64, webrtc: &dyn Fn(&StreamKey) -> u32) {
         for (_, slot) in self.streams.iter_mut() {
             let s = &mut slot.stream;
             let mut counters = ViewerCounters {
@@ -128,7 +134,10 @@ impl Hub {
                 frames_dropped: s.closed_frames_dropped,
                 slow_disconnects: s.slow_disconnects,
             };
-            let mut viewers = Viewers::default();
+            let mut viewers = Viewers {
+                webrtc: webrtc(&s.key),
+                ..Viewers::default()
+            };
             let mut bytes_out = s.bytes_out_closed;
             for &id in &s.viewers {
                 let v = &self.viewers[id];

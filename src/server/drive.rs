@@ -292,7 +292,13 @@ impl Server {
                 self.sweep();
                 let (cpu, rss, conns) =
                     (limits::cpu_seconds(), limits::rss_bytes(), self.conns.len());
-                self.core.sample_stats(self.now_ms, cpu, rss, conns);
+                let whep = self.webrtc.as_ref().map(|w| w.state.clone());
+                let webrtc = |key: &crate::media::StreamKey| {
+                    whep.as_ref()
+                        .map_or(0, |s| s.borrow().viewers_of(key) as u32)
+                };
+                self.core
+                    .sample_stats(self.now_ms, cpu, rss, conns, &webrtc);
                 // Ended LL-HLS windows linger on the sweep's clock.
                 self.llhls_timers();
                 self.arm_loop(TimerKind::Sweep, now + SWEEP_EVERY);

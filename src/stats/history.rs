@@ -70,6 +70,8 @@ pub struct Viewers {
     pub rtmp: u32,
     pub http_flv: u32,
     pub ws_flv: u32,
+    /// WHEP sessions.
+    pub webrtc: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -153,6 +155,7 @@ struct ViewerColumns {
     rtmp: Vec<u32>,
     http_flv: Vec<u32>,
     ws_flv: Vec<u32>,
+    webrtc: Vec<u32>,
 }
 
 /// The `server` object of `/api/streams/history`, oldest first.
@@ -222,6 +225,7 @@ impl StreamHistory {
                 rtmp: s().map(|x| x.viewers.rtmp).collect(),
                 http_flv: s().map(|x| x.viewers.http_flv).collect(),
                 ws_flv: s().map(|x| x.viewers.ws_flv).collect(),
+                webrtc: s().map(|x| x.viewers.webrtc).collect(),
             },
         }
     }
@@ -353,6 +357,7 @@ mod tests {
             rtmp: 1,
             http_flv: 2,
             ws_flv: 3,
+            webrtc: 4,
         };
         // 2500 kbit/s in: 312_500 bytes a second; out twice that. Polled every second for 20 min.
         let mut taken = 0;
@@ -372,7 +377,11 @@ mod tests {
         assert!(j.starts_with("{\"ago_s\":[595,590,"), "{j}");
         assert!(j.contains(",5,0],\"bitrate_in_kbps\":[2500.0,"), "{j}");
         assert!(j.contains("\"viewers\":{\"rtmp\":[1,"), "{j}");
-        assert!(j.ends_with(",3]}}"), "{j}");
+        let webrtc = vec!["4"; 120].join(",");
+        assert!(
+            j.ends_with(&format!(",3],\"webrtc\":[{webrtc}]}}}}")),
+            "{j}"
+        );
     }
 
     #[test]
@@ -408,6 +417,7 @@ mod tests {
                 rtmp: 0,
                 http_flv: 1,
                 ws_flv: 0,
+                webrtc: 2,
             },
         );
         let key = StreamKey {
@@ -419,7 +429,7 @@ mod tests {
             j,
             "{\"interval_s\":5.0,\"server\":{\"ago_s\":[5,0],\"cpu_percent\":[10.0,0.0],\"rss_bytes\":[11534336,null],\
              \"connections\":[5,6]},\"streams\":[{\"app\":\"live\",\"stream\":\"cam\",\"ago_s\":[5],\
-             \"bitrate_in_kbps\":[1000.0],\"bitrate_out_kbps\":[0.0],\"viewers\":{\"rtmp\":[0],\"http_flv\":[1],\"ws_flv\":[0]}}]}"
+             \"bitrate_in_kbps\":[1000.0],\"bitrate_out_kbps\":[0.0],\"viewers\":{\"rtmp\":[0],\"http_flv\":[1],\"ws_flv\":[0],\"webrtc\":[2]}}]}"
         );
     }
 }

@@ -423,8 +423,10 @@ async function playWebrtc(stream, name) {
     const st = await p.page.evaluate(() => ({ ...window.rtmpdState, status: document.getElementById("status").textContent }));
     const api = (await (await fetch(originBase + "/api/streams")).json()).streams.find(s => s.stream === stream);
     const metrics = await (await fetch(originBase + "/metrics")).text();
+    const history = (await (await fetch(originBase + "/api/streams/history")).json()).streams
+      .find(s => s.stream === stream);
     await shot(p);
-    return { presented, before, st, api, metrics, errors: p.errors };
+    return { presented, before, st, api, metrics, history, errors: p.errors };
   } catch (e) {
     const st = await p.page.evaluate(() => ({ ...window.rtmpdState, status: document.getElementById("status").textContent }))
       .catch(() => null);
@@ -457,6 +459,7 @@ browserTest("index.html plays WebRTC (WHEP) live, and /api/streams and /metrics 
   assert.ok(r.st.latency > 0 && r.st.latency < 5, `latency ${r.st.latency}`);
   // The dashboard's sources: the stream's WebRTC viewer and its figures, and the server's totals.
   assert.equal(r.api.viewers.webrtc, 1, JSON.stringify(r.api.viewers));
+  assert.equal(Math.max(...r.history.viewers.webrtc), 1, "the dashboard's history: " + JSON.stringify(r.history.viewers));
   assert.ok(r.api.webrtc && r.api.webrtc.sessions === 1 && r.api.webrtc.bytes > 100000 && r.api.webrtc.frames > 100,
     JSON.stringify(r.api.webrtc));
   for (const m of ["rtmpd_webrtc_sessions 1", "rtmpd_webrtc_bytes_total", "rtmpd_webrtc_nacks_total",
