@@ -2,8 +2,8 @@
 # Headless Chromium plays an H.264 FLV over WebRTC from tools/whep-demo.rs (src/webrtc driven by a
 # plain socket loop on 127.0.0.1): prints the page's getStats lines and the session's events and
 # stats, and fails unless Chromium decoded video. The default file is 10 s of High-profile H.264
-# without B-frames made by ffmpeg (browsers' WebRTC decoders do not reorder: a stream with
-# B-frames, like tests/data/fixture.flv, decodes only its keyframes and the browser sends PLIs).
+# without B-frames made by ffmpeg (browsers' WebRTC decoders do not reorder: of a stream with
+# B-frames, like tests/data/fixture.flv, src/webrtc/media.rs sends the other pictures only).
 # Usage: tools/whep-browser-check.sh [FILE.flv]. Skips (exit 0, "skipped: ...") without chromium
 # or ffmpeg unless RTMPD_REQUIRE_TOOLS is set.
 set -euo pipefail

@@ -49,9 +49,9 @@ pub struct StreamCodecs {
     pub h264_profile_level_id: Option<u32>,
     /// The stream's audio codec, when it has audio (AAC is named here but not sent).
     pub audio: Option<Codec>,
-    /// H.264/H.265 pictures with a composition offset were seen: B-frames. Browsers' WebRTC
-    /// decoders do not reorder, so such a stream shows its keyframes only (and the viewer sends
-    /// PLIs); worth one warning to the publisher's log.
+    /// H.264/H.265 pictures with a composition offset were seen: maybe B-frames. Browsers'
+    /// WebRTC decoders do not reorder, so the pictures that would need it are not sent
+    /// (`Packager::push`): such a stream plays at the rate of its other pictures.
     pub b_frames: bool,
 }
 
