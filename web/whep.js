@@ -40,7 +40,7 @@ const rtmpdWhep = (() => {
       const r = await fetch(url, { method: "POST", headers, body: pc.localDescription.sdp, cache: "no-store" });
       const body = await r.text();
       if (r.status !== 201) {
-        const e = new Error(`WHEP offer refused: HTTP ${r.status}${body ? ": " + body.trim().slice(0, 200) : ""}`);
+        const e = new Error(`WHEP offer refused: HTTP ${r.status}${body ? ": " + body.trim().slice(0, 200).replace(/\.$/, "") : ""}`);
         e.status = r.status;
         throw e;
       }

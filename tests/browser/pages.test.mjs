@@ -545,6 +545,21 @@ browserTest("pages over HTTPS play HTTPS-FLV and WSS-FLV and show the RTMPS URL"
     assert.deepEqual(errors, [], `${name}: errors while playing`);
     console.log(`# index-${name}: played ${PLAY_SECONDS} s from ${live[0]}`);
   }
+  {
+    // WebRTC from a page over HTTPS: the WHEP offer goes to the HTTPS port.
+    const page = await ctx.newPage();
+    const posts = [];
+    page.on("request", r => { if (r.method() === "POST") posts.push(r.url()); });
+    try {
+      await page.goto(httpsBase + "/index.html?app=live&stream=stream&transport=webrtc");
+      await page.waitForFunction(() => (window.rtmpdState.webrtc || {}).framesDecoded > 5, null, { timeout: 30000, polling: 250 });
+    } finally {
+      await shot({ page, name: "index-https-webrtc" });
+      await page.close();
+    }
+    assert.deepEqual(posts, [`${httpsBase}/live/stream/whep`], "the WHEP offer of a page over HTTPS");
+    console.log(`# index-https-webrtc: played from ${posts[0]}`);
+  }
   const page = await ctx.newPage();
   try {
     await page.goto(httpsBase + "/");
@@ -1050,6 +1065,26 @@ browserTest("live page with --play-token: plays with &token= in its URL, not wit
   console.log(`# play token: with ${played["live-with-token"].played.toFixed(1)} s, without ${played["live-without-token"].played.toFixed(1)} s ("${played["live-without-token"].status}")`);
   assert.ok(played["live-with-token"].played > 1);
   assert.equal(played["live-without-token"].played, 0);
+  // The WebRTC mode passes the token on with its WHEP offer, and without it is refused.
+  const webrtc = {};
+  for (const q of [`&token=${TOKEN}`, ""]) {
+    const page = await ctx.newPage();
+    const name = q ? "live-webrtc-with-token" : "live-webrtc-without-token";
+    try {
+      await page.goto(`${base}/index.html?app=live&stream=tokened&transport=webrtc${q}`);
+      if (q) await page.waitForFunction(() => (window.rtmpdState.webrtc || {}).framesDecoded > 5, null, { timeout: 30000, polling: 250 });
+      else await page.waitForTimeout(6000);
+      webrtc[name] = await page.evaluate(() => ({ decoded: (window.rtmpdState.webrtc || {}).framesDecoded || 0,
+        status: document.getElementById("status").textContent }));
+    } finally {
+      await shot({ page, name });
+      await page.close();
+    }
+  }
+  console.log(`# play token over WebRTC: ${JSON.stringify(webrtc)}`);
+  assert.ok(webrtc["live-webrtc-with-token"].decoded > 5);
+  assert.equal(webrtc["live-webrtc-without-token"].decoded, 0);
+  assert.match(webrtc["live-webrtc-without-token"].status, /HTTP 40[13]/);
   assert.ok(!srv.output.includes(TOKEN), "the token in rtmpd's log");
 });
 
