@@ -57,15 +57,16 @@ const rtmpdWhep = (() => {
     // the picture on screen is behind the newest frame the server sent, not counting the capture and encoder
     // before rtmpd (the same scope as the HTTP-FLV figure, which is media buffered ahead of the play head).
     async function sample() {
-      let v = null, pair = null;
-      const pairs = {};
-      let selected = null;
+      let v = null, selected = null;
+      const byId = {}, pairs = [];
       (await pc.getStats()).forEach(s => {
+        byId[s.id] = s;
         if (s.type === "inbound-rtp" && s.kind === "video") v = s;
-        if (s.type === "candidate-pair") pairs[s.id] = s;
+        if (s.type === "candidate-pair") pairs.push(s);
         if (s.type === "transport" && s.selectedCandidatePairId) selected = s.selectedCandidatePairId;
       });
-      pair = pairs[selected] || Object.values(pairs).find(p => p.nominated && p.state === "succeeded") || null;
+      // The pair in use: the transport names it (Chromium); else the nominated one that works (Firefox).
+      const pair = byId[selected] || pairs.find(p => p.nominated && p.state === "succeeded") || null;
       if (!v) return null;
       const now = {
         jbDelay: v.jitterBufferDelay || 0, jbCount: v.jitterBufferEmittedCount || 0,
@@ -76,11 +77,9 @@ const rtmpdWhep = (() => {
         framesDecoded: v.framesDecoded || 0, framesDropped: v.framesDropped || 0, fps: v.framesPerSecond || 0,
         keyFramesDecoded: v.keyFramesDecoded || 0, bytes: v.bytesReceived || 0, packetsLost: v.packetsLost || 0,
         nacks: v.nackCount || 0, plis: v.pliCount || 0, width: v.frameWidth || 0, height: v.frameHeight || 0,
-        codec: null, rtt, jitterBuffer: null, decode: null, latency: null,
+        codec: v.codecId && byId[v.codecId] ? byId[v.codecId].mimeType : null,
+        rtt, jitterBuffer: null, decode: null, latency: null,
       };
-      if (v.codecId) {
-        (await pc.getStats()).forEach(s => { if (s.id === v.codecId) out.codec = s.mimeType; });
-      }
       if (last && now.jbCount > last.jbCount) {
         out.jitterBuffer = (now.jbDelay - last.jbDelay) / (now.jbCount - last.jbCount);
         out.decode = now.decoded > last.decoded ? (now.decodeTime - last.decodeTime) / (now.decoded - last.decoded) : 0;
