@@ -57,11 +57,12 @@ const rtmpdWhep = (() => {
     // the picture on screen is behind the newest frame the server sent, not counting the capture and encoder
     // before rtmpd (the same scope as the HTTP-FLV figure, which is media buffered ahead of the play head).
     async function sample() {
-      let v = null, selected = null;
+      let v = null, a = null, selected = null;
       const byId = {}, pairs = [];
       (await pc.getStats()).forEach(s => {
         byId[s.id] = s;
         if (s.type === "inbound-rtp" && s.kind === "video") v = s;
+        if (s.type === "inbound-rtp" && s.kind === "audio") a = s;
         if (s.type === "candidate-pair") pairs.push(s);
         if (s.type === "transport" && s.selectedCandidatePairId) selected = s.selectedCandidatePairId;
       });
@@ -79,6 +80,8 @@ const rtmpdWhep = (() => {
         nacks: v.nackCount || 0, plis: v.pliCount || 0, width: v.frameWidth || 0, height: v.frameHeight || 0,
         codec: v.codecId && byId[v.codecId] ? byId[v.codecId].mimeType : null,
         rtt, jitterBuffer: null, decode: null, latency: null,
+        audio: a ? { codec: a.codecId && byId[a.codecId] ? byId[a.codecId].mimeType : null,
+          packets: a.packetsReceived || 0, samples: a.totalSamplesReceived || 0 } : null,
       };
       if (last && now.jbCount > last.jbCount) {
         out.jitterBuffer = (now.jbDelay - last.jbDelay) / (now.jbCount - last.jbCount);

@@ -485,6 +485,29 @@ browserTest("index.html plays WebRTC from a source with B-frames at the rate of 
   assert.ok(/rtmpd_webrtc_reorder_dropped_total [1-9]/.test(r.metrics), "B-frames dropped are counted");
 });
 
+browserTest("index.html plays VP9 and AV1 with Opus over WebRTC (Enhanced RTMP publishes)", async t => {
+  skipIfNoTools();
+  if (!HAVE_FFMPEG9) {
+    const why = `FFmpeg 9 not found at ${FFMPEG9} (sh tools/fetch-ffmpeg.sh): nothing can publish VP9 or AV1`;
+    if (REQUIRE_TOOLS) assert.fail(`RTMPD_REQUIRE_TOOLS=1 and ${why}`);
+    t.skip(why);
+    return;
+  }
+  // tests/data/codecs/facts.txt: 160x120 at 15 fps, Opus 48 kHz mono, 3 s (looped by the publisher).
+  for (const [file, codec] of [["vp9_opus.flv", "VP9"], ["av1_opus.flv", "AV1"]]) {
+    const stream = "webrtc_" + codec.toLowerCase();
+    const r = await withPublish(path.join(ROOT, "tests", "data", "codecs", file), stream,
+      () => playWebrtc(stream, "index-webrtc-" + codec.toLowerCase()), FFMPEG9);
+    reportWebrtc(`index-webrtc-${codec.toLowerCase()} (${file})`, r, 15);
+    const w = r.st.webrtc;
+    console.log(`# index-webrtc-${codec.toLowerCase()}: audio ${JSON.stringify(w.audio)}`);
+    assert.equal(w.codec, "video/" + codec);
+    assert.ok(r.presented >= 35, `${r.presented} ${codec} frames presented in 5 s, want about 75`);
+    assert.ok(w.audio && w.audio.codec === "audio/opus" && w.audio.packets > 100, `Opus: ${JSON.stringify(w.audio)}`);
+    assert.deepEqual(r.errors, [], "errors while playing");
+  }
+});
+
 browserTest("index.html plays HEVC over WebRTC where Chromium receives it", async t => {
   skipIfNoTools();
   const page = await ctx.newPage();
