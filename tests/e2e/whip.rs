@@ -6,9 +6,16 @@
 //! frame) leaves the other stream and its viewer unharmed; a publisher that goes silent is
 //! unpublished and its players told.
 
+use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use str0m::change::SdpAnswer;
+use str0m::media::{Direction, MediaKind, Mid, Pt};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::{RtpWrite, SeqNo, Ssrc};
+use str0m::{Candidate, Input, Output, Rtc, RtcConfig};
 
 use crate::util::whep::whep_post;
 use crate::util::*;
@@ -63,6 +70,23 @@ fn whip_publish(ffmpeg9: &Path, url: &str, secs: u64) -> Proc {
         ])
         .args(["-f", "whip", url]);
     Proc::spawn(cmd)
+}
+
+/// Reads `url` to its end with Debian's ffprobe without decoding: video packets, and stderr.
+fn count_video_packets(url: &str, timeout: Duration) -> (u64, String) {
+    let mut c = Command::new("ffprobe");
+    c.args(["-v", "error", "-count_packets", "-select_streams", "v:0"])
+        .args(["-show_entries", "stream=nb_read_packets", "-of", "csv=p=0"])
+        .arg(url);
+    let mut p = Proc::spawn(c);
+    let st = p.wait_or_panic(timeout);
+    assert!(st.success(), "ffprobe {url}: {st}: {}", p.stderr());
+    let out = p.stdout();
+    let first = out
+        .lines()
+        .map(|l| l.trim().trim_end_matches(','))
+        .find(|l| !l.is_empty());
+    (first.and_then(|l| l.parse().ok()).unwrap_or(0), p.stderr())
 }
 
 /// Decodes `url` (to its end) with Debian's ffprobe: the video frame count, and stderr.
@@ -335,5 +359,270 @@ fn a_whip_publish_needs_the_publish_token_as_bearer_or_query() {
     assert_eq!(r.status, 201, "{}", r.body_text());
     let r = whep_post(http, "/live/t2/whip?token=sekrit", &[sdp], offer.as_bytes());
     assert_eq!(r.status, 201, "{}", r.body_text());
+    server.assert_running();
+}
+
+/// A hostile WHIP publisher: str0m in RTP mode over a real UDP socket, writing RTP packets of
+/// its own making (any sequence number, timestamp, SSRC and size).
+struct Hostile {
+    rtc: Rtc,
+    sock: UdpSocket,
+    local: SocketAddr,
+    video: Mid,
+    video_pt: Pt,
+    location: String,
+}
+
+impl Hostile {
+    fn publish(http: SocketAddr, path: &str) -> Hostile {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(2)))
+            .unwrap();
+        let local = sock.local_addr().unwrap();
+        let mut rtc = RtcConfig::new()
+            .set_crypto_provider(rtmpd::webrtc::crypto::provider())
+            .set_rtp_mode(true)
+            .build(Instant::now());
+        rtc.add_local_candidate(Candidate::host(local, "udp").unwrap());
+        let mut api = rtc.sdp_api();
+        let video = api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+        let (offer, pending) = api.apply().unwrap();
+        let sdp = offer.to_sdp_string();
+        let r = whep_post(
+            http,
+            path,
+            &["Content-Type: application/sdp"],
+            sdp.as_bytes(),
+        );
+        assert_eq!(r.status, 201, "{}", r.body_text());
+        let answer = r.body_text();
+        let video_pt: u8 = answer
+            .lines()
+            .find_map(|l| {
+                let (pt, codec) = l.strip_prefix("a=rtpmap:")?.split_once(' ')?;
+                codec.starts_with("H264/").then(|| pt.parse().ok())?
+            })
+            .expect("H.264 in the answer");
+        let answer = SdpAnswer::from_sdp_string(&answer).unwrap();
+        rtc.sdp_api().accept_answer(pending, answer).unwrap();
+        Hostile {
+            rtc,
+            sock,
+            local,
+            video,
+            video_pt: video_pt.into(),
+            location: r.header("location").unwrap().to_string(),
+        }
+    }
+
+    /// Datagrams both ways and timers for `dur`.
+    fn run_for(&mut self, dur: Duration) {
+        let end = Instant::now() + dur;
+        let mut buf = vec![0u8; 2048];
+        loop {
+            let deadline = self.drain();
+            if Instant::now() >= end {
+                return;
+            }
+            if let Ok((n, from)) = self.sock.recv_from(&mut buf) {
+                if let Ok(contents) = buf[..n].try_into() {
+                    let input = Input::Receive(
+                        Instant::now(),
+                        Receive {
+                            proto: Protocol::Udp,
+                            source: from,
+                            destination: self.local,
+                            contents,
+                        },
+                    );
+                    if self.rtc.accepts(&input) {
+                        self.rtc.handle_input(input).unwrap();
+                    }
+                }
+            }
+            let now = Instant::now();
+            if deadline <= now {
+                self.rtc.handle_input(Input::Timeout(now)).unwrap();
+            }
+        }
+    }
+
+    fn drain(&mut self) -> Instant {
+        loop {
+            match self.rtc.poll_output().unwrap() {
+                Output::Timeout(t) => return t,
+                Output::Transmit(t) => {
+                    let _ = self.sock.send_to(&t.contents, t.destination);
+                }
+                Output::Event(_) => {}
+            }
+        }
+    }
+
+    fn connect(&mut self) {
+        let end = Instant::now() + Duration::from_secs(10);
+        while !self.rtc.is_connected() {
+            assert!(
+                Instant::now() < end,
+                "the hostile publisher never connected"
+            );
+            self.run_for(Duration::from_millis(20));
+        }
+    }
+
+    /// One RTP packet on `ssrc` (the video m-line's own when `None`).
+    fn rtp(&mut self, ssrc: Option<Ssrc>, seq: u64, time: u32, marker: bool, payload: Vec<u8>) {
+        let (video, pt) = (self.video, self.video_pt);
+        let mut api = self.rtc.direct_api();
+        let tx = match ssrc {
+            Some(s) => api.declare_stream_tx(s, None, video, None),
+            None => api.stream_tx_by_mid(video, None).expect("the video stream"),
+        };
+        let w = RtpWrite::new(pt, SeqNo::from(seq), time, Instant::now(), payload).marker(marker);
+        tx.write_rtp(w);
+        self.drain();
+    }
+}
+
+#[test]
+fn wild_rtp_and_a_silent_publisher_leave_other_streams_unharmed() {
+    let Some(ff9) = ffmpeg9() else {
+        return;
+    };
+    if !require_tool("ffmpeg") || !require_tool("ffprobe") {
+        return;
+    }
+    let mut server = Server::builder().no_web().start();
+    let mut good = whip_publish(&ff9, &server.http_url("live/good/whip"), 120);
+    assert!(
+        server
+            .wait_for_log("live/good: WHIP publisher", Duration::from_secs(15))
+            .is_some(),
+        "{}",
+        good.stderr()
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    // A viewer of the good stream from now until its publisher goes silent and is ended.
+    let flv = server.http_url("live/good.flv");
+    let started = Instant::now();
+    let viewer = std::thread::spawn(move || count_video_packets(&flv, Duration::from_secs(90)));
+    let rss_before = proc_status_kb(server.pid(), "VmRSS");
+
+    let mut h = Hostile::publish(server.http, "/live/wild/whip");
+    h.connect();
+    // A keyframe of sorts: SPS, PPS, an IDR slice.
+    let sps = vec![
+        0x67, 0x42, 0xc0, 0x1e, 0xda, 0x02, 0x80, 0xbf, 0xe5, 0x80, 0x88,
+    ];
+    h.rtp(None, 1, 9000, false, sps);
+    h.rtp(None, 2, 9000, false, vec![0x68, 0xce, 0x3c, 0x80]);
+    h.rtp(
+        None,
+        3,
+        9000,
+        true,
+        [&[0x65u8, 0x88][..], &[0x5a; 500]].concat(),
+    );
+    // Wild sequence numbers and timestamps.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for _ in 0..400 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        h.rtp(
+            None,
+            x & 0xffff_ffff,
+            (x >> 32) as u32,
+            x & 1 == 0,
+            vec![0x41, 0x9a, x as u8],
+        );
+    }
+    h.run_for(Duration::from_millis(300));
+    // An SSRC the SDP never named.
+    for i in 0..100 {
+        let payload = vec![0x65, 0x88, i as u8, 7, 7, 7];
+        h.rtp(
+            Some(Ssrc::from(0x0bad_cafe)),
+            10 + i,
+            90_000 + 3000 * i as u32,
+            true,
+            payload,
+        );
+    }
+    h.run_for(Duration::from_millis(300));
+    // A 10 MB "frame": FU-A fragments with one timestamp.
+    let frag = 1100;
+    let n = 10 * 1024 * 1024 / frag;
+    for i in 0..n {
+        let fu_header = match i {
+            0 => 0x80 | 5,
+            _ if i == n - 1 => 0x40 | 5,
+            _ => 5,
+        };
+        let mut p = vec![0x7c, fu_header];
+        p.resize(2 + frag, 0x42);
+        h.rtp(None, 1000 + i as u64, 500_000, i == n - 1, p);
+        // About 20 Mbit/s: a flood, not a denial of service of the whole port.
+        if i % 25 == 0 {
+            h.run_for(Duration::from_millis(10));
+        }
+    }
+    h.run_for(Duration::from_millis(1000));
+    let rss_after = proc_status_kb(server.pid(), "VmRSS");
+    assert!(
+        rss_after < rss_before + 64 * 1024,
+        "RSS grew from {rss_before} to {rss_after} KiB"
+    );
+    server.assert_running();
+    // str0m gives up on a stream whose sequence numbers jumped wildly (the later packets look
+    // old), so the wild publisher may already have been ended as silent (no frames for 10 s);
+    // else the DELETE ends it.
+    let r = http_request(
+        server.http,
+        "DELETE",
+        &h.location,
+        1,
+        &[],
+        Duration::from_secs(5),
+    );
+    let left = wait_unpublished(&server, "live/wild", Duration::from_secs(5));
+    match r.status {
+        204 => assert!(left.contains("(DELETE)"), "{left}"),
+        404 => assert!(left.contains("no media for 10 s"), "{left}"),
+        s => panic!("DELETE of the wild publisher: {s}"),
+    }
+
+    // The good publisher goes silent (stopped): unpublished after the media timeout, and its
+    // viewer is told (its read ends).
+    let stopped = Instant::now();
+    let active = stopped.duration_since(started);
+    // SAFETY: kill(2) on a pid we spawned.
+    unsafe {
+        libc::kill(good.pid() as libc::pid_t, libc::SIGSTOP);
+    }
+    let left = wait_unpublished(&server, "live/good", Duration::from_secs(20));
+    // str0m's ICE-lite agent sees the binding requests stop before our media timeout.
+    assert!(
+        left.contains("no media for 10 s") || left.contains("ICE consent expired"),
+        "{left}"
+    );
+    let waited = stopped.elapsed();
+    assert!(waited >= Duration::from_secs(3), "{waited:?}");
+    let (frames, err) = viewer.join().unwrap();
+    good.kill();
+    assert!(err.trim().is_empty(), "the good stream's viewer: {err}");
+    // Every frame of the time it played (a second's slack at each end; the viewer only counts,
+    // so that a busy machine does not make it a slow viewer).
+    let expected = (active.as_secs_f64() - 2.0) * FPS as f64;
+    assert!(frames as f64 >= expected, "{frames} frames in {active:?}");
+    // Under a flood on the same port the good publisher may lose a packet: then its frames
+    // up to the next keyframe were dropped, never passed on broken. Its recording decodes.
+    wait_recorded(&server, "live/good");
+    let rec = files_under(&server.data_dir.join("flv/live/good"), "flv");
+    assert_decodes_clean(
+        &ff9,
+        rec[0].to_str().unwrap(),
+        "the good stream's FLV recording",
+    );
     server.assert_running();
 }
