@@ -1279,6 +1279,17 @@ mod tests {
             ("/whep/session/a/b", None),
             ("/live/../whep", None),
             ("/live/cam.flv", None),
+            (
+                "/live/cam/whip",
+                Some(WhepPath::WhipOffer(StreamKey::new("live", "cam").unwrap())),
+            ),
+            (
+                "/whip/session/AbC123",
+                Some(WhepPath::WhipSession("AbC123".into())),
+            ),
+            ("/whip/session/a-b", None),
+            ("/live/cam/whip/x", None),
+            ("/whip/cam/whap", None),
         ];
         for (path, want) in cases {
             assert_eq!(&whep_path(path), want, "{path}");
@@ -1301,6 +1312,8 @@ mod tests {
     fn offer_bodies_are_bounded() {
         let cl = |n: &str| req("POST", "/live/cam/whep", &[("Content-Length", n)]);
         assert_eq!(offer_body(&cl("100")), Some(Ok(100)));
+        let whip = req("POST", "/live/cam/whip", &[("Content-Length", "100")]);
+        assert_eq!(offer_body(&whip), Some(Ok(100)));
         assert_eq!(offer_body(&cl("65536")), Some(Ok(MAX_OFFER)));
         assert_eq!(
             offer_body(&cl("65537")).map(|r| r.map_err(|e| e.0)),
