@@ -660,3 +660,37 @@ fn wild_rtp_and_a_silent_publisher_leave_other_streams_unharmed() {
     );
     server.assert_running();
 }
+
+#[test]
+fn an_on_publish_hook_judges_a_whip_offer() {
+    // The hook allows streams whose name starts with "ok", after 3 s for "slow" ones
+    // (tests/e2e/access.rs): the offer waits for the verdict with its body.
+    let hooks = super::access::HookService::start();
+    let mut server = Server::builder()
+        .no_web()
+        .args([
+            "--on-publish",
+            &hooks.url("/on_publish"),
+            "--hook-timeout",
+            "6",
+        ])
+        .start();
+    let sdp = "Content-Type: application/sdp";
+    let offer = obs_offer();
+    let r = whep_post(server.http, "/live/okwhip/whip", &[sdp], offer.as_bytes());
+    assert_eq!(r.status, 201, "{}", r.body_text());
+    assert!(r.header("location").unwrap().starts_with("/whip/session/"));
+    let t = Instant::now();
+    let r = whep_post(server.http, "/live/slowwhip/whip", &[sdp], offer.as_bytes());
+    assert_eq!(r.status, 201, "{}", r.body_text());
+    assert!(t.elapsed() >= Duration::from_secs(3));
+    let r = whep_post(server.http, "/live/badwhip/whip", &[sdp], offer.as_bytes());
+    assert_eq!(r.status, 403, "{}", r.body_text());
+    assert!(!server.log_contains("live/badwhip: WHIP publish"));
+    let bodies = hooks.bodies.lock().unwrap().join("\n");
+    assert!(
+        bodies.contains("\"protocol\":\"webrtc\"") && bodies.contains("okwhip"),
+        "{bodies}"
+    );
+    server.assert_running();
+}
