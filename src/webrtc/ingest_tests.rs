@@ -98,6 +98,8 @@ struct Pair {
     keyframe_requests: Rc<RefCell<Vec<Instant>>>,
     to_server: Option<Filter>,
     held: Option<Vec<u8>>,
+    /// Every datagram the client sent.
+    client_sent: Vec<Vec<u8>>,
 }
 
 fn session_config() -> SessionConfig {
@@ -154,6 +156,7 @@ impl Pair {
             keyframe_requests: Rc::default(),
             to_server: None,
             held: None,
+            client_sent: Vec::new(),
         }
     }
 
@@ -174,6 +177,7 @@ impl Pair {
                     Output::Transmit(t) => {
                         moved = true;
                         let bytes: Vec<u8> = t.contents.into();
+                        self.client_sent.push(bytes.clone());
                         let action = self.to_server.as_mut().map_or(Action::Pass, |f| f(&bytes));
                         match action {
                             Action::Pass => {
@@ -686,4 +690,62 @@ fn offers_without_a_codec_we_take_or_garbage_are_refused() {
         WhipSession::accept(&big, &cfg, &[server_addr()], now),
         Err(WebRtcError::OfferTooLarge { .. })
     ));
+}
+
+#[test]
+fn mutated_datagrams_and_offers_do_not_break_anything() {
+    let (video, audio) = units();
+    let mut pair = Pair::new();
+    pair.connect();
+    // Publish a few frames (to the middle of the first GOP).
+    for (i, (v, _)) in video.iter().take(20).enumerate() {
+        let now = pair.now;
+        pair.write(v, now);
+        pair.write(&audio[i], now);
+        pair.now += Duration::from_millis(40);
+        pair.tick();
+    }
+    let sent = std::mem::take(&mut pair.client_sent);
+    assert!(sent.len() > 40, "STUN, DTLS, RTP and RTCP from the client");
+    let (from, to) = (client_addr(), server_addr());
+    for d in &sent {
+        for pos in (0..d.len()).step_by(11) {
+            let mut m = d.clone();
+            m[pos] ^= 1 << (pos % 8);
+            pair.server
+                .handle_datagram(pair.now, Proto::Udp, from, to, &m);
+        }
+        for cut in [1, 4, 12, 13, d.len() / 2] {
+            if cut < d.len() {
+                pair.server
+                    .handle_datagram(pair.now, Proto::Udp, from, to, &d[..cut]);
+            }
+        }
+        pair.shuttle();
+    }
+    assert!(pair.server.is_connected(), "{:?}", pair.events);
+    // Media goes on, whole: the rest of the GOP and the next one arrive as sent.
+    for (i, (v, _)) in video.iter().enumerate().take(75).skip(20) {
+        let now = pair.now;
+        pair.write(v, now);
+        pair.write(&audio[i], now);
+        pair.now += Duration::from_millis(40);
+        pair.tick();
+    }
+    pair.run_for(Duration::from_millis(600));
+    assert_bit_for_bit(&pair, &video, 75);
+
+    // Offers cut at every 13th byte and with each line left out: an answer or an error.
+    let cfg = session_config();
+    let lines: Vec<&str> = OBS_OFFER.split("\r\n").collect();
+    for skip in 0..lines.len() {
+        let o: Vec<&str> = (0..lines.len())
+            .filter(|i| *i != skip)
+            .map(|i| lines[i])
+            .collect();
+        let _ = WhipSession::accept(&o.join("\r\n"), &cfg, &[server_addr()], Instant::now());
+    }
+    for cut in (0..OBS_OFFER.len()).step_by(13) {
+        let _ = WhipSession::accept(&OBS_OFFER[..cut], &cfg, &[server_addr()], Instant::now());
+    }
 }
