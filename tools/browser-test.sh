@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Browser tests: plays every page of web/ in Debian's headless Chromium against the real rtmpd binary
-# (tests/browser/pages.test.mjs). Installs playwright-core (tests/browser/package-lock.json) and the
+# (tests/browser/pages.test.mjs), and publishes from publish.html (tests/browser/publish.test.mjs). Installs playwright-core (tests/browser/package-lock.json) and the
 # player libraries (tools/vendor.sh) first. A missing node, npm, chromium or ffmpeg prints
 # "skipped: ..." and exits 0, unless RTMPD_REQUIRE_TOOLS=1 (CI), which makes it a failure.
 # Env: RTMPD_BIN (default target/debug/rtmpd; built when missing), CHROMIUM (default /usr/bin/chromium).
@@ -31,5 +31,7 @@ bash tools/vendor.sh || exit 1
 if [ -z "${RTMPD_BIN:-}" ]; then
     cargo build || exit 1
 fi
-# One file: its tests run one after another (they share one server and one browser).
-exec node --test tests/browser/pages.test.mjs
+# The files one after another (each shares one server and one browser among its tests, run in order):
+# the player pages, then publishing from publish.html with a fake camera (its own browser, with the
+# fake-device flags).
+exec node --test --test-concurrency=1 tests/browser/pages.test.mjs tests/browser/publish.test.mjs

@@ -1,0 +1,219 @@
+// Browser publishing (issue 26 point 6): headless Chromium with a fake camera and microphone
+// (--use-fake-device-for-media-stream, --use-fake-ui-for-media-stream grants them) opens publish.html,
+// goes live over WHIP for 10 s and stops; FFmpeg reads the stream over HTTP-FLV meanwhile, and then
+// decodes that and every recording (FLV, HLS, the merged MP4): no decode errors, and about the frames the
+// page says it encoded (10 s x the frame rate). A second case checks the page's refusals (a wrong
+// publish token, a second publisher) and that Stop ends the stream at once.
+//
+// Run: node --test tests/browser/publish.test.mjs (tools/browser-test.sh runs it after pages.test.mjs).
+// Env as pages.test.mjs: RTMPD_BIN, CHROMIUM, RTMPD_REQUIRE_TOOLS=1 (a missing tool fails instead of
+// skipping), RTMPD_FFMPEG9 (FFmpeg 9, for Opus in FLV; default tools/ffmpeg9/ffmpeg).
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, spawnSync } from "node:child_process";
+import { createRequire } from "node:module";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const ROOT = path.resolve(HERE, "../..");
+const WEB = path.join(ROOT, "web");
+const ARTIFACTS = path.join(ROOT, "tests", "artifacts");
+const REQUIRE_TOOLS = process.env.RTMPD_REQUIRE_TOOLS === "1";
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+const RTMPD_BIN = path.resolve(ROOT, process.env.RTMPD_BIN || "target/debug/rtmpd");
+const FFMPEG9 = process.env.RTMPD_FFMPEG9 || path.join(ROOT, "tools", "ffmpeg9", "ffmpeg");
+const SECONDS = 10, FPS = 30;
+const FAKE_MEDIA = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"];
+const CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+  "--disable-component-update", "--no-first-run", "--autoplay-policy=no-user-gesture-required", ...FAKE_MEDIA];
+
+let toolProblem = null, chromium = null;
+if (!fs.existsSync(CHROMIUM)) toolProblem = "chromium not found";
+if (!toolProblem) {
+  try {
+    chromium = createRequire(path.join(HERE, "package.json"))("playwright-core").chromium;
+  } catch (e) {
+    toolProblem = "playwright-core not installed (run: cd tests/browser && npm ci)";
+  }
+}
+// Opus in FLV (Enhanced RTMP) needs FFmpeg 8 or later to read back: Debian's 5.1 cannot.
+if (!toolProblem && !fs.existsSync(FFMPEG9)) toolProblem = `FFmpeg 9 not found at ${FFMPEG9} (run tools/fetch-ffmpeg.sh)`;
+const SKIP = toolProblem && !REQUIRE_TOOLS ? toolProblem : false;
+if (SKIP) console.log(`skipped: ${SKIP} (browser publish tests)`);
+const browserTest = (name, fn) => test(name, { skip: SKIP }, fn);
+
+const children = [];
+let tmp, dataDir, ctx, serverLog = "", origin;
+const ports = {};
+const sleep = ms => new Promise(r => setTimeout(r, ms));
+
+function startChild(cmd, args, name) {
+  const c = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
+  c.name = name;
+  c.output = "";
+  const keep = d => { c.output = (c.output + d).slice(-20000); };
+  c.stdout.on("data", keep);
+  c.stderr.on("data", keep);
+  c.exited = new Promise(r => c.on("exit", code => r(code)));
+  children.push(c);
+  return c;
+}
+
+async function waitFor(what, fn, timeoutMs) {
+  const end = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < end) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (e) {
+      last = e;
+    }
+    await sleep(250);
+  }
+  throw new Error(`timed out waiting for ${what}` + (last instanceof Error ? ` (${last.message})` : ""));
+}
+
+async function live(key) {
+  const j = await (await fetch(origin + "/api/streams")).json();
+  return j.streams.find(s => s.app + "/" + s.stream === key) || null;
+}
+
+before(async () => {
+  if (toolProblem) return;
+  assert.ok(fs.existsSync(RTMPD_BIN), `rtmpd binary not found at ${RTMPD_BIN}: run cargo build first`);
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), "rtmpd-publish-"));
+  dataDir = path.join(tmp, "data");
+  fs.mkdirSync(dataDir);
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  const args = ["--bind", "127.0.0.1", "--rtmp-port", "0", "--http-port", "0", "--webrtc-port", "0",
+    "--srt-port", "0", "--no-web", "--data-dir", dataDir, "--web-dir", WEB, "--hls-fragment", "2",
+    "--mp4-fragment", "2", "--publish-token", "sesame"];
+  const server = startChild(RTMPD_BIN, args, "rtmpd");
+  server.stderr.on("data", d => { serverLog += d; });
+  server.stdout.on("data", d => { serverLog += d; });
+  await waitFor("rtmpd to listen", () => {
+    for (const m of serverLog.matchAll(/(\w+) listening on [^\s]*:(\d+)/g)) ports[m[1].toLowerCase()] = Number(m[2]);
+    return ports.rtmp && ports.http;
+  }, 10000);
+  origin = `http://127.0.0.1:${ports.http}`;
+  ctx = await chromium.launchPersistentContext(path.join(tmp, "profile"), {
+    executablePath: CHROMIUM, headless: true, args: CHROMIUM_FLAGS, viewport: { width: 1100, height: 900 },
+  });
+});
+
+after(async () => {
+  if (ctx) await ctx.close().catch(() => {});
+  for (const c of children) if (c.exitCode === null) c.kill("SIGTERM");
+  await Promise.all(children.map(c => Promise.race([c.exited, sleep(6000)])));
+  for (const c of children) if (c.exitCode === null) c.kill("SIGKILL");
+  if (tmp && !process.env.RTMPD_KEEP) fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+// Decodes the first video stream of `input` with FFmpeg 9: { frames, errors } (errors: FFmpeg's own lines).
+function decode(input) {
+  const r = spawnSync(FFMPEG9, ["-nostdin", "-hide_banner", "-v", "error", "-i", input, "-map", "0:v:0",
+    "-f", "framemd5", "-"], { encoding: "utf8", maxBuffer: 64 << 20 });
+  const frames = r.stdout.split("\n").filter(l => l && !l.startsWith("#")).length;
+  return { frames, errors: (r.stderr || "").trim(), status: r.status };
+}
+
+async function openPublish(query) {
+  const page = await ctx.newPage();
+  const errors = [];
+  page.on("pageerror", e => errors.push("page error: " + e.message));
+  page.on("console", m => { if (m.type() === "error") errors.push("console error: " + m.text()); });
+  await page.goto(origin + "/publish.html?" + new URLSearchParams(query).toString());
+  return { page, errors };
+}
+
+const PUB = () => Object.assign({}, window.rtmpdState.publish, { status: document.getElementById("status").textContent });
+
+browserTest("publish.html publishes the fake camera for 10 s: HTTP-FLV and every recording decode with its frames", async () => {
+  const key = "live/cam";
+  const { page, errors } = await openPublish({ app: "live", stream: "cam", source: "camera+mic", size: "640x360", fps: String(FPS), bitrate: "1000" });
+  // The home page links here, and the header has it.
+  await page.fill("#token", "sesame");
+  await page.click("#start");
+  let pub;
+  try {
+    pub = await page.waitForFunction(() => window.rtmpdState.publish.state === "live" && window.rtmpdState.publish, null, { timeout: 20000 })
+      .then(h => h.jsonValue());
+  } catch (e) {
+    await page.screenshot({ path: path.join(ARTIFACTS, "publish-failed.png") }).catch(() => {});
+    assert.fail(`publish.html did not go live: ${JSON.stringify(await page.evaluate(PUB))}; ${errors.join("; ")}\n${serverLog.slice(-3000)}`);
+  }
+  const startedAt = Date.now();
+  assert.match(pub.codec || "", /H264/i, "the page prefers H.264");
+  const s = await waitFor("the stream in /api/streams", () => live(key), 10000);
+  // FFmpeg reads HTTP-FLV from now until the stream ends.
+  const flvOut = path.join(tmp, "httpflv.flv");
+  const reader = startChild(FFMPEG9, ["-nostdin", "-hide_banner", "-v", "error", "-i", `${origin}/${key}.flv`,
+    "-c", "copy", "-f", "flv", "-y", flvOut], "http-flv reader");
+  await sleep(SECONDS * 1000 - (Date.now() - startedAt));
+  const before = await page.evaluate(PUB);
+  assert.ok(await page.isVisible("#live"), "the LIVE badge shows while live");
+  await page.screenshot({ path: path.join(ARTIFACTS, "publish-live.png") });
+  await page.click("#stop");
+  const after = await page.evaluate(PUB);
+  assert.equal(after.state, "stopped");
+  assert.ok(!(await page.isVisible("#live")), "no LIVE badge after Stop");
+  // Stop sends DELETE: the stream ends at once, not after the silence timeout.
+  await waitFor("the stream to end after Stop", async () => !(await live(key)), 5000);
+  await Promise.race([reader.exited, sleep(10000)]);
+  await page.close();
+  assert.deepEqual(errors, [], "no page errors");
+
+  const sent = after.framesEncoded || before.framesEncoded;
+  console.log(`# publish.html: ${sent} frames encoded (${pub.codec} ${pub.width}x${pub.height}), api video ${JSON.stringify(s.video || null)}`);
+  assert.ok(sent >= SECONDS * FPS * 0.8, `the fake camera gave ${sent} frames in ${SECONDS} s at ${FPS} fps`);
+
+  // What each output holds: all decode cleanly; the recordings hold what was sent (the first frames
+  // before the first keyframe aside), the HTTP-FLV reader what followed its start.
+  await waitFor("the merged MP4", () => fs.existsSync(path.join(dataDir, "mp4", key, "output_merge", "stream_full.mp4")), 15000);
+  const flvDir = path.join(dataDir, "flv", key);
+  const flvFiles = fs.readdirSync(flvDir).filter(f => f.endsWith(".flv")).map(f => path.join(flvDir, f));
+  assert.equal(flvFiles.length, 1, "one FLV recording");
+  const outputs = [
+    ["HTTP-FLV", flvOut, 0.7],
+    ["FLV recording", flvFiles[0], 0.85],
+    ["HLS recording", path.join(dataDir, "hls", key, "index.m3u8"), 0.85],
+    ["merged MP4", path.join(dataDir, "mp4", key, "output_merge", "stream_full.mp4"), 0.85],
+  ];
+  for (const [what, file, share] of outputs) {
+    const d = decode(file);
+    console.log(`# ${what}: ${d.frames} frames decoded of ${sent} sent${d.errors ? "; errors: " + d.errors.slice(0, 300) : ""}`);
+    assert.equal(d.status, 0, `${what}: ffmpeg failed: ${d.errors}`);
+    assert.equal(d.errors, "", `${what}: decode errors`);
+    assert.ok(d.frames >= sent * share && d.frames <= sent + FPS, `${what}: ${d.frames} frames, ${sent} sent`);
+  }
+});
+
+browserTest("publish.html says why it cannot go live: a wrong token, a second publisher", async () => {
+  const wrong = await openPublish({ app: "live", stream: "twice", source: "clock", size: "640x360", fps: "25" });
+  await wrong.page.fill("#token", "not-the-token");
+  await wrong.page.click("#start");
+  const refused = await wrong.page.waitForFunction(() => window.rtmpdState.publish.state === "failed" && window.rtmpdState.publish, null, { timeout: 15000 }).then(h => h.jsonValue());
+  assert.match(refused.error, /HTTP 40[13]/, refused.error);
+  await wrong.page.close();
+
+  const first = await openPublish({ app: "live", stream: "twice", source: "clock", size: "640x360", fps: "25" });
+  await first.page.fill("#token", "sesame");
+  await first.page.click("#start");
+  await first.page.waitForFunction(() => window.rtmpdState.publish.state === "live", null, { timeout: 20000 });
+  const second = await openPublish({ app: "live", stream: "twice", source: "clock", size: "640x360", fps: "25" });
+  await second.page.fill("#token", "sesame");
+  await second.page.click("#start");
+  const busy = await second.page.waitForFunction(() => window.rtmpdState.publish.state === "failed" && window.rtmpdState.publish, null, { timeout: 15000 }).then(h => h.jsonValue());
+  assert.match(busy.error, /HTTP 409: someone is already publishing/, busy.error);
+  // The first publisher is unharmed.
+  await sleep(1500);
+  const still = await first.page.evaluate(PUB);
+  assert.equal(still.state, "live", JSON.stringify(still));
+  await first.page.click("#stop");
+  await first.page.close();
+  await second.page.close();
+});
