@@ -36,6 +36,8 @@ pub enum Proto {
     /// The FLV gateway's pull from its upstream (publishes into the hub).
     Upstream,
     Srt,
+    /// A WHIP publisher (WebRTC).
+    Whip,
 }
 
 /// "Connection `conn` (from `peer`, on `proto`) publishes or plays `app/name`" (names without
@@ -486,6 +488,7 @@ pub fn protocol_of(p: Proto) -> access::Protocol {
         Proto::WsFlv => access::Protocol::WsFlv,
         Proto::Upstream => access::Protocol::Gateway,
         Proto::Srt => access::Protocol::Srt,
+        Proto::Whip => access::Protocol::WebRtc,
     }
 }
 

@@ -3,6 +3,7 @@
 //! is `server::webrtc` (the wiring) and `crate::webrtc` (the sessions).
 
 use std::net::IpAddr;
+use std::time::Duration;
 
 use getopts::Options;
 
@@ -15,6 +16,8 @@ pub struct WebRtcConfig {
     pub port: u16,
     /// Extra candidate addresses (a NAT's public address), after the HTTP request's local one.
     pub public_ips: Vec<IpAddr>,
+    /// WHIP: ask publishers for a keyframe when none came for this long; `None` (0) never.
+    pub keyframe_interval: Option<Duration>,
 }
 
 pub fn options(opts: &mut Options) {
@@ -35,6 +38,12 @@ pub fn options(opts: &mut Options) {
         "an address WHEP viewers can reach us on, offered besides the HTTP request's (repeatable)",
         "ADDR",
     );
+    opts.optopt(
+        "",
+        "webrtc-keyframe-interval",
+        "WHIP: ask a publisher for a keyframe (PLI) when none came for this many seconds; 0 never [2]",
+        "SECS",
+    );
 }
 
 pub fn config(m: &getopts::Matches) -> Result<Option<WebRtcConfig>, ConfigError> {
@@ -54,7 +63,23 @@ pub fn config(m: &getopts::Matches) -> Result<Option<WebRtcConfig>, ConfigError>
             public_ips.push(ip);
         }
     }
-    Ok((!m.opt_present("no-webrtc")).then_some(WebRtcConfig { port, public_ips }))
+    let keyframe_interval = match m.opt_str("webrtc-keyframe-interval") {
+        None => Some(Duration::from_secs(2)),
+        Some(v) => match v.parse::<f64>() {
+            Ok(0.0) => None,
+            Ok(s) if (0.1..=3600.0).contains(&s) => Some(Duration::from_secs_f64(s)),
+            _ => {
+                return err(format!(
+                    "--webrtc-keyframe-interval: '{v}' is not 0 or a number of seconds from 0.1 to 3600"
+                ))
+            }
+        },
+    };
+    Ok((!m.opt_present("no-webrtc")).then_some(WebRtcConfig {
+        port,
+        public_ips,
+        keyframe_interval,
+    }))
 }
 
 /// `--print-config` lines.
@@ -71,6 +96,13 @@ pub fn render(line: &mut dyn FnMut(&str, String), c: &Option<WebRtcConfig>) {
         ips.join(" ")
     };
     line("webrtc-public-ip", ips);
+    let k = c
+        .as_ref()
+        .map_or(Some(Duration::from_secs(2)), |c| c.keyframe_interval);
+    line(
+        "webrtc-keyframe-interval",
+        k.map_or("0".into(), |d| d.as_secs_f64().to_string()),
+    );
 }
 
 #[cfg(test)]
@@ -98,7 +130,17 @@ mod tests {
         assert_eq!(c.port, 0);
         assert_eq!(c.public_ips.len(), 2);
         assert!(origin("--no-webrtc").unwrap().webrtc.is_none());
+        let k = |s: &str| origin(s).unwrap().webrtc.unwrap().keyframe_interval;
+        assert_eq!(k(""), Some(std::time::Duration::from_secs(2)));
+        assert_eq!(k("--webrtc-keyframe-interval 0"), None);
+        assert_eq!(
+            k("--webrtc-keyframe-interval 0.5"),
+            Some(std::time::Duration::from_millis(500))
+        );
         for bad in [
+            "--webrtc-keyframe-interval -1",
+            "--webrtc-keyframe-interval 0.01",
+            "--webrtc-keyframe-interval x",
             "--webrtc-port 70000",
             "--webrtc-public-ip nowhere",
             "--webrtc-public-ip 0.0.0.0",

@@ -975,7 +975,7 @@ fn cts24(ms: i64) -> [u8; 3] {
 }
 
 /// An Enhanced RTMP `hvc1` video tag body.
-fn enhanced_video(
+pub(crate) fn enhanced_video(
     frame_type: u8,
     packet_type: u8,
     cts: Option<[u8; 3]>,
@@ -1026,7 +1026,7 @@ fn timestamp(b: &[u8]) -> u64 {
 }
 
 /// The NAL units of an Annex B byte stream (start codes and trailing zero bytes removed).
-fn annex_b(es: &[u8]) -> impl Iterator<Item = &[u8]> {
+pub(crate) fn annex_b(es: &[u8]) -> impl Iterator<Item = &[u8]> {
     let mut pos = find_start_code(es, 0).map(|s| s + 3);
     std::iter::from_fn(move || loop {
         let start = pos?;
@@ -1058,7 +1058,7 @@ fn find_start_code(es: &[u8], from: usize) -> Option<usize> {
 }
 
 /// An AVCDecoderConfigurationRecord (4-byte lengths) from SPS and PPS NAL units.
-fn avc_record(sps: &[Bytes], pps: &[Bytes]) -> Option<Vec<u8>> {
+pub(crate) fn avc_record(sps: &[Bytes], pps: &[Bytes]) -> Option<Vec<u8>> {
     let first = sps.first().filter(|s| s.len() >= 4)?;
     let mut r = vec![
         1,
@@ -1152,7 +1152,7 @@ fn hevc_sps_info(sps: &[u8]) -> Option<HevcSpsInfo> {
 }
 
 /// An HEVCDecoderConfigurationRecord (4-byte lengths, complete arrays) from VPS, SPS and PPS.
-fn hevc_record(vps: &[Bytes], sps: &[Bytes], pps: &[Bytes]) -> Option<Vec<u8>> {
+pub(crate) fn hevc_record(vps: &[Bytes], sps: &[Bytes], pps: &[Bytes]) -> Option<Vec<u8>> {
     let info = hevc_sps_info(sps.first()?)?;
     let mut r = vec![1];
     r.extend_from_slice(&info.ptl);
@@ -1286,7 +1286,7 @@ fn opus_access_unit(es: &[u8], mut pos: usize) -> Option<(&[u8], Option<u16>, us
 
 /// The OpusHead for a TS Opus stream: family 0 up to stereo, else family 1 in the Vorbis order
 /// (the channel maps of the TS Opus specification).
-fn opus_head(channels: u8, pre_skip: u16) -> Vec<u8> {
+pub(crate) fn opus_head(channels: u8, pre_skip: u16) -> Vec<u8> {
     const STREAMS: [u8; 8] = [1, 1, 2, 2, 3, 4, 4, 5];
     const COUPLED: [u8; 8] = [0, 1, 1, 2, 2, 2, 3, 3];
     const MAPS: [&[u8]; 8] = [

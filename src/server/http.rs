@@ -383,9 +383,21 @@ impl Server {
         key: StreamKey,
         protocol: crate::access::Protocol,
     ) -> Option<StreamKey> {
+        self.http_judge(token, req, key, protocol, crate::access::Action::Play)
+    }
+
+    /// `http_judge_play` for any action (a WHIP offer is a publish).
+    pub(super) fn http_judge(
+        &mut self,
+        token: usize,
+        req: &Request,
+        key: StreamKey,
+        protocol: crate::access::Protocol,
+        action: crate::access::Action,
+    ) -> Option<StreamKey> {
         let peer = self.conns.get(token).map(|c| c.peer)?;
         let areq = crate::access::Request::http(
-            crate::access::Action::Play,
+            action,
             protocol,
             &key.app,
             &key.stream,

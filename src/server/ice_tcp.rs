@@ -315,7 +315,7 @@ impl Server {
                     (p.from, p.local),
                     &packet,
                     &mut port.endpoint.peers,
-                    (&self.core.hub, &mut self.core.limits),
+                    &mut self.core,
                     now,
                 );
                 if !alive {

@@ -45,27 +45,48 @@ const FEED_QUEUE: usize = 4096;
 /// The reason of a PATCH's 405.
 const NO_TRICKLE: &str = "trickle ICE is not supported: send all candidates in the offer";
 
-/// The WHEP paths.
+/// The WHEP (playback) and WHIP (publish) paths.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WhepPath {
     /// `/{app}/{stream}/whep`
     Offer(StreamKey),
     /// `/whep/session/{id}`
     Session(String),
+    /// `/{app}/{stream}/whip`
+    WhipOffer(StreamKey),
+    /// `/whip/session/{id}`
+    WhipSession(String),
 }
 
-/// Which WHEP path `path` is, if any.
+impl WhepPath {
+    pub fn is_whip(&self) -> bool {
+        matches!(self, WhepPath::WhipOffer(_) | WhepPath::WhipSession(_))
+    }
+}
+
+/// Which WHEP or WHIP path `path` is, if any.
 pub fn whep_path(path: &str) -> Option<WhepPath> {
+    let session_id = |id: &str| {
+        (!id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric()))
+            .then(|| id.to_string())
+    };
     if let Some(id) = path.strip_prefix("/whep/session/") {
-        let ok = !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric());
-        return ok.then(|| WhepPath::Session(id.to_string()));
+        return session_id(id).map(WhepPath::Session);
+    }
+    if let Some(id) = path.strip_prefix("/whip/session/") {
+        return session_id(id).map(WhepPath::WhipSession);
     }
     let mut parts = path.strip_prefix('/')?.split('/');
     match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some(app), Some(stream), Some("whep"), None)
+        (Some(app), Some(stream), Some(what @ ("whep" | "whip")), None)
             if crate::media::key::valid_name(app) && crate::media::key::valid_name(stream) =>
         {
-            StreamKey::new(app, stream).ok().map(WhepPath::Offer)
+            let key = StreamKey::new(app, stream).ok()?;
+            Some(if what == "whep" {
+                WhepPath::Offer(key)
+            } else {
+                WhepPath::WhipOffer(key)
+            })
         }
         _ => None,
     }
@@ -76,7 +97,10 @@ pub fn whep_path(path: &str) -> Option<WhepPath> {
 pub fn offer_body(req: &Request) -> Option<Result<usize, (u16, &'static str)>> {
     if req.method != "POST"
         || !req.has_body
-        || !matches!(whep_path(req.path()), Some(WhepPath::Offer(_)))
+        || !matches!(
+            whep_path(req.path()),
+            Some(WhepPath::Offer(_) | WhepPath::WhipOffer(_))
+        )
     {
         return None;
     }
@@ -139,24 +163,59 @@ struct Feed {
 /// What the HTTP side, the UDP side and the hub's reader share.
 pub struct State {
     started: Instant,
-    cfg: SessionConfig,
+    pub(super) cfg: SessionConfig,
     sessions: HashMap<PeerId, Sess>,
-    by_ufrag: HashMap<String, PeerId>,
+    pub(super) by_ufrag: HashMap<String, PeerId>,
     by_id: HashMap<String, PeerId>,
     feeds: HashMap<StreamKey, Feed>,
     next_feed: u64,
     /// Packets sessions sent over ICE-TCP since the loop last took them (`take_tcp_out`).
     tcp_out: Vec<(SocketAddr, Vec<u8>)>,
     pub counters: Counters,
+    /// WHIP publishers (`server::whip`), by peer and by the id of their `Location`; their ufrags
+    /// are in `by_ufrag` with the viewers'.
+    pub(super) whip: HashMap<PeerId, super::whip::Pub>,
+    pub(super) whip_by_id: HashMap<String, PeerId>,
+    pub(super) whip_counters: super::whip::WhipCounters,
+    pub(super) next_whip_conn: usize,
 }
 
 impl State {
+    fn new(started: Instant) -> State {
+        State {
+            started,
+            cfg: SessionConfig::default(),
+            sessions: HashMap::new(),
+            by_ufrag: HashMap::new(),
+            by_id: HashMap::new(),
+            feeds: HashMap::new(),
+            next_feed: 1,
+            tcp_out: Vec::new(),
+            counters: Counters::default(),
+            whip: HashMap::new(),
+            whip_by_id: HashMap::new(),
+            whip_counters: super::whip::WhipCounters::default(),
+            next_whip_conn: 0,
+        }
+    }
+
     fn now(&self, now_ms: u64) -> Instant {
         self.started + Duration::from_millis(now_ms)
     }
 
+    /// Queues a packet for ICE-TCP (dropped past `TCP_OUT_MAX`).
+    pub(super) fn tcp_out_push(&mut self, to: SocketAddr, packet: Vec<u8>) {
+        if self.tcp_out.len() < TCP_OUT_MAX {
+            self.tcp_out.push((to, packet));
+        }
+    }
+
+    pub(super) fn forget_ufrag(&mut self, ufrag: &str) {
+        self.by_ufrag.remove(ufrag);
+    }
+
     /// The loop's ms of an instant, rounded up (a timer set earlier would fire before it).
-    fn ms(&self, at: Instant) -> u64 {
+    pub(super) fn ms(&self, at: Instant) -> u64 {
         let d = at.saturating_duration_since(self.started);
         let ms = d.as_millis() as u64;
         if d > Duration::from_millis(ms) {
@@ -199,13 +258,13 @@ fn add_stats(c: &mut Counters, s: &crate::webrtc::SessionStats) {
 pub struct WebRtc {
     pub state: Rc<RefCell<State>>,
     /// Its UDP endpoint's index in `Server::udp`.
-    endpoint: usize,
-    port: u16,
-    public_ips: Vec<IpAddr>,
+    pub(super) endpoint: usize,
+    pub(super) port: u16,
+    pub(super) public_ips: Vec<IpAddr>,
     /// The offer of the request just parsed (`http_parse` reads it before `http_request`).
     body: Option<(usize, Vec<u8>)>,
     /// Offers waiting for a hook's verdict, by connection.
-    parked: HashMap<usize, Vec<u8>>,
+    pub(super) parked: HashMap<usize, Vec<u8>>,
     /// Connections told `100 Continue` whose offer has not arrived yet.
     continued: Vec<usize>,
     /// The ICE-TCP listener and its connections.
@@ -235,6 +294,9 @@ pub fn accepts(
     local: SocketAddr,
     packet: &[u8],
 ) -> bool {
+    if let Some(p) = st.whip.get(&peer) {
+        return p.session.accepts(proto, from, local, packet);
+    }
     st.sessions
         .get(&peer)
         .is_some_and(|s| s.session.accepts(proto, from, local, packet))
@@ -252,15 +314,21 @@ pub fn tcp_datagram(
     (from, local): (SocketAddr, SocketAddr),
     packet: &[u8],
     peers: &mut UdpPeers,
-    (hub, limits): (&Hub, &mut Limits),
+    core: &mut crate::origin::Origin,
     now: Instant,
 ) -> bool {
+    if st.whip.contains_key(&peer) {
+        let now_ms = st.ms(now);
+        let at = (from, local);
+        super::whip::datagram(st, peer, Proto::Tcp, at, packet, peers, core, (now, now_ms));
+        return st.whip.contains_key(&peer);
+    }
     let Some(s) = st.sessions.get_mut(&peer) else {
         return false;
     };
     s.session
         .handle_datagram(now, Proto::Tcp, from, local, packet);
-    drain(st, peer, peers, hub, limits, now);
+    drain(st, peer, peers, &core.hub, &mut core.limits, now);
     true
 }
 
@@ -281,6 +349,30 @@ impl UdpProtocol for WhepUdp {
     fn receive(&mut self, peer: PeerId, d: &Datagram, cx: &mut UdpCx) {
         let mut st = self.0.borrow_mut();
         let now = st.now(cx.now_ms);
+        if let Some(p) = st.whip.get_mut(&peer) {
+            let local = destination(&p.candidates, d.from);
+            let known = cx.peers.peer_of(d.socket, d.from) == Some(peer);
+            if !known && !p.session.accepts(Proto::Udp, d.from, local, d.data) {
+                return;
+            }
+            if !known {
+                cx.peers.bind(peer, d.socket, d.from);
+                p.socket = d.socket;
+            }
+            let times = (now, cx.now_ms);
+            let at = (d.from, local);
+            super::whip::datagram(
+                &mut st,
+                peer,
+                Proto::Udp,
+                at,
+                d.data,
+                cx.peers,
+                cx.core,
+                times,
+            );
+            return;
+        }
         let Some(s) = st.sessions.get_mut(&peer) else {
             return;
         };
@@ -312,6 +404,10 @@ impl UdpProtocol for WhepUdp {
     fn timeout(&mut self, peer: PeerId, cx: &mut UdpCx) {
         let mut st = self.0.borrow_mut();
         let now = st.now(cx.now_ms);
+        if st.whip.contains_key(&peer) {
+            let times = (now, cx.now_ms);
+            return super::whip::timeout(&mut st, peer, cx.peers, cx.core, times);
+        }
         if let Some(s) = st.sessions.get_mut(&peer) {
             s.session.handle_timeout(now);
         }
@@ -328,7 +424,7 @@ impl UdpProtocol for WhepUdp {
 
 /// Our address a datagram from `from` arrived at, as the session knows it: the socket is bound
 /// to the unspecified address, so the candidate of the sender's family stands for it.
-fn destination(candidates: &[SocketAddr], from: SocketAddr) -> SocketAddr {
+pub(super) fn destination(candidates: &[SocketAddr], from: SocketAddr) -> SocketAddr {
     candidates
         .iter()
         .find(|c| c.is_ipv4() == from.is_ipv4())
@@ -486,7 +582,7 @@ impl Drop for FeedReader {
     }
 }
 
-fn random_id(n: usize) -> Option<String> {
+pub(super) fn random_id(n: usize) -> Option<String> {
     use ring::rand::SecureRandom;
     const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     let mut bytes = vec![0u8; n];
@@ -503,7 +599,13 @@ fn cors() -> &'static str {
     "Access-Control-Allow-Origin: *\r\nAccess-Control-Expose-Headers: Location, ETag\r\n"
 }
 
-fn reply(status: u16, extra: &str, ctype: &str, body: &str, keep_alive: bool) -> Vec<u8> {
+pub(super) fn reply(
+    status: u16,
+    extra: &str,
+    ctype: &str,
+    body: &str,
+    keep_alive: bool,
+) -> Vec<u8> {
     format!(
         "HTTP/1.1 {status} {}\r\nServer: rtmpd\r\n{}{extra}Content-Type: {ctype}\r\n\
          Content-Length: {}\r\nCache-Control: no-store\r\nConnection: {}\r\n\r\n{body}",
@@ -515,7 +617,7 @@ fn reply(status: u16, extra: &str, ctype: &str, body: &str, keep_alive: bool) ->
     .into_bytes()
 }
 
-fn text(status: u16, body: &str, keep_alive: bool) -> Vec<u8> {
+pub(super) fn text(status: u16, body: &str, keep_alive: bool) -> Vec<u8> {
     reply(status, "", "text/plain; charset=utf-8", body, keep_alive)
 }
 
@@ -526,17 +628,8 @@ impl Server {
         cfg: &crate::config::WebRtcConfig,
         bind: IpAddr,
     ) -> Result<(), super::ServerError> {
-        let state = Rc::new(RefCell::new(State {
-            started: self.started,
-            cfg: SessionConfig::default(),
-            sessions: HashMap::new(),
-            by_ufrag: HashMap::new(),
-            by_id: HashMap::new(),
-            feeds: HashMap::new(),
-            next_feed: 1,
-            tcp_out: Vec::new(),
-            counters: Counters::default(),
-        }));
+        let state = Rc::new(RefCell::new(State::new(self.started)));
+        state.borrow_mut().cfg.keyframe_interval = cfg.keyframe_interval;
         // The UDP port first, then TCP on the same number; with port 0 a free UDP port is found
         // and tried for TCP a few times.
         let mut tries = if cfg.port == 0 { 5 } else { 1 };
@@ -637,6 +730,9 @@ impl Server {
         if self.webrtc.is_none() {
             let close = req.has_body;
             return self.http_reply(token, text(404, "WebRTC is off.", !close), !close);
+        }
+        if path.is_whip() && req.method != "OPTIONS" && req.method != "PATCH" {
+            return self.whip_request(token, req, path, body);
         }
         match req.method.as_str() {
             "OPTIONS" => {
@@ -746,7 +842,11 @@ impl Server {
     pub(super) fn whep_judged(&mut self, token: usize, req: &Request, key: StreamKey, allow: bool) {
         let body = self.webrtc.as_mut().and_then(|w| w.parked.remove(&token));
         if let (true, Some(body)) = (allow, body) {
-            self.whep_allowed(token, req, key, body);
+            if whep_path(req.path()).is_some_and(|p| p.is_whip()) {
+                self.whip_allowed(token, req, key, body);
+            } else {
+                self.whep_allowed(token, req, key, body);
+            }
         }
     }
 
@@ -1178,17 +1278,7 @@ mod tests {
     #[test]
     fn deadlines_round_up_to_the_loop_ms() {
         let started = Instant::now();
-        let st = State {
-            started,
-            cfg: SessionConfig::default(),
-            sessions: HashMap::new(),
-            by_ufrag: HashMap::new(),
-            by_id: HashMap::new(),
-            feeds: HashMap::new(),
-            next_feed: 1,
-            tcp_out: Vec::new(),
-            counters: Counters::default(),
-        };
+        let st = State::new(started);
         assert_eq!(st.ms(started + Duration::from_micros(10_400)), 11);
         assert_eq!(st.ms(started + Duration::from_millis(10)), 10);
         assert_eq!(st.ms(started), 0);

@@ -32,6 +32,8 @@
 //! - `crypto`: the pure-Rust crypto backend str0m runs on.
 
 pub mod crypto;
+pub mod depack;
+pub mod ingest;
 pub mod media;
 pub mod sdp;
 pub mod session;
@@ -44,6 +46,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+pub use ingest::{IngestStats, WhipEvent, WhipSession};
 pub use media::{MediaUnit, Packager, StreamCodecs, UnitKind};
 pub use session::{KeyframeKind, SessionStats, WebRtcEvent, WhepSession};
 pub use stun::stun_username_fragment;
@@ -103,6 +106,11 @@ pub struct SessionConfig {
     pub audio_history_packets: usize,
     /// How often str0m reports the per-session counters (`SessionStats`).
     pub stats_interval: Duration,
+    /// WHIP: a keyframe is asked for when none came for this long (`--webrtc-keyframe-interval`);
+    /// `None` never asks on a clock (broken pictures are still answered with a PLI).
+    pub keyframe_interval: Option<Duration>,
+    /// WHIP: no media from a connected publisher for this long ends the publish.
+    pub media_timeout: Duration,
 }
 
 impl Default for SessionConfig {
@@ -115,6 +123,8 @@ impl Default for SessionConfig {
             video_history_packets: 1000,
             audio_history_packets: 100,
             stats_interval: Duration::from_secs(1),
+            keyframe_interval: Some(Duration::from_secs(2)),
+            media_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -131,6 +141,8 @@ pub enum WebRtcError {
     /// Neither the stream's video nor its audio can be sent to this offer (or the stream has
     /// nothing a browser can play yet).
     NothingToSend { stream: String, offered: String },
+    /// WHIP: the offer has no H.264, HEVC or Opus m-line to publish on.
+    NothingToTake { offered: String },
     /// The server has no address to give as a candidate.
     NoCandidate,
     /// A fault on the server's side (a 500, not a 400).
@@ -151,6 +163,10 @@ impl fmt::Display for WebRtcError {
             WebRtcError::NothingToSend { stream, offered } => write!(
                 f,
                 "the offer has no codec this stream can send (stream: {stream}; offer: {offered})"
+            ),
+            WebRtcError::NothingToTake { offered } => write!(
+                f,
+                "the offer has no codec rtmpd takes (H.264, HEVC or Opus; offer: {offered})"
             ),
             WebRtcError::NoCandidate => write!(f, "the server has no WebRTC address to offer"),
             WebRtcError::Internal(why) => write!(f, "WebRTC is not available: {why}"),

@@ -557,7 +557,7 @@ impl WhepSession {
     }
 }
 
-fn protocol(p: Proto) -> Protocol {
+pub(super) fn protocol(p: Proto) -> Protocol {
     match p {
         Proto::Udp => Protocol::Udp,
         Proto::Tcp => Protocol::Tcp,
@@ -629,7 +629,7 @@ fn pick_video_pt(params: &[PayloadParams], video: Codec, codecs: &StreamCodecs) 
 /// A random ICE token of `n` letters and digits (RFC 8839 `ice-char` without `+` and `/`, so
 /// the ufrag can also name the session in a URL). `None` when the system's generator fails:
 /// a guessable ICE password is worse than a refused viewer.
-fn random_token(n: usize) -> Option<String> {
+pub(super) fn random_token(n: usize) -> Option<String> {
     use ring::rand::SecureRandom;
     const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     let mut bytes = vec![0u8; n];
