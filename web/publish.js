@@ -200,14 +200,14 @@
     const flowing = lastStats && s.framesEncoded > (lastStats.framesEncoded || 0) || (ui.source.value === "mic" && s.bytes > (lastStats ? lastStats.bytes : 0));
     lastStats = s;
     Object.assign(pub, { framesEncoded: s.framesEncoded || 0, codec: s.codec, audioCodec: s.audioCodec, width: s.width, height: s.height, kbps: s.kbps });
-    const live = session.pc.connectionState === "connected" && flowing;
+    const live = !!session && session.pc.connectionState === "connected" && flowing;
     $("live").classList.toggle("hidden", !live);
     if (live && pub.state !== "live") {
       pub.state = "live";
       setStatus("Live: " + names().app + "/" + names().stream + ". Share the links on the right.", "ok");
     }
     R.facts($("facts"), [
-      ["state", session.pc.connectionState],
+      ["state", session ? session.pc.connectionState : "stopped"],
       ["video", s.codec ? `${s.codec} ${s.width || "?"}×${s.height || "?"} at ${s.fps || 0} fps` : "none"],
       ["audio", s.audioCodec || "none"],
       ["sending", s.kbps !== undefined ? Math.round(s.kbps) + " kbps" : "…"],
@@ -219,6 +219,7 @@
   async function stop(why, failed) {
     clearInterval(statsTimer);
     statsTimer = null;
+    if (session) await showStats(); // the final counts, not the last second's
     const s = session;
     session = null;
     if (s) await s.stop();

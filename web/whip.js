@@ -84,9 +84,16 @@ const whip = (() => {
         async stop() {
           if (stopped) return;
           stopped = true;
+          // DELETE first: closing the connection first would end the session from the server's side
+          // (DTLS close), and the DELETE would find nothing. A server that does not answer within 2 s
+          // still ends a silent session on its own.
+          if (location) {
+            const ctl = new AbortController();
+            const t = setTimeout(() => ctl.abort(), 2000);
+            await fetch(location, { method: "DELETE", headers: headers(o.token), signal: ctl.signal }).catch(() => {});
+            clearTimeout(t);
+          }
           pc.close();
-          // The server also ends a silent session on its own; the DELETE just makes it immediate.
-          if (location) await fetch(location, { method: "DELETE", headers: headers(o.token) }).catch(() => {});
         },
       };
     } catch (e) {
