@@ -9,7 +9,8 @@
 // One machine, one clock: what the samples include is capture/drawing, encoding, the network to rtmpd,
 // rtmpd, the network to the player, its buffer, decoding and presentation.
 // Usage: node tools/publish-latency.mjs   (tools/bench-publish-latency.sh installs and builds first)
-// Env: RTMPD_BIN (default target/release/rtmpd if built, else target/debug/rtmpd), CHROMIUM, SECS (20).
+// Env: RTMPD_BIN (default target/release/rtmpd if built, else target/debug/rtmpd), CHROMIUM, SECS (20),
+// SOURCES (whip,rtmp), RTMPD_ARGS (more server options), DEBUG=1 (player stats and the server log).
 import { spawn } from "node:child_process";
 import { createRequire } from "node:module";
 import fs from "node:fs";
@@ -125,7 +126,7 @@ async function main() {
   if (!fs.existsSync(RTMPD_BIN)) throw new Error(`no rtmpd at ${RTMPD_BIN}: cargo build first`);
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "rtmpd-latency-"));
   const server = run(RTMPD_BIN, ["--bind", "127.0.0.1", "--rtmp-port", "0", "--http-port", "0", "--webrtc-port", "0",
-    "--srt-port", "0", "--no-web", "--data-dir", tmp, "--web-dir", path.join(ROOT, "web"), "--max-per-ip", "0"]);
+    "--srt-port", "0", "--no-web", "--data-dir", tmp, "--web-dir", path.join(ROOT, "web"), "--max-per-ip", "0", ...(process.env.RTMPD_ARGS ? process.env.RTMPD_ARGS.split(" ") : [])]);
   const ports = await waitFor("rtmpd's ports", () => {
     const p = {};
     for (const m of server.log.matchAll(/(\w+) listening on [^\s]*:(\d+)/g)) p[m[1].toLowerCase()] = Number(m[2]);
@@ -194,6 +195,13 @@ async function main() {
     for (const p of players) {
       const { samples, unreadable, debug } = await p.page.evaluate(() => ({ samples: window.samples, unreadable: window.unreadable,
         debug: { whepError: window.whepError, pc: window.pc && window.pc.connectionState, w: document.querySelector("video").videoWidth, t: document.querySelector("video").currentTime } }));
+      if (process.env.DEBUG && debug.pc) {
+        debug.inbound = await p.page.evaluate(async () => {
+          const out = [];
+          (await window.pc.getStats()).forEach(s => { if (s.type === "inbound-rtp") out.push({ kind: s.kind, packets: s.packetsReceived, lost: s.packetsLost, framesReceived: s.framesReceived, framesDecoded: s.framesDecoded, keyFramesDecoded: s.keyFramesDecoded, dropped: s.framesDropped, pli: s.pliCount, nack: s.nackCount, decoder: s.decoderImplementation, freeze: s.freezeCount }); });
+          return out;
+        });
+      }
       if (process.env.DEBUG) console.log(JSON.stringify(debug));
       const s = stats(samples);
       results.push({ src: p.src, kind: p.kind, ...s, unreadable });
@@ -202,6 +210,8 @@ async function main() {
         (unreadable ? `   (${unreadable} frames unreadable)` : ""));
     }
     if (ffmpeg) ffmpeg.kill("SIGTERM");
+    if (process.env.DEBUG) fs.writeFileSync(path.join(os.tmpdir(), "publish-latency-server.log"), server.log);
+    if (process.env.DEBUG) console.log(server.log.split("\n").filter(l => !/\[INFO\].*"(GET|HEAD) /.test(l)).slice(-40).join("\n"));
     if (results.some(r => r.n < SECS * FPS * 0.3)) {
       console.log("some player presented too few readable frames to trust its figure (see above)");
       process.exitCode = 1;
