@@ -219,3 +219,54 @@ browserTest("publish.html says why it cannot go live: a wrong token, a second pu
   await first.page.close();
   await second.page.close();
 });
+
+// A LAN address is not a secure origin over plain HTTP: the page says so and names the HTTPS link; over the
+// HTTPS port with --tls-self-signed's certificate (Chromium trusts exactly its key, nothing else) it publishes.
+browserTest("--tls-self-signed: publish.html from a LAN address over HTTPS, plain HTTP refused by the browser", async t => {
+  const lan = Object.values(os.networkInterfaces()).flat().find(a => a && a.family === "IPv4" && !a.internal);
+  if (!lan) {
+    if (REQUIRE_TOOLS) assert.fail("no non-loopback IPv4 address to test a LAN page with");
+    return t.skip("skipped: no non-loopback IPv4 address");
+  }
+  const data = path.join(tmp, "tls-data");
+  const server = startChild(RTMPD_BIN, ["--bind", "0.0.0.0", "--rtmp-port", "0", "--http-port", "0", "--webrtc-port", "0",
+    "--srt-port", "0", "--no-web", "--data-dir", data, "--web-dir", WEB, "--tls-self-signed", "--https-port", "0"], "rtmpd tls");
+  const p = await waitFor("rtmpd --tls-self-signed to listen", () => {
+    const m = {};
+    for (const x of server.output.matchAll(/(\w+) listening on [^\s]*:(\d+)/g)) m[x[1].toLowerCase()] = Number(x[2]);
+    const fp = /SHA-256 fingerprint ([0-9A-F:]+)/.exec(server.output);
+    return m.https && m.http && fp ? { ...m, fingerprint: fp[1] } : null;
+  }, 10000);
+  const { X509Certificate, createHash } = await import("node:crypto");
+  const cert = new X509Certificate(fs.readFileSync(path.join(data, ".tls", "self-signed-cert.pem")));
+  assert.equal(cert.fingerprint256, p.fingerprint, "the printed fingerprint is the certificate's");
+  assert.equal(cert.checkIP(lan.address), lan.address, `the certificate names ${lan.address}`);
+  assert.equal(cert.checkHost(os.hostname().toLowerCase()), os.hostname().toLowerCase(), "and the host name");
+  const spki = createHash("sha256").update(cert.publicKey.export({ type: "spki", format: "der" })).digest("base64");
+  const ctx2 = await chromium.launchPersistentContext(path.join(tmp, "profile-tls"), {
+    executablePath: CHROMIUM, headless: true, viewport: { width: 1100, height: 900 },
+    args: [...CHROMIUM_FLAGS, `--ignore-certificate-errors-spki-list=${spki}`],
+  });
+  try {
+    const page = await ctx2.newPage();
+    await page.goto(`http://${lan.address}:${p.http}/publish.html`);
+    const plain = await page.waitForFunction(() => document.querySelector(".notice") && {
+      secure: window.isSecureContext, status: document.getElementById("status").textContent,
+      notice: document.querySelector(".notice").textContent }, null, { timeout: 10000 }).then(h => h.jsonValue());
+    assert.equal(plain.secure, false);
+    assert.match(plain.status, /not secure/);
+    assert.ok(plain.notice.includes(`https://${lan.address}:${p.https}/publish.html`), plain.notice);
+
+    await page.goto(`https://${lan.address}:${p.https}/publish.html?stream=lan&source=camera%2Bmic&size=640x360`);
+    await page.click("#start");
+    const pub = await page.waitForFunction(() => ["live", "failed"].includes(window.rtmpdState.publish.state) && window.rtmpdState.publish,
+      null, { timeout: 20000 }).then(h => h.jsonValue());
+    assert.equal(pub.state, "live", JSON.stringify(pub));
+    assert.equal(pub.whipUrl, `https://${lan.address}:${p.https}/live/lan/whip`);
+    await page.click("#stop");
+  } finally {
+    await ctx2.close().catch(() => {});
+    server.kill("SIGTERM");
+    await Promise.race([server.exited, sleep(6000)]);
+  }
+});
