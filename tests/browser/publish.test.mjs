@@ -103,7 +103,27 @@ before(async () => {
   ctx = await chromium.launchPersistentContext(path.join(tmp, "profile"), {
     executablePath: CHROMIUM, headless: true, args: CHROMIUM_FLAGS, viewport: { width: 1100, height: 900 },
   });
+  await ctx.route(/\/__test\/whep\.html/, r => r.fulfill({ contentType: "text/html", body: WHEP_PAGE }));
 });
+
+// A bare WHEP player (served by the browser context itself, on the origin's address): window.pc.
+const WHEP_PAGE = `<!doctype html><meta charset="utf-8"><title>WHEP</title><video muted autoplay playsinline></video>
+<script>
+(async () => {
+  const pc = new RTCPeerConnection();
+  pc.addTransceiver("video", { direction: "recvonly" });
+  pc.addTransceiver("audio", { direction: "recvonly" });
+  const ms = new MediaStream();
+  document.querySelector("video").srcObject = ms;
+  pc.ontrack = e => ms.addTrack(e.track);
+  await pc.setLocalDescription(await pc.createOffer());
+  const key = new URLSearchParams(location.search).get("key");
+  const r = await fetch("/" + key + "/whep", { method: "POST", headers: { "Content-Type": "application/sdp" }, body: pc.localDescription.sdp });
+  if (r.status !== 201) throw new Error("WHEP " + r.status);
+  await pc.setRemoteDescription({ type: "answer", sdp: await r.text() });
+  window.pc = pc;
+})();
+</script>`;
 
 after(async () => {
   if (ctx) await ctx.close().catch(() => {});
@@ -154,11 +174,29 @@ browserTest("publish.html publishes the fake camera for 10 s: HTTP-FLV and every
   const flvOut = path.join(tmp, "httpflv.flv");
   const reader = startChild(FFMPEG9, ["-nostdin", "-hide_banner", "-v", "error", "-i", `${origin}/${key}.flv`,
     "-c", "copy", "-f", "flv", "-y", flvOut], "http-flv reader");
+  // A WebRTC viewer of the browser's stream keeps getting frames (not just the cached GOP: a WHIP
+  // publisher's frames once reached the hub while the WebRTC state was borrowed, and its viewers'
+  // feed skipped them).
+  const viewer = await ctx.newPage();
+  await viewer.goto(`${origin}/__test/whep.html?key=${key}`);
+  const decoded = () => viewer.evaluate(async () => {
+    let n = 0;
+    if (window.pc) (await window.pc.getStats()).forEach(s => { if (s.type === "inbound-rtp" && s.kind === "video") n = s.framesDecoded || 0; });
+    return n;
+  });
+  await waitFor("the WHEP viewer to decode", async () => (await decoded()) > 0, 10000);
+  const d1 = await decoded();
+  await sleep(3000);
+  const d2 = await decoded();
+  console.log(`# WHEP viewer: ${d2 - d1} frames decoded in 3 s`);
+  assert.ok(d2 - d1 >= 3 * FPS * 0.5, `the WHEP viewer decoded ${d2 - d1} frames in 3 s`);
+  await viewer.close();
   await sleep(SECONDS * 1000 - (Date.now() - startedAt));
   const before = await page.evaluate(PUB);
   assert.ok(await page.isVisible("#live"), "the LIVE badge shows while live");
   await page.screenshot({ path: path.join(ARTIFACTS, "publish-live.png") });
   await page.click("#stop");
+  await page.waitForFunction(() => window.rtmpdState.publish.state !== "live", null, { timeout: 5000 });
   const after = await page.evaluate(PUB);
   assert.equal(after.state, "stopped");
   assert.ok(!(await page.isVisible("#live")), "no LIVE badge after Stop");
