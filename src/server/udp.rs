@@ -496,6 +496,7 @@ impl UdpEndpoint {
         let mut locals = Vec::new();
         for a in addrs {
             let s = UdpSocket::bind(*a)?;
+            grow_receive_buffer(&s);
             locals.push(s.local_addr()?);
             sockets.push(s);
         }
@@ -947,6 +948,34 @@ impl Server {
         }
     }
 }
+
+/// Asks for a receive buffer of `UDP_RCVBUF` (the kernel caps it at `net.core.rmem_max`): the
+/// default 208 KiB is 50 ms of a few publishers' video, and a loop turn that runs long (a
+/// recorder, a burst from one peer) must not cost every other peer on the port its packets.
+#[cfg(unix)]
+fn grow_receive_buffer(s: &UdpSocket) {
+    use std::os::fd::AsRawFd;
+    let size: libc::c_int = UDP_RCVBUF;
+    // SAFETY: setsockopt on a socket we own, with a c_int option value of the right length.
+    let r = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        log::debug!("udp: SO_RCVBUF not set: {}", io::Error::last_os_error());
+    }
+}
+
+#[cfg(not(unix))]
+fn grow_receive_buffer(_s: &UdpSocket) {}
+
+/// The receive buffer every UDP socket asks for (bytes).
+const UDP_RCVBUF: libc::c_int = 4 << 20;
 
 #[cfg(test)]
 mod tests {

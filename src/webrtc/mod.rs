@@ -34,6 +34,8 @@
 pub mod crypto;
 pub mod depack;
 pub mod ingest;
+#[cfg(test)]
+mod ingest_tests;
 pub mod media;
 pub mod sdp;
 pub mod session;

@@ -26,3 +26,4 @@ mod timeouts;
 mod timestamps;
 mod tls;
 mod webrtc;
+mod whip;
