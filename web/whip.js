@@ -41,6 +41,7 @@ const whip = (() => {
       401: "the server wants a publish token (fill in the token field)",
       403: "the publish token was refused",
       404: "this server has no WHIP endpoint (WebRTC is off: rtmpd --webrtc-port)",
+      405: "this server or port takes no WHIP publish (an older rtmpd, or the web port: use the HTTP or HTTPS port)",
       409: "someone is already publishing this stream",
       429: "too many publishers",
     }[r.status];
