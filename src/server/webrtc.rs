@@ -178,10 +178,6 @@ pub struct State {
     pub(super) whip_by_id: HashMap<String, PeerId>,
     pub(super) whip_counters: super::whip::WhipCounters,
     pub(super) next_whip_conn: usize,
-    /// Frames a feed's reader got while this state was borrowed: a WHIP publisher's frames reach
-    /// the hub from inside the state's borrow (its session lives here). Moved into the feeds at
-    /// the next turn, in order; at most `FEED_QUEUE`.
-    inbox: Rc<RefCell<VecDeque<(StreamKey, u64, Frame)>>>,
 }
 
 impl State {
@@ -196,7 +192,6 @@ impl State {
             next_feed: 1,
             tcp_out: Vec::new(),
             counters: Counters::default(),
-            inbox: Rc::new(RefCell::new(VecDeque::new())),
             whip: HashMap::new(),
             whip_by_id: HashMap::new(),
             whip_counters: super::whip::WhipCounters::default(),
@@ -544,7 +539,6 @@ fn drain(
 /// A stream's frames for its feed: queued for the next turn, never blocking the publisher.
 struct FeedReader {
     state: Rc<RefCell<State>>,
-    inbox: Rc<RefCell<VecDeque<(StreamKey, u64, Frame)>>>,
     key: StreamKey,
     feed: u64,
 }
@@ -552,12 +546,18 @@ struct FeedReader {
 impl Reader for FeedReader {
     fn deliver(&mut self, frame: &Frame) -> ReaderState {
         if let Ok(mut st) = self.state.try_borrow_mut() {
-            feed_frame(&mut st, &self.key, self.feed, frame);
-        } else {
-            // A WHIP publisher of this stream is being drained inside the state's borrow.
-            let mut inbox = self.inbox.borrow_mut();
-            if inbox.len() < FEED_QUEUE {
-                inbox.push_back((self.key.clone(), self.feed, frame.clone()));
+            let mut dropped = false;
+            if let Some(f) = st.feeds.get_mut(&self.key).filter(|f| f.id == self.feed) {
+                if f.sessions.is_empty() && !frame.config {
+                    // No viewer now: only the codec configuration is kept up to date.
+                } else if f.frames.len() < FEED_QUEUE {
+                    f.frames.push_back(frame.clone());
+                } else {
+                    dropped = true;
+                }
+            }
+            if dropped {
+                st.counters.feed_dropped += 1;
             }
         }
         ReaderState::Ready
@@ -569,23 +569,6 @@ impl Reader for FeedReader {
 
     fn frames_dropped(&self) -> u64 {
         0
-    }
-}
-
-/// One frame into its feed's queue (counted when the queue is full).
-fn feed_frame(st: &mut State, key: &StreamKey, feed: u64, frame: &Frame) {
-    let mut dropped = false;
-    if let Some(f) = st.feeds.get_mut(key).filter(|f| f.id == feed) {
-        if f.sessions.is_empty() && !frame.config {
-            // No viewer now: only the codec configuration is kept up to date.
-        } else if f.frames.len() < FEED_QUEUE {
-            f.frames.push_back(frame.clone());
-        } else {
-            dropped = true;
-        }
-    }
-    if dropped {
-        st.counters.feed_dropped += 1;
     }
 }
 
@@ -1019,10 +1002,8 @@ impl Server {
         port.endpoint.peers.set_deadline(upeer, deadline);
         if fresh {
             if let Some(h) = self.core.hub.handle(&key) {
-                let inbox = state.borrow().inbox.clone();
                 let reader = FeedReader {
                     state: state.clone(),
-                    inbox,
                     key: key.clone(),
                     feed: feed_id,
                 };
@@ -1082,10 +1063,6 @@ impl Server {
             return;
         };
         let mut st = state.borrow_mut();
-        let inbox: Vec<_> = st.inbox.borrow_mut().drain(..).collect();
-        for (key, feed, frame) in &inbox {
-            feed_frame(&mut st, key, *feed, frame);
-        }
         if st.feeds.is_empty() {
             return;
         }
