@@ -178,6 +178,8 @@ pub struct State {
     pub(super) whip_by_id: HashMap<String, PeerId>,
     pub(super) whip_counters: super::whip::WhipCounters,
     pub(super) next_whip_conn: usize,
+    /// WHIP frames and unpublishes for the hub, applied once this state is not borrowed.
+    pub(super) hub_ops: Vec<super::whip::HubOp>,
 }
 
 impl State {
@@ -196,6 +198,7 @@ impl State {
             whip_by_id: HashMap::new(),
             whip_counters: super::whip::WhipCounters::default(),
             next_whip_conn: 0,
+            hub_ops: Vec::new(),
         }
     }
 
@@ -318,9 +321,9 @@ pub fn tcp_datagram(
     now: Instant,
 ) -> bool {
     if st.whip.contains_key(&peer) {
-        let now_ms = st.ms(now);
         let at = (from, local);
-        super::whip::datagram(st, peer, Proto::Tcp, at, packet, peers, core, (now, now_ms));
+        super::whip::datagram(st, peer, Proto::Tcp, at, packet, peers, core, now);
+        // The caller applies the frames (`whip::apply_hub_ops`) once it lets go of `st`.
         return st.whip.contains_key(&peer);
     }
     let Some(s) = st.sessions.get_mut(&peer) else {
@@ -359,7 +362,6 @@ impl UdpProtocol for WhepUdp {
                 cx.peers.bind(peer, d.socket, d.from);
                 p.socket = d.socket;
             }
-            let times = (now, cx.now_ms);
             let at = (d.from, local);
             super::whip::datagram(
                 &mut st,
@@ -369,9 +371,10 @@ impl UdpProtocol for WhepUdp {
                 d.data,
                 cx.peers,
                 cx.core,
-                times,
+                now,
             );
-            return;
+            drop(st);
+            return super::whip::apply_hub_ops(&self.0, cx.core, cx.now_ms);
         }
         let Some(s) = st.sessions.get_mut(&peer) else {
             return;
@@ -405,8 +408,9 @@ impl UdpProtocol for WhepUdp {
         let mut st = self.0.borrow_mut();
         let now = st.now(cx.now_ms);
         if st.whip.contains_key(&peer) {
-            let times = (now, cx.now_ms);
-            return super::whip::timeout(&mut st, peer, cx.peers, cx.core, times);
+            super::whip::timeout(&mut st, peer, cx.peers, cx.core, now);
+            drop(st);
+            return super::whip::apply_hub_ops(&self.0, cx.core, cx.now_ms);
         }
         if let Some(s) = st.sessions.get_mut(&peer) {
             s.session.handle_timeout(now);
@@ -1203,6 +1207,52 @@ impl Server {
             "counter",
             "Frames not sent to WHEP viewers (before connecting, refused, or a full feed).",
             c.frames_dropped + c.feed_dropped,
+        );
+        let mut w = st.whip_counters;
+        for p in st.whip.values() {
+            w.add(&p.session.stats());
+        }
+        metric(
+            "rtmpd_whip_publishers",
+            "gauge",
+            "WHIP publishers now.",
+            st.whip.len() as u64,
+        );
+        metric(
+            "rtmpd_whip_sessions_total",
+            "counter",
+            "WHIP offers answered since start.",
+            w.sessions_total,
+        );
+        metric(
+            "rtmpd_whip_frames_total",
+            "counter",
+            "Frames from WHIP publishers into the hub.",
+            w.frames,
+        );
+        metric(
+            "rtmpd_whip_bytes_total",
+            "counter",
+            "RTP payload bytes from WHIP publishers.",
+            w.bytes,
+        );
+        metric(
+            "rtmpd_whip_nacks_total",
+            "counter",
+            "NACKs sent to WHIP publishers.",
+            w.nacks,
+        );
+        metric(
+            "rtmpd_whip_keyframe_requests_total",
+            "counter",
+            "PLIs and FIRs sent to WHIP publishers (the keyframe clock and broken pictures).",
+            w.plis,
+        );
+        metric(
+            "rtmpd_whip_dropped_total",
+            "counter",
+            "WHIP video frames dropped (lost packets until the next keyframe, too large).",
+            w.dropped,
         );
         m
     }

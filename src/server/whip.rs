@@ -45,6 +45,26 @@ pub struct Pub {
     pub started: Instant,
 }
 
+/// What a publisher's drain leaves for the hub. The hub's readers include the WHEP feeds, which
+/// borrow the shared `State`: so the hub is called only once that borrow is released
+/// (`apply_hub_ops`), never from inside a drain.
+pub enum HubOp {
+    Frame(StreamHandle, usize, crate::media::Frame),
+    Unpublish(StreamHandle, usize),
+}
+
+/// Hands the frames and ends of publishes the drains queued to the hub, in order. Call with
+/// no borrow of `state` held.
+pub fn apply_hub_ops(state: &std::cell::RefCell<State>, core: &mut Origin, now_ms: u64) {
+    let ops = std::mem::take(&mut state.borrow_mut().hub_ops);
+    for op in ops {
+        match op {
+            HubOp::Frame(h, conn, f) => core.frame(h, conn, f, now_ms),
+            HubOp::Unpublish(h, conn) => core.unpublish(h, conn),
+        }
+    }
+}
+
 /// Counters of ended WHIP publishes, for `/metrics`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct WhipCounters {
@@ -76,13 +96,13 @@ pub fn datagram(
     data: &[u8],
     peers: &mut UdpPeers,
     core: &mut Origin,
-    (now, now_ms): (Instant, u64),
+    now: Instant,
 ) {
     let Some(p) = st.whip.get_mut(&peer) else {
         return;
     };
     p.session.handle_datagram(now, proto, from, local, data);
-    drain(st, peer, peers, core, now, now_ms);
+    drain(st, peer, peers, core, now);
 }
 
 /// The publisher's timer.
@@ -91,24 +111,17 @@ pub fn timeout(
     peer: PeerId,
     peers: &mut UdpPeers,
     core: &mut Origin,
-    (now, now_ms): (Instant, u64),
+    now: Instant,
 ) {
     if let Some(p) = st.whip.get_mut(&peer) {
         p.session.handle_timeout(now);
     }
-    drain(st, peer, peers, core, now, now_ms);
+    drain(st, peer, peers, core, now);
 }
 
-/// Everything a publisher's session has after an input: frames into the hub, datagrams out, its
-/// end (unpublish), its next deadline.
-pub fn drain(
-    st: &mut State,
-    peer: PeerId,
-    peers: &mut UdpPeers,
-    core: &mut Origin,
-    now: Instant,
-    now_ms: u64,
-) {
+/// Everything a publisher's session has after an input: datagrams out, frames and its end
+/// (unpublish) queued for the hub (`apply_hub_ops`), its next deadline.
+pub fn drain(st: &mut State, peer: PeerId, peers: &mut UdpPeers, core: &mut Origin, now: Instant) {
     let Some(p) = st.whip.get_mut(&peer) else {
         return;
     };
@@ -120,7 +133,7 @@ pub fn drain(
         p.session.close(now, "taken over by another publisher");
     }
     while let Some(f) = p.session.poll_frame() {
-        core.frame(p.handle, p.conn, f, now_ms);
+        st.hub_ops.push(HubOp::Frame(p.handle, p.conn, f));
     }
     let mut closed = None;
     let mut tcp = Vec::new();
@@ -163,7 +176,7 @@ pub fn drain(
         st.whip_counters.add(&s);
         peers.remove_peer(peer);
         core.limits.release_connection(p.ip);
-        core.unpublish(p.handle, p.conn);
+        st.hub_ops.push(HubOp::Unpublish(p.handle, p.conn));
         info!(
             "{}: WHIP publisher {} from {} left after {} s: {reason}; {} video and {} audio \
              frames, {} bytes; {} video frames dropped ({} gaps, {} too large); NACKs {}, PLIs {}",
@@ -396,7 +409,6 @@ impl Server {
                     &mut port.endpoint.peers,
                     &mut self.core,
                     self.now,
-                    self.now_ms,
                 );
             }
         }
@@ -422,6 +434,7 @@ impl Server {
             },
         );
         drop(st);
+        apply_hub_ops(&state, &mut self.core, self.now_ms);
         port.endpoint.peers.set_deadline(upeer, deadline);
         port.endpoint.flush(self.poll.registry(), endpoint);
         if let Some(a) = self.conns.get_mut(token).and_then(|c| c.access.as_mut()) {
@@ -463,8 +476,9 @@ impl Server {
                 &mut port.endpoint.peers,
                 &mut self.core,
                 self.now,
-                self.now_ms,
             );
+            drop(st);
+            apply_hub_ops(&state, &mut self.core, self.now_ms);
             port.endpoint.flush(self.poll.registry(), endpoint);
         }
         true

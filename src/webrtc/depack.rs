@@ -462,4 +462,56 @@ mod tests {
         let r = d.push_audio(&a);
         assert_eq!(r.frames[0].dts, 20, "in sync with video once both reported");
     }
+
+    #[test]
+    fn hevc_becomes_an_enhanced_rtmp_record_and_frames() {
+        use crate::media::hevc::HevcConfig;
+        let path = format!(
+            "{}/tests/data/codecs/hevc_aac.flv",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let frames = crate::mux::flv_demux::read_all(&std::fs::read(path).unwrap())
+            .unwrap()
+            .2;
+        let cfg = frames
+            .iter()
+            .find(|f| f.config && f.track == Track::Video)
+            .unwrap();
+        let rec = HevcConfig::parse(&cfg.data[5..]).unwrap();
+        let sets: Vec<Vec<u8>> = [32, 33, 34]
+            .iter()
+            .map(|t| rec.units(*t).next().unwrap().to_vec())
+            .collect();
+        let idr: &[u8] = &[0x26, 0x01, 0xaf, 0x11, 0x22];
+        let mut au: Vec<&[u8]> = sets.iter().map(|s| &s[..]).collect();
+        au.push(idr);
+        let t0 = Instant::now();
+        let mut d = Depacketizer::new();
+        let r = d.push_video(VideoCodec::H265, &frame(0, t0, true, &annexb(&au)));
+        assert_eq!(r.frames.len(), 2);
+        let (c, k) = (&r.frames[0], &r.frames[1]);
+        assert!(c.config && c.codec == crate::media::Codec::Hevc);
+        let got = HevcConfig::parse(&c.data[5..]).unwrap();
+        for (t, want) in [32u8, 33, 34].iter().zip(&sets) {
+            assert_eq!(&got.units(*t).next().unwrap()[..], &want[..]);
+        }
+        assert!(k.key && !k.config && k.codec == crate::media::Codec::Hevc);
+        assert_eq!(&k.data[..5], b"\x93hvc1");
+        assert_eq!(
+            &k.data[5..],
+            &[0, 0, 0, 5, 0x26, 0x01, 0xaf, 0x11, 0x22][..]
+        );
+        // A delta frame (TRAIL_R), and a frame of another codec in the same publish: dropped.
+        let r = d.push_video(
+            VideoCodec::H265,
+            &frame(3000, t0, true, &annexb(&[&[0x02, 0x01, 9]])),
+        );
+        assert_eq!(&r.frames[0].data[..5], b"\xa3hvc1");
+        assert!(!r.frames[0].key);
+        let r = d.push_video(
+            VideoCodec::H264,
+            &frame(6000, t0, true, &annexb(&[&[0x65, 1]])),
+        );
+        assert!(r.frames.is_empty());
+    }
 }
