@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Browser tests: plays every page of web/ in Debian's headless Chromium against the real rtmpd binary
-# (tests/browser/pages.test.mjs). Installs playwright-core (tests/browser/package-lock.json) and the
+# (tests/browser/pages.test.mjs), and publishes from publish.html (tests/browser/publish.test.mjs). Installs playwright-core (tests/browser/package-lock.json) and the
 # player libraries (tools/vendor.sh) first. A missing node, npm, chromium or ffmpeg prints
 # "skipped: ..." and exits 0, unless RTMPD_REQUIRE_TOOLS=1 (CI), which makes it a failure.
 # Usage: tools/browser-test.sh [NAME-PATTERN]
@@ -32,9 +32,11 @@ bash tools/vendor.sh || exit 1
 if [ -z "${RTMPD_BIN:-}" ]; then
     cargo build || exit 1
 fi
-# One file: its tests run one after another (they share one server and one browser). An argument runs only
-# the tests whose names match it (a regular expression), e.g. tools/browser-test.sh WebRTC.
+# The files one after another (each shares one server and one browser among its tests, run in order):
+# the player pages, then publishing from publish.html with a fake camera (its own browser, with the
+# fake-device flags). An argument runs only the tests whose names match it (a regular expression),
+# e.g. tools/browser-test.sh WebRTC.
 if [ $# -gt 0 ]; then
-    exec node --test --test-name-pattern="$1" tests/browser/pages.test.mjs
+    exec node --test --test-concurrency=1 --test-name-pattern="$1" tests/browser/pages.test.mjs tests/browser/publish.test.mjs
 fi
-exec node --test tests/browser/pages.test.mjs
+exec node --test --test-concurrency=1 tests/browser/pages.test.mjs tests/browser/publish.test.mjs

@@ -65,6 +65,7 @@ const rtmpd = (() => {
     ["video.html", "FLV player"],
     ["mp4.html", "MP4"],
     ["play_merge.html", "fMP4 (MSE)"],
+    ["publish.html", "Publish"],
   ];
   function header(current, subtitle) {
     const h = document.querySelector("header");

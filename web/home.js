@@ -211,7 +211,7 @@ const dash = (() => {
     serverGraphs(R.$("server-graphs"), history);
   }
 
-  return { render, phoneUrl, QR };
+  return { render, phoneUrl, drawQr, QR };
 })();
 
 // The API with the token the visitor gave (sessionStorage, asked once per tab on the first 401).

@@ -44,7 +44,17 @@ pub fn options(opts: &mut Options, set: TlsSet, https_serves: &str) {
         "PEM private key of --tls-cert: PKCS#8, RSA or EC (e.g. .../privkey.pem) [none]",
         "FILE",
     );
+    if set == TlsSet::Origin {
+        opts.optflag(
+            "",
+            "tls-self-signed",
+            "instead of --tls-cert/--tls-key: a certificate for this machine's names and addresses, made once and kept in DATA-DIR/.tls/ (its SHA-256 fingerprint printed at start); turns on --https-port 8443 unless given",
+        );
+    }
 }
+
+/// The HTTPS port `--tls-self-signed` turns on when `--https-port` is not given.
+pub const SELF_SIGNED_HTTPS_PORT: u16 = 8443;
 
 fn port(m: &getopts::Matches, name: &str) -> Result<Option<u16>, ConfigError> {
     match m.opt_str(name) {
@@ -67,7 +77,18 @@ pub fn config(m: &getopts::Matches, set: TlsSet) -> Result<TlsConfig, ConfigErro
         https_port: port(m, "https-port")?,
         cert: m.opt_str("tls-cert").map(PathBuf::from),
         key: m.opt_str("tls-key").map(PathBuf::from),
+        self_signed: set == TlsSet::Origin && m.opt_present("tls-self-signed"),
     };
+    if c.self_signed {
+        if c.cert.is_some() || c.key.is_some() {
+            return err("--tls-self-signed makes its own certificate: give it or --tls-cert/--tls-key, not both");
+        }
+        let https_port = c.https_port.or(Some(SELF_SIGNED_HTTPS_PORT));
+        if c.rtmps_port.is_some_and(|p| p != 0) && c.rtmps_port == https_port {
+            return err("--rtmps-port and --https-port must differ");
+        }
+        return Ok(TlsConfig { https_port, ..c });
+    }
     match (&c.cert, &c.key) {
         (Some(_), None) => return err("--tls-cert given without --tls-key"),
         (None, Some(_)) => return err("--tls-key given without --tls-cert"),
@@ -98,6 +119,9 @@ pub fn render(line: &mut dyn FnMut(&str, String), set: TlsSet, c: &TlsConfig) {
     line("https-port", port(c.https_port));
     line("tls-cert", file(&c.cert));
     line("tls-key", file(&c.key));
+    if set == TlsSet::Origin {
+        line("tls-self-signed", c.self_signed.to_string());
+    }
 }
 
 #[cfg(test)]
@@ -192,6 +216,40 @@ mod tests {
             .contains("--https-port"));
         let same = [&["--rtmps-port", "9", "--https-port", "9"][..], &kc].concat();
         assert!(run(TlsSet::Origin, &same).unwrap_err().contains("differ"));
+    }
+
+    #[test]
+    fn self_signed_turns_https_on_and_excludes_cert_files() {
+        let c = run(TlsSet::Origin, &["--tls-self-signed"]).unwrap();
+        assert!(c.self_signed);
+        assert_eq!((c.https_port, c.rtmps_port), (Some(8443), None));
+        assert_eq!(c.cert, None);
+        let c = run(
+            TlsSet::Origin,
+            &[
+                "--tls-self-signed",
+                "--https-port",
+                "0",
+                "--rtmps-port",
+                "0",
+            ],
+        )
+        .unwrap();
+        assert_eq!((c.https_port, c.rtmps_port), (Some(0), Some(0)));
+        let e = run(
+            TlsSet::Origin,
+            &["--tls-self-signed", "--tls-cert", "c", "--tls-key", "k"],
+        )
+        .unwrap_err();
+        assert!(e.contains("not both"), "{e}");
+        let e = run(
+            TlsSet::Origin,
+            &["--tls-self-signed", "--rtmps-port", "8443"],
+        )
+        .unwrap_err();
+        assert!(e.contains("differ"), "{e}");
+        // The gateways have no data dir to keep it in.
+        assert!(run(TlsSet::HttpsOnly, &["--tls-self-signed"]).is_err());
     }
 
     #[test]

@@ -643,12 +643,13 @@ fn flv_track(query: Option<&str>) -> Option<u8> {
 
 /// `/index` and what lies under it (however the path is spelled: percent-encoded, doubled
 /// slashes, case on case-insensitive file systems): the recordings index's folder, never served
-/// as files.
+/// as files; and `/.tls`, where `--tls-self-signed` keeps its private key.
 fn is_index_path(target: &str) -> bool {
     crate::http::path::clean_target(target).is_ok_and(|c| {
-        c.segments
-            .first()
-            .is_some_and(|s| s.eq_ignore_ascii_case(crate::record::index::INDEX_DIR))
+        c.segments.first().is_some_and(|s| {
+            s.eq_ignore_ascii_case(crate::record::index::INDEX_DIR)
+                || s.eq_ignore_ascii_case(crate::tls::selfsigned::DIR)
+        })
     })
 }
 
@@ -697,5 +698,9 @@ mod index_path_tests {
         assert!(!is_index_path("/index.html"));
         assert!(!is_index_path("/hls/live/s/index.m3u8"));
         assert!(!is_index_path("/"));
+        assert!(is_index_path("/.tls/self-signed-key.pem"));
+        assert!(is_index_path("/%2Etls/self-signed-key.pem"));
+        assert!(is_index_path("/.TLS/"));
+        assert!(!is_index_path("/tls/x"));
     }
 }

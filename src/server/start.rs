@@ -44,7 +44,7 @@ pub(super) fn print_listeners(server: &Server) -> Result<(), ServerError> {
 }
 
 /// Runs the origin until Ctrl-C or SIGTERM.
-pub fn run_origin(cfg: OriginConfig) -> Result<(), ServerError> {
+pub fn run_origin(mut cfg: OriginConfig) -> Result<(), ServerError> {
     let nofile = limits::raise_nofile();
     if let Some(n) = nofile {
         info!("open-file limit {n}");
@@ -55,6 +55,9 @@ pub fn run_origin(cfg: OriginConfig) -> Result<(), ServerError> {
             cfg.data_dir.display()
         ))
     })?;
+    if cfg.tls.self_signed {
+        tlsio::self_signed(&mut cfg.tls, &cfg.data_dir)?;
+    }
     let certs = tlsio::open_certs(&cfg.tls)?;
     let mut listeners = vec![
         Listening::plain(

@@ -63,6 +63,44 @@ impl Listening {
     }
 }
 
+/// `--tls-self-signed`: finds or makes the certificate in the data dir and points `cfg` at it,
+/// with the lines a user needs: where it is, what it covers, its fingerprint.
+pub(super) fn self_signed(
+    cfg: &mut crate::tls::TlsConfig,
+    data_dir: &std::path::Path,
+) -> Result<(), ServerError> {
+    use crate::tls::selfsigned;
+    let names = selfsigned::machine_names(
+        selfsigned::hostname().as_deref(),
+        &selfsigned::interface_addrs(),
+    );
+    let s = selfsigned::ensure(data_dir, &names, std::time::SystemTime::now())
+        .map_err(|e| ServerError(format!("--tls-self-signed: {e}")))?;
+    if let Some(why) = &s.replaced {
+        log::warn!(
+            "--tls-self-signed: replacing the certificate in {}: {why}",
+            s.cert.display()
+        );
+    }
+    info!(
+        "TLS self-signed certificate {} ({}) for {}",
+        s.cert.display(),
+        if s.made { "made now" } else { "reused" },
+        s.names.join(", ")
+    );
+    info!("TLS certificate SHA-256 fingerprint {}", s.fingerprint);
+    if !s.missing.is_empty() {
+        log::warn!(
+            "--tls-self-signed: the certificate does not name {} (made before this address appeared): browsers warn there; delete {} to make a new one",
+            s.missing.join(", "),
+            data_dir.join(selfsigned::DIR).display()
+        );
+    }
+    cfg.cert = Some(s.cert);
+    cfg.key = Some(s.key);
+    Ok(())
+}
+
 /// Loads `--tls-cert`/`--tls-key` when given; a bad pair at start is fatal.
 pub(super) fn open_certs(cfg: &crate::tls::TlsConfig) -> Result<Option<CertStore>, ServerError> {
     let (Some(cert), Some(key)) = (&cfg.cert, &cfg.key) else {

@@ -8,6 +8,7 @@
 
 pub mod certs;
 pub mod client;
+pub mod selfsigned;
 mod session;
 #[cfg(test)]
 mod tests;
@@ -23,6 +24,8 @@ pub struct TlsConfig {
     pub https_port: Option<u16>,
     pub cert: Option<std::path::PathBuf>,
     pub key: Option<std::path::PathBuf>,
+    /// `--tls-self-signed`: `cert` and `key` are made (or found) in the data dir at start.
+    pub self_signed: bool,
 }
 
 /// What went wrong on one TLS connection or with the certificate files.
@@ -40,6 +43,8 @@ pub enum TlsError {
     Config(rustls::Error),
     /// No certificate to verify an upstream against (`--upstream-ca` or the system's roots).
     NoRoots(String),
+    /// `--tls-self-signed` could not make or write its certificate.
+    Make(String),
 }
 
 impl std::fmt::Display for TlsError {
@@ -51,6 +56,7 @@ impl std::fmt::Display for TlsError {
             TlsError::Pem(p, e) => write!(f, "{}: {e}", p.display()),
             TlsError::Config(e) => write!(f, "certificate and key refused: {e}"),
             TlsError::NoRoots(e) => write!(f, "no trusted certificates for the upstream: {e}"),
+            TlsError::Make(e) => write!(f, "cannot make the self-signed certificate: {e}"),
         }
     }
 }

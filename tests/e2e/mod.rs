@@ -19,6 +19,7 @@ mod proxy;
 mod record;
 mod recordings;
 mod robustness;
+mod selfsigned;
 mod srt;
 mod srt_server;
 mod timeouts;
