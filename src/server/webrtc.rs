@@ -836,7 +836,7 @@ impl Server {
                 };
                 let found = self.whep_delete(&id);
                 let r = if found {
-                    reply(204, "", "text/plain", "", keep_alive)
+                    reply(200, "", "text/plain", "", keep_alive)
                 } else {
                     text(404, "No such WHEP session.", keep_alive)
                 };

@@ -290,7 +290,7 @@ impl Server {
             }
             ("DELETE", WhepPath::WhipSession(id)) => {
                 let r = if self.whip_delete(&id) {
-                    reply(204, "", "text/plain", "", keep_alive)
+                    reply(200, "", "text/plain", "", keep_alive)
                 } else {
                     text(404, "No such WHIP session.", keep_alive)
                 };
