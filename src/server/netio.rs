@@ -183,7 +183,7 @@ impl Server {
                 #[cfg(target_os = "linux")]
                 let splice = self.splice.as_mut();
                 #[cfg(not(target_os = "linux"))]
-                let splice = None;
+                let splice = std::marker::PhantomData;
                 write_edge(
                     &mut self.core.hub,
                     splice,
@@ -334,6 +334,12 @@ impl Server {
     }
 }
 
+/// The splicer an edge write may share a pipe through (`server::splice`, Linux only).
+#[cfg(target_os = "linux")]
+type EdgeSplice<'a> = Option<&'a mut super::splice::Splicer>;
+#[cfg(not(target_os = "linux"))]
+type EdgeSplice<'a> = std::marker::PhantomData<&'a ()>;
+
 /// Writes follower `v`'s pending packets straight from its form's log (`Hub::edge`): through
 /// the splicer's shared pipe when others have the same packets, else one vectored `sendmsg`.
 /// Some(Ok(true)) when all went (it still follows), Some(Ok(false)) when the socket took part
@@ -341,9 +347,7 @@ impl Server {
 /// it cannot be written so (settle it and write its queue).
 fn write_edge(
     hub: &mut crate::hub::Hub,
-    #[cfg_attr(not(target_os = "linux"), allow(unused_variables))] splice: Option<
-        &mut super::splice::Splicer,
-    >,
+    splice: EdgeSplice<'_>,
     v: crate::hub::ViewerId,
     socket: &mut mio::net::TcpStream,
     written: &mut usize,
@@ -354,7 +358,10 @@ fn write_edge(
     #[cfg(target_os = "linux")]
     let spliced = splice.and_then(|sp| sp.send_edge(socket, &edge));
     #[cfg(not(target_os = "linux"))]
-    let spliced: Option<io::Result<usize>> = None;
+    let spliced: Option<io::Result<usize>> = {
+        let _ = splice;
+        None
+    };
     let (total, sent) = match spliced {
         Some(r) => {
             let total = edge.bytes();
