@@ -2,8 +2,10 @@
 //! edge hold the same packets. Those bytes are written once into a pipe, and each such viewer
 //! gets them with `tee(2)` into a scratch pipe and `splice(2)` from there to its socket: the
 //! kernel hands the same pipe pages to every socket instead of copying the bytes into new
-//! buffers for each viewer. Anything else (a lone viewer, control bytes queued, a partly
-//! written packet, a queue larger than a pipe) goes the ordinary way, one vectored `sendmsg`.
+//! buffers for each viewer. Viewers written straight from their form's log (`hub::edge`) share
+//! a pipe by log and cursor (`send_edge`); queued viewers by equal queues (`note`, `send`).
+//! Anything else (a lone viewer, control bytes queued, a partly written packet, a queue larger
+//! than a pipe) goes the ordinary way, one vectored `sendmsg`.
 //!
 //! Measured with tools/bench.sh-style runs (1,000 HTTP-FLV viewers of a 2 Mbps stream), see
 //! the README's performance section.
