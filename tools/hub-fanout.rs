@@ -1,18 +1,23 @@
 //! hub-fanout: the hub's own share of live fan-out, without sockets, both ways in one process.
 //! One stream (25 fps video, ~43 fps audio: about 230 kbps) goes to N HTTP-FLV viewers; every
 //! 100 ms of media, the viewers listed for a flush are "written" (their whole queue taken, as a
-//! socket with room would, through `Hub::viewer`). Two modes, alternating, several reps each:
+//! socket with room would, through `Hub::viewer`). Three modes, alternating, several reps each:
 //!
 //! - `pushed`: no viewer ever follows the log: every frame goes into every viewer's queue (how
 //!   the hub worked before viewers at the live edge followed a per-form log).
-//! - `follow`: a viewer whose queue a write emptied calls `Hub::follow`, as the server does.
+//! - `follow`: a viewer whose queue a write emptied calls `Hub::follow`; a follower listed for
+//!   a flush is settled into its queue, which is then taken (the server before `hub::edge`).
+//! - `edge`: as `follow`, but a follower is taken straight from the log (`Hub::edge`, its
+//!   slices as for one vectored write, `Hub::edge_written`), as the server does now.
 //!
-//! It prints the CPU time per simulated second of media for each, the medians and the ratio.
+//! It prints the CPU time per simulated second of media for each, the medians and the ratios.
 //! No network, no files.
 //!
 //!     cargo run --release --example hub-fanout -- [VIEWERS] [MEDIA_SECONDS] [REPS]
 
 use bytes::Bytes;
+use std::io::IoSlice;
+
 use rtmpd::hub::{Hub, HubConfig, OutputForm, ViewerId};
 use rtmpd::media::frame::{TAG_AUDIO, TAG_VIDEO};
 use rtmpd::media::{Frame, StreamKey};
@@ -23,8 +28,15 @@ fn frame(tag: u8, dts: u32, head: &[u8], len: usize) -> Frame {
     Frame::parse(tag, dts, Bytes::from(data)).expect("a valid frame")
 }
 
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Pushed,
+    Follow,
+    Edge,
+}
+
 /// Media seconds of the stream through `viewers` viewers; returns (CPU seconds, bytes taken).
-fn run(viewers: usize, seconds: u32, follow: bool) -> (f64, u64) {
+fn run(viewers: usize, seconds: u32, mode: Mode) -> (f64, u64) {
     let mut hub = Hub::new(HubConfig::default());
     let key = StreamKey::new("live", "s").expect("a key");
     let h = hub.publish(&key, 1, 0).expect("publish").handle;
@@ -45,11 +57,22 @@ fn run(viewers: usize, seconds: u32, follow: bool) -> (f64, u64) {
     let mut dirty: Vec<ViewerId> = ids.clone();
     let mut taken = 0u64;
     let take = |hub: &mut Hub, id: ViewerId, taken: &mut u64| {
+        if mode == Mode::Edge {
+            if let Some(edge) = hub.edge(id) {
+                let mut iov = [IoSlice::new(&[]); 64];
+                let k = edge.slices(&mut iov);
+                let n: usize = iov[..k].iter().map(|s| s.len()).sum();
+                std::hint::black_box(&iov);
+                hub.edge_written(id, n, n);
+                *taken += n as u64;
+                return;
+            }
+        }
         let q = &mut hub.viewer(id).expect("a viewer").queue;
         let n = q.queued_bytes();
         q.advance(n);
         *taken += n as u64;
-        if follow {
+        if mode != Mode::Pushed {
             hub.follow(id);
         }
     };
@@ -118,27 +141,32 @@ fn main() {
     let viewers = args.first().copied().unwrap_or(10_000);
     let seconds = args.get(1).copied().unwrap_or(20) as u32;
     let reps = args.get(2).copied().unwrap_or(5);
-    let (mut pushed, mut follow) = (Vec::new(), Vec::new());
+    let modes = [
+        (Mode::Pushed, "pushed"),
+        (Mode::Follow, "follow"),
+        (Mode::Edge, "edge"),
+    ];
+    let mut per_mode = vec![Vec::new(); modes.len()];
     for rep in 1..=reps {
-        for mode in [false, true] {
+        for (i, &(mode, name)) in modes.iter().enumerate() {
             let (cpu, bytes) = run(viewers, seconds, mode);
             let per_s = cpu / f64::from(seconds);
             println!(
-                "rep {rep} {}: {cpu:.3} CPU s for {seconds} s of media ({per_s:.4} per media s), {:.1} MB taken, {:.3} CPU s/GB",
-                if mode { "follow" } else { "pushed" },
+                "rep {rep} {name}: {cpu:.3} CPU s for {seconds} s of media ({per_s:.4} per media s), {:.1} MB taken, {:.3} CPU s/GB",
                 bytes as f64 / 1e6,
                 cpu / (bytes as f64 / 1e9)
             );
-            if mode {
-                follow.push(per_s);
-            } else {
-                pushed.push(per_s);
-            }
+            per_mode[i].push(per_s);
         }
     }
-    let (p, f) = (median(pushed), median(follow));
+    let m: Vec<f64> = per_mode.into_iter().map(median).collect();
     println!(
-        "{viewers} viewers: pushed {p:.4}, follow {f:.4} CPU s per media s (medians of {reps}); follow/pushed {:.3}",
-        f / p
+        "{viewers} viewers: pushed {:.4}, follow {:.4}, edge {:.4} CPU s per media s (medians of {reps}); follow/pushed {:.3}, edge/pushed {:.3}, edge/follow {:.3}",
+        m[0],
+        m[1],
+        m[2],
+        m[1] / m[0],
+        m[2] / m[0],
+        m[2] / m[1]
     );
 }

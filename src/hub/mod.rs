@@ -13,10 +13,13 @@
 //! Server protocol, per viewer: `add_viewer` -> push its preamble with `queue.push_control`
 //! -> `start_viewer` -> flush whenever listed in a `FrameOutcome::flush` (or after any call that
 //! queued bytes) with `queue.write_to` / `io_slices` + `advance`, reaching the queue through
-//! `viewer` (it settles a follower first), and call `follow` when a write emptied the queue ->
+//! `viewer` (it settles a follower first), and call `follow` when a write emptied the queue
+//! (a follower with packets pending may instead be written straight from its log: `edge` and
+//! `edge_written`, see `edge`) ->
 //! on end, push the end marker, flush, close, `remove_viewer`.
 
 pub mod cache;
+mod edge;
 pub mod packet;
 pub mod queue;
 pub mod reader;
@@ -31,6 +34,7 @@ use slab::Slab;
 
 pub use crate::media::MetaInfo;
 pub use cache::{CacheLimits, Cached};
+pub use edge::{Edge, EdgeKey};
 pub use packet::{flv_file_header, FormKind, OutputForm, Packet};
 pub use queue::{QueueLimits, QueueStats, SlowReason, Verdict, ViewerQueue};
 pub use reader::{Reader, ReaderState};
@@ -2034,5 +2038,130 @@ mod tests {
         assert!(send(&mut hub, audio(t + 20)).1.is_empty());
         assert!(hub.stream(&key()).unwrap().logs[0].packets.is_empty());
         assert_eq!(hub.totals().slow_disconnects, 1);
+    }
+
+    /// Writes up to `n` bytes of what `id` has, as a socket would: straight from its log when
+    /// `hub.edge` allows (reported with `edge_written`), else from its queue. Returns the bytes
+    /// and whether they came from the log.
+    fn write_edge_some(hub: &mut Hub, id: ViewerId, n: usize) -> (Vec<u8>, bool) {
+        let Some(edge) = hub.edge(id) else {
+            return (write_some(hub, id, n), false);
+        };
+        let mut slices = vec![std::io::IoSlice::new(&[]); edge.count()];
+        let k = edge.slices(&mut slices);
+        assert_eq!(k, edge.count());
+        let total = edge.bytes();
+        let mut out = Vec::new();
+        for s in &slices[..k] {
+            let m = s.len().min(n - out.len());
+            out.extend_from_slice(&s[..m]);
+        }
+        assert_eq!(slices[..k].iter().map(|s| s.len()).sum::<usize>(), total);
+        hub.edge_written(id, out.len(), total);
+        (out, true)
+    }
+
+    #[test]
+    fn a_follower_written_from_the_log_gets_what_per_packet_pushes_give() {
+        // As above, but the follower is written straight from its log whenever `edge` allows
+        // (whole or in part), and is touched only by writes and filter changes: runs of several
+        // packets build up between writes. Bytes, counters and verdicts must match the pushed
+        // viewer's at every write.
+        let mut hub = Hub::new(HubConfig {
+            queue_soft_ms: 600,
+            queue_hard_ms: 2500,
+            ..HubConfig::default()
+        });
+        let h = hub.publish(&key(), 1, 0).unwrap().handle;
+        for f in [av_meta(), vseq(0), aseq(0), vkey(0)] {
+            hub.frame(h, 1, f, 0);
+        }
+        let (a, _) = hub.add_viewer(&key(), FLV, 7, 0);
+        hub.start_viewer(a);
+        let (b, _) = hub.add_viewer(&key(), FLV, 8, 0);
+        hub.start_viewer(b);
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        let (mut whole, mut part, mut stall_until) = (0, 0, 0);
+        for step in 1..4000u32 {
+            let t = step * 20;
+            let f = if step % 2 == 1 {
+                audio(t)
+            } else if t % 800 == 0 {
+                vkey(t)
+            } else {
+                vinter(t)
+            };
+            let out = hub.frame(h, 1, f, u64::from(t));
+            let slow = out.too_slow.to_vec();
+            assert_eq!(slow.contains(&a), slow.contains(&b), "step {step}");
+            if slow.contains(&a) {
+                break;
+            }
+            let action = if step < stall_until { 99 } else { next(30) };
+            match action {
+                // A stall: neither reads for a while (long ones make both skip).
+                99 => {}
+                0 if step < 3000 => stall_until = step + 10 + next(60) as u32,
+                1 if next(4) == 0 => {
+                    let on = next(2) == 0;
+                    hub.set_paused(a, on);
+                    hub.set_paused(b, on);
+                }
+                2 if next(4) == 0 => {
+                    let on = next(3) != 0;
+                    hub.set_receive_video(a, on);
+                    hub.set_receive_video(b, on);
+                }
+                3 if next(4) == 0 => {
+                    let on = next(3) != 0;
+                    hub.set_receive_audio(a, on);
+                    hub.set_receive_audio(b, on);
+                }
+                k @ 8..30 => {
+                    let n = if k < 18 {
+                        next(300) as usize
+                    } else {
+                        usize::MAX
+                    };
+                    let (wa, edge) = write_edge_some(&mut hub, a, n);
+                    let wb = write_some(&mut hub, b, n);
+                    assert_eq!(wa, wb, "step {step}");
+                    if edge {
+                        if hub.is_following(a) {
+                            whole += 1;
+                        } else {
+                            part += 1;
+                        }
+                    }
+                    if hub.is_following(a) {
+                        // Still following: nothing of it is queued.
+                        assert!(hub.viewer_ref(a).unwrap().queue.is_empty());
+                        assert_eq!(hub.viewer_ref(b).unwrap().queue.queued_bytes(), 0);
+                    } else {
+                        hub.follow(a);
+                    }
+                    assert_eq!(
+                        hub.viewer_ref(a).unwrap().stats(),
+                        hub.viewer_ref(b).unwrap().stats(),
+                        "step {step}"
+                    );
+                }
+                _ => {}
+            }
+            assert!(!hub.is_following(b));
+        }
+        assert!(whole > 200 && part > 10, "{whole} {part}");
+        let st = hub.viewer(a).unwrap().stats();
+        assert!(st.skips > 0 && st.frames_dropped > 0, "{st:?}");
+        assert_eq!(
+            write_some(&mut hub, a, usize::MAX),
+            write_some(&mut hub, b, usize::MAX)
+        );
     }
 }

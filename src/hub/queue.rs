@@ -232,6 +232,26 @@ impl ViewerQueue {
         self.skipping
     }
 
+    /// True when writes emptied the queue (the viewer is caught up).
+    pub fn is_drained(&self) -> bool {
+        self.drained && self.entries.is_empty()
+    }
+
+    /// Live packets written straight to the socket, `bytes` in all, the newest of media time
+    /// `newest`, without passing through the queue (a follower at the live edge,
+    /// `Hub::edge_written`): the counters and the lag reference end as pushing them with
+    /// `push_media` and writing them all would leave them. Only for a drained queue that is not
+    /// skipping, with packets within the soft bounds (so that no push would have dropped any).
+    pub fn wrote_through(&mut self, bytes: usize, newest: u64) {
+        debug_assert!(self.is_drained() && !self.skipping);
+        self.stats.bytes_sent += bytes as u64;
+        // The first push into a drained queue sets the reference to its time, and each packet
+        // written moves it to the latest written: the newest of the packets.
+        self.written = Some(newest);
+        self.newest = Some(self.newest.map_or(newest, |n| n.max(newest)));
+        self.drained = true;
+    }
+
     /// Starts dropping media until the next resume point (headers still pass), without
     /// counting a skip: for a viewer that resumes after a pause or joins without a GOP.
     pub fn wait_for_key(&mut self) {

@@ -128,11 +128,13 @@ impl Viewer {
 /// A viewer at the live edge (its queue written out) follows the log with a cursor instead of
 /// getting each packet pushed: `Hub::frame` appends a frame's packet once per form and lists
 /// the idle followers for a flush (they leave `idle`: they now have `pending` packets), at a
-/// cost per form, not per viewer. When the server next touches such a viewer (`Hub::viewer`,
-/// before it writes), the packets from its cursor on go into its queue in order, through the
-/// same filters and slow-viewer policy as if they had been pushed one by one (`Hub::settle`),
-/// and the viewer is pushed again until its queue drains (`Hub::follow`). The log is emptied
-/// whenever no follower has packets pending (at every merged flush, normally).
+/// cost per form, not per viewer. At the flush, a follower with no filter on is written
+/// straight from the log and follows on (`Hub::edge`, `hub::edge`). Otherwise, when the server
+/// next touches such a viewer (`Hub::viewer`, before it writes), the packets from its cursor on
+/// go into its queue in order, through the same filters and slow-viewer policy as if they had
+/// been pushed one by one (`Hub::settle`), and the viewer is pushed again until its queue drains
+/// (`Hub::follow`). The log is emptied whenever no follower has packets pending (at every
+/// merged flush, normally).
 #[derive(Default)]
 pub(crate) struct FormLog {
     /// Packets `base`, `base + 1`, ...

@@ -140,7 +140,9 @@ impl Server {
                 if let (Some(sp), Some(v), None) = (self.splice.as_mut(), c.viewer(), &c.tls) {
                     // `viewer` settles a follower of its form's log: the queue noted is the
                     // one written.
-                    if let Some(vw) = self.core.hub.viewer(v) {
+                    if self.core.hub.is_following(v) {
+                        // Written straight from its log, if it can be (`write_edge`).
+                    } else if let Some(vw) = self.core.hub.viewer(v) {
                         sp.note(&vw.queue);
                     }
                 }
@@ -172,14 +174,43 @@ impl Server {
             return;
         }
         let viewer = conn.viewer();
-        if let Some(v) = viewer {
+        let mut written = 0usize;
+        // A follower at the live edge with nothing else to send: its packets go straight from
+        // its form's log to the socket (`hub::edge`), shared through a pipe where others got
+        // the same. Some(result) when it was written so.
+        let edge = match viewer {
+            Some(v) if conn.out.is_empty() && conn.body.is_none() && conn.tls.is_none() => {
+                #[cfg(target_os = "linux")]
+                let splice = self.splice.as_mut();
+                #[cfg(not(target_os = "linux"))]
+                let splice = std::marker::PhantomData;
+                write_edge(
+                    &mut self.core.hub,
+                    splice,
+                    v,
+                    &mut conn.socket,
+                    &mut written,
+                    &mut self.totals.bytes_out_shared,
+                )
+            }
+            _ => None,
+        };
+        if let (Some(v), None) = (viewer, &edge) {
             // A viewer that followed its form's log gets its packets now, written or not:
             // the slow-viewer policy sees them as it would have per packet.
             self.core.hub.viewer(v);
         }
-        let mut written = 0usize;
+        let edged = edge.is_some();
+        if edged && matches!(edge, Some(Ok(false))) && !conn.skip_watched {
+            // Behind now: the only kind of viewer that can skip (`Server::log_skips`).
+            conn.skip_watched = true;
+            self.skip_watch.push((token, conn.generation));
+        }
         let mut sink = Sink::new(&mut conn.socket, conn.tls.as_deref_mut());
-        let mut result = write_outbox(&mut sink, &mut conn.out, &mut written, usize::MAX);
+        let mut result = match edge {
+            Some(r) => r,
+            None => write_outbox(&mut sink, &mut conn.out, &mut written, usize::MAX),
+        };
         let mut body_done = false;
         let mut yielded = false;
         while let (Ok(true), Some(body)) = (&result, conn.body.as_mut()) {
@@ -199,7 +230,7 @@ impl Server {
                 Err(e) => Err(e),
             };
         }
-        if let (Ok(true), Some(v)) = (&result, viewer) {
+        if let (Ok(true), Some(v), false) = (&result, viewer, edged) {
             if let Some(vw) = self.core.hub.viewer(v) {
                 let before = written;
                 #[cfg(target_os = "linux")]
@@ -300,6 +331,69 @@ impl Server {
                 }
             }
         }
+    }
+}
+
+/// The splicer an edge write may share a pipe through (`server::splice`, Linux only).
+#[cfg(target_os = "linux")]
+type EdgeSplice<'a> = Option<&'a mut super::splice::Splicer>;
+#[cfg(not(target_os = "linux"))]
+type EdgeSplice<'a> = std::marker::PhantomData<&'a ()>;
+
+/// Writes follower `v`'s pending packets straight from its form's log (`Hub::edge`): through
+/// the splicer's shared pipe when others have the same packets, else one vectored `sendmsg`.
+/// Some(Ok(true)) when all went (it still follows), Some(Ok(false)) when the socket took part
+/// (the rest is in its queue now, `Hub::edge_written`), Some(Err) on a socket error; None when
+/// it cannot be written so (settle it and write its queue).
+fn write_edge(
+    hub: &mut crate::hub::Hub,
+    splice: EdgeSplice<'_>,
+    v: crate::hub::ViewerId,
+    socket: &mut mio::net::TcpStream,
+    written: &mut usize,
+    shared_out: &mut u64,
+) -> Option<io::Result<bool>> {
+    use std::io::{IoSlice, Write};
+    let edge = hub.edge(v)?;
+    #[cfg(target_os = "linux")]
+    let spliced = splice.and_then(|sp| sp.send_edge(socket, &edge));
+    #[cfg(not(target_os = "linux"))]
+    let spliced: Option<io::Result<usize>> = {
+        let _ = splice;
+        None
+    };
+    let (total, sent) = match spliced {
+        Some(r) => {
+            let total = edge.bytes();
+            if let Ok(n) = r {
+                *shared_out += n as u64;
+            }
+            (total, r)
+        }
+        None => {
+            if edge.count() > crate::hub::queue::WRITE_SLICES {
+                return None;
+            }
+            let mut iov = [IoSlice::new(&[]); crate::hub::queue::WRITE_SLICES];
+            let k = edge.slices(&mut iov);
+            let total = iov[..k].iter().map(|s| s.len()).sum();
+            let r = loop {
+                match outq::SocketWriter(socket).write_vectored(&iov[..k]) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(0),
+                    r => break r,
+                }
+            };
+            (total, r)
+        }
+    };
+    match sent {
+        Ok(n) => {
+            *written += n;
+            hub.edge_written(v, n, total);
+            Some(Ok(n == total))
+        }
+        Err(e) => Some(Err(e)),
     }
 }
 

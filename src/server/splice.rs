@@ -2,8 +2,10 @@
 //! edge hold the same packets. Those bytes are written once into a pipe, and each such viewer
 //! gets them with `tee(2)` into a scratch pipe and `splice(2)` from there to its socket: the
 //! kernel hands the same pipe pages to every socket instead of copying the bytes into new
-//! buffers for each viewer. Anything else (a lone viewer, control bytes queued, a partly
-//! written packet, a queue larger than a pipe) goes the ordinary way, one vectored `sendmsg`.
+//! buffers for each viewer. Viewers written straight from their form's log (`hub::edge`) share
+//! a pipe by log and cursor (`send_edge`); queued viewers by equal queues (`note`, `send`).
+//! Anything else (a lone viewer, control bytes queued, a partly written packet, a queue larger
+//! than a pipe) goes the ordinary way, one vectored `sendmsg`.
 //!
 //! Measured with tools/bench.sh-style runs (1,000 HTTP-FLV viewers of a 2 Mbps stream), see
 //! the README's performance section.
@@ -17,6 +19,7 @@ use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use mio::net::TcpStream;
 
 use crate::hub::queue::{Run, ViewerQueue};
+use crate::hub::{Edge, EdgeKey};
 
 /// Pipe size asked for (the default per-user limit for unprivileged processes, 1 MiB); a run
 /// larger than the size granted is written the ordinary way.
@@ -26,6 +29,8 @@ const PIPE_BYTES: usize = 1 << 20;
 const MAX_PIPES: usize = 32;
 /// Packets in one run: writing it into a pipe takes one `writev` of this many slices.
 const MAX_RUN_PACKETS: usize = 512;
+/// Distinct edge writes per flush that may get a pipe (usually one per stream and form).
+const MAX_EDGE_GROUPS: usize = 2 * MAX_PIPES;
 
 struct Pipe {
     read: File,
@@ -110,6 +115,9 @@ pub struct Splicer {
     loaded: usize,
     scratch: Pipe,
     groups: HashMap<Run, Group, BuildHasherDefault<RunHasher>>,
+    /// Edge writes of this flush (`send_edge`): the packets' key, and the pipe loaded with
+    /// them and their bytes (None: not shared, write the ordinary way). A few per flush.
+    edges: Vec<(EdgeKey, Option<(usize, usize)>)>,
     junk: Vec<u8>,
 }
 
@@ -120,6 +128,7 @@ impl Splicer {
             loaded: 0,
             scratch: Pipe::new()?,
             groups: HashMap::default(),
+            edges: Vec::new(),
             junk: vec![0; 64 * 1024],
         })
     }
@@ -168,7 +177,7 @@ impl Splicer {
         }
         let index = match group.pipe {
             Some(i) => i,
-            None => match load(&mut self.pipes, &mut self.loaded, queue, run.bytes) {
+            None => match load_queue(&mut self.pipes, &mut self.loaded, queue, run.bytes) {
                 Some(i) => {
                     group.pipe = Some(i);
                     i
@@ -179,17 +188,62 @@ impl Splicer {
                 }
             },
         };
+        match self.tee_splice(index, socket, run.bytes)? {
+            Ok(sent) => {
+                queue.advance(sent);
+                *written += sent;
+                Some(Ok(sent == run.bytes))
+            }
+            Err(e) => Some(Err(e)),
+        }
+    }
+
+    /// Sends a follower's packets straight from its form's log (`Hub::edge`) through the pipe
+    /// loaded with them at this flush (loaded now if this is the first follower of these exact
+    /// packets): Some(Ok(n)) with the bytes the socket took (0 when full), Some(Err) on a socket
+    /// error, None when not eligible (write them the ordinary way).
+    pub fn send_edge(&mut self, socket: &TcpStream, edge: &Edge<'_>) -> Option<io::Result<usize>> {
+        let (index, bytes) = match self.edges.iter().find(|(k, _)| *k == edge.key) {
+            Some(&(_, loaded)) => loaded?,
+            None => {
+                if self.edges.len() == MAX_EDGE_GROUPS || !edge.shared {
+                    return None;
+                }
+                let bytes = edge.bytes();
+                let loaded = if bytes > self.scratch.capacity || edge.count() > MAX_RUN_PACKETS {
+                    None
+                } else {
+                    let mut slices = vec![IoSlice::new(&[]); edge.count()];
+                    let k = edge.slices(&mut slices);
+                    load(&mut self.pipes, &mut self.loaded, &slices[..k], bytes).map(|i| (i, bytes))
+                };
+                self.edges.push((edge.key, loaded));
+                loaded?
+            }
+        };
+        self.tee_splice(index, socket, bytes)
+    }
+
+    /// `bytes` (all the pipe holds) from loaded pipe `index` to `socket`: tee into the scratch
+    /// pipe, splice from there. Some(Ok(n)) with the bytes sent (0 when the socket is full),
+    /// Some(Err) on a socket error, None when the tee fell short (send the ordinary way).
+    fn tee_splice(
+        &mut self,
+        index: usize,
+        socket: &TcpStream,
+        bytes: usize,
+    ) -> Option<io::Result<usize>> {
         let pipe = &self.pipes[index];
         // SAFETY: tee and splice on descriptors we own (the socket lives for the call).
         let teed = unsafe {
             libc::tee(
                 pipe.read.as_raw_fd(),
                 self.scratch.write.as_raw_fd(),
-                run.bytes,
+                bytes,
                 libc::SPLICE_F_NONBLOCK,
             )
         };
-        if teed != run.bytes as isize {
+        if teed != bytes as isize {
             if teed > 0 {
                 self.scratch.discard(teed as usize, &mut self.junk);
             }
@@ -201,27 +255,25 @@ impl Splicer {
                 std::ptr::null_mut(),
                 socket.as_raw_fd(),
                 std::ptr::null_mut(),
-                run.bytes,
+                bytes,
                 libc::SPLICE_F_NONBLOCK | libc::SPLICE_F_MOVE,
             )
         };
         if sent < 0 {
             let e = io::Error::last_os_error();
-            self.scratch.discard(run.bytes, &mut self.junk);
+            self.scratch.discard(bytes, &mut self.junk);
             return Some(match e.kind() {
-                io::ErrorKind::WouldBlock => Ok(false),
+                io::ErrorKind::WouldBlock => Ok(0),
                 // EINTR: nothing was sent; the rest stays queued for the next turn.
-                io::ErrorKind::Interrupted => Ok(false),
+                io::ErrorKind::Interrupted => Ok(0),
                 _ => Err(e),
             });
         }
         let sent = sent as usize;
-        if sent < run.bytes {
-            self.scratch.discard(run.bytes - sent, &mut self.junk);
+        if sent < bytes {
+            self.scratch.discard(bytes - sent, &mut self.junk);
         }
-        queue.advance(sent);
-        *written += sent;
-        Some(Ok(sent == run.bytes))
+        Some(Ok(sent))
     }
 
     /// Ends a flush: the loaded pipes are emptied for the next one.
@@ -232,14 +284,30 @@ impl Splicer {
         }
         self.loaded = 0;
         self.groups.clear();
+        self.edges.clear();
     }
 }
 
-/// Writes the queue's bytes into the next free pipe of the pool (made when needed).
-fn load(
+/// Writes the queue's bytes into the next free pipe of the pool (see `load`).
+fn load_queue(
     pipes: &mut Vec<Pipe>,
     loaded: &mut usize,
     queue: &ViewerQueue,
+    bytes: usize,
+) -> Option<usize> {
+    let mut slices = Vec::with_capacity(16);
+    queue.each_queued(|s| slices.push(IoSlice::new(s)));
+    if slices.len() > MAX_RUN_PACKETS {
+        return None;
+    }
+    load(pipes, loaded, &slices, bytes)
+}
+
+/// Writes `slices` (`bytes` in all) into the next free pipe of the pool (made when needed).
+fn load(
+    pipes: &mut Vec<Pipe>,
+    loaded: &mut usize,
+    slices: &[IoSlice],
     bytes: usize,
 ) -> Option<usize> {
     if *loaded == MAX_PIPES {
@@ -258,15 +326,10 @@ fn load(
     if bytes > pipe.capacity {
         return None;
     }
-    let mut slices = Vec::with_capacity(16);
-    queue.each_queued(|s| slices.push(IoSlice::new(s)));
-    if slices.len() > MAX_RUN_PACKETS {
-        return None;
-    }
     // The pipe is empty and large enough, so one write takes it all; anything else is a
     // failure, and the pipe is emptied again.
     *loaded += 1;
-    match pipe.write.write_vectored(&slices) {
+    match pipe.write.write_vectored(slices) {
         Ok(n) if n == bytes => Some(*loaded - 1),
         _ => None,
     }
@@ -464,5 +527,76 @@ mod tests {
         }
         assert_eq!(received.len(), stream.len());
         assert!(received == stream, "bytes differ");
+    }
+
+    #[test]
+    fn followers_with_the_same_packets_share_one_pipe_from_the_log() {
+        use crate::hub::{Hub, HubConfig, OutputForm};
+        use crate::media::frame::{Frame, TAG_AUDIO, TAG_VIDEO};
+        use crate::media::StreamKey;
+        let flv = OutputForm::HttpFlv {
+            chunked: false,
+            track: 0,
+        };
+        let f = |tag, t: u32, data: Vec<u8>| Frame::parse(tag, t, Bytes::from(data)).unwrap();
+        let key = StreamKey::new("live", "s").unwrap();
+        let mut hub = Hub::new(HubConfig::default());
+        let h = hub.publish(&key, 1, 0).unwrap().handle;
+        hub.frame(h, 1, f(TAG_VIDEO, 0, vec![0x17, 0, 0, 0, 0, 1, 0x64]), 0);
+        hub.frame(h, 1, f(TAG_VIDEO, 0, vec![0x17, 1, 0, 0, 0, 0xaa]), 0);
+        // Three followers at the live edge, each with a socket.
+        let mut viewers = Vec::new();
+        for token in 0..3 {
+            let (id, _) = hub.add_viewer(&key, flv, token, 0);
+            hub.start_viewer(id);
+            let q = &mut hub.viewer(id).unwrap().queue;
+            let mut primed = Vec::new();
+            while q.write_to(&mut primed).unwrap() > 0 {}
+            hub.follow(id);
+            let (server, client) = pair();
+            viewers.push((id, server, client));
+        }
+        let mut packets = Vec::new();
+        for i in 1..=6u32 {
+            let frame = if i % 2 == 0 {
+                f(TAG_AUDIO, i * 40, vec![0xaf, 1, i as u8, 2, 3])
+            } else {
+                f(
+                    TAG_VIDEO,
+                    i * 40,
+                    [0x27, 1, 0, 0, 0]
+                        .into_iter()
+                        .chain([i as u8; 300])
+                        .collect(),
+                )
+            };
+            let out = hub.frame(h, 1, frame, u64::from(i * 40));
+            assert!(out.too_slow.is_empty());
+        }
+        let mut sp = Splicer::new().unwrap();
+        for (id, server, client) in &mut viewers {
+            let before = hub.viewer_ref(*id).unwrap().stats().bytes_sent;
+            let edge = hub.edge(*id).expect("a follower with packets pending");
+            if packets.is_empty() {
+                // The first one: the others have the same packets pending.
+                assert!(edge.shared);
+            }
+            let total = edge.bytes();
+            let n = sp.send_edge(server, &edge).expect("shared").unwrap();
+            assert_eq!(n, total, "a fresh socket takes it all");
+            hub.edge_written(*id, n, total);
+            assert!(hub.is_following(*id) && hub.edge(*id).is_none());
+            let sent = hub.viewer_ref(*id).unwrap().stats().bytes_sent - before;
+            assert_eq!(sent as usize, total, "counted as sent");
+            let got = read_exact(client, total);
+            if packets.is_empty() {
+                packets = got;
+            } else {
+                assert_eq!(got, packets);
+            }
+        }
+        assert_eq!(sp.loaded, 1, "one pipe for the three");
+        sp.end_flush();
+        assert!(sp.edges.is_empty() && sp.loaded == 0);
     }
 }
