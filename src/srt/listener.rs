@@ -181,6 +181,11 @@ impl Listener {
         }
     }
 
+    /// True while `id` waits for `accept`/`reject`.
+    pub fn is_pending(&self, id: ConnId) -> bool {
+        matches!(self.entries.get(&id), Some(Entry::Pending(_)))
+    }
+
     /// Connections (pending and established).
     pub fn len(&self) -> usize {
         self.entries.len()

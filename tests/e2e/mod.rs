@@ -20,6 +20,7 @@ mod record;
 mod recordings;
 mod robustness;
 mod srt;
+mod srt_hooks;
 mod srt_server;
 mod timeouts;
 mod timestamps;
