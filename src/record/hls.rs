@@ -172,7 +172,19 @@ impl HlsSink {
             self.framed_audio = framed;
         }
         self.choose_fmp4(&pre.frames)?;
-        for f in &pre.frames {
+        // The first segment's program is chosen at the first keyframe from the configurations
+        // known then. An MPEG-TS source (SRT) has no sequence headers up front: its audio
+        // configuration comes with its first audio PES, after the first video frames. Taken
+        // first, the audio is in the first segment as it is with RTMP.
+        let mut frames = pre.frames;
+        if let Some(i) = frames
+            .iter()
+            .position(|f| f.track == Track::Audio && f.track_id == 0 && f.config)
+        {
+            let config = frames.remove(i);
+            frames.insert(0, config);
+        }
+        for f in &frames {
             self.media(f)?;
         }
         Ok(())

@@ -41,9 +41,7 @@ use crate::media::{Codec, Frame, StreamKey, Track};
 use crate::mux::ts::{self, Es, Pes, Program, StreamType, TsWriter};
 use crate::mux::ts_demux::TsDemuxer;
 use crate::origin::{Judged, Proto, PublishRequest, Refused};
-use crate::srt::{
-    CloseReason, ConnId, Event, Listener, ListenerConfig, Mode, RejectReason, StreamId,
-};
+use crate::srt::{ConnId, Event, Listener, ListenerConfig, Mode, RejectReason, StreamId};
 
 /// Origin connection ids of SRT connections start here: far above any TCP slab key, so an
 /// action the core lists for one of them (hold a publisher, close a taken-over one) never
@@ -378,14 +376,18 @@ impl SrtProto {
                     };
                     match c.role {
                         Role::Publisher {
-                            handle, mut demux, ..
+                            handle,
+                            mut demux,
+                            mut gate,
+                            ..
                         } => {
-                            // A video PES ends at the next one's start: the last one is
-                            // complete only if the caller said goodbye. After a timeout its
-                            // tail may be missing, and a cut picture must not be recorded.
-                            if reason == CloseReason::Shutdown {
-                                demux.flush();
-                                while let Some(f) = demux.poll_frame() {
+                            // A video PES ends at the next one's start, and whether the caller
+                            // said goodbye or went silent, it may have dropped what it had not
+                            // sent (live mode): the last video PES is taken only when its last
+                            // packet is the padded end of a PES (`end_live`), never cut.
+                            demux.end_live();
+                            while let Some(f) = demux.poll_frame() {
+                                if gate.pass(&f) {
                                     cx.core.frame(handle, c.conn, f, cx.now_ms);
                                 }
                             }

@@ -746,6 +746,46 @@ fn a_peer_that_stops_acking_is_bounded_and_times_out() {
     );
 }
 
+/// The tail a caller sent before its SHUTDOWN (within the latency, not yet due) is delivered, in
+/// order, before the close; a hole in it is given up and counted.
+#[test]
+fn shutdown_delivers_the_buffered_tail_before_closing() {
+    let t0 = Instant::now();
+    let mut l = Listener::new(config(), SECRET, t0);
+    let mut c = Caller::new("10.0.0.1:5000", t0);
+    let id = open(&mut l, &mut c, t0, b"publish:live/s");
+    let now = t0 + ms(10);
+    let mut sent = Vec::new();
+    for i in 0..5u8 {
+        let (_, d) = c.data(now, &[i; 100]);
+        sent.push(d);
+    }
+    // The third packet is lost and never comes again.
+    for (i, d) in sent.iter().enumerate() {
+        if i != 2 {
+            l.handle_datagram(now, c.addr, d);
+        }
+    }
+    assert!(payloads(&events(&mut l)).is_empty(), "nothing due yet");
+    l.handle_datagram(now, c.addr, &c.control(now, ctrl::SHUTDOWN, 0, &[0; 4]));
+    let ev = events(&mut l);
+    assert_eq!(
+        payloads(&ev),
+        vec![vec![0; 100], vec![1; 100], vec![3; 100], vec![4; 100]]
+    );
+    match ev.last() {
+        Some(Event::Closed {
+            id: i,
+            reason: CloseReason::Shutdown,
+            stats,
+        }) => {
+            assert_eq!(*i, id);
+            assert_eq!(stats.pkts_dropped, 1, "the hole");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
 #[test]
 fn keepalives_flow_and_shutdown_closes() {
     let t0 = Instant::now();

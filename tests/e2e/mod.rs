@@ -21,6 +21,7 @@ mod recordings;
 mod robustness;
 mod srt;
 mod srt_hooks;
+mod srt_loss;
 mod srt_server;
 mod timeouts;
 mod timestamps;
