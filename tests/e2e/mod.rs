@@ -21,6 +21,8 @@ mod recordings;
 mod robustness;
 mod srt;
 mod srt_hooks;
+// Network namespaces, veth pairs and netem: Linux.
+#[cfg(target_os = "linux")]
 mod srt_loss;
 mod srt_server;
 mod timeouts;

@@ -63,7 +63,6 @@ pub(super) struct Netns {
     pub name: String,
     host_if: String,
     pub host_ip: String,
-    pub ns_ip: String,
     /// `tc netem` impairs the pair (else the relay must).
     pub netem: bool,
 }
@@ -81,7 +80,6 @@ impl Netns {
             name: name.clone(),
             host_if: host_if.clone(),
             host_ip: host_ip.clone(),
-            ns_ip: ns_ip.clone(),
             netem: false,
         };
         run(&["ip", "netns", "add", &name])?;
