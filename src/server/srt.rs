@@ -754,6 +754,11 @@ impl SrtProto {
         );
         let _ = writeln!(
             m,
+            "# HELP rtmpd_srt_inductions_dropped_total SRT inductions not answered (over the rate: a flood).\n# TYPE rtmpd_srt_inductions_dropped_total counter\nrtmpd_srt_inductions_dropped_total {}",
+            ls.inductions_dropped
+        );
+        let _ = writeln!(
+            m,
             "# HELP rtmpd_srt_player_skips_total SRT players that skipped to the next keyframe.\n# TYPE rtmpd_srt_player_skips_total counter\nrtmpd_srt_player_skips_total {skips}"
         );
         let _ = writeln!(

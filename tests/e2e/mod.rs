@@ -20,6 +20,7 @@ mod record;
 mod recordings;
 mod robustness;
 mod srt;
+mod srt_abuse;
 mod srt_hooks;
 // Network namespaces, veth pairs and netem: Linux.
 #[cfg(target_os = "linux")]
