@@ -300,7 +300,7 @@ fn srt_garbage_floods_bombs_and_a_stalled_player_leave_a_live_stream_alone() {
         rss_after < rss_before + (16 << 20),
         "rss grew from {rss_before} to {rss_after}"
     );
-    assert!(metric(&server, "rtmpd_srt_rejected_total ") >= bombs.len() as u64 + 1);
+    assert!(metric(&server, "rtmpd_srt_rejected_total ") > bombs.len() as u64);
     assert!(
         metric(&server, "rtmpd_srt_inductions_dropped_total ") > 1000,
         "the flood was answered in full"
