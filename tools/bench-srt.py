@@ -20,9 +20,9 @@
    passing rate is reported.
 
 Traffic stays on 127.0.0.1; only processes this script started are stopped. Settings (environment):
-RTMPD_BIN (default target/release/rtmpd, built if missing), BENCH_SRT_INGEST_SECS [8],
-BENCH_SRT_INGEST_KBPS [16000], BENCH_SRT_LATENCY_SECS [8], BENCH_SRT_TRIAL_SECS [4],
-BENCH_SRT_LOSSES [2,4,6,8,10,12,15,20] (percent, tried in order), LINK_DELAY_MS [20].
+RTMPD_BIN (default target/release/rtmpd, built if missing), BENCH_SRT_INGEST_SECS [5],
+BENCH_SRT_INGEST_KBPS [16000], BENCH_SRT_LATENCY_SECS [6], BENCH_SRT_TRIAL_SECS [3],
+BENCH_SRT_LOSSES [0.5,1,2,3,5,8,12] (percent, tried in order), LINK_DELAY_MS [20].
 Results: a Markdown table on stdout and in target/bench-srt-results.md.
 """
 
@@ -43,11 +43,11 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RTMPD = os.environ.get("RTMPD_BIN", os.path.join(ROOT, "target/release/rtmpd"))
-INGEST_SECS = int(os.environ.get("BENCH_SRT_INGEST_SECS", "8"))
+INGEST_SECS = int(os.environ.get("BENCH_SRT_INGEST_SECS", "5"))
 INGEST_KBPS = int(os.environ.get("BENCH_SRT_INGEST_KBPS", "16000"))
-LATENCY_SECS = int(os.environ.get("BENCH_SRT_LATENCY_SECS", "8"))
-TRIAL_SECS = int(os.environ.get("BENCH_SRT_TRIAL_SECS", "4"))
-LOSSES = [float(x) for x in os.environ.get("BENCH_SRT_LOSSES", "2,4,6,8,10,12,15,20").split(",")]
+LATENCY_SECS = int(os.environ.get("BENCH_SRT_LATENCY_SECS", "6"))
+TRIAL_SECS = int(os.environ.get("BENCH_SRT_TRIAL_SECS", "3"))
+LOSSES = [float(x) for x in os.environ.get("BENCH_SRT_LOSSES", "0.5,1,2,3,5,8,12").split(",")]
 LINK_DELAY_MS = int(os.environ.get("LINK_DELAY_MS", "20"))
 MEDIA = os.path.join(ROOT, "target/bench-srt-media")
 RESULTS = os.path.join(ROOT, "target/bench-srt-results.md")

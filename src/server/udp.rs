@@ -823,6 +823,18 @@ pub fn metrics(ports: &[UdpPort]) -> String {
         &|p| c(p).datagrams_out.to_string(),
     );
     metric(
+        "rtmpd_udp_bytes_in_total",
+        "counter",
+        "Bytes received (UDP payloads).",
+        &|p| c(p).bytes_in.to_string(),
+    );
+    metric(
+        "rtmpd_udp_bytes_out_total",
+        "counter",
+        "Bytes sent (UDP payloads).",
+        &|p| c(p).bytes_out.to_string(),
+    );
+    metric(
         "rtmpd_udp_dropped_out_total",
         "counter",
         "Datagrams out dropped: their peer's queue was full.",
