@@ -20,6 +20,8 @@ mod record;
 mod recordings;
 mod robustness;
 mod srt;
+// RSS from /proc and raw loopback floods: Linux.
+#[cfg(target_os = "linux")]
 mod srt_abuse;
 mod srt_hooks;
 // Network namespaces, veth pairs and netem: Linux.
