@@ -957,6 +957,39 @@ mod tests {
         check_segment(&first, true);
     }
 
+    /// Issue 28: an MPEG-TS source (SRT) has no sequence headers up front; its audio
+    /// configuration comes with the first audio PES, after the first video frames. The first
+    /// segment was opened video-only and its 2 s of audio were lost (a discontinuity after it).
+    #[test]
+    fn audio_config_after_the_first_keyframe_is_in_the_first_segment() {
+        let dir = temp_dir("hls-late-audio-config");
+        let mut s = sink(&dir, 0);
+        s.frame(&avc_config()).unwrap();
+        for t in (0..200).step_by(40) {
+            s.frame(&picture(t, t == 0)).unwrap();
+        }
+        s.frame(&aac(0, true)).unwrap();
+        let mut audio = 0;
+        for t in (0..200).step_by(40) {
+            s.frame(&aac(t, false)).unwrap();
+            audio += 1;
+        }
+        for t in (200..3000).step_by(40) {
+            s.frame(&picture(t, t % 1000 == 0)).unwrap();
+            s.frame(&aac(t, false)).unwrap();
+            audio += 1;
+        }
+        s.finish().unwrap();
+        let mut got = 0;
+        for name in listed(&dir) {
+            got += pes_count(&fs::read(dir.join(name)).unwrap(), ts::PID_AUDIO);
+        }
+        assert_eq!(got, audio, "every audio frame is in the segments");
+        let text = fs::read_to_string(dir.join(PLAYLIST)).unwrap();
+        assert!(!text.contains("#EXT-X-DISCONTINUITY"), "{text}");
+        check_segment(&fs::read(dir.join(hlsmux::segment_name(1))).unwrap(), true);
+    }
+
     /// A second multitrack audio track cannot go in this TS program: logged once, counted,
     /// listed in meta.json; the default tracks are recorded.
     #[test]
