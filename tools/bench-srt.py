@@ -22,7 +22,8 @@
 Traffic stays on 127.0.0.1; only processes this script started are stopped. Settings (environment):
 RTMPD_BIN (default target/release/rtmpd, built if missing), BENCH_SRT_INGEST_SECS [5],
 BENCH_SRT_INGEST_KBPS [16000], BENCH_SRT_LATENCY_SECS [6], BENCH_SRT_TRIAL_SECS [3],
-BENCH_SRT_LOSSES [0.5,1,2,3,5,8,12] (percent, tried in order), LINK_DELAY_MS [20].
+BENCH_SRT_LOSSES [0.5,1,2,3,5,8,12] (percent, tried in order), LINK_DELAY_MS [20],
+BENCH_SRT_PARTS [cpu,latency,sweep].
 Results: a Markdown table on stdout and in target/bench-srt-results.md.
 """
 
@@ -49,6 +50,7 @@ LATENCY_SECS = int(os.environ.get("BENCH_SRT_LATENCY_SECS", "6"))
 TRIAL_SECS = int(os.environ.get("BENCH_SRT_TRIAL_SECS", "3"))
 LOSSES = [float(x) for x in os.environ.get("BENCH_SRT_LOSSES", "0.5,1,2,3,5,8,12").split(",")]
 LINK_DELAY_MS = int(os.environ.get("LINK_DELAY_MS", "20"))
+PARTS = os.environ.get("BENCH_SRT_PARTS", "cpu,latency,sweep").split(",")
 MEDIA = os.path.join(ROOT, "target/bench-srt-media")
 RESULTS = os.path.join(ROOT, "target/bench-srt-results.md")
 
@@ -418,9 +420,9 @@ def main():
     os.makedirs(MEDIA, exist_ok=True)
     t = time.time()
     try:
-        cpu = cpu_per_gb(MEDIA)
-        g2g = glass_to_glass(MEDIA)
-        sweep = loss_sweep(MEDIA)
+        cpu = cpu_per_gb(MEDIA) if "cpu" in PARTS else {}
+        g2g = glass_to_glass(MEDIA) if "latency" in PARTS else None
+        sweep = loss_sweep(MEDIA) if "sweep" in PARTS else []
     finally:
         stop_all()
     passing = [r[0] for r in sweep if r[1]]
