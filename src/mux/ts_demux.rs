@@ -264,6 +264,9 @@ struct Stream {
     config: Option<Bytes>,
     /// Video: a keyframe has gone out (inter frames before it are dropped).
     started: bool,
+    /// The last packet of this PID was padded with adaptation-field stuffing: muxers pad the
+    /// packet that ends a PES, so the PES being collected is very likely whole.
+    stuffed: bool,
 }
 
 impl Stream {
@@ -280,6 +283,7 @@ impl Stream {
             sets_changed: false,
             config: None,
             started: false,
+            stuffed: false,
         }
     }
 }
@@ -412,6 +416,19 @@ impl TsDemuxer {
         }
     }
 
+    /// A live stream ended and may have been cut anywhere (an SRT caller in live mode drops what
+    /// it has not sent when it closes): an unbounded PES (video) still being collected is taken
+    /// only when its last packet was padded, the mark of a PES's end; else it is dropped rather
+    /// than passed on as a cut picture. Bounded PES end by themselves; a cut ADTS frame is
+    /// dropped by its length check.
+    pub fn end_live(&mut self) {
+        if let Some(s) = self.video.as_mut().filter(|s| !s.stuffed) {
+            s.collecting = false;
+            s.pes.clear();
+        }
+        self.flush();
+    }
+
     /// The next frame, in stream order.
     #[must_use]
     pub fn poll_frame(&mut self) -> Option<Frame> {
@@ -468,6 +485,7 @@ impl TsDemuxer {
         let cc = p[3] & 0x0f;
         let mut at = 4;
         let mut discontinuity = false;
+        let mut stuffed = false;
         if control & 2 != 0 {
             let len = usize::from(p[4]);
             if 5 + len > PACKET_LEN {
@@ -475,6 +493,7 @@ impl TsDemuxer {
                 return;
             }
             discontinuity = len > 0 && p[5] & 0x80 != 0;
+            stuffed = len == 0 || p[4 + len] == 0xff && len > adaptation_needs(p[5]);
             at = 5 + len;
         }
         if control & 1 == 0 {
@@ -496,6 +515,7 @@ impl TsDemuxer {
                     continue;
                 };
                 if s.pid == pid {
+                    s.stuffed = stuffed;
                     self.es_packet(&mut s, unit_start, cc, discontinuity, payload);
                 }
                 self.put_stream(video, s);
@@ -964,6 +984,17 @@ impl TsDemuxer {
 }
 
 /// `samples` at `rate` Hz in 90 kHz ticks.
+/// The adaptation-field bytes (after its length byte) its flags ask for: the flags byte, PCR,
+/// OPCR, splice countdown; private data and extensions count as all the rest (no stuffing seen).
+fn adaptation_needs(flags: u8) -> usize {
+    if flags & 0x03 != 0 {
+        return usize::MAX;
+    }
+    1 + 6 * usize::from(flags & 0x10 != 0)
+        + 6 * usize::from(flags & 0x08 != 0)
+        + usize::from(flags & 0x04 != 0)
+}
+
 fn at_rate(samples: u64, rate: u32) -> i64 {
     (samples * 90_000 / u64::from(rate.max(1))) as i64
 }

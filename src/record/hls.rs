@@ -172,7 +172,19 @@ impl HlsSink {
             self.framed_audio = framed;
         }
         self.choose_fmp4(&pre.frames)?;
-        for f in &pre.frames {
+        // The first segment's program is chosen at the first keyframe from the configurations
+        // known then. An MPEG-TS source (SRT) has no sequence headers up front: its audio
+        // configuration comes with its first audio PES, after the first video frames. Taken
+        // first, the audio is in the first segment as it is with RTMP.
+        let mut frames = pre.frames;
+        if let Some(i) = frames
+            .iter()
+            .position(|f| f.track == Track::Audio && f.track_id == 0 && f.config)
+        {
+            let config = frames.remove(i);
+            frames.insert(0, config);
+        }
+        for f in &frames {
             self.media(f)?;
         }
         Ok(())
@@ -943,6 +955,39 @@ mod tests {
         assert_eq!(got, audio, "every audio frame is in the segments");
         let first = fs::read(dir.join(hlsmux::segment_name(1))).unwrap();
         check_segment(&first, true);
+    }
+
+    /// Issue 28: an MPEG-TS source (SRT) has no sequence headers up front; its audio
+    /// configuration comes with the first audio PES, after the first video frames. The first
+    /// segment was opened video-only and its 2 s of audio were lost (a discontinuity after it).
+    #[test]
+    fn audio_config_after_the_first_keyframe_is_in_the_first_segment() {
+        let dir = temp_dir("hls-late-audio-config");
+        let mut s = sink(&dir, 0);
+        s.frame(&avc_config()).unwrap();
+        for t in (0..200).step_by(40) {
+            s.frame(&picture(t, t == 0)).unwrap();
+        }
+        s.frame(&aac(0, true)).unwrap();
+        let mut audio = 0;
+        for t in (0..200).step_by(40) {
+            s.frame(&aac(t, false)).unwrap();
+            audio += 1;
+        }
+        for t in (200..3000).step_by(40) {
+            s.frame(&picture(t, t % 1000 == 0)).unwrap();
+            s.frame(&aac(t, false)).unwrap();
+            audio += 1;
+        }
+        s.finish().unwrap();
+        let mut got = 0;
+        for name in listed(&dir) {
+            got += pes_count(&fs::read(dir.join(name)).unwrap(), ts::PID_AUDIO);
+        }
+        assert_eq!(got, audio, "every audio frame is in the segments");
+        let text = fs::read_to_string(dir.join(PLAYLIST)).unwrap();
+        assert!(!text.contains("#EXT-X-DISCONTINUITY"), "{text}");
+        check_segment(&fs::read(dir.join(hlsmux::segment_name(1))).unwrap(), true);
     }
 
     /// A second multitrack audio track cannot go in this TS program: logged once, counted,

@@ -96,6 +96,8 @@ struct Viewers {
     ws_flv: usize,
     /// WHEP sessions.
     webrtc: usize,
+    /// SRT players (`m=request`).
+    srt: usize,
     total: usize,
 }
 
@@ -137,6 +139,7 @@ struct Players {
     http_flv: usize,
     ws_flv: usize,
     webrtc: usize,
+    srt: usize,
 }
 
 #[derive(Serialize)]
@@ -172,6 +175,16 @@ const BOUNDS: [&str; 8] = [
 ];
 
 impl Server {
+    /// Players on the UDP protocols (SRT), of one stream or of all.
+    fn udp_players(&self, key: Option<&crate::media::StreamKey>) -> usize {
+        self.udp.iter().map(|p| p.protocol.players(key)).sum()
+    }
+
+    /// Publishers on the UDP protocols (SRT).
+    fn udp_publishers(&self) -> usize {
+        self.udp.iter().map(|p| p.protocol.publishers()).sum()
+    }
+
     fn conn_counts(&self) -> (usize, usize, usize, usize) {
         let (mut rtmp, mut http_flv, mut ws_flv, mut publishers) = (0, 0, 0, 0);
         for (_, c) in self.conns.iter() {
@@ -241,6 +254,7 @@ impl Server {
             } else {
                 0.0
             };
+            let srt_players = self.udp_players(Some(&s.key));
             streams.push(StreamEntry {
                 live: s.publisher.is_some(),
                 publisher: peer,
@@ -255,10 +269,12 @@ impl Server {
                     http_flv: s.viewers_http_flv,
                     ws_flv: s.viewers_ws_flv,
                     webrtc: self.webrtc_viewers(&s.key),
+                    srt: srt_players,
                     total: s.viewers_rtmp
                         + s.viewers_http_flv
                         + s.viewers_ws_flv
-                        + self.webrtc_viewers(&s.key),
+                        + self.webrtc_viewers(&s.key)
+                        + srt_players,
                 },
                 health: self.core.hub.health_report(&s.key, now_ms),
                 upstream: self.upstream_report(&s.key),
@@ -293,12 +309,13 @@ impl Server {
             uptime_s: round(uptime, 1),
             pid: std::process::id(),
             connections: self.conns.len(),
-            publishers,
+            publishers: publishers + self.udp_publishers(),
             players: Players {
                 rtmp,
                 http_flv,
                 ws_flv,
                 webrtc: self.webrtc_sessions(),
+                srt: self.udp_players(None),
             },
             bytes_in: self.totals.bytes_in,
             bytes_out: self.totals.bytes_out,
@@ -346,7 +363,7 @@ impl Server {
             "rtmpd_streams",
             "gauge",
             "Live streams.",
-            &[("", publishers.to_string())],
+            &[("", (publishers + self.udp_publishers()).to_string())],
         );
         metric(
             "rtmpd_players",
@@ -357,6 +374,7 @@ impl Server {
                 ("{protocol=\"http_flv\"}", http_flv.to_string()),
                 ("{protocol=\"ws_flv\"}", ws_flv.to_string()),
                 ("{protocol=\"webrtc\"}", self.webrtc_sessions().to_string()),
+                ("{protocol=\"srt\"}", self.udp_players(None).to_string()),
             ],
         );
         if let Some(ll) = &self.core.llhls {

@@ -558,6 +558,10 @@ impl Server {
     /// Answers the requests whose hook has spoken.
     fn hook_verdicts(&mut self) {
         for (token, verdict) in self.core.hook_answers() {
+            if token >= srt::SRT_CONN_BASE {
+                self.udp_judged(token, &verdict);
+                continue;
+            }
             let Some(conn) = self.conns.get(token) else {
                 continue;
             };

@@ -30,6 +30,7 @@ use bytes::Bytes;
 use log::{debug, info, warn};
 
 use super::udp::{Datagram, PeerId, UdpCx, UdpProtocol};
+use crate::access::Refusal;
 use crate::access::{self, RefuseKind};
 use crate::hub::reader::{Reader, ReaderState};
 use crate::hub::StreamHandle;
@@ -40,9 +41,7 @@ use crate::media::{Codec, Frame, StreamKey, Track};
 use crate::mux::ts::{self, Es, Pes, Program, StreamType, TsWriter};
 use crate::mux::ts_demux::TsDemuxer;
 use crate::origin::{Judged, Proto, PublishRequest, Refused};
-use crate::srt::{
-    CloseReason, ConnId, Event, Listener, ListenerConfig, Mode, RejectReason, StreamId,
-};
+use crate::srt::{ConnId, Event, Listener, ListenerConfig, Mode, RejectReason, StreamId};
 
 /// Origin connection ids of SRT connections start here: far above any TCP slab key, so an
 /// action the core lists for one of them (hold a publisher, close a taken-over one) never
@@ -311,6 +310,14 @@ struct SrtConn {
     role: Role,
 }
 
+/// A caller whose request waits for the `--on-publish`/`--on-play` hook: the listener holds it
+/// (pending, its repeated conclusions unanswered) until `judged` or its decision timeout.
+struct Judging {
+    id: ConnId,
+    peer: SocketAddr,
+    stream: StreamId,
+}
+
 /// Demuxing errors logged per publisher (the rest are counted).
 const MAX_ERROR_LINES: u32 = 5;
 
@@ -324,6 +331,9 @@ pub struct SrtProto {
     socket_v4: usize,
     socket_v6: usize,
     conns: HashMap<ConnId, SrtConn>,
+    /// Requests waiting for a hook's verdict, by origin connection id (bounded by the
+    /// listener's connection caps: each is a pending listener entry).
+    judging: HashMap<usize, Judging>,
     next_conn: usize,
     /// Player skips and demuxing errors of connections that closed (for `/metrics`).
     skips_closed: u64,
@@ -340,6 +350,7 @@ impl SrtProto {
             socket_v4: 0,
             socket_v6: 0,
             conns: HashMap::new(),
+            judging: HashMap::new(),
             next_conn: 0,
             skips_closed: 0,
             ts_errors: 0,
@@ -360,18 +371,23 @@ impl SrtProto {
                 Event::Data { id, data } => self.data(id, &data, cx, now),
                 Event::Closed { id, reason, stats } => {
                     let Some(c) = self.conns.remove(&id) else {
+                        self.judging_closed(id, cx);
                         continue;
                     };
                     match c.role {
                         Role::Publisher {
-                            handle, mut demux, ..
+                            handle,
+                            mut demux,
+                            mut gate,
+                            ..
                         } => {
-                            // A video PES ends at the next one's start: the last one is
-                            // complete only if the caller said goodbye. After a timeout its
-                            // tail may be missing, and a cut picture must not be recorded.
-                            if reason == CloseReason::Shutdown {
-                                demux.flush();
-                                while let Some(f) = demux.poll_frame() {
+                            // A video PES ends at the next one's start, and whether the caller
+                            // said goodbye or went silent, it may have dropped what it had not
+                            // sent (live mode): the last video PES is taken only when its last
+                            // packet is the padded end of a PES (`end_live`), never cut.
+                            demux.end_live();
+                            while let Some(f) = demux.poll_frame() {
+                                if gate.pass(&f) {
                                     cx.core.frame(handle, c.conn, f, cx.now_ms);
                                 }
                             }
@@ -456,23 +472,39 @@ impl SrtProto {
         match cx.core.judge(conn, &req, super::unix_now()) {
             Judged::Allow => {}
             Judged::Refuse(r) => {
-                let reason = match r.kind {
-                    RefuseKind::Missing => RejectReason::Unauthorized,
-                    _ => RejectReason::Forbidden,
-                };
-                self.listener.reject(id, now, reason);
+                self.listener.reject(id, now, reject_reason(&r));
                 return;
             }
             Judged::Pending => {
-                // The loop hands hook verdicts to TCP connections only, so far.
-                cx.core.forget(conn);
-                warn!(
-                    "SRT {peer}: {}/{}: refused: the --on-publish/--on-play hook is not asked for SRT yet",
-                    s.app, s.stream
+                // The hook runs off the loop; the caller repeats its conclusion meanwhile and
+                // gets its answer once the verdict is in (`judged`).
+                self.judging.insert(
+                    conn,
+                    Judging {
+                        id,
+                        peer,
+                        stream: s,
+                    },
                 );
-                self.listener.reject(id, now, RejectReason::Forbidden);
                 return;
             }
+        }
+        self.admit(id, conn, peer, s, cx, now);
+    }
+
+    /// A request the access policy (or its hook) allowed: publish or play, or a refusal.
+    fn admit(
+        &mut self,
+        id: ConnId,
+        conn: usize,
+        peer: SocketAddr,
+        s: StreamId,
+        cx: &mut UdpCx,
+        now: Instant,
+    ) {
+        if !self.listener.is_pending(id) {
+            // Timed out (or closed) while the hook was thinking: nothing to admit.
+            return;
         }
         let sreq = PublishRequest {
             conn,
@@ -540,6 +572,15 @@ impl SrtProto {
                     self.listener.reject(id, now, RejectReason::NotFound);
                     return;
                 };
+                // --max-players-per-stream over the hub's players and ours.
+                let players = cx.core.hub.players(&key) + self.count_players(Some(&key));
+                if let Err(r) = cx.core.limits.admit_player(players, cx.now_ms) {
+                    if let Some(line) = r.log {
+                        warn!("{line}");
+                    }
+                    self.listener.reject(id, now, RejectReason::Resource);
+                    return;
+                }
                 self.listener.accept(id, now);
                 let queue = Rc::new(RefCell::new(PlayQueue::default()));
                 cx.core
@@ -561,6 +602,56 @@ impl SrtProto {
                 );
             }
         }
+    }
+
+    /// The hook's verdict on a waiting caller: allowed ones are admitted, refused ones get the
+    /// SRT reject code (the refusal was logged by the origin core).
+    fn on_judged(&mut self, conn: usize, verdict: &Judged, cx: &mut UdpCx) -> bool {
+        let Some(j) = self.judging.remove(&conn) else {
+            return false;
+        };
+        let now = self.now(cx.now_ms);
+        match verdict {
+            Judged::Allow => self.admit(j.id, conn, j.peer, j.stream, cx, now),
+            Judged::Refuse(r) => self.listener.reject(j.id, now, reject_reason(r)),
+            Judged::Pending => {}
+        }
+        self.drive(cx);
+        true
+    }
+
+    /// A caller that was waiting for a hook is gone (the listener's decision timeout, or the
+    /// server closed it): its verdict, if it still comes, is dropped.
+    fn judging_closed(&mut self, id: ConnId, cx: &mut UdpCx) {
+        let Some(conn) = self
+            .judging
+            .iter()
+            .find_map(|(c, j)| (j.id == id).then_some(*c))
+        else {
+            return;
+        };
+        if let Some(j) = self.judging.remove(&conn) {
+            cx.core.forget(conn);
+            warn!(
+                "SRT {}: {}/{}: refused: no hook verdict before the handshake timed out",
+                j.peer, j.stream.app, j.stream.stream
+            );
+        }
+    }
+
+    /// SRT players now, of one stream or of all.
+    fn count_players(&self, key: Option<&StreamKey>) -> usize {
+        self.conns
+            .values()
+            .filter(|c| matches!(c.role, Role::Player { .. }) && key.is_none_or(|k| *k == c.key))
+            .count()
+    }
+
+    fn count_publishers(&self) -> usize {
+        self.conns
+            .values()
+            .filter(|c| matches!(c.role, Role::Publisher { .. }))
+            .count()
     }
 
     fn data(&mut self, id: ConnId, data: &[u8], cx: &mut UdpCx, now: Instant) {
@@ -660,6 +751,11 @@ impl SrtProto {
             m,
             "# HELP rtmpd_srt_rejected_total SRT callers refused.\n# TYPE rtmpd_srt_rejected_total counter\nrtmpd_srt_rejected_total {}",
             ls.rejected
+        );
+        let _ = writeln!(
+            m,
+            "# HELP rtmpd_srt_inductions_dropped_total SRT inductions not answered (over the rate: a flood).\n# TYPE rtmpd_srt_inductions_dropped_total counter\nrtmpd_srt_inductions_dropped_total {}",
+            ls.inductions_dropped
         );
         let _ = writeln!(
             m,
@@ -772,11 +868,31 @@ impl UdpProtocol for SrtProto {
         SrtProto::stream_json(self, key)
     }
 
+    fn judged(&mut self, conn: usize, verdict: &Judged, cx: &mut UdpCx) -> bool {
+        self.on_judged(conn, verdict, cx)
+    }
+
+    fn players(&self, key: Option<&StreamKey>) -> usize {
+        self.count_players(key)
+    }
+
+    fn publishers(&self) -> usize {
+        self.count_publishers()
+    }
+
     fn peer_of_conn(&self, conn: usize) -> Option<SocketAddr> {
         if conn < SRT_CONN_BASE {
             return None;
         }
         self.conns.values().find(|c| c.conn == conn).map(|c| c.peer)
+    }
+}
+
+/// The SRT reject code for an access refusal: 1401 when a credential is missing, else 1403.
+fn reject_reason(r: &Refusal) -> RejectReason {
+    match r.kind {
+        RefuseKind::Missing => RejectReason::Unauthorized,
+        _ => RejectReason::Forbidden,
     }
 }
 

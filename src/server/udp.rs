@@ -86,6 +86,19 @@ pub trait UdpProtocol {
     fn stream_json(&self, _key: &crate::media::StreamKey) -> Vec<serde_json::Value> {
         Vec::new()
     }
+    /// Its players now, of one stream or (`None`) of every stream.
+    fn players(&self, _key: Option<&crate::media::StreamKey>) -> usize {
+        0
+    }
+    /// Its publishers now.
+    fn publishers(&self) -> usize {
+        0
+    }
+    /// A hook's verdict on the request of origin connection `conn`; false when `conn` is not
+    /// one of this protocol's.
+    fn judged(&mut self, _conn: usize, _verdict: &crate::origin::Judged, _cx: &mut UdpCx) -> bool {
+        false
+    }
 }
 
 /// What a protocol's call may use: the peers and their queues, the origin core, the loop's clock.
@@ -811,6 +824,18 @@ pub fn metrics(ports: &[UdpPort]) -> String {
         &|p| c(p).datagrams_out.to_string(),
     );
     metric(
+        "rtmpd_udp_bytes_in_total",
+        "counter",
+        "Bytes received (UDP payloads).",
+        &|p| c(p).bytes_in.to_string(),
+    );
+    metric(
+        "rtmpd_udp_bytes_out_total",
+        "counter",
+        "Bytes sent (UDP payloads).",
+        &|p| c(p).bytes_out.to_string(),
+    );
+    metric(
         "rtmpd_udp_dropped_out_total",
         "counter",
         "Datagrams out dropped: their peer's queue was full.",
@@ -910,6 +935,23 @@ impl Server {
             }
         }
         port.endpoint.flush(self.poll.registry(), e);
+        self.apply_actions();
+    }
+
+    /// A hook's verdict for a connection of a UDP protocol (an SRT caller waiting in its
+    /// handshake): the protocol that owns `conn` answers it, then what it queued goes out.
+    pub(super) fn udp_judged(&mut self, conn: usize, verdict: &crate::origin::Judged) {
+        for (e, port) in self.udp.iter_mut().enumerate() {
+            let mut cx = UdpCx {
+                peers: &mut port.endpoint.peers,
+                core: &mut self.core,
+                now_ms: self.now_ms,
+            };
+            if port.protocol.judged(conn, verdict, &mut cx) {
+                port.endpoint.flush(self.poll.registry(), e);
+                break;
+            }
+        }
         self.apply_actions();
     }
 

@@ -444,6 +444,20 @@ impl Conn {
         }
     }
 
+    /// The peer closed: what it sent and we hold is released now, in order, without waiting for
+    /// its play time (the tail of a stream up to the latency; a recording wants it). Holes can no
+    /// longer be filled and are given up.
+    fn deliver_all(&mut self) {
+        while let Some(slot) = self.rcv_buf.pop_front() {
+            match slot {
+                Slot::Ready { data, .. } => self.delivered.push(data),
+                Slot::Empty => self.stats.pkts_dropped += 1,
+                Slot::Dropped => {}
+            }
+            self.rcv_next = seq_add(self.rcv_next, 1);
+        }
+    }
+
     /// The first sequence number not received in order.
     fn ack_point(&self) -> u32 {
         let n = self
@@ -800,7 +814,10 @@ impl Conn {
             ctrl::ACKACK => self.on_ackack(now, h.info),
             ctrl::NAK => self.on_nak(now, body),
             ctrl::DROPREQ => self.on_dropreq(body),
-            ctrl::SHUTDOWN => self.closed = Some(CloseReason::Shutdown),
+            ctrl::SHUTDOWN => {
+                self.deliver_all();
+                self.closed = Some(CloseReason::Shutdown);
+            }
             ctrl::EXT if h.subtype == super::handshake::CMD_KMREQ => self.on_km_refresh(now, body),
             _ => {}
         }

@@ -2,10 +2,10 @@
 //! KEK from the passphrase (PBKDF2-HMAC-SHA1, 2048 iterations, the salt's last 8 bytes), the
 //! stream keys unwrapped with AES key wrap (RFC 3394), and the payload cipher whose counter is the
 //! salt's first 112 bits XOR the packet sequence number. No key generation here: in HSv5 the caller
-//! makes the keys for both directions and the listener clones them.
+//! makes the keys for both directions and the listener clones them. The primitives are
+//! RustCrypto's (`pbkdf2`, `aes-kw`, `ctr` over `aes`); this module owns the HaiCrypt layout.
 
-use aes::cipher::{generic_array::GenericArray, BlockDecrypt, BlockEncrypt, KeyInit};
-use sha1::{Digest, Sha1};
+use aes::cipher::{InnerIvInit, KeyInit, StreamCipher};
 
 /// PBKDF2 iterations and salt length fixed by HaiCrypt.
 pub const PBKDF2_ITER: u32 = 2048;
@@ -15,7 +15,6 @@ const SALT_LEN: usize = 16;
 /// 'HAI' as a PnP vendor id.
 const KM_SIGN: u16 = 0x2029;
 const CIPHER_AES_CTR: u8 = 2;
-const WRAP_IV: u64 = 0xA6A6_A6A6_A6A6_A6A6;
 
 /// Why a KMREQ was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +39,7 @@ impl std::fmt::Display for KmError {
 
 impl std::error::Error for KmError {}
 
-/// An AES block cipher of one of the three key sizes.
+/// An AES block cipher of one of the three key sizes (its key schedule, made once per key).
 #[derive(Clone)]
 pub enum AesKey {
     A128(Box<aes::Aes128>),
@@ -58,105 +57,64 @@ impl AesKey {
         })
     }
 
-    fn encrypt(&self, blocks: &mut [aes::Block]) {
+    /// XORs `data` with the AES-CTR keystream from the 128-bit big-endian counter `iv`.
+    fn ctr(&self, iv: &[u8; 16], data: &mut [u8]) {
+        fn run<C>(cipher: &C, iv: &[u8; 16], data: &mut [u8])
+        where
+            C: aes::cipher::BlockEncryptMut + aes::cipher::BlockCipher + Clone,
+            C: aes::cipher::BlockSizeUser<BlockSize = aes::cipher::consts::U16>,
+        {
+            let core = ctr::CtrCore::<C, ctr::flavors::Ctr128BE>::inner_iv_init(
+                cipher.clone(),
+                &(*iv).into(),
+            );
+            ctr::Ctr128BE::from_core(core).apply_keystream(data);
+        }
         match self {
-            AesKey::A128(c) => c.encrypt_blocks(blocks),
-            AesKey::A192(c) => c.encrypt_blocks(blocks),
-            AesKey::A256(c) => c.encrypt_blocks(blocks),
+            AesKey::A128(c) => run(&**c, iv, data),
+            AesKey::A192(c) => run(&**c, iv, data),
+            AesKey::A256(c) => run(&**c, iv, data),
         }
     }
-
-    fn decrypt(&self, block: &mut aes::Block) {
-        match self {
-            AesKey::A128(c) => c.decrypt_block(block),
-            AesKey::A192(c) => c.decrypt_block(block),
-            AesKey::A256(c) => c.decrypt_block(block),
-        }
-    }
-}
-
-fn hmac_sha1(key: &[u8], msg: &[u8]) -> [u8; 20] {
-    const BLOCK: usize = 64;
-    let mut k = [0u8; BLOCK];
-    if key.len() > BLOCK {
-        k[..20].copy_from_slice(&Sha1::digest(key));
-    } else {
-        k[..key.len()].copy_from_slice(key);
-    }
-    let mut inner = Sha1::new();
-    inner.update(k.map(|b| b ^ 0x36));
-    inner.update(msg);
-    let inner = inner.finalize();
-    let mut outer = Sha1::new();
-    outer.update(k.map(|b| b ^ 0x5c));
-    outer.update(inner);
-    let mut out = [0u8; 20];
-    out.copy_from_slice(&outer.finalize());
-    out
 }
 
 /// PBKDF2-HMAC-SHA1 (RFC 8018) filling `out`.
 pub fn pbkdf2_sha1(password: &[u8], salt: &[u8], iterations: u32, out: &mut [u8]) {
-    for (i, chunk) in out.chunks_mut(20).enumerate() {
-        let mut msg = salt.to_vec();
-        msg.extend_from_slice(&(i as u32 + 1).to_be_bytes());
-        let mut u = hmac_sha1(password, &msg);
-        let mut t = u;
-        for _ in 1..iterations {
-            u = hmac_sha1(password, &u);
-            t.iter_mut().zip(u).for_each(|(a, b)| *a ^= b);
-        }
-        chunk.copy_from_slice(&t[..chunk.len()]);
+    pbkdf2::pbkdf2_hmac::<sha1::Sha1>(password, salt, iterations, out);
+}
+
+/// RFC 3394 key wrap of `plain` (a multiple of 8 bytes, at least 16) under `kek` (16, 24 or 32
+/// bytes); `None` for other lengths.
+pub fn key_wrap(kek: &[u8], plain: &[u8]) -> Option<Vec<u8>> {
+    match kek.len() {
+        16 => aes_kw::KekAes128::try_from(kek).ok()?.wrap_vec(plain).ok(),
+        24 => aes_kw::KekAes192::try_from(kek).ok()?.wrap_vec(plain).ok(),
+        32 => aes_kw::KekAes256::try_from(kek).ok()?.wrap_vec(plain).ok(),
+        _ => None,
     }
 }
 
-/// RFC 3394 key wrap of `plain` (a multiple of 8 bytes, at least 16).
-pub fn key_wrap(kek: &AesKey, plain: &[u8]) -> Vec<u8> {
-    let n = plain.len() / 8;
-    let mut a = WRAP_IV;
-    let mut r: Vec<[u8; 8]> = plain
-        .chunks_exact(8)
-        .map(|c| c.try_into().unwrap_or([0; 8]))
-        .collect();
-    for j in 0..6 {
-        for (i, ri) in r.iter_mut().enumerate() {
-            let mut b = aes::Block::default();
-            b[..8].copy_from_slice(&a.to_be_bytes());
-            b[8..].copy_from_slice(ri);
-            kek.encrypt(std::slice::from_mut(&mut b));
-            let t = (n * j + i + 1) as u64;
-            a = u64::from_be_bytes(b[..8].try_into().unwrap_or([0; 8])) ^ t;
-            ri.copy_from_slice(&b[8..]);
-        }
-    }
-    let mut out = a.to_be_bytes().to_vec();
-    r.iter().for_each(|ri| out.extend_from_slice(ri));
-    out
-}
-
-/// RFC 3394 key unwrap; `None` when the integrity check fails (a different KEK).
-pub fn key_unwrap(kek: &AesKey, wrapped: &[u8]) -> Option<Vec<u8>> {
+/// RFC 3394 key unwrap; `None` when the integrity check fails (a different KEK) or the lengths
+/// are wrong.
+pub fn key_unwrap(kek: &[u8], wrapped: &[u8]) -> Option<Vec<u8>> {
     if wrapped.len() < 24 || !wrapped.len().is_multiple_of(8) {
         return None;
     }
-    let n = wrapped.len() / 8 - 1;
-    let mut a = u64::from_be_bytes(wrapped[..8].try_into().ok()?);
-    let mut r: Vec<[u8; 8]> = wrapped[8..]
-        .chunks_exact(8)
-        .map(|c| c.try_into().unwrap_or([0; 8]))
-        .collect();
-    for j in (0..6).rev() {
-        for i in (0..n).rev() {
-            let t = (n * j + i + 1) as u64;
-            let mut b = aes::Block::default();
-            b[..8].copy_from_slice(&(a ^ t).to_be_bytes());
-            b[8..].copy_from_slice(&r[i]);
-            kek.decrypt(&mut b);
-            a = u64::from_be_bytes(b[..8].try_into().ok()?);
-            r[i].copy_from_slice(&b[8..]);
-        }
+    match kek.len() {
+        16 => aes_kw::KekAes128::try_from(kek)
+            .ok()?
+            .unwrap_vec(wrapped)
+            .ok(),
+        24 => aes_kw::KekAes192::try_from(kek)
+            .ok()?
+            .unwrap_vec(wrapped)
+            .ok(),
+        32 => aes_kw::KekAes256::try_from(kek)
+            .ok()?
+            .unwrap_vec(wrapped)
+            .ok(),
+        _ => None,
     }
-    (a == WRAP_IV).then(|| r.concat())
 }
 
 /// The stream keys of one connection, both directions (the listener clones the caller's keys).
@@ -194,7 +152,7 @@ impl Keys {
             .ok_or(KmError::Malformed)?;
         let mut salt = [0u8; SALT_LEN];
         salt.copy_from_slice(&km[KM_HEADER..KM_HEADER + SALT_LEN]);
-        let kek = derive_kek(passphrase, &salt, key_len).ok_or(KmError::Malformed)?;
+        let kek = derive_kek(passphrase, &salt, key_len);
         let plain = key_unwrap(&kek, wrapped).ok_or(KmError::BadSecret)?;
         let mut sek = [None, None];
         let mut keys = plain.chunks_exact(key_len);
@@ -218,14 +176,7 @@ impl Keys {
             .iter_mut()
             .zip(&self.salt)
             .for_each(|(a, b)| *a ^= b);
-        let base = u128::from_be_bytes(iv);
-        let mut blocks: Vec<aes::Block> = (0..data.len().div_ceil(16))
-            .map(|i| GenericArray::from(base.wrapping_add(i as u128).to_be_bytes()))
-            .collect();
-        key.encrypt(&mut blocks);
-        for (chunk, ks) in data.chunks_mut(16).zip(&blocks) {
-            chunk.iter_mut().zip(ks.iter()).for_each(|(a, b)| *a ^= b);
-        }
+        key.ctr(&iv, data);
         true
     }
 
@@ -239,7 +190,8 @@ impl Keys {
     }
 }
 
-fn derive_kek(passphrase: &[u8], salt: &[u8; SALT_LEN], key_len: usize) -> Option<AesKey> {
+/// The KEK's bytes: PBKDF2 over the passphrase with the salt's last 8 bytes.
+fn derive_kek(passphrase: &[u8], salt: &[u8; SALT_LEN], key_len: usize) -> Vec<u8> {
     let mut kek = vec![0u8; key_len];
     pbkdf2_sha1(
         passphrase,
@@ -247,7 +199,7 @@ fn derive_kek(passphrase: &[u8], salt: &[u8; SALT_LEN], key_len: usize) -> Optio
         PBKDF2_ITER,
         &mut kek,
     );
-    AesKey::new(&kek)
+    kek
 }
 
 /// Builds a KMREQ as a libsrt caller would (tests and the interop harness act as callers).
@@ -281,8 +233,11 @@ pub fn build_km(
     km.extend_from_slice(&salt);
     let mut plain = even.to_vec();
     plain.extend_from_slice(odd.unwrap_or(&[]));
-    let kek = derive_kek(passphrase, &salt, key_len)?;
-    km.extend_from_slice(&key_wrap(&kek, &plain));
+    if ![16, 24, 32].contains(&key_len) {
+        return None;
+    }
+    let kek = derive_kek(passphrase, &salt, key_len);
+    km.extend_from_slice(&key_wrap(&kek, &plain)?);
     Some(km)
 }
 
@@ -327,20 +282,17 @@ mod tests {
     /// RFC 3394 section 4.1 and 4.6 (128-bit key data with a 128-bit KEK, 256 with 256).
     #[test]
     fn key_wrap_matches_rfc_3394() {
-        let kek = AesKey::new(&hex("000102030405060708090A0B0C0D0E0F")).unwrap();
+        let kek = hex("000102030405060708090A0B0C0D0E0F");
         let data = hex("00112233445566778899AABBCCDDEEFF");
-        let wrapped = key_wrap(&kek, &data);
+        let wrapped = key_wrap(&kek, &data).unwrap();
         assert_eq!(
             wrapped,
             hex("1FA68B0A8112B447AEF34BD8FB5A7B829D3E862371D2CFE5")
         );
         assert_eq!(key_unwrap(&kek, &wrapped), Some(data));
-        let kek = AesKey::new(&hex(
-            "000102030405060708090A0B0C0D0E0F101112131415161718191A1B1C1D1E1F",
-        ))
-        .unwrap();
+        let kek = hex("000102030405060708090A0B0C0D0E0F101112131415161718191A1B1C1D1E1F");
         let data = hex("00112233445566778899AABBCCDDEEFF000102030405060708090A0B0C0D0E0F");
-        let wrapped = key_wrap(&kek, &data);
+        let wrapped = key_wrap(&kek, &data).unwrap();
         assert_eq!(
             wrapped,
             hex("28C9F404C4B810F4CBCCB35CFB87F8263F5786E2D80ED326CBC7F0E71A99F43BFB988B9B7A02DD21")
@@ -349,6 +301,11 @@ mod tests {
         bad[3] ^= 1;
         assert_eq!(key_unwrap(&kek, &bad), None);
         assert_eq!(key_unwrap(&kek, &wrapped[..20]), None);
+        assert_eq!(
+            key_unwrap(&kek[..20], &wrapped),
+            None,
+            "no AES key of 20 bytes"
+        );
     }
 
     #[test]
@@ -395,8 +352,8 @@ mod tests {
         iv[13] ^= 5;
         iv[14] = 0;
         iv[15] = 0;
-        let mut blk = [GenericArray::from(iv)];
-        AesKey::new(&[9; 16]).unwrap().encrypt(&mut blk);
+        let mut blk = [aes::Block::from(iv)];
+        aes::cipher::BlockEncrypt::encrypt_blocks(&aes::Aes128::new(&[9; 16].into()), &mut blk);
         let mut z = [0u8; 16];
         keys.apply(1, 5, &mut z);
         assert_eq!(z[..], blk[0][..]);

@@ -25,6 +25,11 @@ const MAX_REJECTED: usize = 1024;
 const REJECTED_TTL: Duration = Duration::from_secs(5);
 /// A cookie is good for the minute it was made in and the one after.
 const COOKIE_PERIOD: Duration = Duration::from_secs(60);
+/// Induction answers: a burst, then a rate (per second). All SRT output shares the server's
+/// queue of the port, so a flood of inductions must not crowd out the ACKs and data of open
+/// connections; a caller whose induction goes unanswered repeats it (libsrt: every 250 ms).
+const INDUCTION_BURST: f64 = 100.0;
+const INDUCTION_RATE: f64 = 1000.0;
 /// The MTU and flow window we announce.
 const MTU: u32 = 1500;
 const MIN_BUFFER: usize = 64;
@@ -110,6 +115,8 @@ pub struct ListenerStats {
     /// Datagrams that are not SRT, or for no connection of ours.
     pub dropped: u64,
     pub inductions: u64,
+    /// Inductions not answered: over the rate (a flood).
+    pub inductions_dropped: u64,
     /// Conclusions with a bad or stale cookie (ignored: no state, no answer).
     pub bad_cookies: u64,
     pub rejected: u64,
@@ -148,6 +155,8 @@ pub struct Listener {
     stats: ListenerStats,
     /// Start of the refusal-log window, lines logged and suppressed in it.
     log_window: (Instant, u32, u32),
+    /// Induction answers that may go out now, and when it was last topped up.
+    induction_tokens: (f64, Instant),
 }
 
 impl Listener {
@@ -166,6 +175,7 @@ impl Listener {
             events: VecDeque::new(),
             stats: ListenerStats::default(),
             log_window: (now, 0, 0),
+            induction_tokens: (INDUCTION_BURST, now),
         }
     }
 
@@ -179,6 +189,11 @@ impl Listener {
             Entry::Open { conn, .. } => Some(conn.stats()),
             Entry::Pending(_) => None,
         }
+    }
+
+    /// True while `id` waits for `accept`/`reject`.
+    pub fn is_pending(&self, id: ConnId) -> bool {
+        matches!(self.entries.get(&id), Some(Entry::Pending(_)))
     }
 
     /// Connections (pending and established).
@@ -287,6 +302,15 @@ impl Listener {
     /// Stateless: the answer carries a cookie bound to the caller's address and the minute.
     fn on_induction(&mut self, now: Instant, from: SocketAddr, req: Handshake) {
         self.stats.inductions += 1;
+        let (tokens, at) = &mut self.induction_tokens;
+        let refill = now.saturating_duration_since(*at).as_secs_f64() * INDUCTION_RATE;
+        *tokens = (*tokens + refill).min(INDUCTION_BURST);
+        *at = now;
+        if *tokens < 1.0 {
+            self.stats.inductions_dropped += 1;
+            return;
+        }
+        *tokens -= 1.0;
         let answer = Handshake {
             version: VERSION_5,
             encryption: 0,

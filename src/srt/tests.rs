@@ -229,9 +229,9 @@ fn induction_is_answered_with_a_cookie_and_keeps_no_state() {
     assert_eq!(hs.isn, c.isn);
     assert!(l.is_empty(), "a flood of inductions allocates nothing");
     assert_eq!(l.poll_timeout(), None);
-    // Another address gets another cookie.
+    // Another address gets another cookie (once the induction budget has refilled).
     let d = Caller::new("10.0.0.2:5000", t0);
-    l.handle_datagram(t0, d.addr, &d.induction(t0));
+    l.handle_datagram(t0 + ms(10), d.addr, &d.induction(t0));
     assert_ne!(handshake_of(&drain(&mut l)[0]).1.cookie, hs.cookie);
 }
 
@@ -744,6 +744,76 @@ fn a_peer_that_stops_acking_is_bounded_and_times_out() {
         stats.pkts_sent > 0 && stats.pkts_snd_dropped > 0,
         "final counters: {stats:?}"
     );
+}
+
+/// The tail a caller sent before its SHUTDOWN (within the latency, not yet due) is delivered, in
+/// order, before the close; a hole in it is given up and counted.
+#[test]
+fn shutdown_delivers_the_buffered_tail_before_closing() {
+    let t0 = Instant::now();
+    let mut l = Listener::new(config(), SECRET, t0);
+    let mut c = Caller::new("10.0.0.1:5000", t0);
+    let id = open(&mut l, &mut c, t0, b"publish:live/s");
+    let now = t0 + ms(10);
+    let mut sent = Vec::new();
+    for i in 0..5u8 {
+        let (_, d) = c.data(now, &[i; 100]);
+        sent.push(d);
+    }
+    // The third packet is lost and never comes again.
+    for (i, d) in sent.iter().enumerate() {
+        if i != 2 {
+            l.handle_datagram(now, c.addr, d);
+        }
+    }
+    assert!(payloads(&events(&mut l)).is_empty(), "nothing due yet");
+    l.handle_datagram(now, c.addr, &c.control(now, ctrl::SHUTDOWN, 0, &[0; 4]));
+    let ev = events(&mut l);
+    assert_eq!(
+        payloads(&ev),
+        vec![vec![0; 100], vec![1; 100], vec![3; 100], vec![4; 100]]
+    );
+    match ev.last() {
+        Some(Event::Closed {
+            id: i,
+            reason: CloseReason::Shutdown,
+            stats,
+        }) => {
+            assert_eq!(*i, id);
+            assert_eq!(stats.pkts_dropped, 1, "the hole");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A flood of inductions is answered up to a burst, then at a rate: the rest is dropped and
+/// counted, so the answers cannot crowd out open connections' traffic; a repeat later is answered.
+#[test]
+fn an_induction_flood_is_answered_at_a_bounded_rate() {
+    let t0 = Instant::now();
+    let mut l = Listener::new(config(), SECRET, t0);
+    let mut answered = 0;
+    for i in 0..5000u32 {
+        let c = Caller::new(&format!("10.1.{}.{}:4000", i / 250, i % 250), t0);
+        l.handle_datagram(t0, c.addr, &c.induction(t0));
+        answered += drain(&mut l).len();
+    }
+    assert_eq!(answered, 100, "the burst");
+    assert_eq!(l.stats().inductions, 5000);
+    assert_eq!(l.stats().inductions_dropped, 4900);
+    assert!(l.is_empty(), "no state for any of them");
+    // 10 ms later: 10 more (1000 a second).
+    let later = t0 + ms(10);
+    let mut more = 0;
+    for i in 0..50u32 {
+        let c = Caller::new(&format!("10.2.0.{i}:4000"), t0);
+        l.handle_datagram(later, c.addr, &c.induction(later));
+        more += drain(&mut l).len();
+    }
+    assert!((9..=11).contains(&more), "{more}");
+    // A caller that repeats its induction after the flood gets its cookie and connects.
+    let mut c = Caller::new("10.3.0.1:4000", t0);
+    open(&mut l, &mut c, t0 + ms(500), b"publish:live/s");
 }
 
 #[test]

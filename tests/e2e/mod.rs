@@ -21,6 +21,13 @@ mod recordings;
 mod robustness;
 mod selfsigned;
 mod srt;
+// RSS from /proc and raw loopback floods: Linux.
+#[cfg(target_os = "linux")]
+mod srt_abuse;
+mod srt_hooks;
+// Network namespaces, veth pairs and netem: Linux.
+#[cfg(target_os = "linux")]
+mod srt_loss;
 mod srt_server;
 mod timeouts;
 mod timestamps;

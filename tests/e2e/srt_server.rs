@@ -12,12 +12,12 @@ use std::time::{Duration, Instant};
 
 use crate::util::*;
 
-const PASS: &str = "srt-e2e-passphrase";
+pub(super) const PASS: &str = "srt-e2e-passphrase";
 /// A reader's run: `-t 3` of media, on a busy box.
-const READ: Duration = Duration::from_secs(20);
+pub(super) const READ: Duration = Duration::from_secs(20);
 
 /// A UDP port free a moment ago (`--srt-port 0` turns SRT off, so the test picks one).
-fn free_udp_port() -> u16 {
+pub(super) fn free_udp_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -26,7 +26,7 @@ fn free_udp_port() -> u16 {
 }
 
 /// An origin with SRT on a free port; returns it and the port read from its startup line.
-fn start(extra: &[&str]) -> (Server, u16) {
+pub(super) fn start(extra: &[&str]) -> (Server, u16) {
     let port = free_udp_port();
     let server = Server::builder()
         .no_web()
@@ -46,12 +46,12 @@ fn start(extra: &[&str]) -> (Server, u16) {
     (server, port)
 }
 
-fn srt_url(port: u16, streamid: &str, extra: &str) -> String {
+pub(super) fn srt_url(port: u16, streamid: &str, extra: &str) -> String {
     format!("srt://127.0.0.1:{port}?streamid={streamid}{extra}")
 }
 
 /// `ffmpeg -re -i fixture.flv -c copy -f mpegts srt://...`.
-fn ffmpeg_publish_srt(url: &str) -> Proc {
+pub(super) fn ffmpeg_publish_srt(url: &str) -> Proc {
     let mut cmd = Command::new("ffmpeg");
     cmd.args(["-hide_banner", "-nostdin", "-v", "error", "-re", "-i"])
         .arg(fixture_path("fixture.flv"))
@@ -60,7 +60,7 @@ fn ffmpeg_publish_srt(url: &str) -> Proc {
 }
 
 /// Reads `url` for 3 s of media: FFmpeg must exit 0 and print nothing.
-fn assert_reads(url: &str, what: &str) {
+pub(super) fn assert_reads(url: &str, what: &str) {
     let mut p = ffmpeg_pull_null(url, 3);
     let status = p.wait_or_panic(READ);
     let err = p.stderr();
@@ -70,7 +70,7 @@ fn assert_reads(url: &str, what: &str) {
     );
 }
 
-fn assert_decodes(path: &Path, what: &str) {
+pub(super) fn assert_decodes(path: &Path, what: &str) {
     let mut c = Command::new("ffmpeg");
     c.args(["-hide_banner", "-nostdin", "-v", "error", "-i"])
         .arg(path)
@@ -86,7 +86,7 @@ fn assert_decodes(path: &Path, what: &str) {
 }
 
 /// The one `.flv` recording of `app/name`.
-fn flv_recording(data: &Path, app: &str, name: &str) -> PathBuf {
+pub(super) fn flv_recording(data: &Path, app: &str, name: &str) -> PathBuf {
     let dir = data.join("flv").join(app).join(name);
     let files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
@@ -98,7 +98,7 @@ fn flv_recording(data: &Path, app: &str, name: &str) -> PathBuf {
 }
 
 /// Waits until the recordings of `key` are finalised (the publisher left).
-fn wait_recorded(server: &Server, key: &str) {
+pub(super) fn wait_recorded(server: &Server, key: &str) {
     for what in ["FLV recording of", "HLS recording of"] {
         let found = server.wait_for_log_where(
             |l| l.contains(&format!("{what} {key}")) && l.contains("finished"),

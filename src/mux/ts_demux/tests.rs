@@ -1103,3 +1103,73 @@ fn joining_mid_stream_starts_at_a_keyframe_with_its_config() {
         assert_eq!(joined.len(), 25, "{name}: the second GOP");
     }
 }
+
+/// `end_live`: a whole stream (its last video PES ends in a stuffed packet, as FFmpeg's muxer
+/// writes it) gives every frame, as `flush` does; the same stream cut inside its last video PES
+/// at an SRT payload boundary (a caller that closed with data unsent) gives every frame but that
+/// cut one, where `flush` would pass the cut picture on.
+#[test]
+fn end_live_takes_a_whole_last_video_pes_and_drops_a_cut_one() {
+    let ts = data("ts/h264_aac.ts");
+    let feed = |ts: &[u8], live: bool| {
+        let mut d = TsDemuxer::new();
+        d.push(ts);
+        if live {
+            d.end_live();
+        } else {
+            d.flush();
+        }
+        let frames: Vec<Frame> = std::iter::from_fn(|| d.poll_frame()).collect();
+        (frames, d)
+    };
+    let (all, _) = feed(&ts, false);
+    let (live, mut d) = feed(&ts, true);
+    assert_eq!(keys(&live), keys(&all), "a whole stream loses nothing");
+    assert_eq!(errors(&mut d), vec![]);
+    // Cut one packet into a video PES of several packets (the last such one): what comes
+    // before it is whole, it is cut.
+    let pid = |p: &[u8]| (u16::from(p[1] & 0x1f) << 8) | u16::from(p[2]);
+    let packets: Vec<&[u8]> = ts.chunks(188).collect();
+    let vpid = pid(packets
+        .iter()
+        .find(|p| p[1] & 0x40 != 0 && p[4..].windows(4).any(|w| w == [0, 0, 1, 0xe0]))
+        .expect("a video PES"));
+    let starts: Vec<usize> = (0..packets.len())
+        .filter(|&i| pid(packets[i]) == vpid && packets[i][1] & 0x40 != 0)
+        .collect();
+    let start = *starts
+        .iter()
+        .rev()
+        .find(|&&i| {
+            packets[i + 1..]
+                .iter()
+                .take_while(|p| !(pid(p) == vpid && p[1] & 0x40 != 0))
+                .filter(|p| pid(p) == vpid)
+                .count()
+                > 0
+        })
+        .expect("a video PES of several packets");
+    let cut = &ts[..(start + 1) * 188];
+    let (cut_live, mut d) = feed(cut, true);
+    let (cut_flush, _) = feed(cut, false);
+    assert_eq!(errors(&mut d), vec![]);
+    let video = |f: &[Frame]| media(f, Track::Video).len();
+    assert_eq!(
+        video(&cut_live) + 1,
+        video(&cut_flush),
+        "the cut frame is dropped"
+    );
+    let prefix = |f: &[Frame]| {
+        keys(
+            &media(f, Track::Video)
+                .into_iter()
+                .cloned()
+                .collect::<Vec<_>>(),
+        )
+    };
+    assert_eq!(
+        prefix(&cut_live)[..],
+        prefix(&all)[..video(&cut_live)],
+        "what is kept is whole"
+    );
+}
