@@ -48,7 +48,7 @@ pub fn options(opts: &mut Options, set: TlsSet, https_serves: &str) {
         opts.optflag(
             "",
             "tls-self-signed",
-            "instead of --tls-cert/--tls-key: a certificate for this machine's names and addresses, made once and kept in DATA-DIR/.tls/ (its SHA-256 fingerprint printed at start); turns on --https-port 8443 unless given",
+            "instead of --tls-cert and --tls-key: a certificate for this machine's names and addresses, made once and kept in DATA-DIR/.tls/ (its SHA-256 fingerprint printed at start); turns on --https-port 8443 unless given",
         );
     }
 }
