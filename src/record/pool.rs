@@ -88,6 +88,7 @@ pub struct Recorders {
     wake: Option<Wake>,
     /// The retention thread (deletions, bounds); `None` when no recorder is on.
     keeper: Option<super::retention::Keeper>,
+    uploader: Option<super::upload::Uploader>,
 }
 
 impl Recorders {
@@ -101,13 +102,29 @@ impl Recorders {
     pub fn start_with(config: RecordConfig, makers: Vec<SinkMaker>) -> io::Result<Recorders> {
         let makers = Arc::new(makers);
         let idle = makers.is_empty();
+        let mut uploader = None;
         if !idle {
             std::fs::create_dir_all(&config.data_dir)?;
             repair(&config.data_dir);
-            for line in super::index::startup(&config.data_dir) {
+            let (lines, left_open) = super::index::startup_with_open(&config.data_dir);
+            for line in lines {
                 log::info!("{line}");
             }
             ignore_file_size_signal();
+            if let Some(u) = &config.upload {
+                let up = super::upload::Uploader::start(&config.data_dir, u.clone())?;
+                log::info!(
+                    "uploading recordings to {} ({}, {} workers)",
+                    u.url(),
+                    u.endpoint,
+                    u.workers
+                );
+                // A crash cut these off before their end: their last files were never queued.
+                for (key, id) in left_open {
+                    up.session_ended(&key, &id);
+                }
+                uploader = Some(up);
+            }
         }
         let keeper = if idle {
             None
@@ -128,6 +145,7 @@ impl Recorders {
                 makers: makers.clone(),
                 config: config.clone(),
                 sessions: HashMap::new(),
+                uploader: uploader.clone(),
             };
             let handle = thread::Builder::new()
                 .name(format!("recorder-{n}"))
@@ -141,6 +159,7 @@ impl Recorders {
             idle,
             wake: None,
             keeper,
+            uploader,
         })
     }
 
@@ -219,6 +238,9 @@ impl Recorders {
                     "recorder worker {n} did not finish in time; its files may be incomplete"
                 );
             }
+        }
+        if let Some(u) = &self.uploader {
+            u.stop();
         }
     }
 
@@ -573,6 +595,7 @@ struct WorkerCtx {
     makers: Arc<Vec<SinkMaker>>,
     config: Arc<RecordConfig>,
     sessions: HashMap<RecordingId, Session>,
+    uploader: Option<super::upload::Uploader>,
 }
 
 impl WorkerCtx {
@@ -679,6 +702,9 @@ impl WorkerCtx {
             super::paths::unix_ms(SystemTime::now()),
         );
         drop(_g);
+        if let Some(u) = &self.uploader {
+            u.session_ended(&key, &id);
+        }
         if let Some(k) = &self.keeper {
             k.nudge();
         }
@@ -700,10 +726,20 @@ impl WorkerCtx {
         }
         // Sinks archive the previous session's files as they start: not while retention deletes them.
         let guard = super::index::key_lock(&key);
+        let stamp = super::paths::local_stamp(started);
+        // Listed as live before any sink makes a file: a first publish must not show up (from its
+        // folders, with no index yet) as an ended session until `session_opened` below.
+        super::index::session_opening(
+            &self.config.data_dir,
+            &key,
+            &stamp,
+            super::paths::unix_ms(started),
+        );
         let info = SessionInfo {
             config: &self.config,
             key: &key,
             started,
+            upload: self.uploader.as_ref(),
         };
         let mut sinks = Vec::with_capacity(self.makers.len());
         let mut status = Vec::with_capacity(self.makers.len());
@@ -720,7 +756,6 @@ impl WorkerCtx {
                 }
             }
         }
-        let stamp = super::paths::local_stamp(started);
         super::index::session_opened(
             &self.config.data_dir,
             &key,
@@ -1034,6 +1069,7 @@ mod tests {
                 config: &cfg,
                 key: &key,
                 started: SystemTime::now(),
+                upload: None,
             };
             let mut sink = maker.make(&info).unwrap();
             let t0 = thread_cpu();
