@@ -51,8 +51,8 @@ pub struct Session {
     /// The folder with its `output_merge/` and `output_separate/`, the same way.
     #[serde(default)]
     pub mp4: Option<String>,
-    /// `s3://bucket/prefix/{app}/{stream}/{id}` once every file of it is stored in the bucket
-    /// (`upload`): its objects are `{kind}/` + that path's tail, e.g. `hls/{app}/{stream}/{id}/index.m3u8`.
+    /// `s3://bucket/prefix` once every file of it is stored in the bucket (`upload`): each file's object
+    /// is its data-dir path in the archived layout under it, e.g. `hls/{app}/{stream}/{id}/index.m3u8`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote: Option<String>,
 }

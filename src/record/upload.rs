@@ -666,14 +666,11 @@ impl Uploader {
         if s.remote.as_deref() == Some(remote.as_str()) {
             return;
         }
-        s.remote = Some(remote);
+        s.remote = Some(remote.clone());
         if let Err(e) = index::append(data, key, &index::Entry::Put(s)) {
             log::error!("index of {key}: {e}");
         }
-        log::info!(
-            "upload: session {id} of {key} is stored in {}",
-            self.inner.remote.display("")
-        );
+        log::info!("upload: session {id} of {key} is stored in {remote}");
     }
 }
 

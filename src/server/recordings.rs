@@ -303,6 +303,9 @@ struct SessionDoc<'a> {
     urls: Urls,
     /// The whole session cut from the fMP4 segments (`/playback/...`), when it has them.
     playback: Option<String>,
+    /// The bucket that holds all its files (`--upload`), once they are all stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    remote: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -351,6 +354,7 @@ pub fn stream_sessions_json(data: &Path, key: &StreamKey, query: &str) -> Option
                     s.duration_ms.div_ceil(1000).max(1)
                 )
             }),
+            remote: s.remote.as_deref(),
         })
         .collect();
     let doc = StreamDoc {
@@ -698,6 +702,7 @@ impl Server {
             start_ms,
             duration_ms,
             fragmented,
+            remote: self.setup.remote.clone(),
         };
         if !p.worker.submit(token, id, job) {
             self.totals.bound("playback-queue");
