@@ -802,6 +802,7 @@ mod tests {
             queue_len: 4096,
             stall_ms: 10_000,
             retention: Default::default(),
+            upload: None,
         }
     }
 
@@ -1252,6 +1253,45 @@ mod tests {
         let mut r = Recorders::start(off).unwrap();
         assert!(r.open(&key, SystemTime::now()).is_none());
         r.shutdown();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A first publish (no index yet): from the moment a sink makes its first file, what the API lists
+    /// (the index, else the folders) shows the new session live, never ended.
+    #[test]
+    fn a_new_session_is_never_listed_as_ended_while_its_sinks_start() {
+        let dir = temp_dir("opening");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s2 = seen.clone();
+        let flv_like = SinkMaker::new("flv-like", move |s| {
+            let id = paths::local_stamp(s.started);
+            let d = s.stream_dir("flv");
+            std::fs::create_dir_all(&d)?;
+            std::fs::write(d.join(format!("{id}.flv")), b"FLV")?;
+            // What `server::recordings::sessions_of` would answer at this moment.
+            let listed = match crate::record::index::load_stream(&s.config.data_dir, s.key)? {
+                Some(l) => l.sessions,
+                None => crate::record::index::scan_light(&s.config.data_dir, s.key, 1000),
+            };
+            lock(&s2).push(
+                listed
+                    .iter()
+                    .map(|x| (x.id == id, x.live()))
+                    .collect::<Vec<_>>(),
+            );
+            Ok(Box::new(ProbeSink(Probe::default())) as Box<dyn Sink>)
+        });
+        let mut r = Recorders::start_with(config(&dir), vec![flv_like]).unwrap();
+        let key = StreamKey::new("live", "first").unwrap();
+        let rec = r.open(&key, SystemTime::now()).unwrap();
+        drop(rec);
+        r.shutdown();
+        let seen = lock(&seen).clone();
+        assert_eq!(
+            seen,
+            vec![vec![(true, true)]],
+            "new session listed as ended"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

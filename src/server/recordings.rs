@@ -971,6 +971,7 @@ mod tests {
             flv: Some("flv/live/cam/20261124_010000.flv".into()),
             hls: Some("hls/live/cam/20261124_010000".into()),
             mp4: Some("mp4/live/cam/20261124_010000".into()),
+            remote: Some("s3://recs/pre".into()),
         };
         let live = Session {
             id: "20261124_020000".into(),
@@ -989,7 +990,7 @@ mod tests {
         );
         assert_eq!(
             stream_sessions_json(&dir, &key, "limit=5").unwrap(),
-            r#"{"app":"live","stream":"cam","total":2,"offset":0,"limit":5,"size":307,"sessions":[{"id":"20261124_020000","start":"2025-11-24T17:00:00.000Z","end":null,"start_ms":1764003600000,"end_ms":null,"duration_ms":0,"size":7,"codecs":[],"live":true,"flv":null,"hls":"/hls/live/cam/index.m3u8","mp4":null,"fmp4":"/mp4/live/cam/output_merge/index.m3u8","separate":"/mp4/live/cam/output_separate/master.m3u8","playback":null},{"id":"20261124_010000","start":"2025-11-24T16:00:00.000Z","end":"2025-11-24T16:00:04.000Z","start_ms":1764000000000,"end_ms":1764000004000,"duration_ms":4000,"size":300,"codecs":["avc1.64001f","mp4a.40.2"],"live":false,"flv":"/flv/live/cam/20261124_010000.flv","hls":"/hls/live/cam/20261124_010000/index.m3u8","mp4":"/mp4/live/cam/20261124_010000/output_merge/stream_full.mp4","fmp4":"/mp4/live/cam/20261124_010000/output_merge/index.m3u8","separate":"/mp4/live/cam/20261124_010000/output_separate/master.m3u8","playback":"/playback/live/cam.mp4?start=2025-11-24T16:00:00.000Z&duration=4"}]}"#
+            r#"{"app":"live","stream":"cam","total":2,"offset":0,"limit":5,"size":307,"sessions":[{"id":"20261124_020000","start":"2025-11-24T17:00:00.000Z","end":null,"start_ms":1764003600000,"end_ms":null,"duration_ms":0,"size":7,"codecs":[],"live":true,"flv":null,"hls":"/hls/live/cam/index.m3u8","mp4":null,"fmp4":"/mp4/live/cam/output_merge/index.m3u8","separate":"/mp4/live/cam/output_separate/master.m3u8","playback":null},{"id":"20261124_010000","start":"2025-11-24T16:00:00.000Z","end":"2025-11-24T16:00:04.000Z","start_ms":1764000000000,"end_ms":1764000004000,"duration_ms":4000,"size":300,"codecs":["avc1.64001f","mp4a.40.2"],"live":false,"flv":"/flv/live/cam/20261124_010000.flv","hls":"/hls/live/cam/20261124_010000/index.m3u8","mp4":"/mp4/live/cam/20261124_010000/output_merge/stream_full.mp4","fmp4":"/mp4/live/cam/20261124_010000/output_merge/index.m3u8","separate":"/mp4/live/cam/20261124_010000/output_separate/master.m3u8","playback":"/playback/live/cam.mp4?start=2025-11-24T16:00:00.000Z&duration=4","remote":"s3://recs/pre"}]}"#
         );
         assert_eq!(
             stream_sessions_json(&dir, &StreamKey::new("live", "x").unwrap(), ""),
