@@ -659,10 +659,7 @@ impl Uploader {
         if s.live() {
             return;
         }
-        let remote = self
-            .inner
-            .remote
-            .display(&format!("{}/{}/{id}", key.app, key.stream));
+        let remote = self.inner.config.url();
         if s.remote.as_deref() == Some(remote.as_str()) {
             return;
         }

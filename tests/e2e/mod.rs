@@ -24,4 +24,5 @@ mod srt_server;
 mod timeouts;
 mod timestamps;
 mod tls;
+mod upload;
 mod webrtc;
