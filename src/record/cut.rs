@@ -190,9 +190,17 @@ fn segment_first_ms(
     tracks: &[TrackInit],
     video: Option<u32>,
 ) -> io::Result<Option<i64>> {
-    let mut f = File::open(path)?;
+    segment_first_ms_of(&mut File::open(path)?, tracks, video)
+}
+
+/// `segment_first_ms` of an open segment.
+fn segment_first_ms_of(
+    f: &mut File,
+    tracks: &[TrackInit],
+    video: Option<u32>,
+) -> io::Result<Option<i64>> {
     let len = f.metadata()?.len();
-    let runs = segment_runs(&mut f, len)?;
+    let runs = segment_runs(f, len)?;
     let run = runs
         .iter()
         .find(|r| video.is_none_or(|v| r.track_id == v))
@@ -314,7 +322,18 @@ pub fn cut(req: &CutRequest) -> Result<CutOutput, CutError> {
             }
         }
         if estimated {
-            from = from.saturating_sub(1);
+            // The estimate is close, not exact: the segments around it are looked at for real.
+            let lo = from.saturating_sub(1);
+            let hi = (from + 2).min(segments.len());
+            from = lo;
+            for (i, (_, p)) in segments.iter().enumerate().take(hi).skip(lo) {
+                let mut f = open_segment(req, s, p)?;
+                match segment_first_ms_of(&mut f, &tracks, video)? {
+                    Some(t) if t <= rel_a => from = i,
+                    Some(_) => break,
+                    None => {}
+                }
+            }
         }
         // The session-relative start: a video keyframe's decode time (exact, per track ticks) or ms.
         let mut base: Option<(u64, i64)> = None;
