@@ -481,7 +481,7 @@ fn record_config(
         workers,
         queue_len,
         retention: retention::bounds(m)?,
-        upload: upload::config(m)?,
+        upload: upload::config(m)?.map(Box::new),
         ..defaults
     })
 }
@@ -683,7 +683,7 @@ pub fn render_config(mode: &Mode) -> Option<String> {
             line(&mut out, "workers", r.workers);
             line(&mut out, "record-queue", r.queue_len);
             retention::render(&mut |n, v| line(&mut out, n, v), &r.retention);
-            upload::render(&mut |n, v| line(&mut out, n, v), r.upload.as_ref());
+            upload::render(&mut |n, v| line(&mut out, n, v), r.upload.as_deref());
             tls::render(&mut |n, v| line(&mut out, n, v), TlsSet::Origin, &c.tls);
             llhls::render(&mut |n, v| line(&mut out, n, v), &c.llhls);
             webrtc::render(&mut |n, v| line(&mut out, n, v), &c.webrtc);

@@ -43,7 +43,7 @@ pub struct RecordConfig {
     /// `--record-keep-days`, `--record-max-size`, `--record-min-free` (`retention`).
     pub retention: retention::Bounds,
     /// `--upload`: recordings copied to an S3-compatible bucket (`upload`).
-    pub upload: Option<upload::UploadConfig>,
+    pub upload: Option<Box<upload::UploadConfig>>,
 }
 
 impl Default for RecordConfig {

@@ -112,7 +112,7 @@ impl Recorders {
             }
             ignore_file_size_signal();
             if let Some(u) = &config.upload {
-                let up = super::upload::Uploader::start(&config.data_dir, u.clone())?;
+                let up = super::upload::Uploader::start(&config.data_dir, (**u).clone())?;
                 log::info!(
                     "uploading recordings to {} ({}, {} workers)",
                     u.url(),

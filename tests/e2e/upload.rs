@@ -421,8 +421,18 @@ fn a_bucket_that_refuses_for_30_s_delays_but_loses_nothing() {
     let files = local_files(data.path(), key, &id);
     assert_bucket_has(&s3, &files, Duration::from_secs(90));
     assert!(server.log_contains("the bucket answers again"));
-    // Stored in the end, and the index knows.
+    // Stored in the end, and the index knows; the failed tries are counted, nothing is left queued.
     ended_session(&server, key, true, Duration::from_secs(20));
+    let m = http_get(server.http, "/metrics", Duration::from_secs(10)).body_text();
+    let value = |name: &str| -> u64 {
+        m.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} not in /metrics"))
+    };
+    assert!(value("rtmpd_upload_failures_total") > 0);
+    assert!(value("rtmpd_upload_files_total") >= files.len() as u64);
+    assert_eq!(value("rtmpd_upload_queued"), 0);
     println!(
         "upload: bucket down {:?}; all {} files whole {:?} after it came back",
         back - t0,
