@@ -55,6 +55,17 @@ pub struct Session {
     /// is its data-dir path in the archived layout under it, e.g. `hls/{app}/{stream}/{id}/index.m3u8`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote: Option<String>,
+    /// Bytes still on the local disk once `--upload-delete-local` deleted stored files (`size` stays the
+    /// recording's); what retention's `--record-max-size` counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_size: Option<u64>,
+}
+
+impl Session {
+    /// Its bytes on the local disk.
+    pub fn disk_size(&self) -> u64 {
+        self.local_size.unwrap_or(self.size)
+    }
 }
 
 impl Session {
@@ -689,11 +700,19 @@ pub fn session_opened(data_dir: &Path, key: &StreamKey, id: &str, start_ms: i64)
             moved.start_ms = s.start_ms;
             // A session still open here was cut off by a crash or a lost close: it ends now.
             let end = s.end_ms;
-            let moved = Session {
+            let mut moved = Session {
                 codecs: s.codecs.clone(),
                 remote: s.remote.clone(),
+                local_size: s.local_size,
                 ..describe(data_dir, moved, end)
             };
+            if s.remote.is_some() {
+                // Stored in the bucket (`upload`), its media maybe deleted here: the recording's size
+                // and its FLV file stay as they were; what the disk still holds is `local_size`.
+                moved.local_size = Some(moved.size);
+                moved.size = s.size;
+                moved.flv = moved.flv.or_else(|| s.flv.clone());
+            }
             entries.push(Entry::Put(moved));
         }
     }

@@ -955,6 +955,7 @@ fn delete_stored(inner: &Arc<Inner>) {
     }
     let mut keep = Vec::new();
     let mut live: HashMap<(StreamKey, String), bool> = HashMap::new();
+    let mut touched: HashSet<(StreamKey, String)> = HashSet::new();
     let now = SystemTime::now();
     let mut freed = 0u64;
     let mut count = 0u64;
@@ -993,6 +994,7 @@ fn delete_stored(inner: &Arc<Inner>) {
             Ok(()) => {
                 freed += size;
                 count += 1;
+                touched.insert((stream.clone(), id.clone()));
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => {
@@ -1002,6 +1004,23 @@ fn delete_stored(inner: &Arc<Inner>) {
                 );
                 keep.push((rel, key, size));
             }
+        }
+    }
+    // The index learns what is left on the disk (retention's --record-max-size counts that).
+    for (stream, id) in touched {
+        let _g = index::key_lock(&stream);
+        let data = &inner.data_dir;
+        let Ok(Some(l)) = index::load_stream(data, &stream) else {
+            continue;
+        };
+        let Some(mut s) = l.sessions.into_iter().find(|s| s.id == id) else {
+            continue;
+        };
+        let mut located = index::locate(data, &stream, &id);
+        located.start_ms = s.start_ms;
+        s.local_size = Some(index::describe(data, located, s.end_ms).size);
+        if let Err(e) = index::append(data, &stream, &index::Entry::Put(s)) {
+            log::error!("index of {stream}: {e}");
         }
     }
     if count > 0 {

@@ -972,6 +972,7 @@ mod tests {
             hls: Some("hls/live/cam/20261124_010000".into()),
             mp4: Some("mp4/live/cam/20261124_010000".into()),
             remote: Some("s3://recs/pre".into()),
+            local_size: None,
         };
         let live = Session {
             id: "20261124_020000".into(),

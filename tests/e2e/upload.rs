@@ -538,6 +538,33 @@ fn delete_local_frees_the_disk_and_playback_plays_from_the_bucket() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Published again: the freed session's folders are archived; it keeps its size and files in the
+    // listing, and its FLV still comes from the bucket.
+    let mut ff = publish(&server, key, 0, false);
+    assert!(ff.wait_or_panic(TOOL).success(), "{}", ff.stderr());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let old = loop {
+        let all = sessions(&server, key);
+        if all.len() == 2 && all.iter().all(|x| x["live"] == false) {
+            break all[1].clone();
+        }
+        assert!(Instant::now() < deadline, "{all:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(old["id"], s["id"]);
+    assert_eq!(old["size"], s["size"], "{old}");
+    assert_eq!(old["remote"], s["remote"]);
+    assert_eq!(old["flv"], s["flv"]);
+    let mp4 = old["mp4"].as_str().unwrap();
+    assert!(mp4.contains(&format!("/{id}/")), "{mp4}");
+    let body = get_via_bucket(&server, mp4);
+    assert_eq!(
+        sha(&body),
+        sha(
+            &std::fs::read(s3.object(&format!("mp4/{key}/{id}/output_merge/stream_full.mp4")))
+                .unwrap()
+        )
+    );
     println!(
         "upload: --upload-delete-local 0 left {after} of {stored} bytes on the disk; MP4, FLV, HLS and an 8 s cut ({} bytes, {dur:.2} s) from the bucket",
         r.body.len()
