@@ -336,6 +336,8 @@ fn files_land_whole_and_a_large_mp4_goes_up_in_parts() {
     println!("upload: {} files whole in the bucket; {line}", files.len());
 }
 
+/// SIGKILL: Unix only (the test binary builds for Windows too).
+#[cfg(unix)]
 #[test]
 fn uploads_resume_after_kill_9() {
     if !require_tool("ffmpeg") {
