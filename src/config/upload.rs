@@ -176,19 +176,30 @@ pub fn config(m: &getopts::Matches) -> Result<Option<UploadConfig>, ConfigError>
 pub fn render(line: &mut dyn FnMut(&str, String), u: Option<&UploadConfig>) {
     let Some(u) = u else {
         line("upload", "(off)".into());
+        for o in [
+            "upload-endpoint",
+            "upload-region",
+            "upload-credentials",
+            "upload-delete-local",
+            "upload-workers",
+            "upload-part-size",
+        ] {
+            line(o, "(no --upload)".into());
+        }
         return;
     };
     line("upload", u.url());
     line("upload-endpoint", u.endpoint.clone());
     line("upload-region", u.region.clone());
-    line("upload-access-key", u.access_key.clone());
-    line("upload-workers", u.workers.to_string());
-    line("upload-part-size", u.part_size.to_string());
+    // The key id only: the secret is never printed.
+    line("upload-credentials", format!("key id {}", u.access_key));
     line(
         "upload-delete-local",
         u.delete_local_after
             .map_or_else(|| "(keep)".into(), |d| format!("{}s", d.as_secs())),
     );
+    line("upload-workers", u.workers.to_string());
+    line("upload-part-size", u.part_size.to_string());
 }
 
 #[cfg(test)]
