@@ -443,6 +443,8 @@ struct State {
     queue: VecDeque<Item>,
     /// Keys queued or being sent.
     pending: HashSet<String>,
+    /// Files queued or being sent per session (so that "all stored" is one look, however long the queue).
+    per_session: HashMap<(StreamKey, String), usize>,
     /// Stored, waiting to be deleted locally (`--upload-delete-local`): (rel, key, size).
     stored: Vec<(String, String, u64)>,
     journal: Option<File>,
@@ -512,6 +514,7 @@ impl Uploader {
         let mut state = State {
             queue: VecDeque::new(),
             pending: HashSet::new(),
+            per_session: HashMap::new(),
             stored: if config.delete_local_after.is_some() {
                 stored
             } else {
@@ -525,6 +528,7 @@ impl Uploader {
         };
         for (rel, key, size) in queue {
             if state.pending.insert(key.clone()) {
+                count_in(&mut state.per_session, &key, true);
                 state.queue.push_back(Item {
                     rel,
                     key,
@@ -592,6 +596,7 @@ impl Uploader {
         if !st.pending.insert(key.clone()) {
             return;
         }
+        count_in(&mut st.per_session, &key, true);
         append_line(
             &self.inner.data_dir,
             st,
@@ -631,18 +636,13 @@ impl Uploader {
     /// When nothing of session `id` is on its way any more (and it has ended), its index entry gets
     /// `remote`.
     fn mark_if_stored(&self, key: &StreamKey, id: &str) {
-        let prefix_of = |kind: &str| format!("{kind}/{}/{}/{id}", key.app, key.stream);
         {
             let mut st = lock(&self.inner.state);
             let pair = (key.clone(), id.to_string());
             if !st.ended.contains(&pair) {
                 return;
             }
-            let busy = st.pending.iter().any(|k| {
-                ["flv", "hls", "mp4"]
-                    .iter()
-                    .any(|kind| k.starts_with(&prefix_of(kind)))
-            });
+            let busy = st.per_session.contains_key(&pair);
             if busy {
                 return;
             }
@@ -668,6 +668,21 @@ impl Uploader {
             log::error!("index of {key}: {e}");
         }
         log::info!("upload: session {id} of {key} is stored in {remote}");
+    }
+}
+
+/// One more (`up`) or one fewer file of `key`'s session on its way.
+fn count_in(counts: &mut HashMap<(StreamKey, String), usize>, key: &str, up: bool) {
+    let Some(session) = session_of(key) else {
+        return;
+    };
+    if up {
+        *counts.entry(session).or_default() += 1;
+    } else if let Some(n) = counts.get_mut(&session) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            counts.remove(&session);
+        }
     }
 }
 
@@ -924,7 +939,9 @@ fn finish(up: &Uploader, item: &Item, stored: bool) {
     let inner = &up.inner;
     {
         let mut st = lock(&inner.state);
-        st.pending.remove(&item.key);
+        if st.pending.remove(&item.key) {
+            count_in(&mut st.per_session, &item.key, false);
+        }
         append_line(
             &inner.data_dir,
             &mut st,
