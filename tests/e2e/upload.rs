@@ -368,8 +368,10 @@ fn uploads_resume_after_kill_9() {
     let journal = std::fs::read_to_string(data.join("upload/queue.jsonl")).unwrap();
     let adds = journal.matches("\"op\":\"add\"").count();
     let dones = journal.matches("\"op\":\"done\"").count();
+    // Files were waiting when rtmpd died (some went up before the bucket stopped, unless the machine
+    // was too slow to close a segment in 5 s: not asserted).
     assert!(
-        dones > 0 && adds > dones,
+        adds > dones,
         "before the restart: {adds} queued, {dones} stored"
     );
     s3.up();
