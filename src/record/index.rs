@@ -51,6 +51,21 @@ pub struct Session {
     /// The folder with its `output_merge/` and `output_separate/`, the same way.
     #[serde(default)]
     pub mp4: Option<String>,
+    /// `s3://bucket/prefix` once every file of it is stored in the bucket (`upload`): each file's object
+    /// is its data-dir path in the archived layout under it, e.g. `hls/{app}/{stream}/{id}/index.m3u8`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<String>,
+    /// Bytes still on the local disk once `--upload-delete-local` deleted stored files (`size` stays the
+    /// recording's); what retention's `--record-max-size` counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_size: Option<u64>,
+}
+
+impl Session {
+    /// Its bytes on the local disk.
+    pub fn disk_size(&self) -> u64 {
+        self.local_size.unwrap_or(self.size)
+    }
 }
 
 impl Session {
@@ -587,12 +602,26 @@ pub fn rebuild(data_dir: &Path, key: &StreamKey) -> io::Result<Vec<Session>> {
 /// At start, before any recording: every stream whose index is missing, unreadable, damaged, or left a
 /// session open (a crash) gets it rebuilt from its folders. Returns one log line per rebuilt index.
 pub fn startup(data_dir: &Path) -> Vec<String> {
+    startup_with_open(data_dir).0
+}
+
+/// `startup`, also returning the sessions a crash left open (now ended): the uploader sends their files.
+pub fn startup_with_open(data_dir: &Path) -> (Vec<String>, Vec<(StreamKey, String)>) {
     let mut lines = Vec::new();
+    let mut open = Vec::new();
     for key in all_streams(data_dir) {
         let _g = key_lock(&key);
         let why = match load_stream(data_dir, &key) {
             Ok(None) => "missing",
-            Ok(Some(l)) if l.sessions.iter().any(Session::live) => "a session left open",
+            Ok(Some(l)) if l.sessions.iter().any(Session::live) => {
+                open.extend(
+                    l.sessions
+                        .iter()
+                        .filter(|s| s.live())
+                        .map(|s| (key.clone(), s.id.clone())),
+                );
+                "a session left open"
+            }
             Ok(Some(l)) if l.bad_lines > 0 => "damaged lines",
             Ok(Some(_)) => continue,
             Err(_) => "unreadable",
@@ -605,7 +634,7 @@ pub fn startup(data_dir: &Path) -> Vec<String> {
             Err(e) => lines.push(format!("index of {key}: cannot rebuild ({why}): {e}")),
         }
     }
-    lines
+    (lines, open)
 }
 
 /// Deletes every file of `s` (and its archived folders). Returns the bytes freed (as measured first).
@@ -671,10 +700,19 @@ pub fn session_opened(data_dir: &Path, key: &StreamKey, id: &str, start_ms: i64)
             moved.start_ms = s.start_ms;
             // A session still open here was cut off by a crash or a lost close: it ends now.
             let end = s.end_ms;
-            let moved = Session {
+            let mut moved = Session {
                 codecs: s.codecs.clone(),
+                remote: s.remote.clone(),
+                local_size: s.local_size,
                 ..describe(data_dir, moved, end)
             };
+            if s.remote.is_some() {
+                // Stored in the bucket (`upload`), its media maybe deleted here: the recording's size
+                // and its FLV file stay as they were; what the disk still holds is `local_size`.
+                moved.local_size = Some(moved.size);
+                moved.size = s.size;
+                moved.flv = moved.flv.or_else(|| s.flv.clone());
+            }
             entries.push(Entry::Put(moved));
         }
     }
@@ -690,6 +728,19 @@ pub fn session_opened(data_dir: &Path, key: &StreamKey, id: &str, start_ms: i64)
             log::error!("index of {key}: {e}");
             return;
         }
+    }
+}
+
+/// Session `id` of `key` is about to start (before its sinks make any file): it is put as live, so
+/// that no reader sees its first files as a finished session. Caller holds `key_lock`.
+pub fn session_opening(data_dir: &Path, key: &StreamKey, id: &str, start_ms: i64) {
+    let s = Session {
+        id: id.to_string(),
+        start_ms,
+        ..Session::default()
+    };
+    if let Err(e) = append(data_dir, key, &Entry::Put(s)) {
+        log::error!("index of {key}: {e}");
     }
 }
 

@@ -13,6 +13,7 @@ pub mod merge;
 pub mod paths;
 pub mod pool;
 pub mod retention;
+pub mod upload;
 
 pub use pool::{RecorderReader, Recorders, RecordingId};
 
@@ -41,6 +42,8 @@ pub struct RecordConfig {
     pub stall_ms: u64,
     /// `--record-keep-days`, `--record-max-size`, `--record-min-free` (`retention`).
     pub retention: retention::Bounds,
+    /// `--upload`: recordings copied to an S3-compatible bucket (`upload`).
+    pub upload: Option<Box<upload::UploadConfig>>,
 }
 
 impl Default for RecordConfig {
@@ -57,6 +60,7 @@ impl Default for RecordConfig {
             queue_len: 4096,
             stall_ms: 10_000,
             retention: retention::Bounds::default(),
+            upload: None,
         }
     }
 }
@@ -83,6 +87,8 @@ pub struct SessionInfo<'a> {
     pub key: &'a StreamKey,
     /// Wall-clock time the publish began.
     pub started: SystemTime,
+    /// The uploader (`--upload`), told of each segment as it closes.
+    pub upload: Option<&'a upload::Uploader>,
 }
 
 impl SessionInfo<'_> {
@@ -130,7 +136,7 @@ pub fn sink_makers(config: &RecordConfig) -> Vec<SinkMaker> {
     }
     if config.hls {
         makers.push(SinkMaker::new("hls", |s| {
-            Ok(Box::new(hls::HlsSink::create(
+            let mut sink = hls::HlsSink::create(
                 &s.stream_dir("hls"),
                 s.key,
                 s.started,
@@ -138,16 +144,17 @@ pub fn sink_makers(config: &RecordConfig) -> Vec<SinkMaker> {
                     fragment_ms: s.config.hls_fragment_ms,
                     window: s.config.hls_window,
                 },
-            )?))
+            )?;
+            sink.upload = s.upload.cloned();
+            Ok(Box::new(sink))
         }));
     }
     if config.mp4 {
         makers.push(SinkMaker::new("mp4", |s| {
-            Ok(Box::new(fmp4::Fmp4Sink::create(
-                &s.stream_dir("mp4"),
-                s.config.mp4_fragment_ms,
-                s.started,
-            )?))
+            let mut sink =
+                fmp4::Fmp4Sink::create(&s.stream_dir("mp4"), s.config.mp4_fragment_ms, s.started)?;
+            sink.upload = s.upload.cloned();
+            Ok(Box::new(sink))
         }));
     }
     makers

@@ -88,6 +88,7 @@ pub struct Recorders {
     wake: Option<Wake>,
     /// The retention thread (deletions, bounds); `None` when no recorder is on.
     keeper: Option<super::retention::Keeper>,
+    uploader: Option<super::upload::Uploader>,
 }
 
 impl Recorders {
@@ -101,13 +102,29 @@ impl Recorders {
     pub fn start_with(config: RecordConfig, makers: Vec<SinkMaker>) -> io::Result<Recorders> {
         let makers = Arc::new(makers);
         let idle = makers.is_empty();
+        let mut uploader = None;
         if !idle {
             std::fs::create_dir_all(&config.data_dir)?;
             repair(&config.data_dir);
-            for line in super::index::startup(&config.data_dir) {
+            let (lines, left_open) = super::index::startup_with_open(&config.data_dir);
+            for line in lines {
                 log::info!("{line}");
             }
             ignore_file_size_signal();
+            if let Some(u) = &config.upload {
+                let up = super::upload::Uploader::start(&config.data_dir, (**u).clone())?;
+                log::info!(
+                    "uploading recordings to {} ({}, {} workers)",
+                    u.url(),
+                    u.endpoint,
+                    u.workers
+                );
+                // A crash cut these off before their end: their last files were never queued.
+                for (key, id) in left_open {
+                    up.session_ended(&key, &id);
+                }
+                uploader = Some(up);
+            }
         }
         let keeper = if idle {
             None
@@ -128,6 +145,7 @@ impl Recorders {
                 makers: makers.clone(),
                 config: config.clone(),
                 sessions: HashMap::new(),
+                uploader: uploader.clone(),
             };
             let handle = thread::Builder::new()
                 .name(format!("recorder-{n}"))
@@ -141,6 +159,7 @@ impl Recorders {
             idle,
             wake: None,
             keeper,
+            uploader,
         })
     }
 
@@ -219,6 +238,9 @@ impl Recorders {
                     "recorder worker {n} did not finish in time; its files may be incomplete"
                 );
             }
+        }
+        if let Some(u) = &self.uploader {
+            u.stop();
         }
     }
 
@@ -573,6 +595,7 @@ struct WorkerCtx {
     makers: Arc<Vec<SinkMaker>>,
     config: Arc<RecordConfig>,
     sessions: HashMap<RecordingId, Session>,
+    uploader: Option<super::upload::Uploader>,
 }
 
 impl WorkerCtx {
@@ -679,6 +702,9 @@ impl WorkerCtx {
             super::paths::unix_ms(SystemTime::now()),
         );
         drop(_g);
+        if let Some(u) = &self.uploader {
+            u.session_ended(&key, &id);
+        }
         if let Some(k) = &self.keeper {
             k.nudge();
         }
@@ -700,10 +726,20 @@ impl WorkerCtx {
         }
         // Sinks archive the previous session's files as they start: not while retention deletes them.
         let guard = super::index::key_lock(&key);
+        let stamp = super::paths::local_stamp(started);
+        // Listed as live before any sink makes a file: a first publish must not show up (from its
+        // folders, with no index yet) as an ended session until `session_opened` below.
+        super::index::session_opening(
+            &self.config.data_dir,
+            &key,
+            &stamp,
+            super::paths::unix_ms(started),
+        );
         let info = SessionInfo {
             config: &self.config,
             key: &key,
             started,
+            upload: self.uploader.as_ref(),
         };
         let mut sinks = Vec::with_capacity(self.makers.len());
         let mut status = Vec::with_capacity(self.makers.len());
@@ -720,7 +756,6 @@ impl WorkerCtx {
                 }
             }
         }
-        let stamp = super::paths::local_stamp(started);
         super::index::session_opened(
             &self.config.data_dir,
             &key,
@@ -767,6 +802,7 @@ mod tests {
             queue_len: 4096,
             stall_ms: 10_000,
             retention: Default::default(),
+            upload: None,
         }
     }
 
@@ -1034,6 +1070,7 @@ mod tests {
                 config: &cfg,
                 key: &key,
                 started: SystemTime::now(),
+                upload: None,
             };
             let mut sink = maker.make(&info).unwrap();
             let t0 = thread_cpu();
@@ -1216,6 +1253,45 @@ mod tests {
         let mut r = Recorders::start(off).unwrap();
         assert!(r.open(&key, SystemTime::now()).is_none());
         r.shutdown();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A first publish (no index yet): from the moment a sink makes its first file, what the API lists
+    /// (the index, else the folders) shows the new session live, never ended.
+    #[test]
+    fn a_new_session_is_never_listed_as_ended_while_its_sinks_start() {
+        let dir = temp_dir("opening");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s2 = seen.clone();
+        let flv_like = SinkMaker::new("flv-like", move |s| {
+            let id = paths::local_stamp(s.started);
+            let d = s.stream_dir("flv");
+            std::fs::create_dir_all(&d)?;
+            std::fs::write(d.join(format!("{id}.flv")), b"FLV")?;
+            // What `server::recordings::sessions_of` would answer at this moment.
+            let listed = match crate::record::index::load_stream(&s.config.data_dir, s.key)? {
+                Some(l) => l.sessions,
+                None => crate::record::index::scan_light(&s.config.data_dir, s.key, 1000),
+            };
+            lock(&s2).push(
+                listed
+                    .iter()
+                    .map(|x| (x.id == id, x.live()))
+                    .collect::<Vec<_>>(),
+            );
+            Ok(Box::new(ProbeSink(Probe::default())) as Box<dyn Sink>)
+        });
+        let mut r = Recorders::start_with(config(&dir), vec![flv_like]).unwrap();
+        let key = StreamKey::new("live", "first").unwrap();
+        let rec = r.open(&key, SystemTime::now()).unwrap();
+        drop(rec);
+        r.shutdown();
+        let seen = lock(&seen).clone();
+        assert_eq!(
+            seen,
+            vec![vec![(true, true)]],
+            "new session listed as ended"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -282,7 +282,7 @@ impl Ctx {
                 .iter()
                 .zip(&gone)
                 .filter(|((_, s), g)| !**g && !s.live())
-                .map(|((_, s), _)| s.size)
+                .map(|((_, s), _)| s.disk_size())
                 .sum();
             // Live sessions are in the index without their size: measure them.
             for (_, s) in sessions.iter().filter(|(_, s)| s.live()) {
@@ -297,7 +297,7 @@ impl Ctx {
                 }
                 if self.delete(key, s, Reason::MaxSize) {
                     gone[i] = true;
-                    total = total.saturating_sub(s.size);
+                    total = total.saturating_sub(s.disk_size());
                 }
             }
         }

@@ -440,6 +440,32 @@ impl Server {
             "1 while the data dir's file system is under --record-min-free with nothing left to delete.",
             &[("", u8::from(crate::record::retention::low_space()).to_string())],
         );
+        if let Some((files, bytes, failures, queued)) = crate::record::upload::stats() {
+            metric(
+                "rtmpd_upload_files_total",
+                "counter",
+                "Recording files stored in the --upload bucket.",
+                &[("", files.to_string())],
+            );
+            metric(
+                "rtmpd_upload_bytes_total",
+                "counter",
+                "Bytes stored in the --upload bucket.",
+                &[("", bytes.to_string())],
+            );
+            metric(
+                "rtmpd_upload_failures_total",
+                "counter",
+                "Upload tries that failed (each is retried with back-off).",
+                &[("", failures.to_string())],
+            );
+            metric(
+                "rtmpd_upload_queued",
+                "gauge",
+                "Recording files waiting to be stored in the bucket (queued or being sent).",
+                &[("", queued.to_string())],
+            );
+        }
         metric(
             "rtmpd_slow_viewer_skips_total",
             "counter",

@@ -292,6 +292,36 @@ impl Server {
         self.http_reply(token, reply, keep_alive)
     }
 
+    /// A recording file whose local copy is gone (`--upload-delete-local`) but that the bucket holds:
+    /// `302` to a presigned GET of its object (valid an hour), so that players and downloads fetch it
+    /// from the bucket (Range requests included). True when answered.
+    fn redirect_to_bucket(&mut self, token: usize, req: &Request) -> bool {
+        let (Some(remote), Some(data)) = (&self.setup.remote, &self.setup.data_dir) else {
+            return false;
+        };
+        if !matches!(req.method.as_str(), "GET" | "HEAD") {
+            return false;
+        }
+        let path = req.path().trim_start_matches('/');
+        let clean = path.split('/').all(|p| {
+            !p.is_empty() && p != "." && p != ".." && !p.contains('\\') && !p.contains('%')
+        });
+        if !clean || !crate::record::upload::is_media(path) {
+            return false;
+        }
+        let Some(rel) = crate::record::upload::object_rel(data, path) else {
+            return false;
+        };
+        let url = remote.presigned_get(&rel);
+        let keep_alive = req.keep_alive();
+        let head = format!(
+            "HTTP/1.1 302 Found\r\nLocation: {url}\r\nContent-Length: 0\r\nCache-Control: no-store\r\nAccess-Control-Allow-Origin: *\r\n{}\r\n",
+            if keep_alive { "" } else { "Connection: close\r\n" }
+        );
+        self.http_reply(token, head.into_bytes(), keep_alive);
+        true
+    }
+
     /// Everything that is not live or API: the pages and the recordings, from the static roots.
     fn http_static(&mut self, token: usize, req: &Request) {
         if is_index_path(&req.target) {
@@ -338,6 +368,9 @@ impl Server {
             &super::fs::origin_policy(self.setup.dir_listing),
             SystemTime::now(),
         );
+        if resp.status == 404 && self.redirect_to_bucket(token, req) {
+            return;
+        }
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };

@@ -197,6 +197,8 @@ pub struct Setup {
     pub data_dir: Option<std::path::PathBuf>,
     pub dir_listing: bool,
     pub access_log: Option<std::path::PathBuf>,
+    /// `--upload`'s bucket: recordings whose local copy is gone are answered from it.
+    pub remote: Option<crate::record::upload::Remote>,
 }
 
 /// A panic anywhere (the loop, a recorder worker) is a bug that may have left the hub half

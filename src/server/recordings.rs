@@ -303,6 +303,9 @@ struct SessionDoc<'a> {
     urls: Urls,
     /// The whole session cut from the fMP4 segments (`/playback/...`), when it has them.
     playback: Option<String>,
+    /// The bucket that holds all its files (`--upload`), once they are all stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    remote: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -351,6 +354,7 @@ pub fn stream_sessions_json(data: &Path, key: &StreamKey, query: &str) -> Option
                     s.duration_ms.div_ceil(1000).max(1)
                 )
             }),
+            remote: s.remote.as_deref(),
         })
         .collect();
     let doc = StreamDoc {
@@ -698,6 +702,7 @@ impl Server {
             start_ms,
             duration_ms,
             fragmented,
+            remote: self.setup.remote.clone(),
         };
         if !p.worker.submit(token, id, job) {
             self.totals.bound("playback-queue");
@@ -966,6 +971,8 @@ mod tests {
             flv: Some("flv/live/cam/20261124_010000.flv".into()),
             hls: Some("hls/live/cam/20261124_010000".into()),
             mp4: Some("mp4/live/cam/20261124_010000".into()),
+            remote: Some("s3://recs/pre".into()),
+            local_size: None,
         };
         let live = Session {
             id: "20261124_020000".into(),
@@ -984,7 +991,7 @@ mod tests {
         );
         assert_eq!(
             stream_sessions_json(&dir, &key, "limit=5").unwrap(),
-            r#"{"app":"live","stream":"cam","total":2,"offset":0,"limit":5,"size":307,"sessions":[{"id":"20261124_020000","start":"2025-11-24T17:00:00.000Z","end":null,"start_ms":1764003600000,"end_ms":null,"duration_ms":0,"size":7,"codecs":[],"live":true,"flv":null,"hls":"/hls/live/cam/index.m3u8","mp4":null,"fmp4":"/mp4/live/cam/output_merge/index.m3u8","separate":"/mp4/live/cam/output_separate/master.m3u8","playback":null},{"id":"20261124_010000","start":"2025-11-24T16:00:00.000Z","end":"2025-11-24T16:00:04.000Z","start_ms":1764000000000,"end_ms":1764000004000,"duration_ms":4000,"size":300,"codecs":["avc1.64001f","mp4a.40.2"],"live":false,"flv":"/flv/live/cam/20261124_010000.flv","hls":"/hls/live/cam/20261124_010000/index.m3u8","mp4":"/mp4/live/cam/20261124_010000/output_merge/stream_full.mp4","fmp4":"/mp4/live/cam/20261124_010000/output_merge/index.m3u8","separate":"/mp4/live/cam/20261124_010000/output_separate/master.m3u8","playback":"/playback/live/cam.mp4?start=2025-11-24T16:00:00.000Z&duration=4"}]}"#
+            r#"{"app":"live","stream":"cam","total":2,"offset":0,"limit":5,"size":307,"sessions":[{"id":"20261124_020000","start":"2025-11-24T17:00:00.000Z","end":null,"start_ms":1764003600000,"end_ms":null,"duration_ms":0,"size":7,"codecs":[],"live":true,"flv":null,"hls":"/hls/live/cam/index.m3u8","mp4":null,"fmp4":"/mp4/live/cam/output_merge/index.m3u8","separate":"/mp4/live/cam/output_separate/master.m3u8","playback":null},{"id":"20261124_010000","start":"2025-11-24T16:00:00.000Z","end":"2025-11-24T16:00:04.000Z","start_ms":1764000000000,"end_ms":1764000004000,"duration_ms":4000,"size":300,"codecs":["avc1.64001f","mp4a.40.2"],"live":false,"flv":"/flv/live/cam/20261124_010000.flv","hls":"/hls/live/cam/20261124_010000/index.m3u8","mp4":"/mp4/live/cam/20261124_010000/output_merge/stream_full.mp4","fmp4":"/mp4/live/cam/20261124_010000/output_merge/index.m3u8","separate":"/mp4/live/cam/20261124_010000/output_separate/master.m3u8","playback":"/playback/live/cam.mp4?start=2025-11-24T16:00:00.000Z&duration=4","remote":"s3://recs/pre"}]}"#
         );
         assert_eq!(
             stream_sessions_json(&dir, &StreamKey::new("live", "x").unwrap(), ""),

@@ -113,6 +113,12 @@ pub fn run_origin(mut cfg: OriginConfig) -> Result<(), ServerError> {
         data_dir: Some(cfg.data_dir.clone()),
         dir_listing: cfg.web.dir_listing,
         access_log: cfg.web.access_log.clone(),
+        remote: match &cfg.record.upload {
+            Some(u) => Some(
+                crate::record::upload::Remote::new(u).map_err(|e| ServerError(e.to_string()))?,
+            ),
+            None => None,
+        },
     };
     let mut server = Server::new(setup, listeners)?;
     server.set_certs(certs);
@@ -161,6 +167,7 @@ pub fn run_file_gateway(cfg: crate::config::FileGatewayConfig) -> Result<(), Ser
         data_dir: None,
         dir_listing: cfg.web.dir_listing,
         access_log: cfg.web.access_log.clone(),
+        remote: None,
     };
     let certs = tlsio::open_certs(&cfg.tls)?;
     let mut listeners = vec![Listening::plain(listener, Listener::Web)];

@@ -32,5 +32,6 @@ mod srt_server;
 mod timeouts;
 mod timestamps;
 mod tls;
+mod upload;
 mod webrtc;
 mod whip;

@@ -859,3 +859,74 @@ fn ten_thousand_sessions_list_from_the_index_in_one_read() {
         println!("index: the server's access line: {l}");
     }
 }
+
+/// A range across a session boundary (issue 29: "across session boundaries when asked"): the cut holds
+/// the first session's frames from the keyframe at or before `start` to its end, then the second
+/// session's from its start, the gap between them left out; it decodes cleanly as one MP4.
+#[test]
+fn playback_cuts_across_a_session_boundary() {
+    if !require_tool("ffmpeg") || !require_tool("ffprobe") {
+        return;
+    }
+    let server = Server::start();
+    let key = "live/twice";
+    // Two 10 s sessions in real time (ids a second apart), so that they follow on the wall clock.
+    for n in 1..=2 {
+        let mut ff = ffmpeg_publish_with("fixture.flv", &server.rtmp_url(key), &[], &[]);
+        assert!(ff.wait_or_panic(TOOL).success(), "{}", ff.stderr());
+        settled_sessions(&server, key, n);
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    let s = settled_sessions(&server, key, 2);
+    let (s2, s1) = (&s[0], &s[1]);
+    let (t1, t2) = (
+        s1["start_ms"].as_i64().unwrap(),
+        s2["start_ms"].as_i64().unwrap(),
+    );
+    assert!(t2 - t1 >= 10_000, "sessions overlap: {s:?}");
+    // From 4.5 s into the first session to 5 s into the second.
+    let start_ms = t1 + 4_500;
+    let duration = (t2 + 5_000 - start_ms) as f64 / 1000.0;
+    let url = format!(
+        "/playback/{key}.mp4?start={}&duration={duration:.3}",
+        iso(start_ms)
+    );
+    let r = http_get(server.http, &url, Duration::from_secs(60));
+    assert_eq!(r.status, 200, "{url}: {}", r.body_text());
+    let dir = TempDir::new("cut-across");
+    let cut = dir.write("cut.mp4", &r.body);
+    let (flags, dur) = probe_video(&cut);
+    assert!(flags.starts_with('K'), "first packet flags {flags}");
+    let source = |s: &Value| {
+        server
+            .data_dir
+            .join(s["mp4"].as_str().unwrap().trim_start_matches('/'))
+    };
+    let (all1, all2, part) = (
+        frame_hashes(&source(s1)),
+        frame_hashes(&source(s2)),
+        frame_hashes(&cut),
+    );
+    // The first session's tail, from a keyframe at or before 4.5 s (GOP 2 s at 25 fps: 4 s, frame 100).
+    let k = (0..all1.len())
+        .filter(|&k| part.starts_with(&all1[k..]))
+        .find(|&k| (63..=112).contains(&k))
+        .unwrap_or_else(|| {
+            panic!("the cut does not start with the first session's tail from ~4 s")
+        });
+    let rest = &part[all1.len() - k..];
+    // Then the second session from its start, up to 5 s in (B-frames may end it a frame or two early).
+    assert!(
+        rest.len() >= 100 && rest.len() <= 125 && all2.starts_with(rest),
+        "after the first session's {} frames come {} frames that are not the second session's start",
+        all1.len() - k,
+        rest.len()
+    );
+    assert!((10.0..=11.6).contains(&dur), "the cut lasts {dur} s");
+    println!(
+        "playback across sessions: {} + {} frames, {dur:.2} s, {} bytes",
+        all1.len() - k,
+        rest.len(),
+        r.body.len()
+    );
+}

@@ -208,6 +208,7 @@ pub fn run_flv_gateway(cfg: FlvGatewayConfig) -> Result<(), ServerError> {
         data_dir: None,
         dir_listing: false,
         access_log: cfg.web.access_log.clone(),
+        remote: None,
     };
     let certs = super::tlsio::open_certs(&cfg.tls)?;
     let mut listeners = vec![Listening::plain(http, super::conn::Listener::Http)];
