@@ -35,6 +35,7 @@ pub struct Shared {
     pub dropped_in: AtomicU64,
     /// Opus packets the worker could not queue (the loop was behind).
     pub dropped_out: AtomicU64,
+    /// Frames the worker has finished (their packets are queued by then).
     pub frames_in: AtomicU64,
     pub packets_out: AtomicU64,
     pub decode_errors: AtomicU64,
@@ -49,7 +50,7 @@ pub struct Bridge {
 }
 
 impl Bridge {
-    /// Starts the thread; `name` (the stream) goes into its log lines. `None` when no thread
+    /// Starts the thread; `name` (the stream) goes into its log lines. An error when no thread
     /// could be started (logged by the caller).
     pub fn start(name: String, bitrate: Option<u32>, wake: Wake) -> std::io::Result<Bridge> {
         let (tx, jobs) = mpsc::sync_channel::<Frame>(IN_QUEUE);
@@ -140,6 +141,7 @@ fn run(
             .store(c.decode_errors, Ordering::Relaxed);
         shared.resets.store(c.resets, Ordering::Relaxed);
         if out.is_empty() {
+            shared.frames_in.fetch_add(1, Ordering::SeqCst);
             continue;
         }
         for p in out.drain(..) {
@@ -153,6 +155,7 @@ fn run(
                 Err(TrySendError::Disconnected(_)) => return,
             }
         }
+        shared.frames_in.fetch_add(1, Ordering::SeqCst);
         wake();
     }
     debug!("{name}: audio bridge stopped");

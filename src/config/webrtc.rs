@@ -15,6 +15,9 @@ pub struct WebRtcConfig {
     pub port: u16,
     /// Extra candidate addresses (a NAT's public address), after the HTTP request's local one.
     pub public_ips: Vec<IpAddr>,
+    /// `--opus-bitrate` in bits per second for the audio bridge (AAC streams' WebRTC viewers);
+    /// `None`: 128 kbit/s stereo, 64 kbit/s mono.
+    pub opus_bitrate: Option<u32>,
 }
 
 pub fn options(opts: &mut Options) {
@@ -35,6 +38,36 @@ pub fn options(opts: &mut Options) {
         "an address WHEP viewers can reach us on, offered besides the HTTP request's (repeatable)",
         "ADDR",
     );
+    opts.optopt(
+        "",
+        "opus-bitrate",
+        "Opus bitrate for WebRTC viewers of AAC streams (the audio bridge), 6k-256k \
+         [128k stereo, 64k mono]",
+        "RATE",
+    );
+}
+
+/// `--opus-bitrate`: kbit/s as `96`, `96k` or `96000`, from 6k to 256k.
+fn opus_bitrate(m: &getopts::Matches) -> Result<Option<u32>, ConfigError> {
+    let Some(s) = m.opt_str("opus-bitrate") else {
+        return Ok(None);
+    };
+    let t = s.trim();
+    let (digits, k) = match t.strip_suffix(['k', 'K']) {
+        Some(d) => (d, true),
+        None => (t, false),
+    };
+    let bps = match digits.parse::<u32>() {
+        Ok(n) if k || n <= 1000 => n.checked_mul(1000),
+        Ok(n) => Some(n),
+        Err(_) => None,
+    };
+    match bps {
+        Some(b) if (6_000..=crate::audio::aac_opus::MAX_OPUS_BITRATE).contains(&b) => Ok(Some(b)),
+        _ => err(format!(
+            "--opus-bitrate: '{s}' is not a bitrate from 6k to 256k (kbit/s: 128, 128k or 128000)"
+        )),
+    }
 }
 
 pub fn config(m: &getopts::Matches) -> Result<Option<WebRtcConfig>, ConfigError> {
@@ -54,7 +87,12 @@ pub fn config(m: &getopts::Matches) -> Result<Option<WebRtcConfig>, ConfigError>
             public_ips.push(ip);
         }
     }
-    Ok((!m.opt_present("no-webrtc")).then_some(WebRtcConfig { port, public_ips }))
+    let opus_bitrate = opus_bitrate(m)?;
+    Ok((!m.opt_present("no-webrtc")).then_some(WebRtcConfig {
+        port,
+        public_ips,
+        opus_bitrate,
+    }))
 }
 
 /// `--print-config` lines.
@@ -71,6 +109,13 @@ pub fn render(line: &mut dyn FnMut(&str, String), c: &Option<WebRtcConfig>) {
         ips.join(" ")
     };
     line("webrtc-public-ip", ips);
+    let opus = c
+        .as_ref()
+        .and_then(|c| c.opus_bitrate)
+        .map_or("(128k stereo, 64k mono)".to_string(), |b| {
+            format!("{}k", b / 1000)
+        });
+    line("opus-bitrate", opus);
 }
 
 #[cfg(test)]
@@ -98,13 +143,27 @@ mod tests {
         assert_eq!(c.port, 0);
         assert_eq!(c.public_ips.len(), 2);
         assert!(origin("--no-webrtc").unwrap().webrtc.is_none());
+        assert_eq!(c.opus_bitrate, None);
+        for (arg, bps) in [("96", 96_000), ("192k", 192_000), ("256000", 256_000)] {
+            let c = origin(&format!("--opus-bitrate {arg}"))
+                .unwrap()
+                .webrtc
+                .unwrap();
+            assert_eq!(c.opus_bitrate, Some(bps), "{arg}");
+        }
         for bad in [
             "--webrtc-port 70000",
             "--webrtc-public-ip nowhere",
             "--webrtc-public-ip 0.0.0.0",
+            "--opus-bitrate 300k",
+            "--opus-bitrate 5",
+            "--opus-bitrate lots",
         ] {
             let e = origin(bad).unwrap_err();
-            assert!(e.contains("--webrtc-"), "{bad}: {e}");
+            assert!(
+                e.contains("--webrtc-") || e.contains("--opus-"),
+                "{bad}: {e}"
+            );
         }
     }
 }

@@ -31,6 +31,8 @@
 //! - `tcp_framing`: RFC 4571 framing for ICE-TCP (a 2-byte length before each packet).
 //! - `crypto`: the pure-Rust crypto backend str0m runs on.
 
+#[cfg(test)]
+mod bridge_tests;
 pub mod crypto;
 pub mod media;
 pub mod sdp;
