@@ -10,6 +10,10 @@
 //!   `Packager` turns them into units that every connected session of the stream `send`s. A
 //!   session that connects first gets the cached GOP (through a packager of its own), then the
 //!   live units that follow it.
+//! - Audio bridge: an AAC stream's viewers are answered with Opus; while the feed has sessions,
+//!   its AAC frames go to a `crate::audio::Bridge` (a thread, bounded queues both ways, the loop
+//!   woken when packets are ready) whose Opus packets every connected session `send`s. It stops
+//!   when the last session leaves and starts again with the next one.
 //! - Datagrams: a STUN request from a new address is routed by its ufrag to a live session
 //!   (anything else from a stranger is dropped without state); the session's output goes to its
 //!   peer queue; its `next_deadline` is the peer's timer.

@@ -7,7 +7,7 @@
 //!
 //! What this module does not do: parse HTTP, pick the candidates' addresses (the caller passes
 //! them), answer keyframe requests (they come out as events; the GOP cache has the answer), or
-//! transcode (AAC audio is not sent: see [`Packager::push`] for the bridge's hook).
+//! transcode (AAC audio becomes Opus in `crate::audio`, which `server::webrtc` runs per stream).
 //!
 //! How the server loop drives it (one UDP socket and one TCP listener on `--webrtc-port`):
 //!

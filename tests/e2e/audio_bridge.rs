@@ -1,0 +1,133 @@
+//! The audio bridge end to end: FFmpeg publishes H.264 + AAC (a 1 kHz stereo tone) over RTMP, a
+//! WHEP viewer (str0m, `util::whep`) receives Opus over real UDP that decodes to the tone; the
+//! bridge starts with the first viewer, stops with the last and starts again for the next.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::util::whep::{whep_post, WhepClient, WhepOffer};
+use crate::util::{
+    http_exchange, http_get, require_tool, unique_stream, wait_until_live, Proc, Server,
+};
+
+fn publish_tone(url: &str) -> Proc {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-nostdin", "-v", "error", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=44100"])
+        .args(["-t", "60", "-c:v", "libx264", "-preset", "ultrafast"])
+        .args(["-bf", "0", "-g", "50", "-pix_fmt", "yuv420p"])
+        .args(["-c:a", "aac", "-ac", "2", "-b:a", "128k", "-f", "flv", url]);
+    Proc::spawn(cmd)
+}
+
+fn join(srv: &Server, path: &str) -> WhepClient {
+    let offer = WhepOffer::new();
+    let r = whep_post(
+        srv.http,
+        path,
+        &["Content-Type: application/sdp"],
+        offer.sdp.as_bytes(),
+    );
+    assert_eq!(r.status, 201, "POST {path}: {}", r.body_text());
+    assert!(r.body_text().contains("opus/48000"), "{}", r.body_text());
+    let location = r.header("location").expect("a Location").to_string();
+    offer.answered(&r.body_text(), &location)
+}
+
+fn metric(srv: &Server, name: &str) -> u64 {
+    let m = http_get(srv.http, "/metrics", Duration::from_secs(5)).body_text();
+    m.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {m}"))
+}
+
+/// Decodes the packets (20 ms each) to one channel at 48 kHz: frequency by zero crossings and
+/// RMS in dBFS, over all but the first 200 ms.
+fn tone_of(packets: &[(f64, Vec<u8>)]) -> (f64, f64) {
+    let mut d = opus_rs::OpusDecoder::new(48_000, 2).unwrap();
+    let mut buf = vec![0f32; 960 * 2 * 6];
+    let mut x = Vec::new();
+    for (_, p) in packets {
+        let n = d.decode(p, 960 * 6, &mut buf).unwrap();
+        x.extend(buf[..n * 2].iter().step_by(2).map(|&v| v as f64));
+    }
+    let x = &x[x.len().min(9600)..];
+    let mut ups = Vec::new();
+    for i in 1..x.len() {
+        if x[i - 1] < 0.0 && x[i] >= 0.0 {
+            ups.push(i as f64 - 1.0 + x[i - 1] / (x[i - 1] - x[i]));
+        }
+    }
+    let f = (ups.len() - 1) as f64 * 48_000.0 / (ups[ups.len() - 1] - ups[0]);
+    let rms = (x.iter().map(|v| v * v).sum::<f64>() / x.len() as f64).sqrt();
+    (f, 20.0 * rms.log10())
+}
+
+#[test]
+fn an_rtmp_aac_stream_plays_as_opus_to_a_whep_viewer() {
+    if !require_tool("ffmpeg") {
+        return;
+    }
+    let srv = Server::start();
+    let name = unique_stream("bridge");
+    let key = format!("live/{name}");
+    let _ffmpeg = publish_tone(&srv.rtmp_url(&key));
+    let live = wait_until_live(srv.http, &format!("/{key}.flv"), Duration::from_secs(20));
+    assert!(live, "the publisher never came: {:?}", srv.logs());
+    std::thread::sleep(Duration::from_millis(1000));
+    let path = format!("/live/{name}/whep");
+
+    let mut viewer = join(&srv, &path);
+    viewer.run_for(Duration::from_secs(4));
+    assert!(viewer.connected, "ICE and DTLS did not complete");
+    let audio = &viewer.audio_packets;
+    eprintln!(
+        "bridge: {} Opus packets, {} video frames in 4 s",
+        audio.len(),
+        viewer.video_frames.len()
+    );
+    assert!(audio.len() > 150, "Opus packets in 4 s: {}", audio.len());
+    for w in audio.windows(2) {
+        assert!(
+            (w[1].0 - w[0].0 - 20.0).abs() < 0.01,
+            "not 20 ms apart: {} -> {}",
+            w[0].0,
+            w[1].0
+        );
+    }
+    // FFmpeg's sine is 1/8 of full scale (RMS -21.07 dBFS), and its mono-to-stereo upmix puts
+    // it 3.01 dB lower on each channel: -24.08 dBFS.
+    let (freq, level) = tone_of(audio);
+    eprintln!("bridge: {freq:.2} Hz at {level:.2} dBFS");
+    assert!((freq - 1000.0).abs() < 10.0, "{freq} Hz");
+    assert!((level + 24.08).abs() < 1.0, "{level} dBFS");
+    // The audio runs beside the video: their RTP times (both the stream's ms) overlap.
+    let (v0, v1) = (viewer.video_times[0], *viewer.video_times.last().unwrap());
+    assert!(
+        audio[audio.len() / 2].0 > v0 && audio[audio.len() / 2].0 < v1,
+        "audio at {} ms, video {v0}..{v1} ms",
+        audio[audio.len() / 2].0
+    );
+    assert_eq!(metric(&srv, "rtmpd_webrtc_bridges_total"), 1);
+    assert!(metric(&srv, "rtmpd_webrtc_bridge_packets_total") > 150);
+
+    // The last viewer leaves: the bridge stops; the next viewer starts another.
+    let del = format!(
+        "DELETE {} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        viewer.location
+    );
+    let r = http_exchange(srv.http, del.as_bytes(), Duration::from_secs(5), false).unwrap();
+    assert_eq!(r.status, 204);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut again = join(&srv, &path);
+    again.run_for(Duration::from_secs(2));
+    assert!(
+        again.audio_packets.len() > 50,
+        "{}",
+        again.audio_packets.len()
+    );
+    assert_eq!(metric(&srv, "rtmpd_webrtc_bridges_total"), 2);
+    assert_eq!(metric(&srv, "rtmpd_webrtc_bridge_dropped_total"), 0);
+}
