@@ -4,7 +4,7 @@
 //! ends when its `Bridge` is dropped (the last WebRTC viewer of the stream left); it is not
 //! joined, so the loop never waits for an encode to finish.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
 use std::thread;
@@ -40,6 +40,8 @@ pub struct Shared {
     pub packets_out: AtomicU64,
     pub decode_errors: AtomicU64,
     pub resets: AtomicU64,
+    /// The thread runs (set before `start` returns, cleared as it ends).
+    pub alive: AtomicBool,
 }
 
 /// The loop's handle on one stream's bridge thread.
@@ -56,10 +58,14 @@ impl Bridge {
         let (tx, jobs) = mpsc::sync_channel::<Frame>(IN_QUEUE);
         let (results, rx) = mpsc::sync_channel::<BridgeOutput>(OUT_QUEUE);
         let shared = Arc::new(Shared::default());
+        shared.alive.store(true, Ordering::SeqCst);
         let sh = shared.clone();
         thread::Builder::new()
             .name("audio-bridge".into())
-            .spawn(move || run(name, bitrate, jobs, results, sh, wake))?;
+            .spawn(move || {
+                run(name, bitrate, jobs, results, &sh, wake);
+                sh.alive.store(false, Ordering::SeqCst);
+            })?;
         Ok(Bridge { tx, rx, shared })
     }
 
@@ -86,7 +92,7 @@ impl Bridge {
         }
     }
 
-    pub fn shared(&self) -> &Shared {
+    pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
     }
 }
@@ -96,7 +102,7 @@ fn run(
     bitrate: Option<u32>,
     jobs: Receiver<Frame>,
     results: SyncSender<BridgeOutput>,
-    shared: Arc<Shared>,
+    shared: &Shared,
     wake: Wake,
 ) {
     debug!("{name}: audio bridge (AAC to Opus) started");
@@ -159,4 +165,80 @@ fn run(
         wake();
     }
     debug!("{name}: audio bridge stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audio::testing::aac_tone;
+    use crate::media::frame::TAG_AUDIO;
+    use bytes::Bytes;
+    use std::time::{Duration, Instant};
+
+    fn frame(time: u64, config: bool, payload: &[u8]) -> Frame {
+        let mut data = vec![0xAF, u8::from(!config)];
+        data.extend_from_slice(payload);
+        let mut f = Frame::parse(TAG_AUDIO, time as u32, Bytes::from(data)).unwrap();
+        f.time = time;
+        f
+    }
+
+    fn wait(what: &str, mut done: impl FnMut() -> bool) {
+        let until = Instant::now() + Duration::from_secs(20);
+        while !done() {
+            assert!(Instant::now() < until, "{what}");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_and_every_thread_ends_with_its_bridge() {
+        let (asc, units) = aac_tone(48_000, 0, 3000, 0);
+        let wakes = Arc::new(AtomicU64::new(0));
+        let mut ended = Vec::new();
+        // Churn: bridges started and dropped; each thread ends.
+        for round in 0..20 {
+            let w = wakes.clone();
+            let b = Bridge::start(
+                format!("test/{round}"),
+                None,
+                Arc::new(move || {
+                    w.fetch_add(1, Ordering::SeqCst);
+                }),
+            )
+            .unwrap();
+            assert!(b.push(&frame(0, true, &asc)));
+            // More than the queue holds at once, without waiting: some are dropped, counted.
+            let mut refused = 0;
+            for (t, u) in &units {
+                if !b.push(&frame(*t, false, u)) {
+                    refused += 1;
+                }
+            }
+            let sh = b.shared().clone();
+            assert_eq!(sh.dropped_in.load(Ordering::SeqCst), refused);
+            if round == 0 {
+                assert!(
+                    refused > 0,
+                    "{} frames fit a queue of {IN_QUEUE}",
+                    units.len()
+                );
+                let taken = units.len() as u64 + 1 - refused;
+                wait("the worker takes its queue", || {
+                    sh.frames_in.load(Ordering::SeqCst) == taken
+                });
+                let mut got = 0;
+                while b.poll().is_some() {
+                    got += 1;
+                }
+                assert!(got > 0 && got <= OUT_QUEUE, "{got}");
+                assert!(wakes.load(Ordering::SeqCst) > 0);
+            }
+            drop(b);
+            ended.push(sh);
+        }
+        wait("every bridge thread ends", || {
+            ended.iter().all(|s| !s.alive.load(Ordering::SeqCst))
+        });
+    }
 }
