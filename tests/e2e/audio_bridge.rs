@@ -131,3 +131,121 @@ fn an_rtmp_aac_stream_plays_as_opus_to_a_whep_viewer() {
     assert_eq!(metric(&srv, "rtmpd_webrtc_bridges_total"), 2);
     assert_eq!(metric(&srv, "rtmpd_webrtc_bridge_dropped_total"), 0);
 }
+
+/// Plays the WHEP URL with its audio through a WebAudio analyser (the remote track also on a
+/// muted element: Chromium feeds WebAudio from a remote track only while an element plays it)
+/// and logs the loudest and quietest of the analyser's RMS over 4 s of 100 ms looks, and the
+/// inbound audio's stats.
+const PAGE: &str = r#"<!doctype html><meta charset="utf-8"><title>whep audio</title>
+<audio id="a" autoplay muted></audio>
+<script>
+(async () => {
+  const pc = new RTCPeerConnection();
+  pc.addTransceiver('video', {direction: 'recvonly'});
+  pc.addTransceiver('audio', {direction: 'recvonly'});
+  const ctx = new AudioContext();
+  const analyser = ctx.createAnalyser();
+  analyser.fftSize = 2048;
+  let attached = false;
+  pc.ontrack = e => {
+    if (e.track.kind != 'audio' || attached) return;
+    attached = true;
+    const ms = new MediaStream([e.track]);
+    document.getElementById('a').srcObject = ms;
+    ctx.createMediaStreamSource(ms).connect(analyser);
+  };
+  await pc.setLocalDescription(await pc.createOffer());
+  const r = await fetch('WHEP_URL', {method: 'POST', headers: {'Content-Type': 'application/sdp'},
+                                     body: pc.localDescription.sdp});
+  const answer = await r.text();
+  if (r.status != 201) { console.log('WHEP-DONE error=' + answer); return; }
+  await pc.setRemoteDescription({type: 'answer', sdp: answer});
+  const sleep = ms => new Promise(ok => setTimeout(ok, ms));
+  for (let i = 0; i < 100 && pc.connectionState != 'connected'; i++) await sleep(100);
+  await ctx.resume();
+  await sleep(1000);
+  const buf = new Float32Array(analyser.fftSize);
+  let lo = 1e9, hi = 0;
+  for (let i = 0; i < 40; i++) {
+    await sleep(100);
+    analyser.getFloatTimeDomainData(buf);
+    let sum = 0;
+    for (const x of buf) sum += x * x;
+    const rms = Math.sqrt(sum / buf.length);
+    lo = Math.min(lo, rms); hi = Math.max(hi, rms);
+  }
+  let samples = 0, level = 0;
+  (await pc.getStats()).forEach(s => {
+    if (s.type == 'inbound-rtp' && s.kind == 'audio') {
+      samples = s.totalSamplesReceived; level = s.audioLevel;
+    }
+  });
+  console.log('WHEP-DONE state=' + pc.connectionState + ' ctx=' + ctx.state +
+              ' rms_min=' + Math.round(lo * 1e6) + ' rms_max=' + Math.round(hi * 1e6) +
+              ' samples=' + samples + ' level=' + Math.round(level * 1e6));
+})().catch(e => console.log('WHEP-DONE error=' + e));
+</script>"#;
+
+#[test]
+fn chromium_hears_an_rtmp_aac_stream_over_whep() {
+    if !require_tool("ffmpeg") || !require_tool("chromium") {
+        return;
+    }
+    let srv = Server::start();
+    let name = unique_stream("bridgechrome");
+    let key = format!("live/{name}");
+    let _ffmpeg = publish_tone(&srv.rtmp_url(&key));
+    let live = wait_until_live(srv.http, &format!("/{key}.flv"), Duration::from_secs(20));
+    assert!(live, "the publisher never came: {:?}", srv.logs());
+    let dir = crate::util::TempDir::new("bridge-chromium");
+    let page = PAGE.replace("WHEP_URL", &srv.http_url(&format!("/live/{name}/whep")));
+    let file = dir.write("whep.html", page.as_bytes());
+    let mut cmd = Command::new("chromium");
+    cmd.args([
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+    ])
+    .arg(format!("--user-data-dir={}", dir.join("profile").display()))
+    .args([
+        "--autoplay-policy=no-user-gesture-required",
+        "--enable-logging=stderr",
+    ])
+    .args(["--v=0", "--allow-file-access-from-files"])
+    .arg(format!("file://{}", file.display()));
+    let mut chrome = Proc::spawn(cmd);
+    let end = std::time::Instant::now() + Duration::from_secs(40);
+    let done = loop {
+        let err = chrome.stderr();
+        if let Some(l) = err.lines().find(|l| l.contains("WHEP-DONE")) {
+            break l.to_string();
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "no WHEP-DONE from Chromium:\n{err}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    chrome.kill();
+    eprintln!("chromium: {done}");
+    let field = |k: &str| -> u64 {
+        done.split_whitespace()
+            .find_map(|w| w.strip_prefix(k))
+            .and_then(|v| {
+                v.trim_end_matches(|c: char| !c.is_ascii_digit())
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or_else(|| panic!("no {k} in {done}"))
+    };
+    // The tone's RMS is 0.0625 on each channel (FFmpeg's 1/8-scale sine, 3 dB down after its
+    // mono to stereo upmix), and the analyser's mix of two equal channels is the same: every
+    // 100 ms look must hear it within 1 dB (0.0557 to 0.0701). Silence would be 0.
+    assert!(field("samples=") > 48_000, "{done}");
+    assert!(
+        field("rms_min=") > 55_700,
+        "quiet or silent at times: {done}"
+    );
+    assert!(field("rms_max=") < 70_100, "{done}");
+}
