@@ -4,16 +4,17 @@
 //!
 //! - AAC to Opus, the bridge WebRTC viewers of an AAC stream get (`rtmpd::audio::AacToOpus`:
 //!   decode, resample to 48 kHz, Opus 128 kbit/s);
-//! - Opus to AAC, the other direction's codec work (Opus decode, then AAC-LC 128 kbit/s encode
-//!   in blocks of 8 frames with one frame of overlap, as a live encoder with rusty_aac's batch
-//!   API must), for the issue's budget; no server path uses it yet.
+//! - Opus to AAC, the other direction (`rtmpd::audio::opus_aac::OpusToAac`: Opus decode, AAC-LC
+//!   128 kbit/s in blocks with one frame of overlap); no server path runs it yet.
 //!
 //! CPU time is the process's user + system time (getrusage) around each run: the runs are
 //! single-threaded, so on a busy machine this still counts only our work.
 
 use std::time::Instant;
 
+use rtmpd::audio::opus_aac::OpusToAac;
 use rtmpd::audio::AacToOpus;
+use rtmpd::media::opus::OpusHead;
 
 /// The process's CPU seconds (user + system); wall seconds where getrusage does not exist.
 #[cfg(unix)]
@@ -91,39 +92,29 @@ fn main() {
         bytes as f64 * 8.0 / (packets.len() as f64 * 0.02) / 1000.0
     );
 
-    // Opus to AAC: decode the packets just made, encode AAC-LC at 48 kHz.
+    // Opus to AAC: the packets just made through `OpusToAac` (decode, AAC-LC 128 kbit/s).
+    let head = OpusHead {
+        channels: 2,
+        pre_skip: rtmpd::audio::aac_opus::OPUS_LOOKAHEAD as u16,
+        input_sample_rate: 48_000,
+        output_gain: 0,
+        mapping_family: 0,
+        stream_count: 1,
+        coupled_count: 1,
+        mapping: Vec::new(),
+    };
+    let mut back = OpusToAac::new(128_000);
+    back.configure(&head.to_id_header()).expect("the OpusHead");
+    let mut aac = Vec::new();
     let (c0, w0) = (cpu_seconds(), Instant::now());
-    let mut dec = opus_rs::OpusDecoder::new(48_000, 2).expect("decoder");
-    let mut buf = vec![0f32; 960 * 2];
-    let mut pcm48 = Vec::with_capacity(packets.len() * 1920);
     for p in &packets {
-        let n = dec.decode(&p.data, 960, &mut buf).expect("decodes");
-        pcm48.extend_from_slice(&buf[..n * 2]);
-    }
-    const BLOCK: usize = 8 * 1024;
-    let mut aac_bytes = 0;
-    let mut aac_units = 0;
-    let mut at = 0;
-    while at + BLOCK <= pcm48.len() / 2 {
-        // One frame before the block, for the MDCT overlap; its packet is not kept.
-        let from = at.saturating_sub(1024);
-        let mut e = rusty_aac::AacEncoder::new(rusty_aac::AacEncoderConfig::default());
-        e.push_pcm(&pcm48[from * 2..(at + BLOCK) * 2], 2, 48_000)
-            .expect("PCM");
-        e.finish();
-        let skip = (at - from) / 1024;
-        let mut k = 0;
-        while let Ok(p) = e.next_packet() {
-            if k >= skip && k < skip + BLOCK / 1024 {
-                aac_bytes += p.data.len();
-                aac_units += 1;
-            }
-            k += 1;
-        }
-        at += BLOCK;
+        back.push(&p.data, p.time_ms, false, &mut aac)
+            .expect("decodes");
     }
     let (cpu, wall) = (cpu_seconds() - c0, w0.elapsed().as_secs_f64());
-    let audio_secs = at as f64 / 48_000.0;
+    let aac_units = aac.len();
+    let aac_bytes: usize = aac.iter().map(|p| p.data.len()).sum();
+    let audio_secs = aac_units as f64 * 1024.0 / 48_000.0;
     println!(
         "Opus to AAC: {audio_secs:.1} s of 48 kHz stereo Opus in {:.0} ms CPU ({:.0} ms wall): \
          {:.2}% of a core per stream; {aac_units} AAC frames, {:.0} kbit/s",

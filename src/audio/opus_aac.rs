@@ -15,8 +15,10 @@
 use super::aac_opus::BridgeError;
 use crate::media::opus::OpusHead;
 
-/// AAC frames per encoder run.
-pub const BLOCK_FRAMES: usize = 8;
+/// AAC frames per encoder run: with the overlap frame in front and the encoder's flush frame
+/// after, 15 frames, under the 16 at which rusty_aac's `finish` spreads the work over threads of
+/// its own (the bridge's one worker thread must stay one). 277 ms of latency.
+pub const BLOCK_FRAMES: usize = 13;
 const FRAME: usize = 1024;
 const RATE: u32 = 48_000;
 /// The longest Opus packet: 120 ms.

@@ -484,7 +484,7 @@ fn bridge_frame(
     key: &StreamKey,
     frame: &Frame,
     bitrate: Option<u32>,
-    wake: &Wake,
+    waker: &Arc<mio::Waker>,
     counters: &mut Counters,
 ) {
     if frame.config {
@@ -494,7 +494,11 @@ fn bridge_frame(
         return;
     }
     if feed.bridge.is_none() {
-        match Bridge::start(key.to_string(), bitrate, wake.clone()) {
+        let waker = waker.clone();
+        let wake: Wake = Arc::new(move || {
+            let _ = waker.wake();
+        });
+        match Bridge::start(key.to_string(), bitrate, wake) {
             Ok(b) => {
                 debug!("{key}: audio bridge (AAC to Opus) started for its WebRTC viewers");
                 counters.bridges_started += 1;
@@ -1058,10 +1062,6 @@ impl Server {
         let now = self.now;
         let keys: Vec<StreamKey> = st.feeds.keys().cloned().collect();
         let mut touched: Vec<PeerId> = Vec::new();
-        let waker = self.waker.clone();
-        let wake: Wake = Arc::new(move || {
-            let _ = waker.wake();
-        });
         for key in keys {
             let Some(mut feed) = st.feeds.remove(&key) else {
                 continue;
@@ -1085,7 +1085,7 @@ impl Server {
                         &key,
                         &frame,
                         opus_bitrate,
-                        &wake,
+                        &self.waker,
                         &mut st.counters,
                     );
                 }
