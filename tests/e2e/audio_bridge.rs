@@ -89,14 +89,21 @@ fn an_rtmp_aac_stream_plays_as_opus_to_a_whep_viewer() {
         viewer.video_frames.len()
     );
     assert!(audio.len() > 150, "Opus packets in 4 s: {}", audio.len());
+    // One timeline, 20 ms a packet: every step a whole number of packets. A datagram lost on a
+    // loaded machine's loopback is a missing step (at most a few; the in-memory test asks none).
+    let mut missing = 0.0;
     for w in audio.windows(2) {
+        let steps = (w[1].0 - w[0].0) / 20.0;
         assert!(
-            (w[1].0 - w[0].0 - 20.0).abs() < 0.01,
-            "not 20 ms apart: {} -> {}",
+            steps >= 0.999 && (steps - steps.round()).abs() < 0.001,
+            "not on the 20 ms timeline: {} -> {}",
             w[0].0,
             w[1].0
         );
+        missing += steps.round() - 1.0;
     }
+    eprintln!("bridge: {missing} packets missing");
+    assert!(missing <= audio.len() as f64 / 50.0, "{missing} missing");
     // FFmpeg's sine is 1/8 of full scale (RMS -21.07 dBFS), and its mono-to-stereo upmix puts
     // it 3.01 dB lower on each channel: -24.08 dBFS.
     let (freq, level) = tone_of(audio);
@@ -165,7 +172,7 @@ const PAGE: &str = r#"<!doctype html><meta charset="utf-8"><title>whep audio</ti
   await ctx.resume();
   await sleep(1000);
   const buf = new Float32Array(analyser.fftSize);
-  let lo = 1e9, hi = 0;
+  let lo = 1e9, hi = 0, near = 0;
   for (let i = 0; i < 40; i++) {
     await sleep(100);
     analyser.getFloatTimeDomainData(buf);
@@ -173,6 +180,7 @@ const PAGE: &str = r#"<!doctype html><meta charset="utf-8"><title>whep audio</ti
     for (const x of buf) sum += x * x;
     const rms = Math.sqrt(sum / buf.length);
     lo = Math.min(lo, rms); hi = Math.max(hi, rms);
+    if (rms > 0.0557 && rms < 0.0701) near++;
   }
   let samples = 0, level = 0;
   (await pc.getStats()).forEach(s => {
@@ -182,6 +190,7 @@ const PAGE: &str = r#"<!doctype html><meta charset="utf-8"><title>whep audio</ti
   });
   console.log('WHEP-DONE state=' + pc.connectionState + ' ctx=' + ctx.state +
               ' rms_min=' + Math.round(lo * 1e6) + ' rms_max=' + Math.round(hi * 1e6) +
+              ' near=' + near +
               ' samples=' + samples + ' level=' + Math.round(level * 1e6));
 })().catch(e => console.log('WHEP-DONE error=' + e));
 </script>"#;
@@ -240,12 +249,11 @@ fn chromium_hears_an_rtmp_aac_stream_over_whep() {
             .unwrap_or_else(|| panic!("no {k} in {done}"))
     };
     // The tone's RMS is 0.0625 on each channel (FFmpeg's 1/8-scale sine, 3 dB down after its
-    // mono to stereo upmix), and the analyser's mix of two equal channels is the same: every
-    // 100 ms look must hear it within 1 dB (0.0557 to 0.0701). Silence would be 0.
+    // mono to stereo upmix), and the analyser's mix of two equal channels is the same: nearly
+    // every one of the 40 looks (100 ms apart, 43 ms each) hears it within 1 dB (0.0557 to
+    // 0.0701); a packet lost on a loaded machine may dent one. None is silent (0).
     assert!(field("samples=") > 48_000, "{done}");
-    assert!(
-        field("rms_min=") > 55_700,
-        "quiet or silent at times: {done}"
-    );
+    assert!(field("near=") >= 36, "{done}");
+    assert!(field("rms_min=") > 10_000, "silent at times: {done}");
     assert!(field("rms_max=") < 70_100, "{done}");
 }
