@@ -257,3 +257,59 @@ fn chromium_hears_an_rtmp_aac_stream_over_whep() {
     assert!(field("rms_min=") > 10_000, "silent at times: {done}");
     assert!(field("rms_max=") < 70_100, "{done}");
 }
+
+/// Churn: viewers join and leave one after another; each starts a bridge and its leaving ends
+/// it, so the server's threads come back to what they were and its memory stays put.
+#[cfg(target_os = "linux")]
+#[test]
+fn whep_viewers_coming_and_going_start_and_stop_bridges_without_leaks() {
+    use crate::util::proc_status_kb;
+    if !require_tool("ffmpeg") {
+        return;
+    }
+    let srv = Server::start();
+    let name = unique_stream("bridgechurn");
+    let key = format!("live/{name}");
+    let _ffmpeg = publish_tone(&srv.rtmp_url(&key));
+    let live = wait_until_live(srv.http, &format!("/{key}.flv"), Duration::from_secs(20));
+    assert!(live, "the publisher never came: {:?}", srv.logs());
+    std::thread::sleep(Duration::from_millis(500));
+    let path = format!("/live/{name}/whep");
+    let pid = srv.pid();
+    let threads = || proc_status_kb(pid, "Threads");
+    let threads0 = threads();
+    const ROUNDS: u64 = 16;
+    let mut peak = threads0;
+    // RSS once the first rounds warmed the allocator and the caches up.
+    let mut rss0 = 0;
+    for round in 0..ROUNDS {
+        if round == 4 {
+            rss0 = proc_status_kb(pid, "VmRSS");
+        }
+        let mut v = join(&srv, &path);
+        v.run_for(Duration::from_millis(700));
+        assert!(!v.audio_packets.is_empty(), "no audio this round");
+        peak = peak.max(threads());
+        let del = format!(
+            "DELETE {} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            v.location
+        );
+        let r = http_exchange(srv.http, del.as_bytes(), Duration::from_secs(5), false).unwrap();
+        assert_eq!(r.status, 204);
+    }
+    // The last bridge stops on the loop's next turn; its thread ends soon after.
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    while threads() != threads0 && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let rss1 = proc_status_kb(pid, "VmRSS");
+    eprintln!(
+        "churn: {ROUNDS} viewers; threads {threads0} before, {peak} at most, {} after; \
+         RSS {rss0} kB after 4 rounds, {rss1} kB after {ROUNDS}",
+        threads()
+    );
+    assert_eq!(threads(), threads0, "a bridge thread outlived its viewers");
+    assert!(peak > threads0, "no bridge thread ever ran");
+    assert_eq!(metric(&srv, "rtmpd_webrtc_bridges_total"), ROUNDS);
+    assert!(rss1 < rss0 + 4 * 1024, "RSS {rss0} -> {rss1} kB");
+}
