@@ -126,7 +126,8 @@ fn an_rtmp_aac_stream_plays_as_opus_to_a_whep_viewer() {
         viewer.location
     );
     let r = http_exchange(srv.http, del.as_bytes(), Duration::from_secs(5), false).unwrap();
-    assert_eq!(r.status, 204);
+    // 200 (RFC 9725; the main branch now answers so) or 204.
+    assert!(matches!(r.status, 200 | 204), "{}", r.status);
     std::thread::sleep(Duration::from_millis(300));
     let mut again = join(&srv, &path);
     again.run_for(Duration::from_secs(2));
@@ -295,7 +296,8 @@ fn whep_viewers_coming_and_going_start_and_stop_bridges_without_leaks() {
             v.location
         );
         let r = http_exchange(srv.http, del.as_bytes(), Duration::from_secs(5), false).unwrap();
-        assert_eq!(r.status, 204);
+        // 200 (RFC 9725; the main branch now answers so) or 204.
+        assert!(matches!(r.status, 200 | 204), "{}", r.status);
     }
     // The last bridge stops on the loop's next turn; its thread ends soon after.
     let until = std::time::Instant::now() + Duration::from_secs(5);
