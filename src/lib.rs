@@ -32,6 +32,8 @@
 //! - `media`: the protocol-free `Frame`, stream names and the session-name rule, codec
 //!   configuration parsing, the ingest normaliser (`media::time`) and the one `onMetaData` rule
 //!   (`media::meta`).
+//! - `audio`: the audio bridge (AAC to Opus for WebRTC viewers): decoder, resampler, encoder and
+//!   the worker thread each bridged stream runs on, with bounded queues both ways.
 //! - `rtmp`: the RTMP handshake, chunk stream and sessions, sans-IO.
 //! - `http`: request parsing, responses, routing, WebSocket framing, HTTP dates, the static file
 //!   responder (no fs: `server::fs`).
@@ -67,6 +69,7 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 pub mod access;
 pub mod amf;
+pub mod audio;
 pub mod codec;
 pub mod config;
 pub mod contain;

@@ -18,6 +18,9 @@ pub struct WebRtcConfig {
     pub public_ips: Vec<IpAddr>,
     /// WHIP: ask publishers for a keyframe when none came for this long; `None` (0) never.
     pub keyframe_interval: Option<Duration>,
+    /// `--opus-bitrate` in bits per second for the audio bridge (AAC streams' WebRTC viewers);
+    /// `None`: 128 kbit/s stereo, 64 kbit/s mono.
+    pub opus_bitrate: Option<u32>,
 }
 
 pub fn options(opts: &mut Options) {
@@ -44,6 +47,36 @@ pub fn options(opts: &mut Options) {
         "WHIP: ask a publisher for a keyframe (PLI) when none came for this many seconds; 0 never [2]",
         "SECS",
     );
+    opts.optopt(
+        "",
+        "opus-bitrate",
+        "Opus bitrate for WebRTC viewers of AAC streams (the audio bridge), 6k-256k \
+         [128k stereo, 64k mono]",
+        "RATE",
+    );
+}
+
+/// `--opus-bitrate`: kbit/s as `96`, `96k` or `96000`, from 6k to 256k.
+fn opus_bitrate(m: &getopts::Matches) -> Result<Option<u32>, ConfigError> {
+    let Some(s) = m.opt_str("opus-bitrate") else {
+        return Ok(None);
+    };
+    let t = s.trim();
+    let (digits, k) = match t.strip_suffix(['k', 'K']) {
+        Some(d) => (d, true),
+        None => (t, false),
+    };
+    let bps = match digits.parse::<u32>() {
+        Ok(n) if k || n <= 1000 => n.checked_mul(1000),
+        Ok(n) => Some(n),
+        Err(_) => None,
+    };
+    match bps {
+        Some(b) if (6_000..=crate::audio::aac_opus::MAX_OPUS_BITRATE).contains(&b) => Ok(Some(b)),
+        _ => err(format!(
+            "--opus-bitrate: '{s}' is not a bitrate from 6k to 256k (kbit/s: 128, 128k or 128000)"
+        )),
+    }
 }
 
 pub fn config(m: &getopts::Matches) -> Result<Option<WebRtcConfig>, ConfigError> {
@@ -75,10 +108,12 @@ pub fn config(m: &getopts::Matches) -> Result<Option<WebRtcConfig>, ConfigError>
             }
         },
     };
+    let opus_bitrate = opus_bitrate(m)?;
     Ok((!m.opt_present("no-webrtc")).then_some(WebRtcConfig {
         port,
         public_ips,
         keyframe_interval,
+        opus_bitrate,
     }))
 }
 
@@ -103,6 +138,13 @@ pub fn render(line: &mut dyn FnMut(&str, String), c: &Option<WebRtcConfig>) {
         "webrtc-keyframe-interval",
         k.map_or("0".into(), |d| d.as_secs_f64().to_string()),
     );
+    let opus = c
+        .as_ref()
+        .and_then(|c| c.opus_bitrate)
+        .map_or("(128k stereo, 64k mono)".to_string(), |b| {
+            format!("{}k", b / 1000)
+        });
+    line("opus-bitrate", opus);
 }
 
 #[cfg(test)]
@@ -137,6 +179,14 @@ mod tests {
             k("--webrtc-keyframe-interval 0.5"),
             Some(std::time::Duration::from_millis(500))
         );
+        assert_eq!(c.opus_bitrate, None);
+        for (arg, bps) in [("96", 96_000), ("192k", 192_000), ("256000", 256_000)] {
+            let c = origin(&format!("--opus-bitrate {arg}"))
+                .unwrap()
+                .webrtc
+                .unwrap();
+            assert_eq!(c.opus_bitrate, Some(bps), "{arg}");
+        }
         for bad in [
             "--webrtc-keyframe-interval -1",
             "--webrtc-keyframe-interval 0.01",
@@ -144,9 +194,15 @@ mod tests {
             "--webrtc-port 70000",
             "--webrtc-public-ip nowhere",
             "--webrtc-public-ip 0.0.0.0",
+            "--opus-bitrate 300k",
+            "--opus-bitrate 5",
+            "--opus-bitrate lots",
         ] {
             let e = origin(bad).unwrap_err();
-            assert!(e.contains("--webrtc-"), "{bad}: {e}");
+            assert!(
+                e.contains("--webrtc-") || e.contains("--opus-"),
+                "{bad}: {e}"
+            );
         }
     }
 }

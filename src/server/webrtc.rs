@@ -10,6 +10,10 @@
 //!   `Packager` turns them into units that every connected session of the stream `send`s. A
 //!   session that connects first gets the cached GOP (through a packager of its own), then the
 //!   live units that follow it.
+//! - Audio bridge: an AAC stream's viewers are answered with Opus; while the feed has sessions,
+//!   its AAC frames go to a `crate::audio::Bridge` (a thread, bounded queues both ways, the loop
+//!   woken when packets are ready) whose Opus packets every connected session `send`s. It stops
+//!   when the last session leaves and starts again with the next one.
 //! - Datagrams: a STUN request from a new address is routed by its ufrag to a live session
 //!   (anything else from a stranger is dropped without state); the session's output goes to its
 //!   peer queue; its `next_deadline` is the peer's timer.
@@ -21,6 +25,7 @@ use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -29,13 +34,16 @@ use log::{debug, info, warn};
 use super::udp::{Datagram, PeerId, UdpCx, UdpPeers, UdpProtocol};
 use super::Server;
 use crate::access::limits::Limits;
+use crate::audio::worker::Wake;
+use crate::audio::{Bridge, BridgeOutput};
 use crate::http::request::Request;
 use crate::hub::reader::{Reader, ReaderState};
 use crate::hub::Hub;
+use crate::media::frame::{Codec, Track};
 use crate::media::{Frame, StreamKey};
 use crate::webrtc::{
-    candidate_addrs, stun_username_fragment, Packager, Proto, SessionConfig, WebRtcError,
-    WebRtcEvent, WhepSession,
+    candidate_addrs, stun_username_fragment, MediaUnit, Packager, Proto, SessionConfig, UnitKind,
+    WebRtcError, WebRtcEvent, WhepSession,
 };
 
 /// The largest WHEP request body (an SDP offer) read; a larger one is answered 413.
@@ -136,6 +144,11 @@ pub struct Counters {
     pub keyframe_requests: u64,
     /// Pictures the feeds dropped because they came out of presentation order (B-frames).
     pub reorder_dropped: u64,
+    /// Audio bridges (AAC to Opus) started, and what their queues dropped (`bridge_counts`).
+    pub bridges_started: u64,
+    pub bridge_frames: u64,
+    pub bridge_packets: u64,
+    pub bridge_dropped: u64,
 }
 
 struct Sess {
@@ -156,6 +169,10 @@ struct Sess {
 struct Feed {
     id: u64,
     packager: Packager,
+    /// The last AAC sequence header (a bridge started later begins with it).
+    aac_config: Option<Frame>,
+    /// The AAC to Opus bridge, while the stream is AAC and has viewers.
+    bridge: Option<Bridge>,
     frames: VecDeque<Frame>,
     /// Its reader was dropped: the publish ended.
     ended: bool,
@@ -173,6 +190,8 @@ pub struct State {
     by_id: HashMap<String, PeerId>,
     feeds: HashMap<StreamKey, Feed>,
     next_feed: u64,
+    /// `--opus-bitrate`.
+    opus_bitrate: Option<u32>,
     /// Packets sessions sent over ICE-TCP since the loop last took them (`take_tcp_out`).
     tcp_out: Vec<(SocketAddr, Vec<u8>)>,
     pub counters: Counters,
@@ -196,6 +215,7 @@ impl State {
             by_id: HashMap::new(),
             feeds: HashMap::new(),
             next_feed: 1,
+            opus_bitrate: None,
             tcp_out: Vec::new(),
             counters: Counters::default(),
             whip: HashMap::new(),
@@ -554,6 +574,76 @@ fn drain(
     peers.set_deadline(peer, at);
 }
 
+/// The codecs a WHEP offer is answered with: an AAC stream's audio goes out as Opus (the bridge).
+fn bridged(codecs: &crate::webrtc::StreamCodecs) -> crate::webrtc::StreamCodecs {
+    let mut c = codecs.clone();
+    if c.audio == Some(Codec::Aac) {
+        c.audio = Some(Codec::Opus);
+    }
+    c
+}
+
+/// The default track's AAC (configuration or coded frame): the bridge's input.
+fn is_aac(frame: &Frame) -> bool {
+    frame.track == Track::Audio && frame.codec == Codec::Aac && frame.track_id == 0
+}
+
+fn last_aac_config(frames: &[Frame]) -> Option<Frame> {
+    frames.iter().rev().find(|f| is_aac(f) && f.config).cloned()
+}
+
+/// One AAC frame of a feed: kept when it is the configuration, and handed to the stream's
+/// bridge, which starts with the first frame that has a viewer to hear it.
+fn bridge_frame(
+    feed: &mut Feed,
+    key: &StreamKey,
+    frame: &Frame,
+    bitrate: Option<u32>,
+    waker: &Arc<mio::Waker>,
+    counters: &mut Counters,
+) {
+    if frame.config {
+        feed.aac_config = Some(frame.clone());
+    }
+    if feed.sessions.is_empty() {
+        return;
+    }
+    if feed.bridge.is_none() {
+        let waker = waker.clone();
+        let wake: Wake = Arc::new(move || {
+            let _ = waker.wake();
+        });
+        match Bridge::start(key.to_string(), bitrate, wake) {
+            Ok(b) => {
+                debug!("{key}: audio bridge (AAC to Opus) started for its WebRTC viewers");
+                counters.bridges_started += 1;
+                if !frame.config {
+                    if let Some(c) = &feed.aac_config {
+                        b.push(c);
+                    }
+                }
+                feed.bridge = Some(b);
+            }
+            Err(e) => {
+                warn!("{key}: no audio bridge for WebRTC viewers (no thread: {e})");
+                return;
+            }
+        }
+    }
+    if let Some(b) = &feed.bridge {
+        b.push(frame);
+    }
+}
+
+/// A stopping bridge's counters into the totals.
+fn bridge_counts(c: &mut Counters, b: &Bridge) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let sh = b.shared();
+    c.bridge_frames += sh.frames_in.load(Relaxed);
+    c.bridge_packets += sh.packets_out.load(Relaxed);
+    c.bridge_dropped += sh.dropped_in.load(Relaxed) + sh.dropped_out.load(Relaxed);
+}
+
 /// A stream's frames for its feed: queued for the next turn, never blocking the publisher.
 struct FeedReader {
     state: Rc<RefCell<State>>,
@@ -648,6 +738,7 @@ impl Server {
     ) -> Result<(), super::ServerError> {
         let state = Rc::new(RefCell::new(State::new(self.started)));
         state.borrow_mut().cfg.keyframe_interval = cfg.keyframe_interval;
+        state.borrow_mut().opus_bitrate = cfg.opus_bitrate;
         // The UDP port first, then TCP on the same number; with port 0 a free UDP port is found
         // and tried for TCP a few times.
         let mut tries = if cfg.port == 0 { 5 } else { 1 };
@@ -931,7 +1022,8 @@ impl Server {
                 (Some(packager), codecs)
             }
         };
-        let accepted = WhepSession::accept(&offer, &st.cfg, &candidates, &codecs, self.now);
+        let accepted =
+            WhepSession::accept(&offer, &st.cfg, &candidates, &bridged(&codecs), self.now);
         let id = random_id(22);
         let (session, answer, id) = match (accepted, id) {
             (Ok((s, a)), Some(id)) => (s, a, id),
@@ -968,6 +1060,8 @@ impl Server {
                 let feed = Feed {
                     id,
                     packager: packager.unwrap_or_default(),
+                    aac_config: last_aac_config(&cached),
+                    bridge: None,
                     frames: VecDeque::new(),
                     ended: false,
                     sessions: Vec::new(),
@@ -1104,7 +1198,18 @@ impl Server {
                 feed.ended = true;
             }
             let drops_before = feed.packager.reorder_drops();
+            let opus_bitrate = st.opus_bitrate;
             while let Some(frame) = feed.frames.pop_front() {
+                if is_aac(&frame) {
+                    bridge_frame(
+                        &mut feed,
+                        &key,
+                        &frame,
+                        opus_bitrate,
+                        &self.waker,
+                        &mut st.counters,
+                    );
+                }
                 let Some(unit) = feed.packager.push(&frame) else {
                     continue;
                 };
@@ -1137,6 +1242,32 @@ impl Server {
                     "{key}: the stream has B-frames; WebRTC viewers get the pictures without them \
                      (browsers do not reorder): publish without B-frames for their full frame rate"
                 );
+            }
+            // The bridge's Opus packets, as if published.
+            while let Some(BridgeOutput::Packet(p)) = feed.bridge.as_ref().and_then(|b| b.poll()) {
+                let unit = MediaUnit {
+                    kind: UnitKind::Audio,
+                    codec: Codec::Opus,
+                    key: true,
+                    pts_ms: p.time_ms,
+                    data: p.data.into(),
+                };
+                for &peer in &feed.sessions {
+                    let Some(s) = st.sessions.get_mut(&peer) else {
+                        continue;
+                    };
+                    if s.feed == feed.id && s.session.is_connected() {
+                        s.session.send(&unit, now);
+                        touched.push(peer);
+                    }
+                }
+            }
+            // The last viewer left (or the publish ended): the bridge's thread ends with it.
+            if feed.sessions.is_empty() || feed.ended {
+                if let Some(b) = feed.bridge.take() {
+                    bridge_counts(&mut st.counters, &b);
+                    debug!("{key}: audio bridge stopped (no WebRTC viewer)");
+                }
             }
             // A feed stays with its reader until the publish ends (one reader per publish, however
             // many viewers come and go); without viewers it only follows the codec configuration.
@@ -1307,6 +1438,31 @@ impl Server {
             "counter",
             "WHIP video frames dropped (lost packets until the next keyframe, too large).",
             w.dropped,
+        );
+        // The running bridges' counters on top of the stopped ones'.
+        let mut b = c;
+        for f in st.feeds.values() {
+            if let Some(br) = &f.bridge {
+                bridge_counts(&mut b, br);
+            }
+        }
+        metric(
+            "rtmpd_webrtc_bridges_total",
+            "counter",
+            "Audio bridges (AAC to Opus for WHEP viewers) started.",
+            b.bridges_started,
+        );
+        metric(
+            "rtmpd_webrtc_bridge_packets_total",
+            "counter",
+            "Opus packets the audio bridges made.",
+            b.bridge_packets,
+        );
+        metric(
+            "rtmpd_webrtc_bridge_dropped_total",
+            "counter",
+            "AAC frames and Opus packets the audio bridges' queues dropped.",
+            b.bridge_dropped,
         );
         m
     }

@@ -7,7 +7,8 @@
 //!   dropped (RTP marks the access unit's end).
 //! - H.265: the same, with VPS, SPS and PPS before IRAP pictures.
 //! - AV1 (OBUs as Enhanced RTMP carries them), VP9, VP8 and Opus: the payload unchanged.
-//! - AAC, MP3 and the rest: nothing yet (see `Packager::push`).
+//! - AAC, MP3 and the rest: nothing here (AAC reaches viewers as Opus through `crate::audio`,
+//!   which `server::webrtc` runs beside the packager).
 //!
 //! B-frames: browsers' WebRTC decoders do not reorder (Chromium's H.264 decoder fails on the
 //! first picture that would need it, then waits for the next keyframe), so H.264/H.265 pictures
@@ -271,9 +272,7 @@ impl Packager {
                     data: payload.into(),
                 })
             }
-            // The AAC -> Opus bridge (a later issue) plugs in here: decode this AAC frame with
-            // the last AudioSpecificConfig, encode Opus, and return its packets as Opus units
-            // (then `sendable_audio` and the SDP setup accept AAC streams' audio too).
+            // AAC is bridged to Opus off the loop (`crate::audio`, fed by `server::webrtc`).
             _ => None,
         }
     }

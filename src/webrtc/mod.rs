@@ -7,7 +7,7 @@
 //!
 //! What this module does not do: parse HTTP, pick the candidates' addresses (the caller passes
 //! them), answer keyframe requests (they come out as events; the GOP cache has the answer), or
-//! transcode (AAC audio is not sent: see [`Packager::push`] for the bridge's hook).
+//! transcode (AAC audio becomes Opus in `crate::audio`, which `server::webrtc` runs per stream).
 //!
 //! How the server loop drives it (one UDP socket and one TCP listener on `--webrtc-port`):
 //!
@@ -31,6 +31,8 @@
 //! - `tcp_framing`: RFC 4571 framing for ICE-TCP (a 2-byte length before each packet).
 //! - `crypto`: the pure-Rust crypto backend str0m runs on.
 
+#[cfg(test)]
+mod bridge_tests;
 pub mod crypto;
 pub mod depack;
 pub mod ingest;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use str0m::change::SdpAnswer;
-use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid};
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive, TcpType};
 use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
 
@@ -25,7 +25,7 @@ fn server_addr() -> SocketAddr {
     "127.0.0.1:8189".parse().unwrap()
 }
 
-fn fixture(name: &str) -> Vec<Frame> {
+pub(super) fn fixture(name: &str) -> Vec<Frame> {
     let path = format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"));
     let data = std::fs::read(&path).unwrap();
     flv_demux::read_all(&data).unwrap().2
@@ -33,7 +33,7 @@ fn fixture(name: &str) -> Vec<Frame> {
 
 /// The H.264 frames of fixture.flv (sequence header first) and the Opus frames of
 /// vp9_opus.flv, as one stream's packager sees them.
-fn h264_opus_units() -> (Packager, Vec<MediaUnit>, Vec<MediaUnit>) {
+pub(super) fn h264_opus_units() -> (Packager, Vec<MediaUnit>, Vec<MediaUnit>) {
     let mut p = Packager::new();
     let mut video = Vec::new();
     for f in fixture("fixture.flv")
@@ -57,22 +57,24 @@ type DropFilter = Box<dyn FnMut(&[u8]) -> bool>;
 
 /// The client's transport in the test.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Net {
+pub(super) enum Net {
     Udp,
     /// RFC 4571 frames, delivered one byte at a time in both directions.
     TcpByteByByte,
 }
 
-struct Pair {
-    now: Instant,
+pub(super) struct Pair {
+    pub(super) now: Instant,
     client: Rtc,
     client_deadline: Instant,
-    server: WhepSession,
+    pub(super) server: WhepSession,
     net: Net,
-    client_video: Mid,
-    client_audio: Mid,
+    pub(super) client_video: Mid,
+    pub(super) client_audio: Mid,
     /// What the client received, in order, per mid.
     received: Vec<(Mid, Arc<[u8]>)>,
+    /// The RTP time of each of `received`.
+    received_times: Vec<MediaTime>,
     server_events: Vec<WebRtcEvent>,
     /// Drop this server->client datagram? (after the decision, it is gone)
     drop_to_client: Option<DropFilter>,
@@ -94,7 +96,7 @@ fn client_config() -> RtcConfig {
 }
 
 impl Pair {
-    fn new(net: Net, codecs: &StreamCodecs) -> Pair {
+    pub(super) fn new(net: Net, codecs: &StreamCodecs) -> Pair {
         Self::with_client(net, codecs, client_config())
     }
 
@@ -134,6 +136,7 @@ impl Pair {
             client_video,
             client_audio,
             received: Vec::new(),
+            received_times: Vec::new(),
             server_events: Vec::new(),
             drop_to_client: None,
             client_silent: false,
@@ -191,6 +194,7 @@ impl Pair {
                     Output::Event(e) => {
                         if let Event::MediaData(m) = e {
                             self.received.push((m.mid, m.data));
+                            self.received_times.push(m.time);
                         }
                     }
                 }
@@ -257,7 +261,7 @@ impl Pair {
     }
 
     /// Advances the clock to the earlier of the two deadlines and fires it.
-    fn tick(&mut self) {
+    pub(super) fn tick(&mut self) {
         self.shuttle();
         let server_deadline = self.server.next_deadline();
         let next = server_deadline.map_or(self.client_deadline, |s| s.min(self.client_deadline));
@@ -275,7 +279,11 @@ impl Pair {
     }
 
     /// Ticks until `done` or `limit` of fake time passes.
-    fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&Pair) -> bool) -> bool {
+    pub(super) fn run_until(
+        &mut self,
+        limit: Duration,
+        mut done: impl FnMut(&Pair) -> bool,
+    ) -> bool {
         let end = self.now + limit;
         while self.now < end {
             if done(self) {
@@ -286,7 +294,7 @@ impl Pair {
         done(self)
     }
 
-    fn connect(&mut self) {
+    pub(super) fn connect(&mut self) {
         let ok = self.run_until(Duration::from_secs(5), |p| {
             p.server.is_connected() && p.client.is_connected()
         });
@@ -295,7 +303,7 @@ impl Pair {
         self.server_events.clear();
     }
 
-    fn send(&mut self, unit: &MediaUnit) {
+    pub(super) fn send(&mut self, unit: &MediaUnit) {
         self.server.send(unit, self.now);
         self.shuttle();
     }
@@ -305,6 +313,16 @@ impl Pair {
             .iter()
             .filter(|(m, _)| *m == mid)
             .map(|(_, d)| &d[..])
+            .collect()
+    }
+
+    /// What arrived on `mid`, each with its RTP time in milliseconds.
+    pub(super) fn received_timed(&self, mid: Mid) -> Vec<(f64, &[u8])> {
+        self.received
+            .iter()
+            .zip(&self.received_times)
+            .filter(|((m, _), _)| *m == mid)
+            .map(|((_, d), t)| (t.as_seconds() * 1000.0, &d[..]))
             .collect()
     }
 }

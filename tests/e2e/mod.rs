@@ -1,6 +1,7 @@
 //! End-to-end tests against the binary, grouped by what they cover.
 
 mod access;
+mod audio_bridge;
 mod behaviour;
 mod cli;
 mod codecs;

@@ -49,6 +49,10 @@ pub struct WhepClient {
     pub connected: bool,
     pub video_frames: Vec<VideoFrame>,
     pub audio_frames: usize,
+    /// Each audio packet's RTP time (ms) and payload.
+    pub audio_packets: Vec<(f64, Vec<u8>)>,
+    /// Each video frame's RTP time (ms).
+    pub video_times: Vec<f64>,
     /// The answer's `Location`.
     pub location: String,
 }
@@ -120,6 +124,8 @@ impl WhepOffer {
             connected: false,
             video_frames: Vec::new(),
             audio_frames: 0,
+            audio_packets: Vec::new(),
+            video_times: Vec::new(),
             location: location.to_string(),
         }
     }
@@ -221,8 +227,13 @@ impl WhepClient {
                             parameter_sets: types.contains(&7) && types.contains(&8),
                             len: m.data.len(),
                         });
+                        self.video_times.push(m.time.as_seconds() * 1000.0);
                     } else {
                         self.audio_frames += 1;
+                        if self.audio_packets.len() < 100_000 {
+                            let at = m.time.as_seconds() * 1000.0;
+                            self.audio_packets.push((at, m.data.to_vec()));
+                        }
                     }
                 }
                 Output::Event(_) => {}

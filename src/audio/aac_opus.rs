@@ -1,0 +1,399 @@
+//! One stream's AAC to Opus transcoder, without threads: AAC access units and their stream times
+//! in, 20 ms Opus packets and their stream times out (`worker` runs it off the loop).
+//!
+//! Timing, from the input frames only (never a clock): the first access unit after a (re)start
+//! anchors the output at its `Frame::time`; every later sample is counted from there, so the
+//! packets are 20 ms apart exactly. The AAC encoder's priming needs no correction: an access
+//! unit's time is the time of its own decoded samples (the publisher's muxer shifted the primed
+//! first unit like everything else). The resampler is zero-phase. The Opus encoder delays its
+//! input by `OPUS_LOOKAHEAD` samples (the pre-skip a file would carry, which RTP cannot): the
+//! encoder is first fed `OPUS_FRAME - OPUS_LOOKAHEAD` samples of silence, so the first real
+//! sample decodes at the start of the second packet, whose time is then the anchor exactly.
+//! A discontinuity from the normaliser, a new AudioSpecificConfig or input time drifting more
+//! than `MAX_DRIFT_MS` from the samples counted restarts the transcoder at the next unit.
+
+use std::fmt;
+
+use super::resample::Resampler;
+
+/// Opus's rate, and its 20 ms frame.
+pub const OPUS_RATE: u32 = 48_000;
+pub const OPUS_FRAME: usize = 960;
+/// The Opus encoder's delay at 48 kHz with `Application::Audio`: 2.5 ms of CELT overlap and
+/// 4 ms of delay compensation (libopus's `OPUS_GET_LOOKAHEAD`); tested below.
+pub const OPUS_LOOKAHEAD: usize = 312;
+/// Input whose time strays this far from the samples counted since the anchor restarts the
+/// bridge (a publisher's clock step the normaliser let through, or lost audio).
+pub const MAX_DRIFT_MS: i64 = 100;
+/// The largest `--opus-bitrate` (bits per second).
+pub const MAX_OPUS_BITRATE: u32 = 256_000;
+/// The largest Opus packet we take from the encoder (1275 is Opus's own limit for a frame).
+const MAX_PACKET: usize = 1500;
+
+/// One Opus packet (20 ms) and its stream time in milliseconds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpusPacket {
+    pub time_ms: u64,
+    pub data: Vec<u8>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BridgeError {
+    /// Coded audio before any AudioSpecificConfig.
+    NoConfig,
+    /// The AudioSpecificConfig is one the decoder does not take.
+    Config(String),
+    /// An access unit did not decode (it is replaced by silence).
+    Decode(String),
+    /// The decoded audio's rate or channel count cannot be resampled.
+    Format { rate: u32, channels: u16 },
+    /// The Opus encoder failed.
+    Encode(String),
+}
+
+impl fmt::Display for BridgeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BridgeError::NoConfig => write!(f, "AAC audio before its AudioSpecificConfig"),
+            BridgeError::Config(e) => write!(f, "the AAC configuration is not decodable: {e}"),
+            BridgeError::Decode(e) => write!(f, "an AAC frame did not decode: {e}"),
+            BridgeError::Format { rate, channels } => {
+                write!(
+                    f,
+                    "AAC at {rate} Hz with {channels} channels cannot be bridged"
+                )
+            }
+            BridgeError::Encode(e) => write!(f, "the Opus encoder failed: {e}"),
+        }
+    }
+}
+
+/// Counters for the log and `/metrics`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BridgeCounters {
+    pub frames_in: u64,
+    pub packets_out: u64,
+    /// Access units that did not decode (each replaced by its length of silence).
+    pub decode_errors: u64,
+    /// Restarts: discontinuities, new configurations, drift.
+    pub resets: u64,
+}
+
+/// The running part: made from the first decoded unit (its rate and channel count).
+struct Running {
+    resampler: Resampler,
+    encoder: opus_rs::OpusEncoder,
+    /// Channels in (decoded) and out (Opus: 1 or 2).
+    in_channels: usize,
+    out_channels: usize,
+    in_rate: u32,
+    /// Stream time of the first real sample.
+    anchor_ms: u64,
+    /// Input samples (per channel) taken since the anchor.
+    in_samples: u64,
+    /// Resampled samples waiting for a whole Opus frame (interleaved).
+    pending: Vec<f32>,
+    /// Opus packets made since the anchor (packet 0 holds the priming silence).
+    packets: u64,
+    /// Samples per channel of the last decoded unit (the silence that replaces a bad one).
+    unit_len: usize,
+}
+
+pub struct AacToOpus {
+    /// `--opus-bitrate`; `None`: 128 kbit/s stereo, 64 kbit/s mono.
+    bitrate: Option<u32>,
+    decoder: Option<rusty_aac::AacDecoder>,
+    running: Option<Running>,
+    pub counters: BridgeCounters,
+}
+
+impl AacToOpus {
+    pub fn new(bitrate: Option<u32>) -> AacToOpus {
+        AacToOpus {
+            bitrate: bitrate.map(|b| b.min(MAX_OPUS_BITRATE)),
+            decoder: None,
+            running: None,
+            counters: BridgeCounters::default(),
+        }
+    }
+
+    /// A new AudioSpecificConfig (the sequence header's payload): restarts everything.
+    pub fn configure(&mut self, asc: &[u8]) -> Result<(), BridgeError> {
+        self.restart();
+        self.decoder = None;
+        let d = rusty_aac::AacDecoder::with_config_bytes(asc)
+            .map_err(|e| BridgeError::Config(e.to_string()))?;
+        self.decoder = Some(d);
+        Ok(())
+    }
+
+    /// Drops the timeline: the next unit anchors a new one.
+    pub fn restart(&mut self) {
+        if self.running.take().is_some() {
+            self.counters.resets += 1;
+        }
+    }
+
+    /// One raw AAC access unit at stream time `time_ms`; the Opus packets it completes.
+    /// `discontinuity`: the normaliser saw the source's clock jump before it.
+    pub fn push(
+        &mut self,
+        unit: &[u8],
+        time_ms: u64,
+        discontinuity: bool,
+        out: &mut Vec<OpusPacket>,
+    ) -> Result<(), BridgeError> {
+        self.counters.frames_in += 1;
+        if discontinuity {
+            self.restart();
+        }
+        let decoder = self.decoder.as_mut().ok_or(BridgeError::NoConfig)?;
+        let decoded = match decoder.decode(unit, None) {
+            Ok(d) if d.channels > 0 && !d.samples.is_empty() => d,
+            Ok(_) => return Ok(()),
+            Err(e) => {
+                self.counters.decode_errors += 1;
+                // Silence in its place keeps the timeline (when there is one).
+                if let Some(r) = self.running.as_mut() {
+                    let silence = vec![0.0; r.unit_len * r.in_channels];
+                    let (rate, ch) = (r.in_rate, r.in_channels as u16);
+                    self.feed(&silence, rate, ch, time_ms, out)?;
+                }
+                return Err(BridgeError::Decode(e.to_string()));
+            }
+        };
+        self.feed(
+            &decoded.samples,
+            decoded.sample_rate,
+            decoded.channels,
+            time_ms,
+            out,
+        )
+    }
+
+    fn feed(
+        &mut self,
+        samples: &[f32],
+        rate: u32,
+        channels: u16,
+        time_ms: u64,
+        out: &mut Vec<OpusPacket>,
+    ) -> Result<(), BridgeError> {
+        if let Some(r) = &self.running {
+            let expected = r.anchor_ms as i64 + (r.in_samples * 1000 / r.in_rate as u64) as i64;
+            let drift = time_ms as i64 - expected;
+            if r.in_rate != rate || r.in_channels != channels as usize || drift.abs() > MAX_DRIFT_MS
+            {
+                self.restart();
+            }
+        }
+        if self.running.is_none() {
+            self.running = Some(self.start(rate, channels, time_ms)?);
+        }
+        let r = self.running.as_mut().expect("started above");
+        let frames = samples.len() / r.in_channels;
+        r.in_samples += frames as u64;
+        r.unit_len = frames;
+        let mut resampled = Vec::with_capacity(frames * 2 * r.out_channels);
+        let input: Vec<f32>;
+        let mixed = if r.in_channels == r.out_channels {
+            samples
+        } else {
+            input = downmix(samples, r.in_channels);
+            &input
+        };
+        r.resampler.process(mixed, &mut resampled);
+        r.pending.extend_from_slice(&resampled);
+        let step = OPUS_FRAME * r.out_channels;
+        let mut buf = [0u8; MAX_PACKET];
+        let mut at = 0;
+        while r.pending.len() - at >= step {
+            let n = r
+                .encoder
+                .encode(&r.pending[at..at + step], OPUS_FRAME, &mut buf)
+                .map_err(|e| BridgeError::Encode(e.to_string()))?;
+            at += step;
+            let k = r.packets;
+            r.packets += 1;
+            // Packet k holds input from (k - 1) * 20 ms on; packet 0 only the priming silence,
+            // sent when it has a time of its own.
+            let Some(time_ms) = (r.anchor_ms + k * 20).checked_sub(20) else {
+                continue;
+            };
+            self.counters.packets_out += 1;
+            out.push(OpusPacket {
+                time_ms,
+                data: buf[..n].to_vec(),
+            });
+        }
+        r.pending.drain(..at);
+        Ok(())
+    }
+
+    fn start(&self, rate: u32, channels: u16, time_ms: u64) -> Result<Running, BridgeError> {
+        let format = BridgeError::Format { rate, channels };
+        let in_channels = channels as usize;
+        // Mono stays mono; stereo and more go out as stereo.
+        let out_channels = in_channels.min(2);
+        let resampler = Resampler::new(rate, OPUS_RATE, out_channels).ok_or(format)?;
+        let mut encoder =
+            opus_rs::OpusEncoder::new(OPUS_RATE as i32, out_channels, opus_rs::Application::Audio)
+                .map_err(|e| BridgeError::Encode(e.to_string()))?;
+        let default = if out_channels == 1 { 64_000 } else { 128_000 };
+        encoder.bitrate_bps = self.bitrate.unwrap_or(default) as i32;
+        Ok(Running {
+            resampler,
+            encoder,
+            in_channels,
+            out_channels,
+            in_rate: rate,
+            anchor_ms: time_ms,
+            in_samples: 0,
+            pending: vec![0.0; (OPUS_FRAME - OPUS_LOOKAHEAD) * out_channels],
+            packets: 0,
+            unit_len: 1024,
+        })
+    }
+}
+
+/// More than two channels to stereo, in AAC's channel order (centre first: C, L, R, Ls, Rs, LFE,
+/// ...): L = L + 0.7 C + 0.7 Ls, R likewise, scaled so a full-scale input cannot clip; the LFE and
+/// anything past the first five channels are left out.
+fn downmix(samples: &[f32], channels: usize) -> Vec<f32> {
+    const K: f32 = std::f32::consts::FRAC_1_SQRT_2;
+    let mut out = Vec::with_capacity(samples.len() / channels * 2);
+    for f in samples.chunks_exact(channels) {
+        let get = |i: usize| f.get(i).copied().unwrap_or(0.0);
+        let (c, l, r, ls, rs) = (get(0), get(1), get(2), get(3), get(4));
+        let norm = if channels >= 5 {
+            1.0 + 2.0 * K
+        } else {
+            1.0 + K
+        };
+        out.push((l + K * c + K * ls) / norm);
+        out.push((r + K * c + K * rs) / norm);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audio::testing::{aac_tone, decode_opus, measure};
+
+    /// Runs units through a bridge; the packets' times and the decoded audio.
+    fn bridge(asc: &[u8], units: &[(u64, Vec<u8>)]) -> (Vec<OpusPacket>, AacToOpus) {
+        let mut b = AacToOpus::new(None);
+        b.configure(asc).unwrap();
+        let mut out = Vec::new();
+        for (t, u) in units {
+            b.push(u, *t, false, &mut out).unwrap();
+        }
+        (out, b)
+    }
+
+    #[test]
+    fn the_opus_lookahead_is_what_the_encoder_delays() {
+        // A click at sample 4800 comes out of the decoder OPUS_LOOKAHEAD samples later.
+        let mut enc = opus_rs::OpusEncoder::new(48_000, 2, opus_rs::Application::Audio).unwrap();
+        enc.bitrate_bps = 128_000;
+        let mut pcm = vec![0f32; 2 * 48_000];
+        for s in &mut pcm[2 * 4800..2 * 4810] {
+            *s = 0.8;
+        }
+        let mut packets = Vec::new();
+        let mut buf = [0u8; 1500];
+        for f in pcm.chunks_exact(2 * OPUS_FRAME) {
+            let n = enc.encode(f, OPUS_FRAME, &mut buf).unwrap();
+            packets.push(buf[..n].to_vec());
+        }
+        let refs: Vec<&[u8]> = packets.iter().map(|p| &p[..]).collect();
+        let out = decode_opus(&refs);
+        let peak = (0..out.len() / 2)
+            .max_by(|&a, &b| out[2 * a].abs().total_cmp(&out[2 * b].abs()))
+            .unwrap();
+        let delay = peak as i64 - 4805;
+        assert!(
+            (delay - OPUS_LOOKAHEAD as i64).abs() <= 8,
+            "the encoder delays by {delay} samples"
+        );
+    }
+
+    #[test]
+    fn a_1_khz_tone_keeps_frequency_level_time_and_has_no_gap() {
+        for rate in [44_100, 48_000, 32_000] {
+            // 500 ms of silence from stream time 1000 ms, then 3 s of tone: onset at 1500 ms.
+            let (asc, units) = aac_tone(rate, 500, 3000, 1000);
+            let (packets, b) = bridge(&asc, &units);
+            // Contiguous, 20 ms apart, anchored at the first unit's time (packet 0 included).
+            assert_eq!(packets[0].time_ms, 980, "{rate}");
+            for w in packets.windows(2) {
+                assert_eq!(w[1].time_ms, w[0].time_ms + 20);
+            }
+            assert_eq!(b.counters.resets, 0);
+            let refs: Vec<&[u8]> = packets.iter().map(|p| &p.data[..]).collect();
+            let pcm = decode_opus(&refs);
+            for ch in 0..2 {
+                let r = measure(&pcm, ch);
+                let onset = packets[0].time_ms as f64 + r.onset_ms;
+                eprintln!("{rate} Hz, channel {ch}: {r:?}, onset at {onset:.1} ms (want 1500)");
+                assert!((r.frequency - 1000.0).abs() < 10.0, "{rate}: {r:?}");
+                assert!(r.level_db.abs() < 1.0, "{rate}: {r:?}");
+                assert!(r.min_window_db > -3.0, "{rate}: a gap: {r:?}");
+                // Exact to the 1 ms window (the Opus look-ahead alone would be 6.5 ms).
+                assert!((onset - 1500.0).abs() < 2.0, "{rate}: onset {onset}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_discontinuity_or_drift_restarts_the_timeline() {
+        let (asc, units) = aac_tone(48_000, 0, 1000, 0);
+        let mut b = AacToOpus::new(Some(96_000));
+        b.configure(&asc).unwrap();
+        let mut out = Vec::new();
+        for (t, u) in &units[..20] {
+            b.push(u, *t, false, &mut out).unwrap();
+        }
+        // Anchored at 0: packet 0 (time -20) is not sent.
+        assert_eq!(out[0].time_ms, 0);
+        out.clear();
+        // The source's clock jumped (the normaliser says so): a new anchor at the new time.
+        b.push(&units[20].1, 5000, true, &mut out).unwrap();
+        b.push(&units[21].1, 5021, false, &mut out).unwrap();
+        assert_eq!(b.counters.resets, 1);
+        assert_eq!(out[0].time_ms, 4980);
+        out.clear();
+        // Input 300 ms later than its samples say, without a flag: restarted too.
+        b.push(&units[22].1, 5400, false, &mut out).unwrap();
+        assert_eq!(b.counters.resets, 2);
+        assert!(out.iter().all(|p| p.time_ms >= 5380), "{out:?}");
+    }
+
+    #[test]
+    fn hostile_configurations_and_units_are_errors_not_panics() {
+        let mut rng = crate::testutil::Rng::new(27);
+        let mut b = AacToOpus::new(None);
+        let mut out = Vec::new();
+        assert_eq!(
+            b.push(&[1, 2, 3], 0, false, &mut out),
+            Err(BridgeError::NoConfig)
+        );
+        for _ in 0..300 {
+            let asc: Vec<u8> = (0..rng.below(6)).map(|_| rng.below(256) as u8).collect();
+            let _ = b.configure(&asc);
+            for t in 0..20 {
+                let unit: Vec<u8> = (0..rng.below(400)).map(|_| rng.below(256) as u8).collect();
+                let _ = b.push(&unit, t * 23, false, &mut out);
+            }
+        }
+        // A good stream still works after all that.
+        let (asc, units) = aac_tone(44_100, 0, 500, 0);
+        out.clear();
+        b.configure(&asc).unwrap();
+        for (t, u) in &units {
+            b.push(u, *t, false, &mut out).unwrap();
+        }
+        assert!(out.len() >= 20, "{}", out.len());
+    }
+}

@@ -1,0 +1,15 @@
+//! The audio bridge: AAC to Opus for the WebRTC viewers of an AAC stream (WebRTC carries Opus,
+//! not AAC). `aac_opus` is the transcoder (decode, resample to 48 kHz, encode, timestamps),
+//! `resample` its resampler, `worker` the thread that runs one per stream off the event loop,
+//! with bounded queues both ways. No sockets, no clock, no hub: `server::webrtc` feeds it.
+//! The codecs are pure Rust (rusty_aac, opus-rs; docs/codecs.md says why).
+
+pub mod aac_opus;
+pub mod opus_aac;
+pub mod resample;
+#[cfg(test)]
+pub(crate) mod testing;
+pub mod worker;
+
+pub use aac_opus::{AacToOpus, BridgeCounters, BridgeError, OpusPacket};
+pub use worker::{Bridge, BridgeOutput};
