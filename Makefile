@@ -2,7 +2,7 @@
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: all vendor build release run test test-setup unit browser-test bench bench-gateway bench-record bench-files bench-tls bench-all soak \
+.PHONY: all vendor build release run test test-setup unit browser-test bench bench-gateway bench-record bench-files bench-tls bench-webrtc bench-all soak \
 	fixtures fmt lint check-targets windows-smoke arm-smoke check-deploy docker fuzz
 
 # Targets checked with `cargo check --all-targets` (kqueue on macOS, no splice off Linux): no warnings allowed.
@@ -71,7 +71,10 @@ bench-files:            # the static file service against nginx with wrk
 bench-tls:              # CPU per GB of HTTPS-FLV against HTTP-FLV, one server (about 5 minutes)
 	bash tools/bench-tls.sh
 
-bench-all: bench bench-gateway bench-record bench-files bench-tls
+bench-webrtc:           # WHEP viewers per core (rtmpd on one core) and CPU per GB next to HTTP-FLV (about 3 minutes)
+	bash tools/bench-webrtc.sh
+
+bench-all: bench bench-gateway bench-record bench-files bench-tls bench-webrtc
 
 # Soak (not in `make test`): SOAK_SECS [1800] of viewer churn over every protocol, a reconnecting
 # publisher and every recorder on; fails when RSS grows over 10%, an fd leaks or a recording is bad.

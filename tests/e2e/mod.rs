@@ -25,3 +25,4 @@ mod timeouts;
 mod timestamps;
 mod tls;
 mod webrtc;
+mod webrtc_attacks;
