@@ -130,8 +130,8 @@ impl WhepSession {
                 limit: cfg.max_offer_bytes,
             });
         }
-        let parsed =
-            SdpOffer::from_sdp_string(offer).map_err(|e| WebRtcError::BadOffer(e.to_string()))?;
+        let parsed = SdpOffer::from_sdp_string(offer)
+            .map_err(|_| WebRtcError::BadOffer(sdp_parse_reason(offer)))?;
         let offered = offered_codecs(offer);
         let offered_mids: Vec<Mid> = parsed.media_lines.iter().map(|m| m.mid()).collect();
         let video = codecs.video.filter(|c| sendable_video(*c));
@@ -640,4 +640,18 @@ fn random_token(n: usize) -> Option<String> {
             .map(|b| CHARS[*b as usize % CHARS.len()] as char)
             .collect(),
     )
+}
+
+/// Why an offer does not parse, for the 400: the first line that is not `type=value`, else a
+/// plain "does not parse". str0m's own parse error is not shown: it names a pointer (an address
+/// in the server's memory, which a client must not learn) and nothing a user could act on.
+fn sdp_parse_reason(offer: &str) -> String {
+    for (i, line) in offer.lines().enumerate() {
+        let b = line.as_bytes();
+        let typed = b.len() >= 2 && b[0].is_ascii_lowercase() && b[1] == b'=';
+        if !typed && !line.trim().is_empty() {
+            return format!("SDP parse error: line {} is not a type=value line", i + 1);
+        }
+    }
+    "SDP parse error: a line's value does not parse".into()
 }

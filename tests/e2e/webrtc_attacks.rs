@@ -233,45 +233,53 @@ fn udp_garbage_stun_floods_dtls_garbage_and_bad_sdp_leave_viewers_at_full_rate()
     let mut rng = Rng(0x2545_f491_4f6c_dd1d);
     let junk = UdpSocket::bind("127.0.0.1:0").unwrap();
 
-    // 1. Garbage from a stranger: random bytes, random lengths, every first-byte class (STUN,
-    //    DTLS, RTP/RTCP and none of them).
-    flood(&junk, port, 5000, |_| {
-        let n = 1 + rng.next() as usize % 1400;
-        rng.bytes(n)
-    });
-    // 2. A STUN flood with wrong credentials: a stranger's ufrag (dropped without state), and
-    //    the live session's own ufrag with a wrong key, from many source ports.
+    // The UDP attacks go round for ATTACK seconds.
+    const ATTACK: Duration = Duration::from_secs(8);
     let strangers: Vec<UdpSocket> = (0..8)
         .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
         .collect();
-    for (k, s) in strangers.iter().enumerate() {
-        flood(s, port, 500, |i| {
-            stun_request("nobody:x", (k * 1000 + i) as u32)
+    let mut rounds = 0;
+    while attack_start.elapsed() < ATTACK {
+        rounds += 1;
+        // 1. Garbage from a stranger: random bytes, random lengths, every first-byte class (STUN,
+        //    DTLS, RTP/RTCP and none of them).
+        flood(&junk, port, 5000, |_| {
+            let n = 1 + rng.next() as usize % 1400;
+            rng.bytes(n)
         });
-        flood(s, port, 500, |i| {
-            stun_request(&format!("{ufrag}:evil"), (k * 1000 + i) as u32)
+        // 2. A STUN flood with wrong credentials: a stranger's ufrag (dropped without state), and
+        //    the live session's own ufrag with a wrong key, from many source ports.
+        for (k, s) in strangers.iter().enumerate() {
+            flood(s, port, 500, |i| {
+                stun_request("nobody:x", (k * 1000 + i) as u32)
+            });
+            flood(s, port, 500, |i| {
+                stun_request(&format!("{ufrag}:evil"), (k * 1000 + i) as u32)
+            });
+        }
+        // 3. DTLS and SRTP/SRTCP garbage on the playing viewer's own 5-tuple: record headers that
+        //    look right (handshake, alert, application data) around random bodies; RTP and RTCP
+        //    headers with random payloads and no valid auth tag.
+        flood(&spoof, port, 3000, |i| {
+            let n = 16 + rng.next() as usize % 600;
+            let body = rng.bytes(n);
+            let mut d = Vec::new();
+            match i % 5 {
+                0 | 1 => {
+                    let ct = [22u8, 21, 23][i % 3];
+                    d.extend_from_slice(&[ct, 0xfe, 0xfd, 0, (i % 2) as u8]);
+                    d.extend_from_slice(&(i as u64).to_be_bytes()[2..]);
+                    d.extend_from_slice(&(body.len() as u16).to_be_bytes());
+                }
+                2 => d.extend_from_slice(&[0x80, 0x60]),
+                3 => d.extend_from_slice(&[0x81, 200]),
+                _ => d.extend_from_slice(&[0x81, 206]),
+            }
+            d.extend_from_slice(&body);
+            d
         });
     }
-    // 3. DTLS and SRTP/SRTCP garbage on the playing viewer's own 5-tuple: record headers that
-    //    look right (handshake, alert, application data) around random bodies; RTP and RTCP
-    //    headers with random payloads and no valid auth tag.
-    flood(&spoof, port, 3000, |i| {
-        let body = rng.bytes(16 + rng.next() as usize % 600);
-        let mut d = Vec::new();
-        match i % 5 {
-            0 | 1 => {
-                let ct = [22u8, 21, 23][i % 3];
-                d.extend_from_slice(&[ct, 0xfe, 0xfd, 0, (i % 2) as u8]);
-                d.extend_from_slice(&(i as u64).to_be_bytes()[2..]);
-                d.extend_from_slice(&(body.len() as u16).to_be_bytes());
-            }
-            2 => d.extend_from_slice(&[0x80, 0x60]),
-            3 => d.extend_from_slice(&[0x81, 200]),
-            _ => d.extend_from_slice(&[0x81, 206]),
-        }
-        d.extend_from_slice(&body);
-        d
-    });
+    eprintln!("{rounds} rounds of UDP attacks");
     // 4. On HTTP: huge and malformed offers get their status and a reason.
     let sdp = ["Content-Type: application/sdp"];
     let huge = vec![b'a'; 200 * 1024];
@@ -318,7 +326,11 @@ fn udp_garbage_stun_floods_dtls_garbage_and_bad_sdp_leave_viewers_at_full_rate()
     for (what, body) in &malformed {
         let r = whep_post(srv.http, &path, &sdp, body);
         let reason = r.body_text();
-        eprintln!("{what}: {} {}", r.status, reason.trim());
+        eprintln!(
+            "{what}: {} {}",
+            r.status,
+            reason.lines().next().unwrap_or("")
+        );
         assert!(
             r.status == 400 || r.status == 201,
             "{what}: {} {reason}",
@@ -326,6 +338,11 @@ fn udp_garbage_stun_floods_dtls_garbage_and_bad_sdp_leave_viewers_at_full_rate()
         );
         if r.status == 400 {
             assert!(reason.trim().len() > 10, "{what}: 400 without a reason");
+            // No server internals in a reason: str0m's parse error names a pointer.
+            assert!(
+                !reason.contains("0x"),
+                "{what}: the reason leaks an address: {reason}"
+            );
         }
     }
     // The most common mistakes must be 400s.
@@ -372,13 +389,43 @@ fn udp_garbage_stun_floods_dtls_garbage_and_bad_sdp_leave_viewers_at_full_rate()
     );
 }
 
+/// `POST path` with `body`; `None` when the server closed the connection without an answer
+/// (what it does to a connection over `--max-connections`).
+fn try_post(http: SocketAddr, path: &str, body: &[u8]) -> Option<u16> {
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/sdp\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(body);
+    http_exchange(http, &req, Duration::from_secs(10), false)
+        .ok()
+        .map(|r| r.status)
+}
+
+/// `rtmpd_webrtc_sessions`, or `None` when the server is at its connection cap and closes the
+/// request's connection.
+fn try_sessions(srv: &Server) -> Option<f64> {
+    let req = b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let r = http_exchange(srv.http, req, Duration::from_secs(5), false).ok()?;
+    r.body_text().lines().find_map(|l| {
+        l.strip_prefix("rtmpd_webrtc_sessions ")?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
 #[test]
 fn a_thousand_half_open_sessions_are_capped_and_expire() {
     if !require_tool("ffmpeg") {
         return;
     }
-    // The default per-address cap (200): every session here comes from 127.0.0.1.
-    let srv = Server::start();
+    // Every session here comes from 127.0.0.1, which the per-address cap exempts: the cap on
+    // connections in all (which WHEP sessions count in) bounds them.
+    const CAP: f64 = 150.0;
+    let srv = Server::start_args(&["--max-connections", "150"]);
     let name = unique_stream("whephalf");
     let key = format!("live/{name}");
     let _ffmpeg = publish(&srv.rtmp_url(&key), 60);
@@ -391,7 +438,7 @@ fn a_thousand_half_open_sessions_are_capped_and_expire() {
     let path = format!("/live/{name}/whep");
     let rss_before = rss_kib(srv.pid());
 
-    const PLAY: u32 = 26;
+    const PLAY: u32 = 30;
     let flv = load_viewer(&format!("http://{}/{key}.flv", srv.http), PLAY);
     let whep = load_viewer(&format!("whep://{}/{key}", srv.http), PLAY);
     let offer = WhepOffer::new();
@@ -405,70 +452,77 @@ fn a_thousand_half_open_sessions_are_capped_and_expire() {
     let viewer = offer.answered(&r.body_text(), r.header("location").unwrap());
     let viewer = play_in_background(viewer, Duration::from_secs(PLAY as u64 - 2));
     std::thread::sleep(Duration::from_secs(3));
-    let real = metric(&srv, "rtmpd_webrtc_sessions").unwrap_or(-1.0);
-    assert_eq!(real, 2.0, "two WebRTC viewers before the flood");
+    assert_eq!(
+        metric(&srv, "rtmpd_webrtc_sessions"),
+        Some(2.0),
+        "two WebRTC viewers before the flood"
+    );
 
-    // One offer (a valid one, with a candidate nobody listens on), POSTed a thousand times.
+    // One offer (valid, its candidate a port nobody answers on), POSTed a thousand times.
     let attack_start = Instant::now();
     let half = WhepOffer::new().sdp;
     let mut statuses = std::collections::BTreeMap::new();
-    for _ in 0..1000 {
-        let r = whep_post(
-            srv.http,
-            &path,
-            &["Content-Type: application/sdp"],
-            half.as_bytes(),
-        );
-        *statuses.entry(r.status).or_insert(0usize) += 1;
+    let mut most = 0.0f64;
+    let mut rss_peak = rss_before;
+    for i in 0..1000 {
+        let s = try_post(srv.http, &path, half.as_bytes());
+        *statuses.entry(s).or_insert(0usize) += 1;
+        if i % 50 == 49 {
+            if let Some(n) = try_sessions(&srv) {
+                most = most.max(n);
+            }
+            rss_peak = rss_peak.max(rss_kib(srv.pid()));
+        }
     }
     let posted = attack_start.elapsed();
-    let open = metric(&srv, "rtmpd_webrtc_sessions").unwrap_or(-1.0);
-    eprintln!("1000 offers in {posted:?}: {statuses:?}; sessions now {open}");
+    eprintln!("1000 offers in {posted:?}: {statuses:?} (None: closed at the cap); most sessions seen {most}");
     assert!(
-        statuses.keys().all(|s| *s == 201 || *s == 503),
+        statuses
+            .keys()
+            .all(|s| matches!(s, None | Some(201) | Some(503))),
         "{statuses:?}"
     );
-    let accepted = statuses.get(&201).copied().unwrap_or(0);
-    assert!(
-        (50..=200).contains(&accepted),
-        "the per-address cap bounds half-open sessions: {statuses:?}"
-    );
-    assert!(open <= 200.0, "{open} sessions open");
-    let rss_peak = rss_kib(srv.pid());
+    let accepted = statuses.get(&Some(201)).copied().unwrap_or(0);
+    assert!(accepted < 1000, "nothing was refused: {statuses:?}");
+    assert!(most <= CAP, "{most} sessions open, over the cap");
     eprintln!(
-        "server RSS: {rss_before} KiB before, {rss_peak} KiB with {accepted} half-open sessions ({:.1} KiB each)",
-        (rss_peak as f64 - rss_before as f64) / accepted.max(1) as f64
+        "server RSS: {rss_before} KiB before, peak {rss_peak} KiB with up to {most} sessions ({:.1} KiB each)",
+        (rss_peak as f64 - rss_before as f64) / most.max(1.0)
     );
 
     // ICE and DTLS must complete within 10 s: then they are gone, the real viewers stay.
     let deadline = Instant::now() + Duration::from_secs(20);
-    let mut left = open;
+    let mut left = None;
     while Instant::now() < deadline {
-        left = metric(&srv, "rtmpd_webrtc_sessions").unwrap_or(-1.0);
-        if left <= 2.0 {
+        left = try_sessions(&srv);
+        if left == Some(2.0) {
             break;
         }
         std::thread::sleep(Duration::from_millis(500));
     }
     eprintln!(
-        "half-open sessions gone after {:?} (sessions now {left})",
+        "half-open sessions gone {:?} after the flood began (sessions now {left:?})",
         attack_start.elapsed()
     );
-    assert_eq!(left, 2.0, "the half-open sessions did not expire");
+    assert_eq!(left, Some(2.0), "the half-open sessions did not expire");
     let api = http_get(srv.http, "/api/streams", Duration::from_secs(5)).body_text();
     assert!(api.contains("\"webrtc\":2"), "{api}");
     assert!(
         srv.log_contains("ICE and DTLS did not complete in time"),
         "the expiry is logged"
     );
-    let attack_end = Instant::now().min(attack_start + Duration::from_secs(12));
+    let attack_end = Instant::now().min(attack_start + posted);
 
     let viewer = viewer.join().expect("the viewer thread");
     assert!(
         viewer.connected && viewer.is_alive(),
         "the str0m viewer was cut off"
     );
-    assert_kept_rate(&viewer, attack_start, attack_end);
+    assert_kept_rate(
+        &viewer,
+        attack_start,
+        attack_end.max(attack_start + Duration::from_secs(2)),
+    );
     assert_full_rate(
         whep,
         "rtmpd-load WHEP viewer",
@@ -480,13 +534,10 @@ fn a_thousand_half_open_sessions_are_capped_and_expire() {
         70 * (PLAY as u64 - 4) * 7 / 10,
     );
     // A new viewer is welcome again once the flood is gone.
-    let r = whep_post(
-        srv.http,
-        &path,
-        &["Content-Type: application/sdp"],
-        WhepOffer::new().sdp.as_bytes(),
+    assert_eq!(
+        try_post(srv.http, &path, WhepOffer::new().sdp.as_bytes()),
+        Some(201)
     );
-    assert_eq!(r.status, 201, "{}", r.body_text());
     let rss_after = rss_kib(srv.pid());
     eprintln!("server RSS after expiry: {rss_after} KiB");
     assert!(
