@@ -10,8 +10,8 @@
 #
 # The anchor: SRS 8, 1,152 WHEP viewers per vCPU at 61% (its own benchmark, 232 kbps).
 # Traffic goes to 127.0.0.1 only; the script kills only the processes it started.
-# Settings (environment): BENCH_COUNTS ["250 500 1000"], BENCH_DURATION [25] s per run,
-# BENCH_RAMP [250] joins/s, BENCH_WINDOW [8] s, BENCH_SERVER_CORE [0], BENCH_LOAD_CORE [1],
+# Settings (environment): BENCH_COUNTS ["250 500 1000"], BENCH_DURATION [34] s per run,
+# BENCH_RAMP [50] joins/s, BENCH_WINDOW [8] s, BENCH_SERVER_CORE [0], BENCH_LOAD_CORE [1],
 # BENCH_LOAD_THREADS [1], BENCH_PROTOS ["whep http"], BENCH_SKIP_BUILD [0], BENCH_RTMPD_ARGS.
 set -euo pipefail
 
@@ -19,8 +19,8 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 
 COUNTS=${BENCH_COUNTS:-250 500 1000}
-DURATION=${BENCH_DURATION:-25}
-RAMP=${BENCH_RAMP:-250}
+DURATION=${BENCH_DURATION:-34}
+RAMP=${BENCH_RAMP:-50}
 WINDOW=${BENCH_WINDOW:-8}
 SERVER_CORE=${BENCH_SERVER_CORE:-0}
 LOAD_CORE=${BENCH_LOAD_CORE:-1}
@@ -58,6 +58,7 @@ trap 'exit 130' INT TERM
 WATCHDOG_PID=$!
 PIDS+=($WATCHDOG_PID)
 
+command -v curl >/dev/null || die "curl not found"
 command -v taskset >/dev/null || die "taskset not found (apt-get install -y util-linux)"
 [ "$(nproc)" -ge 2 ] || die "needs 2 cores (one for rtmpd, one for the load generator)"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -111,6 +112,9 @@ wait_for_line() { # file regex seconds
 jf() { sed -n "s/.*\"$2\":\([^,}]*\).*/\1/p" "$1" | tr -d '"'; }
 ticks() { awk '{ sub(/.*\) /, ""); split($0, f, " "); print f[12] + f[13] }' "/proc/$1/stat"; }
 HZ=$(getconf CLK_TCK)
+metric() { { curl -s --max-time 5 "http://127.0.0.1:$HTTP_PORT/metrics" || true; } | awk -v k="$1" '$1 == k && !done { print $2; done = 1 }'; }
+# The machine's UDP receive-buffer overflows (the load generator's sockets, when it falls behind).
+rcvbuf_errors() { awk '/^Udp:/ { n++; if (n == 2) print $6 }' /proc/net/snmp; }
 
 # --- the server --------------------------------------------------------------------------------
 ARGS=(--bind 127.0.0.1 --rtmp-port 0 --http-port 0 --webrtc-port 0 --srt-port 0
@@ -163,19 +167,29 @@ run() { # proto count
     local settle
     settle=$(awk -v n="$n" -v r="$RAMP" 'BEGIN { printf "%.1f", n / r + 3 }')
     sleep "$settle"
-    local t0 c0 t1 c1 rss
+    local t0 c0 t1 c1 rss b0 b1 e0 e1 counter
+    # What the server sent in the window, from its own counters: WebRTC's bytes (SRTP
+    # datagrams), or every output's for HTTP-FLV (nothing else plays then).
+    counter=rtmpd_bytes_out_total
+    [ "$proto" = whep ] && counter=rtmpd_webrtc_bytes_total
+    e0=$(rcvbuf_errors)
+    b0=$(metric "$counter")
     t0=$(date +%s.%N)
     c0=$(ticks "$RTMPD_PID")
     sleep "$WINDOW"
     c1=$(ticks "$RTMPD_PID")
     t1=$(date +%s.%N)
+    b1=$(metric "$counter")
+    e1=$(rcvbuf_errors)
     rss=$(awk '/^VmRSS:/ { print $2 }' "/proc/$RTMPD_PID/status")
     wait "$LOAD_PID" || echo '{}' >"$out"
     LOAD_PID=
     local share
     share=$(awk -v a="$c0" -v b="$c1" -v t0="$t0" -v t1="$t1" -v hz="$HZ" 'BEGIN { printf "%.1f", 100 * (b - a) / hz / (t1 - t0) }')
-    echo "$name $share $rss" >>"$TMP/steady"
-    log "$name: full $(jf "$out" viewers_full)/$n, steady CPU ${share}%, run CPU $(jf "$out" server_cpu_s) s = $(jf "$out" server_cpu_s_per_gb) s/GB, $(jf "$out" mbps_total) Mbit/s, RSS ${rss} KiB, loadgen CPU $(jf "$out" loadgen_cpu_s) s"
+    local sgb
+    sgb=$(awk -v a="$c0" -v b="$c1" -v hz="$HZ" -v x="$b0" -v y="$b1" 'BEGIN { if (y > x) printf "%.1f", (b - a) / hz / ((y - x) / 1e9); else print "n/a" }')
+    echo "$name $share $rss $sgb $((e1 - e0))" >>"$TMP/steady"
+    log "$name: full $(jf "$out" viewers_full)/$n, steady CPU ${share}% = ${sgb} s/GB sent, UDP receive-buffer drops $((e1 - e0)), run CPU $(jf "$out" server_cpu_s) s = $(jf "$out" server_cpu_s_per_gb) s/GB, $(jf "$out" mbps_total) Mbit/s, RSS ${rss} KiB, loadgen CPU $(jf "$out" loadgen_cpu_s) s"
     sleep "$PAUSE"
 }
 [ "$((DURATION))" -gt 0 ] || die "BENCH_DURATION must be a whole number of seconds"
@@ -195,21 +209,23 @@ steady() { awk -v k="$1" '$1 == k { print $'"$2"' }' "$TMP/steady"; }
     echo "Machine: $(nproc) cores, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), $(uname -sr); rtmpd $(git rev-parse --short HEAD 2>/dev/null || echo '?') on core $SERVER_CORE, rtmpd-load on core $LOAD_CORE."
     echo "Stream: 426x240p25 H.264 High (no B-frames) 160 kbps CBR + $AUDIO 64 kbps, keyframe every 2 s, looped. Runs of ${DURATION} s, joins at ${RAMP}/s, steady window ${WINDOW} s."
     echo
-    echo "| protocol | viewers | full stream | steady CPU % of the core | viewers per core (at 100%) | run CPU s | CPU s/GB (run) | Mbit/s (media) | RSS MiB | loadgen CPU s |"
-    echo "|---|---|---|---|---|---|---|---|---|---|"
+    echo "| protocol | viewers | full stream | steady CPU % of the core | viewers per core (at 100%) | steady CPU s/GB sent | run CPU s | CPU s/GB received (run) | Mbit/s received (media) | UDP rcvbuf drops | RSS MiB | loadgen CPU s |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
     for n in $COUNTS; do
         for p in $PROTOS; do
             f=$TMP/$p-$n.json
             share=$(steady "$p-$n" 2)
             per=$(awk -v n="$n" -v s="$share" 'BEGIN { if (s > 0) printf "%d", n * 100 / s; else print "n/a" }')
-            printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$p" "$n" "$(jf "$f" viewers_full)" "$share" "$per" \
-                "$(jf "$f" server_cpu_s)" "$(jf "$f" server_cpu_s_per_gb)" "$(jf "$f" mbps_total)" \
+            printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$p" "$n" "$(jf "$f" viewers_full)" "$share" "$per" \
+                "$(steady "$p-$n" 4)" "$(jf "$f" server_cpu_s)" "$(jf "$f" server_cpu_s_per_gb)" "$(jf "$f" mbps_total)" "$(steady "$p-$n" 5)" \
                 "$(awk -v k="$(steady "$p-$n" 3)" 'BEGIN { printf "%.1f", k / 1024 }')" "$(jf "$f" loadgen_cpu_s)"
         done
     done
     echo
     echo "Steady CPU: rtmpd's utime+stime over the window once every viewer had joined, as a share of the one core it is pinned to."
     echo "Viewers per core: viewers / steady share (linear; the loop is single-threaded, so it saturates at 100%). SRS 8's anchor: 1,152 WHEP viewers per vCPU at 61%, about 1,890 at 100%."
+    echo "Steady CPU s/GB sent: the window's CPU over the bytes the server says it sent in it (rtmpd_webrtc_bytes_total: SRTP datagrams; rtmpd_bytes_out_total for HTTP-FLV): the cost per byte, whatever the viewers lost."
+    echo "UDP rcvbuf drops: the machine's UDP receive-buffer overflows in the window (/proc/net/snmp): datagrams the load generator was too slow to take (it shares the machine)."
     echo "CPU s/GB (run): rtmpd's CPU over the whole run (the joins: HTTP, ICE, DTLS handshakes included) per GB of media the viewers got (WebRTC: depacketized frames; HTTP-FLV: FLV bytes)."
     echo
     echo "Commands:"

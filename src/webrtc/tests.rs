@@ -913,3 +913,26 @@ fn close_sends_the_goodbyes_and_says_why() {
         .handle_timeout(pair.now + Duration::from_secs(1));
     assert!(pair.server.poll_transmit().is_none() && pair.server.poll_event().is_none());
 }
+
+/// The NACK history is str0m's per-viewer send buffer (its RTX cache, one per outgoing stream):
+/// at most `video_history_packets` video and `audio_history_packets` audio packets, and none
+/// older than 3 s (str0m's `DEFAULT_RTX_CACHE_DURATION`). Its bound per viewer, with every
+/// packet at the largest payload str0m makes, stays under 2 MiB; docs/webrtc.md quotes it.
+#[test]
+fn the_nack_history_per_viewer_is_bounded() {
+    let cfg = SessionConfig::default();
+    // A slot of str0m's ring (position, time, packet) and the payload's own allocation.
+    let slot = std::mem::size_of::<Option<(u64, Instant, str0m::rtp::RtpPacket)>>();
+    let payload = str0m::DATAGRAM_MTU_TARGET + 16;
+    let packets = cfg.video_history_packets + cfg.audio_history_packets;
+    let bound = packets * (slot + payload);
+    eprintln!(
+        "NACK history: {packets} packets x ({slot} B slot + {payload} B payload) = {} KiB per viewer at most",
+        bound / 1024
+    );
+    assert!(bound < 2 << 20, "{bound} bytes per viewer");
+    // At the benchmark's 232 kbps (25 video frames of ~800 B and 50 Opus packets a second),
+    // 3 s of packets is what is held: 75 video and 100 audio (its cap) packets.
+    let held = 75 * (slot + 800 + 16) + 100 * (slot + 160 + 16);
+    eprintln!("at 232 kbps: {} KiB per viewer", held / 1024);
+}

@@ -32,6 +32,10 @@ use crate::HEAD_CAP;
 
 /// The largest answer body taken (the server's own limit on SDP).
 const ANSWER_CAP: usize = 64 * 1024;
+/// Each viewer's socket receive buffer: a load generator that falls behind for a moment (it
+/// shares the machine) must not lose datagrams the server sent; the kernel caps it at
+/// net.core.rmem_max. Losses still show as the server's bytes over the viewers'.
+const UDP_RCVBUF: usize = 1 << 20;
 /// Bounds on how long the loop sleeps: str0m's timers are served at least this often.
 const TICK: Duration = Duration::from_millis(10);
 
@@ -91,6 +95,7 @@ impl WhepViewer {
         };
         let mut udp = UdpSocket::bind(bind).map_err(|e| format!("udp bind: {e}"))?;
         let local = udp.local_addr().map_err(|e| format!("udp: {e}"))?;
+        set_receive_buffer(&udp, UDP_RCVBUF);
         let (tcp_token, udp_token) = tokens(i);
         registry
             .register(&mut udp, udp_token, Interest::READABLE)
@@ -317,6 +322,26 @@ impl WhepViewer {
         }
     }
 }
+
+#[cfg(unix)]
+fn set_receive_buffer(sock: &UdpSocket, bytes: usize) {
+    use std::os::fd::AsRawFd;
+    let v = bytes as libc::c_int;
+    // SAFETY: setsockopt reads the int we pass, on a socket we own; failure only leaves the
+    // default size.
+    unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+#[cfg(not(unix))]
+fn set_receive_buffer(_sock: &UdpSocket, _bytes: usize) {}
 
 /// An H.264 access unit (Annex B) with an IDR slice; for other codecs, any frame after a
 /// keyframe gap would do, and H.264 is what the benchmark publishes.
