@@ -2,7 +2,7 @@
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: all vendor build release run test test-setup unit browser-test bench bench-gateway bench-record bench-files bench-tls bench-srt bench-audio bench-all soak \
+.PHONY: all vendor build release run test test-setup unit browser-test bench bench-gateway bench-record bench-files bench-tls bench-srt bench-audio bench-webrtc bench-all soak \
 	fixtures fmt lint check-targets windows-smoke arm-smoke check-deploy docker fuzz
 
 # Targets checked with `cargo check --all-targets` (kqueue on macOS, no splice off Linux): no warnings allowed.
@@ -71,6 +71,9 @@ bench-files:            # the static file service against nginx with wrk
 bench-tls:              # CPU per GB of HTTPS-FLV against HTTP-FLV, one server (about 5 minutes)
 	bash tools/bench-tls.sh
 
+bench-webrtc:           # WHEP viewers per core (rtmpd on one core) and CPU per GB next to HTTP-FLV (about 3 minutes)
+	bash tools/bench-webrtc.sh
+
 bench-audio:            # CPU per bridged audio stream (AAC to Opus, Opus to AAC), a fraction of a core; SECS=20
 	$(CARGO) run --quiet --profile bench-audio --example bench-audio
 
@@ -78,7 +81,7 @@ bench-audio:            # CPU per bridged audio stream (AAC to Opus, Opus to AAC
 bench-srt:              # SRT: CPU per GB next to RTMP, glass-to-glass latency, loss sweep (about 1 minute)
 	python3 tools/bench-srt.py
 
-bench-all: bench bench-gateway bench-record bench-files bench-tls bench-srt bench-audio
+bench-all: bench bench-gateway bench-record bench-files bench-tls bench-srt bench-audio bench-webrtc
 
 .PHONY: latency
 latency:                # glass-to-glass latency in Chromium: WebRTC, HTTP-FLV, LL-HLS in one run (about 40 s)

@@ -51,6 +51,13 @@ pub const MAX_OFFER: usize = 64 * 1024;
 /// Frames a stream's feed queues between two loop turns; more are dropped (and counted).
 const FEED_QUEUE: usize = 4096;
 /// The reason of a PATCH's 405.
+/// Sessions answered whose ICE and DTLS are not done yet, in all: over it an offer gets 503.
+/// Each holds an `Rtc` and its DTLS state for up to `SessionConfig::connect_timeout` (10 s), and
+/// costs a handshake's CPU; offers that never connect (a flood from many addresses, which the
+/// per-address cap does not stop) must not hold more. A thousand viewers joining within the
+/// ~100 ms a handshake takes is far above any real join rate.
+pub const MAX_CONNECTING: usize = 1000;
+
 const NO_TRICKLE: &str = "trickle ICE is not supported: send all candidates in the offer";
 
 /// The WHEP (playback) and WHIP (publish) paths.
@@ -252,6 +259,14 @@ impl State {
         }
     }
 
+    /// Sessions answered whose ICE and DTLS are not done yet.
+    pub fn connecting(&self) -> usize {
+        self.sessions
+            .values()
+            .filter(|s| !s.session.is_connected())
+            .count()
+    }
+
     /// Sessions now, and sessions of `key`.
     pub fn sessions(&self) -> usize {
         self.sessions.len()
@@ -306,6 +321,8 @@ pub struct WebRtc {
     continued: Vec<usize>,
     /// The ICE-TCP listener and its connections.
     pub tcp: Option<super::ice_tcp::IceTcp>,
+    /// When the last "still connecting" refusal was logged (loop ms).
+    warned_ms: u64,
 }
 
 impl WebRtc {
@@ -787,6 +804,7 @@ impl Server {
             endpoint,
             port,
             public_ips: cfg.public_ips.clone(),
+            warned_ms: 0,
             body: None,
             parked: HashMap::new(),
             continued: Vec::new(),
@@ -980,11 +998,34 @@ impl Server {
         let Some(w) = self.webrtc.as_ref() else {
             return;
         };
-        let (state, endpoint) = (w.state.clone(), w.endpoint);
+        let (state, endpoint, warned_ms) = (w.state.clone(), w.endpoint, w.warned_ms);
         let local_ip = local.map_or(IpAddr::from([127, 0, 0, 1]), |a| a.ip());
         let candidates = candidate_addrs(local_ip, &w.public_ips, w.port);
         let now_ms = self.now_ms;
-        let whep_players = state.borrow().viewers_of(&key);
+        let (whep_players, connecting) = {
+            let st = state.borrow();
+            (st.viewers_of(&key), st.connecting())
+        };
+        if connecting >= MAX_CONNECTING {
+            self.totals.refused += 1;
+            // One line per second at most: a flood must not become a log flood.
+            if warned_ms == 0 || self.now_ms >= warned_ms + 1000 {
+                warn!(
+                    "WHEP {peer}: {connecting} sessions are still connecting (at most {MAX_CONNECTING}): offer refused"
+                );
+                if let Some(w) = self.webrtc.as_mut() {
+                    w.warned_ms = self.now_ms;
+                }
+            }
+            let r = reply(
+                503,
+                "Retry-After: 10\r\n",
+                "text/plain; charset=utf-8",
+                "503 Service Unavailable: too many WebRTC sessions are connecting.\n",
+                false,
+            );
+            return self.http_reply(token, r, false);
+        }
         let limits = &mut self.core.limits;
         let admitted = limits
             .admit_player(self.core.hub.players(&key) + whep_players, now_ms)

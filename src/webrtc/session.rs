@@ -16,6 +16,7 @@ use str0m::change::SdpOffer;
 use str0m::format::{Codec as RtpCodec, CodecSpec, FormatParams, PayloadParams};
 use str0m::media::{Frequency, KeyframeRequestKind, MediaKind, MediaTime, Mid, Pt};
 use str0m::net::{Protocol, Receive, TcpType};
+use str0m::rtp::Extension;
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc, RtcConfig};
 
 use super::media::{codec_name, sendable_audio, sendable_video, MediaUnit, StreamCodecs, UnitKind};
@@ -130,8 +131,8 @@ impl WhepSession {
                 limit: cfg.max_offer_bytes,
             });
         }
-        let parsed =
-            SdpOffer::from_sdp_string(offer).map_err(|e| WebRtcError::BadOffer(e.to_string()))?;
+        let parsed = SdpOffer::from_sdp_string(offer)
+            .map_err(|_| WebRtcError::BadOffer(sdp_parse_reason(offer)))?;
         let offered = offered_codecs(offer);
         let offered_mids: Vec<Mid> = parsed.media_lines.iter().map(|m| m.mid()).collect();
         let video = codecs.video.filter(|c| sendable_video(*c));
@@ -156,7 +157,19 @@ impl WhepSession {
             .set_send_buffer_video(cfg.video_history_packets.max(1))
             .set_send_buffer_audio(cfg.audio_history_packets.max(1))
             .set_stats_interval(Some(cfg.stats_interval))
-            .clear_codecs();
+            .clear_codecs()
+            // Chrome's header extensions (str0m's standard map) but transport-wide congestion
+            // control: without it the browser sends no TWCC feedback (an RTCP packet per viewer
+            // every ~50-100 ms to decrypt and apply) and each packet carries no TWCC number. We do
+            // not adapt the bit rate (the stream is sent as published), so the feedback would buy
+            // nothing; NACK and PLI/FIR are separate RTCP feedback and stay.
+            .clear_extension_map()
+            .set_extension(1, Extension::AudioLevel)
+            .set_extension(2, Extension::AbsoluteSendTime)
+            .set_extension(4, Extension::RtpMid)
+            .set_extension(10, Extension::RtpStreamId)
+            .set_extension(11, Extension::RepairedRtpStreamId)
+            .set_extension(13, Extension::VideoOrientation);
         let codec_config = config.codec_config();
         match video {
             Some(Codec::Avc) => add_h264(codec_config, codecs.h264_profile_level_id),
@@ -640,4 +653,18 @@ pub(super) fn random_token(n: usize) -> Option<String> {
             .map(|b| CHARS[*b as usize % CHARS.len()] as char)
             .collect(),
     )
+}
+
+/// Why an offer does not parse, for the 400: the first line that is not `type=value`, else a
+/// plain "does not parse". str0m's own parse error is not shown: it names a pointer (an address
+/// in the server's memory, which a client must not learn) and nothing a user could act on.
+fn sdp_parse_reason(offer: &str) -> String {
+    for (i, line) in offer.lines().enumerate() {
+        let b = line.as_bytes();
+        let typed = b.len() >= 2 && b[0].is_ascii_lowercase() && b[1] == b'=';
+        if !typed && !line.trim().is_empty() {
+            return format!("SDP parse error: line {} is not a type=value line", i + 1);
+        }
+    }
+    "SDP parse error: a line's value does not parse".into()
 }

@@ -905,9 +905,14 @@ fn mutated_datagrams_from_the_viewer_do_not_break_the_session() {
     let mut pair = Pair::new(Net::Udp, packager.codecs());
     pair.connect();
     play(&mut pair, &video, &audio, 30);
-    pair.run_until(Duration::from_secs(2), |_| false);
+    // Five seconds: without TWCC feedback the client's RTCP is a receiver report a second or so.
+    pair.run_until(Duration::from_secs(5), |_| false);
     let sent = std::mem::take(&mut pair.client_sent);
-    assert!(sent.len() > 10, "STUN, DTLS and RTCP from the client");
+    assert!(
+        sent.len() > 10,
+        "STUN, DTLS and RTCP from the client: {}",
+        sent.len()
+    );
     let mut fed = 0;
     for d in &sent {
         // Flip one bit at a spread of positions, and cut at a few lengths.
@@ -1062,4 +1067,46 @@ fn close_sends_the_goodbyes_and_says_why() {
     pair.server
         .handle_timeout(pair.now + Duration::from_secs(1));
     assert!(pair.server.poll_transmit().is_none() && pair.server.poll_event().is_none());
+}
+
+/// The NACK history is str0m's per-viewer send buffer (its RTX cache, one per outgoing stream):
+/// at most `video_history_packets` video and `audio_history_packets` audio packets, and none
+/// older than 3 s (str0m's `DEFAULT_RTX_CACHE_DURATION`). Its bound per viewer, with every
+/// packet at the largest payload str0m makes, stays under 2 MiB; docs/webrtc.md quotes it.
+#[test]
+fn the_nack_history_per_viewer_is_bounded() {
+    let cfg = SessionConfig::default();
+    // A slot of str0m's ring (position, time, packet) and the payload's own allocation.
+    let slot = std::mem::size_of::<Option<(u64, Instant, str0m::rtp::RtpPacket)>>();
+    let payload = str0m::DATAGRAM_MTU_TARGET + 16;
+    let packets = cfg.video_history_packets + cfg.audio_history_packets;
+    let bound = packets * (slot + payload);
+    eprintln!(
+        "NACK history: {packets} packets x ({slot} B slot + {payload} B payload) = {} KiB per viewer at most",
+        bound / 1024
+    );
+    assert!(bound < 2 << 20, "{bound} bytes per viewer");
+    // At the benchmark's 232 kbps (25 video frames of ~800 B and 50 Opus packets a second),
+    // 3 s of packets is what is held: 75 video and 100 audio (its cap) packets.
+    let held = 75 * (slot + 800 + 16) + 100 * (slot + 160 + 16);
+    eprintln!("at 232 kbps: {} KiB per viewer", held / 1024);
+}
+
+/// The answer leaves out transport-wide congestion control (we send as published, so the
+/// browser's TWCC feedback, an RTCP packet every ~50-100 ms per viewer, would be work for
+/// nothing) and keeps the MID extension BUNDLE needs; NACK and PLI feedback stay.
+#[test]
+fn the_answer_asks_for_no_twcc_feedback() {
+    let offer = offer_from(client_config());
+    assert!(offer.contains("transport-wide-cc"), "str0m offers TWCC");
+    let answer = accept(&offer, &h264_codecs()).unwrap();
+    assert!(!answer.contains("transport-wide-cc"), "{answer}");
+    assert!(
+        answer.contains("urn:ietf:params:rtp-hdrext:sdes:mid"),
+        "{answer}"
+    );
+    assert!(
+        answer.contains("a=rtcp-fb:") && answer.contains(" nack pli"),
+        "{answer}"
+    );
 }

@@ -35,4 +35,5 @@ mod timestamps;
 mod tls;
 mod upload;
 mod webrtc;
+mod webrtc_attacks;
 mod whip;

@@ -267,6 +267,15 @@ impl WhepClient {
         }
     }
 
+    /// Another handle on the viewer's UDP socket (none over ICE-TCP): what is sent through it
+    /// comes from the viewer's own address, on the session's 5-tuple.
+    pub fn udp_clone(&self) -> Option<UdpSocket> {
+        match &self.sock {
+            Transport::Udp(u) => u.try_clone().ok(),
+            Transport::Tcp { .. } => None,
+        }
+    }
+
     /// Whether the server's side ended the session: str0m saw the DTLS close or ICE gave up.
     pub fn is_alive(&self) -> bool {
         self.rtc.is_alive()

@@ -20,6 +20,8 @@ pub(crate) enum Proto {
     HttpsFlv,
     /// WS-FLV over TLS.
     WssFlv,
+    /// WebRTC (WHEP): the offer POSTed to `http://HOST:PORT/app/stream/whep`, media over UDP.
+    Whep,
 }
 
 impl Proto {
@@ -30,6 +32,7 @@ impl Proto {
             Proto::WsFlv => "ws-flv",
             Proto::HttpsFlv => "https-flv",
             Proto::WssFlv => "wss-flv",
+            Proto::Whep => "whep",
         }
     }
 
@@ -70,9 +73,10 @@ pub(crate) fn parse_url(url: &str) -> Result<Target, String> {
         "ws" => (Proto::WsFlv, 80),
         "https" => (Proto::HttpsFlv, 443),
         "wss" => (Proto::WssFlv, 443),
+        "whep" => (Proto::Whep, 80),
         _ => {
             return Err(format!(
-                "bad --url {url:?}: scheme must be rtmp, http, ws, https or wss"
+                "bad --url {url:?}: scheme must be rtmp, http, ws, https, wss or whep"
             ))
         }
     };
@@ -127,6 +131,8 @@ pub(crate) struct Config {
     pub(crate) ramp: Option<f64>,
     pub(crate) server_pid: Option<u32>,
     pub(crate) connect_timeout: Duration,
+    /// whep://: viewers are spread over this many threads, each with its own poll.
+    pub(crate) threads: usize,
     pub(crate) json: bool,
 }
 
@@ -140,7 +146,9 @@ impl Config {
              ws://HOST:PORT/app/stream.flv, or the same over TLS: https://... (port 443 by \
              default) or wss://... (any certificate is accepted, handshake signatures are \
              checked; bytes counted are the decrypted HTTP/WebSocket bytes, as for http:// and \
-             ws://) (required)",
+             ws://), or whep://HOST:PORT/app/stream (WebRTC: the offer is POSTed to \
+             http://HOST:PORT/app/stream/whep, media comes over UDP; bytes counted are the \
+             depacketized media, the datagrams are the wire bytes) (required)",
             "URL",
         );
         o.optopt("", "viewers", "number of viewers [1]", "N");
@@ -162,6 +170,12 @@ impl Config {
             "connect-timeout",
             "seconds a viewer may take to start playing [10]",
             "SECS",
+        );
+        o.optopt(
+            "",
+            "threads",
+            "whep:// only: threads the viewers are spread over, each with its own poll [1]",
+            "N",
         );
         o.optflag("", "json", "print the report as one line of JSON");
         o.optflag("h", "help", "print this help");
@@ -226,8 +240,17 @@ impl Config {
             }
             None => None,
         };
+        let threads = match m.opt_str("threads") {
+            Some(v) => v
+                .parse::<usize>()
+                .ok()
+                .filter(|&n| (1..=64).contains(&n))
+                .ok_or_else(|| format!("bad --threads {v:?}: want 1..64"))?,
+            None => 1,
+        };
         Ok(Some(Config {
             url,
+            threads,
             target,
             viewers,
             duration,

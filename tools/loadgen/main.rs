@@ -1,5 +1,5 @@
 //! rtmpd-load: opens N viewers of one live stream over RTMP, HTTP-FLV or WS-FLV (the last two
-//! also over TLS: https://, wss://) from one thread (one `mio::Poll`) and reports per run:
+//! also over TLS: https://, wss://) or WebRTC (WHEP, whep://) from one thread (one `mio::Poll`) and reports per run:
 //! viewers that received the full stream, time to first keyframe, stalls, bytes, and the
 //! server's CPU time and memory read from /proc. Not a player: media is parsed only as far as
 //! counting frames and spotting keyframes. Bytes are what the protocol parser got: socket bytes
@@ -15,7 +15,7 @@
 //! Modules: `args` (command line), `run` (the poll loop), `viewer` (one connection per
 //! protocol), `tls` (rustls for https:// and wss://), `body` (HTTP body and WebSocket framing,
 //! via `rtmpd::codec`), `flv` (FLV to frames), `stats` (the full-stream rule), `report` (text
-//! and JSON), `sys` (/proc, limits).
+//! and JSON), `sys` (/proc, limits), `whep` (WebRTC viewers: str0m over UDP, on threads).
 
 mod args;
 mod body;
@@ -26,6 +26,7 @@ mod stats;
 mod sys;
 mod tls;
 mod viewer;
+mod whep;
 
 use std::process::ExitCode;
 use std::time::Duration;

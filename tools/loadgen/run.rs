@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Poll, Registry, Token};
 
-use crate::args::Config;
+use crate::args::{Config, Proto};
 use crate::report::Report;
 use crate::stats::Stats;
 use crate::sys::{own_cpu_seconds, ProcSample};
@@ -14,6 +14,9 @@ use crate::viewer::{Phase, Viewer};
 use crate::READ_BUF;
 
 pub(crate) fn run(config: &Config) -> Result<Report, String> {
+    if config.target.proto == Proto::Whep {
+        return crate::whep::run(config);
+    }
     let mut poll = Poll::new().map_err(|e| format!("poll: {e}"))?;
     let mut events = Events::with_capacity(4096);
     let mut buf = vec![0u8; READ_BUF];

@@ -102,6 +102,7 @@ impl Viewer {
                 frames: WsFrames::default(),
                 flv: FlvReader::new(),
             },
+            Proto::Whep => return Err("whep:// viewers are run by whep.rs".into()),
         };
         let tls = match &target.tls {
             Some(t) => Some(tls::connection(&t.config, &t.name)?),
