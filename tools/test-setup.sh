@@ -56,6 +56,9 @@ want util-linux command -v prlimit
 # nginx with its stream module: the PROXY-protocol end-to-end test puts `stream { proxy_protocol on; }` in front.
 want nginx test -x /usr/sbin/nginx
 want libnginx-mod-stream test -f /usr/lib/nginx/modules/ngx_stream_module.so
+# SRT: srt-live-transmit publishes and plays in tests/e2e/srt.rs; the loss test makes a network namespace with ip.
+want srt-tools command -v srt-live-transmit
+want iproute2 command -v ip
 # FFmpeg 9: the one named by RTMPD_FFMPEG9 if it runs, else tools/ffmpeg9/ffmpeg; fetching it needs pip.
 runs() { [ -n "$1" ] && "$1" -hide_banner -version >/dev/null 2>&1; }
 ff9=
