@@ -345,7 +345,17 @@ fn setup_stubs(dir: &Path, uid: u32, missing: &[&str]) -> std::path::PathBuf {
     }
     let log = dir.join("apt.log");
     let mut stubs: Vec<(String, String)> = [
-        "ffmpeg", "ffprobe", "node", "npm", "openssl", "python3", "prlimit", "chromium", "ffmpeg9",
+        "ffmpeg",
+        "ffprobe",
+        "node",
+        "npm",
+        "openssl",
+        "python3",
+        "prlimit",
+        "chromium",
+        "ffmpeg9",
+        "srt-live-transmit",
+        "ip",
     ]
     .iter()
     .filter(|t| !missing.contains(t))
