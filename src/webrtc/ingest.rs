@@ -110,7 +110,7 @@ impl std::fmt::Debug for WhipSession {
 }
 
 impl WhipSession {
-    /// Answers a publisher's SDP offer: H.264 and HEVC video, Opus audio. `local_candidates`
+    /// Answers a publisher's SDP offer: H.264, HEVC and AV1 video, Opus audio. `local_candidates`
     /// are our addresses (UDP host and ICE-TCP passive each). The error's `Display` is the 400.
     pub fn accept(
         offer: &str,
@@ -146,6 +146,7 @@ impl WhipSession {
         let cc = config.codec_config();
         cc.enable_h264(true);
         cc.enable_h265(true);
+        cc.enable_av1(true);
         cc.enable_opus(true, false);
         let mut rtc = config.build(now);
 
@@ -180,7 +181,9 @@ impl WhipSession {
             let codecs: Vec<RtpCodec> = writer.payload_params().map(|p| p.spec().codec).collect();
             let has = |want: &[RtpCodec]| codecs.iter().any(|c| want.contains(c));
             match kind {
-                MediaKind::Video if video.is_none() && has(&[RtpCodec::H264, RtpCodec::H265]) => {
+                MediaKind::Video
+                    if video.is_none() && has(&[RtpCodec::H264, RtpCodec::H265, RtpCodec::Av1]) =>
+                {
                     video = Some(mid)
                 }
                 MediaKind::Audio if audio.is_none() && has(&[RtpCodec::Opus]) => audio = Some(mid),
@@ -524,6 +527,7 @@ impl WhipSession {
             let codec = match m.params.spec().codec {
                 RtpCodec::H264 => VideoCodec::H264,
                 RtpCodec::H265 => VideoCodec::H265,
+                RtpCodec::Av1 => VideoCodec::Av1,
                 _ => return,
             };
             self.depack.push_video(codec, &f)

@@ -112,6 +112,11 @@ impl Pair {
     }
 
     fn with(cfg: SessionConfig) -> Pair {
+        Self::with_video(cfg, RtpCodec::H264)
+    }
+
+    /// A client that sends `codec` video (the first payload type of it it offers).
+    fn with_video(cfg: SessionConfig, codec: RtpCodec) -> Pair {
         let now = Instant::now();
         let mut client = RtcConfig::new()
             .set_crypto_provider(crypto::provider())
@@ -130,10 +135,11 @@ impl Pair {
         let h264 = w
             .payload_params()
             .find(|p| {
-                p.spec().codec == RtpCodec::H264 && p.spec().format.packetization_mode == Some(1)
+                p.spec().codec == codec
+                    && (codec != RtpCodec::H264 || p.spec().format.packetization_mode == Some(1))
             })
             .copied()
-            .expect("H.264 negotiated");
+            .expect("the video codec negotiated");
         let audio_pt = client
             .writer(audio)
             .unwrap()
@@ -748,4 +754,103 @@ fn mutated_datagrams_and_offers_do_not_break_anything() {
     for cut in (0..OBS_OFFER.len()).step_by(13) {
         let _ = WhipSession::accept(&OBS_OFFER[..cut], &cfg, &[server_addr()], Instant::now());
     }
+}
+
+/// The AV1 fixture's temporal units as a browser sends them (a temporal delimiter, the
+/// sequence header before each keyframe), with the FLV frames they came from.
+fn av1_units() -> (Vec<(MediaUnit, Frame)>, Frame) {
+    let frames = fixture("codecs/av1_opus.flv");
+    let config = frames
+        .iter()
+        .find(|f| f.track == Track::Video && f.config)
+        .cloned()
+        .unwrap();
+    let rec = &config.data[5..];
+    let seq = &rec[crate::media::av1::Av1Config::parse(rec)
+        .unwrap()
+        .config_obus_at..];
+    let units = frames
+        .into_iter()
+        // Coded frames (not the metadata packet).
+        .filter(|f| f.track == Track::Video && !f.config && f.data[0] & 0x0f == 1)
+        .map(|f| {
+            let mut data = vec![0x12, 0x00]; // temporal delimiter
+            let obus = &f.data[5..];
+            let has_seq = crate::media::av1::obus_of(obus).any(|(t, _)| t == 1);
+            if f.key && !has_seq {
+                data.extend_from_slice(seq);
+            }
+            data.extend_from_slice(obus);
+            let u = MediaUnit {
+                kind: UnitKind::Video,
+                codec: crate::media::Codec::Av1,
+                pts_ms: u64::from(f.dts) + u64::from(f.cts.max(0) as u32),
+                data: data.into(),
+                key: f.key,
+            };
+            (u, f)
+        })
+        .collect();
+    (units, config)
+}
+
+/// (type, payload) of each OBU but temporal delimiters and padding.
+fn obu_list(b: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    crate::media::av1::obus_of(b)
+        .filter(|(t, _)| !matches!(t, 2 | 15))
+        .map(|(t, p)| (t, p.to_vec()))
+        .collect()
+}
+
+#[test]
+fn av1_reaches_the_hub_obu_for_obu_with_its_sequence_header_as_av1c() {
+    let (video, src_cfg) = av1_units();
+    assert!(video.len() >= 40);
+    let mut pair = Pair::with_video(session_config(), RtpCodec::Av1);
+    pair.connect();
+    let n = video.len();
+    publish(&mut pair, &video, &[], n);
+    pair.run_for(Duration::from_millis(300));
+
+    let got = pair.video_frames();
+    assert_eq!(got.len(), n, "video frames");
+    for (i, (g, (u, src))) in got.iter().zip(&video).enumerate() {
+        assert_eq!(g.codec, crate::media::Codec::Av1, "frame {i}");
+        assert_eq!(g.key, src.key, "frame {i} key");
+        assert_eq!(&g.data[1..5], b"av01");
+        assert_eq!(g.data[0] & 0x0f, 1, "frame {i}: CodedFrames");
+        // The same OBUs as sent (the sequence header added before a keyframe included).
+        assert_eq!(obu_list(&g.data[5..]), obu_list(&u.data), "frame {i}");
+        let t = |f: &Frame| i64::from(f.dts.wrapping_sub(got[0].dts) as i32);
+        assert_eq!(
+            t(g),
+            u.pts_ms as i64 - video[0].0.pts_ms as i64,
+            "frame {i} time"
+        );
+    }
+    let cfgs: Vec<&Frame> = pair
+        .frames
+        .iter()
+        .filter(|f| f.config && f.track == Track::Video)
+        .collect();
+    assert_eq!(cfgs.len(), 1, "one sequence header, one record");
+    let rec = &cfgs[0].data[5..];
+    let src_rec = &src_cfg.data[5..];
+    // The fixed part as FFmpeg wrote it, and the same sequence header.
+    use crate::media::av1::Av1Config;
+    let (a, b) = (
+        Av1Config::parse(rec).unwrap(),
+        Av1Config::parse(src_rec).unwrap(),
+    );
+    assert_eq!(rec[..3], src_rec[..3]);
+    assert_eq!(a.codec_string(), b.codec_string());
+    // Its configOBUs are the sequence header sent in band (FFmpeg's own record rewrites some
+    // bits of it).
+    let inband: Vec<(u8, Vec<u8>)> = obu_list(&video[0].0.data)
+        .into_iter()
+        .filter(|(t, _)| *t == 1)
+        .collect();
+    assert_eq!(obu_list(&rec[a.config_obus_at..]), inband);
+    assert_eq!(a.dimensions(rec), b.dimensions(src_rec));
+    assert_eq!(pair.server.stats().frames_dropped, 0);
 }
