@@ -854,3 +854,76 @@ fn av1_reaches_the_hub_obu_for_obu_with_its_sequence_header_as_av1c() {
     assert_eq!(a.dimensions(rec), b.dimensions(src_rec));
     assert_eq!(pair.server.stats().frames_dropped, 0);
 }
+
+#[test]
+fn av1_after_a_packet_lost_for_good_waits_for_the_next_key_frame() {
+    use std::cell::Cell;
+    let (video, _) = av1_units();
+    let cfg = SessionConfig {
+        keyframe_interval: None,
+        ..session_config()
+    };
+    let mut pair = Pair::with_video(cfg, RtpCodec::Av1);
+    pair.connect();
+    let (pt, rtx) = (pair.video_pt, pair.rtx_pt);
+    // Lose the first packet of the 5th temporal unit, and every retransmission for a second.
+    let count = Rc::new(Cell::new(0usize));
+    let target = Rc::new(Cell::new(None::<usize>));
+    let lost_at = Rc::new(Cell::new(None::<Instant>));
+    let clock = Rc::new(Cell::new(pair.now));
+    let (c2, t2, l2, k2) = (
+        count.clone(),
+        target.clone(),
+        lost_at.clone(),
+        clock.clone(),
+    );
+    pair.to_server = Some(Box::new(move |d| {
+        let now = k2.get();
+        if let Some(t) = l2.get() {
+            if rtx.is_some_and(|r| rtp_seq(d, r).is_some()) && now < t + Duration::from_secs(1) {
+                return Action::Drop;
+            }
+        }
+        if rtp_seq(d, pt).is_some() {
+            c2.set(c2.get() + 1);
+            if t2.get() == Some(c2.get()) {
+                l2.set(Some(now));
+                return Action::Drop;
+            }
+        }
+        Action::Pass
+    }));
+    let keys: Vec<usize> = (0..video.len()).filter(|&i| video[i].1.key).collect();
+    assert!(keys.len() >= 2 && keys[1] > 6, "{keys:?}");
+    let second_key = keys[1];
+    for (i, (v, _)) in video.iter().take(second_key + 3).enumerate() {
+        if i == 4 {
+            target.set(Some(count.get() + 1));
+        }
+        clock.set(pair.now);
+        let now = pair.now;
+        pair.write(v, now);
+        pair.now += Duration::from_millis(40);
+        clock.set(pair.now);
+        pair.tick();
+    }
+    clock.set(pair.now);
+    pair.run_for(Duration::from_secs(1));
+    assert!(lost_at.get().is_some(), "the test lost a packet");
+    let got = pair.video_frames();
+    let st = pair.server.stats();
+    // Units 0..4 whole, then nothing until the second keyframe, then it and the rest.
+    assert_eq!(got.len(), 4 + 3, "{st:?}");
+    assert!(got[4].key && !got[3].key);
+    for (g, (u, _)) in got[..4].iter().zip(&video) {
+        assert_eq!(obu_list(&g.data[5..]), obu_list(&u.data));
+    }
+    for (g, (u, _)) in got[4..].iter().zip(&video[second_key..]) {
+        assert_eq!(obu_list(&g.data[5..]), obu_list(&u.data));
+    }
+    assert!(st.depack.gaps >= 1, "{st:?}");
+    assert!(
+        !pair.keyframe_requests.borrow().is_empty(),
+        "a PLI after the gap"
+    );
+}
