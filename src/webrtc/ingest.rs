@@ -144,9 +144,27 @@ impl WhipSession {
             .set_stats_interval(Some(cfg.stats_interval))
             .clear_codecs();
         let cc = config.codec_config();
-        cc.enable_h264(true);
-        cc.enable_h265(true);
-        cc.enable_av1(true);
+        // Our video codecs in the offer's order: the answer lists them so, and the publisher
+        // sends the first (a browser with AV1 put first by setCodecPreferences sends AV1).
+        let mut ours = [
+            ("H.264", RtpCodec::H264),
+            ("H.265", RtpCodec::H265),
+            ("AV1", RtpCodec::Av1),
+        ];
+        ours.sort_by_key(|(name, _)| {
+            offered
+                .video
+                .iter()
+                .position(|o| o == name)
+                .unwrap_or(usize::MAX)
+        });
+        for (_, codec) in ours {
+            match codec {
+                RtpCodec::H264 => cc.enable_h264(true),
+                RtpCodec::H265 => cc.enable_h265(true),
+                _ => cc.enable_av1(true),
+            }
+        }
         cc.enable_opus(true, false);
         let mut rtc = config.build(now);
 

@@ -927,3 +927,44 @@ fn av1_after_a_packet_lost_for_good_waits_for_the_next_key_frame() {
         "a PLI after the gap"
     );
 }
+
+/// The codec of the first payload type on the answer's video m-line.
+fn first_video_codec(answer: &str) -> String {
+    let m = answer.lines().find(|l| l.starts_with("m=video")).unwrap();
+    let pt = m.split(' ').nth(3).unwrap();
+    let map = format!("a=rtpmap:{pt} ");
+    let line = answer.lines().find(|l| l.starts_with(&map)).unwrap();
+    line[map.len()..].split('/').next().unwrap().to_string()
+}
+
+#[test]
+fn the_answer_keeps_the_offers_video_codec_order() {
+    for (first, then, want) in [
+        (RtpCodec::Av1, RtpCodec::H264, "AV1"),
+        (RtpCodec::H264, RtpCodec::Av1, "H264"),
+    ] {
+        let now = Instant::now();
+        let mut cfg = RtcConfig::new()
+            .set_crypto_provider(crypto::provider())
+            .clear_codecs();
+        for c in [first, then] {
+            match c {
+                RtpCodec::Av1 => cfg.codec_config().enable_av1(true),
+                _ => cfg.codec_config().enable_h264(true),
+            }
+        }
+        let mut client = cfg.build(now);
+        client.add_local_candidate(Candidate::host(client_addr(), "udp").unwrap());
+        let mut api = client.sdp_api();
+        api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+        let (offer, _) = api.apply().unwrap();
+        let (_, answer) = WhipSession::accept(
+            &offer.to_sdp_string(),
+            &session_config(),
+            &[server_addr()],
+            now,
+        )
+        .unwrap();
+        assert_eq!(first_video_codec(&answer), want, "{answer}");
+    }
+}
