@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use str0m::change::SdpOffer;
 use str0m::format::Codec as RtpCodec;
-use str0m::media::{KeyframeRequestKind, MediaData, MediaKind, Mid};
+use str0m::media::{KeyframeRequestKind, MediaData, MediaKind, Mid, Rid};
 use str0m::net::{Protocol, Receive, TcpType};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc, RtcConfig};
 
@@ -66,6 +66,8 @@ pub struct IngestStats {
     pub depack: DepackStats,
     /// Frames dropped because the caller did not drain `poll_frame`.
     pub frames_dropped: u64,
+    /// Video frames of simulcast layers other than the one taken.
+    pub other_layer_frames: u64,
 }
 
 #[derive(Debug)]
@@ -80,6 +82,9 @@ pub struct WhipSession {
     state: State,
     local_ufrag: String,
     video: Option<Mid>,
+    /// The simulcast layer taken when the offer sends several (`a=simulcast:send`): the first
+    /// listed; the others' frames are dropped (see `first_send_rid`).
+    pub(crate) video_rid: Option<Rid>,
     audio: Option<Mid>,
     depack: Depacketizer,
     consent_timeout: Duration,
@@ -220,6 +225,7 @@ impl WhipSession {
             },
             local_ufrag,
             video,
+            video_rid: first_send_rid(offer).map(|r| Rid::from(r.as_str())),
             audio,
             depack: Depacketizer::new(),
             consent_timeout: cfg.consent_timeout,
@@ -430,7 +436,7 @@ impl WhipSession {
             return;
         };
         // Fails before the first video packet (no receive stream yet): the clock tries again.
-        if w.request_keyframe(None, kind).is_ok() {
+        if w.request_keyframe(self.video_rid, kind).is_ok() {
             match kind {
                 KeyframeRequestKind::Pli => self.stats.plis += 1,
                 KeyframeRequestKind::Fir => self.stats.firs += 1,
@@ -530,6 +536,11 @@ impl WhipSession {
         if !video && Some(m.mid) != self.audio {
             return;
         }
+        if video && self.video_rid.is_some() && m.rid.is_some() && m.rid != self.video_rid {
+            // Another simulcast layer: one stream goes to the hub.
+            self.stats.other_layer_frames += 1;
+            return;
+        }
         self.last_media = now;
         let f = RtpFrame {
             rtp: m.time.numer(),
@@ -568,4 +579,33 @@ impl WhipSession {
             self.request_keyframe(now);
         }
     }
+}
+
+/// The simulcast layer a WHIP publisher's offer sends first: the first rid of the video m-line's
+/// `a=simulcast:send` (RFC 8853; alternatives after `,`, a paused `~rid` skipped). OBS 32.1 lists
+/// its layers `0;1;2` with `0` its own encoder at the output size (the highest): so the first is
+/// the one taken. `None` without simulcast.
+pub(crate) fn first_send_rid(offer: &str) -> Option<String> {
+    let mut in_video = false;
+    for line in offer.lines() {
+        let line = line.trim_end();
+        if let Some(m) = line.strip_prefix("m=") {
+            in_video = m.starts_with("video");
+            continue;
+        }
+        let Some(list) = line.strip_prefix("a=simulcast:send ").filter(|_| in_video) else {
+            continue;
+        };
+        let list = list.split(' ').next().unwrap_or("");
+        return list
+            .split([';', ','])
+            .find(|r| !r.is_empty() && !r.starts_with('~'))
+            .filter(|r| {
+                r.len() <= 16
+                    && r.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            })
+            .map(str::to_string);
+    }
+    None
 }

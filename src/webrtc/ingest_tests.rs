@@ -117,13 +117,25 @@ impl Pair {
 
     /// A client that sends `codec` video (the first payload type of it it offers).
     fn with_video(cfg: SessionConfig, codec: RtpCodec) -> Pair {
+        Self::build(cfg, codec, None)
+    }
+
+    /// As `with_video`, the video sent as simulcast layers `rids` when given.
+    fn build(cfg: SessionConfig, codec: RtpCodec, rids: Option<&[&str]>) -> Pair {
         let now = Instant::now();
         let mut client = RtcConfig::new()
             .set_crypto_provider(crypto::provider())
             .build(now);
         client.add_local_candidate(Candidate::host(client_addr(), "udp").unwrap());
         let mut api = client.sdp_api();
-        let video = api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+        let simulcast = rids.map(|rids| {
+            let mut s = str0m::media::Simulcast::new();
+            for r in rids {
+                s.add_send_layer(str0m::media::SimulcastLayer::new(r));
+            }
+            s
+        });
+        let video = api.add_media(MediaKind::Video, Direction::SendOnly, None, None, simulcast);
         let audio = api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
         let (offer, pending) = api.apply().unwrap();
         let (server, answer) =
@@ -967,4 +979,73 @@ fn the_answer_keeps_the_offers_video_codec_order() {
         .unwrap();
         assert_eq!(first_video_codec(&answer), want, "{answer}");
     }
+}
+
+use crate::webrtc::ingest::first_send_rid;
+use str0m::media::Rid;
+
+/// OBS 32.1 with three simulcast layers: rids 0 (the output size), 1 and 2 on the video m-line.
+fn obs_simulcast_offer() -> String {
+    OBS_OFFER.replace(
+        "a=rtcp-mux\r\na=rtpmap:96",
+        "a=extmap:1 urn:ietf:params:rtp-hdrext:sdes:mid\r\n\
+         a=extmap:2 urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id\r\n\
+         a=rid:0 send\r\na=rid:1 send\r\na=rid:2 send\r\na=simulcast:send 0;1;2\r\n\
+         a=rtcp-mux\r\na=rtpmap:96",
+    )
+}
+
+#[test]
+fn an_obs_simulcast_offer_is_answered_and_its_first_layer_taken() {
+    let offer = obs_simulcast_offer();
+    assert!(offer.contains("a=simulcast:send 0;1;2\r\na=rtcp-mux\r\na=rtpmap:96"));
+    assert_eq!(first_send_rid(&offer).as_deref(), Some("0"));
+    let (s, answer) =
+        WhipSession::accept(&offer, &session_config(), &[server_addr()], Instant::now()).unwrap();
+    assert!(s.has_video() && s.has_audio());
+    assert_eq!(s.video_rid, Some(Rid::from("0")));
+    assert!(answer.contains("a=simulcast:recv 0;1;2"), "{answer}");
+    assert!(SdpAnswer::from_sdp_string(&answer).is_ok());
+    // Paused layers and alternatives; no simulcast at all.
+    assert_eq!(
+        first_send_rid("m=video 9 X 96\r\na=simulcast:send ~h;m,l\r\n").as_deref(),
+        Some("m")
+    );
+    assert_eq!(first_send_rid(OBS_OFFER), None);
+    assert_eq!(
+        first_send_rid("m=audio 9 X 1\r\na=simulcast:send a;b\r\n"),
+        None
+    );
+}
+
+#[test]
+fn simulcast_layers_other_than_the_first_are_left_out() {
+    let (video, audio) = units();
+    let mut pair = Pair::build(session_config(), RtpCodec::H264, Some(&["0", "1"]));
+    pair.connect();
+    let n = 30;
+    // Layer 1 carries the same pictures 1 ms later: were it taken, every frame would come twice.
+    for (i, (v, _)) in video.iter().take(n).enumerate() {
+        let now = pair.now;
+        let (mid, pt) = (pair.video, pair.video_pt);
+        for (rid, shift) in [("0", 0), ("1", 1)] {
+            let t = MediaTime::new((v.pts_ms + shift) * 90, Frequency::NINETY_KHZ);
+            pair.client
+                .writer(mid)
+                .unwrap()
+                .rid(Rid::from(rid))
+                .write(pt, now, t, v.data.to_vec())
+                .unwrap();
+            pair.shuttle();
+        }
+        if let Some(a) = audio.get(i) {
+            pair.write(a, now);
+        }
+        pair.now += Duration::from_millis(40);
+        pair.tick();
+    }
+    pair.run_for(Duration::from_millis(300));
+    assert_bit_for_bit(&pair, &video, n);
+    let st = pair.server.stats();
+    assert!(st.other_layer_frames >= n as u64 - 2, "{st:?}");
 }
