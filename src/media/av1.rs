@@ -419,4 +419,30 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn av1c_from_the_fixtures_sequence_header_matches_ffmpegs_fixed_part() {
+        let flv = include_bytes!("../../tests/data/codecs/av1_opus.flv");
+        let body = crate::media::enhanced::tests::flv_tags(flv)
+            .into_iter()
+            .find(|(t, _)| *t == 9)
+            .unwrap()
+            .1;
+        let rec = &body[5..];
+        let c = Av1Config::parse(rec).unwrap();
+        let obus = &rec[c.config_obus_at..];
+        let (ty, payload) = obus_of(obus).next().unwrap();
+        assert_eq!(ty, OBU_SEQUENCE_HEADER);
+        let ours = av1c_record(obus, payload).unwrap();
+        assert_eq!(ours[..3], rec[..3]);
+        let o = Av1Config::parse(&ours).unwrap();
+        assert_eq!(o.codec_string(), c.codec_string());
+        assert_eq!(o.dimensions(&ours), c.dimensions(rec));
+        assert!(!sequence_info(payload).unwrap().reduced_still_picture_header);
+        // Cut short anywhere: None, never a panic.
+        for n in 0..payload.len() - 1 {
+            let _ = sequence_info(&payload[..n]);
+        }
+        assert!(sequence_info(&payload[..4]).is_none());
+    }
 }

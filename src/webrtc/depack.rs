@@ -1,6 +1,6 @@
-//! WHIP ingest, after str0m: its depacketized frames (H.264 and HEVC as Annex B, Opus packets)
-//! become the hub's `Frame`s (AVCC with the parameter sets as the stream's configuration record,
-//! Enhanced RTMP `hvc1` and `Opus` tags), stamped on one stream clock. Pure: no str0m types, no
+//! WHIP ingest, after str0m: its depacketized frames (H.264 and HEVC as Annex B, AV1 as OBUs,
+//! Opus packets) become the hub's `Frame`s (AVCC with the parameter sets as the stream's
+//! configuration record, Enhanced RTMP `hvc1`, `av01` with its `av1C`, and `Opus` tags), stamped on one stream clock. Pure: no str0m types, no
 //! clock reads; the session hands each frame in with its RTP time, its arrival and the track's
 //! last RTCP sender report.
 //!
@@ -596,6 +596,36 @@ mod tests {
         a.rtp = 5_000 + 960;
         let r = d.push_audio(&a);
         assert_eq!(r.frames[0].dts, 20, "in sync with video once both reported");
+    }
+
+    #[test]
+    fn hostile_av1_temporal_units_are_dropped_not_panicked_on() {
+        let t0 = Instant::now();
+        let mut d = Depacketizer::new();
+        let mut seed = 0x1234_5678u32;
+        let mut seen_config = false;
+        for i in 0..2000u64 {
+            let len = (i % 64) as usize;
+            let data: Vec<u8> = (0..len)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 17;
+                    seed ^= seed << 5;
+                    seed as u8
+                })
+                .collect();
+            let r = d.push_video(VideoCodec::Av1, &frame(i * 3000, t0, true, &data));
+            // No picture before a record; every tag is av01.
+            for f in &r.frames {
+                assert_eq!(f.codec, crate::media::Codec::Av1);
+                assert!(f.data.len() >= 5 && &f.data[1..5] == b"av01");
+                seen_config |= f.config;
+                assert!(f.config || seen_config);
+            }
+        }
+        // A size field running past the end is a gap, and asks for a keyframe.
+        let r = d.push_video(VideoCodec::Av1, &frame(0, t0, true, &[0x32, 0x7f, 1, 2]));
+        assert!(r.frames.is_empty() && r.want_keyframe);
     }
 
     #[test]
