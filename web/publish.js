@@ -2,7 +2,7 @@
 // the chosen size, frame rate and bitrate, previews it, and publishes it with whip.js to
 // /{app}/{stream}/whip on this server; shows a live badge while frames flow, the sending stats, the
 // player links and a QR code of the phone (HLS) link. Query: ?app=&stream= (the stream), ?source=,
-// ?size=WxH, ?fps=, ?bitrate= (kbps) preselect the choices; ?autostart=1 goes live at once (a kiosk, the
+// ?size=WxH, ?fps=, ?bitrate= (kbps), ?codec=h264|av1 preselect the choices; ?autostart=1 goes live at once (a kiosk, the
 // tests). It does not play anything back: the player pages do.
 "use strict";
 
@@ -15,11 +15,11 @@
   R.header("publish.html", "publish from this browser");
 
   const $ = R.$;
-  const choices = ["source", "camera", "mic", "size", "fps", "bitrate", "app", "stream", "token"];
+  const choices = ["source", "camera", "mic", "size", "fps", "bitrate", "codec", "app", "stream", "token"];
   const ui = Object.fromEntries(choices.map(k => [k, $(k)]));
   ui.app.value = R.app;
   ui.stream.value = R.stream;
-  for (const k of ["source", "size", "fps", "bitrate"]) {
+  for (const k of ["source", "size", "fps", "bitrate", "codec"]) {
     const v = R.params.get(k);
     if (v && [...ui[k].options].some(o => o.value === v)) ui[k].value = v;
   }
@@ -166,6 +166,7 @@
         videoBitrate: Number(ui.bitrate.value) * 1000,
         audioBitrate: 64000,
         frameRate: fps,
+        codec: ui.codec.value,
         onState: onState,
       });
       pub.whipUrl = url;

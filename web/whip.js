@@ -18,6 +18,14 @@ const whip = (() => {
     return codecs.map((c, i) => [c, i]).sort((a, b) => score(b[0]) - score(a[0]) || a[1] - b[1]).map(([c]) => c);
   }
 
+  // AV1 first (profile 0, what OBS and the browsers send), then H.264 as above for a server that
+  // takes no AV1; the rest in the browser's order.
+  function preferAv1(codecs) {
+    const h264 = preferH264(codecs);
+    const av1 = h264.filter(c => /^video\/av1$/i.test(c.mimeType));
+    return av1.concat(h264.filter(c => !/^video\/av1$/i.test(c.mimeType)));
+  }
+
   function gathered(pc, ms) {
     if (pc.iceGatheringState === "complete") return Promise.resolve();
     return new Promise(resolve => {
@@ -49,7 +57,7 @@ const whip = (() => {
   }
 
   // Publishes `stream` (a MediaStream) to `url`. opts: { token, videoBitrate (bps), audioBitrate (bps),
-  // frameRate, onState(state) }. Resolves to { pc, location, stop() } once the server answered; the
+  // frameRate, codec ("h264", the default, or "av1"), onState(state) }. Resolves to { pc, location, stop() } once the server answered; the
   // connection then comes up on its own (opts.onState follows it).
   async function publish(url, stream, opts) {
     const o = opts || {};
@@ -63,7 +71,7 @@ const whip = (() => {
       const tr = pc.addTransceiver(track, { direction: "sendonly", streams: [stream], sendEncodings: [enc] });
       if (track.kind === "video" && tr.setCodecPreferences && window.RTCRtpSender && RTCRtpSender.getCapabilities) {
         const caps = RTCRtpSender.getCapabilities("video");
-        if (caps) tr.setCodecPreferences(preferH264(caps.codecs));
+        if (caps) tr.setCodecPreferences(o.codec === "av1" ? preferAv1(caps.codecs) : preferH264(caps.codecs));
       }
     }
     try {
@@ -129,5 +137,5 @@ const whip = (() => {
     return out;
   }
 
-  return { publish, stats, preferH264 };
+  return { publish, stats, preferH264, preferAv1 };
 })();

@@ -157,6 +157,160 @@ pub fn sequence_header_dimensions(p: &[u8]) -> Option<(u32, u32)> {
     Some((u32::try_from(w).ok()?, u32::try_from(h).ok()?))
 }
 
+/// What an `av1C` record's fixed part needs from a sequence header OBU payload (AV1 5.5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SequenceInfo {
+    pub profile: u8,
+    pub level_idx: u8,
+    pub tier: bool,
+    pub high_bitdepth: bool,
+    pub twelve_bit: bool,
+    pub monochrome: bool,
+    pub subsampling_x: bool,
+    pub subsampling_y: bool,
+    pub chroma_sample_position: u8,
+    pub reduced_still_picture_header: bool,
+}
+
+/// Parses a sequence header OBU payload down to its color config. `None` when it is cut short.
+pub fn sequence_info(p: &[u8]) -> Option<SequenceInfo> {
+    let mut b = BitReader::new(p);
+    let profile = b.bits(3)? as u8;
+    b.bit()?; // still_picture
+    let reduced = b.bit()?;
+    let (mut level_idx, mut tier) = (0u8, false);
+    if reduced {
+        level_idx = b.bits(5)? as u8;
+    } else {
+        let timing_info = b.bit()?;
+        let mut decoder_model_info = false;
+        let mut buffer_delay_len = 0;
+        if timing_info {
+            b.bits(32)?;
+            b.bits(32)?;
+            if b.bit()? {
+                uvlc(&mut b)?;
+            }
+            decoder_model_info = b.bit()?;
+            if decoder_model_info {
+                buffer_delay_len = b.bits(5)? + 1;
+                b.bits(32)?;
+                b.bits(5)?;
+                b.bits(5)?;
+            }
+        }
+        let initial_display_delay = b.bit()?;
+        let points = b.bits(5)? + 1;
+        for i in 0..points {
+            b.bits(12)?; // operating_point_idc
+            let level = b.bits(5)? as u8;
+            let t = level > 7 && b.bit()?;
+            if i == 0 {
+                (level_idx, tier) = (level, t);
+            }
+            if decoder_model_info && b.bit()? {
+                b.bits(buffer_delay_len)?;
+                b.bits(buffer_delay_len)?;
+                b.bit()?;
+            }
+            if initial_display_delay && b.bit()? {
+                b.bits(4)?;
+            }
+        }
+    }
+    let wbits = b.bits(4)? + 1;
+    let hbits = b.bits(4)? + 1;
+    b.bits(wbits)?;
+    b.bits(hbits)?;
+    if !reduced && b.bit()? {
+        // frame_id_numbers_present_flag
+        b.bits(4)?;
+        b.bits(3)?;
+    }
+    b.bits(3)?; // use_128x128_superblock, enable_filter_intra, enable_intra_edge_filter
+    if !reduced {
+        b.bits(4)?; // interintra, masked compound, warped motion, dual filter
+        let order_hint = b.bit()?;
+        if order_hint {
+            b.bits(2)?; // jnt_comp, ref_frame_mvs
+        }
+        let force_screen_content = if b.bit()? { 2 } else { b.bits(1)? };
+        if force_screen_content > 0 && !b.bit()? {
+            b.bits(1)?; // seq_force_integer_mv
+        }
+        if order_hint {
+            b.bits(3)?;
+        }
+    }
+    b.bits(3)?; // enable_superres, enable_cdef, enable_restoration
+                // color_config (5.5.2)
+    let high_bitdepth = b.bit()?;
+    let twelve_bit = profile == 2 && high_bitdepth && b.bit()?;
+    let monochrome = profile != 1 && b.bit()?;
+    let (mut cp, mut tc, mut mc) = (2, 2, 2);
+    if b.bit()? {
+        cp = b.bits(8)?;
+        tc = b.bits(8)?;
+        mc = b.bits(8)?;
+    }
+    let (sx, sy) = if monochrome {
+        b.bit()?; // color_range
+        (true, true)
+    } else if cp == 1 && tc == 13 && mc == 0 {
+        (false, false)
+    } else {
+        b.bit()?; // color_range
+        match profile {
+            0 => (true, true),
+            1 => (false, false),
+            _ if twelve_bit => {
+                let sx = b.bit()?;
+                (sx, sx && b.bit()?)
+            }
+            _ => (true, false),
+        }
+    };
+    let csp = if !monochrome && sx && sy {
+        b.bits(2)? as u8
+    } else {
+        0
+    };
+    Some(SequenceInfo {
+        profile,
+        level_idx,
+        tier,
+        high_bitdepth,
+        twelve_bit,
+        monochrome,
+        subsampling_x: sx,
+        subsampling_y: sy,
+        chroma_sample_position: csp,
+        reduced_still_picture_header: reduced,
+    })
+}
+
+/// An AV1CodecConfigurationRecord (AV1-ISOBMFF 2.3.3) for a sequence header OBU `obu` (the
+/// whole OBU, header and size field included) whose payload is `payload`. `None` when the
+/// sequence header does not parse.
+pub fn av1c_record(obu: &[u8], payload: &[u8]) -> Option<Vec<u8>> {
+    let s = sequence_info(payload)?;
+    let mut r = Vec::with_capacity(4 + obu.len());
+    r.push(0x81);
+    r.push(s.profile << 5 | (s.level_idx & 0x1f));
+    r.push(
+        u8::from(s.tier) << 7
+            | u8::from(s.high_bitdepth) << 6
+            | u8::from(s.twelve_bit) << 5
+            | u8::from(s.monochrome) << 4
+            | u8::from(s.subsampling_x) << 3
+            | u8::from(s.subsampling_y) << 2
+            | s.chroma_sample_position,
+    );
+    r.push(0);
+    r.extend_from_slice(obu);
+    Some(r)
+}
+
 /// AV1's variable-length code (4.10.3), bounded to 32 bits.
 fn uvlc(b: &mut BitReader) -> Option<u32> {
     let mut zeros = 0;
@@ -264,5 +418,31 @@ mod tests {
                 let _ = c.dimensions(&rec);
             }
         }
+    }
+
+    #[test]
+    fn av1c_from_the_fixtures_sequence_header_matches_ffmpegs_fixed_part() {
+        let flv = include_bytes!("../../tests/data/codecs/av1_opus.flv");
+        let body = crate::media::enhanced::tests::flv_tags(flv)
+            .into_iter()
+            .find(|(t, _)| *t == 9)
+            .unwrap()
+            .1;
+        let rec = &body[5..];
+        let c = Av1Config::parse(rec).unwrap();
+        let obus = &rec[c.config_obus_at..];
+        let (ty, payload) = obus_of(obus).next().unwrap();
+        assert_eq!(ty, OBU_SEQUENCE_HEADER);
+        let ours = av1c_record(obus, payload).unwrap();
+        assert_eq!(ours[..3], rec[..3]);
+        let o = Av1Config::parse(&ours).unwrap();
+        assert_eq!(o.codec_string(), c.codec_string());
+        assert_eq!(o.dimensions(&ours), c.dimensions(rec));
+        assert!(!sequence_info(payload).unwrap().reduced_still_picture_header);
+        // Cut short anywhere: None, never a panic.
+        for n in 0..payload.len() - 1 {
+            let _ = sequence_info(&payload[..n]);
+        }
+        assert!(sequence_info(&payload[..4]).is_none());
     }
 }

@@ -1,6 +1,6 @@
-//! WHIP ingest, after str0m: its depacketized frames (H.264 and HEVC as Annex B, Opus packets)
-//! become the hub's `Frame`s (AVCC with the parameter sets as the stream's configuration record,
-//! Enhanced RTMP `hvc1` and `Opus` tags), stamped on one stream clock. Pure: no str0m types, no
+//! WHIP ingest, after str0m: its depacketized frames (H.264 and HEVC as Annex B, AV1 as OBUs,
+//! Opus packets) become the hub's `Frame`s (AVCC with the parameter sets as the stream's
+//! configuration record, Enhanced RTMP `hvc1`, `av01` with its `av1C`, and `Opus` tags), stamped on one stream clock. Pure: no str0m types, no
 //! clock reads; the session hands each frame in with its RTP time, its arrival and the track's
 //! last RTCP sender report.
 //!
@@ -27,7 +27,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 
 use crate::media::frame::{TAG_AUDIO, TAG_VIDEO};
-use crate::media::{avc, hevc, Frame};
+use crate::media::{av1, avc, hevc, Frame};
 use crate::mux::ts_demux::{annex_b, avc_record, enhanced_video, hevc_record, opus_head};
 
 /// The largest video frame taken (bytes); a larger one is dropped like a lost one. str0m holds
@@ -47,6 +47,7 @@ const MIN_SR_CORRECTION_US: i64 = 1_000;
 pub enum VideoCodec {
     H264,
     H265,
+    Av1,
 }
 
 /// A track's RTCP sender report: the sender's wall clock at an RTP time.
@@ -164,6 +165,9 @@ struct VideoState {
     sps: Vec<Bytes>,
     pps: Vec<Bytes>,
     config: Option<Bytes>,
+    /// AV1: the last sequence header OBU's payload and whether it has a reduced still picture
+    /// header (frame headers are read with it).
+    av1_sequence: Option<(Bytes, bool)>,
     /// Dropping until a keyframe (from the start, after a gap).
     waiting: bool,
     started: bool,
@@ -252,6 +256,9 @@ impl Depacketizer {
             self.stats.gaps += 1;
             v.waiting = true;
         }
+        if codec == VideoCodec::Av1 {
+            return self.push_av1(dts, f.data, out);
+        }
         let hevc = codec == VideoCodec::H265;
         let mut avcc = Vec::with_capacity(f.data.len() + 16);
         let (mut vps, mut sps, mut pps) = (Vec::new(), Vec::new(), Vec::new());
@@ -335,6 +342,134 @@ impl Depacketizer {
         self.stats.video_frames += 1;
         out
     }
+
+    /// One AV1 temporal unit as str0m gives it (OBUs in the low-overhead format, each with its
+    /// size field): temporal delimiters, tile lists and padding are left out (AV1-ISOBMFF 2.4),
+    /// a new sequence header becomes the `av1C` configuration record, and a frame (header) OBU
+    /// with `frame_type` KEY_FRAME makes it a keyframe.
+    fn push_av1(&mut self, dts: u32, data: &[u8], mut out: Pushed) -> Pushed {
+        let v = &mut self.video;
+        let mut obus = Vec::with_capacity(data.len());
+        let mut key = false;
+        let mut sequence: Option<(&[u8], &[u8])> = None;
+        let mut rest = data;
+        while !rest.is_empty() {
+            let Some((ty, whole, payload)) = av1_obu(rest) else {
+                // A broken temporal unit: the picture is broken too.
+                self.stats.video_dropped += 1;
+                v.waiting = true;
+                out.want_keyframe = true;
+                return out;
+            };
+            rest = &rest[whole.len()..];
+            match ty {
+                av1::OBU_SEQUENCE_HEADER => sequence = Some((whole, payload)),
+                OBU_TEMPORAL_DELIMITER | OBU_TILE_LIST | OBU_PADDING => continue,
+                OBU_FRAME_HEADER | OBU_FRAME => {
+                    let reduced = v.av1_sequence.as_ref().is_some_and(|s| s.1)
+                        || sequence
+                            .and_then(|(_, p)| av1::sequence_info(p))
+                            .is_some_and(|s| s.reduced_still_picture_header);
+                    key |= av1_is_key_frame(payload, reduced);
+                }
+                _ => {}
+            }
+            obus.extend_from_slice(whole);
+        }
+        if let Some((whole, payload)) = sequence {
+            if v.av1_sequence.as_ref().map(|s| &s.0[..]) != Some(payload) {
+                match av1::av1c_record(whole, payload) {
+                    Some(rec) => {
+                        let reduced = av1::sequence_info(payload)
+                            .is_some_and(|s| s.reduced_still_picture_header);
+                        v.av1_sequence = Some((Bytes::copy_from_slice(payload), reduced));
+                        let b = Bytes::from(av1_tag(0x90, 0, &rec));
+                        v.config = Some(b.clone());
+                        out.frames.extend(Frame::parse(TAG_VIDEO, dts, b));
+                    }
+                    None => {
+                        self.stats.video_dropped += 1;
+                        v.waiting = true;
+                        out.want_keyframe = true;
+                        return out;
+                    }
+                }
+            }
+        }
+        if obus.is_empty() {
+            return out;
+        }
+        if v.config.is_none() || (v.waiting && !key) {
+            self.stats.video_dropped += 1;
+            out.want_keyframe = true;
+            return out;
+        }
+        v.waiting = false;
+        v.started = true;
+        let body = av1_tag(if key { 0x90 } else { 0xa0 }, 1, &obus);
+        out.frames
+            .extend(Frame::parse(TAG_VIDEO, dts, Bytes::from(body)));
+        self.stats.video_frames += 1;
+        out
+    }
+}
+
+const OBU_TEMPORAL_DELIMITER: u8 = 2;
+const OBU_FRAME_HEADER: u8 = 3;
+const OBU_FRAME: u8 = 6;
+const OBU_TILE_LIST: u8 = 8;
+const OBU_PADDING: u8 = 15;
+
+/// The first OBU of `b` (low-overhead format; one without a size field runs to the end):
+/// its type, its bytes and its payload. `None` when malformed.
+fn av1_obu(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let header = *b.first()?;
+    if header & 0x80 != 0 {
+        return None; // obu_forbidden_bit
+    }
+    let ty = (header >> 3) & 0x0f;
+    let mut pos = 1 + usize::from((header >> 2) & 1);
+    let size = if header & 0x02 != 0 {
+        let mut v = 0u64;
+        let mut n = 0;
+        loop {
+            let byte = *b.get(pos + n)?;
+            v |= u64::from(byte & 0x7f) << (7 * n);
+            n += 1;
+            if byte & 0x80 == 0 {
+                break;
+            }
+            if n == 8 {
+                return None;
+            }
+        }
+        pos += n;
+        usize::try_from(v).ok()?
+    } else {
+        b.len().checked_sub(pos)?
+    };
+    let end = pos.checked_add(size)?;
+    Some((ty, b.get(..end)?, b.get(pos..end)?))
+}
+
+/// Whether a frame header (or frame OBU) payload starts a KEY_FRAME (AV1 5.9.2): not
+/// `show_existing_frame` and `frame_type` 0; always with a reduced still picture header.
+fn av1_is_key_frame(payload: &[u8], reduced_still_picture_header: bool) -> bool {
+    if reduced_still_picture_header {
+        return true;
+    }
+    payload
+        .first()
+        .is_some_and(|b| b & 0x80 == 0 && (b >> 5) & 0x03 == 0)
+}
+
+/// An Enhanced RTMP `av01` video tag body.
+fn av1_tag(frame_type: u8, packet_type: u8, payload: &[u8]) -> Vec<u8> {
+    let mut b = Vec::with_capacity(5 + payload.len());
+    b.push(frame_type | packet_type);
+    b.extend_from_slice(b"av01");
+    b.extend_from_slice(payload);
+    b
 }
 
 #[cfg(test)]
@@ -461,6 +596,36 @@ mod tests {
         a.rtp = 5_000 + 960;
         let r = d.push_audio(&a);
         assert_eq!(r.frames[0].dts, 20, "in sync with video once both reported");
+    }
+
+    #[test]
+    fn hostile_av1_temporal_units_are_dropped_not_panicked_on() {
+        let t0 = Instant::now();
+        let mut d = Depacketizer::new();
+        let mut seed = 0x1234_5678u32;
+        let mut seen_config = false;
+        for i in 0..2000u64 {
+            let len = (i % 64) as usize;
+            let data: Vec<u8> = (0..len)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 17;
+                    seed ^= seed << 5;
+                    seed as u8
+                })
+                .collect();
+            let r = d.push_video(VideoCodec::Av1, &frame(i * 3000, t0, true, &data));
+            // No picture before a record; every tag is av01.
+            for f in &r.frames {
+                assert_eq!(f.codec, crate::media::Codec::Av1);
+                assert!(f.data.len() >= 5 && &f.data[1..5] == b"av01");
+                seen_config |= f.config;
+                assert!(f.config || seen_config);
+            }
+        }
+        // A size field running past the end is a gap, and asks for a keyframe.
+        let r = d.push_video(VideoCodec::Av1, &frame(0, t0, true, &[0x32, 0x7f, 1, 2]));
+        assert!(r.frames.is_empty() && r.want_keyframe);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use str0m::change::SdpOffer;
 use str0m::format::Codec as RtpCodec;
-use str0m::media::{KeyframeRequestKind, MediaData, MediaKind, Mid};
+use str0m::media::{KeyframeRequestKind, MediaData, MediaKind, Mid, Rid};
 use str0m::net::{Protocol, Receive, TcpType};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc, RtcConfig};
 
@@ -66,6 +66,8 @@ pub struct IngestStats {
     pub depack: DepackStats,
     /// Frames dropped because the caller did not drain `poll_frame`.
     pub frames_dropped: u64,
+    /// Video frames of simulcast layers other than the one taken.
+    pub other_layer_frames: u64,
 }
 
 #[derive(Debug)]
@@ -80,6 +82,9 @@ pub struct WhipSession {
     state: State,
     local_ufrag: String,
     video: Option<Mid>,
+    /// The simulcast layer taken when the offer sends several (`a=simulcast:send`): the first
+    /// listed; the others' frames are dropped (see `first_send_rid`).
+    pub(crate) video_rid: Option<Rid>,
     audio: Option<Mid>,
     depack: Depacketizer,
     consent_timeout: Duration,
@@ -110,7 +115,7 @@ impl std::fmt::Debug for WhipSession {
 }
 
 impl WhipSession {
-    /// Answers a publisher's SDP offer: H.264 and HEVC video, Opus audio. `local_candidates`
+    /// Answers a publisher's SDP offer: H.264, HEVC and AV1 video, Opus audio. `local_candidates`
     /// are our addresses (UDP host and ICE-TCP passive each). The error's `Display` is the 400.
     pub fn accept(
         offer: &str,
@@ -144,8 +149,27 @@ impl WhipSession {
             .set_stats_interval(Some(cfg.stats_interval))
             .clear_codecs();
         let cc = config.codec_config();
-        cc.enable_h264(true);
-        cc.enable_h265(true);
+        // Our video codecs in the offer's order: the answer lists them so, and the publisher
+        // sends the first (a browser with AV1 put first by setCodecPreferences sends AV1).
+        let mut ours = [
+            ("H.264", RtpCodec::H264),
+            ("H.265", RtpCodec::H265),
+            ("AV1", RtpCodec::Av1),
+        ];
+        ours.sort_by_key(|(name, _)| {
+            offered
+                .video
+                .iter()
+                .position(|o| o == name)
+                .unwrap_or(usize::MAX)
+        });
+        for (_, codec) in ours {
+            match codec {
+                RtpCodec::H264 => cc.enable_h264(true),
+                RtpCodec::H265 => cc.enable_h265(true),
+                _ => cc.enable_av1(true),
+            }
+        }
         cc.enable_opus(true, false);
         let mut rtc = config.build(now);
 
@@ -180,7 +204,9 @@ impl WhipSession {
             let codecs: Vec<RtpCodec> = writer.payload_params().map(|p| p.spec().codec).collect();
             let has = |want: &[RtpCodec]| codecs.iter().any(|c| want.contains(c));
             match kind {
-                MediaKind::Video if video.is_none() && has(&[RtpCodec::H264, RtpCodec::H265]) => {
+                MediaKind::Video
+                    if video.is_none() && has(&[RtpCodec::H264, RtpCodec::H265, RtpCodec::Av1]) =>
+                {
                     video = Some(mid)
                 }
                 MediaKind::Audio if audio.is_none() && has(&[RtpCodec::Opus]) => audio = Some(mid),
@@ -199,6 +225,7 @@ impl WhipSession {
             },
             local_ufrag,
             video,
+            video_rid: first_send_rid(offer).map(|r| Rid::from(r.as_str())),
             audio,
             depack: Depacketizer::new(),
             consent_timeout: cfg.consent_timeout,
@@ -409,7 +436,7 @@ impl WhipSession {
             return;
         };
         // Fails before the first video packet (no receive stream yet): the clock tries again.
-        if w.request_keyframe(None, kind).is_ok() {
+        if w.request_keyframe(self.video_rid, kind).is_ok() {
             match kind {
                 KeyframeRequestKind::Pli => self.stats.plis += 1,
                 KeyframeRequestKind::Fir => self.stats.firs += 1,
@@ -509,6 +536,11 @@ impl WhipSession {
         if !video && Some(m.mid) != self.audio {
             return;
         }
+        if video && self.video_rid.is_some() && m.rid.is_some() && m.rid != self.video_rid {
+            // Another simulcast layer: one stream goes to the hub.
+            self.stats.other_layer_frames += 1;
+            return;
+        }
         self.last_media = now;
         let f = RtpFrame {
             rtp: m.time.numer(),
@@ -524,6 +556,7 @@ impl WhipSession {
             let codec = match m.params.spec().codec {
                 RtpCodec::H264 => VideoCodec::H264,
                 RtpCodec::H265 => VideoCodec::H265,
+                RtpCodec::Av1 => VideoCodec::Av1,
                 _ => return,
             };
             self.depack.push_video(codec, &f)
@@ -546,4 +579,33 @@ impl WhipSession {
             self.request_keyframe(now);
         }
     }
+}
+
+/// The simulcast layer a WHIP publisher's offer sends first: the first rid of the video m-line's
+/// `a=simulcast:send` (RFC 8853; alternatives after `,`, a paused `~rid` skipped). OBS 32.1 lists
+/// its layers `0;1;2` with `0` its own encoder at the output size (the highest): so the first is
+/// the one taken. `None` without simulcast.
+pub(crate) fn first_send_rid(offer: &str) -> Option<String> {
+    let mut in_video = false;
+    for line in offer.lines() {
+        let line = line.trim_end();
+        if let Some(m) = line.strip_prefix("m=") {
+            in_video = m.starts_with("video");
+            continue;
+        }
+        let Some(list) = line.strip_prefix("a=simulcast:send ").filter(|_| in_video) else {
+            continue;
+        };
+        let list = list.split(' ').next().unwrap_or("");
+        return list
+            .split([';', ','])
+            .find(|r| !r.is_empty() && !r.starts_with('~'))
+            .filter(|r| {
+                r.len() <= 16
+                    && r.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            })
+            .map(str::to_string);
+    }
+    None
 }

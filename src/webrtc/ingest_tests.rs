@@ -112,13 +112,30 @@ impl Pair {
     }
 
     fn with(cfg: SessionConfig) -> Pair {
+        Self::with_video(cfg, RtpCodec::H264)
+    }
+
+    /// A client that sends `codec` video (the first payload type of it it offers).
+    fn with_video(cfg: SessionConfig, codec: RtpCodec) -> Pair {
+        Self::build(cfg, codec, None)
+    }
+
+    /// As `with_video`, the video sent as simulcast layers `rids` when given.
+    fn build(cfg: SessionConfig, codec: RtpCodec, rids: Option<&[&str]>) -> Pair {
         let now = Instant::now();
         let mut client = RtcConfig::new()
             .set_crypto_provider(crypto::provider())
             .build(now);
         client.add_local_candidate(Candidate::host(client_addr(), "udp").unwrap());
         let mut api = client.sdp_api();
-        let video = api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+        let simulcast = rids.map(|rids| {
+            let mut s = str0m::media::Simulcast::new();
+            for r in rids {
+                s.add_send_layer(str0m::media::SimulcastLayer::new(r));
+            }
+            s
+        });
+        let video = api.add_media(MediaKind::Video, Direction::SendOnly, None, None, simulcast);
         let audio = api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
         let (offer, pending) = api.apply().unwrap();
         let (server, answer) =
@@ -130,10 +147,11 @@ impl Pair {
         let h264 = w
             .payload_params()
             .find(|p| {
-                p.spec().codec == RtpCodec::H264 && p.spec().format.packetization_mode == Some(1)
+                p.spec().codec == codec
+                    && (codec != RtpCodec::H264 || p.spec().format.packetization_mode == Some(1))
             })
             .copied()
-            .expect("H.264 negotiated");
+            .expect("the video codec negotiated");
         let audio_pt = client
             .writer(audio)
             .unwrap()
@@ -748,4 +766,286 @@ fn mutated_datagrams_and_offers_do_not_break_anything() {
     for cut in (0..OBS_OFFER.len()).step_by(13) {
         let _ = WhipSession::accept(&OBS_OFFER[..cut], &cfg, &[server_addr()], Instant::now());
     }
+}
+
+/// The AV1 fixture's temporal units as a browser sends them (a temporal delimiter, the
+/// sequence header before each keyframe), with the FLV frames they came from.
+fn av1_units() -> (Vec<(MediaUnit, Frame)>, Frame) {
+    let frames = fixture("codecs/av1_opus.flv");
+    let config = frames
+        .iter()
+        .find(|f| f.track == Track::Video && f.config)
+        .cloned()
+        .unwrap();
+    let rec = &config.data[5..];
+    let seq = &rec[crate::media::av1::Av1Config::parse(rec)
+        .unwrap()
+        .config_obus_at..];
+    let units = frames
+        .into_iter()
+        // Coded frames (not the metadata packet).
+        .filter(|f| f.track == Track::Video && !f.config && f.data[0] & 0x0f == 1)
+        .map(|f| {
+            let mut data = vec![0x12, 0x00]; // temporal delimiter
+            let obus = &f.data[5..];
+            let has_seq = crate::media::av1::obus_of(obus).any(|(t, _)| t == 1);
+            if f.key && !has_seq {
+                data.extend_from_slice(seq);
+            }
+            data.extend_from_slice(obus);
+            let u = MediaUnit {
+                kind: UnitKind::Video,
+                codec: crate::media::Codec::Av1,
+                pts_ms: u64::from(f.dts) + u64::from(f.cts.max(0) as u32),
+                data: data.into(),
+                key: f.key,
+            };
+            (u, f)
+        })
+        .collect();
+    (units, config)
+}
+
+/// (type, payload) of each OBU but temporal delimiters and padding.
+fn obu_list(b: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    crate::media::av1::obus_of(b)
+        .filter(|(t, _)| !matches!(t, 2 | 15))
+        .map(|(t, p)| (t, p.to_vec()))
+        .collect()
+}
+
+#[test]
+fn av1_reaches_the_hub_obu_for_obu_with_its_sequence_header_as_av1c() {
+    let (video, src_cfg) = av1_units();
+    assert!(video.len() >= 40);
+    let mut pair = Pair::with_video(session_config(), RtpCodec::Av1);
+    pair.connect();
+    let n = video.len();
+    publish(&mut pair, &video, &[], n);
+    pair.run_for(Duration::from_millis(300));
+
+    let got = pair.video_frames();
+    assert_eq!(got.len(), n, "video frames");
+    for (i, (g, (u, src))) in got.iter().zip(&video).enumerate() {
+        assert_eq!(g.codec, crate::media::Codec::Av1, "frame {i}");
+        assert_eq!(g.key, src.key, "frame {i} key");
+        assert_eq!(&g.data[1..5], b"av01");
+        assert_eq!(g.data[0] & 0x0f, 1, "frame {i}: CodedFrames");
+        // The same OBUs as sent (the sequence header added before a keyframe included).
+        assert_eq!(obu_list(&g.data[5..]), obu_list(&u.data), "frame {i}");
+        let t = |f: &Frame| i64::from(f.dts.wrapping_sub(got[0].dts) as i32);
+        assert_eq!(
+            t(g),
+            u.pts_ms as i64 - video[0].0.pts_ms as i64,
+            "frame {i} time"
+        );
+    }
+    let cfgs: Vec<&Frame> = pair
+        .frames
+        .iter()
+        .filter(|f| f.config && f.track == Track::Video)
+        .collect();
+    assert_eq!(cfgs.len(), 1, "one sequence header, one record");
+    let rec = &cfgs[0].data[5..];
+    let src_rec = &src_cfg.data[5..];
+    // The fixed part as FFmpeg wrote it, and the same sequence header.
+    use crate::media::av1::Av1Config;
+    let (a, b) = (
+        Av1Config::parse(rec).unwrap(),
+        Av1Config::parse(src_rec).unwrap(),
+    );
+    assert_eq!(rec[..3], src_rec[..3]);
+    assert_eq!(a.codec_string(), b.codec_string());
+    // Its configOBUs are the sequence header sent in band (FFmpeg's own record rewrites some
+    // bits of it).
+    let inband: Vec<(u8, Vec<u8>)> = obu_list(&video[0].0.data)
+        .into_iter()
+        .filter(|(t, _)| *t == 1)
+        .collect();
+    assert_eq!(obu_list(&rec[a.config_obus_at..]), inband);
+    assert_eq!(a.dimensions(rec), b.dimensions(src_rec));
+    assert_eq!(pair.server.stats().frames_dropped, 0);
+}
+
+#[test]
+fn av1_after_a_packet_lost_for_good_waits_for_the_next_key_frame() {
+    use std::cell::Cell;
+    let (video, _) = av1_units();
+    let cfg = SessionConfig {
+        keyframe_interval: None,
+        ..session_config()
+    };
+    let mut pair = Pair::with_video(cfg, RtpCodec::Av1);
+    pair.connect();
+    let (pt, rtx) = (pair.video_pt, pair.rtx_pt);
+    // Lose the first packet of the 5th temporal unit, and every retransmission for a second.
+    let count = Rc::new(Cell::new(0usize));
+    let target = Rc::new(Cell::new(None::<usize>));
+    let lost_at = Rc::new(Cell::new(None::<Instant>));
+    let clock = Rc::new(Cell::new(pair.now));
+    let (c2, t2, l2, k2) = (
+        count.clone(),
+        target.clone(),
+        lost_at.clone(),
+        clock.clone(),
+    );
+    pair.to_server = Some(Box::new(move |d| {
+        let now = k2.get();
+        if let Some(t) = l2.get() {
+            if rtx.is_some_and(|r| rtp_seq(d, r).is_some()) && now < t + Duration::from_secs(1) {
+                return Action::Drop;
+            }
+        }
+        if rtp_seq(d, pt).is_some() {
+            c2.set(c2.get() + 1);
+            if t2.get() == Some(c2.get()) {
+                l2.set(Some(now));
+                return Action::Drop;
+            }
+        }
+        Action::Pass
+    }));
+    let keys: Vec<usize> = (0..video.len()).filter(|&i| video[i].1.key).collect();
+    assert!(keys.len() >= 2 && keys[1] > 6, "{keys:?}");
+    let second_key = keys[1];
+    for (i, (v, _)) in video.iter().take(second_key + 3).enumerate() {
+        if i == 4 {
+            target.set(Some(count.get() + 1));
+        }
+        clock.set(pair.now);
+        let now = pair.now;
+        pair.write(v, now);
+        pair.now += Duration::from_millis(40);
+        clock.set(pair.now);
+        pair.tick();
+    }
+    clock.set(pair.now);
+    pair.run_for(Duration::from_secs(1));
+    assert!(lost_at.get().is_some(), "the test lost a packet");
+    let got = pair.video_frames();
+    let st = pair.server.stats();
+    // Units 0..4 whole, then nothing until the second keyframe, then it and the rest.
+    assert_eq!(got.len(), 4 + 3, "{st:?}");
+    assert!(got[4].key && !got[3].key);
+    for (g, (u, _)) in got[..4].iter().zip(&video) {
+        assert_eq!(obu_list(&g.data[5..]), obu_list(&u.data));
+    }
+    for (g, (u, _)) in got[4..].iter().zip(&video[second_key..]) {
+        assert_eq!(obu_list(&g.data[5..]), obu_list(&u.data));
+    }
+    assert!(st.depack.gaps >= 1, "{st:?}");
+    assert!(
+        !pair.keyframe_requests.borrow().is_empty(),
+        "a PLI after the gap"
+    );
+}
+
+/// The codec of the first payload type on the answer's video m-line.
+fn first_video_codec(answer: &str) -> String {
+    let m = answer.lines().find(|l| l.starts_with("m=video")).unwrap();
+    let pt = m.split(' ').nth(3).unwrap();
+    let map = format!("a=rtpmap:{pt} ");
+    let line = answer.lines().find(|l| l.starts_with(&map)).unwrap();
+    line[map.len()..].split('/').next().unwrap().to_string()
+}
+
+#[test]
+fn the_answer_keeps_the_offers_video_codec_order() {
+    for (first, then, want) in [
+        (RtpCodec::Av1, RtpCodec::H264, "AV1"),
+        (RtpCodec::H264, RtpCodec::Av1, "H264"),
+    ] {
+        let now = Instant::now();
+        let mut cfg = RtcConfig::new()
+            .set_crypto_provider(crypto::provider())
+            .clear_codecs();
+        for c in [first, then] {
+            match c {
+                RtpCodec::Av1 => cfg.codec_config().enable_av1(true),
+                _ => cfg.codec_config().enable_h264(true),
+            }
+        }
+        let mut client = cfg.build(now);
+        client.add_local_candidate(Candidate::host(client_addr(), "udp").unwrap());
+        let mut api = client.sdp_api();
+        api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+        let (offer, _) = api.apply().unwrap();
+        let (_, answer) = WhipSession::accept(
+            &offer.to_sdp_string(),
+            &session_config(),
+            &[server_addr()],
+            now,
+        )
+        .unwrap();
+        assert_eq!(first_video_codec(&answer), want, "{answer}");
+    }
+}
+
+use crate::webrtc::ingest::first_send_rid;
+use str0m::media::Rid;
+
+/// OBS 32.1 with three simulcast layers: rids 0 (the output size), 1 and 2 on the video m-line.
+fn obs_simulcast_offer() -> String {
+    OBS_OFFER.replace(
+        "a=rtcp-mux\r\na=rtpmap:96",
+        "a=extmap:1 urn:ietf:params:rtp-hdrext:sdes:mid\r\n\
+         a=extmap:2 urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id\r\n\
+         a=rid:0 send\r\na=rid:1 send\r\na=rid:2 send\r\na=simulcast:send 0;1;2\r\n\
+         a=rtcp-mux\r\na=rtpmap:96",
+    )
+}
+
+#[test]
+fn an_obs_simulcast_offer_is_answered_and_its_first_layer_taken() {
+    let offer = obs_simulcast_offer();
+    assert!(offer.contains("a=simulcast:send 0;1;2\r\na=rtcp-mux\r\na=rtpmap:96"));
+    assert_eq!(first_send_rid(&offer).as_deref(), Some("0"));
+    let (s, answer) =
+        WhipSession::accept(&offer, &session_config(), &[server_addr()], Instant::now()).unwrap();
+    assert!(s.has_video() && s.has_audio());
+    assert_eq!(s.video_rid, Some(Rid::from("0")));
+    assert!(answer.contains("a=simulcast:recv 0;1;2"), "{answer}");
+    assert!(SdpAnswer::from_sdp_string(&answer).is_ok());
+    // Paused layers and alternatives; no simulcast at all.
+    assert_eq!(
+        first_send_rid("m=video 9 X 96\r\na=simulcast:send ~h;m,l\r\n").as_deref(),
+        Some("m")
+    );
+    assert_eq!(first_send_rid(OBS_OFFER), None);
+    assert_eq!(
+        first_send_rid("m=audio 9 X 1\r\na=simulcast:send a;b\r\n"),
+        None
+    );
+}
+
+#[test]
+fn simulcast_layers_other_than_the_first_are_left_out() {
+    let (video, audio) = units();
+    let mut pair = Pair::build(session_config(), RtpCodec::H264, Some(&["0", "1"]));
+    pair.connect();
+    let n = 30;
+    // Layer 1 carries the same pictures 1 ms later: were it taken, every frame would come twice.
+    for (i, (v, _)) in video.iter().take(n).enumerate() {
+        let now = pair.now;
+        let (mid, pt) = (pair.video, pair.video_pt);
+        for (rid, shift) in [("0", 0), ("1", 1)] {
+            let t = MediaTime::new((v.pts_ms + shift) * 90, Frequency::NINETY_KHZ);
+            pair.client
+                .writer(mid)
+                .unwrap()
+                .rid(Rid::from(rid))
+                .write(pt, now, t, v.data.to_vec())
+                .unwrap();
+            pair.shuttle();
+        }
+        if let Some(a) = audio.get(i) {
+            pair.write(a, now);
+        }
+        pair.now += Duration::from_millis(40);
+        pair.tick();
+    }
+    pair.run_for(Duration::from_millis(300));
+    assert_bit_for_bit(&pair, &video, n);
+    let st = pair.server.stats();
+    assert!(st.other_layer_frames >= n as u64 - 2, "{st:?}");
 }

@@ -154,8 +154,18 @@ async function openPublish(query) {
 const PUB = () => Object.assign({}, window.rtmpdState.publish, { status: document.getElementById("status").textContent });
 
 browserTest("publish.html publishes the fake camera for 10 s: HTTP-FLV and every recording decode with its frames", async () => {
-  const key = "live/cam";
-  const { page, errors } = await openPublish({ app: "live", stream: "cam", source: "camera+mic", size: "640x360", fps: String(FPS), bitrate: "1000" });
+  await publishTenSeconds({ stream: "cam", codec: "h264", expect: /H264/i });
+});
+
+// AV1 chosen on the page (setCodecPreferences puts it first): rtmpd depacketizes it into Enhanced RTMP av01
+// frames with the av1C record from the sequence header; the same outputs decode with the same frames.
+browserTest("publish.html publishes AV1 when chosen: HTTP-FLV and every recording decode with its frames", async () => {
+  await publishTenSeconds({ stream: "cam-av1", codec: "av1", expect: /AV1/i });
+});
+
+async function publishTenSeconds({ stream, codec, expect }) {
+  const key = "live/" + stream;
+  const { page, errors } = await openPublish({ app: "live", stream, source: "camera+mic", size: "640x360", fps: String(FPS), bitrate: "1000", codec });
   // The home page links here, and the header has it.
   await page.fill("#token", "sesame");
   await page.click("#start");
@@ -168,10 +178,10 @@ browserTest("publish.html publishes the fake camera for 10 s: HTTP-FLV and every
     assert.fail(`publish.html did not go live: ${JSON.stringify(await page.evaluate(PUB))}; ${errors.join("; ")}\n${serverLog.slice(-3000)}`);
   }
   const startedAt = Date.now();
-  assert.match(pub.codec || "", /H264/i, "the page prefers H.264");
+  assert.match(pub.codec || "", expect, `the page sends ${codec}`);
   const s = await waitFor("the stream in /api/streams", () => live(key), 10000);
   // FFmpeg reads HTTP-FLV from now until the stream ends.
-  const flvOut = path.join(tmp, "httpflv.flv");
+  const flvOut = path.join(tmp, `httpflv-${stream}.flv`);
   const reader = startChild(FFMPEG9, ["-nostdin", "-hide_banner", "-v", "error", "-i", `${origin}/${key}.flv`,
     "-c", "copy", "-f", "flv", "-y", flvOut], "http-flv reader");
   // A WebRTC viewer of the browser's stream keeps getting frames (not just the cached GOP: a WHIP
@@ -194,7 +204,7 @@ browserTest("publish.html publishes the fake camera for 10 s: HTTP-FLV and every
   await sleep(SECONDS * 1000 - (Date.now() - startedAt));
   const before = await page.evaluate(PUB);
   assert.ok(await page.isVisible("#live"), "the LIVE badge shows while live");
-  await page.screenshot({ path: path.join(ARTIFACTS, "publish-live.png") });
+  await page.screenshot({ path: path.join(ARTIFACTS, `publish-live-${codec}.png`) });
   await page.click("#stop");
   await page.waitForFunction(() => window.rtmpdState.publish.state !== "live", null, { timeout: 5000 });
   const after = await page.evaluate(PUB);
@@ -207,7 +217,7 @@ browserTest("publish.html publishes the fake camera for 10 s: HTTP-FLV and every
   assert.deepEqual(errors, [], "no page errors");
 
   const sent = after.framesEncoded || before.framesEncoded;
-  console.log(`# publish.html: ${sent} frames encoded (${pub.codec} ${pub.width}x${pub.height}), api video ${JSON.stringify(s.video || null)}`);
+  console.log(`# publish.html (${codec}): ${sent} frames encoded (${pub.codec} ${pub.width}x${pub.height}), api video ${JSON.stringify(s.video || null)}`);
   // The fake camera runs at the asked rate, but a loaded 2-core machine makes the encoder skip some.
   assert.ok(sent >= SECONDS * FPS * 0.6, `the fake camera gave ${sent} frames in ${SECONDS} s at ${FPS} fps`);
 
@@ -230,7 +240,7 @@ browserTest("publish.html publishes the fake camera for 10 s: HTTP-FLV and every
     assert.equal(d.errors, "", `${what}: decode errors`);
     assert.ok(d.frames >= sent * share && d.frames <= sent + FPS, `${what}: ${d.frames} frames, ${sent} sent`);
   }
-});
+}
 
 browserTest("publish.html says why it cannot go live: a wrong token, a second publisher", async () => {
   const wrong = await openPublish({ app: "live", stream: "twice", source: "clock", size: "640x360", fps: "25" });

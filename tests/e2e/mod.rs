@@ -37,3 +37,4 @@ mod upload;
 mod webrtc;
 mod webrtc_attacks;
 mod whip;
+mod whip_tcp;
