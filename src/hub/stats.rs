@@ -22,6 +22,8 @@ pub struct StreamStats {
     pub meta: MetaInfo,
     /// The latest `onMetaData` frame as relayed.
     pub metadata: Option<Frame>,
+    /// The video sequence header in force (its picture size when no metadata says it: WHIP, SRT).
+    pub video_config: Option<Frame>,
     pub viewers_rtmp: usize,
     pub viewers_http_flv: usize,
     pub viewers_ws_flv: usize,
@@ -63,6 +65,7 @@ impl Hub {
                 audio_codec: s.audio_codec,
                 meta: s.meta.clone(),
                 metadata: s.cache.meta.as_ref().map(|c| c.frame.clone()),
+                video_config: s.cache.video_config.as_ref().map(|c| c.frame.clone()),
                 viewers_rtmp: 0,
                 viewers_http_flv: 0,
                 viewers_ws_flv: 0,

@@ -63,10 +63,22 @@ struct Video {
 
 impl Video {
     fn of(s: &StreamStats) -> Option<Video> {
+        // The metadata's size, else the sequence header's (publishers without onMetaData: WHIP, SRT).
+        let from_config = || {
+            let f = s.video_config.as_ref()?;
+            let config =
+                crate::mux::fmp4::track_config(f, &bytes::Bytes::copy_from_slice(f.payload()))?;
+            let (w, h) = config.dimensions();
+            (w > 0 && h > 0).then_some((f64::from(w), f64::from(h)))
+        };
+        let (width, height) = match (s.meta.width, s.meta.height) {
+            (Some(w), Some(h)) => (Some(w), Some(h)),
+            _ => from_config().map_or((None, None), |(w, h)| (Some(w), Some(h))),
+        };
         s.video_codec.map(|c| Video {
             codec: codec_name(c),
-            width: whole(s.meta.width),
-            height: whole(s.meta.height),
+            width: whole(width),
+            height: whole(height),
             fps: whole(s.meta.framerate),
         })
     }

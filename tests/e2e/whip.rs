@@ -183,6 +183,20 @@ fn ffmpeg9_whip_publish_reaches_rtmp_http_flv_hls_and_every_recording() {
     assert!(server
         .wait_for_log("live/w: WHIP publisher", Duration::from_secs(10))
         .is_some_and(|l| l.contains("connected in")));
+    // No onMetaData over WHIP: /api/streams takes the picture size from the SPS.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let api: serde_json::Value = serde_json::from_slice(
+            &http_get(server.http, "/api/streams", Duration::from_secs(5)).body,
+        )
+        .unwrap();
+        let video = &api["streams"][0]["video"];
+        if video["width"] == 640 && video["height"] == 360 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "/api/streams: {api}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     // A reader from the first GOP to the end: the source's frames within one GOP.
     let flv = server.http_url("live/w.flv");
     let whole = std::thread::spawn(move || count_video_frames(&flv, Duration::from_secs(60)));
