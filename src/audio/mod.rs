@@ -5,6 +5,7 @@
 //! The codecs are pure Rust (rusty_aac, opus-rs; docs/codecs.md says why).
 
 pub mod aac_opus;
+pub mod aac_worker;
 pub mod opus_aac;
 pub mod resample;
 #[cfg(test)]

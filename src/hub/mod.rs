@@ -18,6 +18,7 @@
 //! `edge_written`, see `edge`) ->
 //! on end, push the end marker, flush, close, `remove_viewer`.
 
+pub mod bridge;
 pub mod cache;
 mod edge;
 pub mod packet;
@@ -157,6 +158,8 @@ pub struct FrameOutcome<'a> {
 struct Slot {
     stream: Stream,
     readers: Vec<Box<dyn Reader>>,
+    /// The Opus to AAC bridge of an Opus stream (`bridge`), for its publish session.
+    bridge: Option<Box<dyn bridge::AudioBridge>>,
     generation: u64,
 }
 
@@ -193,6 +196,8 @@ pub struct Hub {
     /// Script frames over `MAX_METADATA_BYTES`, dropped.
     metadata_dropped: u64,
     reader_frames_dropped: u64,
+    /// Starts an Opus stream's audio bridge (`set_bridge_factory`); none in tests and gateways.
+    bridge_factory: Option<bridge::BridgeFactory>,
 }
 
 impl Hub {
@@ -211,6 +216,42 @@ impl Hub {
             slow_disconnects: 0,
             metadata_dropped: 0,
             reader_frames_dropped: 0,
+            bridge_factory: None,
+        }
+    }
+
+    /// How Opus streams get their audio bridge (to AAC, for the viewers that cannot take
+    /// Opus); without one, every viewer gets the Opus.
+    pub fn set_bridge_factory(&mut self, f: bridge::BridgeFactory) {
+        self.bridge_factory = Some(f);
+    }
+
+    /// The AAC frames the streams' audio bridges made since the last call, fanned out to
+    /// their viewers like a publisher's frames (call when the bridges' workers woke the loop).
+    pub fn poll_bridges(&mut self, now_ms: u64) -> FrameOutcome<'_> {
+        self.flush.clear();
+        self.too_slow.clear();
+        self.too_slow.append(&mut self.late_slow);
+        let bridged: Vec<usize> = self
+            .streams
+            .iter()
+            .filter(|(_, s)| s.bridge.is_some())
+            .map(|(i, _)| i)
+            .collect();
+        for i in bridged {
+            // Bounded per call by what the bridge's queue holds.
+            while let Some(mut frame) = self.streams[i].bridge.as_mut().and_then(|b| b.poll()) {
+                frame.bridged = true;
+                let stream = &self.streams[i].stream;
+                let resume = !stream.seen_video && !frame.config;
+                self.fan_out(i, frame, resume, false, now_ms);
+            }
+        }
+        FrameOutcome {
+            accepted: true,
+            flush: &self.flush,
+            too_slow: &self.too_slow,
+            hold_publisher: false,
         }
     }
 
@@ -224,6 +265,7 @@ impl Hub {
         let i = self.streams.insert(Slot {
             stream: Stream::new(key.clone(), self.config.cache_limits()),
             readers: Vec::new(),
+            bridge: None,
             generation,
         });
         self.index.insert(key.clone(), i);
@@ -373,7 +415,8 @@ impl Hub {
                 now_ms.saturating_sub(old.last_ms)
             );
             stream.reset_media();
-            // The old session's recordings end with it; the newcomer opens its own.
+            // The old session's recordings and bridge end with it; the newcomer opens its own.
+            slot.bridge = None;
             for r in slot.readers.drain(..) {
                 self.reader_frames_dropped += r.frames_dropped();
             }
@@ -502,7 +545,6 @@ impl Hub {
         // The one ingest normaliser: stream time, discontinuity, the timestamp players get, and
         // `onMetaData` without `@setDataFrame`.
         stream.clock.normalise(&mut frame);
-        let time = frame.time;
         let mut is_metadata = false;
         match frame.track {
             Track::Meta => {
@@ -529,6 +571,19 @@ impl Hub {
                 stream.seen_media |= !frame.config;
             }
         }
+        // An Opus stream's audio goes to its bridge too (started with the first OpusHead);
+        // another codec on the default track ends the bridge.
+        if frame.track == Track::Audio && frame.track_id == 0 {
+            if frame.codec != crate::media::Codec::Opus {
+                slot.bridge = None;
+            } else if frame.config && slot.bridge.is_none() {
+                slot.bridge = self.bridge_factory.as_mut().and_then(|f| f(&stream.key));
+            }
+            stream.tracks.bridged = slot.bridge.is_some();
+            if let Some(b) = &mut slot.bridge {
+                b.push(&frame);
+            }
+        }
         stream.health.on_frame(&frame, now_ms);
         if let Some((id, _)) = frame.other_track_config() {
             stream.tracks.add(frame.track, id);
@@ -538,6 +593,25 @@ impl Hub {
             Track::Audio => !stream.seen_video && !frame.config,
             Track::Meta => false,
         };
+        let hold = self.fan_out(h.index, frame, resume, is_metadata, now_ms);
+        (true, hold)
+    }
+
+    /// A normalised frame (a publisher's, or its bridge's AAC) to the stream's viewers, readers
+    /// and cache, and the waiting viewers started. True when a reader asks to hold the
+    /// publisher. Bridged frames skip the readers: recorders take the published audio.
+    fn fan_out(
+        &mut self,
+        index: usize,
+        frame: Frame,
+        resume: bool,
+        is_metadata: bool,
+        now_ms: u64,
+    ) -> bool {
+        let slot = &mut self.streams[index];
+        let stream = &mut slot.stream;
+        let key = &stream.key;
+        let time = frame.time;
 
         // Serialise once per form in use.
         stream.scratch.clear();
@@ -589,7 +663,7 @@ impl Hub {
         // Then to the readers (recorders), in the same order the players got it.
         let mut hold = false;
         let mut gone = false;
-        for r in &mut slot.readers {
+        for r in slot.readers.iter_mut().filter(|_| !frame.bridged) {
             match r.deliver(&frame) {
                 ReaderState::Behind => hold = true,
                 ReaderState::Gone => gone = true,
@@ -641,7 +715,7 @@ impl Hub {
                 }
             }
         }
-        (true, hold)
+        hold
     }
 
     /// A new viewer of `key` in `form`; `token` is the server's connection token. Returns its

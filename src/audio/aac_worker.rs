@@ -1,0 +1,184 @@
+//! One Opus stream's Opus to AAC bridge on a thread of its own (the pattern of `worker`, the
+//! other direction): the loop hands the stream's Opus frames over and takes AAC frames back,
+//! both through bounded queues, and never waits. Over either bound a frame is dropped and
+//! counted (the AAC viewers then hear a gap; their video plays on). The thread ends when its
+//! `AacBridge` is dropped (the publish ended, or the stream's audio stopped being Opus).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::Arc;
+use std::thread;
+
+use bytes::Bytes;
+use log::{debug, warn};
+
+use super::aac_opus::BridgeError;
+use super::opus_aac::{AacPacket, OpusToAac};
+use super::worker::Wake;
+use crate::hub::bridge::AudioBridge;
+use crate::media::frame::{Codec, Frame, Track, TAG_AUDIO};
+
+/// Opus frames queued for the worker: 1.3 s of 20 ms packets.
+pub const IN_QUEUE: usize = 64;
+/// AAC frames queued for the loop: 2.7 s at 48 kHz (the encoder hands over 13 at a time).
+pub const OUT_QUEUE: usize = 128;
+
+/// Counters both sides update.
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// Opus frames the loop could not queue (the worker was behind).
+    pub dropped_in: AtomicU64,
+    /// AAC frames the worker could not queue (the loop was behind).
+    pub dropped_out: AtomicU64,
+    /// Frames the worker has finished (their AAC is queued by then).
+    pub frames_in: AtomicU64,
+    pub frames_out: AtomicU64,
+    pub decode_errors: AtomicU64,
+    /// The thread runs (set before `start` returns, cleared as it ends).
+    pub alive: AtomicBool,
+}
+
+/// The loop's handle on one stream's Opus to AAC thread.
+pub struct AacBridge {
+    tx: SyncSender<Frame>,
+    rx: Receiver<Frame>,
+    shared: Arc<Shared>,
+}
+
+impl AacBridge {
+    /// Starts the thread; `name` (the stream) goes into its log lines; `bitrate` is
+    /// `--aac-bitrate` in bits per second.
+    pub fn start(name: String, bitrate: u32, wake: Wake) -> std::io::Result<AacBridge> {
+        let (tx, jobs) = mpsc::sync_channel::<Frame>(IN_QUEUE);
+        let (results, rx) = mpsc::sync_channel::<Frame>(OUT_QUEUE);
+        let shared = Arc::new(Shared::default());
+        shared.alive.store(true, Ordering::SeqCst);
+        let sh = shared.clone();
+        thread::Builder::new()
+            .name("audio-bridge-aac".into())
+            .spawn(move || {
+                run(name, bitrate, jobs, results, &sh, wake);
+                sh.alive.store(false, Ordering::SeqCst);
+            })?;
+        Ok(AacBridge { tx, rx, shared })
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+}
+
+impl AudioBridge for AacBridge {
+    /// Takes Opus configuration and coded frames of the default track; anything else is
+    /// ignored. False when the queue was full: the frame is dropped and counted.
+    fn push(&mut self, frame: &Frame) -> bool {
+        if frame.track != Track::Audio || frame.codec != Codec::Opus || frame.track_id != 0 {
+            return true;
+        }
+        match self.tx.try_send(frame.clone()) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.shared.dropped_in.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    fn poll(&mut self) -> Option<Frame> {
+        match self.rx.try_recv() {
+            Ok(f) => Some(f),
+            Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => None,
+        }
+    }
+}
+
+/// An AAC FLV tag body (legacy sound format 10: AAC, "44 kHz", 16-bit, stereo, as every
+/// muxer writes it; the AudioSpecificConfig tells the real rate and channels) as a bridged
+/// frame at stream time `time` (`dts` the player timestamp).
+fn aac_frame(config: bool, payload: &[u8], time: u64, dts: u32) -> Option<Frame> {
+    let mut data = Vec::with_capacity(2 + payload.len());
+    data.extend_from_slice(&[0xAF, u8::from(!config)]);
+    data.extend_from_slice(payload);
+    let mut f = Frame::parse(TAG_AUDIO, dts, Bytes::from(data))?;
+    f.time = time;
+    f.bridged = true;
+    Some(f)
+}
+
+fn run(
+    name: String,
+    bitrate: u32,
+    jobs: Receiver<Frame>,
+    results: SyncSender<Frame>,
+    shared: &Shared,
+    wake: Wake,
+) {
+    debug!("{name}: audio bridge (Opus to AAC) started");
+    let mut bridge = OpusToAac::new(bitrate);
+    let mut out: Vec<AacPacket> = Vec::new();
+    // The AAC sequence header goes out before the first AAC frame after each OpusHead.
+    let mut header_due = false;
+    let mut warned = false;
+    while let Ok(frame) = jobs.recv() {
+        let payload = frame.payload();
+        // Player timestamp minus stream time of the input (they differ after the normaliser
+        // bridged a publisher's clock jump), applied to the output.
+        let dts_offset = i64::from(frame.dts) - frame.time as i64;
+        let result = if frame.config {
+            header_due = true;
+            crate::contain::run(|| bridge.configure(payload))
+        } else {
+            crate::contain::run(|| bridge.push(payload, frame.time, frame.discontinuity, &mut out))
+        };
+        match result {
+            Ok(Ok(())) | Ok(Err(BridgeError::NoConfig)) => {}
+            Ok(Err(e)) => {
+                shared.decode_errors.fetch_add(1, Ordering::Relaxed);
+                if !warned {
+                    warn!("{name}: audio bridge (Opus to AAC): {e} (further failures are counted)");
+                    warned = true;
+                }
+            }
+            Err(panic) => {
+                // The codec library panicked: keep the configuration, start the coding over.
+                warn!("{name}: audio bridge (Opus to AAC): the codec failed ({panic}); restarting it");
+                bridge.restart();
+                out.clear();
+            }
+        }
+        if out.is_empty() {
+            shared.frames_in.fetch_add(1, Ordering::SeqCst);
+            continue;
+        }
+        let mut frames = Vec::with_capacity(out.len() + 1);
+        if header_due {
+            if let Some(asc) = bridge.audio_specific_config() {
+                let t = out[0].time_ms;
+                frames.extend(aac_frame(true, &asc, t, dts(t, dts_offset)));
+                header_due = false;
+            }
+        }
+        for p in out.drain(..) {
+            frames.extend(aac_frame(false, &p.data, p.time_ms, dts(p.time_ms, dts_offset)));
+        }
+        for f in frames {
+            match results.try_send(f) {
+                Ok(()) => {
+                    shared.frames_out.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(TrySendError::Full(_)) => {
+                    shared.dropped_out.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(TrySendError::Disconnected(_)) => return,
+            }
+        }
+        shared.frames_in.fetch_add(1, Ordering::SeqCst);
+        wake();
+    }
+    debug!("{name}: audio bridge (Opus to AAC) stopped");
+}
+
+/// The player timestamp of stream time `t` (32-bit, wrapping, like every RTMP timestamp).
+fn dts(t: u64, offset: i64) -> u32 {
+    (t as i64).wrapping_add(offset) as u32
+}
