@@ -16,6 +16,7 @@ use super::aac_opus::BridgeError;
 use super::opus_aac::{AacPacket, OpusToAac};
 use super::worker::Wake;
 use crate::hub::bridge::AudioBridge;
+use crate::media::enhanced::PacketType;
 use crate::media::frame::{Codec, Frame, Track, TAG_AUDIO};
 
 /// Opus frames queued for the worker: 1.3 s of 20 ms packets.
@@ -73,6 +74,18 @@ impl AudioBridge for AacBridge {
     /// ignored. False when the queue was full: the frame is dropped and counted.
     fn push(&mut self, frame: &Frame) -> bool {
         if frame.track != Track::Audio || frame.codec != Codec::Opus || frame.track_id != 0 {
+            return true;
+        }
+        // The OpusHead and the packets; not the channel layout (MultichannelConfig) that
+        // FFmpeg sends after the OpusHead, nor a sequence end.
+        let kind = frame
+            .enhanced()
+            .and_then(|t| t.first)
+            .map(|t| t.packet_type);
+        if !matches!(
+            kind,
+            Some(PacketType::SequenceStart | PacketType::CodedFrames)
+        ) {
             return true;
         }
         match self.tx.try_send(frame.clone()) {
@@ -141,7 +154,9 @@ fn run(
             }
             Err(panic) => {
                 // The codec library panicked: keep the configuration, start the coding over.
-                warn!("{name}: audio bridge (Opus to AAC): the codec failed ({panic}); restarting it");
+                warn!(
+                    "{name}: audio bridge (Opus to AAC): the codec failed ({panic}); restarting it"
+                );
                 bridge.restart();
                 out.clear();
             }
@@ -159,7 +174,12 @@ fn run(
             }
         }
         for p in out.drain(..) {
-            frames.extend(aac_frame(false, &p.data, p.time_ms, dts(p.time_ms, dts_offset)));
+            frames.extend(aac_frame(
+                false,
+                &p.data,
+                p.time_ms,
+                dts(p.time_ms, dts_offset),
+            ));
         }
         for f in frames {
             match results.try_send(f) {
