@@ -394,7 +394,10 @@ mod tests {
     #[test]
     fn packets_are_memoised_per_form() {
         let mut k = vkey(0);
-        let form = OutputForm::WsFlv { track: 0 };
+        let form = OutputForm::WsFlv {
+            track: 0,
+            aac: false,
+        };
         let a = k.packet(form, &TrackSet::default()).unwrap();
         let b = k.packet(form, &TrackSet::default()).unwrap();
         assert!(Arc::ptr_eq(&a, &b));
@@ -403,6 +406,7 @@ mod tests {
                 OutputForm::HttpFlv {
                     chunked: false,
                     track: 0,
+                    aac: false,
                 },
                 &TrackSet::default(),
             )

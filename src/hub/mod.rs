@@ -1082,10 +1082,12 @@ mod tests {
     const FLV: OutputForm = OutputForm::HttpFlv {
         chunked: false,
         track: 0,
+        aac: false,
     };
     const RTMP: OutputForm = OutputForm::Rtmp {
         chunk_size: 4096,
         stream_id: 1,
+        aac: false,
     };
 
     fn key() -> StreamKey {
@@ -1535,6 +1537,7 @@ mod tests {
         let form = |track| OutputForm::HttpFlv {
             chunked: false,
             track,
+            aac: false,
         };
         let (one, _) = hub.add_viewer(&key(), form(1), 7, 0);
         let (absent, _) = hub.add_viewer(&key(), form(5), 8, 0);

@@ -389,7 +389,11 @@ mod tests {
     }
 
     const fn flv(chunked: bool) -> OutputForm {
-        OutputForm::HttpFlv { chunked, track: 0 }
+        OutputForm::HttpFlv {
+            chunked,
+            track: 0,
+            aac: false,
+        }
     }
 
     fn video(dts: u32, len: usize) -> Frame {
@@ -435,7 +439,10 @@ mod tests {
         ] {
             let f = video(0, payload - 15);
             let p = Packet::new(
-                OutputForm::WsFlv { track: 0 },
+                OutputForm::WsFlv {
+                    track: 0,
+                    aac: false,
+                },
                 &f,
                 &TrackSet::default(),
                 0,
@@ -460,12 +467,21 @@ mod tests {
         want.extend_from_slice(&flv::file_header(false, true));
         want.extend_from_slice(b"\r\n");
         assert_eq!(&chunked[..], &want[..]);
-        let ws = flv_file_header(OutputForm::WsFlv { track: 0 }, true, true).unwrap();
+        let ws = flv_file_header(
+            OutputForm::WsFlv {
+                track: 0,
+                aac: false,
+            },
+            true,
+            true,
+        )
+        .unwrap();
         assert_eq!(&ws[..2], &[0x82, 13]);
         assert_eq!(&ws[2..], &flv::file_header(true, true)[..]);
         let rtmp = OutputForm::Rtmp {
             chunk_size: 128,
             stream_id: 1,
+            aac: false,
         };
         assert!(flv_file_header(rtmp, true, true).is_none());
     }
@@ -473,10 +489,14 @@ mod tests {
     const FORMS: [OutputForm; 4] = [
         flv(false),
         flv(true),
-        OutputForm::WsFlv { track: 0 },
+        OutputForm::WsFlv {
+            track: 0,
+            aac: false,
+        },
         OutputForm::Rtmp {
             chunk_size: 4096,
             stream_id: 1,
+            aac: false,
         },
     ];
 
@@ -548,6 +568,7 @@ mod tests {
             OutputForm::Rtmp {
                 chunk_size: 128,
                 stream_id: 1,
+                aac: false,
             },
             &f,
             &TrackSet::default(),
@@ -572,6 +593,7 @@ mod tests {
             OutputForm::Rtmp {
                 chunk_size: 128,
                 stream_id: 1,
+                aac: false,
             },
             &f,
             &TrackSet::default(),
@@ -599,6 +621,7 @@ mod tests {
         let form = OutputForm::Rtmp {
             chunk_size: 128,
             stream_id: 1,
+            aac: false,
         };
         let mut wire = BytesMut::new();
         for f in &frames {
