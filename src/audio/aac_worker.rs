@@ -202,3 +202,103 @@ fn run(
 fn dts(t: u64, offset: i64) -> u32 {
     (t as i64).wrapping_add(offset) as u32
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::opus::OpusHead;
+    use std::time::{Duration, Instant};
+
+    /// An Enhanced RTMP Opus tag body (`Opus` FourCC) at `dts`, its stream time `time`.
+    fn opus_frame(config: bool, payload: &[u8], dts: u32, time: u64) -> Frame {
+        let mut data = vec![0x90 | u8::from(!config)];
+        data.extend_from_slice(b"Opus");
+        data.extend_from_slice(payload);
+        let mut f = Frame::parse(TAG_AUDIO, dts, Bytes::from(data)).unwrap();
+        f.time = time;
+        f
+    }
+
+    fn wait(what: &str, mut done: impl FnMut() -> bool) {
+        let until = Instant::now() + Duration::from_secs(30);
+        while !done() {
+            assert!(Instant::now() < until, "{what}");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    #[test]
+    fn opus_frames_come_back_as_a_sequence_header_then_timed_aac_and_the_thread_ends() {
+        let mut enc = opus_rs::OpusEncoder::new(48_000, 2, opus_rs::Application::Audio).unwrap();
+        enc.bitrate_bps = 128_000;
+        let head = OpusHead {
+            channels: 2,
+            pre_skip: crate::audio::aac_opus::OPUS_LOOKAHEAD as u16,
+            input_sample_rate: 48_000,
+            output_gain: 0,
+            mapping_family: 0,
+            stream_count: 1,
+            coupled_count: 1,
+            mapping: Vec::new(),
+        };
+        let mut b = AacBridge::start("test/aac".into(), 128_000, Arc::new(|| {})).unwrap();
+        // The player timestamps run 1000 ms behind the stream time (a bridged clock jump).
+        let base = 5_000u64;
+        assert!(b.push(&opus_frame(true, &head.to_id_header(), 4_000, base)));
+        // MultichannelConfig (as FFmpeg sends it): not the bridge's.
+        let mut mc = opus_frame(true, &[], 4_000, base);
+        mc.data = Bytes::from_static(b"\x94Opus\x01\x02\x00\x00\x00\x03");
+        assert!(b.push(&mc));
+        let mut buf = [0u8; 1500];
+        let pcm: Vec<f32> = (0..960 * 2)
+            .map(|i| ((i / 2) as f32 * 0.13).sin() * 0.2)
+            .collect();
+        let n = 50; // 1 s
+        for k in 0..n {
+            let len = enc.encode(&pcm, 960, &mut buf).unwrap();
+            let t = base + 20 * k;
+            // Waits for room rather than dropping: this test is about what comes out.
+            wait("room in the queue", || {
+                b.shared().dropped_in.load(Ordering::SeqCst) == 0
+            });
+            assert!(b.push(&opus_frame(false, &buf[..len], (t - 1000) as u32, t)));
+            let sh = b.shared().clone();
+            wait("the worker keeps up", || {
+                sh.frames_in.load(Ordering::SeqCst) + (IN_QUEUE as u64) > k + 2
+            });
+        }
+        let sh = b.shared().clone();
+        wait("the worker takes every frame", || {
+            sh.frames_in.load(Ordering::SeqCst) == n + 1
+        });
+        let mut out = Vec::new();
+        while let Some(f) = b.poll() {
+            out.push(f);
+        }
+        assert!(out.len() > 30, "{} AAC frames from 1 s", out.len());
+        assert!(out.iter().all(|f| f.bridged && f.codec == Codec::Aac));
+        assert!(out[0].config, "the sequence header first");
+        assert!(out[1..].iter().all(|f| !f.config));
+        assert_eq!(
+            out[0].payload(),
+            &rusty_aac::audio_specific_config_bytes(48_000, 2)[..]
+        );
+        for f in &out {
+            assert_eq!(
+                f.dts as u64 + 1000,
+                f.time,
+                "player time follows the input's"
+            );
+            // The first access unit is the encoder's priming frame, one frame before the
+            // first sample (`opus_aac`): its time may precede the input's by 21 ms.
+            assert!(f.time + 22 >= base && f.time < base + 1000, "{}", f.time);
+        }
+        for w in out[1..].windows(2) {
+            let d = w[1].time - w[0].time;
+            assert!((21..=22).contains(&d), "{} -> {}", w[0].time, w[1].time);
+        }
+        assert_eq!(sh.decode_errors.load(Ordering::SeqCst), 0);
+        drop(b);
+        wait("the thread ends", || !sh.alive.load(Ordering::SeqCst));
+    }
+}

@@ -2241,4 +2241,105 @@ mod tests {
             write_some(&mut hub, b, usize::MAX)
         );
     }
+
+    #[test]
+    fn an_opus_streams_bridged_aac_reaches_the_aac_viewers_and_only_them() {
+        use std::cell::RefCell;
+        use std::collections::VecDeque;
+        use std::rc::Rc;
+        type Q = Rc<RefCell<VecDeque<Frame>>>;
+        struct Fake {
+            pushed: Q,
+            made: Q,
+        }
+        impl bridge::AudioBridge for Fake {
+            fn push(&mut self, f: &Frame) -> bool {
+                self.pushed.borrow_mut().push_back(f.clone());
+                true
+            }
+            fn poll(&mut self) -> Option<Frame> {
+                self.made.borrow_mut().pop_front()
+            }
+        }
+        let (pushed, made): (Q, Q) = Default::default();
+        let mut hub = Hub::new(HubConfig::default());
+        let (p, m) = (pushed.clone(), made.clone());
+        let mut started = 0;
+        hub.set_bridge_factory(Box::new(move |_| {
+            started += 1;
+            assert_eq!(started, 1, "one bridge per stream");
+            Some(Box::new(Fake {
+                pushed: p.clone(),
+                made: m.clone(),
+            }))
+        }));
+        hub.publish(&key(), 1, 0).unwrap();
+        let flv = |aac| OutputForm::HttpFlv {
+            chunked: false,
+            track: 0,
+            aac,
+        };
+        let (aac, _) = hub.add_viewer(&key(), flv(true), 7, 0);
+        let (opus, _) = hub.add_viewer(&key(), flv(false), 8, 0);
+        for id in [aac, opus] {
+            hub.start_viewer(id);
+        }
+        let head = frame(TAG_AUDIO, 0, b"\x90OpusOpusHead\x01\x02\x38\x01".to_vec());
+        let packet = |t| frame(TAG_AUDIO, t, b"\x91Opus\xfc\xff\xfe".to_vec());
+        // What the worker would hand back: an AAC sequence header, then AAC frames.
+        let aac_frame = |t, cfg: bool| frame(TAG_AUDIO, t, vec![0xaf, u8::from(!cfg), 0x11, 0x90]);
+        send(&mut hub, vseq(0));
+        send(&mut hub, head.clone());
+        send(&mut hub, vkey(0));
+        for t in [20, 40, 60] {
+            send(&mut hub, packet(t));
+        }
+        let audio_of = |hub: &mut Hub, id, first| -> Vec<Vec<u8>> {
+            parse_flv(&drain(hub, id), first)
+                .1
+                .into_iter()
+                .filter(|t| t.tag == TAG_AUDIO)
+                .map(|t| t.body)
+                .collect()
+        };
+        // Before the bridge's AAC: the Opus viewer got the Opus, the AAC viewer no audio.
+        let a = audio_of(&mut hub, aac, true);
+        assert!(a.is_empty(), "{a:?}");
+        let o = audio_of(&mut hub, opus, true);
+        assert_eq!(o.len(), 4, "{o:?}");
+        assert!(o.iter().all(|b| b[0] >> 4 == 9), "{o:?}");
+        let got: Vec<u32> = pushed.borrow().iter().map(|f| f.dts).collect();
+        assert_eq!(
+            got,
+            vec![0, 20, 40, 60],
+            "the bridge gets the Opus in order"
+        );
+        // In stream time, from the input's (the normaliser's, not the publisher's).
+        let base = pushed.borrow()[0].time;
+        made.borrow_mut()
+            .extend([(0, true), (0, false), (21, false)].map(|(t, cfg)| Frame {
+                time: base + t as u64,
+                ..aac_frame(t, cfg)
+            }));
+        let out = hub.poll_bridges(0);
+        assert_eq!(out.flush, &[aac][..]);
+        // The AAC viewer gets the AAC, the Opus viewer nothing of it.
+        let a = audio_of(&mut hub, aac, false);
+        assert_eq!(a.len(), 3, "{a:?}");
+        assert!(a.iter().all(|b| b[0] == 0xaf), "{a:?}");
+        assert_eq!(a[0][1], 0, "the AAC sequence header first");
+        assert!(audio_of(&mut hub, opus, false).is_empty());
+        // A late AAC joiner gets the bridged sequence header and the cached AAC, no Opus.
+        let (late, _) = hub.add_viewer(&key(), flv(true), 9, 0);
+        hub.start_viewer(late);
+        let l = audio_of(&mut hub, late, true);
+        assert!(!l.is_empty() && l.iter().all(|b| b[0] == 0xaf), "{l:?}");
+        assert_eq!(l[0][1], 0);
+        // The stream's audio stops being Opus: its bridge ends and the AAC viewers get the
+        // published AAC.
+        send(&mut hub, aseq(100));
+        send(&mut hub, audio(120));
+        assert!(hub.streams.iter().all(|(_, s)| s.bridge.is_none()));
+        assert_eq!(audio_of(&mut hub, aac, false).len(), 2);
+    }
 }
