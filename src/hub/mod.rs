@@ -599,7 +599,8 @@ impl Hub {
 
     /// A normalised frame (a publisher's, or its bridge's AAC) to the stream's viewers, readers
     /// and cache, and the waiting viewers started. True when a reader asks to hold the
-    /// publisher. Bridged frames skip the readers: recorders take the published audio.
+    /// publisher. Readers get bridged frames too (`Frame::bridged`: each decides; HLS takes
+    /// the AAC, the others ignore it).
     fn fan_out(
         &mut self,
         index: usize,
@@ -663,7 +664,7 @@ impl Hub {
         // Then to the readers (recorders), in the same order the players got it.
         let mut hold = false;
         let mut gone = false;
-        for r in slot.readers.iter_mut().filter(|_| !frame.bridged) {
+        for r in &mut slot.readers {
             match r.deliver(&frame) {
                 ReaderState::Behind => hold = true,
                 ReaderState::Gone => gone = true,

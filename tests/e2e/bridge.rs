@@ -2,7 +2,7 @@
 //! tone, Enhanced RTMP) to the real binary; Debian's FFmpeg 5.1, which cannot read Opus in FLV,
 //! plays the HTTP-FLV and the RTMP and decodes AAC with no error to the tone (frequency within
 //! 1%, level within 1 dB, no gap); an HTTP-FLV player asking `?audio=opus` gets the Opus as
-//! published. FFmpeg 9 comes from `tools/ffmpeg9/ffmpeg` or `$RTMPD_FFMPEG9`; without it (or
+//! published; the HLS recording is MPEG-TS with the AAC, and decodes to the same tone. FFmpeg 9 comes from `tools/ffmpeg9/ffmpeg` or `$RTMPD_FFMPEG9`; without it (or
 //! Debian's ffmpeg) the test skips, or fails when RTMPD_REQUIRE_TOOLS=1.
 
 use std::path::{Path, PathBuf};
@@ -89,7 +89,7 @@ fn tone_of(raw: &[u8]) -> Tone {
 }
 
 #[test]
-fn an_opus_publish_plays_as_aac_in_ffmpeg_5_over_http_flv_and_rtmp() {
+fn an_opus_publish_plays_as_aac_in_ffmpeg_5_over_http_flv_rtmp_and_hls() {
     let Some(ff9) = ffmpeg9() else {
         return;
     };
@@ -99,7 +99,7 @@ fn an_opus_publish_plays_as_aac_in_ffmpeg_5_over_http_flv_and_rtmp() {
     let srv = Server::start();
     let name = unique_stream("opus2aac");
     let key = format!("live/{name}");
-    let _publisher = publish_opus_tone(&ff9, &srv.rtmp_url(&key));
+    let mut publisher = publish_opus_tone(&ff9, &srv.rtmp_url(&key));
     let live = wait_until_live(srv.http, &format!("/{key}.flv"), Duration::from_secs(20));
     assert!(live, "the publisher never came: {:?}", srv.logs());
     assert!(
@@ -166,4 +166,48 @@ fn an_opus_publish_plays_as_aac_in_ffmpeg_5_over_http_flv_and_rtmp() {
             .any(|l| l.contains("Stream #0:") && l.contains("Audio: opus")),
         "?audio=opus did not get Opus:\n{err}"
     );
+
+    // The HLS recording is MPEG-TS with the bridge's AAC (the Opus alone would make it fMP4).
+    publisher.kill();
+    let done = srv.wait_for_log_where(
+        |l| l.contains(&format!("HLS recording of {key} ->")) && l.contains("finished"),
+        Duration::from_secs(30),
+    );
+    assert!(
+        done.is_some(),
+        "the HLS recording did not finish: {:?}",
+        srv.logs()
+    );
+    let hls = srv.data_dir.join("hls").join(&key);
+    let ts = std::fs::read_dir(&hls)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "ts")
+        })
+        .count();
+    assert!(ts > 0, "no .ts segments in {}", hls.display());
+    assert!(!hls.join("init.mp4").exists(), "fMP4 segments");
+    let out = dir.join("hls.raw");
+    let mut p = play_to_pcm(&hls.join("index.m3u8").display().to_string(), 30, &out);
+    let status = p.wait_or_panic(Duration::from_secs(60));
+    let err = p.stderr();
+    assert!(status.success(), "HLS: FFmpeg 5.1 failed:\n{err}");
+    let audio = err
+        .lines()
+        .find(|l| l.contains("Stream #0:") && l.contains("Audio:"))
+        .unwrap_or_else(|| panic!("HLS: no audio stream:\n{err}"));
+    assert!(audio.contains("Audio: aac (LC)"), "HLS: {audio}");
+    let t = tone_of(&std::fs::read(&out).unwrap());
+    eprintln!(
+        "opus2aac HLS (MPEG-TS, {ts} segments): {:.2} s of AAC, {:.2} Hz at {:.2} dBFS, quietest 10 ms {:.2} dBFS",
+        t.secs, t.freq, t.level, t.quietest
+    );
+    assert!(t.secs > 5.0, "HLS: {:.2} s of audio", t.secs);
+    assert!((t.freq - 1000.0).abs() < 10.0, "HLS: {} Hz", t.freq);
+    assert!((t.level + 24.08).abs() < 1.0, "HLS: {} dBFS", t.level);
+    assert!(t.quietest > -30.0, "HLS: a gap ({} dBFS)", t.quietest);
 }
