@@ -41,6 +41,8 @@ pub struct Shared {
 
 /// The loop's handle on one stream's Opus to AAC thread.
 pub struct AacBridge {
+    /// The stream, for the closing log line.
+    name: String,
     tx: SyncSender<Frame>,
     rx: Receiver<Frame>,
     shared: Arc<Shared>,
@@ -55,17 +57,44 @@ impl AacBridge {
         let shared = Arc::new(Shared::default());
         shared.alive.store(true, Ordering::SeqCst);
         let sh = shared.clone();
+        let n = name.clone();
         thread::Builder::new()
             .name("audio-bridge-aac".into())
             .spawn(move || {
-                run(name, bitrate, jobs, results, &sh, wake);
+                run(n, bitrate, jobs, results, &sh, wake);
                 sh.alive.store(false, Ordering::SeqCst);
             })?;
-        Ok(AacBridge { tx, rx, shared })
+        Ok(AacBridge {
+            name,
+            tx,
+            rx,
+            shared,
+        })
     }
 
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
+    }
+}
+
+impl Drop for AacBridge {
+    /// The bridge's account, in one line (a warning when its queues dropped frames).
+    fn drop(&mut self) {
+        let sh = &self.shared;
+        let dropped =
+            sh.dropped_in.load(Ordering::Relaxed) + sh.dropped_out.load(Ordering::Relaxed);
+        let line = format!(
+            "{}: audio bridge (Opus to AAC) ended: {} Opus frames in, {} AAC frames out, {dropped} dropped, {} failed",
+            self.name,
+            sh.frames_in.load(Ordering::Relaxed),
+            sh.frames_out.load(Ordering::Relaxed),
+            sh.decode_errors.load(Ordering::Relaxed),
+        );
+        if dropped > 0 {
+            warn!("{line}");
+        } else {
+            debug!("{line}");
+        }
     }
 }
 
