@@ -7,7 +7,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use rtmpd::media::frame::{Codec, Track};
 
 use crate::util::*;
 
@@ -120,6 +122,30 @@ fn an_opus_publish_plays_as_aac_in_ffmpeg_5_over_http_flv_rtmp_and_hls() {
         .iter()
         .map(|(_, url, out)| play_to_pcm(url, 6, out))
         .collect();
+    // RTMP players in Rust: one whose connect names Opus in fourCcList gets the Opus as
+    // published, a legacy one the AAC.
+    let rtmp_addr = srv.rtmp;
+    let rtmp_audio = |fourccs: Option<&'static [&'static str]>| {
+        let name = name.clone();
+        std::thread::spawn(move || {
+            let mut c = match fourccs {
+                Some(l) => RtmpClient::connect_enhanced(rtmp_addr, "live", RTMP_TIMEOUT, l),
+                None => RtmpClient::connect(rtmp_addr, "live", RTMP_TIMEOUT),
+            }
+            .unwrap();
+            c.play(&name).unwrap();
+            let mut out = RtmpPlay::default();
+            collect_events(&mut c, &mut out, Instant::now() + Duration::from_secs(3));
+            c.close();
+            out.frames
+                .into_iter()
+                .filter(|f| f.track == Track::Audio)
+                .map(|f| (f.codec, f.config))
+                .collect::<Vec<_>>()
+        })
+    };
+    let enhanced = rtmp_audio(Some(&["avc1", "Opus"]));
+    let legacy = rtmp_audio(None);
     // FFmpeg 9 asking for Opus over HTTP-FLV gets it as published.
     let mut opus = Command::new(&ff9);
     opus.args(["-hide_banner", "-nostdin", "-v", "info", "-t", "2"])
@@ -166,6 +192,24 @@ fn an_opus_publish_plays_as_aac_in_ffmpeg_5_over_http_flv_rtmp_and_hls() {
             .any(|l| l.contains("Stream #0:") && l.contains("Audio: opus")),
         "?audio=opus did not get Opus:\n{err}"
     );
+
+    for (what, got, codec) in [
+        (
+            "Enhanced RTMP naming Opus",
+            enhanced.join().unwrap(),
+            Codec::Opus,
+        ),
+        ("legacy RTMP", legacy.join().unwrap(), Codec::Aac),
+    ] {
+        eprintln!(
+            "opus2aac {what}: {} audio messages in 3 s, {:?} first",
+            got.len(),
+            got.first()
+        );
+        assert!(got.len() > 50, "{what}: {} audio messages", got.len());
+        assert!(got.iter().all(|(c, _)| *c == codec), "{what}: {got:?}");
+        assert!(got[0].1, "{what}: a sequence header first: {got:?}");
+    }
 
     // The HLS recording is MPEG-TS with the bridge's AAC (the Opus alone would make it fMP4).
     publisher.kill();
