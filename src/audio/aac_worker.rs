@@ -132,6 +132,16 @@ impl AudioBridge for AacBridge {
             Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => None,
         }
     }
+
+    fn frames_made(&self) -> u64 {
+        self.shared.frames_out.load(Ordering::Relaxed)
+            + self.shared.dropped_out.load(Ordering::Relaxed)
+    }
+
+    fn frames_dropped(&self) -> u64 {
+        self.shared.dropped_in.load(Ordering::Relaxed)
+            + self.shared.dropped_out.load(Ordering::Relaxed)
+    }
 }
 
 /// An AAC FLV tag body (legacy sound format 10: AAC, "44 kHz", 16-bit, stereo, as every

@@ -14,6 +14,30 @@ pub trait AudioBridge {
     /// The next AAC frame made (`Frame::bridged`: an AAC sequence header, then AAC frames, in
     /// stream time), if any.
     fn poll(&mut self) -> Option<Frame>;
+    /// AAC frames made so far (handed to the hub or dropped).
+    fn frames_made(&self) -> u64 {
+        0
+    }
+    /// Frames the bridge's queues dropped so far (either way).
+    fn frames_dropped(&self) -> u64 {
+        0
+    }
+}
+
+/// The bridges' counts, for `/metrics`: those of ended bridges, kept by the hub.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BridgeCounts {
+    pub started: u64,
+    pub frames: u64,
+    pub dropped: u64,
+}
+
+impl BridgeCounts {
+    /// Adds a bridge's counts (it ended, or for a total with the running ones).
+    pub fn add(&mut self, b: &dyn AudioBridge) {
+        self.frames += b.frames_made();
+        self.dropped += b.frames_dropped();
+    }
 }
 
 /// Starts a stream's bridge when its first Opus configuration arrives (`None`: no bridge,

@@ -198,6 +198,8 @@ pub struct Hub {
     reader_frames_dropped: u64,
     /// Starts an Opus stream's audio bridge (`set_bridge_factory`); none in tests and gateways.
     bridge_factory: Option<bridge::BridgeFactory>,
+    /// Bridges started, and the counts of those that ended.
+    bridges: bridge::BridgeCounts,
 }
 
 impl Hub {
@@ -217,6 +219,7 @@ impl Hub {
             metadata_dropped: 0,
             reader_frames_dropped: 0,
             bridge_factory: None,
+            bridges: bridge::BridgeCounts::default(),
         }
     }
 
@@ -416,7 +419,9 @@ impl Hub {
             );
             stream.reset_media();
             // The old session's recordings and bridge end with it; the newcomer opens its own.
-            slot.bridge = None;
+            if let Some(b) = slot.bridge.take() {
+                self.bridges.add(b.as_ref());
+            }
             for r in slot.readers.drain(..) {
                 self.reader_frames_dropped += r.frames_dropped();
             }
@@ -469,7 +474,11 @@ impl Hub {
         }
         // The logs go with the stream: every follower gets what it has not had yet.
         self.settle_all(h.index);
-        let stream = self.remove_slot(h.index).stream;
+        let slot = self.remove_slot(h.index);
+        if let Some(b) = &slot.bridge {
+            self.bridges.add(b.as_ref());
+        }
+        let stream = slot.stream;
         self.late_slow.retain(|id| !stream.viewers.contains(id));
         if let Some(p) = &stream.publisher {
             self.closed_bytes_in += p.bytes_in;
@@ -575,9 +584,12 @@ impl Hub {
         // another codec on the default track ends the bridge.
         if frame.track == Track::Audio && frame.track_id == 0 {
             if frame.codec != crate::media::Codec::Opus {
-                slot.bridge = None;
+                if let Some(b) = slot.bridge.take() {
+                    self.bridges.add(b.as_ref());
+                }
             } else if frame.config && slot.bridge.is_none() {
                 slot.bridge = self.bridge_factory.as_mut().and_then(|f| f(&stream.key));
+                self.bridges.started += u64::from(slot.bridge.is_some());
             }
             stream.tracks.bridged = slot.bridge.is_some();
             if let Some(b) = &mut slot.bridge {
@@ -2341,6 +2353,7 @@ mod tests {
         send(&mut hub, aseq(100));
         send(&mut hub, audio(120));
         assert!(hub.streams.iter().all(|(_, s)| s.bridge.is_none()));
+        assert_eq!(hub.totals().bridges.started, 1);
         assert_eq!(audio_of(&mut hub, aac, false).len(), 2);
     }
 }

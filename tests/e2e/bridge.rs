@@ -54,6 +54,14 @@ fn play_to_pcm(url: &str, secs: u32, out: &Path) -> Proc {
     Proc::spawn(cmd)
 }
 
+fn metric(srv: &Server, name: &str) -> u64 {
+    let m = http_get(srv.http, "/metrics", Duration::from_secs(5)).body_text();
+    m.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {m}"))
+}
+
 struct Tone {
     freq: f64,
     /// RMS of the left channel, dBFS.
@@ -210,6 +218,17 @@ fn an_opus_publish_plays_as_aac_in_ffmpeg_5_over_http_flv_rtmp_and_hls() {
         assert!(got.iter().all(|(c, _)| *c == codec), "{what}: {got:?}");
         assert!(got[0].1, "{what}: a sequence header first: {got:?}");
     }
+
+    let started = metric(&srv, "rtmpd_audio_bridge_aac_started_total");
+    let frames = metric(&srv, "rtmpd_audio_bridge_aac_frames_total");
+    let dropped = metric(&srv, "rtmpd_audio_bridge_aac_dropped_total");
+    eprintln!("opus2aac metrics: {started} bridge, {frames} AAC frames, {dropped} dropped");
+    assert_eq!(
+        started, 1,
+        "one bridge for the stream, however many players"
+    );
+    // About 47 a second (1024 samples at 48 kHz) for the 6 s and more the players took.
+    assert!(frames > 250, "{frames} AAC frames");
 
     // The HLS recording is MPEG-TS with the bridge's AAC (the Opus alone would make it fMP4).
     publisher.kill();
