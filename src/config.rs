@@ -28,6 +28,8 @@ mod retention;
 mod upload;
 mod webrtc;
 pub use webrtc::WebRtcConfig;
+// `--aac-bitrate` (the audio bridge, Opus to AAC).
+mod audio;
 // The SRT listener's options.
 mod srt;
 pub use llhls::LlhlsConfig;
@@ -124,6 +126,8 @@ pub struct OriginConfig {
     pub webrtc: Option<WebRtcConfig>,
     /// `--srt-port` and its settings; `None` with `--srt-port 0`.
     pub srt: Option<SrtConfig>,
+    /// `--aac-bitrate` in bits per second (Opus streams' RTMP and FLV players).
+    pub aac_bitrate: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -283,6 +287,7 @@ fn origin_options() -> Options {
     tls::options(&mut opts, TlsSet::Origin, "everything the HTTP port serves");
     llhls::options(&mut opts);
     webrtc::options(&mut opts);
+    audio::options(&mut opts);
     srt::options(&mut opts);
     web_options(&mut opts);
     viewer_options(&mut opts);
@@ -687,6 +692,7 @@ pub fn render_config(mode: &Mode) -> Option<String> {
             tls::render(&mut |n, v| line(&mut out, n, v), TlsSet::Origin, &c.tls);
             llhls::render(&mut |n, v| line(&mut out, n, v), &c.llhls);
             webrtc::render(&mut |n, v| line(&mut out, n, v), &c.webrtc);
+            audio::render(&mut |n, v| line(&mut out, n, v), c.aac_bitrate);
             srt::render(&mut |n, v| line(&mut out, n, v), &c.srt);
             viewer(&mut out, &c.viewer);
             log(&mut out, &c.web, &c.log);
@@ -793,6 +799,7 @@ fn parse_mode(args: &[String]) -> Result<Mode, ConfigError> {
         tls: tls::config(&m, TlsSet::Origin)?,
         webrtc: webrtc::config(&m)?,
         srt: srt::config(&m)?,
+        aac_bitrate: audio::config(&m)?,
     }))
 }
 

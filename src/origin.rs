@@ -369,6 +369,26 @@ impl Origin {
         }
     }
 
+    /// The AAC the audio bridges made (on the loop's wake-up): fanned out, then the actions
+    /// it calls for (flushes, slow viewers).
+    pub fn bridged_audio(&mut self, now_ms: u64) {
+        let outcome = self.hub.poll_bridges(now_ms);
+        self.flush_ids.clear();
+        self.flush_ids.extend_from_slice(outcome.flush);
+        self.slow_ids.clear();
+        self.slow_ids.extend_from_slice(outcome.too_slow);
+        for &v in &self.flush_ids {
+            if let Some(vw) = self.hub.viewer_ref(v) {
+                self.actions.push_back(Action::Flush(vw.token));
+            }
+        }
+        for &v in &self.slow_ids {
+            if let Some(vw) = self.hub.viewer_ref(v) {
+                self.actions.push_back(Action::DropSlow(vw.token));
+            }
+        }
+    }
+
     /// True while `conn` is held back for its recorders.
     pub fn is_held(&self, conn: usize) -> bool {
         self.held.iter().any(|&(c, _)| c == conn)

@@ -43,6 +43,7 @@ fn run(viewers: usize, seconds: u32, mode: Mode) -> (f64, u64) {
     let form = OutputForm::HttpFlv {
         chunked: false,
         track: 0,
+        aac: false,
     };
     let _ = hub.frame(h, 1, frame(TAG_VIDEO, 0, &[0x17, 0, 0, 0, 0], 40), 0);
     let _ = hub.frame(h, 1, frame(TAG_AUDIO, 0, &[0xaf, 0], 4), 0);

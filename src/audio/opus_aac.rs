@@ -2,7 +2,7 @@
 //! for players and containers that cannot take Opus): Opus packets and their stream times in,
 //! AAC-LC access units (48 kHz, the Opus stream's channels) and their stream times out.
 //!
-//! Not wired to the outputs yet (docs/codecs.md says what is left). rusty_aac's encoder codes
+//! Run per Opus stream by `aac_worker` (docs/codecs.md says which outputs get it). rusty_aac's encoder codes
 //! what it was given only when told the input ended, so it is run on blocks of `BLOCK_FRAMES`
 //! AAC frames with the frame before each block in front (the MDCT overlap), keeping only the
 //! block's own access units: 170 ms of added latency.

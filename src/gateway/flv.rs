@@ -718,6 +718,7 @@ mod tests {
                 Track::Meta => Codec::Script,
             },
             track_id: 0,
+            bridged: false,
             data: Bytes::from_static(b"x"),
         }
     }

@@ -72,6 +72,8 @@ pub struct Cache {
     pub meta: Option<Cached>,
     pub video_config: Option<Cached>,
     pub audio_config: Option<Cached>,
+    /// The audio bridge's AAC sequence header of an Opus stream (`Frame::bridged`).
+    pub bridged_audio_config: Option<Cached>,
     /// The configurations of the other tracks of a multitrack stream (track id not 0), one per
     /// (kind, track id, packet type), in arrival order; a joiner gets them after the default
     /// track's.
@@ -91,6 +93,7 @@ impl Cache {
             meta: None,
             video_config: None,
             audio_config: None,
+            bridged_audio_config: None,
             track_configs: Vec::new(),
             gop: VecDeque::new(),
             gop_bytes: 0,
@@ -156,6 +159,10 @@ impl Cache {
             return true;
         }
         match frame.track {
+            Track::Audio if frame.bridged && frame.config => {
+                self.bridged_audio_config = Some(c);
+                true
+            }
             Track::Meta => {
                 self.meta = Some(c);
                 true
@@ -387,7 +394,10 @@ mod tests {
     #[test]
     fn packets_are_memoised_per_form() {
         let mut k = vkey(0);
-        let form = OutputForm::WsFlv { track: 0 };
+        let form = OutputForm::WsFlv {
+            track: 0,
+            aac: false,
+        };
         let a = k.packet(form, &TrackSet::default()).unwrap();
         let b = k.packet(form, &TrackSet::default()).unwrap();
         assert!(Arc::ptr_eq(&a, &b));
@@ -396,6 +406,7 @@ mod tests {
                 OutputForm::HttpFlv {
                     chunked: false,
                     track: 0,
+                    aac: false,
                 },
                 &TrackSet::default(),
             )

@@ -18,6 +18,7 @@
 //! `edge_written`, see `edge`) ->
 //! on end, push the end marker, flush, close, `remove_viewer`.
 
+pub mod bridge;
 pub mod cache;
 mod edge;
 pub mod packet;
@@ -157,6 +158,8 @@ pub struct FrameOutcome<'a> {
 struct Slot {
     stream: Stream,
     readers: Vec<Box<dyn Reader>>,
+    /// The Opus to AAC bridge of an Opus stream (`bridge`), for its publish session.
+    bridge: Option<Box<dyn bridge::AudioBridge>>,
     generation: u64,
 }
 
@@ -193,6 +196,10 @@ pub struct Hub {
     /// Script frames over `MAX_METADATA_BYTES`, dropped.
     metadata_dropped: u64,
     reader_frames_dropped: u64,
+    /// Starts an Opus stream's audio bridge (`set_bridge_factory`); none in tests and gateways.
+    bridge_factory: Option<bridge::BridgeFactory>,
+    /// Bridges started, and the counts of those that ended.
+    bridges: bridge::BridgeCounts,
 }
 
 impl Hub {
@@ -211,6 +218,43 @@ impl Hub {
             slow_disconnects: 0,
             metadata_dropped: 0,
             reader_frames_dropped: 0,
+            bridge_factory: None,
+            bridges: bridge::BridgeCounts::default(),
+        }
+    }
+
+    /// How Opus streams get their audio bridge (to AAC, for the viewers that cannot take
+    /// Opus); without one, every viewer gets the Opus.
+    pub fn set_bridge_factory(&mut self, f: bridge::BridgeFactory) {
+        self.bridge_factory = Some(f);
+    }
+
+    /// The AAC frames the streams' audio bridges made since the last call, fanned out to
+    /// their viewers like a publisher's frames (call when the bridges' workers woke the loop).
+    pub fn poll_bridges(&mut self, now_ms: u64) -> FrameOutcome<'_> {
+        self.flush.clear();
+        self.too_slow.clear();
+        self.too_slow.append(&mut self.late_slow);
+        let bridged: Vec<usize> = self
+            .streams
+            .iter()
+            .filter(|(_, s)| s.bridge.is_some())
+            .map(|(i, _)| i)
+            .collect();
+        for i in bridged {
+            // Bounded per call by what the bridge's queue holds.
+            while let Some(mut frame) = self.streams[i].bridge.as_mut().and_then(|b| b.poll()) {
+                frame.bridged = true;
+                let stream = &self.streams[i].stream;
+                let resume = !stream.seen_video && !frame.config;
+                self.fan_out(i, frame, resume, false, now_ms);
+            }
+        }
+        FrameOutcome {
+            accepted: true,
+            flush: &self.flush,
+            too_slow: &self.too_slow,
+            hold_publisher: false,
         }
     }
 
@@ -224,6 +268,7 @@ impl Hub {
         let i = self.streams.insert(Slot {
             stream: Stream::new(key.clone(), self.config.cache_limits()),
             readers: Vec::new(),
+            bridge: None,
             generation,
         });
         self.index.insert(key.clone(), i);
@@ -373,7 +418,10 @@ impl Hub {
                 now_ms.saturating_sub(old.last_ms)
             );
             stream.reset_media();
-            // The old session's recordings end with it; the newcomer opens its own.
+            // The old session's recordings and bridge end with it; the newcomer opens its own.
+            if let Some(b) = slot.bridge.take() {
+                self.bridges.add(b.as_ref());
+            }
             for r in slot.readers.drain(..) {
                 self.reader_frames_dropped += r.frames_dropped();
             }
@@ -426,7 +474,11 @@ impl Hub {
         }
         // The logs go with the stream: every follower gets what it has not had yet.
         self.settle_all(h.index);
-        let stream = self.remove_slot(h.index).stream;
+        let slot = self.remove_slot(h.index);
+        if let Some(b) = &slot.bridge {
+            self.bridges.add(b.as_ref());
+        }
+        let stream = slot.stream;
         self.late_slow.retain(|id| !stream.viewers.contains(id));
         if let Some(p) = &stream.publisher {
             self.closed_bytes_in += p.bytes_in;
@@ -502,7 +554,6 @@ impl Hub {
         // The one ingest normaliser: stream time, discontinuity, the timestamp players get, and
         // `onMetaData` without `@setDataFrame`.
         stream.clock.normalise(&mut frame);
-        let time = frame.time;
         let mut is_metadata = false;
         match frame.track {
             Track::Meta => {
@@ -529,6 +580,22 @@ impl Hub {
                 stream.seen_media |= !frame.config;
             }
         }
+        // An Opus stream's audio goes to its bridge too (started with the first OpusHead);
+        // another codec on the default track ends the bridge.
+        if frame.track == Track::Audio && frame.track_id == 0 {
+            if frame.codec != crate::media::Codec::Opus {
+                if let Some(b) = slot.bridge.take() {
+                    self.bridges.add(b.as_ref());
+                }
+            } else if frame.config && slot.bridge.is_none() {
+                slot.bridge = self.bridge_factory.as_mut().and_then(|f| f(&stream.key));
+                self.bridges.started += u64::from(slot.bridge.is_some());
+            }
+            stream.tracks.bridged = slot.bridge.is_some();
+            if let Some(b) = &mut slot.bridge {
+                b.push(&frame);
+            }
+        }
         stream.health.on_frame(&frame, now_ms);
         if let Some((id, _)) = frame.other_track_config() {
             stream.tracks.add(frame.track, id);
@@ -538,6 +605,26 @@ impl Hub {
             Track::Audio => !stream.seen_video && !frame.config,
             Track::Meta => false,
         };
+        let hold = self.fan_out(h.index, frame, resume, is_metadata, now_ms);
+        (true, hold)
+    }
+
+    /// A normalised frame (a publisher's, or its bridge's AAC) to the stream's viewers, readers
+    /// and cache, and the waiting viewers started. True when a reader asks to hold the
+    /// publisher. Readers get bridged frames too (`Frame::bridged`: each decides; HLS takes
+    /// the AAC, the others ignore it).
+    fn fan_out(
+        &mut self,
+        index: usize,
+        frame: Frame,
+        resume: bool,
+        is_metadata: bool,
+        now_ms: u64,
+    ) -> bool {
+        let slot = &mut self.streams[index];
+        let stream = &mut slot.stream;
+        let key = &stream.key;
+        let time = frame.time;
 
         // Serialise once per form in use.
         stream.scratch.clear();
@@ -641,7 +728,7 @@ impl Hub {
                 }
             }
         }
-        (true, hold)
+        hold
     }
 
     /// A new viewer of `key` in `form`; `token` is the server's connection token. Returns its
@@ -1008,10 +1095,12 @@ mod tests {
     const FLV: OutputForm = OutputForm::HttpFlv {
         chunked: false,
         track: 0,
+        aac: false,
     };
     const RTMP: OutputForm = OutputForm::Rtmp {
         chunk_size: 4096,
         stream_id: 1,
+        aac: false,
     };
 
     fn key() -> StreamKey {
@@ -1461,6 +1550,7 @@ mod tests {
         let form = |track| OutputForm::HttpFlv {
             chunked: false,
             track,
+            aac: false,
         };
         let (one, _) = hub.add_viewer(&key(), form(1), 7, 0);
         let (absent, _) = hub.add_viewer(&key(), form(5), 8, 0);
@@ -2163,5 +2253,107 @@ mod tests {
             write_some(&mut hub, a, usize::MAX),
             write_some(&mut hub, b, usize::MAX)
         );
+    }
+
+    #[test]
+    fn an_opus_streams_bridged_aac_reaches_the_aac_viewers_and_only_them() {
+        use std::cell::RefCell;
+        use std::collections::VecDeque;
+        use std::rc::Rc;
+        type Q = Rc<RefCell<VecDeque<Frame>>>;
+        struct Fake {
+            pushed: Q,
+            made: Q,
+        }
+        impl bridge::AudioBridge for Fake {
+            fn push(&mut self, f: &Frame) -> bool {
+                self.pushed.borrow_mut().push_back(f.clone());
+                true
+            }
+            fn poll(&mut self) -> Option<Frame> {
+                self.made.borrow_mut().pop_front()
+            }
+        }
+        let (pushed, made): (Q, Q) = Default::default();
+        let mut hub = Hub::new(HubConfig::default());
+        let (p, m) = (pushed.clone(), made.clone());
+        let mut started = 0;
+        hub.set_bridge_factory(Box::new(move |_| {
+            started += 1;
+            assert_eq!(started, 1, "one bridge per stream");
+            Some(Box::new(Fake {
+                pushed: p.clone(),
+                made: m.clone(),
+            }))
+        }));
+        hub.publish(&key(), 1, 0).unwrap();
+        let flv = |aac| OutputForm::HttpFlv {
+            chunked: false,
+            track: 0,
+            aac,
+        };
+        let (aac, _) = hub.add_viewer(&key(), flv(true), 7, 0);
+        let (opus, _) = hub.add_viewer(&key(), flv(false), 8, 0);
+        for id in [aac, opus] {
+            hub.start_viewer(id);
+        }
+        let head = frame(TAG_AUDIO, 0, b"\x90OpusOpusHead\x01\x02\x38\x01".to_vec());
+        let packet = |t| frame(TAG_AUDIO, t, b"\x91Opus\xfc\xff\xfe".to_vec());
+        // What the worker would hand back: an AAC sequence header, then AAC frames.
+        let aac_frame = |t, cfg: bool| frame(TAG_AUDIO, t, vec![0xaf, u8::from(!cfg), 0x11, 0x90]);
+        send(&mut hub, vseq(0));
+        send(&mut hub, head.clone());
+        send(&mut hub, vkey(0));
+        for t in [20, 40, 60] {
+            send(&mut hub, packet(t));
+        }
+        let audio_of = |hub: &mut Hub, id, first| -> Vec<Vec<u8>> {
+            parse_flv(&drain(hub, id), first)
+                .1
+                .into_iter()
+                .filter(|t| t.tag == TAG_AUDIO)
+                .map(|t| t.body)
+                .collect()
+        };
+        // Before the bridge's AAC: the Opus viewer got the Opus, the AAC viewer no audio.
+        let a = audio_of(&mut hub, aac, true);
+        assert!(a.is_empty(), "{a:?}");
+        let o = audio_of(&mut hub, opus, true);
+        assert_eq!(o.len(), 4, "{o:?}");
+        assert!(o.iter().all(|b| b[0] >> 4 == 9), "{o:?}");
+        let got: Vec<u32> = pushed.borrow().iter().map(|f| f.dts).collect();
+        assert_eq!(
+            got,
+            vec![0, 20, 40, 60],
+            "the bridge gets the Opus in order"
+        );
+        // In stream time, from the input's (the normaliser's, not the publisher's).
+        let base = pushed.borrow()[0].time;
+        made.borrow_mut()
+            .extend([(0, true), (0, false), (21, false)].map(|(t, cfg)| Frame {
+                time: base + t as u64,
+                ..aac_frame(t, cfg)
+            }));
+        let out = hub.poll_bridges(0);
+        assert_eq!(out.flush, &[aac][..]);
+        // The AAC viewer gets the AAC, the Opus viewer nothing of it.
+        let a = audio_of(&mut hub, aac, false);
+        assert_eq!(a.len(), 3, "{a:?}");
+        assert!(a.iter().all(|b| b[0] == 0xaf), "{a:?}");
+        assert_eq!(a[0][1], 0, "the AAC sequence header first");
+        assert!(audio_of(&mut hub, opus, false).is_empty());
+        // A late AAC joiner gets the bridged sequence header and the cached AAC, no Opus.
+        let (late, _) = hub.add_viewer(&key(), flv(true), 9, 0);
+        hub.start_viewer(late);
+        let l = audio_of(&mut hub, late, true);
+        assert!(!l.is_empty() && l.iter().all(|b| b[0] == 0xaf), "{l:?}");
+        assert_eq!(l[0][1], 0);
+        // The stream's audio stops being Opus: its bridge ends and the AAC viewers get the
+        // published AAC.
+        send(&mut hub, aseq(100));
+        send(&mut hub, audio(120));
+        assert!(hub.streams.iter().all(|(_, s)| s.bridge.is_none()));
+        assert_eq!(hub.totals().bridges.started, 1);
+        assert_eq!(audio_of(&mut hub, aac, false).len(), 2);
     }
 }

@@ -19,11 +19,15 @@ pub enum OutputForm {
     /// FLV over HTTP; `chunked` frames every write as one HTTP/1.1 chunk. Of a multitrack
     /// stream, FLV viewers get one track per media as plain tags: `track` (`?track=N`) where the
     /// stream has it, else the default track (0). See `view`.
-    HttpFlv { chunked: bool, track: u8 },
+    HttpFlv { chunked: bool, track: u8, aac: bool },
     /// FLV tags, each in one unmasked binary WebSocket frame (one track per media, as HTTP-FLV).
-    WsFlv { track: u8 },
+    WsFlv { track: u8, aac: bool },
     /// RTMP messages on the viewer's message stream, with its outgoing chunk size.
-    Rtmp { chunk_size: u32, stream_id: u32 },
+    Rtmp {
+        chunk_size: u32,
+        stream_id: u32,
+        aac: bool,
+    },
 }
 
 impl OutputForm {
@@ -31,8 +35,19 @@ impl OutputForm {
     /// track).
     pub fn track(self) -> u8 {
         match self {
-            OutputForm::HttpFlv { track, .. } | OutputForm::WsFlv { track } => track,
+            OutputForm::HttpFlv { track, .. } | OutputForm::WsFlv { track, .. } => track,
             OutputForm::Rtmp { .. } => 0,
+        }
+    }
+
+    /// The viewer cannot take Opus: of an Opus stream it gets the audio bridge's AAC instead
+    /// (`Frame::bridged`); of any other stream, the audio as published. Viewers that can take
+    /// Opus get the published audio and never the bridged AAC.
+    pub fn aac(self) -> bool {
+        match self {
+            OutputForm::HttpFlv { aac, .. }
+            | OutputForm::WsFlv { aac, .. }
+            | OutputForm::Rtmp { aac, .. } => aac,
         }
     }
 
@@ -146,6 +161,8 @@ impl Packet {
 pub struct TrackSet {
     /// Audio, then video: 256 bits each.
     bits: [[u64; 4]; 2],
+    /// The stream's Opus has an audio bridge: viewers that cannot take Opus get its AAC.
+    pub bridged: bool,
 }
 
 impl TrackSet {
@@ -188,6 +205,11 @@ impl TrackSet {
 /// is the default track's, unchanged for a viewer of it. `None`: nothing for this viewer (the
 /// message lacks its track, or is malformed).
 fn view<'a>(form: OutputForm, frame: &'a Frame, tracks: &TrackSet) -> Option<Cow<'a, Frame>> {
+    // The audio bridge: the Opus of the default track goes to the viewers that take Opus, its
+    // AAC form to the others.
+    if (frame.bridged && !form.aac()) || (form.aac() && tracks.bridged && is_opus(frame)) {
+        return None;
+    }
     let media = match (form, frame.track) {
         (OutputForm::Rtmp { .. }, _) | (_, Track::Meta) => return Some(Cow::Borrowed(frame)),
         (_, Track::Video) => Media::Video,
@@ -213,6 +235,14 @@ fn view<'a>(form: OutputForm, frame: &'a Frame, tracks: &TrackSet) -> Option<Cow
         data,
         ..frame.clone()
     }))
+}
+
+/// The published Opus of the default audio track (what the bridge replaces for AAC viewers).
+fn is_opus(frame: &Frame) -> bool {
+    frame.track == Track::Audio
+        && frame.track_id == 0
+        && frame.codec == crate::media::Codec::Opus
+        && !frame.bridged
 }
 
 fn is_header(frame: &Frame) -> bool {
@@ -273,6 +303,7 @@ fn serialise(form: OutputForm, frame: &Frame, out: &mut BytesMut) {
         OutputForm::Rtmp {
             chunk_size,
             stream_id,
+            ..
         } => chunk::encode_into(
             csid_for(frame.track),
             frame.dts,
@@ -358,7 +389,11 @@ mod tests {
     }
 
     const fn flv(chunked: bool) -> OutputForm {
-        OutputForm::HttpFlv { chunked, track: 0 }
+        OutputForm::HttpFlv {
+            chunked,
+            track: 0,
+            aac: false,
+        }
     }
 
     fn video(dts: u32, len: usize) -> Frame {
@@ -404,7 +439,10 @@ mod tests {
         ] {
             let f = video(0, payload - 15);
             let p = Packet::new(
-                OutputForm::WsFlv { track: 0 },
+                OutputForm::WsFlv {
+                    track: 0,
+                    aac: false,
+                },
                 &f,
                 &TrackSet::default(),
                 0,
@@ -429,12 +467,21 @@ mod tests {
         want.extend_from_slice(&flv::file_header(false, true));
         want.extend_from_slice(b"\r\n");
         assert_eq!(&chunked[..], &want[..]);
-        let ws = flv_file_header(OutputForm::WsFlv { track: 0 }, true, true).unwrap();
+        let ws = flv_file_header(
+            OutputForm::WsFlv {
+                track: 0,
+                aac: false,
+            },
+            true,
+            true,
+        )
+        .unwrap();
         assert_eq!(&ws[..2], &[0x82, 13]);
         assert_eq!(&ws[2..], &flv::file_header(true, true)[..]);
         let rtmp = OutputForm::Rtmp {
             chunk_size: 128,
             stream_id: 1,
+            aac: false,
         };
         assert!(flv_file_header(rtmp, true, true).is_none());
     }
@@ -442,10 +489,14 @@ mod tests {
     const FORMS: [OutputForm; 4] = [
         flv(false),
         flv(true),
-        OutputForm::WsFlv { track: 0 },
+        OutputForm::WsFlv {
+            track: 0,
+            aac: false,
+        },
         OutputForm::Rtmp {
             chunk_size: 4096,
             stream_id: 1,
+            aac: false,
         },
     ];
 
@@ -517,6 +568,7 @@ mod tests {
             OutputForm::Rtmp {
                 chunk_size: 128,
                 stream_id: 1,
+                aac: false,
             },
             &f,
             &TrackSet::default(),
@@ -541,6 +593,7 @@ mod tests {
             OutputForm::Rtmp {
                 chunk_size: 128,
                 stream_id: 1,
+                aac: false,
             },
             &f,
             &TrackSet::default(),
@@ -568,6 +621,7 @@ mod tests {
         let form = OutputForm::Rtmp {
             chunk_size: 128,
             stream_id: 1,
+            aac: false,
         };
         let mut wire = BytesMut::new();
         for f in &frames {

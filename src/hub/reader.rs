@@ -21,7 +21,8 @@ pub enum ReaderState {
 /// A bounded consumer of a stream's frames (MediaMTX's stream readers): the hub hands it every
 /// normalised frame in order; it queues it without blocking and counts what it had to drop.
 pub trait Reader {
-    /// Takes one frame. `Behind` asks the hub to hold the publisher; frames delivered while
+    /// Takes one frame (a `Frame::bridged` one too: the audio bridge's AAC of an Opus stream,
+    /// for a reader that wants it; others return `Ready`). `Behind` asks the hub to hold the publisher; frames delivered while
     /// behind are still queued up to a hard bound, past which they are dropped and counted.
     fn deliver(&mut self, frame: &Frame) -> ReaderState;
     /// Asked while the publisher is held (on the loop's wake-ups and timer): has the backlog

@@ -48,6 +48,8 @@ pub struct HubTotals {
     pub reader_frames_dropped: u64,
     /// Script messages over `MAX_METADATA_BYTES`, dropped.
     pub metadata_dropped: u64,
+    /// The Opus to AAC bridges: started, AAC frames made, frames their queues dropped.
+    pub bridges: super::bridge::BridgeCounts,
 }
 
 impl Hub {
@@ -106,8 +108,12 @@ impl Hub {
             slow_disconnects: self.slow_disconnects,
             reader_frames_dropped: self.reader_frames_dropped,
             metadata_dropped: self.metadata_dropped,
+            bridges: self.bridges,
         };
         for (_, s) in &self.streams {
+            if let Some(b) = &s.bridge {
+                t.bridges.add(b.as_ref());
+            }
             t.bytes_in += s.stream.publisher.as_ref().map_or(0, |p| p.bytes_in);
             for r in &s.readers {
                 t.reader_frames_dropped += r.frames_dropped();

@@ -361,10 +361,11 @@ impl Stream {
     pub fn push_headers(&mut self, v: &mut Viewer, meta: bool, video: bool, audio: bool) {
         let (form, tracks) = (v.form, self.tracks);
         let cache = &mut self.cache;
-        let items: [(&mut Option<Cached>, bool); 3] = [
+        let items: [(&mut Option<Cached>, bool); 4] = [
             (&mut cache.meta, meta),
             (&mut cache.video_config, video && v.video_on),
             (&mut cache.audio_config, audio && v.audio_on),
+            (&mut cache.bridged_audio_config, audio && v.audio_on),
         ];
         for (item, wanted) in items {
             if let (Some(c), true) = (item.as_mut(), wanted) {

@@ -78,6 +78,10 @@ pub struct Frame {
     /// 0, the default track, for everything else. For another track, `codec` is
     /// `OtherAudio(9)`/`OtherVideo(0x80)` and `config` false (see `default_track_view`).
     pub track_id: u8,
+    /// Made by the server's audio bridge (`audio::opus_aac`: the AAC form of an Opus stream's
+    /// audio, in stream time), not by the publisher: only the outputs that cannot take Opus
+    /// get it (`hub::packet`), and it never changes what the stream's codecs are.
+    pub bridged: bool,
     /// The FLV tag body / RTMP message payload, unchanged.
     pub data: Bytes,
 }
@@ -96,6 +100,7 @@ impl Frame {
             config: false,
             codec,
             track_id: 0,
+            bridged: false,
             data,
         }
     }

@@ -80,6 +80,10 @@ struct WindowReader {
 
 impl Reader for WindowReader {
     fn deliver(&mut self, frame: &Frame) -> ReaderState {
+        if frame.bridged {
+            // LL-HLS carries the audio as published.
+            return ReaderState::Ready;
+        }
         let mut l = self.live.borrow_mut();
         if l.epoch_ms.is_none() {
             let unix_ms = SystemTime::now()

@@ -10,10 +10,12 @@ use std::rc::Rc;
 const RTMP: OutputForm = OutputForm::Rtmp {
     chunk_size: 4096,
     stream_id: 1,
+    aac: false,
 };
 const FLV: OutputForm = OutputForm::HttpFlv {
     chunked: false,
     track: 0,
+    aac: false,
 };
 
 fn core() -> Origin {

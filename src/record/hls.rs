@@ -81,6 +81,9 @@ pub struct HlsSink {
     skipped: Vec<String>,
     /// AV1, VP9 or Opus: this session is recorded as fMP4 segments instead of TS.
     fmp4: Option<Fmp4Hls>,
+    /// An Opus stream whose audio bridge's AAC (`Frame::bridged`) came: MPEG-TS with that AAC,
+    /// the Opus ignored.
+    bridged_aac: bool,
 }
 
 /// The fMP4 form of an HLS recording: `init.mp4`, `segment_N.m4s`, playlist VERSION 7.
@@ -139,6 +142,7 @@ impl HlsSink {
             packets: Vec::new(),
             skipped: Vec::new(),
             fmp4: None,
+            bridged_aac: false,
         })
     }
 
@@ -180,10 +184,10 @@ impl HlsSink {
         // configuration comes with its first audio PES, after the first video frames. Taken
         // first, the audio is in the first segment as it is with RTMP.
         let mut frames = pre.frames;
-        if let Some(i) = frames
-            .iter()
-            .position(|f| f.track == Track::Audio && f.track_id == 0 && f.config)
-        {
+        let bridged = self.fmp4.is_none() && self.bridged_aac;
+        if let Some(i) = frames.iter().position(|f| {
+            f.track == Track::Audio && f.track_id == 0 && f.config && f.bridged == bridged
+        }) {
             let config = frames.remove(i);
             frames.insert(0, config);
         }
@@ -197,8 +201,12 @@ impl HlsSink {
     /// is recorded as fMP4 segments (every track of the stream in them), said in one log line
     /// and in `meta.json`.
     fn choose_fmp4(&mut self, frames: &[Frame]) -> io::Result<()> {
+        // Opus goes in MPEG-TS as the audio bridge's AAC when that came.
         let wants = frames.iter().any(|f| {
-            f.track_id == 0 && f.config && matches!(f.codec, Codec::Av1 | Codec::Vp9 | Codec::Opus)
+            f.track_id == 0
+                && f.config
+                && (matches!(f.codec, Codec::Av1 | Codec::Vp9)
+                    || (f.codec == Codec::Opus && !self.bridged_aac))
         });
         if !wants {
             return Ok(());
@@ -207,7 +215,7 @@ impl HlsSink {
         let mut audio: Option<TrackConfig> = None;
         for f in frames
             .iter()
-            .filter(|f| f.track_id == 0 && f.track != Track::Meta)
+            .filter(|f| f.track_id == 0 && f.track != Track::Meta && !f.bridged)
         {
             let slot = if f.track == Track::Video {
                 &mut video
@@ -250,7 +258,7 @@ impl HlsSink {
     }
 
     fn media_fmp4(&mut self, frame: &Frame) -> io::Result<()> {
-        if frame.track == Track::Meta {
+        if frame.track == Track::Meta || frame.bridged {
             return Ok(());
         }
         let command = frame.enhanced().is_some_and(|t| t.first.is_none());
@@ -314,6 +322,10 @@ impl HlsSink {
         if frame.track_id != 0 {
             // A second multitrack track: TS here carries one audio and one video stream.
             return self.skip(frame);
+        }
+        if self.bridged_aac && frame.track == Track::Audio && !frame.bridged {
+            // The Opus, carried as the bridge's AAC.
+            return Ok(());
         }
         match (frame.track, frame.codec) {
             (Track::Video, Codec::Avc) if frame.config => {
@@ -699,6 +711,21 @@ impl Sink for HlsSink {
         let self_described = frame.track == Track::Audio
             && frame.track_id == 0
             && matches!(frame.codec, Codec::Mp3 | Codec::Ac3 | Codec::Eac3);
+        if frame.track == Track::Audio && frame.track_id == 0 && self.prelude.is_some() {
+            if frame.bridged && frame.config {
+                // The audio bridge's AAC: the Opus stream goes in MPEG-TS after all.
+                self.bridged_aac = true;
+                self.await_framed = Some(0);
+            } else if frame.codec == Codec::Opus && frame.config && !self.bridged_aac {
+                // An Opus stream: hold the prelude (bounded) for the bridge's AAC, which comes
+                // some 300 ms after the Opus; without it, fMP4 segments with the Opus.
+                self.await_framed.get_or_insert(AWAIT_FRAMED_AUDIO);
+            }
+        }
+        if frame.bridged && !self.bridged_aac {
+            // After the prelude: this session's form is chosen, and it is not the AAC's.
+            return Ok(());
+        }
         if self_described && self.prelude.is_some() {
             // An AC-3/MP3 SequenceStart says nothing: hold the prelude (bounded) for a frame.
             if framed_audio_type(frame).is_some() {
@@ -752,6 +779,10 @@ impl Sink for HlsSink {
         self.write_playlist()?;
         self.delete_segments(&delete);
         result
+    }
+
+    fn takes_bridged(&self) -> bool {
+        true
     }
 
     fn describe(&self) -> String {

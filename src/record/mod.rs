@@ -69,6 +69,11 @@ impl Default for RecordConfig {
 /// stops only this sink (the worker logs it with `describe`, then calls `finish` once).
 pub trait Sink: Send {
     fn frame(&mut self, frame: &Frame) -> io::Result<()>;
+    /// Takes the audio bridge's AAC of an Opus stream (`Frame::bridged`); the sinks that do
+    /// not get only the frames as published.
+    fn takes_bridged(&self) -> bool {
+        false
+    }
     /// Finalises the files (metadata patched, playlist ended, ...). Called exactly once.
     fn finish(&mut self) -> io::Result<()>;
     /// What and where, for logs: e.g. `FLV live/cam -> data/flv/live/cam/20260101_120000.flv`.

@@ -474,6 +474,20 @@ impl Session {
     }
 
     fn frame(&mut self, frame: &Frame) {
+        if frame.bridged {
+            // Only for the sinks that take it; never a header a resumed sink starts from.
+            for (sink, row) in &mut self.sinks {
+                if sink.takes_bridged() {
+                    if let Err(e) = sink.frame(frame) {
+                        // Reported with the sink's next published frame, which fails alike.
+                        log::debug!("{}: bridged audio: {e}", sink.describe());
+                    } else {
+                        self.bytes[*row] += frame.data.len() as u64;
+                    }
+                }
+            }
+            return;
+        }
         self.remember(frame);
         if self.await_key && frame.track == crate::media::Track::Video && !frame.config {
             if !frame.key {

@@ -121,6 +121,23 @@ impl ClientSession {
         self.encoder.set_chunk_size(CLIENT_CHUNK_SIZE);
     }
 
+    /// `connect` as an Enhanced RTMP client: its command object names `fourccs` in
+    /// `fourCcList` (what it can take: the server may then send those codecs as published).
+    pub fn connect_enhanced(&mut self, app: &str, tc_url: &str, fourccs: &[&str]) {
+        let txn = self.call(Call::Connect);
+        let mut c = command::connect(txn, app, tc_url);
+        if let crate::amf::Value::Object(props) = &mut c.object {
+            let list = fourccs
+                .iter()
+                .map(|f| crate::amf::Value::string(f))
+                .collect();
+            props.push(("fourCcList".into(), crate::amf::Value::StrictArray(list)));
+        }
+        self.send_command(0, &c);
+        self.send(control::set_chunk_size_msg(CLIENT_CHUNK_SIZE), CSID_CONTROL);
+        self.encoder.set_chunk_size(CLIENT_CHUNK_SIZE);
+    }
+
     pub fn create_stream(&mut self) {
         let txn = self.call(Call::CreateStream);
         self.send_command(0, &command::simple_request("createStream", txn, None));

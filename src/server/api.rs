@@ -503,6 +503,24 @@ impl Server {
             &[("", self.core.holds().to_string())],
         );
         metric(
+            "rtmpd_audio_bridge_aac_started_total",
+            "counter",
+            "Audio bridges (Opus to AAC, for the RTMP and FLV players and HLS of Opus streams) started.",
+            &[("", t.bridges.started.to_string())],
+        );
+        metric(
+            "rtmpd_audio_bridge_aac_frames_total",
+            "counter",
+            "AAC frames the Opus to AAC bridges made.",
+            &[("", t.bridges.frames.to_string())],
+        );
+        metric(
+            "rtmpd_audio_bridge_aac_dropped_total",
+            "counter",
+            "Opus frames and AAC frames the Opus to AAC bridges' queues dropped.",
+            &[("", t.bridges.dropped.to_string())],
+        );
+        metric(
             "rtmpd_recorder_dropped_frames_total",
             "counter",
             "Frames a recording could not queue (over twice its queue while held back).",

@@ -100,9 +100,16 @@ pub fn rtmp_play(
     let peer = req.peer.map_or_else(|| "-".to_string(), |p| p.to_string());
     // Replies queued so far go out before the player's own queue takes over.
     out.push(r.session.take_output().into());
+    // Of an Opus stream, a player gets the audio bridge's AAC unless its connect named Opus
+    // (Enhanced RTMP `fourCcList` or `audioFourCcInfoMap`).
+    let takes_opus = r
+        .session
+        .client_caps()
+        .is_some_and(|c| c.accepts_audio("Opus"));
     let form = OutputForm::Rtmp {
         chunk_size: r.session.out_chunk_size(),
         stream_id,
+        aac: !takes_opus,
     };
     let playing = match core.play(req, form, now_ms) {
         Ok(p) => p,

@@ -541,12 +541,15 @@ impl Server {
         if req.method == "HEAD" {
             return self.http_reply(token, head, false);
         }
+        // Of an Opus stream, FLV players get the audio bridge's AAC unless they ask for Opus.
+        let aac = !flv_wants_opus(req.query());
         let form = if upgrade {
-            OutputForm::WsFlv { track }
+            OutputForm::WsFlv { track, aac }
         } else {
             OutputForm::HttpFlv {
                 chunked: req.version == 1,
                 track,
+                aac,
             }
         };
         let now_ms = self.now_ms();
@@ -672,6 +675,14 @@ fn flv_track(query: Option<&str>) -> Option<u8> {
         }
         Some(_) => None,
     }
+}
+
+/// `?audio=opus`: the player takes Opus (mpegts.js, FFmpeg 6.1 and later), so an Opus stream's
+/// audio reaches it as published rather than as the bridge's AAC. Any other value: AAC.
+fn flv_wants_opus(query: Option<&str>) -> bool {
+    query
+        .and_then(|q| crate::media::key::query_param(q, "audio"))
+        .is_some_and(|v| v.eq_ignore_ascii_case("opus"))
 }
 
 /// `/index` and what lies under it (however the path is spelled: percent-encoded, doubled

@@ -365,6 +365,10 @@ impl Server {
                 // A hook worker may have answered (wakes merge: take every answer).
                 self.hook_verdicts();
                 self.playback_done();
+                // An audio bridge made AAC (Opus streams' RTMP and FLV players).
+                let now_ms = self.now_ms();
+                self.core.bridged_audio(now_ms);
+                self.apply_actions();
             }
             for t in std::mem::take(&mut self.pending_read) {
                 self.on_readable(t);

@@ -537,6 +537,7 @@ mod tests {
         let flv = OutputForm::HttpFlv {
             chunked: false,
             track: 0,
+            aac: false,
         };
         let f = |tag, t: u32, data: Vec<u8>| Frame::parse(tag, t, Bytes::from(data)).unwrap();
         let key = StreamKey::new("live", "s").unwrap();

@@ -137,6 +137,10 @@ struct PlayReader(Rc<RefCell<PlayQueue>>);
 
 impl Reader for PlayReader {
     fn deliver(&mut self, frame: &Frame) -> ReaderState {
+        if frame.bridged {
+            // SRT players get the audio as published.
+            return ReaderState::Ready;
+        }
         let mut q = self.0.borrow_mut();
         if q.left {
             return ReaderState::Gone;

@@ -136,6 +136,29 @@ pub fn run_origin(mut cfg: OriginConfig) -> Result<(), ServerError> {
     }));
     server.core = Origin::new(hub_config(&cfg.viewer), Some(recorders));
     server.core.llhls = cfg.llhls.map(llhls::LlHls::new);
+    // The audio bridge, Opus to AAC: one worker per Opus stream, waking the loop with AAC.
+    {
+        let (bitrate, waker) = (cfg.aac_bitrate, server.waker.clone());
+        server
+            .core
+            .hub
+            .set_bridge_factory(Box::new(move |key: &crate::media::StreamKey| {
+                let w = waker.clone();
+                let wake: crate::audio::worker::Wake = Arc::new(move || {
+                    let _ = w.wake();
+                });
+                match crate::audio::aac_worker::AacBridge::start(key.to_string(), bitrate, wake) {
+                    Ok(b) => {
+                        log::info!("{key}: Opus audio, bridged to AAC for RTMP and FLV players");
+                        Some(Box::new(b) as Box<dyn crate::hub::bridge::AudioBridge>)
+                    }
+                    Err(e) => {
+                        log::warn!("{key}: no audio bridge to AAC (no thread: {e})");
+                        None
+                    }
+                }
+            }));
+    }
     server.set_access(&cfg.access, &cfg.limits, nofile)?;
     if let Some(w) = &cfg.webrtc {
         server.open_webrtc(w, cfg.bind)?;

@@ -670,6 +670,10 @@ struct FeedReader {
 
 impl Reader for FeedReader {
     fn deliver(&mut self, frame: &Frame) -> ReaderState {
+        if frame.bridged {
+            // WebRTC viewers get the Opus as published.
+            return ReaderState::Ready;
+        }
         if let Ok(mut st) = self.state.try_borrow_mut() {
             let mut dropped = false;
             if let Some(f) = st.feeds.get_mut(&self.key).filter(|f| f.id == self.feed) {

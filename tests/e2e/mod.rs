@@ -3,6 +3,7 @@
 mod access;
 mod audio_bridge;
 mod behaviour;
+mod bridge;
 mod cli;
 mod codecs;
 mod dashboard;

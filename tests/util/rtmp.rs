@@ -36,6 +36,25 @@ impl RtmpClient {
     /// TCP connect, handshake, `connect(app)` with tcUrl `rtmp://ADDR/APP`, wait for `_result`.
     /// `timeout` also bounds every later `publish` / `play` wait.
     pub fn connect(addr: SocketAddr, app: &str, timeout: Duration) -> io::Result<RtmpClient> {
+        Self::connect_with(addr, app, timeout, None)
+    }
+
+    /// `connect` as an Enhanced RTMP client naming `fourccs` in `fourCcList`.
+    pub fn connect_enhanced(
+        addr: SocketAddr,
+        app: &str,
+        timeout: Duration,
+        fourccs: &[&str],
+    ) -> io::Result<RtmpClient> {
+        Self::connect_with(addr, app, timeout, Some(fourccs))
+    }
+
+    fn connect_with(
+        addr: SocketAddr,
+        app: &str,
+        timeout: Duration,
+        fourccs: Option<&[&str]>,
+    ) -> io::Result<RtmpClient> {
         let sock = TcpStream::connect_timeout(&addr, timeout)?;
         sock.set_nodelay(true)?;
         sock.set_write_timeout(Some(timeout.max(Duration::from_secs(1))))?;
@@ -45,7 +64,11 @@ impl RtmpClient {
             .unwrap_or(0)
             ^ ((sock.local_addr()?.port() as u64) << 48);
         let mut session = ClientSession::new(seed);
-        session.connect(app, &format!("rtmp://{addr}/{app}"));
+        let tc_url = format!("rtmp://{addr}/{app}");
+        match fourccs {
+            Some(list) => session.connect_enhanced(app, &tc_url, list),
+            None => session.connect(app, &tc_url),
+        }
         let mut client = RtmpClient {
             sock,
             session,

@@ -1,0 +1,276 @@
+//! The audio bridge, Opus to AAC, end to end: FFmpeg 9 publishes H.264 + Opus (a 1 kHz stereo
+//! tone, Enhanced RTMP) to the real binary; Debian's FFmpeg 5.1, which cannot read Opus in FLV,
+//! plays the HTTP-FLV and the RTMP and decodes AAC with no error to the tone (frequency within
+//! 1%, level within 1 dB, no gap); an HTTP-FLV player asking `?audio=opus` gets the Opus as
+//! published; the HLS recording is MPEG-TS with the AAC, and decodes to the same tone. FFmpeg 9 comes from `tools/ffmpeg9/ffmpeg` or `$RTMPD_FFMPEG9`; without it (or
+//! Debian's ffmpeg) the test skips, or fails when RTMPD_REQUIRE_TOOLS=1.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use rtmpd::media::frame::{Codec, Track};
+
+use crate::util::*;
+
+/// FFmpeg 9, or `None` after saying why the test is skipped.
+fn ffmpeg9() -> Option<PathBuf> {
+    let path = std::env::var_os("RTMPD_FFMPEG9")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/ffmpeg9/ffmpeg"));
+    if path.is_file() {
+        return Some(path);
+    }
+    let msg = "skipped: FFmpeg 9 not found (sh tools/fetch-ffmpeg.sh)";
+    if std::env::var("RTMPD_REQUIRE_TOOLS").as_deref() == Ok("1") {
+        panic!("{msg}, and RTMPD_REQUIRE_TOOLS=1 forbids skipping");
+    }
+    eprintln!("{msg}");
+    None
+}
+
+/// H.264 and an Opus 1 kHz tone (48 kHz, stereo by FFmpeg's upmix) over Enhanced RTMP.
+fn publish_opus_tone(ff: &Path, url: &str) -> Proc {
+    let mut cmd = Command::new(ff);
+    cmd.args(["-hide_banner", "-nostdin", "-v", "error", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=48000"])
+        .args(["-t", "40", "-c:v", "libx264", "-preset", "ultrafast"])
+        .args(["-bf", "0", "-g", "50", "-pix_fmt", "yuv420p"])
+        .args([
+            "-c:a", "libopus", "-ac", "2", "-b:a", "128k", "-f", "flv", url,
+        ]);
+    Proc::spawn(cmd)
+}
+
+/// Debian's FFmpeg plays `url` for `secs` and decodes its audio to 48 kHz stereo s16 in `out`,
+/// with `-xerror`: its stderr (errors only) and the audio codec it named.
+fn play_to_pcm(url: &str, secs: u32, out: &Path) -> Proc {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-nostdin", "-v", "info", "-xerror", "-y"])
+        .args(["-i", url, "-t", &secs.to_string(), "-map", "0:a"])
+        .args(["-ac", "2", "-ar", "48000", "-f", "s16le"])
+        .arg(out);
+    Proc::spawn(cmd)
+}
+
+fn metric(srv: &Server, name: &str) -> u64 {
+    let m = http_get(srv.http, "/metrics", Duration::from_secs(5)).body_text();
+    m.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {m}"))
+}
+
+struct Tone {
+    freq: f64,
+    /// RMS of the left channel, dBFS.
+    level: f64,
+    /// The quietest 10 ms window's RMS, dBFS (a gap shows as silence).
+    quietest: f64,
+    secs: f64,
+}
+
+/// The left channel of interleaved s16 stereo, after its first 500 ms: frequency by
+/// interpolated upward zero crossings, RMS, and the quietest 10 ms window.
+fn tone_of(raw: &[u8]) -> Tone {
+    let x: Vec<f64> = raw
+        .chunks_exact(4)
+        .map(|s| i16::from_le_bytes([s[0], s[1]]) as f64 / 32768.0)
+        .collect();
+    let secs = x.len() as f64 / 48_000.0;
+    let x = &x[x.len().min(24_000)..];
+    assert!(x.len() > 48_000, "{} samples of audio", x.len());
+    let mut ups = Vec::new();
+    for i in 1..x.len() {
+        if x[i - 1] < 0.0 && x[i] >= 0.0 {
+            ups.push(i as f64 - 1.0 + x[i - 1] / (x[i - 1] - x[i]));
+        }
+    }
+    let freq = (ups.len() - 1) as f64 * 48_000.0 / (ups[ups.len() - 1] - ups[0]);
+    let db = |w: &[f64]| 10.0 * (w.iter().map(|v| v * v).sum::<f64>() / w.len() as f64).log10();
+    let quietest = x.chunks_exact(480).map(db).fold(f64::INFINITY, f64::min);
+    Tone {
+        freq,
+        level: db(x),
+        quietest,
+        secs,
+    }
+}
+
+#[test]
+fn an_opus_publish_plays_as_aac_in_ffmpeg_5_over_http_flv_rtmp_and_hls() {
+    let Some(ff9) = ffmpeg9() else {
+        return;
+    };
+    if !require_tool("ffmpeg") {
+        return;
+    }
+    let srv = Server::start();
+    let name = unique_stream("opus2aac");
+    let key = format!("live/{name}");
+    let mut publisher = publish_opus_tone(&ff9, &srv.rtmp_url(&key));
+    let live = wait_until_live(srv.http, &format!("/{key}.flv"), Duration::from_secs(20));
+    assert!(live, "the publisher never came: {:?}", srv.logs());
+    assert!(
+        srv.wait_for_log("bridged to AAC", Duration::from_secs(10))
+            .is_some(),
+        "no bridge: {:?}",
+        srv.logs()
+    );
+    std::thread::sleep(Duration::from_millis(1000));
+
+    let dir = TempDir::new("opus2aac");
+    let flv_url = format!("http://{}/{key}.flv", srv.http);
+    let players = [
+        ("HTTP-FLV", flv_url.clone(), dir.join("flv.raw")),
+        ("RTMP", srv.rtmp_url(&key), dir.join("rtmp.raw")),
+    ];
+    let mut procs: Vec<Proc> = players
+        .iter()
+        .map(|(_, url, out)| play_to_pcm(url, 6, out))
+        .collect();
+    // RTMP players in Rust: one whose connect names Opus in fourCcList gets the Opus as
+    // published, a legacy one the AAC.
+    let rtmp_addr = srv.rtmp;
+    let rtmp_audio = |fourccs: Option<&'static [&'static str]>| {
+        let name = name.clone();
+        std::thread::spawn(move || {
+            let mut c = match fourccs {
+                Some(l) => RtmpClient::connect_enhanced(rtmp_addr, "live", RTMP_TIMEOUT, l),
+                None => RtmpClient::connect(rtmp_addr, "live", RTMP_TIMEOUT),
+            }
+            .unwrap();
+            c.play(&name).unwrap();
+            let mut out = RtmpPlay::default();
+            collect_events(&mut c, &mut out, Instant::now() + Duration::from_secs(3));
+            c.close();
+            out.frames
+                .into_iter()
+                .filter(|f| f.track == Track::Audio)
+                .map(|f| (f.codec, f.config))
+                .collect::<Vec<_>>()
+        })
+    };
+    let enhanced = rtmp_audio(Some(&["avc1", "Opus"]));
+    let legacy = rtmp_audio(None);
+    // FFmpeg 9 asking for Opus over HTTP-FLV gets it as published.
+    let mut opus = Command::new(&ff9);
+    opus.args(["-hide_banner", "-nostdin", "-v", "info", "-t", "2"])
+        .args(["-i", &format!("{flv_url}?audio=opus"), "-map", "0:a"])
+        .args(["-f", "null", "-"]);
+    let mut opus = Proc::spawn(opus);
+
+    for ((what, _, out), p) in players.iter().zip(procs.iter_mut()) {
+        let status = p.wait_or_panic(Duration::from_secs(40));
+        let err = p.stderr();
+        assert!(status.success(), "{what}: FFmpeg 5.1 failed:\n{err}");
+        let audio = err
+            .lines()
+            .find(|l| l.contains("Stream #0:") && l.contains("Audio:"))
+            .unwrap_or_else(|| panic!("{what}: no audio stream:\n{err}"));
+        assert!(audio.contains("Audio: aac (LC)"), "{what}: {audio}");
+        assert!(audio.contains("48000 Hz"), "{what}: {audio}");
+        for l in err.lines() {
+            let l = l.to_ascii_lowercase();
+            assert!(
+                !(l.contains("error") || l.contains("invalid") || l.contains("corrupt")),
+                "{what}: FFmpeg 5.1 said: {l}\n{err}"
+            );
+        }
+        let raw = std::fs::read(out).unwrap();
+        let t = tone_of(&raw);
+        eprintln!(
+            "opus2aac {what}: {:.2} s of AAC, {:.2} Hz at {:.2} dBFS, quietest 10 ms {:.2} dBFS",
+            t.secs, t.freq, t.level, t.quietest
+        );
+        assert!(t.secs > 5.5, "{what}: {:.2} s of audio", t.secs);
+        assert!((t.freq - 1000.0).abs() < 10.0, "{what}: {} Hz", t.freq);
+        // FFmpeg's sine is 1/8 of full scale (-21.07 dBFS RMS); the mono-to-stereo upmix puts
+        // each channel 3.01 dB lower.
+        assert!((t.level + 24.08).abs() < 1.0, "{what}: {} dBFS", t.level);
+        assert!(t.quietest > -30.0, "{what}: a gap ({} dBFS)", t.quietest);
+    }
+
+    let status = opus.wait_or_panic(Duration::from_secs(40));
+    let err = opus.stderr();
+    assert!(status.success(), "?audio=opus: FFmpeg 9 failed:\n{err}");
+    assert!(
+        err.lines()
+            .any(|l| l.contains("Stream #0:") && l.contains("Audio: opus")),
+        "?audio=opus did not get Opus:\n{err}"
+    );
+
+    for (what, got, codec) in [
+        (
+            "Enhanced RTMP naming Opus",
+            enhanced.join().unwrap(),
+            Codec::Opus,
+        ),
+        ("legacy RTMP", legacy.join().unwrap(), Codec::Aac),
+    ] {
+        eprintln!(
+            "opus2aac {what}: {} audio messages in 3 s, {:?} first",
+            got.len(),
+            got.first()
+        );
+        assert!(got.len() > 50, "{what}: {} audio messages", got.len());
+        assert!(got.iter().all(|(c, _)| *c == codec), "{what}: {got:?}");
+        assert!(got[0].1, "{what}: a sequence header first: {got:?}");
+    }
+
+    let started = metric(&srv, "rtmpd_audio_bridge_aac_started_total");
+    let frames = metric(&srv, "rtmpd_audio_bridge_aac_frames_total");
+    let dropped = metric(&srv, "rtmpd_audio_bridge_aac_dropped_total");
+    eprintln!("opus2aac metrics: {started} bridge, {frames} AAC frames, {dropped} dropped");
+    assert_eq!(
+        started, 1,
+        "one bridge for the stream, however many players"
+    );
+    // About 47 a second (1024 samples at 48 kHz) for the 6 s and more the players took.
+    assert!(frames > 250, "{frames} AAC frames");
+
+    // The HLS recording is MPEG-TS with the bridge's AAC (the Opus alone would make it fMP4).
+    publisher.kill();
+    let done = srv.wait_for_log_where(
+        |l| l.contains(&format!("HLS recording of {key} ->")) && l.contains("finished"),
+        Duration::from_secs(30),
+    );
+    assert!(
+        done.is_some(),
+        "the HLS recording did not finish: {:?}",
+        srv.logs()
+    );
+    let hls = srv.data_dir.join("hls").join(&key);
+    let ts = std::fs::read_dir(&hls)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "ts")
+        })
+        .count();
+    assert!(ts > 0, "no .ts segments in {}", hls.display());
+    assert!(!hls.join("init.mp4").exists(), "fMP4 segments");
+    let out = dir.join("hls.raw");
+    let mut p = play_to_pcm(&hls.join("index.m3u8").display().to_string(), 30, &out);
+    let status = p.wait_or_panic(Duration::from_secs(60));
+    let err = p.stderr();
+    assert!(status.success(), "HLS: FFmpeg 5.1 failed:\n{err}");
+    let audio = err
+        .lines()
+        .find(|l| l.contains("Stream #0:") && l.contains("Audio:"))
+        .unwrap_or_else(|| panic!("HLS: no audio stream:\n{err}"));
+    assert!(audio.contains("Audio: aac (LC)"), "HLS: {audio}");
+    let t = tone_of(&std::fs::read(&out).unwrap());
+    eprintln!(
+        "opus2aac HLS (MPEG-TS, {ts} segments): {:.2} s of AAC, {:.2} Hz at {:.2} dBFS, quietest 10 ms {:.2} dBFS",
+        t.secs, t.freq, t.level, t.quietest
+    );
+    assert!(t.secs > 5.0, "HLS: {:.2} s of audio", t.secs);
+    assert!((t.freq - 1000.0).abs() < 10.0, "HLS: {} Hz", t.freq);
+    assert!((t.level + 24.08).abs() < 1.0, "HLS: {} dBFS", t.level);
+    assert!(t.quietest > -30.0, "HLS: a gap ({} dBFS)", t.quietest);
+}
