@@ -360,10 +360,12 @@ fn play_case(passphrase: Option<&str>, extra: &str, drop_every: usize, burst: bo
     }
     let ts = fixture_ts("play");
     let mut h = Harness::new(passphrase, drop_every);
-    let out_path = std::env::temp_dir().join(format!(
-        "rtmpd-srt-play-{}-{drop_every}.ts",
-        std::process::id()
-    ));
+    // One file per case: the cases run in parallel in one process (the same name for two of them
+    // had one delete the other's output under it).
+    static CASE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let case = CASE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let out_path =
+        std::env::temp_dir().join(format!("rtmpd-srt-play-{}-{case}.ts", std::process::id()));
     let out_file = std::fs::File::create(&out_path).unwrap();
     let url = srt_url(h.port(), "#!::r=live/interop,m=request", extra);
     let child = Command::new("srt-live-transmit")
