@@ -64,6 +64,11 @@ pub struct IceTcp {
 }
 
 impl IceTcp {
+    /// The port the listener got (`--webrtc-port 0`).
+    pub fn local_port(&self) -> io::Result<u16> {
+        Ok(self.listener.local_addr()?.port())
+    }
+
     pub fn new(listener: TcpListener) -> IceTcp {
         IceTcp {
             listener,

@@ -760,31 +760,29 @@ impl Server {
         let state = Rc::new(RefCell::new(State::new(self.started)));
         state.borrow_mut().cfg.keyframe_interval = cfg.keyframe_interval;
         state.borrow_mut().opus_bitrate = cfg.opus_bitrate;
-        // The UDP port first, then TCP on the same number; with port 0 a free UDP port is found
-        // and tried for TCP a few times.
-        let mut tries = if cfg.port == 0 { 5 } else { 1 };
+        // One number for UDP and TCP. With port 0 the TCP listener takes a free port first (TCP's
+        // ephemeral ports are the crowded ones: every outgoing connection holds one, so a free UDP
+        // port was often taken for TCP under load), then UDP is tried on that number, a few times.
+        let mut tries = if cfg.port == 0 { 20 } else { 1 };
         let (endpoint, tcp, port) = loop {
             tries -= 1;
+            let tcp_addr = SocketAddr::new(bind, cfg.port);
+            let tcp = match Server::ice_tcp_bind(tcp_addr) {
+                Ok(t) => t,
+                Err(e) => {
+                    return Err(super::ServerError(format!(
+                        "cannot listen for WebRTC ICE-TCP on {tcp_addr} (--webrtc-port): {e}"
+                    )))
+                }
+            };
             let port = if cfg.port == 0 {
-                std::net::UdpSocket::bind(SocketAddr::new(bind, 0))
-                    .and_then(|u| u.local_addr())
-                    .map_err(|e| {
-                        super::ServerError(format!("cannot listen for WebRTC (--webrtc-port): {e}"))
-                    })?
-                    .port()
+                tcp.local_port().map_err(|e| {
+                    super::ServerError(format!("cannot listen for WebRTC ICE-TCP: {e}"))
+                })?
             } else {
                 cfg.port
             };
             let addr = SocketAddr::new(bind, port);
-            let tcp = match Server::ice_tcp_bind(addr) {
-                Ok(t) => t,
-                Err(_) if tries > 0 => continue,
-                Err(e) => {
-                    return Err(super::ServerError(format!(
-                        "cannot listen for WebRTC ICE-TCP on {addr} (--webrtc-port): {e}"
-                    )))
-                }
-            };
             match self.open_udp("webrtc", &[addr], Box::new(WhepUdp(state.clone()))) {
                 Ok(e) => break (e, tcp, port),
                 Err(_) if tries > 0 => continue,
