@@ -1017,6 +1017,7 @@ fn grow_receive_buffer(s: &UdpSocket) {
 fn grow_receive_buffer(_s: &UdpSocket) {}
 
 /// The receive buffer every UDP socket asks for (bytes).
+#[cfg(unix)]
 const UDP_RCVBUF: libc::c_int = 4 << 20;
 
 #[cfg(test)]
