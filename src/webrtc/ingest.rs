@@ -21,12 +21,12 @@ use std::time::{Duration, Instant};
 use str0m::change::SdpOffer;
 use str0m::format::Codec as RtpCodec;
 use str0m::media::{KeyframeRequestKind, MediaData, MediaKind, Mid, Rid};
-use str0m::net::{Protocol, Receive, TcpType};
+use str0m::net::{Protocol, TcpType};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc, RtcConfig};
 
 use super::depack::{DepackStats, Depacketizer, RtpFrame, SenderReport, VideoCodec};
 use super::sdp::offered_codecs;
-use super::session::{protocol, random_token};
+use super::session::{random_token, receive};
 use super::{crypto, Proto, SessionConfig, Transmit, WebRtcError};
 use crate::media::{Frame, Track};
 
@@ -271,18 +271,9 @@ impl WhipSession {
         if matches!(self.state, State::Closed) {
             return false;
         }
-        let Ok(contents) = bytes.try_into() else {
+        let Some(input) = receive(self.last_heard, proto, source, destination, bytes) else {
             return false;
         };
-        let input = Input::Receive(
-            self.last_heard,
-            Receive {
-                proto: protocol(proto),
-                source,
-                destination,
-                contents,
-            },
-        );
         self.rtc.accepts(&input)
     }
 
@@ -298,18 +289,9 @@ impl WhipSession {
         if matches!(self.state, State::Closed) {
             return;
         }
-        let Ok(contents) = bytes.try_into() else {
+        let Some(input) = receive(now, proto, source, destination, bytes) else {
             return;
         };
-        let input = Input::Receive(
-            now,
-            Receive {
-                proto: protocol(proto),
-                source,
-                destination,
-                contents,
-            },
-        );
         if !self.rtc.accepts(&input) {
             return;
         }

@@ -280,18 +280,9 @@ impl WhepSession {
         if matches!(self.state, State::Closed) {
             return false;
         }
-        let Ok(contents) = bytes.try_into() else {
+        let Some(input) = receive(self.last_heard, proto, source, destination, bytes) else {
             return false;
         };
-        let input = Input::Receive(
-            self.last_heard,
-            Receive {
-                proto: protocol(proto),
-                source,
-                destination,
-                contents,
-            },
-        );
         self.rtc.accepts(&input)
     }
 
@@ -309,18 +300,9 @@ impl WhepSession {
         if matches!(self.state, State::Closed) {
             return;
         }
-        let Ok(contents) = bytes.try_into() else {
+        let Some(input) = receive(now, proto, source, destination, bytes) else {
             return;
         };
-        let input = Input::Receive(
-            now,
-            Receive {
-                proto: protocol(proto),
-                source,
-                destination,
-                contents,
-            },
-        );
         if !self.rtc.accepts(&input) {
             return;
         }
@@ -568,6 +550,26 @@ impl WhepSession {
             _ => {}
         }
     }
+}
+
+/// A datagram as str0m's input at `at`; `None` when str0m cannot hold it (too large).
+pub(super) fn receive(
+    at: Instant,
+    proto: Proto,
+    source: SocketAddr,
+    destination: SocketAddr,
+    bytes: &[u8],
+) -> Option<Input<'_>> {
+    let contents = bytes.try_into().ok()?;
+    Some(Input::Receive(
+        at,
+        Receive {
+            proto: protocol(proto),
+            source,
+            destination,
+            contents,
+        },
+    ))
 }
 
 pub(super) fn protocol(p: Proto) -> Protocol {
