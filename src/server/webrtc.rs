@@ -1037,15 +1037,7 @@ impl Server {
                 warn!("{line}");
             }
             self.totals.refused += 1;
-            let why = format!("503 Service Unavailable: {}.\n", r.hit);
-            let r = reply(
-                503,
-                "Retry-After: 10\r\n",
-                "text/plain; charset=utf-8",
-                &why,
-                false,
-            );
-            return self.http_reply(token, r, false);
+            return self.http_reply(token, super::reply::http_limit(&r.hit), false);
         }
         let offer = String::from_utf8_lossy(&body);
         // The stream's feed: made (and its reader attached) by its first WHEP viewer.
