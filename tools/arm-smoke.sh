@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The ARM64 Linux smoke run: cross-builds the release binary for aarch64-unknown-linux-gnu (linked by
+# The ARM64 Linux smoke run: cross-builds the binary (smoke profile: release without LTO) for aarch64-unknown-linux-gnu (linked by
 # Debian's gcc-aarch64-linux-gnu) and runs it under qemu-user on 127.0.0.1 with every port 0: FFmpeg
 # publishes, RTMP and HTTP-FLV play, /api/streams answers, Ctrl-C (SIGINT, which qemu passes on) exits 0
 # with the HLS playlist ended and stream_full.mp4 decodable. Emulation, not a Raspberry Pi: it proves the
@@ -14,10 +14,10 @@ for t in aarch64-linux-gnu-gcc qemu-aarch64 ffmpeg ffprobe curl; do
     command -v "$t" >/dev/null || die "$t not found (tools/windows-setup.sh installs it)"
 done
 if [ -z "${RTMPD_ARM:-}" ]; then
-    echo "arm-smoke: building rtmpd for aarch64 (release)"
+    echo "arm-smoke: building rtmpd for aarch64 (profile smoke: release without LTO)"
     CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
-        cargo build --quiet --release --target aarch64-unknown-linux-gnu --bin rtmpd
-    RTMPD_ARM=target/aarch64-unknown-linux-gnu/release/rtmpd
+        cargo build --quiet --profile smoke --target aarch64-unknown-linux-gnu --bin rtmpd
+    RTMPD_ARM=target/aarch64-unknown-linux-gnu/smoke/rtmpd
 fi
 export QEMU_LD_PREFIX=/usr/aarch64-linux-gnu
 

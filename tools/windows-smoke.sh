@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The Windows smoke suite: builds rtmpd.exe (release, x86_64-pc-windows-gnu, linked by mingw-w64), runs it
+# The Windows smoke suite: builds rtmpd.exe (the smoke profile: release without LTO, x86_64-pc-windows-gnu, linked by mingw-w64), runs it
 # under Wine on 127.0.0.1 with every port 0, and drives it with Linux FFmpeg, curl and a small WS client:
 # publish, RTMP / HTTP-FLV / WS-FLV play, /api/streams, the home page, path traversal with backslashes
 # and drive letters, Ctrl-C (SIGINT, which Wine delivers to the console control handler as CTRL_C_EVENT)
@@ -28,10 +28,10 @@ done
 if [ -z "${RTMPD_EXE:-}" ]; then
     rustup target list --installed 2>/dev/null | grep -qx x86_64-pc-windows-gnu \
         || die "the Rust target x86_64-pc-windows-gnu is not installed (rustup target add x86_64-pc-windows-gnu)"
-    echo "windows-smoke: building rtmpd.exe (release)"
+    echo "windows-smoke: building rtmpd.exe (profile smoke: release without LTO)"
     CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER=x86_64-w64-mingw32-gcc \
-        cargo build --quiet --release --target x86_64-pc-windows-gnu --bin rtmpd
-    RTMPD_EXE=target/x86_64-pc-windows-gnu/release/rtmpd.exe
+        cargo build --quiet --profile smoke --target x86_64-pc-windows-gnu --bin rtmpd
+    RTMPD_EXE=target/x86_64-pc-windows-gnu/smoke/rtmpd.exe
 fi
 
 work=$repo/target/windows-smoke
@@ -160,7 +160,14 @@ home_page() {
 }
 
 api_streams() {
-    curl -s --max-time 10 "$1/api/streams" >"$work/streams.json"
+    # The stream is listed from the publish command on, its codecs only once the sequence headers came
+    # (under Wine that can take seconds), so poll for up to 10 s, then judge and print the last answer.
+    local i
+    for i in $(seq 1 50); do
+        curl -s --max-time 10 "$1/api/streams" >"$work/streams.json"
+        [ "$(grep -o '"codec"' "$work/streams.json" | wc -l)" -ge 2 ] && break
+        sleep 0.2
+    done
     python3 - "$work/streams.json" <<'EOF'
 import json, sys
 doc = json.load(open(sys.argv[1]))
