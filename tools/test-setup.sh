@@ -16,8 +16,8 @@
 #
 # s3s-fs (crates.io: a real S3 server over a folder) for the object-storage tests (tests/e2e/upload.rs): kept
 # when $RTMPD_S3S_FS or tools/s3s/bin/s3s-fs runs, else `cargo install --locked` into the git-ignored
-# tools/s3s/ (about 3.5 min of CPU on 2 cores, once per machine; 0.14.1 is the newest that builds with
-# rustc 1.95).
+# tools/s3s/ (a debug build: about 1 min on 2 cores where release took 3.5, and fast enough for the
+# tests' few megabytes; once per machine; 0.14.1 is the newest that builds with rustc 1.95).
 #
 # Env: CHROMIUM (default /usr/bin/chromium, as the browser tests), RTMPD_FFMPEG9, RTMPD_S3S_FS.
 set -euo pipefail
@@ -106,7 +106,7 @@ fi
 s3s_ok() { [ -n "$1" ] && "$1" --version >/dev/null 2>&1; }
 if ! s3s_ok "${RTMPD_S3S_FS:-}" && ! s3s_ok tools/s3s/bin/s3s-fs; then
     say "installing s3s-fs (an S3 server for the upload tests) into tools/s3s/ with cargo install"
-    if ! cargo install --quiet --locked s3s-fs@0.14.1 --features binary --root tools/s3s \
+    if ! cargo install --quiet --debug --locked s3s-fs@0.14.1 --features binary --root tools/s3s \
         --target-dir "${CARGO_TARGET_DIR:-target}/s3s-fs" >&2 || ! s3s_ok tools/s3s/bin/s3s-fs; then
         say "could not install s3s-fs (from crates.io, with cargo): the object-storage tests cannot run"
         exit 1
