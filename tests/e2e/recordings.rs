@@ -592,29 +592,6 @@ fn a_full_disk_shows_in_the_health_and_recording_resumes_when_space_returns() {
     );
 }
 
-/// The video frame hashes of `input` (`ffmpeg -f framemd5`), in order.
-fn frame_hashes(input: &Path) -> Vec<String> {
-    let mut c = Command::new("ffmpeg");
-    c.args(["-hide_banner", "-nostdin", "-v", "error", "-i"])
-        .arg(input)
-        .args([
-            "-map",
-            "0:v:0",
-            "-fps_mode",
-            "passthrough",
-            "-f",
-            "framemd5",
-            "-",
-        ]);
-    let mut p = Proc::spawn(c);
-    assert!(p.wait_or_panic(TOOL).success(), "{}", p.stderr());
-    p.stdout()
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.rsplit(',').next().map(|h| h.trim().to_string()))
-        .collect()
-}
-
 /// ffprobe's first video packet flags and the video stream's duration (s).
 fn probe_video(input: &Path) -> (String, f64) {
     let out = Command::new("ffprobe")

@@ -575,29 +575,6 @@ fn delete_local_frees_the_disk_and_playback_plays_from_the_bucket() {
     );
 }
 
-/// `ffmpeg -f framemd5` of the first video stream: one hash per decoded frame.
-fn frame_hashes(input: &Path) -> Vec<String> {
-    let mut c = Command::new("ffmpeg");
-    c.args(["-hide_banner", "-nostdin", "-v", "error", "-i"])
-        .arg(input)
-        .args([
-            "-map",
-            "0:v:0",
-            "-fps_mode",
-            "passthrough",
-            "-f",
-            "framemd5",
-            "-",
-        ]);
-    let mut p = Proc::spawn(c);
-    assert!(p.wait_or_panic(TOOL).success(), "{}", p.stderr());
-    p.stdout()
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.rsplit(',').next().map(|h| h.trim().to_string()))
-        .collect()
-}
-
 /// RFC 3339 UTC with milliseconds, as `/playback` takes it.
 fn format_rfc3339(ms: i64) -> String {
     let out = Command::new("date")

@@ -11,6 +11,34 @@ use std::time::{Duration, Instant};
 
 use super::Proc;
 
+/// `ffmpeg -f framemd5` of the first video stream of `input`: one hash per decoded frame, in
+/// order (a cut or an upload is checked as a run of the original's frames).
+pub fn frame_hashes(input: &Path) -> Vec<String> {
+    let mut c = Command::new("ffmpeg");
+    c.args(["-hide_banner", "-nostdin", "-v", "error", "-i"])
+        .arg(input)
+        .args([
+            "-map",
+            "0:v:0",
+            "-fps_mode",
+            "passthrough",
+            "-f",
+            "framemd5",
+            "-",
+        ]);
+    let mut p = Proc::spawn(c);
+    assert!(
+        p.wait_or_panic(Duration::from_secs(120)).success(),
+        "{}",
+        p.stderr()
+    );
+    p.stdout()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(',').next().map(|h| h.trim().to_string()))
+        .collect()
+}
+
 /// `ffprobe -v error -show_format -show_streams FILE` exits 0 and prints no error, or panics
 /// naming `what` with ffprobe's output.
 pub fn assert_probes_clean(file: &Path, what: &str) {
