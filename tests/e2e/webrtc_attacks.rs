@@ -116,6 +116,38 @@ fn rate_in(frames: &[VideoFrame], from: Instant, to: Instant) -> (usize, Duratio
     (inside.len(), gap)
 }
 
+/// The viewers watching through an attack were not harmed: the str0m viewer still connected
+/// and kept its rate over the attack (at least 2 s of it), and the two load viewers playing for
+/// `play` s got 25 fps video (WHEP) and ~47 AAC frames a second plus video (HTTP-FLV), give or
+/// take the join.
+fn assert_unharmed(
+    viewer: &WhepClient,
+    (attack_start, attack_end): (Instant, Instant),
+    whep: Proc,
+    flv: Proc,
+    play: u32,
+) {
+    assert!(
+        viewer.connected && viewer.is_alive(),
+        "the str0m viewer was cut off"
+    );
+    assert_kept_rate(
+        viewer,
+        attack_start,
+        attack_end.max(attack_start + Duration::from_secs(2)),
+    );
+    assert_full_rate(
+        whep,
+        "rtmpd-load WHEP viewer",
+        25 * (play as u64 - 4) * 7 / 10,
+    );
+    assert_full_rate(
+        flv,
+        "rtmpd-load HTTP-FLV viewer",
+        70 * (play as u64 - 4) * 7 / 10,
+    );
+}
+
 /// The in-process viewer kept the full rate over the attack: 25 fps give or take a loaded
 /// machine, and no gap between frames a viewer would see as a freeze.
 fn assert_kept_rate(viewer: &WhepClient, from: Instant, to: Instant) {
@@ -354,26 +386,7 @@ fn udp_garbage_stun_floods_dtls_garbage_and_bad_sdp_leave_viewers_at_full_rate()
     eprintln!("attack lasted {:?}", attack_end - attack_start);
 
     let viewer = viewer.join().expect("the viewer thread");
-    assert!(
-        viewer.connected && viewer.is_alive(),
-        "the str0m viewer was cut off"
-    );
-    assert_kept_rate(
-        &viewer,
-        attack_start,
-        attack_end.max(attack_start + Duration::from_secs(2)),
-    );
-    // 25 fps video for the run (give or take the join), and ~47 AAC frames a second on FLV.
-    assert_full_rate(
-        whep,
-        "rtmpd-load WHEP viewer",
-        25 * (PLAY as u64 - 4) * 7 / 10,
-    );
-    assert_full_rate(
-        flv,
-        "rtmpd-load HTTP-FLV viewer",
-        70 * (PLAY as u64 - 4) * 7 / 10,
-    );
+    assert_unharmed(&viewer, (attack_start, attack_end), whep, flv, PLAY);
 
     let unknown = metric(&srv, "rtmpd_udp_unknown_total{endpoint=\"webrtc\"}").unwrap_or(0.0);
     eprintln!("rtmpd_udp_unknown_total: {unknown}");
@@ -514,25 +527,7 @@ fn a_thousand_half_open_sessions_are_capped_and_expire() {
     let attack_end = Instant::now().min(attack_start + posted);
 
     let viewer = viewer.join().expect("the viewer thread");
-    assert!(
-        viewer.connected && viewer.is_alive(),
-        "the str0m viewer was cut off"
-    );
-    assert_kept_rate(
-        &viewer,
-        attack_start,
-        attack_end.max(attack_start + Duration::from_secs(2)),
-    );
-    assert_full_rate(
-        whep,
-        "rtmpd-load WHEP viewer",
-        25 * (PLAY as u64 - 4) * 7 / 10,
-    );
-    assert_full_rate(
-        flv,
-        "rtmpd-load HTTP-FLV viewer",
-        70 * (PLAY as u64 - 4) * 7 / 10,
-    );
+    assert_unharmed(&viewer, (attack_start, attack_end), whep, flv, PLAY);
     // A new viewer is welcome again once the flood is gone.
     assert_eq!(
         try_post(srv.http, &path, WhepOffer::new().sdp.as_bytes()),
