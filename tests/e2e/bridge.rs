@@ -304,7 +304,7 @@ fn av_times(ff: &Path, flv: &Path, raw: &Path) -> AvTimes {
     let first_video: f64 = out
         .lines()
         .next()
-        .and_then(|l| l.trim().parse().ok())
+        .and_then(|l| l.split(',').next()?.trim().parse().ok())
         .unwrap_or_else(|| panic!("ffprobe found no video in {}: {out}", flv.display()));
     let mut cmd = Command::new(ff);
     cmd.args(["-hide_banner", "-nostdin", "-v", "info", "-xerror", "-y"])
@@ -341,7 +341,7 @@ fn av_times(ff: &Path, flv: &Path, raw: &Path) -> AvTimes {
 /// of source time, to the server and (through a tee) to a file. FFmpeg 9 decoding that file says
 /// where the tone starts against the video as published; Debian's FFmpeg 5.1 decoding the
 /// HTTP-FLV's bridged AAC (which it does not trim the priming of) must put it within 20 ms of
-/// the same place.
+/// the same place, and so must the HLS recording (MPEG-TS with that AAC).
 #[test]
 fn the_bridged_aac_stays_within_20_ms_of_the_video() {
     let Some(ff9) = ffmpeg9() else {
@@ -436,5 +436,28 @@ fn the_bridged_aac_stays_within_20_ms_of_the_video() {
         t.quietest > LATE_TONE_DB - 6.0,
         "a gap ({} dBFS)",
         t.quietest
+    );
+
+    // The HLS recording (MPEG-TS with the bridged AAC) likewise.
+    let done = srv.wait_for_log_where(
+        |l| l.contains(&format!("HLS recording of {key} ->")) && l.contains("finished"),
+        Duration::from_secs(30),
+    );
+    assert!(done.is_some(), "no HLS recording: {:?}", srv.logs());
+    let m3u8 = srv.data_dir.join("hls").join(&key).join("index.m3u8");
+    let hls = av_times(Path::new("ffmpeg"), &m3u8, &dir.join("hls.raw"));
+    let hls_offset = (hls.onset - hls.first_video - 2.0) * 1000.0;
+    eprintln!(
+        "opus sync: HLS recording (MPEG-TS, FFmpeg 5.1): video from {:.3} s, AAC from {:.5} s, \
+         tone at {:.5} s: {:+.2} ms from the source",
+        hls.first_video,
+        hls.first_audio,
+        hls.onset,
+        hls_offset - src_offset
+    );
+    assert!(
+        (hls_offset - src_offset).abs() <= 20.0,
+        "HLS: the AAC is {:+.2} ms off the video",
+        hls_offset - src_offset
     );
 }
