@@ -352,3 +352,117 @@ fn whep_viewers_joining_and_leaving_every_second_for_60_s_start_and_stop_bridges
         "RSS {rss10} kB after round 10, {rss60} kB after round 60"
     );
 }
+
+/// A/V sync, AAC to Opus, end to end: Debian's FFmpeg publishes H.264 (one 10 s GOP, so the
+/// viewer starts on the stream's first frame) and an AAC tone that starts at exactly 2.000 s of
+/// source time, to the server and (through a tee) to a file; FFmpeg decoding that file says
+/// where the tone starts against the video as published. A WHEP viewer (str0m, real UDP) joins
+/// before the tone; its Opus, decoded packet by packet (opus-rs) and placed by each packet's
+/// RTP time, must put the onset within 20 ms of the same place against the video's RTP times.
+#[test]
+fn the_bridged_opus_stays_within_20_ms_of_the_video() {
+    use super::bridge::{av_times, LATE_TONE, LATE_TONE_DB};
+    use std::path::Path;
+    if !require_tool("ffmpeg") || !require_tool("ffprobe") {
+        return;
+    }
+    let srv = Server::start();
+    let name = unique_stream("aacsync");
+    let key = format!("live/{name}");
+    let dir = crate::util::TempDir::new("aacsync");
+    let published = dir.join("published.flv");
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-nostdin", "-v", "error", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
+        .args(["-f", "lavfi", "-i", LATE_TONE])
+        .args(["-t", "8", "-map", "0:v", "-map", "1:a"])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-bf", "0"])
+        .args(["-g", "250", "-sc_threshold", "0", "-pix_fmt", "yuv420p"])
+        .args(["-c:a", "aac", "-b:a", "128k", "-flags", "+global_header"])
+        .args(["-f", "tee"])
+        .arg(format!(
+            "[f=flv]{}|[f=flv]{}",
+            srv.rtmp_url(&key),
+            published.display()
+        ));
+    let mut publisher = Proc::spawn(cmd);
+    let live = wait_until_live(srv.http, &format!("/{key}.flv"), Duration::from_secs(20));
+    assert!(live, "the publisher never came: {:?}", srv.logs());
+    let mut viewer = join(&srv, &format!("/live/{name}/whep"));
+    viewer.run_for(Duration::from_millis(4500));
+    assert!(viewer.connected, "ICE and DTLS did not complete");
+    let status = publisher.wait_or_panic(Duration::from_secs(30));
+    assert!(status.success(), "FFmpeg: {}", publisher.stderr());
+    let src = av_times(Path::new("ffmpeg"), &published, &dir.join("published.raw"));
+    let src_offset = (src.onset - src.first_video - 2.0) * 1000.0;
+    eprintln!(
+        "aac sync: as published (FFmpeg reading the tee's FLV): video from {:.3} s, AAC from \
+         {:.5} s, tone at {:.5} s: {src_offset:+.2} ms from video + 2 s",
+        src.first_video, src.first_audio, src.onset
+    );
+    assert!(
+        src_offset.abs() <= 1.5,
+        "the source itself: {src_offset} ms"
+    );
+
+    let video = &viewer.video_frames;
+    assert!(
+        !video.is_empty() && video[0].key,
+        "the viewer did not start on a keyframe"
+    );
+    let v0 = viewer.video_times[0];
+    // The first frame is the stream's first (the one keyframe of the first 10 s): 25 a second
+    // from there on.
+    let last = *viewer.video_times.last().unwrap();
+    assert!(
+        video.iter().filter(|f| f.key).count() == 1 && last - v0 > 2500.0,
+        "video {v0}..{last} ms, {} keyframes",
+        video.iter().filter(|f| f.key).count()
+    );
+    // Decoded packet by packet, each placed at its RTP time: the first sample above -20 dBFS
+    // (as silencedetect finds it in the source).
+    let mut d = opus_rs::OpusDecoder::new(48_000, 2).unwrap();
+    let mut buf = vec![0f32; 960 * 2 * 6];
+    let mut onset = None;
+    let mut level = Vec::new();
+    // The step from the packet before the onset's (20 ms unless a datagram was lost there).
+    let mut step = f64::NAN;
+    let mut prev = f64::NAN;
+    for (t, p) in &viewer.audio_packets {
+        let n = d.decode(p, 960 * 6, &mut buf).unwrap();
+        let left: Vec<f32> = buf[..n * 2].iter().step_by(2).copied().collect();
+        if onset.is_none() {
+            if let Some(i) = left.iter().position(|v| v.abs() > 0.1) {
+                onset = Some(t + i as f64 / 48.0);
+                step = t - prev;
+            }
+        } else {
+            level.extend(left);
+        }
+        prev = *t;
+    }
+    let a0 = viewer.audio_packets.first().map_or(f64::NAN, |p| p.0);
+    let onset = onset.unwrap_or_else(|| {
+        panic!(
+            "no tone in {} Opus packets from {a0} ms (video from {v0} ms)",
+            viewer.audio_packets.len()
+        )
+    });
+    let offset = onset - v0 - 2000.0;
+    let rms = (level.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / level.len() as f64).sqrt();
+    eprintln!(
+        "aac sync: as received (WHEP, RTP ms): video from {v0:.1}, Opus from {a0:.1}, tone at \
+         {onset:.3}: {offset:+.2} ms from video + 2 s, {:+.2} ms from the source; tone level \
+         {:.2} dBFS",
+        offset - src_offset,
+        20.0 * rms.log10()
+    );
+    assert!(
+        (offset - src_offset).abs() <= 20.0,
+        "the bridged Opus is {:+.2} ms off the video (the onset's packet {step} ms after the \
+         one before it)",
+        offset - src_offset
+    );
+    let db = 20.0 * rms.log10();
+    assert!((db - LATE_TONE_DB).abs() < 1.0, "{db} dBFS");
+}

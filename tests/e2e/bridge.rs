@@ -277,22 +277,22 @@ fn an_opus_publish_plays_as_aac_in_ffmpeg_5_over_http_flv_rtmp_and_hls() {
 
 /// A stereo tone source for the A/V sync checks: silent until exactly 2.000 s of source time,
 /// then a 1 kHz sine at 1/4 of full scale (-15.05 dBFS RMS) on both channels.
-const LATE_TONE: &str =
+pub(crate) const LATE_TONE: &str =
     "aevalsrc=exprs='if(gte(t,2),0.25*sin(2*PI*1000*t),0)':channel_layout=stereo:sample_rate=48000";
 /// The late tone's RMS, dBFS: 0.25 / sqrt(2).
-const LATE_TONE_DB: f64 = -15.05;
+pub(crate) const LATE_TONE_DB: f64 = -15.05;
 
 /// What a player makes of a recorded or received FLV (`-copyts`: the stream's own timestamps):
 /// the first video packet's time (ffprobe), and the audio decoded by `ff` to 48 kHz stereo s16
 /// in `raw` with silencedetect (at sample precision): the first audio sample's time and the
 /// tone's onset (the first sample above -20 dBFS, 0.083 ms into the sine), all in seconds.
-struct AvTimes {
-    first_video: f64,
-    first_audio: f64,
-    onset: f64,
+pub(crate) struct AvTimes {
+    pub first_video: f64,
+    pub first_audio: f64,
+    pub onset: f64,
 }
 
-fn av_times(ff: &Path, flv: &Path, raw: &Path) -> AvTimes {
+pub(crate) fn av_times(ff: &Path, flv: &Path, raw: &Path) -> AvTimes {
     let probe = Command::new("ffprobe")
         .args(["-v", "error", "-select_streams", "v:0"])
         .args(["-show_entries", "packet=pts_time", "-of", "csv=p=0"])
