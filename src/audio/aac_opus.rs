@@ -346,6 +346,80 @@ mod tests {
         }
     }
 
+    /// HE-AAC v1 with explicit (hierarchical) signalling: object type 5 (SBR), core 24 kHz,
+    /// stereo, extension rate 48 kHz, core object type 2 (AAC-LC), GASpecificConfig all zero.
+    const HE_AAC_24_48_STEREO: [u8; 4] = [0x2B, 0x11, 0x88, 0x00];
+
+    /// No HE-AAC encoder is at hand, so the frames are AAC-LC coded at 24 kHz without SBR
+    /// payloads, under an HE-AAC configuration (what an HE-AAC stream whose SBR data is empty
+    /// looks like): the decoder runs its SBR stage (QMF analysis and synthesis at 48 kHz, no
+    /// high band to add) and the core band comes out at 48 kHz. The SBR payload decoding itself
+    /// is rusty_aac's and not tested here.
+    #[test]
+    fn he_aac_signalling_is_decoded_at_its_output_rate_and_bridged() {
+        let d = rusty_aac::AacDecoder::with_config_bytes(&HE_AAC_24_48_STEREO).unwrap();
+        let sbr = d.sbr_config().expect("SBR signalled");
+        assert!(sbr.sbr_present && !sbr.ps_present, "{sbr:?}");
+        assert_eq!(
+            (sbr.core_sample_rate, sbr.output_sample_rate),
+            (24_000, 48_000)
+        );
+        assert_eq!(sbr.core_object_type, 2);
+        assert_eq!(d.sbr_support(), rusty_aac::sbr::SbrSupport::Full);
+        // Stream times as a muxer gives them: one access unit per 1024 core samples (42.7 ms).
+        let (_, units) = aac_tone(24_000, 500, 3000, 1000);
+        let mut probe = rusty_aac::AacDecoder::with_config_bytes(&HE_AAC_24_48_STEREO).unwrap();
+        let first = probe.decode(&units[0].1, None).unwrap();
+        assert_eq!((first.sample_rate, first.channels), (48_000, 2));
+        assert_eq!(
+            first.samples.len(),
+            2 * 2048,
+            "2048 samples a unit at 48 kHz"
+        );
+        // The SBR stage's own delay, at 48 kHz: where the tone starts decoded under the HE-AAC
+        // configuration against under plain AAC-LC at 24 kHz. A real HE-AAC encoder's
+        // timestamps include it (its delay is the whole chain's); these LC frames' do not.
+        let onset_at = |asc: &[u8]| {
+            let mut d = rusty_aac::AacDecoder::with_config_bytes(asc).unwrap();
+            let mut x = Vec::new();
+            for (_, u) in &units {
+                x.extend(d.decode(u, None).unwrap().samples.into_iter().step_by(2));
+            }
+            x.iter().position(|v| v.abs() > 0.125).unwrap()
+        };
+        let lc = 2 * onset_at(&rusty_aac::audio_specific_config_bytes(24_000, 2));
+        let he = onset_at(&HE_AAC_24_48_STEREO);
+        let sbr_delay_ms = (he as f64 - lc as f64) / 48.0;
+        eprintln!(
+            "HE-AAC: the SBR stage delays the core by {} samples at 48 kHz ({sbr_delay_ms:.1} ms)",
+            he as i64 - lc as i64
+        );
+        assert!((0.0..=21.0).contains(&sbr_delay_ms), "{sbr_delay_ms} ms");
+        let (packets, b) = bridge(&HE_AAC_24_48_STEREO, &units);
+        assert_eq!(b.counters.decode_errors, 0);
+        assert_eq!(b.counters.resets, 0);
+        assert_eq!(packets[0].time_ms, 980);
+        for w in packets.windows(2) {
+            assert_eq!(w[1].time_ms, w[0].time_ms + 20);
+        }
+        let refs: Vec<&[u8]> = packets.iter().map(|p| &p.data[..]).collect();
+        let pcm = decode_opus(&refs);
+        for ch in 0..2 {
+            let r = measure(&pcm, ch);
+            let onset = packets[0].time_ms as f64 + r.onset_ms;
+            let want = 1500.0 + sbr_delay_ms;
+            eprintln!(
+                "HE-AAC 24/48 kHz, channel {ch}: {r:?}, onset at {onset:.1} ms (want {want:.1}: \
+                 1500 and the SBR stage's delay)"
+            );
+            assert!((r.frequency - 1000.0).abs() < 10.0, "{r:?}");
+            assert!(r.level_db.abs() < 1.0, "{r:?}");
+            assert!(r.min_window_db > -3.0, "a gap: {r:?}");
+            // The bridge adds nothing of its own (to the 1 ms window of `measure`).
+            assert!((onset - want).abs() < 2.0, "onset {onset}, want {want}");
+        }
+    }
+
     #[test]
     fn a_discontinuity_or_drift_restarts_the_timeline() {
         let (asc, units) = aac_tone(48_000, 0, 1000, 0);

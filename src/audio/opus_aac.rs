@@ -10,7 +10,10 @@
 //! Timing: the first packet after a (re)start anchors the timeline at its time; its first
 //! `pre_skip` decoded samples (OpusHead) are the Opus encoder's priming and are dropped, so the
 //! first kept sample is at anchor + pre_skip / 48 ms. Access unit g decodes to input frame
-//! g - 1 (the AAC encoder's one frame of priming), and is timed as that frame.
+//! g - 1 (the AAC encoder's one frame of priming), and is timed as that frame, so a decoder that
+//! does not trim priming (FFmpeg's, reading FLV or MPEG-TS) plays every sample at its own time.
+//! The first unit (the priming frame, timed before the first packet) is not sent: its time would
+//! come before anything the publisher sent (in FLV, a negative timestamp that wraps to 2^32 - 15).
 
 use super::aac_opus::BridgeError;
 use crate::media::opus::OpusHead;
@@ -33,6 +36,8 @@ pub struct AacPacket {
 
 struct Running {
     decoder: opus_rs::OpusDecoder,
+    /// Stream time of the first packet: no access unit goes out timed before it.
+    first_ms: f64,
     /// Stream time of the first kept sample.
     start_ms: f64,
     /// Decoded samples still to drop (pre-skip).
@@ -119,6 +124,7 @@ impl OpusToAac {
                 .map_err(|e| BridgeError::Decode(e.to_string()))?;
             self.running = Some(Running {
                 decoder,
+                first_ms: time_ms as f64,
                 start_ms: time_ms as f64 + pre_skip as f64 / 48.0,
                 skip: pre_skip as usize,
                 pcm: Vec::new(),
@@ -155,7 +161,7 @@ impl OpusToAac {
                     // Global unit g decodes to frame g - 1.
                     let g = r.next_frame + (k - lead) as u64;
                     let t = r.start_ms + (g as f64 - 1.0) * FRAME as f64 / 48.0;
-                    if t >= 0.0 {
+                    if t >= r.first_ms {
                         out.push(AacPacket {
                             time_ms: t.round() as u64,
                             data: p.data,

@@ -274,3 +274,190 @@ fn an_opus_publish_plays_as_aac_in_ffmpeg_5_over_http_flv_rtmp_and_hls() {
     assert!((t.level + 24.08).abs() < 1.0, "HLS: {} dBFS", t.level);
     assert!(t.quietest > -30.0, "HLS: a gap ({} dBFS)", t.quietest);
 }
+
+/// A stereo tone source for the A/V sync checks: silent until exactly 2.000 s of source time,
+/// then a 1 kHz sine at 1/4 of full scale (-15.05 dBFS RMS) on both channels.
+pub(crate) const LATE_TONE: &str =
+    "aevalsrc=exprs='if(gte(t,2),0.25*sin(2*PI*1000*t),0)':channel_layout=stereo:sample_rate=48000";
+/// The late tone's RMS, dBFS: 0.25 / sqrt(2).
+pub(crate) const LATE_TONE_DB: f64 = -15.05;
+
+/// What a player makes of a recorded or received FLV (`-copyts`: the stream's own timestamps):
+/// the first video packet's time (ffprobe), and the audio decoded by `ff` to 48 kHz stereo s16
+/// in `raw` with silencedetect (at sample precision): the first audio sample's time and the
+/// tone's onset (the first sample above -20 dBFS, 0.083 ms into the sine), all in seconds.
+pub(crate) struct AvTimes {
+    pub first_video: f64,
+    pub first_audio: f64,
+    pub onset: f64,
+}
+
+pub(crate) fn av_times(ff: &Path, flv: &Path, raw: &Path) -> AvTimes {
+    let probe = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0"])
+        .args(["-show_entries", "packet=pts_time", "-of", "csv=p=0"])
+        .args(["-read_intervals", "%+#1"])
+        .arg(flv)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&probe.stdout);
+    let first_video: f64 = out
+        .lines()
+        .next()
+        .and_then(|l| l.split(',').next()?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("ffprobe found no video in {}: {out}", flv.display()));
+    let mut cmd = Command::new(ff);
+    cmd.args(["-hide_banner", "-nostdin", "-v", "info", "-xerror", "-y"])
+        .args(["-copyts", "-i"])
+        .arg(flv)
+        .args(["-map", "0:a", "-af", "silencedetect=noise=-20dB:d=0.5"])
+        .args(["-ac", "2", "-ar", "48000", "-f", "s16le"])
+        .arg(raw);
+    let mut p = Proc::spawn(cmd);
+    let status = p.wait_or_panic(Duration::from_secs(60));
+    let err = p.stderr();
+    assert!(
+        status.success(),
+        "{} failed on {}:\n{err}",
+        ff.display(),
+        flv.display()
+    );
+    let value = |key: &str| -> f64 {
+        err.lines()
+            .find_map(|l| l.split(key).nth(1))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {key} from {}:\n{err}", ff.display()))
+    };
+    AvTimes {
+        first_video,
+        first_audio: value("silence_start: "),
+        onset: value("silence_end: "),
+    }
+}
+
+/// A/V sync, Opus to AAC: FFmpeg 9 publishes H.264 (one GOP of 10 s, so a player joining
+/// within it gets the stream from its first frame) and an Opus tone that starts at exactly 2.000 s
+/// of source time, to the server and (through a tee) to a file. FFmpeg 9 decoding that file says
+/// where the tone starts against the video as published; Debian's FFmpeg 5.1 decoding the
+/// HTTP-FLV's bridged AAC (which it does not trim the priming of) must put it within 20 ms of
+/// the same place, and so must the HLS recording (MPEG-TS with that AAC).
+#[test]
+fn the_bridged_aac_stays_within_20_ms_of_the_video() {
+    let Some(ff9) = ffmpeg9() else {
+        return;
+    };
+    if !require_tool("ffmpeg") || !require_tool("ffprobe") {
+        return;
+    }
+    let srv = Server::start();
+    let name = unique_stream("opussync");
+    let key = format!("live/{name}");
+    let dir = TempDir::new("opussync");
+    let published = dir.join("published.flv");
+    let mut cmd = Command::new(&ff9);
+    cmd.args(["-hide_banner", "-nostdin", "-v", "error", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
+        .args(["-f", "lavfi", "-i", LATE_TONE])
+        .args(["-t", "9", "-map", "0:v", "-map", "1:a"])
+        .args(["-c:v", "libx264", "-preset", "ultrafast"])
+        .args(["-bf", "0", "-g", "250", "-pix_fmt", "yuv420p"])
+        .args([
+            "-c:a",
+            "libopus",
+            "-b:a",
+            "128k",
+            "-flags",
+            "+global_header",
+        ])
+        .args(["-f", "tee"])
+        .arg(format!(
+            "[f=flv]{}|[f=flv]{}",
+            srv.rtmp_url(&key),
+            published.display()
+        ));
+    let mut publisher = Proc::spawn(cmd);
+    let live = wait_until_live(srv.http, &format!("/{key}.flv"), Duration::from_secs(20));
+    assert!(live, "the publisher never came: {:?}", srv.logs());
+    // Joins within the first GOP: the cached GOP gives it everything from the first frame.
+    let bytes = http_get_flv(srv.http, &format!("/{key}.flv"), Duration::from_secs(6));
+    let flv = crate::util::flv::parse_flv(&bytes);
+    assert!(flv.error.is_none(), "{:?}", flv.error);
+    let played = dir.write("played.flv", &bytes[..bytes.len() - flv.leftover]);
+    let status = publisher.wait_or_panic(Duration::from_secs(30));
+    assert!(status.success(), "FFmpeg 9: {}", publisher.stderr());
+
+    let src = av_times(&ff9, &published, &dir.join("published.raw"));
+    let out = av_times(Path::new("ffmpeg"), &played, &dir.join("played.raw"));
+    // Both sources start at 0: the tone is 2.000 s after the first video frame as published
+    // (to the ms of FLV's timestamps; the onset threshold adds 0.083 ms).
+    let src_offset = (src.onset - src.first_video - 2.0) * 1000.0;
+    let out_offset = (out.onset - out.first_video - 2.0) * 1000.0;
+    eprintln!(
+        "opus sync: as published (FFmpeg 9 reading the tee's FLV): video from {:.3} s, Opus from \
+         {:.3} s, tone at {:.5} s: {src_offset:+.2} ms from video + 2 s",
+        src.first_video, src.first_audio, src.onset
+    );
+    eprintln!(
+        "opus sync: as played (FFmpeg 5.1 reading the HTTP-FLV): video from {:.3} s, AAC from \
+         {:.5} s, tone at {:.5} s: {out_offset:+.2} ms from video + 2 s, {:+.2} ms from the source",
+        out.first_video,
+        out.first_audio,
+        out.onset,
+        out_offset - src_offset
+    );
+    assert!(
+        src_offset.abs() <= 1.5,
+        "the source itself: {src_offset} ms"
+    );
+    assert_eq!(
+        out.first_video, src.first_video,
+        "the player did not get the stream from its first frame"
+    );
+    assert!(
+        (out_offset - src_offset).abs() <= 20.0,
+        "the bridged AAC is {:+.2} ms off the video",
+        out_offset - src_offset
+    );
+    // No negative timestamp (the encoder's priming unit, timed before the first Opus packet,
+    // is not sent).
+    assert!(out.first_audio >= 0.0, "AAC from {} s", out.first_audio);
+    // The same tone checks on what follows the onset.
+    let raw = std::fs::read(dir.join("played.raw")).unwrap();
+    let at = ((out.onset - out.first_audio) * 48_000.0) as usize * 4;
+    let t = tone_of(&raw[at.min(raw.len())..]);
+    eprintln!(
+        "opus sync: {:.2} s of tone, {:.2} Hz at {:.2} dBFS, quietest 10 ms {:.2} dBFS",
+        t.secs, t.freq, t.level, t.quietest
+    );
+    assert!((t.freq - 1000.0).abs() < 10.0, "{} Hz", t.freq);
+    assert!((t.level - LATE_TONE_DB).abs() < 1.0, "{} dBFS", t.level);
+    assert!(
+        t.quietest > LATE_TONE_DB - 6.0,
+        "a gap ({} dBFS)",
+        t.quietest
+    );
+
+    // The HLS recording (MPEG-TS with the bridged AAC) likewise.
+    let done = srv.wait_for_log_where(
+        |l| l.contains(&format!("HLS recording of {key} ->")) && l.contains("finished"),
+        Duration::from_secs(30),
+    );
+    assert!(done.is_some(), "no HLS recording: {:?}", srv.logs());
+    let m3u8 = srv.data_dir.join("hls").join(&key).join("index.m3u8");
+    let hls = av_times(Path::new("ffmpeg"), &m3u8, &dir.join("hls.raw"));
+    let hls_offset = (hls.onset - hls.first_video - 2.0) * 1000.0;
+    eprintln!(
+        "opus sync: HLS recording (MPEG-TS, FFmpeg 5.1): video from {:.3} s, AAC from {:.5} s, \
+         tone at {:.5} s: {:+.2} ms from the source",
+        hls.first_video,
+        hls.first_audio,
+        hls.onset,
+        hls_offset - src_offset
+    );
+    assert!(
+        (hls_offset - src_offset).abs() <= 20.0,
+        "HLS: the AAC is {:+.2} ms off the video",
+        hls_offset - src_offset
+    );
+}
