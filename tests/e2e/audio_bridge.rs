@@ -6,6 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::util::whep::{whep_post, WhepClient, WhepOffer};
+use crate::util::{chromium_run_page, page_field};
 use crate::util::{
     http_exchange, http_get, require_tool, unique_stream, wait_until_live, Proc, Server,
 };
@@ -207,48 +208,9 @@ fn chromium_hears_an_rtmp_aac_stream_over_whep() {
     let _ffmpeg = publish_tone(&srv.rtmp_url(&key));
     let live = wait_until_live(srv.http, &format!("/{key}.flv"), Duration::from_secs(20));
     assert!(live, "the publisher never came: {:?}", srv.logs());
-    let dir = crate::util::TempDir::new("bridge-chromium");
     let page = PAGE.replace("WHEP_URL", &srv.http_url(&format!("/live/{name}/whep")));
-    let file = dir.write("whep.html", page.as_bytes());
-    let mut cmd = Command::new("chromium");
-    cmd.args([
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-    ])
-    .arg(format!("--user-data-dir={}", dir.join("profile").display()))
-    .args([
-        "--autoplay-policy=no-user-gesture-required",
-        "--enable-logging=stderr",
-    ])
-    .args(["--v=0", "--allow-file-access-from-files"])
-    .arg(format!("file://{}", file.display()));
-    let mut chrome = Proc::spawn(cmd);
-    let end = std::time::Instant::now() + Duration::from_secs(40);
-    let done = loop {
-        let err = chrome.stderr();
-        if let Some(l) = err.lines().find(|l| l.contains("WHEP-DONE")) {
-            break l.to_string();
-        }
-        assert!(
-            std::time::Instant::now() < end,
-            "no WHEP-DONE from Chromium:\n{err}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    chrome.kill();
-    eprintln!("chromium: {done}");
-    let field = |k: &str| -> u64 {
-        done.split_whitespace()
-            .find_map(|w| w.strip_prefix(k))
-            .and_then(|v| {
-                v.trim_end_matches(|c: char| !c.is_ascii_digit())
-                    .parse()
-                    .ok()
-            })
-            .unwrap_or_else(|| panic!("no {k} in {done}"))
-    };
+    let done = chromium_run_page(&page, "WHEP-DONE", Duration::from_secs(40));
+    let field = |k: &str| page_field(&done, k);
     // The tone's RMS is 0.0625 on each channel (FFmpeg's 1/8-scale sine, 3 dB down after its
     // mono to stereo upmix), and the analyser's mix of two equal channels is the same: nearly
     // every one of the 40 looks (100 ms apart, 43 ms each) hears it within 1 dB (0.0557 to

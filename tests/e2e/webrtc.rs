@@ -8,6 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::util::whep::{whep_post, WhepOffer};
+use crate::util::{chromium_run_page, page_field};
 use crate::util::{
     http_exchange, http_get, require_tool, unique_stream, wait_until_live, Proc, Server,
 };
@@ -351,45 +352,9 @@ fn chromium_plays_from_the_whep_endpoint() {
     let key = format!("live/{name}");
     let _ffmpeg = publish_testsrc(&srv.rtmp_url(&key));
     wait_live(&srv, &key);
-    let dir = crate::util::TempDir::new("whep-chromium");
     let page = PAGE.replace("WHEP_URL", &srv.http_url(&format!("/live/{name}/whep")));
-    let file = dir.write("whep.html", page.as_bytes());
-    let mut cmd = Command::new("chromium");
-    cmd.args([
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-    ])
-    .arg(format!("--user-data-dir={}", dir.join("profile").display()))
-    .args([
-        "--autoplay-policy=no-user-gesture-required",
-        "--enable-logging=stderr",
-    ])
-    .args(["--v=0", "--allow-file-access-from-files"])
-    .arg(format!("file://{}", file.display()));
-    let mut chrome = Proc::spawn(cmd);
-    let end = Instant::now() + Duration::from_secs(30);
-    let done = loop {
-        let err = chrome.stderr();
-        if let Some(l) = err.lines().find(|l| l.contains("WHEP-DONE")) {
-            break l.to_string();
-        }
-        assert!(Instant::now() < end, "no WHEP-DONE from Chromium:\n{err}");
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    chrome.kill();
-    eprintln!("chromium: {done}");
-    let field = |k: &str| -> u64 {
-        done.split_whitespace()
-            .find_map(|w| w.strip_prefix(k))
-            .and_then(|v| {
-                v.trim_end_matches(|c: char| !c.is_ascii_digit())
-                    .parse()
-                    .ok()
-            })
-            .unwrap_or_else(|| panic!("no {k} in {done}"))
-    };
+    let done = chromium_run_page(&page, "WHEP-DONE", Duration::from_secs(30));
+    let field = |k: &str| page_field(&done, k);
     // 5 s at 25 fps is 125 frames; a loaded machine decodes fewer, a broken stream none.
     assert!(field("decoded=") >= 60, "{done}");
     assert!(field("presented=") >= 30, "{done}");

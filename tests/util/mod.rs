@@ -6,6 +6,7 @@
 //! Nothing here knows the server's internals: it talks to the binary through sockets only.
 #![allow(dead_code)]
 
+pub mod chromium;
 pub mod files;
 pub mod flv;
 pub mod http;
@@ -22,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 
+pub use chromium::*;
 pub use files::*;
 pub use flv::*;
 pub use http::*;
