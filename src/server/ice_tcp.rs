@@ -20,7 +20,7 @@ use slab::Slab;
 
 use super::source::{Ready, Source};
 use super::udp::PeerId;
-use super::webrtc::{self as glue};
+use super::webrtc::session as glue;
 use super::Server;
 use crate::webrtc::tcp_framing::{self, Deframer};
 use crate::webrtc::{stun_username_fragment, Proto};
