@@ -332,7 +332,7 @@ impl Server {
         let out = glue::take_tcp_out(&mut st);
         drop(st);
         // WHIP frames wait until the state is let go (the hub's WHEP feeds borrow it).
-        super::whip::apply_hub_ops(&state, &mut self.core, self.now_ms);
+        super::webrtc::whip::apply_hub_ops(&state, &mut self.core, self.now_ms);
         if let Some(why) = close {
             t.close(registry, c, &why);
         }

@@ -8,7 +8,7 @@
 //! - `session.rs`: datagrams, ICE-TCP packets and timers into the sessions, their output out;
 //! - `feed.rs`: the stream's frames to the viewers (hub reader, packager, audio bridge);
 //! - `metrics.rs`: the `/api/streams` and `/metrics` figures;
-//! - `crate::server::whip`: WHIP's HTTP and its publishers' sessions.
+//! - `whip.rs`: WHIP's HTTP and its publishers' sessions.
 //!
 //! - One `WebRtc` per origin (`Server::webrtc`), its state shared (`Rc<RefCell<State>>`) with the
 //!   `UdpProtocol` the endpoint owns: sessions by UDP peer, by ICE ufrag and by the id of their
@@ -41,6 +41,7 @@ mod feed;
 mod metrics;
 pub(super) mod session;
 mod whep;
+pub(super) mod whip;
 
 use self::session::WhepUdp;
 use super::udp::PeerId;
@@ -195,14 +196,14 @@ pub struct State {
     /// Packets sessions sent over ICE-TCP since the loop last took them (`take_tcp_out`).
     tcp_out: Vec<(SocketAddr, Vec<u8>)>,
     pub counters: Counters,
-    /// WHIP publishers (`server::whip`), by peer and by the id of their `Location`; their ufrags
+    /// WHIP publishers (`whip.rs`), by peer and by the id of their `Location`; their ufrags
     /// are in `by_ufrag` with the viewers'.
-    pub(super) whip: HashMap<PeerId, super::whip::Pub>,
+    pub(super) whip: HashMap<PeerId, whip::Pub>,
     pub(super) whip_by_id: HashMap<String, PeerId>,
-    pub(super) whip_counters: super::whip::WhipCounters,
+    pub(super) whip_counters: whip::WhipCounters,
     pub(super) next_whip_conn: usize,
     /// WHIP frames and unpublishes for the hub, applied once this state is not borrowed.
-    pub(super) hub_ops: Vec<super::whip::HubOp>,
+    pub(super) hub_ops: Vec<whip::HubOp>,
 }
 
 impl State {
@@ -220,7 +221,7 @@ impl State {
             counters: Counters::default(),
             whip: HashMap::new(),
             whip_by_id: HashMap::new(),
-            whip_counters: super::whip::WhipCounters::default(),
+            whip_counters: whip::WhipCounters::default(),
             next_whip_conn: 0,
             hub_ops: Vec::new(),
         }

@@ -14,11 +14,10 @@ use std::time::Instant;
 use bytes::Bytes;
 use log::{debug, info};
 
-use super::{add_stats, State, TCP_OUT_MAX};
+use super::{add_stats, whip, State, TCP_OUT_MAX};
 use crate::access::limits::Limits;
 use crate::hub::Hub;
 use crate::server::udp::{Datagram, PeerId, UdpCx, UdpPeers, UdpProtocol};
-use crate::server::whip;
 use crate::webrtc::{stun_username_fragment, Packager, Proto, WebRtcEvent};
 
 /// The session whose ICE username fragment is `ufrag`.
