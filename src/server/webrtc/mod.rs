@@ -10,6 +10,8 @@
 //! - `metrics.rs`: the `/api/streams` and `/metrics` figures;
 //! - `whip.rs`: WHIP's HTTP and its publishers' sessions.
 //!
+//! How a WHEP viewer is served:
+//!
 //! - One `WebRtc` per origin (`Server::webrtc`), its state shared (`Rc<RefCell<State>>`) with the
 //!   `UdpProtocol` the endpoint owns: sessions by UDP peer, by ICE ufrag and by the id of their
 //!   `Location`.

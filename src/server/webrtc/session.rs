@@ -1,10 +1,10 @@
 //! The WebRTC port's sessions driven: the endpoint's `UdpProtocol` (`WhepUdp`) routes each
 //! datagram by peer or STUN ufrag to its WHEP session (handled here) or WHIP publisher
 //! (`whip.rs`), and runs their timers; ICE-TCP's packets (`server::ice_tcp`) come in through
-//! the same functions. After every input `drain` takes a WHEP session's output: datagrams to its
-//! peer queue, ICE-TCP packets, events (the cached GOP on connecting, the end of a closed
-//! session), its next deadline. It does not answer HTTP (`whep.rs`) nor send live media
-//! (`feed.rs`).
+//! `tcp_datagram` and the lookups beside it. After every input `drain` takes a WHEP session's
+//! output: datagrams to its peer queue, ICE-TCP packets, events (the cached GOP on connecting,
+//! the end of a closed session), its next deadline. It does not answer HTTP (`whep.rs`) nor send
+//! live media (`feed.rs`).
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
