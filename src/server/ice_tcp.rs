@@ -20,7 +20,7 @@ use slab::Slab;
 
 use super::source::{Ready, Source};
 use super::udp::PeerId;
-use super::webrtc::{self as glue};
+use super::webrtc::session as glue;
 use super::Server;
 use crate::webrtc::tcp_framing::{self, Deframer};
 use crate::webrtc::{stun_username_fragment, Proto};
@@ -332,7 +332,7 @@ impl Server {
         let out = glue::take_tcp_out(&mut st);
         drop(st);
         // WHIP frames wait until the state is let go (the hub's WHEP feeds borrow it).
-        super::whip::apply_hub_ops(&state, &mut self.core, self.now_ms);
+        super::webrtc::whip::apply_hub_ops(&state, &mut self.core, self.now_ms);
         if let Some(why) = close {
             t.close(registry, c, &why);
         }

@@ -36,7 +36,6 @@ mod tlsio;
 pub mod udp;
 mod upstream;
 mod webrtc;
-mod whip;
 
 pub use start::{run_file_gateway, run_origin};
 pub use upstream::run_flv_gateway;

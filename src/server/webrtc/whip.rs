@@ -2,8 +2,9 @@
 //! browser), `DELETE /whip/session/{id}`, and the publisher's datagrams on the WebRTC port, for
 //! the sans-IO `crate::webrtc::WhipSession`.
 //!
-//! - The WHIP sessions live in the WHEP glue's `State` (`whip`, `whip_by_id`) and share its ICE
-//!   ufrag index, UDP endpoint and ICE-TCP listener: one port for both directions.
+//! - The WHIP sessions live in the WebRTC glue's `State` (`super`: `whip`, `whip_by_id`) and
+//!   share its ICE ufrag index, UDP endpoint and ICE-TCP listener: one port for both directions;
+//!   `session.rs` hands them their datagrams and timers.
 //! - Policy is RTMP's: the offer is judged by `Origin::judge` (action publish, protocol
 //!   `webrtc`, the token as `Authorization: Bearer T` or `?token=`; a hook may park it), then
 //!   `Origin::publish` (one publisher per key, an idle one taken over, `--max-streams`,
@@ -19,11 +20,11 @@ use std::time::Instant;
 use bytes::Bytes;
 use log::{info, warn};
 
-use super::udp::{PeerId, UdpPeers};
-use super::webrtc::State;
+use super::State;
 use crate::hub::StreamHandle;
 use crate::media::StreamKey;
 use crate::origin::{Origin, Proto as OriginProto, PublishRequest, Refused};
+use crate::server::udp::{PeerId, UdpPeers};
 use crate::webrtc::{IngestStats, Proto, WhipEvent, WhipSession};
 
 /// Origin connection ids of WHIP publishers: above SRT's (`srt::SRT_CONN_BASE`, 2^27 wide), so
@@ -232,10 +233,10 @@ pub fn publish(
     ok
 }
 
-use super::glue::Effect;
-use super::webrtc::{random_id, reply, text, WhepPath};
-use super::Server;
+use super::{random_id, reply, text, WhepPath};
 use crate::http::request::Request;
+use crate::server::glue::Effect;
+use crate::server::Server;
 use crate::webrtc::{candidate_addrs, WebRtcError};
 
 impl Server {
@@ -335,7 +336,7 @@ impl Server {
                 warn!("{line}");
             }
             self.totals.refused += 1;
-            return self.http_reply(token, super::reply::http_limit(&r.hit), false);
+            return self.http_reply(token, crate::server::reply::http_limit(&r.hit), false);
         }
         let offer = String::from_utf8_lossy(&body);
         let accepted = {
