@@ -188,11 +188,11 @@ const BOUNDS: [&str; 8] = [
 
 impl Server {
     /// Players on the UDP protocols (SRT), of one stream or of all.
-    fn udp_players(&self, key: Option<&crate::media::StreamKey>) -> usize {
+    pub(super) fn udp_players(&self, key: Option<&crate::media::StreamKey>) -> usize {
         self.udp.iter().map(|p| p.protocol.players(key)).sum()
     }
 
-    /// Publishers on the UDP protocols (SRT).
+    /// Publishers on the UDP protocols (SRT, WHIP).
     fn udp_publishers(&self) -> usize {
         self.udp.iter().map(|p| p.protocol.publishers()).sum()
     }

@@ -652,11 +652,13 @@ impl Server {
                 .map(|p| p.to_string())
                 .unwrap_or_else(|| "none".into());
             info!(
-                "{}: publisher {peer}, players rtmp {} http-flv {} ws-flv {} (waiting {}), in {:.0} kbps, out {:.0} kbps",
+                "{}: publisher {peer}, players rtmp {} http-flv {} ws-flv {} webrtc {} srt {} (waiting {}), in {:.0} kbps, out {:.0} kbps",
                 s.key,
                 s.viewers_rtmp,
                 s.viewers_http_flv,
                 s.viewers_ws_flv,
+                self.webrtc_viewers(&s.key),
+                self.udp_players(Some(&s.key)),
                 s.viewers_waiting,
                 kbps(s.bytes_in.saturating_sub(prev_in)),
                 kbps(s.bytes_out.saturating_sub(prev_out)),

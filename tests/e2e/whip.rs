@@ -195,11 +195,20 @@ fn ffmpeg9_whip_publish_reaches_rtmp_http_flv_hls_and_every_recording() {
         .unwrap();
         let video = &api["streams"][0]["video"];
         if video["width"] == 640 && video["height"] == 360 {
+            // The publisher's address is FFmpeg's (it was null for WHIP, which has no TCP
+            // connection of its own).
+            let publisher = api["streams"][0]["publisher"].as_str().unwrap_or("");
+            assert!(publisher.starts_with("127.0.0.1:"), "{api}");
             break;
         }
         assert!(std::time::Instant::now() < deadline, "/api/streams: {api}");
         std::thread::sleep(Duration::from_millis(200));
     }
+    let metrics = http_get(server.http, "/metrics", Duration::from_secs(5)).body_text();
+    assert!(
+        metrics.lines().any(|l| l == "rtmpd_streams 1"),
+        "the WHIP publisher is counted: {metrics}"
+    );
     // A reader from the first GOP to the end: the source's frames within one GOP.
     let flv = server.http_url("live/w.flv");
     let whole = std::thread::spawn(move || count_video_frames(&flv, Duration::from_secs(60)));

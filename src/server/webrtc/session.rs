@@ -141,6 +141,15 @@ impl UdpProtocol for WhepUdp {
         debug!("webrtc: a datagram from {} that no session claims", d.from);
     }
 
+    fn peer_of_conn(&self, conn: usize) -> Option<SocketAddr> {
+        let st = self.0.borrow();
+        st.whip.values().find(|p| p.conn == conn).map(|p| p.addr)
+    }
+
+    fn publishers(&self) -> usize {
+        self.0.borrow().whip.len()
+    }
+
     fn timeout(&mut self, peer: PeerId, cx: &mut UdpCx) {
         let mut st = self.0.borrow_mut();
         let now = st.now(cx.now_ms);

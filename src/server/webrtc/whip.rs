@@ -37,6 +37,9 @@ pub struct Pub {
     pub key: StreamKey,
     pub id: String,
     pub ip: IpAddr,
+    /// Where its offer came from, then where its media last came from (what `/api/streams`
+    /// and the stats line show as the stream's publisher).
+    pub addr: SocketAddr,
     /// The socket of the endpoint its datagrams came in on.
     pub socket: usize,
     pub candidates: Vec<SocketAddr>,
@@ -102,6 +105,7 @@ pub fn datagram(
     let Some(p) = st.whip.get_mut(&peer) else {
         return;
     };
+    p.addr = from;
     p.session.handle_datagram(now, proto, from, local, data);
     drain(st, peer, peers, core, now);
 }
@@ -419,6 +423,7 @@ impl Server {
                 key: ok.key.clone(),
                 id: id.clone(),
                 ip: peer.ip(),
+                addr: peer,
                 socket: 0,
                 candidates,
                 conn,
