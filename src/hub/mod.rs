@@ -332,7 +332,14 @@ impl Hub {
             return;
         };
         let c = &mut slot.stream.cache;
-        let headers = [&c.meta, &c.video_config, &c.audio_config];
+        // The bridge's AAC header too: a reader that takes the AAC of an Opus stream starts
+        // with it (the others ignore bridged frames).
+        let headers = [
+            &c.meta,
+            &c.video_config,
+            &c.audio_config,
+            &c.bridged_audio_config,
+        ];
         for cached in headers.into_iter().flatten() {
             let _ = reader.deliver(&cached.frame);
         }

@@ -464,7 +464,10 @@ impl Session {
             return;
         }
         let same = |h: &Frame| {
-            h.track == frame.track && h.track_id == frame.track_id && h.config == frame.config
+            h.track == frame.track
+                && h.track_id == frame.track_id
+                && h.config == frame.config
+                && h.bridged == frame.bridged
         };
         if let Some(h) = self.headers.iter_mut().find(|h| same(h)) {
             *h = frame.clone();
@@ -474,8 +477,9 @@ impl Session {
     }
 
     fn frame(&mut self, frame: &Frame) {
+        self.remember(frame);
         if frame.bridged {
-            // Only for the sinks that take it; never a header a resumed sink starts from.
+            // Only for the sinks that take it (a resumed one too: its header is remembered).
             for (sink, row) in &mut self.sinks {
                 if sink.takes_bridged() {
                     if let Err(e) = sink.frame(frame) {
@@ -488,7 +492,6 @@ impl Session {
             }
             return;
         }
-        self.remember(frame);
         if self.await_key && frame.track == crate::media::Track::Video && !frame.config {
             if !frame.key {
                 return;
