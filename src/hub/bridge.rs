@@ -197,8 +197,12 @@ mod tests {
 
     fn aac(time: u64, config: bool) -> Frame {
         let b = if config { 0 } else { 1 };
-        let mut f = Frame::parse(TAG_AUDIO, time as u32, Bytes::from(vec![0xaf, b, 0x11, 0x90]))
-            .unwrap();
+        let mut f = Frame::parse(
+            TAG_AUDIO,
+            time as u32,
+            Bytes::from(vec![0xaf, b, 0x11, 0x90]),
+        )
+        .unwrap();
         f.time = time;
         f.bridged = true;
         f
@@ -301,5 +305,66 @@ mod tests {
         assert_eq!(run(&mut g, &[plain]).len(), 1);
         assert_eq!(g.choice(), AudioChoice::Published);
         assert!(run(&mut g, &[aac(50, false)]).is_empty());
+    }
+}
+
+/// Test streams as an Opus publisher and its bridge make them.
+#[cfg(test)]
+pub(crate) mod testutil {
+    use crate::media::frame::TAG_AUDIO;
+    use crate::media::{Codec, Frame, Track};
+    use bytes::Bytes;
+
+    /// A 48 kHz stereo OpusHead (Enhanced RTMP SequenceStart) at `time`.
+    pub fn opus_head(time: u64) -> Frame {
+        let data = b"\x90OpusOpusHead\x01\x02\x38\x01\x80\xbb\x00\x00\x00\x00\x00".to_vec();
+        let mut f = Frame::parse(TAG_AUDIO, time as u32, Bytes::from(data)).unwrap();
+        f.time = time;
+        f
+    }
+
+    /// One 20 ms Opus packet (CodedFrames) at `time`.
+    pub fn opus_packet(time: u64) -> Frame {
+        let mut f = Frame::parse(
+            TAG_AUDIO,
+            time as u32,
+            Bytes::from_static(b"\x91Opus\xfc\xff\xfe"),
+        )
+        .unwrap();
+        f.time = time;
+        f
+    }
+
+    /// `frames` (an AAC stream) as the hub hands an Opus stream with a bridge to its readers:
+    /// the AAC becomes Opus (one packet per AAC frame, at its time, the OpusHead for the AAC
+    /// header), and the AAC comes as the bridge's (`bridged`), `lag_ms` behind in arrival
+    /// order. Returns the frames and how many AAC frames (header excluded) there were.
+    pub fn opus_with_bridge(frames: &[Frame], lag_ms: u64) -> (Vec<Frame>, usize) {
+        let mut out = Vec::new();
+        let mut pending: std::collections::VecDeque<Frame> = Default::default();
+        let mut aac = 0;
+        for f in frames {
+            if f.track == Track::Audio && f.codec == Codec::Aac {
+                out.push(if f.config {
+                    opus_head(f.time)
+                } else {
+                    aac += 1;
+                    opus_packet(f.time)
+                });
+                let mut b = f.clone();
+                b.bridged = true;
+                pending.push_back(b);
+                continue;
+            }
+            while pending
+                .front()
+                .is_some_and(|b| b.time + lag_ms <= f.time && !f.config)
+            {
+                out.extend(pending.pop_front());
+            }
+            out.push(f.clone());
+        }
+        out.extend(pending);
+        (out, aac)
     }
 }

@@ -672,7 +672,8 @@ mod tests {
                 }
                 // 1024 samples at 48 kHz: 21.33 ms, timed from the Opus.
                 while 1000 + aac_sent * 64 / 3 <= t - 300 {
-                    sink.frame(&bridged(1000 + aac_sent * 64 / 3, false)).unwrap();
+                    sink.frame(&bridged(1000 + aac_sent * 64 / 3, false))
+                        .unwrap();
                     aac_sent += 1;
                 }
             }
@@ -724,7 +725,10 @@ mod tests {
             .any(|(k, v)| k == "audiocodecid" && *v != Value::Number(10.0)));
         let audio: Vec<&(u8, u32, Vec<u8>)> = tags.iter().filter(|t| t.0 == 8).collect();
         assert_eq!(audio.len(), 101);
-        assert!(audio.iter().all(|t| t.2[0] >> 4 == 9), "Opus (Enhanced RTMP) only");
+        assert!(
+            audio.iter().all(|t| t.2[0] >> 4 == 9),
+            "Opus (Enhanced RTMP) only"
+        );
         assert_eq!(tags.iter().filter(|t| t.0 == 9).count(), 51);
         std::fs::remove_dir_all(&dir).unwrap();
     }
