@@ -436,3 +436,92 @@ fn an_opus_publish_plays_as_aac_in_ffmpeg_5_live_and_in_every_recording() {
         "{meta}"
     );
 }
+
+/// A free UDP port on 127.0.0.1 for the server's SRT listener.
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The players that read MPEG-TS or fMP4 parts get the bridge's AAC too: FFmpeg 5.1 plays the
+/// LL-HLS playlist (fMP4 parts) and the stream over SRT (MPEG-TS), and decodes `aac (LC)` to the
+/// 1 kHz tone with no error.
+#[test]
+fn an_opus_publish_plays_as_aac_in_ffmpeg_5_over_llhls_and_srt() {
+    let Some(ff9) = ffmpeg9() else {
+        return;
+    };
+    if !require_tool("ffmpeg") {
+        return;
+    }
+    let srt_port = free_udp_port().to_string();
+    let mut srv = Server::builder()
+        .args([
+            "--hls-low-latency",
+            "--no-flv-record",
+            "--no-hls",
+            "--no-mp4",
+        ])
+        .args(["--srt-port", &srt_port])
+        .start();
+    let name = unique_stream("opus2aac-ll");
+    let key = format!("live/{name}");
+    let mut publisher = publish_opus_tone(&ff9, &srv.rtmp_url(&key));
+    let live = wait_until_live(srv.http, &format!("/{key}.flv"), Duration::from_secs(20));
+    assert!(live, "the publisher never came: {:?}", srv.logs());
+    // Two seconds in: the LL-HLS window has parts, and an SRT player joins mid-stream (it
+    // starts from the cached headers, the bridge's AAC header among them).
+    std::thread::sleep(Duration::from_millis(2000));
+    let dir = TempDir::new("opus2aac-ll");
+    let players = [
+        (
+            "LL-HLS",
+            srv.http_url(&format!("/llhls/{key}/index.m3u8")),
+            dir.join("llhls.raw"),
+        ),
+        (
+            "SRT",
+            format!("srt://127.0.0.1:{srt_port}?streamid={key}&latency=200000"),
+            dir.join("srt.raw"),
+        ),
+    ];
+    let mut procs: Vec<Proc> = players
+        .iter()
+        .map(|(_, url, out)| play_to_pcm(url, 6, out))
+        .collect();
+    for ((what, _, out), p) in players.iter().zip(procs.iter_mut()) {
+        let status = p.wait_or_panic(Duration::from_secs(40));
+        let err = p.stderr();
+        assert!(status.success(), "{what}: FFmpeg 5.1 failed:\n{err}");
+        let audio: Vec<&str> = err
+            .split("Stream mapping:")
+            .next()
+            .unwrap_or("")
+            .lines()
+            .filter(|l| l.contains("Stream #0:") && l.contains("Audio:"))
+            .collect();
+        assert_eq!(audio.len(), 1, "{what}: one audio stream:\n{err}");
+        assert!(audio[0].contains("Audio: aac (LC)"), "{what}: {}", audio[0]);
+        for l in err.lines() {
+            let l = l.to_ascii_lowercase();
+            assert!(
+                !(l.contains("error") || l.contains("invalid") || l.contains("corrupt")),
+                "{what}: FFmpeg 5.1 said: {l}\n{err}"
+            );
+        }
+        let t = tone_of(&std::fs::read(out).unwrap());
+        eprintln!(
+            "opus2aac {what}: {:.2} s of AAC, {:.2} Hz at {:.2} dBFS, quietest 10 ms {:.2} dBFS",
+            t.secs, t.freq, t.level, t.quietest
+        );
+        assert!(t.secs > 5.5, "{what}: {:.2} s of audio", t.secs);
+        assert!((t.freq - 1000.0).abs() < 10.0, "{what}: {} Hz", t.freq);
+        assert!((t.level + 24.08).abs() < 1.0, "{what}: {} dBFS", t.level);
+        assert!(t.quietest > -30.0, "{what}: a gap ({} dBFS)", t.quietest);
+    }
+    publisher.kill();
+    srv.assert_running();
+}
