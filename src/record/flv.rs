@@ -687,13 +687,20 @@ mod tests {
         let mut sink = FlvSink::create(&dir, &key, SystemTime::now()).unwrap();
         assert!(sink.takes_bridged());
         opus_stream(&mut sink, true);
+        // Metadata sent again mid-stream says AAC too.
+        sink.frame(&opus_meta()).unwrap();
         sink.finish().unwrap();
         let file = std::fs::read(sink.path().unwrap()).unwrap();
         assert_eq!(file[4], 5, "audio and video");
         let tags = tags(&file);
-        let props = metadata_props(&Bytes::from(tags[0].2.clone())).unwrap();
-        let get = |k: &str| props.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-        assert_eq!(get("audiocodecid"), Some(Value::Number(10.0)));
+        let metas: Vec<&(u8, u32, Vec<u8>)> = tags.iter().filter(|t| t.0 == 18).collect();
+        assert_eq!(metas.len(), 2);
+        for m in metas {
+            let props = metadata_props(&Bytes::from(m.2.clone())).unwrap();
+            let get = |k: &str| props.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+            assert_eq!(get("audiocodecid"), Some(Value::Number(10.0)));
+            assert_eq!(get("videocodecid"), Some(Value::Number(7.0)));
+        }
         let audio: Vec<&(u8, u32, Vec<u8>)> = tags.iter().filter(|t| t.0 == 8).collect();
         assert!(audio.iter().all(|t| t.2[0] == 0xaf), "AAC only");
         assert_eq!(audio[0].2[1], 0, "the AAC sequence header first");
