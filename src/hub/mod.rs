@@ -618,8 +618,8 @@ impl Hub {
 
     /// A normalised frame (a publisher's, or its bridge's AAC) to the stream's viewers, readers
     /// and cache, and the waiting viewers started. True when a reader asks to hold the
-    /// publisher. Readers get bridged frames too (`Frame::bridged`: each decides; HLS takes
-    /// the AAC, the others ignore it).
+    /// publisher. Readers get bridged frames too (`Frame::bridged`: each decides; the
+    /// recorders, LL-HLS and SRT players take the AAC, `bridge::PreferAac`).
     fn fan_out(
         &mut self,
         index: usize,
