@@ -332,7 +332,14 @@ impl Hub {
             return;
         };
         let c = &mut slot.stream.cache;
-        let headers = [&c.meta, &c.video_config, &c.audio_config];
+        // The bridge's AAC header too: a reader that takes the AAC of an Opus stream starts
+        // with it (the others ignore bridged frames).
+        let headers = [
+            &c.meta,
+            &c.video_config,
+            &c.audio_config,
+            &c.bridged_audio_config,
+        ];
         for cached in headers.into_iter().flatten() {
             let _ = reader.deliver(&cached.frame);
         }
@@ -611,8 +618,8 @@ impl Hub {
 
     /// A normalised frame (a publisher's, or its bridge's AAC) to the stream's viewers, readers
     /// and cache, and the waiting viewers started. True when a reader asks to hold the
-    /// publisher. Readers get bridged frames too (`Frame::bridged`: each decides; HLS takes
-    /// the AAC, the others ignore it).
+    /// publisher. Readers get bridged frames too (`Frame::bridged`: each decides; the
+    /// recorders, LL-HLS and SRT players take the AAC, `bridge::PreferAac`).
     fn fan_out(
         &mut self,
         index: usize,

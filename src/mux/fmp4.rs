@@ -105,18 +105,21 @@ pub(crate) fn write_mvhd(w: &mut BoxWriter, duration: u64, next_track_id: u32) {
     w.end(at);
 }
 
-/// `width`/`height` in pixels (written as 16.16 fixed point); audio passes 0, 0.
+/// `width`/`height` in pixels (written as 16.16 fixed point); audio passes 0, 0. Every audio
+/// track is in alternate group 1: players play the enabled one of a group unless asked for
+/// another.
 pub(crate) fn write_tkhd(
     w: &mut BoxWriter,
     track_id: u32,
     duration: u64,
     audio: bool,
-    width: u32,
-    height: u32,
+    (width, height): (u32, u32),
+    enabled: bool,
 ) {
     let v1 = duration > u32::MAX as u64;
     // flags: track_enabled | track_in_movie
-    let at = w.begin_full(b"tkhd", v1 as u8, 3);
+    let flags = if enabled { 3 } else { 2 };
+    let at = w.begin_full(b"tkhd", v1 as u8, flags);
     w.dated(v1, &[track_id, 0], duration); // track id, reserved
     w.zeros(8);
     w.u16(0); // layer
@@ -271,11 +274,10 @@ impl TrackConfig {
     }
 }
 
-fn write_init_trak(w: &mut BoxWriter, id: u32, config: &TrackConfig) {
+fn write_init_trak(w: &mut BoxWriter, id: u32, config: &TrackConfig, enabled: bool) {
     let is_audio = config.is_audio();
-    let (width, height) = config.dimensions();
     let trak = w.begin(b"trak");
-    write_tkhd(w, id, 0, is_audio, width, height);
+    write_tkhd(w, id, 0, is_audio, config.dimensions(), enabled);
     let mdia = w.begin(b"mdia");
     write_mdhd(w, config.timescale(), 0);
     write_hdlr(w, is_audio);
@@ -311,19 +313,31 @@ pub fn init_segment_with(
     audio: Option<&TrackConfig>,
     extra: &[&TrackConfig],
 ) -> Vec<u8> {
+    let extra: Vec<(&TrackConfig, bool)> = extra.iter().map(|e| (*e, true)).collect();
+    init_segment_enabled(video, audio, &extra)
+}
+
+/// `init_segment_with`, each extra audio track with its `track_enabled` flag (a track not
+/// enabled is an alternative players do not play by default: an Opus stream's published Opus
+/// beside the audio bridge's AAC).
+pub fn init_segment_enabled(
+    video: Option<&TrackConfig>,
+    audio: Option<&TrackConfig>,
+    extra: &[(&TrackConfig, bool)],
+) -> Vec<u8> {
     let extra = &extra[..extra.len().min(MAX_EXTRA_TRACKS)];
     let mut w = BoxWriter::with_capacity(1024);
     w.file_type(b"ftyp", b"iso5", 0x200, &[b"iso5", b"iso6", b"mp41"]);
     let moov = w.begin(b"moov");
     write_mvhd(&mut w, 0, FIRST_EXTRA_TRACK_ID + extra.len() as u32);
     if let Some(v) = video {
-        write_init_trak(&mut w, VIDEO_TRACK_ID, v);
+        write_init_trak(&mut w, VIDEO_TRACK_ID, v, true);
     }
     if let Some(a) = audio {
-        write_init_trak(&mut w, AUDIO_TRACK_ID, a);
+        write_init_trak(&mut w, AUDIO_TRACK_ID, a, true);
     }
-    for (i, e) in extra.iter().enumerate() {
-        write_init_trak(&mut w, FIRST_EXTRA_TRACK_ID + i as u32, e);
+    for (i, (e, enabled)) in extra.iter().enumerate() {
+        write_init_trak(&mut w, FIRST_EXTRA_TRACK_ID + i as u32, e, *enabled);
     }
     let mvex = w.begin(b"mvex");
     let extra_ids = (0..extra.len()).map(|i| (true, FIRST_EXTRA_TRACK_ID + i as u32));

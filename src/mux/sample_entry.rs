@@ -292,7 +292,7 @@ mod tests {
             let audio = t.entry.is_audio();
             let (width, height) = t.entry.dimensions();
             let trak = w.begin(b"trak");
-            fmp4::write_tkhd(&mut w, id, 0, audio, width, height);
+            fmp4::write_tkhd(&mut w, id, 0, audio, (width, height), true);
             let mdia = w.begin(b"mdia");
             fmp4::write_mdhd(&mut w, t.entry.timescale(), 0);
             fmp4::write_hdlr(&mut w, audio);

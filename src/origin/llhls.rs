@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::hub::bridge::PreferAac;
 use crate::hub::reader::{Reader, ReaderState};
 use crate::llhls::answer::{self, Answer};
 use crate::llhls::park::{Parked, Verdict, Want};
@@ -76,14 +77,34 @@ pub struct LlHls {
 struct WindowReader {
     live: Shared,
     woken: WokenList,
+    /// An Opus stream's audio as the bridge's AAC (iPhone's native player and older hls.js
+    /// setups play AAC in fMP4 parts; Opus not everywhere).
+    audio: PreferAac,
+    passed: Vec<Frame>,
 }
 
 impl Reader for WindowReader {
     fn deliver(&mut self, frame: &Frame) -> ReaderState {
-        if frame.bridged {
-            // LL-HLS carries the audio as published.
-            return ReaderState::Ready;
+        self.audio.push(frame, &mut self.passed);
+        let mut passed = std::mem::take(&mut self.passed);
+        for f in passed.drain(..) {
+            self.window_push(&f);
         }
+        self.passed = passed;
+        ReaderState::Ready
+    }
+
+    fn poll(&mut self, _now_ms: u64) -> ReaderState {
+        ReaderState::Ready
+    }
+
+    fn frames_dropped(&self) -> u64 {
+        0
+    }
+}
+
+impl WindowReader {
+    fn window_push(&mut self, frame: &Frame) {
         let mut l = self.live.borrow_mut();
         if l.epoch_ms.is_none() {
             let unix_ms = SystemTime::now()
@@ -96,15 +117,6 @@ impl Reader for WindowReader {
             l.woken = true;
             self.woken.borrow_mut().push(self.live.clone());
         }
-        ReaderState::Ready
-    }
-
-    fn poll(&mut self, _now_ms: u64) -> ReaderState {
-        ReaderState::Ready
-    }
-
-    fn frames_dropped(&self) -> u64 {
-        0
     }
 }
 
@@ -127,6 +139,8 @@ impl LlHls {
         Box::new(WindowReader {
             live,
             woken: self.woken.clone(),
+            audio: PreferAac::new(false),
+            passed: Vec::new(),
         })
     }
 
@@ -310,6 +324,33 @@ mod tests {
         assert!(matches!(next, Step::Park(_)), "{next:?}");
         let far = step(&l, &waiting(&live, PLAYLIST, block(msn + 3, None)));
         assert_eq!(status(&far), 400);
+    }
+
+    /// The init segment's sample entries an LL-HLS window of `frames` has.
+    fn init_of(frames: &[Frame]) -> Vec<u8> {
+        let mut ll = LlHls::new(cfg());
+        let mut reader = ll.open(&key(), 7);
+        for f in frames {
+            assert_eq!(reader.deliver(f), ReaderState::Ready);
+        }
+        let live = ll.get(&key()).unwrap();
+        let l = live.borrow();
+        assert!(l.window.edge().last_part.is_some());
+        l.window.init().unwrap().1.to_vec()
+    }
+
+    #[test]
+    fn an_opus_stream_gets_the_bridges_aac_and_without_a_bridge_its_opus() {
+        use crate::hub::bridge::testutil::opus_with_bridge;
+        let has = |init: &[u8], fourcc: &[u8]| init.windows(4).any(|w| w == fourcc);
+        let (frames, _) = opus_with_bridge(&wt::fixture_frames(), 300);
+        let init = init_of(&frames);
+        assert!(has(&init, b"mp4a") && has(&init, b"avc1"));
+        assert!(!has(&init, b"Opus"), "no Opus sample entry");
+        // The same stream with no bridge: the Opus as published, after the bounded wait.
+        let published: Vec<Frame> = frames.into_iter().filter(|f| !f.bridged).collect();
+        let init = init_of(&published);
+        assert!(has(&init, b"Opus") && !has(&init, b"mp4a"));
     }
 
     #[test]

@@ -3,10 +3,16 @@
 //! `filesize` (patched in place at the end), then every tag as it arrives, stamped with the
 //! stream time (`Frame::time`, continuous across publisher clock jumps) counted from 0. Flushed to the file every second of media, so a killed process leaves a file
 //! that is readable up to its last whole tag. Tag bytes come from `mux::flv`.
+//!
+//! An Opus stream is recorded with the audio bridge's AAC instead of the Opus
+//! (`hub::bridge::PreferAac`): classic FLV readers (FFmpeg 5.1, VLC 3, Flash-era tools) read one
+//! legacy audio track and no Opus; `onMetaData`'s `audiocodecid` says 10 (AAC) then. Without a
+//! bridge (no AAC header within the bounded wait) the Opus is recorded as published.
 
 use super::paths::{self, with_path};
 use super::{Prelude, Sink};
 use crate::amf::{amf0, Value};
+use crate::hub::bridge::{AudioChoice, PreferAac};
 use crate::media::{meta, Frame, StreamKey, Track};
 use crate::mux::flv as flvmux;
 use std::fs::File;
@@ -26,6 +32,10 @@ pub struct FlvSink {
     out: Option<FlvOut>,
     /// Set once the file exists.
     path: Option<PathBuf>,
+    /// The audio bridge's AAC of an Opus stream instead of the Opus.
+    audio: PreferAac,
+    /// Reused: the frames `audio` passes on.
+    passed: Vec<Frame>,
 }
 
 struct FlvOut {
@@ -49,6 +59,8 @@ struct FlvOut {
     audio_end: TrackEnd,
     video_end: TrackEnd,
     last_flush_t: i64,
+    /// The audio is the bridge's AAC: mid-stream metadata says so too.
+    aac: bool,
 }
 
 /// Buffered bytes that trigger a write (plus at most one tag past it).
@@ -85,6 +97,8 @@ impl FlvSink {
             prelude: Prelude::default(),
             out: None,
             path: None,
+            audio: PreferAac::new(false),
+            passed: Vec::new(),
         })
     }
 
@@ -106,8 +120,15 @@ impl FlvSink {
             .rev()
             .filter(|f| f.track == Track::Meta)
             .find_map(|f| metadata_props(&f.data));
+        let aac = self.audio.choice() == AudioChoice::Aac;
+        if aac {
+            log::info!(
+                "FLV recording of {}: Opus audio, recorded as the audio bridge's AAC",
+                self.key
+            );
+        }
         let (body, duration_in_body, filesize_in_body) =
-            metadata_body(meta.unwrap_or_default(), pre.has_audio, pre.has_video);
+            metadata_body(meta.unwrap_or_default(), pre.has_audio, pre.has_video, aac);
         let mut head = Vec::with_capacity(header.len() + body.len() + 32);
         head.extend_from_slice(&header);
         head.extend_from_slice(&flvmux::tag_header(
@@ -133,6 +154,7 @@ impl FlvSink {
             audio_end: TrackEnd::default(),
             video_end: TrackEnd::default(),
             last_flush_t: 0,
+            aac,
         };
         // onMetaData went into the header tag; other script data (cue points...) stays in order.
         let other = |f: &&Frame| f.track != Track::Meta || metadata_props(&f.data).is_none();
@@ -154,10 +176,8 @@ impl FlvOut {
             Track::Meta => {
                 // Mid-stream metadata: kept as a tag at the current time, as `onMetaData`.
                 let t = self.audio_end.last.max(self.video_end.last).unwrap_or(0);
-                (
-                    t,
-                    meta::on_metadata(&frame.data).unwrap_or_else(|| frame.data.clone()),
-                )
+                let body = meta::on_metadata(&frame.data).unwrap_or_else(|| frame.data.clone());
+                (t, if self.aac { says_aac(body) } else { body })
             }
             track => {
                 // Stamped a little before the session's first frame (interleaving): at 0.
@@ -224,8 +244,9 @@ impl FlvOut {
     }
 }
 
-impl Sink for FlvSink {
-    fn frame(&mut self, frame: &Frame) -> io::Result<()> {
+impl FlvSink {
+    /// A frame as the file takes it (after `PreferAac`).
+    fn take(&mut self, frame: &Frame) -> io::Result<()> {
         if let Some(out) = &mut self.out {
             return out.write(frame);
         }
@@ -235,7 +256,32 @@ impl Sink for FlvSink {
         Ok(())
     }
 
+    fn take_passed(&mut self) -> io::Result<()> {
+        let mut passed = std::mem::take(&mut self.passed);
+        let mut r = Ok(());
+        for f in passed.drain(..) {
+            if r.is_ok() {
+                r = self.take(&f);
+            }
+        }
+        self.passed = passed;
+        r
+    }
+}
+
+impl Sink for FlvSink {
+    fn frame(&mut self, frame: &Frame) -> io::Result<()> {
+        self.audio.push(frame, &mut self.passed);
+        self.take_passed()
+    }
+
+    fn takes_bridged(&self) -> bool {
+        true
+    }
+
     fn finish(&mut self) -> io::Result<()> {
+        self.audio.finish(&mut self.passed);
+        self.take_passed()?;
         if self.out.is_none() && !self.prelude.is_empty() {
             self.release()?;
         }
@@ -272,6 +318,7 @@ fn metadata_body(
     props: Vec<(String, Value)>,
     has_audio: bool,
     has_video: bool,
+    aac: bool,
 ) -> (Vec<u8>, usize, usize) {
     let mut all: Vec<(String, Value)> = vec![
         ("duration".into(), Value::Number(0.0)),
@@ -287,7 +334,11 @@ fn metadata_body(
     all.extend(
         props
             .into_iter()
-            .filter(|(k, _)| k != "duration" && k != "filesize"),
+            .filter(|(k, _)| k != "duration" && k != "filesize")
+            .map(|(k, v)| match k.as_str() {
+                "audiocodecid" if aac => (k, Value::Number(AAC_CODEC_ID)),
+                _ => (k, v),
+            }),
     );
     let mut out = Vec::new();
     amf0::encode(&Value::string("onMetaData"), &mut out);
@@ -297,6 +348,31 @@ fn metadata_body(
     let duration_at = array_at + 1 + 4 + 2 + 8 + 1;
     let filesize_at = duration_at + 8 + 2 + 8 + 1;
     (out, duration_at, filesize_at)
+}
+
+/// FLV's sound format number for AAC, as `onMetaData` names it.
+const AAC_CODEC_ID: f64 = 10.0;
+
+/// An `onMetaData` body whose `audiocodecid` (the publisher's Opus) says AAC; unchanged when it
+/// has none or cannot be read.
+fn says_aac(body: bytes::Bytes) -> bytes::Bytes {
+    let Some(props) = meta::properties(&body) else {
+        return body;
+    };
+    if !props.iter().any(|(k, _)| k == "audiocodecid") {
+        return body;
+    }
+    let props = props
+        .into_iter()
+        .map(|(k, v)| match k.as_str() {
+            "audiocodecid" => (k, Value::Number(AAC_CODEC_ID)),
+            _ => (k, v),
+        })
+        .collect();
+    let mut out = Vec::new();
+    amf0::encode(&Value::string("onMetaData"), &mut out);
+    amf0::encode(&Value::EcmaArray(props), &mut out);
+    out.into()
 }
 
 /// Called once at origin start, before any publish: every `flv/{app}/{stream}/*.flv` a killed
@@ -440,7 +516,7 @@ mod tests {
     fn metadata_is_rewritten_with_placeholders() {
         let props = metadata_props(&meta_frame(true).data).unwrap();
         assert_eq!(props.len(), 4);
-        let (body, d, f) = metadata_body(props, true, false);
+        let (body, d, f) = metadata_body(props, true, false, false);
         assert_eq!(&body[d - 9..d - 1], b"duration");
         assert_eq!(&body[f - 9..f - 1], b"filesize");
         let values = amf0::decode_all(&body).unwrap();
@@ -544,6 +620,123 @@ mod tests {
         let p2 = again.path().unwrap();
         assert!(p2.to_str().unwrap().ends_with("_1.flv"));
         assert_eq!(std::fs::read(p2).unwrap()[4], 4, "audio only");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn opus(time: u32, config: bool) -> Frame {
+        let data: &'static [u8] = if config {
+            b"\x90OpusOpusHead"
+        } else {
+            b"\x91Opus\xfc\x00"
+        };
+        Frame::parse(8, time, Bytes::from_static(data)).unwrap()
+    }
+
+    fn bridged(time: u32, config: bool) -> Frame {
+        let mut f = audio(time, config);
+        f.bridged = true;
+        f
+    }
+
+    /// Publisher metadata naming Opus (FFmpeg 9 writes the FourCC as a number).
+    fn opus_meta() -> Frame {
+        let mut b = Vec::new();
+        amf0::encode(&Value::string("onMetaData"), &mut b);
+        let opus = u32::from_be_bytes(*b"Opus") as f64;
+        amf0::encode(
+            &Value::EcmaArray(vec![
+                ("audiocodecid".into(), Value::Number(opus)),
+                ("videocodecid".into(), Value::Number(7.0)),
+            ]),
+            &mut b,
+        );
+        Frame::parse(18, 1000, Bytes::from(b)).unwrap()
+    }
+
+    /// An Opus stream whose bridge's AAC arrives 300 ms behind: video and Opus from 1000 ms,
+    /// then the AAC header and the AAC of the same times. Fed as the pool feeds a recorder.
+    fn opus_stream(sink: &mut FlvSink, with_bridge: bool) {
+        sink.frame(&opus_meta()).unwrap();
+        sink.frame(&video(1000, true, true)).unwrap();
+        sink.frame(&opus(1000, true)).unwrap();
+        let mut aac_sent = 0;
+        for i in 0..100u32 {
+            let t = 1000 + i * 20;
+            if i % 2 == 0 {
+                sink.frame(&video(t, false, i % 50 == 0)).unwrap();
+            }
+            sink.frame(&opus(t, false)).unwrap();
+            if with_bridge && t >= 1300 {
+                if aac_sent == 0 {
+                    sink.frame(&bridged(1000, true)).unwrap();
+                }
+                // 1024 samples at 48 kHz: 21.33 ms, timed from the Opus.
+                while 1000 + aac_sent * 64 / 3 <= t - 300 {
+                    sink.frame(&bridged(1000 + aac_sent * 64 / 3, false))
+                        .unwrap();
+                    aac_sent += 1;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_opus_stream_is_recorded_with_the_bridges_aac_instead() {
+        let dir = temp_dir("flv-bridged");
+        let key = StreamKey::new("live", "cam").unwrap();
+        let mut sink = FlvSink::create(&dir, &key, SystemTime::now()).unwrap();
+        assert!(sink.takes_bridged());
+        opus_stream(&mut sink, true);
+        // Metadata sent again mid-stream says AAC too.
+        sink.frame(&opus_meta()).unwrap();
+        sink.finish().unwrap();
+        let file = std::fs::read(sink.path().unwrap()).unwrap();
+        assert_eq!(file[4], 5, "audio and video");
+        let tags = tags(&file);
+        let metas: Vec<&(u8, u32, Vec<u8>)> = tags.iter().filter(|t| t.0 == 18).collect();
+        assert_eq!(metas.len(), 2);
+        for m in metas {
+            let props = metadata_props(&Bytes::from(m.2.clone())).unwrap();
+            let get = |k: &str| props.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+            assert_eq!(get("audiocodecid"), Some(Value::Number(10.0)));
+            assert_eq!(get("videocodecid"), Some(Value::Number(7.0)));
+        }
+        let audio: Vec<&(u8, u32, Vec<u8>)> = tags.iter().filter(|t| t.0 == 8).collect();
+        assert!(audio.iter().all(|t| t.2[0] == 0xaf), "AAC only");
+        assert_eq!(audio[0].2[1], 0, "the AAC sequence header first");
+        // The AAC up to 2680 ms (made up to 300 ms behind the 2980 ms of Opus), each at its own
+        // time from the session's start.
+        let times: Vec<u32> = audio[1..].iter().map(|t| t.1).collect();
+        let expect: Vec<u32> = (0..79).map(|n| n * 64 / 3).collect();
+        assert_eq!(times, expect);
+        let video: Vec<u32> = tags.iter().filter(|t| t.0 == 9).map(|t| t.1).collect();
+        assert_eq!(video.len(), 51);
+        assert_eq!(&video[..3], [0, 0, 40]);
+        assert_eq!(*video.last().unwrap(), 1960);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_opus_stream_without_a_bridge_is_recorded_with_its_opus() {
+        let dir = temp_dir("flv-unbridged");
+        let key = StreamKey::new("live", "cam").unwrap();
+        let mut sink = FlvSink::create(&dir, &key, SystemTime::now()).unwrap();
+        opus_stream(&mut sink, false);
+        // Within the bounded wait nothing is written; at the end, everything as published.
+        assert!(sink.path().is_none());
+        sink.finish().unwrap();
+        let tags = tags(&std::fs::read(sink.path().unwrap()).unwrap());
+        let props = metadata_props(&Bytes::from(tags[0].2.clone())).unwrap();
+        assert!(props
+            .iter()
+            .any(|(k, v)| k == "audiocodecid" && *v != Value::Number(10.0)));
+        let audio: Vec<&(u8, u32, Vec<u8>)> = tags.iter().filter(|t| t.0 == 8).collect();
+        assert_eq!(audio.len(), 101);
+        assert!(
+            audio.iter().all(|t| t.2[0] >> 4 == 9),
+            "Opus (Enhanced RTMP) only"
+        );
+        assert_eq!(tags.iter().filter(|t| t.0 == 9).count(), 51);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

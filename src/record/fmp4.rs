@@ -6,7 +6,11 @@
 //! Opus, MP3, AC-3/E-AC-3; `track_config`) of the default track, and the further audio tracks
 //! of a multitrack stream as extra `trak`s of the muxed form and `stream_full.mp4` (listed in
 //! `output_merge/meta.json` as `extra_audio`; the separate form holds the default tracks only);
-//! other tracks are logged once, counted and listed in `meta.json` as skipped. Over 800 lines:
+//! other tracks are logged once, counted and listed in `meta.json` as skipped. An Opus stream
+//! with an audio bridge is recorded with the bridge's AAC as its audio track (the one every
+//! player plays, and the separate form's audio) and the published Opus beside it in the muxed
+//! form and `stream_full.mp4`, as an extra `trak` that is not enabled (`hub::bridge::PreferAac`
+//! decides at the start; `extra_audio` lists it as track 0). Over 800 lines:
 //! session, playlists, meta.json and repair belong together here and are each short.
 
 mod repair;
@@ -14,6 +18,7 @@ use super::merge::merge_dir;
 use super::paths::{self, local_stamp, replace_file};
 use super::{Prelude, Sink};
 use crate::codec::json;
+use crate::hub::bridge::{AudioChoice, PreferAac};
 use crate::media::aac::AudioSpecificConfig;
 use crate::media::avc::AvcConfig;
 use crate::media::enhanced::{PacketType, TrackPacket};
@@ -87,11 +92,19 @@ impl AudioTrack {
     }
 }
 
-/// A further audio track of a multitrack stream (multitrack id != 0) recorded as its own trak.
+/// A further audio track recorded as its own trak: of a multitrack stream (multitrack id != 0),
+/// or an Opus stream's published Opus beside the audio bridge's AAC (id 0, not enabled).
 struct ExtraAudio {
     /// The multitrack track id.
     track_id: u8,
     track: AudioTrack,
+}
+
+impl ExtraAudio {
+    /// Players play it by default (`tkhd` `track_enabled`): all but the Opus beside the AAC.
+    fn enabled(&self) -> bool {
+        self.track_id != 0
+    }
 }
 
 /// One closed segment as the playlists list it.
@@ -134,6 +147,12 @@ pub struct Fmp4Sink {
     /// A write failed (disk full, size limit, permissions): the recording stopped there. The
     /// end writes no further media, only closes the playlists and merges what was whole.
     failed: bool,
+    /// An Opus stream: the audio bridge's AAC as the audio track, the Opus beside it.
+    bridge: PreferAac,
+    /// Reused: the frames `bridge` passes on.
+    passed: Vec<Frame>,
+    /// The prelude waits (bounded) for the bridge's first AAC frame after its header.
+    awaiting_bridged: u32,
 }
 
 impl Fmp4Sink {
@@ -170,6 +189,9 @@ impl Fmp4Sink {
             skipped: Vec::new(),
             merged: false,
             failed: false,
+            bridge: PreferAac::new(true),
+            passed: Vec::new(),
+            awaiting_bridged: 0,
         };
         // The session start is recorded at once, so a rotation after a crash names it right.
         sink.write_meta(false)?;
@@ -234,12 +256,7 @@ impl Fmp4Sink {
     /// recording, and until a segment exists `init.mp4` may still be rewritten with the extra
     /// trak (no playlist lists a segment yet). Later, the track stays skipped.
     fn take_extra_config(&mut self, frame: &Frame) -> io::Result<()> {
-        let open = match self.state {
-            State::Waiting(_) => true,
-            State::Running(_) => self.muxed.is_empty(),
-            State::Done => false,
-        };
-        if !open {
+        if !self.extra_open() {
             return Ok(());
         }
         for t in other_tracks(frame) {
@@ -277,14 +294,61 @@ impl Fmp4Sink {
         Ok(())
     }
 
+    /// True while an extra track may still join (no segment written yet).
+    fn extra_open(&self) -> bool {
+        match self.state {
+            State::Waiting(_) => true,
+            State::Running(_) => self.muxed.is_empty(),
+            State::Done => false,
+        }
+    }
+
+    /// The published Opus of a bridged stream (the bridge's AAC is the audio track).
+    fn is_opus_beside(&self, frame: &Frame) -> bool {
+        self.bridge.choice() == AudioChoice::Aac
+            && !frame.bridged
+            && frame.track == Track::Audio
+            && frame.track_id == 0
+    }
+
+    /// The OpusHead of a bridged stream: the Opus becomes an extra trak, not enabled.
+    fn take_opus_beside(&mut self, frame: &Frame) -> io::Result<()> {
+        let known = self.extra.iter().any(|e| e.track_id == 0);
+        if !frame.config
+            || known
+            || !self.extra_open()
+            || self.extra.len() >= fmp4::MAX_EXTRA_TRACKS
+        {
+            return Ok(());
+        }
+        let payload = Bytes::copy_from_slice(frame.payload());
+        let Some(config) = track_config(frame, &payload) else {
+            return Ok(());
+        };
+        let rate = config.timescale();
+        self.extra.push(ExtraAudio {
+            track_id: 0,
+            track: AudioTrack::new(config, &payload, true),
+        });
+        if let State::Running(frag) = &mut self.state {
+            frag.add_extra_track(rate);
+            self.write_muxed_init()?;
+        }
+        Ok(())
+    }
+
     /// `output_merge/init.mp4`: the default tracks and the extra audio tracks.
     fn write_muxed_init(&self) -> io::Result<()> {
         let video = self.video.as_ref().map(|v| &v.config);
         let audio = self.audio.as_ref().map(|a| &a.config);
-        let extra: Vec<&TrackConfig> = self.extra.iter().map(|e| &e.track.config).collect();
+        let extra: Vec<(&TrackConfig, bool)> = self
+            .extra
+            .iter()
+            .map(|e| (&e.track.config, e.enabled()))
+            .collect();
         replace_file(
             &self.merge_dir.join(INIT_NAME),
-            &fmp4::init_segment_with(video, audio, &extra),
+            &fmp4::init_segment_enabled(video, audio, &extra),
         )
     }
 
@@ -351,6 +415,15 @@ impl Fmp4Sink {
     }
 
     fn push(&mut self, frame: &Frame) -> io::Result<()> {
+        if self.is_opus_beside(frame) {
+            let index = self.extra.iter().position(|e| e.track_id == 0);
+            if let (Some(index), Some(data), State::Running(frag)) =
+                (index, media_payload(frame), &mut self.state)
+            {
+                frag.push_extra(index, frame.time, data);
+            }
+            return Ok(());
+        }
         let extra = self.extra_payloads(frame);
         let State::Running(frag) = &mut self.state else {
             return Ok(());
@@ -526,13 +599,27 @@ impl Fmp4Sink {
                 sample_rate: a.sample_rate,
                 channels: a.channels,
             }),
+            audio_bridged: self.bridge.choice() == AudioChoice::Aac && self.audio.is_some(),
             skipped: &self.skipped,
             complete,
+        };
+        // The muxed form names every codec it holds (the Opus beside a bridged AAC too): a
+        // player declares them all (MSE's SourceBuffer type).
+        let mut merge_codecs = common.codecs.clone();
+        for e in &self.extra {
+            if !e.track.codec.is_empty() && !merge_codecs.split(',').any(|c| c == e.track.codec) {
+                merge_codecs.push(',');
+                merge_codecs.push_str(&e.track.codec);
+            }
+        }
+        let merge_common = MetaCommon {
+            codecs: merge_codecs,
+            ..common.clone()
         };
         let ms =
             |segs: &[SegInfo]| (segs.iter().map(|s| s.secs).sum::<f64>() * 1000.0).round() as u64;
         let merge = MergeMeta {
-            common: &common,
+            common: &merge_common,
             extra_audio: self
                 .extra
                 .iter()
@@ -543,6 +630,7 @@ impl Fmp4Sink {
                     codec: &e.track.codec,
                     sample_rate: e.track.sample_rate,
                     channels: e.track.channels,
+                    alternate: !e.enabled(),
                 })
                 .collect(),
             segments: self.muxed.len(),
@@ -587,7 +675,7 @@ fn meta_text(meta: &impl Serialize) -> String {
 }
 
 /// What both folders' `meta.json` say about the session.
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 struct MetaCommon<'a> {
     /// The session's start, `YYYYMMDD_HHMMSS` local time (`repair` reads it back).
     started: &'a str,
@@ -598,18 +686,22 @@ struct MetaCommon<'a> {
     video: Option<VideoMeta<'a>>,
     #[serde(flatten)]
     audio: Option<AudioMeta<'a>>,
+    /// The audio track is the audio bridge's AAC of the published Opus (which the muxed form
+    /// holds as `extra_audio` track 0).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    audio_bridged: bool,
     skipped: &'a [String],
     complete: bool,
 }
 
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 struct VideoMeta<'a> {
     video_codec: &'a str,
     width: u32,
     height: u32,
 }
 
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 struct AudioMeta<'a> {
     audio_codec: &'a str,
     sample_rate: u32,
@@ -624,6 +716,10 @@ struct ExtraMeta<'a> {
     codec: &'a str,
     sample_rate: u32,
     channels: u8,
+    /// Not enabled in its `tkhd`: players play it only when asked (an Opus stream's Opus,
+    /// beside the audio bridge's AAC).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    alternate: bool,
 }
 
 /// `output_merge/meta.json`.
@@ -670,14 +766,23 @@ struct AudioFiles {
 
 impl Sink for Fmp4Sink {
     fn frame(&mut self, frame: &Frame) -> io::Result<()> {
-        let r = self.take_frame(frame);
+        self.bridge.push(frame, &mut self.passed);
+        let r = self.take_passed();
         if r.is_err() {
             self.failed = true;
         }
         r
     }
 
+    fn takes_bridged(&self) -> bool {
+        true
+    }
+
     fn finish(&mut self) -> io::Result<()> {
+        self.bridge.finish(&mut self.passed);
+        if !self.failed && self.take_passed().is_err() {
+            self.failed = true;
+        }
         if self.failed {
             // After a failed write nothing more goes to the disk as media: a segment written
             // now would follow a gap, and the merged file would pass off the tail as the whole.
@@ -698,9 +803,39 @@ impl Sink for Fmp4Sink {
 }
 
 impl Fmp4Sink {
+    /// The frames `bridge` passed on, in order; stops at the first error.
+    fn take_passed(&mut self) -> io::Result<()> {
+        let mut passed = std::mem::take(&mut self.passed);
+        let mut r = Ok(());
+        for f in passed.drain(..) {
+            if r.is_ok() {
+                r = self.take_frame(&f);
+            }
+        }
+        self.passed = passed;
+        r
+    }
+
     fn take_frame(&mut self, frame: &Frame) -> io::Result<()> {
         if frame.track == Track::Meta {
             return Ok(());
+        }
+        if self.is_opus_beside(frame) {
+            self.take_opus_beside(frame)?;
+            return match &mut self.state {
+                State::Waiting(prelude) => {
+                    // Held with the rest; the prelude releases on the AAC.
+                    prelude.push(frame);
+                    Ok(())
+                }
+                State::Running(_) => self.push(frame),
+                State::Done => Ok(()),
+            };
+        }
+        if frame.bridged && frame.track == Track::Audio && matches!(self.state, State::Waiting(_)) {
+            // The bridge's AAC comes some 300 ms behind the video: the prelude holds until its
+            // first frame, so that time 0 and the first segment have the audio from its start.
+            self.awaiting_bridged = if frame.config { AWAIT_AUDIO_FRAMES } else { 0 };
         }
         if frame.track == Track::Audio {
             self.take_extra_config(frame)?;
@@ -723,7 +858,16 @@ impl Fmp4Sink {
                     self.awaiting_audio_frame -= 1;
                     return Ok(());
                 }
-                let out = prelude.take();
+                if self.awaiting_bridged > 0 {
+                    self.awaiting_bridged -= 1;
+                    return Ok(());
+                }
+                let mut out = prelude.take();
+                if self.bridge.choice() == AudioChoice::Aac {
+                    // The bridge's AAC arrived behind the frames of its time: replayed in time
+                    // order (each track's own order kept) for the fragmenter's time 0.
+                    out.frames.sort_by_key(|f| f.time);
+                }
                 if self.video.is_none() && self.audio.is_none() {
                     // Nothing recordable yet (no H.264/AAC sequence header): keep waiting; the
                     // prelude has been emptied, so memory stays bounded.
@@ -1141,6 +1285,90 @@ mod tests {
         assert_eq!(packets(&full, "v:0"), fact("multitrack_aac.flv.frames.0"));
         assert_eq!(packets(&full, "a:0"), fact("multitrack_aac.flv.frames.1"));
         assert_eq!(packets(&full, "a:1"), fact("multitrack_aac.flv.frames.2"));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// An Opus stream with an audio bridge (its AAC 300 ms behind): the bridge's AAC is the
+    /// audio track (id 2, enabled; the separate form's audio), the Opus an extra trak (id 3)
+    /// that is not enabled, in the muxed form and the merged MP4, every frame of both at its
+    /// time. `meta.json` names all three.
+    #[test]
+    fn an_opus_streams_bridged_aac_is_the_audio_track_and_the_opus_an_alternate() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+        let source = read_flv(&root.join("fixture.flv"));
+        let (frames, aac) = crate::hub::bridge::testutil::opus_with_bridge(&source, 300);
+        let video = source
+            .iter()
+            .filter(|f| f.track == Track::Video && media_payload(f).is_some())
+            .count() as u64;
+        let dir = tmpdir("fmp4-bridged");
+        record(&dir, &frames, 2000, SystemTime::now());
+        let merge = dir.join(MERGE_DIR);
+        let meta = fs::read_to_string(merge.join(META_NAME)).unwrap();
+        assert!(meta.contains("\"audio_codec\":\"mp4a.40.2\""), "{meta}");
+        assert!(meta.contains("\"audio_bridged\":true"), "{meta}");
+        assert!(meta.contains(",mp4a.40.2,opus\""), "codecs: {meta}");
+        assert!(
+            meta.contains("\"extra_audio\":[{\"track\":0,\"mp4_track_id\":3,\"codec\":\"opus\",\"sample_rate\":48000,\"channels\":2,\"alternate\":true}]"),
+            "{meta}"
+        );
+        let sep_meta = fs::read_to_string(dir.join(SEPARATE_DIR).join(META_NAME)).unwrap();
+        assert!(sep_meta.contains(",mp4a.40.2\""), "{sep_meta}");
+        assert!(!sep_meta.contains("opus"), "{sep_meta}");
+        let entry = |t: &crate::mux::mp4::TrackInit| t.stsd[20..24].to_vec();
+        let init = fs::read(merge.join(INIT_NAME)).unwrap();
+        let tracks = crate::mux::mp4::parse_init(&init).unwrap();
+        let got: Vec<(u32, bool, Vec<u8>)> = tracks
+            .iter()
+            .map(|t| (t.track_id, t.enabled, entry(t)))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (1, true, b"avc1".to_vec()),
+                (2, true, b"mp4a".to_vec()),
+                (3, false, b"Opus".to_vec())
+            ]
+        );
+        let sep_init = fs::read(dir.join(SEPARATE_DIR).join(AUDIO_INIT_NAME)).unwrap();
+        let sep = crate::mux::mp4::parse_init(&sep_init).unwrap();
+        assert_eq!(sep.len(), 1);
+        assert_eq!(entry(&sep[0]), b"mp4a");
+        let full = merge.join(FULL_NAME);
+        let moov = crate::mux::mp4::parse_init(&fs::read(&full).unwrap()).unwrap();
+        let enabled: Vec<bool> = moov.iter().map(|t| t.enabled).collect();
+        assert_eq!(enabled, [true, true, false], "stream_full.mp4's tkhd flags");
+        if !tools() {
+            return;
+        }
+        assert_eq!(packets(&full, "v:0"), video);
+        assert_eq!(packets(&full, "a:0"), aac as u64, "every AAC frame");
+        assert_eq!(packets(&full, "a:1"), aac as u64, "every Opus packet");
+        // Both audio tracks start with the video (the AAC came 300 ms behind it); FFmpeg
+        // takes the enabled one as the default.
+        let (o, _) = run(
+            "ffprobe",
+            &[
+                "-v",
+                "error",
+                "-show_entries",
+                "stream=codec_name,start_time:stream_disposition=default",
+                "-of",
+                "csv=p=0",
+                full.to_str().unwrap(),
+            ],
+        );
+        let rows: Vec<Vec<&str>> = o.lines().map(|l| l.split(',').collect()).collect();
+        assert_eq!(rows.len(), 3, "{o}");
+        let start = |i: usize| rows[i][1].parse::<f64>().unwrap();
+        assert_eq!((rows[1][0], rows[2][0]), ("aac", "opus"), "{o}");
+        assert!((start(1) - start(0)).abs() < 0.05, "{o}");
+        assert!((start(2) - start(0)).abs() < 0.05, "{o}");
+        assert_eq!(
+            (rows[1][2], rows[2][2]),
+            ("1", "0"),
+            "default disposition: {o}"
+        );
         let _ = fs::remove_dir_all(&dir);
     }
 

@@ -464,7 +464,10 @@ impl Session {
             return;
         }
         let same = |h: &Frame| {
-            h.track == frame.track && h.track_id == frame.track_id && h.config == frame.config
+            h.track == frame.track
+                && h.track_id == frame.track_id
+                && h.config == frame.config
+                && h.bridged == frame.bridged
         };
         if let Some(h) = self.headers.iter_mut().find(|h| same(h)) {
             *h = frame.clone();
@@ -474,8 +477,9 @@ impl Session {
     }
 
     fn frame(&mut self, frame: &Frame) {
+        self.remember(frame);
         if frame.bridged {
-            // Only for the sinks that take it; never a header a resumed sink starts from.
+            // Only for the sinks that take it (a resumed one too: its header is remembered).
             for (sink, row) in &mut self.sinks {
                 if sink.takes_bridged() {
                     if let Err(e) = sink.frame(frame) {
@@ -488,7 +492,6 @@ impl Session {
             }
             return;
         }
-        self.remember(frame);
         if self.await_key && frame.track == crate::media::Track::Video && !frame.config {
             if !frame.key {
                 return;
@@ -802,6 +805,72 @@ mod tests {
     use crate::record::paths;
     use crate::record::testutil::*;
     use std::path::{Path, PathBuf};
+
+    /// A sink that keeps what it was given.
+    struct Keep(Arc<Mutex<Vec<Frame>>>, bool);
+
+    impl Sink for Keep {
+        fn frame(&mut self, frame: &Frame) -> io::Result<()> {
+            lock(&self.0).push(frame.clone());
+            Ok(())
+        }
+        fn takes_bridged(&self) -> bool {
+            self.1
+        }
+        fn finish(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+        fn describe(&self) -> String {
+            "keep".into()
+        }
+    }
+
+    /// A recording that resumes (after a full disk) starts from the remembered headers: the
+    /// audio bridge's AAC header of an Opus stream among them, beside the OpusHead, and only
+    /// the sinks that take bridged frames get it.
+    #[test]
+    fn a_session_remembers_the_bridged_aac_header_for_the_sinks_that_take_it() {
+        use crate::hub::bridge::testutil::opus_head;
+        let (aac_sink, opus_sink) = (Arc::default(), Arc::default());
+        let mut s = Session {
+            key: StreamKey::new("live", "cam").unwrap(),
+            id: "x".into(),
+            started: SystemTime::now(),
+            sinks: vec![
+                (
+                    Box::new(Keep(Arc::clone(&aac_sink), true)) as Box<dyn Sink>,
+                    0,
+                ),
+                (Box::new(Keep(Arc::clone(&opus_sink), false)), 1),
+            ],
+            bytes: vec![0, 0],
+            shared: Arc::new(Shared {
+                frames: AtomicUsize::new(0),
+                bytes: AtomicUsize::new(0),
+                done: AtomicU64::new(0),
+                held: AtomicBool::new(false),
+                low_frames: 1,
+                wake: None,
+                status: Mutex::new(Vec::new()),
+            }),
+            headers: Vec::new(),
+            out_of_space: false,
+            await_key: false,
+        };
+        let aac = |second: u8| {
+            let data = vec![0xaf, 0, 0x11, second];
+            let mut f = Frame::parse(8, 0, bytes::Bytes::from(data)).unwrap();
+            f.bridged = true;
+            f
+        };
+        s.frame(&opus_head(0));
+        s.frame(&aac(0x90));
+        s.frame(&aac(0x88));
+        let kinds: Vec<(bool, u8)> = s.headers.iter().map(|h| (h.bridged, h.data[3])).collect();
+        assert_eq!(kinds, [(false, b'u'), (true, 0x88)], "the latest of each");
+        assert_eq!(lock(&aac_sink).len(), 3);
+        assert_eq!(lock(&opus_sink).len(), 1, "the OpusHead only");
+    }
 
     fn config(dir: &Path) -> RecordConfig {
         RecordConfig {

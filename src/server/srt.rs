@@ -137,10 +137,8 @@ struct PlayReader(Rc<RefCell<PlayQueue>>);
 
 impl Reader for PlayReader {
     fn deliver(&mut self, frame: &Frame) -> ReaderState {
-        if frame.bridged {
-            // SRT players get the audio as published.
-            return ReaderState::Ready;
-        }
+        // An Opus stream's bridged AAC is queued too: `TsOut` carries AAC and drops the Opus,
+        // which MPEG-TS players do not read.
         let mut q = self.0.borrow_mut();
         if q.left {
             return ReaderState::Gone;
@@ -991,6 +989,30 @@ mod tests {
         // Tables first (PAT, then PMT) at a keyframe.
         assert_eq!(ts[0], 0x47);
         assert_eq!((ts[1] & 0x1f, ts[2]), (0, 0), "PAT");
+    }
+
+    #[test]
+    fn an_opus_stream_plays_with_the_bridges_aac() {
+        let (frames, aac) = crate::hub::bridge::testutil::opus_with_bridge(&fixture_frames(), 300);
+        let q = Rc::new(RefCell::new(PlayQueue::default()));
+        let mut r = PlayReader(q.clone());
+        let (mut out, mut ts) = (TsOut::default(), Vec::new());
+        for f in &frames {
+            r.deliver(f);
+            let queued: Vec<Frame> = q.borrow_mut().frames.drain(..).collect();
+            for f in &queued {
+                out.frame(f, &mut ts);
+            }
+        }
+        let mut d = TsDemuxer::new();
+        d.push(&ts);
+        d.flush();
+        let got: Vec<Frame> = std::iter::from_fn(|| d.poll_frame()).collect();
+        let audio = got.iter().filter(|f| f.track == Track::Audio && !f.config);
+        assert!(got
+            .iter()
+            .all(|f| f.track != Track::Audio || f.codec == Codec::Aac));
+        assert_eq!(audio.count(), aac, "every AAC frame, no Opus");
     }
 
     #[test]

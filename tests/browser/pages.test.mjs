@@ -826,6 +826,38 @@ browserTest("play_merge.html plays muxed fMP4 segments", async () => {
     [["fMP4 recorder meta.json", "/mp4/live/vod/output_merge/meta.json"], ["fMP4 playlist", "/mp4/live/vod/output_merge/index.m3u8"]]);
 });
 
+// An Opus publish (FFmpeg 9, Enhanced RTMP): output_merge holds the audio bridge's AAC as its
+// audio track and the Opus beside it (not enabled); meta.json names both, so the page's one
+// SourceBuffer declares every codec of the init segment, and Chromium plays it with sound.
+browserTest("play_merge.html plays an Opus stream's muxed fMP4 (the bridge's AAC beside the Opus)", async t => {
+  skipIfNoTools();
+  if (!HAVE_FFMPEG9) {
+    const why = `FFmpeg 9 not found at ${FFMPEG9} (sh tools/fetch-ffmpeg.sh): nothing can publish Opus`;
+    if (REQUIRE_TOOLS) assert.fail(`RTMPD_REQUIRE_TOOLS=1 and ${why}`);
+    t.skip(why);
+    return;
+  }
+  const stream = "opusvod";
+  const c = startChild(FFMPEG9, ["-hide_banner", "-loglevel", "error", "-re",
+    "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=48000",
+    "-t", "8", "-c:v", "libx264", "-preset", "ultrafast", "-bf", "0", "-g", "50", "-pix_fmt", "yuv420p",
+    "-c:a", "libopus", "-ac", "2", "-f", "flv", `rtmp://127.0.0.1:${ports.rtmp}/live/${stream}`], "ffmpeg9 " + stream);
+  assert.equal(await c.exited, 0, c.output);
+  const metaUrl = `/mp4/live/${stream}/output_merge/meta.json`;
+  const meta = await waitFor("the Opus recording to finish", async () => {
+    const r = await fetch(`http://127.0.0.1:${ports.http}${metaUrl}`);
+    const m = r.ok ? await r.json() : null;
+    return m && m.complete ? m : false;
+  }, 30000);
+  assert.ok(meta.audio_bridged && /mp4a\.40\.2,opus$/.test(meta.codecs), JSON.stringify(meta));
+  await playPage("play-merge-opus", `/play_merge.html?app=live&stream=${stream}&mode=muxed`,
+    [["fMP4 recorder meta.json", metaUrl], ["fMP4 playlist", `/mp4/live/${stream}/output_merge/index.m3u8`]], 30000,
+    async page => {
+      const audio = await page.evaluate(() => document.querySelector("video").webkitAudioDecodedByteCount);
+      assert.ok(audio > 0, `no audio decoded (${audio} bytes)`);
+    });
+});
+
 browserTest("play_merge.html plays separate fMP4 segments (two SourceBuffers)", async () => {
   skipIfNoTools();
   await vodEnded();

@@ -2,8 +2,12 @@
 //! tone, Enhanced RTMP) to the real binary; Debian's FFmpeg 5.1, which cannot read Opus in FLV,
 //! plays the HTTP-FLV and the RTMP and decodes AAC with no error to the tone (frequency within
 //! 1%, level within 1 dB, no gap); an HTTP-FLV player asking `?audio=opus` gets the Opus as
-//! published; the HLS recording is MPEG-TS with the AAC, and decodes to the same tone. FFmpeg 9 comes from `tools/ffmpeg9/ffmpeg` or `$RTMPD_FFMPEG9`; without it (or
-//! Debian's ffmpeg) the test skips, or fails when RTMPD_REQUIRE_TOOLS=1.
+//! published; the recordings decode in FFmpeg 5.1 to `aac (LC)` and the same tone: the HLS
+//! recording (MPEG-TS with the AAC), the FLV recording (the AAC instead of the Opus), the fMP4
+//! playlists (muxed and separate) and the merged MP4 (the AAC as the default audio track, the
+//! Opus beside it, which FFmpeg 9 sees). FFmpeg 9 comes from `tools/ffmpeg9/ffmpeg` or
+//! `$RTMPD_FFMPEG9`; without it (or Debian's ffmpeg) the test skips, or fails when
+//! RTMPD_REQUIRE_TOOLS=1.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -54,6 +58,108 @@ fn play_to_pcm(url: &str, secs: u32, out: &Path) -> Proc {
     Proc::spawn(cmd)
 }
 
+/// Debian's FFmpeg decodes the audio stream it chooses by default in `input` (no `-map`: the
+/// default track of a file with two) to 48 kHz stereo s16 in `out`, with `-xerror`.
+fn decode_default_audio(input: &Path, out: &Path) -> Proc {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args([
+        "-hide_banner",
+        "-nostdin",
+        "-v",
+        "info",
+        "-xerror",
+        "-y",
+        "-i",
+    ])
+    .arg(input)
+    .args(["-vn", "-ac", "2", "-ar", "48000", "-f", "s16le"])
+    .arg(out);
+    Proc::spawn(cmd)
+}
+
+/// A recording decoded by FFmpeg 5.1 (its default audio): the input's audio codecs, and the
+/// tone after the checks (AAC LC chosen, no error line, 1 kHz within 1%, level within 1 dB of
+/// the source, no gap).
+fn check_recording(what: &str, input: &Path, out: &Path) -> Tone {
+    let mut p = decode_default_audio(input, out);
+    let status = p.wait_or_panic(Duration::from_secs(60));
+    let err = p.stderr();
+    assert!(status.success(), "{what}: FFmpeg 5.1 failed:\n{err}");
+    // "Stream #0:1 -> #0:0 (aac (native) -> pcm_s16le (native))": the stream it chose.
+    let chosen = err
+        .lines()
+        .find(|l| l.contains(" -> #0:0 ("))
+        .unwrap_or_else(|| panic!("{what}: no stream mapping:\n{err}"));
+    assert!(chosen.contains("(aac (native)"), "{what}: {chosen}\n{err}");
+    let lc = err
+        .lines()
+        .any(|l| l.contains("Stream #0:") && l.contains("Audio: aac (LC)"));
+    assert!(lc, "{what}: no AAC LC stream:\n{err}");
+    for l in err.lines() {
+        let l = l.to_ascii_lowercase();
+        assert!(
+            !(l.contains("error") || l.contains("invalid") || l.contains("corrupt")),
+            "{what}: FFmpeg 5.1 said: {l}\n{err}"
+        );
+    }
+    let t = tone_of(&std::fs::read(out).unwrap());
+    eprintln!(
+        "opus2aac {what}: {:.2} s of AAC, {:.2} Hz at {:.2} dBFS, quietest 10 ms {:.2} dBFS",
+        t.secs, t.freq, t.level, t.quietest
+    );
+    assert!(t.secs > 5.0, "{what}: {:.2} s of audio", t.secs);
+    assert!((t.freq - 1000.0).abs() < 10.0, "{what}: {} Hz", t.freq);
+    assert!((t.level + 24.08).abs() < 1.0, "{what}: {} dBFS", t.level);
+    assert!(t.quietest > -30.0, "{what}: a gap ({} dBFS)", t.quietest);
+    t
+}
+
+/// The audio streams FFmpeg 9 reads in `input` ("aac", "opus"), each decoded with no error.
+fn ffmpeg9_audio(ff9: &Path, input: &Path) -> Vec<String> {
+    let out = Command::new(ff9)
+        .args(["-hide_banner", "-nostdin", "-v", "info", "-xerror", "-i"])
+        .arg(input)
+        .args(["-map", "0:a", "-f", "null", "-"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "FFmpeg 9 on {}:\n{err}",
+        input.display()
+    );
+    // The input's streams: those listed before the mapping (the output's come after).
+    let input = err.split("Stream mapping:").next().unwrap_or("");
+    input
+        .lines()
+        .filter(|l| l.contains("Stream #0:") && l.contains(": Audio: "))
+        .filter_map(|l| l.split(": Audio: ").nth(1)?.split([' ', ',']).next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Start of the first audio stream minus start of the video, in seconds (ffprobe).
+fn audio_video_offset(input: &Path) -> f64 {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_type,start_time",
+        ])
+        .args(["-of", "csv=p=0"])
+        .arg(input)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let start = |kind: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{kind},"))?.parse().ok())
+            .unwrap_or_else(|| panic!("no {kind} start in {text}"))
+    };
+    start("audio") - start("video")
+}
+
 fn metric(srv: &Server, name: &str) -> u64 {
     let m = http_get(srv.http, "/metrics", Duration::from_secs(5)).body_text();
     m.lines()
@@ -99,7 +205,7 @@ fn tone_of(raw: &[u8]) -> Tone {
 }
 
 #[test]
-fn an_opus_publish_plays_as_aac_in_ffmpeg_5_over_http_flv_rtmp_and_hls() {
+fn an_opus_publish_plays_as_aac_in_ffmpeg_5_live_and_in_every_recording() {
     let Some(ff9) = ffmpeg9() else {
         return;
     };
@@ -232,15 +338,21 @@ fn an_opus_publish_plays_as_aac_in_ffmpeg_5_over_http_flv_rtmp_and_hls() {
 
     // The HLS recording is MPEG-TS with the bridge's AAC (the Opus alone would make it fMP4).
     publisher.kill();
-    let done = srv.wait_for_log_where(
-        |l| l.contains(&format!("HLS recording of {key} ->")) && l.contains("finished"),
-        Duration::from_secs(30),
-    );
-    assert!(
-        done.is_some(),
-        "the HLS recording did not finish: {:?}",
-        srv.logs()
-    );
+    for recording in [
+        format!("HLS recording of {key} ->"),
+        format!("FLV recording of {key} ->"),
+        format!("/mp4/{key} ("),
+    ] {
+        let done = srv.wait_for_log_where(
+            |l| l.contains(&recording) && l.contains("finished"),
+            Duration::from_secs(30),
+        );
+        assert!(
+            done.is_some(),
+            "{recording} did not finish: {:?}",
+            srv.logs()
+        );
+    }
     let hls = srv.data_dir.join("hls").join(&key);
     let ts = std::fs::read_dir(&hls)
         .unwrap()
@@ -273,6 +385,145 @@ fn an_opus_publish_plays_as_aac_in_ffmpeg_5_over_http_flv_rtmp_and_hls() {
     assert!((t.freq - 1000.0).abs() < 10.0, "HLS: {} Hz", t.freq);
     assert!((t.level + 24.08).abs() < 1.0, "HLS: {} dBFS", t.level);
     assert!(t.quietest > -30.0, "HLS: a gap ({} dBFS)", t.quietest);
+
+    // The FLV recording: the AAC instead of the Opus (FFmpeg 5.1 reads no Opus in FLV).
+    let flv_dir = srv.data_dir.join("flv").join(&key);
+    let flv = std::fs::read_dir(&flv_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "flv"))
+        .expect("an FLV recording");
+    check_recording("FLV recording", &flv, &dir.join("rec-flv.raw"));
+    // The AAC came some 300 ms behind the video; recorded at its own time all the same.
+    let offset = audio_video_offset(&flv);
+    eprintln!("opus2aac FLV recording: audio starts {offset:+.3} s from the video");
+    assert!(
+        offset.abs() < 0.05,
+        "FLV: audio starts {offset} s from the video"
+    );
+    assert_eq!(ffmpeg9_audio(&ff9, &flv), ["aac"], "FLV: the AAC only");
+    // fMP4 and MP4: the AAC is the default audio track; the muxed form and the merged MP4
+    // hold the Opus beside it, the separate form the AAC alone.
+    let mp4 = srv.data_dir.join("mp4").join(&key);
+    let merge = mp4.join("output_merge");
+    for (what, file, both) in [
+        ("fMP4 muxed", merge.join("index.m3u8"), true),
+        (
+            "fMP4 separate",
+            mp4.join("output_separate/audio.m3u8"),
+            false,
+        ),
+        ("MP4", merge.join("stream_full.mp4"), true),
+    ] {
+        check_recording(what, &file, &dir.join("rec-mp4.raw"));
+        let want: &[&str] = if both { &["aac", "opus"] } else { &["aac"] };
+        let got = ffmpeg9_audio(&ff9, &file);
+        eprintln!("opus2aac {what}: FFmpeg 9 reads audio {got:?}");
+        assert_eq!(got, want, "{what}");
+    }
+    let offset = audio_video_offset(&merge.join("stream_full.mp4"));
+    eprintln!("opus2aac MP4: audio starts {offset:+.3} s from the video");
+    assert!(
+        offset.abs() < 0.05,
+        "MP4: audio starts {offset} s from the video"
+    );
+    let meta = std::fs::read_to_string(merge.join("meta.json")).unwrap();
+    assert!(meta.contains("\"audio_codec\":\"mp4a.40.2\""), "{meta}");
+    assert!(meta.contains("\"audio_bridged\":true"), "{meta}");
+    assert!(
+        meta.contains("\"extra_audio\":[{\"track\":0,\"mp4_track_id\":3,\"codec\":\"opus\""),
+        "{meta}"
+    );
+}
+
+/// A free UDP port on 127.0.0.1 for the server's SRT listener.
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The players that read MPEG-TS or fMP4 parts get the bridge's AAC too: FFmpeg 5.1 plays the
+/// LL-HLS playlist (fMP4 parts) and the stream over SRT (MPEG-TS), and decodes `aac (LC)` to the
+/// 1 kHz tone with no error.
+#[test]
+fn an_opus_publish_plays_as_aac_in_ffmpeg_5_over_llhls_and_srt() {
+    let Some(ff9) = ffmpeg9() else {
+        return;
+    };
+    if !require_tool("ffmpeg") {
+        return;
+    }
+    let srt_port = free_udp_port().to_string();
+    let mut srv = Server::builder()
+        .args([
+            "--hls-low-latency",
+            "--no-flv-record",
+            "--no-hls",
+            "--no-mp4",
+        ])
+        .args(["--srt-port", &srt_port])
+        .start();
+    let name = unique_stream("opus2aac-ll");
+    let key = format!("live/{name}");
+    let mut publisher = publish_opus_tone(&ff9, &srv.rtmp_url(&key));
+    let live = wait_until_live(srv.http, &format!("/{key}.flv"), Duration::from_secs(20));
+    assert!(live, "the publisher never came: {:?}", srv.logs());
+    // Two seconds in: the LL-HLS window has parts, and an SRT player joins mid-stream (it
+    // starts from the cached headers, the bridge's AAC header among them).
+    std::thread::sleep(Duration::from_millis(2000));
+    let dir = TempDir::new("opus2aac-ll");
+    let players = [
+        (
+            "LL-HLS",
+            srv.http_url(&format!("/llhls/{key}/index.m3u8")),
+            dir.join("llhls.raw"),
+        ),
+        (
+            "SRT",
+            format!("srt://127.0.0.1:{srt_port}?streamid={key}&latency=200000"),
+            dir.join("srt.raw"),
+        ),
+    ];
+    let mut procs: Vec<Proc> = players
+        .iter()
+        .map(|(_, url, out)| play_to_pcm(url, 6, out))
+        .collect();
+    for ((what, _, out), p) in players.iter().zip(procs.iter_mut()) {
+        let status = p.wait_or_panic(Duration::from_secs(40));
+        let err = p.stderr();
+        assert!(status.success(), "{what}: FFmpeg 5.1 failed:\n{err}");
+        let audio: Vec<&str> = err
+            .split("Stream mapping:")
+            .next()
+            .unwrap_or("")
+            .lines()
+            .filter(|l| l.contains("Stream #0:") && l.contains("Audio:"))
+            .collect();
+        assert_eq!(audio.len(), 1, "{what}: one audio stream:\n{err}");
+        assert!(audio[0].contains("Audio: aac (LC)"), "{what}: {}", audio[0]);
+        for l in err.lines() {
+            let l = l.to_ascii_lowercase();
+            assert!(
+                !(l.contains("error") || l.contains("invalid") || l.contains("corrupt")),
+                "{what}: FFmpeg 5.1 said: {l}\n{err}"
+            );
+        }
+        let t = tone_of(&std::fs::read(out).unwrap());
+        eprintln!(
+            "opus2aac {what}: {:.2} s of AAC, {:.2} Hz at {:.2} dBFS, quietest 10 ms {:.2} dBFS",
+            t.secs, t.freq, t.level, t.quietest
+        );
+        assert!(t.secs > 5.5, "{what}: {:.2} s of audio", t.secs);
+        assert!((t.freq - 1000.0).abs() < 10.0, "{what}: {} Hz", t.freq);
+        assert!((t.level + 24.08).abs() < 1.0, "{what}: {} dBFS", t.level);
+        assert!(t.quietest > -30.0, "{what}: a gap ({} dBFS)", t.quietest);
+    }
+    publisher.kill();
+    srv.assert_running();
 }
 
 /// A stereo tone source for the A/V sync checks: silent until exactly 2.000 s of source time,

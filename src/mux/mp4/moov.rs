@@ -207,8 +207,8 @@ impl Merger {
             t.edited_duration(movie_start_ms)
                 .ok_or(BmffError::BadValue)?,
             init.audio,
-            init.width,
-            init.height,
+            (init.width, init.height),
+            init.enabled,
         );
         let (empty, media_time) = t.edit(movie_start_ms).ok_or(BmffError::BadValue)?;
         if empty > 0 || media_time > 0 {

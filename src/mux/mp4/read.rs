@@ -18,6 +18,8 @@ pub struct TrackInit {
     pub timescale: u32,
     pub width: u32,
     pub height: u32,
+    /// `tkhd`'s `track_enabled` flag (an alternative audio track is not).
+    pub enabled: bool,
     /// The whole `stsd` box, header included.
     pub stsd: Vec<u8>,
 }
@@ -33,9 +35,10 @@ pub fn parse_init(init: &[u8]) -> Result<Vec<TrackInit>, BmffError> {
         }
         let tkhd = find(trak, b"tkhd")?.ok_or(BmffError::Truncated)?;
         let mut r = Reader::new(tkhd);
-        let (version, _) = r.full_header()?;
+        let (version, flags) = r.full_header()?;
         r.skip(if version == 1 { 16 } else { 8 })?;
         let track_id = r.u32()?;
+        let enabled = flags & 1 != 0;
         let mut r = Reader::new(tkhd);
         r.skip(tkhd.len().checked_sub(8).ok_or(BmffError::Truncated)?)?;
         let width = r.u32()? >> 16;
@@ -75,6 +78,7 @@ pub fn parse_init(init: &[u8]) -> Result<Vec<TrackInit>, BmffError> {
             timescale,
             width,
             height,
+            enabled,
             stsd,
         });
     }
