@@ -478,6 +478,8 @@ impl Origin {
 
     /// Finalises every recording and stops the recorder workers (after `shut_down`).
     pub fn finish_recordings(&mut self) {
+        // Ended Opus publishes' recordings take their audio bridge's last AAC first.
+        self.hub.finish_draining();
         if let Some(rec) = self.recorders.take() {
             log::info!("finalising recordings");
             rec.shutdown();

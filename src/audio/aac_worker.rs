@@ -1,8 +1,10 @@
 //! One Opus stream's Opus to AAC bridge on a thread of its own (the pattern of `worker`, the
 //! other direction): the loop hands the stream's Opus frames over and takes AAC frames back,
 //! both through bounded queues, and never waits. Over either bound a frame is dropped and
-//! counted (the AAC viewers then hear a gap; their video plays on). The thread ends when its
-//! `AacBridge` is dropped (the publish ended, or the stream's audio stopped being Opus).
+//! counted (the AAC viewers then hear a gap; their video plays on). When the publish ends the
+//! hub asks it to `finish`: the thread codes what it still holds (up to a block of the encoder,
+//! 277 ms), hands that over, says so (`finished`) and ends, so recordings keep the last of the
+//! audio. Dropped without that (the stream's audio stopped being Opus), it just ends.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
@@ -24,6 +26,14 @@ pub const IN_QUEUE: usize = 64;
 /// AAC frames queued for the loop: 2.7 s at 48 kHz (the encoder hands over 13 at a time).
 pub const OUT_QUEUE: usize = 128;
 
+/// What the loop sends the thread.
+enum Job {
+    /// An Opus configuration or packet of the stream.
+    Frame(Frame),
+    /// The publish ended: code what is held, hand it over, end.
+    End,
+}
+
 /// Counters both sides update.
 #[derive(Debug, Default)]
 pub struct Shared {
@@ -37,13 +47,15 @@ pub struct Shared {
     pub decode_errors: AtomicU64,
     /// The thread runs (set before `start` returns, cleared as it ends).
     pub alive: AtomicBool,
+    /// After `finish`: the thread queued its last AAC frame (set after it).
+    pub finished: AtomicBool,
 }
 
 /// The loop's handle on one stream's Opus to AAC thread.
 pub struct AacBridge {
     /// The stream, for the closing log line.
     name: String,
-    tx: SyncSender<Frame>,
+    tx: SyncSender<Job>,
     rx: Receiver<Frame>,
     shared: Arc<Shared>,
 }
@@ -52,7 +64,7 @@ impl AacBridge {
     /// Starts the thread; `name` (the stream) goes into its log lines; `bitrate` is
     /// `--aac-bitrate` in bits per second.
     pub fn start(name: String, bitrate: u32, wake: Wake) -> std::io::Result<AacBridge> {
-        let (tx, jobs) = mpsc::sync_channel::<Frame>(IN_QUEUE);
+        let (tx, jobs) = mpsc::sync_channel::<Job>(IN_QUEUE);
         let (results, rx) = mpsc::sync_channel::<Frame>(OUT_QUEUE);
         let shared = Arc::new(Shared::default());
         shared.alive.store(true, Ordering::SeqCst);
@@ -117,7 +129,7 @@ impl AudioBridge for AacBridge {
         ) {
             return true;
         }
-        match self.tx.try_send(frame.clone()) {
+        match self.tx.try_send(Job::Frame(frame.clone())) {
             Ok(()) => true,
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.shared.dropped_in.fetch_add(1, Ordering::Relaxed);
@@ -131,6 +143,14 @@ impl AudioBridge for AacBridge {
             Ok(f) => Some(f),
             Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => None,
         }
+    }
+
+    fn finish(&mut self) -> bool {
+        self.tx.try_send(Job::End).is_ok()
+    }
+
+    fn finished(&self) -> bool {
+        self.shared.finished.load(Ordering::SeqCst) || !self.shared.alive.load(Ordering::SeqCst)
     }
 
     fn frames_made(&self) -> u64 {
@@ -160,7 +180,7 @@ fn aac_frame(config: bool, payload: &[u8], time: u64, dts: u32) -> Option<Frame>
 fn run(
     name: String,
     bitrate: u32,
-    jobs: Receiver<Frame>,
+    jobs: Receiver<Job>,
     results: SyncSender<Frame>,
     shared: &Shared,
     wake: Wake,
@@ -171,11 +191,52 @@ fn run(
     // The AAC sequence header goes out before the first AAC frame after each OpusHead.
     let mut header_due = false;
     let mut warned = false;
-    while let Ok(frame) = jobs.recv() {
+    // The last input's player-minus-stream time offset, for the tail coded at the end.
+    let mut last_offset = 0i64;
+    while let Ok(job) = jobs.recv() {
+        let frame = match job {
+            Job::Frame(f) => f,
+            Job::End => {
+                let result = crate::contain::run(|| bridge.flush(&mut out));
+                if !matches!(result, Ok(Ok(()))) {
+                    shared.decode_errors.fetch_add(1, Ordering::Relaxed);
+                    out.clear();
+                }
+                // The tail goes out timed on from the last frames (no clock jump since).
+                send(
+                    &bridge,
+                    &mut out,
+                    &mut header_due,
+                    last_offset,
+                    &results,
+                    shared,
+                );
+                shared.finished.store(true, Ordering::SeqCst);
+                wake();
+                break;
+            }
+        };
         let payload = frame.payload();
         // Player timestamp minus stream time of the input (they differ after the normaliser
         // bridged a publisher's clock jump), applied to the output.
         let dts_offset = i64::from(frame.dts) - frame.time as i64;
+        if frame.discontinuity && !frame.config {
+            // The old timeline's tail first, with its own player times (a clock jump the
+            // normaliser bridged changes the offset from here on).
+            if matches!(crate::contain::run(|| bridge.flush(&mut out)), Ok(Ok(())))
+                && !send(
+                    &bridge,
+                    &mut out,
+                    &mut header_due,
+                    last_offset,
+                    &results,
+                    shared,
+                )
+            {
+                return;
+            }
+            out.clear();
+        }
         let result = if frame.config {
             header_due = true;
             crate::contain::run(|| bridge.configure(payload))
@@ -200,41 +261,68 @@ fn run(
                 out.clear();
             }
         }
+        last_offset = dts_offset;
         if out.is_empty() {
             shared.frames_in.fetch_add(1, Ordering::SeqCst);
             continue;
         }
-        let mut frames = Vec::with_capacity(out.len() + 1);
-        if header_due {
-            if let Some(asc) = bridge.audio_specific_config() {
-                let t = out[0].time_ms;
-                frames.extend(aac_frame(true, &asc, t, dts(t, dts_offset)));
-                header_due = false;
-            }
-        }
-        for p in out.drain(..) {
-            frames.extend(aac_frame(
-                false,
-                &p.data,
-                p.time_ms,
-                dts(p.time_ms, dts_offset),
-            ));
-        }
-        for f in frames {
-            match results.try_send(f) {
-                Ok(()) => {
-                    shared.frames_out.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(TrySendError::Full(_)) => {
-                    shared.dropped_out.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(TrySendError::Disconnected(_)) => return,
-            }
+        if !send(
+            &bridge,
+            &mut out,
+            &mut header_due,
+            dts_offset,
+            &results,
+            shared,
+        ) {
+            return;
         }
         shared.frames_in.fetch_add(1, Ordering::SeqCst);
         wake();
     }
     debug!("{name}: audio bridge (Opus to AAC) stopped");
+}
+
+/// Queues the access units in `out` for the loop (the AAC sequence header first when one is
+/// due), dropping and counting what does not fit. False when the loop's side is gone.
+fn send(
+    bridge: &OpusToAac,
+    out: &mut Vec<AacPacket>,
+    header_due: &mut bool,
+    dts_offset: i64,
+    results: &SyncSender<Frame>,
+    shared: &Shared,
+) -> bool {
+    if out.is_empty() {
+        return true;
+    }
+    let mut frames = Vec::with_capacity(out.len() + 1);
+    if *header_due {
+        if let Some(asc) = bridge.audio_specific_config() {
+            let t = out[0].time_ms;
+            frames.extend(aac_frame(true, &asc, t, dts(t, dts_offset)));
+            *header_due = false;
+        }
+    }
+    for p in out.drain(..) {
+        frames.extend(aac_frame(
+            false,
+            &p.data,
+            p.time_ms,
+            dts(p.time_ms, dts_offset),
+        ));
+    }
+    for f in frames {
+        match results.try_send(f) {
+            Ok(()) => {
+                shared.frames_out.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(TrySendError::Full(_)) => {
+                shared.dropped_out.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(TrySendError::Disconnected(_)) => return false,
+        }
+    }
+    true
 }
 
 /// The player timestamp of stream time `t` (32-bit, wrapping, like every RTMP timestamp).
@@ -314,7 +402,21 @@ mod tests {
         while let Some(f) = b.poll() {
             out.push(f);
         }
-        assert!(out.len() > 30, "{} AAC frames from 1 s", out.len());
+        // Whole blocks of 13 frames so far; the publish ends: the thread codes the rest.
+        assert_eq!(
+            (out.len() - 1) % 13,
+            12,
+            "{} AAC frames before the end",
+            out.len()
+        );
+        assert!(!b.finished());
+        assert!(b.finish());
+        wait("the tail is coded", || b.finished());
+        while let Some(f) = b.poll() {
+            out.push(f);
+        }
+        // 1 s of Opus less its pre-skip: 46.6 frames of 1024 samples, the last padded.
+        assert_eq!(out.len(), 1 + 47, "the sequence header and every frame");
         assert!(out.iter().all(|f| f.bridged && f.codec == Codec::Aac));
         assert!(out[0].config, "the sequence header first");
         assert!(out[1..].iter().all(|f| !f.config));

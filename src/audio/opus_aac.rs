@@ -110,14 +110,14 @@ impl OpusToAac {
     ) -> Result<(), BridgeError> {
         let head = self.head.as_ref().ok_or(BridgeError::NoConfig)?;
         let (ch, pre_skip) = (head.channels as usize, head.pre_skip);
-        if discontinuity {
-            self.restart();
-        }
-        if let Some(r) = &self.running {
+        let drifted = self.running.as_ref().is_some_and(|r| {
             let expected = r.start_ms + r.kept as f64 / 48.0 - r.skip as f64 / 48.0;
-            if (time_ms as f64 - expected).abs() > super::aac_opus::MAX_DRIFT_MS as f64 {
-                self.restart();
-            }
+            (time_ms as f64 - expected).abs() > super::aac_opus::MAX_DRIFT_MS as f64
+        });
+        if discontinuity || drifted {
+            // What the old timeline still holds goes out before it is let go.
+            self.flush(out)?;
+            self.restart();
         }
         if self.running.is_none() {
             let decoder = opus_rs::OpusDecoder::new(RATE as i32, ch)
@@ -145,37 +145,78 @@ impl OpusToAac {
         r.kept += (n - drop) as u64;
         let block = BLOCK_FRAMES * FRAME * ch;
         while r.pcm.len() >= block {
-            let mut input = std::mem::take(&mut r.prev);
-            let lead = input.len() / ch / FRAME;
-            input.extend_from_slice(&r.pcm[..block]);
-            let mut enc = rusty_aac::AacEncoder::new(rusty_aac::AacEncoderConfig {
-                bitrate_bps: self.bitrate,
-                ..Default::default()
-            });
-            enc.push_pcm(&input, ch as u16, RATE)
-                .map_err(|e| BridgeError::Encode(e.to_string()))?;
-            enc.finish();
-            let mut k = 0;
-            while let Ok(p) = enc.next_packet() {
-                if k >= lead && k < lead + BLOCK_FRAMES {
-                    // Global unit g decodes to frame g - 1.
-                    let g = r.next_frame + (k - lead) as u64;
-                    let t = r.start_ms + (g as f64 - 1.0) * FRAME as f64 / 48.0;
-                    if t >= r.first_ms {
-                        out.push(AacPacket {
-                            time_ms: t.round() as u64,
-                            data: p.data,
-                        });
-                    }
-                }
-                k += 1;
-            }
-            r.prev = r.pcm[block - FRAME * ch..block].to_vec();
-            r.pcm.drain(..block);
-            r.next_frame += BLOCK_FRAMES as u64;
+            code(self.bitrate, ch, r, BLOCK_FRAMES, BLOCK_FRAMES, out)?;
         }
         Ok(())
     }
+
+    /// The input ended (the publish, or the timeline is restarted): codes the samples still
+    /// waiting for a whole block, the last frame padded with silence, and appends their access
+    /// units, up to the one that decodes to the last frame. Nothing is held afterwards.
+    pub fn flush(&mut self, out: &mut Vec<AacPacket>) -> Result<(), BridgeError> {
+        let Some(ch) = self.head.as_ref().map(|h| h.channels as usize) else {
+            return Ok(());
+        };
+        let Some(r) = self.running.as_mut() else {
+            return Ok(());
+        };
+        if r.pcm.is_empty() && r.prev.is_empty() {
+            return Ok(());
+        }
+        let frames = r.pcm.len().div_ceil(FRAME * ch);
+        r.pcm.resize(frames * FRAME * ch, 0.0);
+        let result = code(self.bitrate, ch, r, frames, frames + 1, out);
+        r.prev.clear();
+        r.pcm.clear();
+        result
+    }
+}
+
+/// Codes the first `frames` whole frames of `r.pcm`, with the frame before them (`r.prev`, the
+/// MDCT overlap) in front, in one run of the encoder, and appends the access units of `units`
+/// frames from `r.next_frame` on, each timed as the frame it decodes to (unit g decodes to frame
+/// g - 1); the priming unit, timed before the first packet, is not sent.
+fn code(
+    bitrate: u32,
+    ch: usize,
+    r: &mut Running,
+    frames: usize,
+    units: usize,
+    out: &mut Vec<AacPacket>,
+) -> Result<(), BridgeError> {
+    let len = frames * FRAME * ch;
+    let mut input = std::mem::take(&mut r.prev);
+    let lead = input.len() / ch / FRAME;
+    input.extend_from_slice(&r.pcm[..len]);
+    let mut enc = rusty_aac::AacEncoder::new(rusty_aac::AacEncoderConfig {
+        bitrate_bps: bitrate,
+        ..Default::default()
+    });
+    enc.push_pcm(&input, ch as u16, RATE)
+        .map_err(|e| BridgeError::Encode(e.to_string()))?;
+    enc.finish();
+    let mut k = 0;
+    while let Ok(p) = enc.next_packet() {
+        if k >= lead && k < lead + units {
+            let g = r.next_frame + (k - lead) as u64;
+            let t = r.start_ms + (g as f64 - 1.0) * FRAME as f64 / 48.0;
+            if t >= r.first_ms {
+                out.push(AacPacket {
+                    time_ms: t.round() as u64,
+                    data: p.data,
+                });
+            }
+        }
+        k += 1;
+    }
+    r.prev = if len > 0 {
+        r.pcm[len - FRAME * ch..len].to_vec()
+    } else {
+        Vec::new()
+    };
+    r.pcm.drain(..len);
+    r.next_frame += frames as u64;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -260,6 +301,77 @@ mod tests {
             assert!(r.min_window_db > -3.0, "a gap: {r:?}");
             assert!((onset - 1500.0).abs() < 20.0, "onset {onset}");
         }
+    }
+
+    /// The tone's last loud sample in the decoded AAC, in stream time (ms).
+    fn tone_end_ms(t: &OpusToAac, out: &[AacPacket]) -> f64 {
+        let mut dec =
+            rusty_aac::AacDecoder::with_config_bytes(&t.audio_specific_config().unwrap()).unwrap();
+        let mut pcm = Vec::new();
+        for p in out {
+            pcm.extend_from_slice(&dec.decode(&p.data, None).unwrap().samples);
+        }
+        let last = pcm
+            .iter()
+            .rposition(|x| x.abs() as f64 > AMPLITUDE / 2.0)
+            .expect("a tone");
+        out[0].time_ms as f64 + (last / 2) as f64 / 48.0
+    }
+
+    #[test]
+    fn a_flush_codes_the_tail_so_the_aac_ends_with_the_opus() {
+        // 1 s of tone from 1000 ms: 50 packets, 47 AAC frames, not a whole number of blocks.
+        let (head, packets) = opus_tone(0, 1000, 1000);
+        let mut t = OpusToAac::new(128_000);
+        t.configure(&head).unwrap();
+        let mut out = Vec::new();
+        for (time, p) in &packets {
+            t.push(p, *time, false, &mut out).unwrap();
+        }
+        let before = tone_end_ms(&t, &out);
+        let held = out.len();
+        t.flush(&mut out).unwrap();
+        let after = tone_end_ms(&t, &out);
+        eprintln!(
+            "tone ends at {before:.1} ms before the flush ({held} units), {after:.1} ms after ({} units); the Opus at 2000",
+            out.len()
+        );
+        assert!(before < 1900.0, "the last block was not held: {before}");
+        assert!((after - 2000.0).abs() < 22.0, "the tail: {after}");
+        for w in out.windows(2) {
+            let d = w[1].time_ms as i64 - w[0].time_ms as i64;
+            assert!(
+                (21..=22).contains(&d),
+                "{} -> {}",
+                w[0].time_ms,
+                w[1].time_ms
+            );
+        }
+        // Nothing is held afterwards: a second flush adds nothing.
+        let n = out.len();
+        t.flush(&mut out).unwrap();
+        assert_eq!(out.len(), n);
+    }
+
+    #[test]
+    fn a_discontinuity_codes_the_old_timelines_tail_first() {
+        let (head, packets) = opus_tone(0, 1000, 1000);
+        let mut t = OpusToAac::new(128_000);
+        t.configure(&head).unwrap();
+        let mut out = Vec::new();
+        for (time, p) in &packets {
+            t.push(p, *time, false, &mut out).unwrap();
+        }
+        // The publisher's clock jumps 10 s: the normaliser marks the next frame.
+        let (_, p) = &packets[0];
+        t.push(p, 12_000, true, &mut out).unwrap();
+        let old: Vec<AacPacket> = out.iter().filter(|p| p.time_ms < 12_000).cloned().collect();
+        let end = tone_end_ms(&t, &old);
+        assert!(
+            (end - 2000.0).abs() < 22.0,
+            "the old timeline's tail: {end}"
+        );
+        assert_eq!(t.resets, 1);
     }
 
     #[test]

@@ -14,6 +14,16 @@ pub trait AudioBridge {
     /// The next AAC frame made (`Frame::bridged`: an AAC sequence header, then AAC frames, in
     /// stream time), if any.
     fn poll(&mut self) -> Option<Frame>;
+    /// The publish ended: code what the bridge still holds, hand it over through `poll`, then
+    /// stop. False when it cannot be asked (its tail is then lost; the default).
+    fn finish(&mut self) -> bool {
+        false
+    }
+    /// After `finish`: true once the last frame is queued (what `poll` gives after this
+    /// returned true is the whole tail), or the bridge cannot make more.
+    fn finished(&self) -> bool {
+        true
+    }
     /// AAC frames made so far (handed to the hub or dropped).
     fn frames_made(&self) -> u64 {
         0

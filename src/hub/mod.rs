@@ -176,6 +176,21 @@ impl Slot {
     }
 }
 
+/// The recorders of a publish that ended while its audio bridge still held AAC (up to a block
+/// of the encoder): kept until the bridge hands that tail over (`poll_bridges`), so recordings
+/// end with the last of the audio, not 277 ms before it.
+struct Draining {
+    key: StreamKey,
+    bridge: Box<dyn bridge::AudioBridge>,
+    readers: Vec<Box<dyn Reader>>,
+    /// When `poll_bridges` first saw it (loop time), for `DRAIN_GIVE_UP_MS`.
+    since_ms: Option<u64>,
+}
+
+/// How long a finished publish's recorders wait for its audio bridge's tail before they end
+/// without it (the bridge codes it in a few milliseconds; this bounds a stuck one).
+pub const DRAIN_GIVE_UP_MS: u64 = 2_000;
+
 pub struct Hub {
     config: HubConfig,
     /// Streams by slab index; `index` finds one by key (join, API), handles skip the lookup.
@@ -200,6 +215,8 @@ pub struct Hub {
     bridge_factory: Option<bridge::BridgeFactory>,
     /// Bridges started, and the counts of those that ended.
     bridges: bridge::BridgeCounts,
+    /// Ended publishes' recorders waiting for their bridge's tail.
+    draining: Vec<Draining>,
 }
 
 impl Hub {
@@ -220,6 +237,7 @@ impl Hub {
             reader_frames_dropped: 0,
             bridge_factory: None,
             bridges: bridge::BridgeCounts::default(),
+            draining: Vec::new(),
         }
     }
 
@@ -250,12 +268,84 @@ impl Hub {
                 self.fan_out(i, frame, resume, false, now_ms);
             }
         }
+        self.poll_draining(now_ms, false);
         FrameOutcome {
             accepted: true,
             flush: &self.flush,
             too_slow: &self.too_slow,
             hold_publisher: false,
         }
+    }
+
+    /// True while an ended publish's recorders wait for its audio bridge's tail: the loop then
+    /// calls `poll_bridges` on its wake-ups and a short timer.
+    pub fn bridges_draining(&self) -> bool {
+        !self.draining.is_empty()
+    }
+
+    /// Hands the ended publishes' recorders what their bridges made, and ends those whose
+    /// bridge finished (or gave up: `DRAIN_GIVE_UP_MS`; `all`, at shutdown, ends every one).
+    fn poll_draining(&mut self, now_ms: u64, all: bool) {
+        let mut k = 0;
+        while k < self.draining.len() {
+            let d = &mut self.draining[k];
+            let since = *d.since_ms.get_or_insert(now_ms);
+            // Asked before taking the frames: once finished, the queue holds the whole tail.
+            let done = d.bridge.finished();
+            while let Some(mut frame) = d.bridge.poll() {
+                frame.bridged = true;
+                for r in &mut d.readers {
+                    r.deliver(&frame);
+                }
+            }
+            if !(done || all || now_ms.saturating_sub(since) >= DRAIN_GIVE_UP_MS) {
+                k += 1;
+                continue;
+            }
+            let d = self.draining.swap_remove(k);
+            if !done {
+                log::warn!(
+                    "{}: the audio bridge did not hand over its last AAC in time; the recordings end without it",
+                    d.key
+                );
+            }
+            self.bridges.add(d.bridge.as_ref());
+            for r in d.readers {
+                self.reader_frames_dropped += r.frames_dropped();
+            }
+        }
+    }
+
+    /// Shutdown: waits (at most `DRAIN_GIVE_UP_MS`) for the ended publishes' bridges to hand
+    /// over their tails, then ends their recorders. Called before the recorders stop.
+    pub fn finish_draining(&mut self) {
+        let until = std::time::Instant::now() + std::time::Duration::from_millis(DRAIN_GIVE_UP_MS);
+        while self.draining.iter().any(|d| !d.bridge.finished())
+            && std::time::Instant::now() < until
+        {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        self.poll_draining(0, true);
+    }
+
+    /// An ending publish session's bridge and recorders: when the bridge can be asked to
+    /// finish, they wait in `draining` for its tail; otherwise the bridge ends now (the
+    /// recorders are ended by the caller).
+    fn drain_bridge(&mut self, i: usize) {
+        let slot = &mut self.streams[i];
+        let Some(mut b) = slot.bridge.take() else {
+            return;
+        };
+        if slot.readers.is_empty() || !b.finish() {
+            self.bridges.add(b.as_ref());
+            return;
+        }
+        self.draining.push(Draining {
+            key: slot.stream.key.clone(),
+            bridge: b,
+            readers: std::mem::take(&mut slot.readers),
+            since_ms: None,
+        });
     }
 
     /// The slot of `key`, created empty when there is none.
@@ -425,9 +515,19 @@ impl Hub {
                 now_ms.saturating_sub(old.last_ms)
             );
             stream.reset_media();
-            // The old session's recordings and bridge end with it; the newcomer opens its own.
-            if let Some(b) = slot.bridge.take() {
-                self.bridges.add(b.as_ref());
+            // The old session's recordings and bridge end with it (the recordings once the
+            // bridge handed over its tail, as at an unpublish); the newcomer opens its own.
+            if let Some(mut b) = slot.bridge.take() {
+                if !slot.readers.is_empty() && b.finish() {
+                    self.draining.push(Draining {
+                        key: key.clone(),
+                        bridge: b,
+                        readers: std::mem::take(&mut slot.readers),
+                        since_ms: None,
+                    });
+                } else {
+                    self.bridges.add(b.as_ref());
+                }
             }
             for r in slot.readers.drain(..) {
                 self.reader_frames_dropped += r.frames_dropped();
@@ -481,10 +581,8 @@ impl Hub {
         }
         // The logs go with the stream: every follower gets what it has not had yet.
         self.settle_all(h.index);
+        self.drain_bridge(h.index);
         let slot = self.remove_slot(h.index);
-        if let Some(b) = &slot.bridge {
-            self.bridges.add(b.as_ref());
-        }
         let stream = slot.stream;
         self.late_slow.retain(|id| !stream.viewers.contains(id));
         if let Some(p) = &stream.publisher {
@@ -2260,6 +2358,99 @@ mod tests {
             write_some(&mut hub, a, usize::MAX),
             write_some(&mut hub, b, usize::MAX)
         );
+    }
+
+    #[test]
+    fn an_ended_opus_publishs_recorders_get_the_bridges_tail_before_they_end() {
+        use std::cell::{Cell, RefCell};
+        use std::rc::Rc;
+        #[derive(Default)]
+        struct Shared {
+            made: RefCell<Vec<Frame>>,
+            asked: Cell<bool>,
+            done: Cell<bool>,
+            got: RefCell<Vec<(u32, bool)>>,
+            dropped: Cell<bool>,
+        }
+        struct Fake(Rc<Shared>);
+        impl bridge::AudioBridge for Fake {
+            fn push(&mut self, _f: &Frame) -> bool {
+                true
+            }
+            fn poll(&mut self) -> Option<Frame> {
+                let mut m = self.0.made.borrow_mut();
+                (!m.is_empty()).then(|| m.remove(0))
+            }
+            fn finish(&mut self) -> bool {
+                self.0.asked.set(true);
+                true
+            }
+            fn finished(&self) -> bool {
+                self.0.done.get()
+            }
+        }
+        struct Rec(Rc<Shared>);
+        impl Reader for Rec {
+            fn deliver(&mut self, f: &Frame) -> ReaderState {
+                self.0.got.borrow_mut().push((f.dts, f.bridged));
+                ReaderState::Ready
+            }
+            fn poll(&mut self, _now_ms: u64) -> ReaderState {
+                ReaderState::Ready
+            }
+            fn frames_dropped(&self) -> u64 {
+                0
+            }
+        }
+        impl Drop for Rec {
+            fn drop(&mut self) {
+                self.0.dropped.set(true);
+            }
+        }
+        let aac = |t: u32| frame(TAG_AUDIO, t, vec![0xaf, 1, 0x11, 0x90]);
+        for finishes in [true, false] {
+            let sh = Rc::new(Shared::default());
+            let mut hub = Hub::new(HubConfig::default());
+            let b = sh.clone();
+            hub.set_bridge_factory(Box::new(move |_| Some(Box::new(Fake(b.clone())))));
+            let h = hub.publish(&key(), 1, 0).unwrap().handle;
+            hub.add_reader(h, Box::new(Rec(sh.clone())));
+            hub.frame(h, 1, vseq(0), 0);
+            hub.frame(
+                h,
+                1,
+                frame(TAG_AUDIO, 0, b"\x90OpusOpusHead\x01\x02\x38\x01".to_vec()),
+                0,
+            );
+            hub.frame(
+                h,
+                1,
+                frame(TAG_AUDIO, 20, b"\x91Opus\xfc\xff\xfe".to_vec()),
+                20,
+            );
+            hub.unpublish(h, 1);
+            assert!(sh.asked.get(), "the bridge is asked to finish");
+            assert!(!sh.dropped.get(), "the recorder waits for the tail");
+            assert!(hub.bridges_draining());
+            hub.poll_bridges(100);
+            assert!(!sh.dropped.get(), "nothing came yet");
+            if finishes {
+                // The tail, then the bridge says it is done: the recorder gets it, then ends.
+                sh.made.borrow_mut().extend([aac(0), aac(21)]);
+                sh.done.set(true);
+                hub.poll_bridges(150);
+                let got = sh.got.borrow().clone();
+                assert_eq!(&got[got.len() - 2..], &[(0, true), (21, true)], "{got:?}");
+            } else {
+                // A bridge that never finishes is given up on after DRAIN_GIVE_UP_MS.
+                hub.poll_bridges(100 + DRAIN_GIVE_UP_MS - 1);
+                assert!(!sh.dropped.get());
+                hub.poll_bridges(100 + DRAIN_GIVE_UP_MS);
+            }
+            assert!(sh.dropped.get(), "the recorder ended");
+            assert!(!hub.bridges_draining());
+            assert_eq!(hub.totals().bridges.started, 1);
+        }
     }
 
     #[test]

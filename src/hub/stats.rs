@@ -119,6 +119,9 @@ impl Hub {
                 t.reader_frames_dropped += r.frames_dropped();
             }
         }
+        for d in &self.draining {
+            t.bridges.add(d.bridge.as_ref());
+        }
         for (_, v) in &self.viewers {
             t.bytes_out += v.queue.stats.bytes_sent;
             t.skips += v.queue.stats.skips;

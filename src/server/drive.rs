@@ -261,8 +261,9 @@ impl Server {
         if let Some(at) = self.llhls_deadline() {
             self.arm_loop(TimerKind::Llhls, at);
         }
-        if self.core.has_held() {
-            // Workers wake us when a held recording drains; this bounds a missed or late one.
+        if self.core.has_held() || self.core.hub.bridges_draining() {
+            // Workers wake us when a held recording drains or an ended publish's audio bridge
+            // handed over its tail; this bounds a missed or late one.
             self.arm_loop(TimerKind::Held, now + HELD_RECHECK);
         }
         self.arm_udp_peers();

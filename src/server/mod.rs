@@ -352,6 +352,11 @@ impl Server {
                 self.core.poll_held(self.now_ms);
                 self.apply_actions();
             }
+            if self.core.hub.bridges_draining() {
+                // An ended Opus publish's recordings wait for its audio bridge's last AAC.
+                self.core.bridged_audio(self.now_ms);
+                self.apply_actions();
+            }
             let mut woken = false;
             for event in events.iter() {
                 match Source::of(event.token()) {

@@ -177,15 +177,16 @@ struct Tone {
     secs: f64,
 }
 
-/// The left channel of interleaved s16 stereo, after its first 500 ms: frequency by
-/// interpolated upward zero crossings, RMS, and the quietest 10 ms window.
+/// The left channel of interleaved s16 stereo, after its first 500 ms and before its last
+/// 50 ms: frequency by interpolated upward zero crossings, RMS, and the quietest 10 ms window.
+/// (The last AAC frame of a publish is padded with silence past the end of the Opus.)
 fn tone_of(raw: &[u8]) -> Tone {
     let x: Vec<f64> = raw
         .chunks_exact(4)
         .map(|s| i16::from_le_bytes([s[0], s[1]]) as f64 / 32768.0)
         .collect();
     let secs = x.len() as f64 / 48_000.0;
-    let x = &x[x.len().min(24_000)..];
+    let x = &x[x.len().min(24_000)..x.len().saturating_sub(2_400).max(x.len().min(24_000))];
     assert!(x.len() > 48_000, "{} samples of audio", x.len());
     let mut ups = Vec::new();
     for i in 1..x.len() {

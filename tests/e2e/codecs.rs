@@ -2,7 +2,7 @@
 //! H.264+AC-3, two-track AAC) published by FFmpeg 9 to the real binary: every recording (FLV,
 //! HLS, fMP4 muxed and separate, merged MP4) decodes in FFmpeg 9 with no error and the fixture's
 //! frame count per track (within one; the audio bridge's AAC of an Opus track, which the FLV,
-//! fMP4 and MP4 recordings hold: the Opus's duration, less at most 350 ms), and `meta.json`
+//! fMP4 and MP4 recordings hold: the Opus's duration, within 50 ms), and `meta.json`
 //! names the codecs. FFmpeg 9 comes from
 //! `tools/ffmpeg9/ffmpeg` or `$RTMPD_FFMPEG9` (`sh tools/fetch-ffmpeg.sh`); without it the tests
 //! skip, or fail when RTMPD_REQUIRE_TOOLS=1.
@@ -595,13 +595,13 @@ fn exact(n: u64) -> FrameRange {
 }
 
 /// The audio bridge's AAC of `opus` 20 ms Opus packets: 1024 samples at 48 kHz a frame, over
-/// the Opus's duration less at most the block the bridge still had in hand when the publish
-/// ended (about 300 ms: the AAC encoder works on blocks of 13 frames).
+/// the Opus's duration (less its pre-skip, 6.5 ms; the block the bridge still held when the
+/// publish ended is coded and recorded before the recordings end).
 fn bridged_aac(opus: u64) -> FrameRange {
     let secs = opus as f64 * 0.02;
     let per_sec = 48_000.0 / 1024.0;
     (
-        ((secs - 0.35) * per_sec).floor() as u64,
+        ((secs - 0.05) * per_sec).floor() as u64,
         ((secs + 0.05) * per_sec).ceil() as u64,
     )
 }
