@@ -149,7 +149,7 @@ pub fn run_origin(mut cfg: OriginConfig) -> Result<(), ServerError> {
                 });
                 match crate::audio::aac_worker::AacBridge::start(key.to_string(), bitrate, wake) {
                     Ok(b) => {
-                        log::info!("{key}: Opus audio, bridged to AAC for RTMP and FLV players");
+                        log::info!("{key}: Opus audio, bridged to AAC for the players and recordings that cannot take Opus");
                         Some(Box::new(b) as Box<dyn crate::hub::bridge::AudioBridge>)
                     }
                     Err(e) => {
