@@ -1,16 +1,24 @@
-//! One stream's AAC to Opus transcoder, without threads: AAC access units and their stream times
-//! in, 20 ms Opus packets and their stream times out (`worker` runs it off the loop).
+//! One stream's AAC or MP3 to Opus transcoder, without threads: AAC access units or MP3 frames
+//! and their stream times in, 20 ms Opus packets and their stream times out (`worker` runs it off
+//! the loop). The decoder (`Decoder`) is chosen by the frames' codec: AAC's from its
+//! AudioSpecificConfig (`configure`, then `push`), MP3's from each frame's own header
+//! (`push_mp3`: FLV's MP3 has no sequence header; a tag may hold several frames).
 //!
 //! Timing, from the input frames only (never a clock): the first access unit after a (re)start
 //! anchors the output at its `Frame::time`; every later sample is counted from there, so the
 //! packets are 20 ms apart exactly. The AAC encoder's priming needs no correction: an access
 //! unit's time is the time of its own decoded samples (the publisher's muxer shifted the primed
-//! first unit like everything else). The resampler is zero-phase. The Opus encoder delays its
+//! first unit like everything else). Likewise MP3: the encoder's delay and the decoder's (LAME's
+//! 576 and the synthesis filterbank's 529 samples) are in the frames' times already (FFmpeg
+//! shifts every packet back by both, its `initial_padding`), and the decoder gives each frame's
+//! samples from the first frame on, so a frame's time is its decoded samples' time (measured
+//! below and end to end). The resampler is zero-phase. The Opus encoder delays its
 //! input by `OPUS_LOOKAHEAD` samples (the pre-skip a file would carry, which RTP cannot): the
 //! encoder is first fed `OPUS_FRAME - OPUS_LOOKAHEAD` samples of silence, so the first real
 //! sample decodes at the start of the second packet, whose time is then the anchor exactly.
-//! A discontinuity from the normaliser, a new AudioSpecificConfig or input time drifting more
-//! than `MAX_DRIFT_MS` from the samples counted restarts the transcoder at the next unit.
+//! A discontinuity from the normaliser, a new AudioSpecificConfig, an MP3 frame of another rate
+//! or channel count, or input time drifting more than `MAX_DRIFT_MS` from the samples counted
+//! restarts the transcoder at the next unit.
 
 use std::fmt;
 
@@ -43,7 +51,7 @@ pub enum BridgeError {
     NoConfig,
     /// The AudioSpecificConfig is one the decoder does not take.
     Config(String),
-    /// An access unit did not decode (it is replaced by silence).
+    /// An access unit (AAC) or frame (MP3) did not decode (it is replaced by silence).
     Decode(String),
     /// The decoded audio's rate or channel count cannot be resampled.
     Format { rate: u32, channels: u16 },
@@ -56,11 +64,11 @@ impl fmt::Display for BridgeError {
         match self {
             BridgeError::NoConfig => write!(f, "AAC audio before its AudioSpecificConfig"),
             BridgeError::Config(e) => write!(f, "the AAC configuration is not decodable: {e}"),
-            BridgeError::Decode(e) => write!(f, "an AAC frame did not decode: {e}"),
+            BridgeError::Decode(e) => write!(f, "an audio frame did not decode: {e}"),
             BridgeError::Format { rate, channels } => {
                 write!(
                     f,
-                    "AAC at {rate} Hz with {channels} channels cannot be bridged"
+                    "audio at {rate} Hz with {channels} channels cannot be bridged"
                 )
             }
             BridgeError::Encode(e) => write!(f, "the Opus encoder failed: {e}"),
@@ -99,11 +107,23 @@ struct Running {
     unit_len: usize,
 }
 
+/// The decoder, chosen by the frames' codec.
+enum Decoder {
+    /// From the AudioSpecificConfig.
+    Aac(rusty_aac::AacDecoder),
+    /// From the first MP3 frame; its state (bit reservoir, filterbank) carries from frame to
+    /// frame. Boxed: about 22 KiB.
+    Mp3(Box<nanomp3::Decoder>),
+}
+
+/// The stream's audio to Opus (AAC or MP3; the name is the first codec it took).
 pub struct AacToOpus {
     /// `--opus-bitrate`; `None`: 128 kbit/s stereo, 64 kbit/s mono.
     bitrate: Option<u32>,
-    decoder: Option<rusty_aac::AacDecoder>,
+    decoder: Option<Decoder>,
     running: Option<Running>,
+    /// An MP3 frame's decoded samples (`nanomp3::MAX_SAMPLES_PER_FRAME`), kept between frames.
+    mp3_pcm: Vec<f32>,
     pub counters: BridgeCounters,
 }
 
@@ -113,6 +133,7 @@ impl AacToOpus {
             bitrate: bitrate.map(|b| b.min(MAX_OPUS_BITRATE)),
             decoder: None,
             running: None,
+            mp3_pcm: Vec::new(),
             counters: BridgeCounters::default(),
         }
     }
@@ -123,7 +144,7 @@ impl AacToOpus {
         self.decoder = None;
         let d = rusty_aac::AacDecoder::with_config_bytes(asc)
             .map_err(|e| BridgeError::Config(e.to_string()))?;
-        self.decoder = Some(d);
+        self.decoder = Some(Decoder::Aac(d));
         Ok(())
     }
 
@@ -147,7 +168,9 @@ impl AacToOpus {
         if discontinuity {
             self.restart();
         }
-        let decoder = self.decoder.as_mut().ok_or(BridgeError::NoConfig)?;
+        let Some(Decoder::Aac(decoder)) = self.decoder.as_mut() else {
+            return Err(BridgeError::NoConfig);
+        };
         let decoded = match decoder.decode(unit, None) {
             Ok(d) if d.channels > 0 && !d.samples.is_empty() => d,
             Ok(_) => return Ok(()),
@@ -169,6 +192,100 @@ impl AacToOpus {
             time_ms,
             out,
         )
+    }
+
+    /// One FLV MP3 tag's payload (one or more MPEG audio frames, Layer III or I/II, any rate and
+    /// channel count the header gives) at stream time `time_ms`; the Opus packets it completes.
+    /// The first MP3 frame (or the first after AAC) starts a decoder; a frame whose rate or
+    /// channel count differs from the last restarts the timeline (`feed`). A frame that does not
+    /// decode is replaced by silence while there is a timeline (the error is returned after the
+    /// tag's other frames).
+    pub fn push_mp3(
+        &mut self,
+        data: &[u8],
+        time_ms: u64,
+        discontinuity: bool,
+        out: &mut Vec<OpusPacket>,
+    ) -> Result<(), BridgeError> {
+        self.counters.frames_in += 1;
+        if discontinuity {
+            self.restart();
+        }
+        if !matches!(self.decoder, Some(Decoder::Mp3(_))) {
+            self.restart();
+            self.decoder = Some(Decoder::Mp3(Box::default()));
+        }
+        let mut pcm = std::mem::take(&mut self.mp3_pcm);
+        pcm.resize(nanomp3::MAX_SAMPLES_PER_FRAME, 0.0);
+        let result = self.decode_mp3(data, time_ms, &mut pcm, out);
+        self.mp3_pcm = pcm;
+        result
+    }
+
+    fn decode_mp3(
+        &mut self,
+        data: &[u8],
+        time_ms: u64,
+        pcm: &mut [f32],
+        out: &mut Vec<OpusPacket>,
+    ) -> Result<(), BridgeError> {
+        let mut at = 0;
+        // Microseconds of audio decoded (or replaced) from this tag so far: the next frame's
+        // offset from the tag's time.
+        let mut offset_us = 0u64;
+        // A frame header was found (decoded or not).
+        let mut found = false;
+        let mut error: Option<String> = None;
+        while at < data.len() {
+            let Some(Decoder::Mp3(decoder)) = self.decoder.as_mut() else {
+                return Err(BridgeError::NoConfig);
+            };
+            let (used, result) = decoder.decode(&data[at..], pcm);
+            if used == 0 {
+                break;
+            }
+            at += used;
+            let t = time_ms + offset_us / 1000;
+            found |= result != Err(nanomp3::DecodeError::NoFrame);
+            match result {
+                Ok(info) if info.samples_produced > 0 => {
+                    let channels = info.channels.num() as usize;
+                    let n = (info.samples_produced * channels).min(pcm.len());
+                    self.feed(&pcm[..n], info.sample_rate, channels as u16, t, out)?;
+                    offset_us += info.samples_produced as u64 * 1_000_000
+                        / info.sample_rate.max(1) as u64;
+                }
+                Ok(_) => {}
+                // Bytes that are no frame (junk, tags, a frame cut short): skipped.
+                Err(nanomp3::DecodeError::NoFrame) => {}
+                // The first frames after joining a stream may need bit reservoir from before it:
+                // normal then, a lost frame's trace mid-stream.
+                Err(e) => {
+                    let first = self.running.is_none()
+                        && matches!(e, nanomp3::DecodeError::ReservoirUnavailable(_));
+                    if first {
+                        continue;
+                    }
+                    self.counters.decode_errors += 1;
+                    error.get_or_insert_with(|| e.to_string());
+                    // Silence in its place keeps the timeline (when there is one).
+                    if let Some(r) = self.running.as_ref() {
+                        let silence = vec![0.0; r.unit_len * r.in_channels];
+                        let (rate, ch) = (r.in_rate, r.in_channels as u16);
+                        offset_us += r.unit_len as u64 * 1_000_000 / rate as u64;
+                        self.feed(&silence, rate, ch, t, out)?;
+                    }
+                }
+            }
+        }
+        if !found {
+            self.counters.decode_errors += 1;
+            error = Some("no MPEG audio frame in the tag".into());
+        }
+        match error {
+            Some(e) => Err(BridgeError::Decode(e)),
+            None => Ok(()),
+        }
     }
 
     fn feed(
