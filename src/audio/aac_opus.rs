@@ -109,8 +109,8 @@ struct Running {
 
 /// The decoder, chosen by the frames' codec.
 enum Decoder {
-    /// From the AudioSpecificConfig.
-    Aac(rusty_aac::AacDecoder),
+    /// From the AudioSpecificConfig (boxed like the other: a kilobyte).
+    Aac(Box<rusty_aac::AacDecoder>),
     /// From the first MP3 frame; its state (bit reservoir, filterbank) carries from frame to
     /// frame. Boxed: about 22 KiB.
     Mp3(Box<nanomp3::Decoder>),
@@ -144,7 +144,7 @@ impl AacToOpus {
         self.decoder = None;
         let d = rusty_aac::AacDecoder::with_config_bytes(asc)
             .map_err(|e| BridgeError::Config(e.to_string()))?;
-        self.decoder = Some(Decoder::Aac(d));
+        self.decoder = Some(Decoder::Aac(Box::new(d)));
         Ok(())
     }
 
@@ -252,8 +252,8 @@ impl AacToOpus {
                     let channels = info.channels.num() as usize;
                     let n = (info.samples_produced * channels).min(pcm.len());
                     self.feed(&pcm[..n], info.sample_rate, channels as u16, t, out)?;
-                    offset_us += info.samples_produced as u64 * 1_000_000
-                        / info.sample_rate.max(1) as u64;
+                    offset_us +=
+                        info.samples_produced as u64 * 1_000_000 / info.sample_rate.max(1) as u64;
                 }
                 Ok(_) => {}
                 // Bytes that are no frame (junk, tags, a frame cut short): skipped.
@@ -396,7 +396,7 @@ fn downmix(samples: &[f32], channels: usize) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audio::testing::{aac_tone, decode_opus, measure};
+    use crate::audio::testing::{aac_tone, decode_opus, measure, mp3_tone, MP3_DELAY};
 
     /// Runs units through a bridge; the packets' times and the decoded audio.
     fn bridge(asc: &[u8], units: &[(u64, Vec<u8>)]) -> (Vec<OpusPacket>, AacToOpus) {
@@ -586,5 +586,155 @@ mod tests {
             b.push(u, *t, false, &mut out).unwrap();
         }
         assert!(out.len() >= 20, "{}", out.len());
+    }
+
+    fn bridge_mp3(frames: &[(u64, Vec<u8>)]) -> (Vec<OpusPacket>, AacToOpus) {
+        let mut b = AacToOpus::new(None);
+        let mut out = Vec::new();
+        for (t, f) in frames {
+            b.push_mp3(f, *t, false, &mut out).unwrap();
+        }
+        (out, b)
+    }
+
+    #[test]
+    fn an_mp3_tone_keeps_frequency_level_time_and_has_no_gap() {
+        // MPEG-1 (44.1, 48 kHz), MPEG-2 (22.05 kHz) and MPEG-2.5 (8 kHz); stereo and mono.
+        for (rate, channels) in [(44_100, 2), (48_000, 2), (22_050, 1), (8_000, 1)] {
+            // 500 ms of silence, then 3 s of tone; FFmpeg's frame times from 1000 ms.
+            let Some(frames) = mp3_tone(rate, channels, 500, 3000, 1000) else {
+                return;
+            };
+            let t0 = std::time::Instant::now();
+            let (packets, b) = bridge_mp3(&frames);
+            let took = t0.elapsed();
+            assert_eq!(packets[0].time_ms, 980, "{rate}");
+            for w in packets.windows(2) {
+                assert_eq!(w[1].time_ms, w[0].time_ms + 20);
+            }
+            assert_eq!((b.counters.resets, b.counters.decode_errors), (0, 0));
+            let refs: Vec<&[u8]> = packets.iter().map(|p| &p.data[..]).collect();
+            let pcm = decode_opus(&refs);
+            // The source's first sample is FFmpeg's padding after the first frame's time.
+            let want = 1500.0 + MP3_DELAY as f64 * 1000.0 / rate as f64;
+            for ch in 0..2 {
+                let r = measure(&pcm, ch);
+                let onset = packets[0].time_ms as f64 + r.onset_ms;
+                eprintln!(
+                    "MP3 {rate} Hz {channels} ch -> Opus, channel {ch}: {r:?}, onset at \
+                     {onset:.1} ms (want {want:.1}); {} frames in {:.1} ms",
+                    frames.len(),
+                    took.as_secs_f64() * 1000.0
+                );
+                assert!((r.frequency - 1000.0).abs() < 10.0, "{rate}: {r:?}");
+                assert!(r.level_db.abs() < 1.0, "{rate}: {r:?}");
+                assert!(r.min_window_db > -3.0, "{rate}: a gap: {r:?}");
+                assert!(
+                    (onset - want).abs() < 3.0,
+                    "{rate}: onset {onset}, want {want}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn mp3_tags_of_several_frames_a_join_mid_stream_and_a_format_change() {
+        let Some(frames) = mp3_tone(44_100, 2, 0, 2000, 0) else {
+            return;
+        };
+        // Two frames a tag, timed by the first: the same packets as one a tag.
+        let (single, _) = bridge_mp3(&frames);
+        let pairs: Vec<(u64, Vec<u8>)> = frames
+            .chunks(2)
+            .map(|c| (c[0].0, c.iter().flat_map(|f| f.1.clone()).collect()))
+            .collect();
+        let (paired, b) = bridge_mp3(&pairs);
+        assert_eq!(b.counters.resets, 0);
+        assert_eq!(paired, single);
+        // Joining mid-stream: the first frames may need bit reservoir from before (no error,
+        // no audio); the timeline starts at the first frame that decodes.
+        let mut b = AacToOpus::new(None);
+        let mut out = Vec::new();
+        for (t, f) in &frames[20..] {
+            b.push_mp3(f, *t, false, &mut out).unwrap();
+        }
+        assert_eq!((b.counters.decode_errors, b.counters.resets), (0, 0));
+        let first = out[0].time_ms;
+        assert!(
+            (frames[20].0..=frames[22].0).contains(&(first + 20)),
+            "{first}"
+        );
+        // A frame lost mid-stream (26 ms, within MAX_DRIFT_MS): the timeline goes on; a
+        // successor short of its reservoir is replaced by silence and counted.
+        let mut skipped: Vec<(u64, Vec<u8>)> = frames.clone();
+        skipped.remove(40);
+        let mut b = AacToOpus::new(None);
+        out.clear();
+        for (t, f) in &skipped {
+            let _ = b.push_mp3(f, *t, false, &mut out);
+        }
+        eprintln!("a lost frame: {:?}", b.counters);
+        assert_eq!(b.counters.resets, 0);
+        assert!(b.counters.decode_errors <= 1, "{:?}", b.counters);
+        for w in out.windows(2) {
+            assert_eq!(w[1].time_ms, w[0].time_ms + 20);
+        }
+        // Another rate (the publisher's encoder restarted at 22.05 kHz mono): a new timeline.
+        let Some(other) = mp3_tone(22_050, 1, 0, 500, 3000) else {
+            return;
+        };
+        let mut b = AacToOpus::new(None);
+        out.clear();
+        for (t, f) in frames.iter().chain(&other) {
+            b.push_mp3(f, *t, false, &mut out).unwrap();
+        }
+        assert_eq!(b.counters.resets, 1);
+        assert!(
+            out.iter().any(|p| p.time_ms == 2980),
+            "a new anchor at 3000"
+        );
+    }
+
+    #[test]
+    fn hostile_mp3_bytes_are_errors_not_panics() {
+        let mut rng = crate::testutil::Rng::new(2027);
+        let mut b = AacToOpus::new(None);
+        let mut out = Vec::new();
+        assert!(b.push_mp3(&[], 0, false, &mut out).is_err());
+        // Random bytes, and random bytes behind a plausible frame header (sync, MPEG-1/2/2.5,
+        // Layer I-III, any bitrate and rate index) so the decoder gets past its frame search.
+        for i in 0..3000u64 {
+            let mut tag: Vec<u8> = (0..rng.below(1500)).map(|_| rng.below(256) as u8).collect();
+            if i % 2 == 0 && tag.len() >= 4 {
+                tag[0] = 0xFF;
+                tag[1] |= 0xE0;
+            }
+            let _ = b.push_mp3(&tag, i * 26, rng.below(50) == 0, &mut out);
+        }
+        // Real frames with bytes changed.
+        if let Some(frames) = mp3_tone(44_100, 2, 0, 1000, 0) {
+            for round in 0..20 {
+                for (t, f) in &frames {
+                    let mut f = f.clone();
+                    for _ in 0..=rng.below(4) {
+                        let at = rng.below(f.len());
+                        f[at] = rng.below(256) as u8;
+                    }
+                    let _ = b.push_mp3(&f, round * 2000 + t, false, &mut out);
+                }
+            }
+            // A good stream still works after all that.
+            let mut b2 = AacToOpus::new(None);
+            out.clear();
+            for (t, f) in &frames {
+                b2.push_mp3(f, *t, false, &mut out).unwrap();
+            }
+            assert!(out.len() >= 45, "{}", out.len());
+        }
+        // AAC frames after MP3 without a configuration: an error, not a panic.
+        assert_eq!(
+            b.push(&[1, 2, 3], 0, false, &mut out),
+            Err(BridgeError::NoConfig)
+        );
     }
 }
