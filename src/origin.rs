@@ -366,10 +366,8 @@ impl Origin {
         let repair = match self.repairs.get_mut(&conn) {
             Some(r) => r,
             None => {
-                let broken = frame.config
-                    && frame.data.len() >= 5
-                    && frame.data[0] & 0x0f == 7
-                    && crate::media::avc::AvcConfig::parse(&frame.data[5..]).is_none();
+                // Only an empty record (the tag's 5 bytes and nothing after).
+                let broken = frame.config && frame.data.len() == 5 && frame.data[0] & 0x0f == 7;
                 if !broken {
                     return self.frame_now(h, conn, frame, now_ms);
                 }

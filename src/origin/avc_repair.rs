@@ -7,12 +7,12 @@
 //! Annex B picture becomes AVCC (4-byte lengths), and a record built from the in-band SPS/PPS
 //! goes out before the first picture that brings them (again when they change).
 //!
-//! Only a legacy H.264 tag (codec id 7) on the default track after a record that does not
-//! parse is touched; a stream with a good record passes through as it is.
+//! Only a legacy H.264 tag (codec id 7) on the default track after an empty record is touched;
+//! a stream with a record (good or not) passes through as it is.
 
 use bytes::Bytes;
 
-use crate::media::avc::{AvcConfig, NAL_PPS, NAL_SPS};
+use crate::media::avc::{NAL_PPS, NAL_SPS};
 use crate::media::frame::{Codec, Frame, Track, TAG_VIDEO};
 use crate::mux::ts_demux::{annex_b, avc_record};
 
@@ -45,11 +45,12 @@ impl AvcRepair {
             return Repaired::Pass(frame);
         }
         if frame.config {
-            if AvcConfig::parse(&frame.data[5..]).is_some() {
+            if frame.data.len() > 5 {
+                // A record (one that does not parse goes on as before: players judge it).
                 self.active = false;
                 return Repaired::Pass(frame);
             }
-            // An empty or broken record: the pictures' own parameter sets will make one.
+            // An empty record: the pictures' own parameter sets will make one.
             self.active = true;
             return Repaired::Drop;
         }
@@ -110,6 +111,7 @@ fn with_data(frame: &Frame, data: Vec<u8>) -> Option<Frame> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::avc::AvcConfig;
 
     const SPS: &[u8] = &[
         0x67, 0x64, 0x00, 0x0d, 0xac, 0xb2, 0x02, 0x83, 0xf6, 0x02, 0x20,
