@@ -395,21 +395,24 @@ fn play_case(passphrase: Option<&str>, extra: &str, drop_every: usize, burst: bo
         h.pump();
         h.run(Duration::from_millis(10));
     }
-    // Until everything is acknowledged and the player has written it all (it delivers at its
-    // latency, after any retransmission rounds): a fixed 2 s was short on a loaded machine.
+    // Until everything is acknowledged (after any retransmission rounds; a fixed 2 s was short
+    // on a loaded machine), then the player's latency for it to deliver the last of it.
     let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    while h.l.conn_stats(id).is_none_or(|s| s.snd_buffered != 0) && Instant::now() < deadline {
         h.run(Duration::from_millis(50));
-        let acked = h.l.conn_stats(id).is_some_and(|s| s.snd_buffered == 0);
-        let written = std::fs::metadata(&out_path).map_or(0, |m| m.len() as usize);
-        if (acked && written >= ts.len()) || Instant::now() > deadline {
-            break;
-        }
     }
+    h.run(Duration::from_millis(1500));
     let st = h.l.conn_stats(id).unwrap();
     h.l.close(id, Instant::now());
     h.pump();
-    std::thread::sleep(Duration::from_millis(200));
+    // srt-live-transmit writes its stdout through a buffer it flushes as it exits (`-a no`: on
+    // the close): wait for that rather than kill it 200 ms later (which lost the buffer's tail
+    // when it was slow to exit).
+    let mut child = child;
+    let until = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().ok().flatten().is_none() && Instant::now() < until {
+        h.run(Duration::from_millis(50));
+    }
     let stderr = finish(child);
     let got = std::fs::read(&out_path).unwrap_or_default(); // never created: srt-live-transmit wrote nothing
     let _ = std::fs::remove_file(&out_path);
