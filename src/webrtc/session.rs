@@ -16,10 +16,11 @@ use str0m::change::SdpOffer;
 use str0m::format::{Codec as RtpCodec, CodecSpec, FormatParams, PayloadParams};
 use str0m::media::{Frequency, KeyframeRequestKind, MediaKind, MediaTime, Mid, Pt};
 use str0m::net::{Protocol, Receive, TcpType};
-use str0m::rtp::Extension;
+use str0m::rtp::{Extension, RtpWrite, SeqNo};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc, RtcConfig};
 
 use super::media::{codec_name, sendable_audio, sendable_video, MediaUnit, StreamCodecs, UnitKind};
+use super::rtp::{Packetizers, RtpGroup, RtpPayload, RtpUnit};
 use super::sdp::offered_codecs;
 use super::{crypto, Proto, SessionConfig, Transmit, WebRtcError};
 use crate::media::frame::Codec;
@@ -73,6 +74,11 @@ pub struct SessionStats {
 struct Track {
     mid: Mid,
     pt: Pt,
+    /// The shared packets this m-line sends (`RtpUnit::packets` of this group), or `None`:
+    /// str0m's frame API packetizes for this viewer.
+    group: Option<RtpGroup>,
+    /// The next RTP sequence number of shared packets (from 0, as str0m's frame API counts).
+    seq: SeqNo,
 }
 
 #[derive(Debug)]
@@ -237,12 +243,24 @@ impl WhepSession {
             match kind {
                 MediaKind::Video if session.video.is_none() => {
                     if let Some(pt) = video.and_then(|v| pick_video_pt(&params, v, codecs)) {
-                        session.video = Some(Track { mid, pt });
+                        // pick_video_pt takes H.264 in packetization mode 1 only.
+                        let group = video.and_then(RtpGroup::of);
+                        session.video = Some(Track {
+                            mid,
+                            pt,
+                            group,
+                            seq: SeqNo::default(),
+                        });
                     }
                 }
                 MediaKind::Audio if session.audio.is_none() && audio.is_some() => {
                     if let Some(p) = params.iter().find(|p| p.spec().codec == RtpCodec::Opus) {
-                        session.audio = Some(Track { mid, pt: p.pt() });
+                        session.audio = Some(Track {
+                            mid,
+                            pt: p.pt(),
+                            group: Some(RtpGroup::Opus),
+                            seq: SeqNo::default(),
+                        });
                     }
                 }
                 _ => {}
@@ -384,12 +402,22 @@ impl WhepSession {
         }
     }
 
-    /// Sends one unit. Before the session is connected every unit is dropped (counted): str0m
-    /// would drop them too, and queueing them would be unbounded. Video starts at a keyframe.
+    /// Sends one unit, packetized for this viewer alone (the cached GOP on connecting goes
+    /// through `send_rtp` with a packetizer of its own; tests).
     pub fn send(&mut self, unit: &MediaUnit, now: Instant) {
+        let rtp = Packetizers::new().packetize(unit.clone());
+        self.send_rtp(&rtp, now);
+    }
+
+    /// Sends one unit: its shared RTP payloads when this viewer's m-line is of their group
+    /// (only the header and SRTP are this viewer's), else through str0m's frame API. Before the
+    /// session is connected every unit is dropped (counted): str0m would drop them too, and
+    /// queueing them would be unbounded. Video starts at a keyframe.
+    pub fn send_rtp(&mut self, rtp: &RtpUnit, now: Instant) {
+        let unit = &rtp.unit;
         let track = match unit.kind {
-            UnitKind::Video => self.video,
-            UnitKind::Audio => self.audio,
+            UnitKind::Video => &mut self.video,
+            UnitKind::Audio => &mut self.audio,
         };
         let Some(track) = track else {
             return; // not negotiated: nothing to count
@@ -405,17 +433,13 @@ impl WhepSession {
             }
             self.wait_keyframe = false;
         }
-        let rtp_time = match unit.kind {
-            UnitKind::Video => MediaTime::new(unit.pts_ms.wrapping_mul(90), Frequency::NINETY_KHZ),
-            UnitKind::Audio => {
-                MediaTime::new(unit.pts_ms.wrapping_mul(48), Frequency::FORTY_EIGHT_KHZ)
+        let sent = match &rtp.packets {
+            Some((group, packets)) if track.group == Some(*group) => {
+                write_packets(&mut self.rtc, track, rtp, packets, now)
             }
+            _ => write_frame(&mut self.rtc, track, unit, now),
         };
-        let Some(writer) = self.rtc.writer(track.mid) else {
-            self.stats.frames_dropped += 1;
-            return;
-        };
-        match writer.write(track.pt, now, rtp_time, unit.data.clone()) {
+        match sent {
             Ok(()) => self.stats.frames_sent += 1,
             Err(e) => {
                 log::debug!("webrtc {}: a frame was not sent: {e}", self.local_ufrag);
@@ -550,6 +574,44 @@ impl WhepSession {
             _ => {}
         }
     }
+}
+
+/// The shared payloads of one unit on this viewer's stream: str0m writes the header (its
+/// payload type, SSRC, sequence numbers, extensions), keeps the nackable packets for
+/// resends, and maps the RTP time to `now` for its sender reports, as its frame API does.
+fn write_packets(
+    rtc: &mut Rtc,
+    track: &mut Track,
+    rtp: &RtpUnit,
+    packets: &[RtpPayload],
+    now: Instant,
+) -> Result<(), String> {
+    let mut api = rtc.direct_api();
+    let Some(tx) = api.stream_tx_by_mid(track.mid, None) else {
+        return Err("no RTP stream for the m-line".into());
+    };
+    let time = rtp.rtp_time();
+    for p in packets {
+        let write = RtpWrite::new(track.pt, track.seq.inc(), time, now, p.data.clone())
+            .marker(p.marker)
+            .nackable(rtp.nackable);
+        tx.write_rtp(write);
+    }
+    Ok(())
+}
+
+/// One unit through str0m's frame API (its packetizer, for this viewer alone).
+fn write_frame(rtc: &mut Rtc, track: &Track, unit: &MediaUnit, now: Instant) -> Result<(), String> {
+    let rtp_time = match unit.kind {
+        UnitKind::Video => MediaTime::new(unit.pts_ms.wrapping_mul(90), Frequency::NINETY_KHZ),
+        UnitKind::Audio => MediaTime::new(unit.pts_ms.wrapping_mul(48), Frequency::FORTY_EIGHT_KHZ),
+    };
+    let Some(writer) = rtc.writer(track.mid) else {
+        return Err("no writer for the m-line".into());
+    };
+    writer
+        .write(track.pt, now, rtp_time, unit.data.clone())
+        .map_err(|e| e.to_string())
 }
 
 /// A datagram as str0m's input at `at`; `None` when str0m cannot hold it (too large).

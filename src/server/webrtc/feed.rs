@@ -1,6 +1,7 @@
 //! Live media to WHEP viewers: a hub `Reader` per publish (`FeedReader`) queues the stream's
 //! frames (bounded), and once per loop turn `webrtc_media` packages them (one `Packager` per
-//! stream) into units every connected session of the stream `send`s; an AAC stream's audio goes
+//! stream) into units, packetizes each once (`Packetizers`: the RTP payloads every viewer of
+//! the stream shares), and every connected session of the stream `send_rtp`s them; an AAC stream's audio goes
 //! through the audio bridge (`crate::audio::Bridge`, AAC to Opus) on its way. It does not make
 //! or end sessions (`whep.rs`, `session.rs`): it closes those of a stream whose publisher left.
 
@@ -19,7 +20,7 @@ use crate::media::frame::{Codec, Track};
 use crate::media::{Frame, StreamKey};
 use crate::server::udp::PeerId;
 use crate::server::Server;
-use crate::webrtc::{MediaUnit, UnitKind};
+use crate::webrtc::{MediaUnit, RtpUnit, UnitKind};
 
 /// Frames a stream's feed queues between two loop turns; more are dropped (and counted).
 const FEED_QUEUE: usize = 4096;
@@ -191,6 +192,8 @@ impl Server {
                 let Some(unit) = feed.packager.push(&frame) else {
                     continue;
                 };
+                // Packetized once, when a viewer takes it, for every viewer of the stream.
+                let mut rtp: Option<RtpUnit> = None;
                 for &peer in &feed.sessions {
                     let Some(s) = st.sessions.get_mut(&peer) else {
                         continue;
@@ -201,7 +204,8 @@ impl Server {
                     if s.replayed_until.is_some_and(|t| frame.time <= t) {
                         continue;
                     }
-                    s.session.send(&unit, now);
+                    let rtp = rtp.get_or_insert_with(|| feed.packetizers.packetize(unit.clone()));
+                    s.session.send_rtp(rtp, now);
                     touched.push(peer);
                 }
             }
@@ -230,12 +234,13 @@ impl Server {
                     pts_ms: p.time_ms,
                     data: p.data.into(),
                 };
+                let rtp = feed.packetizers.packetize(unit);
                 for &peer in &feed.sessions {
                     let Some(s) = st.sessions.get_mut(&peer) else {
                         continue;
                     };
                     if s.feed == feed.id && s.session.is_connected() {
-                        s.session.send(&unit, now);
+                        s.session.send_rtp(&rtp, now);
                         touched.push(peer);
                     }
                 }
