@@ -84,8 +84,7 @@ fn viewers_share_the_packets_of_one_packetizing() {
                 );
                 sent_v.push(rtp.unit.data.to_vec());
                 if step / 2 == big {
-                    // B loses the second packet of this picture (str0m sends at its next
-                    // timeout); A gets it.
+                    // B loses the second packet of this picture; A gets it.
                     let n = std::rc::Rc::new(std::cell::Cell::new(0));
                     let n2 = n.clone();
                     b.drop_to_client = Some(Box::new(move |d: &[u8]| {
@@ -102,9 +101,12 @@ fn viewers_share_the_packets_of_one_packetizing() {
             }
             a.server.send_rtp(&rtp, a.now);
             b.server.send_rtp(&rtp, b.now);
-            a.shuttle();
-            b.shuttle();
         }
+        // The step's units leave together.
+        a.server.flush(a.now);
+        b.server.flush(b.now);
+        a.shuttle();
+        b.shuttle();
     }
     assert!(lost >= 3);
     let end = a.now + Duration::from_secs(2);

@@ -109,6 +109,8 @@ pub struct WhepSession {
     stats: SessionStats,
     /// Our own `close`'s reason while str0m drains its close output.
     local_close: Option<String>,
+    /// `send_rtp` queued packets that `flush` has not sent yet.
+    unflushed: bool,
 }
 
 impl std::fmt::Debug for WhepSession {
@@ -230,6 +232,7 @@ impl WhepSession {
             egress: Vec::new(),
             stats: SessionStats::default(),
             local_close: None,
+            unflushed: false,
         };
         session.drain(now);
         for mid in offered_mids {
@@ -264,6 +267,18 @@ impl WhepSession {
                     }
                 }
                 _ => {}
+            }
+        }
+        // The NACK history's size (str0m 0.24 takes it per stream, not from its config's send
+        // buffer): packets a viewer may ask for again, the shared payloads (video: Opus is not
+        // resent). str0m also drops what is older than 3 s.
+        if let Some(v) = session.video {
+            if let Some(tx) = session.rtc.direct_api().stream_tx_by_mid(v.mid, None) {
+                tx.set_rtx_cache(
+                    cfg.video_history_packets.max(1),
+                    Duration::from_secs(3),
+                    Some(0.15),
+                );
             }
         }
         if video.is_some() && session.video.is_none() && offered.has_video {
@@ -402,17 +417,19 @@ impl WhepSession {
         }
     }
 
-    /// Sends one unit, packetized for this viewer alone (the cached GOP on connecting goes
-    /// through `send_rtp` with a packetizer of its own; tests).
+    /// Sends one unit, packetized for this viewer alone, and `flush`es (tests).
     pub fn send(&mut self, unit: &MediaUnit, now: Instant) {
         let rtp = Packetizers::new().packetize(unit.clone());
         self.send_rtp(&rtp, now);
+        self.flush(now);
     }
 
-    /// Sends one unit: its shared RTP payloads when this viewer's m-line is of their group
-    /// (only the header and SRTP are this viewer's), else through str0m's frame API. Before the
-    /// session is connected every unit is dropped (counted): str0m would drop them too, and
-    /// queueing them would be unbounded. Video starts at a keyframe.
+    /// Queues one unit: its shared RTP payloads when this viewer's m-line is of their group
+    /// (only the header and SRTP are this viewer's), else through str0m's frame API. Nothing
+    /// leaves before `flush`: a loop turn's units go out together, in one pass of str0m's
+    /// timers and output. Before the session is connected every unit is dropped (counted):
+    /// str0m would drop them too, and queueing them would be unbounded. Video starts at a
+    /// keyframe.
     pub fn send_rtp(&mut self, rtp: &RtpUnit, now: Instant) {
         let unit = &rtp.unit;
         let track = match unit.kind {
@@ -440,7 +457,10 @@ impl WhepSession {
             _ => write_frame(&mut self.rtc, track, unit, now),
         };
         match sent {
-            Ok(()) => self.stats.frames_sent += 1,
+            Ok(()) => {
+                self.stats.frames_sent += 1;
+                self.unflushed = true;
+            }
             Err(e) => {
                 log::debug!("webrtc {}: a frame was not sent: {e}", self.local_ufrag);
                 self.stats.frames_dropped += 1;
@@ -448,6 +468,18 @@ impl WhepSession {
                     self.wait_keyframe = true;
                 }
             }
+        }
+    }
+
+    /// Sends what `send_rtp` queued: str0m's timers run at `now` (its send queues are released
+    /// there) and its output is drained, as `handle_timeout` would on the next loop turn.
+    pub fn flush(&mut self, now: Instant) {
+        if !std::mem::take(&mut self.unflushed) || !matches!(self.state, State::Connected) {
+            return;
+        }
+        if let Err(e) = self.rtc.handle_input(Input::Timeout(now)) {
+            self.close_with(format!("WebRTC error: {e}"));
+            return;
         }
         self.drain(now);
     }

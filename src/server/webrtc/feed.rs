@@ -178,6 +178,14 @@ impl Server {
             }
             let drops_before = feed.packager.reorder_drops();
             let opus_bitrate = st.opus_bitrate;
+            // The turn's units, each packetized once for every viewer of the stream (when one
+            // is connected to take it), with the time of the frame it came from.
+            let any_connected = feed.sessions.iter().any(|p| {
+                st.sessions
+                    .get(p)
+                    .is_some_and(|s| s.feed == feed.id && s.session.is_connected())
+            });
+            let mut turn: Vec<(Option<u64>, RtpUnit)> = Vec::new();
             while let Some(frame) = feed.frames.pop_front() {
                 if is_aac(&frame) {
                     bridge_frame(
@@ -192,21 +200,8 @@ impl Server {
                 let Some(unit) = feed.packager.push(&frame) else {
                     continue;
                 };
-                // Packetized once, when a viewer takes it, for every viewer of the stream.
-                let mut rtp: Option<RtpUnit> = None;
-                for &peer in &feed.sessions {
-                    let Some(s) = st.sessions.get_mut(&peer) else {
-                        continue;
-                    };
-                    if s.feed != feed.id || !s.session.is_connected() {
-                        continue;
-                    }
-                    if s.replayed_until.is_some_and(|t| frame.time <= t) {
-                        continue;
-                    }
-                    let rtp = rtp.get_or_insert_with(|| feed.packetizers.packetize(unit.clone()));
-                    s.session.send_rtp(rtp, now);
-                    touched.push(peer);
+                if any_connected {
+                    turn.push((Some(frame.time), feed.packetizers.packetize(unit)));
                 }
             }
             let drops = feed.packager.reorder_drops();
@@ -234,15 +229,28 @@ impl Server {
                     pts_ms: p.time_ms,
                     data: p.data.into(),
                 };
-                let rtp = feed.packetizers.packetize(unit);
+                if any_connected {
+                    turn.push((None, feed.packetizers.packetize(unit)));
+                }
+            }
+            // Each viewer queues the turn's units (the shared packets), then sends them at once.
+            if !turn.is_empty() {
                 for &peer in &feed.sessions {
                     let Some(s) = st.sessions.get_mut(&peer) else {
                         continue;
                     };
-                    if s.feed == feed.id && s.session.is_connected() {
-                        s.session.send_rtp(&rtp, now);
-                        touched.push(peer);
+                    if s.feed != feed.id || !s.session.is_connected() {
+                        continue;
                     }
+                    for (time, rtp) in &turn {
+                        // Frames the cached GOP gave it on connecting are not sent twice.
+                        if time.is_some_and(|t| s.replayed_until.is_some_and(|r| t <= r)) {
+                            continue;
+                        }
+                        s.session.send_rtp(rtp, now);
+                    }
+                    s.session.flush(now);
+                    touched.push(peer);
                 }
             }
             // The last viewer left (or the publish ended): the bridge's thread ends with it.
