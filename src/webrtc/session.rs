@@ -111,6 +111,8 @@ pub struct WhepSession {
     local_close: Option<String>,
     /// `send_rtp` queued packets that `flush` has not sent yet.
     unflushed: bool,
+    /// The turn (its `now`) whose queued packets wait for the next one (`flush_next_turn`).
+    held_turn: Option<Instant>,
 }
 
 impl std::fmt::Debug for WhepSession {
@@ -233,6 +235,7 @@ impl WhepSession {
             stats: SessionStats::default(),
             local_close: None,
             unflushed: false,
+            held_turn: None,
         };
         session.drain(now);
         for mid in offered_mids {
@@ -477,11 +480,33 @@ impl WhepSession {
         if !std::mem::take(&mut self.unflushed) || !matches!(self.state, State::Connected) {
             return;
         }
+        // The loop's paths name a turn's time to the millisecond or finer.
+        if self
+            .held_turn
+            .is_some_and(|t| now < t + Duration::from_millis(1))
+        {
+            // Connected in this turn (`flush_next_turn`): these go with the cached GOP.
+            self.drain(now);
+            return;
+        }
         if let Err(e) = self.rtc.handle_input(Input::Timeout(now)) {
             self.close_with(format!("WebRTC error: {e}"));
             return;
         }
         self.drain(now);
+    }
+
+    /// Sends what `send_rtp` queued on the next loop turn (the session's deadline becomes `now`,
+    /// its timer sends them), not in this one: for the cached GOP on connecting, which is queued
+    /// in the turn the DTLS handshake completed. Its last flight then reaches the viewer before
+    /// the SRTP packets, not in the same read: a client that installs its SRTP keys when it next
+    /// polls (str0m does) drops SRTP that arrives with the handshake's end, over ICE-TCP above all.
+    pub fn flush_next_turn(&mut self, now: Instant) {
+        self.unflushed = false;
+        self.held_turn = Some(now);
+        if matches!(self.state, State::Connected) {
+            self.drain(now);
+        }
     }
 
     /// Ends the session (a DELETE): str0m queues its DTLS close_notify and RTCP BYE, which

@@ -241,7 +241,7 @@ pub(super) fn drain(
                 }
                 last = Some(last.map_or(f.time, |l: u64| l.max(f.time)));
             }
-            s.session.flush(now);
+            s.session.flush_next_turn(now);
             s.replayed_until = last;
         }
     }
