@@ -9,6 +9,7 @@
 //! threads), and `publish`/`play` apply the stream, publisher and player limits. The protocol
 //! glue only builds the `access::Request` and turns a refusal into its own answer.
 
+pub mod avc_repair;
 pub mod llhls;
 
 use std::collections::{HashMap, VecDeque};
@@ -150,6 +151,9 @@ pub struct Origin {
     publishers: HashMap<usize, (SocketAddr, access::Protocol)>,
     /// `--hls-low-latency`: every publish gets an LL-HLS window as a reader (None when off).
     pub(super) llhls: Option<llhls::LlHls>,
+    /// Publishers whose H.264 came with no configuration record and its parameter sets
+    /// in-band (`avc_repair`), by connection; empty for every other stream.
+    repairs: HashMap<usize, avc_repair::AvcRepair>,
 }
 
 impl Origin {
@@ -170,6 +174,7 @@ impl Origin {
             asking: HashMap::new(),
             publishers: HashMap::new(),
             llhls: None,
+            repairs: HashMap::new(),
         }
     }
 
@@ -343,8 +348,49 @@ impl Origin {
     }
 
     /// A frame from the publisher `conn` of `h`: fan-out, then the actions it calls for.
-    /// No allocation, hashing or key clone here beyond what the hub does per form.
+    /// No allocation, hashing or key clone here beyond what the hub does per form (an H.264
+    /// stream sent with no configuration record goes through `avc_repair` first).
     pub fn frame(&mut self, h: StreamHandle, conn: usize, frame: Frame, now_ms: u64) {
+        if frame.track == crate::media::Track::Video
+            && frame.codec == crate::media::Codec::Avc
+            && (frame.config || !self.repairs.is_empty())
+        {
+            return self.frame_repaired(h, conn, frame, now_ms);
+        }
+        self.frame_now(h, conn, frame, now_ms);
+    }
+
+    /// An H.264 frame of a publisher that sent, or may send, no configuration record.
+    fn frame_repaired(&mut self, h: StreamHandle, conn: usize, frame: Frame, now_ms: u64) {
+        use avc_repair::Repaired;
+        let repair = match self.repairs.get_mut(&conn) {
+            Some(r) => r,
+            None => {
+                // Only an empty record (the tag's 5 bytes and nothing after).
+                let broken = frame.config && frame.data.len() == 5 && frame.data[0] & 0x0f == 7;
+                if !broken {
+                    return self.frame_now(h, conn, frame, now_ms);
+                }
+                if let Some(key) = self.hub.key(h) {
+                    log::warn!(
+                        "{key}: H.264 with an empty configuration record (its SPS/PPS in the pictures, \
+                         Annex B: FFmpeg's -f tee or -flags -global_header); made whole at ingest"
+                    );
+                }
+                self.repairs.entry(conn).or_default()
+            }
+        };
+        match repair.repair(frame) {
+            Repaired::Drop => {}
+            Repaired::Pass(f) => self.frame_now(h, conn, f, now_ms),
+            Repaired::WithRecord(record, f) => {
+                self.frame_now(h, conn, record, now_ms);
+                self.frame_now(h, conn, f, now_ms);
+            }
+        }
+    }
+
+    fn frame_now(&mut self, h: StreamHandle, conn: usize, frame: Frame, now_ms: u64) {
         let outcome = self.hub.frame(h, conn, frame, now_ms);
         let hold = outcome.hold_publisher;
         // The outcome borrows the hub: copy the ids into reused buffers first.
@@ -439,6 +485,7 @@ impl Origin {
     /// every viewer gets `EndViewer`; the recordings are finalised.
     pub fn unpublish(&mut self, h: StreamHandle, conn: usize) {
         self.held.retain(|&(c, _)| c != conn);
+        self.repairs.remove(&conn);
         if let Some(key) = self.hub.key(h).cloned() {
             if let Some(ll) = self.llhls.as_mut() {
                 ll.end(&key, conn);

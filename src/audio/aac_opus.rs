@@ -1,16 +1,24 @@
-//! One stream's AAC to Opus transcoder, without threads: AAC access units and their stream times
-//! in, 20 ms Opus packets and their stream times out (`worker` runs it off the loop).
+//! One stream's AAC or MP3 to Opus transcoder, without threads: AAC access units or MP3 frames
+//! and their stream times in, 20 ms Opus packets and their stream times out (`worker` runs it off
+//! the loop). The decoder (`Decoder`) is chosen by the frames' codec: AAC's from its
+//! AudioSpecificConfig (`configure`, then `push`), MP3's from each frame's own header
+//! (`push_mp3`: FLV's MP3 has no sequence header; a tag may hold several frames).
 //!
 //! Timing, from the input frames only (never a clock): the first access unit after a (re)start
 //! anchors the output at its `Frame::time`; every later sample is counted from there, so the
 //! packets are 20 ms apart exactly. The AAC encoder's priming needs no correction: an access
 //! unit's time is the time of its own decoded samples (the publisher's muxer shifted the primed
-//! first unit like everything else). The resampler is zero-phase. The Opus encoder delays its
+//! first unit like everything else). Likewise MP3: the encoder's delay and the decoder's (LAME's
+//! 576 and the synthesis filterbank's 529 samples) are in the frames' times already (FFmpeg
+//! shifts every packet back by both, its `initial_padding`), and the decoder gives each frame's
+//! samples from the first frame on, so a frame's time is its decoded samples' time (measured
+//! below and end to end). The resampler is zero-phase. The Opus encoder delays its
 //! input by `OPUS_LOOKAHEAD` samples (the pre-skip a file would carry, which RTP cannot): the
 //! encoder is first fed `OPUS_FRAME - OPUS_LOOKAHEAD` samples of silence, so the first real
 //! sample decodes at the start of the second packet, whose time is then the anchor exactly.
-//! A discontinuity from the normaliser, a new AudioSpecificConfig or input time drifting more
-//! than `MAX_DRIFT_MS` from the samples counted restarts the transcoder at the next unit.
+//! A discontinuity from the normaliser, a new AudioSpecificConfig, an MP3 frame of another rate
+//! or channel count, or input time drifting more than `MAX_DRIFT_MS` from the samples counted
+//! restarts the transcoder at the next unit.
 
 use std::fmt;
 
@@ -43,7 +51,7 @@ pub enum BridgeError {
     NoConfig,
     /// The AudioSpecificConfig is one the decoder does not take.
     Config(String),
-    /// An access unit did not decode (it is replaced by silence).
+    /// An access unit (AAC) or frame (MP3) did not decode (it is replaced by silence).
     Decode(String),
     /// The decoded audio's rate or channel count cannot be resampled.
     Format { rate: u32, channels: u16 },
@@ -56,11 +64,11 @@ impl fmt::Display for BridgeError {
         match self {
             BridgeError::NoConfig => write!(f, "AAC audio before its AudioSpecificConfig"),
             BridgeError::Config(e) => write!(f, "the AAC configuration is not decodable: {e}"),
-            BridgeError::Decode(e) => write!(f, "an AAC frame did not decode: {e}"),
+            BridgeError::Decode(e) => write!(f, "an audio frame did not decode: {e}"),
             BridgeError::Format { rate, channels } => {
                 write!(
                     f,
-                    "AAC at {rate} Hz with {channels} channels cannot be bridged"
+                    "audio at {rate} Hz with {channels} channels cannot be bridged"
                 )
             }
             BridgeError::Encode(e) => write!(f, "the Opus encoder failed: {e}"),
@@ -99,11 +107,23 @@ struct Running {
     unit_len: usize,
 }
 
+/// The decoder, chosen by the frames' codec.
+enum Decoder {
+    /// From the AudioSpecificConfig (boxed like the other: a kilobyte).
+    Aac(Box<rusty_aac::AacDecoder>),
+    /// From the first MP3 frame; its state (bit reservoir, filterbank) carries from frame to
+    /// frame. Boxed: about 22 KiB.
+    Mp3(Box<nanomp3::Decoder>),
+}
+
+/// The stream's audio to Opus (AAC or MP3; the name is the first codec it took).
 pub struct AacToOpus {
     /// `--opus-bitrate`; `None`: 128 kbit/s stereo, 64 kbit/s mono.
     bitrate: Option<u32>,
-    decoder: Option<rusty_aac::AacDecoder>,
+    decoder: Option<Decoder>,
     running: Option<Running>,
+    /// An MP3 frame's decoded samples (`nanomp3::MAX_SAMPLES_PER_FRAME`), kept between frames.
+    mp3_pcm: Vec<f32>,
     pub counters: BridgeCounters,
 }
 
@@ -113,6 +133,7 @@ impl AacToOpus {
             bitrate: bitrate.map(|b| b.min(MAX_OPUS_BITRATE)),
             decoder: None,
             running: None,
+            mp3_pcm: Vec::new(),
             counters: BridgeCounters::default(),
         }
     }
@@ -123,7 +144,7 @@ impl AacToOpus {
         self.decoder = None;
         let d = rusty_aac::AacDecoder::with_config_bytes(asc)
             .map_err(|e| BridgeError::Config(e.to_string()))?;
-        self.decoder = Some(d);
+        self.decoder = Some(Decoder::Aac(Box::new(d)));
         Ok(())
     }
 
@@ -147,7 +168,9 @@ impl AacToOpus {
         if discontinuity {
             self.restart();
         }
-        let decoder = self.decoder.as_mut().ok_or(BridgeError::NoConfig)?;
+        let Some(Decoder::Aac(decoder)) = self.decoder.as_mut() else {
+            return Err(BridgeError::NoConfig);
+        };
         let decoded = match decoder.decode(unit, None) {
             Ok(d) if d.channels > 0 && !d.samples.is_empty() => d,
             Ok(_) => return Ok(()),
@@ -169,6 +192,100 @@ impl AacToOpus {
             time_ms,
             out,
         )
+    }
+
+    /// One FLV MP3 tag's payload (one or more MPEG audio frames, Layer III or I/II, any rate and
+    /// channel count the header gives) at stream time `time_ms`; the Opus packets it completes.
+    /// The first MP3 frame (or the first after AAC) starts a decoder; a frame whose rate or
+    /// channel count differs from the last restarts the timeline (`feed`). A frame that does not
+    /// decode is replaced by silence while there is a timeline (the error is returned after the
+    /// tag's other frames).
+    pub fn push_mp3(
+        &mut self,
+        data: &[u8],
+        time_ms: u64,
+        discontinuity: bool,
+        out: &mut Vec<OpusPacket>,
+    ) -> Result<(), BridgeError> {
+        self.counters.frames_in += 1;
+        if discontinuity {
+            self.restart();
+        }
+        if !matches!(self.decoder, Some(Decoder::Mp3(_))) {
+            self.restart();
+            self.decoder = Some(Decoder::Mp3(Box::default()));
+        }
+        let mut pcm = std::mem::take(&mut self.mp3_pcm);
+        pcm.resize(nanomp3::MAX_SAMPLES_PER_FRAME, 0.0);
+        let result = self.decode_mp3(data, time_ms, &mut pcm, out);
+        self.mp3_pcm = pcm;
+        result
+    }
+
+    fn decode_mp3(
+        &mut self,
+        data: &[u8],
+        time_ms: u64,
+        pcm: &mut [f32],
+        out: &mut Vec<OpusPacket>,
+    ) -> Result<(), BridgeError> {
+        let mut at = 0;
+        // Microseconds of audio decoded (or replaced) from this tag so far: the next frame's
+        // offset from the tag's time.
+        let mut offset_us = 0u64;
+        // A frame header was found (decoded or not).
+        let mut found = false;
+        let mut error: Option<String> = None;
+        while at < data.len() {
+            let Some(Decoder::Mp3(decoder)) = self.decoder.as_mut() else {
+                return Err(BridgeError::NoConfig);
+            };
+            let (used, result) = decoder.decode(&data[at..], pcm);
+            if used == 0 {
+                break;
+            }
+            at += used;
+            let t = time_ms + offset_us / 1000;
+            found |= result != Err(nanomp3::DecodeError::NoFrame);
+            match result {
+                Ok(info) if info.samples_produced > 0 => {
+                    let channels = info.channels.num() as usize;
+                    let n = (info.samples_produced * channels).min(pcm.len());
+                    self.feed(&pcm[..n], info.sample_rate, channels as u16, t, out)?;
+                    offset_us +=
+                        info.samples_produced as u64 * 1_000_000 / info.sample_rate.max(1) as u64;
+                }
+                Ok(_) => {}
+                // Bytes that are no frame (junk, tags, a frame cut short): skipped.
+                Err(nanomp3::DecodeError::NoFrame) => {}
+                // The first frames after joining a stream may need bit reservoir from before it:
+                // normal then, a lost frame's trace mid-stream.
+                Err(e) => {
+                    let first = self.running.is_none()
+                        && matches!(e, nanomp3::DecodeError::ReservoirUnavailable(_));
+                    if first {
+                        continue;
+                    }
+                    self.counters.decode_errors += 1;
+                    error.get_or_insert_with(|| e.to_string());
+                    // Silence in its place keeps the timeline (when there is one).
+                    if let Some(r) = self.running.as_ref() {
+                        let silence = vec![0.0; r.unit_len * r.in_channels];
+                        let (rate, ch) = (r.in_rate, r.in_channels as u16);
+                        offset_us += r.unit_len as u64 * 1_000_000 / rate as u64;
+                        self.feed(&silence, rate, ch, t, out)?;
+                    }
+                }
+            }
+        }
+        if !found {
+            self.counters.decode_errors += 1;
+            error = Some("no MPEG audio frame in the tag".into());
+        }
+        match error {
+            Some(e) => Err(BridgeError::Decode(e)),
+            None => Ok(()),
+        }
     }
 
     fn feed(
@@ -279,7 +396,7 @@ fn downmix(samples: &[f32], channels: usize) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audio::testing::{aac_tone, decode_opus, measure};
+    use crate::audio::testing::{aac_tone, decode_opus, measure, mp3_tone, MP3_DELAY};
 
     /// Runs units through a bridge; the packets' times and the decoded audio.
     fn bridge(asc: &[u8], units: &[(u64, Vec<u8>)]) -> (Vec<OpusPacket>, AacToOpus) {
@@ -469,5 +586,155 @@ mod tests {
             b.push(u, *t, false, &mut out).unwrap();
         }
         assert!(out.len() >= 20, "{}", out.len());
+    }
+
+    fn bridge_mp3(frames: &[(u64, Vec<u8>)]) -> (Vec<OpusPacket>, AacToOpus) {
+        let mut b = AacToOpus::new(None);
+        let mut out = Vec::new();
+        for (t, f) in frames {
+            b.push_mp3(f, *t, false, &mut out).unwrap();
+        }
+        (out, b)
+    }
+
+    #[test]
+    fn an_mp3_tone_keeps_frequency_level_time_and_has_no_gap() {
+        // MPEG-1 (44.1, 48 kHz), MPEG-2 (22.05 kHz) and MPEG-2.5 (8 kHz); stereo and mono.
+        for (rate, channels) in [(44_100, 2), (48_000, 2), (22_050, 1), (8_000, 1)] {
+            // 500 ms of silence, then 3 s of tone; FFmpeg's frame times from 1000 ms.
+            let Some(frames) = mp3_tone(rate, channels, 500, 3000, 1000) else {
+                return;
+            };
+            let t0 = std::time::Instant::now();
+            let (packets, b) = bridge_mp3(&frames);
+            let took = t0.elapsed();
+            assert_eq!(packets[0].time_ms, 980, "{rate}");
+            for w in packets.windows(2) {
+                assert_eq!(w[1].time_ms, w[0].time_ms + 20);
+            }
+            assert_eq!((b.counters.resets, b.counters.decode_errors), (0, 0));
+            let refs: Vec<&[u8]> = packets.iter().map(|p| &p.data[..]).collect();
+            let pcm = decode_opus(&refs);
+            // The source's first sample is FFmpeg's padding after the first frame's time.
+            let want = 1500.0 + MP3_DELAY as f64 * 1000.0 / rate as f64;
+            for ch in 0..2 {
+                let r = measure(&pcm, ch);
+                let onset = packets[0].time_ms as f64 + r.onset_ms;
+                eprintln!(
+                    "MP3 {rate} Hz {channels} ch -> Opus, channel {ch}: {r:?}, onset at \
+                     {onset:.1} ms (want {want:.1}); {} frames in {:.1} ms",
+                    frames.len(),
+                    took.as_secs_f64() * 1000.0
+                );
+                assert!((r.frequency - 1000.0).abs() < 10.0, "{rate}: {r:?}");
+                assert!(r.level_db.abs() < 1.0, "{rate}: {r:?}");
+                assert!(r.min_window_db > -3.0, "{rate}: a gap: {r:?}");
+                assert!(
+                    (onset - want).abs() < 3.0,
+                    "{rate}: onset {onset}, want {want}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn mp3_tags_of_several_frames_a_join_mid_stream_and_a_format_change() {
+        let Some(frames) = mp3_tone(44_100, 2, 0, 2000, 0) else {
+            return;
+        };
+        // Two frames a tag, timed by the first: the same packets as one a tag.
+        let (single, _) = bridge_mp3(&frames);
+        let pairs: Vec<(u64, Vec<u8>)> = frames
+            .chunks(2)
+            .map(|c| (c[0].0, c.iter().flat_map(|f| f.1.clone()).collect()))
+            .collect();
+        let (paired, b) = bridge_mp3(&pairs);
+        assert_eq!(b.counters.resets, 0);
+        assert_eq!(paired, single);
+        // Joining mid-stream: the first frames may need bit reservoir from before (no error,
+        // no audio); the timeline starts at the first frame that decodes.
+        let mut b = AacToOpus::new(None);
+        let mut out = Vec::new();
+        for (t, f) in &frames[20..] {
+            b.push_mp3(f, *t, false, &mut out).unwrap();
+        }
+        assert_eq!((b.counters.decode_errors, b.counters.resets), (0, 0));
+        let first = out[0].time_ms;
+        assert!(
+            (frames[20].0..=frames[22].0).contains(&(first + 20)),
+            "{first}"
+        );
+        // A frame lost mid-stream (26 ms, within MAX_DRIFT_MS): the timeline goes on; a
+        // successor short of its reservoir is replaced by silence and counted.
+        let mut skipped: Vec<(u64, Vec<u8>)> = frames.clone();
+        skipped.remove(40);
+        let mut b = AacToOpus::new(None);
+        out.clear();
+        for (t, f) in &skipped {
+            let _ = b.push_mp3(f, *t, false, &mut out);
+        }
+        eprintln!("a lost frame: {:?}", b.counters);
+        assert_eq!(b.counters.resets, 0);
+        assert!(b.counters.decode_errors <= 1, "{:?}", b.counters);
+        for w in out.windows(2) {
+            assert_eq!(w[1].time_ms, w[0].time_ms + 20);
+        }
+        // Another rate (the publisher's encoder restarted at 22.05 kHz mono): a new timeline.
+        let Some(other) = mp3_tone(22_050, 1, 0, 500, 3000) else {
+            return;
+        };
+        let mut b = AacToOpus::new(None);
+        out.clear();
+        for (t, f) in frames.iter().chain(&other) {
+            b.push_mp3(f, *t, false, &mut out).unwrap();
+        }
+        assert_eq!(b.counters.resets, 1);
+        assert!(
+            out.iter().any(|p| p.time_ms == 2980),
+            "a new anchor at 3000"
+        );
+    }
+
+    #[test]
+    fn hostile_mp3_bytes_are_errors_not_panics() {
+        let mut rng = crate::testutil::Rng::new(2027);
+        let mut b = AacToOpus::new(None);
+        let mut out = Vec::new();
+        assert!(b.push_mp3(&[], 0, false, &mut out).is_err());
+        // Random bytes, and random bytes behind a plausible frame header (sync, MPEG-1/2/2.5,
+        // Layer I-III, any bitrate and rate index) so the decoder gets past its frame search.
+        for i in 0..3000u64 {
+            let mut tag: Vec<u8> = (0..rng.below(1500)).map(|_| rng.below(256) as u8).collect();
+            if i % 2 == 0 && tag.len() >= 4 {
+                tag[0] = 0xFF;
+                tag[1] |= 0xE0;
+            }
+            let _ = b.push_mp3(&tag, i * 26, rng.below(50) == 0, &mut out);
+        }
+        // Real frames with bytes changed.
+        if let Some(frames) = mp3_tone(44_100, 2, 0, 1000, 0) {
+            for round in 0..20 {
+                for (t, f) in &frames {
+                    let mut f = f.clone();
+                    for _ in 0..=rng.below(4) {
+                        let at = rng.below(f.len());
+                        f[at] = rng.below(256) as u8;
+                    }
+                    let _ = b.push_mp3(&f, round * 2000 + t, false, &mut out);
+                }
+            }
+            // A good stream still works after all that.
+            let mut b2 = AacToOpus::new(None);
+            out.clear();
+            for (t, f) in &frames {
+                b2.push_mp3(f, *t, false, &mut out).unwrap();
+            }
+            assert!(out.len() >= 45, "{}", out.len());
+        }
+        // AAC frames after MP3 without a configuration: an error, not a panic.
+        assert_eq!(
+            b.push(&[1, 2, 3], 0, false, &mut out),
+            Err(BridgeError::NoConfig)
+        );
     }
 }

@@ -116,3 +116,87 @@ fn rms(x: &[f64]) -> f64 {
     }
     (x.iter().map(|v| v * v).sum::<f64>() / x.len() as f64).sqrt()
 }
+
+/// FFmpeg's `initial_padding` for libmp3lame: LAME's encoder delay (576) and the MP3 decoder's
+/// (529), in samples at the stream's rate. FFmpeg times every packet this much earlier, so a
+/// frame's time is the time of its decoded samples.
+pub const MP3_DELAY: u64 = 576 + 529;
+
+/// MP3 frames (FFmpeg's libmp3lame) of `silence_ms` of silence then `tone_ms` of a 1 kHz tone at
+/// `rate` with `channels` (1 or 2), with stream times from `start_ms` as FFmpeg's FLV muxer gives
+/// them (frame k at k frames' duration; the source's first sample is then `MP3_DELAY` samples
+/// after `start_ms`). `None` (and "skipped: ...") without ffmpeg, unless RTMPD_REQUIRE_TOOLS=1.
+pub fn mp3_tone(
+    rate: u32,
+    channels: u16,
+    silence_ms: u64,
+    tone_ms: u64,
+    start_ms: u64,
+) -> Option<Vec<(u64, Vec<u8>)>> {
+    let s = silence_ms as f64 / 1000.0;
+    let src = format!(
+        "aevalsrc=exprs='if(gte(t,{s}),{AMPLITUDE}*sin(2*PI*{TONE_HZ}*(t-{s})),0)':c={}:s={rate}:d={}",
+        if channels == 1 { "mono" } else { "stereo" },
+        (silence_ms + tone_ms) as f64 / 1000.0
+    );
+    let bitrate = match rate {
+        32_000.. => "128k",
+        16_000.. => "64k",
+        _ => "32k",
+    };
+    let run = std::process::Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-nostdin",
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+        ])
+        .arg(&src)
+        .args(["-c:a", "libmp3lame", "-b:a", bitrate, "-write_xing", "0"])
+        .args(["-id3v2_version", "0", "-f", "mp3", "-"])
+        .output();
+    let data = match run {
+        Ok(o) if o.status.success() => o.stdout,
+        other => {
+            assert!(
+                std::env::var("RTMPD_REQUIRE_TOOLS").as_deref() != Ok("1"),
+                "ffmpeg with libmp3lame required (RTMPD_REQUIRE_TOOLS=1): {other:?}"
+            );
+            println!("skipped: ffmpeg with libmp3lame not found");
+            return None;
+        }
+    };
+    // Split by the frames' headers, as an FLV muxer gets them (one frame a packet).
+    let mut frames = Vec::new();
+    let mut at = 0;
+    let mut k = 0u64;
+    while at + 4 <= data.len() {
+        let h = &data[at..at + 4];
+        assert!(h[0] == 0xFF && h[1] & 0xE0 == 0xE0, "no frame sync at {at}");
+        let mpeg1 = h[1] & 0x18 == 0x18;
+        let kbps: [usize; 15] = if mpeg1 {
+            [
+                0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320,
+            ]
+        } else {
+            [0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160]
+        };
+        let spf = if mpeg1 { 1152 } else { 576 };
+        let padding = ((h[2] >> 1) & 1) as usize;
+        let len = spf / 8 * kbps[(h[2] >> 4) as usize] * 1000 / rate as usize + padding;
+        assert!(
+            len > 4 && at + len <= data.len(),
+            "frame of {len} bytes at {at}"
+        );
+        frames.push((
+            start_ms + k * spf as u64 * 1000 / rate as u64,
+            data[at..at + len].to_vec(),
+        ));
+        at += len;
+        k += 1;
+    }
+    Some(frames)
+}

@@ -1,4 +1,4 @@
-//! One stream's bridge on a thread of its own: the loop hands AAC frames over and takes Opus
+//! One stream's bridge on a thread of its own: the loop hands AAC or MP3 frames over and takes Opus
 //! packets back, both through bounded queues, and never waits. Over either bound a frame or
 //! packet is dropped and counted (the viewers then hear a gap; their video plays on). The thread
 //! ends when its `Bridge` is dropped (the last WebRTC viewer of the stream left); it is not
@@ -69,10 +69,13 @@ impl Bridge {
         Ok(Bridge { tx, rx, shared })
     }
 
-    /// Hands one frame over (AAC configuration and coded frames; anything else is ignored).
-    /// False when the queue was full: the frame is dropped and counted.
+    /// Hands one frame over (AAC configuration and coded frames, MP3 frames; anything else is
+    /// ignored). False when the queue was full: the frame is dropped and counted.
     pub fn push(&self, frame: &Frame) -> bool {
-        if frame.track != Track::Audio || frame.codec != Codec::Aac || frame.track_id != 0 {
+        if frame.track != Track::Audio
+            || !matches!(frame.codec, Codec::Aac | Codec::Mp3)
+            || frame.track_id != 0
+        {
             return true;
         }
         match self.tx.try_send(frame.clone()) {
@@ -105,7 +108,7 @@ fn run(
     shared: &Shared,
     wake: Wake,
 ) {
-    debug!("{name}: audio bridge (AAC to Opus) started");
+    debug!("{name}: audio bridge (AAC or MP3 to Opus) started");
     let mut bridge = AacToOpus::new(bitrate);
     let mut out = Vec::new();
     // One warning per kind of failure per bridge; the rest are counted.
@@ -113,7 +116,11 @@ fn run(
     let mut warned_decode = false;
     while let Ok(frame) = jobs.recv() {
         let payload = frame.payload();
-        let result = if frame.config {
+        let result = if frame.codec == Codec::Mp3 {
+            crate::contain::run(|| {
+                bridge.push_mp3(payload, frame.time, frame.discontinuity, &mut out)
+            })
+        } else if frame.config {
             crate::contain::run(|| bridge.configure(payload))
         } else {
             crate::contain::run(|| bridge.push(payload, frame.time, frame.discontinuity, &mut out))

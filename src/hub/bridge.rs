@@ -4,6 +4,7 @@
 //! frames it gets back out to the AAC forms, once per form like any frame. How the AAC is made
 //! (a thread, bounded queues) is the bridge's own business: `audio::worker::AacBridge`.
 
+use super::{FrameOutcome, Reader};
 use crate::media::{Codec, Frame, StreamKey, Track};
 
 /// One stream's Opus to AAC bridge, as the hub drives it. Neither call blocks.
@@ -185,6 +186,130 @@ impl PreferAac {
     fn keeps(&self, f: &Frame) -> bool {
         let opus = !f.bridged && f.track == Track::Audio && f.track_id == 0;
         !opus || self.keep_opus
+    }
+}
+
+/// The recorders of a publish that ended while its audio bridge still held AAC (up to a block
+/// of the encoder): kept until the bridge hands that tail over (`poll_bridges`), so recordings
+/// end with the last of the audio, not 277 ms before it.
+pub(super) struct Draining {
+    pub(super) key: StreamKey,
+    pub(super) bridge: Box<dyn AudioBridge>,
+    pub(super) readers: Vec<Box<dyn Reader>>,
+    /// When `poll_bridges` first saw it (loop time), for `DRAIN_GIVE_UP_MS`.
+    pub(super) since_ms: Option<u64>,
+}
+
+/// How long a finished publish's recorders wait for its audio bridge's tail before they end
+/// without it (the bridge codes it in a few milliseconds; this bounds a stuck one).
+pub const DRAIN_GIVE_UP_MS: u64 = 2_000;
+
+impl super::Hub {
+    /// How Opus streams get their audio bridge (to AAC, for the viewers that cannot take
+    /// Opus); without one, every viewer gets the Opus.
+    pub fn set_bridge_factory(&mut self, f: BridgeFactory) {
+        self.bridge_factory = Some(f);
+    }
+
+    /// The AAC frames the streams' audio bridges made since the last call, fanned out to
+    /// their viewers like a publisher's frames (call when the bridges' workers woke the loop).
+    pub fn poll_bridges(&mut self, now_ms: u64) -> FrameOutcome<'_> {
+        self.flush.clear();
+        self.too_slow.clear();
+        self.too_slow.append(&mut self.late_slow);
+        let bridged: Vec<usize> = self
+            .streams
+            .iter()
+            .filter(|(_, s)| s.bridge.is_some())
+            .map(|(i, _)| i)
+            .collect();
+        for i in bridged {
+            // Bounded per call by what the bridge's queue holds.
+            while let Some(mut frame) = self.streams[i].bridge.as_mut().and_then(|b| b.poll()) {
+                frame.bridged = true;
+                let stream = &self.streams[i].stream;
+                let resume = !stream.seen_video && !frame.config;
+                self.fan_out(i, frame, resume, false, now_ms);
+            }
+        }
+        self.poll_draining(now_ms, false);
+        FrameOutcome {
+            accepted: true,
+            flush: &self.flush,
+            too_slow: &self.too_slow,
+            hold_publisher: false,
+        }
+    }
+
+    /// True while an ended publish's recorders wait for its audio bridge's tail: the loop then
+    /// calls `poll_bridges` on its wake-ups and a short timer.
+    pub fn bridges_draining(&self) -> bool {
+        !self.draining.is_empty()
+    }
+
+    /// Hands the ended publishes' recorders what their bridges made, and ends those whose
+    /// bridge finished (or gave up: `DRAIN_GIVE_UP_MS`; `all`, at shutdown, ends every one).
+    fn poll_draining(&mut self, now_ms: u64, all: bool) {
+        let mut k = 0;
+        while k < self.draining.len() {
+            let d = &mut self.draining[k];
+            let since = *d.since_ms.get_or_insert(now_ms);
+            // Asked before taking the frames: once finished, the queue holds the whole tail.
+            let done = d.bridge.finished();
+            while let Some(mut frame) = d.bridge.poll() {
+                frame.bridged = true;
+                for r in &mut d.readers {
+                    r.deliver(&frame);
+                }
+            }
+            if !(done || all || now_ms.saturating_sub(since) >= DRAIN_GIVE_UP_MS) {
+                k += 1;
+                continue;
+            }
+            let d = self.draining.swap_remove(k);
+            if !done {
+                log::warn!(
+                    "{}: the audio bridge did not hand over its last AAC in time; the recordings end without it",
+                    d.key
+                );
+            }
+            self.bridges.add(d.bridge.as_ref());
+            for r in d.readers {
+                self.reader_frames_dropped += r.frames_dropped();
+            }
+        }
+    }
+
+    /// Shutdown: waits (at most `DRAIN_GIVE_UP_MS`) for the ended publishes' bridges to hand
+    /// over their tails, then ends their recorders. Called before the recorders stop.
+    pub fn finish_draining(&mut self) {
+        let until = std::time::Instant::now() + std::time::Duration::from_millis(DRAIN_GIVE_UP_MS);
+        while self.draining.iter().any(|d| !d.bridge.finished())
+            && std::time::Instant::now() < until
+        {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        self.poll_draining(0, true);
+    }
+
+    /// An ending publish session's bridge and recorders: when the bridge can be asked to
+    /// finish, they wait in `draining` for its tail; otherwise the bridge ends now (the
+    /// recorders are ended by the caller).
+    pub(super) fn drain_bridge(&mut self, i: usize) {
+        let slot = &mut self.streams[i];
+        let Some(mut b) = slot.bridge.take() else {
+            return;
+        };
+        if slot.readers.is_empty() || !b.finish() {
+            self.bridges.add(b.as_ref());
+            return;
+        }
+        self.draining.push(Draining {
+            key: slot.stream.key.clone(),
+            bridge: b,
+            readers: std::mem::take(&mut slot.readers),
+            since_ms: None,
+        });
     }
 }
 

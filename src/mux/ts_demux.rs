@@ -346,8 +346,10 @@ pub struct TsDemuxer {
     program: Option<u16>,
     pmt_pid: Option<u16>,
     pmt: Section,
-    video: Option<Stream>,
-    audio: Option<Stream>,
+    /// Boxed: every packet takes its stream out and puts it back (a pointer moved, not the
+    /// struct).
+    video: Option<Box<Stream>>,
+    audio: Option<Box<Stream>>,
     clock: Clock,
     frames: VecDeque<Frame>,
     errors: VecDeque<TsError>,
@@ -453,7 +455,7 @@ impl TsDemuxer {
         }
     }
 
-    fn take_stream(&mut self, video: bool) -> Option<Stream> {
+    fn take_stream(&mut self, video: bool) -> Option<Box<Stream>> {
         if video {
             self.video.take()
         } else {
@@ -461,7 +463,7 @@ impl TsDemuxer {
         }
     }
 
-    fn put_stream(&mut self, video: bool, s: Stream) {
+    fn put_stream(&mut self, video: bool, s: Box<Stream>) {
         if video {
             self.video = Some(s);
         } else {
@@ -681,7 +683,7 @@ impl TsDemuxer {
             let current = if is_video { &self.video } else { &self.audio };
             let same = matches!((current, found), (Some(s), Some((pid, kind))) if s.pid == pid && s.kind == kind);
             if !same {
-                let s = found.map(|(pid, kind)| Stream::new(pid, kind));
+                let s = found.map(|(pid, kind)| Box::new(Stream::new(pid, kind)));
                 if is_video {
                     self.video = s;
                 } else {
@@ -772,7 +774,21 @@ impl TsDemuxer {
 
     fn video_au(&mut self, s: &mut Stream, es: &[u8], pts: i64, dts: i64) {
         let hevc = s.kind == Kind::Hevc;
-        let mut avcc = Vec::with_capacity(es.len() + 16);
+        // The tag body is built in place: its header first (the frame type byte is set once the
+        // NAL units have said whether this is a keyframe), then the NAL units with their lengths.
+        let cts = cts24(ms(pts) - ms(dts));
+        let mut body = Vec::with_capacity(8 + es.len() + 16);
+        if hevc {
+            // CodedFramesX (no composition time) when PTS = DTS, as FFmpeg writes them.
+            body.push(if cts == [0; 3] { 3 } else { 1 });
+            body.extend_from_slice(b"hvc1");
+            if cts != [0; 3] {
+                body.extend_from_slice(&cts);
+            }
+        } else {
+            body.extend_from_slice(&[0, 1, cts[0], cts[1], cts[2]]);
+        }
+        let header_len = body.len();
         let (mut vps, mut sps, mut pps) = (Vec::new(), Vec::new(), Vec::new());
         let mut key = false;
         for nal in annex_b(es) {
@@ -811,8 +827,8 @@ impl TsDemuxer {
             if ty == aud || ty == filler {
                 continue;
             }
-            avcc.extend_from_slice(&(nal.len() as u32).to_be_bytes());
-            avcc.extend_from_slice(nal);
+            body.extend_from_slice(&(nal.len() as u32).to_be_bytes());
+            body.extend_from_slice(nal);
         }
         for (new, cur) in [(vps, &mut s.vps), (sps, &mut s.sps), (pps, &mut s.pps)] {
             if !new.is_empty() && new.iter().map(|n| &n[..]).ne(cur.iter().map(|n| &n[..])) {
@@ -822,7 +838,7 @@ impl TsDemuxer {
         }
         if s.sets_changed && !s.sps.is_empty() && !s.pps.is_empty() {
             s.sets_changed = false;
-            let body = if hevc {
+            let record = if hevc {
                 hevc_record(&s.vps, &s.sps, &s.pps).map(|r| enhanced_video(0x90, 0, None, &r))
             } else {
                 avc_record(&s.sps, &s.pps).map(|r| {
@@ -831,7 +847,7 @@ impl TsDemuxer {
                     b
                 })
             };
-            match body {
+            match record {
                 Some(b) if s.config.as_deref() != Some(&b[..]) => {
                     s.config = Some(Bytes::copy_from_slice(&b));
                     self.emit(TAG_VIDEO, dts, b);
@@ -840,7 +856,7 @@ impl TsDemuxer {
                 None => self.error(TsError::BadAccessUnit { pid: s.pid }),
             }
         }
-        if avcc.is_empty() {
+        if body.len() == header_len {
             return;
         }
         if s.config.is_none() || !(s.started || key) {
@@ -848,20 +864,11 @@ impl TsDemuxer {
             return;
         }
         s.started = true;
-        let cts = cts24(ms(pts) - ms(dts));
-        let body = if hevc {
-            let (lead, ct) = if cts == [0; 3] {
-                (3, None)
-            } else {
-                (1, Some(cts))
-            };
-            let frame_type = if key { 0x90 } else { 0xa0 };
-            enhanced_video(frame_type, lead, ct, &avcc)
-        } else {
-            let mut b = Vec::with_capacity(5 + avcc.len());
-            b.extend_from_slice(&[if key { 0x17 } else { 0x27 }, 1, cts[0], cts[1], cts[2]]);
-            b.extend_from_slice(&avcc);
-            b
+        body[0] |= match (hevc, key) {
+            (true, true) => 0x90,
+            (true, false) => 0xa0,
+            (false, true) => 0x17,
+            (false, false) => 0x27,
         };
         self.emit(TAG_VIDEO, dts, body);
     }
@@ -1074,16 +1081,16 @@ pub(crate) fn annex_b(es: &[u8]) -> impl Iterator<Item = &[u8]> {
     })
 }
 
-/// Where the next 00 00 01 at or after `from` starts.
+/// Where the next 00 00 01 at or after `from` starts. `memchr` finds the candidate 01 bytes (rare
+/// in coded video) many bytes at a time.
 fn find_start_code(es: &[u8], from: usize) -> Option<usize> {
     let mut i = from;
     while i + 3 <= es.len() {
-        match es[i + 2] {
-            // Neither es[i+2] nor anything before it can end a start code here: jump by 3.
-            b if b > 1 => i += 3,
-            1 if es[i] == 0 && es[i + 1] == 0 => return Some(i),
-            _ => i += 1,
+        let one = i + 2 + memchr::memchr(1, &es[i + 2..])?;
+        if es[one - 1] == 0 && es[one - 2] == 0 {
+            return Some(one - 2);
         }
+        i = one - 1;
     }
     None
 }

@@ -370,7 +370,10 @@ impl SrtProto {
         while let Some(ev) = self.listener.poll_event() {
             match ev {
                 Event::Request { id, peer, stream } => self.request(id, peer, stream, cx, now),
-                Event::Data { id, data } => self.data(id, &data, cx, now),
+                Event::Data { id, data } => {
+                    self.data(id, &data, cx, now);
+                    self.listener.recycle(data);
+                }
                 Event::Closed { id, reason, stats } => {
                     let Some(c) = self.conns.remove(&id) else {
                         self.judging_closed(id, cx);

@@ -251,14 +251,14 @@ impl Conn {
         self.closed
     }
 
-    /// Datagrams for the peer queued since the last call.
-    pub fn take_output(&mut self) -> Vec<Vec<u8>> {
-        std::mem::take(&mut self.out)
+    /// Datagrams for the peer queued since the last call (the queue keeps its memory).
+    pub fn drain_output(&mut self) -> std::vec::Drain<'_, Vec<u8>> {
+        self.out.drain(..)
     }
 
-    /// Payloads released in order since the last call.
-    pub fn take_delivered(&mut self) -> Vec<Vec<u8>> {
-        std::mem::take(&mut self.delivered)
+    /// Payloads released in order since the last call (the queue keeps its memory).
+    pub fn drain_delivered(&mut self) -> std::vec::Drain<'_, Vec<u8>> {
+        self.delivered.drain(..)
     }
 
     fn timestamp(&self, now: Instant) -> u32 {
@@ -277,14 +277,16 @@ impl Conn {
         self.push_out(now, d);
     }
 
-    /// One datagram from the peer (already routed to us by socket id and address).
-    pub fn handle(&mut self, now: Instant, pkt: &Packet<'_>) {
+    /// One datagram from the peer (already routed to us by socket id and address). A payload
+    /// kept is copied into a buffer from `spare` (emptied payloads handed back by the server)
+    /// when there is one, so a packet costs no allocation.
+    pub fn handle(&mut self, now: Instant, pkt: &Packet<'_>, spare: &mut Vec<Vec<u8>>) {
         if self.closed.is_some() {
             return;
         }
         self.last_recv = now;
         match *pkt {
-            Packet::Data(h, payload) => self.on_data(now, h, payload),
+            Packet::Data(h, payload) => self.on_data(now, h, payload, spare),
             Packet::Control(h, body) => self.on_control(now, h, body),
         }
         self.deliver(now);
@@ -309,7 +311,7 @@ impl Conn {
         }
     }
 
-    fn on_data(&mut self, now: Instant, h: DataHeader, payload: &[u8]) {
+    fn on_data(&mut self, now: Instant, h: DataHeader, payload: &[u8], spare: &mut Vec<Vec<u8>>) {
         self.data_since_ack = true;
         self.stats.pkts_recv += 1;
         self.stats.bytes_recv += payload.len() as u64;
@@ -328,7 +330,9 @@ impl Conn {
         if !h.rexmit {
             self.trace_drift(now, ext);
         }
-        let mut data = payload.to_vec();
+        let mut data = spare.pop().unwrap_or_default();
+        data.clear();
+        data.extend_from_slice(payload);
         if h.key != 0 {
             let ok = self
                 .keys

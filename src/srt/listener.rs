@@ -37,6 +37,10 @@ const MIN_BUFFER: usize = 64;
 const LOG_BURST: u32 = 20;
 const LOG_WINDOW: Duration = Duration::from_secs(10);
 const MAX_BUFFER: usize = 8192;
+/// Emptied payload buffers kept for reuse (`recycle`): what one wake-up delivers, up to a
+/// keyframe's packets (a sender stamps all of a frame's packets alike, so they fall due at once),
+/// at most 340 KB.
+const MAX_SPARE: usize = 256;
 
 /// How the listener runs; the server fills it from `--srt-latency`, `--srt-passphrase` and the
 /// connection limits.
@@ -157,6 +161,8 @@ pub struct Listener {
     log_window: (Instant, u32, u32),
     /// Induction answers that may go out now, and when it was last topped up.
     induction_tokens: (f64, Instant),
+    /// Payload buffers handed back by `recycle`, reused for arriving data packets.
+    spare: Vec<Vec<u8>>,
 }
 
 impl Listener {
@@ -176,6 +182,20 @@ impl Listener {
             stats: ListenerStats::default(),
             log_window: (now, 0, 0),
             induction_tokens: (INDUCTION_BURST, now),
+            spare: Vec::new(),
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn spare_len(&self) -> usize {
+        self.spare.len()
+    }
+
+    /// Hands back the buffer of an `Event::Data` once its bytes are used: the next data packet
+    /// is copied into it instead of a new allocation. Optional; at most `MAX_SPARE` are kept.
+    pub fn recycle(&mut self, data: Vec<u8>) {
+        if self.spare.len() < MAX_SPARE && data.capacity() <= MAX_DATAGRAM {
+            self.spare.push(data);
         }
     }
 
@@ -283,7 +303,7 @@ impl Listener {
             self.stats.dropped += 1;
             return;
         }
-        conn.handle(now, pkt);
+        conn.handle(now, pkt, &mut self.spare);
         self.flush(id);
     }
 
@@ -640,12 +660,10 @@ impl Listener {
             return;
         };
         let to = conn.peer;
-        for data in conn.take_output() {
-            self.out.push_back(Transmit { to, data });
-        }
-        for data in conn.take_delivered() {
-            self.events.push_back(Event::Data { id, data });
-        }
+        self.out
+            .extend(conn.drain_output().map(|data| Transmit { to, data }));
+        self.events
+            .extend(conn.drain_delivered().map(|data| Event::Data { id, data }));
         if let Some(reason) = conn.closed() {
             let key = (conn.peer, conn.peer_id);
             let stats = Box::new(conn.stats());

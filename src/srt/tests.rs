@@ -594,6 +594,62 @@ fn encrypted_publish_round_trips_for_every_key_length() {
     }
 }
 
+/// A payload buffer handed back with `recycle` carries a later data packet (no allocation per
+/// packet), holding exactly that packet's bytes, decrypted; the pool is bounded.
+#[test]
+fn recycled_payload_buffers_carry_later_packets() {
+    for key_len in [0, 16] {
+        let t0 = Instant::now();
+        let cfg = ListenerConfig {
+            passphrase: (key_len > 0).then(|| PASS.to_vec()),
+            ..config()
+        };
+        let mut l = Listener::new(cfg, SECRET, t0);
+        let mut c = Caller::new("10.0.0.1:5000", t0);
+        if key_len > 0 {
+            c = c.with_key(PASS, key_len);
+        }
+        open(&mut l, &mut c, t0, b"publish:live/s");
+        // Handed-back buffers: a capacity no fresh payload buffer has, full of stale bytes.
+        for _ in 0..8 {
+            let mut stale = Vec::with_capacity(1400);
+            stale.resize(1400, 0xee);
+            l.recycle(stale);
+        }
+        let mut sent = Vec::new();
+        for i in 0..16u32 {
+            let now = t0 + ms(u64::from(i));
+            let payload: Vec<u8> = (0..1316 - i as usize)
+                .map(|b| (b as u32 * 31 + i) as u8)
+                .collect();
+            let (_, d) = c.data(now, &payload);
+            l.handle_datagram(now, c.addr, &d);
+            sent.push(payload);
+        }
+        l.handle_timeout(t0 + ms(200));
+        let got: Vec<Vec<u8>> = events(&mut l)
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Data { data, .. } => Some(data),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(got, sent, "every packet's bytes, and only them");
+        let reused = got.iter().filter(|d| d.capacity() == 1400).count();
+        assert_eq!(reused, 8, "the 8 handed-back buffers carried packets");
+        // The pool is bounded: a flood of handed-back buffers is not all kept.
+        for _ in 0..10_000 {
+            l.recycle(Vec::with_capacity(1316));
+        }
+        assert!(l.spare_len() <= 256);
+        // A buffer larger than a datagram is not kept.
+        let before = l.spare_len();
+        l.handle_datagram(t0 + ms(20), c.addr, &c.data(t0 + ms(20), &[1; 1316]).1);
+        l.recycle(Vec::with_capacity(1 << 20));
+        assert_eq!(l.spare_len(), before - 1);
+    }
+}
+
 /// Playing: our data packets, a NAK makes a retransmission with the R flag, an ACK empties the
 /// buffer and gets an ACKACK; encrypted payloads decrypt with the caller's key.
 #[test]

@@ -428,3 +428,159 @@ fn the_bridged_opus_stays_within_20_ms_of_the_video() {
     let db = 20.0 * rms.log10();
     assert!((db - LATE_TONE_DB).abs() < 1.0, "{db} dBFS");
 }
+
+/// MP3 to Opus, end to end: Debian's FFmpeg publishes H.264 (one 10 s GOP) and an MP3 tone
+/// (libmp3lame, 44.1 kHz stereo) that starts at 2.000 s of source time, to the server and through
+/// a tee to a file. A WHEP viewer (str0m, real UDP) is answered with Opus and receives packets on
+/// one 20 ms timeline that decode to the tone: 1 kHz within 1%, the source's level within 1 dB
+/// (FFmpeg decoding the published MP3 says what that is), no 10 ms window quiet, and the onset
+/// within 20 ms of where FFmpeg puts it against the video.
+#[test]
+fn an_rtmp_mp3_stream_plays_as_opus_to_a_whep_viewer_in_sync() {
+    use super::bridge::{av_times, LATE_TONE, LATE_TONE_DB};
+    use std::path::Path;
+    if !require_tool("ffmpeg") || !require_tool("ffprobe") {
+        return;
+    }
+    let srv = Server::start();
+    let name = unique_stream("mp3sync");
+    let key = format!("live/{name}");
+    let dir = crate::util::TempDir::new("mp3sync");
+    let published = dir.join("published.flv");
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-nostdin", "-v", "error", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
+        .args(["-f", "lavfi", "-i", LATE_TONE])
+        .args(["-t", "8", "-map", "0:v", "-map", "1:a"])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-bf", "0"])
+        .args(["-g", "250", "-sc_threshold", "0", "-pix_fmt", "yuv420p"])
+        .args(["-c:a", "libmp3lame", "-ar", "44100", "-b:a", "128k"])
+        .args(["-flags", "+global_header"])
+        .args(["-f", "tee"])
+        .arg(format!(
+            "[f=flv]{}|[f=flv]{}",
+            srv.rtmp_url(&key),
+            published.display()
+        ));
+    let mut publisher = Proc::spawn(cmd);
+    let live = wait_until_live(srv.http, &format!("/{key}.flv"), Duration::from_secs(20));
+    assert!(live, "the publisher never came: {:?}", srv.logs());
+    let mut viewer = join(&srv, &format!("/live/{name}/whep"));
+    viewer.run_for(Duration::from_millis(4500));
+    assert!(viewer.connected, "ICE and DTLS did not complete");
+    let status = publisher.wait_or_panic(Duration::from_secs(30));
+    assert!(status.success(), "FFmpeg: {}", publisher.stderr());
+    let probe = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "a", "-show_entries"])
+        .args(["stream=codec_name,sample_rate", "-of", "csv=p=0"])
+        .arg(&published)
+        .output()
+        .unwrap();
+    let probed = String::from_utf8_lossy(&probe.stdout).trim().to_string();
+    assert_eq!(probed, "mp3,44100", "the published audio");
+    let src = av_times(Path::new("ffmpeg"), &published, &dir.join("published.raw"));
+    let src_offset = (src.onset - src.first_video - 2.0) * 1000.0;
+    // The source's tone level, as FFmpeg decodes the published MP3 (LAME's own loss included).
+    let raw = std::fs::read(dir.join("published.raw")).unwrap();
+    let pcm: Vec<f64> = raw
+        .chunks_exact(4)
+        .map(|c| i16::from_le_bytes([c[0], c[1]]) as f64 / 32768.0)
+        .collect();
+    // Interleaved stereo at 48 kHz from the first audio sample: 2.5 s on to the last 100 ms.
+    let tone = &pcm[pcm.len().min(2 * 48_000 * 5 / 2)..pcm.len().saturating_sub(9600)];
+    let src_db = 10.0 * (tone.iter().map(|v| v * v).sum::<f64>() / tone.len() as f64).log10();
+    eprintln!(
+        "mp3 sync: as published (FFmpeg reading the tee's FLV): video from {:.3} s, MP3 from \
+         {:.5} s, tone at {:.5} s: {src_offset:+.2} ms from video + 2 s; tone {src_db:.2} dBFS \
+         ({LATE_TONE_DB} before MP3)",
+        src.first_video, src.first_audio, src.onset
+    );
+    assert!(
+        src_offset.abs() <= 1.5,
+        "the source itself: {src_offset} ms"
+    );
+
+    let audio = &viewer.audio_packets;
+    let video = &viewer.video_frames;
+    assert!(
+        !video.is_empty() && video[0].key,
+        "the viewer did not start on a keyframe: {} video frames, {} Opus packets; {:?}",
+        video.len(),
+        audio.len(),
+        srv.logs()
+    );
+    assert!(audio.len() > 150, "Opus packets in 4.5 s: {}", audio.len());
+    let mut missing = 0.0;
+    for w in audio.windows(2) {
+        let steps = (w[1].0 - w[0].0) / 20.0;
+        assert!(
+            steps >= 0.999 && (steps - steps.round()).abs() < 0.001,
+            "not on the 20 ms timeline: {} -> {}",
+            w[0].0,
+            w[1].0
+        );
+        missing += steps.round() - 1.0;
+    }
+    assert!(missing <= audio.len() as f64 / 50.0, "{missing} missing");
+    let v0 = viewer.video_times[0];
+    // Decoded packet by packet, each placed at its RTP time: the first sample above -20 dBFS.
+    let mut d = opus_rs::OpusDecoder::new(48_000, 2).unwrap();
+    let mut buf = vec![0f32; 960 * 2 * 6];
+    let mut onset = None;
+    let mut after = Vec::new();
+    for (t, p) in audio {
+        let n = d.decode(p, 960 * 6, &mut buf).unwrap();
+        let left: Vec<f64> = buf[..n * 2].iter().step_by(2).map(|&v| v as f64).collect();
+        if onset.is_none() {
+            if let Some(i) = left.iter().position(|v| v.abs() > 0.1) {
+                onset = Some(t + i as f64 / 48.0);
+            }
+        } else {
+            after.extend(left);
+        }
+    }
+    let a0 = audio.first().map_or(f64::NAN, |p| p.0);
+    let onset = onset.unwrap_or_else(|| {
+        panic!(
+            "no tone in {} Opus packets from {a0} ms (video from {v0} ms)",
+            audio.len()
+        )
+    });
+    let offset = onset - v0 - 2000.0;
+    // The steady tone: from 100 ms after the onset's packet to the last 100 ms.
+    let steady = &after[after.len().min(4800)..after.len().saturating_sub(4800)];
+    assert!(steady.len() > 48_000, "{} samples of tone", steady.len());
+    let mut ups = Vec::new();
+    for i in 1..steady.len() {
+        if steady[i - 1] < 0.0 && steady[i] >= 0.0 {
+            ups.push(i as f64 - 1.0 + steady[i - 1] / (steady[i - 1] - steady[i]));
+        }
+    }
+    let freq = (ups.len() - 1) as f64 * 48_000.0 / (ups[ups.len() - 1] - ups[0]);
+    let db = |x: &[f64]| 10.0 * (x.iter().map(|v| v * v).sum::<f64>() / x.len() as f64).log10();
+    let level = db(steady);
+    let quietest = steady
+        .chunks_exact(480)
+        .map(db)
+        .fold(f64::INFINITY, f64::min);
+    eprintln!(
+        "mp3 sync: as received (WHEP, RTP ms): video from {v0:.1}, Opus from {a0:.1} ({} packets, \
+         {missing} missing), tone at {onset:.3}: {offset:+.2} ms from video + 2 s, {:+.2} ms from \
+         the source; {freq:.2} Hz at {level:.2} dBFS (source {src_db:.2}), quietest 10 ms \
+         {quietest:.2} dBFS",
+        audio.len(),
+        offset - src_offset
+    );
+    assert!(
+        (offset - src_offset).abs() <= 20.0,
+        "the bridged Opus is {:+.2} ms off the video",
+        offset - src_offset
+    );
+    assert!((freq - 1000.0).abs() < 10.0, "{freq} Hz");
+    assert!(
+        (level - src_db).abs() < 1.0,
+        "{level} dBFS, source {src_db}"
+    );
+    assert!(quietest > src_db - 6.0, "a gap ({quietest} dBFS)");
+    assert_eq!(metric(&srv, "rtmpd_webrtc_bridges_total"), 1);
+}

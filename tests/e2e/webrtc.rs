@@ -440,3 +440,94 @@ fn an_on_play_hook_judges_a_whep_offer() {
         "{bodies}"
     );
 }
+
+/// FFmpeg's FLV muxer with no extradata (behind `-f tee` without `-flags +global_header`) sends
+/// an empty AVC configuration record and every picture in Annex B with SPS/PPS in-band. The
+/// server makes the stream whole at ingest (`origin::avc_repair`): a WHEP viewer gets H.264
+/// from a keyframe with its parameter sets (before: no video at all), an FLV player decodes
+/// without an error, and the fMP4 recording holds every picture.
+#[test]
+fn an_h264_stream_with_no_record_and_annex_b_pictures_plays_everywhere() {
+    if !require_tool("ffmpeg") || !require_tool("ffprobe") {
+        return;
+    }
+    let data = crate::util::TempDir::new("annexb").keep();
+    let srv = Server::builder()
+        .args(["--data-dir".to_string(), data.display().to_string()])
+        .start();
+    let name = unique_stream("annexb");
+    let key = format!("live/{name}");
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-nostdin", "-v", "error", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
+        .args(["-t", "8", "-c:v", "libx264", "-preset", "ultrafast"])
+        .args(["-bf", "0", "-g", "25", "-pix_fmt", "yuv420p", "-map", "0:v"])
+        .args(["-f", "tee"])
+        .arg(format!("[f=flv]{}", srv.rtmp_url(&key)));
+    let mut ffmpeg = Proc::spawn(cmd);
+    wait_live(&srv, &key);
+    assert!(
+        srv.log_contains("H.264 with an empty configuration record"),
+        "{:?}",
+        srv.logs()
+    );
+    let mut viewer = join(&srv, &format!("/live/{name}/whep"));
+    viewer.run_for(Duration::from_secs(3));
+    let frames = &viewer.video_frames;
+    eprintln!(
+        "annexb: WHEP {} video frames in 3 s, first {:?}",
+        frames.len(),
+        frames.first()
+    );
+    assert!(frames.len() > 25, "video frames in 3 s: {}", frames.len());
+    assert!(frames[0].key && frames[0].parameter_sets, "{:?}", frames[0]);
+    // An FLV player (Debian's FFmpeg) decodes 2 s with no error.
+    let mut c = Command::new("ffmpeg");
+    c.args([
+        "-hide_banner",
+        "-nostdin",
+        "-v",
+        "error",
+        "-xerror",
+        "-t",
+        "2",
+    ])
+    .arg("-i")
+    .arg(srv.http_url(&format!("{key}.flv")))
+    .args(["-f", "null", "-"]);
+    let mut p = Proc::spawn(c);
+    assert!(
+        p.wait_or_panic(Duration::from_secs(30)).success() && p.stderr().trim().is_empty(),
+        "HTTP-FLV: {}",
+        p.stderr()
+    );
+    assert!(ffmpeg.wait_or_panic(Duration::from_secs(30)).success());
+    let mp4 = data
+        .join("mp4/live")
+        .join(&name)
+        .join("output_merge/stream_full.mp4");
+    assert!(
+        crate::util::wait_until(Duration::from_secs(20), || mp4.exists()),
+        "no merged MP4: {:?}",
+        srv.logs()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
+        .arg(&mp4)
+        .output()
+        .unwrap();
+    let n: u64 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    eprintln!("annexb: the merged MP4 holds {n} of 200 pictures");
+    assert!(
+        out.stderr.is_empty() && (199..=201).contains(&n),
+        "{n} pictures: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(srv);
+    let _ = std::fs::remove_dir_all(&data);
+}

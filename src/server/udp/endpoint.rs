@@ -129,6 +129,14 @@ impl UdpEndpoint {
                 let d = Datagram { socket, from, data };
                 self.peers.dispatch(&d, proto, core, now_ms);
             }
+            // On Linux a short recvmmsg means the queue was empty: the next call would only
+            // say so (it was half the calls of an SRT ingest), and every datagram that arrives
+            // from now on raises the edge again. Elsewhere readiness is only re-armed by
+            // WouldBlock (mio on Windows), so the loop reads until it.
+            #[cfg(target_os = "linux")]
+            if n < BATCH {
+                return Ok(false);
+            }
         }
         Ok(true)
     }

@@ -86,6 +86,12 @@ pub fn metrics(ports: &[UdpPort]) -> String {
         &|p| c(p).truncated.to_string(),
     );
     metric(
+        "rtmpd_udp_recv_calls_total",
+        "counter",
+        "Receive calls that returned datagrams (recvmmsg takes several a call on Linux).",
+        &|p| c(p).recv_calls.to_string(),
+    );
+    metric(
         "rtmpd_udp_errors_total",
         "counter",
         "Datagrams lost to a receive or send error.",

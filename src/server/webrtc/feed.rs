@@ -25,18 +25,21 @@ use crate::webrtc::{MediaUnit, RtpUnit, UnitKind};
 /// Frames a stream's feed queues between two loop turns; more are dropped (and counted).
 const FEED_QUEUE: usize = 4096;
 
-/// The codecs a WHEP offer is answered with: an AAC stream's audio goes out as Opus (the bridge).
+/// The codecs a WHEP offer is answered with: an AAC or MP3 stream's audio goes out as Opus (the
+/// bridge).
 pub(super) fn bridged(codecs: &crate::webrtc::StreamCodecs) -> crate::webrtc::StreamCodecs {
     let mut c = codecs.clone();
-    if c.audio == Some(Codec::Aac) {
+    if matches!(c.audio, Some(Codec::Aac | Codec::Mp3)) {
         c.audio = Some(Codec::Opus);
     }
     c
 }
 
-/// The default track's AAC (configuration or coded frame): the bridge's input.
+/// The default track's AAC (configuration or coded frame) or MP3: the bridge's input.
 fn is_aac(frame: &Frame) -> bool {
-    frame.track == Track::Audio && frame.codec == Codec::Aac && frame.track_id == 0
+    frame.track == Track::Audio
+        && matches!(frame.codec, Codec::Aac | Codec::Mp3)
+        && frame.track_id == 0
 }
 
 pub(super) fn last_aac_config(frames: &[Frame]) -> Option<Frame> {
