@@ -1,6 +1,7 @@
 //! From the hub's frames to what str0m's packetizers take, once per stream: every viewer of the
-//! stream is sent the same `MediaUnit` (its payload is shared, `Arc<[u8]>`); only the RTP
-//! packetizing and SRTP encryption are per viewer.
+//! stream is sent the same `MediaUnit` (its payload is shared, `Arc<[u8]>`), packetized once
+//! for all of them where the codec allows (`rtp`: H.264 and Opus); per viewer are the RTP
+//! header and SRTP (and, for other codecs, the packetizing).
 //!
 //! - H.264: AVCC (length-prefixed NAL units) to Annex B (4-byte start codes), with the SPS and
 //!   PPS of the last sequence header before every keyframe that does not carry its own; AUDs

@@ -3,7 +3,8 @@
 //! No sockets, no clock, no HTTP: the server's UDP endpoint and TCP listener route datagrams
 //! here (by [`stun_username_fragment`] for a peer's first STUN request, then by address), the
 //! timer heap holds [`WhepSession::next_deadline`], and the hub's frames come in through one
-//! [`Packager`] per stream (serialised once) and [`WhepSession::send`] per viewer.
+//! [`Packager`] and [`Packetizers`] per stream (serialised and packetized once) and
+//! [`WhepSession::send_rtp`] per viewer.
 //!
 //! What this module does not do: parse HTTP, pick the candidates' addresses (the caller passes
 //! them), answer keyframe requests (they come out as events; the GOP cache has the answer), or
@@ -26,6 +27,7 @@
 //! Modules:
 //! - `session`: one viewer: ICE-lite, DTLS, SRTP, RTP/RTCP on one str0m `Rtc`.
 //! - `media`: frames to what the packetizers take (Annex B with parameter sets, OBUs, Opus).
+//! - `rtp`: a unit's RTP payloads, made once per stream for all its viewers (H.264, Opus).
 //! - `sdp`: the offer's limits and what it offers, for the 400's reason.
 //! - `stun`: the USERNAME of a STUN binding request, read without state.
 //! - `tcp_framing`: RFC 4571 framing for ICE-TCP (a 2-byte length before each packet).
@@ -39,6 +41,9 @@ pub mod ingest;
 #[cfg(test)]
 mod ingest_tests;
 pub mod media;
+pub mod rtp;
+#[cfg(test)]
+mod rtp_tests;
 pub mod sdp;
 pub mod session;
 pub mod stun;
@@ -52,6 +57,7 @@ use std::time::Duration;
 
 pub use ingest::{IngestStats, WhipEvent, WhipSession};
 pub use media::{MediaUnit, Packager, ReorderDrops, StreamCodecs, UnitKind};
+pub use rtp::{Packetizers, RtpUnit};
 pub use session::{KeyframeKind, SessionStats, WebRtcEvent, WhepSession};
 pub use stun::stun_username_fragment;
 

@@ -16,10 +16,11 @@ use str0m::change::SdpOffer;
 use str0m::format::{Codec as RtpCodec, CodecSpec, FormatParams, PayloadParams};
 use str0m::media::{Frequency, KeyframeRequestKind, MediaKind, MediaTime, Mid, Pt};
 use str0m::net::{Protocol, Receive, TcpType};
-use str0m::rtp::Extension;
+use str0m::rtp::{Extension, RtpWrite, SeqNo};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc, RtcConfig};
 
 use super::media::{codec_name, sendable_audio, sendable_video, MediaUnit, StreamCodecs, UnitKind};
+use super::rtp::{Packetizers, RtpGroup, RtpPayload, RtpUnit};
 use super::sdp::offered_codecs;
 use super::{crypto, Proto, SessionConfig, Transmit, WebRtcError};
 use crate::media::frame::Codec;
@@ -73,6 +74,11 @@ pub struct SessionStats {
 struct Track {
     mid: Mid,
     pt: Pt,
+    /// The shared packets this m-line sends (`RtpUnit::packets` of this group), or `None`:
+    /// str0m's frame API packetizes for this viewer.
+    group: Option<RtpGroup>,
+    /// The next RTP sequence number of shared packets (from 0, as str0m's frame API counts).
+    seq: SeqNo,
 }
 
 #[derive(Debug)]
@@ -103,6 +109,10 @@ pub struct WhepSession {
     stats: SessionStats,
     /// Our own `close`'s reason while str0m drains its close output.
     local_close: Option<String>,
+    /// `send_rtp` queued packets that `flush` has not sent yet.
+    unflushed: bool,
+    /// The turn (its `now`) whose queued packets wait for the next one (`flush_next_turn`).
+    held_turn: Option<Instant>,
 }
 
 impl std::fmt::Debug for WhepSession {
@@ -224,6 +234,8 @@ impl WhepSession {
             egress: Vec::new(),
             stats: SessionStats::default(),
             local_close: None,
+            unflushed: false,
+            held_turn: None,
         };
         session.drain(now);
         for mid in offered_mids {
@@ -237,15 +249,39 @@ impl WhepSession {
             match kind {
                 MediaKind::Video if session.video.is_none() => {
                     if let Some(pt) = video.and_then(|v| pick_video_pt(&params, v, codecs)) {
-                        session.video = Some(Track { mid, pt });
+                        // pick_video_pt takes H.264 in packetization mode 1 only.
+                        let group = video.and_then(RtpGroup::of);
+                        session.video = Some(Track {
+                            mid,
+                            pt,
+                            group,
+                            seq: SeqNo::default(),
+                        });
                     }
                 }
                 MediaKind::Audio if session.audio.is_none() && audio.is_some() => {
                     if let Some(p) = params.iter().find(|p| p.spec().codec == RtpCodec::Opus) {
-                        session.audio = Some(Track { mid, pt: p.pt() });
+                        session.audio = Some(Track {
+                            mid,
+                            pt: p.pt(),
+                            group: Some(RtpGroup::Opus),
+                            seq: SeqNo::default(),
+                        });
                     }
                 }
                 _ => {}
+            }
+        }
+        // The NACK history's size (str0m 0.24 takes it per stream, not from its config's send
+        // buffer): packets a viewer may ask for again, the shared payloads (video: Opus is not
+        // resent). str0m also drops what is older than 3 s.
+        if let Some(v) = session.video {
+            if let Some(tx) = session.rtc.direct_api().stream_tx_by_mid(v.mid, None) {
+                tx.set_rtx_cache(
+                    cfg.video_history_packets.max(1),
+                    Duration::from_secs(3),
+                    Some(0.15),
+                );
             }
         }
         if video.is_some() && session.video.is_none() && offered.has_video {
@@ -384,12 +420,24 @@ impl WhepSession {
         }
     }
 
-    /// Sends one unit. Before the session is connected every unit is dropped (counted): str0m
-    /// would drop them too, and queueing them would be unbounded. Video starts at a keyframe.
+    /// Sends one unit, packetized for this viewer alone, and `flush`es (tests).
     pub fn send(&mut self, unit: &MediaUnit, now: Instant) {
+        let rtp = Packetizers::new().packetize(unit.clone());
+        self.send_rtp(&rtp, now);
+        self.flush(now);
+    }
+
+    /// Queues one unit: its shared RTP payloads when this viewer's m-line is of their group
+    /// (only the header and SRTP are this viewer's), else through str0m's frame API. Nothing
+    /// leaves before `flush`: a loop turn's units go out together, in one pass of str0m's
+    /// timers and output. Before the session is connected every unit is dropped (counted):
+    /// str0m would drop them too, and queueing them would be unbounded. Video starts at a
+    /// keyframe.
+    pub fn send_rtp(&mut self, rtp: &RtpUnit, now: Instant) {
+        let unit = &rtp.unit;
         let track = match unit.kind {
-            UnitKind::Video => self.video,
-            UnitKind::Audio => self.audio,
+            UnitKind::Video => &mut self.video,
+            UnitKind::Audio => &mut self.audio,
         };
         let Some(track) = track else {
             return; // not negotiated: nothing to count
@@ -405,18 +453,17 @@ impl WhepSession {
             }
             self.wait_keyframe = false;
         }
-        let rtp_time = match unit.kind {
-            UnitKind::Video => MediaTime::new(unit.pts_ms.wrapping_mul(90), Frequency::NINETY_KHZ),
-            UnitKind::Audio => {
-                MediaTime::new(unit.pts_ms.wrapping_mul(48), Frequency::FORTY_EIGHT_KHZ)
+        let sent = match &rtp.packets {
+            Some((group, packets)) if track.group == Some(*group) => {
+                write_packets(&mut self.rtc, track, rtp, packets, now)
             }
+            _ => write_frame(&mut self.rtc, track, unit, now),
         };
-        let Some(writer) = self.rtc.writer(track.mid) else {
-            self.stats.frames_dropped += 1;
-            return;
-        };
-        match writer.write(track.pt, now, rtp_time, unit.data.clone()) {
-            Ok(()) => self.stats.frames_sent += 1,
+        match sent {
+            Ok(()) => {
+                self.stats.frames_sent += 1;
+                self.unflushed = true;
+            }
             Err(e) => {
                 log::debug!("webrtc {}: a frame was not sent: {e}", self.local_ufrag);
                 self.stats.frames_dropped += 1;
@@ -425,7 +472,41 @@ impl WhepSession {
                 }
             }
         }
+    }
+
+    /// Sends what `send_rtp` queued: str0m's timers run at `now` (its send queues are released
+    /// there) and its output is drained, as `handle_timeout` would on the next loop turn.
+    pub fn flush(&mut self, now: Instant) {
+        if !std::mem::take(&mut self.unflushed) || !matches!(self.state, State::Connected) {
+            return;
+        }
+        // The loop's paths name a turn's time to the millisecond or finer.
+        if self
+            .held_turn
+            .is_some_and(|t| now < t + Duration::from_millis(1))
+        {
+            // Connected in this turn (`flush_next_turn`): these go with the cached GOP.
+            self.drain(now);
+            return;
+        }
+        if let Err(e) = self.rtc.handle_input(Input::Timeout(now)) {
+            self.close_with(format!("WebRTC error: {e}"));
+            return;
+        }
         self.drain(now);
+    }
+
+    /// Sends what `send_rtp` queued on the next loop turn (the session's deadline becomes `now`,
+    /// its timer sends them), not in this one: for the cached GOP on connecting, which is queued
+    /// in the turn the DTLS handshake completed. Its last flight then reaches the viewer before
+    /// the SRTP packets, not in the same read: a client that installs its SRTP keys when it next
+    /// polls (str0m does) drops SRTP that arrives with the handshake's end, over ICE-TCP above all.
+    pub fn flush_next_turn(&mut self, now: Instant) {
+        self.unflushed = false;
+        self.held_turn = Some(now);
+        if matches!(self.state, State::Connected) {
+            self.drain(now);
+        }
     }
 
     /// Ends the session (a DELETE): str0m queues its DTLS close_notify and RTCP BYE, which
@@ -550,6 +631,44 @@ impl WhepSession {
             _ => {}
         }
     }
+}
+
+/// The shared payloads of one unit on this viewer's stream: str0m writes the header (its
+/// payload type, SSRC, sequence numbers, extensions), keeps the nackable packets for
+/// resends, and maps the RTP time to `now` for its sender reports, as its frame API does.
+fn write_packets(
+    rtc: &mut Rtc,
+    track: &mut Track,
+    rtp: &RtpUnit,
+    packets: &[RtpPayload],
+    now: Instant,
+) -> Result<(), String> {
+    let mut api = rtc.direct_api();
+    let Some(tx) = api.stream_tx_by_mid(track.mid, None) else {
+        return Err("no RTP stream for the m-line".into());
+    };
+    let time = rtp.rtp_time();
+    for p in packets {
+        let write = RtpWrite::new(track.pt, track.seq.inc(), time, now, p.data.clone())
+            .marker(p.marker)
+            .nackable(rtp.nackable);
+        tx.write_rtp(write);
+    }
+    Ok(())
+}
+
+/// One unit through str0m's frame API (its packetizer, for this viewer alone).
+fn write_frame(rtc: &mut Rtc, track: &Track, unit: &MediaUnit, now: Instant) -> Result<(), String> {
+    let rtp_time = match unit.kind {
+        UnitKind::Video => MediaTime::new(unit.pts_ms.wrapping_mul(90), Frequency::NINETY_KHZ),
+        UnitKind::Audio => MediaTime::new(unit.pts_ms.wrapping_mul(48), Frequency::FORTY_EIGHT_KHZ),
+    };
+    let Some(writer) = rtc.writer(track.mid) else {
+        return Err("no writer for the m-line".into());
+    };
+    writer
+        .write(track.pt, now, rtp_time, unit.data.clone())
+        .map_err(|e| e.to_string())
 }
 
 /// A datagram as str0m's input at `at`; `None` when str0m cannot hold it (too large).

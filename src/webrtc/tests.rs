@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use str0m::change::SdpAnswer;
 use str0m::media::{Direction, KeyframeRequestKind, MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive, TcpType};
+use str0m::rtp::rtcp::Rtcp;
+use str0m::rtp::RawPacket;
 use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
 
 use super::tcp_framing::{self, Deframer};
@@ -65,7 +67,7 @@ pub(super) enum Net {
 
 pub(super) struct Pair {
     pub(super) now: Instant,
-    client: Rtc,
+    pub(super) client: Rtc,
     client_deadline: Instant,
     pub(super) server: WhepSession,
     net: Net,
@@ -77,7 +79,7 @@ pub(super) struct Pair {
     received_times: Vec<MediaTime>,
     server_events: Vec<WebRtcEvent>,
     /// Drop this server->client datagram? (after the decision, it is gone)
-    drop_to_client: Option<DropFilter>,
+    pub(super) drop_to_client: Option<DropFilter>,
     /// The client stops sending anything (consent test).
     client_silent: bool,
     /// Byte streams for the TCP mode.
@@ -89,9 +91,12 @@ pub(super) struct Pair {
     client_stun: Vec<Vec<u8>>,
     /// Every datagram the client sent.
     client_sent: Vec<Vec<u8>>,
+    /// The sender reports and RTP headers the client received (with `enable_raw_packets`).
+    pub(super) sender_reports: Vec<str0m::rtp::rtcp::SenderInfo>,
+    pub(super) rtp_headers: Vec<str0m::rtp::RtpHeader>,
 }
 
-fn client_config() -> RtcConfig {
+pub(super) fn client_config() -> RtcConfig {
     RtcConfig::new().set_crypto_provider(crypto::provider())
 }
 
@@ -101,6 +106,16 @@ impl Pair {
     }
 
     fn with_client(net: Net, codecs: &StreamCodecs, config: RtcConfig) -> Pair {
+        Self::with_media(net, codecs, config, true)
+    }
+
+    /// A client that offers video, and audio when `audio`.
+    pub(super) fn with_media(
+        net: Net,
+        codecs: &StreamCodecs,
+        config: RtcConfig,
+        audio: bool,
+    ) -> Pair {
         let now = Instant::now();
         let mut client = config.build(now);
         let cand = match net {
@@ -115,7 +130,11 @@ impl Pair {
         client.add_local_candidate(cand);
         let mut api = client.sdp_api();
         let client_video = api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
-        let client_audio = api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+        let client_audio = if audio {
+            api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None)
+        } else {
+            Mid::from("none")
+        };
         let (offer, pending) = api.apply().unwrap();
         let (server, answer) = WhepSession::accept(
             &offer.to_sdp_string(),
@@ -145,6 +164,8 @@ impl Pair {
             server_wakeups: Vec::new(),
             client_stun: Vec::new(),
             client_sent: Vec::new(),
+            sender_reports: Vec::new(),
+            rtp_headers: Vec::new(),
         }
     }
 
@@ -156,7 +177,7 @@ impl Pair {
     }
 
     /// Moves every pending datagram both ways until neither side has anything to send.
-    fn shuttle(&mut self) {
+    pub(super) fn shuttle(&mut self) {
         for _ in 0..10_000 {
             let mut moved = false;
             // Client -> server.
@@ -191,12 +212,20 @@ impl Pair {
                             );
                         }
                     }
-                    Output::Event(e) => {
-                        if let Event::MediaData(m) = e {
+                    Output::Event(e) => match e {
+                        Event::MediaData(m) => {
                             self.received.push((m.mid, m.data));
                             self.received_times.push(m.time);
                         }
-                    }
+                        Event::RawPacket(raw) => match *raw {
+                            RawPacket::RtcpRx(Rtcp::SenderReport(sr)) => {
+                                self.sender_reports.push(sr.sender_info)
+                            }
+                            RawPacket::RtpRx(h, _) => self.rtp_headers.push(h),
+                            _ => {}
+                        },
+                        _ => {}
+                    },
                 }
             }
             // Server -> client.
@@ -278,6 +307,28 @@ impl Pair {
         self.shuttle();
     }
 
+    /// Moves the clock to `t`, firing every deadline on the way at its own time.
+    pub(super) fn advance_to(&mut self, t: Instant) {
+        for i in 0.. {
+            assert!(i < 100_000, "the timers never passed {t:?}");
+            self.shuttle();
+            let server = self.server.next_deadline().filter(|d| *d <= t);
+            let client = Some(self.client_deadline).filter(|d| *d <= t);
+            let Some(next) = [server, client].into_iter().flatten().min() else {
+                break;
+            };
+            self.now = next.max(self.now);
+            if server.is_some_and(|s| s <= self.now) {
+                self.server.handle_timeout(self.now);
+            }
+            if client.is_some_and(|c| c <= self.now) {
+                self.client.handle_input(Input::Timeout(self.now)).unwrap();
+            }
+        }
+        self.now = t.max(self.now);
+        self.shuttle();
+    }
+
     /// Ticks until `done` or `limit` of fake time passes.
     pub(super) fn run_until(
         &mut self,
@@ -308,7 +359,7 @@ impl Pair {
         self.shuttle();
     }
 
-    fn received_on(&self, mid: Mid) -> Vec<&[u8]> {
+    pub(super) fn received_on(&self, mid: Mid) -> Vec<&[u8]> {
         self.received
             .iter()
             .filter(|(m, _)| *m == mid)

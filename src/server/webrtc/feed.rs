@@ -1,6 +1,7 @@
 //! Live media to WHEP viewers: a hub `Reader` per publish (`FeedReader`) queues the stream's
 //! frames (bounded), and once per loop turn `webrtc_media` packages them (one `Packager` per
-//! stream) into units every connected session of the stream `send`s; an AAC stream's audio goes
+//! stream) into units, packetizes each once (`Packetizers`: the RTP payloads every viewer of
+//! the stream shares), and every connected session of the stream `send_rtp`s them; an AAC stream's audio goes
 //! through the audio bridge (`crate::audio::Bridge`, AAC to Opus) on its way. It does not make
 //! or end sessions (`whep.rs`, `session.rs`): it closes those of a stream whose publisher left.
 
@@ -19,7 +20,7 @@ use crate::media::frame::{Codec, Track};
 use crate::media::{Frame, StreamKey};
 use crate::server::udp::PeerId;
 use crate::server::Server;
-use crate::webrtc::{MediaUnit, UnitKind};
+use crate::webrtc::{MediaUnit, RtpUnit, UnitKind};
 
 /// Frames a stream's feed queues between two loop turns; more are dropped (and counted).
 const FEED_QUEUE: usize = 4096;
@@ -180,6 +181,14 @@ impl Server {
             }
             let drops_before = feed.packager.reorder_drops();
             let opus_bitrate = st.opus_bitrate;
+            // The turn's units, each packetized once for every viewer of the stream (when one
+            // is connected to take it), with the time of the frame it came from.
+            let any_connected = feed.sessions.iter().any(|p| {
+                st.sessions
+                    .get(p)
+                    .is_some_and(|s| s.feed == feed.id && s.session.is_connected())
+            });
+            let mut turn: Vec<(Option<u64>, RtpUnit)> = Vec::new();
             while let Some(frame) = feed.frames.pop_front() {
                 if is_aac(&frame) {
                     bridge_frame(
@@ -194,18 +203,8 @@ impl Server {
                 let Some(unit) = feed.packager.push(&frame) else {
                     continue;
                 };
-                for &peer in &feed.sessions {
-                    let Some(s) = st.sessions.get_mut(&peer) else {
-                        continue;
-                    };
-                    if s.feed != feed.id || !s.session.is_connected() {
-                        continue;
-                    }
-                    if s.replayed_until.is_some_and(|t| frame.time <= t) {
-                        continue;
-                    }
-                    s.session.send(&unit, now);
-                    touched.push(peer);
+                if any_connected {
+                    turn.push((Some(frame.time), feed.packetizers.packetize(unit)));
                 }
             }
             let drops = feed.packager.reorder_drops();
@@ -233,14 +232,28 @@ impl Server {
                     pts_ms: p.time_ms,
                     data: p.data.into(),
                 };
+                if any_connected {
+                    turn.push((None, feed.packetizers.packetize(unit)));
+                }
+            }
+            // Each viewer queues the turn's units (the shared packets), then sends them at once.
+            if !turn.is_empty() {
                 for &peer in &feed.sessions {
                     let Some(s) = st.sessions.get_mut(&peer) else {
                         continue;
                     };
-                    if s.feed == feed.id && s.session.is_connected() {
-                        s.session.send(&unit, now);
-                        touched.push(peer);
+                    if s.feed != feed.id || !s.session.is_connected() {
+                        continue;
                     }
+                    for (time, rtp) in &turn {
+                        // Frames the cached GOP gave it on connecting are not sent twice.
+                        if time.is_some_and(|t| s.replayed_until.is_some_and(|r| t <= r)) {
+                            continue;
+                        }
+                        s.session.send_rtp(rtp, now);
+                    }
+                    s.session.flush(now);
+                    touched.push(peer);
                 }
             }
             // The last viewer left (or the publish ended): the bridge's thread ends with it.

@@ -172,6 +172,8 @@ struct Sess {
 struct Feed {
     id: u64,
     packager: Packager,
+    /// Its units' RTP payloads, made once for every viewer (`crate::webrtc::rtp`).
+    packetizers: crate::webrtc::Packetizers,
     /// The last AAC sequence header (a bridge started later begins with it).
     aac_config: Option<Frame>,
     /// The AAC to Opus bridge, while the stream is AAC and has viewers.

@@ -18,7 +18,7 @@ use super::{add_stats, whip, State, TCP_OUT_MAX};
 use crate::access::limits::Limits;
 use crate::hub::Hub;
 use crate::server::udp::{Datagram, PeerId, UdpCx, UdpPeers, UdpProtocol};
-use crate::webrtc::{stun_username_fragment, Packager, Proto, WebRtcEvent};
+use crate::webrtc::{stun_username_fragment, Packager, Packetizers, Proto, WebRtcEvent};
 
 /// The session whose ICE username fragment is `ufrag`.
 pub fn session_by_ufrag(st: &State, ufrag: &str) -> Option<PeerId> {
@@ -233,13 +233,15 @@ pub(super) fn drain(
             // The cached GOP from its keyframe, through a packager of its own; live units of
             // the frames it held are then skipped for this viewer.
             let mut p = Packager::new();
+            let mut rtp = Packetizers::new();
             let mut last = None;
             for f in hub.cached_frames(&s.key) {
                 if let Some(u) = p.push(&f) {
-                    s.session.send(&u, now);
+                    s.session.send_rtp(&rtp.packetize(u), now);
                 }
                 last = Some(last.map_or(f.time, |l: u64| l.max(f.time)));
             }
+            s.session.flush_next_turn(now);
             s.replayed_until = last;
         }
     }

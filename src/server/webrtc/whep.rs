@@ -314,6 +314,7 @@ impl Server {
                 let feed = Feed {
                     id,
                     packager: packager.unwrap_or_default(),
+                    packetizers: Default::default(),
                     aac_config: last_aac_config(&cached),
                     bridge: None,
                     frames: VecDeque::new(),
