@@ -193,11 +193,11 @@ impl PreferAac {
 /// of the encoder): kept until the bridge hands that tail over (`poll_bridges`), so recordings
 /// end with the last of the audio, not 277 ms before it.
 pub(super) struct Draining {
-    pub(super) key: StreamKey,
+    key: StreamKey,
     pub(super) bridge: Box<dyn AudioBridge>,
-    pub(super) readers: Vec<Box<dyn Reader>>,
+    readers: Vec<Box<dyn Reader>>,
     /// When `poll_bridges` first saw it (loop time), for `DRAIN_GIVE_UP_MS`.
-    pub(super) since_ms: Option<u64>,
+    since_ms: Option<u64>,
 }
 
 /// How long a finished publish's recorders wait for its audio bridge's tail before they end

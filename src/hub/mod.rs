@@ -372,8 +372,12 @@ impl Hub {
             .as_ref()
             .is_some_and(|old| now_ms.saturating_sub(old.last_ms) >= self.config.takeover_idle_ms);
         if idle_publisher {
-            // The viewers switch sessions below: what they follow of the old one first.
+            // The viewers switch sessions below: what they follow of the old one first. The old
+            // session's recordings and bridge end with it (the recordings once the bridge
+            // handed over its tail, as at an unpublish); the newcomer opens its own.
             self.settle_all(i);
+            self.drain_bridge(i);
+            self.streams[i].end_readers(&mut self.reader_frames_dropped);
         }
         let slot = &mut self.streams[i];
         let handle = StreamHandle {
@@ -395,23 +399,6 @@ impl Hub {
                 now_ms.saturating_sub(old.last_ms)
             );
             stream.reset_media();
-            // The old session's recordings and bridge end with it (the recordings once the
-            // bridge handed over its tail, as at an unpublish); the newcomer opens its own.
-            if let Some(mut b) = slot.bridge.take() {
-                if !slot.readers.is_empty() && b.finish() {
-                    self.draining.push(bridge::Draining {
-                        key: key.clone(),
-                        bridge: b,
-                        readers: std::mem::take(&mut slot.readers),
-                        since_ms: None,
-                    });
-                } else {
-                    self.bridges.add(b.as_ref());
-                }
-            }
-            for r in slot.readers.drain(..) {
-                self.reader_frames_dropped += r.frames_dropped();
-            }
             // Playing viewers continue with the new session from its first keyframe.
             for &id in &stream.viewers {
                 let v = &mut self.viewers[id];
