@@ -270,12 +270,7 @@ mod tests {
     #[test]
     fn an_opus_tone_becomes_aac_lc_with_its_frequency_level_and_time() {
         let (head, packets) = opus_tone(500, 3000, 1000);
-        let mut t = OpusToAac::new(128_000);
-        t.configure(&head).unwrap();
-        let mut out = Vec::new();
-        for (time, p) in &packets {
-            t.push(p, *time, false, &mut out).unwrap();
-        }
+        let (t, out) = transcode(&head, &packets);
         assert!(out.len() > 100, "{}", out.len());
         for w in out.windows(2) {
             let d = w[1].time_ms as i64 - w[0].time_ms as i64;
@@ -303,6 +298,17 @@ mod tests {
         }
     }
 
+    /// A transcoder configured with `head`, and the access units it made of `packets`.
+    fn transcode(head: &[u8], packets: &[(u64, Vec<u8>)]) -> (OpusToAac, Vec<AacPacket>) {
+        let mut t = OpusToAac::new(128_000);
+        t.configure(head).unwrap();
+        let mut out = Vec::new();
+        for (time, p) in packets {
+            t.push(p, *time, false, &mut out).unwrap();
+        }
+        (t, out)
+    }
+
     /// The tone's last loud sample in the decoded AAC, in stream time (ms).
     fn tone_end_ms(t: &OpusToAac, out: &[AacPacket]) -> f64 {
         let mut dec =
@@ -322,12 +328,7 @@ mod tests {
     fn a_flush_codes_the_tail_so_the_aac_ends_with_the_opus() {
         // 1 s of tone from 1000 ms: 50 packets, 47 AAC frames, not a whole number of blocks.
         let (head, packets) = opus_tone(0, 1000, 1000);
-        let mut t = OpusToAac::new(128_000);
-        t.configure(&head).unwrap();
-        let mut out = Vec::new();
-        for (time, p) in &packets {
-            t.push(p, *time, false, &mut out).unwrap();
-        }
+        let (mut t, mut out) = transcode(&head, &packets);
         let before = tone_end_ms(&t, &out);
         let held = out.len();
         t.flush(&mut out).unwrap();
@@ -356,12 +357,7 @@ mod tests {
     #[test]
     fn a_discontinuity_codes_the_old_timelines_tail_first() {
         let (head, packets) = opus_tone(0, 1000, 1000);
-        let mut t = OpusToAac::new(128_000);
-        t.configure(&head).unwrap();
-        let mut out = Vec::new();
-        for (time, p) in &packets {
-            t.push(p, *time, false, &mut out).unwrap();
-        }
+        let (mut t, mut out) = transcode(&head, &packets);
         // The publisher's clock jumps 10 s: the normaliser marks the next frame.
         let (_, p) = &packets[0];
         t.push(p, 12_000, true, &mut out).unwrap();
